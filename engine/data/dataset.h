@@ -1,0 +1,29 @@
+#pragma once
+// Data sets in memory: features as a float tensor [rows, ...sample shape], one label per row.
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/result.h"
+#include "engine/tensor.h"
+
+namespace trainrr {
+
+struct Dataset {
+  Tensor x;                // [rows, ...sample shape]
+  std::vector<float> y;    // rows labels: class index (classification) or target (regression)
+  std::vector<std::string> feature_names;  // CSV header names, when known
+  int num_classes = 0;     // 1 + largest label when every label is a non-negative integer, else 0
+
+  int64_t rows() const { return x.shape.empty() ? 0 : x.shape[0]; }
+  Shape sample_shape() const { return Shape(x.shape.begin() + 1, x.shape.end()); }
+};
+
+// The rows `rows` of `d`, in that order.
+Dataset take_rows(const Dataset& d, std::span<const uint32_t> rows);
+// 1 + the largest label if all labels are non-negative integers, else 0.
+int infer_num_classes(std::span<const float> labels);
+
+}  // namespace trainrr

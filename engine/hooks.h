@@ -1,0 +1,130 @@
+#pragma once
+// The one interface through which every source of run-to-run variation passes (DESIGN.md, choice points).
+// Decision hooks take their decision by reference: the engine fills in what it would do, a hook may
+// replace it (that is how replay forces a recorded choice). Observation hooks only look.
+// The default implementation does nothing and costs a virtual call.
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace trainrr {
+
+enum class Phase : uint8_t { forward, backward, update };
+const char* phase_name(Phase p);
+
+// How much a run is probed: step summaries only, each layer's output, or every op's output.
+enum class ProbeLevel : uint8_t { step = 0, layer = 1, op = 2 };
+const char* probe_level_name(ProbeLevel l);
+
+// One draw from a named Philox stream: word `counter` .. `counter + count - 1` of the stream with `key`.
+struct RngDraw {
+  std::string site;    // "init/dense_1.kernel", "dropout/dropout_1", "augment/noise", "data/shuffle"
+  std::string stream;  // stream name; key = f(run seed, stream name)
+  uint64_t key = 0;
+  uint64_t counter = 0;  // offset in 32-bit words
+  uint64_t count = 0;    // 32-bit words consumed
+};
+
+// One kernel (or loader) selection at a site, made once per site like cuDNN's per-configuration choice.
+struct KernelChoice {
+  std::string site;                     // "dense_1/matmul.fwd"
+  std::string op;                       // "matmul"
+  std::vector<std::string> candidates;  // ids considered, in the order considered
+  std::string chosen;                   // id of the kernel that runs
+  std::string reason;                   // "default: ...", "deterministic", "autotune", "forced"
+  std::vector<double> timings_us;       // autotune: one per candidate; empty otherwise
+};
+
+struct NamedTensor {
+  std::string name;  // "dense_1.kernel", "adam.m/dense_1.kernel"
+  Tensor value;
+};
+
+struct StepSummary {
+  int64_t step = 0;   // global step, from 0
+  int epoch = 0;      // from 0
+  int64_t batch = 0;  // index of the batch within its epoch
+  double loss = 0;
+  std::vector<std::pair<std::string, double>> metrics;
+  // After the update. Gradients are those of this step.
+  std::vector<std::pair<std::string, const Tensor*>> params;
+  std::vector<std::pair<std::string, const Tensor*>> grads;
+};
+
+struct EpochSummary {
+  int epoch = 0;
+  std::vector<std::pair<std::string, double>> logs;  // "loss", "accuracy", "val_loss", ...
+};
+
+// Everything needed to resume a run at a step boundary.
+struct TrainState {
+  int64_t step = 0;            // steps completed
+  int epoch = 0;               // epoch of the next step
+  int64_t batch_in_epoch = 0;  // batch index of the next step within its epoch
+  uint64_t seed = 0;
+  std::vector<NamedTensor> tensors;                           // parameters, then optimizer state
+  std::vector<std::pair<std::string, uint64_t>> rng_offsets;  // stream name -> next word
+  std::vector<uint32_t> permutation;                          // the current epoch's order (loader cursor)
+  std::vector<std::pair<std::string, double>> scalars;        // optimizer iterations and the like
+};
+
+class Hooks {
+ public:
+  virtual ~Hooks() = default;
+
+  // Run boundaries.
+  virtual void run_begin() {}
+  virtual void run_end(bool completed) { (void)completed; }
+
+  // Decision: the run seed. `from_entropy` says the configuration gave none and the OS supplied it.
+  virtual void seed(uint64_t& seed, bool from_entropy) { (void)seed, (void)from_entropy; }
+
+  // Decision, before a draw: which key and counter the draw uses (count is fixed by the caller).
+  virtual void rng_draw(RngDraw& draw) { (void)draw; }
+  // Observation, after the draw: the values drawn, as bytes.
+  virtual void rng_values(const RngDraw& draw, std::span<const std::byte> values) { (void)draw, (void)values; }
+
+  // Decision: which rows go to train and test.
+  virtual void split(std::string_view site, std::vector<uint32_t>& train, std::vector<uint32_t>& test) {
+    (void)site, (void)train, (void)test;
+  }
+  // Decision: the order of one epoch. `draw` is the draw that produced it, or null if none.
+  virtual void shuffle(std::string_view site, int epoch, std::vector<uint32_t>& permutation,
+                       const RngDraw* draw) {
+    (void)site, (void)epoch, (void)permutation, (void)draw;
+  }
+  // Decision: which batch of the current epoch the loader hands out for this step.
+  virtual void batch_order(int64_t step, int64_t& batch) { (void)step, (void)batch; }
+
+  // Decision: which kernel runs at a site.
+  virtual void kernel_selected(KernelChoice& choice) { (void)choice; }
+
+  // Observations: tensor probes at or below the level asked for.
+  virtual ProbeLevel probe_level() const { return ProbeLevel::step; }
+  virtual void probe(std::string_view site, Phase phase, const Tensor& value) {
+    (void)site, (void)phase, (void)value;
+  }
+
+  virtual void step_begin(int64_t step, int epoch, int64_t batch) { (void)step, (void)epoch, (void)batch; }
+  virtual void step_end(const StepSummary& summary) { (void)summary; }
+  virtual void epoch_end(const EpochSummary& summary) { (void)summary; }
+
+  // Checkpoints: the engine builds a TrainState only when asked for one after a step.
+  virtual bool wants_checkpoint(int64_t steps_completed) {
+    (void)steps_completed;
+    return false;
+  }
+  virtual void checkpoint(const TrainState& state) { (void)state; }
+};
+
+// The hooks used when nobody listens.
+Hooks& null_hooks();
+
+}  // namespace trainrr

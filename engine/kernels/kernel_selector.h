@@ -1,0 +1,65 @@
+#pragma once
+// Kernel selection: a short rule over declared properties, made once per site and reported through the
+// hooks (which may replace it: forcing). Policies as in DESIGN.md.
+
+#include <functional>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "engine/hooks.h"
+#include "engine/kernels/kernel_registry.h"
+
+namespace trainrr {
+
+enum class Policy : uint8_t {
+  fast,           // "default": the fast choice, nondeterministic kernels included, as frameworks do
+  deterministic,  // only deterministic kernels and the ordered loader; an op without one is an error
+  autotune,       // time each candidate on the first call, keep the fastest (like cuDNN benchmark mode)
+  forced,         // every selection comes from the hooks (the replayer's)
+};
+const char* policy_name(Policy p);  // "default", "deterministic", "autotune", "forced"
+Result<Policy> parse_policy(std::string_view name);
+
+// A selection the user can act on failed: no deterministic kernel for an op, or a forced id unknown here.
+class KernelUnavailable : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class KernelSelector {
+ public:
+  KernelSelector(const KernelRegistry& registry, Policy policy, Isa isa, ThreadPool& pool, Hooks& hooks);
+
+  // The kernel at `site`: selected on first use, then kept. `work` sizes the op for the default rule
+  // (multiply-adds, or elements for a reduction); `trial` runs one candidate once on the real arguments
+  // (autotune) and may be empty where timing is not possible. Throws KernelUnavailable.
+  const Kernel& select(std::string_view site, OpKind op, double work,
+                       const std::function<void(const Kernel&)>& trial = {});
+
+  Policy policy() const { return policy_; }
+  Isa isa() const { return isa_; }
+  ThreadPool& pool() { return *pool_; }
+  const KernelRegistry& registry() const { return *registry_; }
+  // Forgets every selection (a fresh run in the same process).
+  void reset() { chosen_.clear(); }
+
+ private:
+  const Kernel* default_choice(OpKind op, double work, const std::vector<const Kernel*>& candidates,
+                               std::string& reason) const;
+
+  const KernelRegistry* registry_;
+  Policy policy_;
+  Isa isa_;
+  ThreadPool* pool_;
+  Hooks* hooks_;
+  std::map<std::string, const Kernel*, std::less<>> chosen_;
+};
+
+// What ops call: select at the site, then run.
+void run_matmul(KernelSelector& kernels, std::string_view site, const MatmulArgs& args);
+void run_reduce(KernelSelector& kernels, std::string_view site, const ReduceArgs& args);
+void run_conv2d(KernelSelector& kernels, std::string_view site, OpKind op, const Conv2dArgs& args);
+
+}  // namespace trainrr

@@ -1,0 +1,39 @@
+#pragma once
+// Losses in the numerically stable forms Keras uses. Labels are one float per sample: 0/1 for binary
+// cross-entropy, a class index for sparse categorical cross-entropy, a target for MSE (which also takes
+// [batch, k] targets flattened row-major).
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/result.h"
+#include "engine/runtime.h"
+#include "engine/tensor.h"
+
+namespace trainrr {
+
+struct LossValue {
+  double loss = 0;  // mean over the batch
+  Tensor grad;      // d loss / d prediction, same shape as the prediction
+};
+
+class Loss {
+ public:
+  virtual ~Loss() = default;
+  virtual std::string name() const = 0;  // "binary_crossentropy", ...
+  // Mean loss over the batch and its gradient. The mean goes through the reduction kernel at "loss/mean".
+  virtual LossValue compute(const Tensor& pred, std::span<const float> labels, Runtime& rt) const = 0;
+  // Whether the prediction shape (no batch dimension) fits this loss; an error says why.
+  virtual Status check_output(const Shape& output, int num_classes) const = 0;
+};
+
+// name: binary_crossentropy | sparse_categorical_crossentropy | mse (alias mean_squared_error).
+Result<std::unique_ptr<Loss>> make_loss(std::string_view name, bool from_logits);
+
+// Accuracy as Keras computes it for the loss: threshold 0.5 (or 0 for logits) for binary, argmax for
+// sparse categorical. Returns the number of correct predictions.
+int64_t count_correct(const Loss& loss, bool from_logits, const Tensor& pred, std::span<const float> labels);
+
+}  // namespace trainrr

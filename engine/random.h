@@ -1,0 +1,69 @@
+#pragma once
+// Counter-based randomness (Philox4x32-10, as in Random123 and cuRAND). A stream is a key and a position:
+// word w of a stream is element w % 4 of the Philox block whose 128-bit counter is w / 4, so a draw is
+// fully described by (key, counter, count) and gives the same values on any machine, thread or split
+// into calls. Each named stream has its own key, derived from the run seed and the name: an extra draw in
+// one stream never shifts another.
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/hooks.h"
+
+namespace trainrr {
+
+class ThreadPool;
+
+// One Philox4x32-10 block.
+std::array<uint32_t, 4> philox4x32_10(std::array<uint32_t, 4> counter, std::array<uint32_t, 2> key);
+
+// Words offset .. offset + out.size() - 1 of the stream with `key` (key = k0 | k1 << 32).
+void philox_words(uint64_t key, uint64_t offset, std::span<uint32_t> out);
+
+uint64_t stream_key(uint64_t seed, std::string_view stream);
+
+// A uniform float in [0, 1) from the top 24 bits of a word.
+inline float uniform01(uint32_t w) { return static_cast<float>(w >> 8) * (1.0f / 16777216.0f); }
+// The standard normal quantile (inverse CDF), accurate to ~1e-9 relative.
+double normal_quantile(double p);
+
+// A seed from the operating system's entropy source.
+uint64_t entropy_seed();
+
+// The named streams of one run. Draws go through the hooks (decision before, values after).
+class RngStreams {
+ public:
+  RngStreams(uint64_t seed, Hooks& hooks) : seed_(seed), hooks_(&hooks) {}
+
+  uint64_t seed() const { return seed_; }
+
+  void uniform(std::string_view site, std::string_view stream, std::span<float> out, float lo, float hi);
+  void normal(std::string_view site, std::string_view stream, std::span<float> out, float mean, float stddev);
+  // Normal values within two standard deviations of the mean (Keras' truncated_normal), by quantile.
+  void truncated_normal(std::string_view site, std::string_view stream, std::span<float> out, float mean,
+                        float stddev);
+  void words(std::string_view site, std::string_view stream, std::span<uint32_t> out);
+  // A uniformly random permutation of 0..n-1 (Fisher-Yates, one word per swap, multiply-shift bounding).
+  // Returns the draw that produced it.
+  RngDraw permutation(std::string_view site, std::string_view stream, std::vector<uint32_t>& perm, uint32_t n);
+
+  // Stream positions, for checkpoints.
+  std::vector<std::pair<std::string, uint64_t>> offsets() const;
+  void restore(const std::vector<std::pair<std::string, uint64_t>>& offsets);
+
+ private:
+  // Asks the hooks, fills `out` with the stream's words, advances the stream; returns the draw.
+  RngDraw draw_words(std::string_view site, std::string_view stream, std::span<uint32_t> out);
+
+  uint64_t seed_;
+  Hooks* hooks_;
+  std::map<std::string, uint64_t, std::less<>> offsets_;
+  std::vector<uint32_t> scratch_;
+};
+
+}  // namespace trainrr
