@@ -1,0 +1,145 @@
+#pragma once
+// Plain value types of a trace file (traces/trace.capnp). The recorder fills them and hands them to
+// TraceWriter; the replayer and the CLI get them back from TraceReader. Nothing outside traces/ sees the
+// Cap'n Proto types: names are full strings here, however the file interns them.
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "engine/fingerprint.h"
+#include "engine/hooks.h"
+#include "engine/result.h"
+
+namespace trainrr::trace {
+
+// "TRAINRR1" read as a little-endian 64-bit word; the first field of the header, checked first.
+inline constexpr uint64_t kMagic = 0x3152524e49415254ULL;
+// Layout generation of the schema; bumped only for changes an old reader cannot skip.
+inline constexpr uint32_t kFormatVersion = 1;
+// This reader reads traces whose minReaderVersion is at most this.
+inline constexpr uint32_t kReaderVersion = 1;
+// What this writer puts into minReaderVersion unless the header asks for more.
+inline constexpr uint32_t kMinReaderVersion = 1;
+
+// XXH3-128 of a file's bytes.
+struct Digest128 {
+  uint64_t low = 0;
+  uint64_t high = 0;
+  bool operator==(const Digest128&) const = default;
+};
+Digest128 digest128_bytes(std::span<const uint8_t> bytes);
+// Streams the file in fixed-size blocks: memory does not grow with the file.
+Result<Digest128> digest128_file(const std::string& path);
+
+struct DatasetInfo {
+  std::string name;  // "train", "test", "data"
+  std::string path;  // as the configuration names it
+  uint64_t size_bytes = 0;
+  Digest128 digest;
+  // The file's bytes when the data is embedded; empty when it is not. When set, size and digest must match.
+  std::vector<uint8_t> embedded;
+  bool operator==(const DatasetInfo&) const = default;
+};
+
+struct TraceHeader {
+  uint32_t format_version = kFormatVersion;      // the writer always writes kFormatVersion
+  std::string writer_version;                    // the writer writes TRAINRR_VERSION when empty
+  uint32_t min_reader_version = kMinReaderVersion;
+  std::string config;       // the run configuration (TOML), verbatim
+  std::string config_path;  // where it came from, for people; replay uses `config`
+  uint64_t seed = 0;
+  bool seed_from_entropy = false;
+  ProbeLevel level = ProbeLevel::step;
+  int64_t checkpoint_every = 0;  // steps between checkpoints; 0: none
+  // Conventional keys: host, cpu.model, cpu.flags, cpu.cores, threads, isa, os, kernel, compiler,
+  // compiler.flags, lib.<name> (versions), env.<VAR> (numerics-relevant environment variables).
+  std::vector<std::pair<std::string, std::string>> environment;
+  std::vector<DatasetInfo> datasets;
+};
+
+// --- events, in the order they happened within a step ---
+
+struct RngDrawEvent {
+  RngDraw draw;
+  uint64_t digest = 0;  // XXH3-64 of the values drawn, as bytes
+};
+
+struct SplitEvent {
+  std::string site;  // "data/split"
+  std::vector<uint32_t> train;
+  std::vector<uint32_t> test;
+};
+
+struct ShuffleEvent {
+  std::string site;  // "data/shuffle"
+  int epoch = 0;
+  uint64_t length = 0;  // rows in the permutation
+  uint64_t digest = 0;  // fingerprint.h digest(std::span<const uint32_t>) of the permutation
+  // The draw the permutation came from, when it came from a recorded stream: replay recomputes it.
+  std::optional<RngDraw> draw;
+  // The permutation itself: set when there is no draw (the writer stores exactly what it is given; the
+  // reader checks length and digest against it when present).
+  std::vector<uint32_t> permutation;
+};
+
+struct BatchOrderEvent {
+  int64_t batch = 0;  // the batch of the current epoch the loader handed out
+};
+
+struct ProbeEvent {
+  std::string site;  // "dense_1/matmul.fwd:out"
+  Phase phase = Phase::forward;
+  Fingerprint fingerprint;
+};
+
+// KernelChoice is the engine's own type; its `site` is interned in the file like every other site.
+using Event = std::variant<RngDrawEvent, SplitEvent, ShuffleEvent, BatchOrderEvent, KernelChoice, ProbeEvent>;
+
+// What the engine reports at the end of a step (StepSummary, with digests in place of tensors).
+struct StepEnd {
+  double loss = 0;
+  std::vector<std::pair<std::string, double>> metrics;
+  std::vector<std::pair<std::string, uint64_t>> params;  // name -> digest, after the update
+  std::vector<std::pair<std::string, uint64_t>> grads;   // name -> digest, this step's gradients
+};
+
+// One step: the events since the previous step's end, then the step's end. Events that happen before
+// the first step (initialisation draws, split, kernel choices) belong to the first step. A message
+// without `end` holds events after the last step (evaluation, say); step indices strictly increase.
+struct TraceStep {
+  int64_t index = 0;  // global step, from 0
+  int epoch = 0;
+  int64_t batch = 0;
+  std::vector<Event> events;
+  std::optional<StepEnd> end;
+};
+
+struct TraceEpoch {
+  int epoch = 0;
+  std::vector<std::pair<std::string, double>> logs;  // "loss", "accuracy", "val_loss", ...
+};
+
+// A checkpoint is the engine's TrainState, whole.
+using TraceCheckpoint = TrainState;
+
+struct CheckpointRef {
+  int64_t step = 0;     // steps completed at the checkpoint
+  uint64_t offset = 0;  // byte offset of the checkpoint message in the file
+  bool operator==(const CheckpointRef&) const = default;
+};
+
+struct TraceFooter {
+  bool completed = false;  // the run finished its schedule (false: stopped by an error or a signal)
+  std::string end_reason;  // "completed", "error: ...", "interrupted"
+  // Filled by the writer from what it wrote; values passed to TraceWriter::finish are ignored.
+  int64_t step_count = 0;    // step messages
+  uint64_t event_count = 0;  // events in all steps (step ends not counted)
+  std::vector<CheckpointRef> checkpoints;
+};
+
+}  // namespace trainrr::trace

@@ -1,0 +1,84 @@
+#pragma once
+// Reads a trace file as untrusted input: explicit size limits, every schema constraint checked, errors as
+// values naming the file and byte offset, never a crash. The header is read and checked on open; then
+// messages come one at a time (memory holds one message, not the file).
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "engine/result.h"
+#include "traces/trace.h"
+
+namespace trainrr::trace {
+
+struct ReaderLimits {
+  uint64_t max_message_bytes = uint64_t{4} << 30;      // one framed message, as declared by its segment table
+  uint32_t max_segments = 512;                         // per message
+  uint64_t max_tensor_bytes = uint64_t{4} << 30;       // one tensor, decompressed (checked before allocating)
+  uint64_t max_checkpoint_bytes = uint64_t{16} << 30;  // all tensors of one checkpoint, decompressed
+  int nesting_limit = 32;                              // the schema nests 6 deep
+};
+
+// One message after the header, with where it sits in the file.
+struct TraceRecord {
+  uint64_t offset = 0;  // byte offset of the message
+  uint64_t size = 0;    // framed size in bytes
+  std::variant<TraceStep, TraceEpoch, TraceCheckpoint, TraceFooter> value;
+};
+
+class TraceReader {
+ public:
+  // Opens and reads the header. Errors: not a trace (bad framing or magic), a trace needing a newer reader
+  // ("trace needs reader version N, this is version M"), a malformed header.
+  static Result<std::unique_ptr<TraceReader>> open(const std::string& path, const ReaderLimits& limits = {});
+  // The same over bytes in memory (`bytes` must outlive the reader); `name` stands for the path in errors.
+  static Result<std::unique_ptr<TraceReader>> open_memory(std::span<const uint8_t> bytes, std::string name,
+                                                          const ReaderLimits& limits = {});
+  ~TraceReader();
+  TraceReader(const TraceReader&) = delete;
+  TraceReader& operator=(const TraceReader&) = delete;
+
+  const TraceHeader& header() const { return header_; }
+  uint64_t file_size() const;
+  uint64_t header_size() const { return header_size_; }  // offset of the first message after the header
+
+  // The next message in file order. nullopt: the end of the file, reached cleanly after complete messages
+  // (with or without a footer: see ended_cleanly()). An Error says where (byte offset) and why reading
+  // stopped (truncated tail, malformed message); every message before that offset was returned, and further
+  // calls return the same Error. Messages of kinds this reader does not know are skipped, with a note.
+  Result<std::optional<TraceRecord>> next();
+
+  // Continues reading at `offset`, which must be the offset of a message (from a CheckpointRef or a
+  // TraceRecord). Interned names defined before `offset` are recovered from the checkpoint at `offset` or,
+  // for other messages, by scanning from the header.
+  Status seek(uint64_t offset);
+  // Every checkpoint in the file by scanning message framing and kinds (tensors are not decompressed):
+  // works without a footer. Does not move the read position.
+  Result<std::vector<CheckpointRef>> checkpoint_index();
+  // seek(offset) and read the checkpoint there.
+  Result<TraceCheckpoint> read_checkpoint(uint64_t offset);
+
+  // Set once next() has returned the footer.
+  const std::optional<TraceFooter>& footer() const { return footer_; }
+  // The writer closed the trace with a footer. A trace without one did not end cleanly.
+  bool ended_cleanly() const { return footer_.has_value(); }
+  // Things skipped for forward compatibility (unknown message and event kinds), at most 100 kept.
+  const std::vector<std::string>& notes() const { return notes_; }
+
+  struct Impl;  // defined in trace_reader.cc
+
+ private:
+  explicit TraceReader(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+  TraceHeader header_;
+  uint64_t header_size_ = 0;
+  std::optional<TraceFooter> footer_;
+  std::vector<std::string> notes_;
+};
+
+}  // namespace trainrr::trace

@@ -1,0 +1,56 @@
+#pragma once
+// Appends a trace file: a header, then one framed Cap'n Proto message per step (written to the OS with one
+// system call, so a killed process loses at most the step in progress), checkpoints (synced to disk), and a
+// footer (synced). Names (sites, streams, parameter and metric names) are interned: each is written once.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/result.h"
+#include "traces/trace.h"
+
+namespace trainrr::trace {
+
+class TraceWriter {
+ public:
+  // Creates (truncates) `path` and writes the header.
+  static Result<std::unique_ptr<TraceWriter>> create(const std::string& path, const TraceHeader& header);
+  ~TraceWriter();  // closes the file; without finish() the trace reads as "did not end cleanly"
+  TraceWriter(const TraceWriter&) = delete;
+  TraceWriter& operator=(const TraceWriter&) = delete;
+
+  // Step indices must strictly increase.
+  Status write_step(const TraceStep& step);
+  Status write_epoch(const TraceEpoch& epoch);
+  // Tensors are zstd-compressed; fdatasync follows, so a checkpoint on disk is a checkpoint one can resume.
+  Status write_checkpoint(const TrainState& state);
+  // Writes the footer with this writer's own counts and checkpoint index, syncs and closes.
+  Status finish(const TraceFooter& footer);
+
+  uint64_t bytes_written() const { return offset_; }
+  const std::string& path() const { return path_; }
+
+  struct Interner;  // name -> id; defined in trace_writer.cc
+
+ private:
+  TraceWriter(std::string path, int fd);
+  Status check_usable() const;
+  Status fail(const std::string& what);
+
+  std::string path_;
+  int fd_ = -1;
+  uint64_t offset_ = 0;  // bytes written so far: the offset of the next message
+  bool failed_ = false;
+  bool finished_ = false;
+  int64_t last_step_ = -1;
+  int64_t step_count_ = 0;
+  uint64_t event_count_ = 0;
+  std::vector<CheckpointRef> checkpoints_;
+  std::unique_ptr<Interner> names_;
+};
+
+}  // namespace trainrr::trace
