@@ -72,6 +72,7 @@ struct TrainState {
   std::vector<NamedTensor> tensors;                           // parameters, then optimizer state
   std::vector<std::pair<std::string, uint64_t>> rng_offsets;  // stream name -> next word
   std::vector<uint32_t> permutation;                          // the current epoch's order (loader cursor)
+  std::vector<uint32_t> batches_done;  // batches of the current epoch already handed out, in that order
   std::vector<std::pair<std::string, double>> scalars;        // optimizer iterations and the like
 };
 

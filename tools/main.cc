@@ -1,1 +1,22 @@
-int main() { return 0; }
+// trainrr: record, replay and explain neural-network training runs.
+
+#include <cstdio>
+
+#include "tools/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"trainrr: a record-and-replay debugger for neural-network training.\n"
+               "Records every source of run-to-run variation, replays a run from its trace, and names the\n"
+               "step, op and cause of the first divergence."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("trainrr ") + TRAINRR_VERSION);
+  int exit_code = trainrr::cli::kOk;
+  trainrr::cli::add_train_command(app, exit_code);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : trainrr::cli::kBadInput;
+  }
+  return exit_code;
+}

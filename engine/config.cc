@@ -1,0 +1,404 @@
+#include "engine/config.h"
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace trainrr {
+namespace {
+
+namespace fs = std::filesystem;
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+const char* type_name(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    default: return "a date or time";
+  }
+}
+
+// Reads one table's keys, remembering which it knew, so that what is left over is reported as unknown.
+class TableReader {
+ public:
+  TableReader(const toml::table& table, std::string prefix, const std::string& file,
+              const std::set<std::string>& overridden, std::string* error)
+      : table_(table), prefix_(std::move(prefix)), file_(file), overridden_(overridden), error_(error) {}
+
+  std::string where(const toml::node& n, const std::string& key) const {
+    const std::string full = prefix_ + key;
+    if (overridden_.count(full)) return file_ + ": " + full + " (from --set)";
+    return file_ + ":" + std::to_string(n.source().begin.line) + ": " + full;
+  }
+
+  bool fail(const std::string& msg) {
+    if (error_->empty()) *error_ = msg;
+    return false;
+  }
+
+  const toml::node* node(const std::string& key) {
+    known_.insert(key);
+    return table_.get(key);
+  }
+
+  bool get(const std::string& key, std::string& out) {
+    const toml::node* n = node(key);
+    if (!n) return true;
+    if (auto v = n->value<std::string>(); v && n->is_string()) {
+      out = *v;
+      return true;
+    }
+    return fail(where(*n, key) + " must be a string, got " + type_name(*n));
+  }
+  bool get(const std::string& key, bool& out) {
+    const toml::node* n = node(key);
+    if (!n) return true;
+    if (n->is_boolean()) {
+      out = *n->value<bool>();
+      return true;
+    }
+    return fail(where(*n, key) + " must be true or false, got " + type_name(*n));
+  }
+  bool get(const std::string& key, int64_t& out) {
+    const toml::node* n = node(key);
+    if (!n) return true;
+    if (n->is_integer()) {
+      out = *n->value<int64_t>();
+      return true;
+    }
+    return fail(where(*n, key) + " must be an integer, got " + type_name(*n));
+  }
+  bool get(const std::string& key, int& out) {
+    int64_t v = out;
+    if (!get(key, v)) return false;
+    out = static_cast<int>(v);
+    return true;
+  }
+  bool get(const std::string& key, double& out) {
+    const toml::node* n = node(key);
+    if (!n) return true;
+    if (n->is_integer() || n->is_floating_point()) {
+      out = *n->value<double>();
+      return true;
+    }
+    return fail(where(*n, key) + " must be a number, got " + type_name(*n));
+  }
+  bool get(const std::string& key, Shape& out) {
+    const toml::node* n = node(key);
+    if (!n) return true;
+    const toml::array* a = n->as_array();
+    if (!a) return fail(where(*n, key) + " must be an array of integers, got " + type_name(*n));
+    out.clear();
+    for (const auto& e : *a) {
+      if (!e.is_integer() || *e.value<int64_t>() < 1)
+        return fail(where(*n, key) + " must be an array of positive integers");
+      out.push_back(*e.value<int64_t>());
+    }
+    return true;
+  }
+  // An integer, or an array of two: Keras' kernel_size=3 or kernel_size=(3, 3).
+  bool get(const std::string& key, std::array<int64_t, 2>& out, bool* given = nullptr) {
+    const toml::node* n = node(key);
+    if (!n) return true;
+    if (given) *given = true;
+    if (n->is_integer() && *n->value<int64_t>() >= 1) {
+      out = {*n->value<int64_t>(), *n->value<int64_t>()};
+      return true;
+    }
+    const toml::array* a = n->as_array();
+    if (a && a->size() == 2 && (*a)[0].is_integer() && (*a)[1].is_integer() &&
+        *(*a)[0].value<int64_t>() >= 1 && *(*a)[1].value<int64_t>() >= 1) {
+      out = {*(*a)[0].value<int64_t>(), *(*a)[1].value<int64_t>()};
+      return true;
+    }
+    return fail(where(*n, key) + " must be a positive integer or an array of two");
+  }
+  const toml::table* table(const std::string& key) {
+    const toml::node* n = node(key);
+    if (!n) return nullptr;
+    if (!n->is_table()) {
+      fail(where(*n, key) + " must be a table, got " + type_name(*n));
+      return nullptr;
+    }
+    return n->as_table();
+  }
+  // Reports the first key this reader was not asked for.
+  bool finish() {
+    for (const auto& [k, v] : table_) {
+      const std::string key(k.str());
+      if (known_.count(key)) continue;
+      std::string msg = where(v, key);
+      msg = msg.substr(0, msg.size() - (prefix_ + key).size()) + "unknown key '" + prefix_ + key + "'";
+      std::string best;
+      size_t best_d = 3;
+      for (const auto& cand : known_)
+        if (size_t d = edit_distance(key, cand); d < best_d) best_d = d, best = cand;
+      if (!best.empty()) msg += " (did you mean '" + prefix_ + best + "'?)";
+      return fail(msg);
+    }
+    return true;
+  }
+
+ private:
+  const toml::table& table_;
+  std::string prefix_;
+  const std::string& file_;
+  const std::set<std::string>& overridden_;
+  std::string* error_;
+  std::set<std::string> known_;
+};
+
+Status apply_override(toml::table& root, const std::string& assignment, std::set<std::string>& overridden) {
+  const size_t eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0)
+    return Error{"--set " + assignment + ": expected key=value, e.g. --set train.epochs=5"};
+  const std::string key = assignment.substr(0, eq), value = assignment.substr(eq + 1);
+  toml::table parsed;
+  try {
+    parsed = toml::parse("v = " + value);
+  } catch (const toml::parse_error&) {
+    parsed = toml::table{{"v", value}};  // a bare word: take it as a string
+  }
+  toml::table* t = &root;
+  size_t start = 0;
+  for (;;) {
+    const size_t dot = key.find('.', start);
+    const std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (part.empty()) return Error{"--set " + assignment + ": empty key part in '" + key + "'"};
+    if (dot == std::string::npos) {
+      t->insert_or_assign(part, *parsed.get("v"));
+      break;
+    }
+    toml::node* next = t->get(part);
+    if (!next) next = &t->insert_or_assign(part, toml::table{}).first->second;
+    if (!next->is_table()) return Error{"--set " + assignment + ": '" + key.substr(0, dot) + "' is not a table"};
+    t = next->as_table();
+    start = dot + 1;
+  }
+  overridden.insert(key);
+  return {};
+}
+
+std::string resolve(const std::string& base_dir, const std::string& p) {
+  if (p.empty() || fs::path(p).is_absolute() || base_dir.empty()) return p;
+  return (fs::path(base_dir) / p).lexically_normal().string();
+}
+
+bool read_layers(const toml::node& n, const std::string& file, const std::set<std::string>& overridden,
+                 std::vector<LayerSpec>& layers, std::string* error) {
+  const toml::array* a = n.as_array();
+  if (!a) {
+    *error = file + ":" + std::to_string(n.source().begin.line) + ": model.layers must be an array of tables";
+    return false;
+  }
+  for (size_t i = 0; i < a->size(); ++i) {
+    const toml::table* t = (*a)[i].as_table();
+    const std::string prefix = "model.layers[" + std::to_string(i) + "].";
+    if (!t) {
+      *error = file + ":" + std::to_string((*a)[i].source().begin.line) + ": " + prefix.substr(0, prefix.size() - 1) +
+               " must be a table";
+      return false;
+    }
+    LayerSpec s;
+    TableReader r(*t, prefix, file, overridden, error);
+    r.get("type", s.type);
+    r.get("name", s.name);
+    r.get("units", s.units);
+    r.get("activation", s.activation);
+    r.get("filters", s.filters);
+    r.get("kernel_size", s.kernel_size);
+    r.get("strides", s.strides, &s.strides_given);
+    r.get("pool_size", s.pool_size);
+    r.get("padding", s.padding);
+    r.get("rate", s.rate);
+    r.get("momentum", s.momentum);
+    r.get("epsilon", s.epsilon);
+    r.get("kernel_initializer", s.kernel_initializer);
+    r.get("use_bias", s.use_bias);
+    if (!r.finish()) return false;
+    if (s.type.empty()) {
+      *error = file + ":" + std::to_string(t->source().begin.line) + ": " + prefix + "type is missing";
+      return false;
+    }
+    layers.push_back(std::move(s));
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<RunConfig> parse_config(const std::string& text, const std::string& name, const std::string& base_dir,
+                               const std::vector<std::string>& overrides) {
+  toml::table root;
+  try {
+    root = toml::parse(text, name);
+  } catch (const toml::parse_error& e) {
+    return Error{name + ":" + std::to_string(e.source().begin.line) + ":" +
+                 std::to_string(e.source().begin.column) + ": " + std::string(e.description())};
+  }
+  std::set<std::string> overridden;
+  for (const auto& o : overrides)
+    if (Status s = apply_override(root, o, overridden); !s) return s.error();
+
+  RunConfig c;
+  c.file = name;
+  c.text = text;
+  c.overrides = overrides;
+  std::string error;
+  TableReader top(root, "", name, overridden, &error);
+  if (const toml::node* n = top.node("seed")) {
+    if (!n->is_integer() || *n->value<int64_t>() < 0)
+      return Error{top.where(*n, "seed") + " must be a non-negative integer (omit it for an unseeded run)"};
+    c.seed = static_cast<uint64_t>(*n->value<int64_t>());
+  }
+  if (const toml::table* t = top.table("data")) {
+    TableReader r(*t, "data.", name, overridden, &error);
+    r.get("source", c.data.source);
+    r.get("path", c.data.path);
+    r.get("labels", c.data.labels);
+    r.get("label", c.data.label);
+    r.get("reshape", c.data.reshape);
+    r.get("test_fraction", c.data.test_fraction);
+    r.get("stratify", c.data.stratify);
+    r.get("scale", c.data.scale);
+    r.get("shape", c.data.shape);
+    r.get("classes", c.data.classes);
+    r.get("samples", c.data.samples);
+    r.finish();
+  }
+  if (const toml::table* t = top.table("augment")) {
+    TableReader r(*t, "augment.", name, overridden, &error);
+    r.get("noise_stddev", c.augment.noise_stddev);
+    r.get("flip", c.augment.flip);
+    r.get("shift", c.augment.shift);
+    r.finish();
+  }
+  if (const toml::table* t = top.table("model")) {
+    TableReader r(*t, "model.", name, overridden, &error);
+    if (const toml::node* n = r.node("layers"); n && error.empty())
+      read_layers(*n, name, overridden, c.layers, &error);
+    r.finish();
+  }
+  if (const toml::table* t = top.table("train")) {
+    TableReader r(*t, "train.", name, overridden, &error);
+    r.get("epochs", c.train.epochs);
+    r.get("batch_size", c.train.batch_size);
+    r.get("shuffle", c.train.shuffle);
+    r.get("loss", c.train.loss);
+    r.get("from_logits", c.train.from_logits);
+    r.get("validation_split", c.train.validation_split);
+    if (const toml::table* o = r.table("optimizer")) {
+      OptimizerConfig& oc = c.train.optimizer;
+      TableReader ro(*o, "train.optimizer.", name, overridden, &error);
+      ro.get("type", oc.type);
+      // Keras' default learning rates: 0.01 for SGD, 0.001 for the others.
+      if (oc.type == "sgd") oc.learning_rate = 0.01;
+      ro.get("learning_rate", oc.learning_rate);
+      ro.get("momentum", oc.momentum);
+      ro.get("nesterov", oc.nesterov);
+      ro.get("beta_1", oc.beta_1);
+      ro.get("beta_2", oc.beta_2);
+      ro.get("epsilon", oc.epsilon);
+      ro.get("weight_decay", oc.weight_decay);
+      ro.get("rho", oc.rho);
+      ro.finish();
+    }
+    r.finish();
+  }
+  if (const toml::table* t = top.table("runtime")) {
+    TableReader r(*t, "runtime.", name, overridden, &error);
+    r.get("threads", c.runtime.threads);
+    r.get("policy", c.runtime.policy);
+    r.finish();
+  }
+  top.finish();
+  if (!error.empty()) return Error{error};
+
+  // Values: each check names the key and, where the file gave it, the line.
+  auto line_of = [&](const std::string& path) -> std::string {
+    if (overridden.count(path)) return name + ": " + path + " (from --set)";
+    toml::node_view<toml::node> v = root.at_path(path);
+    if (!v) return name + ": " + path;
+    return name + ":" + std::to_string(v.node()->source().begin.line) + ": " + path;
+  };
+  auto bad = [&](const std::string& path, const std::string& what) { return Error{line_of(path) + " " + what}; };
+
+  DataConfig& d = c.data;
+  if (!root.at_path("data.source")) {
+    const std::string ext = fs::path(d.path).extension().string();
+    d.source = ext == ".npy" ? "npy" : (ext == ".idx" || ext == ".ubyte" || d.path.find("-idx") != std::string::npos)
+                                           ? "idx"
+                                           : d.path.empty() ? "synthetic" : "csv";
+  }
+  if (d.source != "csv" && d.source != "npy" && d.source != "idx" && d.source != "synthetic")
+    return bad("data.source", "must be csv, npy, idx or synthetic, got '" + d.source + "'");
+  if (d.source == "synthetic") {
+    if (d.shape.empty()) return bad("data.shape", "is needed for synthetic data, e.g. shape = [784]");
+    if (d.classes < 2) return bad("data.classes", "must be at least 2 for synthetic data");
+    if (d.samples < 1) return bad("data.samples", "must be at least 1 for synthetic data");
+  } else {
+    if (d.path.empty()) return Error{name + ": data.path is missing"};
+    if (d.source == "csv" && d.label.empty()) return Error{name + ": data.label is missing (the label column's name)"};
+    if (d.source != "csv" && d.labels.empty()) return Error{name + ": data.labels is missing (the labels file)"};
+  }
+  d.path = resolve(base_dir, d.path);
+  d.labels = resolve(base_dir, d.labels);
+  if (d.test_fraction < 0 || d.test_fraction >= 1) return bad("data.test_fraction", "must be in [0, 1)");
+  if (d.scale != "none" && d.scale != "standardize" && d.scale != "minmax")
+    return bad("data.scale", "must be none, standardize or minmax, got '" + d.scale + "'");
+  if (c.augment.noise_stddev < 0) return bad("augment.noise_stddev", "must not be negative");
+  if (c.augment.shift < 0) return bad("augment.shift", "must not be negative");
+  if (c.layers.empty()) return Error{name + ": model.layers is missing: add [[model.layers]] tables"};
+
+  TrainConfig& t = c.train;
+  if (t.epochs < 1) return bad("train.epochs", "must be at least 1, got " + std::to_string(t.epochs));
+  if (t.batch_size < 1) return bad("train.batch_size", "must be at least 1, got " + std::to_string(t.batch_size));
+  if (t.loss.empty()) return Error{name + ": train.loss is missing"};
+  if (t.validation_split < 0 || t.validation_split >= 1) return bad("train.validation_split", "must be in [0, 1)");
+  const OptimizerConfig& o = t.optimizer;
+  if (o.type != "sgd" && o.type != "adam" && o.type != "adamw" && o.type != "rmsprop")
+    return bad("train.optimizer.type", "must be sgd, adam, adamw or rmsprop, got '" + o.type + "'");
+  if (!(o.learning_rate > 0))
+    return bad("train.optimizer.learning_rate", "must be positive, got " + std::to_string(o.learning_rate));
+  if (o.momentum < 0 || o.momentum >= 1) return bad("train.optimizer.momentum", "must be in [0, 1)");
+  if (o.epsilon <= 0) return bad("train.optimizer.epsilon", "must be positive");
+  if (c.runtime.threads < 0) return bad("runtime.threads", "must be 0 (all cores) or more");
+  const std::string& p = c.runtime.policy;
+  if (p != "default" && p != "deterministic" && p != "autotune")
+    return bad("runtime.policy", "must be default, deterministic or autotune, got '" + p + "'");
+  return c;
+}
+
+Result<RunConfig> load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error{path + ": cannot open the configuration: " + std::strerror(errno)};
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string base = fs::absolute(fs::path(path)).parent_path().string();
+  return parse_config(ss.str(), path, base, overrides);
+}
+
+}  // namespace trainrr

@@ -1,0 +1,81 @@
+#pragma once
+// A run's configuration: a TOML file whose keys follow Keras' names. The trace stores the file verbatim
+// together with the --set overrides, which is all a replay needs to rebuild the run.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/layers/layers.h"
+#include "engine/result.h"
+#include "engine/tensor.h"
+
+namespace trainrr {
+
+struct DataConfig {
+  std::string source = "csv";  // csv | npy | idx | synthetic (inferred from the path's extension)
+  std::string path;            // features (csv: features and labels); resolved against the config's folder
+  std::string labels;          // npy, idx: the labels file
+  std::string label;           // csv: the label column
+  Shape reshape;               // sample shape to give the features, e.g. [8, 8, 1]
+  double test_fraction = 0;    // held-out test split, in [0, 1)
+  bool stratify = false;
+  std::string scale = "none";  // none | standardize | minmax, fitted on the training split
+  // synthetic
+  Shape shape;
+  int classes = 0;
+  int64_t samples = 0;
+};
+
+struct AugmentConfig {
+  double noise_stddev = 0;  // gaussian noise added to each training batch
+  bool flip = false;        // random horizontal flip (images)
+  int64_t shift = 0;        // random shift of up to this many pixels (images)
+};
+
+struct OptimizerConfig {
+  std::string type = "adam";  // sgd | adam | adamw | rmsprop
+  double learning_rate = 0.001;
+  double momentum = 0;  // sgd
+  bool nesterov = false;
+  double beta_1 = 0.9, beta_2 = 0.999, epsilon = 1e-7;  // adam, adamw; epsilon also rmsprop
+  double weight_decay = 0.004;                          // adamw
+  double rho = 0.9;                                     // rmsprop
+};
+
+struct TrainConfig {
+  int epochs = 1;
+  int64_t batch_size = 32;
+  bool shuffle = true;
+  std::string loss;  // binary_crossentropy | sparse_categorical_crossentropy | mse
+  bool from_logits = false;
+  double validation_split = 0;  // the last fraction of the training rows, evaluated each epoch
+  OptimizerConfig optimizer;
+};
+
+struct RuntimeConfig {
+  int threads = 0;                 // 0: every core
+  std::string policy = "default";  // default | deterministic | autotune
+};
+
+struct RunConfig {
+  std::optional<uint64_t> seed;  // none: drawn from the OS and recorded
+  DataConfig data;
+  AugmentConfig augment;
+  std::vector<LayerSpec> layers;
+  TrainConfig train;
+  RuntimeConfig runtime;
+
+  std::string file;                    // where it was read from ("" for text)
+  std::string text;                    // the file's text, verbatim
+  std::vector<std::string> overrides;  // "key=value", applied in order
+};
+
+// Reads and checks a configuration. Errors name the file, the line and the key.
+Result<RunConfig> load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// The same from text; relative paths resolve against `base_dir`, `name` is used in messages.
+Result<RunConfig> parse_config(const std::string& text, const std::string& name, const std::string& base_dir,
+                               const std::vector<std::string>& overrides = {});
+
+}  // namespace trainrr

@@ -1,0 +1,91 @@
+#include "engine/loader.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace trainrr {
+
+EpochLoader::EpochLoader(const Dataset& data, std::vector<uint32_t> order, int64_t batch_size, bool first_ready,
+                         int workers, const std::vector<uint32_t>& done)
+    : data_(data), order_(std::move(order)), batch_size_(batch_size), first_ready_(first_ready) {
+  const int64_t n = static_cast<int64_t>(order_.size());
+  batches_ = (n + batch_size_ - 1) / batch_size_;
+  taken_.assign(batches_, 0);
+  for (uint32_t b : done) {
+    TRAINRR_CHECK(b < batches_, "a resumed epoch names a batch it does not have");
+    taken_[b] = 1;
+  }
+  if (first_ready_) {
+    slots_.resize(batches_);
+    ready_.assign(batches_, 0);
+    for (int w = 0; w < std::max(1, workers); ++w) workers_.emplace_back([this] { work(); });
+  }
+}
+
+EpochLoader::~EpochLoader() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  for (auto& w : workers_) w.join();
+}
+
+Batch EpochLoader::gather(int64_t b) const {
+  const int64_t lo = b * batch_size_, hi = std::min<int64_t>(lo + batch_size_, order_.size());
+  Shape shape = data_.x.shape;
+  shape[0] = hi - lo;
+  Batch batch{Tensor(shape), std::vector<float>(hi - lo)};
+  const int64_t row = shape_size(data_.sample_shape());
+  for (int64_t i = lo; i < hi; ++i) {
+    std::memcpy(batch.x.ptr() + (i - lo) * row, data_.x.ptr() + order_[i] * row, row * sizeof(float));
+    batch.y[i - lo] = data_.y[order_[i]];
+  }
+  return batch;
+}
+
+void EpochLoader::work() {
+  for (;;) {
+    int64_t b;
+    {
+      std::lock_guard lock(mu_);
+      while (next_to_gather_ < batches_ && taken_[next_to_gather_]) ++next_to_gather_;
+      if (stop_ || next_to_gather_ >= batches_) return;
+      b = next_to_gather_++;
+    }
+    Batch batch = gather(b);
+    {
+      std::lock_guard lock(mu_);
+      slots_[b] = std::move(batch);
+      ready_[b] = 1;
+      ready_order_.push_back(b);
+    }
+    ready_cv_.notify_all();
+  }
+}
+
+int64_t EpochLoader::propose() {
+  if (!first_ready_) {
+    while (next_ordered_ < batches_ && taken_[next_ordered_]) ++next_ordered_;
+    return next_ordered_;
+  }
+  std::unique_lock lock(mu_);
+  ready_cv_.wait(lock, [this] {
+    while (!ready_order_.empty() && taken_[ready_order_.front()]) ready_order_.pop_front();
+    return !ready_order_.empty();
+  });
+  return ready_order_.front();
+}
+
+Batch EpochLoader::take(int64_t b) {
+  TRAINRR_CHECK(b >= 0 && b < batches_ && !taken_[b], "batch " + std::to_string(b) + " cannot be handed out");
+  if (!first_ready_) {
+    taken_[b] = 1;
+    return gather(b);
+  }
+  std::unique_lock lock(mu_);
+  ready_cv_.wait(lock, [&] { return ready_[b] != 0; });
+  taken_[b] = 1;
+  return std::move(slots_[b]);
+}
+
+}  // namespace trainrr

@@ -1,0 +1,63 @@
+#pragma once
+// The data loader of one epoch: hands out batches of the epoch's order. Two implementations, selected
+// like kernels at site "data/loader": `loader__ordered` gathers each batch when asked, in order;
+// `loader__first_ready` has worker threads gather every batch and hands out whichever is ready first, as
+// multi-worker loaders do, so the order can differ from run to run. Either way the hooks decide last
+// (batch_order), and a forced batch is waited for.
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include "engine/data/dataset.h"
+
+namespace trainrr {
+
+struct Batch {
+  Tensor x;               // [rows, ...sample]
+  std::vector<float> y;   // rows labels
+};
+
+class EpochLoader {
+ public:
+  // `order`: the epoch's row order; `done`: batches already handed out (a resumed epoch).
+  EpochLoader(const Dataset& data, std::vector<uint32_t> order, int64_t batch_size, bool first_ready,
+              int workers, const std::vector<uint32_t>& done);
+  ~EpochLoader();
+  EpochLoader(const EpochLoader&) = delete;
+  EpochLoader& operator=(const EpochLoader&) = delete;
+
+  int64_t batches() const { return batches_; }
+  // The batch the loader would hand out next (first_ready: the first one gathered).
+  int64_t propose();
+  // Hands out batch b (the proposal, or one the hooks forced); b must not have been handed out.
+  Batch take(int64_t b);
+
+ private:
+  Batch gather(int64_t b) const;
+  void work();
+
+  const Dataset& data_;
+  std::vector<uint32_t> order_;
+  int64_t batch_size_;
+  int64_t batches_;
+  bool first_ready_;
+  std::vector<char> taken_;
+  int64_t next_ordered_ = 0;
+
+  // first_ready
+  std::mutex mu_;
+  std::condition_variable ready_cv_;
+  std::vector<Batch> slots_;
+  std::vector<char> ready_;
+  std::deque<int64_t> ready_order_;
+  int64_t next_to_gather_ = 0;
+  bool stop_ = false;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace trainrr

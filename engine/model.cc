@@ -1,0 +1,112 @@
+#include "engine/model.h"
+
+#include <map>
+
+namespace trainrr {
+namespace {
+
+// Keras' automatic layer names: the class name in snake case.
+std::string snake_name(const std::string& type) {
+  if (type == "Conv2D") return "conv2d";
+  if (type == "MaxPool2D" || type == "MaxPooling2D") return "max_pooling2d";
+  if (type == "BatchNormalization") return "batch_normalization";
+  std::string out;
+  for (char c : type) {
+    if (std::isupper(static_cast<unsigned char>(c)) && !out.empty()) out += '_';
+    out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<Sequential> Sequential::from_specs(const std::vector<LayerSpec>& specs) {
+  Sequential m;
+  std::map<std::string, int> counts;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    LayerSpec s = specs[i];
+    if (s.name.empty()) s.name = snake_name(s.type) + "_" + std::to_string(++counts[snake_name(s.type)]);
+    auto layer = make_layer(s);
+    if (!layer) return Error{"model.layers[" + std::to_string(i) + "]: " + layer.error().message};
+    for (const auto& l : m.layers_)
+      if (l->name() == s.name) return Error{"model.layers[" + std::to_string(i) + "]: the name '" + s.name + "' is used twice"};
+    m.layers_.push_back(std::move(layer).value());
+  }
+  return m;
+}
+
+Result<Shape> Sequential::build(const Shape& input, Runtime& rt) {
+  Shape shape = input;
+  output_shapes_.clear();
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    auto out = layers_[i]->build(shape, rt);
+    if (!out) {
+      std::string from = i == 0 ? "the input" : layers_[i - 1]->name();
+      return Error{"layer shapes do not fit: " + out.error().message + " (input from " + from + ", shape " +
+                   shape_str(shape) + ")"};
+    }
+    shape = *out;
+    output_shapes_.push_back(shape);
+  }
+  return shape;
+}
+
+Tensor Sequential::forward(const Tensor& x, Runtime& rt, bool training) {
+  Tensor h = layers_.front()->forward(x, rt, training);
+  for (size_t i = 1; i < layers_.size(); ++i) h = layers_[i]->forward(h, rt, training);
+  return h;
+}
+
+void Sequential::backward(const Tensor& dy, Runtime& rt) {
+  Tensor g = layers_.back()->backward(dy, rt);
+  for (size_t i = layers_.size() - 1; i-- > 0;) g = layers_[i]->backward(g, rt);
+}
+
+std::vector<Param*> Sequential::params() {
+  std::vector<Param*> out;
+  for (auto& l : layers_)
+    for (Param* p : l->params()) out.push_back(p);
+  return out;
+}
+
+std::vector<NamedTensor> Sequential::tensors() {
+  std::vector<NamedTensor> out;
+  for (Param* p : params()) out.push_back({p->name, p->value});
+  for (auto& l : layers_)
+    for (NamedTensor* t : l->state()) out.push_back(*t);
+  return out;
+}
+
+Status Sequential::restore(const std::vector<NamedTensor>& tensors) {
+  std::map<std::string, const Tensor*> by_name;
+  for (const auto& t : tensors) by_name[t.name] = &t.value;
+  auto put = [&](const std::string& name, Tensor& dst) -> Status {
+    auto it = by_name.find(name);
+    if (it == by_name.end()) return Error{"checkpoint has no tensor '" + name + "'"};
+    if (it->second->shape != dst.shape)
+      return Error{"checkpoint tensor '" + name + "' has shape " + shape_str(it->second->shape) + ", the model " +
+                   shape_str(dst.shape)};
+    dst = *it->second;
+    return {};
+  };
+  for (Param* p : params())
+    if (Status s = put(p->name, p->value); !s) return s;
+  for (auto& l : layers_)
+    for (NamedTensor* t : l->state())
+      if (Status s = put(t->name, t->value); !s) return s;
+  return {};
+}
+
+std::string Sequential::summary() const {
+  std::string out;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    int64_t count = 0;
+    for (Param* p : layers_[i]->params()) count += p->value.size();
+    out += "  " + layers_[i]->name() + " (" + layers_[i]->type() + ") -> " +
+           (i < output_shapes_.size() ? shape_str(output_shapes_[i]) : "?") + ", " + std::to_string(count) +
+           " params\n";
+  }
+  return out;
+}
+
+}  // namespace trainrr

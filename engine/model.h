@@ -1,0 +1,39 @@
+#pragma once
+// A Sequential model: layers applied in order, built for a sample shape.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/layers/layers.h"
+
+namespace trainrr {
+
+class Sequential {
+ public:
+  // Names layers that have none the way Keras does (dense_1, conv2d_1, ...). Unknown types are errors.
+  static Result<Sequential> from_specs(const std::vector<LayerSpec>& specs);
+
+  // Creates every parameter for a sample shape (no batch dimension); returns the output sample shape.
+  // A layer whose input does not fit is an error naming it, the layer before it and both shapes.
+  Result<Shape> build(const Shape& input, Runtime& rt);
+
+  Tensor forward(const Tensor& x, Runtime& rt, bool training);
+  // Back-propagates d loss / d output; leaves every parameter's grad set.
+  void backward(const Tensor& dy, Runtime& rt);
+
+  std::vector<Param*> params();
+  // Parameters then non-trainable state, as named tensors (checkpoints).
+  std::vector<NamedTensor> tensors();
+  Status restore(const std::vector<NamedTensor>& tensors);
+
+  const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
+  // One line per layer: name, type, output shape, parameter count.
+  std::string summary() const;
+
+ private:
+  std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<Shape> output_shapes_;
+};
+
+}  // namespace trainrr

@@ -1,0 +1,153 @@
+#include "engine/optimizer.h"
+
+#include <cmath>
+
+namespace trainrr {
+
+Optimizer::Slots& Optimizer::slots_for(const Param& p) {
+  for (auto& s : slots_)
+    if (s.param == p.name) return s;
+  Slots s{p.name, {}};
+  for (size_t i = 0; i < slot_names().size(); ++i) s.tensors.emplace_back(p.value.shape, 0.0f);
+  slots_.push_back(std::move(s));
+  return slots_.back();
+}
+
+void Optimizer::step(const std::vector<Param*>& params, Runtime& rt) {
+  ++iterations_;
+  const int64_t t = iterations_;
+  for (Param* p : params) {
+    Slots& s = slots_for(*p);
+    // Chunks of a fixed size: the update is elementwise, so the split never changes a bit.
+    constexpr int64_t kChunk = 1 << 14;
+    const int64_t n = p->value.size();
+    const int64_t chunks = (n + kChunk - 1) / kChunk;
+    rt.pool().parallel_for(chunks, [&](int64_t c, int) {
+      const int64_t lo = c * kChunk, len = std::min(kChunk, n - lo);
+      std::vector<float*> slot_ptrs;
+      slot_ptrs.reserve(s.tensors.size());
+      for (auto& st : s.tensors) slot_ptrs.push_back(st.ptr() + lo);
+      update(p->value.ptr() + lo, p->grad.ptr() + lo, slot_ptrs, len, t);
+    });
+    if (rt.probes(ProbeLevel::op)) rt.hooks->probe(p->name + "/update:out", Phase::update, p->value);
+  }
+}
+
+std::vector<NamedTensor> Optimizer::state() const {
+  std::vector<NamedTensor> out;
+  const auto names = slot_names();
+  for (const auto& s : slots_)
+    for (size_t i = 0; i < names.size(); ++i) out.push_back({names[i] + "/" + s.param, s.tensors[i]});
+  return out;
+}
+
+Status Optimizer::restore(const std::vector<NamedTensor>& tensors, int64_t iterations) {
+  slots_.clear();
+  const auto names = slot_names();
+  for (const auto& nt : tensors) {
+    const size_t slash = nt.name.find('/');
+    const std::string slot = nt.name.substr(0, slash);
+    size_t idx = 0;
+    while (idx < names.size() && names[idx] != slot) ++idx;
+    if (slash == std::string::npos || idx == names.size())
+      return Error{"optimizer state '" + nt.name + "' does not belong to this optimizer"};
+    const std::string param = nt.name.substr(slash + 1);
+    Slots* s = nullptr;
+    for (auto& cand : slots_)
+      if (cand.param == param) s = &cand;
+    if (!s) {
+      slots_.push_back({param, std::vector<Tensor>(names.size())});
+      s = &slots_.back();
+    }
+    s->tensors[idx] = nt.value;
+  }
+  for (auto& s : slots_)
+    for (size_t i = 0; i < names.size(); ++i)
+      if (s.tensors[i].shape.empty() && !s.tensors[0].shape.empty())
+        return Error{"optimizer state " + names[i] + "/" + s.param + " is missing"};
+  iterations_ = iterations;
+  return {};
+}
+
+namespace {
+
+// Keras: m = momentum * m - lr * g; w += m (Nesterov: w += momentum * m - lr * g). Plain: w -= lr * g.
+class Sgd : public Optimizer {
+ public:
+  explicit Sgd(const OptimizerConfig& c) : lr_(c.learning_rate), mom_(c.momentum), nesterov_(c.nesterov) {}
+  std::vector<std::string> slot_names() const override {
+    return mom_ > 0 ? std::vector<std::string>{"momentum"} : std::vector<std::string>{};
+  }
+  void update(float* w, const float* g, std::vector<float*>& s, int64_t n, int64_t) const override {
+    if (mom_ == 0) {
+      for (int64_t i = 0; i < n; ++i) w[i] -= lr_ * g[i];
+      return;
+    }
+    float* m = s[0];
+    for (int64_t i = 0; i < n; ++i) {
+      m[i] = mom_ * m[i] - lr_ * g[i];
+      w[i] += nesterov_ ? mom_ * m[i] - lr_ * g[i] : m[i];
+    }
+  }
+
+ private:
+  float lr_, mom_;
+  bool nesterov_;
+};
+
+// Keras 3: lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t); m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2);
+// w -= lr_t * m / (sqrt(v) + eps). AdamW first decays: w -= lr * wd * w.
+class Adam : public Optimizer {
+ public:
+  Adam(const OptimizerConfig& c, bool decoupled)
+      : lr_(c.learning_rate), b1_(c.beta_1), b2_(c.beta_2), eps_(c.epsilon),
+        wd_(decoupled ? c.weight_decay : 0) {}
+  std::vector<std::string> slot_names() const override { return {"m", "v"}; }
+  void update(float* w, const float* g, std::vector<float*>& s, int64_t n, int64_t t) const override {
+    const float lr_t = static_cast<float>(lr_ * std::sqrt(1 - std::pow(b2_, t)) / (1 - std::pow(b1_, t)));
+    const float one_b1 = static_cast<float>(1 - b1_), one_b2 = static_cast<float>(1 - b2_);
+    const float eps = static_cast<float>(eps_), decay = static_cast<float>(lr_ * wd_);
+    float* m = s[0];
+    float* v = s[1];
+    for (int64_t i = 0; i < n; ++i) {
+      if (decay != 0) w[i] -= w[i] * decay;
+      m[i] += (g[i] - m[i]) * one_b1;
+      v[i] += (g[i] * g[i] - v[i]) * one_b2;
+      w[i] -= lr_t * m[i] / (std::sqrt(v[i]) + eps);
+    }
+  }
+
+ private:
+  double lr_, b1_, b2_, eps_, wd_;
+};
+
+// Keras 3: v = rho * v + (1 - rho) * g^2; w -= lr * g / sqrt(v + eps).
+class RmsProp : public Optimizer {
+ public:
+  explicit RmsProp(const OptimizerConfig& c)
+      : lr_(c.learning_rate), rho_(c.rho), eps_(c.epsilon) {}
+  std::vector<std::string> slot_names() const override { return {"velocity"}; }
+  void update(float* w, const float* g, std::vector<float*>& s, int64_t n, int64_t) const override {
+    float* v = s[0];
+    for (int64_t i = 0; i < n; ++i) {
+      v[i] = rho_ * v[i] + (1 - rho_) * g[i] * g[i];
+      w[i] -= lr_ * g[i] / std::sqrt(v[i] + eps_);
+    }
+  }
+
+ private:
+  float lr_, rho_, eps_;
+};
+
+}  // namespace
+
+std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& c) {
+  if (c.type == "sgd") return std::make_unique<Sgd>(c);
+  if (c.type == "adam") return std::make_unique<Adam>(c, false);
+  if (c.type == "adamw") return std::make_unique<Adam>(c, true);
+  if (c.type == "rmsprop") return std::make_unique<RmsProp>(c);
+  TRAINRR_CHECK(false, "optimizer type was validated with the configuration: " + c.type);
+  return nullptr;
+}
+
+}  // namespace trainrr

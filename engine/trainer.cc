@@ -1,0 +1,341 @@
+#include "engine/trainer.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+
+#include "engine/data/augment.h"
+#include "engine/data/csv.h"
+#include "engine/data/idx.h"
+#include "engine/data/npy.h"
+#include "engine/data/scaler.h"
+#include "engine/data/split.h"
+#include "engine/data/synthetic.h"
+#include "engine/loader.h"
+
+namespace trainrr {
+
+struct Training::LoaderHolder {
+  std::unique_ptr<EpochLoader> loader;
+  bool first_ready = false;
+};
+
+Training::~Training() = default;
+
+Result<Dataset> load_dataset(const DataConfig& c, uint64_t seed) {
+  Result<Dataset> data = Error{""};
+  if (c.source == "csv") {
+    data = read_csv(c.path, c.label);
+  } else if (c.source == "npy") {
+    auto x = read_npy(c.path);
+    if (!x) return x.error();
+    auto y = read_npy(c.labels);
+    if (!y) return y.error();
+    if (x->rank() < 2) return Error{c.path + ": features need a rows dimension and at least one more, got shape " + shape_str(x->shape)};
+    if (y->size() != x->dim(0))
+      return Error{c.labels + ": " + std::to_string(y->size()) + " labels for " + std::to_string(x->dim(0)) + " rows in " + c.path};
+    Dataset d;
+    d.x = std::move(x).value();
+    d.y = y->data;
+    d.num_classes = infer_num_classes(d.y);
+    data = std::move(d);
+  } else if (c.source == "idx") {
+    data = read_idx_dataset(c.path, c.labels);
+  } else {
+    data = synthetic_dataset(c.shape, c.classes, c.samples, seed);
+  }
+  if (!data) return data;
+  if (data->rows() == 0) return Error{(c.path.empty() ? "data" : c.path) + ": the data set is empty"};
+  if (!c.reshape.empty()) {
+    Shape s = c.reshape;
+    if (shape_size(s) != shape_size(data->sample_shape()))
+      return Error{"data.reshape " + shape_str(c.reshape) + " holds " + std::to_string(shape_size(s)) +
+                   " values but each sample of " + c.path + " has " + std::to_string(shape_size(data->sample_shape()))};
+    s.insert(s.begin(), data->rows());
+    data->x = data->x.reshaped(s);
+  }
+  return data;
+}
+
+bool Training::classification() const { return loss_->name() != "mse"; }
+
+int64_t Training::steps_per_epoch() const {
+  return (train_.rows() + config_.train.batch_size - 1) / config_.train.batch_size;
+}
+
+Result<std::unique_ptr<Training>> Training::create(const RunConfig& config, const TrainingOptions& options) {
+  std::unique_ptr<Training> t(new Training());
+  t->config_ = config;
+  if (Status s = t->prepare(options); !s) return s.error();
+  return t;
+}
+
+Status Training::prepare(const TrainingOptions& options) {
+  TRAINRR_CHECK(options.registry != nullptr, "a run needs a kernel registry");
+  hooks_ = options.hooks ? options.hooks : &null_hooks();
+  log_ = options.log;
+  progress_ = options.progress;
+
+  auto isa = runtime_isa();
+  if (!isa) return isa.error();
+  isa_ = *isa;
+  Policy policy = options.policy ? *options.policy : parse_policy(config_.runtime.policy).value();
+  const int threads = config_.runtime.threads > 0 ? config_.runtime.threads : ThreadPool::hardware_threads();
+  pool_ = std::make_unique<ThreadPool>(threads);
+  selector_ = std::make_unique<KernelSelector>(*options.registry, policy, isa_, *pool_, *hooks_);
+
+  hooks_->run_begin();
+  seed_from_entropy_ = !config_.seed.has_value();
+  seed_ = config_.seed ? *config_.seed : entropy_seed();
+  hooks_->seed(seed_, seed_from_entropy_);
+  rng_ = std::make_unique<RngStreams>(seed_, *hooks_);
+  rt_.hooks = hooks_;
+  rt_.kernels = selector_.get();
+  rt_.rng = rng_.get();
+  rt_.level = hooks_->probe_level();
+
+  auto data = load_dataset(config_.data, seed_);
+  if (!data) return data.error();
+  if (config_.data.test_fraction > 0) {
+    SplitIndices split = split_rows(data->y, data->num_classes, config_.data.test_fraction, config_.data.stratify,
+                                    *rng_, *hooks_);
+    train_ = take_rows(*data, split.train);
+    test_ = take_rows(*data, split.test);
+  } else {
+    train_ = std::move(data).value();
+  }
+  if (config_.train.validation_split > 0) {
+    // Keras: the last fraction of the training rows, before any shuffling.
+    const int64_t n = train_.rows();
+    const int64_t n_val = static_cast<int64_t>(std::floor(n * config_.train.validation_split));
+    std::vector<uint32_t> keep(n - n_val), val(n_val);
+    std::iota(keep.begin(), keep.end(), 0);
+    std::iota(val.begin(), val.end(), static_cast<uint32_t>(n - n_val));
+    val_ = take_rows(train_, val);
+    train_ = take_rows(train_, keep);
+  }
+  if (train_.rows() == 0) return Error{config_.data.path + ": no training rows left after the splits"};
+
+  if (config_.data.scale != "none") {
+    const Scaler scaler =
+        Scaler::fit(config_.data.scale == "standardize" ? ScaleKind::standardize : ScaleKind::minmax, train_.x);
+    scaler.apply(train_.x);
+    if (val_.rows()) scaler.apply(val_.x);
+    if (test_.rows()) scaler.apply(test_.x);
+  }
+
+  auto model = Sequential::from_specs(config_.layers);
+  if (!model) return model.error();
+  model_ = std::move(model).value();
+  auto out = model_.build(train_.sample_shape(), rt_);
+  if (!out) return out.error();
+  auto loss = make_loss(config_.train.loss, config_.train.from_logits);
+  if (!loss) return Error{config_.file + ": train.loss: " + loss.error().message};
+  loss_ = std::move(loss).value();
+  if (Status s = loss_->check_output(*out, train_.num_classes); !s) return s.error();
+  optimizer_ = make_optimizer(config_.train.optimizer);
+  loader_ = std::make_unique<LoaderHolder>();
+  return {};
+}
+
+void Training::start_epoch() {
+  const uint32_t n = static_cast<uint32_t>(train_.rows());
+  if (config_.train.shuffle) {
+    RngDraw draw = rng_->permutation("data/shuffle", "data/shuffle", order_, n);
+    hooks_->shuffle("data/shuffle", epoch_, order_, &draw);
+  } else {
+    order_.resize(n);
+    std::iota(order_.begin(), order_.end(), 0u);
+    hooks_->shuffle("data/shuffle", epoch_, order_, nullptr);
+  }
+  TRAINRR_CHECK(order_.size() == n, "a shuffle hook must keep every row");
+  batches_done_.clear();
+  epoch_open_ = true;
+  epoch_loss_ = 0;
+  epoch_correct_ = epoch_rows_ = 0;
+}
+
+void Training::run_step() {
+  if (!loader_->loader) {
+    const Kernel& k = selector_->select("data/loader", OpKind::loader, static_cast<double>(train_.rows()));
+    loader_->first_ready = k.info.id == "loader__first_ready";
+    loader_->loader = std::make_unique<EpochLoader>(train_, order_, config_.train.batch_size, loader_->first_ready,
+                                                    pool_->threads(), batches_done_);
+  }
+  EpochLoader& loader = *loader_->loader;
+  int64_t batch = loader.propose();
+  hooks_->step_begin(step_, epoch_, batch);
+  hooks_->batch_order(step_, batch);
+  Batch b = loader.take(batch);
+  batches_done_.push_back(static_cast<uint32_t>(batch));
+
+  if (config_.augment.flip) random_flip(b.x, *rng_);
+  if (config_.augment.shift > 0) random_shift(b.x, config_.augment.shift, *rng_);
+  if (config_.augment.noise_stddev > 0) gaussian_noise(b.x, static_cast<float>(config_.augment.noise_stddev), *rng_);
+
+  Tensor pred = model_.forward(b.x, rt_, true);
+  LossValue lv = loss_->compute(pred, b.y, rt_);
+  model_.backward(lv.grad, rt_);
+  std::vector<Param*> params = model_.params();
+  optimizer_->step(params, rt_);
+
+  const int64_t rows = static_cast<int64_t>(b.y.size());
+  epoch_loss_ += lv.loss * rows;
+  epoch_rows_ += rows;
+  if (classification()) epoch_correct_ += count_correct(*loss_, config_.train.from_logits, pred, b.y);
+
+  StepSummary s;
+  s.step = step_;
+  s.epoch = epoch_;
+  s.batch = batch;
+  s.loss = lv.loss;
+  if (classification())
+    s.metrics.emplace_back("accuracy", static_cast<double>(epoch_correct_) / static_cast<double>(epoch_rows_));
+  for (Param* p : params) {
+    s.params.emplace_back(p->name, &p->value);
+    s.grads.emplace_back(p->name, &p->grad);
+  }
+  hooks_->step_end(s);
+  ++step_;
+}
+
+void Training::end_epoch() {
+  loader_->loader.reset();
+  epoch_open_ = false;
+  EpochSummary e;
+  e.epoch = epoch_;
+  e.logs.emplace_back("loss", epoch_loss_ / std::max<int64_t>(1, epoch_rows_));
+  if (classification())
+    e.logs.emplace_back("accuracy", static_cast<double>(epoch_correct_) / std::max<int64_t>(1, epoch_rows_));
+  if (val_.rows() > 0) {
+    Evaluation v = evaluate(val_);
+    e.logs.emplace_back("val_loss", v.loss);
+    if (classification()) e.logs.emplace_back("val_accuracy", v.accuracy);
+  }
+  hooks_->epoch_end(e);
+  if (log_) {
+    std::fprintf(log_, "Epoch %d/%d - %lld steps", epoch_ + 1, config_.train.epochs,
+                 static_cast<long long>(steps_per_epoch()));
+    for (const auto& [k, v] : e.logs) std::fprintf(log_, " - %s: %.4f", k.c_str(), v);
+    std::fprintf(log_, "\n");
+    std::fflush(log_);
+  }
+  history_.push_back(std::move(e));
+  ++epoch_;
+}
+
+Status Training::fit(int64_t stop_at) {
+  const int64_t end = stop_at < 0 ? total_steps() : std::min(stop_at, total_steps());
+  const int64_t per_epoch = steps_per_epoch();
+  try {
+    while (step_ < end) {
+      if (!epoch_open_) start_epoch();
+      run_step();
+      const int64_t in_epoch = static_cast<int64_t>(batches_done_.size());
+      if (progress_ && log_) {
+        const int width = 30, filled = static_cast<int>(width * in_epoch / per_epoch);
+        std::fprintf(log_, "\r%lld/%lld [%s%s] - loss: %.4f", static_cast<long long>(in_epoch),
+                     static_cast<long long>(per_epoch), std::string(filled, '=').c_str(),
+                     std::string(width - filled, '.').c_str(), epoch_loss_ / std::max<int64_t>(1, epoch_rows_));
+        if (in_epoch == per_epoch) std::fprintf(log_, "\r\033[K");
+        std::fflush(log_);
+      }
+      if (in_epoch == per_epoch) end_epoch();
+      if (hooks_->wants_checkpoint(step_)) hooks_->checkpoint(state());
+    }
+  } catch (const KernelUnavailable& e) {
+    return Error{e.what()};
+  }
+  return {};
+}
+
+Evaluation Training::evaluate(const Dataset& data) {
+  Evaluation ev;
+  ev.rows = data.rows();
+  if (ev.rows == 0) return ev;
+  // Evaluation is not part of any step: no probes.
+  const ProbeLevel saved = rt_.level;
+  rt_.level = ProbeLevel::step;
+  std::vector<uint32_t> order(data.rows());
+  std::iota(order.begin(), order.end(), 0u);
+  EpochLoader loader(data, order, config_.train.batch_size, false, 1, {});
+  double loss_sum = 0;
+  int64_t correct = 0;
+  for (int64_t b = 0; b < loader.batches(); ++b) {
+    Batch batch = loader.take(b);
+    Tensor pred = model_.forward(batch.x, rt_, false);
+    LossValue lv = loss_->compute(pred, batch.y, rt_);
+    loss_sum += lv.loss * static_cast<double>(batch.y.size());
+    if (classification()) correct += count_correct(*loss_, config_.train.from_logits, pred, batch.y);
+  }
+  rt_.level = saved;
+  ev.loss = loss_sum / static_cast<double>(ev.rows);
+  ev.accuracy = static_cast<double>(correct) / static_cast<double>(ev.rows);
+  return ev;
+}
+
+Tensor Training::predict(const Tensor& x) {
+  const ProbeLevel saved = rt_.level;
+  rt_.level = ProbeLevel::step;
+  Tensor out = model_.forward(x, rt_, false);
+  rt_.level = saved;
+  return out;
+}
+
+TrainState Training::state() {
+  TrainState s;
+  s.step = step_;
+  s.epoch = epoch_;
+  s.batch_in_epoch = epoch_open_ ? static_cast<int64_t>(batches_done_.size()) : 0;
+  s.seed = seed_;
+  s.tensors = model_.tensors();
+  for (auto& t : optimizer_->state()) s.tensors.push_back(std::move(t));
+  s.rng_offsets = rng_->offsets();
+  if (epoch_open_) {
+    s.permutation = order_;
+    s.batches_done = batches_done_;
+  }
+  s.scalars.emplace_back("optimizer.iterations", static_cast<double>(optimizer_->iterations()));
+  s.scalars.emplace_back("epoch.loss_sum", epoch_loss_);
+  s.scalars.emplace_back("epoch.correct", static_cast<double>(epoch_correct_));
+  s.scalars.emplace_back("epoch.rows", static_cast<double>(epoch_rows_));
+  return s;
+}
+
+Status Training::restore(const TrainState& s) {
+  if (s.seed != seed_) return Error{"checkpoint seed " + std::to_string(s.seed) + " differs from the run's " + std::to_string(seed_)};
+  std::vector<NamedTensor> model_tensors, opt_tensors;
+  for (const auto& t : s.tensors) (t.name.find('/') == std::string::npos ? model_tensors : opt_tensors).push_back(t);
+  if (Status st = model_.restore(model_tensors); !st) return st;
+  double iterations = 0;
+  for (const auto& [k, v] : s.scalars) {
+    if (k == "optimizer.iterations") iterations = v;
+    if (k == "epoch.loss_sum") epoch_loss_ = v;
+    if (k == "epoch.correct") epoch_correct_ = static_cast<int64_t>(v);
+    if (k == "epoch.rows") epoch_rows_ = static_cast<int64_t>(v);
+  }
+  if (Status st = optimizer_->restore(opt_tensors, static_cast<int64_t>(iterations)); !st) return st;
+  rng_->restore(s.rng_offsets);
+  step_ = s.step;
+  epoch_ = s.epoch;
+  loader_->loader.reset();
+  epoch_open_ = !s.permutation.empty();
+  if (epoch_open_) {
+    if (s.permutation.size() != static_cast<size_t>(train_.rows()))
+      return Error{"checkpoint order has " + std::to_string(s.permutation.size()) + " rows, the run " +
+                   std::to_string(train_.rows())};
+    order_ = s.permutation;
+    batches_done_ = s.batches_done;
+    for (uint32_t b : batches_done_)
+      if (b >= steps_per_epoch()) return Error{"checkpoint names batch " + std::to_string(b) + " beyond the epoch"};
+  } else {
+    epoch_loss_ = 0;
+    epoch_correct_ = epoch_rows_ = 0;
+  }
+  return {};
+}
+
+}  // namespace trainrr

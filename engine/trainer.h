@@ -1,0 +1,111 @@
+#pragma once
+// A training run built from a configuration: data, split, scaling, model, optimizer, and the loop of
+// fit / evaluate / predict (Keras' shape). Every source of variation goes through the hooks.
+
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/config.h"
+#include "engine/data/dataset.h"
+#include "engine/hooks.h"
+#include "engine/kernels/kernel_selector.h"
+#include "engine/layers/loss.h"
+#include "engine/model.h"
+#include "engine/optimizer.h"
+#include "engine/random.h"
+#include "engine/thread_pool.h"
+
+namespace trainrr {
+
+struct TrainingOptions {
+  Hooks* hooks = nullptr;                    // null: nobody listens
+  const KernelRegistry* registry = nullptr;  // required
+  std::optional<Policy> policy;              // overrides runtime.policy (the replayer forces)
+  FILE* log = nullptr;                       // per-epoch lines and the progress bar; null: quiet
+  bool progress = false;                     // a progress bar (when the log is a terminal)
+};
+
+struct Evaluation {
+  double loss = 0;
+  double accuracy = 0;  // for classification losses
+  int64_t rows = 0;
+};
+
+class Training {
+ public:
+  static Result<std::unique_ptr<Training>> create(const RunConfig& config, const TrainingOptions& options);
+  ~Training();
+
+  // Trains until step `stop_at` (exclusive; -1: to the end). Errors: a kernel that cannot be selected.
+  Status fit(int64_t stop_at = -1);
+  bool finished() const { return step_ >= total_steps(); }
+
+  Evaluation evaluate(const Dataset& data);
+  Tensor predict(const Tensor& x);
+
+  const Dataset& train_data() const { return train_; }
+  const Dataset& validation_data() const { return val_; }
+  const Dataset& test_data() const { return test_; }
+  bool has_test() const { return test_.rows() > 0; }
+
+  uint64_t seed() const { return seed_; }
+  bool seed_from_entropy() const { return seed_from_entropy_; }
+  int threads() const { return pool_->threads(); }
+  Isa isa() const { return isa_; }
+  Policy policy() const { return selector_->policy(); }
+  int64_t step() const { return step_; }
+  int64_t steps_per_epoch() const;
+  int64_t total_steps() const { return steps_per_epoch() * config_.train.epochs; }
+  const RunConfig& config() const { return config_; }
+  Sequential& model() { return model_; }
+  const std::vector<EpochSummary>& history() const { return history_; }
+
+  // The state at the current step boundary, and back.
+  TrainState state();
+  Status restore(const TrainState& state);
+
+ private:
+  Training() = default;
+  Status prepare(const TrainingOptions& options);
+  void start_epoch();
+  void run_step();
+  void end_epoch();
+  bool classification() const;
+
+  RunConfig config_;
+  Hooks* hooks_ = nullptr;
+  FILE* log_ = nullptr;
+  bool progress_ = false;
+  uint64_t seed_ = 0;
+  bool seed_from_entropy_ = false;
+  Isa isa_ = Isa::generic;
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<KernelSelector> selector_;
+  std::unique_ptr<RngStreams> rng_;
+  Runtime rt_;
+  Dataset train_, val_, test_;
+  Sequential model_;
+  std::unique_ptr<Loss> loss_;
+  std::unique_ptr<Optimizer> optimizer_;
+
+  // Loop state: all of it goes into TrainState.
+  int64_t step_ = 0;
+  int epoch_ = 0;
+  std::vector<uint32_t> order_;         // this epoch's row order
+  std::vector<uint32_t> batches_done_;  // this epoch's batches handed out
+  bool epoch_open_ = false;
+  // Running means of the epoch, as Keras reports them.
+  double epoch_loss_ = 0;
+  int64_t epoch_correct_ = 0, epoch_rows_ = 0;
+  std::vector<EpochSummary> history_;
+  struct LoaderHolder;
+  std::unique_ptr<LoaderHolder> loader_;
+};
+
+// Loads the configured data set (before any split).
+Result<Dataset> load_dataset(const DataConfig& config, uint64_t seed);
+
+}  // namespace trainrr

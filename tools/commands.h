@@ -1,0 +1,13 @@
+#pragma once
+// The `trainrr` verbs. Each adds its subcommand to the app and, when chosen, runs and sets the exit code:
+// 0 success (reproduced), 1 diverged, 2 bad input or usage, 3 cannot replay here.
+
+#include <CLI/CLI.hpp>
+
+namespace trainrr::cli {
+
+enum ExitCode { kOk = 0, kDiverged = 1, kBadInput = 2, kCannotReplay = 3 };
+
+void add_train_command(CLI::App& app, int& exit_code);
+
+}  // namespace trainrr::cli

@@ -1,0 +1,27 @@
+#include "tools/run_common.h"
+
+namespace trainrr::cli {
+
+void print_run_header(FILE* out, const RunConfig& config, Training& t) {
+  std::fprintf(out, "run: %s\n", config.file.c_str());
+  std::fprintf(out, "seed: %llu%s\n", static_cast<unsigned long long>(t.seed()),
+               t.seed_from_entropy() ? " (drawn from the OS: the configuration gives none)" : "");
+  std::fprintf(out, "data: %lld training rows, %lld validation, %lld test; sample shape %s\n",
+               static_cast<long long>(t.train_data().rows()), static_cast<long long>(t.validation_data().rows()),
+               static_cast<long long>(t.test_data().rows()), shape_str(t.train_data().sample_shape()).c_str());
+  std::fprintf(out, "runtime: %d threads, policy %s, isa %s\n", t.threads(), policy_name(t.policy()),
+               isa_name(t.isa()));
+  std::fprintf(out, "model:\n%s", t.model().summary().c_str());
+  std::fflush(out);
+}
+
+void print_final_metrics(FILE* out, Training& t) {
+  if (!t.has_test()) return;
+  Evaluation ev = t.evaluate(t.test_data());
+  std::fprintf(out, "test: loss %.4f", ev.loss);
+  if (t.config().train.loss != "mse") std::fprintf(out, " - accuracy %.4f", ev.accuracy);
+  std::fprintf(out, " (%lld rows)\n", static_cast<long long>(ev.rows));
+  std::fflush(out);
+}
+
+}  // namespace trainrr::cli

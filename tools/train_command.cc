@@ -1,0 +1,56 @@
+// `trainrr train CONFIG [--set k=v]...`: trains without recording.
+
+#include <unistd.h>
+
+#include <memory>
+
+#include "engine/kernels/kernel_registry.h"
+#include "tools/commands.h"
+#include "tools/run_common.h"
+
+namespace trainrr::cli {
+namespace {
+
+struct TrainArgs {
+  std::string config;
+  std::vector<std::string> overrides;
+};
+
+int run_train(const TrainArgs& a) {
+  auto config = load_config(a.config, a.overrides);
+  if (!config) {
+    std::fprintf(stderr, "trainrr: %s\n", config.error().message.c_str());
+    return kBadInput;
+  }
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  TrainingOptions opts;
+  opts.registry = &registry;
+  opts.log = stdout;
+  opts.progress = isatty(STDOUT_FILENO);
+  auto training = Training::create(*config, opts);
+  if (!training) {
+    std::fprintf(stderr, "trainrr: %s\n", training.error().message.c_str());
+    return kBadInput;
+  }
+  print_run_header(stdout, *config, **training);
+  if (Status s = (*training)->fit(); !s) {
+    std::fprintf(stderr, "trainrr: %s\n", s.error().message.c_str());
+    return kBadInput;
+  }
+  print_final_metrics(stdout, **training);
+  return kOk;
+}
+
+}  // namespace
+
+void add_train_command(CLI::App& app, int& exit_code) {
+  auto args = std::make_shared<TrainArgs>();
+  CLI::App* cmd = app.add_subcommand("train", "Train a model from a configuration file, without recording.");
+  cmd->add_option("config", args->config, "Run configuration (TOML)")->required();
+  cmd->add_option("--set", args->overrides, "Override a configuration key, e.g. --set train.epochs=3")
+      ->type_name("KEY=VALUE");
+  cmd->callback([args, &exit_code] { exit_code = run_train(*args); });
+}
+
+}  // namespace trainrr::cli
