@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian packages trainrr builds with, if any is missing. Run as root (or with sudo).
+set -euo pipefail
+packages=(build-essential cmake pkg-config capnproto libcapnp-dev libtomlplusplus-dev librandom123-dev
+          libxxhash-dev libzstd-dev libcli11-dev libfmt-dev libopenblas-dev libgtest-dev libgmock-dev
+          libbenchmark-dev)
+if [[ "${TRAINRR_WITH_FUZZ:-0}" == 1 ]]; then packages+=(clang-14 libclang-rt-14-dev); fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

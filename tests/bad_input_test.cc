@@ -1,0 +1,133 @@
+// Bad input gets one clear message and exit code 2: never a crash, never a silent default.
+
+#include <gtest/gtest.h>
+
+#include "tests/test_util.h"
+
+namespace trainrr::testing {
+namespace {
+
+const char* kModel = R"(
+[[model.layers]]
+type = "Dense"
+units = 4
+activation = "relu"
+
+[[model.layers]]
+type = "Dense"
+units = 1
+activation = "sigmoid"
+
+[train]
+epochs = 1
+batch_size = 2
+loss = "binary_crossentropy"
+)";
+
+class BadInput : public ::testing::Test {
+ protected:
+  // A valid run over `csv`, with `extra` appended (later keys of a table must not repeat earlier ones).
+  std::string config(const std::string& csv_name, const std::string& top = "", const std::string& extra = "") {
+    return dir.write("run.toml", "seed = 1\n" + top + "[data]\npath = \"" + csv_name + "\"\nlabel = \"y\"\n" +
+                                     std::string(kModel) + extra);
+  }
+  void expect_error(const std::string& args, const std::string& expected) {
+    CommandResult r = run_trainrr(args);
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find(expected), std::string::npos) << "expected '" << expected << "' in:\n" << r.output;
+    EXPECT_EQ(r.output.find("internal check failed"), std::string::npos) << r.output;
+  }
+  TempDir dir;
+  const std::string good_csv = "a,b,y\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n";
+};
+
+TEST_F(BadInput, ValidRunTrains) {
+  dir.write("d.csv", good_csv);
+  CommandResult r = run_trainrr("train " + config("d.csv"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+TEST_F(BadInput, MissingConfigFileIsNamed) {
+  expect_error("train " + dir.file("nope.toml"), dir.file("nope.toml") + ": cannot open");
+}
+
+TEST_F(BadInput, MissingDataFileIsNamed) {
+  expect_error("train " + config("absent.csv"), "absent.csv");
+}
+
+TEST_F(BadInput, RaggedCsvRowGivesFileLineColumn) {
+  dir.write("d.csv", "a,b,y\n1,2,0\n3,4\n");
+  expect_error("train " + config("d.csv"), "d.csv:3:");
+}
+
+TEST_F(BadInput, NonNumberGivesFileLineColumn) {
+  dir.write("d.csv", "a,b,y\n1,2,0\n3,x7,1\n");
+  expect_error("train " + config("d.csv"), "d.csv:3:3");
+}
+
+TEST_F(BadInput, EmptyDataSet) {
+  dir.write("d.csv", "a,b,y\n");
+  expect_error("train " + config("d.csv"), "empty");
+}
+
+TEST_F(BadInput, UnknownKeyNamesKeyAndLine) {
+  dir.write("d.csv", good_csv);
+  expect_error("train " + config("d.csv", "", "epoch = 3\n"), "unknown key 'train.epoch'");
+  expect_error("train " + config("d.csv", "", "epoch = 3\n"), "run.toml:26:");
+}
+
+TEST_F(BadInput, WrongTypeNamesKeyAndLine) {
+  dir.write("d.csv", good_csv);
+  expect_error("train " + config("d.csv") + " --set train.epochs='\"three\"'", "train.epochs must be an integer");
+  const std::string path = dir.write("t.toml", "seed = \"x\"\n");
+  expect_error("train " + path, "t.toml:1: seed");
+}
+
+TEST_F(BadInput, MissingLabelColumnListsColumns) {
+  dir.write("d.csv", good_csv);
+  expect_error("train " + config("d.csv") + " --set data.label=target", "target");
+}
+
+TEST_F(BadInput, ZeroBatchSize) {
+  dir.write("d.csv", good_csv);
+  expect_error("train " + config("d.csv") + " --set train.batch_size=0", "train.batch_size must be at least 1");
+}
+
+TEST_F(BadInput, NegativeLearningRate) {
+  dir.write("d.csv", good_csv);
+  expect_error("train " + config("d.csv", "", "[train.optimizer]\nlearning_rate = -0.1\n"),
+               "train.optimizer.learning_rate must be positive");
+}
+
+TEST_F(BadInput, LayersThatDoNotFitNameLayersAndShapes) {
+  dir.write("d.csv", good_csv);
+  const std::string path = dir.write("c.toml", R"(seed = 1
+[data]
+path = "d.csv"
+label = "y"
+[[model.layers]]
+type = "Conv2D"
+filters = 2
+kernel_size = 3
+[train]
+loss = "binary_crossentropy"
+)");
+  expect_error("train " + path, "conv2d_1");
+  expect_error("train " + path, "(2,)");
+}
+
+TEST_F(BadInput, UnknownCommandIsUsageError) {
+  CommandResult r = run_trainrr("frobnicate");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+}
+
+TEST_F(BadInput, HelpOnEveryCommandSucceeds) {
+  for (const char* cmd : {"--help", "train --help"}) {
+    CommandResult r = run_trainrr(cmd);
+    EXPECT_EQ(r.exit_code, 0) << cmd << "\n" << r.output;
+    EXPECT_NE(r.output.find("Usage"), std::string::npos) << r.output;
+  }
+}
+
+}  // namespace
+}  // namespace trainrr::testing

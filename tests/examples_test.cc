@@ -1,0 +1,78 @@
+// The shipped examples learn, and a fixed seed with the deterministic policy reproduces them bit for bit.
+
+#include <gtest/gtest.h>
+
+#include "engine/fingerprint.h"
+#include "engine/trainer.h"
+#include "tests/test_util.h"
+
+namespace trainrr::testing {
+namespace {
+
+// Keeps a digest of every parameter after every step.
+class ParamDigests : public Hooks {
+ public:
+  void step_end(const StepSummary& s) override {
+    std::vector<uint64_t> d;
+    for (const auto& [name, t] : s.params) d.push_back(digest(*t));
+    steps.push_back(std::move(d));
+  }
+  std::vector<std::vector<uint64_t>> steps;
+};
+
+struct Trained {
+  std::vector<std::vector<uint64_t>> digests;
+  Evaluation test;
+};
+
+Trained train(const std::string& config_name, const std::vector<std::string>& overrides) {
+  auto config = load_config(example(config_name), overrides);
+  EXPECT_TRUE(config.ok()) << config.error().message;
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  ParamDigests hooks;
+  TrainingOptions opts;
+  opts.registry = &registry;
+  opts.hooks = &hooks;
+  auto t = Training::create(*config, opts);
+  EXPECT_TRUE(t.ok()) << t.error().message;
+  Status s = (*t)->fit();
+  EXPECT_TRUE(s.ok()) << s.error().message;
+  return {hooks.steps, (*t)->evaluate((*t)->test_data())};
+}
+
+class Example : public ::testing::TestWithParam<std::pair<std::string, double>> {};
+
+TEST_P(Example, ReachesItsTestAccuracy) {
+  const auto& [name, min_accuracy] = GetParam();
+  Trained r = train(name, {});
+  EXPECT_GE(r.test.accuracy, min_accuracy) << name;
+}
+
+TEST_P(Example, DeterministicPolicyIsBitIdenticalAcrossRunsAndThreadCounts) {
+  const std::string& name = GetParam().first;
+  Trained a = train(name, {"runtime.policy=deterministic", "runtime.threads=2"});
+  Trained b = train(name, {"runtime.policy=deterministic", "runtime.threads=2"});
+  Trained c = train(name, {"runtime.policy=deterministic", "runtime.threads=1"});
+  ASSERT_FALSE(a.digests.empty());
+  EXPECT_EQ(a.digests, b.digests) << name << ": two runs with the same seed differ";
+  EXPECT_EQ(a.digests, c.digests) << name << ": 1 and 2 threads differ";
+}
+
+TEST(ExampleSeeds, DifferentSeedsGiveDifferentParameters) {
+  Trained a = train("breast_cancer.toml", {"runtime.policy=deterministic", "seed=1"});
+  Trained b = train("breast_cancer.toml", {"runtime.policy=deterministic", "seed=2"});
+  EXPECT_NE(a.digests.front(), b.digests.front());
+}
+
+INSTANTIATE_TEST_SUITE_P(Shipped, Example,
+                         ::testing::Values(std::make_pair(std::string("breast_cancer.toml"), 0.93),
+                                           std::make_pair(std::string("digits_mlp.toml"), 0.93),
+                                           std::make_pair(std::string("digits_cnn.toml"), 0.95)),
+                         [](const auto& info) {
+                           std::string n = info.param.first.substr(0, info.param.first.find('.'));
+                           return n;
+                         });
+
+}  // namespace
+}  // namespace trainrr::testing
