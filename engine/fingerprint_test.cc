@@ -1,0 +1,42 @@
+#include "engine/fingerprint.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+namespace trainrr {
+namespace {
+
+TEST(Fingerprint, DigestSeesOneBit) {
+  std::vector<float> a = {1, 2, 3}, b = a;
+  b[1] = std::nextafter(2.0f, 3.0f);
+  EXPECT_NE(digest(a), digest(b));
+  EXPECT_EQ(digest(a), digest(std::vector<float>{1, 2, 3}));
+}
+
+TEST(Fingerprint, SummaryCountsNonFinite) {
+  std::vector<float> v = {1, -2, std::numeric_limits<float>::quiet_NaN(), 4, std::numeric_limits<float>::infinity()};
+  Summary s = summarize(v);
+  EXPECT_EQ(s.count, 5u);
+  EXPECT_EQ(s.non_finite, 2u);
+  EXPECT_DOUBLE_EQ(s.sum, 3);
+  EXPECT_DOUBLE_EQ(s.sum_sq, 21);
+  EXPECT_EQ(s.min, -2);
+  EXPECT_EQ(s.max, 4);
+}
+
+TEST(Fingerprint, UlpDistance) {
+  EXPECT_EQ(ulp_distance(1.0f, 1.0f), 0u);
+  EXPECT_EQ(ulp_distance(1.0f, std::nextafter(1.0f, 2.0f)), 1u);
+  float x = 1.0f;
+  for (int i = 0; i < 3; ++i) x = std::nextafter(x, 0.0f);
+  EXPECT_EQ(ulp_distance(1.0f, x), 3u);
+  // Across zero: the smallest positive and negative denormals are two steps apart.
+  const float tiny = std::numeric_limits<float>::denorm_min();
+  EXPECT_EQ(ulp_distance(tiny, -tiny), 2u);
+  EXPECT_EQ(ulp_distance(0.0f, -0.0f), 0u);
+}
+
+}  // namespace
+}  // namespace trainrr
