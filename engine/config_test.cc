@@ -60,7 +60,7 @@ TEST(Config, UnknownKeyNamesKeyLineAndSuggestion) {
   std::string text = std::string(kBase) + "batch_sise = 3\n";
   auto c = parse_config(text, "run.toml", "");
   ASSERT_FALSE(c.ok());
-  EXPECT_NE(c.error().message.find("run.toml:15: unknown key 'train.batch_sise'"), std::string::npos)
+  EXPECT_NE(c.error().message.find("run.toml:14: unknown key 'train.batch_sise'"), std::string::npos)
       << c.error().message;
   EXPECT_NE(c.error().message.find("did you mean 'train.batch_size'"), std::string::npos) << c.error().message;
 }
@@ -70,7 +70,7 @@ TEST(Config, WrongTypeNamesKeyAndLine) {
   text.replace(text.find("epochs = 2"), 10, "epochs = \"2\"");
   auto c = parse_config(text, "run.toml", "");
   ASSERT_FALSE(c.ok());
-  EXPECT_NE(c.error().message.find("run.toml:13: train.epochs must be an integer, got a string"), std::string::npos)
+  EXPECT_NE(c.error().message.find("run.toml:12: train.epochs must be an integer, got a string"), std::string::npos)
       << c.error().message;
 }
 

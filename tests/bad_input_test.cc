@@ -73,7 +73,7 @@ TEST_F(BadInput, EmptyDataSet) {
 TEST_F(BadInput, UnknownKeyNamesKeyAndLine) {
   dir.write("d.csv", good_csv);
   expect_error("train " + config("d.csv", "", "epoch = 3\n"), "unknown key 'train.epoch'");
-  expect_error("train " + config("d.csv", "", "epoch = 3\n"), "run.toml:26:");
+  expect_error("train " + config("d.csv", "", "epoch = 3\n"), "run.toml:20:");
 }
 
 TEST_F(BadInput, WrongTypeNamesKeyAndLine) {
