@@ -4,6 +4,7 @@
 // [batch, k] targets flattened row-major).
 
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>

@@ -1,0 +1,143 @@
+#include "engine/layers/batch_normalization.h"
+
+#include <cmath>
+
+#include "engine/layers/layer_util.h"
+
+namespace trainrr {
+
+BatchNormalization::BatchNormalization(std::string name, double momentum, double epsilon)
+    : Layer(std::move(name)),
+      momentum_(static_cast<float>(momentum)),
+      // Computed in double and rounded once, as Keras does with its Python float.
+      one_minus_momentum_(static_cast<float>(1.0 - momentum)),
+      epsilon_(static_cast<float>(epsilon)) {
+  const std::string& n = this->name();
+  site_stats_ = n + "/bn_stats.fwd";
+  site_sums_ = n + "/bn_sums.bwd";
+  probe_stats_ = site_stats_ + ":out";
+  probe_fwd_ = n + "/batch_norm.fwd:out";
+  probe_sums_ = site_sums_ + ":out";
+  probe_bwd_ = n + "/batch_norm.bwd_data:out";
+  probe_out_ = n + ":out";
+  probe_dx_ = n + ":dx";
+}
+
+Result<Shape> BatchNormalization::build(const Shape& input, Runtime& /*rt*/) {
+  if (input.empty() || input.back() <= 0)
+    return Error{name() + " expects input of rank 1 or more per sample with channels last, got " +
+                 shape_str(input)};
+  channels_ = input.back();
+  const Shape c{channels_};
+  gamma_ = Param{name() + ".gamma", Tensor(c, 1.0f), Tensor(c)};
+  beta_ = Param{name() + ".beta", Tensor(c), Tensor(c)};
+  moving_mean_ = NamedTensor{name() + ".moving_mean", Tensor(c)};
+  moving_variance_ = NamedTensor{name() + ".moving_variance", Tensor(c, 1.0f)};
+  return input;
+}
+
+Tensor BatchNormalization::forward(const Tensor& x, Runtime& rt, bool training) {
+  TRAINRR_CHECK(x.rank() >= 2 && x.dim(-1) == channels_, name() + " got " + shape_str(x.shape));
+  const int64_t c = channels_, rows = x.size() / c;
+  const float* xp = x.ptr();
+  reshape_storage(xhat_, {rows, c});
+  inv_std_.resize(c);
+  trained_ = training;
+
+  if (training) {
+    // Two passes (mean, then the mean of squared deviations), as tf.nn.moments does: one pass over
+    // x and x^2 loses the variance to cancellation when the mean is large.
+    reshape_storage(stats_, {2, c});
+    float* mean = stats_.ptr();
+    float* var = stats_.ptr() + c;
+    ReduceArgs r;
+    r.x = xp, r.rows = rows, r.cols = c, r.out = mean;
+    run_reduce(*rt.kernels, site_stats_, r);
+    const float inv_rows = 1.0f / static_cast<float>(rows);
+    for (int64_t j = 0; j < c; ++j) mean[j] *= inv_rows;
+    scratch_.resize(rows * c);
+    float* xc = xhat_.ptr();
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < c; ++j) {
+        xc[i * c + j] = xp[i * c + j] - mean[j];
+        scratch_[i * c + j] = xc[i * c + j] * xc[i * c + j];
+      }
+    r.x = scratch_.data(), r.out = var;
+    run_reduce(*rt.kernels, site_stats_, r);
+    for (int64_t j = 0; j < c; ++j) var[j] *= inv_rows;
+    rt.probe(probe_stats_, Phase::forward, stats_, ProbeLevel::op);
+
+    float* mm = moving_mean_.value.ptr();
+    float* mv = moving_variance_.value.ptr();
+    for (int64_t j = 0; j < c; ++j) {
+      inv_std_[j] = 1.0f / std::sqrt(var[j] + epsilon_);
+      mm[j] = mm[j] * momentum_ + mean[j] * one_minus_momentum_;
+      mv[j] = mv[j] * momentum_ + var[j] * one_minus_momentum_;
+    }
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < c; ++j) xc[i * c + j] *= inv_std_[j];
+  } else {
+    const float* mm = moving_mean_.value.ptr();
+    const float* mv = moving_variance_.value.ptr();
+    for (int64_t j = 0; j < c; ++j) inv_std_[j] = 1.0f / std::sqrt(mv[j] + epsilon_);
+    float* xh = xhat_.ptr();
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < c; ++j) xh[i * c + j] = (xp[i * c + j] - mm[j]) * inv_std_[j];
+  }
+
+  Tensor y(x.shape);
+  const float* g = gamma_.value.ptr();
+  const float* b = beta_.value.ptr();
+  const float* xh = xhat_.ptr();
+  float* yp = y.ptr();
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < c; ++j) yp[i * c + j] = xh[i * c + j] * g[j] + b[j];
+  rt.probe(probe_fwd_, Phase::forward, y, ProbeLevel::op);
+  rt.probe(probe_out_, Phase::forward, y, ProbeLevel::layer);
+  return y;
+}
+
+Tensor BatchNormalization::backward(const Tensor& dy, Runtime& rt) {
+  const int64_t c = channels_, rows = xhat_.dim(0);
+  TRAINRR_CHECK(dy.size() == rows * c, name() + " got dy " + shape_str(dy.shape));
+  const float* d = dy.ptr();
+  const float* xh = xhat_.ptr();
+
+  // One reduction gives both parameter gradients: columns [0, c) sum dy (dbeta), [c, 2c) sum dy * xhat.
+  scratch_.resize(rows * 2 * c);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < c; ++j) {
+      scratch_[i * 2 * c + j] = d[i * c + j];
+      scratch_[i * 2 * c + c + j] = d[i * c + j] * xh[i * c + j];
+    }
+  reshape_storage(stats_, {2, c});
+  ReduceArgs r;
+  r.x = scratch_.data(), r.rows = rows, r.cols = 2 * c, r.out = stats_.ptr();
+  run_reduce(*rt.kernels, site_sums_, r);
+  rt.probe(probe_sums_, Phase::backward, stats_, ProbeLevel::op);
+  const float* dbeta = stats_.ptr();
+  const float* dgamma = stats_.ptr() + c;
+  std::copy(dbeta, dbeta + c, beta_.grad.ptr());
+  std::copy(dgamma, dgamma + c, gamma_.grad.ptr());
+
+  Tensor dx(dy.shape);
+  float* dxp = dx.ptr();
+  const float* g = gamma_.value.ptr();
+  if (trained_) {
+    // The mean and variance depend on x too:
+    // dx = gamma * inv_std / m * (m * dy - sum(dy) - xhat * sum(dy * xhat)).
+    const float m = static_cast<float>(rows), inv_m = 1.0f / m;
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < c; ++j)
+        dxp[i * c + j] =
+            g[j] * inv_std_[j] * inv_m * (m * d[i * c + j] - dbeta[j] - xh[i * c + j] * dgamma[j]);
+  } else {
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < c; ++j) dxp[i * c + j] = d[i * c + j] * g[j] * inv_std_[j];
+  }
+  rt.probe(probe_bwd_, Phase::backward, dx, ProbeLevel::op);
+  rt.probe(probe_dx_, Phase::backward, dx, ProbeLevel::layer);
+  return dx;
+}
+
+}  // namespace trainrr

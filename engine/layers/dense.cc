@@ -1,0 +1,116 @@
+#include "engine/layers/dense.h"
+
+#include "engine/layers/layer_util.h"
+
+namespace trainrr {
+
+Dense::Dense(std::string name, int64_t units, Activation activation, Initializer kernel_initializer,
+             bool use_bias)
+    : Layer(std::move(name)),
+      units_(units),
+      activation_(activation),
+      kernel_initializer_(kernel_initializer),
+      use_bias_(use_bias) {
+  const std::string& n = this->name();
+  const std::string act = activation_name(activation);
+  site_fwd_ = n + "/matmul.fwd";
+  site_bwd_data_ = n + "/matmul.bwd_data";
+  site_bwd_weight_ = n + "/matmul.bwd_weight";
+  site_bias_bwd_ = n + "/bias.bwd";
+  probe_fwd_ = site_fwd_ + ":out";
+  probe_bias_fwd_ = n + "/bias.fwd:out";
+  probe_act_fwd_ = n + "/" + act + ".fwd:out";
+  probe_act_bwd_ = n + "/" + act + ".bwd:out";
+  probe_bwd_data_ = site_bwd_data_ + ":out";
+  probe_bwd_weight_ = site_bwd_weight_ + ":out";
+  probe_bias_bwd_ = site_bias_bwd_ + ":out";
+  probe_out_ = n + ":out";
+  probe_dx_ = n + ":dx";
+}
+
+Result<Shape> Dense::build(const Shape& input, Runtime& rt) {
+  if (input.size() != 1)
+    return Error{name() + " expects input of rank 1 per sample, got " + shape_str(input) +
+                 (input.size() > 1 ? "; add a Flatten layer" : "")};
+  if (input[0] <= 0) return Error{name() + " expects a non-empty input, got " + shape_str(input)};
+  in_ = input[0];
+  kernel_.name = name() + ".kernel";
+  kernel_.value = Tensor({in_, units_});
+  kernel_.grad = Tensor({in_, units_});
+  initialize(kernel_initializer_, kernel_.name, in_, units_, kernel_.value, *rt.rng);
+  if (use_bias_) {
+    bias_.name = name() + ".bias";
+    bias_.value = Tensor({units_});
+    bias_.grad = Tensor({units_});
+  }
+  return Shape{units_};
+}
+
+std::vector<Param*> Dense::params() {
+  if (use_bias_) return {&kernel_, &bias_};
+  return {&kernel_};
+}
+
+Tensor Dense::forward(const Tensor& x, Runtime& rt, bool /*training*/) {
+  TRAINRR_CHECK(x.rank() == 2 && x.dim(1) == in_, name() + " got " + shape_str(x.shape));
+  const int64_t batch = x.dim(0);
+  copy_tensor(x_, x);
+  reshape_storage(y_, {batch, units_});
+
+  MatmulArgs mm;
+  mm.m = batch, mm.n = units_, mm.k = in_;
+  mm.a = x.ptr(), mm.b = kernel_.value.ptr(), mm.c = y_.ptr();
+  run_matmul(*rt.kernels, site_fwd_, mm);
+  rt.probe(probe_fwd_, Phase::forward, y_, ProbeLevel::op);
+
+  if (use_bias_) {
+    add_bias(y_.ptr(), bias_.value.ptr(), batch, units_);
+    rt.probe(probe_bias_fwd_, Phase::forward, y_, ProbeLevel::op);
+  }
+  if (activation_ != Activation::linear) {
+    activation_forward(activation_, y_.ptr(), y_.ptr(), batch, units_);
+    rt.probe(probe_act_fwd_, Phase::forward, y_, ProbeLevel::op);
+  }
+  rt.probe(probe_out_, Phase::forward, y_, ProbeLevel::layer);
+  return y_;
+}
+
+Tensor Dense::backward(const Tensor& dy, Runtime& rt) {
+  TRAINRR_CHECK(dy.shape == y_.shape, name() + " got dy " + shape_str(dy.shape));
+  const int64_t batch = dy.dim(0);
+
+  // dz: the gradient at the matmul-plus-bias output.
+  const Tensor* dz = &dy;
+  if (activation_ != Activation::linear) {
+    reshape_storage(dz_, dy.shape);
+    activation_backward(activation_, y_.ptr(), dy.ptr(), dz_.ptr(), batch, units_);
+    rt.probe(probe_act_bwd_, Phase::backward, dz_, ProbeLevel::op);
+    dz = &dz_;
+  }
+
+  if (use_bias_) {
+    ReduceArgs r;
+    r.x = dz->ptr(), r.rows = batch, r.cols = units_, r.out = bias_.grad.ptr();
+    run_reduce(*rt.kernels, site_bias_bwd_, r);
+    rt.probe(probe_bias_bwd_, Phase::backward, bias_.grad, ProbeLevel::op);
+  }
+
+  MatmulArgs dw;  // dW (in, units) = x^T (in, batch) dz (batch, units)
+  dw.trans_a = true;
+  dw.m = in_, dw.n = units_, dw.k = batch;
+  dw.a = x_.ptr(), dw.b = dz->ptr(), dw.c = kernel_.grad.ptr();
+  run_matmul(*rt.kernels, site_bwd_weight_, dw);
+  rt.probe(probe_bwd_weight_, Phase::backward, kernel_.grad, ProbeLevel::op);
+
+  Tensor dx({batch, in_});
+  MatmulArgs dd;  // dx (batch, in) = dz (batch, units) W^T (units, in)
+  dd.trans_b = true;
+  dd.m = batch, dd.n = in_, dd.k = units_;
+  dd.a = dz->ptr(), dd.b = kernel_.value.ptr(), dd.c = dx.ptr();
+  run_matmul(*rt.kernels, site_bwd_data_, dd);
+  rt.probe(probe_bwd_data_, Phase::backward, dx, ProbeLevel::op);
+  rt.probe(probe_dx_, Phase::backward, dx, ProbeLevel::layer);
+  return dx;
+}
+
+}  // namespace trainrr

@@ -1,0 +1,213 @@
+#include "engine/layers/loss.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace trainrr {
+
+namespace {
+
+// Keras' backend epsilon, used to clip probabilities away from 0 and 1.
+constexpr float kEpsilon = 1e-7f;
+
+// The mean of per-sample losses, summed by the reduction kernel so the sum's kernel is a recorded choice.
+double batch_mean(const Tensor& per_sample, Runtime& rt) {
+  float sum = 0;
+  ReduceArgs r;
+  r.x = per_sample.ptr(), r.rows = per_sample.size(), r.cols = 1, r.out = &sum;
+  run_reduce(*rt.kernels, "loss/mean", r);
+  return static_cast<double>(sum / static_cast<float>(per_sample.size()));
+}
+
+std::string values_str(const Shape& output) {
+  return output.size() == 1 ? std::to_string(output[0]) + " values" : shape_str(output);
+}
+
+class BinaryCrossentropy : public Loss {
+ public:
+  explicit BinaryCrossentropy(bool from_logits) : from_logits_(from_logits) {}
+  std::string name() const override { return "binary_crossentropy"; }
+
+  LossValue compute(const Tensor& pred, std::span<const float> labels, Runtime& rt) const override {
+    const int64_t batch = pred.dim(0);
+    TRAINRR_CHECK(pred.size() == batch && static_cast<int64_t>(labels.size()) == batch,
+                  "binary_crossentropy: prediction " + shape_str(pred.shape) + ", " +
+                      std::to_string(labels.size()) + " labels");
+    LossValue out;
+    out.grad = Tensor(pred.shape);
+    Tensor per({batch});
+    const float inv_batch = 1.0f / static_cast<float>(batch);
+    for (int64_t i = 0; i < batch; ++i) {
+      const float y = labels[i], z = pred[i];
+      if (from_logits_) {
+        // max(z, 0) - z y + log(1 + exp(-|z|)): never overflows, exact for large |z|.
+        per[i] = std::max(z, 0.0f) - z * y + std::log1p(std::exp(-std::abs(z)));
+        out.grad[i] = (1.0f / (1.0f + std::exp(-z)) - y) * inv_batch;
+      } else {
+        const float p = std::clamp(z, kEpsilon, 1.0f - kEpsilon);
+        per[i] = -(y * std::log(p) + (1.0f - y) * std::log(1.0f - p));
+        // The clip passes no gradient outside its range, as tf.clip_by_value.
+        const bool inside = z >= kEpsilon && z <= 1.0f - kEpsilon;
+        out.grad[i] = inside ? -(y / p - (1.0f - y) / (1.0f - p)) * inv_batch : 0.0f;
+      }
+    }
+    out.loss = batch_mean(per, rt);
+    return out;
+  }
+
+  Status check_output(const Shape& output, int num_classes) const override {
+    if (output != Shape{1})
+      return Error{"binary_crossentropy needs 1 value per sample but the model outputs " + values_str(output) +
+                   " per sample"};
+    if (num_classes > 2)
+      return Error{"binary_crossentropy needs 2 classes but the data has " + std::to_string(num_classes) +
+                   "; use sparse_categorical_crossentropy"};
+    return {};
+  }
+
+ private:
+  bool from_logits_;
+};
+
+class SparseCategoricalCrossentropy : public Loss {
+ public:
+  explicit SparseCategoricalCrossentropy(bool from_logits) : from_logits_(from_logits) {}
+  std::string name() const override { return "sparse_categorical_crossentropy"; }
+
+  LossValue compute(const Tensor& pred, std::span<const float> labels, Runtime& rt) const override {
+    TRAINRR_CHECK(pred.rank() == 2 && static_cast<int64_t>(labels.size()) == pred.dim(0),
+                  "sparse_categorical_crossentropy: prediction " + shape_str(pred.shape) + ", " +
+                      std::to_string(labels.size()) + " labels");
+    const int64_t batch = pred.dim(0), k = pred.dim(1);
+    LossValue out;
+    out.grad = Tensor(pred.shape);
+    Tensor per({batch});
+    const float inv_batch = 1.0f / static_cast<float>(batch);
+    for (int64_t i = 0; i < batch; ++i) {
+      const int64_t y = static_cast<int64_t>(labels[i]);
+      TRAINRR_CHECK(y >= 0 && y < k && static_cast<float>(y) == labels[i],
+                    "label " + std::to_string(labels[i]) + " for " + std::to_string(k) + " classes");
+      const float* z = pred.ptr() + i * k;
+      float* g = out.grad.ptr() + i * k;
+      if (from_logits_) {
+        // log softmax with the row maximum subtracted: finite for any logits.
+        const float m = *std::max_element(z, z + k);
+        float sum = 0;
+        for (int64_t j = 0; j < k; ++j) sum += std::exp(z[j] - m);
+        const float lse = m + std::log(sum);
+        per[i] = lse - z[y];
+        const float inv_sum = 1.0f / sum;
+        for (int64_t j = 0; j < k; ++j) g[j] = std::exp(z[j] - m) * inv_sum * inv_batch;
+        g[y] -= inv_batch;
+      } else {
+        const float p = std::clamp(z[y], kEpsilon, 1.0f - kEpsilon);
+        per[i] = -std::log(p);
+        const bool inside = z[y] >= kEpsilon && z[y] <= 1.0f - kEpsilon;
+        if (inside) g[y] = -inv_batch / p;
+      }
+    }
+    out.loss = batch_mean(per, rt);
+    return out;
+  }
+
+  Status check_output(const Shape& output, int num_classes) const override {
+    if (output.size() != 1)
+      return Error{"sparse_categorical_crossentropy needs one score per class but the model outputs " +
+                   shape_str(output) + " per sample; add a Flatten layer and a Dense layer with one unit per class"};
+    if (num_classes > 0 && output[0] != num_classes)
+      return Error{"the model outputs " + std::to_string(output[0]) + " values per sample but the data has " +
+                   std::to_string(num_classes) + " classes"};
+    return {};
+  }
+
+ private:
+  bool from_logits_;
+};
+
+class MeanSquaredError : public Loss {
+ public:
+  std::string name() const override { return "mse"; }
+
+  LossValue compute(const Tensor& pred, std::span<const float> labels, Runtime& rt) const override {
+    TRAINRR_CHECK(pred.rank() >= 1 && static_cast<int64_t>(labels.size()) == pred.size(),
+                  "mse: prediction " + shape_str(pred.shape) + ", " + std::to_string(labels.size()) + " targets");
+    const int64_t batch = pred.dim(0), k = pred.size() / batch;
+    LossValue out;
+    out.grad = Tensor(pred.shape);
+    Tensor per({batch});
+    // Keras averages over the last axis, then over the batch.
+    const float inv_k = 1.0f / static_cast<float>(k);
+    const float gscale = 2.0f / static_cast<float>(k * batch);
+    for (int64_t i = 0; i < batch; ++i) {
+      float s = 0;
+      for (int64_t j = 0; j < k; ++j) {
+        const float d = pred[i * k + j] - labels[i * k + j];
+        s += d * d;
+        out.grad[i * k + j] = d * gscale;
+      }
+      per[i] = s * inv_k;
+    }
+    out.loss = batch_mean(per, rt);
+    return out;
+  }
+
+  Status check_output(const Shape& output, int /*num_classes*/) const override {
+    if (output.empty()) return Error{"mse needs at least one value per sample"};
+    return {};
+  }
+};
+
+int64_t count_argmax(const Tensor& pred, std::span<const float> labels) {
+  const int64_t batch = pred.dim(0), k = pred.size() / batch;
+  int64_t correct = 0;
+  for (int64_t i = 0; i < batch; ++i) {
+    const float* z = pred.ptr() + i * k;
+    const int64_t best = std::max_element(z, z + k) - z;  // the first maximum, as argmax
+    correct += static_cast<float>(best) == labels[i];
+  }
+  return correct;
+}
+
+int64_t count_threshold(const Tensor& pred, std::span<const float> labels, float threshold) {
+  int64_t correct = 0;
+  for (int64_t i = 0; i < pred.size(); ++i) correct += (pred[i] > threshold ? 1.0f : 0.0f) == labels[i];
+  return correct;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Loss>> make_loss(std::string_view name, bool from_logits) {
+  if (name == "binary_crossentropy") return std::unique_ptr<Loss>(std::make_unique<BinaryCrossentropy>(from_logits));
+  if (name == "sparse_categorical_crossentropy")
+    return std::unique_ptr<Loss>(std::make_unique<SparseCategoricalCrossentropy>(from_logits));
+  if (name == "mse" || name == "mean_squared_error") {
+    if (from_logits) return Error{"loss '" + std::string(name) + "' does not take from_logits"};
+    return std::unique_ptr<Loss>(std::make_unique<MeanSquaredError>());
+  }
+  return Error{"unknown loss '" + std::string(name) +
+               "' (expected one of: binary_crossentropy, sparse_categorical_crossentropy, mse, mean_squared_error)"};
+}
+
+int64_t count_correct(const Loss& loss, bool from_logits, const Tensor& pred, std::span<const float> labels) {
+  if (pred.size() == 0) return 0;
+  const int64_t batch = pred.dim(0), k = pred.size() / batch;
+  TRAINRR_CHECK(static_cast<int64_t>(labels.size()) == batch || static_cast<int64_t>(labels.size()) == pred.size(),
+                "count_correct: prediction " + shape_str(pred.shape) + ", " + std::to_string(labels.size()) +
+                    " labels");
+  const std::string name = loss.name();
+  if (name == "binary_crossentropy") return count_threshold(pred, labels, from_logits ? 0.0f : 0.5f);
+  if (name == "sparse_categorical_crossentropy") return count_argmax(pred, labels);
+  // Other losses: Keras' "accuracy" chooses by shape: binary for one output, sparse categorical for one
+  // label per sample, else categorical (argmax of both agree).
+  if (k == 1) return count_threshold(pred, labels, 0.5f);
+  if (static_cast<int64_t>(labels.size()) == batch) return count_argmax(pred, labels);
+  int64_t correct = 0;
+  for (int64_t i = 0; i < batch; ++i) {
+    const float* z = pred.ptr() + i * k;
+    const float* t = labels.data() + i * k;
+    correct += (std::max_element(z, z + k) - z) == (std::max_element(t, t + k) - t);
+  }
+  return correct;
+}
+
+}  // namespace trainrr

@@ -1,0 +1,32 @@
+#pragma once
+// MaxPool2D over NHWC input. Forward remembers where each maximum came from; backward sends each output
+// gradient there (on ties, the first maximum in row-major window order, as the reference frameworks do).
+
+#include <array>
+#include <string>
+
+#include "engine/layers/layer.h"
+#include "engine/layers/padding.h"
+
+namespace trainrr {
+
+class MaxPool2D : public Layer {
+ public:
+  MaxPool2D(std::string name, std::array<int64_t, 2> pool_size, std::array<int64_t, 2> strides, Padding padding);
+
+  std::string type() const override { return "MaxPool2D"; }
+  Result<Shape> build(const Shape& input, Runtime& rt) override;
+  Tensor forward(const Tensor& x, Runtime& rt, bool training) override;
+  Tensor backward(const Tensor& dy, Runtime& rt) override;
+
+ private:
+  std::array<int64_t, 2> pool_size_, strides_;
+  Padding padding_;
+  int64_t h_ = 0, w_ = 0, c_ = 0, out_h_ = 0, out_w_ = 0, pad_top_ = 0, pad_left_ = 0;
+  Shape x_shape_;                // (batch, h, w, c) of the last forward input
+  std::vector<int64_t> argmax_;  // (batch, out_h, out_w, c): flat index into the input of each maximum
+
+  std::string probe_fwd_, probe_bwd_, probe_out_, probe_dx_;
+};
+
+}  // namespace trainrr
