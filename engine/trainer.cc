@@ -78,6 +78,7 @@ Status Training::prepare(const TrainingOptions& options) {
   hooks_ = options.hooks ? options.hooks : &null_hooks();
   log_ = options.log;
   progress_ = options.progress;
+  interrupt_ = options.interrupt;
 
   auto isa = runtime_isa();
   if (!isa) return isa.error();
@@ -232,6 +233,7 @@ Status Training::fit(int64_t stop_at) {
   const int64_t per_epoch = steps_per_epoch();
   try {
     while (step_ < end) {
+      if (interrupt_ && interrupt_->load()) return Error{"interrupted at step " + std::to_string(step_)};
       if (!epoch_open_) start_epoch();
       run_step();
       const int64_t in_epoch = static_cast<int64_t>(batches_done_.size());

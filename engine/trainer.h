@@ -2,6 +2,7 @@
 // A training run built from a configuration: data, split, scaling, model, optimizer, and the loop of
 // fit / evaluate / predict (Keras' shape). Every source of variation goes through the hooks.
 
+#include <atomic>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -26,6 +27,7 @@ struct TrainingOptions {
   std::optional<Policy> policy;              // overrides runtime.policy (the replayer forces)
   FILE* log = nullptr;                       // per-epoch lines and the progress bar; null: quiet
   bool progress = false;                     // a progress bar (when the log is a terminal)
+  const std::atomic<bool>* interrupt = nullptr;  // set (by a signal handler): stop after the current step
 };
 
 struct Evaluation {
@@ -78,6 +80,7 @@ class Training {
   RunConfig config_;
   Hooks* hooks_ = nullptr;
   FILE* log_ = nullptr;
+  const std::atomic<bool>* interrupt_ = nullptr;
   bool progress_ = false;
   uint64_t seed_ = 0;
   bool seed_from_entropy_ = false;

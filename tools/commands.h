@@ -9,5 +9,6 @@ namespace trainrr::cli {
 enum ExitCode { kOk = 0, kDiverged = 1, kBadInput = 2, kCannotReplay = 3 };
 
 void add_train_command(CLI::App& app, int& exit_code);
+void add_record_command(CLI::App& app, int& exit_code);
 
 }  // namespace trainrr::cli

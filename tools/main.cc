@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("trainrr ") + TRAINRR_VERSION);
   int exit_code = trainrr::cli::kOk;
   trainrr::cli::add_train_command(app, exit_code);
+  trainrr::cli::add_record_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

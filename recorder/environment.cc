@@ -1,0 +1,91 @@
+#include "recorder/environment.h"
+
+#include <capnp/common.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+#include <xxhash.h>
+#include <zstd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "engine/kernels/matmul_openblas.h"
+#include "engine/thread_pool.h"
+
+extern char** environ;
+
+namespace trainrr {
+namespace {
+
+std::string cpuinfo_field(const std::string& field) {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field, 0) == 0) {
+      const size_t colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(colon + 2);
+    }
+  }
+  return "unknown";
+}
+
+// The CPU flags that decide which kernels can run and how they round.
+std::string numeric_cpu_flags() {
+  static const char* kRelevant[] = {"sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512dq",
+                                    "avx512bw", "avx512vl", "avx512_bf16", "avx512_fp16", "amx_tile", "neon"};
+  std::istringstream flags(" " + cpuinfo_field("flags") + " ");
+  std::string f, out;
+  std::vector<std::string> have;
+  while (flags >> f) have.push_back(f);
+  for (const char* r : kRelevant)
+    for (const auto& h : have)
+      if (h == r) out += (out.empty() ? "" : " ") + h;
+  return out;
+}
+
+}  // namespace
+
+bool numerics_variable(const std::string& name) {
+  static const char* kPrefixes[] = {"OMP_", "OPENBLAS_", "MKL_", "GOTO", "CUDA_", "CUBLAS_", "CUDNN_",
+                                    "NVIDIA_TF32", "TRAINRR_", "KMP_", "BLIS_"};
+  for (const char* p : kPrefixes)
+    if (name.rfind(p, 0) == 0) return true;
+  return false;
+}
+
+Environment capture_environment(int threads, const std::string& isa, const std::string& policy) {
+  Environment env;
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  env.emplace_back("host", host);
+  env.emplace_back("cpu.model", cpuinfo_field("model name"));
+  env.emplace_back("cpu.flags", numeric_cpu_flags());
+  env.emplace_back("cpu.cores", std::to_string(ThreadPool::hardware_threads()));
+  env.emplace_back("threads", std::to_string(threads));
+  env.emplace_back("isa", isa);
+  env.emplace_back("policy", policy);
+  struct utsname u;
+  if (uname(&u) == 0) {
+    env.emplace_back("os", std::string(u.sysname) + " " + u.machine);
+    env.emplace_back("kernel", u.release);
+  }
+  env.emplace_back("compiler", TRAINRR_COMPILER);
+  env.emplace_back("compiler.flags", TRAINRR_CXX_FLAGS);
+  env.emplace_back("lib.trainrr", TRAINRR_VERSION);
+  env.emplace_back("lib.capnproto", std::to_string(CAPNP_VERSION_MAJOR) + "." + std::to_string(CAPNP_VERSION_MINOR) +
+                                        "." + std::to_string(CAPNP_VERSION_MICRO));
+  env.emplace_back("lib.openblas", openblas_description());
+  env.emplace_back("lib.zstd", ZSTD_versionString());
+  env.emplace_back("lib.xxhash", std::to_string(XXH_versionNumber()));
+  env.emplace_back("cuda", "not built: CPU backend only");
+  for (char** e = environ; *e; ++e) {
+    const std::string kv = *e;
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos) continue;
+    const std::string name = kv.substr(0, eq);
+    if (numerics_variable(name)) env.emplace_back("env." + name, kv.substr(eq + 1));
+  }
+  return env;
+}
+
+}  // namespace trainrr

@@ -1,0 +1,150 @@
+#include "recorder/recorder.h"
+
+#include <fstream>
+#include <iterator>
+
+#include "engine/fingerprint.h"
+#include "recorder/environment.h"
+
+namespace trainrr {
+
+Result<std::vector<trace::DatasetInfo>> describe_datasets(const DataConfig& data, bool embed) {
+  std::vector<std::pair<std::string, std::string>> files;
+  if (data.source == "csv") files.emplace_back("data", data.path);
+  if (data.source == "npy" || data.source == "idx") {
+    files.emplace_back("features", data.path);
+    files.emplace_back("labels", data.labels);
+  }
+  std::vector<trace::DatasetInfo> out;
+  for (const auto& [name, path] : files) {
+    trace::DatasetInfo info;
+    info.name = name;
+    info.path = path;
+    auto d = trace::digest128_file(path);
+    if (!d) return d.error();
+    info.digest = *d;
+    std::ifstream in(path, std::ios::binary | std::ios::ate);
+    info.size_bytes = static_cast<uint64_t>(in.tellg());
+    if (embed) {
+      in.seekg(0);
+      info.embedded.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      if (info.embedded.size() != info.size_bytes || trace::digest128_bytes(info.embedded) != info.digest)
+        return Error{path + ": the file changed while it was being read"};
+    }
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+Result<std::unique_ptr<Recorder>> Recorder::create(const RunConfig& config, const RecordOptions& options) {
+  std::unique_ptr<Recorder> r(new Recorder());
+  r->options_ = options;
+  r->header_.config = config.text;
+  r->header_.config_path = config.file;
+  r->header_.config_overrides = config.overrides;
+  r->header_.level = options.level;
+  r->header_.checkpoint_every = options.checkpoint_every;
+  auto datasets = describe_datasets(config.data, options.embed_data);
+  if (!datasets) return datasets.error();
+  r->header_.datasets = std::move(datasets).value();
+  return r;
+}
+
+void Recorder::set_runtime(int threads, const std::string& isa, const std::string& policy) {
+  header_.environment = capture_environment(threads, isa, policy);
+}
+
+void Recorder::keep(Status s) {
+  if (status_.ok() && !s.ok()) status_ = std::move(s);
+}
+
+uint64_t Recorder::bytes_written() const { return writer_ ? writer_->bytes_written() : 0; }
+
+void Recorder::seed(uint64_t& seed, bool from_entropy) {
+  // The seed is the first thing a run decides: the header is complete now, and the file starts.
+  header_.seed = seed;
+  header_.seed_from_entropy = from_entropy;
+  auto w = trace::TraceWriter::create(options_.path, header_);
+  if (!w) {
+    keep(w.error());
+    return;
+  }
+  writer_ = std::move(w).value();
+}
+
+void Recorder::rng_values(const RngDraw& draw, std::span<const std::byte> values) {
+  pending_.events.push_back(trace::RngDrawEvent{draw, digest_bytes(values.data(), values.size())});
+}
+
+void Recorder::split(std::string_view site, std::vector<uint32_t>& train, std::vector<uint32_t>& test) {
+  pending_.events.push_back(trace::SplitEvent{std::string(site), train, test});
+}
+
+void Recorder::shuffle(std::string_view site, int epoch, std::vector<uint32_t>& permutation, const RngDraw* draw) {
+  trace::ShuffleEvent e;
+  e.site = std::string(site);
+  e.epoch = epoch;
+  e.length = permutation.size();
+  e.digest = digest(std::span<const uint32_t>(permutation));
+  // A permutation drawn from a recorded stream is its draw; only one from elsewhere is stored whole.
+  if (draw) e.draw = *draw;
+  else e.permutation = permutation;
+  pending_.events.push_back(std::move(e));
+}
+
+void Recorder::batch_order(int64_t, int64_t& batch) { pending_.events.push_back(trace::BatchOrderEvent{batch}); }
+
+void Recorder::kernel_selected(KernelChoice& choice) { pending_.events.push_back(choice); }
+
+void Recorder::probe(std::string_view site, Phase phase, const Tensor& value) {
+  pending_.events.push_back(trace::ProbeEvent{std::string(site), phase, fingerprint(value)});
+}
+
+void Recorder::step_begin(int64_t step, int epoch, int64_t batch) {
+  pending_.index = step;
+  pending_.epoch = epoch;
+  pending_.batch = batch;
+}
+
+void Recorder::step_end(const StepSummary& s) {
+  trace::StepEnd end;
+  end.loss = s.loss;
+  end.metrics = s.metrics;
+  end.params.reserve(s.params.size());
+  for (const auto& [name, t] : s.params) end.params.emplace_back(name, digest(*t));
+  end.grads.reserve(s.grads.size());
+  for (const auto& [name, t] : s.grads) end.grads.emplace_back(name, digest(*t));
+  pending_.end = std::move(end);
+  if (writing()) keep(writer_->write_step(pending_));
+  pending_.events.clear();
+  pending_.end.reset();
+}
+
+void Recorder::epoch_end(const EpochSummary& e) {
+  if (writing()) keep(writer_->write_epoch(trace::TraceEpoch{e.epoch, e.logs}));
+}
+
+bool Recorder::wants_checkpoint(int64_t steps_completed) {
+  return writing() && options_.checkpoint_every > 0 && steps_completed % options_.checkpoint_every == 0;
+}
+
+void Recorder::checkpoint(const TrainState& state) {
+  if (writing()) keep(writer_->write_checkpoint(state));
+}
+
+Status Recorder::finish(bool completed, const std::string& reason) {
+  if (!writer_) return status_.ok() ? Status(Error{options_.path + ": nothing was recorded"}) : status_;
+  if (!status_.ok()) return status_;
+  trace::TraceFooter f;
+  f.completed = completed;
+  f.end_reason = reason;
+  if (!pending_.events.empty()) {
+    // Events after the last step (none today; evaluation makes no choices) still get written.
+    pending_.index += 1;
+    keep(writer_->write_step(pending_));
+  }
+  keep(writer_->finish(f));
+  return status_;
+}
+
+}  // namespace trainrr

@@ -1,0 +1,67 @@
+#pragma once
+// The hooks that record: every choice and observation of a run, appended to a trace as it trains.
+// The recorder never changes a decision, so a recorded run computes exactly what an unrecorded one does.
+
+#include <memory>
+#include <string>
+
+#include "engine/config.h"
+#include "engine/hooks.h"
+#include "traces/trace.h"
+#include "traces/trace_writer.h"
+
+namespace trainrr {
+
+struct RecordOptions {
+  std::string path;              // the trace file to write
+  ProbeLevel level = ProbeLevel::step;
+  int64_t checkpoint_every = 0;  // steps; 0: no checkpoints but the final one
+  bool embed_data = false;       // store the data files in the trace
+};
+
+class Recorder : public Hooks {
+ public:
+  // Digests (and with embed_data reads) the configuration's data files now; errors name the file.
+  static Result<std::unique_ptr<Recorder>> create(const RunConfig& config, const RecordOptions& options);
+
+  // Called by the run once it knows its threads, instruction set and policy (before training).
+  void set_runtime(int threads, const std::string& isa, const std::string& policy);
+
+  // The first write error, if any (a full disk, say); recording stops at the first one.
+  const Status& status() const { return status_; }
+  // Writes the footer. `reason`: "completed", or why the run stopped.
+  Status finish(bool completed, const std::string& reason);
+  uint64_t bytes_written() const;
+  const std::string& path() const { return options_.path; }
+
+  // Hooks.
+  void seed(uint64_t& seed, bool from_entropy) override;
+  void rng_values(const RngDraw& draw, std::span<const std::byte> values) override;
+  void split(std::string_view site, std::vector<uint32_t>& train, std::vector<uint32_t>& test) override;
+  void shuffle(std::string_view site, int epoch, std::vector<uint32_t>& permutation, const RngDraw* draw) override;
+  void batch_order(int64_t step, int64_t& batch) override;
+  void kernel_selected(KernelChoice& choice) override;
+  ProbeLevel probe_level() const override { return options_.level; }
+  void probe(std::string_view site, Phase phase, const Tensor& value) override;
+  void step_begin(int64_t step, int epoch, int64_t batch) override;
+  void step_end(const StepSummary& summary) override;
+  void epoch_end(const EpochSummary& summary) override;
+  bool wants_checkpoint(int64_t steps_completed) override;
+  void checkpoint(const TrainState& state) override;
+
+ private:
+  Recorder() = default;
+  void keep(Status s);
+  bool writing() const { return writer_ && status_.ok(); }
+
+  RecordOptions options_;
+  trace::TraceHeader header_;
+  std::unique_ptr<trace::TraceWriter> writer_;
+  trace::TraceStep pending_;
+  Status status_;
+};
+
+// The data files a configuration reads, digested (and read, when embedding).
+Result<std::vector<trace::DatasetInfo>> describe_datasets(const DataConfig& data, bool embed);
+
+}  // namespace trainrr

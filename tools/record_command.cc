@@ -1,0 +1,110 @@
+// `trainrr record CONFIG -o FILE`: trains exactly as `train` does and writes the trace.
+
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <memory>
+
+#include "engine/kernels/kernel_registry.h"
+#include "recorder/recorder.h"
+#include "tools/commands.h"
+#include "tools/run_common.h"
+
+namespace trainrr::cli {
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+extern "C" void on_signal(int) { g_interrupted.store(true); }
+
+struct RecordArgs {
+  std::string config;
+  std::string output;
+  std::string level = "step";
+  int64_t checkpoint_every = 0;
+  bool embed_data = false;
+  std::vector<std::string> overrides;
+};
+
+int run_record(const RecordArgs& a) {
+  auto config = load_config(a.config, a.overrides);
+  if (!config) {
+    std::fprintf(stderr, "trainrr: %s\n", config.error().message.c_str());
+    return kBadInput;
+  }
+  RecordOptions ro;
+  ro.path = a.output;
+  ro.level = a.level == "op" ? ProbeLevel::op : a.level == "layer" ? ProbeLevel::layer : ProbeLevel::step;
+  ro.checkpoint_every = a.checkpoint_every;
+  ro.embed_data = a.embed_data;
+  auto recorder = Recorder::create(*config, ro);
+  if (!recorder) {
+    std::fprintf(stderr, "trainrr: %s\n", recorder.error().message.c_str());
+    return kBadInput;
+  }
+  auto isa = runtime_isa();
+  if (!isa) {
+    std::fprintf(stderr, "trainrr: %s\n", isa.error().message.c_str());
+    return kBadInput;
+  }
+  const int threads = config->runtime.threads > 0 ? config->runtime.threads : ThreadPool::hardware_threads();
+  (*recorder)->set_runtime(threads, isa_name(*isa), config->runtime.policy);
+
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  TrainingOptions opts;
+  opts.registry = &registry;
+  opts.hooks = recorder->get();
+  opts.log = stdout;
+  opts.progress = isatty(STDOUT_FILENO);
+  opts.interrupt = &g_interrupted;
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+
+  auto training = Training::create(*config, opts);
+  if (!training) {
+    std::fprintf(stderr, "trainrr: %s\n", training.error().message.c_str());
+    (void)(*recorder)->finish(false, "error: " + training.error().message);
+    return kBadInput;
+  }
+  print_run_header(stdout, *config, **training);
+  std::printf("recording to %s (level %s, checkpoint every %lld steps)\n", a.output.c_str(), a.level.c_str(),
+              static_cast<long long>(a.checkpoint_every));
+  Status fit = (*training)->fit();
+  if (fit.ok() && a.checkpoint_every > 0 && (*training)->step() % a.checkpoint_every != 0)
+    (*recorder)->checkpoint((*training)->state());  // the final state, for export and resumption
+  Status done = (*recorder)->finish(fit.ok(), fit.ok() ? "completed" : "error: " + fit.error().message);
+  if (!fit.ok()) {
+    std::fprintf(stderr, "trainrr: %s\n", fit.error().message.c_str());
+    std::fprintf(stderr, "trainrr: the trace %s holds every step completed before that\n", a.output.c_str());
+    return g_interrupted ? 130 : kBadInput;
+  }
+  if (!done.ok()) {
+    std::fprintf(stderr, "trainrr: %s\n", done.error().message.c_str());
+    return kBadInput;
+  }
+  print_final_metrics(stdout, **training);
+  std::printf("trace: %s, %lld steps, %llu bytes\n", a.output.c_str(),
+              static_cast<long long>((*training)->step()),
+              static_cast<unsigned long long>((*recorder)->bytes_written()));
+  return kOk;
+}
+
+}  // namespace
+
+void add_record_command(CLI::App& app, int& exit_code) {
+  auto args = std::make_shared<RecordArgs>();
+  CLI::App* cmd = app.add_subcommand("record", "Train from a configuration and record every choice to a trace.");
+  cmd->add_option("config", args->config, "Run configuration (TOML)")->required();
+  cmd->add_option("-o,--output", args->output, "Trace file to write")->required();
+  cmd->add_option("--level", args->level, "What to probe: step (summaries), layer (each layer's output), op (every op)")
+      ->check(CLI::IsMember({"step", "layer", "op"}));
+  cmd->add_option("--checkpoint-every", args->checkpoint_every, "Write a checkpoint every N steps (0: none)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--embed-data", args->embed_data, "Store the data files in the trace");
+  cmd->add_option("--set", args->overrides, "Override a configuration key, e.g. --set train.epochs=3")
+      ->type_name("KEY=VALUE");
+  cmd->callback([args, &exit_code] { exit_code = run_record(*args); });
+}
+
+}  // namespace trainrr::cli
