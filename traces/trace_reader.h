@@ -74,6 +74,8 @@ class TraceReader {
 
  private:
   explicit TraceReader(std::unique_ptr<Impl> impl);
+  Status read_header();
+
   std::unique_ptr<Impl> impl_;
   TraceHeader header_;
   uint64_t header_size_ = 0;

@@ -1,0 +1,230 @@
+# The trainrr trace format.
+#
+# A trace file is a sequence of standard framed Cap'n Proto messages (unpacked), every one of them a
+# `Message`, so that `capnp decode trace.capnp Message < run.trr` prints the whole file:
+#
+#   header, then any number of step / epochEnd / checkpoint messages in the order they happened, then footer.
+#
+# A file without a footer did not end cleanly (the recorder was killed, the disk filled); every complete
+# message before the cut is still valid. Byte offsets in this schema count from the start of the file and
+# point at the first byte of a message's segment table; every message is a whole number of 8-byte words.
+#
+# Names are interned. Sites ("dense_1/matmul.fwd:out"), stream names, and metric, parameter and gradient
+# names appear once in the file, in a `Names` block, and are referred to by id (UInt32, the position in the
+# file's name table) afterwards, which keeps a step at level `step` to a few dozen bytes. A step's
+# `newNames` appends to the table; a checkpoint carries the whole table, so a reader can start there. The
+# current metric/parameter/gradient name lists (parallel to Step.metrics/params/grads) change only when a
+# `Names` block says so.
+#
+# Evolution: fields and union members are only ever added, with new ordinals. Readers skip unknown union
+# members (of Message and Event) and ignore unknown fields. A change an old reader must not read past raises
+# Header.minReaderVersion.
+#
+# Every "must" below is checked by the reader (traces/trace_reader.cc); a violation is an error that names
+# the file and byte offset of the message.
+
+@0xdaddb8a13dedeafc;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("trainrr::trace::schema");
+
+const magic :UInt64 = 0x3152524e49415254;  # "TRAINRR1", little-endian
+
+struct Message {
+  union {
+    header @0 :Header;          # must be the first message of the file, and only the first
+    step @1 :Step;
+    checkpoint @2 :Checkpoint;
+    epochEnd @3 :EpochEnd;
+    footer @4 :Footer;          # must be the last message of the file
+  }
+}
+
+# --- header ---
+
+struct Header {
+  magic @0 :UInt64;             # must equal `magic`; checked before anything else
+  minReaderVersion @1 :UInt32;  # checked second: must be <= the reader's version
+  formatVersion @2 :UInt32;     # must be >= 1
+  writerVersion @3 :Text;       # trainrr version that wrote the file
+  config @4 :Text;              # the run configuration (TOML), verbatim
+  configPath @5 :Text;
+  seed @6 :UInt64;
+  seedFromEntropy @7 :Bool;     # the configuration gave no seed; `seed` came from the OS
+  level @8 :Level;              # must be a known enumerant
+  checkpointEvery @9 :Int64;    # must be >= 0; 0: no periodic checkpoints
+  # Conventional keys: host, cpu.model, cpu.flags, cpu.cores, threads, isa, os, kernel, compiler,
+  # compiler.flags, lib.<name> (library versions), env.<VAR> (numerics-relevant environment variables).
+  environment @10 :List(KeyValue);
+  datasets @11 :List(Dataset);
+}
+
+enum Level {
+  step @0;
+  layer @1;
+  op @2;
+}
+
+struct KeyValue {
+  key @0 :Text;
+  value @1 :Text;
+}
+
+struct Dataset {
+  name @0 :Text;
+  path @1 :Text;
+  size @2 :UInt64;        # bytes
+  digestLow @3 :UInt64;   # XXH3-128 of the file's bytes, low 64 bits
+  digestHigh @4 :UInt64;  # high 64 bits
+  # The file's bytes when embedded, in chunks (a Data blob holds < 2^29 bytes). Empty: not embedded.
+  # When present: the chunk sizes must sum to `size`, and their XXH3-128 must equal the digest.
+  embedded @5 :List(Data);
+}
+
+# --- steps ---
+
+struct Step {
+  index @0 :Int64;     # global step from 0; must be >= 0 and greater than the previous step's index
+  epoch @1 :Int32;     # must be >= 0
+  batch @2 :Int64;     # batch within the epoch; must be >= 0
+  ended @3 :Bool;      # the step completed: loss, metrics, params and grads below are its end.
+                       # false: events after the last step (evaluation, say); then the lists must be empty.
+  loss @4 :Float64;
+  newNames @5 :Names;  # null when this step introduces no name and changes no name list
+  events @6 :List(Event);      # in the order they happened
+  metrics @7 :List(Float64);   # length must equal the current metric name list's
+  params @8 :List(UInt64);     # XXH3-64 digests after the update; length must equal the parameter name list's
+  grads @9 :List(UInt64);      # digests of this step's gradients; length must equal the gradient name list's
+}
+
+# Interning state. In a Step: additions. In a Checkpoint: the whole state (first = 0).
+struct Names {
+  first @0 :UInt32;          # id of names[0]; must equal the number of names defined before (no gap, no overlap)
+  names @1 :List(Text);
+  # The current name lists, replaced whole: every id must be < the table size after `names` is appended.
+  metricNames @2 :List(UInt32);
+  paramNames @3 :List(UInt32);
+  gradNames @4 :List(UInt32);
+}
+
+struct Event {
+  union {
+    rngDraw @0 :RngDraw;
+    split @1 :Split;
+    shuffle @2 :Shuffle;
+    batchOrder @3 :Int64;      # the batch of the current epoch the loader handed out; must be >= 0
+    kernelChoice @4 :KernelChoice;
+    probe @5 :Probe;
+  }
+}
+
+# Words counter .. counter+count-1 of the Philox stream with `key`.
+struct RngDraw {
+  site @0 :UInt32;     # name id; must be < the table size (as every name id below)
+  stream @1 :UInt32;   # name id
+  key @2 :UInt64;
+  counter @3 :UInt64;  # offset in 32-bit words
+  count @4 :UInt64;    # 32-bit words consumed
+  digest @5 :UInt64;   # XXH3-64 of the values drawn, as bytes; 0 inside Shuffle.draw
+}
+
+struct Split {
+  site @0 :UInt32;
+  train @1 :List(UInt32);  # row indices
+  test @2 :List(UInt32);
+}
+
+struct Shuffle {
+  site @0 :UInt32;
+  epoch @1 :Int32;         # must be >= 0
+  length @2 :UInt64;       # rows in the permutation
+  digest @3 :UInt64;       # XXH3-64 of the permutation as little-endian UInt32s
+  draw @4 :RngDraw;        # the draw the permutation was computed from; null when it came from elsewhere
+  # The permutation, stored whole when there is no draw. When non-empty: its length must equal `length`
+  # and its digest must equal `digest`. Empty with a null draw is allowed only when `length` is 0.
+  permutation @5 :List(UInt32);
+}
+
+struct KernelChoice {
+  site @0 :UInt32;
+  op @1 :Text;
+  candidates @2 :List(Text);   # kernel ids considered, in the order considered
+  chosen @3 :Text;             # the kernel id that runs
+  reason @4 :Text;             # "default: ...", "deterministic", "autotune", "forced"
+  timingsUs @5 :List(Float64); # autotune: must be empty or one per candidate
+}
+
+enum Phase {
+  forward @0;
+  backward @1;
+  update @2;
+}
+
+struct Probe {
+  site @0 :UInt32;
+  phase @1 :Phase;        # must be a known enumerant
+  digest @2 :UInt64;      # XXH3-64 of the tensor's float32 bytes
+  count @3 :UInt64;       # elements
+  sum @4 :Float64;        # of the finite elements
+  sumSq @5 :Float64;
+  min @6 :Float32;
+  max @7 :Float32;
+  nonFinite @8 :UInt64;   # must be <= count
+}
+
+struct EpochEnd {
+  epoch @0 :Int32;        # must be >= 0
+  logs @1 :List(NamedValue);
+}
+
+struct NamedValue {
+  name @0 :Text;
+  value @1 :Float64;
+}
+
+# --- checkpoints ---
+
+# Everything needed to resume at a step boundary. The writer syncs the file to disk after each one.
+struct Checkpoint {
+  step @0 :Int64;          # steps completed; must be >= 0
+  epoch @1 :Int32;         # epoch of the next step; must be >= 0
+  batchInEpoch @2 :Int64;  # must be >= 0
+  seed @3 :UInt64;
+  tensors @4 :List(Tensor);      # parameters, then optimizer state; the decompressed sizes of all of them
+                                 # together must stay under the reader's checkpoint limit
+  rngOffsets @5 :List(RngOffset);
+  permutation @6 :List(UInt32);  # the current epoch's order (loader cursor)
+  scalars @7 :List(NamedValue);  # optimizer iterations and the like
+  names @8 :Names;               # the whole interning state (first must be 0); must be set
+}
+
+struct Tensor {
+  name @0 :Text;
+  shape @1 :List(Int64);   # every dimension must be >= 0; the product times 4 must equal rawBytes
+  rawBytes @2 :UInt64;     # float32 little-endian bytes before compression; must be <= the reader's tensor
+                           # limit, checked before anything is allocated
+  # Independent zstd frames, each < 2^29 bytes, each declaring its content size in its frame header; the
+  # content sizes must sum to rawBytes and each frame must decompress to exactly its declared size.
+  chunks @3 :List(Data);
+}
+
+struct RngOffset {
+  stream @0 :Text;
+  offset @1 :UInt64;       # next 32-bit word of the stream
+}
+
+# --- footer ---
+
+struct Footer {
+  completed @0 :Bool;      # the run finished its schedule
+  endReason @1 :Text;
+  # Read from the start, these must equal what the reader saw.
+  stepCount @2 :Int64;     # step messages in the file
+  eventCount @3 :UInt64;   # events in all steps
+  checkpoints @4 :List(CheckpointRef);  # in file order
+}
+
+struct CheckpointRef {
+  step @0 :Int64;
+  offset @1 :UInt64;       # must be a multiple of 8, after the header, before the footer, increasing
+}

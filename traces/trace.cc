@@ -1,0 +1,43 @@
+#include "traces/trace.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+namespace trainrr::trace {
+
+Digest128 digest128_bytes(std::span<const uint8_t> bytes) {
+  XXH128_hash_t h = XXH3_128bits(bytes.data(), bytes.size());
+  return {h.low64, h.high64};
+}
+
+Result<Digest128> digest128_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Error{path + ": cannot open for digesting: " + std::strerror(errno)};
+  XXH3_state_t* state = XXH3_createState();
+  XXH3_128bits_reset(state);
+  // A fixed block keeps memory flat whatever the size of the data set.
+  std::unique_ptr<uint8_t[]> block(new uint8_t[1 << 20]);
+  for (;;) {
+    ssize_t n = ::read(fd, block.get(), 1 << 20);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      std::string why = std::strerror(errno);
+      XXH3_freeState(state);
+      ::close(fd);
+      return Error{path + ": read failed while digesting: " + why};
+    }
+    if (n == 0) break;
+    XXH3_128bits_update(state, block.get(), static_cast<size_t>(n));
+  }
+  XXH128_hash_t h = XXH3_128bits_digest(state);
+  XXH3_freeState(state);
+  ::close(fd);
+  return Digest128{h.low64, h.high64};
+}
+
+}  // namespace trainrr::trace

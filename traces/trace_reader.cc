@@ -1,0 +1,709 @@
+#include "traces/trace_reader.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <fcntl.h>
+#include <kj/exception.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <new>
+
+#include "engine/fingerprint.h"
+#include "trace.capnp.h"
+
+namespace trainrr::trace {
+
+static_assert(std::endian::native == std::endian::little, "tensor payloads are stored little-endian");
+
+namespace {
+
+constexpr uint64_t kWord = sizeof(capnp::word);
+// Bytes read ahead per refill: many small step messages per system call.
+constexpr uint64_t kReadAhead = uint64_t{256} << 10;
+constexpr size_t kMaxNotes = 100;
+
+// A constraint of the schema that the bytes violate. Thrown inside decoding only; caught at the boundary of
+// every public method and turned into an Error.
+struct Malformed {
+  std::string what;
+};
+
+[[noreturn]] void malformed(std::string what) { throw Malformed{std::move(what)}; }
+
+std::string text(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+
+// The interning state of the file up to the current message (see trace.capnp, Names).
+struct NameTable {
+  std::vector<std::string> names;
+  std::vector<uint32_t> metric, param, grad;
+
+  const std::string& at(uint32_t id) const {
+    if (id >= names.size())
+      malformed("name id " + std::to_string(id) + " is not < the name count " + std::to_string(names.size()));
+    return names[id];
+  }
+
+  void apply(schema::Names::Reader n, bool whole) {
+    if (whole && n.getFirst() != 0) malformed("a checkpoint's name table must start at 0");
+    if (n.getFirst() != names.size())
+      malformed("names start at id " + std::to_string(n.getFirst()) + " but " + std::to_string(names.size()) +
+                " are defined");
+    if (whole) names.clear();
+    for (auto t : n.getNames()) names.push_back(text(t));
+    auto ids = [&](capnp::List<uint32_t>::Reader in, std::vector<uint32_t>& out) {
+      out.clear();
+      for (uint32_t id : in) {
+        at(id);
+        out.push_back(id);
+      }
+    };
+    ids(n.getMetricNames(), metric);
+    ids(n.getParamNames(), param);
+    ids(n.getGradNames(), grad);
+  }
+};
+
+ProbeLevel from_schema(schema::Level l) {
+  switch (l) {
+    case schema::Level::STEP: return ProbeLevel::step;
+    case schema::Level::LAYER: return ProbeLevel::layer;
+    case schema::Level::OP: return ProbeLevel::op;
+  }
+  malformed("unknown probe level " + std::to_string(static_cast<unsigned>(l)));
+}
+
+Phase from_schema(schema::Phase p) {
+  switch (p) {
+    case schema::Phase::FORWARD: return Phase::forward;
+    case schema::Phase::BACKWARD: return Phase::backward;
+    case schema::Phase::UPDATE: return Phase::update;
+  }
+  malformed("unknown phase " + std::to_string(static_cast<unsigned>(p)));
+}
+
+template <class T>
+std::vector<T> to_vector(typename capnp::List<T>::Reader in) {
+  std::vector<T> out;
+  out.reserve(in.size());  // bounded: the list lies within a message no larger than the file
+  for (T v : in) out.push_back(v);
+  return out;
+}
+
+std::vector<std::pair<std::string, double>> named_values(capnp::List<schema::NamedValue>::Reader in) {
+  std::vector<std::pair<std::string, double>> out;
+  out.reserve(in.size());
+  for (auto v : in) out.emplace_back(text(v.getName()), v.getValue());
+  return out;
+}
+
+RngDraw read_draw(schema::RngDraw::Reader r, const NameTable& names) {
+  RngDraw d;
+  d.site = names.at(r.getSite());
+  d.stream = names.at(r.getStream());
+  d.key = r.getKey();
+  d.counter = r.getCounter();
+  d.count = r.getCount();
+  return d;
+}
+
+// Decodes one event; nullopt for a kind this reader does not know.
+std::optional<Event> read_event(schema::Event::Reader e, const NameTable& names) {
+  switch (e.which()) {
+    case schema::Event::RNG_DRAW: {
+      auto r = e.getRngDraw();
+      return RngDrawEvent{read_draw(r, names), r.getDigest()};
+    }
+    case schema::Event::SPLIT: {
+      auto r = e.getSplit();
+      return SplitEvent{names.at(r.getSite()), to_vector<uint32_t>(r.getTrain()), to_vector<uint32_t>(r.getTest())};
+    }
+    case schema::Event::SHUFFLE: {
+      auto r = e.getShuffle();
+      ShuffleEvent s;
+      s.site = names.at(r.getSite());
+      s.epoch = r.getEpoch();
+      if (s.epoch < 0) malformed("shuffle epoch must be >= 0");
+      s.length = r.getLength();
+      s.digest = r.getDigest();
+      if (r.hasDraw()) s.draw = read_draw(r.getDraw(), names);
+      s.permutation = to_vector<uint32_t>(r.getPermutation());
+      if (!s.permutation.empty()) {
+        if (s.permutation.size() != s.length)
+          malformed("shuffle permutation has " + std::to_string(s.permutation.size()) + " rows, length says " +
+                    std::to_string(s.length));
+        if (digest(std::span<const uint32_t>(s.permutation)) != s.digest)
+          malformed("shuffle permutation does not match its digest");
+      } else if (!s.draw && s.length != 0) {
+        malformed("shuffle has neither a draw nor a permutation");
+      }
+      return s;
+    }
+    case schema::Event::BATCH_ORDER: {
+      int64_t b = e.getBatchOrder();
+      if (b < 0) malformed("batch order must be >= 0");
+      return BatchOrderEvent{b};
+    }
+    case schema::Event::KERNEL_CHOICE: {
+      auto r = e.getKernelChoice();
+      KernelChoice k;
+      k.site = names.at(r.getSite());
+      k.op = text(r.getOp());
+      for (auto c : r.getCandidates()) k.candidates.push_back(text(c));
+      k.chosen = text(r.getChosen());
+      k.reason = text(r.getReason());
+      k.timings_us = to_vector<double>(r.getTimingsUs());
+      if (!k.timings_us.empty() && k.timings_us.size() != k.candidates.size())
+        malformed("kernel choice timings must be empty or one per candidate");
+      return k;
+    }
+    case schema::Event::PROBE: {
+      auto r = e.getProbe();
+      ProbeEvent p;
+      p.site = names.at(r.getSite());
+      p.phase = from_schema(r.getPhase());
+      p.fingerprint.digest = r.getDigest();
+      Summary& s = p.fingerprint.summary;
+      s.count = r.getCount();
+      s.sum = r.getSum();
+      s.sum_sq = r.getSumSq();
+      s.min = r.getMin();
+      s.max = r.getMax();
+      s.non_finite = r.getNonFinite();
+      if (s.non_finite > s.count) malformed("probe nonFinite must be <= count");
+      return p;
+    }
+  }
+  return std::nullopt;
+}
+
+template <class V>
+std::vector<std::pair<std::string, V>> zip_names(const std::vector<uint32_t>& ids,
+                                                 typename capnp::List<V>::Reader values, const NameTable& names,
+                                                 const char* what) {
+  if (values.size() != ids.size())
+    malformed(std::string(what) + " has " + std::to_string(values.size()) + " values for " +
+              std::to_string(ids.size()) + " names");
+  std::vector<std::pair<std::string, V>> out;
+  out.reserve(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) out.emplace_back(names.at(ids[i]), values[i]);
+  return out;
+}
+
+}  // namespace
+
+struct TraceReader::Impl {
+  std::string name;
+  ReaderLimits limits;
+  int fd = -1;
+  std::span<const uint8_t> memory;  // the source when fd < 0
+  uint64_t size = 0;
+
+  // Read-ahead window over the file, word-aligned so that Cap'n Proto can read messages in place.
+  kj::Array<capnp::word> buffer;
+  uint64_t window_offset = 0;
+  uint64_t window_bytes = 0;
+
+  uint64_t pos = 0;  // offset of the next message
+  std::optional<Error> stopped;
+  bool at_end = false;
+  bool after_footer = false;
+  bool truncated_tail = false;  // the last frame_at error was a cut, not a bad frame
+  NameTable names;
+  // Counts since the header, for the footer's checks; valid only while reading from the start.
+  bool from_start = true;
+  int64_t last_step = -1;
+  int64_t steps_seen = 0;
+  uint64_t events_seen = 0;
+  std::vector<CheckpointRef> checkpoints_seen;
+  ZSTD_DCtx* dctx = nullptr;
+
+  ~Impl() {
+    if (fd >= 0) ::close(fd);
+    if (dctx) ZSTD_freeDCtx(dctx);
+  }
+
+  Error error_at(uint64_t offset, const std::string& what) const {
+    return Error{name + ": byte " + std::to_string(offset) + ": " + what};
+  }
+
+  // `n` bytes at `offset` (a multiple of 8, with offset + n <= size), word-aligned, valid until the next call.
+  Result<const uint8_t*> bytes_at(uint64_t offset, uint64_t n) {
+    if (fd < 0) {
+      const uint8_t* p = memory.data() + offset;
+      if (reinterpret_cast<uintptr_t>(p) % kWord == 0) return p;
+    } else if (offset >= window_offset && offset + n <= window_offset + window_bytes) {
+      return reinterpret_cast<const uint8_t*>(buffer.begin()) + (offset - window_offset);
+    }
+    uint64_t want = std::min(std::max(n, fd < 0 ? n : kReadAhead), size - offset);
+    uint64_t words = (want + kWord - 1) / kWord;
+    if (buffer.size() < words) {
+      buffer = nullptr;  // release before growing: never hold two large buffers
+      buffer = kj::heapArray<capnp::word>(words);
+    }
+    auto* dst = reinterpret_cast<uint8_t*>(buffer.begin());
+    if (fd < 0) {
+      std::memcpy(dst, memory.data() + offset, want);
+    } else {
+      uint64_t done = 0;
+      while (done < want) {
+        ssize_t r = ::pread(fd, dst + done, want - done, static_cast<off_t>(offset + done));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return error_at(offset + done, std::string("read failed: ") + std::strerror(errno));
+        if (r == 0) break;
+        done += static_cast<uint64_t>(r);
+      }
+      if (done < n) {
+        window_bytes = 0;
+        return error_at(offset + done, "the file shrank while being read");
+      }
+      want = done;
+    }
+    window_offset = offset;
+    window_bytes = want;
+    return static_cast<const uint8_t*>(dst);
+  }
+
+  // The framed message at `offset`: its size from the segment table, checked against the limits and the
+  // bytes left in the file before anything is allocated. nullopt: end of file.
+  Result<std::optional<kj::ArrayPtr<const capnp::word>>> frame_at(uint64_t offset) {
+    uint64_t left = size - offset;
+    if (left == 0) return std::optional<kj::ArrayPtr<const capnp::word>>();
+    auto truncated = [&](uint64_t need) {
+      truncated_tail = true;
+      return error_at(offset, "truncated: the message needs " + std::to_string(need) + " bytes, " +
+                                  std::to_string(left) + " remain (the recording did not end cleanly)");
+    };
+    if (left < kWord) return truncated(kWord);
+    auto head = bytes_at(offset, kWord);
+    if (!head) return head.error();
+    uint32_t raw_count;
+    std::memcpy(&raw_count, *head, 4);
+    uint64_t segments = uint64_t{raw_count} + 1;
+    if (segments > limits.max_segments)
+      return error_at(offset, "message declares " + std::to_string(segments) + " segments (limit " +
+                                  std::to_string(limits.max_segments) + ")");
+    uint64_t table = ((segments + 1) * 4 + kWord - 1) / kWord * kWord;
+    if (table > left) return truncated(table);
+    auto t = bytes_at(offset, table);
+    if (!t) return t.error();
+    uint64_t total = table;
+    for (uint64_t i = 0; i < segments; ++i) {
+      uint32_t seg;
+      std::memcpy(&seg, *t + 4 + 4 * i, 4);
+      total += uint64_t{seg} * kWord;  // at most 512 * 2^35: no overflow
+    }
+    if (total > limits.max_message_bytes)
+      return error_at(offset, "message declares " + std::to_string(total) + " bytes (limit " +
+                                  std::to_string(limits.max_message_bytes) + ")");
+    if (total > left) return truncated(total);
+    truncated_tail = false;
+    auto all = bytes_at(offset, total);
+    if (!all) return all.error();
+    return std::optional(kj::arrayPtr(reinterpret_cast<const capnp::word*>(*all), total / kWord));
+  }
+
+  capnp::ReaderOptions options_for(kj::ArrayPtr<const capnp::word> words) const {
+    capnp::ReaderOptions o;
+    // Every field is read once, so traversal stays near the message size; the factor leaves room for
+    // Cap'n Proto's own accounting and blocks pointer-reuse amplification.
+    o.traversalLimitInWords = words.size() * 4 + 1024;
+    o.nestingLimit = limits.nesting_limit;
+    return o;
+  }
+
+  TraceHeader read_header(schema::Header::Reader h) {
+    if (h.getMagic() != kMagic) malformed("not a trainrr trace (bad magic)");
+    if (h.getMinReaderVersion() > kReaderVersion)
+      malformed("trace needs reader version " + std::to_string(h.getMinReaderVersion()) + ", this is version " +
+                std::to_string(kReaderVersion));
+    TraceHeader out;
+    out.format_version = h.getFormatVersion();
+    if (out.format_version < 1) malformed("formatVersion must be >= 1");
+    out.min_reader_version = h.getMinReaderVersion();
+    out.writer_version = text(h.getWriterVersion());
+    out.config = text(h.getConfig());
+    out.config_path = text(h.getConfigPath());
+    out.seed = h.getSeed();
+    out.seed_from_entropy = h.getSeedFromEntropy();
+    out.level = from_schema(h.getLevel());
+    out.checkpoint_every = h.getCheckpointEvery();
+    if (out.checkpoint_every < 0) malformed("checkpointEvery must be >= 0");
+    for (auto kv : h.getEnvironment()) out.environment.emplace_back(text(kv.getKey()), text(kv.getValue()));
+    for (auto d : h.getDatasets()) {
+      DatasetInfo info;
+      info.name = text(d.getName());
+      info.path = text(d.getPath());
+      info.size_bytes = d.getSize();
+      info.digest = {d.getDigestLow(), d.getDigestHigh()};
+      auto chunks = d.getEmbedded();
+      if (chunks.size() > 0) {
+        uint64_t total = 0;
+        for (auto c : chunks) total += c.size();
+        if (total != info.size_bytes)
+          malformed("data set '" + info.name + "': embedded bytes (" + std::to_string(total) +
+                    ") differ from its size (" + std::to_string(info.size_bytes) + ")");
+        info.embedded.reserve(total);  // bounded: the chunks lie within this message
+        for (auto c : chunks) info.embedded.insert(info.embedded.end(), c.begin(), c.end());
+        if (digest128_bytes(info.embedded) != info.digest)
+          malformed("data set '" + info.name + "': embedded bytes do not match its digest");
+      }
+      out.datasets.push_back(std::move(info));
+    }
+    return out;
+  }
+
+  TraceStep read_step(schema::Step::Reader s, std::vector<std::string>& notes, uint64_t offset) {
+    TraceStep out;
+    out.index = s.getIndex();
+    out.epoch = s.getEpoch();
+    out.batch = s.getBatch();
+    if (out.index < 0 || out.epoch < 0 || out.batch < 0) malformed("step index, epoch and batch must be >= 0");
+    if (out.index <= last_step)
+      malformed("step " + std::to_string(out.index) + " follows step " + std::to_string(last_step) +
+                ": indices must increase");
+    // Names first: the step's events may use names the step introduces.
+    if (s.hasNewNames()) names.apply(s.getNewNames(), false);
+    auto events = s.getEvents();
+    out.events.reserve(events.size());
+    for (auto e : events) {
+      if (auto ev = read_event(e, names)) {
+        out.events.push_back(std::move(*ev));
+      } else if (notes.size() < kMaxNotes) {
+        notes.push_back(name + ": byte " + std::to_string(offset) + ": step " + std::to_string(out.index) +
+                        ": skipped an event of unknown kind " + std::to_string(static_cast<unsigned>(e.which())) +
+                        " (written by a newer trainrr)");
+      }
+    }
+    if (s.getEnded()) {
+      StepEnd end;
+      end.loss = s.getLoss();
+      end.metrics = zip_names<double>(names.metric, s.getMetrics(), names, "metrics");
+      end.params = zip_names<uint64_t>(names.param, s.getParams(), names, "params");
+      end.grads = zip_names<uint64_t>(names.grad, s.getGrads(), names, "grads");
+      out.end = std::move(end);
+    } else if (s.getMetrics().size() || s.getParams().size() || s.getGrads().size()) {
+      malformed("a step that did not end has metrics or digests");
+    }
+    last_step = out.index;
+    ++steps_seen;
+    events_seen += events.size();
+    return out;
+  }
+
+  TraceCheckpoint read_checkpoint(schema::Checkpoint::Reader c) {
+    TraceCheckpoint out;
+    out.step = c.getStep();
+    out.epoch = c.getEpoch();
+    out.batch_in_epoch = c.getBatchInEpoch();
+    if (out.step < 0 || out.epoch < 0 || out.batch_in_epoch < 0)
+      malformed("checkpoint step, epoch and batch must be >= 0");
+    out.seed = c.getSeed();
+    if (!c.hasNames()) malformed("checkpoint without its name table");
+    NameTable fresh;
+    fresh.apply(c.getNames(), true);
+    uint64_t total = 0;
+    for (auto t : c.getTensors()) {
+      NamedTensor nt;
+      nt.name = text(t.getName());
+      auto fail = [&](const std::string& why) { malformed("checkpoint tensor '" + nt.name + "': " + why); };
+      uint64_t raw = t.getRawBytes();
+      if (raw > limits.max_tensor_bytes)
+        fail(std::to_string(raw) + " bytes exceed the limit of " + std::to_string(limits.max_tensor_bytes));
+      if (raw > limits.max_checkpoint_bytes - total)
+        fail("the checkpoint exceeds the limit of " + std::to_string(limits.max_checkpoint_bytes) + " bytes");
+      total += raw;
+      uint64_t elements = 1;
+      for (int64_t d : t.getShape()) {
+        if (d < 0) fail("negative dimension");
+        // Bounded by raw / 4 so the product cannot overflow.
+        if (d != 0 && elements > raw / 4 / static_cast<uint64_t>(d) + 1) fail("shape does not match its bytes");
+        elements *= static_cast<uint64_t>(d);
+        nt.value.shape.push_back(d);
+      }
+      if (elements * 4 != raw) fail("shape product times 4 must equal rawBytes");
+      auto chunks = t.getChunks();
+      uint64_t declared = 0;
+      for (auto ch : chunks) {
+        unsigned long long n = ZSTD_getFrameContentSize(ch.begin(), ch.size());
+        if (n == ZSTD_CONTENTSIZE_UNKNOWN || n == ZSTD_CONTENTSIZE_ERROR) fail("a chunk is not a sized zstd frame");
+        if (ZSTD_findFrameCompressedSize(ch.begin(), ch.size()) != ch.size())
+          fail("a chunk is not exactly one zstd frame");
+        if (n > raw - declared) fail("chunks decompress to more than rawBytes");
+        declared += n;
+      }
+      if (declared != raw) fail("chunks decompress to less than rawBytes");
+      // Every size is checked: allocating now is bounded by the limits.
+      nt.value.data.resize(elements);
+      auto* dst = reinterpret_cast<uint8_t*>(nt.value.data.data());
+      uint64_t at = 0;
+      if (!dctx) dctx = ZSTD_createDCtx();
+      for (auto ch : chunks) {
+        uint64_t n = ZSTD_getFrameContentSize(ch.begin(), ch.size());
+        size_t got = ZSTD_decompressDCtx(dctx, dst + at, n, ch.begin(), ch.size());
+        if (ZSTD_isError(got)) fail(std::string("zstd: ") + ZSTD_getErrorName(got));
+        if (got != n) fail("a chunk decompressed to fewer bytes than it declares");
+        at += n;
+      }
+      out.tensors.push_back(std::move(nt));
+    }
+    for (auto r : c.getRngOffsets()) out.rng_offsets.emplace_back(text(r.getStream()), r.getOffset());
+    out.permutation = to_vector<uint32_t>(c.getPermutation());
+    out.scalars = named_values(c.getScalars());
+    names = std::move(fresh);
+    return out;
+  }
+
+  TraceFooter read_footer(schema::Footer::Reader f, uint64_t offset, uint64_t header_size) {
+    TraceFooter out;
+    out.completed = f.getCompleted();
+    out.end_reason = text(f.getEndReason());
+    out.step_count = f.getStepCount();
+    out.event_count = f.getEventCount();
+    uint64_t prev = 0;
+    for (auto r : f.getCheckpoints()) {
+      CheckpointRef ref{r.getStep(), r.getOffset()};
+      if (ref.offset % kWord != 0 || ref.offset < header_size || ref.offset >= offset ||
+          (!out.checkpoints.empty() && ref.offset <= prev))
+        malformed("footer: checkpoint offset " + std::to_string(ref.offset) + " is not a message offset");
+      prev = ref.offset;
+      out.checkpoints.push_back(ref);
+    }
+    if (from_start) {
+      if (out.step_count != steps_seen)
+        malformed("footer counts " + std::to_string(out.step_count) + " steps, the file holds " +
+                  std::to_string(steps_seen));
+      if (out.event_count != events_seen)
+        malformed("footer counts " + std::to_string(out.event_count) + " events, the file holds " +
+                  std::to_string(events_seen));
+      if (out.checkpoints != checkpoints_seen) malformed("footer checkpoint index differs from the file");
+    }
+    return out;
+  }
+};
+
+namespace {
+
+// Runs `body`, turning every failure inside into an Error that names the file and offset.
+template <class F>
+auto guarded(const TraceReader::Impl& impl, uint64_t offset, F&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const Malformed& m) {
+    return impl.error_at(offset, m.what);
+  } catch (const kj::Exception& e) {
+    return impl.error_at(offset, std::string("malformed message: ") + e.getDescription().cStr());
+  } catch (const std::bad_alloc&) {
+    return impl.error_at(offset, "out of memory while decoding");
+  } catch (const std::exception& e) {
+    return impl.error_at(offset, e.what());
+  }
+}
+
+// Visits every message in [from, until) without decoding more than `visit` asks for. Stops at the end of the
+// file; with `exact`, `until` must fall on a message boundary.
+template <class F>
+Status scan(TraceReader::Impl& m, uint64_t from, uint64_t until, bool exact, F&& visit) {
+  uint64_t offset = from;
+  while (offset < until) {
+    auto frame = m.frame_at(offset);
+    if (!frame) return frame.error();
+    if (!*frame) break;
+    kj::ArrayPtr<const capnp::word> words = **frame;
+    Status st = guarded(m, offset, [&]() -> Status {
+      capnp::FlatArrayMessageReader message(words, m.options_for(words));
+      visit(offset, message.getRoot<schema::Message>());
+      return {};
+    });
+    if (!st) return st;
+    offset += words.size() * kWord;
+  }
+  if (exact && offset != until) return m.error_at(until, "not the start of a message");
+  return {};
+}
+
+}  // namespace
+
+TraceReader::TraceReader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+TraceReader::~TraceReader() = default;
+
+uint64_t TraceReader::file_size() const { return impl_->size; }
+
+Result<std::unique_ptr<TraceReader>> TraceReader::open(const std::string& path, const ReaderLimits& limits) {
+  auto impl = std::make_unique<Impl>();
+  impl->name = path;
+  impl->limits = limits;
+  impl->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (impl->fd < 0) return Error{path + ": cannot open trace: " + std::strerror(errno)};
+  struct stat st;
+  if (::fstat(impl->fd, &st) != 0) return Error{path + ": cannot stat trace: " + std::strerror(errno)};
+  if (!S_ISREG(st.st_mode)) return Error{path + ": not a regular file"};
+  impl->size = static_cast<uint64_t>(st.st_size);
+  std::unique_ptr<TraceReader> reader(new TraceReader(std::move(impl)));
+  if (Status s = reader->read_header(); !s) return s.error();
+  return reader;
+}
+
+Result<std::unique_ptr<TraceReader>> TraceReader::open_memory(std::span<const uint8_t> bytes, std::string name,
+                                                              const ReaderLimits& limits) {
+  auto impl = std::make_unique<Impl>();
+  impl->name = std::move(name);
+  impl->limits = limits;
+  impl->memory = bytes;
+  impl->size = bytes.size();
+  std::unique_ptr<TraceReader> reader(new TraceReader(std::move(impl)));
+  if (Status s = reader->read_header(); !s) return s.error();
+  return reader;
+}
+
+Status TraceReader::read_header() {
+  Impl& m = *impl_;
+  auto frame = m.frame_at(0);
+  if (!frame) return Error{"not a trainrr trace: " + frame.error().message};
+  if (!*frame) return Error{m.name + ": empty file, not a trainrr trace"};
+  kj::ArrayPtr<const capnp::word> words = **frame;
+  return guarded(m, 0, [&]() -> Status {
+    capnp::FlatArrayMessageReader message(words, m.options_for(words));
+    auto root = message.getRoot<schema::Message>();
+    if (root.which() != schema::Message::HEADER) malformed("not a trainrr trace (the first message is no header)");
+    header_ = m.read_header(root.getHeader());
+    header_size_ = words.size() * kWord;
+    m.pos = header_size_;
+    return {};
+  });
+}
+
+Result<std::optional<TraceRecord>> TraceReader::next() {
+  Impl& m = *impl_;
+  for (;;) {
+    if (m.stopped) return *m.stopped;
+    if (m.at_end) return std::optional<TraceRecord>();
+    uint64_t offset = m.pos;
+    if (m.after_footer && offset < m.size) {
+      m.stopped = m.error_at(offset, std::to_string(m.size - offset) + " bytes follow the footer");
+      return *m.stopped;
+    }
+    auto frame = m.frame_at(offset);
+    if (!frame) {
+      m.stopped = frame.error();
+      return *m.stopped;
+    }
+    if (!*frame) {
+      m.at_end = true;
+      return std::optional<TraceRecord>();
+    }
+    kj::ArrayPtr<const capnp::word> words = **frame;
+    uint64_t size = words.size() * kWord;
+    bool skipped = false;
+    auto record = guarded(m, offset, [&]() -> Result<std::optional<TraceRecord>> {
+      capnp::FlatArrayMessageReader message(words, m.options_for(words));
+      auto root = message.getRoot<schema::Message>();
+      TraceRecord rec{offset, size, TraceEpoch{}};
+      switch (root.which()) {
+        case schema::Message::HEADER:
+          malformed("a second header");
+        case schema::Message::STEP:
+          rec.value = m.read_step(root.getStep(), notes_, offset);
+          break;
+        case schema::Message::CHECKPOINT: {
+          TraceCheckpoint c = m.read_checkpoint(root.getCheckpoint());
+          m.checkpoints_seen.push_back({c.step, offset});
+          rec.value = std::move(c);
+          break;
+        }
+        case schema::Message::EPOCH_END: {
+          auto e = root.getEpochEnd();
+          TraceEpoch ep{e.getEpoch(), named_values(e.getLogs())};
+          if (ep.epoch < 0) malformed("epoch must be >= 0");
+          rec.value = std::move(ep);
+          break;
+        }
+        case schema::Message::FOOTER: {
+          TraceFooter f = m.read_footer(root.getFooter(), offset, header_size_);
+          footer_ = f;
+          m.after_footer = true;
+          rec.value = std::move(f);
+          break;
+        }
+        default:
+          if (notes_.size() < kMaxNotes)
+            notes_.push_back(m.name + ": byte " + std::to_string(offset) + ": skipped a message of unknown kind " +
+                             std::to_string(static_cast<unsigned>(root.which())) + " (written by a newer trainrr)");
+          skipped = true;
+          return std::optional<TraceRecord>();
+      }
+      return std::optional<TraceRecord>(std::move(rec));
+    });
+    if (!record) {
+      m.stopped = record.error();
+      return *m.stopped;
+    }
+    m.pos = offset + size;
+    if (!skipped) return record;
+  }
+}
+
+Status TraceReader::seek(uint64_t offset) {
+  Impl& m = *impl_;
+  if (offset % kWord != 0 || offset < header_size_ || offset >= m.size)
+    return m.error_at(offset, "cannot seek there: not a message offset of this file");
+  bool at_checkpoint = false;
+  Status kind = scan(*impl_, offset, offset + 1, false, [&](uint64_t, schema::Message::Reader root) {
+    at_checkpoint = root.which() == schema::Message::CHECKPOINT;
+  });
+  // A message that cannot be read here is reported by next(), like any other.
+  NameTable names;
+  if (kind && !at_checkpoint) {
+    Status scanned = scan(m, header_size_, offset, true, [&](uint64_t, schema::Message::Reader root) {
+      if (root.which() == schema::Message::STEP && root.getStep().hasNewNames())
+        names.apply(root.getStep().getNewNames(), false);
+      else if (root.which() == schema::Message::CHECKPOINT)
+        names = NameTable(), names.apply(root.getCheckpoint().getNames(), true);
+    });
+    if (!scanned) return scanned.error();
+  }
+  m.names = std::move(names);
+  m.pos = offset;
+  m.stopped.reset();
+  m.at_end = false;
+  m.after_footer = false;
+  m.from_start = false;
+  m.last_step = -1;
+  return {};
+}
+
+Result<std::vector<CheckpointRef>> TraceReader::checkpoint_index() {
+  Impl& m = *impl_;
+  if (footer_ && m.from_start) return footer_->checkpoints;  // checked against the file as it was read
+  std::vector<CheckpointRef> out;
+  bool at_footer = false;
+  Status scanned = scan(m, header_size_, m.size, false, [&](uint64_t offset, schema::Message::Reader root) {
+    if (at_footer) malformed("data follows the footer");
+    if (root.which() == schema::Message::CHECKPOINT) {
+      int64_t step = root.getCheckpoint().getStep();
+      if (step < 0) malformed("checkpoint step must be >= 0");
+      out.push_back({step, offset});
+    }
+    at_footer = root.which() == schema::Message::FOOTER;
+  });
+  // A cut tail is what a killed recording leaves: the checkpoints before it are good.
+  if (!scanned && !m.truncated_tail) return scanned.error();
+  return out;
+}
+
+Result<TraceCheckpoint> TraceReader::read_checkpoint(uint64_t offset) {
+  if (Status st = seek(offset); !st) return st.error();
+  auto record = next();
+  if (!record) return record.error();
+  if (!*record || !std::holds_alternative<TraceCheckpoint>((*record)->value))
+    return impl_->error_at(offset, "no checkpoint at this offset");
+  return std::get<TraceCheckpoint>(std::move((*record)->value));
+}
+
+}  // namespace trainrr::trace

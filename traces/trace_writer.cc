@@ -1,0 +1,464 @@
+#include "traces/trace_writer.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <fcntl.h>
+#include <kj/exception.h>
+#include <kj/io.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstring>
+#include <type_traits>
+
+#include "engine/fingerprint.h"
+#include "trace.capnp.h"
+
+namespace trainrr::trace {
+
+static_assert(std::endian::native == std::endian::little, "tensor payloads are stored little-endian");
+static_assert(schema::MAGIC == kMagic, "trace.h and trace.capnp disagree on the magic");
+
+namespace {
+
+// Cap'n Proto caps a Data blob below 2^29 bytes; chunks stay well under it.
+constexpr size_t kEmbedChunk = size_t{256} << 20;
+// Raw bytes per zstd frame of a tensor: a reader decompresses (and checks) one frame at a time.
+constexpr size_t kTensorChunk = size_t{64} << 20;
+constexpr int kZstdLevel = 1;  // checkpoints sit on the training path; float data gains little from more
+// Steps are small: one reusable first segment holds a whole step message without any allocation.
+constexpr size_t kFirstSegmentWords = 2048;
+
+struct SvHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
+schema::Level to_schema(ProbeLevel l) {
+  switch (l) {
+    case ProbeLevel::step: return schema::Level::STEP;
+    case ProbeLevel::layer: return schema::Level::LAYER;
+    case ProbeLevel::op: return schema::Level::OP;
+  }
+  return schema::Level::STEP;
+}
+
+schema::Phase to_schema(Phase p) {
+  switch (p) {
+    case Phase::forward: return schema::Phase::FORWARD;
+    case Phase::backward: return schema::Phase::BACKWARD;
+    case Phase::update: return schema::Phase::UPDATE;
+  }
+  return schema::Phase::FORWARD;
+}
+
+template <class T>
+void set_list(typename capnp::List<T>::Builder out, const std::vector<T>& values) {
+  for (size_t i = 0; i < values.size(); ++i) out.set(i, values[i]);
+}
+
+void set_named_values(capnp::List<schema::NamedValue>::Builder out,
+                      const std::vector<std::pair<std::string, double>>& values) {
+  for (size_t i = 0; i < values.size(); ++i) {
+    out[i].setName(values[i].first);
+    out[i].setValue(values[i].second);
+  }
+}
+
+}  // namespace
+
+struct TraceWriter::Interner {
+  std::unordered_map<std::string, uint32_t, SvHash, std::equal_to<>> ids;
+  std::vector<std::string> names;
+  size_t written = 0;  // names[0, written) have been written to the file
+  std::vector<uint32_t> metric, param, grad;  // the name lists as last written
+  std::vector<uint32_t> next_metric, next_param, next_grad;
+  kj::Array<capnp::word> first_segment = kj::heapArray<capnp::word>(kFirstSegmentWords);
+
+  Interner() { std::memset(first_segment.begin(), 0, first_segment.size() * sizeof(capnp::word)); }
+
+  uint32_t id(std::string_view name) {
+    auto it = ids.find(name);
+    if (it != ids.end()) return it->second;
+    auto id = static_cast<uint32_t>(names.size());
+    names.emplace_back(name);
+    ids.emplace(names.back(), id);
+    return id;
+  }
+
+  template <class V>
+  void ids_of(const std::vector<std::pair<std::string, V>>& named, std::vector<uint32_t>& out) {
+    out.clear();
+    for (const auto& [name, value] : named) out.push_back(id(name));
+  }
+
+  bool lists_changed() const { return next_metric != metric || next_param != param || next_grad != grad; }
+
+  // Writes the names not yet written and the current lists; `whole` writes the entire state.
+  void write(schema::Names::Builder out, bool whole) {
+    size_t first = whole ? 0 : written;
+    out.setFirst(static_cast<uint32_t>(first));
+    auto list = out.initNames(static_cast<unsigned>(names.size() - first));
+    for (size_t i = first; i < names.size(); ++i) list.set(i - first, names[i]);
+    set_list<uint32_t>(out.initMetricNames(metric.size()), metric);
+    set_list<uint32_t>(out.initParamNames(param.size()), param);
+    set_list<uint32_t>(out.initGradNames(grad.size()), grad);
+  }
+};
+
+namespace {
+
+void write_draw(schema::RngDraw::Builder out, const RngDraw& d, uint64_t digest, TraceWriter::Interner& names) {
+  out.setSite(names.id(d.site));
+  out.setStream(names.id(d.stream));
+  out.setKey(d.key);
+  out.setCounter(d.counter);
+  out.setCount(d.count);
+  out.setDigest(digest);
+}
+
+// Refuses what the reader would refuse, so that a recorder bug surfaces at the write, not at replay.
+std::string check_event(const Event& e) {
+  if (const auto* s = std::get_if<ShuffleEvent>(&e)) {
+    if (s->epoch < 0) return "shuffle with a negative epoch";
+    if (!s->permutation.empty()) {
+      if (s->permutation.size() != s->length) return "shuffle permutation length differs from `length`";
+      if (digest(std::span<const uint32_t>(s->permutation)) != s->digest)
+        return "shuffle digest is not the digest of its permutation";
+    } else if (!s->draw && s->length != 0) {
+      return "shuffle with neither a draw nor a permutation";
+    }
+  } else if (const auto* b = std::get_if<BatchOrderEvent>(&e)) {
+    if (b->batch < 0) return "negative batch in batch order";
+  } else if (const auto* k = std::get_if<KernelChoice>(&e)) {
+    if (!k->timings_us.empty() && k->timings_us.size() != k->candidates.size())
+      return "kernel choice with timings not one per candidate";
+  } else if (const auto* p = std::get_if<ProbeEvent>(&e)) {
+    if (p->fingerprint.summary.non_finite > p->fingerprint.summary.count) return "probe with non_finite > count";
+  }
+  return {};
+}
+
+void write_event(schema::Event::Builder out, const Event& event, TraceWriter::Interner& names) {
+  std::visit(
+      [&](const auto& e) {
+        using T = std::decay_t<decltype(e)>;
+        if constexpr (std::is_same_v<T, RngDrawEvent>) {
+          write_draw(out.initRngDraw(), e.draw, e.digest, names);
+        } else if constexpr (std::is_same_v<T, SplitEvent>) {
+          auto s = out.initSplit();
+          s.setSite(names.id(e.site));
+          set_list<uint32_t>(s.initTrain(e.train.size()), e.train);
+          set_list<uint32_t>(s.initTest(e.test.size()), e.test);
+        } else if constexpr (std::is_same_v<T, ShuffleEvent>) {
+          auto s = out.initShuffle();
+          s.setSite(names.id(e.site));
+          s.setEpoch(e.epoch);
+          s.setLength(e.length);
+          s.setDigest(e.digest);
+          if (e.draw) write_draw(s.initDraw(), *e.draw, 0, names);
+          if (!e.permutation.empty()) set_list<uint32_t>(s.initPermutation(e.permutation.size()), e.permutation);
+        } else if constexpr (std::is_same_v<T, BatchOrderEvent>) {
+          out.setBatchOrder(e.batch);
+        } else if constexpr (std::is_same_v<T, KernelChoice>) {
+          auto k = out.initKernelChoice();
+          k.setSite(names.id(e.site));
+          k.setOp(e.op);
+          auto c = k.initCandidates(e.candidates.size());
+          for (size_t i = 0; i < e.candidates.size(); ++i) c.set(i, e.candidates[i]);
+          k.setChosen(e.chosen);
+          k.setReason(e.reason);
+          set_list<double>(k.initTimingsUs(e.timings_us.size()), e.timings_us);
+        } else if constexpr (std::is_same_v<T, ProbeEvent>) {
+          auto p = out.initProbe();
+          p.setSite(names.id(e.site));
+          p.setPhase(to_schema(e.phase));
+          const Summary& s = e.fingerprint.summary;
+          p.setDigest(e.fingerprint.digest);
+          p.setCount(s.count);
+          p.setSum(s.sum);
+          p.setSumSq(s.sum_sq);
+          p.setMin(s.min);
+          p.setMax(s.max);
+          p.setNonFinite(s.non_finite);
+        }
+      },
+      event);
+}
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+}  // namespace
+
+TraceWriter::TraceWriter(std::string path, int fd)
+    : path_(std::move(path)), fd_(fd), names_(std::make_unique<Interner>()) {}
+
+TraceWriter::~TraceWriter() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Status TraceWriter::check_usable() const {
+  if (finished_) return Error{path_ + ": trace already finished"};
+  if (failed_) return Error{path_ + ": an earlier write failed; the trace ends at byte " + std::to_string(offset_)};
+  return {};
+}
+
+Status TraceWriter::fail(const std::string& what) {
+  failed_ = true;
+  return Error{path_ + ": " + what + " (at byte " + std::to_string(offset_) + ")"};
+}
+
+// One writev per message: the segment table and the segments go to the OS together, so a kill between
+// messages never leaves a half-written one, and the page cache has the step as soon as this returns.
+static Status write_framed(int fd, capnp::MessageBuilder& message, uint64_t& offset, const std::string& path) {
+  uint64_t bytes = capnp::computeSerializedSizeInWords(message) * sizeof(capnp::word);
+  kj::FdOutputStream out(fd);
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { capnp::writeMessage(out, message); })) {
+    return Error{path + ": write failed at byte " + std::to_string(offset) + ": " +
+                 std::string(e->getDescription().cStr())};
+  }
+  offset += bytes;
+  return {};
+}
+
+Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path, const TraceHeader& header) {
+  if (header.checkpoint_every < 0) return Error{path + ": checkpoint_every must be >= 0"};
+  for (const DatasetInfo& d : header.datasets) {
+    if (!d.embedded.empty() && d.embedded.size() != d.size_bytes)
+      return Error{path + ": data set '" + d.name + "': embedded bytes differ from size_bytes"};
+  }
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Error{path + ": cannot create trace: " + errno_text(errno)};
+  std::unique_ptr<TraceWriter> w(new TraceWriter(path, fd));
+
+  Status st;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    capnp::MallocMessageBuilder message;
+    auto h = message.initRoot<schema::Message>().initHeader();
+    h.setMagic(kMagic);
+    h.setMinReaderVersion(header.min_reader_version);
+    h.setFormatVersion(kFormatVersion);
+    h.setWriterVersion(header.writer_version.empty() ? TRAINRR_VERSION : header.writer_version);
+    h.setConfig(header.config);
+    h.setConfigPath(header.config_path);
+    h.setSeed(header.seed);
+    h.setSeedFromEntropy(header.seed_from_entropy);
+    h.setLevel(to_schema(header.level));
+    h.setCheckpointEvery(header.checkpoint_every);
+    auto env = h.initEnvironment(header.environment.size());
+    for (size_t i = 0; i < header.environment.size(); ++i) {
+      env[i].setKey(header.environment[i].first);
+      env[i].setValue(header.environment[i].second);
+    }
+    auto ds = h.initDatasets(header.datasets.size());
+    for (size_t i = 0; i < header.datasets.size(); ++i) {
+      const DatasetInfo& d = header.datasets[i];
+      ds[i].setName(d.name);
+      ds[i].setPath(d.path);
+      ds[i].setSize(d.size_bytes);
+      ds[i].setDigestLow(d.digest.low);
+      ds[i].setDigestHigh(d.digest.high);
+      if (!d.embedded.empty()) {
+        size_t n = (d.embedded.size() + kEmbedChunk - 1) / kEmbedChunk;
+        auto chunks = ds[i].initEmbedded(n);
+        for (size_t c = 0; c < n; ++c) {
+          size_t begin = c * kEmbedChunk, len = std::min(kEmbedChunk, d.embedded.size() - begin);
+          chunks.set(c, kj::arrayPtr(d.embedded.data() + begin, len));
+        }
+      }
+    }
+    st = write_framed(fd, message, w->offset_, path);
+  })) {
+    return Error{path + ": cannot encode the header: " + std::string(e->getDescription().cStr())};
+  }
+  if (!st) return st.error();
+  return w;
+}
+
+Status TraceWriter::write_step(const TraceStep& step) {
+  if (Status st = check_usable(); !st) return st;
+  if (step.index < 0 || step.epoch < 0 || step.batch < 0)
+    return Error{path_ + ": step " + std::to_string(step.index) + ": index, epoch and batch must be >= 0"};
+  if (step.index <= last_step_)
+    return Error{path_ + ": step " + std::to_string(step.index) + " after step " + std::to_string(last_step_) +
+                 ": step indices must increase"};
+  for (const Event& e : step.events) {
+    if (std::string why = check_event(e); !why.empty())
+      return Error{path_ + ": step " + std::to_string(step.index) + ": " + why};
+  }
+
+  Interner& names = *names_;
+  Status st;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    capnp::MallocMessageBuilder message(names.first_segment);
+    auto s = message.initRoot<schema::Message>().initStep();
+    s.setIndex(step.index);
+    s.setEpoch(step.epoch);
+    s.setBatch(step.batch);
+    if (!step.events.empty()) {
+      auto events = s.initEvents(step.events.size());
+      for (size_t i = 0; i < step.events.size(); ++i) write_event(events[i], step.events[i], names);
+    }
+    names.next_metric = names.metric, names.next_param = names.param, names.next_grad = names.grad;
+    if (step.end) {
+      const StepEnd& end = *step.end;
+      s.setEnded(true);
+      s.setLoss(end.loss);
+      names.ids_of(end.metrics, names.next_metric);
+      names.ids_of(end.params, names.next_param);
+      names.ids_of(end.grads, names.next_grad);
+      if (!end.metrics.empty()) {
+        auto m = s.initMetrics(end.metrics.size());
+        for (size_t i = 0; i < end.metrics.size(); ++i) m.set(i, end.metrics[i].second);
+      }
+      if (!end.params.empty()) {
+        auto p = s.initParams(end.params.size());
+        for (size_t i = 0; i < end.params.size(); ++i) p.set(i, end.params[i].second);
+      }
+      if (!end.grads.empty()) {
+        auto g = s.initGrads(end.grads.size());
+        for (size_t i = 0; i < end.grads.size(); ++i) g.set(i, end.grads[i].second);
+      }
+    } else {
+      // Without an end the lists are empty; the current name lists stay as they are for the next step.
+    }
+    bool changed = names.lists_changed();
+    if (names.written < names.names.size() || changed) {
+      names.metric.swap(names.next_metric);
+      names.param.swap(names.next_param);
+      names.grad.swap(names.next_grad);
+      names.write(s.initNewNames(), false);
+    }
+    st = write_framed(fd_, message, offset_, path_);
+    if (st) names.written = names.names.size();
+  })) {
+    return fail("cannot encode step " + std::to_string(step.index) + ": " + e->getDescription().cStr());
+  }
+  if (!st) {
+    failed_ = true;
+    return st;
+  }
+  last_step_ = step.index;
+  ++step_count_;
+  event_count_ += step.events.size();
+  return {};
+}
+
+Status TraceWriter::write_epoch(const TraceEpoch& epoch) {
+  if (Status st = check_usable(); !st) return st;
+  if (epoch.epoch < 0) return Error{path_ + ": epoch must be >= 0"};
+  Status st;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    capnp::MallocMessageBuilder message(names_->first_segment);
+    auto ep = message.initRoot<schema::Message>().initEpochEnd();
+    ep.setEpoch(epoch.epoch);
+    set_named_values(ep.initLogs(epoch.logs.size()), epoch.logs);
+    st = write_framed(fd_, message, offset_, path_);
+  })) {
+    return fail(std::string("cannot encode epoch end: ") + e->getDescription().cStr());
+  }
+  if (!st) failed_ = true;
+  return st;
+}
+
+Status TraceWriter::write_checkpoint(const TrainState& state) {
+  if (Status st = check_usable(); !st) return st;
+  if (state.step < 0 || state.epoch < 0 || state.batch_in_epoch < 0)
+    return Error{path_ + ": checkpoint: step, epoch and batch must be >= 0"};
+  for (const NamedTensor& t : state.tensors) {
+    if (static_cast<int64_t>(t.value.data.size()) != shape_size(t.value.shape))
+      return Error{path_ + ": checkpoint tensor '" + t.name + "': data size differs from its shape"};
+  }
+  uint64_t at = offset_;
+  Status st;
+  std::string zstd_error;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    capnp::MallocMessageBuilder message;
+    auto c = message.initRoot<schema::Message>().initCheckpoint();
+    c.setStep(state.step);
+    c.setEpoch(state.epoch);
+    c.setBatchInEpoch(state.batch_in_epoch);
+    c.setSeed(state.seed);
+    auto tensors = c.initTensors(state.tensors.size());
+    std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+    std::vector<uint8_t> scratch;
+    for (size_t i = 0; i < state.tensors.size() && zstd_error.empty(); ++i) {
+      const NamedTensor& t = state.tensors[i];
+      auto out = tensors[i];
+      out.setName(t.name);
+      set_list<int64_t>(out.initShape(t.value.shape.size()), t.value.shape);
+      const auto* raw = reinterpret_cast<const uint8_t*>(t.value.data.data());
+      size_t raw_bytes = t.value.data.size() * sizeof(float);
+      out.setRawBytes(raw_bytes);
+      size_t n = (raw_bytes + kTensorChunk - 1) / kTensorChunk;
+      auto chunks = out.initChunks(n);
+      for (size_t k = 0; k < n; ++k) {
+        size_t begin = k * kTensorChunk, len = std::min(kTensorChunk, raw_bytes - begin);
+        scratch.resize(ZSTD_compressBound(len));
+        size_t z = ZSTD_compressCCtx(cctx.get(), scratch.data(), scratch.size(), raw + begin, len, kZstdLevel);
+        if (ZSTD_isError(z)) {
+          zstd_error = "zstd: " + std::string(ZSTD_getErrorName(z));
+          break;
+        }
+        chunks.set(k, kj::arrayPtr(scratch.data(), z));
+      }
+    }
+    if (!zstd_error.empty()) return;
+    auto rng = c.initRngOffsets(state.rng_offsets.size());
+    for (size_t i = 0; i < state.rng_offsets.size(); ++i) {
+      rng[i].setStream(state.rng_offsets[i].first);
+      rng[i].setOffset(state.rng_offsets[i].second);
+    }
+    set_list<uint32_t>(c.initPermutation(state.permutation.size()), state.permutation);
+    set_named_values(c.initScalars(state.scalars.size()), state.scalars);
+    names_->write(c.initNames(), true);
+    st = write_framed(fd_, message, offset_, path_);
+    if (st) names_->written = names_->names.size();
+  })) {
+    return fail(std::string("cannot encode checkpoint: ") + e->getDescription().cStr());
+  }
+  if (!zstd_error.empty()) return fail("cannot compress checkpoint: " + zstd_error);
+  if (!st) {
+    failed_ = true;
+    return st;
+  }
+  if (::fdatasync(fd_) != 0) return fail("fdatasync after checkpoint failed: " + errno_text(errno));
+  checkpoints_.push_back({state.step, at});
+  return {};
+}
+
+Status TraceWriter::finish(const TraceFooter& footer) {
+  if (Status st = check_usable(); !st) return st;
+  Status st;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    capnp::MallocMessageBuilder message;
+    auto f = message.initRoot<schema::Message>().initFooter();
+    f.setCompleted(footer.completed);
+    f.setEndReason(footer.end_reason);
+    f.setStepCount(step_count_);
+    f.setEventCount(event_count_);
+    auto refs = f.initCheckpoints(checkpoints_.size());
+    for (size_t i = 0; i < checkpoints_.size(); ++i) {
+      refs[i].setStep(checkpoints_[i].step);
+      refs[i].setOffset(checkpoints_[i].offset);
+    }
+    st = write_framed(fd_, message, offset_, path_);
+  })) {
+    return fail(std::string("cannot encode footer: ") + e->getDescription().cStr());
+  }
+  if (!st) {
+    failed_ = true;
+    return st;
+  }
+  if (::fsync(fd_) != 0) return fail("fsync at the end failed: " + errno_text(errno));
+  int fd = fd_;
+  fd_ = -1;
+  finished_ = true;
+  if (::close(fd) != 0) return Error{path_ + ": close failed: " + errno_text(errno)};
+  return {};
+}
+
+}  // namespace trainrr::trace
