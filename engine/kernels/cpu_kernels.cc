@@ -1,18 +1,70 @@
+#include "engine/kernels/conv_im2col.h"
 #include "engine/kernels/kernel_registry.h"
+#include "engine/kernels/matmul_blocked.h"
+#include "engine/kernels/matmul_openblas.h"
+#include "engine/kernels/matmul_splitk.h"
+#include "engine/kernels/reduce.h"
 #include "engine/kernels/reference.h"
 
 namespace trainrr {
+namespace {
+
+// Declared properties, named so that each registration below reads as a table row.
+constexpr bool kDeterministic = true, kNondeterministic = false;
+constexpr bool kThreadIndependent = false, kThreadDependent = true;
+
+Kernel matmul(const char* id, bool det, bool thr, Isa isa, MatmulFn fn) { return {{id, OpKind::matmul, det, thr, isa}, fn}; }
+Kernel reduce(const char* id, bool det, bool thr, ReduceFn fn) {
+  return {{id, OpKind::reduce, det, thr, Isa::generic}, nullptr, fn};
+}
+Kernel conv(const char* id, OpKind op, Isa isa, ConvFn fn) {
+  return {{id, op, kDeterministic, kThreadIndependent, isa}, nullptr, nullptr, fn};
+}
+
+}  // namespace
 
 void register_cpu_kernels(KernelRegistry& r) {
-  r.add({{"f32_matmul__cpu_reference", OpKind::matmul, true, false, Isa::generic}, matmul_reference});
-  r.add({{"f32_sum__cpu_sequential", OpKind::reduce, true, false, Isa::generic}, nullptr, reduce_sequential});
-  r.add({{"f32_conv2d_fwd__cpu_direct", OpKind::conv2d_fwd, true, false, Isa::generic},
-         nullptr, nullptr, conv2d_fwd_direct});
-  r.add({{"f32_conv2d_bwd_data__cpu_direct", OpKind::conv2d_bwd_data, true, false, Isa::generic},
-         nullptr, nullptr, conv2d_bwd_data_direct});
-  r.add({{"f32_conv2d_bwd_filter__cpu_direct", OpKind::conv2d_bwd_filter, true, false, Isa::generic},
-         nullptr, nullptr, conv2d_bwd_filter_direct});
-  r.add({{"loader__ordered", OpKind::loader, true, false, Isa::generic}});
+  r.add(matmul("f32_matmul__cpu_reference", kDeterministic, kThreadIndependent, Isa::generic, matmul_reference));
+  r.add(matmul("f32_matmul__cpu_blocked_generic", kDeterministic, kThreadIndependent, Isa::generic,
+               matmul_blocked_generic));
+  r.add(matmul("f32_matmul__cpu_splitk_threads_generic", kDeterministic, kThreadDependent, Isa::generic,
+               matmul_splitk_threads_generic));
+#if defined(__x86_64__)
+  r.add(matmul("f32_matmul__cpu_blocked_avx2", kDeterministic, kThreadIndependent, Isa::avx2, matmul_blocked_avx2));
+  r.add(matmul("f32_matmul__cpu_splitk_threads_avx2", kDeterministic, kThreadDependent, Isa::avx2,
+               matmul_splitk_threads_avx2));
+  // Same bits as the AVX2 kernel (one fused multiply-add chain per element), faster where available.
+  r.add(matmul("f32_matmul__cpu_blocked_avx512", kDeterministic, kThreadIndependent, Isa::avx512,
+               matmul_blocked_avx512));
+#endif
+  // OpenBLAS may split k by thread; its core type is chosen inside the library (openblas_description).
+  r.add(matmul("f32_matmul__openblas_sgemm", kDeterministic, kThreadDependent, Isa::generic, matmul_openblas_sgemm));
+
+  r.add(reduce("f32_sum__cpu_sequential", kDeterministic, kThreadIndependent, reduce_sequential));
+  r.add(reduce("f32_sum__cpu_pairwise", kDeterministic, kThreadIndependent, reduce_pairwise));
+  r.add(reduce("f32_sum__cpu_chunked_threads", kDeterministic, kThreadIndependent, reduce_chunked_threads));
+  r.add(reduce("f32_sum__cpu_atomic_threads", kNondeterministic, kThreadDependent, reduce_atomic_threads));
+
+  r.add(conv("f32_conv2d_fwd__cpu_direct", OpKind::conv2d_fwd, Isa::generic, conv2d_fwd_direct));
+  r.add(conv("f32_conv2d_bwd_data__cpu_direct", OpKind::conv2d_bwd_data, Isa::generic, conv2d_bwd_data_direct));
+  r.add(conv("f32_conv2d_bwd_filter__cpu_direct", OpKind::conv2d_bwd_filter, Isa::generic,
+             conv2d_bwd_filter_direct));
+  r.add(conv("f32_conv2d_fwd__cpu_im2col_generic", OpKind::conv2d_fwd, Isa::generic, conv2d_fwd_im2col_generic));
+  r.add(conv("f32_conv2d_bwd_data__cpu_im2col_generic", OpKind::conv2d_bwd_data, Isa::generic,
+             conv2d_bwd_data_im2col_generic));
+  r.add(conv("f32_conv2d_bwd_filter__cpu_im2col_generic", OpKind::conv2d_bwd_filter, Isa::generic,
+             conv2d_bwd_filter_im2col_generic));
+#if defined(__x86_64__)
+  r.add(conv("f32_conv2d_fwd__cpu_im2col_avx2", OpKind::conv2d_fwd, Isa::avx2, conv2d_fwd_im2col_avx2));
+  r.add(conv("f32_conv2d_bwd_data__cpu_im2col_avx2", OpKind::conv2d_bwd_data, Isa::avx2,
+             conv2d_bwd_data_im2col_avx2));
+  r.add(conv("f32_conv2d_bwd_filter__cpu_im2col_avx2", OpKind::conv2d_bwd_filter, Isa::avx2,
+             conv2d_bwd_filter_im2col_avx2));
+#endif
+
+  // The trainer implements the loaders; the registry only declares them so that selection covers them.
+  r.add({{"loader__ordered", OpKind::loader, kDeterministic, kThreadIndependent, Isa::generic}});
+  r.add({{"loader__first_ready", OpKind::loader, kNondeterministic, kThreadDependent, Isa::generic}});
 }
 
 }  // namespace trainrr

@@ -30,22 +30,104 @@ KernelSelector::KernelSelector(const KernelRegistry& registry, Policy policy, Is
                                Hooks& hooks)
     : registry_(&registry), policy_(policy), isa_(isa), pool_(&pool), hooks_(&hooks) {}
 
-const Kernel* KernelSelector::default_choice(OpKind op, double work,
+namespace {
+
+// Thresholds of the default rule.
+constexpr double kLargeReduce = 65536;  // elements: below this a parallel loop costs more than it saves
+constexpr int64_t kSplitKMinK = 1024;
+
+// The kernel of `variant` ("cpu_blocked", "cpu_im2col", ...) with the best instruction set this run
+// allows; null if the candidates have none.
+const Kernel* best_isa(const std::vector<const Kernel*>& candidates, std::string_view variant) {
+  const Kernel* best = nullptr;
+  for (const Kernel* k : candidates) {
+    const std::string_view id = k->info.id;
+    const size_t sep = id.find("__");
+    if (sep == std::string_view::npos || !id.substr(sep + 2).starts_with(variant)) continue;
+    if (!best || k->info.isa >= best->info.isa) best = k;
+  }
+  return best;
+}
+
+const Kernel* by_id(const std::vector<const Kernel*>& candidates, std::string_view id) {
+  for (const Kernel* k : candidates)
+    if (k->info.id == id) return k;
+  return nullptr;
+}
+
+}  // namespace
+
+// The rule, in words: take the fastest kernel whose bits do not depend on the thread count, except under
+// the default policy with several threads, where a thread-dependent or completion-order kernel is taken
+// when it pays: split-k for a long reduction into a small C, atomic accumulation for a large sum, the
+// first-ready loader. The deterministic policy thus makes the default choices wherever those are
+// already deterministic, and determinism costs only where the default gambles.
+const Kernel* KernelSelector::default_choice(OpKind op, const WorkShape& s,
                                              const std::vector<const Kernel*>& candidates,
                                              std::string& reason) const {
-  (void)op, (void)work;
-  // The last registered candidate is the most specialised; the default rule prefers it.
-  reason = "default";
-  return candidates.empty() ? nullptr : candidates.back();
+  const bool fast = policy_ != Policy::deterministic;
+  const int threads = pool_->threads();
+  const std::string prefix = std::string(fast ? "default" : "deterministic") + ": ";
+  const std::string on_threads = ", " + std::to_string(threads) + (threads == 1 ? " thread" : " threads");
+  const Kernel* pick = nullptr;
+  switch (op) {
+    case OpKind::matmul:
+      if (fast && threads > 1 && s.k >= kSplitKMinK && s.k > 8 * s.m * s.n &&
+          (pick = best_isa(candidates, "cpu_splitk_threads"))) {
+        reason = prefix + "k=" + std::to_string(s.k) + " > 8*m*n=" + std::to_string(8 * s.m * s.n) + on_threads;
+      } else if ((pick = best_isa(candidates, "cpu_blocked"))) {
+        reason = prefix + "blocked, best instruction set " + isa_name(pick->info.isa);
+      }
+      break;
+    case OpKind::reduce: {
+      const double elements = s.m > 0 && s.n > 0 ? static_cast<double>(s.m) * s.n : s.work;
+      const std::string size = std::to_string(static_cast<int64_t>(elements)) + " elements";
+      if (elements >= kLargeReduce) {
+        if (fast && threads > 1 && (pick = by_id(candidates, "f32_sum__cpu_atomic_threads")))
+          reason = prefix + size + " >= " + std::to_string(static_cast<int64_t>(kLargeReduce)) + on_threads;
+        else if ((pick = by_id(candidates, "f32_sum__cpu_chunked_threads")))
+          reason = prefix + size + " >= " + std::to_string(static_cast<int64_t>(kLargeReduce)) +
+                   ", fixed chunks" + on_threads;
+      } else if (s.n <= 1 && (pick = by_id(candidates, "f32_sum__cpu_pairwise"))) {
+        reason = prefix + "small plain sum (" + size + "), pairwise for accuracy";
+      } else if ((pick = by_id(candidates, "f32_sum__cpu_sequential"))) {
+        reason = prefix + "small column sums (" + size + ")";
+      }
+      break;
+    }
+    case OpKind::conv2d_fwd:
+    case OpKind::conv2d_bwd_data:
+    case OpKind::conv2d_bwd_filter:
+      if ((pick = best_isa(candidates, "cpu_im2col")))
+        reason = prefix + "im2col, best instruction set " + isa_name(pick->info.isa);
+      break;
+    case OpKind::loader:
+      if (fast && threads > 1 && (pick = by_id(candidates, "loader__first_ready")))
+        reason = prefix + "first ready" + on_threads;
+      else if ((pick = by_id(candidates, "loader__ordered")))
+        reason = prefix + "ordered" + on_threads;
+      break;
+  }
+  if (!pick && !candidates.empty()) {
+    // A registry without the usual families (tests, partial builds): the most specialised one.
+    pick = candidates.back();
+    reason = prefix + "last registered candidate";
+  }
+  return pick;
 }
 
 const Kernel& KernelSelector::select(std::string_view site, OpKind op, double work,
+                                     const std::function<void(const Kernel&)>& trial) {
+  return select(site, op, WorkShape{work}, trial);
+}
+
+const Kernel& KernelSelector::select(std::string_view site, OpKind op, const WorkShape& shape,
                                      const std::function<void(const Kernel&)>& trial) {
   if (auto it = chosen_.find(site); it != chosen_.end()) return *it->second;
 
   std::vector<const Kernel*> candidates = registry_->candidates(op, isa_);
   if (policy_ == Policy::deterministic)
-    std::erase_if(candidates, [](const Kernel* k) { return !k->info.deterministic; });
+    std::erase_if(candidates, [](const Kernel* k) { return !k->info.deterministic || k->info.thread_dependent; });
 
   KernelChoice choice;
   choice.site = std::string(site);
@@ -55,11 +137,8 @@ const Kernel& KernelSelector::select(std::string_view site, OpKind op, double wo
   const Kernel* pick = nullptr;
   switch (policy_) {
     case Policy::fast:
-      pick = default_choice(op, work, candidates, choice.reason);
-      break;
     case Policy::deterministic:
-      pick = default_choice(op, work, candidates, choice.reason);
-      choice.reason = "deterministic";
+      pick = default_choice(op, shape, candidates, choice.reason);
       break;
     case Policy::autotune:
       if (trial && candidates.size() > 1) {
@@ -74,7 +153,7 @@ const Kernel& KernelSelector::select(std::string_view site, OpKind op, double wo
         }
         choice.reason = "autotune";
       } else {
-        pick = default_choice(op, work, candidates, choice.reason);
+        pick = default_choice(op, shape, candidates, choice.reason);
       }
       break;
     case Policy::forced:
@@ -105,8 +184,8 @@ const Kernel& KernelSelector::select(std::string_view site, OpKind op, double wo
 }
 
 void run_matmul(KernelSelector& kernels, std::string_view site, const MatmulArgs& args) {
-  const double work = static_cast<double>(args.m) * args.n * args.k;
-  const Kernel& k = kernels.select(site, OpKind::matmul, work, [&](const Kernel& cand) {
+  const WorkShape shape{static_cast<double>(args.m) * args.n * args.k, args.m, args.n, args.k};
+  const Kernel& k = kernels.select(site, OpKind::matmul, shape, [&](const Kernel& cand) {
     std::vector<float> scratch(args.c, args.c + args.m * args.n);
     MatmulArgs t = args;
     t.c = scratch.data();
@@ -116,8 +195,8 @@ void run_matmul(KernelSelector& kernels, std::string_view site, const MatmulArgs
 }
 
 void run_reduce(KernelSelector& kernels, std::string_view site, const ReduceArgs& args) {
-  const double work = static_cast<double>(args.rows) * args.cols;
-  const Kernel& k = kernels.select(site, OpKind::reduce, work, [&](const Kernel& cand) {
+  const WorkShape shape{static_cast<double>(args.rows) * args.cols, args.rows, args.cols, 0};
+  const Kernel& k = kernels.select(site, OpKind::reduce, shape, [&](const Kernel& cand) {
     std::vector<float> scratch(args.cols);
     ReduceArgs t = args;
     t.out = scratch.data();

@@ -15,7 +15,8 @@ namespace trainrr {
 
 enum class Policy : uint8_t {
   fast,           // "default": the fast choice, nondeterministic kernels included, as frameworks do
-  deterministic,  // only deterministic kernels and the ordered loader; an op without one is an error
+  deterministic,  // only deterministic, thread-independent kernels and the ordered loader: the same bits with
+                  // any thread count; an op without one is an error
   autotune,       // time each candidate on the first call, keep the fastest (like cuDNN benchmark mode)
   forced,         // every selection comes from the hooks (the replayer's)
 };
@@ -28,6 +29,13 @@ class KernelUnavailable : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The sizes the default rule reads. matmul: m, n, k; reduce: rows in m, columns in n; every op: `work`
+// (multiply-adds, or elements for a reduction). Sizes left at 0 are unknown to the rule.
+struct WorkShape {
+  double work = 0;
+  int64_t m = 0, n = 0, k = 0;
+};
+
 class KernelSelector {
  public:
   KernelSelector(const KernelRegistry& registry, Policy policy, Isa isa, ThreadPool& pool, Hooks& hooks);
@@ -36,6 +44,9 @@ class KernelSelector {
   // (multiply-adds, or elements for a reduction); `trial` runs one candidate once on the real arguments
   // (autotune) and may be empty where timing is not possible. Throws KernelUnavailable.
   const Kernel& select(std::string_view site, OpKind op, double work,
+                       const std::function<void(const Kernel&)>& trial = {});
+  // The same, with the sizes the default rule can use (run_matmul and run_reduce pass them).
+  const Kernel& select(std::string_view site, OpKind op, const WorkShape& shape,
                        const std::function<void(const Kernel&)>& trial = {});
 
   Policy policy() const { return policy_; }
@@ -46,7 +57,7 @@ class KernelSelector {
   void reset() { chosen_.clear(); }
 
  private:
-  const Kernel* default_choice(OpKind op, double work, const std::vector<const Kernel*>& candidates,
+  const Kernel* default_choice(OpKind op, const WorkShape& shape, const std::vector<const Kernel*>& candidates,
                                std::string& reason) const;
 
   const KernelRegistry* registry_;
