@@ -50,7 +50,7 @@ class TableReader {
 
   std::string where(const toml::node& n, const std::string& key) const {
     const std::string full = prefix_ + key;
-    if (overridden_.count(full)) return file_ + ": " + full + " (from --set)";
+    if (overridden_.count(full)) return file_ + " (--set): " + full;
     return file_ + ":" + std::to_string(n.source().begin.line) + ": " + full;
   }
 
@@ -339,7 +339,7 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
 
   // Values: each check names the key and, where the file gave it, the line.
   auto line_of = [&](const std::string& path) -> std::string {
-    if (overridden.count(path)) return name + ": " + path + " (from --set)";
+    if (overridden.count(path)) return name + " (--set): " + path;
     toml::node_view<toml::node> v = root.at_path(path);
     if (!v) return name + ": " + path;
     return name + ":" + std::to_string(v.node()->source().begin.line) + ": " + path;
