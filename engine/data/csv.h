@@ -1,0 +1,16 @@
+#pragma once
+// CSV data sets: a header line naming the columns, one row per sample, every cell a number.
+// The label column is chosen by name; every other column is a float feature, in file order.
+
+#include <string>
+
+#include "engine/data/dataset.h"
+#include "engine/result.h"
+
+namespace trainrr {
+
+// x: [rows, columns - 1]; y: the label column; feature_names: the other header names.
+// Errors name path:line:column (column counted in characters from 1).
+Result<Dataset> read_csv(const std::string& path, const std::string& label_column);
+
+}  // namespace trainrr

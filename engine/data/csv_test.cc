@@ -1,0 +1,183 @@
+#include "engine/data/csv.h"
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "engine/data/test_files.h"
+
+namespace trainrr {
+namespace {
+
+using trainrr::testing::temp_file;
+using trainrr::testing::write_temp;
+
+// The error of reading `text` as a CSV with label `label`, after checking it names the file.
+std::string csv_error(const std::string& text, const std::string& label = "label") {
+  const std::string path = write_temp("data.csv", text);
+  Result<Dataset> r = read_csv(path, label);
+  EXPECT_FALSE(r.ok());
+  if (r.ok()) return "";
+  EXPECT_EQ(r.error().message.rfind(path + ":", 0), 0u) << r.error().message;
+  return r.error().message;
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+TEST(DataCsv, LabelColumnIsChosenByNameAndTheRestAreFeatures) {
+  const std::string path = write_temp("data.csv", "a,label,b\n1,0,2\n3,1,4\n5.5,1,-6\n");
+  Result<Dataset> r = read_csv(path, "label");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->x.shape, (Shape{3, 2}));
+  EXPECT_EQ(r->x.data, (std::vector<float>{1, 2, 3, 4, 5.5f, -6}));
+  EXPECT_EQ(r->y, (std::vector<float>{0, 1, 1}));
+  EXPECT_EQ(r->feature_names, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(r->num_classes, 2);
+}
+
+TEST(DataCsv, AcceptsCrlfLineEndsAndNoFinalNewline) {
+  const std::string path = write_temp("data.csv", "x,y\r\n1,0\r\n2,1");
+  Result<Dataset> r = read_csv(path, "y");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->x.data, (std::vector<float>{1, 2}));
+  EXPECT_EQ(r->y, (std::vector<float>{0, 1}));
+}
+
+TEST(DataCsv, ParsesExponentsSignsAndSurroundingSpaces) {
+  const std::string path = write_temp("data.csv", "x,z,y\n1e-3, -2.5E2 ,+3\n.25,1e-50,0.5\n");
+  Result<Dataset> r = read_csv(path, "y");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->x.data, (std::vector<float>{0.001f, -250.0f, 0.25f, 0.0f}));
+  EXPECT_EQ(r->y, (std::vector<float>{3, 0.5f}));
+  EXPECT_EQ(r->num_classes, 0);  // 0.5 is no class index
+}
+
+TEST(DataCsv, SkipsBlankLinesAndAByteOrderMark) {
+  const std::string path = write_temp("data.csv", "\xEF\xBB\xBFx,y\n1,0\n\n2,1\n\n");
+  Result<Dataset> r = read_csv(path, "y");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->feature_names, (std::vector<std::string>{"x"}));
+  EXPECT_EQ(r->rows(), 2);
+}
+
+TEST(DataCsv, RowWithTooFewFieldsNamesLineColumnAndCounts) {
+  const std::string m = csv_error("a,b,label\n1,2,0\n3,4\n");
+  EXPECT_TRUE(contains(m, "data.csv:3:4:")) << m;
+  EXPECT_TRUE(contains(m, "expected 3 fields")) << m;
+  EXPECT_TRUE(contains(m, "found 2")) << m;
+}
+
+TEST(DataCsv, RowWithTooManyFieldsPointsAtTheFirstExtraField) {
+  const std::string m = csv_error("a,b,label\n1,2,0\n1,2,0\n10,20,1,99\n");
+  EXPECT_TRUE(contains(m, "data.csv:4:9:")) << m;
+  EXPECT_TRUE(contains(m, "expected 3 fields")) << m;
+  EXPECT_TRUE(contains(m, "found 4")) << m;
+}
+
+TEST(DataCsv, NonNumberIsQuotedWithItsLineColumnAndColumnName) {
+  const std::string m = csv_error("a,b,label\r\n1,2,0\r\n3,abc,1\r\n");
+  EXPECT_TRUE(contains(m, "data.csv:3:3:")) << m;
+  EXPECT_TRUE(contains(m, "\"abc\"")) << m;
+  EXPECT_TRUE(contains(m, "column \"b\"")) << m;
+}
+
+TEST(DataCsv, NonNumericLabelIsAnError) {
+  const std::string m = csv_error("a,label\n1,M\n");
+  EXPECT_TRUE(contains(m, "data.csv:2:3:")) << m;
+  EXPECT_TRUE(contains(m, "\"M\"")) << m;
+}
+
+TEST(DataCsv, EmptyFieldIsAnError) {
+  const std::string m = csv_error("a,b,label\n1,,0\n");
+  EXPECT_TRUE(contains(m, "data.csv:2:3:")) << m;
+  EXPECT_TRUE(contains(m, "found \"\"")) << m;
+}
+
+TEST(DataCsv, NumberBeyondFloatRangeIsAnError) {
+  const std::string m = csv_error("a,label\n1e999,0\n");
+  EXPECT_TRUE(contains(m, "data.csv:2:1:")) << m;
+  EXPECT_TRUE(contains(m, "float range")) << m;
+}
+
+TEST(DataCsv, NumberFollowedByTextIsAnError) {
+  const std::string m = csv_error("a,label\n1.5x,0\n");
+  EXPECT_TRUE(contains(m, "data.csv:2:1:")) << m;
+  EXPECT_TRUE(contains(m, "\"1.5x\"")) << m;
+}
+
+TEST(DataCsv, MissingFileNamesThePathAndTheReason) {
+  const std::string path = temp_file("absent.csv");
+  Result<Dataset> r = read_csv(path, "label");
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(contains(r.error().message, path)) << r.error().message;
+  EXPECT_TRUE(contains(r.error().message, std::strerror(ENOENT))) << r.error().message;
+}
+
+TEST(DataCsv, EmptyFileIsAnEmptyDataSet) {
+  const std::string m = csv_error("");
+  EXPECT_TRUE(contains(m, "data.csv:1:1:")) << m;
+  EXPECT_TRUE(contains(m, "empty")) << m;
+}
+
+TEST(DataCsv, HeaderWithoutRowsIsAnEmptyDataSet) {
+  const std::string m = csv_error("a,b,label\n");
+  EXPECT_TRUE(contains(m, "data.csv:2:1:")) << m;
+  EXPECT_TRUE(contains(m, "empty")) << m;
+}
+
+TEST(DataCsv, UnknownLabelColumnListsTheColumns) {
+  const std::string m = csv_error("alpha,beta,target\n1,2,0\n", "label");
+  EXPECT_TRUE(contains(m, "data.csv:1:1:")) << m;
+  EXPECT_TRUE(contains(m, "\"label\"")) << m;
+  EXPECT_TRUE(contains(m, "alpha, beta, target")) << m;
+}
+
+TEST(DataCsv, UnknownLabelColumnAbbreviatesALongList) {
+  std::string header, row;
+  for (int i = 0; i < 40; ++i) {
+    header += (i ? ",c" : "c") + std::to_string(i);
+    row += i ? ",1" : "1";
+  }
+  const std::string m = csv_error(header + "\n" + row + "\n", "label");
+  EXPECT_TRUE(contains(m, "c0, c1")) << m;
+  EXPECT_TRUE(contains(m, "40 columns")) << m;
+  EXPECT_TRUE(contains(m, "c39")) << m;
+  EXPECT_FALSE(contains(m, "c20,")) << m;
+}
+
+TEST(DataCsv, LabelAsTheOnlyColumnIsAnError) {
+  const std::string m = csv_error("label\n1\n");
+  EXPECT_TRUE(contains(m, "data.csv:1:1:")) << m;
+  EXPECT_TRUE(contains(m, "no feature columns")) << m;
+}
+
+TEST(DataCsv, BreastCancerLoadsWithItsShapeAndClassCounts) {
+  Result<Dataset> r = read_csv(TRAINRR_SOURCE_DIR "/examples/data/breast_cancer.csv", "benign");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->x.shape, (Shape{569, 30}));
+  EXPECT_EQ(r->feature_names.size(), 30u);
+  EXPECT_EQ(r->feature_names.front(), "mean_radius");
+  EXPECT_EQ(r->num_classes, 2);
+  double benign = 0;
+  for (float v : r->y) benign += v;
+  EXPECT_EQ(benign, 357);  // 357 benign, 212 malignant (examples/data/README.md)
+  EXPECT_EQ(r->x[0], 17.99f);
+  EXPECT_EQ(r->x[1], 10.38f);
+}
+
+TEST(DataCsv, DigitsLoadsWithItsShapeAndTenClasses) {
+  Result<Dataset> r = read_csv(TRAINRR_SOURCE_DIR "/examples/data/digits.csv", "digit");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->x.shape, (Shape{1797, 64}));
+  EXPECT_EQ(r->num_classes, 10);
+  std::vector<int> counts(10);
+  for (float v : r->y) ++counts[static_cast<int>(v)];
+  EXPECT_EQ(counts, (std::vector<int>{178, 182, 177, 183, 181, 182, 181, 179, 174, 180}));
+  float hi = 0;
+  for (float v : r->x.data) hi = std::max(hi, v);
+  EXPECT_EQ(hi, 16.0f);
+}
+
+}  // namespace
+}  // namespace trainrr

@@ -1,0 +1,48 @@
+#pragma once
+// Whole-file reads and writes for the data readers, with errors that name the file and the system's reason,
+// and loads of fixed-size values from untrusted bytes in a stated byte order, whatever the host's.
+
+#include <bit>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include "engine/result.h"
+
+namespace trainrr {
+
+// The bytes of `path`. Memory used is bounded by the file's real size, never by what its contents claim.
+Result<std::string> read_file_bytes(const std::string& path);
+
+// Writes `bytes` to `path`, replacing it.
+Status write_file_bytes(const std::string& path, std::string_view bytes);
+
+// The byte count of an array with `dims` and `item_bytes` per element, or false when it would exceed
+// `limit` (or overflow on the way): a bogus header must never turn into an allocation.
+bool array_bytes_within(std::span<const int64_t> dims, uint64_t item_bytes, uint64_t limit, uint64_t& bytes);
+
+namespace detail {
+template <size_t N>
+using UintOf = std::conditional_t<N == 1, uint8_t,
+                                  std::conditional_t<N == 2, uint16_t, std::conditional_t<N == 4, uint32_t, uint64_t>>>;
+}  // namespace detail
+
+template <class T>
+T load_le(const unsigned char* p) {
+  using U = detail::UintOf<sizeof(T)>;
+  U u = 0;
+  for (size_t i = 0; i < sizeof(T); ++i) u |= static_cast<U>(static_cast<U>(p[i]) << (8 * i));
+  return std::bit_cast<T>(u);
+}
+
+template <class T>
+T load_be(const unsigned char* p) {
+  using U = detail::UintOf<sizeof(T)>;
+  U u = 0;
+  for (size_t i = 0; i < sizeof(T); ++i) u = static_cast<U>((static_cast<uint64_t>(u) << 8) | p[i]);
+  return std::bit_cast<T>(u);
+}
+
+}  // namespace trainrr

@@ -1,0 +1,32 @@
+#pragma once
+// For the data tests only: files in a per-process temporary folder, named after the running test.
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <string_view>
+
+namespace trainrr::testing {
+
+inline std::string temp_file(const std::string& name) {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  const auto dir = std::filesystem::temp_directory_path() / ("trainrr_data_test_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  return (dir / (std::string(info->test_suite_name()) + "." + info->name() + "." + name)).string();
+}
+
+inline std::string write_temp(const std::string& name, std::string_view bytes) {
+  const std::string path = temp_file(name);
+  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  return path;
+}
+
+inline std::string read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace trainrr::testing
