@@ -1,0 +1,134 @@
+// Selection: the default rule, the deterministic policy's promise, forcing and autotune, as the hooks see them.
+
+#include "engine/kernels/kernel_selector.h"
+
+#include <gtest/gtest.h>
+
+#include "engine/kernels/kernel_test_util.h"
+#include "engine/thread_pool.h"
+
+namespace trainrr {
+namespace {
+
+class RecordingHooks : public Hooks {
+ public:
+  std::vector<KernelChoice> choices;
+  std::string force;  // replaces the engine's choice when set
+  void kernel_selected(KernelChoice& choice) override {
+    if (!force.empty()) choice.chosen = force;
+    choices.push_back(choice);
+  }
+};
+
+struct Fixture {
+  KernelRegistry registry;
+  ThreadPool pool;
+  RecordingHooks hooks;
+  KernelSelector selector;
+  Fixture(Policy policy, int threads, Isa isa = detect_isa())
+      : pool(threads), selector((register_cpu_kernels(registry), registry), policy, isa, pool, hooks) {}
+};
+
+WorkShape matmul_shape(int64_t m, int64_t n, int64_t k) { return {double(m) * n * k, m, n, k}; }
+WorkShape reduce_shape(int64_t rows, int64_t cols) { return {double(rows) * cols, rows, cols, 0}; }
+
+TEST(KernelSelector, DeterministicPolicyPicksOnlyDeterministicThreadIndependentKernels) {
+  const WorkShape shapes[] = {matmul_shape(8, 8, 65536), matmul_shape(128, 512, 784), reduce_shape(1 << 20, 1),
+                              reduce_shape(64, 512), reduce_shape(100, 1), {1e9, 0, 0, 0}};
+  const OpKind ops[] = {OpKind::matmul, OpKind::reduce, OpKind::conv2d_fwd, OpKind::conv2d_bwd_data,
+                        OpKind::conv2d_bwd_filter, OpKind::loader};
+  for (int threads : {1, 2}) {
+    Fixture f(Policy::deterministic, threads);
+    int site = 0;
+    for (OpKind op : ops)
+      for (const WorkShape& s : shapes) {
+        const Kernel& k = f.selector.select("site" + std::to_string(site++), op, s);
+        EXPECT_TRUE(k.info.deterministic && !k.info.thread_dependent) << k.info.id;
+        EXPECT_TRUE(f.hooks.choices.back().reason.starts_with("deterministic: ")) << f.hooks.choices.back().reason;
+      }
+  }
+}
+
+// Determinism costs nothing where the default rule's choice is deterministic already.
+TEST(KernelSelector, DeterministicPolicyMakesTheDefaultChoiceWhenThatIsDeterministic) {
+  Fixture fast(Policy::fast, 2), det(Policy::deterministic, 2);
+  struct Op {
+    OpKind op;
+    WorkShape shape;
+  } ops[] = {{OpKind::matmul, matmul_shape(128, 512, 784)}, {OpKind::matmul, matmul_shape(784, 512, 128)},
+             {OpKind::reduce, reduce_shape(32, 512)},       {OpKind::reduce, reduce_shape(1000, 1)},
+             {OpKind::conv2d_fwd, {1e7, 0, 0, 0}},           {OpKind::conv2d_bwd_filter, {1e7, 0, 0, 0}}};
+  for (const Op& o : ops) {
+    const Kernel& a = fast.selector.select("s", o.op, o.shape);
+    const Kernel& b = det.selector.select("s", o.op, o.shape);
+    ASSERT_TRUE(a.info.deterministic && !a.info.thread_dependent) << a.info.id;
+    EXPECT_EQ(a.info.id, b.info.id);
+    fast.selector.reset();
+    det.selector.reset();
+  }
+}
+
+TEST(KernelSelector, DefaultRuleGamblesOnlyWithSeveralThreads) {
+  Fixture two(Policy::fast, 2), one(Policy::fast, 1);
+  EXPECT_TRUE(two.selector.select("mm", OpKind::matmul, matmul_shape(8, 8, 4096)).info.id.starts_with(
+      "f32_matmul__cpu_splitk_threads"));
+  EXPECT_EQ(two.hooks.choices.back().reason, "default: k=4096 > 8*m*n=512, 2 threads");
+  EXPECT_TRUE(one.selector.select("mm", OpKind::matmul, matmul_shape(8, 8, 4096)).info.id.starts_with(
+      "f32_matmul__cpu_blocked"));
+  EXPECT_EQ(two.selector.select("sum", OpKind::reduce, reduce_shape(1 << 20, 1)).info.id,
+            "f32_sum__cpu_atomic_threads");
+  EXPECT_EQ(one.selector.select("sum", OpKind::reduce, reduce_shape(1 << 20, 1)).info.id,
+            "f32_sum__cpu_chunked_threads");
+  EXPECT_EQ(two.selector.select("data/loader", OpKind::loader, 0).info.id, "loader__first_ready");
+  EXPECT_EQ(one.selector.select("data/loader", OpKind::loader, 0).info.id, "loader__ordered");
+}
+
+TEST(KernelSelector, DefaultRuleTakesTheBestInstructionSetTheRunAllows) {
+  Fixture generic(Policy::fast, 1, Isa::generic);
+  EXPECT_EQ(generic.selector.select("mm", OpKind::matmul, matmul_shape(64, 64, 64)).info.id,
+            "f32_matmul__cpu_blocked_generic");
+  EXPECT_EQ(generic.selector.select("conv", OpKind::conv2d_fwd, 1e6).info.id, "f32_conv2d_fwd__cpu_im2col_generic");
+  if (detect_isa() < Isa::avx2) GTEST_SKIP() << "this CPU lacks AVX2";
+  Fixture avx2(Policy::fast, 1, Isa::avx2);
+  EXPECT_EQ(avx2.selector.select("mm", OpKind::matmul, matmul_shape(64, 64, 64)).info.id,
+            "f32_matmul__cpu_blocked_avx2");
+  EXPECT_EQ(avx2.selector.select("conv", OpKind::conv2d_fwd, 1e6).info.id, "f32_conv2d_fwd__cpu_im2col_avx2");
+}
+
+TEST(KernelSelector, ForcedUnknownIdThrowsKernelUnavailableNamingIt) {
+  Fixture f(Policy::forced, 1);
+  f.hooks.force = "f32_matmul__tpu_systolic";
+  try {
+    (void)f.selector.select("dense_1/matmul.fwd", OpKind::matmul, matmul_shape(4, 4, 4));
+    FAIL() << "no exception";
+  } catch (const KernelUnavailable& e) {
+    EXPECT_NE(std::string(e.what()).find("f32_matmul__tpu_systolic"), std::string::npos) << e.what();
+  }
+}
+
+TEST(KernelSelector, ForcedKnownIdIsUsedWhateverTheRule) {
+  Fixture f(Policy::forced, 2);
+  f.hooks.force = "f32_matmul__cpu_reference";
+  EXPECT_EQ(f.selector.select("mm", OpKind::matmul, matmul_shape(512, 512, 512)).info.id, "f32_matmul__cpu_reference");
+  EXPECT_EQ(f.hooks.choices.back().reason, "forced");
+}
+
+TEST(KernelSelector, AutotuneTimesEveryCandidateAndKeepsOneOfThem) {
+  Fixture f(Policy::autotune, 2);
+  const testing::MatmulProblem p({40, 50, 60}, 9);
+  std::vector<float> c = p.c0;
+  run_matmul(f.selector, "dense_1/matmul.fwd", p.args(c.data()));
+  ASSERT_EQ(f.hooks.choices.size(), 1u);
+  const KernelChoice& choice = f.hooks.choices[0];
+  EXPECT_EQ(choice.reason, "autotune");
+  ASSERT_EQ(choice.timings_us.size(), choice.candidates.size());
+  EXPECT_GE(choice.candidates.size(), 4u);
+  for (double us : choice.timings_us) EXPECT_GT(us, 0);
+  EXPECT_NE(std::find(choice.candidates.begin(), choice.candidates.end(), choice.chosen), choice.candidates.end());
+  // The choice is kept for the site: a second call neither re-times nor reports again.
+  run_matmul(f.selector, "dense_1/matmul.fwd", p.args(c.data()));
+  EXPECT_EQ(f.hooks.choices.size(), 1u);
+}
+
+}  // namespace
+}  // namespace trainrr
