@@ -94,8 +94,8 @@ class SparseCategoricalCrossentropy : public Loss {
         const float m = *std::max_element(z, z + k);
         float sum = 0;
         for (int64_t j = 0; j < k; ++j) sum += std::exp(z[j] - m);
-        const float lse = m + std::log(sum);
-        per[i] = lse - z[y];
+        // In shifted form, as TensorFlow's kernel: adding m back would round away the loss at large logits.
+        per[i] = std::log(sum) - (z[y] - m);
         const float inv_sum = 1.0f / sum;
         for (int64_t j = 0; j < k; ++j) g[j] = std::exp(z[j] - m) * inv_sum * inv_batch;
         g[y] -= inv_batch;

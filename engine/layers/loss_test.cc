@@ -1,0 +1,162 @@
+#include "engine/layers/loss.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "engine/layers/layer_test_util.h"
+
+namespace trainrr {
+namespace {
+
+using testing::TestRuntime;
+using testing::random_tensor;
+
+std::unique_ptr<Loss> loss_of(std::string_view name, bool from_logits) {
+  auto l = make_loss(name, from_logits);
+  EXPECT_TRUE(l.ok()) << l.error().message;
+  return std::move(l).value();
+}
+
+double loss_value(const Loss& loss, const Tensor& pred, const std::vector<float>& labels) {
+  TestRuntime t;
+  return loss.compute(pred, labels, t.rt).loss;
+}
+
+// Keras' documented examples (keras.losses.*), with the exact values computed in double.
+TEST(LossBinaryCrossentropy, MatchesKerasOnProbabilities) {
+  auto bce = loss_of("binary_crossentropy", false);
+  const double want = (3 * -std::log(0.4) - std::log(0.6)) / 4;  // Keras prints 0.815
+  EXPECT_NEAR(loss_value(*bce, Tensor({4, 1}, {0.6f, 0.4f, 0.4f, 0.6f}), {0, 1, 0, 0}), want, 1e-6);
+}
+
+TEST(LossBinaryCrossentropy, MatchesKerasOnLogits) {
+  auto bce = loss_of("binary_crossentropy", true);
+  double want = 0;
+  const double z[4] = {-18.6, 0.51, 2.94, -12.8}, y[4] = {0, 1, 0, 0};
+  for (int i = 0; i < 4; ++i) want += std::max(z[i], 0.0) - z[i] * y[i] + std::log1p(std::exp(-std::abs(z[i])));
+  want /= 4;
+  EXPECT_NEAR(want, 0.865, 5e-4);  // Keras' documented value
+  EXPECT_NEAR(loss_value(*bce, Tensor({4, 1}, {-18.6f, 0.51f, 2.94f, -12.8f}), {0, 1, 0, 0}), want, 1e-6);
+}
+
+TEST(LossBinaryCrossentropy, StaysFiniteAtTheExtremes) {
+  TestRuntime t;
+  auto logits = loss_of("binary_crossentropy", true);
+  const LossValue v = logits->compute(Tensor({2, 1}, {100, -100}), std::vector<float>{0, 1}, t.rt);
+  EXPECT_NEAR(v.loss, 100, 1e-4);
+  EXPECT_NEAR(v.grad[0], 0.5, 1e-6);
+  EXPECT_NEAR(v.grad[1], -0.5, 1e-6);
+  auto probs = loss_of("binary_crossentropy", false);
+  const LossValue p = probs->compute(Tensor({1, 1}, {0}), std::vector<float>{1}, t.rt);
+  EXPECT_NEAR(p.loss, -std::log(1e-7), 1e-3);  // clipped to Keras' epsilon
+  EXPECT_EQ(p.grad[0], 0.0f);                  // the clip passes no gradient
+}
+
+TEST(LossSparseCategoricalCrossentropy, MatchesKerasOnProbabilities) {
+  auto scce = loss_of("sparse_categorical_crossentropy", false);
+  const double want = (-std::log(0.95) - std::log(0.1)) / 2;  // Keras prints 1.177
+  EXPECT_NEAR(loss_value(*scce, Tensor({2, 3}, {0.05f, 0.95f, 0, 0.1f, 0.8f, 0.1f}), {1, 2}), want, 1e-6);
+}
+
+TEST(LossSparseCategoricalCrossentropy, LogitsUseAStableLogSoftmax) {
+  auto scce = loss_of("sparse_categorical_crossentropy", true);
+  EXPECT_NEAR(loss_value(*scce, Tensor({1, 3}, {1, 2, 3}), {2}), -std::log(0.66524096), 1e-6);
+  EXPECT_NEAR(loss_value(*scce, Tensor({1, 3}, {1001, 1002, 1003}), {0}), -std::log(0.09003057), 1e-5);
+}
+
+TEST(LossMeanSquaredError, MatchesKeras) {
+  auto mse = loss_of("mse", false);
+  EXPECT_NEAR(loss_value(*mse, Tensor({2, 2}, {1, 1, 1, 0}), {0, 1, 0, 0}), 0.5, 1e-7);
+  EXPECT_TRUE(make_loss("mean_squared_error", false).ok());
+}
+
+TEST(LossMean, SumsThroughTheReductionKernelAtLossMean) {
+  testing::RecordingHooks hooks;
+  TestRuntime t(1, hooks);
+  auto mse = loss_of("mse", false);
+  (void)mse->compute(Tensor({3, 1}, {1, 2, 3}), std::vector<float>{0, 0, 0}, t.rt);
+  EXPECT_EQ(hooks.kernel_sites, (std::vector<std::string>{"loss/mean"}));
+}
+
+TEST(LossCheckOutput, WidthMustMatchTheClasses) {
+  auto scce = loss_of("sparse_categorical_crossentropy", true);
+  EXPECT_TRUE(scce->check_output({10}, 10).ok());
+  Status s = scce->check_output({8}, 10);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().message, "the model outputs 8 values per sample but the data has 10 classes");
+  EXPECT_FALSE(scce->check_output({5, 5, 8}, 10).ok());
+
+  auto bce = loss_of("binary_crossentropy", false);
+  EXPECT_TRUE(bce->check_output({1}, 2).ok());
+  s = bce->check_output({8}, 2);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().message, "binary_crossentropy needs 1 value per sample but the model outputs 8 values per sample");
+  EXPECT_FALSE(bce->check_output({1}, 10).ok());
+}
+
+TEST(LossMakeLoss, UnknownNameListsTheAcceptedOnes) {
+  auto r = make_loss("hinge", false);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message,
+            "unknown loss 'hinge' (expected one of: binary_crossentropy, sparse_categorical_crossentropy, mse, "
+            "mean_squared_error)");
+  EXPECT_FALSE(make_loss("mse", true).ok());
+}
+
+TEST(LossCountCorrect, ThresholdsForBinaryAndArgmaxForSparse) {
+  auto bce = loss_of("binary_crossentropy", false);
+  const std::vector<float> y{1, 0, 1, 0};
+  EXPECT_EQ(count_correct(*bce, false, Tensor({4, 1}, {0.9f, 0.2f, 0.4f, 0.6f}), y), 2);
+  EXPECT_EQ(count_correct(*bce, true, Tensor({4, 1}, {0.1f, -0.2f, -3, 0.6f}), y), 2);
+  auto scce = loss_of("sparse_categorical_crossentropy", false);
+  EXPECT_EQ(count_correct(*scce, false, Tensor({3, 3}, {0.1f, 0.7f, 0.2f, 0.5f, 0.5f, 0, 0, 0, 1}),
+                          std::vector<float>{1, 1, 2}),
+            2);  // the tie in row 1 goes to the first maximum, class 0
+}
+
+// Central differences on the prediction, float32 evaluation: step 1e-3, and
+// |numeric - analytic| <= 1e-3 + 2e-2 * max(|numeric|, |analytic|).
+void expect_loss_gradient(const Loss& loss, Tensor pred, const std::vector<float>& labels) {
+  TestRuntime t;
+  const LossValue v = loss.compute(pred, labels, t.rt);
+  ASSERT_EQ(v.grad.shape, pred.shape);
+  const float h = 1e-3f;
+  for (int64_t i = 0; i < pred.size(); ++i) {
+    const float saved = pred[i];
+    pred[i] = saved + h;
+    const double fp = loss.compute(pred, labels, t.rt).loss;
+    pred[i] = saved - h;
+    const double fm = loss.compute(pred, labels, t.rt).loss;
+    pred[i] = saved;
+    const double numeric = (fp - fm) / (2.0 * h);
+    EXPECT_NEAR(numeric, v.grad[i], 1e-3 + 2e-2 * std::max(std::abs(numeric), std::abs(double(v.grad[i]))))
+        << loss.name() << " element " << i;
+  }
+}
+
+TEST(GradLoss, BinaryCrossentropyFromProbabilities) {
+  expect_loss_gradient(*loss_of("binary_crossentropy", false), random_tensor({6, 1}, 1, 0.05f, 0.95f),
+                       {0, 1, 1, 0, 1, 0});
+}
+
+TEST(GradLoss, BinaryCrossentropyFromLogits) {
+  expect_loss_gradient(*loss_of("binary_crossentropy", true), random_tensor({6, 1}, 2, -4, 4), {0, 1, 1, 0, 1, 0});
+}
+
+TEST(GradLoss, SparseCategoricalCrossentropyFromProbabilities) {
+  expect_loss_gradient(*loss_of("sparse_categorical_crossentropy", false), random_tensor({4, 3}, 3, 0.1f, 0.9f),
+                       {0, 2, 1, 2});
+}
+
+TEST(GradLoss, SparseCategoricalCrossentropyFromLogits) {
+  expect_loss_gradient(*loss_of("sparse_categorical_crossentropy", true), random_tensor({4, 3}, 4, -3, 3),
+                       {0, 2, 1, 2});
+}
+
+TEST(GradLoss, MeanSquaredError) {
+  expect_loss_gradient(*loss_of("mse", false), random_tensor({3, 2}, 5), {0.5f, -1, 0, 2, 0.25f, 1});
+}
+
+}  // namespace
+}  // namespace trainrr
