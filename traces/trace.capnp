@@ -204,7 +204,8 @@ struct Tensor {
   rawBytes @2 :UInt64;     # float32 little-endian bytes before compression; must be <= the reader's tensor
                            # limit, checked before anything is allocated
   # Independent zstd frames, each < 2^29 bytes, each declaring its content size in its frame header; the
-  # content sizes must sum to rawBytes and each frame must decompress to exactly its declared size.
+  # content sizes must sum to rawBytes and each frame must decompress to exactly its declared size (and pass
+  # its content checksum, which the writer always includes).
   chunks @3 :List(Data);
 }
 

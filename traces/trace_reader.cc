@@ -657,9 +657,9 @@ Status TraceReader::seek(uint64_t offset) {
   Status kind = scan(*impl_, offset, offset + 1, false, [&](uint64_t, schema::Message::Reader root) {
     at_checkpoint = root.which() == schema::Message::CHECKPOINT;
   });
-  // A message that cannot be read here is reported by next(), like any other.
+  if (!kind) return kind;
   NameTable names;
-  if (kind && !at_checkpoint) {
+  if (!at_checkpoint) {
     Status scanned = scan(m, header_size_, offset, true, [&](uint64_t, schema::Message::Reader root) {
       if (root.which() == schema::Message::STEP && root.getStep().hasNewNames())
         names.apply(root.getStep().getNewNames(), false);

@@ -384,6 +384,9 @@ Status TraceWriter::write_checkpoint(const TrainState& state) {
     c.setSeed(state.seed);
     auto tensors = c.initTensors(state.tensors.size());
     std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+    // A checksum per frame lets the reader tell a damaged checkpoint from a good one.
+    ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, kZstdLevel);
+    ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_checksumFlag, 1);
     std::vector<uint8_t> scratch;
     for (size_t i = 0; i < state.tensors.size() && zstd_error.empty(); ++i) {
       const NamedTensor& t = state.tensors[i];
@@ -398,7 +401,7 @@ Status TraceWriter::write_checkpoint(const TrainState& state) {
       for (size_t k = 0; k < n; ++k) {
         size_t begin = k * kTensorChunk, len = std::min(kTensorChunk, raw_bytes - begin);
         scratch.resize(ZSTD_compressBound(len));
-        size_t z = ZSTD_compressCCtx(cctx.get(), scratch.data(), scratch.size(), raw + begin, len, kZstdLevel);
+        size_t z = ZSTD_compress2(cctx.get(), scratch.data(), scratch.size(), raw + begin, len);
         if (ZSTD_isError(z)) {
           zstd_error = "zstd: " + std::string(ZSTD_getErrorName(z));
           break;

@@ -1,0 +1,334 @@
+#include "traces/trace_reader.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <random>
+
+#include "testdata/trace_v2.capnp.h"
+#include "traces/trace_test_util.h"
+#include "traces/trace_writer.h"
+
+namespace trainrr::trace {
+namespace {
+
+using namespace testing_util;
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("trainrr_" + std::to_string(::getpid()) + "_r_" + name)).string();
+}
+
+struct ReadAll {
+  std::vector<TraceRecord> records;
+  std::optional<Error> error;
+  bool clean = false;
+};
+
+ReadAll read_all(TraceReader& reader, size_t max_records = 100000) {
+  ReadAll out;
+  for (size_t i = 0; i < max_records; ++i) {
+    auto rec = reader.next();
+    if (!rec) {
+      out.error = rec.error();
+      return out;
+    }
+    if (!*rec) {
+      out.clean = true;
+      return out;
+    }
+    out.records.push_back(std::move(**rec));
+  }
+  return out;
+}
+
+// The bytes of a header-only trace written by the real writer.
+std::vector<uint8_t> header_bytes(const TraceHeader& h = sample_header()) {
+  std::string path = temp_path("header.trr");
+  { auto w = TraceWriter::create(path, h); }
+  auto bytes = read_file(path);
+  std::remove(path.c_str());
+  return bytes;
+}
+
+std::vector<uint8_t> flat(capnp::MessageBuilder& message) {
+  auto words = capnp::messageToFlatArray(message);
+  auto bytes = words.asBytes();
+  return std::vector<uint8_t>(bytes.begin(), bytes.end());
+}
+
+std::vector<uint8_t> concat(std::vector<uint8_t> a, const std::vector<uint8_t>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+void put_u32(std::vector<uint8_t>& b, uint32_t v) {
+  uint8_t raw[4];
+  std::memcpy(raw, &v, 4);
+  b.insert(b.end(), raw, raw + 4);
+}
+
+Result<std::optional<TraceRecord>> first_message_after_header(const std::vector<uint8_t>& bytes,
+                                                             const ReaderLimits& limits = {}) {
+  auto r = TraceReader::open_memory(bytes, "hand-made", limits);
+  if (!r) return r.error();
+  return (*r)->next();
+}
+
+TEST(TraceHostile, TruncationAtEveryByteGivesAPartialReadOrAClearError) {
+  std::string path = temp_path("full.trr");
+  SampleTrace sample = write_sample_trace(path, 4);
+  std::vector<uint8_t> bytes = read_file(path);
+  ASSERT_EQ(bytes.size(), sample.message_ends.back());
+  std::string cut_path = temp_path("cut.trr");
+  for (size_t len = 0; len < bytes.size(); ++len) {
+    std::vector<uint8_t> prefix(bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(len));
+    // In memory for every cut; through the file reader too, every 7th cut (and around every message end).
+    bool via_file = len % 7 == 0 || std::find(sample.message_ends.begin(), sample.message_ends.end(), len) !=
+                                        sample.message_ends.end();
+    for (int pass = 0; pass < (via_file ? 2 : 1); ++pass) {
+      Result<std::unique_ptr<TraceReader>> r = Error{};
+      if (pass == 0) {
+        r = TraceReader::open_memory(prefix, "cut");
+      } else {
+        write_file(cut_path, prefix);
+        r = TraceReader::open(cut_path);
+      }
+      if (len < sample.message_ends[0]) {
+        ASSERT_FALSE(r) << "a cut header must not open, at " << len;
+        EXPECT_FALSE(r.error().message.empty());
+        continue;
+      }
+      ASSERT_TRUE(r) << len << ": " << r.error().message;
+      ReadAll all = read_all(**r);
+      size_t complete = 0;
+      for (size_t i = 1; i < sample.message_ends.size(); ++i) complete += sample.message_ends[i] <= len;
+      EXPECT_EQ(all.records.size(), complete) << "cut at " << len;
+      bool at_boundary =
+          std::find(sample.message_ends.begin(), sample.message_ends.end(), len) != sample.message_ends.end();
+      EXPECT_FALSE((*r)->ended_cleanly());
+      if (at_boundary) {
+        EXPECT_TRUE(all.clean) << len << ": " << (all.error ? all.error->message : "");
+      } else {
+        ASSERT_TRUE(all.error) << "cut at " << len;
+        uint64_t last_end = *std::prev(std::upper_bound(sample.message_ends.begin(), sample.message_ends.end(), len));
+        EXPECT_NE(all.error->message.find("byte " + std::to_string(last_end) + ": truncated"), std::string::npos)
+            << all.error->message;
+        // The error is sticky.
+        auto again = (*r)->next();
+        ASSERT_FALSE(again);
+        EXPECT_EQ(again.error().message, all.error->message);
+      }
+    }
+  }
+  std::remove(path.c_str());
+  std::remove(cut_path.c_str());
+}
+
+TEST(TraceHostile, RandomBitFlipsNeverCrash) {
+  std::string path = temp_path("flips.trr");
+  write_sample_trace(path, 4);
+  const std::vector<uint8_t> bytes = read_file(path);
+  std::mt19937_64 rng(20261130);
+  ReaderLimits limits;
+  limits.max_tensor_bytes = 1 << 20;
+  limits.max_checkpoint_bytes = 4 << 20;
+  int opened = 0, errors = 0, clean = 0;
+  for (int trial = 0; trial < 3000; ++trial) {
+    std::vector<uint8_t> damaged = bytes;
+    int flips = 1 + static_cast<int>(rng() % 3);
+    for (int f = 0; f < flips; ++f) {
+      size_t bit = rng() % (damaged.size() * 8);
+      damaged[bit / 8] ^= static_cast<uint8_t>(1u << (bit % 8));
+    }
+    auto r = TraceReader::open_memory(damaged, "flipped", limits);
+    if (!r) {
+      EXPECT_FALSE(r.error().message.empty());
+      continue;
+    }
+    ++opened;
+    ReadAll all = read_all(**r, 1000);
+    if (all.error) {
+      ++errors;
+      EXPECT_NE(all.error->message.find("flipped: byte "), std::string::npos) << all.error->message;
+    } else {
+      ++clean;
+    }
+    (void)(*r)->checkpoint_index();
+  }
+  std::printf("bit flips: %d opened, %d stopped with an error, %d read cleanly\n", opened, errors, clean);
+  EXPECT_GT(errors, 0);
+  std::remove(path.c_str());
+}
+
+TEST(TraceHostile, HugeSegmentCountIsRefusedBeforeAllocating) {
+  std::vector<uint8_t> msg;
+  put_u32(msg, 0xfffffffeu);  // 2^32 - 1 segments
+  put_u32(msg, 1);
+  msg.resize(64, 0);
+  auto rec = first_message_after_header(concat(header_bytes(), msg));
+  ASSERT_FALSE(rec);
+  EXPECT_NE(rec.error().message.find("declares 4294967295 segments (limit 512)"), std::string::npos)
+      << rec.error().message;
+  // As the first message of a file it is simply not a trace.
+  auto r = TraceReader::open_memory(msg, "garbage");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("not a trainrr trace"), std::string::npos) << r.error().message;
+}
+
+TEST(TraceHostile, HugeSegmentSizeIsRefusedBeforeAllocating) {
+  std::vector<uint8_t> msg;
+  put_u32(msg, 0);            // one segment
+  put_u32(msg, 0xffffffffu);  // of 2^32 - 1 words: 32 GiB
+  msg.resize(64, 0);
+  auto rec = first_message_after_header(concat(header_bytes(), msg));
+  ASSERT_FALSE(rec);
+  EXPECT_NE(rec.error().message.find("bytes (limit"), std::string::npos) << rec.error().message;
+  // Under a limit that allows it, the file is too short for it: a truncation, still nothing allocated.
+  ReaderLimits generous;
+  generous.max_message_bytes = uint64_t{64} << 30;
+  auto rec2 = first_message_after_header(concat(header_bytes(), msg), generous);
+  ASSERT_FALSE(rec2);
+  EXPECT_NE(rec2.error().message.find("truncated"), std::string::npos) << rec2.error().message;
+}
+
+// A step whose params list pointer claims 2^29 - 1 eight-byte elements inside a message of a few words.
+TEST(TraceHostile, ListClaimingBillionsOfElementsIsAClearError) {
+  capnp::MallocMessageBuilder message;
+  auto step = message.initRoot<v2::Message>().initStep();
+  step.setEnded(true);
+  step.initParams(1).set(0, 0x5555555555555555ULL);
+  std::vector<uint8_t> bytes = flat(message);
+  bool patched = false;
+  for (size_t at = 8; at + 8 <= bytes.size(); at += 8) {
+    uint64_t w;
+    std::memcpy(&w, &bytes[at], 8);
+    if ((w & 3) == 1 && ((w >> 32) & 7) == 5 && (w >> 35) == 1) {  // list pointer, 8-byte elements, count 1
+      w = (w & ((uint64_t{1} << 35) - 1)) | (uint64_t{(1u << 29) - 1} << 35);
+      std::memcpy(&bytes[at], &w, 8);
+      patched = true;
+    }
+  }
+  ASSERT_TRUE(patched);
+  auto rec = first_message_after_header(concat(header_bytes(), bytes));
+  ASSERT_FALSE(rec);
+  EXPECT_NE(rec.error().message.find("hand-made: byte "), std::string::npos) << rec.error().message;
+  EXPECT_NE(rec.error().message.find("malformed message"), std::string::npos) << rec.error().message;
+}
+
+// Zero-sized elements take no bytes, so only the traversal limit stands between such a list and a huge loop.
+TEST(TraceHostile, ZeroSizedElementsClaimingBillionsAreAClearError) {
+  capnp::MallocMessageBuilder message;
+  auto step = message.initRoot<v2::Message>().initStep();
+  step.initEvents(1)[0].setBatchOrder(0x1234);
+  std::vector<uint8_t> bytes = flat(message);
+  bool patched = false;
+  for (size_t at = 8; at + 16 <= bytes.size(); at += 8) {
+    uint64_t w, tag;
+    std::memcpy(&w, &bytes[at], 8);
+    if ((w & 3) == 1 && ((w >> 32) & 7) == 7) {  // the composite list of events
+      int32_t offset = static_cast<int32_t>(w & 0xffffffffu) >> 2;
+      size_t tag_at = at + 8 + static_cast<size_t>(offset) * 8;
+      std::memcpy(&tag, &bytes[tag_at], 8);
+      tag = uint64_t{(1u << 29) - 1} << 2;  // 2^29 - 1 elements, no data, no pointers
+      std::memcpy(&bytes[tag_at], &tag, 8);
+      w &= 0xffffffffu | (uint64_t{7} << 32);  // zero words of content
+      std::memcpy(&bytes[at], &w, 8);
+      patched = true;
+      break;
+    }
+  }
+  ASSERT_TRUE(patched);
+  auto rec = first_message_after_header(concat(header_bytes(), bytes));
+  ASSERT_FALSE(rec);
+  EXPECT_NE(rec.error().message.find("malformed message"), std::string::npos) << rec.error().message;
+}
+
+TEST(TraceHostile, BadMagicIsNotATrace) {
+  std::vector<uint8_t> bytes = header_bytes();
+  uint64_t magic = kMagic;
+  auto it = std::search(bytes.begin(), bytes.end(), reinterpret_cast<uint8_t*>(&magic),
+                        reinterpret_cast<uint8_t*>(&magic) + 8);
+  ASSERT_NE(it, bytes.end());
+  *it ^= 1;
+  auto r = TraceReader::open_memory(bytes, "magic");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("bad magic"), std::string::npos) << r.error().message;
+}
+
+TEST(TraceHostile, BytesAfterTheFooterAreAnError) {
+  std::string path = temp_path("after.trr");
+  write_sample_trace(path, 2);
+  std::vector<uint8_t> bytes = read_file(path);
+  bytes.resize(bytes.size() + 16, 0);
+  auto r = TraceReader::open_memory(bytes, "after");
+  ASSERT_TRUE(r);
+  ReadAll all = read_all(**r);
+  ASSERT_TRUE(all.error);
+  EXPECT_NE(all.error->message.find("16 bytes follow the footer"), std::string::npos) << all.error->message;
+  std::remove(path.c_str());
+}
+
+TEST(TraceVersion, TraceNeedingANewerReaderIsRefusedNamingBothVersions) {
+  TraceHeader h = sample_header();
+  h.min_reader_version = kReaderVersion + 1;
+  auto r = TraceReader::open_memory(header_bytes(h), "future.trr");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("trace needs reader version " + std::to_string(kReaderVersion + 1) +
+                                   ", this is version " + std::to_string(kReaderVersion)),
+            std::string::npos)
+      << r.error().message;
+}
+
+TEST(TraceEvolution, UnknownFieldsEventsAndMessagesAreSkipped) {
+  std::vector<uint8_t> bytes = header_bytes();
+  {
+    capnp::MallocMessageBuilder message;
+    auto step = message.initRoot<v2::Message>().initStep();
+    step.setIndex(0);
+    step.setBatch(3);
+    step.setWallTimeUs(123456);
+    step.setHost("gpu-node-7");
+    auto events = step.initEvents(3);
+    events[0].setBatchOrder(3);
+    events[1].setGpuKernel("sm90_xmma_gemm");
+    events[2].setBatchOrder(4);
+    bytes = concat(bytes, flat(message));
+  }
+  {
+    capnp::MallocMessageBuilder message;
+    message.initRoot<v2::Message>().setAnnotation("a later kind of message");
+    bytes = concat(bytes, flat(message));
+  }
+  {
+    capnp::MallocMessageBuilder message;
+    auto step = message.initRoot<v2::Message>().initStep();
+    step.setIndex(1);
+    step.setEnded(true);
+    step.setLoss(0.5);
+    bytes = concat(bytes, flat(message));
+  }
+  auto r = TraceReader::open_memory(bytes, "v2.trr");
+  ASSERT_TRUE(r) << r.error().message;
+  ReadAll all = read_all(**r);
+  ASSERT_FALSE(all.error) << all.error->message;
+  ASSERT_EQ(all.records.size(), 2u);
+  const auto& s0 = std::get<TraceStep>(all.records[0].value);
+  EXPECT_EQ(s0.batch, 3);
+  ASSERT_EQ(s0.events.size(), 2u);
+  EXPECT_EQ(std::get<BatchOrderEvent>(s0.events[1]).batch, 4);
+  const auto& s1 = std::get<TraceStep>(all.records[1].value);
+  ASSERT_TRUE(s1.end);
+  EXPECT_EQ(s1.end->loss, 0.5);
+  ASSERT_EQ((*r)->notes().size(), 2u);
+  EXPECT_NE((*r)->notes()[0].find("unknown kind 6"), std::string::npos) << (*r)->notes()[0];
+  EXPECT_NE((*r)->notes()[1].find("message of unknown kind 5"), std::string::npos) << (*r)->notes()[1];
+  EXPECT_FALSE((*r)->ended_cleanly());
+}
+
+}  // namespace
+}  // namespace trainrr::trace
