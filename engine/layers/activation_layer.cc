@@ -14,7 +14,8 @@ ActivationLayer::ActivationLayer(std::string name, Activation activation)
 }
 
 Result<Shape> ActivationLayer::build(const Shape& input, Runtime& /*rt*/) {
-  if (input.empty()) return Error{name() + " expects input of rank 1 or more per sample, got " + shape_str(input)};
+  if (input.empty())
+    return Error{name() + " expects input of rank 1 or more per sample, got " + shape_str(input)};
   return input;
 }
 

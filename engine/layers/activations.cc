@@ -8,18 +8,23 @@ namespace trainrr {
 
 const char* activation_name(Activation a) {
   switch (a) {
-    case Activation::linear: return "linear";
-    case Activation::relu: return "relu";
-    case Activation::sigmoid: return "sigmoid";
-    case Activation::tanh: return "tanh";
-    case Activation::softmax: return "softmax";
+    case Activation::linear:
+      return "linear";
+    case Activation::relu:
+      return "relu";
+    case Activation::sigmoid:
+      return "sigmoid";
+    case Activation::tanh:
+      return "tanh";
+    case Activation::softmax:
+      return "softmax";
   }
   return "?";
 }
 
 Result<Activation> parse_activation(std::string_view name) {
-  for (Activation a : {Activation::linear, Activation::relu, Activation::sigmoid, Activation::tanh,
-                       Activation::softmax})
+  for (Activation a :
+       {Activation::linear, Activation::relu, Activation::sigmoid, Activation::tanh, Activation::softmax})
     if (name == activation_name(a)) return a;
   return Error{"unknown activation '" + std::string(name) +
                "' (expected one of: linear, relu, sigmoid, tanh, softmax)"};
@@ -67,7 +72,8 @@ void activation_forward(Activation a, const float* x, float* y, int64_t rows, in
   }
 }
 
-void activation_backward(Activation a, const float* y, const float* dy, float* dx, int64_t rows, int64_t cols) {
+void activation_backward(Activation a, const float* y, const float* dy, float* dx, int64_t rows,
+                         int64_t cols) {
   const int64_t n = rows * cols;
   switch (a) {
     case Activation::linear:

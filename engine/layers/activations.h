@@ -19,6 +19,7 @@ Result<Activation> parse_activation(std::string_view name);
 // y = a(x). x and y may be the same buffer.
 void activation_forward(Activation a, const float* x, float* y, int64_t rows, int64_t cols);
 // dx = dy * a'(x), from y = a(x). dy and dx may be the same buffer.
-void activation_backward(Activation a, const float* y, const float* dy, float* dx, int64_t rows, int64_t cols);
+void activation_backward(Activation a, const float* y, const float* dy, float* dx, int64_t rows,
+                         int64_t cols);
 
 }  // namespace trainrr

@@ -11,8 +11,8 @@ namespace trainrr {
 namespace {
 
 using testing::GradCheck;
-using testing::TestRuntime;
 using testing::random_tensor;
+using testing::TestRuntime;
 
 TEST(LayerActivations, SoftmaxOfKnownValues) {
   const float x[3] = {1, 2, 3};
@@ -68,8 +68,9 @@ TEST(LayerActivations, LayerProbesItsOpAndOutput) {
   ASSERT_TRUE(layer.build({4}, t.rt).ok());
   const Tensor y = layer.forward(random_tensor({2, 4}, 1), t.rt, true);
   layer.backward(y, t.rt);
-  EXPECT_EQ(hooks.probe_sites, (std::vector<std::string>{"activation_1/relu.fwd:out F", "activation_1:out F",
-                                                         "activation_1/relu.bwd:out B", "activation_1:dx B"}));
+  EXPECT_EQ(hooks.probe_sites,
+            (std::vector<std::string>{"activation_1/relu.fwd:out F", "activation_1:out F",
+                                      "activation_1/relu.bwd:out B", "activation_1:dx B"}));
 }
 
 class GradActivation : public ::testing::TestWithParam<Activation> {};

@@ -24,17 +24,18 @@ class BatchNormalization : public Layer {
   float momentum_, one_minus_momentum_, epsilon_;
   int64_t channels_ = 0;
 
-  Param gamma_;                   // (c,), ones
-  Param beta_;                    // (c,), zeros
-  NamedTensor moving_mean_;       // (c,), zeros
-  NamedTensor moving_variance_;   // (c,), ones
-  bool trained_ = false;          // whether the last forward used batch statistics
-  Tensor xhat_;                   // (rows, c): the last forward's normalised input
-  std::vector<float> inv_std_;    // (c,): 1 / sqrt(var + epsilon) of the last forward
-  Tensor stats_;                  // (2, c): batch mean and variance, or dbeta and dgamma in backward
-  std::vector<float> scratch_;    // (rows, c) or (rows, 2c)
+  Param gamma_;                  // (c,), ones
+  Param beta_;                   // (c,), zeros
+  NamedTensor moving_mean_;      // (c,), zeros
+  NamedTensor moving_variance_;  // (c,), ones
+  bool trained_ = false;         // whether the last forward used batch statistics
+  Tensor xhat_;                  // (rows, c): the last forward's normalised input
+  std::vector<float> inv_std_;   // (c,): 1 / sqrt(var + epsilon) of the last forward
+  Tensor stats_;                 // (2, c): batch mean and variance, or dbeta and dgamma in backward
+  std::vector<float> scratch_;   // (rows, c) or (rows, 2c)
 
-  std::string site_stats_, site_sums_, probe_stats_, probe_fwd_, probe_sums_, probe_bwd_, probe_out_, probe_dx_;
+  std::string site_stats_, site_sums_, probe_stats_, probe_fwd_, probe_sums_, probe_bwd_, probe_out_,
+      probe_dx_;
 };
 
 }  // namespace trainrr

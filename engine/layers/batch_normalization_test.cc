@@ -9,8 +9,8 @@
 namespace trainrr {
 namespace {
 
-using testing::TestRuntime;
 using testing::random_tensor;
+using testing::TestRuntime;
 
 TEST(LayerBatchNormalization, NormalizesWithBatchStatisticsAndMovesTheAverages) {
   TestRuntime t;
@@ -55,9 +55,9 @@ TEST(LayerBatchNormalization, ReducesThroughKernelsAtItsSites) {
   ASSERT_TRUE(bn.build({3, 3, 2}, t.rt).ok());
   bn.backward(bn.forward(random_tensor({2, 3, 3, 2}, 4), t.rt, true), t.rt);
   EXPECT_EQ(hooks.kernel_sites, (std::vector<std::string>{"bn/bn_stats.fwd", "bn/bn_sums.bwd"}));
-  EXPECT_EQ(hooks.probe_sites, (std::vector<std::string>{"bn/bn_stats.fwd:out F", "bn/batch_norm.fwd:out F",
-                                                         "bn:out F", "bn/bn_sums.bwd:out B",
-                                                         "bn/batch_norm.bwd_data:out B", "bn:dx B"}));
+  EXPECT_EQ(hooks.probe_sites,
+            (std::vector<std::string>{"bn/bn_stats.fwd:out F", "bn/batch_norm.fwd:out F", "bn:out F",
+                                      "bn/bn_sums.bwd:out B", "bn/batch_norm.bwd_data:out B", "bn:dx B"}));
 }
 
 struct BnCase {

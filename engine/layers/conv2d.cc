@@ -41,8 +41,8 @@ Result<Shape> Conv2D::build(const Shape& input, Runtime& rt) {
   const int64_t kh = kernel_size_[0], kw = kernel_size_[1];
   // With "same" padding Keras accepts a kernel larger than the input (the padding covers it).
   if (padding_ == Padding::valid && (kh > input[0] || kw > input[1]))
-    return Error{name() + ": kernel " + shape_str({kh, kw}) + " is larger than its input " + shape_str(input) +
-                 " with padding 'valid'"};
+    return Error{name() + ": kernel " + shape_str({kh, kw}) + " is larger than its input " +
+                 shape_str(input) + " with padding 'valid'"};
   h_ = input[0], w_ = input[1], c_in_ = input[2];
   const Window1d wy = window_1d(h_, kh, strides_[0], padding_);
   const Window1d wx = window_1d(w_, kw, strides_[1], padding_);

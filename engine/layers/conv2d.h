@@ -13,8 +13,9 @@ namespace trainrr {
 
 class Conv2D : public Layer {
  public:
-  Conv2D(std::string name, int64_t filters, std::array<int64_t, 2> kernel_size, std::array<int64_t, 2> strides,
-         Padding padding, Activation activation, Initializer kernel_initializer, bool use_bias);
+  Conv2D(std::string name, int64_t filters, std::array<int64_t, 2> kernel_size,
+         std::array<int64_t, 2> strides, Padding padding, Activation activation,
+         Initializer kernel_initializer, bool use_bias);
 
   std::string type() const override { return "Conv2D"; }
   Result<Shape> build(const Shape& input, Runtime& rt) override;

@@ -7,8 +7,8 @@
 namespace trainrr {
 namespace {
 
-using testing::TestRuntime;
 using testing::random_tensor;
+using testing::TestRuntime;
 
 TEST(LayerConv2D, TwoByTwoKernelMatchesHandComputedValues) {
   TestRuntime t;
@@ -34,7 +34,8 @@ TEST(LayerConv2D, SamePaddingPadsEvenlyAroundTheInput) {
 TEST(LayerConv2D, WindowGeometryFollowsKeras) {
   EXPECT_EQ(window_1d(5, 3, 2, Padding::valid).out, 2);
   EXPECT_EQ(window_1d(5, 3, 1, Padding::valid).out, 3);
-  // same: out = ceil(in / stride); pad_total = max((out - 1) * stride + k - in, 0); pad_before = pad_total / 2.
+  // same: out = ceil(in / stride); pad_total = max((out - 1) * stride + k - in, 0); pad_before = pad_total
+  // / 2.
   EXPECT_EQ(window_1d(4, 3, 2, Padding::same).out, 2);
   EXPECT_EQ(window_1d(4, 3, 2, Padding::same).pad_before, 0);  // pad_total 1 goes after
   EXPECT_EQ(window_1d(5, 3, 2, Padding::same).out, 3);
@@ -46,7 +47,8 @@ TEST(LayerConv2D, WindowGeometryFollowsKeras) {
 // An independent, direct evaluation of the convolution definition, for a strided same-padded case.
 TEST(LayerConv2D, StridedSamePaddingMatchesTheDefinition) {
   TestRuntime t;
-  Conv2D c("conv2d_1", 3, {3, 2}, {2, 2}, Padding::same, Activation::linear, Initializer::glorot_uniform, true);
+  Conv2D c("conv2d_1", 3, {3, 2}, {2, 2}, Padding::same, Activation::linear, Initializer::glorot_uniform,
+           true);
   ASSERT_EQ(c.build({5, 4, 2}, t.rt).value(), (Shape{3, 2, 3}));
   c.params()[1]->value = Tensor({3}, {0.1f, -0.2f, 0.3f});
   const Tensor x = random_tensor({2, 5, 4, 2}, 9);
@@ -63,7 +65,8 @@ TEST(LayerConv2D, StridedSamePaddingMatchesTheDefinition) {
               for (int ci = 0; ci < 2; ++ci) {
                 const int iy = oy * 2 + ky - 1, ix = ox * 2 + kx;
                 if (iy < 0 || iy >= 5 || ix >= 4) continue;
-                s += static_cast<double>(x[((n * 5 + iy) * 4 + ix) * 2 + ci]) * f[((ky * 2 + kx) * 2 + ci) * 3 + co];
+                s += static_cast<double>(x[((n * 5 + iy) * 4 + ix) * 2 + ci]) *
+                     f[((ky * 2 + kx) * 2 + ci) * 3 + co];
               }
           EXPECT_NEAR(y[((n * 3 + oy) * 2 + ox) * 3 + co], s, 1e-5);
         }
@@ -71,28 +74,34 @@ TEST(LayerConv2D, StridedSamePaddingMatchesTheDefinition) {
 
 TEST(LayerConv2D, InputOfWrongRankIsAnErrorNamingLayerAndShape) {
   TestRuntime t;
-  Conv2D c("conv2d_1", 4, {3, 3}, {1, 1}, Padding::valid, Activation::relu, Initializer::glorot_uniform, true);
+  Conv2D c("conv2d_1", 4, {3, 3}, {1, 1}, Padding::valid, Activation::relu, Initializer::glorot_uniform,
+           true);
   auto r = c.build({64}, t.rt);
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error().message, "conv2d_1 expects input of rank 3 per sample (height, width, channels), got (64,)");
+  EXPECT_EQ(r.error().message,
+            "conv2d_1 expects input of rank 3 per sample (height, width, channels), got (64,)");
 }
 
 TEST(LayerConv2D, KernelLargerThanInputIsAnErrorNamingBothShapes) {
   TestRuntime t;
-  Conv2D c("conv2d_2", 4, {5, 5}, {1, 1}, Padding::valid, Activation::relu, Initializer::glorot_uniform, true);
+  Conv2D c("conv2d_2", 4, {5, 5}, {1, 1}, Padding::valid, Activation::relu, Initializer::glorot_uniform,
+           true);
   auto r = c.build({3, 3, 8}, t.rt);
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error().message, "conv2d_2: kernel (5, 5) is larger than its input (3, 3, 8) with padding 'valid'");
+  EXPECT_EQ(r.error().message,
+            "conv2d_2: kernel (5, 5) is larger than its input (3, 3, 8) with padding 'valid'");
 }
 
 TEST(LayerConv2D, RunsItsOpsThroughKernelsAtItsSites) {
   testing::RecordingHooks hooks;
   TestRuntime t(1, hooks, ProbeLevel::op);
-  Conv2D c("conv2d_1", 2, {3, 3}, {1, 1}, Padding::valid, Activation::relu, Initializer::glorot_uniform, true);
+  Conv2D c("conv2d_1", 2, {3, 3}, {1, 1}, Padding::valid, Activation::relu, Initializer::glorot_uniform,
+           true);
   ASSERT_TRUE(c.build({4, 4, 1}, t.rt).ok());
   c.backward(c.forward(random_tensor({2, 4, 4, 1}, 1), t.rt, true), t.rt);
-  EXPECT_EQ(hooks.kernel_sites, (std::vector<std::string>{"conv2d_1/conv2d.fwd", "conv2d_1/bias.bwd",
-                                                          "conv2d_1/conv2d.bwd_filter", "conv2d_1/conv2d.bwd_data"}));
+  EXPECT_EQ(hooks.kernel_sites,
+            (std::vector<std::string>{"conv2d_1/conv2d.fwd", "conv2d_1/bias.bwd",
+                                      "conv2d_1/conv2d.bwd_filter", "conv2d_1/conv2d.bwd_data"}));
   EXPECT_EQ(hooks.probe_sites,
             (std::vector<std::string>{"conv2d_1/conv2d.fwd:out F", "conv2d_1/bias.fwd:out F",
                                       "conv2d_1/relu.fwd:out F", "conv2d_1:out F", "conv2d_1/relu.bwd:out B",

@@ -11,7 +11,8 @@ namespace trainrr {
 
 class Dense : public Layer {
  public:
-  Dense(std::string name, int64_t units, Activation activation, Initializer kernel_initializer, bool use_bias);
+  Dense(std::string name, int64_t units, Activation activation, Initializer kernel_initializer,
+        bool use_bias);
 
   std::string type() const override { return "Dense"; }
   Result<Shape> build(const Shape& input, Runtime& rt) override;

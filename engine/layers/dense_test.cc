@@ -9,8 +9,8 @@ namespace trainrr {
 namespace {
 
 using testing::GradCheck;
-using testing::TestRuntime;
 using testing::random_tensor;
+using testing::TestRuntime;
 
 TEST(LayerDense, ForwardMatchesHandComputedValues) {
   TestRuntime t;
@@ -34,7 +34,8 @@ TEST(LayerDense, HigherRankInputIsAnErrorNamingLayerAndShape) {
   Dense d("dense_1", 4, Activation::linear, Initializer::glorot_uniform, true);
   auto r = d.build({5, 5, 8}, t.rt);
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error().message, "dense_1 expects input of rank 1 per sample, got (5, 5, 8); add a Flatten layer");
+  EXPECT_EQ(r.error().message,
+            "dense_1 expects input of rank 1 per sample, got (5, 5, 8); add a Flatten layer");
 }
 
 TEST(LayerDense, RunsItsOpsThroughKernelsAtItsSitesAndProbesThem) {
@@ -44,13 +45,14 @@ TEST(LayerDense, RunsItsOpsThroughKernelsAtItsSitesAndProbesThem) {
   ASSERT_TRUE(d.build({4}, t.rt).ok());
   const Tensor y = d.forward(random_tensor({2, 4}, 1), t.rt, true);
   d.backward(y, t.rt);
-  EXPECT_EQ(hooks.kernel_sites, (std::vector<std::string>{"dense_1/matmul.fwd", "dense_1/bias.bwd",
-                                                          "dense_1/matmul.bwd_weight", "dense_1/matmul.bwd_data"}));
+  EXPECT_EQ(hooks.kernel_sites,
+            (std::vector<std::string>{"dense_1/matmul.fwd", "dense_1/bias.bwd", "dense_1/matmul.bwd_weight",
+                                      "dense_1/matmul.bwd_data"}));
   EXPECT_EQ(hooks.probe_sites,
-            (std::vector<std::string>{"dense_1/matmul.fwd:out F", "dense_1/bias.fwd:out F",
-                                      "dense_1/sigmoid.fwd:out F", "dense_1:out F", "dense_1/sigmoid.bwd:out B",
-                                      "dense_1/bias.bwd:out B", "dense_1/matmul.bwd_weight:out B",
-                                      "dense_1/matmul.bwd_data:out B", "dense_1:dx B"}));
+            (std::vector<std::string>{
+                "dense_1/matmul.fwd:out F", "dense_1/bias.fwd:out F", "dense_1/sigmoid.fwd:out F",
+                "dense_1:out F", "dense_1/sigmoid.bwd:out B", "dense_1/bias.bwd:out B",
+                "dense_1/matmul.bwd_weight:out B", "dense_1/matmul.bwd_data:out B", "dense_1:dx B"}));
 }
 
 TEST(LayerDense, LayerLevelProbesOnlyOutputAndDx) {

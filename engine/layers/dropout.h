@@ -24,7 +24,7 @@ class Dropout : public Layer {
 
  private:
   double rate_;
-  bool masked_ = false;       // whether the last forward applied a mask
+  bool masked_ = false;        // whether the last forward applied a mask
   std::vector<float> u_;       // the last draw, one per element
   std::vector<uint8_t> keep_;  // per element: kept by the last forward
   float scale_ = 1;            // 1 / (1 - rate)

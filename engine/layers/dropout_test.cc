@@ -8,8 +8,8 @@
 namespace trainrr {
 namespace {
 
-using testing::TestRuntime;
 using testing::random_tensor;
+using testing::TestRuntime;
 
 TEST(LayerDropout, KeepsAboutOneMinusRateAndScalesTheKept) {
   TestRuntime t(17);

@@ -8,7 +8,8 @@ Flatten::Flatten(std::string name) : Layer(std::move(name)) {
 }
 
 Result<Shape> Flatten::build(const Shape& input, Runtime& /*rt*/) {
-  if (input.empty()) return Error{name() + " expects input of rank 1 or more per sample, got " + shape_str(input)};
+  if (input.empty())
+    return Error{name() + " expects input of rank 1 or more per sample, got " + shape_str(input)};
   input_ = input;
   return Shape{shape_size(input)};
 }

@@ -7,11 +7,16 @@ namespace trainrr {
 
 const char* initializer_name(Initializer i) {
   switch (i) {
-    case Initializer::glorot_uniform: return "glorot_uniform";
-    case Initializer::glorot_normal: return "glorot_normal";
-    case Initializer::he_normal: return "he_normal";
-    case Initializer::he_uniform: return "he_uniform";
-    case Initializer::zeros: return "zeros";
+    case Initializer::glorot_uniform:
+      return "glorot_uniform";
+    case Initializer::glorot_normal:
+      return "glorot_normal";
+    case Initializer::he_normal:
+      return "he_normal";
+    case Initializer::he_uniform:
+      return "he_uniform";
+    case Initializer::zeros:
+      return "zeros";
   }
   return "?";
 }
@@ -41,7 +46,8 @@ void initialize(Initializer init, std::string_view param_name, int64_t fan_in, i
                            static_cast<float>(std::sqrt(2.0 / sum) / kTruncatedNormalStddev));
       return;
     case Initializer::he_normal:
-      rng.truncated_normal(site, site, out, 0.0f, static_cast<float>(std::sqrt(2.0 / in) / kTruncatedNormalStddev));
+      rng.truncated_normal(site, site, out, 0.0f,
+                           static_cast<float>(std::sqrt(2.0 / in) / kTruncatedNormalStddev));
       return;
     case Initializer::he_uniform: {
       const float limit = static_cast<float>(std::sqrt(6.0 / in));

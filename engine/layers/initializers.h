@@ -22,7 +22,8 @@ Result<Initializer> parse_initializer(std::string_view name);
 inline constexpr double kTruncatedNormalStddev = 0.87962566103423978;
 
 // Fills `value` (already shaped). fan_in / fan_out as Keras computes them: for a Dense kernel (in, units),
-// in and units; for a Conv2D filter (kh, kw, c_in, filters), kh*kw*c_in and kh*kw*filters. zeros draws nothing.
+// in and units; for a Conv2D filter (kh, kw, c_in, filters), kh*kw*c_in and kh*kw*filters. zeros draws
+// nothing.
 void initialize(Initializer init, std::string_view param_name, int64_t fan_in, int64_t fan_out, Tensor& value,
                 RngStreams& rng);
 

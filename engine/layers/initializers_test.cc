@@ -20,7 +20,8 @@ struct Moments {
 Moments moments(const Tensor& t) {
   Moments m;
   double s = 0, s2 = 0;
-  for (float v : t.data) s += v, s2 += static_cast<double>(v) * v, m.max_abs = std::max(m.max_abs, std::abs(double(v)));
+  for (float v : t.data)
+    s += v, s2 += static_cast<double>(v) * v, m.max_abs = std::max(m.max_abs, std::abs(double(v)));
   m.mean = s / t.size();
   m.stddev = std::sqrt(s2 / t.size() - m.mean * m.mean);
   return m;
@@ -73,7 +74,8 @@ TEST(LayerInitializers, HeNormalOnConvUsesReceptiveFieldFanIn) {
 
 TEST(LayerInitializers, GlorotUniformOnConvUsesReceptiveFieldFans) {
   TestRuntime t(42);
-  Conv2D c("conv2d_1", 8, {3, 3}, {1, 1}, Padding::valid, Activation::relu, Initializer::glorot_uniform, true);
+  Conv2D c("conv2d_1", 8, {3, 3}, {1, 1}, Padding::valid, Activation::relu, Initializer::glorot_uniform,
+           true);
   ASSERT_TRUE(c.build({8, 8, 4}, t.rt).ok());
   const double limit = std::sqrt(6.0 / (9 * 4 + 9 * 8));
   const Moments m = moments(c.params()[0]->value);

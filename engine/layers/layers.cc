@@ -22,8 +22,7 @@ std::string pair_str(const std::array<int64_t, 2>& v) { return shape_str({v[0], 
 Error named(const std::string& layer, const Error& e) { return Error{layer + ": " + e.message}; }
 
 Status check_positive(const std::string& layer, const char* what, const std::array<int64_t, 2>& v) {
-  if (v[0] <= 0 || v[1] <= 0)
-    return Error{layer + ": " + what + " must be positive, got " + pair_str(v)};
+  if (v[0] <= 0 || v[1] <= 0) return Error{layer + ": " + what + " must be positive, got " + pair_str(v)};
   return {};
 }
 
@@ -34,13 +33,20 @@ Result<std::unique_ptr<Layer>> make_layer(const LayerSpec& spec) {
   // Keras' default names: the snake_case class name (the model numbers them).
   std::string name = spec.name;
   if (name.empty()) {
-    if (t == "Dense") name = "dense";
-    else if (t == "Conv2D") name = "conv2d";
-    else if (t == "MaxPool2D" || t == "MaxPooling2D") name = "max_pooling2d";
-    else if (t == "Flatten") name = "flatten";
-    else if (t == "Dropout") name = "dropout";
-    else if (t == "BatchNormalization") name = "batch_normalization";
-    else if (t == "Activation") name = "activation";
+    if (t == "Dense")
+      name = "dense";
+    else if (t == "Conv2D")
+      name = "conv2d";
+    else if (t == "MaxPool2D" || t == "MaxPooling2D")
+      name = "max_pooling2d";
+    else if (t == "Flatten")
+      name = "flatten";
+    else if (t == "Dropout")
+      name = "dropout";
+    else if (t == "BatchNormalization")
+      name = "batch_normalization";
+    else if (t == "Activation")
+      name = "activation";
   }
 
   if (t == "Dense") {
@@ -52,7 +58,8 @@ Result<std::unique_ptr<Layer>> make_layer(const LayerSpec& spec) {
     return std::unique_ptr<Layer>(std::make_unique<Dense>(name, spec.units, *act, *init, spec.use_bias));
   }
   if (t == "Conv2D") {
-    if (spec.filters <= 0) return Error{name + ": filters must be positive, got " + std::to_string(spec.filters)};
+    if (spec.filters <= 0)
+      return Error{name + ": filters must be positive, got " + std::to_string(spec.filters)};
     if (Status s = check_positive(name, "kernel_size", spec.kernel_size); !s) return s.error();
     if (Status s = check_positive(name, "strides", spec.strides); !s) return s.error();
     auto pad = parse_padding(spec.padding);
@@ -81,7 +88,8 @@ Result<std::unique_ptr<Layer>> make_layer(const LayerSpec& spec) {
   if (t == "BatchNormalization") {
     if (!(spec.momentum >= 0 && spec.momentum <= 1))
       return Error{name + ": momentum must be in [0, 1], got " + std::to_string(spec.momentum)};
-    if (!(spec.epsilon > 0)) return Error{name + ": epsilon must be positive, got " + std::to_string(spec.epsilon)};
+    if (!(spec.epsilon > 0))
+      return Error{name + ": epsilon must be positive, got " + std::to_string(spec.epsilon)};
     return std::unique_ptr<Layer>(std::make_unique<BatchNormalization>(name, spec.momentum, spec.epsilon));
   }
   if (t == "Activation") {
@@ -89,8 +97,9 @@ Result<std::unique_ptr<Layer>> make_layer(const LayerSpec& spec) {
     if (!act) return named(name, act.error());
     return std::unique_ptr<Layer>(std::make_unique<ActivationLayer>(name, *act));
   }
-  return Error{"unknown layer type '" + t +
-               "' (expected one of: Dense, Conv2D, MaxPool2D, Flatten, Dropout, BatchNormalization, Activation)"};
+  return Error{
+      "unknown layer type '" + t +
+      "' (expected one of: Dense, Conv2D, MaxPool2D, Flatten, Dropout, BatchNormalization, Activation)"};
 }
 
 }  // namespace trainrr

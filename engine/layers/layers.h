@@ -10,20 +10,21 @@
 namespace trainrr {
 
 struct LayerSpec {
-  std::string type;  // Dense | Conv2D | MaxPool2D | Flatten | Dropout | BatchNormalization | Activation
-  std::string name;  // set by the model when empty: dense_1, conv2d_1, ...
-  int64_t units = 0;                    // Dense
-  std::string activation = "linear";    // Dense, Conv2D, Activation: linear|relu|sigmoid|tanh|softmax
-  int64_t filters = 0;                  // Conv2D
+  std::string type;   // Dense | Conv2D | MaxPool2D | Flatten | Dropout | BatchNormalization | Activation
+  std::string name;   // set by the model when empty: dense_1, conv2d_1, ...
+  int64_t units = 0;  // Dense
+  std::string activation = "linear";  // Dense, Conv2D, Activation: linear|relu|sigmoid|tanh|softmax
+  int64_t filters = 0;                // Conv2D
   std::array<int64_t, 2> kernel_size{3, 3};
-  std::array<int64_t, 2> strides{1, 1};   // Conv2D; MaxPool2D defaults to pool_size
+  std::array<int64_t, 2> strides{1, 1};    // Conv2D; MaxPool2D defaults to pool_size
   std::array<int64_t, 2> pool_size{2, 2};  // MaxPool2D
   bool strides_given = false;
-  std::string padding = "valid";        // valid | same
-  double rate = 0;                      // Dropout
-  double momentum = 0.99;               // BatchNormalization (Keras defaults)
+  std::string padding = "valid";  // valid | same
+  double rate = 0;                // Dropout
+  double momentum = 0.99;         // BatchNormalization (Keras defaults)
   double epsilon = 1e-3;
-  std::string kernel_initializer = "glorot_uniform";  // glorot_uniform|glorot_normal|he_normal|he_uniform|zeros
+  std::string kernel_initializer =
+      "glorot_uniform";  // glorot_uniform|glorot_normal|he_normal|he_uniform|zeros
   bool use_bias = true;
 };
 

@@ -20,8 +20,8 @@ LayerSpec spec_of(std::string type, std::string name = "") {
 }
 
 TEST(LayerMakeLayer, BuildsEveryTypeWithItsKerasName) {
-  for (const char* type : {"Dense", "Conv2D", "MaxPool2D", "Flatten", "Dropout", "BatchNormalization",
-                           "Activation"}) {
+  for (const char* type :
+       {"Dense", "Conv2D", "MaxPool2D", "Flatten", "Dropout", "BatchNormalization", "Activation"}) {
     auto layer = make_layer(spec_of(type, "x"));
     ASSERT_TRUE(layer.ok()) << type << ": " << layer.error().message;
     EXPECT_EQ((*layer)->type(), type);

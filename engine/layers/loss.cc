@@ -57,8 +57,8 @@ class BinaryCrossentropy : public Loss {
 
   Status check_output(const Shape& output, int num_classes) const override {
     if (output != Shape{1})
-      return Error{"binary_crossentropy needs 1 value per sample but the model outputs " + values_str(output) +
-                   " per sample"};
+      return Error{"binary_crossentropy needs 1 value per sample but the model outputs " +
+                   values_str(output) + " per sample"};
     if (num_classes > 2)
       return Error{"binary_crossentropy needs 2 classes but the data has " + std::to_string(num_classes) +
                    "; use sparse_categorical_crossentropy"};
@@ -113,7 +113,8 @@ class SparseCategoricalCrossentropy : public Loss {
   Status check_output(const Shape& output, int num_classes) const override {
     if (output.size() != 1)
       return Error{"sparse_categorical_crossentropy needs one score per class but the model outputs " +
-                   shape_str(output) + " per sample; add a Flatten layer and a Dense layer with one unit per class"};
+                   shape_str(output) +
+                   " per sample; add a Flatten layer and a Dense layer with one unit per class"};
     if (num_classes > 0 && output[0] != num_classes)
       return Error{"the model outputs " + std::to_string(output[0]) + " values per sample but the data has " +
                    std::to_string(num_classes) + " classes"};
@@ -129,8 +130,9 @@ class MeanSquaredError : public Loss {
   std::string name() const override { return "mse"; }
 
   LossValue compute(const Tensor& pred, std::span<const float> labels, Runtime& rt) const override {
-    TRAINRR_CHECK(pred.rank() >= 1 && static_cast<int64_t>(labels.size()) == pred.size(),
-                  "mse: prediction " + shape_str(pred.shape) + ", " + std::to_string(labels.size()) + " targets");
+    TRAINRR_CHECK(
+        pred.rank() >= 1 && static_cast<int64_t>(labels.size()) == pred.size(),
+        "mse: prediction " + shape_str(pred.shape) + ", " + std::to_string(labels.size()) + " targets");
     const int64_t batch = pred.dim(0), k = pred.size() / batch;
     LossValue out;
     out.grad = Tensor(pred.shape);
@@ -177,23 +179,26 @@ int64_t count_threshold(const Tensor& pred, std::span<const float> labels, float
 }  // namespace
 
 Result<std::unique_ptr<Loss>> make_loss(std::string_view name, bool from_logits) {
-  if (name == "binary_crossentropy") return std::unique_ptr<Loss>(std::make_unique<BinaryCrossentropy>(from_logits));
+  if (name == "binary_crossentropy")
+    return std::unique_ptr<Loss>(std::make_unique<BinaryCrossentropy>(from_logits));
   if (name == "sparse_categorical_crossentropy")
     return std::unique_ptr<Loss>(std::make_unique<SparseCategoricalCrossentropy>(from_logits));
   if (name == "mse" || name == "mean_squared_error") {
     if (from_logits) return Error{"loss '" + std::string(name) + "' does not take from_logits"};
     return std::unique_ptr<Loss>(std::make_unique<MeanSquaredError>());
   }
-  return Error{"unknown loss '" + std::string(name) +
-               "' (expected one of: binary_crossentropy, sparse_categorical_crossentropy, mse, mean_squared_error)"};
+  return Error{
+      "unknown loss '" + std::string(name) +
+      "' (expected one of: binary_crossentropy, sparse_categorical_crossentropy, mse, mean_squared_error)"};
 }
 
 int64_t count_correct(const Loss& loss, bool from_logits, const Tensor& pred, std::span<const float> labels) {
   if (pred.size() == 0) return 0;
   const int64_t batch = pred.dim(0), k = pred.size() / batch;
-  TRAINRR_CHECK(static_cast<int64_t>(labels.size()) == batch || static_cast<int64_t>(labels.size()) == pred.size(),
-                "count_correct: prediction " + shape_str(pred.shape) + ", " + std::to_string(labels.size()) +
-                    " labels");
+  TRAINRR_CHECK(
+      static_cast<int64_t>(labels.size()) == batch || static_cast<int64_t>(labels.size()) == pred.size(),
+      "count_correct: prediction " + shape_str(pred.shape) + ", " + std::to_string(labels.size()) +
+          " labels");
   const std::string name = loss.name();
   if (name == "binary_crossentropy") return count_threshold(pred, labels, from_logits ? 0.0f : 0.5f);
   if (name == "sparse_categorical_crossentropy") return count_argmax(pred, labels);

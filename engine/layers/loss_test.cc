@@ -9,8 +9,8 @@
 namespace trainrr {
 namespace {
 
-using testing::TestRuntime;
 using testing::random_tensor;
+using testing::TestRuntime;
 
 std::unique_ptr<Loss> loss_of(std::string_view name, bool from_logits) {
   auto l = make_loss(name, from_logits);
@@ -34,7 +34,8 @@ TEST(LossBinaryCrossentropy, MatchesKerasOnLogits) {
   auto bce = loss_of("binary_crossentropy", true);
   double want = 0;
   const double z[4] = {-18.6, 0.51, 2.94, -12.8}, y[4] = {0, 1, 0, 0};
-  for (int i = 0; i < 4; ++i) want += std::max(z[i], 0.0) - z[i] * y[i] + std::log1p(std::exp(-std::abs(z[i])));
+  for (int i = 0; i < 4; ++i)
+    want += std::max(z[i], 0.0) - z[i] * y[i] + std::log1p(std::exp(-std::abs(z[i])));
   want /= 4;
   EXPECT_NEAR(want, 0.865, 5e-4);  // Keras' documented value
   EXPECT_NEAR(loss_value(*bce, Tensor({4, 1}, {-18.6f, 0.51f, 2.94f, -12.8f}), {0, 1, 0, 0}), want, 1e-6);
@@ -91,16 +92,18 @@ TEST(LossCheckOutput, WidthMustMatchTheClasses) {
   EXPECT_TRUE(bce->check_output({1}, 2).ok());
   s = bce->check_output({8}, 2);
   ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.error().message, "binary_crossentropy needs 1 value per sample but the model outputs 8 values per sample");
+  EXPECT_EQ(s.error().message,
+            "binary_crossentropy needs 1 value per sample but the model outputs 8 values per sample");
   EXPECT_FALSE(bce->check_output({1}, 10).ok());
 }
 
 TEST(LossMakeLoss, UnknownNameListsTheAcceptedOnes) {
   auto r = make_loss("hinge", false);
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error().message,
-            "unknown loss 'hinge' (expected one of: binary_crossentropy, sparse_categorical_crossentropy, mse, "
-            "mean_squared_error)");
+  EXPECT_EQ(
+      r.error().message,
+      "unknown loss 'hinge' (expected one of: binary_crossentropy, sparse_categorical_crossentropy, mse, "
+      "mean_squared_error)");
   EXPECT_FALSE(make_loss("mse", true).ok());
 }
 
@@ -141,12 +144,13 @@ TEST(GradLoss, BinaryCrossentropyFromProbabilities) {
 }
 
 TEST(GradLoss, BinaryCrossentropyFromLogits) {
-  expect_loss_gradient(*loss_of("binary_crossentropy", true), random_tensor({6, 1}, 2, -4, 4), {0, 1, 1, 0, 1, 0});
+  expect_loss_gradient(*loss_of("binary_crossentropy", true), random_tensor({6, 1}, 2, -4, 4),
+                       {0, 1, 1, 0, 1, 0});
 }
 
 TEST(GradLoss, SparseCategoricalCrossentropyFromProbabilities) {
-  expect_loss_gradient(*loss_of("sparse_categorical_crossentropy", false), random_tensor({4, 3}, 3, 0.1f, 0.9f),
-                       {0, 2, 1, 2});
+  expect_loss_gradient(*loss_of("sparse_categorical_crossentropy", false),
+                       random_tensor({4, 3}, 3, 0.1f, 0.9f), {0, 2, 1, 2});
 }
 
 TEST(GradLoss, SparseCategoricalCrossentropyFromLogits) {

@@ -12,7 +12,8 @@ namespace trainrr {
 
 class MaxPool2D : public Layer {
  public:
-  MaxPool2D(std::string name, std::array<int64_t, 2> pool_size, std::array<int64_t, 2> strides, Padding padding);
+  MaxPool2D(std::string name, std::array<int64_t, 2> pool_size, std::array<int64_t, 2> strides,
+            Padding padding);
 
   std::string type() const override { return "MaxPool2D"; }
   Result<Shape> build(const Shape& input, Runtime& rt) override;
