@@ -158,5 +158,11 @@ TEST(DataSplit, AHookMayReplaceTheSplit) {
   EXPECT_EQ(s.test.size(), 8u);
 }
 
+TEST(DataSplitDeathTest, FractionOutsideTheUnitIntervalIsABug) {
+  const std::vector<float> y(4, 0.0f);
+  EXPECT_DEATH(split(y, 1, 1.0, false, 1), "test_fraction");
+  EXPECT_DEATH(split(y, 1, -0.1, false, 1), "test_fraction");
+}
+
 }  // namespace
 }  // namespace trainrr
