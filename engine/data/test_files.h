@@ -11,9 +11,22 @@
 
 namespace trainrr::testing {
 
+inline std::filesystem::path temp_dir() {
+  return std::filesystem::temp_directory_path() / ("trainrr_data_test_" + std::to_string(::getpid()));
+}
+
+// Removes this process's folder when the test program exits.
+struct TempDirRemover {
+  ~TempDirRemover() {
+    std::error_code ec;
+    std::filesystem::remove_all(temp_dir(), ec);
+  }
+};
+inline TempDirRemover temp_dir_remover;
+
 inline std::string temp_file(const std::string& name) {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  const auto dir = std::filesystem::temp_directory_path() / ("trainrr_data_test_" + std::to_string(::getpid()));
+  const auto dir = temp_dir();
   std::filesystem::create_directories(dir);
   return (dir / (std::string(info->test_suite_name()) + "." + info->name() + "." + name)).string();
 }
