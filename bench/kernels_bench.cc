@@ -1,5 +1,5 @@
-// Matrix-product kernels side by side: GFLOP/s of every registered matmul candidate this CPU can run,
-// OpenBLAS sgemm included, on the same operands.
+// Kernels side by side: GFLOP/s of every registered matmul candidate this CPU can run, OpenBLAS sgemm
+// included, on the same operands; then the reductions and convolutions the default rule chooses among.
 //
 //   kernels_bench --benchmark_filter=512x512x512/threads:1
 //
@@ -7,6 +7,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <random>
@@ -44,6 +45,34 @@ void bench_matmul(benchmark::State& state, const Kernel* kernel, Shape s, int th
   state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+void bench_reduce(benchmark::State& state, const Kernel* kernel, int64_t rows, int64_t cols, int threads) {
+  std::vector<float> x(rows * cols, 0.5f), out(cols);
+  ThreadPool pool(threads);
+  for (auto _ : state) {
+    kernel->reduce({x.data(), rows, cols, out.data()}, pool);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["Gelem/s"] = benchmark::Counter(rows * cols * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// A 3x3 "same" convolution over a batch of NHWC images.
+void bench_conv(benchmark::State& state, const Kernel* kernel, int64_t n, int64_t hw, int64_t c_in, int64_t c_out,
+                int threads) {
+  Conv2dArgs a;
+  a.n = n, a.h = a.w = a.out_h = a.out_w = hw, a.c_in = c_in, a.kh = a.kw = 3, a.c_out = c_out;
+  a.pad_top = a.pad_left = 1;
+  std::vector<float> x(n * hw * hw * c_in, 0.5f), f(9 * c_in * c_out, 0.25f), dy(n * hw * hw * c_out, 0.125f);
+  std::vector<float> out(std::max({x.size(), f.size(), dy.size()}));
+  a.x = x.data(), a.filter = f.data(), a.dy = dy.data(), a.out = out.data();
+  ThreadPool pool(threads);
+  for (auto _ : state) {
+    kernel->conv(a, pool);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * hw * hw * 9 * c_in * c_out * 1e-9,
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+}
+
 }  // namespace
 }  // namespace trainrr
 
@@ -52,11 +81,10 @@ int main(int argc, char** argv) {
   auto registry = std::make_unique<KernelRegistry>();  // outlives the benchmarks that point into it
   register_cpu_kernels(*registry);
   const Isa cpu = detect_isa();
-  // 512^3 is the headline; the others are training shapes (MLP 784-512 at batch 128, its weight gradient).
-  const Shape shapes[] = {{512, 512, 512, false, false},
-                          {128, 512, 784, false, false},
-                          {784, 512, 128, true, false},
-                          {128, 784, 512, false, true}};
+  // 512^3 is the headline; the others are training shapes: MLP 784-512 at batch 128 (forward, weight and
+  // data gradients) and a 30-16-1 tabular model at batch 32, where fixed costs dominate.
+  const Shape shapes[] = {{512, 512, 512, false, false}, {128, 512, 784, false, false}, {784, 512, 128, true, false},
+                          {128, 784, 512, false, true},  {32, 16, 30, false, false},    {30, 16, 32, true, false}};
   const int max_threads = ThreadPool::hardware_threads();
   for (const Kernel& k : registry->all()) {
     if (k.info.op != OpKind::matmul || k.info.isa > cpu) continue;
@@ -69,6 +97,27 @@ int main(int argc, char** argv) {
                                  std::to_string(s.k) + (s.trans_a ? "_ta" : "") + (s.trans_b ? "_tb" : "") +
                                  "/threads:" + std::to_string(threads);
         benchmark::RegisterBenchmark(name.c_str(), bench_matmul, &k, s, threads)->Unit(benchmark::kMillisecond)->UseRealTime();
+      }
+    }
+  }
+  for (const Kernel& k : registry->all()) {
+    if (k.info.isa > cpu) continue;
+    for (int threads : {1, max_threads}) {
+      const std::string t = "/threads:" + std::to_string(threads);
+      if (k.info.op == OpKind::reduce) {
+        // A dense layer's bias gradient at batch 128, and a long plain sum (a loss or a norm).
+        benchmark::RegisterBenchmark((k.info.id + "/128x512" + t).c_str(), bench_reduce, &k, 128, 512, threads)
+            ->UseRealTime();
+        benchmark::RegisterBenchmark((k.info.id + "/1048576x1" + t).c_str(), bench_reduce, &k, 1 << 20, 1, threads)
+            ->UseRealTime();
+      }
+      if (k.info.op == OpKind::conv2d_fwd || k.info.op == OpKind::conv2d_bwd_data ||
+          k.info.op == OpKind::conv2d_bwd_filter) {
+        // The second layer of a small MNIST convnet at batch 32: 26x26x32 -> 3x3x64.
+        benchmark::RegisterBenchmark((k.info.id + "/n32_26x26x32_k3x3x64" + t).c_str(), bench_conv, &k, 32, 26, 32,
+                                     64, threads)
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime();
       }
     }
   }

@@ -7,20 +7,8 @@
 #include <immintrin.h>
 #endif
 
+#include "engine/kernels/fp_contract.h"
 #include "engine/thread_pool.h"
-
-// The generic micro-kernel must round the product and the sum separately on every CPU and with any
-// -march: C++ lets the compiler fuse a*b+c, which would silently turn the generic build into the FMA one.
-#if defined(__clang__)
-#define TRAINRR_NO_FP_CONTRACT
-#define TRAINRR_NO_FP_CONTRACT_BODY _Pragma("clang fp contract(off)")
-#elif defined(__GNUC__)
-#define TRAINRR_NO_FP_CONTRACT __attribute__((optimize("fp-contract=off")))
-#define TRAINRR_NO_FP_CONTRACT_BODY
-#else
-#define TRAINRR_NO_FP_CONTRACT
-#define TRAINRR_NO_FP_CONTRACT_BODY
-#endif
 
 namespace trainrr {
 namespace {
@@ -87,6 +75,7 @@ void pack_b(const GemmArgs& g, int64_t j0, int64_t l0, int64_t kc, float* dst) {
 // Micro-kernels: C[0:MR, 0:NR] (row stride ldc) = (load_c ? C : 0) + Apanel * Bpanel, k in order.
 struct GenericKernel {
   static constexpr int mr = 4, nr = 8;  // 8 SSE accumulators on the baseline x86-64 target
+  // Unfused on every CPU and with any -march: otherwise the generic build would silently become the FMA one.
   TRAINRR_NO_FP_CONTRACT static void run(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                                          bool load_c) {
     TRAINRR_NO_FP_CONTRACT_BODY

@@ -15,6 +15,12 @@ constexpr int64_t kPairwiseLeaf = 16;      // rows summed sequentially at the le
 
 // out[0:cols] = sum of rows [r0, r1) of x, in row order.
 void sum_rows(const float* x, int64_t stride, int64_t r0, int64_t r1, int64_t cols, float* out) {
+  if (cols == 1) {  // same additions, kept in a register rather than stored back through `out` each row
+    float s = 0;
+    for (int64_t i = r0; i < r1; ++i) s += x[i * stride];
+    *out = s;
+    return;
+  }
   std::fill(out, out + cols, 0.0f);
   for (int64_t i = r0; i < r1; ++i) {
     const float* row = x + i * stride;

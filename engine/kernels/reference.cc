@@ -2,6 +2,14 @@
 
 #include <cstring>
 
+// Unfused multiply-adds in the whole file, whatever -march says, so that the references give the same
+// bits on every CPU (lambdas included, which a per-function attribute would miss).
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 namespace trainrr {
 
 void matmul_reference(const MatmulArgs& p, ThreadPool&) {
