@@ -4,6 +4,7 @@
 #include <chrono>
 #include <vector>
 
+#include "engine/kernels/matmul_openblas.h"
 #include "engine/thread_pool.h"
 
 namespace trainrr {
@@ -161,6 +162,11 @@ const Kernel& KernelSelector::select(std::string_view site, OpKind op, const Wor
       break;
   }
   if (pick) choice.chosen = pick->info.id;
+  if (pick && pick->info.id.starts_with("f32_matmul__openblas")) {
+    // OpenBLAS's bits depend on its version, core type and threads: the recorded reason carries them.
+    openblas_use_threads(pool_->threads());
+    choice.reason += " (" + openblas_description() + ")";
+  }
 
   hooks_->kernel_selected(choice);
 

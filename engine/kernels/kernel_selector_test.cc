@@ -120,7 +120,7 @@ TEST(KernelSelector, AutotuneTimesEveryCandidateAndKeepsOneOfThem) {
   run_matmul(f.selector, "dense_1/matmul.fwd", p.args(c.data()));
   ASSERT_EQ(f.hooks.choices.size(), 1u);
   const KernelChoice& choice = f.hooks.choices[0];
-  EXPECT_EQ(choice.reason, "autotune");
+  EXPECT_TRUE(choice.reason.starts_with("autotune")) << choice.reason;
   ASSERT_EQ(choice.timings_us.size(), choice.candidates.size());
   EXPECT_GE(choice.candidates.size(), 4u);
   for (double us : choice.timings_us) EXPECT_GT(us, 0);
@@ -128,6 +128,20 @@ TEST(KernelSelector, AutotuneTimesEveryCandidateAndKeepsOneOfThem) {
   // The choice is kept for the site: a second call neither re-times nor reports again.
   run_matmul(f.selector, "dense_1/matmul.fwd", p.args(c.data()));
   EXPECT_EQ(f.hooks.choices.size(), 1u);
+}
+
+TEST(KernelSelector, OpenBlasChoiceRecordsVersionCoreAndThreads) {
+  KernelRegistry full, only_openblas;
+  register_cpu_kernels(full);
+  only_openblas.add(*full.find("f32_matmul__openblas_sgemm"));
+  ThreadPool pool(2);
+  RecordingHooks hooks;
+  KernelSelector selector(only_openblas, Policy::fast, detect_isa(), pool, hooks);
+  EXPECT_EQ(selector.select("mm", OpKind::matmul, matmul_shape(64, 64, 64)).info.id, "f32_matmul__openblas_sgemm");
+  const std::string& reason = hooks.choices.back().reason;
+  EXPECT_NE(reason.find("(OpenBLAS "), std::string::npos) << reason;
+  EXPECT_NE(reason.find(" core="), std::string::npos) << reason;
+  EXPECT_NE(reason.find(" threads=2)"), std::string::npos) << reason;
 }
 
 }  // namespace

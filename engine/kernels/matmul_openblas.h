@@ -14,4 +14,7 @@ void matmul_openblas_sgemm(const MatmulArgs& p, ThreadPool& pool);
 // "OpenBLAS 0.3.21 core=Haswell threads=2": version, core type and current thread count.
 std::string openblas_description();
 
+// Sets OpenBLAS's thread count (matmul_openblas_sgemm does so on every call).
+void openblas_use_threads(int threads);
+
 }  // namespace trainrr
