@@ -392,6 +392,72 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
   return c;
 }
 
+std::vector<std::pair<std::string, std::string>> flatten_config(const RunConfig& c) {
+  std::vector<std::pair<std::string, std::string>> out;
+  auto num = [](double v) {
+    std::ostringstream o;
+    o.precision(17);
+    o << v;
+    return o.str();
+  };
+  auto shape = [](const Shape& s) { return shape_str(s); };
+  auto pair = [](const std::array<int64_t, 2>& a) { return std::to_string(a[0]) + "x" + std::to_string(a[1]); };
+  out.emplace_back("seed", c.seed ? std::to_string(*c.seed) : "(none)");
+  out.emplace_back("data.source", c.data.source);
+  out.emplace_back("data.path", c.data.path);
+  out.emplace_back("data.labels", c.data.labels);
+  out.emplace_back("data.label", c.data.label);
+  out.emplace_back("data.reshape", shape(c.data.reshape));
+  out.emplace_back("data.test_fraction", num(c.data.test_fraction));
+  out.emplace_back("data.stratify", c.data.stratify ? "true" : "false");
+  out.emplace_back("data.scale", c.data.scale);
+  out.emplace_back("data.shape", shape(c.data.shape));
+  out.emplace_back("data.classes", std::to_string(c.data.classes));
+  out.emplace_back("data.samples", std::to_string(c.data.samples));
+  out.emplace_back("augment.noise_stddev", num(c.augment.noise_stddev));
+  out.emplace_back("augment.flip", c.augment.flip ? "true" : "false");
+  out.emplace_back("augment.shift", std::to_string(c.augment.shift));
+  for (size_t i = 0; i < c.layers.size(); ++i) {
+    const LayerSpec& l = c.layers[i];
+    const std::string p = "model.layers[" + std::to_string(i) + "].";
+    out.emplace_back(p + "type", l.type);
+    out.emplace_back(p + "name", l.name);
+    out.emplace_back(p + "units", std::to_string(l.units));
+    out.emplace_back(p + "activation", l.activation);
+    out.emplace_back(p + "filters", std::to_string(l.filters));
+    out.emplace_back(p + "kernel_size", pair(l.kernel_size));
+    out.emplace_back(p + "strides", pair(l.strides));
+    out.emplace_back(p + "pool_size", pair(l.pool_size));
+    out.emplace_back(p + "padding", l.padding);
+    out.emplace_back(p + "rate", num(l.rate));
+    out.emplace_back(p + "momentum", num(l.momentum));
+    out.emplace_back(p + "epsilon", num(l.epsilon));
+    out.emplace_back(p + "kernel_initializer", l.kernel_initializer);
+    out.emplace_back(p + "use_bias", l.use_bias ? "true" : "false");
+  }
+  out.emplace_back("model.layers", std::to_string(c.layers.size()));
+  const TrainConfig& t = c.train;
+  out.emplace_back("train.epochs", std::to_string(t.epochs));
+  out.emplace_back("train.batch_size", std::to_string(t.batch_size));
+  out.emplace_back("train.shuffle", t.shuffle ? "true" : "false");
+  out.emplace_back("train.loss", t.loss);
+  out.emplace_back("train.from_logits", t.from_logits ? "true" : "false");
+  out.emplace_back("train.validation_split", num(t.validation_split));
+  const OptimizerConfig& o = t.optimizer;
+  out.emplace_back("train.optimizer.type", o.type);
+  out.emplace_back("train.optimizer.learning_rate", num(o.learning_rate));
+  out.emplace_back("train.optimizer.momentum", num(o.momentum));
+  out.emplace_back("train.optimizer.nesterov", o.nesterov ? "true" : "false");
+  out.emplace_back("train.optimizer.beta_1", num(o.beta_1));
+  out.emplace_back("train.optimizer.beta_2", num(o.beta_2));
+  out.emplace_back("train.optimizer.epsilon", num(o.epsilon));
+  out.emplace_back("train.optimizer.weight_decay", num(o.weight_decay));
+  out.emplace_back("train.optimizer.rho", num(o.rho));
+  out.emplace_back("runtime.threads", std::to_string(c.runtime.threads));
+  out.emplace_back("runtime.policy", c.runtime.policy);
+  return out;
+}
+
 Result<RunConfig> load_config(const std::string& path, const std::vector<std::string>& overrides) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Error{path + ": cannot open the configuration: " + std::strerror(errno)};

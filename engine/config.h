@@ -72,6 +72,10 @@ struct RunConfig {
   std::vector<std::string> overrides;  // "key=value", applied in order
 };
 
+// The effective values of a configuration as flat "key" -> "value" pairs (e.g. "train.epochs" -> "10",
+// "model.layers[0].units" -> "16"), for comparing two runs' configurations key by key.
+std::vector<std::pair<std::string, std::string>> flatten_config(const RunConfig& config);
+
 // Reads and checks a configuration. Errors name the file, the line and the key.
 Result<RunConfig> load_config(const std::string& path, const std::vector<std::string>& overrides = {});
 // The same from text; relative paths resolve against `base_dir`, `name` is used in messages.

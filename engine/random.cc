@@ -117,16 +117,21 @@ void RngStreams::words(std::string_view site, std::string_view stream, std::span
   hooks_->rng_values(d, std::as_bytes(out));
 }
 
-RngDraw RngStreams::permutation(std::string_view site, std::string_view stream, std::vector<uint32_t>& perm,
-                                uint32_t n) {
+void permutation_from_words(std::span<const uint32_t> words, std::vector<uint32_t>& perm, uint32_t n) {
+  TRAINRR_CHECK(words.size() + 1 >= n, "a permutation of n rows needs n - 1 words");
   perm.resize(n);
   for (uint32_t i = 0; i < n; ++i) perm[i] = i;
-  scratch_.resize(n > 1 ? n - 1 : 0);
-  RngDraw d = draw_words(site, stream, scratch_);
   for (uint32_t i = n; i > 1; --i) {
-    const uint32_t j = static_cast<uint32_t>((static_cast<uint64_t>(scratch_[n - i]) * i) >> 32);
+    const uint32_t j = static_cast<uint32_t>((static_cast<uint64_t>(words[n - i]) * i) >> 32);
     std::swap(perm[i - 1], perm[j]);
   }
+}
+
+RngDraw RngStreams::permutation(std::string_view site, std::string_view stream, std::vector<uint32_t>& perm,
+                                uint32_t n) {
+  scratch_.resize(n > 1 ? n - 1 : 0);
+  RngDraw d = draw_words(site, stream, scratch_);
+  permutation_from_words(scratch_, perm, n);
   hooks_->rng_values(d, std::as_bytes(std::span<const uint32_t>(perm)));
   return d;
 }

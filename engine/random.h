@@ -32,6 +32,10 @@ inline float uniform01(uint32_t w) { return static_cast<float>(w >> 8) * (1.0f /
 // The standard normal quantile (inverse CDF), accurate to ~1e-9 relative.
 double normal_quantile(double p);
 
+// The permutation of 0..n-1 that RngStreams::permutation makes from these n-1 words (Fisher-Yates,
+// multiply-shift bounding): a recorded shuffle draw is enough to rebuild its permutation.
+void permutation_from_words(std::span<const uint32_t> words, std::vector<uint32_t>& perm, uint32_t n);
+
 // A seed from the operating system's entropy source.
 uint64_t entropy_seed();
 

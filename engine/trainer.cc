@@ -103,6 +103,12 @@ Status Training::prepare(const TrainingOptions& options) {
   if (config_.data.test_fraction > 0) {
     SplitIndices split = split_rows(data->y, data->num_classes, config_.data.test_fraction, config_.data.stratify,
                                     *rng_, *hooks_);
+    // A hook may have replaced the split (replay): every row must exist in this data set.
+    for (const auto* part : {&split.train, &split.test})
+      for (uint32_t row : *part)
+        if (row >= data->rows())
+          return Error{"the split names row " + std::to_string(row) + " but the data has " +
+                       std::to_string(data->rows()) + " rows"};
     train_ = take_rows(*data, split.train);
     test_ = take_rows(*data, split.test);
   } else {

@@ -13,6 +13,9 @@ int main(int argc, char** argv) {
   int exit_code = trainrr::cli::kOk;
   trainrr::cli::add_train_command(app, exit_code);
   trainrr::cli::add_record_command(app, exit_code);
+  trainrr::cli::add_replay_command(app, exit_code);
+  trainrr::cli::add_diff_command(app, exit_code);
+  trainrr::cli::add_bisect_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

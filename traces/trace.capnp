@@ -57,6 +57,8 @@ struct Header {
   # compiler.flags, lib.<name> (library versions), env.<VAR> (numerics-relevant environment variables).
   environment @10 :List(KeyValue);
   datasets @11 :List(Dataset);
+  # `--set key=value` assignments applied over `config`, in order: `config` plus these is the run.
+  configOverrides @12 :List(Text);
 }
 
 enum Level {
@@ -196,6 +198,8 @@ struct Checkpoint {
   permutation @6 :List(UInt32);  # the current epoch's order (loader cursor)
   scalars @7 :List(NamedValue);  # optimizer iterations and the like
   names @8 :Names;               # the whole interning state (first must be 0); must be set
+  batchesDone @9 :List(UInt32);  # batches of the current epoch already handed out, in order; each must be
+                                 # < the epoch's batch count, which the reader cannot know: the engine checks
 }
 
 struct Tensor {

@@ -52,6 +52,7 @@ struct TraceHeader {
   uint32_t min_reader_version = kMinReaderVersion;
   std::string config;       // the run configuration (TOML), verbatim
   std::string config_path;  // where it came from, for people; replay uses `config`
+  std::vector<std::string> config_overrides;  // --set key=value, applied over `config` in order
   uint64_t seed = 0;
   bool seed_from_entropy = false;
   ProbeLevel level = ProbeLevel::step;

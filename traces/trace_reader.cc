@@ -330,6 +330,7 @@ struct TraceReader::Impl {
     out.writer_version = text(h.getWriterVersion());
     out.config = text(h.getConfig());
     out.config_path = text(h.getConfigPath());
+    for (auto o : h.getConfigOverrides()) out.config_overrides.push_back(text(o));
     out.seed = h.getSeed();
     out.seed_from_entropy = h.getSeedFromEntropy();
     out.level = from_schema(h.getLevel());
@@ -419,13 +420,19 @@ struct TraceReader::Impl {
       if (raw > limits.max_checkpoint_bytes - total)
         fail("the checkpoint exceeds the limit of " + std::to_string(limits.max_checkpoint_bytes) + " bytes");
       total += raw;
-      uint64_t elements = 1;
-      for (int64_t d : t.getShape()) {
+      auto shape = t.getShape();
+      bool empty = false;
+      for (int64_t d : shape) {
         if (d < 0) fail("negative dimension");
-        // Bounded by raw / 4 so the product cannot overflow.
-        if (d != 0 && elements > raw / 4 / static_cast<uint64_t>(d) + 1) fail("shape does not match its bytes");
-        elements *= static_cast<uint64_t>(d);
+        empty |= d == 0;
         nt.value.shape.push_back(d);
+      }
+      // The product is kept <= raw / 4 at every step, so it cannot overflow into a small, matching value.
+      uint64_t elements = empty ? 0 : 1;
+      for (int64_t d : shape) {
+        if (empty) break;
+        if (elements > raw / 4 / static_cast<uint64_t>(d)) fail("shape product times 4 must equal rawBytes");
+        elements *= static_cast<uint64_t>(d);
       }
       if (elements * 4 != raw) fail("shape product times 4 must equal rawBytes");
       auto chunks = t.getChunks();
@@ -455,6 +462,7 @@ struct TraceReader::Impl {
     }
     for (auto r : c.getRngOffsets()) out.rng_offsets.emplace_back(text(r.getStream()), r.getOffset());
     out.permutation = to_vector<uint32_t>(c.getPermutation());
+    out.batches_done = to_vector<uint32_t>(c.getBatchesDone());
     out.scalars = named_values(c.getScalars());
     names = std::move(fresh);
     return out;

@@ -244,6 +244,8 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
     h.setWriterVersion(header.writer_version.empty() ? TRAINRR_VERSION : header.writer_version);
     h.setConfig(header.config);
     h.setConfigPath(header.config_path);
+    auto overrides = h.initConfigOverrides(header.config_overrides.size());
+    for (size_t i = 0; i < header.config_overrides.size(); ++i) overrides.set(i, header.config_overrides[i]);
     h.setSeed(header.seed);
     h.setSeedFromEntropy(header.seed_from_entropy);
     h.setLevel(to_schema(header.level));
@@ -416,6 +418,7 @@ Status TraceWriter::write_checkpoint(const TrainState& state) {
       rng[i].setOffset(state.rng_offsets[i].second);
     }
     set_list<uint32_t>(c.initPermutation(state.permutation.size()), state.permutation);
+    set_list<uint32_t>(c.initBatchesDone(state.batches_done.size()), state.batches_done);
     set_named_values(c.initScalars(state.scalars.size()), state.scalars);
     names_->write(c.initNames(), true);
     st = write_framed(fd_, message, offset_, path_);

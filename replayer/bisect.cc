@@ -1,0 +1,296 @@
+#include "replayer/bisect.h"
+
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "engine/fingerprint.h"
+#include "engine/random.h"
+#include "engine/trainer.h"
+#include "replayer/cause.h"
+#include "replayer/diff.h"
+#include "replayer/replay_hooks.h"
+#include "replayer/replayer.h"
+#include "traces/trace_reader.h"
+
+namespace trainrr {
+namespace fs = std::filesystem;
+
+std::string force_kind_of(const std::string& unit) {
+  if (unit == "seed" || unit.rfind("rng:", 0) == 0) return "rng";
+  if (unit.rfind("kernel:", 0) == 0) return "kernels";
+  return unit;  // split, shuffle, loader
+}
+
+namespace {
+
+void say(FILE* log, const std::string& line) {
+  if (log) {
+    std::fprintf(log, "%s\n", line.c_str());
+    std::fflush(log);
+  }
+}
+
+struct Suspect {
+  int64_t step = -1;
+  std::string why;
+};
+
+// Stage 1: what the trace says without running the model.
+Suspect scan(const std::string& path, const trace::TraceHeader& header, const KernelRegistry& registry,
+             int64_t& steps, Status& status) {
+  Suspect s;
+  auto note = [&](int64_t step, const std::string& why) {
+    if (s.step < 0 || step < s.step) s = {step, why};
+  };
+  if (header.seed_from_entropy) note(0, "the run seed was drawn from the OS: a free replay draws another");
+  auto reader = trace::TraceReader::open(path);
+  if (!reader) {
+    status = reader.error();
+    return s;
+  }
+  std::map<std::string, uint64_t> next_counter;
+  std::string loader;
+  int epoch = -1;
+  std::set<int64_t> taken;
+  for (;;) {
+    auto rec = (*reader)->next();
+    if (!rec) {
+      status = rec.error();
+      break;
+    }
+    if (!rec->has_value()) break;
+    auto* st = std::get_if<trace::TraceStep>(&(*rec)->value);
+    if (!st) continue;
+    ++steps;
+    if (s.step >= 0 && st->index > s.step) continue;  // keep counting, the earliest suspect is known
+    for (const auto& e : st->events) {
+      if (auto* r = std::get_if<trace::RngDrawEvent>(&e)) {
+        auto it = next_counter.find(r->draw.stream);
+        const uint64_t expected = it == next_counter.end() ? 0 : it->second;
+        if (r->draw.counter != expected)
+          note(st->index, "stream " + r->draw.stream + " at " + r->draw.site + ": counter " +
+                              std::to_string(r->draw.counter) + " where the stream stood at " + std::to_string(expected));
+        if (r->draw.key != stream_key(header.seed, r->draw.stream))
+          note(st->index, "stream " + r->draw.stream + ": its key is not the one the run seed gives");
+        next_counter[r->draw.stream] = r->draw.counter + r->draw.count;
+      } else if (auto* sh = std::get_if<trace::ShuffleEvent>(&e)) {
+        if (sh->draw) {
+          std::vector<uint32_t> words(sh->draw->count), perm;
+          philox_words(sh->draw->key, sh->draw->counter, words);
+          permutation_from_words(words, perm, static_cast<uint32_t>(sh->length));
+          if (digest(std::span<const uint32_t>(perm)) != sh->digest)
+            note(st->index, "epoch " + std::to_string(sh->epoch) + ": the recorded order is not the one its draw gives");
+        }
+        epoch = sh->epoch;
+        taken.clear();
+      } else if (auto* k = std::get_if<KernelChoice>(&e)) {
+        if (k->site == "data/loader") loader = k->chosen;
+        const Kernel* kk = registry.find(k->chosen);
+        if (kk && !kk->info.deterministic) note(st->index, "nondeterministic kernel " + k->chosen + " at " + k->site);
+        if (!kk) note(st->index, "kernel " + k->chosen + " at " + k->site + " is not available here");
+      } else if (auto* b = std::get_if<trace::BatchOrderEvent>(&e)) {
+        if (loader == "loader__ordered") {
+          int64_t expected = 0;
+          while (taken.count(expected)) ++expected;
+          if (b->batch != expected)
+            note(st->index, "the ordered loader hands out batch " + std::to_string(expected) + ", the recording has batch " +
+                                std::to_string(b->batch));
+        }
+        taken.insert(b->batch);
+      }
+    }
+    if (st->epoch != epoch && epoch >= 0) taken.clear();
+  }
+  return s;
+}
+
+// The choice units recorded in steps [from, to], and every kernel site (selected once, before `from`).
+std::vector<std::string> units_in_window(const std::string& path, int64_t from, int64_t to) {
+  std::set<std::string> units = {"seed"};
+  auto reader = trace::TraceReader::open(path);
+  if (!reader) return {units.begin(), units.end()};
+  for (;;) {
+    auto rec = (*reader)->next();
+    if (!rec || !rec->has_value()) break;
+    auto* st = std::get_if<trace::TraceStep>(&(*rec)->value);
+    if (!st) continue;
+    if (st->index > to) break;
+    const bool inside = st->index >= from || st->index == 0;  // step 0 holds the run's setup choices
+    for (const auto& e : st->events) {
+      if (auto* k = std::get_if<KernelChoice>(&e)) units.insert("kernel:" + k->site);
+      if (!inside) continue;
+      if (auto* r = std::get_if<trace::RngDrawEvent>(&e)) units.insert("rng:" + r->draw.stream);
+      if (std::holds_alternative<trace::SplitEvent>(e)) units.insert("split");
+      if (std::holds_alternative<trace::ShuffleEvent>(e)) units.insert("shuffle");
+      if (std::holds_alternative<trace::BatchOrderEvent>(e)) units.insert("loader");
+    }
+  }
+  return {units.begin(), units.end()};
+}
+
+}  // namespace
+
+BisectResult bisect(const BisectOptions& o) {
+  BisectResult res;
+  DivergenceReport& rep = res.report;
+  rep.command = "bisect";
+  auto reader = trace::TraceReader::open(o.trace_path);
+  if (!reader) return {2, reader.error().message};
+  const trace::TraceHeader header = (*reader)->header();
+  reader->reset();
+  std::string scratch = (fs::temp_directory_path() / "trainrr-bisect-XXXXXX").string();
+  if (!mkdtemp(scratch.data())) return {2, "cannot create a temporary folder"};
+  struct Cleanup {
+    std::string p;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(p, ec);
+    }
+  } cleanup{scratch};
+  auto rebuilt = rebuild_config(header, o.overrides, o.data_path, false, scratch);
+  if (!rebuilt) return {2, rebuilt.error().message};
+  const RunConfig& config = rebuilt->config;
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+
+  // Stage 1.
+  Status scan_status;
+  Suspect suspect;
+  if (!o.against.empty()) {
+    DiffResult d = diff_traces(o.trace_path, o.against);
+    if (d.exit_code == 2) return {2, d.error};
+    if (d.report.first) suspect = {d.report.first->step, "the recorded digests of the two traces first differ there"};
+    for (const auto& [k, v] : d.report.facts)
+      if (k == "steps compared") res.steps_recorded = std::stoll(v);
+  } else {
+    suspect = scan(o.trace_path, header, registry, res.steps_recorded, scan_status);
+  }
+  if (!scan_status.ok()) rep.notes.push_back(scan_status.error().message);
+  say(o.log, "stage 1 (no execution): read " + std::to_string(res.steps_recorded) + " recorded steps; " +
+                 (suspect.step >= 0 ? "first suspect step " + std::to_string(suspect.step) + ": " + suspect.why
+                                    : std::string("nothing suspicious recorded: the window starts at step 0")));
+
+  // Stage 2: forced and free side by side from the checkpoint before the suspect step.
+  const int64_t from = std::max<int64_t>(0, suspect.step);
+  auto forced = make_replay_side(o.trace_path, config, registry, ForceSet::all(), {}, header.level, true, from);
+  auto free_run = make_replay_side(o.trace_path, config, registry, ForceSet::none(), {}, header.level, true, from);
+  if (!forced) return {2, forced.error().message};
+  if (!free_run) return {2, free_run.error().message};
+  const int64_t start = forced->resumed_at;
+  Training& tf = *forced->training;
+  Training& tr = *free_run->training;
+  int64_t k = -1;
+  while (tf.step() < tf.total_steps() && !forced->hooks->at_end()) {
+    const int64_t step = tf.step();
+    Status a = tf.fit(step + 1);
+    Status b = tr.fit(step + 1);
+    res.steps_executed += 2;
+    if (!a) return {3, "cannot replay here: " + a.error().message};
+    if (!b) return {3, "cannot replay here: " + b.error().message};
+    if (forced->hooks->diverged()) {
+      rep.diverged = true;
+      rep.first = forced->hooks->first();
+      CauseInputs ci;
+      ci.registry = &registry;
+      ci.environment = environment_differences(header.environment, {});
+      rep.cause = classify(*rep.first, ci);
+      rep.notes.push_back("even with every recorded choice forced the run does not reproduce here: no choice to "
+                          "force can explain it");
+      say(o.log, "stage 2: with every choice forced the replay diverges at step " + std::to_string(step));
+      res.exit_code = 1;
+      return res;
+    }
+    if (free_run->hooks->diverged()) {
+      k = step;
+      break;
+    }
+  }
+  if (k < 0) {
+    say(o.log, "stage 2: replayed steps " + std::to_string(start) + ".." + std::to_string(tf.step() - 1) +
+                   " forced and free side by side: the free replay reproduces bit for bit");
+    rep.facts.emplace_back("steps re-executed", std::to_string(res.steps_executed));
+    rep.facts.emplace_back("steps recorded", std::to_string(res.steps_recorded));
+    res.exit_code = 0;
+    return res;
+  }
+  say(o.log, "stage 2: lockstep replay from " + (start > 0 ? "the checkpoint at step " + std::to_string(start)
+                                                              : std::string("step 0")) +
+                 ": forced reproduces, free diverges at step " + std::to_string(k) + " (" +
+                 std::to_string(res.steps_executed) + " steps executed)");
+
+  // Stage 3: delta debugging over the window's choices.
+  std::vector<std::string> all = units_in_window(o.trace_path, start, k);
+  auto reproduces = [&](const std::vector<std::string>& units) -> bool {
+    std::set<std::string> set(units.begin(), units.end());
+    auto side = make_replay_side(o.trace_path, config, registry, ForceSet::all(),
+                                 [set](const std::string& u) { return set.count(u) > 0; }, header.level, true, start);
+    if (!side) return false;
+    ++res.replays;
+    while (side->training->step() <= k) {
+      if (!side->training->fit(side->training->step() + 1)) return false;
+      ++res.steps_executed;
+      if (side->hooks->diverged()) return false;
+    }
+    return true;
+  };
+  // ddmin (Zeller): the smallest subset of `all` whose forcing still reproduces.
+  std::vector<std::string> cur = all;
+  size_t n = 2;
+  while (cur.size() >= 2) {
+    const size_t chunk = (cur.size() + n - 1) / n;
+    bool reduced = false;
+    for (size_t i = 0; i < cur.size() && !reduced; i += chunk) {
+      std::vector<std::string> part(cur.begin() + i, cur.begin() + std::min(cur.size(), i + chunk));
+      std::vector<std::string> rest(cur.begin(), cur.begin() + i);
+      rest.insert(rest.end(), cur.begin() + std::min(cur.size(), i + chunk), cur.end());
+      if (reproduces(part)) {
+        cur = part, n = 2, reduced = true;
+      } else if (n > 2 && reproduces(rest)) {
+        cur = rest, n = std::max<size_t>(n - 1, 2), reduced = true;
+      }
+    }
+    if (!reduced) {
+      if (n >= cur.size()) break;
+      n = std::min(cur.size(), n * 2);
+    }
+  }
+  if (cur.size() == 1 && !reproduces(cur)) cur = all;  // a single unit that alone does not suffice
+  res.minimal = cur;
+  std::set<std::string> kinds;
+  std::string units;
+  for (const auto& u : cur) {
+    kinds.insert(force_kind_of(u));
+    units += (units.empty() ? "" : ", ") + u;
+  }
+  std::string force;
+  for (const auto& kd : kinds) force += (force.empty() ? "" : ",") + kd;
+  say(o.log, "stage 3: delta debugging over " + std::to_string(all.size()) + " recorded choices of steps " +
+                 std::to_string(start) + ".." + std::to_string(k) + ": " + std::to_string(res.replays) + " replays");
+  say(o.log, "result: force " + units + " (" + std::to_string(cur.size()) + " of " + std::to_string(all.size()) +
+                 " choices) to reproduce bit for bit; `trainrr replay " + o.trace_path + " --force " + force +
+                 "` does");
+
+  rep.diverged = true;
+  rep.first = free_run->hooks->first();
+  CauseInputs ci;
+  ci.registry = &registry;
+  ci.config_differences = config_differences(header, config);
+  ci.kernel_differences = free_run->hooks->kernel_differences();
+  ci.seed_recorded = header.seed;
+  ci.seed_replayed = free_run->hooks->replayed_seed();
+  ci.seed_from_entropy = header.seed_from_entropy;
+  ci.matched_draws = free_run->hooks->matched_draws();
+  rep.cause = classify(*rep.first, ci);
+  rep.facts.emplace_back("minimal forced choices", units);
+  rep.facts.emplace_back("replay with", "--force " + force);
+  rep.facts.emplace_back("divergent step", std::to_string(k));
+  rep.facts.emplace_back("window", std::to_string(start) + ".." + std::to_string(k));
+  rep.facts.emplace_back("delta-debugging replays", std::to_string(res.replays));
+  rep.facts.emplace_back("steps re-executed", std::to_string(res.steps_executed));
+  rep.facts.emplace_back("steps recorded", std::to_string(res.steps_recorded));
+  res.exit_code = 1;
+  return res;
+}
+
+}  // namespace trainrr

@@ -1,0 +1,42 @@
+#pragma once
+// Bisection: narrows a divergence between a recording and a free replay here with as little re-execution
+// as possible. Stage 1 reads the trace without executing anything: recorded decisions a free run would
+// not make (a gap in a stream's counters, an order the ordered loader would not hand out, a shuffle its
+// draw does not give, a nondeterministic kernel, an unseeded run) or, with another trace, the first step
+// whose recorded digests differ. Stage 2 replays from the nearest checkpoint before that step, recorded
+// choices forced and free side by side, to the first divergent step. Stage 3 delta-debugs the recorded
+// choices of that window down to the smallest set that, forced, reproduces bit for bit.
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "replayer/divergence.h"
+
+namespace trainrr {
+
+struct BisectOptions {
+  std::string trace_path;
+  std::string against;                 // another trace of the same run (optional)
+  std::vector<std::string> overrides;  // --set for the free replay, e.g. runtime.threads=1
+  std::string data_path;
+  FILE* log = nullptr;  // stage lines as they happen
+};
+
+struct BisectResult {
+  int exit_code = 0;  // 0 a free replay reproduces, 1 narrowed, 2 bad input, 3 cannot replay here
+  std::string error;
+  DivergenceReport report;
+  std::vector<std::string> minimal;  // choice units that must be forced
+  int64_t steps_executed = 0;
+  int64_t steps_recorded = 0;
+  int64_t replays = 0;  // delta-debugging replays
+};
+
+BisectResult bisect(const BisectOptions& options);
+
+// The kind forced by a unit, as `replay --force` names it: "rng:augment/noise" -> "rng", "seed" -> "rng",
+// "kernel:dense_1/matmul.fwd" -> "kernels".
+std::string force_kind_of(const std::string& unit);
+
+}  // namespace trainrr

@@ -1,0 +1,120 @@
+#include "replayer/cause.h"
+
+#include <filesystem>
+#include <map>
+
+namespace trainrr {
+
+std::vector<std::string> config_differences(const RunConfig& a, const RunConfig& b) {
+  std::map<std::string, std::pair<std::string, std::string>> both;
+  for (const auto& [k, v] : flatten_config(a)) both[k].first = v;
+  for (const auto& [k, v] : flatten_config(b)) both[k].second = v;
+  std::vector<std::string> out;
+  for (const auto& [k, v] : both) {
+    // Data files are identified by their digests, not their paths; runtime settings are environment.
+    if (k.rfind("runtime.", 0) == 0 || k == "data.path" || k == "data.labels") continue;
+    if (v.first != v.second)
+      out.push_back(k + ": " + (v.first.empty() ? "(none)" : v.first) + " -> " + (v.second.empty() ? "(none)" : v.second));
+  }
+  return out;
+}
+
+std::vector<std::string> config_differences(const trace::TraceHeader& h, const RunConfig& replayed) {
+  const std::string base = std::filesystem::path(h.config_path).parent_path().string();
+  auto recorded = parse_config(h.config, h.config_path, base, h.config_overrides);
+  if (!recorded) return {"the recorded configuration no longer parses: " + recorded.error().message};
+  return config_differences(*recorded, replayed);
+}
+
+namespace {
+
+std::string join(const std::vector<std::string>& v, const std::string& sep) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? sep : "") + v[i];
+  return s;
+}
+
+std::string env_value(const std::vector<EnvDifference>& env, const std::string& key, bool recorded) {
+  for (const auto& e : env)
+    if (e.key == key) return recorded ? e.recorded : e.replayed;
+  return "";
+}
+
+std::string category_of_site(const std::string& site) {
+  if (site.rfind("init/", 0) == 0 || site.rfind("dropout/", 0) == 0 || site.rfind("augment/", 0) == 0) return "rng";
+  if (site == "data/shuffle") return "shuffle";
+  if (site == "data/split") return "split";
+  if (site == "data/loader") return "loader";
+  return "";
+}
+
+}  // namespace
+
+Cause classify(const FirstDivergence& d, const CauseInputs& in) {
+  if (in.data_changed) return {"data", in.data_detail + "; the divergence follows before any step"};
+  if (!in.config_differences.empty())
+    return {"config", "the run configuration differs: " + join(in.config_differences, "; ")};
+
+  std::string kind = d.kind;
+  if (kind == "extra" || kind == "missing") {
+    const std::string c = category_of_site(d.site);
+    if (!c.empty()) kind = c;
+  }
+  if (kind == "rng") {
+    if (in.seed_recorded != in.seed_replayed)
+      return {"rng", "the run seed differs: recorded " + std::to_string(in.seed_recorded) +
+                         (in.seed_from_entropy ? " (drawn from the OS: the configuration gives none)" : "") +
+                         ", replayed " + std::to_string(in.seed_replayed) + "; first affected draw: " + d.site};
+    std::string detail = d.detail;
+    std::vector<std::string> fine;
+    std::string own_stream = d.site;
+    for (const auto& [stream, n] : in.matched_draws)
+      if (stream != own_stream) fine.push_back(stream + " (" + std::to_string(n) + " draws)");
+    if (!fine.empty()) detail += "; other streams unaffected: " + join(fine, ", ");
+    return {"rng", detail};
+  }
+  if (kind == "split" || kind == "shuffle" || kind == "loader") {
+    std::string detail = d.detail;
+    if (kind == "loader") {
+      auto it = in.kernel_differences.find("data/loader");
+      if (it != in.kernel_differences.end())
+        detail += "; loader recorded " + it->second.first + ", replayed " + it->second.second;
+      else
+        detail += "; a first-ready loader hands out batches in the order its workers finish";
+    }
+    return {kind, detail};
+  }
+
+  // A probe or a step's parameters: the kernel at the op, then numerics.
+  if (!d.kernel_recorded.empty() && !d.kernel_replayed.empty() && d.kernel_recorded != d.kernel_replayed) {
+    std::string detail = "a different kernel ran at " + kernel_site_of(d.site) + ": " + d.kernel_recorded +
+                         " (recorded), " + d.kernel_replayed + " (replayed)";
+    const std::string isa_a = env_value(in.environment, "isa", true), isa_b = env_value(in.environment, "isa", false);
+    if (!isa_a.empty()) detail += "; instruction set " + isa_a + " vs " + isa_b;
+    const std::string th_a = env_value(in.environment, "threads", true), th_b = env_value(in.environment, "threads", false);
+    if (!th_a.empty()) detail += "; threads " + th_a + " vs " + th_b;
+    return {"kernel", detail};
+  }
+  if (d.kernel_replayed.empty() && !in.kernel_differences.empty()) {
+    std::vector<std::string> ks;
+    for (const auto& [site, ab] : in.kernel_differences) ks.push_back(site + ": " + ab.first + " vs " + ab.second);
+    return {"kernel", "kernel selections differ: " + join(ks, "; ")};
+  }
+  const std::string kernel = d.kernel_replayed.empty() ? d.kernel_recorded : d.kernel_replayed;
+  const Kernel* k = in.registry && !kernel.empty() ? in.registry->find(kernel) : nullptr;
+  const std::string th_a = env_value(in.environment, "threads", true), th_b = env_value(in.environment, "threads", false);
+  if (k && !k->info.deterministic)
+    return {"numeric", "same kernel " + kernel + ", same inputs, different output: it accumulates in completion "
+                       "order (declared nondeterministic)"};
+  if (k && k->info.thread_dependent && !th_a.empty())
+    return {"numeric", "same kernel " + kernel + ", same inputs: its result depends on the thread count, " + th_a +
+                           " threads recorded, " + th_b + " replayed"};
+  std::vector<std::string> env;
+  for (const auto& e : in.environment) env.push_back(e.key);
+  return {"numeric", "same kernel" + (kernel.empty() ? std::string() : " " + kernel) +
+                         ", same inputs, different output" +
+                         (env.empty() ? std::string(": nothing recorded about the environment differs")
+                                      : "; the environment differs in " + join(env, ", "))};
+}
+
+}  // namespace trainrr

@@ -1,0 +1,37 @@
+#pragma once
+// The cause of a divergence, from the evidence at the first divergent event: data and configuration
+// first (they change everything after them), then the kind of event, then the kernel at the op, then
+// numerics, with the kernel's declared properties and the environment as evidence.
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "engine/config.h"
+#include "engine/kernels/kernel_registry.h"
+#include "replayer/divergence.h"
+#include "traces/trace.h"
+
+namespace trainrr {
+
+struct CauseInputs {
+  bool data_changed = false;
+  std::string data_detail;
+  std::vector<std::string> config_differences;  // "train.optimizer.learning_rate: 0.001 -> 0.01"
+  std::map<std::string, std::pair<std::string, std::string>> kernel_differences;  // site -> (a, b)
+  std::vector<EnvDifference> environment;
+  const KernelRegistry* registry = nullptr;
+  uint64_t seed_recorded = 0, seed_replayed = 0;
+  bool seed_from_entropy = false;
+  std::map<std::string, int64_t> matched_draws;  // stream -> draws that matched before the divergence
+};
+
+Cause classify(const FirstDivergence& d, const CauseInputs& in);
+
+// Configuration keys whose effective values differ (runtime.* aside: threads and policy are reported
+// with the environment). `a` is the recorded configuration.
+std::vector<std::string> config_differences(const RunConfig& a, const RunConfig& b);
+// The recorded configuration of a trace against the replay's.
+std::vector<std::string> config_differences(const trace::TraceHeader& recorded, const RunConfig& replayed);
+
+}  // namespace trainrr

@@ -1,0 +1,266 @@
+#include "replayer/diff.h"
+
+#include <cmath>
+#include <deque>
+#include <filesystem>
+#include <map>
+
+#include "engine/kernels/kernel_registry.h"
+#include "replayer/cause.h"
+#include "replayer/replayer.h"
+#include "traces/trace_reader.h"
+
+namespace trainrr {
+namespace {
+
+std::string event_key(const trace::Event& e) {
+  if (auto* r = std::get_if<trace::RngDrawEvent>(&e)) return "rng|" + r->draw.site;
+  if (auto* s = std::get_if<trace::SplitEvent>(&e)) return "split|" + s->site;
+  if (auto* s = std::get_if<trace::ShuffleEvent>(&e)) return "shuffle|" + s->site;
+  if (std::holds_alternative<trace::BatchOrderEvent>(e)) return "batch|data/loader";
+  if (auto* k = std::get_if<KernelChoice>(&e)) return "kernel|" + k->site;
+  const auto& p = std::get<trace::ProbeEvent>(e);
+  return "probe|" + p.site + "|" + phase_name(p.phase);
+}
+
+std::string site_of_key(const std::string& key) {
+  std::string s = key.substr(key.find('|') + 1);
+  return s.substr(0, s.find('|'));
+}
+
+std::string draw_str(const RngDraw& d) {
+  return "stream " + d.stream + " key " + std::to_string(d.key) + " counter " + std::to_string(d.counter) +
+         " count " + std::to_string(d.count);
+}
+
+// Compares two aligned events of the same key; fills `d` and returns true when they differ.
+bool differ(const trace::Event& a, const trace::Event& b, FirstDivergence& d) {
+  if (auto* ra = std::get_if<trace::RngDrawEvent>(&a)) {
+    const auto& rb = std::get<trace::RngDrawEvent>(b);
+    if (ra->digest == rb.digest) return false;
+    d.kind = "rng";
+    d.phase = "setup";
+    d.site = ra->draw.site;
+    d.detail = "draw at " + d.site + ": " + draw_str(ra->draw) + " (A), " + draw_str(rb.draw) + " (B)";
+    return true;
+  }
+  if (auto* sa = std::get_if<trace::SplitEvent>(&a)) {
+    const auto& sb = std::get<trace::SplitEvent>(b);
+    if (sa->train == sb.train && sa->test == sb.test) return false;
+    d.kind = "split";
+    d.phase = "setup";
+    d.site = sa->site;
+    d.detail = "the train/test rows differ (" + std::to_string(sa->train.size()) + "/" + std::to_string(sa->test.size()) +
+               " vs " + std::to_string(sb.train.size()) + "/" + std::to_string(sb.test.size()) + ")";
+    return true;
+  }
+  if (auto* sa = std::get_if<trace::ShuffleEvent>(&a)) {
+    const auto& sb = std::get<trace::ShuffleEvent>(b);
+    if (sa->digest == sb.digest) return false;
+    d.kind = "shuffle";
+    d.phase = "setup";
+    d.site = sa->site;
+    d.detail = "epoch " + std::to_string(sa->epoch) + ": the order of the rows differs";
+    if (sa->draw && sb.draw) d.detail += " (" + draw_str(*sa->draw) + " vs " + draw_str(*sb.draw) + ")";
+    return true;
+  }
+  if (auto* ba = std::get_if<trace::BatchOrderEvent>(&a)) {
+    const auto& bb = std::get<trace::BatchOrderEvent>(b);
+    if (ba->batch == bb.batch) return false;
+    d.kind = "loader";
+    d.phase = "setup";
+    d.site = "data/loader";
+    d.detail = "batch " + std::to_string(ba->batch) + " (A), batch " + std::to_string(bb.batch) + " (B)";
+    return true;
+  }
+  if (std::holds_alternative<KernelChoice>(a)) return false;  // a selection is evidence, not an outcome
+  const auto& pa = std::get<trace::ProbeEvent>(a);
+  const auto& pb = std::get<trace::ProbeEvent>(b);
+  if (pa.fingerprint.digest == pb.fingerprint.digest) return false;
+  d.kind = "probe";
+  d.phase = phase_name(pa.phase);
+  d.site = pa.site;
+  d.summary_recorded = pa.fingerprint.summary;
+  d.summary_replayed = pb.fingerprint.summary;
+  return true;
+}
+
+// Reads the steps of one trace in order, keeping epoch logs on the way.
+struct StepStream {
+  std::unique_ptr<trace::TraceReader> reader;
+  std::vector<trace::TraceEpoch> epochs;
+  Status status;
+  std::optional<trace::TraceStep> next() {
+    for (;;) {
+      auto r = reader->next();
+      if (!r) {
+        if (status.ok()) status = r.error();
+        return std::nullopt;
+      }
+      if (!r->has_value()) return std::nullopt;
+      if (auto* s = std::get_if<trace::TraceStep>(&(*r)->value)) return std::move(*s);
+      if (auto* e = std::get_if<trace::TraceEpoch>(&(*r)->value)) epochs.push_back(std::move(*e));
+    }
+  }
+};
+
+std::string fmt(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.6g", v);
+  return b;
+}
+
+}  // namespace
+
+DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
+  DiffResult res;
+  auto ra = trace::TraceReader::open(a_path);
+  if (!ra) return {2, ra.error().message, {}};
+  auto rb = trace::TraceReader::open(b_path);
+  if (!rb) return {2, rb.error().message, {}};
+  const trace::TraceHeader ha = (*ra)->header(), hb = (*rb)->header();
+  DivergenceReport& rep = res.report;
+  rep.command = "diff";
+  rep.label_a = "A";
+  rep.label_b = "B";
+  rep.facts.emplace_back("A", a_path);
+  rep.facts.emplace_back("B", b_path);
+  rep.environment = environment_differences(ha.environment, hb.environment);
+
+  CauseInputs ci;
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  ci.registry = &registry;
+  ci.environment = rep.environment;
+  ci.seed_recorded = ha.seed;
+  ci.seed_replayed = hb.seed;
+  ci.seed_from_entropy = ha.seed_from_entropy || hb.seed_from_entropy;
+  {
+    auto base = [](const trace::TraceHeader& h) {
+      return std::filesystem::path(h.config_path).parent_path().string();
+    };
+    auto ca = parse_config(ha.config, ha.config_path, base(ha), ha.config_overrides);
+    auto cb = parse_config(hb.config, hb.config_path, base(hb), hb.config_overrides);
+    if (ca && cb) ci.config_differences = config_differences(*ca, *cb);
+    else if (ha.config != hb.config) ci.config_differences.push_back("the configuration texts differ");
+  }
+  for (const auto& da : ha.datasets)
+    for (const auto& db : hb.datasets)
+      if (da.name == db.name && !(da.digest == db.digest)) {
+        ci.data_changed = true;
+        ci.data_detail = "data file '" + da.name + "' differs (" + da.path + ", " + std::to_string(da.size_bytes) +
+                         " bytes vs " + db.path + ", " + std::to_string(db.size_bytes) + " bytes)";
+      }
+
+  StepStream sa{std::move(ra).value(), {}, {}}, sb{std::move(rb).value(), {}, {}};
+  std::optional<FirstDivergence> first;
+  std::map<std::string, std::string> kernels_a, kernels_b;
+  std::map<std::string, int64_t> matched_draws;
+  int64_t steps = 0, identical_through = -1, first_param_diff = -1;
+  double last_loss_a = NAN, last_loss_b = NAN;
+  for (;;) {
+    auto a = sa.next();
+    auto b = sb.next();
+    if (!a || !b) {
+      if (a || b)
+        rep.notes.push_back(std::string(a ? "B" : "A") + " ends first, after " + std::to_string(steps) + " steps");
+      break;
+    }
+    ++steps;
+    if (a->index != b->index && !first) {
+      first = FirstDivergence{.step = std::min(a->index, b->index), .phase = "setup", .kind = "missing",
+                              .detail = "step " + std::to_string(a->index) + " (A) faces step " +
+                                        std::to_string(b->index) + " (B)"};
+    }
+    std::map<std::string, std::deque<const trace::Event*>> in_b;
+    for (const auto& e : b->events) {
+      in_b[event_key(e)].push_back(&e);
+      if (auto* k = std::get_if<KernelChoice>(&e)) kernels_b[k->site] = k->chosen;
+    }
+    for (const auto& e : a->events) {
+      if (auto* k = std::get_if<KernelChoice>(&e)) kernels_a[k->site] = k->chosen;
+      const std::string key = event_key(e);
+      auto& q = in_b[key];
+      if (q.empty()) {
+        if (!first)
+          first = FirstDivergence{.step = a->index, .phase = "setup", .kind = "missing", .site = site_of_key(key),
+                                  .detail = "A has an event at " + site_of_key(key) + " that B does not"};
+        continue;
+      }
+      const trace::Event* eb = q.front();
+      q.pop_front();
+      if (first) continue;
+      FirstDivergence d;
+      d.step = a->index;
+      if (differ(e, *eb, d)) first = d;
+      else if (auto* r = std::get_if<trace::RngDrawEvent>(&e)) ++matched_draws[r->draw.stream];
+    }
+    for (const auto& [key, q] : in_b)
+      if (!q.empty() && !first)
+        first = FirstDivergence{.step = b->index, .phase = "setup", .kind = "extra", .site = site_of_key(key),
+                                .detail = "B has an event at " + site_of_key(key) + " that A does not"};
+    if (a->end && b->end) {
+      rep.loss_a.push_back(a->end->loss);
+      rep.loss_b.push_back(b->end->loss);
+      last_loss_a = a->end->loss;
+      last_loss_b = b->end->loss;
+      const bool same_params = a->end->params == b->end->params;
+      if (same_params && first_param_diff < 0) identical_through = a->index;
+      if (!same_params && first_param_diff < 0) first_param_diff = a->index;
+      if (!first && (a->end->grads != b->end->grads || !same_params || a->end->loss != b->end->loss)) {
+        std::string name;
+        bool grad = a->end->grads != b->end->grads;
+        const auto& la = grad ? a->end->grads : a->end->params;
+        const auto& lb = grad ? b->end->grads : b->end->params;
+        for (size_t i = 0; i < std::min(la.size(), lb.size()); ++i)
+          if (la[i] != lb[i]) {
+            name = la[i].first;
+            break;
+          }
+        first = FirstDivergence{.step = a->index, .phase = grad ? "backward" : "update", .kind = "step_end",
+                                .site = name.empty() ? "loss" : name + (grad ? ":grad" : ":value"),
+                                .detail = (grad ? "gradient of " : "parameter ") + name + " differs after step " +
+                                          std::to_string(a->index) + " (loss " + fmt(a->end->loss) + " vs " +
+                                          fmt(b->end->loss) + ")"};
+      }
+    }
+  }
+  for (auto* s : {&sa, &sb})
+    if (!s->status.ok()) rep.notes.push_back(s->status.error().message);
+  for (const auto& [site, k] : kernels_a)
+    if (kernels_b.count(site) && kernels_b[site] != k) ci.kernel_differences[site] = {k, kernels_b[site]};
+  ci.matched_draws = matched_draws;
+
+  rep.facts.emplace_back("steps compared", std::to_string(steps));
+  if (first_param_diff >= 0) {
+    rep.facts.emplace_back("parameters identical through step", std::to_string(identical_through));
+    rep.facts.emplace_back("final loss", fmt(last_loss_a) + " (A) vs " + fmt(last_loss_b) + " (B)");
+  }
+  const size_t epochs = std::min(sa.epochs.size(), sb.epochs.size());
+  for (size_t e = 0; e < epochs; ++e) {
+    std::string line;
+    for (const auto& [k, v] : sa.epochs[e].logs)
+      for (const auto& [k2, v2] : sb.epochs[e].logs)
+        if (k == k2) line += (line.empty() ? "" : ", ") + k + " " + fmt(v) + " vs " + fmt(v2);
+    rep.notes.push_back("epoch " + std::to_string(e + 1) + ": " + line);
+  }
+
+  if (!first && !ci.data_changed && ci.config_differences.empty()) {
+    res.exit_code = 0;
+    return res;
+  }
+  rep.diverged = true;
+  res.exit_code = 1;
+  FirstDivergence d = first ? *first : FirstDivergence{.step = 0, .phase = "setup", .kind = "config", .site = "config"};
+  split_site(d.site, d.layer, d.op);
+  const std::string ks = kernel_site_of(d.site);
+  if (d.kind == "probe") {
+    if (kernels_a.count(ks)) d.kernel_recorded = kernels_a[ks];
+    if (kernels_b.count(ks)) d.kernel_replayed = kernels_b[ks];
+  }
+  rep.cause = classify(d, ci);
+  rep.first = d;
+  return res;
+}
+
+}  // namespace trainrr

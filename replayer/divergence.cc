@@ -1,0 +1,226 @@
+#include "replayer/divergence.h"
+
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+namespace trainrr {
+
+void split_site(const std::string& site, std::string& layer, std::string& op) {
+  // "dense_1/matmul.fwd:out" -> ("dense_1", "matmul.fwd"); "dense_1:out" -> ("dense_1", "");
+  // "dense_1.kernel/update:out" -> ("dense_1", "update"); "dropout/dropout_1" -> ("dropout_1", "dropout").
+  std::string s = site.substr(0, site.find(':'));
+  const size_t slash = s.find('/');
+  std::string head = slash == std::string::npos ? s : s.substr(0, slash);
+  std::string tail = slash == std::string::npos ? "" : s.substr(slash + 1);
+  if (head == "dropout" || head == "init" || head == "augment" || head == "data") {
+    layer = tail.substr(0, tail.find('.'));
+    op = head;
+    return;
+  }
+  layer = head.substr(0, head.find('.'));
+  op = tail;
+}
+
+std::string kernel_site_of(const std::string& probe_site) { return probe_site.substr(0, probe_site.find(':')); }
+
+namespace {
+
+std::string fmt_double(double v) {
+  if (std::isnan(v)) return "nan";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+std::string json_str(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string json_num(double v) { return std::isfinite(v) ? fmt_double(v) : "null"; }
+
+std::string html_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '&': out += "&amp;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string summary_str(const Summary& s) {
+  return "sum " + fmt_double(s.sum) + ", min " + fmt_double(s.min) + ", max " + fmt_double(s.max) +
+         (s.non_finite ? ", " + std::to_string(s.non_finite) + " non-finite" : "");
+}
+
+}  // namespace
+
+std::string report_text(const DivergenceReport& r) {
+  std::ostringstream o;
+  if (!r.diverged) {
+    o << "reproduced bit for bit";
+    for (const auto& [k, v] : r.facts)
+      if (k == "steps compared") o << " (" << v << " steps compared)";
+    o << "\n";
+  } else if (r.first) {
+    const FirstDivergence& d = *r.first;
+    o << "diverged at step " << d.step;
+    if (!d.phase.empty()) o << ", " << d.phase;
+    if (!d.layer.empty()) o << ", " << d.layer;
+    if (!d.op.empty()) o << " " << d.op;
+    o << " (" << d.site << ")\n";
+    o << "  cause: " << r.cause.category << ": " << r.cause.detail << "\n";
+    if (!d.detail.empty()) o << "  what: " << d.detail << "\n";
+    if (!d.kernel_recorded.empty() || !d.kernel_replayed.empty())
+      o << "  kernel: " << (d.kernel_recorded.empty() ? "?" : d.kernel_recorded) << " (" << r.label_a << "), "
+        << (d.kernel_replayed.empty() ? "?" : d.kernel_replayed) << " (" << r.label_b << ")\n";
+    if (d.has_element)
+      o << "  first differing element: " << d.index << ": " << fmt_double(d.recorded) << " (" << r.label_a << ") vs "
+        << fmt_double(d.replayed) << " (" << r.label_b << "), |diff| " << fmt_double(d.abs_diff) << ", " << d.ulp
+        << " ULP\n";
+    if (d.summary_recorded && d.summary_replayed)
+      o << "  " << r.label_a << ": " << summary_str(*d.summary_recorded) << "\n  " << r.label_b << ": "
+        << summary_str(*d.summary_replayed) << "\n";
+  } else {
+    o << "diverged\n  cause: " << r.cause.category << ": " << r.cause.detail << "\n";
+  }
+  if (!r.environment.empty()) {
+    o << "environment differences:\n";
+    for (const auto& e : r.environment)
+      o << "  " << e.key << ": " << e.recorded << " (" << r.label_a << ") vs " << e.replayed << " (" << r.label_b
+        << ")\n";
+  }
+  for (const auto& [k, v] : r.facts) o << k << ": " << v << "\n";
+  for (const auto& n : r.notes) o << "note: " << n << "\n";
+  return o.str();
+}
+
+std::string report_json(const DivergenceReport& r) {
+  std::ostringstream o;
+  o << "{\"command\":" << json_str(r.command) << ",\"status\":" << json_str(r.diverged ? "diverged" : "reproduced");
+  o << ",\"first_divergence\":";
+  if (r.first) {
+    const FirstDivergence& d = *r.first;
+    o << "{\"step\":" << d.step << ",\"phase\":" << json_str(d.phase) << ",\"kind\":" << json_str(d.kind)
+      << ",\"site\":" << json_str(d.site) << ",\"layer\":" << json_str(d.layer) << ",\"op\":" << json_str(d.op)
+      << ",\"kernel_recorded\":" << json_str(d.kernel_recorded) << ",\"kernel_replayed\":"
+      << json_str(d.kernel_replayed);
+    if (d.has_element)
+      o << ",\"index\":" << d.index << ",\"recorded\":" << json_num(d.recorded) << ",\"replayed\":"
+        << json_num(d.replayed) << ",\"abs_diff\":" << json_num(d.abs_diff) << ",\"ulp\":" << d.ulp;
+    else
+      o << ",\"index\":null,\"recorded\":null,\"replayed\":null,\"abs_diff\":null,\"ulp\":null";
+    o << ",\"detail\":" << json_str(d.detail) << "}";
+  } else {
+    o << "null";
+  }
+  o << ",\"cause\":";
+  if (r.diverged)
+    o << "{\"category\":" << json_str(r.cause.category) << ",\"detail\":" << json_str(r.cause.detail) << "}";
+  else
+    o << "null";
+  o << ",\"environment_differences\":[";
+  for (size_t i = 0; i < r.environment.size(); ++i)
+    o << (i ? "," : "") << "{\"key\":" << json_str(r.environment[i].key) << ",\"recorded\":"
+      << json_str(r.environment[i].recorded) << ",\"replayed\":" << json_str(r.environment[i].replayed) << "}";
+  o << "],\"facts\":{";
+  for (size_t i = 0; i < r.facts.size(); ++i)
+    o << (i ? "," : "") << json_str(r.facts[i].first) << ":" << json_str(r.facts[i].second);
+  o << "},\"notes\":[";
+  for (size_t i = 0; i < r.notes.size(); ++i) o << (i ? "," : "") << json_str(r.notes[i]);
+  o << "]}\n";
+  return o.str();
+}
+
+namespace {
+
+// A line plot of one or two series as inline SVG.
+std::string svg_lines(const std::vector<double>& a, const std::vector<double>& b, const std::string& la,
+                      const std::string& lb) {
+  const int w = 720, h = 240, pad = 40;
+  double lo = INFINITY, hi = -INFINITY;
+  size_t n = std::max(a.size(), b.size());
+  for (const auto* s : {&a, &b})
+    for (double v : *s)
+      if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
+  if (n < 2 || !std::isfinite(lo)) return "<p>(no loss values)</p>";
+  if (hi == lo) hi = lo + 1;
+  auto path = [&](const std::vector<double>& s) {
+    std::string p;
+    bool pen = false;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (!std::isfinite(s[i])) {
+        pen = false;
+        continue;
+      }
+      const double x = pad + (w - 2 * pad) * static_cast<double>(i) / static_cast<double>(n - 1);
+      const double y = h - pad - (h - 2 * pad) * (s[i] - lo) / (hi - lo);
+      p += (pen ? " L" : " M") + fmt_double(x) + " " + fmt_double(y);
+      pen = true;
+    }
+    return p;
+  };
+  std::ostringstream o;
+  o << "<svg width=\"" << w << "\" height=\"" << h << "\" role=\"img\">"
+    << "<rect x=\"0\" y=\"0\" width=\"" << w << "\" height=\"" << h << "\" fill=\"#fff\" stroke=\"#ccc\"/>"
+    << "<path d=\"" << path(a) << "\" fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\"/>"
+    << "<path d=\"" << path(b) << "\" fill=\"none\" stroke=\"#d62728\" stroke-width=\"1.5\" stroke-dasharray=\"4 3\"/>"
+    << "<text x=\"" << pad << "\" y=\"16\" font-size=\"12\" fill=\"#1f77b4\">" << html_escape(la) << "</text>"
+    << "<text x=\"" << pad + 120 << "\" y=\"16\" font-size=\"12\" fill=\"#d62728\">" << html_escape(lb) << "</text>"
+    << "<text x=\"4\" y=\"" << pad << "\" font-size=\"11\">" << fmt_double(hi) << "</text>"
+    << "<text x=\"4\" y=\"" << h - pad << "\" font-size=\"11\">" << fmt_double(lo) << "</text>"
+    << "<text x=\"" << w - pad << "\" y=\"" << h - 8 << "\" font-size=\"11\">step " << n - 1 << "</text></svg>";
+  return o.str();
+}
+
+}  // namespace
+
+std::string report_html(const DivergenceReport& r) {
+  std::ostringstream o;
+  o << "<!doctype html><html><head><meta charset=\"utf-8\"><title>trainrr " << html_escape(r.command)
+    << "</title><style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
+       "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}pre{background:#f6f6f6;padding:1em}"
+       ".strip{display:flex;height:14px}.strip div{flex:1}</style></head><body>";
+  o << "<h1>trainrr " << html_escape(r.command) << ": " << (r.diverged ? "diverged" : "reproduced bit for bit")
+    << "</h1><pre>" << html_escape(report_text(r)) << "</pre>";
+  o << "<h2>Loss per step</h2>" << svg_lines(r.loss_a, r.loss_b, r.label_a, r.label_b);
+  o << "<h2>Divergence per layer over steps</h2>";
+  if (r.layer_divergence.empty()) o << "<p>No layer-level probe differed.</p>";
+  for (const auto& [layer, steps] : r.layer_divergence) {
+    o << "<p>" << html_escape(layer) << "</p><div class=\"strip\">";
+    for (int v : steps) o << "<div style=\"background:" << (v ? "#d62728" : "#2ca02c") << "\"></div>";
+    o << "</div>";
+  }
+  o << "<h2>Environment</h2><table><tr><th>key</th><th>" << html_escape(r.label_a) << "</th><th>"
+    << html_escape(r.label_b) << "</th></tr>";
+  for (const auto& e : r.environment)
+    o << "<tr><td>" << html_escape(e.key) << "</td><td>" << html_escape(e.recorded) << "</td><td>"
+      << html_escape(e.replayed) << "</td></tr>";
+  if (r.environment.empty()) o << "<tr><td colspan=\"3\">no differences</td></tr>";
+  o << "</table></body></html>\n";
+  return o.str();
+}
+
+}  // namespace trainrr

@@ -1,0 +1,64 @@
+#pragma once
+// What a replay or a diff found: the first divergence, its cause with evidence, and the environment
+// differences beside it. Rendered as text (answer first), JSON with stable keys, or an HTML page.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/fingerprint.h"
+
+namespace trainrr {
+
+struct FirstDivergence {
+  int64_t step = -1;
+  std::string phase;  // forward | backward | update | setup | step_end
+  std::string kind;   // probe | step_end | rng | split | shuffle | loader | missing | extra
+  std::string site;   // "dense_1/matmul.fwd:out", "dropout/dropout_1", "data/shuffle", ...
+  std::string layer;  // "dense_1" when the site names one
+  std::string op;     // "matmul.fwd" when the site names one
+  std::string kernel_recorded, kernel_replayed;
+  // Element-level detail, when values were at hand (re-execution both ways).
+  bool has_element = false;
+  int64_t index = -1;
+  double recorded = 0, replayed = 0, abs_diff = 0;
+  uint64_t ulp = 0;
+  // Numeric summaries from the trace and the replay, when the site was probed.
+  std::optional<Summary> summary_recorded, summary_replayed;
+  std::string detail;  // what differs, in words
+};
+
+struct Cause {
+  std::string category;  // config | data | rng | shuffle | split | loader | kernel | numeric | environment
+  std::string detail;
+};
+
+struct EnvDifference {
+  std::string key, recorded, replayed;
+};
+
+struct DivergenceReport {
+  std::string command;          // replay | diff | bisect
+  bool diverged = false;
+  std::optional<FirstDivergence> first;
+  Cause cause;
+  std::vector<EnvDifference> environment;
+  std::vector<std::pair<std::string, std::string>> facts;  // ("force", "all"), ("steps replayed", "150"), ...
+  std::vector<std::string> notes;
+  // For plots: per-step loss of both sides (NaN where a side has none) and per-layer first divergent step.
+  std::vector<double> loss_a, loss_b;
+  std::string label_a = "recorded", label_b = "replayed";
+  std::vector<std::pair<std::string, std::vector<int>>> layer_divergence;  // layer -> per step 0/1
+};
+
+std::string report_text(const DivergenceReport& r);
+std::string report_json(const DivergenceReport& r);
+std::string report_html(const DivergenceReport& r);
+
+// "dense_1/matmul.fwd:out" -> layer "dense_1", op "matmul.fwd"; kernel site "dense_1/matmul.fwd".
+void split_site(const std::string& site, std::string& layer, std::string& op);
+std::string kernel_site_of(const std::string& probe_site);
+
+}  // namespace trainrr

@@ -1,0 +1,42 @@
+#include "replayer/force.h"
+
+namespace trainrr {
+
+std::string ForceSet::str() const {
+  if (everything()) return "all";
+  if (!any()) return "none";
+  std::string s;
+  auto add = [&](bool on, const char* name) {
+    if (on) s += (s.empty() ? "" : ",") + std::string(name);
+  };
+  add(rng, "rng");
+  add(split, "split");
+  add(shuffle, "shuffle");
+  add(loader, "loader");
+  add(kernels, "kernels");
+  return s;
+}
+
+Result<ForceSet> parse_force(std::string_view text) {
+  if (text == "all") return ForceSet::all();
+  if (text == "none") return ForceSet::none();
+  ForceSet f;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = text.find(',', start);
+    const std::string_view word = text.substr(start, comma == std::string_view::npos ? text.npos : comma - start);
+    if (word == "rng") f.rng = true;
+    else if (word == "split") f.split = true;
+    else if (word == "shuffle") f.shuffle = true;
+    else if (word == "loader") f.loader = true;
+    else if (word == "kernels" || word == "kernel") f.kernels = true;
+    else
+      return Error{"--force: unknown choice '" + std::string(word) +
+                   "' (expected all, none, or a list of rng, split, shuffle, loader, kernels)"};
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return f;
+}
+
+}  // namespace trainrr

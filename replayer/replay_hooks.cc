@@ -1,0 +1,308 @@
+#include "replayer/replay_hooks.h"
+
+#include "engine/fingerprint.h"
+#include "engine/random.h"
+
+namespace trainrr {
+namespace {
+
+std::string key_rng(std::string_view site) { return "rng|" + std::string(site); }
+std::string key_split(std::string_view site) { return "split|" + std::string(site); }
+std::string key_shuffle(std::string_view site) { return "shuffle|" + std::string(site); }
+std::string key_kernel(std::string_view site) { return "kernel|" + std::string(site); }
+std::string key_probe(std::string_view site, Phase phase) {
+  return "probe|" + std::string(site) + "|" + phase_name(phase);
+}
+const char* kKeyBatch = "batch";
+
+std::string event_key(const trace::Event& e) {
+  if (auto* r = std::get_if<trace::RngDrawEvent>(&e)) return key_rng(r->draw.site);
+  if (auto* s = std::get_if<trace::SplitEvent>(&e)) return key_split(s->site);
+  if (auto* s = std::get_if<trace::ShuffleEvent>(&e)) return key_shuffle(s->site);
+  if (std::holds_alternative<trace::BatchOrderEvent>(e)) return kKeyBatch;
+  if (auto* k = std::get_if<KernelChoice>(&e)) return key_kernel(k->site);
+  const auto& p = std::get<trace::ProbeEvent>(e);
+  return key_probe(p.site, p.phase);
+}
+
+std::string draw_str(const RngDraw& d) {
+  return "stream " + d.stream + " key " + std::to_string(d.key) + " counter " + std::to_string(d.counter) +
+         " count " + std::to_string(d.count);
+}
+
+}  // namespace
+
+ReplayHooks::ReplayHooks(trace::TraceReader& reader, ForceSet force, ProbeLevel level, bool compare)
+    : reader_(&reader), force_(force), level_(std::max(level, reader.header().level)), compare_(compare) {}
+
+bool ReplayHooks::load_next() {
+  cur_ = Current{};
+  for (;;) {
+    auto rec = reader_->next();
+    if (!rec) {
+      if (status_.ok()) status_ = rec.error();
+      cur_.exhausted = true;
+      return false;
+    }
+    if (!rec->has_value()) {
+      cur_.exhausted = true;
+      return false;
+    }
+    if (auto* s = std::get_if<trace::TraceStep>(&(*rec)->value)) {
+      cur_.step = std::move(*s);
+      cur_.loaded = true;
+      for (size_t i = 0; i < cur_.step.events.size(); ++i) {
+        const trace::Event& e = cur_.step.events[i];
+        cur_.by_key[event_key(e)].push_back(i);
+        if (auto* k = std::get_if<KernelChoice>(&e)) recorded_kernels_.emplace(k->site, k->chosen);
+      }
+      return true;
+    }
+  }
+}
+
+const trace::Event* ReplayHooks::peek(const std::string& key) {
+  if (!cur_.loaded && !cur_.exhausted) load_next();
+  auto it = cur_.by_key.find(key);
+  if (it == cur_.by_key.end() || it->second.empty()) return nullptr;
+  return &cur_.step.events[it->second.front()];
+}
+
+const trace::Event* ReplayHooks::take(const std::string& key) {
+  const trace::Event* e = peek(key);
+  if (e) cur_.by_key[key].pop_front();
+  return e;
+}
+
+void ReplayHooks::diverge(FirstDivergence d) {
+  if (!compare_ || first_) return;
+  if (d.step < 0) d.step = std::max<int64_t>(step_, cur_.loaded ? cur_.step.index : 0);
+  split_site(d.site, d.layer, d.op);
+  if (d.kind == "probe" || d.kind == "step_end") {
+    const std::string ks = kernel_site_of(d.site);
+    if (auto it = recorded_kernels_.find(ks); it != recorded_kernels_.end()) d.kernel_recorded = it->second;
+    if (auto it = replayed_kernels_.find(ks); it != replayed_kernels_.end()) d.kernel_replayed = it->second;
+  }
+  first_ = std::move(d);
+}
+
+bool ReplayHooks::probe_recorded(std::string_view site) const {
+  switch (reader_->header().level) {
+    case ProbeLevel::op: return true;
+    case ProbeLevel::layer: return site.find('/') == std::string_view::npos;
+    case ProbeLevel::step: return false;
+  }
+  return false;
+}
+
+Status ReplayHooks::skip_to(int64_t step) {
+  while (!cur_.exhausted && (!cur_.loaded || cur_.step.index < step)) {
+    if (!load_next()) break;
+  }
+  if (!cur_.loaded || cur_.step.index != step) {
+    if (!status_.ok()) return status_;
+    return Error{"the trace has no step " + std::to_string(step)};
+  }
+  return {};
+}
+
+void ReplayHooks::seed(uint64_t& seed, bool from_entropy) {
+  (void)from_entropy;
+  if (forced(force_.rng, "seed")) seed = reader_->header().seed;
+  replayed_seed_ = seed;
+}
+
+void ReplayHooks::rng_draw(RngDraw& draw) {
+  if (!forced(force_.rng, "rng:" + draw.stream)) return;
+  const trace::Event* e = peek(key_rng(draw.site));
+  if (!e) return;
+  const RngDraw& rec = std::get<trace::RngDrawEvent>(*e).draw;
+  if (rec.count == draw.count) {
+    draw.key = rec.key;
+    draw.counter = rec.counter;
+  }
+}
+
+void ReplayHooks::rng_values(const RngDraw& draw, std::span<const std::byte> values) {
+  const trace::Event* e = take(key_rng(draw.site));
+  if (!e) {
+    diverge({.phase = "setup", .kind = "extra", .site = draw.site,
+             .detail = "the replay draws " + std::to_string(draw.count) + " words from stream " + draw.stream +
+                       " at " + draw.site + ", a draw the recording does not have"});
+    return;
+  }
+  const auto& rec = std::get<trace::RngDrawEvent>(*e);
+  if (!compare_) return;
+  const uint64_t d = digest_bytes(values.data(), values.size());
+  if (d == rec.digest) {
+    ++matched_draws_[draw.stream];
+    return;
+  }
+  FirstDivergence fd{.phase = "setup", .kind = "rng", .site = draw.site};
+  fd.detail = "draw at " + draw.site + ": recorded " + draw_str(rec.draw) + ", replayed " + draw_str(draw);
+  if (rec.draw.key == draw.key && rec.draw.counter == draw.counter && rec.draw.count == draw.count)
+    fd.detail += " (same draw, different values: the generator itself differs)";
+  diverge(std::move(fd));
+}
+
+void ReplayHooks::split(std::string_view site, std::vector<uint32_t>& train, std::vector<uint32_t>& test) {
+  const trace::Event* e = take(key_split(site));
+  if (!e) {
+    diverge({.phase = "setup", .kind = "extra", .site = std::string(site),
+             .detail = "the replay splits the data, the recording did not"});
+    return;
+  }
+  const auto& rec = std::get<trace::SplitEvent>(*e);
+  if (forced(force_.split, "split")) {
+    train = rec.train;
+    test = rec.test;
+    return;
+  }
+  if (rec.train == train && rec.test == test) return;
+  std::string detail = "recorded " + std::to_string(rec.train.size()) + " train / " + std::to_string(rec.test.size()) +
+                       " test rows, replayed " + std::to_string(train.size()) + " / " + std::to_string(test.size());
+  for (size_t i = 0; i < std::min(rec.train.size(), train.size()); ++i)
+    if (rec.train[i] != train[i]) {
+      detail += "; training position " + std::to_string(i) + " holds row " + std::to_string(rec.train[i]) +
+                " recorded, row " + std::to_string(train[i]) + " replayed";
+      break;
+    }
+  diverge({.phase = "setup", .kind = "split", .site = std::string(site), .detail = detail});
+}
+
+void ReplayHooks::shuffle(std::string_view site, int epoch, std::vector<uint32_t>& perm, const RngDraw* draw) {
+  (void)draw;
+  const trace::Event* e = take(key_shuffle(site));
+  if (!e) {
+    diverge({.phase = "setup", .kind = "extra", .site = std::string(site),
+             .detail = "epoch " + std::to_string(epoch) + ": the replay shuffles, the recording did not"});
+    return;
+  }
+  const auto& rec = std::get<trace::ShuffleEvent>(*e);
+  if (forced(force_.shuffle, "shuffle") && rec.length == perm.size()) {
+    if (rec.draw) {
+      std::vector<uint32_t> words(rec.draw->count);
+      philox_words(rec.draw->key, rec.draw->counter, words);
+      permutation_from_words(words, perm, static_cast<uint32_t>(rec.length));
+    } else if (!rec.permutation.empty()) {
+      perm = rec.permutation;
+    }
+  }
+  if (!compare_) return;
+  const uint64_t d = digest(std::span<const uint32_t>(perm));
+  if (d == rec.digest) return;
+  std::string detail = "epoch " + std::to_string(epoch) + ": the order of the " + std::to_string(perm.size()) +
+                       " rows differs";
+  if (rec.draw && draw) detail += " (recorded " + draw_str(*rec.draw) + ", replayed " + draw_str(*draw) + ")";
+  diverge({.phase = "setup", .kind = "shuffle", .site = std::string(site), .detail = detail});
+}
+
+void ReplayHooks::batch_order(int64_t step, int64_t& batch) {
+  const trace::Event* e = take(kKeyBatch);
+  if (!e) return;
+  const int64_t rec = std::get<trace::BatchOrderEvent>(*e).batch;
+  if (forced(force_.loader, "loader")) {
+    batch = rec;
+    return;
+  }
+  if (rec != batch) {
+    const std::string loader =
+        replayed_kernels_.count("data/loader") ? replayed_kernels_.at("data/loader") : std::string("the loader");
+    diverge({.step = step, .phase = "setup", .kind = "loader", .site = "data/loader",
+             .detail = "step " + std::to_string(step) + ": recorded batch " + std::to_string(rec) +
+                       ", replayed batch " + std::to_string(batch) + " (" + loader + ")"});
+  }
+}
+
+void ReplayHooks::kernel_selected(KernelChoice& choice) {
+  (void)take(key_kernel(choice.site));  // recorded_kernels_ learned it when the step was loaded
+  auto rec = recorded_kernels_.find(choice.site);
+  if (forced(force_.kernels, "kernel:" + choice.site) && rec != recorded_kernels_.end()) {
+    choice.chosen = rec->second;
+    choice.reason = "forced: recorded";
+  }
+  replayed_kernels_[choice.site] = choice.chosen;
+  const std::string recorded = rec == recorded_kernels_.end() ? "(none recorded)" : rec->second;
+  if (recorded != choice.chosen) kernel_diffs_[choice.site] = {recorded, choice.chosen};
+}
+
+void ReplayHooks::probe(std::string_view site, Phase phase, const Tensor& value) {
+  if (step_ == capture_step_) captured_.push_back({std::string(site), phase, value});
+  if (!probe_recorded(site)) return;
+  const trace::Event* e = take(key_probe(site, phase));
+  if (!compare_) return;
+  if (!e) {
+    diverge({.phase = phase_name(phase), .kind = "extra", .site = std::string(site),
+             .detail = "the replay probes " + std::string(site) + ", the recording has no such probe in this step"});
+    return;
+  }
+  const auto& rec = std::get<trace::ProbeEvent>(*e);
+  const Fingerprint fp = fingerprint(value);
+  if (fp.digest == rec.fingerprint.digest) return;
+  FirstDivergence d{.phase = phase_name(phase), .kind = "probe", .site = std::string(site)};
+  d.summary_recorded = rec.fingerprint.summary;
+  d.summary_replayed = fp.summary;
+  std::string layer, op;
+  split_site(d.site, layer, op);
+  layer_steps_[layer].push_back(step_);
+  diverge(std::move(d));
+}
+
+void ReplayHooks::step_begin(int64_t step, int epoch, int64_t batch) {
+  (void)epoch, (void)batch;
+  if (!cur_.loaded && !cur_.exhausted) load_next();
+  step_ = step;
+  if (cur_.loaded && cur_.step.index != step && compare_ && !first_)
+    diverge({.step = step, .phase = "setup", .kind = "missing", .site = "",
+             .detail = "the replay is at step " + std::to_string(step) + ", the trace at step " +
+                       std::to_string(cur_.step.index)});
+}
+
+void ReplayHooks::step_end(const StepSummary& s) {
+  if (cur_.loaded) {
+    // Recorded events the replay never made (kernel choices and probes above the recorded level aside).
+    for (const auto& [key, idx] : cur_.by_key) {
+      if (idx.empty() || key.rfind("kernel|", 0) == 0) continue;
+      const trace::Event& e = cur_.step.events[idx.front()];
+      std::string site = key.substr(key.find('|') + 1);
+      site = site.substr(0, site.find('|'));
+      if (std::holds_alternative<trace::BatchOrderEvent>(e)) site = "data/loader";
+      diverge({.step = s.step, .phase = "setup", .kind = "missing", .site = site,
+               .detail = "the recording has an event at " + site + " in step " + std::to_string(s.step) +
+                         " that the replay did not make"});
+      break;
+    }
+    if (cur_.step.end) {
+      const trace::StepEnd& rec = *cur_.step.end;
+      losses_.emplace_back(rec.loss, s.loss);
+      if (compare_ && !first_) {
+        // Step-level evidence: which parameter or gradient differs first (gradients come first in time).
+        auto first_diff = [&](const std::vector<std::pair<std::string, uint64_t>>& recorded,
+                              const std::vector<std::pair<std::string, const Tensor*>>& now) -> std::string {
+          for (size_t i = 0; i < recorded.size() && i < now.size(); ++i)
+            if (recorded[i].first != now[i].first || recorded[i].second != digest(*now[i].second))
+              return now[i].first;
+          return recorded.size() != now.size() ? "(parameter list)" : "";
+        };
+        const std::string g = first_diff(rec.grads, s.grads);
+        const std::string p = g.empty() ? first_diff(rec.params, s.params) : "";
+        if (!g.empty() || !p.empty()) {
+          const std::string name = g.empty() ? p : g;
+          diverge({.step = s.step, .phase = g.empty() ? "update" : "backward", .kind = "step_end",
+                   .site = name + (g.empty() ? ":value" : ":grad"),
+                   .detail = std::string(g.empty() ? "parameter " : "gradient of ") + name + " differs after step " +
+                             std::to_string(s.step) + " (recorded loss " + std::to_string(rec.loss) +
+                             ", replayed " + std::to_string(s.loss) + ")"});
+        } else if (rec.loss != s.loss) {
+          diverge({.step = s.step, .phase = "forward", .kind = "step_end", .site = "loss",
+                   .detail = "the loss differs: recorded " + std::to_string(rec.loss) + ", replayed " +
+                             std::to_string(s.loss)});
+        }
+      }
+    }
+  }
+  ++steps_compared_;
+  cur_ = Current{};
+}
+
+}  // namespace trainrr

@@ -1,0 +1,120 @@
+#pragma once
+// The hooks that replay: they read the trace a step ahead of the run, serve recorded decisions for the
+// forced kinds, and compare every observation with the recorded one. Events are aligned by
+// (step, kind, site, occurrence), so an extra or missing event is reported as such and does not shift
+// everything after it.
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/hooks.h"
+#include "replayer/divergence.h"
+#include "replayer/force.h"
+#include "traces/trace_reader.h"
+
+namespace trainrr {
+
+struct CapturedProbe {
+  std::string site;
+  Phase phase;
+  Tensor value;
+};
+
+class ReplayHooks : public Hooks {
+ public:
+  // `level`: probes the run makes (at least the recorded level); `compare`: report divergences.
+  ReplayHooks(trace::TraceReader& reader, ForceSet force, ProbeLevel level, bool compare = true);
+
+  // A reader error (a truncated trace: the replay ends where the trace does).
+  const Status& status() const { return status_; }
+  bool diverged() const { return first_.has_value(); }
+  const std::optional<FirstDivergence>& first() const { return first_; }
+  // Kernel sites whose selection differs: site -> (recorded, replayed).
+  const std::map<std::string, std::pair<std::string, std::string>>& kernel_differences() const {
+    return kernel_diffs_;
+  }
+  const std::map<std::string, std::string>& replayed_kernels() const { return replayed_kernels_; }
+  const std::map<std::string, std::string>& recorded_kernels() const { return recorded_kernels_; }
+  uint64_t replayed_seed() const { return replayed_seed_; }
+  // Recorded and replayed loss per step, for reports.
+  const std::vector<std::pair<double, double>>& losses() const { return losses_; }
+  // Layers whose probes differed, per step.
+  const std::map<std::string, std::vector<int64_t>>& layer_divergence_steps() const { return layer_steps_; }
+  int64_t steps_compared() const { return steps_compared_; }
+
+  // Whether the trace has no step left for the run's next step (loads it to find out).
+  bool at_end() {
+    if (!cur_.loaded && !cur_.exhausted) load_next();
+    return cur_.exhausted;
+  }
+  // Draws that matched, per stream (evidence that other streams were unaffected).
+  const std::map<std::string, int64_t>& matched_draws() const { return matched_draws_; }
+
+  // Narrows forcing to some choice units: "seed", "rng:<stream>", "split", "shuffle", "loader",
+  // "kernel:<site>" (bisection forces subsets of them). Without a filter every unit of a forced kind is.
+  void set_force_filter(std::function<bool(const std::string& unit)> filter) { filter_ = std::move(filter); }
+  bool filtered() const { return static_cast<bool>(filter_); }
+
+  // Keeps a copy of every probed tensor of step `step`.
+  void capture_step(int64_t step) { capture_step_ = step; }
+  const std::vector<CapturedProbe>& captured() const { return captured_; }
+
+  // Moves to the recorded step `step` (a run resumed from a checkpoint), learning the kernel choices
+  // recorded before it on the way.
+  Status skip_to(int64_t step);
+
+  // Hooks.
+  void seed(uint64_t& seed, bool from_entropy) override;
+  void rng_draw(RngDraw& draw) override;
+  void rng_values(const RngDraw& draw, std::span<const std::byte> values) override;
+  void split(std::string_view site, std::vector<uint32_t>& train, std::vector<uint32_t>& test) override;
+  void shuffle(std::string_view site, int epoch, std::vector<uint32_t>& permutation, const RngDraw* draw) override;
+  void batch_order(int64_t step, int64_t& batch) override;
+  void kernel_selected(KernelChoice& choice) override;
+  ProbeLevel probe_level() const override { return level_; }
+  void probe(std::string_view site, Phase phase, const Tensor& value) override;
+  void step_begin(int64_t step, int epoch, int64_t batch) override;
+  void step_end(const StepSummary& summary) override;
+
+ private:
+  // The recorded step the run is in, with its events indexed by (kind, site).
+  struct Current {
+    bool loaded = false;
+    bool exhausted = false;  // the trace has no more steps
+    trace::TraceStep step;
+    std::map<std::string, std::deque<size_t>> by_key;
+  };
+  bool load_next();
+  const trace::Event* peek(const std::string& key);
+  const trace::Event* take(const std::string& key);
+  void diverge(FirstDivergence d);
+  bool probe_recorded(std::string_view site) const;
+
+  trace::TraceReader* reader_;
+  ForceSet force_;
+  ProbeLevel level_;
+  bool compare_;
+  Status status_;
+  Current cur_;
+  int64_t step_ = -1;  // the step being executed (-1: before the first)
+  std::optional<FirstDivergence> first_;
+  std::map<std::string, std::string> recorded_kernels_, replayed_kernels_;
+  std::map<std::string, std::pair<std::string, std::string>> kernel_diffs_;
+  uint64_t replayed_seed_ = 0;
+  std::vector<std::pair<double, double>> losses_;
+  std::map<std::string, std::vector<int64_t>> layer_steps_;
+  int64_t steps_compared_ = 0;
+  std::map<std::string, int64_t> matched_draws_;
+  std::function<bool(const std::string&)> filter_;
+  bool forced(bool kind, const std::string& unit) const { return kind && (!filter_ || filter_(unit)); }
+  int64_t capture_step_ = -2;
+  std::vector<CapturedProbe> captured_;
+  std::map<std::string, Summary> step_summaries_;  // replayed summaries of this step's probes
+};
+
+}  // namespace trainrr

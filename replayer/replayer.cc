@@ -1,0 +1,297 @@
+#include "replayer/replayer.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "engine/fingerprint.h"
+#include "engine/kernels/kernel_registry.h"
+#include "engine/trainer.h"
+#include "recorder/environment.h"
+#include "replayer/cause.h"
+#include "replayer/replay_hooks.h"
+#include "traces/trace_reader.h"
+
+namespace trainrr {
+namespace fs = std::filesystem;
+
+std::vector<EnvDifference> environment_differences(const std::vector<std::pair<std::string, std::string>>& a,
+                                                   const std::vector<std::pair<std::string, std::string>>& b) {
+  std::map<std::string, std::pair<std::string, std::string>> both;
+  for (const auto& [k, v] : a) both[k].first = v;
+  for (const auto& [k, v] : b) both[k].second = v;
+  std::vector<EnvDifference> out;
+  for (const auto& [k, v] : both) {
+    if (v.first == v.second) continue;
+    out.push_back({k, v.first.empty() ? "(unset)" : v.first, v.second.empty() ? "(unset)" : v.second});
+  }
+  return out;
+}
+
+Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector<std::string>& overrides,
+                                  const std::string& data_path, bool allow_change, const std::string& scratch_dir) {
+  std::vector<std::string> all = h.config_overrides;
+  all.insert(all.end(), overrides.begin(), overrides.end());
+  const std::string base = fs::path(h.config_path).parent_path().string();
+  auto config = parse_config(h.config, h.config_path + " (in the trace)", fs::absolute(base).string(), all);
+  if (!config) return config.error();
+  RebuiltRun r{std::move(config).value(), false, ""};
+  DataConfig& d = r.config.data;
+  for (const trace::DatasetInfo& info : h.datasets) {
+    std::string* target = info.name == "labels" ? &d.labels : &d.path;
+    if (!info.embedded.empty()) {
+      const std::string file = (fs::path(scratch_dir) / (info.name + "-" + fs::path(info.path).filename().string())).string();
+      std::ofstream out(file, std::ios::binary);
+      out.write(reinterpret_cast<const char*>(info.embedded.data()), static_cast<std::streamsize>(info.embedded.size()));
+      if (!out) return Error{file + ": cannot write the embedded data: " + std::strerror(errno)};
+      *target = file;
+      continue;
+    }
+    if (!data_path.empty() && info.name != "labels") *target = data_path;
+    if (!fs::exists(*target))
+      return Error{"data file " + *target + " (recorded as " + info.path +
+                   ") is missing: pass --data PATH, or record with --embed-data"};
+    auto digest = trace::digest128_file(*target);
+    if (!digest) return digest.error();
+    if (!(*digest == info.digest)) {
+      const std::string what = "data file " + *target + " differs from the recorded one (" + std::to_string(info.size_bytes) +
+                               " bytes recorded; digests differ)";
+      if (!allow_change) return Error{what + "; pass --allow-data-change to replay anyway"};
+      r.data_changed = true;
+      r.data_detail = what;
+    }
+  }
+  return r;
+}
+
+ReplaySide::ReplaySide() = default;
+ReplaySide::ReplaySide(ReplaySide&&) noexcept = default;
+ReplaySide::~ReplaySide() = default;
+
+namespace {
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "trainrr-replay-XXXXXX").string();
+    if (mkdtemp(tmpl.data())) path = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    if (!path.empty()) fs::remove_all(path, ec);
+  }
+};
+
+// The last checkpoint at or before `step`, if any.
+std::optional<trace::CheckpointRef> checkpoint_before(const std::string& path, int64_t step) {
+  auto r = trace::TraceReader::open(path);
+  if (!r) return std::nullopt;
+  auto index = (*r)->checkpoint_index();
+  if (!index) return std::nullopt;
+  std::optional<trace::CheckpointRef> best;
+  for (const auto& c : *index)
+    if (c.step <= step && (!best || c.step > best->step)) best = c;
+  return best;
+}
+
+}  // namespace
+
+Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConfig& config,
+                                    const KernelRegistry& registry, ForceSet force,
+                                    std::function<bool(const std::string&)> filter, ProbeLevel level, bool compare,
+                                    int64_t from) {
+  ReplaySide s;
+  auto reader = trace::TraceReader::open(trace_path);
+  if (!reader) return reader.error();
+  s.reader = std::move(reader).value();
+  s.hooks = std::make_unique<ReplayHooks>(*s.reader, force, level, compare);
+  if (filter) s.hooks->set_force_filter(std::move(filter));
+  TrainingOptions t;
+  t.hooks = s.hooks.get();
+  t.registry = &registry;
+  // With every kernel forced, nothing is selected here (no autotune timing); a partial forcing selects
+  // as the run's policy says and the hooks replace the forced sites.
+  if (force.kernels && !s.hooks->filtered()) t.policy = Policy::forced;
+  auto training = Training::create(config, t);
+  if (!training) return training.error();
+  s.training = std::move(training).value();
+  if (from > 0) {
+    if (auto cp = checkpoint_before(trace_path, from)) {
+      auto cr = trace::TraceReader::open(trace_path);
+      if (!cr) return cr.error();
+      auto state = (*cr)->read_checkpoint(cp->offset);
+      if (!state) return state.error();
+      if (Status st = s.hooks->skip_to(state->step); !st) return st.error();
+      if (Status st = s.training->restore(*state); !st) return Error{trace_path + ": " + st.error().message};
+      s.resumed_at = state->step;
+    }
+  }
+  return s;
+}
+
+namespace {
+
+// Re-executes step `step` both ways (all recorded choices forced, and the replay's forcing) and finds the
+// first probe whose values differ, with its first differing element.
+void element_detail(const ReplayOptions& o, const RunConfig& config, const KernelRegistry& registry, int64_t step,
+                    FirstDivergence& d, int64_t& executed, std::vector<std::string>& notes) {
+  auto a = make_replay_side(o.trace_path, config, registry, ForceSet::all(), {}, ProbeLevel::op, false, step);
+  auto b = make_replay_side(o.trace_path, config, registry, o.force, {}, ProbeLevel::op, false, step);
+  if (!a || !b) {
+    notes.push_back("no element detail: " + (!a ? a.error().message : b.error().message));
+    return;
+  }
+  a->hooks->capture_step(step);
+  b->hooks->capture_step(step);
+  if (!a->training->fit(step + 1).ok() || !b->training->fit(step + 1).ok()) {
+    notes.push_back("no element detail: the re-execution could not select its kernels");
+    return;
+  }
+  executed += (step + 1 - a->resumed_at) + (step + 1 - b->resumed_at);
+  const auto& ca = a->hooks->captured();
+  const auto& cb = b->hooks->captured();
+  for (size_t i = 0; i < std::min(ca.size(), cb.size()); ++i) {
+    if (ca[i].site != cb[i].site || ca[i].value.shape != cb[i].value.shape) {
+      notes.push_back("the two re-executions take different paths at " + ca[i].site + " / " + cb[i].site);
+      return;
+    }
+    const auto& va = ca[i].value.data;
+    const auto& vb = cb[i].value.data;
+    for (size_t j = 0; j < va.size(); ++j) {
+      if (std::memcmp(&va[j], &vb[j], sizeof(float)) == 0) continue;
+      if (d.kind == "step_end" || d.site != ca[i].site) {
+        // The step-level evidence is where the difference showed; the op probe is where it was born.
+        d.kind = "probe";
+        d.site = ca[i].site;
+        d.phase = phase_name(ca[i].phase);
+        split_site(d.site, d.layer, d.op);
+        d.kernel_recorded = a->hooks->replayed_kernels().count(kernel_site_of(d.site))
+                                ? a->hooks->replayed_kernels().at(kernel_site_of(d.site))
+                                : "";
+        d.kernel_replayed = b->hooks->replayed_kernels().count(kernel_site_of(d.site))
+                                ? b->hooks->replayed_kernels().at(kernel_site_of(d.site))
+                                : "";
+        d.summary_recorded = summarize(va);
+        d.summary_replayed = summarize(vb);
+      }
+      d.has_element = true;
+      d.index = static_cast<int64_t>(j);
+      d.recorded = va[j];
+      d.replayed = vb[j];
+      d.abs_diff = std::fabs(static_cast<double>(va[j]) - vb[j]);
+      d.ulp = ulp_distance(va[j], vb[j]);
+      notes.push_back("element values from re-executing step " + std::to_string(step) + " here both ways (recorded "
+                      "choices forced, and as replayed); the trace keeps digests, not values");
+      return;
+    }
+  }
+  notes.push_back("re-executing step " + std::to_string(step) +
+                  " here both ways gives identical values: the difference lies between the recording machine and this one");
+}
+
+ReplayResult fail(int code, std::string msg) {
+  ReplayResult r;
+  r.exit_code = code;
+  r.error = std::move(msg);
+  return r;
+}
+
+}  // namespace
+
+ReplayResult replay(const ReplayOptions& o) {
+  auto reader = trace::TraceReader::open(o.trace_path);
+  if (!reader) return fail(2, reader.error().message);
+  const trace::TraceHeader header = (*reader)->header();
+  reader->reset();
+  TempDir scratch;
+  auto rebuilt = rebuild_config(header, o.overrides, o.data_path, o.allow_data_change, scratch.path);
+  if (!rebuilt) return fail(2, rebuilt.error().message);
+  const RunConfig& config = rebuilt->config;
+  auto isa = runtime_isa();
+  if (!isa) return fail(2, isa.error().message);
+  const int threads = config.runtime.threads > 0 ? config.runtime.threads : ThreadPool::hardware_threads();
+
+  ReplayResult res;
+  DivergenceReport& rep = res.report;
+  rep.command = "replay";
+  rep.environment = environment_differences(
+      header.environment, capture_environment(threads, isa_name(*isa), config.runtime.policy));
+
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  auto side = make_replay_side(o.trace_path, config, registry, o.force, {}, header.level, true, o.from_step);
+  if (!side) return fail(2, side.error().message);
+  const int64_t resumed = side->resumed_at;
+  Training& t = *side->training;
+  ReplayHooks& hooks = *side->hooks;
+  const int64_t end = o.to_step >= 0 ? std::min(o.to_step, t.total_steps()) : t.total_steps();
+  while (t.step() < end) {
+    if (hooks.at_end()) {
+      rep.notes.push_back("the trace ends after step " + std::to_string(t.step() - 1) +
+                          (hooks.status().ok() ? "" : ": " + hooks.status().error().message));
+      break;
+    }
+    Status s = t.fit(t.step() + 1);
+    if (!s) return fail(3, "cannot replay here: " + s.error().message);
+    ++res.steps_executed;
+    if (o.log && (t.step() % 100 == 0 || t.step() == end))
+      std::fprintf(o.log, "\rreplayed %lld/%lld steps", static_cast<long long>(t.step()), static_cast<long long>(end));
+    if (hooks.diverged() && !o.keep_going) break;
+  }
+  if (o.log) std::fprintf(o.log, "\n");
+
+  rep.facts.emplace_back("trace", o.trace_path);
+  rep.facts.emplace_back("force", o.force.str());
+  if (resumed > 0) rep.facts.emplace_back("resumed from checkpoint at step", std::to_string(resumed));
+  rep.facts.emplace_back("steps compared", std::to_string(hooks.steps_compared()));
+  for (const auto& [a, b] : hooks.losses()) {
+    rep.loss_a.push_back(a);
+    rep.loss_b.push_back(b);
+  }
+  for (const auto& [layer, steps] : hooks.layer_divergence_steps()) {
+    std::vector<int> strip(rep.loss_a.size(), 0);
+    for (int64_t s : steps)
+      if (s - resumed >= 0 && s - resumed < static_cast<int64_t>(strip.size())) strip[s - resumed] = 1;
+    rep.layer_divergence.emplace_back(layer, strip);
+  }
+
+  CauseInputs ci;
+  ci.data_changed = rebuilt->data_changed;
+  ci.data_detail = rebuilt->data_detail;
+  ci.config_differences = config_differences(header, config);
+  ci.kernel_differences = hooks.kernel_differences();
+  ci.environment = rep.environment;
+  ci.registry = &registry;
+  ci.seed_recorded = header.seed;
+  ci.seed_replayed = hooks.replayed_seed();
+  ci.seed_from_entropy = header.seed_from_entropy;
+  ci.matched_draws = hooks.matched_draws();
+
+  if (!hooks.diverged() && !rebuilt->data_changed) {
+    rep.diverged = false;
+    res.exit_code = 0;
+    return res;
+  }
+  rep.diverged = true;
+  res.exit_code = 1;
+  FirstDivergence d = hooks.first() ? *hooks.first() : FirstDivergence{};
+  if (!hooks.first()) {
+    d.step = 0;
+    d.kind = "data";
+    d.phase = "setup";
+    d.site = "data";
+    d.detail = rebuilt->data_detail;
+  }
+  if (o.element_detail && (d.kind == "probe" || d.kind == "step_end"))
+    element_detail(o, config, registry, d.step, d, res.steps_executed, rep.notes);
+  rep.cause = classify(d, ci);
+  rep.first = d;
+  return res;
+}
+
+}  // namespace trainrr

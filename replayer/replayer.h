@@ -1,0 +1,76 @@
+#pragma once
+// Replay: rebuild a run from its trace alone, run it under a forcing policy, compare every observation
+// with the recorded one, and explain the first divergence.
+
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/config.h"
+#include "replayer/divergence.h"
+#include "replayer/force.h"
+#include "engine/kernels/kernel_registry.h"
+#include "traces/trace.h"
+#include "traces/trace_reader.h"
+
+namespace trainrr {
+
+struct ReplayOptions {
+  std::string trace_path;
+  ForceSet force = ForceSet::all();
+  std::vector<std::string> overrides;  // --set, on top of the recorded configuration
+  std::string data_path;               // --data: where the data file is now
+  bool allow_data_change = false;      // go on when the data's digest differs (cause: data)
+  int64_t from_step = 0;               // start at the last checkpoint at or before this step
+  int64_t to_step = -1;                // stop before this step (-1: the end of the trace)
+  bool keep_going = false;             // run past the first divergence (drift curves)
+  bool element_detail = true;          // re-execute the divergent step both ways for element values
+  FILE* log = nullptr;                 // progress
+};
+
+struct ReplayResult {
+  int exit_code = 0;  // 0 reproduced, 1 diverged, 2 bad input, 3 cannot replay here
+  std::string error;  // for exit codes 2 and 3
+  DivergenceReport report;
+  int64_t steps_executed = 0;  // every step run, the re-executions for element detail included
+};
+
+ReplayResult replay(const ReplayOptions& options);
+
+// The recorded run's configuration, with its data taken from the trace (embedded copies, written to
+// `scratch_dir`), from `data_path`, or from the recorded paths, each checked against its digest.
+// `data_changed` is set when a digest differs and `allow_change` let it through.
+struct RebuiltRun {
+  RunConfig config;
+  bool data_changed = false;
+  std::string data_detail;
+};
+Result<RebuiltRun> rebuild_config(const trace::TraceHeader& header, const std::vector<std::string>& overrides,
+                                  const std::string& data_path, bool allow_change, const std::string& scratch_dir);
+
+// One re-execution of a trace, resumed at the last checkpoint at or before `from`. `force` with an optional
+// unit filter (ReplayHooks::set_force_filter); `compare` makes its hooks report divergences.
+class ReplayHooks;
+class Training;
+struct ReplaySide {
+  std::unique_ptr<trace::TraceReader> reader;
+  std::unique_ptr<ReplayHooks> hooks;
+  std::unique_ptr<Training> training;
+  int64_t resumed_at = 0;
+  ReplaySide();
+  ReplaySide(ReplaySide&&) noexcept;
+  ~ReplaySide();
+};
+Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConfig& config,
+                                    const KernelRegistry& registry, ForceSet force,
+                                    std::function<bool(const std::string&)> filter, ProbeLevel level, bool compare,
+                                    int64_t from);
+
+// Environment differences between a recording and this process (or another recording).
+std::vector<EnvDifference> environment_differences(
+    const std::vector<std::pair<std::string, std::string>>& recorded,
+    const std::vector<std::pair<std::string, std::string>>& replayed);
+
+}  // namespace trainrr

@@ -1,0 +1,57 @@
+// `trainrr bisect FILE`: narrows a divergence to the smallest set of recorded choices that must be forced.
+
+#include <memory>
+
+#include "replayer/bisect.h"
+#include "tools/commands.h"
+#include "tools/report_output.h"
+
+namespace trainrr::cli {
+namespace {
+
+struct BisectArgs {
+  std::string trace;
+  std::string against;
+  std::vector<std::string> overrides;
+  std::string data;
+  ReportOutput out;
+};
+
+int run_bisect(const BisectArgs& a) {
+  BisectOptions o;
+  o.trace_path = a.trace;
+  o.against = a.against;
+  o.overrides = a.overrides;
+  o.data_path = a.data;
+  o.log = a.out.json ? stderr : stdout;
+  BisectResult r = bisect(o);
+  if (r.exit_code == kBadInput || r.exit_code == kCannotReplay) {
+    std::fprintf(stderr, "trainrr: %s\n", r.error.c_str());
+    return r.exit_code;
+  }
+  if (Status s = emit_report(r.report, a.out); !s) {
+    std::fprintf(stderr, "trainrr: %s\n", s.error().message.c_str());
+    return kBadInput;
+  }
+  return r.exit_code;
+}
+
+}  // namespace
+
+void add_bisect_command(CLI::App& app, int& exit_code) {
+  auto args = std::make_shared<BisectArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "bisect", "Narrow a divergence between a recording and a free replay here: recorded evidence first (no\n"
+                "execution), then a forced-and-free lockstep replay from the nearest checkpoint, then delta\n"
+                "debugging to the smallest set of recorded choices that must be forced.\n"
+                "Exit codes: 0 a free replay reproduces, 1 narrowed, 2 bad input, 3 cannot replay here.");
+  cmd->add_option("trace", args->trace, "Trace file")->required();
+  cmd->add_option("--against", args->against, "Another trace of the run: locate the step from both recordings");
+  cmd->add_option("--set", args->overrides, "Override a configuration key for the replays, e.g. runtime.threads=1")
+      ->type_name("KEY=VALUE");
+  cmd->add_option("--data", args->data, "Where the data file is now");
+  add_report_options(*cmd, args->out);
+  cmd->callback([args, &exit_code] { exit_code = run_bisect(*args); });
+}
+
+}  // namespace trainrr::cli

@@ -1,0 +1,44 @@
+// `trainrr diff A B`: two recorded runs compared without re-running them.
+
+#include <memory>
+
+#include "replayer/diff.h"
+#include "tools/commands.h"
+#include "tools/report_output.h"
+
+namespace trainrr::cli {
+namespace {
+
+struct DiffArgs {
+  std::string a, b;
+  ReportOutput out;
+};
+
+int run_diff(const DiffArgs& args) {
+  DiffResult r = diff_traces(args.a, args.b);
+  if (r.exit_code == kBadInput) {
+    std::fprintf(stderr, "trainrr: %s\n", r.error.c_str());
+    return kBadInput;
+  }
+  if (Status s = emit_report(r.report, args.out); !s) {
+    std::fprintf(stderr, "trainrr: %s\n", s.error().message.c_str());
+    return kBadInput;
+  }
+  return r.exit_code;
+}
+
+}  // namespace
+
+void add_diff_command(CLI::App& app, int& exit_code) {
+  auto args = std::make_shared<DiffArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "diff", "Compare two recorded runs without re-running them: configuration, environment, the first\n"
+              "divergence by (step, site) and its cause, and the drift afterwards.\n"
+              "Exit codes: 0 identical, 1 diverged, 2 bad input.");
+  cmd->add_option("a", args->a, "First trace")->required();
+  cmd->add_option("b", args->b, "Second trace")->required();
+  add_report_options(*cmd, args->out);
+  cmd->callback([args, &exit_code] { exit_code = run_diff(*args); });
+}
+
+}  // namespace trainrr::cli

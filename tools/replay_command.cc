@@ -1,0 +1,81 @@
+// `trainrr replay FILE`: re-executes a recorded run and says whether it reproduced bit for bit, or where,
+// in which op and why it first diverged.
+
+#include <fstream>
+#include <memory>
+
+#include "replayer/replayer.h"
+#include "tools/commands.h"
+#include "tools/report_output.h"
+
+namespace trainrr::cli {
+namespace {
+
+struct ReplayArgs {
+  std::string trace;
+  std::string force = "all";
+  std::vector<std::string> overrides;
+  std::string data;
+  bool allow_data_change = false;
+  int64_t from_step = 0;
+  int64_t to_step = -1;
+  bool keep_going = false;
+  bool no_detail = false;
+  ReportOutput out;
+};
+
+int run_replay(const ReplayArgs& a) {
+  auto force = parse_force(a.force);
+  if (!force) {
+    std::fprintf(stderr, "trainrr: %s\n", force.error().message.c_str());
+    return kBadInput;
+  }
+  ReplayOptions o;
+  o.trace_path = a.trace;
+  o.force = *force;
+  o.overrides = a.overrides;
+  o.data_path = a.data;
+  o.allow_data_change = a.allow_data_change;
+  o.from_step = a.from_step;
+  o.to_step = a.to_step;
+  o.keep_going = a.keep_going;
+  o.element_detail = !a.no_detail;
+  o.log = a.out.json ? nullptr : stderr;
+  ReplayResult r = replay(o);
+  if (r.exit_code == kBadInput || r.exit_code == kCannotReplay) {
+    std::fprintf(stderr, "trainrr: %s\n", r.error.c_str());
+    return r.exit_code;
+  }
+  r.report.facts.emplace_back("steps executed", std::to_string(r.steps_executed));
+  if (Status s = emit_report(r.report, a.out); !s) {
+    std::fprintf(stderr, "trainrr: %s\n", s.error().message.c_str());
+    return kBadInput;
+  }
+  return r.exit_code;
+}
+
+}  // namespace
+
+void add_replay_command(CLI::App& app, int& exit_code) {
+  auto args = std::make_shared<ReplayArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "replay", "Re-execute a recorded run: reproduced bit for bit, or the first divergence and its cause.\n"
+                "Exit codes: 0 reproduced, 1 diverged, 2 bad input, 3 cannot replay here.");
+  cmd->add_option("trace", args->trace, "Trace file (from trainrr record)")->required();
+  cmd->add_option("--force", args->force,
+                  "Recorded choices to force: all, none, or a list of rng,split,shuffle,loader,kernels");
+  cmd->add_option("--set", args->overrides, "Override a configuration key for the replay, e.g. runtime.threads=1")
+      ->type_name("KEY=VALUE");
+  cmd->add_option("--data", args->data, "Where the data file is now (checked against the recorded digest)");
+  cmd->add_flag("--allow-data-change", args->allow_data_change,
+                "Replay even when the data file's digest differs (the divergence is then caused by data)");
+  cmd->add_option("--from-step", args->from_step, "Start from the last checkpoint at or before this step")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--to-step", args->to_step, "Stop before this step");
+  cmd->add_flag("--keep-going", args->keep_going, "Run past the first divergence");
+  cmd->add_flag("--no-element-detail", args->no_detail, "Do not re-execute the divergent step for element values");
+  add_report_options(*cmd, args->out);
+  cmd->callback([args, &exit_code] { exit_code = run_replay(*args); });
+}
+
+}  // namespace trainrr::cli

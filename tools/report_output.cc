@@ -1,0 +1,28 @@
+#include "tools/report_output.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+namespace trainrr::cli {
+
+void add_report_options(CLI::App& cmd, ReportOutput& out) {
+  cmd.add_flag("--json", out.json, "Print the report as JSON (stable keys: status, first_divergence, cause, ...)");
+  cmd.add_option("--html", out.html, "Also write a self-contained HTML report to this file");
+}
+
+Status emit_report(const DivergenceReport& report, const ReportOutput& out) {
+  const std::string text = out.json ? report_json(report) : report_text(report);
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fflush(stdout);
+  if (!out.html.empty()) {
+    std::ofstream f(out.html, std::ios::binary);
+    f << report_html(report);
+    if (!f) return Error{out.html + ": cannot write the HTML report: " + std::strerror(errno)};
+    if (!out.json) std::printf("report: %s\n", out.html.c_str());
+  }
+  return {};
+}
+
+}  // namespace trainrr::cli
