@@ -10,7 +10,10 @@
 #include <filesystem>
 #include <random>
 
+#include <zstd.h>
+
 #include "testdata/trace_v2.capnp.h"
+#include "trace.capnp.h"
 #include "traces/trace_test_util.h"
 #include "traces/trace_writer.h"
 
@@ -246,6 +249,36 @@ TEST(TraceHostile, ZeroSizedElementsClaimingBillionsAreAClearError) {
   auto rec = first_message_after_header(concat(header_bytes(), bytes));
   ASSERT_FALSE(rec);
   EXPECT_NE(rec.error().message.find("malformed message"), std::string::npos) << rec.error().message;
+}
+
+// rawBytes 4 and a shape whose product wraps around to 1 in 64 bits: the reader must not trust the wrap.
+TEST(TraceHostile, ShapeWhoseProductOverflowsIsRefused) {
+  capnp::MallocMessageBuilder message;
+  auto c = message.initRoot<schema::Message>().initCheckpoint();
+  c.initNames();
+  auto t = c.initTensors(1)[0];
+  t.setName("wrap");
+  auto shape = t.initShape(2);
+  shape.set(0, int64_t{1} << 62);
+  shape.set(1, 4);  // (2^62 * 4) mod 2^64 = 0 ... and times 4 bytes: 0
+  t.setRawBytes(0);
+  auto bytes = concat(header_bytes(), flat(message));
+  auto rec = first_message_after_header(bytes);
+  ASSERT_FALSE(rec);
+  EXPECT_NE(rec.error().message.find("shape product times 4 must equal rawBytes"), std::string::npos)
+      << rec.error().message;
+
+  shape.set(0, (int64_t{1} << 62) + 1);  // (2^62 + 1) * 4 bytes mod 2^64 = 4
+  shape.set(1, 1);
+  t.setRawBytes(4);
+  float one = 1.0f;
+  std::vector<uint8_t> frame(ZSTD_compressBound(4));
+  frame.resize(ZSTD_compress(frame.data(), frame.size(), &one, 4, 1));
+  t.initChunks(1).set(0, kj::arrayPtr(frame.data(), frame.size()));
+  auto rec2 = first_message_after_header(concat(header_bytes(), flat(message)));
+  ASSERT_FALSE(rec2);
+  EXPECT_NE(rec2.error().message.find("shape product times 4 must equal rawBytes"), std::string::npos)
+      << rec2.error().message;
 }
 
 TEST(TraceHostile, BadMagicIsNotATrace) {
