@@ -33,7 +33,7 @@ inline bool operator==(const NamedTensor& a, const NamedTensor& b) { return a.na
 inline bool operator==(const TrainState& a, const TrainState& b) {
   return a.step == b.step && a.epoch == b.epoch && a.batch_in_epoch == b.batch_in_epoch && a.seed == b.seed &&
          a.tensors == b.tensors && a.rng_offsets == b.rng_offsets && a.permutation == b.permutation &&
-         a.scalars == b.scalars;
+         a.scalars == b.scalars && a.batches_done == b.batches_done;
 }
 
 namespace trace {
@@ -64,6 +64,7 @@ inline TraceHeader sample_header() {
   TraceHeader h;
   h.config = "[model]\nlayers = [\"dense 8 relu\", \"dense 2\"]\n[train]\nepochs = 2\n";
   h.config_path = "examples/tiny.toml";
+  h.config_overrides = {"train.epochs=2", "optimizer.lr=0.01"};
   h.seed = 42;
   h.level = ProbeLevel::op;
   h.checkpoint_every = 2;
@@ -142,6 +143,7 @@ inline TrainState sample_checkpoint(int64_t step) {
   c.rng_offsets = {{"dropout", 100 * static_cast<uint64_t>(step)}, {"shuffle", 40}};
   c.permutation = sample_permutation(10, 3);
   c.scalars = {{"adam.iterations", static_cast<double>(step)}};
+  c.batches_done = {1, 0};
   return c;
 }
 

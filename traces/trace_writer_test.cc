@@ -34,6 +34,7 @@ TEST(TraceRoundTrip, EveryMessageAndEventKindReadsBackEqual) {
   EXPECT_EQ(got.writer_version, TRAINRR_VERSION);
   EXPECT_EQ(got.config, want.config);
   EXPECT_EQ(got.config_path, want.config_path);
+  EXPECT_EQ(got.config_overrides, want.config_overrides);
   EXPECT_EQ(got.seed, want.seed);
   EXPECT_EQ(got.seed_from_entropy, want.seed_from_entropy);
   EXPECT_EQ(got.level, want.level);
