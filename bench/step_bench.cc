@@ -7,6 +7,10 @@
 //
 // --steps fixes the steps per repetition; without it each workload gets as many as fill --min-ms.
 // --kernels prints the kernel each site chose under each policy.
+// --phases prints, for the deterministic policy, where a step's time goes: the time from one op probe to
+// the next is charged to the later probe's site (the op that just ran), probes at op level being on.
+
+#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -35,6 +39,7 @@ struct Options {
   double min_ms = 300;
   std::string json;
   bool kernels = false;
+  bool phases = false;
 };
 
 struct Row {
@@ -42,7 +47,8 @@ struct Row {
   int threads = 0;
   std::string policy;
   int64_t steps = 0;
-  double ms_per_step = 0;  // median over repetitions
+  double ms_per_step = 0;      // wall clock, median over repetitions
+  double cpu_ms_per_step = 0;  // CPU time of the whole process (all threads), median over repetitions
 };
 
 // Remembers the kernel chosen at each site, for --kernels.
@@ -50,6 +56,40 @@ class ChoiceLog : public Hooks {
  public:
   void kernel_selected(KernelChoice& choice) override { choices.push_back(choice.site + " -> " + choice.chosen); }
   std::vector<std::string> choices;
+};
+
+// Charges the time between consecutive probes to the site of the later one; what follows the last probe
+// of a step (loss bookkeeping, step end) goes to "(rest of step)".
+class PhaseTimer : public Hooks {
+ public:
+  using Clock = std::chrono::steady_clock;
+  ProbeLevel probe_level() const override { return ProbeLevel::op; }
+  void step_begin(int64_t, int, int64_t) override { last_ = Clock::now(); }
+  void probe(std::string_view site, Phase, const Tensor&) override { charge(std::string(site)); }
+  void step_end(const StepSummary&) override {
+    charge("(rest of step)");
+    ++steps;
+  }
+  void reset() {
+    ms.clear();
+    steps = 0;
+  }
+  std::vector<std::pair<std::string, double>> ms;  // site -> total milliseconds, first-seen order
+  int64_t steps = 0;
+
+ private:
+  void charge(const std::string& site) {
+    const auto now = Clock::now();
+    const double d = std::chrono::duration<double, std::milli>(now - last_).count();
+    last_ = now;
+    for (auto& [name, total] : ms)
+      if (name == site) {
+        total += d;
+        return;
+      }
+    ms.emplace_back(site, d);
+  }
+  Clock::time_point last_ = Clock::now();
 };
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -85,7 +125,7 @@ Options parse_args(int argc, char** argv) {
     if (arg == "--help" || arg == "-h") {
       std::printf(
           "usage: step_bench [--configs DIR] [--workloads breast_cancer,mlp,convnet] [--threads 1,2]\n"
-          "                  [--steps N] [--reps R] [--warmup W] [--min-ms T] [--json FILE] [--kernels]\n"
+          "                  [--steps N] [--reps R] [--warmup W] [--min-ms T] [--json FILE] [--kernels] [--phases]\n"
           "Milliseconds per training step (median of R repetitions of N steps) under the default and the\n"
           "deterministic policy, and their ratio.\n");
       std::exit(0);
@@ -108,6 +148,8 @@ Options parse_args(int argc, char** argv) {
       o.json = value(i, "--json");
     } else if (arg == "--kernels") {
       o.kernels = true;
+    } else if (arg == "--phases") {
+      o.phases = true;
     } else {
       usage_error("unknown argument: " + arg);
     }
@@ -120,7 +162,14 @@ struct Run {
   ChoiceLog hooks;
   std::unique_ptr<Training> training;
   std::vector<double> ms_per_step;  // one per repetition
+  std::vector<double> cpu_ms_per_step;
 };
+
+double cpu_ms() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
+}
 
 void check(const Status& s, const std::string& what) {
   if (!s.ok()) {
@@ -154,12 +203,40 @@ void write_json(const std::string& path, const std::vector<Row>& rows, const Opt
     const Row& r = rows[i];
     std::fprintf(f,
                  "    {\"workload\": \"%s\", \"threads\": %d, \"policy\": \"%s\", \"steps\": %lld, "
-                 "\"ms_per_step\": %.6f}%s\n",
+                 "\"ms_per_step\": %.6f, \"cpu_ms_per_step\": %.6f}%s\n",
                  r.workload.c_str(), r.threads, r.policy.c_str(), static_cast<long long>(r.steps), r.ms_per_step,
-                 i + 1 < rows.size() ? "," : "");
+                 r.cpu_ms_per_step, i + 1 < rows.size() ? "," : "");
   }
   std::fprintf(f, "  ]\n}\n");
   std::fclose(f);
+}
+
+// Where the time of a deterministic step goes, per workload and thread count.
+void print_phases(const Options& o, const KernelRegistry& registry) {
+  for (const std::string& workload : o.workloads)
+    for (int threads : o.threads) {
+      PhaseTimer timer;
+      auto config = load_config(o.configs + "/" + workload + ".toml",
+                                {"runtime.threads=" + std::to_string(threads), "runtime.policy=deterministic"});
+      if (!config) continue;
+      TrainingOptions options;
+      options.registry = &registry;
+      options.hooks = &timer;
+      auto training = Training::create(*config, options);
+      if (!training) continue;
+      const std::string what = workload + " phases";
+      time_steps(**training, std::max<int64_t>(o.warmup, 1), what);
+      timer.reset();
+      const int64_t steps = o.steps > 0 ? o.steps : 20;
+      const double total = time_steps(**training, steps, what);
+      auto rows = timer.ms;
+      std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+      std::printf("\nphases: %s, %d thread%s, deterministic, %.3f ms/step over %lld steps (probes on)\n",
+                  workload.c_str(), threads, threads == 1 ? "" : "s", total / steps, static_cast<long long>(steps));
+      for (const auto& [site, ms] : rows)
+        if (ms / total >= 0.005)
+          std::printf("  %-40s %9.4f ms/step %5.1f%%\n", site.c_str(), ms / steps, 100 * ms / total);
+    }
 }
 
 }  // namespace
@@ -207,14 +284,19 @@ int main(int argc, char** argv) {
         steps = std::clamp<int64_t>(static_cast<int64_t>(o.min_ms / std::max(probe, 1e-4)), 3, 100000);
       }
       for (int rep = 0; rep < o.reps; ++rep)
-        for (auto& run : runs) run->ms_per_step.push_back(time_steps(*run->training, steps, what) / steps);
+        for (auto& run : runs) {
+          const double cpu_start = cpu_ms();
+          run->ms_per_step.push_back(time_steps(*run->training, steps, what) / steps);
+          run->cpu_ms_per_step.push_back((cpu_ms() - cpu_start) / steps);
+        }
 
       const double def = median(runs[0]->ms_per_step), det = median(runs[1]->ms_per_step);
       std::printf("%-14s %7d %11.4f %11.4f %9.3f %7lld\n", workload.c_str(), threads, def, det, det / def,
                   static_cast<long long>(steps));
       std::fflush(stdout);
       for (auto& run : runs)
-        rows.push_back({workload, threads, run->policy, steps, median(run->ms_per_step)});
+        rows.push_back(
+            {workload, threads, run->policy, steps, median(run->ms_per_step), median(run->cpu_ms_per_step)});
       if (o.kernels)
         for (auto& run : runs) {
           std::printf("  kernels (%s, %d thread%s):\n", run->policy.c_str(), threads, threads == 1 ? "" : "s");
@@ -222,6 +304,7 @@ int main(int argc, char** argv) {
         }
     }
   }
+  if (o.phases) print_phases(o, registry);
   if (!o.json.empty()) write_json(o.json, rows, o);
   return 0;
 }
