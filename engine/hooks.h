@@ -106,6 +106,10 @@ class Hooks {
 
   // Decision: which kernel runs at a site.
   virtual void kernel_selected(KernelChoice& choice) { (void)choice; }
+  // Decision, before a kernel that accumulates partial results in completion order runs at `site`: the
+  // order to accumulate in (left empty: as the threads finish). Observation after: the order it took.
+  virtual void accumulation_order(std::string_view site, std::vector<uint32_t>& order) { (void)site, (void)order; }
+  virtual void accumulated(std::string_view site, const std::vector<uint32_t>& order) { (void)site, (void)order; }
 
   // Observations: tensor probes at or below the level asked for.
   virtual ProbeLevel probe_level() const { return ProbeLevel::step; }

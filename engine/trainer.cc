@@ -100,6 +100,18 @@ Status Training::prepare(const TrainingOptions& options) {
 
   auto data = load_dataset(config_.data, seed_);
   if (!data) return data.error();
+  // The model is built (its initializers drawn) before the data is split, as a Keras user defines the
+  // model before fit: the initializer draws come first in every trace.
+  auto model = Sequential::from_specs(config_.layers);
+  if (!model) return model.error();
+  model_ = std::move(model).value();
+  auto out = model_.build(data->sample_shape(), rt_);
+  if (!out) return out.error();
+  auto loss = make_loss(config_.train.loss, config_.train.from_logits);
+  if (!loss) return Error{config_.file + ": train.loss: " + loss.error().message};
+  loss_ = std::move(loss).value();
+  if (Status s = loss_->check_output(*out, data->num_classes); !s) return s.error();
+
   if (config_.data.test_fraction > 0) {
     SplitIndices split = split_rows(data->y, data->num_classes, config_.data.test_fraction, config_.data.stratify,
                                     *rng_, *hooks_);
@@ -134,15 +146,6 @@ Status Training::prepare(const TrainingOptions& options) {
     if (test_.rows()) scaler.apply(test_.x);
   }
 
-  auto model = Sequential::from_specs(config_.layers);
-  if (!model) return model.error();
-  model_ = std::move(model).value();
-  auto out = model_.build(train_.sample_shape(), rt_);
-  if (!out) return out.error();
-  auto loss = make_loss(config_.train.loss, config_.train.from_logits);
-  if (!loss) return Error{config_.file + ": train.loss: " + loss.error().message};
-  loss_ = std::move(loss).value();
-  if (Status s = loss_->check_output(*out, train_.num_classes); !s) return s.error();
   optimizer_ = make_optimizer(config_.train.optimizer);
   loader_ = std::make_unique<LoaderHolder>();
   return {};
@@ -169,8 +172,9 @@ void Training::run_step() {
   if (!loader_->loader) {
     const Kernel& k = selector_->select("data/loader", OpKind::loader, static_cast<double>(train_.rows()));
     loader_->first_ready = k.info.id == "loader__first_ready";
+    // Two prefetch workers per thread, as data loaders are usually given more workers than cores.
     loader_->loader = std::make_unique<EpochLoader>(train_, order_, config_.train.batch_size, loader_->first_ready,
-                                                    pool_->threads(), batches_done_);
+                                                    2 * pool_->threads(), batches_done_);
   }
   EpochLoader& loader = *loader_->loader;
   int64_t batch = loader.propose();

@@ -31,8 +31,9 @@ std::string cpuinfo_field(const std::string& field) {
 
 // The CPU flags that decide which kernels can run and how they round.
 std::string numeric_cpu_flags() {
-  static const char* kRelevant[] = {"sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512dq",
-                                    "avx512bw", "avx512vl", "avx512_bf16", "avx512_fp16", "amx_tile", "neon"};
+  static const char* kRelevant[] = {"sse4_1",      "sse4_2",      "avx",      "avx2",     "fma",
+                                    "f16c",        "avx512f",     "avx512dq", "avx512bw", "avx512vl",
+                                    "avx512_bf16", "avx512_fp16", "amx_tile", "neon"};
   std::istringstream flags(" " + cpuinfo_field("flags") + " ");
   std::string f, out;
   std::vector<std::string> have;
@@ -46,8 +47,8 @@ std::string numeric_cpu_flags() {
 }  // namespace
 
 bool numerics_variable(const std::string& name) {
-  static const char* kPrefixes[] = {"OMP_", "OPENBLAS_", "MKL_", "GOTO", "CUDA_", "CUBLAS_", "CUDNN_",
-                                    "NVIDIA_TF32", "TRAINRR_", "KMP_", "BLIS_"};
+  static const char* kPrefixes[] = {"OMP_",   "OPENBLAS_",   "MKL_",     "GOTO", "CUDA_", "CUBLAS_",
+                                    "CUDNN_", "NVIDIA_TF32", "TRAINRR_", "KMP_", "BLIS_"};
   for (const char* p : kPrefixes)
     if (name.rfind(p, 0) == 0) return true;
   return false;
@@ -72,8 +73,9 @@ Environment capture_environment(int threads, const std::string& isa, const std::
   env.emplace_back("compiler", TRAINRR_COMPILER);
   env.emplace_back("compiler.flags", TRAINRR_CXX_FLAGS);
   env.emplace_back("lib.trainrr", TRAINRR_VERSION);
-  env.emplace_back("lib.capnproto", std::to_string(CAPNP_VERSION_MAJOR) + "." + std::to_string(CAPNP_VERSION_MINOR) +
-                                        "." + std::to_string(CAPNP_VERSION_MICRO));
+  env.emplace_back("lib.capnproto", std::to_string(CAPNP_VERSION_MAJOR) + "." +
+                                        std::to_string(CAPNP_VERSION_MINOR) + "." +
+                                        std::to_string(CAPNP_VERSION_MICRO));
   env.emplace_back("lib.openblas", openblas_description());
   env.emplace_back("lib.zstd", ZSTD_versionString());
   env.emplace_back("lib.xxhash", std::to_string(XXH_versionNumber()));

@@ -80,19 +80,24 @@ void Recorder::split(std::string_view site, std::vector<uint32_t>& train, std::v
   pending_.events.push_back(trace::SplitEvent{std::string(site), train, test});
 }
 
-void Recorder::shuffle(std::string_view site, int epoch, std::vector<uint32_t>& permutation, const RngDraw* draw) {
+void Recorder::shuffle(std::string_view site, int epoch, std::vector<uint32_t>& permutation,
+                       const RngDraw* draw) {
   trace::ShuffleEvent e;
   e.site = std::string(site);
   e.epoch = epoch;
   e.length = permutation.size();
   e.digest = digest(std::span<const uint32_t>(permutation));
   // A permutation drawn from a recorded stream is its draw; only one from elsewhere is stored whole.
-  if (draw) e.draw = *draw;
-  else e.permutation = permutation;
+  if (draw)
+    e.draw = *draw;
+  else
+    e.permutation = permutation;
   pending_.events.push_back(std::move(e));
 }
 
-void Recorder::batch_order(int64_t, int64_t& batch) { pending_.events.push_back(trace::BatchOrderEvent{batch}); }
+void Recorder::batch_order(int64_t, int64_t& batch) {
+  pending_.events.push_back(trace::BatchOrderEvent{batch});
+}
 
 void Recorder::kernel_selected(KernelChoice& choice) { pending_.events.push_back(choice); }
 

@@ -13,7 +13,7 @@
 namespace trainrr {
 
 struct RecordOptions {
-  std::string path;              // the trace file to write
+  std::string path;  // the trace file to write
   ProbeLevel level = ProbeLevel::step;
   int64_t checkpoint_every = 0;  // steps; 0: no checkpoints but the final one
   bool embed_data = false;       // store the data files in the trace
@@ -38,7 +38,8 @@ class Recorder : public Hooks {
   void seed(uint64_t& seed, bool from_entropy) override;
   void rng_values(const RngDraw& draw, std::span<const std::byte> values) override;
   void split(std::string_view site, std::vector<uint32_t>& train, std::vector<uint32_t>& test) override;
-  void shuffle(std::string_view site, int epoch, std::vector<uint32_t>& permutation, const RngDraw* draw) override;
+  void shuffle(std::string_view site, int epoch, std::vector<uint32_t>& permutation,
+               const RngDraw* draw) override;
   void batch_order(int64_t step, int64_t& batch) override;
   void kernel_selected(KernelChoice& choice) override;
   ProbeLevel probe_level() const override { return options_.level; }

@@ -24,6 +24,13 @@ std::string force_kind_of(const std::string& unit) {
 
 namespace {
 
+BisectResult failed(int code, std::string message) {
+  BisectResult r;
+  r.exit_code = code;
+  r.error = std::move(message);
+  return r;
+}
+
 void say(FILE* log, const std::string& line) {
   if (log) {
     std::fprintf(log, "%s\n", line.c_str());
@@ -70,7 +77,8 @@ Suspect scan(const std::string& path, const trace::TraceHeader& header, const Ke
         const uint64_t expected = it == next_counter.end() ? 0 : it->second;
         if (r->draw.counter != expected)
           note(st->index, "stream " + r->draw.stream + " at " + r->draw.site + ": counter " +
-                              std::to_string(r->draw.counter) + " where the stream stood at " + std::to_string(expected));
+                              std::to_string(r->draw.counter) + " where the stream stood at " +
+                              std::to_string(expected));
         if (r->draw.key != stream_key(header.seed, r->draw.stream))
           note(st->index, "stream " + r->draw.stream + ": its key is not the one the run seed gives");
         next_counter[r->draw.stream] = r->draw.counter + r->draw.count;
@@ -80,22 +88,24 @@ Suspect scan(const std::string& path, const trace::TraceHeader& header, const Ke
           philox_words(sh->draw->key, sh->draw->counter, words);
           permutation_from_words(words, perm, static_cast<uint32_t>(sh->length));
           if (digest(std::span<const uint32_t>(perm)) != sh->digest)
-            note(st->index, "epoch " + std::to_string(sh->epoch) + ": the recorded order is not the one its draw gives");
+            note(st->index,
+                 "epoch " + std::to_string(sh->epoch) + ": the recorded order is not the one its draw gives");
         }
         epoch = sh->epoch;
         taken.clear();
       } else if (auto* k = std::get_if<KernelChoice>(&e)) {
         if (k->site == "data/loader") loader = k->chosen;
         const Kernel* kk = registry.find(k->chosen);
-        if (kk && !kk->info.deterministic) note(st->index, "nondeterministic kernel " + k->chosen + " at " + k->site);
+        if (kk && !kk->info.deterministic)
+          note(st->index, "nondeterministic kernel " + k->chosen + " at " + k->site);
         if (!kk) note(st->index, "kernel " + k->chosen + " at " + k->site + " is not available here");
       } else if (auto* b = std::get_if<trace::BatchOrderEvent>(&e)) {
         if (loader == "loader__ordered") {
           int64_t expected = 0;
           while (taken.count(expected)) ++expected;
           if (b->batch != expected)
-            note(st->index, "the ordered loader hands out batch " + std::to_string(expected) + ", the recording has batch " +
-                                std::to_string(b->batch));
+            note(st->index, "the ordered loader hands out batch " + std::to_string(expected) +
+                                ", the recording has batch " + std::to_string(b->batch));
         }
         taken.insert(b->batch);
       }
@@ -136,11 +146,11 @@ BisectResult bisect(const BisectOptions& o) {
   DivergenceReport& rep = res.report;
   rep.command = "bisect";
   auto reader = trace::TraceReader::open(o.trace_path);
-  if (!reader) return {2, reader.error().message};
+  if (!reader) return failed(2, reader.error().message);
   const trace::TraceHeader header = (*reader)->header();
   reader->reset();
   std::string scratch = (fs::temp_directory_path() / "trainrr-bisect-XXXXXX").string();
-  if (!mkdtemp(scratch.data())) return {2, "cannot create a temporary folder"};
+  if (!mkdtemp(scratch.data())) return failed(2, "cannot create a temporary folder");
   struct Cleanup {
     std::string p;
     ~Cleanup() {
@@ -149,7 +159,7 @@ BisectResult bisect(const BisectOptions& o) {
     }
   } cleanup{scratch};
   auto rebuilt = rebuild_config(header, o.overrides, o.data_path, false, scratch);
-  if (!rebuilt) return {2, rebuilt.error().message};
+  if (!rebuilt) return failed(2, rebuilt.error().message);
   const RunConfig& config = rebuilt->config;
   KernelRegistry registry;
   register_cpu_kernels(registry);
@@ -159,24 +169,28 @@ BisectResult bisect(const BisectOptions& o) {
   Suspect suspect;
   if (!o.against.empty()) {
     DiffResult d = diff_traces(o.trace_path, o.against);
-    if (d.exit_code == 2) return {2, d.error};
-    if (d.report.first) suspect = {d.report.first->step, "the recorded digests of the two traces first differ there"};
+    if (d.exit_code == 2) return failed(2, d.error);
+    if (d.report.first)
+      suspect = {d.report.first->step, "the recorded digests of the two traces first differ there"};
     for (const auto& [k, v] : d.report.facts)
       if (k == "steps compared") res.steps_recorded = std::stoll(v);
   } else {
     suspect = scan(o.trace_path, header, registry, res.steps_recorded, scan_status);
   }
   if (!scan_status.ok()) rep.notes.push_back(scan_status.error().message);
-  say(o.log, "stage 1 (no execution): read " + std::to_string(res.steps_recorded) + " recorded steps; " +
-                 (suspect.step >= 0 ? "first suspect step " + std::to_string(suspect.step) + ": " + suspect.why
-                                    : std::string("nothing suspicious recorded: the window starts at step 0")));
+  say(o.log,
+      "stage 1 (no execution): read " + std::to_string(res.steps_recorded) + " recorded steps; " +
+          (suspect.step >= 0 ? "first suspect step " + std::to_string(suspect.step) + ": " + suspect.why
+                             : std::string("nothing suspicious recorded: the window starts at step 0")));
 
   // Stage 2: forced and free side by side from the checkpoint before the suspect step.
   const int64_t from = std::max<int64_t>(0, suspect.step);
-  auto forced = make_replay_side(o.trace_path, config, registry, ForceSet::all(), {}, header.level, true, from);
-  auto free_run = make_replay_side(o.trace_path, config, registry, ForceSet::none(), {}, header.level, true, from);
-  if (!forced) return {2, forced.error().message};
-  if (!free_run) return {2, free_run.error().message};
+  auto forced =
+      make_replay_side(o.trace_path, config, registry, ForceSet::all(), {}, header.level, true, from);
+  auto free_run =
+      make_replay_side(o.trace_path, config, registry, ForceSet::none(), {}, header.level, true, from);
+  if (!forced) return failed(2, forced.error().message);
+  if (!free_run) return failed(2, free_run.error().message);
   const int64_t start = forced->resumed_at;
   Training& tf = *forced->training;
   Training& tr = *free_run->training;
@@ -186,8 +200,8 @@ BisectResult bisect(const BisectOptions& o) {
     Status a = tf.fit(step + 1);
     Status b = tr.fit(step + 1);
     res.steps_executed += 2;
-    if (!a) return {3, "cannot replay here: " + a.error().message};
-    if (!b) return {3, "cannot replay here: " + b.error().message};
+    if (!a) return failed(3, "cannot replay here: " + a.error().message);
+    if (!b) return failed(3, "cannot replay here: " + b.error().message);
     if (forced->hooks->diverged()) {
       rep.diverged = true;
       rep.first = forced->hooks->first();
@@ -195,8 +209,9 @@ BisectResult bisect(const BisectOptions& o) {
       ci.registry = &registry;
       ci.environment = environment_differences(header.environment, {});
       rep.cause = classify(*rep.first, ci);
-      rep.notes.push_back("even with every recorded choice forced the run does not reproduce here: no choice to "
-                          "force can explain it");
+      rep.notes.push_back(
+          "even with every recorded choice forced the run does not reproduce here: no choice to "
+          "force can explain it");
       say(o.log, "stage 2: with every choice forced the replay diverges at step " + std::to_string(step));
       res.exit_code = 1;
       return res;
@@ -214,8 +229,8 @@ BisectResult bisect(const BisectOptions& o) {
     res.exit_code = 0;
     return res;
   }
-  say(o.log, "stage 2: lockstep replay from " + (start > 0 ? "the checkpoint at step " + std::to_string(start)
-                                                              : std::string("step 0")) +
+  say(o.log, "stage 2: lockstep replay from " +
+                 (start > 0 ? "the checkpoint at step " + std::to_string(start) : std::string("step 0")) +
                  ": forced reproduces, free diverges at step " + std::to_string(k) + " (" +
                  std::to_string(res.steps_executed) + " steps executed)");
 
@@ -223,8 +238,9 @@ BisectResult bisect(const BisectOptions& o) {
   std::vector<std::string> all = units_in_window(o.trace_path, start, k);
   auto reproduces = [&](const std::vector<std::string>& units) -> bool {
     std::set<std::string> set(units.begin(), units.end());
-    auto side = make_replay_side(o.trace_path, config, registry, ForceSet::all(),
-                                 [set](const std::string& u) { return set.count(u) > 0; }, header.level, true, start);
+    auto side = make_replay_side(
+        o.trace_path, config, registry, ForceSet::all(),
+        [set](const std::string& u) { return set.count(u) > 0; }, header.level, true, start);
     if (!side) return false;
     ++res.replays;
     while (side->training->step() <= k) {
@@ -266,10 +282,11 @@ BisectResult bisect(const BisectOptions& o) {
   std::string force;
   for (const auto& kd : kinds) force += (force.empty() ? "" : ",") + kd;
   say(o.log, "stage 3: delta debugging over " + std::to_string(all.size()) + " recorded choices of steps " +
-                 std::to_string(start) + ".." + std::to_string(k) + ": " + std::to_string(res.replays) + " replays");
-  say(o.log, "result: force " + units + " (" + std::to_string(cur.size()) + " of " + std::to_string(all.size()) +
-                 " choices) to reproduce bit for bit; `trainrr replay " + o.trace_path + " --force " + force +
-                 "` does");
+                 std::to_string(start) + ".." + std::to_string(k) + ": " + std::to_string(res.replays) +
+                 " replays");
+  say(o.log, "result: force " + units + " (" + std::to_string(cur.size()) + " of " +
+                 std::to_string(all.size()) + " choices) to reproduce bit for bit; `trainrr replay " +
+                 o.trace_path + " --force " + force + "` does");
 
   rep.diverged = true;
   rep.first = free_run->hooks->first();

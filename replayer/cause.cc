@@ -14,7 +14,8 @@ std::vector<std::string> config_differences(const RunConfig& a, const RunConfig&
     // Data files are identified by their digests, not their paths; runtime settings are environment.
     if (k.rfind("runtime.", 0) == 0 || k == "data.path" || k == "data.labels") continue;
     if (v.first != v.second)
-      out.push_back(k + ": " + (v.first.empty() ? "(none)" : v.first) + " -> " + (v.second.empty() ? "(none)" : v.second));
+      out.push_back(k + ": " + (v.first.empty() ? "(none)" : v.first) + " -> " +
+                    (v.second.empty() ? "(none)" : v.second));
   }
   return out;
 }
@@ -41,7 +42,8 @@ std::string env_value(const std::vector<EnvDifference>& env, const std::string& 
 }
 
 std::string category_of_site(const std::string& site) {
-  if (site.rfind("init/", 0) == 0 || site.rfind("dropout/", 0) == 0 || site.rfind("augment/", 0) == 0) return "rng";
+  if (site.rfind("init/", 0) == 0 || site.rfind("dropout/", 0) == 0 || site.rfind("augment/", 0) == 0)
+    return "rng";
   if (site == "data/shuffle") return "shuffle";
   if (site == "data/split") return "split";
   if (site == "data/loader") return "loader";
@@ -64,7 +66,8 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in) {
     if (in.seed_recorded != in.seed_replayed)
       return {"rng", "the run seed differs: recorded " + std::to_string(in.seed_recorded) +
                          (in.seed_from_entropy ? " (drawn from the OS: the configuration gives none)" : "") +
-                         ", replayed " + std::to_string(in.seed_replayed) + "; first affected draw: " + d.site};
+                         ", replayed " + std::to_string(in.seed_replayed) +
+                         "; first affected draw: " + d.site};
     std::string detail = d.detail;
     std::vector<std::string> fine;
     std::string own_stream = d.site;
@@ -89,26 +92,31 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in) {
   if (!d.kernel_recorded.empty() && !d.kernel_replayed.empty() && d.kernel_recorded != d.kernel_replayed) {
     std::string detail = "a different kernel ran at " + kernel_site_of(d.site) + ": " + d.kernel_recorded +
                          " (recorded), " + d.kernel_replayed + " (replayed)";
-    const std::string isa_a = env_value(in.environment, "isa", true), isa_b = env_value(in.environment, "isa", false);
+    const std::string isa_a = env_value(in.environment, "isa", true),
+                      isa_b = env_value(in.environment, "isa", false);
     if (!isa_a.empty()) detail += "; instruction set " + isa_a + " vs " + isa_b;
-    const std::string th_a = env_value(in.environment, "threads", true), th_b = env_value(in.environment, "threads", false);
+    const std::string th_a = env_value(in.environment, "threads", true),
+                      th_b = env_value(in.environment, "threads", false);
     if (!th_a.empty()) detail += "; threads " + th_a + " vs " + th_b;
     return {"kernel", detail};
   }
   if (d.kernel_replayed.empty() && !in.kernel_differences.empty()) {
     std::vector<std::string> ks;
-    for (const auto& [site, ab] : in.kernel_differences) ks.push_back(site + ": " + ab.first + " vs " + ab.second);
+    for (const auto& [site, ab] : in.kernel_differences)
+      ks.push_back(site + ": " + ab.first + " vs " + ab.second);
     return {"kernel", "kernel selections differ: " + join(ks, "; ")};
   }
   const std::string kernel = d.kernel_replayed.empty() ? d.kernel_recorded : d.kernel_replayed;
   const Kernel* k = in.registry && !kernel.empty() ? in.registry->find(kernel) : nullptr;
-  const std::string th_a = env_value(in.environment, "threads", true), th_b = env_value(in.environment, "threads", false);
+  const std::string th_a = env_value(in.environment, "threads", true),
+                    th_b = env_value(in.environment, "threads", false);
   if (k && !k->info.deterministic)
-    return {"numeric", "same kernel " + kernel + ", same inputs, different output: it accumulates in completion "
-                       "order (declared nondeterministic)"};
+    return {"numeric", "same kernel " + kernel +
+                           ", same inputs, different output: it accumulates in completion "
+                           "order (declared nondeterministic)"};
   if (k && k->info.thread_dependent && !th_a.empty())
-    return {"numeric", "same kernel " + kernel + ", same inputs: its result depends on the thread count, " + th_a +
-                           " threads recorded, " + th_b + " replayed"};
+    return {"numeric", "same kernel " + kernel + ", same inputs: its result depends on the thread count, " +
+                           th_a + " threads recorded, " + th_b + " replayed"};
   std::vector<std::string> env;
   for (const auto& e : in.environment) env.push_back(e.key);
   return {"numeric", "same kernel" + (kernel.empty() ? std::string() : " " + kernel) +

@@ -50,8 +50,9 @@ bool differ(const trace::Event& a, const trace::Event& b, FirstDivergence& d) {
     d.kind = "split";
     d.phase = "setup";
     d.site = sa->site;
-    d.detail = "the train/test rows differ (" + std::to_string(sa->train.size()) + "/" + std::to_string(sa->test.size()) +
-               " vs " + std::to_string(sb.train.size()) + "/" + std::to_string(sb.test.size()) + ")";
+    d.detail = "the train/test rows differ (" + std::to_string(sa->train.size()) + "/" +
+               std::to_string(sa->test.size()) + " vs " + std::to_string(sb.train.size()) + "/" +
+               std::to_string(sb.test.size()) + ")";
     return true;
   }
   if (auto* sa = std::get_if<trace::ShuffleEvent>(&a)) {
@@ -114,10 +115,16 @@ std::string fmt(double v) {
 
 DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   DiffResult res;
+  auto failed = [](std::string m) {
+    DiffResult r;
+    r.exit_code = 2;
+    r.error = std::move(m);
+    return r;
+  };
   auto ra = trace::TraceReader::open(a_path);
-  if (!ra) return {2, ra.error().message, {}};
+  if (!ra) return failed(ra.error().message);
   auto rb = trace::TraceReader::open(b_path);
-  if (!rb) return {2, rb.error().message, {}};
+  if (!rb) return failed(rb.error().message);
   const trace::TraceHeader ha = (*ra)->header(), hb = (*rb)->header();
   DivergenceReport& rep = res.report;
   rep.command = "diff";
@@ -141,15 +148,18 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     };
     auto ca = parse_config(ha.config, ha.config_path, base(ha), ha.config_overrides);
     auto cb = parse_config(hb.config, hb.config_path, base(hb), hb.config_overrides);
-    if (ca && cb) ci.config_differences = config_differences(*ca, *cb);
-    else if (ha.config != hb.config) ci.config_differences.push_back("the configuration texts differ");
+    if (ca && cb)
+      ci.config_differences = config_differences(*ca, *cb);
+    else if (ha.config != hb.config)
+      ci.config_differences.push_back("the configuration texts differ");
   }
   for (const auto& da : ha.datasets)
     for (const auto& db : hb.datasets)
       if (da.name == db.name && !(da.digest == db.digest)) {
         ci.data_changed = true;
-        ci.data_detail = "data file '" + da.name + "' differs (" + da.path + ", " + std::to_string(da.size_bytes) +
-                         " bytes vs " + db.path + ", " + std::to_string(db.size_bytes) + " bytes)";
+        ci.data_detail = "data file '" + da.name + "' differs (" + da.path + ", " +
+                         std::to_string(da.size_bytes) + " bytes vs " + db.path + ", " +
+                         std::to_string(db.size_bytes) + " bytes)";
       }
 
   StepStream sa{std::move(ra).value(), {}, {}}, sb{std::move(rb).value(), {}, {}};
@@ -163,14 +173,15 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     auto b = sb.next();
     if (!a || !b) {
       if (a || b)
-        rep.notes.push_back(std::string(a ? "B" : "A") + " ends first, after " + std::to_string(steps) + " steps");
+        rep.notes.push_back(std::string(a ? "B" : "A") + " ends first, after " + std::to_string(steps) +
+                            " steps");
       break;
     }
     ++steps;
     if (a->index != b->index && !first) {
-      first = FirstDivergence{.step = std::min(a->index, b->index), .phase = "setup", .kind = "missing",
-                              .detail = "step " + std::to_string(a->index) + " (A) faces step " +
-                                        std::to_string(b->index) + " (B)"};
+      first = divergence(
+          std::min(a->index, b->index), "setup", "missing", "",
+          "step " + std::to_string(a->index) + " (A) faces step " + std::to_string(b->index) + " (B)");
     }
     std::map<std::string, std::deque<const trace::Event*>> in_b;
     for (const auto& e : b->events) {
@@ -183,8 +194,8 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
       auto& q = in_b[key];
       if (q.empty()) {
         if (!first)
-          first = FirstDivergence{.step = a->index, .phase = "setup", .kind = "missing", .site = site_of_key(key),
-                                  .detail = "A has an event at " + site_of_key(key) + " that B does not"};
+          first = divergence(a->index, "setup", "missing", site_of_key(key),
+                             "A has an event at " + site_of_key(key) + " that B does not");
         continue;
       }
       const trace::Event* eb = q.front();
@@ -192,13 +203,15 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
       if (first) continue;
       FirstDivergence d;
       d.step = a->index;
-      if (differ(e, *eb, d)) first = d;
-      else if (auto* r = std::get_if<trace::RngDrawEvent>(&e)) ++matched_draws[r->draw.stream];
+      if (differ(e, *eb, d))
+        first = d;
+      else if (auto* r = std::get_if<trace::RngDrawEvent>(&e))
+        ++matched_draws[r->draw.stream];
     }
     for (const auto& [key, q] : in_b)
       if (!q.empty() && !first)
-        first = FirstDivergence{.step = b->index, .phase = "setup", .kind = "extra", .site = site_of_key(key),
-                                .detail = "B has an event at " + site_of_key(key) + " that A does not"};
+        first = divergence(b->index, "setup", "extra", site_of_key(key),
+                           "B has an event at " + site_of_key(key) + " that A does not");
     if (a->end && b->end) {
       rep.loss_a.push_back(a->end->loss);
       rep.loss_b.push_back(b->end->loss);
@@ -217,11 +230,11 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
             name = la[i].first;
             break;
           }
-        first = FirstDivergence{.step = a->index, .phase = grad ? "backward" : "update", .kind = "step_end",
-                                .site = name.empty() ? "loss" : name + (grad ? ":grad" : ":value"),
-                                .detail = (grad ? "gradient of " : "parameter ") + name + " differs after step " +
-                                          std::to_string(a->index) + " (loss " + fmt(a->end->loss) + " vs " +
-                                          fmt(b->end->loss) + ")"};
+        first = divergence(a->index, grad ? "backward" : "update", "step_end",
+                           name.empty() ? "loss" : name + (grad ? ":grad" : ":value"),
+                           (grad ? "gradient of " : "parameter ") + name + " differs after step " +
+                               std::to_string(a->index) + " (loss " + fmt(a->end->loss) + " vs " +
+                               fmt(b->end->loss) + ")");
       }
     }
   }
@@ -251,7 +264,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   }
   rep.diverged = true;
   res.exit_code = 1;
-  FirstDivergence d = first ? *first : FirstDivergence{.step = 0, .phase = "setup", .kind = "config", .site = "config"};
+  FirstDivergence d = first ? *first : divergence(0, "setup", "config", "config");
   split_site(d.site, d.layer, d.op);
   const std::string ks = kernel_site_of(d.site);
   if (d.kind == "probe") {

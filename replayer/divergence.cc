@@ -22,7 +22,20 @@ void split_site(const std::string& site, std::string& layer, std::string& op) {
   op = tail;
 }
 
-std::string kernel_site_of(const std::string& probe_site) { return probe_site.substr(0, probe_site.find(':')); }
+FirstDivergence divergence(int64_t step, std::string phase, std::string kind, std::string site,
+                           std::string detail) {
+  FirstDivergence d;
+  d.step = step;
+  d.phase = std::move(phase);
+  d.kind = std::move(kind);
+  d.site = std::move(site);
+  d.detail = std::move(detail);
+  return d;
+}
+
+std::string kernel_site_of(const std::string& probe_site) {
+  return probe_site.substr(0, probe_site.find(':'));
+}
 
 namespace {
 
@@ -37,10 +50,18 @@ std::string json_str(const std::string& s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -60,11 +81,20 @@ std::string html_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -97,9 +127,9 @@ std::string report_text(const DivergenceReport& r) {
       o << "  kernel: " << (d.kernel_recorded.empty() ? "?" : d.kernel_recorded) << " (" << r.label_a << "), "
         << (d.kernel_replayed.empty() ? "?" : d.kernel_replayed) << " (" << r.label_b << ")\n";
     if (d.has_element)
-      o << "  first differing element: " << d.index << ": " << fmt_double(d.recorded) << " (" << r.label_a << ") vs "
-        << fmt_double(d.replayed) << " (" << r.label_b << "), |diff| " << fmt_double(d.abs_diff) << ", " << d.ulp
-        << " ULP\n";
+      o << "  first differing element: " << d.index << ": " << fmt_double(d.recorded) << " (" << r.label_a
+        << ") vs " << fmt_double(d.replayed) << " (" << r.label_b << "), |diff| " << fmt_double(d.abs_diff)
+        << ", " << d.ulp << " ULP\n";
     if (d.summary_recorded && d.summary_replayed)
       o << "  " << r.label_a << ": " << summary_str(*d.summary_recorded) << "\n  " << r.label_b << ": "
         << summary_str(*d.summary_replayed) << "\n";
@@ -109,8 +139,8 @@ std::string report_text(const DivergenceReport& r) {
   if (!r.environment.empty()) {
     o << "environment differences:\n";
     for (const auto& e : r.environment)
-      o << "  " << e.key << ": " << e.recorded << " (" << r.label_a << ") vs " << e.replayed << " (" << r.label_b
-        << ")\n";
+      o << "  " << e.key << ": " << e.recorded << " (" << r.label_a << ") vs " << e.replayed << " ("
+        << r.label_b << ")\n";
   }
   for (const auto& [k, v] : r.facts) o << k << ": " << v << "\n";
   for (const auto& n : r.notes) o << "note: " << n << "\n";
@@ -119,17 +149,19 @@ std::string report_text(const DivergenceReport& r) {
 
 std::string report_json(const DivergenceReport& r) {
   std::ostringstream o;
-  o << "{\"command\":" << json_str(r.command) << ",\"status\":" << json_str(r.diverged ? "diverged" : "reproduced");
+  o << "{\"command\":" << json_str(r.command)
+    << ",\"status\":" << json_str(r.diverged ? "diverged" : "reproduced");
   o << ",\"first_divergence\":";
   if (r.first) {
     const FirstDivergence& d = *r.first;
     o << "{\"step\":" << d.step << ",\"phase\":" << json_str(d.phase) << ",\"kind\":" << json_str(d.kind)
-      << ",\"site\":" << json_str(d.site) << ",\"layer\":" << json_str(d.layer) << ",\"op\":" << json_str(d.op)
-      << ",\"kernel_recorded\":" << json_str(d.kernel_recorded) << ",\"kernel_replayed\":"
-      << json_str(d.kernel_replayed);
+      << ",\"site\":" << json_str(d.site) << ",\"layer\":" << json_str(d.layer)
+      << ",\"op\":" << json_str(d.op) << ",\"kernel_recorded\":" << json_str(d.kernel_recorded)
+      << ",\"kernel_replayed\":" << json_str(d.kernel_replayed);
     if (d.has_element)
-      o << ",\"index\":" << d.index << ",\"recorded\":" << json_num(d.recorded) << ",\"replayed\":"
-        << json_num(d.replayed) << ",\"abs_diff\":" << json_num(d.abs_diff) << ",\"ulp\":" << d.ulp;
+      o << ",\"index\":" << d.index << ",\"recorded\":" << json_num(d.recorded)
+        << ",\"replayed\":" << json_num(d.replayed) << ",\"abs_diff\":" << json_num(d.abs_diff)
+        << ",\"ulp\":" << d.ulp;
     else
       o << ",\"index\":null,\"recorded\":null,\"replayed\":null,\"abs_diff\":null,\"ulp\":null";
     o << ",\"detail\":" << json_str(d.detail) << "}";
@@ -143,8 +175,9 @@ std::string report_json(const DivergenceReport& r) {
     o << "null";
   o << ",\"environment_differences\":[";
   for (size_t i = 0; i < r.environment.size(); ++i)
-    o << (i ? "," : "") << "{\"key\":" << json_str(r.environment[i].key) << ",\"recorded\":"
-      << json_str(r.environment[i].recorded) << ",\"replayed\":" << json_str(r.environment[i].replayed) << "}";
+    o << (i ? "," : "") << "{\"key\":" << json_str(r.environment[i].key)
+      << ",\"recorded\":" << json_str(r.environment[i].recorded)
+      << ",\"replayed\":" << json_str(r.environment[i].replayed) << "}";
   o << "],\"facts\":{";
   for (size_t i = 0; i < r.facts.size(); ++i)
     o << (i ? "," : "") << json_str(r.facts[i].first) << ":" << json_str(r.facts[i].second);
@@ -186,12 +219,15 @@ std::string svg_lines(const std::vector<double>& a, const std::vector<double>& b
   o << "<svg width=\"" << w << "\" height=\"" << h << "\" role=\"img\">"
     << "<rect x=\"0\" y=\"0\" width=\"" << w << "\" height=\"" << h << "\" fill=\"#fff\" stroke=\"#ccc\"/>"
     << "<path d=\"" << path(a) << "\" fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\"/>"
-    << "<path d=\"" << path(b) << "\" fill=\"none\" stroke=\"#d62728\" stroke-width=\"1.5\" stroke-dasharray=\"4 3\"/>"
+    << "<path d=\"" << path(b)
+    << "\" fill=\"none\" stroke=\"#d62728\" stroke-width=\"1.5\" stroke-dasharray=\"4 3\"/>"
     << "<text x=\"" << pad << "\" y=\"16\" font-size=\"12\" fill=\"#1f77b4\">" << html_escape(la) << "</text>"
-    << "<text x=\"" << pad + 120 << "\" y=\"16\" font-size=\"12\" fill=\"#d62728\">" << html_escape(lb) << "</text>"
+    << "<text x=\"" << pad + 120 << "\" y=\"16\" font-size=\"12\" fill=\"#d62728\">" << html_escape(lb)
+    << "</text>"
     << "<text x=\"4\" y=\"" << pad << "\" font-size=\"11\">" << fmt_double(hi) << "</text>"
     << "<text x=\"4\" y=\"" << h - pad << "\" font-size=\"11\">" << fmt_double(lo) << "</text>"
-    << "<text x=\"" << w - pad << "\" y=\"" << h - 8 << "\" font-size=\"11\">step " << n - 1 << "</text></svg>";
+    << "<text x=\"" << w - pad << "\" y=\"" << h - 8 << "\" font-size=\"11\">step " << n - 1
+    << "</text></svg>";
   return o.str();
 }
 
@@ -200,11 +236,13 @@ std::string svg_lines(const std::vector<double>& a, const std::vector<double>& b
 std::string report_html(const DivergenceReport& r) {
   std::ostringstream o;
   o << "<!doctype html><html><head><meta charset=\"utf-8\"><title>trainrr " << html_escape(r.command)
-    << "</title><style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
+    << "</title><style>body{font-family:sans-serif;max-width:60em;margin:2em "
+       "auto}table{border-collapse:collapse}"
        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}pre{background:#f6f6f6;padding:1em}"
        ".strip{display:flex;height:14px}.strip div{flex:1}</style></head><body>";
-  o << "<h1>trainrr " << html_escape(r.command) << ": " << (r.diverged ? "diverged" : "reproduced bit for bit")
-    << "</h1><pre>" << html_escape(report_text(r)) << "</pre>";
+  o << "<h1>trainrr " << html_escape(r.command) << ": "
+    << (r.diverged ? "diverged" : "reproduced bit for bit") << "</h1><pre>" << html_escape(report_text(r))
+    << "</pre>";
   o << "<h2>Loss per step</h2>" << svg_lines(r.loss_a, r.loss_b, r.label_a, r.label_b);
   o << "<h2>Divergence per layer over steps</h2>";
   if (r.layer_divergence.empty()) o << "<p>No layer-level probe differed.</p>";

@@ -30,6 +30,10 @@ struct FirstDivergence {
   std::string detail;  // what differs, in words
 };
 
+// A divergence with its place and what differs (step -1: the step in progress).
+FirstDivergence divergence(int64_t step, std::string phase, std::string kind, std::string site,
+                           std::string detail = "");
+
 struct Cause {
   std::string category;  // config | data | rng | shuffle | split | loader | kernel | numeric | environment
   std::string detail;
@@ -40,7 +44,7 @@ struct EnvDifference {
 };
 
 struct DivergenceReport {
-  std::string command;          // replay | diff | bisect
+  std::string command;  // replay | diff | bisect
   bool diverged = false;
   std::optional<FirstDivergence> first;
   Cause cause;

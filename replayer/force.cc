@@ -24,12 +24,18 @@ Result<ForceSet> parse_force(std::string_view text) {
   size_t start = 0;
   while (start <= text.size()) {
     const size_t comma = text.find(',', start);
-    const std::string_view word = text.substr(start, comma == std::string_view::npos ? text.npos : comma - start);
-    if (word == "rng") f.rng = true;
-    else if (word == "split") f.split = true;
-    else if (word == "shuffle") f.shuffle = true;
-    else if (word == "loader") f.loader = true;
-    else if (word == "kernels" || word == "kernel") f.kernels = true;
+    const std::string_view word =
+        text.substr(start, comma == std::string_view::npos ? text.npos : comma - start);
+    if (word == "rng")
+      f.rng = true;
+    else if (word == "split")
+      f.split = true;
+    else if (word == "shuffle")
+      f.shuffle = true;
+    else if (word == "loader")
+      f.loader = true;
+    else if (word == "kernels" || word == "kernel")
+      f.kernels = true;
     else
       return Error{"--force: unknown choice '" + std::string(word) +
                    "' (expected all, none, or a list of rng, split, shuffle, loader, kernels)"};

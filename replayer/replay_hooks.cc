@@ -88,9 +88,12 @@ void ReplayHooks::diverge(FirstDivergence d) {
 
 bool ReplayHooks::probe_recorded(std::string_view site) const {
   switch (reader_->header().level) {
-    case ProbeLevel::op: return true;
-    case ProbeLevel::layer: return site.find('/') == std::string_view::npos;
-    case ProbeLevel::step: return false;
+    case ProbeLevel::op:
+      return true;
+    case ProbeLevel::layer:
+      return site.find('/') == std::string_view::npos;
+    case ProbeLevel::step:
+      return false;
   }
   return false;
 }
@@ -126,9 +129,9 @@ void ReplayHooks::rng_draw(RngDraw& draw) {
 void ReplayHooks::rng_values(const RngDraw& draw, std::span<const std::byte> values) {
   const trace::Event* e = take(key_rng(draw.site));
   if (!e) {
-    diverge({.phase = "setup", .kind = "extra", .site = draw.site,
-             .detail = "the replay draws " + std::to_string(draw.count) + " words from stream " + draw.stream +
-                       " at " + draw.site + ", a draw the recording does not have"});
+    diverge(divergence(-1, "setup", "extra", draw.site,
+                       "the replay draws " + std::to_string(draw.count) + " words from stream " +
+                           draw.stream + " at " + draw.site + ", a draw the recording does not have"));
     return;
   }
   const auto& rec = std::get<trace::RngDrawEvent>(*e);
@@ -138,7 +141,7 @@ void ReplayHooks::rng_values(const RngDraw& draw, std::span<const std::byte> val
     ++matched_draws_[draw.stream];
     return;
   }
-  FirstDivergence fd{.phase = "setup", .kind = "rng", .site = draw.site};
+  FirstDivergence fd = divergence(-1, "setup", "rng", draw.site);
   fd.detail = "draw at " + draw.site + ": recorded " + draw_str(rec.draw) + ", replayed " + draw_str(draw);
   if (rec.draw.key == draw.key && rec.draw.counter == draw.counter && rec.draw.count == draw.count)
     fd.detail += " (same draw, different values: the generator itself differs)";
@@ -148,8 +151,8 @@ void ReplayHooks::rng_values(const RngDraw& draw, std::span<const std::byte> val
 void ReplayHooks::split(std::string_view site, std::vector<uint32_t>& train, std::vector<uint32_t>& test) {
   const trace::Event* e = take(key_split(site));
   if (!e) {
-    diverge({.phase = "setup", .kind = "extra", .site = std::string(site),
-             .detail = "the replay splits the data, the recording did not"});
+    diverge(divergence(-1, "setup", "extra", std::string(site),
+                       "the replay splits the data, the recording did not"));
     return;
   }
   const auto& rec = std::get<trace::SplitEvent>(*e);
@@ -159,23 +162,25 @@ void ReplayHooks::split(std::string_view site, std::vector<uint32_t>& train, std
     return;
   }
   if (rec.train == train && rec.test == test) return;
-  std::string detail = "recorded " + std::to_string(rec.train.size()) + " train / " + std::to_string(rec.test.size()) +
-                       " test rows, replayed " + std::to_string(train.size()) + " / " + std::to_string(test.size());
+  std::string detail = "recorded " + std::to_string(rec.train.size()) + " train / " +
+                       std::to_string(rec.test.size()) + " test rows, replayed " +
+                       std::to_string(train.size()) + " / " + std::to_string(test.size());
   for (size_t i = 0; i < std::min(rec.train.size(), train.size()); ++i)
     if (rec.train[i] != train[i]) {
       detail += "; training position " + std::to_string(i) + " holds row " + std::to_string(rec.train[i]) +
                 " recorded, row " + std::to_string(train[i]) + " replayed";
       break;
     }
-  diverge({.phase = "setup", .kind = "split", .site = std::string(site), .detail = detail});
+  diverge(divergence(-1, "setup", "split", std::string(site), detail));
 }
 
-void ReplayHooks::shuffle(std::string_view site, int epoch, std::vector<uint32_t>& perm, const RngDraw* draw) {
+void ReplayHooks::shuffle(std::string_view site, int epoch, std::vector<uint32_t>& perm,
+                          const RngDraw* draw) {
   (void)draw;
   const trace::Event* e = take(key_shuffle(site));
   if (!e) {
-    diverge({.phase = "setup", .kind = "extra", .site = std::string(site),
-             .detail = "epoch " + std::to_string(epoch) + ": the replay shuffles, the recording did not"});
+    diverge(divergence(-1, "setup", "extra", std::string(site),
+                       "epoch " + std::to_string(epoch) + ": the replay shuffles, the recording did not"));
     return;
   }
   const auto& rec = std::get<trace::ShuffleEvent>(*e);
@@ -191,10 +196,10 @@ void ReplayHooks::shuffle(std::string_view site, int epoch, std::vector<uint32_t
   if (!compare_) return;
   const uint64_t d = digest(std::span<const uint32_t>(perm));
   if (d == rec.digest) return;
-  std::string detail = "epoch " + std::to_string(epoch) + ": the order of the " + std::to_string(perm.size()) +
-                       " rows differs";
+  std::string detail = "epoch " + std::to_string(epoch) + ": the order of the " +
+                       std::to_string(perm.size()) + " rows differs";
   if (rec.draw && draw) detail += " (recorded " + draw_str(*rec.draw) + ", replayed " + draw_str(*draw) + ")";
-  diverge({.phase = "setup", .kind = "shuffle", .site = std::string(site), .detail = detail});
+  diverge(divergence(-1, "setup", "shuffle", std::string(site), detail));
 }
 
 void ReplayHooks::batch_order(int64_t step, int64_t& batch) {
@@ -206,11 +211,11 @@ void ReplayHooks::batch_order(int64_t step, int64_t& batch) {
     return;
   }
   if (rec != batch) {
-    const std::string loader =
-        replayed_kernels_.count("data/loader") ? replayed_kernels_.at("data/loader") : std::string("the loader");
-    diverge({.step = step, .phase = "setup", .kind = "loader", .site = "data/loader",
-             .detail = "step " + std::to_string(step) + ": recorded batch " + std::to_string(rec) +
-                       ", replayed batch " + std::to_string(batch) + " (" + loader + ")"});
+    const std::string loader = replayed_kernels_.count("data/loader") ? replayed_kernels_.at("data/loader")
+                                                                      : std::string("the loader");
+    diverge(divergence(step, "setup", "loader", "data/loader",
+                       "step " + std::to_string(step) + ": recorded batch " + std::to_string(rec) +
+                           ", replayed batch " + std::to_string(batch) + " (" + loader + ")"));
   }
 }
 
@@ -232,14 +237,15 @@ void ReplayHooks::probe(std::string_view site, Phase phase, const Tensor& value)
   const trace::Event* e = take(key_probe(site, phase));
   if (!compare_) return;
   if (!e) {
-    diverge({.phase = phase_name(phase), .kind = "extra", .site = std::string(site),
-             .detail = "the replay probes " + std::string(site) + ", the recording has no such probe in this step"});
+    diverge(divergence(
+        -1, phase_name(phase), "extra", std::string(site),
+        "the replay probes " + std::string(site) + ", the recording has no such probe in this step"));
     return;
   }
   const auto& rec = std::get<trace::ProbeEvent>(*e);
   const Fingerprint fp = fingerprint(value);
   if (fp.digest == rec.fingerprint.digest) return;
-  FirstDivergence d{.phase = phase_name(phase), .kind = "probe", .site = std::string(site)};
+  FirstDivergence d = divergence(-1, phase_name(phase), "probe", std::string(site));
   d.summary_recorded = rec.fingerprint.summary;
   d.summary_replayed = fp.summary;
   std::string layer, op;
@@ -253,9 +259,9 @@ void ReplayHooks::step_begin(int64_t step, int epoch, int64_t batch) {
   if (!cur_.loaded && !cur_.exhausted) load_next();
   step_ = step;
   if (cur_.loaded && cur_.step.index != step && compare_ && !first_)
-    diverge({.step = step, .phase = "setup", .kind = "missing", .site = "",
-             .detail = "the replay is at step " + std::to_string(step) + ", the trace at step " +
-                       std::to_string(cur_.step.index)});
+    diverge(divergence(step, "setup", "missing", "",
+                       "the replay is at step " + std::to_string(step) + ", the trace at step " +
+                           std::to_string(cur_.step.index)));
 }
 
 void ReplayHooks::step_end(const StepSummary& s) {
@@ -267,9 +273,9 @@ void ReplayHooks::step_end(const StepSummary& s) {
       std::string site = key.substr(key.find('|') + 1);
       site = site.substr(0, site.find('|'));
       if (std::holds_alternative<trace::BatchOrderEvent>(e)) site = "data/loader";
-      diverge({.step = s.step, .phase = "setup", .kind = "missing", .site = site,
-               .detail = "the recording has an event at " + site + " in step " + std::to_string(s.step) +
-                         " that the replay did not make"});
+      diverge(divergence(s.step, "setup", "missing", site,
+                         "the recording has an event at " + site + " in step " + std::to_string(s.step) +
+                             " that the replay did not make"));
       break;
     }
     if (cur_.step.end) {
@@ -288,15 +294,15 @@ void ReplayHooks::step_end(const StepSummary& s) {
         const std::string p = g.empty() ? first_diff(rec.params, s.params) : "";
         if (!g.empty() || !p.empty()) {
           const std::string name = g.empty() ? p : g;
-          diverge({.step = s.step, .phase = g.empty() ? "update" : "backward", .kind = "step_end",
-                   .site = name + (g.empty() ? ":value" : ":grad"),
-                   .detail = std::string(g.empty() ? "parameter " : "gradient of ") + name + " differs after step " +
-                             std::to_string(s.step) + " (recorded loss " + std::to_string(rec.loss) +
-                             ", replayed " + std::to_string(s.loss) + ")"});
+          diverge(divergence(s.step, g.empty() ? "update" : "backward", "step_end",
+                             name + (g.empty() ? ":value" : ":grad"),
+                             std::string(g.empty() ? "parameter " : "gradient of ") + name +
+                                 " differs after step " + std::to_string(s.step) + " (recorded loss " +
+                                 std::to_string(rec.loss) + ", replayed " + std::to_string(s.loss) + ")"));
         } else if (rec.loss != s.loss) {
-          diverge({.step = s.step, .phase = "forward", .kind = "step_end", .site = "loss",
-                   .detail = "the loss differs: recorded " + std::to_string(rec.loss) + ", replayed " +
-                             std::to_string(s.loss)});
+          diverge(divergence(s.step, "forward", "step_end", "loss",
+                             "the loss differs: recorded " + std::to_string(rec.loss) + ", replayed " +
+                                 std::to_string(s.loss)));
         }
       }
     }

@@ -73,7 +73,8 @@ class ReplayHooks : public Hooks {
   void rng_draw(RngDraw& draw) override;
   void rng_values(const RngDraw& draw, std::span<const std::byte> values) override;
   void split(std::string_view site, std::vector<uint32_t>& train, std::vector<uint32_t>& test) override;
-  void shuffle(std::string_view site, int epoch, std::vector<uint32_t>& permutation, const RngDraw* draw) override;
+  void shuffle(std::string_view site, int epoch, std::vector<uint32_t>& permutation,
+               const RngDraw* draw) override;
   void batch_order(int64_t step, int64_t& batch) override;
   void kernel_selected(KernelChoice& choice) override;
   ProbeLevel probe_level() const override { return level_; }

@@ -20,8 +20,9 @@
 namespace trainrr {
 namespace fs = std::filesystem;
 
-std::vector<EnvDifference> environment_differences(const std::vector<std::pair<std::string, std::string>>& a,
-                                                   const std::vector<std::pair<std::string, std::string>>& b) {
+std::vector<EnvDifference> environment_differences(
+    const std::vector<std::pair<std::string, std::string>>& a,
+    const std::vector<std::pair<std::string, std::string>>& b) {
   std::map<std::string, std::pair<std::string, std::string>> both;
   for (const auto& [k, v] : a) both[k].first = v;
   for (const auto& [k, v] : b) both[k].second = v;
@@ -34,7 +35,8 @@ std::vector<EnvDifference> environment_differences(const std::vector<std::pair<s
 }
 
 Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector<std::string>& overrides,
-                                  const std::string& data_path, bool allow_change, const std::string& scratch_dir) {
+                                  const std::string& data_path, bool allow_change,
+                                  const std::string& scratch_dir) {
   std::vector<std::string> all = h.config_overrides;
   all.insert(all.end(), overrides.begin(), overrides.end());
   const std::string base = fs::path(h.config_path).parent_path().string();
@@ -45,9 +47,11 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
   for (const trace::DatasetInfo& info : h.datasets) {
     std::string* target = info.name == "labels" ? &d.labels : &d.path;
     if (!info.embedded.empty()) {
-      const std::string file = (fs::path(scratch_dir) / (info.name + "-" + fs::path(info.path).filename().string())).string();
+      const std::string file =
+          (fs::path(scratch_dir) / (info.name + "-" + fs::path(info.path).filename().string())).string();
       std::ofstream out(file, std::ios::binary);
-      out.write(reinterpret_cast<const char*>(info.embedded.data()), static_cast<std::streamsize>(info.embedded.size()));
+      out.write(reinterpret_cast<const char*>(info.embedded.data()),
+                static_cast<std::streamsize>(info.embedded.size()));
       if (!out) return Error{file + ": cannot write the embedded data: " + std::strerror(errno)};
       *target = file;
       continue;
@@ -59,8 +63,8 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
     auto digest = trace::digest128_file(*target);
     if (!digest) return digest.error();
     if (!(*digest == info.digest)) {
-      const std::string what = "data file " + *target + " differs from the recorded one (" + std::to_string(info.size_bytes) +
-                               " bytes recorded; digests differ)";
+      const std::string what = "data file " + *target + " differs from the recorded one (" +
+                               std::to_string(info.size_bytes) + " bytes recorded; digests differ)";
       if (!allow_change) return Error{what + "; pass --allow-data-change to replay anyway"};
       r.data_changed = true;
       r.data_detail = what;
@@ -103,8 +107,8 @@ std::optional<trace::CheckpointRef> checkpoint_before(const std::string& path, i
 
 Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConfig& config,
                                     const KernelRegistry& registry, ForceSet force,
-                                    std::function<bool(const std::string&)> filter, ProbeLevel level, bool compare,
-                                    int64_t from) {
+                                    std::function<bool(const std::string&)> filter, ProbeLevel level,
+                                    bool compare, int64_t from) {
   ReplaySide s;
   auto reader = trace::TraceReader::open(trace_path);
   if (!reader) return reader.error();
@@ -138,8 +142,8 @@ namespace {
 
 // Re-executes step `step` both ways (all recorded choices forced, and the replay's forcing) and finds the
 // first probe whose values differ, with its first differing element.
-void element_detail(const ReplayOptions& o, const RunConfig& config, const KernelRegistry& registry, int64_t step,
-                    FirstDivergence& d, int64_t& executed, std::vector<std::string>& notes) {
+void element_detail(const ReplayOptions& o, const RunConfig& config, const KernelRegistry& registry,
+                    int64_t step, FirstDivergence& d, int64_t& executed, std::vector<std::string>& notes) {
   auto a = make_replay_side(o.trace_path, config, registry, ForceSet::all(), {}, ProbeLevel::op, false, step);
   auto b = make_replay_side(o.trace_path, config, registry, o.force, {}, ProbeLevel::op, false, step);
   if (!a || !b) {
@@ -185,13 +189,15 @@ void element_detail(const ReplayOptions& o, const RunConfig& config, const Kerne
       d.replayed = vb[j];
       d.abs_diff = std::fabs(static_cast<double>(va[j]) - vb[j]);
       d.ulp = ulp_distance(va[j], vb[j]);
-      notes.push_back("element values from re-executing step " + std::to_string(step) + " here both ways (recorded "
+      notes.push_back("element values from re-executing step " + std::to_string(step) +
+                      " here both ways (recorded "
                       "choices forced, and as replayed); the trace keeps digests, not values");
       return;
     }
   }
   notes.push_back("re-executing step " + std::to_string(step) +
-                  " here both ways gives identical values: the difference lies between the recording machine and this one");
+                  " here both ways gives identical values: the difference lies between the recording machine "
+                  "and this one");
 }
 
 ReplayResult fail(int code, std::string msg) {
@@ -240,7 +246,8 @@ ReplayResult replay(const ReplayOptions& o) {
     if (!s) return fail(3, "cannot replay here: " + s.error().message);
     ++res.steps_executed;
     if (o.log && (t.step() % 100 == 0 || t.step() == end))
-      std::fprintf(o.log, "\rreplayed %lld/%lld steps", static_cast<long long>(t.step()), static_cast<long long>(end));
+      std::fprintf(o.log, "\rreplayed %lld/%lld steps", static_cast<long long>(t.step()),
+                   static_cast<long long>(end));
     if (hooks.diverged() && !o.keep_going) break;
   }
   if (o.log) std::fprintf(o.log, "\n");

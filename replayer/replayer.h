@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "engine/config.h"
+#include "engine/kernels/kernel_registry.h"
 #include "replayer/divergence.h"
 #include "replayer/force.h"
-#include "engine/kernels/kernel_registry.h"
 #include "traces/trace.h"
 #include "traces/trace_reader.h"
 
@@ -48,7 +48,8 @@ struct RebuiltRun {
   std::string data_detail;
 };
 Result<RebuiltRun> rebuild_config(const trace::TraceHeader& header, const std::vector<std::string>& overrides,
-                                  const std::string& data_path, bool allow_change, const std::string& scratch_dir);
+                                  const std::string& data_path, bool allow_change,
+                                  const std::string& scratch_dir);
 
 // One re-execution of a trace, resumed at the last checkpoint at or before `from`. `force` with an optional
 // unit filter (ReplayHooks::set_force_filter); `compare` makes its hooks report divergences.
@@ -65,8 +66,8 @@ struct ReplaySide {
 };
 Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConfig& config,
                                     const KernelRegistry& registry, ForceSet force,
-                                    std::function<bool(const std::string&)> filter, ProbeLevel level, bool compare,
-                                    int64_t from);
+                                    std::function<bool(const std::string&)> filter, ProbeLevel level,
+                                    bool compare, int64_t from);
 
 // Environment differences between a recording and this process (or another recording).
 std::vector<EnvDifference> environment_differences(

@@ -41,13 +41,16 @@ int run_bisect(const BisectArgs& a) {
 void add_bisect_command(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<BisectArgs>();
   CLI::App* cmd = app.add_subcommand(
-      "bisect", "Narrow a divergence between a recording and a free replay here: recorded evidence first (no\n"
-                "execution), then a forced-and-free lockstep replay from the nearest checkpoint, then delta\n"
-                "debugging to the smallest set of recorded choices that must be forced.\n"
-                "Exit codes: 0 a free replay reproduces, 1 narrowed, 2 bad input, 3 cannot replay here.");
+      "bisect",
+      "Narrow a divergence between a recording and a free replay here: recorded evidence first (no\n"
+      "execution), then a forced-and-free lockstep replay from the nearest checkpoint, then delta\n"
+      "debugging to the smallest set of recorded choices that must be forced.\n"
+      "Exit codes: 0 a free replay reproduces, 1 narrowed, 2 bad input, 3 cannot replay here.");
   cmd->add_option("trace", args->trace, "Trace file")->required();
-  cmd->add_option("--against", args->against, "Another trace of the run: locate the step from both recordings");
-  cmd->add_option("--set", args->overrides, "Override a configuration key for the replays, e.g. runtime.threads=1")
+  cmd->add_option("--against", args->against,
+                  "Another trace of the run: locate the step from both recordings");
+  cmd->add_option("--set", args->overrides,
+                  "Override a configuration key for the replays, e.g. runtime.threads=1")
       ->type_name("KEY=VALUE");
   cmd->add_option("--data", args->data, "Where the data file is now");
   add_report_options(*cmd, args->out);

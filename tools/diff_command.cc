@@ -32,9 +32,10 @@ int run_diff(const DiffArgs& args) {
 void add_diff_command(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<DiffArgs>();
   CLI::App* cmd = app.add_subcommand(
-      "diff", "Compare two recorded runs without re-running them: configuration, environment, the first\n"
-              "divergence by (step, site) and its cause, and the drift afterwards.\n"
-              "Exit codes: 0 identical, 1 diverged, 2 bad input.");
+      "diff",
+      "Compare two recorded runs without re-running them: configuration, environment, the first\n"
+      "divergence by (step, site) and its cause, and the drift afterwards.\n"
+      "Exit codes: 0 identical, 1 diverged, 2 bad input.");
   cmd->add_option("a", args->a, "First trace")->required();
   cmd->add_option("b", args->b, "Second trace")->required();
   add_report_options(*cmd, args->out);

@@ -5,9 +5,10 @@
 #include "tools/commands.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"trainrr: a record-and-replay debugger for neural-network training.\n"
-               "Records every source of run-to-run variation, replays a run from its trace, and names the\n"
-               "step, op and cause of the first divergence."};
+  CLI::App app{
+      "trainrr: a record-and-replay debugger for neural-network training.\n"
+      "Records every source of run-to-run variation, replays a run from its trace, and names the\n"
+      "step, op and cause of the first divergence."};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("trainrr ") + TRAINRR_VERSION);
   int exit_code = trainrr::cli::kOk;
@@ -16,6 +17,9 @@ int main(int argc, char** argv) {
   trainrr::cli::add_replay_command(app, exit_code);
   trainrr::cli::add_diff_command(app, exit_code);
   trainrr::cli::add_bisect_command(app, exit_code);
+  trainrr::cli::add_show_command(app, exit_code);
+  trainrr::cli::add_dump_command(app, exit_code);
+  trainrr::cli::add_export_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -94,10 +94,12 @@ int run_record(const RecordArgs& a) {
 
 void add_record_command(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<RecordArgs>();
-  CLI::App* cmd = app.add_subcommand("record", "Train from a configuration and record every choice to a trace.");
+  CLI::App* cmd =
+      app.add_subcommand("record", "Train from a configuration and record every choice to a trace.");
   cmd->add_option("config", args->config, "Run configuration (TOML)")->required();
   cmd->add_option("-o,--output", args->output, "Trace file to write")->required();
-  cmd->add_option("--level", args->level, "What to probe: step (summaries), layer (each layer's output), op (every op)")
+  cmd->add_option("--level", args->level,
+                  "What to probe: step (summaries), layer (each layer's output), op (every op)")
       ->check(CLI::IsMember({"step", "layer", "op"}));
   cmd->add_option("--checkpoint-every", args->checkpoint_every, "Write a checkpoint every N steps (0: none)")
       ->check(CLI::NonNegativeNumber);

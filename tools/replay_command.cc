@@ -59,12 +59,14 @@ int run_replay(const ReplayArgs& a) {
 void add_replay_command(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<ReplayArgs>();
   CLI::App* cmd = app.add_subcommand(
-      "replay", "Re-execute a recorded run: reproduced bit for bit, or the first divergence and its cause.\n"
-                "Exit codes: 0 reproduced, 1 diverged, 2 bad input, 3 cannot replay here.");
+      "replay",
+      "Re-execute a recorded run: reproduced bit for bit, or the first divergence and its cause.\n"
+      "Exit codes: 0 reproduced, 1 diverged, 2 bad input, 3 cannot replay here.");
   cmd->add_option("trace", args->trace, "Trace file (from trainrr record)")->required();
   cmd->add_option("--force", args->force,
                   "Recorded choices to force: all, none, or a list of rng,split,shuffle,loader,kernels");
-  cmd->add_option("--set", args->overrides, "Override a configuration key for the replay, e.g. runtime.threads=1")
+  cmd->add_option("--set", args->overrides,
+                  "Override a configuration key for the replay, e.g. runtime.threads=1")
       ->type_name("KEY=VALUE");
   cmd->add_option("--data", args->data, "Where the data file is now (checked against the recorded digest)");
   cmd->add_flag("--allow-data-change", args->allow_data_change,
@@ -73,7 +75,8 @@ void add_replay_command(CLI::App& app, int& exit_code) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--to-step", args->to_step, "Stop before this step");
   cmd->add_flag("--keep-going", args->keep_going, "Run past the first divergence");
-  cmd->add_flag("--no-element-detail", args->no_detail, "Do not re-execute the divergent step for element values");
+  cmd->add_flag("--no-element-detail", args->no_detail,
+                "Do not re-execute the divergent step for element values");
   add_report_options(*cmd, args->out);
   cmd->callback([args, &exit_code] { exit_code = run_replay(*args); });
 }

@@ -8,7 +8,8 @@
 namespace trainrr::cli {
 
 void add_report_options(CLI::App& cmd, ReportOutput& out) {
-  cmd.add_flag("--json", out.json, "Print the report as JSON (stable keys: status, first_divergence, cause, ...)");
+  cmd.add_flag("--json", out.json,
+               "Print the report as JSON (stable keys: status, first_divergence, cause, ...)");
   cmd.add_option("--html", out.html, "Also write a self-contained HTML report to this file");
 }
 

@@ -1,0 +1,358 @@
+#include "recorder/recorder.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+#include <random>
+#include <set>
+
+#include "engine/kernels/kernel_registry.h"
+#include "engine/kernels/kernel_selector.h"
+#include "engine/trainer.h"
+#include "recorder/environment.h"
+#include "traces/trace_reader.h"
+
+namespace trainrr {
+namespace {
+
+using Digests = std::vector<std::vector<std::pair<std::string, uint64_t>>>;  // per step: name -> digest
+
+std::string example(const std::string& name) { return std::string(TRAINRR_SOURCE_DIR) + "/examples/" + name; }
+
+class TempFile {
+ public:
+  explicit TempFile(const std::string& stem) {
+    std::random_device rd;
+    path_ = (std::filesystem::temp_directory_path() / (stem + "-" + std::to_string(rd()) + ".trr")).string();
+  }
+  ~TempFile() { std::filesystem::remove(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+void keep_params(const StepSummary& s, Digests& out) {
+  auto& step = out.emplace_back();
+  for (const auto& [name, t] : s.params) step.emplace_back(name, digest(*t));
+}
+
+// Observes parameters after each step and decides nothing: an unrecorded run.
+class ParamDigests : public Hooks {
+ public:
+  void step_end(const StepSummary& s) override { keep_params(s, digests); }
+  Digests digests;
+};
+
+// Passes every hook to the recorder and observes parameters after each step, as ParamDigests does.
+class Tee : public Hooks {
+ public:
+  explicit Tee(Recorder& r) : r_(r) {}
+  void run_begin() override { r_.run_begin(); }
+  void run_end(bool completed) override { r_.run_end(completed); }
+  void seed(uint64_t& seed, bool from_entropy) override { r_.seed(seed, from_entropy); }
+  void rng_draw(RngDraw& draw) override { r_.rng_draw(draw); }
+  void rng_values(const RngDraw& draw, std::span<const std::byte> values) override {
+    r_.rng_values(draw, values);
+  }
+  void split(std::string_view site, std::vector<uint32_t>& train, std::vector<uint32_t>& test) override {
+    r_.split(site, train, test);
+  }
+  void shuffle(std::string_view site, int epoch, std::vector<uint32_t>& perm, const RngDraw* draw) override {
+    r_.shuffle(site, epoch, perm, draw);
+  }
+  void batch_order(int64_t step, int64_t& batch) override { r_.batch_order(step, batch); }
+  void kernel_selected(KernelChoice& choice) override { r_.kernel_selected(choice); }
+  ProbeLevel probe_level() const override { return r_.probe_level(); }
+  void probe(std::string_view site, Phase phase, const Tensor& value) override {
+    r_.probe(site, phase, value);
+  }
+  void step_begin(int64_t step, int epoch, int64_t batch) override { r_.step_begin(step, epoch, batch); }
+  void step_end(const StepSummary& s) override {
+    r_.step_end(s);
+    keep_params(s, digests);
+  }
+  void epoch_end(const EpochSummary& s) override { r_.epoch_end(s); }
+  bool wants_checkpoint(int64_t steps) override { return r_.wants_checkpoint(steps); }
+  void checkpoint(const TrainState& state) override { r_.checkpoint(state); }
+  Digests digests;
+
+ private:
+  Recorder& r_;
+};
+
+RunConfig config(const std::vector<std::string>& overrides) {
+  auto c = load_config(example("breast_cancer.toml"), overrides);
+  EXPECT_TRUE(c.ok()) << (c.ok() ? "" : c.error().message);
+  return std::move(c).value();
+}
+
+const std::vector<std::string> kShort = {"train.epochs=3"};
+
+struct Run {
+  Digests per_step;
+  std::vector<std::pair<std::string, uint64_t>> final_params;
+  int64_t steps = 0;
+};
+
+std::vector<std::pair<std::string, uint64_t>> param_digests(Training& t) {
+  std::vector<std::pair<std::string, uint64_t>> out;
+  for (Param* p : t.model().params()) out.emplace_back(p->name, digest(p->value));
+  return out;
+}
+
+// Trains breast_cancer for three epochs under the deterministic policy with the given hooks (null: none).
+Run train(Hooks* hooks, Digests* per_step) {
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  TrainingOptions opts;
+  opts.registry = &registry;
+  opts.hooks = hooks;
+  opts.policy = Policy::deterministic;
+  auto t = Training::create(config(kShort), opts);
+  EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.error().message);
+  Status s = (*t)->fit();
+  EXPECT_TRUE(s.ok()) << (s.ok() ? "" : s.error().message);
+  Run r;
+  if (per_step) r.per_step = *per_step;
+  r.final_params = param_digests(**t);
+  r.steps = (*t)->step();
+  return r;
+}
+
+std::unique_ptr<Recorder> make_recorder(const std::string& path, ProbeLevel level, int64_t checkpoint_every) {
+  RecordOptions o;
+  o.path = path;
+  o.level = level;
+  o.checkpoint_every = checkpoint_every;
+  auto r = Recorder::create(config(kShort), o);
+  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
+  (*r)->set_runtime(2, "test", "deterministic");
+  return std::move(r).value();
+}
+
+Run record(const std::string& path, ProbeLevel level, int64_t checkpoint_every = 0) {
+  auto rec = make_recorder(path, level, checkpoint_every);
+  Tee tee(*rec);
+  Run r = train(&tee, nullptr);
+  r.per_step = tee.digests;
+  Status done = rec->finish(true, "completed");
+  EXPECT_TRUE(done.ok()) << (done.ok() ? "" : done.error().message);
+  return r;
+}
+
+// Every message of a trace, read back.
+struct ReadBack {
+  trace::TraceHeader header;
+  std::vector<trace::TraceStep> steps;
+  std::vector<trace::TraceCheckpoint> checkpoints;
+  std::vector<trace::TraceEpoch> epochs;
+  std::optional<trace::TraceFooter> footer;
+};
+
+ReadBack read_all(const std::string& path) {
+  ReadBack out;
+  auto r = trace::TraceReader::open(path);
+  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
+  if (!r) return out;
+  out.header = (*r)->header();
+  for (;;) {
+    auto m = (*r)->next();
+    EXPECT_TRUE(m.ok()) << (m.ok() ? "" : m.error().message);
+    if (!m || !*m) break;
+    auto& v = (*m)->value;
+    if (auto* s = std::get_if<trace::TraceStep>(&v))
+      out.steps.push_back(std::move(*s));
+    else if (auto* c = std::get_if<trace::TraceCheckpoint>(&v))
+      out.checkpoints.push_back(std::move(*c));
+    else if (auto* e = std::get_if<trace::TraceEpoch>(&v))
+      out.epochs.push_back(std::move(*e));
+    else
+      out.footer = std::get<trace::TraceFooter>(v);
+  }
+  return out;
+}
+
+class RecorderLevelTest : public ::testing::TestWithParam<ProbeLevel> {};
+
+TEST_P(RecorderLevelTest, ParametersAfterEveryStepAreBitIdenticalToAnUnrecordedRun) {
+  ParamDigests observer;
+  const Run plain = train(&observer, nullptr);
+  const Run unhooked = train(nullptr, nullptr);
+  TempFile file("recorder-level");
+  const Run recorded = record(file.path(), GetParam(), 7);
+
+  ASSERT_GT(plain.steps, 0);
+  ASSERT_EQ(observer.digests.size(), static_cast<size_t>(plain.steps));
+  ASSERT_EQ(recorded.per_step.size(), observer.digests.size());
+  for (size_t s = 0; s < observer.digests.size(); ++s)
+    ASSERT_EQ(recorded.per_step[s], observer.digests[s]) << "parameters differ after step " << s;
+  EXPECT_EQ(recorded.final_params, plain.final_params);
+  EXPECT_EQ(unhooked.final_params, plain.final_params);
+}
+
+INSTANTIATE_TEST_SUITE_P(Levels, RecorderLevelTest,
+                         ::testing::Values(ProbeLevel::step, ProbeLevel::layer, ProbeLevel::op),
+                         [](const auto& info) { return std::string(probe_level_name(info.param)); });
+
+TEST(RecorderTest, TraceHoldsEveryStepWithTheParameterDigestsOfTheRun) {
+  TempFile file("recorder-steps");
+  const Run run = record(file.path(), ProbeLevel::step);
+  const ReadBack back = read_all(file.path());
+
+  ASSERT_EQ(back.steps.size(), static_cast<size_t>(run.steps));
+  for (size_t s = 0; s < back.steps.size(); ++s) {
+    EXPECT_EQ(back.steps[s].index, static_cast<int64_t>(s));
+    ASSERT_TRUE(back.steps[s].end.has_value()) << "step " << s;
+    EXPECT_EQ(back.steps[s].end->params, run.per_step[s]) << "step " << s;
+  }
+  ASSERT_TRUE(back.footer.has_value());
+  EXPECT_TRUE(back.footer->completed);
+  EXPECT_EQ(back.footer->end_reason, "completed");
+  EXPECT_EQ(back.footer->step_count, run.steps);
+  EXPECT_EQ(back.epochs.size(), 3u);
+  EXPECT_EQ(back.header.seed, 42u);
+  EXPECT_FALSE(back.header.seed_from_entropy);
+  EXPECT_EQ(back.header.config_overrides, kShort);
+}
+
+TEST(RecorderTest, FirstStepHoldsInitialisationDrawsSplitShuffleAndKernelChoices) {
+  TempFile file("recorder-events");
+  record(file.path(), ProbeLevel::step);
+  const ReadBack back = read_all(file.path());
+  ASSERT_FALSE(back.steps.empty());
+
+  std::set<std::string> draws, kernels;
+  int splits = 0;
+  std::vector<int> shuffled_epochs;
+  int64_t batches = 0;
+  for (const auto& step : back.steps) {
+    for (const auto& e : step.events) {
+      if (auto* r = std::get_if<trace::RngDrawEvent>(&e)) draws.insert(r->draw.site);
+      if (std::holds_alternative<trace::SplitEvent>(e)) ++splits;
+      if (auto* s = std::get_if<trace::ShuffleEvent>(&e)) shuffled_epochs.push_back(s->epoch);
+      if (auto* k = std::get_if<KernelChoice>(&e)) kernels.insert(k->site);
+      if (std::holds_alternative<trace::BatchOrderEvent>(e)) ++batches;
+      EXPECT_FALSE(std::holds_alternative<trace::ProbeEvent>(e)) << "level step records no probes";
+    }
+  }
+  EXPECT_TRUE(draws.count("init/dense_1.kernel"));
+  EXPECT_TRUE(draws.count("init/dense_2.kernel"));
+  EXPECT_EQ(splits, 1);
+  EXPECT_EQ(shuffled_epochs, (std::vector<int>{0, 1, 2}));
+  EXPECT_FALSE(kernels.empty());
+  EXPECT_EQ(batches, static_cast<int64_t>(back.steps.size())) << "one loader decision per step";
+  // Shuffles of this run come from a recorded stream: the draw is stored, not the permutation.
+  for (const auto& e : back.steps.front().events)
+    if (auto* s = std::get_if<trace::ShuffleEvent>(&e)) {
+      EXPECT_TRUE(s->draw.has_value());
+      EXPECT_TRUE(s->permutation.empty());
+    }
+}
+
+TEST(RecorderTest, DeeperLevelsRecordMoreProbes) {
+  auto probes = [](ProbeLevel level) {
+    TempFile file("recorder-probes");
+    record(file.path(), level);
+    size_t n = 0;
+    for (const auto& step : read_all(file.path()).steps)
+      for (const auto& e : step.events) n += std::holds_alternative<trace::ProbeEvent>(e);
+    return n;
+  };
+  const size_t step = probes(ProbeLevel::step), layer = probes(ProbeLevel::layer),
+               op = probes(ProbeLevel::op);
+  EXPECT_EQ(step, 0u);
+  EXPECT_GT(layer, 0u);
+  EXPECT_GT(op, layer);
+}
+
+TEST(RecorderTest, CheckpointsEveryNStepsResumeToTheSameParameters) {
+  TempFile file("recorder-ckpt");
+  const Run run = record(file.path(), ProbeLevel::step, 10);
+  const ReadBack back = read_all(file.path());
+  ASSERT_EQ(back.checkpoints.size(), static_cast<size_t>(run.steps / 10));
+  for (size_t i = 0; i < back.checkpoints.size(); ++i)
+    EXPECT_EQ(back.checkpoints[i].step, 10 * int64_t(i + 1));
+
+  // Resume from the second checkpoint in a fresh run: it must end where the recorded run ended.
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  TrainingOptions opts;
+  opts.registry = &registry;
+  opts.policy = Policy::deterministic;
+  auto t = Training::create(config(kShort), opts);
+  ASSERT_TRUE(t.ok());
+  Status restored = (*t)->restore(back.checkpoints.at(1));
+  ASSERT_TRUE(restored.ok()) << restored.error().message;
+  ASSERT_TRUE((*t)->fit().ok());
+  EXPECT_EQ(param_digests(**t), run.final_params);
+}
+
+TEST(RecorderTest, UnwritableTraceIsAnErrorNamingTheFile) {
+  const std::string path = "/nonexistent-trainrr-dir/run.trr";
+  auto rec = make_recorder(path, ProbeLevel::step, 0);
+  Tee tee(*rec);
+  train(&tee, nullptr);
+  EXPECT_FALSE(rec->status().ok());
+  Status done = rec->finish(true, "completed");
+  ASSERT_FALSE(done.ok());
+  EXPECT_NE(done.error().message.find(path), std::string::npos) << done.error().message;
+}
+
+TEST(RecorderTest, DatasetDigestIsTheFileDigestAndEmbeddingKeepsTheBytes) {
+  const RunConfig c = config({});
+  auto plain = describe_datasets(c.data, false);
+  auto embedded = describe_datasets(c.data, true);
+  ASSERT_TRUE(plain.ok() && embedded.ok());
+  ASSERT_EQ(plain->size(), 1u);
+  auto d = trace::digest128_file(c.data.path);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ((*plain)[0].digest, *d);
+  EXPECT_EQ((*plain)[0].size_bytes, std::filesystem::file_size(c.data.path));
+  EXPECT_TRUE((*plain)[0].embedded.empty());
+  EXPECT_EQ((*embedded)[0].embedded.size(), (*plain)[0].size_bytes);
+  EXPECT_EQ(trace::digest128_bytes((*embedded)[0].embedded), *d);
+}
+
+TEST(RecorderTest, MissingDataFileIsAnErrorNamingIt) {
+  DataConfig data;
+  data.source = "csv";
+  data.path = "/nonexistent-trainrr-dir/data.csv";
+  auto r = describe_datasets(data, false);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find(data.path), std::string::npos) << r.error().message;
+}
+
+TEST(EnvironmentTest, NumericsVariablesAreRecognisedByPrefix) {
+  EXPECT_TRUE(numerics_variable("OPENBLAS_CORETYPE"));
+  EXPECT_TRUE(numerics_variable("OMP_NUM_THREADS"));
+  EXPECT_TRUE(numerics_variable("CUBLAS_WORKSPACE_CONFIG"));
+  EXPECT_TRUE(numerics_variable("NVIDIA_TF32_OVERRIDE"));
+  EXPECT_TRUE(numerics_variable("TRAINRR_ANYTHING"));
+  EXPECT_FALSE(numerics_variable("HOME"));
+  EXPECT_FALSE(numerics_variable("PATH"));
+}
+
+TEST(EnvironmentTest, CaptureHoldsTheRunsThreadsIsaAndNumericsVariables) {
+  ::setenv("TRAINRR_RECORDER_TEST", "on", 1);
+  const Environment env = capture_environment(3, "avx2", "deterministic");
+  ::unsetenv("TRAINRR_RECORDER_TEST");
+  auto value = [&env](const std::string& k) -> std::string {
+    for (const auto& [key, v] : env)
+      if (key == k) return v;
+    return "(missing)";
+  };
+  EXPECT_EQ(value("threads"), "3");
+  EXPECT_EQ(value("isa"), "avx2");
+  EXPECT_EQ(value("policy"), "deterministic");
+  EXPECT_EQ(value("env.TRAINRR_RECORDER_TEST"), "on");
+  EXPECT_NE(value("lib.capnproto"), "(missing)");
+  EXPECT_NE(value("lib.openblas"), "(missing)");
+  EXPECT_NE(value("compiler"), "(missing)");
+  for (const auto& [key, v] : env) EXPECT_NE(key, "env.HOME");
+}
+
+}  // namespace
+}  // namespace trainrr

@@ -1,0 +1,182 @@
+// `trainrr dump FILE [--json] [--steps A:B]`: every message and event of a trace, in file order, one line
+// each: text for people, JSON Lines (stable keys: type, step, site, ...) for programs.
+
+#include <charconv>
+#include <cstdio>
+#include <limits>
+#include <memory>
+#include <optional>
+
+#include "tools/commands.h"
+#include "tools/trace_text.h"
+#include "traces/trace_reader.h"
+
+namespace trainrr::cli {
+namespace {
+
+struct DumpArgs {
+  std::string file;
+  bool json = false;
+  std::string steps;
+};
+
+// Steps [first, last) to print.
+struct StepRange {
+  int64_t first = 0;
+  int64_t last = std::numeric_limits<int64_t>::max();
+  bool contains(int64_t s) const { return s >= first && s < last; }
+};
+
+std::optional<int64_t> parse_step(std::string_view s) {
+  int64_t v = 0;
+  auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (r.ec != std::errc() || r.ptr != s.data() + s.size() || v < 0) return std::nullopt;
+  return v;
+}
+
+// "A:B", "A:", ":B", or "N" for the one step N.
+Result<StepRange> parse_range(const std::string& text) {
+  const Error bad{"--steps '" + text +
+                  "': expected A:B, A: or :B with whole step numbers A <= B (steps A..B-1)"};
+  StepRange r;
+  const size_t colon = text.find(':');
+  if (colon == std::string::npos) {
+    auto n = parse_step(text);
+    if (!n || *n == std::numeric_limits<int64_t>::max()) return bad;
+    return StepRange{*n, *n + 1};
+  }
+  const std::string_view a = std::string_view(text).substr(0, colon),
+                         b = std::string_view(text).substr(colon + 1);
+  if (a.empty() && b.empty()) return bad;
+  if (!a.empty()) {
+    auto n = parse_step(a);
+    if (!n) return bad;
+    r.first = *n;
+  }
+  if (!b.empty()) {
+    auto n = parse_step(b);
+    if (!n) return bad;
+    r.last = *n;
+  }
+  if (r.first > r.last) return bad;
+  return r;
+}
+
+void line(const std::string& s) {
+  std::fwrite(s.data(), 1, s.size(), stdout);
+  std::fputc('\n', stdout);
+}
+
+int run_dump(const DumpArgs& a) {
+  StepRange range;
+  if (!a.steps.empty()) {
+    auto r = parse_range(a.steps);
+    if (!r) {
+      std::fprintf(stderr, "trainrr: %s\n", r.error().message.c_str());
+      return kBadInput;
+    }
+    range = *r;
+  }
+  auto opened = trace::TraceReader::open(a.file);
+  if (!opened) {
+    std::fprintf(stderr, "trainrr: %s\n", opened.error().message.c_str());
+    return kBadInput;
+  }
+  trace::TraceReader& r = **opened;
+  static char buffer[1 << 16];
+  std::setvbuf(stdout, buffer, _IOFBF, sizeof buffer);
+
+  if (a.json)
+    line(header_json(r.header()));
+  else
+    std::fputs(header_text(r.header()).c_str(), stdout);
+
+  int64_t last_step = -1;  // the step that non-step messages (epochs, checkpoints) follow
+  int64_t complete = 0;
+  std::optional<Error> stopped;
+  for (;;) {
+    auto rec = r.next();
+    if (!rec) {
+      stopped = rec.error();
+      break;
+    }
+    if (!*rec) break;
+    const trace::TraceRecord& m = **rec;
+    if (const auto* s = std::get_if<trace::TraceStep>(&m.value)) {
+      last_step = s->index;
+      if (s->end) ++complete;
+      if (!range.contains(s->index)) continue;
+      line(a.json ? step_begin_json(*s, m.offset) : step_begin_text(*s));
+      for (const auto& e : s->events) line(a.json ? event_json(s->index, e) : event_text(s->index, e));
+      if (s->end) line(a.json ? step_end_json(*s) : step_end_text(*s));
+      continue;
+    }
+    if (const auto* f = std::get_if<trace::TraceFooter>(&m.value)) {
+      line(a.json ? footer_json(*f, m.offset) : footer_text(*f));
+      continue;
+    }
+    const bool in_range = last_step < 0 ? range.first == 0 : range.contains(last_step);
+    if (!in_range) continue;
+    if (const auto* e = std::get_if<trace::TraceEpoch>(&m.value))
+      line(a.json ? epoch_json(*e, m.offset) : epoch_text(*e));
+    else if (const auto* c = std::get_if<trace::TraceCheckpoint>(&m.value))
+      line(a.json ? checkpoint_json(*c, m.offset) : checkpoint_text(*c, m.offset));
+  }
+  for (const auto& note : r.notes()) {
+    if (a.json)
+      line(JsonObject().str("type", "note").str("text", note).done());
+    else
+      line("note " + note);
+  }
+
+  int rc = kOk;
+  if (stopped) {
+    const ReadStop stop = describe_stop(a.file, *stopped);
+    if (a.json)
+      line(JsonObject()
+               .str("type", "incomplete")
+               .integer("complete_steps", complete)
+               .uinteger("offset", stop.offset)
+               .boolean("truncated", stop.truncated)
+               .str("reason", stop.why)
+               .done());
+    else
+      line("did not end cleanly: " + std::to_string(complete) +
+           " complete steps readable; reading stopped at byte " + std::to_string(stop.offset) + ": " +
+           stop.why);
+    // A cut tail is what a killed recording leaves: everything before it was printed and is complete.
+    if (!stop.truncated || r.ended_cleanly()) rc = kBadInput;
+  } else if (!r.ended_cleanly()) {
+    if (a.json)
+      line(JsonObject()
+               .str("type", "incomplete")
+               .integer("complete_steps", complete)
+               .boolean("truncated", false)
+               .str("reason", "no footer")
+               .done());
+    else
+      line("did not end cleanly: " + std::to_string(complete) + " complete steps readable; no footer");
+  }
+  std::fflush(stdout);
+  if (rc != kOk) std::fprintf(stderr, "trainrr: %s\n", stopped->message.c_str());
+  return rc;
+}
+
+}  // namespace
+
+void add_dump_command(CLI::App& app, int& exit_code) {
+  auto args = std::make_shared<DumpArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "dump",
+      "Print every message and event of a trace in file order, one line each.\n"
+      "Exit codes: 0 read (a killed recording included), 2 not a trace, damaged, or bad --steps.");
+  cmd->add_option("file", args->file, "Trace file")->required();
+  cmd->add_flag("--json", args->json, "JSON Lines: one object per message or event, with a \"type\" key");
+  cmd->add_option("--steps", args->steps,
+                  "Only steps A..B-1 (A:B, A: or :B) and the epochs and checkpoints "
+                  "that follow them")
+      ->type_name("A:B");
+  cmd->callback([args, &exit_code] { exit_code = run_dump(*args); });
+}
+
+}  // namespace trainrr::cli

@@ -1,0 +1,204 @@
+// `trainrr export FILE --step N -o DIR`: the checkpoint at or before step N as one .npy file per tensor and
+// a manifest.json (names, shapes, files, where the run stood, and the batch order of the steps that follow
+// up to the next checkpoint), so a run can be inspected in numpy.
+
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <set>
+
+#include "engine/data/npy.h"
+#include "tools/commands.h"
+#include "tools/trace_text.h"
+#include "traces/trace_reader.h"
+
+namespace trainrr::cli {
+namespace {
+
+struct ExportArgs {
+  std::string file;
+  int64_t step = 0;
+  std::string dir;
+};
+
+// A file name for a tensor name. Names come from the trace, which is untrusted: only a safe alphabet is
+// kept, so no name can leave DIR or clash with the manifest.
+std::string file_name_for(const std::string& name, size_t index, std::set<std::string>& used) {
+  std::string base;
+  for (char c : name) {
+    if (c == '/')
+      base += "__";
+    else if (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')
+      base += c;
+    else
+      base += '_';
+  }
+  if (base.empty() || base[0] == '.') base = "tensor_" + std::to_string(index) + "_" + base;
+  std::string file = base + ".npy";
+  for (int n = 2; used.count(file); ++n) file = base + "_" + std::to_string(n) + ".npy";
+  used.insert(file);
+  return file;
+}
+
+struct FollowingStep {
+  int64_t step = 0;
+  int epoch = 0;
+  std::vector<int64_t> batches;  // the batch events of the step (one, from the loader)
+};
+
+int run_export(const ExportArgs& a) {
+  auto opened = trace::TraceReader::open(a.file);
+  if (!opened) {
+    std::fprintf(stderr, "trainrr: %s\n", opened.error().message.c_str());
+    return kBadInput;
+  }
+  trace::TraceReader& r = **opened;
+  // The index is built from message framing, so it works on a trace whose recording was killed.
+  auto index = r.checkpoint_index();
+  if (!index) {
+    std::fprintf(stderr, "trainrr: %s\n", index.error().message.c_str());
+    return kBadInput;
+  }
+  const trace::CheckpointRef* chosen = nullptr;
+  for (const auto& c : *index)
+    if (c.step <= a.step && (!chosen || c.step >= chosen->step)) chosen = &c;
+  if (!chosen) {
+    std::string have;
+    for (const auto& c : *index) have += (have.empty() ? "" : ", ") + std::to_string(c.step);
+    std::fprintf(stderr, "trainrr: %s: no checkpoint at or before step %lld; %s\n", a.file.c_str(),
+                 static_cast<long long>(a.step),
+                 have.empty() ? "the trace has no checkpoints (record with --checkpoint-every N)"
+                              : ("checkpoints are at steps " + have).c_str());
+    return kBadInput;
+  }
+  const uint64_t offset = chosen->offset;
+  auto state = r.read_checkpoint(offset);
+  if (!state) {
+    std::fprintf(stderr, "trainrr: %s\n", state.error().message.c_str());
+    return kBadInput;
+  }
+
+  // The steps after the checkpoint, up to the next checkpoint or the end of what can be read.
+  std::vector<FollowingStep> following;
+  std::string until = "end of trace";
+  if (Status s = r.seek(offset); !s) {
+    std::fprintf(stderr, "trainrr: %s\n", s.error().message.c_str());
+    return kBadInput;
+  }
+  bool first = true;
+  for (;;) {
+    auto rec = r.next();
+    if (!rec) {
+      until = "reading stopped: " + rec.error().message;
+      break;
+    }
+    if (!*rec) break;
+    const trace::TraceRecord& m = **rec;
+    if (first) {  // the checkpoint itself
+      first = false;
+      continue;
+    }
+    if (const auto* c = std::get_if<trace::TraceCheckpoint>(&m.value)) {
+      until = "checkpoint at step " + std::to_string(c->step);
+      break;
+    }
+    const auto* s = std::get_if<trace::TraceStep>(&m.value);
+    if (!s || !s->end) continue;
+    FollowingStep f{s->index, s->epoch, {}};
+    for (const auto& e : s->events)
+      if (const auto* b = std::get_if<trace::BatchOrderEvent>(&e)) f.batches.push_back(b->batch);
+    following.push_back(std::move(f));
+  }
+
+  std::error_code ec;
+  std::filesystem::create_directories(a.dir, ec);
+  if (ec) {
+    std::fprintf(stderr, "trainrr: %s: cannot create the folder: %s\n", a.dir.c_str(), ec.message().c_str());
+    return kBadInput;
+  }
+  const std::filesystem::path dir(a.dir);
+  std::set<std::string> used{"manifest.json"};
+  std::string tensors = "[";
+  for (size_t i = 0; i < state->tensors.size(); ++i) {
+    const NamedTensor& t = state->tensors[i];
+    const std::string file = file_name_for(t.name, i, used);
+    if (Status s = write_npy((dir / file).string(), t.value); !s) {
+      std::fprintf(stderr, "trainrr: %s\n", s.error().message.c_str());
+      return kBadInput;
+    }
+    tensors += (i ? "," : "") + JsonObject()
+                                    .str("name", t.name)
+                                    .raw("shape", json_array(std::span<const int64_t>(t.value.shape)))
+                                    .str("file", file)
+                                    .str("digest", hex64(digest(t.value)))
+                                    .done();
+  }
+  tensors += "]";
+
+  std::string order = "[";
+  for (size_t i = 0; i < following.size(); ++i) {
+    const FollowingStep& f = following[i];
+    JsonObject o;
+    o.integer("step", f.step).integer("epoch", f.epoch);
+    if (f.batches.size() == 1)
+      o.integer("batch", f.batches[0]);
+    else if (f.batches.empty())
+      o.null("batch");
+    else
+      o.raw("batch", json_array(std::span<const int64_t>(f.batches)));
+    order += (i ? "," : "") + o.done();
+  }
+  order += "]";
+
+  const std::string manifest =
+      JsonObject()
+          .str("trace", a.file)
+          .integer("requested_step", a.step)
+          .integer("step", state->step)
+          .integer("epoch", state->epoch)
+          .integer("batch_in_epoch", state->batch_in_epoch)
+          .uinteger("seed", state->seed)
+          .uinteger("checkpoint_offset", offset)
+          .raw("tensors", tensors)
+          .raw("rng_offsets", json_map(state->rng_offsets, false))
+          .raw("scalars", json_map(state->scalars))
+          .raw("permutation", json_array(std::span<const uint32_t>(state->permutation)))
+          .raw("batches_done", json_array(std::span<const uint32_t>(state->batches_done)))
+          .raw("batch_order", order)
+          .str("batch_order_until", until)
+          .done();
+  const std::string manifest_path = (dir / "manifest.json").string();
+  std::ofstream out(manifest_path, std::ios::binary);
+  out << manifest << "\n";
+  out.close();
+  if (!out) {
+    std::fprintf(stderr, "trainrr: %s: cannot write the manifest\n", manifest_path.c_str());
+    return kBadInput;
+  }
+  std::printf(
+      "exported the checkpoint after step %lld (epoch %d, batch %lld of it) to %s: %zu tensors, "
+      "manifest.json with the batch order of %zu following steps (until %s)\n",
+      static_cast<long long>(state->step), state->epoch, static_cast<long long>(state->batch_in_epoch),
+      a.dir.c_str(), state->tensors.size(), following.size(), until.c_str());
+  return kOk;
+}
+
+}  // namespace
+
+void add_export_command(CLI::App& app, int& exit_code) {
+  auto args = std::make_shared<ExportArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "export",
+      "Write the checkpoint at or before step N as .npy files (one per tensor) and a manifest.json\n"
+      "with shapes, the run's position and the batch order of the following steps.\n"
+      "Exit codes: 0 written, 2 bad input (no such checkpoint, not a trace, cannot write).");
+  cmd->add_option("file", args->file, "Trace file")->required();
+  cmd->add_option("--step", args->step, "Step N: the last checkpoint taken after at most N steps")
+      ->required()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("-o,--output", args->dir, "Folder to write (created if missing)")->required();
+  cmd->callback([args, &exit_code] { exit_code = run_export(*args); });
+}
+
+}  // namespace trainrr::cli

@@ -1,0 +1,246 @@
+// `trainrr show FILE`: one screen about a trace: the run, its environment and data, its steps and
+// checkpoints, its final metrics, and whether it ended cleanly. Steps are streamed, never kept: memory does
+// not grow with the trace.
+
+#include <cstdio>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+
+#include "tools/commands.h"
+#include "tools/trace_text.h"
+#include "traces/trace_reader.h"
+
+namespace trainrr::cli {
+namespace {
+
+struct ShowArgs {
+  std::string file;
+};
+
+std::string human_bytes(uint64_t n) {
+  char buf[32];
+  if (n < 10 * 1024)
+    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(n));
+  else if (n < 10ull * 1024 * 1024)
+    std::snprintf(buf, sizeof buf, "%.1f KiB", n / 1024.0);
+  else if (n < 10ull * 1024 * 1024 * 1024)
+    std::snprintf(buf, sizeof buf, "%.1f MiB", n / 1048576.0);
+  else
+    std::snprintf(buf, sizeof buf, "%.1f GiB", n / 1073741824.0);
+  return buf;
+}
+
+// The first few and last few values of a long sequence, and how many there were.
+class Sampled {
+ public:
+  void add(int64_t v) {
+    ++count_;
+    if (first_.size() < kEach)
+      first_.push_back(v);
+    else {
+      last_.push_back(v);
+      if (last_.size() > kEach) last_.pop_front();
+    }
+  }
+  int64_t count() const { return count_; }
+  std::string text() const {
+    std::string out;
+    for (int64_t v : first_) out += (out.empty() ? "" : ", ") + std::to_string(v);
+    if (count_ > static_cast<int64_t>(first_.size() + last_.size())) out += ", ...";
+    for (int64_t v : last_) out += ", " + std::to_string(v);
+    return out;
+  }
+
+ private:
+  static constexpr size_t kEach = 5;
+  int64_t count_ = 0;
+  std::vector<int64_t> first_;
+  std::deque<int64_t> last_;
+};
+
+struct StepStats {
+  int64_t complete = 0;  // steps with an end
+  int64_t other = 0;     // messages of events after the last step
+  uint64_t events = 0;
+  std::set<int> epochs;  // distinct epochs: bounded by the run's epoch count, not its steps
+  std::optional<std::pair<int64_t, double>> first_loss, last_loss;
+  Sampled checkpoints;
+  std::optional<trace::TraceEpoch> last_epoch;
+  uint64_t end_offset = 0;  // end of the last complete message
+};
+
+void print_run(const std::string& file, const trace::TraceReader& r) {
+  const trace::TraceHeader& h = r.header();
+  std::printf("trace: %s (%s)\n", file.c_str(), human_bytes(r.file_size()).c_str());
+  std::printf("run:\n");
+  std::printf("  config: %s", h.config_path.empty() ? "(text)" : h.config_path.c_str());
+  for (const auto& o : h.config_overrides) std::printf(" --set %s", o.c_str());
+  std::printf(
+      "\n  seed: %llu (%s)\n", static_cast<unsigned long long>(h.seed),
+      h.seed_from_entropy ? "drawn from the OS: the configuration gives none" : "from the configuration");
+  std::printf("  level: %s, ", probe_level_name(h.level));
+  if (h.checkpoint_every > 0)
+    std::printf("checkpoint every %lld steps\n", static_cast<long long>(h.checkpoint_every));
+  else
+    std::printf("no periodic checkpoints\n");
+  std::printf("  writer: trainrr %s, format %u, needs reader version %u or later\n", h.writer_version.c_str(),
+              h.format_version, h.min_reader_version);
+}
+
+void print_environment(const trace::TraceHeader& h) {
+  std::map<std::string, std::string> env(h.environment.begin(), h.environment.end());
+  auto take = [&env](const std::string& key) {
+    auto it = env.find(key);
+    if (it == env.end()) return std::string("?");
+    std::string v = it->second;
+    env.erase(it);
+    return v;
+  };
+  std::printf("environment:\n");
+  const std::string model = take("cpu.model"), cores = take("cpu.cores"), flags = take("cpu.flags");
+  std::printf("  cpu: %s, %s cores, flags: %s\n", model.c_str(), cores.c_str(), flags.c_str());
+  const std::string isa = take("isa"), threads = take("threads"), policy = take("policy");
+  std::printf("  isa: %s, threads: %s, policy: %s\n", isa.c_str(), threads.c_str(), policy.c_str());
+  const std::string host = take("host"), os = take("os"), kernel = take("kernel");
+  std::printf("  host: %s, os: %s, kernel %s\n", host.c_str(), os.c_str(), kernel.c_str());
+  const std::string compiler = take("compiler"), cflags = take("compiler.flags");
+  std::printf("  compiler: %s, flags: %s\n", compiler.c_str(), cflags.c_str());
+  std::string libs, vars;
+  for (auto it = env.begin(); it != env.end();) {
+    if (it->first.rfind("lib.", 0) == 0)
+      libs += (libs.empty() ? "" : ", ") + it->first.substr(4) + " " + it->second;
+    else if (it->first.rfind("env.", 0) == 0)
+      vars += (vars.empty() ? "" : " ") + it->first.substr(4) + "=" + it->second;
+    else {
+      ++it;
+      continue;
+    }
+    it = env.erase(it);
+  }
+  std::printf("  libraries: %s\n", libs.empty() ? "(none recorded)" : libs.c_str());
+  std::printf("  numerics environment: %s\n", vars.empty() ? "(none set)" : vars.c_str());
+  for (const auto& [k, v] : env) std::printf("  %s: %s\n", k.c_str(), v.c_str());
+}
+
+void print_data(const trace::TraceHeader& h) {
+  std::printf("data:\n");
+  if (h.datasets.empty()) std::printf("  (no files: synthetic data)\n");
+  for (const auto& d : h.datasets)
+    std::printf("  %s: %s, %s, xxh3-128 %s, %s\n", d.name.c_str(), d.path.c_str(),
+                human_bytes(d.size_bytes).c_str(), hex128(d.digest).c_str(),
+                d.embedded.empty() ? "not embedded" : "embedded");
+}
+
+void print_progress(const StepStats& s) {
+  std::printf("steps: %lld", static_cast<long long>(s.complete));
+  if (!s.epochs.empty())
+    std::printf(" in %zu epoch%s (%d..%d)", s.epochs.size(), s.epochs.size() == 1 ? "" : "s",
+                *s.epochs.begin(), *s.epochs.rbegin());
+  std::printf(", %llu events", static_cast<unsigned long long>(s.events));
+  if (s.other)
+    std::printf(", %lld message%s of events after the last step", static_cast<long long>(s.other),
+                s.other == 1 ? "" : "s");
+  std::printf("\n");
+  if (s.first_loss)
+    std::printf("  loss: %s at step %lld, %s at step %lld\n", number(s.first_loss->second).c_str(),
+                static_cast<long long>(s.first_loss->first), number(s.last_loss->second).c_str(),
+                static_cast<long long>(s.last_loss->first));
+  if (s.checkpoints.count())
+    std::printf("checkpoints: %lld, after steps %s\n", static_cast<long long>(s.checkpoints.count()),
+                s.checkpoints.text().c_str());
+  else
+    std::printf("checkpoints: none\n");
+  if (s.last_epoch) {
+    std::printf("final metrics (epoch %d):", s.last_epoch->epoch);
+    for (const auto& [k, v] : s.last_epoch->logs) std::printf(" %s %.6g", k.c_str(), v);
+    std::printf("\n");
+  } else {
+    std::printf("final metrics: none (no epoch completed)\n");
+  }
+}
+
+int run_show(const ShowArgs& a) {
+  auto opened = trace::TraceReader::open(a.file);
+  if (!opened) {
+    std::fprintf(stderr, "trainrr: %s\n", opened.error().message.c_str());
+    return kBadInput;
+  }
+  trace::TraceReader& r = **opened;
+  print_run(a.file, r);
+  print_environment(r.header());
+  print_data(r.header());
+
+  StepStats s;
+  s.end_offset = r.header_size();
+  std::optional<Error> stopped;
+  for (;;) {
+    auto rec = r.next();
+    if (!rec) {
+      stopped = rec.error();
+      break;
+    }
+    if (!*rec) break;
+    const trace::TraceRecord& m = **rec;
+    s.end_offset = m.offset + m.size;
+    if (const auto* step = std::get_if<trace::TraceStep>(&m.value)) {
+      s.events += step->events.size();
+      if (!step->end) {
+        ++s.other;
+        continue;
+      }
+      ++s.complete;
+      s.epochs.insert(step->epoch);
+      if (!s.first_loss) s.first_loss.emplace(step->index, step->end->loss);
+      s.last_loss.emplace(step->index, step->end->loss);
+    } else if (const auto* e = std::get_if<trace::TraceEpoch>(&m.value)) {
+      s.last_epoch = *e;
+    } else if (const auto* c = std::get_if<trace::TraceCheckpoint>(&m.value)) {
+      s.checkpoints.add(c->step);
+    }
+  }
+  print_progress(s);
+  if (!r.notes().empty())
+    std::printf("notes: %zu thing%s this reader does not know were skipped; first: %s\n", r.notes().size(),
+                r.notes().size() == 1 ? "" : "s", r.notes().front().c_str());
+
+  if (stopped) {
+    const ReadStop stop = describe_stop(a.file, *stopped);
+    std::printf("did not end cleanly: %lld complete steps readable; reading stopped at byte %llu: %s\n",
+                static_cast<long long>(s.complete), static_cast<unsigned long long>(stop.offset),
+                stop.why.c_str());
+    if (stop.truncated && !r.ended_cleanly())
+      return kOk;  // what a killed recording leaves: a clean partial read
+    std::fprintf(stderr, "trainrr: %s\n", stopped->message.c_str());
+    return kBadInput;
+  }
+  if (const auto& f = r.footer()) {
+    std::printf("ended cleanly: %s (%s), %lld steps, %llu events, %zu checkpoints\n",
+                f->completed ? "the run completed" : "the run stopped early", f->end_reason.c_str(),
+                static_cast<long long>(f->step_count), static_cast<unsigned long long>(f->event_count),
+                f->checkpoints.size());
+  } else {
+    std::printf(
+        "did not end cleanly: %lld complete steps readable; the file ends at byte %llu after a complete "
+        "message, with no footer (the recording was killed or crashed)\n",
+        static_cast<long long>(s.complete), static_cast<unsigned long long>(s.end_offset));
+  }
+  return kOk;
+}
+
+}  // namespace
+
+void add_show_command(CLI::App& app, int& exit_code) {
+  auto args = std::make_shared<ShowArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "show",
+      "Summarize a trace on one screen: run, environment, data, steps, checkpoints, final metrics,\n"
+      "and whether the recording ended cleanly. Exit codes: 0 read (a killed recording included),\n"
+      "2 not a trace or damaged.");
+  cmd->add_option("file", args->file, "Trace file")->required();
+  cmd->callback([args, &exit_code] { exit_code = run_show(*args); });
+}
+
+}  // namespace trainrr::cli

@@ -1,0 +1,496 @@
+#include "tools/trace_text.h"
+
+#include <charconv>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <type_traits>
+
+#include "engine/fingerprint.h"
+
+namespace trainrr::cli {
+
+std::string hex64(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016" PRIx64, v);
+  return buf;
+}
+
+std::string hex128(const trace::Digest128& d) { return hex64(d.high) + hex64(d.low); }
+
+std::string number(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[32];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
+}
+
+namespace {
+
+// Length of the valid UTF-8 sequence starting at s[i], or 0 if it is not one.
+size_t utf8_length(std::string_view s, size_t i) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = b(i);
+  size_t n = 0;
+  uint32_t cp = 0;
+  if (c >= 0xC2 && c <= 0xDF)
+    n = 2, cp = c & 0x1F;
+  else if (c >= 0xE0 && c <= 0xEF)
+    n = 3, cp = c & 0x0F;
+  else if (c >= 0xF0 && c <= 0xF4)
+    n = 4, cp = c & 0x07;
+  else
+    return 0;
+  if (i + n > s.size()) return 0;
+  for (size_t k = 1; k < n; ++k) {
+    if ((b(i + k) & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (b(i + k) & 0x3F);
+  }
+  // Overlong forms, surrogates and values past U+10FFFF are not valid.
+  if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+    return 0;
+  return n;
+}
+
+template <class T>
+std::string join_numbers(std::span<const T> values) {
+  std::string out = "[";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    if constexpr (std::is_floating_point_v<T>)
+      out += std::isfinite(values[i]) ? number(values[i]) : "null";
+    else
+      out += std::to_string(values[i]);
+  }
+  return out + "]";
+}
+
+// "a=1 b=2" for text lines.
+std::string pairs_text(std::span<const std::pair<std::string, double>> values) {
+  std::string out;
+  for (const auto& [k, v] : values) out += (out.empty() ? "" : " ") + k + "=" + number(v);
+  return out;
+}
+
+std::string pairs_text(std::span<const std::pair<std::string, uint64_t>> values) {
+  std::string out;
+  for (const auto& [k, v] : values) out += (out.empty() ? "" : " ") + k + "=" + hex64(v);
+  return out;
+}
+
+std::string draw_text(const RngDraw& d) {
+  return "stream=" + d.stream + " key=" + hex64(d.key) + " counter=" + std::to_string(d.counter) +
+         " count=" + std::to_string(d.count);
+}
+
+std::string draw_json(const RngDraw& d) {
+  return JsonObject()
+      .str("site", d.site)
+      .str("stream", d.stream)
+      .str("key", hex64(d.key))
+      .uinteger("counter", d.counter)
+      .uinteger("count", d.count)
+      .done();
+}
+
+std::string digest_of(const std::vector<uint32_t>& rows) {
+  return hex64(digest(std::span<const uint32_t>(rows)));
+}
+
+}  // namespace
+
+std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (size_t i = 0; i < s.size();) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c < 0x20 || c == 0x7F) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else if (c >= 0x80) {
+      const size_t n = utf8_length(s, i);
+      if (n == 0) {
+        out += "\\ufffd";
+        ++i;
+        continue;
+      }
+      out.append(s.substr(i, n));
+      i += n;
+      continue;
+    } else {
+      out += static_cast<char>(c);
+    }
+    ++i;
+  }
+  return out + "\"";
+}
+
+void JsonObject::key(std::string_view k) {
+  if (text_.size() > 1) text_ += ',';
+  text_ += json_string(k);
+  text_ += ':';
+}
+
+JsonObject& JsonObject::str(std::string_view k, std::string_view value) {
+  key(k);
+  text_ += json_string(value);
+  return *this;
+}
+
+JsonObject& JsonObject::num(std::string_view k, double value) {
+  key(k);
+  text_ += std::isfinite(value) ? number(value) : "null";
+  return *this;
+}
+
+JsonObject& JsonObject::integer(std::string_view k, int64_t value) {
+  key(k);
+  text_ += std::to_string(value);
+  return *this;
+}
+
+JsonObject& JsonObject::uinteger(std::string_view k, uint64_t value) {
+  key(k);
+  text_ += std::to_string(value);
+  return *this;
+}
+
+JsonObject& JsonObject::boolean(std::string_view k, bool value) {
+  key(k);
+  text_ += value ? "true" : "false";
+  return *this;
+}
+
+JsonObject& JsonObject::null(std::string_view k) {
+  key(k);
+  text_ += "null";
+  return *this;
+}
+
+JsonObject& JsonObject::raw(std::string_view k, std::string_view json) {
+  key(k);
+  text_ += json;
+  return *this;
+}
+
+std::string json_array(std::span<const std::string> strings) {
+  std::string out = "[";
+  for (size_t i = 0; i < strings.size(); ++i) out += (i ? "," : "") + json_string(strings[i]);
+  return out + "]";
+}
+
+std::string json_array(std::span<const uint32_t> values) { return join_numbers(values); }
+std::string json_array(std::span<const int64_t> values) { return join_numbers(values); }
+std::string json_array(std::span<const double> values) { return join_numbers(values); }
+
+std::string json_map(std::span<const std::pair<std::string, double>> values) {
+  JsonObject o;
+  for (const auto& [k, v] : values) o.num(k, v);
+  return o.done();
+}
+
+std::string json_map(std::span<const std::pair<std::string, uint64_t>> values, bool hex) {
+  JsonObject o;
+  for (const auto& [k, v] : values) hex ? o.str(k, hex64(v)) : o.uinteger(k, v);
+  return o.done();
+}
+
+std::string json_map(std::span<const std::pair<std::string, std::string>> values) {
+  JsonObject o;
+  for (const auto& [k, v] : values) o.str(k, v);
+  return o.done();
+}
+
+std::string header_text(const trace::TraceHeader& h) {
+  std::string out = "header format=" + std::to_string(h.format_version) + " writer=" + h.writer_version +
+                    " min_reader=" + std::to_string(h.min_reader_version) + " config=" + h.config_path +
+                    " seed=" + std::to_string(h.seed) + (h.seed_from_entropy ? " (from the OS)" : "") +
+                    " level=" + probe_level_name(h.level) +
+                    " checkpoint_every=" + std::to_string(h.checkpoint_every) + "\n";
+  for (const auto& o : h.config_overrides) out += "override " + o + "\n";
+  for (const auto& [k, v] : h.environment) out += "env " + k + "=" + v + "\n";
+  for (const auto& d : h.datasets)
+    out += "dataset " + d.name + " path=" + d.path + " size=" + std::to_string(d.size_bytes) +
+           " digest=" + hex128(d.digest) + (d.embedded.empty() ? "" : " embedded") + "\n";
+  return out;
+}
+
+std::string header_json(const trace::TraceHeader& h) {
+  std::string datasets = "[";
+  for (size_t i = 0; i < h.datasets.size(); ++i) {
+    const auto& d = h.datasets[i];
+    datasets += (i ? "," : "") + JsonObject()
+                                     .str("name", d.name)
+                                     .str("path", d.path)
+                                     .uinteger("size_bytes", d.size_bytes)
+                                     .str("digest", hex128(d.digest))
+                                     .boolean("embedded", !d.embedded.empty())
+                                     .done();
+  }
+  datasets += "]";
+  return JsonObject()
+      .str("type", "header")
+      .uinteger("format_version", h.format_version)
+      .str("writer_version", h.writer_version)
+      .uinteger("min_reader_version", h.min_reader_version)
+      .str("config_path", h.config_path)
+      .str("config", h.config)
+      .raw("config_overrides", json_array(h.config_overrides))
+      .uinteger("seed", h.seed)
+      .boolean("seed_from_entropy", h.seed_from_entropy)
+      .str("level", probe_level_name(h.level))
+      .integer("checkpoint_every", h.checkpoint_every)
+      .raw("environment", json_map(h.environment))
+      .raw("datasets", datasets)
+      .done();
+}
+
+std::string step_begin_text(const trace::TraceStep& s) {
+  return "step " + std::to_string(s.index) + " epoch=" + std::to_string(s.epoch) +
+         " batch=" + std::to_string(s.batch) + " events=" + std::to_string(s.events.size()) +
+         (s.end ? "" : " (no step end)");
+}
+
+std::string step_begin_json(const trace::TraceStep& s, uint64_t offset) {
+  return JsonObject()
+      .str("type", "step")
+      .integer("step", s.index)
+      .integer("epoch", s.epoch)
+      .integer("batch", s.batch)
+      .uinteger("events", s.events.size())
+      .boolean("has_end", s.end.has_value())
+      .uinteger("offset", offset)
+      .done();
+}
+
+std::string event_text(int64_t step, const trace::Event& e) {
+  const std::string p = "step " + std::to_string(step) + " ";
+  if (const auto* r = std::get_if<trace::RngDrawEvent>(&e))
+    return p + "rng " + r->draw.site + " " + draw_text(r->draw) + " digest=" + hex64(r->digest);
+  if (const auto* s = std::get_if<trace::SplitEvent>(&e))
+    return p + "split " + s->site + " train=" + std::to_string(s->train.size()) +
+           " rows test=" + std::to_string(s->test.size()) + " rows train_digest=" + digest_of(s->train) +
+           " test_digest=" + digest_of(s->test);
+  if (const auto* s = std::get_if<trace::ShuffleEvent>(&e)) {
+    std::string line = p + "shuffle " + s->site + " epoch=" + std::to_string(s->epoch) +
+                       " rows=" + std::to_string(s->length);
+    if (s->draw)
+      line += " draw(" + draw_text(*s->draw) + ")";
+    else
+      line += " stored";
+    return line + " digest=" + hex64(s->digest);
+  }
+  if (const auto* b = std::get_if<trace::BatchOrderEvent>(&e)) return p + "batch " + std::to_string(b->batch);
+  if (const auto* k = std::get_if<KernelChoice>(&e)) {
+    std::string line =
+        p + "kernel " + k->site + " op=" + k->op + " -> " + k->chosen + " (" + k->reason + ") candidates=[";
+    for (size_t i = 0; i < k->candidates.size(); ++i) line += (i ? ", " : "") + k->candidates[i];
+    line += "]";
+    if (!k->timings_us.empty()) {
+      line += " timings_us=[";
+      for (size_t i = 0; i < k->timings_us.size(); ++i) line += (i ? ", " : "") + number(k->timings_us[i]);
+      line += "]";
+    }
+    return line;
+  }
+  const auto& pr = std::get<trace::ProbeEvent>(e);
+  const Summary& s = pr.fingerprint.summary;
+  return p + "probe " + pr.site + " " + phase_name(pr.phase) + " digest=" + hex64(pr.fingerprint.digest) +
+         " count=" + std::to_string(s.count) + " sum=" + number(s.sum) + " min=" + number(s.min) +
+         " max=" + number(s.max) + (s.non_finite ? " non_finite=" + std::to_string(s.non_finite) : "");
+}
+
+std::string event_json(int64_t step, const trace::Event& e) {
+  JsonObject o;
+  if (const auto* r = std::get_if<trace::RngDrawEvent>(&e)) {
+    return o.str("type", "rng")
+        .integer("step", step)
+        .str("site", r->draw.site)
+        .str("stream", r->draw.stream)
+        .str("key", hex64(r->draw.key))
+        .uinteger("counter", r->draw.counter)
+        .uinteger("count", r->draw.count)
+        .str("digest", hex64(r->digest))
+        .done();
+  }
+  if (const auto* s = std::get_if<trace::SplitEvent>(&e)) {
+    return o.str("type", "split")
+        .integer("step", step)
+        .str("site", s->site)
+        .uinteger("train_rows", s->train.size())
+        .uinteger("test_rows", s->test.size())
+        .raw("train", json_array(std::span<const uint32_t>(s->train)))
+        .raw("test", json_array(std::span<const uint32_t>(s->test)))
+        .done();
+  }
+  if (const auto* s = std::get_if<trace::ShuffleEvent>(&e)) {
+    o.str("type", "shuffle").integer("step", step).str("site", s->site).integer("epoch", s->epoch);
+    o.uinteger("length", s->length).str("digest", hex64(s->digest));
+    if (s->draw)
+      o.raw("draw", draw_json(*s->draw));
+    else
+      o.null("draw");
+    return o.raw("permutation", json_array(std::span<const uint32_t>(s->permutation))).done();
+  }
+  if (const auto* b = std::get_if<trace::BatchOrderEvent>(&e))
+    return o.str("type", "batch").integer("step", step).integer("batch", b->batch).done();
+  if (const auto* k = std::get_if<KernelChoice>(&e)) {
+    return o.str("type", "kernel")
+        .integer("step", step)
+        .str("site", k->site)
+        .str("op", k->op)
+        .raw("candidates", json_array(k->candidates))
+        .str("chosen", k->chosen)
+        .str("reason", k->reason)
+        .raw("timings_us", json_array(std::span<const double>(k->timings_us)))
+        .done();
+  }
+  const auto& pr = std::get<trace::ProbeEvent>(e);
+  const Summary& s = pr.fingerprint.summary;
+  return o.str("type", "probe")
+      .integer("step", step)
+      .str("site", pr.site)
+      .str("phase", phase_name(pr.phase))
+      .str("digest", hex64(pr.fingerprint.digest))
+      .uinteger("count", s.count)
+      .num("sum", s.sum)
+      .num("sum_sq", s.sum_sq)
+      .num("min", s.min)
+      .num("max", s.max)
+      .uinteger("non_finite", s.non_finite)
+      .done();
+}
+
+std::string step_end_text(const trace::TraceStep& s) {
+  const trace::StepEnd& e = *s.end;
+  std::string line = "step " + std::to_string(s.index) + " end loss=" + number(e.loss);
+  if (!e.metrics.empty()) line += " " + pairs_text(e.metrics);
+  line += " params: " + pairs_text(e.params);
+  if (!e.grads.empty()) line += " grads: " + pairs_text(e.grads);
+  return line;
+}
+
+std::string step_end_json(const trace::TraceStep& s) {
+  const trace::StepEnd& e = *s.end;
+  return JsonObject()
+      .str("type", "end")
+      .integer("step", s.index)
+      .integer("epoch", s.epoch)
+      .integer("batch", s.batch)
+      .num("loss", e.loss)
+      .raw("metrics", json_map(e.metrics))
+      .raw("params", json_map(e.params, true))
+      .raw("grads", json_map(e.grads, true))
+      .done();
+}
+
+std::string epoch_text(const trace::TraceEpoch& e) {
+  return "epoch " + std::to_string(e.epoch) + " " + pairs_text(e.logs);
+}
+
+std::string epoch_json(const trace::TraceEpoch& e, uint64_t offset) {
+  return JsonObject()
+      .str("type", "epoch")
+      .integer("epoch", e.epoch)
+      .raw("logs", json_map(e.logs))
+      .uinteger("offset", offset)
+      .done();
+}
+
+std::string checkpoint_text(const trace::TraceCheckpoint& c, uint64_t offset) {
+  std::string line = "checkpoint step=" + std::to_string(c.step) + " epoch=" + std::to_string(c.epoch) +
+                     " batch_in_epoch=" + std::to_string(c.batch_in_epoch) +
+                     " offset=" + std::to_string(offset) + " tensors:";
+  for (const auto& t : c.tensors) line += " " + t.name + shape_str(t.value.shape);
+  line += " rng:";
+  for (const auto& [k, v] : c.rng_offsets) line += " " + k + "=" + std::to_string(v);
+  line += " permutation=" + std::to_string(c.permutation.size()) +
+          " rows batches_done=" + std::to_string(c.batches_done.size());
+  if (!c.scalars.empty()) line += " scalars: " + pairs_text(c.scalars);
+  return line;
+}
+
+std::string checkpoint_json(const trace::TraceCheckpoint& c, uint64_t offset) {
+  std::string tensors = "[";
+  for (size_t i = 0; i < c.tensors.size(); ++i)
+    tensors +=
+        (i ? "," : "") + JsonObject()
+                             .str("name", c.tensors[i].name)
+                             .raw("shape", json_array(std::span<const int64_t>(c.tensors[i].value.shape)))
+                             .str("digest", hex64(digest(c.tensors[i].value)))
+                             .done();
+  tensors += "]";
+  return JsonObject()
+      .str("type", "checkpoint")
+      .integer("step", c.step)
+      .integer("epoch", c.epoch)
+      .integer("batch_in_epoch", c.batch_in_epoch)
+      .uinteger("seed", c.seed)
+      .raw("tensors", tensors)
+      .raw("rng_offsets", json_map(c.rng_offsets, false))
+      .uinteger("permutation_rows", c.permutation.size())
+      .raw("batches_done", json_array(std::span<const uint32_t>(c.batches_done)))
+      .raw("scalars", json_map(c.scalars))
+      .uinteger("offset", offset)
+      .done();
+}
+
+std::string footer_text(const trace::TraceFooter& f) {
+  std::string line = "footer completed=" + std::string(f.completed ? "true" : "false") +
+                     " reason=" + f.end_reason + " steps=" + std::to_string(f.step_count) +
+                     " events=" + std::to_string(f.event_count) + " checkpoints=[";
+  for (size_t i = 0; i < f.checkpoints.size(); ++i)
+    line += (i ? ", " : "") + std::to_string(f.checkpoints[i].step) + "@" +
+            std::to_string(f.checkpoints[i].offset);
+  return line + "]";
+}
+
+std::string footer_json(const trace::TraceFooter& f, uint64_t offset) {
+  std::string index = "[";
+  for (size_t i = 0; i < f.checkpoints.size(); ++i)
+    index += (i ? "," : "") + JsonObject()
+                                  .integer("step", f.checkpoints[i].step)
+                                  .uinteger("offset", f.checkpoints[i].offset)
+                                  .done();
+  index += "]";
+  return JsonObject()
+      .str("type", "footer")
+      .boolean("completed", f.completed)
+      .str("end_reason", f.end_reason)
+      .integer("step_count", f.step_count)
+      .uinteger("event_count", f.event_count)
+      .raw("checkpoints", index)
+      .uinteger("offset", offset)
+      .done();
+}
+
+ReadStop describe_stop(const std::string& path, const Error& e) {
+  ReadStop stop;
+  std::string_view m = e.message;
+  // The reader's errors read "PATH: byte N: what"; a cut tail says "truncated".
+  const std::string prefix = path + ": byte ";
+  if (m.substr(0, prefix.size()) == prefix) {
+    m.remove_prefix(prefix.size());
+    uint64_t offset = 0;
+    auto r = std::from_chars(m.data(), m.data() + m.size(), offset);
+    if (r.ec == std::errc() && m.substr(r.ptr - m.data(), 2) == ": ") {
+      stop.offset = offset;
+      m.remove_prefix(r.ptr - m.data() + 2);
+    }
+  }
+  stop.why = std::string(m);
+  stop.truncated = m.substr(0, 10) == "truncated:";
+  return stop;
+}
+
+}  // namespace trainrr::cli
