@@ -71,15 +71,17 @@ TEST(DataSplit, ZeroFractionLeavesEveryRowInTrain) {
   }
 }
 
-TEST(DataSplit, StratifiedTakesTheRoundedShareOfEachClass) {
+TEST(DataSplit, StratifiedTakesEachClassShareOfCeilFractionRows) {
   const std::vector<int> counts = {50, 31, 9, 7};
   const std::vector<float> y = labels_with_counts(counts);
   const double frac = 0.2;
   SplitIndices s = split(y, 4, frac, true, 9);
   std::vector<int> in_test(4, 0);
   for (uint32_t r : s.test) ++in_test[static_cast<int>(y[r])];
-  // round(10) = 10, round(6.2) = 6, round(1.8) = 2, round(1.4) = 1.
-  EXPECT_EQ(in_test, (std::vector<int>{10, 6, 2, 1}));
+  // ceil(0.2 * 97) = 20 test rows; shares 10.31, 6.39, 1.86, 1.44 floor to 10, 6, 1, 1 and the two rows
+  // left go to the largest remainders (classes 2 and 3).
+  EXPECT_EQ(in_test, (std::vector<int>{10, 6, 2, 2}));
+  EXPECT_EQ(s.test.size(), 20u);
   for (size_t c = 0; c < counts.size(); ++c) EXPECT_LE(std::abs(in_test[c] - frac * counts[c]), 1.0);
 }
 
@@ -106,8 +108,9 @@ TEST(DataSplit, StratifiedBreastCancerKeepsClassProportions) {
   SplitIndices s = split(d->y, 2, 0.2, true, 42);
   int benign_test = 0;
   for (uint32_t r : s.test) benign_test += d->y[r] == 1;
-  EXPECT_EQ(benign_test, 71);                              // round(0.2 * 357)
-  EXPECT_EQ(static_cast<int>(s.test.size()) - benign_test, 42);  // round(0.2 * 212)
+  // ceil(0.2 * 569) = 114 test rows: shares 71.53 and 42.47, the spare row to the larger remainder.
+  EXPECT_EQ(benign_test, 72);
+  EXPECT_EQ(static_cast<int>(s.test.size()) - benign_test, 42);
 }
 
 TEST(DataSplit, SameSeedSameSplitOtherSeedOtherSplit) {
