@@ -91,7 +91,7 @@ RunConfig config(const std::vector<std::string>& overrides) {
 
 const std::vector<std::string> kShort = {"train.epochs=3"};
 
-struct Run {
+struct TrainedRun {
   Digests per_step;
   std::vector<std::pair<std::string, uint64_t>> final_params;
   int64_t steps = 0;
@@ -104,7 +104,7 @@ std::vector<std::pair<std::string, uint64_t>> param_digests(Training& t) {
 }
 
 // Trains breast_cancer for three epochs under the deterministic policy with the given hooks (null: none).
-Run train(Hooks* hooks, Digests* per_step) {
+TrainedRun train(Hooks* hooks, Digests* per_step) {
   KernelRegistry registry;
   register_cpu_kernels(registry);
   TrainingOptions opts;
@@ -115,7 +115,7 @@ Run train(Hooks* hooks, Digests* per_step) {
   EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.error().message);
   Status s = (*t)->fit();
   EXPECT_TRUE(s.ok()) << (s.ok() ? "" : s.error().message);
-  Run r;
+  TrainedRun r;
   if (per_step) r.per_step = *per_step;
   r.final_params = param_digests(**t);
   r.steps = (*t)->step();
@@ -133,10 +133,10 @@ std::unique_ptr<Recorder> make_recorder(const std::string& path, ProbeLevel leve
   return std::move(r).value();
 }
 
-Run record(const std::string& path, ProbeLevel level, int64_t checkpoint_every = 0) {
+TrainedRun record(const std::string& path, ProbeLevel level, int64_t checkpoint_every = 0) {
   auto rec = make_recorder(path, level, checkpoint_every);
   Tee tee(*rec);
-  Run r = train(&tee, nullptr);
+  TrainedRun r = train(&tee, nullptr);
   r.per_step = tee.digests;
   Status done = rec->finish(true, "completed");
   EXPECT_TRUE(done.ok()) << (done.ok() ? "" : done.error().message);
@@ -179,10 +179,10 @@ class RecorderLevelTest : public ::testing::TestWithParam<ProbeLevel> {};
 
 TEST_P(RecorderLevelTest, ParametersAfterEveryStepAreBitIdenticalToAnUnrecordedRun) {
   ParamDigests observer;
-  const Run plain = train(&observer, nullptr);
-  const Run unhooked = train(nullptr, nullptr);
+  const TrainedRun plain = train(&observer, nullptr);
+  const TrainedRun unhooked = train(nullptr, nullptr);
   TempFile file("recorder-level");
-  const Run recorded = record(file.path(), GetParam(), 7);
+  const TrainedRun recorded = record(file.path(), GetParam(), 7);
 
   ASSERT_GT(plain.steps, 0);
   ASSERT_EQ(observer.digests.size(), static_cast<size_t>(plain.steps));
@@ -199,7 +199,7 @@ INSTANTIATE_TEST_SUITE_P(Levels, RecorderLevelTest,
 
 TEST(RecorderTest, TraceHoldsEveryStepWithTheParameterDigestsOfTheRun) {
   TempFile file("recorder-steps");
-  const Run run = record(file.path(), ProbeLevel::step);
+  const TrainedRun run = record(file.path(), ProbeLevel::step);
   const ReadBack back = read_all(file.path());
 
   ASSERT_EQ(back.steps.size(), static_cast<size_t>(run.steps));
@@ -270,7 +270,7 @@ TEST(RecorderTest, DeeperLevelsRecordMoreProbes) {
 
 TEST(RecorderTest, CheckpointsEveryNStepsResumeToTheSameParameters) {
   TempFile file("recorder-ckpt");
-  const Run run = record(file.path(), ProbeLevel::step, 10);
+  const TrainedRun run = record(file.path(), ProbeLevel::step, 10);
   const ReadBack back = read_all(file.path());
   ASSERT_EQ(back.checkpoints.size(), static_cast<size_t>(run.steps / 10));
   for (size_t i = 0; i < back.checkpoints.size(); ++i)

@@ -48,6 +48,10 @@ struct FollowingStep {
 };
 
 int run_export(const ExportArgs& a) {
+  if (a.step < 0) {
+    std::fprintf(stderr, "trainrr: --step %lld: a step is a count of steps, 0 or more\n", static_cast<long long>(a.step));
+    return kBadInput;
+  }
   auto opened = trace::TraceReader::open(a.file);
   if (!opened) {
     std::fprintf(stderr, "trainrr: %s\n", opened.error().message.c_str());
@@ -195,8 +199,7 @@ void add_export_command(CLI::App& app, int& exit_code) {
       "Exit codes: 0 written, 2 bad input (no such checkpoint, not a trace, cannot write).");
   cmd->add_option("file", args->file, "Trace file")->required();
   cmd->add_option("--step", args->step, "Step N: the last checkpoint taken after at most N steps")
-      ->required()
-      ->check(CLI::NonNegativeNumber);
+      ->required();
   cmd->add_option("-o,--output", args->dir, "Folder to write (created if missing)")->required();
   cmd->callback([args, &exit_code] { exit_code = run_export(*args); });
 }

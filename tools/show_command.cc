@@ -108,17 +108,14 @@ void print_environment(const trace::TraceHeader& h) {
   std::printf("  host: %s, os: %s, kernel %s\n", host.c_str(), os.c_str(), kernel.c_str());
   const std::string compiler = take("compiler"), cflags = take("compiler.flags");
   std::printf("  compiler: %s, flags: %s\n", compiler.c_str(), cflags.c_str());
+  // In the order the recorder wrote them: it lists trainrr's own version first.
   std::string libs, vars;
-  for (auto it = env.begin(); it != env.end();) {
-    if (it->first.rfind("lib.", 0) == 0)
-      libs += (libs.empty() ? "" : ", ") + it->first.substr(4) + " " + it->second;
-    else if (it->first.rfind("env.", 0) == 0)
-      vars += (vars.empty() ? "" : " ") + it->first.substr(4) + "=" + it->second;
-    else {
-      ++it;
-      continue;
-    }
-    it = env.erase(it);
+  for (const auto& [key, value] : h.environment) {
+    if (!env.count(key)) continue;
+    if (key.rfind("lib.", 0) == 0) libs += (libs.empty() ? "" : ", ") + key.substr(4) + " " + value;
+    else if (key.rfind("env.", 0) == 0) vars += (vars.empty() ? "" : " ") + key.substr(4) + "=" + value;
+    else continue;
+    env.erase(key);
   }
   std::printf("  libraries: %s\n", libs.empty() ? "(none recorded)" : libs.c_str());
   std::printf("  numerics environment: %s\n", vars.empty() ? "(none set)" : vars.c_str());

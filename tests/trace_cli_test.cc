@@ -1,0 +1,584 @@
+// End-to-end tests of `trainrr show`, `dump` and `export` on real recordings, killed recordings and
+// hostile files.
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "engine/data/npy.h"
+#include "engine/fingerprint.h"
+#include "engine/kernels/kernel_registry.h"
+#include "engine/trainer.h"
+#include "tests/test_util.h"
+#include "traces/trace_reader.h"
+
+extern char** environ;
+
+namespace trainrr::testing {
+namespace {
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+size_t count_matching(const std::string& text, const std::regex& re) {
+  size_t n = 0;
+  for (const auto& line : lines_of(text)) n += std::regex_search(line, re);
+  return n;
+}
+
+// The groups of the first line that matches (empty if none): std::regex on a whole dump recurses too deep.
+std::vector<std::string> first_match(const std::string& text, const std::regex& re) {
+  for (const auto& line : lines_of(text)) {
+    std::smatch m;
+    if (std::regex_search(line, m, re)) return std::vector<std::string>(m.begin(), m.end());
+  }
+  return {};
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// A strict JSON reader just big enough to check that each dump line is one well-formed object.
+class JsonCheck {
+ public:
+  explicit JsonCheck(const std::string& s) : s_(s) {}
+  // True if the text is exactly one JSON object; `type` gets its top-level "type" string.
+  bool object_with_type(std::string& type) {
+    ws();
+    if (!peek('{')) return false;
+    top_ = true;
+    if (!value()) return false;
+    ws();
+    type = type_;
+    return i_ == s_.size();
+  }
+
+ private:
+  bool peek(char c) const { return i_ < s_.size() && s_[i_] == c; }
+  void ws() {
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) ++i_;
+  }
+  bool literal(const char* w) {
+    const std::string word(w);
+    if (s_.compare(i_, word.size(), word) != 0) return false;
+    i_ += word.size();
+    return true;
+  }
+  bool string(std::string* out) {
+    if (!peek('"')) return false;
+    ++i_;
+    while (i_ < s_.size() && s_[i_] != '"') {
+      const unsigned char c = s_[i_];
+      if (c < 0x20) return false;
+      if (c == '\\') {
+        ++i_;
+        if (i_ >= s_.size()) return false;
+        const char e = s_[i_];
+        if (e == 'u') {
+          for (int k = 1; k <= 4; ++k)
+            if (i_ + k >= s_.size() || !std::isxdigit(static_cast<unsigned char>(s_[i_ + k]))) return false;
+          i_ += 4;
+        } else if (std::string("\"\\/bfnrt").find(e) == std::string::npos) {
+          return false;
+        }
+      } else if (out) {
+        *out += static_cast<char>(c);
+      }
+      ++i_;
+    }
+    if (!peek('"')) return false;
+    ++i_;
+    return true;
+  }
+  bool number() {
+    const size_t start = i_;
+    if (peek('-')) ++i_;
+    if (!(i_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[i_])))) return false;
+    while (i_ < s_.size() && (std::isdigit(static_cast<unsigned char>(s_[i_])) || s_[i_] == '.' || s_[i_] == 'e' ||
+                              s_[i_] == 'E' || s_[i_] == '+' || s_[i_] == '-'))
+      ++i_;
+    return i_ > start;
+  }
+  bool value() {
+    ws();
+    if (i_ >= s_.size()) return false;
+    const char c = s_[i_];
+    if (c == '{') {
+      const bool top = top_;
+      top_ = false;
+      ++i_;
+      ws();
+      if (peek('}')) return ++i_, true;
+      for (;;) {
+        ws();
+        std::string key;
+        if (!string(&key)) return false;
+        ws();
+        if (!peek(':')) return false;
+        ++i_;
+        ws();
+        if (top && key == "type") {
+          std::string v;
+          if (!string(&v)) return false;
+          type_ = v;
+        } else if (!value()) {
+          return false;
+        }
+        ws();
+        if (peek('}')) return ++i_, true;
+        if (!peek(',')) return false;
+        ++i_;
+      }
+    }
+    if (c == '[') {
+      ++i_;
+      ws();
+      if (peek(']')) return ++i_, true;
+      for (;;) {
+        if (!value()) return false;
+        ws();
+        if (peek(']')) return ++i_, true;
+        if (!peek(',')) return false;
+        ++i_;
+      }
+    }
+    if (c == '"') return string(nullptr);
+    if (c == 't') return literal("true");
+    if (c == 'f') return literal("false");
+    if (c == 'n') return literal("null");
+    return number();
+  }
+
+  const std::string& s_;
+  size_t i_ = 0;
+  bool top_ = false;
+  std::string type_;
+};
+
+// Counts of what a trace holds, read through the library: what the CLI's output must account for.
+struct TraceCounts {
+  std::map<std::string, size_t> events;  // rng, split, shuffle, batch, kernel, probe
+  size_t steps = 0, ends = 0, epochs = 0, checkpoints = 0, footers = 0;
+  std::vector<std::string> kernel_sites;
+  uint64_t header_size = 0;
+};
+
+TraceCounts count_trace(const std::string& path) {
+  TraceCounts c;
+  auto r = trace::TraceReader::open(path);
+  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
+  if (!r) return c;
+  c.header_size = (*r)->header_size();
+  for (;;) {
+    auto m = (*r)->next();
+    EXPECT_TRUE(m.ok()) << (m.ok() ? "" : m.error().message);
+    if (!m || !*m) break;
+    const auto& v = (*m)->value;
+    if (const auto* s = std::get_if<trace::TraceStep>(&v)) {
+      ++c.steps;
+      c.ends += s->end.has_value();
+      for (const auto& e : s->events) {
+        static const char* kNames[] = {"rng", "split", "shuffle", "batch", "kernel", "probe"};
+        ++c.events[kNames[e.index()]];
+        if (const auto* k = std::get_if<KernelChoice>(&e)) c.kernel_sites.push_back(k->site);
+      }
+    } else if (std::holds_alternative<trace::TraceEpoch>(v)) {
+      ++c.epochs;
+    } else if (std::holds_alternative<trace::TraceCheckpoint>(v)) {
+      ++c.checkpoints;
+    } else {
+      ++c.footers;
+    }
+  }
+  return c;
+}
+
+// One recording of breast_cancer (10 epochs of 15 steps, level op, a checkpoint every 50 steps), shared by
+// the tests that only read it.
+class TraceCliTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    trace_ = dir_->file("bc.trr");
+    const CommandResult r = run_trainrr("record " + example("breast_cancer.toml") + " -o " + trace_ +
+                                        " --level op --checkpoint-every 50");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+  static TempDir* dir_;
+  static std::string trace_;
+};
+TempDir* TraceCliTest::dir_ = nullptr;
+std::string TraceCliTest::trace_;
+
+TEST_F(TraceCliTest, DumpShowsEveryInitDrawTheSplitEachShuffleAndEachKernelSelection) {
+  const CommandResult r = run_trainrr("dump " + trace_);
+  ASSERT_EQ(r.exit_code, 0) << r.output.substr(0, 2000);
+  const TraceCounts c = count_trace(trace_);
+
+  EXPECT_EQ(count_matching(r.output, std::regex(R"(^step 0 rng init/dense_1\.kernel stream=\S+ key=[0-9a-f]{16} counter=\d+ count=\d+ digest=[0-9a-f]{16}$)")), 1u);
+  EXPECT_EQ(count_matching(r.output, std::regex(R"(^step 0 rng init/dense_2\.kernel )")), 1u);
+  EXPECT_EQ(count_matching(r.output, std::regex(R"(^step \d+ rng )")), c.events.at("rng"));
+  // The split's sizes depend on its rounding rule; what must hold is that it covers the file's 569 rows and
+  // that each epoch shuffles exactly the training rows (the run has no validation split).
+  const auto split = first_match(r.output, std::regex(R"(^step 0 split data/split train=(\d+) rows test=(\d+) rows )"));
+  ASSERT_EQ(split.size(), 3u) << r.output.substr(0, 3000);
+  EXPECT_EQ(count_matching(r.output, std::regex(R"(^step \d+ split )")), 1u);
+  EXPECT_EQ(std::stoul(split[1]) + std::stoul(split[2]), 569u);
+  for (int epoch = 0; epoch < 10; ++epoch)
+    EXPECT_EQ(count_matching(r.output, std::regex("^step \\d+ shuffle data/shuffle epoch=" + std::to_string(epoch) +
+                                                  " rows=" + split[1] +
+                                                  " draw\\(stream=\\S+ .*\\) digest=[0-9a-f]{16}$")),
+              1u)
+        << "epoch " << epoch;
+  ASSERT_FALSE(c.kernel_sites.empty());
+  EXPECT_EQ(count_matching(r.output, std::regex(R"(^step \d+ kernel \S+ op=\S+ -> \S+ \(.*\) candidates=\[.+\])")),
+            c.kernel_sites.size());
+  for (const auto& site : c.kernel_sites)
+    EXPECT_EQ(count_matching(r.output, std::regex("^step \\d+ kernel " + std::regex_replace(site, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)") + " ")), 1u)
+        << site;
+  EXPECT_EQ(count_matching(r.output, std::regex(R"(^step \d+ batch \d+$)")), 150u);
+  EXPECT_EQ(count_matching(r.output, std::regex(R"(^step \d+ probe \S+ (forward|backward|update) digest=)")),
+            c.events.at("probe"));
+  EXPECT_EQ(count_matching(r.output, std::regex(R"(^step \d+ end loss=\S+ .*params: dense_1\.kernel=[0-9a-f]{16})")), 150u);
+  EXPECT_EQ(count_matching(r.output, std::regex(R"(^epoch \d+ loss=)")), 10u);
+  EXPECT_EQ(count_matching(r.output, std::regex(R"(^checkpoint step=(50|100|150) .* tensors: dense_1\.kernel\(30, 16\))")), 3u);
+  EXPECT_EQ(count_matching(r.output, std::regex(R"(^footer completed=true reason=completed steps=150 )")), 1u);
+}
+
+TEST_F(TraceCliTest, DumpJsonIsOneObjectWithATypePerMessageAndEvent) {
+  const CommandResult r = run_trainrr("dump --json " + trace_);
+  ASSERT_EQ(r.exit_code, 0) << r.output.substr(0, 2000);
+  const TraceCounts c = count_trace(trace_);
+  std::map<std::string, size_t> types;
+  for (const auto& line : lines_of(r.output)) {
+    std::string type;
+    ASSERT_TRUE(JsonCheck(line).object_with_type(type)) << line.substr(0, 500);
+    ASSERT_FALSE(type.empty()) << line.substr(0, 500);
+    ++types[type];
+  }
+  EXPECT_EQ(types["header"], 1u);
+  EXPECT_EQ(types["step"], c.steps);
+  EXPECT_EQ(types["end"], c.ends);
+  for (const auto& [kind, n] : c.events) EXPECT_EQ(types[kind], n) << kind;
+  EXPECT_EQ(types["epoch"], c.epochs);
+  EXPECT_EQ(types["checkpoint"], c.checkpoints);
+  EXPECT_EQ(types["footer"], 1u);
+  EXPECT_EQ(types["incomplete"], 0u);
+  EXPECT_NE(r.output.find(R"({"type":"rng","step":0,"site":"init/dense_1.kernel","stream":)"), std::string::npos);
+}
+
+TEST_F(TraceCliTest, DumpStepsLimitsToTheRangeAndRejectsBadSyntax) {
+  const CommandResult r = run_trainrr("dump " + trace_ + " --steps 3:5");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(count_matching(r.output, std::regex(R"(^step \d+ end )")), 2u);
+  EXPECT_EQ(count_matching(r.output, std::regex(R"(^step [34] end )")), 2u);
+  EXPECT_EQ(count_matching(r.output, std::regex(R"(^step \d+ epoch=)")), 2u);
+
+  const CommandResult tail = run_trainrr("dump --json " + trace_ + " --steps 140:");
+  ASSERT_EQ(tail.exit_code, 0);
+  EXPECT_EQ(count_matching(tail.output, std::regex(R"(^\{"type":"end")")), 10u);
+  const CommandResult head = run_trainrr("dump " + trace_ + " --steps :1");
+  ASSERT_EQ(head.exit_code, 0);
+  EXPECT_EQ(count_matching(head.output, std::regex(R"(^step 0 end )")), 1u);
+  EXPECT_EQ(count_matching(head.output, std::regex(R"(^step [1-9]\d* )")), 0u);
+
+  for (const char* bad : {"x", "3-5", "5:3", ":", "-1:4", "1:2:3", "1.5:"}) {
+    const CommandResult b = run_trainrr("dump " + trace_ + " --steps " + bad);
+    EXPECT_EQ(b.exit_code, 2) << bad << ": " << b.output;
+    EXPECT_NE(b.output.find("--steps"), std::string::npos) << b.output;
+  }
+}
+
+TEST_F(TraceCliTest, ShowSummarizesTheRunAndSaysItEndedCleanly) {
+  const CommandResult r = run_trainrr("show " + trace_);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("breast_cancer.toml"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("seed: 42 (from the configuration)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("level: op, checkpoint every 50 steps"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("threads: 2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("libraries: trainrr "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("breast_cancer.csv"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("not embedded"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("steps: 150 in 10 epochs (0..9)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("checkpoints: 3, after steps 50, 100, 150"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("final metrics (epoch 9): loss"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("ended cleanly: the run completed (completed), 150 steps"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("did not end cleanly"), std::string::npos) << r.output;
+  EXPECT_LE(lines_of(r.output).size(), 30u) << "one screen";
+}
+
+TEST_F(TraceCliTest, ExportWritesTheCheckpointAtOrBeforeTheStepAsNpyAndAManifest) {
+  TempDir out;
+  const CommandResult r = run_trainrr("export " + trace_ + " --step 120 -o " + out.file("ck"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  // The model's own parameters, from the engine: the files must hold exactly these names and shapes.
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  TrainingOptions opts;
+  opts.registry = &registry;
+  auto config = load_config(example("breast_cancer.toml"));
+  ASSERT_TRUE(config.ok());
+  auto training = Training::create(*config, opts);
+  ASSERT_TRUE(training.ok());
+  const std::string manifest = read_file(out.file("ck/manifest.json"));
+  std::string type;
+  std::string tagged = manifest;
+  tagged.insert(1, "\"type\":\"manifest\",");
+  ASSERT_TRUE(JsonCheck(tagged).object_with_type(type)) << manifest.substr(0, 500);
+  EXPECT_NE(manifest.find("\"step\":100,"), std::string::npos) << manifest.substr(0, 300);
+  EXPECT_NE(manifest.find("\"seed\":42,"), std::string::npos);
+  EXPECT_NE(manifest.find("\"batch_order_until\":\"checkpoint at step 150\""), std::string::npos);
+  EXPECT_EQ(count_matching(std::regex_replace(manifest, std::regex(R"(\},\{)"), "}\n{"),
+                           std::regex(R"("step":1[0-4]\d,"epoch":\d,"batch":\d+)")),
+            50u)
+      << "the batch order of steps 100..149";
+
+  // Values: the checkpoint through the library, against the .npy files.
+  auto reader = trace::TraceReader::open(trace_);
+  ASSERT_TRUE(reader.ok());
+  auto index = (*reader)->checkpoint_index();
+  ASSERT_TRUE(index.ok());
+  ASSERT_EQ(index->size(), 3u);
+  auto state = (*reader)->read_checkpoint((*index)[1].offset);
+  ASSERT_TRUE(state.ok());
+  ASSERT_EQ(state->step, 100);
+
+  for (Param* p : (*training)->model().params()) {
+    const std::string file = out.file("ck/" + p->name + ".npy");
+    auto t = read_npy(file);
+    ASSERT_TRUE(t.ok()) << file << ": " << (t.ok() ? "" : t.error().message);
+    EXPECT_EQ(t->shape, p->value.shape) << p->name;
+    EXPECT_NE(manifest.find("\"name\":\"" + p->name + "\",\"shape\":"), std::string::npos) << p->name;
+  }
+  size_t files = 0;
+  for (const auto& t : state->tensors) {
+    std::string name = std::regex_replace(t.name, std::regex("/"), "__");
+    auto back = read_npy(out.file("ck/" + name + ".npy"));
+    ASSERT_TRUE(back.ok()) << name;
+    EXPECT_EQ(back->shape, t.value.shape) << name;
+    EXPECT_EQ(digest(*back), digest(t.value)) << name << ": the values must be the checkpoint's, bit for bit";
+    ++files;
+  }
+  EXPECT_GT(files, (*training)->model().params().size()) << "optimizer state is exported too";
+}
+
+TEST_F(TraceCliTest, ExportWithoutACheckpointAtOrBeforeTheStepNamesTheStepsThatHaveOne) {
+  TempDir out;
+  const CommandResult r = run_trainrr("export " + trace_ + " --step 49 -o " + out.file("ck"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find(trace_), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("50, 100, 150"), std::string::npos) << r.output;
+}
+
+TEST_F(TraceCliTest, CapnpDecodeReadsARealTraceWithTheShippedSchema) {
+  if (std::system("command -v capnp > /dev/null 2>&1") != 0) GTEST_SKIP() << "the capnp tool is not installed";
+  const std::string schema = std::string(TRAINRR_SOURCE_DIR) + "/traces/trace.capnp";
+  TempDir out;
+  const std::string cmd =
+      "capnp decode " + schema + " Message < " + trace_ + " > " + out.file("decoded.txt") + " 2>&1";
+  const int status = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(status)) << cmd;
+  const std::string decoded = read_file(out.file("decoded.txt"));
+  ASSERT_EQ(WEXITSTATUS(status), 0) << decoded.substr(0, 2000);
+  EXPECT_NE(decoded.find("header = "), std::string::npos) << decoded.substr(0, 500);
+  EXPECT_NE(decoded.find("footer = "), std::string::npos);
+}
+
+// --- hostile input through the command line ---
+
+// show and dump on a damaged file: a clear error (2) or a clean partial read (0, said so), never a crash.
+void expect_handled(const std::string& path, const std::string& what) {
+  for (const char* verb : {"show", "dump", "dump --json"}) {
+    const CommandResult r = run_trainrr(std::string(verb) + " " + path);
+    EXPECT_LT(r.exit_code, 128) << what << ": " << verb << " crashed\n" << r.output.substr(0, 2000);
+    EXPECT_TRUE(r.exit_code == 0 || r.exit_code == 2) << what << ": " << verb << " exit " << r.exit_code;
+    if (r.exit_code == 2) {
+      EXPECT_NE(r.output.find(path), std::string::npos) << what << ": " << r.output.substr(0, 2000);
+    }
+    if (r.exit_code == 0 && verb == std::string("show")) {
+      EXPECT_TRUE(r.output.find("\nended cleanly: ") != std::string::npos ||
+                  r.output.find("\ndid not end cleanly: ") != std::string::npos)
+          << what << ": " << r.output;
+    }
+  }
+}
+
+TEST_F(TraceCliTest, HostileNonTraceAndRandomBytesAreRefusedWithExitTwo) {
+  TempDir d;
+  const std::string text = d.write("notes.txt", "this is not a trace, just text\n");
+  std::mt19937 rng(1234);
+  std::string noise(4096, '\0');
+  for (char& c : noise) c = static_cast<char>(rng());
+  const std::string random = d.file("random.bin");
+  write_file(random, noise);
+  const std::string empty = d.write("empty.trr", "");
+  for (const auto& f : {text, random, empty}) {
+    for (const char* verb : {"show", "dump"}) {
+      const CommandResult r = run_trainrr(std::string(verb) + " " + f);
+      EXPECT_EQ(r.exit_code, 2) << verb << " " << f << ": " << r.output;
+      EXPECT_NE(r.output.find(f), std::string::npos) << r.output;
+    }
+  }
+  const CommandResult missing = run_trainrr("show " + d.file("absent.trr"));
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.output.find("absent.trr"), std::string::npos) << missing.output;
+}
+
+TEST_F(TraceCliTest, HostileTruncatedTraceIsAnErrorOrACleanPartialRead) {
+  const std::string bytes = read_file(trace_);
+  const TraceCounts c = count_trace(trace_);
+  ASSERT_GT(bytes.size(), c.header_size + 64);
+  TempDir d;
+  const uint64_t h = c.header_size;
+  for (uint64_t cut : {uint64_t{1}, uint64_t{7}, uint64_t{8}, uint64_t{20}, h - 1, h, h + 4, h + 8, h + 37,
+                       bytes.size() / 3, bytes.size() / 2, bytes.size() - 9, bytes.size() - 1}) {
+    const std::string f = d.file("cut-" + std::to_string(cut) + ".trr");
+    write_file(f, bytes.substr(0, cut));
+    expect_handled(f, "cut at " + std::to_string(cut));
+    if (cut > h) {
+      const CommandResult r = run_trainrr("show " + f);
+      EXPECT_EQ(r.exit_code, 0) << "a cut after the header is a clean partial read: " << r.output;
+      EXPECT_NE(r.output.find("did not end cleanly: "), std::string::npos) << r.output;
+    }
+  }
+}
+
+TEST_F(TraceCliTest, HostileHugeSegmentCountOrSizeAndBitFlipsNeverCrash) {
+  const std::string bytes = read_file(trace_);
+  const TraceCounts c = count_trace(trace_);
+  TempDir d;
+  auto patched = [&](uint64_t at, uint32_t word, const std::string& name) {
+    std::string b = bytes;
+    std::memcpy(b.data() + at, &word, sizeof word);
+    const std::string f = d.file(name);
+    write_file(f, b);
+    return f;
+  };
+  // The segment table's first word is the segment count minus one, the second the first segment's size.
+  for (uint64_t at : {uint64_t{0}, c.header_size}) {
+    const std::string count = patched(at, 0xFFFFFFF0u, "count-" + std::to_string(at) + ".trr");
+    for (const char* verb : {"show", "dump"}) {
+      const CommandResult r = run_trainrr(std::string(verb) + " " + count);
+      EXPECT_EQ(r.exit_code, 2) << verb << " huge segment count at " << at << ": " << r.output.substr(0, 2000);
+      EXPECT_NE(r.output.find("segments"), std::string::npos) << r.output.substr(0, 2000);
+    }
+    expect_handled(patched(at + 4, 0xFFFFFFF0u, "size-" + std::to_string(at) + ".trr"), "huge segment size");
+  }
+  std::mt19937 rng(99);
+  for (int trial = 0; trial < 6; ++trial) {
+    std::string b = bytes;
+    for (int k = 0; k < 4; ++k) b[rng() % b.size()] ^= static_cast<char>(1u << (rng() % 8));
+    const std::string f = d.file("flip-" + std::to_string(trial) + ".trr");
+    write_file(f, b);
+    expect_handled(f, "bit flips, trial " + std::to_string(trial));
+  }
+}
+
+// --- crash ---
+
+pid_t spawn_record(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  std::string bin = TRAINRR_BIN;
+  argv.push_back(bin.data());
+  std::vector<std::string> copy = args;
+  for (auto& a : copy) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, bin.c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  return rc == 0 ? pid : -1;
+}
+
+TEST(TraceCliCrashTest, KilledRecordingLeavesATraceShowOpensWithEveryCompletedStep) {
+  TempDir d;
+  const std::vector<std::string> base = {"record", example("digits_mlp.toml"), "--set", "train.epochs=50",
+                                         "--level", "op", "--checkpoint-every", "20", "-o"};
+  auto args_for = [&](const std::string& out) {
+    auto a = base;
+    a.push_back(out);
+    return a;
+  };
+  // The run's duration, measured here, spreads the kills over the whole recording.
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    const pid_t pid = spawn_record(args_for(d.file("full.trr")));
+    ASSERT_GT(pid, 0);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the uninterrupted recording must succeed";
+  }
+  const double duration_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  const CommandResult full = run_trainrr("show " + d.file("full.trr"));
+  ASSERT_EQ(full.exit_code, 0);
+  ASSERT_NE(full.output.find("ended cleanly: the run completed"), std::string::npos) << full.output;
+
+  std::mt19937 rng(20240607);
+  std::uniform_real_distribution<double> delay(0.0, 0.95 * duration_ms);
+  const std::regex steps_re(R"(did not end cleanly: (\d+) complete steps readable)");
+  int killed = 0;
+  for (int trial = 0; trial < 20; ++trial) {
+    const std::string out = d.file("killed-" + std::to_string(trial) + ".trr");
+    const auto ms = delay(rng);
+    const pid_t pid = spawn_record(args_for(out));
+    ASSERT_GT(pid, 0);
+    std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(ms));
+    kill(pid, SIGKILL);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)) continue;  // finished before the kill
+    ++killed;
+    std::error_code ec;
+    if (std::filesystem::file_size(out, ec) == 0 || ec) continue;  // killed before the header was written
+
+    const CommandResult show = run_trainrr("show " + out);
+    ASSERT_EQ(show.exit_code, 0) << "trial " << trial << " (" << ms << " ms): " << show.output;
+    const auto m = first_match(show.output, steps_re);
+    ASSERT_EQ(m.size(), 2u) << "trial " << trial << ": " << show.output;
+    const size_t steps = std::stoul(m[1]);
+    const CommandResult dump = run_trainrr("dump " + out);
+    ASSERT_EQ(dump.exit_code, 0) << "trial " << trial << ": "
+                                 << dump.output.substr(dump.output.size() > 2000 ? dump.output.size() - 2000 : 0);
+    EXPECT_EQ(count_matching(dump.output, std::regex(R"(^step \d+ end )")), steps) << "trial " << trial;
+    // The complete steps are the first ones, with none missing.
+    if (steps > 0) {
+      EXPECT_EQ(count_matching(dump.output, std::regex("^step " + std::to_string(steps - 1) + " end ")), 1u);
+    }
+  }
+  EXPECT_GE(killed, 15) << "kills should land while recording (run of " << duration_ms << " ms)";
+}
+
+}  // namespace
+}  // namespace trainrr::testing
