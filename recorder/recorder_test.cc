@@ -46,43 +46,6 @@ class ParamDigests : public Hooks {
   Digests digests;
 };
 
-// Passes every hook to the recorder and observes parameters after each step, as ParamDigests does.
-class Tee : public Hooks {
- public:
-  explicit Tee(Recorder& r) : r_(r) {}
-  void run_begin() override { r_.run_begin(); }
-  void run_end(bool completed) override { r_.run_end(completed); }
-  void seed(uint64_t& seed, bool from_entropy) override { r_.seed(seed, from_entropy); }
-  void rng_draw(RngDraw& draw) override { r_.rng_draw(draw); }
-  void rng_values(const RngDraw& draw, std::span<const std::byte> values) override {
-    r_.rng_values(draw, values);
-  }
-  void split(std::string_view site, std::vector<uint32_t>& train, std::vector<uint32_t>& test) override {
-    r_.split(site, train, test);
-  }
-  void shuffle(std::string_view site, int epoch, std::vector<uint32_t>& perm, const RngDraw* draw) override {
-    r_.shuffle(site, epoch, perm, draw);
-  }
-  void batch_order(int64_t step, int64_t& batch) override { r_.batch_order(step, batch); }
-  void kernel_selected(KernelChoice& choice) override { r_.kernel_selected(choice); }
-  ProbeLevel probe_level() const override { return r_.probe_level(); }
-  void probe(std::string_view site, Phase phase, const Tensor& value) override {
-    r_.probe(site, phase, value);
-  }
-  void step_begin(int64_t step, int epoch, int64_t batch) override { r_.step_begin(step, epoch, batch); }
-  void step_end(const StepSummary& s) override {
-    r_.step_end(s);
-    keep_params(s, digests);
-  }
-  void epoch_end(const EpochSummary& s) override { r_.epoch_end(s); }
-  bool wants_checkpoint(int64_t steps) override { return r_.wants_checkpoint(steps); }
-  void checkpoint(const TrainState& state) override { r_.checkpoint(state); }
-  Digests digests;
-
- private:
-  Recorder& r_;
-};
-
 RunConfig config(const std::vector<std::string>& overrides) {
   auto c = load_config(example("breast_cancer.toml"), overrides);
   EXPECT_TRUE(c.ok()) << (c.ok() ? "" : c.error().message);
@@ -92,7 +55,6 @@ RunConfig config(const std::vector<std::string>& overrides) {
 const std::vector<std::string> kShort = {"train.epochs=3"};
 
 struct TrainedRun {
-  Digests per_step;
   std::vector<std::pair<std::string, uint64_t>> final_params;
   int64_t steps = 0;
 };
@@ -104,7 +66,7 @@ std::vector<std::pair<std::string, uint64_t>> param_digests(Training& t) {
 }
 
 // Trains breast_cancer for three epochs under the deterministic policy with the given hooks (null: none).
-TrainedRun train(Hooks* hooks, Digests* per_step) {
+TrainedRun train(Hooks* hooks) {
   KernelRegistry registry;
   register_cpu_kernels(registry);
   TrainingOptions opts;
@@ -116,7 +78,6 @@ TrainedRun train(Hooks* hooks, Digests* per_step) {
   Status s = (*t)->fit();
   EXPECT_TRUE(s.ok()) << (s.ok() ? "" : s.error().message);
   TrainedRun r;
-  if (per_step) r.per_step = *per_step;
   r.final_params = param_digests(**t);
   r.steps = (*t)->step();
   return r;
@@ -133,11 +94,11 @@ std::unique_ptr<Recorder> make_recorder(const std::string& path, ProbeLevel leve
   return std::move(r).value();
 }
 
+// Records with the recorder as the run's only hooks: the per-step parameter digests come from the trace's
+// step ends, which is where a user (and replay) finds them.
 TrainedRun record(const std::string& path, ProbeLevel level, int64_t checkpoint_every = 0) {
   auto rec = make_recorder(path, level, checkpoint_every);
-  Tee tee(*rec);
-  TrainedRun r = train(&tee, nullptr);
-  r.per_step = tee.digests;
+  TrainedRun r = train(rec.get());
   Status done = rec->finish(true, "completed");
   EXPECT_TRUE(done.ok()) << (done.ok() ? "" : done.error().message);
   return r;
@@ -179,16 +140,19 @@ class RecorderLevelTest : public ::testing::TestWithParam<ProbeLevel> {};
 
 TEST_P(RecorderLevelTest, ParametersAfterEveryStepAreBitIdenticalToAnUnrecordedRun) {
   ParamDigests observer;
-  const TrainedRun plain = train(&observer, nullptr);
-  const TrainedRun unhooked = train(nullptr, nullptr);
+  const TrainedRun plain = train(&observer);
+  const TrainedRun unhooked = train(nullptr);
   TempFile file("recorder-level");
   const TrainedRun recorded = record(file.path(), GetParam(), 7);
+  const ReadBack back = read_all(file.path());
 
   ASSERT_GT(plain.steps, 0);
   ASSERT_EQ(observer.digests.size(), static_cast<size_t>(plain.steps));
-  ASSERT_EQ(recorded.per_step.size(), observer.digests.size());
-  for (size_t s = 0; s < observer.digests.size(); ++s)
-    ASSERT_EQ(recorded.per_step[s], observer.digests[s]) << "parameters differ after step " << s;
+  ASSERT_EQ(back.steps.size(), observer.digests.size());
+  for (size_t s = 0; s < observer.digests.size(); ++s) {
+    ASSERT_TRUE(back.steps[s].end.has_value()) << "step " << s;
+    ASSERT_EQ(back.steps[s].end->params, observer.digests[s]) << "parameters differ after step " << s;
+  }
   EXPECT_EQ(recorded.final_params, plain.final_params);
   EXPECT_EQ(unhooked.final_params, plain.final_params);
 }
@@ -206,8 +170,9 @@ TEST(RecorderTest, TraceHoldsEveryStepWithTheParameterDigestsOfTheRun) {
   for (size_t s = 0; s < back.steps.size(); ++s) {
     EXPECT_EQ(back.steps[s].index, static_cast<int64_t>(s));
     ASSERT_TRUE(back.steps[s].end.has_value()) << "step " << s;
-    EXPECT_EQ(back.steps[s].end->params, run.per_step[s]) << "step " << s;
   }
+  // The last step's digests are those of the model the run ended with.
+  EXPECT_EQ(back.steps.back().end->params, run.final_params);
   ASSERT_TRUE(back.footer.has_value());
   EXPECT_TRUE(back.footer->completed);
   EXPECT_EQ(back.footer->end_reason, "completed");
@@ -293,8 +258,7 @@ TEST(RecorderTest, CheckpointsEveryNStepsResumeToTheSameParameters) {
 TEST(RecorderTest, UnwritableTraceIsAnErrorNamingTheFile) {
   const std::string path = "/nonexistent-trainrr-dir/run.trr";
   auto rec = make_recorder(path, ProbeLevel::step, 0);
-  Tee tee(*rec);
-  train(&tee, nullptr);
+  train(rec.get());
   EXPECT_FALSE(rec->status().ok());
   Status done = rec->finish(true, "completed");
   ASSERT_FALSE(done.ok());

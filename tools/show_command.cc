@@ -142,8 +142,8 @@ void print_progress(const StepStats& s) {
                 s.other == 1 ? "" : "s");
   std::printf("\n");
   if (s.first_loss)
-    std::printf("  loss: %s at step %lld, %s at step %lld\n", number(s.first_loss->second).c_str(),
-                static_cast<long long>(s.first_loss->first), number(s.last_loss->second).c_str(),
+    std::printf("  loss: %.6g at step %lld, %.6g at step %lld\n", s.first_loss->second,
+                static_cast<long long>(s.first_loss->first), s.last_loss->second,
                 static_cast<long long>(s.last_loss->first));
   if (s.checkpoints.count())
     std::printf("checkpoints: %lld, after steps %s\n", static_cast<long long>(s.checkpoints.count()),

@@ -98,6 +98,32 @@ std::string digest_of(const std::vector<uint32_t>& rows) {
   return hex64(digest(std::span<const uint32_t>(rows)));
 }
 
+// Event kinds beyond the six above (the accumulation order of completion-order kernels, and kinds added
+// later): printed from what they hold, so a new kind never makes dump throw.
+std::string other_event(int64_t step, const trace::Event& e, bool json) {
+  return std::visit(
+      [&](const auto& v) -> std::string {
+        if constexpr (requires { v.site; v.order; }) {
+          std::span<const uint32_t> order(v.order);
+          if (json)
+            return JsonObject()
+                .str("type", "accumulation")
+                .integer("step", step)
+                .str("site", v.site)
+                .raw("order", json_array(order))
+                .done();
+          std::string line = "step " + std::to_string(step) + " accumulation " + v.site + " order=[";
+          for (size_t i = 0; i < order.size(); ++i) line += (i ? " " : "") + std::to_string(order[i]);
+          return line + "]";
+        } else {
+          const std::string kind = "event kind " + std::to_string(e.index());
+          if (json) return JsonObject().str("type", "unknown").integer("step", step).str("kind", kind).done();
+          return "step " + std::to_string(step) + " " + kind + " (not known to this dump)";
+        }
+      },
+      e);
+}
+
 }  // namespace
 
 std::string json_string(std::string_view s) {
@@ -303,11 +329,13 @@ std::string event_text(int64_t step, const trace::Event& e) {
     }
     return line;
   }
-  const auto& pr = std::get<trace::ProbeEvent>(e);
-  const Summary& s = pr.fingerprint.summary;
-  return p + "probe " + pr.site + " " + phase_name(pr.phase) + " digest=" + hex64(pr.fingerprint.digest) +
-         " count=" + std::to_string(s.count) + " sum=" + number(s.sum) + " min=" + number(s.min) +
-         " max=" + number(s.max) + (s.non_finite ? " non_finite=" + std::to_string(s.non_finite) : "");
+  if (const auto* pr = std::get_if<trace::ProbeEvent>(&e)) {
+    const Summary& s = pr->fingerprint.summary;
+    return p + "probe " + pr->site + " " + phase_name(pr->phase) + " digest=" + hex64(pr->fingerprint.digest) +
+           " count=" + std::to_string(s.count) + " sum=" + number(s.sum) + " min=" + number(s.min) +
+           " max=" + number(s.max) + (s.non_finite ? " non_finite=" + std::to_string(s.non_finite) : "");
+  }
+  return other_event(step, e, false);
 }
 
 std::string event_json(int64_t step, const trace::Event& e) {
@@ -355,20 +383,22 @@ std::string event_json(int64_t step, const trace::Event& e) {
         .raw("timings_us", json_array(std::span<const double>(k->timings_us)))
         .done();
   }
-  const auto& pr = std::get<trace::ProbeEvent>(e);
-  const Summary& s = pr.fingerprint.summary;
-  return o.str("type", "probe")
-      .integer("step", step)
-      .str("site", pr.site)
-      .str("phase", phase_name(pr.phase))
-      .str("digest", hex64(pr.fingerprint.digest))
-      .uinteger("count", s.count)
-      .num("sum", s.sum)
-      .num("sum_sq", s.sum_sq)
-      .num("min", s.min)
-      .num("max", s.max)
-      .uinteger("non_finite", s.non_finite)
-      .done();
+  if (const auto* pr = std::get_if<trace::ProbeEvent>(&e)) {
+    const Summary& s = pr->fingerprint.summary;
+    return o.str("type", "probe")
+        .integer("step", step)
+        .str("site", pr->site)
+        .str("phase", phase_name(pr->phase))
+        .str("digest", hex64(pr->fingerprint.digest))
+        .uinteger("count", s.count)
+        .num("sum", s.sum)
+        .num("sum_sq", s.sum_sq)
+        .num("min", s.min)
+        .num("max", s.max)
+        .uinteger("non_finite", s.non_finite)
+        .done();
+  }
+  return other_event(step, e, true);
 }
 
 std::string step_end_text(const trace::TraceStep& s) {
