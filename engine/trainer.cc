@@ -318,7 +318,8 @@ TrainState Training::state() {
 }
 
 Status Training::restore(const TrainState& s) {
-  if (s.seed != seed_) return Error{"checkpoint seed " + std::to_string(s.seed) + " differs from the run's " + std::to_string(seed_)};
+  // The run keeps its own seed: a replay that does not force the seed resumes with the recorded state but
+  // draws from its own streams, which is what it is asked to show.
   std::vector<NamedTensor> model_tensors, opt_tensors;
   for (const auto& t : s.tensors) (t.name.find('/') == std::string::npos ? model_tensors : opt_tensors).push_back(t);
   if (Status st = model_.restore(model_tensors); !st) return st;

@@ -1,5 +1,6 @@
 #include "recorder/recorder.h"
 
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 
@@ -40,7 +41,10 @@ Result<std::unique_ptr<Recorder>> Recorder::create(const RunConfig& config, cons
   std::unique_ptr<Recorder> r(new Recorder());
   r->options_ = options;
   r->header_.config = config.text;
-  r->header_.config_path = config.file;
+  // Absolute, so that a replay from another folder resolves the configuration's relative data paths.
+  std::error_code ec;
+  const auto absolute = std::filesystem::absolute(config.file, ec);
+  r->header_.config_path = ec ? config.file : absolute.lexically_normal().string();
   r->header_.config_overrides = config.overrides;
   r->header_.level = options.level;
   r->header_.checkpoint_every = options.checkpoint_every;
@@ -100,6 +104,10 @@ void Recorder::batch_order(int64_t, int64_t& batch) {
 }
 
 void Recorder::kernel_selected(KernelChoice& choice) { pending_.events.push_back(choice); }
+
+void Recorder::accumulated(std::string_view site, const std::vector<uint32_t>& order) {
+  pending_.events.push_back(trace::AccumulationOrderEvent{std::string(site), order});
+}
 
 void Recorder::probe(std::string_view site, Phase phase, const Tensor& value) {
   pending_.events.push_back(trace::ProbeEvent{std::string(site), phase, fingerprint(value)});

@@ -42,6 +42,7 @@ class Recorder : public Hooks {
                const RngDraw* draw) override;
   void batch_order(int64_t step, int64_t& batch) override;
   void kernel_selected(KernelChoice& choice) override;
+  void accumulated(std::string_view site, const std::vector<uint32_t>& order) override;
   ProbeLevel probe_level() const override { return options_.level; }
   void probe(std::string_view site, Phase phase, const Tensor& value) override;
   void step_begin(int64_t step, int epoch, int64_t batch) override;

@@ -1,5 +1,7 @@
 #include "replayer/cause.h"
 
+#include "replayer/replayer.h"
+
 #include <filesystem>
 #include <map>
 
@@ -21,8 +23,7 @@ std::vector<std::string> config_differences(const RunConfig& a, const RunConfig&
 }
 
 std::vector<std::string> config_differences(const trace::TraceHeader& h, const RunConfig& replayed) {
-  const std::string base = std::filesystem::path(h.config_path).parent_path().string();
-  auto recorded = parse_config(h.config, h.config_path, base, h.config_overrides);
+  auto recorded = parse_config(h.config, h.config_path, config_folder(h), h.config_overrides);
   if (!recorded) return {"the recorded configuration no longer parses: " + recorded.error().message};
   return config_differences(*recorded, replayed);
 }
@@ -117,6 +118,12 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in) {
   if (k && k->info.thread_dependent && !th_a.empty())
     return {"numeric", "same kernel " + kernel + ", same inputs: its result depends on the thread count, " +
                            th_a + " threads recorded, " + th_b + " replayed"};
+  if (!in.order_differences.empty()) {
+    std::vector<std::string> sites;
+    for (const auto& [site, step] : in.order_differences) sites.push_back(site + " (step " + std::to_string(step) + ")");
+    return {"numeric", "kernels that accumulate in completion order (declared nondeterministic) combined their "
+                       "partials in another order than recorded at " + join(sites, ", ")};
+  }
   std::vector<std::string> env;
   for (const auto& e : in.environment) env.push_back(e.key);
   return {"numeric", "same kernel" + (kernel.empty() ? std::string() : " " + kernel) +

@@ -24,6 +24,7 @@ struct CauseInputs {
   uint64_t seed_recorded = 0, seed_replayed = 0;
   bool seed_from_entropy = false;
   std::map<std::string, int64_t> matched_draws;  // stream -> draws that matched before the divergence
+  std::map<std::string, int64_t> order_differences;  // kernel site -> first step its accumulation order differed
 };
 
 Cause classify(const FirstDivergence& d, const CauseInputs& in);

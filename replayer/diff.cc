@@ -19,6 +19,7 @@ std::string event_key(const trace::Event& e) {
   if (auto* s = std::get_if<trace::ShuffleEvent>(&e)) return "shuffle|" + s->site;
   if (std::holds_alternative<trace::BatchOrderEvent>(e)) return "batch|data/loader";
   if (auto* k = std::get_if<KernelChoice>(&e)) return "kernel|" + k->site;
+  if (auto* a = std::get_if<trace::AccumulationOrderEvent>(&e)) return "order|" + a->site;
   const auto& p = std::get<trace::ProbeEvent>(e);
   return "probe|" + p.site + "|" + phase_name(p.phase);
 }
@@ -74,7 +75,8 @@ bool differ(const trace::Event& a, const trace::Event& b, FirstDivergence& d) {
     d.detail = "batch " + std::to_string(ba->batch) + " (A), batch " + std::to_string(bb.batch) + " (B)";
     return true;
   }
-  if (std::holds_alternative<KernelChoice>(a)) return false;  // a selection is evidence, not an outcome
+  // A selection or an accumulation order is evidence, not an outcome.
+  if (std::holds_alternative<KernelChoice>(a) || std::holds_alternative<trace::AccumulationOrderEvent>(a)) return false;
   const auto& pa = std::get<trace::ProbeEvent>(a);
   const auto& pb = std::get<trace::ProbeEvent>(b);
   if (pa.fingerprint.digest == pb.fingerprint.digest) return false;
@@ -143,11 +145,8 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   ci.seed_replayed = hb.seed;
   ci.seed_from_entropy = ha.seed_from_entropy || hb.seed_from_entropy;
   {
-    auto base = [](const trace::TraceHeader& h) {
-      return std::filesystem::path(h.config_path).parent_path().string();
-    };
-    auto ca = parse_config(ha.config, ha.config_path, base(ha), ha.config_overrides);
-    auto cb = parse_config(hb.config, hb.config_path, base(hb), hb.config_overrides);
+    auto ca = parse_config(ha.config, ha.config_path, config_folder(ha), ha.config_overrides);
+    auto cb = parse_config(hb.config, hb.config_path, config_folder(hb), hb.config_overrides);
     if (ca && cb)
       ci.config_differences = config_differences(*ca, *cb);
     else if (ha.config != hb.config)

@@ -14,6 +14,7 @@ std::string key_probe(std::string_view site, Phase phase) {
   return "probe|" + std::string(site) + "|" + phase_name(phase);
 }
 const char* kKeyBatch = "batch";
+std::string key_order(std::string_view site) { return "order|" + std::string(site); }
 
 std::string event_key(const trace::Event& e) {
   if (auto* r = std::get_if<trace::RngDrawEvent>(&e)) return key_rng(r->draw.site);
@@ -21,6 +22,7 @@ std::string event_key(const trace::Event& e) {
   if (auto* s = std::get_if<trace::ShuffleEvent>(&e)) return key_shuffle(s->site);
   if (std::holds_alternative<trace::BatchOrderEvent>(e)) return kKeyBatch;
   if (auto* k = std::get_if<KernelChoice>(&e)) return key_kernel(k->site);
+  if (auto* a = std::get_if<trace::AccumulationOrderEvent>(&e)) return key_order(a->site);
   const auto& p = std::get<trace::ProbeEvent>(e);
   return key_probe(p.site, p.phase);
 }
@@ -231,6 +233,17 @@ void ReplayHooks::kernel_selected(KernelChoice& choice) {
   if (recorded != choice.chosen) kernel_diffs_[choice.site] = {recorded, choice.chosen};
 }
 
+void ReplayHooks::accumulation_order(std::string_view site, std::vector<uint32_t>& order) {
+  if (!forced(force_.kernels, "kernel:" + std::string(site))) return;
+  if (const trace::Event* e = peek(key_order(site))) order = std::get<trace::AccumulationOrderEvent>(*e).order;
+}
+
+void ReplayHooks::accumulated(std::string_view site, const std::vector<uint32_t>& order) {
+  const trace::Event* e = take(key_order(site));
+  // A different order is evidence, not an outcome: the probe of the op's output says whether it mattered.
+  if (e && std::get<trace::AccumulationOrderEvent>(*e).order != order) order_diffs_.emplace(std::string(site), step_);
+}
+
 void ReplayHooks::probe(std::string_view site, Phase phase, const Tensor& value) {
   if (step_ == capture_step_) captured_.push_back({std::string(site), phase, value});
   if (!probe_recorded(site)) return;
@@ -268,7 +281,7 @@ void ReplayHooks::step_end(const StepSummary& s) {
   if (cur_.loaded) {
     // Recorded events the replay never made (kernel choices and probes above the recorded level aside).
     for (const auto& [key, idx] : cur_.by_key) {
-      if (idx.empty() || key.rfind("kernel|", 0) == 0) continue;
+      if (idx.empty() || key.rfind("kernel|", 0) == 0 || key.rfind("order|", 0) == 0) continue;
       const trace::Event& e = cur_.step.events[idx.front()];
       std::string site = key.substr(key.find('|') + 1);
       site = site.substr(0, site.find('|'));

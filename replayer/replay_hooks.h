@@ -38,6 +38,8 @@ class ReplayHooks : public Hooks {
   const std::map<std::string, std::pair<std::string, std::string>>& kernel_differences() const {
     return kernel_diffs_;
   }
+  // Sites whose completion order differed from the recording (not forced).
+  const std::map<std::string, int64_t>& order_differences() const { return order_diffs_; }
   const std::map<std::string, std::string>& replayed_kernels() const { return replayed_kernels_; }
   const std::map<std::string, std::string>& recorded_kernels() const { return recorded_kernels_; }
   uint64_t replayed_seed() const { return replayed_seed_; }
@@ -77,6 +79,8 @@ class ReplayHooks : public Hooks {
                const RngDraw* draw) override;
   void batch_order(int64_t step, int64_t& batch) override;
   void kernel_selected(KernelChoice& choice) override;
+  void accumulation_order(std::string_view site, std::vector<uint32_t>& order) override;
+  void accumulated(std::string_view site, const std::vector<uint32_t>& order) override;
   ProbeLevel probe_level() const override { return level_; }
   void probe(std::string_view site, Phase phase, const Tensor& value) override;
   void step_begin(int64_t step, int epoch, int64_t batch) override;
@@ -111,6 +115,7 @@ class ReplayHooks : public Hooks {
   std::map<std::string, std::vector<int64_t>> layer_steps_;
   int64_t steps_compared_ = 0;
   std::map<std::string, int64_t> matched_draws_;
+  std::map<std::string, int64_t> order_diffs_;  // site -> first step where the order differed
   std::function<bool(const std::string&)> filter_;
   bool forced(bool kind, const std::string& unit) const { return kind && (!filter_ || filter_(unit)); }
   int64_t capture_step_ = -2;

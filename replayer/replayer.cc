@@ -20,6 +20,13 @@
 namespace trainrr {
 namespace fs = std::filesystem;
 
+std::string config_folder(const trace::TraceHeader& h) {
+  std::error_code ec;
+  const fs::path folder = fs::path(h.config_path).parent_path();
+  const fs::path absolute = fs::absolute(folder.empty() ? fs::path(".") : folder, ec);
+  return ec ? folder.string() : absolute.lexically_normal().string();
+}
+
 std::vector<EnvDifference> environment_differences(
     const std::vector<std::pair<std::string, std::string>>& a,
     const std::vector<std::pair<std::string, std::string>>& b) {
@@ -39,8 +46,7 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
                                   const std::string& scratch_dir) {
   std::vector<std::string> all = h.config_overrides;
   all.insert(all.end(), overrides.begin(), overrides.end());
-  const std::string base = fs::path(h.config_path).parent_path().string();
-  auto config = parse_config(h.config, h.config_path + " (in the trace)", fs::absolute(base).string(), all);
+  auto config = parse_config(h.config, h.config_path + " (in the trace)", config_folder(h), all);
   if (!config) return config.error();
   RebuiltRun r{std::move(config).value(), false, ""};
   DataConfig& d = r.config.data;
@@ -144,60 +150,76 @@ namespace {
 // first probe whose values differ, with its first differing element.
 void element_detail(const ReplayOptions& o, const RunConfig& config, const KernelRegistry& registry,
                     int64_t step, FirstDivergence& d, int64_t& executed, std::vector<std::string>& notes) {
+  // The recorded state at the start of the step: every recorded choice forced from the nearest checkpoint.
   auto a = make_replay_side(o.trace_path, config, registry, ForceSet::all(), {}, ProbeLevel::op, false, step);
-  auto b = make_replay_side(o.trace_path, config, registry, o.force, {}, ProbeLevel::op, false, step);
-  if (!a || !b) {
-    notes.push_back("no element detail: " + (!a ? a.error().message : b.error().message));
+  if (!a) {
+    notes.push_back("no element detail: " + a.error().message);
     return;
   }
-  a->hooks->capture_step(step);
-  b->hooks->capture_step(step);
-  if (!a->training->fit(step + 1).ok() || !b->training->fit(step + 1).ok()) {
+  if (!a->training->fit(step).ok()) {
     notes.push_back("no element detail: the re-execution could not select its kernels");
     return;
   }
-  executed += (step + 1 - a->resumed_at) + (step + 1 - b->resumed_at);
+  executed += step - a->resumed_at;
+  const TrainState start = a->training->state();
+  a->hooks->capture_step(step);
+  if (!a->training->fit(step + 1).ok()) return;
+  ++executed;
   const auto& ca = a->hooks->captured();
-  const auto& cb = b->hooks->captured();
-  for (size_t i = 0; i < std::min(ca.size(), cb.size()); ++i) {
-    if (ca[i].site != cb[i].site || ca[i].value.shape != cb[i].value.shape) {
-      notes.push_back("the two re-executions take different paths at " + ca[i].site + " / " + cb[i].site);
+  // The same step from the same state as replayed. A nondeterministic step may need a few tries to
+  // show its difference again.
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    auto b = make_replay_side(o.trace_path, config, registry, o.force, {}, ProbeLevel::op, false, 0);
+    if (!b) {
+      notes.push_back("no element detail: " + b.error().message);
       return;
     }
-    const auto& va = ca[i].value.data;
-    const auto& vb = cb[i].value.data;
-    for (size_t j = 0; j < va.size(); ++j) {
-      if (std::memcmp(&va[j], &vb[j], sizeof(float)) == 0) continue;
-      if (d.kind == "step_end" || d.site != ca[i].site) {
-        // The step-level evidence is where the difference showed; the op probe is where it was born.
-        d.kind = "probe";
-        d.site = ca[i].site;
-        d.phase = phase_name(ca[i].phase);
-        split_site(d.site, d.layer, d.op);
-        d.kernel_recorded = a->hooks->replayed_kernels().count(kernel_site_of(d.site))
-                                ? a->hooks->replayed_kernels().at(kernel_site_of(d.site))
-                                : "";
-        d.kernel_replayed = b->hooks->replayed_kernels().count(kernel_site_of(d.site))
-                                ? b->hooks->replayed_kernels().at(kernel_site_of(d.site))
-                                : "";
-        d.summary_recorded = summarize(va);
-        d.summary_replayed = summarize(vb);
-      }
-      d.has_element = true;
-      d.index = static_cast<int64_t>(j);
-      d.recorded = va[j];
-      d.replayed = vb[j];
-      d.abs_diff = std::fabs(static_cast<double>(va[j]) - vb[j]);
-      d.ulp = ulp_distance(va[j], vb[j]);
-      notes.push_back("element values from re-executing step " + std::to_string(step) +
-                      " here both ways (recorded "
-                      "choices forced, and as replayed); the trace keeps digests, not values");
+    if (!b->hooks->skip_to(step).ok() || !b->training->restore(start).ok()) {
+      notes.push_back("no element detail: the replayed run cannot take the recorded state of step " +
+                      std::to_string(step));
       return;
+    }
+    b->hooks->capture_step(step);
+    if (!b->training->fit(step + 1).ok()) return;
+    ++executed;
+    const auto& cb = b->hooks->captured();
+    for (size_t i = 0; i < std::min(ca.size(), cb.size()); ++i) {
+      if (ca[i].site != cb[i].site || ca[i].value.shape != cb[i].value.shape) {
+        notes.push_back("the two re-executions take different paths at " + ca[i].site + " / " + cb[i].site);
+        return;
+      }
+      const auto& va = ca[i].value.data;
+      const auto& vb = cb[i].value.data;
+      for (size_t j = 0; j < va.size(); ++j) {
+        if (std::memcmp(&va[j], &vb[j], sizeof(float)) == 0) continue;
+        if (d.kind == "step_end" || d.site != ca[i].site) {
+          // The step-level evidence is where the difference showed; the op probe is where it was born.
+          d.kind = "probe";
+          d.site = ca[i].site;
+          d.phase = phase_name(ca[i].phase);
+          split_site(d.site, d.layer, d.op);
+          const std::string ks = kernel_site_of(d.site);
+          d.kernel_recorded = a->hooks->replayed_kernels().count(ks) ? a->hooks->replayed_kernels().at(ks) : "";
+          d.kernel_replayed = b->hooks->replayed_kernels().count(ks) ? b->hooks->replayed_kernels().at(ks) : "";
+          d.summary_recorded = summarize(va);
+          d.summary_replayed = summarize(vb);
+        }
+        d.has_element = true;
+        d.index = static_cast<int64_t>(j);
+        d.recorded = va[j];
+        d.replayed = vb[j];
+        d.abs_diff = std::fabs(static_cast<double>(va[j]) - vb[j]);
+        d.ulp = ulp_distance(va[j], vb[j]);
+        notes.push_back("element values from re-executing step " + std::to_string(step) +
+                        " here from its recorded state both ways (recorded choices forced, and as replayed): "
+                        "the trace keeps digests, not values");
+        return;
+      }
     }
   }
   notes.push_back("re-executing step " + std::to_string(step) +
-                  " here both ways gives identical values: the difference lies between the recording machine "
-                  "and this one");
+                  " here from its recorded state both ways gives identical values: the difference lies between the "
+                  "recording machine and this one, or in a race that did not recur");
 }
 
 ReplayResult fail(int code, std::string msg) {
@@ -278,6 +300,7 @@ ReplayResult replay(const ReplayOptions& o) {
   ci.seed_replayed = hooks.replayed_seed();
   ci.seed_from_entropy = header.seed_from_entropy;
   ci.matched_draws = hooks.matched_draws();
+  ci.order_differences = hooks.order_differences();
 
   if (!hooks.diverged() && !rebuilt->data_changed) {
     rep.diverged = false;

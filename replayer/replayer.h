@@ -69,6 +69,9 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
                                     std::function<bool(const std::string&)> filter, ProbeLevel level,
                                     bool compare, int64_t from);
 
+// The folder the recorded configuration's relative paths resolve against.
+std::string config_folder(const trace::TraceHeader& header);
+
 // Environment differences between a recording and this process (or another recording).
 std::vector<EnvDifference> environment_differences(
     const std::vector<std::pair<std::string, std::string>>& recorded,

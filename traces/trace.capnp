@@ -117,7 +117,14 @@ struct Event {
     batchOrder @3 :Int64;      # the batch of the current epoch the loader handed out; must be >= 0
     kernelChoice @4 :KernelChoice;
     probe @5 :Probe;
+    accumulationOrder @6 :AccumulationOrder;
   }
+}
+
+# The order in which a kernel that accumulates in completion order combined its partial results.
+struct AccumulationOrder {
+  site @0 :UInt32;           # name id of the kernel site
+  order @1 :List(UInt32);    # partial (task) indices, in the order they were added
 }
 
 # Words counter .. counter+count-1 of the Philox stream with `key`.

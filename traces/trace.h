@@ -98,8 +98,15 @@ struct ProbeEvent {
   Fingerprint fingerprint;
 };
 
+// The order a completion-order kernel combined its partials in at `site` (forced back on replay).
+struct AccumulationOrderEvent {
+  std::string site;  // "batch_normalization_1/bn_stats.fwd"
+  std::vector<uint32_t> order;
+};
+
 // KernelChoice is the engine's own type; its `site` is interned in the file like every other site.
-using Event = std::variant<RngDrawEvent, SplitEvent, ShuffleEvent, BatchOrderEvent, KernelChoice, ProbeEvent>;
+using Event = std::variant<RngDrawEvent, SplitEvent, ShuffleEvent, BatchOrderEvent, KernelChoice, ProbeEvent,
+                           AccumulationOrderEvent>;
 
 // What the engine reports at the end of a step (StepSummary, with digests in place of tensors).
 struct StepEnd {

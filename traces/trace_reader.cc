@@ -179,6 +179,10 @@ std::optional<Event> read_event(schema::Event::Reader e, const NameTable& names)
       if (s.non_finite > s.count) malformed("probe nonFinite must be <= count");
       return p;
     }
+    case schema::Event::ACCUMULATION_ORDER: {
+      auto r = e.getAccumulationOrder();
+      return AccumulationOrderEvent{names.at(r.getSite()), to_vector<uint32_t>(r.getOrder())};
+    }
   }
   return std::nullopt;
 }

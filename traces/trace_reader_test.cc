@@ -358,7 +358,7 @@ TEST(TraceEvolution, UnknownFieldsEventsAndMessagesAreSkipped) {
   ASSERT_TRUE(s1.end);
   EXPECT_EQ(s1.end->loss, 0.5);
   ASSERT_EQ((*r)->notes().size(), 2u);
-  EXPECT_NE((*r)->notes()[0].find("unknown kind 6"), std::string::npos) << (*r)->notes()[0];
+  EXPECT_NE((*r)->notes()[0].find("unknown kind 7"), std::string::npos) << (*r)->notes()[0];
   EXPECT_NE((*r)->notes()[1].find("message of unknown kind 5"), std::string::npos) << (*r)->notes()[1];
   EXPECT_FALSE((*r)->ended_cleanly());
 }

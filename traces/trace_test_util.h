@@ -47,6 +47,9 @@ inline bool operator==(const ShuffleEvent& a, const ShuffleEvent& b) {
          a.permutation == b.permutation;
 }
 inline bool operator==(const BatchOrderEvent& a, const BatchOrderEvent& b) { return a.batch == b.batch; }
+inline bool operator==(const AccumulationOrderEvent& a, const AccumulationOrderEvent& b) {
+  return a.site == b.site && a.order == b.order;
+}
 inline bool operator==(const ProbeEvent& a, const ProbeEvent& b) {
   return a.site == b.site && a.phase == b.phase && a.fingerprint == b.fingerprint;
 }
@@ -119,6 +122,7 @@ inline TraceStep sample_step(int64_t i) {
   Fingerprint fp{0xabcdef00 + static_cast<uint64_t>(i), {16, 1.5, 3.25, -1.0f, 2.0f, 0}};
   s.events.push_back(ProbeEvent{"dense_1/matmul.fwd:out", Phase::forward, fp});
   s.events.push_back(ProbeEvent{"dense_1/matmul.bwd:dx", Phase::backward, fp});
+  s.events.push_back(AccumulationOrderEvent{"batch_normalization_1/bn_stats.fwd", {3, 0, 2, 1}});
   StepEnd end;
   end.loss = 0.5 / static_cast<double>(i + 1);
   end.metrics = {{"accuracy", 0.25 * static_cast<double>(i % 4)}};

@@ -184,6 +184,10 @@ void write_event(schema::Event::Builder out, const Event& event, TraceWriter::In
           p.setMin(s.min);
           p.setMax(s.max);
           p.setNonFinite(s.non_finite);
+        } else if constexpr (std::is_same_v<T, AccumulationOrderEvent>) {
+          auto a = out.initAccumulationOrder();
+          a.setSite(names.id(e.site));
+          set_list<uint32_t>(a.initOrder(e.order.size()), e.order);
         }
       },
       event);

@@ -42,6 +42,9 @@ struct ReduceArgs {
   const float* x = nullptr;
   int64_t rows = 0, cols = 0;
   float* out = nullptr;
+  // Kernels that combine partials in completion order: on entry the order to combine them in (empty: as
+  // they finish), on return the order taken. Null: not recorded.
+  std::vector<uint32_t>* order = nullptr;
 };
 
 // NHWC input, HWIO filter (Keras' layout), NHWC output; zero padding.

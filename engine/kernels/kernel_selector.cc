@@ -206,9 +206,17 @@ void run_reduce(KernelSelector& kernels, std::string_view site, const ReduceArgs
     std::vector<float> scratch(args.cols);
     ReduceArgs t = args;
     t.out = scratch.data();
+    t.order = nullptr;
     cand.reduce(t, kernels.pool());
   });
-  k.reduce(args, kernels.pool());
+  if (k.info.deterministic) return k.reduce(args, kernels.pool());
+  // Its completion order is a choice like any other: asked for (forcing), then reported.
+  std::vector<uint32_t> order;
+  kernels.hooks().accumulation_order(site, order);
+  ReduceArgs a = args;
+  a.order = &order;
+  k.reduce(a, kernels.pool());
+  kernels.hooks().accumulated(site, order);
 }
 
 void run_conv2d(KernelSelector& kernels, std::string_view site, OpKind op, const Conv2dArgs& args) {

@@ -52,6 +52,7 @@ class KernelSelector {
   Policy policy() const { return policy_; }
   Isa isa() const { return isa_; }
   ThreadPool& pool() { return *pool_; }
+  Hooks& hooks() { return *hooks_; }
   const KernelRegistry& registry() const { return *registry_; }
   // Forgets every selection (a fresh run in the same process).
   void reset() { chosen_.clear(); }

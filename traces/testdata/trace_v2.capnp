@@ -41,6 +41,7 @@ struct Event {
     batchOrder @3 :Int64;
     kernelChoice @4 :AnyPointer;
     probe @5 :AnyPointer;
-    gpuKernel @6 :Text;        # new event kind
+    accumulationOrder @6 :AnyPointer;
+    gpuKernel @7 :Text;        # new event kind
   }
 }
