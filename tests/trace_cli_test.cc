@@ -117,8 +117,8 @@ class JsonCheck {
     const size_t start = i_;
     if (peek('-')) ++i_;
     if (!(i_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[i_])))) return false;
-    while (i_ < s_.size() && (std::isdigit(static_cast<unsigned char>(s_[i_])) || s_[i_] == '.' || s_[i_] == 'e' ||
-                              s_[i_] == 'E' || s_[i_] == '+' || s_[i_] == '-'))
+    while (i_ < s_.size() && (std::isdigit(static_cast<unsigned char>(s_[i_])) || s_[i_] == '.' ||
+                              s_[i_] == 'e' || s_[i_] == 'E' || s_[i_] == '+' || s_[i_] == '-'))
       ++i_;
     return i_ > start;
   }
@@ -243,34 +243,51 @@ TEST_F(TraceCliTest, DumpShowsEveryInitDrawTheSplitEachShuffleAndEachKernelSelec
   ASSERT_EQ(r.exit_code, 0) << r.output.substr(0, 2000);
   const TraceCounts c = count_trace(trace_);
 
-  EXPECT_EQ(count_matching(r.output, std::regex(R"(^step 0 rng init/dense_1\.kernel stream=\S+ key=[0-9a-f]{16} counter=\d+ count=\d+ digest=[0-9a-f]{16}$)")), 1u);
+  EXPECT_EQ(
+      count_matching(
+          r.output,
+          std::regex(
+              R"(^step 0 rng init/dense_1\.kernel stream=\S+ key=[0-9a-f]{16} counter=\d+ count=\d+ digest=[0-9a-f]{16}$)")),
+      1u);
   EXPECT_EQ(count_matching(r.output, std::regex(R"(^step 0 rng init/dense_2\.kernel )")), 1u);
   EXPECT_EQ(count_matching(r.output, std::regex(R"(^step \d+ rng )")), c.events.at("rng"));
   // The split's sizes depend on its rounding rule; what must hold is that it covers the file's 569 rows and
   // that each epoch shuffles exactly the training rows (the run has no validation split).
-  const auto split = first_match(r.output, std::regex(R"(^step 0 split data/split train=(\d+) rows test=(\d+) rows )"));
+  const auto split =
+      first_match(r.output, std::regex(R"(^step 0 split data/split train=(\d+) rows test=(\d+) rows )"));
   ASSERT_EQ(split.size(), 3u) << r.output.substr(0, 3000);
   EXPECT_EQ(count_matching(r.output, std::regex(R"(^step \d+ split )")), 1u);
   EXPECT_EQ(std::stoul(split[1]) + std::stoul(split[2]), 569u);
   for (int epoch = 0; epoch < 10; ++epoch)
-    EXPECT_EQ(count_matching(r.output, std::regex("^step \\d+ shuffle data/shuffle epoch=" + std::to_string(epoch) +
-                                                  " rows=" + split[1] +
+    EXPECT_EQ(count_matching(r.output, std::regex("^step \\d+ shuffle data/shuffle epoch=" +
+                                                  std::to_string(epoch) + " rows=" + split[1] +
                                                   " draw\\(stream=\\S+ .*\\) digest=[0-9a-f]{16}$")),
               1u)
         << "epoch " << epoch;
   ASSERT_FALSE(c.kernel_sites.empty());
-  EXPECT_EQ(count_matching(r.output, std::regex(R"(^step \d+ kernel \S+ op=\S+ -> \S+ \(.*\) candidates=\[.+\])")),
-            c.kernel_sites.size());
+  EXPECT_EQ(
+      count_matching(r.output, std::regex(R"(^step \d+ kernel \S+ op=\S+ -> \S+ \(.*\) candidates=\[.+\])")),
+      c.kernel_sites.size());
   for (const auto& site : c.kernel_sites)
-    EXPECT_EQ(count_matching(r.output, std::regex("^step \\d+ kernel " + std::regex_replace(site, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)") + " ")), 1u)
+    EXPECT_EQ(count_matching(
+                  r.output,
+                  std::regex("^step \\d+ kernel " +
+                             std::regex_replace(site, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)") + " ")),
+              1u)
         << site;
   EXPECT_EQ(count_matching(r.output, std::regex(R"(^step \d+ batch \d+$)")), 150u);
   EXPECT_EQ(count_matching(r.output, std::regex(R"(^step \d+ probe \S+ (forward|backward|update) digest=)")),
             c.events.at("probe"));
-  EXPECT_EQ(count_matching(r.output, std::regex(R"(^step \d+ end loss=\S+ .*params: dense_1\.kernel=[0-9a-f]{16})")), 150u);
+  EXPECT_EQ(count_matching(r.output,
+                           std::regex(R"(^step \d+ end loss=\S+ .*params: dense_1\.kernel=[0-9a-f]{16})")),
+            150u);
   EXPECT_EQ(count_matching(r.output, std::regex(R"(^epoch \d+ loss=)")), 10u);
-  EXPECT_EQ(count_matching(r.output, std::regex(R"(^checkpoint step=(50|100|150) .* tensors: dense_1\.kernel\(30, 16\))")), 3u);
-  EXPECT_EQ(count_matching(r.output, std::regex(R"(^footer completed=true reason=completed steps=150 )")), 1u);
+  EXPECT_EQ(
+      count_matching(r.output,
+                     std::regex(R"(^checkpoint step=(50|100|150) .* tensors: dense_1\.kernel\(30, 16\))")),
+      3u);
+  EXPECT_EQ(count_matching(r.output, std::regex(R"(^footer completed=true reason=completed steps=150 )")),
+            1u);
 }
 
 TEST_F(TraceCliTest, DumpJsonIsOneObjectWithATypePerMessageAndEvent) {
@@ -288,14 +305,16 @@ TEST_F(TraceCliTest, DumpJsonIsOneObjectWithATypePerMessageAndEvent) {
   EXPECT_EQ(types["step"], c.steps);
   EXPECT_EQ(types["end"], c.ends);
   for (const auto& [kind, n] : c.events) {
-    if (kind != "other") EXPECT_EQ(types[kind], n) << kind;
+    if (kind == "other") continue;
+    EXPECT_EQ(types[kind], n) << kind;
   }
   EXPECT_EQ(types["unknown"], 0u) << "dump names every kind of event this build records";
   EXPECT_EQ(types["epoch"], c.epochs);
   EXPECT_EQ(types["checkpoint"], c.checkpoints);
   EXPECT_EQ(types["footer"], 1u);
   EXPECT_EQ(types["incomplete"], 0u);
-  EXPECT_NE(r.output.find(R"({"type":"rng","step":0,"site":"init/dense_1.kernel","stream":)"), std::string::npos);
+  EXPECT_NE(r.output.find(R"({"type":"rng","step":0,"site":"init/dense_1.kernel","stream":)"),
+            std::string::npos);
 }
 
 TEST_F(TraceCliTest, DumpStepsLimitsToTheRangeAndRejectsBadSyntax) {
@@ -333,7 +352,8 @@ TEST_F(TraceCliTest, ShowSummarizesTheRunAndSaysItEndedCleanly) {
   EXPECT_NE(r.output.find("steps: 150 in 10 epochs (0..9)"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("checkpoints: 3, after steps 50, 100, 150"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("final metrics (epoch 9): loss"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("ended cleanly: the run completed (completed), 150 steps"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("ended cleanly: the run completed (completed), 150 steps"), std::string::npos)
+      << r.output;
   EXPECT_EQ(r.output.find("did not end cleanly"), std::string::npos) << r.output;
   EXPECT_LE(lines_of(r.output).size(), 30u) << "one screen";
 }
@@ -403,7 +423,8 @@ TEST_F(TraceCliTest, ExportWithoutACheckpointAtOrBeforeTheStepNamesTheStepsThatH
 }
 
 TEST_F(TraceCliTest, CapnpDecodeReadsARealTraceWithTheShippedSchema) {
-  if (std::system("command -v capnp > /dev/null 2>&1") != 0) GTEST_SKIP() << "the capnp tool is not installed";
+  if (std::system("command -v capnp > /dev/null 2>&1") != 0)
+    GTEST_SKIP() << "the capnp tool is not installed";
   const std::string schema = std::string(TRAINRR_SOURCE_DIR) + "/traces/trace.capnp";
   TempDir out;
   const std::string cmd =
@@ -491,7 +512,8 @@ TEST_F(TraceCliTest, HostileHugeSegmentCountOrSizeAndBitFlipsNeverCrash) {
     const std::string count = patched(at, 0xFFFFFFF0u, "count-" + std::to_string(at) + ".trr");
     for (const char* verb : {"show", "dump"}) {
       const CommandResult r = run_trainrr(std::string(verb) + " " + count);
-      EXPECT_EQ(r.exit_code, 2) << verb << " huge segment count at " << at << ": " << r.output.substr(0, 2000);
+      EXPECT_EQ(r.exit_code, 2) << verb << " huge segment count at " << at << ": "
+                                << r.output.substr(0, 2000);
       EXPECT_NE(r.output.find("segments"), std::string::npos) << r.output.substr(0, 2000);
     }
     expect_handled(patched(at + 4, 0xFFFFFFF0u, "size-" + std::to_string(at) + ".trr"), "huge segment size");
@@ -527,8 +549,15 @@ pid_t spawn_record(const std::vector<std::string>& args) {
 
 TEST(TraceCliCrashTest, KilledRecordingLeavesATraceShowOpensWithEveryCompletedStep) {
   TempDir d;
-  const std::vector<std::string> base = {"record", example("digits_mlp.toml"), "--set", "train.epochs=50",
-                                         "--level", "op", "--checkpoint-every", "20", "-o"};
+  const std::vector<std::string> base = {"record",
+                                         example("digits_mlp.toml"),
+                                         "--set",
+                                         "train.epochs=50",
+                                         "--level",
+                                         "op",
+                                         "--checkpoint-every",
+                                         "20",
+                                         "-o"};
   auto args_for = [&](const std::string& out) {
     auto a = base;
     a.push_back(out);
@@ -574,7 +603,8 @@ TEST(TraceCliCrashTest, KilledRecordingLeavesATraceShowOpensWithEveryCompletedSt
     const size_t steps = std::stoul(m[1]);
     const CommandResult dump = run_trainrr("dump " + out);
     ASSERT_EQ(dump.exit_code, 0) << "trial " << trial << ": "
-                                 << dump.output.substr(dump.output.size() > 2000 ? dump.output.size() - 2000 : 0);
+                                 << dump.output.substr(dump.output.size() > 2000 ? dump.output.size() - 2000
+                                                                                 : 0);
     EXPECT_EQ(count_matching(dump.output, std::regex(R"(^step \d+ end )")), steps) << "trial " << trial;
     // The complete steps are the first ones, with none missing.
     if (steps > 0) {

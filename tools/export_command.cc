@@ -49,7 +49,8 @@ struct FollowingStep {
 
 int run_export(const ExportArgs& a) {
   if (a.step < 0) {
-    std::fprintf(stderr, "trainrr: --step %lld: a step is a count of steps, 0 or more\n", static_cast<long long>(a.step));
+    std::fprintf(stderr, "trainrr: --step %lld: a step is a count of steps, 0 or more\n",
+                 static_cast<long long>(a.step));
     return kBadInput;
   }
   auto opened = trace::TraceReader::open(a.file);
@@ -131,12 +132,13 @@ int run_export(const ExportArgs& a) {
       std::fprintf(stderr, "trainrr: %s\n", s.error().message.c_str());
       return kBadInput;
     }
-    tensors += (i ? "," : "") + JsonObject()
-                                    .str("name", t.name)
-                                    .raw("shape", json_array(std::span<const int64_t>(t.value.shape)))
-                                    .str("file", file)
-                                    .str("digest", hex64(digest(t.value)))
-                                    .done();
+    append_item(tensors, i, ",",
+                JsonObject()
+                    .str("name", t.name)
+                    .raw("shape", json_array(std::span<const int64_t>(t.value.shape)))
+                    .str("file", file)
+                    .str("digest", hex64(digest(t.value)))
+                    .done());
   }
   tensors += "]";
 
@@ -151,7 +153,7 @@ int run_export(const ExportArgs& a) {
       o.null("batch");
     else
       o.raw("batch", json_array(std::span<const int64_t>(f.batches)));
-    order += (i ? "," : "") + o.done();
+    append_item(order, i, ",", o.done());
   }
   order += "]";
 

@@ -112,9 +112,12 @@ void print_environment(const trace::TraceHeader& h) {
   std::string libs, vars;
   for (const auto& [key, value] : h.environment) {
     if (!env.count(key)) continue;
-    if (key.rfind("lib.", 0) == 0) libs += (libs.empty() ? "" : ", ") + key.substr(4) + " " + value;
-    else if (key.rfind("env.", 0) == 0) vars += (vars.empty() ? "" : " ") + key.substr(4) + "=" + value;
-    else continue;
+    if (key.rfind("lib.", 0) == 0)
+      libs += (libs.empty() ? "" : ", ") + key.substr(4) + " " + value;
+    else if (key.rfind("env.", 0) == 0)
+      vars += (vars.empty() ? "" : " ") + key.substr(4) + "=" + value;
+    else
+      continue;
     env.erase(key);
   }
   std::printf("  libraries: %s\n", libs.empty() ? "(none recorded)" : libs.c_str());

@@ -18,6 +18,11 @@ std::string hex64(uint64_t v) {
 
 std::string hex128(const trace::Digest128& d) { return hex64(d.high) + hex64(d.low); }
 
+void append_item(std::string& list, size_t i, const char* separator, const std::string& item) {
+  if (i) list += separator;
+  list += item;
+}
+
 std::string number(double v) {
   if (std::isnan(v)) return "nan";
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
@@ -103,7 +108,10 @@ std::string digest_of(const std::vector<uint32_t>& rows) {
 std::string other_event(int64_t step, const trace::Event& e, bool json) {
   return std::visit(
       [&](const auto& v) -> std::string {
-        if constexpr (requires { v.site; v.order; }) {
+        if constexpr (requires {
+                        v.site;
+                        v.order;
+                      }) {
           std::span<const uint32_t> order(v.order);
           if (json)
             return JsonObject()
@@ -113,7 +121,7 @@ std::string other_event(int64_t step, const trace::Event& e, bool json) {
                 .raw("order", json_array(order))
                 .done();
           std::string line = "step " + std::to_string(step) + " accumulation " + v.site + " order=[";
-          for (size_t i = 0; i < order.size(); ++i) line += (i ? " " : "") + std::to_string(order[i]);
+          for (size_t i = 0; i < order.size(); ++i) append_item(line, i, " ", std::to_string(order[i]));
           return line + "]";
         } else {
           const std::string kind = "event kind " + std::to_string(e.index());
@@ -211,7 +219,7 @@ JsonObject& JsonObject::raw(std::string_view k, std::string_view json) {
 
 std::string json_array(std::span<const std::string> strings) {
   std::string out = "[";
-  for (size_t i = 0; i < strings.size(); ++i) out += (i ? "," : "") + json_string(strings[i]);
+  for (size_t i = 0; i < strings.size(); ++i) append_item(out, i, ",", json_string(strings[i]));
   return out + "]";
 }
 
@@ -255,13 +263,14 @@ std::string header_json(const trace::TraceHeader& h) {
   std::string datasets = "[";
   for (size_t i = 0; i < h.datasets.size(); ++i) {
     const auto& d = h.datasets[i];
-    datasets += (i ? "," : "") + JsonObject()
-                                     .str("name", d.name)
-                                     .str("path", d.path)
-                                     .uinteger("size_bytes", d.size_bytes)
-                                     .str("digest", hex128(d.digest))
-                                     .boolean("embedded", !d.embedded.empty())
-                                     .done();
+    append_item(datasets, i, ",",
+                JsonObject()
+                    .str("name", d.name)
+                    .str("path", d.path)
+                    .uinteger("size_bytes", d.size_bytes)
+                    .str("digest", hex128(d.digest))
+                    .boolean("embedded", !d.embedded.empty())
+                    .done());
   }
   datasets += "]";
   return JsonObject()
@@ -320,20 +329,21 @@ std::string event_text(int64_t step, const trace::Event& e) {
   if (const auto* k = std::get_if<KernelChoice>(&e)) {
     std::string line =
         p + "kernel " + k->site + " op=" + k->op + " -> " + k->chosen + " (" + k->reason + ") candidates=[";
-    for (size_t i = 0; i < k->candidates.size(); ++i) line += (i ? ", " : "") + k->candidates[i];
+    for (size_t i = 0; i < k->candidates.size(); ++i) append_item(line, i, ", ", k->candidates[i]);
     line += "]";
     if (!k->timings_us.empty()) {
       line += " timings_us=[";
-      for (size_t i = 0; i < k->timings_us.size(); ++i) line += (i ? ", " : "") + number(k->timings_us[i]);
+      for (size_t i = 0; i < k->timings_us.size(); ++i) append_item(line, i, ", ", number(k->timings_us[i]));
       line += "]";
     }
     return line;
   }
   if (const auto* pr = std::get_if<trace::ProbeEvent>(&e)) {
     const Summary& s = pr->fingerprint.summary;
-    return p + "probe " + pr->site + " " + phase_name(pr->phase) + " digest=" + hex64(pr->fingerprint.digest) +
-           " count=" + std::to_string(s.count) + " sum=" + number(s.sum) + " min=" + number(s.min) +
-           " max=" + number(s.max) + (s.non_finite ? " non_finite=" + std::to_string(s.non_finite) : "");
+    return p + "probe " + pr->site + " " + phase_name(pr->phase) +
+           " digest=" + hex64(pr->fingerprint.digest) + " count=" + std::to_string(s.count) +
+           " sum=" + number(s.sum) + " min=" + number(s.min) + " max=" + number(s.max) +
+           (s.non_finite ? " non_finite=" + std::to_string(s.non_finite) : "");
   }
   return other_event(step, e, false);
 }
@@ -453,12 +463,12 @@ std::string checkpoint_text(const trace::TraceCheckpoint& c, uint64_t offset) {
 std::string checkpoint_json(const trace::TraceCheckpoint& c, uint64_t offset) {
   std::string tensors = "[";
   for (size_t i = 0; i < c.tensors.size(); ++i)
-    tensors +=
-        (i ? "," : "") + JsonObject()
-                             .str("name", c.tensors[i].name)
-                             .raw("shape", json_array(std::span<const int64_t>(c.tensors[i].value.shape)))
-                             .str("digest", hex64(digest(c.tensors[i].value)))
-                             .done();
+    append_item(tensors, i, ",",
+                JsonObject()
+                    .str("name", c.tensors[i].name)
+                    .raw("shape", json_array(std::span<const int64_t>(c.tensors[i].value.shape)))
+                    .str("digest", hex64(digest(c.tensors[i].value)))
+                    .done());
   tensors += "]";
   return JsonObject()
       .str("type", "checkpoint")
@@ -480,18 +490,19 @@ std::string footer_text(const trace::TraceFooter& f) {
                      " reason=" + f.end_reason + " steps=" + std::to_string(f.step_count) +
                      " events=" + std::to_string(f.event_count) + " checkpoints=[";
   for (size_t i = 0; i < f.checkpoints.size(); ++i)
-    line += (i ? ", " : "") + std::to_string(f.checkpoints[i].step) + "@" +
-            std::to_string(f.checkpoints[i].offset);
+    append_item(line, i, ", ",
+                std::to_string(f.checkpoints[i].step) + "@" + std::to_string(f.checkpoints[i].offset));
   return line + "]";
 }
 
 std::string footer_json(const trace::TraceFooter& f, uint64_t offset) {
   std::string index = "[";
   for (size_t i = 0; i < f.checkpoints.size(); ++i)
-    index += (i ? "," : "") + JsonObject()
-                                  .integer("step", f.checkpoints[i].step)
-                                  .uinteger("offset", f.checkpoints[i].offset)
-                                  .done();
+    append_item(index, i, ",",
+                JsonObject()
+                    .integer("step", f.checkpoints[i].step)
+                    .uinteger("offset", f.checkpoints[i].offset)
+                    .done());
   index += "]";
   return JsonObject()
       .str("type", "footer")

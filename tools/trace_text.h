@@ -18,6 +18,8 @@ namespace trainrr::cli {
 // Digests and Philox keys as 16 lowercase hex digits (JSON numbers lose precision above 2^53).
 std::string hex64(uint64_t v);
 std::string hex128(const trace::Digest128& d);
+// Appends `item` to a list being built, after `separator` unless it is the first (i == 0).
+void append_item(std::string& list, size_t i, const char* separator, const std::string& item);
 // Shortest text that reads back as the same double.
 std::string number(double v);
 
