@@ -21,21 +21,43 @@ bool is_pointwise(const Conv2dArgs& p) {
          p.out_h == p.h && p.out_w == p.w;
 }
 
+// dst[0:n] = src[0:n]. Runs are often a few floats (one input channel), where a call to memcpy, which GCC
+// would otherwise make of the loop, costs more than the copy.
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("no-tree-loop-distribute-patterns")))
+#endif
+void copy_run(const float* __restrict src, int64_t n, float* __restrict dst) {
+  if (n >= 64) return (void)std::memcpy(dst, src, sizeof(float) * n);
+  for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+}
+
 // col[(oy * out_w + ox), (ky * kw + kx) * c_in + ci] = x[img, iy, ix, ci], zero outside the image.
+// For one (ky) the kw taps of a row read kw * c_in consecutive input values when the window lies inside
+// the image, so they are copied as one run (with few input channels a run per tap would be a few floats).
 void im2col(const Conv2dArgs& p, int64_t img, float* col) {
   const float* x = p.x + img * p.h * p.w * p.c_in;
+  const int64_t run = p.kw * p.c_in;
   for (int64_t oy = 0; oy < p.out_h; ++oy)
     for (int64_t ox = 0; ox < p.out_w; ++ox) {
       float* row = col + (oy * p.out_w + ox) * taps(p);
+      const int64_t ix0 = ox * p.stride_w - p.pad_left;
+      const bool inside_x = ix0 >= 0 && ix0 + p.kw <= p.w;
       for (int64_t ky = 0; ky < p.kh; ++ky) {
         const int64_t iy = oy * p.stride_h + ky - p.pad_top;
-        for (int64_t kx = 0; kx < p.kw; ++kx) {
-          const int64_t ix = ox * p.stride_w + kx - p.pad_left;
-          float* dst = row + (ky * p.kw + kx) * p.c_in;
-          if (iy < 0 || iy >= p.h || ix < 0 || ix >= p.w)
-            std::fill(dst, dst + p.c_in, 0.0f);
-          else
-            std::memcpy(dst, x + (iy * p.w + ix) * p.c_in, sizeof(float) * p.c_in);
+        float* dst = row + ky * run;
+        if (iy < 0 || iy >= p.h) {
+          std::fill(dst, dst + run, 0.0f);
+        } else if (inside_x) {
+          copy_run(x + (iy * p.w + ix0) * p.c_in, run, dst);
+        } else {
+          for (int64_t kx = 0; kx < p.kw; ++kx) {
+            const int64_t ix = ix0 + kx;
+            float* d = dst + kx * p.c_in;
+            if (ix < 0 || ix >= p.w)
+              std::fill(d, d + p.c_in, 0.0f);
+            else
+              std::memcpy(d, x + (iy * p.w + ix) * p.c_in, sizeof(float) * p.c_in);
+          }
         }
       }
     }
@@ -62,10 +84,16 @@ void col2im(const Conv2dArgs& p, const float* dcol, int64_t img) {
     }
 }
 
-// One task per image; a single image gets the whole pool inside its product instead.
+// One task per image; a single image gets the whole pool inside its product instead. A small convolution
+// runs on the calling thread. Tasks own their outputs, so where they run never changes a bit.
 template <class F>
-void for_images(int64_t tasks, ThreadPool& pool, const F& fn) {
+void for_images(int64_t tasks, const Conv2dArgs& p, ThreadPool& pool, const F& fn) {
   if (tasks == 1) return fn(0, &pool);
+  const double work = static_cast<double>(p.n) * pixels_out(p) * taps(p) * p.c_out;
+  if (pool.threads() == 1 || work < kInlineMultiplyAdds) {
+    for (int64_t t = 0; t < tasks; ++t) fn(t, nullptr);
+    return;
+  }
   pool.parallel_for(tasks, [&](int64_t t, int) { fn(t, nullptr); });
 }
 
@@ -74,7 +102,7 @@ void for_images(int64_t tasks, ThreadPool& pool, const F& fn) {
 void conv2d_fwd_im2col(Isa isa, const Conv2dArgs& p, ThreadPool& pool) {
   if (p.n <= 0) return;
   const int64_t pix = pixels_out(p), k = taps(p);
-  for_images(p.n, pool, [&](int64_t img, ThreadPool* inner) {
+  for_images(p.n, p, pool, [&](int64_t img, ThreadPool* inner) {
     thread_local std::vector<float> col;
     const float* a = p.x + img * p.h * p.w * p.c_in;
     if (!is_pointwise(p)) {
@@ -94,7 +122,7 @@ void conv2d_fwd_im2col(Isa isa, const Conv2dArgs& p, ThreadPool& pool) {
 void conv2d_bwd_data_im2col(Isa isa, const Conv2dArgs& p, ThreadPool& pool) {
   if (p.n <= 0) return;
   const int64_t pix = pixels_out(p), k = taps(p);
-  for_images(p.n, pool, [&](int64_t img, ThreadPool* inner) {
+  for_images(p.n, p, pool, [&](int64_t img, ThreadPool* inner) {
     thread_local std::vector<float> dcol;
     const bool direct = is_pointwise(p);
     if (!direct) dcol.resize(pix * k);
@@ -117,7 +145,7 @@ void conv2d_bwd_filter_im2col(Isa isa, const Conv2dArgs& p, ThreadPool& pool) {
   const int64_t per_chunk = std::max<int64_t>(1, kFilterChunkRows / pix);
   const int64_t chunks = (p.n + per_chunk - 1) / per_chunk;
   std::vector<float> partial(chunks > 1 ? chunks * fsize : 0);  // [chunk, k, c_out]
-  for_images(chunks, pool, [&](int64_t chunk, ThreadPool* inner) {
+  for_images(chunks, p, pool, [&](int64_t chunk, ThreadPool* inner) {
     thread_local std::vector<float> col;
     const int64_t img0 = chunk * per_chunk, imgs = std::min(p.n, img0 + per_chunk) - img0;
     const float* a = p.x + img0 * p.h * p.w * p.c_in;

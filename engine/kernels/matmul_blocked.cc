@@ -166,6 +166,7 @@ void gemm_impl(const GemmArgs& g, ThreadPool* pool) {
   constexpr int64_t MR = K::mr, NR = K::nr;
   static_assert(kMc % MR == 0 && kNcTask % NR == 0 && kNc % kNcTask == 0);
   if (g.m <= 0 || g.n <= 0) return;
+  if (static_cast<double>(g.m) * g.n * g.k < kInlineMultiplyAdds) pool = nullptr;
   if (g.k <= 0) {
     if (!g.accumulate)
       for (int64_t i = 0; i < g.m; ++i) std::fill(g.c + i * g.ldc, g.c + i * g.ldc + g.n, 0.0f);

@@ -31,8 +31,13 @@ struct GemmArgs {
 // The strides of contiguous operands.
 GemmArgs gemm_args(const MatmulArgs& p);
 
+// Multiply-adds below which a product runs on the calling thread: waking the pool (tens of microseconds on a
+// loaded machine) would cost more than a second thread saves.
+constexpr double kInlineMultiplyAdds = 1 << 18;
+
 // Runs the blocked product with the micro-kernel of `isa` (which the CPU must support). `pool` may be
 // null: everything then runs on the calling thread (kernels that are already parallel over something else).
+// Products under kInlineMultiplyAdds run on the calling thread too.
 void gemm_blocked(Isa isa, const GemmArgs& g, ThreadPool* pool);
 
 void matmul_blocked_generic(const MatmulArgs& p, ThreadPool& pool);
