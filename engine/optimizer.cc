@@ -18,17 +18,23 @@ void Optimizer::step(const std::vector<Param*>& params, Runtime& rt) {
   const int64_t t = iterations_;
   for (Param* p : params) {
     Slots& s = slots_for(*p);
-    // Chunks of a fixed size: the update is elementwise, so the split never changes a bit.
-    constexpr int64_t kChunk = 1 << 14;
+    // Chunks of a fixed size: the update is elementwise, so the split never changes a bit. A small
+    // parameter is updated on the calling thread, where waking the pool would cost more than the update.
+    constexpr int64_t kChunk = 1 << 14, kParallelMin = 1 << 16;
     const int64_t n = p->value.size();
     const int64_t chunks = (n + kChunk - 1) / kChunk;
-    rt.pool().parallel_for(chunks, [&](int64_t c, int) {
+    auto chunk = [&](int64_t c, int) {
       const int64_t lo = c * kChunk, len = std::min(kChunk, n - lo);
       std::vector<float*> slot_ptrs;
       slot_ptrs.reserve(s.tensors.size());
       for (auto& st : s.tensors) slot_ptrs.push_back(st.ptr() + lo);
       update(p->value.ptr() + lo, p->grad.ptr() + lo, slot_ptrs, len, t);
-    });
+    };
+    if (n < kParallelMin) {
+      for (int64_t c = 0; c < chunks; ++c) chunk(c, 0);
+    } else {
+      rt.pool().parallel_for(chunks, chunk);
+    }
     if (rt.probes(ProbeLevel::op)) rt.hooks->probe(p->name + "/update:out", Phase::update, p->value);
   }
 }
@@ -107,17 +113,25 @@ class Adam : public Optimizer {
     const float lr_t = static_cast<float>(lr_ * std::sqrt(1 - std::pow(b2_, t)) / (1 - std::pow(b1_, t)));
     const float one_b1 = static_cast<float>(1 - b1_), one_b2 = static_cast<float>(1 - b2_);
     const float eps = static_cast<float>(eps_), decay = static_cast<float>(lr_ * wd_);
-    float* m = s[0];
-    float* v = s[1];
+    if (decay != 0)
+      run<true>(w, g, s[0], s[1], n, lr_t, one_b1, one_b2, eps, decay);
+    else
+      run<false>(w, g, s[0], s[1], n, lr_t, one_b1, one_b2, eps, decay);
+  }
+
+ private:
+  // The parameter, its grad and the slots are distinct tensors: restrict lets the loop vectorise.
+  template <bool kDecay>
+  static void run(float* __restrict w, const float* __restrict g, float* __restrict m, float* __restrict v,
+                  int64_t n, float lr_t, float one_b1, float one_b2, float eps, float decay) {
     for (int64_t i = 0; i < n; ++i) {
-      if (decay != 0) w[i] -= w[i] * decay;
+      if (kDecay) w[i] -= w[i] * decay;
       m[i] += (g[i] - m[i]) * one_b1;
       v[i] += (g[i] * g[i] - v[i]) * one_b2;
       w[i] -= lr_t * m[i] / (std::sqrt(v[i]) + eps);
     }
   }
 
- private:
   double lr_, b1_, b2_, eps_, wd_;
 };
 
