@@ -47,6 +47,7 @@ Result<Shape> Sequential::build(const Shape& input, Runtime& rt) {
     }
     shape = *out;
     output_shapes_.push_back(shape);
+    layers_[i]->set_needs_input_grad(i > 0);
   }
   return shape;
 }

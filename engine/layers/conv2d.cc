@@ -87,13 +87,18 @@ Tensor Conv2D::forward(const Tensor& x, Runtime& rt, bool /*training*/) {
   run_conv2d(*rt.kernels, site_fwd_, OpKind::conv2d_fwd, a);
   rt.probe(probe_fwd_, Phase::forward, y_, ProbeLevel::op);
 
-  if (use_bias_) {
-    add_bias(y_.ptr(), bias_.value.ptr(), rows, filters_);
-    rt.probe(probe_bias_fwd_, Phase::forward, y_, ProbeLevel::op);
-  }
-  if (activation_ != Activation::linear) {
-    activation_forward(activation_, y_.ptr(), y_.ptr(), rows, filters_);
-    rt.probe(probe_act_fwd_, Phase::forward, y_, ProbeLevel::op);
+  if (!rt.probes(ProbeLevel::op)) {
+    // Nobody looks between the two ops: one pass over y does both, with the same bits.
+    bias_activation_forward(activation_, use_bias_ ? bias_.value.ptr() : nullptr, y_.ptr(), rows, filters_, &rt.pool());
+  } else {
+    if (use_bias_) {
+      add_bias(y_.ptr(), bias_.value.ptr(), rows, filters_, &rt.pool());
+      rt.probe(probe_bias_fwd_, Phase::forward, y_, ProbeLevel::op);
+    }
+    if (activation_ != Activation::linear) {
+      activation_forward(activation_, y_.ptr(), y_.ptr(), rows, filters_, &rt.pool());
+      rt.probe(probe_act_fwd_, Phase::forward, y_, ProbeLevel::op);
+    }
   }
   rt.probe(probe_out_, Phase::forward, y_, ProbeLevel::layer);
   return y_;
@@ -107,7 +112,7 @@ Tensor Conv2D::backward(const Tensor& dy, Runtime& rt) {
   const Tensor* dz = &dy;
   if (activation_ != Activation::linear) {
     reshape_storage(dz_, dy.shape);
-    activation_backward(activation_, y_.ptr(), dy.ptr(), dz_.ptr(), rows, filters_);
+    activation_backward(activation_, y_.ptr(), dy.ptr(), dz_.ptr(), rows, filters_, &rt.pool());
     rt.probe(probe_act_bwd_, Phase::backward, dz_, ProbeLevel::op);
     dz = &dz_;
   }
@@ -124,6 +129,7 @@ Tensor Conv2D::backward(const Tensor& dy, Runtime& rt) {
   run_conv2d(*rt.kernels, site_bwd_filter_, OpKind::conv2d_bwd_filter, f);
   rt.probe(probe_bwd_filter_, Phase::backward, kernel_.grad, ProbeLevel::op);
 
+  if (!needs_input_grad()) return {};
   Tensor dx(x_.shape);
   Conv2dArgs d = args(batch);
   d.filter = kernel_.value.ptr(), d.dy = dz->ptr(), d.out = dx.ptr();

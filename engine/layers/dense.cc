@@ -63,13 +63,18 @@ Tensor Dense::forward(const Tensor& x, Runtime& rt, bool /*training*/) {
   run_matmul(*rt.kernels, site_fwd_, mm);
   rt.probe(probe_fwd_, Phase::forward, y_, ProbeLevel::op);
 
-  if (use_bias_) {
-    add_bias(y_.ptr(), bias_.value.ptr(), batch, units_);
-    rt.probe(probe_bias_fwd_, Phase::forward, y_, ProbeLevel::op);
-  }
-  if (activation_ != Activation::linear) {
-    activation_forward(activation_, y_.ptr(), y_.ptr(), batch, units_);
-    rt.probe(probe_act_fwd_, Phase::forward, y_, ProbeLevel::op);
+  if (!rt.probes(ProbeLevel::op)) {
+    // Nobody looks between the two ops: one pass over y does both, with the same bits.
+    bias_activation_forward(activation_, use_bias_ ? bias_.value.ptr() : nullptr, y_.ptr(), batch, units_, &rt.pool());
+  } else {
+    if (use_bias_) {
+      add_bias(y_.ptr(), bias_.value.ptr(), batch, units_, &rt.pool());
+      rt.probe(probe_bias_fwd_, Phase::forward, y_, ProbeLevel::op);
+    }
+    if (activation_ != Activation::linear) {
+      activation_forward(activation_, y_.ptr(), y_.ptr(), batch, units_, &rt.pool());
+      rt.probe(probe_act_fwd_, Phase::forward, y_, ProbeLevel::op);
+    }
   }
   rt.probe(probe_out_, Phase::forward, y_, ProbeLevel::layer);
   return y_;
@@ -83,7 +88,7 @@ Tensor Dense::backward(const Tensor& dy, Runtime& rt) {
   const Tensor* dz = &dy;
   if (activation_ != Activation::linear) {
     reshape_storage(dz_, dy.shape);
-    activation_backward(activation_, y_.ptr(), dy.ptr(), dz_.ptr(), batch, units_);
+    activation_backward(activation_, y_.ptr(), dy.ptr(), dz_.ptr(), batch, units_, &rt.pool());
     rt.probe(probe_act_bwd_, Phase::backward, dz_, ProbeLevel::op);
     dz = &dz_;
   }
@@ -102,6 +107,7 @@ Tensor Dense::backward(const Tensor& dy, Runtime& rt) {
   run_matmul(*rt.kernels, site_bwd_weight_, dw);
   rt.probe(probe_bwd_weight_, Phase::backward, kernel_.grad, ProbeLevel::op);
 
+  if (!needs_input_grad()) return {};
   Tensor dx({batch, in_});
   MatmulArgs dd;  // dx (batch, in) = dz (batch, units) W^T (units, in)
   dd.trans_b = true;

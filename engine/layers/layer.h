@@ -34,8 +34,14 @@ class Layer {
 
   // x: [batch, ...input]. Keeps what backward needs.
   virtual Tensor forward(const Tensor& x, Runtime& rt, bool training) = 0;
-  // dy: [batch, ...output]. Writes the parameters' grads and returns dx.
+  // dy: [batch, ...output]. Writes the parameters' grads and returns dx, or an empty tensor when no input
+  // gradient is wanted (see set_needs_input_grad).
   virtual Tensor backward(const Tensor& dy, Runtime& rt) = 0;
+
+  // The first layer of a model feeds on data, whose gradient nobody reads: the model turns dx off there, and
+  // layers with a costly dx (Dense, Conv2D, ...) then skip its kernel and its probes.
+  void set_needs_input_grad(bool needed) { needs_input_grad_ = needed; }
+  bool needs_input_grad() const { return needs_input_grad_; }
 
   virtual std::vector<Param*> params() { return {}; }
   // Non-trainable state saved with checkpoints (batch normalization's moving statistics).
@@ -43,6 +49,7 @@ class Layer {
 
  private:
   std::string name_;
+  bool needs_input_grad_ = true;
 };
 
 }  // namespace trainrr

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "engine/tensor.h"
+#include "engine/thread_pool.h"
 
 namespace trainrr {
 
@@ -20,12 +21,40 @@ inline void reshape_storage(Tensor& t, Shape shape) {
   t.data.resize(shape_size(t.shape));
 }
 
-// y[r, j] += b[j] over a [rows, cols] block.
-inline void add_bias(float* y, const float* b, int64_t rows, int64_t cols) {
-  for (int64_t r = 0; r < rows; ++r) {
-    float* yr = y + r * cols;
-    for (int64_t j = 0; j < cols; ++j) yr[j] += b[j];
+// Elementwise and row-wise loops over a [rows, cols] block run in tasks of whole rows, about
+// kChunkElements elements each. Every element is written by one task alone, so the split never changes a
+// bit. Blocks under kParallelElements stay on the calling thread: waking the pool costs more than it saves.
+constexpr int64_t kChunkElements = 32768;
+constexpr int64_t kParallelElements = 131072;
+
+// Calls fn(r0, r1) over row ranges covering [0, rows).
+template <class F>
+void for_row_chunks(ThreadPool* pool, int64_t rows, int64_t cols, const F& fn) {
+  if (rows <= 0) return;
+  if (!pool || pool->threads() == 1 || rows * cols < kParallelElements) return fn(int64_t{0}, rows);
+  const int64_t per_task = std::max<int64_t>(1, kChunkElements / std::max<int64_t>(cols, 1));
+  const int64_t tasks = (rows + per_task - 1) / per_task;
+  pool->parallel_for(tasks, [&](int64_t t, int) { fn(t * per_task, std::min(rows, (t + 1) * per_task)); });
+}
+
+// The same over a flat range of n elements: fn(i0, i1).
+template <class F>
+void for_element_chunks(ThreadPool* pool, int64_t n, const F& fn) {
+  for_row_chunks(pool, n, 1, fn);
+}
+
+// y[r, j] += b[j] over rows [r0, r1) of a [rows, cols] block.
+inline void add_bias_rows(float* y, const float* b, int64_t r0, int64_t r1, int64_t cols) {
+  const float* __restrict bias = b;
+  for (int64_t r = r0; r < r1; ++r) {
+    float* __restrict yr = y + r * cols;
+    for (int64_t j = 0; j < cols; ++j) yr[j] += bias[j];
   }
+}
+
+// y[r, j] += b[j] over a [rows, cols] block.
+inline void add_bias(float* y, const float* b, int64_t rows, int64_t cols, ThreadPool* pool = nullptr) {
+  for_row_chunks(pool, rows, cols, [&](int64_t r0, int64_t r1) { add_bias_rows(y, b, r0, r1, cols); });
 }
 
 }  // namespace trainrr

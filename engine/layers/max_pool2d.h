@@ -3,6 +3,7 @@
 // gradient there (on ties, the first maximum in row-major window order, as the reference frameworks do).
 
 #include <array>
+#include <cstdint>
 #include <string>
 
 #include "engine/layers/layer.h"
@@ -25,7 +26,7 @@ class MaxPool2D : public Layer {
   Padding padding_;
   int64_t h_ = 0, w_ = 0, c_ = 0, out_h_ = 0, out_w_ = 0, pad_top_ = 0, pad_left_ = 0;
   Shape x_shape_;                // (batch, h, w, c) of the last forward input
-  std::vector<int64_t> argmax_;  // (batch, out_h, out_w, c): flat index into the input of each maximum
+  std::vector<int32_t> argmax_;  // (batch, out_h, out_w, c): where each maximum is, from its image's start
 
   std::string probe_fwd_, probe_bwd_, probe_out_, probe_dx_;
 };
