@@ -1,8 +1,29 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what is missing, builds, runs every test with ctest.
+# The whole test suite: installs what is missing, builds, runs every test with ctest; then the suite again
+# under AddressSanitizer and UndefinedBehaviorSanitizer, and the trace reader's fuzzer for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+TRAINRR_WITH_FUZZ=1 scripts/install-deps.sh
+jobs=$(nproc)
+
+echo "== build and test (Release)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)"
-ctest --test-dir build --output-on-failure -j"$(nproc)"
+cmake --build build -j"$jobs"
+ctest --test-dir build --output-on-failure -j"$jobs"
+
+echo "== build and test under ASan and UBSan"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTRAINRR_SANITIZE=ON -DTRAINRR_BENCH=OFF >/dev/null
+cmake --build build-asan -j"$jobs"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j"$jobs" --label-exclude slow
+
+echo "== fuzz the trace reader (${TRAINRR_FUZZ_SECONDS:-60} s)"
+CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -DTRAINRR_FUZZ=ON -DBUILD_TESTING=OFF -DTRAINRR_BENCH=OFF \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build-fuzz -j"$jobs" --target trace_reader_fuzz
+corpus=build-fuzz/corpus
+mkdir -p "$corpus"
+TRAINRR_FUZZ_CORPUS="$PWD/$corpus" build/traces_tests --gtest_filter='TraceFuzzCorpus.*' >/dev/null
+build-fuzz/traces/trace_reader_fuzz "$corpus" -max_total_time="${TRAINRR_FUZZ_SECONDS:-60}" -rss_limit_mb=2048 \
+  -print_final_stats=1 2>&1 | tail -n 12
+echo "all stages passed"
