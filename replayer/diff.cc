@@ -199,13 +199,19 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
       }
       const trace::Event* eb = q.front();
       q.pop_front();
-      if (first) continue;
+      // Evidence is gathered through the step of the first divergence: which orders differed, which
+      // streams still matched.
+      if (first && first->step < a->index) continue;
+      if (auto* oa = std::get_if<trace::AccumulationOrderEvent>(&e))
+        if (oa->order != std::get<trace::AccumulationOrderEvent>(*eb).order)
+          ci.order_differences.emplace(oa->site, a->index);
       FirstDivergence d;
       d.step = a->index;
-      if (differ(e, *eb, d))
-        first = d;
-      else if (auto* r = std::get_if<trace::RngDrawEvent>(&e))
+      if (differ(e, *eb, d)) {
+        if (!first) first = d;
+      } else if (auto* r = std::get_if<trace::RngDrawEvent>(&e)) {
         ++matched_draws[r->draw.stream];
+      }
     }
     for (const auto& [key, q] : in_b)
       if (!q.empty() && !first)

@@ -148,10 +148,12 @@ namespace {
 
 // Re-executes step `step` both ways (all recorded choices forced, and the replay's forcing) and finds the
 // first probe whose values differ, with its first differing element.
-void element_detail(const ReplayOptions& o, const RunConfig& config, const KernelRegistry& registry,
-                    int64_t step, FirstDivergence& d, int64_t& executed, std::vector<std::string>& notes) {
-  // The recorded state at the start of the step: every recorded choice forced from the nearest checkpoint.
-  auto a = make_replay_side(o.trace_path, config, registry, ForceSet::all(), {}, ProbeLevel::op, false, step);
+void element_detail(const ReplayOptions& o, const RunConfig& recorded, const RunConfig& config,
+                    const KernelRegistry& registry, int64_t step, FirstDivergence& d, int64_t& executed,
+                    std::vector<std::string>& notes) {
+  // The recorded run at the start of the step: its own configuration (threads included), every recorded
+  // choice forced, from the nearest checkpoint.
+  auto a = make_replay_side(o.trace_path, recorded, registry, ForceSet::all(), {}, ProbeLevel::op, false, step);
   if (!a) {
     notes.push_back("no element detail: " + a.error().message);
     return;
@@ -267,12 +269,15 @@ ReplayResult replay(const ReplayOptions& o) {
     Status s = t.fit(t.step() + 1);
     if (!s) return fail(3, "cannot replay here: " + s.error().message);
     ++res.steps_executed;
-    if (o.log && (t.step() % 100 == 0 || t.step() == end))
+    if (o.log && isatty(fileno(o.log)) && (t.step() % 100 == 0 || t.step() == end))
       std::fprintf(o.log, "\rreplayed %lld/%lld steps", static_cast<long long>(t.step()),
                    static_cast<long long>(end));
     if (hooks.diverged() && !o.keep_going) break;
   }
-  if (o.log) std::fprintf(o.log, "\n");
+  if (o.log && isatty(fileno(o.log))) std::fprintf(o.log, "\n");
+  if (!hooks.status().ok())
+    return fail(2, hooks.status().error().message + " (" + std::to_string(hooks.steps_compared()) +
+                       " complete steps before it were compared" + (hooks.diverged() ? ")" : " and reproduced)"));
 
   rep.facts.emplace_back("trace", o.trace_path);
   rep.facts.emplace_back("force", o.force.str());
@@ -317,8 +322,11 @@ ReplayResult replay(const ReplayOptions& o) {
     d.site = "data";
     d.detail = rebuilt->data_detail;
   }
-  if (o.element_detail && (d.kind == "probe" || d.kind == "step_end"))
-    element_detail(o, config, registry, d.step, d, res.steps_executed, rep.notes);
+  if (o.element_detail && (d.kind == "probe" || d.kind == "step_end")) {
+    auto recorded = rebuild_config(header, {}, o.data_path, true, scratch.path);
+    element_detail(o, recorded ? recorded->config : config, config, registry, d.step, d, res.steps_executed,
+                   rep.notes);
+  }
   rep.cause = classify(d, ci);
   rep.first = d;
   return res;

@@ -44,10 +44,10 @@ struct CommandResult {
   std::string output;  // stdout and stderr together
 };
 
-// Runs `trainrr ARGS` through the shell, capturing its output and exit code.
-inline CommandResult run_trainrr(const std::string& args) {
+// Runs `ENV trainrr ARGS` through the shell, capturing its output and exit code.
+inline CommandResult run_trainrr_env(const std::string& env, const std::string& args) {
   CommandResult r;
-  const std::string cmd = std::string(TRAINRR_BIN) + " " + args + " 2>&1";
+  const std::string cmd = env + " " + std::string(TRAINRR_BIN) + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
   std::array<char, 4096> buf;
@@ -57,5 +57,8 @@ inline CommandResult run_trainrr(const std::string& args) {
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return r;
 }
+
+// Runs `trainrr ARGS` through the shell, capturing its output and exit code.
+inline CommandResult run_trainrr(const std::string& args) { return run_trainrr_env("", args); }
 
 }  // namespace trainrr::testing
