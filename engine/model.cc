@@ -53,14 +53,15 @@ Result<Shape> Sequential::build(const Shape& input, Runtime& rt) {
 }
 
 Tensor Sequential::forward(const Tensor& x, Runtime& rt, bool training) {
-  Tensor h = layers_.front()->forward(x, rt, training);
-  for (size_t i = 1; i < layers_.size(); ++i) h = layers_[i]->forward(h, rt, training);
-  return h;
+  // Each layer's output is a tensor it owns, read by the next layer in place.
+  const Tensor* h = &x;
+  for (auto& layer : layers_) h = &layer->forward(*h, rt, training);
+  return *h;
 }
 
 void Sequential::backward(const Tensor& dy, Runtime& rt) {
-  Tensor g = layers_.back()->backward(dy, rt);
-  for (size_t i = layers_.size() - 1; i-- > 0;) g = layers_[i]->backward(g, rt);
+  const Tensor* g = &dy;
+  for (size_t i = layers_.size(); i-- > 0;) g = &layers_[i]->backward(*g, rt);
 }
 
 std::vector<Param*> Sequential::params() {

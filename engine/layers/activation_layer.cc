@@ -19,21 +19,23 @@ Result<Shape> ActivationLayer::build(const Shape& input, Runtime& /*rt*/) {
   return input;
 }
 
-Tensor ActivationLayer::forward(const Tensor& x, Runtime& rt, bool /*training*/) {
+const Tensor& ActivationLayer::forward(const Tensor& x, Runtime& rt, bool /*training*/) {
   TRAINRR_CHECK(x.rank() >= 2, name() + " got " + shape_str(x.shape));
   const int64_t cols = x.dim(-1);
   reshape_storage(y_, x.shape);
-  activation_forward(activation_, x.ptr(), y_.ptr(), x.size() / cols, cols);
+  activation_forward(activation_, x.ptr(), y_.ptr(), x.size() / cols, cols, &rt.pool());
   rt.probe(probe_fwd_, Phase::forward, y_, ProbeLevel::op);
   rt.probe(probe_out_, Phase::forward, y_, ProbeLevel::layer);
   return y_;
 }
 
-Tensor ActivationLayer::backward(const Tensor& dy, Runtime& rt) {
+const Tensor& ActivationLayer::backward(const Tensor& dy, Runtime& rt) {
   TRAINRR_CHECK(dy.shape == y_.shape, name() + " got dy " + shape_str(dy.shape));
   const int64_t cols = dy.dim(-1);
-  Tensor dx(dy.shape);
-  activation_backward(activation_, y_.ptr(), dy.ptr(), dx.ptr(), dy.size() / cols, cols);
+  if (!needs_input_grad()) return no_input_grad();
+  reshape_storage(dx_, dy.shape);
+  Tensor& dx = dx_;
+  activation_backward(activation_, y_.ptr(), dy.ptr(), dx.ptr(), dy.size() / cols, cols, &rt.pool());
   rt.probe(probe_bwd_, Phase::backward, dx, ProbeLevel::op);
   rt.probe(probe_dx_, Phase::backward, dx, ProbeLevel::layer);
   return dx;

@@ -36,7 +36,7 @@ Result<Shape> BatchNormalization::build(const Shape& input, Runtime& /*rt*/) {
   return input;
 }
 
-Tensor BatchNormalization::forward(const Tensor& x, Runtime& rt, bool training) {
+const Tensor& BatchNormalization::forward(const Tensor& x, Runtime& rt, bool training) {
   TRAINRR_CHECK(x.rank() >= 2 && x.dim(-1) == channels_, name() + " got " + shape_str(x.shape));
   const int64_t c = channels_, rows = x.size() / c;
   const float* xp = x.ptr();
@@ -85,7 +85,8 @@ Tensor BatchNormalization::forward(const Tensor& x, Runtime& rt, bool training) 
       for (int64_t j = 0; j < c; ++j) xh[i * c + j] = (xp[i * c + j] - mm[j]) * inv_std_[j];
   }
 
-  Tensor y(x.shape);
+  reshape_storage(y_, x.shape);  // every element is written below
+  Tensor& y = y_;
   const float* g = gamma_.value.ptr();
   const float* b = beta_.value.ptr();
   const float* xh = xhat_.ptr();
@@ -97,7 +98,7 @@ Tensor BatchNormalization::forward(const Tensor& x, Runtime& rt, bool training) 
   return y;
 }
 
-Tensor BatchNormalization::backward(const Tensor& dy, Runtime& rt) {
+const Tensor& BatchNormalization::backward(const Tensor& dy, Runtime& rt) {
   const int64_t c = channels_, rows = xhat_.dim(0);
   TRAINRR_CHECK(dy.size() == rows * c, name() + " got dy " + shape_str(dy.shape));
   const float* d = dy.ptr();
@@ -120,7 +121,9 @@ Tensor BatchNormalization::backward(const Tensor& dy, Runtime& rt) {
   std::copy(dbeta, dbeta + c, beta_.grad.ptr());
   std::copy(dgamma, dgamma + c, gamma_.grad.ptr());
 
-  Tensor dx(dy.shape);
+  if (!needs_input_grad()) return no_input_grad();
+  reshape_storage(dx_, dy.shape);  // every element is written below
+  Tensor& dx = dx_;
   float* dxp = dx.ptr();
   const float* g = gamma_.value.ptr();
   if (trained_) {

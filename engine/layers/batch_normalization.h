@@ -15,8 +15,8 @@ class BatchNormalization : public Layer {
 
   std::string type() const override { return "BatchNormalization"; }
   Result<Shape> build(const Shape& input, Runtime& rt) override;
-  Tensor forward(const Tensor& x, Runtime& rt, bool training) override;
-  Tensor backward(const Tensor& dy, Runtime& rt) override;
+  const Tensor& forward(const Tensor& x, Runtime& rt, bool training) override;
+  const Tensor& backward(const Tensor& dy, Runtime& rt) override;
   std::vector<Param*> params() override { return {&gamma_, &beta_}; }
   std::vector<NamedTensor*> state() override { return {&moving_mean_, &moving_variance_}; }
 
@@ -33,6 +33,8 @@ class BatchNormalization : public Layer {
   std::vector<float> inv_std_;   // (c,): 1 / sqrt(var + epsilon) of the last forward
   Tensor stats_;                 // (2, c): batch mean and variance, or dbeta and dgamma in backward
   std::vector<float> scratch_;   // (rows, c) or (rows, 2c)
+  Tensor y_;                     // the last forward output
+  Tensor dx_;                    // the last backward's input gradient
 
   std::string site_stats_, site_sums_, probe_stats_, probe_fwd_, probe_sums_, probe_bwd_, probe_out_,
       probe_dx_;

@@ -74,7 +74,7 @@ Conv2dArgs Conv2D::args(int64_t batch) const {
   return a;
 }
 
-Tensor Conv2D::forward(const Tensor& x, Runtime& rt, bool /*training*/) {
+const Tensor& Conv2D::forward(const Tensor& x, Runtime& rt, bool /*training*/) {
   TRAINRR_CHECK(x.rank() == 4 && x.dim(1) == h_ && x.dim(2) == w_ && x.dim(3) == c_in_,
                 name() + " got " + shape_str(x.shape));
   const int64_t batch = x.dim(0);
@@ -104,7 +104,7 @@ Tensor Conv2D::forward(const Tensor& x, Runtime& rt, bool /*training*/) {
   return y_;
 }
 
-Tensor Conv2D::backward(const Tensor& dy, Runtime& rt) {
+const Tensor& Conv2D::backward(const Tensor& dy, Runtime& rt) {
   TRAINRR_CHECK(dy.shape == y_.shape, name() + " got dy " + shape_str(dy.shape));
   const int64_t batch = dy.dim(0);
   const int64_t rows = batch * out_h_ * out_w_;
@@ -129,8 +129,9 @@ Tensor Conv2D::backward(const Tensor& dy, Runtime& rt) {
   run_conv2d(*rt.kernels, site_bwd_filter_, OpKind::conv2d_bwd_filter, f);
   rt.probe(probe_bwd_filter_, Phase::backward, kernel_.grad, ProbeLevel::op);
 
-  if (!needs_input_grad()) return {};
-  Tensor dx(x_.shape);
+  if (!needs_input_grad()) return no_input_grad();
+  reshape_storage(dx_, x_.shape);  // the kernel overwrites it
+  Tensor& dx = dx_;
   Conv2dArgs d = args(batch);
   d.filter = kernel_.value.ptr(), d.dy = dz->ptr(), d.out = dx.ptr();
   run_conv2d(*rt.kernels, site_bwd_data_, OpKind::conv2d_bwd_data, d);

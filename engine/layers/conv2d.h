@@ -19,8 +19,8 @@ class Conv2D : public Layer {
 
   std::string type() const override { return "Conv2D"; }
   Result<Shape> build(const Shape& input, Runtime& rt) override;
-  Tensor forward(const Tensor& x, Runtime& rt, bool training) override;
-  Tensor backward(const Tensor& dy, Runtime& rt) override;
+  const Tensor& forward(const Tensor& x, Runtime& rt, bool training) override;
+  const Tensor& backward(const Tensor& dy, Runtime& rt) override;
   std::vector<Param*> params() override;
 
  private:
@@ -39,6 +39,7 @@ class Conv2D : public Layer {
   Tensor x_;      // (batch, h, w, c_in): the last forward input
   Tensor y_;      // (batch, out_h, out_w, filters): the last forward output
   Tensor dz_;     // like y_: gradient before the activation
+  Tensor dx_;     // like x_: the last backward's input gradient
 
   std::string site_fwd_, site_bwd_data_, site_bwd_filter_, site_bias_bwd_;
   std::string probe_fwd_, probe_bias_fwd_, probe_act_fwd_, probe_act_bwd_, probe_bwd_data_, probe_bwd_filter_,

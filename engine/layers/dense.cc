@@ -51,7 +51,7 @@ std::vector<Param*> Dense::params() {
   return {&kernel_};
 }
 
-Tensor Dense::forward(const Tensor& x, Runtime& rt, bool /*training*/) {
+const Tensor& Dense::forward(const Tensor& x, Runtime& rt, bool /*training*/) {
   TRAINRR_CHECK(x.rank() == 2 && x.dim(1) == in_, name() + " got " + shape_str(x.shape));
   const int64_t batch = x.dim(0);
   copy_tensor(x_, x);
@@ -80,7 +80,7 @@ Tensor Dense::forward(const Tensor& x, Runtime& rt, bool /*training*/) {
   return y_;
 }
 
-Tensor Dense::backward(const Tensor& dy, Runtime& rt) {
+const Tensor& Dense::backward(const Tensor& dy, Runtime& rt) {
   TRAINRR_CHECK(dy.shape == y_.shape, name() + " got dy " + shape_str(dy.shape));
   const int64_t batch = dy.dim(0);
 
@@ -107,8 +107,9 @@ Tensor Dense::backward(const Tensor& dy, Runtime& rt) {
   run_matmul(*rt.kernels, site_bwd_weight_, dw);
   rt.probe(probe_bwd_weight_, Phase::backward, kernel_.grad, ProbeLevel::op);
 
-  if (!needs_input_grad()) return {};
-  Tensor dx({batch, in_});
+  if (!needs_input_grad()) return no_input_grad();
+  reshape_storage(dx_, {batch, in_});  // the product overwrites it
+  Tensor& dx = dx_;
   MatmulArgs dd;  // dx (batch, in) = dz (batch, units) W^T (units, in)
   dd.trans_b = true;
   dd.m = batch, dd.n = in_, dd.k = units_;

@@ -16,8 +16,8 @@ class Dense : public Layer {
 
   std::string type() const override { return "Dense"; }
   Result<Shape> build(const Shape& input, Runtime& rt) override;
-  Tensor forward(const Tensor& x, Runtime& rt, bool training) override;
-  Tensor backward(const Tensor& dy, Runtime& rt) override;
+  const Tensor& forward(const Tensor& x, Runtime& rt, bool training) override;
+  const Tensor& backward(const Tensor& dy, Runtime& rt) override;
   std::vector<Param*> params() override;
 
   int64_t units() const { return units_; }
@@ -35,6 +35,7 @@ class Dense : public Layer {
   Tensor x_;      // (batch, in): the last forward input
   Tensor y_;      // (batch, units): the last forward output
   Tensor dz_;     // (batch, units): gradient before the activation
+  Tensor dx_;     // (batch, in): the last backward's input gradient
 
   // Sites, built once: ops run every step.
   std::string site_fwd_, site_bwd_data_, site_bwd_weight_, site_bias_bwd_;

@@ -1,5 +1,7 @@
 #include "engine/layers/dropout.h"
 
+#include "engine/layers/layer_util.h"
+
 namespace trainrr {
 
 Dropout::Dropout(std::string name, double rate)
@@ -14,10 +16,11 @@ Dropout::Dropout(std::string name, double rate)
 
 Result<Shape> Dropout::build(const Shape& input, Runtime& /*rt*/) { return input; }
 
-Tensor Dropout::forward(const Tensor& x, Runtime& rt, bool training) {
+const Tensor& Dropout::forward(const Tensor& x, Runtime& rt, bool training) {
   // Keras skips the op (and so the draw) when the rate is 0.
   masked_ = training && rate_ > 0;
-  Tensor y = x;
+  copy_tensor(y_, x);
+  Tensor& y = y_;
   if (masked_) {
     const int64_t n = x.size();
     u_.resize(n);
@@ -36,8 +39,10 @@ Tensor Dropout::forward(const Tensor& x, Runtime& rt, bool training) {
   return y;
 }
 
-Tensor Dropout::backward(const Tensor& dy, Runtime& rt) {
-  Tensor dx = dy;
+const Tensor& Dropout::backward(const Tensor& dy, Runtime& rt) {
+  if (!needs_input_grad()) return no_input_grad();
+  copy_tensor(dx_, dy);
+  Tensor& dx = dx_;
   if (masked_) {
     TRAINRR_CHECK(dy.size() == static_cast<int64_t>(keep_.size()), name() + " got dy " + shape_str(dy.shape));
     float* p = dx.ptr();

@@ -17,8 +17,8 @@ class Dropout : public Layer {
 
   std::string type() const override { return "Dropout"; }
   Result<Shape> build(const Shape& input, Runtime& rt) override;
-  Tensor forward(const Tensor& x, Runtime& rt, bool training) override;
-  Tensor backward(const Tensor& dy, Runtime& rt) override;
+  const Tensor& forward(const Tensor& x, Runtime& rt, bool training) override;
+  const Tensor& backward(const Tensor& dy, Runtime& rt) override;
 
   double rate() const { return rate_; }
 
@@ -26,6 +26,8 @@ class Dropout : public Layer {
   double rate_;
   bool masked_ = false;        // whether the last forward applied a mask
   std::vector<float> u_;       // the last draw, one per element
+  Tensor y_;                   // the last forward output
+  Tensor dx_;                  // the last backward's input gradient
   std::vector<uint8_t> keep_;  // per element: kept by the last forward
   float scale_ = 1;            // 1 / (1 - rate)
   std::string site_, probe_fwd_, probe_bwd_, probe_out_, probe_dx_;

@@ -1,5 +1,7 @@
 #include "engine/layers/flatten.h"
 
+#include "engine/layers/layer_util.h"
+
 namespace trainrr {
 
 Flatten::Flatten(std::string name) : Layer(std::move(name)) {
@@ -14,17 +16,24 @@ Result<Shape> Flatten::build(const Shape& input, Runtime& /*rt*/) {
   return Shape{shape_size(input)};
 }
 
-Tensor Flatten::forward(const Tensor& x, Runtime& rt, bool /*training*/) {
-  TRAINRR_CHECK(x.rank() == static_cast<int>(input_.size()) + 1, name() + " got " + shape_str(x.shape));
-  Tensor y = x.reshaped({x.dim(0), shape_size(input_)});
+const Tensor& Flatten::forward(const Tensor& x, Runtime& rt, bool /*training*/) {
+  TRAINRR_CHECK(x.rank() == static_cast<int>(input_.size()) + 1 && x.size() == x.dim(0) * shape_size(input_),
+                name() + " got " + shape_str(x.shape));
+  copy_tensor(y_, x);
+  y_.shape = {x.dim(0), shape_size(input_)};
+  const Tensor& y = y_;
   rt.probe(probe_out_, Phase::forward, y, ProbeLevel::layer);
   return y;
 }
 
-Tensor Flatten::backward(const Tensor& dy, Runtime& rt) {
+const Tensor& Flatten::backward(const Tensor& dy, Runtime& rt) {
   Shape s{dy.dim(0)};
   s.insert(s.end(), input_.begin(), input_.end());
-  Tensor dx = dy.reshaped(std::move(s));
+  if (!needs_input_grad()) return no_input_grad();
+  TRAINRR_CHECK(shape_size(s) == dy.size(), name() + " got dy " + shape_str(dy.shape));
+  copy_tensor(dx_, dy);
+  dx_.shape = std::move(s);
+  const Tensor& dx = dx_;
   rt.probe(probe_dx_, Phase::backward, dx, ProbeLevel::layer);
   return dx;
 }

@@ -13,11 +13,13 @@ class Flatten : public Layer {
 
   std::string type() const override { return "Flatten"; }
   Result<Shape> build(const Shape& input, Runtime& rt) override;
-  Tensor forward(const Tensor& x, Runtime& rt, bool training) override;
-  Tensor backward(const Tensor& dy, Runtime& rt) override;
+  const Tensor& forward(const Tensor& x, Runtime& rt, bool training) override;
+  const Tensor& backward(const Tensor& dy, Runtime& rt) override;
 
  private:
   Shape input_;  // per sample
+  Tensor y_;     // the last forward output
+  Tensor dx_;    // the last backward's input gradient
   std::string probe_out_, probe_dx_;
 };
 

@@ -14,20 +14,20 @@ class WrongSquare : public Layer {
   WrongSquare() : Layer("wrong") {}
   std::string type() const override { return "WrongSquare"; }
   Result<Shape> build(const Shape& input, Runtime&) override { return input; }
-  Tensor forward(const Tensor& x, Runtime&, bool) override {
+  const Tensor& forward(const Tensor& x, Runtime&, bool) override {
     x_ = x;
-    Tensor y = x;
-    for (float& v : y.data) v *= v;
-    return y;
+    y_ = x;
+    for (float& v : y_.data) v *= v;
+    return y_;
   }
-  Tensor backward(const Tensor& dy, Runtime&) override {
-    Tensor dx = dy;
-    for (int64_t i = 0; i < dx.size(); ++i) dx[i] *= 3 * x_[i];
-    return dx;
+  const Tensor& backward(const Tensor& dy, Runtime&) override {
+    dx_ = dy;
+    for (int64_t i = 0; i < dx_.size(); ++i) dx_[i] *= 3 * x_[i];
+    return dx_;
   }
 
  private:
-  Tensor x_;
+  Tensor x_, y_, dx_;
 };
 
 TEST(GradCheckHarness, ReportsAWrongGradient) {

@@ -32,11 +32,13 @@ class Layer {
   // that names this layer and the shape it got.
   virtual Result<Shape> build(const Shape& input, Runtime& rt) = 0;
 
-  // x: [batch, ...input]. Keeps what backward needs.
-  virtual Tensor forward(const Tensor& x, Runtime& rt, bool training) = 0;
-  // dy: [batch, ...output]. Writes the parameters' grads and returns dx, or an empty tensor when no input
-  // gradient is wanted (see set_needs_input_grad).
-  virtual Tensor backward(const Tensor& dy, Runtime& rt) = 0;
+  // x: [batch, ...input]. Keeps what backward needs. Returns y, a tensor the layer owns and reuses: valid
+  // until the layer's next forward. (Fresh tensors every step cost an allocation, a zero fill and, for
+  // large ones, page faults.)
+  virtual const Tensor& forward(const Tensor& x, Runtime& rt, bool training) = 0;
+  // dy: [batch, ...output]. Writes the parameters' grads and returns dx, owned by the layer and valid until
+  // its next backward; or an empty tensor when no input gradient is wanted (see set_needs_input_grad).
+  virtual const Tensor& backward(const Tensor& dy, Runtime& rt) = 0;
 
   // The first layer of a model feeds on data, whose gradient nobody reads: the model turns dx off there, and
   // layers with a costly dx (Dense, Conv2D, ...) then skip its kernel and its probes.
@@ -47,9 +49,14 @@ class Layer {
   // Non-trainable state saved with checkpoints (batch normalization's moving statistics).
   virtual std::vector<NamedTensor*> state() { return {}; }
 
+ protected:
+  // What backward returns when no input gradient is wanted.
+  const Tensor& no_input_grad() const { return no_input_grad_; }
+
  private:
   std::string name_;
   bool needs_input_grad_ = true;
+  Tensor no_input_grad_;  // always empty
 };
 
 }  // namespace trainrr

@@ -57,14 +57,15 @@ void window_max(const float* __restrict xi, float* __restrict yo, int32_t* __res
 
 }  // namespace
 
-Tensor MaxPool2D::forward(const Tensor& x, Runtime& rt, bool /*training*/) {
+const Tensor& MaxPool2D::forward(const Tensor& x, Runtime& rt, bool /*training*/) {
   TRAINRR_CHECK(x.rank() == 4 && x.dim(1) == h_ && x.dim(2) == w_ && x.dim(3) == c_,
                 name() + " got " + shape_str(x.shape));
   const int64_t batch = x.dim(0);
   const int64_t image = h_ * w_ * c_;
   TRAINRR_CHECK(image <= INT32_MAX, name() + ": an image of " + shape_str(x.shape) + " is too large");
   x_shape_ = x.shape;
-  Tensor y({batch, out_h_, out_w_, c_});
+  reshape_storage(y_, {batch, out_h_, out_w_, c_});  // every output is written below
+  Tensor& y = y_;
   argmax_.resize(y.size());
   // Tasks of whole output rows: each output is written by one task alone.
   for_row_chunks(&rt.pool(), batch * out_h_, out_w_ * c_, [&](int64_t row0, int64_t row1) {
@@ -89,10 +90,11 @@ Tensor MaxPool2D::forward(const Tensor& x, Runtime& rt, bool /*training*/) {
   return y;
 }
 
-Tensor MaxPool2D::backward(const Tensor& dy, Runtime& rt) {
+const Tensor& MaxPool2D::backward(const Tensor& dy, Runtime& rt) {
   TRAINRR_CHECK(dy.size() == static_cast<int64_t>(argmax_.size()), name() + " got dy " + shape_str(dy.shape));
-  if (!needs_input_grad()) return {};
-  Tensor dx(x_shape_);
+  if (!needs_input_grad()) return no_input_grad();
+  reshape_storage(dx_, x_shape_);
+  Tensor& dx = dx_;
   const int64_t batch = x_shape_[0], image = h_ * w_ * c_, outputs = out_h_ * out_w_ * c_;
   // Tasks of whole images: an output only sends its gradient into its own image, so the additions into
   // each cell happen in output order whatever the split.
@@ -101,6 +103,7 @@ Tensor MaxPool2D::backward(const Tensor& dy, Runtime& rt) {
       float* __restrict dxi = dx.ptr() + n * image;
       const float* __restrict dyi = dy.ptr() + n * outputs;
       const int32_t* __restrict ai = argmax_.data() + n * outputs;
+      std::fill(dxi, dxi + image, 0.0f);  // cells that were no window's maximum get no gradient
       // Overlapping windows (stride < pool) can pick the same cell twice, hence +=.
       for (int64_t i = 0; i < outputs; ++i) dxi[ai[i]] += dyi[i];
     }

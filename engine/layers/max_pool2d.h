@@ -18,14 +18,16 @@ class MaxPool2D : public Layer {
 
   std::string type() const override { return "MaxPool2D"; }
   Result<Shape> build(const Shape& input, Runtime& rt) override;
-  Tensor forward(const Tensor& x, Runtime& rt, bool training) override;
-  Tensor backward(const Tensor& dy, Runtime& rt) override;
+  const Tensor& forward(const Tensor& x, Runtime& rt, bool training) override;
+  const Tensor& backward(const Tensor& dy, Runtime& rt) override;
 
  private:
   std::array<int64_t, 2> pool_size_, strides_;
   Padding padding_;
   int64_t h_ = 0, w_ = 0, c_ = 0, out_h_ = 0, out_w_ = 0, pad_top_ = 0, pad_left_ = 0;
   Shape x_shape_;                // (batch, h, w, c) of the last forward input
+  Tensor y_;                     // (batch, out_h, out_w, c): the last forward output
+  Tensor dx_;                    // (batch, h, w, c): the last backward's input gradient
   std::vector<int32_t> argmax_;  // (batch, out_h, out_w, c): where each maximum is, from its image's start
 
   std::string probe_fwd_, probe_bwd_, probe_out_, probe_dx_;
