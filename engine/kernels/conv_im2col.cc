@@ -183,5 +183,12 @@ void conv2d_bwd_filter_im2col_generic(const Conv2dArgs& p, ThreadPool& pool) {
 void conv2d_bwd_filter_im2col_avx2(const Conv2dArgs& p, ThreadPool& pool) {
   conv2d_bwd_filter_im2col(Isa::avx2, p, pool);
 }
+void conv2d_fwd_im2col_avx512(const Conv2dArgs& p, ThreadPool& pool) { conv2d_fwd_im2col(Isa::avx512, p, pool); }
+void conv2d_bwd_data_im2col_avx512(const Conv2dArgs& p, ThreadPool& pool) {
+  conv2d_bwd_data_im2col(Isa::avx512, p, pool);
+}
+void conv2d_bwd_filter_im2col_avx512(const Conv2dArgs& p, ThreadPool& pool) {
+  conv2d_bwd_filter_im2col(Isa::avx512, p, pool);
+}
 
 }  // namespace trainrr

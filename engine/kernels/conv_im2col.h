@@ -20,5 +20,9 @@ void conv2d_bwd_data_im2col_generic(const Conv2dArgs& p, ThreadPool& pool);
 void conv2d_bwd_data_im2col_avx2(const Conv2dArgs& p, ThreadPool& pool);
 void conv2d_bwd_filter_im2col_generic(const Conv2dArgs& p, ThreadPool& pool);
 void conv2d_bwd_filter_im2col_avx2(const Conv2dArgs& p, ThreadPool& pool);
+// The AVX-512 micro-kernel computes the same fused chains as the AVX2 one: the same bits, faster.
+void conv2d_fwd_im2col_avx512(const Conv2dArgs& p, ThreadPool& pool);
+void conv2d_bwd_data_im2col_avx512(const Conv2dArgs& p, ThreadPool& pool);
+void conv2d_bwd_filter_im2col_avx512(const Conv2dArgs& p, ThreadPool& pool);
 
 }  // namespace trainrr
