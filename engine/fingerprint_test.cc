@@ -1,6 +1,7 @@
 #include "engine/fingerprint.h"
 
 #include <gtest/gtest.h>
+#include <xxhash.h>
 
 #include <cmath>
 #include <limits>
@@ -13,6 +14,13 @@ TEST(Fingerprint, DigestSeesOneBit) {
   b[1] = std::nextafter(2.0f, 3.0f);
   EXPECT_NE(digest(a), digest(b));
   EXPECT_EQ(digest(a), digest(std::vector<float>{1, 2, 3}));
+}
+
+TEST(Fingerprint, DigestIsXxh3WhicheverInstructionSetComputesIt) {
+  std::vector<uint8_t> bytes(100003);
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 2654435761u >> 13);
+  for (size_t n : {0, 1, 3, 16, 17, 128, 129, 240, 241, 1024, 4097, 100003})
+    EXPECT_EQ(digest_bytes(bytes.data(), n), XXH3_64bits(bytes.data(), n)) << n << " bytes";
 }
 
 TEST(Fingerprint, SummaryCountsNonFinite) {

@@ -125,8 +125,12 @@ void Recorder::step_end(const StepSummary& s) {
   end.metrics = s.metrics;
   end.params.reserve(s.params.size());
   for (const auto& [name, t] : s.params) end.params.emplace_back(name, digest(*t));
-  end.grads.reserve(s.grads.size());
-  for (const auto& [name, t] : s.grads) end.grads.emplace_back(name, digest(*t));
+  // A gradient that differs changes its parameter in the same step, so at level step the parameters'
+  // digests carry the evidence and the gradients' are not worth their hashing time.
+  if (options_.level != ProbeLevel::step) {
+    end.grads.reserve(s.grads.size());
+    for (const auto& [name, t] : s.grads) end.grads.emplace_back(name, digest(*t));
+  }
   pending_.end = std::move(end);
   if (writing()) keep(writer_->write_step(pending_));
   pending_.events.clear();

@@ -166,6 +166,8 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   std::map<std::string, std::string> kernels_a, kernels_b;
   std::map<std::string, int64_t> matched_draws;
   int64_t steps = 0, identical_through = -1, first_param_diff = -1;
+  constexpr size_t kMaxPoints = 4096;
+  int64_t loss_stride = 1;
   double last_loss_a = NAN, last_loss_b = NAN;
   for (;;) {
     auto a = sa.next();
@@ -218,8 +220,18 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
         first = divergence(b->index, "setup", "extra", site_of_key(key),
                            "B has an event at " + site_of_key(key) + " that A does not");
     if (a->end && b->end) {
-      rep.loss_a.push_back(a->end->loss);
-      rep.loss_b.push_back(b->end->loss);
+      // Loss curves for the report, thinned to at most kMaxPoints points so memory stays bounded.
+      if (steps % loss_stride == 0) {
+        rep.loss_a.push_back(a->end->loss);
+        rep.loss_b.push_back(b->end->loss);
+        if (rep.loss_a.size() >= kMaxPoints) {
+          for (auto* v : {&rep.loss_a, &rep.loss_b}) {
+            for (size_t i = 0; i < v->size() / 2; ++i) (*v)[i] = (*v)[2 * i];
+            v->resize(v->size() / 2);
+          }
+          loss_stride *= 2;
+        }
+      }
       last_loss_a = a->end->loss;
       last_loss_b = b->end->loss;
       const bool same_params = a->end->params == b->end->params;

@@ -303,7 +303,7 @@ void ReplayHooks::step_end(const StepSummary& s) {
               return now[i].first;
           return recorded.size() != now.size() ? "(parameter list)" : "";
         };
-        const std::string g = first_diff(rec.grads, s.grads);
+        const std::string g = rec.grads.empty() ? "" : first_diff(rec.grads, s.grads);
         const std::string p = g.empty() ? first_diff(rec.params, s.params) : "";
         if (!g.empty() || !p.empty()) {
           const std::string name = g.empty() ? p : g;
