@@ -23,11 +23,12 @@ int ThreadPool::hardware_threads() {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
-void ThreadPool::run_tasks(int thread) {
+void ThreadPool::run_tasks(Job& job, int thread) {
   for (;;) {
-    const int64_t t = next_.fetch_add(1, std::memory_order_relaxed);
-    if (t >= tasks_) break;
-    (*job_)(t, thread);
+    const int64_t t = job.next.fetch_add(1, std::memory_order_relaxed);
+    if (t >= job.tasks) return;
+    (*job.fn)(t, thread);
+    if (job.finished.fetch_add(1, std::memory_order_acq_rel) + 1 == job.tasks) job.finished.notify_one();
   }
 }
 
@@ -37,19 +38,24 @@ void ThreadPool::parallel_for(int64_t tasks, const std::function<void(int64_t, i
     for (int64_t t = 0; t < tasks; ++t) fn(t, 0);
     return;
   }
+  auto job = std::make_shared<Job>();
+  job->fn = &fn;
+  job->tasks = tasks;
   {
     std::lock_guard lock(mu_);
-    job_ = &fn;
-    tasks_ = tasks;
-    next_.store(0, std::memory_order_relaxed);
-    active_ = static_cast<int>(workers_.size());
+    job_ = job;
     generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
-  run_tasks(0);
-  std::unique_lock lock(mu_);
-  done_.wait(lock, [this] { return active_ == 0; });
-  job_ = nullptr;
+  run_tasks(*job, 0);
+  // Wait for the tasks other threads claimed, not for the threads: on a loaded machine a worker may not
+  // be scheduled until long after the caller has run every task itself.
+  for (int i = 0; i < 2000 && job->finished.load(std::memory_order_acquire) != tasks; ++i) {
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#endif
+  }
+  for (int64_t f; (f = job->finished.load(std::memory_order_acquire)) != tasks;) job->finished.wait(f);
 }
 
 void ThreadPool::worker(int thread) {
@@ -61,17 +67,15 @@ void ThreadPool::worker(int thread) {
       __builtin_ia32_pause();
 #endif
     }
+    std::shared_ptr<Job> job;
     {
       std::unique_lock lock(mu_);
       wake_.wait(lock, [&] { return stop_ || generation_.load(std::memory_order_acquire) != seen; });
       if (stop_) return;
       seen = generation_.load(std::memory_order_acquire);
+      job = job_;
     }
-    run_tasks(thread);
-    {
-      std::lock_guard lock(mu_);
-      if (--active_ == 0) done_.notify_one();
-    }
+    run_tasks(*job, thread);
   }
 }
 

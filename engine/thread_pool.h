@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -30,19 +31,24 @@ class ThreadPool {
   static int hardware_threads();
 
  private:
+  // One parallel_for. Workers hold it by shared_ptr: a worker that wakes late, after the caller has
+  // returned, finds no task left and touches nothing of the caller's (fn is read only for a claimed task,
+  // and a claimed task keeps the caller waiting).
+  struct Job {
+    const std::function<void(int64_t, int)>* fn = nullptr;
+    int64_t tasks = 0;
+    std::atomic<int64_t> next{0};      // the next task to hand out
+    std::atomic<int64_t> finished{0};  // tasks that have run
+  };
   void worker(int thread);
-  void run_tasks(int thread);
+  static void run_tasks(Job& job, int thread);
 
   int threads_;
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable wake_;
-  std::condition_variable done_;
-  const std::function<void(int64_t, int)>* job_ = nullptr;
-  int64_t tasks_ = 0;
-  std::atomic<int64_t> next_{0};
+  std::shared_ptr<Job> job_;  // the latest job; guarded by mu_
   std::atomic<uint64_t> generation_{0};
-  int active_ = 0;  // workers still inside the current job
   bool stop_ = false;
 };
 
