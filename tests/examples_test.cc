@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <map>
+#include <optional>
+
 #include "engine/fingerprint.h"
 #include "engine/trainer.h"
 #include "tests/test_util.h"
@@ -9,9 +13,15 @@
 namespace trainrr::testing {
 namespace {
 
-// Keeps a digest of every parameter after every step.
+// Keeps a digest of every parameter after every step, and the kernel chosen at every site; forces the
+// kernels of `force` when given.
 class ParamDigests : public Hooks {
  public:
+  void kernel_selected(KernelChoice& c) override {
+    if (auto it = force.find(c.site); it != force.end()) c.chosen = it->second;
+    chosen[c.site] = c.chosen;
+  }
+  std::map<std::string, std::string> force, chosen;
   void step_end(const StepSummary& s) override {
     std::vector<uint64_t> d;
     for (const auto& [name, t] : s.params) d.push_back(digest(*t));
@@ -23,22 +33,26 @@ class ParamDigests : public Hooks {
 struct Trained {
   std::vector<std::vector<uint64_t>> digests;
   Evaluation test;
+  std::map<std::string, std::string> kernels;
 };
 
-Trained train(const std::string& config_name, const std::vector<std::string>& overrides) {
+Trained train(const std::string& config_name, const std::vector<std::string>& overrides,
+              const std::map<std::string, std::string>& force = {}, std::optional<Policy> policy = {}) {
   auto config = load_config(example(config_name), overrides);
   EXPECT_TRUE(config.ok()) << config.error().message;
   KernelRegistry registry;
   register_cpu_kernels(registry);
   ParamDigests hooks;
+  hooks.force = force;
   TrainingOptions opts;
   opts.registry = &registry;
   opts.hooks = &hooks;
+  opts.policy = policy;
   auto t = Training::create(*config, opts);
   EXPECT_TRUE(t.ok()) << t.error().message;
   Status s = (*t)->fit();
   EXPECT_TRUE(s.ok()) << s.error().message;
-  return {hooks.steps, (*t)->evaluate((*t)->test_data())};
+  return {hooks.steps, (*t)->evaluate((*t)->test_data()), hooks.chosen};
 }
 
 class Example : public ::testing::TestWithParam<std::pair<std::string, double>> {};
@@ -65,6 +79,43 @@ TEST(ExampleSeeds, BreastCancerAveragesItsTestAccuracyOverTenSeeds) {
   double sum = 0;
   for (int seed = 42; seed < 52; ++seed) sum += train("breast_cancer.toml", {"seed=" + std::to_string(seed)}).test.accuracy;
   EXPECT_GE(sum / 10, 0.93);
+}
+
+// Sets an environment variable for the life of the object.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) { setenv(name, value, 1); }
+  ~ScopedEnv() { unsetenv(name_); }
+
+ private:
+  const char* name_;
+};
+
+TEST(ExampleIsa, GenericAndAvx2EachReproduceThemselvesAndDifferFromEachOther) {
+  if (detect_isa() < Isa::avx2) GTEST_SKIP() << "this CPU has no AVX2";
+  const std::vector<std::string> det = {"runtime.policy=deterministic"};
+  Trained native_a = train("digits_mlp.toml", det), native_b = train("digits_mlp.toml", det);
+  Trained generic_a, generic_b;
+  {
+    ScopedEnv env("TRAINRR_ISA", "generic");
+    generic_a = train("digits_mlp.toml", det);
+    generic_b = train("digits_mlp.toml", det);
+  }
+  EXPECT_EQ(native_a.digests, native_b.digests);
+  EXPECT_EQ(generic_a.digests, generic_b.digests);
+  EXPECT_NE(native_a.digests, generic_a.digests);
+  EXPECT_NE(generic_a.kernels.at("dense_1/matmul.fwd").find("generic"), std::string::npos);
+}
+
+TEST(ExampleForcing, EveryKernelForcedToTheChosenIdsReproducesTheRunThatChoseThem) {
+  // Autotune picks by timing; forcing its picks back (policy forced: nothing is chosen here) must give
+  // the same bits.
+  const std::vector<std::string> cfg = {"runtime.policy=autotune", "runtime.threads=1", "train.epochs=3"};
+  Trained tuned = train("digits_cnn.toml", cfg);
+  ASSERT_FALSE(tuned.kernels.empty());
+  Trained forced = train("digits_cnn.toml", cfg, tuned.kernels, Policy::forced);
+  EXPECT_EQ(forced.kernels, tuned.kernels);
+  EXPECT_EQ(forced.digests, tuned.digests);
 }
 
 TEST(ExampleSeeds, DifferentSeedsGiveDifferentParameters) {
