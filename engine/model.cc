@@ -38,6 +38,9 @@ Result<Sequential> Sequential::from_specs(const std::vector<LayerSpec>& specs) {
 Result<Shape> Sequential::build(const Shape& input, Runtime& rt) {
   Shape shape = input;
   output_shapes_.clear();
+  // A layer's input gradient is wanted only when a layer before it has parameters to train: below the
+  // first such layer (Flatten, Dropout, ... on the input) it would be computed and thrown away.
+  bool params_below = false;
   for (size_t i = 0; i < layers_.size(); ++i) {
     auto out = layers_[i]->build(shape, rt);
     if (!out) {
@@ -47,7 +50,8 @@ Result<Shape> Sequential::build(const Shape& input, Runtime& rt) {
     }
     shape = *out;
     output_shapes_.push_back(shape);
-    layers_[i]->set_needs_input_grad(i > 0);
+    layers_[i]->set_needs_input_grad(params_below);
+    params_below = params_below || !layers_[i]->params().empty();
   }
   return shape;
 }
@@ -61,7 +65,10 @@ Tensor Sequential::forward(const Tensor& x, Runtime& rt, bool training) {
 
 void Sequential::backward(const Tensor& dy, Runtime& rt) {
   const Tensor* g = &dy;
-  for (size_t i = layers_.size(); i-- > 0;) g = &layers_[i]->backward(*g, rt);
+  for (size_t i = layers_.size(); i-- > 0;) {
+    g = &layers_[i]->backward(*g, rt);
+    if (!layers_[i]->needs_input_grad()) break;  // nothing below has parameters
+  }
 }
 
 std::vector<Param*> Sequential::params() {

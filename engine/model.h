@@ -16,12 +16,12 @@ class Sequential {
 
   // Creates every parameter for a sample shape (no batch dimension); returns the output sample shape.
   // A layer whose input does not fit is an error naming it, the layer before it and both shapes.
-  // The first layer is told that no input gradient is needed.
+  // Layers with no trainable layer before them are told that no input gradient is needed.
   Result<Shape> build(const Shape& input, Runtime& rt);
 
   Tensor forward(const Tensor& x, Runtime& rt, bool training);
-  // Back-propagates d loss / d output; leaves every parameter's grad set. The gradient with respect to the
-  // model's input is not computed.
+  // Back-propagates d loss / d output; leaves every parameter's grad set. Gradients below the first layer
+  // with parameters (the model's input gradient among them) are not computed.
   void backward(const Tensor& dy, Runtime& rt);
 
   std::vector<Param*> params();

@@ -40,8 +40,8 @@ class Layer {
   // its next backward; or an empty tensor when no input gradient is wanted (see set_needs_input_grad).
   virtual const Tensor& backward(const Tensor& dy, Runtime& rt) = 0;
 
-  // The first layer of a model feeds on data, whose gradient nobody reads: the model turns dx off there, and
-  // layers with a costly dx (Dense, Conv2D, ...) then skip its kernel and its probes.
+  // Below the first layer with parameters nobody reads an input gradient (the model's input is data): the
+  // model turns dx off there, and layers then skip its computation, its kernel and its probes.
   void set_needs_input_grad(bool needed) { needs_input_grad_ = needed; }
   bool needs_input_grad() const { return needs_input_grad_; }
 
