@@ -122,7 +122,8 @@ TEST_F(BadInput, UnknownCommandIsUsageError) {
 }
 
 TEST_F(BadInput, HelpOnEveryCommandSucceeds) {
-  for (const char* cmd : {"--help", "train --help"}) {
+  for (const char* cmd : {"--help", "train --help", "record --help", "replay --help", "diff --help", "bisect --help",
+                          "show --help", "dump --help", "export --help"}) {
     CommandResult r = run_trainrr(cmd);
     EXPECT_EQ(r.exit_code, 0) << cmd << "\n" << r.output;
     EXPECT_NE(r.output.find("Usage"), std::string::npos) << r.output;
