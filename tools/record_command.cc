@@ -67,6 +67,10 @@ int run_record(const RecordArgs& a) {
     (void)(*recorder)->finish(false, "error: " + training.error().message);
     return kBadInput;
   }
+  if (!(*recorder)->status().ok()) {  // the trace could not be started: nothing to train for
+    std::fprintf(stderr, "trainrr: %s\n", (*recorder)->status().error().message.c_str());
+    return kBadInput;
+  }
   print_run_header(stdout, *config, **training);
   std::printf("recording to %s (level %s, checkpoint every %lld steps)\n", a.output.c_str(), a.level.c_str(),
               static_cast<long long>(a.checkpoint_every));
@@ -102,7 +106,9 @@ void add_record_command(CLI::App& app, int& exit_code) {
                   "What to probe: step (summaries), layer (each layer's output), op (every op)")
       ->check(CLI::IsMember({"step", "layer", "op"}));
   cmd->add_option("--checkpoint-every", args->checkpoint_every, "Write a checkpoint every N steps (0: none)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Validator(
+          [](const std::string& v) { return !v.empty() && v[0] != '-' ? std::string() : "must be 0 or more"; },
+          "N >= 0"));
   cmd->add_flag("--embed-data", args->embed_data, "Store the data files in the trace");
   cmd->add_option("--set", args->overrides, "Override a configuration key, e.g. --set train.epochs=3")
       ->type_name("KEY=VALUE");

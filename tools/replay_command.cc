@@ -72,7 +72,9 @@ void add_replay_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--allow-data-change", args->allow_data_change,
                 "Replay even when the data file's digest differs (the divergence is then caused by data)");
   cmd->add_option("--from-step", args->from_step, "Start from the last checkpoint at or before this step")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Validator(
+          [](const std::string& v) { return !v.empty() && v[0] != '-' ? std::string() : "must be 0 or more"; },
+          "N >= 0"));
   cmd->add_option("--to-step", args->to_step, "Stop before this step");
   cmd->add_flag("--keep-going", args->keep_going, "Run past the first divergence");
   cmd->add_flag("--no-element-detail", args->no_detail,
