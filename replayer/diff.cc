@@ -7,32 +7,12 @@
 
 #include "engine/kernels/kernel_registry.h"
 #include "replayer/cause.h"
+#include "replayer/event_keys.h"
 #include "replayer/replayer.h"
 #include "traces/trace_reader.h"
 
 namespace trainrr {
 namespace {
-
-std::string event_key(const trace::Event& e) {
-  if (auto* r = std::get_if<trace::RngDrawEvent>(&e)) return "rng|" + r->draw.site;
-  if (auto* s = std::get_if<trace::SplitEvent>(&e)) return "split|" + s->site;
-  if (auto* s = std::get_if<trace::ShuffleEvent>(&e)) return "shuffle|" + s->site;
-  if (std::holds_alternative<trace::BatchOrderEvent>(e)) return "batch|data/loader";
-  if (auto* k = std::get_if<KernelChoice>(&e)) return "kernel|" + k->site;
-  if (auto* a = std::get_if<trace::AccumulationOrderEvent>(&e)) return "order|" + a->site;
-  const auto& p = std::get<trace::ProbeEvent>(e);
-  return "probe|" + p.site + "|" + phase_name(p.phase);
-}
-
-std::string site_of_key(const std::string& key) {
-  std::string s = key.substr(key.find('|') + 1);
-  return s.substr(0, s.find('|'));
-}
-
-std::string draw_str(const RngDraw& d) {
-  return "stream " + d.stream + " key " + std::to_string(d.key) + " counter " + std::to_string(d.counter) +
-         " count " + std::to_string(d.count);
-}
 
 // Compares two aligned events of the same key; fills `d` and returns true when they differ.
 bool differ(const trace::Event& a, const trace::Event& b, FirstDivergence& d) {

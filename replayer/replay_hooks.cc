@@ -1,39 +1,11 @@
 #include "replayer/replay_hooks.h"
 
+#include "replayer/event_keys.h"
+
 #include "engine/fingerprint.h"
 #include "engine/random.h"
 
 namespace trainrr {
-namespace {
-
-std::string key_rng(std::string_view site) { return "rng|" + std::string(site); }
-std::string key_split(std::string_view site) { return "split|" + std::string(site); }
-std::string key_shuffle(std::string_view site) { return "shuffle|" + std::string(site); }
-std::string key_kernel(std::string_view site) { return "kernel|" + std::string(site); }
-std::string key_probe(std::string_view site, Phase phase) {
-  return "probe|" + std::string(site) + "|" + phase_name(phase);
-}
-const char* kKeyBatch = "batch";
-std::string key_order(std::string_view site) { return "order|" + std::string(site); }
-
-std::string event_key(const trace::Event& e) {
-  if (auto* r = std::get_if<trace::RngDrawEvent>(&e)) return key_rng(r->draw.site);
-  if (auto* s = std::get_if<trace::SplitEvent>(&e)) return key_split(s->site);
-  if (auto* s = std::get_if<trace::ShuffleEvent>(&e)) return key_shuffle(s->site);
-  if (std::holds_alternative<trace::BatchOrderEvent>(e)) return kKeyBatch;
-  if (auto* k = std::get_if<KernelChoice>(&e)) return key_kernel(k->site);
-  if (auto* a = std::get_if<trace::AccumulationOrderEvent>(&e)) return key_order(a->site);
-  const auto& p = std::get<trace::ProbeEvent>(e);
-  return key_probe(p.site, p.phase);
-}
-
-std::string draw_str(const RngDraw& d) {
-  return "stream " + d.stream + " key " + std::to_string(d.key) + " counter " + std::to_string(d.counter) +
-         " count " + std::to_string(d.count);
-}
-
-}  // namespace
-
 ReplayHooks::ReplayHooks(trace::TraceReader& reader, ForceSet force, ProbeLevel level, bool compare)
     : reader_(&reader), force_(force), level_(std::max(level, reader.header().level)), compare_(compare) {}
 
@@ -205,7 +177,7 @@ void ReplayHooks::shuffle(std::string_view site, int epoch, std::vector<uint32_t
 }
 
 void ReplayHooks::batch_order(int64_t step, int64_t& batch) {
-  const trace::Event* e = take(kKeyBatch);
+  const trace::Event* e = take(key_batch());
   if (!e) return;
   const int64_t rec = std::get<trace::BatchOrderEvent>(*e).batch;
   if (forced(force_.loader, "loader")) {
@@ -282,10 +254,7 @@ void ReplayHooks::step_end(const StepSummary& s) {
     // Recorded events the replay never made (kernel choices and probes above the recorded level aside).
     for (const auto& [key, idx] : cur_.by_key) {
       if (idx.empty() || key.rfind("kernel|", 0) == 0 || key.rfind("order|", 0) == 0) continue;
-      const trace::Event& e = cur_.step.events[idx.front()];
-      std::string site = key.substr(key.find('|') + 1);
-      site = site.substr(0, site.find('|'));
-      if (std::holds_alternative<trace::BatchOrderEvent>(e)) site = "data/loader";
+      const std::string site = site_of_key(key);
       diverge(divergence(s.step, "setup", "missing", site,
                          "the recording has an event at " + site + " in step " + std::to_string(s.step) +
                              " that the replay did not make"));
