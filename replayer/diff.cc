@@ -14,6 +14,10 @@
 namespace trainrr {
 namespace {
 
+// Kernel selections and accumulation orders explain outcomes; one present on one side only (another
+// version selects at other sites, say) is not itself a divergence.
+bool is_evidence(const std::string& key) { return key.rfind("kernel|", 0) == 0 || key.rfind("order|", 0) == 0; }
+
 // Compares two aligned events of the same key; fills `d` and returns true when they differ.
 bool differ(const trace::Event& a, const trace::Event& b, FirstDivergence& d) {
   if (auto* ra = std::get_if<trace::RngDrawEvent>(&a)) {
@@ -174,7 +178,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
       const std::string key = event_key(e);
       auto& q = in_b[key];
       if (q.empty()) {
-        if (!first)
+        if (!first && !is_evidence(key))
           first = divergence(a->index, "setup", "missing", site_of_key(key),
                              "A has an event at " + site_of_key(key) + " that B does not");
         continue;
@@ -196,7 +200,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
       }
     }
     for (const auto& [key, q] : in_b)
-      if (!q.empty() && !first)
+      if (!q.empty() && !first && !is_evidence(key))
         first = divergence(b->index, "setup", "extra", site_of_key(key),
                            "B has an event at " + site_of_key(key) + " that A does not");
     if (a->end && b->end) {
