@@ -1,4 +1,5 @@
 #include "engine/fingerprint.h"
+#include "engine/fingerprint_lanes.h"
 
 #include <xxhash.h>
 
@@ -10,7 +11,8 @@
 namespace trainrr {
 
 #if defined(__x86_64__)
-uint64_t xxh3_64_avx2(const void* data, size_t bytes);  // digest_avx2.cc
+uint64_t xxh3_64_avx2(const void* data, size_t bytes);  // fingerprint_avx2.cc
+Summary summarize_avx2(const float* x, size_t n);       // fingerprint_avx2.cc
 #endif
 
 namespace {
@@ -29,6 +31,19 @@ HashFn pick_hash() {
 
 const HashFn kHash = pick_hash();
 
+using SummaryFn = Summary (*)(const float*, size_t);
+
+Summary summarize_baseline(const float* x, size_t n) { return summarize_lanes(x, n); }
+
+SummaryFn pick_summary() {
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2")) return summarize_avx2;
+#endif
+  return summarize_baseline;
+}
+
+const SummaryFn kSummarize = pick_summary();
+
 }  // namespace
 
 uint64_t digest_bytes(const void* data, size_t bytes) { return kHash(data, bytes); }
@@ -37,45 +52,7 @@ uint64_t digest(std::span<const float> values) { return kHash(values.data(), val
 
 uint64_t digest(std::span<const uint32_t> values) { return kHash(values.data(), values.size_bytes()); }
 
-Summary summarize(std::span<const float> values) {
-  // Eight independent lanes, combined in a fixed order: the loop vectorises, and the result is the same
-  // on every machine (no lane depends on threads or on the instruction set).
-  constexpr int kLanes = 8;
-  double sum[kLanes] = {}, sq[kLanes] = {};
-  float lo[kLanes], hi[kLanes];
-  uint32_t non_finite[kLanes] = {};
-  for (int l = 0; l < kLanes; ++l) lo[l] = std::numeric_limits<float>::infinity(), hi[l] = -lo[l];
-  const float* x = values.data();
-  const size_t n = values.size();
-  auto add = [&](int l, float v) {
-    uint32_t bits;
-    std::memcpy(&bits, &v, sizeof bits);
-    const bool finite = (bits & 0x7f800000u) != 0x7f800000u;
-    const double d = finite ? v : 0.0;
-    sum[l] += d;
-    sq[l] += d * d;
-    lo[l] = finite && v < lo[l] ? v : lo[l];
-    hi[l] = finite && v > hi[l] ? v : hi[l];
-    non_finite[l] += !finite;
-  };
-  size_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) add(l, x[i + l]);
-  for (int l = 0; i < n; ++i, ++l) add(l, x[i]);
-  Summary s;
-  s.count = n;
-  s.min = std::numeric_limits<float>::infinity();
-  s.max = -s.min;
-  for (int l = 0; l < kLanes; ++l) {
-    s.sum += sum[l];
-    s.sum_sq += sq[l];
-    s.min = std::min(s.min, lo[l]);
-    s.max = std::max(s.max, hi[l]);
-    s.non_finite += non_finite[l];
-  }
-  if (s.count == s.non_finite) s.min = s.max = 0;
-  return s;
-}
+Summary summarize(std::span<const float> values) { return kSummarize(values.data(), values.size()); }
 
 Fingerprint fingerprint(std::span<const float> values) { return {digest(values), summarize(values)}; }
 

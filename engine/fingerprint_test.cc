@@ -1,5 +1,9 @@
 #include "engine/fingerprint.h"
 
+#include <cstring>
+
+#include "engine/fingerprint_lanes.h"
+
 #include <gtest/gtest.h>
 #include <xxhash.h>
 
@@ -21,6 +25,22 @@ TEST(Fingerprint, DigestIsXxh3WhicheverInstructionSetComputesIt) {
   for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 2654435761u >> 13);
   for (size_t n : {0, 1, 3, 16, 17, 128, 129, 240, 241, 1024, 4097, 100003})
     EXPECT_EQ(digest_bytes(bytes.data(), n), XXH3_64bits(bytes.data(), n)) << n << " bytes";
+}
+
+TEST(Fingerprint, SummaryIsTheSameBitsWhicheverInstructionSetComputesIt) {
+  std::vector<float> v(1003);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = std::sin(static_cast<float>(i)) * 1e3f / static_cast<float>(i + 1);
+  v[5] = std::numeric_limits<float>::quiet_NaN();
+  v[700] = -std::numeric_limits<float>::infinity();
+  for (size_t n : {0, 1, 7, 8, 9, 1003}) {
+    const Summary a = summarize(std::span<const float>(v.data(), n));
+    const Summary b = summarize_lanes(v.data(), n);  // compiled for the baseline instruction set
+    EXPECT_EQ(std::memcmp(&a.sum, &b.sum, sizeof a.sum), 0) << n;
+    EXPECT_EQ(std::memcmp(&a.sum_sq, &b.sum_sq, sizeof a.sum_sq), 0) << n;
+    EXPECT_EQ(a.min, b.min);
+    EXPECT_EQ(a.max, b.max);
+    EXPECT_EQ(a.non_finite, b.non_finite);
+  }
 }
 
 TEST(Fingerprint, SummaryCountsNonFinite) {
