@@ -24,25 +24,57 @@ inline Summary summarize_lanes(const float* x, size_t n) {
   for (int l = 0; l < kLanes; ++l) lo[l] = std::numeric_limits<float>::infinity(), hi[l] = -lo[l];
   for (size_t start = 0; start < n; start += kBlock) {
     const size_t end = std::min(n, start + kBlock);
-    float sum[kLanes] = {}, sq[kLanes] = {};
-    auto add = [&](int l, float v) {
-      uint32_t bits;
-      std::memcpy(&bits, &v, sizeof bits);
-      const bool finite = (bits & 0x7f800000u) != 0x7f800000u;
-      const float f = finite ? v : 0.0f;
-      sum[l] += f;
-      sq[l] += f * f;
-      lo[l] = finite && v < lo[l] ? v : lo[l];
-      hi[l] = finite && v > hi[l] ? v : hi[l];
-      non_finite[l] += !finite;
-    };
+    float sum[kLanes] = {}, sq[kLanes] = {}, blo[kLanes], bhi[kLanes];
+    for (int l = 0; l < kLanes; ++l) blo[l] = lo[l], bhi[l] = hi[l];
+    // Fast path: no masks, so the loop is plain vector adds, multiplies, mins and maxes. A non-finite
+    // value makes a lane's sum or sum of squares non-finite, and then the block is summed again with
+    // masks (the same operations on every finite value, so both paths agree bit for bit).
     size_t i = start;
     for (; i + kLanes <= end; i += kLanes)
-      for (int l = 0; l < kLanes; ++l) add(l, x[i + l]);
-    for (int l = 0; i < end; ++i, ++l) add(l, x[i]);
+      for (int l = 0; l < kLanes; ++l) {
+        const float v = x[i + l];
+        sum[l] += v;
+        sq[l] += v * v;
+        blo[l] = v < blo[l] ? v : blo[l];
+        bhi[l] = v > bhi[l] ? v : bhi[l];
+      }
+    for (int l = 0; i < end; ++i, ++l) {
+      const float v = x[i];
+      sum[l] += v;
+      sq[l] += v * v;
+      blo[l] = v < blo[l] ? v : blo[l];
+      bhi[l] = v > bhi[l] ? v : bhi[l];
+    }
+    bool clean = true;
+    for (int l = 0; l < kLanes; ++l) {
+      uint32_t a, b;
+      std::memcpy(&a, &sum[l], sizeof a);
+      std::memcpy(&b, &sq[l], sizeof b);
+      clean = clean && (a & 0x7f800000u) != 0x7f800000u && (b & 0x7f800000u) != 0x7f800000u;
+    }
+    if (!clean) {
+      for (int l = 0; l < kLanes; ++l) sum[l] = sq[l] = 0, blo[l] = lo[l], bhi[l] = hi[l];
+      auto add = [&](int l, float v) {
+        uint32_t bits;
+        std::memcpy(&bits, &v, sizeof bits);
+        const bool finite = (bits & 0x7f800000u) != 0x7f800000u;
+        const float f = finite ? v : 0.0f;
+        sum[l] += f;
+        sq[l] += f * f;
+        blo[l] = finite && v < blo[l] ? v : blo[l];
+        bhi[l] = finite && v > bhi[l] ? v : bhi[l];
+        non_finite[l] += !finite;
+      };
+      i = start;
+      for (; i + kLanes <= end; i += kLanes)
+        for (int l = 0; l < kLanes; ++l) add(l, x[i + l]);
+      for (int l = 0; i < end; ++i, ++l) add(l, x[i]);
+    }
     for (int l = 0; l < kLanes; ++l) {
       total += sum[l];
       total_sq += sq[l];
+      lo[l] = blo[l];
+      hi[l] = bhi[l];
     }
   }
   Summary s;
