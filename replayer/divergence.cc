@@ -8,12 +8,18 @@ namespace trainrr {
 
 void split_site(const std::string& site, std::string& layer, std::string& op) {
   // "dense_1/matmul.fwd:out" -> ("dense_1", "matmul.fwd"); "dense_1:out" -> ("dense_1", "");
-  // "dense_1.kernel/update:out" -> ("dense_1", "update"); "dropout/dropout_1" -> ("dropout_1", "dropout").
+  // "dense_1.kernel/update:out" -> ("dense_1", "update"); "dropout/dropout_1" -> ("dropout_1", "dropout");
+  // "data/loader" -> ("", "data/loader").
   std::string s = site.substr(0, site.find(':'));
   const size_t slash = s.find('/');
   std::string head = slash == std::string::npos ? s : s.substr(0, slash);
   std::string tail = slash == std::string::npos ? "" : s.substr(slash + 1);
-  if (head == "dropout" || head == "init" || head == "augment" || head == "data") {
+  if (head == "data" || head == "augment") {  // not a layer's: the data pipeline's own sites
+    layer.clear();
+    op = s;
+    return;
+  }
+  if (head == "dropout" || head == "init") {
     layer = tail.substr(0, tail.find('.'));
     op = head;
     return;
@@ -110,7 +116,8 @@ std::string summary_str(const Summary& s) {
 std::string report_text(const DivergenceReport& r) {
   std::ostringstream o;
   if (!r.diverged) {
-    o << "reproduced bit for bit";
+    o << (r.command == "diff" ? "identical: the two runs made the same choices and computed the same bits"
+                              : "reproduced bit for bit");
     for (const auto& [k, v] : r.facts)
       if (k == "steps compared") o << " (" << v << " steps compared)";
     o << "\n";
@@ -120,7 +127,8 @@ std::string report_text(const DivergenceReport& r) {
     if (!d.phase.empty()) o << ", " << d.phase;
     if (!d.layer.empty()) o << ", " << d.layer;
     if (!d.op.empty()) o << " " << d.op;
-    o << " (" << d.site << ")\n";
+    if (d.site != d.op) o << " (" << d.site << ")";
+    o << "\n";
     o << "  cause: " << r.cause.category << ": " << r.cause.detail << "\n";
     if (!d.detail.empty()) o << "  what: " << d.detail << "\n";
     if (!d.kernel_recorded.empty() || !d.kernel_replayed.empty())
