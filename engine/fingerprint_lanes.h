@@ -13,7 +13,10 @@
 
 namespace trainrr {
 
-inline Summary summarize_lanes(const float* x, size_t n) {
+// Internal linkage on purpose: each translation unit that includes this gets its own copy, compiled for
+// its own instruction set. An ordinary inline function would be merged across them by the linker, and the
+// AVX2 copy could end up called on a CPU without AVX2.
+static inline Summary summarize_lanes(const float* x, size_t n) {
   // Sixteen float lanes within blocks of 512 values (wide vectors, no conversions in the loop), each
   // block's lane sums then added into double totals in a fixed order.
   constexpr int kLanes = 16;
