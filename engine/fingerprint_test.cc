@@ -43,6 +43,24 @@ TEST(Fingerprint, SummaryIsTheSameBitsWhicheverInstructionSetComputesIt) {
   }
 }
 
+TEST(Fingerprint, OnePassFingerprintEqualsDigestAndSummaryApart) {
+  std::vector<float> v(70001);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = std::cos(static_cast<float>(i) * 0.37f) * static_cast<float>(i % 113);
+  v[40000] = std::numeric_limits<float>::infinity();
+  for (size_t n : {0, 5, 512, 4096, 4097, 70001}) {
+    std::span<const float> part(v.data(), n);
+    const Fingerprint f = fingerprint(part);
+    EXPECT_EQ(f.digest, XXH3_64bits(part.data(), part.size_bytes())) << n;
+    const Summary s = summarize_lanes(part.data(), n);
+    EXPECT_EQ(std::memcmp(&f.summary.sum, &s.sum, sizeof s.sum), 0) << n;
+    EXPECT_EQ(std::memcmp(&f.summary.sum_sq, &s.sum_sq, sizeof s.sum_sq), 0) << n;
+    EXPECT_EQ(f.summary.min, s.min);
+    EXPECT_EQ(f.summary.max, s.max);
+    EXPECT_EQ(f.summary.non_finite, s.non_finite);
+    EXPECT_EQ(f.summary.count, n);
+  }
+}
+
 TEST(Fingerprint, SummaryCountsNonFinite) {
   std::vector<float> v = {1, -2, std::numeric_limits<float>::quiet_NaN(), 4, std::numeric_limits<float>::infinity()};
   Summary s = summarize(v);
