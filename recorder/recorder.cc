@@ -126,8 +126,9 @@ void Recorder::step_end(const StepSummary& s) {
   end.params.reserve(s.params.size());
   for (const auto& [name, t] : s.params) end.params.emplace_back(name, digest(*t));
   // A gradient that differs changes its parameter in the same step, so at level step the parameters'
-  // digests carry the evidence and the gradients' are not worth their hashing time.
-  if (options_.level != ProbeLevel::step) {
+  // digests carry the evidence and the gradients' are not worth their hashing time; at level op every
+  // gradient is already probed where it is computed (`.bwd_weight:out`, `bias.bwd:out`).
+  if (options_.level == ProbeLevel::layer) {
     end.grads.reserve(s.grads.size());
     for (const auto& [name, t] : s.grads) end.grads.emplace_back(name, digest(*t));
   }
