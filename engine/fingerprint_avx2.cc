@@ -13,12 +13,4 @@ uint64_t xxh3_64_avx2(const void* data, size_t bytes) { return XXH3_64bits(data,
 
 Summary summarize_avx2(const float* x, size_t n) { return summarize_lanes(x, n); }
 
-Fingerprint fingerprint_avx2(const float* x, size_t n) {
-  XXH3_state_t state;
-  return fingerprint_one_pass(
-      x, n, &state, [](XXH3_state_t* s) { XXH3_64bits_reset(s); },
-      [](XXH3_state_t* s, const void* p, size_t b) { XXH3_64bits_update(s, p, b); },
-      [](XXH3_state_t* s) { return static_cast<uint64_t>(XXH3_64bits_digest(s)); });
-}
-
 }  // namespace trainrr

@@ -118,21 +118,6 @@ Summary summarize_lanes(const float* x, size_t n) {
   return s.finish();
 }
 
-// Digest and summary in one pass: each piece is hashed and summed while it is in the first-level cache.
-// `State` is XXH3's streaming state; the streamed digest equals the one-shot digest of the same bytes.
-template <class State, class Reset, class Update, class Digest>
-Fingerprint fingerprint_one_pass(const float* x, size_t n, State* state, Reset reset, Update update, Digest digest) {
-  constexpr size_t kPiece = 8 * SummaryLanes::kBlock;  // 16 KiB
-  SummaryLanes lanes;
-  reset(state);
-  for (size_t start = 0; start < n; start += kPiece) {
-    const size_t len = std::min(kPiece, n - start);
-    update(state, x + start, len * sizeof(float));
-    lanes.add(x + start, len);
-  }
-  return {digest(state), lanes.finish()};
-}
-
 }  // namespace
 
 }  // namespace trainrr

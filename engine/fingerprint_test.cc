@@ -43,7 +43,7 @@ TEST(Fingerprint, SummaryIsTheSameBitsWhicheverInstructionSetComputesIt) {
   }
 }
 
-TEST(Fingerprint, OnePassFingerprintEqualsDigestAndSummaryApart) {
+TEST(Fingerprint, FingerprintIsTheDigestAndTheSummary) {
   std::vector<float> v(70001);
   for (size_t i = 0; i < v.size(); ++i) v[i] = std::cos(static_cast<float>(i) * 0.37f) * static_cast<float>(i % 113);
   v[40000] = std::numeric_limits<float>::infinity();
