@@ -83,6 +83,9 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in) {
       auto it = in.kernel_differences.find("data/loader");
       if (it != in.kernel_differences.end())
         detail += "; loader recorded " + it->second.first + ", replayed " + it->second.second;
+      else if (d.detail.find("loader__ordered") != std::string::npos)
+        detail += "; the ordered loader hands out the next batch, so the recorded order came from elsewhere "
+                  "(a first-ready loader's race in the recording, or a hook)";
       else
         detail += "; a first-ready loader hands out batches in the order its workers finish";
     }
