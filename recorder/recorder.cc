@@ -123,8 +123,7 @@ void Recorder::step_end(const StepSummary& s) {
   trace::StepEnd end;
   end.loss = s.loss;
   end.metrics = s.metrics;
-  end.params.reserve(s.params.size());
-  for (const auto& [name, t] : s.params) end.params.emplace_back(name, digest(*t));
+  end.params = trace::parameter_digests(s.params, options_.level);
   // A gradient that differs changes its parameter in the same step, so at level step the parameters'
   // digests carry the evidence and the gradients' are not worth their hashing time; at level op every
   // gradient is already probed where it is computed (`.bwd_weight:out`, `bias.bwd:out`).

@@ -204,10 +204,21 @@ BisectResult bisect(const BisectOptions& o) {
     if (!b) return failed(3, "cannot replay here: " + b.error().message);
     if (forced->hooks->diverged()) {
       rep.diverged = true;
-      rep.first = forced->hooks->first();
+      FirstDivergence d = *forced->hooks->first();
+      auto env = current_environment(config);
+      if (!env) return failed(2, env.error().message);
+      rep.environment = environment_differences(header.environment, *env);
+      // Where in the step it was born, as replay says it.
+      if (d.kind == "probe" || d.kind == "step_end") {
+        auto recorded = rebuild_config(header, {}, o.data_path, true, scratch);
+        locate_element(o.trace_path, ForceSet::all(), recorded ? recorded->config : config, config, registry,
+                       d.step, d, res.steps_executed, rep.notes);
+      }
+      rep.first = d;
       CauseInputs ci;
       ci.registry = &registry;
-      ci.environment = environment_differences(header.environment, {});
+      ci.environment = rep.environment;
+      ci.config_differences = config_differences(header, config);
       rep.cause = classify(*rep.first, ci);
       rep.notes.push_back(
           "even with every recorded choice forced the run does not reproduce here: no choice to "

@@ -233,7 +233,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
           }
         first = divergence(a->index, grad ? "backward" : "update", "step_end",
                            name.empty() ? "loss" : name + (grad ? ":grad" : ":value"),
-                           (grad ? "gradient of " : "parameter ") + name + " differs after step " +
+                           what_differs(name, grad) + " after step " +
                                std::to_string(a->index) + " (loss " + fmt(a->end->loss) + " vs " +
                                fmt(b->end->loss) + ")");
       }

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <sstream>
 
+#include "traces/trace.h"
+
 namespace trainrr {
 
 void split_site(const std::string& site, std::string& layer, std::string& op) {
@@ -37,6 +39,11 @@ FirstDivergence divergence(int64_t step, std::string phase, std::string kind, st
   d.site = std::move(site);
   d.detail = std::move(detail);
   return d;
+}
+
+std::string what_differs(const std::string& name, bool gradient) {
+  if (gradient) return "gradient of " + name + " differs";
+  return name == trace::kAllParameters ? std::string("the parameters differ") : "parameter " + name + " differs";
 }
 
 std::string kernel_site_of(const std::string& probe_site) {

@@ -33,6 +33,9 @@ struct FirstDivergence {
 // A divergence with its place and what differs (step -1: the step in progress).
 FirstDivergence divergence(int64_t step, std::string phase, std::string kind, std::string site,
                            std::string detail = "");
+// "parameter dense_1.kernel differs", "gradient of dense_1.bias differs", "the parameters differ" (for the one
+// digest over all parameters that level step records).
+std::string what_differs(const std::string& name, bool gradient);
 
 struct Cause {
   std::string category;  // config | data | rng | shuffle | split | loader | kernel | numeric | environment

@@ -273,13 +273,19 @@ void ReplayHooks::step_end(const StepSummary& s) {
           return recorded.size() != now.size() ? "(parameter list)" : "";
         };
         const std::string g = rec.grads.empty() ? "" : first_diff(rec.grads, s.grads);
-        const std::string p = g.empty() ? first_diff(rec.params, s.params) : "";
+        std::string p;
+        if (g.empty() && trace::is_combined(rec.params)) {
+          if (rec.params[0].second != trace::parameter_digests(s.params, ProbeLevel::step)[0].second)
+            p = rec.params[0].first;
+        } else if (g.empty()) {
+          p = first_diff(rec.params, s.params);
+        }
         if (!g.empty() || !p.empty()) {
           const std::string name = g.empty() ? p : g;
           diverge(divergence(s.step, g.empty() ? "update" : "backward", "step_end",
                              name + (g.empty() ? ":value" : ":grad"),
-                             std::string(g.empty() ? "parameter " : "gradient of ") + name +
-                                 " differs after step " + std::to_string(s.step) + " (recorded loss " +
+                             what_differs(name, !g.empty()) + " after step " + std::to_string(s.step) +
+                                 " (recorded loss " +
                                  std::to_string(rec.loss) + ", replayed " + std::to_string(s.loss) + ")"));
         } else if (rec.loss != s.loss) {
           diverge(divergence(s.step, "forward", "step_end", "loss",

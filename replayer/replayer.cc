@@ -144,16 +144,19 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
   return s;
 }
 
-namespace {
+Result<std::vector<std::pair<std::string, std::string>>> current_environment(const RunConfig& config) {
+  auto isa = runtime_isa();
+  if (!isa) return isa.error();
+  const int threads = config.runtime.threads > 0 ? config.runtime.threads : ThreadPool::hardware_threads();
+  return capture_environment(threads, isa_name(*isa), config.runtime.policy);
+}
 
-// Re-executes step `step` both ways (all recorded choices forced, and the replay's forcing) and finds the
-// first probe whose values differ, with its first differing element.
-void element_detail(const ReplayOptions& o, const RunConfig& recorded, const RunConfig& config,
-                    const KernelRegistry& registry, int64_t step, FirstDivergence& d, int64_t& executed,
-                    std::vector<std::string>& notes) {
+void locate_element(const std::string& trace_path, ForceSet force, const RunConfig& recorded,
+                    const RunConfig& config, const KernelRegistry& registry, int64_t step, FirstDivergence& d,
+                    int64_t& executed, std::vector<std::string>& notes) {
   // The recorded run at the start of the step: its own configuration (threads included), every recorded
   // choice forced, from the nearest checkpoint.
-  auto a = make_replay_side(o.trace_path, recorded, registry, ForceSet::all(), {}, ProbeLevel::op, false, step);
+  auto a = make_replay_side(trace_path, recorded, registry, ForceSet::all(), {}, ProbeLevel::op, false, step);
   if (!a) {
     notes.push_back("no element detail: " + a.error().message);
     return;
@@ -171,7 +174,7 @@ void element_detail(const ReplayOptions& o, const RunConfig& recorded, const Run
   // The same step from the same state as replayed. A nondeterministic step may need a few tries to
   // show its difference again.
   for (int attempt = 0; attempt < 5; ++attempt) {
-    auto b = make_replay_side(o.trace_path, config, registry, o.force, {}, ProbeLevel::op, false, 0);
+    auto b = make_replay_side(trace_path, config, registry, force, {}, ProbeLevel::op, false, 0);
     if (!b) {
       notes.push_back("no element detail: " + b.error().message);
       return;
@@ -224,6 +227,8 @@ void element_detail(const ReplayOptions& o, const RunConfig& recorded, const Run
                   "recording machine and this one, or in a race that did not recur");
 }
 
+namespace {
+
 ReplayResult fail(int code, std::string msg) {
   ReplayResult r;
   r.exit_code = code;
@@ -242,15 +247,13 @@ ReplayResult replay(const ReplayOptions& o) {
   auto rebuilt = rebuild_config(header, o.overrides, o.data_path, o.allow_data_change, scratch.path);
   if (!rebuilt) return fail(2, rebuilt.error().message);
   const RunConfig& config = rebuilt->config;
-  auto isa = runtime_isa();
-  if (!isa) return fail(2, isa.error().message);
-  const int threads = config.runtime.threads > 0 ? config.runtime.threads : ThreadPool::hardware_threads();
+  auto env = current_environment(config);
+  if (!env) return fail(2, env.error().message);
 
   ReplayResult res;
   DivergenceReport& rep = res.report;
   rep.command = "replay";
-  rep.environment = environment_differences(
-      header.environment, capture_environment(threads, isa_name(*isa), config.runtime.policy));
+  rep.environment = environment_differences(header.environment, *env);
 
   KernelRegistry registry;
   register_cpu_kernels(registry);
@@ -324,8 +327,8 @@ ReplayResult replay(const ReplayOptions& o) {
   }
   if (o.element_detail && (d.kind == "probe" || d.kind == "step_end")) {
     auto recorded = rebuild_config(header, {}, o.data_path, true, scratch.path);
-    element_detail(o, recorded ? recorded->config : config, config, registry, d.step, d, res.steps_executed,
-                   rep.notes);
+    locate_element(o.trace_path, o.force, recorded ? recorded->config : config, config, registry, d.step, d,
+                   res.steps_executed, rep.notes);
   }
   rep.cause = classify(d, ci);
   rep.first = d;

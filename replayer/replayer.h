@@ -69,6 +69,16 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
                                     std::function<bool(const std::string&)> filter, ProbeLevel level,
                                     bool compare, int64_t from);
 
+// Re-executes step `step` of the trace both ways (every recorded choice forced under `recorded`, and `force`
+// under `config`) from its recorded state and, where the values differ, moves `d` to the first probe that
+// differs, with its first differing element. Counts the steps run in `executed`; says what it did in `notes`.
+void locate_element(const std::string& trace_path, ForceSet force, const RunConfig& recorded,
+                    const RunConfig& config, const KernelRegistry& registry, int64_t step, FirstDivergence& d,
+                    int64_t& executed, std::vector<std::string>& notes);
+
+// This process's environment as a recording would describe it, for running `config`.
+Result<std::vector<std::pair<std::string, std::string>>> current_environment(const RunConfig& config);
+
 // The folder the recorded configuration's relative paths resolve against.
 std::string config_folder(const trace::TraceHeader& header);
 

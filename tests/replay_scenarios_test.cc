@@ -82,9 +82,14 @@ TEST_F(Scenario, FewerThreadsDivergeAtTheFirstThreadDependentOpOfStepZero) {
   EXPECT_EQ(free_kernels.exit_code, 1) << free_kernels.output;
   EXPECT_TRUE(has(free_kernels.output, "\"category\":\"kernel\"")) << free_kernels.output;
   EXPECT_TRUE(has(free_kernels.output, "\"step\":0")) << free_kernels.output;
+  // Bisect: with every choice forced it still diverges, so no choice explains it; it names the op and the
+  // thread count as replay does.
   CommandResult b = trainrr("bisect " + trace + " --set runtime.threads=1 --json");
   EXPECT_EQ(b.exit_code, 1) << b.output;
-  EXPECT_TRUE(has(b.output, "kernel:")) << b.output;
+  EXPECT_TRUE(has(b.output, "no choice to force can explain it")) << b.output;
+  EXPECT_TRUE(has(b.output, "\"phase\":\"backward\"")) << b.output;
+  EXPECT_TRUE(has(b.output, "splitk")) << b.output;
+  EXPECT_TRUE(has(b.output, "\"key\":\"threads\",\"recorded\":\"2\",\"replayed\":\"1\"")) << b.output;
 }
 
 // Replaces the kernel chosen at one site, as an autotuner timing the candidates differently would.
@@ -170,7 +175,7 @@ TEST_F(Scenario, CompletionOrderAccumulationIsNumericAndForcingItsOrderReproduce
   CommandResult bis;
   for (int attempt = 0; attempt < 5 && bis.exit_code != 1; ++attempt) bis = trainrr("bisect " + a + " --json");
   ASSERT_EQ(bis.exit_code, 1) << bis.output;
-  EXPECT_TRUE(has(bis.output, "kernel:")) << bis.output;
+  EXPECT_TRUE(has(bis.output, "\"minimal forced choices\":\"kernel:")) << bis.output;
 }
 
 // Hands out another batch at one step, as a first-ready loader's race would.
@@ -314,7 +319,7 @@ TEST_F(Scenario, GenericInstructionSetAgainstAvx2IsKernelWithTheIsaListed) {
   EXPECT_TRUE(has(r.output, "\"key\":\"isa\"")) << r.output;
   CommandResult bis = trainrr("bisect " + b + " --json");
   EXPECT_EQ(bis.exit_code, 1) << bis.output;
-  EXPECT_TRUE(has(bis.output, "kernel:")) << bis.output;
+  EXPECT_TRUE(has(bis.output, "\"minimal forced choices\":\"kernel:")) << bis.output;
 }
 
 TEST_F(Scenario, EmbeddedDataTraceReplaysAloneElsewhere) {

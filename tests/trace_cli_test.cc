@@ -428,7 +428,7 @@ TEST_F(TraceCliTest, CapnpDecodeReadsARealTraceWithTheShippedSchema) {
   const std::string schema = std::string(TRAINRR_SOURCE_DIR) + "/traces/trace.capnp";
   TempDir out;
   const std::string cmd =
-      "capnp decode " + schema + " Message < " + trace_ + " > " + out.file("decoded.txt") + " 2>&1";
+      "capnp decode --packed " + schema + " Message < " + trace_ + " > " + out.file("decoded.txt") + " 2>&1";
   const int status = std::system(cmd.c_str());
   ASSERT_TRUE(WIFEXITED(status)) << cmd;
   const std::string decoded = read_file(out.file("decoded.txt"));
@@ -500,23 +500,30 @@ TEST_F(TraceCliTest, HostileHugeSegmentCountOrSizeAndBitFlipsNeverCrash) {
   const std::string bytes = read_file(trace_);
   const TraceCounts c = count_trace(trace_);
   TempDir d;
-  auto patched = [&](uint64_t at, uint32_t word, const std::string& name) {
-    std::string b = bytes;
-    std::memcpy(b.data() + at, &word, sizeof word);
+  // A message whose segment table starts with `count_minus_one` and `size` put at `at` (the header or the
+  // first message after it), packed as the writer packs: a tag byte saying which bytes are nonzero, those
+  // bytes, and for a tag of 0xff the count of verbatim words that follow (none here).
+  auto patched = [&](uint64_t at, uint32_t count_minus_one, uint32_t size, const std::string& name) {
+    uint8_t word[8];
+    std::memcpy(word, &count_minus_one, 4);
+    std::memcpy(word + 4, &size, 4);
+    std::string head(1, '\0');
+    for (int i = 0; i < 8; ++i)
+      if (word[i]) head[0] = static_cast<char>(head[0] | (1 << i)), head.push_back(static_cast<char>(word[i]));
+    if (static_cast<uint8_t>(head[0]) == 0xff) head.push_back('\0');
     const std::string f = d.file(name);
-    write_file(f, b);
+    write_file(f, bytes.substr(0, at) + head + bytes.substr(at));
     return f;
   };
-  // The segment table's first word is the segment count minus one, the second the first segment's size.
   for (uint64_t at : {uint64_t{0}, c.header_size}) {
-    const std::string count = patched(at, 0xFFFFFFF0u, "count-" + std::to_string(at) + ".trr");
+    const std::string count = patched(at, 0xFFFFFFF0u, 1, "count-" + std::to_string(at) + ".trr");
     for (const char* verb : {"show", "dump"}) {
       const CommandResult r = run_trainrr(std::string(verb) + " " + count);
       EXPECT_EQ(r.exit_code, 2) << verb << " huge segment count at " << at << ": "
                                 << r.output.substr(0, 2000);
       EXPECT_NE(r.output.find("segments"), std::string::npos) << r.output.substr(0, 2000);
     }
-    expect_handled(patched(at + 4, 0xFFFFFFF0u, "size-" + std::to_string(at) + ".trr"), "huge segment size");
+    expect_handled(patched(at, 0, 0xFFFFFFF0u, "size-" + std::to_string(at) + ".trr"), "huge segment size");
   }
   std::mt19937 rng(99);
   for (int trial = 0; trial < 6; ++trial) {

@@ -97,6 +97,9 @@ struct Step {
   metrics @7 :List(Float64);   # length must equal the current metric name list's
   params @8 :List(UInt64);     # XXH3-64 digests after the update; length must equal the parameter name list's
   grads @9 :List(UInt64);      # digests of this step's gradients; length must equal the gradient name list's
+  hasBatchOrder @10 :Bool;     # the step's first event is a batch order, kept in `batchOrder`, not in `events`
+  batchOrder @11 :Int64;       # must be >= 0 when hasBatchOrder; the batch of the current epoch the loader
+                               # handed out (a field packs to a few bytes where a list element takes a dozen)
 }
 
 # Interning state. In a Step: additions. In a Checkpoint: the whole state (first = 0).

@@ -8,7 +8,25 @@
 #include <cstring>
 #include <memory>
 
+#include "engine/fingerprint.h"
+
 namespace trainrr::trace {
+
+std::vector<std::pair<std::string, uint64_t>> parameter_digests(
+    const std::vector<std::pair<std::string, const Tensor*>>& params, ProbeLevel level) {
+  std::vector<std::pair<std::string, uint64_t>> out;
+  out.reserve(params.size());
+  for (const auto& [name, t] : params) out.emplace_back(name, digest(*t));
+  if (level != ProbeLevel::step) return out;
+  std::vector<uint64_t> each;
+  each.reserve(out.size());
+  for (const auto& [name, d] : out) each.push_back(d);
+  return {{std::string(kAllParameters), digest_bytes(each.data(), each.size() * sizeof(uint64_t))}};
+}
+
+bool is_combined(const std::vector<std::pair<std::string, uint64_t>>& recorded) {
+  return recorded.size() == 1 && recorded[0].first == kAllParameters;
+}
 
 Digest128 digest128_bytes(std::span<const uint8_t> bytes) {
   XXH128_hash_t h = XXH3_128bits(bytes.data(), bytes.size());

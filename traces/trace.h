@@ -19,12 +19,13 @@ namespace trainrr::trace {
 
 // "TRAINRR1" read as a little-endian 64-bit word; the first field of the header, checked first.
 inline constexpr uint64_t kMagic = 0x3152524e49415254ULL;
-// Layout generation of the schema; bumped only for changes an old reader cannot skip.
-inline constexpr uint32_t kFormatVersion = 1;
+// Layout generation of the schema; bumped only for changes an old reader cannot skip. Format 2 packs every
+// message (Cap'n Proto's packed encoding); format 1 wrote them unpacked.
+inline constexpr uint32_t kFormatVersion = 2;
 // This reader reads traces whose minReaderVersion is at most this.
-inline constexpr uint32_t kReaderVersion = 1;
+inline constexpr uint32_t kReaderVersion = 2;
 // What this writer puts into minReaderVersion unless the header asks for more.
-inline constexpr uint32_t kMinReaderVersion = 1;
+inline constexpr uint32_t kMinReaderVersion = 2;
 
 // XXH3-128 of a file's bytes.
 struct Digest128 {
@@ -115,6 +116,18 @@ struct StepEnd {
   std::vector<std::pair<std::string, uint64_t>> params;  // name -> digest, after the update
   std::vector<std::pair<std::string, uint64_t>> grads;   // name -> digest, this step's gradients
 };
+
+// At level step one digest stands for every parameter, under this name: the XXH3-64 of the parameters'
+// own digests, in model order. It says whether the parameters are bit-identical after a step in 8 bytes;
+// which parameter differs is found by re-executing that step (see replayer/).
+inline constexpr std::string_view kAllParameters = "(all parameters)";
+
+// The parameter digests a step end records at `level`: one over all parameters at level step, one per
+// parameter above it.
+std::vector<std::pair<std::string, uint64_t>> parameter_digests(
+    const std::vector<std::pair<std::string, const Tensor*>>& params, ProbeLevel level);
+// Whether `recorded` holds the one digest over all parameters.
+bool is_combined(const std::vector<std::pair<std::string, uint64_t>>& recorded);
 
 // One step: the events since the previous step's end, then the step's end. Events that happen before
 // the first step (initialisation draws, split, kernel choices) belong to the first step. A message

@@ -1,6 +1,7 @@
 #include "traces/trace_reader.h"
 
 #include <capnp/message.h>
+#include <capnp/serialize-packed.h>
 #include <capnp/serialize.h>
 #include <fcntl.h>
 #include <kj/exception.h>
@@ -209,10 +210,11 @@ struct TraceReader::Impl {
   std::span<const uint8_t> memory;  // the source when fd < 0
   uint64_t size = 0;
 
-  // Read-ahead window over the file, word-aligned so that Cap'n Proto can read messages in place.
-  kj::Array<capnp::word> buffer;
+  // Read-ahead window over the packed bytes of the file, and the current message unpacked.
+  kj::Array<kj::byte> window;
   uint64_t window_offset = 0;
   uint64_t window_bytes = 0;
+  kj::Array<capnp::word> unpacked;
 
   uint64_t pos = 0;  // offset of the next message
   std::optional<Error> stopped;
@@ -237,80 +239,161 @@ struct TraceReader::Impl {
     return Error{name + ": byte " + std::to_string(offset) + ": " + what};
   }
 
-  // `n` bytes at `offset` (a multiple of 8, with offset + n <= size), word-aligned, valid until the next call.
+  // `n` bytes at `offset` (offset + n <= size), valid until the next call.
   Result<const uint8_t*> bytes_at(uint64_t offset, uint64_t n) {
-    if (fd < 0) {
-      const uint8_t* p = memory.data() + offset;
-      if (reinterpret_cast<uintptr_t>(p) % kWord == 0) return p;
-    } else if (offset >= window_offset && offset + n <= window_offset + window_bytes) {
-      return reinterpret_cast<const uint8_t*>(buffer.begin()) + (offset - window_offset);
+    if (fd < 0) return memory.data() + offset;
+    if (offset >= window_offset && offset + n <= window_offset + window_bytes)
+      return reinterpret_cast<const uint8_t*>(window.begin()) + (offset - window_offset);
+    uint64_t want = std::min(std::max(n, kReadAhead), size - offset);
+    if (window.size() < want) {
+      window = nullptr;  // release before growing: never hold two large buffers
+      window = kj::heapArray<kj::byte>(want);
     }
-    uint64_t want = std::min(std::max(n, fd < 0 ? n : kReadAhead), size - offset);
-    uint64_t words = (want + kWord - 1) / kWord;
-    if (buffer.size() < words) {
-      buffer = nullptr;  // release before growing: never hold two large buffers
-      buffer = kj::heapArray<capnp::word>(words);
+    uint8_t* dst = window.begin();
+    uint64_t done = 0;
+    while (done < want) {
+      ssize_t r = ::pread(fd, dst + done, want - done, static_cast<off_t>(offset + done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) return error_at(offset + done, std::string("read failed: ") + std::strerror(errno));
+      if (r == 0) break;
+      done += static_cast<uint64_t>(r);
     }
-    auto* dst = reinterpret_cast<uint8_t*>(buffer.begin());
-    if (fd < 0) {
-      std::memcpy(dst, memory.data() + offset, want);
-    } else {
-      uint64_t done = 0;
-      while (done < want) {
-        ssize_t r = ::pread(fd, dst + done, want - done, static_cast<off_t>(offset + done));
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return error_at(offset + done, std::string("read failed: ") + std::strerror(errno));
-        if (r == 0) break;
-        done += static_cast<uint64_t>(r);
-      }
-      if (done < n) {
-        window_bytes = 0;
-        return error_at(offset + done, "the file shrank while being read");
-      }
-      want = done;
+    if (done < n) {
+      window_bytes = 0;
+      return error_at(offset + done, "the file shrank while being read");
     }
     window_offset = offset;
-    window_bytes = want;
+    window_bytes = done;
     return static_cast<const uint8_t*>(dst);
   }
 
-  // The framed message at `offset`: its size from the segment table, checked against the limits and the
-  // bytes left in the file before anything is allocated. nullopt: end of file.
-  Result<std::optional<kj::ArrayPtr<const capnp::word>>> frame_at(uint64_t offset) {
-    uint64_t left = size - offset;
-    if (left == 0) return std::optional<kj::ArrayPtr<const capnp::word>>();
-    auto truncated = [&](uint64_t need) {
-      truncated_tail = true;
-      return error_at(offset, "truncated: the message needs " + std::to_string(need) + " bytes, " +
-                                  std::to_string(left) + " remain (the recording did not end cleanly)");
+  // Walks Cap'n Proto's packed encoding from `p` until it has produced `want` words, the way the packer
+  // wrote them: a tag byte (one bit per nonzero byte of the word), the nonzero bytes; tag 0 is followed by
+  // a count of further zero words, tag 0xff by a count of words copied verbatim. With `out`, the words are
+  // unpacked there; without, they are only counted, which checks that the file holds them before anything
+  // is allocated for them. Returns the position after them. A run may not cross `want`: the packer starts
+  // afresh at every piece of a message.
+  Result<uint64_t> walk_packed(uint64_t p, uint64_t want, uint8_t* out, uint64_t message_offset) {
+    uint64_t produced = 0;
+    auto need = [&](uint64_t at, uint64_t n) -> Result<const uint8_t*> {
+      if (n > size - std::min(at, size)) return truncated(message_offset, at + n - message_offset);
+      return bytes_at(at, n);
     };
-    if (left < kWord) return truncated(kWord);
-    auto head = bytes_at(offset, kWord);
-    if (!head) return head.error();
-    uint32_t raw_count;
-    std::memcpy(&raw_count, *head, 4);
-    uint64_t segments = uint64_t{raw_count} + 1;
-    if (segments > limits.max_segments)
-      return error_at(offset, "message declares " + std::to_string(segments) + " segments (limit " +
-                                  std::to_string(limits.max_segments) + ")");
-    uint64_t table = ((segments + 1) * 4 + kWord - 1) / kWord * kWord;
-    if (table > left) return truncated(table);
-    auto t = bytes_at(offset, table);
-    if (!t) return t.error();
-    uint64_t total = table;
-    for (uint64_t i = 0; i < segments; ++i) {
-      uint32_t seg;
-      std::memcpy(&seg, *t + 4 + 4 * i, 4);
-      total += uint64_t{seg} * kWord;  // at most 512 * 2^35: no overflow
+    auto run_fits = [&](uint64_t run) {
+      if (run > want - produced) malformed("a packed run crosses the end of a segment table or message");
+    };
+    while (produced < want) {
+      auto tag = need(p, 2);  // every tag is followed by at least one byte: a value or a count
+      if (!tag) return tag.error();
+      const uint8_t t = (*tag)[0];
+      ++p;
+      if (t == 0) {
+        const uint64_t run = uint64_t{1} + (*tag)[1];
+        ++p;
+        run_fits(run);
+        if (out) std::memset(out + produced * kWord, 0, run * kWord);
+        produced += run;
+        continue;
+      }
+      const int n = std::popcount(t);
+      auto b = need(p, t == 0xff ? 9 : n);
+      if (!b) return b.error();
+      if (out) {
+        uint8_t* w = out + produced * kWord;
+        for (int i = 0, k = 0; i < 8; ++i) w[i] = (t >> i) & 1 ? (*b)[k++] : 0;
+      }
+      p += n;
+      ++produced;
+      if (t != 0xff) continue;
+      const uint64_t run = (*b)[8];
+      ++p;
+      run_fits(run);
+      if (out && run) {
+        auto raw = need(p, run * kWord);
+        if (!raw) return raw.error();
+        std::memcpy(out + produced * kWord, *raw, run * kWord);
+      } else if (run * kWord > size - p) {
+        return truncated(message_offset, p + run * kWord - message_offset);
+      }
+      p += run * kWord;
+      produced += run;
     }
-    if (total > limits.max_message_bytes)
-      return error_at(offset, "message declares " + std::to_string(total) + " bytes (limit " +
-                                  std::to_string(limits.max_message_bytes) + ")");
-    if (total > left) return truncated(total);
+    return p;
+  }
+
+  Error truncated(uint64_t offset, uint64_t need) {
+    truncated_tail = true;
+    return error_at(offset, "truncated: the message needs at least " + std::to_string(need) + " bytes, " +
+                                std::to_string(size - offset) + " remain (the recording did not end cleanly)");
+  }
+
+  // One message in the file: its words, unpacked, and the bytes it takes in the file.
+  struct Frame {
+    kj::ArrayPtr<const capnp::word> words;
+    uint64_t bytes = 0;
+  };
+
+  // The packed message at `offset`. Its size comes from the segment table, checked against the limits, and
+  // the file must hold all of it before the words are allocated and unpacked (by Cap'n Proto's unpacker).
+  // nullopt: end of file.
+  Result<std::optional<Frame>> frame_at(uint64_t offset) {
+    if (offset == size) return std::optional<Frame>();
     truncated_tail = false;
-    auto all = bytes_at(offset, total);
-    if (!all) return all.error();
-    return std::optional(kj::arrayPtr(reinterpret_cast<const capnp::word*>(*all), total / kWord));
+    return guarded_frame(offset, [&]() -> Result<std::optional<Frame>> {
+      uint32_t table_head[2];
+      auto after_first = walk_packed(offset, 1, reinterpret_cast<uint8_t*>(table_head), offset);
+      if (!after_first) return after_first.error();
+      const uint64_t segments = uint64_t{table_head[0]} + 1;
+      if (segments > limits.max_segments)
+        return error_at(offset, "message declares " + std::to_string(segments) + " segments (limit " +
+                                    std::to_string(limits.max_segments) + ")");
+      // The table: the count, one size per segment, padded to whole words.
+      const uint64_t table_words = (segments + 2) / 2;
+      std::vector<uint32_t> table(table_words * 2);
+      table[0] = table_head[0], table[1] = table_head[1];
+      auto after_table = table_words > 1 ? walk_packed(*after_first, table_words - 1,
+                                                       reinterpret_cast<uint8_t*>(table.data() + 2), offset)
+                                         : after_first;
+      if (!after_table) return after_table.error();
+      uint64_t segment_words = 0;
+      for (uint64_t i = 0; i < segments; ++i) segment_words += table[1 + i];  // <= 512 * 2^32: no overflow
+      const uint64_t total = (table_words + segment_words) * kWord;
+      if (total > limits.max_message_bytes)
+        return error_at(offset, "message declares " + std::to_string(total) + " bytes (limit " +
+                                    std::to_string(limits.max_message_bytes) + ")");
+      auto end = walk_packed(*after_table, segment_words, nullptr, offset);
+      if (!end) return end.error();
+      const uint64_t packed = *end - offset;
+      // Every size is checked and the bytes are there: unpack.
+      const uint64_t words = table_words + segment_words;
+      if (unpacked.size() < words) {
+        unpacked = nullptr;
+        unpacked = kj::heapArray<capnp::word>(words);
+      }
+      auto src = bytes_at(offset, packed);
+      if (!src) return src.error();
+      kj::ArrayInputStream in(kj::arrayPtr(*src, packed));
+      capnp::_::PackedInputStream unpacker(in);
+      auto* dst = reinterpret_cast<kj::byte*>(unpacked.begin());
+      unpacker.read(dst, kWord);
+      if (table_words > 1) unpacker.read(dst + kWord, (table_words - 1) * kWord);
+      if (segment_words) unpacker.read(dst + table_words * kWord, segment_words * kWord);
+      if (in.tryGetReadBuffer().size() != 0) malformed("the packed message does not end where its table says");
+      return std::optional(Frame{kj::arrayPtr(unpacked.begin(), words), packed});
+    });
+  }
+
+  template <class F>
+  Result<std::optional<Frame>> guarded_frame(uint64_t offset, F&& body) {
+    try {
+      return body();
+    } catch (const Malformed& m) {
+      return error_at(offset, m.what);
+    } catch (const kj::Exception& e) {
+      return error_at(offset, std::string("malformed packing: ") + e.getDescription().cStr());
+    } catch (const std::bad_alloc&) {
+      return error_at(offset, "out of memory while unpacking");
+    }
   }
 
   capnp::ReaderOptions options_for(kj::ArrayPtr<const capnp::word> words) const {
@@ -376,7 +459,11 @@ struct TraceReader::Impl {
     // Names first: the step's events may use names the step introduces.
     if (s.hasNewNames()) names.apply(s.getNewNames(), false);
     auto events = s.getEvents();
-    out.events.reserve(events.size());
+    out.events.reserve(events.size() + 1);
+    if (s.getHasBatchOrder()) {
+      if (s.getBatchOrder() < 0) malformed("batch order must be >= 0");
+      out.events.push_back(BatchOrderEvent{s.getBatchOrder()});
+    }
     for (auto e : events) {
       if (auto ev = read_event(e, names)) {
         out.events.push_back(std::move(*ev));
@@ -398,7 +485,7 @@ struct TraceReader::Impl {
     }
     last_step = out.index;
     ++steps_seen;
-    events_seen += events.size();
+    events_seen += events.size() + (s.getHasBatchOrder() ? 1 : 0);
     return out;
   }
 
@@ -481,7 +568,7 @@ struct TraceReader::Impl {
     uint64_t prev = 0;
     for (auto r : f.getCheckpoints()) {
       CheckpointRef ref{r.getStep(), r.getOffset()};
-      if (ref.offset % kWord != 0 || ref.offset < header_size || ref.offset >= offset ||
+      if (ref.offset < header_size || ref.offset >= offset ||
           (!out.checkpoints.empty() && ref.offset <= prev))
         malformed("footer: checkpoint offset " + std::to_string(ref.offset) + " is not a message offset");
       prev = ref.offset;
@@ -527,14 +614,15 @@ Status scan(TraceReader::Impl& m, uint64_t from, uint64_t until, bool exact, F&&
     auto frame = m.frame_at(offset);
     if (!frame) return frame.error();
     if (!*frame) break;
-    kj::ArrayPtr<const capnp::word> words = **frame;
+    kj::ArrayPtr<const capnp::word> words = (*frame)->words;
+    const uint64_t bytes = (*frame)->bytes;
     Status st = guarded(m, offset, [&]() -> Status {
       capnp::FlatArrayMessageReader message(words, m.options_for(words));
       visit(offset, message.getRoot<schema::Message>());
       return {};
     });
     if (!st) return st;
-    offset += words.size() * kWord;
+    offset += bytes;
   }
   if (exact && offset != until) return m.error_at(until, "not the start of a message");
   return {};
@@ -576,16 +664,25 @@ Result<std::unique_ptr<TraceReader>> TraceReader::open_memory(std::span<const ui
 
 Status TraceReader::read_header() {
   Impl& m = *impl_;
+  // A packed message never starts with a zero byte (its first word, the segment table's head, is never
+  // zero); an unpacked one of a single segment always does.
+  if (m.size >= kWord) {
+    auto head = m.bytes_at(0, kWord);
+    if (head && (*head)[0] == 0 && (*head)[1] == 0 && (*head)[2] == 0 && (*head)[3] == 0)
+      return Error{m.name + ": an unpacked trace of format 1 (trainrr 0.1); this reader (version " +
+                   std::to_string(kReaderVersion) + ") reads packed traces of format 2: record the run again"};
+  }
   auto frame = m.frame_at(0);
   if (!frame) return Error{"not a trainrr trace: " + frame.error().message};
   if (!*frame) return Error{m.name + ": empty file, not a trainrr trace"};
-  kj::ArrayPtr<const capnp::word> words = **frame;
+  kj::ArrayPtr<const capnp::word> words = (*frame)->words;
+  const uint64_t bytes = (*frame)->bytes;
   return guarded(m, 0, [&]() -> Status {
     capnp::FlatArrayMessageReader message(words, m.options_for(words));
     auto root = message.getRoot<schema::Message>();
     if (root.which() != schema::Message::HEADER) malformed("not a trainrr trace (the first message is no header)");
     header_ = m.read_header(root.getHeader());
-    header_size_ = words.size() * kWord;
+    header_size_ = bytes;
     m.pos = header_size_;
     return {};
   });
@@ -610,8 +707,8 @@ Result<std::optional<TraceRecord>> TraceReader::next() {
       m.at_end = true;
       return std::optional<TraceRecord>();
     }
-    kj::ArrayPtr<const capnp::word> words = **frame;
-    uint64_t size = words.size() * kWord;
+    kj::ArrayPtr<const capnp::word> words = (*frame)->words;
+    const uint64_t size = (*frame)->bytes;
     bool skipped = false;
     auto record = guarded(m, offset, [&]() -> Result<std::optional<TraceRecord>> {
       capnp::FlatArrayMessageReader message(words, m.options_for(words));
@@ -663,7 +760,7 @@ Result<std::optional<TraceRecord>> TraceReader::next() {
 
 Status TraceReader::seek(uint64_t offset) {
   Impl& m = *impl_;
-  if (offset % kWord != 0 || offset < header_size_ || offset >= m.size)
+  if (offset < header_size_ || offset >= m.size)
     return m.error_at(offset, "cannot seek there: not a message offset of this file");
   bool at_checkpoint = false;
   Status kind = scan(*impl_, offset, offset + 1, false, [&](uint64_t, schema::Message::Reader root) {

@@ -1,6 +1,7 @@
 #include "traces/trace_reader.h"
 
 #include <capnp/message.h>
+#include <capnp/serialize-packed.h>
 #include <capnp/serialize.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -58,11 +59,29 @@ std::vector<uint8_t> header_bytes(const TraceHeader& h = sample_header()) {
   return bytes;
 }
 
+// A message's words, unpacked (to patch them by hand before packing).
 std::vector<uint8_t> flat(capnp::MessageBuilder& message) {
   auto words = capnp::messageToFlatArray(message);
   auto bytes = words.asBytes();
   return std::vector<uint8_t>(bytes.begin(), bytes.end());
 }
+
+// Unpacked message bytes as the writer stores them: the segment table and the rest packed as two pieces.
+std::vector<uint8_t> packed(const std::vector<uint8_t>& unpacked) {
+  uint32_t count;
+  std::memcpy(&count, unpacked.data(), 4);
+  const size_t table = std::min(unpacked.size(), (size_t{std::min(count, 1024u)} + 2) / 2 * 8);
+  kj::VectorOutputStream out;
+  {
+    capnp::_::PackedOutputStream packer(out);
+    packer.write(unpacked.data(), table);
+    if (unpacked.size() > table) packer.write(unpacked.data() + table, unpacked.size() - table);
+  }
+  auto bytes = out.getArray();
+  return std::vector<uint8_t>(bytes.begin(), bytes.end());
+}
+
+std::vector<uint8_t> packed(capnp::MessageBuilder& message) { return packed(flat(message)); }
 
 std::vector<uint8_t> concat(std::vector<uint8_t> a, const std::vector<uint8_t>& b) {
   a.insert(a.end(), b.begin(), b.end());
@@ -173,12 +192,12 @@ TEST(TraceHostile, HugeSegmentCountIsRefusedBeforeAllocating) {
   put_u32(msg, 0xfffffffeu);  // 2^32 - 1 segments
   put_u32(msg, 1);
   msg.resize(64, 0);
-  auto rec = first_message_after_header(concat(header_bytes(), msg));
+  auto rec = first_message_after_header(concat(header_bytes(), packed(msg)));
   ASSERT_FALSE(rec);
   EXPECT_NE(rec.error().message.find("declares 4294967295 segments (limit 512)"), std::string::npos)
       << rec.error().message;
   // As the first message of a file it is simply not a trace.
-  auto r = TraceReader::open_memory(msg, "garbage");
+  auto r = TraceReader::open_memory(packed(msg), "garbage");
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message.find("not a trainrr trace"), std::string::npos) << r.error().message;
 }
@@ -188,13 +207,13 @@ TEST(TraceHostile, HugeSegmentSizeIsRefusedBeforeAllocating) {
   put_u32(msg, 0);            // one segment
   put_u32(msg, 0xffffffffu);  // of 2^32 - 1 words: 32 GiB
   msg.resize(64, 0);
-  auto rec = first_message_after_header(concat(header_bytes(), msg));
+  auto rec = first_message_after_header(concat(header_bytes(), packed(msg)));
   ASSERT_FALSE(rec);
   EXPECT_NE(rec.error().message.find("bytes (limit"), std::string::npos) << rec.error().message;
   // Under a limit that allows it, the file is too short for it: a truncation, still nothing allocated.
   ReaderLimits generous;
   generous.max_message_bytes = uint64_t{64} << 30;
-  auto rec2 = first_message_after_header(concat(header_bytes(), msg), generous);
+  auto rec2 = first_message_after_header(concat(header_bytes(), packed(msg)), generous);
   ASSERT_FALSE(rec2);
   EXPECT_NE(rec2.error().message.find("truncated"), std::string::npos) << rec2.error().message;
 }
@@ -217,7 +236,7 @@ TEST(TraceHostile, ListClaimingBillionsOfElementsIsAClearError) {
     }
   }
   ASSERT_TRUE(patched);
-  auto rec = first_message_after_header(concat(header_bytes(), bytes));
+  auto rec = first_message_after_header(concat(header_bytes(), packed(bytes)));
   ASSERT_FALSE(rec);
   EXPECT_NE(rec.error().message.find("hand-made: byte "), std::string::npos) << rec.error().message;
   EXPECT_NE(rec.error().message.find("malformed message"), std::string::npos) << rec.error().message;
@@ -246,7 +265,7 @@ TEST(TraceHostile, ZeroSizedElementsClaimingBillionsAreAClearError) {
     }
   }
   ASSERT_TRUE(patched);
-  auto rec = first_message_after_header(concat(header_bytes(), bytes));
+  auto rec = first_message_after_header(concat(header_bytes(), packed(bytes)));
   ASSERT_FALSE(rec);
   EXPECT_NE(rec.error().message.find("malformed message"), std::string::npos) << rec.error().message;
 }
@@ -262,7 +281,7 @@ TEST(TraceHostile, ShapeWhoseProductOverflowsIsRefused) {
   shape.set(0, int64_t{1} << 62);
   shape.set(1, 4);  // (2^62 * 4) mod 2^64 = 0 ... and times 4 bytes: 0
   t.setRawBytes(0);
-  auto bytes = concat(header_bytes(), flat(message));
+  auto bytes = concat(header_bytes(), packed(message));
   auto rec = first_message_after_header(bytes);
   ASSERT_FALSE(rec);
   EXPECT_NE(rec.error().message.find("shape product times 4 must equal rawBytes"), std::string::npos)
@@ -275,7 +294,7 @@ TEST(TraceHostile, ShapeWhoseProductOverflowsIsRefused) {
   std::vector<uint8_t> frame(ZSTD_compressBound(4));
   frame.resize(ZSTD_compress(frame.data(), frame.size(), &one, 4, 1));
   t.initChunks(1).set(0, kj::arrayPtr(frame.data(), frame.size()));
-  auto rec2 = first_message_after_header(concat(header_bytes(), flat(message)));
+  auto rec2 = first_message_after_header(concat(header_bytes(), packed(message)));
   ASSERT_FALSE(rec2);
   EXPECT_NE(rec2.error().message.find("shape product times 4 must equal rawBytes"), std::string::npos)
       << rec2.error().message;
@@ -306,6 +325,18 @@ TEST(TraceHostile, BytesAfterTheFooterAreAnError) {
   std::remove(path.c_str());
 }
 
+TEST(TraceVersion, UnpackedTraceOfFormatOneIsRefusedWithItsFormat) {
+  capnp::MallocMessageBuilder message;
+  auto h = message.initRoot<schema::Message>().initHeader();
+  h.setMagic(kMagic);
+  h.setMinReaderVersion(1);
+  h.setFormatVersion(1);
+  auto r = TraceReader::open_memory(flat(message), "old.trr");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("old.trr: an unpacked trace of format 1"), std::string::npos)
+      << r.error().message;
+}
+
 TEST(TraceVersion, TraceNeedingANewerReaderIsRefusedNamingBothVersions) {
   TraceHeader h = sample_header();
   h.min_reader_version = kReaderVersion + 1;
@@ -330,12 +361,12 @@ TEST(TraceEvolution, UnknownFieldsEventsAndMessagesAreSkipped) {
     events[0].setBatchOrder(3);
     events[1].setGpuKernel("sm90_xmma_gemm");
     events[2].setBatchOrder(4);
-    bytes = concat(bytes, flat(message));
+    bytes = concat(bytes, packed(message));
   }
   {
     capnp::MallocMessageBuilder message;
     message.initRoot<v2::Message>().setAnnotation("a later kind of message");
-    bytes = concat(bytes, flat(message));
+    bytes = concat(bytes, packed(message));
   }
   {
     capnp::MallocMessageBuilder message;
@@ -343,7 +374,7 @@ TEST(TraceEvolution, UnknownFieldsEventsAndMessagesAreSkipped) {
     step.setIndex(1);
     step.setEnded(true);
     step.setLoss(0.5);
-    bytes = concat(bytes, flat(message));
+    bytes = concat(bytes, packed(message));
   }
   auto r = TraceReader::open_memory(bytes, "v2.trr");
   ASSERT_TRUE(r) << r.error().message;

@@ -123,6 +123,9 @@ inline TraceStep sample_step(int64_t i) {
   s.events.push_back(ProbeEvent{"dense_1/matmul.fwd:out", Phase::forward, fp});
   s.events.push_back(ProbeEvent{"dense_1/matmul.bwd:dx", Phase::backward, fp});
   s.events.push_back(AccumulationOrderEvent{"batch_normalization_1/bn_stats.fwd", {3, 0, 2, 1}});
+  // A step opens with its batch order (stored in a field of its own) or not (stored in the event list):
+  // both must read back in place, and a second batch order stays an event.
+  if (i == 3) s.events.push_back(BatchOrderEvent{7});
   StepEnd end;
   end.loss = 0.5 / static_cast<double>(i + 1);
   end.metrics = {{"accuracy", 0.25 * static_cast<double>(i % 4)}};

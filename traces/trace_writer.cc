@@ -1,6 +1,7 @@
 #include "traces/trace_writer.h"
 
 #include <capnp/message.h>
+#include <capnp/serialize-packed.h>
 #include <capnp/serialize.h>
 #include <fcntl.h>
 #include <kj/exception.h>
@@ -68,6 +69,33 @@ void set_named_values(capnp::List<schema::NamedValue>::Builder out,
   }
 }
 
+// A byte buffer Cap'n Proto's packer writes into, kept from message to message.
+class PackedBuffer final : public kj::BufferedOutputStream {
+ public:
+  void clear() { fill_ = 0; }
+  const kj::byte* data() const { return bytes_.data(); }
+  size_t size() const { return fill_; }
+
+  kj::ArrayPtr<kj::byte> getWriteBuffer() override {
+    if (bytes_.size() - fill_ < kMinFree) bytes_.resize(std::max(bytes_.size() * 2, fill_ + kMinFree));
+    return kj::arrayPtr(bytes_.data() + fill_, bytes_.size() - fill_);
+  }
+  void write(const void* src, size_t n) override {
+    if (src == bytes_.data() + fill_) {  // filled in place through getWriteBuffer()
+      fill_ += n;
+      return;
+    }
+    if (bytes_.size() - fill_ < n) bytes_.resize(std::max(bytes_.size() * 2, fill_ + n));
+    std::memcpy(bytes_.data() + fill_, src, n);
+    fill_ += n;
+  }
+
+ private:
+  static constexpr size_t kMinFree = 4096;
+  std::vector<kj::byte> bytes_;
+  size_t fill_ = 0;
+};
+
 }  // namespace
 
 struct TraceWriter::Interner {
@@ -77,6 +105,7 @@ struct TraceWriter::Interner {
   std::vector<uint32_t> metric, param, grad;  // the name lists as last written
   std::vector<uint32_t> next_metric, next_param, next_grad;
   kj::Array<capnp::word> first_segment = kj::heapArray<capnp::word>(kFirstSegmentWords);
+  PackedBuffer packed;  // each message is packed here, then written
 
   Interner() { std::memset(first_segment.begin(), 0, first_segment.size() * sizeof(capnp::word)); }
 
@@ -215,16 +244,25 @@ Status TraceWriter::fail(const std::string& what) {
   return Error{path_ + ": " + what + " (at byte " + std::to_string(offset_) + ")"};
 }
 
-// One writev per message: the segment table and the segments go to the OS together, so a kill between
+// Packs the message (Cap'n Proto's packed encoding) and hands it to the OS with one write: a kill between
 // messages never leaves a half-written one, and the page cache has the step as soon as this returns.
-static Status write_framed(int fd, capnp::MessageBuilder& message, uint64_t& offset, const std::string& path) {
-  uint64_t bytes = capnp::computeSerializedSizeInWords(message) * sizeof(capnp::word);
-  kj::FdOutputStream out(fd);
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { capnp::writeMessage(out, message); })) {
-    return Error{path + ": write failed at byte " + std::to_string(offset) + ": " +
+static Status write_framed(int fd, capnp::MessageBuilder& message, PackedBuffer& out, uint64_t& offset,
+                           const std::string& path) {
+  out.clear();
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { capnp::writePackedMessage(out, message); })) {
+    return Error{path + ": cannot pack the message at byte " + std::to_string(offset) + ": " +
                  std::string(e->getDescription().cStr())};
   }
-  offset += bytes;
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = ::write(fd, out.data() + done, out.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      return Error{path + ": write failed at byte " + std::to_string(offset + done) + ": " +
+                   errno_text(n < 0 ? errno : ENOSPC)};
+    done += static_cast<size_t>(n);
+  }
+  offset += done;
   return {};
 }
 
@@ -276,7 +314,7 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
         }
       }
     }
-    st = write_framed(fd, message, w->offset_, path);
+    st = write_framed(fd, message, w->names_->packed, w->offset_, path);
   })) {
     return Error{path + ": cannot encode the header: " + std::string(e->getDescription().cStr())};
   }
@@ -304,9 +342,19 @@ Status TraceWriter::write_step(const TraceStep& step) {
     s.setIndex(step.index);
     s.setEpoch(step.epoch);
     s.setBatch(step.batch);
+    // The loader's batch order opens almost every step: it goes into its own field, which packs to a few
+    // bytes, instead of a list element.
+    size_t first = 0;
     if (!step.events.empty()) {
-      auto events = s.initEvents(step.events.size());
-      for (size_t i = 0; i < step.events.size(); ++i) write_event(events[i], step.events[i], names);
+      if (const auto* b = std::get_if<BatchOrderEvent>(&step.events[0])) {
+        s.setHasBatchOrder(true);
+        s.setBatchOrder(b->batch);
+        first = 1;
+      }
+    }
+    if (step.events.size() > first) {
+      auto events = s.initEvents(step.events.size() - first);
+      for (size_t i = first; i < step.events.size(); ++i) write_event(events[i - first], step.events[i], names);
     }
     names.next_metric = names.metric, names.next_param = names.param, names.next_grad = names.grad;
     if (step.end) {
@@ -338,7 +386,7 @@ Status TraceWriter::write_step(const TraceStep& step) {
       names.grad.swap(names.next_grad);
       names.write(s.initNewNames(), false);
     }
-    st = write_framed(fd_, message, offset_, path_);
+    st = write_framed(fd_, message, names_->packed, offset_, path_);
     if (st) names.written = names.names.size();
   })) {
     return fail("cannot encode step " + std::to_string(step.index) + ": " + e->getDescription().cStr());
@@ -362,7 +410,7 @@ Status TraceWriter::write_epoch(const TraceEpoch& epoch) {
     auto ep = message.initRoot<schema::Message>().initEpochEnd();
     ep.setEpoch(epoch.epoch);
     set_named_values(ep.initLogs(epoch.logs.size()), epoch.logs);
-    st = write_framed(fd_, message, offset_, path_);
+    st = write_framed(fd_, message, names_->packed, offset_, path_);
   })) {
     return fail(std::string("cannot encode epoch end: ") + e->getDescription().cStr());
   }
@@ -425,7 +473,7 @@ Status TraceWriter::write_checkpoint(const TrainState& state) {
     set_list<uint32_t>(c.initBatchesDone(state.batches_done.size()), state.batches_done);
     set_named_values(c.initScalars(state.scalars.size()), state.scalars);
     names_->write(c.initNames(), true);
-    st = write_framed(fd_, message, offset_, path_);
+    st = write_framed(fd_, message, names_->packed, offset_, path_);
     if (st) names_->written = names_->names.size();
   })) {
     return fail(std::string("cannot encode checkpoint: ") + e->getDescription().cStr());
@@ -455,7 +503,7 @@ Status TraceWriter::finish(const TraceFooter& footer) {
       refs[i].setStep(checkpoints_[i].step);
       refs[i].setOffset(checkpoints_[i].offset);
     }
-    st = write_framed(fd_, message, offset_, path_);
+    st = write_framed(fd_, message, names_->packed, offset_, path_);
   })) {
     return fail(std::string("cannot encode footer: ") + e->getDescription().cStr());
   }

@@ -29,8 +29,10 @@ struct Step {
   metrics @7 :List(Float64);
   params @8 :List(UInt64);
   grads @9 :List(UInt64);
-  wallTimeUs @10 :UInt64;      # new field
-  host @11 :Text;              # new pointer field
+  hasBatchOrder @10 :Bool;
+  batchOrder @11 :Int64;
+  wallTimeUs @12 :UInt64;      # new field
+  host @13 :Text;              # new pointer field
 }
 
 struct Event {
