@@ -11,8 +11,10 @@
 namespace trainrr {
 
 #if defined(__x86_64__)
-uint64_t xxh3_64_avx2(const void* data, size_t bytes);  // fingerprint_avx2.cc
-Summary summarize_avx2(const float* x, size_t n);       // fingerprint_avx2.cc
+uint64_t xxh3_64_avx2(const void* data, size_t bytes);    // fingerprint_avx2.cc
+Summary summarize_avx2(const float* x, size_t n);         // fingerprint_avx2.cc
+uint64_t xxh3_64_avx512(const void* data, size_t bytes);  // fingerprint_avx512.cc
+Summary summarize_avx512(const float* x, size_t n);       // fingerprint_avx512.cc
 #endif
 
 namespace {
@@ -21,9 +23,19 @@ using HashFn = uint64_t (*)(const void*, size_t);
 
 uint64_t xxh3_64_baseline(const void* data, size_t bytes) { return XXH3_64bits(data, bytes); }
 
+bool has_avx512() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+#else
+  return false;
+#endif
+}
+
 HashFn pick_hash() {
 #if defined(__x86_64__)
   __builtin_cpu_init();
+  if (has_avx512()) return xxh3_64_avx512;
   if (__builtin_cpu_supports("avx2")) return xxh3_64_avx2;
 #endif
   return xxh3_64_baseline;
@@ -37,6 +49,7 @@ Summary summarize_baseline(const float* x, size_t n) { return summarize_lanes(x,
 
 SummaryFn pick_summary() {
 #if defined(__x86_64__)
+  if (has_avx512()) return summarize_avx512;
   if (__builtin_cpu_supports("avx2")) return summarize_avx2;
 #endif
   return summarize_baseline;

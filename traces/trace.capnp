@@ -1,13 +1,14 @@
 # The trainrr trace format.
 #
-# A trace file is a sequence of standard framed Cap'n Proto messages (unpacked), every one of them a
-# `Message`, so that `capnp decode trace.capnp Message < run.trr` prints the whole file:
+# A trace file is a sequence of Cap'n Proto messages, each in the packed encoding, every one of them a
+# `Message`, so that `capnp decode --packed trace.capnp Message < run.trr` prints the whole file:
 #
 #   header, then any number of step / epochEnd / checkpoint messages in the order they happened, then footer.
 #
 # A file without a footer did not end cleanly (the recorder was killed, the disk filled); every complete
 # message before the cut is still valid. Byte offsets in this schema count from the start of the file and
-# point at the first byte of a message's segment table; every message is a whole number of 8-byte words.
+# point at the first byte of a packed message. Packing starts afresh at each message and at each piece of
+# it (segment table, segments): no run of zero or verbatim words crosses one. Format 1 was unpacked.
 #
 # Names are interned. Sites ("dense_1/matmul.fwd:out"), stream names, and metric, parameter and gradient
 # names appear once in the file, in a `Names` block, and are referred to by id (UInt32, the position in the
@@ -95,7 +96,9 @@ struct Step {
   newNames @5 :Names;  # null when this step introduces no name and changes no name list
   events @6 :List(Event);      # in the order they happened
   metrics @7 :List(Float64);   # length must equal the current metric name list's
-  params @8 :List(UInt64);     # XXH3-64 digests after the update; length must equal the parameter name list's
+  params @8 :List(UInt64);     # XXH3-64 digests after the update; length must equal the parameter name list's.
+                               # Level step: one, named "(all parameters)", the XXH3-64 of the parameters'
+                               # own digests (little-endian UInt64s) in model order
   grads @9 :List(UInt64);      # digests of this step's gradients; length must equal the gradient name list's
   hasBatchOrder @10 :Bool;     # the step's first event is a batch order, kept in `batchOrder`, not in `events`
   batchOrder @11 :Int64;       # must be >= 0 when hasBatchOrder; the batch of the current epoch the loader
@@ -241,5 +244,5 @@ struct Footer {
 
 struct CheckpointRef {
   step @0 :Int64;
-  offset @1 :UInt64;       # must be a multiple of 8, after the header, before the footer, increasing
+  offset @1 :UInt64;       # must be after the header, before the footer, increasing
 }

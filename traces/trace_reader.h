@@ -17,7 +17,7 @@
 namespace trainrr::trace {
 
 struct ReaderLimits {
-  uint64_t max_message_bytes = uint64_t{4} << 30;      // one framed message, as declared by its segment table
+  uint64_t max_message_bytes = uint64_t{4} << 30;      // one message unpacked, as its segment table declares
   uint32_t max_segments = 512;                         // per message
   uint64_t max_tensor_bytes = uint64_t{4} << 30;       // one tensor, decompressed (checked before allocating)
   uint64_t max_checkpoint_bytes = uint64_t{16} << 30;  // all tensors of one checkpoint, decompressed

@@ -1,5 +1,5 @@
 #pragma once
-// Appends a trace file: a header, then one framed Cap'n Proto message per step (written to the OS with one
+// Appends a trace file: a header, then one packed Cap'n Proto message per step (written to the OS with one
 // system call, so a killed process loses at most the step in progress), checkpoints (synced to disk), and a
 // footer (synced). Names (sites, streams, parameter and metric names) are interned: each is written once.
 
