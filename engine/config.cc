@@ -50,7 +50,13 @@ class TableReader {
 
   std::string where(const toml::node& n, const std::string& key) const {
     const std::string full = prefix_ + key;
-    if (overridden_.count(full)) return file_ + " (--set): " + full;
+    // The key itself, or a table that exists only because --set created it (--set a.b.c=1 makes a.b).
+    auto from_set = [&] {
+      if (overridden_.count(full)) return true;
+      auto it = overridden_.lower_bound(full + ".");
+      return it != overridden_.end() && it->rfind(full + ".", 0) == 0 && n.source().begin.line == 0;
+    };
+    if (from_set()) return file_ + " (--set): " + full;
     return file_ + ":" + std::to_string(n.source().begin.line) + ": " + full;
   }
 

@@ -76,6 +76,11 @@ TEST_F(BadInput, UnknownKeyNamesKeyAndLine) {
   expect_error("train " + config("d.csv", "", "epoch = 3\n"), "run.toml:20:");
 }
 
+TEST_F(BadInput, UnknownTableMadeBySetSaysSetNotALine) {
+  dir.write("d.csv", good_csv);
+  expect_error("train " + config("d.csv") + " --set train.runtime.threads=1", "(--set): unknown key 'train.runtime'");
+}
+
 TEST_F(BadInput, WrongTypeNamesKeyAndLine) {
   dir.write("d.csv", good_csv);
   expect_error("train " + config("d.csv") + " --set train.epochs='\"three\"'", "train.epochs must be an integer");
