@@ -232,7 +232,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
             break;
           }
         first = divergence(a->index, grad ? "backward" : "update", "step_end",
-                           name.empty() ? "loss" : name + (grad ? ":grad" : ":value"),
+                           name.empty() ? "loss" : step_end_site(name, grad),
                            what_differs(name, grad) + " after step " +
                                std::to_string(a->index) + " (loss " + fmt(a->end->loss) + " vs " +
                                fmt(b->end->loss) + ")");

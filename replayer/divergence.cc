@@ -46,6 +46,11 @@ std::string what_differs(const std::string& name, bool gradient) {
   return name == trace::kAllParameters ? std::string("the parameters differ") : "parameter " + name + " differs";
 }
 
+std::string step_end_site(const std::string& name, bool gradient) {
+  if (name == trace::kAllParameters) return name;
+  return name + (gradient ? ":grad" : ":value");
+}
+
 std::string kernel_site_of(const std::string& probe_site) {
   return probe_site.substr(0, probe_site.find(':'));
 }
@@ -134,7 +139,7 @@ std::string report_text(const DivergenceReport& r) {
     if (!d.phase.empty()) o << ", " << d.phase;
     if (!d.layer.empty()) o << ", " << d.layer;
     if (!d.op.empty()) o << " " << d.op;
-    if (d.site != d.op) o << " (" << d.site << ")";
+    if (d.site != d.op && d.site != d.layer) o << " (" << d.site << ")";
     o << "\n";
     o << "  cause: " << r.cause.category << ": " << r.cause.detail << "\n";
     if (!d.detail.empty()) o << "  what: " << d.detail << "\n";

@@ -36,6 +36,8 @@ FirstDivergence divergence(int64_t step, std::string phase, std::string kind, st
 // "parameter dense_1.kernel differs", "gradient of dense_1.bias differs", "the parameters differ" (for the one
 // digest over all parameters that level step records).
 std::string what_differs(const std::string& name, bool gradient);
+// The site of a step-end difference: "dense_1.kernel:value", "dense_1.bias:grad", "(all parameters)".
+std::string step_end_site(const std::string& name, bool gradient);
 
 struct Cause {
   std::string category;  // config | data | rng | shuffle | split | loader | kernel | numeric | environment

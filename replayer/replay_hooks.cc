@@ -283,7 +283,7 @@ void ReplayHooks::step_end(const StepSummary& s) {
         if (!g.empty() || !p.empty()) {
           const std::string name = g.empty() ? p : g;
           diverge(divergence(s.step, g.empty() ? "update" : "backward", "step_end",
-                             name + (g.empty() ? ":value" : ":grad"),
+                             step_end_site(name, !g.empty()),
                              what_differs(name, !g.empty()) + " after step " + std::to_string(s.step) +
                                  " (recorded loss " +
                                  std::to_string(rec.loss) + ", replayed " + std::to_string(s.loss) + ")"));
