@@ -201,6 +201,22 @@ std::vector<std::pair<std::string, V>> zip_names(const std::vector<uint32_t>& id
   return out;
 }
 
+// Runs `body`, turning every failure inside into an Error that names the file and offset.
+template <class State, class F>
+auto guarded(const State& impl, uint64_t offset, F&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const Malformed& m) {
+    return impl.error_at(offset, m.what);
+  } catch (const kj::Exception& e) {
+    return impl.error_at(offset, std::string("malformed message: ") + e.getDescription().cStr());
+  } catch (const std::bad_alloc&) {
+    return impl.error_at(offset, "out of memory while decoding");
+  } catch (const std::exception& e) {
+    return impl.error_at(offset, e.what());
+  }
+}
+
 }  // namespace
 
 struct TraceReader::Impl {
@@ -339,7 +355,7 @@ struct TraceReader::Impl {
   Result<std::optional<Frame>> frame_at(uint64_t offset) {
     if (offset == size) return std::optional<Frame>();
     truncated_tail = false;
-    return guarded_frame(offset, [&]() -> Result<std::optional<Frame>> {
+    return guarded(*this, offset, [&]() -> Result<std::optional<Frame>> {
       uint32_t table_head[2];
       auto after_first = walk_packed(offset, 1, reinterpret_cast<uint8_t*>(table_head), offset);
       if (!after_first) return after_first.error();
@@ -381,19 +397,6 @@ struct TraceReader::Impl {
       if (in.tryGetReadBuffer().size() != 0) malformed("the packed message does not end where its table says");
       return std::optional(Frame{kj::arrayPtr(unpacked.begin(), words), packed});
     });
-  }
-
-  template <class F>
-  Result<std::optional<Frame>> guarded_frame(uint64_t offset, F&& body) {
-    try {
-      return body();
-    } catch (const Malformed& m) {
-      return error_at(offset, m.what);
-    } catch (const kj::Exception& e) {
-      return error_at(offset, std::string("malformed packing: ") + e.getDescription().cStr());
-    } catch (const std::bad_alloc&) {
-      return error_at(offset, "out of memory while unpacking");
-    }
   }
 
   capnp::ReaderOptions options_for(kj::ArrayPtr<const capnp::word> words) const {
@@ -588,22 +591,6 @@ struct TraceReader::Impl {
 };
 
 namespace {
-
-// Runs `body`, turning every failure inside into an Error that names the file and offset.
-template <class F>
-auto guarded(const TraceReader::Impl& impl, uint64_t offset, F&& body) -> decltype(body()) {
-  try {
-    return body();
-  } catch (const Malformed& m) {
-    return impl.error_at(offset, m.what);
-  } catch (const kj::Exception& e) {
-    return impl.error_at(offset, std::string("malformed message: ") + e.getDescription().cStr());
-  } catch (const std::bad_alloc&) {
-    return impl.error_at(offset, "out of memory while decoding");
-  } catch (const std::exception& e) {
-    return impl.error_at(offset, e.what());
-  }
-}
 
 // Visits every message in [from, until) without decoding more than `visit` asks for. Stops at the end of the
 // file; with `exact`, `until` must fall on a message boundary.
