@@ -236,6 +236,19 @@ ReplayResult fail(int code, std::string msg) {
   return r;
 }
 
+// What a replay compares, by the trace's level.
+std::string compared_at(ProbeLevel level) {
+  switch (level) {
+    case ProbeLevel::step:
+      return "each step's loss, metrics and parameters (level step)";
+    case ProbeLevel::layer:
+      return "each step's loss, metrics, parameters and gradients, and every layer's output (level layer)";
+    case ProbeLevel::op:
+      return "every op's output, and each step's loss, metrics and parameters (level op)";
+  }
+  return "";
+}
+
 }  // namespace
 
 ReplayResult replay(const ReplayOptions& o) {
@@ -313,6 +326,13 @@ ReplayResult replay(const ReplayOptions& o) {
   if (!hooks.diverged() && !rebuilt->data_changed) {
     rep.diverged = false;
     res.exit_code = 0;
+    rep.facts.emplace_back("compared", compared_at(header.level));
+    // Below level op, a difference inside a step that rounding removes before the step's end leaves no
+    // trace: say so when this machine differs from the recording's, as that is when it happens.
+    if (header.level != ProbeLevel::op && !rep.environment.empty())
+      rep.notes.push_back(std::string("recorded at level ") + probe_level_name(header.level) +
+                          ": values inside a step were not recorded, so a difference that rounding removed "
+                          "before the step's end does not show; record with --level op to compare every op");
     return res;
   }
   rep.diverged = true;

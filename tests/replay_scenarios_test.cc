@@ -53,6 +53,27 @@ TEST_F(Scenario, UnseededRunReplaysForcedAndDivergesAtTheFirstInitializerDrawFre
   EXPECT_TRUE(has(r.output, "seed differs")) << r.output;
 }
 
+// The deterministic policy's kernels do not depend on the thread count: a replay on more threads reproduces.
+// It says what was compared, and, as the machine differs, that a level-step trace cannot see inside a step.
+TEST_F(Scenario, ReproducedReplaySaysWhatItComparedAndWhatALevelStepTraceCannotSee) {
+  const std::string cfg = config(breast_cancer_config("seed = 2\n", kBreastCancer, "", "", "threads = 1\npolicy = \"deterministic\"\n"));
+  const std::string trace = dir.file("a.trr"), op_trace = dir.file("op.trr");
+  ASSERT_EQ(trainrr("record " + cfg + " -o " + trace).exit_code, 0);
+  CommandResult same = trainrr("replay " + trace);
+  EXPECT_EQ(same.exit_code, 0) << same.output;
+  EXPECT_TRUE(has(same.output, "compared: each step's loss, metrics and parameters (level step)")) << same.output;
+  EXPECT_FALSE(has(same.output, "values inside a step were not recorded")) << same.output;
+  CommandResult more = trainrr("replay " + trace + " --set runtime.threads=2");
+  EXPECT_EQ(more.exit_code, 0) << more.output;
+  EXPECT_TRUE(has(more.output, "threads: 1 (recorded) vs 2 (replayed)")) << more.output;
+  EXPECT_TRUE(has(more.output, "note: recorded at level step: values inside a step were not recorded")) << more.output;
+  ASSERT_EQ(trainrr("record " + cfg + " -o " + op_trace + " --level op").exit_code, 0);
+  CommandResult op = trainrr("replay " + op_trace + " --set runtime.threads=2");
+  EXPECT_EQ(op.exit_code, 0) << op.output;
+  EXPECT_TRUE(has(op.output, "compared: every op's output")) << op.output;
+  EXPECT_FALSE(has(op.output, "values inside a step were not recorded")) << op.output;
+}
+
 // A matmul whose reduction dimension (the batch) dwarfs its output goes to the split-k kernel, whose bits
 // depend on the thread count. One batch per epoch: with two, the first-ready loader chooses which comes
 // first, and for one of the two batches Adam's first update rounds a few-ULP gradient difference away, so
