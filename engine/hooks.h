@@ -111,7 +111,8 @@ class Hooks {
   virtual void accumulation_order(std::string_view site, std::vector<uint32_t>& order) { (void)site, (void)order; }
   virtual void accumulated(std::string_view site, const std::vector<uint32_t>& order) { (void)site, (void)order; }
 
-  // Observations: tensor probes at or below the level asked for.
+  // Observations: tensor probes at or below the level asked for. A probe in Phase::update sees its
+  // parameter's value at the step's end: nothing writes a parameter after its update probe in that step.
   virtual ProbeLevel probe_level() const { return ProbeLevel::step; }
   virtual void probe(std::string_view site, Phase phase, const Tensor& value) {
     (void)site, (void)phase, (void)value;

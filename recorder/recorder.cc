@@ -1,5 +1,6 @@
 #include "recorder/recorder.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -110,7 +111,9 @@ void Recorder::accumulated(std::string_view site, const std::vector<uint32_t>& o
 }
 
 void Recorder::probe(std::string_view site, Phase phase, const Tensor& value) {
-  pending_.events.push_back(trace::ProbeEvent{std::string(site), phase, fingerprint(value)});
+  const Fingerprint f = fingerprint(value);
+  if (phase == Phase::update) update_digests_.push_back({value.ptr(), value.size(), f.digest});
+  pending_.events.push_back(trace::ProbeEvent{std::string(site), phase, f});
 }
 
 void Recorder::step_begin(int64_t step, int epoch, int64_t batch) {
@@ -123,7 +126,16 @@ void Recorder::step_end(const StepSummary& s) {
   trace::StepEnd end;
   end.loss = s.loss;
   end.metrics = s.metrics;
-  end.params = trace::parameter_digests(s.params, options_.level);
+  std::vector<std::pair<std::string, uint64_t>> each;
+  each.reserve(s.params.size());
+  for (const auto& [name, t] : s.params) {
+    auto probed = std::find_if(update_digests_.begin(), update_digests_.end(), [&](const UpdateDigest& u) {
+      return u.data == t->ptr() && u.size == t->size();
+    });
+    each.emplace_back(name, probed != update_digests_.end() ? probed->digest : digest(*t));
+  }
+  update_digests_.clear();
+  end.params = trace::parameter_digests(std::move(each), options_.level);
   // A gradient that differs changes its parameter in the same step, so at level step the parameters'
   // digests carry the evidence and the gradients' are not worth their hashing time; at level op every
   // gradient is already probed where it is computed (`.bwd_weight:out`, `bias.bwd:out`).

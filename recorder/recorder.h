@@ -60,6 +60,14 @@ class Recorder : public Hooks {
   trace::TraceHeader header_;
   std::unique_ptr<trace::TraceWriter> writer_;
   trace::TraceStep pending_;
+  // This step's update-phase probes. A parameter's update probe sees its value at the step's end (hooks.h),
+  // so at level op the step end takes the digest from there instead of hashing the parameter again.
+  struct UpdateDigest {
+    const float* data;
+    int64_t size;
+    uint64_t digest;
+  };
+  std::vector<UpdateDigest> update_digests_;
   Status status_;
 };
 

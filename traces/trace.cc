@@ -14,14 +14,19 @@ namespace trainrr::trace {
 
 std::vector<std::pair<std::string, uint64_t>> parameter_digests(
     const std::vector<std::pair<std::string, const Tensor*>>& params, ProbeLevel level) {
-  std::vector<std::pair<std::string, uint64_t>> out;
-  out.reserve(params.size());
-  for (const auto& [name, t] : params) out.emplace_back(name, digest(*t));
-  if (level != ProbeLevel::step) return out;
-  std::vector<uint64_t> each;
-  each.reserve(out.size());
-  for (const auto& [name, d] : out) each.push_back(d);
-  return {{std::string(kAllParameters), digest_bytes(each.data(), each.size() * sizeof(uint64_t))}};
+  std::vector<std::pair<std::string, uint64_t>> each;
+  each.reserve(params.size());
+  for (const auto& [name, t] : params) each.emplace_back(name, digest(*t));
+  return parameter_digests(std::move(each), level);
+}
+
+std::vector<std::pair<std::string, uint64_t>> parameter_digests(std::vector<std::pair<std::string, uint64_t>> each,
+                                                               ProbeLevel level) {
+  if (level != ProbeLevel::step) return each;
+  std::vector<uint64_t> digests;
+  digests.reserve(each.size());
+  for (const auto& [name, d] : each) digests.push_back(d);
+  return {{std::string(kAllParameters), digest_bytes(digests.data(), digests.size() * sizeof(uint64_t))}};
 }
 
 bool is_combined(const std::vector<std::pair<std::string, uint64_t>>& recorded) {

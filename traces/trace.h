@@ -126,6 +126,9 @@ inline constexpr std::string_view kAllParameters = "(all parameters)";
 // parameter above it.
 std::vector<std::pair<std::string, uint64_t>> parameter_digests(
     const std::vector<std::pair<std::string, const Tensor*>>& params, ProbeLevel level);
+// The same from each parameter's own digest, in model order.
+std::vector<std::pair<std::string, uint64_t>> parameter_digests(std::vector<std::pair<std::string, uint64_t>> each,
+                                                               ProbeLevel level);
 // Whether `recorded` holds the one digest over all parameters.
 bool is_combined(const std::vector<std::pair<std::string, uint64_t>>& recorded);
 
