@@ -131,7 +131,7 @@ int run_dump(const DumpArgs& a) {
 
   int rc = kOk;
   if (stopped) {
-    const ReadStop stop = describe_stop(a.file, *stopped);
+    const trace::ReadStop& stop = *r.stopped();
     if (a.json)
       line(JsonObject()
                .str("type", "incomplete")

@@ -207,7 +207,7 @@ int run_show(const ShowArgs& a) {
                 r.notes().size() == 1 ? "" : "s", r.notes().front().c_str());
 
   if (stopped) {
-    const ReadStop stop = describe_stop(a.file, *stopped);
+    const trace::ReadStop& stop = *r.stopped();
     std::printf("did not end cleanly: %lld complete steps readable; reading stopped at byte %llu: %s\n",
                 static_cast<long long>(s.complete), static_cast<unsigned long long>(stop.offset),
                 stop.why.c_str());

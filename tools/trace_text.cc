@@ -515,23 +515,4 @@ std::string footer_json(const trace::TraceFooter& f, uint64_t offset) {
       .done();
 }
 
-ReadStop describe_stop(const std::string& path, const Error& e) {
-  ReadStop stop;
-  std::string_view m = e.message;
-  // The reader's errors read "PATH: byte N: what"; a cut tail says "truncated".
-  const std::string prefix = path + ": byte ";
-  if (m.substr(0, prefix.size()) == prefix) {
-    m.remove_prefix(prefix.size());
-    uint64_t offset = 0;
-    auto r = std::from_chars(m.data(), m.data() + m.size(), offset);
-    if (r.ec == std::errc() && m.substr(r.ptr - m.data(), 2) == ": ") {
-      stop.offset = offset;
-      m.remove_prefix(r.ptr - m.data() + 2);
-    }
-  }
-  stop.why = std::string(m);
-  stop.truncated = m.substr(0, 10) == "truncated:";
-  return stop;
-}
-
 }  // namespace trainrr::cli

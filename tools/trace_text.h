@@ -67,13 +67,4 @@ std::string checkpoint_json(const trace::TraceCheckpoint& c, uint64_t offset);
 std::string footer_text(const trace::TraceFooter& f);
 std::string footer_json(const trace::TraceFooter& f, uint64_t offset);
 
-// Why a reader stopped before the end: a truncated tail (what a killed recording leaves: the steps before
-// it are complete) or a malformed message (the file is damaged).
-struct ReadStop {
-  bool truncated = false;
-  uint64_t offset = 0;  // where reading stopped, when the message says
-  std::string why;      // the reader's message without its "FILE: byte N: " prefix
-};
-ReadStop describe_stop(const std::string& path, const Error& e);
-
 }  // namespace trainrr::cli

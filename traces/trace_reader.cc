@@ -203,7 +203,7 @@ std::vector<std::pair<std::string, V>> zip_names(const std::vector<uint32_t>& id
 
 // Runs `body`, turning every failure inside into an Error that names the file and offset.
 template <class State, class F>
-auto guarded(const State& impl, uint64_t offset, F&& body) -> decltype(body()) {
+auto guarded(State& impl, uint64_t offset, F&& body) -> decltype(body()) {
   try {
     return body();
   } catch (const Malformed& m) {
@@ -234,6 +234,9 @@ struct TraceReader::Impl {
 
   uint64_t pos = 0;  // offset of the next message
   std::optional<Error> stopped;
+  std::optional<ReadStop> stop;  // `stopped`, in parts
+  uint64_t error_offset = 0;     // of the last error_at, for `stop`
+  std::string error_what;
   bool at_end = false;
   bool after_footer = false;
   bool truncated_tail = false;  // the last frame_at error was a cut, not a bad frame
@@ -251,8 +254,17 @@ struct TraceReader::Impl {
     if (dctx) ZSTD_freeDCtx(dctx);
   }
 
-  Error error_at(uint64_t offset, const std::string& what) const {
+  Error error_at(uint64_t offset, const std::string& what) {
+    error_offset = offset;
+    error_what = what;
     return Error{name + ": byte " + std::to_string(offset) + ": " + what};
+  }
+
+  // Reading stops for good at the last error_at.
+  Error stop_at(Error e) {
+    stopped = e;
+    stop = ReadStop{error_offset, truncated_tail, error_what};
+    return e;
   }
 
   // `n` bytes at `offset` (offset + n <= size), valid until the next call.
@@ -622,6 +634,8 @@ TraceReader::~TraceReader() = default;
 
 uint64_t TraceReader::file_size() const { return impl_->size; }
 
+const std::optional<ReadStop>& TraceReader::stopped() const { return impl_->stop; }
+
 Result<std::unique_ptr<TraceReader>> TraceReader::open(const std::string& path, const ReaderLimits& limits) {
   auto impl = std::make_unique<Impl>();
   impl->name = path;
@@ -682,14 +696,11 @@ Result<std::optional<TraceRecord>> TraceReader::next() {
     if (m.at_end) return std::optional<TraceRecord>();
     uint64_t offset = m.pos;
     if (m.after_footer && offset < m.size) {
-      m.stopped = m.error_at(offset, std::to_string(m.size - offset) + " bytes follow the footer");
-      return *m.stopped;
+      m.truncated_tail = false;
+      return m.stop_at(m.error_at(offset, std::to_string(m.size - offset) + " bytes follow the footer"));
     }
     auto frame = m.frame_at(offset);
-    if (!frame) {
-      m.stopped = frame.error();
-      return *m.stopped;
-    }
+    if (!frame) return m.stop_at(frame.error());
     if (!*frame) {
       m.at_end = true;
       return std::optional<TraceRecord>();
@@ -737,8 +748,7 @@ Result<std::optional<TraceRecord>> TraceReader::next() {
       return std::optional<TraceRecord>(std::move(rec));
     });
     if (!record) {
-      m.stopped = record.error();
-      return *m.stopped;
+      return m.stop_at(record.error());
     }
     m.pos = offset + size;
     if (!skipped) return record;
@@ -767,6 +777,7 @@ Status TraceReader::seek(uint64_t offset) {
   m.names = std::move(names);
   m.pos = offset;
   m.stopped.reset();
+  m.stop.reset();
   m.at_end = false;
   m.after_footer = false;
   m.from_start = false;

@@ -31,6 +31,13 @@ struct TraceRecord {
   std::variant<TraceStep, TraceEpoch, TraceCheckpoint, TraceFooter> value;
 };
 
+// Why next() stopped before the end of the file.
+struct ReadStop {
+  uint64_t offset = 0;     // where reading stopped
+  bool truncated = false;  // the file ends inside a message, as a killed recording leaves it; else damaged
+  std::string why;         // the reason, without the "FILE: byte N: " of the Error's message
+};
+
 class TraceReader {
  public:
   // Opens and reads the header. Errors: not a trace (bad framing or magic), a trace needing a newer reader
@@ -63,6 +70,8 @@ class TraceReader {
   // seek(offset) and read the checkpoint there.
   Result<TraceCheckpoint> read_checkpoint(uint64_t offset);
 
+  // Set once next() has returned an Error: the same stop, in parts.
+  const std::optional<ReadStop>& stopped() const;
   // Set once next() has returned the footer.
   const std::optional<TraceFooter>& footer() const { return footer_; }
   // The writer closed the trace with a footer. A trace without one did not end cleanly.

@@ -135,11 +135,17 @@ TEST(TraceHostile, TruncationAtEveryByteGivesAPartialReadOrAClearError) {
       EXPECT_FALSE((*r)->ended_cleanly());
       if (at_boundary) {
         EXPECT_TRUE(all.clean) << len << ": " << (all.error ? all.error->message : "");
+        EXPECT_FALSE((*r)->stopped().has_value()) << "cut at " << len;
       } else {
         ASSERT_TRUE(all.error) << "cut at " << len;
         uint64_t last_end = *std::prev(std::upper_bound(sample.message_ends.begin(), sample.message_ends.end(), len));
         EXPECT_NE(all.error->message.find("byte " + std::to_string(last_end) + ": truncated"), std::string::npos)
             << all.error->message;
+        // The same stop, in parts: a cut, where the cut message starts.
+        ASSERT_TRUE((*r)->stopped().has_value());
+        EXPECT_TRUE((*r)->stopped()->truncated) << "cut at " << len;
+        EXPECT_EQ((*r)->stopped()->offset, last_end);
+        EXPECT_EQ((*r)->stopped()->why.rfind("truncated: ", 0), 0u) << (*r)->stopped()->why;
         // The error is sticky.
         auto again = (*r)->next();
         ASSERT_FALSE(again);
@@ -177,6 +183,9 @@ TEST(TraceHostile, RandomBitFlipsNeverCrash) {
     if (all.error) {
       ++errors;
       EXPECT_NE(all.error->message.find("flipped: byte "), std::string::npos) << all.error->message;
+      ASSERT_TRUE((*r)->stopped().has_value());
+      const ReadStop& stop = *(*r)->stopped();
+      EXPECT_EQ("flipped: byte " + std::to_string(stop.offset) + ": " + stop.why, all.error->message);
     } else {
       ++clean;
     }
@@ -322,6 +331,11 @@ TEST(TraceHostile, BytesAfterTheFooterAreAnError) {
   ReadAll all = read_all(**r);
   ASSERT_TRUE(all.error);
   EXPECT_NE(all.error->message.find("16 bytes follow the footer"), std::string::npos) << all.error->message;
+  // Damage, not a cut: the file goes on after the footer.
+  ASSERT_TRUE((*r)->stopped().has_value());
+  EXPECT_FALSE((*r)->stopped()->truncated);
+  EXPECT_EQ((*r)->stopped()->offset, bytes.size() - 16);
+  EXPECT_EQ((*r)->stopped()->why, "16 bytes follow the footer");
   std::remove(path.c_str());
 }
 
