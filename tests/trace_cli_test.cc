@@ -355,7 +355,38 @@ TEST_F(TraceCliTest, ShowSummarizesTheRunAndSaysItEndedCleanly) {
   EXPECT_NE(r.output.find("ended cleanly: the run completed (completed), 150 steps"), std::string::npos)
       << r.output;
   EXPECT_EQ(r.output.find("did not end cleanly"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("non-finite values: none in any probe"), std::string::npos) << r.output;
   EXPECT_LE(lines_of(r.output).size(), 30u) << "one screen";
+}
+
+// A regression whose SGD steps are far too large: the squared error overflows in step 1's loss, and the
+// update that follows makes the first layer's kernel infinite.
+TEST(TraceCliNonFiniteTest, ShowNamesWhereNaNOrInfinityFirstAppears) {
+  TempDir d;
+  const std::string cfg = d.write(
+      "explode.toml",
+      "seed = 1\n[data]\nsource = \"synthetic\"\nshape = [8]\nclasses = 2\nsamples = 256\n"
+      "[[model.layers]]\ntype = \"Dense\"\nunits = 8\nactivation = \"relu\"\n"
+      "[[model.layers]]\ntype = \"Dense\"\nunits = 1\n"
+      "[train]\nepochs = 1\nbatch_size = 32\nloss = \"mse\"\n"
+      "[train.optimizer]\ntype = \"sgd\"\nlearning_rate = 1e12\n"
+      "[runtime]\nthreads = 1\npolicy = \"deterministic\"\n");
+  ASSERT_EQ(run_trainrr("record " + cfg + " -o " + d.file("op.trr") + " --level op").exit_code, 0);
+  const CommandResult op = run_trainrr("show " + d.file("op.trr"));
+  ASSERT_EQ(op.exit_code, 0) << op.output;
+  EXPECT_NE(op.output.find("non-finite values: first at step 1, dense_1.kernel/update:out (update): 64 of 64 "
+                           "values are NaN or infinite"),
+            std::string::npos)
+      << op.output;
+  EXPECT_NE(op.output.find("  loss: first non-finite at step 1 (inf)"), std::string::npos) << op.output;
+  ASSERT_EQ(run_trainrr("record " + cfg + " -o " + d.file("step.trr")).exit_code, 0);
+  const CommandResult step = run_trainrr("show " + d.file("step.trr"));
+  ASSERT_EQ(step.exit_code, 0) << step.output;
+  EXPECT_NE(step.output.find("non-finite values: in the loss (a level-step trace holds no probes: record with "
+                             "--level op to find the op)"),
+            std::string::npos)
+      << step.output;
+  EXPECT_NE(step.output.find("  loss: first non-finite at step 1 (inf)"), std::string::npos) << step.output;
 }
 
 TEST_F(TraceCliTest, ExportWritesTheCheckpointAtOrBeforeTheStepAsNpyAndAManifest) {

@@ -2,6 +2,7 @@
 // checkpoints, its final metrics, and whether it ended cleanly. Steps are streamed, never kept: memory does
 // not grow with the trace.
 
+#include <cmath>
 #include <cstdio>
 #include <deque>
 #include <map>
@@ -70,7 +71,49 @@ struct StepStats {
   Sampled checkpoints;
   std::optional<trace::TraceEpoch> last_epoch;
   uint64_t end_offset = 0;  // end of the last complete message
+  // Where NaN or infinity first appears: in a probe (levels layer and op), and in the loss.
+  struct NonFinite {
+    int64_t step = 0;
+    std::string site;
+    Phase phase = Phase::forward;
+    uint64_t count = 0, of = 0;
+  };
+  std::optional<NonFinite> first_non_finite;
+  std::optional<std::pair<int64_t, double>> first_non_finite_loss;
 };
+
+void note_non_finite(const trace::TraceStep& step, StepStats& s) {
+  if (!s.first_non_finite) {
+    for (const auto& e : step.events) {
+      const auto* p = std::get_if<trace::ProbeEvent>(&e);
+      if (!p || p->fingerprint.summary.non_finite == 0) continue;
+      s.first_non_finite = StepStats::NonFinite{step.index, p->site, p->phase, p->fingerprint.summary.non_finite,
+                                                p->fingerprint.summary.count};
+      break;
+    }
+  }
+  if (!s.first_non_finite_loss && step.end && !std::isfinite(step.end->loss))
+    s.first_non_finite_loss.emplace(step.index, step.end->loss);
+}
+
+void print_non_finite(const StepStats& s, ProbeLevel level) {
+  std::printf("non-finite values: ");
+  if (s.first_non_finite) {
+    const StepStats::NonFinite& n = *s.first_non_finite;
+    std::printf("first at step %lld, %s (%s): %llu of %llu values are NaN or infinite\n",
+                static_cast<long long>(n.step), n.site.c_str(), phase_name(n.phase),
+                static_cast<unsigned long long>(n.count), static_cast<unsigned long long>(n.of));
+  } else if (level != ProbeLevel::step) {
+    std::printf("none in any probe\n");
+  } else if (!s.first_non_finite_loss) {
+    std::printf("none in the loss (a level-step trace holds no probes)\n");
+  } else {
+    std::printf("in the loss (a level-step trace holds no probes: record with --level op to find the op)\n");
+  }
+  if (s.first_non_finite_loss)
+    std::printf("  loss: first non-finite at step %lld (%g)\n", static_cast<long long>(s.first_non_finite_loss->first),
+                s.first_non_finite_loss->second);
+}
 
 void print_run(const std::string& file, const trace::TraceReader& r) {
   const trace::TraceHeader& h = r.header();
@@ -187,6 +230,7 @@ int run_show(const ShowArgs& a) {
     s.end_offset = m.offset + m.size;
     if (const auto* step = std::get_if<trace::TraceStep>(&m.value)) {
       s.events += step->events.size();
+      note_non_finite(*step, s);
       if (!step->end) {
         ++s.other;
         continue;
@@ -202,6 +246,7 @@ int run_show(const ShowArgs& a) {
     }
   }
   print_progress(s);
+  print_non_finite(s, r.header().level);
   if (!r.notes().empty())
     std::printf("notes: %zu thing%s this reader does not know were skipped; first: %s\n", r.notes().size(),
                 r.notes().size() == 1 ? "" : "s", r.notes().front().c_str());
