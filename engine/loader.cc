@@ -5,9 +5,26 @@
 
 namespace trainrr {
 
-EpochLoader::EpochLoader(const Dataset& data, std::vector<uint32_t> order, int64_t batch_size, bool first_ready,
-                         int workers, const std::vector<uint32_t>& done)
-    : data_(data), order_(std::move(order)), batch_size_(batch_size), first_ready_(first_ready) {
+Loader::Loader(const Dataset& data, int64_t batch_size, bool first_ready, int workers)
+    : data_(data), batch_size_(batch_size), first_ready_(first_ready) {
+  if (first_ready_)
+    for (int w = 0; w < std::max(1, workers); ++w) workers_.emplace_back([this] { work(); });
+}
+
+Loader::~Loader() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  work_cv_.notify_all();
+  for (auto& w : workers_) w.join();
+}
+
+void Loader::start(std::vector<uint32_t> order, const std::vector<uint32_t>& done) {
+  std::unique_lock lock(mu_);
+  // A gather of the previous epoch reads order_ outside the lock: let it finish first.
+  idle_cv_.wait(lock, [this] { return in_flight_ == 0; });
+  order_ = std::move(order);
   const int64_t n = static_cast<int64_t>(order_.size());
   batches_ = (n + batch_size_ - 1) / batch_size_;
   taken_.assign(batches_, 0);
@@ -15,22 +32,18 @@ EpochLoader::EpochLoader(const Dataset& data, std::vector<uint32_t> order, int64
     TRAINRR_CHECK(b < batches_, "a resumed epoch names a batch it does not have");
     taken_[b] = 1;
   }
+  next_ordered_ = 0;
   if (first_ready_) {
-    slots_.resize(batches_);
+    slots_.assign(batches_, Batch{});
     ready_.assign(batches_, 0);
-    for (int w = 0; w < std::max(1, workers); ++w) workers_.emplace_back([this] { work(); });
+    ready_order_.clear();
+    next_to_gather_ = 0;
+    lock.unlock();
+    work_cv_.notify_all();
   }
 }
 
-EpochLoader::~EpochLoader() {
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-  }
-  for (auto& w : workers_) w.join();
-}
-
-Batch EpochLoader::gather(int64_t b) const {
+Batch Loader::gather(int64_t b) const {
   const int64_t lo = b * batch_size_, hi = std::min<int64_t>(lo + batch_size_, order_.size());
   Shape shape = data_.x.shape;
   shape[0] = hi - lo;
@@ -43,27 +56,28 @@ Batch EpochLoader::gather(int64_t b) const {
   return batch;
 }
 
-void EpochLoader::work() {
+void Loader::work() {
+  std::unique_lock lock(mu_);
   for (;;) {
-    int64_t b;
-    {
-      std::lock_guard lock(mu_);
+    work_cv_.wait(lock, [this] {
       while (next_to_gather_ < batches_ && taken_[next_to_gather_]) ++next_to_gather_;
-      if (stop_ || next_to_gather_ >= batches_) return;
-      b = next_to_gather_++;
-    }
+      return stop_ || next_to_gather_ < batches_;
+    });
+    if (stop_) return;
+    const int64_t b = next_to_gather_++;
+    ++in_flight_;
+    lock.unlock();
     Batch batch = gather(b);
-    {
-      std::lock_guard lock(mu_);
-      slots_[b] = std::move(batch);
-      ready_[b] = 1;
-      ready_order_.push_back(b);
-    }
+    lock.lock();
+    slots_[b] = std::move(batch);
+    ready_[b] = 1;
+    ready_order_.push_back(b);
+    if (--in_flight_ == 0) idle_cv_.notify_all();
     ready_cv_.notify_all();
   }
 }
 
-int64_t EpochLoader::propose() {
+int64_t Loader::propose() {
   if (!first_ready_) {
     while (next_ordered_ < batches_ && taken_[next_ordered_]) ++next_ordered_;
     return next_ordered_;
@@ -76,7 +90,7 @@ int64_t EpochLoader::propose() {
   return ready_order_.front();
 }
 
-Batch EpochLoader::take(int64_t b) {
+Batch Loader::take(int64_t b) {
   TRAINRR_CHECK(b >= 0 && b < batches_ && !taken_[b], "batch " + std::to_string(b) + " cannot be handed out");
   if (!first_ready_) {
     taken_[b] = 1;

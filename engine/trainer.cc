@@ -19,8 +19,9 @@
 namespace trainrr {
 
 struct Training::LoaderHolder {
-  std::unique_ptr<EpochLoader> loader;
+  std::unique_ptr<Loader> loader;
   bool first_ready = false;
+  bool epoch_started = false;  // the loader has this epoch's order
 };
 
 Training::~Training() = default;
@@ -173,10 +174,14 @@ void Training::run_step() {
     const Kernel& k = selector_->select("data/loader", OpKind::loader, static_cast<double>(train_.rows()));
     loader_->first_ready = k.info.id == "loader__first_ready";
     // Two prefetch workers per thread, as data loaders are usually given more workers than cores.
-    loader_->loader = std::make_unique<EpochLoader>(train_, order_, config_.train.batch_size, loader_->first_ready,
-                                                    2 * pool_->threads(), batches_done_);
+    loader_->loader =
+        std::make_unique<Loader>(train_, config_.train.batch_size, loader_->first_ready, 2 * pool_->threads());
   }
-  EpochLoader& loader = *loader_->loader;
+  Loader& loader = *loader_->loader;
+  if (!loader_->epoch_started) {
+    loader.start(order_, batches_done_);
+    loader_->epoch_started = true;
+  }
   int64_t batch = loader.propose();
   hooks_->step_begin(step_, epoch_, batch);
   hooks_->batch_order(step_, batch);
@@ -214,7 +219,7 @@ void Training::run_step() {
 }
 
 void Training::end_epoch() {
-  loader_->loader.reset();
+  loader_->epoch_started = false;
   epoch_open_ = false;
   EpochSummary e;
   e.epoch = epoch_;
@@ -273,7 +278,8 @@ Evaluation Training::evaluate(const Dataset& data) {
   rt_.level = ProbeLevel::step;
   std::vector<uint32_t> order(data.rows());
   std::iota(order.begin(), order.end(), 0u);
-  EpochLoader loader(data, order, config_.train.batch_size, false, 1, {});
+  Loader loader(data, config_.train.batch_size, false, 1);
+  loader.start(std::move(order));
   double loss_sum = 0;
   int64_t correct = 0;
   for (int64_t b = 0; b < loader.batches(); ++b) {
@@ -335,6 +341,7 @@ Status Training::restore(const TrainState& s) {
   step_ = s.step;
   epoch_ = s.epoch;
   loader_->loader.reset();
+  loader_->epoch_started = false;
   epoch_open_ = !s.permutation.empty();
   if (epoch_open_) {
     if (s.permutation.size() != static_cast<size_t>(train_.rows()))
