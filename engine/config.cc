@@ -50,9 +50,12 @@ class TableReader {
 
   std::string where(const toml::node& n, const std::string& key) const {
     const std::string full = prefix_ + key;
-    // The key itself, or a table that exists only because --set created it (--set a.b.c=1 makes a.b).
     auto from_set = [&] {
-      if (overridden_.count(full)) return true;
+      // The key itself, or a key inside a value --set gave (--set 'model.layers=[{...}]').
+      for (const std::string& k : overridden_)
+        if (full.rfind(k, 0) == 0 && (full.size() == k.size() || full[k.size()] == '.' || full[k.size()] == '['))
+          return true;
+      // A table that exists only because --set created it (--set a.b.c=1 makes a.b).
       auto it = overridden_.lower_bound(full + ".");
       return it != overridden_.end() && it->rfind(full + ".", 0) == 0 && n.source().begin.line == 0;
     };
@@ -213,19 +216,21 @@ std::string resolve(const std::string& base_dir, const std::string& p) {
   return (fs::path(base_dir) / p).lexically_normal().string();
 }
 
-bool read_layers(const toml::node& n, const std::string& file, const std::set<std::string>& overridden,
-                 std::vector<LayerSpec>& layers, std::string* error) {
+// `where`: "FILE:LINE: model.layers", or "FILE (--set): model.layers" when --set gave the array.
+bool read_layers(const toml::node& n, const std::string& where, const std::string& file,
+                 const std::set<std::string>& overridden, std::vector<LayerSpec>& layers, std::string* error) {
   const toml::array* a = n.as_array();
   if (!a) {
-    *error = file + ":" + std::to_string(n.source().begin.line) + ": model.layers must be an array of tables";
+    *error = where + " must be an array of tables";
     return false;
   }
+  const bool from_set = overridden.count("model.layers") > 0;
   for (size_t i = 0; i < a->size(); ++i) {
     const toml::table* t = (*a)[i].as_table();
     const std::string prefix = "model.layers[" + std::to_string(i) + "].";
     if (!t) {
-      *error = file + ":" + std::to_string((*a)[i].source().begin.line) + ": " + prefix.substr(0, prefix.size() - 1) +
-               " must be a table";
+      *error = file + (from_set ? " (--set)" : ":" + std::to_string((*a)[i].source().begin.line)) + ": " +
+               prefix.substr(0, prefix.size() - 1) + " must be a table";
       return false;
     }
     LayerSpec s;
@@ -246,7 +251,8 @@ bool read_layers(const toml::node& n, const std::string& file, const std::set<st
     r.get("use_bias", s.use_bias);
     if (!r.finish()) return false;
     if (s.type.empty()) {
-      *error = file + ":" + std::to_string(t->source().begin.line) + ": " + prefix + "type is missing";
+      *error = file + (from_set ? " (--set)" : ":" + std::to_string(t->source().begin.line)) + ": " + prefix +
+               "type is missing";
       return false;
     }
     layers.push_back(std::move(s));
@@ -305,7 +311,7 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
   if (const toml::table* t = top.table("model")) {
     TableReader r(*t, "model.", name, overridden, &error);
     if (const toml::node* n = r.node("layers"); n && error.empty())
-      read_layers(*n, name, overridden, c.layers, &error);
+      read_layers(*n, r.where(*n, "layers"), name, overridden, c.layers, &error);
     r.finish();
   }
   if (const toml::table* t = top.table("train")) {

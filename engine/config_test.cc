@@ -101,6 +101,28 @@ TEST(Config, LayerKeysAreChecked) {
   EXPECT_NE(c.error().message.find("unknown key 'model.layers[1].unit'"), std::string::npos) << c.error().message;
 }
 
+TEST(Config, ErrorsInAValueGivenBySetSayTheyComeFromSet) {
+  for (const auto& [override, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"train.epochs=\"2\"", "run.toml (--set): train.epochs must be an integer, got a string"},
+           {"model.layers=3", "run.toml (--set): model.layers must be an array of tables"},
+           {"model.layers=[1]", "run.toml (--set): model.layers[0] must be a table"},
+           {"model.layers=[{units=1}]", "run.toml (--set): model.layers[0].type is missing"},
+           {"model.layers=[{type=\"Dense\",units=\"x\"}]",
+            "run.toml (--set): model.layers[0].units must be an integer, got a string"},
+           {"model.layers=[{type=\"Dense\",unit=3}]", "run.toml (--set): unknown key 'model.layers[0].unit'"}}) {
+    auto c = parse_config(kBase, "run.toml", "", {override});
+    ASSERT_FALSE(c.ok()) << override;
+    EXPECT_NE(c.error().message.find(expected), std::string::npos) << c.error().message;
+  }
+  // A key of the file beside the one --set gave keeps its line.
+  std::string text = kBase;
+  text.replace(text.find("epochs = 2"), 10, "epochs = \"2\"");
+  auto c = parse_config(text, "run.toml", "", {"train.batch_size=8"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.error().message.find("run.toml:12: train.epochs must be an integer"), std::string::npos)
+      << c.error().message;
+}
+
 TEST(Config, MissingFileIsNamed) {
   auto c = load_config("/nonexistent/run.toml");
   ASSERT_FALSE(c.ok());
