@@ -130,6 +130,9 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
   auto training = Training::create(config, t);
   if (!training) return training.error();
   s.training = std::move(training).value();
+  if (from >= s.training->total_steps())
+    return Error{"step " + std::to_string(from) + " is past the run's end: it has steps 0.." +
+                 std::to_string(s.training->total_steps() - 1)};
   if (from > 0) {
     if (auto cp = checkpoint_before(trace_path, from)) {
       auto cr = trace::TraceReader::open(trace_path);

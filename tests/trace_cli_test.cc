@@ -389,6 +389,21 @@ TEST(TraceCliNonFiniteTest, ShowNamesWhereNaNOrInfinityFirstAppears) {
   EXPECT_NE(step.output.find("  loss: first non-finite at step 1 (inf)"), std::string::npos) << step.output;
 }
 
+TEST_F(TraceCliTest, ReplayFromAStepResumesAtTheCheckpointBeforeItAndStopsWhereAsked) {
+  const CommandResult from = run_trainrr("replay " + trace_ + " --from-step 120");
+  EXPECT_EQ(from.exit_code, 0) << from.output;
+  EXPECT_NE(from.output.find("reproduced bit for bit (50 steps compared)"), std::string::npos) << from.output;
+  EXPECT_NE(from.output.find("resumed from checkpoint at step: 100"), std::string::npos) << from.output;
+  const CommandResult window = run_trainrr("replay " + trace_ + " --from-step 60 --to-step 80");
+  EXPECT_EQ(window.exit_code, 0) << window.output;
+  EXPECT_NE(window.output.find("reproduced bit for bit (30 steps compared)"), std::string::npos) << window.output;
+  EXPECT_NE(window.output.find("resumed from checkpoint at step: 50"), std::string::npos) << window.output;
+  const CommandResult past = run_trainrr("replay " + trace_ + " --from-step 1000");
+  EXPECT_EQ(past.exit_code, 2) << past.output;
+  EXPECT_NE(past.output.find("step 1000 is past the run's end: it has steps 0..149"), std::string::npos)
+      << past.output;
+}
+
 TEST_F(TraceCliTest, ExportWritesTheCheckpointAtOrBeforeTheStepAsNpyAndAManifest) {
   TempDir out;
   const CommandResult r = run_trainrr("export " + trace_ + " --step 120 -o " + out.file("ck"));
