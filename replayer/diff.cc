@@ -1,5 +1,6 @@
 #include "replayer/diff.h"
 
+#include <algorithm>
 #include <cmath>
 #include <deque>
 #include <filesystem>
@@ -145,6 +146,20 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
                          std::to_string(db.size_bytes) + " bytes)";
       }
 
+  // Two recordings at different levels are compared at the shallower one: the deeper side's extra probes
+  // are left out, and at level step its per-parameter digests are combined into the one digest.
+  const ProbeLevel level = std::min(ha.level, hb.level);
+  if (ha.level != hb.level)
+    rep.notes.push_back(std::string("A was recorded at level ") + probe_level_name(ha.level) + ", B at level " +
+                        probe_level_name(hb.level) + ": compared at level " + probe_level_name(level));
+  auto compared = [level](const trace::Event& e) {
+    const auto* p = std::get_if<trace::ProbeEvent>(&e);
+    return !p || trace::probe_recorded_at(p->site, level);
+  };
+  auto params_at_level = [level](const std::vector<std::pair<std::string, uint64_t>>& p) {
+    return level == ProbeLevel::step && !trace::is_combined(p) ? trace::parameter_digests(p, level) : p;
+  };
+
   StepStream sa{std::move(ra).value(), {}, {}}, sb{std::move(rb).value(), {}, {}};
   std::optional<FirstDivergence> first;
   std::map<std::string, std::string> kernels_a, kernels_b;
@@ -170,10 +185,12 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     }
     std::map<std::string, std::deque<const trace::Event*>> in_b;
     for (const auto& e : b->events) {
+      if (!compared(e)) continue;
       in_b[event_key(e)].push_back(&e);
       if (auto* k = std::get_if<KernelChoice>(&e)) kernels_b[k->site] = k->chosen;
     }
     for (const auto& e : a->events) {
+      if (!compared(e)) continue;
       if (auto* k = std::get_if<KernelChoice>(&e)) kernels_a[k->site] = k->chosen;
       const std::string key = event_key(e);
       auto& q = in_b[key];
@@ -218,14 +235,17 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
       }
       last_loss_a = a->end->loss;
       last_loss_b = b->end->loss;
-      const bool same_params = a->end->params == b->end->params;
+      const auto params_a = params_at_level(a->end->params), params_b = params_at_level(b->end->params);
+      const bool same_params = params_a == params_b;
       if (same_params && first_param_diff < 0) identical_through = a->index;
       if (!same_params && first_param_diff < 0) first_param_diff = a->index;
-      if (!first && (a->end->grads != b->end->grads || !same_params || a->end->loss != b->end->loss)) {
+      // Gradients are recorded at level layer only.
+      const bool grads_differ = ha.level == hb.level && a->end->grads != b->end->grads;
+      if (!first && (grads_differ || !same_params || a->end->loss != b->end->loss)) {
         std::string name;
-        bool grad = a->end->grads != b->end->grads;
-        const auto& la = grad ? a->end->grads : a->end->params;
-        const auto& lb = grad ? b->end->grads : b->end->params;
+        const bool grad = grads_differ;
+        const auto& la = grad ? a->end->grads : params_a;
+        const auto& lb = grad ? b->end->grads : params_b;
         for (size_t i = 0; i < std::min(la.size(), lb.size()); ++i)
           if (la[i] != lb[i]) {
             name = la[i].first;

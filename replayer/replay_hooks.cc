@@ -61,15 +61,7 @@ void ReplayHooks::diverge(FirstDivergence d) {
 }
 
 bool ReplayHooks::probe_recorded(std::string_view site) const {
-  switch (reader_->header().level) {
-    case ProbeLevel::op:
-      return true;
-    case ProbeLevel::layer:
-      return site.find('/') == std::string_view::npos;
-    case ProbeLevel::step:
-      return false;
-  }
-  return false;
+  return trace::probe_recorded_at(site, reader_->header().level);
 }
 
 Status ReplayHooks::skip_to(int64_t step) {

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "tests/recording_util.h"
 #include "tests/test_util.h"
@@ -72,6 +73,30 @@ TEST_F(Scenario, ReproducedReplaySaysWhatItComparedAndWhatALevelStepTraceCannotS
   EXPECT_EQ(op.exit_code, 0) << op.output;
   EXPECT_TRUE(has(op.output, "compared: every op's output")) << op.output;
   EXPECT_FALSE(has(op.output, "values inside a step were not recorded")) << op.output;
+}
+
+// The same deterministic run recorded at each level: diff compares at the shallower level and finds them
+// identical; a changed learning rate still diverges, named as a configuration difference.
+TEST_F(Scenario, DiffOfOneRunRecordedAtTwoLevelsComparesAtTheShallowerLevel) {
+  const std::string cfg = config(breast_cancer_config("seed = 2\n", kBreastCancer, "", "", "threads = 1\npolicy = \"deterministic\"\n"));
+  std::map<std::string, std::string> traces;
+  for (const std::string level : {"step", "layer", "op"}) {
+    traces[level] = dir.file(level + ".trr");
+    ASSERT_EQ(trainrr("record " + cfg + " -o " + traces[level] + " --level " + level).exit_code, 0);
+  }
+  for (const auto& [a, b] : std::vector<std::pair<std::string, std::string>>{{"step", "op"}, {"op", "layer"}, {"layer", "step"}}) {
+    CommandResult d = trainrr("diff " + traces[a] + " " + traces[b]);
+    EXPECT_EQ(d.exit_code, 0) << d.output;
+    EXPECT_TRUE(has(d.output, "identical: the two runs made the same choices")) << d.output;
+    const std::string shallower = a == "step" || b == "step" ? "step" : "layer";
+    EXPECT_TRUE(has(d.output, "note: A was recorded at level " + a + ", B at level " + b + ": compared at level " + shallower)) << d.output;
+  }
+  const std::string faster = dir.file("faster.trr");
+  ASSERT_EQ(trainrr("record " + cfg + " -o " + faster + " --level op --set train.optimizer.learning_rate=0.002").exit_code, 0);
+  CommandResult d = trainrr("diff " + traces["step"] + " " + faster + " --json");
+  EXPECT_EQ(d.exit_code, 1) << d.output;
+  EXPECT_TRUE(has(d.output, "\"category\":\"config\"")) << d.output;
+  EXPECT_TRUE(has(d.output, "\"step\":0")) << d.output;
 }
 
 // A matmul whose reduction dimension (the batch) dwarfs its output goes to the split-k kernel, whose bits

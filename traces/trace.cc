@@ -29,6 +29,18 @@ std::vector<std::pair<std::string, uint64_t>> parameter_digests(std::vector<std:
   return {{std::string(kAllParameters), digest_bytes(digests.data(), digests.size() * sizeof(uint64_t))}};
 }
 
+bool probe_recorded_at(std::string_view site, ProbeLevel level) {
+  switch (level) {
+    case ProbeLevel::op:
+      return true;
+    case ProbeLevel::layer:
+      return site.find('/') == std::string_view::npos;
+    case ProbeLevel::step:
+      return false;
+  }
+  return false;
+}
+
 bool is_combined(const std::vector<std::pair<std::string, uint64_t>>& recorded) {
   return recorded.size() == 1 && recorded[0].first == kAllParameters;
 }

@@ -132,6 +132,10 @@ std::vector<std::pair<std::string, uint64_t>> parameter_digests(std::vector<std:
 // Whether `recorded` holds the one digest over all parameters.
 bool is_combined(const std::vector<std::pair<std::string, uint64_t>>& recorded);
 
+// Whether a trace recorded at `level` holds the probes of `site`: none at level step, the layers' own
+// ("dense_1:out", no '/') at level layer, every op's ("dense_1/matmul.fwd:out") at level op.
+bool probe_recorded_at(std::string_view site, ProbeLevel level);
+
 // One step: the events since the previous step's end, then the step's end. Events that happen before
 // the first step (initialisation draws, split, kernel choices) belong to the first step. A message
 // without `end` holds events after the last step (evaluation, say); step indices strictly increase.
