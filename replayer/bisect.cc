@@ -1,5 +1,6 @@
 #include "replayer/bisect.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -116,10 +117,22 @@ Suspect scan(const std::string& path, const trace::TraceHeader& header, const Ke
 }
 
 // The choice units recorded in steps [from, to], and every kernel site (selected once, before `from`).
-std::vector<std::string> units_in_window(const std::string& path, int64_t from, int64_t to) {
+struct WindowUnits {
+  std::vector<std::string> all;
+  // Choices a free replay makes by a race: a first-ready loader's batch order, a completion-order kernel's
+  // accumulation order, an autotuned selection. Left free, such a choice matches the recording only by
+  // chance, so a trial that reproduces proves nothing about it.
+  std::set<std::string> racy;
+};
+
+WindowUnits units_in_window(const std::string& path, int64_t from, int64_t to, const KernelRegistry& registry) {
   std::set<std::string> units = {"seed"};
+  WindowUnits w;
   auto reader = trace::TraceReader::open(path);
-  if (!reader) return {units.begin(), units.end()};
+  if (!reader) {
+    w.all.assign(units.begin(), units.end());
+    return w;
+  }
   for (;;) {
     auto rec = (*reader)->next();
     if (!rec || !rec->has_value()) break;
@@ -128,7 +141,12 @@ std::vector<std::string> units_in_window(const std::string& path, int64_t from, 
     if (st->index > to) break;
     const bool inside = st->index >= from || st->index == 0;  // step 0 holds the run's setup choices
     for (const auto& e : st->events) {
-      if (auto* k = std::get_if<KernelChoice>(&e)) units.insert("kernel:" + k->site);
+      if (auto* k = std::get_if<KernelChoice>(&e)) {
+        const std::string unit = k->site == "data/loader" ? "loader" : "kernel:" + k->site;
+        if (unit != "loader") units.insert(unit);
+        const Kernel* kernel = registry.find(k->chosen);
+        if (k->reason == "autotune" || (kernel && !kernel->info.deterministic)) w.racy.insert(unit);
+      }
       if (!inside) continue;
       if (auto* r = std::get_if<trace::RngDrawEvent>(&e)) units.insert("rng:" + r->draw.stream);
       if (std::holds_alternative<trace::SplitEvent>(e)) units.insert("split");
@@ -136,7 +154,10 @@ std::vector<std::string> units_in_window(const std::string& path, int64_t from, 
       if (std::holds_alternative<trace::BatchOrderEvent>(e)) units.insert("loader");
     }
   }
-  return {units.begin(), units.end()};
+  // Only what the window holds can be racy in it.
+  std::erase_if(w.racy, [&](const std::string& u) { return !units.count(u); });
+  w.all.assign(units.begin(), units.end());
+  return w;
 }
 
 }  // namespace
@@ -245,10 +266,15 @@ BisectResult bisect(const BisectOptions& o) {
                  ": forced reproduces, free diverges at step " + std::to_string(k) + " (" +
                  std::to_string(res.steps_executed) + " steps executed)");
 
-  // Stage 3: delta debugging over the window's choices.
-  std::vector<std::string> all = units_in_window(o.trace_path, start, k);
+  // Stage 3: delta debugging over the window's choices. Racy choices are always forced: a trial that leaves
+  // one free and reproduces may have been lucky, and ddmin would then drop a choice that is needed.
+  const WindowUnits window = units_in_window(o.trace_path, start, k, registry);
+  std::vector<std::string> all;
+  for (const auto& u : window.all)
+    if (!window.racy.count(u)) all.push_back(u);
   auto reproduces = [&](const std::vector<std::string>& units) -> bool {
     std::set<std::string> set(units.begin(), units.end());
+    set.insert(window.racy.begin(), window.racy.end());
     auto side = make_replay_side(
         o.trace_path, config, registry, ForceSet::all(),
         [set](const std::string& u) { return set.count(u) > 0; }, header.level, true, start);
@@ -263,6 +289,8 @@ BisectResult bisect(const BisectOptions& o) {
   };
   // ddmin (Zeller): the smallest subset of `all` whose forcing still reproduces.
   std::vector<std::string> cur = all;
+  // ddmin narrows to a smallest non-empty subset: first see whether the racy choices alone suffice.
+  if (!window.racy.empty() && reproduces({})) cur.clear();
   size_t n = 2;
   while (cur.size() >= 2) {
     const size_t chunk = (cur.size() + n - 1) / n;
@@ -283,6 +311,8 @@ BisectResult bisect(const BisectOptions& o) {
     }
   }
   if (cur.size() == 1 && !reproduces(cur)) cur = all;  // a single unit that alone does not suffice
+  cur.insert(cur.end(), window.racy.begin(), window.racy.end());
+  std::sort(cur.begin(), cur.end());
   res.minimal = cur;
   std::set<std::string> kinds;
   std::string units;
@@ -292,11 +322,15 @@ BisectResult bisect(const BisectOptions& o) {
   }
   std::string force;
   for (const auto& kd : kinds) force += (force.empty() ? "" : ",") + kd;
+  std::string racy;
+  for (const auto& u : window.racy) racy += (racy.empty() ? "" : ", ") + u;
   say(o.log, "stage 3: delta debugging over " + std::to_string(all.size()) + " recorded choices of steps " +
                  std::to_string(start) + ".." + std::to_string(k) + ": " + std::to_string(res.replays) +
-                 " replays");
+                 " replays" +
+                 (racy.empty() ? std::string()
+                               : "; always forced, as a free replay matches them only by chance: " + racy));
   say(o.log, "result: force " + units + " (" + std::to_string(cur.size()) + " of " +
-                 std::to_string(all.size()) + " choices) to reproduce bit for bit; `trainrr replay " +
+                 std::to_string(window.all.size()) + " choices) to reproduce bit for bit; `trainrr replay " +
                  o.trace_path + " --force " + force + "` does");
 
   rep.diverged = true;
@@ -311,6 +345,7 @@ BisectResult bisect(const BisectOptions& o) {
   ci.matched_draws = free_run->hooks->matched_draws();
   rep.cause = classify(*rep.first, ci);
   rep.facts.emplace_back("minimal forced choices", units);
+  if (!racy.empty()) rep.facts.emplace_back("racy choices, always forced", racy);
   rep.facts.emplace_back("replay with", "--force " + force);
   rep.facts.emplace_back("divergent step", std::to_string(k));
   rep.facts.emplace_back("window", std::to_string(start) + ".." + std::to_string(k));
