@@ -129,10 +129,11 @@ void Recorder::step_end(const StepSummary& s) {
   std::vector<std::pair<std::string, uint64_t>> each;
   each.reserve(s.params.size());
   for (const auto& [name, t] : s.params) {
-    auto probed = std::find_if(update_digests_.begin(), update_digests_.end(), [&](const UpdateDigest& u) {
+    // The latest update probe of this tensor, if any.
+    auto probed = std::find_if(update_digests_.rbegin(), update_digests_.rend(), [&](const UpdateDigest& u) {
       return u.data == t->ptr() && u.size == t->size();
     });
-    each.emplace_back(name, probed != update_digests_.end() ? probed->digest : digest(*t));
+    each.emplace_back(name, probed != update_digests_.rend() ? probed->digest : digest(*t));
   }
   update_digests_.clear();
   end.params = trace::parameter_digests(std::move(each), options_.level);
