@@ -126,6 +126,16 @@ TEST_F(BadInput, UnknownCommandIsUsageError) {
   EXPECT_EQ(r.exit_code, 2) << r.output;
 }
 
+TEST_F(BadInput, HtmlReportInAMissingFolderIsRefusedBeforeAnyReplay) {
+  const std::string trace = dir.file("missing.trr");  // never read: the option is checked first
+  for (const std::string& cmd : {"replay " + trace, "bisect " + trace, "diff " + trace + " " + trace}) {
+    CommandResult r = run_trainrr(cmd + " --html " + dir.file("absent/report.html"));
+    EXPECT_EQ(r.exit_code, 2) << cmd << "\n" << r.output;
+    EXPECT_NE(r.output.find("--html: folder " + dir.file("absent") + " does not exist"), std::string::npos)
+        << r.output;
+  }
+}
+
 TEST_F(BadInput, HelpOnEveryCommandSucceeds) {
   for (const char* cmd : {"--help", "train --help", "record --help", "replay --help", "diff --help", "bisect --help",
                           "show --help", "dump --help", "export --help"}) {

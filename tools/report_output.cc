@@ -3,14 +3,28 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
+#include <unistd.h>
+
 namespace trainrr::cli {
+namespace fs = std::filesystem;
 
 void add_report_options(CLI::App& cmd, ReportOutput& out) {
   cmd.add_flag("--json", out.json,
                "Print the report as JSON (stable keys: status, first_divergence, cause, ...)");
-  cmd.add_option("--html", out.html, "Also write a self-contained HTML report to this file");
+  // Checked before any replay runs, so a long replay is not spent on a report that cannot be written.
+  const CLI::Validator writable(
+      [](std::string& path) -> std::string {
+        fs::path folder = fs::path(path).parent_path();
+        if (folder.empty()) folder = ".";
+        if (!fs::is_directory(folder)) return "folder " + folder.string() + " does not exist";
+        if (::access(folder.c_str(), W_OK) != 0) return "cannot write in " + folder.string();
+        return {};
+      },
+      "FILE");
+  cmd.add_option("--html", out.html, "Also write a self-contained HTML report to this file")->check(writable);
 }
 
 Status emit_report(const DivergenceReport& report, const ReportOutput& out) {
