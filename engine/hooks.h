@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/result.h"
 #include "engine/tensor.h"
 
 namespace trainrr {
@@ -128,6 +129,10 @@ class Hooks {
     return false;
   }
   virtual void checkpoint(const TrainState& state) { (void)state; }
+
+  // Asked before every step: an error stops the run there, with that error (a recorder that can no longer
+  // write its trace, say, rather than train on unrecorded). The default never stops it.
+  virtual Status health() const { return {}; }
 };
 
 // The hooks used when nobody listens.

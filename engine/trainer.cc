@@ -249,6 +249,7 @@ Status Training::fit(int64_t stop_at) {
   try {
     while (step_ < end) {
       if (interrupt_ && interrupt_->load()) return Error{"interrupted at step " + std::to_string(step_)};
+      if (Status h = hooks_->health(); !h) return Error{"stopped at step " + std::to_string(step_) + ": " + h.error().message};
       if (!epoch_open_) start_epoch();
       run_step();
       const int64_t in_epoch = static_cast<int64_t>(batches_done_.size());

@@ -29,6 +29,8 @@ class Recorder : public Hooks {
 
   // The first write error, if any (a full disk, say); recording stops at the first one.
   const Status& status() const { return status_; }
+  // A trace that cannot be written stops the run: training on would record nothing.
+  Status health() const override { return status_; }
   // Writes the footer. `reason`: "completed", or why the run stopped.
   Status finish(bool completed, const std::string& reason);
   uint64_t bytes_written() const;

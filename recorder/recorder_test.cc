@@ -266,14 +266,26 @@ TEST(RecorderTest, CheckpointsEveryNStepsResumeToTheSameParameters) {
   EXPECT_EQ(param_digests(**t), run.final_params);
 }
 
-TEST(RecorderTest, UnwritableTraceIsAnErrorNamingTheFile) {
-  const std::string path = "/nonexistent-trainrr-dir/run.trr";
-  auto rec = make_recorder(path, ProbeLevel::step, 0);
-  train(rec.get());
-  EXPECT_FALSE(rec->status().ok());
-  Status done = rec->finish(true, "completed");
-  ASSERT_FALSE(done.ok());
-  EXPECT_NE(done.error().message.find(path), std::string::npos) << done.error().message;
+// A trace that cannot be written stops the run before its first step, with the error naming the file: a
+// folder that does not exist, or a device that refuses every write (as a full disk does).
+TEST(RecorderTest, UnwritableTraceStopsTheRunWithAnErrorNamingTheFile) {
+  for (const std::string path : {"/nonexistent-trainrr-dir/run.trr", "/dev/full"}) {
+    auto rec = make_recorder(path, ProbeLevel::step, 0);
+    KernelRegistry registry;
+    register_cpu_kernels(registry);
+    TrainingOptions opts;
+    opts.registry = &registry;
+    opts.hooks = rec.get();
+    auto t = Training::create(config(kShort), opts);
+    ASSERT_TRUE(t.ok()) << t.error().message;
+    Status fit = (*t)->fit();
+    ASSERT_FALSE(fit.ok()) << path;
+    EXPECT_NE(fit.error().message.find("stopped at step 0: " + path), std::string::npos) << fit.error().message;
+    EXPECT_EQ((*t)->step(), 0);
+    Status done = rec->finish(false, "error");
+    ASSERT_FALSE(done.ok());
+    EXPECT_NE(done.error().message.find(path), std::string::npos) << done.error().message;
+  }
 }
 
 TEST(RecorderTest, DatasetDigestIsTheFileDigestAndEmbeddingKeepsTheBytes) {

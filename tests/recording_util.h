@@ -40,6 +40,7 @@ class ForwardingHooks : public Hooks {
   void epoch_end(const EpochSummary& e) override { in_.epoch_end(e); }
   bool wants_checkpoint(int64_t s) override { return in_.wants_checkpoint(s); }
   void checkpoint(const TrainState& s) override { in_.checkpoint(s); }
+  Status health() const override { return in_.health(); }
 
  protected:
   Hooks& in_;

@@ -80,7 +80,11 @@ int run_record(const RecordArgs& a) {
   Status done = (*recorder)->finish(fit.ok(), fit.ok() ? "completed" : "error: " + fit.error().message);
   if (!fit.ok()) {
     std::fprintf(stderr, "trainrr: %s\n", fit.error().message.c_str());
-    std::fprintf(stderr, "trainrr: the trace %s holds every step completed before that\n", a.output.c_str());
+    if ((*recorder)->status().ok())
+      std::fprintf(stderr, "trainrr: the trace %s holds every step completed before that\n", a.output.c_str());
+    else
+      std::fprintf(stderr, "trainrr: the trace %s holds the steps written before the failure (`trainrr show` counts them)\n",
+                   a.output.c_str());
     return g_interrupted ? 130 : kBadInput;
   }
   if (!done.ok()) {
