@@ -1,5 +1,7 @@
 #include "replayer/replay_hooks.h"
 
+#include <algorithm>
+
 #include "replayer/event_keys.h"
 
 #include "engine/fingerprint.h"
@@ -189,8 +191,16 @@ void ReplayHooks::kernel_selected(KernelChoice& choice) {
   (void)take(key_kernel(choice.site));  // recorded_kernels_ learned it when the step was loaded
   auto rec = recorded_kernels_.find(choice.site);
   if (forced(force_.kernels, "kernel:" + choice.site) && rec != recorded_kernels_.end()) {
-    choice.chosen = rec->second;
-    choice.reason = "forced: recorded";
+    const auto& here = choice.candidates;
+    if (std::find(here.begin(), here.end(), rec->second) != here.end()) {
+      choice.chosen = rec->second;
+      choice.reason = "forced: recorded";
+    } else {
+      // The recorded kernel cannot run here (another instruction set, another build): this machine's own
+      // choice runs instead, and the difference is evidence like any other kernel difference.
+      choice.reason = "recorded " + rec->second + " is not available here";
+      substituted_.push_back({choice.site, rec->second, choice.chosen});
+    }
   }
   replayed_kernels_[choice.site] = choice.chosen;
   const std::string recorded = rec == recorded_kernels_.end() ? "(none recorded)" : rec->second;

@@ -38,6 +38,11 @@ class ReplayHooks : public Hooks {
   const std::map<std::string, std::pair<std::string, std::string>>& kernel_differences() const {
     return kernel_diffs_;
   }
+  // Forced sites whose recorded kernel cannot run here, so this machine's own choice ran instead.
+  struct Substitution {
+    std::string site, recorded, replayed;
+  };
+  const std::vector<Substitution>& substituted() const { return substituted_; }
   // Sites whose completion order differed from the recording (not forced).
   const std::map<std::string, int64_t>& order_differences() const { return order_diffs_; }
   const std::map<std::string, std::string>& replayed_kernels() const { return replayed_kernels_; }
@@ -110,6 +115,7 @@ class ReplayHooks : public Hooks {
   std::optional<FirstDivergence> first_;
   std::map<std::string, std::string> recorded_kernels_, replayed_kernels_;
   std::map<std::string, std::pair<std::string, std::string>> kernel_diffs_;
+  std::vector<Substitution> substituted_;
   uint64_t replayed_seed_ = 0;
   std::vector<std::pair<double, double>> losses_;
   std::map<std::string, std::vector<int64_t>> layer_steps_;

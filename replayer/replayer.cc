@@ -225,9 +225,14 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
       }
     }
   }
-  notes.push_back("re-executing step " + std::to_string(step) +
-                  " here from its recorded state both ways gives identical values: the difference lies between the "
-                  "recording machine and this one, or in a race that did not recur");
+  if (!a->hooks->substituted().empty())
+    notes.push_back("re-executing step " + std::to_string(step) +
+                    " here from its recorded state both ways gives identical values: the recorded kernels that cannot "
+                    "run here ran as this machine's choice both ways, so the difference lies in them");
+  else
+    notes.push_back("re-executing step " + std::to_string(step) +
+                    " here from its recorded state both ways gives identical values: the difference lies between "
+                    "the recording machine and this one, or in a race that did not recur");
 }
 
 namespace {
@@ -298,6 +303,9 @@ ReplayResult replay(const ReplayOptions& o) {
     return fail(2, hooks.status().error().message + " (" + std::to_string(hooks.steps_compared()) +
                        " complete steps before it were compared" + (hooks.diverged() ? ")" : " and reproduced)"));
 
+  for (const auto& sub : hooks.substituted())
+    rep.notes.push_back("kernel " + sub.recorded + " (at " + sub.site + ") cannot run here: replayed with " +
+                        (sub.replayed.empty() ? std::string("nothing") : sub.replayed) + ", this machine's choice");
   rep.facts.emplace_back("trace", o.trace_path);
   rep.facts.emplace_back("force", o.force.str());
   if (resumed > 0) rep.facts.emplace_back("resumed from checkpoint at step", std::to_string(resumed));

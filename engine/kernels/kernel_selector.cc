@@ -157,9 +157,14 @@ const Kernel& KernelSelector::select(std::string_view site, OpKind op, const Wor
         pick = default_choice(op, shape, candidates, choice.reason);
       }
       break;
-    case Policy::forced:
+    case Policy::forced: {
+      // The hooks choose. This machine's default stands ready for a site they leave alone (a replay whose
+      // recorded kernel cannot run here).
+      std::string fallback;
+      pick = default_choice(op, shape, candidates, fallback);
       choice.reason = "forced";
       break;
+    }
   }
   if (pick) choice.chosen = pick->info.id;
   if (pick && pick->info.id.starts_with("f32_matmul__openblas")) {
