@@ -240,10 +240,14 @@ BisectResult bisect(const BisectOptions& o) {
       ci.registry = &registry;
       ci.environment = rep.environment;
       ci.config_differences = config_differences(header, config);
+      ci.kernel_differences = forced->hooks->kernel_differences();  // kernels that cannot run here
       rep.cause = classify(*rep.first, ci);
-      rep.notes.push_back(
-          "even with every recorded choice forced the run does not reproduce here: no choice to "
-          "force can explain it");
+      substitution_notes(*forced->hooks, rep.notes);
+      rep.notes.push_back(forced->hooks->substituted().empty()
+                              ? "even with every recorded choice forced the run does not reproduce here: no choice "
+                                "to force can explain it"
+                              : "even with every recorded choice forced the run does not reproduce here: the "
+                                "recorded kernels that cannot run here are what differs");
       say(o.log, "stage 2: with every choice forced the replay diverges at step " + std::to_string(step));
       res.exit_code = 1;
       return res;

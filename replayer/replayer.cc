@@ -147,6 +147,12 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
   return s;
 }
 
+void substitution_notes(const ReplayHooks& hooks, std::vector<std::string>& notes) {
+  for (const auto& sub : hooks.substituted())
+    notes.push_back("kernel " + sub.recorded + " (at " + sub.site + ") cannot run here: replayed with " +
+                    (sub.replayed.empty() ? std::string("nothing") : sub.replayed) + ", this machine's choice");
+}
+
 Result<std::vector<std::pair<std::string, std::string>>> current_environment(const RunConfig& config) {
   auto isa = runtime_isa();
   if (!isa) return isa.error();
@@ -303,9 +309,7 @@ ReplayResult replay(const ReplayOptions& o) {
     return fail(2, hooks.status().error().message + " (" + std::to_string(hooks.steps_compared()) +
                        " complete steps before it were compared" + (hooks.diverged() ? ")" : " and reproduced)"));
 
-  for (const auto& sub : hooks.substituted())
-    rep.notes.push_back("kernel " + sub.recorded + " (at " + sub.site + ") cannot run here: replayed with " +
-                        (sub.replayed.empty() ? std::string("nothing") : sub.replayed) + ", this machine's choice");
+  substitution_notes(hooks, rep.notes);
   rep.facts.emplace_back("trace", o.trace_path);
   rep.facts.emplace_back("force", o.force.str());
   if (resumed > 0) rep.facts.emplace_back("resumed from checkpoint at step", std::to_string(resumed));

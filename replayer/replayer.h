@@ -76,6 +76,9 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
                     const RunConfig& config, const KernelRegistry& registry, int64_t step, FirstDivergence& d,
                     int64_t& executed, std::vector<std::string>& notes);
 
+// One note per forced site whose recorded kernel could not run here, naming what ran instead.
+void substitution_notes(const ReplayHooks& hooks, std::vector<std::string>& notes);
+
 // This process's environment as a recording would describe it, for running `config`.
 Result<std::vector<std::pair<std::string, std::string>>> current_environment(const RunConfig& config);
 

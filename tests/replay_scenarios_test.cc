@@ -377,6 +377,10 @@ TEST_F(Scenario, GenericInstructionSetAgainstAvx2IsKernelWithTheIsaListed) {
   EXPECT_TRUE(has(substituted.output, "\"category\":\"kernel\"")) << substituted.output;
   EXPECT_TRUE(has(substituted.output, "\"key\":\"isa\"")) << substituted.output;
   EXPECT_TRUE(has(substituted.output, "cannot run here: replayed with f32_matmul__cpu_blocked_generic")) << substituted.output;
+  CommandResult bisect_here = run_trainrr_env("TRAINRR_ISA=generic", "bisect " + a + " --json");
+  EXPECT_EQ(bisect_here.exit_code, 1) << bisect_here.output;
+  EXPECT_TRUE(has(bisect_here.output, "\"category\":\"kernel\"")) << bisect_here.output;
+  EXPECT_TRUE(has(bisect_here.output, "the recorded kernels that cannot run here are what differs")) << bisect_here.output;
   CommandResult r = run_trainrr_env("TRAINRR_ISA=generic", "replay " + a + " --force rng,split,shuffle,loader --json");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_TRUE(has(r.output, "\"category\":\"kernel\"")) << r.output;
