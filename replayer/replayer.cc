@@ -208,6 +208,7 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
         if (std::memcmp(&va[j], &vb[j], sizeof(float)) == 0) continue;
         if (d.kind == "step_end" || d.site != ca[i].site) {
           // The step-level evidence is where the difference showed; the op probe is where it was born.
+          if (d.kind == "step_end" && !d.detail.empty()) d.detail = "the trace shows it as: " + d.detail;
           d.kind = "probe";
           d.site = ca[i].site;
           d.phase = phase_name(ca[i].phase);
