@@ -192,7 +192,9 @@ void ReplayHooks::kernel_selected(KernelChoice& choice) {
   auto rec = recorded_kernels_.find(choice.site);
   if (forced(force_.kernels, "kernel:" + choice.site) && rec != recorded_kernels_.end()) {
     const auto& here = choice.candidates;
-    if (std::find(here.begin(), here.end(), rec->second) != here.end()) {
+    const bool can_run =
+        runnable_ ? runnable_(rec->second) : std::find(here.begin(), here.end(), rec->second) != here.end();
+    if (can_run) {
       choice.chosen = rec->second;
       choice.reason = "forced: recorded";
     } else {

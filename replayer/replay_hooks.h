@@ -66,6 +66,9 @@ class ReplayHooks : public Hooks {
   // "kernel:<site>" (bisection forces subsets of them). Without a filter every unit of a forced kind is.
   void set_force_filter(std::function<bool(const std::string& unit)> filter) { filter_ = std::move(filter); }
   bool filtered() const { return static_cast<bool>(filter_); }
+  // Whether a kernel id can run on this machine. Without it, a recorded kernel counts as runnable when the
+  // selection listed it among its candidates.
+  void set_runnable(std::function<bool(const std::string& id)> runnable) { runnable_ = std::move(runnable); }
 
   // Keeps a copy of every probed tensor of step `step`.
   void capture_step(int64_t step) { capture_step_ = step; }
@@ -115,6 +118,7 @@ class ReplayHooks : public Hooks {
   std::optional<FirstDivergence> first_;
   std::map<std::string, std::string> recorded_kernels_, replayed_kernels_;
   std::map<std::string, std::pair<std::string, std::string>> kernel_diffs_;
+  std::function<bool(const std::string&)> runnable_;
   std::vector<Substitution> substituted_;
   uint64_t replayed_seed_ = 0;
   std::vector<std::pair<double, double>> losses_;

@@ -121,6 +121,11 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
   s.reader = std::move(reader).value();
   s.hooks = std::make_unique<ReplayHooks>(*s.reader, force, level, compare);
   if (filter) s.hooks->set_force_filter(std::move(filter));
+  if (auto isa = runtime_isa())
+    s.hooks->set_runnable([&registry, isa = *isa](const std::string& id) {
+      const Kernel* k = registry.find(id);
+      return k && k->info.isa <= isa;
+    });
   TrainingOptions t;
   t.hooks = s.hooks.get();
   t.registry = &registry;
