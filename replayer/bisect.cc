@@ -1,5 +1,7 @@
 #include "replayer/bisect.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <map>
@@ -34,7 +36,8 @@ BisectResult failed(int code, std::string message) {
 
 void say(FILE* log, const std::string& line) {
   if (log) {
-    std::fprintf(log, "%s\n", line.c_str());
+    // On a terminal, first clear a progress line the stage may have left.
+    std::fprintf(log, "%s%s\n", isatty(fileno(log)) ? "\r\033[K" : "", line.c_str());
     std::fflush(log);
   }
 }
@@ -216,8 +219,12 @@ BisectResult bisect(const BisectOptions& o) {
   Training& tf = *forced->training;
   Training& tr = *free_run->training;
   int64_t k = -1;
+  const bool progress = o.log && isatty(fileno(o.log));
   while (tf.step() < tf.total_steps() && !forced->hooks->at_end()) {
     const int64_t step = tf.step();
+    if (progress && step % 100 == 0)
+      std::fprintf(o.log, "\rstage 2: step %lld of %lld", static_cast<long long>(step),
+                   static_cast<long long>(res.steps_recorded > 0 ? res.steps_recorded : tf.total_steps()));
     Status a = tf.fit(step + 1);
     Status b = tr.fit(step + 1);
     res.steps_executed += 2;
