@@ -324,6 +324,13 @@ ReplayResult replay(const ReplayOptions& o) {
     rep.loss_a.push_back(a);
     rep.loss_b.push_back(b);
   }
+  if (o.keep_going && hooks.diverged() && !hooks.losses().empty()) {
+    // How far the run drifted by the end, past its first divergence.
+    char text[96];
+    std::snprintf(text, sizeof text, "%.6g (recorded) vs %.6g (replayed)", hooks.losses().back().first,
+                  hooks.losses().back().second);
+    rep.facts.emplace_back("final loss", text);
+  }
   for (const auto& [layer, steps] : hooks.layer_divergence_steps()) {
     std::vector<int> strip(rep.loss_a.size(), 0);
     for (int64_t s : steps)

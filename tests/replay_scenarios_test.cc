@@ -52,6 +52,12 @@ TEST_F(Scenario, UnseededRunReplaysForcedAndDivergesAtTheFirstInitializerDrawFre
   EXPECT_TRUE(has(r.output, "\"site\":\"init/dense_1.kernel\"")) << r.output;
   EXPECT_TRUE(has(r.output, "\"step\":0")) << r.output;
   EXPECT_TRUE(has(r.output, "seed differs")) << r.output;
+  // Past the first divergence, to the end: the report adds how far the loss drifted.
+  CommandResult drift = trainrr("replay " + trace + " --force none --keep-going");
+  EXPECT_EQ(drift.exit_code, 1) << drift.output;
+  EXPECT_TRUE(has(drift.output, "steps compared: 150")) << drift.output;
+  EXPECT_TRUE(has(drift.output, "final loss: ")) << drift.output;
+  EXPECT_TRUE(has(drift.output, " (recorded) vs ")) << drift.output;
 }
 
 // The deterministic policy's kernels do not depend on the thread count: a replay on more threads reproduces.
