@@ -9,8 +9,10 @@
 #   build/bench/export_run examples/breast_cancer.toml run.txt
 #   /usr/bin/python3 bench/crosscheck_pytorch.py run.txt --others 100
 #
-# Needs Debian's python3-torch. Only Dense models with Adam can be cross-checked. The losses supported are
-# binary_crossentropy, sparse_categorical_crossentropy and mse.
+# Needs Debian's python3-torch. Only Dense models can be cross-checked, with Adam (in Keras' form, written
+# here) or SGD with or without (Nesterov) momentum (PyTorch's own torch.optim.SGD, which for a constant
+# learning rate is Keras' SGD). The losses supported are binary_crossentropy, sparse_categorical_crossentropy
+# and mse.
 import argparse
 import math
 import sys
@@ -88,13 +90,21 @@ def accuracy(name, out, y):
 
 
 def train(run, arrays, batches):
-    kind, lr, beta_1, beta_2, epsilon = run["optimizer"]
+    kind, lr, beta_1, beta_2, epsilon, momentum, nesterov = run["optimizer"]
+    model = Model(run["layers"], arrays)
+    x, y = run["x_train"], run["y_train"]
+    if kind == "sgd":
+        sgd = torch.optim.SGD(model.params, lr=lr, momentum=momentum, nesterov=bool(nesterov))
+        for rows in batches:
+            idx = torch.from_numpy(rows)
+            sgd.zero_grad()
+            loss_of(run["loss"], model(x[idx]), y[idx]).backward()
+            sgd.step()
+        return model
     if kind != "adam":
         sys.exit(f"optimizer '{kind}' is not supported here")
-    model = Model(run["layers"], arrays)
     m = [torch.zeros_like(p) for p in model.params]
     v = [torch.zeros_like(p) for p in model.params]
-    x, y = run["x_train"], run["y_train"]
     for t, rows in enumerate(batches, 1):
         idx = torch.from_numpy(rows)
         grads = torch.autograd.grad(loss_of(run["loss"], model(x[idx]), y[idx]), model.params)

@@ -8,7 +8,7 @@
 // The file is text, one record per line: a tag, then fields separated by spaces.
 //   model ACTIVATION:BIAS ...         each Dense layer in order: its activation, 1 if it has a bias, else 0
 //                                     (other layer types are refused)
-//   optimizer TYPE LR BETA_1 BETA_2 EPSILON
+//   optimizer TYPE LR BETA_1 BETA_2 EPSILON MOMENTUM NESTEROV
 //   loss NAME
 //   x_train ROWS COLS v...   y_train ROWS v...   x_test ROWS COLS v...   y_test ROWS v...
 //   init NAME DIM0 DIM1 v...          one per parameter, in model order: a kernel [inputs, units], a bias [units, 1]
@@ -123,8 +123,8 @@ int run(int argc, char** argv) {
   std::fprintf(f, "model");
   for (const LayerSpec& l : config->layers) std::fprintf(f, " %s:%d", l.activation.c_str(), l.use_bias ? 1 : 0);
   const OptimizerConfig& o = config->train.optimizer;
-  std::fprintf(f, "\noptimizer %s %.9g %.9g %.9g %.9g\n", o.type.c_str(), o.learning_rate, o.beta_1, o.beta_2,
-               o.epsilon);
+  std::fprintf(f, "\noptimizer %s %.9g %.9g %.9g %.9g %.9g %d\n", o.type.c_str(), o.learning_rate, o.beta_1,
+               o.beta_2, o.epsilon, o.momentum, o.nesterov ? 1 : 0);
   std::fprintf(f, "loss %s\n", config->train.loss.c_str());
   write_rows(f, "x_train", "y_train", t.train_data());
   write_rows(f, "x_test", "y_test", t.test_data());
