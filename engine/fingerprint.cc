@@ -57,7 +57,6 @@ SummaryFn pick_summary() {
 
 const SummaryFn kSummarize = pick_summary();
 
-
 }  // namespace
 
 uint64_t digest_bytes(const void* data, size_t bytes) { return kHash(data, bytes); }
