@@ -156,8 +156,14 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     const auto* p = std::get_if<trace::ProbeEvent>(&e);
     return !p || trace::probe_recorded_at(p->site, level);
   };
-  auto params_at_level = [level](const std::vector<std::pair<std::string, uint64_t>>& p) {
-    return level == ProbeLevel::step && !trace::is_combined(p) ? trace::parameter_digests(p, level) : p;
+  // Only a deeper side's per-parameter list needs combining; the rest is compared where it lies.
+  std::vector<std::pair<std::string, uint64_t>> combined_a, combined_b;
+  auto params_at_level = [level](const std::vector<std::pair<std::string, uint64_t>>& p,
+                                 std::vector<std::pair<std::string, uint64_t>>& combined)
+      -> const std::vector<std::pair<std::string, uint64_t>>& {
+    if (level != ProbeLevel::step || trace::is_combined(p)) return p;
+    combined = trace::parameter_digests(p, level);
+    return combined;
   };
 
   StepStream sa{std::move(ra).value(), {}, {}}, sb{std::move(rb).value(), {}, {}};
@@ -235,7 +241,8 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
       }
       last_loss_a = a->end->loss;
       last_loss_b = b->end->loss;
-      const auto params_a = params_at_level(a->end->params), params_b = params_at_level(b->end->params);
+      const auto& params_a = params_at_level(a->end->params, combined_a);
+      const auto& params_b = params_at_level(b->end->params, combined_b);
       const bool same_params = params_a == params_b;
       if (same_params && first_param_diff < 0) identical_through = a->index;
       if (!same_params && first_param_diff < 0) first_param_diff = a->index;
