@@ -144,6 +144,9 @@ class Forward : public Hooks {
   void probe(std::string_view site, Phase phase, const Tensor& value) override {
     inner_.probe(site, phase, value);
   }
+  void probe_unchanged(std::string_view site, Phase phase, const Tensor& value) override {
+    inner_.probe_unchanged(site, phase, value);
+  }
   void step_begin(int64_t step, int epoch, int64_t batch) override { inner_.step_begin(step, epoch, batch); }
   void step_end(const StepSummary& s) override { inner_.step_end(s); }
   void epoch_end(const EpochSummary& e) override { inner_.epoch_end(e); }
@@ -478,6 +481,13 @@ class HookTimer : public Forward {
     ++probes;
     probe_bytes += value.data.size() * sizeof(float);
   }
+  // The recorder reuses the previous probe's fingerprint: nothing to hash.
+  void probe_unchanged(std::string_view site, Phase phase, const Tensor& value) override {
+    const double t0 = thread_cpu_seconds();
+    Forward::probe_unchanged(site, phase, value);
+    probe_s += thread_cpu_seconds() - t0;
+    ++probes, ++unchanged;
+  }
   void step_end(const StepSummary& s) override {
     double t0 = thread_cpu_seconds();
     uint64_t x = 0;
@@ -494,14 +504,14 @@ class HookTimer : public Forward {
   void reset() {
     hash_probe_s = summary_s = summary_lanes_s = probe_s = digest_s = step_end_s = 0;
     digest_bytes_ = probe_bytes = 0;
-    probes = steps = 0;
+    probes = unchanged = steps = 0;
   }
   double extra() const {
     return hash_probe_s + summary_s + summary_lanes_s + digest_s;
   }  // our own timing work
   double hash_probe_s = 0, summary_s = 0, summary_lanes_s = 0, probe_s = 0, digest_s = 0, step_end_s = 0;
   uint64_t digest_bytes_ = 0, probe_bytes = 0;
-  int64_t probes = 0, steps = 0;
+  int64_t probes = 0, unchanged = 0, steps = 0;
 };
 
 // Rewrites the step messages of `path` with a fresh TraceWriter (message building, interning, one write()
@@ -542,7 +552,7 @@ void section_profile(const Options& o) {
       "\n## Where the recorder's time goes (MLP, deterministic, 1 thread; thread CPU ms per step)\n\n");
   std::printf(
       "| level | step, process CPU (unrecorded part) | in recorder hooks | XXH3 of params+grads (MB) | "
-      "probes (MB) | XXH3 of probes "
+      "probes, of them unchanged (MB hashed) | XXH3 of probes "
       "| probe summaries | same, 8 lanes | hooks beyond hashing and summaries | rebuild + write a step "
       "message "
       "| bare write() of its bytes |\n");
@@ -571,10 +581,11 @@ void section_profile(const Options& o) {
     auto [rewrite, bare] = rewrite_cost(ro.path, o.work + "/profile-rewrite.trace");
     const double beyond = hooks - (timer.digest_s + timer.hash_probe_s + timer.summary_s) / n;
     std::printf(
-        "| %s | %.3f | %.4f (%.1f%%) | %.4f (%.1f) | %lld (%.1f) | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f "
-        "|\n",
+        "| %s | %.3f | %.4f (%.1f%%) | %.4f (%.1f) | %lld, %lld (%.1f) | %.4f | %.4f | %.4f | %.4f | %.4f | "
+        "%.4f |\n",
         probe_level_name(level), 1e3 * step, 1e3 * hooks, 100 * hooks / step, 1e3 * timer.digest_s / n,
-        timer.digest_bytes_ / 1e6 / n, static_cast<long long>(timer.probes / n), timer.probe_bytes / 1e6 / n,
+        timer.digest_bytes_ / 1e6 / n, static_cast<long long>(timer.probes / n),
+        static_cast<long long>(timer.unchanged / n), timer.probe_bytes / 1e6 / n,
         1e3 * timer.hash_probe_s / n, 1e3 * timer.summary_s / n, 1e3 * timer.summary_lanes_s / n,
         1e3 * beyond, 1e3 * rewrite, 1e3 * bare);
     std::fflush(stdout);

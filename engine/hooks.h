@@ -118,6 +118,11 @@ class Hooks {
   virtual void probe(std::string_view site, Phase phase, const Tensor& value) {
     (void)site, (void)phase, (void)value;
   }
+  // The same probe, of a tensor that the hooks' previous probe call saw and that nothing has written
+  // since (a layer's output after its last op's). A listener may reuse what it computed from that call.
+  virtual void probe_unchanged(std::string_view site, Phase phase, const Tensor& value) {
+    probe(site, phase, value);
+  }
 
   virtual void step_begin(int64_t step, int epoch, int64_t batch) { (void)step, (void)epoch, (void)batch; }
   virtual void step_end(const StepSummary& summary) { (void)summary; }

@@ -17,8 +17,23 @@ struct Runtime {
   ProbeLevel level = ProbeLevel::step;
   bool probes(ProbeLevel l) const { return level >= l; }
   void probe(std::string_view site, Phase phase, const Tensor& t, ProbeLevel l) {
-    if (probes(l)) hooks->probe(site, phase, t);
+    last_probed_ = probes(l) ? &t : nullptr;
+    if (last_probed_) hooks->probe(site, phase, t);
   }
+  // A probe of `t` where the caller's previous probe call was of `t` too and nothing has written it since.
+  // The hooks are told so when that previous call reached them.
+  void probe_unchanged(std::string_view site, Phase phase, const Tensor& t, ProbeLevel l) {
+    const bool again = last_probed_ == &t;
+    last_probed_ = probes(l) ? &t : nullptr;
+    if (!last_probed_) return;
+    if (again)
+      hooks->probe_unchanged(site, phase, t);
+    else
+      hooks->probe(site, phase, t);
+  }
+
+ private:
+  const Tensor* last_probed_ = nullptr;  // the previous probe call's tensor, if it reached the hooks
 };
 
 }  // namespace trainrr

@@ -111,8 +111,17 @@ void Recorder::accumulated(std::string_view site, const std::vector<uint32_t>& o
 }
 
 void Recorder::probe(std::string_view site, Phase phase, const Tensor& value) {
-  const Fingerprint f = fingerprint(value);
+  add_probe(site, phase, value, fingerprint(value));
+}
+
+void Recorder::probe_unchanged(std::string_view site, Phase phase, const Tensor& value) {
+  const bool same = last_probe_.data && last_probe_.data == value.ptr() && last_probe_.size == value.size();
+  add_probe(site, phase, value, same ? last_probe_.fingerprint : fingerprint(value));
+}
+
+void Recorder::add_probe(std::string_view site, Phase phase, const Tensor& value, const Fingerprint& f) {
   if (phase == Phase::update) update_digests_.push_back({value.ptr(), value.size(), f.digest});
+  last_probe_ = {value.ptr(), value.size(), f};
   pending_.events.push_back(trace::ProbeEvent{std::string(site), phase, f});
 }
 
@@ -136,6 +145,7 @@ void Recorder::step_end(const StepSummary& s) {
     each.emplace_back(name, probed != update_digests_.rend() ? probed->digest : digest(*t));
   }
   update_digests_.clear();
+  last_probe_ = {};
   end.params = trace::parameter_digests(std::move(each), options_.level);
   // A gradient that differs changes its parameter in the same step, so at level step the parameters'
   // digests carry the evidence and the gradients' are not worth their hashing time; at level op every

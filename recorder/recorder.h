@@ -47,6 +47,7 @@ class Recorder : public Hooks {
   void accumulated(std::string_view site, const std::vector<uint32_t>& order) override;
   ProbeLevel probe_level() const override { return options_.level; }
   void probe(std::string_view site, Phase phase, const Tensor& value) override;
+  void probe_unchanged(std::string_view site, Phase phase, const Tensor& value) override;
   void step_begin(int64_t step, int epoch, int64_t batch) override;
   void step_end(const StepSummary& summary) override;
   void epoch_end(const EpochSummary& summary) override;
@@ -70,6 +71,14 @@ class Recorder : public Hooks {
     uint64_t digest;
   };
   std::vector<UpdateDigest> update_digests_;
+  // The previous probe's tensor and fingerprint, for a probe of the same tensor unchanged (hooks.h).
+  struct LastProbe {
+    const float* data = nullptr;
+    int64_t size = 0;
+    Fingerprint fingerprint;
+  };
+  LastProbe last_probe_;
+  void add_probe(std::string_view site, Phase phase, const Tensor& value, const Fingerprint& f);
   Status status_;
 };
 

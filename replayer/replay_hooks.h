@@ -91,6 +91,7 @@ class ReplayHooks : public Hooks {
   void accumulated(std::string_view site, const std::vector<uint32_t>& order) override;
   ProbeLevel probe_level() const override { return level_; }
   void probe(std::string_view site, Phase phase, const Tensor& value) override;
+  void probe_unchanged(std::string_view site, Phase phase, const Tensor& value) override;
   void step_begin(int64_t step, int epoch, int64_t batch) override;
   void step_end(const StepSummary& summary) override;
 
@@ -107,6 +108,15 @@ class ReplayHooks : public Hooks {
   const trace::Event* take(const std::string& key);
   void diverge(FirstDivergence d);
   bool probe_recorded(std::string_view site) const;
+  // Compares a probe with the recording's; `known`: its digest, when already computed.
+  void check_probe(std::string_view site, Phase phase, const Tensor& value, const uint64_t* known);
+  // The previous probe's tensor and digest (when one was computed), for a probe of it unchanged.
+  struct LastProbe {
+    const float* data = nullptr;
+    int64_t size = 0;
+    uint64_t digest = 0;
+  };
+  LastProbe last_probe_;
 
   trace::TraceReader* reader_;
   ForceSet force_;

@@ -25,7 +25,7 @@ const Tensor& ActivationLayer::forward(const Tensor& x, Runtime& rt, bool /*trai
   reshape_storage(y_, x.shape);
   activation_forward(activation_, x.ptr(), y_.ptr(), x.size() / cols, cols, &rt.pool());
   rt.probe(probe_fwd_, Phase::forward, y_, ProbeLevel::op);
-  rt.probe(probe_out_, Phase::forward, y_, ProbeLevel::layer);
+  rt.probe_unchanged(probe_out_, Phase::forward, y_, ProbeLevel::layer);
   return y_;
 }
 
@@ -37,7 +37,7 @@ const Tensor& ActivationLayer::backward(const Tensor& dy, Runtime& rt) {
   Tensor& dx = dx_;
   activation_backward(activation_, y_.ptr(), dy.ptr(), dx.ptr(), dy.size() / cols, cols, &rt.pool());
   rt.probe(probe_bwd_, Phase::backward, dx, ProbeLevel::op);
-  rt.probe(probe_dx_, Phase::backward, dx, ProbeLevel::layer);
+  rt.probe_unchanged(probe_dx_, Phase::backward, dx, ProbeLevel::layer);
   return dx;
 }
 

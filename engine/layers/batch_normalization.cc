@@ -94,7 +94,7 @@ const Tensor& BatchNormalization::forward(const Tensor& x, Runtime& rt, bool tra
   for (int64_t i = 0; i < rows; ++i)
     for (int64_t j = 0; j < c; ++j) yp[i * c + j] = xh[i * c + j] * g[j] + b[j];
   rt.probe(probe_fwd_, Phase::forward, y, ProbeLevel::op);
-  rt.probe(probe_out_, Phase::forward, y, ProbeLevel::layer);
+  rt.probe_unchanged(probe_out_, Phase::forward, y, ProbeLevel::layer);
   return y;
 }
 
@@ -139,7 +139,7 @@ const Tensor& BatchNormalization::backward(const Tensor& dy, Runtime& rt) {
       for (int64_t j = 0; j < c; ++j) dxp[i * c + j] = d[i * c + j] * g[j] * inv_std_[j];
   }
   rt.probe(probe_bwd_, Phase::backward, dx, ProbeLevel::op);
-  rt.probe(probe_dx_, Phase::backward, dx, ProbeLevel::layer);
+  rt.probe_unchanged(probe_dx_, Phase::backward, dx, ProbeLevel::layer);
   return dx;
 }
 

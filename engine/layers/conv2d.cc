@@ -100,7 +100,7 @@ const Tensor& Conv2D::forward(const Tensor& x, Runtime& rt, bool /*training*/) {
       rt.probe(probe_act_fwd_, Phase::forward, y_, ProbeLevel::op);
     }
   }
-  rt.probe(probe_out_, Phase::forward, y_, ProbeLevel::layer);
+  rt.probe_unchanged(probe_out_, Phase::forward, y_, ProbeLevel::layer);
   return y_;
 }
 
@@ -136,7 +136,7 @@ const Tensor& Conv2D::backward(const Tensor& dy, Runtime& rt) {
   d.filter = kernel_.value.ptr(), d.dy = dz->ptr(), d.out = dx.ptr();
   run_conv2d(*rt.kernels, site_bwd_data_, OpKind::conv2d_bwd_data, d);
   rt.probe(probe_bwd_data_, Phase::backward, dx, ProbeLevel::op);
-  rt.probe(probe_dx_, Phase::backward, dx, ProbeLevel::layer);
+  rt.probe_unchanged(probe_dx_, Phase::backward, dx, ProbeLevel::layer);
   return dx;
 }
 

@@ -76,7 +76,7 @@ const Tensor& Dense::forward(const Tensor& x, Runtime& rt, bool /*training*/) {
       rt.probe(probe_act_fwd_, Phase::forward, y_, ProbeLevel::op);
     }
   }
-  rt.probe(probe_out_, Phase::forward, y_, ProbeLevel::layer);
+  rt.probe_unchanged(probe_out_, Phase::forward, y_, ProbeLevel::layer);
   return y_;
 }
 
@@ -116,7 +116,7 @@ const Tensor& Dense::backward(const Tensor& dy, Runtime& rt) {
   dd.a = dz->ptr(), dd.b = kernel_.value.ptr(), dd.c = dx.ptr();
   run_matmul(*rt.kernels, site_bwd_data_, dd);
   rt.probe(probe_bwd_data_, Phase::backward, dx, ProbeLevel::op);
-  rt.probe(probe_dx_, Phase::backward, dx, ProbeLevel::layer);
+  rt.probe_unchanged(probe_dx_, Phase::backward, dx, ProbeLevel::layer);
   return dx;
 }
 

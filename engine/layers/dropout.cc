@@ -35,7 +35,7 @@ const Tensor& Dropout::forward(const Tensor& x, Runtime& rt, bool training) {
     }
     rt.probe(probe_fwd_, Phase::forward, y, ProbeLevel::op);
   }
-  rt.probe(probe_out_, Phase::forward, y, ProbeLevel::layer);
+  rt.probe_unchanged(probe_out_, Phase::forward, y, ProbeLevel::layer);
   return y;
 }
 
@@ -49,7 +49,7 @@ const Tensor& Dropout::backward(const Tensor& dy, Runtime& rt) {
     for (int64_t i = 0; i < dx.size(); ++i) p[i] = keep_[i] ? p[i] * scale_ : 0.0f;
     rt.probe(probe_bwd_, Phase::backward, dx, ProbeLevel::op);
   }
-  rt.probe(probe_dx_, Phase::backward, dx, ProbeLevel::layer);
+  rt.probe_unchanged(probe_dx_, Phase::backward, dx, ProbeLevel::layer);
   return dx;
 }
 

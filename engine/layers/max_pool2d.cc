@@ -86,7 +86,7 @@ const Tensor& MaxPool2D::forward(const Tensor& x, Runtime& rt, bool /*training*/
     }
   });
   rt.probe(probe_fwd_, Phase::forward, y, ProbeLevel::op);
-  rt.probe(probe_out_, Phase::forward, y, ProbeLevel::layer);
+  rt.probe_unchanged(probe_out_, Phase::forward, y, ProbeLevel::layer);
   return y;
 }
 
@@ -109,7 +109,7 @@ const Tensor& MaxPool2D::backward(const Tensor& dy, Runtime& rt) {
     }
   });
   rt.probe(probe_bwd_, Phase::backward, dx, ProbeLevel::op);
-  rt.probe(probe_dx_, Phase::backward, dx, ProbeLevel::layer);
+  rt.probe_unchanged(probe_dx_, Phase::backward, dx, ProbeLevel::layer);
   return dx;
 }
 
