@@ -34,13 +34,16 @@ std::string numeric_cpu_flags() {
   static const char* kRelevant[] = {"sse4_1",      "sse4_2",      "avx",      "avx2",     "fma",
                                     "f16c",        "avx512f",     "avx512dq", "avx512bw", "avx512vl",
                                     "avx512_bf16", "avx512_fp16", "amx_tile", "neon"};
-  std::istringstream flags(" " + cpuinfo_field("flags") + " ");
+  std::istringstream flags(cpuinfo_field("flags"));
   std::string f, out;
   std::vector<std::string> have;
   while (flags >> f) have.push_back(f);
   for (const char* r : kRelevant)
     for (const auto& h : have)
-      if (h == r) out += (out.empty() ? "" : " ") + h;
+      if (h == r) {
+        if (!out.empty()) out += ' ';
+        out += h;
+      }
   return out;
 }
 

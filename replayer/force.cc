@@ -7,7 +7,9 @@ std::string ForceSet::str() const {
   if (!any()) return "none";
   std::string s;
   auto add = [&](bool on, const char* name) {
-    if (on) s += (s.empty() ? "" : ",") + std::string(name);
+    if (!on) return;
+    if (!s.empty()) s += ',';
+    s += name;
   };
   add(rng, "rng");
   add(split, "split");

@@ -634,7 +634,7 @@ TEST(TraceCliCrashTest, KilledRecordingLeavesATraceShowOpensWithEveryCompletedSt
   std::mt19937 rng(20240607);
   std::uniform_real_distribution<double> delay(0.0, 0.95 * duration_ms);
   const std::regex steps_re(R"(did not end cleanly: (\d+) complete steps readable)");
-  int killed = 0;
+  int killed = 0, partial = 0;
   for (int trial = 0; trial < 20; ++trial) {
     const std::string out = d.file("killed-" + std::to_string(trial) + ".trr");
     const auto ms = delay(rng);
@@ -651,9 +651,13 @@ TEST(TraceCliCrashTest, KilledRecordingLeavesATraceShowOpensWithEveryCompletedSt
 
     const CommandResult show = run_trainrr("show " + out);
     ASSERT_EQ(show.exit_code, 0) << "trial " << trial << " (" << ms << " ms): " << show.output;
+    // The kill can land after the footer is on disk, while the process exits (LeakSanitizer's check at exit
+    // under ASan takes a while): the trace is then complete, which is right too.
+    if (show.output.find("ended cleanly: the run completed") != std::string::npos) continue;
     const auto m = first_match(show.output, steps_re);
     ASSERT_EQ(m.size(), 2u) << "trial " << trial << ": " << show.output;
     const size_t steps = std::stoul(m[1]);
+    ++partial;
     const CommandResult dump = run_trainrr("dump " + out);
     ASSERT_EQ(dump.exit_code, 0) << "trial " << trial << ": "
                                  << dump.output.substr(dump.output.size() > 2000 ? dump.output.size() - 2000
@@ -665,6 +669,7 @@ TEST(TraceCliCrashTest, KilledRecordingLeavesATraceShowOpensWithEveryCompletedSt
     }
   }
   EXPECT_GE(killed, 15) << "kills should land while recording (run of " << duration_ms << " ms)";
+  EXPECT_GE(partial, 10) << "most kills should leave a partial trace (run of " << duration_ms << " ms)";
 }
 
 }  // namespace
