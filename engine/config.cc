@@ -1,6 +1,8 @@
 #include "engine/config.h"
 
 #include <cerrno>
+#include <cmath>
+#include <limits>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -103,6 +105,8 @@ class TableReader {
   bool get(const std::string& key, int& out) {
     int64_t v = out;
     if (!get(key, v)) return false;
+    if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max())
+      return fail(where(*table_.get(key), key) + " is out of range, got " + std::to_string(v));
     out = static_cast<int>(v);
     return true;
   }
@@ -110,7 +114,11 @@ class TableReader {
     const toml::node* n = node(key);
     if (!n) return true;
     if (n->is_integer() || n->is_floating_point()) {
-      out = *n->value<double>();
+      const double v = *n->value<double>();
+      // No setting takes an infinity or a NaN; one would only surface later as a run of NaN losses.
+      if (!std::isfinite(v)) return fail(where(*n, key) + " must be a finite number, got " +
+                                         (std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf"));
+      out = v;
       return true;
     }
     return fail(where(*n, key) + " must be a number, got " + type_name(*n));
@@ -371,6 +379,10 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
     if (d.shape.empty()) return bad("data.shape", "is needed for synthetic data, e.g. shape = [784]");
     if (d.classes < 2) return bad("data.classes", "must be at least 2 for synthetic data");
     if (d.samples < 1) return bad("data.samples", "must be at least 1 for synthetic data");
+    int64_t values = d.samples;
+    for (int64_t dim : d.shape)
+      if (__builtin_mul_overflow(values, dim, &values) || values > (int64_t{1} << 40))
+        return bad("data.samples", "times the sample shape is too many values for synthetic data");
   } else {
     if (d.path.empty()) return Error{name + ": data.path is missing"};
     if (d.source == "csv" && d.label.empty()) return Error{name + ": data.label is missing (the label column's name)"};
@@ -397,6 +409,10 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
     return bad("train.optimizer.learning_rate", "must be positive, got " + std::to_string(o.learning_rate));
   if (o.momentum < 0 || o.momentum >= 1) return bad("train.optimizer.momentum", "must be in [0, 1)");
   if (o.epsilon <= 0) return bad("train.optimizer.epsilon", "must be positive");
+  if (o.beta_1 < 0 || o.beta_1 >= 1) return bad("train.optimizer.beta_1", "must be in [0, 1)");
+  if (o.beta_2 < 0 || o.beta_2 >= 1) return bad("train.optimizer.beta_2", "must be in [0, 1)");
+  if (o.rho < 0 || o.rho >= 1) return bad("train.optimizer.rho", "must be in [0, 1)");
+  if (o.weight_decay < 0) return bad("train.optimizer.weight_decay", "must not be negative");
   if (c.runtime.threads < 0) return bad("runtime.threads", "must be 0 (all cores) or more");
   const std::string& p = c.runtime.policy;
   if (p != "default" && p != "deterministic" && p != "autotune")

@@ -1,6 +1,8 @@
 #include "engine/model.h"
 
 #include <map>
+#include <new>
+#include <stdexcept>
 
 namespace trainrr {
 namespace {
@@ -42,7 +44,15 @@ Result<Shape> Sequential::build(const Shape& input, Runtime& rt) {
   // first such layer (Flatten, Dropout, ... on the input) it would be computed and thrown away.
   bool params_below = false;
   for (size_t i = 0; i < layers_.size(); ++i) {
-    auto out = layers_[i]->build(shape, rt);
+    Result<Shape> out = Error{""};
+    try {
+      out = layers_[i]->build(shape, rt);
+    } catch (const std::bad_alloc&) {
+      return Error{layers_[i]->name() + ": its parameters for input shape " + shape_str(shape) +
+                   " do not fit in this machine's memory"};
+    } catch (const std::length_error&) {
+      return Error{layers_[i]->name() + ": its parameters for input shape " + shape_str(shape) + " are too large"};
+    }
     if (!out) {
       std::string from = i == 0 ? "the input" : layers_[i - 1]->name();
       return Error{"layer shapes do not fit: " + out.error().message + " (input from " + from + ", shape " +

@@ -1,6 +1,7 @@
 #include "engine/tensor.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 #include "engine/result.h"
 
@@ -8,7 +9,8 @@ namespace trainrr {
 
 int64_t shape_size(const Shape& shape) {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape)
+    if (__builtin_mul_overflow(n, d, &n)) throw std::length_error("shape " + shape_str(shape) + " is too large");
   return n;
 }
 

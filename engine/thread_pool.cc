@@ -6,16 +6,24 @@ namespace trainrr {
 
 ThreadPool::ThreadPool(int threads) : threads_(threads) {
   TRAINRR_CHECK(threads >= 1, "a pool needs at least one thread");
-  for (int t = 1; t < threads; ++t) workers_.emplace_back([this, t] { worker(t); });
+  try {
+    for (int t = 1; t < threads; ++t) workers_.emplace_back([this, t] { worker(t); });
+  } catch (...) {
+    stop_workers();  // the destructor does not run for a constructor that throws
+    throw;
+  }
 }
 
-ThreadPool::~ThreadPool() {
+ThreadPool::~ThreadPool() { stop_workers(); }
+
+void ThreadPool::stop_workers() {
   {
     std::lock_guard lock(mu_);
     stop_ = true;
   }
   wake_.notify_all();
   for (auto& w : workers_) w.join();
+  workers_.clear();
 }
 
 int ThreadPool::hardware_threads() {

@@ -17,7 +17,8 @@ namespace trainrr {
 
 class ThreadPool {
  public:
-  explicit ThreadPool(int threads);  // threads >= 1, the caller included
+  // threads >= 1, the caller included. Throws std::system_error when the OS cannot start that many.
+  explicit ThreadPool(int threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -31,6 +32,7 @@ class ThreadPool {
   static int hardware_threads();
 
  private:
+  void stop_workers();
   // One parallel_for. Workers hold it by shared_ptr: a worker that wakes late, after the caller has
   // returned, finds no task left and touches nothing of the caller's (fn is read only for a claimed task,
   // and a claimed task keeps the caller waiting).

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cmath>
 #include <numeric>
+#include <new>
+#include <system_error>
 
 #include "engine/data/augment.h"
 #include "engine/data/csv.h"
@@ -86,7 +88,11 @@ Status Training::prepare(const TrainingOptions& options) {
   isa_ = *isa;
   Policy policy = options.policy ? *options.policy : parse_policy(config_.runtime.policy).value();
   const int threads = config_.runtime.threads > 0 ? config_.runtime.threads : ThreadPool::hardware_threads();
-  pool_ = std::make_unique<ThreadPool>(threads);
+  try {
+    pool_ = std::make_unique<ThreadPool>(threads);
+  } catch (const std::system_error& e) {
+    return Error{"runtime.threads: cannot start " + std::to_string(threads) + " threads here (" + e.what() + ")"};
+  }
   selector_ = std::make_unique<KernelSelector>(*options.registry, policy, isa_, *pool_, *hooks_);
 
   hooks_->run_begin();
@@ -266,6 +272,10 @@ Status Training::fit(int64_t stop_at) {
     }
   } catch (const KernelUnavailable& e) {
     return Error{e.what()};
+  } catch (const std::bad_alloc&) {
+    return Error{"out of memory at step " + std::to_string(step_) + ": the model's tensors for a batch of " +
+                 std::to_string(config_.train.batch_size) +
+                 " do not fit in this machine's memory (a smaller train.batch_size or model would)"};
   }
   return {};
 }

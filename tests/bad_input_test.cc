@@ -104,6 +104,54 @@ TEST_F(BadInput, NegativeLearningRate) {
                "train.optimizer.learning_rate must be positive");
 }
 
+TEST_F(BadInput, InfiniteOrNaNNumberNamesKeyAndLine) {
+  dir.write("d.csv", good_csv);
+  const std::string path = config("d.csv", "", "[train.optimizer]\nlearning_rate = inf\n");
+  expect_error("train " + path, "run.toml:21: train.optimizer.learning_rate must be a finite number, got inf");
+  expect_error("train " + config("d.csv") + " --set train.optimizer.beta_1=nan",
+               "(--set): train.optimizer.beta_1 must be a finite number, got nan");
+}
+
+TEST_F(BadInput, OptimizerCoefficientsOutOfRange) {
+  dir.write("d.csv", good_csv);
+  const std::string path = config("d.csv");
+  expect_error("train " + path + " --set train.optimizer.beta_1=1", "train.optimizer.beta_1 must be in [0, 1)");
+  expect_error("train " + path + " --set train.optimizer.beta_2=-0.5", "train.optimizer.beta_2 must be in [0, 1)");
+  expect_error("train " + path + " --set train.optimizer.type='rmsprop' --set train.optimizer.rho=1.5",
+               "train.optimizer.rho must be in [0, 1)");
+  expect_error("train " + path + " --set train.optimizer.type='adamw' --set train.optimizer.weight_decay=-1",
+               "train.optimizer.weight_decay must not be negative");
+}
+
+TEST_F(BadInput, IntegerOutOfRangeIsNotWrapped) {
+  dir.write("d.csv", good_csv);
+  expect_error("train " + config("d.csv") + " --set train.epochs=4294967297", "train.epochs is out of range");
+}
+
+TEST_F(BadInput, ModelTooLargeForMemoryNamesTheLayer) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer's allocator aborts on an allocation this size instead of throwing";
+#endif
+  dir.write("d.csv", good_csv);
+  // 2 x 10^15 floats: no machine's memory holds them, so the allocation fails at once.
+  expect_error("train " + config("d.csv") + " --set 'model.layers=[{type=\"Dense\",units=1000000000000000}]'",
+               "dense_1: its parameters for input shape (2,) do not fit in this machine's memory");
+}
+
+TEST_F(BadInput, ModelPastAnElementCountNamesTheLayer) {
+  dir.write("d.csv", good_csv);
+  expect_error("train " + config("d.csv") +
+                   " --set 'model.layers=[{type=\"Dense\",units=8000000000000000000},{type=\"Dense\",units=1}]'",
+               "dense_1: its parameters for input shape (2,) are too large");
+}
+
+TEST_F(BadInput, SyntheticDataTooLargeIsRefused) {
+  const std::string path = dir.write("s.toml", "seed = 1\n[data]\nsource = \"synthetic\"\nshape = [784]\n"
+                                               "classes = 10\nsamples = 100000000000000000\n" +
+                                                   std::string(kModel));
+  expect_error("train " + path, "data.samples times the sample shape is too many values");
+}
+
 TEST_F(BadInput, LayersThatDoNotFitNameLayersAndShapes) {
   dir.write("d.csv", good_csv);
   const std::string path = dir.write("c.toml", R"(seed = 1

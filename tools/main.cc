@@ -1,6 +1,8 @@
 // trainrr: record, replay and explain neural-network training runs.
 
 #include <cstdio>
+#include <new>
+#include <stdexcept>
 
 #include "tools/commands.h"
 
@@ -25,6 +27,13 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : trainrr::cli::kBadInput;
+  } catch (const std::bad_alloc&) {
+    // Training and model building report this with the step or layer; here it is the data, say.
+    std::fprintf(stderr, "trainrr: out of memory: the run's data or model does not fit in this machine's memory\n");
+    return trainrr::cli::kBadInput;
+  } catch (const std::length_error& e) {
+    std::fprintf(stderr, "trainrr: too large: %s\n", e.what());
+    return trainrr::cli::kBadInput;
   }
   return exit_code;
 }
