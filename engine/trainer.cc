@@ -52,6 +52,17 @@ Result<Dataset> load_dataset(const DataConfig& c, uint64_t seed) {
   }
   if (!data) return data;
   if (data->rows() == 0) return Error{(c.path.empty() ? "data" : c.path) + ": the data set is empty"};
+  // A NaN or an infinity (a missing value, say) would surface only as a NaN loss, steps later. (The CSV
+  // reader reports its own with line and column.)
+  const int64_t per_row = data->x.size() / data->rows();
+  for (int64_t i = 0; i < data->x.size(); ++i)
+    if (!std::isfinite(data->x[i]))
+      return Error{c.path + ": row " + std::to_string(i / per_row) + " holds " + std::to_string(data->x[i]) +
+                   (std::isnan(data->x[i]) ? " (a missing value? fill or drop such rows first)" : "")};
+  for (size_t i = 0; i < data->y.size(); ++i)
+    if (!std::isfinite(data->y[i]))
+      return Error{(c.labels.empty() ? c.path : c.labels) + ": the label of row " + std::to_string(i) + " is " +
+                   std::to_string(data->y[i])};
   if (!c.reshape.empty()) {
     Shape s = c.reshape;
     if (shape_size(s) != shape_size(data->sample_shape()))

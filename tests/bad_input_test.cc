@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
+#include "engine/data/npy.h"
 #include "tests/test_util.h"
 
 namespace trainrr::testing {
@@ -63,6 +66,23 @@ TEST_F(BadInput, RaggedCsvRowGivesFileLineColumn) {
 TEST_F(BadInput, NonNumberGivesFileLineColumn) {
   dir.write("d.csv", "a,b,y\n1,2,0\n3,x7,1\n");
   expect_error("train " + config("d.csv"), "d.csv:3:3");
+}
+
+TEST_F(BadInput, MissingValueInCsvGivesFileLineColumn) {
+  dir.write("d.csv", "a,b,y\n1,2,0\n3,nan,1\n5,6,0\n");
+  expect_error("train " + config("d.csv"), "d.csv:3:3: column \"b\": expected a finite number, found \"nan\"");
+  dir.write("e.csv", "a,b,y\n1,2,0\n3,4,1\n-inf,6,0\n");
+  expect_error("train " + config("e.csv"), "e.csv:4:1: column \"a\": expected a finite number, found \"-inf\"");
+}
+
+TEST_F(BadInput, MissingValueInNpyNamesFileAndRow) {
+  Tensor x({4, 2}, 1.0f);
+  x[5] = std::numeric_limits<float>::quiet_NaN();  // row 2
+  ASSERT_TRUE(write_npy(dir.file("x.npy"), x).ok());
+  ASSERT_TRUE(write_npy(dir.file("y.npy"), Tensor({4}, 0.0f)).ok());
+  const std::string path = dir.write("n.toml", "seed = 1\n[data]\npath = \"x.npy\"\nlabels = \"y.npy\"\n" +
+                                                   std::string(kModel));
+  expect_error("train " + path, dir.file("x.npy") + ": row 2 holds nan");
 }
 
 TEST_F(BadInput, EmptyDataSet) {

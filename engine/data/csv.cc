@@ -1,6 +1,7 @@
 #include "engine/data/csv.h"
 
 #include <charconv>
+#include <cmath>
 #include <string_view>
 #include <vector>
 
@@ -73,7 +74,7 @@ std::string list_columns(const std::vector<std::string>& names) {
   return s;
 }
 
-enum class Parsed { ok, not_a_number, out_of_range };
+enum class Parsed { ok, not_a_number, out_of_range, not_finite };
 
 Parsed parse_float(std::string_view text, float& value) {
   std::string_view s = trim(text);
@@ -89,7 +90,8 @@ Parsed parse_float(std::string_view text, float& value) {
     value = static_cast<float>(d);
     return Parsed::ok;
   }
-  return ec == std::errc() ? Parsed::ok : Parsed::not_a_number;
+  if (ec != std::errc()) return Parsed::not_a_number;
+  return std::isfinite(value) ? Parsed::ok : Parsed::not_finite;  // "nan", "inf": from_chars takes them
 }
 
 }  // namespace
@@ -155,9 +157,12 @@ Result<Dataset> read_csv(const std::string& path, const std::string& label_colum
       float v;
       const Parsed p = parse_float(fields[i].text, v);
       if (p != Parsed::ok) {
-        const char* what = p == Parsed::out_of_range ? "a number within float range" : "a number";
+        const char* what = p == Parsed::out_of_range ? "a number within float range"
+                           : p == Parsed::not_finite    ? "a finite number"
+                                                        : "a number";
         return Error{where(ln, fields[i].column) + "column \"" + names[i] + "\": expected " + what +
-                     ", found \"" + std::string(fields[i].text) + "\""};
+                     ", found \"" + std::string(fields[i].text) + "\"" +
+                     (p == Parsed::not_finite && std::isnan(v) ? " (a missing value? fill or drop such rows first)" : "")};
       }
       if (static_cast<int>(i) == label)
         d.y.push_back(v);
