@@ -1,15 +1,18 @@
 #include "engine/config.h"
 
+#include <toml++/toml.h>
+
 #include <cerrno>
+#include <charconv>
 #include <cmath>
-#include <limits>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
-#include <toml++/toml.h>
 
 namespace trainrr {
 namespace {
@@ -116,8 +119,11 @@ class TableReader {
     if (n->is_integer() || n->is_floating_point()) {
       const double v = *n->value<double>();
       // No setting takes an infinity or a NaN; one would only surface later as a run of NaN losses.
-      if (!std::isfinite(v)) return fail(where(*n, key) + " must be a finite number, got " +
-                                         (std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf"));
+      if (!std::isfinite(v))
+        return fail(where(*n, key) + " must be a finite number, got " +
+                    (std::isnan(v) ? "nan"
+                     : v > 0       ? "inf"
+                                   : "-inf"));
       out = v;
       return true;
     }
@@ -199,19 +205,52 @@ Status apply_override(toml::table& root, const std::string& assignment, std::set
   } catch (const toml::parse_error&) {
     parsed = toml::table{{"v", value}};  // a bare word: take it as a string
   }
+  auto bad = [&](const std::string& what) { return Error{"--set " + assignment + ": " + what}; };
   toml::table* t = &root;
   size_t start = 0;
   for (;;) {
     const size_t dot = key.find('.', start);
-    const std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    if (part.empty()) return Error{"--set " + assignment + ": empty key part in '" + key + "'"};
-    if (dot == std::string::npos) {
+    const bool last = dot == std::string::npos;
+    const std::string path = key.substr(0, dot);  // the key so far
+    std::string part = key.substr(start, last ? std::string::npos : dot - start);
+    if (part.empty()) return bad("empty key part in '" + key + "'");
+    // "layers[1]": an element of an array (--set model.layers[1].rate=0).
+    std::optional<size_t> index;
+    if (const size_t open = part.find('['); open != std::string::npos) {
+      const std::string digits = part.substr(open + 1, part.size() - open - 2);
+      size_t i = 0;
+      auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), i);
+      const bool whole = ec == std::errc() && end == digits.data() + digits.size();
+      if (part.back() != ']' || open == 0 || digits.empty() || !whole)
+        return bad("'" + part + "' is not NAME[INDEX]");
+      index = i;
+      part.resize(open);
+    }
+    if (index) {
+      toml::array* a = t->get(part) ? t->get(part)->as_array() : nullptr;
+      const std::string array_path = path.substr(0, path.rfind('['));
+      if (!a) return bad("'" + array_path + "' is not an array");
+      if (*index >= a->size())
+        return bad("'" + array_path + "' has " + std::to_string(a->size()) +
+                   (a->size() == 1 ? " entry" : " entries") + ", so [" + std::to_string(*index) +
+                   "] is past its end (entries count from 0)");
+      if (last) {
+        a->replace(a->cbegin() + static_cast<std::ptrdiff_t>(*index), *parsed.get("v"));
+        break;
+      }
+      toml::node& element = (*a)[*index];
+      if (!element.is_table()) return bad("'" + path + "' is not a table");
+      t = element.as_table();
+      start = dot + 1;
+      continue;
+    }
+    if (last) {
       t->insert_or_assign(part, *parsed.get("v"));
       break;
     }
     toml::node* next = t->get(part);
     if (!next) next = &t->insert_or_assign(part, toml::table{}).first->second;
-    if (!next->is_table()) return Error{"--set " + assignment + ": '" + key.substr(0, dot) + "' is not a table"};
+    if (!next->is_table()) return bad("'" + path + "' is not a table");
     t = next->as_table();
     start = dot + 1;
   }

@@ -56,6 +56,33 @@ TEST(Config, SetOverridesAnyKey) {
   EXPECT_EQ(c->data.label, "target");
 }
 
+TEST(Config, SetReachesIntoAnArrayOfTablesByIndex) {
+  auto c =
+      parse_config(kBase, "run.toml", "", {"model.layers[0].units=7", "model.layers[0].activation=tanh"});
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  ASSERT_EQ(c->layers.size(), 1u);
+  EXPECT_EQ(c->layers[0].units, 7);
+  EXPECT_EQ(c->layers[0].activation, "tanh");
+  // A whole entry replaced.
+  c = parse_config(kBase, "run.toml", "", {"model.layers[0]={type=\"Dense\",units=2}"});
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->layers[0].units, 2);
+  EXPECT_EQ(c->layers[0].activation, "linear");
+
+  for (const auto& [override, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"model.layers[1].units=3",
+            "--set model.layers[1].units=3: 'model.layers' has 1 entry, so [1] is past its end"},
+           {"model.layers[-1].units=3", "'layers[-1]' is not NAME[INDEX]"},
+           {"model.layers[0.units=3", "'layers[0' is not NAME[INDEX]"},
+           {"train[0].epochs=3", "'train' is not an array"},
+           {"model.layers[0].unitz=3", "run.toml (--set): unknown key 'model.layers[0].unitz'"},
+           {"model.layers[0].units=\"3\"", "run.toml (--set): model.layers[0].units must be an integer"}}) {
+    auto bad = parse_config(kBase, "run.toml", "", {override});
+    ASSERT_FALSE(bad.ok()) << override;
+    EXPECT_NE(bad.error().message.find(expected), std::string::npos) << bad.error().message;
+  }
+}
+
 TEST(Config, UnknownKeyNamesKeyLineAndSuggestion) {
   std::string text = std::string(kBase) + "batch_sise = 3\n";
   auto c = parse_config(text, "run.toml", "");

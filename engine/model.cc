@@ -51,7 +51,8 @@ Result<Shape> Sequential::build(const Shape& input, Runtime& rt) {
       return Error{layers_[i]->name() + ": its parameters for input shape " + shape_str(shape) +
                    " do not fit in this machine's memory"};
     } catch (const std::length_error&) {
-      return Error{layers_[i]->name() + ": its parameters for input shape " + shape_str(shape) + " are too large"};
+      return Error{layers_[i]->name() + ": its parameters for input shape " + shape_str(shape) +
+                   " are too large"};
     }
     if (!out) {
       std::string from = i == 0 ? "the input" : layers_[i - 1]->name();

@@ -10,7 +10,8 @@ namespace trainrr {
 int64_t shape_size(const Shape& shape) {
   int64_t n = 1;
   for (int64_t d : shape)
-    if (__builtin_mul_overflow(n, d, &n)) throw std::length_error("shape " + shape_str(shape) + " is too large");
+    if (__builtin_mul_overflow(n, d, &n))
+      throw std::length_error("shape " + shape_str(shape) + " is too large");
   return n;
 }
 

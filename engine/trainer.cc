@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <numeric>
 #include <new>
+#include <numeric>
 #include <system_error>
 
 #include "engine/data/augment.h"
@@ -61,8 +61,8 @@ Result<Dataset> load_dataset(const DataConfig& c, uint64_t seed) {
                    (std::isnan(data->x[i]) ? " (a missing value? fill or drop such rows first)" : "")};
   for (size_t i = 0; i < data->y.size(); ++i)
     if (!std::isfinite(data->y[i]))
-      return Error{(c.labels.empty() ? c.path : c.labels) + ": the label of row " + std::to_string(i) + " is " +
-                   std::to_string(data->y[i])};
+      return Error{(c.labels.empty() ? c.path : c.labels) + ": the label of row " + std::to_string(i) +
+                   " is " + std::to_string(data->y[i])};
   if (!c.reshape.empty()) {
     Shape s = c.reshape;
     if (shape_size(s) != shape_size(data->sample_shape()))
@@ -102,7 +102,8 @@ Status Training::prepare(const TrainingOptions& options) {
   try {
     pool_ = std::make_unique<ThreadPool>(threads);
   } catch (const std::system_error& e) {
-    return Error{"runtime.threads: cannot start " + std::to_string(threads) + " threads here (" + e.what() + ")"};
+    return Error{"runtime.threads: cannot start " + std::to_string(threads) + " threads here (" + e.what() +
+                 ")"};
   }
   selector_ = std::make_unique<KernelSelector>(*options.registry, policy, isa_, *pool_, *hooks_);
 

@@ -229,7 +229,8 @@ void ReplayHooks::probe_unchanged(std::string_view site, Phase phase, const Tens
   check_probe(site, phase, value, same ? &last_probe_.digest : nullptr);
 }
 
-void ReplayHooks::check_probe(std::string_view site, Phase phase, const Tensor& value, const uint64_t* known) {
+void ReplayHooks::check_probe(std::string_view site, Phase phase, const Tensor& value,
+                              const uint64_t* known) {
   const uint64_t known_digest = known ? *known : 0;
   last_probe_ = {};
   if (step_ == capture_step_) captured_.push_back({std::string(site), phase, value});

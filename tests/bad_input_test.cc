@@ -70,9 +70,11 @@ TEST_F(BadInput, NonNumberGivesFileLineColumn) {
 
 TEST_F(BadInput, MissingValueInCsvGivesFileLineColumn) {
   dir.write("d.csv", "a,b,y\n1,2,0\n3,nan,1\n5,6,0\n");
-  expect_error("train " + config("d.csv"), "d.csv:3:3: column \"b\": expected a finite number, found \"nan\"");
+  expect_error("train " + config("d.csv"),
+               "d.csv:3:3: column \"b\": expected a finite number, found \"nan\"");
   dir.write("e.csv", "a,b,y\n1,2,0\n3,4,1\n-inf,6,0\n");
-  expect_error("train " + config("e.csv"), "e.csv:4:1: column \"a\": expected a finite number, found \"-inf\"");
+  expect_error("train " + config("e.csv"),
+               "e.csv:4:1: column \"a\": expected a finite number, found \"-inf\"");
 }
 
 TEST_F(BadInput, MissingValueInNpyNamesFileAndRow) {
@@ -80,8 +82,8 @@ TEST_F(BadInput, MissingValueInNpyNamesFileAndRow) {
   x[5] = std::numeric_limits<float>::quiet_NaN();  // row 2
   ASSERT_TRUE(write_npy(dir.file("x.npy"), x).ok());
   ASSERT_TRUE(write_npy(dir.file("y.npy"), Tensor({4}, 0.0f)).ok());
-  const std::string path = dir.write("n.toml", "seed = 1\n[data]\npath = \"x.npy\"\nlabels = \"y.npy\"\n" +
-                                                   std::string(kModel));
+  const std::string path =
+      dir.write("n.toml", "seed = 1\n[data]\npath = \"x.npy\"\nlabels = \"y.npy\"\n" + std::string(kModel));
   expect_error("train " + path, dir.file("x.npy") + ": row 2 holds nan");
 }
 
@@ -127,7 +129,8 @@ TEST_F(BadInput, NegativeLearningRate) {
 TEST_F(BadInput, InfiniteOrNaNNumberNamesKeyAndLine) {
   dir.write("d.csv", good_csv);
   const std::string path = config("d.csv", "", "[train.optimizer]\nlearning_rate = inf\n");
-  expect_error("train " + path, "run.toml:21: train.optimizer.learning_rate must be a finite number, got inf");
+  expect_error("train " + path,
+               "run.toml:21: train.optimizer.learning_rate must be a finite number, got inf");
   expect_error("train " + config("d.csv") + " --set train.optimizer.beta_1=nan",
                "(--set): train.optimizer.beta_1 must be a finite number, got nan");
 }
@@ -135,8 +138,10 @@ TEST_F(BadInput, InfiniteOrNaNNumberNamesKeyAndLine) {
 TEST_F(BadInput, OptimizerCoefficientsOutOfRange) {
   dir.write("d.csv", good_csv);
   const std::string path = config("d.csv");
-  expect_error("train " + path + " --set train.optimizer.beta_1=1", "train.optimizer.beta_1 must be in [0, 1)");
-  expect_error("train " + path + " --set train.optimizer.beta_2=-0.5", "train.optimizer.beta_2 must be in [0, 1)");
+  expect_error("train " + path + " --set train.optimizer.beta_1=1",
+               "train.optimizer.beta_1 must be in [0, 1)");
+  expect_error("train " + path + " --set train.optimizer.beta_2=-0.5",
+               "train.optimizer.beta_2 must be in [0, 1)");
   expect_error("train " + path + " --set train.optimizer.type='rmsprop' --set train.optimizer.rho=1.5",
                "train.optimizer.rho must be in [0, 1)");
   expect_error("train " + path + " --set train.optimizer.type='adamw' --set train.optimizer.weight_decay=-1",
@@ -160,15 +165,17 @@ TEST_F(BadInput, ModelTooLargeForMemoryNamesTheLayer) {
 
 TEST_F(BadInput, ModelPastAnElementCountNamesTheLayer) {
   dir.write("d.csv", good_csv);
-  expect_error("train " + config("d.csv") +
-                   " --set 'model.layers=[{type=\"Dense\",units=8000000000000000000},{type=\"Dense\",units=1}]'",
-               "dense_1: its parameters for input shape (2,) are too large");
+  expect_error(
+      "train " + config("d.csv") +
+          " --set 'model.layers=[{type=\"Dense\",units=8000000000000000000},{type=\"Dense\",units=1}]'",
+      "dense_1: its parameters for input shape (2,) are too large");
 }
 
 TEST_F(BadInput, SyntheticDataTooLargeIsRefused) {
-  const std::string path = dir.write("s.toml", "seed = 1\n[data]\nsource = \"synthetic\"\nshape = [784]\n"
-                                               "classes = 10\nsamples = 100000000000000000\n" +
-                                                   std::string(kModel));
+  const std::string path = dir.write("s.toml",
+                                     "seed = 1\n[data]\nsource = \"synthetic\"\nshape = [784]\n"
+                                     "classes = 10\nsamples = 100000000000000000\n" +
+                                         std::string(kModel));
   expect_error("train " + path, "data.samples times the sample shape is too many values");
 }
 

@@ -13,7 +13,8 @@
 namespace trainrr::testing {
 namespace {
 
-// What the run probed: each tensor's own fingerprint, in order, and how many probes were of a tensor unchanged.
+// What the run probed: each tensor's own fingerprint, in order, and how many probes were of a tensor
+// unchanged.
 struct Probed {
   std::vector<std::pair<std::string, Fingerprint>> seen;
   int64_t unchanged = 0;
@@ -40,8 +41,8 @@ class FreshFingerprints : public ForwardingHooks {
 bool same(const Fingerprint& a, const Fingerprint& b) {
   // Bit for bit: NaN sums would compare unequal, and none arise here.
   return a.digest == b.digest && a.summary.count == b.summary.count && a.summary.sum == b.summary.sum &&
-         a.summary.sum_sq == b.summary.sum_sq && a.summary.min == b.summary.min && a.summary.max == b.summary.max &&
-         a.summary.non_finite == b.summary.non_finite;
+         a.summary.sum_sq == b.summary.sum_sq && a.summary.min == b.summary.min &&
+         a.summary.max == b.summary.max && a.summary.non_finite == b.summary.non_finite;
 }
 
 struct Case {
@@ -49,7 +50,9 @@ struct Case {
   ProbeLevel level;
 };
 
-void PrintTo(const Case& c, std::ostream* os) { *os << c.example << " at level " << probe_level_name(c.level); }
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.example << " at level " << probe_level_name(c.level);
+}
 
 class ProbeUnchangedTest : public ::testing::TestWithParam<Case> {};
 
@@ -58,9 +61,9 @@ TEST_P(ProbeUnchangedTest, EveryRecordedProbeHoldsItsTensorsFingerprint) {
   TempDir dir;
   const std::string trace = dir.file("run.trr");
   Probed front;
-  ASSERT_EQ(record_via_api(example(c.example),
-                           {"train.epochs=1", "runtime.threads=1", "runtime.policy=deterministic"}, trace,
-                           [&](Hooks& rec) { return std::make_unique<FreshFingerprints>(rec, front); }, c.level),
+  ASSERT_EQ(record_via_api(
+                example(c.example), {"train.epochs=1", "runtime.threads=1", "runtime.policy=deterministic"},
+                trace, [&](Hooks& rec) { return std::make_unique<FreshFingerprints>(rec, front); }, c.level),
             "");
   ASSERT_FALSE(front.seen.empty());
   // At level op every layer's output follows its last op's probe; at level layer that op probe is not

@@ -32,7 +32,9 @@ class ForwardingHooks : public Hooks {
   void accumulated(std::string_view s, const std::vector<uint32_t>& o) override { in_.accumulated(s, o); }
   ProbeLevel probe_level() const override { return in_.probe_level(); }
   void probe(std::string_view s, Phase p, const Tensor& t) override { in_.probe(s, p, t); }
-  void probe_unchanged(std::string_view s, Phase p, const Tensor& t) override { in_.probe_unchanged(s, p, t); }
+  void probe_unchanged(std::string_view s, Phase p, const Tensor& t) override {
+    in_.probe_unchanged(s, p, t);
+  }
   void step_begin(int64_t s, int e, int64_t b) override {
     step_ = s;
     in_.step_begin(s, e, b);

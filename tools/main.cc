@@ -29,7 +29,8 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : trainrr::cli::kBadInput;
   } catch (const std::bad_alloc&) {
     // Training and model building report this with the step or layer; here it is the data, say.
-    std::fprintf(stderr, "trainrr: out of memory: the run's data or model does not fit in this machine's memory\n");
+    std::fprintf(stderr,
+                 "trainrr: out of memory: the run's data or model does not fit in this machine's memory\n");
     return trainrr::cli::kBadInput;
   } catch (const std::length_error& e) {
     std::fprintf(stderr, "trainrr: too large: %s\n", e.what());

@@ -114,7 +114,8 @@ void add_record_command(CLI::App& app, int& exit_code) {
           [](const std::string& v) { return !v.empty() && v[0] != '-' ? std::string() : "must be 0 or more"; },
           "N >= 0"));
   cmd->add_flag("--embed-data", args->embed_data, "Store the data files in the trace");
-  cmd->add_option("--set", args->overrides, "Override a configuration key, e.g. --set train.epochs=3")
+  cmd->add_option("--set", args->overrides,
+                  "Override a configuration key, e.g. --set train.epochs=3 or --set model.layers[1].rate=0")
       ->type_name("KEY=VALUE");
   cmd->callback([args, &exit_code] { exit_code = run_record(*args); });
 }

@@ -48,7 +48,8 @@ void add_train_command(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<TrainArgs>();
   CLI::App* cmd = app.add_subcommand("train", "Train a model from a configuration file, without recording.");
   cmd->add_option("config", args->config, "Run configuration (TOML)")->required();
-  cmd->add_option("--set", args->overrides, "Override a configuration key, e.g. --set train.epochs=3")
+  cmd->add_option("--set", args->overrides,
+                  "Override a configuration key, e.g. --set train.epochs=3 or --set model.layers[1].rate=0")
       ->type_name("KEY=VALUE");
   cmd->callback([args, &exit_code] { exit_code = run_train(*args); });
 }

@@ -158,11 +158,12 @@ Result<Dataset> read_csv(const std::string& path, const std::string& label_colum
       const Parsed p = parse_float(fields[i].text, v);
       if (p != Parsed::ok) {
         const char* what = p == Parsed::out_of_range ? "a number within float range"
-                           : p == Parsed::not_finite    ? "a finite number"
-                                                        : "a number";
+                           : p == Parsed::not_finite ? "a finite number"
+                                                     : "a number";
+        const bool missing = p == Parsed::not_finite && std::isnan(v);
         return Error{where(ln, fields[i].column) + "column \"" + names[i] + "\": expected " + what +
                      ", found \"" + std::string(fields[i].text) + "\"" +
-                     (p == Parsed::not_finite && std::isnan(v) ? " (a missing value? fill or drop such rows first)" : "")};
+                     (missing ? " (a missing value? fill or drop such rows first)" : "")};
       }
       if (static_cast<int>(i) == label)
         d.y.push_back(v);
