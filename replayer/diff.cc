@@ -274,10 +274,14 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
 
   rep.facts.emplace_back("steps compared", std::to_string(steps));
   if (first_param_diff >= 0) {
-    rep.facts.emplace_back("parameters identical through step", std::to_string(identical_through));
+    rep.facts.emplace_back("parameters identical through step",
+                           identical_through < 0 ? "none: they differ after the first step"
+                                                 : std::to_string(identical_through));
     rep.facts.emplace_back("final loss", fmt(last_loss_a) + " (A) vs " + fmt(last_loss_b) + " (B)");
   }
-  const size_t epochs = std::min(sa.epochs.size(), sb.epochs.size());
+  const bool identical = !first && !ci.data_changed && ci.config_differences.empty();
+  // Each epoch's metrics side by side show the drift; for identical runs they would repeat equal numbers.
+  const size_t epochs = identical ? 0 : std::min(sa.epochs.size(), sb.epochs.size());
   for (size_t e = 0; e < epochs; ++e) {
     std::string line;
     for (const auto& [k, v] : sa.epochs[e].logs)
@@ -286,7 +290,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     rep.notes.push_back("epoch " + std::to_string(e + 1) + ": " + line);
   }
 
-  if (!first && !ci.data_changed && ci.config_differences.empty()) {
+  if (identical) {
     res.exit_code = 0;
     return res;
   }

@@ -96,6 +96,7 @@ TEST_F(Scenario, DiffOfOneRunRecordedAtTwoLevelsComparesAtTheShallowerLevel) {
     EXPECT_TRUE(has(d.output, "identical: the two runs made the same choices")) << d.output;
     const std::string shallower = a == "step" || b == "step" ? "step" : "layer";
     EXPECT_TRUE(has(d.output, "note: A was recorded at level " + a + ", B at level " + b + ": compared at level " + shallower)) << d.output;
+    EXPECT_FALSE(has(d.output, "note: epoch 1:")) << "identical runs need no side-by-side metrics: " << d.output;
   }
   const std::string faster = dir.file("faster.trr");
   ASSERT_EQ(trainrr("record " + cfg + " -o " + faster + " --level op --set train.optimizer.learning_rate=0.002").exit_code, 0);
@@ -103,6 +104,12 @@ TEST_F(Scenario, DiffOfOneRunRecordedAtTwoLevelsComparesAtTheShallowerLevel) {
   EXPECT_EQ(d.exit_code, 1) << d.output;
   EXPECT_TRUE(has(d.output, "\"category\":\"config\"")) << d.output;
   EXPECT_TRUE(has(d.output, "\"step\":0")) << d.output;
+  // Same initialization, a different first update: no step had identical parameters, and the metrics of
+  // each epoch are set side by side.
+  CommandResult text = trainrr("diff " + traces["step"] + " " + faster);
+  EXPECT_TRUE(has(text.output, "parameters identical through step: none: they differ after the first step"))
+      << text.output;
+  EXPECT_TRUE(has(text.output, "note: epoch 2: loss ")) << text.output;
 }
 
 // A matmul whose reduction dimension (the batch) dwarfs its output goes to the split-k kernel, whose bits
