@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, builds, runs every test with ctest; then the suite again
-# under AddressSanitizer and UndefinedBehaviorSanitizer, and the trace reader's fuzzer for a bounded time.
+# under AddressSanitizer and UndefinedBehaviorSanitizer, and the fuzzers of the trace and data readers for a
+# bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRAINRR_WITH_FUZZ=1 scripts/install-deps.sh
@@ -17,13 +18,18 @@ cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs"
 
-echo "== fuzz the trace reader (${TRAINRR_FUZZ_SECONDS:-60} s)"
+echo "== fuzz the trace reader and the data readers (${TRAINRR_FUZZ_SECONDS:-60} s each)"
 CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -DTRAINRR_FUZZ=ON -DBUILD_TESTING=OFF -DTRAINRR_BENCH=OFF \
   -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-fuzz -j"$jobs" --target trace_reader_fuzz
+cmake --build build-fuzz -j"$jobs" --target trace_reader_fuzz data_reader_fuzz
 corpus=build-fuzz/corpus
 mkdir -p "$corpus"
 TRAINRR_FUZZ_CORPUS="$PWD/$corpus" build/traces_tests --gtest_filter='TraceFuzzCorpus.*' >/dev/null
 build-fuzz/traces/trace_reader_fuzz "$corpus" -max_total_time="${TRAINRR_FUZZ_SECONDS:-60}" -rss_limit_mb=2048 \
   -print_final_stats=1 2>&1 | tail -n 12
+# New inputs go to the first folder (a scratch copy); the shipped seeds stay as they are.
+data_corpus=build-fuzz/data-corpus
+mkdir -p "$data_corpus"
+build-fuzz/data_reader_fuzz "$data_corpus" engine/data/fuzz_corpus -max_total_time="${TRAINRR_FUZZ_SECONDS:-60}" \
+  -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -n 5
 echo "all stages passed"

@@ -99,7 +99,10 @@ Parsed parse_float(std::string_view text, float& value) {
 Result<Dataset> read_csv(const std::string& path, const std::string& label_column) {
   Result<std::string> bytes = read_file_bytes(path);
   if (!bytes) return bytes.error();
-  std::string_view text = *bytes;
+  return parse_csv(*bytes, path, label_column);
+}
+
+Result<Dataset> parse_csv(std::string_view text, const std::string& path, const std::string& label_column) {
   if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);  // a UTF-8 byte-order mark
   auto where = [&](int64_t line, size_t column) {
     return path + ":" + std::to_string(line) + ":" + std::to_string(column) + ": ";

@@ -3,6 +3,7 @@
 // The label column is chosen by name; every other column is a float feature, in file order.
 
 #include <string>
+#include <string_view>
 
 #include "engine/data/dataset.h"
 #include "engine/result.h"
@@ -12,5 +13,7 @@ namespace trainrr {
 // x: [rows, columns - 1]; y: the label column; feature_names: the other header names.
 // Errors name path:line:column (column counted in characters from 1).
 Result<Dataset> read_csv(const std::string& path, const std::string& label_column);
+// The same for a file's bytes already in memory; `path` names it in errors.
+Result<Dataset> parse_csv(std::string_view text, const std::string& path, const std::string& label_column);
 
 }  // namespace trainrr

@@ -15,7 +15,10 @@ void convert(const unsigned char* p, std::vector<float>& out) {
 Result<Tensor> read_idx(const std::string& path) {
   Result<std::string> file = read_file_bytes(path);
   if (!file) return file.error();
-  const std::string& b = *file;
+  return parse_idx(*file, path);
+}
+
+Result<Tensor> parse_idx(std::string_view b, const std::string& path) {
   const auto* u = reinterpret_cast<const unsigned char*>(b.data());
   auto err = [&](const std::string& what) { return Error{path + ": " + what}; };
 

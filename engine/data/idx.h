@@ -4,6 +4,7 @@
 // 0x0D float32, 0x0E float64. Values are converted to float32 unchanged (no scaling).
 
 #include <string>
+#include <string_view>
 
 #include "engine/data/dataset.h"
 #include "engine/result.h"
@@ -12,6 +13,8 @@
 namespace trainrr {
 
 Result<Tensor> read_idx(const std::string& path);
+// The same for a file's bytes already in memory; `path` names it in errors.
+Result<Tensor> parse_idx(std::string_view bytes, const std::string& path);
 
 // Images [n, h, w] (or [n, h, w, c]) and labels [n]: x is [n, h, w, 1] (or [n, h, w, c]) raw values, y the labels.
 Result<Dataset> read_idx_dataset(const std::string& images_path, const std::string& labels_path);

@@ -145,7 +145,10 @@ std::string header_text(const Shape& shape) {
 Result<Tensor> read_npy(const std::string& path) {
   Result<std::string> file = read_file_bytes(path);
   if (!file) return file.error();
-  const std::string& b = *file;
+  return parse_npy(*file, path);
+}
+
+Result<Tensor> parse_npy(std::string_view b, const std::string& path) {
   const auto* u = reinterpret_cast<const unsigned char*>(b.data());
   auto err = [&](const std::string& what) { return Error{path + ": " + what}; };
 

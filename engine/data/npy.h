@@ -4,6 +4,7 @@
 // Files are untrusted: the shape is checked against the file's size before anything is allocated.
 
 #include <string>
+#include <string_view>
 
 #include "engine/result.h"
 #include "engine/tensor.h"
@@ -11,6 +12,8 @@
 namespace trainrr {
 
 Result<Tensor> read_npy(const std::string& path);
+// The same for a file's bytes already in memory; `path` names it in errors.
+Result<Tensor> parse_npy(std::string_view bytes, const std::string& path);
 Status write_npy(const std::string& path, const Tensor& t);
 
 }  // namespace trainrr
