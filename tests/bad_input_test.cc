@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
 #include <limits>
 
 #include "engine/data/npy.h"
@@ -194,6 +196,39 @@ loss = "binary_crossentropy"
 )");
   expect_error("train " + path, "conv2d_1");
   expect_error("train " + path, "(2,)");
+}
+
+TEST_F(BadInput, RecordNeverOverwritesWhatIsNotATrace) {
+  dir.write("d.csv", good_csv);
+  const std::string cfg = config("d.csv");
+  expect_error("record " + cfg + " -o " + cfg, "this is the run's configuration; writing the trace there");
+  expect_error("record " + cfg + " -o " + dir.file("d.csv"), "this is the run's data file");
+  const std::string notes = dir.write("notes.txt", "keep me\n");
+  expect_error("record " + cfg + " -o " + notes, "notes.txt: exists and is not a trainrr trace");
+  std::ifstream in(notes);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "keep me\n");
+  // An earlier trace, or an empty file, is replaced.
+  const std::string trace = dir.file("run.trr");
+  ASSERT_EQ(run_trainrr("record " + cfg + " -o " + trace).exit_code, 0);
+  CommandResult again = run_trainrr("record " + cfg + " -o " + trace);
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  const std::string empty = dir.write("empty.trr", "");
+  CommandResult into_empty = run_trainrr("record " + cfg + " -o " + empty);
+  EXPECT_EQ(into_empty.exit_code, 0) << into_empty.output;
+}
+
+TEST_F(BadInput, HtmlReportNeverOverwritesWhatIsNotAReport) {
+  dir.write("d.csv", good_csv);
+  const std::string cfg = config("d.csv");
+  const std::string trace = dir.file("run.trr");
+  ASSERT_EQ(run_trainrr("record " + cfg + " -o " + trace).exit_code, 0);
+  expect_error("replay " + trace + " --html " + trace, "exists and is not an HTML report");
+  expect_error("diff " + trace + " " + trace + " --html " + cfg, "exists and is not an HTML report");
+  // A report written before is replaced.
+  const std::string html = dir.file("r.html");
+  EXPECT_EQ(run_trainrr("replay " + trace + " --html " + html).exit_code, 0);
+  CommandResult again = run_trainrr("replay " + trace + " --html " + html);
+  EXPECT_EQ(again.exit_code, 0) << again.output;
 }
 
 TEST_F(BadInput, UnknownCommandIsUsageError) {

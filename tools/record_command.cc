@@ -4,12 +4,14 @@
 
 #include <atomic>
 #include <csignal>
+#include <filesystem>
 #include <memory>
 
 #include "engine/kernels/kernel_registry.h"
 #include "recorder/recorder.h"
 #include "tools/commands.h"
 #include "tools/run_common.h"
+#include "traces/trace_reader.h"
 
 namespace trainrr::cli {
 namespace {
@@ -26,10 +28,32 @@ struct RecordArgs {
   std::vector<std::string> overrides;
 };
 
+// -o must not destroy what is not a trace: the configuration, a data file, anything else. An earlier trace
+// (or an empty file) may be replaced.
+Status check_output(const std::string& out, const std::string& config_path, const RunConfig& c) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_regular_file(out, ec)) return {};  // absent, or a folder: creating the trace says why not
+  for (const auto& [input, what] :
+       {std::pair{config_path, "configuration"}, std::pair{c.data.path, "data file"},
+        std::pair{c.data.labels, "labels file"}})
+    if (!input.empty() && fs::equivalent(out, input, ec))
+      return Error{out + ": this is the run's " + what + "; writing the trace there would destroy it"};
+  if (fs::file_size(out, ec) > 0 && !trace::TraceReader::open(out))
+    return Error{out +
+                 ": exists and is not a trainrr trace; refusing to overwrite it (remove it or choose "
+                 "another -o)"};
+  return {};
+}
+
 int run_record(const RecordArgs& a) {
   auto config = load_config(a.config, a.overrides);
   if (!config) {
     std::fprintf(stderr, "trainrr: %s\n", config.error().message.c_str());
+    return kBadInput;
+  }
+  if (Status s = check_output(a.output, a.config, *config); !s) {
+    std::fprintf(stderr, "trainrr: %s\n", s.error().message.c_str());
     return kBadInput;
   }
   RecordOptions ro;

@@ -1,12 +1,13 @@
 #include "tools/report_output.h"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-
-#include <unistd.h>
+#include <string_view>
 
 namespace trainrr::cli {
 namespace fs = std::filesystem;
@@ -21,6 +22,14 @@ void add_report_options(CLI::App& cmd, ReportOutput& out) {
         if (folder.empty()) folder = ".";
         if (!fs::is_directory(folder)) return "folder " + folder.string() + " does not exist";
         if (::access(folder.c_str(), W_OK) != 0) return "cannot write in " + folder.string();
+        // A slip of the keyboard (--html run.trr) must not destroy a trace, a configuration or data.
+        std::error_code ec;
+        if (fs::is_regular_file(path, ec) && fs::file_size(path, ec) > 0) {
+          char head[15] = {};
+          std::ifstream(path, std::ios::binary).read(head, sizeof head);
+          if (std::string_view(head, sizeof head) != "<!doctype html>")
+            return path + " exists and is not an HTML report: refusing to overwrite it";
+        }
         return {};
       },
       "FILE");
