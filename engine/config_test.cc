@@ -20,6 +20,15 @@ epochs = 2
 loss = "binary_crossentropy"
 )";
 
+// Each --set value, alone on kBase, is refused with a message containing its expected text.
+void expect_set_errors(const std::vector<std::pair<std::string, std::string>>& cases) {
+  for (const auto& [override, expected] : cases) {
+    auto c = parse_config(kBase, "run.toml", "", {override});
+    ASSERT_FALSE(c.ok()) << override;
+    EXPECT_NE(c.error().message.find(expected), std::string::npos) << c.error().message;
+  }
+}
+
 TEST(Config, ReadsKerasNamedKeys) {
   auto c = parse_config(kBase, "run.toml", "/base");
   ASSERT_TRUE(c.ok()) << c.error().message;
@@ -69,18 +78,14 @@ TEST(Config, SetReachesIntoAnArrayOfTablesByIndex) {
   EXPECT_EQ(c->layers[0].units, 2);
   EXPECT_EQ(c->layers[0].activation, "linear");
 
-  for (const auto& [override, expected] : std::vector<std::pair<std::string, std::string>>{
-           {"model.layers[1].units=3",
-            "--set model.layers[1].units=3: 'model.layers' has 1 entry, so [1] is past its end"},
-           {"model.layers[-1].units=3", "'layers[-1]' is not NAME[INDEX]"},
-           {"model.layers[0.units=3", "'layers[0' is not NAME[INDEX]"},
-           {"train[0].epochs=3", "'train' is not an array"},
-           {"model.layers[0].unitz=3", "run.toml (--set): unknown key 'model.layers[0].unitz'"},
-           {"model.layers[0].units=\"3\"", "run.toml (--set): model.layers[0].units must be an integer"}}) {
-    auto bad = parse_config(kBase, "run.toml", "", {override});
-    ASSERT_FALSE(bad.ok()) << override;
-    EXPECT_NE(bad.error().message.find(expected), std::string::npos) << bad.error().message;
-  }
+  expect_set_errors(
+      {{"model.layers[1].units=3",
+        "--set model.layers[1].units=3: 'model.layers' has 1 entry, so [1] is past its end"},
+       {"model.layers[-1].units=3", "'layers[-1]' is not NAME[INDEX]"},
+       {"model.layers[0.units=3", "'layers[0' is not NAME[INDEX]"},
+       {"train[0].epochs=3", "'train' is not an array"},
+       {"model.layers[0].unitz=3", "run.toml (--set): unknown key 'model.layers[0].unitz'"},
+       {"model.layers[0].units=\"3\"", "run.toml (--set): model.layers[0].units must be an integer"}});
 }
 
 TEST(Config, UnknownKeyNamesKeyLineAndSuggestion) {
@@ -102,17 +107,12 @@ TEST(Config, WrongTypeNamesKeyAndLine) {
 }
 
 TEST(Config, BadValuesAreRefused) {
-  for (const auto& [override, expected] : std::vector<std::pair<std::string, std::string>>{
-           {"train.batch_size=0", "train.batch_size must be at least 1"},
-           {"train.optimizer.learning_rate=-1", "learning_rate must be positive"},
-           {"runtime.policy=fastest", "runtime.policy must be default, deterministic or autotune"},
-           {"data.test_fraction=1.5", "data.test_fraction must be in [0, 1)"},
-           {"train.optimizer.type=adagrad", "train.optimizer.type must be"},
-           {"nonsense", "expected key=value"}}) {
-    auto c = parse_config(kBase, "run.toml", "", {override});
-    ASSERT_FALSE(c.ok()) << override;
-    EXPECT_NE(c.error().message.find(expected), std::string::npos) << c.error().message;
-  }
+  expect_set_errors({{"train.batch_size=0", "train.batch_size must be at least 1"},
+                     {"train.optimizer.learning_rate=-1", "learning_rate must be positive"},
+                     {"runtime.policy=fastest", "runtime.policy must be default, deterministic or autotune"},
+                     {"data.test_fraction=1.5", "data.test_fraction must be in [0, 1)"},
+                     {"train.optimizer.type=adagrad", "train.optimizer.type must be"},
+                     {"nonsense", "expected key=value"}});
 }
 
 TEST(Config, SyntaxErrorGivesLineAndColumn) {
@@ -129,18 +129,14 @@ TEST(Config, LayerKeysAreChecked) {
 }
 
 TEST(Config, ErrorsInAValueGivenBySetSayTheyComeFromSet) {
-  for (const auto& [override, expected] : std::vector<std::pair<std::string, std::string>>{
-           {"train.epochs=\"2\"", "run.toml (--set): train.epochs must be an integer, got a string"},
-           {"model.layers=3", "run.toml (--set): model.layers must be an array of tables"},
-           {"model.layers=[1]", "run.toml (--set): model.layers[0] must be a table"},
-           {"model.layers=[{units=1}]", "run.toml (--set): model.layers[0].type is missing"},
-           {"model.layers=[{type=\"Dense\",units=\"x\"}]",
-            "run.toml (--set): model.layers[0].units must be an integer, got a string"},
-           {"model.layers=[{type=\"Dense\",unit=3}]", "run.toml (--set): unknown key 'model.layers[0].unit'"}}) {
-    auto c = parse_config(kBase, "run.toml", "", {override});
-    ASSERT_FALSE(c.ok()) << override;
-    EXPECT_NE(c.error().message.find(expected), std::string::npos) << c.error().message;
-  }
+  expect_set_errors(
+      {{"train.epochs=\"2\"", "run.toml (--set): train.epochs must be an integer, got a string"},
+       {"model.layers=3", "run.toml (--set): model.layers must be an array of tables"},
+       {"model.layers=[1]", "run.toml (--set): model.layers[0] must be a table"},
+       {"model.layers=[{units=1}]", "run.toml (--set): model.layers[0].type is missing"},
+       {"model.layers=[{type=\"Dense\",units=\"x\"}]",
+        "run.toml (--set): model.layers[0].units must be an integer, got a string"},
+       {"model.layers=[{type=\"Dense\",unit=3}]", "run.toml (--set): unknown key 'model.layers[0].unit'"}});
   // A key of the file beside the one --set gave keeps its line.
   std::string text = kBase;
   text.replace(text.find("epochs = 2"), 10, "epochs = \"2\"");
