@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -73,6 +74,8 @@ class TableReader {
     return false;
   }
 
+  bool has(const std::string& key) const { return table_.contains(key); }
+
   const toml::node* node(const std::string& key) {
     known_.insert(key);
     return table_.get(key);
@@ -124,6 +127,9 @@ class TableReader {
                     (std::isnan(v) ? "nan"
                      : v > 0       ? "inf"
                                    : "-inf"));
+      // Every setting ends up in float32 arithmetic, where a larger value is an infinity.
+      if (std::fabs(v) > std::numeric_limits<float>::max())
+        return fail(where(*n, key) + " is too large: float32 holds at most 3.4e38");
       out = v;
       return true;
     }
@@ -168,13 +174,19 @@ class TableReader {
     }
     return n->as_table();
   }
-  // Reports the first key this reader was not asked for.
-  bool finish() {
+  // Reports the first key this reader was not asked for. `owner` ("a Dense layer", "the adam optimizer")
+  // says whose keys were asked for, when a key may belong to another kind of layer, optimizer or source.
+  bool finish(const std::string& owner = "") {
     for (const auto& [k, v] : table_) {
       const std::string key(k.str());
       if (known_.count(key)) continue;
       std::string msg = where(v, key);
       msg = msg.substr(0, msg.size() - (prefix_ + key).size()) + "unknown key '" + prefix_ + key + "'";
+      if (!owner.empty()) {
+        std::string keys;
+        for (const auto& k2 : known_) keys += (keys.empty() ? "" : ", ") + k2;
+        msg += " for " + owner + " (its keys: " + keys + ")";
+      }
       std::string best;
       size_t best_d = 3;
       for (const auto& cand : known_)
@@ -202,8 +214,13 @@ Status apply_override(toml::table& root, const std::string& assignment, std::set
   toml::table parsed;
   try {
     parsed = toml::parse("v = " + value);
-  } catch (const toml::parse_error&) {
-    parsed = toml::table{{"v", value}};  // a bare word: take it as a string
+  } catch (const toml::parse_error& e) {
+    // A bare word is taken as a string (--set runtime.policy=deterministic); a value that opens an array,
+    // a table or a quoted string was meant as TOML, and its mistake is reported.
+    const size_t first = value.find_first_not_of(" \t");
+    if (first != std::string::npos && std::string_view("[{\"'").find(value[first]) != std::string_view::npos)
+      return Error{"--set " + assignment + ": the value is not valid TOML: " + std::string(e.description())};
+    parsed = toml::table{{"v", value}};
   }
   auto bad = [&](const std::string& what) { return Error{"--set " + assignment + ": " + what}; };
   toml::table* t = &root;
@@ -263,6 +280,42 @@ std::string resolve(const std::string& base_dir, const std::string& p) {
   return (fs::path(base_dir) / p).lexically_normal().string();
 }
 
+// The data source a path's name implies: .npy, IDX (MNIST's "train-images-idx3-ubyte", also as
+// "train-images.idx3-ubyte" or .gz), else CSV; without a path, synthetic data when its keys are given.
+std::string infer_source(const std::string& path, bool synthetic_keys) {
+  if (path.empty()) return synthetic_keys ? "synthetic" : "csv";
+  const std::string file = fs::path(path).filename().string();
+  const std::string ext = fs::path(path).extension().string();
+  if (ext == ".npy") return "npy";
+  if (ext.rfind(".idx", 0) == 0 || ext == ".ubyte" || file.find("-idx") != std::string::npos ||
+      file.find("ubyte") != std::string::npos)
+    return "idx";
+  return "csv";
+}
+
+// The keys each layer type takes (besides type and name), and those it cannot do without, as in Keras.
+struct LayerKeys {
+  std::vector<std::string> keys;
+  std::vector<std::string> required;
+};
+
+const LayerKeys* layer_keys(const std::string& type) {
+  static const std::map<std::string, LayerKeys> kKeys = {
+      {"Dense", {{"units", "activation", "kernel_initializer", "use_bias"}, {"units"}}},
+      {"Conv2D",
+       {{"filters", "kernel_size", "strides", "padding", "activation", "kernel_initializer", "use_bias"},
+        {"filters", "kernel_size"}}},
+      {"MaxPool2D", {{"pool_size", "strides", "padding"}, {}}},
+      {"MaxPooling2D", {{"pool_size", "strides", "padding"}, {}}},
+      {"Flatten", {{}, {}}},
+      {"Dropout", {{"rate"}, {"rate"}}},
+      {"BatchNormalization", {{"momentum", "epsilon"}, {}}},
+      {"Activation", {{"activation"}, {"activation"}}},
+  };
+  auto it = kKeys.find(type);
+  return it == kKeys.end() ? nullptr : &it->second;
+}
+
 // `where`: "FILE:LINE: model.layers", or "FILE (--set): model.layers" when --set gave the array.
 bool read_layers(const toml::node& n, const std::string& where, const std::string& file,
                  const std::set<std::string>& overridden, std::vector<LayerSpec>& layers, std::string* error) {
@@ -271,37 +324,65 @@ bool read_layers(const toml::node& n, const std::string& where, const std::strin
     *error = where + " must be an array of tables";
     return false;
   }
-  const bool from_set = overridden.count("model.layers") > 0;
+  if (a->empty()) {
+    *error = where + " is empty: add [[model.layers]] tables";
+    return false;
+  }
   for (size_t i = 0; i < a->size(); ++i) {
     const toml::table* t = (*a)[i].as_table();
-    const std::string prefix = "model.layers[" + std::to_string(i) + "].";
+    const std::string element = "model.layers[" + std::to_string(i) + "]";
+    // A table that --set gave has no line in the file.
+    const uint32_t line = (*a)[i].source().begin.line;
+    std::string at = file;
+    at += line == 0 ? std::string(" (--set)") : ":" + std::to_string(line);
+    at += ": " + element;
     if (!t) {
-      *error = file + (from_set ? " (--set)" : ":" + std::to_string((*a)[i].source().begin.line)) + ": " +
-               prefix.substr(0, prefix.size() - 1) + " must be a table";
+      *error = at + " must be a table";
       return false;
     }
     LayerSpec s;
-    TableReader r(*t, prefix, file, overridden, error);
+    TableReader r(*t, element + ".", file, overridden, error);
     r.get("type", s.type);
     r.get("name", s.name);
-    r.get("units", s.units);
-    r.get("activation", s.activation);
-    r.get("filters", s.filters);
-    r.get("kernel_size", s.kernel_size);
-    r.get("strides", s.strides, &s.strides_given);
-    r.get("pool_size", s.pool_size);
-    r.get("padding", s.padding);
-    r.get("rate", s.rate);
-    r.get("momentum", s.momentum);
-    r.get("epsilon", s.epsilon);
-    r.get("kernel_initializer", s.kernel_initializer);
-    r.get("use_bias", s.use_bias);
-    if (!r.finish()) return false;
+    if (!error->empty()) return false;
     if (s.type.empty()) {
-      *error = file + (from_set ? " (--set)" : ":" + std::to_string(t->source().begin.line)) + ": " + prefix +
-               "type is missing";
+      *error = at + ".type is missing (Dense, Conv2D, MaxPool2D, Flatten, Dropout, BatchNormalization or "
+                    "Activation)";
       return false;
     }
+    const LayerKeys* keys = layer_keys(s.type);
+    if (!keys) {
+      *error = r.where(*t->get("type"), "type") + " is not a layer type: '" + s.type +
+               "' (Dense, Conv2D, MaxPool2D, Flatten, Dropout, BatchNormalization or Activation)";
+      return false;
+    }
+    // Keras' names are Python identifiers; a '/' would also break the "layer/tensor" names of the
+    // optimizer state in checkpoints.
+    if (s.name.find('/') != std::string::npos) {
+      *error = r.where(*t->get("name"), "name") + " must not contain '/', got '" + s.name + "'";
+      return false;
+    }
+    auto wants = [&](const char* key) {
+      return std::find(keys->keys.begin(), keys->keys.end(), key) != keys->keys.end();
+    };
+    if (wants("units")) r.get("units", s.units);
+    if (wants("activation")) r.get("activation", s.activation);
+    if (wants("filters")) r.get("filters", s.filters);
+    if (wants("kernel_size")) r.get("kernel_size", s.kernel_size);
+    if (wants("strides")) r.get("strides", s.strides, &s.strides_given);
+    if (wants("pool_size")) r.get("pool_size", s.pool_size);
+    if (wants("padding")) r.get("padding", s.padding);
+    if (wants("rate")) r.get("rate", s.rate);
+    if (wants("momentum")) r.get("momentum", s.momentum);
+    if (wants("epsilon")) r.get("epsilon", s.epsilon);
+    if (wants("kernel_initializer")) r.get("kernel_initializer", s.kernel_initializer);
+    if (wants("use_bias")) r.get("use_bias", s.use_bias);
+    if (!r.finish("a " + s.type + " layer")) return false;
+    for (const std::string& key : keys->required)
+      if (!r.has(key)) {
+        *error = at + " (" + s.type + ") needs " + key;
+        return false;
+      }
     layers.push_back(std::move(s));
   }
   return true;
@@ -330,23 +411,34 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
   TableReader top(root, "", name, overridden, &error);
   if (const toml::node* n = top.node("seed")) {
     if (!n->is_integer() || *n->value<int64_t>() < 0)
-      return Error{top.where(*n, "seed") + " must be a non-negative integer (omit it for an unseeded run)"};
+      return Error{top.where(*n, "seed") +
+                   " must be an integer from 0 to 9223372036854775807 (omit it for an unseeded run)"};
     c.seed = static_cast<uint64_t>(*n->value<int64_t>());
   }
+  bool source_given = false;
   if (const toml::table* t = top.table("data")) {
     TableReader r(*t, "data.", name, overridden, &error);
-    r.get("source", c.data.source);
-    r.get("path", c.data.path);
-    r.get("labels", c.data.labels);
-    r.get("label", c.data.label);
-    r.get("reshape", c.data.reshape);
-    r.get("test_fraction", c.data.test_fraction);
-    r.get("stratify", c.data.stratify);
-    r.get("scale", c.data.scale);
-    r.get("shape", c.data.shape);
-    r.get("classes", c.data.classes);
-    r.get("samples", c.data.samples);
-    r.finish();
+    DataConfig& d = c.data;
+    source_given = r.has("source");
+    r.get("source", d.source);
+    r.get("path", d.path);
+    if (!source_given) d.source = infer_source(d.path, r.has("shape") || r.has("classes") || r.has("samples"));
+    r.get("reshape", d.reshape);
+    r.get("test_fraction", d.test_fraction);
+    r.get("stratify", d.stratify);
+    r.get("scale", d.scale);
+    if (d.source == "csv") {
+      r.get("label", d.label);
+    } else if (d.source == "npy" || d.source == "idx") {
+      r.get("labels", d.labels);
+    } else if (d.source == "synthetic") {
+      r.get("shape", d.shape);
+      r.get("classes", d.classes);
+      r.get("samples", d.samples);
+    }
+    r.finish(d.source == "csv" || d.source == "npy" || d.source == "idx" || d.source == "synthetic"
+                 ? "data.source = \"" + d.source + "\"" + (source_given || d.path.empty() ? "" : " (from the name of data.path)")
+                 : "");
   }
   if (const toml::table* t = top.table("augment")) {
     TableReader r(*t, "augment.", name, overridden, &error);
@@ -376,14 +468,20 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
       // Keras' default learning rates: 0.01 for SGD, 0.001 for the others.
       if (oc.type == "sgd") oc.learning_rate = 0.01;
       ro.get("learning_rate", oc.learning_rate);
-      ro.get("momentum", oc.momentum);
-      ro.get("nesterov", oc.nesterov);
-      ro.get("beta_1", oc.beta_1);
-      ro.get("beta_2", oc.beta_2);
-      ro.get("epsilon", oc.epsilon);
-      ro.get("weight_decay", oc.weight_decay);
-      ro.get("rho", oc.rho);
-      ro.finish();
+      const bool known = oc.type == "sgd" || oc.type == "adam" || oc.type == "adamw" || oc.type == "rmsprop";
+      // Each optimizer reads only the keys it uses: a momentum given to adam would otherwise do nothing.
+      if (oc.type == "sgd" || !known) {
+        ro.get("momentum", oc.momentum);
+        ro.get("nesterov", oc.nesterov);
+      }
+      if (oc.type == "adam" || oc.type == "adamw" || !known) {
+        ro.get("beta_1", oc.beta_1);
+        ro.get("beta_2", oc.beta_2);
+      }
+      if (oc.type != "sgd") ro.get("epsilon", oc.epsilon);
+      if (oc.type == "adamw" || !known) ro.get("weight_decay", oc.weight_decay);
+      if (oc.type == "rmsprop" || !known) ro.get("rho", oc.rho);
+      ro.finish(known ? "the " + oc.type + " optimizer" : "");
     }
     r.finish();
   }
@@ -406,15 +504,10 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
   auto bad = [&](const std::string& path, const std::string& what) { return Error{line_of(path) + " " + what}; };
 
   DataConfig& d = c.data;
-  if (!root.at_path("data.source")) {
-    const std::string ext = fs::path(d.path).extension().string();
-    d.source = ext == ".npy" ? "npy" : (ext == ".idx" || ext == ".ubyte" || d.path.find("-idx") != std::string::npos)
-                                           ? "idx"
-                                           : d.path.empty() ? "synthetic" : "csv";
-  }
   if (d.source != "csv" && d.source != "npy" && d.source != "idx" && d.source != "synthetic")
     return bad("data.source", "must be csv, npy, idx or synthetic, got '" + d.source + "'");
   if (d.source == "synthetic") {
+    if (!d.path.empty()) return bad("data.path", "does not apply to synthetic data (data.source = \"synthetic\")");
     if (d.shape.empty()) return bad("data.shape", "is needed for synthetic data, e.g. shape = [784]");
     if (d.classes < 2) return bad("data.classes", "must be at least 2 for synthetic data");
     if (d.samples < 1) return bad("data.samples", "must be at least 1 for synthetic data");
@@ -423,7 +516,12 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
       if (__builtin_mul_overflow(values, dim, &values) || values > (int64_t{1} << 40))
         return bad("data.samples", "times the sample shape is too many values for synthetic data");
   } else {
-    if (d.path.empty()) return Error{name + ": data.path is missing"};
+    if (d.path.empty())
+      return Error{name + ": data.path is missing (the data file; or data.source = \"synthetic\" with shape, "
+                          "classes and samples)"};
+    if (fs::path(d.path).extension() == ".npz")
+      return bad("data.path", "is an .npz archive, which trainrr does not read: save the features and the "
+                              "labels each with numpy.save (.npy) and give them as data.path and data.labels");
     if (d.source == "csv" && d.label.empty()) return Error{name + ": data.label is missing (the label column's name)"};
     if (d.source != "csv" && d.labels.empty()) return Error{name + ": data.labels is missing (the labels file)"};
   }

@@ -146,6 +146,98 @@ TEST(Config, ErrorsInAValueGivenBySetSayTheyComeFromSet) {
       << c.error().message;
 }
 
+TEST(Config, KeysOfAnotherKindOfLayerOptimizerOrSourceAreRefused) {
+  // Each would otherwise be read and then do nothing.
+  expect_set_errors(
+      {{"model.layers[0].type=\"BatchNormalization\"",
+        "run.toml:9: unknown key 'model.layers[0].activation' for a BatchNormalization layer (its keys: "},
+       {"model.layers[0]={type=\"Dropout\",rate=0.5,units=3}",
+        "run.toml (--set): unknown key 'model.layers[0].units' for a Dropout layer"},
+       {"model.layers[0]={type=\"MaxPool2D\",activation=\"relu\"}",
+        "unknown key 'model.layers[0].activation' for a MaxPool2D layer"},
+       {"model.layers[0]={type=\"Dense\",units=3,filters=2}",
+        "unknown key 'model.layers[0].filters' for a Dense layer"},
+       {"train.optimizer.weight_decay=0.1", "unknown key 'train.optimizer.weight_decay' for the adam optimizer"},
+       {"train.optimizer.momentum=0.9", "unknown key 'train.optimizer.momentum' for the adam optimizer"},
+       {"data.samples=10", "unknown key 'data.samples' for data.source = \"csv\" (from the name of data.path)"},
+       {"data.labels=\"y.npy\"", "unknown key 'data.labels' for data.source = \"csv\""}});
+  auto sgd = parse_config(kBase, "run.toml", "",
+                          {"train.optimizer.type=\"sgd\"", "train.optimizer.momentum=0.9",
+                           "train.optimizer.nesterov=true"});
+  ASSERT_TRUE(sgd.ok()) << sgd.error().message;
+  EXPECT_DOUBLE_EQ(sgd->train.optimizer.momentum, 0.9);
+  auto adamw = parse_config(kBase, "run.toml", "", {"train.optimizer.type=\"adamw\"", "train.optimizer.weight_decay=0.1"});
+  ASSERT_TRUE(adamw.ok()) << adamw.error().message;
+  EXPECT_DOUBLE_EQ(adamw->train.optimizer.weight_decay, 0.1);
+}
+
+TEST(Config, ArgumentsKerasRequiresMustBeGiven) {
+  expect_set_errors({{"model.layers[0]={type=\"Dropout\"}", "run.toml (--set): model.layers[0] (Dropout) needs rate"},
+                     {"model.layers[0]={type=\"Activation\"}", "(Activation) needs activation"},
+                     {"model.layers[0]={type=\"Dense\"}", "(Dense) needs units"},
+                     {"model.layers[0]={type=\"Conv2D\",filters=4}", "(Conv2D) needs kernel_size"},
+                     {"model.layers[0].type=\"Dense2\"",
+                      "run.toml (--set): model.layers[0].type is not a layer type: 'Dense2' (Dense, Conv2D,"},
+                     {"model.layers[0].name=\"block/dense\"", "model.layers[0].name must not contain '/'"},
+                     {"model.layers=[]", "run.toml (--set): model.layers is empty"},
+                     {"model.layers[0]=1", "run.toml (--set): model.layers[0] must be a table"}});
+}
+
+TEST(Config, DataSourceFollowsThePathOrTheSyntheticKeys) {
+  struct Case {
+    std::string path, source;
+  };
+  for (const Case& c : std::vector<Case>{{"train-images-idx3-ubyte", "idx"},
+                                         {"train-images.idx3-ubyte", "idx"},
+                                         {"t10k-images-idx3-ubyte.gz", "idx"},
+                                         {"images.idx", "idx"},
+                                         {"x.npy", "npy"},
+                                         {"table.csv", "csv"},
+                                         {"table.txt", "csv"}}) {
+    const std::string label_key = c.source == "csv" ? "data.label=\"y\"" : "data.labels=\"labels\"";
+    std::string text = kBase;
+    text.replace(text.find("label = \"y\"\n"), 12, "");
+    auto r = parse_config(text, "run.toml", "", {"data.path=\"" + c.path + "\"", label_key});
+    ASSERT_TRUE(r.ok()) << c.path << ": " << r.error().message;
+    EXPECT_EQ(r->data.source, c.source) << c.path;
+  }
+  // Without a path: synthetic data when its keys are there, else the path is what is missing.
+  std::string text = kBase;
+  text.replace(text.find("path = \"d.csv\"\nlabel = \"y\"\n"), 26, "");
+  auto missing = parse_config(text, "run.toml", "");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().message.find("run.toml: data.path is missing"), std::string::npos)
+      << missing.error().message;
+  auto synthetic = parse_config(text, "run.toml", "", {"data.shape=[4]", "data.classes=2", "data.samples=8"});
+  ASSERT_TRUE(synthetic.ok()) << synthetic.error().message;
+  EXPECT_EQ(synthetic->data.source, "synthetic");
+  expect_set_errors({{"data.path=\"arrays.npz\"", "data.path is an .npz archive, which trainrr does not read"}});
+}
+
+TEST(Config, NumbersPastFloat32AreRefused) {
+  expect_set_errors({{"train.optimizer.learning_rate=1e300",
+                      "run.toml (--set): train.optimizer.learning_rate is too large: float32 holds at most"}});
+  auto c = parse_config(kBase, "run.toml", "", {"train.optimizer.learning_rate=3e38"});
+  EXPECT_TRUE(c.ok()) << c.error().message;
+}
+
+TEST(Config, AMalformedStructuredValueInSetIsReportedNotTakenAsAString) {
+  expect_set_errors({{"data.reshape=[8,8,", "--set data.reshape=[8,8,: the value is not valid TOML"},
+                     {"model.layers[0]={type=\"Dense\",", "the value is not valid TOML"},
+                     {"data.label=\"y", "the value is not valid TOML"}});
+  // A bare word is still a string.
+  auto c = parse_config(kBase, "run.toml", "", {"runtime.policy=deterministic"});
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->runtime.policy, "deterministic");
+}
+
+TEST(Config, EverySeedTheOsCanDrawCanBeWrittenBack) {
+  expect_set_errors({{"seed=-1", "seed must be an integer from 0 to 9223372036854775807"}});
+  auto c = parse_config(kBase, "run.toml", "", {"seed=9223372036854775807"});
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(*c->seed, 9223372036854775807u);
+}
+
 TEST(Config, MissingFileIsNamed) {
   auto c = load_config("/nonexistent/run.toml");
   ASSERT_FALSE(c.ok());

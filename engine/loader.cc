@@ -26,7 +26,7 @@ void Loader::start(std::vector<uint32_t> order, const std::vector<uint32_t>& don
   idle_cv_.wait(lock, [this] { return in_flight_ == 0; });
   order_ = std::move(order);
   const int64_t n = static_cast<int64_t>(order_.size());
-  batches_ = (n + batch_size_ - 1) / batch_size_;
+  batches_ = n / batch_size_ + (n % batch_size_ != 0);  // ceil, without overflow for a huge batch size
   taken_.assign(batches_, 0);
   for (uint32_t b : done) {
     TRAINRR_CHECK(b < batches_, "a resumed epoch names a batch it does not have");

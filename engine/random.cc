@@ -65,7 +65,8 @@ double normal_quantile(double p) {
 
 uint64_t entropy_seed() {
   std::random_device rd;
-  return (static_cast<uint64_t>(rd()) << 32) | rd();
+  // 63 bits: a configuration's seed is a TOML integer (int64), so every drawn seed can be written back.
+  return ((static_cast<uint64_t>(rd()) << 32) | rd()) >> 1;
 }
 
 RngDraw RngStreams::draw_words(std::string_view site, std::string_view stream, std::span<uint32_t> out) {

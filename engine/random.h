@@ -36,7 +36,7 @@ double normal_quantile(double p);
 // multiply-shift bounding): a recorded shuffle draw is enough to rebuild its permutation.
 void permutation_from_words(std::span<const uint32_t> words, std::vector<uint32_t>& perm, uint32_t n);
 
-// A seed from the operating system's entropy source.
+// A seed from the operating system's entropy source, below 2^63 (as a configuration can give one).
 uint64_t entropy_seed();
 
 // The named streams of one run. Draws go through the hooks (decision before, values after).

@@ -160,4 +160,9 @@ TEST(RngStreams, OffsetsRestore) {
 }
 
 }  // namespace
+TEST(EntropySeed, FitsInAConfigurationsInteger) {
+  // A configuration's seed is a TOML integer (int64): an unseeded run's seed must be one it can give back.
+  for (int i = 0; i < 64; ++i) EXPECT_LE(entropy_seed(), static_cast<uint64_t>(INT64_MAX));
+}
+
 }  // namespace trainrr

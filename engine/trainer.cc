@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <new>
 #include <numeric>
 #include <system_error>
@@ -74,10 +75,104 @@ Result<Dataset> load_dataset(const DataConfig& c, uint64_t seed) {
   return data;
 }
 
+namespace {
+
+std::string fmt_number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+// Where a row's label comes from, for messages: CSV rows count from 1 after the header, array rows from 0.
+std::string label_at(const DataConfig& c, size_t row) {
+  if (c.source == "csv") return c.path + ": the label (column \"" + c.label + "\") of data row " + std::to_string(row + 1);
+  return (c.labels.empty() ? std::string("the synthetic data") : c.labels) + ": the label of row " +
+         std::to_string(row) + " (counting from 0)";
+}
+
+}  // namespace
+
+// Labels that the loss or the split cannot use would otherwise stop the run with an internal error in the
+// middle of training (a class index out of range), or train silently to nonsense (a negative loss).
+Status check_labels(const Dataset& data, const RunConfig& config, const std::string& loss) {
+  const DataConfig& c = config.data;
+  for (size_t i = 0; i < data.y.size(); ++i) {
+    const float v = data.y[i];
+    const bool index = v >= 0 && v < 16777216.0f && std::floor(v) == v;
+    if (loss == "sparse_categorical_crossentropy" && !index)
+      return Error{label_at(c, i) + " is " + fmt_number(v) +
+                   ": sparse_categorical_crossentropy needs class indices, integers from 0"};
+    if (loss == "binary_crossentropy" && !(v >= 0 && v <= 1))
+      return Error{label_at(c, i) + " is " + fmt_number(v) + ": binary_crossentropy needs labels in [0, 1]"};
+    if (c.stratify && c.test_fraction > 0 && !index)
+      return Error{label_at(c, i) + " is " + fmt_number(v) +
+                   ": data.stratify needs class labels, integers from 0 (set stratify = false for "
+                   "regression targets)"};
+  }
+  if (!c.stratify || c.test_fraction <= 0) return {};
+  // As scikit-learn's stratified split: every class needs two rows, and each side one row per class.
+  std::map<int64_t, int64_t> counts;
+  for (float v : data.y) ++counts[static_cast<int64_t>(v)];
+  for (const auto& [label, count] : counts)
+    if (count < 2)
+      return Error{label_at(c, std::find(data.y.begin(), data.y.end(), static_cast<float>(label)) -
+                                   data.y.begin()) +
+                   " is " + std::to_string(label) +
+                   ", the only row of that class: data.stratify needs at least 2 rows in every class "
+                   "(set stratify = false, or drop the class)"};
+  const auto rows = static_cast<int64_t>(data.y.size());
+  const auto n_test = static_cast<int64_t>(std::ceil(c.test_fraction * static_cast<double>(rows) - 1e-9));
+  const auto classes = static_cast<int64_t>(counts.size());
+  if (n_test < classes || rows - n_test < classes)
+    return Error{config.file + ": data.stratify: a split of " + std::to_string(rows) + " rows into " +
+                 std::to_string(rows - n_test) + " training and " + std::to_string(n_test) +
+                 " test rows cannot hold each of the " + std::to_string(classes) +
+                 " classes on both sides (a larger or smaller data.test_fraction, or stratify = false)"};
+  return {};
+}
+
+// Flips and shifts move pixels: they need images, [height, width, channels] per sample.
+Status check_augment(const AugmentConfig& a, const Shape& sample) {
+  if (!a.flip && a.shift == 0) return {};
+  const std::string key = a.flip ? "augment.flip" : "augment.shift";
+  if (sample.size() != 3)
+    return Error{key + " needs images, samples of shape [height, width, channels] (data.reshape = [8, 8, 1], "
+                       "say), but this data's samples have shape " + shape_str(sample)};
+  if (a.shift >= std::min(sample[0], sample[1]))
+    return Error{"augment.shift = " + std::to_string(a.shift) + " must be less than the images' height and " +
+                 "width (" + std::to_string(sample[0]) + "x" + std::to_string(sample[1]) +
+                 "): a larger shift leaves nothing of the image"};
+  return {};
+}
+
+// Settings that train but most likely not as meant: what Keras warns about, and a softmax over one value.
+std::vector<std::string> output_warnings(const RunConfig& config, const Shape& output) {
+  std::vector<std::string> out;
+  const std::string& loss = config.train.loss;
+  if (loss != "binary_crossentropy" && loss != "sparse_categorical_crossentropy") return out;
+  // The activation that produces the model's output: the last layer that has one.
+  std::string act;
+  for (auto it = config.layers.rbegin(); it != config.layers.rend() && act.empty(); ++it)
+    if (it->type == "Dense" || it->type == "Conv2D" || it->type == "Activation") act = it->activation;
+  if (act.empty()) act = "linear";
+  const bool probabilities = act == "softmax" || act == "sigmoid";
+  if (act == "softmax" && shape_size(output) == 1)
+    out.push_back("the model ends in a softmax over 1 value, which is always 1: use sigmoid for a binary output");
+  else if (config.train.from_logits && probabilities)
+    out.push_back(loss + " with train.from_logits = true, but the model's output comes from a " + act +
+                  " activation: its outputs are probabilities, not logits (set from_logits = false)");
+  else if (!config.train.from_logits && act != "sigmoid" && act != "softmax")
+    out.push_back(loss + " with train.from_logits = false takes the outputs as probabilities, but the model's "
+                         "last activation is " + act + " (set from_logits = true, or end in " +
+                  (loss == "binary_crossentropy" ? "sigmoid" : "softmax") + ")");
+  return out;
+}
+
 bool Training::classification() const { return loss_->name() != "mse"; }
 
 int64_t Training::steps_per_epoch() const {
-  return (train_.rows() + config_.train.batch_size - 1) / config_.train.batch_size;
+  const int64_t rows = train_.rows(), batch = config_.train.batch_size;
+  return rows / batch + (rows % batch != 0);  // ceil, without overflow for a huge batch size
 }
 
 Result<std::unique_ptr<Training>> Training::create(const RunConfig& config, const TrainingOptions& options) {
@@ -91,6 +186,7 @@ Status Training::prepare(const TrainingOptions& options) {
   TRAINRR_CHECK(options.registry != nullptr, "a run needs a kernel registry");
   hooks_ = options.hooks ? options.hooks : &null_hooks();
   log_ = options.log;
+  warn_ = options.warnings;
   progress_ = options.progress;
   interrupt_ = options.interrupt;
 
@@ -129,7 +225,11 @@ Status Training::prepare(const TrainingOptions& options) {
   auto loss = make_loss(config_.train.loss, config_.train.from_logits);
   if (!loss) return Error{config_.file + ": train.loss: " + loss.error().message};
   loss_ = std::move(loss).value();
+  if (Status s = check_labels(*data, config_, loss_->name()); !s) return s.error();
   if (Status s = loss_->check_output(*out, data->num_classes); !s) return s.error();
+  if (Status s = check_augment(config_.augment, data->sample_shape()); !s) return s.error();
+  if (warn_)
+    for (const std::string& w : output_warnings(config_, *out)) std::fprintf(warn_, "warning: %s\n", w.c_str());
 
   if (config_.data.test_fraction > 0) {
     SplitIndices split = split_rows(data->y, data->num_classes, config_.data.test_fraction, config_.data.stratify,
@@ -146,16 +246,25 @@ Status Training::prepare(const TrainingOptions& options) {
     train_ = std::move(data).value();
   }
   if (config_.train.validation_split > 0) {
-    // Keras: the last fraction of the training rows, before any shuffling.
+    // Keras: the last fraction of the training rows, before any shuffling; the training part is
+    // floor(rows * (1 - validation_split)), and neither part may be empty.
     const int64_t n = train_.rows();
-    const int64_t n_val = static_cast<int64_t>(std::floor(n * config_.train.validation_split));
+    const auto n_keep =
+        static_cast<int64_t>(std::floor(static_cast<double>(n) * (1.0 - config_.train.validation_split)));
+    if (n_keep == 0 || n_keep == n)
+      return Error{config_.file + ": train.validation_split = " + fmt_number(config_.train.validation_split) +
+                   " of " + std::to_string(n) + " training rows leaves " +
+                   (n_keep == 0 ? "no training rows" : "no validation rows")};
+    const int64_t n_val = n - n_keep;
     std::vector<uint32_t> keep(n - n_val), val(n_val);
     std::iota(keep.begin(), keep.end(), 0);
     std::iota(val.begin(), val.end(), static_cast<uint32_t>(n - n_val));
     val_ = take_rows(train_, val);
     train_ = take_rows(train_, keep);
   }
-  if (train_.rows() == 0) return Error{config_.data.path + ": no training rows left after the splits"};
+  if (train_.rows() == 0)
+    return Error{(config_.data.path.empty() ? std::string("the synthetic data") : config_.data.path) +
+                 ": no training rows left after the splits"};
 
   if (config_.data.scale != "none") {
     const Scaler scaler =
@@ -216,6 +325,14 @@ void Training::run_step() {
   std::vector<Param*> params = model_.params();
   optimizer_->step(params, rt_);
 
+  if (!std::isfinite(lv.loss) && warn_ && !warned_non_finite_) {
+    warned_non_finite_ = true;
+    std::fprintf(warn_,
+                 "warning: the loss is %s at step %lld (epoch %d): training has diverged, and every later "
+                 "value will be too (a smaller learning rate or scaled data, data.scale, may help)\n",
+                 std::isnan(lv.loss) ? "nan" : "infinite", static_cast<long long>(step_), epoch_ + 1);
+    std::fflush(warn_);
+  }
   const int64_t rows = static_cast<int64_t>(b.y.size());
   epoch_loss_ += lv.loss * rows;
   epoch_rows_ += rows;

@@ -26,6 +26,7 @@ struct TrainingOptions {
   const KernelRegistry* registry = nullptr;  // required
   std::optional<Policy> policy;              // overrides runtime.policy (the replayer forces)
   FILE* log = nullptr;                       // per-epoch lines and the progress bar; null: quiet
+  FILE* warnings = nullptr;  // settings that most likely do not train as meant, a loss gone non-finite
   bool progress = false;                     // a progress bar (when the log is a terminal)
   const std::atomic<bool>* interrupt = nullptr;  // set (by a signal handler): stop after the current step
 };
@@ -80,6 +81,8 @@ class Training {
   RunConfig config_;
   Hooks* hooks_ = nullptr;
   FILE* log_ = nullptr;
+  FILE* warn_ = nullptr;
+  bool warned_non_finite_ = false;
   const std::atomic<bool>* interrupt_ = nullptr;
   bool progress_ = false;
   uint64_t seed_ = 0;
@@ -110,5 +113,12 @@ class Training {
 
 // Loads the configured data set (before any split).
 Result<Dataset> load_dataset(const DataConfig& config, uint64_t seed);
+// Labels the loss (sparse_categorical_crossentropy: class indices; binary_crossentropy: [0, 1]) and a
+// stratified split (class indices, two rows per class) can use; errors name the file and the row.
+Status check_labels(const Dataset& data, const RunConfig& config, const std::string& loss);
+// Image augmentation needs samples [height, width, channels] and a shift smaller than the image.
+Status check_augment(const AugmentConfig& augment, const Shape& sample);
+// The output activation against the loss's from_logits, as Keras warns (and a softmax over one value).
+std::vector<std::string> output_warnings(const RunConfig& config, const Shape& output);
 
 }  // namespace trainrr

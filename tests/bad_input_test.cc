@@ -198,6 +198,100 @@ loss = "binary_crossentropy"
   expect_error("train " + path, "(2,)");
 }
 
+// Labels the loss or the split cannot use stopped the run with an internal check (exit 134) mid-training,
+// or trained silently to a negative loss.
+TEST_F(BadInput, LabelsTheLossCannotUseNameFileAndRow) {
+  dir.write("d.csv", "a,b,y\n1,2,0\n3,4,1\n5,6,2\n7,8,1\n");
+  expect_error("train " + config("d.csv"),
+               dir.file("d.csv") + ": the label (column \"y\") of data row 3 is 2: binary_crossentropy needs "
+                                   "labels in [0, 1]");
+  dir.write("e.csv", "a,b,y\n1,2,0\n3,4,1\n5,6,-1\n7,8,1\n");
+  const std::string scce = " --set 'model.layers[1]={type=\"Dense\",units=2}' "
+                           "--set train.loss=sparse_categorical_crossentropy --set train.from_logits=true";
+  expect_error("train " + config("e.csv") + scce,
+               "of data row 3 is -1: sparse_categorical_crossentropy needs class indices");
+  dir.write("f.csv", "a,b,y\n1,2,0\n3,4,1.5\n5,6,0\n7,8,1\n");
+  expect_error("train " + config("f.csv") + scce, "of data row 2 is 1.5: sparse_categorical_crossentropy");
+  // Labels counted from 1: the message says so.
+  dir.write("g.csv", "a,b,y\n1,2,1\n3,4,2\n5,6,1\n7,8,2\n");
+  expect_error("train " + config("g.csv") + scce,
+               "the labels go up to 2, 3 classes counting from 0 (if the labels start at 1, subtract 1");
+}
+
+TEST_F(BadInput, StratifyNeedsClassLabelsWithTwoRowsEach) {
+  dir.write("r.csv", "a,b,y\n1,2,0.5\n3,4,1.25\n5,6,7\n7,8,1\n");
+  const std::string mse = " --set 'model.layers[1].activation=\"linear\"' --set train.loss=mse "
+                          "--set data.test_fraction=0.5 --set data.stratify=true";
+  expect_error("train " + config("r.csv") + mse,
+               "of data row 1 is 0.5: data.stratify needs class labels, integers from 0");
+  // Integer targets in the millions were taken as that many classes, in time quadratic in them.
+  dir.write("s.csv", "a,b,y\n1,2,16000000\n3,4,1\n5,6,16000000\n7,8,1\n9,9,3\n");
+  expect_error("train " + config("s.csv") + mse,
+               "of data row 5 is 3, the only row of that class: data.stratify needs at least 2 rows");
+}
+
+TEST_F(BadInput, MseNeedsOneOutputPerSample) {
+  dir.write("d.csv", good_csv);
+  expect_error("train " + config("d.csv") + " --set 'model.layers[1].units=3' --set train.loss=mse",
+               "mse compares one output value per sample with the row's target, but the model outputs 3 values");
+}
+
+TEST_F(BadInput, ImageAugmentationNeedsImages) {
+  dir.write("d.csv", good_csv);
+  expect_error("train " + config("d.csv") + " --set augment.flip=true",
+               "augment.flip needs images, samples of shape [height, width, channels]");
+  dir.write("i.csv", "a,b,c,d,y\n1,2,3,4,0\n5,6,7,8,1\n1,2,3,4,0\n5,6,7,8,1\n");
+  const std::string images = " --set 'data.reshape=[2,2,1]' --set 'model.layers[0]={type=\"Flatten\"}'";
+  expect_error("train " + config("i.csv") + images + " --set augment.shift=2",
+               "augment.shift = 2 must be less than the images' height and width (2x2)");
+  CommandResult ok = run_trainrr("train " + config("i.csv") + images + " --set augment.shift=1 --set augment.flip=true");
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+}
+
+TEST_F(BadInput, ValidationSplitIsKerasRoundingAndNeverLeavesTrainingEmpty) {
+  dir.write("d.csv", good_csv);
+  expect_error("train " + config("d.csv") + " --set train.validation_split=0.9",
+               "train.validation_split = 0.9 of 4 training rows leaves no training rows");
+  // As Keras: floor(4 * (1 - 0.3)) = 2 training rows, 2 validation rows; floor(4 * 0.9) = 3 and 1.
+  CommandResult r = run_trainrr("train " + config("d.csv") + " --set train.validation_split=0.3");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("2 training rows, 2 validation"), std::string::npos) << r.output;
+  r = run_trainrr("train " + config("d.csv") + " --set train.validation_split=0.1");
+  EXPECT_NE(r.output.find("3 training rows, 1 validation"), std::string::npos) << r.output;
+}
+
+TEST_F(BadInput, AHugeBatchSizeIsOneBatchPerEpoch) {
+  dir.write("d.csv", good_csv);
+  CommandResult r = run_trainrr("train " + config("d.csv") + " --set train.batch_size=9223372036854775807");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("Epoch 1/1 - 1 steps"), std::string::npos) << r.output;
+}
+
+TEST_F(BadInput, SettingsThatTrainButNotAsMeantAreWarnedAbout) {
+  dir.write("d.csv", good_csv);
+  CommandResult linear = run_trainrr("train " + config("d.csv") + " --set 'model.layers[1].activation=\"linear\"'");
+  EXPECT_EQ(linear.exit_code, 0) << linear.output;
+  EXPECT_NE(linear.output.find("warning: binary_crossentropy with train.from_logits = false takes the outputs as "
+                               "probabilities, but the model's last activation is linear"),
+            std::string::npos)
+      << linear.output;
+  CommandResult softmax = run_trainrr("train " + config("d.csv") + " --set 'model.layers[1].activation=\"softmax\"'");
+  EXPECT_NE(softmax.output.find("warning: the model ends in a softmax over 1 value, which is always 1"),
+            std::string::npos)
+      << softmax.output;
+  CommandResult good = run_trainrr("train " + config("d.csv"));
+  EXPECT_EQ(good.output.find("warning:"), std::string::npos) << good.output;
+  // A learning rate that blows the loss up: the first non-finite loss is named once.
+  dir.write("r.csv", "a,b,y\n1,2,100\n3,4,-200\n5,6,300\n7,8,-400\n");
+  CommandResult diverged = run_trainrr(
+      "train " + config("r.csv") + " --set 'model.layers[1].activation=\"linear\"' --set train.loss=mse " +
+      "--set train.optimizer.type=sgd --set train.optimizer.learning_rate=1e30 --set train.epochs=20");
+  EXPECT_EQ(diverged.exit_code, 0) << diverged.output;
+  const size_t at = diverged.output.find("warning: the loss is ");
+  EXPECT_NE(at, std::string::npos) << diverged.output;
+  EXPECT_EQ(diverged.output.find("warning: the loss is ", at + 1), std::string::npos) << diverged.output;
+}
+
 TEST_F(BadInput, RecordNeverOverwritesWhatIsNotATrace) {
   dir.write("d.csv", good_csv);
   const std::string cfg = config("d.csv");

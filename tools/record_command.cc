@@ -80,6 +80,7 @@ int run_record(const RecordArgs& a) {
   opts.registry = &registry;
   opts.hooks = recorder->get();
   opts.log = stdout;
+  opts.warnings = stderr;
   opts.progress = isatty(STDOUT_FILENO);
   opts.interrupt = &g_interrupted;
   std::signal(SIGINT, on_signal);

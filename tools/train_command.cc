@@ -27,6 +27,7 @@ int run_train(const TrainArgs& a) {
   TrainingOptions opts;
   opts.registry = &registry;
   opts.log = stdout;
+  opts.warnings = stderr;
   opts.progress = isatty(STDOUT_FILENO);
   auto training = Training::create(*config, opts);
   if (!training) {

@@ -20,7 +20,8 @@ double batch_mean(const Tensor& per_sample, Runtime& rt) {
 }
 
 std::string values_str(const Shape& output) {
-  return output.size() == 1 ? std::to_string(output[0]) + " values" : shape_str(output);
+  if (output.size() != 1) return shape_str(output);
+  return std::to_string(output[0]) + (output[0] == 1 ? " value" : " values");
 }
 
 class BinaryCrossentropy : public Loss {
@@ -115,9 +116,15 @@ class SparseCategoricalCrossentropy : public Loss {
       return Error{"sparse_categorical_crossentropy needs one score per class but the model outputs " +
                    shape_str(output) +
                    " per sample; add a Flatten layer and a Dense layer with one unit per class"};
+    if (num_classes > 0 && output[0] < num_classes)
+      return Error{"the model outputs " + values_str(output) + " per sample (one score per class) but the " +
+                   "labels go up to " + std::to_string(num_classes - 1) + ", " + std::to_string(num_classes) +
+                   " classes counting from 0" +
+                   (output[0] == num_classes - 1 ? " (if the labels start at 1, subtract 1 from them)" : "")};
     if (num_classes > 0 && output[0] != num_classes)
-      return Error{"the model outputs " + std::to_string(output[0]) + " values per sample but the data has " +
-                   std::to_string(num_classes) + " classes"};
+      return Error{"the model outputs " + values_str(output) + " per sample but the data has " +
+                   std::to_string(num_classes) + " classes (labels 0 to " + std::to_string(num_classes - 1) +
+                   ")"};
     return {};
   }
 
@@ -154,7 +161,10 @@ class MeanSquaredError : public Loss {
   }
 
   Status check_output(const Shape& output, int /*num_classes*/) const override {
-    if (output.empty()) return Error{"mse needs at least one value per sample"};
+    // The data has one target per row.
+    if (shape_size(output) != 1)
+      return Error{"mse compares one output value per sample with the row's target, but the model outputs " +
+                   values_str(output) + " per sample; end the model with a Dense layer of 1 unit"};
     return {};
   }
 };
