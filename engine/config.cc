@@ -346,8 +346,9 @@ bool read_layers(const toml::node& n, const std::string& where, const std::strin
     r.get("name", s.name);
     if (!error->empty()) return false;
     if (s.type.empty()) {
-      *error = at + ".type is missing (Dense, Conv2D, MaxPool2D, Flatten, Dropout, BatchNormalization or "
-                    "Activation)";
+      *error = at +
+               ".type is missing (Dense, Conv2D, MaxPool2D, Flatten, Dropout, BatchNormalization or "
+               "Activation)";
       return false;
     }
     const LayerKeys* keys = layer_keys(s.type);
@@ -422,7 +423,8 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
     source_given = r.has("source");
     r.get("source", d.source);
     r.get("path", d.path);
-    if (!source_given) d.source = infer_source(d.path, r.has("shape") || r.has("classes") || r.has("samples"));
+    if (!source_given)
+      d.source = infer_source(d.path, r.has("shape") || r.has("classes") || r.has("samples"));
     r.get("reshape", d.reshape);
     r.get("test_fraction", d.test_fraction);
     r.get("stratify", d.stratify);
@@ -437,7 +439,8 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
       r.get("samples", d.samples);
     }
     r.finish(d.source == "csv" || d.source == "npy" || d.source == "idx" || d.source == "synthetic"
-                 ? "data.source = \"" + d.source + "\"" + (source_given || d.path.empty() ? "" : " (from the name of data.path)")
+                 ? "data.source = \"" + d.source + "\"" +
+                       (source_given || d.path.empty() ? "" : " (from the name of data.path)")
                  : "");
   }
   if (const toml::table* t = top.table("augment")) {
@@ -507,7 +510,8 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
   if (d.source != "csv" && d.source != "npy" && d.source != "idx" && d.source != "synthetic")
     return bad("data.source", "must be csv, npy, idx or synthetic, got '" + d.source + "'");
   if (d.source == "synthetic") {
-    if (!d.path.empty()) return bad("data.path", "does not apply to synthetic data (data.source = \"synthetic\")");
+    if (!d.path.empty())
+      return bad("data.path", "does not apply to synthetic data (data.source = \"synthetic\")");
     if (d.shape.empty()) return bad("data.shape", "is needed for synthetic data, e.g. shape = [784]");
     if (d.classes < 2) return bad("data.classes", "must be at least 2 for synthetic data");
     if (d.samples < 1) return bad("data.samples", "must be at least 1 for synthetic data");
@@ -517,11 +521,13 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
         return bad("data.samples", "times the sample shape is too many values for synthetic data");
   } else {
     if (d.path.empty())
-      return Error{name + ": data.path is missing (the data file; or data.source = \"synthetic\" with shape, "
-                          "classes and samples)"};
+      return Error{name +
+                   ": data.path is missing (the data file; or data.source = \"synthetic\" with shape, "
+                   "classes and samples)"};
     if (fs::path(d.path).extension() == ".npz")
-      return bad("data.path", "is an .npz archive, which trainrr does not read: save the features and the "
-                              "labels each with numpy.save (.npy) and give them as data.path and data.labels");
+      return bad("data.path",
+                 "is an .npz archive, which trainrr does not read: save the features and the "
+                 "labels each with numpy.save (.npy) and give them as data.path and data.labels");
     if (d.source == "csv" && d.label.empty()) return Error{name + ": data.label is missing (the label column's name)"};
     if (d.source != "csv" && d.labels.empty()) return Error{name + ": data.labels is missing (the labels file)"};
   }

@@ -157,30 +157,34 @@ TEST(Config, KeysOfAnotherKindOfLayerOptimizerOrSourceAreRefused) {
         "unknown key 'model.layers[0].activation' for a MaxPool2D layer"},
        {"model.layers[0]={type=\"Dense\",units=3,filters=2}",
         "unknown key 'model.layers[0].filters' for a Dense layer"},
-       {"train.optimizer.weight_decay=0.1", "unknown key 'train.optimizer.weight_decay' for the adam optimizer"},
+       {"train.optimizer.weight_decay=0.1",
+        "unknown key 'train.optimizer.weight_decay' for the adam optimizer"},
        {"train.optimizer.momentum=0.9", "unknown key 'train.optimizer.momentum' for the adam optimizer"},
-       {"data.samples=10", "unknown key 'data.samples' for data.source = \"csv\" (from the name of data.path)"},
+       {"data.samples=10",
+        "unknown key 'data.samples' for data.source = \"csv\" (from the name of data.path)"},
        {"data.labels=\"y.npy\"", "unknown key 'data.labels' for data.source = \"csv\""}});
-  auto sgd = parse_config(kBase, "run.toml", "",
-                          {"train.optimizer.type=\"sgd\"", "train.optimizer.momentum=0.9",
-                           "train.optimizer.nesterov=true"});
+  auto sgd = parse_config(
+      kBase, "run.toml", "",
+      {"train.optimizer.type=\"sgd\"", "train.optimizer.momentum=0.9", "train.optimizer.nesterov=true"});
   ASSERT_TRUE(sgd.ok()) << sgd.error().message;
   EXPECT_DOUBLE_EQ(sgd->train.optimizer.momentum, 0.9);
-  auto adamw = parse_config(kBase, "run.toml", "", {"train.optimizer.type=\"adamw\"", "train.optimizer.weight_decay=0.1"});
+  auto adamw = parse_config(kBase, "run.toml", "",
+                            {"train.optimizer.type=\"adamw\"", "train.optimizer.weight_decay=0.1"});
   ASSERT_TRUE(adamw.ok()) << adamw.error().message;
   EXPECT_DOUBLE_EQ(adamw->train.optimizer.weight_decay, 0.1);
 }
 
 TEST(Config, ArgumentsKerasRequiresMustBeGiven) {
-  expect_set_errors({{"model.layers[0]={type=\"Dropout\"}", "run.toml (--set): model.layers[0] (Dropout) needs rate"},
-                     {"model.layers[0]={type=\"Activation\"}", "(Activation) needs activation"},
-                     {"model.layers[0]={type=\"Dense\"}", "(Dense) needs units"},
-                     {"model.layers[0]={type=\"Conv2D\",filters=4}", "(Conv2D) needs kernel_size"},
-                     {"model.layers[0].type=\"Dense2\"",
-                      "run.toml (--set): model.layers[0].type is not a layer type: 'Dense2' (Dense, Conv2D,"},
-                     {"model.layers[0].name=\"block/dense\"", "model.layers[0].name must not contain '/'"},
-                     {"model.layers=[]", "run.toml (--set): model.layers is empty"},
-                     {"model.layers[0]=1", "run.toml (--set): model.layers[0] must be a table"}});
+  expect_set_errors(
+      {{"model.layers[0]={type=\"Dropout\"}", "run.toml (--set): model.layers[0] (Dropout) needs rate"},
+       {"model.layers[0]={type=\"Activation\"}", "(Activation) needs activation"},
+       {"model.layers[0]={type=\"Dense\"}", "(Dense) needs units"},
+       {"model.layers[0]={type=\"Conv2D\",filters=4}", "(Conv2D) needs kernel_size"},
+       {"model.layers[0].type=\"Dense2\"",
+        "run.toml (--set): model.layers[0].type is not a layer type: 'Dense2' (Dense, Conv2D,"},
+       {"model.layers[0].name=\"block/dense\"", "model.layers[0].name must not contain '/'"},
+       {"model.layers=[]", "run.toml (--set): model.layers is empty"},
+       {"model.layers[0]=1", "run.toml (--set): model.layers[0] must be a table"}});
 }
 
 TEST(Config, DataSourceFollowsThePathOrTheSyntheticKeys) {
@@ -211,12 +215,14 @@ TEST(Config, DataSourceFollowsThePathOrTheSyntheticKeys) {
   auto synthetic = parse_config(text, "run.toml", "", {"data.shape=[4]", "data.classes=2", "data.samples=8"});
   ASSERT_TRUE(synthetic.ok()) << synthetic.error().message;
   EXPECT_EQ(synthetic->data.source, "synthetic");
-  expect_set_errors({{"data.path=\"arrays.npz\"", "data.path is an .npz archive, which trainrr does not read"}});
+  expect_set_errors(
+      {{"data.path=\"arrays.npz\"", "data.path is an .npz archive, which trainrr does not read"}});
 }
 
 TEST(Config, NumbersPastFloat32AreRefused) {
-  expect_set_errors({{"train.optimizer.learning_rate=1e300",
-                      "run.toml (--set): train.optimizer.learning_rate is too large: float32 holds at most"}});
+  expect_set_errors(
+      {{"train.optimizer.learning_rate=1e300",
+        "run.toml (--set): train.optimizer.learning_rate is too large: float32 holds at most"}});
   auto c = parse_config(kBase, "run.toml", "", {"train.optimizer.learning_rate=3e38"});
   EXPECT_TRUE(c.ok()) << c.error().message;
 }

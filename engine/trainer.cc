@@ -85,7 +85,8 @@ std::string fmt_number(double v) {
 
 // Where a row's label comes from, for messages: CSV rows count from 1 after the header, array rows from 0.
 std::string label_at(const DataConfig& c, size_t row) {
-  if (c.source == "csv") return c.path + ": the label (column \"" + c.label + "\") of data row " + std::to_string(row + 1);
+  if (c.source == "csv")
+    return c.path + ": the label (column \"" + c.label + "\") of data row " + std::to_string(row + 1);
   return (c.labels.empty() ? std::string("the synthetic data") : c.labels) + ": the label of row " +
          std::to_string(row) + " (counting from 0)";
 }
@@ -115,11 +116,11 @@ Status check_labels(const Dataset& data, const RunConfig& config, const std::str
   for (float v : data.y) ++counts[static_cast<int64_t>(v)];
   for (const auto& [label, count] : counts)
     if (count < 2)
-      return Error{label_at(c, std::find(data.y.begin(), data.y.end(), static_cast<float>(label)) -
-                                   data.y.begin()) +
-                   " is " + std::to_string(label) +
-                   ", the only row of that class: data.stratify needs at least 2 rows in every class "
-                   "(set stratify = false, or drop the class)"};
+      return Error{
+          label_at(c, std::find(data.y.begin(), data.y.end(), static_cast<float>(label)) - data.y.begin()) +
+          " is " + std::to_string(label) +
+          ", the only row of that class: data.stratify needs at least 2 rows in every class "
+          "(set stratify = false, or drop the class)"};
   const auto rows = static_cast<int64_t>(data.y.size());
   const auto n_test = static_cast<int64_t>(std::ceil(c.test_fraction * static_cast<double>(rows) - 1e-9));
   const auto classes = static_cast<int64_t>(counts.size());
@@ -136,8 +137,10 @@ Status check_augment(const AugmentConfig& a, const Shape& sample) {
   if (!a.flip && a.shift == 0) return {};
   const std::string key = a.flip ? "augment.flip" : "augment.shift";
   if (sample.size() != 3)
-    return Error{key + " needs images, samples of shape [height, width, channels] (data.reshape = [8, 8, 1], "
-                       "say), but this data's samples have shape " + shape_str(sample)};
+    return Error{key +
+                 " needs images, samples of shape [height, width, channels] (data.reshape = [8, 8, 1], "
+                 "say), but this data's samples have shape " +
+                 shape_str(sample)};
   if (a.shift >= std::min(sample[0], sample[1]))
     return Error{"augment.shift = " + std::to_string(a.shift) + " must be less than the images' height and " +
                  "width (" + std::to_string(sample[0]) + "x" + std::to_string(sample[1]) +
@@ -157,13 +160,16 @@ std::vector<std::string> output_warnings(const RunConfig& config, const Shape& o
   if (act.empty()) act = "linear";
   const bool probabilities = act == "softmax" || act == "sigmoid";
   if (act == "softmax" && shape_size(output) == 1)
-    out.push_back("the model ends in a softmax over 1 value, which is always 1: use sigmoid for a binary output");
+    out.push_back(
+        "the model ends in a softmax over 1 value, which is always 1: use sigmoid for a binary output");
   else if (config.train.from_logits && probabilities)
     out.push_back(loss + " with train.from_logits = true, but the model's output comes from a " + act +
                   " activation: its outputs are probabilities, not logits (set from_logits = false)");
   else if (!config.train.from_logits && act != "sigmoid" && act != "softmax")
-    out.push_back(loss + " with train.from_logits = false takes the outputs as probabilities, but the model's "
-                         "last activation is " + act + " (set from_logits = true, or end in " +
+    out.push_back(loss +
+                  " with train.from_logits = false takes the outputs as probabilities, but the model's "
+                  "last activation is " +
+                  act + " (set from_logits = true, or end in " +
                   (loss == "binary_crossentropy" ? "sigmoid" : "softmax") + ")");
   return out;
 }
@@ -229,7 +235,8 @@ Status Training::prepare(const TrainingOptions& options) {
   if (Status s = loss_->check_output(*out, data->num_classes); !s) return s.error();
   if (Status s = check_augment(config_.augment, data->sample_shape()); !s) return s.error();
   if (warn_)
-    for (const std::string& w : output_warnings(config_, *out)) std::fprintf(warn_, "warning: %s\n", w.c_str());
+    for (const std::string& w : output_warnings(config_, *out))
+      std::fprintf(warn_, "warning: %s\n", w.c_str());
 
   if (config_.data.test_fraction > 0) {
     SplitIndices split = split_rows(data->y, data->num_classes, config_.data.test_fraction, config_.data.stratify,

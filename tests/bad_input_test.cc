@@ -203,11 +203,13 @@ loss = "binary_crossentropy"
 TEST_F(BadInput, LabelsTheLossCannotUseNameFileAndRow) {
   dir.write("d.csv", "a,b,y\n1,2,0\n3,4,1\n5,6,2\n7,8,1\n");
   expect_error("train " + config("d.csv"),
-               dir.file("d.csv") + ": the label (column \"y\") of data row 3 is 2: binary_crossentropy needs "
-                                   "labels in [0, 1]");
+               dir.file("d.csv") +
+                   ": the label (column \"y\") of data row 3 is 2: binary_crossentropy needs "
+                   "labels in [0, 1]");
   dir.write("e.csv", "a,b,y\n1,2,0\n3,4,1\n5,6,-1\n7,8,1\n");
-  const std::string scce = " --set 'model.layers[1]={type=\"Dense\",units=2}' "
-                           "--set train.loss=sparse_categorical_crossentropy --set train.from_logits=true";
+  const std::string scce =
+      " --set 'model.layers[1]={type=\"Dense\",units=2}' "
+      "--set train.loss=sparse_categorical_crossentropy --set train.from_logits=true";
   expect_error("train " + config("e.csv") + scce,
                "of data row 3 is -1: sparse_categorical_crossentropy needs class indices");
   dir.write("f.csv", "a,b,y\n1,2,0\n3,4,1.5\n5,6,0\n7,8,1\n");
@@ -220,8 +222,9 @@ TEST_F(BadInput, LabelsTheLossCannotUseNameFileAndRow) {
 
 TEST_F(BadInput, StratifyNeedsClassLabelsWithTwoRowsEach) {
   dir.write("r.csv", "a,b,y\n1,2,0.5\n3,4,1.25\n5,6,7\n7,8,1\n");
-  const std::string mse = " --set 'model.layers[1].activation=\"linear\"' --set train.loss=mse "
-                          "--set data.test_fraction=0.5 --set data.stratify=true";
+  const std::string mse =
+      " --set 'model.layers[1].activation=\"linear\"' --set train.loss=mse "
+      "--set data.test_fraction=0.5 --set data.stratify=true";
   expect_error("train " + config("r.csv") + mse,
                "of data row 1 is 0.5: data.stratify needs class labels, integers from 0");
   // Integer targets in the millions were taken as that many classes, in time quadratic in them.
@@ -232,8 +235,9 @@ TEST_F(BadInput, StratifyNeedsClassLabelsWithTwoRowsEach) {
 
 TEST_F(BadInput, MseNeedsOneOutputPerSample) {
   dir.write("d.csv", good_csv);
-  expect_error("train " + config("d.csv") + " --set 'model.layers[1].units=3' --set train.loss=mse",
-               "mse compares one output value per sample with the row's target, but the model outputs 3 values");
+  expect_error(
+      "train " + config("d.csv") + " --set 'model.layers[1].units=3' --set train.loss=mse",
+      "mse compares one output value per sample with the row's target, but the model outputs 3 values");
 }
 
 TEST_F(BadInput, ImageAugmentationNeedsImages) {
@@ -244,7 +248,8 @@ TEST_F(BadInput, ImageAugmentationNeedsImages) {
   const std::string images = " --set 'data.reshape=[2,2,1]' --set 'model.layers[0]={type=\"Flatten\"}'";
   expect_error("train " + config("i.csv") + images + " --set augment.shift=2",
                "augment.shift = 2 must be less than the images' height and width (2x2)");
-  CommandResult ok = run_trainrr("train " + config("i.csv") + images + " --set augment.shift=1 --set augment.flip=true");
+  CommandResult ok =
+      run_trainrr("train " + config("i.csv") + images + " --set augment.shift=1 --set augment.flip=true");
   EXPECT_EQ(ok.exit_code, 0) << ok.output;
 }
 
@@ -269,13 +274,16 @@ TEST_F(BadInput, AHugeBatchSizeIsOneBatchPerEpoch) {
 
 TEST_F(BadInput, SettingsThatTrainButNotAsMeantAreWarnedAbout) {
   dir.write("d.csv", good_csv);
-  CommandResult linear = run_trainrr("train " + config("d.csv") + " --set 'model.layers[1].activation=\"linear\"'");
+  CommandResult linear =
+      run_trainrr("train " + config("d.csv") + " --set 'model.layers[1].activation=\"linear\"'");
   EXPECT_EQ(linear.exit_code, 0) << linear.output;
-  EXPECT_NE(linear.output.find("warning: binary_crossentropy with train.from_logits = false takes the outputs as "
-                               "probabilities, but the model's last activation is linear"),
-            std::string::npos)
+  EXPECT_NE(
+      linear.output.find("warning: binary_crossentropy with train.from_logits = false takes the outputs as "
+                         "probabilities, but the model's last activation is linear"),
+      std::string::npos)
       << linear.output;
-  CommandResult softmax = run_trainrr("train " + config("d.csv") + " --set 'model.layers[1].activation=\"softmax\"'");
+  CommandResult softmax =
+      run_trainrr("train " + config("d.csv") + " --set 'model.layers[1].activation=\"softmax\"'");
   EXPECT_NE(softmax.output.find("warning: the model ends in a softmax over 1 value, which is always 1"),
             std::string::npos)
       << softmax.output;

@@ -85,8 +85,10 @@ TEST(LossCheckOutput, WidthMustMatchTheClasses) {
   EXPECT_TRUE(scce->check_output({10}, 10).ok());
   Status s = scce->check_output({8}, 10);
   ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.error().message, "the model outputs 8 values per sample (one score per class) but the labels go up to 9, 10 classes "
-            "counting from 0");
+  EXPECT_EQ(
+      s.error().message,
+      "the model outputs 8 values per sample (one score per class) but the labels go up to 9, 10 classes "
+      "counting from 0");
   EXPECT_FALSE(scce->check_output({5, 5, 8}, 10).ok());
 
   auto bce = loss_of("binary_crossentropy", false);
