@@ -10,6 +10,7 @@
 namespace trainrr {
 namespace {
 
+using trainrr::testing::not_regular_files;
 using trainrr::testing::temp_file;
 using trainrr::testing::write_temp;
 
@@ -112,6 +113,14 @@ TEST(DataCsv, MissingFileNamesThePathAndTheReason) {
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(contains(r.error().message, path)) << r.error().message;
   EXPECT_TRUE(contains(r.error().message, std::strerror(ENOENT))) << r.error().message;
+}
+
+TEST(DataCsv, PathThatIsNotARegularFileIsRefused) {
+  for (const std::string& path : not_regular_files()) {
+    Result<Dataset> r = read_csv(path, "label");
+    ASSERT_FALSE(r.ok()) << path;
+    EXPECT_EQ(r.error().message.rfind(path + ": not a regular file", 0), 0u) << r.error().message;
+  }
 }
 
 TEST(DataCsv, EmptyFileIsAnEmptyDataSet) {

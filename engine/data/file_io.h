@@ -13,7 +13,9 @@
 
 namespace trainrr {
 
-// The bytes of `path`. Memory used is bounded by the file's real size, never by what its contents claim.
+// The bytes of `path`, which must be a regular file: a directory, a device (/dev/zero never ends) or a pipe
+// is refused with "PATH: not a regular file". Memory used is bounded by the file's real size, never by what
+// its contents claim.
 Result<std::string> read_file_bytes(const std::string& path);
 
 // Writes `bytes` to `path`, replacing it.

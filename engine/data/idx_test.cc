@@ -10,6 +10,7 @@
 namespace trainrr {
 namespace {
 
+using trainrr::testing::not_regular_files;
 using trainrr::testing::temp_file;
 using trainrr::testing::write_temp;
 
@@ -134,6 +135,19 @@ TEST(DataIdx, ShapeFarLargerThanTheFileIsRefusedBeforeAllocating) {
   EXPECT_TRUE(contains(m, "too large")) << m;
   const std::string m2 = idx_error(idx_header(0x08, {60000, 28, 28}) + std::string(100, '\0'));
   EXPECT_TRUE(contains(m2, "truncated")) << m2;
+}
+
+TEST(DataIdx, PathThatIsNotARegularFileIsRefusedForImagesAndLabels) {
+  const std::string images = write_temp("images.idx", idx_header(0x08, {1, 1, 1}) + bytes({3}));
+  const std::string labels = write_temp("labels.idx", idx_header(0x08, {1}) + bytes({1}));
+  ASSERT_TRUE(read_idx_dataset(images, labels).ok());
+  for (const std::string& path : not_regular_files()) {
+    for (const auto& [x, y] : {std::pair{path, labels}, std::pair{images, path}}) {
+      Result<Dataset> r = read_idx_dataset(x, y);
+      ASSERT_FALSE(r.ok()) << path;
+      EXPECT_EQ(r.error().message.rfind(path + ": not a regular file", 0), 0u) << r.error().message;
+    }
+  }
 }
 
 TEST(DataIdx, MissingFileNamesThePath) {

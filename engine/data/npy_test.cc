@@ -12,6 +12,7 @@
 namespace trainrr {
 namespace {
 
+using trainrr::testing::not_regular_files;
 using trainrr::testing::read_all;
 using trainrr::testing::temp_file;
 using trainrr::testing::write_temp;
@@ -210,6 +211,14 @@ TEST(DataNpy, MalformedHeaderNamesTheByteOffset) {
                        "lacks"));
   EXPECT_TRUE(contains(npy_error(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1,", "")),
                        "malformed header"));
+}
+
+TEST(DataNpy, PathThatIsNotARegularFileIsRefused) {
+  for (const std::string& path : not_regular_files()) {
+    Result<Tensor> r = read_npy(path);
+    ASSERT_FALSE(r.ok()) << path;
+    EXPECT_EQ(r.error().message.rfind(path + ": not a regular file", 0), 0u) << r.error().message;
+  }
 }
 
 TEST(DataNpy, MissingFileNamesThePath) {
