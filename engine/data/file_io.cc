@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -98,6 +100,23 @@ bool array_bytes_within(std::span<const int64_t> dims, uint64_t item_bytes, uint
   }
   if (n > limit) return false;
   bytes = n;
+  return true;
+}
+
+bool float64_to_float32(const unsigned char* p, std::endian order, std::span<const int64_t> dims,
+                        std::vector<float>& out, std::string& problem) {
+  for (size_t i = 0; i < out.size(); ++i) {
+    const unsigned char* at = p + i * sizeof(double);
+    const double d = order == std::endian::little ? load_le<double>(at) : load_be<double>(at);
+    out[i] = static_cast<float>(d);
+    if (!std::isinf(out[i]) || std::isinf(d)) continue;
+    const size_t per_row = dims.size() < 2 ? 1 : out.size() / static_cast<size_t>(dims[0]);
+    char text[32];
+    const auto [end, ec] = std::to_chars(text, text + sizeof text, d);  // shortest: 1e+300
+    problem = "row " + std::to_string(i / per_row) + " holds " +
+              std::string(text, ec == std::errc() ? end : text) + ", which float32 cannot hold";
+    return false;
+  }
   return true;
 }
 

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cerrno>
 #include <cstring>
 
@@ -69,6 +70,19 @@ TEST(DataIdx, ReadsEveryTypeBigEndian) {
     EXPECT_EQ(r->shape, (Shape{1}));
     EXPECT_EQ((*r)[0], c.expected) << "type " << c.type;
   }
+}
+
+std::string f8_big_endian(std::initializer_list<double> values) {
+  std::string s;
+  for (double v : values)
+    for (int k = 7; k >= 0; --k) s += static_cast<char>((std::bit_cast<uint64_t>(v) >> (8 * k)) & 0xFF);
+  return s;
+}
+
+TEST(DataIdx, Float64BeyondFloat32RangeIsRefusedWithItsRow) {
+  // Two images of 1x2 values; the second holds 1e300.
+  const std::string m = idx_error(idx_header(0x0E, {2, 1, 2}) + f8_big_endian({1, 2, 3, 1e300}));
+  EXPECT_TRUE(contains(m, "bad.idx: row 1 holds 1e+300, which float32 cannot hold")) << m;
 }
 
 TEST(DataIdx, DatasetIsNhwcWithOneChannelAndRawValues) {
