@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -11,8 +12,9 @@ namespace trainrr {
 namespace {
 
 struct Field {
-  std::string_view text;
-  size_t column;  // 1-based character column of the field's first character
+  std::string_view text;  // without its quotes, `""` read as `"`, if it was quoted
+  size_t column;          // 1-based character column of the field's first character
+  bool quoted;
 };
 
 bool is_blank(char c) { return c == ' ' || c == '\t'; }
@@ -23,37 +25,83 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-// Splits one line (without its end) at commas. Quoted cells are not needed: every data cell is a number.
-void split_fields(std::string_view line, std::vector<Field>& out) {
+struct SplitError {
+  size_t column;
+  std::string what;
+};
+
+// Splits one line (without its end) at commas, as RFC 4180 says: a field may be enclosed in double quotes,
+// with blanks around them; inside, a comma does not split and `""` is one `"`. `unquoted` holds the text of
+// quoted fields that had `""`; the fields' views point into it or into `line`, so both must outlive `out`.
+std::optional<SplitError> split_fields(std::string_view line, std::vector<Field>& out,
+                                       std::string& unquoted) {
   out.clear();
-  size_t start = 0;
+  unquoted.clear();
+  // The unquoted texts together are shorter than the line, so `unquoted` never reallocates under the views.
+  unquoted.reserve(line.size());
+  size_t pos = 0;
   for (;;) {
-    const size_t comma = line.find(',', start);
+    size_t open = pos;
+    while (open < line.size() && is_blank(line[open])) ++open;
+    if (open < line.size() && line[open] == '"') {
+      size_t at = open + 1;
+      size_t run = at;  // the start of the current stretch without `""`
+      const size_t unquoted_start = unquoted.size();
+      bool escaped = false;
+      for (;;) {
+        const size_t quote = line.find('"', at);
+        if (quote == std::string_view::npos)
+          return SplitError{open + 1,
+                            "the quoted field opened here is not closed on its line (a quote inside "
+                            "a quoted field is written \"\")"};
+        if (quote + 1 < line.size() && line[quote + 1] == '"') {
+          unquoted.append(line.substr(run, quote + 1 - run));
+          escaped = true;
+          at = run = quote + 2;
+          continue;
+        }
+        std::string_view text = line.substr(run, quote - run);
+        if (escaped) {
+          unquoted.append(text);
+          text = std::string_view(unquoted).substr(unquoted_start);
+        }
+        out.push_back({text, open + 1, true});
+        at = quote + 1;
+        break;
+      }
+      while (at < line.size() && is_blank(line[at])) ++at;
+      if (at == line.size()) break;
+      if (line[at] != ',')
+        return SplitError{at + 1, std::string("unexpected '") + line[at] +
+                                      "' after the closing quote of a quoted field (a quote inside it is "
+                                      "written \"\")"};
+      pos = at + 1;
+      continue;
+    }
+    const size_t comma = line.find(',', pos);
     const size_t end = comma == std::string_view::npos ? line.size() : comma;
-    out.push_back({line.substr(start, end - start), start + 1});
+    out.push_back({line.substr(pos, end - pos), pos + 1, false});
     if (comma == std::string_view::npos) break;
-    start = comma + 1;
+    pos = comma + 1;
   }
+  return std::nullopt;
 }
 
-std::string header_name(std::string_view field) {
-  std::string_view s = trim(field);
-  // Spreadsheet exports sometimes quote the header names.
-  if (s.size() >= 2 && s.front() == '"' && s.back() == '"') s = s.substr(1, s.size() - 2);
-  return std::string(s);
+// A quoted name is taken as written; an unquoted one without its surrounding blanks.
+std::string header_name(const Field& field) {
+  return std::string(field.quoted ? field.text : trim(field.text));
 }
 
-// Lines of a buffer, accepting \n and \r\n ends and a missing final newline.
+// Lines of a buffer, accepting \n, \r\n and lone \r ends (old Mac files) and a missing final newline.
 class LineReader {
  public:
   explicit LineReader(std::string_view text) : text_(text) {}
   bool next(std::string_view& line) {
     if (pos_ >= text_.size()) return false;
-    size_t end = text_.find('\n', pos_);
+    size_t end = text_.find_first_of("\r\n", pos_);
     if (end == std::string_view::npos) end = text_.size();
     line = text_.substr(pos_, end - pos_);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    pos_ = end + 1;
+    pos_ = end + (text_.substr(end).starts_with("\r\n") ? 2 : 1);
     ++number_;
     return true;
   }
@@ -72,6 +120,16 @@ std::string list_columns(const std::vector<std::string>& names) {
   if (names.size() > kShown)
     s += ", ... (" + std::to_string(names.size()) + " columns; the last is " + names.back() + ")";
   return s;
+}
+
+// For a header that did not split at commas, the separator it seems to use instead, as a hint.
+std::string dialect_hint(const std::vector<std::string>& names) {
+  if (names.size() != 1) return "";
+  const char* has = names[0].find(';') != std::string::npos    ? "';'"
+                    : names[0].find('\t') != std::string::npos ? "tabs"
+                                                               : nullptr;
+  if (!has) return "";
+  return std::string(" (the header has no commas but has ") + has + ": trainrr reads comma-separated files)";
 }
 
 enum class Parsed { ok, not_a_number, out_of_range, not_finite };
@@ -122,9 +180,10 @@ Result<Dataset> parse_csv(std::string_view text, const std::string& path, const 
 
   const int64_t header_line = lines.number();
   std::vector<Field> fields;
-  split_fields(line, fields);
+  std::string unquoted;
+  if (auto e = split_fields(line, fields, unquoted)) return Error{where(header_line, e->column) + e->what};
   std::vector<std::string> names;
-  for (const Field& f : fields) names.push_back(header_name(f.text));
+  for (const Field& f : fields) names.push_back(header_name(f));
   int label = -1;
   for (size_t i = 0; i < names.size(); ++i) {
     if (names[i] != label_column) continue;
@@ -135,7 +194,7 @@ Result<Dataset> parse_csv(std::string_view text, const std::string& path, const 
   }
   if (label < 0)
     return Error{where(header_line, 1) + "no column named \"" + label_column +
-                 "\" for the label; the columns are: " + list_columns(names)};
+                 "\" for the label; the columns are: " + list_columns(names) + dialect_hint(names)};
   const size_t expected = names.size();
   if (expected < 2)
     return Error{where(header_line, 1) + "the header names only the label column \"" + label_column +
@@ -150,7 +209,7 @@ Result<Dataset> parse_csv(std::string_view text, const std::string& path, const 
   while (lines.next(line)) {
     if (trim(line).empty()) continue;  // blank lines (often at the end) carry no row, as in pandas
     const int64_t ln = lines.number();
-    split_fields(line, fields);
+    if (auto e = split_fields(line, fields, unquoted)) return Error{where(ln, e->column) + e->what};
     if (fields.size() != expected) {
       const size_t column = fields.size() > expected ? fields[expected].column : line.size() + 1;
       return Error{where(ln, column) + "expected " + std::to_string(expected) + " fields as in the header, found " +

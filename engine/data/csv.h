@@ -1,6 +1,8 @@
 #pragma once
 // CSV data sets: a header line naming the columns, one row per sample, every cell a number.
 // The label column is chosen by name; every other column is a float feature, in file order.
+// Fields are separated by commas and may be double-quoted as in RFC 4180 (a quoted field stays on its line);
+// lines end in \n, \r\n or a lone \r.
 
 #include <string>
 #include <string_view>

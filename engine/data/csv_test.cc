@@ -10,6 +10,7 @@
 namespace trainrr {
 namespace {
 
+using trainrr::testing::not_regular_files;
 using trainrr::testing::temp_file;
 using trainrr::testing::write_temp;
 
@@ -42,6 +43,46 @@ TEST(DataCsv, AcceptsCrlfLineEndsAndNoFinalNewline) {
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r->x.data, (std::vector<float>{1, 2}));
   EXPECT_EQ(r->y, (std::vector<float>{0, 1}));
+}
+
+TEST(DataCsv, AcceptsLoneCarriageReturnLineEnds) {
+  const std::string path = write_temp("data.csv", "x,y\r1,0\r\r2,1\r\n3,0\n4,1\r");
+  Result<Dataset> r = read_csv(path, "y");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->x.data, (std::vector<float>{1, 2, 3, 4}));
+  EXPECT_EQ(r->y, (std::vector<float>{0, 1, 0, 1}));
+  EXPECT_TRUE(contains(csv_error("a,label\r1,0\r\rx,1\r"), "data.csv:4:1:"));
+}
+
+TEST(DataCsv, QuotedFieldsLoseTheirQuotesAndKeepTheirCommas) {
+  const std::string path = write_temp(
+      "data.csv", "\"radius, mean\",\"say \"\"hi\"\"\",\"label\"\n\"17.99\",\"2\",0\n 3 , \"4e1\" ,\"1\"\n");
+  Result<Dataset> r = read_csv(path, "label");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->feature_names, (std::vector<std::string>{"radius, mean", "say \"hi\""}));
+  EXPECT_EQ(r->x.data, (std::vector<float>{17.99f, 2, 3, 40}));
+  EXPECT_EQ(r->y, (std::vector<float>{0, 1}));
+}
+
+TEST(DataCsv, QuotedCellThatIsNoNumberIsShownWithoutQuotesAtItsOpeningQuote) {
+  const std::string m = csv_error("a,b,label\n1,\"x,y\",0\n");
+  EXPECT_TRUE(contains(m, "data.csv:2:3:")) << m;
+  EXPECT_TRUE(contains(m, "column \"b\": expected a number, found \"x,y\"")) << m;
+}
+
+TEST(DataCsv, QuotedFieldNotClosedOnItsLineNamesLineAndColumn) {
+  const std::string m = csv_error("a,b,label\n1,2,0\n3,\"4,1\n5,6,0\n");
+  EXPECT_TRUE(contains(m, "data.csv:3:3:")) << m;
+  EXPECT_TRUE(contains(m, "not closed")) << m;
+  const std::string h = csv_error("a,\"b,label\n1,2,0\n");
+  EXPECT_TRUE(contains(h, "data.csv:1:3:")) << h;
+  EXPECT_TRUE(contains(h, "not closed")) << h;
+}
+
+TEST(DataCsv, TextAfterAClosingQuoteIsAnError) {
+  const std::string m = csv_error("a,label\n\"1\"2,0\n");
+  EXPECT_TRUE(contains(m, "data.csv:2:4:")) << m;
+  EXPECT_TRUE(contains(m, "after the closing quote")) << m;
 }
 
 TEST(DataCsv, ParsesExponentsSignsAndSurroundingSpaces) {
@@ -114,6 +155,14 @@ TEST(DataCsv, MissingFileNamesThePathAndTheReason) {
   EXPECT_TRUE(contains(r.error().message, std::strerror(ENOENT))) << r.error().message;
 }
 
+TEST(DataCsv, PathThatIsNotARegularFileIsRefused) {
+  for (const std::string& path : not_regular_files()) {
+    Result<Dataset> r = read_csv(path, "label");
+    ASSERT_FALSE(r.ok()) << path;
+    EXPECT_EQ(r.error().message.rfind(path + ": not a regular file", 0), 0u) << r.error().message;
+  }
+}
+
 TEST(DataCsv, EmptyFileIsAnEmptyDataSet) {
   const std::string m = csv_error("");
   EXPECT_TRUE(contains(m, "data.csv:1:1:")) << m;
@@ -131,6 +180,18 @@ TEST(DataCsv, UnknownLabelColumnListsTheColumns) {
   EXPECT_TRUE(contains(m, "data.csv:1:1:")) << m;
   EXPECT_TRUE(contains(m, "\"label\"")) << m;
   EXPECT_TRUE(contains(m, "alpha, beta, target")) << m;
+}
+
+TEST(DataCsv, UnknownLabelColumnInAHeaderOfOtherSeparatorsHintsAtCommas) {
+  const std::string m = csv_error("alpha;beta;label\n1;2;0\n", "label");
+  EXPECT_TRUE(contains(m, "data.csv:1:1: no column named \"label\"")) << m;
+  EXPECT_TRUE(contains(m, "(the header has no commas but has ';': trainrr reads comma-separated files)"))
+      << m;
+  const std::string t = csv_error("alpha\tbeta\tlabel\n1\t2\t0\n", "label");
+  EXPECT_TRUE(contains(t, "(the header has no commas but has tabs: trainrr reads comma-separated files)"))
+      << t;
+  const std::string c = csv_error("alpha;x,beta,target\n1,2,0\n", "label");
+  EXPECT_FALSE(contains(c, "no commas")) << c;
 }
 
 TEST(DataCsv, UnknownLabelColumnAbbreviatesALongList) {

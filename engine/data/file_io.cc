@@ -1,6 +1,12 @@
 #include "engine/data/file_io.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
+#include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -17,14 +23,48 @@ Error system_error(const std::string& path, const char* what) {
   return Error{path + ": cannot " + what + ": " + std::strerror(errno)};
 }
 
+std::string file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return " (it is a directory)";
+  if (S_ISCHR(mode)) return " (it is a character device)";
+  if (S_ISBLK(mode)) return " (it is a block device)";
+  if (S_ISFIFO(mode)) return " (it is a named pipe)";
+  if (S_ISSOCK(mode)) return " (it is a socket)";
+  return "";
+}
+
+// Opens `path` for reading if it is a regular file. O_NONBLOCK keeps the open of a named pipe from waiting
+// for a writer; it changes nothing for a regular file.
+Result<File> open_regular_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return system_error(path, "open");
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    Error e = system_error(path, "stat");
+    ::close(fd);
+    return e;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Error{path + ": not a regular file" + file_kind(st.st_mode)};
+  }
+  File f(::fdopen(fd, "rb"));
+  if (!f) {
+    Error e = system_error(path, "open");
+    ::close(fd);
+    return e;
+  }
+  return f;
+}
+
 }  // namespace
 
 Result<std::string> read_file_bytes(const std::string& path) {
-  File f(std::fopen(path.c_str(), "rb"));
-  if (!f) return system_error(path, "open");
+  Result<File> opened = open_regular_file(path);
+  if (!opened) return opened.error();
+  File f = std::move(opened).value();
   std::string bytes;
   char buf[1 << 16];
-  // Read to the end rather than trusting a size from stat: pipes and /proc files report none.
+  // Read to the end rather than trusting a size from stat: /proc files report a size of 0.
   for (;;) {
     const size_t got = std::fread(buf, 1, sizeof buf, f.get());
     bytes.append(buf, got);
@@ -60,6 +100,23 @@ bool array_bytes_within(std::span<const int64_t> dims, uint64_t item_bytes, uint
   }
   if (n > limit) return false;
   bytes = n;
+  return true;
+}
+
+bool float64_to_float32(const unsigned char* p, std::endian order, std::span<const int64_t> dims,
+                        std::vector<float>& out, std::string& problem) {
+  for (size_t i = 0; i < out.size(); ++i) {
+    const unsigned char* at = p + i * sizeof(double);
+    const double d = order == std::endian::little ? load_le<double>(at) : load_be<double>(at);
+    out[i] = static_cast<float>(d);
+    if (!std::isinf(out[i]) || std::isinf(d)) continue;
+    const size_t per_row = dims.size() < 2 ? 1 : out.size() / static_cast<size_t>(dims[0]);
+    char text[32];
+    const auto [end, ec] = std::to_chars(text, text + sizeof text, d);  // shortest: 1e+300
+    problem = "row " + std::to_string(i / per_row) + " holds " +
+              std::string(text, ec == std::errc() ? end : text) + ", which float32 cannot hold";
+    return false;
+  }
   return true;
 }
 

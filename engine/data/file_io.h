@@ -8,12 +8,15 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 #include "engine/result.h"
 
 namespace trainrr {
 
-// The bytes of `path`. Memory used is bounded by the file's real size, never by what its contents claim.
+// The bytes of `path`, which must be a regular file: a directory, a device (/dev/zero never ends) or a pipe
+// is refused with "PATH: not a regular file". Memory used is bounded by the file's real size, never by what
+// its contents claim.
 Result<std::string> read_file_bytes(const std::string& path);
 
 // Writes `bytes` to `path`, replacing it.
@@ -22,6 +25,13 @@ Status write_file_bytes(const std::string& path, std::string_view bytes);
 // The byte count of an array with `dims` and `item_bytes` per element, or false when it would exceed
 // `limit` (or overflow on the way): a bogus header must never turn into an allocation.
 bool array_bytes_within(std::span<const int64_t> dims, uint64_t item_bytes, uint64_t limit, uint64_t& bytes);
+
+// Converts the `out.size()` float64 values at `p`, stored in byte order `order`, to float32. A finite value
+// beyond float32's range would turn into an infinity that the file does not hold: then false, with `problem`
+// naming the first such value and its row ("row 2 holds 1e+300, which float32 cannot hold"), rows counted
+// along the first of `dims` as the trainer counts them (a scalar or a vector: one row per value).
+bool float64_to_float32(const unsigned char* p, std::endian order, std::span<const int64_t> dims,
+                        std::vector<float>& out, std::string& problem);
 
 namespace detail {
 template <size_t N>

@@ -10,6 +10,7 @@
 namespace trainrr {
 namespace {
 
+using trainrr::testing::not_regular_files;
 using trainrr::testing::temp_file;
 
 TEST(DataFileIo, WrittenBytesReadBackExactly) {
@@ -27,6 +28,26 @@ TEST(DataFileIo, MissingFileNamesThePathAndTheSystemReason) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find(path), std::string::npos) << r.error().message;
   EXPECT_NE(r.error().message.find(std::strerror(ENOENT)), std::string::npos) << r.error().message;
+}
+
+TEST(DataFileIo, PathThatIsNotARegularFileIsRefusedSayingWhatItIs) {
+  const std::vector<std::string> paths = not_regular_files();
+  const char* kinds[] = {"a directory", "a named pipe", "a character device"};
+  for (size_t i = 0; i < paths.size(); ++i) {
+    Result<std::string> r = read_file_bytes(paths[i]);
+    ASSERT_FALSE(r.ok()) << paths[i];
+    EXPECT_EQ(r.error().message, paths[i] + ": not a regular file (it is " + kinds[i] + ")");
+  }
+}
+
+TEST(DataFileIo, RegularFileReachedThroughASymbolicLinkIsRead) {
+  const std::string target = temp_file("target");
+  ASSERT_TRUE(write_file_bytes(target, "abc").ok());
+  const std::string link = temp_file("link");
+  std::filesystem::create_symlink(target, link);
+  Result<std::string> r = read_file_bytes(link);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(*r, "abc");
 }
 
 TEST(DataFileIo, UnwritablePathIsAnError) {

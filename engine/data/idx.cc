@@ -64,7 +64,11 @@ Result<Tensor> parse_idx(std::string_view b, const std::string& path) {
     case 0x0B: convert<int16_t>(p, t.data); break;
     case 0x0C: convert<int32_t>(p, t.data); break;
     case 0x0D: convert<float>(p, t.data); break;
-    case 0x0E: convert<double>(p, t.data); break;
+    case 0x0E: {
+      std::string problem;
+      if (!float64_to_float32(p, std::endian::big, t.shape, t.data, problem)) return err(problem);
+      break;
+    }
   }
   return t;
 }

@@ -1,7 +1,8 @@
 #pragma once
 // The IDX format of the MNIST files: magic 0x00 0x00, a type code, a rank; then big-endian uint32 dimensions
 // and the values, big-endian, in C order. Type codes: 0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32,
-// 0x0D float32, 0x0E float64. Values are converted to float32 unchanged (no scaling).
+// 0x0D float32, 0x0E float64. Values are converted to float32 unchanged (no scaling); a finite float64 beyond
+// float32's range is an error, not an infinity.
 
 #include <string>
 #include <string_view>

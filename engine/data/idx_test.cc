@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cerrno>
 #include <cstring>
 
@@ -10,6 +11,7 @@
 namespace trainrr {
 namespace {
 
+using trainrr::testing::not_regular_files;
 using trainrr::testing::temp_file;
 using trainrr::testing::write_temp;
 
@@ -68,6 +70,19 @@ TEST(DataIdx, ReadsEveryTypeBigEndian) {
     EXPECT_EQ(r->shape, (Shape{1}));
     EXPECT_EQ((*r)[0], c.expected) << "type " << c.type;
   }
+}
+
+std::string f8_big_endian(std::initializer_list<double> values) {
+  std::string s;
+  for (double v : values)
+    for (int k = 7; k >= 0; --k) s += static_cast<char>((std::bit_cast<uint64_t>(v) >> (8 * k)) & 0xFF);
+  return s;
+}
+
+TEST(DataIdx, Float64BeyondFloat32RangeIsRefusedWithItsRow) {
+  // Two images of 1x2 values; the second holds 1e300.
+  const std::string m = idx_error(idx_header(0x0E, {2, 1, 2}) + f8_big_endian({1, 2, 3, 1e300}));
+  EXPECT_TRUE(contains(m, "bad.idx: row 1 holds 1e+300, which float32 cannot hold")) << m;
 }
 
 TEST(DataIdx, DatasetIsNhwcWithOneChannelAndRawValues) {
@@ -134,6 +149,19 @@ TEST(DataIdx, ShapeFarLargerThanTheFileIsRefusedBeforeAllocating) {
   EXPECT_TRUE(contains(m, "too large")) << m;
   const std::string m2 = idx_error(idx_header(0x08, {60000, 28, 28}) + std::string(100, '\0'));
   EXPECT_TRUE(contains(m2, "truncated")) << m2;
+}
+
+TEST(DataIdx, PathThatIsNotARegularFileIsRefusedForImagesAndLabels) {
+  const std::string images = write_temp("images.idx", idx_header(0x08, {1, 1, 1}) + bytes({3}));
+  const std::string labels = write_temp("labels.idx", idx_header(0x08, {1}) + bytes({1}));
+  ASSERT_TRUE(read_idx_dataset(images, labels).ok());
+  for (const std::string& path : not_regular_files()) {
+    for (const auto& [x, y] : {std::pair{path, labels}, std::pair{images, path}}) {
+      Result<Dataset> r = read_idx_dataset(x, y);
+      ASSERT_FALSE(r.ok()) << path;
+      EXPECT_EQ(r.error().message.rfind(path + ": not a regular file", 0), 0u) << r.error().message;
+    }
+  }
 }
 
 TEST(DataIdx, MissingFileNamesThePath) {

@@ -200,7 +200,11 @@ Result<Tensor> parse_npy(std::string_view b, const std::string& path) {
   const unsigned char* p = u + data_at;
   switch (dtype) {
     case Dtype::f4: convert<float>(p, t.data); break;
-    case Dtype::f8: convert<double>(p, t.data); break;
+    case Dtype::f8: {
+      std::string problem;
+      if (!float64_to_float32(p, std::endian::little, t.shape, t.data, problem)) return err(problem);
+      break;
+    }
     case Dtype::i4: convert<int32_t>(p, t.data); break;
     case Dtype::i8: convert<int64_t>(p, t.data); break;
     case Dtype::u1: convert<uint8_t>(p, t.data); break;

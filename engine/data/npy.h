@@ -1,7 +1,8 @@
 #pragma once
 // NumPy .npy arrays (format versions 1.0 and 2.0). Reading accepts little-endian float32, float64, int32,
-// int64 and uint8 in C order and converts to float32; writing produces float32, version 1.0.
-// Files are untrusted: the shape is checked against the file's size before anything is allocated.
+// int64 and uint8 in C order and converts to float32 (a finite float64 beyond float32's range is an error,
+// not an infinity); writing produces float32, version 1.0. Files are untrusted: the shape is checked against
+// the file's size before anything is allocated.
 
 #include <string>
 #include <string_view>

@@ -12,6 +12,7 @@
 namespace trainrr {
 namespace {
 
+using trainrr::testing::not_regular_files;
 using trainrr::testing::read_all;
 using trainrr::testing::temp_file;
 using trainrr::testing::write_temp;
@@ -69,6 +70,35 @@ TEST(DataNpy, ReadsFloat64InFormatVersion2) {
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r->shape, (Shape{2}));
   EXPECT_EQ(r->data, (std::vector<float>{1.5f, -2.0f}));
+}
+
+std::string f8_bytes(std::initializer_list<double> values) {
+  std::string s;
+  for (double v : values)
+    for (int k = 0; k < 8; ++k) s += static_cast<char>((std::bit_cast<uint64_t>(v) >> (8 * k)) & 0xFF);
+  return s;
+}
+
+TEST(DataNpy, Float64BeyondFloat32RangeIsRefusedWithItsRow) {
+  const std::string m = npy_error(npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }",
+                                            f8_bytes({1, 2, 3, 4, 5, 1e300})));
+  EXPECT_TRUE(contains(m, "bad.npy: row 2 holds 1e+300, which float32 cannot hold")) << m;
+  const std::string v = npy_error(
+      npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }", f8_bytes({0, -1e39, 0})));
+  EXPECT_TRUE(contains(v, "bad.npy: row 1 holds -1e+39, which float32 cannot hold")) << v;
+}
+
+TEST(DataNpy, Float64AtTheEdgesOfFloat32RangeIsRead) {
+  // The largest float32, an infinity that the file does hold (reported later, as every non-finite value) and
+  // a value too small for float32, which rounds to 0 as in the CSV reader.
+  const double big = std::numeric_limits<float>::max();
+  const double inf = std::numeric_limits<double>::infinity();
+  Result<Tensor> r =
+      read_npy(write_temp("edge.npy", npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }",
+                                                f8_bytes({big, -inf, 1e-300}))));
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->data, (std::vector<float>{std::numeric_limits<float>::max(),
+                                         -std::numeric_limits<float>::infinity(), 0}));
 }
 
 TEST(DataNpy, ReadsIntegerDtypesAsFloats) {
@@ -210,6 +240,14 @@ TEST(DataNpy, MalformedHeaderNamesTheByteOffset) {
                        "lacks"));
   EXPECT_TRUE(contains(npy_error(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1,", "")),
                        "malformed header"));
+}
+
+TEST(DataNpy, PathThatIsNotARegularFileIsRefused) {
+  for (const std::string& path : not_regular_files()) {
+    Result<Tensor> r = read_npy(path);
+    ASSERT_FALSE(r.ok()) << path;
+    EXPECT_EQ(r.error().message.rfind(path + ": not a regular file", 0), 0u) << r.error().message;
+  }
 }
 
 TEST(DataNpy, MissingFileNamesThePath) {
