@@ -169,6 +169,7 @@ BisectResult bisect(const BisectOptions& o) {
   BisectResult res;
   DivergenceReport& rep = res.report;
   rep.command = "bisect";
+  if (Status s = require_complete_step(o.trace_path); !s) return failed(2, s.error().message);
   auto reader = trace::TraceReader::open(o.trace_path);
   if (!reader) return failed(2, reader.error().message);
   const trace::TraceHeader header = (*reader)->header();
@@ -194,6 +195,13 @@ BisectResult bisect(const BisectOptions& o) {
   if (!o.against.empty()) {
     DiffResult d = diff_traces(o.trace_path, o.against);
     if (d.exit_code == 2) return failed(2, d.error);
+    // Bisection forces this trace's choices into its own configuration: a trace of another run says
+    // nothing about where this one goes astray.
+    if (!d.config_differences.empty() || !d.data_difference.empty())
+      return failed(2, "--against " + o.against + " is a recording of another run (" +
+                           (d.config_differences.empty() ? d.data_difference : d.config_differences[0]) +
+                           "): bisect needs two recordings of the same configuration and data; diff "
+                           "compares different runs");
     if (d.report.first)
       suspect = {d.report.first->step, "the recorded digests of the two traces first differ there"};
     for (const auto& [k, v] : d.report.facts)

@@ -108,6 +108,8 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     r.error = std::move(m);
     return r;
   };
+  for (const std::string& path : {a_path, b_path})
+    if (Status s = require_complete_step(path); !s) return failed(s.error().message);
   auto ra = trace::TraceReader::open(a_path);
   if (!ra) return failed(ra.error().message);
   auto rb = trace::TraceReader::open(b_path);
@@ -145,6 +147,8 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
                          std::to_string(da.size_bytes) + " bytes vs " + db.path + ", " +
                          std::to_string(db.size_bytes) + " bytes)";
       }
+  res.config_differences = ci.config_differences;
+  if (ci.data_changed) res.data_difference = ci.data_detail;
 
   // Two recordings at different levels are compared at the shallower one: the deeper side's extra probes
   // are left out, and at level step its per-parameter digests are combined into the one digest.
@@ -248,7 +252,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
       if (!same_params && first_param_diff < 0) first_param_diff = a->index;
       // Gradients are recorded at level layer only.
       const bool grads_differ = ha.level == hb.level && a->end->grads != b->end->grads;
-      if (!first && (grads_differ || !same_params || a->end->loss != b->end->loss)) {
+      if (!first && (grads_differ || !same_params || !same_bits(a->end->loss, b->end->loss))) {
         std::string name;
         const bool grad = grads_differ;
         const auto& la = grad ? a->end->grads : params_a;
@@ -260,9 +264,9 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
           }
         first = divergence(a->index, grad ? "backward" : "update", "step_end",
                            name.empty() ? "loss" : step_end_site(name, grad),
-                           what_differs(name, grad) + " after step " +
-                               std::to_string(a->index) + " (loss " + fmt(a->end->loss) + " vs " +
-                               fmt(b->end->loss) + ")");
+                           (name.empty() ? std::string("the loss differs") : what_differs(name, grad)) +
+                               " after step " + std::to_string(a->index) + " (loss " + fmt(a->end->loss) +
+                               " vs " + fmt(b->end->loss) + ")");
       }
     }
   }

@@ -12,6 +12,9 @@ struct DiffResult {
   int exit_code = 0;  // 0 identical, 1 diverged, 2 bad input
   std::string error;
   DivergenceReport report;
+  // What makes B a different run rather than another recording of A's: configuration keys, data files.
+  std::vector<std::string> config_differences;
+  std::string data_difference;
 };
 
 DiffResult diff_traces(const std::string& a_path, const std::string& b_path);

@@ -2,6 +2,7 @@
 // What a replay or a diff found: the first divergence, its cause with evidence, and the environment
 // differences beside it. Rendered as text (answer first), JSON with stable keys, or an HTML page.
 
+#include <bit>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -29,6 +30,9 @@ struct FirstDivergence {
   std::optional<Summary> summary_recorded, summary_replayed;
   std::string detail;  // what differs, in words
 };
+
+// Bit-for-bit equality of two recorded values: a NaN loss equals the same NaN, and 0.0 is not -0.0.
+inline bool same_bits(double a, double b) { return std::bit_cast<uint64_t>(a) == std::bit_cast<uint64_t>(b); }
 
 // A divergence with its place and what differs (step -1: the step in progress).
 FirstDivergence divergence(int64_t step, std::string phase, std::string kind, std::string site,

@@ -305,7 +305,7 @@ void ReplayHooks::step_end(const StepSummary& s) {
                              what_differs(name, !g.empty()) + " after step " + std::to_string(s.step) +
                                  " (recorded loss " +
                                  std::to_string(rec.loss) + ", replayed " + std::to_string(s.loss) + ")"));
-        } else if (rec.loss != s.loss) {
+        } else if (!same_bits(rec.loss, s.loss)) {
           diverge(divergence(s.step, "forward", "step_end", "loss",
                              "the loss differs: recorded " + std::to_string(rec.loss) + ", replayed " +
                                  std::to_string(s.loss)));

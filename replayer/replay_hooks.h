@@ -59,6 +59,8 @@ class ReplayHooks : public Hooks {
     if (!cur_.loaded && !cur_.exhausted) load_next();
     return cur_.exhausted;
   }
+  // Whether the trace was read to its footer (the recording finished writing it).
+  bool trace_ended_cleanly() const { return reader_->ended_cleanly(); }
   // Draws that matched, per stream (evidence that other streams were unaffected).
   const std::map<std::string, int64_t>& matched_draws() const { return matched_draws_; }
 

@@ -271,7 +271,29 @@ std::string compared_at(ProbeLevel level) {
 
 }  // namespace
 
+Status require_complete_step(const std::string& path) {
+  auto reader = trace::TraceReader::open(path);
+  if (!reader) return reader.error();
+  for (;;) {
+    auto rec = (*reader)->next();
+    std::string why;
+    if (!rec) {
+      why = rec.error().message;
+    } else if (!rec->has_value()) {
+      const auto& footer = (*reader)->footer();
+      why = footer ? "the run stopped before it: " + footer->end_reason
+                   : "the file ends before the first step's end: the recording was killed or cut during it";
+    } else if (auto* step = std::get_if<trace::TraceStep>(&(*rec)->value); !step || !step->end) {
+      continue;
+    } else {
+      return {};
+    }
+    return Error{path + ": the trace holds no complete step (" + why + "): there is nothing to compare"};
+  }
+}
+
 ReplayResult replay(const ReplayOptions& o) {
+  if (Status s = require_complete_step(o.trace_path); !s) return fail(2, s.error().message);
   auto reader = trace::TraceReader::open(o.trace_path);
   if (!reader) return fail(2, reader.error().message);
   const trace::TraceHeader header = (*reader)->header();
@@ -296,10 +318,13 @@ ReplayResult replay(const ReplayOptions& o) {
   Training& t = *side->training;
   ReplayHooks& hooks = *side->hooks;
   const int64_t end = o.to_step >= 0 ? std::min(o.to_step, t.total_steps()) : t.total_steps();
+  bool cut_short = false;
   while (t.step() < end) {
     if (hooks.at_end()) {
-      rep.notes.push_back("the trace ends after step " + std::to_string(t.step() - 1) +
-                          (hooks.status().ok() ? "" : ": " + hooks.status().error().message));
+      rep.notes.push_back("the trace ends after step " + std::to_string(t.step() - 1) + ": " +
+                          (hooks.status().ok() ? std::string("the recording stopped there")
+                                               : "the recording was cut there: " + hooks.status().error().message));
+      cut_short = true;
       break;
     }
     Status s = t.fit(t.step() + 1);
@@ -311,9 +336,14 @@ ReplayResult replay(const ReplayOptions& o) {
     if (hooks.diverged() && !o.keep_going) break;
   }
   if (o.log && isatty(fileno(o.log))) std::fprintf(o.log, "\n");
-  if (!hooks.status().ok())
-    return fail(2, hooks.status().error().message + " (" + std::to_string(hooks.steps_compared()) +
-                       " complete steps before it were compared" + (hooks.diverged() ? ")" : " and reproduced)"));
+  // A trace cut short (a killed recording) is compared as far as it goes, as show and diff read it; one
+  // that holds every step but not its end (cut in the last checkpoint or the footer) says so too.
+  if (!cut_short && t.step() == t.total_steps() && !hooks.diverged() && hooks.at_end() &&
+      !hooks.trace_ended_cleanly())
+    rep.notes.push_back("every step was compared, but the trace " +
+                        (hooks.status().ok()
+                             ? std::string("has no footer: the recording was killed or cut after its last step")
+                             : "is cut after its last step: " + hooks.status().error().message));
 
   substitution_notes(hooks, rep.notes);
   rep.facts.emplace_back("trace", o.trace_path);
@@ -355,6 +385,15 @@ ReplayResult replay(const ReplayOptions& o) {
     rep.diverged = false;
     res.exit_code = 0;
     rep.facts.emplace_back("compared", compared_at(header.level));
+    // A --set that the forced choices override (a seed, a test fraction under a forced split) changes
+    // nothing here, but the run asked for is not the one recorded.
+    if (!ci.config_differences.empty()) {
+      std::string keys;
+      for (const std::string& c : ci.config_differences) keys += (keys.empty() ? "" : "; ") + c;
+      rep.notes.push_back("the configuration differs from the recording's (" + keys +
+                          "), yet the run reproduced: the forced choices (--force " + o.force.str() +
+                          ") serve the recorded values in its place");
+    }
     // Below level op, a difference inside a step that rounding removes before the step's end leaves no
     // trace: say so when this machine differs from the recording's, as that is when it happens.
     if (header.level != ProbeLevel::op && !rep.environment.empty())

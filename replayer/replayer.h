@@ -39,6 +39,10 @@ struct ReplayResult {
 
 ReplayResult replay(const ReplayOptions& options);
 
+// An error when the trace at `path` holds no complete step (a recording killed during its first step, or a
+// run that stopped before it): such a trace has nothing to compare.
+Status require_complete_step(const std::string& path);
+
 // The recorded run's configuration, with its data taken from the trace (embedded copies, written to
 // `scratch_dir`), from `data_path`, or from the recorded paths, each checked against its digest.
 // `data_changed` is set when a digest differs and `allow_change` let it through.

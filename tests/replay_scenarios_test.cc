@@ -434,9 +434,17 @@ TEST_F(Scenario, BadInputIsRefusedWithExitCodeTwo) {
   const std::string cut = dir.file("cut.trr");
   std::filesystem::copy_file(a, cut);
   std::filesystem::resize_file(cut, size / 2 + 3);
+  // The cut falls in step 0's message (its setup draws make it the largest): nothing to compare.
   CommandResult t = trainrr("replay " + cut);
   EXPECT_EQ(t.exit_code, 2) << t.output;
-  EXPECT_TRUE(has(t.output, "cut.trr")) << t.output;
+  EXPECT_TRUE(has(t.output, cut + ": the trace holds no complete step")) << t.output;
+  // bisect --against a recording of another configuration.
+  const std::string other = dir.file("other.trr");
+  ASSERT_EQ(trainrr("record " + cfg + " -o " + other + " --set train.optimizer.learning_rate=0.01").exit_code, 0);
+  CommandResult against = trainrr("bisect " + a + " --against " + other);
+  EXPECT_EQ(against.exit_code, 2) << against.output;
+  EXPECT_TRUE(has(against.output, "is a recording of another run (train.optimizer.learning_rate: 0.001 -> 0.01)"))
+      << against.output;
   // Missing data file.
   std::filesystem::rename(csv, csv + ".away");
   CommandResult missing = trainrr("replay " + a);

@@ -387,6 +387,14 @@ TEST(TraceCliNonFiniteTest, ShowNamesWhereNaNOrInfinityFirstAppears) {
             std::string::npos)
       << step.output;
   EXPECT_NE(step.output.find("  loss: first non-finite at step 1 (inf)"), std::string::npos) << step.output;
+  // A run gone to NaN is what one replays: its NaN losses must compare equal to themselves.
+  for (const std::string& trace : {d.file("op.trr"), d.file("step.trr")}) {
+    const CommandResult replay = run_trainrr("replay " + trace);
+    EXPECT_EQ(replay.exit_code, 0) << replay.output;
+    EXPECT_NE(replay.output.find("reproduced bit for bit"), std::string::npos) << replay.output;
+    const CommandResult diff = run_trainrr("diff " + trace + " " + trace);
+    EXPECT_EQ(diff.exit_code, 0) << diff.output;
+  }
 }
 
 TEST_F(TraceCliTest, ReplayFromAStepResumesAtTheCheckpointBeforeItAndStopsWhereAsked) {
@@ -540,6 +548,45 @@ TEST_F(TraceCliTest, HostileTruncatedTraceIsAnErrorOrACleanPartialRead) {
       EXPECT_NE(r.output.find("did not end cleanly: "), std::string::npos) << r.output;
     }
   }
+}
+
+// replay, diff and bisect read a trace cut short as show does: its complete steps are compared, and a trace
+// without one is refused rather than blamed on a cause or called identical.
+TEST_F(TraceCliTest, ReplayDiffAndBisectAgreeOnATraceCutShort) {
+  const std::string bytes = read_file(trace_);
+  const CommandResult dump = run_trainrr("dump --json " + trace_);
+  ASSERT_EQ(dump.exit_code, 0);
+  auto offset_of_step = [&](int step) -> uint64_t {
+    const auto m = first_match(dump.output, std::regex("\"type\":\"step\",\"step\":" + std::to_string(step) +
+                                                      ",.*\"offset\":([0-9]+)"));
+    EXPECT_EQ(m.size(), 2u) << "step " << step;
+    return m.size() == 2 ? std::stoull(m[1]) : 0;
+  };
+  TempDir d;
+  const std::string none = d.file("none.trr"), mid = d.file("mid.trr"), tail = d.file("tail.trr");
+  write_file(none, bytes.substr(0, offset_of_step(0)));
+  write_file(mid, bytes.substr(0, offset_of_step(5) + 30));
+  write_file(tail, bytes.substr(0, bytes.size() - 9));
+  for (const std::string& cmd : {"replay " + none, "diff " + none + " " + trace_, "bisect " + none}) {
+    const CommandResult r = run_trainrr(cmd);
+    EXPECT_EQ(r.exit_code, 2) << cmd << "\n" << r.output;
+    EXPECT_NE(r.output.find("none.trr: the trace holds no complete step"), std::string::npos) << r.output;
+  }
+  const CommandResult replay_mid = run_trainrr("replay " + mid);
+  EXPECT_EQ(replay_mid.exit_code, 0) << replay_mid.output;
+  EXPECT_NE(replay_mid.output.find("reproduced bit for bit (5 steps compared)"), std::string::npos)
+      << replay_mid.output;
+  EXPECT_NE(replay_mid.output.find("note: the trace ends after step 4: the recording was cut there"),
+            std::string::npos)
+      << replay_mid.output;
+  EXPECT_EQ(run_trainrr("diff " + mid + " " + trace_).exit_code, 0);
+  const CommandResult replay_tail = run_trainrr("replay " + tail);
+  EXPECT_EQ(replay_tail.exit_code, 0) << replay_tail.output;
+  EXPECT_NE(replay_tail.output.find("note: every step was compared, but the trace is cut after its last step"),
+            std::string::npos)
+      << replay_tail.output;
+  const CommandResult replay_full = run_trainrr("replay " + trace_);
+  EXPECT_EQ(replay_full.output.find("note: every step"), std::string::npos) << replay_full.output;
 }
 
 TEST_F(TraceCliTest, HostileHugeSegmentCountOrSizeAndBitFlipsNeverCrash) {
