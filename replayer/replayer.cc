@@ -322,8 +322,9 @@ ReplayResult replay(const ReplayOptions& o) {
   while (t.step() < end) {
     if (hooks.at_end()) {
       rep.notes.push_back("the trace ends after step " + std::to_string(t.step() - 1) + ": " +
-                          (hooks.status().ok() ? std::string("the recording stopped there")
-                                               : "the recording was cut there: " + hooks.status().error().message));
+                          (hooks.status().ok()
+                               ? std::string("the recording stopped there")
+                               : "the recording was cut there: " + hooks.status().error().message));
       cut_short = true;
       break;
     }
@@ -340,10 +341,11 @@ ReplayResult replay(const ReplayOptions& o) {
   // that holds every step but not its end (cut in the last checkpoint or the footer) says so too.
   if (!cut_short && t.step() == t.total_steps() && !hooks.diverged() && hooks.at_end() &&
       !hooks.trace_ended_cleanly())
-    rep.notes.push_back("every step was compared, but the trace " +
-                        (hooks.status().ok()
-                             ? std::string("has no footer: the recording was killed or cut after its last step")
-                             : "is cut after its last step: " + hooks.status().error().message));
+    rep.notes.push_back(
+        "every step was compared, but the trace " +
+        (hooks.status().ok()
+             ? std::string("has no footer: the recording was killed or cut after its last step")
+             : "is cut after its last step: " + hooks.status().error().message));
 
   substitution_notes(hooks, rep.notes);
   rep.facts.emplace_back("trace", o.trace_path);

@@ -440,10 +440,12 @@ TEST_F(Scenario, BadInputIsRefusedWithExitCodeTwo) {
   EXPECT_TRUE(has(t.output, cut + ": the trace holds no complete step")) << t.output;
   // bisect --against a recording of another configuration.
   const std::string other = dir.file("other.trr");
-  ASSERT_EQ(trainrr("record " + cfg + " -o " + other + " --set train.optimizer.learning_rate=0.01").exit_code, 0);
+  ASSERT_EQ(trainrr("record " + cfg + " -o " + other + " --set train.optimizer.learning_rate=0.01").exit_code,
+            0);
   CommandResult against = trainrr("bisect " + a + " --against " + other);
   EXPECT_EQ(against.exit_code, 2) << against.output;
-  EXPECT_TRUE(has(against.output, "is a recording of another run (train.optimizer.learning_rate: 0.001 -> 0.01)"))
+  EXPECT_TRUE(
+      has(against.output, "is a recording of another run (train.optimizer.learning_rate: 0.001 -> 0.01)"))
       << against.output;
   // Missing data file.
   std::filesystem::rename(csv, csv + ".away");

@@ -558,7 +558,7 @@ TEST_F(TraceCliTest, ReplayDiffAndBisectAgreeOnATraceCutShort) {
   ASSERT_EQ(dump.exit_code, 0);
   auto offset_of_step = [&](int step) -> uint64_t {
     const auto m = first_match(dump.output, std::regex("\"type\":\"step\",\"step\":" + std::to_string(step) +
-                                                      ",.*\"offset\":([0-9]+)"));
+                                                       ",.*\"offset\":([0-9]+)"));
     EXPECT_EQ(m.size(), 2u) << "step " << step;
     return m.size() == 2 ? std::stoull(m[1]) : 0;
   };
@@ -582,8 +582,9 @@ TEST_F(TraceCliTest, ReplayDiffAndBisectAgreeOnATraceCutShort) {
   EXPECT_EQ(run_trainrr("diff " + mid + " " + trace_).exit_code, 0);
   const CommandResult replay_tail = run_trainrr("replay " + tail);
   EXPECT_EQ(replay_tail.exit_code, 0) << replay_tail.output;
-  EXPECT_NE(replay_tail.output.find("note: every step was compared, but the trace is cut after its last step"),
-            std::string::npos)
+  EXPECT_NE(
+      replay_tail.output.find("note: every step was compared, but the trace is cut after its last step"),
+      std::string::npos)
       << replay_tail.output;
   const CommandResult replay_full = run_trainrr("replay " + trace_);
   EXPECT_EQ(replay_full.output.find("note: every step"), std::string::npos) << replay_full.output;
