@@ -1,6 +1,7 @@
 #include "engine/data/split.h"
 
 #include <cmath>
+#include <map>
 #include <string>
 
 #include "engine/result.h"
@@ -23,7 +24,8 @@ SplitIndices split_rows(std::span<const float> labels, int num_classes, double t
     s.test.assign(perm.begin(), perm.begin() + n_test);
     s.train.assign(perm.begin() + n_test, perm.end());
   } else {
-    std::vector<int64_t> quota(num_classes, 0);
+    // Only the classes present: labels may be sparse (0 and 16000000), and num_classes their bound.
+    std::map<int64_t, int64_t> quota;
     for (float v : labels) {
       const auto c = static_cast<int64_t>(v);
       TRAINRR_CHECK(c >= 0 && c < num_classes && static_cast<float>(c) == v, "label " + std::to_string(v));
@@ -32,21 +34,21 @@ SplitIndices split_rows(std::span<const float> labels, int num_classes, double t
     // Each class gets the floor of its share; the rows left over go to the classes with the largest
     // remainders (ties to the smaller class index), so the test set has exactly n_test rows, as
     // scikit-learn's stratified split allocates them.
-    std::vector<double> remainder(num_classes);
+    std::map<int64_t, double> remainder;
     int64_t given = 0;
-    for (int c = 0; c < num_classes; ++c) {
-      const double share = static_cast<double>(n_test) * static_cast<double>(quota[c]) / static_cast<double>(n);
+    for (auto& [c, q] : quota) {
+      const double share = static_cast<double>(n_test) * static_cast<double>(q) / static_cast<double>(n);
       const auto whole = static_cast<int64_t>(std::floor(share));
       remainder[c] = share - static_cast<double>(whole);
-      quota[c] = whole;
+      q = whole;
       given += whole;
     }
     for (; given < n_test; ++given) {
-      int best = 0;
-      for (int c = 1; c < num_classes; ++c)
-        if (remainder[c] > remainder[best]) best = c;
-      ++quota[best];
-      remainder[best] = -1;
+      auto best = remainder.begin();
+      for (auto it = remainder.begin(); it != remainder.end(); ++it)
+        if (it->second > best->second) best = it;
+      ++quota[best->first];
+      best->second = -1;
     }
     for (uint32_t row : perm) {
       int64_t& q = quota[static_cast<int64_t>(labels[row])];

@@ -85,6 +85,16 @@ TEST(DataSplit, StratifiedTakesEachClassShareOfCeilFractionRows) {
   for (size_t c = 0; c < counts.size(); ++c) EXPECT_LE(std::abs(in_test[c] - frac * counts[c]), 1.0);
 }
 
+TEST(DataSplit, StratifiedWithSparseClassIndicesCountsOnlyThePresentClasses) {
+  // Two classes, 0 and 16000000: the split is that of two classes, not of sixteen million.
+  const std::vector<float> y = {0, 16000000, 0, 16000000, 0, 16000000};
+  SplitIndices s = split(y, 16000001, 0.5, true, 3);
+  ASSERT_EQ(s.test.size(), 3u);
+  int zeros = 0;
+  for (uint32_t r : s.test) zeros += y[r] == 0;
+  EXPECT_EQ(zeros, 2);  // 1.5 rows each: the leftover row goes to the smaller class index
+}
+
 TEST(DataSplit, StratifiedKeepsPermutationOrderWithinTrainAndTest) {
   const std::vector<float> y = labels_with_counts({20, 13, 7});
   SplitIndices s = split(y, 3, 0.25, true, 77);
