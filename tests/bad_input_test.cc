@@ -319,6 +319,25 @@ TEST_F(BadInput, RecordNeverOverwritesWhatIsNotATrace) {
   EXPECT_EQ(into_empty.exit_code, 0) << into_empty.output;
 }
 
+TEST_F(BadInput, RecordRefusedBeforeTrainingKeepsTheEarlierTrace) {
+  dir.write("d.csv", good_csv);
+  const std::string cfg = config("d.csv");
+  const std::string trace = dir.file("prev.trr");
+  ASSERT_EQ(run_trainrr("record " + cfg + " -o " + trace).exit_code, 0);
+  auto bytes = [&trace] {
+    std::ifstream in(trace, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string before = bytes();
+  ASSERT_FALSE(before.empty());
+  expect_error("record " + cfg + " -o " + trace + " --set data.label=yy", "no column named");
+  expect_error("record " + cfg + " -o " + trace + " --set model.layers[0].units=0", "units");
+  EXPECT_TRUE(bytes() == before) << "the earlier trace was changed";
+  // Nothing is left beside it either.
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 3)
+      << "d.csv, run.toml, prev.trr";
+}
+
 TEST_F(BadInput, HtmlReportNeverOverwritesWhatIsNotAReport) {
   dir.write("d.csv", good_csv);
   const std::string cfg = config("d.csv");

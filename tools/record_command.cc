@@ -87,13 +87,12 @@ int run_record(const RecordArgs& a) {
   std::signal(SIGTERM, on_signal);
 
   auto training = Training::create(*config, opts);
-  if (!training) {
+  if (!training) {  // refused before it started: -o is untouched, an earlier trace there kept
     std::fprintf(stderr, "trainrr: %s\n", training.error().message.c_str());
-    (void)(*recorder)->finish(false, "error: " + training.error().message);
     return kBadInput;
   }
-  if (!(*recorder)->status().ok()) {  // the trace could not be started: nothing to train for
-    std::fprintf(stderr, "trainrr: %s\n", (*recorder)->status().error().message.c_str());
+  if (Status s = (*recorder)->start(); !s) {  // the trace could not be started: nothing to train for
+    std::fprintf(stderr, "trainrr: %s\n", s.error().message.c_str());
     return kBadInput;
   }
   print_run_header(stdout, *config, **training);
