@@ -338,6 +338,19 @@ TEST_F(BadInput, RecordRefusedBeforeTrainingKeepsTheEarlierTrace) {
       << "d.csv, run.toml, prev.trr";
 }
 
+TEST_F(BadInput, RecordIntoWhatIsNotARegularFileIsRefusedBeforeTraining) {
+  dir.write("d.csv", good_csv);
+  const std::string cfg = config("d.csv");
+  for (const auto& [out, kind] :
+       {std::pair<std::string, std::string>{"/dev/null", "it is a character device"},
+        {dir.path().string(), "it is a directory"}}) {
+    CommandResult r = run_trainrr("record " + cfg + " -o " + out);
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find(out + ": not a regular file (" + kind + ")"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("recording to"), std::string::npos) << "refused before training:\n" << r.output;
+  }
+}
+
 TEST_F(BadInput, HtmlReportNeverOverwritesWhatIsNotAReport) {
   dir.write("d.csv", good_csv);
   const std::string cfg = config("d.csv");
