@@ -1,7 +1,10 @@
 // Bad input gets one clear message and exit code 2: never a crash, never a silent default.
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <limits>
@@ -378,6 +381,50 @@ TEST_F(BadInput, HtmlReportInAMissingFolderIsRefusedBeforeAnyReplay) {
     EXPECT_NE(r.output.find("--html: folder " + dir.file("absent") + " does not exist"), std::string::npos)
         << r.output;
   }
+}
+
+TEST_F(BadInput, HtmlReportThatIsAFolderIsRefusedBeforeAnyReplay) {
+  const std::string trace = dir.file("missing.trr");  // never read: the option is checked first
+  for (const std::string& cmd : {"replay " + trace, "bisect " + trace, "diff " + trace + " " + trace}) {
+    CommandResult r = run_trainrr(cmd + " --html " + dir.path().string());
+    EXPECT_EQ(r.exit_code, 2) << cmd << "\n" << r.output;
+    EXPECT_NE(r.output.find(dir.path().string() + " is a directory"), std::string::npos) << r.output;
+  }
+}
+
+// Permissions decide for the user running trainrr; root passes every permission check, so as root the
+// commands run as nobody.
+TEST_F(BadInput, HtmlReportIsRefusedWhenTheFileCannotBeWrittenNotWhenItsFolderIsReadOnly) {
+  std::string as_user;
+  if (::geteuid() == 0) {
+    if (std::system("command -v setpriv >/dev/null 2>&1") != 0) GTEST_SKIP() << "root without setpriv";
+    as_user = "setpriv --reuid=65534 --regid=65534 --clear-groups";
+  }
+  dir.write("d.csv", good_csv);
+  const std::string cfg = config("d.csv");
+  const std::string trace = dir.file("run.trr");
+  ASSERT_EQ(run_trainrr("record " + cfg + " -o " + trace).exit_code, 0);
+  namespace fs = std::filesystem;
+  fs::create_directory(dir.file("ro"));
+  const std::string report = dir.file("ro/r.html"), locked = dir.file("ro/locked.html");
+  for (const std::string& f : {report, locked}) std::ofstream(f) << "<!doctype html>\n";
+  fs::permissions(report, fs::perms(0666));          // anyone may rewrite the report
+  fs::permissions(locked, fs::perms(0444));          // no one may
+  fs::permissions(dir.file("ro"), fs::perms(0555));  // nor add a file to the folder
+  CommandResult replaced = run_trainrr_env(as_user, "replay " + trace + " --html " + report);
+  EXPECT_EQ(replaced.exit_code, 0) << replaced.output;
+  std::ifstream in(report);
+  EXPECT_GT(std::string(std::istreambuf_iterator<char>(in), {}).size(), 100u) << "the report was rewritten";
+  CommandResult refused = run_trainrr_env(as_user, "replay " + trace + " --html " + locked);
+  EXPECT_EQ(refused.exit_code, 2) << refused.output;
+  EXPECT_NE(refused.output.find("cannot write " + locked), std::string::npos) << refused.output;
+  EXPECT_EQ(refused.output.find("reproduced"), std::string::npos) << "refused before the replay:\n"
+                                                                  << refused.output;
+  CommandResult created = run_trainrr_env(as_user, "replay " + trace + " --html " + dir.file("ro/new.html"));
+  EXPECT_EQ(created.exit_code, 2) << created.output;
+  EXPECT_NE(created.output.find("cannot create a file in " + dir.file("ro")), std::string::npos)
+      << created.output;
+  fs::permissions(dir.file("ro"), fs::perms::owner_all, fs::perm_options::add);
 }
 
 TEST_F(BadInput, HelpOnEveryCommandSucceeds) {
