@@ -332,7 +332,7 @@ TEST_F(TraceCliTest, DumpStepsLimitsToTheRangeAndRejectsBadSyntax) {
   EXPECT_EQ(count_matching(head.output, std::regex(R"(^step 0 end )")), 1u);
   EXPECT_EQ(count_matching(head.output, std::regex(R"(^step [1-9]\d* )")), 0u);
 
-  for (const char* bad : {"x", "3-5", "5:3", ":", "-1:4", "1:2:3", "1.5:"}) {
+  for (const char* bad : {"x", "3-5", "5:3", ":", "-1:4", "1:2:3", "1.5:", "5:5", ":0"}) {
     const CommandResult b = run_trainrr("dump " + trace_ + " --steps " + bad);
     EXPECT_EQ(b.exit_code, 2) << bad << ": " << b.output;
     EXPECT_NE(b.output.find("--steps"), std::string::npos) << b.output;
@@ -402,6 +402,35 @@ TEST_F(TraceCliTest, ReplayFromAStepResumesAtTheCheckpointBeforeItAndStopsWhereA
   EXPECT_EQ(past.exit_code, 2) << past.output;
   EXPECT_NE(past.output.find("step 1000 is past the run's end: it has steps 0..149"), std::string::npos)
       << past.output;
+}
+
+TEST_F(TraceCliTest, ReplayRefusesAnEmptyReversedOrNegativeStepRange) {
+  for (const std::string range : {"--to-step 0", "--from-step 20 --to-step 10", "--from-step 10 --to-step 3",
+                                  "--from-step 10 --to-step 10", "--to-step -7"}) {
+    const CommandResult r = run_trainrr("replay " + trace_ + " " + range);
+    EXPECT_EQ(r.exit_code, 2) << range << ": " << r.output;
+    EXPECT_NE(r.output.find("--to-step"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("reproduced"), std::string::npos) << range << ": " << r.output;
+  }
+  const CommandResult reversed = run_trainrr("replay " + trace_ + " --from-step 20 --to-step 10");
+  EXPECT_NE(reversed.output.find("--from-step 20 --to-step 10: the range of steps is empty or reversed"),
+            std::string::npos)
+      << reversed.output;
+  const CommandResult one = run_trainrr("replay " + trace_ + " --to-step 1");
+  EXPECT_EQ(one.exit_code, 0) << one.output;
+  EXPECT_NE(one.output.find("reproduced bit for bit (1 steps compared)"), std::string::npos) << one.output;
+}
+
+TEST_F(TraceCliTest, ExportPastTheLastStepNamesIt) {
+  TempDir out;
+  for (const char* step : {"151", "99999999999999999999"}) {
+    const CommandResult r = run_trainrr("export " + trace_ + " --step " + step + " -o " + out.file("ck"));
+    EXPECT_EQ(r.exit_code, 2) << step << ": " << r.output;
+    EXPECT_NE(r.output.find("it has steps 0..149, so --step 150 at most"), std::string::npos) << r.output;
+    EXPECT_FALSE(std::filesystem::exists(out.file("ck"))) << step;
+  }
+  const CommandResult last = run_trainrr("export " + trace_ + " --step 150 -o " + out.file("ck"));
+  EXPECT_EQ(last.exit_code, 0) << last.output;
 }
 
 TEST_F(TraceCliTest, ExportWritesTheCheckpointAtOrBeforeTheStepAsNpyAndAManifest) {

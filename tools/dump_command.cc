@@ -37,7 +37,7 @@ std::optional<int64_t> parse_step(std::string_view s) {
 // "A:B", "A:", ":B", or "N" for the one step N.
 Result<StepRange> parse_range(const std::string& text) {
   const Error bad{"--steps '" + text +
-                  "': expected A:B, A: or :B with whole step numbers A <= B (steps A..B-1)"};
+                  "': expected A:B, A: or :B with whole step numbers A < B (steps A..B-1), or N"};
   StepRange r;
   const size_t colon = text.find(':');
   if (colon == std::string::npos) {
@@ -58,7 +58,7 @@ Result<StepRange> parse_range(const std::string& text) {
     if (!n) return bad;
     r.last = *n;
   }
-  if (r.first > r.last) return bad;
+  if (r.first >= r.last) return bad;  // empty or reversed
   return r;
 }
 

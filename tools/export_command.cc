@@ -92,6 +92,7 @@ int run_export(const ExportArgs& a) {
     return kBadInput;
   }
   bool first = true;
+  bool later_checkpoint = false;  // else the scan read to the end, and knows the trace's last step
   for (;;) {
     auto rec = r.next();
     if (!rec) {
@@ -106,6 +107,7 @@ int run_export(const ExportArgs& a) {
     }
     if (const auto* c = std::get_if<trace::TraceCheckpoint>(&m.value)) {
       until = "checkpoint at step " + std::to_string(c->step);
+      later_checkpoint = true;
       break;
     }
     const auto* s = std::get_if<trace::TraceStep>(&m.value);
@@ -114,6 +116,18 @@ int run_export(const ExportArgs& a) {
     for (const auto& e : s->events)
       if (const auto* b = std::get_if<trace::BatchOrderEvent>(&e)) f.batches.push_back(b->batch);
     following.push_back(std::move(f));
+  }
+
+  if (!later_checkpoint) {
+    const int64_t last = following.empty() ? chosen->step : following.back().step + 1;
+    if (a.step > last) {
+      std::fprintf(
+          stderr,
+          "trainrr: %s: --step %lld is past the trace's end: it has steps 0..%lld, so --step %lld at most\n",
+          a.file.c_str(), static_cast<long long>(a.step), static_cast<long long>(last - 1),
+          static_cast<long long>(last));
+      return kBadInput;
+    }
   }
 
   std::error_code ec;
