@@ -610,6 +610,44 @@ TEST_F(TraceCliTest, HostileHugeSegmentCountOrSizeAndBitFlipsNeverCrash) {
   }
 }
 
+// --- standard output ---
+
+// Runs the shell script (trainrr is $T in it): its exit code, and what it wrote on stderr.
+CommandResult run_script(const std::string& script, const std::string& stderr_file) {
+  const std::string cmd = "T='" + std::string(TRAINRR_BIN) + "'; { " + script + "; } 2>'" + stderr_file + "'";
+  const int status = std::system(cmd.c_str());
+  CommandResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.output = read_file(stderr_file);
+  return r;
+}
+
+TEST_F(TraceCliTest, AnOutputThatCannotBeWrittenIsExitTwoWithTheReason) {
+  TempDir d;
+  for (const std::string& args :
+       {"dump --json " + trace_, "show " + trace_, "diff " + trace_ + " " + trace_, std::string("--help")}) {
+    const CommandResult r = run_script("$T " + args + " >/dev/full", d.file("err"));
+    EXPECT_EQ(r.exit_code, 2) << args << ": " << r.output;
+    EXPECT_NE(r.output.find("trainrr: cannot write to standard output: No space left on device"),
+              std::string::npos)
+        << args << ": " << r.output;
+  }
+}
+
+TEST(TraceCliPipeTest, AReaderThatStopsReadingNeitherKillsNorCutsARecording) {
+  TempDir d;
+  const std::string out = d.file("run.trr");
+  // The run prints a line per epoch, long after `head` has taken its two lines and gone.
+  const std::string script = "{ $T record " + example("breast_cancer.toml") + " --set train.epochs=40 -o " +
+                             out + "; echo $? >" + d.file("rc") + "; } | head -2 >/dev/null";
+  const CommandResult r = run_script(script, d.file("err"));
+  EXPECT_EQ(read_file(d.file("rc")), "0\n") << r.output;
+  EXPECT_EQ(r.output, "") << "a reader that stopped reading is no error";
+  const CommandResult show = run_trainrr("show " + out);
+  EXPECT_EQ(show.exit_code, 0) << show.output;
+  EXPECT_NE(show.output.find("ended cleanly: the run completed"), std::string::npos) << show.output;
+}
+
 // --- crash ---
 
 pid_t spawn_record(const std::vector<std::string>& args) {

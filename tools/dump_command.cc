@@ -95,6 +95,7 @@ int run_dump(const DumpArgs& a) {
   int64_t complete = 0;
   std::optional<Error> stopped;
   for (;;) {
+    if (std::ferror(stdout)) break;  // a reader gone (`| head`) or a full disk: main reports it
     auto rec = r.next();
     if (!rec) {
       stopped = rec.error();

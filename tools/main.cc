@@ -1,12 +1,39 @@
 // trainrr: record, replay and explain neural-network training runs.
 
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
+#include <iostream>
 #include <new>
 #include <stdexcept>
 
 #include "tools/commands.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+// The error standard output met, if any (0: none). The write that failed may lie far back, its errno
+// gone: the descriptor is then asked again.
+int stdout_error() {
+  std::cout.flush();
+  errno = 0;
+  if (std::fflush(stdout) != 0 && errno != 0) return errno;
+  if (!std::ferror(stdout) && !std::cout.bad()) return 0;
+  struct stat st;
+  if (::fstat(STDOUT_FILENO, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) {
+    pollfd p{STDOUT_FILENO, POLLOUT, 0};
+    if (::poll(&p, 1, 0) == 1 && (p.revents & POLLERR)) return EPIPE;  // the reading end is closed
+  }
+  errno = 0;
+  if (::write(STDOUT_FILENO, "", 0) < 0 && errno != 0) return errno;
+  return EIO;
+}
+
+int run(int argc, char** argv) {
   CLI::App app{
       "trainrr: a record-and-replay debugger for neural-network training.\n"
       "Records every source of run-to-run variation, replays a run from its trace, and names the\n"
@@ -34,6 +61,21 @@ int main(int argc, char** argv) {
     return trainrr::cli::kBadInput;
   } catch (const std::length_error& e) {
     std::fprintf(stderr, "trainrr: too large: %s\n", e.what());
+    return trainrr::cli::kBadInput;
+  }
+  return exit_code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // A reader that stops reading (`trainrr record ... | head`) must not kill a recording half written: writes
+  // to the closed pipe fail instead, and the run goes on to its end.
+  std::signal(SIGPIPE, SIG_IGN);
+  const int exit_code = run(argc, argv);
+  if (const int err = stdout_error(); err != 0) {
+    if (err == EPIPE) return exit_code;  // the reader chose to stop: nothing to report
+    std::fprintf(stderr, "trainrr: cannot write to standard output: %s\n", std::strerror(err));
     return trainrr::cli::kBadInput;
   }
   return exit_code;
