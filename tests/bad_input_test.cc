@@ -59,6 +59,14 @@ TEST_F(BadInput, MissingConfigFileIsNamed) {
   expect_error("train " + dir.file("nope.toml"), dir.file("nope.toml") + ": cannot open");
 }
 
+TEST_F(BadInput, ConfigurationThatIsAFolderOrEmptyIsRefusedAsSuch) {
+  expect_error("train " + dir.path().string(),
+               dir.path().string() + ": not a regular file (it is a directory)");
+  expect_error("record " + dir.path().string() + " -o " + dir.file("r.trr"), "not a regular file");
+  expect_error("train " + dir.write("empty.toml", ""), "empty.toml: the configuration is empty");
+  expect_error("train " + dir.write("blank.toml", "\n  \n"), "blank.toml: the configuration is empty");
+}
+
 TEST_F(BadInput, MissingDataFileIsNamed) {
   expect_error("train " + config("absent.csv"), "absent.csv");
 }
