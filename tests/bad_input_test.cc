@@ -381,6 +381,27 @@ TEST_F(BadInput, UnknownCommandIsUsageError) {
   EXPECT_EQ(r.exit_code, 2) << r.output;
 }
 
+TEST_F(BadInput, UnknownCommandOrOptionIsNamedWithTheCommands) {
+  CommandResult r = run_trainrr("replya bc.trr");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(
+      r.output.find("trainrr: unknown command 'replya' (commands: train, record, replay, diff, bisect, show, "
+                    "dump, export)"),
+      std::string::npos)
+      << r.output;
+  for (const std::string args : {"--bogus", "--bogus record x.toml -o x.trr", "-z replay x.trr"}) {
+    CommandResult o = run_trainrr(args);
+    EXPECT_EQ(o.exit_code, 2) << args << ": " << o.output;
+    const std::string option = args.substr(0, args.find(' '));
+    EXPECT_NE(o.output.find("trainrr: unknown option '" + option + "'"), std::string::npos) << o.output;
+    EXPECT_EQ(o.output.find("A subcommand is required"), std::string::npos) << o.output;
+  }
+  CommandResult none = run_trainrr("");
+  EXPECT_EQ(none.exit_code, 2) << none.output;
+  EXPECT_NE(none.output.find("trainrr: a command is required (commands: train, record,"), std::string::npos)
+      << none.output;
+}
+
 TEST_F(BadInput, HtmlReportInAMissingFolderIsRefusedBeforeAnyReplay) {
   const std::string trace = dir.file("missing.trr");  // never read: the option is checked first
   for (const std::string& cmd : {"replay " + trace, "bisect " + trace, "diff " + trace + " " + trace}) {

@@ -10,7 +10,9 @@
 #include <cstring>
 #include <iostream>
 #include <new>
+#include <optional>
 #include <stdexcept>
+#include <string>
 
 #include "tools/commands.h"
 
@@ -33,6 +35,24 @@ int stdout_error() {
   return EIO;
 }
 
+// What CLI11 reports as "A subcommand is required" when there is no command, the first word is no command,
+// or an option other than --help and --version comes before the command: the message names the word instead.
+std::optional<std::string> missing_command(const CLI::App& app, int argc, char** argv) {
+  std::string commands;
+  bool known = false;
+  const std::string first = argc > 1 ? argv[1] : "";
+  for (const CLI::App* sub : app.get_subcommands({})) {
+    commands += (commands.empty() ? "" : ", ") + sub->get_name();
+    known = known || sub->get_name() == first;
+  }
+  if (argc < 2) return "a command is required (commands: " + commands + "; --help says what each does)";
+  if (known || first == "-h" || first == "--help" || first == "--version") return std::nullopt;
+  if (first[0] == '-')
+    return "unknown option '" + first +
+           "' (before a command only --help and --version; commands: " + commands + ")";
+  return "unknown command '" + first + "' (commands: " + commands + ")";
+}
+
 int run(int argc, char** argv) {
   CLI::App app{
       "trainrr: a record-and-replay debugger for neural-network training.\n"
@@ -49,6 +69,10 @@ int run(int argc, char** argv) {
   trainrr::cli::add_show_command(app, exit_code);
   trainrr::cli::add_dump_command(app, exit_code);
   trainrr::cli::add_export_command(app, exit_code);
+  if (auto unknown = missing_command(app, argc, argv)) {
+    std::fprintf(stderr, "trainrr: %s\n", unknown->c_str());
+    return trainrr::cli::kBadInput;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
