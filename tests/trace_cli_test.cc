@@ -258,7 +258,7 @@ TEST_F(TraceCliTest, DumpShowsEveryInitDrawTheSplitEachShuffleAndEachKernelSelec
   ASSERT_EQ(split.size(), 3u) << r.output.substr(0, 3000);
   EXPECT_EQ(count_matching(r.output, std::regex(R"(^step \d+ split )")), 1u);
   EXPECT_EQ(std::stoul(split[1]) + std::stoul(split[2]), 569u);
-  for (int epoch = 0; epoch < 10; ++epoch)
+  for (int epoch = 1; epoch <= 10; ++epoch)  // counted from 1, as training prints them
     EXPECT_EQ(count_matching(r.output, std::regex("^step \\d+ shuffle data/shuffle epoch=" +
                                                   std::to_string(epoch) + " rows=" + split[1] +
                                                   " draw\\(stream=\\S+ .*\\) digest=[0-9a-f]{16}$")),
@@ -282,6 +282,10 @@ TEST_F(TraceCliTest, DumpShowsEveryInitDrawTheSplitEachShuffleAndEachKernelSelec
                            std::regex(R"(^step \d+ end loss=\S+ .*params: dense_1\.kernel=[0-9a-f]{16})")),
             150u);
   EXPECT_EQ(count_matching(r.output, std::regex(R"(^epoch \d+ loss=)")), 10u);
+  EXPECT_EQ(count_matching(r.output, std::regex(R"(^(epoch 10 |step 0 epoch=1 |step 149 epoch=10 ))")), 3u);
+  EXPECT_EQ(count_matching(r.output, std::regex(R"((^epoch 0 | epoch=0 ))")), 0u);
+  EXPECT_EQ(count_matching(r.output, std::regex(R"(^checkpoint step=50 epochs_done=3 batch_in_epoch=5 )")),
+            1u);
   EXPECT_EQ(
       count_matching(r.output,
                      std::regex(R"(^checkpoint step=(50|100|150) .* tensors: dense_1\.kernel\(30, 16\))")),
@@ -349,9 +353,9 @@ TEST_F(TraceCliTest, ShowSummarizesTheRunAndSaysItEndedCleanly) {
   EXPECT_NE(r.output.find("libraries: trainrr "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("breast_cancer.csv"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("not embedded"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("steps: 150 in 10 epochs (0..9)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("steps: 150 in 10 epochs (1..10)"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("checkpoints: 3, after steps 50, 100, 150"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("final metrics (epoch 9): loss"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("final metrics (epoch 10): loss"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("ended cleanly: the run completed (completed), 150 steps"), std::string::npos)
       << r.output;
   EXPECT_EQ(r.output.find("did not end cleanly"), std::string::npos) << r.output;

@@ -197,7 +197,7 @@ int run_export(const ExportArgs& a) {
     return kBadInput;
   }
   std::printf(
-      "exported the checkpoint after step %lld (epoch %d, batch %lld of it) to %s: %zu tensors, "
+      "exported the checkpoint after step %lld (%d epochs and %lld batches done) to %s: %zu tensors, "
       "manifest.json with the batch order of %zu following steps (until %s)\n",
       static_cast<long long>(state->step), state->epoch, static_cast<long long>(state->batch_in_epoch),
       a.dir.c_str(), state->tensors.size(), following.size(), until.c_str());

@@ -22,6 +22,9 @@ std::string hex128(const trace::Digest128& d);
 void append_item(std::string& list, size_t i, const char* separator, const std::string& item);
 // Shortest text that reads back as the same double.
 std::string number(double v);
+// An epoch as people count it, from 1, as training's log and diff print it. Traces, JSON keys and the
+// export manifest keep the engine's 0-based index.
+std::string epoch_number(int64_t epoch);
 
 // Builds one JSON object, keys in the order they are added. Strings are escaped for JSON: control
 // characters, quotes and backslashes; bytes that are not valid UTF-8 become U+FFFD so every line parses.
