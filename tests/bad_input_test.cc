@@ -456,6 +456,14 @@ TEST_F(BadInput, HtmlReportIsRefusedWhenTheFileCannotBeWrittenNotWhenItsFolderIs
   fs::permissions(dir.file("ro"), fs::perms::owner_all, fs::perm_options::add);
 }
 
+TEST_F(BadInput, ForceAllOrNoneCannotBeCombinedWithOtherChoices) {
+  const std::string trace = dir.file("missing.trr");  // never read: the option is checked first
+  expect_error("replay " + trace + " --force all,rng",
+               "--force 'all,rng': all cannot be combined with other choices");
+  expect_error("replay " + trace + " --force rng,none", "none cannot be combined with other choices");
+  expect_error("replay " + trace + " --force rng,bogus", "unknown choice 'bogus'");
+}
+
 TEST_F(BadInput, HelpOnEveryCommandSucceeds) {
   for (const char* cmd : {"--help", "train --help", "record --help", "replay --help", "diff --help", "bisect --help",
                           "show --help", "dump --help", "export --help"}) {
