@@ -464,6 +464,28 @@ TEST_F(BadInput, ForceAllOrNoneCannotBeCombinedWithOtherChoices) {
   expect_error("replay " + trace + " --force rng,bogus", "unknown choice 'bogus'");
 }
 
+// A binary file given by mistake must not put raw bytes on the terminal: they are shown as \xNN.
+TEST_F(BadInput, MessagesShowBytesThatAreNotPrintableEscaped) {
+  auto printable = [](const std::string& text) {
+    for (unsigned char c : text)
+      if ((c < 0x20 && c != '\n' && c != '\t') || c >= 0x7F) return false;
+    return true;
+  };
+  dir.write("d.csv", std::string("a\xff\x01") + "b,c\n1,2\n3,4\n");
+  CommandResult r = run_trainrr("train " + config("d.csv"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("the columns are: a\\xFF\\x01b, c"), std::string::npos) << r.output;
+  EXPECT_TRUE(printable(r.output)) << r.output;
+
+  dir.write("good.csv", good_csv);
+  const std::string trace = dir.file("run.trr");
+  ASSERT_EQ(run_trainrr("record " + config("good.csv") + " -o " + trace).exit_code, 0);
+  CommandResult data = run_trainrr("replay " + trace + " --data " + trace + " --allow-data-change");
+  EXPECT_EQ(data.exit_code, 2) << data.output;
+  EXPECT_NE(data.output.find("no column named"), std::string::npos) << data.output;
+  EXPECT_TRUE(printable(data.output)) << data.output;
+}
+
 TEST_F(BadInput, HelpOnEveryCommandSucceeds) {
   for (const char* cmd : {"--help", "train --help", "record --help", "replay --help", "diff --help", "bisect --help",
                           "show --help", "dump --help", "export --help"}) {

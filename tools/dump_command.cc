@@ -72,14 +72,14 @@ int run_dump(const DumpArgs& a) {
   if (!a.steps.empty()) {
     auto r = parse_range(a.steps);
     if (!r) {
-      std::fprintf(stderr, "trainrr: %s\n", r.error().message.c_str());
+      print_error(r.error().message);
       return kBadInput;
     }
     range = *r;
   }
   auto opened = trace::TraceReader::open(a.file);
   if (!opened) {
-    std::fprintf(stderr, "trainrr: %s\n", opened.error().message.c_str());
+    print_error(opened.error().message);
     return kBadInput;
   }
   trace::TraceReader& r = **opened;
@@ -159,7 +159,7 @@ int run_dump(const DumpArgs& a) {
       line("did not end cleanly: " + std::to_string(complete) + " complete steps readable; no footer");
   }
   std::fflush(stdout);
-  if (rc != kOk) std::fprintf(stderr, "trainrr: %s\n", stopped->message.c_str());
+  if (rc != kOk) print_error(stopped->message);
   return rc;
 }
 

@@ -55,14 +55,14 @@ int run_export(const ExportArgs& a) {
   }
   auto opened = trace::TraceReader::open(a.file);
   if (!opened) {
-    std::fprintf(stderr, "trainrr: %s\n", opened.error().message.c_str());
+    print_error(opened.error().message);
     return kBadInput;
   }
   trace::TraceReader& r = **opened;
   // The index is built from message framing, so it works on a trace whose recording was killed.
   auto index = r.checkpoint_index();
   if (!index) {
-    std::fprintf(stderr, "trainrr: %s\n", index.error().message.c_str());
+    print_error(index.error().message);
     return kBadInput;
   }
   const trace::CheckpointRef* chosen = nullptr;
@@ -80,7 +80,7 @@ int run_export(const ExportArgs& a) {
   const uint64_t offset = chosen->offset;
   auto state = r.read_checkpoint(offset);
   if (!state) {
-    std::fprintf(stderr, "trainrr: %s\n", state.error().message.c_str());
+    print_error(state.error().message);
     return kBadInput;
   }
 
@@ -88,7 +88,7 @@ int run_export(const ExportArgs& a) {
   std::vector<FollowingStep> following;
   std::string until = "end of trace";
   if (Status s = r.seek(offset); !s) {
-    std::fprintf(stderr, "trainrr: %s\n", s.error().message.c_str());
+    print_error(s.error().message);
     return kBadInput;
   }
   bool first = true;
@@ -143,7 +143,7 @@ int run_export(const ExportArgs& a) {
     const NamedTensor& t = state->tensors[i];
     const std::string file = file_name_for(t.name, i, used);
     if (Status s = write_npy((dir / file).string(), t.value); !s) {
-      std::fprintf(stderr, "trainrr: %s\n", s.error().message.c_str());
+      print_error(s.error().message);
       return kBadInput;
     }
     append_item(tensors, i, ",",

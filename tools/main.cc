@@ -15,6 +15,7 @@
 #include <string>
 
 #include "tools/commands.h"
+#include "tools/trace_text.h"
 
 namespace {
 
@@ -70,7 +71,7 @@ int run(int argc, char** argv) {
   trainrr::cli::add_dump_command(app, exit_code);
   trainrr::cli::add_export_command(app, exit_code);
   if (auto unknown = missing_command(app, argc, argv)) {
-    std::fprintf(stderr, "trainrr: %s\n", unknown->c_str());
+    trainrr::cli::print_error(*unknown);
     return trainrr::cli::kBadInput;
   }
   try {

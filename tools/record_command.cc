@@ -11,6 +11,7 @@
 #include "recorder/recorder.h"
 #include "tools/commands.h"
 #include "tools/run_common.h"
+#include "tools/trace_text.h"
 #include "traces/trace_reader.h"
 
 namespace trainrr::cli {
@@ -72,11 +73,11 @@ Status check_output(const std::string& out, const std::string& config_path, cons
 int run_record(const RecordArgs& a) {
   auto config = load_config(a.config, a.overrides);
   if (!config) {
-    std::fprintf(stderr, "trainrr: %s\n", config.error().message.c_str());
+    print_error(config.error().message);
     return kBadInput;
   }
   if (Status s = check_output(a.output, a.config, *config); !s) {
-    std::fprintf(stderr, "trainrr: %s\n", s.error().message.c_str());
+    print_error(s.error().message);
     return kBadInput;
   }
   RecordOptions ro;
@@ -86,12 +87,12 @@ int run_record(const RecordArgs& a) {
   ro.embed_data = a.embed_data;
   auto recorder = Recorder::create(*config, ro);
   if (!recorder) {
-    std::fprintf(stderr, "trainrr: %s\n", recorder.error().message.c_str());
+    print_error(recorder.error().message);
     return kBadInput;
   }
   auto isa = runtime_isa();
   if (!isa) {
-    std::fprintf(stderr, "trainrr: %s\n", isa.error().message.c_str());
+    print_error(isa.error().message);
     return kBadInput;
   }
   const int threads = config->runtime.threads > 0 ? config->runtime.threads : ThreadPool::hardware_threads();
@@ -111,11 +112,11 @@ int run_record(const RecordArgs& a) {
 
   auto training = Training::create(*config, opts);
   if (!training) {  // refused before it started: -o is untouched, an earlier trace there kept
-    std::fprintf(stderr, "trainrr: %s\n", training.error().message.c_str());
+    print_error(training.error().message);
     return kBadInput;
   }
   if (Status s = (*recorder)->start(); !s) {  // the trace could not be started: nothing to train for
-    std::fprintf(stderr, "trainrr: %s\n", s.error().message.c_str());
+    print_error(s.error().message);
     return kBadInput;
   }
   print_run_header(stdout, *config, **training);
@@ -126,7 +127,7 @@ int run_record(const RecordArgs& a) {
     (*recorder)->checkpoint((*training)->state());  // the final state, for export and resumption
   Status done = (*recorder)->finish(fit.ok(), fit.ok() ? "completed" : "error: " + fit.error().message);
   if (!fit.ok()) {
-    std::fprintf(stderr, "trainrr: %s\n", fit.error().message.c_str());
+    print_error(fit.error().message);
     if ((*recorder)->status().ok())
       std::fprintf(stderr, "trainrr: the trace %s holds every step completed before that\n", a.output.c_str());
     else
@@ -135,7 +136,7 @@ int run_record(const RecordArgs& a) {
     return g_interrupted ? 130 : kBadInput;
   }
   if (!done.ok()) {
-    std::fprintf(stderr, "trainrr: %s\n", done.error().message.c_str());
+    print_error(done.error().message);
     return kBadInput;
   }
   print_final_metrics(stdout, **training);

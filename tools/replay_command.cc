@@ -7,6 +7,7 @@
 #include "replayer/replayer.h"
 #include "tools/commands.h"
 #include "tools/report_output.h"
+#include "tools/trace_text.h"
 
 namespace trainrr::cli {
 namespace {
@@ -40,12 +41,12 @@ Status check_step_range(const ReplayArgs& a) {
 
 int run_replay(const ReplayArgs& a) {
   if (Status s = check_step_range(a); !s) {
-    std::fprintf(stderr, "trainrr: %s\n", s.error().message.c_str());
+    print_error(s.error().message);
     return kBadInput;
   }
   auto force = parse_force(a.force);
   if (!force) {
-    std::fprintf(stderr, "trainrr: %s\n", force.error().message.c_str());
+    print_error(force.error().message);
     return kBadInput;
   }
   ReplayOptions o;
@@ -61,12 +62,12 @@ int run_replay(const ReplayArgs& a) {
   o.log = a.out.json ? nullptr : stderr;
   ReplayResult r = replay(o);
   if (r.exit_code == kBadInput || r.exit_code == kCannotReplay) {
-    std::fprintf(stderr, "trainrr: %s\n", r.error.c_str());
+    print_error(r.error);
     return r.exit_code;
   }
   r.report.facts.emplace_back("steps executed", std::to_string(r.steps_executed));
   if (Status s = emit_report(r.report, a.out); !s) {
-    std::fprintf(stderr, "trainrr: %s\n", s.error().message.c_str());
+    print_error(s.error().message);
     return kBadInput;
   }
   return r.exit_code;

@@ -208,7 +208,7 @@ void print_progress(const StepStats& s) {
 int run_show(const ShowArgs& a) {
   auto opened = trace::TraceReader::open(a.file);
   if (!opened) {
-    std::fprintf(stderr, "trainrr: %s\n", opened.error().message.c_str());
+    print_error(opened.error().message);
     return kBadInput;
   }
   trace::TraceReader& r = **opened;
@@ -258,7 +258,7 @@ int run_show(const ShowArgs& a) {
                 stop.why.c_str());
     if (stop.truncated && !r.ended_cleanly())
       return kOk;  // what a killed recording leaves: a clean partial read
-    std::fprintf(stderr, "trainrr: %s\n", stopped->message.c_str());
+    print_error(stopped->message);
     return kBadInput;
   }
   if (const auto& f = r.footer()) {

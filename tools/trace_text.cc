@@ -60,6 +60,33 @@ size_t utf8_length(std::string_view s, size_t i) {
   return n;
 }
 
+}  // namespace
+
+std::string printable(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    const size_t n = c >= 0x80 ? utf8_length(s, i) : 1;
+    if (n == 0 || (c < 0x20 && c != '\n' && c != '\t') || c == 0x7F) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02X", c);
+      out += buf;
+      ++i;
+      continue;
+    }
+    out.append(s.substr(i, n));
+    i += n;
+  }
+  return out;
+}
+
+void print_error(std::string_view message) {
+  std::fprintf(stderr, "trainrr: %s\n", printable(message).c_str());
+}
+
+namespace {
+
 template <class T>
 std::string join_numbers(std::span<const T> values) {
   std::string out = "[";
