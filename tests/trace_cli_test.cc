@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -59,6 +60,16 @@ std::string read_file(const std::string& path) {
 
 void write_file(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// Runs the shell script (trainrr is $T in it): its exit code, and what it wrote on stderr.
+CommandResult run_script(const std::string& script, const std::string& stderr_file) {
+  const std::string cmd = "T='" + std::string(TRAINRR_BIN) + "'; { " + script + "; } 2>'" + stderr_file + "'";
+  const int status = std::system(cmd.c_str());
+  CommandResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.output = read_file(stderr_file);
+  return r;
 }
 
 // A strict JSON reader just big enough to check that each dump line is one well-formed object.
@@ -493,6 +504,65 @@ TEST_F(TraceCliTest, ExportWritesTheCheckpointAtOrBeforeTheStepAsNpyAndAManifest
   EXPECT_GT(files, (*training)->model().params().size()) << "optimizer state is exported too";
 }
 
+// An export replaces an earlier one whole (no stale file from it is kept) and never anything else; nothing is
+// left beside the folder.
+TEST_F(TraceCliTest, ExportReplacesAnEarlierExportWholeAndRefusesAnyOtherFolder) {
+  namespace fs = std::filesystem;
+  TempDir out;
+  const std::string ck = out.file("ck");
+  ASSERT_EQ(run_trainrr("export " + trace_ + " --step 120 -o " + ck).exit_code, 0);
+  write_file(out.file("ck/stale.npy"), "from before");
+  const CommandResult again = run_trainrr("export " + trace_ + " --step 50 -o " + ck + "/");
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_FALSE(fs::exists(out.file("ck/stale.npy"))) << "a file of the earlier export was kept";
+  EXPECT_NE(read_file(out.file("ck/manifest.json")).find("\"step\":50,"), std::string::npos);
+  EXPECT_EQ(fs::status(ck).permissions() & fs::perms::others_read, fs::perms::others_read)
+      << "as mkdir makes it";
+
+  fs::create_directory(out.file("notes"));
+  write_file(out.file("notes/keep.txt"), "keep me");
+  const CommandResult other = run_trainrr("export " + trace_ + " --step 50 -o " + out.file("notes"));
+  EXPECT_EQ(other.exit_code, 2) << other.output;
+  EXPECT_NE(other.output.find(out.file("notes") + ": exists and is not an earlier export"), std::string::npos)
+      << other.output;
+  EXPECT_EQ(read_file(out.file("notes/keep.txt")), "keep me");
+  EXPECT_EQ(std::distance(fs::directory_iterator(out.file("notes")), {}), 1);
+
+  const CommandResult file = run_trainrr("export " + trace_ + " --step 50 -o " + out.file("notes/keep.txt"));
+  EXPECT_EQ(file.exit_code, 2) << file.output;
+  EXPECT_EQ(read_file(out.file("notes/keep.txt")), "keep me");
+
+  fs::create_directory(out.file("empty"));
+  EXPECT_EQ(run_trainrr("export " + trace_ + " --step 50 -o " + out.file("empty")).exit_code, 0);
+  EXPECT_TRUE(fs::exists(out.file("empty/manifest.json")));
+
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(out.path())) left.push_back(e.path().filename().string());
+  std::sort(left.begin(), left.end());
+  EXPECT_EQ(left, (std::vector<std::string>{"ck", "empty", "notes"}));
+}
+
+// A failed export leaves no folder of partial files behind, and an earlier export as it was.
+TEST_F(TraceCliTest, FailedExportLeavesNothingAndKeepsTheEarlierExport) {
+  TempDir out;
+  const std::string ck = out.file("ck");
+  ASSERT_EQ(run_trainrr("export " + trace_ + " --step 50 -o " + ck).exit_code, 0);
+  const std::string manifest = read_file(out.file("ck/manifest.json"));
+  // Files past 1 KiB cannot be written (EFBIG, the signal ignored): the first tensor's file fails.
+  for (const std::string& to : {out.file("new"), ck}) {
+    const CommandResult r = run_script(
+        "trap '' XFSZ; ulimit -f 2; $T export " + trace_ + " --step 120 -o " + to, out.file("err"));
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("File too large"), std::string::npos) << r.output;
+    std::filesystem::remove(out.file("err"));
+    std::vector<std::string> left;
+    for (const auto& e : std::filesystem::directory_iterator(out.path()))
+      left.push_back(e.path().filename().string());
+    EXPECT_EQ(left, std::vector<std::string>{"ck"}) << to;
+  }
+  EXPECT_EQ(read_file(out.file("ck/manifest.json")), manifest);
+}
+
 TEST_F(TraceCliTest, ExportWithoutACheckpointAtOrBeforeTheStepNamesTheStepsThatHaveOne) {
   TempDir out;
   const CommandResult r = run_trainrr("export " + trace_ + " --step 49 -o " + out.file("ck"));
@@ -615,16 +685,6 @@ TEST_F(TraceCliTest, HostileHugeSegmentCountOrSizeAndBitFlipsNeverCrash) {
 }
 
 // --- standard output ---
-
-// Runs the shell script (trainrr is $T in it): its exit code, and what it wrote on stderr.
-CommandResult run_script(const std::string& script, const std::string& stderr_file) {
-  const std::string cmd = "T='" + std::string(TRAINRR_BIN) + "'; { " + script + "; } 2>'" + stderr_file + "'";
-  const int status = std::system(cmd.c_str());
-  CommandResult r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.output = read_file(stderr_file);
-  return r;
-}
 
 TEST_F(TraceCliTest, AnOutputThatCannotBeWrittenIsExitTwoWithTheReason) {
   TempDir d;

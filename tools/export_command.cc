@@ -2,11 +2,18 @@
 // a manifest.json (names, shapes, files, where the run stood, and the batch order of the steps that follow
 // up to the next checkpoint), so a run can be inspected in numpy.
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <set>
+#include <string_view>
 
 #include "engine/data/npy.h"
 #include "tools/commands.h"
@@ -41,6 +48,64 @@ std::string file_name_for(const std::string& name, size_t index, std::set<std::s
   return file;
 }
 
+namespace fs = std::filesystem;
+
+// Whether `dir` holds a manifest.json that trainrr export wrote.
+bool is_earlier_export(const fs::path& dir) {
+  char head[9] = {};
+  std::ifstream(dir / "manifest.json", std::ios::binary).read(head, sizeof head);
+  return std::string_view(head, sizeof head) == "{\"trace\":";
+}
+
+// An export is written whole into a fresh folder beside DIR, then renamed into place: a failed export leaves
+// nothing, and a new one keeps no stale file of an earlier one. DIR may be absent, empty or an earlier
+// export; anything else is refused, as it would be lost.
+Status check_target(const fs::path& target) {
+  std::error_code ec;
+  const fs::file_type type = fs::symlink_status(target, ec).type();
+  if (type == fs::file_type::not_found) return {};
+  if (type != fs::file_type::directory) return Error{target.string() + ": exists and is not a folder"};
+  if (fs::is_empty(target, ec) || is_earlier_export(target)) return {};
+  return Error{
+      target.string() +
+      ": exists and is not an earlier export (it has no manifest.json from trainrr export); refusing "
+      "to replace it (remove it or choose another -o)"};
+}
+
+// A fresh folder beside `target`, with the permissions mkdir would give it.
+Result<fs::path> make_staging(const fs::path& target) {
+  const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  std::error_code ec;
+  fs::create_directories(parent, ec);
+  if (ec) return Error{parent.string() + ": cannot create the folder: " + ec.message()};
+  std::string name = (parent / (target.filename().string() + ".partial-XXXXXX")).string();
+  if (!::mkdtemp(name.data()))
+    return Error{parent.string() + ": cannot create a folder for the export: " + std::strerror(errno)};
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  ::chmod(name.c_str(), 0777 & ~mask);
+  return fs::path(name);
+}
+
+// Replaces `target` (absent, or checked by check_target) with `staging`.
+Status put_in_place(const fs::path& staging, const fs::path& target) {
+  std::error_code ec;
+  fs::path earlier;
+  if (fs::symlink_status(target, ec).type() != fs::file_type::not_found) {
+    earlier = staging.string() + ".earlier";
+    fs::rename(target, earlier, ec);
+    if (ec) return Error{target.string() + ": cannot move the earlier export aside: " + ec.message()};
+  }
+  fs::rename(staging, target, ec);
+  if (ec) {
+    std::error_code back;
+    if (!earlier.empty()) fs::rename(earlier, target, back);
+    return Error{target.string() + ": cannot rename the export into place: " + ec.message()};
+  }
+  if (!earlier.empty()) fs::remove_all(earlier, ec);
+  return {};
+}
+
 struct FollowingStep {
   int64_t step = 0;
   int epoch = 0;
@@ -51,6 +116,12 @@ int run_export(const ExportArgs& a) {
   if (a.step < 0) {
     std::fprintf(stderr, "trainrr: --step %lld: a step is a count of steps, 0 or more\n",
                  static_cast<long long>(a.step));
+    return kBadInput;
+  }
+  fs::path target(a.dir);
+  if (!target.has_filename()) target = target.parent_path();  // "ck/"
+  if (Status s = check_target(target); !s) {
+    print_error(s.error().message);
     return kBadInput;
   }
   auto opened = trace::TraceReader::open(a.file);
@@ -130,13 +201,19 @@ int run_export(const ExportArgs& a) {
     }
   }
 
-  std::error_code ec;
-  std::filesystem::create_directories(a.dir, ec);
-  if (ec) {
-    std::fprintf(stderr, "trainrr: %s: cannot create the folder: %s\n", a.dir.c_str(), ec.message().c_str());
+  auto staging = make_staging(target);
+  if (!staging) {
+    print_error(staging.error().message);
     return kBadInput;
   }
-  const std::filesystem::path dir(a.dir);
+  struct Cleanup {  // the staging folder goes unless it was put in place
+    fs::path path;
+    ~Cleanup() {
+      std::error_code ec;
+      if (!path.empty()) fs::remove_all(path, ec);
+    }
+  } cleanup{*staging};
+  const fs::path& dir = *staging;
   std::set<std::string> used{"manifest.json"};
   std::string tensors = "[";
   for (size_t i = 0; i < state->tensors.size(); ++i) {
@@ -193,9 +270,14 @@ int run_export(const ExportArgs& a) {
   out << manifest << "\n";
   out.close();
   if (!out) {
-    std::fprintf(stderr, "trainrr: %s: cannot write the manifest\n", manifest_path.c_str());
+    print_error(manifest_path + ": cannot write the manifest");
     return kBadInput;
   }
+  if (Status s = put_in_place(dir, target); !s) {
+    print_error(s.error().message);
+    return kBadInput;
+  }
+  cleanup.path.clear();
   std::printf(
       "exported the checkpoint after step %lld (%d epochs and %lld batches done) to %s: %zu tensors, "
       "manifest.json with the batch order of %zu following steps (until %s)\n",
@@ -216,7 +298,9 @@ void add_export_command(CLI::App& app, int& exit_code) {
   cmd->add_option("file", args->file, "Trace file")->required();
   cmd->add_option("--step", args->step, "Step N: the last checkpoint taken after at most N steps")
       ->required();
-  cmd->add_option("-o,--output", args->dir, "Folder to write (created if missing)")->required();
+  cmd->add_option("-o,--output", args->dir,
+                  "Folder to write: created, or an earlier export (or an empty folder) replaced whole")
+      ->required();
   cmd->callback([args, &exit_code] { exit_code = run_export(*args); });
 }
 
