@@ -630,10 +630,23 @@ std::vector<std::pair<std::string, std::string>> flatten_config(const RunConfig&
 }
 
 Result<RunConfig> load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  // A folder or a device would read as an empty configuration, and be reported as missing its keys.
+  std::error_code ec;
+  const fs::file_type type = fs::status(path, ec).type();
+  const char* kind = type == fs::file_type::directory   ? "a directory"
+                     : type == fs::file_type::character ? "a character device"
+                     : type == fs::file_type::block     ? "a block device"
+                     : type == fs::file_type::fifo      ? "a named pipe"
+                     : type == fs::file_type::socket    ? "a socket"
+                                                        : nullptr;
+  if (kind)
+    return Error{path + ": not a regular file (it is " + kind + "); the configuration is a TOML file"};
   std::ifstream in(path, std::ios::binary);
   if (!in) return Error{path + ": cannot open the configuration: " + std::strerror(errno)};
   std::stringstream ss;
   ss << in.rdbuf();
+  if (ss.str().find_first_not_of(" \t\r\n") == std::string::npos)
+    return Error{path + ": the configuration is empty"};
   const std::string base = fs::absolute(fs::path(path)).parent_path().string();
   return parse_config(ss.str(), path, base, overrides);
 }

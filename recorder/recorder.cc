@@ -66,15 +66,22 @@ void Recorder::keep(Status s) {
 uint64_t Recorder::bytes_written() const { return writer_ ? writer_->bytes_written() : 0; }
 
 void Recorder::seed(uint64_t& seed, bool from_entropy) {
-  // The seed is the first thing a run decides: the header is complete now, and the file starts.
+  // The seed is the first thing a run decides: the header is complete now.
   header_.seed = seed;
   header_.seed_from_entropy = from_entropy;
+  seeded_ = true;
+}
+
+Status Recorder::start() {
+  if (writer_ || !status_.ok()) return status_;
+  if (!seeded_) return Error{options_.path + ": the run has not begun (no seed yet); nothing to record"};
   auto w = trace::TraceWriter::create(options_.path, header_);
   if (!w) {
     keep(w.error());
-    return;
+    return status_;
   }
   writer_ = std::move(w).value();
+  return status_;
 }
 
 void Recorder::rng_values(const RngDraw& draw, std::span<const std::byte> values) {
@@ -126,6 +133,7 @@ void Recorder::add_probe(std::string_view site, Phase phase, const Tensor& value
 }
 
 void Recorder::step_begin(int64_t step, int epoch, int64_t batch) {
+  if (!writer_) (void)start();
   pending_.index = step;
   pending_.epoch = epoch;
   pending_.batch = batch;
@@ -173,6 +181,7 @@ void Recorder::checkpoint(const TrainState& state) {
 }
 
 Status Recorder::finish(bool completed, const std::string& reason) {
+  if (!writer_ && seeded_) (void)start();
   if (!writer_) return status_.ok() ? Status(Error{options_.path + ": nothing was recorded"}) : status_;
   if (!status_.ok()) return status_;
   trace::TraceFooter f;

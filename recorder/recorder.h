@@ -26,6 +26,10 @@ class Recorder : public Hooks {
 
   // Called by the run once it knows its threads, instruction set and policy (before training).
   void set_runtime(int threads, const std::string& isa, const std::string& policy);
+  // Creates the trace file and writes its header; returns status(). Call it once the run is set up (after
+  // Training::create): until then the path is not touched, so a run refused for its configuration, data or
+  // model leaves an earlier trace there intact. Without this call the first step (or finish) starts it.
+  Status start();
 
   // The first write error, if any (a full disk, say); recording stops at the first one.
   const Status& status() const { return status_; }
@@ -57,6 +61,7 @@ class Recorder : public Hooks {
  private:
   Recorder() = default;
   void keep(Status s);
+  bool seeded_ = false;  // the header is complete: seed() has been called
   bool writing() const { return writer_ && status_.ok(); }
 
   RecordOptions options_;

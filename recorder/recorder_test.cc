@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <optional>
 #include <random>
 #include <set>
@@ -278,6 +280,9 @@ TEST(RecorderTest, UnwritableTraceStopsTheRunWithAnErrorNamingTheFile) {
     opts.hooks = rec.get();
     auto t = Training::create(config(kShort), opts);
     ASSERT_TRUE(t.ok()) << t.error().message;
+    Status started = rec->start();
+    ASSERT_FALSE(started.ok()) << path;
+    EXPECT_NE(started.error().message.find(path), std::string::npos) << started.error().message;
     Status fit = (*t)->fit();
     ASSERT_FALSE(fit.ok()) << path;
     EXPECT_NE(fit.error().message.find("stopped at step 0: " + path), std::string::npos) << fit.error().message;
@@ -286,6 +291,26 @@ TEST(RecorderTest, UnwritableTraceStopsTheRunWithAnErrorNamingTheFile) {
     ASSERT_FALSE(done.ok());
     EXPECT_NE(done.error().message.find(path), std::string::npos) << done.error().message;
   }
+}
+
+// A run refused while it is set up (bad data, a model that does not build) must not destroy an earlier trace
+// at the path: the file is created only by start(), or by the first step.
+TEST(RecorderTest, TraceFileIsUntouchedUntilTheRunStarts) {
+  TempFile file("earlier");
+  const std::string& path = file.path();
+  std::ofstream(path, std::ios::binary) << "an earlier trace";
+  auto rec = make_recorder(path, ProbeLevel::step, 0);
+  uint64_t seed = 7;
+  rec->seed(seed, false);
+  std::vector<uint32_t> train = {0, 1}, test = {2};
+  rec->split("data/split", train, test);
+  rec.reset();
+  std::ifstream in(path, std::ios::binary);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "an earlier trace");
+
+  // Without start(), the first step starts the trace.
+  record(path, ProbeLevel::step);
+  EXPECT_TRUE(trace::TraceReader::open(path).ok());
 }
 
 TEST(RecorderTest, DatasetDigestIsTheFileDigestAndEmbeddingKeepsTheBytes) {

@@ -92,8 +92,8 @@ Suspect scan(const std::string& path, const trace::TraceHeader& header, const Ke
           philox_words(sh->draw->key, sh->draw->counter, words);
           permutation_from_words(words, perm, static_cast<uint32_t>(sh->length));
           if (digest(std::span<const uint32_t>(perm)) != sh->digest)
-            note(st->index,
-                 "epoch " + std::to_string(sh->epoch) + ": the recorded order is not the one its draw gives");
+            note(st->index, "epoch " + std::to_string(int64_t{sh->epoch} + 1) +
+                                ": the recorded order is not the one its draw gives");
         }
         epoch = sh->epoch;
         taken.clear();

@@ -47,7 +47,7 @@ bool differ(const trace::Event& a, const trace::Event& b, FirstDivergence& d) {
     d.kind = "shuffle";
     d.phase = "setup";
     d.site = sa->site;
-    d.detail = "epoch " + std::to_string(sa->epoch) + ": the order of the rows differs";
+    d.detail = "epoch " + std::to_string(int64_t{sa->epoch} + 1) + ": the order of the rows differs";
     if (sa->draw && sb.draw) d.detail += " (" + draw_str(*sa->draw) + " vs " + draw_str(*sb.draw) + ")";
     return true;
   }

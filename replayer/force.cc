@@ -38,6 +38,11 @@ Result<ForceSet> parse_force(std::string_view text) {
       f.loader = true;
     else if (word == "kernels" || word == "kernel")
       f.kernels = true;
+    else if (word == "all" || word == "none")
+      return Error{
+          "--force '" + std::string(text) + "': " + std::string(word) +
+          " cannot be combined with other choices (give all, none, or a list of rng, split, shuffle, "
+          "loader, kernels)"};
     else
       return Error{"--force: unknown choice '" + std::string(word) +
                    "' (expected all, none, or a list of rng, split, shuffle, loader, kernels)"};

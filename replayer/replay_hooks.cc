@@ -147,8 +147,9 @@ void ReplayHooks::shuffle(std::string_view site, int epoch, std::vector<uint32_t
   (void)draw;
   const trace::Event* e = take(key_shuffle(site));
   if (!e) {
-    diverge(divergence(-1, "setup", "extra", std::string(site),
-                       "epoch " + std::to_string(epoch) + ": the replay shuffles, the recording did not"));
+    diverge(divergence(
+        -1, "setup", "extra", std::string(site),
+        "epoch " + std::to_string(int64_t{epoch} + 1) + ": the replay shuffles, the recording did not"));
     return;
   }
   const auto& rec = std::get<trace::ShuffleEvent>(*e);
@@ -164,7 +165,7 @@ void ReplayHooks::shuffle(std::string_view site, int epoch, std::vector<uint32_t
   if (!compare_) return;
   const uint64_t d = digest(std::span<const uint32_t>(perm));
   if (d == rec.digest) return;
-  std::string detail = "epoch " + std::to_string(epoch) + ": the order of the " +
+  std::string detail = "epoch " + std::to_string(int64_t{epoch} + 1) + ": the order of the " +
                        std::to_string(perm.size()) + " rows differs";
   if (rec.draw && draw) detail += " (recorded " + draw_str(*rec.draw) + ", replayed " + draw_str(*draw) + ")";
   diverge(divergence(-1, "setup", "shuffle", std::string(site), detail));

@@ -1,7 +1,10 @@
 // Bad input gets one clear message and exit code 2: never a crash, never a silent default.
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <limits>
@@ -54,6 +57,14 @@ TEST_F(BadInput, ValidRunTrains) {
 
 TEST_F(BadInput, MissingConfigFileIsNamed) {
   expect_error("train " + dir.file("nope.toml"), dir.file("nope.toml") + ": cannot open");
+}
+
+TEST_F(BadInput, ConfigurationThatIsAFolderOrEmptyIsRefusedAsSuch) {
+  expect_error("train " + dir.path().string(),
+               dir.path().string() + ": not a regular file (it is a directory)");
+  expect_error("record " + dir.path().string() + " -o " + dir.file("r.trr"), "not a regular file");
+  expect_error("train " + dir.write("empty.toml", ""), "empty.toml: the configuration is empty");
+  expect_error("train " + dir.write("blank.toml", "\n  \n"), "blank.toml: the configuration is empty");
 }
 
 TEST_F(BadInput, MissingDataFileIsNamed) {
@@ -319,6 +330,38 @@ TEST_F(BadInput, RecordNeverOverwritesWhatIsNotATrace) {
   EXPECT_EQ(into_empty.exit_code, 0) << into_empty.output;
 }
 
+TEST_F(BadInput, RecordRefusedBeforeTrainingKeepsTheEarlierTrace) {
+  dir.write("d.csv", good_csv);
+  const std::string cfg = config("d.csv");
+  const std::string trace = dir.file("prev.trr");
+  ASSERT_EQ(run_trainrr("record " + cfg + " -o " + trace).exit_code, 0);
+  auto bytes = [&trace] {
+    std::ifstream in(trace, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string before = bytes();
+  ASSERT_FALSE(before.empty());
+  expect_error("record " + cfg + " -o " + trace + " --set data.label=yy", "no column named");
+  expect_error("record " + cfg + " -o " + trace + " --set model.layers[0].units=0", "units");
+  EXPECT_TRUE(bytes() == before) << "the earlier trace was changed";
+  // Nothing is left beside it either.
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 3)
+      << "d.csv, run.toml, prev.trr";
+}
+
+TEST_F(BadInput, RecordIntoWhatIsNotARegularFileIsRefusedBeforeTraining) {
+  dir.write("d.csv", good_csv);
+  const std::string cfg = config("d.csv");
+  for (const auto& [out, kind] :
+       {std::pair<std::string, std::string>{"/dev/null", "it is a character device"},
+        {dir.path().string(), "it is a directory"}}) {
+    CommandResult r = run_trainrr("record " + cfg + " -o " + out);
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find(out + ": not a regular file (" + kind + ")"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("recording to"), std::string::npos) << "refused before training:\n" << r.output;
+  }
+}
+
 TEST_F(BadInput, HtmlReportNeverOverwritesWhatIsNotAReport) {
   dir.write("d.csv", good_csv);
   const std::string cfg = config("d.csv");
@@ -338,6 +381,27 @@ TEST_F(BadInput, UnknownCommandIsUsageError) {
   EXPECT_EQ(r.exit_code, 2) << r.output;
 }
 
+TEST_F(BadInput, UnknownCommandOrOptionIsNamedWithTheCommands) {
+  CommandResult r = run_trainrr("replya bc.trr");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(
+      r.output.find("trainrr: unknown command 'replya' (commands: train, record, replay, diff, bisect, show, "
+                    "dump, export)"),
+      std::string::npos)
+      << r.output;
+  for (const std::string args : {"--bogus", "--bogus record x.toml -o x.trr", "-z replay x.trr"}) {
+    CommandResult o = run_trainrr(args);
+    EXPECT_EQ(o.exit_code, 2) << args << ": " << o.output;
+    const std::string option = args.substr(0, args.find(' '));
+    EXPECT_NE(o.output.find("trainrr: unknown option '" + option + "'"), std::string::npos) << o.output;
+    EXPECT_EQ(o.output.find("A subcommand is required"), std::string::npos) << o.output;
+  }
+  CommandResult none = run_trainrr("");
+  EXPECT_EQ(none.exit_code, 2) << none.output;
+  EXPECT_NE(none.output.find("trainrr: a command is required (commands: train, record,"), std::string::npos)
+      << none.output;
+}
+
 TEST_F(BadInput, HtmlReportInAMissingFolderIsRefusedBeforeAnyReplay) {
   const std::string trace = dir.file("missing.trr");  // never read: the option is checked first
   for (const std::string& cmd : {"replay " + trace, "bisect " + trace, "diff " + trace + " " + trace}) {
@@ -346,6 +410,80 @@ TEST_F(BadInput, HtmlReportInAMissingFolderIsRefusedBeforeAnyReplay) {
     EXPECT_NE(r.output.find("--html: folder " + dir.file("absent") + " does not exist"), std::string::npos)
         << r.output;
   }
+}
+
+TEST_F(BadInput, HtmlReportThatIsAFolderIsRefusedBeforeAnyReplay) {
+  const std::string trace = dir.file("missing.trr");  // never read: the option is checked first
+  for (const std::string& cmd : {"replay " + trace, "bisect " + trace, "diff " + trace + " " + trace}) {
+    CommandResult r = run_trainrr(cmd + " --html " + dir.path().string());
+    EXPECT_EQ(r.exit_code, 2) << cmd << "\n" << r.output;
+    EXPECT_NE(r.output.find(dir.path().string() + " is a directory"), std::string::npos) << r.output;
+  }
+}
+
+// Permissions decide for the user running trainrr; root passes every permission check, so as root the
+// commands run as nobody.
+TEST_F(BadInput, HtmlReportIsRefusedWhenTheFileCannotBeWrittenNotWhenItsFolderIsReadOnly) {
+  std::string as_user;
+  if (::geteuid() == 0) {
+    if (std::system("command -v setpriv >/dev/null 2>&1") != 0) GTEST_SKIP() << "root without setpriv";
+    as_user = "setpriv --reuid=65534 --regid=65534 --clear-groups";
+  }
+  dir.write("d.csv", good_csv);
+  const std::string cfg = config("d.csv");
+  const std::string trace = dir.file("run.trr");
+  ASSERT_EQ(run_trainrr("record " + cfg + " -o " + trace).exit_code, 0);
+  namespace fs = std::filesystem;
+  fs::create_directory(dir.file("ro"));
+  const std::string report = dir.file("ro/r.html"), locked = dir.file("ro/locked.html");
+  for (const std::string& f : {report, locked}) std::ofstream(f) << "<!doctype html>\n";
+  fs::permissions(report, fs::perms(0666));          // anyone may rewrite the report
+  fs::permissions(locked, fs::perms(0444));          // no one may
+  fs::permissions(dir.file("ro"), fs::perms(0555));  // nor add a file to the folder
+  CommandResult replaced = run_trainrr_env(as_user, "replay " + trace + " --html " + report);
+  EXPECT_EQ(replaced.exit_code, 0) << replaced.output;
+  std::ifstream in(report);
+  EXPECT_GT(std::string(std::istreambuf_iterator<char>(in), {}).size(), 100u) << "the report was rewritten";
+  CommandResult refused = run_trainrr_env(as_user, "replay " + trace + " --html " + locked);
+  EXPECT_EQ(refused.exit_code, 2) << refused.output;
+  EXPECT_NE(refused.output.find("cannot write " + locked), std::string::npos) << refused.output;
+  EXPECT_EQ(refused.output.find("reproduced"), std::string::npos) << "refused before the replay:\n"
+                                                                  << refused.output;
+  CommandResult created = run_trainrr_env(as_user, "replay " + trace + " --html " + dir.file("ro/new.html"));
+  EXPECT_EQ(created.exit_code, 2) << created.output;
+  EXPECT_NE(created.output.find("cannot create a file in " + dir.file("ro")), std::string::npos)
+      << created.output;
+  fs::permissions(dir.file("ro"), fs::perms::owner_all, fs::perm_options::add);
+}
+
+TEST_F(BadInput, ForceAllOrNoneCannotBeCombinedWithOtherChoices) {
+  const std::string trace = dir.file("missing.trr");  // never read: the option is checked first
+  expect_error("replay " + trace + " --force all,rng",
+               "--force 'all,rng': all cannot be combined with other choices");
+  expect_error("replay " + trace + " --force rng,none", "none cannot be combined with other choices");
+  expect_error("replay " + trace + " --force rng,bogus", "unknown choice 'bogus'");
+}
+
+// A binary file given by mistake must not put raw bytes on the terminal: they are shown as \xNN.
+TEST_F(BadInput, MessagesShowBytesThatAreNotPrintableEscaped) {
+  auto printable = [](const std::string& text) {
+    for (unsigned char c : text)
+      if ((c < 0x20 && c != '\n' && c != '\t') || c >= 0x7F) return false;
+    return true;
+  };
+  dir.write("d.csv", std::string("a\xff\x01") + "b,c\n1,2\n3,4\n");
+  CommandResult r = run_trainrr("train " + config("d.csv"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("the columns are: a\\xFF\\x01b, c"), std::string::npos) << r.output;
+  EXPECT_TRUE(printable(r.output)) << r.output;
+
+  dir.write("good.csv", good_csv);
+  const std::string trace = dir.file("run.trr");
+  ASSERT_EQ(run_trainrr("record " + config("good.csv") + " -o " + trace).exit_code, 0);
+  CommandResult data = run_trainrr("replay " + trace + " --data " + trace + " --allow-data-change");
+  EXPECT_EQ(data.exit_code, 2) << data.output;
+  EXPECT_NE(data.output.find("no column named"), std::string::npos) << data.output;
+  EXPECT_TRUE(printable(data.output)) << data.output;
 }
 
 TEST_F(BadInput, HelpOnEveryCommandSucceeds) {

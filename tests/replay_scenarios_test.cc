@@ -265,6 +265,36 @@ TEST_F(Scenario, CompletionOrderAccumulationIsNumericAndForcingItsOrderReproduce
   EXPECT_TRUE(has(bis.output, "\"minimal forced choices\":\"kernel:")) << bis.output;
 }
 
+// Swaps the first two rows of one epoch's order, as a changed shuffle would.
+class OtherShuffle : public ForwardingHooks {
+ public:
+  OtherShuffle(Hooks& in, int epoch) : ForwardingHooks(in), epoch_(epoch) {}
+  void shuffle(std::string_view s, int e, std::vector<uint32_t>& p, const RngDraw* d) override {
+    if (e == epoch_ && p.size() > 1) std::swap(p[0], p[1]);
+    in_.shuffle(s, e, p, d);
+  }
+
+ private:
+  int epoch_;
+};
+
+// Epochs in messages count from 1, as training prints them: the second epoch (index 1) is "epoch 2".
+TEST_F(Scenario, ShuffleDifferenceNamesTheEpochCountedFromOne) {
+  const std::string cfg = config(
+      breast_cancer_config("seed = 6\n", kBreastCancer, "", "", "threads = 1\npolicy = \"deterministic\"\n"));
+  const std::string a = dir.file("a.trr"), b = dir.file("b.trr");
+  ASSERT_EQ(record_via_api(cfg, {}, a), "");
+  ASSERT_EQ(record_via_api(cfg, {}, b, [](Hooks& in) { return std::make_unique<OtherShuffle>(in, 1); }), "");
+  CommandResult d = trainrr("diff " + a + " " + b);
+  EXPECT_EQ(d.exit_code, 1) << d.output;
+  EXPECT_TRUE(has(d.output, "epoch 2: the order of the rows differs")) << d.output;
+  CommandResult r = trainrr("replay " + b + " --force none");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "epoch 2: the order of the ")) << r.output;
+  CommandResult bis = trainrr("bisect " + b);
+  EXPECT_TRUE(has(bis.output, "epoch 2: the recorded order is not the one its draw gives")) << bis.output;
+}
+
 // Hands out another batch at one step, as a first-ready loader's race would.
 class OtherBatch : public ForwardingHooks {
  public:

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -59,6 +60,16 @@ std::string read_file(const std::string& path) {
 
 void write_file(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// Runs the shell script (trainrr is $T in it): its exit code, and what it wrote on stderr.
+CommandResult run_script(const std::string& script, const std::string& stderr_file) {
+  const std::string cmd = "T='" + std::string(TRAINRR_BIN) + "'; { " + script + "; } 2>'" + stderr_file + "'";
+  const int status = std::system(cmd.c_str());
+  CommandResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.output = read_file(stderr_file);
+  return r;
 }
 
 // A strict JSON reader just big enough to check that each dump line is one well-formed object.
@@ -258,7 +269,7 @@ TEST_F(TraceCliTest, DumpShowsEveryInitDrawTheSplitEachShuffleAndEachKernelSelec
   ASSERT_EQ(split.size(), 3u) << r.output.substr(0, 3000);
   EXPECT_EQ(count_matching(r.output, std::regex(R"(^step \d+ split )")), 1u);
   EXPECT_EQ(std::stoul(split[1]) + std::stoul(split[2]), 569u);
-  for (int epoch = 0; epoch < 10; ++epoch)
+  for (int epoch = 1; epoch <= 10; ++epoch)  // counted from 1, as training prints them
     EXPECT_EQ(count_matching(r.output, std::regex("^step \\d+ shuffle data/shuffle epoch=" +
                                                   std::to_string(epoch) + " rows=" + split[1] +
                                                   " draw\\(stream=\\S+ .*\\) digest=[0-9a-f]{16}$")),
@@ -282,6 +293,10 @@ TEST_F(TraceCliTest, DumpShowsEveryInitDrawTheSplitEachShuffleAndEachKernelSelec
                            std::regex(R"(^step \d+ end loss=\S+ .*params: dense_1\.kernel=[0-9a-f]{16})")),
             150u);
   EXPECT_EQ(count_matching(r.output, std::regex(R"(^epoch \d+ loss=)")), 10u);
+  EXPECT_EQ(count_matching(r.output, std::regex(R"(^(epoch 10 |step 0 epoch=1 |step 149 epoch=10 ))")), 3u);
+  EXPECT_EQ(count_matching(r.output, std::regex(R"((^epoch 0 | epoch=0 ))")), 0u);
+  EXPECT_EQ(count_matching(r.output, std::regex(R"(^checkpoint step=50 epochs_done=3 batch_in_epoch=5 )")),
+            1u);
   EXPECT_EQ(
       count_matching(r.output,
                      std::regex(R"(^checkpoint step=(50|100|150) .* tensors: dense_1\.kernel\(30, 16\))")),
@@ -332,7 +347,7 @@ TEST_F(TraceCliTest, DumpStepsLimitsToTheRangeAndRejectsBadSyntax) {
   EXPECT_EQ(count_matching(head.output, std::regex(R"(^step 0 end )")), 1u);
   EXPECT_EQ(count_matching(head.output, std::regex(R"(^step [1-9]\d* )")), 0u);
 
-  for (const char* bad : {"x", "3-5", "5:3", ":", "-1:4", "1:2:3", "1.5:"}) {
+  for (const char* bad : {"x", "3-5", "5:3", ":", "-1:4", "1:2:3", "1.5:", "5:5", ":0"}) {
     const CommandResult b = run_trainrr("dump " + trace_ + " --steps " + bad);
     EXPECT_EQ(b.exit_code, 2) << bad << ": " << b.output;
     EXPECT_NE(b.output.find("--steps"), std::string::npos) << b.output;
@@ -349,9 +364,9 @@ TEST_F(TraceCliTest, ShowSummarizesTheRunAndSaysItEndedCleanly) {
   EXPECT_NE(r.output.find("libraries: trainrr "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("breast_cancer.csv"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("not embedded"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("steps: 150 in 10 epochs (0..9)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("steps: 150 in 10 epochs (1..10)"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("checkpoints: 3, after steps 50, 100, 150"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("final metrics (epoch 9): loss"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("final metrics (epoch 10): loss"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("ended cleanly: the run completed (completed), 150 steps"), std::string::npos)
       << r.output;
   EXPECT_EQ(r.output.find("did not end cleanly"), std::string::npos) << r.output;
@@ -412,6 +427,35 @@ TEST_F(TraceCliTest, ReplayFromAStepResumesAtTheCheckpointBeforeItAndStopsWhereA
       << past.output;
 }
 
+TEST_F(TraceCliTest, ReplayRefusesAnEmptyReversedOrNegativeStepRange) {
+  for (const std::string range : {"--to-step 0", "--from-step 20 --to-step 10", "--from-step 10 --to-step 3",
+                                  "--from-step 10 --to-step 10", "--to-step -7"}) {
+    const CommandResult r = run_trainrr("replay " + trace_ + " " + range);
+    EXPECT_EQ(r.exit_code, 2) << range << ": " << r.output;
+    EXPECT_NE(r.output.find("--to-step"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("reproduced"), std::string::npos) << range << ": " << r.output;
+  }
+  const CommandResult reversed = run_trainrr("replay " + trace_ + " --from-step 20 --to-step 10");
+  EXPECT_NE(reversed.output.find("--from-step 20 --to-step 10: the range of steps is empty or reversed"),
+            std::string::npos)
+      << reversed.output;
+  const CommandResult one = run_trainrr("replay " + trace_ + " --to-step 1");
+  EXPECT_EQ(one.exit_code, 0) << one.output;
+  EXPECT_NE(one.output.find("reproduced bit for bit (1 steps compared)"), std::string::npos) << one.output;
+}
+
+TEST_F(TraceCliTest, ExportPastTheLastStepNamesIt) {
+  TempDir out;
+  for (const char* step : {"151", "99999999999999999999"}) {
+    const CommandResult r = run_trainrr("export " + trace_ + " --step " + step + " -o " + out.file("ck"));
+    EXPECT_EQ(r.exit_code, 2) << step << ": " << r.output;
+    EXPECT_NE(r.output.find("it has steps 0..149, so --step 150 at most"), std::string::npos) << r.output;
+    EXPECT_FALSE(std::filesystem::exists(out.file("ck"))) << step;
+  }
+  const CommandResult last = run_trainrr("export " + trace_ + " --step 150 -o " + out.file("ck"));
+  EXPECT_EQ(last.exit_code, 0) << last.output;
+}
+
 TEST_F(TraceCliTest, ExportWritesTheCheckpointAtOrBeforeTheStepAsNpyAndAManifest) {
   TempDir out;
   const CommandResult r = run_trainrr("export " + trace_ + " --step 120 -o " + out.file("ck"));
@@ -466,6 +510,65 @@ TEST_F(TraceCliTest, ExportWritesTheCheckpointAtOrBeforeTheStepAsNpyAndAManifest
     ++files;
   }
   EXPECT_GT(files, (*training)->model().params().size()) << "optimizer state is exported too";
+}
+
+// An export replaces an earlier one whole (no stale file from it is kept) and never anything else; nothing is
+// left beside the folder.
+TEST_F(TraceCliTest, ExportReplacesAnEarlierExportWholeAndRefusesAnyOtherFolder) {
+  namespace fs = std::filesystem;
+  TempDir out;
+  const std::string ck = out.file("ck");
+  ASSERT_EQ(run_trainrr("export " + trace_ + " --step 120 -o " + ck).exit_code, 0);
+  write_file(out.file("ck/stale.npy"), "from before");
+  const CommandResult again = run_trainrr("export " + trace_ + " --step 50 -o " + ck + "/");
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_FALSE(fs::exists(out.file("ck/stale.npy"))) << "a file of the earlier export was kept";
+  EXPECT_NE(read_file(out.file("ck/manifest.json")).find("\"step\":50,"), std::string::npos);
+  EXPECT_EQ(fs::status(ck).permissions() & fs::perms::others_read, fs::perms::others_read)
+      << "as mkdir makes it";
+
+  fs::create_directory(out.file("notes"));
+  write_file(out.file("notes/keep.txt"), "keep me");
+  const CommandResult other = run_trainrr("export " + trace_ + " --step 50 -o " + out.file("notes"));
+  EXPECT_EQ(other.exit_code, 2) << other.output;
+  EXPECT_NE(other.output.find(out.file("notes") + ": exists and is not an earlier export"), std::string::npos)
+      << other.output;
+  EXPECT_EQ(read_file(out.file("notes/keep.txt")), "keep me");
+  EXPECT_EQ(std::distance(fs::directory_iterator(out.file("notes")), {}), 1);
+
+  const CommandResult file = run_trainrr("export " + trace_ + " --step 50 -o " + out.file("notes/keep.txt"));
+  EXPECT_EQ(file.exit_code, 2) << file.output;
+  EXPECT_EQ(read_file(out.file("notes/keep.txt")), "keep me");
+
+  fs::create_directory(out.file("empty"));
+  EXPECT_EQ(run_trainrr("export " + trace_ + " --step 50 -o " + out.file("empty")).exit_code, 0);
+  EXPECT_TRUE(fs::exists(out.file("empty/manifest.json")));
+
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(out.path())) left.push_back(e.path().filename().string());
+  std::sort(left.begin(), left.end());
+  EXPECT_EQ(left, (std::vector<std::string>{"ck", "empty", "notes"}));
+}
+
+// A failed export leaves no folder of partial files behind, and an earlier export as it was.
+TEST_F(TraceCliTest, FailedExportLeavesNothingAndKeepsTheEarlierExport) {
+  TempDir out;
+  const std::string ck = out.file("ck");
+  ASSERT_EQ(run_trainrr("export " + trace_ + " --step 50 -o " + ck).exit_code, 0);
+  const std::string manifest = read_file(out.file("ck/manifest.json"));
+  // Files past 1 KiB cannot be written (EFBIG, the signal ignored): the first tensor's file fails.
+  for (const std::string& to : {out.file("new"), ck}) {
+    const CommandResult r = run_script(
+        "trap '' XFSZ; ulimit -f 2; $T export " + trace_ + " --step 120 -o " + to, out.file("err"));
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("File too large"), std::string::npos) << r.output;
+    std::filesystem::remove(out.file("err"));
+    std::vector<std::string> left;
+    for (const auto& e : std::filesystem::directory_iterator(out.path()))
+      left.push_back(e.path().filename().string());
+    EXPECT_EQ(left, std::vector<std::string>{"ck"}) << to;
+  }
+  EXPECT_EQ(read_file(out.file("ck/manifest.json")), manifest);
 }
 
 TEST_F(TraceCliTest, ExportWithoutACheckpointAtOrBeforeTheStepNamesTheStepsThatHaveOne) {
@@ -627,6 +730,34 @@ TEST_F(TraceCliTest, HostileHugeSegmentCountOrSizeAndBitFlipsNeverCrash) {
     write_file(f, b);
     expect_handled(f, "bit flips, trial " + std::to_string(trial));
   }
+}
+
+// --- standard output ---
+
+TEST_F(TraceCliTest, AnOutputThatCannotBeWrittenIsExitTwoWithTheReason) {
+  TempDir d;
+  for (const std::string& args :
+       {"dump --json " + trace_, "show " + trace_, "diff " + trace_ + " " + trace_, std::string("--help")}) {
+    const CommandResult r = run_script("$T " + args + " >/dev/full", d.file("err"));
+    EXPECT_EQ(r.exit_code, 2) << args << ": " << r.output;
+    EXPECT_NE(r.output.find("trainrr: cannot write to standard output: No space left on device"),
+              std::string::npos)
+        << args << ": " << r.output;
+  }
+}
+
+TEST(TraceCliPipeTest, AReaderThatStopsReadingNeitherKillsNorCutsARecording) {
+  TempDir d;
+  const std::string out = d.file("run.trr");
+  // The run prints a line per epoch, long after `head` has taken its two lines and gone.
+  const std::string script = "{ $T record " + example("breast_cancer.toml") + " --set train.epochs=40 -o " +
+                             out + "; echo $? >" + d.file("rc") + "; } | head -2 >/dev/null";
+  const CommandResult r = run_script(script, d.file("err"));
+  EXPECT_EQ(read_file(d.file("rc")), "0\n") << r.output;
+  EXPECT_EQ(r.output, "") << "a reader that stopped reading is no error";
+  const CommandResult show = run_trainrr("show " + out);
+  EXPECT_EQ(show.exit_code, 0) << show.output;
+  EXPECT_NE(show.output.find("ended cleanly: the run completed"), std::string::npos) << show.output;
 }
 
 // --- crash ---

@@ -5,6 +5,7 @@
 #include "replayer/bisect.h"
 #include "tools/commands.h"
 #include "tools/report_output.h"
+#include "tools/trace_text.h"
 
 namespace trainrr::cli {
 namespace {
@@ -26,11 +27,11 @@ int run_bisect(const BisectArgs& a) {
   o.log = a.out.json ? stderr : stdout;
   BisectResult r = bisect(o);
   if (r.exit_code == kBadInput || r.exit_code == kCannotReplay) {
-    std::fprintf(stderr, "trainrr: %s\n", r.error.c_str());
+    print_error(r.error);
     return r.exit_code;
   }
   if (Status s = emit_report(r.report, a.out); !s) {
-    std::fprintf(stderr, "trainrr: %s\n", s.error().message.c_str());
+    print_error(s.error().message);
     return kBadInput;
   }
   return r.exit_code;

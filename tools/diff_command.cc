@@ -5,6 +5,7 @@
 #include "replayer/diff.h"
 #include "tools/commands.h"
 #include "tools/report_output.h"
+#include "tools/trace_text.h"
 
 namespace trainrr::cli {
 namespace {
@@ -17,11 +18,11 @@ struct DiffArgs {
 int run_diff(const DiffArgs& args) {
   DiffResult r = diff_traces(args.a, args.b);
   if (r.exit_code == kBadInput) {
-    std::fprintf(stderr, "trainrr: %s\n", r.error.c_str());
+    print_error(r.error);
     return kBadInput;
   }
   if (Status s = emit_report(r.report, args.out); !s) {
-    std::fprintf(stderr, "trainrr: %s\n", s.error().message.c_str());
+    print_error(s.error().message);
     return kBadInput;
   }
   return r.exit_code;

@@ -37,7 +37,7 @@ std::optional<int64_t> parse_step(std::string_view s) {
 // "A:B", "A:", ":B", or "N" for the one step N.
 Result<StepRange> parse_range(const std::string& text) {
   const Error bad{"--steps '" + text +
-                  "': expected A:B, A: or :B with whole step numbers A <= B (steps A..B-1)"};
+                  "': expected A:B, A: or :B with whole step numbers A < B (steps A..B-1), or N"};
   StepRange r;
   const size_t colon = text.find(':');
   if (colon == std::string::npos) {
@@ -58,7 +58,7 @@ Result<StepRange> parse_range(const std::string& text) {
     if (!n) return bad;
     r.last = *n;
   }
-  if (r.first > r.last) return bad;
+  if (r.first >= r.last) return bad;  // empty or reversed
   return r;
 }
 
@@ -72,14 +72,14 @@ int run_dump(const DumpArgs& a) {
   if (!a.steps.empty()) {
     auto r = parse_range(a.steps);
     if (!r) {
-      std::fprintf(stderr, "trainrr: %s\n", r.error().message.c_str());
+      print_error(r.error().message);
       return kBadInput;
     }
     range = *r;
   }
   auto opened = trace::TraceReader::open(a.file);
   if (!opened) {
-    std::fprintf(stderr, "trainrr: %s\n", opened.error().message.c_str());
+    print_error(opened.error().message);
     return kBadInput;
   }
   trace::TraceReader& r = **opened;
@@ -95,6 +95,7 @@ int run_dump(const DumpArgs& a) {
   int64_t complete = 0;
   std::optional<Error> stopped;
   for (;;) {
+    if (std::ferror(stdout)) break;  // a reader gone (`| head`) or a full disk: main reports it
     auto rec = r.next();
     if (!rec) {
       stopped = rec.error();
@@ -158,7 +159,7 @@ int run_dump(const DumpArgs& a) {
       line("did not end cleanly: " + std::to_string(complete) + " complete steps readable; no footer");
   }
   std::fflush(stdout);
-  if (rc != kOk) std::fprintf(stderr, "trainrr: %s\n", stopped->message.c_str());
+  if (rc != kOk) print_error(stopped->message);
   return rc;
 }
 

@@ -2,11 +2,18 @@
 // a manifest.json (names, shapes, files, where the run stood, and the batch order of the steps that follow
 // up to the next checkpoint), so a run can be inspected in numpy.
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <set>
+#include <string_view>
 
 #include "engine/data/npy.h"
 #include "tools/commands.h"
@@ -41,6 +48,64 @@ std::string file_name_for(const std::string& name, size_t index, std::set<std::s
   return file;
 }
 
+namespace fs = std::filesystem;
+
+// Whether `dir` holds a manifest.json that trainrr export wrote.
+bool is_earlier_export(const fs::path& dir) {
+  char head[9] = {};
+  std::ifstream(dir / "manifest.json", std::ios::binary).read(head, sizeof head);
+  return std::string_view(head, sizeof head) == "{\"trace\":";
+}
+
+// An export is written whole into a fresh folder beside DIR, then renamed into place: a failed export leaves
+// nothing, and a new one keeps no stale file of an earlier one. DIR may be absent, empty or an earlier
+// export; anything else is refused, as it would be lost.
+Status check_target(const fs::path& target) {
+  std::error_code ec;
+  const fs::file_type type = fs::symlink_status(target, ec).type();
+  if (type == fs::file_type::not_found) return {};
+  if (type != fs::file_type::directory) return Error{target.string() + ": exists and is not a folder"};
+  if (fs::is_empty(target, ec) || is_earlier_export(target)) return {};
+  return Error{
+      target.string() +
+      ": exists and is not an earlier export (it has no manifest.json from trainrr export); refusing "
+      "to replace it (remove it or choose another -o)"};
+}
+
+// A fresh folder beside `target`, with the permissions mkdir would give it.
+Result<fs::path> make_staging(const fs::path& target) {
+  const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  std::error_code ec;
+  fs::create_directories(parent, ec);
+  if (ec) return Error{parent.string() + ": cannot create the folder: " + ec.message()};
+  std::string name = (parent / (target.filename().string() + ".partial-XXXXXX")).string();
+  if (!::mkdtemp(name.data()))
+    return Error{parent.string() + ": cannot create a folder for the export: " + std::strerror(errno)};
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  ::chmod(name.c_str(), 0777 & ~mask);
+  return fs::path(name);
+}
+
+// Replaces `target` (absent, or checked by check_target) with `staging`.
+Status put_in_place(const fs::path& staging, const fs::path& target) {
+  std::error_code ec;
+  fs::path earlier;
+  if (fs::symlink_status(target, ec).type() != fs::file_type::not_found) {
+    earlier = staging.string() + ".earlier";
+    fs::rename(target, earlier, ec);
+    if (ec) return Error{target.string() + ": cannot move the earlier export aside: " + ec.message()};
+  }
+  fs::rename(staging, target, ec);
+  if (ec) {
+    std::error_code back;
+    if (!earlier.empty()) fs::rename(earlier, target, back);
+    return Error{target.string() + ": cannot rename the export into place: " + ec.message()};
+  }
+  if (!earlier.empty()) fs::remove_all(earlier, ec);
+  return {};
+}
+
 struct FollowingStep {
   int64_t step = 0;
   int epoch = 0;
@@ -53,16 +118,22 @@ int run_export(const ExportArgs& a) {
                  static_cast<long long>(a.step));
     return kBadInput;
   }
+  fs::path target(a.dir);
+  if (!target.has_filename()) target = target.parent_path();  // "ck/"
+  if (Status s = check_target(target); !s) {
+    print_error(s.error().message);
+    return kBadInput;
+  }
   auto opened = trace::TraceReader::open(a.file);
   if (!opened) {
-    std::fprintf(stderr, "trainrr: %s\n", opened.error().message.c_str());
+    print_error(opened.error().message);
     return kBadInput;
   }
   trace::TraceReader& r = **opened;
   // The index is built from message framing, so it works on a trace whose recording was killed.
   auto index = r.checkpoint_index();
   if (!index) {
-    std::fprintf(stderr, "trainrr: %s\n", index.error().message.c_str());
+    print_error(index.error().message);
     return kBadInput;
   }
   const trace::CheckpointRef* chosen = nullptr;
@@ -80,7 +151,7 @@ int run_export(const ExportArgs& a) {
   const uint64_t offset = chosen->offset;
   auto state = r.read_checkpoint(offset);
   if (!state) {
-    std::fprintf(stderr, "trainrr: %s\n", state.error().message.c_str());
+    print_error(state.error().message);
     return kBadInput;
   }
 
@@ -88,10 +159,11 @@ int run_export(const ExportArgs& a) {
   std::vector<FollowingStep> following;
   std::string until = "end of trace";
   if (Status s = r.seek(offset); !s) {
-    std::fprintf(stderr, "trainrr: %s\n", s.error().message.c_str());
+    print_error(s.error().message);
     return kBadInput;
   }
   bool first = true;
+  bool later_checkpoint = false;  // else the scan read to the end, and knows the trace's last step
   for (;;) {
     auto rec = r.next();
     if (!rec) {
@@ -106,6 +178,7 @@ int run_export(const ExportArgs& a) {
     }
     if (const auto* c = std::get_if<trace::TraceCheckpoint>(&m.value)) {
       until = "checkpoint at step " + std::to_string(c->step);
+      later_checkpoint = true;
       break;
     }
     const auto* s = std::get_if<trace::TraceStep>(&m.value);
@@ -116,20 +189,38 @@ int run_export(const ExportArgs& a) {
     following.push_back(std::move(f));
   }
 
-  std::error_code ec;
-  std::filesystem::create_directories(a.dir, ec);
-  if (ec) {
-    std::fprintf(stderr, "trainrr: %s: cannot create the folder: %s\n", a.dir.c_str(), ec.message().c_str());
+  if (!later_checkpoint) {
+    const int64_t last = following.empty() ? chosen->step : following.back().step + 1;
+    if (a.step > last) {
+      std::fprintf(
+          stderr,
+          "trainrr: %s: --step %lld is past the trace's end: it has steps 0..%lld, so --step %lld at most\n",
+          a.file.c_str(), static_cast<long long>(a.step), static_cast<long long>(last - 1),
+          static_cast<long long>(last));
+      return kBadInput;
+    }
+  }
+
+  auto staging = make_staging(target);
+  if (!staging) {
+    print_error(staging.error().message);
     return kBadInput;
   }
-  const std::filesystem::path dir(a.dir);
+  struct Cleanup {  // the staging folder goes unless it was put in place
+    fs::path path;
+    ~Cleanup() {
+      std::error_code ec;
+      if (!path.empty()) fs::remove_all(path, ec);
+    }
+  } cleanup{*staging};
+  const fs::path& dir = *staging;
   std::set<std::string> used{"manifest.json"};
   std::string tensors = "[";
   for (size_t i = 0; i < state->tensors.size(); ++i) {
     const NamedTensor& t = state->tensors[i];
     const std::string file = file_name_for(t.name, i, used);
     if (Status s = write_npy((dir / file).string(), t.value); !s) {
-      std::fprintf(stderr, "trainrr: %s\n", s.error().message.c_str());
+      print_error(s.error().message);
       return kBadInput;
     }
     append_item(tensors, i, ",",
@@ -179,11 +270,16 @@ int run_export(const ExportArgs& a) {
   out << manifest << "\n";
   out.close();
   if (!out) {
-    std::fprintf(stderr, "trainrr: %s: cannot write the manifest\n", manifest_path.c_str());
+    print_error(manifest_path + ": cannot write the manifest");
     return kBadInput;
   }
+  if (Status s = put_in_place(dir, target); !s) {
+    print_error(s.error().message);
+    return kBadInput;
+  }
+  cleanup.path.clear();
   std::printf(
-      "exported the checkpoint after step %lld (epoch %d, batch %lld of it) to %s: %zu tensors, "
+      "exported the checkpoint after step %lld (%d epochs and %lld batches done) to %s: %zu tensors, "
       "manifest.json with the batch order of %zu following steps (until %s)\n",
       static_cast<long long>(state->step), state->epoch, static_cast<long long>(state->batch_in_epoch),
       a.dir.c_str(), state->tensors.size(), following.size(), until.c_str());
@@ -202,7 +298,9 @@ void add_export_command(CLI::App& app, int& exit_code) {
   cmd->add_option("file", args->file, "Trace file")->required();
   cmd->add_option("--step", args->step, "Step N: the last checkpoint taken after at most N steps")
       ->required();
-  cmd->add_option("-o,--output", args->dir, "Folder to write (created if missing)")->required();
+  cmd->add_option("-o,--output", args->dir,
+                  "Folder to write: created, or an earlier export (or an empty folder) replaced whole")
+      ->required();
   cmd->callback([args, &exit_code] { exit_code = run_export(*args); });
 }
 

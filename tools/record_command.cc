@@ -11,6 +11,7 @@
 #include "recorder/recorder.h"
 #include "tools/commands.h"
 #include "tools/run_common.h"
+#include "tools/trace_text.h"
 #include "traces/trace_reader.h"
 
 namespace trainrr::cli {
@@ -28,12 +29,35 @@ struct RecordArgs {
   std::vector<std::string> overrides;
 };
 
+const char* file_kind(std::filesystem::file_type t) {
+  switch (t) {
+    case std::filesystem::file_type::directory:
+      return "it is a directory";
+    case std::filesystem::file_type::character:
+      return "it is a character device";
+    case std::filesystem::file_type::block:
+      return "it is a block device";
+    case std::filesystem::file_type::fifo:
+      return "it is a named pipe";
+    case std::filesystem::file_type::socket:
+      return "it is a socket";
+    default:
+      return "it is not a file";
+  }
+}
+
 // -o must not destroy what is not a trace: the configuration, a data file, anything else. An earlier trace
-// (or an empty file) may be replaced.
+// (or an empty file) may be replaced. A trace is a regular file: its footer is synced to disk at the end,
+// which a device or a pipe cannot do, so one of those is refused before training rather than after.
 Status check_output(const std::string& out, const std::string& config_path, const RunConfig& c) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  if (!fs::is_regular_file(out, ec)) return {};  // absent, or a folder: creating the trace says why not
+  const fs::file_status st = fs::status(out, ec);
+  if (st.type() == fs::file_type::not_found || st.type() == fs::file_type::none)
+    return {};  // absent, or not reachable: creating the trace says why, if it cannot
+  if (st.type() != fs::file_type::regular)
+    return Error{out + ": not a regular file (" + file_kind(st.type()) +
+                 "); -o needs a file path for the trace"};
   for (const auto& [input, what] :
        {std::pair{config_path, "configuration"}, std::pair{c.data.path, "data file"},
         std::pair{c.data.labels, "labels file"}})
@@ -49,11 +73,11 @@ Status check_output(const std::string& out, const std::string& config_path, cons
 int run_record(const RecordArgs& a) {
   auto config = load_config(a.config, a.overrides);
   if (!config) {
-    std::fprintf(stderr, "trainrr: %s\n", config.error().message.c_str());
+    print_error(config.error().message);
     return kBadInput;
   }
   if (Status s = check_output(a.output, a.config, *config); !s) {
-    std::fprintf(stderr, "trainrr: %s\n", s.error().message.c_str());
+    print_error(s.error().message);
     return kBadInput;
   }
   RecordOptions ro;
@@ -63,12 +87,12 @@ int run_record(const RecordArgs& a) {
   ro.embed_data = a.embed_data;
   auto recorder = Recorder::create(*config, ro);
   if (!recorder) {
-    std::fprintf(stderr, "trainrr: %s\n", recorder.error().message.c_str());
+    print_error(recorder.error().message);
     return kBadInput;
   }
   auto isa = runtime_isa();
   if (!isa) {
-    std::fprintf(stderr, "trainrr: %s\n", isa.error().message.c_str());
+    print_error(isa.error().message);
     return kBadInput;
   }
   const int threads = config->runtime.threads > 0 ? config->runtime.threads : ThreadPool::hardware_threads();
@@ -87,13 +111,12 @@ int run_record(const RecordArgs& a) {
   std::signal(SIGTERM, on_signal);
 
   auto training = Training::create(*config, opts);
-  if (!training) {
-    std::fprintf(stderr, "trainrr: %s\n", training.error().message.c_str());
-    (void)(*recorder)->finish(false, "error: " + training.error().message);
+  if (!training) {  // refused before it started: -o is untouched, an earlier trace there kept
+    print_error(training.error().message);
     return kBadInput;
   }
-  if (!(*recorder)->status().ok()) {  // the trace could not be started: nothing to train for
-    std::fprintf(stderr, "trainrr: %s\n", (*recorder)->status().error().message.c_str());
+  if (Status s = (*recorder)->start(); !s) {  // the trace could not be started: nothing to train for
+    print_error(s.error().message);
     return kBadInput;
   }
   print_run_header(stdout, *config, **training);
@@ -104,7 +127,7 @@ int run_record(const RecordArgs& a) {
     (*recorder)->checkpoint((*training)->state());  // the final state, for export and resumption
   Status done = (*recorder)->finish(fit.ok(), fit.ok() ? "completed" : "error: " + fit.error().message);
   if (!fit.ok()) {
-    std::fprintf(stderr, "trainrr: %s\n", fit.error().message.c_str());
+    print_error(fit.error().message);
     if ((*recorder)->status().ok())
       std::fprintf(stderr, "trainrr: the trace %s holds every step completed before that\n", a.output.c_str());
     else
@@ -113,7 +136,7 @@ int run_record(const RecordArgs& a) {
     return g_interrupted ? 130 : kBadInput;
   }
   if (!done.ok()) {
-    std::fprintf(stderr, "trainrr: %s\n", done.error().message.c_str());
+    print_error(done.error().message);
     return kBadInput;
   }
   print_final_metrics(stdout, **training);

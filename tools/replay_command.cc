@@ -7,6 +7,7 @@
 #include "replayer/replayer.h"
 #include "tools/commands.h"
 #include "tools/report_output.h"
+#include "tools/trace_text.h"
 
 namespace trainrr::cli {
 namespace {
@@ -19,15 +20,33 @@ struct ReplayArgs {
   bool allow_data_change = false;
   int64_t from_step = 0;
   int64_t to_step = -1;
+  bool to_step_given = false;
   bool keep_going = false;
   bool no_detail = false;
   ReportOutput out;
 };
 
+// The steps replayed are [--from-step, --to-step): a range with nothing in it is a mistake, not a replay that
+// reproduced by comparing nothing.
+Status check_step_range(const ReplayArgs& a) {
+  if (!a.to_step_given) return {};
+  const std::string to = "--to-step " + std::to_string(a.to_step);
+  if (a.to_step < 1) return Error{to + ": must be 1 or more (the replay stops before that step)"};
+  if (a.to_step <= a.from_step)
+    return Error{"--from-step " + std::to_string(a.from_step) + " " + to +
+                 ": the range of steps is empty or reversed; --to-step (the step to stop before) must be "
+                 "greater than --from-step"};
+  return {};
+}
+
 int run_replay(const ReplayArgs& a) {
+  if (Status s = check_step_range(a); !s) {
+    print_error(s.error().message);
+    return kBadInput;
+  }
   auto force = parse_force(a.force);
   if (!force) {
-    std::fprintf(stderr, "trainrr: %s\n", force.error().message.c_str());
+    print_error(force.error().message);
     return kBadInput;
   }
   ReplayOptions o;
@@ -43,12 +62,12 @@ int run_replay(const ReplayArgs& a) {
   o.log = a.out.json ? nullptr : stderr;
   ReplayResult r = replay(o);
   if (r.exit_code == kBadInput || r.exit_code == kCannotReplay) {
-    std::fprintf(stderr, "trainrr: %s\n", r.error.c_str());
+    print_error(r.error);
     return r.exit_code;
   }
   r.report.facts.emplace_back("steps executed", std::to_string(r.steps_executed));
   if (Status s = emit_report(r.report, a.out); !s) {
-    std::fprintf(stderr, "trainrr: %s\n", s.error().message.c_str());
+    print_error(s.error().message);
     return kBadInput;
   }
   return r.exit_code;
@@ -75,12 +94,15 @@ void add_replay_command(CLI::App& app, int& exit_code) {
       ->check(CLI::Validator(
           [](const std::string& v) { return !v.empty() && v[0] != '-' ? std::string() : "must be 0 or more"; },
           "N >= 0"));
-  cmd->add_option("--to-step", args->to_step, "Stop before this step");
+  CLI::Option* to_step = cmd->add_option("--to-step", args->to_step, "Stop before this step (1 or more)");
   cmd->add_flag("--keep-going", args->keep_going, "Run past the first divergence");
   cmd->add_flag("--no-element-detail", args->no_detail,
                 "Do not re-execute the divergent step for element values");
   add_report_options(*cmd, args->out);
-  cmd->callback([args, &exit_code] { exit_code = run_replay(*args); });
+  cmd->callback([args, to_step, &exit_code] {
+    args->to_step_given = to_step->count() > 0;
+    exit_code = run_replay(*args);
+  });
 }
 
 }  // namespace trainrr::cli

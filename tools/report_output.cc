@@ -1,5 +1,6 @@
 #include "tools/report_output.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -18,13 +19,23 @@ void add_report_options(CLI::App& cmd, ReportOutput& out) {
   // Checked before any replay runs, so a long replay is not spent on a report that cannot be written.
   const CLI::Validator writable(
       [](std::string& path) -> std::string {
-        fs::path folder = fs::path(path).parent_path();
-        if (folder.empty()) folder = ".";
-        if (!fs::is_directory(folder)) return "folder " + folder.string() + " does not exist";
-        if (::access(folder.c_str(), W_OK) != 0) return "cannot write in " + folder.string();
-        // A slip of the keyboard (--html run.trr) must not destroy a trace, a configuration or data.
         std::error_code ec;
-        if (fs::is_regular_file(path, ec) && fs::file_size(path, ec) > 0) {
+        const fs::file_type type = fs::status(path, ec).type();
+        if (type == fs::file_type::directory) return path + " is a directory; --html needs a file path";
+        // An existing report is rewritten in place: it is the file, not its folder, that must be writable.
+        // The effective IDs decide (AT_EACCESS), as they decide the open that writes the report.
+        if (type != fs::file_type::not_found && type != fs::file_type::none) {
+          if (::faccessat(AT_FDCWD, path.c_str(), W_OK, AT_EACCESS) != 0)
+            return "cannot write " + path + ": " + std::strerror(errno);
+        } else {
+          fs::path folder = fs::path(path).parent_path();
+          if (folder.empty()) folder = ".";
+          if (!fs::is_directory(folder, ec)) return "folder " + folder.string() + " does not exist";
+          if (::faccessat(AT_FDCWD, folder.c_str(), W_OK | X_OK, AT_EACCESS) != 0)
+            return "cannot create a file in " + folder.string() + ": " + std::strerror(errno);
+        }
+        // A slip of the keyboard (--html run.trr) must not destroy a trace, a configuration or data.
+        if (type == fs::file_type::regular && fs::file_size(path, ec) > 0) {
           char head[15] = {};
           std::ifstream(path, std::ios::binary).read(head, sizeof head);
           if (std::string_view(head, sizeof head) != "<!doctype html>")

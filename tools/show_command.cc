@@ -180,8 +180,8 @@ void print_data(const trace::TraceHeader& h) {
 void print_progress(const StepStats& s) {
   std::printf("steps: %lld", static_cast<long long>(s.complete));
   if (!s.epochs.empty())
-    std::printf(" in %zu epoch%s (%d..%d)", s.epochs.size(), s.epochs.size() == 1 ? "" : "s",
-                *s.epochs.begin(), *s.epochs.rbegin());
+    std::printf(" in %zu epoch%s (%s..%s)", s.epochs.size(), s.epochs.size() == 1 ? "" : "s",
+                epoch_number(*s.epochs.begin()).c_str(), epoch_number(*s.epochs.rbegin()).c_str());
   std::printf(", %llu events", static_cast<unsigned long long>(s.events));
   if (s.other)
     std::printf(", %lld message%s of events after the last step", static_cast<long long>(s.other),
@@ -197,7 +197,7 @@ void print_progress(const StepStats& s) {
   else
     std::printf("checkpoints: none\n");
   if (s.last_epoch) {
-    std::printf("final metrics (epoch %d):", s.last_epoch->epoch);
+    std::printf("final metrics (epoch %s):", epoch_number(s.last_epoch->epoch).c_str());
     for (const auto& [k, v] : s.last_epoch->logs) std::printf(" %s %.6g", k.c_str(), v);
     std::printf("\n");
   } else {
@@ -208,7 +208,7 @@ void print_progress(const StepStats& s) {
 int run_show(const ShowArgs& a) {
   auto opened = trace::TraceReader::open(a.file);
   if (!opened) {
-    std::fprintf(stderr, "trainrr: %s\n", opened.error().message.c_str());
+    print_error(opened.error().message);
     return kBadInput;
   }
   trace::TraceReader& r = **opened;
@@ -258,7 +258,7 @@ int run_show(const ShowArgs& a) {
                 stop.why.c_str());
     if (stop.truncated && !r.ended_cleanly())
       return kOk;  // what a killed recording leaves: a clean partial read
-    std::fprintf(stderr, "trainrr: %s\n", stopped->message.c_str());
+    print_error(stopped->message);
     return kBadInput;
   }
   if (const auto& f = r.footer()) {

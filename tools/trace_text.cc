@@ -31,6 +31,8 @@ std::string number(double v) {
   return std::string(buf, r.ptr);
 }
 
+std::string epoch_number(int64_t epoch) { return std::to_string(epoch + 1); }
+
 namespace {
 
 // Length of the valid UTF-8 sequence starting at s[i], or 0 if it is not one.
@@ -57,6 +59,33 @@ size_t utf8_length(std::string_view s, size_t i) {
     return 0;
   return n;
 }
+
+}  // namespace
+
+std::string printable(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    const size_t n = c >= 0x80 ? utf8_length(s, i) : 1;
+    if (n == 0 || (c < 0x20 && c != '\n' && c != '\t') || c == 0x7F) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02X", c);
+      out += buf;
+      ++i;
+      continue;
+    }
+    out.append(s.substr(i, n));
+    i += n;
+  }
+  return out;
+}
+
+void print_error(std::string_view message) {
+  std::fprintf(stderr, "trainrr: %s\n", printable(message).c_str());
+}
+
+namespace {
 
 template <class T>
 std::string join_numbers(std::span<const T> values) {
@@ -291,7 +320,7 @@ std::string header_json(const trace::TraceHeader& h) {
 }
 
 std::string step_begin_text(const trace::TraceStep& s) {
-  return "step " + std::to_string(s.index) + " epoch=" + std::to_string(s.epoch) +
+  return "step " + std::to_string(s.index) + " epoch=" + epoch_number(s.epoch) +
          " batch=" + std::to_string(s.batch) + " events=" + std::to_string(s.events.size()) +
          (s.end ? "" : " (no step end)");
 }
@@ -317,8 +346,8 @@ std::string event_text(int64_t step, const trace::Event& e) {
            " rows test=" + std::to_string(s->test.size()) + " rows train_digest=" + digest_of(s->train) +
            " test_digest=" + digest_of(s->test);
   if (const auto* s = std::get_if<trace::ShuffleEvent>(&e)) {
-    std::string line = p + "shuffle " + s->site + " epoch=" + std::to_string(s->epoch) +
-                       " rows=" + std::to_string(s->length);
+    std::string line =
+        p + "shuffle " + s->site + " epoch=" + epoch_number(s->epoch) + " rows=" + std::to_string(s->length);
     if (s->draw)
       line += " draw(" + draw_text(*s->draw) + ")";
     else
@@ -435,7 +464,7 @@ std::string step_end_json(const trace::TraceStep& s) {
 }
 
 std::string epoch_text(const trace::TraceEpoch& e) {
-  return "epoch " + std::to_string(e.epoch) + " " + pairs_text(e.logs);
+  return "epoch " + epoch_number(e.epoch) + " " + pairs_text(e.logs);
 }
 
 std::string epoch_json(const trace::TraceEpoch& e, uint64_t offset) {
@@ -448,7 +477,8 @@ std::string epoch_json(const trace::TraceEpoch& e, uint64_t offset) {
 }
 
 std::string checkpoint_text(const trace::TraceCheckpoint& c, uint64_t offset) {
-  std::string line = "checkpoint step=" + std::to_string(c.step) + " epoch=" + std::to_string(c.epoch) +
+  // Where the run stood as counts done, which reads the same whether one counts epochs from 0 or 1.
+  std::string line = "checkpoint step=" + std::to_string(c.step) + " epochs_done=" + std::to_string(c.epoch) +
                      " batch_in_epoch=" + std::to_string(c.batch_in_epoch) +
                      " offset=" + std::to_string(offset) + " tensors:";
   for (const auto& t : c.tensors) line += " " + t.name + shape_str(t.value.shape);

@@ -22,6 +22,15 @@ std::string hex128(const trace::Digest128& d);
 void append_item(std::string& list, size_t i, const char* separator, const std::string& item);
 // Shortest text that reads back as the same double.
 std::string number(double v);
+// Text that came from a file or a trace, safe to print on a terminal: control characters (but newline and
+// tab), DEL and bytes that are not UTF-8 become \xNN, so a binary file given by mistake cannot garble the
+// screen or hide the message around it.
+std::string printable(std::string_view text);
+// Prints "trainrr: MESSAGE" on stderr, printable.
+void print_error(std::string_view message);
+// An epoch as people count it, from 1, as training's log and diff print it. Traces, JSON keys and the
+// export manifest keep the engine's 0-based index.
+std::string epoch_number(int64_t epoch);
 
 // Builds one JSON object, keys in the order they are added. Strings are escaped for JSON: control
 // characters, quotes and backslashes; bytes that are not valid UTF-8 become U+FFFD so every line parses.

@@ -7,6 +7,7 @@
 #include "engine/kernels/kernel_registry.h"
 #include "tools/commands.h"
 #include "tools/run_common.h"
+#include "tools/trace_text.h"
 
 namespace trainrr::cli {
 namespace {
@@ -19,7 +20,7 @@ struct TrainArgs {
 int run_train(const TrainArgs& a) {
   auto config = load_config(a.config, a.overrides);
   if (!config) {
-    std::fprintf(stderr, "trainrr: %s\n", config.error().message.c_str());
+    print_error(config.error().message);
     return kBadInput;
   }
   KernelRegistry registry;
@@ -31,12 +32,12 @@ int run_train(const TrainArgs& a) {
   opts.progress = isatty(STDOUT_FILENO);
   auto training = Training::create(*config, opts);
   if (!training) {
-    std::fprintf(stderr, "trainrr: %s\n", training.error().message.c_str());
+    print_error(training.error().message);
     return kBadInput;
   }
   print_run_header(stdout, *config, **training);
   if (Status s = (*training)->fit(); !s) {
-    std::fprintf(stderr, "trainrr: %s\n", s.error().message.c_str());
+    print_error(s.error().message);
     return kBadInput;
   }
   print_final_metrics(stdout, **training);
