@@ -334,8 +334,14 @@ bool read_layers(const toml::node& n, const std::string& where, const std::strin
     // A table that --set gave has no line in the file.
     const uint32_t line = (*a)[i].source().begin.line;
     std::string at = file;
-    at += line == 0 ? std::string(" (--set)") : ":" + std::to_string(line);
-    at += ": " + element;
+    if (line == 0) {
+      at += " (--set)";
+    } else {
+      at += ':';
+      at += std::to_string(line);
+    }
+    at += ": ";
+    at += element;
     if (!t) {
       *error = at + " must be a table";
       return false;

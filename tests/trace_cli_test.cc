@@ -830,7 +830,9 @@ TEST(TraceCliCrashTest, KilledRecordingLeavesATraceShowOpensWithEveryCompletedSt
       if ((waited = waitpid(pid, &status, WNOHANG)) == pid) break;  // ended before its trace grew that far
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
-    if (waited != pid) ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    if (waited != pid) {
+      ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    }
     if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)) continue;  // finished before the kill
     ++killed;
     std::error_code ec;
