@@ -232,8 +232,11 @@ Status Training::prepare(const TrainingOptions& options) {
   if (!loss) return Error{config_.file + ": train.loss: " + loss.error().message};
   loss_ = std::move(loss).value();
   if (Status s = check_labels(*data, config_, loss_->name()); !s) return s.error();
-  if (Status s = loss_->check_output(*out, data->num_classes); !s) return s.error();
-  if (Status s = check_augment(config_.augment, data->sample_shape()); !s) return s.error();
+  // The configuration's file leads: the loss, the layers or the augmentation settings are what to change.
+  if (Status s = loss_->check_output(*out, data->num_classes); !s)
+    return Error{config_.file + ": train.loss = " + loss_->name() + ": " + s.error().message};
+  if (Status s = check_augment(config_.augment, data->sample_shape()); !s)
+    return Error{config_.file + ": " + s.error().message};
   if (warn_)
     for (const std::string& w : output_warnings(config_, *out))
       std::fprintf(warn_, "warning: %s\n", w.c_str());
