@@ -80,7 +80,7 @@ TEST(LossMean, SumsThroughTheReductionKernelAtLossMean) {
   EXPECT_EQ(hooks.kernel_sites, (std::vector<std::string>{"loss/mean"}));
 }
 
-TEST(LossCheckOutput, WidthMustMatchTheClasses) {
+TEST(LossCheckOutput, WidthMustHoldEveryClass) {
   auto scce = loss_of("sparse_categorical_crossentropy", true);
   EXPECT_TRUE(scce->check_output({10}, 10).ok());
   Status s = scce->check_output({8}, 10);
@@ -90,6 +90,8 @@ TEST(LossCheckOutput, WidthMustMatchTheClasses) {
       "the model outputs 8 values per sample (one score per class) but the labels go up to 9, 10 classes "
       "counting from 0");
   EXPECT_FALSE(scce->check_output({5, 5, 8}, 10).ok());
+  // More scores than the labels need is allowed, as in Keras: the data may lack the last classes.
+  EXPECT_TRUE(scce->check_output({12}, 10).ok());
 
   auto bce = loss_of("binary_crossentropy", false);
   EXPECT_TRUE(bce->check_output({1}, 2).ok());
