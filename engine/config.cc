@@ -15,6 +15,8 @@
 #include <set>
 #include <sstream>
 
+#include "engine/data/file_io.h"
+
 namespace trainrr {
 namespace {
 
@@ -637,15 +639,7 @@ std::vector<std::pair<std::string, std::string>> flatten_config(const RunConfig&
 
 Result<RunConfig> load_config(const std::string& path, const std::vector<std::string>& overrides) {
   // A folder or a device would read as an empty configuration, and be reported as missing its keys.
-  std::error_code ec;
-  const fs::file_type type = fs::status(path, ec).type();
-  const char* kind = type == fs::file_type::directory   ? "a directory"
-                     : type == fs::file_type::character ? "a character device"
-                     : type == fs::file_type::block     ? "a block device"
-                     : type == fs::file_type::fifo      ? "a named pipe"
-                     : type == fs::file_type::socket    ? "a socket"
-                                                        : nullptr;
-  if (kind)
+  if (const char* kind = special_file_kind(path))
     return Error{path + ": not a regular file (it is " + kind + "); the configuration is a TOML file"};
   std::ifstream in(path, std::ios::binary);
   if (!in) return Error{path + ": cannot open the configuration: " + std::strerror(errno)};

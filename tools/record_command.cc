@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "engine/data/file_io.h"
 #include "engine/kernels/kernel_registry.h"
 #include "recorder/recorder.h"
 #include "tools/commands.h"
@@ -29,23 +30,6 @@ struct RecordArgs {
   std::vector<std::string> overrides;
 };
 
-const char* file_kind(std::filesystem::file_type t) {
-  switch (t) {
-    case std::filesystem::file_type::directory:
-      return "it is a directory";
-    case std::filesystem::file_type::character:
-      return "it is a character device";
-    case std::filesystem::file_type::block:
-      return "it is a block device";
-    case std::filesystem::file_type::fifo:
-      return "it is a named pipe";
-    case std::filesystem::file_type::socket:
-      return "it is a socket";
-    default:
-      return "it is not a file";
-  }
-}
-
 // -o must not destroy what is not a trace: the configuration, a data file, anything else. An earlier trace
 // (or an empty file) may be replaced. A trace is a regular file: its footer is synced to disk at the end,
 // which a device or a pipe cannot do, so one of those is refused before training rather than after.
@@ -55,9 +39,11 @@ Status check_output(const std::string& out, const std::string& config_path, cons
   const fs::file_status st = fs::status(out, ec);
   if (st.type() == fs::file_type::not_found || st.type() == fs::file_type::none)
     return {};  // absent, or not reachable: creating the trace says why, if it cannot
-  if (st.type() != fs::file_type::regular)
-    return Error{out + ": not a regular file (" + file_kind(st.type()) +
+  if (st.type() != fs::file_type::regular) {
+    const char* kind = special_file_kind(out);
+    return Error{out + ": not a regular file (it is " + (kind ? kind : "not a file") +
                  "); -o needs a file path for the trace"};
+  }
   for (const auto& [input, what] :
        {std::pair{config_path, "configuration"}, std::pair{c.data.path, "data file"},
         std::pair{c.data.labels, "labels file"}})

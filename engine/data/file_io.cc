@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 
 namespace trainrr {
@@ -21,15 +22,6 @@ using File = std::unique_ptr<std::FILE, FileCloser>;
 
 Error system_error(const std::string& path, const char* what) {
   return Error{path + ": cannot " + what + ": " + std::strerror(errno)};
-}
-
-std::string file_kind(mode_t mode) {
-  if (S_ISDIR(mode)) return " (it is a directory)";
-  if (S_ISCHR(mode)) return " (it is a character device)";
-  if (S_ISBLK(mode)) return " (it is a block device)";
-  if (S_ISFIFO(mode)) return " (it is a named pipe)";
-  if (S_ISSOCK(mode)) return " (it is a socket)";
-  return "";
 }
 
 // Opens `path` for reading if it is a regular file. O_NONBLOCK keeps the open of a named pipe from waiting
@@ -45,7 +37,9 @@ Result<File> open_regular_file(const std::string& path) {
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    return Error{path + ": not a regular file" + file_kind(st.st_mode)};
+    const char* kind = special_file_kind(path);
+    return Error{path + ": not a regular file" +
+                 (kind ? std::string(" (it is ") + kind + ")" : std::string())};
   }
   File f(::fdopen(fd, "rb"));
   if (!f) {
@@ -57,6 +51,27 @@ Result<File> open_regular_file(const std::string& path) {
 }
 
 }  // namespace
+
+const char* special_file_kind(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  switch (fs::status(path, ec).type()) {
+    case fs::file_type::directory:
+      return "a directory";
+    case fs::file_type::character:
+      return "a character device";
+    case fs::file_type::block:
+      return "a block device";
+    case fs::file_type::fifo:
+      return "a named pipe";
+    case fs::file_type::socket:
+      return "a socket";
+    case fs::file_type::unknown:
+      return "not a file";
+    default:
+      return nullptr;
+  }
+}
 
 Result<std::string> read_file_bytes(const std::string& path) {
   Result<File> opened = open_regular_file(path);

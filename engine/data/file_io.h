@@ -14,6 +14,10 @@
 
 namespace trainrr {
 
+// For messages: what a path that exists but is not a regular file is ("a directory", "a character device",
+// "a named pipe", ...); null for a regular file, or a path that does not exist or cannot be examined.
+const char* special_file_kind(const std::string& path);
+
 // The bytes of `path`, which must be a regular file: a directory, a device (/dev/zero never ends) or a pipe
 // is refused with "PATH: not a regular file". Memory used is bounded by the file's real size, never by what
 // its contents claim.
