@@ -289,6 +289,7 @@ std::string infer_source(const std::string& path, bool synthetic_keys) {
   const std::string file = fs::path(path).filename().string();
   const std::string ext = fs::path(path).extension().string();
   if (ext == ".npy") return "npy";
+  if (ext == ".csv") return "csv";
   if (ext.rfind(".idx", 0) == 0 || ext == ".ubyte" || file.find("-idx") != std::string::npos ||
       file.find("ubyte") != std::string::npos)
     return "idx";
@@ -639,7 +640,9 @@ std::vector<std::pair<std::string, std::string>> flatten_config(const RunConfig&
 
 Result<RunConfig> load_config(const std::string& path, const std::vector<std::string>& overrides) {
   // A folder or a device would read as an empty configuration, and be reported as missing its keys.
-  if (const char* kind = special_file_kind(path))
+  // A named pipe holds a real configuration (trainrr train <(generate-config)); it is read.
+  std::error_code ec;
+  if (const char* kind = special_file_kind(path); kind && !fs::is_fifo(path, ec))
     return Error{path + ": not a regular file (it is " + kind + "); the configuration is a TOML file"};
   std::ifstream in(path, std::ios::binary);
   if (!in) return Error{path + ": cannot open the configuration: " + std::strerror(errno)};

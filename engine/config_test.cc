@@ -197,7 +197,9 @@ TEST(Config, DataSourceFollowsThePathOrTheSyntheticKeys) {
                                          {"images.idx", "idx"},
                                          {"x.npy", "npy"},
                                          {"table.csv", "csv"},
-                                         {"table.txt", "csv"}}) {
+                                         {"table.txt", "csv"},
+                                         {"ubyte_counts.csv", "csv"},
+                                         {"run-idx.csv", "csv"}}) {
     const std::string label_key = c.source == "csv" ? "data.label=\"y\"" : "data.labels=\"labels\"";
     std::string text = kBase;
     text.replace(text.find("label = \"y\"\n"), 12, "");

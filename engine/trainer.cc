@@ -152,17 +152,20 @@ Status check_augment(const AugmentConfig& a, const Shape& sample) {
 std::vector<std::string> output_warnings(const RunConfig& config, const Shape& output) {
   std::vector<std::string> out;
   const std::string& loss = config.train.loss;
-  if (loss != "binary_crossentropy" && loss != "sparse_categorical_crossentropy") return out;
   // The activation that produces the model's output: the last layer that has one.
   std::string act;
   for (auto it = config.layers.rbegin(); it != config.layers.rend() && act.empty(); ++it)
     if (it->type == "Dense" || it->type == "Conv2D" || it->type == "Activation") act = it->activation;
   if (act.empty()) act = "linear";
-  const bool probabilities = act == "softmax" || act == "sigmoid";
-  if (act == "softmax" && shape_size(output) == 1)
+  if (act == "softmax" && shape_size(output) == 1) {
     out.push_back(
-        "the model ends in a softmax over 1 value, which is always 1: use sigmoid for a binary output");
-  else if (config.train.from_logits && probabilities)
+        "the model ends in a softmax over 1 value, which is always 1: use sigmoid for a binary "
+        "output, or linear for a regression");
+    return out;
+  }
+  if (loss != "binary_crossentropy" && loss != "sparse_categorical_crossentropy") return out;
+  const bool probabilities = act == "softmax" || act == "sigmoid";
+  if (config.train.from_logits && probabilities)
     out.push_back(loss + " with train.from_logits = true, but the model's output comes from a " + act +
                   " activation: its outputs are probabilities, not logits (set from_logits = false)");
   else if (!config.train.from_logits && act != "sigmoid" && act != "softmax")
@@ -233,8 +236,13 @@ Status Training::prepare(const TrainingOptions& options) {
   loss_ = std::move(loss).value();
   if (Status s = check_labels(*data, config_, loss_->name()); !s) return s.error();
   // The configuration's file leads: the loss, the layers or the augmentation settings are what to change.
-  if (Status s = loss_->check_output(*out, data->num_classes); !s)
-    return Error{config_.file + ": train.loss = " + loss_->name() + ": " + s.error().message};
+  if (Status s = loss_->check_output(*out, data->num_classes); !s) {
+    // Labels counted from 1 need one score more than they have classes.
+    const bool no_zero =
+        data->num_classes > 0 && std::find(data->y.begin(), data->y.end(), 0.0f) == data->y.end();
+    return Error{config_.file + ": train.loss = " + config_.train.loss + ": " + s.error().message +
+                 (no_zero ? " (no label is 0: if the labels count from 1, subtract 1 from them)" : "")};
+  }
   if (Status s = check_augment(config_.augment, data->sample_shape()); !s)
     return Error{config_.file + ": " + s.error().message};
   if (warn_)

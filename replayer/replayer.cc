@@ -392,9 +392,10 @@ ReplayResult replay(const ReplayOptions& o) {
     if (!ci.config_differences.empty()) {
       std::string keys;
       for (const std::string& c : ci.config_differences) keys += (keys.empty() ? "" : "; ") + c;
-      rep.notes.push_back("the configuration differs from the recording's (" + keys +
-                          "), yet the run reproduced: the forced choices (--force " + o.force.str() +
-                          ") serve the recorded values in its place");
+      rep.notes.push_back("the configuration differs from the recording's (" + keys + "), yet the " +
+                          std::to_string(hooks.steps_compared()) +
+                          " steps compared matched it: the forced choices (--force " + o.force.str() +
+                          ") serve the recorded values, and steps past the trace's end are not compared");
     }
     // Below level op, a difference inside a step that rounding removes before the step's end leaves no
     // trace: say so when this machine differs from the recording's, as that is when it happens.

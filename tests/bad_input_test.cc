@@ -225,10 +225,20 @@ TEST_F(BadInput, LabelsTheLossCannotUseNameFileAndRow) {
                "of data row 3 is -1: sparse_categorical_crossentropy needs class indices");
   dir.write("f.csv", "a,b,y\n1,2,0\n3,4,1.5\n5,6,0\n7,8,1\n");
   expect_error("train " + config("f.csv") + scce, "of data row 2 is 1.5: sparse_categorical_crossentropy");
+  // Too few scores for labels that count from 0: no word about counting from 1.
+  dir.write("h.csv", good_csv);
+  const CommandResult narrow =
+      run_trainrr("train " + config("h.csv") + " --set train.loss=sparse_categorical_crossentropy");
+  EXPECT_EQ(narrow.exit_code, 2) << narrow.output;
+  EXPECT_NE(narrow.output.find("outputs 1 value per sample (one score per class) but the labels go up to 1"),
+            std::string::npos)
+      << narrow.output;
+  EXPECT_EQ(narrow.output.find("count from 1"), std::string::npos) << narrow.output;
   // Labels counted from 1: the message says so.
   dir.write("g.csv", "a,b,y\n1,2,1\n3,4,2\n5,6,1\n7,8,2\n");
   expect_error("train " + config("g.csv") + scce,
-               "the labels go up to 2, 3 classes counting from 0 (if the labels start at 1, subtract 1");
+               "the labels go up to 2, 3 classes counting from 0 (no label is 0: if the labels count from 1, "
+               "subtract 1");
 }
 
 TEST_F(BadInput, StratifyNeedsClassLabelsWithTwoRowsEach) {
@@ -298,6 +308,10 @@ TEST_F(BadInput, SettingsThatTrainButNotAsMeantAreWarnedAbout) {
   EXPECT_NE(softmax.output.find("warning: the model ends in a softmax over 1 value, which is always 1"),
             std::string::npos)
       << softmax.output;
+  CommandResult mse_softmax = run_trainrr(
+      "train " + config("d.csv") + " --set 'model.layers[1].activation=\"softmax\"' --set train.loss=mse");
+  EXPECT_NE(mse_softmax.output.find("warning: the model ends in a softmax over 1 value"), std::string::npos)
+      << mse_softmax.output;
   CommandResult good = run_trainrr("train " + config("d.csv"));
   EXPECT_EQ(good.output.find("warning:"), std::string::npos) << good.output;
   // A learning rate that blows the loss up: the first non-finite loss is named once.
@@ -309,6 +323,16 @@ TEST_F(BadInput, SettingsThatTrainButNotAsMeantAreWarnedAbout) {
   const size_t at = diverged.output.find("warning: the loss is ");
   EXPECT_NE(at, std::string::npos) << diverged.output;
   EXPECT_EQ(diverged.output.find("warning: the loss is ", at + 1), std::string::npos) << diverged.output;
+}
+
+// A configuration from a pipe (train <(generate-config)) is read; a folder is not.
+TEST_F(BadInput, ConfigurationFromAPipeIsRead) {
+  dir.write("d.csv", good_csv);
+  const std::string cfg = dir.write("piped.toml", "seed = 1\n[data]\npath = \"" + dir.file("d.csv") +
+                                                      "\"\nlabel = \"y\"\n" + std::string(kModel));
+  CommandResult r = run_trainrr_env("cat " + cfg + " |", "train /dev/stdin");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("Epoch 1/1"), std::string::npos) << r.output;
 }
 
 TEST_F(BadInput, RecordNeverOverwritesWhatIsNotATrace) {
@@ -418,6 +442,10 @@ TEST_F(BadInput, HtmlReportThatIsAFolderIsRefusedBeforeAnyReplay) {
     CommandResult r = run_trainrr(cmd + " --html " + dir.path().string());
     EXPECT_EQ(r.exit_code, 2) << cmd << "\n" << r.output;
     EXPECT_NE(r.output.find(dir.path().string() + " is a directory"), std::string::npos) << r.output;
+    CommandResult empty = run_trainrr(cmd + " --html ''");
+    EXPECT_EQ(empty.exit_code, 2) << cmd << "\n" << empty.output;
+    EXPECT_NE(empty.output.find("--html needs a file path, got an empty one"), std::string::npos)
+        << empty.output;
   }
 }
 

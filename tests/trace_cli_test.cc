@@ -526,6 +526,15 @@ TEST_F(TraceCliTest, ExportReplacesAnEarlierExportWholeAndRefusesAnyOtherFolder)
   EXPECT_NE(read_file(out.file("ck/manifest.json")).find("\"step\":50,"), std::string::npos);
   EXPECT_EQ(fs::status(ck).permissions() & fs::perms::others_read, fs::perms::others_read)
       << "as mkdir makes it";
+  // "-o ." from inside an earlier export, or an empty folder, names that folder.
+  const CommandResult here = run_trainrr_env("cd " + ck + " &&", "export " + trace_ + " --step 60 -o .");
+  EXPECT_EQ(here.exit_code, 0) << here.output;
+  EXPECT_NE(read_file(out.file("ck/manifest.json")).find("\"step\":60,"), std::string::npos);
+  fs::create_directory(out.file("empty"));
+  const CommandResult dot =
+      run_trainrr_env("cd " + out.file("empty") + " &&", "export " + trace_ + " --step 60 -o .");
+  EXPECT_EQ(dot.exit_code, 0) << dot.output;
+  EXPECT_TRUE(fs::exists(out.file("empty/manifest.json")));
 
   fs::create_directory(out.file("notes"));
   write_file(out.file("notes/keep.txt"), "keep me");

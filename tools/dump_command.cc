@@ -174,7 +174,7 @@ void add_dump_command(CLI::App& app, int& exit_code) {
   cmd->add_option("file", args->file, "Trace file")->required();
   cmd->add_flag("--json", args->json, "JSON Lines: one object per message or event, with a \"type\" key");
   cmd->add_option("--steps", args->steps,
-                  "Only steps A..B-1 (A:B, A: or :B) and the epochs and checkpoints "
+                  "Only steps A..B-1 (A:B, A: or :B; N alone: step N) and the epochs and checkpoints "
                   "that follow them")
       ->type_name("A:B");
   cmd->callback([args, &exit_code] { exit_code = run_dump(*args); });

@@ -118,8 +118,9 @@ int run_export(const ExportArgs& a) {
                  static_cast<long long>(a.step));
     return kBadInput;
   }
-  fs::path target(a.dir);
-  if (!target.has_filename()) target = target.parent_path();  // "ck/"
+  // Absolute and without "." or "..": "-o ." names the current folder, which can be renamed by its name.
+  fs::path target = fs::absolute(fs::path(a.dir)).lexically_normal();
+  if (!target.has_filename()) target = target.parent_path();  // "ck/", "."
   if (Status s = check_target(target); !s) {
     print_error(s.error().message);
     return kBadInput;

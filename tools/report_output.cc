@@ -19,6 +19,7 @@ void add_report_options(CLI::App& cmd, ReportOutput& out) {
   // Checked before any replay runs, so a long replay is not spent on a report that cannot be written.
   const CLI::Validator writable(
       [](std::string& path) -> std::string {
+        if (path.empty()) return "--html needs a file path, got an empty one";
         std::error_code ec;
         const fs::file_type type = fs::status(path, ec).type();
         if (type == fs::file_type::directory) return path + " is a directory; --html needs a file path";

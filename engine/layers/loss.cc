@@ -119,8 +119,7 @@ class SparseCategoricalCrossentropy : public Loss {
     if (num_classes > 0 && output[0] < num_classes)
       return Error{"the model outputs " + values_str(output) + " per sample (one score per class) but the " +
                    "labels go up to " + std::to_string(num_classes - 1) + ", " + std::to_string(num_classes) +
-                   " classes counting from 0" +
-                   (output[0] == num_classes - 1 ? " (if the labels start at 1, subtract 1 from them)" : "")};
+                   " classes counting from 0"};
     // More scores than classes is fine, as in Keras: a class the data set happens not to hold.
     return {};
   }
