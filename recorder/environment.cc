@@ -7,8 +7,8 @@
 #include <zstd.h>
 
 #include <fstream>
-#include <sstream>
 
+#include "engine/kernels/kernel_registry.h"
 #include "engine/kernels/matmul_openblas.h"
 #include "engine/thread_pool.h"
 
@@ -34,10 +34,8 @@ std::string numeric_cpu_flags() {
   static const char* kRelevant[] = {"sse4_1",      "sse4_2",      "avx",      "avx2",     "fma",
                                     "f16c",        "avx512f",     "avx512dq", "avx512bw", "avx512vl",
                                     "avx512_bf16", "avx512_fp16", "amx_tile", "neon"};
-  std::istringstream flags(cpuinfo_field("flags"));
-  std::string f, out;
-  std::vector<std::string> have;
-  while (flags >> f) have.push_back(f);
+  const std::vector<std::string> have = cpu_flags();
+  std::string out;
   for (const char* r : kRelevant)
     for (const auto& h : have)
       if (h == r) {
@@ -79,6 +77,8 @@ Environment capture_environment(int threads, const std::string& isa, const std::
   env.emplace_back("lib.capnproto", std::to_string(CAPNP_VERSION_MAJOR) + "." +
                                         std::to_string(CAPNP_VERSION_MINOR) + "." +
                                         std::to_string(CAPNP_VERSION_MICRO));
+  // OpenBLAS's thread count is the run's (each sgemm sets it), not the library's default of all cores.
+  if (threads > 0) openblas_use_threads(threads);
   env.emplace_back("lib.openblas", openblas_description());
   env.emplace_back("lib.zstd", ZSTD_versionString());
   env.emplace_back("lib.xxhash", std::to_string(XXH_versionNumber()));

@@ -256,6 +256,7 @@ BisectResult bisect(const BisectOptions& o) {
       ci.environment = rep.environment;
       ci.config_differences = config_differences(header, config);
       ci.kernel_differences = forced->hooks->kernel_differences();  // kernels that cannot run here
+      ci.kernels = forced->hooks->recorded_kernels();
       rep.cause = classify(*rep.first, ci);
       substitution_notes(*forced->hooks, rep.notes);
       rep.notes.push_back(forced->hooks->substituted().empty()

@@ -1,9 +1,11 @@
 #include "replayer/cause.h"
 
-#include "replayer/replayer.h"
-
+#include <algorithm>
 #include <filesystem>
 #include <map>
+
+#include "engine/kernels/matmul_openblas.h"
+#include "replayer/replayer.h"
 
 namespace trainrr {
 
@@ -41,6 +43,8 @@ std::string env_value(const std::vector<EnvDifference>& env, const std::string& 
     if (e.key == key) return recorded ? e.recorded : e.replayed;
   return "";
 }
+
+bool is_openblas(const std::string& kernel) { return kernel.rfind("f32_matmul__openblas", 0) == 0; }
 
 std::string category_of_site(const std::string& site) {
   if (site.rfind("init/", 0) == 0 || site.rfind("dropout/", 0) == 0 || site.rfind("augment/", 0) == 0)
@@ -121,6 +125,20 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in) {
   if (k && k->info.thread_dependent && !th_a.empty())
     return {"numeric", "same kernel " + kernel + ", same inputs: its result depends on the thread count, " +
                            th_a + " threads recorded, " + th_b + " replayed"};
+  // OpenBLAS picks its code by CPU when it loads: the same kernel id, different machine code.
+  const std::string core_a = openblas_core_in(env_value(in.environment, "lib.openblas", true)),
+                    core_b = openblas_core_in(env_value(in.environment, "lib.openblas", false));
+  const bool ran_openblas =
+      is_openblas(kernel) ||
+      (kernel.empty() && std::any_of(in.kernels.begin(), in.kernels.end(), [](const auto& site_kernel) {
+         return is_openblas(site_kernel.second);
+       }));
+  if (ran_openblas && !core_a.empty() && !core_b.empty() && core_a != core_b && in.order_differences.empty())
+    return {"numeric",
+            "same kernel " + (is_openblas(kernel) ? kernel : std::string("f32_matmul__openblas_sgemm")) +
+                ", same inputs, different output: OpenBLAS ran its " + core_a + " code (" + in.name_a +
+                ") and its " + core_b + " code (" + in.name_b +
+                "); it picks its code for the CPU when it loads, and OPENBLAS_CORETYPE names another"};
   if (!in.order_differences.empty()) {
     std::vector<std::string> sites;
     for (const auto& [site, step] : in.order_differences) sites.push_back(site + " (step " + std::to_string(step) + ")");

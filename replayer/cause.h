@@ -25,6 +25,9 @@ struct CauseInputs {
   bool seed_from_entropy = false;
   std::map<std::string, int64_t> matched_draws;  // stream -> draws that matched before the divergence
   std::map<std::string, int64_t> order_differences;  // kernel site -> first step its accumulation order differed
+  std::map<std::string, std::string>
+      kernels;  // kernel site -> the kernel the first side (recorded, A) ran there
+  std::string name_a = "recorded", name_b = "replayed";  // how the report names the two sides ("A", "B")
 };
 
 Cause classify(const FirstDivergence& d, const CauseInputs& in);

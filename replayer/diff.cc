@@ -274,6 +274,9 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     if (!s->status.ok()) rep.notes.push_back(s->status.error().message);
   for (const auto& [site, k] : kernels_a)
     if (kernels_b.count(site) && kernels_b[site] != k) ci.kernel_differences[site] = {k, kernels_b[site]};
+  ci.kernels = kernels_a;
+  ci.name_a = "A";
+  ci.name_b = "B";
   ci.matched_draws = matched_draws;
 
   rep.facts.emplace_back("steps compared", std::to_string(steps));

@@ -382,6 +382,7 @@ ReplayResult replay(const ReplayOptions& o) {
   ci.seed_from_entropy = header.seed_from_entropy;
   ci.matched_draws = hooks.matched_draws();
   ci.order_differences = hooks.order_differences();
+  ci.kernels = hooks.recorded_kernels();
 
   if (!hooks.diverged() && !rebuilt->data_changed) {
     rep.diverged = false;

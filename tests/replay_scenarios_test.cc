@@ -10,6 +10,7 @@
 #include <map>
 #include <numeric>
 
+#include "engine/kernels/matmul_openblas.h"
 #include "tests/recording_util.h"
 #include "tests/test_util.h"
 
@@ -186,6 +187,70 @@ TEST_F(Scenario, AutotuneChoosingAnotherKernelIsNamedAsTheCause) {
   CommandResult bis = trainrr("bisect " + b + " --json");
   EXPECT_EQ(bis.exit_code, 1) << bis.output;
   EXPECT_TRUE(has(bis.output, "kernel:dense_1/matmul.fwd")) << bis.output;
+}
+
+// OpenBLAS's code for another CPU than this one that this CPU can run, or "" if there is none.
+std::string other_openblas_core() {
+  auto isa = runtime_isa();
+  for (const char* core : {"Prescott", "Nehalem", "Haswell"})
+    if (isa && core != openblas_core() && openblas_core_runs_on(core, cpu_flags(), *isa)) return core;
+  return "";
+}
+
+TEST_F(Scenario, ReplayRestartsWithTheRecordingsOpenblasCode) {
+  const std::string other = other_openblas_core();
+  if (other.empty()) GTEST_SKIP() << "no OpenBLAS code for another CPU runs here";
+  const std::string cfg = config(breast_cancer_config("seed = 4\n", kBreastCancer, "", "", "threads = 1\n"));
+  const std::string trace = dir.file("other_cpu.trr");
+  CommandResult rec = run_trainrr_env("OPENBLAS_CORETYPE=" + other, "record " + cfg + " -o " + trace);
+  ASSERT_EQ(rec.exit_code, 0) << rec.output;
+
+  CommandResult r = run_trainrr_env("env -u OPENBLAS_CORETYPE", "replay " + trace);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(has(r.output, "OpenBLAS runs its " + other +
+                                " code, as recorded: the replay restarted with OPENBLAS_CORETYPE=" + other +
+                                " (this CPU's own pick is " + openblas_core() + ")"))
+      << r.output;
+  EXPECT_FALSE(has(r.output, "lib.openblas")) << r.output;  // no difference left in the environment
+  CommandResult json = run_trainrr_env("env -u OPENBLAS_CORETYPE", "replay " + trace + " --json");
+  EXPECT_EQ(json.exit_code, 0) << json.output;
+  EXPECT_TRUE(has(json.output, "restarted with OPENBLAS_CORETYPE=" + other)) << json.output;
+
+  // Without the kernels forced, the replay runs this CPU's own code, and says so among the differences.
+  CommandResult free =
+      run_trainrr_env("env -u OPENBLAS_CORETYPE", "replay " + trace + " --force rng,split,shuffle,loader");
+  EXPECT_FALSE(has(free.output, "restarted")) << free.output;
+  EXPECT_TRUE(has(free.output, "lib.openblas: OpenBLAS")) << free.output;
+  EXPECT_TRUE(has(free.output, "core=" + openblas_core())) << free.output;
+}
+
+TEST_F(Scenario, OpenblasRunningOtherCodeIsNumericWithBothCodesNamed) {
+  const std::string other = other_openblas_core();
+  if (other.empty()) GTEST_SKIP() << "no OpenBLAS code for another CPU runs here";
+  const std::string cfg = config(breast_cancer_config("seed = 4\n", kBreastCancer, "", "", "threads = 1\n"));
+  const std::string trace = dir.file("openblas.trr");
+  ASSERT_EQ(record_via_api(
+                cfg, {}, trace,
+                [](Hooks& in) {
+                  return std::make_unique<OtherKernel>(in, "dense_1/matmul.fwd",
+                                                       "f32_matmul__openblas_sgemm");
+                },
+                ProbeLevel::layer),
+            "");
+  expect_reproduces(trace);
+  // OPENBLAS_CORETYPE set by the user is left alone: OpenBLAS runs that code, and the replay says so.
+  CommandResult r = run_trainrr_env("OPENBLAS_CORETYPE=" + other, "replay " + trace);
+  EXPECT_TRUE(has(r.output, "OPENBLAS_CORETYPE=" + other + " is set here: OpenBLAS runs its " + other +
+                                " code; the recording's ran its " + openblas_core() + " code"))
+      << r.output;
+  if (r.exit_code == 0)
+    GTEST_SKIP() << "OpenBLAS's " << openblas_core() << " and " << other << " code round this run alike";
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output,
+                  "cause: numeric: same kernel f32_matmul__openblas_sgemm, same inputs, different output: "
+                  "OpenBLAS ran its " +
+                      openblas_core() + " code (recorded) and its " + other + " code (replayed)"))
+      << r.output;
 }
 
 // Batch normalization over 128 images of 8x8 gives column sums of 8192 x 16 values: large enough for the

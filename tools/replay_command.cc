@@ -6,8 +6,10 @@
 
 #include "replayer/replayer.h"
 #include "tools/commands.h"
+#include "tools/openblas_core.h"
 #include "tools/report_output.h"
 #include "tools/trace_text.h"
+#include "traces/trace_reader.h"
 
 namespace trainrr::cli {
 namespace {
@@ -49,6 +51,10 @@ int run_replay(const ReplayArgs& a) {
     print_error(force.error().message);
     return kBadInput;
   }
+  std::vector<std::string> openblas_notes;
+  if (force->kernels)
+    if (auto reader = trace::TraceReader::open(a.trace))
+      openblas_notes = use_recorded_openblas_core((*reader)->header());
   ReplayOptions o;
   o.trace_path = a.trace;
   o.force = *force;
@@ -66,6 +72,7 @@ int run_replay(const ReplayArgs& a) {
     return r.exit_code;
   }
   r.report.facts.emplace_back("steps executed", std::to_string(r.steps_executed));
+  r.report.notes.insert(r.report.notes.begin(), openblas_notes.begin(), openblas_notes.end());
   if (Status s = emit_report(r.report, a.out); !s) {
     print_error(s.error().message);
     return kBadInput;

@@ -1,6 +1,8 @@
 #include "engine/kernels/kernel_registry.h"
 
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 
 namespace trainrr {
 
@@ -29,6 +31,21 @@ Isa detect_isa() {
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
 #endif
   return Isa::generic;
+}
+
+std::vector<std::string> cpu_flags() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::istringstream words(line.substr(colon + 1));
+    std::vector<std::string> flags;
+    for (std::string f; words >> f;) flags.push_back(f);
+    return flags;
+  }
+  return {};
 }
 
 Result<Isa> runtime_isa() {

@@ -19,6 +19,9 @@ const char* isa_name(Isa isa);
 Result<Isa> parse_isa(std::string_view name);
 // What this CPU supports (CPUID).
 Isa detect_isa();
+// The CPU's feature flags as /proc/cpuinfo names them ("avx2", "avx512f", "avx512_bf16"); empty where it
+// cannot be read.
+std::vector<std::string> cpu_flags();
 // detect_isa(), lowered by TRAINRR_ISA=generic|avx2|avx512 (an error names a value the CPU lacks).
 Result<Isa> runtime_isa();
 

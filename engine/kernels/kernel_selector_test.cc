@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/kernels/kernel_test_util.h"
+#include "engine/kernels/matmul_openblas.h"
 #include "engine/thread_pool.h"
 
 namespace trainrr {
@@ -142,6 +143,55 @@ TEST(KernelSelector, OpenBlasChoiceRecordsVersionCoreAndThreads) {
   EXPECT_NE(reason.find("(OpenBLAS "), std::string::npos) << reason;
   EXPECT_NE(reason.find(" core="), std::string::npos) << reason;
   EXPECT_NE(reason.find(" threads=2)"), std::string::npos) << reason;
+  EXPECT_NE(reason.find(" core=" + openblas_core() + " "), std::string::npos) << reason;
+}
+
+TEST(OpenBlasCore, IsReadFromADescription) {
+  EXPECT_EQ(openblas_core_in("OpenBLAS 0.3.21 core=Cooperlake threads=2"), "Cooperlake");
+  EXPECT_EQ(openblas_core_in("OpenBLAS 0.3.21 core=Haswell"), "Haswell");
+  EXPECT_EQ(openblas_core_in("OpenBLAS 0.3.21"), "");
+  EXPECT_EQ(openblas_core_in(""), "");
+  EXPECT_EQ(openblas_core_in(openblas_description()), openblas_core());
+}
+
+TEST(OpenBlasCore, RunsOnlyWhereItsInstructionSetsAre) {
+  const std::vector<std::string> sse = {"sse2", "pni", "ssse3", "sse4_1", "sse4_2"};
+  std::vector<std::string> avx2 = sse;
+  for (const char* f : {"avx", "avx2", "fma"}) avx2.push_back(f);
+  std::vector<std::string> avx512 = avx2;
+  for (const char* f : {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}) avx512.push_back(f);
+  std::vector<std::string> bf16 = avx512;
+  bf16.push_back("avx512_bf16");
+
+  EXPECT_TRUE(openblas_core_runs_on("Prescott", sse, Isa::generic));
+  EXPECT_TRUE(openblas_core_runs_on("Nehalem", sse, Isa::generic));
+  EXPECT_FALSE(openblas_core_runs_on("Haswell", sse, Isa::generic));
+  EXPECT_TRUE(openblas_core_runs_on("Haswell", avx2, Isa::avx2));
+  EXPECT_FALSE(openblas_core_runs_on("SkylakeX", avx2, Isa::avx2));
+  EXPECT_TRUE(openblas_core_runs_on("SkylakeX", avx512, Isa::avx512));
+  EXPECT_FALSE(openblas_core_runs_on("Cooperlake", avx512, Isa::avx512));  // no bf16
+  EXPECT_TRUE(openblas_core_runs_on("Cooperlake", bf16, Isa::avx512));
+  EXPECT_FALSE(openblas_core_runs_on("SapphireRapids", bf16, Isa::avx512));  // no AMX
+  // TRAINRR_ISA lowers what may run, whatever the CPU has.
+  EXPECT_FALSE(openblas_core_runs_on("SkylakeX", bf16, Isa::avx2));
+  EXPECT_FALSE(openblas_core_runs_on("Haswell", bf16, Isa::generic));
+  // A core this check does not know is never taken to run.
+  EXPECT_FALSE(openblas_core_runs_on("Bulldozer", bf16, Isa::avx512));
+  EXPECT_FALSE(openblas_core_runs_on("", bf16, Isa::avx512));
+}
+
+TEST(OpenBlasCore, TheCoreThisProcessRunsPassesTheCheck) {
+  const std::string core = openblas_core();
+  ASSERT_FALSE(core.empty());
+  const std::vector<std::string> checked = {"Prescott", "Core2",       "Penryn",        "Dunnington",
+                                            "Nehalem",  "Sandybridge", "Haswell",       "Zen",
+                                            "SkylakeX", "Cooperlake",  "SapphireRapids"};
+#if !defined(__x86_64__)
+  GTEST_SKIP() << "OpenBLAS's cores are checked on x86-64 only";
+#endif
+  if (std::find(checked.begin(), checked.end(), core) == checked.end())
+    GTEST_SKIP() << "OpenBLAS runs its " << core << " code here, which the check does not know";
+  EXPECT_TRUE(openblas_core_runs_on(core, cpu_flags(), detect_isa())) << core;
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <initializer_list>
 #include <sstream>
 
 #include "engine/thread_pool.h"
@@ -31,8 +32,52 @@ std::string openblas_description() {
   std::string name, version;
   config >> name >> version;
   std::ostringstream out;
-  out << name << ' ' << version << " core=" << openblas_get_corename() << " threads=" << openblas_get_num_threads();
+  out << name << ' ' << version << " core=" << openblas_core() << " threads=" << openblas_get_num_threads();
   return out.str();
+}
+
+std::string openblas_core() { return openblas_get_corename(); }
+
+std::string openblas_core_in(std::string_view description) {
+  const size_t at = description.find("core=");
+  if (at == std::string_view::npos) return "";
+  const std::string_view rest = description.substr(at + 5);
+  return std::string(rest.substr(0, rest.find(' ')));
+}
+
+bool openblas_core_runs_on(std::string_view core, const std::vector<std::string>& cpu_flags, Isa isa) {
+  struct Needs {
+    const char* core;
+    Isa isa;
+    std::initializer_list<const char*> flags;
+  };
+  // The x86-64 cores of OpenBLAS's dynamic dispatch and the instruction sets their kernels use.
+  static const Needs kCores[] = {
+      {"Prescott", Isa::generic, {"sse2", "pni"}},
+      {"Core2", Isa::generic, {"sse2", "pni", "ssse3"}},
+      {"Penryn", Isa::generic, {"sse2", "pni", "ssse3", "sse4_1"}},
+      {"Dunnington", Isa::generic, {"sse2", "pni", "ssse3", "sse4_1"}},
+      {"Nehalem", Isa::generic, {"sse2", "pni", "ssse3", "sse4_1", "sse4_2"}},
+      {"Sandybridge", Isa::generic, {"avx"}},
+      {"Haswell", Isa::avx2, {"avx", "avx2", "fma"}},
+      {"Zen", Isa::avx2, {"avx", "avx2", "fma"}},
+      {"SkylakeX", Isa::avx512, {"avx2", "fma", "avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}},
+      {"Cooperlake",
+       Isa::avx512,
+       {"avx2", "fma", "avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl", "avx512_bf16"}},
+      {"SapphireRapids",
+       Isa::avx512,
+       {"avx2", "fma", "avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl", "avx512_bf16",
+        "avx512_fp16", "amx_tile", "amx_bf16"}},
+  };
+  for (const Needs& n : kCores) {
+    if (core != n.core) continue;
+    if (n.isa > isa) return false;
+    return std::all_of(n.flags.begin(), n.flags.end(), [&](const char* f) {
+      return std::find(cpu_flags.begin(), cpu_flags.end(), f) != cpu_flags.end();
+    });
+  }
+  return false;
 }
 
 }  // namespace trainrr

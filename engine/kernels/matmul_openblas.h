@@ -3,6 +3,8 @@
 // (OPENBLAS_CORETYPE) and its thread count, so a recorded choice carries openblas_description().
 
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "engine/kernels/kernel_registry.h"
 
@@ -16,5 +18,18 @@ std::string openblas_description();
 
 // Sets OpenBLAS's thread count (matmul_openblas_sgemm does so on every call).
 void openblas_use_threads(int threads);
+
+// The code OpenBLAS picked for this CPU when it loaded ("Cooperlake", "Haswell", "Prescott"), or the one
+// OPENBLAS_CORETYPE named. An OpenBLAS that does not know a CPU model falls back to older code, so two
+// machines with the same instruction sets can still compute different bits.
+std::string openblas_core();
+
+// The core in an openblas_description() ("OpenBLAS 0.3.21 core=Cooperlake threads=2" -> "Cooperlake"), or "".
+std::string openblas_core_in(std::string_view description);
+
+// Whether OpenBLAS's code for `core` runs on a CPU with these flags (/proc/cpuinfo's names) and this
+// instruction set (TRAINRR_ISA lowers it). False for a core this check does not know: OpenBLAS itself does
+// not check a core it is told to use, and an instruction the CPU lacks kills the process.
+bool openblas_core_runs_on(std::string_view core, const std::vector<std::string>& cpu_flags, Isa isa);
 
 }  // namespace trainrr

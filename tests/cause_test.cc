@@ -1,0 +1,70 @@
+// The cause named for a numeric divergence when the two sides' OpenBLAS ran different code.
+
+#include "replayer/cause.h"
+
+#include <gtest/gtest.h>
+
+namespace trainrr {
+namespace {
+
+FirstDivergence layer_output_differs() {
+  FirstDivergence d;
+  d.step = 0;
+  d.phase = "forward";
+  d.kind = "probe";
+  d.site = "dense_1:out";
+  d.layer = "dense_1";
+  return d;
+}
+
+CauseInputs openblas_cores(const std::string& a, const std::string& b, std::string name_a = "recorded",
+                           std::string name_b = "replayed") {
+  CauseInputs in;
+  in.name_a = std::move(name_a);
+  in.name_b = std::move(name_b);
+  in.environment.push_back({"lib.openblas", "OpenBLAS 0.3.21 core=" + a + " threads=2",
+                            "OpenBLAS 0.3.21 core=" + b + " threads=2"});
+  in.environment.push_back({"cpu.model", "AMD EPYC", "Intel(R) Xeon(R) Processor"});
+  return in;
+}
+
+TEST(Cause, OpenblasCodeDifferenceIsNamedWhenTheRunUsedOpenblas) {
+  CauseInputs in = openblas_cores("Cooperlake", "Prescott");
+  in.kernels = {{"dense_1/matmul.fwd", "f32_matmul__openblas_sgemm"}, {"loss/mean", "f32_sum__cpu_pairwise"}};
+  const Cause c = classify(layer_output_differs(), in);
+  EXPECT_EQ(c.category, "numeric");
+  EXPECT_NE(c.detail.find("OpenBLAS ran its Cooperlake code (recorded) and its Prescott code (replayed)"),
+            std::string::npos)
+      << c.detail;
+}
+
+TEST(Cause, DiffNamesTheSidesAAndB) {
+  CauseInputs in = openblas_cores("Haswell", "SkylakeX", "A", "B");
+  in.kernels = {{"dense_1/matmul.fwd", "f32_matmul__openblas_sgemm"}};
+  FirstDivergence d = layer_output_differs();
+  d.kernel_recorded = d.kernel_replayed = "f32_matmul__openblas_sgemm";
+  const Cause c = classify(d, in);
+  EXPECT_NE(c.detail.find("same kernel f32_matmul__openblas_sgemm"), std::string::npos) << c.detail;
+  EXPECT_NE(c.detail.find("its Haswell code (A) and its SkylakeX code (B)"), std::string::npos) << c.detail;
+}
+
+TEST(Cause, OpenblasIsNotBlamedForARunThatNeverCalledIt) {
+  CauseInputs in = openblas_cores("Cooperlake", "Prescott");
+  in.kernels = {{"dense_1/matmul.fwd", "f32_matmul__cpu_blocked_avx2"}};
+  const Cause c = classify(layer_output_differs(), in);
+  EXPECT_EQ(c.category, "numeric");
+  EXPECT_EQ(c.detail.find("OpenBLAS ran"), std::string::npos) << c.detail;
+  EXPECT_NE(c.detail.find("the environment differs in lib.openblas, cpu.model"), std::string::npos)
+      << c.detail;
+}
+
+TEST(Cause, SameOpenblasCodeOnBothSidesIsNotTheCause) {
+  CauseInputs in = openblas_cores("Haswell", "Haswell");
+  in.environment[0].replayed = "OpenBLAS 0.3.21 core=Haswell threads=16";
+  in.kernels = {{"dense_1/matmul.fwd", "f32_matmul__openblas_sgemm"}};
+  const Cause c = classify(layer_output_differs(), in);
+  EXPECT_EQ(c.detail.find("OpenBLAS ran"), std::string::npos) << c.detail;
+}
+
+}  // namespace
+}  // namespace trainrr
