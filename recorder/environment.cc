@@ -1,6 +1,10 @@
 #include "recorder/environment.h"
 
 #include <capnp/common.h>
+#if __has_include(<gnu/libc-version.h>)
+#include <gnu/libc-version.h>
+#define TRAINRR_HAS_GLIBC 1
+#endif
 #include <sys/utsname.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -80,6 +84,10 @@ Environment capture_environment(int threads, const std::string& isa, const std::
   // OpenBLAS's thread count is the run's (each sgemm sets it), not the library's default of all cores.
   if (threads > 0) openblas_use_threads(threads);
   env.emplace_back("lib.openblas", openblas_description());
+#if defined(TRAINRR_HAS_GLIBC)
+  // The C library's exp, log and tanh round differently from version to version.
+  env.emplace_back("lib.libc", std::string("glibc ") + gnu_get_libc_version());
+#endif
   env.emplace_back("lib.zstd", ZSTD_versionString());
   env.emplace_back("lib.xxhash", std::to_string(XXH_versionNumber()));
   env.emplace_back("cuda", "not built: CPU backend only");

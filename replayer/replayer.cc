@@ -36,7 +36,10 @@ std::vector<EnvDifference> environment_differences(
   std::vector<EnvDifference> out;
   for (const auto& [k, v] : both) {
     if (v.first == v.second) continue;
-    out.push_back({k, v.first.empty() ? "(unset)" : v.first, v.second.empty() ? "(unset)" : v.second});
+    // An environment variable may be unset; any other key is absent when the trace was written by a
+    // trainrr that did not record it.
+    const char* absent = k.rfind("env.", 0) == 0 ? "(unset)" : "(not recorded)";
+    out.push_back({k, v.first.empty() ? absent : v.first, v.second.empty() ? absent : v.second});
   }
   return out;
 }

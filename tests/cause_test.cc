@@ -1,8 +1,11 @@
-// The cause named for a numeric divergence when the two sides' OpenBLAS ran different code.
+// The cause named for a numeric divergence when the two sides' OpenBLAS ran different code, and how the
+// environment differences name a value that one side lacks.
 
 #include "replayer/cause.h"
 
 #include <gtest/gtest.h>
+
+#include "replayer/replayer.h"
 
 namespace trainrr {
 namespace {
@@ -64,6 +67,22 @@ TEST(Cause, SameOpenblasCodeOnBothSidesIsNotTheCause) {
   in.kernels = {{"dense_1/matmul.fwd", "f32_matmul__openblas_sgemm"}};
   const Cause c = classify(layer_output_differs(), in);
   EXPECT_EQ(c.detail.find("OpenBLAS ran"), std::string::npos) << c.detail;
+}
+
+TEST(EnvironmentDifferences, AnUnsetVariableAndAKeyAnOlderTraceLacksAreToldApart) {
+  const std::vector<std::pair<std::string, std::string>> older = {{"cpu.model", "AMD EPYC"},
+                                                                  {"env.OMP_NUM_THREADS", "4"}};
+  const std::vector<std::pair<std::string, std::string>> newer = {
+      {"cpu.model", "AMD EPYC"}, {"lib.libc", "glibc 2.36"}, {"env.OPENBLAS_CORETYPE", "Haswell"}};
+  const std::vector<EnvDifference> d = environment_differences(older, newer);
+  ASSERT_EQ(d.size(), 3u);
+  EXPECT_EQ(d[0].key, "env.OMP_NUM_THREADS");
+  EXPECT_EQ(d[0].replayed, "(unset)");
+  EXPECT_EQ(d[1].key, "env.OPENBLAS_CORETYPE");
+  EXPECT_EQ(d[1].recorded, "(unset)");
+  EXPECT_EQ(d[2].key, "lib.libc");
+  EXPECT_EQ(d[2].recorded, "(not recorded)");
+  EXPECT_EQ(d[2].replayed, "glibc 2.36");
 }
 
 }  // namespace
