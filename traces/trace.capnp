@@ -8,7 +8,8 @@
 # A file without a footer did not end cleanly (the recorder was killed, the disk filled); every complete
 # message before the cut is still valid. Byte offsets in this schema count from the start of the file and
 # point at the first byte of a packed message. Packing starts afresh at each message and at each piece of
-# it (segment table, segments): no run of zero or verbatim words crosses one. Format 1 was unpacked.
+# it (segment table, segments): no run of zero or verbatim words crosses one. Format 1 was unpacked; format 3
+# chains each message to the previous one's digest (Message.previous).
 #
 # Names are interned. Sites ("dense_1/matmul.fwd:out"), stream names, and metric, parameter and gradient
 # names appear once in the file, in a `Names` block, and are referred to by id (UInt32, the position in the
@@ -39,6 +40,10 @@ struct Message {
     epochEnd @3 :EpochEnd;
     footer @4 :Footer;          # must be the last message of the file
   }
+  # From format 3: the low 32 bits of the XXH3-64 of the previous message's packed bytes, 1 where those bits
+  # are 0; 0 in the header. Must match the previous message as read: a message changed after it was written
+  # (a flipped bit, an edit) is damage that the next message exposes. 0 throughout a trace of format 2.
+  previous @5 :UInt32;
 }
 
 # --- header ---

@@ -45,6 +45,11 @@ bool is_combined(const std::vector<std::pair<std::string, uint64_t>>& recorded) 
   return recorded.size() == 1 && recorded[0].first == kAllParameters;
 }
 
+uint32_t message_digest(std::span<const uint8_t> packed) {
+  const uint32_t low = static_cast<uint32_t>(XXH3_64bits(packed.data(), packed.size()));
+  return low == 0 ? 1 : low;
+}
+
 Digest128 digest128_bytes(std::span<const uint8_t> bytes) {
   XXH128_hash_t h = XXH3_128bits(bytes.data(), bytes.size());
   return {h.low64, h.high64};

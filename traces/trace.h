@@ -19,13 +19,17 @@ namespace trainrr::trace {
 
 // "TRAINRR1" read as a little-endian 64-bit word; the first field of the header, checked first.
 inline constexpr uint64_t kMagic = 0x3152524e49415254ULL;
-// Layout generation of the schema; bumped only for changes an old reader cannot skip. Format 2 packs every
-// message (Cap'n Proto's packed encoding); format 1 wrote them unpacked.
-inline constexpr uint32_t kFormatVersion = 2;
+// Layout generation of the schema. Format 2 packs every message (Cap'n Proto's packed encoding); format 1
+// wrote them unpacked; format 3 adds Message.previous, the digest of the previous message, which a reader of
+// format 2 ignores.
+inline constexpr uint32_t kFormatVersion = 3;
 // This reader reads traces whose minReaderVersion is at most this.
 inline constexpr uint32_t kReaderVersion = 2;
 // What this writer puts into minReaderVersion unless the header asks for more.
 inline constexpr uint32_t kMinReaderVersion = 2;
+
+// What Message.previous holds for a message of these (packed) bytes: XXH3-64's low 32 bits, never 0.
+uint32_t message_digest(std::span<const uint8_t> packed);
 
 // XXH3-128 of a file's bytes.
 struct Digest128 {

@@ -247,6 +247,11 @@ struct TraceReader::Impl {
   int64_t steps_seen = 0;
   uint64_t events_seen = 0;
   std::vector<CheckpointRef> checkpoints_seen;
+  // Format 3 chains the messages: each holds the digest of the one before it. `previous` is the digest of
+  // the message just read, known while reading in file order (not right after a seek).
+  bool chained = false;
+  std::optional<uint32_t> previous;
+  uint64_t previous_offset = 0;
   ZSTD_DCtx* dctx = nullptr;
 
   ~Impl() {
@@ -258,6 +263,14 @@ struct TraceReader::Impl {
     error_offset = offset;
     error_what = what;
     return Error{name + ": byte " + std::to_string(offset) + ": " + what};
+  }
+
+  // message_digest() of the `n` packed bytes at `offset`, which a frame was just read from; nullopt if they
+  // cannot be read again (the next message's check is then skipped, and reading stops there anyway).
+  std::optional<uint32_t> digest_at(uint64_t offset, uint64_t n) {
+    auto bytes = bytes_at(offset, n);
+    if (!bytes) return std::nullopt;
+    return message_digest({*bytes, n});
   }
 
   // Reading stops for good at the last error_at.
@@ -671,7 +684,8 @@ Status TraceReader::read_header() {
     auto head = m.bytes_at(0, kWord);
     if (head && (*head)[0] == 0 && (*head)[1] == 0 && (*head)[2] == 0 && (*head)[3] == 0)
       return Error{m.name + ": an unpacked trace of format 1 (trainrr 0.1); this reader (version " +
-                   std::to_string(kReaderVersion) + ") reads packed traces of format 2: record the run again"};
+                   std::to_string(kReaderVersion) +
+                   ") reads packed traces of format 2 and later: record the run again"};
   }
   auto frame = m.frame_at(0);
   if (!frame) return Error{"not a trainrr trace: " + frame.error().message};
@@ -685,6 +699,8 @@ Status TraceReader::read_header() {
     header_ = m.read_header(root.getHeader());
     header_size_ = bytes;
     m.pos = header_size_;
+    m.chained = header_.format_version >= 3;
+    if (m.chained) m.previous = m.digest_at(0, bytes);
     return {};
   });
 }
@@ -711,6 +727,11 @@ Result<std::optional<TraceRecord>> TraceReader::next() {
     auto record = guarded(m, offset, [&]() -> Result<std::optional<TraceRecord>> {
       capnp::FlatArrayMessageReader message(words, m.options_for(words));
       auto root = message.getRoot<schema::Message>();
+      if (m.previous && root.getPrevious() != *m.previous)
+        malformed(
+            "the message at byte " + std::to_string(m.previous_offset) +
+            " was changed after it was written: its bytes do not match the digest the next message holds "
+            "(the file is damaged, not cut)");
       TraceRecord rec{offset, size, TraceEpoch{}};
       switch (root.which()) {
         case schema::Message::HEADER:
@@ -750,6 +771,10 @@ Result<std::optional<TraceRecord>> TraceReader::next() {
     if (!record) {
       return m.stop_at(record.error());
     }
+    if (m.chained) {
+      m.previous = m.digest_at(offset, size);
+      m.previous_offset = offset;
+    }
     m.pos = offset + size;
     if (!skipped) return record;
   }
@@ -782,6 +807,7 @@ Status TraceReader::seek(uint64_t offset) {
   m.after_footer = false;
   m.from_start = false;
   m.last_step = -1;
+  m.previous.reset();  // the message before `offset` was not read: the next one's digest cannot be checked
   return {};
 }
 

@@ -51,12 +51,26 @@ ReadAll read_all(TraceReader& reader, size_t max_records = 100000) {
 }
 
 // The bytes of a header-only trace written by the real writer.
-std::vector<uint8_t> header_bytes(const TraceHeader& h = sample_header()) {
+std::vector<uint8_t> written_header_bytes(const TraceHeader& h = sample_header()) {
   std::string path = temp_path("header.trr");
   { auto w = TraceWriter::create(path, h); }
   auto bytes = read_file(path);
   std::remove(path.c_str());
   return bytes;
+}
+
+std::vector<uint8_t> packed(capnp::MessageBuilder& message);
+
+// The written header with formatVersion 2: the messages made by hand below do not chain digests
+// (Message.previous), as a trace of format 2 does not.
+std::vector<uint8_t> header_bytes(const TraceHeader& h = sample_header()) {
+  const std::vector<uint8_t> written = written_header_bytes(h);
+  kj::ArrayInputStream in(kj::arrayPtr(written.data(), written.size()));
+  capnp::PackedMessageReader reader(in);
+  capnp::MallocMessageBuilder message;
+  message.setRoot(reader.getRoot<schema::Message>());
+  message.getRoot<schema::Message>().getHeader().setFormatVersion(2);
+  return packed(message);
 }
 
 // A message's words, unpacked (to patch them by hand before packing).
@@ -406,6 +420,74 @@ TEST(TraceEvolution, UnknownFieldsEventsAndMessagesAreSkipped) {
   EXPECT_NE((*r)->notes()[0].find("unknown kind 7"), std::string::npos) << (*r)->notes()[0];
   EXPECT_NE((*r)->notes()[1].find("message of unknown kind 5"), std::string::npos) << (*r)->notes()[1];
   EXPECT_FALSE((*r)->ended_cleanly());
+}
+
+}  // namespace
+}  // namespace trainrr::trace
+
+namespace trainrr::trace {
+namespace {
+
+// Step 2's loss, 0.5 / 3, is a word of eight nonzero bytes, which packing copies verbatim: changing one of
+// them leaves a message that still reads, with another loss.
+std::vector<uint8_t> with_step_two_loss_changed(std::vector<uint8_t> bytes, uint64_t from, uint64_t to) {
+  const double loss = 0.5 / 3;
+  uint8_t pattern[8];
+  std::memcpy(pattern, &loss, 8);
+  auto at = std::search(bytes.begin() + static_cast<int64_t>(from), bytes.begin() + static_cast<int64_t>(to),
+                        pattern, pattern + 8);
+  if (at == bytes.begin() + static_cast<int64_t>(to)) return {};
+  at[2] ^= 0x01;  // 0x55 -> 0x54: a mantissa bit, still a nonzero byte
+  return bytes;
+}
+
+TEST(TraceIntegrity, AChangedMessageIsDamageNamedAtItsOffset) {
+  const std::string path = temp_path("changed.trr");
+  const SampleTrace sample = write_sample_trace(path, 4);
+  // Messages: header, step 0, step 1, epoch 0, step 2, checkpoint, step 3, epoch 1, footer.
+  const uint64_t step2 = sample.message_ends[3], checkpoint = sample.message_ends[4];
+  const std::vector<uint8_t> bytes = with_step_two_loss_changed(read_file(path), step2, checkpoint);
+  ASSERT_FALSE(bytes.empty()) << "step 2's loss was not found where it was written";
+  auto r = TraceReader::open_memory(bytes, "changed.trr");
+  ASSERT_TRUE(r) << r.error().message;
+  ReadAll all = read_all(**r);
+  ASSERT_TRUE(all.error);
+  EXPECT_EQ(all.error->message,
+            "changed.trr: byte " + std::to_string(checkpoint) + ": the message at byte " +
+                std::to_string(step2) +
+                " was changed after it was written: its bytes do not match the digest the next "
+                "message holds (the file is damaged, not cut)");
+  // Every message up to the changed one was returned; the changed one read, with its changed loss.
+  ASSERT_EQ(all.records.size(), 4u);
+  const auto& s2 = std::get<TraceStep>(all.records[3].value);
+  EXPECT_EQ(s2.index, 2);
+  ASSERT_TRUE(s2.end);
+  EXPECT_NE(s2.end->loss, 0.5 / 3);
+  ASSERT_TRUE((*r)->stopped());
+  EXPECT_FALSE((*r)->stopped()->truncated);
+  std::remove(path.c_str());
+}
+
+TEST(TraceIntegrity, TheUnchangedFileReadsToItsFooterAndASeekReadsOnWithoutTheEarlierMessage) {
+  const std::string path = temp_path("chained.trr");
+  const SampleTrace sample = write_sample_trace(path, 4);
+  auto r = TraceReader::open(path);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ((*r)->header().format_version, kFormatVersion);
+  ReadAll all = read_all(**r);
+  ASSERT_FALSE(all.error) << all.error->message;
+  EXPECT_TRUE(all.clean);
+  // From the checkpoint on, the message before it is not read, so nothing checks its digest: reading on from
+  // there still checks each later message against the one before it.
+  auto index = (*r)->checkpoint_index();
+  ASSERT_TRUE(index);
+  ASSERT_EQ(index->size(), 1u);
+  auto c = (*r)->read_checkpoint((*index)[0].offset);
+  ASSERT_TRUE(c) << c.error().message;
+  ReadAll rest = read_all(**r);
+  ASSERT_FALSE(rest.error) << rest.error->message;
+  EXPECT_EQ(rest.records.size(), 3u);  // step 3, epoch 1, footer
+  std::remove(path.c_str());
 }
 
 }  // namespace

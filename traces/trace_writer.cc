@@ -106,6 +106,7 @@ struct TraceWriter::Interner {
   std::vector<uint32_t> next_metric, next_param, next_grad;
   kj::Array<capnp::word> first_segment = kj::heapArray<capnp::word>(kFirstSegmentWords);
   PackedBuffer packed;  // each message is packed here, then written
+  uint32_t previous = 0;  // message_digest() of the last message written; 0 before the header
 
   Interner() { std::memset(first_segment.begin(), 0, first_segment.size() * sizeof(capnp::word)); }
 
@@ -246,8 +247,10 @@ Status TraceWriter::fail(const std::string& what) {
 
 // Packs the message (Cap'n Proto's packed encoding) and hands it to the OS with one write: a kill between
 // messages never leaves a half-written one, and the page cache has the step as soon as this returns.
-static Status write_framed(int fd, capnp::MessageBuilder& message, PackedBuffer& out, uint64_t& offset,
-                           const std::string& path) {
+// Each message carries the digest of the one before it (Message.previous), and `previous` becomes its own.
+static Status write_framed(int fd, capnp::MessageBuilder& message, PackedBuffer& out, uint32_t& previous,
+                           uint64_t& offset, const std::string& path) {
+  message.getRoot<schema::Message>().setPrevious(previous);
   out.clear();
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { capnp::writePackedMessage(out, message); })) {
     return Error{path + ": cannot pack the message at byte " + std::to_string(offset) + ": " +
@@ -263,6 +266,7 @@ static Status write_framed(int fd, capnp::MessageBuilder& message, PackedBuffer&
     done += static_cast<size_t>(n);
   }
   offset += done;
+  previous = message_digest({out.data(), out.size()});
   return {};
 }
 
@@ -314,7 +318,7 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
         }
       }
     }
-    st = write_framed(fd, message, w->names_->packed, w->offset_, path);
+    st = write_framed(fd, message, w->names_->packed, w->names_->previous, w->offset_, path);
   })) {
     return Error{path + ": cannot encode the header: " + std::string(e->getDescription().cStr())};
   }
@@ -386,7 +390,7 @@ Status TraceWriter::write_step(const TraceStep& step) {
       names.grad.swap(names.next_grad);
       names.write(s.initNewNames(), false);
     }
-    st = write_framed(fd_, message, names_->packed, offset_, path_);
+    st = write_framed(fd_, message, names_->packed, names_->previous, offset_, path_);
     if (st) names.written = names.names.size();
   })) {
     return fail("cannot encode step " + std::to_string(step.index) + ": " + e->getDescription().cStr());
@@ -410,7 +414,7 @@ Status TraceWriter::write_epoch(const TraceEpoch& epoch) {
     auto ep = message.initRoot<schema::Message>().initEpochEnd();
     ep.setEpoch(epoch.epoch);
     set_named_values(ep.initLogs(epoch.logs.size()), epoch.logs);
-    st = write_framed(fd_, message, names_->packed, offset_, path_);
+    st = write_framed(fd_, message, names_->packed, names_->previous, offset_, path_);
   })) {
     return fail(std::string("cannot encode epoch end: ") + e->getDescription().cStr());
   }
@@ -473,7 +477,7 @@ Status TraceWriter::write_checkpoint(const TrainState& state) {
     set_list<uint32_t>(c.initBatchesDone(state.batches_done.size()), state.batches_done);
     set_named_values(c.initScalars(state.scalars.size()), state.scalars);
     names_->write(c.initNames(), true);
-    st = write_framed(fd_, message, names_->packed, offset_, path_);
+    st = write_framed(fd_, message, names_->packed, names_->previous, offset_, path_);
     if (st) names_->written = names_->names.size();
   })) {
     return fail(std::string("cannot encode checkpoint: ") + e->getDescription().cStr());
@@ -503,7 +507,7 @@ Status TraceWriter::finish(const TraceFooter& footer) {
       refs[i].setStep(checkpoints_[i].step);
       refs[i].setOffset(checkpoints_[i].offset);
     }
-    st = write_framed(fd_, message, names_->packed, offset_, path_);
+    st = write_framed(fd_, message, names_->packed, names_->previous, offset_, path_);
   })) {
     return fail(std::string("cannot encode footer: ") + e->getDescription().cStr());
   }

@@ -14,8 +14,9 @@ struct Message {
     checkpoint @2 :AnyPointer;
     epochEnd @3 :AnyPointer;
     footer @4 :AnyPointer;
-    annotation @5 :Text;       # new message kind
+    annotation @6 :Text;       # new message kind
   }
+  previous @5 :UInt32;
 }
 
 struct Step {
