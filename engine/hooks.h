@@ -104,6 +104,10 @@ class Hooks {
   }
   // Decision: which batch of the current epoch the loader hands out for this step.
   virtual void batch_order(int64_t step, int64_t& batch) { (void)step, (void)batch; }
+  // The batch batch_order asked for cannot be handed out in this epoch (`why`); `instead` runs.
+  virtual void batch_refused(int64_t step, int64_t asked, int64_t instead, const std::string& why) {
+    (void)step, (void)asked, (void)instead, (void)why;
+  }
 
   // Decision: which kernel runs at a site.
   virtual void kernel_selected(KernelChoice& choice) { (void)choice; }

@@ -90,6 +90,13 @@ int64_t Loader::propose() {
   return ready_order_.front();
 }
 
+bool Loader::can_take(int64_t b) {
+  if (b < 0 || b >= batches_) return false;
+  if (!first_ready_) return !taken_[b];
+  std::unique_lock lock(mu_);
+  return !taken_[b];
+}
+
 Batch Loader::take(int64_t b) {
   TRAINRR_CHECK(b >= 0 && b < batches_ && !taken_[b], "batch " + std::to_string(b) + " cannot be handed out");
   if (!first_ready_) {

@@ -35,6 +35,8 @@ class Loader {
   int64_t batches() const { return batches_; }
   // The batch the loader would hand out next (first_ready: the first one gathered).
   int64_t propose();
+  // Whether batch b is in this epoch and not handed out yet: what take() requires.
+  bool can_take(int64_t b);
   // Hands out batch b (the proposal, or one the hooks forced); b must not have been handed out.
   Batch take(int64_t b);
 

@@ -8,6 +8,7 @@
 #include <map>
 #include <new>
 #include <numeric>
+#include <stdexcept>
 #include <system_error>
 
 #include "engine/data/augment.h"
@@ -330,6 +331,17 @@ void Training::run_step() {
   int64_t batch = loader.propose();
   hooks_->step_begin(step_, epoch_, batch);
   hooks_->batch_order(step_, batch);
+  if (!loader.can_take(batch)) {
+    // A forced batch this epoch cannot hand out (a replay with another batch size, say): the loader's own
+    // proposal runs, and the hooks hear why.
+    const int64_t asked = batch;
+    batch = loader.propose();
+    hooks_->batch_refused(step_, asked, batch,
+                          "epoch " + std::to_string(epoch_ + 1) +
+                              (asked >= 0 && asked < loader.batches()
+                                   ? std::string(" handed it out already")
+                                   : " has batches 0.." + std::to_string(loader.batches() - 1)));
+  }
   Batch b = loader.take(batch);
   batches_done_.push_back(static_cast<uint32_t>(batch));
 

@@ -148,7 +148,7 @@ WindowUnits units_in_window(const std::string& path, int64_t from, int64_t to, c
         const std::string unit = k->site == "data/loader" ? "loader" : "kernel:" + k->site;
         if (unit != "loader") units.insert(unit);
         const Kernel* kernel = registry.find(k->chosen);
-        if (k->reason == "autotune" || (kernel && !kernel->info.deterministic)) w.racy.insert(unit);
+        if (k->reason.starts_with("autotune") || (kernel && !kernel->info.deterministic)) w.racy.insert(unit);
       }
       if (!inside) continue;
       if (auto* r = std::get_if<trace::RngDrawEvent>(&e)) units.insert("rng:" + r->draw.stream);

@@ -57,10 +57,19 @@ std::string category_of_site(const std::string& site) {
 
 }  // namespace
 
+bool changes_only_length(const std::string& difference) { return difference.rfind("train.epochs:", 0) == 0; }
+
+std::vector<std::string> differences_within_steps(const std::vector<std::string>& differences) {
+  std::vector<std::string> out;
+  for (const std::string& d : differences)
+    if (!changes_only_length(d)) out.push_back(d);
+  return out;
+}
+
 Cause classify(const FirstDivergence& d, const CauseInputs& in) {
   if (in.data_changed) return {"data", in.data_detail + "; the divergence follows before any step"};
-  if (!in.config_differences.empty())
-    return {"config", "the run configuration differs: " + join(in.config_differences, "; ")};
+  if (const auto within = differences_within_steps(in.config_differences); !within.empty())
+    return {"config", "the run configuration differs: " + join(within, "; ")};
 
   std::string kind = d.kind;
   if (kind == "extra" || kind == "missing") {

@@ -32,6 +32,13 @@ struct CauseInputs {
 
 Cause classify(const FirstDivergence& d, const CauseInputs& in);
 
+// Whether a configuration difference (as config_differences() words it) changes only how many steps run,
+// not what any step computes: `train.epochs`. Such a difference explains no divergence in the steps both
+// runs have.
+bool changes_only_length(const std::string& difference);
+// The differences that may change what a step computes.
+std::vector<std::string> differences_within_steps(const std::vector<std::string>& differences);
+
 // Configuration keys whose effective values differ (runtime.* aside: threads and policy are reported
 // with the environment). `a` is the recorded configuration.
 std::vector<std::string> config_differences(const RunConfig& a, const RunConfig& b);

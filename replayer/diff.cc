@@ -286,7 +286,16 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
                                                  : std::to_string(identical_through));
     rep.facts.emplace_back("final loss", fmt(last_loss_a) + " (A) vs " + fmt(last_loss_b) + " (B)");
   }
-  const bool identical = !first && !ci.data_changed && ci.config_differences.empty();
+  // Runs that differ only in how many steps they run (train.epochs) are identical over the steps both ran.
+  const bool identical =
+      !first && !ci.data_changed && differences_within_steps(ci.config_differences).empty();
+  if (!ci.config_differences.empty() && differences_within_steps(ci.config_differences).empty()) {
+    std::string keys;
+    for (const std::string& c : ci.config_differences) keys += (keys.empty() ? "" : "; ") + c;
+    rep.notes.push_back("the configurations differ (" + keys +
+                        "), which changes how many steps run, not what a step computes: the steps both runs "
+                        "have are compared");
+  }
   // Each epoch's metrics side by side show the drift; for identical runs they would repeat equal numbers.
   const size_t epochs = identical ? 0 : std::min(sa.epochs.size(), sb.epochs.size());
   for (size_t e = 0; e < epochs; ++e) {

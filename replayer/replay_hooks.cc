@@ -188,6 +188,13 @@ void ReplayHooks::batch_order(int64_t step, int64_t& batch) {
   }
 }
 
+void ReplayHooks::batch_refused(int64_t step, int64_t asked, int64_t instead, const std::string& why) {
+  diverge(divergence(step, "setup", "loader", "data/loader",
+                     "step " + std::to_string(step) + ": the recorded batch " + std::to_string(asked) +
+                         " cannot be handed out here (" + why + "); batch " + std::to_string(instead) +
+                         " ran instead"));
+}
+
 void ReplayHooks::kernel_selected(KernelChoice& choice) {
   (void)take(key_kernel(choice.site));  // recorded_kernels_ learned it when the step was loaded
   auto rec = recorded_kernels_.find(choice.site);

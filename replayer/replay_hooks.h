@@ -88,6 +88,7 @@ class ReplayHooks : public Hooks {
   void shuffle(std::string_view site, int epoch, std::vector<uint32_t>& permutation,
                const RngDraw* draw) override;
   void batch_order(int64_t step, int64_t& batch) override;
+  void batch_refused(int64_t step, int64_t asked, int64_t instead, const std::string& why) override;
   void kernel_selected(KernelChoice& choice) override;
   void accumulation_order(std::string_view site, std::vector<uint32_t>& order) override;
   void accumulated(std::string_view site, const std::vector<uint32_t>& order) override;

@@ -425,6 +425,12 @@ ReplayResult replay(const ReplayOptions& o) {
                    res.steps_executed, rep.notes);
   }
   rep.cause = classify(d, ci);
+  if (rep.cause.category != "config" && !ci.config_differences.empty()) {
+    std::string keys;
+    for (const std::string& c : ci.config_differences) keys += (keys.empty() ? "" : "; ") + c;
+    rep.notes.push_back("the configuration differs from the recording's (" + keys +
+                        "), which changes how many steps run, not what a step computes");
+  }
   rep.first = d;
   return res;
 }

@@ -27,6 +27,9 @@ class ForwardingHooks : public Hooks {
     in_.shuffle(s, e, p, d);
   }
   void batch_order(int64_t step, int64_t& b) override { in_.batch_order(step, b); }
+  void batch_refused(int64_t step, int64_t asked, int64_t instead, const std::string& why) override {
+    in_.batch_refused(step, asked, instead, why);
+  }
   void kernel_selected(KernelChoice& c) override { in_.kernel_selected(c); }
   void accumulation_order(std::string_view s, std::vector<uint32_t>& o) override { in_.accumulation_order(s, o); }
   void accumulated(std::string_view s, const std::vector<uint32_t>& o) override { in_.accumulated(s, o); }

@@ -170,6 +170,41 @@ class OtherKernel : public ForwardingHooks {
   std::string site_, id_;
 };
 
+// An autotuned OpenBLAS pick, as the selector words it: "autotune (OpenBLAS ... core=... threads=...)".
+class AutotunedOpenblas : public ForwardingHooks {
+ public:
+  using ForwardingHooks::ForwardingHooks;
+  void kernel_selected(KernelChoice& c) override {
+    if (c.site == "dense_1/matmul.fwd") {
+      c.chosen = "f32_matmul__openblas_sgemm";
+      c.reason = "autotune (" + openblas_description() + ")";
+    }
+    // And a choice a free replay makes otherwise, so that bisect has a divergence to narrow.
+    if (c.site == "dense_2/matmul.fwd") c.chosen = "f32_matmul__cpu_reference";
+    in_.kernel_selected(c);
+  }
+};
+
+TEST_F(Scenario, BisectAlwaysForcesAnAutotunedOpenblasPick) {
+  // 64 features: OpenBLAS and the engine's own matmul sum them in different orders.
+  const std::string cfg =
+      config("seed = 4\n[data]\npath = \"" + example("data/digits.csv") +
+             "\"\nlabel = \"digit\"\ntest_fraction = 0.2\nscale = \"minmax\"\n"
+             "[[model.layers]]\ntype = \"Dense\"\nunits = 32\nactivation = \"relu\"\n"
+             "[[model.layers]]\ntype = \"Dense\"\nunits = 10\nactivation = \"softmax\"\n"
+             "[train]\nepochs = 1\nbatch_size = 64\nloss = \"sparse_categorical_crossentropy\"\n"
+             "[runtime]\nthreads = 1\n");
+  const std::string trace = dir.file("tuned.trr");
+  ASSERT_EQ(record_via_api(cfg, {}, trace, [](Hooks& in) { return std::make_unique<AutotunedOpenblas>(in); }),
+            "");
+  CommandResult bis = trainrr("bisect " + trace);
+  EXPECT_EQ(bis.exit_code, 1) << bis.output;
+  const size_t racy = bis.output.find("racy choices, always forced:");
+  ASSERT_NE(racy, std::string::npos) << bis.output;
+  const std::string line = bis.output.substr(racy, bis.output.find('\n', racy) - racy);
+  EXPECT_TRUE(has(line, "kernel:dense_1/matmul.fwd")) << bis.output;
+}
+
 TEST_F(Scenario, AutotuneChoosingAnotherKernelIsNamedAsTheCause) {
   const std::string cfg = config(breast_cancer_config("seed = 4\n", kBreastCancer, "", "", "threads = 1\npolicy = \"autotune\"\n"));
   const std::string a = dir.file("a.trr"), b = dir.file("b.trr");
@@ -502,6 +537,52 @@ TEST_F(Scenario, ChangedLearningRateIsConfig) {
   CommandResult bis = trainrr("bisect " + a + " --set train.optimizer.learning_rate=0.01");
   EXPECT_EQ(bis.exit_code, 1) << bis.output;
   EXPECT_TRUE(has(bis.output, "every recorded choice forced")) << bis.output;
+}
+
+TEST_F(Scenario, ARecordedBatchThatTheReplayedEpochLacksIsALoaderDivergenceNotACrash) {
+  const std::string cfg = config(breast_cancer_config("seed = 9\n", kBreastCancer, "", "", "threads = 1\n"));
+  const std::string trace = dir.file("batches.trr");
+  ASSERT_EQ(trainrr("record " + cfg + " -o " + trace).exit_code, 0);
+  // 455 training rows: 15 batches of 32 recorded, 4 of 128 replayed. Going on past the first divergence
+  // reaches recorded batches the replayed epochs do not have.
+  CommandResult r = trainrr("replay " + trace + " --set train.batch_size=128 --keep-going");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_FALSE(has(r.output, "internal check failed")) << r.output;
+  EXPECT_TRUE(has(r.output, "cause: config: the run configuration differs: train.batch_size: 32 -> 128"))
+      << r.output;
+  // Forcing only the loader, the first recorded batch past 3 is the first divergence.
+  CommandResult loader =
+      trainrr("replay " + trace + " --set train.batch_size=128 --force loader --keep-going --json");
+  EXPECT_EQ(loader.exit_code, 1) << loader.output;
+  EXPECT_FALSE(has(loader.output, "internal check failed")) << loader.output;
+}
+
+TEST_F(Scenario, AnotherEpochCountExplainsNoDivergenceInTheStepsBothRan) {
+  const std::string cfg = config(
+      breast_cancer_config("seed = 9\n", kBreastCancer, "", "", "threads = 1\npolicy = \"deterministic\"\n"));
+  const std::string two = dir.file("two.trr"), three = dir.file("three.trr");
+  ASSERT_EQ(trainrr("record " + cfg + " -o " + two).exit_code, 0);
+  ASSERT_EQ(trainrr("record " + cfg + " -o " + three + " --set train.epochs=3").exit_code, 0);
+  CommandResult d = trainrr("diff " + three + " " + two);
+  EXPECT_EQ(d.exit_code, 0) << d.output;
+  EXPECT_TRUE(
+      has(d.output,
+          "identical: the two runs made the same choices and computed the same bits (30 steps compared)"))
+      << d.output;
+  EXPECT_TRUE(has(d.output, "train.epochs: 3 -> 2), which changes how many steps run")) << d.output;
+  // A difference within the steps is then named for what it is, not blamed on the epoch count.
+  if (detect_isa() < Isa::avx2) return;
+  const std::string generic = dir.file("generic.trr");
+  CommandResult rec =
+      run_trainrr_env("TRAINRR_ISA=generic", "record " + cfg + " -o " + generic + " --level op");
+  ASSERT_EQ(rec.exit_code, 0) << rec.output;
+  CommandResult r = trainrr("replay " + generic + " --set train.epochs=3 --force rng,split,shuffle,loader");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "cause: kernel: a different kernel ran at")) << r.output;
+  EXPECT_TRUE(has(r.output, "train.epochs: 2 -> 3), which changes how many steps run")) << r.output;
+  CommandResult d3 = trainrr("diff " + three + " " + generic);
+  EXPECT_EQ(d3.exit_code, 1) << d3.output;
+  EXPECT_FALSE(has(d3.output, "cause: config")) << d3.output;
 }
 
 TEST_F(Scenario, GenericInstructionSetAgainstAvx2IsKernelWithTheIsaListed) {
