@@ -325,9 +325,8 @@ ReplayResult replay(const ReplayOptions& o) {
   while (t.step() < end) {
     if (hooks.at_end()) {
       rep.notes.push_back("the trace ends after step " + std::to_string(t.step() - 1) + ": " +
-                          (hooks.status().ok()
-                               ? std::string("the recording stopped there")
-                               : "the recording was cut there: " + hooks.status().error().message));
+                          (hooks.status().ok() ? std::string("the recording stopped there")
+                                               : "reading stopped there: " + hooks.status().error().message));
       cut_short = true;
       break;
     }

@@ -688,7 +688,7 @@ TEST_F(TraceCliTest, ReplayDiffAndBisectAgreeOnATraceCutShort) {
   EXPECT_EQ(replay_mid.exit_code, 0) << replay_mid.output;
   EXPECT_NE(replay_mid.output.find("reproduced bit for bit (5 steps compared)"), std::string::npos)
       << replay_mid.output;
-  EXPECT_NE(replay_mid.output.find("note: the trace ends after step 4: the recording was cut there"),
+  EXPECT_NE(replay_mid.output.find("note: the trace ends after step 4: reading stopped there"),
             std::string::npos)
       << replay_mid.output;
   EXPECT_EQ(run_trainrr("diff " + mid + " " + trace_).exit_code, 0);
@@ -868,6 +868,78 @@ TEST(TraceCliCrashTest, KilledRecordingLeavesATraceShowOpensWithEveryCompletedSt
   }
   EXPECT_GE(killed, 15) << "kills should land while recording";
   EXPECT_GE(partial, 10) << "most kills should leave a partial trace";
+}
+
+}  // namespace
+}  // namespace trainrr::testing
+
+namespace trainrr::testing {
+namespace {
+
+// A recording with one byte changed inside step `target`'s loss: packing keeps a word's nonzero bytes in
+// order after a tag byte, so the loss's nonzero bytes lie in the file as a run. "" when they are too few to
+// be found for sure.
+std::string with_a_changed_loss(const std::string& trace, const std::string& out, int64_t target) {
+  auto reader = trace::TraceReader::open(trace);
+  if (!reader) return "";
+  uint64_t from = 0, to = 0;
+  double loss = 0;
+  for (;;) {
+    auto rec = (*reader)->next();
+    if (!rec || !*rec) return "";
+    if (auto* s = std::get_if<trace::TraceStep>(&(*rec)->value); s && s->index == target && s->end) {
+      from = (*rec)->offset, to = (*rec)->offset + (*rec)->size, loss = s->end->loss;
+      break;
+    }
+  }
+  std::ifstream in(trace, std::ios::binary);
+  std::vector<char> bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  char raw[8];
+  std::memcpy(raw, &loss, 8);
+  std::vector<char> pattern;
+  for (char c : raw)
+    if (c != 0) pattern.push_back(c);
+  if (pattern.size() < 4) return "";
+  auto at = std::search(bytes.begin() + static_cast<int64_t>(from), bytes.begin() + static_cast<int64_t>(to),
+                        pattern.begin(), pattern.end());
+  if (at == bytes.begin() + static_cast<int64_t>(to)) return "";
+  char& changed = at[static_cast<int64_t>(pattern.size() / 2)];
+  changed = static_cast<char>(changed ^ 0x01);
+  if (changed == 0) changed = 0x02;
+  std::ofstream(out, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  return out;
+}
+
+TEST(DamagedTrace, AChangedStepIsNotComparedAndEveryReaderSaysTheFileIsDamaged) {
+  TempDir dir;
+  const std::string trace = dir.file("run.trr");
+  ASSERT_EQ(run_trainrr("record " + example("breast_cancer.toml") + " -o " + trace + " --set train.epochs=2")
+                .exit_code,
+            0);
+  std::string damaged;
+  int64_t step = 10;
+  for (; step < 25 && damaged.empty(); ++step)
+    damaged = with_a_changed_loss(trace, dir.file("damaged.trr"), step);
+  --step;
+  ASSERT_FALSE(damaged.empty()) << "no step's loss lies verbatim in the file";
+  const std::string why = "was changed after it was written (the file is damaged, not cut)";
+
+  // The steps before the changed one are compared; the changed one is not taken for a divergence.
+  const CommandResult replay = run_trainrr("replay " + damaged);
+  EXPECT_EQ(replay.exit_code, 0) << replay.output;
+  EXPECT_NE(replay.output.find("reproduced bit for bit (" + std::to_string(step) + " steps compared)"),
+            std::string::npos)
+      << replay.output;
+  EXPECT_NE(replay.output.find(why), std::string::npos) << replay.output;
+  const CommandResult show = run_trainrr("show " + damaged);
+  EXPECT_EQ(show.exit_code, 2) << show.output;
+  EXPECT_NE(show.output.find(std::to_string(step) + " complete steps readable"), std::string::npos)
+      << show.output;
+  EXPECT_NE(show.output.find(why), std::string::npos) << show.output;
+  const CommandResult diff = run_trainrr("diff " + trace + " " + damaged);
+  EXPECT_NE(diff.output.find("B ends first, after " + std::to_string(step) + " steps"), std::string::npos)
+      << diff.output;
+  EXPECT_NE(diff.output.find(why), std::string::npos) << diff.output;
 }
 
 }  // namespace

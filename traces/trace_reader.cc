@@ -248,10 +248,9 @@ struct TraceReader::Impl {
   uint64_t events_seen = 0;
   std::vector<CheckpointRef> checkpoints_seen;
   // Format 3 chains the messages: each holds the digest of the one before it. `previous` is the digest of
-  // the message just read, known while reading in file order (not right after a seek).
+  // the message just read.
   bool chained = false;
   std::optional<uint32_t> previous;
-  uint64_t previous_offset = 0;
   ZSTD_DCtx* dctx = nullptr;
 
   ~Impl() {
@@ -271,6 +270,28 @@ struct TraceReader::Impl {
     auto bytes = bytes_at(offset, n);
     if (!bytes) return std::nullopt;
     return message_digest({*bytes, n});
+  }
+
+  // Compares the digest that the message at `next` holds with that of the message at `offset`, just read
+  // (`previous`). A next message that cannot be framed or decoded is left for the next read to report.
+  Status check_against_next(uint64_t offset, uint64_t next) {
+    if (!previous || next >= size) return {};
+    auto frame = frame_at(next);
+    if (!frame || !*frame) return {};
+    peeked = std::pair<uint64_t, Frame>(next, **frame);
+    std::optional<uint32_t> held;
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
+                   capnp::FlatArrayMessageReader message((*frame)->words, options_for((*frame)->words));
+                   held = message.getRoot<schema::Message>().getPrevious();
+                 })) {
+      (void)e;  // a malformed next message: the next read reports it
+      return {};
+    }
+    if (held && *held != *previous)
+      return error_at(offset, "this message, or the digest of it that the next message (at byte " +
+                                  std::to_string(next) +
+                                  ") holds, was changed after it was written (the file is damaged, not cut)");
+    return {};
   }
 
   // Reading stops for good at the last error_at.
@@ -377,7 +398,15 @@ struct TraceReader::Impl {
   // The packed message at `offset`. Its size comes from the segment table, checked against the limits, and
   // the file must hold all of it before the words are allocated and unpacked (by Cap'n Proto's unpacker).
   // nullopt: end of file.
+  // The frame a check of the next message's digest unpacked already (its words are still in `unpacked`).
+  std::optional<std::pair<uint64_t, Frame>> peeked;
+
   Result<std::optional<Frame>> frame_at(uint64_t offset) {
+    if (peeked) {
+      const auto [at, frame] = *peeked;
+      peeked.reset();
+      if (at == offset) return std::optional<Frame>(frame);
+    }
     if (offset == size) return std::optional<Frame>();
     truncated_tail = false;
     return guarded(*this, offset, [&]() -> Result<std::optional<Frame>> {
@@ -727,11 +756,6 @@ Result<std::optional<TraceRecord>> TraceReader::next() {
     auto record = guarded(m, offset, [&]() -> Result<std::optional<TraceRecord>> {
       capnp::FlatArrayMessageReader message(words, m.options_for(words));
       auto root = message.getRoot<schema::Message>();
-      if (m.previous && root.getPrevious() != *m.previous)
-        malformed(
-            "the message at byte " + std::to_string(m.previous_offset) +
-            " was changed after it was written: its bytes do not match the digest the next message holds "
-            "(the file is damaged, not cut)");
       TraceRecord rec{offset, size, TraceEpoch{}};
       switch (root.which()) {
         case schema::Message::HEADER:
@@ -773,7 +797,10 @@ Result<std::optional<TraceRecord>> TraceReader::next() {
     }
     if (m.chained) {
       m.previous = m.digest_at(offset, size);
-      m.previous_offset = offset;
+      // A message is handed out only once the next one vouches for it: a changed message never reaches the
+      // caller as if it were recorded. (The footer, last, has no next message; its counts are checked.)
+      if (Status vouched = m.check_against_next(offset, offset + size); !vouched)
+        return m.stop_at(vouched.error());
     }
     m.pos = offset + size;
     if (!skipped) return record;
@@ -807,7 +834,8 @@ Status TraceReader::seek(uint64_t offset) {
   m.after_footer = false;
   m.from_start = false;
   m.last_step = -1;
-  m.previous.reset();  // the message before `offset` was not read: the next one's digest cannot be checked
+  m.previous.reset();
+  m.peeked.reset();
   return {};
 }
 
