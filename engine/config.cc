@@ -574,11 +574,10 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
 
 std::vector<std::pair<std::string, std::string>> flatten_config(const RunConfig& c) {
   std::vector<std::pair<std::string, std::string>> out;
-  auto num = [](double v) {
-    std::ostringstream o;
-    o.precision(17);
-    o << v;
-    return o.str();
+  auto num = [](double v) {  // shortest round trip: 0.2, not 0.20000000000000001
+    char buf[32];
+    const auto r = std::to_chars(buf, buf + sizeof buf, v);
+    return std::string(buf, r.ptr);
   };
   auto shape = [](const Shape& s) { return shape_str(s); };
   auto pair = [](const std::array<int64_t, 2>& a) { return std::to_string(a[0]) + "x" + std::to_string(a[1]); };

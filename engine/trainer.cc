@@ -398,8 +398,8 @@ void Training::end_epoch() {
   }
   hooks_->epoch_end(e);
   if (log_) {
-    std::fprintf(log_, "Epoch %d/%d - %lld steps", epoch_ + 1, config_.train.epochs,
-                 static_cast<long long>(steps_per_epoch()));
+    std::fprintf(log_, "Epoch %d/%d - %lld step%s", epoch_ + 1, config_.train.epochs,
+                 static_cast<long long>(steps_per_epoch()), steps_per_epoch() == 1 ? "" : "s");
     for (const auto& [k, v] : e.logs) std::fprintf(log_, " - %s: %.4f", k.c_str(), v);
     std::fprintf(log_, "\n");
     std::fflush(log_);

@@ -98,6 +98,60 @@ std::string fmt(double v) {
   return b;
 }
 
+// The report's per-step views, thinned to at most kMaxPoints points so memory stays bounded: point i covers
+// steps first + i * stride .. first + (i + 1) * stride - 1, with the losses of its first step, and a layer
+// is marked at a point when one of its probes differed in any of the point's steps.
+class StepSeries {
+ public:
+  explicit StepSeries(DivergenceReport& rep) : rep_(rep) {}
+  // Step `step` (the next one compared), with its losses (NaN where a side has none).
+  void add_step(int64_t step, double loss_a, double loss_b) {
+    if (count_ == 0) rep_.first_step = step;
+    if (count_ % rep_.step_stride == 0) {
+      rep_.loss_a.push_back(loss_a);
+      rep_.loss_b.push_back(loss_b);
+      for (auto& [layer, marks] : layers_) marks.push_back(0);
+    }
+    ++count_;
+    if (rep_.loss_a.size() >= kMaxPoints) halve();
+  }
+  // A probe of `site` differed in the step last added.
+  void probe_differs(const std::string& site) {
+    std::string layer, op;
+    split_site(site, layer, op);
+    auto& marks = layers_[layer.empty() ? op : layer];
+    marks.resize(rep_.loss_a.size(), 0);
+    marks.back() = 1;
+  }
+  void finish() {
+    for (auto& [layer, marks] : layers_) {
+      marks.resize(rep_.loss_a.size(), 0);
+      rep_.layer_divergence.emplace_back(layer, std::move(marks));
+    }
+    layers_.clear();
+  }
+
+ private:
+  static constexpr size_t kMaxPoints = 4096;
+  void halve() {
+    // Points 2i and 2i+1 become point i: the first one's losses, either one's marks. A step added later
+    // opens a point only at a multiple of the new stride, which the point before it then covers.
+    for (auto* v : {&rep_.loss_a, &rep_.loss_b}) {
+      for (size_t i = 0; i < (v->size() + 1) / 2; ++i) (*v)[i] = (*v)[2 * i];
+      v->resize((v->size() + 1) / 2);
+    }
+    for (auto& [layer, marks] : layers_) {
+      for (size_t i = 0; i < (marks.size() + 1) / 2; ++i)
+        marks[i] = marks[2 * i] | (2 * i + 1 < marks.size() ? marks[2 * i + 1] : 0);
+      marks.resize((marks.size() + 1) / 2);
+    }
+    rep_.step_stride *= 2;
+  }
+  DivergenceReport& rep_;
+  int64_t count_ = 0;
+  std::map<std::string, std::vector<int>> layers_;
+};
+
 }  // namespace
 
 DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
@@ -175,19 +229,21 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   std::map<std::string, std::string> kernels_a, kernels_b;
   std::map<std::string, int64_t> matched_draws;
   int64_t steps = 0, identical_through = -1, first_param_diff = -1;
-  constexpr size_t kMaxPoints = 4096;
-  int64_t loss_stride = 1;
+  int64_t last_loss_step = -1;
   double last_loss_a = NAN, last_loss_b = NAN;
+  rep.per_step_views = true;
+  rep.layer_probes = level != ProbeLevel::step;
+  StepSeries series(rep);
   for (;;) {
     auto a = sa.next();
     auto b = sb.next();
     if (!a || !b) {
       if (a || b)
-        rep.notes.push_back(std::string(a ? "B" : "A") + " ends first, after " + std::to_string(steps) +
-                            " steps");
+        rep.notes.push_back(std::string(a ? "B" : "A") + " ends first, after " + counted(steps, "step"));
       break;
     }
     ++steps;
+    series.add_step(a->index, a->end ? a->end->loss : NAN, b->end ? b->end->loss : NAN);
     if (a->index != b->index && !first) {
       first = divergence(
           std::min(a->index, b->index), "setup", "missing", "",
@@ -212,6 +268,9 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
       }
       const trace::Event* eb = q.front();
       q.pop_front();
+      if (const auto* pa = std::get_if<trace::ProbeEvent>(&e))
+        if (pa->fingerprint.digest != std::get<trace::ProbeEvent>(*eb).fingerprint.digest)
+          series.probe_differs(pa->site);
       // Evidence is gathered through the step of the first divergence: which orders differed, which
       // streams still matched.
       if (first && first->step < a->index) continue;
@@ -231,18 +290,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
         first = divergence(b->index, "setup", "extra", site_of_key(key),
                            "B has an event at " + site_of_key(key) + " that A does not");
     if (a->end && b->end) {
-      // Loss curves for the report, thinned to at most kMaxPoints points so memory stays bounded.
-      if (steps % loss_stride == 0) {
-        rep.loss_a.push_back(a->end->loss);
-        rep.loss_b.push_back(b->end->loss);
-        if (rep.loss_a.size() >= kMaxPoints) {
-          for (auto* v : {&rep.loss_a, &rep.loss_b}) {
-            for (size_t i = 0; i < v->size() / 2; ++i) (*v)[i] = (*v)[2 * i];
-            v->resize(v->size() / 2);
-          }
-          loss_stride *= 2;
-        }
-      }
+      last_loss_step = a->index;
       last_loss_a = a->end->loss;
       last_loss_b = b->end->loss;
       const auto& params_a = params_at_level(a->end->params, combined_a);
@@ -265,8 +313,8 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
         first = divergence(a->index, grad ? "backward" : "update", "step_end",
                            name.empty() ? "loss" : step_end_site(name, grad),
                            (name.empty() ? std::string("the loss differs") : what_differs(name, grad)) +
-                               " after step " + std::to_string(a->index) + " (loss " + fmt(a->end->loss) +
-                               " vs " + fmt(b->end->loss) + ")");
+                               " after step " + std::to_string(a->index) + " (loss " +
+                               round_trip(a->end->loss) + " vs " + round_trip(b->end->loss) + ")");
       }
     }
   }
@@ -279,12 +327,15 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   ci.name_b = "B";
   ci.matched_draws = matched_draws;
 
+  series.finish();
   rep.facts.emplace_back("steps compared", std::to_string(steps));
   if (first_param_diff >= 0) {
     rep.facts.emplace_back("parameters identical through step",
                            identical_through < 0 ? "none: they differ after the first step"
                                                  : std::to_string(identical_through));
-    rep.facts.emplace_back("final loss", fmt(last_loss_a) + " (A) vs " + fmt(last_loss_b) + " (B)");
+    // The last step both traces hold, which is not the last of either when one ends first.
+    rep.facts.emplace_back("loss at step " + std::to_string(last_loss_step),
+                           round_trip(last_loss_a) + " (A) vs " + round_trip(last_loss_b) + " (B)");
   }
   // Runs that differ only in how many steps they run (train.epochs) are identical over the steps both ran.
   const bool identical =

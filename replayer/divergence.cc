@@ -1,5 +1,6 @@
 #include "replayer/divergence.h"
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <sstream>
@@ -53,6 +54,16 @@ std::string step_end_site(const std::string& name, bool gradient) {
 
 std::string kernel_site_of(const std::string& probe_site) {
   return probe_site.substr(0, probe_site.find(':'));
+}
+
+std::string round_trip(double v) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
+}
+
+std::string counted(int64_t n, const std::string& noun) {
+  return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
 }
 
 namespace {
@@ -130,8 +141,12 @@ std::string report_text(const DivergenceReport& r) {
   if (!r.diverged) {
     o << (r.command == "diff" ? "identical: the two runs made the same choices and computed the same bits"
                               : "reproduced bit for bit");
-    for (const auto& [k, v] : r.facts)
-      if (k == "steps compared") o << " (" << v << " steps compared)";
+    for (const auto& [k, v] : r.facts) {
+      if (k != "steps compared") continue;
+      int64_t n = 0;
+      const auto parsed = std::from_chars(v.data(), v.data() + v.size(), n);
+      o << " (" << (parsed.ec == std::errc() ? counted(n, "step") : v + " steps") << " compared)";
+    }
     o << "\n";
   } else if (r.first) {
     const FirstDivergence& d = *r.first;
@@ -209,9 +224,9 @@ std::string report_json(const DivergenceReport& r) {
 
 namespace {
 
-// A line plot of one or two series as inline SVG.
+// A line plot of one or two series as inline SVG; point i is at step first + i * stride.
 std::string svg_lines(const std::vector<double>& a, const std::vector<double>& b, const std::string& la,
-                      const std::string& lb) {
+                      const std::string& lb, int64_t first, int64_t stride) {
   const int w = 720, h = 240, pad = 40;
   double lo = INFINITY, hi = -INFINITY;
   size_t n = std::max(a.size(), b.size());
@@ -246,8 +261,9 @@ std::string svg_lines(const std::vector<double>& a, const std::vector<double>& b
     << "</text>"
     << "<text x=\"4\" y=\"" << pad << "\" font-size=\"11\">" << fmt_double(hi) << "</text>"
     << "<text x=\"4\" y=\"" << h - pad << "\" font-size=\"11\">" << fmt_double(lo) << "</text>"
-    << "<text x=\"" << w - pad << "\" y=\"" << h - 8 << "\" font-size=\"11\">step " << n - 1
-    << "</text></svg>";
+    << "<text x=\"" << pad << "\" y=\"" << h - 8 << "\" font-size=\"11\">step " << first << "</text>"
+    << "<text x=\"" << w - pad << "\" y=\"" << h - 8 << "\" font-size=\"11\" text-anchor=\"end\">step "
+    << first + static_cast<int64_t>(n - 1) * stride << "</text></svg>";
   return o.str();
 }
 
@@ -263,9 +279,22 @@ std::string report_html(const DivergenceReport& r) {
   o << "<h1>trainrr " << html_escape(r.command) << ": "
     << (r.diverged ? "diverged" : "reproduced bit for bit") << "</h1><pre>" << html_escape(report_text(r))
     << "</pre>";
-  o << "<h2>Loss per step</h2>" << svg_lines(r.loss_a, r.loss_b, r.label_a, r.label_b);
+  // bisect re-executes only a window of steps, forced and free, and keeps no series of them.
+  const std::string not_computed = "<p>Not computed by trainrr " + html_escape(r.command) +
+                                   ": trainrr replay --keep-going or trainrr diff draws this view.</p>";
+  o << "<h2>Loss per step</h2>";
+  if (r.per_step_views)
+    o << svg_lines(r.loss_a, r.loss_b, r.label_a, r.label_b, r.first_step, r.step_stride);
+  else
+    o << not_computed;
   o << "<h2>Divergence per layer over steps</h2>";
-  if (r.layer_divergence.empty()) o << "<p>No layer-level probe differed.</p>";
+  if (!r.per_step_views)
+    o << not_computed;
+  else if (!r.layer_probes)
+    o << "<p>The trace holds no layer-level probes (level step): record with --level layer or op for this "
+         "view.</p>";
+  else if (r.layer_divergence.empty())
+    o << "<p>No layer-level probe differed.</p>";
   for (const auto& [layer, steps] : r.layer_divergence) {
     o << "<p>" << html_escape(layer) << "</p><div class=\"strip\">";
     for (int v : steps) o << "<div style=\"background:" << (v ? "#d62728" : "#2ca02c") << "\"></div>";

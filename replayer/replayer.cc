@@ -150,6 +150,7 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
       if (Status st = s.hooks->skip_to(state->step); !st) return st.error();
       if (Status st = s.training->restore(*state); !st) return Error{trace_path + ": " + st.error().message};
       s.resumed_at = state->step;
+      s.from_checkpoint = true;
     }
   }
   return s;
@@ -206,8 +207,14 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
     ++executed;
     const auto& cb = b->hooks->captured();
     for (size_t i = 0; i < std::min(ca.size(), cb.size()); ++i) {
-      if (ca[i].site != cb[i].site || ca[i].value.shape != cb[i].value.shape) {
+      if (ca[i].site != cb[i].site) {
         notes.push_back("the two re-executions take different paths at " + ca[i].site + " / " + cb[i].site);
+        return;
+      }
+      if (ca[i].value.shape != cb[i].value.shape) {
+        notes.push_back("the two re-executions give " + ca[i].site +
+                        " different shapes: " + shape_str(ca[i].value.shape) + " (recorded) vs " +
+                        shape_str(cb[i].value.shape) + " (replayed)");
         return;
       }
       const auto& va = ca[i].value.data;
@@ -353,17 +360,23 @@ ReplayResult replay(const ReplayOptions& o) {
   rep.facts.emplace_back("trace", o.trace_path);
   rep.facts.emplace_back("force", o.force.str());
   if (resumed > 0) rep.facts.emplace_back("resumed from checkpoint at step", std::to_string(resumed));
+  if (o.from_step > 0 && !side->from_checkpoint)
+    rep.notes.push_back("the trace has no checkpoint at or before step " + std::to_string(o.from_step) +
+                        ": replayed from step 0");
   rep.facts.emplace_back("steps compared", std::to_string(hooks.steps_compared()));
+  rep.per_step_views = true;
+  rep.layer_probes = header.level != ProbeLevel::step;
+  rep.first_step = resumed;
   for (const auto& [a, b] : hooks.losses()) {
     rep.loss_a.push_back(a);
     rep.loss_b.push_back(b);
   }
   if (o.keep_going && hooks.diverged() && !hooks.losses().empty()) {
-    // How far the run drifted by the end, past its first divergence.
-    char text[96];
-    std::snprintf(text, sizeof text, "%.6g (recorded) vs %.6g (replayed)", hooks.losses().back().first,
-                  hooks.losses().back().second);
-    rep.facts.emplace_back("final loss", text);
+    // How far the run drifted by the last step compared, past its first divergence.
+    const auto& [recorded, replayed] = hooks.losses().back();
+    rep.facts.emplace_back(
+        "loss at step " + std::to_string(resumed + static_cast<int64_t>(hooks.losses().size()) - 1),
+        round_trip(recorded) + " (recorded) vs " + round_trip(replayed) + " (replayed)");
   }
   for (const auto& [layer, steps] : hooks.layer_divergence_steps()) {
     std::vector<int> strip(rep.loss_a.size(), 0);
@@ -395,10 +408,21 @@ ReplayResult replay(const ReplayOptions& o) {
     if (!ci.config_differences.empty()) {
       std::string keys;
       for (const std::string& c : ci.config_differences) keys += (keys.empty() ? "" : "; ") + c;
+      // Which side has steps the other lacks: those are not compared.
+      std::string unmatched;
+      if (cut_short)
+        unmatched = ", and the trace stops first: the replay's steps from step " + std::to_string(t.step()) +
+                    " on are not compared";
+      else if (!hooks.at_end())
+        unmatched =
+            ", and the replay stops first" +
+            (t.step() == t.total_steps() ? std::string(", at the end of its ") + counted(t.step(), "step")
+                                         : std::string(" at --to-step ") + std::to_string(t.step())) +
+            ": the trace's steps from step " + std::to_string(t.step()) + " on are not compared";
       rep.notes.push_back("the configuration differs from the recording's (" + keys + "), yet the " +
-                          std::to_string(hooks.steps_compared()) +
-                          " steps compared matched it: the forced choices (--force " + o.force.str() +
-                          ") serve the recorded values, and steps past the trace's end are not compared");
+                          counted(hooks.steps_compared(), "step") +
+                          " compared matched it: the forced choices (--force " + o.force.str() +
+                          ") serve the recorded values" + unmatched);
     }
     // Below level op, a difference inside a step that rounding removes before the step's end leaves no
     // trace: say so when this machine differs from the recording's, as that is when it happens.

@@ -64,6 +64,7 @@ struct ReplaySide {
   std::unique_ptr<ReplayHooks> hooks;
   std::unique_ptr<Training> training;
   int64_t resumed_at = 0;
+  bool from_checkpoint = false;  // resumed at a checkpoint (else from step 0)
   ReplaySide();
   ReplaySide(ReplaySide&&) noexcept;
   ~ReplaySide();

@@ -290,7 +290,7 @@ TEST_F(BadInput, AHugeBatchSizeIsOneBatchPerEpoch) {
   dir.write("d.csv", good_csv);
   CommandResult r = run_trainrr("train " + config("d.csv") + " --set train.batch_size=9223372036854775807");
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("Epoch 1/1 - 1 steps"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("Epoch 1/1 - 1 step - "), std::string::npos) << r.output;
 }
 
 TEST_F(BadInput, SettingsThatTrainButNotAsMeantAreWarnedAbout) {

@@ -9,10 +9,12 @@
 #include <fstream>
 #include <map>
 #include <numeric>
+#include <regex>
 
 #include "engine/kernels/matmul_openblas.h"
 #include "tests/recording_util.h"
 #include "tests/test_util.h"
+#include "traces/trace_reader.h"
 
 namespace trainrr::testing {
 namespace {
@@ -29,6 +31,38 @@ std::string breast_cancer_config(const std::string& extra_top, const std::string
 const std::string kBreastCancer = example("data/breast_cancer.csv");
 
 bool has(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// The loss a trace recorded at `step` (NaN if it holds no such step).
+double recorded_loss(const std::string& trace_path, int64_t step) {
+  auto r = trace::TraceReader::open(trace_path);
+  if (!r) return NAN;
+  for (;;) {
+    auto m = (*r)->next();
+    if (!m || !*m) return NAN;
+    if (const auto* s = std::get_if<trace::TraceStep>(&(*m)->value); s && s->index == step && s->end)
+      return s->end->loss;
+  }
+}
+
+// Checks a report's "loss at step N: X (la) vs Y (lb)" fact: each number given a trace must read back as
+// the loss that trace recorded at that step, bit for bit, so two different losses never print alike.
+void expect_exact_losses(const std::string& report, int64_t step, const std::string& trace_a,
+                         const std::string& la, const std::string& trace_b, const std::string& lb) {
+  std::smatch m;
+  const std::regex re("loss at step " + std::to_string(step) + ": (\\S+) \\(" + la + "\\) vs (\\S+) \\(" +
+                      lb + "\\)");
+  ASSERT_TRUE(std::regex_search(report, m, re)) << report;
+  const double a = recorded_loss(trace_a, step);
+  EXPECT_EQ(std::stod(m[1].str()), a) << m[0];
+  if (!trace_b.empty()) {
+    EXPECT_EQ(std::stod(m[2].str()), recorded_loss(trace_b, step)) << m[0];
+  }
+}
 
 class Scenario : public ::testing::Test {
  protected:
@@ -59,8 +93,8 @@ TEST_F(Scenario, UnseededRunReplaysForcedAndDivergesAtTheFirstInitializerDrawFre
   CommandResult drift = trainrr("replay " + trace + " --force none --keep-going");
   EXPECT_EQ(drift.exit_code, 1) << drift.output;
   EXPECT_TRUE(has(drift.output, "steps compared: 30")) << drift.output;  // every step of the run
-  EXPECT_TRUE(has(drift.output, "final loss: ")) << drift.output;
-  EXPECT_TRUE(has(drift.output, " (recorded) vs ")) << drift.output;
+  expect_exact_losses(drift.output, 29, trace, "recorded", "", "replayed");
+  EXPECT_FALSE(has(drift.output, "final loss")) << drift.output;
 }
 
 // The deterministic policy's kernels do not depend on the thread count: a replay on more threads reproduces.
@@ -630,6 +664,82 @@ TEST_F(Scenario, EmbeddedDataTraceReplaysAloneElsewhere) {
   std::filesystem::remove(csv);
   std::filesystem::remove(cfg);
   expect_reproduces(moved);
+}
+
+// Two recordings whose batch-normalization sums were added in different orders, at level layer: diff's page
+// marks, step by step, the layers whose probes differ, beginning with the one the text names first.
+TEST_F(Scenario, DiffHtmlMarksTheLayersThatDifferStepByStep) {
+  const std::string cfg = config(completion_order_config());
+  const std::string a = dir.file("a.trr"), b = dir.file("b.trr"), html = dir.file("d.html");
+  ASSERT_EQ(record_via_api(
+                cfg, {}, a, [](Hooks& in) { return std::make_unique<FixedAccumulation>(in, true); },
+                ProbeLevel::layer),
+            "");
+  ASSERT_EQ(record_via_api(
+                cfg, {}, b, [](Hooks& in) { return std::make_unique<FixedAccumulation>(in, false); },
+                ProbeLevel::layer),
+            "");
+  CommandResult d = trainrr("diff " + a + " " + b + " --html " + html);
+  ASSERT_EQ(d.exit_code, 1) << d.output;
+  std::smatch first;
+  ASSERT_TRUE(std::regex_search(d.output, first, std::regex("diverged at step (\\d+), \\w+, (\\w+)")))
+      << d.output;
+  const int64_t step = std::stoll(first[1].str());
+  const std::string layer = first[2].str();
+  const std::string page = read_file(html);
+  EXPECT_FALSE(has(page, "No layer-level probe differed")) << page;
+  // The layer's strip: one cell per step, green before the first divergent step, red at it.
+  const std::string head = "<p>" + layer + "</p><div class=\"strip\">", cell = "<div style=\"background:";
+  size_t at = page.find(head);
+  ASSERT_NE(at, std::string::npos) << layer << ": " << page;
+  std::vector<std::string> cells;
+  for (at += head.size(); page.compare(at, cell.size(), cell) == 0; at = page.find("</div>", at) + 6)
+    cells.push_back(page.substr(at + cell.size(), 7));
+  ASSERT_GT(static_cast<int64_t>(cells.size()), step) << page;
+  for (int64_t s = 0; s < step; ++s) EXPECT_EQ(cells[s], "#2ca02c") << "step " << s;
+  EXPECT_EQ(cells[step], "#d62728") << "step " << step;
+  // The loss curves, over every step of the run.
+  EXPECT_TRUE(has(page, ">step 0</text>")) << page;
+  EXPECT_TRUE(has(page, ">step " + std::to_string(cells.size() - 1) + "</text>")) << page;
+  expect_exact_losses(d.output, static_cast<int64_t>(cells.size()) - 1, a, "A", b, "B");
+  // bisect keeps no per-step series: its page says so rather than that nothing differed.
+  CommandResult bis = trainrr("bisect " + a + " --html " + dir.file("b.html"));
+  const std::string bisect_page = read_file(dir.file("b.html"));
+  EXPECT_TRUE(has(bisect_page, "Not computed by trainrr bisect")) << bis.output << bisect_page;
+  EXPECT_FALSE(has(bisect_page, "No layer-level probe differed")) << bisect_page;
+}
+
+// Which side stops first, when the replayed configuration runs for another number of steps than the
+// recording: the steps the other side lacks are not compared, and the note says whose they are.
+TEST_F(Scenario, ReplayOfAnotherLengthSaysWhichSideStopsFirst) {
+  const std::string cfg = config(
+      breast_cancer_config("seed = 2\n", kBreastCancer, "", "", "threads = 1\npolicy = \"deterministic\"\n"));
+  const std::string trace = dir.file("a.trr");
+  ASSERT_EQ(trainrr("record " + cfg + " -o " + trace).exit_code, 0);  // 2 epochs of 15 steps
+  CommandResult shorter = trainrr("replay " + trace + " --set train.epochs=1");
+  EXPECT_EQ(shorter.exit_code, 0) << shorter.output;
+  EXPECT_TRUE(has(shorter.output,
+                  "the replay stops first, at the end of its 15 steps: the trace's steps from step "
+                  "15 on are not compared"))
+      << shorter.output;
+  EXPECT_FALSE(has(shorter.output, "past the trace's end")) << shorter.output;
+  CommandResult longer = trainrr("replay " + trace + " --set train.epochs=3");
+  EXPECT_EQ(longer.exit_code, 0) << longer.output;
+  EXPECT_TRUE(
+      has(longer.output, "the trace stops first: the replay's steps from step 30 on are not compared"))
+      << longer.output;
+}
+
+// Configuration values print as written, not with the digits a double adds (0.20000000000000001).
+TEST_F(Scenario, ConfigurationDifferencePrintsNumbersAsWritten) {
+  const std::string cfg = config(
+      breast_cancer_config("seed = 2\n", kBreastCancer, "", "", "threads = 1\npolicy = \"deterministic\"\n"));
+  const std::string a = dir.file("a.trr"), b = dir.file("b.trr");
+  ASSERT_EQ(trainrr("record " + cfg + " -o " + a).exit_code, 0);
+  ASSERT_EQ(trainrr("record " + cfg + " -o " + b + " --set data.test_fraction=0.3").exit_code, 0);
+  CommandResult d = trainrr("diff " + a + " " + b);
+  EXPECT_EQ(d.exit_code, 1) << d.output;
+  EXPECT_TRUE(has(d.output, "data.test_fraction: 0.2 -> 0.3")) << d.output;
 }
 
 TEST_F(Scenario, BadInputIsRefusedWithExitCodeTwo) {

@@ -365,7 +365,7 @@ TEST_F(TraceCliTest, ShowSummarizesTheRunAndSaysItEndedCleanly) {
   EXPECT_NE(r.output.find("breast_cancer.csv"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("not embedded"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("steps: 150 in 10 epochs (1..10)"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("checkpoints: 3, after steps 50, 100, 150"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("checkpoints: 3, after 50, 100, 150 steps"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("final metrics (epoch 10): loss"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("ended cleanly: the run completed (completed), 150 steps"), std::string::npos)
       << r.output;
@@ -427,6 +427,42 @@ TEST_F(TraceCliTest, ReplayFromAStepResumesAtTheCheckpointBeforeItAndStopsWhereA
       << past.output;
 }
 
+// A resumed replay's loss chart counts its steps from the checkpoint it resumed at, as the trace does.
+TEST_F(TraceCliTest, ReplayHtmlLossChartNamesTheStepsItReplayed) {
+  TempDir out;
+  const CommandResult r = run_trainrr("replay " + trace_ + " --from-step 120 --html " + out.file("r.html"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string html = read_file(out.file("r.html"));
+  EXPECT_NE(html.find(">step 100</text>"), std::string::npos) << html;
+  EXPECT_NE(html.find(">step 149</text>"), std::string::npos) << html;
+  EXPECT_EQ(html.find(">step 49</text>"), std::string::npos) << html;
+}
+
+TEST_F(TraceCliTest, ReplayFromAStepBeforeEveryCheckpointSaysItStartedAtStepZero) {
+  const CommandResult early = run_trainrr("replay " + trace_ + " --from-step 20 --to-step 22");
+  EXPECT_EQ(early.exit_code, 0) << early.output;
+  EXPECT_NE(early.output.find("note: the trace has no checkpoint at or before step 20: replayed from step 0"),
+            std::string::npos)
+      << early.output;
+  EXPECT_NE(early.output.find("(22 steps compared)"), std::string::npos) << early.output;
+  const CommandResult later = run_trainrr("replay " + trace_ + " --from-step 60 --to-step 62");
+  EXPECT_EQ(later.exit_code, 0) << later.output;
+  EXPECT_EQ(later.output.find("no checkpoint at or before"), std::string::npos) << later.output;
+}
+
+// Another batch size gives the first layer's matmul another shape: the note says so rather than naming the
+// same site twice as two paths.
+TEST_F(TraceCliTest, ReplayWithAnotherBatchSizeSaysTheShapesDiffer) {
+  const CommandResult r = run_trainrr("replay " + trace_ + " --set train.batch_size=16 --from-step 60");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(
+      r.output.find("note: the two re-executions give dense_1/matmul.fwd:out different shapes: (32, 16) "
+                    "(recorded) vs (16, 16) (replayed)"),
+      std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("different paths"), std::string::npos) << r.output;
+}
+
 TEST_F(TraceCliTest, ReplayRefusesAnEmptyReversedOrNegativeStepRange) {
   for (const std::string range : {"--to-step 0", "--from-step 20 --to-step 10", "--from-step 10 --to-step 3",
                                   "--from-step 10 --to-step 10", "--to-step -7"}) {
@@ -441,7 +477,7 @@ TEST_F(TraceCliTest, ReplayRefusesAnEmptyReversedOrNegativeStepRange) {
       << reversed.output;
   const CommandResult one = run_trainrr("replay " + trace_ + " --to-step 1");
   EXPECT_EQ(one.exit_code, 0) << one.output;
-  EXPECT_NE(one.output.find("reproduced bit for bit (1 steps compared)"), std::string::npos) << one.output;
+  EXPECT_NE(one.output.find("reproduced bit for bit (1 step compared)"), std::string::npos) << one.output;
 }
 
 TEST_F(TraceCliTest, ExportPastTheLastStepNamesIt) {
@@ -514,6 +550,28 @@ TEST_F(TraceCliTest, ExportWritesTheCheckpointAtOrBeforeTheStepAsNpyAndAManifest
 
 // An export replaces an earlier one whole (no stale file from it is kept) and never anything else; nothing is
 // left beside the folder.
+// A checkpoint's step counts the steps done: the checkpoint at step 100 holds the state before step 100,
+// 100 steps into the run (6 epochs of 15 batches, and 10 batches of the seventh).
+TEST_F(TraceCliTest, ExportSaysTheCheckpointHoldsTheStateBeforeItsStep) {
+  TempDir out;
+  const CommandResult mid = run_trainrr("export " + trace_ + " --step 120 -o " + out.file("ck"));
+  ASSERT_EQ(mid.exit_code, 0) << mid.output;
+  EXPECT_NE(
+      mid.output.find("exported the checkpoint before step 100 (100 steps done: 6 epochs and 10 batches) "
+                      "to "),
+      std::string::npos)
+      << mid.output;
+  EXPECT_NE(mid.output.find("the batch order of 50 following steps (until checkpoint at step 150)"),
+            std::string::npos)
+      << mid.output;
+  const CommandResult last = run_trainrr("export " + trace_ + " --step 150 -o " + out.file("ck"));
+  ASSERT_EQ(last.exit_code, 0) << last.output;
+  EXPECT_NE(last.output.find("exported the checkpoint after the trace's last step, 149 (150 steps done: 10 "
+                             "epochs and 0 batches) to "),
+            std::string::npos)
+      << last.output;
+}
+
 TEST_F(TraceCliTest, ExportReplacesAnEarlierExportWholeAndRefusesAnyOtherFolder) {
   namespace fs = std::filesystem;
   TempDir out;
@@ -820,7 +878,7 @@ TEST(TraceCliCrashTest, KilledRecordingLeavesATraceShowOpensWithEveryCompletedSt
   // progress, not the clock, so that a machine's load moves no kill past the run's end.
   std::mt19937 rng(20240607);
   std::uniform_real_distribution<double> fraction(0.0, 0.9);
-  const std::regex steps_re(R"(did not end cleanly: (\d+) complete steps readable)");
+  const std::regex steps_re(R"(did not end cleanly: (\d+) complete steps? readable)");
   int killed = 0, partial = 0;
   for (int trial = 0; trial < 20; ++trial) {
     const std::string out = d.file("killed-" + std::to_string(trial) + ".trr");

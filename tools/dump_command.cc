@@ -156,7 +156,8 @@ int run_dump(const DumpArgs& a) {
                .str("reason", "no footer")
                .done());
     else
-      line("did not end cleanly: " + std::to_string(complete) + " complete steps readable; no footer");
+      line("did not end cleanly: " + std::to_string(complete) + " complete step" +
+           (complete == 1 ? "" : "s") + " readable; no footer");
   }
   std::fflush(stdout);
   if (rc != kOk) print_error(stopped->message);

@@ -279,11 +279,20 @@ int run_export(const ExportArgs& a) {
     return kBadInput;
   }
   cleanup.path.clear();
+  // A checkpoint's step is the count of steps done: the one with step 5 holds the state after steps 0..4,
+  // before step 5. The last one of a trace has no step after it.
+  const long long done = state->step;
+  const std::string where = following.empty() && !later_checkpoint && done > 0
+                                ? "after the trace's last step, " + std::to_string(done - 1)
+                                : "before step " + std::to_string(done);
+  auto plural = [](long long n) { return n == 1 ? "" : "s"; };
   std::printf(
-      "exported the checkpoint after step %lld (%d epochs and %lld batches done) to %s: %zu tensors, "
-      "manifest.json with the batch order of %zu following steps (until %s)\n",
-      static_cast<long long>(state->step), state->epoch, static_cast<long long>(state->batch_in_epoch),
-      a.dir.c_str(), state->tensors.size(), following.size(), until.c_str());
+      "exported the checkpoint %s (%lld step%s done: %d epoch%s and %lld batch%s) to %s: %zu tensor%s, "
+      "manifest.json with the batch order of %zu following step%s (until %s)\n",
+      where.c_str(), done, plural(done), state->epoch, plural(state->epoch),
+      static_cast<long long>(state->batch_in_epoch), state->batch_in_epoch == 1 ? "" : "es", a.dir.c_str(),
+      state->tensors.size(), plural(static_cast<long long>(state->tensors.size())), following.size(),
+      plural(static_cast<long long>(following.size())), until.c_str());
   return kOk;
 }
 

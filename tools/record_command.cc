@@ -106,8 +106,8 @@ int run_record(const RecordArgs& a) {
     return kBadInput;
   }
   print_run_header(stdout, *config, **training);
-  std::printf("recording to %s (level %s, checkpoint every %lld steps)\n", a.output.c_str(), a.level.c_str(),
-              static_cast<long long>(a.checkpoint_every));
+  std::printf("recording to %s (level %s, checkpoint every %lld step%s)\n", a.output.c_str(), a.level.c_str(),
+              static_cast<long long>(a.checkpoint_every), a.checkpoint_every == 1 ? "" : "s");
   Status fit = (*training)->fit();
   if (fit.ok() && a.checkpoint_every > 0 && (*training)->step() % a.checkpoint_every != 0)
     (*recorder)->checkpoint((*training)->state());  // the final state, for export and resumption
@@ -126,8 +126,8 @@ int run_record(const RecordArgs& a) {
     return kBadInput;
   }
   print_final_metrics(stdout, **training);
-  std::printf("trace: %s, %lld steps, %llu bytes\n", a.output.c_str(),
-              static_cast<long long>((*training)->step()),
+  std::printf("trace: %s, %lld step%s, %llu bytes\n", a.output.c_str(),
+              static_cast<long long>((*training)->step()), (*training)->step() == 1 ? "" : "s",
               static_cast<unsigned long long>((*recorder)->bytes_written()));
   return kOk;
 }

@@ -126,7 +126,8 @@ void print_run(const std::string& file, const trace::TraceReader& r) {
       h.seed_from_entropy ? "drawn from the OS: the configuration gives none" : "from the configuration");
   std::printf("  level: %s, ", probe_level_name(h.level));
   if (h.checkpoint_every > 0)
-    std::printf("checkpoint every %lld steps\n", static_cast<long long>(h.checkpoint_every));
+    std::printf("checkpoint every %lld step%s\n", static_cast<long long>(h.checkpoint_every),
+                h.checkpoint_every == 1 ? "" : "s");
   else
     std::printf("no periodic checkpoints\n");
   std::printf("  writer: trainrr %s, format %u, needs reader version %u or later\n", h.writer_version.c_str(),
@@ -191,9 +192,10 @@ void print_progress(const StepStats& s) {
     std::printf("  loss: %.6g at step %lld, %.6g at step %lld\n", s.first_loss->second,
                 static_cast<long long>(s.first_loss->first), s.last_loss->second,
                 static_cast<long long>(s.last_loss->first));
+  // A checkpoint's step is the count of steps done: the one at step 50 holds the state after steps 0..49.
   if (s.checkpoints.count())
-    std::printf("checkpoints: %lld, after steps %s\n", static_cast<long long>(s.checkpoints.count()),
-                s.checkpoints.text().c_str());
+    std::printf("checkpoints: %lld, after %s step%s\n", static_cast<long long>(s.checkpoints.count()),
+                s.checkpoints.text().c_str(), s.checkpoints.text() == "1" ? "" : "s");
   else
     std::printf("checkpoints: none\n");
   if (s.last_epoch) {
@@ -253,24 +255,26 @@ int run_show(const ShowArgs& a) {
 
   if (stopped) {
     const trace::ReadStop& stop = *r.stopped();
-    std::printf("did not end cleanly: %lld complete steps readable; reading stopped at byte %llu: %s\n",
-                static_cast<long long>(s.complete), static_cast<unsigned long long>(stop.offset),
-                stop.why.c_str());
+    std::printf("did not end cleanly: %lld complete step%s readable; reading stopped at byte %llu: %s\n",
+                static_cast<long long>(s.complete), s.complete == 1 ? "" : "s",
+                static_cast<unsigned long long>(stop.offset), stop.why.c_str());
     if (stop.truncated && !r.ended_cleanly())
       return kOk;  // what a killed recording leaves: a clean partial read
     print_error(stopped->message);
     return kBadInput;
   }
   if (const auto& f = r.footer()) {
-    std::printf("ended cleanly: %s (%s), %lld steps, %llu events, %zu checkpoints\n",
+    std::printf("ended cleanly: %s (%s), %lld step%s, %llu event%s, %zu checkpoint%s\n",
                 f->completed ? "the run completed" : "the run stopped early", f->end_reason.c_str(),
-                static_cast<long long>(f->step_count), static_cast<unsigned long long>(f->event_count),
-                f->checkpoints.size());
+                static_cast<long long>(f->step_count), f->step_count == 1 ? "" : "s",
+                static_cast<unsigned long long>(f->event_count), f->event_count == 1 ? "" : "s",
+                f->checkpoints.size(), f->checkpoints.size() == 1 ? "" : "s");
   } else {
     std::printf(
-        "did not end cleanly: %lld complete steps readable; the file ends at byte %llu after a complete "
+        "did not end cleanly: %lld complete step%s readable; the file ends at byte %llu after a complete "
         "message, with no footer (the recording was killed or crashed)\n",
-        static_cast<long long>(s.complete), static_cast<unsigned long long>(s.end_offset));
+        static_cast<long long>(s.complete), s.complete == 1 ? "" : "s",
+        static_cast<unsigned long long>(s.end_offset));
   }
   return kOk;
 }
