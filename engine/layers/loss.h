@@ -31,7 +31,9 @@ class Loss {
 };
 
 // name: binary_crossentropy | sparse_categorical_crossentropy | mse (alias mean_squared_error).
-Result<std::unique_ptr<Loss>> make_loss(std::string_view name, bool from_logits);
+// softmax_output: the predictions come straight from a softmax over their last axis (the model's last layer),
+// so each row is a distribution already.
+Result<std::unique_ptr<Loss>> make_loss(std::string_view name, bool from_logits, bool softmax_output = false);
 
 // Accuracy as Keras computes it for the loss: threshold 0.5 (or 0 for logits) for binary, argmax for
 // sparse categorical. Returns the number of correct predictions.
