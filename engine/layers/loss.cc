@@ -223,6 +223,7 @@ int64_t count_correct(const Loss& loss, bool from_logits, const Tensor& pred, st
       "count_correct: prediction " + shape_str(pred.shape) + ", " + std::to_string(labels.size()) +
           " labels");
   const std::string name = loss.name();
+  // Logits at 0, probability 0.5 (not Keras' 0.5 on the raw output: see loss.h).
   if (name == "binary_crossentropy") return count_threshold(pred, labels, from_logits ? 0.0f : 0.5f);
   if (name == "sparse_categorical_crossentropy") return count_argmax(pred, labels);
   // Other losses: Keras' "accuracy" chooses by shape: binary for one output, sparse categorical for one
