@@ -482,17 +482,18 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
       ro.get("learning_rate", oc.learning_rate);
       const bool known = oc.type == "sgd" || oc.type == "adam" || oc.type == "adamw" || oc.type == "rmsprop";
       // Each optimizer reads only the keys it uses: a momentum given to adam would otherwise do nothing.
-      if (oc.type == "sgd" || !known) {
-        ro.get("momentum", oc.momentum);
-        ro.get("nesterov", oc.nesterov);
-      }
+      if (oc.type == "sgd" || oc.type == "rmsprop" || !known) ro.get("momentum", oc.momentum);
+      if (oc.type == "sgd" || !known) ro.get("nesterov", oc.nesterov);
       if (oc.type == "adam" || oc.type == "adamw" || !known) {
         ro.get("beta_1", oc.beta_1);
         ro.get("beta_2", oc.beta_2);
       }
       if (oc.type != "sgd") ro.get("epsilon", oc.epsilon);
       if (oc.type == "adamw" || !known) ro.get("weight_decay", oc.weight_decay);
-      if (oc.type == "rmsprop" || !known) ro.get("rho", oc.rho);
+      if (oc.type == "rmsprop" || !known) {
+        ro.get("rho", oc.rho);
+        ro.get("centered", oc.centered);
+      }
       ro.finish(known ? "the " + oc.type + " optimizer" : "");
     }
     r.finish();
@@ -632,6 +633,7 @@ std::vector<std::pair<std::string, std::string>> flatten_config(const RunConfig&
   out.emplace_back("train.optimizer.epsilon", num(o.epsilon));
   out.emplace_back("train.optimizer.weight_decay", num(o.weight_decay));
   out.emplace_back("train.optimizer.rho", num(o.rho));
+  out.emplace_back("train.optimizer.centered", o.centered ? "true" : "false");
   out.emplace_back("runtime.threads", std::to_string(c.runtime.threads));
   out.emplace_back("runtime.policy", c.runtime.policy);
   return out;

@@ -35,13 +35,14 @@ struct AugmentConfig {
 };
 
 struct OptimizerConfig {
-  std::string type = "adam";  // sgd | adam | adamw | rmsprop
+  std::string type = "rmsprop";  // sgd | adam | adamw | rmsprop; rmsprop as Keras' compile() when omitted
   double learning_rate = 0.001;
-  double momentum = 0;  // sgd
+  double momentum = 0;  // sgd, rmsprop
   bool nesterov = false;
   double beta_1 = 0.9, beta_2 = 0.999, epsilon = 1e-7;  // adam, adamw; epsilon also rmsprop
   double weight_decay = 0.004;                          // adamw
   double rho = 0.9;                                     // rmsprop
+  bool centered = false;                                // rmsprop
 };
 
 struct TrainConfig {

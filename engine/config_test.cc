@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 namespace trainrr {
 namespace {
 
@@ -37,12 +39,62 @@ TEST(Config, ReadsKerasNamedKeys) {
   EXPECT_EQ(c->data.source, "csv");
   EXPECT_EQ(c->train.epochs, 2);
   EXPECT_EQ(c->train.batch_size, 32);  // Keras' default
-  EXPECT_EQ(c->train.optimizer.type, "adam");
-  EXPECT_DOUBLE_EQ(c->train.optimizer.epsilon, 1e-7);
   ASSERT_EQ(c->layers.size(), 1u);
   EXPECT_EQ(c->layers[0].units, 4);
   EXPECT_EQ(c->layers[0].activation, "relu");
   EXPECT_EQ(c->text, kBase);
+}
+
+// As Keras' compile(), whose optimizer defaults to "rmsprop", with RMSprop's own defaults.
+TEST(Config, OmittedOptimizerIsRmsPropWithKerasDefaults) {
+  std::string with_table = kBase;
+  with_table += "[train.optimizer]\nlearning_rate = 0.01\n";
+  for (const std::string& text : {std::string(kBase), with_table}) {
+    auto c = parse_config(text, "run.toml", "");
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    const OptimizerConfig& o = c->train.optimizer;
+    EXPECT_EQ(o.type, "rmsprop");
+    EXPECT_DOUBLE_EQ(o.learning_rate, text == kBase ? 0.001 : 0.01);
+    EXPECT_DOUBLE_EQ(o.rho, 0.9);
+    EXPECT_DOUBLE_EQ(o.epsilon, 1e-7);
+    EXPECT_DOUBLE_EQ(o.momentum, 0);
+    EXPECT_FALSE(o.centered);
+  }
+}
+
+TEST(Config, RmsPropTakesMomentumAndCentered) {
+  std::string text = kBase;
+  text += "[train.optimizer]\ntype = \"rmsprop\"\nmomentum = 0.9\ncentered = true\n";
+  auto c = parse_config(text, "run.toml", "");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_DOUBLE_EQ(c->train.optimizer.momentum, 0.9);
+  EXPECT_TRUE(c->train.optimizer.centered);
+  const auto flat = flatten_config(*c);
+  EXPECT_NE(std::find(flat.begin(), flat.end(),
+                      std::pair<std::string, std::string>{"train.optimizer.centered", "true"}),
+            flat.end());
+
+  // Errors name the file, the line and the key.
+  std::string bad = text;
+  bad.replace(bad.find("momentum = 0.9"), 14, "momentum = 1.0");
+  auto one = parse_config(bad, "run.toml", "");
+  ASSERT_FALSE(one.ok());
+  EXPECT_EQ(one.error().message, "run.toml:16: train.optimizer.momentum must be in [0, 1)");
+  bad = text;
+  bad.replace(bad.find("centered = true"), 15, "centered = 1");
+  auto centered = parse_config(bad, "run.toml", "");
+  ASSERT_FALSE(centered.ok());
+  EXPECT_NE(centered.error().message.find("run.toml:17: train.optimizer.centered must be true or false"),
+            std::string::npos)
+      << centered.error().message;
+  for (const auto& [override, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"train.optimizer.momentum=-0.5", "run.toml (--set): train.optimizer.momentum must be in [0, 1)"},
+           {"train.optimizer.centered=\"yes\"",
+            "run.toml (--set): train.optimizer.centered must be true or false"}}) {
+    auto r = parse_config(text, "run.toml", "", {override});
+    ASSERT_FALSE(r.ok()) << override;
+    EXPECT_NE(r.error().message.find(expected), std::string::npos) << r.error().message;
+  }
 }
 
 TEST(Config, OmittedSeedMeansUnseeded) {
@@ -158,11 +210,21 @@ TEST(Config, KeysOfAnotherKindOfLayerOptimizerOrSourceAreRefused) {
        {"model.layers[0]={type=\"Dense\",units=3,filters=2}",
         "unknown key 'model.layers[0].filters' for a Dense layer"},
        {"train.optimizer.weight_decay=0.1",
-        "unknown key 'train.optimizer.weight_decay' for the adam optimizer"},
-       {"train.optimizer.momentum=0.9", "unknown key 'train.optimizer.momentum' for the adam optimizer"},
+        "unknown key 'train.optimizer.weight_decay' for the rmsprop optimizer"},
+       {"train.optimizer.nesterov=true", "unknown key 'train.optimizer.nesterov' for the rmsprop optimizer"},
        {"data.samples=10",
         "unknown key 'data.samples' for data.source = \"csv\" (from the name of data.path)"},
        {"data.labels=\"y.npy\"", "unknown key 'data.labels' for data.source = \"csv\""}});
+  for (const char* key : {"momentum=0.9", "centered=true", "rho=0.5"}) {
+    auto adam = parse_config(kBase, "run.toml", "",
+                             {"train.optimizer.type=\"adam\"", std::string("train.optimizer.") + key});
+    ASSERT_FALSE(adam.ok()) << key;
+    EXPECT_NE(adam.error().message.find("unknown key 'train.optimizer." +
+                                        std::string(key).substr(0, std::string(key).find('=')) +
+                                        "' for the adam optimizer"),
+              std::string::npos)
+        << adam.error().message;
+  }
   auto sgd = parse_config(
       kBase, "run.toml", "",
       {"train.optimizer.type=\"sgd\"", "train.optimizer.momentum=0.9", "train.optimizer.nesterov=true"});

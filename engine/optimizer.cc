@@ -135,22 +135,57 @@ class Adam : public Optimizer {
   double lr_, b1_, b2_, eps_, wd_;
 };
 
-// Keras 3: v = rho * v + (1 - rho) * g^2; w -= lr * g / sqrt(v + eps).
+// Keras 3: v = rho * v + (1 - rho) * g^2; centered: a = rho * a + (1 - rho) * g, d = v - a^2 + eps, else
+// d = v + eps; increment = lr * g / sqrt(d); with momentum: m = momentum * m + increment, w -= m; else
+// w -= increment.
 class RmsProp : public Optimizer {
  public:
   explicit RmsProp(const OptimizerConfig& c)
-      : lr_(c.learning_rate), rho_(c.rho), eps_(c.epsilon) {}
-  std::vector<std::string> slot_names() const override { return {"velocity"}; }
+      : lr_(c.learning_rate), rho_(c.rho), eps_(c.epsilon), mom_(c.momentum), centered_(c.centered) {}
+  std::vector<std::string> slot_names() const override {
+    std::vector<std::string> names{"velocity"};  // Keras' names and order
+    if (mom_ > 0) names.push_back("momentum");
+    if (centered_) names.push_back("average_gradient");
+    return names;
+  }
   void update(float* w, const float* g, std::vector<float*>& s, int64_t n, int64_t) const override {
-    float* v = s[0];
-    for (int64_t i = 0; i < n; ++i) {
-      v[i] = rho_ * v[i] + (1 - rho_) * g[i] * g[i];
-      w[i] -= lr_ * g[i] / std::sqrt(v[i] + eps_);
-    }
+    float* m = mom_ > 0 ? s[1] : nullptr;
+    float* a = centered_ ? s.back() : nullptr;
+    if (centered_ && mom_ > 0)
+      run<true, true>(w, g, s[0], a, m, n);
+    else if (centered_)
+      run<true, false>(w, g, s[0], a, m, n);
+    else if (mom_ > 0)
+      run<false, true>(w, g, s[0], a, m, n);
+    else
+      run<false, false>(w, g, s[0], a, m, n);
   }
 
  private:
-  float lr_, rho_, eps_;
+  template <bool kCentered, bool kMomentum>
+  void run(float* __restrict w, const float* __restrict g, float* __restrict v, float* __restrict a,
+           float* __restrict m, int64_t n) const {
+    for (int64_t i = 0; i < n; ++i) {
+      v[i] = rho_ * v[i] + (1 - rho_) * g[i] * g[i];
+      float denominator;
+      if (kCentered) {
+        a[i] = rho_ * a[i] + (1 - rho_) * g[i];
+        denominator = v[i] - a[i] * a[i] + eps_;
+      } else {
+        denominator = v[i] + eps_;
+      }
+      const float increment = lr_ * g[i] / std::sqrt(denominator);
+      if (kMomentum) {
+        m[i] = mom_ * m[i] + increment;
+        w[i] -= m[i];
+      } else {
+        w[i] -= increment;
+      }
+    }
+  }
+
+  float lr_, rho_, eps_, mom_;
+  bool centered_;
 };
 
 }  // namespace

@@ -99,18 +99,77 @@ TEST(Optimizer, RmsPropFollowsKerasRule) {
   }
 }
 
-TEST(Optimizer, StateRestoresExactly) {
+// Keras 3's RMSprop.update_step evaluated in float64 (Python) from w = 1, learning rate 0.01, rho 0.9,
+// epsilon 1e-7. The small gradients make epsilon count: Keras adds it under the square root (PyTorch's
+// centered RMSprop adds it outside, and would give 0.96668, 0.97894, 0.97773 there).
+TEST(Optimizer, RmsPropCenteredAndMomentumFollowKerasRule) {
+  struct Case {
+    double momentum;
+    bool centered;
+    std::vector<float> grads;
+    std::vector<double> want;
+  };
+  for (const Case& k : std::vector<Case>{
+           {0.0, false, kGrads, {0.9683772866436797, 0.983121456617157, 0.9549356748047833}},
+           {0.0, true, kGrads, {0.9666667407404939, 0.981514561326797, 0.9516273208897943}},
+           {0.5, false, kGrads, {0.9683772866436797, 0.9673100999389969, 0.9385907247742816}},
+           {0.5, true, kGrads, {0.9666667407404939, 0.9648479316970439, 0.9340512867383161}},
+           {0.5, true, {1e-3f, -2e-3f, 5e-4f}, {0.9770584266129438, 0.9918965979675168, 0.9926555200431213}},
+       }) {
+    OptimizerConfig c;
+    c.type = "rmsprop";
+    c.learning_rate = 0.01;
+    c.momentum = k.momentum;
+    c.centered = k.centered;
+    const std::vector<double> got = run(c, k.grads);
+    for (size_t t = 0; t < k.grads.size(); ++t)
+      EXPECT_NEAR(got[t], k.want[t], 5e-7)
+          << "momentum " << k.momentum << ", centered " << k.centered << ", step " << t + 1;
+  }
+}
+
+TEST(Optimizer, RmsPropSlotsHaveKerasNames) {
   Env env;
   OptimizerConfig c;
-  auto a = make_optimizer(c), b = make_optimizer(c);
-  Param pa{"w", Tensor({3}, 1.0f), Tensor({3}, 0.3f)}, pb = pa;
-  a->step({&pa}, env.rt);
-  ASSERT_TRUE(b->restore(a->state(), a->iterations()).ok());
-  pb.value = pa.value;
-  a->step({&pa}, env.rt);
-  b->step({&pb}, env.rt);
-  EXPECT_EQ(pa.value.data, pb.value.data);
-  EXPECT_FALSE(b->restore({{"bogus/w", Tensor({3})}}, 1).ok());
+  c.type = "rmsprop";
+  c.momentum = 0.9;
+  c.centered = true;
+  auto opt = make_optimizer(c);
+  Param p{"w", Tensor({2}, 1.0f), Tensor({2}, 0.5f)};
+  opt->step({&p}, env.rt);
+  std::vector<std::string> names;
+  for (const NamedTensor& t : opt->state()) names.push_back(t.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"velocity/w", "momentum/w", "average_gradient/w"}));
+}
+
+// An optimizer restored from another's state continues bit for bit, whatever slots it keeps.
+TEST(Optimizer, StateRestoresExactly) {
+  OptimizerConfig adam;
+  adam.type = "adam";
+  OptimizerConfig rmsprop;
+  rmsprop.type = "rmsprop";
+  rmsprop.momentum = 0.9;
+  rmsprop.centered = true;
+  OptimizerConfig sgd;
+  sgd.type = "sgd";
+  sgd.momentum = 0.9;
+  for (const OptimizerConfig& c : {adam, rmsprop, sgd}) {
+    Env env;
+    auto a = make_optimizer(c), b = make_optimizer(c), fresh = make_optimizer(c);
+    Param pa{"w", Tensor({3}, 1.0f), Tensor({3}, 0.3f)};
+    a->step({&pa}, env.rt);
+    pa.grad = Tensor({3}, -0.7f);
+    a->step({&pa}, env.rt);
+    ASSERT_TRUE(b->restore(a->state(), a->iterations()).ok()) << c.type;
+    pa.grad = Tensor({3}, 0.2f);
+    Param pb = pa, pf = pa;
+    a->step({&pa}, env.rt);
+    b->step({&pb}, env.rt);
+    fresh->step({&pf}, env.rt);
+    EXPECT_EQ(pa.value.data, pb.value.data) << c.type;
+    EXPECT_NE(pa.value.data, pf.value.data) << c.type << ": without the state the step differs";
+    EXPECT_FALSE(b->restore({{"bogus/w", Tensor({3})}}, 1).ok());
+  }
 }
 
 }  // namespace

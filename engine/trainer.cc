@@ -178,6 +178,13 @@ std::vector<std::string> output_warnings(const RunConfig& config, const Shape& o
   return out;
 }
 
+bool ends_in_softmax(const std::vector<LayerSpec>& layers, const Shape& output) {
+  // Only the last layer counts: a Dropout after the softmax, say, leaves rows that do not sum to 1.
+  if (layers.empty() || output.size() != 1) return false;
+  const LayerSpec& last = layers.back();
+  return (last.type == "Dense" || last.type == "Activation") && last.activation == "softmax";
+}
+
 bool Training::classification() const { return loss_->name() != "mse"; }
 
 int64_t Training::steps_per_epoch() const {
@@ -232,7 +239,7 @@ Status Training::prepare(const TrainingOptions& options) {
   model_ = std::move(model).value();
   auto out = model_.build(data->sample_shape(), rt_);
   if (!out) return out.error();
-  auto loss = make_loss(config_.train.loss, config_.train.from_logits);
+  auto loss = make_loss(config_.train.loss, config_.train.from_logits, ends_in_softmax(config_.layers, *out));
   if (!loss) return Error{config_.file + ": train.loss: " + loss.error().message};
   loss_ = std::move(loss).value();
   if (Status s = check_labels(*data, config_, loss_->name()); !s) return s.error();

@@ -120,5 +120,8 @@ Status check_labels(const Dataset& data, const RunConfig& config, const std::str
 Status check_augment(const AugmentConfig& augment, const Shape& sample);
 // The output activation against the loss's from_logits, as Keras warns (and a softmax over one value).
 std::vector<std::string> output_warnings(const RunConfig& config, const Shape& output);
+// Whether the model's output (per sample) comes straight from a softmax over its one axis: every row a
+// distribution, which the loss may take as one.
+bool ends_in_softmax(const std::vector<LayerSpec>& layers, const Shape& output);
 
 }  // namespace trainrr

@@ -463,6 +463,32 @@ TEST_F(TraceCliTest, ReplayWithAnotherBatchSizeSaysTheShapesDiffer) {
   EXPECT_EQ(r.output.find("different paths"), std::string::npos) << r.output;
 }
 
+// RMSprop with momentum and centered keeps three slots per parameter; a checkpoint holds them all, so a
+// replay that resumes from one reproduces the run, and an export writes them.
+TEST(TraceCliRmsPropTest, CheckpointHoldsEverySlotAndAReplayResumesFromItBitForBit) {
+  TempDir d;
+  const std::string trace = d.file("rms.trr");
+  const CommandResult rec = run_trainrr("record " + example("breast_cancer.toml") + " -o " + trace +
+                                        " --set train.optimizer.type=rmsprop --set "
+                                        "train.optimizer.momentum=0.9 --set train.optimizer.centered=true"
+                                        " --set train.epochs=6 --checkpoint-every 40");
+  ASSERT_EQ(rec.exit_code, 0) << rec.output;
+  const CommandResult from = run_trainrr("replay " + trace + " --from-step 70");
+  EXPECT_EQ(from.exit_code, 0) << from.output;
+  EXPECT_NE(from.output.find("resumed from checkpoint at step: 40"), std::string::npos) << from.output;
+  EXPECT_NE(from.output.find("reproduced bit for bit (50 steps compared)"), std::string::npos) << from.output;
+
+  const CommandResult out = run_trainrr("export " + trace + " --step 40 -o " + d.file("ck"));
+  ASSERT_EQ(out.exit_code, 0) << out.output;
+  for (const char* slot : {"velocity", "momentum", "average_gradient"}) {
+    auto t = read_npy(d.file(std::string("ck/") + slot + "__dense_1.kernel.npy"));
+    ASSERT_TRUE(t.ok()) << slot;
+    EXPECT_EQ(t->shape, (Shape{30, 16})) << slot;
+    EXPECT_NE(std::count(t->data.begin(), t->data.end(), 0.0f), t->size())
+        << slot << " holds the run's state";
+  }
+}
+
 TEST_F(TraceCliTest, ReplayRefusesAnEmptyReversedOrNegativeStepRange) {
   for (const std::string range : {"--to-step 0", "--from-step 20 --to-step 10", "--from-step 10 --to-step 3",
                                   "--from-step 10 --to-step 10", "--to-step -7"}) {

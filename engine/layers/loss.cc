@@ -72,7 +72,8 @@ class BinaryCrossentropy : public Loss {
 
 class SparseCategoricalCrossentropy : public Loss {
  public:
-  explicit SparseCategoricalCrossentropy(bool from_logits) : from_logits_(from_logits) {}
+  SparseCategoricalCrossentropy(bool from_logits, bool softmax_output)
+      : from_logits_(from_logits), softmax_output_(softmax_output) {}
   std::string name() const override { return "sparse_categorical_crossentropy"; }
 
   LossValue compute(const Tensor& pred, std::span<const float> labels, Runtime& rt) const override {
@@ -100,11 +101,26 @@ class SparseCategoricalCrossentropy : public Loss {
         const float inv_sum = 1.0f / sum;
         for (int64_t j = 0; j < k; ++j) g[j] = std::exp(z[j] - m) * inv_sum * inv_batch;
         g[y] -= inv_batch;
-      } else {
+      } else if (softmax_output_) {
+        // A softmax row sums to 1, so Keras' q = p / sum(p) is p; and the gradient's 1/sum term, the same
+        // for every class, is one the softmax's backward cancels. Computing them would only add rounding.
         const float p = std::clamp(z[y], kEpsilon, 1.0f - kEpsilon);
         per[i] = -std::log(p);
         const bool inside = z[y] >= kEpsilon && z[y] <= 1.0f - kEpsilon;
         if (inside) g[y] = -inv_batch / p;
+      } else {
+        // Keras first scales the row to sum to 1, q = p / sum(p), so an output that is not a distribution
+        // (sigmoid, linear) is read as one.
+        float sum = 0;
+        for (int64_t j = 0; j < k; ++j) sum += z[j];
+        const float q = z[y] / sum;
+        per[i] = -std::log(std::clamp(q, kEpsilon, 1.0f - kEpsilon));
+        // d/dp_j of -log(p_y / sum) = 1/sum - [j == y]/p_y. The clip passes no gradient outside its range.
+        if (q >= kEpsilon && q <= 1.0f - kEpsilon) {
+          const float each = inv_batch / sum;
+          for (int64_t j = 0; j < k; ++j) g[j] = each;
+          g[y] = each - inv_batch / z[y];
+        }
       }
     }
     out.loss = batch_mean(per, rt);
@@ -125,7 +141,7 @@ class SparseCategoricalCrossentropy : public Loss {
   }
 
  private:
-  bool from_logits_;
+  bool from_logits_, softmax_output_;
 };
 
 class MeanSquaredError : public Loss {
@@ -184,11 +200,12 @@ int64_t count_threshold(const Tensor& pred, std::span<const float> labels, float
 
 }  // namespace
 
-Result<std::unique_ptr<Loss>> make_loss(std::string_view name, bool from_logits) {
+Result<std::unique_ptr<Loss>> make_loss(std::string_view name, bool from_logits, bool softmax_output) {
   if (name == "binary_crossentropy")
     return std::unique_ptr<Loss>(std::make_unique<BinaryCrossentropy>(from_logits));
   if (name == "sparse_categorical_crossentropy")
-    return std::unique_ptr<Loss>(std::make_unique<SparseCategoricalCrossentropy>(from_logits));
+    return std::unique_ptr<Loss>(
+        std::make_unique<SparseCategoricalCrossentropy>(from_logits, softmax_output));
   if (name == "mse" || name == "mean_squared_error") {
     if (from_logits) return Error{"loss '" + std::string(name) + "' does not take from_logits"};
     return std::unique_ptr<Loss>(std::make_unique<MeanSquaredError>());
@@ -206,6 +223,7 @@ int64_t count_correct(const Loss& loss, bool from_logits, const Tensor& pred, st
       "count_correct: prediction " + shape_str(pred.shape) + ", " + std::to_string(labels.size()) +
           " labels");
   const std::string name = loss.name();
+  // Logits at 0, probability 0.5 (not Keras' 0.5 on the raw output: see loss.h).
   if (name == "binary_crossentropy") return count_threshold(pred, labels, from_logits ? 0.0f : 0.5f);
   if (name == "sparse_categorical_crossentropy") return count_argmax(pred, labels);
   // Other losses: Keras' "accuracy" chooses by shape: binary for one output, sparse categorical for one

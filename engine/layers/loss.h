@@ -31,10 +31,14 @@ class Loss {
 };
 
 // name: binary_crossentropy | sparse_categorical_crossentropy | mse (alias mean_squared_error).
-Result<std::unique_ptr<Loss>> make_loss(std::string_view name, bool from_logits);
+// softmax_output: the predictions come straight from a softmax over their last axis (the model's last layer),
+// so each row is a distribution already.
+Result<std::unique_ptr<Loss>> make_loss(std::string_view name, bool from_logits, bool softmax_output = false);
 
-// Accuracy as Keras computes it for the loss: threshold 0.5 (or 0 for logits) for binary, argmax for
-// sparse categorical. Returns the number of correct predictions.
+// Accuracy for the loss: argmax for sparse categorical; for binary, a threshold of 0.5 on probabilities and
+// of 0 on logits (probability 0.5). Keras' BinaryAccuracy thresholds at 0.5 whatever from_logits says, which
+// on logits means probability 0.62: trainrr keeps the threshold at probability 0.5. Returns the number of
+// correct predictions.
 int64_t count_correct(const Loss& loss, bool from_logits, const Tensor& pred, std::span<const float> labels);
 
 }  // namespace trainrr

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "engine/layers/activations.h"
 #include "engine/layers/layer_test_util.h"
 
 namespace trainrr {
@@ -58,6 +59,64 @@ TEST(LossSparseCategoricalCrossentropy, MatchesKerasOnProbabilities) {
   auto scce = loss_of("sparse_categorical_crossentropy", false);
   const double want = (-std::log(0.95) - std::log(0.1)) / 2;  // Keras prints 1.177
   EXPECT_NEAR(loss_value(*scce, Tensor({2, 3}, {0.05f, 0.95f, 0, 0.1f, 0.8f, 0.1f}), {1, 2}), want, 1e-6);
+}
+
+// Keras scales each row to sum to 1 before the clip and the log: q = p / sum(p), loss -log(q_y). Values from
+// that formula in float64 with autograd (PyTorch): sigmoid outputs, rows summing to 1.5.
+TEST(LossSparseCategoricalCrossentropy, RenormalisesOutputsThatAreNotADistribution) {
+  TestRuntime t;
+  auto scce = loss_of("sparse_categorical_crossentropy", false);
+  const LossValue v =
+      scce->compute(Tensor({2, 3}, {0.2f, 0.6f, 0.7f, 0.9f, 0.1f, 0.5f}), std::vector<float>{1, 2}, t.rt);
+  EXPECT_NEAR(v.loss, 1.0074515102711326, 1e-6);  // (-log 0.4 - log(1/3)) / 2
+  const float want[6] = {1 / 3.0f, -0.5f, 1 / 3.0f, 1 / 3.0f, 1 / 3.0f, -2 / 3.0f};
+  for (int i = 0; i < 6; ++i) EXPECT_NEAR(v.grad[i], want[i], 1e-6) << "element " << i;
+}
+
+TEST(LossSparseCategoricalCrossentropy, ClipOfTheRenormalisedRowPassesNoGradient) {
+  TestRuntime t;
+  auto scce = loss_of("sparse_categorical_crossentropy", false);
+  // Row 0 renormalises to q_y = 1, clipped to 1 - 1e-7; row 1 sums to 0.8 and q_y = 0.375.
+  const LossValue v =
+      scce->compute(Tensor({2, 3}, {0, 0.8f, 0, 0.3f, 0.3f, 0.2f}), std::vector<float>{1, 0}, t.rt);
+  EXPECT_NEAR(v.loss, 0.4904146765058657, 1e-6);
+  const float want[6] = {0, 0, 0, (1 / 0.8f - 1 / 0.3f) / 2, 0.625f, 0.625f};
+  for (int i = 0; i < 6; ++i) EXPECT_NEAR(v.grad[i], want[i], 1e-6) << "element " << i;
+}
+
+// A softmax row sums to 1 but for rounding, so the loss reads it as it is: -log(p_y), with the gradient on
+// p_y alone. Through the softmax's backward that is the gradient the renormalised form gives (the 1/sum term
+// is the same for every class, and the softmax cancels it), and both are softmax(z) - onehot(y) on the
+// logits.
+TEST(LossSparseCategoricalCrossentropy, SoftmaxOutputIsTakenAsItIs) {
+  TestRuntime t;
+  const Tensor z = random_tensor({4, 5}, 11, -3, 3);
+  Tensor p = z;
+  activation_forward(Activation::softmax, z.ptr(), p.ptr(), 4, 5);
+  const std::vector<float> labels{0, 4, 2, 2};
+  auto softmax = make_loss("sparse_categorical_crossentropy", false, true);
+  ASSERT_TRUE(softmax.ok());
+  const LossValue v = (*softmax)->compute(p, labels, t.rt);
+  float sum = 0;
+  for (int i = 0; i < 4; ++i) sum += -std::log(p[i * 5 + static_cast<int>(labels[i])]);
+  EXPECT_EQ(v.loss, static_cast<double>(sum / 4.0f));
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 5; ++j) {
+      const float py = p[i * 5 + j];
+      EXPECT_EQ(v.grad[i * 5 + j], j == labels[i] ? -0.25f / py : 0.0f) << i << "," << j;
+    }
+
+  const LossValue general = loss_of("sparse_categorical_crossentropy", false)->compute(p, labels, t.rt);
+  EXPECT_NEAR(general.loss, v.loss, 1e-6);
+  Tensor dz(z.shape), dz_general(z.shape);
+  activation_backward(Activation::softmax, p.ptr(), v.grad.ptr(), dz.ptr(), 4, 5);
+  activation_backward(Activation::softmax, p.ptr(), general.grad.ptr(), dz_general.ptr(), 4, 5);
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 5; ++j) {
+      const float want = (p[i * 5 + j] - (j == labels[i] ? 1.0f : 0.0f)) / 4;
+      EXPECT_NEAR(dz[i * 5 + j], want, 1e-6);
+      EXPECT_NEAR(dz_general[i * 5 + j], want, 1e-6);
+    }
 }
 
 TEST(LossSparseCategoricalCrossentropy, LogitsUseAStableLogSoftmax) {
@@ -156,6 +215,13 @@ TEST(GradLoss, BinaryCrossentropyFromLogits) {
 TEST(GradLoss, SparseCategoricalCrossentropyFromProbabilities) {
   expect_loss_gradient(*loss_of("sparse_categorical_crossentropy", false),
                        random_tensor({4, 3}, 3, 0.1f, 0.9f), {0, 2, 1, 2});
+}
+
+// Sigmoid outputs: rows that do not sum to 1, which Keras renormalises.
+TEST(GradLoss, SparseCategoricalCrossentropyFromSigmoidOutputs) {
+  Tensor p = random_tensor({5, 4}, 6, -3, 3);
+  activation_forward(Activation::sigmoid, p.ptr(), p.ptr(), 5, 4);
+  expect_loss_gradient(*loss_of("sparse_categorical_crossentropy", false), p, {3, 0, 1, 2, 1});
 }
 
 TEST(GradLoss, SparseCategoricalCrossentropyFromLogits) {
