@@ -35,7 +35,7 @@ struct AugmentConfig {
 };
 
 struct OptimizerConfig {
-  std::string type = "rmsprop";  // sgd | adam | adamw | rmsprop; rmsprop as Keras' compile() when omitted
+  std::string type = "adam";  // sgd | adam | adamw | rmsprop
   double learning_rate = 0.001;
   double momentum = 0;  // sgd, rmsprop
   bool nesterov = false;

@@ -39,27 +39,12 @@ TEST(Config, ReadsKerasNamedKeys) {
   EXPECT_EQ(c->data.source, "csv");
   EXPECT_EQ(c->train.epochs, 2);
   EXPECT_EQ(c->train.batch_size, 32);  // Keras' default
+  EXPECT_EQ(c->train.optimizer.type, "adam");
+  EXPECT_DOUBLE_EQ(c->train.optimizer.epsilon, 1e-7);
   ASSERT_EQ(c->layers.size(), 1u);
   EXPECT_EQ(c->layers[0].units, 4);
   EXPECT_EQ(c->layers[0].activation, "relu");
   EXPECT_EQ(c->text, kBase);
-}
-
-// As Keras' compile(), whose optimizer defaults to "rmsprop", with RMSprop's own defaults.
-TEST(Config, OmittedOptimizerIsRmsPropWithKerasDefaults) {
-  std::string with_table = kBase;
-  with_table += "[train.optimizer]\nlearning_rate = 0.01\n";
-  for (const std::string& text : {std::string(kBase), with_table}) {
-    auto c = parse_config(text, "run.toml", "");
-    ASSERT_TRUE(c.ok()) << c.error().message;
-    const OptimizerConfig& o = c->train.optimizer;
-    EXPECT_EQ(o.type, "rmsprop");
-    EXPECT_DOUBLE_EQ(o.learning_rate, text == kBase ? 0.001 : 0.01);
-    EXPECT_DOUBLE_EQ(o.rho, 0.9);
-    EXPECT_DOUBLE_EQ(o.epsilon, 1e-7);
-    EXPECT_DOUBLE_EQ(o.momentum, 0);
-    EXPECT_FALSE(o.centered);
-  }
 }
 
 TEST(Config, RmsPropTakesMomentumAndCentered) {
@@ -210,8 +195,8 @@ TEST(Config, KeysOfAnotherKindOfLayerOptimizerOrSourceAreRefused) {
        {"model.layers[0]={type=\"Dense\",units=3,filters=2}",
         "unknown key 'model.layers[0].filters' for a Dense layer"},
        {"train.optimizer.weight_decay=0.1",
-        "unknown key 'train.optimizer.weight_decay' for the rmsprop optimizer"},
-       {"train.optimizer.nesterov=true", "unknown key 'train.optimizer.nesterov' for the rmsprop optimizer"},
+        "unknown key 'train.optimizer.weight_decay' for the adam optimizer"},
+       {"train.optimizer.momentum=0.9", "unknown key 'train.optimizer.momentum' for the adam optimizer"},
        {"data.samples=10",
         "unknown key 'data.samples' for data.source = \"csv\" (from the name of data.path)"},
        {"data.labels=\"y.npy\"", "unknown key 'data.labels' for data.source = \"csv\""}});

@@ -159,9 +159,7 @@ std::string thread_dependent_config(int threads) {
          "[[model.layers]]\ntype = \"Dense\"\nunits = 4\nactivation = \"relu\"\n"
          "[[model.layers]]\ntype = \"Dense\"\nunits = 2\nactivation = \"softmax\"\n"
          "[train]\nepochs = 2\nbatch_size = 2048\nloss = \"sparse_categorical_crossentropy\"\n"
-         "[train.optimizer]\ntype = \"adam\"\n"
-         "[runtime]\npolicy = \"default\"\nthreads = " +
-         std::to_string(threads) + "\n";
+         "[runtime]\npolicy = \"default\"\nthreads = " + std::to_string(threads) + "\n";
 }
 
 TEST_F(Scenario, FewerThreadsDivergeAtTheFirstThreadDependentOpOfStepZero) {
