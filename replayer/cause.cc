@@ -86,7 +86,7 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in) {
     std::vector<std::string> fine;
     std::string own_stream = d.site;
     for (const auto& [stream, n] : in.matched_draws)
-      if (stream != own_stream) fine.push_back(stream + " (" + std::to_string(n) + " draws)");
+      if (stream != own_stream) fine.push_back(stream + " (" + counted(n, "draw") + ")");
     if (!fine.empty()) detail += "; other streams unaffected: " + join(fine, ", ");
     return {"rng", detail};
   }

@@ -92,12 +92,6 @@ struct StepStream {
   }
 };
 
-std::string fmt(double v) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%.6g", v);
-  return b;
-}
-
 // The report's per-step views, thinned to at most kMaxPoints points so memory stays bounded: point i covers
 // steps first + i * stride .. first + (i + 1) * stride - 1, with the losses of its first step, and a layer
 // is marked at a point when one of its probes differed in any of the point's steps.
@@ -353,7 +347,10 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     std::string line;
     for (const auto& [k, v] : sa.epochs[e].logs)
       for (const auto& [k2, v2] : sb.epochs[e].logs)
-        if (k == k2) line += (line.empty() ? "" : ", ") + k + " " + fmt(v) + " vs " + fmt(v2);
+        if (k == k2) {
+          const auto [va, vb] = side_by_side(v, v2);
+          line += (line.empty() ? "" : ", ") + k + " " + va + " vs " + vb;
+        }
     rep.notes.push_back("epoch " + std::to_string(e + 1) + ": " + line);
   }
 

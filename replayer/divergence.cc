@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <sstream>
+#include <string_view>
 
 #include "traces/trace.h"
 
@@ -60,6 +61,15 @@ std::string round_trip(double v) {
   char buf[32];
   const auto r = std::to_chars(buf, buf + sizeof buf, v);
   return std::string(buf, r.ptr);
+}
+
+std::pair<std::string, std::string> side_by_side(double a, double b) {
+  char sa[40], sb[40];
+  for (int digits = 6;; ++digits) {
+    std::snprintf(sa, sizeof sa, "%.*g", digits, a);
+    std::snprintf(sb, sizeof sb, "%.*g", digits, b);
+    if (std::string_view(sa) != sb || same_bits(a, b) || digits >= 17) return {sa, sb};
+  }
 }
 
 std::string counted(int64_t n, const std::string& noun) {

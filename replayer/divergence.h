@@ -76,6 +76,9 @@ struct DivergenceReport {
 // The shortest text that reads back as the same double ("0.1", not "0.10000000000000001"): two different
 // values never print alike.
 std::string round_trip(double v);
+// Two values to show side by side, with 6 significant digits or as many more as tell them apart (values
+// that differ never print alike; equal ones print alike).
+std::pair<std::string, std::string> side_by_side(double a, double b);
 // "1 step", "2 steps".
 std::string counted(int64_t n, const std::string& noun);
 

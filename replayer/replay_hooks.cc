@@ -311,12 +311,12 @@ void ReplayHooks::step_end(const StepSummary& s) {
           diverge(divergence(s.step, g.empty() ? "update" : "backward", "step_end",
                              step_end_site(name, !g.empty()),
                              what_differs(name, !g.empty()) + " after step " + std::to_string(s.step) +
-                                 " (recorded loss " +
-                                 std::to_string(rec.loss) + ", replayed " + std::to_string(s.loss) + ")"));
+                                 " (recorded loss " + side_by_side(rec.loss, s.loss).first + ", replayed " +
+                                 side_by_side(rec.loss, s.loss).second + ")"));
         } else if (!same_bits(rec.loss, s.loss)) {
+          const auto [recorded, replayed] = side_by_side(rec.loss, s.loss);
           diverge(divergence(s.step, "forward", "step_end", "loss",
-                             "the loss differs: recorded " + std::to_string(rec.loss) + ", replayed " +
-                                 std::to_string(s.loss)));
+                             "the loss differs: recorded " + recorded + ", replayed " + replayed));
         }
       }
     }

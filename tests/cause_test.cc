@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "replayer/replayer.h"
 
 namespace trainrr {
@@ -83,6 +85,16 @@ TEST(EnvironmentDifferences, AnUnsetVariableAndAKeyAnOlderTraceLacksAreToldApart
   EXPECT_EQ(d[2].key, "lib.libc");
   EXPECT_EQ(d[2].recorded, "(not recorded)");
   EXPECT_EQ(d[2].replayed, "glibc 2.36");
+}
+
+TEST(SideBySide, DifferentValuesNeverPrintAlike) {
+  EXPECT_EQ(side_by_side(0.25, 0.5), std::make_pair(std::string("0.25"), std::string("0.5")));
+  EXPECT_EQ(side_by_side(0.1018021, 0.1018024),
+            std::make_pair(std::string("0.1018021"), std::string("0.1018024")));
+  const float f = 0.4420880079f;
+  const auto [a, b] = side_by_side(f, std::nextafter(f, 1.0f));
+  EXPECT_NE(a, b);
+  EXPECT_EQ(side_by_side(1.0 / 3, 1.0 / 3), std::make_pair(std::string("0.333333"), std::string("0.333333")));
 }
 
 }  // namespace
