@@ -95,7 +95,8 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in) {
     if (kind == "loader") {
       auto it = in.kernel_differences.find("data/loader");
       if (it != in.kernel_differences.end())
-        detail += "; loader recorded " + it->second.first + ", replayed " + it->second.second;
+        detail += "; loader " + it->second.first + " (" + in.name_a + "), " + it->second.second + " (" +
+                  in.name_b + ")";
       else if (d.detail.find("loader__ordered") != std::string::npos)
         detail += "; the ordered loader hands out the next batch, so the recorded order came from elsewhere "
                   "(a first-ready loader's race in the recording, or a hook)";
@@ -105,28 +106,26 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in) {
     return {kind, detail};
   }
 
-  // A probe or a step's parameters: the kernel at the op, then numerics.
-  if (!d.kernel_recorded.empty() && !d.kernel_replayed.empty() && d.kernel_recorded != d.kernel_replayed) {
-    std::string detail = "a different kernel ran at " + kernel_site_of(d.site) + ": " + d.kernel_recorded +
-                         " (recorded), " + d.kernel_replayed + " (replayed)";
-    const std::string isa_a = env_value(in.environment, "isa", true),
-                      isa_b = env_value(in.environment, "isa", false);
-    if (!isa_a.empty()) detail += "; instruction set " + isa_a + " vs " + isa_b;
-    const std::string th_a = env_value(in.environment, "threads", true),
-                      th_b = env_value(in.environment, "threads", false);
-    if (!th_a.empty()) detail += "; threads " + th_a + " vs " + th_b;
-    return {"kernel", detail};
-  }
+  // A probe or a step's parameters: the kernel at the op, then numerics. A kernel difference comes with the
+  // instruction sets and thread counts when they differ, as they usually decide it.
+  std::string context;
+  const std::string isa_a = env_value(in.environment, "isa", true),
+                    isa_b = env_value(in.environment, "isa", false);
+  if (!isa_a.empty()) context += "; instruction set " + isa_a + " vs " + isa_b;
+  const std::string th_a = env_value(in.environment, "threads", true),
+                    th_b = env_value(in.environment, "threads", false);
+  if (!th_a.empty()) context += "; threads " + th_a + " vs " + th_b;
+  if (!d.kernel_recorded.empty() && !d.kernel_replayed.empty() && d.kernel_recorded != d.kernel_replayed)
+    return {"kernel", "a different kernel ran at " + kernel_site_of(d.site) + ": " + d.kernel_recorded +
+                          " (" + in.name_a + "), " + d.kernel_replayed + " (" + in.name_b + ")" + context};
   if (d.kernel_replayed.empty() && !in.kernel_differences.empty()) {
     std::vector<std::string> ks;
     for (const auto& [site, ab] : in.kernel_differences)
       ks.push_back(site + ": " + ab.first + " vs " + ab.second);
-    return {"kernel", "kernel selections differ: " + join(ks, "; ")};
+    return {"kernel", "kernel selections differ: " + join(ks, "; ") + context};
   }
   const std::string kernel = d.kernel_replayed.empty() ? d.kernel_recorded : d.kernel_replayed;
   const Kernel* k = in.registry && !kernel.empty() ? in.registry->find(kernel) : nullptr;
-  const std::string th_a = env_value(in.environment, "threads", true),
-                    th_b = env_value(in.environment, "threads", false);
   if (k && !k->info.deterministic)
     return {"numeric", "same kernel " + kernel +
                            ", same inputs, different output: it accumulates in completion "
@@ -151,8 +150,10 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in) {
   if (!in.order_differences.empty()) {
     std::vector<std::string> sites;
     for (const auto& [site, step] : in.order_differences) sites.push_back(site + " (step " + std::to_string(step) + ")");
-    return {"numeric", "kernels that accumulate in completion order (declared nondeterministic) combined their "
-                       "partials in another order than recorded at " + join(sites, ", ")};
+    return {"numeric",
+            "kernels that accumulate in completion order (declared nondeterministic) combined their "
+            "partials in different orders in the " +
+                in.name_a + " and the " + in.name_b + " run at " + join(sites, ", ")};
   }
   std::vector<std::string> env;
   for (const auto& e : in.environment) env.push_back(e.key);

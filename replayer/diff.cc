@@ -355,6 +355,15 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   }
 
   if (identical) {
+    // Two kernels can compute the same bits (a first-ready and an ordered loader that happened to hand out
+    // the same batches, say): the runs are identical, their choices were not.
+    if (!ci.kernel_differences.empty()) {
+      rep.same_choices = false;
+      std::string ks;
+      for (const auto& [site, ab] : ci.kernel_differences)
+        ks += (ks.empty() ? "" : "; ") + site + ": " + ab.first + " vs " + ab.second;
+      rep.notes.push_back("the kernel selections differ (" + ks + "), yet every compared value is the same");
+    }
     res.exit_code = 0;
     return res;
   }

@@ -149,8 +149,10 @@ std::string summary_str(const Summary& s) {
 std::string report_text(const DivergenceReport& r) {
   std::ostringstream o;
   if (!r.diverged) {
-    o << (r.command == "diff" ? "identical: the two runs made the same choices and computed the same bits"
-                              : "reproduced bit for bit");
+    o << (r.command != "diff" ? "reproduced bit for bit"
+          : r.same_choices
+              ? "identical: the two runs made the same choices and computed the same bits"
+              : "identical: the two runs computed the same bits, with other kernels at some sites");
     for (const auto& [k, v] : r.facts) {
       if (k != "steps compared") continue;
       int64_t n = 0;

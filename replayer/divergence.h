@@ -70,6 +70,7 @@ struct DivergenceReport {
   int64_t step_stride = 1;
   std::vector<double> loss_a, loss_b;
   std::string label_a = "recorded", label_b = "replayed";
+  bool same_choices = true;  // diff: false when identical runs selected different kernels somewhere
   std::vector<std::pair<std::string, std::vector<int>>> layer_divergence;  // layer -> per point 0/1
 };
 

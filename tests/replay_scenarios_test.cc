@@ -573,6 +573,54 @@ TEST_F(Scenario, ChangedLearningRateIsConfig) {
   EXPECT_TRUE(has(bis.output, "every recorded choice forced")) << bis.output;
 }
 
+// Both runs take their batches in order; one through the first-ready loader, one through the ordered one.
+class InOrderWithLoader : public InOrderBatches {
+ public:
+  InOrderWithLoader(Hooks& in, std::string loader) : InOrderBatches(in), loader_(std::move(loader)) {}
+  void kernel_selected(KernelChoice& c) override {
+    if (c.site == "data/loader") c.chosen = loader_;
+    in_.kernel_selected(c);
+  }
+
+ private:
+  std::string loader_;
+};
+
+TEST_F(Scenario, IdenticalRunsThroughOtherKernelsAreNotSaidToHaveMadeTheSameChoices) {
+  const std::string cfg = config(breast_cancer_config("seed = 9\n", kBreastCancer, "", "", "threads = 2\n"));
+  const std::string a = dir.file("first_ready.trr"), b = dir.file("ordered.trr");
+  ASSERT_EQ(record_via_api(
+                cfg, {}, a,
+                [](Hooks& in) { return std::make_unique<InOrderWithLoader>(in, "loader__first_ready"); }),
+            "");
+  ASSERT_EQ(
+      record_via_api(cfg, {}, b,
+                     [](Hooks& in) { return std::make_unique<InOrderWithLoader>(in, "loader__ordered"); }),
+      "");
+  CommandResult d = trainrr("diff " + a + " " + b);
+  EXPECT_EQ(d.exit_code, 0) << d.output;
+  EXPECT_TRUE(
+      has(d.output, "identical: the two runs computed the same bits, with other kernels at some sites"))
+      << d.output;
+  EXPECT_TRUE(
+      has(d.output, "the kernel selections differ (data/loader: loader__first_ready vs loader__ordered)"))
+      << d.output;
+  EXPECT_FALSE(has(d.output, "made the same choices")) << d.output;
+}
+
+TEST_F(Scenario, KernelSelectionsThatDifferAtLevelStepComeWithTheInstructionSets) {
+  if (detect_isa() == Isa::generic) GTEST_SKIP() << "this CPU has only the generic instruction set";
+  const std::string cfg = config(breast_cancer_config("seed = 9\n", kBreastCancer, "", "", "threads = 1\n"));
+  const std::string trace = dir.file("step.trr");
+  ASSERT_EQ(trainrr("record " + cfg + " -o " + trace).exit_code, 0);
+  CommandResult r =
+      run_trainrr_env("TRAINRR_ISA=generic", "replay " + trace + " --force rng,split,shuffle,loader");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "cause: kernel: kernel selections differ: ")) << r.output;
+  EXPECT_TRUE(has(r.output, std::string("; instruction set ") + isa_name(detect_isa()) + " vs generic"))
+      << r.output;
+}
+
 TEST_F(Scenario, ARecordedBatchThatTheReplayedEpochLacksIsALoaderDivergenceNotACrash) {
   const std::string cfg = config(breast_cancer_config("seed = 9\n", kBreastCancer, "", "", "threads = 1\n"));
   const std::string trace = dir.file("batches.trr");
