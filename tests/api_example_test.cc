@@ -1,0 +1,71 @@
+// The README's C++ API example: its text is the program's, and the program records a run that replays.
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "tests/test_util.h"
+
+namespace trainrr::testing {
+namespace {
+
+std::string file_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// The lines between "// README begin" and "// README end", less the function body's two-space indent.
+std::string marked_region(const std::string& source) {
+  const std::string begin = "  // README begin\n", end = "  // README end\n";
+  const size_t from = source.find(begin), to = source.find(end);
+  if (from == std::string::npos || to == std::string::npos || to < from) return "";
+  std::istringstream lines(source.substr(from + begin.size(), to - from - begin.size()));
+  std::string out;
+  for (std::string line; std::getline(lines, line);)
+    out += (line.rfind("  ", 0) == 0 ? line.substr(2) : line) + "\n";
+  return out;
+}
+
+// The first ```cpp block after the README's "## The C++ API" heading.
+std::string readme_block(const std::string& readme) {
+  const size_t section = readme.find("## The C++ API\n");
+  if (section == std::string::npos) return "";
+  const size_t open = readme.find("```cpp\n", section);
+  if (open == std::string::npos) return "";
+  const size_t from = open + 7, to = readme.find("```\n", from);
+  return to == std::string::npos ? "" : readme.substr(from, to - from);
+}
+
+TEST(ApiExample, TheReadmeQuotesTheProgramVerbatim) {
+  const std::string region =
+      marked_region(file_text(std::string(TRAINRR_SOURCE_DIR) + "/examples/api_example.cc"));
+  ASSERT_FALSE(region.empty());
+  EXPECT_EQ(readme_block(file_text(std::string(TRAINRR_SOURCE_DIR) + "/README.md")), region);
+}
+
+#ifdef TRAINRR_API_EXAMPLE
+TEST(ApiExample, RecordsARunThatReplaysBitForBit) {
+  TempDir dir;
+  const std::string trace = dir.file("api.trr");
+  const std::string cmd =
+      std::string(TRAINRR_API_EXAMPLE) + " " + example("breast_cancer.toml") + " " + trace + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string output;
+  char buf[256];
+  while (std::fgets(buf, sizeof buf, p)) output += buf;
+  ASSERT_EQ(pclose(p), 0) << output;
+  EXPECT_NE(output.find("test: loss "), std::string::npos) << output;
+  const CommandResult replay = run_trainrr("replay " + trace);
+  EXPECT_EQ(replay.exit_code, 0) << replay.output;
+  EXPECT_NE(replay.output.find("reproduced bit for bit (45 steps compared)"), std::string::npos)
+      << replay.output;
+}
+#endif
+
+}  // namespace
+}  // namespace trainrr::testing
