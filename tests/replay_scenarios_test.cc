@@ -293,6 +293,36 @@ TEST_F(Scenario, ReplayRestartsWithTheRecordingsOpenblasCode) {
   EXPECT_TRUE(has(free.output, "core=" + openblas_core())) << free.output;
 }
 
+TEST_F(Scenario, TrainrrIsaKeepsOpenblasWithinTheInstructionSetToo) {
+  // OpenBLAS's own pick here needs more than AVX2 (an AVX-512 CPU), and its Haswell code runs here.
+  if (openblas_core_runs_on(openblas_core(), cpu_flags(), Isa::avx2) ||
+      !openblas_core_runs_on("Haswell", cpu_flags(), Isa::avx2))
+    GTEST_SKIP() << "OpenBLAS runs its " << openblas_core() << " code here, which AVX2 allows";
+  const std::string cfg = config(breast_cancer_config("seed = 4\n", kBreastCancer, "", "", "threads = 1\n"));
+  const std::string trace = dir.file("avx2.trr");
+  CommandResult rec =
+      run_trainrr_env("env -u OPENBLAS_CORETYPE TRAINRR_ISA=avx2", "record " + cfg + " -o " + trace);
+  ASSERT_EQ(rec.exit_code, 0) << rec.output;
+  EXPECT_TRUE(has(rec.output,
+                  "note: OpenBLAS runs its Haswell code, the best within TRAINRR_ISA=avx2, restarted with "
+                  "OPENBLAS_CORETYPE=Haswell (this CPU's own pick is " +
+                      openblas_core() + ")"))
+      << rec.output;
+  CommandResult show = trainrr("show " + trace);
+  EXPECT_TRUE(has(show.output, "core=Haswell")) << show.output;
+  EXPECT_TRUE(has(show.output, "isa: avx2")) << show.output;
+  // Replayed without TRAINRR_ISA, the recorded code runs again.
+  CommandResult r = run_trainrr_env("env -u OPENBLAS_CORETYPE", "replay " + trace);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(has(r.output, "restarted with OPENBLAS_CORETYPE=Haswell")) << r.output;
+  // train does the same; a user's OPENBLAS_CORETYPE is left as it is.
+  CommandResult train = run_trainrr_env("env -u OPENBLAS_CORETYPE TRAINRR_ISA=avx2", "train " + cfg);
+  EXPECT_TRUE(has(train.output, "OPENBLAS_CORETYPE=Haswell")) << train.output;
+  CommandResult mine = run_trainrr_env("OPENBLAS_CORETYPE=Prescott TRAINRR_ISA=avx2", "train " + cfg);
+  EXPECT_EQ(mine.exit_code, 0) << mine.output;
+  EXPECT_FALSE(has(mine.output, "restarted")) << mine.output;
+}
+
 TEST_F(Scenario, OpenblasRunningOtherCodeIsNumericWithBothCodesNamed) {
   const std::string other = other_openblas_core();
   if (other.empty()) GTEST_SKIP() << "no OpenBLAS code for another CPU runs here";

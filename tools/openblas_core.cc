@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <optional>
 
 #include "engine/kernels/kernel_registry.h"
 #include "engine/kernels/matmul_openblas.h"
@@ -15,9 +16,9 @@
 namespace trainrr::cli {
 namespace {
 
-// Set in the restarted process to this CPU's own OpenBLAS code, for the note; removed before the
-// environment is captured.
-constexpr const char* kRestartedFrom = "TRAINRR_OPENBLAS_RESTARTED_FROM";
+// Set for the restarted process: the note it reports once OpenBLAS runs the code it was restarted for.
+// Removed before the run captures its environment.
+constexpr const char* kRestartNote = "TRAINRR_OPENBLAS_RESTART_NOTE";
 
 std::string recorded_openblas(const trace::TraceHeader& h) {
   for (const auto& [key, value] : h.environment)
@@ -39,51 +40,94 @@ std::vector<std::string> own_arguments() {
   return args;
 }
 
-// Runs this program again with the same arguments; returns only if that failed (the reason).
-std::string restart() {
+// Runs this program again with the same arguments and OPENBLAS_CORETYPE=core; the restarted process reports
+// `note`. Returns only if that failed: a note saying so.
+std::vector<std::string> restart_with(const std::string& core, const std::string& note) {
   std::vector<std::string> args = own_arguments();
-  if (args.empty()) return "its arguments could not be read from /proc/self/cmdline";
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::fflush(stdout);
-  std::fflush(stderr);
-  ::execv("/proc/self/exe", argv.data());
-  return std::strerror(errno);
+  std::string why = "its arguments could not be read from /proc/self/cmdline";
+  if (!args.empty()) {
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
+    ::setenv(kRestartNote, note.c_str(), 1);
+    std::fflush(stdout);
+    std::fflush(stderr);
+    ::execv("/proc/self/exe", argv.data());
+    why = std::strerror(errno);
+    ::unsetenv("OPENBLAS_CORETYPE");
+    ::unsetenv(kRestartNote);
+  }
+  return {"restarting with OPENBLAS_CORETYPE=" + core + " failed (" + why + "): OpenBLAS runs its " +
+          openblas_core() + " code"};
+}
+
+// In a restarted process: its note, or why OpenBLAS does not run the code asked for. nullopt otherwise.
+std::optional<std::vector<std::string>> restarted_notes() {
+  const char* note = std::getenv(kRestartNote);
+  if (!note) return std::nullopt;
+  const std::string text = note;
+  ::unsetenv(kRestartNote);
+  const char* asked = std::getenv("OPENBLAS_CORETYPE");
+  if (asked && openblas_core() == asked) return std::vector<std::string>{text};
+  return std::vector<std::string>{
+      "OpenBLAS did not take OPENBLAS_CORETYPE=" + std::string(asked ? asked : "") + " and runs its " +
+      openblas_core() + " code"};
+}
+
+// OpenBLAS's best code within an instruction set, when this CPU runs it.
+std::string best_core_within(Isa isa, const std::vector<std::string>& flags) {
+  const char* core = isa == Isa::avx512 ? "SkylakeX" : isa == Isa::avx2 ? "Haswell" : "Prescott";
+  return openblas_core_runs_on(core, flags, isa) ? core : "";
+}
+
+// Keeps OpenBLAS within TRAINRR_ISA, restarting with its best code there when its own pick needs more.
+// `before` (a note about the recording's code, or "") leads the note.
+std::vector<std::string> within_isa(const std::string& before) {
+  const std::string have = openblas_core();
+  auto unchanged = [&]() {
+    return before.empty() ? std::vector<std::string>{}
+                          : std::vector{before + ": OpenBLAS runs its " + have + " code here"};
+  };
+  auto isa = runtime_isa();
+  if (!isa || *isa == detect_isa()) return unchanged();
+  const std::vector<std::string> flags = cpu_flags();
+  if (openblas_core_runs_on(have, flags, *isa)) return unchanged();
+  const std::string want = best_core_within(*isa, flags);
+  if (want.empty()) return unchanged();
+  return restart_with(want, before + (before.empty() ? "" : ": ") + "OpenBLAS runs its " + want +
+                                " code, the best within TRAINRR_ISA=" + isa_name(*isa) +
+                                ", restarted with OPENBLAS_CORETYPE=" + want + " (this CPU's own pick is " +
+                                have + ")");
 }
 
 }  // namespace
 
 std::vector<std::string> use_recorded_openblas_core(const trace::TraceHeader& recorded) {
+  if (auto notes = restarted_notes()) return *notes;
   const std::string want = openblas_core_in(recorded_openblas(recorded));
   const std::string have = openblas_core();
-  if (const char* from = std::getenv(kRestartedFrom)) {
-    const std::string own = from;
-    ::unsetenv(kRestartedFrom);
-    if (have == want)
-      return {"OpenBLAS runs its " + want +
-              " code, as recorded: the replay restarted with OPENBLAS_CORETYPE=" + want +
-              " (this CPU's own pick is " + own + ")"};
-    return {"OpenBLAS did not take OPENBLAS_CORETYPE=" + want + " and runs its " + have +
-            " code; the recording's ran its " + want + " code"};
-  }
-  if (want.empty() || want == have) return {};
-  if (const char* set = std::getenv("OPENBLAS_CORETYPE"))
+  if (const char* set = std::getenv("OPENBLAS_CORETYPE")) {
+    if (want.empty() || want == have) return {};
     return {std::string("OPENBLAS_CORETYPE=") + set + " is set here: OpenBLAS runs its " + have +
             " code; the recording's ran its " + want + " code"};
+  }
   auto isa = runtime_isa();
   if (!isa) return {};  // the replay reports the bad TRAINRR_ISA
-  if (!openblas_core_runs_on(want, cpu_flags(), *isa))
-    return {"the recording's OpenBLAS ran its " + want + " code, which this CPU cannot run" +
-            (*isa < detect_isa() ? std::string(" under TRAINRR_ISA=") + isa_name(*isa) : std::string()) +
-            ": OpenBLAS runs its " + have + " code here"};
-  ::setenv("OPENBLAS_CORETYPE", want.c_str(), 1);
-  ::setenv(kRestartedFrom, have.c_str(), 1);
-  const std::string why = restart();
-  ::unsetenv("OPENBLAS_CORETYPE");
-  ::unsetenv(kRestartedFrom);
-  return {"the recording's OpenBLAS ran its " + want + " code; restarting with OPENBLAS_CORETYPE=" + want +
-          " failed (" + why + "): OpenBLAS runs its " + have + " code here"};
+  if (want.empty() || want == have) return within_isa("");
+  if (openblas_core_runs_on(want, cpu_flags(), *isa))
+    return restart_with(want, "OpenBLAS runs its " + want +
+                                  " code, as recorded: the replay restarted with OPENBLAS_CORETYPE=" + want +
+                                  " (this CPU's own pick is " + have + ")");
+  return within_isa(
+      "the recording's OpenBLAS ran its " + want + " code, which this CPU cannot run" +
+      (*isa < detect_isa() ? std::string(" under TRAINRR_ISA=") + isa_name(*isa) : std::string()));
+}
+
+std::vector<std::string> keep_openblas_within_isa() {
+  if (auto notes = restarted_notes()) return *notes;
+  if (std::getenv("OPENBLAS_CORETYPE")) return {};  // the user's choice
+  return within_isa("");
 }
 
 }  // namespace trainrr::cli

@@ -1,8 +1,8 @@
 #pragma once
-// Serving a recording's OpenBLAS code back. OpenBLAS picks its code for the CPU when the process loads it
-// (Cooperlake, Haswell, Prescott, ...), so two machines can run the same kernel id through different machine
-// code and round differently. A replay that forces the recorded kernels restarts itself once with
-// OPENBLAS_CORETYPE naming the recording's code, when this CPU can run it.
+// Which code OpenBLAS runs. OpenBLAS picks its code for the CPU when the process loads it (Cooperlake,
+// Haswell, Prescott, ...), so two machines can run the same kernel id through different machine code and
+// round differently. OPENBLAS_CORETYPE names the code to use instead, and is read only at load: these
+// functions restart the process once with it set, when they must, and do not return then.
 
 #include <string>
 #include <vector>
@@ -11,10 +11,15 @@
 
 namespace trainrr::cli {
 
-// Call before anything else runs in a replay that forces the recorded kernels. When the recording's
-// OpenBLAS ran other code than this process's and this CPU can run it, re-executes this process with
-// OPENBLAS_CORETYPE set and does not return. Otherwise returns the notes for the report: what the restart
-// did (in the restarted process), or why this process's OpenBLAS code differs from the recording's.
+// For a replay that forces the recorded kernels: runs the recording's OpenBLAS code when this CPU (and
+// TRAINRR_ISA) allows it, else keeps OpenBLAS within TRAINRR_ISA as keep_openblas_within_isa() does.
+// Returns the notes for the report.
 std::vector<std::string> use_recorded_openblas_core(const trace::TraceHeader& recorded);
+
+// For train, record and a replay that does not force the kernels: under a TRAINRR_ISA lower than this CPU's,
+// OpenBLAS must not run code above it either, so that the run is the one another CPU would make. Restarts
+// with the best code within TRAINRR_ISA (Haswell for avx2, Prescott for generic) when OpenBLAS's own pick
+// needs more. Returns notes (what a restart did, in the restarted process).
+std::vector<std::string> keep_openblas_within_isa();
 
 }  // namespace trainrr::cli

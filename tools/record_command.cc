@@ -11,6 +11,7 @@
 #include "engine/kernels/kernel_registry.h"
 #include "recorder/recorder.h"
 #include "tools/commands.h"
+#include "tools/openblas_core.h"
 #include "tools/run_common.h"
 #include "tools/trace_text.h"
 #include "traces/trace_reader.h"
@@ -57,6 +58,8 @@ Status check_output(const std::string& out, const std::string& config_path, cons
 }
 
 int run_record(const RecordArgs& a) {
+  // Before anything is read (a configuration from a pipe is read once): OpenBLAS within TRAINRR_ISA.
+  for (const std::string& note : keep_openblas_within_isa()) std::fprintf(stderr, "note: %s\n", note.c_str());
   auto config = load_config(a.config, a.overrides);
   if (!config) {
     print_error(config.error().message);

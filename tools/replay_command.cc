@@ -52,9 +52,11 @@ int run_replay(const ReplayArgs& a) {
     return kBadInput;
   }
   std::vector<std::string> openblas_notes;
-  if (force->kernels)
-    if (auto reader = trace::TraceReader::open(a.trace))
-      openblas_notes = use_recorded_openblas_core((*reader)->header());
+  if (!force->kernels) {
+    openblas_notes = keep_openblas_within_isa();
+  } else if (auto reader = trace::TraceReader::open(a.trace)) {
+    openblas_notes = use_recorded_openblas_core((*reader)->header());
+  }
   ReplayOptions o;
   o.trace_path = a.trace;
   o.force = *force;

@@ -6,6 +6,7 @@
 
 #include "engine/kernels/kernel_registry.h"
 #include "tools/commands.h"
+#include "tools/openblas_core.h"
 #include "tools/run_common.h"
 #include "tools/trace_text.h"
 
@@ -18,6 +19,8 @@ struct TrainArgs {
 };
 
 int run_train(const TrainArgs& a) {
+  // Before anything is read (a configuration from a pipe is read once): OpenBLAS within TRAINRR_ISA.
+  for (const std::string& note : keep_openblas_within_isa()) std::fprintf(stderr, "note: %s\n", note.c_str());
   auto config = load_config(a.config, a.overrides);
   if (!config) {
     print_error(config.error().message);
