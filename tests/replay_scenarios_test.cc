@@ -318,6 +318,9 @@ TEST_F(Scenario, TrainrrIsaKeepsOpenblasWithinTheInstructionSetToo) {
   // train does the same; a user's OPENBLAS_CORETYPE is left as it is.
   CommandResult train = run_trainrr_env("env -u OPENBLAS_CORETYPE TRAINRR_ISA=avx2", "train " + cfg);
   EXPECT_TRUE(has(train.output, "OPENBLAS_CORETYPE=Haswell")) << train.output;
+  CommandResult bis = run_trainrr_env("env -u OPENBLAS_CORETYPE TRAINRR_ISA=avx2", "bisect " + trace);
+  EXPECT_TRUE(has(bis.output, "the best within TRAINRR_ISA=avx2, restarted with OPENBLAS_CORETYPE=Haswell"))
+      << bis.output;
   CommandResult mine = run_trainrr_env("OPENBLAS_CORETYPE=Prescott TRAINRR_ISA=avx2", "train " + cfg);
   EXPECT_EQ(mine.exit_code, 0) << mine.output;
   EXPECT_FALSE(has(mine.output, "restarted")) << mine.output;

@@ -4,6 +4,7 @@
 
 #include "replayer/bisect.h"
 #include "tools/commands.h"
+#include "tools/openblas_core.h"
 #include "tools/report_output.h"
 #include "tools/trace_text.h"
 
@@ -19,6 +20,8 @@ struct BisectArgs {
 };
 
 int run_bisect(const BisectArgs& a) {
+  // The free side is this machine's run: OpenBLAS within TRAINRR_ISA, as replay --force none runs it.
+  const std::vector<std::string> openblas_notes = keep_openblas_within_isa();
   BisectOptions o;
   o.trace_path = a.trace;
   o.against = a.against;
@@ -30,6 +33,7 @@ int run_bisect(const BisectArgs& a) {
     print_error(r.error);
     return r.exit_code;
   }
+  r.report.notes.insert(r.report.notes.begin(), openblas_notes.begin(), openblas_notes.end());
   if (Status s = emit_report(r.report, a.out); !s) {
     print_error(s.error().message);
     return kBadInput;
