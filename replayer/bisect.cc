@@ -49,7 +49,7 @@ struct Suspect {
 
 // Stage 1: what the trace says without running the model.
 Suspect scan(const std::string& path, const trace::TraceHeader& header, const KernelRegistry& registry,
-             int64_t& steps, Status& status) {
+             int64_t& steps, Status& status, bool& damaged) {
   Suspect s;
   auto note = [&](int64_t step, const std::string& why) {
     if (s.step < 0 || step < s.step) s = {step, why};
@@ -68,6 +68,7 @@ Suspect scan(const std::string& path, const trace::TraceHeader& header, const Ke
     auto rec = (*reader)->next();
     if (!rec) {
       status = rec.error();
+      damaged = (*reader)->stopped() && !(*reader)->stopped()->truncated;
       break;
     }
     if (!rec->has_value()) break;
@@ -207,7 +208,9 @@ BisectResult bisect(const BisectOptions& o) {
     for (const auto& [k, v] : d.report.facts)
       if (k == "steps compared") res.steps_recorded = std::stoll(v);
   } else {
-    suspect = scan(o.trace_path, header, registry, res.steps_recorded, scan_status);
+    bool damaged = false;
+    suspect = scan(o.trace_path, header, registry, res.steps_recorded, scan_status, damaged);
+    if (damaged) res.damage = scan_status.error().message;
   }
   if (!scan_status.ok()) rep.notes.push_back(scan_status.error().message);
   say(o.log,

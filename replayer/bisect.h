@@ -8,6 +8,7 @@
 // choices of that window down to the smallest set that, forced, reproduces bit for bit.
 
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,7 @@ struct BisectResult {
   int64_t steps_executed = 0;
   int64_t steps_recorded = 0;
   int64_t replays = 0;  // delta-debugging replays
+  std::optional<std::string> damage;  // the trace is damaged there: the command exits 2 after its report
 };
 
 BisectResult bisect(const BisectOptions& options);

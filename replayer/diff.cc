@@ -313,7 +313,11 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     }
   }
   for (auto* s : {&sa, &sb})
-    if (!s->status.ok()) rep.notes.push_back(s->status.error().message);
+    if (!s->status.ok()) {
+      rep.notes.push_back(s->status.error().message);
+      if (s->reader->stopped() && !s->reader->stopped()->truncated && !res.damage)
+        res.damage = s->status.error().message;
+    }
   for (const auto& [site, k] : kernels_a)
     if (kernels_b.count(site) && kernels_b[site] != k) ci.kernel_differences[site] = {k, kernels_b[site]};
   ci.kernels = kernels_a;

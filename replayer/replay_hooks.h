@@ -61,6 +61,13 @@ class ReplayHooks : public Hooks {
   }
   // Whether the trace was read to its footer (the recording finished writing it).
   bool trace_ended_cleanly() const { return reader_->ended_cleanly(); }
+  // Why reading the trace stopped, when it stopped at damage (a changed or malformed message) rather than
+  // at the end of the file or where a recording was cut.
+  std::optional<std::string> trace_damage() const {
+    const auto& stop = reader_->stopped();
+    if (!stop || stop->truncated || status_.ok()) return std::nullopt;
+    return status_.error().message;
+  }
   // Draws that matched, per stream (evidence that other streams were unaffected).
   const std::map<std::string, int64_t>& matched_draws() const { return matched_draws_; }
 

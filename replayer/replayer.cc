@@ -346,6 +346,7 @@ ReplayResult replay(const ReplayOptions& o) {
     if (hooks.diverged() && !o.keep_going) break;
   }
   if (o.log && isatty(fileno(o.log))) std::fprintf(o.log, "\n");
+  res.damage = hooks.trace_damage();
   // A trace cut short (a killed recording) is compared as far as it goes, as show and diff read it; one
   // that holds every step but not its end (cut in the last checkpoint or the footer) says so too.
   if (!cut_short && t.step() == t.total_steps() && !hooks.diverged() && hooks.at_end() &&

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,9 @@ struct ReplayResult {
   std::string error;  // for exit codes 2 and 3
   DivergenceReport report;
   int64_t steps_executed = 0;  // every step run, the re-executions for element detail included
+  // Set when the trace is damaged (a message changed after it was written): what was compared stops before
+  // it, and the command exits 2 after its report.
+  std::optional<std::string> damage;
 };
 
 ReplayResult replay(const ReplayOptions& options);

@@ -1008,9 +1008,10 @@ TEST(DamagedTrace, AChangedStepIsNotComparedAndEveryReaderSaysTheFileIsDamaged) 
   ASSERT_FALSE(damaged.empty()) << "no step's loss lies verbatim in the file";
   const std::string why = "was changed after it was written (the file is damaged, not cut)";
 
-  // The steps before the changed one are compared; the changed one is not taken for a divergence.
+  // The steps before the changed one are compared; the changed one is not taken for a divergence, and the
+  // exit code says the trace is damaged.
   const CommandResult replay = run_trainrr("replay " + damaged);
-  EXPECT_EQ(replay.exit_code, 0) << replay.output;
+  EXPECT_EQ(replay.exit_code, 2) << replay.output;
   EXPECT_NE(replay.output.find("reproduced bit for bit (" + std::to_string(step) + " steps compared)"),
             std::string::npos)
       << replay.output;
@@ -1021,9 +1022,38 @@ TEST(DamagedTrace, AChangedStepIsNotComparedAndEveryReaderSaysTheFileIsDamaged) 
       << show.output;
   EXPECT_NE(show.output.find(why), std::string::npos) << show.output;
   const CommandResult diff = run_trainrr("diff " + trace + " " + damaged);
+  EXPECT_EQ(diff.exit_code, 2) << diff.output;
   EXPECT_NE(diff.output.find("B ends first, after " + std::to_string(step) + " steps"), std::string::npos)
       << diff.output;
   EXPECT_NE(diff.output.find(why), std::string::npos) << diff.output;
+  const CommandResult bisect = run_trainrr("bisect " + damaged);
+  EXPECT_EQ(bisect.exit_code, 2) << bisect.output;
+  EXPECT_NE(bisect.output.find(why), std::string::npos) << bisect.output;
+}
+
+TEST(DamagedTrace, AChangedHeaderIsRefusedByEveryReader) {
+  TempDir dir;
+  const std::string trace = dir.file("run.trr");
+  ASSERT_EQ(run_trainrr("record " + example("breast_cancer.toml") + " -o " + trace + " --set train.epochs=1")
+                .exit_code,
+            0);
+  // The configuration text lies in the header verbatim: change its learning rate.
+  std::ifstream in(trace, std::ios::binary);
+  std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  const size_t at = bytes.find("learning_rate = 0.001");
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + std::string("learning_rate = 0.00").size()] = '3';
+  const std::string damaged = dir.file("damaged.trr");
+  std::ofstream(damaged, std::ios::binary) << bytes;
+  for (const std::string& command :
+       {"show " + damaged, "replay " + damaged, "diff " + trace + " " + damaged}) {
+    const CommandResult r = run_trainrr(command);
+    EXPECT_EQ(r.exit_code, 2) << command << "\n" << r.output;
+    EXPECT_NE(r.output.find("byte 0: this message, or the digest of it that the next message"),
+              std::string::npos)
+        << command << "\n"
+        << r.output;
+  }
 }
 
 }  // namespace

@@ -38,7 +38,7 @@ int run_bisect(const BisectArgs& a) {
     print_error(s.error().message);
     return kBadInput;
   }
-  return r.exit_code;
+  return exit_after_report(r.exit_code, r.damage);
 }
 
 }  // namespace

@@ -25,7 +25,7 @@ int run_diff(const DiffArgs& args) {
     print_error(s.error().message);
     return kBadInput;
   }
-  return r.exit_code;
+  return exit_after_report(r.exit_code, r.damage);
 }
 
 }  // namespace

@@ -79,7 +79,7 @@ int run_replay(const ReplayArgs& a) {
     print_error(s.error().message);
     return kBadInput;
   }
-  return r.exit_code;
+  return exit_after_report(r.exit_code, r.damage);
 }
 
 }  // namespace

@@ -10,6 +10,9 @@
 #include <fstream>
 #include <string_view>
 
+#include "tools/commands.h"
+#include "tools/trace_text.h"
+
 namespace trainrr::cli {
 namespace fs = std::filesystem;
 
@@ -59,6 +62,12 @@ Status emit_report(const DivergenceReport& report, const ReportOutput& out) {
     if (!out.json) std::printf("report: %s\n", out.html.c_str());
   }
   return {};
+}
+
+int exit_after_report(int exit_code, const std::optional<std::string>& damage) {
+  if (!damage) return exit_code;
+  print_error(*damage + "; the report compares what lies before it");
+  return kBadInput;
 }
 
 }  // namespace trainrr::cli

@@ -275,17 +275,26 @@ struct TraceReader::Impl {
   // Compares the digest that the message at `next` holds with that of the message at `offset`, just read
   // (`previous`). A next message that cannot be framed or decoded is left for the next read to report.
   Status check_against_next(uint64_t offset, uint64_t next) {
-    if (!previous || next >= size) return {};
+    if (!previous || next >= size || after_footer) return {};  // nothing may follow a footer: next() says so
     auto frame = frame_at(next);
-    if (!frame || !*frame) return {};
+    // A file that ends inside the next message is a recording cut there: this one was written whole. Any
+    // other failure to read the next message leaves this one unvouched for, and a changed byte in its framing
+    // looks just like that (the next message then starts at the wrong byte).
+    auto unvouched = [&](const std::string& why) {
+      return error_at(offset, "the message after this one (at byte " + std::to_string(next) +
+                                  ") cannot be read (" + why +
+                                  "): this message was changed after it was written (the file is damaged, "
+                                  "not cut)");
+    };
+    if (!frame) return truncated_tail ? Status{} : Status{unvouched(error_what)};
+    if (!*frame) return {};
     peeked = std::pair<uint64_t, Frame>(next, **frame);
     std::optional<uint32_t> held;
     KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
                    capnp::FlatArrayMessageReader message((*frame)->words, options_for((*frame)->words));
                    held = message.getRoot<schema::Message>().getPrevious();
                  })) {
-      (void)e;  // a malformed next message: the next read reports it
-      return {};
+      return unvouched(e->getDescription().cStr());
     }
     if (held && *held != *previous)
       return error_at(offset, "this message, or the digest of it that the next message (at byte " +
@@ -729,7 +738,11 @@ Status TraceReader::read_header() {
     header_size_ = bytes;
     m.pos = header_size_;
     m.chained = header_.format_version >= 3;
-    if (m.chained) m.previous = m.digest_at(0, bytes);
+    if (m.chained) {
+      m.previous = m.digest_at(0, bytes);
+      // The first message vouches for the header, as each message does for the one before it.
+      if (Status vouched = m.check_against_next(0, bytes); !vouched) return vouched;
+    }
     return {};
   });
 }

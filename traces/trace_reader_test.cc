@@ -467,6 +467,35 @@ TEST(TraceIntegrity, AChangedMessageIsDamageNamedAtItsOffset) {
   std::remove(path.c_str());
 }
 
+// Whatever byte of step 2 changes, and however (its values, or its framing so that the next message starts
+// at the wrong byte), step 2 is never handed out with other values than written.
+TEST(TraceIntegrity, NoChangedByteOfAStepReachesTheCaller) {
+  const std::string path = temp_path("every_byte.trr");
+  const SampleTrace sample = write_sample_trace(path, 4);
+  const std::vector<uint8_t> original = read_file(path);
+  const uint64_t from = sample.message_ends[3], to = sample.message_ends[4];
+  int refused = 0;
+  for (uint64_t at = from; at < to; ++at) {
+    for (const uint8_t mask : {uint8_t{0x01}, uint8_t{0x80}}) {
+      std::vector<uint8_t> bytes = original;
+      bytes[at] ^= mask;
+      auto r = TraceReader::open_memory(bytes, "changed.trr");
+      ASSERT_TRUE(r) << r.error().message;
+      ReadAll all = read_all(**r);
+      for (const TraceRecord& rec : all.records) {
+        const auto* step = std::get_if<TraceStep>(&rec.value);
+        if (step && step->index == 2) {
+          EXPECT_TRUE(*step == sample.steps[2])
+              << "byte " << at << " ^ " << int{mask} << " reached the caller";
+        }
+      }
+      refused += all.error.has_value();
+    }
+  }
+  EXPECT_EQ(refused, static_cast<int>(2 * (to - from)));
+  std::remove(path.c_str());
+}
+
 TEST(TraceIntegrity, TheUnchangedFileReadsToItsFooterAndASeekReadsOnWithoutTheEarlierMessage) {
   const std::string path = temp_path("chained.trr");
   const SampleTrace sample = write_sample_trace(path, 4);
