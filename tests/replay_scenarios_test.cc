@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -281,6 +282,15 @@ TEST_F(Scenario, ReplayRestartsWithTheRecordingsOpenblasCode) {
                                 " (this CPU's own pick is " + openblas_core() + ")"))
       << r.output;
   EXPECT_FALSE(has(r.output, "lib.openblas")) << r.output;  // no difference left in the environment
+  // A recording that named its core in its own spelling gets the same spelling back: no difference is left.
+  std::string lower = other;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const std::string spelled = dir.file("spelled.trr");
+  ASSERT_EQ(run_trainrr_env("OPENBLAS_CORETYPE=" + lower, "record " + cfg + " -o " + spelled).exit_code, 0);
+  CommandResult same = run_trainrr_env("env -u OPENBLAS_CORETYPE", "replay " + spelled);
+  EXPECT_EQ(same.exit_code, 0) << same.output;
+  EXPECT_TRUE(has(same.output, "restarted with OPENBLAS_CORETYPE=" + lower + " (")) << same.output;
+  EXPECT_FALSE(has(same.output, "env.OPENBLAS_CORETYPE")) << same.output;
   CommandResult json = run_trainrr_env("env -u OPENBLAS_CORETYPE", "replay " + trace + " --json");
   EXPECT_EQ(json.exit_code, 0) << json.output;
   EXPECT_TRUE(has(json.output, "restarted with OPENBLAS_CORETYPE=" + other)) << json.output;

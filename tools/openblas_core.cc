@@ -69,7 +69,7 @@ std::optional<std::vector<std::string>> restarted_notes() {
   const std::string text = note;
   ::unsetenv(kRestartNote);
   const char* asked = std::getenv("OPENBLAS_CORETYPE");
-  if (asked && openblas_core() == asked) return std::vector<std::string>{text};
+  if (asked && openblas_same_core(openblas_core(), asked)) return std::vector<std::string>{text};
   return std::vector<std::string>{
       "OpenBLAS did not take OPENBLAS_CORETYPE=" + std::string(asked ? asked : "") + " and runs its " +
       openblas_core() + " code"};
@@ -115,10 +115,18 @@ std::vector<std::string> use_recorded_openblas_core(const trace::TraceHeader& re
   auto isa = runtime_isa();
   if (!isa) return {};  // the replay reports the bad TRAINRR_ISA
   if (want.empty() || want == have) return within_isa("");
-  if (openblas_core_runs_on(want, cpu_flags(), *isa))
-    return restart_with(want, "OpenBLAS runs its " + want +
-                                  " code, as recorded: the replay restarted with OPENBLAS_CORETYPE=" + want +
+  if (openblas_core_runs_on(want, cpu_flags(), *isa)) {
+    // The recording's own spelling, when it named the core itself: the environments then match.
+    std::string name = want;
+    for (const auto& [key, value] : recorded.environment)
+      if (key == "env.OPENBLAS_CORETYPE" && openblas_same_core(value, want)) name = value;
+    return restart_with(name, "OpenBLAS runs its " + want +
+                                  " code, as recorded: the replay restarted with OPENBLAS_CORETYPE=" + name +
                                   " (this CPU's own pick is " + have + ")");
+  }
+  if (!openblas_core_known(want))
+    return within_isa("the recording's OpenBLAS ran its " + want +
+                      " code, whose instruction sets trainrr does not know, so it is not forced");
   return within_isa(
       "the recording's OpenBLAS ran its " + want + " code, which this CPU cannot run" +
       (*isa < detect_isa() ? std::string(" under TRAINRR_ISA=") + isa_name(*isa) : std::string()));

@@ -175,9 +175,17 @@ TEST(OpenBlasCore, RunsOnlyWhereItsInstructionSetsAre) {
   // TRAINRR_ISA lowers what may run, whatever the CPU has.
   EXPECT_FALSE(openblas_core_runs_on("SkylakeX", bf16, Isa::avx2));
   EXPECT_FALSE(openblas_core_runs_on("Haswell", bf16, Isa::generic));
-  // A core this check does not know is never taken to run.
+  // A core this check does not know is never taken to run, and is said to be unknown.
   EXPECT_FALSE(openblas_core_runs_on("Bulldozer", bf16, Isa::avx512));
   EXPECT_FALSE(openblas_core_runs_on("", bf16, Isa::avx512));
+  EXPECT_FALSE(openblas_core_known("Bulldozer"));
+  EXPECT_FALSE(openblas_core_known("Barcelona"));
+  EXPECT_TRUE(openblas_core_known("Atom"));
+  EXPECT_TRUE(openblas_core_runs_on("Atom", sse, Isa::generic));
+  // Names compare without case, as OPENBLAS_CORETYPE takes them.
+  EXPECT_TRUE(openblas_same_core("haswell", "Haswell"));
+  EXPECT_FALSE(openblas_same_core("Haswell", "SkylakeX"));
+  EXPECT_TRUE(openblas_core_runs_on("haswell", avx2, Isa::avx2));
 }
 
 TEST(OpenBlasCore, TheCoreThisProcessRunsPassesTheCheck) {

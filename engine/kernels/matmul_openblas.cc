@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cctype>
 #include <initializer_list>
 #include <sstream>
 
@@ -45,16 +46,26 @@ std::string openblas_core_in(std::string_view description) {
   return std::string(rest.substr(0, rest.find(' ')));
 }
 
-bool openblas_core_runs_on(std::string_view core, const std::vector<std::string>& cpu_flags, Isa isa) {
-  struct Needs {
-    const char* core;
-    Isa isa;
-    std::initializer_list<const char*> flags;
-  };
-  // The x86-64 cores of OpenBLAS's dynamic dispatch and the instruction sets their kernels use.
-  static const Needs kCores[] = {
+namespace {
+
+bool same_core(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+struct CoreNeeds {
+  const char* core;
+  Isa isa;
+  std::initializer_list<const char*> flags;
+};
+
+// The x86-64 cores of OpenBLAS's dynamic dispatch whose instruction sets are known here, and those sets.
+const CoreNeeds* core_needs(std::string_view core) {
+  static const CoreNeeds kCores[] = {
       {"Prescott", Isa::generic, {"sse2", "pni"}},
       {"Core2", Isa::generic, {"sse2", "pni", "ssse3"}},
+      {"Atom", Isa::generic, {"sse2", "pni", "ssse3"}},
       {"Penryn", Isa::generic, {"sse2", "pni", "ssse3", "sse4_1"}},
       {"Dunnington", Isa::generic, {"sse2", "pni", "ssse3", "sse4_1"}},
       {"Nehalem", Isa::generic, {"sse2", "pni", "ssse3", "sse4_1", "sse4_2"}},
@@ -70,14 +81,23 @@ bool openblas_core_runs_on(std::string_view core, const std::vector<std::string>
        {"avx2", "fma", "avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl", "avx512_bf16",
         "avx512_fp16", "amx_tile", "amx_bf16"}},
   };
-  for (const Needs& n : kCores) {
-    if (core != n.core) continue;
-    if (n.isa > isa) return false;
-    return std::all_of(n.flags.begin(), n.flags.end(), [&](const char* f) {
-      return std::find(cpu_flags.begin(), cpu_flags.end(), f) != cpu_flags.end();
-    });
-  }
-  return false;
+  for (const CoreNeeds& n : kCores)
+    if (same_core(core, n.core)) return &n;
+  return nullptr;
 }
+
+}  // namespace
+
+bool openblas_core_known(std::string_view core) { return core_needs(core) != nullptr; }
+
+bool openblas_core_runs_on(std::string_view core, const std::vector<std::string>& cpu_flags, Isa isa) {
+  const CoreNeeds* n = core_needs(core);
+  if (!n || n->isa > isa) return false;
+  return std::all_of(n->flags.begin(), n->flags.end(), [&](const char* f) {
+    return std::find(cpu_flags.begin(), cpu_flags.end(), f) != cpu_flags.end();
+  });
+}
+
+bool openblas_same_core(std::string_view a, std::string_view b) { return same_core(a, b); }
 
 }  // namespace trainrr

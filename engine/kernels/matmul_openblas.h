@@ -31,5 +31,9 @@ std::string openblas_core_in(std::string_view description);
 // instruction set (TRAINRR_ISA lowers it). False for a core this check does not know: OpenBLAS itself does
 // not check a core it is told to use, and an instruction the CPU lacks kills the process.
 bool openblas_core_runs_on(std::string_view core, const std::vector<std::string>& cpu_flags, Isa isa);
+// Whether the check above knows the instruction sets of `core`.
+bool openblas_core_known(std::string_view core);
+// Core names compare without case, as OPENBLAS_CORETYPE does ("haswell" is Haswell).
+bool openblas_same_core(std::string_view a, std::string_view b);
 
 }  // namespace trainrr
