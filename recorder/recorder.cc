@@ -5,8 +5,10 @@
 #include <fstream>
 #include <iterator>
 
+#include "engine/data/file_io.h"
 #include "engine/fingerprint.h"
 #include "recorder/environment.h"
+#include "traces/trace_reader.h"
 
 namespace trainrr {
 
@@ -38,7 +40,38 @@ Result<std::vector<trace::DatasetInfo>> describe_datasets(const DataConfig& data
   return out;
 }
 
+namespace {
+
+// The trace must not destroy what is not a trace: the configuration, a data file, anything else. An earlier
+// trace (or an empty file) may be replaced. A trace is a regular file: its footer is synced to disk at the
+// end, which a device or a pipe cannot do, so one of those is refused before training rather than after.
+Status check_trace_path(const std::string& out, const std::string& config_path, const RunConfig& c) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status st = fs::status(out, ec);
+  if (st.type() == fs::file_type::not_found || st.type() == fs::file_type::none)
+    return {};  // absent, or not reachable: creating the trace says why, if it cannot
+  if (st.type() != fs::file_type::regular) {
+    const char* kind = special_file_kind(out);
+    return Error{out + ": not a regular file (it is " + (kind ? kind : "not a file") +
+                 "); a trace needs a file path"};
+  }
+  for (const auto& [input, what] :
+       {std::pair{config_path, "configuration"}, std::pair{c.data.path, "data file"},
+        std::pair{c.data.labels, "labels file"}})
+    if (!input.empty() && fs::equivalent(out, input, ec))
+      return Error{out + ": this is the run's " + what + "; writing the trace there would destroy it"};
+  if (fs::file_size(out, ec) > 0 && !trace::TraceReader::open(out))
+    return Error{out +
+                 ": exists and is not a trainrr trace; refusing to overwrite it (remove it or choose "
+                 "another path for the trace)"};
+  return {};
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Recorder>> Recorder::create(const RunConfig& config, const RecordOptions& options) {
+  if (Status usable = check_trace_path(options.path, config.file, config); !usable) return usable.error();
   std::unique_ptr<Recorder> r(new Recorder());
   r->options_ = options;
   r->header_.config = config.text;

@@ -271,7 +271,14 @@ TEST(RecorderTest, CheckpointsEveryNStepsResumeToTheSameParameters) {
 // A trace that cannot be written stops the run before its first step, with the error naming the file: a
 // folder that does not exist, or a device that refuses every write (as a full disk does).
 TEST(RecorderTest, UnwritableTraceStopsTheRunWithAnErrorNamingTheFile) {
-  for (const std::string path : {"/nonexistent-trainrr-dir/run.trr", "/dev/full"}) {
+  // A path that is not a regular file is refused before the run is set up.
+  RecordOptions device;
+  device.path = "/dev/full";
+  auto refused = Recorder::create(config(kShort), device);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().message,
+            "/dev/full: not a regular file (it is a character device); a trace needs a file path");
+  for (const std::string path : {"/nonexistent-trainrr-dir/run.trr"}) {
     auto rec = make_recorder(path, ProbeLevel::step, 0);
     KernelRegistry registry;
     register_cpu_kernels(registry);
@@ -298,19 +305,36 @@ TEST(RecorderTest, UnwritableTraceStopsTheRunWithAnErrorNamingTheFile) {
 TEST(RecorderTest, TraceFileIsUntouchedUntilTheRunStarts) {
   TempFile file("earlier");
   const std::string& path = file.path();
-  std::ofstream(path, std::ios::binary) << "an earlier trace";
+  record(path, ProbeLevel::step);
+  auto bytes = [&path] {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string earlier = bytes();
   auto rec = make_recorder(path, ProbeLevel::step, 0);
   uint64_t seed = 7;
   rec->seed(seed, false);
   std::vector<uint32_t> train = {0, 1}, test = {2};
   rec->split("data/split", train, test);
   rec.reset();
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "an earlier trace");
+  EXPECT_EQ(bytes(), earlier);
 
   // Without start(), the first step starts the trace.
-  record(path, ProbeLevel::step);
+  record(path, ProbeLevel::layer);
   EXPECT_TRUE(trace::TraceReader::open(path).ok());
+  EXPECT_NE(bytes(), earlier);
+}
+
+TEST(RecorderTest, AFileThatIsNotATraceIsNeverOverwritten) {
+  TempFile file("notes");
+  std::ofstream(file.path(), std::ios::binary) << "keep me\n";
+  RecordOptions o;
+  o.path = file.path();
+  auto refused = Recorder::create(config(kShort), o);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find(": exists and is not a trainrr trace; refusing to overwrite it"),
+            std::string::npos)
+      << refused.error().message;
 }
 
 TEST(RecorderTest, DatasetDigestIsTheFileDigestAndEmbeddingKeepsTheBytes) {

@@ -64,6 +64,18 @@ TEST(ApiExample, RecordsARunThatReplaysBitForBit) {
   EXPECT_EQ(replay.exit_code, 0) << replay.output;
   EXPECT_NE(replay.output.find("reproduced bit for bit (45 steps compared)"), std::string::npos)
       << replay.output;
+  // The recorder, not only the command line, refuses to write a trace over what is not one.
+  const std::string notes = dir.write("notes.txt", "keep me\n");
+  FILE* q =
+      popen((std::string(TRAINRR_API_EXAMPLE) + " " + example("breast_cancer.toml") + " " + notes + " 2>&1")
+                .c_str(),
+            "r");
+  ASSERT_NE(q, nullptr);
+  std::string refused;
+  while (std::fgets(buf, sizeof buf, q)) refused += buf;
+  EXPECT_NE(pclose(q), 0) << refused;
+  EXPECT_NE(refused.find("notes.txt: exists and is not a trainrr trace"), std::string::npos) << refused;
+  EXPECT_EQ(file_text(notes), "keep me\n");
 }
 #endif
 

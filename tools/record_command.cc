@@ -4,17 +4,14 @@
 
 #include <atomic>
 #include <csignal>
-#include <filesystem>
 #include <memory>
 
-#include "engine/data/file_io.h"
 #include "engine/kernels/kernel_registry.h"
 #include "recorder/recorder.h"
 #include "tools/commands.h"
 #include "tools/openblas_core.h"
 #include "tools/run_common.h"
 #include "tools/trace_text.h"
-#include "traces/trace_reader.h"
 
 namespace trainrr::cli {
 namespace {
@@ -31,42 +28,12 @@ struct RecordArgs {
   std::vector<std::string> overrides;
 };
 
-// -o must not destroy what is not a trace: the configuration, a data file, anything else. An earlier trace
-// (or an empty file) may be replaced. A trace is a regular file: its footer is synced to disk at the end,
-// which a device or a pipe cannot do, so one of those is refused before training rather than after.
-Status check_output(const std::string& out, const std::string& config_path, const RunConfig& c) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  const fs::file_status st = fs::status(out, ec);
-  if (st.type() == fs::file_type::not_found || st.type() == fs::file_type::none)
-    return {};  // absent, or not reachable: creating the trace says why, if it cannot
-  if (st.type() != fs::file_type::regular) {
-    const char* kind = special_file_kind(out);
-    return Error{out + ": not a regular file (it is " + (kind ? kind : "not a file") +
-                 "); -o needs a file path for the trace"};
-  }
-  for (const auto& [input, what] :
-       {std::pair{config_path, "configuration"}, std::pair{c.data.path, "data file"},
-        std::pair{c.data.labels, "labels file"}})
-    if (!input.empty() && fs::equivalent(out, input, ec))
-      return Error{out + ": this is the run's " + what + "; writing the trace there would destroy it"};
-  if (fs::file_size(out, ec) > 0 && !trace::TraceReader::open(out))
-    return Error{out +
-                 ": exists and is not a trainrr trace; refusing to overwrite it (remove it or choose "
-                 "another -o)"};
-  return {};
-}
-
 int run_record(const RecordArgs& a) {
   // Before anything is read (a configuration from a pipe is read once): OpenBLAS within TRAINRR_ISA.
   for (const std::string& note : keep_openblas_within_isa()) std::fprintf(stderr, "note: %s\n", note.c_str());
   auto config = load_config(a.config, a.overrides);
   if (!config) {
     print_error(config.error().message);
-    return kBadInput;
-  }
-  if (Status s = check_output(a.output, a.config, *config); !s) {
-    print_error(s.error().message);
     return kBadInput;
   }
   RecordOptions ro;
