@@ -449,6 +449,10 @@ ReplayResult replay(const ReplayOptions& o) {
                    res.steps_executed, rep.notes);
   }
   rep.cause = classify(d, ci);
+  // Run past the divergence, a replay with fewer steps than the trace leaves the rest of the trace unread.
+  if (o.keep_going && !cut_short && t.step() == t.total_steps() && !hooks.at_end())
+    rep.notes.push_back("the replay stops first, at the end of its " + counted(t.step(), "step") +
+                        ": the trace's steps from step " + std::to_string(t.step()) + " on are not compared");
   if (rep.cause.category != "config" && !ci.config_differences.empty()) {
     std::string keys;
     for (const std::string& c : ci.config_differences) keys += (keys.empty() ? "" : "; ") + c;

@@ -675,6 +675,12 @@ TEST_F(Scenario, ARecordedBatchThatTheReplayedEpochLacksIsALoaderDivergenceNotAC
   EXPECT_FALSE(has(r.output, "internal check failed")) << r.output;
   EXPECT_TRUE(has(r.output, "cause: config: the run configuration differs: train.batch_size: 32 -> 128"))
       << r.output;
+  // 2 epochs of 4 steps of 128 against the trace's 2 of 15 steps of 32: the rest of the trace is not
+  // compared, and the report says so.
+  EXPECT_TRUE(has(r.output,
+                  "the replay stops first, at the end of its 8 steps: the trace's steps from step 8 on "
+                  "are not compared"))
+      << r.output;
   // Forcing only the loader, the first recorded batch past 3 is the first divergence.
   CommandResult loader =
       trainrr("replay " + trace + " --set train.batch_size=128 --force loader --keep-going --json");
