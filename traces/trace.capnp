@@ -245,6 +245,9 @@ struct Footer {
   stepCount @2 :Int64;     # step messages in the file
   eventCount @3 :UInt64;   # events in all steps
   checkpoints @4 :List(CheckpointRef);  # in file order
+  # From format 3: footer_digest() of the values above (traces/trace.cc), which no message after the footer
+  # can vouch for; must match them. 0: not written.
+  check @5 :UInt32;
 }
 
 struct CheckpointRef {

@@ -50,6 +50,23 @@ uint32_t message_digest(std::span<const uint8_t> packed) {
   return low == 0 ? 1 : low;
 }
 
+uint32_t footer_digest(const TraceFooter& f) {
+  std::vector<uint8_t> bytes;
+  auto put = [&bytes](uint64_t v) {
+    for (int i = 0; i < 8; ++i) bytes.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  };
+  put(f.completed ? 1 : 0);
+  put(static_cast<uint64_t>(f.step_count));
+  put(f.event_count);
+  put(f.checkpoints.size());
+  for (const CheckpointRef& c : f.checkpoints) {
+    put(static_cast<uint64_t>(c.step));
+    put(c.offset);
+  }
+  bytes.insert(bytes.end(), f.end_reason.begin(), f.end_reason.end());
+  return message_digest(bytes);
+}
+
 Digest128 digest128_bytes(std::span<const uint8_t> bytes) {
   XXH128_hash_t h = XXH3_128bits(bytes.data(), bytes.size());
   return {h.low64, h.high64};

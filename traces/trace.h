@@ -174,4 +174,9 @@ struct TraceFooter {
   std::vector<CheckpointRef> checkpoints;
 };
 
+// What Footer.check holds: message_digest() over the footer's values (completed, the counts, the checkpoint
+// index, the end reason) in a fixed little-endian layout. The footer is the last message: nothing after it
+// holds its digest.
+uint32_t footer_digest(const TraceFooter& footer);
+
 }  // namespace trainrr::trace

@@ -640,6 +640,10 @@ struct TraceReader::Impl {
       prev = ref.offset;
       out.checkpoints.push_back(ref);
     }
+    if (chained && f.getCheck() != 0 && f.getCheck() != footer_digest(out))
+      malformed(
+          "the footer was changed after it was written: its values do not match its check (the file is "
+          "damaged, not cut)");
     if (from_start) {
       if (out.step_count != steps_seen)
         malformed("footer counts " + std::to_string(out.step_count) + " steps, the file holds " +

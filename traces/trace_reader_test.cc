@@ -496,6 +496,28 @@ TEST(TraceIntegrity, NoChangedByteOfAStepReachesTheCaller) {
   std::remove(path.c_str());
 }
 
+// The footer is the last message: nothing after it holds its digest, so it carries a check of its values.
+TEST(TraceIntegrity, AChangedFooterIsDamage) {
+  const std::string path = temp_path("footer.trr");
+  const SampleTrace sample = write_sample_trace(path, 4);
+  std::vector<uint8_t> bytes = read_file(path);
+  const uint64_t footer = sample.message_ends[sample.message_ends.size() - 2];
+  const std::string reason = "complete";  // a word of eight nonzero bytes, which packing copies verbatim
+  auto at =
+      std::search(bytes.begin() + static_cast<int64_t>(footer), bytes.end(), reason.begin(), reason.end());
+  ASSERT_NE(at, bytes.end());
+  *at = 'b';
+  auto r = TraceReader::open_memory(bytes, "footer.trr");
+  ASSERT_TRUE(r) << r.error().message;
+  ReadAll all = read_all(**r);
+  ASSERT_TRUE(all.error);
+  EXPECT_EQ(all.error->message, "footer.trr: byte " + std::to_string(footer) +
+                                    ": the footer was changed after it was written: its values "
+                                    "do not match its check (the file is damaged, not cut)");
+  EXPECT_FALSE((*r)->stopped()->truncated);
+  std::remove(path.c_str());
+}
+
 TEST(TraceIntegrity, TheUnchangedFileReadsToItsFooterAndASeekReadsOnWithoutTheEarlierMessage) {
   const std::string path = temp_path("chained.trr");
   const SampleTrace sample = write_sample_trace(path, 4);

@@ -507,6 +507,8 @@ Status TraceWriter::finish(const TraceFooter& footer) {
       refs[i].setStep(checkpoints_[i].step);
       refs[i].setOffset(checkpoints_[i].offset);
     }
+    f.setCheck(footer_digest(
+        TraceFooter{footer.completed, footer.end_reason, step_count_, event_count_, checkpoints_}));
     st = write_framed(fd_, message, names_->packed, names_->previous, offset_, path_);
   })) {
     return fail(std::string("cannot encode footer: ") + e->getDescription().cStr());
