@@ -138,4 +138,17 @@ std::vector<std::string> keep_openblas_within_isa() {
   return within_isa("");
 }
 
+std::vector<std::string> openblas_fallback_notes() {
+  if (std::getenv("OPENBLAS_CORETYPE")) return {};  // chosen, not a fallback
+  auto isa = runtime_isa();
+  if (!isa || *isa != detect_isa()) return {};
+  const std::string have = openblas_core();
+  const std::string better = openblas_better_core(have, cpu_flags(), *isa);
+  if (better.empty()) return {};
+  return {"OpenBLAS runs its " + have + " code on this CPU, which has " + isa_name(*isa) +
+          ": this OpenBLAS does not know the CPU and falls back to older code, which is slower and rounds "
+          "differently from OpenBLAS on CPUs it knows (OPENBLAS_CORETYPE=" +
+          better + " runs its " + isa_name(*isa) + " code)"};
+}
+
 }  // namespace trainrr::cli

@@ -22,4 +22,8 @@ std::vector<std::string> use_recorded_openblas_core(const trace::TraceHeader& re
 // needs more. Returns notes (what a restart did, in the restarted process).
 std::vector<std::string> keep_openblas_within_isa();
 
+// For train and record: when OpenBLAS runs code below this CPU's instruction set because it does not know
+// the CPU, a note saying so (its runs round differently from OpenBLAS's on CPUs it knows, and are slower).
+std::vector<std::string> openblas_fallback_notes();
+
 }  // namespace trainrr::cli

@@ -21,6 +21,7 @@ struct TrainArgs {
 int run_train(const TrainArgs& a) {
   // Before anything is read (a configuration from a pipe is read once): OpenBLAS within TRAINRR_ISA.
   for (const std::string& note : keep_openblas_within_isa()) std::fprintf(stderr, "note: %s\n", note.c_str());
+  for (const std::string& note : openblas_fallback_notes()) std::fprintf(stderr, "note: %s\n", note.c_str());
   auto config = load_config(a.config, a.overrides);
   if (!config) {
     print_error(config.error().message);

@@ -188,6 +188,24 @@ TEST(OpenBlasCore, RunsOnlyWhereItsInstructionSetsAre) {
   EXPECT_TRUE(openblas_core_runs_on("haswell", avx2, Isa::avx2));
 }
 
+TEST(OpenBlasCore, AFallbackBelowTheCpusInstructionSetIsNamedWithTheCodeItCouldRun) {
+  std::vector<std::string> avx2 = {"sse2", "pni", "ssse3", "sse4_1", "sse4_2", "avx", "avx2", "fma"};
+  std::vector<std::string> avx512 = avx2;
+  for (const char* f : {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}) avx512.push_back(f);
+  std::vector<std::string> bf16 = avx512;
+  bf16.push_back("avx512_bf16");
+  // An OpenBLAS that does not know the CPU runs its Prescott code on an AVX-512 CPU.
+  EXPECT_EQ(openblas_better_core("Prescott", bf16, Isa::avx512), "Cooperlake");
+  EXPECT_EQ(openblas_better_core("Prescott", avx512, Isa::avx512), "SkylakeX");
+  EXPECT_EQ(openblas_better_core("Sandybridge", avx2, Isa::avx2), "Haswell");
+  // Its own code for the CPU, or code it does not describe, is left alone.
+  EXPECT_EQ(openblas_better_core("Cooperlake", bf16, Isa::avx512), "");
+  EXPECT_EQ(openblas_better_core("Zen", avx2, Isa::avx2), "");
+  EXPECT_EQ(openblas_better_core("Haswell", avx2, Isa::avx2), "");
+  EXPECT_EQ(openblas_better_core("Prescott", avx2, Isa::generic), "");
+  EXPECT_EQ(openblas_better_core("Bulldozer", bf16, Isa::avx512), "");
+}
+
 TEST(OpenBlasCore, TheCoreThisProcessRunsPassesTheCheck) {
   const std::string core = openblas_core();
   ASSERT_FALSE(core.empty());

@@ -100,4 +100,13 @@ bool openblas_core_runs_on(std::string_view core, const std::vector<std::string>
 
 bool openblas_same_core(std::string_view a, std::string_view b) { return same_core(a, b); }
 
+std::string openblas_better_core(std::string_view core, const std::vector<std::string>& cpu_flags, Isa cpu) {
+  const CoreNeeds* have = core_needs(core);
+  if (!have || have->isa >= cpu) return "";
+  const std::initializer_list<const char*> at_avx512 = {"Cooperlake", "SkylakeX"}, at_avx2 = {"Haswell"};
+  for (const char* better : cpu == Isa::avx512 ? at_avx512 : at_avx2)
+    if (openblas_core_runs_on(better, cpu_flags, cpu)) return better;
+  return "";
+}
+
 }  // namespace trainrr

@@ -33,6 +33,9 @@ std::string openblas_core_in(std::string_view description);
 bool openblas_core_runs_on(std::string_view core, const std::vector<std::string>& cpu_flags, Isa isa);
 // Whether the check above knows the instruction sets of `core`.
 bool openblas_core_known(std::string_view core);
+// When OpenBLAS's pick `core` needs less than this CPU's instruction set `cpu` (an OpenBLAS that does not
+// know the CPU falls back to older code), the code it would run at that instruction set; else "".
+std::string openblas_better_core(std::string_view core, const std::vector<std::string>& cpu_flags, Isa cpu);
 // Core names compare without case, as OPENBLAS_CORETYPE does ("haswell" is Haswell).
 bool openblas_same_core(std::string_view a, std::string_view b);
 
