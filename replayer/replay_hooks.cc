@@ -306,15 +306,14 @@ void ReplayHooks::step_end(const StepSummary& s) {
         } else if (g.empty()) {
           p = first_diff(rec.params, s.params);
         }
+        const auto [recorded, replayed] = side_by_side(rec.loss, s.loss);
         if (!g.empty() || !p.empty()) {
           const std::string name = g.empty() ? p : g;
           diverge(divergence(s.step, g.empty() ? "update" : "backward", "step_end",
                              step_end_site(name, !g.empty()),
                              what_differs(name, !g.empty()) + " after step " + std::to_string(s.step) +
-                                 " (recorded loss " + side_by_side(rec.loss, s.loss).first + ", replayed " +
-                                 side_by_side(rec.loss, s.loss).second + ")"));
+                                 " (recorded loss " + recorded + ", replayed " + replayed + ")"));
         } else if (!same_bits(rec.loss, s.loss)) {
-          const auto [recorded, replayed] = side_by_side(rec.loss, s.loss);
           diverge(divergence(s.step, "forward", "step_end", "loss",
                              "the loss differs: recorded " + recorded + ", replayed " + replayed));
         }

@@ -20,9 +20,10 @@ namespace {
 // Removed before the run captures its environment.
 constexpr const char* kRestartNote = "TRAINRR_OPENBLAS_RESTART_NOTE";
 
-std::string recorded_openblas(const trace::TraceHeader& h) {
-  for (const auto& [key, value] : h.environment)
-    if (key == "lib.openblas") return value;
+// A value of the recording's environment ("lib.openblas", "env.OPENBLAS_CORETYPE"), or "".
+std::string recorded_value(const trace::TraceHeader& h, const std::string& key) {
+  for (const auto& [k, value] : h.environment)
+    if (k == key) return value;
   return "";
 }
 
@@ -105,7 +106,7 @@ std::vector<std::string> within_isa(const std::string& before) {
 
 std::vector<std::string> use_recorded_openblas_core(const trace::TraceHeader& recorded) {
   if (auto notes = restarted_notes()) return *notes;
-  const std::string want = openblas_core_in(recorded_openblas(recorded));
+  const std::string want = openblas_core_in(recorded_value(recorded, "lib.openblas"));
   const std::string have = openblas_core();
   if (const char* set = std::getenv("OPENBLAS_CORETYPE")) {
     if (want.empty() || want == have) return {};
@@ -117,9 +118,8 @@ std::vector<std::string> use_recorded_openblas_core(const trace::TraceHeader& re
   if (want.empty() || want == have) return within_isa("");
   if (openblas_core_runs_on(want, cpu_flags(), *isa)) {
     // The recording's own spelling, when it named the core itself: the environments then match.
-    std::string name = want;
-    for (const auto& [key, value] : recorded.environment)
-      if (key == "env.OPENBLAS_CORETYPE" && openblas_same_core(value, want)) name = value;
+    const std::string spelled = recorded_value(recorded, "env.OPENBLAS_CORETYPE");
+    const std::string name = openblas_same_core(spelled, want) ? spelled : want;
     return restart_with(name, "OpenBLAS runs its " + want +
                                   " code, as recorded: the replay restarted with OPENBLAS_CORETYPE=" + name +
                                   " (this CPU's own pick is " + have + ")");
