@@ -398,6 +398,13 @@ bool read_layers(const toml::node& n, const std::string& where, const std::strin
   return true;
 }
 
+// Shortest round trip: 0.2, not 0.20000000000000001 or 0.200000.
+std::string num(double v) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
+}
+
 }  // namespace
 
 Result<RunConfig> parse_config(const std::string& text, const std::string& name, const std::string& base_dir,
@@ -543,30 +550,39 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
   }
   d.path = resolve(base_dir, d.path);
   d.labels = resolve(base_dir, d.labels);
-  if (d.test_fraction < 0 || d.test_fraction >= 1) return bad("data.test_fraction", "must be in [0, 1)");
+  if (d.test_fraction < 0 || d.test_fraction >= 1)
+    return bad("data.test_fraction", "must be in [0, 1), got " + num(d.test_fraction));
   if (d.scale != "none" && d.scale != "standardize" && d.scale != "minmax")
     return bad("data.scale", "must be none, standardize or minmax, got '" + d.scale + "'");
-  if (c.augment.noise_stddev < 0) return bad("augment.noise_stddev", "must not be negative");
-  if (c.augment.shift < 0) return bad("augment.shift", "must not be negative");
+  if (c.augment.noise_stddev < 0)
+    return bad("augment.noise_stddev", "must not be negative, got " + num(c.augment.noise_stddev));
+  if (c.augment.shift < 0)
+    return bad("augment.shift", "must not be negative, got " + std::to_string(c.augment.shift));
   if (c.layers.empty()) return Error{name + ": model.layers is missing: add [[model.layers]] tables"};
 
   TrainConfig& t = c.train;
   if (t.epochs < 1) return bad("train.epochs", "must be at least 1, got " + std::to_string(t.epochs));
   if (t.batch_size < 1) return bad("train.batch_size", "must be at least 1, got " + std::to_string(t.batch_size));
   if (t.loss.empty()) return Error{name + ": train.loss is missing"};
-  if (t.validation_split < 0 || t.validation_split >= 1) return bad("train.validation_split", "must be in [0, 1)");
+  if (t.validation_split < 0 || t.validation_split >= 1)
+    return bad("train.validation_split", "must be in [0, 1), got " + num(t.validation_split));
   const OptimizerConfig& o = t.optimizer;
   if (o.type != "sgd" && o.type != "adam" && o.type != "adamw" && o.type != "rmsprop")
     return bad("train.optimizer.type", "must be sgd, adam, adamw or rmsprop, got '" + o.type + "'");
   if (!(o.learning_rate > 0))
-    return bad("train.optimizer.learning_rate", "must be positive, got " + std::to_string(o.learning_rate));
-  if (o.momentum < 0 || o.momentum >= 1) return bad("train.optimizer.momentum", "must be in [0, 1)");
-  if (o.epsilon <= 0) return bad("train.optimizer.epsilon", "must be positive");
-  if (o.beta_1 < 0 || o.beta_1 >= 1) return bad("train.optimizer.beta_1", "must be in [0, 1)");
-  if (o.beta_2 < 0 || o.beta_2 >= 1) return bad("train.optimizer.beta_2", "must be in [0, 1)");
-  if (o.rho < 0 || o.rho >= 1) return bad("train.optimizer.rho", "must be in [0, 1)");
-  if (o.weight_decay < 0) return bad("train.optimizer.weight_decay", "must not be negative");
-  if (c.runtime.threads < 0) return bad("runtime.threads", "must be 0 (all cores) or more");
+    return bad("train.optimizer.learning_rate", "must be positive, got " + num(o.learning_rate));
+  if (o.momentum < 0 || o.momentum >= 1)
+    return bad("train.optimizer.momentum", "must be in [0, 1), got " + num(o.momentum));
+  if (o.epsilon <= 0) return bad("train.optimizer.epsilon", "must be positive, got " + num(o.epsilon));
+  if (o.beta_1 < 0 || o.beta_1 >= 1)
+    return bad("train.optimizer.beta_1", "must be in [0, 1), got " + num(o.beta_1));
+  if (o.beta_2 < 0 || o.beta_2 >= 1)
+    return bad("train.optimizer.beta_2", "must be in [0, 1), got " + num(o.beta_2));
+  if (o.rho < 0 || o.rho >= 1) return bad("train.optimizer.rho", "must be in [0, 1), got " + num(o.rho));
+  if (o.weight_decay < 0)
+    return bad("train.optimizer.weight_decay", "must not be negative, got " + num(o.weight_decay));
+  if (c.runtime.threads < 0)
+    return bad("runtime.threads", "must be 0 (all cores) or more, got " + std::to_string(c.runtime.threads));
   const std::string& p = c.runtime.policy;
   if (p != "default" && p != "deterministic" && p != "autotune")
     return bad("runtime.policy", "must be default, deterministic or autotune, got '" + p + "'");
@@ -575,11 +591,6 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
 
 std::vector<std::pair<std::string, std::string>> flatten_config(const RunConfig& c) {
   std::vector<std::pair<std::string, std::string>> out;
-  auto num = [](double v) {  // shortest round trip: 0.2, not 0.20000000000000001
-    char buf[32];
-    const auto r = std::to_chars(buf, buf + sizeof buf, v);
-    return std::string(buf, r.ptr);
-  };
   auto shape = [](const Shape& s) { return shape_str(s); };
   auto pair = [](const std::array<int64_t, 2>& a) { return std::to_string(a[0]) + "x" + std::to_string(a[1]); };
   out.emplace_back("seed", c.seed ? std::to_string(*c.seed) : "(none)");

@@ -64,7 +64,7 @@ TEST(Config, RmsPropTakesMomentumAndCentered) {
   bad.replace(bad.find("momentum = 0.9"), 14, "momentum = 1.0");
   auto one = parse_config(bad, "run.toml", "");
   ASSERT_FALSE(one.ok());
-  EXPECT_EQ(one.error().message, "run.toml:16: train.optimizer.momentum must be in [0, 1)");
+  EXPECT_EQ(one.error().message, "run.toml:16: train.optimizer.momentum must be in [0, 1), got 1");
   bad = text;
   bad.replace(bad.find("centered = true"), 15, "centered = 1");
   auto centered = parse_config(bad, "run.toml", "");
@@ -73,7 +73,8 @@ TEST(Config, RmsPropTakesMomentumAndCentered) {
             std::string::npos)
       << centered.error().message;
   for (const auto& [override, expected] : std::vector<std::pair<std::string, std::string>>{
-           {"train.optimizer.momentum=-0.5", "run.toml (--set): train.optimizer.momentum must be in [0, 1)"},
+           {"train.optimizer.momentum=-0.5",
+            "run.toml (--set): train.optimizer.momentum must be in [0, 1), got -0.5"},
            {"train.optimizer.centered=\"yes\"",
             "run.toml (--set): train.optimizer.centered must be true or false"}}) {
     auto r = parse_config(text, "run.toml", "", {override});
@@ -145,9 +146,9 @@ TEST(Config, WrongTypeNamesKeyAndLine) {
 
 TEST(Config, BadValuesAreRefused) {
   expect_set_errors({{"train.batch_size=0", "train.batch_size must be at least 1"},
-                     {"train.optimizer.learning_rate=-1", "learning_rate must be positive"},
+                     {"train.optimizer.learning_rate=-1", "learning_rate must be positive, got -1"},
                      {"runtime.policy=fastest", "runtime.policy must be default, deterministic or autotune"},
-                     {"data.test_fraction=1.5", "data.test_fraction must be in [0, 1)"},
+                     {"data.test_fraction=1.5", "data.test_fraction must be in [0, 1), got 1.5"},
                      {"train.optimizer.type=adagrad", "train.optimizer.type must be"},
                      {"nonsense", "expected key=value"}});
 }
