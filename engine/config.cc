@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "engine/data/file_io.h"
+#include "engine/data/split.h"
 
 namespace trainrr {
 namespace {
@@ -444,6 +445,7 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
     r.get("reshape", d.reshape);
     r.get("test_fraction", d.test_fraction);
     r.get("stratify", d.stratify);
+    r.get("split", d.split);
     r.get("scale", d.scale);
     if (d.source == "csv") {
       r.get("label", d.label);
@@ -552,6 +554,14 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
   d.labels = resolve(base_dir, d.labels);
   if (d.test_fraction < 0 || d.test_fraction >= 1)
     return bad("data.test_fraction", "must be in [0, 1), got " + num(d.test_fraction));
+  if (!parse_split_method(d.split))
+    return bad("data.split", "must be philox or sklearn, got '" + d.split + "'");
+  if (d.split == "sklearn" && d.test_fraction > 0 && !(c.seed && *c.seed <= UINT32_MAX))
+    return bad(
+        "data.split",
+        "= \"sklearn\" draws the split as numpy's RandomState(seed) does, so it needs a seed from 0 to "
+        "4294967295" +
+            (c.seed ? ", got " + std::to_string(*c.seed) : std::string(" (the run has none)")));
   if (d.scale != "none" && d.scale != "standardize" && d.scale != "minmax")
     return bad("data.scale", "must be none, standardize or minmax, got '" + d.scale + "'");
   if (c.augment.noise_stddev < 0)
@@ -601,6 +611,7 @@ std::vector<std::pair<std::string, std::string>> flatten_config(const RunConfig&
   out.emplace_back("data.reshape", shape(c.data.reshape));
   out.emplace_back("data.test_fraction", num(c.data.test_fraction));
   out.emplace_back("data.stratify", c.data.stratify ? "true" : "false");
+  out.emplace_back("data.split", c.data.split);
   out.emplace_back("data.scale", c.data.scale);
   out.emplace_back("data.shape", shape(c.data.shape));
   out.emplace_back("data.classes", std::to_string(c.data.classes));

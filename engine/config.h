@@ -21,6 +21,7 @@ struct DataConfig {
   Shape reshape;               // sample shape to give the features, e.g. [8, 8, 1]
   double test_fraction = 0;    // held-out test split, in [0, 1)
   bool stratify = false;
+  std::string split = "philox";  // philox | sklearn (scikit-learn's train_test_split rows for the seed)
   std::string scale = "none";  // none | standardize | minmax, fitted on the training split
   // synthetic
   Shape shape;

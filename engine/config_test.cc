@@ -153,6 +153,31 @@ TEST(Config, BadValuesAreRefused) {
                      {"nonsense", "expected key=value"}});
 }
 
+TEST(Config, SklearnSplitNeedsASeedNumpyTakes) {
+  auto c = parse_config(kBase, "run.toml", "", {"data.split=sklearn", "data.test_fraction=0.2"});
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->data.split, "sklearn");
+  EXPECT_EQ(parse_config(kBase, "run.toml", "")->data.split, "philox");
+  expect_set_errors(
+      {{"data.split=numpy", "run.toml (--set): data.split must be philox or sklearn, got 'numpy'"}});
+  // numpy's RandomState(seed) takes seeds below 2^32, and an unseeded run would have none to give it.
+  auto big = parse_config(kBase, "run.toml", "",
+                          {"data.split=sklearn", "data.test_fraction=0.2", "seed=4294967296"});
+  ASSERT_FALSE(big.ok());
+  EXPECT_NE(big.error().message.find("run.toml (--set): data.split = \"sklearn\" draws the split as numpy's "
+                                     "RandomState(seed) does, so it needs a seed from 0 to 4294967295, got "
+                                     "4294967296"),
+            std::string::npos)
+      << big.error().message;
+  std::string unseeded = std::string(kBase).substr(std::string(kBase).find('\n') + 1);
+  auto none2 = parse_config(unseeded, "run.toml", "", {"data.split=sklearn", "data.test_fraction=0.2"});
+  ASSERT_FALSE(none2.ok());
+  EXPECT_NE(none2.error().message.find("4294967295 (the run has none)"), std::string::npos)
+      << none2.error().message;
+  // Without a test split there is nothing to draw.
+  EXPECT_TRUE(parse_config(unseeded, "run.toml", "", {"data.split=sklearn"}).ok());
+}
+
 TEST(Config, SyntaxErrorGivesLineAndColumn) {
   auto c = parse_config("seed = \n", "bad.toml", "");
   ASSERT_FALSE(c.ok());

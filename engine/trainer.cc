@@ -8,6 +8,7 @@
 #include <map>
 #include <new>
 #include <numeric>
+#include <optional>
 #include <stdexcept>
 #include <system_error>
 
@@ -123,7 +124,8 @@ Status check_labels(const Dataset& data, const RunConfig& config, const std::str
           ", the only row of that class: data.stratify needs at least 2 rows in every class "
           "(set stratify = false, or drop the class)"};
   const auto rows = static_cast<int64_t>(data.y.size());
-  const auto n_test = static_cast<int64_t>(std::ceil(c.test_fraction * static_cast<double>(rows) - 1e-9));
+  const int64_t n_test =
+      test_rows(rows, c.test_fraction, parse_split_method(c.split).value_or(SplitMethod::philox));
   const auto classes = static_cast<int64_t>(counts.size());
   if (n_test < classes || rows - n_test < classes)
     return Error{config.file + ": data.stratify: a split of " + std::to_string(rows) + " rows into " +
@@ -258,8 +260,11 @@ Status Training::prepare(const TrainingOptions& options) {
       std::fprintf(warn_, "warning: %s\n", w.c_str());
 
   if (config_.data.test_fraction > 0) {
-    SplitIndices split = split_rows(data->y, data->num_classes, config_.data.test_fraction, config_.data.stratify,
-                                    *rng_, *hooks_);
+    const std::optional<SplitMethod> method = parse_split_method(config_.data.split);
+    if (!method)
+      return Error{config_.file + ": data.split must be philox or sklearn, got '" + config_.data.split + "'"};
+    SplitIndices split = split_rows(data->y, data->num_classes, config_.data.test_fraction,
+                                    config_.data.stratify, *method, *rng_, *hooks_);
     // A hook may have replaced the split (replay): every row must exist in this data set.
     for (const auto* part : {&split.train, &split.test})
       for (uint32_t row : *part)

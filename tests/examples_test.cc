@@ -76,8 +76,8 @@ TEST_P(Example, DeterministicPolicyIsBitIdenticalAcrossRunsAndThreadCounts) {
   EXPECT_EQ(a.digests, c.digests) << name << ": 1 and 2 threads differ";
 }
 
-// The breast-cancer example's test split holds 114 rows, so one row moves its accuracy by 0.009: its
-// shipped seed (42) gives 0.9298, one row short of 0.93. Learning itself is judged over ten seeds.
+// The breast-cancer example's test split holds 114 rows, so one row moves its accuracy by 0.009, and which
+// rows they are moves it further: besides its shipped seed, learning is judged over ten seeds.
 TEST(ExampleSeeds, BreastCancerAveragesItsTestAccuracyOverTenSeeds) {
   double sum = 0;
   for (int seed = 42; seed < 52; ++seed) sum += train("breast_cancer.toml", {"seed=" + std::to_string(seed), "runtime.threads=1"}).test.accuracy;
@@ -128,7 +128,7 @@ TEST(ExampleSeeds, DifferentSeedsGiveDifferentParameters) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shipped, Example,
-                         ::testing::Values(std::make_pair(std::string("breast_cancer.toml"), 0.92),
+                         ::testing::Values(std::make_pair(std::string("breast_cancer.toml"), 0.93),
                                            std::make_pair(std::string("digits_mlp.toml"), 0.93),
                                            std::make_pair(std::string("digits_cnn.toml"), 0.95)),
                          [](const auto& info) {

@@ -22,7 +22,7 @@ std::vector<float> labels_with_counts(const std::vector<int>& counts) {
 
 SplitIndices split(std::span<const float> y, int k, double frac, bool stratify, uint64_t seed) {
   RngStreams rng(seed, null_hooks());
-  return split_rows(y, k, frac, stratify, rng, null_hooks());
+  return split_rows(y, k, frac, stratify, SplitMethod::philox, rng, null_hooks());
 }
 
 // True if `sub` appears in `perm` in the same relative order.
@@ -44,7 +44,7 @@ TEST(DataSplit, TestIsTheFrontOfTheSplitStreamsPermutation) {
   const std::vector<float> y(10, 0.0f);
   SplitIndices s = split(y, 1, 0.25, false, 42);
   const std::vector<uint32_t> perm = permutation_of_stream(42, 10);
-  ASSERT_EQ(s.test.size(), 3u);  // round(2.5), halves away from zero
+  ASSERT_EQ(s.test.size(), 3u);  // ceil(2.5)
   EXPECT_EQ(s.test, std::vector<uint32_t>(perm.begin(), perm.begin() + 3));
   EXPECT_EQ(s.train, std::vector<uint32_t>(perm.begin() + 3, perm.end()));
 }
@@ -152,7 +152,7 @@ TEST(DataSplit, DrawAndSplitGoThroughTheHooksAtDataSplit) {
   const std::vector<float> y(12, 0.0f);
   RecordingHooks hooks;
   RngStreams rng(3, hooks);
-  SplitIndices s = split_rows(y, 1, 0.5, false, rng, hooks);
+  SplitIndices s = split_rows(y, 1, 0.5, false, SplitMethod::philox, rng, hooks);
   ASSERT_EQ(hooks.draws.size(), 1u);
   EXPECT_EQ(hooks.draws[0].site, "data/split");
   EXPECT_EQ(hooks.draws[0].stream, "data/split");
@@ -166,9 +166,80 @@ TEST(DataSplit, AHookMayReplaceTheSplit) {
   RecordingHooks hooks;
   hooks.force = true;
   RngStreams rng(3, hooks);
-  SplitIndices s = split_rows(y, 1, 0.2, false, rng, hooks);
+  SplitIndices s = split_rows(y, 1, 0.2, false, SplitMethod::philox, rng, hooks);
   EXPECT_EQ(s.train, hooks.seen_test);  // what the hook left, not what the engine chose
   EXPECT_EQ(s.test.size(), 8u);
+}
+
+SplitIndices sklearn(std::span<const float> y, double frac, bool stratify, uint64_t seed) {
+  RngStreams rng(seed, null_hooks());
+  return split_rows(y, stratify ? 16 : 1, frac, stratify, SplitMethod::sklearn, rng, null_hooks());
+}
+
+using Rows = std::vector<uint32_t>;
+
+// The expected rows come from scikit-learn 1.2.1 with numpy 1.24.2: tests/fixtures/sklearn_splits.py.
+TEST(SklearnSplit, ShuffleSplitRowsAsScikitLearn) {
+  const std::vector<float> y(20, 0.0f);
+  SplitIndices a = sklearn(y, 0.25, false, 0);
+  EXPECT_EQ(a.train, (Rows{17, 6, 13, 4, 2, 5, 14, 9, 7, 16, 11, 3, 0, 15, 12}));
+  EXPECT_EQ(a.test, (Rows{18, 1, 19, 8, 10}));
+  SplitIndices b = sklearn(y, 0.25, false, 4294967295);
+  EXPECT_EQ(b.train, (Rows{5, 8, 16, 13, 18, 14, 9, 10, 6, 0, 4, 7, 12, 2, 3}));
+  EXPECT_EQ(b.test, (Rows{11, 17, 19, 15, 1}));
+}
+
+TEST(SklearnSplit, StratifiedShuffleSplitRowsAsScikitLearnTiesIncluded) {
+  // Classes of equal size have equal remainders: scikit-learn breaks those ties with its generator.
+  const std::vector<float> y = labels_with_counts({4, 4, 4, 3});
+  SplitIndices a = sklearn(y, 0.4, true, 0);
+  EXPECT_EQ(a.train, (Rows{7, 10, 9, 2, 8, 12, 1, 14, 3}));
+  EXPECT_EQ(a.test, (Rows{5, 13, 6, 4, 0, 11}));
+  SplitIndices b = sklearn(y, 0.4, true, 7);
+  EXPECT_EQ(b.train, (Rows{4, 2, 13, 5, 7, 11, 12, 6, 14}));
+  EXPECT_EQ(b.test, (Rows{1, 3, 8, 0, 10, 9}));
+  SplitIndices c = sklearn(labels_with_counts({5, 2, 6}), 0.3, true, 3);
+  EXPECT_EQ(c.train, (Rows{0, 3, 10, 5, 4, 8, 7, 9, 11}));
+  EXPECT_EQ(c.test, (Rows{1, 2, 6, 12}));
+}
+
+TEST(SklearnSplit, BreastCancerTestRowsAsTrainTestSplitWithRandomState42) {
+  Result<Dataset> d = read_csv(TRAINRR_SOURCE_DIR "/examples/data/breast_cancer.csv", "benign");
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  SplitIndices plain = sklearn(d->y, 0.2, false, 42);
+  ASSERT_EQ(plain.test.size(), 114u);
+  EXPECT_EQ(
+      Rows(plain.test.begin(), plain.test.begin() + 20),
+      (Rows{204, 70, 131, 431, 540, 567, 369, 29, 81, 477, 457, 167, 165, 329, 527, 83, 511, 556, 101, 535}));
+  SplitIndices stratified = sklearn(d->y, 0.2, true, 42);
+  ASSERT_EQ(stratified.test.size(), 114u);
+  EXPECT_EQ(Rows(stratified.test.begin(), stratified.test.begin() + 20),
+            (Rows{256, 428, 501, 363, 564, 464, 358, 343, 516, 567,
+                  292, 199, 527, 121, 353, 495, 541, 537, 308, 242}));
+}
+
+TEST(SklearnSplit, TakesTheProductAsScikitLearnDoes) {
+  // 0.55 * 100 is 55.00000000000001 in doubles: scikit-learn's ceil makes that 56 test rows.
+  EXPECT_EQ(test_rows(100, 0.55, SplitMethod::sklearn), 56);
+  EXPECT_EQ(test_rows(100, 0.55, SplitMethod::philox), 55);
+  EXPECT_EQ(test_rows(569, 0.2, SplitMethod::sklearn), 114);
+  EXPECT_EQ(test_rows(569, 0.2, SplitMethod::philox), 114);
+}
+
+TEST(SklearnSplit, DrawsNothingFromThePhiloxStreamsAndGoesThroughTheSplitHook) {
+  const std::vector<float> y(12, 0.0f);
+  RecordingHooks hooks;
+  RngStreams rng(3, hooks);
+  SplitIndices s = split_rows(y, 1, 0.5, false, SplitMethod::sklearn, rng, hooks);
+  EXPECT_TRUE(hooks.draws.empty());
+  EXPECT_EQ(hooks.sites, (std::vector<std::string>{"data/split"}));
+  EXPECT_EQ(hooks.seen_test, s.test);
+}
+
+TEST(SklearnSplit, MethodNames) {
+  EXPECT_EQ(parse_split_method("philox"), SplitMethod::philox);
+  EXPECT_EQ(parse_split_method("sklearn"), SplitMethod::sklearn);
+  EXPECT_EQ(parse_split_method("numpy"), std::nullopt);
 }
 
 TEST(DataSplitDeathTest, FractionOutsideTheUnitIntervalIsABug) {
