@@ -45,6 +45,13 @@ class LegacyRandomState {
   std::mt19937 mt_;
 };
 
+SplitIndices front_is_test(const std::vector<uint32_t>& perm, int64_t n_test) {
+  SplitIndices s;
+  s.test.assign(perm.begin(), perm.begin() + n_test);
+  s.train.assign(perm.begin() + n_test, perm.end());
+  return s;
+}
+
 // scikit-learn's _approximate_mode: how many of n_draws rows each class gives, the floor of its share and
 // one more for the largest remainders; equal remainders are chosen among by RandomState.choice without
 // replacement (the front of a permutation).
@@ -79,13 +86,7 @@ std::vector<int64_t> approximate_mode(const std::vector<int64_t>& counts, int64_
 SplitIndices sklearn_split(std::span<const float> labels, int64_t n_test, bool stratify, uint32_t seed) {
   const auto n = labels.size();
   LegacyRandomState rng(seed);
-  SplitIndices s;
-  if (!stratify) {  // ShuffleSplit
-    const std::vector<uint32_t> perm = rng.permutation(n);
-    s.test.assign(perm.begin(), perm.begin() + n_test);
-    s.train.assign(perm.begin() + n_test, perm.end());
-    return s;
-  }
+  if (!stratify) return front_is_test(rng.permutation(n), n_test);  // ShuffleSplit
   // StratifiedShuffleSplit: classes in label order, each one's rows in file order.
   std::map<float, std::vector<uint32_t>> rows_of;
   for (size_t r = 0; r < n; ++r) rows_of[labels[r]].push_back(static_cast<uint32_t>(r));
@@ -95,6 +96,7 @@ SplitIndices sklearn_split(std::span<const float> labels, int64_t n_test, bool s
   std::vector<int64_t> left(counts.size());
   for (size_t i = 0; i < counts.size(); ++i) left[i] = counts[i] - train_of[i];
   const std::vector<int64_t> test_of = approximate_mode(left, n_test, rng);
+  SplitIndices s;
   size_t i = 0;
   for (const auto& [label, rows] : rows_of) {
     const std::vector<uint32_t> perm = rng.permutation(rows.size());
@@ -111,12 +113,8 @@ SplitIndices philox_split(std::span<const float> labels, int64_t n_test, bool st
   const auto n = static_cast<uint32_t>(labels.size());
   std::vector<uint32_t> perm;
   rng.permutation("data/split", "data/split", perm, n);
+  if (!stratify) return front_is_test(perm, n_test);
   SplitIndices s;
-  if (!stratify) {
-    s.test.assign(perm.begin(), perm.begin() + n_test);
-    s.train.assign(perm.begin() + n_test, perm.end());
-    return s;
-  }
   // Only the classes present: labels may be sparse (0 and 16000000), and num_classes their bound.
   std::map<int64_t, int64_t> quota;
   for (float v : labels) ++quota[static_cast<int64_t>(v)];
