@@ -286,6 +286,22 @@ TEST_F(BadInput, ValidationSplitIsKerasRoundingAndNeverLeavesTrainingEmpty) {
   EXPECT_NE(r.output.find("3 training rows, 1 validation"), std::string::npos) << r.output;
 }
 
+TEST_F(BadInput, TheRunHeaderNamesTheSplit) {
+  dir.write("d.csv", good_csv);
+  CommandResult r =
+      run_trainrr("train " + config("d.csv") + " --set data.test_fraction=0.5 --set data.split=sklearn");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("2 training rows, 0 validation, 2 test (sklearn split);"), std::string::npos)
+      << r.output;
+  r = run_trainrr("train " + config("d.csv") + " --set data.test_fraction=0.5 --set data.stratify=true");
+  EXPECT_NE(r.output.find("2 test (philox split, stratified);"), std::string::npos) << r.output;
+  expect_error(
+      "train " + config("d.csv") + " --set data.test_fraction=0.5 --set data.split=sklearn --set seed=" +
+          std::to_string(uint64_t{1} << 32),
+      "(--set): data.split = \"sklearn\" draws the split as numpy's RandomState(seed) does, so it needs "
+      "a seed from 0 to 4294967295, got 4294967296");
+}
+
 TEST_F(BadInput, AHugeBatchSizeIsOneBatchPerEpoch) {
   dir.write("d.csv", good_csv);
   CommandResult r = run_trainrr("train " + config("d.csv") + " --set train.batch_size=9223372036854775807");

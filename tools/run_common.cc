@@ -6,10 +6,14 @@ void print_run_header(FILE* out, const RunConfig& config, Training& t) {
   std::fprintf(out, "run: %s\n", config.file.c_str());
   std::fprintf(out, "seed: %llu%s\n", static_cast<unsigned long long>(t.seed()),
                t.seed_from_entropy() ? " (drawn from the OS: the configuration gives none)" : "");
-  std::fprintf(
-      out, "data: %lld training rows, %lld validation, %lld test; sample shape %s\n",
-      static_cast<long long>(t.train_data().rows()), static_cast<long long>(t.validation_data().rows()),
-      static_cast<long long>(t.test_data().rows()), shape_str(t.train_data().sample_shape()).c_str());
+  const DataConfig& d = config.data;
+  const std::string split =
+      t.test_data().rows() ? " (" + d.split + " split" + (d.stratify ? ", stratified" : "") + ")" : "";
+  std::fprintf(out, "data: %lld training rows, %lld validation, %lld test%s; sample shape %s\n",
+               static_cast<long long>(t.train_data().rows()),
+               static_cast<long long>(t.validation_data().rows()),
+               static_cast<long long>(t.test_data().rows()), split.c_str(),
+               shape_str(t.train_data().sample_shape()).c_str());
   std::fprintf(out, "runtime: %d threads, policy %s, isa %s\n", t.threads(), policy_name(t.policy()),
                isa_name(t.isa()));
   std::fprintf(out, "model:\n%s", t.model().summary().c_str());
