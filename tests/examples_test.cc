@@ -121,6 +121,23 @@ TEST(ExampleForcing, EveryKernelForcedToTheChosenIdsReproducesTheRunThatChoseThe
   EXPECT_EQ(forced.digests, tuned.digests);
 }
 
+TEST(ExampleSeeds, ASklearnSplitWithASeedNumpyRefusesIsAnErrorForAConfigBuiltInCode) {
+  auto config = load_config(example("breast_cancer.toml"), {});
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  ASSERT_EQ(config->data.split, "sklearn");
+  config->seed = uint64_t{1} << 40;  // load_config would have refused it
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  TrainingOptions opts;
+  opts.registry = &registry;
+  auto t = Training::create(*config, opts);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(
+      t.error().message.find("data.split = \"sklearn\" needs a seed from 0 to 4294967295, got 1099511627776"),
+      std::string::npos)
+      << t.error().message;
+}
+
 TEST(ExampleSeeds, DifferentSeedsGiveDifferentParameters) {
   Trained a = train("breast_cancer.toml", {"runtime.policy=deterministic", "seed=1"});
   Trained b = train("breast_cancer.toml", {"runtime.policy=deterministic", "seed=2"});
