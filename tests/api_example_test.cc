@@ -30,13 +30,15 @@ std::string marked_region(const std::string& source) {
   return out;
 }
 
-// The first ```cpp block after the README's "## The C++ API" heading.
-std::string readme_block(const std::string& readme) {
-  const size_t section = readme.find("## The C++ API\n");
+// The first block fenced as `language` after the README's heading.
+std::string readme_block(const std::string& heading, const std::string& language) {
+  const std::string readme = file_text(std::string(TRAINRR_SOURCE_DIR) + "/README.md");
+  const size_t section = readme.find(heading + "\n");
   if (section == std::string::npos) return "";
-  const size_t open = readme.find("```cpp\n", section);
+  const std::string fence = "```" + language + "\n";
+  const size_t open = readme.find(fence, section);
   if (open == std::string::npos) return "";
-  const size_t from = open + 7, to = readme.find("```\n", from);
+  const size_t from = open + fence.size(), to = readme.find("```\n", from);
   return to == std::string::npos ? "" : readme.substr(from, to - from);
 }
 
@@ -44,7 +46,19 @@ TEST(ApiExample, TheReadmeQuotesTheProgramVerbatim) {
   const std::string region =
       marked_region(file_text(std::string(TRAINRR_SOURCE_DIR) + "/examples/api_example.cc"));
   ASSERT_FALSE(region.empty());
-  EXPECT_EQ(readme_block(file_text(std::string(TRAINRR_SOURCE_DIR) + "/README.md")), region);
+  EXPECT_EQ(readme_block("## The C++ API", "cpp"), region);
+}
+
+TEST(ReadmeConfiguration, TheExampleIsAConfigurationThatTrains) {
+  const std::string text = readme_block("## Configuration", "toml");
+  ASSERT_FALSE(text.empty());
+  TempDir dir;
+  const std::string path = dir.write("readme.toml", text);
+  // Its data path is relative to examples/, as the README's example is the breast-cancer one.
+  const std::string data = std::string(TRAINRR_SOURCE_DIR) + "/examples/data/breast_cancer.csv";
+  CommandResult r = run_trainrr("train " + path + " --set data.path=\"" + data + "\" --set train.epochs=1");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("test: loss"), std::string::npos) << r.output;
 }
 
 #ifdef TRAINRR_API_EXAMPLE
