@@ -556,12 +556,9 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
     return bad("data.test_fraction", "must be in [0, 1), got " + num(d.test_fraction));
   if (!parse_split_method(d.split))
     return bad("data.split", "must be philox or sklearn, got '" + d.split + "'");
-  if (d.split == "sklearn" && d.test_fraction > 0 && !(c.seed && *c.seed <= UINT32_MAX))
-    return bad(
-        "data.split",
-        "= \"sklearn\" draws the split as numpy's RandomState(seed) does, so it needs a seed from 0 to "
-        "4294967295" +
-            (c.seed ? ", got " + std::to_string(*c.seed) : std::string(" (the run has none)")));
+  if (d.split == "sklearn" && d.test_fraction > 0)
+    if (const std::string problem = sklearn_seed_problem(c.seed); !problem.empty())
+      return bad("data.split", problem);
   if (d.scale != "none" && d.scale != "standardize" && d.scale != "minmax")
     return bad("data.scale", "must be none, standardize or minmax, got '" + d.scale + "'");
   if (c.augment.noise_stddev < 0)

@@ -264,9 +264,9 @@ Status Training::prepare(const TrainingOptions& options) {
     if (!method)
       return Error{config_.file + ": data.split must be philox or sklearn, got '" + config_.data.split + "'"};
     // load_config checks this for a configuration file; a RunConfig built in code may skip it.
-    if (*method == SplitMethod::sklearn && rng_->seed() > UINT32_MAX)
-      return Error{config_.file + ": data.split = \"sklearn\" needs a seed from 0 to 4294967295, got " +
-                   std::to_string(rng_->seed())};
+    if (*method == SplitMethod::sklearn)
+      if (const std::string problem = sklearn_seed_problem(rng_->seed()); !problem.empty())
+        return Error{config_.file + ": data.split " + problem};
     SplitIndices split = split_rows(data->y, data->num_classes, config_.data.test_fraction,
                                     config_.data.stratify, *method, *rng_, *hooks_);
     // A hook may have replaced the split (replay): every row must exist in this data set.

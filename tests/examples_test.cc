@@ -132,9 +132,10 @@ TEST(ExampleSeeds, ASklearnSplitWithASeedNumpyRefusesIsAnErrorForAConfigBuiltInC
   opts.registry = &registry;
   auto t = Training::create(*config, opts);
   ASSERT_FALSE(t.ok());
-  EXPECT_NE(
-      t.error().message.find("data.split = \"sklearn\" needs a seed from 0 to 4294967295, got 1099511627776"),
-      std::string::npos)
+  EXPECT_NE(t.error().message.find(
+                "data.split = \"sklearn\" draws the split as numpy's RandomState(seed) does, so it "
+                "needs a seed from 0 to 4294967295, got 1099511627776"),
+            std::string::npos)
       << t.error().message;
 }
 

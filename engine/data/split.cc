@@ -156,6 +156,13 @@ std::optional<SplitMethod> parse_split_method(std::string_view name) {
   return std::nullopt;
 }
 
+std::string sklearn_seed_problem(std::optional<uint64_t> seed) {
+  if (seed && *seed <= UINT32_MAX) return "";
+  return "= \"sklearn\" draws the split as numpy's RandomState(seed) does, so it needs a seed from 0 to "
+         "4294967295" +
+         (seed ? ", got " + std::to_string(*seed) : std::string(" (the run has none)"));
+}
+
 int64_t test_rows(int64_t rows, double test_fraction, SplitMethod method) {
   const double product = test_fraction * static_cast<double>(rows);
   return static_cast<int64_t>(std::ceil(method == SplitMethod::sklearn ? product : product - 1e-9));

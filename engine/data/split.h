@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -25,6 +26,10 @@ struct SplitIndices {
 //            drawn as it draws them: numpy's legacy RandomState (MT19937). The seed must be below 2^32.
 enum class SplitMethod { philox, sklearn };
 std::optional<SplitMethod> parse_split_method(std::string_view name);
+
+// Why `seed` cannot drive the sklearn split ("" when it can), to follow "data.split": numpy's
+// RandomState(seed) takes seeds below 2^32, and a run without a seed has none to give it.
+std::string sklearn_seed_problem(std::optional<uint64_t> seed);
 
 // The number of test rows, ceil(test_fraction * rows) as scikit-learn takes it. The philox split forgives
 // a product a rounding error above a whole number (0.55 * 100 is 55.00000000000001: 55 rows, not 56); the
