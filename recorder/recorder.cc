@@ -8,6 +8,7 @@
 #include "engine/data/file_io.h"
 #include "engine/fingerprint.h"
 #include "recorder/environment.h"
+#include "traces/trace_lock.h"
 #include "traces/trace_reader.h"
 
 namespace trainrr {
@@ -61,6 +62,9 @@ Status check_trace_path(const std::string& out, const std::string& config_path, 
         std::pair{c.data.labels, "labels file"}})
     if (!input.empty() && fs::equivalent(out, input, ec))
       return Error{out + ": this is the run's " + what + "; writing the trace there would destroy it"};
+  // Another recording's trace is refused before training, not only when this one would start writing.
+  if (std::optional<pid_t> writer = trace::writer_of(out))
+    return Error{trace::recording_elsewhere(out, *writer)};
   if (fs::file_size(out, ec) > 0 && !trace::TraceReader::open(out))
     return Error{out +
                  ": exists and is not a trainrr trace; refusing to overwrite it (remove it or choose "

@@ -170,6 +170,8 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   rep.facts.emplace_back("A", a_path);
   rep.facts.emplace_back("B", b_path);
   rep.environment = environment_differences(ha.environment, hb.environment);
+  for (const auto* reader : {&*ra, &*rb})
+    if (const auto& live = (*reader)->still_recording()) rep.notes.push_back(*live);
 
   CauseInputs ci;
   KernelRegistry registry;

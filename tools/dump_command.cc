@@ -123,7 +123,9 @@ int run_dump(const DumpArgs& a) {
     else if (const auto* c = std::get_if<trace::TraceCheckpoint>(&m.value))
       line(a.json ? checkpoint_json(*c, m.offset) : checkpoint_text(*c, m.offset));
   }
-  for (const auto& note : r.notes()) {
+  std::vector<std::string> notes = r.notes();
+  if (const auto& live = r.still_recording()) notes.insert(notes.begin(), *live);
+  for (const auto& note : notes) {
     if (a.json)
       line(JsonObject().str("type", "note").str("text", note).done());
     else
@@ -148,16 +150,17 @@ int run_dump(const DumpArgs& a) {
     // A cut tail is what a killed recording leaves: everything before it was printed and is complete.
     if (!stop.truncated || r.ended_cleanly()) rc = kBadInput;
   } else if (!r.ended_cleanly()) {
+    const bool live = r.still_recording().has_value();
     if (a.json)
       line(JsonObject()
                .str("type", "incomplete")
                .integer("complete_steps", complete)
                .boolean("truncated", false)
-               .str("reason", "no footer")
+               .str("reason", live ? "still being recorded" : "no footer")
                .done());
     else
-      line("did not end cleanly: " + std::to_string(complete) + " complete step" +
-           (complete == 1 ? "" : "s") + " readable; no footer");
+      line((live ? "still being recorded: " : "did not end cleanly: ") + std::to_string(complete) +
+           " complete step" + (complete == 1 ? "" : "s") + " readable" + (live ? " so far" : "; no footer"));
   }
   std::fflush(stdout);
   if (rc != kOk) print_error(stopped->message);
@@ -171,7 +174,8 @@ void add_dump_command(CLI::App& app, int& exit_code) {
   CLI::App* cmd = app.add_subcommand(
       "dump",
       "Print every message and event of a trace in file order, one line each.\n"
-      "Exit codes: 0 read (a killed recording included), 2 not a trace, damaged, or bad --steps.");
+      "Exit codes: 0 read (a killed recording or one still running included), 2 not a trace, damaged,\n"
+      "or bad --steps.");
   cmd->add_option("file", args->file, "Trace file")->required();
   cmd->add_flag("--json", args->json, "JSON Lines: one object per message or event, with a \"type\" key");
   cmd->add_option("--steps", args->steps,

@@ -51,11 +51,12 @@ int run_replay(const ReplayArgs& a) {
     print_error(force.error().message);
     return kBadInput;
   }
-  std::vector<std::string> openblas_notes;
-  if (!force->kernels) {
-    openblas_notes = keep_openblas_within_isa();
-  } else if (auto reader = trace::TraceReader::open(a.trace)) {
-    openblas_notes = use_recorded_openblas_core((*reader)->header());
+  std::vector<std::string> notes;
+  // keep_openblas_within_isa() may restart the process: before the trace is read.
+  if (!force->kernels) notes = keep_openblas_within_isa();
+  if (auto reader = trace::TraceReader::open(a.trace)) {
+    if (force->kernels) notes = use_recorded_openblas_core((*reader)->header());
+    if (const auto& live = (*reader)->still_recording()) notes.insert(notes.begin(), *live);
   }
   ReplayOptions o;
   o.trace_path = a.trace;
@@ -74,7 +75,7 @@ int run_replay(const ReplayArgs& a) {
     return r.exit_code;
   }
   r.report.facts.emplace_back("steps executed", std::to_string(r.steps_executed));
-  r.report.notes.insert(r.report.notes.begin(), openblas_notes.begin(), openblas_notes.end());
+  r.report.notes.insert(r.report.notes.begin(), notes.begin(), notes.end());
   if (Status s = emit_report(r.report, a.out); !s) {
     print_error(s.error().message);
     return kBadInput;

@@ -252,6 +252,7 @@ int run_show(const ShowArgs& a) {
   if (!r.notes().empty())
     std::printf("notes: %zu thing%s this reader does not know were skipped; first: %s\n", r.notes().size(),
                 r.notes().size() == 1 ? "" : "s", r.notes().front().c_str());
+  if (const auto& live = r.still_recording()) std::printf("note: %s\n", live->c_str());
 
   if (stopped) {
     const trace::ReadStop& stop = *r.stopped();
@@ -269,6 +270,10 @@ int run_show(const ShowArgs& a) {
                 static_cast<long long>(f->step_count), f->step_count == 1 ? "" : "s",
                 static_cast<unsigned long long>(f->event_count), f->event_count == 1 ? "" : "s",
                 f->checkpoints.size(), f->checkpoints.size() == 1 ? "" : "s");
+  } else if (r.still_recording()) {
+    std::printf("still being recorded: %lld complete step%s readable so far, to byte %llu\n",
+                static_cast<long long>(s.complete), s.complete == 1 ? "" : "s",
+                static_cast<unsigned long long>(s.end_offset));
   } else {
     std::printf(
         "did not end cleanly: %lld complete step%s readable; the file ends at byte %llu after a complete "
@@ -286,8 +291,8 @@ void add_show_command(CLI::App& app, int& exit_code) {
   CLI::App* cmd = app.add_subcommand(
       "show",
       "Summarize a trace on one screen: run, environment, data, steps, checkpoints, final metrics,\n"
-      "and whether the recording ended cleanly. Exit codes: 0 read (a killed recording included),\n"
-      "2 not a trace or damaged.");
+      "and whether the recording ended cleanly. Exit codes: 0 read (a killed recording or one still\n"
+      "running included), 2 not a trace or damaged.");
   cmd->add_option("file", args->file, "Trace file")->required();
   cmd->callback([args, &exit_code] { exit_code = run_show(*args); });
 }

@@ -18,6 +18,7 @@
 
 #include "engine/fingerprint.h"
 #include "trace.capnp.h"
+#include "traces/trace_lock.h"
 
 namespace trainrr::trace {
 
@@ -697,11 +698,15 @@ Result<std::unique_ptr<TraceReader>> TraceReader::open(const std::string& path, 
   impl->limits = limits;
   impl->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (impl->fd < 0) return Error{path + ": cannot open trace: " + std::strerror(errno)};
+  // Asked before the size is taken: a writer done by then has written all it will, and one that is not
+  // leaves a message in progress at the end of the size taken, or none.
+  const std::optional<pid_t> writer = writer_of(impl->fd);
   struct stat st;
   if (::fstat(impl->fd, &st) != 0) return Error{path + ": cannot stat trace: " + std::strerror(errno)};
   if (!S_ISREG(st.st_mode)) return Error{path + ": not a regular file"};
   impl->size = static_cast<uint64_t>(st.st_size);
   std::unique_ptr<TraceReader> reader(new TraceReader(std::move(impl)));
+  if (writer) reader->still_recording_ = still_recording(path, *writer);
   if (Status s = reader->read_header(); !s) return s.error();
   return reader;
 }
@@ -762,11 +767,13 @@ Result<std::optional<TraceRecord>> TraceReader::next() {
       return m.stop_at(m.error_at(offset, std::to_string(m.size - offset) + " bytes follow the footer"));
     }
     auto frame = m.frame_at(offset);
-    if (!frame) return m.stop_at(frame.error());
-    if (!*frame) {
+    // A trace still being recorded ends, when it is read, inside the message being written: the end of
+    // what is there so far, as a cut is the end of a killed recording.
+    if ((!frame && m.truncated_tail && still_recording_) || (frame && !*frame)) {
       m.at_end = true;
       return std::optional<TraceRecord>();
     }
+    if (!frame) return m.stop_at(frame.error());
     kj::ArrayPtr<const capnp::word> words = (*frame)->words;
     const uint64_t size = (*frame)->bytes;
     bool skipped = false;

@@ -78,6 +78,11 @@ class TraceReader {
   bool ended_cleanly() const { return footer_.has_value(); }
   // Things skipped for forward compatibility (unknown message and event kinds), at most 100 kept.
   const std::vector<std::string>& notes() const { return notes_; }
+  // Set when a writer was still recording the trace as it was opened (traces/trace_lock.h), to be shown to
+  // the user: "FILE: still being recorded (process N): read up to its last complete step". The reader reads
+  // the file as it was then; a message the writer was still writing at its end is where the recording had
+  // got to, not a cut: next() ends there cleanly (nullopt, no stopped()), without a footer.
+  const std::optional<std::string>& still_recording() const { return still_recording_; }
 
   struct Impl;  // defined in trace_reader.cc
 
@@ -90,6 +95,7 @@ class TraceReader {
   uint64_t header_size_ = 0;
   std::optional<TraceFooter> footer_;
   std::vector<std::string> notes_;
+  std::optional<std::string> still_recording_;
 };
 
 }  // namespace trainrr::trace

@@ -540,5 +540,48 @@ TEST(TraceIntegrity, TheUnchangedFileReadsToItsFooterAndASeekReadsOnWithoutTheEa
   std::remove(path.c_str());
 }
 
+// A writer that is still writing has, as the reader sees it, a message half written at the end: that is where
+// the recording has got to, not a cut and not damage. Once the writer is gone, the same bytes are a cut.
+TEST(TraceReaderLive, ATraceStillBeingWrittenReadsToItsLastCompleteMessageWithANote) {
+  const std::string other = temp_path("live-other.trr"), path = temp_path("live.trr");
+  const SampleTrace sample = write_sample_trace(other, 4);
+  const std::vector<uint8_t> bytes = read_file(other);
+  // Half of the checkpoint message (after step 2): message_ends holds the header, steps 0 and 1, an epoch,
+  // step 2, then the checkpoint.
+  const uint64_t from = sample.message_ends[4], to = sample.message_ends[5];
+  ASSERT_GT(to - from, 64u);
+  auto w = TraceWriter::create(path, sample_header());
+  ASSERT_TRUE(w) << w.error().message;
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*w)->write_step(sample_step(i)));
+  {
+    std::ofstream half(path, std::ios::binary | std::ios::app);
+    half.write(reinterpret_cast<const char*>(bytes.data() + from),
+               static_cast<std::streamsize>((to - from) / 2));
+  }
+
+  auto live = TraceReader::open(path);
+  ASSERT_TRUE(live) << live.error().message;
+  EXPECT_EQ((*live)->still_recording(),
+            std::optional<std::string>(path + ": still being recorded (process " +
+                                       std::to_string(::getpid()) + "): read up to its last complete step"));
+  ReadAll read = read_all(**live);
+  EXPECT_FALSE(read.error) << read.error->message;
+  EXPECT_TRUE(read.clean);
+  EXPECT_EQ(read.records.size(), 3u);
+  EXPECT_FALSE((*live)->stopped());
+  EXPECT_FALSE((*live)->ended_cleanly());
+
+  w->reset();  // the writer is gone, as a killed recording's is
+  auto cut = TraceReader::open(path);
+  ASSERT_TRUE(cut) << cut.error().message;
+  EXPECT_FALSE((*cut)->still_recording());
+  ReadAll after = read_all(**cut);
+  EXPECT_EQ(after.records.size(), 3u);
+  ASSERT_TRUE((*cut)->stopped());
+  EXPECT_TRUE((*cut)->stopped()->truncated) << (*cut)->stopped()->why;
+  std::remove(path.c_str());
+  std::remove(other.c_str());
+}
+
 }  // namespace
 }  // namespace trainrr::trace

@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <kj/exception.h>
 #include <kj/io.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -13,10 +15,12 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <type_traits>
 
 #include "engine/fingerprint.h"
 #include "trace.capnp.h"
+#include "traces/trace_lock.h"
 
 namespace trainrr::trace {
 
@@ -225,13 +229,82 @@ void write_event(schema::Event::Builder out, const Event& event, TraceWriter::In
 
 std::string errno_text(int err) { return std::strerror(err); }
 
+// The file `path` names, symbolic links followed: a trace is replaced where a link points, as writing
+// through the link did, and the link stays.
+std::filesystem::path resolve_links(const std::string& path) {
+  namespace fs = std::filesystem;
+  fs::path p = path;
+  for (int hops = 0; hops < 40; ++hops) {  // as many as the kernel follows
+    std::error_code ec;
+    if (!fs::is_symlink(fs::symlink_status(p, ec)) || ec) break;
+    fs::path target = fs::read_symlink(p, ec);
+    if (ec) break;
+    p = target.is_absolute() ? target : p.parent_path() / target;
+  }
+  return p;
+}
+
+// Holds flock(LOCK_EX) on a folder for its lifetime. Every writer claims its path under it, so that one
+// writer's look at the path and its rename there are one step to every other writer in the folder.
+class FolderLock {
+ public:
+  // A folder that cannot be locked (a file system without flock) is claimed without it: the writer lock on
+  // the trace still turns away a second writer in all but a race of the two renames.
+  explicit FolderLock(int dir_fd) : fd_(dir_fd) {
+    int rc;
+    do rc = ::flock(fd_, LOCK_EX);
+    while (rc != 0 && errno == EINTR);
+    locked_ = rc == 0;
+  }
+  ~FolderLock() {
+    if (locked_) ::flock(fd_, LOCK_UN);
+  }
+  FolderLock(const FolderLock&) = delete;
+  FolderLock& operator=(const FolderLock&) = delete;
+
+ private:
+  int fd_;
+  bool locked_ = false;
+};
+
 }  // namespace
 
-TraceWriter::TraceWriter(std::string path, int fd)
-    : path_(std::move(path)), fd_(fd), names_(std::make_unique<Interner>()) {}
+TraceWriter::TraceWriter(std::string path, int fd, int dir_fd, std::string unclaimed)
+    : path_(std::move(path)),
+      fd_(fd),
+      dir_fd_(dir_fd),
+      unclaimed_(std::move(unclaimed)),
+      names_(std::make_unique<Interner>()) {}
 
 TraceWriter::~TraceWriter() {
+  // A trace that never reached its path leaves nothing behind.
+  if (!unclaimed_.empty()) ::unlinkat(dir_fd_, unclaimed_.c_str(), 0);
   if (fd_ >= 0) ::close(fd_);
+  if (dir_fd_ >= 0) ::close(dir_fd_);
+}
+
+// Renames the new file to `name`, unless a live writer holds the file there.
+Status TraceWriter::claim(const std::string& name) {
+  FolderLock folder(dir_fd_);
+  const int there = ::openat(dir_fd_, name.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (there >= 0) {
+    const std::optional<pid_t> writer = writer_of(there);
+    ::close(there);
+    if (writer) return Error{recording_elsewhere(path_, *writer)};
+  }
+  if (::renameat(dir_fd_, unclaimed_.c_str(), dir_fd_, name.c_str()) != 0)
+    return Error{path_ + ": cannot put the new trace in place: " + errno_text(errno)};
+  unclaimed_.clear();
+  return {};
+}
+
+// The rename is on disk once the folder is synced: the first sync of the trace's bytes (a checkpoint, the
+// footer) syncs the folder too, so that a synced trace is found at its path after a crash. Some file systems
+// cannot sync a folder; the trace's own bytes are synced regardless.
+void TraceWriter::sync_name() {
+  if (name_synced_) return;
+  name_synced_ = true;
+  (void)::fsync(dir_fd_);
 }
 
 Status TraceWriter::check_usable() const {
@@ -276,9 +349,31 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
     if (!d.embedded.empty() && d.embedded.size() != d.size_bytes)
       return Error{path + ": data set '" + d.name + "': embedded bytes differ from size_bytes"};
   }
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Error{path + ": cannot create trace: " + errno_text(errno)};
-  std::unique_ptr<TraceWriter> w(new TraceWriter(path, fd));
+  // Before anything is written: a path another writer holds is refused at once (and again, for certain, at
+  // the rename below).
+  const std::filesystem::path target = resolve_links(path);
+  struct stat info;
+  if (::stat(target.c_str(), &info) == 0 && !S_ISREG(info.st_mode))
+    return Error{path + ": not a regular file; a trace needs a file path"};
+  if (std::optional<pid_t> writer = writer_of(target.string())) return Error{recording_elsewhere(path, *writer)};
+  const std::string folder = target.has_parent_path() ? target.parent_path().string() : ".";
+  const int dir_fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) return Error{path + ": cannot open its folder " + folder + ": " + errno_text(errno)};
+  // The new trace is written beside the old one under a name of its own, then renamed over it.
+  std::string unclaimed;
+  int fd = -1;
+  for (int n = 0; fd < 0 && n < 100; ++n) {
+    unclaimed = ".trainrr-" + std::to_string(::getpid()) + "-" + std::to_string(n) + ".trr.part";
+    fd = ::openat(dir_fd, unclaimed.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 && errno != EEXIST) break;
+  }
+  if (fd < 0) {
+    const int err = errno;
+    ::close(dir_fd);
+    return Error{path + ": cannot create the trace (a new file in " + folder + "): " + errno_text(err)};
+  }
+  std::unique_ptr<TraceWriter> w(new TraceWriter(path, fd, dir_fd, unclaimed));
+  if (Status locked = lock_for_writing(fd, path); !locked) return locked.error();
 
   Status st;
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
@@ -323,6 +418,7 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
     return Error{path + ": cannot encode the header: " + std::string(e->getDescription().cStr())};
   }
   if (!st) return st.error();
+  if (Status claimed = w->claim(target.filename().string()); !claimed) return claimed.error();
   return w;
 }
 
@@ -488,6 +584,7 @@ Status TraceWriter::write_checkpoint(const TrainState& state) {
     return st;
   }
   if (::fdatasync(fd_) != 0) return fail("fdatasync after checkpoint failed: " + errno_text(errno));
+  sync_name();
   checkpoints_.push_back({state.step, at});
   return {};
 }
@@ -518,6 +615,7 @@ Status TraceWriter::finish(const TraceFooter& footer) {
     return st;
   }
   if (::fsync(fd_) != 0) return fail("fsync at the end failed: " + errno_text(errno));
+  sync_name();
   int fd = fd_;
   fd_ = -1;
   finished_ = true;

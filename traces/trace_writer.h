@@ -2,6 +2,10 @@
 // Appends a trace file: a header, then one packed Cap'n Proto message per step (written to the OS with one
 // system call, so a killed process loses at most the step in progress), checkpoints (synced to disk), and a
 // footer (synced). Names (sites, streams, parameter and metric names) are interned: each is written once.
+//
+// One writer per path (traces/trace_lock.h): the writer holds a lock on its file from creation to close. An
+// earlier trace at the path is replaced, never rewritten: the new file, header written, is renamed over it,
+// so a reader that has the earlier trace open reads it to its end unharmed.
 
 #include <cstdint>
 #include <memory>
@@ -17,9 +21,13 @@ namespace trainrr::trace {
 
 class TraceWriter {
  public:
-  // Creates (truncates) `path` and writes the header.
+  // Writes the header to a new file beside `path` (symbolic links followed) and renames it to `path`,
+  // replacing what was there. Refuses, before anything is written, a path that another live writer holds:
+  // the Error names the path and that writer's process id.
   static Result<std::unique_ptr<TraceWriter>> create(const std::string& path, const TraceHeader& header);
-  ~TraceWriter();  // closes the file; without finish() the trace reads as "did not end cleanly"
+  // Closes the file, which frees the path for another writer; without finish() the trace reads as "did not
+  // end cleanly".
+  ~TraceWriter();
   TraceWriter(const TraceWriter&) = delete;
   TraceWriter& operator=(const TraceWriter&) = delete;
 
@@ -37,12 +45,17 @@ class TraceWriter {
   struct Interner;  // name -> id; defined in trace_writer.cc
 
  private:
-  TraceWriter(std::string path, int fd);
+  TraceWriter(std::string path, int fd, int dir_fd, std::string unclaimed);
   Status check_usable() const;
   Status fail(const std::string& what);
+  Status claim(const std::string& name);
+  void sync_name();
 
   std::string path_;
   int fd_ = -1;
+  int dir_fd_ = -1;        // the folder the trace is in
+  std::string unclaimed_;  // the file's name in that folder until it is renamed to the trace's; "" after
+  bool name_synced_ = false;
   uint64_t offset_ = 0;  // bytes written so far: the offset of the next message
   bool failed_ = false;
   bool finished_ = false;

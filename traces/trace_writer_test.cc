@@ -1,13 +1,20 @@
 #include "traces/trace_writer.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <random>
 #include <sstream>
 
+#include "traces/trace_lock.h"
 #include "traces/trace_reader.h"
 #include "traces/trace_test_util.h"
 
@@ -234,6 +241,177 @@ TEST(TraceCapnpDecode, StandardToolPrintsAWrittenTrace) {
     EXPECT_NE(s.find(want), std::string::npos) << want << " missing in:\n" << s.substr(0, 2000);
   std::remove(path.c_str());
   std::remove(out.c_str());
+}
+
+// --- one writer per path ---
+
+// A folder of its own, removed at the end: the tests look at everything in it.
+struct Folder {
+  std::filesystem::path path = temp_path("folder-" + std::to_string(::time(nullptr)));
+  Folder() { std::filesystem::create_directories(path); }
+  ~Folder() { std::filesystem::remove_all(path); }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+  std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(path))
+      out.push_back(e.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+};
+
+// Counts what a reader reads to the end: steps, whether it stopped (and whether at a cut), the footer.
+struct ReadBack {
+  int steps = 0;
+  std::optional<ReadStop> stop;
+  bool clean = false;
+};
+ReadBack read_back(TraceReader& r) {
+  ReadBack out;
+  for (;;) {
+    auto rec = r.next();
+    if (!rec) {
+      out.stop = r.stopped();
+      break;
+    }
+    if (!*rec) break;
+    out.steps += std::holds_alternative<TraceStep>((*rec)->value);
+  }
+  out.clean = r.ended_cleanly();
+  return out;
+}
+
+// A child process that writes a header and `steps` steps to `path`, tells the parent through a pipe, and
+// waits there, writer open, until it is killed. Returns its pid, once it has written.
+pid_t writer_in_child(const std::string& path, int steps) {
+  int ready[2];
+  if (::pipe(ready) != 0) return -1;
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(ready[0]);
+    auto w = TraceWriter::create(path, sample_header());
+    char ok = w ? '1' : '0';
+    for (int i = 0; w && i < steps; ++i) ok = (*w)->write_step(sample_step(i)) ? ok : '0';
+    if (::write(ready[1], &ok, 1) != 1) ::_exit(1);
+    for (;;) ::pause();
+  }
+  ::close(ready[1]);
+  char ok = 0;
+  const bool told = ::read(ready[0], &ok, 1) == 1 && ok == '1';
+  ::close(ready[0]);
+  if (!told) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return -1;
+  }
+  return pid;
+}
+
+TEST(OneWriterPerPath, ASecondWriterWhileAnotherProcessWritesIsRefusedWithItsPidAndTouchesNothing) {
+  Folder f;
+  const std::string path = f.file("same.trr");
+  const pid_t child = writer_in_child(path, 3);
+  ASSERT_GT(child, 0);
+  const std::vector<uint8_t> before = read_file(path);
+  auto second = TraceWriter::create(path, sample_header());
+  ASSERT_FALSE(second) << "a second writer must be refused";
+  EXPECT_EQ(second.error().message,
+            path + ": another trainrr (process " + std::to_string(child) +
+                ") is recording to this trace; choose another trace path (-o) or wait "
+                "for it to finish");
+  EXPECT_EQ(read_file(path), before) << "the refused writer changed the trace";
+  EXPECT_EQ(f.names(), std::vector<std::string>{"same.trr"}) << "the refused writer left a file behind";
+  EXPECT_EQ(writer_of(path), std::optional<pid_t>(child));
+
+  // kill -9 frees the path: the partial trace reads as a recording cut short, and a new writer may replace
+  // it.
+  ::kill(child, SIGKILL);
+  ASSERT_EQ(::waitpid(child, nullptr, 0), child);
+  EXPECT_EQ(writer_of(path), std::nullopt);
+  auto r = TraceReader::open(path);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ((*r)->still_recording(), std::nullopt);
+  const ReadBack killed = read_back(**r);
+  EXPECT_EQ(killed.steps, 3);
+  EXPECT_FALSE(killed.clean);
+  EXPECT_FALSE(killed.stop) << killed.stop->why;
+  auto third = TraceWriter::create(path, sample_header());
+  ASSERT_TRUE(third) << third.error().message;
+}
+
+TEST(OneWriterPerPath, ASecondWriterInTheSameProcessIsRefusedToo) {
+  Folder f;
+  const std::string path = f.file("same.trr");
+  {
+    auto first = TraceWriter::create(path, sample_header());
+    ASSERT_TRUE(first) << first.error().message;
+    auto second = TraceWriter::create(path, sample_header());
+    ASSERT_FALSE(second);
+    EXPECT_NE(second.error().message.find("(process " + std::to_string(::getpid()) + ")"), std::string::npos)
+        << second.error().message;
+    ASSERT_TRUE((*first)->write_step(sample_step(0)));
+    ASSERT_TRUE((*first)->finish({true, "completed", 0, 0, {}}));
+    // Finished and closed: the path is free although the writer object lives on.
+    EXPECT_EQ(writer_of(path), std::nullopt);
+    auto third = TraceWriter::create(path, sample_header());
+    EXPECT_TRUE(third) << third.error().message;
+  }
+  EXPECT_EQ(f.names(), std::vector<std::string>{"same.trr"});
+}
+
+TEST(OneWriterPerPath, AReplacedTraceIsReadToItsEndByAReaderThatHadItOpen) {
+  Folder f;
+  const std::string path = f.file("run.trr");
+  {
+    // A checkpoint of random floats (zstd cannot shrink them) makes the trace larger than the reader's
+    // read-ahead: the reader must read the file again after the replacement.
+    auto w = TraceWriter::create(path, sample_header());
+    ASSERT_TRUE(w) << w.error().message;
+    ASSERT_TRUE((*w)->write_step(sample_step(0)));
+    TrainState big = sample_checkpoint(1);
+    std::mt19937 rng(5);
+    std::vector<float> values(size_t{1} << 20);
+    for (float& v : values) v = std::uniform_real_distribution<float>(-1, 1)(rng);
+    big.tensors.push_back({"big", Tensor({static_cast<int64_t>(values.size())}, values)});
+    ASSERT_TRUE((*w)->write_checkpoint(big));
+    for (int i = 1; i < 5; ++i) ASSERT_TRUE((*w)->write_step(sample_step(i)));
+    ASSERT_TRUE((*w)->finish({true, "completed", 0, 0, {}}));
+  }
+  ASSERT_GT(std::filesystem::file_size(path), uint64_t{2} << 20);
+  auto old = TraceReader::open(path);
+  ASSERT_TRUE(old) << old.error().message;
+  auto first = (*old)->next();
+  ASSERT_TRUE(first && *first);
+  write_sample_trace(path, 2);
+  const ReadBack rest = read_back(**old);
+  EXPECT_FALSE(rest.stop) << rest.stop->why;
+  EXPECT_TRUE(rest.clean);
+  EXPECT_EQ(rest.steps, 4) << "steps 1 to 4 of the old trace";
+  auto fresh = TraceReader::open(path);
+  ASSERT_TRUE(fresh) << fresh.error().message;
+  EXPECT_EQ(read_back(**fresh).steps, 2) << "the new trace is at the path";
+  EXPECT_EQ(f.names(), std::vector<std::string>{"run.trr"});
+}
+
+TEST(OneWriterPerPath, ATraceBehindASymbolicLinkIsReplacedWhereTheLinkPoints) {
+  Folder f;
+  std::filesystem::create_directories(f.path / "runs");
+  const std::string target = f.file("runs/a.trr"), link = f.file("latest.trr");
+  write_sample_trace(target, 2);
+  std::filesystem::create_symlink("runs/a.trr", link);
+  write_sample_trace(link, 4);
+  EXPECT_TRUE(std::filesystem::is_symlink(link));
+  auto r = TraceReader::open(target);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(read_back(**r).steps, 4);
+  EXPECT_EQ(f.names(), (std::vector<std::string>{"latest.trr", "runs"}));
+}
+
+TEST(OneWriterPerPath, WhatIsNotARegularFileIsRefused) {
+  Folder f;
+  auto w = TraceWriter::create(f.path.string(), sample_header());
+  ASSERT_FALSE(w);
+  EXPECT_EQ(w.error().message, f.path.string() + ": not a regular file; a trace needs a file path");
 }
 
 TEST(TraceDigest, FileDigestMatchesBytesDigest) {
