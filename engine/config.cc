@@ -410,6 +410,11 @@ std::string num(double v) {
 
 Result<RunConfig> parse_config(const std::string& text, const std::string& name, const std::string& base_dir,
                                const std::vector<std::string>& overrides) {
+  // A configuration is a page of TOML; one from a trace is untrusted, and the parser's work and memory grow
+  // with its size. (Its nesting is bounded by the parser: 256 levels of arrays and inline tables.)
+  if (text.size() > kMaxConfigBytes)
+    return Error{name + ": the configuration is larger than " + std::to_string(kMaxConfigBytes >> 20) + " MiB (" +
+                 std::to_string(text.size()) + " bytes)"};
   toml::table root;
   try {
     root = toml::parse(text, name);
@@ -666,12 +671,14 @@ Result<RunConfig> load_config(const std::string& path, const std::vector<std::st
     return Error{path + ": not a regular file (it is " + kind + "); the configuration is a TOML file"};
   std::ifstream in(path, std::ios::binary);
   if (!in) return Error{path + ": cannot open the configuration: " + std::strerror(errno)};
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (ss.str().find_first_not_of(" \t\r\n") == std::string::npos)
+  // At most one byte past the limit is read, so a pipe that never ends is refused rather than read forever.
+  std::string text(kMaxConfigBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos)
     return Error{path + ": the configuration is empty"};
   const std::string base = fs::absolute(fs::path(path)).parent_path().string();
-  return parse_config(ss.str(), path, base, overrides);
+  return parse_config(text, path, base, overrides);
 }
 
 }  // namespace trainrr

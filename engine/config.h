@@ -78,6 +78,9 @@ struct RunConfig {
 // "model.layers[0].units" -> "16"), for comparing two runs' configurations key by key.
 std::vector<std::pair<std::string, std::string>> flatten_config(const RunConfig& config);
 
+// The largest configuration text read or parsed: real ones are a few KiB.
+inline constexpr size_t kMaxConfigBytes = size_t{1} << 20;
+
 // Reads and checks a configuration. Errors name the file, the line and the key.
 Result<RunConfig> load_config(const std::string& path, const std::vector<std::string>& overrides = {});
 // The same from text; relative paths resolve against `base_dir`, `name` is used in messages.

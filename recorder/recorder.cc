@@ -25,13 +25,12 @@ Result<std::vector<trace::DatasetInfo>> describe_datasets(const DataConfig& data
     trace::DatasetInfo info;
     info.name = name;
     info.path = path;
-    auto d = trace::digest128_file(path);
+    auto d = trace::digest_regular_file(path);
     if (!d) return d.error();
-    info.digest = *d;
-    std::ifstream in(path, std::ios::binary | std::ios::ate);
-    info.size_bytes = static_cast<uint64_t>(in.tellg());
+    info.digest = d->digest;
+    info.size_bytes = d->size;
     if (embed) {
-      in.seekg(0);
+      std::ifstream in(path, std::ios::binary);
       info.embedded.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
       if (info.embedded.size() != info.size_bytes || trace::digest128_bytes(info.embedded) != info.digest)
         return Error{path + ": the file changed while it was being read"};

@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "engine/escape.h"
 #include "engine/fingerprint.h"
 #include "engine/random.h"
 #include "engine/trainer.h"
@@ -37,7 +38,8 @@ BisectResult failed(int code, std::string message) {
 void say(FILE* log, const std::string& line) {
   if (log) {
     // On a terminal, first clear a progress line the stage may have left.
-    std::fprintf(log, "%s%s\n", isatty(fileno(log)) ? "\r\033[K" : "", line.c_str());
+    // The line may quote the trace's names: escaped, so only this escape sequence reaches the terminal.
+    std::fprintf(log, "%s%s\n", isatty(fileno(log)) ? "\r\033[K" : "", printable(line).c_str());
     std::fflush(log);
   }
 }
@@ -175,18 +177,12 @@ BisectResult bisect(const BisectOptions& o) {
   if (!reader) return failed(2, reader.error().message);
   const trace::TraceHeader header = (*reader)->header();
   reader->reset();
-  std::string scratch = (fs::temp_directory_path() / "trainrr-bisect-XXXXXX").string();
-  if (!mkdtemp(scratch.data())) return failed(2, "cannot create a temporary folder");
-  struct Cleanup {
-    std::string p;
-    ~Cleanup() {
-      std::error_code ec;
-      fs::remove_all(p, ec);
-    }
-  } cleanup{scratch};
-  auto rebuilt = rebuild_config(header, o.overrides, o.data_path, false, scratch);
+  auto scratch = ScratchDir::create("trainrr-bisect");
+  if (!scratch) return failed(2, scratch.error().message);
+  auto rebuilt = rebuild_config(header, o.overrides, o.data_path, false, *scratch);
   if (!rebuilt) return failed(2, rebuilt.error().message);
   const RunConfig& config = rebuilt->config;
+  rep.notes.insert(rep.notes.end(), rebuilt->notes.begin(), rebuilt->notes.end());
   KernelRegistry registry;
   register_cpu_kernels(registry);
 
@@ -249,7 +245,7 @@ BisectResult bisect(const BisectOptions& o) {
       rep.environment = environment_differences(header.environment, *env);
       // Where in the step it was born, as replay says it.
       if (d.kind == "probe" || d.kind == "step_end") {
-        auto recorded = rebuild_config(header, {}, o.data_path, true, scratch);
+        auto recorded = rebuild_config(header, {}, o.data_path, true, *scratch);
         locate_element(o.trace_path, ForceSet::all(), recorded ? recorded->config : config, config, registry,
                        d.step, d, res.steps_executed, rep.notes);
       }

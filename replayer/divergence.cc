@@ -6,6 +6,7 @@
 #include <sstream>
 #include <string_view>
 
+#include "engine/escape.h"
 #include "traces/trace.h"
 
 namespace trainrr {
@@ -85,59 +86,8 @@ std::string fmt_double(double v) {
   return buf;
 }
 
-std::string json_str(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
-
 std::string json_num(double v) { return std::isfinite(v) ? fmt_double(v) : "null"; }
 
-std::string html_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '&':
-        out += "&amp;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
 
 std::string summary_str(const Summary& s) {
   return "sum " + fmt_double(s.sum) + ", min " + fmt_double(s.min) + ", max " + fmt_double(s.max) +
@@ -196,40 +146,40 @@ std::string report_text(const DivergenceReport& r) {
 
 std::string report_json(const DivergenceReport& r) {
   std::ostringstream o;
-  o << "{\"command\":" << json_str(r.command)
-    << ",\"status\":" << json_str(r.diverged ? "diverged" : "reproduced");
+  o << "{\"command\":" << json_string(r.command)
+    << ",\"status\":" << json_string(r.diverged ? "diverged" : "reproduced");
   o << ",\"first_divergence\":";
   if (r.first) {
     const FirstDivergence& d = *r.first;
-    o << "{\"step\":" << d.step << ",\"phase\":" << json_str(d.phase) << ",\"kind\":" << json_str(d.kind)
-      << ",\"site\":" << json_str(d.site) << ",\"layer\":" << json_str(d.layer)
-      << ",\"op\":" << json_str(d.op) << ",\"kernel_recorded\":" << json_str(d.kernel_recorded)
-      << ",\"kernel_replayed\":" << json_str(d.kernel_replayed);
+    o << "{\"step\":" << d.step << ",\"phase\":" << json_string(d.phase) << ",\"kind\":" << json_string(d.kind)
+      << ",\"site\":" << json_string(d.site) << ",\"layer\":" << json_string(d.layer)
+      << ",\"op\":" << json_string(d.op) << ",\"kernel_recorded\":" << json_string(d.kernel_recorded)
+      << ",\"kernel_replayed\":" << json_string(d.kernel_replayed);
     if (d.has_element)
       o << ",\"index\":" << d.index << ",\"recorded\":" << json_num(d.recorded)
         << ",\"replayed\":" << json_num(d.replayed) << ",\"abs_diff\":" << json_num(d.abs_diff)
         << ",\"ulp\":" << d.ulp;
     else
       o << ",\"index\":null,\"recorded\":null,\"replayed\":null,\"abs_diff\":null,\"ulp\":null";
-    o << ",\"detail\":" << json_str(d.detail) << "}";
+    o << ",\"detail\":" << json_string(d.detail) << "}";
   } else {
     o << "null";
   }
   o << ",\"cause\":";
   if (r.diverged)
-    o << "{\"category\":" << json_str(r.cause.category) << ",\"detail\":" << json_str(r.cause.detail) << "}";
+    o << "{\"category\":" << json_string(r.cause.category) << ",\"detail\":" << json_string(r.cause.detail) << "}";
   else
     o << "null";
   o << ",\"environment_differences\":[";
   for (size_t i = 0; i < r.environment.size(); ++i)
-    o << (i ? "," : "") << "{\"key\":" << json_str(r.environment[i].key)
-      << ",\"recorded\":" << json_str(r.environment[i].recorded)
-      << ",\"replayed\":" << json_str(r.environment[i].replayed) << "}";
+    o << (i ? "," : "") << "{\"key\":" << json_string(r.environment[i].key)
+      << ",\"recorded\":" << json_string(r.environment[i].recorded)
+      << ",\"replayed\":" << json_string(r.environment[i].replayed) << "}";
   o << "],\"facts\":{";
   for (size_t i = 0; i < r.facts.size(); ++i)
-    o << (i ? "," : "") << json_str(r.facts[i].first) << ":" << json_str(r.facts[i].second);
+    o << (i ? "," : "") << json_string(r.facts[i].first) << ":" << json_string(r.facts[i].second);
   o << "},\"notes\":[";
-  for (size_t i = 0; i < r.notes.size(); ++i) o << (i ? "," : "") << json_str(r.notes[i]);
+  for (size_t i = 0; i < r.notes.size(); ++i) o << (i ? "," : "") << json_string(r.notes[i]);
   o << "]}\n";
   return o.str();
 }

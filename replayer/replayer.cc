@@ -44,40 +44,88 @@ std::vector<EnvDifference> environment_differences(
   return out;
 }
 
+namespace {
+
+// The configuration key each data set of a trace stands for, given the run's data source; null when the
+// source reads no such file.
+std::string* data_target(DataConfig& d, const std::string& name) {
+  if (d.source == "csv" && name == "data") return &d.path;
+  if ((d.source == "npy" || d.source == "idx") && name == "features") return &d.path;
+  if ((d.source == "npy" || d.source == "idx") && name == "labels") return &d.labels;
+  return nullptr;
+}
+
+// The files a data source reads, by their names in a trace.
+std::vector<std::string> data_set_names(const DataConfig& d) {
+  if (d.source == "csv") return {"data"};
+  if (d.source == "npy" || d.source == "idx") return {"features", "labels"};
+  return {};
+}
+
+}  // namespace
+
 Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector<std::string>& overrides,
-                                  const std::string& data_path, bool allow_change,
-                                  const std::string& scratch_dir) {
+                                  const std::string& data_path, bool allow_change, ScratchDir& scratch) {
   std::vector<std::string> all = h.config_overrides;
   all.insert(all.end(), overrides.begin(), overrides.end());
   auto config = parse_config(h.config, h.config_path + " (in the trace)", config_folder(h), all);
   if (!config) return config.error();
-  RebuiltRun r{std::move(config).value(), false, ""};
+  RebuiltRun r{std::move(config).value(), false, "", {}};
   DataConfig& d = r.config.data;
-  for (const trace::DatasetInfo& info : h.datasets) {
-    std::string* target = info.name == "labels" ? &d.labels : &d.path;
-    if (!info.embedded.empty()) {
-      const std::string file =
-          (fs::path(scratch_dir) / (info.name + "-" + fs::path(info.path).filename().string())).string();
-      std::ofstream out(file, std::ios::binary);
-      out.write(reinterpret_cast<const char*>(info.embedded.data()),
-                static_cast<std::streamsize>(info.embedded.size()));
-      if (!out) return Error{file + ": cannot write the embedded data: " + std::strerror(errno)};
-      *target = file;
+  // Every file the run reads is described by the trace, and nothing else is: a file the trace does not
+  // vouch for (by size and digest) is never read.
+  for (const std::string& name : data_set_names(d)) {
+    bool found = false;
+    for (const trace::DatasetInfo& info : h.datasets) found = found || info.name == name;
+    if (!found)
+      return Error{"the trace describes no data set '" + name + "' for its " + d.source +
+                   " data: it was not written by trainrr record"};
+  }
+  for (size_t i = 0; i < h.datasets.size(); ++i) {
+    const trace::DatasetInfo& info = h.datasets[i];
+    for (size_t j = 0; j < i; ++j)
+      if (h.datasets[j].name == info.name) return Error{"the trace describes data set '" + info.name.substr(0, 64) + "' twice"};
+    std::string* target = trace::is_known_dataset_name(info.name) ? data_target(d, info.name) : nullptr;
+    if (!target)
+      return Error{"the trace's data set '" + info.name.substr(0, 64) + "' is not read by its " + d.source +
+                   " data"};
+    const bool user_copy = !data_path.empty() && info.name != "labels";
+    if (!info.embedded.empty() && !user_copy) {
+      // The name is trainrr's own; the trace's names and paths never reach the file system.
+      const std::string ext = d.source == "npy" ? ".npy" : d.source == "idx" ? ".idx" : ".csv";
+      auto file = scratch.write_file("dataset-" + std::to_string(i) + ext, info.embedded);
+      if (!file) return file.error();
+      *target = *file;
       continue;
     }
-    if (!data_path.empty() && info.name != "labels") *target = data_path;
-    if (!fs::exists(*target))
-      return Error{"data file " + *target + " (recorded as " + info.path +
-                   ") is missing: pass --data PATH, or record with --embed-data"};
-    auto digest = trace::digest128_file(*target);
-    if (!digest) return digest.error();
-    if (!(*digest == info.digest)) {
-      const std::string what = "data file " + *target + " differs from the recorded one (" +
-                               std::to_string(info.size_bytes) + " bytes recorded; digests differ)";
-      if (!allow_change) return Error{what + "; pass --allow-data-change to replay anyway"};
-      r.data_changed = true;
-      r.data_detail = what;
+    if (user_copy) {
+      if (!info.embedded.empty())
+        r.notes.push_back("data: " + data_path + " (--data) is used in place of the copy the trace embeds");
+      *target = data_path;
     }
+    const std::string what = "data file " + *target + (*target == info.path ? "" : " (recorded as " + info.path + ")");
+    auto size = trace::regular_file_size(*target);
+    if (!size) {
+      if (!std::filesystem::exists(*target))
+        return Error{what + " is missing: pass --data PATH, or record with --embed-data"};
+      return size.error();
+    }
+    // The size is compared first: a file of another size differs without being read.
+    std::string differs;
+    if (*size != info.size_bytes) {
+      differs = what + " differs from the recorded one (" + std::to_string(info.size_bytes) +
+                " bytes recorded, " + std::to_string(*size) + " bytes now)";
+    } else {
+      auto digest = trace::digest_regular_file(*target);
+      if (!digest) return digest.error();
+      if (!(digest->digest == info.digest) || digest->size != info.size_bytes)
+        differs = what + " differs from the recorded one (" + std::to_string(info.size_bytes) +
+                  " bytes recorded; digests differ)";
+    }
+    if (differs.empty()) continue;
+    if (!allow_change) return Error{differs + "; pass --allow-data-change to replay anyway"};
+    r.data_changed = true;
+    r.data_detail = differs;
   }
   return r;
 }
@@ -87,18 +135,6 @@ ReplaySide::ReplaySide(ReplaySide&&) noexcept = default;
 ReplaySide::~ReplaySide() = default;
 
 namespace {
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "trainrr-replay-XXXXXX").string();
-    if (mkdtemp(tmpl.data())) path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path.empty()) fs::remove_all(path, ec);
-  }
-};
 
 // The last checkpoint at or before `step`, if any.
 std::optional<trace::CheckpointRef> checkpoint_before(const std::string& path, int64_t step) {
@@ -308,8 +344,9 @@ ReplayResult replay(const ReplayOptions& o) {
   if (!reader) return fail(2, reader.error().message);
   const trace::TraceHeader header = (*reader)->header();
   reader->reset();
-  TempDir scratch;
-  auto rebuilt = rebuild_config(header, o.overrides, o.data_path, o.allow_data_change, scratch.path);
+  auto scratch = ScratchDir::create("trainrr-replay");
+  if (!scratch) return fail(2, scratch.error().message);
+  auto rebuilt = rebuild_config(header, o.overrides, o.data_path, o.allow_data_change, *scratch);
   if (!rebuilt) return fail(2, rebuilt.error().message);
   const RunConfig& config = rebuilt->config;
   auto env = current_environment(config);
@@ -319,6 +356,7 @@ ReplayResult replay(const ReplayOptions& o) {
   DivergenceReport& rep = res.report;
   rep.command = "replay";
   rep.environment = environment_differences(header.environment, *env);
+  rep.notes.insert(rep.notes.end(), rebuilt->notes.begin(), rebuilt->notes.end());
 
   KernelRegistry registry;
   register_cpu_kernels(registry);
@@ -444,7 +482,7 @@ ReplayResult replay(const ReplayOptions& o) {
     d.detail = rebuilt->data_detail;
   }
   if (o.element_detail && (d.kind == "probe" || d.kind == "step_end")) {
-    auto recorded = rebuild_config(header, {}, o.data_path, true, scratch.path);
+    auto recorded = rebuild_config(header, {}, o.data_path, true, *scratch);
     locate_element(o.trace_path, o.force, recorded ? recorded->config : config, config, registry, d.step, d,
                    res.steps_executed, rep.notes);
   }

@@ -13,6 +13,7 @@
 #include "engine/kernels/kernel_registry.h"
 #include "replayer/divergence.h"
 #include "replayer/force.h"
+#include "replayer/scratch.h"
 #include "traces/trace.h"
 #include "traces/trace_reader.h"
 
@@ -48,16 +49,19 @@ ReplayResult replay(const ReplayOptions& options);
 Status require_complete_step(const std::string& path);
 
 // The recorded run's configuration, with its data taken from the trace (embedded copies, written to
-// `scratch_dir`), from `data_path`, or from the recorded paths, each checked against its digest.
+// `scratch`), from `data_path`, or from the recorded paths, each checked against its digest.
 // `data_changed` is set when a digest differs and `allow_change` let it through.
+// The trace is untrusted: its data set names and paths never name a file that is written; the embedded
+// copies get names of trainrr's own in `scratch`, and every file read must be a regular file of the
+// recorded size before it is hashed.
 struct RebuiltRun {
   RunConfig config;
   bool data_changed = false;
   std::string data_detail;
+  std::vector<std::string> notes;  // which copy of the data was used, when the user chose it
 };
 Result<RebuiltRun> rebuild_config(const trace::TraceHeader& header, const std::vector<std::string>& overrides,
-                                  const std::string& data_path, bool allow_change,
-                                  const std::string& scratch_dir);
+                                  const std::string& data_path, bool allow_change, ScratchDir& scratch);
 
 // One re-execution of a trace, resumed at the last checkpoint at or before `from`. `force` with an optional
 // unit filter (ReplayHooks::set_force_filter); `compare` makes its hooks report divergences.

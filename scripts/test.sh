@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, builds, runs every test with ctest; then the suite again
-# under AddressSanitizer and UndefinedBehaviorSanitizer, and the fuzzers of the trace and data readers for a
-# bounded time.
+# under AddressSanitizer and UndefinedBehaviorSanitizer, and the fuzzers of the trace and data readers and of
+# the replay's set-up from an untrusted trace, each for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRAINRR_WITH_FUZZ=1 scripts/install-deps.sh
@@ -18,10 +18,10 @@ cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs"
 
-echo "== fuzz the trace reader and the data readers (${TRAINRR_FUZZ_SECONDS:-60} s each)"
+echo "== fuzz the trace reader, the data readers and the replay's set-up (${TRAINRR_FUZZ_SECONDS:-60} s each)"
 CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -DTRAINRR_FUZZ=ON -DBUILD_TESTING=OFF -DTRAINRR_BENCH=OFF \
   -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-fuzz -j"$jobs" --target trace_reader_fuzz data_reader_fuzz
+cmake --build build-fuzz -j"$jobs" --target trace_reader_fuzz data_reader_fuzz replay_setup_fuzz
 corpus=build-fuzz/corpus
 mkdir -p "$corpus"
 TRAINRR_FUZZ_CORPUS="$PWD/$corpus" build/traces_tests --gtest_filter='TraceFuzzCorpus.*' >/dev/null
@@ -31,5 +31,11 @@ build-fuzz/traces/trace_reader_fuzz "$corpus" -max_total_time="${TRAINRR_FUZZ_SE
 data_corpus=build-fuzz/data-corpus
 mkdir -p "$data_corpus"
 build-fuzz/data_reader_fuzz "$data_corpus" engine/data/fuzz_corpus -max_total_time="${TRAINRR_FUZZ_SECONDS:-60}" \
+  -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -n 5
+# An untrusted trace's header through rebuild_config and the replay's set-up, in a sandbox folder that must
+# hold afterwards exactly what it held before.
+replay_corpus=build-fuzz/replay-corpus
+mkdir -p "$replay_corpus"
+build-fuzz/replay_setup_fuzz "$replay_corpus" replayer/fuzz_corpus -max_total_time="${TRAINRR_FUZZ_SECONDS:-60}" \
   -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -n 5
 echo "all stages passed"

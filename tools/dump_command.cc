@@ -62,7 +62,9 @@ Result<StepRange> parse_range(const std::string& text) {
   return r;
 }
 
-void line(const std::string& s) {
+// Every line quotes the trace; JSON lines are escaped already, text lines are escaped for the terminal here.
+void line(const std::string& text) {
+  const std::string s = printable(text);
   std::fwrite(s.data(), 1, s.size(), stdout);
   std::fputc('\n', stdout);
 }
@@ -89,7 +91,7 @@ int run_dump(const DumpArgs& a) {
   if (a.json)
     line(header_json(r.header()));
   else
-    std::fputs(header_text(r.header()).c_str(), stdout);
+    std::fputs(printable(header_text(r.header())).c_str(), stdout);
 
   int64_t last_step = -1;  // the step that non-step messages (epochs, checkpoints) follow
   int64_t complete = 0;

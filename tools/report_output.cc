@@ -52,7 +52,8 @@ void add_report_options(CLI::App& cmd, ReportOutput& out) {
 }
 
 Status emit_report(const DivergenceReport& report, const ReportOutput& out) {
-  const std::string text = out.json ? report_json(report) : report_text(report);
+  // The report quotes the trace (sites, kernels, environment values, paths): escaped for the terminal.
+  const std::string text = out.json ? report_json(report) : printable(report_text(report));
   std::fwrite(text.data(), 1, text.size(), stdout);
   std::fflush(stdout);
   if (!out.html.empty()) {

@@ -3,6 +3,7 @@
 // not grow with the trace.
 
 #include <cmath>
+#include <cstdarg>
 #include <cstdio>
 #include <deque>
 #include <map>
@@ -16,6 +17,21 @@
 
 namespace trainrr::cli {
 namespace {
+
+// printf to standard output, escaped for the terminal: what show prints quotes the trace's own strings
+// (paths, environment values, names), which are untrusted.
+[[gnu::format(printf, 1, 2)]] void say(const char* format, ...) {
+  va_list args;
+  va_start(args, format);
+  va_list again;
+  va_copy(again, args);
+  const int n = std::vsnprintf(nullptr, 0, format, args);
+  va_end(args);
+  std::string text(n > 0 ? static_cast<size_t>(n) : 0, '\0');
+  if (n > 0) std::vsnprintf(text.data(), text.size() + 1, format, again);
+  va_end(again);
+  std::fputs(printable(text).c_str(), stdout);
+}
 
 struct ShowArgs {
   std::string file;
@@ -97,40 +113,40 @@ void note_non_finite(const trace::TraceStep& step, StepStats& s) {
 }
 
 void print_non_finite(const StepStats& s, ProbeLevel level) {
-  std::printf("non-finite values: ");
+  say("non-finite values: ");
   if (s.first_non_finite) {
     const StepStats::NonFinite& n = *s.first_non_finite;
-    std::printf("first at step %lld, %s (%s): %llu of %llu values are NaN or infinite\n",
+    say("first at step %lld, %s (%s): %llu of %llu values are NaN or infinite\n",
                 static_cast<long long>(n.step), n.site.c_str(), phase_name(n.phase),
                 static_cast<unsigned long long>(n.count), static_cast<unsigned long long>(n.of));
   } else if (level != ProbeLevel::step) {
-    std::printf("none in any probe\n");
+    say("none in any probe\n");
   } else if (!s.first_non_finite_loss) {
-    std::printf("none in the loss (a level-step trace holds no probes)\n");
+    say("none in the loss (a level-step trace holds no probes)\n");
   } else {
-    std::printf("in the loss (a level-step trace holds no probes: record with --level op to find the op)\n");
+    say("in the loss (a level-step trace holds no probes: record with --level op to find the op)\n");
   }
   if (s.first_non_finite_loss)
-    std::printf("  loss: first non-finite at step %lld (%g)\n", static_cast<long long>(s.first_non_finite_loss->first),
+    say("  loss: first non-finite at step %lld (%g)\n", static_cast<long long>(s.first_non_finite_loss->first),
                 s.first_non_finite_loss->second);
 }
 
 void print_run(const std::string& file, const trace::TraceReader& r) {
   const trace::TraceHeader& h = r.header();
-  std::printf("trace: %s (%s)\n", file.c_str(), human_bytes(r.file_size()).c_str());
-  std::printf("run:\n");
-  std::printf("  config: %s", h.config_path.empty() ? "(text)" : h.config_path.c_str());
-  for (const auto& o : h.config_overrides) std::printf(" --set %s", o.c_str());
-  std::printf(
+  say("trace: %s (%s)\n", file.c_str(), human_bytes(r.file_size()).c_str());
+  say("run:\n");
+  say("  config: %s", h.config_path.empty() ? "(text)" : h.config_path.c_str());
+  for (const auto& o : h.config_overrides) say(" --set %s", o.c_str());
+  say(
       "\n  seed: %llu (%s)\n", static_cast<unsigned long long>(h.seed),
       h.seed_from_entropy ? "drawn from the OS: the configuration gives none" : "from the configuration");
-  std::printf("  level: %s, ", probe_level_name(h.level));
+  say("  level: %s, ", probe_level_name(h.level));
   if (h.checkpoint_every > 0)
-    std::printf("checkpoint every %lld step%s\n", static_cast<long long>(h.checkpoint_every),
+    say("checkpoint every %lld step%s\n", static_cast<long long>(h.checkpoint_every),
                 h.checkpoint_every == 1 ? "" : "s");
   else
-    std::printf("no periodic checkpoints\n");
-  std::printf("  writer: trainrr %s, format %u, needs reader version %u or later\n", h.writer_version.c_str(),
+    say("no periodic checkpoints\n");
+  say("  writer: trainrr %s, format %u, needs reader version %u or later\n", h.writer_version.c_str(),
               h.format_version, h.min_reader_version);
 }
 
@@ -143,15 +159,15 @@ void print_environment(const trace::TraceHeader& h) {
     env.erase(it);
     return v;
   };
-  std::printf("environment:\n");
+  say("environment:\n");
   const std::string model = take("cpu.model"), cores = take("cpu.cores"), flags = take("cpu.flags");
-  std::printf("  cpu: %s, %s cores, flags: %s\n", model.c_str(), cores.c_str(), flags.c_str());
+  say("  cpu: %s, %s cores, flags: %s\n", model.c_str(), cores.c_str(), flags.c_str());
   const std::string isa = take("isa"), threads = take("threads"), policy = take("policy");
-  std::printf("  isa: %s, threads: %s, policy: %s\n", isa.c_str(), threads.c_str(), policy.c_str());
+  say("  isa: %s, threads: %s, policy: %s\n", isa.c_str(), threads.c_str(), policy.c_str());
   const std::string host = take("host"), os = take("os"), kernel = take("kernel");
-  std::printf("  host: %s, os: %s, kernel %s\n", host.c_str(), os.c_str(), kernel.c_str());
+  say("  host: %s, os: %s, kernel %s\n", host.c_str(), os.c_str(), kernel.c_str());
   const std::string compiler = take("compiler"), cflags = take("compiler.flags");
-  std::printf("  compiler: %s, flags: %s\n", compiler.c_str(), cflags.c_str());
+  say("  compiler: %s, flags: %s\n", compiler.c_str(), cflags.c_str());
   // In the order the recorder wrote them: it lists trainrr's own version first.
   std::string libs, vars;
   for (const auto& [key, value] : h.environment) {
@@ -164,46 +180,46 @@ void print_environment(const trace::TraceHeader& h) {
       continue;
     env.erase(key);
   }
-  std::printf("  libraries: %s\n", libs.empty() ? "(none recorded)" : libs.c_str());
-  std::printf("  numerics environment: %s\n", vars.empty() ? "(none set)" : vars.c_str());
-  for (const auto& [k, v] : env) std::printf("  %s: %s\n", k.c_str(), v.c_str());
+  say("  libraries: %s\n", libs.empty() ? "(none recorded)" : libs.c_str());
+  say("  numerics environment: %s\n", vars.empty() ? "(none set)" : vars.c_str());
+  for (const auto& [k, v] : env) say("  %s: %s\n", k.c_str(), v.c_str());
 }
 
 void print_data(const trace::TraceHeader& h) {
-  std::printf("data:\n");
-  if (h.datasets.empty()) std::printf("  (no files: synthetic data)\n");
+  say("data:\n");
+  if (h.datasets.empty()) say("  (no files: synthetic data)\n");
   for (const auto& d : h.datasets)
-    std::printf("  %s: %s, %s, xxh3-128 %s, %s\n", d.name.c_str(), d.path.c_str(),
+    say("  %s: %s, %s, xxh3-128 %s, %s\n", d.name.c_str(), d.path.c_str(),
                 human_bytes(d.size_bytes).c_str(), hex128(d.digest).c_str(),
                 d.embedded.empty() ? "not embedded" : "embedded");
 }
 
 void print_progress(const StepStats& s) {
-  std::printf("steps: %lld", static_cast<long long>(s.complete));
+  say("steps: %lld", static_cast<long long>(s.complete));
   if (!s.epochs.empty())
-    std::printf(" in %zu epoch%s (%s..%s)", s.epochs.size(), s.epochs.size() == 1 ? "" : "s",
+    say(" in %zu epoch%s (%s..%s)", s.epochs.size(), s.epochs.size() == 1 ? "" : "s",
                 epoch_number(*s.epochs.begin()).c_str(), epoch_number(*s.epochs.rbegin()).c_str());
-  std::printf(", %llu events", static_cast<unsigned long long>(s.events));
+  say(", %llu events", static_cast<unsigned long long>(s.events));
   if (s.other)
-    std::printf(", %lld message%s of events after the last step", static_cast<long long>(s.other),
+    say(", %lld message%s of events after the last step", static_cast<long long>(s.other),
                 s.other == 1 ? "" : "s");
-  std::printf("\n");
+  say("\n");
   if (s.first_loss)
-    std::printf("  loss: %.6g at step %lld, %.6g at step %lld\n", s.first_loss->second,
+    say("  loss: %.6g at step %lld, %.6g at step %lld\n", s.first_loss->second,
                 static_cast<long long>(s.first_loss->first), s.last_loss->second,
                 static_cast<long long>(s.last_loss->first));
   // A checkpoint's step is the count of steps done: the one at step 50 holds the state after steps 0..49.
   if (s.checkpoints.count())
-    std::printf("checkpoints: %lld, after %s step%s\n", static_cast<long long>(s.checkpoints.count()),
+    say("checkpoints: %lld, after %s step%s\n", static_cast<long long>(s.checkpoints.count()),
                 s.checkpoints.text().c_str(), s.checkpoints.text() == "1" ? "" : "s");
   else
-    std::printf("checkpoints: none\n");
+    say("checkpoints: none\n");
   if (s.last_epoch) {
-    std::printf("final metrics (epoch %s):", epoch_number(s.last_epoch->epoch).c_str());
-    for (const auto& [k, v] : s.last_epoch->logs) std::printf(" %s %.6g", k.c_str(), v);
-    std::printf("\n");
+    say("final metrics (epoch %s):", epoch_number(s.last_epoch->epoch).c_str());
+    for (const auto& [k, v] : s.last_epoch->logs) say(" %s %.6g", k.c_str(), v);
+    say("\n");
   } else {
-    std::printf("final metrics: none (no epoch completed)\n");
+    say("final metrics: none (no epoch completed)\n");
   }
 }
 
@@ -250,13 +266,13 @@ int run_show(const ShowArgs& a) {
   print_progress(s);
   print_non_finite(s, r.header().level);
   if (!r.notes().empty())
-    std::printf("notes: %zu thing%s this reader does not know were skipped; first: %s\n", r.notes().size(),
+    say("notes: %zu thing%s this reader does not know were skipped; first: %s\n", r.notes().size(),
                 r.notes().size() == 1 ? "" : "s", r.notes().front().c_str());
-  if (const auto& live = r.still_recording()) std::printf("note: %s\n", live->c_str());
+  if (const auto& live = r.still_recording()) say("note: %s\n", live->c_str());
 
   if (stopped) {
     const trace::ReadStop& stop = *r.stopped();
-    std::printf("did not end cleanly: %lld complete step%s readable; reading stopped at byte %llu: %s\n",
+    say("did not end cleanly: %lld complete step%s readable; reading stopped at byte %llu: %s\n",
                 static_cast<long long>(s.complete), s.complete == 1 ? "" : "s",
                 static_cast<unsigned long long>(stop.offset), stop.why.c_str());
     if (stop.truncated && !r.ended_cleanly())
@@ -265,17 +281,17 @@ int run_show(const ShowArgs& a) {
     return kBadInput;
   }
   if (const auto& f = r.footer()) {
-    std::printf("ended cleanly: %s (%s), %lld step%s, %llu event%s, %zu checkpoint%s\n",
+    say("ended cleanly: %s (%s), %lld step%s, %llu event%s, %zu checkpoint%s\n",
                 f->completed ? "the run completed" : "the run stopped early", f->end_reason.c_str(),
                 static_cast<long long>(f->step_count), f->step_count == 1 ? "" : "s",
                 static_cast<unsigned long long>(f->event_count), f->event_count == 1 ? "" : "s",
                 f->checkpoints.size(), f->checkpoints.size() == 1 ? "" : "s");
   } else if (r.still_recording()) {
-    std::printf("still being recorded: %lld complete step%s readable so far, to byte %llu\n",
+    say("still being recorded: %lld complete step%s readable so far, to byte %llu\n",
                 static_cast<long long>(s.complete), s.complete == 1 ? "" : "s",
                 static_cast<unsigned long long>(s.end_offset));
   } else {
-    std::printf(
+    say(
         "did not end cleanly: %lld complete step%s readable; the file ends at byte %llu after a complete "
         "message, with no footer (the recording was killed or crashed)\n",
         static_cast<long long>(s.complete), s.complete == 1 ? "" : "s",

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/escape.h"
 #include "traces/trace.h"
 #include "traces/trace_reader.h"
 
@@ -22,10 +23,6 @@ std::string hex128(const trace::Digest128& d);
 void append_item(std::string& list, size_t i, const char* separator, const std::string& item);
 // Shortest text that reads back as the same double.
 std::string number(double v);
-// Text that came from a file or a trace, safe to print on a terminal: control characters (but newline and
-// tab), DEL and bytes that are not UTF-8 become \xNN, so a binary file given by mistake cannot garble the
-// screen or hide the message around it.
-std::string printable(std::string_view text);
 // Prints "trainrr: MESSAGE" on stderr, printable.
 void print_error(std::string_view message);
 // An epoch as people count it, from 1, as training's log and diff print it. Traces, JSON keys and the
@@ -51,7 +48,6 @@ class JsonObject {
   std::string text_ = "{";
 };
 
-std::string json_string(std::string_view s);
 std::string json_array(std::span<const std::string> strings);
 std::string json_array(std::span<const uint32_t> values);
 std::string json_array(std::span<const int64_t> values);

@@ -79,8 +79,11 @@ struct KeyValue {
 }
 
 struct Dataset {
+  # Must be "data", "features" or "labels", and differ from every other data set's name of the header.
+  # It says which configuration key the file stands for; it never becomes part of a path.
   name @0 :Text;
-  path @1 :Text;
+  path @1 :Text;          # as the configuration names it, for people: never used to name a file written
+
   size @2 :UInt64;        # bytes
   digestLow @3 :UInt64;   # XXH3-128 of the file's bytes, low 64 bits
   digestHigh @4 :UInt64;  # high 64 bits

@@ -1,13 +1,16 @@
 #include "traces/trace.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 
+#include "engine/data/file_io.h"
 #include "engine/fingerprint.h"
 
 namespace trainrr::trace {
@@ -28,6 +31,12 @@ std::vector<std::pair<std::string, uint64_t>> parameter_digests(std::vector<std:
   for (const auto& [name, d] : each) digests.push_back(d);
   return {{std::string(kAllParameters), digest_bytes(digests.data(), digests.size() * sizeof(uint64_t))}};
 }
+
+bool is_known_dataset_name(std::string_view name) {
+  return name == "data" || name == "features" || name == "labels";
+}
+
+std::string known_dataset_names() { return "'data', 'features' or 'labels'"; }
 
 bool probe_recorded_at(std::string_view site, ProbeLevel level) {
   switch (level) {
@@ -72,29 +81,63 @@ Digest128 digest128_bytes(std::span<const uint8_t> bytes) {
   return {h.low64, h.high64};
 }
 
-Result<Digest128> digest128_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+Result<FileDigest> digest_regular_file(const std::string& path) {
+  // O_NONBLOCK: the open of a named pipe does not wait for a writer, and a file that only looks regular
+  // (/proc/kmsg) answers EAGAIN rather than blocking; a real regular file reads as without it.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return Error{path + ": cannot open for digesting: " + std::strerror(errno)};
-  XXH3_state_t* state = XXH3_createState();
-  XXH3_128bits_reset(state);
-  // A fixed block keeps memory flat whatever the size of the data set.
-  std::unique_ptr<uint8_t[]> block(new uint8_t[1 << 20]);
-  for (;;) {
-    ssize_t n = ::read(fd, block.get(), 1 << 20);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      std::string why = std::strerror(errno);
-      XXH3_freeState(state);
-      ::close(fd);
-      return Error{path + ": read failed while digesting: " + why};
-    }
-    if (n == 0) break;
-    XXH3_128bits_update(state, block.get(), static_cast<size_t>(n));
+  struct FdCloser {
+    int fd;
+    ~FdCloser() { ::close(fd); }
+  } closer{fd};
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return Error{path + ": cannot examine: " + std::strerror(errno)};
+  if (!S_ISREG(st.st_mode)) {
+    const char* kind = special_file_kind(path);
+    return Error{path + ": not a regular file (it is " + (kind ? kind : "not a file") +
+                 "); a data set is a file"};
   }
-  XXH128_hash_t h = XXH3_128bits_digest(state);
-  XXH3_freeState(state);
-  ::close(fd);
-  return Digest128{h.low64, h.high64};
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(), &XXH3_freeState);
+  XXH3_128bits_reset(state.get());
+  // A fixed block keeps memory flat whatever the size of the data set.
+  constexpr size_t kBlock = 1 << 20;
+  std::unique_ptr<uint8_t[]> block(new uint8_t[kBlock]);
+  uint64_t total = 0;
+  for (;;) {
+    ssize_t n = ::read(fd, block.get(), kBlock);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error{path + ": read failed while digesting: " + std::strerror(errno)};
+    if (n == 0) break;
+    total += static_cast<uint64_t>(n);
+    // Reading stops at the size the file had when it was opened, and one block more: a file that keeps
+    // growing is not read forever.
+    if (total > size + kBlock)
+      return Error{path + ": the file grew while it was being read (" + std::to_string(size) + " bytes at first)"};
+    XXH3_128bits_update(state.get(), block.get(), static_cast<size_t>(n));
+  }
+  XXH128_hash_t h = XXH3_128bits_digest(state.get());
+  return FileDigest{Digest128{h.low64, h.high64}, total};
+}
+
+Result<Digest128> digest128_file(const std::string& path) {
+  auto d = digest_regular_file(path);
+  if (!d) return d.error();
+  return d->digest;
+}
+
+Result<uint64_t> regular_file_size(const std::string& path) {
+  std::error_code ec;
+  const auto st = std::filesystem::status(path, ec);
+  if (st.type() == std::filesystem::file_type::not_found) return Error{path + ": no such file"};
+  if (ec) return Error{path + ": cannot examine: " + ec.message()};
+  if (st.type() != std::filesystem::file_type::regular) {
+    const char* kind = special_file_kind(path);
+    return Error{path + ": not a regular file (it is " + (kind ? kind : "not a file") + "); a data set is a file"};
+  }
+  const uint64_t size = std::filesystem::file_size(path, ec);
+  if (ec) return Error{path + ": cannot examine: " + ec.message()};
+  return size;
 }
 
 }  // namespace trainrr::trace

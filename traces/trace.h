@@ -7,6 +7,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -38,11 +39,26 @@ struct Digest128 {
   bool operator==(const Digest128&) const = default;
 };
 Digest128 digest128_bytes(std::span<const uint8_t> bytes);
-// Streams the file in fixed-size blocks: memory does not grow with the file.
+// The digest of a regular file and the bytes it read. Streams the file in fixed-size blocks: memory does
+// not grow with the file. Anything but a regular file (a directory, /dev/zero, a named pipe) is refused at
+// once, with the path and what it is, never read: a data file named by an untrusted trace cannot hang it.
+struct FileDigest {
+  Digest128 digest;
+  uint64_t size = 0;
+};
+Result<FileDigest> digest_regular_file(const std::string& path);
 Result<Digest128> digest128_file(const std::string& path);
+// The size of a regular file; an error naming the path for anything else, or a missing file.
+Result<uint64_t> regular_file_size(const std::string& path);
+
+// The names a data set may have in a trace: "data" (a CSV file of features and labels), "features" and
+// "labels" (npy and idx files). Each picks the configuration key its file stands for on replay; a name
+// never becomes part of a path.
+bool is_known_dataset_name(std::string_view name);
+std::string known_dataset_names();  // for messages: "'data', 'features' or 'labels'"
 
 struct DatasetInfo {
-  std::string name;  // "train", "test", "data"
+  std::string name;  // one of the known names above; the reader refuses any other
   std::string path;  // as the configuration names it
   uint64_t size_bytes = 0;
   Digest128 digest;

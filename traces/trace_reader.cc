@@ -41,6 +41,12 @@ struct Malformed {
 
 std::string text(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
 
+// A string from the trace quoted in a message: at most 64 bytes of it, so a name of megabytes cannot flood
+// the message (the printer escapes control characters).
+std::string clipped(const std::string& s) {
+  return s.size() <= 64 ? s : s.substr(0, 64) + "... (" + std::to_string(s.size()) + " bytes)";
+}
+
 // The interning state of the file up to the current message (see trace.capnp, Names).
 struct NameTable {
   std::vector<std::string> names;
@@ -494,6 +500,11 @@ struct TraceReader::Impl {
     for (auto d : h.getDatasets()) {
       DatasetInfo info;
       info.name = text(d.getName());
+      // The name picks the configuration key the file replaces on replay; it never reaches a path.
+      if (!is_known_dataset_name(info.name))
+        malformed("data set name '" + clipped(info.name) + "' is not one of " + known_dataset_names());
+      for (const DatasetInfo& earlier : out.datasets)
+        if (earlier.name == info.name) malformed("data set '" + info.name + "' appears twice");
       info.path = text(d.getPath());
       info.size_bytes = d.getSize();
       info.digest = {d.getDigestLow(), d.getDigestHigh()};
@@ -706,7 +717,7 @@ Result<std::unique_ptr<TraceReader>> TraceReader::open(const std::string& path, 
   if (!S_ISREG(st.st_mode)) return Error{path + ": not a regular file"};
   impl->size = static_cast<uint64_t>(st.st_size);
   std::unique_ptr<TraceReader> reader(new TraceReader(std::move(impl)));
-  if (writer) reader->still_recording_ = still_recording(path, *writer);
+  if (writer) reader->still_recording_ = trace::still_recording(path, *writer);
   if (Status s = reader->read_header(); !s) return s.error();
   return reader;
 }

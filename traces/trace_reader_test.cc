@@ -422,6 +422,47 @@ TEST(TraceEvolution, UnknownFieldsEventsAndMessagesAreSkipped) {
   EXPECT_FALSE((*r)->ended_cleanly());
 }
 
+// A header whose first data set is renamed to `name` (any bytes, NUL included), written by hand: the writer
+// stores a name only up to its first NUL.
+std::vector<uint8_t> header_with_dataset_name(std::string_view name) {
+  TraceHeader h = sample_header();
+  h.datasets.resize(1);
+  h.datasets[0].name = "data";
+  const std::vector<uint8_t> written = header_bytes(h);
+  kj::ArrayInputStream in(kj::arrayPtr(written.data(), written.size()));
+  capnp::PackedMessageReader reader(in);
+  capnp::MallocMessageBuilder message;
+  message.setRoot(reader.getRoot<schema::Message>());
+  const std::string copy(name);  // NUL-terminated, as capnp::Text::Reader requires
+  message.getRoot<schema::Message>().getHeader().getDatasets()[0].setName(
+      capnp::Text::Reader(copy.c_str(), copy.size()));
+  return packed(message);
+}
+
+TEST(TraceUntrusted, DatasetNamesOutsideTheKnownSetAreMalformedAtTheHeader) {
+  for (const std::string& name : {std::string("data\0/../../x", 14), std::string("../../../../tmp/x"),
+                                  std::string("/etc/profile.d/x.sh"), std::string("train"), std::string(""),
+                                  std::string(100000, 'a')}) {
+    auto r = TraceReader::open_memory(header_with_dataset_name(name), "bad.trr");
+    ASSERT_FALSE(r) << name.substr(0, 20);
+    const std::string& m = r.error().message;
+    EXPECT_EQ(m.rfind("bad.trr: byte 0: data set name '", 0), 0u) << m.substr(0, 200);
+    EXPECT_NE(m.find("is not one of 'data', 'features' or 'labels'"), std::string::npos) << m.substr(0, 200);
+    EXPECT_LT(m.size(), 200u);
+  }
+  for (const char* name : {"data", "features", "labels"})
+    EXPECT_TRUE(TraceReader::open_memory(header_with_dataset_name(name), "ok.trr")) << name;
+}
+
+TEST(TraceUntrusted, ADatasetNamedTwiceIsMalformed) {
+  TraceHeader h = sample_header();
+  h.datasets.resize(2);
+  h.datasets[0].name = h.datasets[1].name = "labels";
+  auto r = TraceReader::open_memory(header_bytes(h), "twice.trr");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("data set 'labels' appears twice"), std::string::npos) << r.error().message;
+}
+
 }  // namespace
 }  // namespace trainrr::trace
 

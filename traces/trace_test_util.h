@@ -73,13 +73,13 @@ inline TraceHeader sample_header() {
   h.checkpoint_every = 2;
   h.environment = {{"host", "testhost"}, {"cpu.flags", "avx2 fma"}, {"env.OPENBLAS_CORETYPE", "Haswell"}};
   DatasetInfo d;
-  d.name = "train";
-  d.path = "data/tiny.csv";
+  d.name = "features";
+  d.path = "data/tiny.npy";
   d.embedded = {'a', ',', 'b', '\n', '1', ',', '2', '\n'};
   d.size_bytes = d.embedded.size();
   d.digest = digest128_bytes(d.embedded);
   h.datasets.push_back(d);
-  h.datasets.push_back({"test", "data/tiny_test.csv", 1234, {7, 8}, {}});
+  h.datasets.push_back({"labels", "data/tiny_labels.npy", 1234, {7, 8}, {}});
   return h;
 }
 

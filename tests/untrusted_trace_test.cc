@@ -1,0 +1,472 @@
+// A trace someone else recorded is untrusted input. These tests craft traces with the project's own writer
+// (a real recording, rewritten) and check that replay and the other commands refuse them or stay inside
+// their scratch folder, never hang on a data file that is not a file, and never pass the trace's bytes on
+// raw to a terminal, a JSON reader or a web page. After each run the file system is checked.
+
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <thread>
+
+#include "tests/test_util.h"
+#include "replayer/replayer.h"
+#include "replayer/scratch.h"
+#include "traces/trace_reader.h"
+#include "traces/trace_writer.h"
+
+extern char** environ;
+
+namespace trainrr::testing {
+namespace {
+namespace fs = std::filesystem;
+
+// Copies the trace at `from` to `to`, message by message through the project's reader and writer, with
+// `edit` applied to the header, and `edit_step` and `edit_checkpoint` (if given) to each step and checkpoint.
+std::string rewrite(const std::string& from, const std::string& to, const std::function<void(trace::TraceHeader&)>& edit,
+                    const std::function<void(trace::TraceStep&)>& edit_step = {},
+                    const std::function<void(trace::TraceCheckpoint&)>& edit_checkpoint = {}) {
+  auto reader = trace::TraceReader::open(from);
+  if (!reader) return reader.error().message;
+  trace::TraceHeader header = (*reader)->header();
+  header.writer_version.clear();
+  edit(header);
+  auto writer = trace::TraceWriter::create(to, header);
+  if (!writer) return writer.error().message;
+  for (;;) {
+    auto rec = (*reader)->next();
+    if (!rec) return rec.error().message;
+    if (!rec->has_value()) break;
+    Status s;
+    if (auto* step = std::get_if<trace::TraceStep>(&(*rec)->value)) {
+      if (edit_step) edit_step(*step);
+      s = (*writer)->write_step(*step);
+    } else if (auto* epoch = std::get_if<trace::TraceEpoch>(&(*rec)->value)) {
+      s = (*writer)->write_epoch(*epoch);
+    } else if (auto* cp = std::get_if<trace::TraceCheckpoint>(&(*rec)->value)) {
+      if (edit_checkpoint) edit_checkpoint(*cp);
+      s = (*writer)->write_checkpoint(*cp);
+    } else if (auto* footer = std::get_if<trace::TraceFooter>(&(*rec)->value)) {
+      s = (*writer)->finish(*footer);
+    }
+    if (!s) return s.error().message;
+  }
+  return "";
+}
+
+// Every file and folder under `root`, links included (not followed).
+std::vector<std::string> listing(const fs::path& root) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(root, fs::directory_options::none, ec);
+       it != fs::recursive_directory_iterator(); it.increment(ec))
+    out.push_back(fs::relative(it->path(), root).string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// Seconds a command took.
+template <class F>
+double seconds(F&& f) {
+  const auto t0 = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+bool has_python_json() { return std::system("python3 -c 'import json' >/dev/null 2>&1") == 0; }
+
+class UntrustedTrace : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    shared_ = new TempDir;
+    const std::string cfg = example("breast_cancer.toml");
+    // One epoch at level layer: a few seconds under the sanitizers, with probes whose sites a page shows.
+    for (const auto& [name, embed] : {std::pair{"embedded.trr", true}, std::pair{"plain.trr", false}}) {
+      CommandResult r = run_trainrr("record " + cfg + " --set train.epochs=1 --level layer -o " +
+                                    shared_->file(name) + (embed ? " --embed-data" : ""));
+      ASSERT_EQ(r.exit_code, 0) << r.output;
+    }
+  }
+  static void TearDownTestSuite() {
+    delete shared_;
+    shared_ = nullptr;
+  }
+  void SetUp() override {
+    fs::create_directories(tmp());
+    fs::create_directories(target());
+    fs::create_directories(work());
+  }
+
+  static std::string embedded() { return shared_->file("embedded.trr"); }
+  static std::string plain() { return shared_->file("plain.trr"); }
+  // TMPDIR for the commands run here: where their scratch folders go, checked empty after each.
+  fs::path tmp() const { return dir.path() / "tmp"; }
+  // A folder a crafted trace aims at: it must stay empty.
+  fs::path target() const { return dir.path() / "target"; }
+  // The commands' working folder.
+  fs::path work() const { return dir.path() / "work"; }
+
+  CommandResult run(const std::string& args) const {
+    return run_trainrr_env("cd " + shell_quote(work().string()) + " && TMPDIR=" + shell_quote(tmp().string()),
+                           args);
+  }
+
+  // Nothing was written: not in the target, not in the working folder, nothing left in TMPDIR, and
+  // nothing beside them in the test's folder but the traces and files the test made itself.
+  void expect_nothing_written(const std::vector<std::string>& made = {}) const {
+    EXPECT_EQ(listing(target()), std::vector<std::string>{}) << "a file was written where the trace aimed";
+    EXPECT_EQ(listing(work()), std::vector<std::string>{}) << "a file was written in the working folder";
+    EXPECT_EQ(listing(tmp()), std::vector<std::string>{}) << "the scratch folder was left behind";
+    std::vector<std::string> expected = {"target", "tmp", "work"};
+    expected.insert(expected.end(), made.begin(), made.end());
+    std::sort(expected.begin(), expected.end());
+    std::vector<std::string> top;
+    for (const auto& e : fs::directory_iterator(dir.path())) top.push_back(e.path().filename().string());
+    std::sort(top.begin(), top.end());
+    EXPECT_EQ(top, expected);
+    for (const auto& e : listing(shared_->path())) EXPECT_EQ(e.find("pwned"), std::string::npos) << e;
+  }
+
+  // The embedded trace with its data set renamed.
+  std::string with_dataset_name(const std::string& name) const {
+    const std::string bad = dir.file("bad.trr");
+    EXPECT_EQ(rewrite(embedded(), bad, [&](trace::TraceHeader& h) { h.datasets.at(0).name = name; }), "");
+    return bad;
+  }
+
+  static TempDir* shared_;
+  TempDir dir;
+};
+TempDir* UntrustedTrace::shared_ = nullptr;
+
+TEST_F(UntrustedTrace, DatasetNameThatClimbsOutOfTheScratchFolderIsRefused) {
+  // The name that wrote TARGET/pwned-breast_cancer.csv: scratch/NAME-FILE with NAME climbing out of it.
+  const std::string bad = with_dataset_name("../../../../../../../../.." + target().string() + "/pwned");
+  CommandResult r = run("replay " + bad);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("byte 0"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("data set name"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("reproduced"), std::string::npos) << r.output;
+  expect_nothing_written({"bad.trr"});
+}
+
+TEST_F(UntrustedTrace, AbsoluteDatasetNameIsRefused) {
+  const std::string bad = with_dataset_name(target().string() + "/pwned");
+  for (const char* command : {"replay ", "bisect ", "show ", "dump "}) {
+    CommandResult r = run(command + bad);
+    EXPECT_EQ(r.exit_code, 2) << command << r.output;
+    EXPECT_NE(r.output.find("is not one of 'data', 'features' or 'labels'"), std::string::npos) << r.output;
+  }
+  expect_nothing_written({"bad.trr"});
+}
+
+TEST_F(UntrustedTrace, DatasetNameWithNulOrClimbingOutIsRefusedByTheReplayItself) {
+  // The writer stores a name up to its first NUL, so a name with a NUL inside cannot be written with it (the
+  // reader's own refusal is tested in traces_tests); rebuild_config, given such a header directly, refuses it
+  // too, and writes nothing.
+  auto reader = trace::TraceReader::open(embedded());
+  ASSERT_TRUE(reader) << reader.error().message;
+  for (const std::string& name : {std::string("data\0/../../pwned", 17), "../../../../../../.." + target().string() + "/pwned",
+                                  target().string() + "/pwned", std::string("labels")}) {
+    trace::TraceHeader h = (*reader)->header();
+    h.datasets.at(0).name = name;
+    auto scratch = ScratchDir::create("trainrr-untrusted-test");
+    ASSERT_TRUE(scratch) << scratch.error().message;
+    auto rebuilt = rebuild_config(h, {}, "", false, *scratch);
+    EXPECT_FALSE(rebuilt) << name;
+    if (!rebuilt) {
+      EXPECT_NE(rebuilt.error().message.find("data set"), std::string::npos) << rebuilt.error().message;
+    }
+    EXPECT_TRUE(fs::is_empty(scratch->path()));
+  }
+  expect_nothing_written();
+}
+
+TEST_F(UntrustedTrace, VeryLongDatasetNameIsRefusedInAShortMessage) {
+  const std::string bad = with_dataset_name(std::string(100000, 'a'));
+  CommandResult r = run("replay " + bad);
+  EXPECT_EQ(r.exit_code, 2) << r.output.substr(0, 500);
+  EXPECT_LT(r.output.size(), 1000u) << r.output.substr(0, 500);
+  EXPECT_NE(r.output.find("(100000 bytes)"), std::string::npos) << r.output.substr(0, 500);
+  expect_nothing_written({"bad.trr"});
+}
+
+TEST_F(UntrustedTrace, DatasetPathNeverNamesAScratchFile) {
+  // The recorded path is for people: whatever it holds, the embedded copy gets trainrr's own name, and the
+  // replay reproduces. A file name past the file system's limit made the replay fail before.
+  const std::vector<std::string> paths = {"../../../../../../.." + target().string() + "/pwned.sh",
+                                          target().string() + "/pwned.sh", std::string(300, 'p') + ".csv",
+                                          std::string("x.csv\0/../../pwned", 18), "..", ""};
+  for (const std::string& path : paths) {
+    const std::string bad = dir.file("bad.trr");
+    ASSERT_EQ(rewrite(embedded(), bad, [&](trace::TraceHeader& h) { h.datasets.at(0).path = path; }), "");
+    CommandResult r = run("replay " + bad);
+    EXPECT_EQ(r.exit_code, 0) << path.substr(0, 40) << ": " << r.output;
+    EXPECT_NE(r.output.find("reproduced bit for bit"), std::string::npos) << r.output;
+    expect_nothing_written({"bad.trr"});
+  }
+}
+
+TEST_F(UntrustedTrace, ScratchFolderIsRemovedOnSuccessAndOnError) {
+  CommandResult ok = run("replay " + embedded());
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  expect_nothing_written();
+  // An error after the embedded data was written: a configuration the replay cannot build.
+  CommandResult bad = run("replay " + embedded() + " --set 'model.layers=[{type=\"Dense\",units=0}]'");
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  expect_nothing_written();
+  CommandResult bisect = run("bisect " + embedded());
+  EXPECT_NE(bisect.exit_code, 2) << bisect.output;
+  expect_nothing_written();
+}
+
+TEST_F(UntrustedTrace, ScratchFolderIsRemovedWhenTheReplayIsKilledBySignal) {
+  // A run long enough to be caught in the middle: 2000 epochs of the example (30,000 steps, about half a
+  // second to replay); the signal comes as soon as the scratch folder holds the data.
+  const std::string trace = dir.file("long.trr");
+  CommandResult rec = run_trainrr("record " + example("breast_cancer.toml") +
+                                  " --set train.epochs=2000 --embed-data -o " + trace);
+  ASSERT_EQ(rec.exit_code, 0) << rec.output;
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    const std::string env_tmpdir = "TMPDIR=" + tmp().string();
+    std::vector<std::string> env_strings = {env_tmpdir};
+    for (char** e = environ; *e; ++e)
+      if (std::string(*e).rfind("TMPDIR=", 0) != 0) env_strings.push_back(*e);
+    std::vector<char*> envp;
+    for (auto& s : env_strings) envp.push_back(s.data());
+    envp.push_back(nullptr);
+    std::string bin = TRAINRR_BIN, verb = "replay", quiet = "--json";
+    std::vector<char*> argv = {bin.data(), verb.data(), const_cast<char*>(trace.c_str()), quiet.data(), nullptr};
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+    pid_t pid = 0;
+    ASSERT_EQ(posix_spawn(&pid, bin.c_str(), &actions, nullptr, argv.data(), envp.data()), 0);
+    posix_spawn_file_actions_destroy(&actions);
+    // Wait until the scratch folder holds the embedded data, then signal.
+    bool seen = false;
+    for (int i = 0; i < 2000 && !seen; ++i) {
+      for (const auto& e : listing(tmp())) seen = seen || e.find("dataset-0.csv") != std::string::npos;
+      if (!seen) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    int status = 0;
+    if (!seen) {
+      ::waitpid(pid, &status, 0);
+      GTEST_SKIP() << "the replay ended before its scratch folder was seen";
+    }
+    ::kill(pid, sig);
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    // The process ends by the signal, as it would without the clean-up, and leaves nothing behind.
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == sig) << "status " << status;
+    expect_nothing_written({"long.trr"});
+  }
+}
+
+// A plain trace (data not embedded) whose configuration and data set name `path` as the data file.
+std::string aimed_at(const TempDir& dir, const std::string& from, const std::string& path) {
+  const std::string bad = dir.file("bad.trr");
+  const std::string error = rewrite(from, bad, [&](trace::TraceHeader& h) {
+    const size_t at = h.config.find("path = \"data/breast_cancer.csv\"");
+    h.config.replace(at, std::string("path = \"data/breast_cancer.csv\"").size(), "path = \"" + path + "\"");
+    h.datasets.at(0).path = path;
+  });
+  EXPECT_EQ(error, "");
+  return bad;
+}
+
+TEST_F(UntrustedTrace, DataFileThatIsADeviceAPipeOrAFolderIsRefusedAtOnce) {
+  const std::string fifo = dir.file("fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"/dev/zero", "a character device"}, {fifo, "a named pipe"}, {target().string(), "a directory"}};
+  for (const auto& [path, kind] : cases) {
+    const std::string bad = aimed_at(dir, plain(), path);
+    CommandResult r;
+    // `timeout` ends a hang, so a regression fails here rather than stalling the suite.
+    const double took = seconds([&] { r = run_trainrr("replay " + bad); });
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find(path + ": not a regular file (it is " + kind + ")"), std::string::npos) << r.output;
+#if !defined(__SANITIZE_ADDRESS__)
+    EXPECT_LT(took, 1.0) << path;
+#endif
+    // The same file given with --data, to a trace that embeds its data or not.
+    for (const std::string& trace : {plain(), embedded()}) {
+      const double took_data = seconds([&] { r = run("replay " + trace + " --data " + path); });
+      EXPECT_EQ(r.exit_code, 2) << r.output;
+      EXPECT_NE(r.output.find(path + ": not a regular file (it is " + kind + ")"), std::string::npos) << r.output;
+#if !defined(__SANITIZE_ADDRESS__)
+      EXPECT_LT(took_data, 1.0) << path;
+#endif
+    }
+  }
+  expect_nothing_written({"bad.trr", "fifo"});
+}
+
+TEST_F(UntrustedTrace, DataFileOfAnotherSizeIsRefusedBeforeItIsRead) {
+  const std::string shorter = dir.write("short.csv", "benign,x\n1,2\n");
+  CommandResult r = run("replay " + plain() + " --data " + shorter);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("bytes recorded, 13 bytes now"), std::string::npos) << r.output;
+  expect_nothing_written({"short.csv"});
+}
+
+TEST_F(UntrustedTrace, DataFileTheTraceDoesNotDescribeIsNotRead) {
+  const std::string bad = dir.file("bad.trr");
+  ASSERT_EQ(rewrite(plain(), bad, [](trace::TraceHeader& h) { h.datasets.clear(); }), "");
+  CommandResult r = run("replay " + bad);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("the trace describes no data set 'data'"), std::string::npos) << r.output;
+  expect_nothing_written({"bad.trr"});
+}
+
+TEST_F(UntrustedTrace, ConfigurationTooLargeOrTooDeepIsRefused) {
+  const std::string big = dir.file("big.trr");
+  ASSERT_EQ(rewrite(embedded(), big, [](trace::TraceHeader& h) { h.config += "\n#" + std::string(2 << 20, 'x'); }),
+            "");
+  CommandResult r = run("replay " + big);
+  EXPECT_EQ(r.exit_code, 2) << r.output.substr(0, 300);
+  EXPECT_NE(r.output.find("the configuration is larger than"), std::string::npos) << r.output.substr(0, 300);
+  const std::string deep = dir.file("deep.trr");
+  ASSERT_EQ(rewrite(embedded(), deep,
+                    [](trace::TraceHeader& h) {
+                      h.config = "deep = " + std::string(100000, '[') + std::string(100000, ']') + "\n" + h.config;
+                    }),
+            "");
+  r = run("replay " + deep);
+  EXPECT_EQ(r.exit_code, 2) << r.output.substr(0, 300);
+  EXPECT_NE(r.output.find("nest"), std::string::npos) << r.output.substr(0, 300);
+  expect_nothing_written({"big.trr", "deep.trr"});
+}
+
+// Strings that would act on a terminal, a JSON parser or a web page if passed on raw.
+const std::string kEscape = "\x1b[2J\x1b]0;pwned\x07\x1b[31m";
+const std::string kScript = "<script>alert(1)</script>";
+const std::string kNotUtf8 = "\xff\xfe\xc3";
+
+// The layer-level trace with every string the commands show replaced by hostile ones: paths, environment
+// values, sites, kernel names, metric and parameter names stay as they are (renaming them changes what the
+// replay compares), but each step's probe sites get the script, so a report names one.
+std::string hostile(const TempDir& dir, const std::string& from) {
+  const std::string bad = dir.file("hostile.trr");
+  const std::string error = rewrite(
+      from, bad,
+      [](trace::TraceHeader& h) {
+        h.config_path = "/x/" + kScript + kEscape + kNotUtf8 + ".toml";
+        h.writer_version = "9" + kScript + kEscape;
+        for (auto& [k, v] : h.environment) v += kScript + kEscape + kNotUtf8;
+        h.environment.emplace_back("env.EVIL" + kScript + kEscape, kScript + kEscape);
+        h.datasets.at(0).path = "/data/" + kScript + kEscape + kNotUtf8 + ".csv";
+      },
+      [](trace::TraceStep& s) {
+        for (auto& e : s.events) {
+          if (auto* p = std::get_if<trace::ProbeEvent>(&e)) p->site = kScript + kEscape + kNotUtf8 + p->site;
+          if (auto* k = std::get_if<KernelChoice>(&e)) {
+            for (auto& c : k->candidates) c = kScript + kEscape + c;
+            k->chosen = kScript + kEscape + k->chosen;
+          }
+        }
+      });
+  EXPECT_EQ(error, "");
+  return bad;
+}
+
+TEST_F(UntrustedTrace, TerminalOutputCarriesNoControlCharactersFromTheTrace) {
+  const std::string bad = hostile(dir, embedded());
+  for (const std::string& args : {"show " + bad, "dump " + bad, "replay " + bad, "replay " + bad + " --force none",
+                                  "diff " + embedded() + " " + bad, "bisect " + bad}) {
+    CommandResult r = run(args);
+    EXPECT_NE(r.exit_code, 2) << args << "\n" << r.output;
+    EXPECT_EQ(r.output.find('\x1b'), std::string::npos) << args << "\n" << r.output;
+    EXPECT_EQ(r.output.find('\x07'), std::string::npos) << args << "\n" << r.output;
+    EXPECT_EQ(r.output.find("\xff\xfe"), std::string::npos) << args;
+  }
+  CommandResult shown = run("show " + bad);
+  EXPECT_NE(shown.output.find("\\x1B[2J"), std::string::npos) << shown.output;
+  expect_nothing_written({"hostile.trr"});
+}
+
+TEST_F(UntrustedTrace, JsonOutputParsesWhateverBytesTheTraceHolds) {
+  if (!has_python_json()) GTEST_SKIP() << "python3 is not installed: no JSON parser to check with";
+  const std::string bad = hostile(dir, embedded());
+  const std::string out = dir.file("out.json");
+  for (const std::string& args : {"dump --json " + bad, "replay --json " + bad, "replay --json --force none " + bad,
+                                  "diff --json " + embedded() + " " + bad, "bisect --json " + bad}) {
+    // Standard output alone: progress and messages go to standard error.
+    const std::string command = "cd " + shell_quote(work().string()) + " && TMPDIR=" + shell_quote(tmp().string()) +
+                                " " + TRAINRR_BIN + " " + args + " > " + shell_quote(out) + " 2>/dev/null";
+    const int status = std::system(command.c_str());
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 2) << args;
+    // One JSON document, or one per line (dump --json).
+    const std::string check =
+        "python3 -c 'import json,sys\nt=open(sys.argv[1],encoding=\"utf-8\").read()\n"
+        "try:\n json.loads(t)\nexcept ValueError:\n [json.loads(l) for l in t.splitlines() if l]' " +
+        shell_quote(out);
+    EXPECT_EQ(std::system(check.c_str()), 0) << args;
+  }
+  expect_nothing_written({"hostile.trr", "out.json"});
+}
+
+TEST_F(UntrustedTrace, HtmlReportEscapesEveryStringOfTheTrace) {
+  const std::string bad = hostile(dir, embedded());
+  for (const std::string& args :
+       {"replay " + bad, "replay --force none --keep-going " + bad, "diff " + embedded() + " " + bad}) {
+    const std::string page = dir.file("page.html");
+    fs::remove(page);
+    CommandResult r = run(args + " --html " + page);
+    EXPECT_NE(r.exit_code, 2) << args << "\n" << r.output;
+    std::ifstream in(page, std::ios::binary);
+    const std::string html((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    ASSERT_FALSE(html.empty()) << args;
+    std::string lower = html;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    EXPECT_EQ(lower.find("<script"), std::string::npos) << args;
+    EXPECT_NE(html.find("&lt;script&gt;"), std::string::npos) << args;
+    EXPECT_EQ(html.find('\x1b'), std::string::npos) << args;
+    EXPECT_EQ(html.find("\xff\xfe"), std::string::npos) << args;
+  }
+  expect_nothing_written({"hostile.trr", "page.html"});
+}
+
+TEST_F(UntrustedTrace, ExportKeepsTensorNamesInsideItsFolder) {
+  // Checkpoint tensor names become file names: a name that climbs out is rewritten, not followed.
+  const std::string with_checkpoint = dir.file("cp.trr");
+  CommandResult rec = run_trainrr("record " + example("breast_cancer.toml") +
+                                  " --set train.epochs=1 --checkpoint-every 5 -o " + with_checkpoint);
+  ASSERT_EQ(rec.exit_code, 0) << rec.output;
+  const std::string bad = dir.file("bad.trr");
+  ASSERT_EQ(rewrite(
+                with_checkpoint, bad, [](trace::TraceHeader&) {}, {},
+                [&](trace::TraceCheckpoint& cp) {
+                  int i = 0;
+                  for (auto& t : cp.tensors)
+                    t.name = i++ == 0 ? "../../../../../../.." + target().string() + "/pwned"
+                                      : target().string() + "/pwned2";
+                }),
+            "");
+  const std::string out = (work() / "ck").string();
+  CommandResult r = run("export " + bad + " --step 5 -o " + out);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(listing(target()), std::vector<std::string>{});
+  for (const auto& e : listing(work())) EXPECT_EQ(e.find('/', 3), std::string::npos) << e;  // ck/FILE only
+  fs::remove_all(out);
+  expect_nothing_written({"bad.trr", "cp.trr"});
+}
+
+}  // namespace
+}  // namespace trainrr::testing
