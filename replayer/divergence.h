@@ -1,6 +1,7 @@
 #pragma once
 // What a replay or a diff found: the first divergence, its cause with evidence, and the environment
-// differences beside it. Rendered as text (answer first), JSON with stable keys, or an HTML page.
+// differences beside it. Rendered as text (answer first) or JSON with stable keys; replayer/report_html.h
+// renders it as an HTML page.
 
 #include <bit>
 #include <cstdint>
@@ -85,7 +86,6 @@ std::string counted(int64_t n, const std::string& noun);
 
 std::string report_text(const DivergenceReport& r);
 std::string report_json(const DivergenceReport& r);
-std::string report_html(const DivergenceReport& r);
 
 // "dense_1/matmul.fwd:out" -> layer "dense_1", op "matmul.fwd"; kernel site "dense_1/matmul.fwd".
 void split_site(const std::string& site, std::string& layer, std::string& op);

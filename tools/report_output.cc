@@ -10,6 +10,7 @@
 #include <fstream>
 #include <string_view>
 
+#include "replayer/report_html.h"
 #include "tools/commands.h"
 #include "tools/trace_text.h"
 
