@@ -15,28 +15,18 @@
 #include <set>
 #include <sstream>
 
+#include "engine/choice.h"
 #include "engine/data/file_io.h"
 #include "engine/data/split.h"
+#include "engine/layers/activations.h"
+#include "engine/layers/initializers.h"
+#include "engine/layers/loss.h"
+#include "engine/layers/padding.h"
 
 namespace trainrr {
 namespace {
 
 namespace fs = std::filesystem;
-
-size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
 
 const char* type_name(const toml::node& n) {
   switch (n.type()) {
@@ -363,8 +353,10 @@ bool read_layers(const toml::node& n, const std::string& where, const std::strin
     }
     const LayerKeys* keys = layer_keys(s.type);
     if (!keys) {
-      *error = r.where(*t->get("type"), "type") + " is not a layer type: '" + s.type +
-               "' (Dense, Conv2D, MaxPool2D, Flatten, Dropout, BatchNormalization or Activation)";
+      *error = r.where(*t->get("type"), "type") + ": " +
+               unknown_choice("layer type", s.type,
+                              {"Dense", "Conv2D", "MaxPool2D", "Flatten", "Dropout", "BatchNormalization",
+                               "Activation"});
       return false;
     }
     // Keras' names are Python identifiers; a '/' would also break the "layer/tensor" names of the
@@ -389,6 +381,19 @@ bool read_layers(const toml::node& n, const std::string& where, const std::strin
     if (wants("kernel_initializer")) r.get("kernel_initializer", s.kernel_initializer);
     if (wants("use_bias")) r.get("use_bias", s.use_bias);
     if (!r.finish("a " + s.type + " layer")) return false;
+    // Names the engine knows, checked here so that the message has the file and line.
+    auto check = [&](const char* key, const Error* e) {
+      if (!e || !r.has(key)) return true;
+      *error = r.where(*t->get(key), key) + ": " + e->message;
+      return false;
+    };
+    const auto activation = parse_activation(s.activation);
+    const auto initializer = parse_initializer(s.kernel_initializer);
+    const auto padding = parse_padding(s.padding);
+    if (!check("activation", activation ? nullptr : &activation.error()) ||
+        !check("kernel_initializer", initializer ? nullptr : &initializer.error()) ||
+        !check("padding", padding ? nullptr : &padding.error()))
+      return false;
     for (const std::string& key : keys->required)
       if (!r.has(key)) {
         *error = at + " (" + s.type + ") needs " + key;
@@ -529,10 +534,12 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
     return name + ":" + std::to_string(v.node()->source().begin.line) + ": " + path;
   };
   auto bad = [&](const std::string& path, const std::string& what) { return Error{line_of(path) + " " + what}; };
+  // "FILE:LINE: KEY: MESSAGE", for messages that name the value themselves (unknown_choice).
+  auto named = [&](const std::string& path, const std::string& what) { return Error{line_of(path) + ": " + what}; };
 
   DataConfig& d = c.data;
   if (d.source != "csv" && d.source != "npy" && d.source != "idx" && d.source != "synthetic")
-    return bad("data.source", "must be csv, npy, idx or synthetic, got '" + d.source + "'");
+    return named("data.source", unknown_choice("data source", d.source, {"csv", "npy", "idx", "synthetic"}));
   if (d.source == "synthetic") {
     if (!d.path.empty())
       return bad("data.path", "does not apply to synthetic data (data.source = \"synthetic\")");
@@ -560,12 +567,12 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
   if (d.test_fraction < 0 || d.test_fraction >= 1)
     return bad("data.test_fraction", "must be in [0, 1), got " + num(d.test_fraction));
   if (!parse_split_method(d.split))
-    return bad("data.split", "must be philox or sklearn, got '" + d.split + "'");
+    return named("data.split", unknown_choice("split", d.split, {"philox", "sklearn"}));
   if (d.split == "sklearn" && d.test_fraction > 0)
     if (const std::string problem = sklearn_seed_problem(c.seed); !problem.empty())
       return bad("data.split", problem);
   if (d.scale != "none" && d.scale != "standardize" && d.scale != "minmax")
-    return bad("data.scale", "must be none, standardize or minmax, got '" + d.scale + "'");
+    return named("data.scale", unknown_choice("scaling", d.scale, {"none", "standardize", "minmax"}));
   if (c.augment.noise_stddev < 0)
     return bad("augment.noise_stddev", "must not be negative, got " + num(c.augment.noise_stddev));
   if (c.augment.shift < 0)
@@ -576,11 +583,12 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
   if (t.epochs < 1) return bad("train.epochs", "must be at least 1, got " + std::to_string(t.epochs));
   if (t.batch_size < 1) return bad("train.batch_size", "must be at least 1, got " + std::to_string(t.batch_size));
   if (t.loss.empty()) return Error{name + ": train.loss is missing"};
+  if (auto loss = make_loss(t.loss, false, false); !loss) return Error{line_of("train.loss") + ": " + loss.error().message};
   if (t.validation_split < 0 || t.validation_split >= 1)
     return bad("train.validation_split", "must be in [0, 1), got " + num(t.validation_split));
   const OptimizerConfig& o = t.optimizer;
   if (o.type != "sgd" && o.type != "adam" && o.type != "adamw" && o.type != "rmsprop")
-    return bad("train.optimizer.type", "must be sgd, adam, adamw or rmsprop, got '" + o.type + "'");
+    return named("train.optimizer.type", unknown_choice("optimizer", o.type, {"sgd", "adam", "adamw", "rmsprop"}));
   if (!(o.learning_rate > 0))
     return bad("train.optimizer.learning_rate", "must be positive, got " + num(o.learning_rate));
   if (o.momentum < 0 || o.momentum >= 1)
@@ -597,7 +605,7 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
     return bad("runtime.threads", "must be 0 (all cores) or more, got " + std::to_string(c.runtime.threads));
   const std::string& p = c.runtime.policy;
   if (p != "default" && p != "deterministic" && p != "autotune")
-    return bad("runtime.policy", "must be default, deterministic or autotune, got '" + p + "'");
+    return named("runtime.policy", unknown_choice("policy", p, {"default", "deterministic", "autotune"}));
   return c;
 }
 

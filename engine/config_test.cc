@@ -147,10 +147,28 @@ TEST(Config, WrongTypeNamesKeyAndLine) {
 TEST(Config, BadValuesAreRefused) {
   expect_set_errors({{"train.batch_size=0", "train.batch_size must be at least 1"},
                      {"train.optimizer.learning_rate=-1", "learning_rate must be positive, got -1"},
-                     {"runtime.policy=fastest", "runtime.policy must be default, deterministic or autotune"},
+                     {"runtime.policy=fastest",
+                      "runtime.policy: unknown policy 'fastest' (expected one of: default, deterministic, autotune)"},
                      {"data.test_fraction=1.5", "data.test_fraction must be in [0, 1), got 1.5"},
-                     {"train.optimizer.type=adagrad", "train.optimizer.type must be"},
+                     {"train.optimizer.type=adagrad", "train.optimizer.type: unknown optimizer 'adagrad'"},
                      {"nonsense", "expected key=value"}});
+}
+
+TEST(Config, UnknownNamesGiveFileLineKeyAndTheClosestName) {
+  std::string text = kBase;
+  text.replace(text.find("activation = \"relu\""), 19, "activation = \"ReLU\"");
+  auto c = parse_config(text, "run.toml", "");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().message, "run.toml:9: model.layers[0].activation: unknown activation 'ReLU' (did you mean 'relu'?)");
+  expect_set_errors(
+      {{"model.layers[0].kernel_initializer=\"GlorotUniform\"",
+        "run.toml (--set): model.layers[0].kernel_initializer: unknown initializer 'GlorotUniform' (did you mean "
+        "'glorot_uniform'?)"},
+       {"train.loss=\"BinaryCrossentropy\"",
+        "run.toml (--set): train.loss: unknown loss 'BinaryCrossentropy' (did you mean 'binary_crossentropy'?)"},
+       {"train.optimizer.type=\"Adam\"", "run.toml (--set): train.optimizer.type: unknown optimizer 'Adam' (did you mean 'adam'?)"},
+       {"data.scale=\"standardise\"", "data.scale: unknown scaling 'standardise' (did you mean 'standardize'?)"},
+       {"train.loss=\"hinge\"", "unknown loss 'hinge' (expected one of: binary_crossentropy,"}});
 }
 
 TEST(Config, SklearnSplitNeedsASeedNumpyTakes) {
@@ -159,7 +177,7 @@ TEST(Config, SklearnSplitNeedsASeedNumpyTakes) {
   EXPECT_EQ(c->data.split, "sklearn");
   EXPECT_EQ(parse_config(kBase, "run.toml", "")->data.split, "philox");
   expect_set_errors(
-      {{"data.split=numpy", "run.toml (--set): data.split must be philox or sklearn, got 'numpy'"}});
+      {{"data.split=numpy", "run.toml (--set): data.split: unknown split 'numpy' (expected one of: philox, sklearn)"}});
   // numpy's RandomState(seed) takes seeds below 2^32, and an unseeded run would have none to give it.
   auto big = parse_config(kBase, "run.toml", "",
                           {"data.split=sklearn", "data.test_fraction=0.2", "seed=4294967296"});
@@ -254,7 +272,7 @@ TEST(Config, ArgumentsKerasRequiresMustBeGiven) {
        {"model.layers[0]={type=\"Dense\"}", "(Dense) needs units"},
        {"model.layers[0]={type=\"Conv2D\",filters=4}", "(Conv2D) needs kernel_size"},
        {"model.layers[0].type=\"Dense2\"",
-        "run.toml (--set): model.layers[0].type is not a layer type: 'Dense2' (Dense, Conv2D,"},
+        "run.toml (--set): model.layers[0].type: unknown layer type 'Dense2' (did you mean 'Dense'?)"},
        {"model.layers[0].name=\"block/dense\"", "model.layers[0].name must not contain '/'"},
        {"model.layers=[]", "run.toml (--set): model.layers is empty"},
        {"model.layers[0]=1", "run.toml (--set): model.layers[0] must be a table"}});

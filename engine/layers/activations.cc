@@ -4,6 +4,7 @@
 #include <cmath>
 #include <string>
 
+#include "engine/choice.h"
 #include "engine/layers/layer_util.h"
 
 namespace trainrr {
@@ -28,8 +29,7 @@ Result<Activation> parse_activation(std::string_view name) {
   for (Activation a :
        {Activation::linear, Activation::relu, Activation::sigmoid, Activation::tanh, Activation::softmax})
     if (name == activation_name(a)) return a;
-  return Error{"unknown activation '" + std::string(name) +
-               "' (expected one of: linear, relu, sigmoid, tanh, softmax)"};
+  return Error{unknown_choice("activation", name, {"linear", "relu", "sigmoid", "tanh", "softmax"})};
 }
 
 namespace {

@@ -55,10 +55,16 @@ TEST(LayerActivations, ElementwiseValues) {
 }
 
 TEST(LayerActivations, UnknownNameListsTheAcceptedOnes) {
-  auto a = parse_activation("gelu");
+  auto a = parse_activation("swish");
   ASSERT_FALSE(a.ok());
   EXPECT_EQ(a.error().message,
-            "unknown activation 'gelu' (expected one of: linear, relu, sigmoid, tanh, softmax)");
+            "unknown activation 'swish' (expected one of: linear, relu, sigmoid, tanh, softmax)");
+}
+
+TEST(LayerActivations, ANameCloseToAnAcceptedOneSuggestsIt) {
+  EXPECT_EQ(parse_activation("ReLU").error().message, "unknown activation 'ReLU' (did you mean 'relu'?)");
+  EXPECT_EQ(parse_activation("gelu").error().message, "unknown activation 'gelu' (did you mean 'relu'?)");
+  EXPECT_EQ(parse_activation("Soft-Max").error().message, "unknown activation 'Soft-Max' (did you mean 'softmax'?)");
 }
 
 TEST(LayerActivations, LayerProbesItsOpAndOutput) {

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <string>
 
+#include "engine/choice.h"
+
 namespace trainrr {
 
 const char* initializer_name(Initializer i) {
@@ -25,8 +27,8 @@ Result<Initializer> parse_initializer(std::string_view name) {
   for (Initializer i : {Initializer::glorot_uniform, Initializer::glorot_normal, Initializer::he_normal,
                         Initializer::he_uniform, Initializer::zeros})
     if (name == initializer_name(i)) return i;
-  return Error{"unknown initializer '" + std::string(name) +
-               "' (expected one of: glorot_uniform, glorot_normal, he_normal, he_uniform, zeros)"};
+  return Error{unknown_choice("initializer", name,
+                              {"glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "zeros"})};
 }
 
 void initialize(Initializer init, std::string_view param_name, int64_t fan_in, int64_t fan_out, Tensor& value,

@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "engine/choice.h"
 #include "engine/layers/activation_layer.h"
 #include "engine/layers/activations.h"
 #include "engine/layers/batch_normalization.h"
@@ -97,9 +98,9 @@ Result<std::unique_ptr<Layer>> make_layer(const LayerSpec& spec) {
     if (!act) return named(name, act.error());
     return std::unique_ptr<Layer>(std::make_unique<ActivationLayer>(name, *act));
   }
-  return Error{
-      "unknown layer type '" + t +
-      "' (expected one of: Dense, Conv2D, MaxPool2D, Flatten, Dropout, BatchNormalization, Activation)"};
+  return Error{unknown_choice("layer type", t,
+                              {"Dense", "Conv2D", "MaxPool2D", "Flatten", "Dropout", "BatchNormalization",
+                               "Activation"})};
 }
 
 }  // namespace trainrr

@@ -65,7 +65,10 @@ TEST(LayerMakeLayer, UnknownActivationInitializerOrPaddingNamesTheLayerAndValue)
   auto r = make_layer(d);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().message,
-            "dense_1: unknown activation 'relux' (expected one of: linear, relu, sigmoid, tanh, softmax)");
+            "dense_1: unknown activation 'relux' (did you mean 'relu'?)");
+  d.activation = "swish";
+  EXPECT_EQ(make_layer(d).error().message,
+            "dense_1: unknown activation 'swish' (expected one of: linear, relu, sigmoid, tanh, softmax)");
 
   LayerSpec c = spec_of("Conv2D", "conv2d_1");
   c.kernel_initializer = "lecun";

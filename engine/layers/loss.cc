@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "engine/choice.h"
+
 namespace trainrr {
 
 namespace {
@@ -210,9 +212,8 @@ Result<std::unique_ptr<Loss>> make_loss(std::string_view name, bool from_logits,
     if (from_logits) return Error{"loss '" + std::string(name) + "' does not take from_logits"};
     return std::unique_ptr<Loss>(std::make_unique<MeanSquaredError>());
   }
-  return Error{
-      "unknown loss '" + std::string(name) +
-      "' (expected one of: binary_crossentropy, sparse_categorical_crossentropy, mse, mean_squared_error)"};
+  return Error{unknown_choice("loss", name,
+                              {"binary_crossentropy", "sparse_categorical_crossentropy", "mse", "mean_squared_error"})};
 }
 
 int64_t count_correct(const Loss& loss, bool from_logits, const Tensor& pred, std::span<const float> labels) {

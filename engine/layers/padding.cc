@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <string>
 
+#include "engine/choice.h"
+
 namespace trainrr {
 
 const char* padding_name(Padding p) { return p == Padding::valid ? "valid" : "same"; }
@@ -10,7 +12,7 @@ const char* padding_name(Padding p) { return p == Padding::valid ? "valid" : "sa
 Result<Padding> parse_padding(std::string_view name) {
   if (name == "valid") return Padding::valid;
   if (name == "same") return Padding::same;
-  return Error{"unknown padding '" + std::string(name) + "' (expected one of: valid, same)"};
+  return Error{unknown_choice("padding", name, {"valid", "same"})};
 }
 
 Window1d window_1d(int64_t in, int64_t k, int64_t stride, Padding p) {

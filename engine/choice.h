@@ -1,0 +1,24 @@
+#pragma once
+// Messages for a name that is not one of the names a setting takes: the closest one when there is one, so
+// that "ReLU" gets "did you mean 'relu'?" rather than a list to read through.
+
+#include <cstddef>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+
+namespace trainrr {
+
+// Levenshtein distance: insertions, deletions and substitutions of one byte each.
+size_t edit_distance(std::string_view a, std::string_view b);
+
+// The choice `given` most likely meant: one that differs only in case, '_' and '-' (ReLU, Glorot-Uniform),
+// else the one at edit distance 1 or 2, the nearest first; empty when none is that close.
+std::string closest_choice(std::string_view given, std::initializer_list<std::string_view> choices);
+
+// "unknown WHAT 'GIVEN' (did you mean 'X'?)" when a choice is close, else
+// "unknown WHAT 'GIVEN' (expected one of: a, b, c)".
+std::string unknown_choice(std::string_view what, std::string_view given,
+                           std::initializer_list<std::string_view> choices);
+
+}  // namespace trainrr
