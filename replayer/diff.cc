@@ -92,6 +92,24 @@ struct StepStream {
   }
 };
 
+// Where a trace that has ended stops short, when it does: at damage (a message changed after it was
+// written), or, when it ends before the other (`first`), at a cut (a killed recording). One with its footer
+// ended with its run, and one still being recorded ends where the recording had got to: neither is cut.
+std::optional<TraceStop> trace_stop(const StepStream& s, bool first, const std::string& side,
+                                    const std::string& path, int64_t after_step) {
+  const auto& stopped = s.reader->stopped();
+  const bool damaged = stopped && !stopped->truncated;
+  if (!damaged && (!first || s.reader->ended_cleanly() || s.reader->still_recording())) return std::nullopt;
+  TraceStop stop;
+  stop.damaged = damaged;
+  stop.trace = path;
+  stop.side = side;
+  stop.after_step = after_step;
+  if (stopped) stop.offset = stopped->offset;
+  stop.detail = s.status.ok() ? "the file ends after a complete message, with no footer" : s.status.error().message;
+  return stop;
+}
+
 // The report's per-step views, thinned to at most kMaxPoints points so memory stays bounded: point i covers
 // steps first + i * stride .. first + (i + 1) * stride - 1, with the losses of its first step, and a layer
 // is marked at a point when one of its probes differed in any of the point's steps.
@@ -230,15 +248,19 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   rep.per_step_views = true;
   rep.layer_probes = level != ProbeLevel::step;
   StepSeries series(rep);
+  int64_t last_index = -1;  // the last step both traces hold
+  bool a_ended = false, b_ended = false;
   for (;;) {
     auto a = sa.next();
     auto b = sb.next();
     if (!a || !b) {
       if (a || b)
         rep.notes.push_back(std::string(a ? "B" : "A") + " ends first, after " + counted(steps, "step"));
+      a_ended = !a, b_ended = !b;
       break;
     }
     ++steps;
+    last_index = a->index;
     series.add_step(a->index, a->end ? a->end->loss : NAN, b->end ? b->end->loss : NAN);
     if (a->index != b->index && !first) {
       first = divergence(
@@ -320,6 +342,11 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
       if (s->reader->stopped() && !s->reader->stopped()->truncated && !res.damage)
         res.damage = s->status.error().message;
     }
+  // A trace that ends where the comparison does, damaged or cut short, is why it ends there: the report's
+  // status says so, damage first.
+  const auto stop_a = a_ended ? trace_stop(sa, !b_ended, "A", a_path, last_index) : std::nullopt;
+  const auto stop_b = b_ended ? trace_stop(sb, !a_ended, "B", b_path, last_index) : std::nullopt;
+  rep.stop = stop_a && (stop_a->damaged || !stop_b || !stop_b->damaged) ? stop_a : stop_b;
   for (const auto& [site, k] : kernels_a)
     if (kernels_b.count(site) && kernels_b[site] != k) ci.kernel_differences[site] = {k, kernels_b[site]};
   ci.kernels = kernels_a;

@@ -94,22 +94,72 @@ std::string summary_str(const Summary& s) {
          (s.non_finite ? ", " + std::to_string(s.non_finite) + " non-finite" : "");
 }
 
+// " (42 steps compared)", from the report's facts; "" when it has no such fact.
+std::string steps_compared(const DivergenceReport& r) {
+  for (const auto& [k, v] : r.facts) {
+    if (k != "steps compared") continue;
+    int64_t n = 0;
+    const auto parsed = std::from_chars(v.data(), v.data() + v.size(), n);
+    return " (" + (parsed.ec == std::errc() ? counted(n, "step") : v + " steps") + " compared)";
+  }
+  return "";
+}
+
+// "B (b.trr) was changed after it was written: reading stopped at byte 812, after step 41".
+std::string stop_words(const TraceStop& s) {
+  const std::string who = s.side.empty() ? std::string("the trace") : s.side + " (" + s.trace + ")";
+  const std::string after = "after step " + std::to_string(s.after_step);
+  if (s.damaged)
+    return who + " was changed after it was written: reading stopped at byte " +
+           (s.offset ? std::to_string(*s.offset) : std::string("?")) + ", " + after;
+  if (s.offset)
+    return who + " is cut short at byte " + std::to_string(*s.offset) + ", " + after +
+           " (a recording killed or cut there)";
+  return who + " ends " + after + " with no footer (a recording killed or cut there)";
+}
+
 }  // namespace
+
+const char* status_name(ReportStatus s) {
+  switch (s) {
+    case ReportStatus::reproduced:
+      return "reproduced";
+    case ReportStatus::identical:
+      return "identical";
+    case ReportStatus::diverged:
+      return "diverged";
+    case ReportStatus::damaged:
+      return "damaged";
+    case ReportStatus::truncated:
+      return "truncated";
+  }
+  return "?";
+}
+
+ReportStatus DivergenceReport::status() const {
+  if (diverged) return ReportStatus::diverged;
+  if (stop) return stop->damaged ? ReportStatus::damaged : ReportStatus::truncated;
+  return command == "diff" ? ReportStatus::identical : ReportStatus::reproduced;
+}
 
 std::string report_text(const DivergenceReport& r) {
   std::ostringstream o;
-  if (!r.diverged) {
+  if (!r.diverged && r.stop) {
+    // What was compared matched; the headline says first where the comparison had to stop, and why.
+    const bool damaged = r.stop->damaged;
+    const std::string steps = damaged ? "the steps before it" : r.command == "diff" ? "the steps both hold"
+                                                                                    : "the steps it holds";
+    o << status_name(r.status()) << ": " << stop_words(*r.stop) << "; "
+      << (r.command == "diff"     ? steps + " are identical"
+          : r.command == "bisect" ? "a free replay reproduces " + steps + " bit for bit"
+                                  : steps + " reproduced bit for bit")
+      << steps_compared(r) << "\n";
+  } else if (!r.diverged) {
     o << (r.command != "diff" ? "reproduced bit for bit"
           : r.same_choices
               ? "identical: the two runs made the same choices and computed the same bits"
-              : "identical: the two runs computed the same bits, with other kernels at some sites");
-    for (const auto& [k, v] : r.facts) {
-      if (k != "steps compared") continue;
-      int64_t n = 0;
-      const auto parsed = std::from_chars(v.data(), v.data() + v.size(), n);
-      o << " (" << (parsed.ec == std::errc() ? counted(n, "step") : v + " steps") << " compared)";
-    }
-    o << "\n";
+              : "identical: the two runs computed the same bits, with other kernels at some sites")
+      << steps_compared(r) << "\n";
   } else if (r.first) {
     const FirstDivergence& d = *r.first;
     o << "diverged at step " << d.step;
@@ -133,6 +183,9 @@ std::string report_text(const DivergenceReport& r) {
   } else {
     o << "diverged\n  cause: " << r.cause.category << ": " << r.cause.detail << "\n";
   }
+  if (r.diverged && r.stop)
+    o << "  " << (r.stop->damaged ? "damaged" : "truncated") << ": " << stop_words(*r.stop)
+      << ": nothing after it is compared\n";
   if (!r.environment.empty()) {
     o << "environment differences:\n";
     for (const auto& e : r.environment)
@@ -147,7 +200,7 @@ std::string report_text(const DivergenceReport& r) {
 std::string report_json(const DivergenceReport& r) {
   std::ostringstream o;
   o << "{\"command\":" << json_string(r.command)
-    << ",\"status\":" << json_string(r.diverged ? "diverged" : "reproduced");
+    << ",\"status\":" << json_string(status_name(r.status()));
   o << ",\"first_divergence\":";
   if (r.first) {
     const FirstDivergence& d = *r.first;
@@ -168,6 +221,15 @@ std::string report_json(const DivergenceReport& r) {
   o << ",\"cause\":";
   if (r.diverged)
     o << "{\"category\":" << json_string(r.cause.category) << ",\"detail\":" << json_string(r.cause.detail) << "}";
+  else
+    o << "null";
+  o << ",\"trace_stop\":";
+  if (r.stop)
+    o << "{\"trace\":" << json_string(r.stop->trace) << ",\"side\":" << json_string(r.stop->side)
+      << ",\"reason\":" << json_string(r.stop->damaged ? "damaged" : "truncated")
+      << ",\"after_step\":" << r.stop->after_step
+      << ",\"offset\":" << (r.stop->offset ? std::to_string(*r.stop->offset) : std::string("null"))
+      << ",\"detail\":" << json_string(r.stop->detail) << "}";
   else
     o << "null";
   o << ",\"environment_differences\":[";

@@ -53,9 +53,33 @@ struct EnvDifference {
   std::string key, recorded, replayed;
 };
 
+// What a report says happened: the first word of its text and its JSON "status".
+enum class ReportStatus {
+  reproduced,  // replay: every value compared matched; bisect: a free replay reproduces
+  identical,   // diff: the two traces hold the same values
+  diverged,    // a value differs (bisect: narrowed to the choices that must be forced)
+  damaged,     // no difference before a trace's damage (a message changed after it was written)
+  truncated,   // no difference in the steps that a trace cut short (a killed recording) holds
+};
+const char* status_name(ReportStatus s);
+
+// Where a trace stops before the steps to compare end: damage, or a cut (a killed recording).
+struct TraceStop {
+  bool damaged = false;  // else cut short
+  std::string trace;     // its path
+  std::string side;      // "A" or "B" in a diff; empty for the one trace of a replay or a bisect
+  int64_t after_step = -1;         // the last step read whole; nothing after it was read
+  std::optional<uint64_t> offset;  // the byte where reading stopped (none: the file ends after step
+                                   // `after_step`'s message, with no footer)
+  std::string detail;              // the reader's words
+};
+
 struct DivergenceReport {
   std::string command;  // replay | diff | bisect
   bool diverged = false;
+  // Set when a trace stops before the steps to compare end: what was compared lies before it.
+  std::optional<TraceStop> stop;
+  ReportStatus status() const;
   std::optional<FirstDivergence> first;
   Cause cause;
   std::vector<EnvDifference> environment;

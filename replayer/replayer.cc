@@ -366,12 +366,22 @@ ReplayResult replay(const ReplayOptions& o) {
   Training& t = *side->training;
   ReplayHooks& hooks = *side->hooks;
   const int64_t end = o.to_step >= 0 ? std::min(o.to_step, t.total_steps()) : t.total_steps();
+  // A range of steps that runs past the run's end is replayed to the end; one that starts past it holds no
+  // step and was refused (make_replay_side).
+  if (o.to_step > t.total_steps())
+    rep.notes.push_back("--to-step " + std::to_string(o.to_step) + " is past the run's end: it has steps 0.." +
+                        std::to_string(t.total_steps() - 1) + ", replayed to the last");
+  const trace::TraceReader& read = *side->reader;
   bool cut_short = false;
   while (t.step() < end) {
     if (hooks.at_end()) {
-      rep.notes.push_back("the trace ends after step " + std::to_string(t.step() - 1) + ": " +
-                          (hooks.status().ok() ? std::string("the recording stopped there")
-                                               : "reading stopped there: " + hooks.status().error().message));
+      // Damage is said in the report's first line and on stderr, with the reader's words.
+      if (!hooks.trace_damage())
+        rep.notes.push_back("the trace ends after step " + std::to_string(t.step() - 1) + ": " +
+                            (!hooks.status().ok() ? "reading stopped there: " + hooks.status().error().message
+                             : read.still_recording()
+                                 ? std::string("the recording had got that far when it was read")
+                                 : std::string("the recording stopped there")));
       cut_short = true;
       break;
     }
@@ -384,16 +394,29 @@ ReplayResult replay(const ReplayOptions& o) {
     if (hooks.diverged() && !o.keep_going) break;
   }
   if (o.log && isatty(fileno(o.log))) std::fprintf(o.log, "\n");
-  res.damage = hooks.trace_damage();
   // A trace cut short (a killed recording) is compared as far as it goes, as show and diff read it; one
   // that holds every step but not its end (cut in the last checkpoint or the footer) says so too.
-  if (!cut_short && t.step() == t.total_steps() && !hooks.diverged() && hooks.at_end() &&
-      !hooks.trace_ended_cleanly())
+  const bool whole_run = !cut_short && t.step() == t.total_steps();
+  if (whole_run && !hooks.diverged() && hooks.at_end() && !hooks.trace_ended_cleanly() && !hooks.trace_damage())
     rep.notes.push_back(
         "every step was compared, but the trace " +
         (hooks.status().ok()
              ? std::string("has no footer: the recording was killed or cut after its last step")
              : "is cut after its last step: " + hooks.status().error().message));
+
+  res.damage = hooks.trace_damage();
+  // Where the trace stops before the steps to compare end, damaged or cut: the report's status says it. A
+  // trace still being recorded stops where the recording had got to, and one with a footer where its run
+  // ended (a replay asked for more steps): neither is cut.
+  if (res.damage || (cut_short && !read.still_recording() && !read.ended_cleanly())) {
+    TraceStop& stop = rep.stop.emplace();
+    stop.damaged = res.damage.has_value();
+    stop.trace = o.trace_path;
+    stop.after_step = t.step() - 1;
+    if (read.stopped()) stop.offset = read.stopped()->offset;
+    stop.detail = hooks.status().ok() ? "the file ends after a complete message, with no footer"
+                                      : hooks.status().error().message;
+  }
 
   substitution_notes(hooks, rep.notes);
   rep.facts.emplace_back("trace", o.trace_path);

@@ -75,7 +75,7 @@ std::string report_html(const DivergenceReport& r) {
        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}pre{background:#f6f6f6;padding:1em}"
        ".strip{display:flex;height:14px}.strip div{flex:1}</style></head><body>";
   o << "<h1>trainrr " << html_escape(r.command) << ": "
-    << (r.diverged ? "diverged" : "reproduced bit for bit") << "</h1><pre>" << html_escape(report_text(r))
+    << status_name(r.status()) << "</h1><pre>" << html_escape(report_text(r))
     << "</pre>";
   // bisect re-executes only a window of steps, forced and free, and keeps no series of them.
   const std::string not_computed = "<p>Not computed by trainrr " + html_escape(r.command) +

@@ -770,7 +770,11 @@ TEST_F(TraceCliTest, ReplayDiffAndBisectAgreeOnATraceCutShort) {
   }
   const CommandResult replay_mid = run_trainrr("replay " + mid);
   EXPECT_EQ(replay_mid.exit_code, 0) << replay_mid.output;
-  EXPECT_NE(replay_mid.output.find("reproduced bit for bit (5 steps compared)"), std::string::npos)
+  EXPECT_NE(replay_mid.output.find("truncated: the trace is cut short at byte "), std::string::npos)
+      << replay_mid.output;
+  EXPECT_NE(replay_mid.output.find(", after step 4 (a recording killed or cut there); the steps it holds "
+                                   "reproduced bit for bit (5 steps compared)"),
+            std::string::npos)
       << replay_mid.output;
   EXPECT_NE(replay_mid.output.find("note: the trace ends after step 4: reading stopped there"),
             std::string::npos)
@@ -1009,10 +1013,15 @@ TEST(DamagedTrace, AChangedStepIsNotComparedAndEveryReaderSaysTheFileIsDamaged) 
   const std::string why = "was changed after it was written (the file is damaged, not cut)";
 
   // The steps before the changed one are compared; the changed one is not taken for a divergence, and the
-  // exit code says the trace is damaged.
+  // report and the exit code say the trace is damaged.
   const CommandResult replay = run_trainrr("replay " + damaged);
   EXPECT_EQ(replay.exit_code, 2) << replay.output;
-  EXPECT_NE(replay.output.find("reproduced bit for bit (" + std::to_string(step) + " steps compared)"),
+  EXPECT_EQ(replay.output.rfind("damaged: the trace was changed after it was written: reading stopped at byte ", 0),
+            0u)
+      << replay.output;
+  EXPECT_NE(replay.output.find(", after step " + std::to_string(step - 1) +
+                               "; the steps before it reproduced bit for bit (" + std::to_string(step) +
+                               " steps compared)"),
             std::string::npos)
       << replay.output;
   EXPECT_NE(replay.output.find(why), std::string::npos) << replay.output;
