@@ -568,7 +568,8 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
     return bad("data.test_fraction", "must be in [0, 1), got " + num(d.test_fraction));
   if (!parse_split_method(d.split))
     return named("data.split", unknown_choice("split", d.split, {"philox", "sklearn"}));
-  if (d.split == "sklearn" && d.test_fraction > 0)
+  // An unseeded run draws a seed numpy takes (Trainer), as scikit-learn's random_state=None would.
+  if (d.split == "sklearn" && d.test_fraction > 0 && c.seed)
     if (const std::string problem = sklearn_seed_problem(c.seed); !problem.empty())
       return bad("data.split", problem);
   if (d.scale != "none" && d.scale != "standardize" && d.scale != "minmax")

@@ -132,7 +132,8 @@ class Hooks {
   virtual void step_end(const StepSummary& summary) { (void)summary; }
   virtual void epoch_end(const EpochSummary& summary) { (void)summary; }
 
-  // Checkpoints: the engine builds a TrainState only when asked for one after a step.
+  // Checkpoints: the engine builds a TrainState only when asked for one, before the first step (0 steps
+  // completed) and after each step.
   virtual bool wants_checkpoint(int64_t steps_completed) {
     (void)steps_completed;
     return false;

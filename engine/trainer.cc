@@ -225,6 +225,9 @@ Status Training::prepare(const TrainingOptions& options) {
   hooks_->run_begin();
   seed_from_entropy_ = !config_.seed.has_value();
   seed_ = config_.seed ? *config_.seed : entropy_seed();
+  // scikit-learn's split takes its seed as numpy's RandomState does, from 0 to 2^32 - 1: an unseeded run
+  // draws one of those, as random_state=None draws from the OS, and records it like any other seed.
+  if (!config_.seed && config_.data.split == "sklearn" && config_.data.test_fraction > 0) seed_ &= 0xFFFFFFFFu;
   hooks_->seed(seed_, seed_from_entropy_);
   rng_ = std::make_unique<RngStreams>(seed_, *hooks_);
   rt_.hooks = hooks_;
@@ -428,6 +431,8 @@ Status Training::fit(int64_t stop_at) {
   const int64_t end = stop_at < 0 ? total_steps() : std::min(stop_at, total_steps());
   const int64_t per_epoch = steps_per_epoch();
   try {
+    // The state before the first step (the initial weights), when the hooks keep checkpoints.
+    if (step_ == 0 && end > 0 && hooks_->wants_checkpoint(0)) hooks_->checkpoint(state());
     while (step_ < end) {
       if (interrupt_ && interrupt_->load()) return Error{"interrupted at step " + std::to_string(step_)};
       if (Status h = hooks_->health(); !h) return Error{"stopped at step " + std::to_string(step_) + ": " + h.error().message};

@@ -209,10 +209,16 @@ void Recorder::epoch_end(const EpochSummary& e) {
 }
 
 bool Recorder::wants_checkpoint(int64_t steps_completed) {
+  // The initial state always: the weights a cross-check in another framework starts from (export --step 0).
+  if (steps_completed == 0) {
+    if (!writer_ && seeded_) (void)start();  // as the first step would
+    return writing() && !initial_written_;
+  }
   return writing() && options_.checkpoint_every > 0 && steps_completed % options_.checkpoint_every == 0;
 }
 
 void Recorder::checkpoint(const TrainState& state) {
+  if (state.step == 0) initial_written_ = true;
   if (writing()) keep(writer_->write_checkpoint(state));
 }
 

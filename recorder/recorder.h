@@ -62,6 +62,7 @@ class Recorder : public Hooks {
   Recorder() = default;
   void keep(Status s);
   bool seeded_ = false;  // the header is complete: seed() has been called
+  bool initial_written_ = false;  // the checkpoint before the first step
   bool writing() const { return writer_ && status_.ok(); }
 
   RecordOptions options_;

@@ -250,11 +250,13 @@ TEST(RecorderTest, CheckpointsEveryNStepsResumeToTheSameParameters) {
   TempFile file("recorder-ckpt");
   const TrainedRun run = record(file.path(), ProbeLevel::step, 10);
   const ReadBack back = read_all(file.path());
-  ASSERT_EQ(back.checkpoints.size(), static_cast<size_t>(run.steps / 10));
+  // The initial state, then one every 10 steps.
+  ASSERT_EQ(back.checkpoints.size(), static_cast<size_t>(run.steps / 10) + 1);
   for (size_t i = 0; i < back.checkpoints.size(); ++i)
-    EXPECT_EQ(back.checkpoints[i].step, 10 * int64_t(i + 1));
+    EXPECT_EQ(back.checkpoints[i].step, 10 * int64_t(i));
 
-  // Resume from the second checkpoint in a fresh run: it must end where the recorded run ended.
+  // Resume from the third checkpoint (after 20 steps) in a fresh run: it must end where the recorded run
+  // ended; from the initial state too.
   KernelRegistry registry;
   register_cpu_kernels(registry);
   TrainingOptions opts;
@@ -262,10 +264,15 @@ TEST(RecorderTest, CheckpointsEveryNStepsResumeToTheSameParameters) {
   opts.policy = Policy::deterministic;
   auto t = Training::create(config(kShort), opts);
   ASSERT_TRUE(t.ok());
-  Status restored = (*t)->restore(back.checkpoints.at(1));
+  Status restored = (*t)->restore(back.checkpoints.at(2));
   ASSERT_TRUE(restored.ok()) << restored.error().message;
   ASSERT_TRUE((*t)->fit().ok());
   EXPECT_EQ(param_digests(**t), run.final_params);
+  auto again = Training::create(config(kShort), opts);
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE((*again)->restore(back.checkpoints.at(0)).ok());
+  ASSERT_TRUE((*again)->fit().ok());
+  EXPECT_EQ(param_digests(**again), run.final_params);
 }
 
 // A trace that cannot be written stops the run before its first step, with the error naming the file: a

@@ -144,7 +144,7 @@ std::optional<trace::CheckpointRef> checkpoint_before(const std::string& path, i
   if (!index) return std::nullopt;
   std::optional<trace::CheckpointRef> best;
   for (const auto& c : *index)
-    if (c.step <= step && (!best || c.step > best->step)) best = c;
+    if (c.step > 0 && c.step <= step && (!best || c.step > best->step)) best = c;  // step 0: the start itself
   return best;
 }
 

@@ -77,6 +77,22 @@ class Scenario : public ::testing::Test {
   TempDir dir;
 };
 
+TEST_F(Scenario, UnseededSklearnSplitDrawsASeedNumpyTakesAndReplays) {
+  // As scikit-learn's random_state=None: the seed comes from the OS, within numpy's RandomState range.
+  const std::string cfg = config(breast_cancer_config("", kBreastCancer, "", "", "threads = 1\n"));
+  for (int i = 0; i < 3; ++i) {
+    const std::string trace = dir.file("sk" + std::to_string(i) + ".trr");
+    CommandResult rec = trainrr("record " + cfg + " --set data.split=\"sklearn\" -o " + trace);
+    ASSERT_EQ(rec.exit_code, 0) << rec.output;
+    EXPECT_TRUE(has(rec.output, "(sklearn split)")) << rec.output;
+    auto reader = trace::TraceReader::open(trace);
+    ASSERT_TRUE(reader) << reader.error().message;
+    EXPECT_TRUE((*reader)->header().seed_from_entropy);
+    EXPECT_LE((*reader)->header().seed, uint64_t{0xFFFFFFFF});
+    expect_reproduces(trace);
+  }
+}
+
 TEST_F(Scenario, UnseededRunReplaysForcedAndDivergesAtTheFirstInitializerDrawFree) {
   const std::string cfg = config(breast_cancer_config("", kBreastCancer, "", "", "threads = 1\npolicy = \"deterministic\"\n"));
   const std::string trace = dir.file("a.trr");

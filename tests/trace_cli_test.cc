@@ -25,6 +25,7 @@
 #include "engine/trainer.h"
 #include "tests/test_util.h"
 #include "traces/trace_reader.h"
+#include "traces/trace_writer.h"
 
 extern char** environ;
 
@@ -365,7 +366,7 @@ TEST_F(TraceCliTest, ShowSummarizesTheRunAndSaysItEndedCleanly) {
   EXPECT_NE(r.output.find("breast_cancer.csv"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("not embedded"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("steps: 150 in 10 epochs (1..10)"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("checkpoints: 3, after 50, 100, 150 steps"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("checkpoints: 4: the initial state, after 50, 100, 150 steps"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("final metrics (epoch 10): loss"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("ended cleanly: the run completed (completed), 150 steps"), std::string::npos)
       << r.output;
@@ -538,10 +539,13 @@ TEST_F(TraceCliTest, ExportWritesTheCheckpointAtOrBeforeTheStepAsNpyAndAManifest
   tagged.insert(1, "\"type\":\"manifest\",");
   ASSERT_TRUE(JsonCheck(tagged).object_with_type(type)) << manifest.substr(0, 500);
   EXPECT_NE(manifest.find("\"step\":100,"), std::string::npos) << manifest.substr(0, 300);
+  // Epochs count from 1 as training prints them: step 100 is in the 7th epoch of 15 steps; 6 are done.
+  EXPECT_NE(manifest.find("{\"step\":100,\"epoch\":7,"), std::string::npos) << manifest.substr(0, 300);
+  EXPECT_NE(manifest.find("\"epochs_done\":6,"), std::string::npos) << manifest.substr(0, 300);
   EXPECT_NE(manifest.find("\"seed\":42,"), std::string::npos);
   EXPECT_NE(manifest.find("\"batch_order_until\":\"checkpoint at step 150\""), std::string::npos);
   EXPECT_EQ(count_matching(std::regex_replace(manifest, std::regex(R"(\},\{)"), "}\n{"),
-                           std::regex(R"("step":1[0-4]\d,"epoch":\d,"batch":\d+)")),
+                           std::regex(R"("step":1[0-4]\d,"epoch":\d+,"batch":\d+)")),
             50u)
       << "the batch order of steps 100..149";
 
@@ -550,8 +554,8 @@ TEST_F(TraceCliTest, ExportWritesTheCheckpointAtOrBeforeTheStepAsNpyAndAManifest
   ASSERT_TRUE(reader.ok());
   auto index = (*reader)->checkpoint_index();
   ASSERT_TRUE(index.ok());
-  ASSERT_EQ(index->size(), 3u);
-  auto state = (*reader)->read_checkpoint((*index)[1].offset);
+  ASSERT_EQ(index->size(), 4u);  // the initial state, then after 50, 100 and 150 steps
+  auto state = (*reader)->read_checkpoint((*index)[2].offset);
   ASSERT_TRUE(state.ok());
   ASSERT_EQ(state->step, 100);
 
@@ -664,11 +668,55 @@ TEST_F(TraceCliTest, FailedExportLeavesNothingAndKeepsTheEarlierExport) {
   EXPECT_EQ(read_file(out.file("ck/manifest.json")), manifest);
 }
 
-TEST_F(TraceCliTest, ExportWithoutACheckpointAtOrBeforeTheStepNamesTheStepsThatHaveOne) {
+TEST_F(TraceCliTest, ExportStepZeroWritesTheInitialWeights) {
+  // Every recording keeps the state before its first step: the weights a cross-check starts from.
   TempDir out;
-  const CommandResult r = run_trainrr("export " + trace_ + " --step 49 -o " + out.file("ck"));
+  const CommandResult r = run_trainrr("export " + trace_ + " --step 0 -o " + out.file("ck"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("exported the checkpoint before step 0 (0 steps done"), std::string::npos) << r.output;
+  auto reader = trace::TraceReader::open(trace_);
+  ASSERT_TRUE(reader.ok());
+  auto index = (*reader)->checkpoint_index();
+  ASSERT_TRUE(index.ok());
+  ASSERT_FALSE(index->empty());
+  auto initial = (*reader)->read_checkpoint(index->front().offset);
+  ASSERT_TRUE(initial.ok()) << initial.error().message;
+  EXPECT_EQ(initial->step, 0);
+  ASSERT_FALSE(initial->tensors.empty());
+  for (const auto& t : initial->tensors) {
+    if (t.name.find('/') != std::string::npos) continue;  // optimizer state: not a parameter file
+    auto npy = read_npy(out.file("ck/" + t.name + ".npy"));
+    ASSERT_TRUE(npy.ok()) << t.name;
+    EXPECT_EQ(npy->data, t.value.data) << t.name;
+  }
+}
+
+TEST_F(TraceCliTest, ExportWithoutACheckpointAtOrBeforeTheStepNamesTheStepsThatHaveOne) {
+  // A trace without the initial state (written before it was kept, or with it removed here).
+  TempDir out;
+  const std::string older = out.file("older.trr");
+  {
+    auto reader = trace::TraceReader::open(trace_);
+    ASSERT_TRUE(reader.ok());
+    trace::TraceHeader h = (*reader)->header();
+    h.writer_version.clear();
+    auto writer = trace::TraceWriter::create(older, h);
+    ASSERT_TRUE(writer.ok()) << writer.error().message;
+    for (;;) {
+      auto rec = (*reader)->next();
+      ASSERT_TRUE(rec.ok()) << rec.error().message;
+      if (!rec->has_value()) break;
+      auto& v = (*rec)->value;
+      if (auto* step = std::get_if<trace::TraceStep>(&v)) ASSERT_TRUE((*writer)->write_step(*step).ok());
+      if (auto* epoch = std::get_if<trace::TraceEpoch>(&v)) ASSERT_TRUE((*writer)->write_epoch(*epoch).ok());
+      if (auto* cp = std::get_if<trace::TraceCheckpoint>(&v); cp && cp->step > 0)
+        ASSERT_TRUE((*writer)->write_checkpoint(*cp).ok());
+      if (auto* footer = std::get_if<trace::TraceFooter>(&v)) ASSERT_TRUE((*writer)->finish(*footer).ok());
+    }
+  }
+  const CommandResult r = run_trainrr("export " + older + " --step 49 -o " + out.file("ck"));
   EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find(trace_), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(older), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("50, 100, 150"), std::string::npos) << r.output;
 }
 

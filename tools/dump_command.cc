@@ -176,13 +176,16 @@ void add_dump_command(CLI::App& app, int& exit_code) {
   CLI::App* cmd = app.add_subcommand(
       "dump",
       "Print every message and event of a trace in file order, one line each.\n"
+      "Steps count from 0; epochs count from 1, as training and Keras print them, in text and JSON alike\n"
+      "(a checkpoint gives epochs_done, the epochs completed).\n"
       "Exit codes: 0 read (a killed recording or one still running included), 2 not a trace, damaged,\n"
       "or bad --steps.");
   cmd->add_option("file", args->file, "Trace file")->required();
   cmd->add_flag("--json", args->json, "JSON Lines: one object per message or event, with a \"type\" key");
   cmd->add_option("--steps", args->steps,
                   "Only steps A..B-1 (A:B, A: or :B; N alone: step N) and the epochs and checkpoints "
-                  "that follow them")
+                  "that follow them; a range with no step of the trace in it is refused (exit 2), one that "
+                  "runs past its last step is printed to it, with a note")
       ->type_name("A:B");
   cmd->callback([args, &exit_code] { exit_code = run_dump(*args); });
 }

@@ -238,7 +238,7 @@ int run_export(const ExportArgs& a) {
   for (size_t i = 0; i < following.size(); ++i) {
     const FollowingStep& f = following[i];
     JsonObject o;
-    o.integer("step", f.step).integer("epoch", f.epoch);
+    o.integer("step", f.step).integer("epoch", f.epoch + 1);  // counted from 1, as training prints it
     if (f.batches.size() == 1)
       o.integer("batch", f.batches[0]);
     else if (f.batches.empty())
@@ -254,7 +254,7 @@ int run_export(const ExportArgs& a) {
           .str("trace", a.file)
           .integer("requested_step", a.step)
           .integer("step", state->step)
-          .integer("epoch", state->epoch)
+          .integer("epochs_done", state->epoch)
           .integer("batch_in_epoch", state->batch_in_epoch)
           .uinteger("seed", state->seed)
           .uinteger("checkpoint_offset", offset)
@@ -304,6 +304,9 @@ void add_export_command(CLI::App& app, int& exit_code) {
       "export",
       "Write the checkpoint at or before step N as .npy files (one per tensor) and a manifest.json\n"
       "with shapes, the run's position and the batch order of the following steps.\n"
+      "Every recording keeps the initial state (--step 0: the initial weights) and the final one.\n"
+      "Steps count from 0; epochs count from 1, as training and Keras print them (the manifest's\n"
+      "epochs_done is the count of epochs completed).\n"
       "Exit codes: 0 written, 2 bad input (no such checkpoint, not a trace, cannot write).");
   cmd->add_option("file", args->file, "Trace file")->required();
   cmd->add_option("--step", args->step, "Step N: the last checkpoint taken after at most N steps")

@@ -77,11 +77,17 @@ int run_record(const RecordArgs& a) {
     return kBadInput;
   }
   print_run_header(stdout, *config, **training);
-  std::printf("recording to %s (level %s, checkpoint every %lld step%s)\n", a.output.c_str(), a.level.c_str(),
-              static_cast<long long>(a.checkpoint_every), a.checkpoint_every == 1 ? "" : "s");
+  if (a.checkpoint_every > 0)
+    std::printf("recording to %s (level %s; checkpoints: the initial state, every %lld step%s, the final state)\n",
+                a.output.c_str(), a.level.c_str(), static_cast<long long>(a.checkpoint_every),
+                a.checkpoint_every == 1 ? "" : "s");
+  else
+    std::printf("recording to %s (level %s; checkpoints: the initial and the final state)\n", a.output.c_str(),
+                a.level.c_str());
   Status fit = (*training)->fit();
-  if (fit.ok() && a.checkpoint_every > 0 && (*training)->step() % a.checkpoint_every != 0)
-    (*recorder)->checkpoint((*training)->state());  // the final state, for export and resumption
+  // The final state, for export and resumption, unless the last periodic checkpoint holds it already.
+  if (fit.ok() && (a.checkpoint_every == 0 || (*training)->step() % a.checkpoint_every != 0))
+    (*recorder)->checkpoint((*training)->state());
   Status done = (*recorder)->finish(fit.ok(), fit.ok() ? "completed" : "error: " + fit.error().message);
   if (!fit.ok()) {
     print_error(fit.error().message);
@@ -112,9 +118,10 @@ void add_record_command(CLI::App& app, int& exit_code) {
   cmd->add_option("config", args->config, "Run configuration (TOML)")->required();
   cmd->add_option("-o,--output", args->output, "Trace file to write")->required();
   cmd->add_option("--level", args->level,
-                  "What to probe: step (summaries), layer (each layer's output), op (every op)")
+                  "What to probe: step (summaries), layer (each layer's output), op (every op); default: step")
       ->check(CLI::IsMember({"step", "layer", "op"}));
-  cmd->add_option("--checkpoint-every", args->checkpoint_every, "Write a checkpoint every N steps (0: none)")
+  cmd->add_option("--checkpoint-every", args->checkpoint_every, "Write a checkpoint every N steps besides the initial and final states, which are always written "
+                  "(default 0: only those two)")
       ->check(CLI::Validator(
           [](const std::string& v) { return !v.empty() && v[0] != '-' ? std::string() : "must be 0 or more"; },
           "N >= 0"));

@@ -84,7 +84,8 @@ struct StepStats {
   uint64_t events = 0;
   std::set<int> epochs;  // distinct epochs: bounded by the run's epoch count, not its steps
   std::optional<std::pair<int64_t, double>> first_loss, last_loss;
-  Sampled checkpoints;
+  bool initial_checkpoint = false;  // the state before the first step
+  Sampled checkpoints;              // the others, by steps done
   std::optional<trace::TraceEpoch> last_epoch;
   uint64_t end_offset = 0;  // end of the last complete message
   // Where NaN or infinity first appears: in a probe (levels layer and op), and in the loss.
@@ -145,7 +146,7 @@ void print_run(const std::string& file, const trace::TraceReader& r) {
     say("checkpoint every %lld step%s\n", static_cast<long long>(h.checkpoint_every),
                 h.checkpoint_every == 1 ? "" : "s");
   else
-    say("no periodic checkpoints\n");
+    say("no periodic checkpoints (the initial and final states only)\n");
   say("  writer: trainrr %s, format %u, needs reader version %u or later\n", h.writer_version.c_str(),
               h.format_version, h.min_reader_version);
 }
@@ -209,11 +210,17 @@ void print_progress(const StepStats& s) {
                 static_cast<long long>(s.first_loss->first), s.last_loss->second,
                 static_cast<long long>(s.last_loss->first));
   // A checkpoint's step is the count of steps done: the one at step 50 holds the state after steps 0..49.
-  if (s.checkpoints.count())
-    say("checkpoints: %lld, after %s step%s\n", static_cast<long long>(s.checkpoints.count()),
-                s.checkpoints.text().c_str(), s.checkpoints.text() == "1" ? "" : "s");
-  else
+  const int64_t checkpoints = s.checkpoints.count() + (s.initial_checkpoint ? 1 : 0);
+  if (checkpoints == 0) {
     say("checkpoints: none\n");
+  } else {
+    say("checkpoints: %lld", static_cast<long long>(checkpoints));
+    if (s.initial_checkpoint) say(": the initial state%s", s.checkpoints.count() ? "," : "");
+    if (s.checkpoints.count())
+      say("%safter %s step%s", s.initial_checkpoint ? " " : ", ", s.checkpoints.text().c_str(),
+          s.checkpoints.text() == "1" ? "" : "s");
+    say("\n");
+  }
   if (s.last_epoch) {
     say("final metrics (epoch %s):", epoch_number(s.last_epoch->epoch).c_str());
     for (const auto& [k, v] : s.last_epoch->logs) say(" %s %.6g", k.c_str(), v);
@@ -260,7 +267,10 @@ int run_show(const ShowArgs& a) {
     } else if (const auto* e = std::get_if<trace::TraceEpoch>(&m.value)) {
       s.last_epoch = *e;
     } else if (const auto* c = std::get_if<trace::TraceCheckpoint>(&m.value)) {
-      s.checkpoints.add(c->step);
+      if (c->step == 0)
+        s.initial_checkpoint = true;
+      else
+        s.checkpoints.add(c->step);
     }
   }
   print_progress(s);

@@ -247,7 +247,7 @@ std::string step_begin_json(const trace::TraceStep& s, uint64_t offset) {
   return JsonObject()
       .str("type", "step")
       .integer("step", s.index)
-      .integer("epoch", s.epoch)
+      .integer("epoch", s.epoch + 1)
       .integer("batch", s.batch)
       .uinteger("events", s.events.size())
       .boolean("has_end", s.end.has_value())
@@ -319,7 +319,7 @@ std::string event_json(int64_t step, const trace::Event& e) {
         .done();
   }
   if (const auto* s = std::get_if<trace::ShuffleEvent>(&e)) {
-    o.str("type", "shuffle").integer("step", step).str("site", s->site).integer("epoch", s->epoch);
+    o.str("type", "shuffle").integer("step", step).str("site", s->site).integer("epoch", s->epoch + 1);
     o.uinteger("length", s->length).str("digest", hex64(s->digest));
     if (s->draw)
       o.raw("draw", draw_json(*s->draw));
@@ -372,7 +372,7 @@ std::string step_end_json(const trace::TraceStep& s) {
   return JsonObject()
       .str("type", "end")
       .integer("step", s.index)
-      .integer("epoch", s.epoch)
+      .integer("epoch", s.epoch + 1)
       .integer("batch", s.batch)
       .num("loss", e.loss)
       .raw("metrics", json_map(e.metrics))
@@ -388,7 +388,7 @@ std::string epoch_text(const trace::TraceEpoch& e) {
 std::string epoch_json(const trace::TraceEpoch& e, uint64_t offset) {
   return JsonObject()
       .str("type", "epoch")
-      .integer("epoch", e.epoch)
+      .integer("epoch", e.epoch + 1)
       .raw("logs", json_map(e.logs))
       .uinteger("offset", offset)
       .done();
@@ -421,7 +421,7 @@ std::string checkpoint_json(const trace::TraceCheckpoint& c, uint64_t offset) {
   return JsonObject()
       .str("type", "checkpoint")
       .integer("step", c.step)
-      .integer("epoch", c.epoch)
+      .integer("epochs_done", c.epoch)
       .integer("batch_in_epoch", c.batch_in_epoch)
       .uinteger("seed", c.seed)
       .raw("tensors", tensors)

@@ -25,8 +25,9 @@ void append_item(std::string& list, size_t i, const char* separator, const std::
 std::string number(double v);
 // Prints "trainrr: MESSAGE" on stderr, printable.
 void print_error(std::string_view message);
-// An epoch as people count it, from 1, as training's log and diff print it. Traces, JSON keys and the
-// export manifest keep the engine's 0-based index.
+// An epoch as people count it, from 1, as training's log and Keras print it. Every output counts so: text,
+// JSON and the export manifest; only the trace file itself keeps the engine's 0-based index. A checkpoint
+// says how many epochs were done (epochs_done), a count that reads the same either way.
 std::string epoch_number(int64_t epoch);
 
 // Builds one JSON object, keys in the order they are added. Strings are escaped for JSON: control
