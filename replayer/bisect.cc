@@ -49,9 +49,18 @@ struct Suspect {
   std::string why;
 };
 
-// Stage 1: what the trace says without running the model.
+// "step 7, setup, data/loader": where a divergence is, in a line.
+std::string place(const FirstDivergence& d) {
+  std::string p = "step " + std::to_string(d.step);
+  if (!d.phase.empty()) p += ", " + d.phase;
+  if (!d.site.empty()) p += ", " + d.site;
+  return p;
+}
+
+// Stage 1: what the trace says without running the model. Counts its steps in `steps`; `stop` says where it
+// stops short, damaged or cut.
 Suspect scan(const std::string& path, const trace::TraceHeader& header, const KernelRegistry& registry,
-             int64_t& steps, Status& status, bool& damaged) {
+             int64_t& steps, Status& status, std::optional<TraceStop>& stop) {
   Suspect s;
   auto note = [&](int64_t step, const std::string& why) {
     if (s.step < 0 || step < s.step) s = {step, why};
@@ -66,17 +75,15 @@ Suspect scan(const std::string& path, const trace::TraceHeader& header, const Ke
   std::string loader;
   int epoch = -1;
   std::set<int64_t> taken;
+  int64_t last_step = -1;
   for (;;) {
     auto rec = (*reader)->next();
-    if (!rec) {
-      status = rec.error();
-      damaged = (*reader)->stopped() && !(*reader)->stopped()->truncated;
-      break;
-    }
-    if (!rec->has_value()) break;
+    if (!rec) status = rec.error();
+    if (!rec || !rec->has_value()) break;
     auto* st = std::get_if<trace::TraceStep>(&(*rec)->value);
     if (!st) continue;
     ++steps;
+    last_step = st->index;
     if (s.step >= 0 && st->index > s.step) continue;  // keep counting, the earliest suspect is known
     for (const auto& e : st->events) {
       if (auto* r = std::get_if<trace::RngDrawEvent>(&e)) {
@@ -118,6 +125,17 @@ Suspect scan(const std::string& path, const trace::TraceHeader& header, const Ke
       }
     }
     if (st->epoch != epoch && epoch >= 0) taken.clear();
+  }
+  // A trace still being recorded ends where the recording had got to, which is no cut.
+  const auto& stopped = (*reader)->stopped();
+  const bool damaged = stopped && !stopped->truncated;
+  if (damaged || (!(*reader)->ended_cleanly() && !(*reader)->still_recording())) {
+    stop.emplace();
+    stop->damaged = damaged;
+    stop->trace = path;
+    stop->after_step = last_step;
+    if (stopped) stop->offset = stopped->offset;
+    stop->detail = status.ok() ? "the file ends after a complete message, with no footer" : status.error().message;
   }
   return s;
 }
@@ -182,14 +200,15 @@ BisectResult bisect(const BisectOptions& o) {
   auto rebuilt = rebuild_config(header, o.overrides, o.data_path, false, *scratch);
   if (!rebuilt) return failed(2, rebuilt.error().message);
   const RunConfig& config = rebuilt->config;
-  rep.notes.insert(rep.notes.end(), rebuilt->notes.begin(), rebuilt->notes.end());
   KernelRegistry registry;
   register_cpu_kernels(registry);
 
-  // Stage 1.
+  // Stage 1. With another recording, what is bisected is where the two recordings first differ, as diff
+  // finds it; the report leads with that difference, and says beside it where a free replay here differs.
   Status scan_status;
   Suspect suspect;
-  if (!o.against.empty()) {
+  const bool against = !o.against.empty();
+  if (against) {
     DiffResult d = diff_traces(o.trace_path, o.against);
     if (d.exit_code == 2) return failed(2, d.error);
     // Bisection forces this trace's choices into its own configuration: a trace of another run says
@@ -199,23 +218,34 @@ BisectResult bisect(const BisectOptions& o) {
                            (d.config_differences.empty() ? d.data_difference : d.config_differences[0]) +
                            "): bisect needs two recordings of the same configuration and data; diff "
                            "compares different runs");
-    if (d.report.first)
-      suspect = {d.report.first->step, "the recorded digests of the two traces first differ there"};
     for (const auto& [k, v] : d.report.facts)
       if (k == "steps compared") res.steps_recorded = std::stoll(v);
+    res.damage = d.damage;
+    rep = std::move(d.report);
+    rep.command = "bisect";
+    if (!rep.diverged) {
+      say(o.log, "stage 1 (no execution): the two recordings are identical over " +
+                     counted(res.steps_recorded, "step") + " compared: nothing to bisect");
+      rep.notes.insert(rep.notes.begin(), rebuilt->notes.begin(), rebuilt->notes.end());
+      res.exit_code = 0;
+      return res;
+    }
+    suspect = {rep.first->step, "the two recordings first differ there, at " + place(*rep.first)};
   } else {
-    bool damaged = false;
-    suspect = scan(o.trace_path, header, registry, res.steps_recorded, scan_status, damaged);
-    if (damaged) res.damage = scan_status.error().message;
+    suspect = scan(o.trace_path, header, registry, res.steps_recorded, scan_status, rep.stop);
+    if (rep.stop && rep.stop->damaged) res.damage = rep.stop->detail;
   }
+  rep.notes.insert(rep.notes.begin(), rebuilt->notes.begin(), rebuilt->notes.end());
   if (!scan_status.ok()) rep.notes.push_back(scan_status.error().message);
   say(o.log,
       "stage 1 (no execution): read " + std::to_string(res.steps_recorded) + " recorded steps; " +
           (suspect.step >= 0 ? "first suspect step " + std::to_string(suspect.step) + ": " + suspect.why
                              : std::string("nothing suspicious recorded: the window starts at step 0")));
 
-  // Stage 2: forced and free side by side from the checkpoint before the suspect step.
+  // Stage 2: forced and free side by side from the checkpoint before the suspect step; with another
+  // recording, through the step where the two differ.
   const int64_t from = std::max<int64_t>(0, suspect.step);
+  const int64_t target = against ? suspect.step : -1;
   auto forced =
       make_replay_side(o.trace_path, config, registry, ForceSet::all(), {}, header.level, true, from);
   auto free_run =
@@ -227,7 +257,8 @@ BisectResult bisect(const BisectOptions& o) {
   Training& tr = *free_run->training;
   int64_t k = -1;
   const bool progress = o.log && isatty(fileno(o.log));
-  while (tf.step() < tf.total_steps() && !forced->hooks->at_end()) {
+  const std::string a_name = against ? std::string("A") : std::string("the recording");
+  while (tf.step() < tf.total_steps() && !forced->hooks->at_end() && (target < 0 || tf.step() <= target)) {
     const int64_t step = tf.step();
     if (progress && step % 100 == 0)
       std::fprintf(o.log, "\rstage 2: step %lld of %lld", static_cast<long long>(step),
@@ -238,11 +269,31 @@ BisectResult bisect(const BisectOptions& o) {
     if (!a) return failed(3, "cannot replay here: " + a.error().message);
     if (!b) return failed(3, "cannot replay here: " + b.error().message);
     if (forced->hooks->diverged()) {
-      rep.diverged = true;
       FirstDivergence d = *forced->hooks->first();
       auto env = current_environment(config);
       if (!env) return failed(2, env.error().message);
-      rep.environment = environment_differences(header.environment, *env);
+      CauseInputs ci;
+      ci.registry = &registry;
+      ci.environment = environment_differences(header.environment, *env);
+      ci.config_differences = config_differences(header, config);
+      ci.kernel_differences = forced->hooks->kernel_differences();  // kernels that cannot run here
+      ci.kernels = forced->hooks->recorded_kernels();
+      const std::string why = forced->hooks->substituted().empty()
+                                  ? "no choice to force can explain it"
+                                  : "the recorded kernels that cannot run here are what differs";
+      substitution_notes(*forced->hooks, rep.notes);
+      say(o.log, "stage 2: with every choice forced the replay diverges at step " + std::to_string(step));
+      res.exit_code = 1;
+      if (against) {
+        // The headline stays the difference between the two recordings; this machine cannot replay A.
+        rep.facts.emplace_back("forced replay of A here", "diverges from A at " + place(d) + " (" +
+                                                               classify(d, ci).category + ")");
+        rep.notes.push_back("even with every recorded choice forced, A does not reproduce here: " + why +
+                            "; nothing is narrowed");
+        return res;
+      }
+      rep.diverged = true;
+      rep.environment = ci.environment;
       // Where in the step it was born, as replay says it.
       if (d.kind == "probe" || d.kind == "step_end") {
         auto recorded = rebuild_config(header, {}, o.data_path, true, *scratch);
@@ -250,21 +301,8 @@ BisectResult bisect(const BisectOptions& o) {
                        d.step, d, res.steps_executed, rep.notes);
       }
       rep.first = d;
-      CauseInputs ci;
-      ci.registry = &registry;
-      ci.environment = rep.environment;
-      ci.config_differences = config_differences(header, config);
-      ci.kernel_differences = forced->hooks->kernel_differences();  // kernels that cannot run here
-      ci.kernels = forced->hooks->recorded_kernels();
       rep.cause = classify(*rep.first, ci);
-      substitution_notes(*forced->hooks, rep.notes);
-      rep.notes.push_back(forced->hooks->substituted().empty()
-                              ? "even with every recorded choice forced the run does not reproduce here: no choice "
-                                "to force can explain it"
-                              : "even with every recorded choice forced the run does not reproduce here: the "
-                                "recorded kernels that cannot run here are what differs");
-      say(o.log, "stage 2: with every choice forced the replay diverges at step " + std::to_string(step));
-      res.exit_code = 1;
+      rep.notes.push_back("even with every recorded choice forced the run does not reproduce here: " + why);
       return res;
     }
     if (free_run->hooks->diverged()) {
@@ -272,18 +310,47 @@ BisectResult bisect(const BisectOptions& o) {
       break;
     }
   }
+  // What a free replay here says beside the difference between the two recordings: the same difference
+  // again, one of its own first, or none.
+  std::string free_says;
+  if (against) {
+    const FirstDivergence& ab = *rep.first;
+    if (k < 0) {
+      free_says = "reproduces A through step " + std::to_string(target) +
+                  ": the difference between A and B does not recur here";
+    } else {
+      const FirstDivergence& fd = *free_run->hooks->first();
+      CauseInputs ci;
+      ci.registry = &registry;
+      ci.config_differences = config_differences(header, config);
+      ci.kernel_differences = free_run->hooks->kernel_differences();
+      ci.seed_recorded = header.seed;
+      ci.seed_replayed = free_run->hooks->replayed_seed();
+      ci.seed_from_entropy = header.seed_from_entropy;
+      ci.matched_draws = free_run->hooks->matched_draws();
+      free_says = fd.step == ab.step && fd.site == ab.site
+                      ? "diverges from A at the same step and site as B does"
+                      : "diverges from A first at " + place(fd) + " (" + classify(fd, ci).category + ": " +
+                            fd.detail + "), a difference of its own " +
+                            (fd.step < ab.step ? "before" : "where") + " A and B differ";
+      k = target;  // the window runs to the difference between the recordings
+    }
+    rep.facts.emplace_back("free replay here", free_says);
+  }
   if (k < 0) {
     say(o.log, "stage 2: replayed steps " + std::to_string(start) + ".." + std::to_string(tf.step() - 1) +
-                   " forced and free side by side: the free replay reproduces bit for bit");
+                   " forced and free side by side: " +
+                   (against ? "the free replay " + free_says : std::string("the free replay reproduces bit for bit")));
     rep.facts.emplace_back("steps re-executed", std::to_string(res.steps_executed));
     rep.facts.emplace_back("steps recorded", std::to_string(res.steps_recorded));
-    res.exit_code = 0;
+    // With another recording, the two recordings still differ: nothing here needs forcing to reproduce A.
+    res.exit_code = against ? 1 : 0;
     return res;
   }
   say(o.log, "stage 2: lockstep replay from " +
                  (start > 0 ? "the checkpoint at step " + std::to_string(start) : std::string("step 0")) +
-                 ": forced reproduces, free diverges at step " + std::to_string(k) + " (" +
-                 std::to_string(res.steps_executed) + " steps executed)");
+                 ": forced reproduces, free " + (against ? free_says : "diverges at step " + std::to_string(k)) +
+                 " (" + std::to_string(res.steps_executed) + " steps executed)");
 
   // Stage 3: delta debugging over the window's choices. Racy choices are always forced: a trial that leaves
   // one free and reproduces may have been lucky, and ddmin would then drop a choice that is needed.
@@ -349,20 +416,24 @@ BisectResult bisect(const BisectOptions& o) {
                  (racy.empty() ? std::string()
                                : "; always forced, as a free replay matches them only by chance: " + racy));
   say(o.log, "result: force " + units + " (" + std::to_string(cur.size()) + " of " +
-                 std::to_string(window.all.size()) + " choices) to reproduce bit for bit; `trainrr replay " +
-                 o.trace_path + " --force " + force + "` does");
+                 std::to_string(window.all.size()) + " choices) to reproduce " +
+                 (against ? "A through step " + std::to_string(k) + ", where A and B differ,"
+                          : std::string("bit for bit")) +
+                 "; `trainrr replay " + o.trace_path + " --force " + force + "` does");
 
-  rep.diverged = true;
-  rep.first = free_run->hooks->first();
-  CauseInputs ci;
-  ci.registry = &registry;
-  ci.config_differences = config_differences(header, config);
-  ci.kernel_differences = free_run->hooks->kernel_differences();
-  ci.seed_recorded = header.seed;
-  ci.seed_replayed = free_run->hooks->replayed_seed();
-  ci.seed_from_entropy = header.seed_from_entropy;
-  ci.matched_draws = free_run->hooks->matched_draws();
-  rep.cause = classify(*rep.first, ci);
+  if (!against) {
+    rep.diverged = true;
+    rep.first = free_run->hooks->first();
+    CauseInputs ci;
+    ci.registry = &registry;
+    ci.config_differences = config_differences(header, config);
+    ci.kernel_differences = free_run->hooks->kernel_differences();
+    ci.seed_recorded = header.seed;
+    ci.seed_replayed = free_run->hooks->replayed_seed();
+    ci.seed_from_entropy = header.seed_from_entropy;
+    ci.matched_draws = free_run->hooks->matched_draws();
+    rep.cause = classify(*rep.first, ci);
+  }
   rep.facts.emplace_back("minimal forced choices", units);
   if (!racy.empty()) rep.facts.emplace_back("racy choices, always forced", racy);
   rep.facts.emplace_back("replay with", "--force " + force);

@@ -183,6 +183,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   const trace::TraceHeader ha = (*ra)->header(), hb = (*rb)->header();
   DivergenceReport& rep = res.report;
   rep.command = "diff";
+  rep.two_recordings = true;
   rep.label_a = "A";
   rep.label_b = "B";
   rep.facts.emplace_back("A", a_path);

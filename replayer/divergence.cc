@@ -139,7 +139,7 @@ const char* status_name(ReportStatus s) {
 ReportStatus DivergenceReport::status() const {
   if (diverged) return ReportStatus::diverged;
   if (stop) return stop->damaged ? ReportStatus::damaged : ReportStatus::truncated;
-  return command == "diff" ? ReportStatus::identical : ReportStatus::reproduced;
+  return two_recordings ? ReportStatus::identical : ReportStatus::reproduced;
 }
 
 std::string report_text(const DivergenceReport& r) {
@@ -147,15 +147,16 @@ std::string report_text(const DivergenceReport& r) {
   if (!r.diverged && r.stop) {
     // What was compared matched; the headline says first where the comparison had to stop, and why.
     const bool damaged = r.stop->damaged;
-    const std::string steps = damaged ? "the steps before it" : r.command == "diff" ? "the steps both hold"
-                                                                                    : "the steps it holds";
+    const std::string steps = damaged            ? "the steps before it"
+                              : r.two_recordings ? "the steps both hold"
+                                                 : "the steps it holds";
     o << status_name(r.status()) << ": " << stop_words(*r.stop) << "; "
-      << (r.command == "diff"     ? steps + " are identical"
+      << (r.two_recordings        ? steps + " are identical"
           : r.command == "bisect" ? "a free replay reproduces " + steps + " bit for bit"
                                   : steps + " reproduced bit for bit")
       << steps_compared(r) << "\n";
   } else if (!r.diverged) {
-    o << (r.command != "diff" ? "reproduced bit for bit"
+    o << (r.status() == ReportStatus::reproduced ? "reproduced bit for bit"
           : r.same_choices
               ? "identical: the two runs made the same choices and computed the same bits"
               : "identical: the two runs computed the same bits, with other kernels at some sites")

@@ -79,6 +79,9 @@ struct DivergenceReport {
   bool diverged = false;
   // Set when a trace stops before the steps to compare end: what was compared lies before it.
   std::optional<TraceStop> stop;
+  // Two recordings are compared (diff, bisect --against), not a recording and a replay: equal ones are
+  // "identical".
+  bool two_recordings = false;
   ReportStatus status() const;
   std::optional<FirstDivergence> first;
   Cause cause;

@@ -164,8 +164,26 @@ int run_dump(const DumpArgs& a) {
       line((live ? "still being recorded: " : "did not end cleanly: ") + std::to_string(complete) +
            " complete step" + (complete == 1 ? "" : "s") + " readable" + (live ? " so far" : "; no footer"));
   }
+  // A range with no step of the trace in it is refused, as replay refuses a --from-step past the run's end;
+  // one that runs past the trace's last step is printed as far as the trace goes, and says so.
+  std::optional<std::string> range_error;
+  if (rc == kOk && !a.steps.empty()) {
+    const std::string holds = last_step < 0 ? std::string("it holds no step")
+                                            : "its steps are 0.." + std::to_string(last_step);
+    const std::string how = r.ended_cleanly() ? "" : r.still_recording() ? " so far" : " (it did not end cleanly)";
+    if (range.first > last_step) {
+      range_error = "--steps '" + a.steps + "': no step of " + a.file + " is in the range: " + holds + how;
+      rc = kBadInput;
+    } else if (range.last != std::numeric_limits<int64_t>::max() && range.last > last_step + 1) {
+      const std::string note =
+          "--steps '" + a.steps + "' runs past the last step of the trace: " + holds + how + "; printed " +
+          (range.first == last_step ? "step " + std::to_string(last_step)
+                                    : "steps " + std::to_string(range.first) + ".." + std::to_string(last_step));
+      line(a.json ? JsonObject().str("type", "note").str("text", note).done() : "note " + note);
+    }
+  }
   std::fflush(stdout);
-  if (rc != kOk) print_error(stopped->message);
+  if (rc != kOk) print_error(range_error ? *range_error : stopped->message);
   return rc;
 }
 

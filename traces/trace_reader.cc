@@ -247,6 +247,7 @@ struct TraceReader::Impl {
   bool at_end = false;
   bool after_footer = false;
   bool truncated_tail = false;  // the last frame_at error was a cut, not a bad frame
+  uint64_t truncated_need = 0;  // the bytes from its start that the message cut there needs, at least
   NameTable names;
   // Counts since the header, for the footer's checks; valid only while reading from the start.
   bool from_start = true;
@@ -401,6 +402,7 @@ struct TraceReader::Impl {
 
   Error truncated(uint64_t offset, uint64_t need) {
     truncated_tail = true;
+    truncated_need = need;
     return error_at(offset, "truncated: the message needs at least " + std::to_string(need) + " bytes, " +
                                 std::to_string(size - offset) + " remain (the recording did not end cleanly)");
   }
@@ -694,6 +696,42 @@ Status scan(TraceReader::Impl& m, uint64_t from, uint64_t until, bool exact, F&&
   return {};
 }
 
+// Whether the packed bytes at the start of a file unpack, within their first words, to the trace's magic
+// (the header's first field, a few words in): a trace whose header is cut or damaged still starts like a
+// trace; a CSV file or a text does not. `b` may end anywhere.
+bool starts_with_magic(std::span<const uint8_t> b) {
+  constexpr int kWords = 16;
+  auto is_magic = [](const uint8_t* w) {
+    uint64_t v;
+    std::memcpy(&v, w, sizeof v);
+    return v == kMagic;
+  };
+  size_t p = 0;
+  for (int words = 0; p < b.size() && words < kWords;) {
+    const uint8_t tag = b[p++];
+    uint8_t w[8] = {};
+    for (int i = 0; i < 8; ++i) {
+      if (!((tag >> i) & 1)) continue;
+      if (p >= b.size()) return false;
+      w[i] = b[p++];
+    }
+    if (is_magic(w)) return true;
+    ++words;
+    if (tag != 0 && tag != 0xff) continue;
+    if (p >= b.size()) return false;
+    const size_t run = b[p++];  // zero words after a 0 tag, verbatim words after a 0xff tag
+    if (tag == 0) {
+      words += static_cast<int>(run);
+      continue;
+    }
+    for (size_t r = 0; r < run && words < kWords; ++r, ++words, p += 8) {
+      if (p + 8 > b.size()) return false;
+      if (is_magic(&b[p])) return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 TraceReader::TraceReader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -746,7 +784,22 @@ Status TraceReader::read_header() {
                    ") reads packed traces of format 2 and later: record the run again"};
   }
   auto frame = m.frame_at(0);
-  if (!frame) return Error{"not a trainrr trace: " + frame.error().message};
+  if (!frame) {
+    // A file that is no trace says only that; a trace whose header is cut (a recording killed as it began)
+    // or damaged says which.
+    const bool cut = m.truncated_tail;
+    const uint64_t need = m.truncated_need;
+    const std::string why = m.error_what;
+    const uint64_t n = std::min<uint64_t>(m.size, 256);
+    auto head = m.bytes_at(0, n);
+    if (!head || !starts_with_magic({*head, n}))
+      return Error{m.name + ": not a trainrr trace (it does not start with a trace header)"};
+    if (cut)
+      return Error{m.name + ": truncated inside its header: the header needs at least " + std::to_string(need) +
+                   " bytes, the file holds " + std::to_string(m.size) +
+                   " (the recording was killed or cut before it had written its header): nothing in it can be read"};
+    return Error{m.name + ": byte 0: the trace's header cannot be read (" + why + "): the file is damaged"};
+  }
   if (!*frame) return Error{m.name + ": empty file, not a trainrr trace"};
   kj::ArrayPtr<const capnp::word> words = (*frame)->words;
   const uint64_t bytes = (*frame)->bytes;

@@ -1,0 +1,356 @@
+// End-to-end tests of what replay, diff, bisect, show and dump say when a trace is damaged or cut short,
+// when bisect is given a second recording, and when a range of steps runs past the end: the first line and
+// the JSON status say what happened.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "engine/kernels/kernel_registry.h"
+#include "tests/recording_util.h"
+#include "tests/test_util.h"
+#include "traces/trace_reader.h"
+
+namespace trainrr::testing {
+namespace {
+
+bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// Where step `step`'s message starts and ends in the trace, and its loss; {0, 0, 0} if it is not there.
+struct StepMessage {
+  uint64_t from = 0, to = 0;
+  double loss = 0;
+};
+StepMessage step_message(const std::string& trace, int64_t step) {
+  auto reader = trace::TraceReader::open(trace);
+  if (!reader) return {};
+  for (;;) {
+    auto rec = (*reader)->next();
+    if (!rec || !*rec) return {};
+    if (auto* s = std::get_if<trace::TraceStep>(&(*rec)->value); s && s->index == step && s->end)
+      return {(*rec)->offset, (*rec)->offset + (*rec)->size, s->end->loss};
+  }
+}
+
+// A copy of `trace` with one byte changed inside the first step from `step` on whose loss lies verbatim in
+// the file (packing keeps a word's nonzero bytes in order after a tag byte), as trace_cli_test does: the
+// damaged step, or -1 when no loss could be found for sure.
+int64_t damage_a_step(const std::string& trace, const std::string& out, int64_t step) {
+  std::string bytes = read_file(trace);
+  for (const int64_t last = step + 15; step < last; ++step) {
+    const StepMessage m = step_message(trace, step);
+    if (m.to == 0) return -1;
+    char raw[8];
+    std::memcpy(raw, &m.loss, 8);
+    std::string pattern;
+    for (char c : raw)
+      if (c != 0) pattern.push_back(c);
+    if (pattern.size() < 4) continue;
+    const size_t at = bytes.find(pattern, m.from);
+    if (at == std::string::npos || at + pattern.size() > m.to) continue;
+    char& changed = bytes[at + pattern.size() / 2];
+    changed = static_cast<char>(changed ^ 0x01);
+    if (changed == 0) changed = 0x02;
+    write_file(out, bytes);
+    return step;
+  }
+  return -1;
+}
+
+std::string record(const TempDir& dir, const std::string& name, const std::string& sets) {
+  const std::string trace = dir.file(name);
+  const CommandResult r = run_trainrr("record " + example("breast_cancer.toml") + " -o " + trace + " " + sets);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return trace;
+}
+
+// A run with no race: one thread, deterministic kernels, the ordered loader. A free replay reproduces it.
+const char* const kDeterministic =
+    "--set train.epochs=2 --set runtime.threads=1 --set runtime.policy=deterministic";
+
+TEST(DamagedTraceReport, ReplaySaysDamagedWithTheStepTheByteAndWhatWasCompared) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", "--set train.epochs=2");
+  const std::string damaged = dir.file("damaged.trr");
+  const int64_t step = damage_a_step(trace, damaged, 10);
+  ASSERT_GE(step, 1) << "no step's loss lies verbatim in the file";
+  const uint64_t at = step_message(trace, step).from;
+
+  const CommandResult text = run_trainrr("replay " + damaged);
+  EXPECT_EQ(text.exit_code, 2) << text.output;
+  EXPECT_EQ(text.output.rfind("damaged: the trace was changed after it was written: reading stopped at byte " +
+                                  std::to_string(at) + ", after step " + std::to_string(step - 1) +
+                                  "; the steps before it reproduced bit for bit (" + std::to_string(step) +
+                                  " steps compared)\n",
+                              0),
+            0u)
+      << text.output;
+
+  const CommandResult json = run_trainrr("replay --json " + damaged);
+  EXPECT_EQ(json.exit_code, 2) << json.output;
+  EXPECT_TRUE(has(json.output, "\"status\":\"damaged\"")) << json.output;
+  EXPECT_TRUE(has(json.output, "\"trace_stop\":{\"trace\":" + std::string("\"") + damaged +
+                                   "\",\"side\":\"\",\"reason\":\"damaged\",\"after_step\":" +
+                                   std::to_string(step - 1) + ",\"offset\":" + std::to_string(at)))
+      << json.output;
+  EXPECT_TRUE(has(json.output, "\"steps compared\":\"" + std::to_string(step) + "\"")) << json.output;
+}
+
+TEST(DamagedTraceReport, DiffOfATraceAndItsDamagedCopySaysDamagedNotIdentical) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", "--set train.epochs=2");
+  const std::string damaged = dir.file("damaged.trr");
+  const int64_t step = damage_a_step(trace, damaged, 10);
+  ASSERT_GE(step, 1);
+  const uint64_t at = step_message(trace, step).from;
+
+  const CommandResult text = run_trainrr("diff " + trace + " " + damaged);
+  EXPECT_EQ(text.exit_code, 2) << text.output;
+  EXPECT_EQ(text.output.rfind("damaged: B (" + damaged + ") was changed after it was written: reading stopped at "
+                                  "byte " + std::to_string(at) + ", after step " + std::to_string(step - 1) +
+                                  "; the steps before it are identical (" + std::to_string(step) +
+                                  " steps compared)\n",
+                              0),
+            0u)
+      << text.output;
+  EXPECT_FALSE(has(text.output, "identical: the two runs")) << text.output;
+
+  const CommandResult json = run_trainrr("diff --json " + damaged + " " + trace);
+  EXPECT_EQ(json.exit_code, 2) << json.output;
+  EXPECT_TRUE(has(json.output, "\"status\":\"damaged\"")) << json.output;
+  EXPECT_TRUE(has(json.output, "\"side\":\"A\",\"reason\":\"damaged\",\"after_step\":" + std::to_string(step - 1)))
+      << json.output;
+  // Two whole copies of one run are identical, and their status says that word.
+  const CommandResult same = run_trainrr("diff --json " + trace + " " + trace);
+  EXPECT_EQ(same.exit_code, 0) << same.output;
+  EXPECT_TRUE(has(same.output, "\"status\":\"identical\"")) << same.output;
+  EXPECT_TRUE(has(same.output, "\"trace_stop\":null")) << same.output;
+}
+
+// A killed recording is not damage: what it holds is compared, the status says it is cut short, and the
+// exit code is that of the comparison (0: what both hold is the same).
+TEST(TruncatedTraceReport, ReplayAndDiffSayTheTraceIsCutShortAndTheStepsItHoldsMatch) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", "--set train.epochs=2");
+  const std::string bytes = read_file(trace);
+  const int64_t step = 12;
+  const uint64_t at = step_message(trace, step).from;
+  ASSERT_GT(at, 0u);
+  const std::string cut = dir.file("cut.trr"), boundary = dir.file("boundary.trr");
+  write_file(cut, bytes.substr(0, at + 10));  // inside step 12's message
+  write_file(boundary, bytes.substr(0, at));  // after step 11's message, with no footer
+
+  const CommandResult replay = run_trainrr("replay " + cut);
+  EXPECT_EQ(replay.exit_code, 0) << replay.output;
+  EXPECT_EQ(replay.output.rfind("truncated: the trace is cut short at byte " + std::to_string(at) +
+                                    ", after step 11 (a recording killed or cut there); the steps it holds "
+                                    "reproduced bit for bit (12 steps compared)\n",
+                                0),
+            0u)
+      << replay.output;
+  const CommandResult replay_json = run_trainrr("replay --json " + cut);
+  EXPECT_TRUE(has(replay_json.output, "\"status\":\"truncated\"")) << replay_json.output;
+  EXPECT_TRUE(has(replay_json.output, "\"reason\":\"truncated\",\"after_step\":11,\"offset\":" +
+                                          std::to_string(at)))
+      << replay_json.output;
+
+  const CommandResult diff = run_trainrr("diff " + trace + " " + cut);
+  EXPECT_EQ(diff.exit_code, 0) << diff.output;
+  EXPECT_EQ(diff.output.rfind("truncated: B (" + cut + ") is cut short at byte " + std::to_string(at) +
+                                  ", after step 11 (a recording killed or cut there); the steps both hold are "
+                                  "identical (12 steps compared)\n",
+                              0),
+            0u)
+      << diff.output;
+  EXPECT_TRUE(has(diff.output, "note: B ends first, after 12 steps")) << diff.output;
+  const CommandResult diff_json = run_trainrr("diff --json " + boundary + " " + trace);
+  EXPECT_EQ(diff_json.exit_code, 0) << diff_json.output;
+  EXPECT_TRUE(has(diff_json.output, "\"status\":\"truncated\"")) << diff_json.output;
+  EXPECT_TRUE(has(diff_json.output, "\"side\":\"A\",\"reason\":\"truncated\",\"after_step\":11,\"offset\":null"))
+      << diff_json.output;
+  const CommandResult diff_boundary = run_trainrr("diff " + boundary + " " + trace);
+  EXPECT_EQ(diff_boundary.output.rfind("truncated: A (" + boundary +
+                                           ") ends after step 11 with no footer (a recording killed or cut "
+                                           "there); the steps both hold are identical (12 steps compared)\n",
+                                       0),
+            0u)
+      << diff_boundary.output;
+}
+
+TEST(DamagedTraceReport, BisectSaysDamagedWhenAFreeReplayReproducesTheStepsBeforeIt) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", kDeterministic);
+  const std::string damaged = dir.file("damaged.trr");
+  const int64_t step = damage_a_step(trace, damaged, 10);
+  ASSERT_GE(step, 1);
+  const uint64_t at = step_message(trace, step).from;
+
+  const CommandResult bisect = run_trainrr("bisect " + damaged);
+  EXPECT_EQ(bisect.exit_code, 2) << bisect.output;
+  EXPECT_TRUE(has(bisect.output, "\ndamaged: the trace was changed after it was written: reading stopped at byte " +
+                                     std::to_string(at) + ", after step " + std::to_string(step - 1) +
+                                     "; a free replay reproduces the steps before it bit for bit\n"))
+      << bisect.output;
+  EXPECT_FALSE(has(bisect.output, "reproduced bit for bit")) << bisect.output;
+  const CommandResult json = run_trainrr("bisect --json " + damaged);
+  EXPECT_TRUE(has(json.output, "\"status\":\"damaged\"")) << json.output;
+
+  // Against its damaged copy, bisect compares what both hold, as diff does, and says the copy is damaged.
+  const CommandResult against = run_trainrr("bisect --json " + trace + " --against " + damaged);
+  EXPECT_EQ(against.exit_code, 2) << against.output;
+  EXPECT_TRUE(has(against.output, "\"status\":\"damaged\"")) << against.output;
+  EXPECT_TRUE(has(against.output, "\"side\":\"B\",\"reason\":\"damaged\"")) << against.output;
+}
+
+// bisect --against B bisects where the two recordings differ, as diff finds it, even when a free replay here
+// reproduces A: the recordings still differ.
+TEST(BisectAgainst, ReportsTheDifferenceBetweenTheRecordingsWhenAFreeReplayReproducesA) {
+  if (detect_isa() == Isa::generic) GTEST_SKIP() << "this CPU runs only the generic kernels";
+  TempDir dir;
+  const std::string a = record(dir, "a.trr", kDeterministic);
+  const std::string b = dir.file("b.trr");
+  const CommandResult rec = run_trainrr_env(
+      "TRAINRR_ISA=generic", "record " + example("breast_cancer.toml") + " -o " + b + " " + kDeterministic);
+  ASSERT_EQ(rec.exit_code, 0) << rec.output;
+  const CommandResult diff = run_trainrr("diff --json " + a + " " + b);
+  ASSERT_EQ(diff.exit_code, 1) << diff.output;
+  ASSERT_TRUE(has(diff.output, "\"first_divergence\":{\"step\":0,")) << diff.output;
+
+  const CommandResult bisect = run_trainrr("bisect --json " + a + " --against " + b);
+  EXPECT_EQ(bisect.exit_code, 1) << bisect.output;
+  EXPECT_TRUE(has(bisect.output, "\"status\":\"diverged\"")) << bisect.output;
+  EXPECT_TRUE(has(bisect.output, "\"first_divergence\":{\"step\":0,")) << bisect.output;
+  EXPECT_TRUE(has(bisect.output, "\"category\":\"kernel\"")) << bisect.output;
+  EXPECT_TRUE(has(bisect.output, "\"free replay here\":\"reproduces A through step 0: the difference between A "
+                                 "and B does not recur here\""))
+      << bisect.output;
+}
+
+// Hands out the next batch of the epoch, in place of the ordered loader's, at some steps: a recording that a
+// free replay (the ordered loader) differs from at those steps, and no other.
+class OtherBatches : public ForwardingHooks {
+ public:
+  OtherBatches(Hooks& in, std::set<int64_t> steps) : ForwardingHooks(in), steps_(std::move(steps)) {}
+  void batch_order(int64_t step, int64_t& b) override {
+    if (steps_.count(step)) b = b + 1;
+    in_.batch_order(step, b);
+  }
+
+ private:
+  std::set<int64_t> steps_;
+};
+
+// A and B both take another batch at step 3, and B another at step 7 too: the recordings differ at step 7.
+// A free replay here differs from A first at step 3; bisect reports both, the recordings' difference first.
+TEST(BisectAgainst, ReportsTheRecordingsDifferenceFirstAndAFreeReplaysOwnBesideIt) {
+  TempDir dir;
+  const std::vector<std::string> sets = {"train.epochs=1", "runtime.threads=1", "runtime.policy=deterministic"};
+  const std::string a = dir.file("a.trr"), b = dir.file("b.trr");
+  ASSERT_EQ(record_via_api(example("breast_cancer.toml"), sets, a,
+                           [](Hooks& in) { return std::make_unique<OtherBatches>(in, std::set<int64_t>{3}); }),
+            "");
+  ASSERT_EQ(record_via_api(example("breast_cancer.toml"), sets, b,
+                           [](Hooks& in) { return std::make_unique<OtherBatches>(in, std::set<int64_t>{3, 7}); }),
+            "");
+  const CommandResult diff = run_trainrr("diff " + a + " " + b);
+  ASSERT_EQ(diff.exit_code, 1) << diff.output;
+  ASSERT_EQ(diff.output.rfind("diverged at step 7, setup data/loader\n", 0), 0u) << diff.output;
+
+  const CommandResult bisect = run_trainrr("bisect " + a + " --against " + b);
+  EXPECT_EQ(bisect.exit_code, 1) << bisect.output;
+  EXPECT_TRUE(has(bisect.output, "\ndiverged at step 7, setup data/loader\n  cause: loader: ")) << bisect.output;
+  EXPECT_TRUE(has(bisect.output, "\nfree replay here: diverges from A first at step 3, setup, data/loader (loader: "))
+      << bisect.output;
+  EXPECT_TRUE(has(bisect.output, "a difference of its own before A and B differ\n")) << bisect.output;
+  EXPECT_TRUE(has(bisect.output, "\ndivergent step: 7\n")) << bisect.output;
+  // Forcing what it names reproduces A through the step where the recordings differ.
+  EXPECT_TRUE(has(bisect.output, "\nminimal forced choices: loader\n")) << bisect.output;
+  const CommandResult json = run_trainrr("bisect --json " + a + " --against " + b);
+  EXPECT_TRUE(has(json.output, "\"first_divergence\":{\"step\":7,\"phase\":\"setup\",\"kind\":\"loader\""))
+      << json.output;
+}
+
+TEST(ShowOfAFileThatIsNoTrace, SaysNotATraceAndNothingOfARecordingWhileACutHeaderSaysTruncated) {
+  const CommandResult csv = run_trainrr("show " + example("data/digits.csv"));
+  EXPECT_EQ(csv.exit_code, 2) << csv.output;
+  EXPECT_TRUE(has(csv.output, "digits.csv: not a trainrr trace (it does not start with a trace header)"))
+      << csv.output;
+  for (const char* word : {"truncated", "recording", "cleanly", "byte"})
+    EXPECT_FALSE(has(csv.output, word)) << word << ": " << csv.output;
+
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", "--set train.epochs=1");
+  const std::string cut = dir.file("cut.trr");
+  write_file(cut, read_file(trace).substr(0, 100));  // inside the header, after its magic
+  for (const std::string& command : {"show " + cut, "dump " + cut, "replay " + cut}) {
+    const CommandResult r = run_trainrr(command);
+    EXPECT_EQ(r.exit_code, 2) << command << "\n" << r.output;
+    EXPECT_TRUE(has(r.output, cut + ": truncated inside its header: the header needs at least ")) << r.output;
+    EXPECT_TRUE(has(r.output, " bytes, the file holds 100 (the recording was killed or cut before it had written "
+                              "its header): nothing in it can be read"))
+        << r.output;
+    EXPECT_FALSE(has(r.output, "not a trainrr trace")) << command << "\n" << r.output;
+  }
+}
+
+// A range of steps that starts past the end holds nothing and is refused, as --from-step past the end is;
+// one that runs past the end is done to the end, and says so.
+TEST(StepRangesPastTheEnd, DumpRefusesARangeWithNoStepAndNotesOneThatRunsPast) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", "--set train.epochs=2");  // steps 0..29
+  for (const std::string range : {"40:", "30", "35:50"}) {
+    const CommandResult r = run_trainrr("dump " + trace + " --steps " + range);
+    EXPECT_EQ(r.exit_code, 2) << range << ": " << r.output;
+    EXPECT_TRUE(has(r.output, "--steps '" + range + "': no step of " + trace + " is in the range: its steps are "
+                              "0..29"))
+        << r.output;
+  }
+  const CommandResult past = run_trainrr("dump " + trace + " --steps 28:40");
+  EXPECT_EQ(past.exit_code, 0) << past.output;
+  EXPECT_TRUE(has(past.output, "\nnote --steps '28:40' runs past the last step of the trace: its steps are 0..29; "
+                               "printed steps 28..29\n"))
+      << past.output;
+  const CommandResult json = run_trainrr("dump --json " + trace + " --steps 29:31");
+  EXPECT_EQ(json.exit_code, 0) << json.output;
+  EXPECT_TRUE(has(json.output, "{\"type\":\"note\",\"text\":\"--steps '29:31' runs past the last step of the "
+                               "trace: its steps are 0..29; printed step 29\"}"))
+      << json.output;
+  const CommandResult inside = run_trainrr("dump " + trace + " --steps 28:30");
+  EXPECT_EQ(inside.exit_code, 0) << inside.output;
+  EXPECT_FALSE(has(inside.output, "runs past")) << inside.output;
+}
+
+TEST(StepRangesPastTheEnd, ReplayToStepPastTheEndReplaysToItAndSaysSo) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", "--set train.epochs=2");  // steps 0..29
+  const CommandResult past = run_trainrr("replay " + trace + " --to-step 45");
+  EXPECT_EQ(past.exit_code, 0) << past.output;
+  EXPECT_EQ(past.output.rfind("reproduced bit for bit (30 steps compared)\n", 0), 0u) << past.output;
+  EXPECT_TRUE(has(past.output, "\nnote: --to-step 45 is past the run's end: it has steps 0..29, replayed to the "
+                               "last\n"))
+      << past.output;
+  const CommandResult from = run_trainrr("replay " + trace + " --from-step 45");
+  EXPECT_EQ(from.exit_code, 2) << from.output;
+  EXPECT_TRUE(has(from.output, "step 45 is past the run's end: it has steps 0..29")) << from.output;
+  const CommandResult at_end = run_trainrr("replay " + trace + " --to-step 30");
+  EXPECT_EQ(at_end.exit_code, 0) << at_end.output;
+  EXPECT_FALSE(has(at_end.output, "past the run's end")) << at_end.output;
+}
+
+}  // namespace
+}  // namespace trainrr::testing
