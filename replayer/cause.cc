@@ -27,7 +27,18 @@ std::vector<std::string> config_differences(const RunConfig& a, const RunConfig&
 std::vector<std::string> config_differences(const trace::TraceHeader& h, const RunConfig& replayed) {
   auto recorded = parse_config(h.config, h.config_path, config_folder(h), h.config_overrides);
   if (!recorded) return {"the recorded configuration no longer parses: " + recorded.error().message};
-  return config_differences(*recorded, replayed);
+  // A recorded run without a seed ran with the one it drew from the OS: a replay that names a seed is
+  // compared with that one. Two configurations without a seed do not differ in it; the seeds the runs drew
+  // are evidence for the rng cause, not configuration.
+  const bool drawn = !recorded->seed && replayed.seed;
+  if (drawn) recorded->seed = h.seed;
+  std::vector<std::string> out = config_differences(*recorded, replayed);
+  if (drawn)
+    for (std::string& d : out)
+      if (d.rfind("seed: ", 0) == 0)
+        d = "seed: " + std::to_string(h.seed) + " (drawn from the OS: the configuration gives none) -> " +
+            std::to_string(*replayed.seed);
+  return out;
 }
 
 namespace {
@@ -83,6 +94,16 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in) {
                          ", replayed " + std::to_string(in.seed_replayed) +
                          "; first affected draw: " + d.site};
     std::string detail = d.detail;
+    if (d.same_draw) {
+      // The configuration is the same (it would be the cause otherwise): the arithmetic that makes values of
+      // the words is what differs.
+      std::vector<std::string> env;
+      for (const auto& e : in.environment) env.push_back(e.key);
+      detail += "; with the same configuration, the same words make other values: the arithmetic that turns "
+                "them into values differs (another build or math library)" +
+                (env.empty() ? std::string(", though nothing recorded about the environment differs")
+                             : "; the environment differs in " + join(env, ", "));
+    }
     std::vector<std::string> fine;
     std::string own_stream = d.site;
     for (const auto& [stream, n] : in.matched_draws)

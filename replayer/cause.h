@@ -42,7 +42,8 @@ std::vector<std::string> differences_within_steps(const std::vector<std::string>
 // Configuration keys whose effective values differ (runtime.* aside: threads and policy are reported
 // with the environment). `a` is the recorded configuration.
 std::vector<std::string> config_differences(const RunConfig& a, const RunConfig& b);
-// The recorded configuration of a trace against the replay's.
+// The recorded configuration of a trace against the replay's, by the values the recorded run used: a seed
+// the recorded run drew from the OS is compared with the seed the replay's configuration names.
 std::vector<std::string> config_differences(const trace::TraceHeader& recorded, const RunConfig& replayed);
 
 }  // namespace trainrr

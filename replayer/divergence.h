@@ -30,6 +30,7 @@ struct FirstDivergence {
   // Numeric summaries from the trace and the replay, when the site was probed.
   std::optional<Summary> summary_recorded, summary_replayed;
   std::string detail;  // what differs, in words
+  bool same_draw = false;  // rng: the recorded key, counter and count, made into other values
 };
 
 // Bit-for-bit equality of two recorded values: a NaN loss equals the same NaN, and 0.0 is not -0.0.

@@ -111,8 +111,10 @@ void ReplayHooks::rng_values(const RngDraw& draw, std::span<const std::byte> val
   }
   FirstDivergence fd = divergence(-1, "setup", "rng", draw.site);
   fd.detail = "draw at " + draw.site + ": recorded " + draw_str(rec.draw) + ", replayed " + draw_str(draw);
-  if (rec.draw.key == draw.key && rec.draw.counter == draw.counter && rec.draw.count == draw.count)
-    fd.detail += " (same draw, different values: the generator itself differs)";
+  // The same words made into other values: what made them (a distribution's parameters in the
+  // configuration, or the arithmetic of this build) is for the cause to say, from its evidence.
+  fd.same_draw = rec.draw.key == draw.key && rec.draw.counter == draw.counter && rec.draw.count == draw.count;
+  if (fd.same_draw) fd.detail += " (the same draw, made into other values)";
   diverge(std::move(fd));
 }
 
@@ -225,7 +227,10 @@ void ReplayHooks::accumulation_order(std::string_view site, std::vector<uint32_t
 void ReplayHooks::accumulated(std::string_view site, const std::vector<uint32_t>& order) {
   const trace::Event* e = take(key_order(site));
   // A different order is evidence, not an outcome: the probe of the op's output says whether it mattered.
-  if (e && std::get<trace::AccumulationOrderEvent>(*e).order != order) order_diffs_.emplace(std::string(site), step_);
+  // Only orders before the first divergence can explain it: an op after it (a backward sum after a forward
+  // output that differs) cannot.
+  if (e && !first_ && std::get<trace::AccumulationOrderEvent>(*e).order != order)
+    order_diffs_.emplace(std::string(site), step_);
 }
 
 void ReplayHooks::probe(std::string_view site, Phase phase, const Tensor& value) {
@@ -276,6 +281,11 @@ void ReplayHooks::step_begin(int64_t step, int epoch, int64_t batch) {
 }
 
 void ReplayHooks::step_end(const StepSummary& s) {
+  if (step_ == capture_step_) {
+    for (const auto& [name, t] : s.grads) captured_.push_back({step_end_site(name, true), Phase::backward, *t, true});
+    for (const auto& [name, t] : s.params) captured_.push_back({step_end_site(name, false), Phase::update, *t, true});
+    captured_loss_ = s.loss;
+  }
   if (cur_.loaded) {
     // Recorded events the replay never made (kernel choices and probes above the recorded level aside).
     for (const auto& [key, idx] : cur_.by_key) {

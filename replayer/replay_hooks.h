@@ -23,6 +23,7 @@ struct CapturedProbe {
   std::string site;
   Phase phase;
   Tensor value;
+  bool step_end = false;  // a gradient or a parameter at the step's end ("dense_1.kernel:grad"), not a probe
 };
 
 class ReplayHooks : public Hooks {
@@ -43,7 +44,7 @@ class ReplayHooks : public Hooks {
     std::string site, recorded, replayed;
   };
   const std::vector<Substitution>& substituted() const { return substituted_; }
-  // Sites whose completion order differed from the recording (not forced).
+  // Sites whose completion order differed from the recording (not forced), before the first divergence.
   const std::map<std::string, int64_t>& order_differences() const { return order_diffs_; }
   const std::map<std::string, std::string>& replayed_kernels() const { return replayed_kernels_; }
   const std::map<std::string, std::string>& recorded_kernels() const { return recorded_kernels_; }
@@ -79,9 +80,11 @@ class ReplayHooks : public Hooks {
   // selection listed it among its candidates.
   void set_runnable(std::function<bool(const std::string& id)> runnable) { runnable_ = std::move(runnable); }
 
-  // Keeps a copy of every probed tensor of step `step`.
+  // Keeps a copy of every probed tensor of step `step`, then of its gradients and parameters at its end, in
+  // the order the replay compares them, and its loss.
   void capture_step(int64_t step) { capture_step_ = step; }
   const std::vector<CapturedProbe>& captured() const { return captured_; }
+  const std::optional<double>& captured_loss() const { return captured_loss_; }
 
   // Moves to the recorded step `step` (a run resumed from a checkpoint), learning the kernel choices
   // recorded before it on the way.
@@ -150,6 +153,7 @@ class ReplayHooks : public Hooks {
   bool forced(bool kind, const std::string& unit) const { return kind && (!filter_ || filter_(unit)); }
   int64_t capture_step_ = -2;
   std::vector<CapturedProbe> captured_;
+  std::optional<double> captured_loss_;
   std::map<std::string, Summary> step_summaries_;  // replayed summaries of this step's probes
 };
 

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <bit>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -205,12 +206,40 @@ Result<std::vector<std::pair<std::string, std::string>>> current_environment(con
   return capture_environment(threads, isa_name(*isa), config.runtime.policy);
 }
 
+namespace {
+
+// The first element at which two tensors of one shape differ bit for bit, or -1.
+int64_t first_differing_element(const Tensor& a, const Tensor& b) {
+  for (size_t j = 0; j < a.data.size() && j < b.data.size(); ++j)
+    if (std::memcmp(&a.data[j], &b.data[j], sizeof(float)) != 0) return static_cast<int64_t>(j);
+  return -1;
+}
+
+// The distance in ULPs of double precision (a loss is a double).
+uint64_t ulp_distance_f64(double a, double b) {
+  auto ordered = [](double x) {
+    const uint64_t u = std::bit_cast<uint64_t>(x);
+    return u >> 63 ? ~u : u | (uint64_t{1} << 63);  // sign-magnitude bits onto a monotonic line
+  };
+  const uint64_t oa = ordered(a), ob = ordered(b);
+  return oa > ob ? oa - ob : ob - oa;
+}
+
+std::string where(const CapturedProbe& p) { return p.site + " (" + phase_name(p.phase) + ")"; }
+
+}  // namespace
+
 void locate_element(const std::string& trace_path, ForceSet force, const RunConfig& recorded,
                     const RunConfig& config, const KernelRegistry& registry, int64_t step, FirstDivergence& d,
                     int64_t& executed, std::vector<std::string>& notes) {
+  // The site and step come from the replay's comparison with the recording; the re-execution only adds the
+  // values at that site, when it shows the difference there first, as the replay did.
+  const std::string again = "re-executing step " + std::to_string(step) +
+                            " here from its recorded state both ways (recorded choices forced, and as replayed)";
   // The recorded run at the start of the step: its own configuration (threads included), every recorded
-  // choice forced, from the nearest checkpoint.
-  auto a = make_replay_side(trace_path, recorded, registry, ForceSet::all(), {}, ProbeLevel::op, false, step);
+  // choice forced, from the nearest checkpoint. It is compared with the trace: its values stand for the
+  // recorded ones only where it reproduces them.
+  auto a = make_replay_side(trace_path, recorded, registry, ForceSet::all(), {}, ProbeLevel::op, true, step);
   if (!a) {
     notes.push_back("no element detail: " + a.error().message);
     return;
@@ -222,12 +251,38 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
   executed += step - a->resumed_at;
   const TrainState start = a->training->state();
   a->hooks->capture_step(step);
-  if (!a->training->fit(step + 1).ok()) return;
+  if (!a->training->fit(step + 1).ok()) {
+    notes.push_back("no element detail: the re-execution of step " + std::to_string(step) + " failed");
+    return;
+  }
   ++executed;
+  if (a->hooks->diverged()) {
+    const FirstDivergence& fa = *a->hooks->first();
+    notes.push_back(
+        "no element detail: re-executed here with every recorded choice forced, the recorded run itself differs "
+        "from the recording at step " +
+        std::to_string(fa.step) + ", " + fa.site +
+        (a->hooks->substituted().empty() ? std::string()
+                                         : " (the recorded kernels that cannot run here ran as this machine's choice)") +
+        ", so its values are not the recorded ones; the trace keeps digests, not values");
+    return;
+  }
+  const ProbeLevel level = a->reader->header().level;
+  // What the replay compares, in its order: the probes recorded at the trace's level, then the gradients
+  // (recorded at level layer only), then the parameters (all in one digest at level step), then the loss.
+  auto compared = [level](const CapturedProbe& p) {
+    if (!p.step_end) return trace::probe_recorded_at(p.site, level);
+    return p.phase != Phase::backward || level == ProbeLevel::layer;
+  };
+  auto at_site = [&d](const CapturedProbe& p) {
+    return p.site == d.site || (d.site == trace::kAllParameters && p.step_end && p.phase == Phase::update);
+  };
   const auto& ca = a->hooks->captured();
-  // The same step from the same state as replayed. A nondeterministic step may need a few tries to
-  // show its difference again.
-  for (int attempt = 0; attempt < 5; ++attempt) {
+  std::string elsewhere;  // where an attempt showed its first difference instead of d's site
+  // The same step from the same state as replayed. A nondeterministic step may need a few tries to show its
+  // difference again, and at the same site.
+  const int attempts = 5;
+  for (int attempt = 0; attempt < attempts; ++attempt) {
     auto b = make_replay_side(trace_path, config, registry, force, {}, ProbeLevel::op, false, 0);
     if (!b) {
       notes.push_back("no element detail: " + b.error().message);
@@ -239,9 +294,14 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
       return;
     }
     b->hooks->capture_step(step);
-    if (!b->training->fit(step + 1).ok()) return;
+    if (!b->training->fit(step + 1).ok()) {
+      notes.push_back("no element detail: the replayed re-execution of step " + std::to_string(step) + " failed");
+      return;
+    }
     ++executed;
     const auto& cb = b->hooks->captured();
+    std::optional<size_t> first_any;  // the first value that differs, compared by the trace or not
+    std::string differs_at;            // the first value that differs where the trace compares it, not at d's site
     for (size_t i = 0; i < std::min(ca.size(), cb.size()); ++i) {
       if (ca[i].site != cb[i].site) {
         notes.push_back("the two re-executions take different paths at " + ca[i].site + " / " + cb[i].site);
@@ -253,47 +313,83 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
                         shape_str(cb[i].value.shape) + " (replayed)");
         return;
       }
-      const auto& va = ca[i].value.data;
-      const auto& vb = cb[i].value.data;
-      for (size_t j = 0; j < va.size(); ++j) {
-        if (std::memcmp(&va[j], &vb[j], sizeof(float)) == 0) continue;
-        if (d.kind == "step_end" || d.site != ca[i].site) {
-          // The step-level evidence is where the difference showed; the op probe is where it was born.
-          if (d.kind == "step_end" && !d.detail.empty()) d.detail = "the trace shows it as: " + d.detail;
-          d.kind = "probe";
-          d.site = ca[i].site;
-          d.phase = phase_name(ca[i].phase);
-          split_site(d.site, d.layer, d.op);
-          const std::string ks = kernel_site_of(d.site);
-          d.kernel_recorded = a->hooks->replayed_kernels().count(ks) ? a->hooks->replayed_kernels().at(ks) : "";
-          d.kernel_replayed = b->hooks->replayed_kernels().count(ks) ? b->hooks->replayed_kernels().at(ks) : "";
-          d.summary_recorded = summarize(va);
-          d.summary_replayed = summarize(vb);
-        }
-        d.has_element = true;
-        d.index = static_cast<int64_t>(j);
-        d.recorded = va[j];
-        d.replayed = vb[j];
-        d.abs_diff = std::fabs(static_cast<double>(va[j]) - vb[j]);
-        d.ulp = ulp_distance(va[j], vb[j]);
-        notes.push_back("element values from re-executing step " + std::to_string(step) +
-                        " here from its recorded state both ways (recorded choices forced, and as replayed): "
-                        "the trace keeps digests, not values");
-        return;
+      const int64_t j = first_differing_element(ca[i].value, cb[i].value);
+      if (j < 0) continue;
+      if (!first_any) first_any = i;
+      if (!compared(ca[i])) continue;
+      if (!at_site(ca[i])) {
+        differs_at = where(ca[i]);
+        break;
       }
+      const float va = ca[i].value.data[j], vb = cb[i].value.data[j];
+      d.has_element = true;
+      d.index = j;
+      d.recorded = va;
+      d.replayed = vb;
+      d.abs_diff = std::fabs(static_cast<double>(va) - vb);
+      d.ulp = ulp_distance(va, vb);
+      if (!d.summary_recorded || !d.summary_replayed) {
+        d.summary_recorded = summarize(std::span<const float>(ca[i].value.data));
+        d.summary_replayed = summarize(std::span<const float>(cb[i].value.data));
+      }
+      notes.push_back("element values from " + again + ": the trace keeps digests, not values" +
+                      (d.site == trace::kAllParameters
+                           ? "; the element is one of " + ca[i].site.substr(0, ca[i].site.rfind(':')) +
+                                 ", the first parameter that differs"
+                           : std::string()));
+      if (*first_any != i)
+        notes.push_back("re-executed with every op probed, step " + std::to_string(step) + " shows a difference first at " +
+                        where(ca[*first_any]) + ", which the trace, recorded at level " + probe_level_name(level) +
+                        ", does not compare");
+      return;
     }
+    if (differs_at.empty() && d.site == "loss" && a->hooks->captured_loss() && b->hooks->captured_loss() &&
+        !same_bits(*a->hooks->captured_loss(), *b->hooks->captured_loss())) {
+      const double va = *a->hooks->captured_loss(), vb = *b->hooks->captured_loss();
+      d.has_element = true;
+      d.index = 0;
+      d.recorded = va;
+      d.replayed = vb;
+      d.abs_diff = std::fabs(va - vb);
+      d.ulp = ulp_distance_f64(va, vb);
+      notes.push_back("element values from " + again + ": the trace keeps digests, not values");
+      return;
+    }
+    if (differs_at.empty() && first_any) differs_at = where(ca[*first_any]);
+    if (!differs_at.empty()) elsewhere = differs_at;
   }
-  if (!a->hooks->substituted().empty())
-    notes.push_back("re-executing step " + std::to_string(step) +
-                    " here from its recorded state both ways gives identical values: the recorded kernels that cannot "
-                    "run here ran as this machine's choice both ways, so the difference lies in them");
+  if (!elsewhere.empty())
+    notes.push_back(again + ", the first value that differs is at " + elsewhere + ", not at " + d.site +
+                    " where the replay found the difference: the re-execution did not repeat it there, so no "
+                    "element values are given");
   else
-    notes.push_back("re-executing step " + std::to_string(step) +
-                    " here from its recorded state both ways gives identical values: the difference lies between "
-                    "the recording machine and this one, or in a race that did not recur");
+    notes.push_back(again + " gives the recorded values in each of " + std::to_string(attempts) +
+                    " tries: the difference at " + d.site +
+                    " did not recur, so no element values are given");
 }
 
 namespace {
+
+// Whether the forced choices serve the recorded values in place of what a configuration difference asks for:
+// a seed when the run got the recorded one (`seed_served`), the split's settings under a forced split.
+bool served_by_forcing(const std::string& difference, bool seed_served, bool split_forced) {
+  auto is = [&difference](const char* key) { return difference.rfind(std::string(key) + ": ", 0) == 0; };
+  return (is("seed") && seed_served) || (split_forced && (is("data.test_fraction") || is("data.stratify") || is("data.split")));
+}
+
+std::string joined(const std::vector<std::string>& differences) {
+  std::string s;
+  for (const std::string& c : differences) s += (s.empty() ? "" : "; ") + c;
+  return s;
+}
+
+// "seed and data.test_fraction": the keys of configuration differences.
+std::string key_list(const std::vector<std::string>& differences) {
+  std::string s;
+  for (size_t i = 0; i < differences.size(); ++i)
+    s += (i == 0 ? "" : i + 1 == differences.size() ? " and " : ", ") + differences[i].substr(0, differences[i].find(':'));
+  return s;
+}
 
 ReplayResult fail(int code, std::string msg) {
   ReplayResult r;
@@ -450,7 +546,12 @@ ReplayResult replay(const ReplayOptions& o) {
   CauseInputs ci;
   ci.data_changed = rebuilt->data_changed;
   ci.data_detail = rebuilt->data_detail;
-  ci.config_differences = config_differences(header, config);
+  // A configuration difference that the forced choices override changes nothing the run computes: the run
+  // got the recorded seed, or the recorded split. It is reported, never blamed.
+  std::vector<std::string> served;
+  for (const std::string& c : config_differences(header, config))
+    (served_by_forcing(c, hooks.replayed_seed() == header.seed, o.force.split) ? served : ci.config_differences)
+        .push_back(c);
   ci.kernel_differences = hooks.kernel_differences();
   ci.environment = rep.environment;
   ci.registry = &registry;
@@ -465,11 +566,22 @@ ReplayResult replay(const ReplayOptions& o) {
     rep.diverged = false;
     res.exit_code = 0;
     rep.facts.emplace_back("compared", compared_at(header.level));
-    // A --set that the forced choices override (a seed, a test fraction under a forced split) changes
-    // nothing here, but the run asked for is not the one recorded.
-    if (!ci.config_differences.empty()) {
-      std::string keys;
-      for (const std::string& c : ci.config_differences) keys += (keys.empty() ? "" : "; ") + c;
+    // A --set that the forced choices override (a seed, a test fraction under a forced split), or that
+    // changes nothing compared, is no divergence, but the run asked for is not the one recorded.
+    if (!ci.config_differences.empty() || !served.empty()) {
+      std::vector<std::string> all = served;
+      all.insert(all.end(), ci.config_differences.begin(), ci.config_differences.end());
+      const std::string keys = joined(all);
+      // Why each difference left the compared steps alike, from what ran.
+      std::vector<std::string> why;
+      if (!served.empty())
+        why.push_back("the forced choices (--force " + o.force.str() + ") serve the recorded values in place of " +
+                      key_list(served));
+      std::vector<std::string> length, other;
+      for (const std::string& c : ci.config_differences) (changes_only_length(c) ? length : other).push_back(c);
+      auto changes = [](const std::vector<std::string>& v) { return key_list(v) + (v.size() == 1 ? " changes" : " change"); };
+      if (!length.empty()) why.push_back(changes(length) + " how many steps run, not what a step computes");
+      if (!other.empty()) why.push_back(changes(other) + " nothing that was compared");
       // Which side has steps the other lacks: those are not compared.
       std::string unmatched;
       if (cut_short)
@@ -481,10 +593,9 @@ ReplayResult replay(const ReplayOptions& o) {
             (t.step() == t.total_steps() ? std::string(", at the end of its ") + counted(t.step(), "step")
                                          : std::string(" at --to-step ") + std::to_string(t.step())) +
             ": the trace's steps from step " + std::to_string(t.step()) + " on are not compared";
+      const std::string because = joined(why);
       rep.notes.push_back("the configuration differs from the recording's (" + keys + "), yet the " +
-                          counted(hooks.steps_compared(), "step") +
-                          " compared matched it: the forced choices (--force " + o.force.str() +
-                          ") serve the recorded values" + unmatched);
+                          counted(hooks.steps_compared(), "step") + " compared matched it: " + because + unmatched);
     }
     // Below level op, a difference inside a step that rounding removes before the step's end leaves no
     // trace: say so when this machine differs from the recording's, as that is when it happens.
@@ -505,20 +616,36 @@ ReplayResult replay(const ReplayOptions& o) {
     d.detail = rebuilt->data_detail;
   }
   if (o.element_detail && (d.kind == "probe" || d.kind == "step_end")) {
-    auto recorded = rebuild_config(header, {}, o.data_path, true, *scratch);
-    locate_element(o.trace_path, o.force, recorded ? recorded->config : config, config, registry, d.step, d,
-                   res.steps_executed, rep.notes);
+    // The recorded side of the re-execution runs on the recorded data: with the data changed, the copy the
+    // replay ran on is not it.
+    auto recorded = rebuilt->data_changed ? rebuild_config(header, {}, "", false, *scratch)
+                                          : rebuild_config(header, {}, o.data_path, false, *scratch);
+    if (recorded)
+      locate_element(o.trace_path, o.force, recorded->config, config, registry, d.step, d, res.steps_executed,
+                     rep.notes);
+    else
+      rep.notes.push_back(
+          "no element detail: the recorded run cannot be re-executed here, as its data is not at hand "
+          "(record with --embed-data to keep it in the trace): " +
+          recorded.error().message.substr(0, recorded.error().message.find("; pass --allow-data-change")));
   }
   rep.cause = classify(d, ci);
   // Run past the divergence, a replay with fewer steps than the trace leaves the rest of the trace unread.
   if (o.keep_going && !cut_short && t.step() == t.total_steps() && !hooks.at_end())
     rep.notes.push_back("the replay stops first, at the end of its " + counted(t.step(), "step") +
                         ": the trace's steps from step " + std::to_string(t.step()) + " on are not compared");
-  if (rep.cause.category != "config" && !ci.config_differences.empty()) {
-    std::string keys;
-    for (const std::string& c : ci.config_differences) keys += (keys.empty() ? "" : "; ") + c;
-    rep.notes.push_back("the configuration differs from the recording's (" + keys +
-                        "), which changes how many steps run, not what a step computes");
+  // Configuration differences that the cause does not name, each with what it does to the run.
+  if (!served.empty())
+    rep.notes.push_back("the configuration differs from the recording's (" + joined(served) +
+                        "), but the forced choices (--force " + o.force.str() + ") serve the recorded values in its place");
+  if (rep.cause.category != "config") {
+    std::vector<std::string> length, within;
+    for (const std::string& c : ci.config_differences) (changes_only_length(c) ? length : within).push_back(c);
+    if (!length.empty())
+      rep.notes.push_back("the configuration differs from the recording's (" + joined(length) +
+                          "), which changes how many steps run, not what a step computes");
+    if (!within.empty())
+      rep.notes.push_back("the configuration differs from the recording's too (" + joined(within) + ")");
   }
   rep.first = d;
   return res;

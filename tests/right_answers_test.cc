@@ -1,0 +1,312 @@
+// Answers that must be true: the first divergence names the site the comparison with the recording found,
+// whatever a re-execution for element values does; a seed that equals the one an unseeded run drew is no
+// configuration change; and every note agrees with the cause.
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include "engine/kernels/kernel_registry.h"
+#include "replayer/cause.h"
+#include "replayer/replayer.h"
+#include "tests/recording_util.h"
+#include "tests/test_util.h"
+#include "traces/trace_reader.h"
+
+namespace trainrr::testing {
+namespace {
+
+const std::string kBreastCancer = example("data/breast_cancer.csv");
+
+// The breast-cancer model of the examples: 30 features, Dense(16, relu), Dense(1, sigmoid), 2 epochs of 15
+// batches of 32.
+std::string breast_cancer(const std::string& top, const std::string& data, const std::string& runtime) {
+  return top + "[data]\npath = \"" + data +
+         "\"\nlabel = \"benign\"\ntest_fraction = 0.2\nscale = \"standardize\"\n"
+         "[[model.layers]]\ntype = \"Dense\"\nunits = 16\nactivation = \"relu\"\n"
+         "[[model.layers]]\ntype = \"Dense\"\nunits = 1\nactivation = \"sigmoid\"\n"
+         "[train]\nepochs = 2\nbatch_size = 32\nloss = \"binary_crossentropy\"\n[runtime]\n" +
+         runtime;
+}
+
+const std::string kOneThread = "threads = 1\npolicy = \"deterministic\"\n";
+
+bool has(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
+
+// The first "site" of a JSON report: the first divergence's.
+std::string json_site(const std::string& json) {
+  std::smatch m;
+  return std::regex_search(json, m, std::regex("\"site\":\"([^\"]*)\"")) ? m[1].str() : "";
+}
+
+uint64_t recorded_seed(const std::string& trace) {
+  auto r = trace::TraceReader::open(trace);
+  EXPECT_TRUE(r.ok());
+  return r ? (*r)->header().seed : 0;
+}
+
+// Replaces the kernel chosen at one site, as an autotuner timing the candidates differently would.
+class OtherKernel : public ForwardingHooks {
+ public:
+  OtherKernel(Hooks& in, std::string site, std::string id) : ForwardingHooks(in), site_(site), id_(id) {}
+  void kernel_selected(KernelChoice& c) override {
+    if (c.site == site_) c.chosen = id_;
+    in_.kernel_selected(c);
+  }
+
+ private:
+  std::string site_, id_;
+};
+
+// Step 0 takes batch `last` (the epoch's last), as a first-ready loader's race may: a free replay, whose
+// loader hands out an earlier batch first, differs there.
+class LastBatchFirst : public ForwardingHooks {
+ public:
+  LastBatchFirst(Hooks& in, int64_t last) : ForwardingHooks(in), last_(last) {}
+  void batch_order(int64_t step, int64_t& b) override {
+    if (step == 0) b = last_;
+    in_.batch_order(step, b);
+  }
+
+ private:
+  int64_t last_;
+};
+
+class RightAnswers : public ::testing::Test {
+ protected:
+  // A level-layer recording whose first layer's matmul ran the reference kernel: a replay with its kernels
+  // free selects another there, and differs at that layer's output.
+  std::string other_kernel_trace() {
+    const std::string cfg = dir.write("run.toml", breast_cancer("seed = 4\n", kBreastCancer, kOneThread));
+    const std::string trace = dir.file("kernel.trr");
+    EXPECT_EQ(record_via_api(
+                  cfg, {}, trace,
+                  [](Hooks& in) {
+                    return std::make_unique<OtherKernel>(in, "dense_1/matmul.fwd", "f32_matmul__cpu_reference");
+                  },
+                  ProbeLevel::layer),
+              "");
+    return trace;
+  }
+  TempDir dir;
+};
+
+const ForceSet kKernelsFree = {true, true, true, true, false};
+
+// The first divergence as the replay's comparison with the recording finds it, without re-execution.
+FirstDivergence compared_first(const std::string& trace, ForceSet force) {
+  ReplayOptions o;
+  o.trace_path = trace;
+  o.force = force;
+  o.element_detail = false;
+  ReplayResult r = replay(o);
+  EXPECT_EQ(r.exit_code, 1) << r.error;
+  return r.report.first.value_or(FirstDivergence{});
+}
+
+struct Located {
+  FirstDivergence d;
+  std::vector<std::string> notes;
+  std::string all_notes() const {
+    std::string s;
+    for (const std::string& n : notes) s += n + "\n";
+    return s;
+  }
+};
+
+// locate_element for `d`, the recorded configuration on both sides.
+Located locate(const std::string& trace, ForceSet force, FirstDivergence d) {
+  Located l{std::move(d), {}};
+  auto reader = trace::TraceReader::open(trace);
+  EXPECT_TRUE(reader.ok());
+  if (!reader) return l;
+  auto scratch = ScratchDir::create("trainrr-test");
+  EXPECT_TRUE(scratch.ok());
+  if (!scratch) return l;
+  auto rebuilt = rebuild_config((*reader)->header(), {}, "", false, *scratch);
+  EXPECT_TRUE(rebuilt.ok());
+  if (!rebuilt) return l;
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  int64_t executed = 0;
+  locate_element(trace, force, rebuilt->config, rebuilt->config, registry, l.d.step, l.d, executed, l.notes);
+  return l;
+}
+
+// The headline's site is the one the comparison with the recording found; the re-execution adds the values
+// at that site, and names the op inside it where the difference shows first as a note.
+TEST_F(RightAnswers, ReplayHeadlineNamesTheSiteTheComparisonFoundWithItsValues) {
+  const std::string trace = other_kernel_trace();
+  const std::string free_kernels = " --force rng,split,shuffle,loader --json";
+  const CommandResult compared = run_trainrr("replay " + trace + free_kernels + " --no-element-detail");
+  ASSERT_EQ(compared.exit_code, 1) << compared.output;
+  const std::string site = json_site(compared.output);
+  ASSERT_EQ(site, "dense_1:out") << compared.output;
+  const CommandResult r = run_trainrr("replay " + trace + free_kernels);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(json_site(r.output), site) << r.output;
+  EXPECT_FALSE(has(r.output, "\"index\":null")) << r.output;  // the values at that site
+  EXPECT_TRUE(has(r.output, "shows a difference first at dense_1/matmul.fwd:out (forward), which the trace, "
+                            "recorded at level layer, does not compare"))
+      << r.output;
+  EXPECT_TRUE(has(r.output, "\"category\":\"kernel\"")) << r.output;
+}
+
+// A race in the re-execution that plays out otherwise than in the replay: the re-execution differs first
+// at an earlier site than the one the comparison found. The site stays; no values are given; a note says why.
+TEST_F(RightAnswers, ReExecutionThatDiffersFirstElsewhereLeavesTheSiteAndGivesNoValues) {
+  const std::string trace = other_kernel_trace();
+  FirstDivergence found = compared_first(trace, kKernelsFree);
+  ASSERT_EQ(found.site, "dense_1:out");
+  // As a racy replay could have found it: the next layer's output differs first.
+  FirstDivergence later = found;
+  later.site = "dense_2:out";
+  later.layer = "dense_2";
+  const Located l = locate(trace, kKernelsFree, later);
+  EXPECT_EQ(l.d.site, "dense_2:out") << l.all_notes();
+  EXPECT_EQ(l.d.step, found.step);
+  EXPECT_EQ(l.d.phase, "forward");
+  EXPECT_FALSE(l.d.has_element) << l.all_notes();
+  EXPECT_TRUE(has(l.all_notes(), "the first value that differs is at dense_1:out (forward), not at dense_2:out "
+                                 "where the replay found the difference"))
+      << l.all_notes();
+  // The same site as the comparison found: its values.
+  const Located same = locate(trace, kKernelsFree, found);
+  EXPECT_EQ(same.d.site, "dense_1:out") << same.all_notes();
+  EXPECT_TRUE(same.d.has_element) << same.all_notes();
+}
+
+// A re-execution that does not differ at all gives no values and says so, without guessing at machines.
+TEST_F(RightAnswers, ReExecutionThatDoesNotDifferSaysSoAndGivesNoValues) {
+  const std::string trace = other_kernel_trace();
+  const FirstDivergence found = compared_first(trace, kKernelsFree);
+  const Located l = locate(trace, ForceSet::all(), found);  // the recorded kernel on both sides
+  EXPECT_EQ(l.d.site, found.site);
+  EXPECT_FALSE(l.d.has_element);
+  EXPECT_TRUE(has(l.all_notes(), "gives the recorded values in each of 5 tries: the difference at dense_1:out "
+                                 "did not recur"))
+      << l.all_notes();
+  EXPECT_FALSE(has(l.all_notes(), "recording machine")) << l.all_notes();
+}
+
+// An unseeded run drew its seed; naming that seed in the replay changes nothing, so a loader race is the
+// cause, not the configuration.
+TEST_F(RightAnswers, SettingTheSeedAnUnseededRunDrewIsNoConfigurationChange) {
+  const std::string cfg = dir.write("run.toml", breast_cancer("", kBreastCancer, "threads = 2\npolicy = \"default\"\n"));
+  const std::string trace = dir.file("racy.trr");
+  ASSERT_EQ(record_via_api(cfg, {}, trace, [](Hooks& in) { return std::make_unique<LastBatchFirst>(in, 14); }), "");
+  const std::string seed = std::to_string(recorded_seed(trace));
+  const CommandResult r = run_trainrr("replay " + trace + " --force none --set seed=" + seed + " --json");
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "\"category\":\"loader\"")) << r.output;
+  EXPECT_EQ(json_site(r.output), "data/loader") << r.output;
+  EXPECT_FALSE(has(r.output, "seed:")) << r.output;  // no configuration difference, in the cause or a note
+}
+
+TEST_F(RightAnswers, ReproducedReplayCreditsForcingOnlyWhenItServedTheRecordedValues) {
+  const std::string cfg = dir.write("run.toml", breast_cancer("", kBreastCancer, kOneThread));
+  const std::string trace = dir.file("unseeded.trr");
+  ASSERT_EQ(run_trainrr("record " + cfg + " -o " + trace).exit_code, 0);
+  const uint64_t drawn = recorded_seed(trace);
+  // The seed the run drew, nothing forced: the same run.
+  const CommandResult same = run_trainrr("replay " + trace + " --force none --set seed=" + std::to_string(drawn));
+  EXPECT_EQ(same.exit_code, 0) << same.output;
+  EXPECT_FALSE(has(same.output, "forced choices")) << same.output;
+  EXPECT_FALSE(has(same.output, "configuration differs")) << same.output;
+  // Another seed under forced draws: the recorded seed is served in its place.
+  const std::string other = std::to_string(drawn == 1 ? 2 : drawn - 1);
+  const CommandResult served = run_trainrr("replay " + trace + " --set seed=" + other);
+  EXPECT_EQ(served.exit_code, 0) << served.output;
+  EXPECT_TRUE(has(served.output, "the forced choices (--force all) serve the recorded values in place of seed"))
+      << served.output;
+  // Another seed, nothing forced: the configuration is the cause, and it names the seed the run drew.
+  const CommandResult changed = run_trainrr("replay " + trace + " --force none --set seed=" + other);
+  EXPECT_EQ(changed.exit_code, 1) << changed.output;
+  EXPECT_TRUE(has(changed.output, "cause: config: the run configuration differs: seed: " + std::to_string(drawn) +
+                                      " (drawn from the OS: the configuration gives none) -> " + other))
+      << changed.output;
+}
+
+// With the data changed, the recorded side of the re-execution runs on the recorded data: the values
+// differ, and no note lays the difference on the machine.
+TEST_F(RightAnswers, ChangedDataIsTheCauseAndNoNoteSaysOtherwise) {
+  const std::string csv = dir.file("bc.csv");
+  std::filesystem::copy_file(kBreastCancer, csv);
+  const std::string cfg = dir.write("run.toml", breast_cancer("seed = 3\n", csv, kOneThread));
+  const std::string trace = dir.file("a.trr");
+  ASSERT_EQ(run_trainrr("record " + cfg + " -o " + trace).exit_code, 0);
+  // The first value of the first data row changed.
+  std::ifstream in(csv, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t row = text.find('\n') + 1;
+  const std::string changed = dir.write("changed.csv", text.substr(0, row) + "19.99" + text.substr(text.find(',', row)));
+  const CommandResult r = run_trainrr("replay " + trace + " --data " + changed + " --allow-data-change --json");
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "\"category\":\"data\"")) << r.output;
+  EXPECT_FALSE(has(r.output, "recording machine")) << r.output;
+  EXPECT_FALSE(has(r.output, "did not recur")) << r.output;
+  EXPECT_FALSE(has(r.output, "\"index\":null")) << r.output;
+  // A configuration difference beside it is named for what it is.
+  const CommandResult lr = run_trainrr("replay " + trace + " --data " + changed +
+                                       " --allow-data-change --set train.optimizer.learning_rate=0.01");
+  ASSERT_EQ(lr.exit_code, 1) << lr.output;
+  EXPECT_TRUE(has(lr.output, "cause: data")) << lr.output;
+  EXPECT_FALSE(has(lr.output, "changes how many steps run")) << lr.output;
+  EXPECT_TRUE(has(lr.output, "the configuration differs from the recording's too (train.optimizer.learning_rate:"))
+      << lr.output;
+  // The recorded file itself changed: the recorded data is not at hand, and the note says so.
+  std::filesystem::copy_file(changed, csv, std::filesystem::copy_options::overwrite_existing);
+  const CommandResult gone = run_trainrr("replay " + trace + " --allow-data-change");
+  ASSERT_EQ(gone.exit_code, 1) << gone.output;
+  EXPECT_TRUE(has(gone.output, "cause: data")) << gone.output;
+  EXPECT_TRUE(has(gone.output, "no element detail: the recorded run cannot be re-executed here, as its data is "
+                               "not at hand"))
+      << gone.output;
+  EXPECT_FALSE(has(gone.output, "recording machine")) << gone.output;
+}
+
+// Another noise level draws the same words and makes other values of them: the configuration is the cause,
+// and the divergence's own words do not blame the generator.
+TEST_F(RightAnswers, ChangedNoiseLevelIsAConfigurationCauseWithoutBlamingTheGenerator) {
+  const std::string cfg =
+      dir.write("run.toml", breast_cancer("seed = 7\n[augment]\nnoise_stddev = 0.05\n", kBreastCancer, kOneThread));
+  const std::string trace = dir.file("noise.trr");
+  ASSERT_EQ(run_trainrr("record " + cfg + " -o " + trace).exit_code, 0);
+  const CommandResult r = run_trainrr("replay " + trace + " --set augment.noise_stddev=0.06");
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "cause: config: the run configuration differs: augment.noise_stddev: 0.05 -> 0.06"))
+      << r.output;
+  EXPECT_TRUE(has(r.output, "(the same draw, made into other values)")) << r.output;
+  EXPECT_FALSE(has(r.output, "generator")) << r.output;
+}
+
+FirstDivergence same_draw_at_noise() {
+  FirstDivergence d;
+  d.step = 0;
+  d.phase = "setup";
+  d.kind = "rng";
+  d.site = "augment/noise";
+  d.detail = "draw at augment/noise: recorded (...), replayed (...) (the same draw, made into other values)";
+  d.same_draw = true;
+  return d;
+}
+
+// The same words making other values: with the configuration the same, the arithmetic is what differs, and
+// the cause says so with the environment's differences; with it changed, the configuration is the cause.
+TEST(RightAnswersCause, SameDrawWithOtherValuesIsTheConfigurationWhenItDiffersAndTheArithmeticOtherwise) {
+  CauseInputs in;
+  in.environment.push_back({"compiler", "GCC 12.2.0", "Clang 16.0.6"});
+  const Cause arithmetic = classify(same_draw_at_noise(), in);
+  EXPECT_EQ(arithmetic.category, "rng");
+  EXPECT_TRUE(has(arithmetic.detail, "with the same configuration, the same words make other values")) << arithmetic.detail;
+  EXPECT_TRUE(has(arithmetic.detail, "the environment differs in compiler")) << arithmetic.detail;
+  in.config_differences.push_back("augment.noise_stddev: 0.05 -> 0.06");
+  const Cause config = classify(same_draw_at_noise(), in);
+  EXPECT_EQ(config.category, "config");
+  EXPECT_FALSE(has(config.detail, "arithmetic")) << config.detail;
+}
+
+}  // namespace
+}  // namespace trainrr::testing
