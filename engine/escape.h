@@ -3,6 +3,7 @@
 // JSON, HTML. Each keeps valid UTF-8 as it is and never passes on a byte that could change what the reader
 // of the output sees beyond the text itself.
 
+#include <cmath>
 #include <string>
 #include <string_view>
 
@@ -20,5 +21,9 @@ std::string json_string(std::string_view text);
 // For HTML text and attribute values: < > & " ' as entities; control characters (but newline and tab) and
 // bytes that are not valid UTF-8 become U+FFFD.
 std::string html_escape(std::string_view text);
+
+// A number for printf: a NaN loses its sign bit, which glibc would print as "-nan" (a NaN has no sign that
+// means anything; every output says "nan").
+inline double shown_number(double v) { return std::isnan(v) ? std::fabs(v) : v; }
 
 }  // namespace trainrr

@@ -19,6 +19,7 @@
 #include "engine/data/scaler.h"
 #include "engine/data/split.h"
 #include "engine/data/synthetic.h"
+#include "engine/escape.h"
 #include "engine/loader.h"
 
 namespace trainrr {
@@ -81,7 +82,7 @@ namespace {
 
 std::string fmt_number(double v) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", v);
+  std::snprintf(buf, sizeof buf, "%g", shown_number(v));
   return buf;
 }
 
@@ -419,7 +420,7 @@ void Training::end_epoch() {
   if (log_) {
     std::fprintf(log_, "Epoch %d/%d - %lld step%s", epoch_ + 1, config_.train.epochs,
                  static_cast<long long>(steps_per_epoch()), steps_per_epoch() == 1 ? "" : "s");
-    for (const auto& [k, v] : e.logs) std::fprintf(log_, " - %s: %.4f", k.c_str(), v);
+    for (const auto& [k, v] : e.logs) std::fprintf(log_, " - %s: %.4f", k.c_str(), shown_number(v));
     std::fprintf(log_, "\n");
     std::fflush(log_);
   }
@@ -443,7 +444,8 @@ Status Training::fit(int64_t stop_at) {
         const int width = 30, filled = static_cast<int>(width * in_epoch / per_epoch);
         std::fprintf(log_, "\r%lld/%lld [%s%s] - loss: %.4f", static_cast<long long>(in_epoch),
                      static_cast<long long>(per_epoch), std::string(filled, '=').c_str(),
-                     std::string(width - filled, '.').c_str(), epoch_loss_ / std::max<int64_t>(1, epoch_rows_));
+                     std::string(width - filled, '.').c_str(),
+                     shown_number(epoch_loss_ / std::max<int64_t>(1, epoch_rows_)));
         if (in_epoch == per_epoch) std::fprintf(log_, "\r\033[K");
         std::fflush(log_);
       }

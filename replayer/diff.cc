@@ -8,6 +8,7 @@
 
 #include "engine/kernels/kernel_registry.h"
 #include "replayer/cause.h"
+#include "replayer/data_difference.h"
 #include "replayer/event_keys.h"
 #include "replayer/replayer.h"
 #include "traces/trace_reader.h"
@@ -212,9 +213,17 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     for (const auto& db : hb.datasets)
       if (da.name == db.name && !(da.digest == db.digest)) {
         ci.data_changed = true;
-        ci.data_detail = "data file '" + da.name + "' differs (" + da.path + ", " +
+        // Named by its file, as people know it; the trace's name for it ("data", "labels") only says which.
+        const std::string file = std::filesystem::path(da.path).filename().string();
+        ci.data_detail = "data file '" + (file.empty() ? da.name : file) + "' differs (" + da.path + ", " +
                          std::to_string(da.size_bytes) + " bytes vs " + db.path + ", " +
                          std::to_string(db.size_bytes) + " bytes)";
+        if (!da.embedded.empty() && !db.embedded.empty()) {
+          const std::string_view b(reinterpret_cast<const char*>(db.embedded.data()), db.embedded.size());
+          if (const std::string where = first_data_difference(da.embedded, b, da.name == "data", "A", "B");
+              !where.empty())
+            ci.data_detail += "; " + where;
+        }
       }
   res.config_differences = ci.config_differences;
   if (ci.data_changed) res.data_difference = ci.data_detail;

@@ -10,11 +10,13 @@
 #include <fstream>
 #include <map>
 
+#include "engine/data/file_io.h"
 #include "engine/fingerprint.h"
 #include "engine/kernels/kernel_registry.h"
 #include "engine/trainer.h"
 #include "recorder/environment.h"
 #include "replayer/cause.h"
+#include "replayer/data_difference.h"
 #include "replayer/replay_hooks.h"
 #include "traces/trace_reader.h"
 
@@ -124,6 +126,11 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
                   " bytes recorded; digests differ)";
     }
     if (differs.empty()) continue;
+    // With the recorded copy at hand (embedded) and the user's, say where they first differ.
+    if (!info.embedded.empty() && *size <= (uint64_t{1} << 30))
+      if (auto now = read_file_bytes(*target); now && now->size() == *size)
+        if (const std::string where = first_data_difference(info.embedded, *now, d.source == "csv"); !where.empty())
+          differs += "; " + where;
     if (!allow_change) return Error{differs + "; pass --allow-data-change to replay anyway"};
     r.data_changed = true;
     r.data_detail = differs;

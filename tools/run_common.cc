@@ -1,5 +1,7 @@
 #include "tools/run_common.h"
 
+#include "engine/escape.h"
+
 namespace trainrr::cli {
 
 void print_run_header(FILE* out, const RunConfig& config, Training& t) {
@@ -23,8 +25,8 @@ void print_run_header(FILE* out, const RunConfig& config, Training& t) {
 void print_final_metrics(FILE* out, Training& t) {
   if (!t.has_test()) return;
   Evaluation ev = t.evaluate(t.test_data());
-  std::fprintf(out, "test: loss %.4f", ev.loss);
-  if (t.config().train.loss != "mse") std::fprintf(out, " - accuracy %.4f", ev.accuracy);
+  std::fprintf(out, "test: loss %.4f", shown_number(ev.loss));
+  if (t.config().train.loss != "mse") std::fprintf(out, " - accuracy %.4f", shown_number(ev.accuracy));
   std::fprintf(out, " (%lld rows)\n", static_cast<long long>(ev.rows));
   std::fflush(out);
 }

@@ -129,7 +129,7 @@ void print_non_finite(const StepStats& s, ProbeLevel level) {
   }
   if (s.first_non_finite_loss)
     say("  loss: first non-finite at step %lld (%g)\n", static_cast<long long>(s.first_non_finite_loss->first),
-                s.first_non_finite_loss->second);
+                shown_number(s.first_non_finite_loss->second));
 }
 
 void print_run(const std::string& file, const trace::TraceReader& r) {
@@ -206,8 +206,8 @@ void print_progress(const StepStats& s) {
                 s.other == 1 ? "" : "s");
   say("\n");
   if (s.first_loss)
-    say("  loss: %.6g at step %lld, %.6g at step %lld\n", s.first_loss->second,
-                static_cast<long long>(s.first_loss->first), s.last_loss->second,
+    say("  loss: %.6g at step %lld, %.6g at step %lld\n", shown_number(s.first_loss->second),
+                static_cast<long long>(s.first_loss->first), shown_number(s.last_loss->second),
                 static_cast<long long>(s.last_loss->first));
   // A checkpoint's step is the count of steps done: the one at step 50 holds the state after steps 0..49.
   const int64_t checkpoints = s.checkpoints.count() + (s.initial_checkpoint ? 1 : 0);
@@ -223,7 +223,7 @@ void print_progress(const StepStats& s) {
   }
   if (s.last_epoch) {
     say("final metrics (epoch %s):", epoch_number(s.last_epoch->epoch).c_str());
-    for (const auto& [k, v] : s.last_epoch->logs) say(" %s %.6g", k.c_str(), v);
+    for (const auto& [k, v] : s.last_epoch->logs) say(" %s %.6g", k.c_str(), shown_number(v));
     say("\n");
   } else {
     say("final metrics: none (no epoch completed)\n");

@@ -1,0 +1,70 @@
+#include "replayer/data_difference.h"
+
+#include <algorithm>
+#include <vector>
+
+namespace trainrr {
+namespace {
+
+std::vector<std::string_view> split(std::string_view s, char sep) {
+  std::vector<std::string_view> out;
+  for (;;) {
+    const size_t at = s.find(sep);
+    out.push_back(s.substr(0, at));
+    if (at == std::string_view::npos) return out;
+    s.remove_prefix(at + 1);
+  }
+}
+
+std::string_view trimmed(std::string_view s) {
+  while (!s.empty() && (s.back() == '\r' || s.back() == ' ')) s.remove_suffix(1);
+  return s;
+}
+
+// At most 40 bytes of a field, for a message.
+std::string shown(std::string_view s) {
+  return s.size() <= 40 ? std::string(s) : std::string(s.substr(0, 40)) + "...";
+}
+
+}  // namespace
+
+std::string first_data_difference(std::span<const uint8_t> recorded_bytes, std::string_view now, bool csv,
+                                  std::string_view name_a, std::string_view name_b) {
+  const std::string a_is = " (" + std::string(name_a) + ")", b_is = " (" + std::string(name_b) + ")";
+  const std::string_view recorded(reinterpret_cast<const char*>(recorded_bytes.data()), recorded_bytes.size());
+  if (recorded == now) return "";
+  if (!csv) {
+    const size_t n = std::min(recorded.size(), now.size());
+    size_t at = 0;
+    while (at < n && recorded[at] == now[at]) ++at;
+    return "first difference at byte " + std::to_string(at) + " (" + std::to_string(recorded.size()) + " bytes " +
+           std::string(name_a) + ", " + std::to_string(now.size()) + " " + std::string(name_b) + ")";
+  }
+  // Fields are compared as text, split at commas: a quoted field with a comma inside shifts the count of
+  // that row's later columns, which the row number still locates.
+  auto a = split(recorded, '\n'), b = split(now, '\n');
+  // The newline that ends the last row starts no row.
+  for (auto* rows : {&a, &b})
+    if (rows->size() > 1 && trimmed(rows->back()).empty()) rows->pop_back();
+  const auto header = split(trimmed(a.empty() ? std::string_view() : a[0]), ',');
+  for (size_t line = 0; line < std::max(a.size(), b.size()); ++line) {
+    const std::string where = "line " + std::to_string(line + 1) +
+                              (line == 0 ? std::string(" (the header)") : " (data row " + std::to_string(line) + ")");
+    if (line >= a.size()) return "first difference at " + where + ": a row only the " + std::string(name_b) + " copy has";
+    if (line >= b.size()) return "first difference at " + where + ": a row only the " + std::string(name_a) + " copy has";
+    const std::string_view ra = trimmed(a[line]), rb = trimmed(b[line]);
+    if (ra == rb) continue;
+    const auto fa = split(ra, ','), fb = split(rb, ',');
+    for (size_t col = 0; col < std::max(fa.size(), fb.size()); ++col) {
+      const std::string_view va = col < fa.size() ? fa[col] : std::string_view("(none)");
+      const std::string_view vb = col < fb.size() ? fb[col] : std::string_view("(none)");
+      if (va == vb && col < fa.size() && col < fb.size()) continue;
+      std::string column = "column " + std::to_string(col + 1);
+      if (line > 0 && col < header.size()) column += " '" + shown(header[col]) + "'";
+      return "first difference at " + where + ", " + column + ": " + shown(va) + a_is + " vs " + shown(vb) + b_is;
+    }
+  }
+  return "the values are the same: only line endings or spaces at the ends of lines differ";
+}
+
+}  // namespace trainrr
