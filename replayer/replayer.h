@@ -83,8 +83,11 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
                                     bool compare, int64_t from);
 
 // Re-executes step `step` of the trace both ways (every recorded choice forced under `recorded`, and `force`
-// under `config`) from its recorded state and, where the values differ, moves `d` to the first probe that
-// differs, with its first differing element. Counts the steps run in `executed`; says what it did in `notes`.
+// under `config`) from its recorded state and adds to `d` the first differing element at `d`'s own site, when
+// that site is the first of those the replay compares to differ in the re-execution. `d`'s site and step,
+// found by the comparison with the recording, never change: a re-execution that differs first elsewhere, or
+// not at all, or whose recorded side does not reproduce the trace, adds no values and says so in `notes`.
+// `recorded` runs on the recorded data. Counts the steps run in `executed`.
 void locate_element(const std::string& trace_path, ForceSet force, const RunConfig& recorded,
                     const RunConfig& config, const KernelRegistry& registry, int64_t step, FirstDivergence& d,
                     int64_t& executed, std::vector<std::string>& notes);
