@@ -1,5 +1,6 @@
 #include "replayer/divergence.h"
 
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -84,6 +85,37 @@ std::string fmt_double(double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.9g", v);
   return buf;
+}
+
+// A fact's name as a JSON key: "steps compared" -> "steps_compared", "racy choices, always forced" ->
+// "racy_choices_always_forced".
+std::string snake_case(const std::string& name) {
+  std::string out;
+  for (char c : name) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (std::isalnum(u)) {
+      out += static_cast<char>(std::tolower(u));
+    } else if (!out.empty() && out.back() != '_') {
+      out += '_';
+    }
+  }
+  while (!out.empty() && out.back() == '_') out.pop_back();
+  return out.empty() ? "fact" : out;
+}
+
+// A fact's value: a JSON number when the whole text is one ("15", "-3", "0.25"), else a string.
+std::string json_value(const std::string& text) {
+  if (!text.empty() && text.find_first_not_of("0123456789-+.eE") == std::string::npos) {
+    double v = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    const size_t digits = text[0] == '-' ? 1 : 0;  // JSON takes no '+', no leading zero, no bare '.'
+    const bool leading_zero = text.size() > digits + 1 && text[digits] == '0' && std::isdigit(static_cast<unsigned char>(text[digits + 1]));
+    if (ec == std::errc() && end == text.data() + text.size() && std::isfinite(v) && text[0] != '+' &&
+        text.back() != '.' && text[digits] != '.' && !leading_zero && text.find(".e") == std::string::npos &&
+        text.find(".E") == std::string::npos)
+      return text;
+  }
+  return json_string(text);
 }
 
 std::string json_num(double v) { return std::isfinite(v) ? fmt_double(v) : "null"; }
@@ -240,7 +272,7 @@ std::string report_json(const DivergenceReport& r) {
       << ",\"replayed\":" << json_string(r.environment[i].replayed) << "}";
   o << "],\"facts\":{";
   for (size_t i = 0; i < r.facts.size(); ++i)
-    o << (i ? "," : "") << json_string(r.facts[i].first) << ":" << json_string(r.facts[i].second);
+    o << (i ? "," : "") << json_string(snake_case(r.facts[i].first)) << ":" << json_value(r.facts[i].second);
   o << "},\"notes\":[";
   for (size_t i = 0; i < r.notes.size(); ++i) o << (i ? "," : "") << json_string(r.notes[i]);
   o << "]}\n";

@@ -108,7 +108,7 @@ TEST(DamagedTraceReport, ReplaySaysDamagedWithTheStepTheByteAndWhatWasCompared) 
                                    "\",\"side\":\"\",\"reason\":\"damaged\",\"after_step\":" +
                                    std::to_string(step - 1) + ",\"offset\":" + std::to_string(at)))
       << json.output;
-  EXPECT_TRUE(has(json.output, "\"steps compared\":\"" + std::to_string(step) + "\"")) << json.output;
+  EXPECT_TRUE(has(json.output, "\"steps_compared\":" + std::to_string(step) + ",")) << json.output;
 }
 
 TEST(DamagedTraceReport, DiffOfATraceAndItsDamagedCopySaysDamagedNotIdentical) {

@@ -1,0 +1,35 @@
+#include "replayer/divergence.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace trainrr {
+namespace {
+
+bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+TEST(ReportJson, FactsHaveSnakeCaseKeysAndNumbersAsNumbers) {
+  DivergenceReport r;
+  r.command = "replay";
+  r.facts = {{"steps compared", "15"},
+             {"racy choices, always forced", "loader"},
+             {"delta-debugging replays", "3"},
+             {"window", "0..4"},
+             {"ratio", "-0.25"},
+             {"code", "007"},
+             {"exponent", "1e5"},
+             {"loss at step 3", "0.5 vs 0.6"}};
+  const std::string json = report_json(r);
+  EXPECT_TRUE(has(json, "\"steps_compared\":15,")) << json;
+  EXPECT_TRUE(has(json, "\"racy_choices_always_forced\":\"loader\"")) << json;
+  EXPECT_TRUE(has(json, "\"delta_debugging_replays\":3,")) << json;
+  EXPECT_TRUE(has(json, "\"window\":\"0..4\"")) << json;
+  EXPECT_TRUE(has(json, "\"ratio\":-0.25,")) << json;
+  EXPECT_TRUE(has(json, "\"code\":\"007\"")) << json;
+  EXPECT_TRUE(has(json, "\"exponent\":1e5,")) << json;
+  EXPECT_TRUE(has(json, "\"loss_at_step_3\":\"0.5 vs 0.6\"")) << json;
+}
+
+}  // namespace
+}  // namespace trainrr
