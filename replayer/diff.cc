@@ -26,8 +26,8 @@ bool differ(const trace::Event& a, const trace::Event& b, FirstDivergence& d) {
     const auto& rb = std::get<trace::RngDrawEvent>(b);
     if (ra->digest == rb.digest) return false;
     d.kind = "rng";
-    d.phase = "setup";
     d.site = ra->draw.site;
+    d.phase = event_phase(d.kind, d.site);
     d.detail = "draw at " + d.site + ": " + draw_str(ra->draw) + " (A), " + draw_str(rb.draw) + " (B)";
     return true;
   }
@@ -46,7 +46,7 @@ bool differ(const trace::Event& a, const trace::Event& b, FirstDivergence& d) {
     const auto& sb = std::get<trace::ShuffleEvent>(b);
     if (sa->digest == sb.digest) return false;
     d.kind = "shuffle";
-    d.phase = "setup";
+    d.phase = "input";
     d.site = sa->site;
     d.detail = "epoch " + std::to_string(int64_t{sa->epoch} + 1) + ": the order of the rows differs";
     if (sa->draw && sb.draw) d.detail += " (" + draw_str(*sa->draw) + " vs " + draw_str(*sb.draw) + ")";
@@ -56,7 +56,7 @@ bool differ(const trace::Event& a, const trace::Event& b, FirstDivergence& d) {
     const auto& bb = std::get<trace::BatchOrderEvent>(b);
     if (ba->batch == bb.batch) return false;
     d.kind = "loader";
-    d.phase = "setup";
+    d.phase = "input";
     d.site = "data/loader";
     d.detail = "batch " + std::to_string(ba->batch) + " (A), batch " + std::to_string(bb.batch) + " (B)";
     return true;

@@ -34,6 +34,17 @@ void split_site(const std::string& site, std::string& layer, std::string& op) {
   op = tail;
 }
 
+std::string event_phase(const std::string& kind, const std::string& site) {
+  if (kind == "split") return "setup";
+  if (kind == "shuffle" || kind == "loader") return "input";
+  if (kind == "rng") {
+    if (site.rfind("init/", 0) == 0) return "setup";
+    if (site.rfind("augment/", 0) == 0 || site.rfind("data/", 0) == 0) return "input";
+    return "forward";
+  }
+  return "setup";
+}
+
 FirstDivergence divergence(int64_t step, std::string phase, std::string kind, std::string site,
                            std::string detail) {
   FirstDivergence d;

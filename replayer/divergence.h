@@ -16,7 +16,7 @@ namespace trainrr {
 
 struct FirstDivergence {
   int64_t step = -1;
-  std::string phase;  // forward | backward | update | setup | step_end
+  std::string phase;  // forward | backward | update | setup | input | step_end (see event_phase)
   std::string kind;   // probe | step_end | rng | split | shuffle | loader | missing | extra
   std::string site;   // "dense_1/matmul.fwd:out", "dropout/dropout_1", "data/shuffle", ...
   std::string layer;  // "dense_1" when the site names one
@@ -35,6 +35,11 @@ struct FirstDivergence {
 
 // Bit-for-bit equality of two recorded values: a NaN loss equals the same NaN, and 0.0 is not -0.0.
 inline bool same_bits(double a, double b) { return std::bit_cast<uint64_t>(a) == std::bit_cast<uint64_t>(b); }
+
+// The part of training an event that is not an op's belongs to: "setup" for what happens once before the
+// first step (initializers' draws, the split), "input" for the input pipeline (each epoch's shuffle, the
+// loader's batches, augmentation draws), "forward" for the other draws within a step (dropout's masks).
+std::string event_phase(const std::string& kind, const std::string& site);
 
 // A divergence with its place and what differs (step -1: the step in progress).
 FirstDivergence divergence(int64_t step, std::string phase, std::string kind, std::string site,

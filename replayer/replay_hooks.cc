@@ -97,7 +97,7 @@ void ReplayHooks::rng_draw(RngDraw& draw) {
 void ReplayHooks::rng_values(const RngDraw& draw, std::span<const std::byte> values) {
   const trace::Event* e = take(key_rng(draw.site));
   if (!e) {
-    diverge(divergence(-1, "setup", "extra", draw.site,
+    diverge(divergence(-1, event_phase("rng", draw.site), "extra", draw.site,
                        "the replay draws " + std::to_string(draw.count) + " words from stream " +
                            draw.stream + " at " + draw.site + ", a draw the recording does not have"));
     return;
@@ -109,7 +109,7 @@ void ReplayHooks::rng_values(const RngDraw& draw, std::span<const std::byte> val
     ++matched_draws_[draw.stream];
     return;
   }
-  FirstDivergence fd = divergence(-1, "setup", "rng", draw.site);
+  FirstDivergence fd = divergence(-1, event_phase("rng", draw.site), "rng", draw.site);
   fd.detail = "draw at " + draw.site + ": recorded " + draw_str(rec.draw) + ", replayed " + draw_str(draw);
   // The same words made into other values: what made them (a distribution's parameters in the
   // configuration, or the arithmetic of this build) is for the cause to say, from its evidence.
@@ -150,7 +150,7 @@ void ReplayHooks::shuffle(std::string_view site, int epoch, std::vector<uint32_t
   const trace::Event* e = take(key_shuffle(site));
   if (!e) {
     diverge(divergence(
-        -1, "setup", "extra", std::string(site),
+        -1, "input", "extra", std::string(site),
         "epoch " + std::to_string(int64_t{epoch} + 1) + ": the replay shuffles, the recording did not"));
     return;
   }
@@ -170,7 +170,7 @@ void ReplayHooks::shuffle(std::string_view site, int epoch, std::vector<uint32_t
   std::string detail = "epoch " + std::to_string(int64_t{epoch} + 1) + ": the order of the " +
                        std::to_string(perm.size()) + " rows differs";
   if (rec.draw && draw) detail += " (recorded " + draw_str(*rec.draw) + ", replayed " + draw_str(*draw) + ")";
-  diverge(divergence(-1, "setup", "shuffle", std::string(site), detail));
+  diverge(divergence(-1, "input", "shuffle", std::string(site), detail));
 }
 
 void ReplayHooks::batch_order(int64_t step, int64_t& batch) {
@@ -184,14 +184,14 @@ void ReplayHooks::batch_order(int64_t step, int64_t& batch) {
   if (rec != batch) {
     const std::string loader = replayed_kernels_.count("data/loader") ? replayed_kernels_.at("data/loader")
                                                                       : std::string("the loader");
-    diverge(divergence(step, "setup", "loader", "data/loader",
+    diverge(divergence(step, "input", "loader", "data/loader",
                        "step " + std::to_string(step) + ": recorded batch " + std::to_string(rec) +
                            ", replayed batch " + std::to_string(batch) + " (" + loader + ")"));
   }
 }
 
 void ReplayHooks::batch_refused(int64_t step, int64_t asked, int64_t instead, const std::string& why) {
-  diverge(divergence(step, "setup", "loader", "data/loader",
+  diverge(divergence(step, "input", "loader", "data/loader",
                      "step " + std::to_string(step) + ": the recorded batch " + std::to_string(asked) +
                          " cannot be handed out here (" + why + "); batch " + std::to_string(instead) +
                          " ran instead"));

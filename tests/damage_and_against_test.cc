@@ -236,7 +236,7 @@ TEST(BisectAgainst, ReportsTheDifferenceBetweenTheRecordingsWhenAFreeReplayRepro
   EXPECT_TRUE(has(bisect.output, "\"status\":\"diverged\"")) << bisect.output;
   EXPECT_TRUE(has(bisect.output, "\"first_divergence\":{\"step\":0,")) << bisect.output;
   EXPECT_TRUE(has(bisect.output, "\"category\":\"kernel\"")) << bisect.output;
-  EXPECT_TRUE(has(bisect.output, "\"free replay here\":\"reproduces A through step 0: the difference between A "
+  EXPECT_TRUE(has(bisect.output, "\"free_replay_here\":\"reproduces A through step 0: the difference between A "
                                  "and B does not recur here\""))
       << bisect.output;
 }
@@ -269,19 +269,19 @@ TEST(BisectAgainst, ReportsTheRecordingsDifferenceFirstAndAFreeReplaysOwnBesideI
             "");
   const CommandResult diff = run_trainrr("diff " + a + " " + b);
   ASSERT_EQ(diff.exit_code, 1) << diff.output;
-  ASSERT_EQ(diff.output.rfind("diverged at step 7, setup data/loader\n", 0), 0u) << diff.output;
+  ASSERT_EQ(diff.output.rfind("diverged at step 7, input data/loader\n", 0), 0u) << diff.output;
 
   const CommandResult bisect = run_trainrr("bisect " + a + " --against " + b);
   EXPECT_EQ(bisect.exit_code, 1) << bisect.output;
-  EXPECT_TRUE(has(bisect.output, "\ndiverged at step 7, setup data/loader\n  cause: loader: ")) << bisect.output;
-  EXPECT_TRUE(has(bisect.output, "\nfree replay here: diverges from A first at step 3, setup, data/loader (loader: "))
+  EXPECT_TRUE(has(bisect.output, "\ndiverged at step 7, input data/loader\n  cause: loader: ")) << bisect.output;
+  EXPECT_TRUE(has(bisect.output, "\nfree replay here: diverges from A first at step 3, input, data/loader (loader: "))
       << bisect.output;
   EXPECT_TRUE(has(bisect.output, "a difference of its own before A and B differ\n")) << bisect.output;
   EXPECT_TRUE(has(bisect.output, "\ndivergent step: 7\n")) << bisect.output;
   // Forcing what it names reproduces A through the step where the recordings differ.
   EXPECT_TRUE(has(bisect.output, "\nminimal forced choices: loader\n")) << bisect.output;
   const CommandResult json = run_trainrr("bisect --json " + a + " --against " + b);
-  EXPECT_TRUE(has(json.output, "\"first_divergence\":{\"step\":7,\"phase\":\"setup\",\"kind\":\"loader\""))
+  EXPECT_TRUE(has(json.output, "\"first_divergence\":{\"step\":7,\"phase\":\"input\",\"kind\":\"loader\""))
       << json.output;
 }
 

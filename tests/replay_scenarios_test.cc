@@ -482,7 +482,7 @@ TEST_F(Scenario, CompletionOrderAccumulationIsNumericAndForcingItsOrderReproduce
   // A free replay races again; the smallest forcing that reproduces includes a completion-order kernel.
   CommandResult bis = trainrr("bisect " + a + " --json");
   ASSERT_EQ(bis.exit_code, 1) << bis.output;
-  EXPECT_TRUE(has(bis.output, "\"minimal forced choices\":\"kernel:")) << bis.output;
+  EXPECT_TRUE(has(bis.output, "\"minimal_forced_choices\":\"kernel:")) << bis.output;
 }
 
 // Swaps the first two rows of one epoch's order, as a changed shuffle would.
@@ -559,7 +559,7 @@ TEST_F(Scenario, FirstReadyLoaderOrderIsNamedAsTheCause) {
   EXPECT_TRUE(has(r.output, "\"category\":\"loader\"")) << r.output;
   CommandResult bis = trainrr("bisect " + b + " --json");
   EXPECT_EQ(bis.exit_code, 1) << bis.output;
-  EXPECT_TRUE(has(bis.output, "\"minimal forced choices\":\"loader\"")) << bis.output;
+  EXPECT_TRUE(has(bis.output, "\"minimal_forced_choices\":\"loader\"")) << bis.output;
   EXPECT_TRUE(has(bis.output, "--force loader")) << bis.output;
   // A recording with the first-ready loader itself replays bit for bit with its batch order forced.
   const std::string c = dir.file("c.trr");
@@ -573,8 +573,8 @@ TEST_F(Scenario, FirstReadyLoaderOrderIsNamedAsTheCause) {
             "");
   CommandResult real = trainrr("bisect " + racy + " --json");
   ASSERT_EQ(real.exit_code, 1) << real.output;
-  EXPECT_TRUE(has(real.output, "\"minimal forced choices\":\"loader\"")) << real.output;
-  EXPECT_TRUE(has(real.output, "\"racy choices, always forced\":\"loader\"")) << real.output;
+  EXPECT_TRUE(has(real.output, "\"minimal_forced_choices\":\"loader\"")) << real.output;
+  EXPECT_TRUE(has(real.output, "\"racy_choices_always_forced\":\"loader\"")) << real.output;
   EXPECT_TRUE(has(real.output, "\"category\":\"loader\"")) << real.output;
 }
 
@@ -789,7 +789,7 @@ TEST_F(Scenario, GenericInstructionSetAgainstAvx2IsKernelWithTheIsaListed) {
   EXPECT_TRUE(has(r.output, "\"key\":\"isa\"")) << r.output;
   CommandResult bis = trainrr("bisect " + b + " --json");
   EXPECT_EQ(bis.exit_code, 1) << bis.output;
-  EXPECT_TRUE(has(bis.output, "\"minimal forced choices\":\"kernel:")) << bis.output;
+  EXPECT_TRUE(has(bis.output, "\"minimal_forced_choices\":\"kernel:")) << bis.output;
 }
 
 TEST_F(Scenario, EmbeddedDataTraceReplaysAloneElsewhere) {

@@ -285,7 +285,7 @@ TEST_F(RightAnswers, ChangedNoiseLevelIsAConfigurationCauseWithoutBlamingTheGene
 FirstDivergence same_draw_at_noise() {
   FirstDivergence d;
   d.step = 0;
-  d.phase = "setup";
+  d.phase = "input";
   d.kind = "rng";
   d.site = "augment/noise";
   d.detail = "draw at augment/noise: recorded (...), replayed (...) (the same draw, made into other values)";
