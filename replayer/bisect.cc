@@ -437,6 +437,7 @@ BisectResult bisect(const BisectOptions& o) {
   rep.facts.emplace_back("minimal forced choices", units);
   if (!racy.empty()) rep.facts.emplace_back("racy choices, always forced", racy);
   rep.facts.emplace_back("replay with", "--force " + force);
+  rep.page.command = "trainrr replay " + shell_word(o.trace_path) + " --force " + force;
   rep.facts.emplace_back("divergent step", std::to_string(k));
   rep.facts.emplace_back("window", std::to_string(start) + ".." + std::to_string(k));
   rep.facts.emplace_back("delta-debugging replays", std::to_string(res.replays));

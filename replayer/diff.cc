@@ -111,60 +111,6 @@ std::optional<TraceStop> trace_stop(const StepStream& s, bool first, const std::
   return stop;
 }
 
-// The report's per-step views, thinned to at most kMaxPoints points so memory stays bounded: point i covers
-// steps first + i * stride .. first + (i + 1) * stride - 1, with the losses of its first step, and a layer
-// is marked at a point when one of its probes differed in any of the point's steps.
-class StepSeries {
- public:
-  explicit StepSeries(DivergenceReport& rep) : rep_(rep) {}
-  // Step `step` (the next one compared), with its losses (NaN where a side has none).
-  void add_step(int64_t step, double loss_a, double loss_b) {
-    if (count_ == 0) rep_.first_step = step;
-    if (count_ % rep_.step_stride == 0) {
-      rep_.loss_a.push_back(loss_a);
-      rep_.loss_b.push_back(loss_b);
-      for (auto& [layer, marks] : layers_) marks.push_back(0);
-    }
-    ++count_;
-    if (rep_.loss_a.size() >= kMaxPoints) halve();
-  }
-  // A probe of `site` differed in the step last added.
-  void probe_differs(const std::string& site) {
-    std::string layer, op;
-    split_site(site, layer, op);
-    auto& marks = layers_[layer.empty() ? op : layer];
-    marks.resize(rep_.loss_a.size(), 0);
-    marks.back() = 1;
-  }
-  void finish() {
-    for (auto& [layer, marks] : layers_) {
-      marks.resize(rep_.loss_a.size(), 0);
-      rep_.layer_divergence.emplace_back(layer, std::move(marks));
-    }
-    layers_.clear();
-  }
-
- private:
-  static constexpr size_t kMaxPoints = 4096;
-  void halve() {
-    // Points 2i and 2i+1 become point i: the first one's losses, either one's marks. A step added later
-    // opens a point only at a multiple of the new stride, which the point before it then covers.
-    for (auto* v : {&rep_.loss_a, &rep_.loss_b}) {
-      for (size_t i = 0; i < (v->size() + 1) / 2; ++i) (*v)[i] = (*v)[2 * i];
-      v->resize((v->size() + 1) / 2);
-    }
-    for (auto& [layer, marks] : layers_) {
-      for (size_t i = 0; i < (marks.size() + 1) / 2; ++i)
-        marks[i] = marks[2 * i] | (2 * i + 1 < marks.size() ? marks[2 * i + 1] : 0);
-      marks.resize((marks.size() + 1) / 2);
-    }
-    rep_.step_stride *= 2;
-  }
-  DivergenceReport& rep_;
-  int64_t count_ = 0;
-  std::map<std::string, std::vector<int>> layers_;
-};
-
 }  // namespace
 
 DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
@@ -255,9 +201,9 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   int64_t steps = 0, identical_through = -1, first_param_diff = -1;
   int64_t last_loss_step = -1;
   double last_loss_a = NAN, last_loss_b = NAN;
-  rep.per_step_views = true;
-  rep.layer_probes = level != ProbeLevel::step;
-  StepSeries series(rep);
+  rep.page.per_step = true;
+  rep.page.layer_probes = level != ProbeLevel::step;
+  StepViews series;
   int64_t last_index = -1;  // the last step both traces hold
   bool a_ended = false, b_ended = false;
   for (;;) {
@@ -271,7 +217,8 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     }
     ++steps;
     last_index = a->index;
-    series.add_step(a->index, a->end ? a->end->loss : NAN, b->end ? b->end->loss : NAN);
+    series.begin_step(a->index, a->epoch);
+    series.loss(a->end ? a->end->loss : NAN, b->end ? b->end->loss : NAN);
     if (a->index != b->index && !first) {
       first = divergence(
           std::min(a->index, b->index), "setup", "missing", "",
@@ -296,9 +243,12 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
       }
       const trace::Event* eb = q.front();
       q.pop_front();
-      if (const auto* pa = std::get_if<trace::ProbeEvent>(&e))
-        if (pa->fingerprint.digest != std::get<trace::ProbeEvent>(*eb).fingerprint.digest)
-          series.probe_differs(pa->site);
+      if (const auto* pa = std::get_if<trace::ProbeEvent>(&e)) {
+        const auto& pb = std::get<trace::ProbeEvent>(*eb);
+        const bool same = pa->fingerprint.digest == pb.fingerprint.digest;
+        series.probe(pa->site, phase_name(pa->phase), same ? nullptr : &pa->fingerprint.summary,
+                     same ? nullptr : &pb.fingerprint.summary);
+      }
       // Evidence is gathered through the step of the first divergence: which orders differed, which
       // streams still matched.
       if (first && first->step < a->index) continue;
@@ -324,6 +274,11 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
       const auto& params_a = params_at_level(a->end->params, combined_a);
       const auto& params_b = params_at_level(b->end->params, combined_b);
       const bool same_params = params_a == params_b;
+      for (size_t i = 0; i < params_a.size() && i < params_b.size(); ++i)
+        series.tensor(params_a[i].first, false, params_a[i] != params_b[i]);
+      if (ha.level == hb.level)
+        for (size_t i = 0; i < a->end->grads.size() && i < b->end->grads.size(); ++i)
+          series.tensor(a->end->grads[i].first, true, a->end->grads[i] != b->end->grads[i]);
       if (same_params && first_param_diff < 0) identical_through = a->index;
       if (!same_params && first_param_diff < 0) first_param_diff = a->index;
       // Gradients are recorded at level layer only.
@@ -364,7 +319,12 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   ci.name_b = "B";
   ci.matched_draws = matched_draws;
 
-  series.finish();
+  for (int side = 0; side < 2; ++side)
+    for (const auto& e : (side ? sb : sa).epochs) series.epoch_logs(side, e.epoch, e.logs);
+  series.finish(rep.page);
+  rep.page.environment = side_by_side_table(ha.environment, hb.environment);
+  rep.page.kernels = side_by_side_table(kernels_a, kernels_b);
+  rep.page.command = "trainrr diff " + shell_word(a_path) + " " + shell_word(b_path);
   rep.facts.emplace_back("steps compared", std::to_string(steps));
   if (first_param_diff >= 0) {
     rep.facts.emplace_back("parameters identical through step",

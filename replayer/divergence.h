@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/fingerprint.h"
+#include "replayer/page_views.h"
 
 namespace trainrr {
 
@@ -94,18 +95,9 @@ struct DivergenceReport {
   std::vector<EnvDifference> environment;
   std::vector<std::pair<std::string, std::string>> facts;  // ("force", "all"), ("steps replayed", "150"), ...
   std::vector<std::string> notes;
-  // For plots, one point per `step_stride` steps from `first_step` on: the loss of both sides at the point's
-  // step (NaN where a side has none), and per layer whether one of its probes differed in the point's steps.
-  // Only commands that read every step fill them (`per_step_views`); `layer_probes` is false when the traces
-  // hold no layer-level probes (level step).
-  bool per_step_views = false;
-  bool layer_probes = true;
-  int64_t first_step = 0;
-  int64_t step_stride = 1;
-  std::vector<double> loss_a, loss_b;
   std::string label_a = "recorded", label_b = "replayed";
   bool same_choices = true;  // diff: false when identical runs selected different kernels somewhere
-  std::vector<std::pair<std::string, std::vector<int>>> layer_divergence;  // layer -> per point 0/1
+  PageViews page;            // what the HTML page draws beyond the text: curves, the divergence map, tables
 };
 
 // The shortest text that reads back as the same double ("0.1", not "0.10000000000000001"): two different

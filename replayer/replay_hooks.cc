@@ -24,6 +24,7 @@ bool ReplayHooks::load_next() {
       cur_.exhausted = true;
       return false;
     }
+    if (auto* e = std::get_if<trace::TraceEpoch>(&(*rec)->value)) views_.epoch_logs(0, e->epoch, e->logs);
     if (auto* s = std::get_if<trace::TraceStep>(&(*rec)->value)) {
       cur_.step = std::move(*s);
       cur_.loaded = true;
@@ -260,24 +261,57 @@ void ReplayHooks::check_probe(std::string_view site, Phase phase, const Tensor& 
   // The summary only tells how far apart two different tensors are: it is computed only then.
   const uint64_t replayed = known ? known_digest : digest(value);
   last_probe_ = {value.ptr(), value.size(), replayed};
-  if (replayed == rec.fingerprint.digest) return;
+  if (replayed == rec.fingerprint.digest) {
+    views_.probe(site, phase_name(phase), nullptr, nullptr);
+    return;
+  }
   FirstDivergence d = divergence(-1, phase_name(phase), "probe", std::string(site));
   d.summary_recorded = rec.fingerprint.summary;
   d.summary_replayed = summarize(std::span<const float>(value.data));
-  std::string layer, op;
-  split_site(d.site, layer, op);
-  layer_steps_[layer].push_back(step_);
+  views_.probe(site, phase_name(phase), &*d.summary_recorded, &*d.summary_replayed);
   diverge(std::move(d));
 }
 
 void ReplayHooks::step_begin(int64_t step, int epoch, int64_t batch) {
-  (void)epoch, (void)batch;
+  (void)batch;
   if (!cur_.loaded && !cur_.exhausted) load_next();
   step_ = step;
+  views_.begin_step(step, epoch);
   if (cur_.loaded && cur_.step.index != step && compare_ && !first_)
     diverge(divergence(step, "setup", "missing", "",
                        "the replay is at step " + std::to_string(step) + ", the trace at step " +
                            std::to_string(cur_.step.index)));
+}
+
+void ReplayHooks::compare_tensors(const trace::StepEnd& rec, const StepSummary& s) {
+  // For the page: every gradient and parameter, each step, not only up to the first that differs.
+  for (size_t i = 0; i < rec.grads.size() && i < s.grads.size(); ++i)
+    views_.tensor(rec.grads[i].first, true,
+                  rec.grads[i].first != s.grads[i].first || rec.grads[i].second != digest(*s.grads[i].second));
+  if (trace::is_combined(rec.params)) {
+    views_.tensor(rec.params[0].first, false,
+                  rec.params[0].second != trace::parameter_digests(s.params, ProbeLevel::step)[0].second);
+    return;
+  }
+  for (size_t i = 0; i < rec.params.size() && i < s.params.size(); ++i)
+    views_.tensor(rec.params[i].first, false,
+                  rec.params[i].first != s.params[i].first || rec.params[i].second != digest(*s.params[i].second));
+}
+
+void ReplayHooks::epoch_end(const EpochSummary& e) { views_.epoch_logs(1, e.epoch, e.logs); }
+
+void ReplayHooks::finish_views(PageViews& page) {
+  // The recorded epoch message follows its last step's (checkpoints may lie between): the next step's load
+  // reads it, and a replay that ends, or stops at a divergence, after an epoch's last step has loaded none.
+  if (!cur_.loaded && !cur_.exhausted && status_.ok()) {
+    for (;;) {
+      auto rec = reader_->next();
+      if (!rec || !rec->has_value()) break;
+      if (std::holds_alternative<trace::TraceStep>((*rec)->value)) break;
+      if (auto* e = std::get_if<trace::TraceEpoch>(&(*rec)->value)) views_.epoch_logs(0, e->epoch, e->logs);
+    }
+  }
+  views_.finish(page);
 }
 
 void ReplayHooks::step_end(const StepSummary& s) {
@@ -299,6 +333,8 @@ void ReplayHooks::step_end(const StepSummary& s) {
     if (cur_.step.end) {
       const trace::StepEnd& rec = *cur_.step.end;
       losses_.emplace_back(rec.loss, s.loss);
+      views_.loss(rec.loss, s.loss);
+      if (compare_) compare_tensors(rec, s);
       if (compare_ && !first_) {
         // Step-level evidence: which parameter or gradient differs first (gradients come first in time).
         auto first_diff = [&](const std::vector<std::pair<std::string, uint64_t>>& recorded,

@@ -15,6 +15,7 @@
 #include "engine/hooks.h"
 #include "replayer/divergence.h"
 #include "replayer/force.h"
+#include "replayer/page_views.h"
 #include "traces/trace_reader.h"
 
 namespace trainrr {
@@ -51,8 +52,10 @@ class ReplayHooks : public Hooks {
   uint64_t replayed_seed() const { return replayed_seed_; }
   // Recorded and replayed loss per step, for reports.
   const std::vector<std::pair<double, double>>& losses() const { return losses_; }
-  // Layers whose probes differed, per step.
-  const std::map<std::string, std::vector<int64_t>>& layer_divergence_steps() const { return layer_steps_; }
+  // Moves the per-step views of the report's page (losses, epochs, what differed by how much, step by step)
+  // into `page`, once the replay is over. It reads the recorded epoch that ends the last step replayed, when
+  // the replay stopped before reading it; what it reads there changes neither status() nor at_end().
+  void finish_views(PageViews& page);
   int64_t steps_compared() const { return steps_compared_; }
 
   // Whether the trace has no step left for the run's next step (loads it to find out).
@@ -107,6 +110,7 @@ class ReplayHooks : public Hooks {
   void probe_unchanged(std::string_view site, Phase phase, const Tensor& value) override;
   void step_begin(int64_t step, int epoch, int64_t batch) override;
   void step_end(const StepSummary& summary) override;
+  void epoch_end(const EpochSummary& summary) override;
 
  private:
   // The recorded step the run is in, with its events indexed by (kind, site).
@@ -120,6 +124,8 @@ class ReplayHooks : public Hooks {
   const trace::Event* peek(const std::string& key);
   const trace::Event* take(const std::string& key);
   void diverge(FirstDivergence d);
+  // Each gradient and parameter digest against the recording's, for the page's views.
+  void compare_tensors(const trace::StepEnd& recorded, const StepSummary& now);
   bool probe_recorded(std::string_view site) const;
   // Compares a probe with the recording's; `known`: its digest, when already computed.
   void check_probe(std::string_view site, Phase phase, const Tensor& value, const uint64_t* known);
@@ -145,7 +151,7 @@ class ReplayHooks : public Hooks {
   std::vector<Substitution> substituted_;
   uint64_t replayed_seed_ = 0;
   std::vector<std::pair<double, double>> losses_;
-  std::map<std::string, std::vector<int64_t>> layer_steps_;
+  StepViews views_;
   int64_t steps_compared_ = 0;
   std::map<std::string, int64_t> matched_draws_;
   std::map<std::string, int64_t> order_diffs_;  // site -> first step where the order differed

@@ -529,25 +529,20 @@ ReplayResult replay(const ReplayOptions& o) {
     rep.notes.push_back("the trace has no checkpoint at or before step " + std::to_string(o.from_step) +
                         ": replayed from step 0");
   rep.facts.emplace_back("steps compared", std::to_string(hooks.steps_compared()));
-  rep.per_step_views = true;
-  rep.layer_probes = header.level != ProbeLevel::step;
-  rep.first_step = resumed;
-  for (const auto& [a, b] : hooks.losses()) {
-    rep.loss_a.push_back(a);
-    rep.loss_b.push_back(b);
-  }
+  hooks.finish_views(rep.page);
+  rep.page.per_step = true;
+  rep.page.layer_probes = header.level != ProbeLevel::step;
+  rep.page.environment = side_by_side_table(header.environment, *env);
+  rep.page.kernels = side_by_side_table(hooks.recorded_kernels(), hooks.replayed_kernels());
+  rep.page.command = replay_command_line(o);
+  rep.page.stopped_at_first = hooks.diverged() && !o.keep_going && t.step() < end;
+  if (rep.page.stopped_at_first) rep.page.would_end = end - 1;
   if (o.keep_going && hooks.diverged() && !hooks.losses().empty()) {
     // How far the run drifted by the last step compared, past its first divergence.
     const auto& [recorded, replayed] = hooks.losses().back();
     rep.facts.emplace_back(
         "loss at step " + std::to_string(resumed + static_cast<int64_t>(hooks.losses().size()) - 1),
         round_trip(recorded) + " (recorded) vs " + round_trip(replayed) + " (replayed)");
-  }
-  for (const auto& [layer, steps] : hooks.layer_divergence_steps()) {
-    std::vector<int> strip(rep.loss_a.size(), 0);
-    for (int64_t s : steps)
-      if (s - resumed >= 0 && s - resumed < static_cast<int64_t>(strip.size())) strip[s - resumed] = 1;
-    rep.layer_divergence.emplace_back(layer, strip);
   }
 
   CauseInputs ci;

@@ -3,108 +3,760 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <map>
 #include <sstream>
 
 #include "engine/escape.h"
 
-namespace trainrr {
+// The page, top to bottom: the answer (a card), the loss of both runs with their difference on a log scale,
+// the divergence map (every probed tensor, step by step, coloured by how much it differs), notes and facts,
+// then the kernel choices and the environment of both sides. Pure HTML, CSS and inline SVG: no script, no
+// request to anywhere. Every string that came from a trace or a path goes through html_escape.
 
+namespace trainrr {
 namespace {
 
-std::string fmt_double(double v) {
+using std::string;
+
+string esc(std::string_view s) { return html_escape(s); }
+
+string num(double v, int digits = 4) {
   if (std::isnan(v)) return "nan";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.9g", v);
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%.*g", digits, v);
   return buf;
 }
 
-}  // namespace
+// Coordinates in SVG: two decimals are plenty.
+string px(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f", v);
+  string s = buf;
+  while (!s.empty() && s.back() == '0') s.pop_back();
+  if (!s.empty() && s.back() == '.') s.pop_back();
+  return s == "-0" ? "0" : s;
+}
 
-namespace {
+// "1e-08" reads worse than "1e-8".
+string decade(int e) {
+  if (e == 0) return "1";
+  if (e == 1) return "10";
+  if (e == -1) return "0.1";
+  if (e == -2) return "0.01";
+  return "1e" + std::to_string(e);
+}
 
-// A line plot of one or two series as inline SVG; point i is at step first + i * stride.
-std::string svg_lines(const std::vector<double>& a, const std::vector<double>& b, const std::string& la,
-                      const std::string& lb, int64_t first, int64_t stride) {
-  const int w = 720, h = 240, pad = 40;
+// About `target` round values covering [lo, hi].
+std::vector<double> nice_ticks(double lo, double hi, int target) {
+  std::vector<double> t;
+  if (!(hi > lo)) return {lo};
+  const double raw = (hi - lo) / std::max(1, target);
+  const double mag = std::pow(10.0, std::floor(std::log10(raw)));
+  double step = mag;
+  for (double m : {1.0, 2.0, 2.5, 5.0, 10.0})
+    if (raw <= m * mag) {
+      step = m * mag;
+      break;
+    }
+  for (double v = std::ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step)
+    t.push_back(std::fabs(v) < step * 1e-9 ? 0 : v);
+  return t;
+}
+
+const string* fact(const DivergenceReport& r, const string& key) {
+  for (const auto& [k, v] : r.facts)
+    if (k == key) return &v;
+  return nullptr;
+}
+
+string base_name(const string& path) {
+  const string b = std::filesystem::path(path).filename().string();
+  return b.empty() ? path : b;
+}
+
+// What each side is called on the page: the traces by name, not A and B.
+struct Names {
+  string a, b;
+};
+
+Names side_names(const DivergenceReport& r) {
+  if (r.command == "diff") {
+    const string* a = fact(r, "A");
+    const string* b = fact(r, "B");
+    if (a && b) {
+      if (base_name(*a) != base_name(*b)) return {base_name(*a), base_name(*b)};
+      return {*a, *b};
+    }
+  }
+  if (const string* t = fact(r, "trace")) return {base_name(*t) + " (recorded)", "replay here"};
+  return {r.label_a, r.label_b};
+}
+
+struct Look {
+  string word;   // what the badge says
+  string klass;  // bad | ok | warn
+};
+
+Look status_look(const DivergenceReport& r) {
+  const ReportStatus s = r.status();
+  return {status_name(s), s == ReportStatus::diverged                                    ? "bad"
+                          : s == ReportStatus::damaged || s == ReportStatus::truncated ? "warn"
+                                                                                       : "ok"};
+}
+
+// "run_b.trr was changed after it was written: reading stopped at byte 812, after step 41".
+string stop_words(const TraceStop& s) {
+  const string who = s.side.empty() ? s.trace : s.side + " (" + s.trace + ")";
+  const string after = "after step " + std::to_string(s.after_step);
+  const string at = s.offset ? " at byte " + std::to_string(*s.offset) : string();
+  if (s.damaged) return who + " was changed after it was written: reading stopped" + at + ", " + after;
+  return who + " is cut short" + at + ", " + after + " (a recording killed or cut there)";
+}
+
+// --- the answer ---
+
+void answer_card(std::ostringstream& o, const DivergenceReport& r, const Names& n) {
+  const Look look = status_look(r);
+  o << "<section class=\"card " << look.klass << "\"><div class=\"badge " << look.klass << "\">" << look.word
+    << "</div>";
+  const string* compared = fact(r, "steps compared");
+  const bool identical = r.status() == ReportStatus::identical;
+  if (!r.diverged && r.stop) {
+    o << "<h1>" << (r.stop->damaged ? "The trace is damaged" : "The trace is cut short") << " after step "
+      << r.stop->after_step << "</h1><p class=\"sub\">"
+      << (r.two_recordings ? "The steps both traces hold before it are identical"
+          : r.command == "bisect" ? "A free replay reproduces the steps before it bit for bit"
+                                  : "The steps before it reproduced bit for bit")
+      << (compared ? " (" + esc(*compared) + " steps compared)" : string()) << "; nothing after it is compared.</p>";
+  } else if (!r.diverged) {
+    o << "<h1>" << (identical ? "The two runs computed the same bits" : "Reproduced bit for bit") << "</h1>";
+    if (compared) o << "<p class=\"sub\">" << esc(*compared) << " steps compared</p>";
+    if (identical && !r.same_choices)
+      o << "<p>Some kernel choices differ, yet every compared value is the same (see the kernel table).</p>";
+  } else if (r.first) {
+    const FirstDivergence& d = *r.first;
+    o << "<h1>Diverged at step " << d.step;
+    if (!d.phase.empty()) o << ", " << esc(d.phase);
+    o << "</h1><p class=\"sub\">";
+    if (!d.layer.empty() && d.layer != d.site) o << "layer <b>" << esc(d.layer) << "</b> ";
+    if (!d.op.empty()) o << "op <b>" << esc(d.op) << "</b> ";
+    if (!d.site.empty()) o << "<code>" << esc(d.site) << "</code>";
+    o << "</p>";
+  } else {
+    o << "<h1>Diverged</h1>";
+  }
+  o << "<dl>";
+  if (r.stop)
+    o << "<dt>" << (r.stop->damaged ? "Damaged" : "Cut short") << "</dt><dd class=\"hl\">" << esc(stop_words(*r.stop))
+      << (r.stop->detail.empty() ? string() : ": " + esc(r.stop->detail)) << "</dd>";
+  if (r.diverged) {
+    o << "<dt>Cause</dt><dd><span class=\"tag\">" << esc(r.cause.category) << "</span> " << esc(r.cause.detail)
+      << "</dd>";
+  }
+  if (r.first) {
+    const FirstDivergence& d = *r.first;
+    if (!d.detail.empty()) o << "<dt>What differs</dt><dd>" << esc(d.detail) << "</dd>";
+    if (!d.kernel_recorded.empty() || !d.kernel_replayed.empty()) {
+      const bool same = d.kernel_recorded == d.kernel_replayed;
+      o << "<dt>Kernel</dt><dd>";
+      if (same)
+        o << "<code>" << esc(d.kernel_recorded) << "</code> on both sides";
+      else
+        o << "<span class=\"hl\"><code>" << esc(d.kernel_recorded.empty() ? "?" : d.kernel_recorded)
+          << "</code> in " << esc(n.a) << ", <code>" << esc(d.kernel_replayed.empty() ? "?" : d.kernel_replayed)
+          << "</code> in " << esc(n.b) << "</span>";
+      o << "</dd>";
+    }
+    if (d.has_element) {
+      o << "<dt>First differing element</dt><dd><table class=\"vals\"><tr><th>index</th><th>" << esc(n.a)
+        << "</th><th>" << esc(n.b) << "</th><th>|diff|</th><th>ULP</th></tr><tr><td>" << d.index
+        << "</td><td class=\"mono\">" << num(d.recorded, 9) << "</td><td class=\"mono\">" << num(d.replayed, 9)
+        << "</td><td class=\"mono\">" << num(d.abs_diff, 3) << "</td><td class=\"mono\">" << d.ulp
+        << "</td></tr></table></dd>";
+    }
+    if (d.summary_recorded && d.summary_replayed) {
+      o << "<dt>Tensor summary</dt><dd><table class=\"vals\"><tr><th></th><th>sum</th><th>min</th><th>max</th>"
+           "<th>non-finite</th></tr>";
+      for (int side = 0; side < 2; ++side) {
+        const Summary& s = side ? *d.summary_replayed : *d.summary_recorded;
+        o << "<tr><td>" << esc(side ? n.b : n.a) << "</td><td class=\"mono\">" << num(s.sum, 9)
+          << "</td><td class=\"mono\">" << num(s.min, 9) << "</td><td class=\"mono\">" << num(s.max, 9)
+          << "</td><td class=\"mono\">" << s.non_finite << "</td></tr>";
+      }
+      o << "</table></dd>";
+    }
+  }
+  // bisect's command is the replay that reproduces the recording; the others' show their comparison again.
+  if (!r.page.command.empty())
+    o << "<dt>"
+      << (r.command == "bisect" ? "Reproduces the recording" : r.diverged ? "Reproduce with" : "Command")
+      << "</dt><dd><code class=\"cmd\">" << esc(r.page.command) << "</code></dd>";
+  o << "</dl>";
+  if (r.page.stopped_at_first && r.first)
+    o << "<p class=\"callout\">The replay stopped at its first divergence, step " << r.first->step
+      << ". To see how far the runs drift after it, replay to the end: <code class=\"cmd\">"
+      << esc(r.page.command) << " --keep-going</code></p>";
+  o << "</section>\n";
+}
+
+// --- the loss of both runs ---
+
+constexpr int kWidth = 1100;
+
+struct Axis {
+  double lo, hi;  // data range
+  double p0, p1;  // pixel range
+  double at(double v) const { return hi == lo ? (p0 + p1) / 2 : p0 + (p1 - p0) * (v - lo) / (hi - lo); }
+};
+
+string legend_line(const string& colour, bool dashed, double width = 2.5, double opacity = 1) {
+  return "<svg class=\"sw\" width=\"28\" height=\"10\" viewBox=\"0 0 28 10\"><line x1=\"0\" y1=\"5\" x2=\"28\" "
+         "y2=\"5\" stroke=\"" +
+         colour + "\" stroke-width=\"" + px(width) + "\" stroke-opacity=\"" + px(opacity) + "\"" + (dashed ? " stroke-dasharray=\"5 3\"" : "") + "/></svg>";
+}
+
+string legend_mark(const string& colour, bool square) {
+  return string("<svg class=\"sw\" width=\"12\" height=\"12\" viewBox=\"0 0 12 12\">") +
+         (square ? "<rect x=\"2.5\" y=\"2.5\" width=\"7\" height=\"7\"" : "<circle cx=\"6\" cy=\"6\" r=\"4.5\"") +
+         " fill=\"#fff\" stroke=\"" + colour + "\" stroke-width=\"2\"/></svg>";
+}
+
+// The x axis of the loss panels: steps, with the epochs' first steps and the first divergence marked.
+void step_axis(std::ostringstream& o, const Axis& x, double top, double bottom, bool labels,
+               const std::vector<EpochMark>& epochs, int64_t diverged_at) {
+  for (double t : nice_ticks(x.lo, x.hi, 8)) {
+    if (t != std::floor(t)) continue;
+    o << "<line class=\"grid\" x1=\"" << px(x.at(t)) << "\" y1=\"" << px(top) << "\" x2=\"" << px(x.at(t))
+      << "\" y2=\"" << px(bottom) << "\"/>";
+    if (labels)
+      o << "<text class=\"tick\" x=\"" << px(x.at(t)) << "\" y=\"" << px(bottom + 16)
+        << "\" text-anchor=\"middle\">" << static_cast<int64_t>(t) << "</text>";
+  }
+  const size_t every = std::max<size_t>(1, (epochs.size() + 11) / 12);
+  for (size_t i = 0; i < epochs.size(); ++i) {
+    // The first epoch compared may begin before the first step compared: its label sits at the left edge.
+    double ex = x.at(static_cast<double>(epochs[i].step) - 0.5);
+    if (ex <= x.p0 + 1)
+      ex = x.p0;
+    else
+      o << "<line class=\"epoch\" x1=\"" << px(ex) << "\" y1=\"" << px(top) << "\" x2=\"" << px(ex)
+        << "\" y2=\"" << px(bottom) << "\"/>";
+    // A label near the right edge ends at its line rather than running past the panel.
+    const bool end = ex > x.p1 - 56;
+    if (!labels && i % every == 0)
+      o << "<text class=\"etick\" x=\"" << px(end ? ex - 3 : ex + 3) << "\" y=\"" << px(top + 11)
+        << "\" text-anchor=\"" << (end ? "end" : "start") << "\">epoch " << epochs[i].epoch << "</text>";
+  }
+  if (diverged_at >= 0 && diverged_at >= x.lo - 0.5 && diverged_at <= x.hi + 0.5) {
+    const double dx = x.at(static_cast<double>(diverged_at));
+    o << "<line class=\"first\" x1=\"" << px(dx) << "\" y1=\"" << px(top) << "\" x2=\"" << px(dx) << "\" y2=\""
+      << px(bottom) << "\"/>";
+    if (!labels) {
+      const bool right = dx > x.p0 + (x.p1 - x.p0) * 0.7;
+      o << "<text class=\"firstlabel\" x=\"" << px(right ? dx - 4 : dx + 4) << "\" y=\"" << px(bottom - 6)
+        << "\" text-anchor=\"" << (right ? "end" : "start") << "\">first divergence, step " << diverged_at
+        << "</text>";
+    }
+  }
+}
+
+void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names& n) {
+  const PageViews& p = r.page;
+  o << "<section><h2>Loss per step</h2>";
+  if (!p.per_step) {
+    o << "<p class=\"muted\">Not computed by trainrr " << esc(r.command)
+      << ", which re-executes only a window of steps: <code>trainrr replay --keep-going</code> or <code>trainrr "
+         "diff</code> draws the loss curves and the divergence map.</p></section>\n";
+    return;
+  }
+  const size_t points = p.loss_a.size();
+  auto step_of = [&](size_t i) { return static_cast<double>(p.first_step + static_cast<int64_t>(i) * p.step_stride); };
   double lo = INFINITY, hi = -INFINITY;
-  size_t n = std::max(a.size(), b.size());
-  for (const auto* s : {&a, &b})
+  for (const auto* s : {&p.loss_a, &p.loss_b})
     for (double v : *s)
       if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
-  if (n < 2 || !std::isfinite(lo)) return "<p>(no loss values)</p>";
-  if (hi == lo) hi = lo + 1;
-  auto path = [&](const std::vector<double>& s) {
-    std::string p;
+  for (const auto& v : p.val_loss)
+    for (double x : {v.a, v.b})
+      if (std::isfinite(x)) lo = std::min(lo, x), hi = std::max(hi, x);
+  if (points == 0 || !std::isfinite(lo)) {
+    o << "<p class=\"muted\">No step compared holds a loss on both sides.</p></section>\n";
+    return;
+  }
+  const bool has_val = !p.val_loss.empty();
+  o << "<div class=\"legend\"><span>" << legend_line("var(--a)", false, 6, 0.35) << esc(n.a) << "</span><span>"
+    << legend_line("var(--b)", false, 1.6) << esc(n.b) << "</span>";
+  if (has_val)
+    o << "<span>" << legend_mark("var(--a)", false) << "validation loss, " << esc(n.a) << "</span><span>"
+      << legend_mark("var(--b)", true) << "validation loss, " << esc(n.b) << "</span>";
+  if (r.diverged) o << "<span>" << legend_line("var(--bad)", false) << "first divergence</span>";
+  o << "<span>" << legend_line("#9aa5b1", true) << "epoch start</span></div>";
+
+  const double left = 74, right = kWidth - 16;
+  // A replay that stopped at its first divergence keeps the axis of the whole run, the rest marked as not
+  // replayed.
+  double x_lo = step_of(0), x_hi = std::max(step_of(points - 1), static_cast<double>(p.would_end));
+  if (x_hi - x_lo < 1) x_lo -= 0.5, x_hi += 0.5;
+  const Axis x{x_lo, x_hi, left, right};
+  auto not_replayed = [&](double top, double bottom, bool label) {
+    if (!p.stopped_at_first || p.would_end <= p.last_step) return;
+    const double nx = x.at(static_cast<double>(p.last_step) + 0.5);
+    o << "<rect class=\"notrun\" x=\"" << px(nx) << "\" y=\"" << px(top) << "\" width=\"" << px(right - nx)
+      << "\" height=\"" << px(bottom - top) << "\"/>";
+    if (label)
+      o << "<text class=\"note\" x=\"" << px((nx + right) / 2) << "\" y=\"" << px((top + bottom) / 2)
+        << "\" text-anchor=\"middle\">steps " << p.last_step + 1 << "-" << p.would_end
+        << " not replayed: the replay stopped at its first divergence</text>";
+  };
+  const int64_t diverged_at = r.diverged && r.first ? r.first->step : -1;
+  // Panel 1: the two losses.
+  const double t1 = 12, b1 = 262;
+  if (hi == lo) hi = lo + std::max(1e-6, std::fabs(lo) * 0.01), lo -= std::max(1e-6, std::fabs(lo) * 0.01);
+  const std::vector<double> yt = nice_ticks(lo, hi, 5);
+  const Axis y{std::min(lo, yt.front()), std::max(hi, yt.back()), b1, t1};
+  // Panel 2: |loss difference|, log scale.
+  const double t2 = 310, b2 = 450;
+  double dlo = INFINITY, dhi = -INFINITY;
+  std::vector<double> diff(points, NAN);
+  for (size_t i = 0; i < points; ++i) {
+    const double a = p.loss_a[i], b = i < p.loss_b.size() ? p.loss_b[i] : NAN;
+    if (!std::isfinite(a) || !std::isfinite(b)) continue;
+    diff[i] = std::fabs(a - b);
+    if (diff[i] > 0) dlo = std::min(dlo, diff[i]), dhi = std::max(dhi, diff[i]);
+  }
+  const bool any_diff = std::isfinite(dlo);
+  int e_lo = any_diff ? static_cast<int>(std::floor(std::log10(dlo))) : -8;
+  int e_hi = any_diff ? static_cast<int>(std::ceil(std::log10(dhi))) : 0;
+  if (e_hi <= e_lo) e_hi = e_lo + 1;
+  const double zero_band = b2 + 0;  // identical steps sit on the axis, drawn as a band below the panel
+  const Axis yl{static_cast<double>(e_lo), static_cast<double>(e_hi), b2 - 14, t2};
+
+  o << "<svg viewBox=\"0 0 " << kWidth << " 492\" role=\"img\" aria-label=\"loss per step, steps "
+    << static_cast<int64_t>(step_of(0)) << " to " << static_cast<int64_t>(step_of(points - 1)) << "\">";
+  // Panel 1.
+  o << "<rect class=\"plot\" x=\"" << px(left) << "\" y=\"" << px(t1) << "\" width=\"" << px(right - left)
+    << "\" height=\"" << px(b1 - t1) << "\"/>";
+  not_replayed(t1, b1, true);
+  for (double t : yt) {
+    o << "<line class=\"grid\" x1=\"" << px(left) << "\" y1=\"" << px(y.at(t)) << "\" x2=\"" << px(right)
+      << "\" y2=\"" << px(y.at(t)) << "\"/><text class=\"tick\" x=\"" << px(left - 6) << "\" y=\""
+      << px(y.at(t) + 4) << "\" text-anchor=\"end\">" << num(t, 4) << "</text>";
+  }
+  step_axis(o, x, t1, b1, false, p.epochs, diverged_at);
+  auto path = [&](const std::vector<double>& s, const Axis& ya, bool log) {
+    string d;
     bool pen = false;
     for (size_t i = 0; i < s.size(); ++i) {
-      if (!std::isfinite(s[i])) {
+      const double v = s[i];
+      if (!std::isfinite(v) || (log && !(v > 0))) {
         pen = false;
         continue;
       }
-      const double x = pad + (w - 2 * pad) * static_cast<double>(i) / static_cast<double>(n - 1);
-      const double y = h - pad - (h - 2 * pad) * (s[i] - lo) / (hi - lo);
-      p += (pen ? " L" : " M") + fmt_double(x) + " " + fmt_double(y);
+      d += pen ? 'L' : 'M';
+      d += px(x.at(step_of(i)));
+      d += ' ';
+      d += px(ya.at(log ? std::log10(v) : v));
       pen = true;
     }
-    return p;
+    return d;
   };
-  std::ostringstream o;
-  o << "<svg width=\"" << w << "\" height=\"" << h << "\" role=\"img\">"
-    << "<rect x=\"0\" y=\"0\" width=\"" << w << "\" height=\"" << h << "\" fill=\"#fff\" stroke=\"#ccc\"/>"
-    << "<path d=\"" << path(a) << "\" fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\"/>"
-    << "<path d=\"" << path(b)
-    << "\" fill=\"none\" stroke=\"#d62728\" stroke-width=\"1.5\" stroke-dasharray=\"4 3\"/>"
-    << "<text x=\"" << pad << "\" y=\"16\" font-size=\"12\" fill=\"#1f77b4\">" << html_escape(la) << "</text>"
-    << "<text x=\"" << pad + 120 << "\" y=\"16\" font-size=\"12\" fill=\"#d62728\">" << html_escape(lb)
-    << "</text>"
-    << "<text x=\"4\" y=\"" << pad << "\" font-size=\"11\">" << fmt_double(hi) << "</text>"
-    << "<text x=\"4\" y=\"" << h - pad << "\" font-size=\"11\">" << fmt_double(lo) << "</text>"
-    << "<text x=\"" << pad << "\" y=\"" << h - 8 << "\" font-size=\"11\">step " << first << "</text>"
-    << "<text x=\"" << w - pad << "\" y=\"" << h - 8 << "\" font-size=\"11\" text-anchor=\"end\">step "
-    << first + static_cast<int64_t>(n - 1) * stride << "</text></svg>";
-  return o.str();
+  auto dots = [&](const std::vector<double>& s, const Axis& ya, bool log, const string& klass) {
+    // Points with no neighbour to join show as dots.
+    for (size_t i = 0; i < s.size(); ++i) {
+      auto ok = [&](size_t j) { return j < s.size() && std::isfinite(s[j]) && (!log || s[j] > 0); };
+      if (!ok(i) || (i > 0 && ok(i - 1)) || ok(i + 1)) continue;
+      o << "<circle class=\"" << klass << "\" cx=\"" << px(x.at(step_of(i))) << "\" cy=\""
+        << px(ya.at(log ? std::log10(s[i]) : s[i])) << "\" r=\"3\"/>";
+    }
+  };
+  o << "<path class=\"la\" d=\"" << path(p.loss_a, y, false) << "\"/><path class=\"lb\" d=\""
+    << path(p.loss_b, y, false) << "\"/>";
+  dots(p.loss_a, y, false, "da");
+  dots(p.loss_b, y, false, "db");
+  for (const auto& v : p.val_loss) {
+    const double vx = x.at(static_cast<double>(v.step));
+    if (std::isfinite(v.a))
+      o << "<circle class=\"va\" cx=\"" << px(vx) << "\" cy=\"" << px(y.at(v.a)) << "\" r=\"6.5\"><title>epoch "
+        << v.epoch << " validation loss " << num(v.a, 7) << " (" << esc(n.a) << ")</title></circle>";
+    if (std::isfinite(v.b))
+      o << "<rect class=\"vb\" x=\"" << px(vx - 3.5) << "\" y=\"" << px(y.at(v.b) - 3.5)
+        << "\" width=\"7\" height=\"7\"><title>epoch " << v.epoch << " validation loss " << num(v.b, 7) << " ("
+        << esc(n.b) << ")</title></rect>";
+  }
+  o << "<text class=\"axis\" transform=\"translate(16 " << px((t1 + b1) / 2) << ") rotate(-90)\" "
+       "text-anchor=\"middle\">loss</text>";
+  // Panel 2.
+  o << "<rect class=\"plot\" x=\"" << px(left) << "\" y=\"" << px(t2) << "\" width=\"" << px(right - left)
+    << "\" height=\"" << px(b2 - t2) << "\"/>";
+  not_replayed(t2, b2, false);
+  const int every = std::max(1, (e_hi - e_lo + 5) / 6);
+  for (int e = e_lo; e <= e_hi; ++e) {
+    if ((e - e_lo) % every) continue;
+    o << "<line class=\"grid\" x1=\"" << px(left) << "\" y1=\"" << px(yl.at(e)) << "\" x2=\"" << px(right)
+      << "\" y2=\"" << px(yl.at(e)) << "\"/><text class=\"tick\" x=\"" << px(left - 6) << "\" y=\""
+      << px(yl.at(e) + 4) << "\" text-anchor=\"end\">" << decade(e) << "</text>";
+  }
+  step_axis(o, x, t2, b2, true, p.epochs, diverged_at);
+  // Steps whose losses are the same bits: a band along the bottom of the panel.
+  for (size_t i = 0; i < points; ++i) {
+    if (!(diff[i] == 0)) continue;
+    size_t j = i;
+    while (j + 1 < points && diff[j + 1] == 0) ++j;
+    const double half = points == 1 ? 6 : (x.at(step_of(1)) - x.at(step_of(0))) / 2;
+    o << "<rect class=\"same\" x=\"" << px(std::max(left, x.at(step_of(i)) - half)) << "\" y=\""
+      << px(zero_band - 9) << "\" width=\""
+      << px(std::min(right, x.at(step_of(j)) + half) - std::max(left, x.at(step_of(i)) - half))
+      << "\" height=\"8\"><title>steps " << static_cast<int64_t>(step_of(i)) << "-"
+      << static_cast<int64_t>(step_of(j)) << ": the same loss, bit for bit</title></rect>";
+    i = j;
+  }
+  o << "<path class=\"ld\" d=\"" << path(diff, yl, true) << "\"/>";
+  dots(diff, yl, true, "dd");
+  if (!any_diff)
+    o << "<text class=\"note\" x=\"" << px(left + 12) << "\" y=\"" << px((t2 + b2) / 2)
+      << "\" text-anchor=\"start\">the losses are the same bits at every step compared</text>";
+  o << "<text class=\"axis\" transform=\"translate(16 " << px((t2 + b2) / 2) << ") rotate(-90)\" "
+       "text-anchor=\"middle\">|loss difference|</text>"
+    << "<text class=\"axis\" x=\"" << px((left + right) / 2) << "\" y=\"488\" text-anchor=\"middle\">step</text>";
+  o << "</svg>";
+  o << "<p class=\"caption\">Top: the training loss of each step (where the runs agree, the thin line runs inside "
+       "the wide one)"
+    << (has_val ? ", and each epoch's validation loss" : "")
+    << ". Bottom: the absolute difference of the two losses on a log scale; a green band marks steps whose losses "
+       "are the same bits.";
+  if (p.step_stride > 1) o << " One point per " << p.step_stride << " steps.";
+  if (!has_val) o << " No validation loss in the epochs compared (train.validation_split draws one per epoch).";
+  o << "</p></section>\n";
 }
+
+// --- the divergence map ---
+
+// Colours of the sizes of differences: a sequential scale of relative size, one colour per two decades.
+constexpr const char* kScale[] = {"#ffe38a", "#fec44f", "#fd8d3c", "#f03b20", "#d7191c", "#a50f15", "#67000d", "#2b0006"};
+constexpr int kBuckets = 8;
+constexpr const char* kSameColour = "#cfe8cf";
+constexpr const char* kUnknownColour = "#a3acb8";
+constexpr const char* kNotComparedColour = "#f1f3f5";
+
+// The colour class of a cell: 0..7 the scale, 8 same bits, 9 size unknown, 10 not compared.
+int bucket(float size) {
+  if (size == MapRow::kNotCompared) return 10;
+  if (size == MapRow::kSizeUnknown) return 9;
+  if (size == MapRow::kSame) return 8;
+  const double e = std::log10(static_cast<double>(size));
+  if (e < -12) return 0;
+  return std::min(kBuckets - 1, 1 + static_cast<int>(std::floor((e + 12) / 2)));
+}
+
+string bucket_label(int b) {
+  if (b == 0) return "below 1e-12";
+  if (b == kBuckets - 1) return "1 and above";
+  return decade(-12 + 2 * (b - 1)) + " to " + decade(-10 + 2 * (b - 1));
+}
+
+string block_title(const string& block) {
+  if (block == "forward") return "forward: layer outputs";
+  if (block == "backward") return "backward: gradients";
+  return "update: parameters after the step";
+}
+
+void map_section(std::ostringstream& o, const DivergenceReport& r) {
+  const PageViews& p = r.page;
+  o << "<section><h2>Where the runs differ, step by step</h2>";
+  if (!p.per_step) {
+    o << "<p class=\"muted\">Not computed by trainrr " << esc(r.command) << ".</p></section>\n";
+    return;
+  }
+  if (!p.layer_probes)
+    o << "<p class=\"callout\">The trace holds no layer-level probes (level step): only the loss and one digest "
+         "of all parameters per step. Record with <code>--level layer</code> or <code>--level op</code> to see "
+         "each layer here.</p>";
+  const size_t points = p.loss_a.size();
+  if (p.rows.empty() || points == 0) {
+    o << "<p class=\"muted\">No tensor was compared.</p></section>\n";
+    return;
+  }
+  size_t longest = 0;
+  for (const auto& row : p.rows) longest = std::max(longest, row.site.size());
+  const double label_w = std::clamp(static_cast<double>(longest) * 6.9 + 16, 140.0, 360.0);
+  const size_t max_chars = static_cast<size_t>((label_w - 16) / 6.9);
+  const double left = label_w, right = kWidth - 16, top = 30;
+  const double row_h = p.rows.size() > 60 ? 10 : 17, gap = 20;
+  // Columns through the step a replay stopped short of, when it stopped at its first divergence.
+  const size_t columns = p.stopped_at_first && p.would_end > p.last_step
+                             ? points + static_cast<size_t>((p.would_end - p.last_step + p.step_stride - 1) / p.step_stride)
+                             : points;
+  const double cw = (right - left) / static_cast<double>(columns);
+  std::vector<double> row_y;
+  double yy = top;
+  string block;
+  for (const auto& row : p.rows) {
+    if (row.block != block) yy += gap, block = row.block;
+    row_y.push_back(yy);
+    yy += row_h;
+  }
+  const double bottom = yy;
+  const double height = bottom + 44;
+  auto x_of_step = [&](double s) {
+    return left + (s - static_cast<double>(p.first_step)) / static_cast<double>(p.step_stride) * cw;
+  };
+  o << "<svg viewBox=\"0 0 " << kWidth << " " << px(height) << "\" role=\"img\" aria-label=\"divergence map\">";
+  block.clear();
+  for (size_t ri = 0; ri < p.rows.size(); ++ri) {
+    const MapRow& row = p.rows[ri];
+    const double ry = row_y[ri];
+    if (row.block != block) {
+      block = row.block;
+      o << "<text class=\"block\" x=\"4\" y=\"" << px(ry - 6) << "\">" << block_title(block) << "</text>";
+    }
+    const string label = row.site.size() > max_chars ? row.site.substr(0, max_chars - 1) + "\u2026" : row.site;
+    const bool at = r.diverged && r.first && row.site == r.first->site;
+    o << "<text class=\"rowlabel" << (at ? " at" : "") << "\" x=\"" << px(left - 8) << "\" y=\"" << px(ry + row_h * 0.72)
+      << "\" text-anchor=\"end\">" << esc(label) << "<title>" << esc(row.site) << "</title></text>";
+    for (size_t i = 0; i < points;) {
+      const int b = bucket(row.size[i]);
+      size_t j = i;
+      float largest = row.size[i];
+      while (j + 1 < points && bucket(row.size[j + 1]) == b) largest = std::max(largest, row.size[++j]);
+      const char* fill = b < kBuckets ? kScale[b] : b == 8 ? kSameColour : b == 9 ? kUnknownColour : kNotComparedColour;
+      const int64_t s0 = p.first_step + static_cast<int64_t>(i) * p.step_stride;
+      const int64_t s1 = p.first_step + static_cast<int64_t>(j + 1) * p.step_stride - 1;
+      o << "<rect x=\"" << px(left + cw * static_cast<double>(i)) << "\" y=\"" << px(ry) << "\" width=\""
+        << px(cw * static_cast<double>(j + 1 - i)) << "\" height=\"" << px(row_h - 1) << "\" fill=\"" << fill
+        << "\"><title>" << esc(row.site) << ", step" << (s0 == s1 ? " " : "s ") << s0;
+      if (s1 != s0) o << "-" << s1;
+      o << ": "
+        << (b == 10  ? string("not compared")
+            : b == 9 ? string("differs (the trace keeps its digest only, no size)")
+            : b == 8 ? string("same bits")
+                     : "differs, relative size up to " + num(largest, 2))
+        << "</title></rect>";
+      i = j + 1;
+    }
+  }
+  if (columns > points) {
+    const double nx = left + cw * static_cast<double>(points);
+    o << "<rect class=\"notrun\" x=\"" << px(nx) << "\" y=\"" << px(top) << "\" width=\"" << px(right - nx)
+      << "\" height=\"" << px(bottom - top) << "\"/><text class=\"note\" x=\"" << px((nx + right) / 2)
+      << "\" y=\"" << px((top + bottom) / 2) << "\" text-anchor=\"middle\">steps " << p.last_step + 1 << "-"
+      << p.would_end << " not replayed</text>";
+  }
+  // Epoch starts, the first divergence, and the step axis.
+  for (const auto& e : p.epochs) {
+    const double ex = x_of_step(static_cast<double>(e.step));
+    if (ex <= left + 0.5) continue;
+    o << "<line class=\"mapepoch\" x1=\"" << px(ex) << "\" y1=\"" << px(top) << "\" x2=\"" << px(ex)
+      << "\" y2=\"" << px(bottom) << "\"/>";
+  }
+  const size_t every = std::max<size_t>(1, (p.epochs.size() + 11) / 12);
+  for (size_t i = 0; i < p.epochs.size(); i += every) {
+    const double ex = std::max(left, x_of_step(static_cast<double>(p.epochs[i].step)));
+    const bool end = ex > right - 56;
+    o << "<text class=\"etick\" x=\"" << px(end ? ex - 3 : ex + 3) << "\" y=\"" << px(top - 6)
+      << "\" text-anchor=\"" << (end ? "end" : "start") << "\">epoch " << p.epochs[i].epoch << "</text>";
+  }
+  if (r.diverged && r.first && r.first->step >= p.first_step && r.first->step <= p.last_step) {
+    const double fx = x_of_step(static_cast<double>(r.first->step)) + cw / 2;
+    for (size_t ri = 0; ri < p.rows.size(); ++ri)
+      if (p.rows[ri].site == r.first->site)
+        o << "<rect class=\"here\" x=\"" << px(fx - cw / 2) << "\" y=\"" << px(row_y[ri] - 1) << "\" width=\""
+          << px(cw) << "\" height=\"" << px(row_h + 1) << "\"><title>first divergence: " << esc(r.first->site)
+          << ", step " << r.first->step << "</title></rect>";
+    o << "<path class=\"marker\" d=\"M" << px(fx - 6) << " " << px(bottom + 12) << "L" << px(fx + 6) << " "
+      << px(bottom + 12) << "L" << px(fx) << " " << px(bottom + 4) << "Z\"><title>first divergence, step "
+      << r.first->step << "</title></path>";
+  }
+  const int64_t axis_end = std::max({p.last_step, p.first_step, columns > points ? p.would_end : int64_t{-1}});
+  for (double t : nice_ticks(static_cast<double>(p.first_step), static_cast<double>(axis_end), 8)) {
+    if (t != std::floor(t)) continue;
+    o << "<text class=\"tick\" x=\"" << px(x_of_step(t) + cw / 2) << "\" y=\"" << px(bottom + 26)
+      << "\" text-anchor=\"middle\">" << static_cast<int64_t>(t) << "</text>";
+  }
+  o << "<text class=\"axis\" x=\"" << px((left + right) / 2) << "\" y=\"" << px(height - 4)
+    << "\" text-anchor=\"middle\">step</text></svg>";
+  // The key.
+  o << "<div class=\"key\"><span class=\"keytitle\">relative difference of the tensor's summary (min, max, mean, "
+       "RMS over its largest magnitude):</span>";
+  for (int b = 0; b < kBuckets; ++b)
+    o << "<span><i style=\"background:" << kScale[b] << "\"></i>" << bucket_label(b) << "</span>";
+  o << "<span><i style=\"background:" << kSameColour << "\"></i>same bits</span><span><i style=\"background:"
+    << kUnknownColour << "\"></i>differs, size not recorded (digest only)</span><span><i style=\"background:"
+    << kNotComparedColour << "\"></i>not compared</span></div>";
+  o << "<p class=\"caption\">One row per probed tensor, layers in model order within each part of the step; one "
+       "column per step"
+    << (p.step_stride > 1 ? " (per " + std::to_string(p.step_stride) + " steps, the largest difference)" : string())
+    << ". A float32 rounding difference is about 1e-7 relative. Hover a cell for its value.</p></section>\n";
+}
+
+// --- notes and facts ---
+
+void notes_section(std::ostringstream& o, const DivergenceReport& r) {
+  if (r.notes.empty() && r.facts.empty()) return;
+  o << "<section><h2>Notes and facts</h2>";
+  if (!r.notes.empty()) {
+    o << "<ul class=\"notes\">";
+    for (const auto& nt : r.notes) o << "<li>" << esc(nt) << "</li>";
+    o << "</ul>";
+  }
+  if (!r.facts.empty()) {
+    o << "<table class=\"facts\"><colgroup><col style=\"width:30%\"><col></colgroup>";
+    for (const auto& [k, v] : r.facts) o << "<tr><th>" << esc(k) << "</th><td>" << esc(v) << "</td></tr>";
+    o << "</table>";
+  }
+  o << "</section>\n";
+}
+
+// --- kernel choices and environment ---
+
+void value_cell(std::ostringstream& o, const string& v) {
+  if (v.empty())
+    o << "<td class=\"absent\">(none)</td>";
+  else
+    o << "<td>" << esc(v) << "</td>";
+}
+
+void kernel_section(std::ostringstream& o, const DivergenceReport& r, const Names& n) {
+  const PageViews& p = r.page;
+  if (p.kernels.empty()) return;
+  // Sites in model order, as the map's rows are; sites of no layer (the loader, the loss) first.
+  std::map<string, size_t> rank;
+  for (const auto& row : p.rows) rank.emplace(row.layer, rank.size() + 1);
+  std::vector<SideBySide> rows = p.kernels;
+  std::stable_sort(rows.begin(), rows.end(), [&](const SideBySide& a, const SideBySide& b) {
+    string la, lb, op;
+    split_site(a.key, la, op);
+    split_site(b.key, lb, op);
+    const size_t ra = rank.count(la) ? rank[la] : 0, rb = rank.count(lb) ? rank[lb] : 0;
+    return ra < rb;
+  });
+  const string here = r.diverged && r.first ? kernel_site_of(r.first->site) : string();
+  size_t differ = 0;
+  for (const auto& k : rows) differ += k.differs();
+  o << "<section><h2>Kernel choices</h2><p class=\"sub\">" << differ << " of " << rows.size()
+    << " sites chose differently" << (differ ? " (highlighted)" : "") << ".</p>"
+    << "<table class=\"side\"><colgroup><col style=\"width:32%\"><col><col></colgroup><tr><th>site</th><th>"
+    << esc(n.a) << "</th><th>" << esc(n.b) << "</th></tr>";
+  for (const auto& k : rows) {
+    o << "<tr" << (k.differs() ? " class=\"diff\"" : k.key == here ? " class=\"here\"" : "") << "><td><code>"
+      << esc(k.key) << "</code>" << (k.key == here ? " <span class=\"tag\">first divergence</span>" : "") << "</td>";
+    value_cell(o, k.a);
+    value_cell(o, k.b);
+    o << "</tr>";
+  }
+  o << "</table></section>\n";
+}
+
+void environment_section(std::ostringstream& o, const DivergenceReport& r, const Names& n) {
+  const PageViews& p = r.page;
+  o << "<section><h2>Environment</h2>";
+  if (p.environment.empty()) {
+    // Commands that keep only the differences (bisect).
+    if (r.environment.empty()) {
+      o << "<p class=\"sub\">No recorded key differs.</p></section>\n";
+      return;
+    }
+    o << "<table class=\"side\"><colgroup><col style=\"width:24%\"><col><col></colgroup><tr><th>key</th><th>"
+      << esc(n.a) << "</th><th>" << esc(n.b) << "</th></tr>";
+    for (const auto& e : r.environment)
+      o << "<tr class=\"diff\"><td><code>" << esc(e.key) << "</code></td><td>" << esc(e.recorded) << "</td><td>"
+        << esc(e.replayed) << "</td></tr>";
+    o << "</table></section>\n";
+    return;
+  }
+  size_t differ = 0;
+  for (const auto& e : p.environment) differ += e.differs();
+  o << "<p class=\"sub\">" << differ << " of " << p.environment.size() << " recorded keys differ"
+    << (differ ? " (highlighted, listed first)" : "") << ".</p>"
+    << "<table class=\"side\"><colgroup><col style=\"width:24%\"><col><col></colgroup><tr><th>key</th><th>"
+    << esc(n.a) << "</th><th>" << esc(n.b) << "</th></tr>";
+  for (int pass = 0; pass < 2; ++pass)
+    for (const auto& e : p.environment) {
+      if (e.differs() != (pass == 0)) continue;
+      o << "<tr" << (e.differs() ? " class=\"diff\"" : "") << "><td><code>" << esc(e.key) << "</code></td>";
+      value_cell(o, e.a);
+      value_cell(o, e.b);
+      o << "</tr>";
+    }
+  o << "</table></section>\n";
+}
+
+constexpr const char* kStyle =
+    ":root{--a:#1f6fb5;--b:#e8710a;--bad:#c62828;--ok:#2e7d32;--warn:#b26a00;--ink:#1d2330;--mute:#5f6b7a;"
+    "--line:#dde2e8;--bg:#f5f6f8}"
+    "*{box-sizing:border-box}"
+    "body{margin:0;background:var(--bg);color:var(--ink);font:15px/1.5 system-ui,-apple-system,'Segoe UI',"
+    "Roboto,'Helvetica Neue',Arial,sans-serif}"
+    "main{max-width:1160px;margin:0 auto;padding:20px 24px 40px}"
+    "header{display:flex;flex-wrap:wrap;gap:4px 16px;align-items:baseline;color:var(--mute)}"
+    "header b{color:var(--ink);font-size:17px}"
+    "code,.mono{font-family:ui-monospace,'SFMono-Regular',Menlo,Consolas,'DejaVu Sans Mono',monospace;"
+    "font-size:13px}"
+    "code,td,th,dd,li,p,h1{overflow-wrap:anywhere}p code{white-space:nowrap}"
+    "code.cmd{display:inline-block;background:#f0f2f5;border:1px solid var(--line);border-radius:4px;"
+    "padding:2px 6px;white-space:pre-wrap}"
+    "section{background:#fff;border:1px solid var(--line);border-radius:8px;padding:14px 20px;margin:14px 0}"
+    "h1{font-size:24px;margin:6px 0 2px}h2{font-size:18px;margin:0 0 8px}"
+    ".card{border-left:8px solid var(--bad)}.card.ok{border-left-color:var(--ok)}"
+    ".card.warn{border-left-color:var(--warn)}"
+    ".badge{display:inline-block;color:#fff;background:var(--bad);border-radius:4px;padding:1px 10px;"
+    "font-weight:700;text-transform:uppercase;letter-spacing:.05em;font-size:13px}"
+    ".badge.ok{background:var(--ok)}.badge.warn{background:var(--warn)}"
+    ".sub{color:var(--mute);margin:2px 0 8px}"
+    "dl{display:grid;grid-template-columns:190px 1fr;gap:6px 16px;margin:12px 0 4px}"
+    "dt{color:var(--mute);font-weight:600}dd{margin:0;min-width:0}"
+    ".tag{display:inline-block;background:#fde7e7;color:var(--bad);border-radius:4px;padding:0 6px;"
+    "font-weight:700;font-size:13px}"
+    ".hl{background:#fff2cc}"
+    ".callout{background:#fff8e6;border:1px solid #f3d58a;border-radius:6px;padding:8px 12px}"
+    ".muted,.caption{color:var(--mute)}.caption{font-size:13px;margin:6px 0 0}"
+    "table{border-collapse:collapse;width:100%;table-layout:fixed}"
+    "td,th{padding:3px 8px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}"
+    "th{color:var(--mute);font-weight:600}"
+    "table.vals{width:auto;table-layout:auto}table.vals td,table.vals th{padding:2px 14px 2px 0}"
+    "tr.diff td{background:#fdecec}tr.diff td:first-child{box-shadow:inset 4px 0 var(--bad)}"
+    "tr.here td{background:#fff8e6}"
+    "td.absent{color:var(--mute);font-style:italic}"
+    ".legend{display:flex;flex-wrap:wrap;gap:4px 22px;margin:4px 0 6px;font-size:14px}"
+    ".legend span{display:inline-flex;align-items:center;gap:6px}"
+    ".key{display:flex;flex-wrap:wrap;gap:4px 14px;font-size:13px;margin-top:4px}"
+    ".key span{display:inline-flex;align-items:center;gap:5px}.keytitle{flex-basis:100%;color:var(--mute)}"
+    ".key i{display:inline-block;width:16px;height:12px;border:1px solid #0002}"
+    "ul.notes{margin:0 0 10px;padding-left:20px}"
+    "svg{display:block;width:100%;height:auto}svg.sw{display:inline;width:auto}"
+    "svg text{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Arial,sans-serif;fill:var(--ink)}"
+    ".plot{fill:#fff;stroke:#c4cbd3}.grid{stroke:#eceff2}.tick{font-size:12px;fill:var(--mute)}"
+    ".axis{font-size:13px;fill:var(--mute)}.etick{font-size:11px;fill:#7b8794}"
+    ".epoch{stroke:#9aa5b1;stroke-dasharray:4 3}.mapepoch{stroke:#fff;stroke-width:2}"
+    ".first{stroke:var(--bad);stroke-width:1.5}.firstlabel{font-size:12px;fill:var(--bad)}"
+    ".la{fill:none;stroke:var(--a);stroke-width:6;stroke-opacity:.35;stroke-linejoin:round}"
+    ".lb{fill:none;stroke:var(--b);stroke-width:1.6}.ld{fill:none;stroke:#5b3a8e;stroke-width:1.8}"
+    ".da{fill:var(--a)}.db{fill:var(--b)}.dd{fill:#5b3a8e}"
+    ".va{fill:#fff;stroke:var(--a);stroke-width:2}.vb{fill:#fff;stroke:var(--b);stroke-width:2}"
+    ".same{fill:#7cc47c}.note{font-size:13px;fill:var(--mute)}"
+    ".block{font-size:12px;font-weight:700;fill:var(--mute)}"
+    ".rowlabel{font-family:ui-monospace,Menlo,Consolas,'DejaVu Sans Mono',monospace;font-size:11.5px}"
+    ".marker{fill:var(--bad)}.here{fill:none;stroke:#000;stroke-width:2}.rowlabel.at{fill:var(--bad);font-weight:700}"
+    ".notrun{fill:#f3f4f6}";
 
 }  // namespace
 
 std::string report_html(const DivergenceReport& r) {
+  const Names n = side_names(r);
   std::ostringstream o;
-  o << "<!doctype html><html><head><meta charset=\"utf-8\"><title>trainrr " << html_escape(r.command)
-    << "</title><style>body{font-family:sans-serif;max-width:60em;margin:2em "
-       "auto}table{border-collapse:collapse}"
-       "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}pre{background:#f6f6f6;padding:1em}"
-       ".strip{display:flex;height:14px}.strip div{flex:1}</style></head><body>";
-  o << "<h1>trainrr " << html_escape(r.command) << ": "
-    << status_name(r.status()) << "</h1><pre>" << html_escape(report_text(r))
-    << "</pre>";
-  // bisect re-executes only a window of steps, forced and free, and keeps no series of them.
-  const std::string not_computed = "<p>Not computed by trainrr " + html_escape(r.command) +
-                                   ": trainrr replay --keep-going or trainrr diff draws this view.</p>";
-  o << "<h2>Loss per step</h2>";
-  if (r.per_step_views)
-    o << svg_lines(r.loss_a, r.loss_b, r.label_a, r.label_b, r.first_step, r.step_stride);
-  else
-    o << not_computed;
-  o << "<h2>Divergence per layer over steps</h2>";
-  if (!r.per_step_views)
-    o << not_computed;
-  else if (!r.layer_probes)
-    o << "<p>The trace holds no layer-level probes (level step): record with --level layer or op for this "
-         "view.</p>";
-  else if (r.layer_divergence.empty())
-    o << "<p>No layer-level probe differed.</p>";
-  for (const auto& [layer, steps] : r.layer_divergence) {
-    o << "<p>" << html_escape(layer) << "</p><div class=\"strip\">";
-    for (int v : steps) o << "<div style=\"background:" << (v ? "#d62728" : "#2ca02c") << "\"></div>";
-    o << "</div>";
-  }
-  o << "<h2>Environment</h2><table><tr><th>key</th><th>" << html_escape(r.label_a) << "</th><th>"
-    << html_escape(r.label_b) << "</th></tr>";
-  for (const auto& e : r.environment)
-    o << "<tr><td>" << html_escape(e.key) << "</td><td>" << html_escape(e.recorded) << "</td><td>"
-      << html_escape(e.replayed) << "</td></tr>";
-  if (r.environment.empty()) o << "<tr><td colspan=\"3\">no differences</td></tr>";
-  o << "</table></body></html>\n";
+  o << "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+       "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+       "<link rel=\"icon\" href=\"data:,\"><title>trainrr "
+    << esc(r.command) << ": " << status_look(r).word << "</title><style>" << kStyle << "</style></head><body><main>";
+  o << "<header><b>trainrr " << esc(r.command) << "</b><span>" << esc(n.a) << " vs " << esc(n.b)
+    << "</span></header>\n";
+  answer_card(o, r, n);
+  loss_section(o, r, n);
+  map_section(o, r);
+  notes_section(o, r);
+  kernel_section(o, r, n);
+  environment_section(o, r, n);
+  o << "</main></body></html>\n";
   return o.str();
 }
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what is missing, builds, runs every test with ctest; then the suite again
+# The whole test suite: installs what is missing, builds, runs every test with ctest (the HTML report's
+# rendering in headless Chromium among them: build/report-render holds its screenshots); then the suite again
 # under AddressSanitizer and UndefinedBehaviorSanitizer, and the fuzzers of the trace and data readers and of
 # the replay's set-up from an untrusted trace, each for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TRAINRR_WITH_FUZZ=1 scripts/install-deps.sh
+TRAINRR_WITH_FUZZ=1 TRAINRR_WITH_BROWSER=1 scripts/install-deps.sh
 jobs=$(nproc)
 
 echo "== build and test (Release)"

@@ -806,8 +806,22 @@ TEST_F(Scenario, EmbeddedDataTraceReplaysAloneElsewhere) {
   expect_reproduces(moved);
 }
 
+// The cells of one row of an HTML report's divergence map, from their titles ("SITE, steps 3-7: same bits"):
+// step -> what the cell says.
+std::map<int64_t, std::string> divergence_map_row(const std::string& page, const std::string& site) {
+  const std::regex cell("<title>" + std::regex_replace(site, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)") +
+                        R"(, steps? (\d+)(?:-(\d+))?: ([^<]+)</title>)");
+  std::map<int64_t, std::string> row;
+  for (std::sregex_iterator it(page.begin(), page.end(), cell), end; it != end; ++it) {
+    const int64_t from = std::stoll((*it)[1].str());
+    const int64_t to = (*it)[2].matched ? std::stoll((*it)[2].str()) : from;
+    for (int64_t s = from; s <= to; ++s) row[s] = (*it)[3].str();
+  }
+  return row;
+}
+
 // Two recordings whose batch-normalization sums were added in different orders, at level layer: diff's page
-// marks, step by step, the layers whose probes differ, beginning with the one the text names first.
+// maps, step by step, the tensors that differ, beginning with the one the text names first.
 TEST_F(Scenario, DiffHtmlMarksTheLayersThatDifferStepByStep) {
   const std::string cfg = config(completion_order_config());
   const std::string a = dir.file("a.trr"), b = dir.file("b.trr"), html = dir.file("d.html");
@@ -822,31 +836,26 @@ TEST_F(Scenario, DiffHtmlMarksTheLayersThatDifferStepByStep) {
   CommandResult d = trainrr("diff " + a + " " + b + " --html " + html);
   ASSERT_EQ(d.exit_code, 1) << d.output;
   std::smatch first;
-  ASSERT_TRUE(std::regex_search(d.output, first, std::regex("diverged at step (\\d+), \\w+, (\\w+)")))
+  ASSERT_TRUE(std::regex_search(d.output, first, std::regex(R"(diverged at step (\d+), \w+, \w+[^\n]*\(([^()\s]+)\))")))
       << d.output;
   const int64_t step = std::stoll(first[1].str());
-  const std::string layer = first[2].str();
+  const std::string site = first[2].str();
   const std::string page = read_file(html);
-  EXPECT_FALSE(has(page, "No layer-level probe differed")) << page;
-  // The layer's strip: one cell per step, green before the first divergent step, red at it.
-  const std::string head = "<p>" + layer + "</p><div class=\"strip\">", cell = "<div style=\"background:";
-  size_t at = page.find(head);
-  ASSERT_NE(at, std::string::npos) << layer << ": " << page;
-  std::vector<std::string> cells;
-  for (at += head.size(); page.compare(at, cell.size(), cell) == 0; at = page.find("</div>", at) + 6)
-    cells.push_back(page.substr(at + cell.size(), 7));
-  ASSERT_GT(static_cast<int64_t>(cells.size()), step) << page;
-  for (int64_t s = 0; s < step; ++s) EXPECT_EQ(cells[s], "#2ca02c") << "step " << s;
-  EXPECT_EQ(cells[step], "#d62728") << "step " << step;
+  // The site's row: one cell per step, the same bits before the first divergent step, a difference at it.
+  const std::map<int64_t, std::string> row = divergence_map_row(page, site);
+  ASSERT_GT(static_cast<int64_t>(row.size()), step) << site << ": " << page;
+  for (int64_t s = 0; s < step; ++s) EXPECT_EQ(row.at(s), "same bits") << "step " << s;
+  EXPECT_EQ(row.at(step).rfind("differs", 0), 0u) << "step " << step << ": " << row.at(step);
+  EXPECT_TRUE(has(page, "<title>first divergence: " + site + ", step " + std::to_string(step) + "</title>")) << page;
   // The loss curves, over every step of the run.
-  EXPECT_TRUE(has(page, ">step 0</text>")) << page;
-  EXPECT_TRUE(has(page, ">step " + std::to_string(cells.size() - 1) + "</text>")) << page;
-  expect_exact_losses(d.output, static_cast<int64_t>(cells.size()) - 1, a, "A", b, "B");
+  const int64_t last = row.rbegin()->first;
+  EXPECT_TRUE(has(page, "aria-label=\"loss per step, steps 0 to " + std::to_string(last) + "\"")) << page;
+  expect_exact_losses(d.output, last, a, "A", b, "B");
   // bisect keeps no per-step series: its page says so rather than that nothing differed.
   CommandResult bis = trainrr("bisect " + a + " --html " + dir.file("b.html"));
   const std::string bisect_page = read_file(dir.file("b.html"));
   EXPECT_TRUE(has(bisect_page, "Not computed by trainrr bisect")) << bis.output << bisect_page;
-  EXPECT_FALSE(has(bisect_page, "No layer-level probe differed")) << bisect_page;
+  EXPECT_FALSE(has(bisect_page, "same bits</title>")) << bisect_page;
 }
 
 // Which side stops first, when the replayed configuration runs for another number of steps than the

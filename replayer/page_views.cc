@@ -1,0 +1,185 @@
+#include "replayer/page_views.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <limits>
+#include <set>
+
+#include "replayer/divergence.h"
+#include "replayer/replayer.h"
+
+namespace trainrr {
+
+float relative_difference(const Summary& a, const Summary& b) {
+  constexpr float kHuge = std::numeric_limits<float>::max();
+  // Another shape or other non-finite values: as far apart as it gets.
+  if (a.count != b.count || a.non_finite != b.non_finite) return kHuge;
+  const double n = static_cast<double>(std::max<uint64_t>(a.count, 1));
+  const double scale = std::max({std::fabs(double{a.min}), std::fabs(double{a.max}), std::fabs(double{b.min}),
+                                 std::fabs(double{b.max})});
+  const double d = std::max({std::fabs(double{a.min} - double{b.min}), std::fabs(double{a.max} - double{b.max}),
+                             std::fabs(a.sum - b.sum) / n,
+                             std::fabs(std::sqrt(std::max(a.sum_sq, 0.0) / n) - std::sqrt(std::max(b.sum_sq, 0.0) / n))});
+  const double r = scale > 0 ? d / scale : d;
+  if (!std::isfinite(r)) return kHuge;
+  // Digests that differ under equal summaries: a difference below what the summary resolves.
+  if (r <= 0) return std::numeric_limits<float>::min();
+  return static_cast<float>(std::min(r, double{kHuge}));
+}
+
+std::vector<SideBySide> side_by_side_table(const std::vector<std::pair<std::string, std::string>>& a,
+                                           const std::vector<std::pair<std::string, std::string>>& b) {
+  std::vector<SideBySide> out;
+  std::map<std::string, size_t> at;
+  for (const auto& [k, v] : a)
+    if (at.emplace(k, out.size()).second) out.push_back({k, v, ""});
+  for (const auto& [k, v] : b) {
+    auto [it, added] = at.emplace(k, out.size());
+    if (added) out.push_back({k, "", v});
+    else out[it->second].b = v;
+  }
+  return out;
+}
+
+std::vector<SideBySide> side_by_side_table(const std::map<std::string, std::string>& a,
+                                           const std::map<std::string, std::string>& b) {
+  return side_by_side_table(std::vector<std::pair<std::string, std::string>>(a.begin(), a.end()),
+                            std::vector<std::pair<std::string, std::string>>(b.begin(), b.end()));
+}
+
+std::string shell_word(const std::string& word) {
+  const bool plain = !word.empty() && std::all_of(word.begin(), word.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("/._-+=,:@%").find(c) != std::string_view::npos;
+  });
+  if (plain) return word;
+  std::string q = "'";
+  for (char c : word) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+std::string replay_command_line(const ReplayOptions& o) {
+  std::string c = "trainrr replay " + shell_word(o.trace_path) + " --force " + o.force.str();
+  for (const std::string& s : o.overrides) c += " --set " + shell_word(s);
+  if (!o.data_path.empty()) c += " --data " + shell_word(o.data_path);
+  if (o.allow_data_change) c += " --allow-data-change";
+  if (o.from_step > 0) c += " --from-step " + std::to_string(o.from_step);
+  if (o.to_step >= 0) c += " --to-step " + std::to_string(o.to_step);
+  if (o.keep_going) c += " --keep-going";
+  return c;
+}
+
+void StepViews::begin_step(int64_t step, int epoch) {
+  if (count_ == 0) first_step_ = step;
+  if (count_ % stride_ == 0) {
+    loss_a_.push_back(NAN);
+    loss_b_.push_back(NAN);
+    for (auto& row : rows_) row.size.push_back(MapRow::kNotCompared);
+  }
+  ++count_;
+  last_step_ = step;
+  if (epoch != last_epoch_) epochs_.push_back({step, epoch + 1});
+  last_epoch_ = epoch;
+  epoch_end_[epoch] = step;
+  if (loss_a_.size() >= kMaxPoints) halve();
+}
+
+void StepViews::loss(double a, double b) {
+  // A point shows its first step's loss.
+  if (loss_a_.empty() || (count_ - 1) % stride_ != 0) return;
+  loss_a_.back() = a;
+  loss_b_.back() = b;
+}
+
+namespace {
+
+// The larger of two sizes of one point: a measured difference over an unmeasured one over same bits.
+float combine(float x, float y) {
+  if (x > 0 || y > 0) return std::max(x, y);
+  return std::max(x, y) == MapRow::kSame ? MapRow::kSame
+         : (x == MapRow::kSizeUnknown || y == MapRow::kSizeUnknown) ? MapRow::kSizeUnknown
+                                                                    : MapRow::kNotCompared;
+}
+
+std::string block_of(std::string_view phase) {
+  if (phase == "backward" || phase == "update") return std::string(phase);
+  return "forward";
+}
+
+}  // namespace
+
+void StepViews::mark(const std::string& site, const std::string& layer, const std::string& block, float size) {
+  if (loss_a_.empty()) return;  // no step begun
+  layer_rank_.emplace(layer, layer_rank_.size());
+  auto [it, added] = row_of_.emplace(block + '\n' + site, rows_.size());
+  if (added) rows_.push_back({site, layer, block, std::vector<float>(loss_a_.size(), MapRow::kNotCompared)});
+  float& cell = rows_[it->second].size.back();
+  // kNotCompared is the least of the sizes, so the first mark of a point replaces it.
+  cell = combine(cell, size);
+}
+
+void StepViews::probe(std::string_view site, std::string_view phase, const Summary* a, const Summary* b) {
+  std::string layer, op;
+  split_site(std::string(site), layer, op);
+  mark(std::string(site), layer, block_of(phase), a && b ? relative_difference(*a, *b) : MapRow::kSame);
+}
+
+void StepViews::tensor(const std::string& name, bool gradient, bool differs) {
+  std::string layer, op;
+  split_site(name, layer, op);
+  mark(step_end_site(name, gradient), layer, gradient ? "backward" : "update",
+       differs ? MapRow::kSizeUnknown : MapRow::kSame);
+}
+
+void StepViews::epoch_logs(int side, int epoch, const std::vector<std::pair<std::string, double>>& logs) {
+  for (const auto& [k, v] : logs) {
+    if (k != "val_loss") continue;
+    auto [it, added] = val_loss_.emplace(epoch, std::pair<double, double>{NAN, NAN});
+    (side == 0 ? it->second.first : it->second.second) = v;
+  }
+}
+
+void StepViews::halve() {
+  // Points 2i and 2i+1 become point i: the first one's losses, the larger of the two sizes. A step added
+  // later opens a point only at a multiple of the new stride, which the point before it then covers.
+  for (auto* v : {&loss_a_, &loss_b_}) {
+    for (size_t i = 0; i < (v->size() + 1) / 2; ++i) (*v)[i] = (*v)[2 * i];
+    v->resize((v->size() + 1) / 2);
+  }
+  for (auto& row : rows_) {
+    auto& s = row.size;
+    for (size_t i = 0; i < (s.size() + 1) / 2; ++i)
+      s[i] = 2 * i + 1 < s.size() ? combine(s[2 * i], s[2 * i + 1]) : s[2 * i];
+    s.resize((s.size() + 1) / 2);
+  }
+  stride_ *= 2;
+}
+
+void StepViews::finish(PageViews& page) {
+  page.first_step = first_step_;
+  page.step_stride = stride_;
+  page.last_step = last_step_;
+  page.loss_a = std::move(loss_a_);
+  page.loss_b = std::move(loss_b_);
+  page.epochs = std::move(epochs_);
+  for (const auto& [epoch, ab] : val_loss_)
+    if (auto end = epoch_end_.find(epoch); end != epoch_end_.end())
+      page.val_loss.push_back({epoch + 1, end->second, ab.first, ab.second});
+  // Blocks in the order a step runs them; layers in model order within each, a layer's rows as first seen.
+  auto block_rank = [](const std::string& b) { return b == "forward" ? 0 : b == "backward" ? 1 : 2; };
+  std::vector<size_t> order(rows_.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) {
+    const MapRow &a = rows_[x], &b = rows_[y];
+    return std::pair(block_rank(a.block), layer_rank_[a.layer]) < std::pair(block_rank(b.block), layer_rank_[b.layer]);
+  });
+  page.rows.clear();
+  for (size_t i : order) {
+    rows_[i].size.resize(page.loss_a.size(), MapRow::kNotCompared);
+    page.rows.push_back(std::move(rows_[i]));
+  }
+  rows_.clear();
+  row_of_.clear();
+}
+
+}  // namespace trainrr

@@ -1,0 +1,118 @@
+#pragma once
+// What the HTML page draws beyond the text report: both runs' loss step by step, where each probed tensor
+// differed and by how much, and the two sides' environment and kernel choices in full. The commands that
+// read every step (replay, diff) collect it with StepViews; replayer/report_html.cc draws it.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "engine/fingerprint.h"
+
+namespace trainrr {
+
+// One key with the value of each side: an environment value, the kernel chosen at a site.
+struct SideBySide {
+  std::string key, a, b;
+  bool differs() const { return a != b; }
+};
+
+// One row of the divergence map: a probed tensor, or a parameter or its gradient at the step's end, with
+// how much it differed at each point of the per-step views.
+struct MapRow {
+  static constexpr float kNotCompared = -2;  // no such value in the point's steps
+  static constexpr float kSizeUnknown = -1;  // the digests differ; the trace holds nothing to size it by
+  static constexpr float kSame = 0;          // same bits in every step of the point
+  std::string site;   // "conv2d_1:out", "dense_1.kernel:grad", "dense_1.kernel:value"
+  std::string layer;  // "conv2d_1"; empty for a site of no layer
+  std::string block;  // forward | backward | update: the part of a step it belongs to
+  // Per point: one of the constants above, or the largest relative difference (> 0) in the point's steps.
+  std::vector<float> size;
+};
+
+struct EpochMark {
+  int64_t step = 0;  // the epoch's first step
+  int epoch = 1;     // counted from 1, as Keras prints epochs
+};
+
+struct ValidationLoss {
+  int epoch = 1;     // from 1
+  int64_t step = 0;  // the epoch's last step
+  double a = 0, b = 0;  // NaN where a side has none
+};
+
+struct PageViews {
+  bool per_step = false;     // the command read every step (replay, diff); bisect re-executes a window only
+  bool layer_probes = true;  // the traces hold layer probes (level layer or op); none at level step
+  // Point i covers steps first_step + i * step_stride .. + step_stride - 1 (at most 4096 points).
+  int64_t first_step = 0;
+  int64_t step_stride = 1;
+  int64_t last_step = -1;  // the last step compared
+  std::vector<double> loss_a, loss_b;  // per point, its first step's loss; NaN where a side has none
+  std::vector<EpochMark> epochs;       // where each epoch compared begins
+  std::vector<ValidationLoss> val_loss;
+  // Blocks in the order forward, backward, update; in each, layers in model order.
+  std::vector<MapRow> rows;
+  std::vector<SideBySide> environment;  // every key of either side
+  std::vector<SideBySide> kernels;      // every kernel site of either side
+  std::string command;                  // the command line that shows this divergence again
+  // A replay that stopped at its first divergence (no --keep-going), and the last step it would have compared.
+  bool stopped_at_first = false;
+  int64_t would_end = -1;
+};
+
+// How far apart two summaries of one tensor are, relative to its largest magnitude: the largest difference
+// of min, max, mean and root mean square. Greater than 0 for summaries of tensors whose digests differ.
+float relative_difference(const Summary& a, const Summary& b);
+
+// Every key of two environments, in the order of the first with the second's own keys after it.
+// Every key of two sides, in the order of the first with the second's own keys after it; a side without
+// the key has "".
+std::vector<SideBySide> side_by_side_table(const std::vector<std::pair<std::string, std::string>>& a,
+                                           const std::vector<std::pair<std::string, std::string>>& b);
+std::vector<SideBySide> side_by_side_table(const std::map<std::string, std::string>& a,
+                                           const std::map<std::string, std::string>& b);
+
+// A word for a command line: as it is when the shell leaves it so, else in single quotes.
+std::string shell_word(const std::string& word);
+
+struct ReplayOptions;
+// The `trainrr replay` command line of these options.
+std::string replay_command_line(const ReplayOptions& o);
+
+// Collects the per-step views of a comparison, step by step, thinned to at most 4096 points so memory stays
+// bounded however long the run.
+class StepViews {
+ public:
+  // The next step compared begins (steps come in increasing order). `epoch` counts from 0.
+  void begin_step(int64_t step, int epoch);
+  // The current step's loss on both sides (NaN where a side has none).
+  void loss(double a, double b);
+  // A probe of the current step, compared: both summaries when the digests differ, null when they match.
+  void probe(std::string_view site, std::string_view phase, const Summary* a, const Summary* b);
+  // A parameter's gradient or its value after the update, compared by digest alone.
+  void tensor(const std::string& name, bool gradient, bool differs);
+  // The logs of an epoch (counted from 0) on side 0 (the recording, A) or 1 (the replay, B).
+  void epoch_logs(int side, int epoch, const std::vector<std::pair<std::string, double>>& logs);
+  // Moves what was collected into `page`.
+  void finish(PageViews& page);
+
+ private:
+  static constexpr size_t kMaxPoints = 4096;
+  void mark(const std::string& site, const std::string& layer, const std::string& block, float size);
+  void halve();
+  int64_t first_step_ = 0, stride_ = 1, count_ = 0, last_step_ = -1;
+  int last_epoch_ = -1;
+  std::vector<double> loss_a_, loss_b_;
+  std::vector<EpochMark> epochs_;
+  std::map<int, int64_t> epoch_end_;  // epoch -> its last step seen
+  std::map<int, std::pair<double, double>> val_loss_;
+  std::vector<MapRow> rows_;
+  std::map<std::string, size_t> row_of_;  // block + '\n' + site -> index in rows_
+  std::map<std::string, size_t> layer_rank_;  // layers in the order first seen: model order
+};
+
+}  // namespace trainrr

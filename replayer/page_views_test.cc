@@ -1,0 +1,149 @@
+#include "replayer/page_views.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+namespace trainrr {
+namespace {
+
+Summary summary(uint64_t count, double sum, double sum_sq, float min, float max) {
+  Summary s;
+  s.count = count;
+  s.sum = sum;
+  s.sum_sq = sum_sq;
+  s.min = min;
+  s.max = max;
+  return s;
+}
+
+std::vector<std::string> sites(const PageViews& p) {
+  std::vector<std::string> out;
+  for (const auto& r : p.rows) out.push_back(r.block + " " + r.site);
+  return out;
+}
+
+// One step of a two-layer model as the engine probes it at level layer: outputs forward in model order,
+// input gradients backward in reverse order, then the parameters' gradients and values in model order.
+void model_step(StepViews& v, int64_t step, int epoch, const Summary* differs_a = nullptr,
+                const Summary* differs_b = nullptr) {
+  v.begin_step(step, epoch);
+  v.probe("conv2d_1:out", "forward", nullptr, nullptr);
+  v.probe("dense_1:out", "forward", differs_a, differs_b);
+  v.probe("dense_1:dx", "backward", nullptr, nullptr);
+  v.probe("conv2d_1:dx", "backward", nullptr, nullptr);
+  v.loss(1.0 / static_cast<double>(step + 1), 1.0 / static_cast<double>(step + 1));
+  for (const char* p : {"conv2d_1.kernel", "dense_1.kernel"}) v.tensor(p, true, false);
+  for (const char* p : {"conv2d_1.kernel", "dense_1.kernel"}) v.tensor(p, false, false);
+}
+
+TEST(StepViews, RowsFollowTheModelInEachPartOfTheStepWithGradientsInTheBackwardPart) {
+  StepViews v;
+  model_step(v, 0, 0);
+  PageViews p;
+  v.finish(p);
+  EXPECT_EQ(sites(p), (std::vector<std::string>{"forward conv2d_1:out", "forward dense_1:out",
+                                                "backward conv2d_1:dx", "backward conv2d_1.kernel:grad",
+                                                "backward dense_1:dx", "backward dense_1.kernel:grad",
+                                                "update conv2d_1.kernel:value", "update dense_1.kernel:value"}));
+  EXPECT_EQ(p.rows[3].layer, "conv2d_1");
+}
+
+TEST(StepViews, CellsSayWhetherAndHowMuchEachTensorDiffered) {
+  StepViews v;
+  const Summary a = summary(4, 4, 4, 1, 1), b = summary(4, 4.5, 4.75, 1, 1.5);
+  model_step(v, 0, 0);
+  model_step(v, 1, 0, &a, &b);
+  v.begin_step(2, 0);
+  v.probe("conv2d_1:out", "forward", &a, &a);  // other digests, the same summary
+  v.tensor("dense_1.kernel", false, true);
+  PageViews p;
+  v.finish(p);
+  ASSERT_EQ(p.rows.size(), 8u);
+  const MapRow& conv = p.rows[0];
+  const MapRow& dense = p.rows[1];
+  ASSERT_EQ(dense.site, "dense_1:out");
+  EXPECT_EQ(dense.size[0], MapRow::kSame);
+  // max(|1 - 1.5|, |mean 1 - 1.125|, |rms 1 - sqrt(4.75 / 4)|) over the largest magnitude 1.5.
+  EXPECT_NEAR(dense.size[1], 0.5 / 1.5, 1e-6);
+  EXPECT_EQ(dense.size[2], MapRow::kNotCompared);
+  EXPECT_GT(conv.size[2], 0.f);
+  EXPECT_LT(conv.size[2], 1e-30f);
+  EXPECT_EQ(p.rows[7].site, "dense_1.kernel:value");
+  EXPECT_EQ(p.rows[7].size[2], MapRow::kSizeUnknown);
+  EXPECT_EQ(p.last_step, 2);
+}
+
+TEST(StepViews, ALongRunIsThinnedKeepingEachPointsLargestDifference) {
+  StepViews v;
+  const Summary a = summary(1, 1, 1, 1, 1), b = summary(1, 2, 4, 2, 2);
+  for (int64_t s = 0; s < 10000; ++s) model_step(v, s, 0, s == 5001 ? &a : nullptr, s == 5001 ? &b : nullptr);
+  PageViews p;
+  v.finish(p);
+  EXPECT_LE(p.loss_a.size(), 4096u);
+  EXPECT_EQ(p.step_stride, 4);
+  EXPECT_EQ(p.loss_a.size(), 2500u);
+  // Point i holds its first step's loss.
+  EXPECT_DOUBLE_EQ(p.loss_a[1250], 1.0 / 5001.0);
+  const MapRow& dense = p.rows[1];
+  for (size_t i = 0; i < dense.size.size(); ++i)
+    if (i == 1250)
+      EXPECT_GT(dense.size[i], 0.f);
+    else
+      EXPECT_EQ(dense.size[i], MapRow::kSame) << i;
+}
+
+TEST(StepViews, EpochsAndValidationLossLandOnTheirSteps) {
+  StepViews v;
+  for (int64_t s = 3; s < 9; ++s) model_step(v, s, static_cast<int>(s / 4));
+  v.epoch_logs(0, 0, {{"loss", 1}, {"val_loss", 2}});
+  v.epoch_logs(1, 0, {{"val_loss", 2.5}});
+  v.epoch_logs(0, 1, {{"loss", 1}});
+  PageViews p;
+  v.finish(p);
+  EXPECT_EQ(p.first_step, 3);
+  ASSERT_EQ(p.epochs.size(), 3u);
+  EXPECT_EQ(p.epochs[0].step, 3);
+  EXPECT_EQ(p.epochs[0].epoch, 1);
+  EXPECT_EQ(p.epochs[1].step, 4);
+  EXPECT_EQ(p.epochs[2].step, 8);
+  EXPECT_EQ(p.epochs[2].epoch, 3);
+  ASSERT_EQ(p.val_loss.size(), 1u);
+  EXPECT_EQ(p.val_loss[0].epoch, 1);
+  EXPECT_EQ(p.val_loss[0].step, 3);
+  EXPECT_EQ(p.val_loss[0].a, 2);
+  EXPECT_EQ(p.val_loss[0].b, 2.5);
+}
+
+TEST(RelativeDifference, OtherShapesOrNonFiniteValuesAreAsFarApartAsItGets) {
+  Summary a = summary(4, 1, 1, 0, 1), b = a;
+  b.count = 5;
+  EXPECT_GE(relative_difference(a, b), 1e30f);
+  b = a;
+  b.non_finite = 1;
+  EXPECT_GE(relative_difference(a, b), 1e30f);
+}
+
+TEST(SideBySideTable, ListsEveryKeyOfEitherSideWithTheFirstSidesOrder) {
+  using Pairs = std::vector<std::pair<std::string, std::string>>;
+  const auto t = side_by_side_table(Pairs{{"threads", "2"}, {"os", "Linux"}}, Pairs{{"os", "Linux"}, {"gpu", "H200"}});
+  ASSERT_EQ(t.size(), 3u);
+  EXPECT_EQ(t[0].key, "threads");
+  EXPECT_TRUE(t[0].differs());
+  EXPECT_EQ(t[0].b, "");
+  EXPECT_FALSE(t[1].differs());
+  EXPECT_EQ(t[2].key, "gpu");
+  EXPECT_EQ(t[2].a, "");
+}
+
+TEST(ShellWord, QuotesWhatTheShellWouldSplitOrExpand) {
+  EXPECT_EQ(shell_word("runs/a.trr"), "runs/a.trr");
+  EXPECT_EQ(shell_word("train.epochs=3"), "train.epochs=3");
+  EXPECT_EQ(shell_word("my run.trr"), "'my run.trr'");
+  EXPECT_EQ(shell_word("it's"), "'it'\\''s'");
+  EXPECT_EQ(shell_word("$(rm -rf x)"), "'$(rm -rf x)'");
+  EXPECT_EQ(shell_word(""), "''");
+}
+
+}  // namespace
+}  // namespace trainrr

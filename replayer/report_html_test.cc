@@ -1,0 +1,150 @@
+#include "replayer/report_html.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+namespace trainrr {
+namespace {
+
+bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// A replay that diverged at step 9 of a 60-step run, at level layer.
+DivergenceReport diverged_replay() {
+  DivergenceReport r;
+  r.command = "replay";
+  r.diverged = true;
+  FirstDivergence d = divergence(9, "forward", "probe", "batch_normalization_1:out");
+  split_site(d.site, d.layer, d.op);
+  d.has_element = true;
+  d.index = 4;
+  d.recorded = -0.0362259187;
+  d.replayed = -0.036225915;
+  d.abs_diff = 3.7e-9;
+  d.ulp = 1;
+  r.first = d;
+  r.cause = {"numeric", "kernels that accumulate in completion order combined their partials in different orders"};
+  r.facts = {{"trace", "/runs/bn.trr"}, {"force", "rng,split,shuffle,loader"}, {"steps compared", "10"}};
+  PageViews& p = r.page;
+  p.per_step = true;
+  p.last_step = 9;
+  for (int s = 0; s < 10; ++s) {
+    p.loss_a.push_back(3.0 / (s + 1));
+    p.loss_b.push_back(3.0 / (s + 1) + (s == 9 ? 1e-7 : 0));
+  }
+  p.epochs = {{0, 1}, {5, 2}};
+  MapRow row{"batch_normalization_1:out", "batch_normalization_1", "forward",
+             std::vector<float>(10, MapRow::kSame)};
+  row.size[9] = 1e-7f;
+  p.rows.push_back(row);
+  MapRow grad{"dense_1.kernel:grad", "dense_1", "backward", std::vector<float>(10, MapRow::kSame)};
+  grad.size[9] = MapRow::kSizeUnknown;
+  p.rows.push_back(grad);
+  p.environment = {{"threads", "2", "1"}, {"os", "Linux x86_64", "Linux x86_64"}};
+  p.kernels = {{"batch_normalization_1/bn_stats.fwd", "f32_sum__cpu_atomic_threads", "f32_sum__cpu_chunked_threads"}};
+  p.command = "trainrr replay /runs/bn.trr --force rng,split,shuffle,loader";
+  p.stopped_at_first = true;
+  p.would_end = 59;
+  return r;
+}
+
+TEST(ReportHtml, IsOnePageWithNoScriptNoPreformattedBlockAndNothingFetched) {
+  const std::string page = report_html(diverged_replay());
+  EXPECT_EQ(page.rfind("<!doctype html>", 0), 0u);
+  EXPECT_FALSE(has(page, "<script"));
+  EXPECT_FALSE(has(page, "<pre"));  // a <pre> runs off the right edge
+  EXPECT_FALSE(has(page, "http"));
+  EXPECT_FALSE(has(page, "url("));
+  EXPECT_TRUE(has(page, "</main></body></html>"));
+}
+
+TEST(ReportHtml, TheAnswerComesFirstWithItsElementAndTheCommandThatShowsItAgain) {
+  const std::string page = report_html(diverged_replay());
+  const size_t card = page.find("Diverged at step 9, forward");
+  ASSERT_NE(card, std::string::npos) << page;
+  EXPECT_LT(card, page.find("Loss per step"));
+  EXPECT_TRUE(has(page, "<span class=\"tag\">numeric</span>"));
+  EXPECT_TRUE(has(page, "-0.0362259187"));
+  EXPECT_TRUE(has(page, "-0.036225915"));
+  EXPECT_TRUE(has(page, "3.7e-09"));
+  EXPECT_TRUE(has(page, "trainrr replay /runs/bn.trr --force rng,split,shuffle,loader</code>"));
+}
+
+TEST(ReportHtml, AReplayStoppedAtItsFirstDivergenceDrawsItsCurvesAndSuggestsKeepGoing) {
+  const std::string page = report_html(diverged_replay());
+  EXPECT_TRUE(has(page, "aria-label=\"loss per step, steps 0 to 9\"")) << page;
+  EXPECT_TRUE(has(page, "steps 10-59 not replayed"));
+  EXPECT_TRUE(has(page, "--force rng,split,shuffle,loader --keep-going</code>"));
+  EXPECT_FALSE(has(page, "no loss values"));
+  EXPECT_FALSE(has(page, "No step compared holds a loss"));
+}
+
+TEST(ReportHtml, TheLegendNamesTheTracesNotAAndB) {
+  DivergenceReport r = diverged_replay();
+  r.command = "diff";  // its text says A and B
+  r.facts = {{"A", "/x/monday.trr"}, {"B", "/y/tuesday.trr"}};
+  const std::string page = report_html(r);
+  EXPECT_TRUE(has(page, "</svg>monday.trr</span>")) << page;
+  EXPECT_TRUE(has(page, "</svg>tuesday.trr</span>")) << page;
+  EXPECT_FALSE(has(page, "</svg>A</span>"));
+}
+
+TEST(ReportHtml, TheMapSaysForEachCellWhetherAndHowMuchItDiffered) {
+  const std::string page = report_html(diverged_replay());
+  EXPECT_TRUE(has(page, "<title>batch_normalization_1:out, steps 0-8: same bits</title>")) << page;
+  EXPECT_TRUE(has(page, "<title>batch_normalization_1:out, step 9: differs, relative size up to 1e-07</title>"));
+  EXPECT_TRUE(has(page, "<title>dense_1.kernel:grad, step 9: differs (the trace keeps its digest only"));
+  EXPECT_TRUE(has(page, "<title>first divergence: batch_normalization_1:out, step 9</title>"));
+  // Layers in the order given (model order), not sorted by name.
+  EXPECT_LT(page.find(">batch_normalization_1:out<title>"), page.find(">dense_1.kernel:grad<title>"));
+}
+
+TEST(ReportHtml, DifferingEnvironmentKeysAndKernelChoicesAreHighlighted) {
+  const std::string page = report_html(diverged_replay());
+  EXPECT_TRUE(has(page, "<tr class=\"diff\"><td><code>threads</code>")) << page;
+  EXPECT_TRUE(has(page, "<tr><td><code>os</code>"));
+  EXPECT_TRUE(has(page, "<tr class=\"diff\"><td><code>batch_normalization_1/bn_stats.fwd</code>"));
+  EXPECT_TRUE(has(page, "1 of 2 recorded keys differ"));
+}
+
+TEST(ReportHtml, EveryStringFromTheTraceIsEscaped) {
+  DivergenceReport r = diverged_replay();
+  const std::string bad = "<img src=x onerror=alert(1)>";
+  r.first->site = bad;
+  r.first->detail = bad;
+  r.cause.detail = bad;
+  r.notes = {bad};
+  r.facts.emplace_back(bad, bad);
+  r.page.rows[0].site = bad;
+  r.page.environment.push_back({bad, bad, bad});
+  r.page.kernels.push_back({bad, bad, bad});
+  r.page.command = bad;
+  const std::string page = report_html(r);
+  EXPECT_FALSE(has(page, "<img")) << page;
+  EXPECT_TRUE(has(page, "&lt;img src=x onerror=alert(1)&gt;"));
+}
+
+TEST(ReportHtml, BisectSaysItDrawsNoCurves) {
+  DivergenceReport r = diverged_replay();
+  r.command = "bisect";
+  r.page = PageViews{};
+  const std::string page = report_html(r);
+  EXPECT_TRUE(has(page, "Not computed by trainrr bisect"));
+  EXPECT_FALSE(has(page, "<title>batch_normalization_1:out"));
+}
+
+TEST(ReportHtml, AReproducedReplaySaysSoAndMarksNoDivergence) {
+  DivergenceReport r = diverged_replay();
+  r.diverged = false;
+  r.first.reset();
+  r.page.stopped_at_first = false;
+  for (auto& row : r.page.rows) row.size.assign(10, MapRow::kSame);
+  r.page.loss_b = r.page.loss_a;
+  const std::string page = report_html(r);
+  EXPECT_TRUE(has(page, "Reproduced bit for bit"));
+  EXPECT_FALSE(has(page, "first divergence"));
+  EXPECT_TRUE(has(page, "the losses are the same bits at every step compared"));
+}
+
+}  // namespace
+}  // namespace trainrr
