@@ -410,11 +410,14 @@ BisectResult bisect(const BisectOptions& o) {
   for (const auto& kd : kinds) force += (force.empty() ? "" : ",") + kd;
   std::string racy;
   for (const auto& u : window.racy) racy += (racy.empty() ? "" : ", ") + u;
-  say(o.log, "stage 3: delta debugging over " + std::to_string(all.size()) + " recorded choices of steps " +
-                 std::to_string(start) + ".." + std::to_string(k) + ": " + std::to_string(res.replays) +
-                 " replays" +
+  // One count of choices throughout: the window's recorded choices, of which the racy ones are always
+  // forced and the rest are searched.
+  say(o.log, "stage 3: " + std::to_string(window.all.size()) + " recorded choices in steps " + std::to_string(start) +
+                 ".." + std::to_string(k) + ": delta debugging over " + std::to_string(all.size()) + " of them, " +
+                 std::to_string(res.replays) + (res.replays == 1 ? " replay" : " replays") +
                  (racy.empty() ? std::string()
-                               : "; always forced, as a free replay matches them only by chance: " + racy));
+                               : "; the other " + std::to_string(window.all.size() - all.size()) +
+                                     " always forced, as a free replay matches them only by chance: " + racy));
   say(o.log, "result: force " + units + " (" + std::to_string(cur.size()) + " of " +
                  std::to_string(window.all.size()) + " choices) to reproduce " +
                  (against ? "A through step " + std::to_string(k) + ", where A and B differ,"

@@ -1,6 +1,7 @@
 #include "replayer/cause.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 
@@ -77,6 +78,17 @@ std::vector<std::string> differences_within_steps(const std::vector<std::string>
   return out;
 }
 
+std::string kernel_pick(const KernelChoice& choice) {
+  if (choice.reason.rfind("autotune", 0) != 0 || choice.timings_us.size() != choice.candidates.size()) return "";
+  std::string out = "picked " + choice.chosen + " by timing (autotune):";
+  for (size_t i = 0; i < choice.candidates.size(); ++i) {
+    char us[32];
+    std::snprintf(us, sizeof us, "%.3g us", choice.timings_us[i]);
+    out += std::string(i ? "," : "") + " " + choice.candidates[i] + " " + us;
+  }
+  return out;
+}
+
 Cause classify(const FirstDivergence& d, const CauseInputs& in) {
   if (in.data_changed) return {"data", in.data_detail + "; the divergence follows before any step"};
   if (const auto within = differences_within_steps(in.config_differences); !within.empty())
@@ -118,11 +130,17 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in) {
       if (it != in.kernel_differences.end())
         detail += "; loader " + it->second.first + " (" + in.name_a + "), " + it->second.second + " (" +
                   in.name_b + ")";
-      else if (d.detail.find("loader__ordered") != std::string::npos)
-        detail += "; the ordered loader hands out the next batch, so the recorded order came from elsewhere "
-                  "(a first-ready loader's race in the recording, or a hook)";
-      else
-        detail += "; a first-ready loader hands out batches in the order its workers finish";
+      else {
+        // The loader the first side ran, as recorded; the replay's message names it too.
+        auto ran = in.kernels.find("data/loader");
+        const std::string loader = ran != in.kernels.end() ? ran->second : "";
+        if (loader == "loader__ordered" || (loader.empty() && d.detail.find("loader__ordered") != std::string::npos))
+          detail += "; the ordered loader hands out the next batch, so the recorded order came from elsewhere "
+                    "(a first-ready loader's race in the recording, or a hook)";
+        else if (loader.find("first_ready") != std::string::npos ||
+                 d.detail.find("first_ready") != std::string::npos)
+          detail += "; a first-ready loader hands out batches in the order its workers finish";
+      }
     }
     return {kind, detail};
   }
@@ -136,14 +154,31 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in) {
   const std::string th_a = env_value(in.environment, "threads", true),
                     th_b = env_value(in.environment, "threads", false);
   if (!th_a.empty()) context += "; threads " + th_a + " vs " + th_b;
+  // How each side picked the kernel at `site` when it timed the candidates (autotune).
+  auto picks = [&](const std::string& site) {
+    std::string out;
+    if (auto it = in.kernel_picks.find(site); it != in.kernel_picks.end()) {
+      if (!it->second.first.empty()) out += "; " + in.name_a + " " + it->second.first;
+      if (!it->second.second.empty()) out += "; " + in.name_b + " " + it->second.second;
+    }
+    return out;
+  };
+  // A timing is a measurement of that moment on that machine: the pick itself varies run to run.
+  auto timed = [](const std::string& text) {
+    return text.empty() ? text : text + " (timings vary from run to run, so an autotuned pick does too)";
+  };
   if (!d.kernel_recorded.empty() && !d.kernel_replayed.empty() && d.kernel_recorded != d.kernel_replayed)
     return {"kernel", "a different kernel ran at " + kernel_site_of(d.site) + ": " + d.kernel_recorded +
-                          " (" + in.name_a + "), " + d.kernel_replayed + " (" + in.name_b + ")" + context};
+                          " (" + in.name_a + "), " + d.kernel_replayed + " (" + in.name_b + ")" +
+                          timed(picks(kernel_site_of(d.site))) + context};
   if (d.kernel_replayed.empty() && !in.kernel_differences.empty()) {
     std::vector<std::string> ks;
-    for (const auto& [site, ab] : in.kernel_differences)
+    std::string how;
+    for (const auto& [site, ab] : in.kernel_differences) {
       ks.push_back(site + ": " + ab.first + " vs " + ab.second);
-    return {"kernel", "kernel selections differ: " + join(ks, "; ") + context};
+      how += picks(site);
+    }
+    return {"kernel", "kernel selections differ: " + join(ks, "; ") + timed(how) + context};
   }
   const std::string kernel = d.kernel_replayed.empty() ? d.kernel_recorded : d.kernel_replayed;
   const Kernel* k = in.registry && !kernel.empty() ? in.registry->find(kernel) : nullptr;

@@ -28,7 +28,14 @@ struct CauseInputs {
   std::map<std::string, std::string>
       kernels;  // kernel site -> the kernel the first side (recorded, A) ran there
   std::string name_a = "recorded", name_b = "replayed";  // how the report names the two sides ("A", "B")
+  // Kernel site -> how each side picked its kernel there, when it was not a fixed rule: by timing (autotune),
+  // with the timings (kernel_pick below).
+  std::map<std::string, std::pair<std::string, std::string>> kernel_picks;
 };
+
+// How a kernel choice was made, for a cause: "picked by timing (autotune): f32_matmul__a 12.1 us,
+// f32_matmul__b 15.3 us", or "" when a fixed rule picked it (default, deterministic, forced).
+std::string kernel_pick(const KernelChoice& choice);
 
 Cause classify(const FirstDivergence& d, const CauseInputs& in);
 

@@ -228,11 +228,17 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     for (const auto& e : b->events) {
       if (!compared(e)) continue;
       in_b[event_key(e)].push_back(&e);
-      if (auto* k = std::get_if<KernelChoice>(&e)) kernels_b[k->site] = k->chosen;
+      if (auto* k = std::get_if<KernelChoice>(&e)) {
+        kernels_b[k->site] = k->chosen;
+        if (const std::string how = kernel_pick(*k); !how.empty()) ci.kernel_picks[k->site].second = how;
+      }
     }
     for (const auto& e : a->events) {
       if (!compared(e)) continue;
-      if (auto* k = std::get_if<KernelChoice>(&e)) kernels_a[k->site] = k->chosen;
+      if (auto* k = std::get_if<KernelChoice>(&e)) {
+        kernels_a[k->site] = k->chosen;
+        if (const std::string how = kernel_pick(*k); !how.empty()) ci.kernel_picks[k->site].first = how;
+      }
       const std::string key = event_key(e);
       auto& q = in_b[key];
       if (q.empty()) {

@@ -31,5 +31,25 @@ TEST(ReportJson, FactsHaveSnakeCaseKeysAndNumbersAsNumbers) {
   EXPECT_TRUE(has(json, "\"loss_at_step_3\":\"0.5 vs 0.6\"")) << json;
 }
 
+TEST(ReportText, AUlpCountNearZeroIsReadByTheAbsoluteDifference) {
+  DivergenceReport r;
+  r.command = "replay";
+  r.diverged = true;
+  r.first = divergence(3, "forward", "probe", "dense_1:out");
+  r.first->has_element = true;
+  r.first->recorded = 1e-12;
+  r.first->replayed = -3e-12;
+  r.first->abs_diff = 4e-12;
+  r.first->ulp = 4000000;
+  EXPECT_TRUE(has(report_text(r), "4000000 ULP (near zero, where a ULP is tiny: the values differ by 4e-12 in "
+                                  "absolute terms)"))
+      << report_text(r);
+  r.first->recorded = 0.5;
+  r.first->replayed = 0.50000006;
+  r.first->abs_diff = 6e-8;
+  r.first->ulp = 1;
+  EXPECT_FALSE(has(report_text(r), "near zero")) << report_text(r);
+}
+
 }  // namespace
 }  // namespace trainrr

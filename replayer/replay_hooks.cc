@@ -2,10 +2,10 @@
 
 #include <algorithm>
 
-#include "replayer/event_keys.h"
-
 #include "engine/fingerprint.h"
 #include "engine/random.h"
+#include "replayer/cause.h"
+#include "replayer/event_keys.h"
 
 namespace trainrr {
 ReplayHooks::ReplayHooks(trace::TraceReader& reader, ForceSet force, ProbeLevel level, bool compare)
@@ -31,7 +31,10 @@ bool ReplayHooks::load_next() {
       for (size_t i = 0; i < cur_.step.events.size(); ++i) {
         const trace::Event& e = cur_.step.events[i];
         cur_.by_key[event_key(e)].push_back(i);
-        if (auto* k = std::get_if<KernelChoice>(&e)) recorded_kernels_.emplace(k->site, k->chosen);
+        if (auto* k = std::get_if<KernelChoice>(&e)) {
+          recorded_kernels_.emplace(k->site, k->chosen);
+          recorded_choices_.emplace(k->site, *k);
+        }
       }
       return true;
     }
@@ -216,8 +219,20 @@ void ReplayHooks::kernel_selected(KernelChoice& choice) {
     }
   }
   replayed_kernels_[choice.site] = choice.chosen;
+  replayed_choices_[choice.site] = choice;
   const std::string recorded = rec == recorded_kernels_.end() ? "(none recorded)" : rec->second;
   if (recorded != choice.chosen) kernel_diffs_[choice.site] = {recorded, choice.chosen};
+}
+
+std::map<std::string, std::pair<std::string, std::string>> ReplayHooks::kernel_picks() const {
+  std::map<std::string, std::pair<std::string, std::string>> out;
+  for (const auto& [site, rec] : recorded_choices_) {
+    auto here = replayed_choices_.find(site);
+    std::pair<std::string, std::string> picks{kernel_pick(rec),
+                                              here == replayed_choices_.end() ? "" : kernel_pick(here->second)};
+    if (!picks.first.empty() || !picks.second.empty()) out[site] = std::move(picks);
+  }
+  return out;
 }
 
 void ReplayHooks::accumulation_order(std::string_view site, std::vector<uint32_t>& order) {

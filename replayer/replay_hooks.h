@@ -49,6 +49,9 @@ class ReplayHooks : public Hooks {
   const std::map<std::string, int64_t>& order_differences() const { return order_diffs_; }
   const std::map<std::string, std::string>& replayed_kernels() const { return replayed_kernels_; }
   const std::map<std::string, std::string>& recorded_kernels() const { return recorded_kernels_; }
+  // Kernel site -> how the recording and the replay picked their kernels there (kernel_pick), where either
+  // was picked by timing.
+  std::map<std::string, std::pair<std::string, std::string>> kernel_picks() const;
   uint64_t replayed_seed() const { return replayed_seed_; }
   // Recorded and replayed loss per step, for reports.
   const std::vector<std::pair<double, double>>& losses() const { return losses_; }
@@ -146,6 +149,7 @@ class ReplayHooks : public Hooks {
   int64_t step_ = -1;  // the step being executed (-1: before the first)
   std::optional<FirstDivergence> first_;
   std::map<std::string, std::string> recorded_kernels_, replayed_kernels_;
+  std::map<std::string, KernelChoice> recorded_choices_, replayed_choices_;  // the whole choices, for causes
   std::map<std::string, std::pair<std::string, std::string>> kernel_diffs_;
   std::function<bool(const std::string&)> runnable_;
   std::vector<Substitution> substituted_;

@@ -563,6 +563,7 @@ ReplayResult replay(const ReplayOptions& o) {
   ci.matched_draws = hooks.matched_draws();
   ci.order_differences = hooks.order_differences();
   ci.kernels = hooks.recorded_kernels();
+  ci.kernel_picks = hooks.kernel_picks();
 
   if (!hooks.diverged() && !rebuilt->data_changed) {
     rep.diverged = false;

@@ -269,13 +269,18 @@ TEST_F(Scenario, AutotuneChoosingAnotherKernelIsNamedAsTheCause) {
   EXPECT_EQ(d.exit_code, 1) << d.output;
   EXPECT_TRUE(has(d.output, "\"category\":\"kernel\"")) << d.output;
   EXPECT_TRUE(has(d.output, "dense_1/matmul.fwd")) << d.output;
+  // The cause says the kernels were picked by timing, with the recorded timings of every candidate.
+  CommandResult text = trainrr("diff " + a + " " + b);
+  EXPECT_TRUE(std::regex_search(text.output, std::regex(R"(cause: kernel: .*; A picked f32_matmul__\S+ by timing )"
+                                                         R"(\(autotune\): f32_matmul__\S+ [0-9.e+-]+ us)")))
+      << text.output;
+  EXPECT_TRUE(has(text.output, "timings vary from run to run")) << text.output;
   expect_reproduces(b);
   CommandResult bis = trainrr("bisect " + b + " --json");
   EXPECT_EQ(bis.exit_code, 1) << bis.output;
   EXPECT_TRUE(has(bis.output, "kernel:dense_1/matmul.fwd")) << bis.output;
 }
 
-// OpenBLAS's code for another CPU than this one that this CPU can run, or "" if there is none.
 // The code OpenBLAS picks for this CPU by itself: what a trainrr started without OPENBLAS_CORETYPE records.
 // This process's own pick (openblas_core()) follows the caller's environment, which may set the variable.
 std::string native_openblas_core() {
