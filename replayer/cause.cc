@@ -90,7 +90,7 @@ std::string kernel_pick(const KernelChoice& choice) {
 }
 
 Cause classify(const FirstDivergence& d, const CauseInputs& in) {
-  if (in.data_changed) return {"data", in.data_detail + "; the divergence follows before any step"};
+  if (in.data_changed) return {"data", in.data_detail + "; the data differs before any step runs"};
   if (const auto within = differences_within_steps(in.config_differences); !within.empty())
     return {"config", "the run configuration differs: " + join(within, "; ")};
 

@@ -150,8 +150,13 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   {
     auto ca = parse_config(ha.config, ha.config_path, config_folder(ha), ha.config_overrides);
     auto cb = parse_config(hb.config, hb.config_path, config_folder(hb), hb.config_overrides);
-    if (ca && cb)
+    if (ca && cb) {
+      // By the values the runs used: a run without a seed used the one it drew, so a run seeded with that
+      // same number made no other choice of configuration.
+      if (!ca->seed && cb->seed) ca->seed = ha.seed;
+      if (!cb->seed && ca->seed) cb->seed = hb.seed;
       ci.config_differences = config_differences(*ca, *cb);
+    }
     else if (ha.config != hb.config)
       ci.config_differences.push_back("the configuration texts differ");
   }

@@ -93,6 +93,23 @@ TEST_F(Scenario, UnseededSklearnSplitDrawsASeedNumpyTakesAndReplays) {
   }
 }
 
+TEST_F(Scenario, DiffOfAnUnseededRunAndOneSeededWithTheSeedItDrewIsIdentical) {
+  const std::string cfg =
+      config(breast_cancer_config("", kBreastCancer, "", "", "threads = 1\npolicy = \"deterministic\"\n"));
+  const std::string a = dir.file("a.trr"), b = dir.file("b.trr");
+  ASSERT_EQ(trainrr("record " + cfg + " -o " + a).exit_code, 0);
+  auto reader = trace::TraceReader::open(a);
+  ASSERT_TRUE(reader) << reader.error().message;
+  const uint64_t drawn = (*reader)->header().seed;
+  ASSERT_EQ(trainrr("record " + cfg + " --set seed=" + std::to_string(drawn) + " -o " + b).exit_code, 0);
+  for (const auto& [x, y] : {std::pair{a, b}, std::pair{b, a}}) {
+    CommandResult d = trainrr("diff " + x + " " + y);
+    EXPECT_EQ(d.exit_code, 0) << d.output;
+    EXPECT_TRUE(has(d.output, "identical")) << d.output;
+    EXPECT_FALSE(has(d.output, "seed:")) << d.output;
+  }
+}
+
 TEST_F(Scenario, UnseededRunReplaysForcedAndDivergesAtTheFirstInitializerDrawFree) {
   const std::string cfg = config(breast_cancer_config("", kBreastCancer, "", "", "threads = 1\npolicy = \"deterministic\"\n"));
   const std::string trace = dir.file("a.trr");
