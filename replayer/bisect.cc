@@ -44,6 +44,22 @@ void say(FILE* log, const std::string& line) {
   }
 }
 
+// What a free replay's divergence is explained with: its hooks' evidence against the recording.
+CauseInputs free_cause_inputs(const ReplayHooks& hooks, const trace::TraceHeader& header, const RunConfig& config,
+                              const KernelRegistry& registry) {
+  CauseInputs ci;
+  ci.registry = &registry;
+  ci.config_differences = config_differences(header, config);
+  ci.kernel_differences = hooks.kernel_differences();
+  ci.kernel_picks = hooks.kernel_picks();
+  ci.kernels = hooks.recorded_kernels();
+  ci.seed_recorded = header.seed;
+  ci.seed_replayed = hooks.replayed_seed();
+  ci.seed_from_entropy = header.seed_from_entropy;
+  ci.matched_draws = hooks.matched_draws();
+  return ci;
+}
+
 struct Suspect {
   int64_t step = -1;
   std::string why;
@@ -320,14 +336,7 @@ BisectResult bisect(const BisectOptions& o) {
                   ": the difference between A and B does not recur here";
     } else {
       const FirstDivergence& fd = *free_run->hooks->first();
-      CauseInputs ci;
-      ci.registry = &registry;
-      ci.config_differences = config_differences(header, config);
-      ci.kernel_differences = free_run->hooks->kernel_differences();
-      ci.seed_recorded = header.seed;
-      ci.seed_replayed = free_run->hooks->replayed_seed();
-      ci.seed_from_entropy = header.seed_from_entropy;
-      ci.matched_draws = free_run->hooks->matched_draws();
+      const CauseInputs ci = free_cause_inputs(*free_run->hooks, header, config, registry);
       free_says = fd.step == ab.step && fd.site == ab.site
                       ? "diverges from A at the same step and site as B does"
                       : "diverges from A first at " + place(fd) + " (" + classify(fd, ci).category + ": " +
@@ -427,14 +436,7 @@ BisectResult bisect(const BisectOptions& o) {
   if (!against) {
     rep.diverged = true;
     rep.first = free_run->hooks->first();
-    CauseInputs ci;
-    ci.registry = &registry;
-    ci.config_differences = config_differences(header, config);
-    ci.kernel_differences = free_run->hooks->kernel_differences();
-    ci.seed_recorded = header.seed;
-    ci.seed_replayed = free_run->hooks->replayed_seed();
-    ci.seed_from_entropy = header.seed_from_entropy;
-    ci.matched_draws = free_run->hooks->matched_draws();
+    CauseInputs ci = free_cause_inputs(*free_run->hooks, header, config, registry);
     rep.cause = classify(*rep.first, ci);
   }
   rep.facts.emplace_back("minimal forced choices", units);

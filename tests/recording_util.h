@@ -53,6 +53,19 @@ class ForwardingHooks : public Hooks {
   int64_t step_ = -1;  // the step in progress (-1: setup)
 };
 
+// Replaces the kernel chosen at one site, as an autotuner timing the candidates differently would.
+class OtherKernel : public ForwardingHooks {
+ public:
+  OtherKernel(Hooks& in, std::string site, std::string id) : ForwardingHooks(in), site_(site), id_(id) {}
+  void kernel_selected(KernelChoice& c) override {
+    if (c.site == site_) c.chosen = id_;
+    in_.kernel_selected(c);
+  }
+
+ private:
+  std::string site_, id_;
+};
+
 // Records `config_path` (with overrides) to `trace_path`, with `wrap` (if given) in front of the recorder.
 inline std::string record_via_api(const std::string& config_path, const std::vector<std::string>& overrides,
                                   const std::string& trace_path,

@@ -225,19 +225,6 @@ TEST_F(Scenario, FewerThreadsDivergeAtTheFirstThreadDependentOpOfStepZero) {
   EXPECT_TRUE(has(b.output, "\"key\":\"threads\",\"recorded\":\"2\",\"replayed\":\"1\"")) << b.output;
 }
 
-// Replaces the kernel chosen at one site, as an autotuner timing the candidates differently would.
-class OtherKernel : public ForwardingHooks {
- public:
-  OtherKernel(Hooks& in, std::string site, std::string id) : ForwardingHooks(in), site_(site), id_(id) {}
-  void kernel_selected(KernelChoice& c) override {
-    if (c.site == site_) c.chosen = id_;
-    in_.kernel_selected(c);
-  }
-
- private:
-  std::string site_, id_;
-};
-
 // An autotuned OpenBLAS pick, as the selector words it: "autotune (OpenBLAS ... core=... threads=...)".
 class AutotunedOpenblas : public ForwardingHooks {
  public:

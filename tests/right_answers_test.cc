@@ -47,19 +47,6 @@ uint64_t recorded_seed(const std::string& trace) {
   return r ? (*r)->header().seed : 0;
 }
 
-// Replaces the kernel chosen at one site, as an autotuner timing the candidates differently would.
-class OtherKernel : public ForwardingHooks {
- public:
-  OtherKernel(Hooks& in, std::string site, std::string id) : ForwardingHooks(in), site_(site), id_(id) {}
-  void kernel_selected(KernelChoice& c) override {
-    if (c.site == site_) c.chosen = id_;
-    in_.kernel_selected(c);
-  }
-
- private:
-  std::string site_, id_;
-};
-
 // Step 0 takes batch `last` (the epoch's last), as a first-ready loader's race may: a free replay, whose
 // loader hands out an earlier batch first, differs there.
 class LastBatchFirst : public ForwardingHooks {
