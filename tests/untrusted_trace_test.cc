@@ -121,9 +121,10 @@ class UntrustedTrace : public ::testing::Test {
   // The commands' working folder.
   fs::path work() const { return dir.path() / "work"; }
 
-  CommandResult run(const std::string& args) const {
-    return run_trainrr_env("cd " + shell_quote(work().string()) + " && TMPDIR=" + shell_quote(tmp().string()),
-                           args);
+  // `wrapper` runs before trainrr, e.g. "timeout 10".
+  CommandResult run(const std::string& args, const std::string& wrapper = "") const {
+    return run_trainrr_env(
+        "cd " + shell_quote(work().string()) + " && TMPDIR=" + shell_quote(tmp().string()) + " " + wrapper, args);
   }
 
   // Nothing was written: not in the target, not in the working folder, nothing left in TMPDIR, and
@@ -299,7 +300,7 @@ TEST_F(UntrustedTrace, DataFileThatIsADeviceAPipeOrAFolderIsRefusedAtOnce) {
     const std::string bad = aimed_at(dir, plain(), path);
     CommandResult r;
     // `timeout` ends a hang, so a regression fails here rather than stalling the suite.
-    const double took = seconds([&] { r = run_trainrr("replay " + bad); });
+    const double took = seconds([&] { r = run_trainrr_env("timeout 10", "replay " + bad); });
     EXPECT_EQ(r.exit_code, 2) << r.output;
     EXPECT_NE(r.output.find(path + ": not a regular file (it is " + kind + ")"), std::string::npos) << r.output;
 #if !defined(__SANITIZE_ADDRESS__)
@@ -307,7 +308,7 @@ TEST_F(UntrustedTrace, DataFileThatIsADeviceAPipeOrAFolderIsRefusedAtOnce) {
 #endif
     // The same file given with --data, to a trace that embeds its data or not.
     for (const std::string& trace : {plain(), embedded()}) {
-      const double took_data = seconds([&] { r = run("replay " + trace + " --data " + path); });
+      const double took_data = seconds([&] { r = run("replay " + trace + " --data " + path, "timeout 10"); });
       EXPECT_EQ(r.exit_code, 2) << r.output;
       EXPECT_NE(r.output.find(path + ": not a regular file (it is " + kind + ")"), std::string::npos) << r.output;
 #if !defined(__SANITIZE_ADDRESS__)
