@@ -181,9 +181,10 @@ void Recorder::step_end(const StepSummary& s) {
   end.metrics = s.metrics;
   std::vector<std::pair<std::string, uint64_t>> each;
   each.reserve(s.params.size());
-  for (const auto& [name, t] : s.params) {
+  for (const auto& [name, tensor] : s.params) {
+    const Tensor* t = tensor;  // a structured binding cannot be captured by a lambda before C++20 in clang 14
     // The latest update probe of this tensor, if any.
-    auto probed = std::find_if(update_digests_.rbegin(), update_digests_.rend(), [&](const UpdateDigest& u) {
+    auto probed = std::find_if(update_digests_.rbegin(), update_digests_.rend(), [t](const UpdateDigest& u) {
       return u.data == t->ptr() && u.size == t->size();
     });
     each.emplace_back(name, probed != update_digests_.rend() ? probed->digest : digest(*t));

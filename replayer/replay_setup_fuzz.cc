@@ -7,6 +7,9 @@
 // Input: parts separated by "\n----\n": the configuration, its recorded path, then three parts per data
 // set: name, recorded path, contents. Contents starting with '@' are a data set that is not embedded, of
 // the size that follows; any other contents are embedded. Seeds: replayer/fuzz_corpus/.
+//
+// The target runs in its sandbox folder (it changes the working folder at start): give it absolute paths
+// for corpora and -artifact_prefix, as scripts/test.sh does.
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -84,6 +87,11 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   ::setenv("TMPDIR", (g_sandbox / "tmp").c_str(), 1);
   if (::chdir((g_sandbox / "work").c_str()) != 0) std::abort();
   g_before = entries(g_sandbox);
+  // The sandbox goes when the fuzzer ends normally; after a finding it stays, for a look.
+  std::atexit([] {
+    std::error_code ec;
+    fs::remove_all(g_sandbox, ec);
+  });
   return 0;
 }
 

@@ -37,6 +37,7 @@ build-fuzz/data_reader_fuzz "$data_corpus" engine/data/fuzz_corpus -max_total_ti
 # hold afterwards exactly what it held before.
 replay_corpus=build-fuzz/replay-corpus
 mkdir -p "$replay_corpus"
-build-fuzz/replay_setup_fuzz "$replay_corpus" replayer/fuzz_corpus -max_total_time="${TRAINRR_FUZZ_SECONDS:-60}" \
-  -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -n 5
+# It works in a sandbox folder of its own, so every path it is given is absolute.
+build-fuzz/replay_setup_fuzz "$PWD/$replay_corpus" "$PWD/replayer/fuzz_corpus" -artifact_prefix="$PWD/build-fuzz/" \
+  -max_total_time="${TRAINRR_FUZZ_SECONDS:-60}" -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -n 5
 echo "all stages passed"
