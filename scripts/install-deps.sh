@@ -5,8 +5,9 @@ packages=(build-essential cmake pkg-config capnproto libcapnp-dev libtomlplusplu
           libxxhash-dev libzstd-dev libcli11-dev libfmt-dev libopenblas-dev libgtest-dev libgmock-dev
           libbenchmark-dev)
 if [[ "${TRAINRR_WITH_FUZZ:-0}" == 1 ]]; then packages+=(clang-14 libclang-rt-14-dev); fi
-# The browser that renders the HTML report in the test suite (scripts/render-report.sh).
-if [[ "${TRAINRR_WITH_BROWSER:-0}" == 1 ]]; then packages+=(chromium); fi
+# The browser that renders the HTML report in the test suite (scripts/render-report.sh), and the JSON parser
+# that checks --json output made from hostile traces (tests/untrusted_trace_test.cc).
+if [[ "${TRAINRR_WITH_BROWSER:-0}" == 1 ]]; then packages+=(chromium python3); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
