@@ -101,9 +101,10 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in) {
   }
   if (kind == "rng") {
     if (in.seed_recorded != in.seed_replayed)
-      return {"rng", "the run seed differs: recorded " + std::to_string(in.seed_recorded) +
-                         (in.seed_from_entropy ? " (drawn from the OS: the configuration gives none)" : "") +
-                         ", replayed " + std::to_string(in.seed_replayed) +
+      return {"rng", "the run seed differs: " + std::to_string(in.seed_recorded) + " (" + in.name_a + ") vs " +
+                         std::to_string(in.seed_replayed) + " (" + in.name_b + ")" +
+                         (in.seed_from_entropy ? ", as a run whose configuration gives no seed draws one from the OS"
+                                               : "") +
                          "; first affected draw: " + d.site};
     std::string detail = d.detail;
     if (d.same_draw) {
@@ -188,7 +189,7 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in) {
                            "order (declared nondeterministic)"};
   if (k && k->info.thread_dependent && !th_a.empty())
     return {"numeric", "same kernel " + kernel + ", same inputs: its result depends on the thread count, " +
-                           th_a + " threads recorded, " + th_b + " replayed"};
+                           th_a + " threads (" + in.name_a + "), " + th_b + " (" + in.name_b + ")"};
   // OpenBLAS picks its code by CPU when it loads: the same kernel id, different machine code.
   const std::string core_a = openblas_core_in(env_value(in.environment, "lib.openblas", true)),
                     core_b = openblas_core_in(env_value(in.environment, "lib.openblas", false));

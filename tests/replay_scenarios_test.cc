@@ -208,7 +208,7 @@ TEST_F(Scenario, FewerThreadsDivergeAtTheFirstThreadDependentOpOfStepZero) {
   EXPECT_TRUE(has(forced.output, "\"phase\":\"backward\"")) << forced.output;
   EXPECT_TRUE(has(forced.output, "splitk")) << forced.output;
   EXPECT_TRUE(has(forced.output, "\"category\":\"numeric\"")) << forced.output;
-  EXPECT_TRUE(has(forced.output, "2 threads recorded, 1 replayed")) << forced.output;
+  EXPECT_TRUE(has(forced.output, "2 threads (recorded), 1 (replayed)")) << forced.output;
   EXPECT_TRUE(has(forced.output, "\"key\":\"threads\",\"recorded\":\"2\",\"replayed\":\"1\"")) << forced.output;
   // Kernels free, one thread: another kernel is selected there.
   CommandResult free_kernels = trainrr("replay " + trace + " --set runtime.threads=1 --force rng,split,shuffle,loader --json");
