@@ -66,6 +66,21 @@ class OtherKernel : public ForwardingHooks {
   std::string site_, id_;
 };
 
+// Step 0 takes batch `last` (the epoch's last) where the loader proposed another, as a first-ready loader's
+// race may: every batch is still untaken at step 0, whichever loader runs, and a free replay, whose loader
+// hands out an earlier batch first, differs there.
+class LastBatchFirst : public ForwardingHooks {
+ public:
+  LastBatchFirst(Hooks& in, int64_t last) : ForwardingHooks(in), last_(last) {}
+  void batch_order(int64_t step, int64_t& b) override {
+    if (step == 0) b = last_;
+    in_.batch_order(step, b);
+  }
+
+ private:
+  int64_t last_;
+};
+
 // Records `config_path` (with overrides) to `trace_path`, with `wrap` (if given) in front of the recorder.
 inline std::string record_via_api(const std::string& config_path, const std::vector<std::string>& overrides,
                                   const std::string& trace_path,

@@ -537,19 +537,6 @@ class OtherBatch : public ForwardingHooks {
   int64_t step_at_;
 };
 
-// Step 0 takes batch `last` (the epoch's last) where the loader proposed another: every batch is still
-// untaken at step 0, whichever loader runs.
-class LastBatchFirst : public ForwardingHooks {
- public:
-  LastBatchFirst(Hooks& in, int64_t last) : ForwardingHooks(in), last_(last) {}
-  void batch_order(int64_t step, int64_t& b) override {
-    if (step == 0) b = last_;
-    in_.batch_order(step, b);
-  }
-
- private:
-  int64_t last_;
-};
 
 TEST_F(Scenario, FirstReadyLoaderOrderIsNamedAsTheCause) {
   const std::string cfg = config(breast_cancer_config("seed = 6\n", kBreastCancer, "", "", "threads = 2\npolicy = \"default\"\n"));

@@ -47,19 +47,6 @@ uint64_t recorded_seed(const std::string& trace) {
   return r ? (*r)->header().seed : 0;
 }
 
-// Step 0 takes batch `last` (the epoch's last), as a first-ready loader's race may: a free replay, whose
-// loader hands out an earlier batch first, differs there.
-class LastBatchFirst : public ForwardingHooks {
- public:
-  LastBatchFirst(Hooks& in, int64_t last) : ForwardingHooks(in), last_(last) {}
-  void batch_order(int64_t step, int64_t& b) override {
-    if (step == 0) b = last_;
-    in_.batch_order(step, b);
-  }
-
- private:
-  int64_t last_;
-};
 
 class RightAnswers : public ::testing::Test {
  protected:
