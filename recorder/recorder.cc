@@ -13,15 +13,17 @@
 
 namespace trainrr {
 
+std::vector<std::pair<std::string, std::string DataConfig::*>> data_files(const DataConfig& data) {
+  if (data.source == "csv") return {{"data", &DataConfig::path}};
+  if (data.source == "npy" || data.source == "idx")
+    return {{"features", &DataConfig::path}, {"labels", &DataConfig::labels}};
+  return {};
+}
+
 Result<std::vector<trace::DatasetInfo>> describe_datasets(const DataConfig& data, bool embed) {
-  std::vector<std::pair<std::string, std::string>> files;
-  if (data.source == "csv") files.emplace_back("data", data.path);
-  if (data.source == "npy" || data.source == "idx") {
-    files.emplace_back("features", data.path);
-    files.emplace_back("labels", data.labels);
-  }
   std::vector<trace::DatasetInfo> out;
-  for (const auto& [name, path] : files) {
+  for (const auto& [name, key] : data_files(data)) {
+    const std::string& path = data.*key;
     trace::DatasetInfo info;
     info.name = name;
     info.path = path;

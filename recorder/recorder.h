@@ -88,6 +88,11 @@ class Recorder : public Hooks {
   Status status_;
 };
 
+// The files a data source reads, each by its name in a trace ("data" for a CSV file; "features" and "labels"
+// for npy and IDX) with the configuration key that holds its path. The recorder describes these; replay puts
+// each one's copy back under the same key.
+std::vector<std::pair<std::string, std::string DataConfig::*>> data_files(const DataConfig& data);
+
 // The data files a configuration reads, digested (and read, when embedding).
 Result<std::vector<trace::DatasetInfo>> describe_datasets(const DataConfig& data, bool embed);
 

@@ -15,6 +15,7 @@
 #include "engine/kernels/kernel_registry.h"
 #include "engine/trainer.h"
 #include "recorder/environment.h"
+#include "recorder/recorder.h"
 #include "replayer/cause.h"
 #include "replayer/data_difference.h"
 #include "replayer/replay_hooks.h"
@@ -47,26 +48,6 @@ std::vector<EnvDifference> environment_differences(
   return out;
 }
 
-namespace {
-
-// The configuration key each data set of a trace stands for, given the run's data source; null when the
-// source reads no such file.
-std::string* data_target(DataConfig& d, const std::string& name) {
-  if (d.source == "csv" && name == "data") return &d.path;
-  if ((d.source == "npy" || d.source == "idx") && name == "features") return &d.path;
-  if ((d.source == "npy" || d.source == "idx") && name == "labels") return &d.labels;
-  return nullptr;
-}
-
-// The files a data source reads, by their names in a trace.
-std::vector<std::string> data_set_names(const DataConfig& d) {
-  if (d.source == "csv") return {"data"};
-  if (d.source == "npy" || d.source == "idx") return {"features", "labels"};
-  return {};
-}
-
-}  // namespace
-
 Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector<std::string>& overrides,
                                   const std::string& data_path, bool allow_change, ScratchDir& scratch) {
   std::vector<std::string> all = h.config_overrides;
@@ -77,7 +58,8 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
   DataConfig& d = r.config.data;
   // Every file the run reads is described by the trace, and nothing else is: a file the trace does not
   // vouch for (by size and digest) is never read.
-  for (const std::string& name : data_set_names(d)) {
+  const auto files = data_files(d);
+  for (const auto& [name, key] : files) {
     bool found = false;
     for (const trace::DatasetInfo& info : h.datasets) found = found || info.name == name;
     if (!found)
@@ -87,8 +69,11 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
   for (size_t i = 0; i < h.datasets.size(); ++i) {
     const trace::DatasetInfo& info = h.datasets[i];
     for (size_t j = 0; j < i; ++j)
-      if (h.datasets[j].name == info.name) return Error{"the trace describes data set '" + info.name.substr(0, 64) + "' twice"};
-    std::string* target = trace::is_known_dataset_name(info.name) ? data_target(d, info.name) : nullptr;
+      if (h.datasets[j].name == info.name)
+        return Error{"the trace describes data set '" + info.name.substr(0, 64) + "' twice"};
+    std::string* target = nullptr;
+    for (const auto& [name, key] : files)
+      if (name == info.name) target = &(d.*key);
     if (!target)
       return Error{"the trace's data set '" + info.name.substr(0, 64) + "' is not read by its " + d.source +
                    " data"};
@@ -107,28 +92,24 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
       *target = data_path;
     }
     const std::string what = "data file " + *target + (*target == info.path ? "" : " (recorded as " + info.path + ")");
-    auto size = trace::regular_file_size(*target);
-    if (!size) {
+    // The size is compared first: a file of another size differs without being read.
+    auto file = trace::digest_regular_file(*target, info.size_bytes);
+    if (!file) {
       if (!std::filesystem::exists(*target))
         return Error{what + " is missing: pass --data PATH, or record with --embed-data"};
-      return size.error();
+      return file.error();
     }
-    // The size is compared first: a file of another size differs without being read.
     std::string differs;
-    if (*size != info.size_bytes) {
+    if (!file->digested)
       differs = what + " differs from the recorded one (" + std::to_string(info.size_bytes) +
-                " bytes recorded, " + std::to_string(*size) + " bytes now)";
-    } else {
-      auto digest = trace::digest_regular_file(*target);
-      if (!digest) return digest.error();
-      if (!(digest->digest == info.digest) || digest->size != info.size_bytes)
-        differs = what + " differs from the recorded one (" + std::to_string(info.size_bytes) +
-                  " bytes recorded; digests differ)";
-    }
+                " bytes recorded, " + std::to_string(file->size) + " bytes now)";
+    else if (!(file->digest == info.digest) || file->size != info.size_bytes)
+      differs = what + " differs from the recorded one (" + std::to_string(info.size_bytes) +
+                " bytes recorded; digests differ)";
     if (differs.empty()) continue;
     // With the recorded copy at hand (embedded) and the user's, say where they first differ.
-    if (!info.embedded.empty() && *size <= (uint64_t{1} << 30))
-      if (auto now = read_file_bytes(*target); now && now->size() == *size)
+    if (!info.embedded.empty() && file->size <= (uint64_t{1} << 30))
+      if (auto now = read_file_bytes(*target); now && now->size() == file->size)
         if (const std::string where = first_data_difference(info.embedded, *now, d.source == "csv"); !where.empty())
           differs += "; " + where;
     if (!allow_change) return Error{differs + "; pass --allow-data-change to replay anyway"};

@@ -24,8 +24,8 @@
 #include "engine/kernels/kernel_registry.h"
 #include "engine/trainer.h"
 #include "tests/test_util.h"
+#include "tests/trace_rewrite.h"
 #include "traces/trace_reader.h"
-#include "traces/trace_writer.h"
 
 extern char** environ;
 
@@ -694,25 +694,10 @@ TEST_F(TraceCliTest, ExportWithoutACheckpointAtOrBeforeTheStepNamesTheStepsThatH
   // A trace without the initial state (written before it was kept, or with it removed here).
   TempDir out;
   const std::string older = out.file("older.trr");
-  {
-    auto reader = trace::TraceReader::open(trace_);
-    ASSERT_TRUE(reader.ok());
-    trace::TraceHeader h = (*reader)->header();
-    h.writer_version.clear();
-    auto writer = trace::TraceWriter::create(older, h);
-    ASSERT_TRUE(writer.ok()) << writer.error().message;
-    for (;;) {
-      auto rec = (*reader)->next();
-      ASSERT_TRUE(rec.ok()) << rec.error().message;
-      if (!rec->has_value()) break;
-      auto& v = (*rec)->value;
-      if (auto* step = std::get_if<trace::TraceStep>(&v)) ASSERT_TRUE((*writer)->write_step(*step).ok());
-      if (auto* epoch = std::get_if<trace::TraceEpoch>(&v)) ASSERT_TRUE((*writer)->write_epoch(*epoch).ok());
-      if (auto* cp = std::get_if<trace::TraceCheckpoint>(&v); cp && cp->step > 0)
-        ASSERT_TRUE((*writer)->write_checkpoint(*cp).ok());
-      if (auto* footer = std::get_if<trace::TraceFooter>(&v)) ASSERT_TRUE((*writer)->finish(*footer).ok());
-    }
-  }
+  ASSERT_EQ(rewrite_trace(
+                trace_, older, [](trace::TraceHeader&) {}, {},
+                [](trace::TraceCheckpoint& cp) { return cp.step > 0; }),
+            "");
   const CommandResult r = run_trainrr("export " + older + " --step 49 -o " + out.file("ck"));
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find(older), std::string::npos) << r.output;

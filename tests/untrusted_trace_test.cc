@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "tests/test_util.h"
+#include "tests/trace_rewrite.h"
 #include "replayer/replayer.h"
 #include "replayer/scratch.h"
 #include "traces/trace_reader.h"
@@ -29,39 +30,6 @@ extern char** environ;
 namespace trainrr::testing {
 namespace {
 namespace fs = std::filesystem;
-
-// Copies the trace at `from` to `to`, message by message through the project's reader and writer, with
-// `edit` applied to the header, and `edit_step` and `edit_checkpoint` (if given) to each step and checkpoint.
-std::string rewrite(const std::string& from, const std::string& to, const std::function<void(trace::TraceHeader&)>& edit,
-                    const std::function<void(trace::TraceStep&)>& edit_step = {},
-                    const std::function<void(trace::TraceCheckpoint&)>& edit_checkpoint = {}) {
-  auto reader = trace::TraceReader::open(from);
-  if (!reader) return reader.error().message;
-  trace::TraceHeader header = (*reader)->header();
-  header.writer_version.clear();
-  edit(header);
-  auto writer = trace::TraceWriter::create(to, header);
-  if (!writer) return writer.error().message;
-  for (;;) {
-    auto rec = (*reader)->next();
-    if (!rec) return rec.error().message;
-    if (!rec->has_value()) break;
-    Status s;
-    if (auto* step = std::get_if<trace::TraceStep>(&(*rec)->value)) {
-      if (edit_step) edit_step(*step);
-      s = (*writer)->write_step(*step);
-    } else if (auto* epoch = std::get_if<trace::TraceEpoch>(&(*rec)->value)) {
-      s = (*writer)->write_epoch(*epoch);
-    } else if (auto* cp = std::get_if<trace::TraceCheckpoint>(&(*rec)->value)) {
-      if (edit_checkpoint) edit_checkpoint(*cp);
-      s = (*writer)->write_checkpoint(*cp);
-    } else if (auto* footer = std::get_if<trace::TraceFooter>(&(*rec)->value)) {
-      s = (*writer)->finish(*footer);
-    }
-    if (!s) return s.error().message;
-  }
-  return "";
-}
 
 // Every file and folder under `root`, links included (not followed).
 std::vector<std::string> listing(const fs::path& root) {
@@ -146,7 +114,7 @@ class UntrustedTrace : public ::testing::Test {
   // The embedded trace with its data set renamed.
   std::string with_dataset_name(const std::string& name) const {
     const std::string bad = dir.file("bad.trr");
-    EXPECT_EQ(rewrite(embedded(), bad, [&](trace::TraceHeader& h) { h.datasets.at(0).name = name; }), "");
+    EXPECT_EQ(rewrite_trace(embedded(), bad, [&](trace::TraceHeader& h) { h.datasets.at(0).name = name; }), "");
     return bad;
   }
 
@@ -215,7 +183,7 @@ TEST_F(UntrustedTrace, DatasetPathNeverNamesAScratchFile) {
                                           std::string("x.csv\0/../../pwned", 18), "..", ""};
   for (const std::string& path : paths) {
     const std::string bad = dir.file("bad.trr");
-    ASSERT_EQ(rewrite(embedded(), bad, [&](trace::TraceHeader& h) { h.datasets.at(0).path = path; }), "");
+    ASSERT_EQ(rewrite_trace(embedded(), bad, [&](trace::TraceHeader& h) { h.datasets.at(0).path = path; }), "");
     CommandResult r = run("replay " + bad);
     EXPECT_EQ(r.exit_code, 0) << path.substr(0, 40) << ": " << r.output;
     EXPECT_NE(r.output.find("reproduced bit for bit"), std::string::npos) << r.output;
@@ -282,7 +250,7 @@ TEST_F(UntrustedTrace, ScratchFolderIsRemovedWhenTheReplayIsKilledBySignal) {
 // A plain trace (data not embedded) whose configuration and data set name `path` as the data file.
 std::string aimed_at(const TempDir& dir, const std::string& from, const std::string& path) {
   const std::string bad = dir.file("bad.trr");
-  const std::string error = rewrite(from, bad, [&](trace::TraceHeader& h) {
+  const std::string error = rewrite_trace(from, bad, [&](trace::TraceHeader& h) {
     const size_t at = h.config.find("path = \"data/breast_cancer.csv\"");
     h.config.replace(at, std::string("path = \"data/breast_cancer.csv\"").size(), "path = \"" + path + "\"");
     h.datasets.at(0).path = path;
@@ -329,7 +297,7 @@ TEST_F(UntrustedTrace, DataFileOfAnotherSizeIsRefusedBeforeItIsRead) {
 
 TEST_F(UntrustedTrace, DataFileTheTraceDoesNotDescribeIsNotRead) {
   const std::string bad = dir.file("bad.trr");
-  ASSERT_EQ(rewrite(plain(), bad, [](trace::TraceHeader& h) { h.datasets.clear(); }), "");
+  ASSERT_EQ(rewrite_trace(plain(), bad, [](trace::TraceHeader& h) { h.datasets.clear(); }), "");
   CommandResult r = run("replay " + bad);
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("the trace describes no data set 'data'"), std::string::npos) << r.output;
@@ -338,13 +306,13 @@ TEST_F(UntrustedTrace, DataFileTheTraceDoesNotDescribeIsNotRead) {
 
 TEST_F(UntrustedTrace, ConfigurationTooLargeOrTooDeepIsRefused) {
   const std::string big = dir.file("big.trr");
-  ASSERT_EQ(rewrite(embedded(), big, [](trace::TraceHeader& h) { h.config += "\n#" + std::string(2 << 20, 'x'); }),
+  ASSERT_EQ(rewrite_trace(embedded(), big, [](trace::TraceHeader& h) { h.config += "\n#" + std::string(2 << 20, 'x'); }),
             "");
   CommandResult r = run("replay " + big);
   EXPECT_EQ(r.exit_code, 2) << r.output.substr(0, 300);
   EXPECT_NE(r.output.find("the configuration is larger than"), std::string::npos) << r.output.substr(0, 300);
   const std::string deep = dir.file("deep.trr");
-  ASSERT_EQ(rewrite(embedded(), deep,
+  ASSERT_EQ(rewrite_trace(embedded(), deep,
                     [](trace::TraceHeader& h) {
                       h.config = "deep = " + std::string(100000, '[') + std::string(100000, ']') + "\n" + h.config;
                     }),
@@ -365,7 +333,7 @@ const std::string kNotUtf8 = "\xff\xfe\xc3";
 // replay compares), but each step's probe sites get the script, so a report names one.
 std::string hostile(const TempDir& dir, const std::string& from) {
   const std::string bad = dir.file("hostile.trr");
-  const std::string error = rewrite(
+  const std::string error = rewrite_trace(
       from, bad,
       [](trace::TraceHeader& h) {
         h.config_path = "/x/" + kScript + kEscape + kNotUtf8 + ".toml";
@@ -451,13 +419,14 @@ TEST_F(UntrustedTrace, ExportKeepsTensorNamesInsideItsFolder) {
                                   " --set train.epochs=1 --checkpoint-every 5 -o " + with_checkpoint);
   ASSERT_EQ(rec.exit_code, 0) << rec.output;
   const std::string bad = dir.file("bad.trr");
-  ASSERT_EQ(rewrite(
+  ASSERT_EQ(rewrite_trace(
                 with_checkpoint, bad, [](trace::TraceHeader&) {}, {},
                 [&](trace::TraceCheckpoint& cp) {
                   int i = 0;
                   for (auto& t : cp.tensors)
                     t.name = i++ == 0 ? "../../../../../../.." + target().string() + "/pwned"
                                       : target().string() + "/pwned2";
+                  return true;
                 }),
             "");
   const std::string out = (work() / "ck").string();

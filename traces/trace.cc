@@ -7,7 +7,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <memory>
 
 #include "engine/data/file_io.h"
@@ -81,7 +80,7 @@ Digest128 digest128_bytes(std::span<const uint8_t> bytes) {
   return {h.low64, h.high64};
 }
 
-Result<FileDigest> digest_regular_file(const std::string& path) {
+Result<FileDigest> digest_regular_file(const std::string& path, std::optional<uint64_t> expected_size) {
   // O_NONBLOCK: the open of a named pipe does not wait for a writer, and a file that only looks regular
   // (/proc/kmsg) answers EAGAIN rather than blocking; a real regular file reads as without it.
   const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
@@ -98,6 +97,7 @@ Result<FileDigest> digest_regular_file(const std::string& path) {
                  "); a data set is a file"};
   }
   const uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (expected_size && size != *expected_size) return FileDigest{Digest128{}, size, false};
   std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(), &XXH3_freeState);
   XXH3_128bits_reset(state.get());
   // A fixed block keeps memory flat whatever the size of the data set.
@@ -117,27 +117,13 @@ Result<FileDigest> digest_regular_file(const std::string& path) {
     XXH3_128bits_update(state.get(), block.get(), static_cast<size_t>(n));
   }
   XXH128_hash_t h = XXH3_128bits_digest(state.get());
-  return FileDigest{Digest128{h.low64, h.high64}, total};
+  return FileDigest{Digest128{h.low64, h.high64}, total, true};
 }
 
 Result<Digest128> digest128_file(const std::string& path) {
   auto d = digest_regular_file(path);
   if (!d) return d.error();
   return d->digest;
-}
-
-Result<uint64_t> regular_file_size(const std::string& path) {
-  std::error_code ec;
-  const auto st = std::filesystem::status(path, ec);
-  if (st.type() == std::filesystem::file_type::not_found) return Error{path + ": no such file"};
-  if (ec) return Error{path + ": cannot examine: " + ec.message()};
-  if (st.type() != std::filesystem::file_type::regular) {
-    const char* kind = special_file_kind(path);
-    return Error{path + ": not a regular file (it is " + (kind ? kind : "not a file") + "); a data set is a file"};
-  }
-  const uint64_t size = std::filesystem::file_size(path, ec);
-  if (ec) return Error{path + ": cannot examine: " + ec.message()};
-  return size;
 }
 
 }  // namespace trainrr::trace

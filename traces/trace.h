@@ -42,14 +42,16 @@ Digest128 digest128_bytes(std::span<const uint8_t> bytes);
 // The digest of a regular file and the bytes it read. Streams the file in fixed-size blocks: memory does
 // not grow with the file. Anything but a regular file (a directory, /dev/zero, a named pipe) is refused at
 // once, with the path and what it is, never read: a data file named by an untrusted trace cannot hang it.
+// With `expected_size`, a file of another size is not read at all: `digested` is false and `size` is its
+// size.
 struct FileDigest {
   Digest128 digest;
   uint64_t size = 0;
+  bool digested = false;
 };
-Result<FileDigest> digest_regular_file(const std::string& path);
+Result<FileDigest> digest_regular_file(const std::string& path,
+                                       std::optional<uint64_t> expected_size = std::nullopt);
 Result<Digest128> digest128_file(const std::string& path);
-// The size of a regular file; an error naming the path for anything else, or a missing file.
-Result<uint64_t> regular_file_size(const std::string& path);
 
 // The names a data set may have in a trace: "data" (a CSV file of features and labels), "features" and
 // "labels" (npy and idx files). Each picks the configuration key its file stands for on replay; a name
