@@ -8,6 +8,12 @@ if [[ "${TRAINRR_WITH_FUZZ:-0}" == 1 ]]; then packages+=(clang-14 libclang-rt-14
 # The browser that renders the HTML report in the test suite (scripts/render-report.sh), and the JSON parser
 # that checks --json output made from hostile traces (tests/untrusted_trace_test.cc).
 if [[ "${TRAINRR_WITH_BROWSER:-0}" == 1 ]]; then packages+=(chromium python3); fi
+# Other CPU models for the replay tests (qemu-x86_64-static -cpu Nehalem ...).
+if [[ "${TRAINRR_WITH_QEMU:-0}" == 1 ]]; then packages+=(qemu-user-static); fi
+# Data-parallel training over Open MPI.
+if [[ "${TRAINRR_WITH_MPI:-0}" == 1 ]]; then packages+=(openmpi-bin libopenmpi-dev); fi
+# The Python module (import trainrr) and its tests.
+if [[ "${TRAINRR_WITH_PYTHON:-0}" == 1 ]]; then packages+=(python3 python3-dev pybind11-dev python3-numpy python3-pytest); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
