@@ -523,6 +523,11 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
     r.get("policy", c.runtime.policy);
     r.finish();
   }
+  if (const toml::table* t = top.table("distributed")) {
+    TableReader r(*t, "distributed.", name, overridden, &error);
+    r.get("shards", c.distributed.shards);
+    r.finish();
+  }
   top.finish();
   if (!error.empty()) return Error{error};
 
@@ -604,6 +609,8 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
     return bad("train.optimizer.weight_decay", "must not be negative, got " + num(o.weight_decay));
   if (c.runtime.threads < 0)
     return bad("runtime.threads", "must be 0 (all cores) or more, got " + std::to_string(c.runtime.threads));
+  if (c.distributed.shards < 0)
+    return bad("distributed.shards", "must be 0 (one per rank) or more, got " + std::to_string(c.distributed.shards));
   const std::string& p = c.runtime.policy;
   if (p != "default" && p != "deterministic" && p != "autotune")
     return named("runtime.policy", unknown_choice("policy", p, {"default", "deterministic", "autotune"}));
@@ -669,6 +676,7 @@ std::vector<std::pair<std::string, std::string>> flatten_config(const RunConfig&
   out.emplace_back("train.optimizer.centered", o.centered ? "true" : "false");
   out.emplace_back("runtime.threads", std::to_string(c.runtime.threads));
   out.emplace_back("runtime.policy", c.runtime.policy);
+  out.emplace_back("distributed.shards", std::to_string(c.distributed.shards));
   return out;
 }
 

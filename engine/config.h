@@ -61,6 +61,11 @@ struct RuntimeConfig {
   std::string policy = "default";  // default | deterministic | autotune
 };
 
+// Data-parallel runs (mpirun -n N trainrr ...): train.batch_size is the global batch.
+struct DistributedConfig {
+  int shards = 0;  // micro-batch shards per global batch; 0: one per rank. A multiple of the rank count.
+};
+
 struct RunConfig {
   std::optional<uint64_t> seed;  // none: drawn from the OS and recorded
   DataConfig data;
@@ -68,6 +73,7 @@ struct RunConfig {
   std::vector<LayerSpec> layers;
   TrainConfig train;
   RuntimeConfig runtime;
+  DistributedConfig distributed;
 
   std::string file;                    // where it was read from ("" for text)
   std::string text;                    // the file's text, verbatim

@@ -17,6 +17,8 @@
 
 namespace trainrr {
 
+struct CollectiveCall;  // engine/collective.h
+
 enum class Phase : uint8_t { forward, backward, update };
 const char* phase_name(Phase p);
 
@@ -115,6 +117,11 @@ class Hooks {
   // order to accumulate in (left empty: as the threads finish). Observation after: the order it took.
   virtual void accumulation_order(std::string_view site, std::vector<uint32_t>& order) { (void)site, (void)order; }
   virtual void accumulated(std::string_view site, const std::vector<uint32_t>& order) { (void)site, (void)order; }
+
+  // Observation, in a data-parallel run: one gradient allreduce call of this rank (engine/collective.h).
+  // The arrival order of allreduce__arrival is a decision through accumulation_order/accumulated, at the
+  // site "allreduce/bucket_N".
+  virtual void collective(const CollectiveCall& call) { (void)call; }
 
   // Observations: tensor probes at or below the level asked for. A probe in Phase::update sees its
   // parameter's value at the step's end: nothing writes a parameter after its update probe in that step.

@@ -69,7 +69,9 @@ uint64_t entropy_seed() {
   return ((static_cast<uint64_t>(rd()) << 32) | rd()) >> 1;
 }
 
-RngDraw RngStreams::draw_words(std::string_view site, std::string_view stream, std::span<uint32_t> out) {
+RngDraw RngStreams::draw_words(std::string_view site, std::string_view stream_name, std::span<uint32_t> out) {
+  const std::string scoped = scope_.empty() ? std::string() : std::string(stream_name) + scope_;
+  const std::string_view stream = scope_.empty() ? stream_name : std::string_view(scoped);
   auto it = offsets_.find(stream);
   if (it == offsets_.end()) it = offsets_.emplace(std::string(stream), 0).first;
   RngDraw draw{std::string(site), std::string(stream), stream_key(seed_, stream), it->second, out.size()};

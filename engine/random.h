@@ -56,6 +56,11 @@ class RngStreams {
   // Returns the draw that produced it.
   RngDraw permutation(std::string_view site, std::string_view stream, std::vector<uint32_t>& perm, uint32_t n);
 
+  // Draws made while a scope is set come from the stream named `stream + scope` ("dropout/dropout_1#shard3"):
+  // a data-parallel run draws each micro-batch shard's masks from that shard's own streams, so the values do
+  // not depend on which rank computes the shard. Empty: the streams as named.
+  void set_scope(std::string scope) { scope_ = std::move(scope); }
+
   // Stream positions, for checkpoints.
   std::vector<std::pair<std::string, uint64_t>> offsets() const;
   void restore(const std::vector<std::pair<std::string, uint64_t>>& offsets);
@@ -68,6 +73,7 @@ class RngStreams {
   Hooks* hooks_;
   std::map<std::string, uint64_t, std::less<>> offsets_;
   std::vector<uint32_t> scratch_;
+  std::string scope_;
 };
 
 }  // namespace trainrr

@@ -20,6 +20,7 @@
 #include "engine/data/split.h"
 #include "engine/data/synthetic.h"
 #include "engine/escape.h"
+#include "engine/fingerprint.h"
 #include "engine/loader.h"
 
 namespace trainrr {
@@ -223,9 +224,29 @@ Status Training::prepare(const TrainingOptions& options) {
   }
   selector_ = std::make_unique<KernelSelector>(*options.registry, policy, isa_, *pool_, *hooks_);
 
+  comm_ = options.collective;
+  if (comm_) {
+    const int ranks = comm_->size();
+    shards_ = config_.distributed.shards > 0 ? config_.distributed.shards : ranks;
+    if (shards_ % ranks != 0)
+      return Error{config_.file + ": distributed.shards = " + std::to_string(shards_) + " is not a multiple of the " +
+                   std::to_string(ranks) + " ranks (mpirun -n " + std::to_string(ranks) + ")"};
+    if (config_.train.batch_size % shards_ != 0)
+      return Error{config_.file + ": train.batch_size = " + std::to_string(config_.train.batch_size) +
+                   " (the global batch) does not divide into " + std::to_string(shards_) + " equal shards" +
+                   (config_.distributed.shards > 0 ? " (distributed.shards)"
+                                                   : " (one per rank: mpirun -n " + std::to_string(ranks) + ")")};
+    for (const LayerSpec& l : config_.layers)
+      if (l.type == "BatchNormalization")
+        return Error{config_.file + ": BatchNormalization in a data-parallel run: its moving statistics would "
+                     "differ from rank to rank (trainrr has no synchronized batch normalization)"};
+  }
+
   hooks_->run_begin();
   seed_from_entropy_ = !config_.seed.has_value();
   seed_ = config_.seed ? *config_.seed : entropy_seed();
+  // Every rank trains from rank 0's seed: an unseeded run draws it once.
+  if (comm_ && !config_.seed) seed_ = comm_->broadcast(seed_);
   // scikit-learn's split takes its seed as numpy's RandomState does, from 0 to 2^32 - 1: an unseeded run
   // draws one of those, as random_state=None draws from the OS, and records it like any other seed.
   if (!config_.seed && config_.data.split == "sklearn" && config_.data.test_fraction > 0) seed_ &= 0xFFFFFFFFu;
@@ -315,6 +336,11 @@ Status Training::prepare(const TrainingOptions& options) {
 
   optimizer_ = make_optimizer(config_.train.optimizer);
   loader_ = std::make_unique<LoaderHolder>();
+  if (comm_) {
+    std::vector<std::pair<std::string, int64_t>> sizes;
+    for (Param* p : model_.params()) sizes.emplace_back(p->name, p->value.size());
+    buckets_ = bucket_layout(sizes, kBucketBytes);
+  }
   return {};
 }
 
@@ -349,6 +375,8 @@ void Training::run_step() {
     loader_->epoch_started = true;
   }
   int64_t batch = loader.propose();
+  // Every rank takes the same global batch: rank 0's loader decides (its first-ready pick, say).
+  if (comm_) batch = static_cast<int64_t>(comm_->broadcast(static_cast<uint64_t>(batch)));
   hooks_->step_begin(step_, epoch_, batch);
   hooks_->batch_order(step_, batch);
   if (!loader.can_take(batch)) {
@@ -365,14 +393,20 @@ void Training::run_step() {
   Batch b = loader.take(batch);
   batches_done_.push_back(static_cast<uint32_t>(batch));
 
-  if (config_.augment.flip) random_flip(b.x, *rng_);
-  if (config_.augment.shift > 0) random_shift(b.x, config_.augment.shift, *rng_);
-  if (config_.augment.noise_stddev > 0) gaussian_noise(b.x, static_cast<float>(config_.augment.noise_stddev), *rng_);
-
-  Tensor pred = model_.forward(b.x, rt_, true);
-  LossValue lv = loss_->compute(pred, b.y, rt_);
-  model_.backward(lv.grad, rt_);
   std::vector<Param*> params = model_.params();
+  Tensor pred;
+  LossValue lv;
+  if (comm_) {
+    lv = run_shards(b, batch, params, pred, b.y);
+  } else {
+    if (config_.augment.flip) random_flip(b.x, *rng_);
+    if (config_.augment.shift > 0) random_shift(b.x, config_.augment.shift, *rng_);
+    if (config_.augment.noise_stddev > 0)
+      gaussian_noise(b.x, static_cast<float>(config_.augment.noise_stddev), *rng_);
+    pred = model_.forward(b.x, rt_, true);
+    lv = loss_->compute(pred, b.y, rt_);
+    model_.backward(lv.grad, rt_);
+  }
   optimizer_->step(params, rt_);
 
   if (!std::isfinite(lv.loss) && warn_ && !warned_non_finite_) {
@@ -386,7 +420,7 @@ void Training::run_step() {
   const int64_t rows = static_cast<int64_t>(b.y.size());
   epoch_loss_ += lv.loss * rows;
   epoch_rows_ += rows;
-  if (classification()) epoch_correct_ += count_correct(*loss_, config_.train.from_logits, pred, b.y);
+  if (classification() && rows > 0) epoch_correct_ += count_correct(*loss_, config_.train.from_logits, pred, b.y);
 
   StepSummary s;
   s.step = step_;
@@ -394,13 +428,121 @@ void Training::run_step() {
   s.batch = batch;
   s.loss = lv.loss;
   if (classification())
-    s.metrics.emplace_back("accuracy", static_cast<double>(epoch_correct_) / static_cast<double>(epoch_rows_));
+    s.metrics.emplace_back("accuracy", static_cast<double>(epoch_correct_) / static_cast<double>(std::max<int64_t>(1, epoch_rows_)));
   for (Param* p : params) {
     s.params.emplace_back(p->name, &p->value);
     s.grads.emplace_back(p->name, &p->grad);
   }
   hooks_->step_end(s);
   ++step_;
+}
+
+namespace {
+
+// Rows [begin, end) of a batch tensor.
+Tensor row_slice(const Tensor& x, int64_t begin, int64_t end) {
+  const int64_t per_row = x.shape[0] > 0 ? x.size() / x.shape[0] : 0;
+  Shape s = x.shape;
+  s[0] = end - begin;
+  return Tensor(s, std::vector<float>(x.data.begin() + begin * per_row, x.data.begin() + end * per_row));
+}
+
+}  // namespace
+
+LossValue Training::run_shards(const Batch& b, int64_t batch, std::vector<Param*>& params, Tensor& pred_all,
+                               std::vector<float>& y_all) {
+  const int ranks = comm_->size(), rank = comm_->rank();
+  const int per_rank = shards_ / ranks, first = rank * per_rank;
+  const int64_t rows = static_cast<int64_t>(b.y.size());
+  const int64_t per_shard = (rows + shards_ - 1) / shards_;  // the last batch of an epoch may be short
+  int64_t total = 0;
+  for (Param* p : params) total += p->grad.size();
+
+  // Each shard's gradients, flattened in model order (the bucket layout's order).
+  std::vector<std::vector<float>> grads(per_rank, std::vector<float>(total));
+  std::vector<uint64_t> shard_rows;
+  double loss_sum = 0;
+  int computed = 0;
+  std::vector<float> y_mine;
+  Tensor pred_mine;
+  const int64_t batch_start = batch * config_.train.batch_size;
+  for (int s = 0; s < per_rank; ++s) {
+    const int k = first + s;
+    const int64_t begin = std::min(rows, k * per_shard), end = std::min(rows, (k + 1) * per_shard);
+    std::vector<uint32_t> taken;
+    for (int64_t i = begin; i < end; ++i) taken.push_back(order_[batch_start + i]);
+    shard_rows.push_back(digest(std::span<const uint32_t>(taken)));
+    if (begin == end) continue;  // a short last batch leaves the last shards empty: zero gradients
+    rng_->set_scope("#shard" + std::to_string(k));
+    Tensor x = row_slice(b.x, begin, end);
+    std::vector<float> y(b.y.begin() + begin, b.y.begin() + end);
+    if (config_.augment.flip) random_flip(x, *rng_);
+    if (config_.augment.shift > 0) random_shift(x, config_.augment.shift, *rng_);
+    if (config_.augment.noise_stddev > 0) gaussian_noise(x, static_cast<float>(config_.augment.noise_stddev), *rng_);
+    Tensor pred = model_.forward(x, rt_, true);
+    LossValue lv = loss_->compute(pred, y, rt_);
+    model_.backward(lv.grad, rt_);
+    rng_->set_scope("");
+    loss_sum += lv.loss;
+    ++computed;
+    int64_t at = 0;
+    for (Param* p : params) {
+      std::copy(p->grad.data.begin(), p->grad.data.end(), grads[s].begin() + at);
+      at += p->grad.size();
+    }
+    // The rank's own rows, for its accuracy.
+    y_mine.insert(y_mine.end(), y.begin(), y.end());
+    if (pred_mine.shape.empty()) {
+      pred_mine = std::move(pred);
+    } else {
+      pred_mine.shape[0] += pred.shape[0];
+      pred_mine.data.insert(pred_mine.data.end(), pred.data.begin(), pred.data.end());
+    }
+  }
+
+  const Kernel& variant = selector_->select("grad/allreduce", OpKind::allreduce, static_cast<double>(total * 4));
+  std::vector<float> sum(total);
+  for (size_t bi = 0; bi < buckets_.size(); ++bi) {
+    const Bucket& bucket = buckets_[bi];
+    std::vector<std::span<const float>> mine;
+    std::vector<float> concatenated;
+    CollectiveCall call;
+    call.step = step_;
+    call.bucket = static_cast<int>(bi);
+    call.offset = bucket.offset;
+    call.count = bucket.count;
+    call.variant = variant.info.id;
+    call.ranks = ranks;
+    call.shards = shards_;
+    call.first_shard = first;
+    call.shard_rows = shard_rows;
+    for (const auto& g : grads) {
+      std::span<const float> part(g.data() + bucket.offset, static_cast<size_t>(bucket.count));
+      mine.push_back(part);
+      call.shard_digests.push_back(digest(part));
+      concatenated.insert(concatenated.end(), part.begin(), part.end());
+    }
+    call.input_digest = digest(std::span<const float>(concatenated));
+    const std::string site = "allreduce/bucket_" + std::to_string(bi);
+    if (variant.info.id == kAllreduceArrival) hooks_->accumulation_order(site, call.order);
+    std::span<float> out(sum.data() + bucket.offset, static_cast<size_t>(bucket.count));
+    comm_->allreduce(variant.info.id, mine, out, call);
+    if (variant.info.id == kAllreduceArrival) hooks_->accumulated(site, call.order);
+    call.result_digest = digest(std::span<const float>(out));
+    hooks_->collective(call);
+  }
+  // The mean over the shards, the same on every rank.
+  const float k = static_cast<float>(shards_);
+  int64_t at = 0;
+  for (Param* p : params) {
+    for (int64_t i = 0; i < p->grad.size(); ++i) p->grad.data[i] = sum[at + i] / k;
+    at += p->grad.size();
+  }
+  pred_all = std::move(pred_mine);
+  y_all = std::move(y_mine);
+  LossValue out;
+  out.loss = computed > 0 ? loss_sum / computed : 0;
+  return out;
 }
 
 void Training::end_epoch() {

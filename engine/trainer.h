@@ -9,11 +9,13 @@
 #include <string>
 #include <vector>
 
+#include "engine/collective.h"
 #include "engine/config.h"
 #include "engine/data/dataset.h"
 #include "engine/hooks.h"
 #include "engine/kernels/kernel_selector.h"
 #include "engine/layers/loss.h"
+#include "engine/loader.h"
 #include "engine/model.h"
 #include "engine/optimizer.h"
 #include "engine/random.h"
@@ -29,6 +31,8 @@ struct TrainingOptions {
   FILE* warnings = nullptr;  // settings that most likely do not train as meant, a loss gone non-finite
   bool progress = false;                     // a progress bar (when the log is a terminal)
   const std::atomic<bool>* interrupt = nullptr;  // set (by a signal handler): stop after the current step
+  // A data-parallel run: this process is one rank of it (engine/collective.h). Null: a run of its own.
+  Collective* collective = nullptr;
 };
 
 struct Evaluation {
@@ -75,6 +79,9 @@ class Training {
   Status prepare(const TrainingOptions& options);
   void start_epoch();
   void run_step();
+  // A data-parallel step: this rank's shards of the global batch, the allreduce, the update.
+  LossValue run_shards(const Batch& b, int64_t batch, std::vector<Param*>& params, Tensor& pred_all,
+                       std::vector<float>& y_all);
   void end_epoch();
   bool classification() const;
 
@@ -109,6 +116,10 @@ class Training {
   std::vector<EpochSummary> history_;
   struct LoaderHolder;
   std::unique_ptr<LoaderHolder> loader_;
+  // Data-parallel runs.
+  Collective* comm_ = nullptr;
+  int shards_ = 1;
+  std::vector<Bucket> buckets_;
 };
 
 // Loads the configured data set (before any split).

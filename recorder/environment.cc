@@ -53,7 +53,8 @@ std::string numeric_cpu_flags() {
 
 bool numerics_variable(const std::string& name) {
   static const char* kPrefixes[] = {"OMP_",   "OPENBLAS_",   "MKL_",     "GOTO", "CUDA_", "CUBLAS_",
-                                    "CUDNN_", "NVIDIA_TF32", "TRAINRR_", "KMP_", "BLIS_"};
+                                    "CUDNN_", "NVIDIA_TF32", "TRAINRR_", "KMP_", "BLIS_",
+                                    "OMPI_MCA_coll"};
   for (const char* p : kPrefixes)
     if (name.rfind(p, 0) == 0) return true;
   return false;

@@ -151,6 +151,19 @@ void Recorder::batch_order(int64_t, int64_t& batch) {
 
 void Recorder::kernel_selected(KernelChoice& choice) { pending_.events.push_back(choice); }
 
+void Recorder::collective(const CollectiveCall& call) { pending_.collectives.push_back(call); }
+
+void Recorder::set_rank(int rank, int world_size, const std::string& run_id, const CollectiveSettings& settings) {
+  header_.rank = rank;
+  header_.world_size = world_size;
+  header_.run_id = run_id;
+  auto& env = header_.environment;
+  env.emplace_back("mpi.library", settings.library);
+  env.emplace_back("mpi.coll_tuned_use_dynamic_rules", settings.dynamic_rules ? "true" : "false");
+  env.emplace_back("mpi.coll_tuned_allreduce_algorithm", std::to_string(settings.forced_algorithm));
+  env.emplace_back("mpi.coll_tuned_allreduce_algorithm_segmentsize", std::to_string(settings.segment_bytes));
+}
+
 void Recorder::accumulated(std::string_view site, const std::vector<uint32_t>& order) {
   pending_.events.push_back(trace::AccumulationOrderEvent{std::string(site), order});
 }

@@ -26,6 +26,9 @@ class Recorder : public Hooks {
 
   // Called by the run once it knows its threads, instruction set and policy (before training).
   void set_runtime(int threads, const std::string& isa, const std::string& policy);
+  // A data-parallel run: this trace is rank `rank` of `world_size` under run id `run_id`; the MPI library
+  // and its allreduce settings go into the environment (call after set_runtime).
+  void set_rank(int rank, int world_size, const std::string& run_id, const CollectiveSettings& settings);
   // Creates the trace file and writes its header; returns status(). Call it once the run is set up (after
   // Training::create): until then the path is not touched, so a run refused for its configuration, data or
   // model leaves an earlier trace there intact. Without this call the first step (or finish) starts it.
@@ -49,6 +52,7 @@ class Recorder : public Hooks {
   void batch_order(int64_t step, int64_t& batch) override;
   void kernel_selected(KernelChoice& choice) override;
   void accumulated(std::string_view site, const std::vector<uint32_t>& order) override;
+  void collective(const CollectiveCall& call) override;
   ProbeLevel probe_level() const override { return options_.level; }
   void probe(std::string_view site, Phase phase, const Tensor& value) override;
   void probe_unchanged(std::string_view site, Phase phase, const Tensor& value) override;

@@ -3,7 +3,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cinttypes>
 #include <csignal>
+#include <filesystem>
 #include <memory>
 
 #include "engine/kernels/kernel_registry.h"
@@ -12,11 +14,19 @@
 #include "tools/openblas_core.h"
 #include "tools/run_common.h"
 #include "tools/trace_text.h"
+#include "traces/run_set.h"
+#if TRAINRR_WITH_MPI
+#include "distributed/mpi_collective.h"
+#endif
 
 namespace trainrr::cli {
 namespace {
 
 std::atomic<bool> g_interrupted{false};
+// This process's place in a data-parallel run (run_record_rank), else a run of its own.
+int g_rank = 0, g_world = 0;
+std::string g_run_id;
+Collective* g_comm = nullptr;
 extern "C" void on_signal(int) { g_interrupted.store(true); }
 
 struct RecordArgs {
@@ -27,6 +37,60 @@ struct RecordArgs {
   bool embed_data = false;
   std::vector<std::string> overrides;
 };
+
+int run_record(const RecordArgs& a);
+
+// Under mpirun: this process is one rank; -o names the run's folder and this rank writes FOLDER/rankR.trr.
+int run_record_rank(RecordArgs a) {
+#if TRAINRR_WITH_MPI
+  if (a.level != "step") {
+    print_error("--level " + a.level + ": a data-parallel run records at level step (each rank runs the layers "
+                "once per shard)");
+    return kBadInput;
+  }
+  auto comm = MpiCollective::init();
+  if (!comm) {
+    print_error(comm.error().message);
+    return kCannotReplay;
+  }
+  MpiCollective& c = **comm;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  int failed = 0;
+  if (c.rank() == 0) {
+    if (fs::exists(a.output, ec) && !fs::is_directory(a.output, ec)) {
+      print_error(a.output + " exists and is not a folder: a run of " + std::to_string(c.size()) +
+                  " ranks is written as a folder of rank traces (choose another -o, or remove it)");
+      failed = 1;
+    } else if (fs::create_directories(a.output, ec); ec) {
+      print_error(a.output + ": cannot create the run's folder: " + ec.message());
+      failed = 1;
+    }
+  }
+  if (c.max(failed)) return kBadInput;
+  // One run id for every rank, drawn by rank 0.
+  const uint64_t id = c.broadcast(entropy_seed());
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016" PRIx64, id);
+  // A folder reused from a run of more ranks: its extra rank traces would mix two runs.
+  if (c.rank() == 0)
+    for (int r = c.size(); fs::exists(trace::rank_trace_path(a.output, r), ec); ++r)
+      fs::remove(trace::rank_trace_path(a.output, r), ec);
+  g_rank = c.rank();
+  g_world = c.size();
+  g_run_id = hex;
+  g_comm = &c;
+  a.output = trace::rank_trace_path(a.output, c.rank());
+  const int code = run_record(a);
+  g_comm = nullptr;
+  return code;
+#else
+  (void)a;
+  print_error("started by mpirun, but this trainrr was built without MPI (libopenmpi-dev was not found when it was "
+              "built): rebuild with Open MPI installed, or run it without mpirun");
+  return kCannotReplay;
+#endif
+}
 
 int run_record(const RecordArgs& a) {
   // Before anything is read (a configuration from a pipe is read once): OpenBLAS within TRAINRR_ISA.
@@ -54,15 +118,18 @@ int run_record(const RecordArgs& a) {
   }
   const int threads = config->runtime.threads > 0 ? config->runtime.threads : ThreadPool::hardware_threads();
   (*recorder)->set_runtime(threads, isa_name(*isa), config->runtime.policy);
+  if (g_comm) (*recorder)->set_rank(g_rank, g_world, g_run_id, g_comm->settings());
 
   KernelRegistry registry;
   register_cpu_kernels(registry);
   TrainingOptions opts;
   opts.registry = &registry;
   opts.hooks = recorder->get();
-  opts.log = stdout;
-  opts.warnings = stderr;
-  opts.progress = isatty(STDOUT_FILENO);
+  // One rank speaks for the run.
+  opts.log = g_rank == 0 ? stdout : nullptr;
+  opts.warnings = g_rank == 0 ? stderr : nullptr;
+  opts.progress = g_rank == 0 && isatty(STDOUT_FILENO);
+  opts.collective = g_comm;
   opts.interrupt = &g_interrupted;
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
@@ -76,8 +143,12 @@ int run_record(const RecordArgs& a) {
     print_error(s.error().message);
     return kBadInput;
   }
-  print_run_header(stdout, *config, **training);
-  if (a.checkpoint_every > 0)
+  if (g_rank == 0) print_run_header(stdout, *config, **training);
+  if (g_comm && g_rank == 0)
+    std::printf("data-parallel: %d ranks, run %s, global batch %lld\n", g_world, g_run_id.c_str(),
+                static_cast<long long>(config->train.batch_size));
+  if (g_rank != 0) {
+  } else if (a.checkpoint_every > 0)
     std::printf("recording to %s (level %s; checkpoints: the initial state, every %lld step%s, the final state)\n",
                 a.output.c_str(), a.level.c_str(), static_cast<long long>(a.checkpoint_every),
                 a.checkpoint_every == 1 ? "" : "s");
@@ -102,7 +173,11 @@ int run_record(const RecordArgs& a) {
     print_error(done.error().message);
     return kBadInput;
   }
+  if (g_rank != 0) return kOk;
   print_final_metrics(stdout, **training);
+  if (g_comm)
+    std::printf("run: %s, %d rank traces (rank0.trr .. rank%d.trr)\n",
+                std::filesystem::path(a.output).parent_path().c_str(), g_world, g_world - 1);
   std::printf("trace: %s, %lld step%s, %llu bytes\n", a.output.c_str(),
               static_cast<long long>((*training)->step()), (*training)->step() == 1 ? "" : "s",
               static_cast<unsigned long long>((*recorder)->bytes_written()));
@@ -129,7 +204,9 @@ void add_record_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--set", args->overrides,
                   "Override a configuration key, e.g. --set train.epochs=3 or --set model.layers[1].rate=0")
       ->type_name("KEY=VALUE");
-  cmd->callback([args, &exit_code] { exit_code = run_record(*args); });
+  cmd->callback([args, &exit_code] {
+    exit_code = launched_by_mpirun() ? run_record_rank(*args) : run_record(*args);
+  });
 }
 
 }  // namespace trainrr::cli

@@ -65,6 +65,11 @@ struct Header {
   datasets @11 :List(Dataset);
   # `--set key=value` assignments applied over `config`, in order: `config` plus these is the run.
   configOverrides @12 :List(Text);
+  # A data-parallel run (mpirun -n N trainrr record): one trace per rank, all with the same runId.
+  # worldSize 0: a run of one process (and rank must be 0). Else rank must be < worldSize.
+  rank @13 :Int32;
+  worldSize @14 :Int32;
+  runId @15 :Text;
 }
 
 enum Level {
@@ -111,6 +116,26 @@ struct Step {
   hasBatchOrder @10 :Bool;     # the step's first event is a batch order, kept in `batchOrder`, not in `events`
   batchOrder @11 :Int64;       # must be >= 0 when hasBatchOrder; the batch of the current epoch the loader
                                # handed out (a field packs to a few bytes where a list element takes a dozen)
+  collectives @12 :List(Collective);  # a data-parallel run: this rank's gradient allreduce calls, in order
+}
+
+# One gradient allreduce call of one rank (engine/collective.h, CollectiveCall).
+struct Collective {
+  bucket @0 :Int32;            # must be >= 0
+  offset @1 :Int64;            # first element of the bucket in the flattened gradients; must be >= 0
+  count @2 :Int64;             # elements (float32); must be >= 0
+  variant @3 :Text;            # allreduce__trainrr_tree | allreduce__trainrr_exact | allreduce__mpi | allreduce__arrival
+  forced @4 :Bool;             # the grouping was fixed: a trainrr variant, or an MPI algorithm forced through MCA
+  algorithm @5 :Text;          # how the sum was grouped ("ring", "pairwise tree over 4 shards, ...")
+  algorithmInferred @6 :Bool;  # allreduce__mpi: from Open MPI's decision table, not forced through MCA
+  ranks @7 :Int32;             # must be >= 1
+  shards @8 :Int32;            # micro-batch shards of the global batch; must be a multiple of ranks
+  firstShard @9 :Int32;        # this rank's first shard; firstShard + len(shardDigests) must be <= shards
+  shardRows @10 :List(UInt64); # each shard of this rank: XXH3-64 of its row indices (little-endian UInt32s)
+  shardDigests @11 :List(UInt64);  # each shard gradient of this rank, over this bucket's range
+  inputDigest @12 :UInt64;     # this rank's shard gradients, concatenated
+  resultDigest @13 :UInt64;    # the sum every rank got
+  order @14 :List(UInt32);     # allreduce__arrival: ranks in the order added; each must be < ranks
 }
 
 # Interning state. In a Step: additions. In a Checkpoint: the whole state (first = 0).

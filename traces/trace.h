@@ -12,6 +12,7 @@
 #include <variant>
 #include <vector>
 
+#include "engine/collective.h"
 #include "engine/fingerprint.h"
 #include "engine/hooks.h"
 #include "engine/result.h"
@@ -84,6 +85,11 @@ struct TraceHeader {
   // compiler.flags, lib.<name> (versions), env.<VAR> (numerics-relevant environment variables).
   std::vector<std::pair<std::string, std::string>> environment;
   std::vector<DatasetInfo> datasets;
+  // A data-parallel run: this trace is rank `rank` of `world_size`, all sharing `run_id`. world_size 0: a
+  // run of one process.
+  int rank = 0;
+  int world_size = 0;
+  std::string run_id;
 };
 
 // --- events, in the order they happened within a step ---
@@ -167,6 +173,7 @@ struct TraceStep {
   int64_t batch = 0;
   std::vector<Event> events;
   std::optional<StepEnd> end;
+  std::vector<CollectiveCall> collectives;  // a data-parallel run's allreduce calls of this step, in order
 };
 
 struct TraceEpoch {

@@ -498,6 +498,13 @@ struct TraceReader::Impl {
     out.level = from_schema(h.getLevel());
     out.checkpoint_every = h.getCheckpointEvery();
     if (out.checkpoint_every < 0) malformed("checkpointEvery must be >= 0");
+    out.rank = h.getRank();
+    out.world_size = h.getWorldSize();
+    out.run_id = text(h.getRunId());
+    if (out.world_size < 0 || out.rank < 0 || (out.world_size == 0 && out.rank != 0) ||
+        (out.world_size > 0 && out.rank >= out.world_size))
+      malformed("rank " + std::to_string(out.rank) + " of worldSize " + std::to_string(out.world_size) +
+                ": rank must be < worldSize (and 0 when worldSize is 0)");
     for (auto kv : h.getEnvironment()) out.environment.emplace_back(text(kv.getKey()), text(kv.getValue()));
     for (auto d : h.getDatasets()) {
       DatasetInfo info;
@@ -552,6 +559,35 @@ struct TraceReader::Impl {
                         ": skipped an event of unknown kind " + std::to_string(static_cast<unsigned>(e.which())) +
                         " (written by a newer trainrr)");
       }
+    }
+    for (auto c : s.getCollectives()) {
+      CollectiveCall call;
+      call.step = out.index;
+      call.bucket = c.getBucket();
+      call.offset = c.getOffset();
+      call.count = c.getCount();
+      call.variant = text(c.getVariant());
+      call.forced = c.getForced();
+      call.algorithm = text(c.getAlgorithm());
+      call.algorithm_inferred = c.getAlgorithmInferred();
+      call.ranks = c.getRanks();
+      call.shards = c.getShards();
+      call.first_shard = c.getFirstShard();
+      for (uint64_t d : c.getShardRows()) call.shard_rows.push_back(d);
+      for (uint64_t d : c.getShardDigests()) call.shard_digests.push_back(d);
+      call.input_digest = c.getInputDigest();
+      call.result_digest = c.getResultDigest();
+      for (uint32_t r : c.getOrder()) call.order.push_back(r);
+      if (call.bucket < 0 || call.offset < 0 || call.count < 0) malformed("collective: bucket, offset and count must be >= 0");
+      if (call.ranks < 1 || call.shards < 1 || call.shards % call.ranks != 0)
+        malformed("collective: shards must be a positive multiple of ranks");
+      if (call.first_shard < 0 || call.first_shard + static_cast<int64_t>(call.shard_digests.size()) > call.shards)
+        malformed("collective: firstShard + the shard digests must be <= shards");
+      if (call.shard_rows.size() != call.shard_digests.size())
+        malformed("collective: shardRows and shardDigests must have one entry per shard of the rank");
+      for (uint32_t r : call.order)
+        if (r >= static_cast<uint32_t>(call.ranks)) malformed("collective: an order names a rank >= ranks");
+      out.collectives.push_back(std::move(call));
     }
     if (s.getEnded()) {
       StepEnd end;

@@ -391,6 +391,9 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
     h.setSeedFromEntropy(header.seed_from_entropy);
     h.setLevel(to_schema(header.level));
     h.setCheckpointEvery(header.checkpoint_every);
+    h.setRank(header.rank);
+    h.setWorldSize(header.world_size);
+    h.setRunId(header.run_id);
     auto env = h.initEnvironment(header.environment.size());
     for (size_t i = 0; i < header.environment.size(); ++i) {
       env[i].setKey(header.environment[i].first);
@@ -455,6 +458,31 @@ Status TraceWriter::write_step(const TraceStep& step) {
     if (step.events.size() > first) {
       auto events = s.initEvents(step.events.size() - first);
       for (size_t i = first; i < step.events.size(); ++i) write_event(events[i - first], step.events[i], names);
+    }
+    if (!step.collectives.empty()) {
+      auto list = s.initCollectives(step.collectives.size());
+      for (size_t i = 0; i < step.collectives.size(); ++i) {
+        const CollectiveCall& c = step.collectives[i];
+        auto o = list[i];
+        o.setBucket(c.bucket);
+        o.setOffset(c.offset);
+        o.setCount(c.count);
+        o.setVariant(c.variant);
+        o.setForced(c.forced);
+        o.setAlgorithm(c.algorithm);
+        o.setAlgorithmInferred(c.algorithm_inferred);
+        o.setRanks(c.ranks);
+        o.setShards(c.shards);
+        o.setFirstShard(c.first_shard);
+        auto rows = o.initShardRows(c.shard_rows.size());
+        for (size_t j = 0; j < c.shard_rows.size(); ++j) rows.set(j, c.shard_rows[j]);
+        auto d = o.initShardDigests(c.shard_digests.size());
+        for (size_t j = 0; j < c.shard_digests.size(); ++j) d.set(j, c.shard_digests[j]);
+        o.setInputDigest(c.input_digest);
+        o.setResultDigest(c.result_digest);
+        auto order = o.initOrder(c.order.size());
+        for (size_t j = 0; j < c.order.size(); ++j) order.set(j, c.order[j]);
+      }
     }
     names.next_metric = names.metric, names.next_param = names.param, names.next_grad = names.grad;
     if (step.end) {

@@ -71,6 +71,13 @@ void register_cpu_kernels(KernelRegistry& r) {
   // The trainer implements the loaders; the registry only declares them so that selection covers them.
   r.add({{"loader__ordered", OpKind::loader, kDeterministic, kThreadIndependent, Isa::generic}});
   r.add({{"loader__first_ready", OpKind::loader, kNondeterministic, kThreadDependent, Isa::generic}});
+  // The gradient allreduce of a data-parallel run (engine/collective.h implements them). Open MPI's own
+  // sum depends on the rank count and the message size ("thread dependent" in the selector's terms), the
+  // arrival-order sum on which rank's gradients come first.
+  r.add({{"allreduce__trainrr_tree", OpKind::allreduce, kDeterministic, kThreadIndependent, Isa::generic}});
+  r.add({{"allreduce__trainrr_exact", OpKind::allreduce, kDeterministic, kThreadIndependent, Isa::generic}});
+  r.add({{"allreduce__mpi", OpKind::allreduce, kDeterministic, kThreadDependent, Isa::generic}});
+  r.add({{"allreduce__arrival", OpKind::allreduce, kNondeterministic, kThreadDependent, Isa::generic}});
 }
 
 }  // namespace trainrr

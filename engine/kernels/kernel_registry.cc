@@ -67,6 +67,7 @@ const char* op_name(OpKind op) {
     case OpKind::conv2d_bwd_data: return "conv2d_bwd_data";
     case OpKind::conv2d_bwd_filter: return "conv2d_bwd_filter";
     case OpKind::loader: return "loader";
+    case OpKind::allreduce: return "allreduce";
   }
   return "?";
 }

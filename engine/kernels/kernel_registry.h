@@ -25,7 +25,7 @@ std::vector<std::string> cpu_flags();
 // detect_isa(), lowered by TRAINRR_ISA=generic|avx2|avx512 (an error names a value the CPU lacks).
 Result<Isa> runtime_isa();
 
-enum class OpKind : uint8_t { matmul, reduce, conv2d_fwd, conv2d_bwd_data, conv2d_bwd_filter, loader };
+enum class OpKind : uint8_t { matmul, reduce, conv2d_fwd, conv2d_bwd_data, conv2d_bwd_filter, loader, allreduce };
 const char* op_name(OpKind op);
 
 // C[m, n] (+)= op(A)[m, k] * op(B)[k, n], row-major and contiguous.

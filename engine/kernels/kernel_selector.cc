@@ -108,6 +108,14 @@ const Kernel* KernelSelector::default_choice(OpKind op, const WorkShape& s,
       else if ((pick = by_id(candidates, "loader__ordered")))
         reason = prefix + "ordered" + on_threads;
       break;
+    case OpKind::allreduce:
+      // What Horovod and DDP do by default (MPI_Allreduce as the library picks); the deterministic policy
+      // takes trainrr's fixed tree, the same bits for any power-of-two rank count.
+      if (fast && (pick = by_id(candidates, "allreduce__mpi")))
+        reason = prefix + "the MPI library's own allreduce";
+      else if ((pick = by_id(candidates, "allreduce__trainrr_tree")))
+        reason = prefix + "fixed pairwise tree over the micro-batch shards";
+      break;
   }
   if (!pick && !candidates.empty()) {
     // A registry without the usual families (tests, partial builds): the most specialised one.

@@ -1,0 +1,204 @@
+#include "distributed/mpi_collective.h"
+
+#include <mpi.h>
+
+#include <bit>
+#include <cstdlib>
+#include <cstring>
+
+namespace trainrr {
+
+namespace {
+
+// A control variable of the library through MPI_T, or `fallback` where it has none.
+int64_t read_cvar(const char* wanted, int64_t fallback) {
+  int count = 0;
+  if (MPI_T_cvar_get_num(&count) != MPI_SUCCESS) return fallback;
+  for (int i = 0; i < count; ++i) {
+    char name[256], desc[8];
+    int name_len = sizeof name, desc_len = sizeof desc, verbosity = 0, binding = 0, scope = 0;
+    MPI_Datatype type;
+    MPI_T_enum enumtype;
+    if (MPI_T_cvar_get_info(i, name, &name_len, &verbosity, &type, &enumtype, desc, &desc_len, &binding, &scope) !=
+        MPI_SUCCESS)
+      continue;
+    if (std::strcmp(name, wanted) != 0) continue;
+    MPI_T_cvar_handle handle;
+    int n = 0;
+    if (MPI_T_cvar_handle_alloc(i, nullptr, &handle, &n) != MPI_SUCCESS) return fallback;
+    alignas(8) unsigned char buf[64] = {};
+    int64_t value = fallback;
+    if (n == 1 && MPI_T_cvar_read(handle, buf) == MPI_SUCCESS) {
+      if (type == MPI_C_BOOL) value = *reinterpret_cast<bool*>(buf);
+      else if (type == MPI_INT) value = *reinterpret_cast<int*>(buf);
+      else if (type == MPI_UNSIGNED) value = *reinterpret_cast<unsigned*>(buf);
+      else if (type == MPI_LONG) value = *reinterpret_cast<long*>(buf);
+      else if (type == MPI_UNSIGNED_LONG) value = static_cast<int64_t>(*reinterpret_cast<unsigned long*>(buf));
+      else if (type == MPI_UNSIGNED_LONG_LONG) value = static_cast<int64_t>(*reinterpret_cast<unsigned long long*>(buf));
+      else if (type == MPI_LONG_LONG) value = *reinterpret_cast<long long*>(buf);
+    }
+    MPI_T_cvar_handle_free(&handle);
+    return value;
+  }
+  return fallback;
+}
+
+void exact_op(void* in, void* inout, int* len, MPI_Datatype*) {
+  auto* a = static_cast<const ExactAccumulator*>(in);
+  auto* b = static_cast<ExactAccumulator*>(inout);
+  for (int i = 0; i < *len; ++i) b[i].add(a[i]);
+}
+
+void check(int rc, const char* what) {
+  if (rc != MPI_SUCCESS) {
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    throw std::runtime_error(std::string(what) + ": " + std::string(msg, len));
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<MpiCollective>> MpiCollective::init() {
+  int provided = 0;
+  if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+    return Error{"MPI_Init failed"};
+  std::unique_ptr<MpiCollective> c(new MpiCollective());
+  MPI_Comm_rank(MPI_COMM_WORLD, &c->rank_);
+  MPI_Comm_size(MPI_COMM_WORLD, &c->size_);
+  char version[MPI_MAX_LIBRARY_VERSION_STRING];
+  int len = 0;
+  MPI_Get_library_version(version, &len);
+  std::string v(version, len);
+  c->settings_.library = v.substr(0, v.find_first_of("\r\n"));
+  int tprovided = 0;
+  if (MPI_T_init_thread(MPI_THREAD_SINGLE, &tprovided) == MPI_SUCCESS) {
+    c->settings_.dynamic_rules = read_cvar("coll_tuned_use_dynamic_rules", 0) != 0;
+    c->settings_.forced_algorithm = static_cast<int>(read_cvar("coll_tuned_allreduce_algorithm", 0));
+    c->settings_.segment_bytes = read_cvar("coll_tuned_allreduce_algorithm_segmentsize", 0);
+    MPI_T_finalize();
+  }
+  return c;
+}
+
+MpiCollective::~MpiCollective() { MPI_Finalize(); }
+
+uint64_t MpiCollective::broadcast(uint64_t value) {
+  check(MPI_Bcast(&value, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD), "MPI_Bcast");
+  return value;
+}
+
+void MpiCollective::barrier() { MPI_Barrier(MPI_COMM_WORLD); }
+
+int MpiCollective::max(int value) {
+  int out = value;
+  check(MPI_Allreduce(&value, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
+  return out;
+}
+
+std::vector<std::string> MpiCollective::gather(const std::string& mine) {
+  int len = static_cast<int>(mine.size());
+  std::vector<int> lens(size_), offsets(size_);
+  check(MPI_Gather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, 0, MPI_COMM_WORLD), "MPI_Gather");
+  int total = 0;
+  for (int r = 0; r < size_; ++r) offsets[r] = total, total += lens[r];
+  std::vector<char> all(rank_ == 0 ? std::max(total, 1) : 1);
+  check(MPI_Gatherv(mine.data(), len, MPI_CHAR, all.data(), lens.data(), offsets.data(), MPI_CHAR, 0, MPI_COMM_WORLD),
+        "MPI_Gatherv");
+  std::vector<std::string> out;
+  if (rank_ == 0)
+    for (int r = 0; r < size_; ++r) out.emplace_back(all.data() + offsets[r], lens[r]);
+  return out;
+}
+
+void MpiCollective::allreduce(std::string_view variant, const std::vector<std::span<const float>>& shards,
+                              std::span<float> out, CollectiveCall& call) {
+  const int n = static_cast<int>(out.size());
+  std::vector<float> local(n);
+  tree_sum(shards, local);
+  if (variant == kAllreduceTree) {
+    call.algorithm = tree_description(size_ * static_cast<int>(shards.size()), size_);
+    call.forced = true;
+    if (std::has_single_bit(static_cast<unsigned>(size_))) {
+      // Recursive doubling: after the exchange at distance d both sides hold the tree over 2d ranks.
+      std::vector<float> theirs(n);
+      for (int d = 1; d < size_; d <<= 1) {
+        const int partner = rank_ ^ d;
+        check(MPI_Sendrecv(local.data(), n, MPI_FLOAT, partner, 17, theirs.data(), n, MPI_FLOAT, partner, 17,
+                           MPI_COMM_WORLD, MPI_STATUS_IGNORE),
+              "MPI_Sendrecv");
+        for (int i = 0; i < n; ++i) local[i] = local[i] + theirs[i];
+      }
+      std::memcpy(out.data(), local.data(), n * sizeof(float));
+    } else {
+      std::vector<float> all(static_cast<size_t>(n) * size_);
+      check(MPI_Allgather(local.data(), n, MPI_FLOAT, all.data(), n, MPI_FLOAT, MPI_COMM_WORLD), "MPI_Allgather");
+      std::vector<std::span<const float>> parts;
+      for (int r = 0; r < size_; ++r) parts.emplace_back(all.data() + static_cast<size_t>(r) * n, n);
+      tree_sum(parts, out);
+    }
+  } else if (variant == kAllreduceExact) {
+    call.algorithm = kExactDescription;
+    call.forced = true;
+    std::vector<ExactAccumulator> acc(n), sum(n);
+    for (const auto& s : shards)
+      for (int i = 0; i < n; ++i) acc[i].add(s[i]);
+    MPI_Datatype type;
+    MPI_Op op;
+    check(MPI_Type_contiguous(7, MPI_UINT64_T, &type), "MPI_Type_contiguous");
+    MPI_Type_commit(&type);
+    MPI_Op_create(exact_op, 1, &op);
+    check(MPI_Allreduce(acc.data(), sum.data(), n, type, op, MPI_COMM_WORLD), "MPI_Allreduce");
+    MPI_Op_free(&op);
+    MPI_Type_free(&type);
+    for (int i = 0; i < n; ++i) out[i] = sum[i].round();
+  } else if (variant == kAllreduceMpi) {
+    describe_mpi_algorithm(settings_, size_, static_cast<int64_t>(n) * 4, call);
+    check(MPI_Allreduce(local.data(), out.data(), n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
+  } else if (variant == kAllreduceArrival) {
+    call.algorithm = kArrivalDescription;
+    call.forced = true;
+    // Rank 0 adds each rank's sum as it arrives (or in the order given), as coll/adapt reduces in its
+    // receive callbacks; then broadcasts the sum and the order.
+    std::vector<uint32_t> order(size_);
+    if (rank_ == 0) {
+      std::vector<std::vector<float>> in(size_, std::vector<float>(n));
+      std::vector<MPI_Request> reqs(size_, MPI_REQUEST_NULL);
+      for (int r = 1; r < size_; ++r)
+        check(MPI_Irecv(in[r].data(), n, MPI_FLOAT, r, 18, MPI_COMM_WORLD, &reqs[r]), "MPI_Irecv");
+      in[0] = local;
+      const bool forced = call.order.size() == static_cast<size_t>(size_);
+      std::vector<float> acc;
+      if (forced) {
+        order = call.order;
+        for (int k = 0; k < size_; ++k) {
+          const int r = static_cast<int>(order[k]);
+          if (r != 0) check(MPI_Wait(&reqs[r], MPI_STATUS_IGNORE), "MPI_Wait");
+          if (k == 0) acc = in[r];
+          else
+            for (int i = 0; i < n; ++i) acc[i] = acc[i] + in[r][i];
+        }
+      } else {
+        order[0] = 0;
+        acc = local;
+        for (int k = 1; k < size_; ++k) {
+          int idx = 0;
+          check(MPI_Waitany(size_, reqs.data(), &idx, MPI_STATUS_IGNORE), "MPI_Waitany");
+          order[k] = static_cast<uint32_t>(idx);
+          for (int i = 0; i < n; ++i) acc[i] = acc[i] + in[idx][i];
+        }
+      }
+      std::memcpy(out.data(), acc.data(), n * sizeof(float));
+    } else {
+      check(MPI_Send(local.data(), n, MPI_FLOAT, 0, 18, MPI_COMM_WORLD), "MPI_Send");
+    }
+    check(MPI_Bcast(out.data(), n, MPI_FLOAT, 0, MPI_COMM_WORLD), "MPI_Bcast");
+    check(MPI_Bcast(order.data(), size_, MPI_UINT32_T, 0, MPI_COMM_WORLD), "MPI_Bcast");
+    call.order = order;
+  } else {
+    throw std::runtime_error("unknown allreduce variant " + std::string(variant));
+  }
+}
+
+}  // namespace trainrr

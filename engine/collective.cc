@@ -1,0 +1,299 @@
+#include "engine/collective.h"
+
+#include <bit>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+#include "engine/result.h"
+
+namespace trainrr {
+
+bool launched_by_mpirun() {
+  return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMIX_RANK") != nullptr ||
+         std::getenv("PMI_SIZE") != nullptr;
+}
+
+std::vector<Bucket> bucket_layout(const std::vector<std::pair<std::string, int64_t>>& params, int64_t cap_bytes) {
+  std::vector<Bucket> out;
+  int64_t offset = 0;
+  for (const auto& [name, count] : params) {
+    if (out.empty() || (out.back().count > 0 && (out.back().count + count) * 4 > cap_bytes)) {
+      out.push_back({offset, 0, {}});
+    }
+    out.back().count += count;
+    out.back().params.push_back(name);
+    offset += count;
+  }
+  return out;
+}
+
+const char* mpi_algorithm_name(int a) {
+  switch (a) {
+    case 1: return "basic_linear";
+    case 2: return "nonoverlapping";
+    case 3: return "recursive_doubling";
+    case 4: return "ring";
+    case 5: return "segmented_ring";
+    case 6: return "rabenseifner";
+  }
+  return "unknown";
+}
+
+MpiAlgorithm ompi414_decision(int ranks, int64_t bytes) {
+  // ompi/mca/coll/tuned/coll_tuned_decision_fixed.c (v4.1.4), commutative operations.
+  if (ranks < 4) {
+    if (bytes < 4096) return MpiAlgorithm::recursive_doubling;
+    if (bytes < 8192) return MpiAlgorithm::ring;
+    if (bytes < 16384) return MpiAlgorithm::recursive_doubling;
+    if (bytes < 65536) return MpiAlgorithm::ring;
+    if (bytes < 262144) return MpiAlgorithm::segmented_ring;
+    return MpiAlgorithm::rabenseifner;
+  }
+  if (ranks < 8) {
+    if (bytes < 16) return MpiAlgorithm::ring;
+    if (bytes < 8192) return MpiAlgorithm::recursive_doubling;
+    return MpiAlgorithm::rabenseifner;
+  }
+  return MpiAlgorithm::unknown;
+}
+
+MpiAlgorithm ompi414_effective(MpiAlgorithm a, int ranks, int64_t count, int64_t segment_bytes) {
+  if (ranks == 1) return a;
+  if (a == MpiAlgorithm::segmented_ring) {
+    // COLL_BASE_COMPUTED_SEGCOUNT: no segment size (or one below an element) leaves one segment of the whole
+    // message, and a message shorter than ranks * segment runs the plain ring.
+    const int64_t segcount = segment_bytes >= 4 ? segment_bytes / 4 : count;
+    if (count < ranks * segcount) a = MpiAlgorithm::ring;
+    else return a;  // really segmented: not emulated
+  }
+  if (a == MpiAlgorithm::ring && count < ranks) return MpiAlgorithm::recursive_doubling;
+  if (a == MpiAlgorithm::rabenseifner && count < static_cast<int64_t>(std::bit_floor(static_cast<unsigned>(ranks))))
+    return MpiAlgorithm::basic_linear;
+  return a;
+}
+
+namespace {
+
+void tree_range(const std::vector<std::span<const float>>& parts, size_t lo, size_t n, std::span<float> out) {
+  if (n == 1) {
+    std::memcpy(out.data(), parts[lo].data(), out.size() * sizeof(float));
+    return;
+  }
+  const size_t h = std::bit_floor(n - 1);
+  std::vector<float> right(out.size());
+  tree_range(parts, lo, h, out);
+  tree_range(parts, lo + h, n - h, right);
+  for (size_t i = 0; i < out.size(); ++i) out[i] = out[i] + right[i];
+}
+
+// Ranks folded in pairs (Open MPI's adjustment for a rank count that is not a power of two): the first
+// 2 * (P - 2^k) ranks in pairs (2i, 2i+1), the rest as they are; then the balanced tree over the 2^k.
+void folded_pairwise(const std::vector<std::span<const float>>& x, std::span<float> out) {
+  const size_t p = x.size(), adj = std::bit_floor(p), extra = p - adj, n = out.size();
+  std::vector<std::vector<float>> v(adj, std::vector<float>(n));
+  for (size_t j = 0; j < adj; ++j) {
+    if (j < extra) {
+      for (size_t i = 0; i < n; ++i) v[j][i] = x[2 * j][i] + x[2 * j + 1][i];
+    } else {
+      std::memcpy(v[j].data(), x[j + extra].data(), n * sizeof(float));
+    }
+  }
+  std::vector<std::span<const float>> spans(v.begin(), v.end());
+  tree_range(spans, 0, adj, out);
+}
+
+}  // namespace
+
+void tree_sum(const std::vector<std::span<const float>>& parts, std::span<float> out) {
+  TRAINRR_CHECK(!parts.empty(), "a sum needs at least one part");
+  tree_range(parts, 0, parts.size(), out);
+}
+
+std::string tree_description(int shards, int ranks) {
+  return "pairwise tree over " + std::to_string(shards) + " shard" + (shards == 1 ? "" : "s") +
+         (std::has_single_bit(static_cast<unsigned>(ranks)) ? ", recursive doubling across ranks"
+                                                            : ", allgather across ranks");
+}
+
+MpiAlgorithm describe_mpi_algorithm(const CollectiveSettings& settings, int ranks, int64_t bytes,
+                                    CollectiveCall& call) {
+  MpiAlgorithm a = MpiAlgorithm::unknown;
+  if (settings.forced()) {
+    a = settings.forced_algorithm >= 1 && settings.forced_algorithm <= 6 ? static_cast<MpiAlgorithm>(settings.forced_algorithm)
+                                                                       : MpiAlgorithm::unknown;
+    call.forced = true;
+    call.algorithm_inferred = false;
+  } else {
+    // The table is Open MPI 4.1's; another library's choice is not known here.
+    if (settings.library.rfind("Open MPI v4.1", 0) == 0) a = ompi414_decision(ranks, bytes);
+    call.forced = false;
+    call.algorithm_inferred = true;
+  }
+  call.algorithm = mpi_algorithm_name(static_cast<int>(a));
+  return a;
+}
+
+// --- the exact accumulator ---
+
+namespace {
+
+// Adds (or subtracts) m * 2^shift to the limbs, m < 2^24, 0 <= shift < 384 - 24.
+void add_shifted(uint64_t* limb, uint64_t m, int shift, bool negative) {
+  uint64_t v[ExactAccumulator::kLimbs] = {};
+  const int w = shift / 64, b = shift % 64;
+  v[w] = m << b;
+  if (b != 0 && w + 1 < ExactAccumulator::kLimbs) v[w + 1] = m >> (64 - b);
+  if (negative) {  // two's complement of v
+    uint64_t carry = 1;
+    for (auto& x : v) {
+      x = ~x;
+      const uint64_t s = x + carry;
+      carry = s < x;
+      x = s;
+    }
+  }
+  uint64_t carry = 0;
+  for (int i = 0; i < ExactAccumulator::kLimbs; ++i) {
+    const uint64_t s1 = limb[i] + v[i];
+    const uint64_t c1 = s1 < limb[i];
+    const uint64_t s2 = s1 + carry;
+    carry = c1 | (s2 < s1);
+    limb[i] = s2;
+  }
+}
+
+}  // namespace
+
+void ExactAccumulator::add(float x) {
+  const uint32_t bits = std::bit_cast<uint32_t>(x);
+  const bool negative = bits >> 31;
+  const uint32_t e = (bits >> 23) & 0xFF, frac = bits & 0x7FFFFF;
+  if (e == 0xFF) {
+    special |= frac ? 1 : negative ? 4 : 2;
+    return;
+  }
+  if (e == 0 && frac == 0) return;
+  // x = m * 2^(shift - 149) with m < 2^24: subnormals have e == 0 and no hidden bit.
+  const uint64_t m = e == 0 ? frac : (frac | 0x800000u);
+  const int shift = e == 0 ? 0 : static_cast<int>(e) - 1;
+  add_shifted(limb, m, shift, negative);
+}
+
+void ExactAccumulator::add(const ExactAccumulator& o) {
+  uint64_t carry = 0;
+  for (int i = 0; i < kLimbs; ++i) {
+    const uint64_t s1 = limb[i] + o.limb[i];
+    const uint64_t c1 = s1 < limb[i];
+    const uint64_t s2 = s1 + carry;
+    carry = c1 | (s2 < s1);
+    limb[i] = s2;
+  }
+  special |= o.special;
+}
+
+float ExactAccumulator::round() const {
+  if (special & 1 || (special & 6) == 6) return std::numeric_limits<float>::quiet_NaN();
+  if (special & 2) return std::numeric_limits<float>::infinity();
+  if (special & 4) return -std::numeric_limits<float>::infinity();
+  uint64_t mag[kLimbs];
+  std::memcpy(mag, limb, sizeof mag);
+  const bool negative = mag[kLimbs - 1] >> 63;
+  if (negative) {
+    uint64_t carry = 1;
+    for (auto& x : mag) {
+      x = ~x;
+      const uint64_t s = x + carry;
+      carry = s < x;
+      x = s;
+    }
+  }
+  int top = -1;  // highest set bit
+  for (int i = kLimbs - 1; i >= 0 && top < 0; --i)
+    if (mag[i]) top = i * 64 + 63 - std::countl_zero(mag[i]);
+  if (top < 0) return 0.0f;
+  auto bit = [&mag](int i) -> uint64_t { return i < 0 ? 0 : (mag[i / 64] >> (i % 64)) & 1; };
+  float result;
+  if (top < 24) {
+    // Below 2^-125 every multiple of 2^-149 is a float: exact.
+    result = std::ldexp(static_cast<float>(mag[0]), -149);
+  } else {
+    // The top 24 bits, rounded to nearest even on the bits below.
+    uint64_t m = 0;
+    for (int i = top; i > top - 24; --i) m = (m << 1) | bit(i);
+    const int low = top - 24;  // the first bit below the mantissa
+    const bool half = bit(low);
+    bool sticky = false;
+    for (int i = low - 1; i >= 0 && !sticky; --i) sticky = bit(i);
+    if (half && (sticky || (m & 1))) ++m;
+    int exponent = top - 23 - 149;
+    if (m == (uint64_t{1} << 24)) m >>= 1, ++exponent;
+    if (exponent + 23 > 127) return negative ? -std::numeric_limits<float>::infinity()
+                                             : std::numeric_limits<float>::infinity();
+    result = std::ldexp(static_cast<float>(m), exponent);  // exact: m < 2^24, a normal result
+  }
+  return negative ? -result : result;
+}
+
+void exact_sum(const std::vector<std::span<const float>>& parts, std::span<float> out) {
+  for (size_t i = 0; i < out.size(); ++i) {
+    ExactAccumulator acc;
+    for (const auto& p : parts) acc.add(p[i]);
+    out[i] = acc.round();
+  }
+}
+
+// --- Open MPI's groupings ---
+
+bool ompi414_emulate(MpiAlgorithm a, const std::vector<std::span<const float>>& x, std::span<float> out) {
+  const size_t p = x.size(), n = out.size();
+  TRAINRR_CHECK(p >= 1, "an allreduce needs a rank");
+  if (p == 1) {
+    std::memcpy(out.data(), x[0].data(), n * sizeof(float));
+    return true;
+  }
+  switch (a) {
+    case MpiAlgorithm::recursive_doubling:
+    case MpiAlgorithm::rabenseifner:
+      // Both pair ranks r and r ^ mask for mask = 1, 2, 4, ... after the same folding of the first
+      // 2 * (P - 2^k) ranks; a + b == b + a, so each element gets the same grouping.
+      folded_pairwise(x, out);
+      return true;
+    case MpiAlgorithm::ring: {
+      // Blocks as COLL_BASE_COMPUTE_BLOCKCOUNT cuts them: the first count % P blocks one element longer.
+      // Block b starts at rank b and gathers ranks b+1, b+2, ... in a chain.
+      const size_t early = n / p + (n % p != 0), late = n / p, split = n % p;
+      for (size_t b = 0; b < p; ++b) {
+        const size_t begin = b < split ? b * early : b * late + split;
+        const size_t len = b < split ? early : late;
+        for (size_t i = begin; i < begin + len; ++i) {
+          float acc = x[b][i];
+          for (size_t k = 1; k < p; ++k) acc = acc + x[(b + k) % p][i];
+          out[i] = acc;
+        }
+      }
+      return true;
+    }
+    case MpiAlgorithm::basic_linear:
+      // Reduce to rank 0: the last rank's buffer, then ranks P-2 .. 0 added onto it; then a broadcast.
+      for (size_t i = 0; i < n; ++i) {
+        float acc = x[p - 1][i];
+        for (size_t r = p - 1; r-- > 0;) acc = x[r][i] + acc;
+        out[i] = acc;
+      }
+      return true;
+    default:
+      return false;
+  }
+}
+
+void ordered_sum(const std::vector<std::span<const float>>& x, const std::vector<uint32_t>& order,
+                 std::span<float> out) {
+  TRAINRR_CHECK(order.size() == x.size(), "an arrival order names every rank once");
+  std::memcpy(out.data(), x[order[0]].data(), out.size() * sizeof(float));
+  for (size_t k = 1; k < order.size(); ++k)
+    for (size_t i = 0; i < out.size(); ++i) out[i] = out[i] + x[order[k]][i];
+}
+
+}  // namespace trainrr

@@ -1,0 +1,70 @@
+#pragma once
+// N ranks of a data-parallel run simulated in one process, one thread per rank: the replay of an
+// N-rank run without mpirun. Each rank's Training runs in its own thread with its own Collective (member());
+// collective calls meet at a rendezvous, where the last rank to arrive computes the sum with the variant's
+// own grouping (engine/collective.h): the tree, the exact sum, the arrival order (forced, or the order the
+// threads arrived in), or Open MPI's algorithm as recorded.
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "engine/collective.h"
+
+namespace trainrr {
+
+// A rank left the run (it failed): the others stop at their next collective call.
+class GroupAborted : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+// allreduce__mpi with an algorithm this process cannot emulate.
+class CannotEmulate : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class LocalGroup {
+ public:
+  // `settings`: the recorded MPI library and allreduce settings (for allreduce__mpi).
+  LocalGroup(int size, CollectiveSettings settings);
+  ~LocalGroup();
+  int size() const { return size_; }
+  Collective& member(int rank);
+  // Wakes every rank waiting at a rendezvous; their calls (and later ones) throw GroupAborted.
+  void abort(const std::string& why);
+
+ private:
+  class Member;
+  friend class Member;
+  // One rendezvous: every rank deposits, the last computes, all read.
+  uint64_t broadcast(int rank, uint64_t value);
+  void allreduce(int rank, std::string_view variant, const std::vector<std::span<const float>>& shards,
+                 std::span<float> out, CollectiveCall& call);
+  void wait_for_all(std::unique_lock<std::mutex>& lock, uint64_t generation);
+
+  int size_;
+  CollectiveSettings settings_;
+  std::vector<std::unique_ptr<Member>> members_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t generation_ = 0;  // completed rendezvous
+  int arrived_ = 0;
+  std::string aborted_;
+  // This rendezvous' deposits.
+  uint64_t bcast_value_ = 0;
+  uint64_t bcast_done_[2] = {};
+  std::vector<std::vector<std::vector<float>>> shards_;  // per rank, its shard gradients
+  std::vector<uint32_t> arrivals_;
+  std::vector<uint32_t> forced_order_;
+  // Its outcome.
+  std::vector<float> result_;
+  std::vector<uint32_t> order_;
+  CollectiveCall described_;
+  std::string error_;
+};
+
+}  // namespace trainrr

@@ -1,0 +1,80 @@
+#include "traces/run_set.h"
+
+#include <filesystem>
+#include <map>
+#include <regex>
+
+#include "traces/trace_reader.h"
+
+namespace trainrr::trace {
+namespace fs = std::filesystem;
+
+std::string rank_trace_path(const std::string& folder, int rank) {
+  return (fs::path(folder) / ("rank" + std::to_string(rank) + ".trr")).string();
+}
+
+bool is_run_folder(const std::string& path) {
+  std::error_code ec;
+  return fs::is_directory(path, ec);
+}
+
+Result<RunSet> open_run(const std::string& folder) {
+  RunSet run;
+  run.folder = folder;
+  std::map<int, std::string> found;
+  std::error_code ec;
+  static const std::regex kRank("rank([0-9]{1,6})\\.trr");
+  for (const auto& entry : fs::directory_iterator(folder, ec)) {
+    std::smatch m;
+    const std::string name = entry.path().filename().string();
+    if (std::regex_match(name, m, kRank)) found[std::stoi(m[1].str())] = entry.path().string();
+  }
+  if (ec) return Error{folder + ": cannot list the folder: " + ec.message()};
+  if (found.empty())
+    return Error{folder + ": a folder without rank traces (rank0.trr, rank1.trr, ...): not a run recorded under mpirun"};
+  std::map<int, TraceHeader> headers;
+  for (const auto& [rank, path] : found) {
+    auto reader = TraceReader::open(path);
+    if (!reader) return reader.error();
+    const TraceHeader& h = (*reader)->header();
+    if (h.world_size == 0)
+      return Error{path + ": a trace of one process, not a rank of a data-parallel run"};
+    if (h.rank != rank)
+      return Error{path + ": holds rank " + std::to_string(h.rank) + ", but its name says rank " + std::to_string(rank)};
+    headers[rank] = h;
+  }
+  const TraceHeader& first = headers.begin()->second;
+  for (const auto& [rank, h] : headers) {
+    if (h.run_id != first.run_id)
+      return Error{folder + ": a set mixed from two runs: " + fs::path(found[rank]).filename().string() + " is of run " +
+                   h.run_id + ", " + fs::path(found.begin()->second).filename().string() + " of run " + first.run_id};
+    if (h.world_size != first.world_size)
+      return Error{folder + ": " + fs::path(found[rank]).filename().string() + " is one of " +
+                   std::to_string(h.world_size) + " ranks, another trace one of " + std::to_string(first.world_size)};
+  }
+  for (int r = 0; r < first.world_size; ++r)
+    if (!found.count(r))
+      return Error{folder + ": rank " + std::to_string(r) + " of the " + std::to_string(first.world_size) +
+                   "-rank run " + first.run_id + " is missing (" + rank_trace_path(folder, r) + ")"};
+  for (const auto& [rank, path] : found)
+    if (rank >= first.world_size)
+      return Error{folder + ": " + path + " is rank " + std::to_string(rank) + " of a run of " +
+                   std::to_string(first.world_size) + " ranks"};
+  run.run_id = first.run_id;
+  run.world_size = first.world_size;
+  for (int r = 0; r < run.world_size; ++r) {
+    run.paths.push_back(found[r]);
+    run.headers.push_back(headers[r]);
+  }
+  return run;
+}
+
+Status refuse_rank_alone(const TraceHeader& h, const std::string& path, const std::string& what) {
+  if (h.world_size == 0) return {};
+  const std::string folder = fs::path(path).parent_path().string();
+  return Error{path + " is rank " + std::to_string(h.rank) + " of the " + std::to_string(h.world_size) +
+               "-rank run " + h.run_id + ": " + what + " needs every rank; give the run's folder (" +
+               (folder.empty() ? std::string(".") : folder) + ")"};
+}
+
+}  // namespace trainrr::trace

@@ -1,0 +1,35 @@
+#pragma once
+// How the traces of a data-parallel run sit on disk: `trainrr record -o run.trr` under `mpirun -n N` makes
+// run.trr a folder holding rank0.trr .. rank{N-1}.trr, one trace per rank, each with the run's id, its rank
+// and the rank count in its header. Every command takes the run by the folder's name.
+
+#include <string>
+#include <vector>
+
+#include "engine/result.h"
+#include "traces/trace.h"
+
+namespace trainrr::trace {
+
+// FOLDER/rankR.trr
+std::string rank_trace_path(const std::string& folder, int rank);
+
+struct RunSet {
+  std::string folder;
+  std::string run_id;
+  int world_size = 0;
+  std::vector<std::string> paths;    // by rank
+  std::vector<TraceHeader> headers;  // by rank
+};
+
+// Whether `path` names a folder (a run of several ranks) rather than a trace file.
+bool is_run_folder(const std::string& path);
+
+// The ranks of the run in `folder`, every one present and all of one run: an error names a missing rank, a
+// trace of another run (its run id), a trace that is not a rank of a run, or an unreadable one.
+Result<RunSet> open_run(const std::string& folder);
+
+// An error when `header` is one rank of a data-parallel run: `what` (replay, diff, ...) needs every rank.
+Status refuse_rank_alone(const TraceHeader& header, const std::string& path, const std::string& what);
+
+}  // namespace trainrr::trace
