@@ -217,6 +217,7 @@ void Recorder::step_end(const StepSummary& s) {
   pending_.end = std::move(end);
   if (writing()) keep(writer_->write_step(pending_));
   pending_.events.clear();
+  pending_.collectives.clear();
   pending_.end.reset();
 }
 

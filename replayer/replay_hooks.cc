@@ -287,10 +287,31 @@ void ReplayHooks::check_probe(std::string_view site, Phase phase, const Tensor& 
   diverge(std::move(d));
 }
 
+void ReplayHooks::collective(const CollectiveCall& call) {
+  if (!cur_.loaded || cur_.step.index != step_ || !compare_) return;
+  const auto& recorded = cur_.step.collectives;
+  if (collective_index_ >= recorded.size()) return;  // the step-end comparison reports what is missing
+  const CollectiveCall& rec = recorded[collective_index_++];
+  ++collectives_compared_;
+  if (collective_mismatch_) return;
+  auto first_differing = [](const std::vector<uint64_t>& a, const std::vector<uint64_t>& b) {
+    for (size_t i = 0; i < std::max(a.size(), b.size()); ++i)
+      if (i >= a.size() || i >= b.size() || a[i] != b[i]) return static_cast<int>(i);
+    return -1;
+  };
+  if (int k = first_differing(rec.shard_rows, call.shard_rows); k >= 0)
+    collective_mismatch_ = CollectiveMismatch{"sharding", rec.first_shard + k, rec, call};
+  else if (int k2 = first_differing(rec.shard_digests, call.shard_digests); k2 >= 0 || rec.input_digest != call.input_digest)
+    collective_mismatch_ = CollectiveMismatch{"input", rec.first_shard + std::max(k2, 0), rec, call};
+  else if (rec.result_digest != call.result_digest)
+    collective_mismatch_ = CollectiveMismatch{"result", -1, rec, call};
+}
+
 void ReplayHooks::step_begin(int64_t step, int epoch, int64_t batch) {
   (void)batch;
   if (!cur_.loaded && !cur_.exhausted) load_next();
   step_ = step;
+  collective_index_ = 0;
   views_.begin_step(step, epoch);
   if (cur_.loaded && cur_.step.index != step && compare_ && !first_)
     diverge(divergence(step, "setup", "missing", "",

@@ -96,7 +96,18 @@ class ReplayHooks : public Hooks {
   // recorded before it on the way.
   Status skip_to(int64_t step);
 
+  // The first allreduce call of a data-parallel run whose digests differ from the recording's: its rows
+  // (kind "sharding"), this rank's shard gradients going in ("input"), or the sum coming out ("result").
+  struct CollectiveMismatch {
+    std::string kind;
+    int shard = -1;  // sharding, input: the first differing shard of the rank
+    CollectiveCall recorded, replayed;
+  };
+  const std::optional<CollectiveMismatch>& collective_mismatch() const { return collective_mismatch_; }
+  int64_t collectives_compared() const { return collectives_compared_; }
+
   // Hooks.
+  void collective(const CollectiveCall& call) override;
   void seed(uint64_t& seed, bool from_entropy) override;
   void rng_draw(RngDraw& draw) override;
   void rng_values(const RngDraw& draw, std::span<const std::byte> values) override;
@@ -161,6 +172,9 @@ class ReplayHooks : public Hooks {
   std::map<std::string, int64_t> order_diffs_;  // site -> first step where the order differed
   std::function<bool(const std::string&)> filter_;
   bool forced(bool kind, const std::string& unit) const { return kind && (!filter_ || filter_(unit)); }
+  std::optional<CollectiveMismatch> collective_mismatch_;
+  size_t collective_index_ = 0;  // the next recorded call of this step
+  int64_t collectives_compared_ = 0;
   int64_t capture_step_ = -2;
   std::vector<CapturedProbe> captured_;
   std::optional<double> captured_loss_;

@@ -142,7 +142,7 @@ std::optional<trace::CheckpointRef> checkpoint_before(const std::string& path, i
 Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConfig& config,
                                     const KernelRegistry& registry, ForceSet force,
                                     std::function<bool(const std::string&)> filter, ProbeLevel level,
-                                    bool compare, int64_t from) {
+                                    bool compare, int64_t from, Collective* collective) {
   ReplaySide s;
   auto reader = trace::TraceReader::open(trace_path);
   if (!reader) return reader.error();
@@ -157,6 +157,7 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
   TrainingOptions t;
   t.hooks = s.hooks.get();
   t.registry = &registry;
+  t.collective = collective;
   // With every kernel forced, nothing is selected here (no autotune timing); a partial forcing selects
   // as the run's policy says and the hooks replace the forced sites.
   if (force.kernels && !s.hooks->filtered()) t.policy = Policy::forced;

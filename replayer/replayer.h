@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/collective.h"
 #include "engine/config.h"
 #include "engine/kernels/kernel_registry.h"
 #include "replayer/divergence.h"
@@ -80,7 +81,7 @@ struct ReplaySide {
 Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConfig& config,
                                     const KernelRegistry& registry, ForceSet force,
                                     std::function<bool(const std::string&)> filter, ProbeLevel level,
-                                    bool compare, int64_t from);
+                                    bool compare, int64_t from, Collective* collective = nullptr);
 
 // Re-executes step `step` of the trace both ways (every recorded choice forced under `recorded`, and `force`
 // under `config`) from its recorded state and adds to `d` the first differing element at `d`'s own site, when

@@ -4,6 +4,8 @@
 
 #include "replayer/bisect.h"
 #include "tools/commands.h"
+#include "tools/run_folder.h"
+#include "traces/run_set.h"
 #include "tools/openblas_core.h"
 #include "tools/report_output.h"
 #include "tools/trace_text.h"
@@ -20,6 +22,15 @@ struct BisectArgs {
 };
 
 int run_bisect(const BisectArgs& a) {
+  if (const int code = refuse_for(a.trace, "bisect"); code >= 0) return code;
+  if (!a.against.empty())
+    if (const int code = refuse_for(a.against, "bisect"); code >= 0) return code;
+  for (const std::string* p : {&a.trace, &a.against})
+    if (!p->empty() && trace::is_run_folder(*p)) {
+      print_error(*p + " is a data-parallel run: bisect does not work across ranks yet; `trainrr replay " + *p +
+                  "` names the step, the rank and the cause, `trainrr diff` compares two runs");
+      return kCannotReplay;
+    }
   // The free side is this machine's run: OpenBLAS within TRAINRR_ISA, as replay --force none runs it.
   const std::vector<std::string> openblas_notes = keep_openblas_within_isa();
   BisectOptions o;

@@ -4,6 +4,7 @@
 
 #include "replayer/diff.h"
 #include "tools/commands.h"
+#include "tools/run_folder.h"
 #include "tools/report_output.h"
 #include "tools/trace_text.h"
 
@@ -16,6 +17,7 @@ struct DiffArgs {
 };
 
 int run_diff(const DiffArgs& args) {
+  if (const int code = diff_run_folders(args.a, args.b); code >= 0) return code;
   DiffResult r = diff_traces(args.a, args.b);
   if (r.exit_code == kBadInput) {
     print_error(r.error);

@@ -8,6 +8,7 @@
 #include "tools/commands.h"
 #include "tools/openblas_core.h"
 #include "tools/report_output.h"
+#include "tools/run_folder.h"
 #include "tools/trace_text.h"
 #include "traces/trace_reader.h"
 
@@ -51,6 +52,7 @@ int run_replay(const ReplayArgs& a) {
     print_error(force.error().message);
     return kBadInput;
   }
+  if (const int code = replay_run_folder(a.trace, *force, a.overrides, a.to_step); code >= 0) return code;
   std::vector<std::string> notes;
   // keep_openblas_within_isa() may restart the process: before the trace is read.
   if (!force->kernels) notes = keep_openblas_within_isa();
@@ -91,7 +93,7 @@ void add_replay_command(CLI::App& app, int& exit_code) {
       "replay",
       "Re-execute a recorded run: reproduced bit for bit, or the first divergence and its cause.\n"
       "Exit codes: 0 reproduced, 1 diverged, 2 bad input, 3 cannot replay here.");
-  cmd->add_option("trace", args->trace, "Trace file (from trainrr record)")->required();
+  cmd->add_option("trace", args->trace, "Trace file (from trainrr record), or the folder of a run recorded under mpirun")->required();
   cmd->add_option("--force", args->force,
                   "Recorded choices to force: all, none, or a list of rng,split,shuffle,loader,kernels");
   cmd->add_option("--set", args->overrides,

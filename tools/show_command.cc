@@ -12,6 +12,8 @@
 #include <set>
 
 #include "tools/commands.h"
+#include "tools/run_folder.h"
+#include "traces/run_set.h"
 #include "tools/trace_text.h"
 #include "traces/trace_reader.h"
 
@@ -231,6 +233,7 @@ void print_progress(const StepStats& s) {
 }
 
 int run_show(const ShowArgs& a) {
+  if (trace::is_run_folder(a.file)) return show_run_folder(a.file);
   auto opened = trace::TraceReader::open(a.file);
   if (!opened) {
     print_error(opened.error().message);

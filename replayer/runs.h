@@ -1,0 +1,43 @@
+#pragma once
+// Data-parallel runs (traces/run_set.h): replay of all ranks in one process, and the comparison of two
+// runs, with the cause `collective` (the allreduce's inputs match on every rank, its result differs).
+
+#include <string>
+#include <vector>
+
+#include "engine/collective.h"
+#include "replayer/force.h"
+#include "traces/run_set.h"
+
+namespace trainrr {
+
+struct RunReport {
+  int exit_code = 0;  // 0 reproduced / identical, 1 diverged, 2 bad input, 3 cannot replay here
+  std::string error;  // for exit codes 2 and 3
+  std::vector<std::string> lines;  // the report, for people
+};
+
+struct RunReplayOptions {
+  std::string folder;
+  ForceSet force = ForceSet::all();
+  std::vector<std::string> overrides;
+  int64_t to_step = -1;  // stop before this step (-1: the end)
+};
+
+// Every rank of the run replayed in this process, one thread each, the recorded reduction applied exactly
+// (engine/local_group.h). An allreduce__mpi algorithm that cannot be emulated exits 3.
+RunReport replay_run(const RunReplayOptions& options);
+
+// Two recorded runs compared step by step without re-running them: the sharding of each shard, each
+// shard's gradient, the allreduce result, then the parameters.
+RunReport diff_runs(const std::string& a, const std::string& b);
+
+// The allreduce settings a rank's header recorded.
+CollectiveSettings recorded_settings(const trace::TraceHeader& header);
+
+// What differs between two allreduce calls whose inputs match: variant, algorithm, rank count, bucket
+// layout, library version; "arrival order" when none of those does.
+std::string collective_detail(const CollectiveCall& a, const CollectiveCall& b, const std::string& library_a,
+                              const std::string& library_b);
+
+}  // namespace trainrr

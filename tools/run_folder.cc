@@ -1,0 +1,128 @@
+#include "tools/run_folder.h"
+
+#include <cstdio>
+#include <map>
+
+#include "replayer/runs.h"
+#include "tools/commands.h"
+#include "tools/trace_text.h"
+#include "traces/run_set.h"
+#include "traces/trace_reader.h"
+#if TRAINRR_WITH_MPI
+#include "distributed/mpi_collective.h"
+#endif
+
+namespace trainrr::cli {
+
+namespace {
+
+int print_report(const RunReport& r) {
+  if (r.exit_code == kBadInput || r.exit_code == kCannotReplay) {
+    print_error(r.error);
+    return r.exit_code;
+  }
+  for (const auto& line : r.lines) std::printf("%s\n", line.c_str());
+  return std::fflush(stdout) == 0 ? r.exit_code : kBadInput;
+}
+
+}  // namespace
+
+int refuse_for(const std::string& path, const std::string& what) {
+  if (trace::is_run_folder(path)) return -1;
+  auto reader = trace::TraceReader::open(path);
+  if (!reader) return -1;  // the verb reports it as it does for any trace
+  if (Status s = trace::refuse_rank_alone((*reader)->header(), path, what); !s) {
+    print_error(s.error().message);
+    return kBadInput;
+  }
+  return -1;
+}
+
+int replay_run_folder(const std::string& path, const ForceSet& force, const std::vector<std::string>& overrides,
+                      int64_t to_step) {
+  if (!trace::is_run_folder(path)) return refuse_for(path, "replay");
+  if (launched_by_mpirun()) {
+    print_error("replay under mpirun is not available: replay the run in one process (trainrr replay " + path + ")");
+    return kCannotReplay;
+  }
+  RunReplayOptions o;
+  o.folder = path;
+  o.force = force;
+  o.overrides = overrides;
+  o.to_step = to_step;
+  return print_report(replay_run(o));
+}
+
+int diff_run_folders(const std::string& a, const std::string& b) {
+  const bool fa = trace::is_run_folder(a), fb = trace::is_run_folder(b);
+  if (!fa && !fb) {
+    const int ra = refuse_for(a, "diff");
+    return ra >= 0 ? ra : refuse_for(b, "diff");
+  }
+  if (fa != fb) {
+    print_error((fa ? a : b) + " is a data-parallel run and " + (fa ? b : a) +
+                " a trace of one process: diff compares runs with runs");
+    return kBadInput;
+  }
+  return print_report(diff_runs(a, b));
+}
+
+int show_run_folder(const std::string& path) {
+  auto run = trace::open_run(path);
+  if (!run) {
+    print_error(run.error().message);
+    return kBadInput;
+  }
+  const trace::TraceHeader& h0 = run->headers[0];
+  std::map<std::string, std::string> env(h0.environment.begin(), h0.environment.end());
+  std::printf("run %s: %d ranks, run id %s (one trace per rank: rank0.trr .. rank%d.trr)\n", path.c_str(),
+              run->world_size, run->run_id.c_str(), run->world_size - 1);
+  std::printf("config: %s\n", h0.config_path.c_str());
+  std::printf("MPI library: %s\n", env["mpi.library"].c_str());
+  std::printf("MCA: coll_tuned_use_dynamic_rules=%s coll_tuned_allreduce_algorithm=%s "
+              "coll_tuned_allreduce_algorithm_segmentsize=%s\n",
+              env["mpi.coll_tuned_use_dynamic_rules"].c_str(), env["mpi.coll_tuned_allreduce_algorithm"].c_str(),
+              env["mpi.coll_tuned_allreduce_algorithm_segmentsize"].c_str());
+  bool described = false;
+  for (int r = 0; r < run->world_size; ++r) {
+    auto reader = trace::TraceReader::open(run->paths[r]);
+    if (!reader) {
+      print_error(reader.error().message);
+      return kBadInput;
+    }
+    int64_t steps = 0, calls = 0;
+    double last_loss = 0;
+    std::string stop;
+    for (;;) {
+      auto record = (*reader)->next();
+      if (!record) {
+        stop = record.error().message;
+        break;
+      }
+      if (!*record) break;
+      const auto* step = std::get_if<trace::TraceStep>(&(*record)->value);
+      if (!step || !step->end) continue;
+      ++steps;
+      calls += static_cast<int64_t>(step->collectives.size());
+      last_loss = step->end->loss;
+      if (!described && !step->collectives.empty()) {
+        const CollectiveCall& c = step->collectives[0];
+        std::printf("allreduce: %s, %s%s; %d micro-batch shards per global batch; %zu bucket%s, the first of "
+                    "%lld elements\n",
+                    c.variant.c_str(), c.algorithm.c_str(),
+                    c.algorithm_inferred ? " (inferred from Open MPI 4.1's decision table)" : c.forced ? " (fixed)" : "",
+                    c.shards, step->collectives.size(), step->collectives.size() == 1 ? "" : "s",
+                    static_cast<long long>(c.count));
+        described = true;
+      }
+    }
+    std::printf("  rank %d: %lld steps, %lld allreduce calls, last loss %.6g (its shards), %s\n", r,
+                static_cast<long long>(steps), static_cast<long long>(calls), last_loss,
+                (*reader)->ended_cleanly() ? "ended cleanly"
+                : stop.empty()              ? "no footer: the recording did not finish"
+                                            : ("cut: " + stop).c_str());
+  }
+  return std::fflush(stdout) == 0 ? kOk : kBadInput;
+}
+
+}  // namespace trainrr::cli
