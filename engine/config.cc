@@ -526,6 +526,7 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
   if (const toml::table* t = top.table("distributed")) {
     TableReader r(*t, "distributed.", name, overridden, &error);
     r.get("shards", c.distributed.shards);
+    r.get("allreduce", c.distributed.allreduce);
     r.finish();
   }
   top.finish();
@@ -611,6 +612,10 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
     return bad("runtime.threads", "must be 0 (all cores) or more, got " + std::to_string(c.runtime.threads));
   if (c.distributed.shards < 0)
     return bad("distributed.shards", "must be 0 (one per rank) or more, got " + std::to_string(c.distributed.shards));
+  if (const std::string& v = c.distributed.allreduce;
+      v != "auto" && v != "trainrr_tree" && v != "trainrr_exact" && v != "mpi" && v != "arrival")
+    return named("distributed.allreduce",
+                 unknown_choice("allreduce", v, {"auto", "trainrr_tree", "trainrr_exact", "mpi", "arrival"}));
   const std::string& p = c.runtime.policy;
   if (p != "default" && p != "deterministic" && p != "autotune")
     return named("runtime.policy", unknown_choice("policy", p, {"default", "deterministic", "autotune"}));
@@ -677,6 +682,7 @@ std::vector<std::pair<std::string, std::string>> flatten_config(const RunConfig&
   out.emplace_back("runtime.threads", std::to_string(c.runtime.threads));
   out.emplace_back("runtime.policy", c.runtime.policy);
   out.emplace_back("distributed.shards", std::to_string(c.distributed.shards));
+  out.emplace_back("distributed.allreduce", c.distributed.allreduce);
   return out;
 }
 

@@ -64,6 +64,9 @@ struct RuntimeConfig {
 // Data-parallel runs (mpirun -n N trainrr ...): train.batch_size is the global batch.
 struct DistributedConfig {
   int shards = 0;  // micro-batch shards per global batch; 0: one per rank. A multiple of the rank count.
+  // The gradient allreduce: auto (the policy's: mpi by default, trainrr_tree when deterministic) |
+  // trainrr_tree | trainrr_exact | mpi | arrival.
+  std::string allreduce = "auto";
 };
 
 struct RunConfig {

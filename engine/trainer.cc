@@ -340,6 +340,9 @@ Status Training::prepare(const TrainingOptions& options) {
     std::vector<std::pair<std::string, int64_t>> sizes;
     for (Param* p : model_.params()) sizes.emplace_back(p->name, p->value.size());
     buckets_ = bucket_layout(sizes, kBucketBytes);
+    if (config_.distributed.allreduce != "auto")
+      selector_->prefer("grad/allreduce", "allreduce__" + config_.distributed.allreduce,
+                        "configured: distributed.allreduce = " + config_.distributed.allreduce);
   }
   return {};
 }

@@ -174,6 +174,15 @@ const Kernel& KernelSelector::select(std::string_view site, OpKind op, const Wor
       break;
     }
   }
+  if (auto it = preferred_.find(site); it != preferred_.end() && policy_ != Policy::forced) {
+    if (const Kernel* k = registry_->find(it->second.first); k && k->info.op == op) {
+      pick = k;
+      choice.reason = it->second.second;
+      choice.timings_us.clear();
+      if (std::find(choice.candidates.begin(), choice.candidates.end(), k->info.id) == choice.candidates.end())
+        choice.candidates.push_back(k->info.id);
+    }
+  }
   if (pick) choice.chosen = pick->info.id;
   if (pick && pick->info.id.starts_with("f32_matmul__openblas")) {
     // OpenBLAS's bits depend on its version, core type and threads: the recorded reason carries them.

@@ -54,6 +54,9 @@ class KernelSelector {
   ThreadPool& pool() { return *pool_; }
   Hooks& hooks() { return *hooks_; }
   const KernelRegistry& registry() const { return *registry_; }
+  // The kernel `id` at `site` whatever the policy says (a configuration that names it), except under the
+  // forced policy, where the hooks decide.
+  void prefer(std::string site, std::string id, std::string why) { preferred_[std::move(site)] = {std::move(id), std::move(why)}; }
   // Forgets every selection (a fresh run in the same process).
   void reset() { chosen_.clear(); }
 
@@ -67,6 +70,7 @@ class KernelSelector {
   ThreadPool* pool_;
   Hooks* hooks_;
   std::map<std::string, const Kernel*, std::less<>> chosen_;
+  std::map<std::string, std::pair<std::string, std::string>, std::less<>> preferred_;
 };
 
 // What ops call: select at the site, then run.
