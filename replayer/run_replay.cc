@@ -1,4 +1,5 @@
 #include <optional>
+#include <tuple>
 #include <thread>
 
 #include "engine/kernels/kernel_registry.h"
@@ -30,7 +31,96 @@ std::string algorithm_text(const CollectiveCall& c) {
   return c.algorithm + (c.algorithm_inferred ? " (inferred from Open MPI 4.1's decision table)" : "");
 }
 
+// What rank `rank`'s replay hooks found: its first difference and its cause, or nothing.
+RankReplay analyze_rank(const ReplayHooks& h, int rank, const CollectiveSettings& settings) {
+  RankReplay out;
+  std::optional<std::pair<int64_t, int>> at;
+  if (const auto& m = h.collective_mismatch())
+    at = {m->recorded.step, m->kind == "sharding" ? 0 : m->kind == "input" ? 1 : 2};
+  if (h.first() && (!at || h.first()->step < at->first)) at = {h.first()->step, 3};
+  if (!at) {
+    out.text = std::to_string(h.steps_compared()) + "|" + std::to_string(h.collectives_compared());
+    return out;
+  }
+  out.exit_code = 1;
+  out.step = at->first;
+  out.priority = at->second;
+  const std::string head = "diverged at step " + std::to_string(out.step) + ", rank " + std::to_string(rank);
+  if (out.priority < 3) {
+    const auto& m = *h.collective_mismatch();
+    out.text = head + ", allreduce/bucket_" + std::to_string(m.recorded.bucket) + " (" + m.recorded.variant + ")\n";
+    if (m.kind == "sharding")
+      out.text += "  cause: data/sharding: the rows of shard " + std::to_string(m.shard) + " (rank " +
+                  std::to_string(rank) + ") differ from the recording's";
+    else if (m.kind == "input")
+      out.text += "  cause: upstream of the allreduce: rank " + std::to_string(rank) + "'s gradient of shard " +
+                  std::to_string(m.shard) + " differs from the recording's" +
+                  (h.first() ? " (its first difference: " + h.first()->site + ")" : std::string());
+    else
+      out.text += "  cause: collective: every rank's input to the allreduce matches the recording, its result differs: " +
+                  collective_detail(m.recorded, m.replayed, settings.library, settings.library);
+  } else {
+    const FirstDivergence& d = *h.first();
+    out.text = head + ", " + d.site + " (" + d.phase + ")\n  cause: after the allreduce: every allreduce call of "
+               "the step matched the recording; " + (d.detail.empty() ? std::string("the step's end differs") : d.detail);
+  }
+  return out;
+}
+
 }  // namespace
+
+RankReplay replay_one_rank(const trace::RunSet& run, int rank, const ForceSet& force,
+                           const std::vector<std::string>& overrides, int64_t to_step, Collective& comm) {
+  RankReplay out;
+  auto scratch = ScratchDir::create("trainrr-rank");
+  if (!scratch) return {2, -1, 0, scratch.error().message};
+  auto rebuilt = rebuild_config(run.headers[rank], overrides, "", false, *scratch);
+  if (!rebuilt) return {2, -1, 0, run.paths[rank] + ": " + rebuilt.error().message};
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  try {
+    auto side = make_replay_side(run.paths[rank], rebuilt->config, registry, force, {}, run.headers[rank].level, true,
+                                 0, &comm);
+    if (!side) return {2, -1, 0, run.paths[rank] + ": " + side.error().message};
+    if (Status s = side->training->fit(to_step); !s) return {2, -1, 0, run.paths[rank] + ": " + s.error().message};
+    return analyze_rank(*side->hooks, rank, recorded_settings(run.headers[0]));
+  } catch (const std::exception& e) {
+    return {2, -1, 0, run.paths[rank] + ": " + e.what()};
+  }
+}
+
+RunReport gathered_report(const std::vector<std::string>& packed, int ranks) {
+  RunReport out;
+  std::optional<std::tuple<int64_t, int, int>> best;
+  std::vector<RankReplay> all;
+  for (int r = 0; r < static_cast<int>(packed.size()); ++r) {
+    const std::string& p = packed[r];
+    RankReplay x;
+    size_t a = p.find('|'), b = p.find('|', a + 1), c = p.find('|', b + 1);
+    x.exit_code = std::stoi(p.substr(0, a));
+    x.step = std::stoll(p.substr(a + 1, b - a - 1));
+    x.priority = std::stoi(p.substr(b + 1, c - b - 1));
+    x.text = p.substr(c + 1);
+    if (x.exit_code >= 2) return {x.exit_code, "rank " + std::to_string(r) + ": " + x.text, {}};
+    if (x.exit_code == 1 && (!best || std::make_tuple(x.step, x.priority, r) < *best)) best = {x.step, x.priority, r};
+    all.push_back(std::move(x));
+  }
+  const std::string how = std::to_string(ranks) + " ranks replayed under mpirun, each checking its own trace";
+  if (!best) {
+    const std::string& t = all[0].text;
+    const size_t bar = t.find('|');
+    out.lines.push_back("reproduced bit for bit: " + how + ", " + counted(std::stoll(t.substr(0, bar)), "step") +
+                        " and " + counted(std::stoll(t.substr(bar + 1)), "allreduce call") + " compared per rank");
+    return out;
+  }
+  out.exit_code = 1;
+  std::string text = all[std::get<2>(*best)].text;
+  for (size_t nl; (nl = text.find('\n')) != std::string::npos; text = text.substr(nl + 1))
+    out.lines.push_back(text.substr(0, nl));
+  out.lines.push_back(text);
+  out.lines.push_back("  " + how);
+  return out;
+}
 
 CollectiveSettings recorded_settings(const trace::TraceHeader& h) {
   CollectiveSettings s;
@@ -149,55 +239,21 @@ RunReport replay_run(const RunReplayOptions& o) {
 
   // The first difference: the earliest step; within it the sharding, then the shard gradients, then the
   // allreduce result, then the step's end; the lowest rank.
-  struct Found {
-    int64_t step;
-    int priority;
-    int rank;
-  };
-  std::optional<Found> best;
-  auto consider = [&](Found f) {
-    if (!best || std::tie(f.step, f.priority, f.rank) < std::tie(best->step, best->priority, best->rank)) best = f;
-  };
+  std::vector<std::string> packed;
   for (int r = 0; r < n; ++r) {
-    const ReplayHooks& h = *sides[r]->hooks;
-    if (const auto& m = h.collective_mismatch())
-      consider({m->recorded.step, m->kind == "sharding" ? 0 : m->kind == "input" ? 1 : 2, r});
-    if (h.first()) consider({h.first()->step, 3, r});
+    RankReplay x = analyze_rank(*sides[r]->hooks, r, settings);
+    packed.push_back(std::to_string(x.exit_code) + "|" + std::to_string(x.step) + "|" + std::to_string(x.priority) +
+                     "|" + x.text);
   }
-  const ReplayHooks& h0 = *sides[0]->hooks;
+  out = gathered_report(packed, n);
   const std::string how = std::to_string(n) + " rank" + (n == 1 ? "" : "s") + " replayed in one process (no mpirun)";
-  if (!best) {
-    out.lines.push_back("reproduced bit for bit: " + how + ", " + counted(h0.steps_compared(), "step") + " and " +
-                        counted(h0.collectives_compared(), "allreduce call") + " compared per rank");
-    if (first_call)
-      out.lines.push_back("  allreduce: " + first_call->variant + ", " + algorithm_text(*first_call));
-    return out;
+  if (!out.lines.empty()) {
+    std::string& last = out.exit_code == 0 ? out.lines.front() : out.lines.back();
+    const std::string mpi_how = std::to_string(n) + " ranks replayed under mpirun, each checking its own trace";
+    if (size_t at = last.find(mpi_how); at != std::string::npos) last.replace(at, mpi_how.size(), how);
   }
-  out.exit_code = 1;
-  const ReplayHooks& h = *sides[best->rank]->hooks;
-  const std::string at = "diverged at step " + std::to_string(best->step) + ", rank " + std::to_string(best->rank);
-  if (best->priority < 3) {
-    const auto& m = *h.collective_mismatch();
-    const std::string site = "allreduce/bucket_" + std::to_string(m.recorded.bucket);
-    out.lines.push_back(at + ", " + site + " (" + m.recorded.variant + ")");
-    if (m.kind == "sharding") {
-      out.lines.push_back("  cause: data/sharding: the rows of shard " + std::to_string(m.shard) + " (rank " +
-                          std::to_string(best->rank) + ") differ from the recording's");
-    } else if (m.kind == "input") {
-      out.lines.push_back("  cause: upstream of the allreduce: rank " + std::to_string(best->rank) +
-                          "'s gradient of shard " + std::to_string(m.shard) + " differs from the recording's" +
-                          (h.first() ? " (its first difference: " + h.first()->site + ")" : std::string()));
-    } else {
-      out.lines.push_back("  cause: collective: every rank's input to the allreduce matches the recording, its result differs: " +
-                          collective_detail(m.recorded, m.replayed, settings.library, settings.library));
-    }
-  } else {
-    const FirstDivergence& d = *h.first();
-    out.lines.push_back(at + ", " + d.site + " (" + d.phase + ")");
-    out.lines.push_back("  cause: after the allreduce: every allreduce call of the step matched the recording; " +
-                        (d.detail.empty() ? std::string("the step's end differs") : d.detail));
-  }
-  out.lines.push_back("  " + how);
+  if (out.exit_code == 0 && first_call)
+    out.lines.push_back("  allreduce: " + first_call->variant + ", " + algorithm_text(*first_call));
   return out;
 }
 

@@ -28,6 +28,19 @@ struct RunReplayOptions {
 // (engine/local_group.h). An allreduce__mpi algorithm that cannot be emulated exits 3.
 RunReport replay_run(const RunReplayOptions& options);
 
+// One rank of the run replayed in this process through `comm` (an MPI rank under mpirun -n N): what it
+// found, for gathered_report().
+struct RankReplay {
+  int exit_code = 0;   // 0 reproduced, 1 diverged, 2 bad input, 3 cannot replay here
+  int64_t step = -1;   // the step of its first difference
+  int priority = 0;    // within the step: 0 sharding, 1 shard gradients, 2 allreduce result, 3 the step's end
+  std::string text;    // its report lines (exit 0 and 1), or its error
+};
+RankReplay replay_one_rank(const trace::RunSet& run, int rank, const ForceSet& force,
+                           const std::vector<std::string>& overrides, int64_t to_step, Collective& comm);
+// Rank 0's report from every rank's "code|step|priority|text".
+RunReport gathered_report(const std::vector<std::string>& packed, int ranks);
+
 // Two recorded runs compared step by step without re-running them: the sharding of each shard, each
 // shard's gradient, the allreduce result, then the parameters.
 RunReport diff_runs(const std::string& a, const std::string& b);

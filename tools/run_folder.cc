@@ -25,6 +25,43 @@ int print_report(const RunReport& r) {
   return std::fflush(stdout) == 0 ? r.exit_code : kBadInput;
 }
 
+// Under mpirun -n N: this process replays rank R of the N-rank run from its own trace, through MPI; rank 0
+// gathers what each rank found and reports the earliest step, the lowest rank there, and its cause.
+int replay_rank_under_mpirun(const std::string& path, const ForceSet& force, const std::vector<std::string>& overrides,
+                             int64_t to_step) {
+#if TRAINRR_WITH_MPI
+  auto comm = MpiCollective::init();
+  if (!comm) {
+    print_error(comm.error().message);
+    return kCannotReplay;
+  }
+  MpiCollective& c = **comm;
+  auto run = trace::open_run(path);
+  int bad = run ? 0 : 1;
+  if (c.max(bad)) {
+    if (c.rank() == 0) print_error(run.error().message);
+    return kBadInput;
+  }
+  if (run->world_size != c.size()) {
+    if (c.rank() == 0)
+      print_error(path + " is a run of " + std::to_string(run->world_size) + " ranks: replay it under mpirun -n " +
+                  std::to_string(run->world_size) + ", or without mpirun in one process");
+    return kCannotReplay;
+  }
+  RankReplay mine = replay_one_rank(*run, c.rank(), force, overrides, to_step, c);
+  // "code|step|priority|text" from every rank, to rank 0.
+  const std::string packed = std::to_string(mine.exit_code) + "|" + std::to_string(mine.step) + "|" +
+                             std::to_string(mine.priority) + "|" + mine.text;
+  const std::vector<std::string> all = c.gather(packed);
+  if (c.rank() != 0) return mine.exit_code;
+  return print_report(gathered_report(all, c.size()));
+#else
+  (void)path, (void)force, (void)overrides, (void)to_step;
+  print_error("started by mpirun, but this trainrr was built without MPI: replay the run without mpirun");
+  return kCannotReplay;
+#endif
+}
+
 }  // namespace
 
 int refuse_for(const std::string& path, const std::string& what) {
@@ -41,10 +78,7 @@ int refuse_for(const std::string& path, const std::string& what) {
 int replay_run_folder(const std::string& path, const ForceSet& force, const std::vector<std::string>& overrides,
                       int64_t to_step) {
   if (!trace::is_run_folder(path)) return refuse_for(path, "replay");
-  if (launched_by_mpirun()) {
-    print_error("replay under mpirun is not available: replay the run in one process (trainrr replay " + path + ")");
-    return kCannotReplay;
-  }
+  if (launched_by_mpirun()) return replay_rank_under_mpirun(path, force, overrides, to_step);
   RunReplayOptions o;
   o.folder = path;
   o.force = force;
