@@ -185,7 +185,11 @@ RunReport replay_run(const RunReplayOptions& o) {
               o.folder + ": the run's allreduce__mpi ran Open MPI's " + mpi_algorithm_name(static_cast<int>(e)) +
                   " algorithm over " + std::to_string(n) + " ranks (" + (settings.library.empty() ? "library not recorded" : settings.library) +
                   "), which a replay in one process cannot emulate: replay it under mpirun -n " + std::to_string(n) +
-                  " (mpirun -n " + std::to_string(n) + " trainrr replay " + o.folder + ")",
+                  " with the recorded settings (" +
+                  (settings.forced() ? "OMPI_MCA_coll_tuned_use_dynamic_rules=1 OMPI_MCA_coll_tuned_allreduce_algorithm=" +
+                                           std::to_string(settings.forced_algorithm) + " "
+                                     : std::string()) +
+                  "mpirun -n " + std::to_string(n) + " trainrr replay " + o.folder + ")",
               {}};
   }
 

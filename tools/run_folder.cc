@@ -94,6 +94,7 @@ int diff_run_folders(const std::string& a, const std::string& b) {
     return ra >= 0 ? ra : refuse_for(b, "diff");
   }
   if (fa != fb) {
+    if (const int code = refuse_for(fa ? b : a, "diff"); code >= 0) return code;
     print_error((fa ? a : b) + " is a data-parallel run and " + (fa ? b : a) +
                 " a trace of one process: diff compares runs with runs");
     return kBadInput;

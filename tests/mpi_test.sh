@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Data-parallel runs under mpirun (CTest: Mpi.*). Usage: mpi_test.sh TRAINRR SOURCE_DIR WORK_DIR WITH_MPI CASE
+# Exit 77 (skipped) where trainrr was built without MPI or mpirun is not installed.
+set -u
+T=$1 SRC=$2 WORK=$3 WITH_MPI=$4 CASE=$5
+if [ "$WITH_MPI" != 1 ]; then echo "skipped: trainrr was built without MPI (install libopenmpi-dev and rebuild)"; exit 77; fi
+if ! command -v mpirun >/dev/null; then echo "skipped: mpirun is not installed (openmpi-bin)"; exit 77; fi
+# As root Open MPI refuses to start without these; 4 ranks on 2 cores need oversubscription.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+# Loopback and shared memory only: no network interface is needed.
+export OMPI_MCA_btl=self,vader
+CONFIG=$SRC/examples/digits_mlp.toml
+SMALL=(--set train.epochs=1 --set runtime.threads=1)
+D=$WORK/$CASE
+rm -rf "$D" && mkdir -p "$D" && cd "$D" || exit 2
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+# expect CODE PATTERN -- COMMAND...: the exit code, and a line of the output (stdout and stderr) matching PATTERN.
+expect() {
+  local code=$1 pattern=$2; shift 3
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  echo "\$ $*"; echo "$out" | grep -v '^\(-\{20,\}\|.*mpirun detected\|.*Primary job\|.*non-zero exit\|.*aborted\|.*Process name\|.*Exit code\|.*job to be terminated\|.*first process\|\s*$\)'
+  [ "$rc" = "$code" ] || fail "exit code $rc, expected $code: $*"
+  echo "$out" | grep -q -- "$pattern" || fail "no line matching '$pattern': $*"
+}
+record() {  # record N DIR ARGS...
+  local n=$1 dir=$2; shift 2
+  mpirun -n "$n" "$T" record "$CONFIG" -o "$dir" "${SMALL[@]}" "$@" > "$dir.log" 2>&1 || { cat "$dir.log"; fail "record -n $n $dir"; }
+}
+
+case $CASE in
+tree)
+  # A 4-rank trainrr_tree run replays bit for bit in one process and under mpirun -n 4; recorded on 2 and on
+  # 1 rank it gives the same bits.
+  record 4 t4 --set distributed.shards=4 --set runtime.policy=deterministic
+  record 2 t2 --set distributed.shards=4 --set runtime.policy=deterministic
+  record 1 t1 --set distributed.shards=4 --set runtime.policy=deterministic
+  expect 0 "allreduce__trainrr_tree" -- "$T" show t4
+  expect 0 "reproduced bit for bit: 4 ranks replayed in one process" -- "$T" replay t4
+  expect 0 "reproduced bit for bit: 4 ranks replayed under mpirun" -- mpirun -n 4 "$T" replay t4
+  expect 0 "reproduced despite the rank count (4 ranks in A, 2 in B)" -- "$T" diff t4 t2
+  expect 0 "reproduced despite the rank count (4 ranks in A, 1 in B)" -- "$T" diff t4 t1
+  ;;
+collective)
+  # Open MPI's own sum: 4 ranks vs 2 on the same 12 shards, and forced algorithm 3 vs 4.
+  record 4 m4 --set distributed.shards=12 --set train.batch_size=48
+  record 2 m2 --set distributed.shards=12 --set train.batch_size=48
+  expect 1 "cause: collective: .*rank count 4 vs 2" -- "$T" diff m4 m2
+  OMPI_MCA_coll_tuned_use_dynamic_rules=1 OMPI_MCA_coll_tuned_allreduce_algorithm=3 \
+    record 4 f3 --set distributed.shards=12 --set train.batch_size=48
+  OMPI_MCA_coll_tuned_use_dynamic_rules=1 OMPI_MCA_coll_tuned_allreduce_algorithm=4 \
+    record 4 f4 --set distributed.shards=12 --set train.batch_size=48
+  expect 1 "cause: collective: .*algorithm recursive_doubling vs ring" -- "$T" diff f3 f4
+  expect 0 "coll_tuned_allreduce_algorithm=4" -- "$T" show f4
+  # The exact sum gives the same bits on 4 ranks and on 2, however the shards group.
+  record 4 x4 --set distributed.shards=12 --set train.batch_size=48 --set distributed.allreduce=trainrr_exact
+  record 2 x2 --set distributed.shards=12 --set train.batch_size=48 --set distributed.allreduce=trainrr_exact
+  expect 0 "reproduced despite the rank count" -- "$T" diff x4 x2
+  ;;
+emulators)
+  # Each emulated Open MPI algorithm against the real one, on the MLP's 4810-element gradient, 3 and 4 ranks:
+  # the one-process replay applies the emulator to the recorded inputs and must give the recorded sums.
+  for n in 3 4; do
+    for alg in 1 3 4 6; do
+      OMPI_MCA_coll_tuned_use_dynamic_rules=1 OMPI_MCA_coll_tuned_allreduce_algorithm=$alg \
+        record "$n" "e$n-$alg" --set distributed.shards=$n --set train.batch_size=$((n * 11))
+      expect 0 "reproduced bit for bit: $n ranks replayed in one process" -- "$T" replay "e$n-$alg"
+    done
+  done
+  # Algorithm 2 (reduce then broadcast) has its own reduce decision: not emulated, and the replay says where to go.
+  OMPI_MCA_coll_tuned_use_dynamic_rules=1 OMPI_MCA_coll_tuned_allreduce_algorithm=2 \
+    record 3 e3-2 --set distributed.shards=3 --set train.batch_size=33
+  expect 3 "replay it under mpirun -n 3" -- "$T" replay e3-2
+  expect 1 "cause: collective: .*algorithm nonoverlapping vs ring" -- mpirun -n 3 "$T" replay e3-2
+  OMPI_MCA_coll_tuned_use_dynamic_rules=1 OMPI_MCA_coll_tuned_allreduce_algorithm=2 \
+    expect 0 "reproduced bit for bit: 3 ranks replayed under mpirun" -- mpirun -n 3 "$T" replay e3-2
+  ;;
+arrival)
+  # Partial sums added in arrival order: each recording replays bit for bit with its order forced; the race
+  # shows as `collective` (arrival order) between two recordings or in a free replay.
+  record 4 v1 --set distributed.allreduce=arrival
+  record 4 v2 --set distributed.allreduce=arrival
+  expect 0 "reproduced bit for bit" -- "$T" replay v1
+  expect 0 "reproduced bit for bit" -- "$T" replay v2
+  shown=0
+  for cmd in "diff v1 v2" "replay v1 --force rng,split,shuffle,loader" "replay v2 --force rng,split,shuffle,loader"; do
+    out=$("$T" $cmd 2>&1); rc=$?
+    echo "\$ trainrr $cmd"; echo "$out"
+    case $rc in
+      0) ;;
+      1) echo "$out" | grep -q "cause: collective: .*arrival order" || fail "$cmd: diverged without naming the arrival order"
+         shown=1 ;;
+      *) fail "$cmd: exit code $rc" ;;
+    esac
+  done
+  [ $shown = 1 ] || fail "the arrival race did not show in 2 recordings and 2 free replays of 45 steps"
+  ;;
+bad_input)
+  record 4 b4
+  record 4 o4
+  expect 2 "replay needs every rank; give the run's folder" -- "$T" replay b4/rank1.trr
+  expect 2 "diff needs every rank" -- "$T" diff b4/rank0.trr o4/rank0.trr
+  mkdir missing && cp b4/rank0.trr b4/rank1.trr b4/rank2.trr missing/
+  expect 2 "rank 3 of the 4-rank run .* is missing" -- "$T" replay missing
+  mkdir mixed && cp b4/rank0.trr b4/rank1.trr b4/rank2.trr mixed/ && cp o4/rank3.trr mixed/
+  expect 2 "a set mixed from two runs" -- "$T" show mixed
+  expect 2 "does not divide into 3 equal shards" -- mpirun -n 3 "$T" record "$CONFIG" -o b3 "${SMALL[@]}"
+  expect 2 "a data-parallel run records at level step" -- mpirun -n 2 "$T" record "$CONFIG" -o bl "${SMALL[@]}" --level op
+  expect 2 "diff needs every rank" -- "$T" diff b4 b4/rank0.trr
+  ;;
+killed)
+  # A rank killed during the recording: every rank's completed steps stay readable.
+  mpirun -n 2 "$T" record "$CONFIG" -o k2 --set train.epochs=400 --set runtime.threads=1 > k2.log 2>&1 &
+  launcher=$!
+  for _ in $(seq 1 100); do [ -s k2/rank1.trr ] && [ "$(stat -c %s k2/rank1.trr)" -gt 60000 ] && break; sleep 0.1; done
+  victim=$(pgrep -f -- "record $CONFIG -o k2 " | while read -r p; do
+    [ "$(ps -o comm= -p "$p")" = trainrr ] && echo "$p"; done | tail -n 1)
+  [ -n "$victim" ] || fail "no rank process found to kill"
+  echo "killing rank process $victim"
+  kill -9 "$victim"
+  wait "$launcher"
+  echo "mpirun exit code: $?"
+  for r in 0 1; do
+    expect 0 "complete steps readable" -- "$T" show "k2/rank$r.trr"
+  done
+  expect 0 "rank 1: [1-9][0-9]* steps" -- "$T" show k2
+  ;;
+*) echo "unknown case $CASE"; exit 2 ;;
+esac
+if [ $failures -ne 0 ]; then echo "$failures check(s) failed"; exit 1; fi
+echo "all checks passed"
