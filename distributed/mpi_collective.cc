@@ -62,7 +62,7 @@ void check(int rc, const char* what) {
 
 Result<std::unique_ptr<MpiCollective>> MpiCollective::init() {
   int provided = 0;
-  if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+  if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS)
     return Error{"MPI_Init failed"};
   std::unique_ptr<MpiCollective> c(new MpiCollective());
   MPI_Comm_rank(MPI_COMM_WORLD, &c->rank_);
@@ -87,6 +87,21 @@ MpiCollective::~MpiCollective() { MPI_Finalize(); }
 uint64_t MpiCollective::broadcast(uint64_t value) {
   check(MPI_Bcast(&value, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD), "MPI_Bcast");
   return value;
+}
+
+std::vector<uint32_t> MpiCollective::broadcast(std::vector<uint32_t> values) {
+  uint64_t n = broadcast(static_cast<uint64_t>(values.size()));
+  values.resize(n);
+  if (n) check(MPI_Bcast(values.data(), static_cast<int>(n), MPI_UINT32_T, 0, MPI_COMM_WORLD), "MPI_Bcast");
+  return values;
+}
+
+std::vector<float> MpiCollective::allgather(const std::vector<float>& mine) {
+  std::vector<float> all(mine.size() * size_);
+  check(MPI_Allgather(mine.data(), static_cast<int>(mine.size()), MPI_FLOAT, all.data(), static_cast<int>(mine.size()),
+                      MPI_FLOAT, MPI_COMM_WORLD),
+        "MPI_Allgather");
+  return all;
 }
 
 void MpiCollective::barrier() { MPI_Barrier(MPI_COMM_WORLD); }

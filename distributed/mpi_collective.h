@@ -7,11 +7,12 @@
 #include <vector>
 
 #include "engine/collective.h"
+#include "engine/local_group.h"
 #include "engine/result.h"
 
 namespace trainrr {
 
-class MpiCollective : public Collective {
+class MpiCollective : public Collective, public GroupExchange {
  public:
   static Result<std::unique_ptr<MpiCollective>> init();
   ~MpiCollective() override;
@@ -19,6 +20,8 @@ class MpiCollective : public Collective {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   uint64_t broadcast(uint64_t value) override;
+  std::vector<uint32_t> broadcast(std::vector<uint32_t> values) override;
+  std::vector<float> allgather(const std::vector<float>& mine) override;
   void allreduce(std::string_view variant, const std::vector<std::span<const float>>& shards, std::span<float> out,
                  CollectiveCall& call) override;
   CollectiveSettings settings() const override { return settings_; }

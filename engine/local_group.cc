@@ -1,5 +1,6 @@
 #include "engine/local_group.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace trainrr {
@@ -21,14 +22,15 @@ class LocalGroup::Member : public Collective {
   int rank_;
 };
 
-LocalGroup::LocalGroup(int size, CollectiveSettings settings) : size_(size), settings_(std::move(settings)) {
-  for (int r = 0; r < size; ++r) members_.push_back(std::make_unique<Member>(*this, r));
+LocalGroup::LocalGroup(int size, CollectiveSettings settings, int first, int local, GroupExchange* exchange)
+    : size_(size), settings_(std::move(settings)), first_(first), local_(local < 0 ? size : local), exchange_(exchange) {
+  for (int r = 0; r < local_; ++r) members_.push_back(std::make_unique<Member>(*this, first_ + r));
   shards_.resize(size);
 }
 
 LocalGroup::~LocalGroup() = default;
 
-Collective& LocalGroup::member(int rank) { return *members_.at(rank); }
+Collective& LocalGroup::member(int rank) { return *members_.at(rank - first_); }
 
 void LocalGroup::abort(const std::string& why) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -46,7 +48,8 @@ uint64_t LocalGroup::broadcast(int rank, uint64_t value) {
   if (!aborted_.empty()) throw GroupAborted(aborted_);
   const uint64_t generation = generation_;
   if (rank == 0) bcast_value_ = value;
-  if (++arrived_ == size_) {
+  if (++arrived_ == local_) {
+    if (exchange_) bcast_value_ = exchange_->broadcast(bcast_value_);
     // Rank 0 may deposit the next broadcast's value before a slow rank reads this one: one slot per parity.
     bcast_done_[generation % 2] = bcast_value_;
     arrived_ = 0;
@@ -68,11 +71,28 @@ void LocalGroup::allreduce(int rank, std::string_view variant, const std::vector
   for (const auto& s : shards) mine.emplace_back(s.begin(), s.end());
   arrivals_.push_back(static_cast<uint32_t>(rank));
   if (rank == 0) forced_order_ = call.order;
-  if (++arrived_ == size_) {
+  if (++arrived_ == local_) {
     // The last rank in computes for all.
     arrived_ = 0;
     error_.clear();
     const size_t n = out.size();
+    if (exchange_) {
+      // Every rank's shards from every process (ranks in order, the same count of shards each).
+      const size_t per = shards.size();
+      std::vector<float> mine;
+      for (int r = first_; r < first_ + local_; ++r)
+        for (const auto& s : shards_[r]) mine.insert(mine.end(), s.begin(), s.end());
+      const std::vector<float> all = exchange_->allgather(mine);
+      for (int r = 0; r < size_; ++r) {
+        shards_[r].assign(per, std::vector<float>(n));
+        for (size_t k = 0; k < per; ++k)
+          std::copy_n(all.begin() + (static_cast<size_t>(r) * per + k) * n, n, shards_[r][k].begin());
+      }
+      forced_order_ = exchange_->broadcast(forced_order_);
+      // Without a forced order the ranks of other processes did not arrive here: rank order.
+      arrivals_.resize(size_);
+      for (int r = 0; r < size_; ++r) arrivals_[r] = static_cast<uint32_t>(r);
+    }
     result_.assign(n, 0.0f);
     described_ = CollectiveCall{};
     std::vector<std::vector<float>> partial(size_, std::vector<float>(n));

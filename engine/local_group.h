@@ -27,10 +27,23 @@ class CannotEmulate : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The other processes of a group that spans several (replay under mpirun with fewer processes than ranks):
+// each process hosts some ranks; at each rendezvous the processes exchange what their ranks deposited.
+class GroupExchange {
+ public:
+  virtual ~GroupExchange() = default;
+  // Process 0's value, in every process.
+  virtual uint64_t broadcast(uint64_t value) = 0;
+  virtual std::vector<uint32_t> broadcast(std::vector<uint32_t> values) = 0;
+  // Every process's `mine` (all of one size), in process order.
+  virtual std::vector<float> allgather(const std::vector<float>& mine) = 0;
+};
+
 class LocalGroup {
  public:
-  // `settings`: the recorded MPI library and allreduce settings (for allreduce__mpi).
-  LocalGroup(int size, CollectiveSettings settings);
+  // `settings`: the recorded MPI library and allreduce settings (for allreduce__mpi). This process hosts ranks
+  // first .. first + local - 1 of `size`; with `exchange`, the other processes host the rest, in order.
+  LocalGroup(int size, CollectiveSettings settings, int first = 0, int local = -1, GroupExchange* exchange = nullptr);
   ~LocalGroup();
   int size() const { return size_; }
   Collective& member(int rank);
@@ -48,6 +61,8 @@ class LocalGroup {
 
   int size_;
   CollectiveSettings settings_;
+  int first_ = 0, local_ = 0;
+  GroupExchange* exchange_ = nullptr;
   std::vector<std::unique_ptr<Member>> members_;
   std::mutex mu_;
   std::condition_variable cv_;

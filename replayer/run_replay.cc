@@ -154,110 +154,123 @@ std::string collective_detail(const CollectiveCall& a, const CollectiveCall& b, 
   return s;
 }
 
-RunReport replay_run(const RunReplayOptions& o) {
-  RunReport out;
-  auto run = trace::open_run(o.folder);
-  if (!run) return {2, run.error().message, {}};
-  const int n = run->world_size;
-  const CollectiveSettings settings = recorded_settings(run->headers[0]);
-
-  // The variant and grouping rank 0 recorded, from its first step with collectives: an Open MPI algorithm
-  // that this process cannot emulate is refused before anything runs.
-  std::optional<CollectiveCall> first_call;
-  {
-    auto reader = trace::TraceReader::open(run->paths[0]);
-    if (!reader) return {2, reader.error().message, {}};
-    while (!first_call) {
-      auto record = (*reader)->next();
-      if (!record || !*record) break;
-      if (const auto* step = std::get_if<trace::TraceStep>(&(*record)->value); step && !step->collectives.empty())
-        first_call = step->collectives[0];
-    }
+std::optional<CollectiveCall> first_collective(const trace::RunSet& run) {
+  auto reader = trace::TraceReader::open(run.paths[0]);
+  if (!reader) return std::nullopt;
+  for (;;) {
+    auto record = (*reader)->next();
+    if (!record || !*record) return std::nullopt;
+    if (const auto* step = std::get_if<trace::TraceStep>(&(*record)->value); step && !step->collectives.empty())
+      return step->collectives[0];
   }
-  if (first_call && first_call->variant == kAllreduceMpi && o.force.kernels) {
-    CollectiveCall probe;
-    const MpiAlgorithm a = describe_mpi_algorithm(settings, n, first_call->count * 4, probe);
-    const MpiAlgorithm e = ompi414_effective(a, n, first_call->count, settings.segment_bytes);
-    std::vector<float> x(4, 1.0f), y(4);
-    std::vector<std::span<const float>> parts(n, std::span<const float>(x));
-    if (!ompi414_emulate(e, parts, y))
-      return {3,
-              o.folder + ": the run's allreduce__mpi ran Open MPI's " + mpi_algorithm_name(static_cast<int>(e)) +
-                  " algorithm over " + std::to_string(n) + " ranks (" + (settings.library.empty() ? "library not recorded" : settings.library) +
-                  "), which a replay in one process cannot emulate: replay it under mpirun -n " + std::to_string(n) +
-                  " with the recorded settings (" +
-                  (settings.forced() ? "OMPI_MCA_coll_tuned_use_dynamic_rules=1 OMPI_MCA_coll_tuned_allreduce_algorithm=" +
-                                           std::to_string(settings.forced_algorithm) + " "
-                                     : std::string()) +
-                  "mpirun -n " + std::to_string(n) + " trainrr replay " + o.folder + ")",
-              {}};
-  }
+}
 
+std::string cannot_emulate(const trace::RunSet& run, const ForceSet& force) {
+  const int n = run.world_size;
+  const CollectiveSettings settings = recorded_settings(run.headers[0]);
+  const std::optional<CollectiveCall> first_call = first_collective(run);
+  if (!first_call || first_call->variant != kAllreduceMpi || !force.kernels) return "";
+  CollectiveCall probe;
+  const MpiAlgorithm a = describe_mpi_algorithm(settings, n, first_call->count * 4, probe);
+  const MpiAlgorithm e = ompi414_effective(a, n, first_call->count, settings.segment_bytes);
+  std::vector<float> x(4, 1.0f), y(4);
+  std::vector<std::span<const float>> parts(n, std::span<const float>(x));
+  if (ompi414_emulate(e, parts, y)) return "";
+  return run.folder + ": the run's allreduce__mpi ran Open MPI's " + mpi_algorithm_name(static_cast<int>(e)) +
+         " algorithm over " + std::to_string(n) + " ranks (" +
+         (settings.library.empty() ? "library not recorded" : settings.library) +
+         "), which a replay on fewer processes than ranks cannot emulate: replay it under mpirun -n " +
+         std::to_string(n) + " with the recorded settings (" +
+         (settings.forced() ? "OMPI_MCA_coll_tuned_use_dynamic_rules=1 OMPI_MCA_coll_tuned_allreduce_algorithm=" +
+                                  std::to_string(settings.forced_algorithm) + " "
+                            : std::string()) +
+         "mpirun -n " + std::to_string(n) + " trainrr replay " + run.folder + ")";
+}
+
+std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const ForceSet& force,
+                                             const std::vector<std::string>& overrides, int64_t to_step,
+                                             LocalGroup& group, int first, int local) {
+  const CollectiveSettings settings = recorded_settings(run.headers[0]);
+  std::vector<std::string> packed(local);
+  auto pack = [](const RankReplay& x) {
+    return std::to_string(x.exit_code) + "|" + std::to_string(x.step) + "|" + std::to_string(x.priority) + "|" + x.text;
+  };
   auto scratch = ScratchDir::create("trainrr-run");
-  if (!scratch) return {2, scratch.error().message, {}};
+  if (!scratch) {
+    for (auto& p : packed) p = pack({2, -1, 0, scratch.error().message});
+    return packed;
+  }
   std::vector<RunConfig> configs;
-  for (int r = 0; r < n; ++r) {
-    auto rebuilt = rebuild_config(run->headers[r], o.overrides, "", false, *scratch);
-    if (!rebuilt) return {2, run->paths[r] + ": " + rebuilt.error().message, {}};
+  for (int i = 0; i < local; ++i) {
+    auto rebuilt = rebuild_config(run.headers[first + i], overrides, "", false, *scratch);
+    if (!rebuilt) {
+      for (auto& p : packed) p = pack({2, -1, 0, run.paths[first + i] + ": " + rebuilt.error().message});
+      return packed;
+    }
     configs.push_back(rebuilt->config);
   }
-
   KernelRegistry registry;
   register_cpu_kernels(registry);
-  LocalGroup group(n, settings);
-  std::vector<std::optional<ReplaySide>> sides(n);
-  std::vector<std::string> errors(n);
-  std::vector<bool> cannot(n, false);
+  std::vector<std::optional<ReplaySide>> sides(local);
+  std::vector<std::string> errors(local);
+  std::vector<bool> cannot(local, false);
   std::vector<std::thread> threads;
-  for (int r = 0; r < n; ++r) {
-    threads.emplace_back([&, r] {
+  for (int i = 0; i < local; ++i) {
+    threads.emplace_back([&, i] {
+      const int r = first + i;
       try {
-        auto side = make_replay_side(run->paths[r], configs[r], registry, o.force, {}, run->headers[r].level, true,
-                                     0, &group.member(r));
+        auto side = make_replay_side(run.paths[r], configs[i], registry, force, {}, run.headers[r].level, true, 0,
+                                     &group.member(r));
         if (!side) {
-          errors[r] = side.error().message;
+          errors[i] = side.error().message;
           group.abort("rank " + std::to_string(r) + " could not start");
           return;
         }
-        sides[r].emplace(std::move(side).value());
-        if (Status s = sides[r]->training->fit(o.to_step); !s) {
-          errors[r] = s.error().message;
+        sides[i].emplace(std::move(side).value());
+        if (Status st = sides[i]->training->fit(to_step); !st) {
+          errors[i] = st.error().message;
           group.abort("rank " + std::to_string(r) + " stopped");
         }
-      } catch (const GroupAborted&) {
-        // Another rank's error says why.
+      } catch (const GroupAborted& e) {
+        errors[i] = std::string("stopped with the group: ") + e.what();
       } catch (const CannotEmulate& e) {
-        errors[r] = e.what();
-        cannot[r] = true;
+        errors[i] = e.what();
+        cannot[i] = true;
         group.abort(e.what());
       } catch (const std::exception& e) {
-        errors[r] = e.what();
+        errors[i] = e.what();
         group.abort("rank " + std::to_string(r) + ": " + e.what());
       }
     });
   }
   for (auto& t : threads) t.join();
-  for (int r = 0; r < n; ++r)
-    if (!errors[r].empty())
-      return {cannot[r] ? 3 : 2, "rank " + std::to_string(r) + " (" + run->paths[r] + "): " + errors[r], {}};
-
-  // The first difference: the earliest step; within it the sharding, then the shard gradients, then the
-  // allreduce result, then the step's end; the lowest rank.
-  std::vector<std::string> packed;
-  for (int r = 0; r < n; ++r) {
-    RankReplay x = analyze_rank(*sides[r]->hooks, r, settings);
-    packed.push_back(std::to_string(x.exit_code) + "|" + std::to_string(x.step) + "|" + std::to_string(x.priority) +
-                     "|" + x.text);
+  // The rank whose own error stopped the group speaks for it.
+  for (int i = 0; i < local; ++i)
+    if (!errors[i].empty() && errors[i].rfind("stopped with the group", 0) != 0)
+      for (int j = 0; j < local; ++j) packed[j] = pack({cannot[i] ? 3 : 2, -1, 0, run.paths[first + i] + ": " + errors[i]});
+  for (int i = 0; i < local; ++i) {
+    if (!packed[i].empty()) continue;
+    packed[i] = errors[i].empty() ? pack(analyze_rank(*sides[i]->hooks, first + i, settings))
+                                  : pack({2, -1, 0, run.paths[first + i] + ": " + errors[i]});
   }
-  out = gathered_report(packed, n);
+  return packed;
+}
+
+RunReport replay_run(const RunReplayOptions& o) {
+  auto run = trace::open_run(o.folder);
+  if (!run) return {2, run.error().message, {}};
+  const int n = run->world_size;
+  if (std::string why = cannot_emulate(*run, o.force); !why.empty()) return {3, why, {}};
+  LocalGroup group(n, recorded_settings(run->headers[0]));
+  RunReport out = gathered_report(replay_hosted_ranks(*run, o.force, o.overrides, o.to_step, group, 0, n), n);
   const std::string how = std::to_string(n) + " rank" + (n == 1 ? "" : "s") + " replayed in one process (no mpirun)";
   if (!out.lines.empty()) {
     std::string& last = out.exit_code == 0 ? out.lines.front() : out.lines.back();
     const std::string mpi_how = std::to_string(n) + " ranks replayed under mpirun, each checking its own trace";
     if (size_t at = last.find(mpi_how); at != std::string::npos) last.replace(at, mpi_how.size(), how);
   }
-  if (out.exit_code == 0 && first_call)
-    out.lines.push_back("  allreduce: " + first_call->variant + ", " + algorithm_text(*first_call));
+  if (out.exit_code == 0)
+    if (auto c = first_collective(*run)) out.lines.push_back("  allreduce: " + c->variant + ", " + algorithm_text(*c));
   return out;
 }
 

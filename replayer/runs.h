@@ -11,6 +11,8 @@
 
 namespace trainrr {
 
+class LocalGroup;
+
 struct RunReport {
   int exit_code = 0;  // 0 reproduced / identical, 1 diverged, 2 bad input, 3 cannot replay here
   std::string error;  // for exit codes 2 and 3
@@ -38,6 +40,14 @@ struct RankReplay {
 };
 RankReplay replay_one_rank(const trace::RunSet& run, int rank, const ForceSet& force,
                            const std::vector<std::string>& overrides, int64_t to_step, Collective& comm);
+// Ranks first .. first + local - 1 replayed in this process, one thread each, as members of `group`; one
+// "code|step|priority|text" per rank for gathered_report().
+std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const ForceSet& force,
+                                             const std::vector<std::string>& overrides, int64_t to_step,
+                                             LocalGroup& group, int first, int local);
+// Why the run's allreduce cannot be replayed on fewer processes than ranks (an Open MPI algorithm not
+// emulated here), or empty.
+std::string cannot_emulate(const trace::RunSet& run, const ForceSet& force);
 // Rank 0's report from every rank's "code|step|priority|text".
 RunReport gathered_report(const std::vector<std::string>& packed, int ranks);
 

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <map>
 
+#include "engine/local_group.h"
 #include "replayer/runs.h"
 #include "tools/commands.h"
 #include "tools/trace_text.h"
@@ -42,19 +43,48 @@ int replay_rank_under_mpirun(const std::string& path, const ForceSet& force, con
     if (c.rank() == 0) print_error(run.error().message);
     return kBadInput;
   }
-  if (run->world_size != c.size()) {
+  const int n = run->world_size;
+  if (n % c.size() != 0) {
     if (c.rank() == 0)
-      print_error(path + " is a run of " + std::to_string(run->world_size) + " ranks: replay it under mpirun -n " +
-                  std::to_string(run->world_size) + ", or without mpirun in one process");
+      print_error(path + " is a run of " + std::to_string(n) + " ranks: replay it under mpirun -n " + std::to_string(n) +
+                  " (or a count that divides " + std::to_string(n) + "), or without mpirun in one process");
     return kCannotReplay;
   }
-  RankReplay mine = replay_one_rank(*run, c.rank(), force, overrides, to_step, c);
-  // "code|step|priority|text" from every rank, to rank 0.
-  const std::string packed = std::to_string(mine.exit_code) + "|" + std::to_string(mine.step) + "|" +
-                             std::to_string(mine.priority) + "|" + mine.text;
-  const std::vector<std::string> all = c.gather(packed);
-  if (c.rank() != 0) return mine.exit_code;
-  return print_report(gathered_report(all, c.size()));
+  std::string packed;
+  if (n == c.size()) {
+    // One rank per process, through MPI itself.
+    RankReplay mine = replay_one_rank(*run, c.rank(), force, overrides, to_step, c);
+    packed = std::to_string(mine.exit_code) + "|" + std::to_string(mine.step) + "|" + std::to_string(mine.priority) +
+             "|" + mine.text;
+  } else {
+    // n / size ranks per process, in threads; the processes exchange every rank's shards at each allreduce.
+    if (std::string why = cannot_emulate(*run, force); !why.empty()) {
+      if (c.rank() == 0) print_error(why);
+      return kCannotReplay;
+    }
+    const int local = n / c.size();
+    LocalGroup group(n, recorded_settings(run->headers[0]), c.rank() * local, local, &c);
+    for (const std::string& p : replay_hosted_ranks(*run, force, overrides, to_step, group, c.rank() * local, local))
+      packed += (packed.empty() ? "" : "\x1e") + p;
+  }
+  std::vector<std::string> all;
+  for (const std::string& from_process : c.gather(packed))
+    for (size_t at = 0;;) {
+      const size_t sep = from_process.find('\x1e', at);
+      all.push_back(from_process.substr(at, sep == std::string::npos ? std::string::npos : sep - at));
+      if (sep == std::string::npos) break;
+      at = sep + 1;
+    }
+  if (c.rank() != 0) return kOk;
+  RunReport report = gathered_report(all, n);
+  if (n != c.size()) {
+    const std::string mpi_how = std::to_string(n) + " ranks replayed under mpirun, each checking its own trace";
+    const std::string how = std::to_string(n) + " ranks replayed under mpirun -n " + std::to_string(c.size()) + ", " +
+                            std::to_string(n / c.size()) + " per process";
+    for (auto& line : report.lines)
+      if (size_t at = line.find(mpi_how); at != std::string::npos) line.replace(at, mpi_how.size(), how);
+  }
+  return print_report(report);
 #else
   (void)path, (void)force, (void)overrides, (void)to_step;
   print_error("started by mpirun, but this trainrr was built without MPI: replay the run without mpirun");

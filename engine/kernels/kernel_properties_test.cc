@@ -28,7 +28,8 @@ std::vector<float> run_once(const Kernel& k, ThreadPool& pool) {
 std::vector<const Kernel*> runnable(const KernelRegistry& r) {
   std::vector<const Kernel*> out;
   for (const Kernel& k : r.all())
-    if (k.info.op != OpKind::loader && k.info.isa <= detect_isa()) out.push_back(&k);
+    if (k.info.op != OpKind::loader && k.info.op != OpKind::allreduce && k.info.isa <= detect_isa())
+      out.push_back(&k);
   return out;
 }
 

@@ -1,0 +1,156 @@
+#include "engine/collective.h"
+
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include "engine/local_group.h"
+
+namespace trainrr {
+namespace {
+
+std::vector<std::vector<float>> random_parts(size_t parts, size_t n, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> mag(-3, 3);
+  std::uniform_int_distribution<int> sign(0, 1);
+  std::vector<std::vector<float>> out(parts, std::vector<float>(n));
+  for (auto& p : out)
+    for (auto& x : p) x = (sign(gen) ? 1.0f : -1.0f) * std::pow(10.0f, mag(gen));
+  return out;
+}
+
+std::vector<std::span<const float>> spans(const std::vector<std::vector<float>>& v) {
+  return std::vector<std::span<const float>>(v.begin(), v.end());
+}
+
+bool same_bits(std::span<const float> a, std::span<const float> b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// The reference for the exact sum: x86's 64-bit long double holds these sums exactly (terms within 2^20 of
+// each other in magnitude), and one conversion to float rounds to nearest even.
+TEST(ExactSum, EqualsTheCorrectlyRoundedSumInAnyOrder) {
+  const auto parts = random_parts(12, 20000, 1);
+  std::vector<float> forward(20000), backward(20000);
+  exact_sum(spans(parts), forward);
+  auto reversed = parts;
+  std::reverse(reversed.begin(), reversed.end());
+  exact_sum(spans(reversed), backward);
+  EXPECT_TRUE(same_bits(forward, backward));
+  int same = 0;
+  for (size_t i = 0; i < forward.size(); ++i) {
+    long double s = 0;
+    for (const auto& p : parts) s += p[i];
+    same += std::bit_cast<uint32_t>(static_cast<float>(s)) == std::bit_cast<uint32_t>(forward[i]);
+  }
+  EXPECT_EQ(same, 20000);
+}
+
+TEST(ExactSum, CancelsExactlyAndRoundsHalfToEven) {
+  ExactAccumulator a;
+  a.add(1e30f);
+  a.add(1.0f);
+  a.add(-1e30f);
+  EXPECT_EQ(a.round(), 1.0f);
+  // 1 + 2^-24 is a tie between 1 and 1 + 2^-23: to even, 1.
+  ExactAccumulator t;
+  t.add(1.0f);
+  t.add(std::ldexp(1.0f, -24));
+  EXPECT_EQ(t.round(), 1.0f);
+  t.add(std::ldexp(1.0f, -40));  // just above the tie
+  EXPECT_EQ(t.round(), 1.0f + std::ldexp(1.0f, -23));
+  ExactAccumulator d;  // subnormals add exactly
+  d.add(std::numeric_limits<float>::denorm_min());
+  d.add(std::numeric_limits<float>::denorm_min());
+  EXPECT_EQ(d.round(), 2 * std::numeric_limits<float>::denorm_min());
+  ExactAccumulator inf;
+  inf.add(std::numeric_limits<float>::infinity());
+  inf.add(-std::numeric_limits<float>::infinity());
+  EXPECT_TRUE(std::isnan(inf.round()));
+}
+
+TEST(TreeSum, RankSubtreesThenRanksIsTheTreeOverShards) {
+  const auto shards = random_parts(8, 1000, 2);
+  std::vector<float> whole(1000);
+  tree_sum(spans(shards), whole);
+  for (size_t ranks : {1, 2, 4, 8}) {
+    const size_t per = 8 / ranks;
+    std::vector<std::vector<float>> partial(ranks, std::vector<float>(1000));
+    for (size_t r = 0; r < ranks; ++r) {
+      std::vector<std::span<const float>> mine(shards.begin() + r * per, shards.begin() + (r + 1) * per);
+      tree_sum(mine, partial[r]);
+    }
+    std::vector<float> out(1000);
+    tree_sum(spans(partial), out);
+    EXPECT_TRUE(same_bits(whole, out)) << ranks << " ranks";
+  }
+}
+
+// The emulators follow Open MPI's groupings: written out by hand for 3 ranks.
+TEST(Ompi414Emulation, GroupsAsTheAlgorithmsDo) {
+  const auto x = random_parts(3, 7, 3);
+  std::vector<float> out(7);
+  ASSERT_TRUE(ompi414_emulate(MpiAlgorithm::recursive_doubling, spans(x), out));
+  for (int i = 0; i < 7; ++i) EXPECT_EQ(out[i], (x[0][i] + x[1][i]) + x[2][i]);
+  ASSERT_TRUE(ompi414_emulate(MpiAlgorithm::basic_linear, spans(x), out));
+  for (int i = 0; i < 7; ++i) EXPECT_EQ(out[i], x[0][i] + (x[1][i] + x[2][i]));
+  ASSERT_TRUE(ompi414_emulate(MpiAlgorithm::ring, spans(x), out));
+  // 7 elements in 3 blocks: 3, 2, 2; block b starts at rank b.
+  const int block[7] = {0, 0, 0, 1, 1, 2, 2};
+  for (int i = 0; i < 7; ++i) {
+    const int b = block[i];
+    EXPECT_EQ(out[i], (x[b][i] + x[(b + 1) % 3][i]) + x[(b + 2) % 3][i]) << i;
+  }
+  EXPECT_FALSE(ompi414_emulate(MpiAlgorithm::nonoverlapping, spans(x), out));
+}
+
+TEST(Ompi414Decision, FollowsTheFixedTable) {
+  EXPECT_EQ(ompi414_decision(2, 4000), MpiAlgorithm::recursive_doubling);
+  EXPECT_EQ(ompi414_decision(2, 19240), MpiAlgorithm::ring);
+  EXPECT_EQ(ompi414_decision(3, 100000), MpiAlgorithm::segmented_ring);
+  EXPECT_EQ(ompi414_decision(2, 1 << 20), MpiAlgorithm::rabenseifner);
+  EXPECT_EQ(ompi414_decision(4, 19240), MpiAlgorithm::rabenseifner);
+  EXPECT_EQ(ompi414_decision(4, 4000), MpiAlgorithm::recursive_doubling);
+  EXPECT_EQ(ompi414_decision(8, 4000), MpiAlgorithm::unknown);
+  EXPECT_EQ(ompi414_effective(MpiAlgorithm::ring, 4, 3, 0), MpiAlgorithm::recursive_doubling);
+  EXPECT_EQ(ompi414_effective(MpiAlgorithm::segmented_ring, 4, 1000, 0), MpiAlgorithm::ring);
+  EXPECT_EQ(ompi414_effective(MpiAlgorithm::rabenseifner, 4, 3, 0), MpiAlgorithm::basic_linear);
+}
+
+TEST(BucketLayout, WholeParametersInModelOrderUnderTheCap) {
+  const auto b = bucket_layout({{"a", 100}, {"b", 100}, {"c", 300}, {"d", 10}}, 800);
+  ASSERT_EQ(b.size(), 3u);
+  EXPECT_EQ(b[0].params, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(b[1].offset, 200);
+  EXPECT_EQ(b[1].count, 300);
+  EXPECT_EQ(b[2].params, (std::vector<std::string>{"d"}));
+}
+
+TEST(LocalGroup, RanksInThreadsGetOneSumAndRankZerosBroadcast) {
+  const int n = 4;
+  LocalGroup group(n, {});
+  const auto shards = random_parts(n, 50, 4);
+  std::vector<std::vector<float>> out(n, std::vector<float>(50));
+  std::vector<uint64_t> seen(n);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; ++r)
+    threads.emplace_back([&, r] {
+      seen[r] = group.member(r).broadcast(100 + r);
+      CollectiveCall call;
+      group.member(r).allreduce(kAllreduceTree, {shards[r]}, out[r], call);
+    });
+  for (auto& t : threads) t.join();
+  std::vector<float> expected(50);
+  tree_sum(spans(shards), expected);
+  for (int r = 0; r < n; ++r) {
+    EXPECT_EQ(seen[r], 100u);
+    EXPECT_TRUE(same_bits(out[r], expected)) << r;
+  }
+}
+
+}  // namespace
+}  // namespace trainrr
