@@ -32,8 +32,9 @@ struct Step {
   grads @9 :List(UInt64);
   hasBatchOrder @10 :Bool;
   batchOrder @11 :Int64;
-  wallTimeUs @12 :UInt64;      # new field
-  host @13 :Text;              # new pointer field
+  collectives @12 :AnyPointer;
+  wallTimeUs @13 :UInt64;      # new field
+  host @14 :Text;              # new pointer field
 }
 
 struct Event {
