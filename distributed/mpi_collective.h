@@ -36,6 +36,7 @@ class MpiCollective : public Collective, public GroupExchange {
   MpiCollective() = default;
   int rank_ = 0, size_ = 1;
   CollectiveSettings settings_;
+  std::vector<float> local_, theirs_;
 };
 
 }  // namespace trainrr

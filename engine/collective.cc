@@ -113,7 +113,7 @@ void tree_sum(const std::vector<std::span<const float>>& parts, std::span<float>
 
 std::string tree_description(int shards, int ranks) {
   return "pairwise tree over " + std::to_string(shards) + " shard" + (shards == 1 ? "" : "s") +
-         (std::has_single_bit(static_cast<unsigned>(ranks)) ? ", recursive doubling across ranks"
+         (std::has_single_bit(static_cast<unsigned>(ranks)) ? ", recursive halving and doubling across ranks"
                                                             : ", allgather across ranks");
 }
 
@@ -139,28 +139,32 @@ MpiAlgorithm describe_mpi_algorithm(const CollectiveSettings& settings, int rank
 
 namespace {
 
-// Adds (or subtracts) m * 2^shift to the limbs, m < 2^24, 0 <= shift < 384 - 24.
+// Adds (or subtracts) m * 2^shift to the limbs, m < 2^24, 0 <= shift < 384 - 64: two limbs and the carry
+// (or borrow) on from there.
 void add_shifted(uint64_t* limb, uint64_t m, int shift, bool negative) {
-  uint64_t v[ExactAccumulator::kLimbs] = {};
+  constexpr int n = ExactAccumulator::kLimbs;
   const int w = shift / 64, b = shift % 64;
-  v[w] = m << b;
-  if (b != 0 && w + 1 < ExactAccumulator::kLimbs) v[w + 1] = m >> (64 - b);
-  if (negative) {  // two's complement of v
-    uint64_t carry = 1;
-    for (auto& x : v) {
-      x = ~x;
-      const uint64_t s = x + carry;
-      carry = s < x;
-      x = s;
-    }
-  }
-  uint64_t carry = 0;
-  for (int i = 0; i < ExactAccumulator::kLimbs; ++i) {
-    const uint64_t s1 = limb[i] + v[i];
-    const uint64_t c1 = s1 < limb[i];
+  const uint64_t lo = m << b, hi = b ? m >> (64 - b) : 0;
+  if (!negative) {
+    const uint64_t s0 = limb[w] + lo;
+    uint64_t carry = s0 < lo;
+    limb[w] = s0;
+    const uint64_t s1 = limb[w + 1] + hi;
+    const uint64_t c1 = s1 < hi;
     const uint64_t s2 = s1 + carry;
     carry = c1 | (s2 < s1);
-    limb[i] = s2;
+    limb[w + 1] = s2;
+    for (int i = w + 2; carry && i < n; ++i) carry = ++limb[i] == 0;
+  } else {
+    const uint64_t d0 = limb[w] - lo;
+    uint64_t borrow = limb[w] < lo;
+    limb[w] = d0;
+    const uint64_t d1 = limb[w + 1] - hi;
+    const uint64_t b1 = limb[w + 1] < hi;
+    const uint64_t d2 = d1 - borrow;
+    borrow = b1 | (d1 < borrow);
+    limb[w + 1] = d2;
+    for (int i = w + 2; borrow && i < n; ++i) borrow = limb[i]-- == 0;
   }
 }
 
@@ -213,27 +217,33 @@ float ExactAccumulator::round() const {
   for (int i = kLimbs - 1; i >= 0 && top < 0; --i)
     if (mag[i]) top = i * 64 + 63 - std::countl_zero(mag[i]);
   if (top < 0) return 0.0f;
-  auto bit = [&mag](int i) -> uint64_t { return i < 0 ? 0 : (mag[i / 64] >> (i % 64)) & 1; };
-  float result;
+  // Bits lo .. lo + count - 1 (count <= 64) of the magnitude.
+  auto bits = [&mag](int lo, int count) -> uint64_t {
+    const int w = lo / 64, b = lo % 64;
+    uint64_t v = mag[w] >> b;
+    if (b && w + 1 < kLimbs) v |= mag[w + 1] << (64 - b);
+    return count == 64 ? v : v & ((uint64_t{1} << count) - 1);
+  };
+  uint32_t result;  // the bits of the magnitude as a float
   if (top < 24) {
-    // Below 2^-125 every multiple of 2^-149 is a float: exact.
-    result = std::ldexp(static_cast<float>(mag[0]), -149);
+    // Below 2^-125 every multiple of 2^-149 is a float, whose bits are the multiple itself (subnormal, or
+    // exponent field 1 with the hidden bit).
+    result = static_cast<uint32_t>(mag[0]);
   } else {
     // The top 24 bits, rounded to nearest even on the bits below.
-    uint64_t m = 0;
-    for (int i = top; i > top - 24; --i) m = (m << 1) | bit(i);
+    uint64_t m = bits(top - 23, 24);
     const int low = top - 24;  // the first bit below the mantissa
-    const bool half = bit(low);
+    const bool half = bits(low, 1);
     bool sticky = false;
-    for (int i = low - 1; i >= 0 && !sticky; --i) sticky = bit(i);
+    for (int j = 0; j < low / 64 && !sticky; ++j) sticky = mag[j] != 0;
+    if (!sticky && low % 64) sticky = (mag[low / 64] & ((uint64_t{1} << (low % 64)) - 1)) != 0;
     if (half && (sticky || (m & 1))) ++m;
-    int exponent = top - 23 - 149;
-    if (m == (uint64_t{1} << 24)) m >>= 1, ++exponent;
-    if (exponent + 23 > 127) return negative ? -std::numeric_limits<float>::infinity()
-                                             : std::numeric_limits<float>::infinity();
-    result = std::ldexp(static_cast<float>(m), exponent);  // exact: m < 2^24, a normal result
+    int field = top - 22;  // the exponent field of m * 2^(top - 23 - 149)
+    if (m == (uint64_t{1} << 24)) m >>= 1, ++field;
+    if (field >= 255) return negative ? -std::numeric_limits<float>::infinity() : std::numeric_limits<float>::infinity();
+    result = (static_cast<uint32_t>(field) << 23) | static_cast<uint32_t>(m & 0x7FFFFF);
   }
-  return negative ? -result : result;
+  return std::bit_cast<float>(result | (negative ? 0x80000000u : 0u));
 }
 
 void exact_sum(const std::vector<std::span<const float>>& parts, std::span<float> out) {

@@ -73,6 +73,19 @@ TEST(ExactSum, CancelsExactlyAndRoundsHalfToEven) {
   EXPECT_TRUE(std::isnan(inf.round()));
 }
 
+TEST(ExactSum, AccumulatorsMergeExactly) {
+  const auto parts = random_parts(6, 100, 5);
+  for (size_t i = 0; i < 100; ++i) {
+    ExactAccumulator whole, a, b;
+    for (size_t k = 0; k < 6; ++k) {
+      whole.add(parts[k][i]);
+      (k < 3 ? a : b).add(parts[k][i]);
+    }
+    b.add(a);
+    EXPECT_EQ(std::bit_cast<uint32_t>(whole.round()), std::bit_cast<uint32_t>(b.round()));
+  }
+}
+
 TEST(TreeSum, RankSubtreesThenRanksIsTheTreeOverShards) {
   const auto shards = random_parts(8, 1000, 2);
   std::vector<float> whole(1000);
