@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "tools/commands.h"
+#include "traces/run_set.h"
 #include "tools/trace_text.h"
 #include "traces/trace_reader.h"
 
@@ -70,6 +71,11 @@ void line(const std::string& text) {
 }
 
 int run_dump(const DumpArgs& a) {
+  if (trace::is_run_folder(a.file)) {
+    print_error(a.file + " is the folder of a data-parallel run: dump reads one rank's trace (" +
+                trace::rank_trace_path(a.file, 0) + ")");
+    return kBadInput;
+  }
   StepRange range;
   if (!a.steps.empty()) {
     auto r = parse_range(a.steps);

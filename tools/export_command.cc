@@ -17,6 +17,7 @@
 
 #include "engine/data/npy.h"
 #include "tools/commands.h"
+#include "traces/run_set.h"
 #include "tools/trace_text.h"
 #include "traces/trace_reader.h"
 
@@ -113,6 +114,11 @@ struct FollowingStep {
 };
 
 int run_export(const ExportArgs& a) {
+  if (trace::is_run_folder(a.file)) {
+    print_error(a.file + " is the folder of a data-parallel run: export reads one rank's trace (" +
+                trace::rank_trace_path(a.file, 0) + ")");
+    return kBadInput;
+  }
   if (a.step < 0) {
     std::fprintf(stderr, "trainrr: --step %lld: a step is a count of steps, 0 or more\n",
                  static_cast<long long>(a.step));

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cinttypes>
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 
@@ -40,11 +41,17 @@ struct RecordArgs {
 
 int run_record(const RecordArgs& a);
 
+// "rank 2: " before a message of one rank of a data-parallel run.
+std::string rank_prefix() { return g_comm ? "rank " + std::to_string(g_rank) + ": " : ""; }
+
 // Under mpirun: this process is one rank; -o names the run's folder and this rank writes FOLDER/rankR.trr.
 int run_record_rank(RecordArgs a) {
 #if TRAINRR_WITH_MPI
+  const char* env_rank = std::getenv("OMPI_COMM_WORLD_RANK");
   if (a.level != "step") {
-    print_error("--level " + a.level + ": a data-parallel run records at level step (each rank runs the layers "
+    // Every rank would say it: rank 0 does.
+    if (!env_rank || std::string(env_rank) == "0")
+      print_error("--level " + a.level + ": a data-parallel run records at level step (each rank runs the layers "
                 "once per shard)");
     return kBadInput;
   }
@@ -98,7 +105,7 @@ int run_record(const RecordArgs& a) {
   for (const std::string& note : openblas_fallback_notes()) std::fprintf(stderr, "note: %s\n", note.c_str());
   auto config = load_config(a.config, a.overrides);
   if (!config) {
-    print_error(config.error().message);
+    if (g_rank == 0) print_error(config.error().message);  // the same on every rank: said once
     return kBadInput;
   }
   RecordOptions ro;
@@ -108,12 +115,12 @@ int run_record(const RecordArgs& a) {
   ro.embed_data = a.embed_data;
   auto recorder = Recorder::create(*config, ro);
   if (!recorder) {
-    print_error(recorder.error().message);
+    if (g_rank == 0) print_error(recorder.error().message);  // the same on every rank: said once
     return kBadInput;
   }
   auto isa = runtime_isa();
   if (!isa) {
-    print_error(isa.error().message);
+    if (g_rank == 0) print_error(isa.error().message);  // the same on every rank: said once
     return kBadInput;
   }
   const int threads = config->runtime.threads > 0 ? config->runtime.threads : ThreadPool::hardware_threads();
@@ -136,11 +143,11 @@ int run_record(const RecordArgs& a) {
 
   auto training = Training::create(*config, opts);
   if (!training) {  // refused before it started: -o is untouched, an earlier trace there kept
-    print_error(training.error().message);
+    if (g_rank == 0) print_error(training.error().message);  // the same on every rank: said once
     return kBadInput;
   }
   if (Status s = (*recorder)->start(); !s) {  // the trace could not be started: nothing to train for
-    print_error(s.error().message);
+    print_error(rank_prefix() + s.error().message);
     return kBadInput;
   }
   if (g_rank == 0) print_run_header(stdout, *config, **training);
@@ -161,7 +168,7 @@ int run_record(const RecordArgs& a) {
     (*recorder)->checkpoint((*training)->state());
   Status done = (*recorder)->finish(fit.ok(), fit.ok() ? "completed" : "error: " + fit.error().message);
   if (!fit.ok()) {
-    print_error(fit.error().message);
+    print_error(rank_prefix() + fit.error().message);
     if ((*recorder)->status().ok())
       std::fprintf(stderr, "trainrr: the trace %s holds every step completed before that\n", a.output.c_str());
     else
@@ -170,7 +177,7 @@ int run_record(const RecordArgs& a) {
     return g_interrupted ? 130 : kBadInput;
   }
   if (!done.ok()) {
-    print_error(done.error().message);
+    print_error(rank_prefix() + done.error().message);
     return kBadInput;
   }
   if (g_rank != 0) return kOk;

@@ -137,6 +137,9 @@ void print_non_finite(const StepStats& s, ProbeLevel level) {
 void print_run(const std::string& file, const trace::TraceReader& r) {
   const trace::TraceHeader& h = r.header();
   say("trace: %s (%s)\n", file.c_str(), human_bytes(r.file_size()).c_str());
+  if (h.world_size > 0)
+    say("rank %d of the %d-rank run %s (replay, diff and bisect take the run's folder)\n", h.rank, h.world_size,
+        h.run_id.c_str());
   say("run:\n");
   say("  config: %s", h.config_path.empty() ? "(text)" : h.config_path.c_str());
   for (const auto& o : h.config_overrides) say(" --set %s", o.c_str());
