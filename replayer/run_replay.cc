@@ -189,7 +189,8 @@ std::string cannot_emulate(const trace::RunSet& run, const ForceSet& force) {
 
 std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const ForceSet& force,
                                              const std::vector<std::string>& overrides, int64_t to_step,
-                                             LocalGroup& group, int first, int local) {
+                                             LocalGroup& group, int first, int local,
+                                             std::function<bool(int rank, const std::string& unit)> filter) {
   const CollectiveSettings settings = recorded_settings(run.headers[0]);
   std::vector<std::string> packed(local);
   auto pack = [](const RankReplay& x) {
@@ -219,8 +220,10 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
     threads.emplace_back([&, i] {
       const int r = first + i;
       try {
-        auto side = make_replay_side(run.paths[r], configs[i], registry, force, {}, run.headers[r].level, true, 0,
-                                     &group.member(r));
+        std::function<bool(const std::string&)> unit_filter;
+        if (filter) unit_filter = [&filter, r](const std::string& u) { return filter(r, u); };
+        auto side = make_replay_side(run.paths[r], configs[i], registry, force, unit_filter, run.headers[r].level,
+                                     true, 0, &group.member(r));
         if (!side) {
           errors[i] = side.error().message;
           group.abort("rank " + std::to_string(r) + " could not start");

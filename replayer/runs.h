@@ -2,6 +2,7 @@
 // Data-parallel runs (traces/run_set.h): replay of all ranks in one process, and the comparison of two
 // runs, with the cause `collective` (the allreduce's inputs match on every rank, its result differs).
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -42,14 +43,21 @@ RankReplay replay_one_rank(const trace::RunSet& run, int rank, const ForceSet& f
                            const std::vector<std::string>& overrides, int64_t to_step, Collective& comm);
 // Ranks first .. first + local - 1 replayed in this process, one thread each, as members of `group`; one
 // "code|step|priority|text" per rank for gathered_report().
+// `filter`, when set, narrows each rank's forcing to the units it accepts (ReplayHooks::set_force_filter).
 std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const ForceSet& force,
                                              const std::vector<std::string>& overrides, int64_t to_step,
-                                             LocalGroup& group, int first, int local);
+                                             LocalGroup& group, int first, int local,
+                                             std::function<bool(int rank, const std::string& unit)> filter = {});
 // Why the run's allreduce cannot be replayed on fewer processes than ranks (an Open MPI algorithm not
 // emulated here), or empty.
 std::string cannot_emulate(const trace::RunSet& run, const ForceSet& force);
 // Rank 0's report from every rank's "code|step|priority|text".
 RunReport gathered_report(const std::vector<std::string>& packed, int ranks);
+
+// Bisection of a run: a free replay of every rank in this process finds the first step that differs, the
+// lowest rank there and the cause; delta debugging over every rank's recorded choices up to that step then
+// finds the smallest set ("rank 2: kernel:allreduce/bucket_0") that, forced, reproduces through it.
+RunReport bisect_run(const std::string& folder, const std::vector<std::string>& overrides);
 
 // Two recorded runs compared step by step without re-running them: the sharding of each shard, each
 // shard's gradient, the allreduce result, then the parameters.

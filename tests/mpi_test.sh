@@ -100,6 +100,15 @@ arrival)
     esac
   done
   [ $shown = 1 ] || fail "the arrival race did not show in 2 recordings and 2 free replays of 45 steps"
+  # bisect names the rank and the allreduce call whose order must be forced.
+  out=$("$T" bisect v1 2>&1); rc=$?
+  echo "\$ trainrr bisect v1"; echo "$out"
+  case $rc in
+    0) echo "$out" | grep -q "reproduces bit for bit" || fail "bisect v1: exit 0 without saying it reproduces" ;;
+    1) echo "$out" | grep -q "rank 0: kernel:allreduce/bucket_0 (the arrival order" || fail "bisect v1: rank 0's order not named"
+       echo "$out" | grep -q "kernel:grad/allreduce" && fail "bisect v1: the variant, which no race decides, named as needed" ;;
+    *) fail "bisect v1: exit code $rc" ;;
+  esac
   ;;
 bad_input)
   record 4 b4

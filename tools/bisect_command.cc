@@ -4,6 +4,7 @@
 
 #include "replayer/bisect.h"
 #include "tools/commands.h"
+#include "replayer/runs.h"
 #include "tools/run_folder.h"
 #include "traces/run_set.h"
 #include "tools/openblas_core.h"
@@ -25,12 +26,20 @@ int run_bisect(const BisectArgs& a) {
   if (const int code = refuse_for(a.trace, "bisect"); code >= 0) return code;
   if (!a.against.empty())
     if (const int code = refuse_for(a.against, "bisect"); code >= 0) return code;
-  for (const std::string* p : {&a.trace, &a.against})
-    if (!p->empty() && trace::is_run_folder(*p)) {
-      print_error(*p + " is a data-parallel run: bisect does not work across ranks yet; `trainrr replay " + *p +
-                  "` names the step, the rank and the cause, `trainrr diff` compares two runs");
-      return kCannotReplay;
+  if (trace::is_run_folder(a.trace) || (!a.against.empty() && trace::is_run_folder(a.against))) {
+    if (!a.against.empty()) {
+      print_error("bisect --against takes two traces of one process; two data-parallel runs are compared by "
+                  "`trainrr diff " + a.trace + " " + a.against + "`");
+      return kBadInput;
     }
+    RunReport r = bisect_run(a.trace, a.overrides);
+    if (r.exit_code == kBadInput || r.exit_code == kCannotReplay) {
+      print_error(r.error);
+      return r.exit_code;
+    }
+    for (const auto& line : r.lines) std::printf("%s\n", line.c_str());
+    return std::fflush(stdout) == 0 ? r.exit_code : kBadInput;
+  }
   // The free side is this machine's run: OpenBLAS within TRAINRR_ISA, as replay --force none runs it.
   const std::vector<std::string> openblas_notes = keep_openblas_within_isa();
   BisectOptions o;
