@@ -117,6 +117,7 @@ int run_dump(const DumpArgs& a) {
       if (!range.contains(s->index)) continue;
       line(a.json ? step_begin_json(*s, m.offset) : step_begin_text(*s));
       for (const auto& e : s->events) line(a.json ? event_json(s->index, e) : event_text(s->index, e));
+      for (const auto& c : s->collectives) line(a.json ? collective_json(c) : collective_text(c));
       if (s->end) line(a.json ? step_end_json(*s) : step_end_text(*s));
       continue;
     }

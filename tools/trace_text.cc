@@ -232,6 +232,9 @@ std::string header_json(const trace::TraceHeader& h) {
       .boolean("seed_from_entropy", h.seed_from_entropy)
       .str("level", probe_level_name(h.level))
       .integer("checkpoint_every", h.checkpoint_every)
+      .integer("rank", h.rank)
+      .integer("world_size", h.world_size)
+      .str("run_id", h.run_id)
       .raw("environment", json_map(h.environment))
       .raw("datasets", datasets)
       .done();
@@ -356,6 +359,62 @@ std::string event_json(int64_t step, const trace::Event& e) {
         .done();
   }
   return other_event(step, e, true);
+}
+
+namespace {
+
+std::string digests_text(const std::vector<uint64_t>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) append_item(s, i, ", ", hex64(v[i]));
+  return s + "]";
+}
+
+std::string digests_json(const std::vector<uint64_t>& v) {
+  std::vector<std::string> hex;
+  for (uint64_t d : v) hex.push_back(hex64(d));
+  return json_array(hex);
+}
+
+}  // namespace
+
+std::string collective_text(const CollectiveCall& c) {
+  std::string order;
+  for (size_t i = 0; i < c.order.size(); ++i) append_item(order, i, ", ", std::to_string(c.order[i]));
+  return "step " + std::to_string(c.step) + " allreduce bucket " + std::to_string(c.bucket) + " elements " +
+         std::to_string(c.offset) + "+" + std::to_string(c.count) + " " + c.variant + " (" + c.algorithm +
+         (c.algorithm_inferred ? ", inferred" : c.forced ? ", fixed" : "") + ") ranks=" + std::to_string(c.ranks) +
+         " shards=" + std::to_string(c.first_shard) + ".." +
+         std::to_string(c.first_shard + static_cast<int>(c.shard_digests.size()) - 1) + " of " +
+         std::to_string(c.shards) + " rows=" + digests_text(c.shard_rows) + " gradients=" +
+         digests_text(c.shard_digests) + " input=" + hex64(c.input_digest) + " result=" + hex64(c.result_digest) +
+         (c.order.empty() ? "" : " order=[" + order + "]");
+}
+
+std::string collective_json(const CollectiveCall& c) {
+  std::vector<std::string> order;
+  for (uint32_t r : c.order) order.push_back(std::to_string(r));
+  std::string order_json = "[";
+  for (size_t i = 0; i < order.size(); ++i) order_json += (i ? "," : "") + order[i];
+  order_json += "]";
+  return JsonObject()
+      .str("type", "allreduce")
+      .integer("step", c.step)
+      .integer("bucket", c.bucket)
+      .integer("offset", c.offset)
+      .integer("count", c.count)
+      .str("variant", c.variant)
+      .str("algorithm", c.algorithm)
+      .boolean("algorithm_inferred", c.algorithm_inferred)
+      .boolean("forced", c.forced)
+      .integer("ranks", c.ranks)
+      .integer("shards", c.shards)
+      .integer("first_shard", c.first_shard)
+      .raw("shard_rows", digests_json(c.shard_rows))
+      .raw("shard_gradients", digests_json(c.shard_digests))
+      .str("input", hex64(c.input_digest))
+      .str("result", hex64(c.result_digest))
+      .raw("order", order_json)
+      .done();
 }
 
 std::string step_end_text(const trace::TraceStep& s) {

@@ -64,6 +64,9 @@ std::string step_begin_text(const trace::TraceStep& s);
 std::string step_begin_json(const trace::TraceStep& s, uint64_t offset);
 std::string event_text(int64_t step, const trace::Event& e);
 std::string event_json(int64_t step, const trace::Event& e);
+// One allreduce call of a data-parallel run's rank.
+std::string collective_text(const CollectiveCall& c);
+std::string collective_json(const CollectiveCall& c);
 std::string step_end_text(const trace::TraceStep& s);  // the step must have an end
 std::string step_end_json(const trace::TraceStep& s);
 std::string epoch_text(const trace::TraceEpoch& e);
