@@ -36,8 +36,10 @@ RunUnits units_up_to(const trace::RunSet& run, int64_t to, const KernelRegistry&
           const Kernel* kernel = registry.find(k->chosen);
           // The allreduce variant is chosen by policy or configuration, never by a race (its order is a unit
           // of its own, below).
+          // Every rank takes rank 0's batch (broadcast): only rank 0's loader can race.
           if (k->reason.starts_with("autotune") ||
-              (kernel && !kernel->info.deterministic && kernel->info.op != OpKind::allreduce))
+              (kernel && !kernel->info.deterministic && kernel->info.op != OpKind::allreduce &&
+               (kernel->info.op != OpKind::loader || r == 0)))
             out.racy.insert(unit);
         }
         if (auto* a = std::get_if<trace::AccumulationOrderEvent>(&e)) {
