@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "engine/kernels/kernel_registry.h"
+#include "engine/collective.h"
 #include "tools/commands.h"
 #include "tools/openblas_core.h"
 #include "tools/run_common.h"
@@ -57,7 +58,16 @@ void add_train_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--set", args->overrides,
                   "Override a configuration key, e.g. --set train.epochs=3 or --set model.layers[1].rate=0")
       ->type_name("KEY=VALUE");
-  cmd->callback([args, &exit_code] { exit_code = run_train(*args); });
+  cmd->callback([args, &exit_code] {
+    // Under mpirun each process would train the whole run on its own: a data-parallel run is recorded.
+    if (launched_by_mpirun()) {
+      print_error("train does not run data-parallel: under mpirun, `trainrr record CONFIG -o RUN` trains one run "
+                  "across the ranks and records it");
+      exit_code = kBadInput;
+      return;
+    }
+    exit_code = run_train(*args);
+  });
 }
 
 }  // namespace trainrr::cli
