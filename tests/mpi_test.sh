@@ -122,6 +122,7 @@ bad_input)
   expect 2 "does not divide into 3 equal shards" -- mpirun -n 3 "$T" record "$CONFIG" -o b3 "${SMALL[@]}"
   expect 2 "a data-parallel run records at level step" -- mpirun -n 2 "$T" record "$CONFIG" -o bl "${SMALL[@]}" --level op
   expect 2 "diff needs every rank" -- "$T" diff b4 b4/rank0.trr
+  expect 2 "--json, --from-step are not available for a data-parallel run" -- "$T" replay b4 --json --from-step 3
   expect 2 "train does not run data-parallel" -- mpirun -n 2 "$T" train "$CONFIG" "${SMALL[@]}"
   ;;
 killed)

@@ -32,6 +32,11 @@ int run_bisect(const BisectArgs& a) {
                   "`trainrr diff " + a.trace + " " + a.against + "`");
       return kBadInput;
     }
+    std::vector<std::string> unsupported;
+    if (a.out.json) unsupported.push_back("--json");
+    if (!a.out.html.empty()) unsupported.push_back("--html");
+    if (!a.data.empty()) unsupported.push_back("--data");
+    if (const int code = refuse_options_for_run(a.trace, unsupported); code >= 0) return code;
     RunReport r = bisect_run(a.trace, a.overrides);
     if (r.exit_code == kBadInput || r.exit_code == kCannotReplay) {
       print_error(r.error);

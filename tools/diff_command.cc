@@ -17,6 +17,10 @@ struct DiffArgs {
 };
 
 int run_diff(const DiffArgs& args) {
+  std::vector<std::string> unsupported;
+  if (args.out.json) unsupported.push_back("--json");
+  if (!args.out.html.empty()) unsupported.push_back("--html");
+  if (const int code = refuse_options_for_run(args.a, unsupported); code >= 0) return code;
   if (const int code = diff_run_folders(args.a, args.b); code >= 0) return code;
   DiffResult r = diff_traces(args.a, args.b);
   if (r.exit_code == kBadInput) {

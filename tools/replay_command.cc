@@ -52,6 +52,16 @@ int run_replay(const ReplayArgs& a) {
     print_error(force.error().message);
     return kBadInput;
   }
+  {
+    std::vector<std::string> unsupported;
+    if (a.out.json) unsupported.push_back("--json");
+    if (!a.out.html.empty()) unsupported.push_back("--html");
+    if (!a.data.empty()) unsupported.push_back("--data");
+    if (a.allow_data_change) unsupported.push_back("--allow-data-change");
+    if (a.from_step > 0) unsupported.push_back("--from-step");
+    if (a.keep_going) unsupported.push_back("--keep-going");
+    if (const int code = refuse_options_for_run(a.trace, unsupported); code >= 0) return code;
+  }
   if (const int code = replay_run_folder(a.trace, *force, a.overrides, a.to_step); code >= 0) return code;
   std::vector<std::string> notes;
   // keep_openblas_within_isa() may restart the process: before the trace is read.

@@ -105,6 +105,15 @@ int refuse_for(const std::string& path, const std::string& what) {
   return -1;
 }
 
+int refuse_options_for_run(const std::string& path, const std::vector<std::string>& options) {
+  if (options.empty() || !trace::is_run_folder(path)) return -1;
+  std::string list;
+  for (size_t i = 0; i < options.size(); ++i) list += (i ? ", " : "") + options[i];
+  print_error(list + (options.size() == 1 ? " is" : " are") + " not available for a data-parallel run (" + path +
+              ") yet: its report is text");
+  return kBadInput;
+}
+
 int replay_run_folder(const std::string& path, const ForceSet& force, const std::vector<std::string>& overrides,
                       int64_t to_step) {
   if (!trace::is_run_folder(path)) return refuse_for(path, "replay");

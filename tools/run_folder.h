@@ -18,5 +18,8 @@ int show_run_folder(const std::string& path);
 // An exit code (2) when `path` is one rank of a run and `what` needs every rank, or a run folder that `what`
 // does not take; -1 otherwise.
 int refuse_for(const std::string& path, const std::string& what);
+// An exit code (2) when `path` is a run's folder and `options` (what the user gave that runs of one process
+// take and runs of several do not yet: "--json", "--html", ...) is not empty; -1 otherwise.
+int refuse_options_for_run(const std::string& path, const std::vector<std::string>& options);
 
 }  // namespace trainrr::cli
