@@ -123,6 +123,8 @@ bad_input)
   expect 2 "a data-parallel run records at level step" -- mpirun -n 2 "$T" record "$CONFIG" -o bl "${SMALL[@]}" --level op
   expect 2 "diff needs every rank" -- "$T" diff b4 b4/rank0.trr
   expect 2 "--json, --from-step are not available for a data-parallel run" -- "$T" replay b4 --json --from-step 3
+  mkdir busy && touch busy/notes.txt
+  expect 2 "busy holds notes.txt, which is not a rank trace" -- mpirun -n 2 "$T" record "$CONFIG" -o busy "${SMALL[@]}"
   expect 2 "train does not run data-parallel" -- mpirun -n 2 "$T" train "$CONFIG" "${SMALL[@]}"
   ;;
 killed)

@@ -44,6 +44,20 @@ int run_record(const RecordArgs& a);
 // "rank 2: " before a message of one rank of a data-parallel run.
 std::string rank_prefix() { return g_comm ? "rank " + std::to_string(g_rank) + ": " : ""; }
 
+// The first entry of an existing folder that is not a rank trace of an earlier run (rankN.trr), or empty.
+std::string foreign_entry(const std::string& folder) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(folder, ec)) return "";
+  for (const auto& e : fs::directory_iterator(folder, ec)) {
+    const std::string name = e.path().filename().string();
+    const bool rank_trace = name.rfind("rank", 0) == 0 && name.size() > 8 && name.ends_with(".trr") &&
+                            name.find_first_not_of("0123456789", 4) == name.size() - 4;
+    if (!rank_trace) return name;
+  }
+  return "";
+}
+
 // Under mpirun: this process is one rank; -o names the run's folder and this rank writes FOLDER/rankR.trr.
 int run_record_rank(RecordArgs a) {
 #if TRAINRR_WITH_MPI
@@ -68,6 +82,10 @@ int run_record_rank(RecordArgs a) {
     if (fs::exists(a.output, ec) && !fs::is_directory(a.output, ec)) {
       print_error(a.output + " exists and is not a folder: a run of " + std::to_string(c.size()) +
                   " ranks is written as a folder of rank traces (choose another -o, or remove it)");
+      failed = 1;
+    } else if (const std::string other = foreign_entry(a.output); !other.empty()) {
+      print_error(a.output + " holds " + other + ", which is not a rank trace: a run is written to a new folder or "
+                  "over an earlier run's (choose another -o)");
       failed = 1;
     } else if (fs::create_directories(a.output, ec); ec) {
       print_error(a.output + ": cannot create the run's folder: " + ec.message());
