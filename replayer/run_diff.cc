@@ -1,7 +1,9 @@
 #include <map>
 #include <optional>
 
+#include "engine/config.h"
 #include "replayer/divergence.h"
+#include "replayer/replayer.h"
 #include "replayer/runs.h"
 #include "traces/trace_reader.h"
 
@@ -33,6 +35,21 @@ struct Side {
   std::string library;
 };
 
+// "seed: 7 vs 8; train.batch_size: 32 vs 48": the configuration keys whose values differ between the runs.
+std::string config_differences(const trace::TraceHeader& a, const trace::TraceHeader& b) {
+  auto ca = parse_config(a.config, a.config_path, config_folder(a), a.config_overrides);
+  auto cb = parse_config(b.config, b.config_path, config_folder(b), b.config_overrides);
+  if (!ca || !cb) return "";
+  const auto fa = flatten_config(*ca), fb = flatten_config(*cb);
+  std::map<std::string, std::pair<std::string, std::string>> both;
+  for (const auto& [k, v] : fa) both[k].first = v;
+  for (const auto& [k, v] : fb) both[k].second = v;
+  std::string out;
+  for (const auto& [k, v] : both)
+    if (v.first != v.second) out += (out.empty() ? "" : "; ") + k + ": " + v.first + " vs " + v.second;
+  return out;
+}
+
 }  // namespace
 
 RunReport diff_runs(const std::string& a_path, const std::string& b_path) {
@@ -48,6 +65,10 @@ RunReport diff_runs(const std::string& a_path, const std::string& b_path) {
     side[i].library = recorded_settings(side[i].run.headers[0]).library;
   }
   const Side &A = side[0], &B = side[1];
+  const std::string configs = config_differences(A.run.headers[0], B.run.headers[0]);
+  auto config_note = [&] {
+    if (!configs.empty()) out.lines.push_back("  note: the configurations differ: " + configs);
+  };
   const int na = A.run.world_size, nb = B.run.world_size;
   size_t steps = SIZE_MAX;
   for (const Side& s : side)
@@ -98,6 +119,7 @@ RunReport diff_runs(const std::string& a_path, const std::string& b_path) {
           head(step, "shard " + std::to_string(k) + " (rank " + std::to_string(ra) + " in A, rank " +
                          std::to_string(rb) + " in B)");
           out.lines.push_back("  cause: data/sharding: the shard's rows of the global batch differ");
+          config_note();
           return out;
         }
       }
@@ -113,6 +135,7 @@ RunReport diff_runs(const std::string& a_path, const std::string& b_path) {
                          std::to_string(bi));
           out.lines.push_back("  cause: upstream of the allreduce: the same rows give a different gradient (rng, "
                               "kernel or numeric: replay each rank to find the op)");
+          config_note();
           return out;
         }
       }
@@ -120,6 +143,7 @@ RunReport diff_runs(const std::string& a_path, const std::string& b_path) {
         head(step, "allreduce/bucket_" + std::to_string(bi) + " (" + ca.variant + " in A, " + cb.variant + " in B)");
         out.lines.push_back("  cause: collective: every shard's gradient going in matches, the sum differs: " +
                             collective_detail(ca, cb, A.library, B.library));
+        config_note();
         return out;
       }
     }
@@ -129,6 +153,7 @@ RunReport diff_runs(const std::string& a_path, const std::string& b_path) {
       head(step, "the parameters after the update (rank 0)");
       out.lines.push_back("  cause: after the allreduce: its results match, the update differs (optimizer or "
                           "configuration)");
+      config_note();
       return out;
     }
   }
@@ -140,6 +165,7 @@ RunReport diff_runs(const std::string& a_path, const std::string& b_path) {
     out.lines.push_back("  reproduced despite the rank count (" + std::to_string(na) + " ranks in A, " +
                         std::to_string(nb) + " in B)" + (variant.empty() ? "" : " with " + variant));
   }
+  config_note();
   for (const auto& n : notes) out.lines.push_back("  note: " + n);
   return out;
 }

@@ -3,6 +3,14 @@
 # Exit 77 (skipped) where trainrr was built without MPI or mpirun is not installed.
 set -u
 T=$1 SRC=$2 WORK=$3 WITH_MPI=$4 CASE=$5
+if [ "$CASE" = absent ]; then
+  # A trainrr built without MPI, started as if by mpirun (Open MPI's variables set): it says so and exits 3.
+  if [ "$WITH_MPI" = 1 ]; then echo "skipped: this trainrr was built with MPI"; exit 77; fi
+  out=$(OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=0 "$T" record "$SRC/examples/digits_mlp.toml" -o "$WORK/absent" 2>&1); rc=$?
+  echo "$out"
+  [ $rc = 3 ] && echo "$out" | grep -q "built without MPI" && [ ! -e "$WORK/absent" ] && { echo "all checks passed"; exit 0; }
+  echo "FAIL: exit code $rc, expected 3 and a message saying trainrr was built without MPI, and no output"; exit 1
+fi
 if [ "$WITH_MPI" != 1 ]; then echo "skipped: trainrr was built without MPI (install libopenmpi-dev and rebuild)"; exit 77; fi
 if ! command -v mpirun >/dev/null; then echo "skipped: mpirun is not installed (openmpi-bin)"; exit 77; fi
 # As root Open MPI refuses to start without these; 4 ranks on 2 cores need oversubscription.
@@ -62,6 +70,10 @@ collective)
   record 4 x4 --set distributed.shards=12 --set train.batch_size=48 --set distributed.allreduce=trainrr_exact
   record 2 x2 --set distributed.shards=12 --set train.batch_size=48 --set distributed.allreduce=trainrr_exact
   expect 0 "reproduced despite the rank count" -- "$T" diff x4 x2
+  # Another seed shuffles other rows into each shard: the sharding is named first, with the configuration.
+  record 2 s8 --set seed=8 --set distributed.shards=12 --set train.batch_size=48
+  expect 1 "cause: data/sharding" -- "$T" diff m2 s8
+  expect 1 "the configurations differ: seed: 7 vs 8" -- "$T" diff m2 s8
   ;;
 emulators)
   # Each emulated Open MPI algorithm against the real one, on the MLP's 4810-element gradient, 3 and 4 ranks:
