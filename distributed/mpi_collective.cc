@@ -3,6 +3,7 @@
 #include <mpi.h>
 
 #include <bit>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -99,6 +100,13 @@ std::vector<float> MpiCollective::allgather(const std::vector<float>& mine) {
 }
 
 void MpiCollective::barrier() { MPI_Barrier(MPI_COMM_WORLD); }
+
+void MpiCollective::abort(int code) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);
+}
 
 int MpiCollective::max(int value) {
   int out = value;

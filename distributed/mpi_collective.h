@@ -31,6 +31,8 @@ class MpiCollective : public Collective, public GroupExchange {
   // The largest of every rank's value, on every rank.
   int max(int value);
   void barrier();
+  // Ends every rank of the run (a rank that fails alone would leave the others waiting in a collective).
+  [[noreturn]] void abort(int code);
 
  private:
   MpiCollective() = default;

@@ -12,14 +12,17 @@ namespace trainrr {
 namespace {
 
 // A rank's steps, read to the end of what its trace holds (a cut trace: its complete steps).
-std::vector<trace::TraceStep> read_steps(const std::string& path, std::vector<std::string>& notes) {
+std::vector<trace::TraceStep> read_steps(const std::string& path, std::vector<std::string>& notes,
+                                         std::vector<std::string>& damaged) {
   std::vector<trace::TraceStep> steps;
   auto reader = trace::TraceReader::open(path);
   if (!reader) return steps;
   for (;;) {
     auto record = (*reader)->next();
     if (!record) {
-      notes.push_back(path + ": " + record.error().message + "; compared up to there");
+      const auto& stop = (*reader)->stopped();
+      if (stop && !stop->truncated) damaged.push_back(record.error().message);
+      else notes.push_back(record.error().message + "; compared up to there");
       break;
     }
     if (!*record) break;
@@ -52,7 +55,9 @@ std::string config_differences(const trace::TraceHeader& a, const trace::TraceHe
 
 }  // namespace
 
-RunReport diff_runs(const std::string& a_path, const std::string& b_path) {
+namespace {
+
+RunReport compare_runs(const std::string& a_path, const std::string& b_path, std::vector<std::string>& damaged) {
   RunReport out;
   Side side[2];
   std::vector<std::string> notes;
@@ -61,7 +66,7 @@ RunReport diff_runs(const std::string& a_path, const std::string& b_path) {
     auto run = trace::open_run(paths[i]);
     if (!run) return {2, run.error().message, {}};
     side[i].run = std::move(run).value();
-    for (const auto& p : side[i].run.paths) side[i].steps.push_back(read_steps(p, notes));
+    for (const auto& p : side[i].run.paths) side[i].steps.push_back(read_steps(p, notes, damaged));
     side[i].library = recorded_settings(side[i].run.headers[0]).library;
   }
   const Side &A = side[0], &B = side[1];
@@ -167,6 +172,19 @@ RunReport diff_runs(const std::string& a_path, const std::string& b_path) {
   }
   config_note();
   for (const auto& n : notes) out.lines.push_back("  note: " + n);
+  return out;
+}
+
+}  // namespace
+
+RunReport diff_runs(const std::string& a_path, const std::string& b_path) {
+  std::vector<std::string> damaged;
+  RunReport out = compare_runs(a_path, b_path, damaged);
+  // A damaged rank trace (changed after it was written) is compared up to the damage; the command exits 2.
+  if (!damaged.empty() && out.exit_code < 2) {
+    out.exit_code = 2;
+    out.error = damaged[0] + " (damaged: changed after it was written; compared up to there)";
+  }
   return out;
 }
 

@@ -1,3 +1,5 @@
+#include <algorithm>
+#include <climits>
 #include <optional>
 #include <tuple>
 #include <thread>
@@ -32,14 +34,20 @@ std::string algorithm_text(const CollectiveCall& c) {
 }
 
 // What rank `rank`'s replay hooks found: its first difference and its cause, or nothing.
-RankReplay analyze_rank(const ReplayHooks& h, int rank, const CollectiveSettings& settings) {
+// `whole`: the replay ran to the end of the run, so a trace without a footer was cut.
+RankReplay analyze_rank(const ReplayHooks& h, int rank, const CollectiveSettings& settings, bool whole,
+                        bool cut_short = false) {
   RankReplay out;
+  // A damaged trace (changed after it was written) is not compared past the damage: bad input, as for one trace.
+  if (const auto damage = h.trace_damage()) return {2, -1, 0, *damage};
   std::optional<std::pair<int64_t, int>> at;
   if (const auto& m = h.collective_mismatch())
     at = {m->recorded.step, m->kind == "sharding" ? 0 : m->kind == "input" ? 1 : 2};
   if (h.first() && (!at || h.first()->step < at->first)) at = {h.first()->step, 3};
+  // "|cut" marks a trace without its footer: compared as far as its complete steps go.
+  const std::string cut = cut_short || (whole && !h.trace_ended_cleanly()) ? "|cut" : "";
   if (!at) {
-    out.text = std::to_string(h.steps_compared()) + "|" + std::to_string(h.collectives_compared());
+    out.text = std::to_string(h.steps_compared()) + "|" + std::to_string(h.collectives_compared()) + cut;
     return out;
   }
   out.exit_code = 1;
@@ -83,7 +91,8 @@ RankReplay replay_one_rank(const trace::RunSet& run, int rank, const ForceSet& f
                                  0, &comm);
     if (!side) return {2, -1, 0, run.paths[rank] + ": " + side.error().message};
     if (Status s = side->training->fit(to_step); !s) return {2, -1, 0, run.paths[rank] + ": " + s.error().message};
-    return analyze_rank(*side->hooks, rank, recorded_settings(run.headers[0]));
+    if (to_step < 0) side->hooks->at_end();
+    return analyze_rank(*side->hooks, rank, recorded_settings(run.headers[0]), to_step < 0);
   } catch (const std::exception& e) {
     return {2, -1, 0, run.paths[rank] + ": " + e.what()};
   }
@@ -101,16 +110,30 @@ RunReport gathered_report(const std::vector<std::string>& packed, int ranks) {
     x.step = std::stoll(p.substr(a + 1, b - a - 1));
     x.priority = std::stoi(p.substr(b + 1, c - b - 1));
     x.text = p.substr(c + 1);
-    if (x.exit_code >= 2) return {x.exit_code, "rank " + std::to_string(r) + ": " + x.text, {}};
+    if (x.exit_code >= 2)
+      return {x.exit_code, x.text.rfind("rank ", 0) == 0 ? x.text : "rank " + std::to_string(r) + ": " + x.text, {}};
     if (x.exit_code == 1 && (!best || std::make_tuple(x.step, x.priority, r) < *best)) best = {x.step, x.priority, r};
     all.push_back(std::move(x));
   }
   const std::string how = std::to_string(ranks) + " ranks replayed under mpirun, each checking its own trace";
+  std::vector<std::string> cut;
+  for (size_t r = 0; r < all.size(); ++r)
+    if (all[r].exit_code == 0 && all[r].text.ends_with("|cut")) cut.push_back(std::to_string(r));
+  std::string cut_note;
+  if (!cut.empty()) {
+    std::string ranks;
+    for (size_t i = 0; i < cut.size(); ++i) ranks += (i ? ", " : "") + cut[i];
+    cut_note = "  note: the trace of rank" + std::string(cut.size() == 1 ? " " : "s ") + ranks + " ha" +
+               (cut.size() == 1 ? "s" : "ve") + " no footer (the recording was cut): every rank compared through " +
+               "the last step all traces hold";
+  }
   if (!best) {
     const std::string& t = all[0].text;
     const size_t bar = t.find('|');
     out.lines.push_back("reproduced bit for bit: " + how + ", " + counted(std::stoll(t.substr(0, bar)), "step") +
-                        " and " + counted(std::stoll(t.substr(bar + 1)), "allreduce call") + " compared per rank");
+                        " and " + counted(std::stoll(t.substr(bar + 1)), "allreduce call") + " compared per rank" +
+                        (cut.empty() ? "" : " (as far as every trace goes)"));
+    if (!cut_note.empty()) out.lines.push_back(cut_note);
     return out;
   }
   out.exit_code = 1;
@@ -119,6 +142,7 @@ RunReport gathered_report(const std::vector<std::string>& packed, int ranks) {
     out.lines.push_back(text.substr(0, nl));
   out.lines.push_back(text);
   out.lines.push_back("  " + how);
+  if (!cut_note.empty()) out.lines.push_back(cut_note);
   return out;
 }
 
@@ -152,6 +176,39 @@ std::string collective_detail(const CollectiveCall& a, const CollectiveCall& b, 
   std::string s;
   for (const auto& x : d) s += (s.empty() ? "" : "; ") + x;
   return s;
+}
+
+// The complete steps of the rank with the fewest (a recording cut short: every rank's trace stops somewhere
+// after its last complete step), and which ranks' traces have no footer.
+struct RunExtent {
+  int64_t steps = 0;
+  std::vector<int> cut;
+  std::string damage;  // the first rank trace changed after it was written: "rank 3: FILE: byte N: ..."
+};
+RunExtent run_extent(const trace::RunSet& run) {
+  RunExtent e;
+  e.steps = INT64_MAX;
+  for (int r = 0; r < run.world_size; ++r) {
+    int64_t steps = 0;
+    bool footer = false;
+    if (auto reader = trace::TraceReader::open(run.paths[r]))
+      for (;;) {
+        auto rec = (*reader)->next();
+        if (!rec) {
+          const auto& stop = (*reader)->stopped();
+          if (stop && !stop->truncated && e.damage.empty())
+            e.damage = "rank " + std::to_string(r) + ": " + rec.error().message +
+                       " (the trace was changed after it was written: damaged)";
+          break;
+        }
+        if (!*rec) break;
+        if (const auto* st = std::get_if<trace::TraceStep>(&(*rec)->value); st && st->end) steps = st->index + 1;
+        footer = footer || std::holds_alternative<trace::TraceFooter>((*rec)->value);
+      }
+    e.steps = std::min(e.steps, steps);
+    if (!footer) e.cut.push_back(r);
+  }
+  return e;
 }
 
 std::optional<CollectiveCall> first_collective(const trace::RunSet& run) {
@@ -196,6 +253,13 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
   auto pack = [](const RankReplay& x) {
     return std::to_string(x.exit_code) + "|" + std::to_string(x.step) + "|" + std::to_string(x.priority) + "|" + x.text;
   };
+  // A cut recording is compared as far as every rank's trace goes: the ranks step together.
+  const RunExtent extent = run_extent(run);
+  if (!extent.damage.empty()) {
+    for (auto& p : packed) p = pack({2, -1, 0, extent.damage});
+    return packed;
+  }
+  if (!extent.cut.empty() && (to_step < 0 || to_step > extent.steps)) to_step = extent.steps;
   auto scratch = ScratchDir::create("trainrr-run");
   if (!scratch) {
     for (auto& p : packed) p = pack({2, -1, 0, scratch.error().message});
@@ -233,6 +297,8 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
         if (Status st = sides[i]->training->fit(to_step); !st) {
           errors[i] = st.error().message;
           group.abort("rank " + std::to_string(r) + " stopped");
+        } else if (to_step < 0) {
+          sides[i]->hooks->at_end();  // reads on to the footer, if the trace has one
         }
       } catch (const GroupAborted& e) {
         errors[i] = std::string("stopped with the group: ") + e.what();
@@ -253,7 +319,8 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
       for (int j = 0; j < local; ++j) packed[j] = pack({cannot[i] ? 3 : 2, -1, 0, run.paths[first + i] + ": " + errors[i]});
   for (int i = 0; i < local; ++i) {
     if (!packed[i].empty()) continue;
-    packed[i] = errors[i].empty() ? pack(analyze_rank(*sides[i]->hooks, first + i, settings))
+    const bool cut = std::find(extent.cut.begin(), extent.cut.end(), first + i) != extent.cut.end();
+    packed[i] = errors[i].empty() ? pack(analyze_rank(*sides[i]->hooks, first + i, settings, to_step < 0 || cut, cut))
                                   : pack({2, -1, 0, run.paths[first + i] + ": " + errors[i]});
   }
   return packed;

@@ -129,6 +129,9 @@ bad_input)
   expect 2 "diff needs every rank" -- "$T" diff b4/rank0.trr o4/rank0.trr
   mkdir missing && cp b4/rank0.trr b4/rank1.trr b4/rank2.trr missing/
   expect 2 "rank 3 of the 4-rank run .* is missing" -- "$T" replay missing
+  mkdir damaged && cp b4/*.trr damaged/
+  python3 -c "import sys; p=sys.argv[1]; b=bytearray(open(p,'rb').read()); b[len(b)//3]^=0xff; open(p,'wb').write(b)" damaged/rank2.trr
+  expect 2 "rank 2: .*damaged" -- "$T" replay damaged
   mkdir mixed && cp b4/rank0.trr b4/rank1.trr b4/rank2.trr mixed/ && cp o4/rank3.trr mixed/
   expect 2 "a set mixed from two runs" -- "$T" show mixed
   expect 2 "does not divide into 3 equal shards" -- mpirun -n 3 "$T" record "$CONFIG" -o b3 "${SMALL[@]}"
@@ -155,6 +158,9 @@ killed)
     expect 0 "complete steps readable" -- "$T" show "k2/rank$r.trr"
   done
   expect 0 "rank 1: [1-9][0-9]* steps" -- "$T" show k2
+  # The run replays as far as every rank's trace goes, and says which trace was cut.
+  expect 0 "reproduced bit for bit: 2 ranks .*(as far as every trace goes)" -- "$T" replay k2
+  expect 0 "no footer (the recording was cut)" -- "$T" replay k2
   ;;
 *) echo "unknown case $CASE"; exit 2 ;;
 esac

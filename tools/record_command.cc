@@ -185,6 +185,14 @@ int run_record(const RecordArgs& a) {
   if (fit.ok() && (a.checkpoint_every == 0 || (*training)->step() % a.checkpoint_every != 0))
     (*recorder)->checkpoint((*training)->state());
   Status done = (*recorder)->finish(fit.ok(), fit.ok() ? "completed" : "error: " + fit.error().message);
+#if TRAINRR_WITH_MPI
+  // A rank that stops alone would leave the others waiting for it in an allreduce: the run ends with it (its
+  // trace is finished above; the others keep every step they completed).
+  if (!fit.ok() && g_comm && !g_interrupted) {
+    print_error(rank_prefix() + fit.error().message);
+    static_cast<MpiCollective*>(g_comm)->abort(kBadInput);
+  }
+#endif
   if (!fit.ok()) {
     print_error(rank_prefix() + fit.error().message);
     if ((*recorder)->status().ok())

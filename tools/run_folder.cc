@@ -18,12 +18,10 @@ namespace trainrr::cli {
 namespace {
 
 int print_report(const RunReport& r) {
-  if (r.exit_code == kBadInput || r.exit_code == kCannotReplay) {
-    print_error(r.error);
-    return r.exit_code;
-  }
   for (const auto& line : r.lines) std::printf("%s\n", line.c_str());
-  return std::fflush(stdout) == 0 ? r.exit_code : kBadInput;
+  if (std::fflush(stdout) != 0) return kBadInput;
+  if (!r.error.empty()) print_error(r.error);
+  return r.exit_code;
 }
 
 // Under mpirun -n N: this process replays rank R of the N-rank run from its own trace, through MPI; rank 0
@@ -54,6 +52,11 @@ int replay_rank_under_mpirun(const std::string& path, const ForceSet& force, con
   if (n == c.size()) {
     // One rank per process, through MPI itself.
     RankReplay mine = replay_one_rank(*run, c.rank(), force, overrides, to_step, c);
+    if (mine.exit_code >= 2) {
+      // The other ranks may be waiting for this one in an allreduce: the run ends here.
+      print_error("rank " + std::to_string(c.rank()) + ": " + mine.text);
+      c.abort(mine.exit_code);
+    }
     packed = std::to_string(mine.exit_code) + "|" + std::to_string(mine.step) + "|" + std::to_string(mine.priority) +
              "|" + mine.text;
   } else {
@@ -64,8 +67,13 @@ int replay_rank_under_mpirun(const std::string& path, const ForceSet& force, con
     }
     const int local = n / c.size();
     LocalGroup group(n, recorded_settings(run->headers[0]), c.rank() * local, local, &c);
-    for (const std::string& p : replay_hosted_ranks(*run, force, overrides, to_step, group, c.rank() * local, local))
+    for (const std::string& p : replay_hosted_ranks(*run, force, overrides, to_step, group, c.rank() * local, local)) {
+      if (p[0] == '2' || p[0] == '3') {
+        print_error(p.substr(p.find('|', p.find('|', p.find('|') + 1) + 1) + 1));
+        c.abort(p[0] - '0');
+      }
       packed += (packed.empty() ? "" : "\x1e") + p;
+    }
   }
   std::vector<std::string> all;
   for (const std::string& from_process : c.gather(packed))
