@@ -187,7 +187,8 @@ void MpiCollective::allreduce(std::string_view variant, const std::vector<std::s
     std::vector<int> slice_lo(p + 1);
     for (int d = 0; d <= p; ++d) slice_lo[d] = static_cast<int>(static_cast<int64_t>(n) * d / p);
     std::vector<int> send_counts(p), send_offsets(p), recv_counts(p), recv_offsets(p);
-    std::vector<float> send;
+    std::vector<float>& send = send_;
+    send.clear();
     send.reserve(static_cast<size_t>(per) * n);
     for (int d = 0; d < p; ++d) {
       send_offsets[d] = static_cast<int>(send.size());
@@ -196,13 +197,14 @@ void MpiCollective::allreduce(std::string_view variant, const std::vector<std::s
     }
     const int mine = slice_lo[rank_ + 1] - slice_lo[rank_];
     for (int r = 0; r < p; ++r) recv_counts[r] = per * mine, recv_offsets[r] = r * per * mine;
-    std::vector<float> recv(static_cast<size_t>(p) * per * mine);
+    std::vector<float>& recv = recv_;
+    if (recv.size() < static_cast<size_t>(p) * per * mine) recv.resize(static_cast<size_t>(p) * per * mine);
     check(MPI_Alltoallv(send.data(), send_counts.data(), send_offsets.data(), MPI_FLOAT, recv.data(),
                         recv_counts.data(), recv_offsets.data(), MPI_FLOAT, MPI_COMM_WORLD),
           "MPI_Alltoallv");
     std::vector<std::span<const float>> parts;
     for (int k = 0; k < p * per; ++k) parts.emplace_back(recv.data() + static_cast<size_t>(k) * mine, mine);
-    std::vector<float> summed(mine);
+    std::span<float> summed(theirs_.data(), mine);  // scratch of n >= mine elements
     if (mine > 0) exact_sum(parts, summed);
     std::vector<int> counts(p), offsets(p);
     for (int d = 0; d < p; ++d) counts[d] = slice_lo[d + 1] - slice_lo[d], offsets[d] = slice_lo[d];

@@ -38,7 +38,7 @@ class MpiCollective : public Collective, public GroupExchange {
   MpiCollective() = default;
   int rank_ = 0, size_ = 1;
   CollectiveSettings settings_;
-  std::vector<float> local_, theirs_;
+  std::vector<float> local_, theirs_, send_, recv_;
 };
 
 }  // namespace trainrr

@@ -246,8 +246,71 @@ float ExactAccumulator::round() const {
   return std::bit_cast<float>(result | (negative ? 0x80000000u : 0u));
 }
 
+namespace {
+
+// The correctly rounded float of u * 2^(low - 149), u > 0: the rounding of ExactAccumulator::round on a
+// 128-bit magnitude whose bit 0 sits at bit `low` of the accumulator's scale.
+uint32_t round_magnitude(unsigned __int128 u, int low) {
+  const int top = 127 - (static_cast<uint64_t>(u >> 64) ? std::countl_zero(static_cast<uint64_t>(u >> 64))
+                                                         : 64 + std::countl_zero(static_cast<uint64_t>(u)));
+  const int global = top + low;
+  if (global < 24) return static_cast<uint32_t>(static_cast<uint64_t>(u) << low);  // exact, below 2^-125
+  uint64_t m;
+  bool half = false, sticky = false;
+  if (top >= 24) {
+    m = static_cast<uint64_t>(u >> (top - 23)) & 0xFFFFFF;
+    half = (u >> (top - 24)) & 1;
+    sticky = (u & ((static_cast<unsigned __int128>(1) << (top - 24)) - 1)) != 0;
+  } else {
+    m = static_cast<uint64_t>(u) << (23 - top);
+  }
+  if (half && (sticky || (m & 1))) ++m;
+  int field = global - 22;
+  if (m == (uint64_t{1} << 24)) m >>= 1, ++field;
+  if (field >= 255) return 0x7F800000u;
+  return (static_cast<uint32_t>(field) << 23) | static_cast<uint32_t>(m & 0x7FFFFF);
+}
+
+}  // namespace
+
 void exact_sum(const std::vector<std::span<const float>>& parts, std::span<float> out) {
+  // A fast path with the same (correctly rounded, so unique) result: when the element's values span at most
+  // 99 binary orders of magnitude and there are at most 16 of them, their exact sum fits a 128-bit integer
+  // aligned on the smallest. Otherwise (and for NaN and infinity) the 384-bit accumulator.
+  const size_t k = parts.size();
   for (size_t i = 0; i < out.size(); ++i) {
+    int lo = 1 << 30, hi = -1;
+    bool special = false;
+    for (size_t j = 0; j < k; ++j) {
+      const uint32_t bits = std::bit_cast<uint32_t>(parts[j][i]);
+      const int e = static_cast<int>((bits >> 23) & 0xFF);
+      if (e == 0xFF) special = true;
+      if ((bits & 0x7FFFFFFF) == 0) continue;
+      const int shift = e == 0 ? 0 : e - 1;
+      lo = std::min(lo, shift), hi = std::max(hi, shift);
+    }
+    if (hi < 0 && !special) {
+      out[i] = 0.0f;
+      continue;
+    }
+    if (!special && k <= 16 && hi - lo <= 99) {
+      __int128 acc = 0;
+      for (size_t j = 0; j < k; ++j) {
+        const uint32_t bits = std::bit_cast<uint32_t>(parts[j][i]);
+        const uint32_t e = (bits >> 23) & 0xFF, frac = bits & 0x7FFFFF;
+        if (e == 0 && frac == 0) continue;
+        const __int128 m = static_cast<__int128>(e == 0 ? frac : (frac | 0x800000u)) << ((e == 0 ? 0 : e - 1) - lo);
+        acc += bits >> 31 ? -m : m;
+      }
+      if (acc == 0) {
+        out[i] = 0.0f;
+        continue;
+      }
+      const bool negative = acc < 0;
+      const uint32_t r = round_magnitude(static_cast<unsigned __int128>(negative ? -acc : acc), lo);
+      out[i] = std::bit_cast<float>(r | (negative ? 0x80000000u : 0u));
+      continue;
+    }
     ExactAccumulator acc;
     for (const auto& p : parts) acc.add(p[i]);
     out[i] = acc.round();

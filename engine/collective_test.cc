@@ -50,6 +50,30 @@ TEST(ExactSum, EqualsTheCorrectlyRoundedSumInAnyOrder) {
   EXPECT_EQ(same, 20000);
 }
 
+// exact_sum takes a 128-bit path where the values span few orders of magnitude: it must give the accumulator's
+// bits, for narrow and wide ranges, cancellations, ties and subnormals alike.
+TEST(ExactSum, TheFastPathGivesTheAccumulatorsBits) {
+  std::mt19937 gen(7);
+  std::uniform_int_distribution<int> exp(-149, 127), narrow(-20, 20), count(1, 20), pick(0, 5);
+  for (int trial = 0; trial < 20000; ++trial) {
+    const int k = count(gen);
+    std::vector<std::vector<float>> parts(k, std::vector<float>(1));
+    for (auto& p : parts) {
+      const int kind = pick(gen);
+      const float base = std::ldexp(1.0f + static_cast<float>(gen() % 8388608) / 8388608.0f,
+                                    kind == 0 ? exp(gen) : narrow(gen));
+      p[0] = kind == 5 ? -parts[0][0] : (gen() & 1 ? -base : base);  // exact cancellations too
+      if (kind == 4) p[0] = std::numeric_limits<float>::denorm_min() * static_cast<float>(gen() % 1000);
+    }
+    std::vector<float> fast(1);
+    exact_sum(spans(parts), fast);
+    ExactAccumulator acc;
+    for (const auto& p : parts) acc.add(p[0]);
+    const float slow = acc.round();
+    ASSERT_EQ(std::bit_cast<uint32_t>(fast[0]), std::bit_cast<uint32_t>(slow)) << "trial " << trial;
+  }
+}
+
 TEST(ExactSum, CancelsExactlyAndRoundsHalfToEven) {
   ExactAccumulator a;
   a.add(1e30f);
