@@ -27,7 +27,8 @@ def features(x, name="x", sample_shape=None):
     if sample_shape is not None and tuple(a.shape[1:]) != tuple(sample_shape):
         raise DataError(f"{name}: samples of shape {tuple(a.shape[1:])}, but the model was trained on samples of "
                         f"shape {tuple(sample_shape)}")
-    f = np.ascontiguousarray(a, dtype=np.float32)
+    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, and is named below
+        f = np.ascontiguousarray(a, dtype=np.float32)
     _finite(f, a, name)
     return f
 
@@ -57,12 +58,13 @@ def check_labels(y, loss, outputs, name="y"):
     if loss == "sparse_categorical_crossentropy":
         bad = np.flatnonzero((y != np.floor(y)) | (y < 0) | (y >= outputs))
         if bad.size:
-            raise DataError(f"{name}: row {bad[0]}: label {y[bad[0]]:g} is not a class index from 0 to "
-                            f"{outputs - 1} (the model has {outputs} outputs)")
+            raise DataError(f"{name}: the label of row {bad[0]} (counting from 0) is {y[bad[0]]:g}: {loss} needs "
+                            f"class indices from 0 to {outputs - 1} (the model has {outputs} outputs)")
     elif loss == "binary_crossentropy":
         bad = np.flatnonzero((y < 0) | (y > 1))
         if bad.size:
-            raise DataError(f"{name}: row {bad[0]}: label {y[bad[0]]:g} is not in [0, 1]")
+            raise DataError(f"{name}: the label of row {bad[0]} (counting from 0) is {y[bad[0]]:g}: {loss} needs "
+                            f"labels in [0, 1]")
 
 
 def save(folder, x, y):
