@@ -2,6 +2,7 @@
 identical, diverged, damaged, truncated; `first_divergence` and `cause` are None when nothing diverged. In a
 notebook the report shows as the HTML page `--html` writes; str(report) is the text the command prints."""
 
+import html
 import json
 import os
 
@@ -29,6 +30,8 @@ class Report:
     first_divergence (step, phase, kind, site, layer, op, kernel_recorded, kernel_replayed, index, recorded,
     replayed, abs_diff, ulp, detail), cause (category, detail), trace_stop, environment_differences, facts,
     notes; exit_code is the command's (0 reproduced or identical, 1 diverged, 2 a damaged trace)."""
+
+    frame_height = 900  # pixels of a notebook's output cell the report's frame takes
 
     def __init__(self, native):
         self._native = native
@@ -62,7 +65,12 @@ class Report:
             f.write(self.html())
 
     def _repr_html_(self):
-        return self.html()
+        """The page for a notebook's output cell, in a frame of its own: the report's style stays inside it
+        and the notebook's stays out."""
+        title = html.escape(f"trainrr {self.command}: {self.status}", quote=True)
+        return (f'<iframe srcdoc="{html.escape(self.html(), quote=True)}" title="{title}" '
+                f'style="width:100%;height:{self.frame_height}px;border:1px solid #dde2e8;border-radius:8px">'
+                f'</iframe>')
 
     def __str__(self):
         return self.text()
