@@ -254,6 +254,7 @@ class Sequential:
         text = self._config_text(self._fit, self._arrays is not None)
         if path is not None:
             path = os.fspath(path)
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             with open(path, "w", encoding="utf-8") as f:
                 f.write(text)
             if self._arrays is not None:
