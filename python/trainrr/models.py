@@ -117,8 +117,9 @@ class Sequential:
     def fit(self, x=None, y=None, batch_size=None, epochs=None, verbose="auto", validation_split=None,
             shuffle=None, record=None, seed=None, **kwargs):
         """Trains the model, as Keras' fit: epochs (default 1), batch_size (32), validation_split (the last
-        fraction of the rows, evaluated each epoch), shuffle (True). x: float32 arrays are used as they are;
-        other real dtypes are copied to float32. y: one label per row.
+        fraction of the rows, evaluated each epoch), shuffle (True). x: real numbers, (rows, features...);
+        a C-contiguous float32 array is saved for the run as it is, other dtypes are first converted to
+        float32 (a copy). y: one label per row.
 
         record: a trace path (or a trainrr.record(...) object) to record the run to; inside a
         `with trainrr.record(...)` block the run is recorded there. seed: the run's seed (None: the
@@ -199,7 +200,7 @@ class Sequential:
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False, **kwargs):
         """The loss (and accuracy, when compiled with metrics=["accuracy"]) on x and y, in batches of the
         fit's batch_size; without x, on the test split of a configuration's data (data.test_fraction).
-        x and y are copied to float32."""
+        x and y are copied into the engine's tensors (as float32)."""
         for key in kwargs:
             if key in _EVALUATE_ONLY_KERAS:
                 raise _check.unsupported_argument("evaluate", key)
@@ -230,7 +231,8 @@ class Sequential:
 
     def predict(self, x, batch_size=None, verbose="auto", **kwargs):
         """The model's outputs for x, one row per sample (float32; numpy owns the engine's result, no copy).
-        x is copied to float32 unless it is a C-contiguous float32 array already."""
+        x is copied once into the engine's input tensor (which owns its memory), converted to float32 on the
+        way when it is another dtype."""
         for key in kwargs:
             raise _check.unknown_argument("predict", key, ["x", "batch_size", "verbose"])
         run = self._trained("predict")
