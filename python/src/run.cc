@@ -110,11 +110,8 @@ Run::Run(const ConfigSource& source, std::optional<RecordSettings> record, pyb::
     if (Status s = recorder_->start(); !s) raise(ErrorKind::trace, s.error().message);
 }
 
-Run::~Run() {
-  // The output streams call into Python when they are flushed and closed.
-  training_.reset();
-  recorder_.reset();
-}
+// Members go in reverse order: the training first, then the recorder it calls, then the streams both write to.
+Run::~Run() = default;
 
 std::string Run::fit(bool catch_sigint) {
   if (fitted_) raise(ErrorKind::config, "this run has been trained already");
