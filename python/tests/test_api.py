@@ -227,3 +227,16 @@ def test_ctrl_c_stops_after_the_current_step_and_leaves_a_readable_trace(tmp_pat
     assert 0 < len(trace.steps()) == stopped_at < 1000 * 128
     assert trainrr.replay(tmp_path / "run.trr").status == "reproduced"
     assert cli("show", tmp_path / "run.trr").returncode == 0
+
+
+def test_a_configuration_with_augmentation_keeps_it_when_fit_on_arrays(tmp_path):
+    config = tmp_path / "noisy.toml"
+    config.write_text('seed = 1\n[data]\nsource = "synthetic"\nshape = [6]\nclasses = 2\nsamples = 64\n'
+                      '[augment]\nnoise_stddev = 0.5\n[[model.layers]]\ntype = "Dense"\nunits = 2\n'
+                      'activation = "softmax"\n[train]\nloss = "sparse_categorical_crossentropy"\n')
+    model = trainrr.Sequential.from_config(config)
+    x, y = blobs()
+    model.fit(x, y, verbose=0, record=tmp_path / "run.trr")
+    assert "[augment]\nnoise_stddev = 0.5" in model.to_config()
+    draws = [e["site"] for s in trainrr.open(tmp_path / "run.trr").steps() for e in s["events"] if e["type"] == "rng"]
+    assert "augment/noise" in draws

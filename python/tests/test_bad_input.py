@@ -179,3 +179,15 @@ def test_a_second_fit_in_one_recording_is_refused(tmp_path):
         model().fit(x, y, verbose=0)
         with pytest.raises(trainrr.ConfigError, match=r"holds one run"):
             model().fit(x, y, verbose=0)
+
+
+def test_a_refused_fit_leaves_the_recording_to_the_next_one(tmp_path):
+    x, y = data()
+    bad = x.copy()
+    bad[0, 0] = np.inf
+    with trainrr.record(tmp_path / "run.trr", seed=3) as rec:
+        with pytest.raises(trainrr.DataError):
+            model().fit(bad, y, verbose=0)
+        assert not (tmp_path / "run.trr").exists()
+        model().fit(x, y, verbose=0)
+    assert rec.bytes > 0 and trainrr.open(tmp_path / "run.trr").seed == 3

@@ -155,7 +155,7 @@ class Sequential:
             raise DataError("fit: x and y are required (a model read by Sequential.from_config trains on its "
                             "configuration's data without them)")
         if rec is not None:
-            rec.claim()
+            rec.check_unused()
         with tempfile.TemporaryDirectory(prefix="trainrr-") as folder:
             if x is not None:
                 xs = _data.features(x)
@@ -180,6 +180,8 @@ class Sequential:
                                    warnings=sys.stderr)
             except (ConfigError, DataError) as e:
                 raise type(e)(_python_message(str(e), folder)) from None
+        if rec is not None:
+            rec.claim()
         self._run = run
         self._arrays = arrays
         self._fit = settings
@@ -276,10 +278,10 @@ class Sequential:
         elif self._data is not None:
             _toml.table(lines, "[data]", _data_items(self._data["data"]))
             lines.append("")
-            augment = [(k, v) for k, v in self._data["augment"].items() if v]
-            if augment:
-                _toml.table(lines, "[augment]", augment)
-                lines.append("")
+        augment = [(k, v) for k, v in self._data["augment"].items() if v] if self._data is not None else []
+        if augment:
+            _toml.table(lines, "[augment]", augment)
+            lines.append("")
         for layer in self.layers:
             _toml.table(lines, "[[model.layers]]", layer.items())
             lines.append("")

@@ -34,11 +34,14 @@ class Recording:
         return {"path": self.path, "level": self.level, "checkpoint_every": self.checkpoint_every,
                 "embed_data": self.embed_data or embed_data}
 
-    def claim(self):
-        """A recording holds one run: the first fit inside it."""
+    def check_unused(self):
+        """A recording holds one run: the first fit inside it that starts."""
         if self._used:
             raise ConfigError(f"record: {self.path} holds one run, which an earlier fit recorded; "
                               f"use another trainrr.record(...) for another run")
+
+    def claim(self):
+        self.check_unused()
         self._used = True
 
     def __enter__(self):
