@@ -194,8 +194,8 @@ def test_the_gil_is_released_while_training():
     elapsed = time.perf_counter() - start
     t.join()
     assert elapsed > 0.2, "the fit ended too soon to tell"
-    # With the GIL held by the fit this loop would get a turn every 5 ms switch interval at most.
-    assert ticks > 100_000, f"{ticks} iterations in {elapsed:.2f} s"
+    # With the GIL held by the fit, this loop would not run again until the fit had returned.
+    assert ticks > 10_000, f"{ticks} iterations in {elapsed:.2f} s"
 
 
 def test_ctrl_c_stops_after_the_current_step_and_leaves_a_readable_trace(tmp_path):
