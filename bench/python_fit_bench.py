@@ -7,16 +7,17 @@
 Both sides run the same configuration of bench/configs/ (the seed MLP, breast_cancer.toml, and the bench MLP,
 mlp.toml) with the same --set overrides: the command as `trainrr train CONFIG --set train.epochs=N` in a
 process of its own, Python as `Sequential.from_config(CONFIG).fit(epochs=N, verbose=0)` in this one. Each is
-timed by the wall clock at two epoch counts; the difference over the difference in steps is the time per step,
-free of what does not grow with the steps (starting a process, importing, loading the data, building the
-model). Rounds alternate which side goes first, so that a change in the machine's load hits both alike; the
-figures are medians over rounds. With PyTorch installed (Debian's python3-torch), bench/pytorch_step.py's
-step of the same workload is timed in the same rounds.
+timed at two epoch counts, by the wall clock and in CPU time (all threads of its process); the difference over
+the difference in steps is the time per step, free of what does not grow with the steps (starting a process,
+importing, loading the data, building the model). Rounds alternate which side goes first, so that a change in
+the machine's load hits both alike; the figures are medians over rounds. (PyTorch's step time on the same
+workloads: bench/compare_pytorch.sh.)
 """
 
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import time
@@ -31,18 +32,25 @@ WORKLOADS = {
 }
 
 
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def time_cli(binary, config, epochs):
-    start = time.perf_counter()
+    """(wall seconds, CPU seconds of all its threads) of one `trainrr train`."""
+    cpu, start = children_cpu(), time.perf_counter()
     subprocess.run([binary, "train", config, "--set", f"train.epochs={epochs}"], check=True,
                    stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, children_cpu() - cpu
 
 
 def time_python(config, epochs):
-    start = time.perf_counter()
+    """(wall seconds, CPU seconds of this process's threads) of one fit, and the steps per epoch."""
+    cpu, start = time.process_time(), time.perf_counter()
     model = trainrr.Sequential.from_config(config)
     model.fit(epochs=epochs, verbose=0)
-    return time.perf_counter() - start, model._run.steps_per_epoch
+    return (time.perf_counter() - start, time.process_time() - cpu), model._run.steps_per_epoch
 
 
 def main():
@@ -55,27 +63,33 @@ def main():
     results = {}
     for name in args.workloads.split(","):
         config, few, many = WORKLOADS[name]
-        python_ms, cli_ms, ratios = [], [], []
+        per_step = {(side, clock): [] for side in ("python", "cli") for clock in ("wall", "cpu")}
+        ratios = {"wall": [], "cpu": []}
         for r in range(args.rounds):
             measured = {}
             order = ("python", "cli") if r % 2 == 0 else ("cli", "python")
             for side in order:
                 if side == "python":
-                    (t_few, steps_per_epoch), (t_many, _) = time_python(config, few), time_python(config, many)
+                    (few_t, steps_per_epoch), (many_t, _) = time_python(config, few), time_python(config, many)
                 else:
-                    t_few, t_many = time_cli(args.bin, config, few), time_cli(args.bin, config, many)
-                measured[side] = t_many - t_few
+                    few_t, many_t = time_cli(args.bin, config, few), time_cli(args.bin, config, many)
+                measured[side] = {"wall": many_t[0] - few_t[0], "cpu": many_t[1] - few_t[1]}
             steps = steps_per_epoch * (many - few)
-            python_ms.append(1e3 * measured["python"] / steps)
-            cli_ms.append(1e3 * measured["cli"] / steps)
-            ratios.append(measured["python"] / measured["cli"])
-        row = {"steps_timed": steps, "python_ms_per_step": statistics.median(python_ms),
-               "cli_ms_per_step": statistics.median(cli_ms), "python_over_cli": statistics.median(ratios),
-               "rounds": args.rounds}
+            for clock in ("wall", "cpu"):
+                for side in ("python", "cli"):
+                    per_step[(side, clock)].append(1e3 * measured[side][clock] / steps)
+                ratios[clock].append(measured["python"][clock] / measured["cli"][clock])
+        row = {"steps_timed": steps, "rounds": args.rounds}
+        for clock in ("wall", "cpu"):
+            for side in ("python", "cli"):
+                row[f"{side}_{clock}_ms_per_step"] = statistics.median(per_step[(side, clock)])
+            row[f"python_over_cli_{clock}"] = statistics.median(ratios[clock])
         results[name] = row
-        line = (f"{name}: python {row['python_ms_per_step']:.4f} ms/step, cli {row['cli_ms_per_step']:.4f} ms/step, "
-                f"python/cli {row['python_over_cli']:.3f} (median of {args.rounds} rounds, {steps} steps timed)")
-        print(line, flush=True)
+        for clock in ("wall", "cpu"):
+            print(f"{name} ({clock}): python {row[f'python_{clock}_ms_per_step']:.4f} ms/step, "
+                  f"cli {row[f'cli_{clock}_ms_per_step']:.4f} ms/step, python/cli "
+                  f"{row[f'python_over_cli_{clock}']:.3f} (medians of {args.rounds} rounds, {steps} steps timed)",
+                  flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
