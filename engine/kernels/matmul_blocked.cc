@@ -146,6 +146,70 @@ struct Avx512Kernel {
     }
   }
 };
+
+// The unfused SIMD micro-kernels: the generic kernel's arithmetic (each product rounded, then added, k in
+// order), 8 or 16 columns at a time. Every element of C gets exactly the generic kernel's bits, so the
+// portable kernels run them on any CPU that has the instructions and give the same result as the baseline
+// code everywhere else.
+struct Avx2UnfusedKernel {
+  static constexpr int mr = 6, nr = 16;
+  TRAINRR_NO_FP_CONTRACT __attribute__((target("avx2"))) static void run(int64_t kc, const float* a,
+                                                                         const float* b, float* c, int64_t ldc,
+                                                                         bool load_c) {
+    TRAINRR_NO_FP_CONTRACT_BODY
+    __m256 acc[mr][2];
+#pragma GCC unroll 6
+    for (int r = 0; r < mr; ++r) {
+      acc[r][0] = load_c ? _mm256_loadu_ps(c + r * ldc) : _mm256_setzero_ps();
+      acc[r][1] = load_c ? _mm256_loadu_ps(c + r * ldc + 8) : _mm256_setzero_ps();
+    }
+    for (int64_t l = 0; l < kc; ++l, a += mr, b += nr) {
+      const __m256 b0 = _mm256_loadu_ps(b);
+      const __m256 b1 = _mm256_loadu_ps(b + 8);
+#pragma GCC unroll 6
+      for (int r = 0; r < mr; ++r) {
+        const __m256 ar = _mm256_broadcast_ss(a + r);
+        acc[r][0] = _mm256_add_ps(acc[r][0], _mm256_mul_ps(ar, b0));
+        acc[r][1] = _mm256_add_ps(acc[r][1], _mm256_mul_ps(ar, b1));
+      }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < mr; ++r) {
+      _mm256_storeu_ps(c + r * ldc, acc[r][0]);
+      _mm256_storeu_ps(c + r * ldc + 8, acc[r][1]);
+    }
+  }
+};
+
+struct Avx512UnfusedKernel {
+  static constexpr int mr = 12, nr = 32;
+  TRAINRR_NO_FP_CONTRACT __attribute__((target("avx512f"))) static void run(int64_t kc, const float* a,
+                                                                            const float* b, float* c,
+                                                                            int64_t ldc, bool load_c) {
+    TRAINRR_NO_FP_CONTRACT_BODY
+    __m512 acc[mr][2];
+#pragma GCC unroll 12
+    for (int r = 0; r < mr; ++r) {
+      acc[r][0] = load_c ? _mm512_loadu_ps(c + r * ldc) : _mm512_setzero_ps();
+      acc[r][1] = load_c ? _mm512_loadu_ps(c + r * ldc + 16) : _mm512_setzero_ps();
+    }
+    for (int64_t l = 0; l < kc; ++l, a += mr, b += nr) {
+      const __m512 b0 = _mm512_loadu_ps(b);
+      const __m512 b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 12
+      for (int r = 0; r < mr; ++r) {
+        const __m512 ar = _mm512_set1_ps(a[r]);
+        acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_mul_ps(ar, b0));
+        acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_mul_ps(ar, b1));
+      }
+    }
+#pragma GCC unroll 12
+    for (int r = 0; r < mr; ++r) {
+      _mm512_storeu_ps(c + r * ldc, acc[r][0]);
+      _mm512_storeu_ps(c + r * ldc + 16, acc[r][1]);
+    }
+  }
+};
 #endif
 
 // A tile cut by the edge of C goes through a full-size buffer, so the micro-kernel never needs masks.
@@ -248,6 +312,29 @@ void gemm_blocked(Isa isa, const GemmArgs& g, ThreadPool* pool) {
     case Isa::generic: return gemm_impl<GenericKernel>(g, pool);
   }
 }
+
+Isa portable_isa() {
+  static const Isa isa = [] {
+    auto r = runtime_isa();
+    return r ? *r : Isa::generic;
+  }();
+  return isa;
+}
+
+void gemm_blocked_unfused(const GemmArgs& g, ThreadPool* pool) {
+  switch (portable_isa()) {
+#if defined(__x86_64__)
+    case Isa::avx512: return gemm_impl<Avx512UnfusedKernel>(g, pool);
+    case Isa::avx2: return gemm_impl<Avx2UnfusedKernel>(g, pool);
+#else
+    case Isa::avx512:
+    case Isa::avx2:
+#endif
+    case Isa::generic: return gemm_impl<GenericKernel>(g, pool);
+  }
+}
+
+void matmul_portable(const MatmulArgs& p, ThreadPool& pool) { gemm_blocked_unfused(gemm_args(p), &pool); }
 
 void matmul_blocked_generic(const MatmulArgs& p, ThreadPool& pool) { gemm_blocked(Isa::generic, gemm_args(p), &pool); }
 void matmul_blocked_avx2(const MatmulArgs& p, ThreadPool& pool) { gemm_blocked(Isa::avx2, gemm_args(p), &pool); }
