@@ -17,6 +17,10 @@ float exp_portable(float x);
 float log_portable(float x);    // log(x); -inf at 0, NaN below
 float log1p_portable(float x);  // log(1 + x), accurate for small x
 float tanh_portable(float x);
+// The double forms the initializers' normal draws use (normal_quantile), and erfc.
+double exp_portable_double(double x);
+double log_portable_double(double x);
+double erfc_portable(double z);
 // base^n for an integer n >= 0, by repeated squaring (Adam's bias corrections).
 double pow_portable(double base, int64_t n);
 

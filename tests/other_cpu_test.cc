@@ -85,6 +85,19 @@ TEST_F(OtherCpu, APortableRecordingReproducesOnEveryModelWithOneAndTwoThreads) {
     }
 }
 
+// The conv net (Conv2D, MaxPool2D) and the batch-normalized one, one epoch each, on the oldest model.
+TEST_F(OtherCpu, PortableConvolutionsAndBatchNormalizationReproduceOnNehalem) {
+  for (const char* example_name : {"digits_cnn.toml", "digits_bn.toml"}) {
+    const std::string trace = dir.file(std::string(example_name) + ".trr");
+    const CommandResult rec = run_trainrr("record " + example(example_name) +
+                                          " --set train.epochs=1 --set runtime.policy=portable -o " + trace);
+    ASSERT_EQ(rec.exit_code, 0) << rec.output;
+    const CommandResult r = run_on("Nehalem", "", "replay " + trace + " --set runtime.threads=1");
+    EXPECT_EQ(r.exit_code, 0) << example_name << ":\n" << r.output;
+    EXPECT_TRUE(has(r.output, "reproduced bit for bit")) << example_name << ":\n" << r.output;
+  }
+}
+
 TEST_F(OtherCpu, ADeterministicRecordingReproducesWhereTheKernelsSumAlikeAndNamesTheCauseWhereNot) {
   const Isa native = detect_isa();
   if (native == Isa::generic) GTEST_SKIP() << "this CPU has no AVX2: its deterministic kernels are the generic ones";
