@@ -605,8 +605,8 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
   if (c.runtime.threads < 0)
     return bad("runtime.threads", "must be 0 (all cores) or more, got " + std::to_string(c.runtime.threads));
   const std::string& p = c.runtime.policy;
-  if (p != "default" && p != "deterministic" && p != "autotune")
-    return named("runtime.policy", unknown_choice("policy", p, {"default", "deterministic", "autotune"}));
+  if (p != "default" && p != "deterministic" && p != "autotune" && p != "portable")
+    return named("runtime.policy", unknown_choice("policy", p, {"default", "deterministic", "autotune", "portable"}));
   return c;
 }
 
