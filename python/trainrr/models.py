@@ -73,7 +73,7 @@ class Sequential:
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, threads=None, policy=None, **kwargs):
         """As Keras' compile (its default optimizer is rmsprop). metrics: None or ["accuracy"]: the engine
         reports the loss, and accuracy for the two cross-entropies. trainrr's own: threads (default 0: every
-        core) and policy ("default", "deterministic" or "autotune"), the configuration's [runtime]."""
+        core) and policy ("default", "deterministic", "autotune" or "portable"), the configuration's [runtime]."""
         for key in kwargs:
             if key in _COMPILE_ONLY_KERAS:
                 raise _check.unsupported_argument("compile", key)
