@@ -1,5 +1,5 @@
 // Training step time of the benchmark workloads (bench/configs/*.toml), for each thread count and policy.
-// The default and deterministic trainings of a workload and thread count are built together and timed in
+// The default, deterministic and portable trainings of a workload and thread count are built together and timed in
 // alternating repetitions, so that their ratio comes from one run on one machine state (CONVENTIONS.md).
 //
 //   step_bench [--configs DIR] [--workloads a,b] [--threads 1,2] [--steps N] [--reps R] [--warmup W]
@@ -126,8 +126,8 @@ Options parse_args(int argc, char** argv) {
       std::printf(
           "usage: step_bench [--configs DIR] [--workloads breast_cancer,mlp,convnet] [--threads 1,2]\n"
           "                  [--steps N] [--reps R] [--warmup W] [--min-ms T] [--json FILE] [--kernels] [--phases]\n"
-          "Milliseconds per training step (median of R repetitions of N steps) under the default and the\n"
-          "deterministic policy, and their ratio.\n");
+          "Milliseconds per training step (median of R repetitions of N steps) under the default, the\n"
+          "deterministic and the portable policy, and the ratios det/def and port/det.\n");
       std::exit(0);
     } else if (is("--configs")) {
       o.configs = value(i, "--configs");
@@ -249,13 +249,14 @@ int main(int argc, char** argv) {
   register_cpu_kernels(registry);
 
   std::vector<Row> rows;
-  std::printf("%-14s %7s %11s %11s %9s %7s\n", "workload", "threads", "default", "determ.", "det/def", "steps");
-  std::printf("%-14s %7s %11s %11s %9s %7s\n", "", "", "ms/step", "ms/step", "", "");
+  std::printf("%-14s %7s %11s %11s %11s %9s %9s %7s\n", "workload", "threads", "default", "determ.", "portable",
+              "det/def", "port/det", "steps");
+  std::printf("%-14s %7s %11s %11s %11s %9s %9s %7s\n", "", "", "ms/step", "ms/step", "ms/step", "", "", "");
   for (const std::string& workload : o.workloads) {
     const std::string path = o.configs + "/" + workload + ".toml";
     for (int threads : o.threads) {
       std::vector<std::unique_ptr<Run>> runs;
-      for (const char* policy : {"default", "deterministic"}) {
+      for (const char* policy : {"default", "deterministic", "portable"}) {
         auto run = std::make_unique<Run>();
         run->policy = policy;
         auto config = load_config(path, {"runtime.threads=" + std::to_string(threads),
@@ -290,9 +291,10 @@ int main(int argc, char** argv) {
           run->cpu_ms_per_step.push_back((cpu_ms() - cpu_start) / steps);
         }
 
-      const double def = median(runs[0]->ms_per_step), det = median(runs[1]->ms_per_step);
-      std::printf("%-14s %7d %11.4f %11.4f %9.3f %7lld\n", workload.c_str(), threads, def, det, det / def,
-                  static_cast<long long>(steps));
+      const double def = median(runs[0]->ms_per_step), det = median(runs[1]->ms_per_step),
+                   port = median(runs[2]->ms_per_step);
+      std::printf("%-14s %7d %11.4f %11.4f %11.4f %9.3f %9.3f %7lld\n", workload.c_str(), threads, def, det, port,
+                  det / def, port / det, static_cast<long long>(steps));
       std::fflush(stdout);
       for (auto& run : runs)
         rows.push_back(

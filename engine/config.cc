@@ -617,8 +617,8 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
     return named("distributed.allreduce",
                  unknown_choice("allreduce", v, {"auto", "trainrr_tree", "trainrr_exact", "mpi", "arrival"}));
   const std::string& p = c.runtime.policy;
-  if (p != "default" && p != "deterministic" && p != "autotune")
-    return named("runtime.policy", unknown_choice("policy", p, {"default", "deterministic", "autotune"}));
+  if (p != "default" && p != "deterministic" && p != "autotune" && p != "portable")
+    return named("runtime.policy", unknown_choice("policy", p, {"default", "deterministic", "autotune", "portable"}));
   return c;
 }
 

@@ -58,7 +58,7 @@ struct TrainConfig {
 
 struct RuntimeConfig {
   int threads = 0;                 // 0: every core
-  std::string policy = "default";  // default | deterministic | autotune
+  std::string policy = "default";  // default | deterministic | autotune | portable
 };
 
 // Data-parallel runs (mpirun -n N trainrr ...): train.batch_size is the global batch.

@@ -148,7 +148,7 @@ TEST(Config, BadValuesAreRefused) {
   expect_set_errors({{"train.batch_size=0", "train.batch_size must be at least 1"},
                      {"train.optimizer.learning_rate=-1", "learning_rate must be positive, got -1"},
                      {"runtime.policy=fastest",
-                      "runtime.policy: unknown policy 'fastest' (expected one of: default, deterministic, autotune)"},
+                      "runtime.policy: unknown policy 'fastest' (expected one of: default, deterministic, autotune, portable)"},
                      {"data.test_fraction=1.5", "data.test_fraction must be in [0, 1), got 1.5"},
                      {"train.optimizer.type=adagrad", "train.optimizer.type: unknown optimizer 'adagrad'"},
                      {"nonsense", "expected key=value"}});

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "engine/portable_math.h"
+
 namespace trainrr {
 
 Optimizer::Slots& Optimizer::slots_for(const Param& p) {
@@ -13,7 +15,12 @@ Optimizer::Slots& Optimizer::slots_for(const Param& p) {
   return slots_.back();
 }
 
+double Optimizer::power(double b, int64_t t) const {
+  return math_ == MathFamily::portable ? pow_portable(b, t) : std::pow(b, static_cast<double>(t));
+}
+
 void Optimizer::step(const std::vector<Param*>& params, Runtime& rt) {
+  math_ = rt.math;
   ++iterations_;
   const int64_t t = iterations_;
   for (Param* p : params) {
@@ -110,7 +117,7 @@ class Adam : public Optimizer {
         wd_(decoupled ? c.weight_decay : 0) {}
   std::vector<std::string> slot_names() const override { return {"m", "v"}; }
   void update(float* w, const float* g, std::vector<float*>& s, int64_t n, int64_t t) const override {
-    const float lr_t = static_cast<float>(lr_ * std::sqrt(1 - std::pow(b2_, t)) / (1 - std::pow(b1_, t)));
+    const float lr_t = static_cast<float>(lr_ * std::sqrt(1 - power(b2_, t)) / (1 - power(b1_, t)));
     const float one_b1 = static_cast<float>(1 - b1_), one_b2 = static_cast<float>(1 - b2_);
     const float eps = static_cast<float>(eps_), decay = static_cast<float>(lr_ * wd_);
     if (decay != 0)

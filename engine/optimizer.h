@@ -28,6 +28,8 @@ class Optimizer {
   virtual std::vector<std::string> slot_names() const = 0;
   // Updates w[0..n) given g and this parameter's slots; t is the 1-based iteration.
   virtual void update(float* w, const float* g, std::vector<float*>& slots, int64_t n, int64_t t) const = 0;
+  // b^t, as the run's math family computes it (Runtime::math; set by step).
+  double power(double b, int64_t t) const;
 
  private:
   struct Slots {
@@ -38,6 +40,7 @@ class Optimizer {
 
   std::vector<Slots> slots_;
   int64_t iterations_ = 0;
+  MathFamily math_ = MathFamily::libm;
 };
 
 std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& config);

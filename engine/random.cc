@@ -33,7 +33,21 @@ uint64_t stream_key(uint64_t seed, std::string_view stream) {
   return XXH3_64bits_withSeed(stream.data(), stream.size(), seed);
 }
 
-double normal_quantile(double p) {
+namespace {
+
+struct LibmDouble {
+  static double log(double x) { return std::log(x); }
+  static double exp(double x) { return std::exp(x); }
+  static double erfc(double x) { return std::erfc(x); }
+};
+struct PortableDouble {
+  static double log(double x) { return log_portable_double(x); }
+  static double exp(double x) { return exp_portable_double(x); }
+  static double erfc(double x) { return erfc_portable(x); }
+};
+
+template <class M>
+double quantile(double p) {
   // Acklam's rational approximation with one Newton step (Halley) for full double accuracy.
   static const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
                              1.383577518672690e+02, -3.066479806614716e+01, 2.506628277459239e+00};
@@ -46,7 +60,7 @@ double normal_quantile(double p) {
   const double lo = 0.02425, hi = 1 - lo;
   double x;
   if (p < lo) {
-    double q = std::sqrt(-2 * std::log(p));
+    double q = std::sqrt(-2 * M::log(p));
     x = (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
         ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
   } else if (p <= hi) {
@@ -54,14 +68,19 @@ double normal_quantile(double p) {
     x = (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q /
         (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1);
   } else {
-    double q = std::sqrt(-2 * std::log(1 - p));
+    double q = std::sqrt(-2 * M::log(1 - p));
     x = -(((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
         ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
   }
-  const double e = 0.5 * std::erfc(-x / std::sqrt(2.0)) - p;
-  const double u = e * std::sqrt(2 * M_PI) * std::exp(x * x / 2);
+  const double e = 0.5 * M::erfc(-x / std::sqrt(2.0)) - p;
+  const double u = e * std::sqrt(2 * M_PI) * M::exp(x * x / 2);
   return x - u / (1 + x * u / 2);
 }
+
+}  // namespace
+
+double normal_quantile(double p) { return quantile<LibmDouble>(p); }
+double normal_quantile_portable(double p) { return quantile<PortableDouble>(p); }
 
 uint64_t entropy_seed() {
   std::random_device rd;
@@ -98,9 +117,10 @@ double open01(uint32_t w) { return (static_cast<double>(w) + 0.5) / 4294967296.0
 void RngStreams::normal(std::string_view site, std::string_view stream, std::span<float> out, float mean,
                         float stddev) {
   scratch_.resize(out.size());
+  double (*const quantile_of)(double) = math_ == MathFamily::portable ? normal_quantile_portable : normal_quantile;
   RngDraw d = draw_words(site, stream, scratch_);
   for (size_t i = 0; i < out.size(); ++i)
-    out[i] = static_cast<float>(mean + stddev * normal_quantile(open01(scratch_[i])));
+    out[i] = static_cast<float>(mean + stddev * quantile_of(open01(scratch_[i])));
   hooks_->rng_values(d, std::as_bytes(out));
 }
 
@@ -109,9 +129,10 @@ void RngStreams::truncated_normal(std::string_view site, std::string_view stream
   // Phi(-2) and Phi(2): the quantile of a uniform draw between them lies within two standard deviations.
   const double plo = 0.022750131948179195, phi = 1 - plo;
   scratch_.resize(out.size());
+  double (*const quantile_of)(double) = math_ == MathFamily::portable ? normal_quantile_portable : normal_quantile;
   RngDraw d = draw_words(site, stream, scratch_);
   for (size_t i = 0; i < out.size(); ++i)
-    out[i] = static_cast<float>(mean + stddev * normal_quantile(plo + (phi - plo) * open01(scratch_[i])));
+    out[i] = static_cast<float>(mean + stddev * quantile_of(plo + (phi - plo) * open01(scratch_[i])));
   hooks_->rng_values(d, std::as_bytes(out));
 }
 

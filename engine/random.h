@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "engine/hooks.h"
+#include "engine/portable_math.h"
 
 namespace trainrr {
 
@@ -29,8 +30,10 @@ uint64_t stream_key(uint64_t seed, std::string_view stream);
 
 // A uniform float in [0, 1) from the top 24 bits of a word.
 inline float uniform01(uint32_t w) { return static_cast<float>(w >> 8) * (1.0f / 16777216.0f); }
-// The standard normal quantile (inverse CDF), accurate to ~1e-9 relative.
+// The standard normal quantile (inverse CDF), refined to double accuracy, with glibc's log, exp and erfc.
 double normal_quantile(double p);
+// The same with the portable log, exp and erfc (engine/portable_math.h): the same bits on every x86-64 CPU.
+double normal_quantile_portable(double p);
 
 // The permutation of 0..n-1 that RngStreams::permutation makes from these n-1 words (Fisher-Yates,
 // multiply-shift bounding): a recorded shuffle draw is enough to rebuild its permutation.
@@ -45,6 +48,8 @@ class RngStreams {
   RngStreams(uint64_t seed, Hooks& hooks) : seed_(seed), hooks_(&hooks) {}
 
   uint64_t seed() const { return seed_; }
+  // The family normal and truncated_normal compute their quantiles with (Runtime::math).
+  void set_math(MathFamily math) { math_ = math; }
 
   void uniform(std::string_view site, std::string_view stream, std::span<float> out, float lo, float hi);
   void normal(std::string_view site, std::string_view stream, std::span<float> out, float mean, float stddev);
@@ -71,6 +76,7 @@ class RngStreams {
 
   uint64_t seed_;
   Hooks* hooks_;
+  MathFamily math_ = MathFamily::libm;
   std::map<std::string, uint64_t, std::less<>> offsets_;
   std::vector<uint32_t> scratch_;
   std::string scope_;

@@ -3,6 +3,7 @@
 
 #include "engine/hooks.h"
 #include "engine/kernels/kernel_selector.h"
+#include "engine/portable_math.h"
 #include "engine/random.h"
 #include "engine/thread_pool.h"
 
@@ -12,6 +13,9 @@ struct Runtime {
   Hooks* hooks = nullptr;           // never null; null_hooks() when nobody listens
   KernelSelector* kernels = nullptr;
   RngStreams* rng = nullptr;
+  // exp, log and tanh of activations and losses, and the optimizers' powers: portable under
+  // runtime.policy = "portable" (also when a replay forces the kernels), glibc's otherwise.
+  MathFamily math = MathFamily::libm;
   ThreadPool& pool() { return kernels->pool(); }
   // Probes wanted at this level? (Asked once per run, kept here.)
   ProbeLevel level = ProbeLevel::step;

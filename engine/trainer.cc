@@ -255,6 +255,8 @@ Status Training::prepare(const TrainingOptions& options) {
   rt_.hooks = hooks_;
   rt_.kernels = selector_.get();
   rt_.rng = rng_.get();
+  rt_.math = config_.runtime.policy == "portable" ? MathFamily::portable : MathFamily::libm;
+  rng_->set_math(rt_.math);
   rt_.level = hooks_->probe_level();
 
   auto data = load_dataset(config_.data, seed_);

@@ -10,7 +10,6 @@
 #include <xxhash.h>
 #include <zstd.h>
 
-#include <fstream>
 
 #include "engine/kernels/kernel_registry.h"
 #include "engine/kernels/matmul_openblas.h"
@@ -20,18 +19,6 @@ extern char** environ;
 
 namespace trainrr {
 namespace {
-
-std::string cpuinfo_field(const std::string& field) {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(field, 0) == 0) {
-      const size_t colon = line.find(':');
-      if (colon != std::string::npos) return line.substr(colon + 2);
-    }
-  }
-  return "unknown";
-}
 
 // The CPU flags that decide which kernels can run and how they round.
 std::string numeric_cpu_flags() {
@@ -65,7 +52,7 @@ Environment capture_environment(int threads, const std::string& isa, const std::
   char host[256] = {};
   gethostname(host, sizeof host - 1);
   env.emplace_back("host", host);
-  env.emplace_back("cpu.model", cpuinfo_field("model name"));
+  env.emplace_back("cpu.model", cpu_model());
   env.emplace_back("cpu.flags", numeric_cpu_flags());
   env.emplace_back("cpu.cores", std::to_string(ThreadPool::hardware_threads()));
   env.emplace_back("threads", std::to_string(threads));

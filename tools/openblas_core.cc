@@ -76,6 +76,17 @@ std::optional<std::vector<std::string>> restarted_notes() {
       openblas_core() + " code"};
 }
 
+// Where OPENBLAS_CORETYPE made OpenBLAS load code this CPU cannot run: the note that says so. OpenBLAS was
+// left out of the kernels (openblas_runs_here), so nothing dies of SIGILL. nullopt otherwise.
+std::optional<std::vector<std::string>> unrunnable_core_notes() {
+  if (openblas_runs_here()) return std::nullopt;
+  const char* set = std::getenv("OPENBLAS_CORETYPE");
+  return std::vector<std::string>{
+      "OPENBLAS_CORETYPE=" + std::string(set ? set : "") + " makes OpenBLAS run its " + openblas_core() +
+      " code, which this CPU (" + cpu_model() + ", instruction set " + isa_name(detect_isa()) +
+      ") cannot run: f32_matmul__openblas_sgemm is left out of the kernels and trainrr's own run instead"};
+}
+
 // OpenBLAS's best code within an instruction set, when this CPU runs it.
 std::string best_core_within(Isa isa, const std::vector<std::string>& flags) {
   const char* core = isa == Isa::avx512 ? "SkylakeX" : isa == Isa::avx2 ? "Haswell" : "Prescott";
@@ -106,6 +117,9 @@ std::vector<std::string> within_isa(const std::string& before) {
 
 std::vector<std::string> use_recorded_openblas_core(const trace::TraceHeader& recorded) {
   if (auto notes = restarted_notes()) return *notes;
+  if (auto notes = unrunnable_core_notes()) return *notes;
+  // A portable run calls no OpenBLAS (its code differs per core): nothing to match.
+  if (recorded_value(recorded, "policy") == "portable") return {};
   const std::string want = openblas_core_in(recorded_value(recorded, "lib.openblas"));
   const std::string have = openblas_core();
   if (const char* set = std::getenv("OPENBLAS_CORETYPE")) {
@@ -134,6 +148,7 @@ std::vector<std::string> use_recorded_openblas_core(const trace::TraceHeader& re
 
 std::vector<std::string> keep_openblas_within_isa() {
   if (auto notes = restarted_notes()) return *notes;
+  if (auto notes = unrunnable_core_notes()) return *notes;
   if (std::getenv("OPENBLAS_CORETYPE")) return {};  // the user's choice
   return within_isa("");
 }

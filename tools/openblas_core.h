@@ -11,6 +11,9 @@
 
 namespace trainrr::cli {
 
+// Where OPENBLAS_CORETYPE names code this CPU cannot run, OpenBLAS is not among the kernels
+// (openblas_runs_here) and the functions below return the note that says so, restarting nothing.
+
 // For a replay that forces the recorded kernels: runs the recording's OpenBLAS code when this CPU (and
 // TRAINRR_ISA) allows it, else keeps OpenBLAS within TRAINRR_ISA as keep_openblas_within_isa() does.
 // Returns the notes for the report.

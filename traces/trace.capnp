@@ -94,7 +94,15 @@ struct Dataset {
   digestHigh @4 :UInt64;  # high 64 bits
   # The file's bytes when embedded, in chunks (a Data blob holds < 2^29 bytes). Empty: not embedded.
   # When present: the chunk sizes must sum to `size`, and their XXH3-128 must equal the digest.
+  # Written by trainrr 0.2 and earlier; later writers write embeddedZstd.
   embedded @5 :List(Data);
+  # The file's bytes when embedded, compressed: independent zstd frames as a Tensor's chunks (each < 2^29
+  # bytes, declaring its content size in its frame header, with a content checksum). The content sizes must
+  # sum to `size`, which must be <= the reader's embedded-data limit (checked before anything is allocated),
+  # each frame must decompress to exactly its declared size, and the XXH3-128 of the whole must equal the
+  # digest. At most one of embedded and embeddedZstd may be set. A reader that predates this field sees the
+  # data set as not embedded, and looks for the file at its path.
+  embeddedZstd @6 :List(Data);
 }
 
 # --- steps ---

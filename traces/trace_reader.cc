@@ -266,6 +266,36 @@ struct TraceReader::Impl {
     if (dctx) ZSTD_freeDCtx(dctx);
   }
 
+  // Why zstd frames (a checkpoint tensor's chunks, an embedded data file) cannot decompress to exactly `raw`
+  // bytes, from their frame headers alone; "" when they can. `total` names that size in messages.
+  static std::string check_frames(capnp::List<capnp::Data>::Reader chunks, uint64_t raw, const char* total) {
+    uint64_t declared = 0;
+    for (auto ch : chunks) {
+      unsigned long long n = ZSTD_getFrameContentSize(ch.begin(), ch.size());
+      if (n == ZSTD_CONTENTSIZE_UNKNOWN || n == ZSTD_CONTENTSIZE_ERROR) return "a chunk is not a sized zstd frame";
+      if (ZSTD_findFrameCompressedSize(ch.begin(), ch.size()) != ch.size())
+        return "a chunk is not exactly one zstd frame";
+      if (n > raw - declared) return std::string("chunks decompress to more than ") + total;
+      declared += n;
+    }
+    if (declared != raw) return std::string("chunks decompress to less than ") + total;
+    return "";
+  }
+
+  // Decompresses frames that check_frames() accepted into `dst`; "" or why it failed.
+  std::string inflate_frames(capnp::List<capnp::Data>::Reader chunks, uint8_t* dst) {
+    uint64_t at = 0;
+    if (!dctx) dctx = ZSTD_createDCtx();
+    for (auto ch : chunks) {
+      uint64_t n = ZSTD_getFrameContentSize(ch.begin(), ch.size());
+      size_t got = ZSTD_decompressDCtx(dctx, dst + at, n, ch.begin(), ch.size());
+      if (ZSTD_isError(got)) return std::string("zstd: ") + ZSTD_getErrorName(got);
+      if (got != n) return "a chunk decompressed to fewer bytes than it declares";
+      at += n;
+    }
+    return "";
+  }
+
   Error error_at(uint64_t offset, const std::string& what) {
     error_offset = offset;
     error_what = what;
@@ -529,6 +559,18 @@ struct TraceReader::Impl {
         if (digest128_bytes(info.embedded) != info.digest)
           malformed("data set '" + info.name + "': embedded bytes do not match its digest");
       }
+      auto frames = d.getEmbeddedZstd();
+      if (frames.size() > 0) {
+        auto fail = [&](const std::string& why) { malformed("data set '" + info.name + "': " + why); };
+        if (chunks.size() > 0) fail("both embedded and embeddedZstd are set");
+        if (info.size_bytes > limits.max_embedded_bytes)
+          fail(std::to_string(info.size_bytes) + " bytes exceed the limit of " +
+               std::to_string(limits.max_embedded_bytes) + " for embedded data");
+        if (std::string why = check_frames(frames, info.size_bytes, "its size"); !why.empty()) fail(why);
+        info.embedded.resize(info.size_bytes);  // bounded by the limit checked above
+        if (std::string why = inflate_frames(frames, info.embedded.data()); !why.empty()) fail(why);
+        if (digest128_bytes(info.embedded) != info.digest) fail("embedded bytes do not match its digest");
+      }
       out.datasets.push_back(std::move(info));
     }
     return out;
@@ -643,28 +685,11 @@ struct TraceReader::Impl {
       }
       if (elements * 4 != raw) fail("shape product times 4 must equal rawBytes");
       auto chunks = t.getChunks();
-      uint64_t declared = 0;
-      for (auto ch : chunks) {
-        unsigned long long n = ZSTD_getFrameContentSize(ch.begin(), ch.size());
-        if (n == ZSTD_CONTENTSIZE_UNKNOWN || n == ZSTD_CONTENTSIZE_ERROR) fail("a chunk is not a sized zstd frame");
-        if (ZSTD_findFrameCompressedSize(ch.begin(), ch.size()) != ch.size())
-          fail("a chunk is not exactly one zstd frame");
-        if (n > raw - declared) fail("chunks decompress to more than rawBytes");
-        declared += n;
-      }
-      if (declared != raw) fail("chunks decompress to less than rawBytes");
+      if (std::string why = check_frames(chunks, raw, "rawBytes"); !why.empty()) fail(why);
       // Every size is checked: allocating now is bounded by the limits.
       nt.value.data.resize(elements);
-      auto* dst = reinterpret_cast<uint8_t*>(nt.value.data.data());
-      uint64_t at = 0;
-      if (!dctx) dctx = ZSTD_createDCtx();
-      for (auto ch : chunks) {
-        uint64_t n = ZSTD_getFrameContentSize(ch.begin(), ch.size());
-        size_t got = ZSTD_decompressDCtx(dctx, dst + at, n, ch.begin(), ch.size());
-        if (ZSTD_isError(got)) fail(std::string("zstd: ") + ZSTD_getErrorName(got));
-        if (got != n) fail("a chunk decompressed to fewer bytes than it declares");
-        at += n;
-      }
+      if (std::string why = inflate_frames(chunks, reinterpret_cast<uint8_t*>(nt.value.data.data())); !why.empty())
+        fail(why);
       out.tensors.push_back(std::move(nt));
     }
     for (auto r : c.getRngOffsets()) out.rng_offsets.emplace_back(text(r.getStream()), r.getOffset());

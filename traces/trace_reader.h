@@ -21,6 +21,7 @@ struct ReaderLimits {
   uint32_t max_segments = 512;                         // per message
   uint64_t max_tensor_bytes = uint64_t{4} << 30;       // one tensor, decompressed (checked before allocating)
   uint64_t max_checkpoint_bytes = uint64_t{16} << 30;  // all tensors of one checkpoint, decompressed
+  uint64_t max_embedded_bytes = uint64_t{4} << 30;     // one embedded data file, decompressed
   int nesting_limit = 32;                              // the schema nests 6 deep
 };
 

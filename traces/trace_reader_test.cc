@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <random>
 
 #include <zstd.h>
@@ -622,6 +623,113 @@ TEST(TraceReaderLive, ATraceStillBeingWrittenReadsToItsLastCompleteMessageWithAN
   EXPECT_TRUE((*cut)->stopped()->truncated) << (*cut)->stopped()->why;
   std::remove(path.c_str());
   std::remove(other.c_str());
+}
+
+}  // namespace
+}  // namespace trainrr::trace
+
+namespace trainrr::trace {
+namespace {
+
+using namespace testing_util;
+
+// The sample header (its one data set embedded) as written, with `change` applied to the data set's message.
+std::vector<uint8_t> header_with_embedding(const std::function<void(schema::Dataset::Builder)>& change) {
+  const std::vector<uint8_t> written = header_bytes(sample_header());
+  kj::ArrayInputStream in(kj::arrayPtr(written.data(), written.size()));
+  capnp::PackedMessageReader reader(in);
+  capnp::MallocMessageBuilder message;
+  message.setRoot(reader.getRoot<schema::Message>());
+  change(message.getRoot<schema::Message>().getHeader().getDatasets()[0]);
+  return packed(message);
+}
+
+std::vector<uint8_t> zstd_frame(const std::vector<uint8_t>& content) {
+  std::vector<uint8_t> frame(ZSTD_compressBound(content.size()));
+  frame.resize(ZSTD_compress(frame.data(), frame.size(), content.data(), content.size(), 1));
+  return frame;
+}
+
+TEST(TraceEmbeddedData, IsWrittenCompressedAndReadBackWhole) {
+  TraceHeader h = sample_header();
+  // Repetitive, as data files are: compressed, it is much smaller than it is.
+  h.datasets[0].embedded.clear();
+  for (int i = 0; i < 20000; ++i)
+    for (char c : std::to_string(i % 97) + ",0.125,setosa\n") h.datasets[0].embedded.push_back(static_cast<uint8_t>(c));
+  h.datasets[0].size_bytes = h.datasets[0].embedded.size();
+  h.datasets[0].digest = digest128_bytes(h.datasets[0].embedded);
+  const std::vector<uint8_t> bytes = written_header_bytes(h);
+  EXPECT_LT(bytes.size() * 4, h.datasets[0].embedded.size());
+  auto r = TraceReader::open_memory(bytes, "compressed.trr");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ((*r)->header().datasets, h.datasets);
+  // The frames sit in embeddedZstd; the raw field of earlier writers is left empty.
+  header_with_embedding([](schema::Dataset::Builder d) {
+    EXPECT_EQ(d.getEmbedded().size(), 0u);
+    EXPECT_GT(d.getEmbeddedZstd().size(), 0u);
+  });
+}
+
+TEST(TraceEmbeddedData, TheUncompressedFormOfEarlierWritersIsStillRead) {
+  const TraceHeader h = sample_header();
+  auto r = TraceReader::open_memory(header_with_embedding([&](schema::Dataset::Builder d) {
+    d.disownEmbeddedZstd();
+    d.initEmbedded(1).set(0, kj::arrayPtr(h.datasets[0].embedded.data(), h.datasets[0].embedded.size()));
+  }), "raw.trr");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ((*r)->header().datasets, h.datasets);
+}
+
+TEST(TraceEmbeddedData, HostileFramesAreMalformedNamingTheDataSet) {
+  const TraceHeader h = sample_header();
+  const std::vector<uint8_t>& content = h.datasets[0].embedded;
+  std::vector<uint8_t> other = content;
+  other[0] ^= 1;
+  const std::vector<uint8_t> good = zstd_frame(content), changed = zstd_frame(other);
+  const struct {
+    const char* what;
+    std::function<void(schema::Dataset::Builder)> change;
+    const char* message;
+  } cases[] = {
+      {"both forms", [&](schema::Dataset::Builder d) {
+         d.initEmbedded(1).set(0, kj::arrayPtr(content.data(), content.size()));
+       }, "both embedded and embeddedZstd are set"},
+      {"other bytes", [&](schema::Dataset::Builder d) {
+         d.initEmbeddedZstd(1).set(0, kj::arrayPtr(changed.data(), changed.size()));
+       }, "embedded bytes do not match its digest"},
+      {"too many", [&](schema::Dataset::Builder d) {
+         auto f = d.initEmbeddedZstd(2);
+         f.set(0, kj::arrayPtr(good.data(), good.size()));
+         f.set(1, kj::arrayPtr(good.data(), good.size()));
+       }, "chunks decompress to more than its size"},
+      {"too few", [&](schema::Dataset::Builder d) { d.setSize(d.getSize() + 1); },
+       "chunks decompress to less than its size"},
+      {"not a frame", [&](schema::Dataset::Builder d) {
+         d.initEmbeddedZstd(1).set(0, kj::arrayPtr(content.data(), content.size()));
+       }, "a chunk is not a sized zstd frame"},
+      {"two frames in one chunk", [&](schema::Dataset::Builder d) {
+         std::vector<uint8_t> twice = good;
+         twice.insert(twice.end(), good.begin(), good.end());
+         d.setSize(2 * content.size());
+         d.initEmbeddedZstd(1).set(0, kj::arrayPtr(twice.data(), twice.size()));
+       }, "a chunk is not exactly one zstd frame"},
+      {"a size past the limit", [&](schema::Dataset::Builder d) { d.setSize(uint64_t{1} << 40); },
+       "bytes exceed the limit of 4294967296 for embedded data"},
+  };
+  for (const auto& c : cases) {
+    auto r = TraceReader::open_memory(header_with_embedding(c.change), "hostile.trr");
+    ASSERT_FALSE(r) << c.what;
+    const std::string& m = r.error().message;
+    EXPECT_EQ(m.rfind("hostile.trr: byte 0: data set '" + h.datasets[0].name + "': ", 0), 0u) << c.what << ": " << m;
+    EXPECT_NE(m.find(c.message), std::string::npos) << c.what << ": " << m;
+  }
+  // A smaller limit is checked before anything is allocated.
+  ReaderLimits limits;
+  limits.max_embedded_bytes = content.size() - 1;
+  auto r = TraceReader::open_memory(header_with_embedding([](schema::Dataset::Builder) {}), "limited.trr", limits);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("exceed the limit of " + std::to_string(content.size() - 1)), std::string::npos)
+      << r.error().message;
 }
 
 }  // namespace

@@ -16,6 +16,8 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <memory>
+#include <span>
 #include <type_traits>
 
 #include "engine/fingerprint.h"
@@ -29,13 +31,35 @@ static_assert(schema::MAGIC == kMagic, "trace.h and trace.capnp disagree on the 
 
 namespace {
 
-// Cap'n Proto caps a Data blob below 2^29 bytes; chunks stay well under it.
-constexpr size_t kEmbedChunk = size_t{256} << 20;
+// Raw bytes per zstd frame of embedded data (a Data blob holds < 2^29 bytes; a frame of incompressible bytes
+// is barely larger than its content).
+constexpr size_t kEmbedFrame = size_t{64} << 20;
+// Embedded data is compressed once, when the header is written: a stronger level than the checkpoints' pays.
+constexpr int kEmbedZstdLevel = 3;
 // Raw bytes per zstd frame of a tensor: a reader decompresses (and checks) one frame at a time.
 constexpr size_t kTensorChunk = size_t{64} << 20;
 constexpr int kZstdLevel = 1;  // checkpoints sit on the training path; float data gains little from more
 // Steps are small: one reusable first segment holds a whole step message without any allocation.
 constexpr size_t kFirstSegmentWords = 2048;
+
+// `bytes` as independent zstd frames of at most `frame` raw bytes each, each with its content size and a
+// content checksum.
+Result<std::vector<std::vector<uint8_t>>> zstd_frames(std::span<const uint8_t> bytes, size_t frame, int level) {
+  std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+  if (!cctx) return Error{"zstd: cannot create a compression context"};
+  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, level);
+  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_checksumFlag, 1);
+  std::vector<std::vector<uint8_t>> frames;
+  for (size_t begin = 0; begin < bytes.size(); begin += frame) {
+    const size_t len = std::min(frame, bytes.size() - begin);
+    std::vector<uint8_t> out(ZSTD_compressBound(len));
+    const size_t z = ZSTD_compress2(cctx.get(), out.data(), out.size(), bytes.data() + begin, len);
+    if (ZSTD_isError(z)) return Error{"zstd: " + std::string(ZSTD_getErrorName(z))};
+    out.resize(z);
+    frames.push_back(std::move(out));
+  }
+  return frames;
+}
 
 struct SvHash {
   using is_transparent = void;
@@ -375,6 +399,14 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
   std::unique_ptr<TraceWriter> w(new TraceWriter(path, fd, dir_fd, unclaimed));
   if (Status locked = lock_for_writing(fd, path); !locked) return locked.error();
 
+  // Embedded data files, compressed.
+  std::vector<std::vector<std::vector<uint8_t>>> embedded(header.datasets.size());
+  for (size_t i = 0; i < header.datasets.size(); ++i) {
+    auto frames = zstd_frames(header.datasets[i].embedded, kEmbedFrame, kEmbedZstdLevel);
+    if (!frames)
+      return Error{path + ": cannot compress data set '" + header.datasets[i].name + "': " + frames.error().message};
+    embedded[i] = std::move(frames).value();
+  }
   Status st;
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
     capnp::MallocMessageBuilder message;
@@ -407,13 +439,10 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
       ds[i].setSize(d.size_bytes);
       ds[i].setDigestLow(d.digest.low);
       ds[i].setDigestHigh(d.digest.high);
-      if (!d.embedded.empty()) {
-        size_t n = (d.embedded.size() + kEmbedChunk - 1) / kEmbedChunk;
-        auto chunks = ds[i].initEmbedded(n);
-        for (size_t c = 0; c < n; ++c) {
-          size_t begin = c * kEmbedChunk, len = std::min(kEmbedChunk, d.embedded.size() - begin);
-          chunks.set(c, kj::arrayPtr(d.embedded.data() + begin, len));
-        }
+      if (!embedded[i].empty()) {
+        auto frames = ds[i].initEmbeddedZstd(embedded[i].size());
+        for (size_t k = 0; k < embedded[i].size(); ++k)
+          frames.set(k, kj::arrayPtr(embedded[i][k].data(), embedded[i][k].size()));
       }
     }
     st = write_framed(fd, message, w->names_->packed, w->names_->previous, w->offset_, path);

@@ -97,9 +97,20 @@ void for_images(int64_t tasks, const Conv2dArgs& p, ThreadPool& pool, const F& f
   pool.parallel_for(tasks, [&](int64_t t, int) { fn(t, nullptr); });
 }
 
-}  // namespace
+// The products' arithmetic: the blocked product of one instruction set, or the unfused one of the portable
+// kernels.
+struct Arith {
+  Isa isa = Isa::generic;
+  bool unfused = false;
+  void gemm(const GemmArgs& g, ThreadPool* pool) const {
+    if (unfused)
+      gemm_blocked_unfused(g, pool);
+    else
+      gemm_blocked(isa, g, pool);
+  }
+};
 
-void conv2d_fwd_im2col(Isa isa, const Conv2dArgs& p, ThreadPool& pool) {
+void fwd(Arith arith, const Conv2dArgs& p, ThreadPool& pool) {
   if (p.n <= 0) return;
   const int64_t pix = pixels_out(p), k = taps(p);
   for_images(p.n, p, pool, [&](int64_t img, ThreadPool* inner) {
@@ -115,11 +126,11 @@ void conv2d_fwd_im2col(Isa isa, const Conv2dArgs& p, ThreadPool& pool) {
     g.a = a, g.lda = k;
     g.b = p.filter, g.ldb = p.c_out;
     g.c = p.out + img * pix * p.c_out, g.ldc = p.c_out;
-    gemm_blocked(isa, g, inner);
+    arith.gemm(g, inner);
   });
 }
 
-void conv2d_bwd_data_im2col(Isa isa, const Conv2dArgs& p, ThreadPool& pool) {
+void bwd_data(Arith arith, const Conv2dArgs& p, ThreadPool& pool) {
   if (p.n <= 0) return;
   const int64_t pix = pixels_out(p), k = taps(p);
   for_images(p.n, p, pool, [&](int64_t img, ThreadPool* inner) {
@@ -133,12 +144,12 @@ void conv2d_bwd_data_im2col(Isa isa, const Conv2dArgs& p, ThreadPool& pool) {
     g.a = p.dy + img * pix * p.c_out, g.lda = p.c_out;
     g.b = p.filter, g.ldb = p.c_out;
     g.c = direct ? p.out + img * p.h * p.w * p.c_in : dcol.data(), g.ldc = k;
-    gemm_blocked(isa, g, inner);
+    arith.gemm(g, inner);
     if (!direct) col2im(p, dcol.data(), img);
   });
 }
 
-void conv2d_bwd_filter_im2col(Isa isa, const Conv2dArgs& p, ThreadPool& pool) {
+void bwd_filter(Arith arith, const Conv2dArgs& p, ThreadPool& pool) {
   const int64_t pix = pixels_out(p), k = taps(p), fsize = k * p.c_out;
   if (p.n <= 0 || pix <= 0) return (void)std::fill(p.out, p.out + fsize, 0.0f);
   // Chunks of whole images, sized from the shape alone so that the thread count cannot move a boundary.
@@ -161,13 +172,22 @@ void conv2d_bwd_filter_im2col(Isa isa, const Conv2dArgs& p, ThreadPool& pool) {
     g.a = a, g.lda = k;
     g.b = p.dy + img0 * pix * p.c_out, g.ldb = p.c_out;
     g.c = chunks > 1 ? partial.data() + chunk * fsize : p.out, g.ldc = p.c_out;
-    gemm_blocked(isa, g, inner);
+    arith.gemm(g, inner);
   });
   if (chunks == 1) return;
   std::copy(partial.begin(), partial.begin() + fsize, p.out);
   for (int64_t c = 1; c < chunks; ++c)
     for (int64_t e = 0; e < fsize; ++e) p.out[e] += partial[c * fsize + e];
 }
+
+}  // namespace
+
+void conv2d_fwd_im2col(Isa isa, const Conv2dArgs& p, ThreadPool& pool) { fwd({isa, false}, p, pool); }
+void conv2d_bwd_data_im2col(Isa isa, const Conv2dArgs& p, ThreadPool& pool) { bwd_data({isa, false}, p, pool); }
+void conv2d_bwd_filter_im2col(Isa isa, const Conv2dArgs& p, ThreadPool& pool) { bwd_filter({isa, false}, p, pool); }
+void conv2d_fwd_portable(const Conv2dArgs& p, ThreadPool& pool) { fwd({Isa::generic, true}, p, pool); }
+void conv2d_bwd_data_portable(const Conv2dArgs& p, ThreadPool& pool) { bwd_data({Isa::generic, true}, p, pool); }
+void conv2d_bwd_filter_portable(const Conv2dArgs& p, ThreadPool& pool) { bwd_filter({Isa::generic, true}, p, pool); }
 
 void conv2d_fwd_im2col_generic(const Conv2dArgs& p, ThreadPool& pool) { conv2d_fwd_im2col(Isa::generic, p, pool); }
 void conv2d_fwd_im2col_avx2(const Conv2dArgs& p, ThreadPool& pool) { conv2d_fwd_im2col(Isa::avx2, p, pool); }

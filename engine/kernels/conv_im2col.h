@@ -25,4 +25,10 @@ void conv2d_fwd_im2col_avx512(const Conv2dArgs& p, ThreadPool& pool);
 void conv2d_bwd_data_im2col_avx512(const Conv2dArgs& p, ThreadPool& pool);
 void conv2d_bwd_filter_im2col_avx512(const Conv2dArgs& p, ThreadPool& pool);
 
+// The portable kernels: im2col with the unfused product (gemm_blocked_unfused), the bits of the generic ones
+// on every x86-64 CPU.
+void conv2d_fwd_portable(const Conv2dArgs& p, ThreadPool& pool);
+void conv2d_bwd_data_portable(const Conv2dArgs& p, ThreadPool& pool);
+void conv2d_bwd_filter_portable(const Conv2dArgs& p, ThreadPool& pool);
+
 }  // namespace trainrr

@@ -21,12 +21,21 @@ Kernel conv(const char* id, OpKind op, Isa isa, ConvFn fn) {
   return {{id, op, kDeterministic, kThreadIndependent, isa}, nullptr, nullptr, fn};
 }
 
+// Marks a kernel whose bits are the same on every x86-64 CPU (KernelInfo::portable).
+Kernel portable(Kernel k) {
+  k.info.portable = true;
+  return k;
+}
+
 }  // namespace
 
 void register_cpu_kernels(KernelRegistry& r) {
-  r.add(matmul("f32_matmul__cpu_reference", kDeterministic, kThreadIndependent, Isa::generic, matmul_reference));
-  r.add(matmul("f32_matmul__cpu_blocked_generic", kDeterministic, kThreadIndependent, Isa::generic,
-               matmul_blocked_generic));
+  r.add(portable(matmul("f32_matmul__cpu_reference", kDeterministic, kThreadIndependent, Isa::generic, matmul_reference)));
+  r.add(portable(matmul("f32_matmul__cpu_blocked_generic", kDeterministic, kThreadIndependent, Isa::generic,
+               matmul_blocked_generic)));
+  // The generic kernel's bits with the widest registers this CPU has (gemm_blocked_unfused).
+  r.add(portable(matmul("f32_matmul__cpu_portable", kDeterministic, kThreadIndependent, Isa::generic,
+                        matmul_portable)));
   r.add(matmul("f32_matmul__cpu_splitk_threads_generic", kDeterministic, kThreadDependent, Isa::generic,
                matmul_splitk_threads_generic));
 #if defined(__x86_64__)
@@ -38,22 +47,29 @@ void register_cpu_kernels(KernelRegistry& r) {
                matmul_blocked_avx512));
 #endif
   // OpenBLAS may split k by thread; its core type is chosen inside the library (openblas_description).
-  r.add(matmul("f32_matmul__openblas_sgemm", kDeterministic, kThreadDependent, Isa::generic, matmul_openblas_sgemm));
+  // Not where OPENBLAS_CORETYPE made it load code this CPU cannot run (openblas_runs_here).
+  if (openblas_runs_here())
+    r.add(matmul("f32_matmul__openblas_sgemm", kDeterministic, kThreadDependent, Isa::generic, matmul_openblas_sgemm));
 
-  r.add(reduce("f32_sum__cpu_sequential", kDeterministic, kThreadIndependent, reduce_sequential));
-  r.add(reduce("f32_sum__cpu_pairwise", kDeterministic, kThreadIndependent, reduce_pairwise));
-  r.add(reduce("f32_sum__cpu_chunked_threads", kDeterministic, kThreadIndependent, reduce_chunked_threads));
+  r.add(portable(reduce("f32_sum__cpu_sequential", kDeterministic, kThreadIndependent, reduce_sequential)));
+  r.add(portable(reduce("f32_sum__cpu_pairwise", kDeterministic, kThreadIndependent, reduce_pairwise)));
+  r.add(portable(reduce("f32_sum__cpu_chunked_threads", kDeterministic, kThreadIndependent, reduce_chunked_threads)));
   r.add(reduce("f32_sum__cpu_atomic_threads", kNondeterministic, kThreadDependent, reduce_atomic_threads));
 
-  r.add(conv("f32_conv2d_fwd__cpu_direct", OpKind::conv2d_fwd, Isa::generic, conv2d_fwd_direct));
-  r.add(conv("f32_conv2d_bwd_data__cpu_direct", OpKind::conv2d_bwd_data, Isa::generic, conv2d_bwd_data_direct));
-  r.add(conv("f32_conv2d_bwd_filter__cpu_direct", OpKind::conv2d_bwd_filter, Isa::generic,
-             conv2d_bwd_filter_direct));
-  r.add(conv("f32_conv2d_fwd__cpu_im2col_generic", OpKind::conv2d_fwd, Isa::generic, conv2d_fwd_im2col_generic));
-  r.add(conv("f32_conv2d_bwd_data__cpu_im2col_generic", OpKind::conv2d_bwd_data, Isa::generic,
-             conv2d_bwd_data_im2col_generic));
-  r.add(conv("f32_conv2d_bwd_filter__cpu_im2col_generic", OpKind::conv2d_bwd_filter, Isa::generic,
-             conv2d_bwd_filter_im2col_generic));
+  r.add(portable(conv("f32_conv2d_fwd__cpu_direct", OpKind::conv2d_fwd, Isa::generic, conv2d_fwd_direct)));
+  r.add(portable(conv("f32_conv2d_bwd_data__cpu_direct", OpKind::conv2d_bwd_data, Isa::generic, conv2d_bwd_data_direct)));
+  r.add(portable(conv("f32_conv2d_bwd_filter__cpu_direct", OpKind::conv2d_bwd_filter, Isa::generic,
+             conv2d_bwd_filter_direct)));
+  r.add(portable(conv("f32_conv2d_fwd__cpu_im2col_generic", OpKind::conv2d_fwd, Isa::generic, conv2d_fwd_im2col_generic)));
+  r.add(portable(conv("f32_conv2d_bwd_data__cpu_im2col_generic", OpKind::conv2d_bwd_data, Isa::generic,
+             conv2d_bwd_data_im2col_generic)));
+  r.add(portable(conv("f32_conv2d_bwd_filter__cpu_im2col_generic", OpKind::conv2d_bwd_filter, Isa::generic,
+             conv2d_bwd_filter_im2col_generic)));
+  r.add(portable(conv("f32_conv2d_fwd__cpu_portable", OpKind::conv2d_fwd, Isa::generic, conv2d_fwd_portable)));
+  r.add(portable(conv("f32_conv2d_bwd_data__cpu_portable", OpKind::conv2d_bwd_data, Isa::generic,
+                      conv2d_bwd_data_portable)));
+  r.add(portable(conv("f32_conv2d_bwd_filter__cpu_portable", OpKind::conv2d_bwd_filter, Isa::generic,
+                      conv2d_bwd_filter_portable)));
 #if defined(__x86_64__)
   r.add(conv("f32_conv2d_fwd__cpu_im2col_avx2", OpKind::conv2d_fwd, Isa::avx2, conv2d_fwd_im2col_avx2));
   r.add(conv("f32_conv2d_bwd_data__cpu_im2col_avx2", OpKind::conv2d_bwd_data, Isa::avx2,
@@ -69,7 +85,7 @@ void register_cpu_kernels(KernelRegistry& r) {
 #endif
 
   // The trainer implements the loaders; the registry only declares them so that selection covers them.
-  r.add({{"loader__ordered", OpKind::loader, kDeterministic, kThreadIndependent, Isa::generic}});
+  r.add(portable({{"loader__ordered", OpKind::loader, kDeterministic, kThreadIndependent, Isa::generic}}));
   r.add({{"loader__first_ready", OpKind::loader, kNondeterministic, kThreadDependent, Isa::generic}});
   // The gradient allreduce of a data-parallel run (engine/collective.h implements them). Open MPI's own
   // sum depends on the rank count and the message size ("thread dependent" in the selector's terms), the

@@ -19,9 +19,12 @@ const char* isa_name(Isa isa);
 Result<Isa> parse_isa(std::string_view name);
 // What this CPU supports (CPUID).
 Isa detect_isa();
-// The CPU's feature flags as /proc/cpuinfo names them ("avx2", "avx512f", "avx512_bf16"); empty where it
-// cannot be read.
+// The CPU's feature flags as /proc/cpuinfo names them ("avx2", "avx512f", "avx512_bf16"), read through CPUID
+// (and XGETBV: registers the OS does not save are not usable) on x86-64, so that they are the flags of the
+// CPU this process runs on, an emulated one included; from /proc/cpuinfo elsewhere. Empty where unknown.
 std::vector<std::string> cpu_flags();
+// The CPU's name (CPUID's brand string on x86-64), or "unknown".
+std::string cpu_model();
 // detect_isa(), lowered by TRAINRR_ISA=generic|avx2|avx512 (an error names a value the CPU lacks).
 Result<Isa> runtime_isa();
 
@@ -72,6 +75,9 @@ struct KernelInfo {
   bool deterministic = true;      // same inputs, same bits, every call
   bool thread_dependent = false;  // the bits depend on the thread count
   Isa isa = Isa::generic;         // instruction set required
+  // The same bits on every x86-64 CPU, from SSE2 to AVX-512: baseline code only, or wider code whose
+  // arithmetic is the baseline code's (no fused multiply-add, the same order). What the portable policy takes.
+  bool portable = false;
 };
 
 struct Kernel {

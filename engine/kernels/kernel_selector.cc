@@ -4,6 +4,7 @@
 #include <chrono>
 #include <vector>
 
+#include "engine/kernels/matmul_blocked.h"
 #include "engine/kernels/matmul_openblas.h"
 #include "engine/thread_pool.h"
 
@@ -14,6 +15,7 @@ const char* policy_name(Policy p) {
     case Policy::fast: return "default";
     case Policy::deterministic: return "deterministic";
     case Policy::autotune: return "autotune";
+    case Policy::portable: return "portable";
     case Policy::forced: return "forced";
   }
   return "?";
@@ -23,8 +25,9 @@ Result<Policy> parse_policy(std::string_view name) {
   if (name == "default") return Policy::fast;
   if (name == "deterministic") return Policy::deterministic;
   if (name == "autotune") return Policy::autotune;
+  if (name == "portable") return Policy::portable;
   if (name == "forced") return Policy::forced;
-  return Error{"unknown policy '" + std::string(name) + "' (expected default, deterministic or autotune)"};
+  return Error{"unknown policy '" + std::string(name) + "' (expected default, deterministic, autotune or portable)"};
 }
 
 KernelSelector::KernelSelector(const KernelRegistry& registry, Policy policy, Isa isa, ThreadPool& pool,
@@ -66,9 +69,19 @@ const Kernel* by_id(const std::vector<const Kernel*>& candidates, std::string_vi
 const Kernel* KernelSelector::default_choice(OpKind op, const WorkShape& s,
                                              const std::vector<const Kernel*>& candidates,
                                              std::string& reason) const {
-  const bool fast = policy_ != Policy::deterministic;
+  const bool fast = policy_ != Policy::deterministic && policy_ != Policy::portable;
   const int threads = pool_->threads();
-  const std::string prefix = std::string(fast ? "default" : "deterministic") + ": ";
+  const std::string prefix = std::string(policy_ == Policy::portable ? "portable"
+                                         : fast                      ? "default"
+                                                                     : "deterministic") +
+                             ": ";
+  // The portable kernels of matmul and conv2d: the generic arithmetic with the widest registers here.
+  if (policy_ == Policy::portable && op != OpKind::reduce && op != OpKind::loader)
+    for (const Kernel* k : candidates)
+      if (k->info.id.ends_with("__cpu_portable")) {
+        reason = prefix + "the same bits on every x86-64 CPU (unfused, " + isa_name(portable_isa()) + " registers)";
+        return k;
+      }
   const std::string on_threads = ", " + std::to_string(threads) + (threads == 1 ? " thread" : " threads");
   const Kernel* pick = nullptr;
   switch (op) {
@@ -135,8 +148,10 @@ const Kernel& KernelSelector::select(std::string_view site, OpKind op, const Wor
   if (auto it = chosen_.find(site); it != chosen_.end()) return *it->second;
 
   std::vector<const Kernel*> candidates = registry_->candidates(op, isa_);
-  if (policy_ == Policy::deterministic)
+  if (policy_ == Policy::deterministic || policy_ == Policy::portable)
     std::erase_if(candidates, [](const Kernel* k) { return !k->info.deterministic || k->info.thread_dependent; });
+  if (policy_ == Policy::portable)
+    std::erase_if(candidates, [](const Kernel* k) { return !k->info.portable; });
 
   KernelChoice choice;
   choice.site = std::string(site);
@@ -147,6 +162,7 @@ const Kernel& KernelSelector::select(std::string_view site, OpKind op, const Wor
   switch (policy_) {
     case Policy::fast:
     case Policy::deterministic:
+    case Policy::portable:
       pick = default_choice(op, shape, candidates, choice.reason);
       break;
     case Policy::autotune:
@@ -193,8 +209,8 @@ const Kernel& KernelSelector::select(std::string_view site, OpKind op, const Wor
   hooks_->kernel_selected(choice);
 
   if (choice.chosen.empty()) {
-    if (policy_ == Policy::deterministic)
-      throw KernelUnavailable(std::string("no deterministic kernel for op ") + op_name(op) + " at " +
+    if (policy_ == Policy::deterministic || policy_ == Policy::portable)
+      throw KernelUnavailable(std::string("no ") + policy_name(policy_) + " kernel for op " + op_name(op) + " at " +
                               std::string(site));
     throw KernelUnavailable("no kernel selected for " + std::string(site) + " (policy " + policy_name(policy_) +
                             ")");

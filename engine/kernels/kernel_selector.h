@@ -18,9 +18,11 @@ enum class Policy : uint8_t {
   deterministic,  // only deterministic, thread-independent kernels and the ordered loader: the same bits with
                   // any thread count; an op without one is an error
   autotune,       // time each candidate on the first call, keep the fastest (like cuDNN benchmark mode)
+  portable,       // deterministic, and the same bits on every x86-64 CPU: only portable kernels (no FMA, no
+                  // OpenBLAS, one order for every instruction set), and the layers' portable exp/log/tanh
   forced,         // every selection comes from the hooks (the replayer's)
 };
-const char* policy_name(Policy p);  // "default", "deterministic", "autotune", "forced"
+const char* policy_name(Policy p);  // "default", "deterministic", "autotune", "portable", "forced"
 Result<Policy> parse_policy(std::string_view name);
 
 // A selection the user can act on failed: no deterministic kernel for an op, or a forced id unknown here.

@@ -220,5 +220,38 @@ TEST(OpenBlasCore, TheCoreThisProcessRunsPassesTheCheck) {
   EXPECT_TRUE(openblas_core_runs_on(core, cpu_flags(), detect_isa())) << core;
 }
 
+
+TEST(KernelSelector, PortablePolicyPicksOnlyPortableKernelsAndThePortableProductsForMatmulAndConv) {
+  const WorkShape shapes[] = {matmul_shape(8, 8, 65536), matmul_shape(128, 512, 784), reduce_shape(1 << 20, 1),
+                              reduce_shape(64, 512), reduce_shape(100, 1), {1e9, 0, 0, 0}};
+  const OpKind ops[] = {OpKind::matmul, OpKind::reduce, OpKind::conv2d_fwd, OpKind::conv2d_bwd_data,
+                        OpKind::conv2d_bwd_filter, OpKind::loader};
+  for (int threads : {1, 2}) {
+    Fixture f(Policy::portable, threads);
+    int site = 0;
+    for (OpKind op : ops)
+      for (const WorkShape& s : shapes) {
+        const Kernel& k = f.selector.select("site" + std::to_string(site++), op, s);
+        EXPECT_TRUE(k.info.portable && k.info.deterministic && !k.info.thread_dependent) << k.info.id;
+        EXPECT_TRUE(f.hooks.choices.back().reason.starts_with("portable: ")) << f.hooks.choices.back().reason;
+        for (const std::string& id : f.hooks.choices.back().candidates) {
+          EXPECT_EQ(id.find("openblas"), std::string::npos) << id;
+          EXPECT_EQ(id.find("avx"), std::string::npos) << id;
+        }
+        if (op == OpKind::matmul || op == OpKind::conv2d_fwd || op == OpKind::conv2d_bwd_data ||
+            op == OpKind::conv2d_bwd_filter) {
+          EXPECT_TRUE(k.info.id.ends_with("__cpu_portable")) << k.info.id;
+        }
+      }
+  }
+}
+
+TEST(KernelSelector, PortableIsAPolicyName) {
+  ASSERT_TRUE(parse_policy("portable"));
+  EXPECT_EQ(parse_policy("portable").value(), Policy::portable);
+  EXPECT_STREQ(policy_name(Policy::portable), "portable");
+  EXPECT_TRUE(parse_policy("portabel").error().message.find("portable") != std::string::npos);
+}
+
 }  // namespace
 }  // namespace trainrr

@@ -91,10 +91,17 @@ struct GenericKernel {
 };
 
 #if defined(__x86_64__)
-struct Avx2Kernel {
+// kFused: one fused multiply-add per product (one rounding), the AVX2 and AVX-512 kernels. Unfused: the
+// generic kernel's arithmetic (each product rounded, then added, k in order), 8 or 16 columns at a time: every
+// element of C gets exactly the generic kernel's bits, which is what the portable kernels run on any CPU that
+// has the registers. (The engine is built with -ffp-contract=off: the compiler fuses nothing by itself.)
+template <bool kFused>
+struct Avx2Tile {
   static constexpr int mr = 6, nr = 16;  // 12 of the 16 ymm registers accumulate
-  __attribute__((target("avx2,fma"))) static void run(int64_t kc, const float* a, const float* b, float* c,
-                                                      int64_t ldc, bool load_c) {
+  TRAINRR_NO_FP_CONTRACT __attribute__((target("avx2,fma"))) static void run(int64_t kc, const float* a,
+                                                                             const float* b, float* c,
+                                                                             int64_t ldc, bool load_c) {
+    TRAINRR_NO_FP_CONTRACT_BODY
     __m256 acc[mr][2];
 #pragma GCC unroll 6
     for (int r = 0; r < mr; ++r) {
@@ -107,8 +114,13 @@ struct Avx2Kernel {
 #pragma GCC unroll 6
       for (int r = 0; r < mr; ++r) {
         const __m256 ar = _mm256_broadcast_ss(a + r);
-        acc[r][0] = _mm256_fmadd_ps(ar, b0, acc[r][0]);
-        acc[r][1] = _mm256_fmadd_ps(ar, b1, acc[r][1]);
+        if constexpr (kFused) {
+          acc[r][0] = _mm256_fmadd_ps(ar, b0, acc[r][0]);
+          acc[r][1] = _mm256_fmadd_ps(ar, b1, acc[r][1]);
+        } else {
+          acc[r][0] = _mm256_add_ps(acc[r][0], _mm256_mul_ps(ar, b0));
+          acc[r][1] = _mm256_add_ps(acc[r][1], _mm256_mul_ps(ar, b1));
+        }
       }
     }
 #pragma GCC unroll 6
@@ -119,10 +131,13 @@ struct Avx2Kernel {
   }
 };
 
-struct Avx512Kernel {
+template <bool kFused>
+struct Avx512Tile {
   static constexpr int mr = 12, nr = 32;  // 24 of the 32 zmm registers accumulate
-  __attribute__((target("avx512f,fma"))) static void run(int64_t kc, const float* a, const float* b, float* c,
-                                                         int64_t ldc, bool load_c) {
+  TRAINRR_NO_FP_CONTRACT __attribute__((target("avx512f,fma"))) static void run(int64_t kc, const float* a,
+                                                                                const float* b, float* c,
+                                                                                int64_t ldc, bool load_c) {
+    TRAINRR_NO_FP_CONTRACT_BODY
     __m512 acc[mr][2];
 #pragma GCC unroll 12
     for (int r = 0; r < mr; ++r) {
@@ -135,8 +150,13 @@ struct Avx512Kernel {
 #pragma GCC unroll 12
       for (int r = 0; r < mr; ++r) {
         const __m512 ar = _mm512_set1_ps(a[r]);
-        acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
-        acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
+        if constexpr (kFused) {
+          acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
+          acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
+        } else {
+          acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_mul_ps(ar, b0));
+          acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_mul_ps(ar, b1));
+        }
       }
     }
 #pragma GCC unroll 12
@@ -146,6 +166,11 @@ struct Avx512Kernel {
     }
   }
 };
+
+using Avx2Kernel = Avx2Tile<true>;
+using Avx512Kernel = Avx512Tile<true>;
+using Avx2UnfusedKernel = Avx2Tile<false>;
+using Avx512UnfusedKernel = Avx512Tile<false>;
 #endif
 
 // A tile cut by the edge of C goes through a full-size buffer, so the micro-kernel never needs masks.
@@ -248,6 +273,29 @@ void gemm_blocked(Isa isa, const GemmArgs& g, ThreadPool* pool) {
     case Isa::generic: return gemm_impl<GenericKernel>(g, pool);
   }
 }
+
+Isa portable_isa() {
+  static const Isa isa = [] {
+    auto r = runtime_isa();
+    return r ? *r : Isa::generic;
+  }();
+  return isa;
+}
+
+void gemm_blocked_unfused(const GemmArgs& g, ThreadPool* pool) {
+  switch (portable_isa()) {
+#if defined(__x86_64__)
+    case Isa::avx512: return gemm_impl<Avx512UnfusedKernel>(g, pool);
+    case Isa::avx2: return gemm_impl<Avx2UnfusedKernel>(g, pool);
+#else
+    case Isa::avx512:
+    case Isa::avx2:
+#endif
+    case Isa::generic: return gemm_impl<GenericKernel>(g, pool);
+  }
+}
+
+void matmul_portable(const MatmulArgs& p, ThreadPool& pool) { gemm_blocked_unfused(gemm_args(p), &pool); }
 
 void matmul_blocked_generic(const MatmulArgs& p, ThreadPool& pool) { gemm_blocked(Isa::generic, gemm_args(p), &pool); }
 void matmul_blocked_avx2(const MatmulArgs& p, ThreadPool& pool) { gemm_blocked(Isa::avx2, gemm_args(p), &pool); }

@@ -40,7 +40,15 @@ constexpr double kInlineMultiplyAdds = 1 << 18;
 // Products under kInlineMultiplyAdds run on the calling thread too.
 void gemm_blocked(Isa isa, const GemmArgs& g, ThreadPool* pool);
 
+// The generic micro-kernel's arithmetic (multiply, round, add, round; k in order) with the widest SIMD
+// registers this run allows (portable_isa()): the same bits as Isa::generic on every x86-64 CPU, faster.
+void gemm_blocked_unfused(const GemmArgs& g, ThreadPool* pool);
+// runtime_isa(), read once: the instruction set the portable kernels run with (their bits do not depend on it).
+Isa portable_isa();
+
 void matmul_blocked_generic(const MatmulArgs& p, ThreadPool& pool);
+// f32_matmul__cpu_portable: gemm_blocked_unfused.
+void matmul_portable(const MatmulArgs& p, ThreadPool& pool);
 void matmul_blocked_avx2(const MatmulArgs& p, ThreadPool& pool);
 void matmul_blocked_avx512(const MatmulArgs& p, ThreadPool& pool);
 

@@ -90,6 +90,14 @@ const CoreNeeds* core_needs(std::string_view core) {
 
 bool openblas_core_known(std::string_view core) { return core_needs(core) != nullptr; }
 
+bool openblas_runs_here() {
+  static const bool runs = [] {
+    const std::string core = openblas_core();
+    return !openblas_core_known(core) || openblas_core_runs_on(core, cpu_flags(), detect_isa());
+  }();
+  return runs;
+}
+
 bool openblas_core_runs_on(std::string_view core, const std::vector<std::string>& cpu_flags, Isa isa) {
   const CoreNeeds* n = core_needs(core);
   if (!n || n->isa > isa) return false;

@@ -23,7 +23,7 @@ const Tensor& ActivationLayer::forward(const Tensor& x, Runtime& rt, bool /*trai
   TRAINRR_CHECK(x.rank() >= 2, name() + " got " + shape_str(x.shape));
   const int64_t cols = x.dim(-1);
   reshape_storage(y_, x.shape);
-  activation_forward(activation_, x.ptr(), y_.ptr(), x.size() / cols, cols, &rt.pool());
+  activation_forward(activation_, x.ptr(), y_.ptr(), x.size() / cols, cols, &rt.pool(), rt.math);
   rt.probe(probe_fwd_, Phase::forward, y_, ProbeLevel::op);
   rt.probe_unchanged(probe_out_, Phase::forward, y_, ProbeLevel::layer);
   return y_;

@@ -34,6 +34,7 @@ Result<Activation> parse_activation(std::string_view name) {
 
 namespace {
 
+template <class M>
 void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * cols;
@@ -42,7 +43,7 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols) {
     const float m = *std::max_element(xr, xr + cols);
     float sum = 0;
     for (int64_t j = 0; j < cols; ++j) {
-      yr[j] = std::exp(xr[j] - m);
+      yr[j] = M::exp(xr[j] - m);
       sum += yr[j];
     }
     const float inv = 1.0f / sum;
@@ -72,6 +73,7 @@ void relu_grad(const float* __restrict y, const float* __restrict dy, float* __r
   }
 }
 
+template <class M>
 void forward_rows(Activation a, const float* x, float* y, int64_t rows, int64_t cols) {
   const int64_t n = rows * cols;
   switch (a) {
@@ -82,13 +84,13 @@ void forward_rows(Activation a, const float* x, float* y, int64_t rows, int64_t 
       return x == y ? relu_inplace(y, n) : relu(x, y, n);
     case Activation::sigmoid:
       // exp(-x) overflows to inf for very negative x, which still gives the right limit 0.
-      for (int64_t i = 0; i < n; ++i) y[i] = 1.0f / (1.0f + std::exp(-x[i]));
+      for (int64_t i = 0; i < n; ++i) y[i] = 1.0f / (1.0f + M::exp(-x[i]));
       return;
     case Activation::tanh:
-      for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
+      for (int64_t i = 0; i < n; ++i) y[i] = M::tanh(x[i]);
       return;
     case Activation::softmax:
-      softmax_rows(x, y, rows, cols);
+      softmax_rows<M>(x, y, rows, cols);
       return;
   }
 }
@@ -121,11 +123,19 @@ void backward_rows(Activation a, const float* y, const float* dy, float* dx, int
   }
 }
 
+void forward_rows(MathFamily math, Activation a, const float* x, float* y, int64_t rows, int64_t cols) {
+  if (math == MathFamily::portable)
+    forward_rows<PortableMath>(a, x, y, rows, cols);
+  else
+    forward_rows<LibmMath>(a, x, y, rows, cols);
+}
+
 }  // namespace
 
-void activation_forward(Activation a, const float* x, float* y, int64_t rows, int64_t cols, ThreadPool* pool) {
+void activation_forward(Activation a, const float* x, float* y, int64_t rows, int64_t cols, ThreadPool* pool,
+                        MathFamily math) {
   for_row_chunks(pool, rows, cols, [&](int64_t r0, int64_t r1) {
-    forward_rows(a, x + r0 * cols, y + r0 * cols, r1 - r0, cols);
+    forward_rows(math, a, x + r0 * cols, y + r0 * cols, r1 - r0, cols);
   });
 }
 
@@ -137,14 +147,14 @@ void activation_backward(Activation a, const float* y, const float* dy, float* d
 }
 
 void bias_activation_forward(Activation a, const float* bias, float* y, int64_t rows, int64_t cols,
-                             ThreadPool* pool) {
+                             ThreadPool* pool, MathFamily math) {
   // Rows of about a thousand elements at a time, so that the activation reads what the bias wrote from L1.
   const int64_t block = std::max<int64_t>(1, 1024 / std::max<int64_t>(cols, 1));
   for_row_chunks(pool, rows, cols, [&](int64_t r0, int64_t r1) {
     for (int64_t b0 = r0; b0 < r1; b0 += block) {
       const int64_t b1 = std::min(r1, b0 + block);
       if (bias) add_bias_rows(y, bias, b0, b1, cols);
-      if (a != Activation::linear) forward_rows(a, y + b0 * cols, y + b0 * cols, b1 - b0, cols);
+      if (a != Activation::linear) forward_rows(math, a, y + b0 * cols, y + b0 * cols, b1 - b0, cols);
     }
   });
 }

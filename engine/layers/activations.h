@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "engine/portable_math.h"
 #include "engine/result.h"
 
 namespace trainrr {
@@ -20,14 +21,15 @@ Result<Activation> parse_activation(std::string_view name);
 
 // y = a(x). x and y may be the same buffer (otherwise they do not overlap). With a pool, a large block is
 // split into tasks of whole rows; each element's value is the same however it is split.
+// `math` picks the exp and tanh of sigmoid, tanh and softmax.
 void activation_forward(Activation a, const float* x, float* y, int64_t rows, int64_t cols,
-                        ThreadPool* pool = nullptr);
+                        ThreadPool* pool = nullptr, MathFamily math = MathFamily::libm);
 // dx = dy * a'(x), from y = a(x). dy and dx may be the same buffer (otherwise they do not overlap).
 void activation_backward(Activation a, const float* y, const float* dy, float* dx, int64_t rows,
                          int64_t cols, ThreadPool* pool = nullptr);
 // y = a(y + bias) in one pass over each task's rows: the same bits as add_bias then activation_forward.
 // bias may be null (no bias).
 void bias_activation_forward(Activation a, const float* bias, float* y, int64_t rows, int64_t cols,
-                             ThreadPool* pool = nullptr);
+                             ThreadPool* pool = nullptr, MathFamily math = MathFamily::libm);
 
 }  // namespace trainrr

@@ -65,14 +65,14 @@ const Tensor& Dense::forward(const Tensor& x, Runtime& rt, bool /*training*/) {
 
   if (!rt.probes(ProbeLevel::op)) {
     // Nobody looks between the two ops: one pass over y does both, with the same bits.
-    bias_activation_forward(activation_, use_bias_ ? bias_.value.ptr() : nullptr, y_.ptr(), batch, units_, &rt.pool());
+    bias_activation_forward(activation_, use_bias_ ? bias_.value.ptr() : nullptr, y_.ptr(), batch, units_, &rt.pool(), rt.math);
   } else {
     if (use_bias_) {
       add_bias(y_.ptr(), bias_.value.ptr(), batch, units_, &rt.pool());
       rt.probe(probe_bias_fwd_, Phase::forward, y_, ProbeLevel::op);
     }
     if (activation_ != Activation::linear) {
-      activation_forward(activation_, y_.ptr(), y_.ptr(), batch, units_, &rt.pool());
+      activation_forward(activation_, y_.ptr(), y_.ptr(), batch, units_, &rt.pool(), rt.math);
       rt.probe(probe_act_fwd_, Phase::forward, y_, ProbeLevel::op);
     }
   }

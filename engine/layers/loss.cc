@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "engine/choice.h"
+#include "engine/portable_math.h"
 
 namespace trainrr {
 
@@ -13,6 +14,14 @@ namespace {
 constexpr float kEpsilon = 1e-7f;
 
 // The mean of per-sample losses, summed by the reduction kernel so the sum's kernel is a recorded choice.
+// exp and log by the run's family (Runtime::math).
+struct Math {
+  MathFamily family;
+  float exp(float x) const { return family == MathFamily::portable ? exp_portable(x) : std::exp(x); }
+  float log(float x) const { return family == MathFamily::portable ? log_portable(x) : std::log(x); }
+  float log1p(float x) const { return family == MathFamily::portable ? log1p_portable(x) : std::log1p(x); }
+};
+
 double batch_mean(const Tensor& per_sample, Runtime& rt) {
   float sum = 0;
   ReduceArgs r;
@@ -37,6 +46,7 @@ class BinaryCrossentropy : public Loss {
                   "binary_crossentropy: prediction " + shape_str(pred.shape) + ", " +
                       std::to_string(labels.size()) + " labels");
     LossValue out;
+    const Math math{rt.math};
     out.grad = Tensor(pred.shape);
     Tensor per({batch});
     const float inv_batch = 1.0f / static_cast<float>(batch);
@@ -44,11 +54,11 @@ class BinaryCrossentropy : public Loss {
       const float y = labels[i], z = pred[i];
       if (from_logits_) {
         // max(z, 0) - z y + log(1 + exp(-|z|)): never overflows, exact for large |z|.
-        per[i] = std::max(z, 0.0f) - z * y + std::log1p(std::exp(-std::abs(z)));
-        out.grad[i] = (1.0f / (1.0f + std::exp(-z)) - y) * inv_batch;
+        per[i] = std::max(z, 0.0f) - z * y + math.log1p(math.exp(-std::abs(z)));
+        out.grad[i] = (1.0f / (1.0f + math.exp(-z)) - y) * inv_batch;
       } else {
         const float p = std::clamp(z, kEpsilon, 1.0f - kEpsilon);
-        per[i] = -(y * std::log(p) + (1.0f - y) * std::log(1.0f - p));
+        per[i] = -(y * math.log(p) + (1.0f - y) * math.log(1.0f - p));
         // The clip passes no gradient outside its range, as tf.clip_by_value.
         const bool inside = z >= kEpsilon && z <= 1.0f - kEpsilon;
         out.grad[i] = inside ? -(y / p - (1.0f - y) / (1.0f - p)) * inv_batch : 0.0f;
@@ -84,6 +94,7 @@ class SparseCategoricalCrossentropy : public Loss {
                       std::to_string(labels.size()) + " labels");
     const int64_t batch = pred.dim(0), k = pred.dim(1);
     LossValue out;
+    const Math math{rt.math};
     out.grad = Tensor(pred.shape);
     Tensor per({batch});
     const float inv_batch = 1.0f / static_cast<float>(batch);
@@ -97,17 +108,17 @@ class SparseCategoricalCrossentropy : public Loss {
         // log softmax with the row maximum subtracted: finite for any logits.
         const float m = *std::max_element(z, z + k);
         float sum = 0;
-        for (int64_t j = 0; j < k; ++j) sum += std::exp(z[j] - m);
+        for (int64_t j = 0; j < k; ++j) sum += math.exp(z[j] - m);
         // In shifted form, as TensorFlow's kernel: adding m back would round away the loss at large logits.
-        per[i] = std::log(sum) - (z[y] - m);
+        per[i] = math.log(sum) - (z[y] - m);
         const float inv_sum = 1.0f / sum;
-        for (int64_t j = 0; j < k; ++j) g[j] = std::exp(z[j] - m) * inv_sum * inv_batch;
+        for (int64_t j = 0; j < k; ++j) g[j] = math.exp(z[j] - m) * inv_sum * inv_batch;
         g[y] -= inv_batch;
       } else if (softmax_output_) {
         // A softmax row sums to 1, so Keras' q = p / sum(p) is p; and the gradient's 1/sum term, the same
         // for every class, is one the softmax's backward cancels. Computing them would only add rounding.
         const float p = std::clamp(z[y], kEpsilon, 1.0f - kEpsilon);
-        per[i] = -std::log(p);
+        per[i] = -math.log(p);
         const bool inside = z[y] >= kEpsilon && z[y] <= 1.0f - kEpsilon;
         if (inside) g[y] = -inv_batch / p;
       } else {
@@ -116,7 +127,7 @@ class SparseCategoricalCrossentropy : public Loss {
         float sum = 0;
         for (int64_t j = 0; j < k; ++j) sum += z[j];
         const float q = z[y] / sum;
-        per[i] = -std::log(std::clamp(q, kEpsilon, 1.0f - kEpsilon));
+        per[i] = -math.log(std::clamp(q, kEpsilon, 1.0f - kEpsilon));
         // d/dp_j of -log(p_y / sum) = 1/sum - [j == y]/p_y. The clip passes no gradient outside its range.
         if (q >= kEpsilon && q <= 1.0f - kEpsilon) {
           const float each = inv_batch / sum;

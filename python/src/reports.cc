@@ -1,0 +1,82 @@
+#include "python/src/reports.h"
+
+#include <pybind11/pybind11.h>
+
+#include "engine/escape.h"
+#include "python/src/errors.h"
+#include "replayer/bisect.h"
+#include "replayer/diff.h"
+#include "replayer/replayer.h"
+#include "replayer/report_html.h"
+#include "traces/trace_reader.h"
+
+namespace trainrr::py {
+namespace {
+
+namespace pyb = pybind11;
+
+// The commands' exit codes for a report that could not be made.
+constexpr int kBadInput = 2, kCannotReplay = 3;
+
+Report finish(DivergenceReport report, int exit_code, std::optional<std::string> damage) {
+  Report r;
+  r.report = std::move(report);
+  r.exit_code = damage ? kBadInput : exit_code;
+  r.damage = std::move(damage);
+  return r;
+}
+
+}  // namespace
+
+std::string Report::text() const { return printable(report_text(report)); }
+std::string Report::json() const { return report_json(report); }
+std::string Report::html() const { return report_html(report); }
+
+Report replay_trace(const ReplaySettings& s) {
+  auto force = parse_force(s.force);
+  if (!force) raise(ErrorKind::config, "force: " + force.error().message);
+  if (s.to_step >= 0 && s.to_step <= s.from_step)
+    raise(ErrorKind::config, "to_step " + std::to_string(s.to_step) + " must be greater than from_step " +
+                                 std::to_string(s.from_step));
+  pyb::gil_scoped_release released;
+  std::vector<std::string> notes;
+  if (auto reader = trace::TraceReader::open(s.trace))
+    if (const auto& live = (*reader)->still_recording()) notes.push_back(*live);
+  ReplayOptions o;
+  o.trace_path = s.trace;
+  o.force = *force;
+  o.overrides = s.overrides;
+  o.data_path = s.data;
+  o.allow_data_change = s.allow_data_change;
+  o.from_step = s.from_step;
+  o.to_step = s.to_step;
+  o.keep_going = s.keep_going;
+  o.element_detail = s.element_detail;
+  ReplayResult r = replay(o);
+  if (r.exit_code == kBadInput || r.exit_code == kCannotReplay) raise(ErrorKind::trace, r.error);
+  r.report.facts.emplace_back("steps executed", std::to_string(r.steps_executed));
+  r.report.notes.insert(r.report.notes.begin(), notes.begin(), notes.end());
+  return finish(std::move(r.report), r.exit_code, std::move(r.damage));
+}
+
+Report diff_traces(const std::string& a, const std::string& b) {
+  pyb::gil_scoped_release released;
+  DiffResult r = trainrr::diff_traces(a, b);
+  if (r.exit_code == kBadInput) raise(ErrorKind::trace, r.error);
+  return finish(std::move(r.report), r.exit_code, std::move(r.damage));
+}
+
+Report bisect_trace(const std::string& trace, const std::string& against, const std::vector<std::string>& overrides,
+                    const std::string& data) {
+  pyb::gil_scoped_release released;
+  BisectOptions o;
+  o.trace_path = trace;
+  o.against = against;
+  o.overrides = overrides;
+  o.data_path = data;
+  BisectResult r = bisect(o);
+  if (r.exit_code == kBadInput || r.exit_code == kCannotReplay) raise(ErrorKind::trace, r.error);
+  return finish(std::move(r.report), r.exit_code, std::move(r.damage));
+}
+
+}  // namespace trainrr::py

@@ -1,0 +1,87 @@
+#include "python/src/trace_file.h"
+
+#include <pybind11/pybind11.h>
+
+#include <variant>
+
+#include "python/src/errors.h"
+#include "tools/trace_text.h"
+
+namespace trainrr::py {
+
+namespace pyb = pybind11;
+
+TraceFile::TraceFile(std::string path) : path_(std::move(path)) {
+  pyb::gil_scoped_release released;
+  auto reader = trace::TraceReader::open(path_);
+  if (!reader) raise(ErrorKind::trace, reader.error().message);
+  reader_ = std::move(reader).value();
+}
+
+std::string TraceFile::header_json() const { return cli::header_json(reader_->header()); }
+
+TraceContents TraceFile::read(bool messages) {
+  pyb::gil_scoped_release released;
+  // Each read starts over at the first message: the reader reads the file as it is now.
+  auto reader = trace::TraceReader::open(path_);
+  if (!reader) raise(ErrorKind::trace, reader.error().message);
+  TraceContents out;
+  if (const auto& live = (*reader)->still_recording()) out.notes.push_back(*live);
+  while (true) {
+    auto record = (*reader)->next();
+    if (!record) {
+      out.stop = record.error().message;
+      out.stop_truncated = (*reader)->stopped() && (*reader)->stopped()->truncated;
+      break;
+    }
+    if (!*record) break;
+    const trace::TraceRecord& r = **record;
+    if (const auto* step = std::get_if<trace::TraceStep>(&r.value)) {
+      if (step->end) out.losses.push_back(step->end->loss);
+      if (!messages) continue;
+      MessageJson m{"step", cli::step_begin_json(*step, r.offset), {}, ""};
+      m.events.reserve(step->events.size());
+      for (const trace::Event& e : step->events) m.events.push_back(cli::event_json(step->index, e));
+      if (step->end) m.end = cli::step_end_json(*step);
+      out.messages.push_back(std::move(m));
+    } else if (!messages) {
+      continue;
+    } else if (const auto* epoch = std::get_if<trace::TraceEpoch>(&r.value)) {
+      out.messages.push_back({"epoch", cli::epoch_json(*epoch, r.offset), {}, ""});
+    } else if (const auto* checkpoint = std::get_if<trace::TraceCheckpoint>(&r.value)) {
+      out.messages.push_back({"checkpoint", cli::checkpoint_json(*checkpoint, r.offset), {}, ""});
+    } else if (const auto* footer = std::get_if<trace::TraceFooter>(&r.value)) {
+      out.messages.push_back({"footer", cli::footer_json(*footer, r.offset), {}, ""});
+    }
+  }
+  for (const std::string& note : (*reader)->notes()) out.notes.push_back(note);
+  return out;
+}
+
+std::vector<int64_t> TraceFile::checkpoint_steps() {
+  pyb::gil_scoped_release released;
+  auto index = reader_->checkpoint_index();
+  if (!index) raise(ErrorKind::trace, index.error().message);
+  std::vector<int64_t> steps;
+  for (const trace::CheckpointRef& c : *index) steps.push_back(c.step);
+  return steps;
+}
+
+trace::TraceCheckpoint TraceFile::checkpoint(int64_t step) {
+  pyb::gil_scoped_release released;
+  auto index = reader_->checkpoint_index();
+  if (!index) raise(ErrorKind::trace, index.error().message);
+  std::string held;
+  for (const trace::CheckpointRef& c : *index) {
+    if (c.step == step) {
+      auto checkpoint = reader_->read_checkpoint(c.offset);
+      if (!checkpoint) raise(ErrorKind::trace, checkpoint.error().message);
+      return std::move(checkpoint).value();
+    }
+    held += (held.empty() ? "" : ", ") + std::to_string(c.step);
+  }
+  raise(ErrorKind::trace, path_ + ": no checkpoint after " + std::to_string(step) + " steps (it holds " +
+                              (held.empty() ? std::string("none") : "those after " + held + " steps") + ")");
+}
+
+}  // namespace trainrr::py

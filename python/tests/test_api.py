@@ -1,0 +1,249 @@
+"""The Keras-shaped API: what fit, evaluate and predict return and print, what a recording holds, and what
+trainrr.open reads back."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import trainrr
+from trainrr import layers, optimizers
+
+from conftest import BIN, EXAMPLES, SOURCE_DIR, cli
+
+
+def blobs(rows=240, seed=3):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, 6)).astype(np.float32)
+    y = (x[:, 0] - x[:, 3] > 0).astype(np.int64)
+    return x, y
+
+
+def classifier():
+    model = trainrr.Sequential([layers.Dense(8, activation="tanh"), layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=optimizers.SGD(learning_rate=0.1, momentum=0.9), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], threads=1)
+    return model
+
+
+def test_history_holds_keras_keys_one_value_per_epoch():
+    x, y = blobs()
+    history = classifier().fit(x, y, epochs=3, batch_size=16, validation_split=0.25, verbose=0, seed=1)
+    assert list(history.history) == ["loss", "accuracy", "val_loss", "val_accuracy"]
+    assert all(len(v) == 3 for v in history.history.values())
+    assert history.epoch == [0, 1, 2] and history.params["steps"] == 12  # 180 training rows in batches of 16
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_without_metrics_the_history_holds_the_loss_alone():
+    x, y = blobs()
+    model = trainrr.Sequential([layers.Dense(2, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy")
+    assert list(model.fit(x, y, verbose=0).history) == ["loss"]
+    assert isinstance(model.evaluate(x, y, verbose=0), float)
+
+
+def test_epoch_lines_keras_style_and_quiet_with_verbose_0(capsys):
+    x, y = blobs()
+    classifier().fit(x, y, epochs=2, verbose=1, seed=1)
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(" - ")[:2] for line in out] == [["Epoch 1/2", "8 steps"], ["Epoch 2/2", "8 steps"]]
+    assert "loss: " in out[0] and "accuracy: " in out[0]
+    classifier().fit(x, y, epochs=2, verbose=0, seed=1)
+    assert capsys.readouterr().out == ""
+
+
+def test_a_seeded_run_trains_the_same_weights_every_time():
+    x, y = blobs()
+    a, b = classifier(), classifier()
+    a.fit(x, y, epochs=2, verbose=0, seed=5)
+    b.fit(x, y, epochs=2, verbose=0, seed=5)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        assert wa.tobytes() == wb.tobytes()
+
+
+def test_evaluate_and_predict_agree_with_each_other():
+    x, y = blobs()
+    model = classifier()
+    model.fit(x, y, epochs=4, verbose=0, seed=2)
+    loss, accuracy = model.evaluate(x, y, verbose=0)
+    p = model.predict(x)
+    assert p.shape == (240, 2) and p.dtype == np.float32
+    assert accuracy == pytest.approx(np.mean(p.argmax(axis=1) == y))
+    nll = -np.log(p[np.arange(len(y)), y].astype(np.float64))
+    assert loss == pytest.approx(nll.mean(), rel=1e-5)
+    assert model.evaluate(x, y, verbose=0, return_dict=True) == {"loss": loss, "accuracy": accuracy}
+
+
+def test_predict_hands_over_the_engine_result_without_a_copy():
+    x, y = blobs()
+    model = classifier()
+    model.fit(x, y, verbose=0, seed=2)
+    p = model.predict(x)
+    assert not p.flags.owndata and p.base is not None  # the array's memory is the engine's tensor
+    assert p.flags.c_contiguous and p.flags.writeable
+
+
+def test_the_recording_context_records_the_fit_inside_it(tmp_path):
+    x, y = blobs()
+    with trainrr.record(tmp_path / "run.trr", level="layer", seed=42, checkpoint_every=5) as rec:
+        history = classifier().fit(x, y, epochs=2, batch_size=32, verbose=0)
+    assert history.trace == rec.trace == str(tmp_path / "run.trr")
+    assert rec.seed == 42 and rec.bytes == os.path.getsize(tmp_path / "run.trr")
+    trace = trainrr.open(tmp_path / "run.trr")
+    assert trace.seed == 42 and trace.header["level"] == "layer" and trace.header["checkpoint_every"] == 5
+    assert trace.environment["threads"] == "1"
+    steps = trace.steps()
+    assert [s["step"] for s in steps] == list(range(16))
+    assert [s["epoch"] for s in steps] == [1] * 8 + [2] * 8
+    assert steps[0]["events"][0]["type"] == "rng" and "params" in steps[0]
+    assert any(e["type"] == "probe" and e["site"] == "dense_1:out" for e in steps[3]["events"])
+    losses = trace.losses()
+    assert losses.dtype == np.float64 and np.array_equal(losses, [s["loss"] for s in steps])
+    assert trace.checkpoints() == [0, 5, 10, 15, 16]
+    assert [e["logs"]["loss"] for e in trace.epochs()] == pytest.approx(history.history["loss"])
+    footer = trace.footer()
+    assert footer["completed"] and footer["step_count"] == 16
+
+
+def test_checkpoints_hold_the_initial_and_the_trained_weights(tmp_path):
+    x, y = blobs()
+    model = classifier()
+    model.fit(x, y, epochs=2, verbose=0, record=trainrr.record(tmp_path / "run.trr", seed=9))
+    trace = trainrr.open(tmp_path / "run.trr")
+    initial, final = trace.checkpoint(0), trace.checkpoint(trace.checkpoints()[-1])
+    assert list(initial)[:4] == ["dense_1.kernel", "dense_1.bias", "dense_2.kernel", "dense_2.bias"]
+    assert initial["dense_1.kernel"].shape == (6, 8) and initial["dense_1.kernel"].dtype == np.float32
+    assert not initial["dense_1.bias"].any()  # biases start at zero, as in Keras
+    limit = np.sqrt(6 / (6 + 8))  # glorot_uniform
+    assert np.abs(initial["dense_1.kernel"]).max() <= limit
+    for trained, recorded in zip(model.get_weights(), list(final.values())[:4]):
+        assert trained.tobytes() == recorded.tobytes()
+    # The same seed in another run starts from the same weights.
+    again = classifier()
+    again.fit(x, y, epochs=1, verbose=0, record=trainrr.record(tmp_path / "again.trr", seed=9))
+    assert trainrr.open(tmp_path / "again.trr").checkpoint(0)["dense_1.kernel"].tobytes() == \
+        initial["dense_1.kernel"].tobytes()
+
+
+def test_diff_of_two_recordings(tmp_path):
+    x, y = blobs()
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        classifier().fit(x, y, verbose=0, record=trainrr.record(tmp_path / f"{name}.trr", seed=seed))
+    same = trainrr.diff(tmp_path / "a.trr", tmp_path / "b.trr")
+    assert same.status == "identical" and same.exit_code == 0
+    other = trainrr.diff(tmp_path / "a.trr", tmp_path / "c.trr")
+    assert other.status == "diverged" and other.first_divergence.step == 0
+    assert other.cause.category == "config", other.text()
+
+
+def test_bisect_of_a_run_a_free_replay_reproduces(tmp_path):
+    x, y = blobs()
+    classifier().fit(x, y, verbose=0, record=trainrr.record(tmp_path / "run.trr", seed=4))
+    report = trainrr.bisect(tmp_path / "run.trr")
+    assert report.command == "bisect" and report.status == "reproduced", report.text()
+
+
+def test_to_config_and_from_config_describe_the_same_run(tmp_path):
+    x, y = blobs()
+    model = classifier()
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, seed=3)
+    model.to_config(tmp_path / "run.toml")
+    again = trainrr.Sequential.from_config(tmp_path / "run.toml")
+    assert [layer.items() for layer in again.layers] == [
+        [("type", "Dense"), ("units", 8), ("activation", "tanh"), ("use_bias", True),
+         ("kernel_initializer", "glorot_uniform")],
+        [("type", "Dense"), ("units", 2), ("activation", "softmax"), ("use_bias", True),
+         ("kernel_initializer", "glorot_uniform")]]
+    again.fit(verbose=0)
+    for a, b in zip(model.get_weights(), again.get_weights()):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_from_config_evaluates_its_test_split():
+    # The example's default policy lets its loader's two threads race: the deterministic policy trains the same
+    # weights in every run, so that two runs can be compared.
+    config, policy = os.path.join(EXAMPLES, "breast_cancer.toml"), "runtime.policy=deterministic"
+    model = trainrr.Sequential.from_config(config, overrides=[policy])
+    model.fit(verbose=0)
+    loss, accuracy = model.evaluate(verbose=0)
+    # `trainrr train` prints the same figures for this configuration.
+    p = cli("train", config, "--set", policy)
+    assert f"test: loss {loss:.4f} - accuracy {accuracy:.4f} (114 rows)" in p.stdout
+
+
+def test_the_gil_is_released_while_training():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4096, 64)).astype(np.float32)
+    y = rng.integers(0, 10, size=4096)
+    model = trainrr.Sequential([layers.Dense(256, activation="relu"), layers.Dense(10, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy", threads=1)
+    done = threading.Event()
+    took = []
+
+    def train():
+        start = time.perf_counter()
+        model.fit(x, y, epochs=100, verbose=0, seed=1)
+        took.append(time.perf_counter() - start)
+        done.set()
+
+    t = threading.Thread(target=train)
+    last = time.perf_counter()
+    t.start()
+    longest_wait = 0.0
+    while not done.is_set():
+        now = time.perf_counter()
+        longest_wait, last = max(longest_wait, now - last), now
+    t.join()
+    assert took[0] > 0.5, "the fit ended too soon to tell"
+    # With the GIL held by the training, this loop would wait for the whole of it at once.
+    assert longest_wait < took[0] / 3, f"this thread waited {longest_wait:.2f} s of the fit's {took[0]:.2f} s"
+
+
+def test_ctrl_c_stops_after_the_current_step_and_leaves_a_readable_trace(tmp_path):
+    script = textwrap.dedent(f"""
+        import os, signal, threading, numpy as np, trainrr
+        from trainrr import layers
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(4096, 64)).astype(np.float32)
+        y = rng.integers(0, 10, size=4096)
+        model = trainrr.Sequential([layers.Dense(256, activation="relu"), layers.Dense(10, activation="softmax")])
+        model.compile(loss="sparse_categorical_crossentropy", threads=1)
+        threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        try:
+            model.fit(x, y, epochs=1000, batch_size=32, verbose=0, record=trainrr.record("run.trr", seed=1))
+            print("not interrupted")
+        except KeyboardInterrupt as e:
+            print("KeyboardInterrupt:", e)
+    """)
+    env = dict(os.environ)
+    p = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("KeyboardInterrupt: fit: interrupted at step "), p.stdout
+    assert "the trace run.trr holds every step before it" in p.stdout
+    stopped_at = int(p.stdout.split("interrupted at step ")[1].split(";")[0])
+    trace = trainrr.open(tmp_path / "run.trr")
+    footer = trace.footer()
+    assert footer is not None and not footer["completed"] and "interrupted" in footer["end_reason"]
+    assert 0 < len(trace.steps()) == stopped_at < 1000 * 128
+    assert trainrr.replay(tmp_path / "run.trr").status == "reproduced"
+    assert cli("show", tmp_path / "run.trr").returncode == 0
+
+
+def test_a_configuration_with_augmentation_keeps_it_when_fit_on_arrays(tmp_path):
+    config = tmp_path / "noisy.toml"
+    config.write_text('seed = 1\n[data]\nsource = "synthetic"\nshape = [6]\nclasses = 2\nsamples = 64\n'
+                      '[augment]\nnoise_stddev = 0.5\n[[model.layers]]\ntype = "Dense"\nunits = 2\n'
+                      'activation = "softmax"\n[train]\nloss = "sparse_categorical_crossentropy"\n')
+    model = trainrr.Sequential.from_config(config)
+    x, y = blobs()
+    model.fit(x, y, verbose=0, record=tmp_path / "run.trr")
+    assert "[augment]\nnoise_stddev = 0.5" in model.to_config()
+    draws = [e["site"] for s in trainrr.open(tmp_path / "run.trr").steps() for e in s["events"] if e["type"] == "rng"]
+    assert "augment/noise" in draws

@@ -1,0 +1,193 @@
+"""Bad input raises the named exception, with a message that names the argument; nothing crashes."""
+
+import numpy as np
+import pytest
+
+import trainrr
+from trainrr import layers, optimizers
+
+
+def model():
+    m = trainrr.Sequential([layers.Dense(4, activation="relu"), layers.Dense(1, activation="sigmoid")])
+    m.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    return m
+
+
+def data(rows=20, features=3):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(rows, features)).astype(np.float32)
+    return x, (x[:, 0] > 0).astype(np.float32)
+
+
+def test_exceptions_are_value_errors_where_the_input_is_a_value():
+    assert issubclass(trainrr.ConfigError, ValueError) and issubclass(trainrr.DataError, ValueError)
+    assert issubclass(trainrr.TraceError, trainrr.TrainrrError)
+
+
+@pytest.mark.parametrize("x, message", [
+    (np.array([["a", "b"], ["c", "d"]]), "x: dtype <U1 is not supported"),
+    (np.zeros((4, 2), dtype=np.complex64), "x: dtype complex64 is not supported"),
+    (np.zeros(4, dtype=np.float32), "x: expected an array of shape (rows, features...), got shape (4,)"),
+    (np.zeros((0, 3), dtype=np.float32), "x: has no rows"),
+])
+def test_wrong_dtype_or_shape_of_x(x, message):
+    with pytest.raises(trainrr.DataError) as e:
+        model().fit(x, np.zeros(len(x)), verbose=0)
+    assert str(e.value).startswith(message)
+
+
+def test_rows_of_x_and_y_must_match():
+    x, y = data()
+    with pytest.raises(trainrr.DataError, match=r"^x and y: x has 20 rows, y has 19"):
+        model().fit(x, y[:-1], verbose=0)
+
+
+def test_one_hot_labels_are_refused_with_what_to_give_instead():
+    x, y = data()
+    with pytest.raises(trainrr.DataError, match=r"^y: expected one label per row.*argmax"):
+        model().fit(x, np.eye(2)[y.astype(int)], verbose=0)
+
+
+def test_nan_in_x_names_the_row_and_column():
+    x, y = data()
+    x[7, 2] = np.nan
+    with pytest.raises(trainrr.DataError, match=r"^x: row 7, column 2: nan: every value must be a finite number"):
+        model().fit(x, y, verbose=0)
+
+
+def test_a_float64_value_beyond_float32_is_refused():
+    x, y = data()
+    x = x.astype(np.float64)
+    x[3, 1] = 1e300
+    with pytest.raises(trainrr.DataError, match=r"^x: row 3, column 1: too large for float32"):
+        model().fit(x, y, verbose=0)
+
+
+def test_labels_the_loss_cannot_take_name_y_and_the_row():
+    x, y = data()
+    y[5] = 3
+    with pytest.raises(trainrr.DataError, match=r"^y: the label of row 5 \(counting from 0\) is 3: binary_crossentropy needs labels in \[0, 1\]"):
+        model().fit(x, y, verbose=0)
+
+
+def test_unknown_layer_argument_is_named_with_the_closest_one():
+    with pytest.raises(trainrr.ConfigError, match=r"^layers.Dense: unknown argument 'activaton' \(did you mean 'activation'\?\)"):
+        layers.Dense(4, activaton="relu")
+
+
+def test_a_keras_argument_the_engine_lacks_is_refused_not_ignored():
+    with pytest.raises(ValueError, match=r"^layers.Dense: argument 'kernel_regularizer' is not supported"):
+        layers.Dense(4, kernel_regularizer="l2")
+    with pytest.raises(ValueError, match=r"^optimizers.Adam: argument 'amsgrad' is not supported"):
+        optimizers.Adam(amsgrad=True)
+    x, y = data()
+    with pytest.raises(ValueError, match=r"^fit: argument 'callbacks' is not supported"):
+        model().fit(x, y, callbacks=[])
+
+
+def test_values_are_checked_by_the_engine_with_its_words():
+    with pytest.raises(trainrr.ConfigError, match=r"^layers.Dense: activation: unknown activation 'ReLU' \(did you mean 'relu'\?\)"):
+        layers.Dense(4, activation="ReLU")
+    with pytest.raises(trainrr.ConfigError, match=r"^layers.Dense: units must be an integer, got a string"):
+        layers.Dense("4")
+    with pytest.raises(trainrr.ConfigError, match=r"^layers.Dropout: argument 'rate' is required"):
+        layers.Dropout()
+    with pytest.raises(trainrr.ConfigError, match=r"^optimizers.SGD: learning_rate must be positive, got -1"):
+        optimizers.SGD(learning_rate=-1)
+    with pytest.raises(trainrr.ConfigError, match=r"^compile: .*categorical_crossentropy"):
+        trainrr.Sequential([layers.Dense(1)]).compile(loss="categorical_crossentropy")
+    with pytest.raises(trainrr.ConfigError, match=r"^compile: metrics: 'auc' is not supported"):
+        trainrr.Sequential([layers.Dense(1)]).compile(loss="mse", metrics=["auc"])
+
+
+def test_fit_values_are_checked():
+    x, y = data()
+    with pytest.raises(trainrr.ConfigError, match=r"^fit: epochs must be an integer, 1 or more, got 0"):
+        model().fit(x, y, epochs=0)
+    with pytest.raises(trainrr.ConfigError, match=r"^fit: validation_split must be a number in \[0, 1\), got 1.5"):
+        model().fit(x, y, validation_split=1.5)
+    # The engine's own check, in the fit's terms.
+    with pytest.raises(trainrr.ConfigError, match=r"^fit: validation_split = 0.99 of 20 training rows leaves no training rows"):
+        model().fit(x, y, validation_split=0.99, verbose=0)
+
+
+def test_the_model_output_must_suit_the_loss():
+    x, y = data()
+    m = trainrr.Sequential([layers.Dense(3, activation="softmax")])
+    m.compile(loss="sparse_categorical_crossentropy")
+    y[0] = 5
+    with pytest.raises(trainrr.ConfigError, match=r"sparse_categorical_crossentropy"):
+        m.fit(x, y, verbose=0)
+
+
+def test_evaluate_and_predict_check_the_sample_shape():
+    x, y = data()
+    m = model()
+    m.fit(x, y, verbose=0)
+    with pytest.raises(trainrr.DataError, match=r"^x: samples of shape \(4,\), but the model was trained on samples of shape \(3,\)"):
+        m.predict(np.zeros((2, 4), dtype=np.float32))
+    with pytest.raises(trainrr.DataError, match=r"^y: the label of row 0 \(counting from 0\) is 2: binary_crossentropy needs labels in \[0, 1\]"):
+        m.evaluate(x, np.full(len(x), 2.0))
+
+
+def test_using_an_untrained_model_says_fit_comes_first():
+    with pytest.raises(trainrr.ConfigError, match=r"^predict: the model has not been trained"):
+        model().predict(np.zeros((2, 3), dtype=np.float32))
+
+
+def test_missing_trace_file_raises_trace_error_naming_it(tmp_path):
+    missing = str(tmp_path / "missing.trr")
+    for call in (lambda: trainrr.open(missing), lambda: trainrr.replay(missing),
+                 lambda: trainrr.diff(missing, missing), lambda: trainrr.bisect(missing)):
+        with pytest.raises(trainrr.TraceError) as e:
+            call()
+        assert missing in str(e.value)
+
+
+def test_a_file_that_is_no_trace_raises_trace_error(tmp_path):
+    path = tmp_path / "not.trr"
+    path.write_bytes(b"this is not a trace at all, just some text")
+    with pytest.raises(trainrr.TraceError, match="not.trr"):
+        trainrr.open(path)
+
+
+def test_a_missing_checkpoint_says_which_there_are(tmp_path):
+    x, y = data()
+    model().fit(x, y, verbose=0, record=tmp_path / "run.trr")
+    with pytest.raises(trainrr.TraceError, match=r"no checkpoint after 5 steps \(it holds those after 0, 1 steps\)"):
+        trainrr.open(tmp_path / "run.trr").checkpoint(5)
+
+
+def test_a_configuration_error_names_the_file_line_and_key(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('[[model.layers]]\ntype = "Dense"\nunits = 1\nactivation = "ReLU"\n')
+    with pytest.raises(trainrr.ConfigError, match=r"bad.toml:4: model.layers\[0\].activation: unknown activation"):
+        trainrr.Sequential.from_config(config)
+
+
+def test_a_missing_data_file_is_a_data_error(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text('[data]\npath = "nowhere.csv"\nlabel = "y"\n[[model.layers]]\ntype = "Dense"\nunits = 1\n'
+                      '[train]\nloss = "mse"\n')
+    with pytest.raises(trainrr.DataError, match=r"nowhere.csv"):
+        trainrr.Sequential.from_config(config).fit(verbose=0)
+
+
+def test_a_second_fit_in_one_recording_is_refused(tmp_path):
+    x, y = data()
+    with trainrr.record(tmp_path / "run.trr"):
+        model().fit(x, y, verbose=0)
+        with pytest.raises(trainrr.ConfigError, match=r"holds one run"):
+            model().fit(x, y, verbose=0)
+
+
+def test_a_refused_fit_leaves_the_recording_to_the_next_one(tmp_path):
+    x, y = data()
+    bad = x.copy()
+    bad[0, 0] = np.inf
+    with trainrr.record(tmp_path / "run.trr", seed=3) as rec:
+        with pytest.raises(trainrr.DataError):
+            model().fit(bad, y, verbose=0)
+        assert not (tmp_path / "run.trr").exists()
+        model().fit(x, y, verbose=0)
+    assert rec.bytes > 0 and trainrr.open(tmp_path / "run.trr").seed == 3

@@ -1,0 +1,86 @@
+"""Arrays handed to fit, evaluate and predict: checked, converted to the engine's float32, and saved as the
+.npy files a run configuration names (the trace embeds them)."""
+
+import os
+
+import numpy as np
+
+from ._errors import DataError
+
+X_FILE, Y_FILE = "x.npy", "y.npy"
+
+
+def features(x, name="x", sample_shape=None):
+    """`x` as a C-contiguous float32 array [rows, ...sample shape]. No copy when it is one already;
+    other real dtypes are converted (a copy)."""
+    if x is None:
+        raise DataError(f"{name}: an array is required")
+    a = np.asarray(x)
+    if a.dtype.kind not in "fiu":
+        raise DataError(f"{name}: dtype {a.dtype} is not supported: give real numbers (float32 is used as is, "
+                        f"other float and integer dtypes are converted to float32)")
+    if a.ndim < 2:
+        raise DataError(f"{name}: expected an array of shape (rows, features...), got shape {a.shape}"
+                        + (" (for one feature per row, reshape it with x.reshape(-1, 1))" if a.ndim == 1 else ""))
+    if a.shape[0] == 0:
+        raise DataError(f"{name}: has no rows (shape {a.shape})")
+    if sample_shape is not None and tuple(a.shape[1:]) != tuple(sample_shape):
+        raise DataError(f"{name}: samples of shape {tuple(a.shape[1:])}, but the model was trained on samples of "
+                        f"shape {tuple(sample_shape)}")
+    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, and is named below
+        f = np.ascontiguousarray(a, dtype=np.float32)
+    _finite(f, a, name)
+    return f
+
+
+def labels(y, rows, name="y"):
+    """`y` as float32 labels, one per row: shape (rows,) or (rows, 1)."""
+    if y is None:
+        raise DataError(f"{name}: labels are required")
+    a = np.asarray(y)
+    if a.dtype.kind not in "fiub":
+        raise DataError(f"{name}: dtype {a.dtype} is not supported: give class indices or numeric targets")
+    if a.ndim == 2 and a.shape[1] == 1:
+        a = a.reshape(-1)
+    if a.ndim != 1:
+        raise DataError(f"{name}: expected one label per row, shape (rows,) or (rows, 1), got shape {a.shape} "
+                        f"(one-hot rows: give their class indices, y.argmax(axis=1), with "
+                        f"loss='sparse_categorical_crossentropy')")
+    if a.shape[0] != rows:
+        raise DataError(f"x and {name}: x has {rows} rows, {name} has {a.shape[0]}")
+    f = np.ascontiguousarray(a, dtype=np.float32)
+    _finite(f, a, name)
+    return f
+
+
+def check_labels(y, loss, outputs, name="y"):
+    """Labels the loss can take: class indices below the model's outputs, or values in [0, 1]."""
+    if loss == "sparse_categorical_crossentropy":
+        bad = np.flatnonzero((y != np.floor(y)) | (y < 0) | (y >= outputs))
+        if bad.size:
+            raise DataError(f"{name}: the label of row {bad[0]} (counting from 0) is {y[bad[0]]:g}: {loss} needs "
+                            f"class indices from 0 to {outputs - 1} (the model has {outputs} outputs)")
+    elif loss == "binary_crossentropy":
+        bad = np.flatnonzero((y < 0) | (y > 1))
+        if bad.size:
+            raise DataError(f"{name}: the label of row {bad[0]} (counting from 0) is {y[bad[0]]:g}: {loss} needs "
+                            f"labels in [0, 1]")
+
+
+def save(folder, x, y):
+    """Writes x.npy and y.npy into `folder`, as numpy.save writes them."""
+    np.save(os.path.join(folder, X_FILE), x, allow_pickle=False)
+    np.save(os.path.join(folder, Y_FILE), y, allow_pickle=False)
+
+
+def _finite(f, original, name):
+    ok = np.isfinite(f)
+    if ok.all():
+        return
+    where = np.unravel_index(int(np.argmin(ok)), f.shape)
+    row = f"row {where[0]}" + (f", column {where[1]}" if f.ndim == 2 else
+                               f", element {tuple(int(i) for i in where[1:])}" if f.ndim > 2 else "")
+    value = original[where]
+    why = ("too large for float32" if np.isfinite(value) else f"{value}")
+    raise DataError(f"{name}: {row}: {why}: every value must be a finite number (trainrr does not impute: "
+                    f"fill or drop such rows first)")

@@ -1,0 +1,423 @@
+"""Sequential: Keras' model shape (compile, fit, evaluate, predict) over trainrr's engine. A model and its
+fit arguments are a run configuration: `to_config()` writes the TOML that `trainrr record` runs as the same
+run, and `Sequential.from_config(path)` reads one."""
+
+import os
+import re
+import sys
+import tempfile
+import threading
+
+from . import _check, _data, _toml, losses, optimizers, recording
+from ._errors import ConfigError, DataError
+from .layers import Layer
+
+# Keras arguments of compile, fit, evaluate and predict the engine does not implement.
+_COMPILE_ONLY_KERAS = {"loss_weights", "weighted_metrics", "run_eagerly", "steps_per_execution", "jit_compile",
+                       "auto_scale_loss", "pss_evaluation_shards"}
+_FIT_ONLY_KERAS = {"callbacks", "validation_data", "class_weight", "sample_weight", "initial_epoch",
+                   "steps_per_epoch", "validation_steps", "validation_batch_size", "validation_freq",
+                   "max_queue_size", "workers", "use_multiprocessing"}
+_EVALUATE_ONLY_KERAS = {"sample_weight", "steps", "callbacks", "max_queue_size", "workers",
+                        "use_multiprocessing"}
+_PYTHON_CONFIG = "<python>"  # the name a run configuration written by this module goes by in messages
+
+
+class History:
+    """What fit returns, as Keras' History: `history` maps "loss", "accuracy", "val_loss", ... to one value
+    per epoch; `epoch` lists the epochs (from 0); `trace` is the recorded trace, if any."""
+
+    def __init__(self, logs, params, trace=None):
+        self.history = {}
+        for epoch in logs:
+            for key, value in epoch:
+                self.history.setdefault(key, []).append(value)
+        self.epoch = list(range(len(logs)))
+        self.params = params
+        self.trace = trace
+
+    def __repr__(self):
+        return f"<trainrr.History epochs={len(self.epoch)} keys={list(self.history)}>"
+
+
+class Sequential:
+    """A stack of layers, as keras.Sequential:
+
+        model = trainrr.Sequential([layers.Dense(16, activation="relu"), layers.Dense(1, activation="sigmoid")])
+        model.compile(optimizer=optimizers.Adam(learning_rate=1e-3), loss="binary_crossentropy",
+                      metrics=["accuracy"])
+        history = model.fit(x, y, epochs=10, batch_size=32, validation_split=0.1)
+    """
+
+    def __init__(self, layers=None, name=None):
+        self.name = name
+        self.layers = []
+        self._compiled = None
+        self._source = None  # (path, overrides) of the configuration file the model was read from, unchanged
+        self._data = None  # the configuration's [data] and [augment], for a model read from a file
+        self._fit = {"epochs": 1, "batch_size": 32, "shuffle": True, "validation_split": 0.0, "seed": None}
+        self._arrays = None  # (x, y) of the last fit, as the engine trains on them
+        self._run = None
+        for layer in layers or []:
+            self.add(layer)
+
+    # --- building -------------------------------------------------------------------------------------
+
+    def add(self, layer):
+        if not isinstance(layer, Layer):
+            raise ConfigError(f"Sequential: {layer!r} is not a trainrr layer (trainrr.layers.Dense, ...)")
+        self.layers.append(layer)
+        self._source = None
+        self._run = None
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, threads=None, policy=None, **kwargs):
+        """As Keras' compile (its default optimizer is rmsprop). metrics: None or ["accuracy"]: the engine
+        reports the loss, and accuracy for the two cross-entropies. trainrr's own: threads (default 0: every
+        core) and policy ("default", "deterministic", "autotune" or "portable"), the configuration's [runtime]."""
+        for key in kwargs:
+            if key in _COMPILE_ONLY_KERAS:
+                raise _check.unsupported_argument("compile", key)
+            raise _check.unknown_argument("compile", key, ["optimizer", "loss", "metrics", "threads", "policy"])
+        if loss is None:
+            raise ConfigError("compile: loss is required (binary_crossentropy, sparse_categorical_crossentropy "
+                              "or mse)")
+        loss_name, from_logits = losses.get(loss)
+        wants_accuracy = _accuracy_wanted(metrics, loss_name)
+        runtime = [(k, v) for k, v in (("threads", threads), ("policy", policy)) if v is not None]
+        if runtime:
+            _check.engine_check("compile", "runtime.", runtime=runtime)
+        self._compiled = {"optimizer": optimizers.get(optimizer), "loss": loss_name, "from_logits": from_logits,
+                          "accuracy": wants_accuracy, "runtime": runtime}
+        self._source = None
+        self._run = None
+
+    @classmethod
+    def from_config(cls, path, overrides=()):
+        """The model, compile settings, data and fit settings of a TOML run configuration (the file
+        `trainrr record` takes). `overrides`: "key=value" strings, as `--set`. fit() without arrays then
+        trains on the configuration's data, as `trainrr record PATH` does."""
+        from . import _trainrr
+
+        path = os.fspath(path)
+        c = _trainrr.load_config(path, list(overrides))
+        model = cls([Layer.from_spec(spec) for spec in c["layers"]])
+        model.compile(optimizer=optimizers.Optimizer.from_spec(c["optimizer"]),
+                      loss=_loss_object(c["train"]["loss"]) if c["train"]["from_logits"] else c["train"]["loss"],
+                      metrics=["accuracy"] if c["train"]["loss"] != "mse" else None,
+                      threads=c["threads"], policy=c["policy"])
+        train = c["train"]
+        model._fit = {"epochs": train["epochs"], "batch_size": train["batch_size"], "shuffle": train["shuffle"],
+                      "validation_split": train["validation_split"], "seed": c["seed"]}
+        model._data = {"data": c["data"], "augment": c["augment"]}
+        model._source = (path, list(overrides))
+        return model
+
+    # --- training -------------------------------------------------------------------------------------
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=None, verbose="auto", validation_split=None,
+            shuffle=None, record=None, seed=None, **kwargs):
+        """Trains the model, as Keras' fit: epochs (default 1), batch_size (32), validation_split (the last
+        fraction of the rows, evaluated each epoch), shuffle (True). x: real numbers, (rows, features...);
+        a C-contiguous float32 array is saved for the run as it is, other dtypes are first converted to
+        float32 (a copy). y: one label per row.
+
+        record: a trace path (or a trainrr.record(...) object) to record the run to; inside a
+        `with trainrr.record(...)` block the run is recorded there. seed: the run's seed (None: the
+        recording's, the configuration's, or one drawn from the OS and recorded). The arrays are saved as
+        .npy files that the trace embeds, so that trainrr.replay needs the trace alone.
+
+        Ctrl-C stops the run after the current step; the trace then holds every step before it, and
+        KeyboardInterrupt is raised."""
+        for key in kwargs:
+            if key in _FIT_ONLY_KERAS:
+                raise _check.unsupported_argument("fit", key)
+            raise _check.unknown_argument("fit", key, ["x", "y", "batch_size", "epochs", "verbose",
+                                                       "validation_split", "shuffle", "record", "seed"])
+        if self._compiled is None:
+            raise ConfigError("fit: the model must be compiled first (model.compile(optimizer=..., loss=...))")
+        if not self.layers:
+            raise ConfigError("fit: the model has no layers")
+        rec = _recording(record)
+        if rec is not None:
+            if seed is not None and rec.seed is not None and seed != rec.seed:
+                raise ConfigError(f"fit: seed={seed} and the recording's seed={rec.seed} differ")
+            seed = seed if seed is not None else rec.seed
+        given = {"epochs": epochs, "batch_size": batch_size, "validation_split": validation_split,
+                 "shuffle": shuffle, "seed": seed}
+        _check_fit_values(given)
+        settings = dict(self._fit)
+        settings.update({k: v for k, v in given.items() if v is not None})
+        log, progress = _log_stream(verbose)
+
+        if x is None and y is not None:
+            raise DataError("fit: y without x")
+        if x is None and self._data is None:
+            raise DataError("fit: x and y are required (a model read by Sequential.from_config trains on its "
+                            "configuration's data without them)")
+        if rec is not None:
+            rec.check_unused()
+        with tempfile.TemporaryDirectory(prefix="trainrr-") as folder:
+            if x is not None:
+                xs = _data.features(x)
+                ys = _data.labels(y, xs.shape[0])
+                _data.save(folder, xs, ys)
+                arrays = (xs, ys)
+            else:
+                arrays = None
+            if arrays is None and self._source is not None:
+                # The configuration file as `trainrr record FILE --set ...` runs it: the same run, the same trace.
+                path, overrides = self._source
+                overrides = overrides + _overrides(given)
+                source = dict(file=path, text="", name="", base_dir="", overrides=overrides)
+            else:
+                text = self._config_text(settings, arrays is not None)
+                source = dict(file="", text=text, name=_PYTHON_CONFIG, base_dir=folder, overrides=[])
+            record_settings = rec.settings(embed_data=arrays is not None) if rec is not None else None
+            try:
+                from . import _trainrr
+
+                run = _trainrr.Run(**source, record=record_settings, log=log, progress=progress,
+                                   warnings=sys.stderr)
+            except (ConfigError, DataError) as e:
+                raise type(e)(_python_message(str(e), folder)) from None
+        if rec is not None:
+            rec.claim()
+        self._run = run
+        self._arrays = arrays
+        self._fit = settings
+        stopped = run.fit(catch_sigint=threading.current_thread() is threading.main_thread())
+        if rec is not None:
+            rec.trace = rec.path
+            rec.bytes = run.trace_bytes
+            rec.seed = run.seed
+        if stopped != "completed":
+            where = f"; the trace {rec.path} holds every step before it" if rec is not None else ""
+            raise KeyboardInterrupt(f"fit: {stopped}{where}")
+        history = run.history()
+        if not self._compiled["accuracy"]:
+            history = [[(k, v) for k, v in epoch if not k.endswith("accuracy")] for epoch in history]
+        params = {"epochs": settings["epochs"], "steps": run.steps_per_epoch, "verbose": verbose}
+        return History(history, params, trace=rec.path if rec is not None else None)
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False, **kwargs):
+        """The loss (and accuracy, when compiled with metrics=["accuracy"]) on x and y, in batches of the
+        fit's batch_size; without x, on the test split of a configuration's data (data.test_fraction).
+        x and y are copied into the engine's tensors (as float32)."""
+        for key in kwargs:
+            if key in _EVALUATE_ONLY_KERAS:
+                raise _check.unsupported_argument("evaluate", key)
+            raise _check.unknown_argument("evaluate", key, ["x", "y", "batch_size", "verbose", "return_dict"])
+        run = self._trained("evaluate")
+        if batch_size is not None and batch_size != self._fit["batch_size"]:
+            raise _check.unsupported_argument("evaluate", "batch_size",
+                                              f"evaluation runs in the fit's batches of {self._fit['batch_size']}")
+        if x is None:
+            if y is not None:
+                raise DataError("evaluate: y without x")
+            if not run.has_test:
+                raise DataError("evaluate: x and y are required (this run has no test split)")
+            result = run.evaluate_test()
+        else:
+            xs = _data.features(x, sample_shape=run.sample_shape)
+            ys = _data.labels(y, xs.shape[0])
+            _data.check_labels(ys, run.loss, self._outputs(xs))
+            result = run.evaluate(xs, ys)
+        out = {"loss": result["loss"]}
+        if self._compiled["accuracy"]:
+            out["accuracy"] = result["accuracy"]
+        if _verbosity(verbose):
+            print(f"{result['rows']} rows - " + " - ".join(f"{k}: {v:.4f}" for k, v in out.items()))
+        if return_dict:
+            return out
+        return out["loss"] if len(out) == 1 else list(out.values())
+
+    def predict(self, x, batch_size=None, verbose="auto", **kwargs):
+        """The model's outputs for x, one row per sample (float32; numpy owns the engine's result, no copy).
+        x is copied once into the engine's input tensor (which owns its memory), converted to float32 on the
+        way when it is another dtype."""
+        for key in kwargs:
+            raise _check.unknown_argument("predict", key, ["x", "batch_size", "verbose"])
+        run = self._trained("predict")
+        return run.predict(_data.features(x, sample_shape=run.sample_shape))
+
+    def get_weights(self):
+        """The parameters (then the non-trainable state, such as batch normalization's moving statistics),
+        in model order, as numpy arrays."""
+        return list(self._trained("get_weights").weights().values())
+
+    def summary(self, print_fn=None):
+        text = self._trained("summary").summary()
+        (print_fn or print)(text.rstrip("\n"))
+
+    # --- configuration --------------------------------------------------------------------------------
+
+    def to_config(self, path=None):
+        """The run as a TOML configuration: this model, its compile settings and the last fit's settings
+        (Keras' defaults before any fit). With `path`, also writes it there, and the arrays of the last fit
+        beside it (x.npy, y.npy), so that `trainrr record PATH` runs the same run."""
+        text = self._config_text(self._fit, self._arrays is not None)
+        if path is not None:
+            path = os.fspath(path)
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+            if self._arrays is not None:
+                _data.save(os.path.dirname(os.path.abspath(path)), *self._arrays)
+        return text
+
+    def _config_text(self, settings, arrays):
+        if self._compiled is None:
+            raise ConfigError("to_config: the model must be compiled first")
+        lines = []
+        if settings.get("seed") is not None:
+            lines.append(f"seed = {settings['seed']}")
+            lines.append("")
+        if arrays:
+            _toml.table(lines, "[data]", [("path", _data.X_FILE), ("labels", _data.Y_FILE)])
+            lines.append("")
+        elif self._data is not None:
+            _toml.table(lines, "[data]", _data_items(self._data["data"]))
+            lines.append("")
+        augment = [(k, v) for k, v in self._data["augment"].items() if v] if self._data is not None else []
+        if augment:
+            _toml.table(lines, "[augment]", augment)
+            lines.append("")
+        for layer in self.layers:
+            _toml.table(lines, "[[model.layers]]", layer.items())
+            lines.append("")
+        c = self._compiled
+        train = [("epochs", settings["epochs"]), ("batch_size", settings["batch_size"]),
+                 ("shuffle", settings["shuffle"]), ("loss", c["loss"])]
+        if c["from_logits"]:
+            train.append(("from_logits", True))
+        if settings["validation_split"]:
+            train.append(("validation_split", settings["validation_split"]))
+        _toml.table(lines, "[train]", train)
+        lines.append("")
+        _toml.table(lines, "[train.optimizer]", c["optimizer"].items())
+        if c["runtime"]:
+            lines.append("")
+            _toml.table(lines, "[runtime]", c["runtime"])
+        return "\n".join(lines) + "\n"
+
+    # --- helpers --------------------------------------------------------------------------------------
+
+    def _trained(self, what):
+        if self._run is None:
+            raise ConfigError(f"{what}: the model has not been trained (fit builds it: its input shape comes "
+                              f"from the data)")
+        return self._run
+
+    def _outputs(self, x):
+        out = self._run.predict(x[:1])
+        return out.shape[-1] if out.ndim > 1 else 1
+
+    def __repr__(self):
+        return f"<trainrr.Sequential layers={self.layers!r}>"
+
+
+def _loss_object(name):
+    return {"binary_crossentropy": losses.BinaryCrossentropy,
+            "sparse_categorical_crossentropy": losses.SparseCategoricalCrossentropy}[name](from_logits=True)
+
+
+def _accuracy_wanted(metrics, loss):
+    if metrics is None:
+        return False
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    wanted = False
+    for m in metrics:
+        if m in ("accuracy", "acc"):
+            if loss == "mse":
+                raise ConfigError("compile: metrics: 'accuracy' does not apply to loss 'mse' (it reports the "
+                                  "loss alone)")
+            wanted = True
+        else:
+            raise ConfigError(f"compile: metrics: {m!r} is not supported (the engine reports the loss, and "
+                              f"'accuracy' for the cross-entropies)")
+    return wanted
+
+
+def _recording(record):
+    if record is None:
+        return recording.current()
+    if isinstance(record, recording.Recording):
+        return record
+    if isinstance(record, (str, os.PathLike)):
+        return recording.Recording(record)
+    raise ConfigError(f"fit: record must be a trace path or trainrr.record(...), got {record!r}")
+
+
+def _check_fit_values(given):
+    def integer(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if given["epochs"] is not None and (not integer(given["epochs"]) or given["epochs"] < 1):
+        raise ConfigError(f"fit: epochs must be an integer, 1 or more, got {given['epochs']!r}")
+    if given["batch_size"] is not None and (not integer(given["batch_size"]) or given["batch_size"] < 1):
+        raise ConfigError(f"fit: batch_size must be an integer, 1 or more, got {given['batch_size']!r}")
+    vs = given["validation_split"]
+    if vs is not None and (isinstance(vs, bool) or not isinstance(vs, (int, float)) or not 0 <= vs < 1):
+        raise ConfigError(f"fit: validation_split must be a number in [0, 1), got {vs!r}")
+    if given["shuffle"] is not None and not isinstance(given["shuffle"], bool):
+        raise ConfigError(f"fit: shuffle must be True or False, got {given['shuffle']!r}")
+    if given["seed"] is not None and (not integer(given["seed"]) or given["seed"] < 0):
+        raise ConfigError(f"fit: seed must be an integer from 0 to 9223372036854775807, got {given['seed']!r}")
+
+
+def _overrides(given):
+    keys = {"epochs": "train.epochs", "batch_size": "train.batch_size", "validation_split": "train.validation_split",
+            "shuffle": "train.shuffle", "seed": "seed"}
+    return [f"{keys[k]}={_toml.value(v)}" for k, v in given.items() if v is not None]
+
+
+def _data_items(d):
+    items = [("source", d["source"])]
+    if d["source"] == "synthetic":
+        items += [("shape", d["shape"]), ("classes", d["classes"]), ("samples", d["samples"])]
+    else:
+        items.append(("path", d["path"]))
+        items.append(("label", d["label"]) if d["source"] == "csv" else ("labels", d["labels"]))
+    if d["reshape"]:
+        items.append(("reshape", d["reshape"]))
+    if d["test_fraction"]:
+        items += [("test_fraction", d["test_fraction"]), ("split", d["split"])]
+        if d["stratify"]:
+            items.append(("stratify", True))
+    if d["scale"] != "none":
+        items.append(("scale", d["scale"]))
+    return items
+
+
+def _verbosity(verbose):
+    if verbose == "auto":
+        return 1
+    if verbose not in (0, 1, 2):
+        raise ConfigError(f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
+    return verbose
+
+
+def _log_stream(verbose):
+    """Keras' verbosity: 0 quiet, 1 a progress bar (on a terminal) and a line per epoch, 2 the lines only."""
+    v = _verbosity(verbose)
+    if v == 0:
+        return None, False
+    isatty = getattr(sys.stdout, "isatty", None)
+    return sys.stdout, v == 1 and bool(isatty and isatty())
+
+
+_KEYS = [(re.compile(r"\bmodel\.layers\[(\d+)\]"), r"layers[\1]"), (re.compile(r"\btrain\.optimizer\."), "optimizer."),
+         (re.compile(r"\btrain\."), "")]
+
+
+def _python_message(message, folder):
+    """An engine message about a configuration this module wrote, in the fit's terms: the arrays by their
+    argument names, keys by the arguments that set them."""
+    message = message.replace(os.path.join(folder, _data.X_FILE), "x").replace(os.path.join(folder, _data.Y_FILE), "y")
+    if _PYTHON_CONFIG not in message:
+        return message
+    message = re.sub(re.escape(_PYTHON_CONFIG) + r"(:\d+(:\d+)?)?: ", "fit: ", message)
+    for pattern, replacement in _KEYS:
+        message = pattern.sub(replacement, message)
+    return message

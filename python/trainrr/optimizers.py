@@ -1,0 +1,90 @@
+"""Optimizers, with Keras' names, arguments and defaults (keras.optimizers): SGD (learning rate 0.01),
+Adam, AdamW and RMSprop (0.001), Adam's epsilon 1e-7."""
+
+from . import _check
+from ._check import unknown_argument, unsupported_argument
+
+_KERAS_ONLY = {"amsgrad", "clipnorm", "clipvalue", "global_clipnorm", "use_ema", "ema_momentum",
+               "ema_overwrite_frequency", "jit_compile", "name", "loss_scale_factor", "gradient_accumulation_steps"}
+
+
+class Optimizer:
+    type = None
+    _arguments = ()
+
+    def __init__(self, **kwargs):
+        owner = f"optimizers.{type(self).__name__}"
+        for key in kwargs:
+            if key in self._arguments:
+                continue
+            if key in _KERAS_ONLY:
+                raise unsupported_argument(owner, key)
+            raise unknown_argument(owner, key, list(self._arguments))
+        self._given = {k: v for k, v in kwargs.items() if v is not None}
+        _check.engine_check(owner, "train.optimizer.", optimizer=self.items())
+
+    def items(self):
+        """The optimizer as (key, value) pairs of its [train.optimizer] table."""
+        return [("type", self.type)] + [(k, self._given[k]) for k in self._arguments if k in self._given]
+
+    def get_config(self):
+        return dict(self._given)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self._given.items())
+        return f"optimizers.{type(self).__name__}({args})"
+
+    @staticmethod
+    def from_spec(spec):
+        cls = _TYPES[spec["type"]]
+        return cls(**{k: v for k, v in spec.items() if k != "type"})
+
+
+class SGD(Optimizer):
+    type = "sgd"
+    _arguments = ("learning_rate", "momentum", "nesterov")
+
+    def __init__(self, learning_rate=None, momentum=None, nesterov=None, **kwargs):
+        super().__init__(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov, **kwargs)
+
+
+class Adam(Optimizer):
+    type = "adam"
+    _arguments = ("learning_rate", "beta_1", "beta_2", "epsilon")
+
+    def __init__(self, learning_rate=None, beta_1=None, beta_2=None, epsilon=None, **kwargs):
+        super().__init__(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, **kwargs)
+
+
+class AdamW(Optimizer):
+    type = "adamw"
+    _arguments = ("learning_rate", "weight_decay", "beta_1", "beta_2", "epsilon")
+
+    def __init__(self, learning_rate=None, weight_decay=None, beta_1=None, beta_2=None, epsilon=None, **kwargs):
+        super().__init__(learning_rate=learning_rate, weight_decay=weight_decay, beta_1=beta_1, beta_2=beta_2,
+                         epsilon=epsilon, **kwargs)
+
+
+class RMSprop(Optimizer):
+    type = "rmsprop"
+    _arguments = ("learning_rate", "rho", "momentum", "epsilon", "centered")
+
+    def __init__(self, learning_rate=None, rho=None, momentum=None, epsilon=None, centered=None, **kwargs):
+        super().__init__(learning_rate=learning_rate, rho=rho, momentum=momentum, epsilon=epsilon,
+                         centered=centered, **kwargs)
+
+
+_TYPES = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
+
+
+def get(identifier):
+    """An optimizer from its name ("adam", as compile(optimizer="adam") takes it) or itself."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str):
+        cls = _TYPES.get(identifier) or _TYPES.get(identifier.lower())
+        if cls is None:
+            _check.engine_check("compile", "train.optimizer.", optimizer=[("type", identifier)])
+        return cls()
+    raise _check.ConfigError(f"compile: optimizer must be a name (sgd, adam, adamw, rmsprop) or a "
+                             f"trainrr.optimizers object, got {identifier!r}")

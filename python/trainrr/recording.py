@@ -1,0 +1,78 @@
+"""trainrr.record: the run that `fit` trains inside it is recorded to a trace, as `trainrr record` does."""
+
+import os
+import threading
+
+from ._errors import ConfigError
+
+_active = threading.local()
+
+
+class Recording:
+    """Where and how a run is recorded. After the run: `trace` (its path), `bytes` (its size) and `seed`
+    (the seed the run used, drawn from the OS when none was given)."""
+
+    def __init__(self, path, level="step", seed=None, checkpoint_every=0, embed_data=False):
+        if not isinstance(path, (str, os.PathLike)):
+            raise ConfigError(f"record: path must be a file path, got {path!r}")
+        if level not in ("step", "layer", "op"):
+            raise ConfigError(f"record: level must be 'step', 'layer' or 'op', got {level!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ConfigError(f"record: seed must be an integer from 0 to 9223372036854775807, got {seed!r}")
+        if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 0:
+            raise ConfigError(f"record: checkpoint_every must be an integer, 0 or more, got {checkpoint_every!r}")
+        self.path = os.fspath(path)
+        self.level = level
+        self.seed = seed
+        self.checkpoint_every = checkpoint_every
+        self.embed_data = bool(embed_data)
+        self.trace = None
+        self.bytes = None
+        self._used = False
+
+    def settings(self, embed_data):
+        return {"path": self.path, "level": self.level, "checkpoint_every": self.checkpoint_every,
+                "embed_data": self.embed_data or embed_data}
+
+    def check_unused(self):
+        """A recording holds one run: the first fit inside it that starts."""
+        if self._used:
+            raise ConfigError(f"record: {self.path} holds one run, which an earlier fit recorded; "
+                              f"use another trainrr.record(...) for another run")
+
+    def claim(self):
+        self.check_unused()
+        self._used = True
+
+    def __enter__(self):
+        stack = getattr(_active, "stack", None)
+        if stack is None:
+            stack = _active.stack = []
+        stack.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        _active.stack.pop()
+        return False
+
+    def __repr__(self):
+        done = f", {self.bytes} bytes" if self.bytes is not None else ""
+        return f"<trainrr.Recording {self.path!r} level={self.level}{done}>"
+
+
+def record(path, level="step", seed=None, checkpoint_every=0, embed_data=False):
+    """Records the run the first `fit` inside the `with` block trains:
+
+        with trainrr.record("run.trr", level="layer", seed=42):
+            model.fit(x, y, epochs=10)
+
+    level: "step" (each step's loss, metrics and parameter digests), "layer" (and every layer's output) or
+    "op" (every op's output). seed: the run's seed (None: drawn from the OS and recorded). checkpoint_every:
+    a checkpoint every N steps besides the initial and final states. embed_data: also store the data files
+    of a configuration's [data] in the trace (arrays handed to fit are always stored)."""
+    return Recording(path, level=level, seed=seed, checkpoint_every=checkpoint_every, embed_data=embed_data)
+
+
+def current():
+    stack = getattr(_active, "stack", None)
+    return stack[-1] if stack else None

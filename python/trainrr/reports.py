@@ -1,0 +1,128 @@
+"""replay, diff and bisect: the commands' reports as Python objects. `report.status` is one of reproduced,
+identical, diverged, damaged, truncated; `first_divergence` and `cause` are None when nothing diverged. In a
+notebook the report shows as the HTML page `--html` writes; str(report) is the text the command prints."""
+
+import html
+import json
+import os
+
+from ._errors import ConfigError
+
+
+class Facts:
+    """A JSON object of the report, as attributes (first_divergence.step, cause.category, ...)."""
+
+    def __init__(self, values):
+        self.__dict__.update(values)
+
+    def __getitem__(self, key):
+        return self.__dict__[key]
+
+    def as_dict(self):
+        return dict(self.__dict__)
+
+    def __repr__(self):
+        return "Facts(" + ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items()) + ")"
+
+
+class Report:
+    """What replay, diff or bisect found. Attributes follow the JSON of `--json`: command, status,
+    first_divergence (step, phase, kind, site, layer, op, kernel_recorded, kernel_replayed, index, recorded,
+    replayed, abs_diff, ulp, detail), cause (category, detail), trace_stop, environment_differences, facts,
+    notes; exit_code is the command's (0 reproduced or identical, 1 diverged, 2 a damaged trace)."""
+
+    frame_height = 900  # pixels of a notebook's output cell the report's frame takes
+
+    def __init__(self, native):
+        self._native = native
+        values = json.loads(native.json())
+        self.json = values
+        self.command = values["command"]
+        self.status = values["status"]
+        self.first_divergence = Facts(values["first_divergence"]) if values["first_divergence"] else None
+        self.cause = Facts(values["cause"]) if values["cause"] else None
+        self.trace_stop = Facts(values["trace_stop"]) if values["trace_stop"] else None
+        self.environment_differences = [Facts(d) for d in values["environment_differences"]]
+        self.facts = values["facts"]
+        self.notes = values["notes"]
+        self.exit_code = native.exit_code
+        self.damage = native.damage
+
+    @property
+    def reproduced(self):
+        """True when every value compared matched (replay: reproduced bit for bit; diff: identical)."""
+        return self.status in ("reproduced", "identical")
+
+    def text(self):
+        return self._native.text()
+
+    def html(self):
+        """The self-contained HTML page of `--html`."""
+        return self._native.html()
+
+    def save_html(self, path):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(self.html())
+
+    def _repr_html_(self):
+        """The page for a notebook's output cell, in a frame of its own: the report's style stays inside it
+        and the notebook's stays out."""
+        title = html.escape(f"trainrr {self.command}: {self.status}", quote=True)
+        return (f'<iframe srcdoc="{html.escape(self.html(), quote=True)}" title="{title}" '
+                f'style="width:100%;height:{self.frame_height}px;border:1px solid #dde2e8;border-radius:8px">'
+                f'</iframe>')
+
+    def __str__(self):
+        return self.text()
+
+    def __repr__(self):
+        first = self.text().split("\n", 1)[0]
+        return f"<trainrr.Report {self.command}: {first}>"
+
+
+def _path(value, what):
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(f"{what}: must be a file path, got {value!r}")
+    return os.fspath(value)
+
+
+def _sets(overrides, what):
+    if isinstance(overrides, dict):
+        from . import _toml
+
+        return [f"{k}={_toml.value(v)}" for k, v in overrides.items()]
+    if isinstance(overrides, str):
+        raise ConfigError(f"{what}: overrides must be a list of 'key=value' strings or a dict")
+    return list(overrides)
+
+
+def replay(trace, force="all", overrides=(), data=None, allow_data_change=False, from_step=0, to_step=None,
+           keep_going=False, element_detail=True):
+    """Re-executes a recorded run, as `trainrr replay`: reproduced bit for bit, or the first divergence and
+    its cause. force: "all", "none" or a list of rng, split, shuffle, loader, kernels. overrides:
+    {"runtime.threads": 1} or ["runtime.threads=1"], as --set. data: where the data file is now.
+    Raises TraceError when the trace cannot be read or replayed here."""
+    from . import _trainrr
+
+    if not isinstance(force, str):
+        force = ",".join(force)
+    return Report(_trainrr.replay(_path(trace, "replay: trace"), force, _sets(overrides, "replay"),
+                                  _path(data, "replay: data") if data is not None else "",
+                                  bool(allow_data_change), int(from_step), -1 if to_step is None else int(to_step),
+                                  bool(keep_going), bool(element_detail)))
+
+
+def diff(a, b):
+    """Two recorded runs compared without re-running them, as `trainrr diff`."""
+    from . import _trainrr
+
+    return Report(_trainrr.diff(_path(a, "diff: a"), _path(b, "diff: b")))
+
+
+def bisect(trace, against=None, overrides=(), data=None):
+    """Narrows a divergence to the smallest set of recorded choices that must be forced, as `trainrr bisect`."""
+    from . import _trainrr
+
+    return Report(_trainrr.bisect(_path(trace, "bisect: trace"),
+                                  _path(against, "bisect: against") if against is not None else "",
+                                  _sets(overrides, "bisect"), _path(data, "bisect: data") if data is not None else ""))

@@ -1,0 +1,88 @@
+"""trainrr.open: what a trace holds, as Python values. Steps, epochs, checkpoints and the footer are
+described with the keys of `trainrr dump --json`."""
+
+import json
+import os
+
+from ._errors import ConfigError, TraceError
+
+
+class Trace:
+    """A trace file, read as untrusted input. `header` (dict), `config` (the run's TOML text),
+    `environment` (dict), `seed`; steps(), epochs(), losses(), checkpoints(), checkpoint(n), footer()."""
+
+    def __init__(self, path):
+        from . import _trainrr
+
+        if not isinstance(path, (str, os.PathLike)):
+            raise ConfigError(f"open: path must be a file path, got {path!r}")
+        self.path = os.fspath(path)
+        self._native = _trainrr.TraceFile(self.path)
+        self.header = json.loads(self._native.header_json())
+        self.environment = dict(self._native.environment())
+        self.config = self._native.config()
+        self.seed = self.header["seed"]
+        self._messages = None
+
+    def _read(self):
+        if self._messages is None:
+            messages, losses, stop, truncated, notes = self._native.read(True)
+            self._messages = messages
+            self._losses = losses
+            self.stop = stop  # why reading stopped before the end of the file, or None
+            self.truncated = truncated  # that stop is a cut (a killed recording), not damage
+            self.notes = notes
+        return self._messages
+
+    def steps(self):
+        """Every step, in order: dump's step object ("step", "epoch" counted from 1, "batch", ...), with
+        "events" (dump's event objects) and, for a completed step, its end ("loss", "metrics", "params",
+        "grads"). Reading stops where the trace does (see .stop)."""
+        out = []
+        for kind, text, events, end in self._read():
+            if kind != "step":
+                continue
+            step = json.loads(text)
+            step["events"] = [json.loads(e) for e in events]
+            if end:
+                step.update({k: v for k, v in json.loads(end).items() if k not in ("type", "step")})
+            out.append(step)
+        return out
+
+    def epochs(self):
+        """Each epoch's logs (loss, accuracy, val_loss, ...), as dump prints them."""
+        return [json.loads(text) for kind, text, _, _ in self._read() if kind == "epoch"]
+
+    def losses(self):
+        """The loss of every completed step, as a float64 numpy array (the engine's value, unrounded)."""
+        self._read()
+        return self._losses
+
+    def footer(self):
+        """The footer (completed, end_reason, counts, checkpoint index), or None: the run did not end cleanly."""
+        for kind, text, _, _ in self._read():
+            if kind == "footer":
+                return json.loads(text)
+        return None
+
+    def checkpoints(self):
+        """The steps after which a checkpoint was taken (0: the initial state)."""
+        return list(self._native.checkpoint_steps())
+
+    def checkpoint(self, step):
+        """The state after `step` steps (0: the initial weights) as {"dense_1.kernel": ndarray, ...}:
+        parameters, then optimizer state. Float32 arrays that own the decompressed data (no copy)."""
+        tensors, _ = self._native.checkpoint(int(step))
+        return tensors
+
+    def __repr__(self):
+        return f"<trainrr.Trace {self.path!r} seed={self.seed} level={self.header['level']}>"
+
+
+def open(path):  # noqa: A001 - trainrr.open, as the issue names it
+    """Opens a trace: trainrr.open("run.trr").losses(). Raises TraceError for a file that is not a
+    readable trace (missing, foreign, damaged in its header, or from a newer trainrr)."""
+    return Trace(path)
+
+
+__all__ = ["Trace", "open", "TraceError"]
