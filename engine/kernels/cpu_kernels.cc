@@ -90,8 +90,9 @@ void register_cpu_kernels(KernelRegistry& r) {
   // The gradient allreduce of a data-parallel run (engine/collective.h implements them). Open MPI's own
   // sum depends on the rank count and the message size ("thread dependent" in the selector's terms), the
   // arrival-order sum on which rank's gradients come first.
-  r.add({{"allreduce__trainrr_tree", OpKind::allreduce, kDeterministic, kThreadIndependent, Isa::generic}});
-  r.add({{"allreduce__trainrr_exact", OpKind::allreduce, kDeterministic, kThreadIndependent, Isa::generic}});
+  // The tree adds in one fixed order, the exact sum rounds in integers: the same bits on every CPU.
+  r.add(portable({{"allreduce__trainrr_tree", OpKind::allreduce, kDeterministic, kThreadIndependent, Isa::generic}}));
+  r.add(portable({{"allreduce__trainrr_exact", OpKind::allreduce, kDeterministic, kThreadIndependent, Isa::generic}}));
   r.add({{"allreduce__mpi", OpKind::allreduce, kDeterministic, kThreadDependent, Isa::generic}});
   r.add({{"allreduce__arrival", OpKind::allreduce, kNondeterministic, kThreadDependent, Isa::generic}});
 }
