@@ -212,6 +212,20 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in) {
             "partials in different orders in the " +
                 in.name_a + " and the " + in.name_b + " run at " + join(sites, ", ")};
   }
+  // The portable policy computes exp, log, log1p and tanh (activations, losses) and Adam's powers with
+  // trainrr's own functions, every other policy with glibc's: the same kernels, other elementwise roundings.
+  const std::string policy_a = env_value(in.environment, "policy", true),
+                    policy_b = env_value(in.environment, "policy", false);
+  const bool elementwise_math = d.site.find("softmax") != std::string::npos ||
+                                d.site.find("sigmoid") != std::string::npos ||
+                                d.site.find("tanh") != std::string::npos || d.site.starts_with("loss") ||
+                                d.phase == "update";
+  if (policy_a != policy_b && (policy_a == "portable" || policy_b == "portable") && elementwise_math)
+    return {"numeric", "same kernel" + (kernel.empty() ? std::string() : " " + kernel) +
+                           ", same inputs, different output: the policy differs, " + policy_a + " (" + in.name_a +
+                           ") vs " + policy_b + " (" + in.name_b +
+                           "), and under portable the activations, losses and Adam take trainrr's own exp, log, "
+                           "log1p, tanh and powers instead of glibc's, which round differently"};
   std::vector<std::string> env;
   for (const auto& e : in.environment) env.push_back(e.key);
   return {"numeric", "same kernel" + (kernel.empty() ? std::string() : " " + kernel) +

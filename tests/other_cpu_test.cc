@@ -169,5 +169,21 @@ TEST_F(OtherCpu, AnOpenBlasCoreTheCpuCannotRunIsLeftOutNotASignal) {
   }
 }
 
+// Not emulated: a deterministic recording replayed with the portable policy (the kernels forced) differs where
+// the portable exp and log round otherwise than glibc's, and the cause says that, not a nondeterministic kernel.
+TEST(PortablePolicy, AReplayUnderAnotherPolicyNamesThePortableElementwiseFunctions) {
+  TempDir dir;
+  const std::string trace = dir.file("det.trr");
+  ASSERT_EQ(run_trainrr("record " + example("digits_mlp.toml") +
+                        " --set train.epochs=1 --set runtime.policy=deterministic --level op -o " + trace)
+                .exit_code,
+            0);
+  const CommandResult r = run_trainrr("replay " + trace + " --set runtime.policy=portable");
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "softmax.fwd")) << r.output;
+  EXPECT_TRUE(has(r.output, "the policy differs, deterministic (recorded) vs portable (replayed)")) << r.output;
+  EXPECT_TRUE(has(r.output, "trainrr's own exp, log, log1p, tanh and powers instead of glibc's")) << r.output;
+}
+
 }  // namespace
 }  // namespace trainrr::testing
