@@ -274,9 +274,10 @@ uint32_t round_magnitude(unsigned __int128 u, int low) {
 }  // namespace
 
 void exact_sum(const std::vector<std::span<const float>>& parts, std::span<float> out) {
-  // A fast path with the same (correctly rounded, so unique) result: when the element's values span at most
-  // 99 binary orders of magnitude and there are at most 16 of them, their exact sum fits a 128-bit integer
-  // aligned on the smallest. Otherwise (and for NaN and infinity) the 384-bit accumulator.
+  // Two fast paths with the same (correctly rounded, so unique) result: when the element's values span at
+  // most 24 binary orders of magnitude and there are at most 16 of them, their sum in double is exact; at most
+  // 99, it fits a 128-bit integer aligned on the smallest. Otherwise (and for NaN and infinity) the 384-bit
+  // accumulator.
   const size_t k = parts.size();
   for (size_t i = 0; i < out.size(); ++i) {
     int lo = 1 << 30, hi = -1;
@@ -291,6 +292,15 @@ void exact_sum(const std::vector<std::span<const float>>& parts, std::span<float
     }
     if (hi < 0 && !special) {
       out[i] = 0.0f;
+      continue;
+    }
+    // Fewer than 2^4 values whose LSBs and tops lie within 24 binary orders of each other: every partial sum
+    // needs at most 24 + 24 + 4 < 53 bits, so the double sum is exact in any order, and its conversion to float
+    // is the one rounding, to nearest even, as in round_magnitude (an exact zero is +0 there too).
+    if (!special && k <= 16 && hi - lo <= 24) {
+      double sum = 0;
+      for (size_t j = 0; j < k; ++j) sum += static_cast<double>(parts[j][i]);
+      out[i] = sum == 0 ? 0.0f : static_cast<float>(sum);
       continue;
     }
     if (!special && k <= 16 && hi - lo <= 99) {
