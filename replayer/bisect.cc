@@ -202,6 +202,37 @@ WindowUnits units_in_window(const std::string& path, int64_t from, int64_t to, c
 
 }  // namespace
 
+std::vector<std::string> smallest_forced_set(const std::vector<std::string>& all,
+                                             const std::set<std::string>& racy,
+                                             const std::function<bool(const std::vector<std::string>&)>& reproduces) {
+  std::vector<std::string> cur = all;
+  // ddmin narrows to a smallest non-empty subset: first see whether the racy choices alone suffice.
+  if (!racy.empty() && reproduces({})) cur.clear();
+  size_t n = 2;
+  while (cur.size() >= 2) {
+    const size_t chunk = (cur.size() + n - 1) / n;
+    bool reduced = false;
+    for (size_t i = 0; i < cur.size() && !reduced; i += chunk) {
+      std::vector<std::string> part(cur.begin() + i, cur.begin() + std::min(cur.size(), i + chunk));
+      std::vector<std::string> rest(cur.begin(), cur.begin() + i);
+      rest.insert(rest.end(), cur.begin() + std::min(cur.size(), i + chunk), cur.end());
+      if (reproduces(part)) {
+        cur = part, n = 2, reduced = true;
+      } else if (n > 2 && reproduces(rest)) {
+        cur = rest, n = std::max<size_t>(n - 1, 2), reduced = true;
+      }
+    }
+    if (!reduced) {
+      if (n >= cur.size()) break;
+      n = std::min(cur.size(), n * 2);
+    }
+  }
+  if (cur.size() == 1 && !reproduces(cur)) cur = all;  // a single unit that alone does not suffice
+  cur.insert(cur.end(), racy.begin(), racy.end());
+  std::sort(cur.begin(), cur.end());
+  return cur;
+}
+
 BisectResult bisect(const BisectOptions& o) {
   BisectResult res;
   DivergenceReport& rep = res.report;
@@ -382,33 +413,8 @@ BisectResult bisect(const BisectOptions& o) {
     }
     return true;
   };
-  // ddmin (Zeller): the smallest subset of `all` whose forcing still reproduces.
-  std::vector<std::string> cur = all;
-  // ddmin narrows to a smallest non-empty subset: first see whether the racy choices alone suffice.
-  if (!window.racy.empty() && reproduces({})) cur.clear();
-  size_t n = 2;
-  while (cur.size() >= 2) {
-    const size_t chunk = (cur.size() + n - 1) / n;
-    bool reduced = false;
-    for (size_t i = 0; i < cur.size() && !reduced; i += chunk) {
-      std::vector<std::string> part(cur.begin() + i, cur.begin() + std::min(cur.size(), i + chunk));
-      std::vector<std::string> rest(cur.begin(), cur.begin() + i);
-      rest.insert(rest.end(), cur.begin() + std::min(cur.size(), i + chunk), cur.end());
-      if (reproduces(part)) {
-        cur = part, n = 2, reduced = true;
-      } else if (n > 2 && reproduces(rest)) {
-        cur = rest, n = std::max<size_t>(n - 1, 2), reduced = true;
-      }
-    }
-    if (!reduced) {
-      if (n >= cur.size()) break;
-      n = std::min(cur.size(), n * 2);
-    }
-  }
-  if (cur.size() == 1 && !reproduces(cur)) cur = all;  // a single unit that alone does not suffice
-  cur.insert(cur.end(), window.racy.begin(), window.racy.end());
-  std::sort(cur.begin(), cur.end());
-  res.minimal = cur;
+  res.minimal = smallest_forced_set(all, window.racy, reproduces);
+  const std::vector<std::string>& cur = res.minimal;
   std::set<std::string> kinds;
   std::string units;
   for (const auto& u : cur) {

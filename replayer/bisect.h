@@ -8,7 +8,9 @@
 // choices of that window down to the smallest set that, forced, reproduces bit for bit.
 
 #include <cstdio>
+#include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -34,6 +36,13 @@ struct BisectResult {
   int64_t replays = 0;  // delta-debugging replays
   std::optional<std::string> damage;  // the trace is damaged there: the command exits 2 after its report
 };
+
+// ddmin (Zeller) over `all`: the smallest subset whose forcing still reproduces (`reproduces(subset)`, which
+// forces `racy` too), returned with `racy` added, sorted. The racy units alone are tried first. Shared by the
+// bisection of one trace and of a data-parallel run.
+std::vector<std::string> smallest_forced_set(const std::vector<std::string>& all,
+                                             const std::set<std::string>& racy,
+                                             const std::function<bool(const std::vector<std::string>&)>& reproduces);
 
 BisectResult bisect(const BisectOptions& options);
 

@@ -2,6 +2,7 @@
 
 #include "engine/kernels/kernel_registry.h"
 #include "engine/local_group.h"
+#include "replayer/bisect.h"
 #include "replayer/runs.h"
 #include "traces/trace_reader.h"
 
@@ -110,30 +111,7 @@ RunReport bisect_run(const std::string& folder, const std::vector<std::string>& 
     });
     return r.exit_code == 0;
   };
-  std::vector<std::string> cur = all;
-  if (!units.racy.empty() && reproduces({})) cur.clear();
-  size_t parts = 2;
-  while (cur.size() >= 2) {
-    const size_t chunk = (cur.size() + parts - 1) / parts;
-    bool reduced = false;
-    for (size_t i = 0; i < cur.size() && !reduced; i += chunk) {
-      std::vector<std::string> part(cur.begin() + i, cur.begin() + std::min(cur.size(), i + chunk));
-      std::vector<std::string> rest(cur.begin(), cur.begin() + i);
-      rest.insert(rest.end(), cur.begin() + std::min(cur.size(), i + chunk), cur.end());
-      if (reproduces(part)) {
-        cur = part, parts = 2, reduced = true;
-      } else if (parts > 2 && reproduces(rest)) {
-        cur = rest, parts = std::max<size_t>(parts - 1, 2), reduced = true;
-      }
-    }
-    if (!reduced) {
-      if (parts >= cur.size()) break;
-      parts = std::min(cur.size(), parts * 2);
-    }
-  }
-  if (cur.size() == 1 && !reproduces(cur)) cur = all;
-  cur.insert(cur.end(), units.racy.begin(), units.racy.end());
-  std::sort(cur.begin(), cur.end());
+  const std::vector<std::string> cur = smallest_forced_set(all, units.racy, reproduces);
   const bool confirmed = reproduces(cur);
   out.lines.push_back(std::string(confirmed ? "forcing these recorded choices reproduces" : "forcing these recorded choices does not reproduce") +
                       " every rank through step " + std::to_string(step) + " (" + std::to_string(cur.size()) + " of " +
