@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 
@@ -30,7 +31,9 @@ class DataCopy : public ::testing::Test {
     size_t line = 0, at = 0;
     while (line < 5) at = text.find('\n', at) + 1, ++line;
     const size_t c1 = text.find(',', at), c2 = text.find(',', c1 + 1), c3 = text.find(',', c2 + 1);  // 3 commas
-    text.insert(c3, "1");  // the 3rd column (mean_perimeter) gets a digit more
+    EXPECT_NE(c3, std::string::npos);
+    // The 3rd column (mean_perimeter) gets a digit more.
+    text.insert(text.begin() + static_cast<std::ptrdiff_t>(std::min(c3, text.size())), '1');
     return dir.write("changed.csv", text);
   }
   TempDir dir;
