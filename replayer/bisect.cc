@@ -237,7 +237,7 @@ BisectResult bisect(const BisectOptions& o) {
   BisectResult res;
   DivergenceReport& rep = res.report;
   rep.command = "bisect";
-  if (Status s = require_complete_step(o.trace_path); !s) return failed(2, s.error().message);
+  if (Status s = require_replayable_trace(o.trace_path, "bisect"); !s) return failed(2, s.error().message);
   auto reader = trace::TraceReader::open(o.trace_path);
   if (!reader) return failed(2, reader.error().message);
   const trace::TraceHeader header = (*reader)->header();

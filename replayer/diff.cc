@@ -122,7 +122,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     return r;
   };
   for (const std::string& path : {a_path, b_path})
-    if (Status s = require_complete_step(path); !s) return failed(s.error().message);
+    if (Status s = require_replayable_trace(path, "diff"); !s) return failed(s.error().message);
   auto ra = trace::TraceReader::open(a_path);
   if (!ra) return failed(ra.error().message);
   auto rb = trace::TraceReader::open(b_path);

@@ -19,6 +19,7 @@
 #include "replayer/cause.h"
 #include "replayer/data_difference.h"
 #include "replayer/replay_hooks.h"
+#include "traces/run_set.h"
 #include "traces/trace_reader.h"
 
 namespace trainrr {
@@ -402,9 +403,13 @@ std::string compared_at(ProbeLevel level) {
 
 }  // namespace
 
-Status require_complete_step(const std::string& path) {
+Status require_replayable_trace(const std::string& path, const std::string& what) {
+  if (trace::is_run_folder(path))
+    return Error{path + " is the folder of a data-parallel run: " + what +
+                 " here takes one process's trace; `trainrr " + what + " " + path + "` takes the run"};
   auto reader = trace::TraceReader::open(path);
   if (!reader) return reader.error();
+  if (Status s = trace::refuse_rank_alone((*reader)->header(), path, what); !s) return s;
   for (;;) {
     auto rec = (*reader)->next();
     std::string why;
@@ -424,7 +429,7 @@ Status require_complete_step(const std::string& path) {
 }
 
 ReplayResult replay(const ReplayOptions& o) {
-  if (Status s = require_complete_step(o.trace_path); !s) return fail(2, s.error().message);
+  if (Status s = require_replayable_trace(o.trace_path, "replay"); !s) return fail(2, s.error().message);
   auto reader = trace::TraceReader::open(o.trace_path);
   if (!reader) return fail(2, reader.error().message);
   const trace::TraceHeader header = (*reader)->header();

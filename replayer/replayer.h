@@ -45,9 +45,11 @@ struct ReplayResult {
 
 ReplayResult replay(const ReplayOptions& options);
 
-// An error when the trace at `path` holds no complete step (a recording killed during its first step, or a
-// run that stopped before it): such a trace has nothing to compare.
-Status require_complete_step(const std::string& path);
+// An error when `path` is not one process's trace that `what` ("replay", "diff", "bisect") can take: the
+// folder of a data-parallel run or one rank's trace of it (the run's ranks go together: replay_run, diff_runs),
+// or a trace that holds no complete step (a recording killed during its first step, or a run that stopped
+// before it), which has nothing to compare.
+Status require_replayable_trace(const std::string& path, const std::string& what);
 
 // The recorded run's configuration, with its data taken from the trace (embedded copies, written to
 // `scratch`), from `data_path`, or from the recorded paths, each checked against its digest.
