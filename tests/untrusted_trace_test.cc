@@ -48,14 +48,6 @@ std::string shell_quote(const std::string& s) {
   return out + "'";
 }
 
-// Seconds a command took.
-template <class F>
-double seconds(F&& f) {
-  const auto t0 = std::chrono::steady_clock::now();
-  f();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 bool has_python_json() { return std::system("python3 -c 'import json' >/dev/null 2>&1") == 0; }
 
 class UntrustedTrace : public ::testing::Test {
@@ -266,22 +258,17 @@ TEST_F(UntrustedTrace, DataFileThatIsADeviceAPipeOrAFolderIsRefusedAtOnce) {
       {"/dev/zero", "a character device"}, {fifo, "a named pipe"}, {target().string(), "a directory"}};
   for (const auto& [path, kind] : cases) {
     const std::string bad = aimed_at(dir, plain(), path);
-    CommandResult r;
-    // `timeout` ends a hang, so a regression fails here rather than stalling the suite.
-    const double took = seconds([&] { r = run_trainrr_env("timeout 10", "replay " + bad); });
+    // Refused before a byte is read: reading /dev/zero or a pipe nobody writes would never end, and `timeout`
+    // turns such a hang into exit 124, a failure here rather than a stalled suite. (No wall-clock bound: the
+    // exit code is the evidence.)
+    CommandResult r = run_trainrr_env("timeout 10", "replay " + bad);
     EXPECT_EQ(r.exit_code, 2) << r.output;
     EXPECT_NE(r.output.find(path + ": not a regular file (it is " + kind + ")"), std::string::npos) << r.output;
-#if !defined(__SANITIZE_ADDRESS__)
-    EXPECT_LT(took, 1.0) << path;
-#endif
     // The same file given with --data, to a trace that embeds its data or not.
     for (const std::string& trace : {plain(), embedded()}) {
-      const double took_data = seconds([&] { r = run("replay " + trace + " --data " + path, "timeout 10"); });
+      r = run("replay " + trace + " --data " + path, "timeout 10");
       EXPECT_EQ(r.exit_code, 2) << r.output;
       EXPECT_NE(r.output.find(path + ": not a regular file (it is " + kind + ")"), std::string::npos) << r.output;
-#if !defined(__SANITIZE_ADDRESS__)
-      EXPECT_LT(took_data, 1.0) << path;
-#endif
     }
   }
   expect_nothing_written({"bad.trr", "fifo"});
