@@ -1,5 +1,7 @@
 #include "engine/config.h"
 
+#include "engine/device.h"
+
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -521,6 +523,7 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
     TableReader r(*t, "runtime.", name, overridden, &error);
     r.get("threads", c.runtime.threads);
     r.get("policy", c.runtime.policy);
+    r.get("device", c.runtime.device);
     r.finish();
   }
   if (const toml::table* t = top.table("distributed")) {
@@ -619,6 +622,7 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
   const std::string& p = c.runtime.policy;
   if (p != "default" && p != "deterministic" && p != "autotune" && p != "portable")
     return named("runtime.policy", unknown_choice("policy", p, {"default", "deterministic", "autotune", "portable"}));
+  if (auto device = parse_device(c.runtime.device); !device) return named("runtime.device", device.error().message);
   return c;
 }
 
@@ -681,6 +685,7 @@ std::vector<std::pair<std::string, std::string>> flatten_config(const RunConfig&
   out.emplace_back("train.optimizer.centered", o.centered ? "true" : "false");
   out.emplace_back("runtime.threads", std::to_string(c.runtime.threads));
   out.emplace_back("runtime.policy", c.runtime.policy);
+  out.emplace_back("runtime.device", c.runtime.device);
   out.emplace_back("distributed.shards", std::to_string(c.distributed.shards));
   out.emplace_back("distributed.allreduce", c.distributed.allreduce);
   return out;

@@ -59,6 +59,7 @@ struct TrainConfig {
 struct RuntimeConfig {
   int threads = 0;                 // 0: every core
   std::string policy = "default";  // default | deterministic | autotune | portable
+  std::string device = "cpu";      // cpu | cuda | cuda:N (engine/device.h)
 };
 
 // Data-parallel runs (mpirun -n N trainrr ...): train.batch_size is the global batch.

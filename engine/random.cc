@@ -6,6 +6,7 @@
 #include <cmath>
 #include <random>
 
+#include "engine/counter_rng.h"
 #include "engine/result.h"
 
 namespace trainrr {
@@ -105,7 +106,7 @@ void RngStreams::uniform(std::string_view site, std::string_view stream, std::sp
                          float hi) {
   scratch_.resize(out.size());
   RngDraw d = draw_words(site, stream, scratch_);
-  for (size_t i = 0; i < out.size(); ++i) out[i] = lo + (hi - lo) * uniform01(scratch_[i]);
+  for (size_t i = 0; i < out.size(); ++i) out[i] = rng::uniform_between(scratch_[i], lo, hi);
   hooks_->rng_values(d, std::as_bytes(out));
 }
 

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/counter_rng.h"
 #include "engine/hooks.h"
 #include "engine/portable_math.h"
 
@@ -28,8 +29,8 @@ void philox_words(uint64_t key, uint64_t offset, std::span<uint32_t> out);
 
 uint64_t stream_key(uint64_t seed, std::string_view stream);
 
-// A uniform float in [0, 1) from the top 24 bits of a word.
-inline float uniform01(uint32_t w) { return static_cast<float>(w >> 8) * (1.0f / 16777216.0f); }
+// A uniform float in [0, 1) from the top 24 bits of a word (engine/counter_rng.h, shared with the GPU).
+inline float uniform01(uint32_t w) { return rng::uniform01(w); }
 // The standard normal quantile (inverse CDF), refined to double accuracy, with glibc's log, exp and erfc.
 double normal_quantile(double p);
 // The same with the portable log, exp and erfc (engine/portable_math.h): the same bits on every x86-64 CPU.

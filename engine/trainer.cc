@@ -1,5 +1,7 @@
 #include "engine/trainer.h"
 
+#include "engine/device.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -211,6 +213,11 @@ Status Training::prepare(const TrainingOptions& options) {
   progress_ = options.progress;
   interrupt_ = options.interrupt;
 
+  // A run on a GPU needs the CUDA backend and a device; the engine says so before anything is built.
+  if (auto device = parse_device(config_.runtime.device); !device)
+    return Error{"runtime.device: " + device.error().message};
+  else if (Status s = usable_device(*device); !s)
+    return Error{"runtime.device = \"" + config_.runtime.device + "\": " + s.error().message};
   auto isa = runtime_isa();
   if (!isa) return isa.error();
   isa_ = *isa;

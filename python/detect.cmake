@@ -42,7 +42,7 @@ else()
       # -fPIC alone would let every global function be interposed at load time, which stops GCC inlining
       # across them; the engine's functions are never interposed, so the code stays as -fPIE builds it.
       if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
-        add_compile_options(-fno-semantic-interposition)
+        add_compile_options($<$<COMPILE_LANGUAGE:CXX>:-fno-semantic-interposition>)
       endif()
     endif()
   endif()

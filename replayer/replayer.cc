@@ -1,5 +1,7 @@
 #include "replayer/replayer.h"
 
+#include "engine/device.h"
+
 #include <unistd.h>
 
 #include <bit>
@@ -181,6 +183,17 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
     }
   }
   return s;
+}
+
+Status device_for_replay(const RunConfig& config) {
+  auto device = parse_device(config.runtime.device);
+  if (!device) return Error{"runtime.device: " + device.error().message};
+  if (Status s = usable_device(*device); !s)
+    return Error{"this run is set to run on the GPU (runtime.device = \"" + config.runtime.device +
+                 "\") and cannot here: " + s.error().message +
+                 ". To replay it on the CPU: --set runtime.device=cpu (the report then names the first op whose "
+                 "results differ, with the kernel on each side)"};
+  return {};
 }
 
 void substitution_notes(const ReplayHooks& hooks, std::vector<std::string>& notes) {
@@ -439,6 +452,7 @@ ReplayResult replay(const ReplayOptions& o) {
   auto rebuilt = rebuild_config(header, o.overrides, o.data_path, o.allow_data_change, *scratch);
   if (!rebuilt) return fail(2, rebuilt.error().message);
   const RunConfig& config = rebuilt->config;
+  if (Status s = device_for_replay(config); !s) return fail(3, s.error().message);
   auto env = current_environment(config);
   if (!env) return fail(2, env.error().message);
 

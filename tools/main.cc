@@ -14,8 +14,12 @@
 #include <stdexcept>
 #include <string>
 
+#include "engine/device.h"
 #include "tools/commands.h"
 #include "tools/trace_text.h"
+#if TRAINRR_WITH_CUDA
+#include "cuda/device.h"
+#endif
 
 namespace {
 
@@ -55,6 +59,10 @@ std::optional<std::string> missing_command(const CLI::App& app, int argc, char**
 }
 
 int run(int argc, char** argv) {
+#if TRAINRR_WITH_CUDA
+  // runtime.device = "cuda" asks the CUDA backend whether there is a GPU.
+  trainrr::set_cuda_probe(&trainrr::cuda::probe_gpu);
+#endif
   CLI::App app{
       "trainrr: a record-and-replay debugger for neural-network training.\n"
       "Records every source of run-to-run variation, replays a run from its trace, and names the\n"

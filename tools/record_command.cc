@@ -126,6 +126,11 @@ int run_record(const RecordArgs& a) {
     if (g_rank == 0) print_error(config.error().message);  // the same on every rank: said once
     return kBadInput;
   }
+  // Before the trace is created: a run that cannot start here writes nothing.
+  if (Status s = check_run_device(*config); !s) {
+    if (g_rank == 0) print_error(s.error().message);  // the same on every rank: said once
+    return kCannotReplay;
+  }
   RecordOptions ro;
   ro.path = a.output;
   ro.level = a.level == "op" ? ProbeLevel::op : a.level == "layer" ? ProbeLevel::layer : ProbeLevel::step;

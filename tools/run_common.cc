@@ -1,8 +1,19 @@
 #include "tools/run_common.h"
 
+#include "engine/device.h"
+
 #include "engine/escape.h"
 
 namespace trainrr::cli {
+
+Status check_run_device(const RunConfig& config) {
+  auto device = parse_device(config.runtime.device);
+  if (!device) return Error{"runtime.device: " + device.error().message};
+  if (Status s = usable_device(*device); !s)
+    return Error{"runtime.device = \"" + config.runtime.device + "\": " + s.error().message};
+  return {};
+}
+
 
 void print_run_header(FILE* out, const RunConfig& config, Training& t) {
   std::fprintf(out, "run: %s\n", config.file.c_str());

@@ -28,6 +28,10 @@ int run_train(const TrainArgs& a) {
     print_error(config.error().message);
     return kBadInput;
   }
+  if (Status s = check_run_device(*config); !s) {
+    print_error(s.error().message);
+    return kCannotReplay;
+  }
   KernelRegistry registry;
   register_cpu_kernels(registry);
   TrainingOptions opts;

@@ -1,5 +1,7 @@
 #include "engine/layers/dropout.h"
 
+#include "engine/counter_rng.h"
+
 #include "engine/layers/layer_util.h"
 
 namespace trainrr {
@@ -30,8 +32,8 @@ const Tensor& Dropout::forward(const Tensor& x, Runtime& rt, bool training) {
     // As tf.nn.dropout: multiply by the reciprocal, and select zeros (so a dropped inf gives 0, not NaN).
     float* yp = y.ptr();
     for (int64_t i = 0; i < n; ++i) {
-      keep_[i] = u_[i] >= rate;
-      yp[i] = keep_[i] ? yp[i] * scale_ : 0.0f;
+      keep_[i] = rng::dropout_keeps(u_[i], rate);
+      yp[i] = rng::dropout_apply(keep_[i], yp[i], scale_);
     }
     rt.probe(probe_fwd_, Phase::forward, y, ProbeLevel::op);
   }
@@ -46,7 +48,7 @@ const Tensor& Dropout::backward(const Tensor& dy, Runtime& rt) {
   if (masked_) {
     TRAINRR_CHECK(dy.size() == static_cast<int64_t>(keep_.size()), name() + " got dy " + shape_str(dy.shape));
     float* p = dx.ptr();
-    for (int64_t i = 0; i < dx.size(); ++i) p[i] = keep_[i] ? p[i] * scale_ : 0.0f;
+    for (int64_t i = 0; i < dx.size(); ++i) p[i] = rng::dropout_apply(keep_[i], p[i], scale_);
     rt.probe(probe_bwd_, Phase::backward, dx, ProbeLevel::op);
   }
   rt.probe_unchanged(probe_dx_, Phase::backward, dx, ProbeLevel::layer);

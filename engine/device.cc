@@ -1,0 +1,42 @@
+#include "engine/device.h"
+
+#include <charconv>
+
+namespace trainrr {
+namespace {
+CudaProbe g_cuda_probe = nullptr;
+}  // namespace
+
+std::string DeviceSpec::str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }
+
+Result<DeviceSpec> parse_device(std::string_view text) {
+  DeviceSpec d;
+  if (text == "cpu") return d;
+  if (text == "cuda") return DeviceSpec{DeviceSpec::Kind::cuda, 0};
+  if (text.substr(0, 5) == "cuda:" && text.size() > 5) {
+    const std::string_view n = text.substr(5);
+    int index = -1;
+    auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), index);
+    if (ec == std::errc() && end == n.data() + n.size() && index >= 0 && n[0] != '+')
+      return DeviceSpec{DeviceSpec::Kind::cuda, index};
+  }
+  return Error{"unknown device \"" + std::string(text) + "\": expected cpu, cuda or cuda:N (N = 0, 1, ...)"};
+}
+
+void set_cuda_probe(CudaProbe probe) { g_cuda_probe = probe; }
+
+Status usable_device(const DeviceSpec& device) {
+  if (device.is_cpu()) return {};
+  if (!g_cuda_probe)
+    return Error{"this trainrr was built without the CUDA backend (nvcc was not found when it was "
+                         "configured; configure with -DTRAINRR_CUDA=ON to require it)"};
+  auto found = g_cuda_probe(device.index);
+  if (!found) return found.error();
+  // The backend finds and describes the GPU, draws the CPU's Philox values there and chooses cuBLASLt
+  // algorithms, but no layer, loss or optimizer of this engine runs its ops on a device yet.
+  return Error{"found " + found->description +
+               ", but this version of trainrr trains on the CPU only: its layers, losses and optimizers have no "
+               "GPU kernels yet"};
+}
+
+}  // namespace trainrr
