@@ -6,12 +6,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "engine/kernels/gpu_choice.h"
 #include "engine/result.h"
 #include "engine/tensor.h"
 
@@ -43,6 +45,11 @@ struct KernelChoice {
   std::string chosen;                   // id of the kernel that runs
   std::string reason;                   // "default: ...", "deterministic", "autotune", "forced"
   std::vector<double> timings_us;       // autotune: one per candidate; empty otherwise
+  // A choice on the GPU (the CUDA backend).
+  std::vector<BlasLtAlgo> blaslt{};   // a cuBLASLt site: one per candidate, in the order of `candidates`
+  uint64_t blaslt_version = 0;        // cublasLtGetVersion() where the choice was made; set with `blaslt`
+  bool tf32 = false;                  // the matmul computed in TF32 (runtime.tf32), not float32
+  std::optional<LaunchShape> launch{};  // how the chosen kernel was launched, where its result depends on it
 };
 
 struct NamedTensor {

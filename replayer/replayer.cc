@@ -185,6 +185,15 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
   return s;
 }
 
+std::optional<std::string> device_change_note(const trace::TraceHeader& h, const RunConfig& config) {
+  auto recorded = parse_config(h.config, h.config_path + " (in the trace)", config_folder(h), h.config_overrides);
+  if (!recorded || recorded->runtime.device == config.runtime.device) return std::nullopt;
+  return "recorded with runtime.device = \"" + recorded->runtime.device + "\", replayed with runtime.device = \"" +
+         config.runtime.device + "\": the kernels recorded on one device cannot run on the other, so this "
+         "machine's choices run in their place, and the first op whose results differ is named with the kernel "
+         "on each side";
+}
+
 Status device_for_replay(const RunConfig& config) {
   auto device = parse_device(config.runtime.device);
   if (!device) return Error{"runtime.device: " + device.error().message};
@@ -453,6 +462,7 @@ ReplayResult replay(const ReplayOptions& o) {
   if (!rebuilt) return fail(2, rebuilt.error().message);
   const RunConfig& config = rebuilt->config;
   if (Status s = device_for_replay(config); !s) return fail(3, s.error().message);
+  const std::optional<std::string> device_note = device_change_note(header, config);
   auto env = current_environment(config);
   if (!env) return fail(2, env.error().message);
 
@@ -461,6 +471,7 @@ ReplayResult replay(const ReplayOptions& o) {
   rep.command = "replay";
   rep.environment = environment_differences(header.environment, *env);
   rep.notes.insert(rep.notes.end(), rebuilt->notes.begin(), rebuilt->notes.end());
+  if (device_note) rep.notes.push_back(*device_note);
 
   KernelRegistry registry;
   register_cpu_kernels(registry);
@@ -624,6 +635,9 @@ ReplayResult replay(const ReplayOptions& o) {
     // replay ran on is not it.
     auto recorded = rebuilt->data_changed ? rebuild_config(header, {}, "", false, *scratch)
                                           : rebuild_config(header, {}, o.data_path, false, *scratch);
+    // Both sides re-execute on this machine's device: a run recorded on the GPU and replayed on the CPU
+    // (--set runtime.device=cpu) compares the recorded values with the CPU's.
+    if (recorded) recorded->config.runtime.device = config.runtime.device;
     if (recorded)
       locate_element(o.trace_path, o.force, recorded->config, config, registry, d.step, d, res.steps_executed,
                      rep.notes);

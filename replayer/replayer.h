@@ -97,6 +97,8 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
 
 // One note per forced site whose recorded kernel could not run here, naming what ran instead.
 void substitution_notes(const ReplayHooks& hooks, std::vector<std::string>& notes);
+// A note when the replay runs on another device than the recorded run did (--set runtime.device=cpu).
+std::optional<std::string> device_change_note(const trace::TraceHeader& h, const RunConfig& config);
 // Whether the rebuilt run's runtime.device can run here; the error (exit 3) says how to replay it on the CPU.
 Status device_for_replay(const RunConfig& config);
 

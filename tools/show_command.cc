@@ -2,6 +2,7 @@
 // checkpoints, its final metrics, and whether it ended cleanly. Steps are streamed, never kept: memory does
 // not grow with the trace.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
@@ -11,6 +12,7 @@
 #include <optional>
 #include <set>
 
+#include "engine/kernels/blaslt_choice.h"
 #include "tools/commands.h"
 #include "tools/run_folder.h"
 #include "traces/run_set.h"
@@ -99,7 +101,37 @@ struct StepStats {
   };
   std::optional<NonFinite> first_non_finite;
   std::optional<std::pair<int64_t, double>> first_non_finite_loss;
+  // Kernel choices made on the GPU (a cuBLASLt algorithm, a launch shape), the first at each site.
+  std::vector<KernelChoice> gpu_choices;
 };
+
+void note_gpu_choices(const trace::TraceStep& step, StepStats& s) {
+  for (const auto& e : step.events) {
+    const auto* k = std::get_if<KernelChoice>(&e);
+    if (!k || (k->blaslt.empty() && !k->launch)) continue;
+    if (std::none_of(s.gpu_choices.begin(), s.gpu_choices.end(), [&](const KernelChoice& c) { return c.site == k->site; }))
+      s.gpu_choices.push_back(*k);
+  }
+}
+
+void print_gpu_choices(const StepStats& s) {
+  if (s.gpu_choices.empty()) return;
+  say("GPU kernel choices: %zu site%s\n", s.gpu_choices.size(), s.gpu_choices.size() == 1 ? "" : "s");
+  for (const KernelChoice& k : s.gpu_choices) {
+    std::string what;
+    for (size_t i = 0; i < k.blaslt.size(); ++i)
+      if (k.candidates[i] == k.chosen)
+        what = ": " + blaslt_describe(k.blaslt[i]) + " (cuBLASLt " + std::to_string(k.blaslt_version) + ", " +
+               std::to_string(k.candidates.size()) + " candidate" + (k.candidates.size() == 1 ? "" : "s") + ")";
+    if (k.tf32) what += ", TF32";
+    if (k.launch)
+      what += (what.empty() ? ": " : ", ") + std::string("launched as ") + std::to_string(k.launch->grid_x) + "x" +
+              std::to_string(k.launch->grid_y) + "x" + std::to_string(k.launch->grid_z) + " blocks of " +
+              std::to_string(k.launch->block_x) + "x" + std::to_string(k.launch->block_y) + "x" +
+              std::to_string(k.launch->block_z);
+    say("  %s -> %s (%s)%s\n", k.site.c_str(), k.chosen.c_str(), k.reason.c_str(), what.c_str());
+  }
+}
 
 void note_non_finite(const trace::TraceStep& step, StepStats& s) {
   if (!s.first_non_finite) {
@@ -172,6 +204,12 @@ void print_environment(const trace::TraceHeader& h) {
   say("  isa: %s, threads: %s, policy: %s\n", isa.c_str(), threads.c_str(), policy.c_str());
   const std::string host = take("host"), os = take("os"), kernel = take("kernel");
   say("  host: %s, os: %s, kernel %s\n", host.c_str(), os.c_str(), kernel.c_str());
+  if (env.count("gpu.name")) {
+    const std::string gpu = take("gpu.name"), cc = take("gpu.compute_capability"), sms = take("gpu.sm_count");
+    const std::string driver = take("cuda.driver"), runtime = take("cuda.runtime");
+    say("  gpu: %s, compute capability %s, %s SMs; CUDA driver %s, runtime %s\n", gpu.c_str(), cc.c_str(),
+        sms.c_str(), driver.c_str(), runtime.c_str());
+  }
   const std::string compiler = take("compiler"), cflags = take("compiler.flags");
   say("  compiler: %s, flags: %s\n", compiler.c_str(), cflags.c_str());
   // In the order the recorder wrote them: it lists trainrr's own version first.
@@ -262,6 +300,7 @@ int run_show(const ShowArgs& a) {
     if (const auto* step = std::get_if<trace::TraceStep>(&m.value)) {
       s.events += step->events.size();
       note_non_finite(*step, s);
+      note_gpu_choices(*step, s);
       if (!step->end) {
         ++s.other;
         continue;
@@ -281,6 +320,7 @@ int run_show(const ShowArgs& a) {
   }
   print_progress(s);
   print_non_finite(s, r.header().level);
+  print_gpu_choices(s);
   if (!r.notes().empty())
     say("notes: %zu thing%s this reader does not know were skipped; first: %s\n", r.notes().size(),
                 r.notes().size() == 1 ? "" : "s", r.notes().front().c_str());

@@ -1,5 +1,7 @@
 #include "tools/trace_text.h"
 
+#include "engine/kernels/blaslt_choice.h"
+
 #include <charconv>
 #include <cinttypes>
 #include <cmath>
@@ -258,6 +260,66 @@ std::string step_begin_json(const trace::TraceStep& s, uint64_t offset) {
       .done();
 }
 
+namespace {
+
+std::string launch_text(const LaunchShape& l) {
+  return "grid(" + std::to_string(l.grid_x) + "," + std::to_string(l.grid_y) + "," + std::to_string(l.grid_z) +
+         ") block(" + std::to_string(l.block_x) + "," + std::to_string(l.block_y) + "," + std::to_string(l.block_z) +
+         ") shared=" + std::to_string(l.shared_bytes);
+}
+
+std::string launch_json(const LaunchShape& l) {
+  const std::vector<int64_t> grid = {l.grid_x, l.grid_y, l.grid_z}, block = {l.block_x, l.block_y, l.block_z};
+  return JsonObject()
+      .raw("grid", json_array(std::span<const int64_t>(grid)))
+      .raw("block", json_array(std::span<const int64_t>(block)))
+      .uinteger("shared_bytes", l.shared_bytes)
+      .done();
+}
+
+std::string blaslt_json(const std::vector<BlasLtAlgo>& algos) {
+  std::string out = "[";
+  for (size_t i = 0; i < algos.size(); ++i) {
+    const BlasLtAlgo& a = algos[i];
+    std::vector<std::string> words;
+    for (uint64_t w : a.data) words.push_back(hex64(w));
+    if (i) out += ',';
+    out += JsonObject()
+                                .integer("algo_id", a.id)
+                                .uinteger("tile", a.tile)
+                                .integer("split_k", a.split_k)
+                                .uinteger("reduction_scheme", a.reduction)
+                                .uinteger("swizzle", a.swizzle)
+                                .uinteger("custom_option", a.custom)
+                                .uinteger("stages", a.stages)
+                                .uinteger("inner_shape", a.inner_shape)
+                                .uinteger("cluster_shape", a.cluster_shape)
+                                .uinteger("workspace_bytes", a.workspace)
+                                .num("waves", a.waves)
+                                .raw("data", json_array(std::span<const std::string>(words)))
+                                .done();
+  }
+  return out + "]";
+}
+
+// What a GPU choice adds to its dump line: the cuBLASLt version and the chosen algorithm's description and
+// workspace, TF32, the launch shape.
+std::string gpu_choice_text(const KernelChoice& k) {
+  std::string out;
+  if (!k.blaslt.empty()) {
+    out += " cublasLt=" + std::to_string(k.blaslt_version);
+    for (size_t i = 0; i < k.blaslt.size(); ++i)
+      if (k.candidates[i] == k.chosen)
+        out += " chosen_algo=(" + blaslt_describe(k.blaslt[i]) + ", workspace " +
+               std::to_string(k.blaslt[i].workspace) + " bytes)";
+  }
+  if (k.tf32) out += " tf32";
+  if (k.launch) out += " launch=" + launch_text(*k.launch);
+  return out;
+}
+
+}  // namespace
+
 std::string event_text(int64_t step, const trace::Event& e) {
   const std::string p = "step " + std::to_string(step) + " ";
   if (const auto* r = std::get_if<trace::RngDrawEvent>(&e))
@@ -286,7 +348,7 @@ std::string event_text(int64_t step, const trace::Event& e) {
       for (size_t i = 0; i < k->timings_us.size(); ++i) append_item(line, i, ", ", number(k->timings_us[i]));
       line += "]";
     }
-    return line;
+    return line + gpu_choice_text(*k);
   }
   if (const auto* pr = std::get_if<trace::ProbeEvent>(&e)) {
     const Summary& s = pr->fingerprint.summary;
@@ -341,6 +403,10 @@ std::string event_json(int64_t step, const trace::Event& e) {
         .str("chosen", k->chosen)
         .str("reason", k->reason)
         .raw("timings_us", json_array(std::span<const double>(k->timings_us)))
+        .raw("blaslt", blaslt_json(k->blaslt))
+        .uinteger("blaslt_version", k->blaslt_version)
+        .boolean("tf32", k->tf32)
+        .raw("launch", k->launch ? launch_json(*k->launch) : "null")
         .done();
   }
   if (const auto* pr = std::get_if<trace::ProbeEvent>(&e)) {

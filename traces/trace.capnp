@@ -208,6 +208,40 @@ struct KernelChoice {
   chosen @3 :Text;             # the kernel id that runs
   reason @4 :Text;             # "default: ...", "deterministic", "autotune", "forced"
   timingsUs @5 :List(Float64); # autotune: must be empty or one per candidate
+  # A choice on the GPU (the CUDA backend). A reader that predates these fields sees the kernel ids only.
+  blasLt @6 :List(BlasLtAlgo); # a cuBLASLt site: empty, or one per candidate in the order of `candidates`, each
+                               # with the id blaslt_kernel_id gives it (engine/kernels/blaslt_choice.h)
+  blasLtVersion @7 :UInt64;    # cublasLtGetVersion() where chosen; must be > 0 when blasLt is not empty
+  tf32 @8 :Bool;               # the matmul computed in TF32 (runtime.tf32), not float32
+  launch @9 :LaunchShape;      # how the chosen kernel was launched, where its result depends on it; null: not recorded
+}
+
+# One cuBLASLt matmul algorithm: cublasLtMatmulAlgo_t verbatim, restorable only into the same cuBLASLt version,
+# and its configuration decoded (cublasLtMatmulAlgoConfigGetAttribute).
+struct BlasLtAlgo {
+  data @0 :List(UInt64);       # must hold 8 words
+  algoId @1 :Int32;            # CUBLASLT_ALGO_CONFIG_ID
+  tile @2 :UInt32;
+  splitK @3 :Int32;            # SPLITK_NUM; must be >= 1
+  reductionScheme @4 :UInt32;  # cublasLtReductionScheme_t
+  swizzle @5 :UInt32;
+  customOption @6 :UInt32;
+  stages @7 :UInt32;
+  innerShape @8 :UInt16;
+  clusterShape @9 :UInt16;
+  workspaceBytes @10 :UInt64;
+  waves @11 :Float32;
+}
+
+# A CUDA launch: every dimension must be >= 1.
+struct LaunchShape {
+  gridX @0 :UInt32;
+  gridY @1 :UInt32;
+  gridZ @2 :UInt32;
+  blockX @3 :UInt32;
+  blockY @4 :UInt32;
+  blockZ @5 :UInt32;
+  sharedBytes @6 :UInt64;
 }
 
 enum Phase {

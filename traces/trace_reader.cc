@@ -17,6 +17,7 @@
 #include <new>
 
 #include "engine/fingerprint.h"
+#include "engine/kernels/blaslt_choice.h"
 #include "trace.capnp.h"
 #include "traces/trace_lock.h"
 
@@ -169,6 +170,45 @@ std::optional<Event> read_event(schema::Event::Reader e, const NameTable& names)
       k.timings_us = to_vector<double>(r.getTimingsUs());
       if (!k.timings_us.empty() && k.timings_us.size() != k.candidates.size())
         malformed("kernel choice timings must be empty or one per candidate");
+      if (r.hasBlasLt()) {
+        auto algos = r.getBlasLt();
+        if (algos.size() != k.candidates.size())
+          malformed("kernel choice cuBLASLt algorithms must be empty or one per candidate");
+        k.blaslt_version = r.getBlasLtVersion();
+        if (k.blaslt_version == 0 && algos.size() > 0) malformed("kernel choice cuBLASLt algorithms without the version");
+        for (uint32_t i = 0; i < algos.size(); ++i) {
+          auto a = algos[i];
+          BlasLtAlgo algo;
+          auto words = a.getData();
+          if (words.size() != algo.data.size()) malformed("cuBLASLt algorithm data must hold 8 words");
+          for (uint32_t w = 0; w < words.size(); ++w) algo.data[w] = words[w];
+          algo.id = a.getAlgoId();
+          algo.tile = a.getTile();
+          algo.split_k = a.getSplitK();
+          if (algo.split_k < 1) malformed("cuBLASLt algorithm split-K must be >= 1");
+          algo.reduction = a.getReductionScheme();
+          algo.swizzle = a.getSwizzle();
+          algo.custom = a.getCustomOption();
+          algo.stages = a.getStages();
+          algo.inner_shape = a.getInnerShape();
+          algo.cluster_shape = a.getClusterShape();
+          algo.workspace = a.getWorkspaceBytes();
+          algo.waves = a.getWaves();
+          // The id names the algorithm: a trace cannot label one algorithm with another's id.
+          if (blaslt_kernel_id(algo) != k.candidates[i])
+            malformed("kernel choice candidate " + std::to_string(i) + " is not the id of its cuBLASLt algorithm");
+          k.blaslt.push_back(algo);
+        }
+      }
+      k.tf32 = r.getTf32();
+      if (r.hasLaunch()) {
+        auto l = r.getLaunch();
+        LaunchShape shape{l.getGridX(), l.getGridY(), l.getGridZ(), l.getBlockX(), l.getBlockY(), l.getBlockZ(),
+                          l.getSharedBytes()};
+        if (!shape.grid_x || !shape.grid_y || !shape.grid_z || !shape.block_x || !shape.block_y || !shape.block_z)
+          malformed("kernel choice launch shape has a dimension of 0");
+        k.launch = shape;
+      }
       return k;
     }
     case schema::Event::PROBE: {

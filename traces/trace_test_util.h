@@ -8,10 +8,27 @@
 #include <vector>
 
 #include "engine/fingerprint.h"
+#include "engine/kernels/blaslt_choice.h"
 #include "traces/trace.h"
 #include "traces/trace_writer.h"
 
 namespace trainrr {
+
+// A cuBLASLt choice as the CUDA backend records one: two candidates, the second split over K.
+inline KernelChoice sample_gpu_matmul_choice() {
+  KernelChoice k{"dense_2/matmul.fwd", "matmul", {}, "", "default: cuBLASLt's heuristic's first", {}};
+  BlasLtAlgo a;
+  a.data = {0x15, 0x12, 0x1400000000, 0, 0, 0, 0, 0xffffffffffffffff};
+  a.id = 21, a.tile = 18, a.stages = 20, a.workspace = 0, a.waves = 0.25f;
+  BlasLtAlgo b = a;
+  b.data[2] = 0x1400000004;
+  b.split_k = 4, b.reduction = 1, b.workspace = 1 << 20, b.waves = 1.0f, b.cluster_shape = 2;
+  k.blaslt = {a, b};
+  for (const BlasLtAlgo& x : k.blaslt) k.candidates.push_back(blaslt_kernel_id(x));
+  k.chosen = k.candidates[0];
+  k.blaslt_version = 130100;
+  return k;
+}
 
 // Equality of the engine types the trace carries, for comparing what was written with what was read.
 inline bool operator==(const RngDraw& a, const RngDraw& b) {
@@ -19,7 +36,8 @@ inline bool operator==(const RngDraw& a, const RngDraw& b) {
 }
 inline bool operator==(const KernelChoice& a, const KernelChoice& b) {
   return a.site == b.site && a.op == b.op && a.candidates == b.candidates && a.chosen == b.chosen &&
-         a.reason == b.reason && a.timings_us == b.timings_us;
+         a.reason == b.reason && a.timings_us == b.timings_us && a.blaslt == b.blaslt &&
+         a.blaslt_version == b.blaslt_version && a.tf32 == b.tf32 && a.launch == b.launch;
 }
 inline bool operator==(const Summary& a, const Summary& b) {
   return a.count == b.count && a.sum == b.sum && a.sum_sq == b.sum_sq && a.min == b.min && a.max == b.max &&
@@ -101,6 +119,11 @@ inline TraceStep sample_step(int64_t i) {
     s.events.push_back(KernelChoice{"dense_1/matmul.fwd", "matmul", {"f32_matmul__cpu_naive", "f32_matmul__cpu_blocked"},
                                     "f32_matmul__cpu_blocked", "autotune", {12.5, 3.25}});
     s.events.push_back(KernelChoice{"dense_1/sum", "sum", {"f32_sum__cpu"}, "f32_sum__cpu", "default: only one", {}});
+    s.events.push_back(sample_gpu_matmul_choice());
+    KernelChoice reduce{"dense_1/bias.bwd", "reduce", {"f32_reduce__cuda_atomic", "f32_reduce__cuda_tree"},
+                        "f32_reduce__cuda_atomic", "default: the atomic variant", {}};
+    reduce.launch = LaunchShape{40, 1, 1, 256, 1, 1, 1024};
+    s.events.push_back(reduce);
   }
   if (i % 2 == 0) {
     ShuffleEvent sh;

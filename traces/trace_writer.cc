@@ -21,6 +21,7 @@
 #include <type_traits>
 
 #include "engine/fingerprint.h"
+#include "engine/kernels/blaslt_choice.h"
 #include "trace.capnp.h"
 #include "traces/trace_lock.h"
 
@@ -194,6 +195,15 @@ std::string check_event(const Event& e) {
   } else if (const auto* k = std::get_if<KernelChoice>(&e)) {
     if (!k->timings_us.empty() && k->timings_us.size() != k->candidates.size())
       return "kernel choice with timings not one per candidate";
+    if (!k->blaslt.empty()) {
+      if (k->blaslt.size() != k->candidates.size()) return "kernel choice with cuBLASLt algorithms not one per candidate";
+      if (k->blaslt_version == 0) return "kernel choice with cuBLASLt algorithms but no version";
+      for (size_t i = 0; i < k->blaslt.size(); ++i)
+        if (k->blaslt[i].split_k < 1 || blaslt_kernel_id(k->blaslt[i]) != k->candidates[i])
+          return "kernel choice candidate " + std::to_string(i) + " is not the id of its cuBLASLt algorithm";
+    }
+    if (const auto& l = k->launch; l && (!l->grid_x || !l->grid_y || !l->grid_z || !l->block_x || !l->block_y || !l->block_z))
+      return "kernel choice launch shape with a dimension of 0";
   } else if (const auto* p = std::get_if<ProbeEvent>(&e)) {
     if (p->fingerprint.summary.non_finite > p->fingerprint.summary.count) return "probe with non_finite > count";
   }
@@ -230,6 +240,38 @@ void write_event(schema::Event::Builder out, const Event& event, TraceWriter::In
           k.setChosen(e.chosen);
           k.setReason(e.reason);
           set_list<double>(k.initTimingsUs(e.timings_us.size()), e.timings_us);
+          if (!e.blaslt.empty()) {
+            auto algos = k.initBlasLt(e.blaslt.size());
+            for (size_t i = 0; i < e.blaslt.size(); ++i) {
+              const BlasLtAlgo& a = e.blaslt[i];
+              auto o = algos[i];
+              auto words = o.initData(a.data.size());
+              for (size_t w = 0; w < a.data.size(); ++w) words.set(w, a.data[w]);
+              o.setAlgoId(a.id);
+              o.setTile(a.tile);
+              o.setSplitK(a.split_k);
+              o.setReductionScheme(a.reduction);
+              o.setSwizzle(a.swizzle);
+              o.setCustomOption(a.custom);
+              o.setStages(a.stages);
+              o.setInnerShape(a.inner_shape);
+              o.setClusterShape(a.cluster_shape);
+              o.setWorkspaceBytes(a.workspace);
+              o.setWaves(a.waves);
+            }
+            k.setBlasLtVersion(e.blaslt_version);
+          }
+          k.setTf32(e.tf32);
+          if (e.launch) {
+            auto l = k.initLaunch();
+            l.setGridX(e.launch->grid_x);
+            l.setGridY(e.launch->grid_y);
+            l.setGridZ(e.launch->grid_z);
+            l.setBlockX(e.launch->block_x);
+            l.setBlockY(e.launch->block_y);
+            l.setBlockZ(e.launch->block_z);
+            l.setSharedBytes(e.launch->shared_bytes);
+          }
         } else if constexpr (std::is_same_v<T, ProbeEvent>) {
           auto p = out.initProbe();
           p.setSite(names.id(e.site));

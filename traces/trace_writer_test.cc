@@ -182,6 +182,31 @@ TEST(TraceWriterChecks, RefusesWhatTheReaderWouldRefuse) {
   std::remove(path.c_str());
 }
 
+TEST(TraceWriterChecks, RefusesAGpuChoiceWhoseIdsAreNotItsAlgorithms) {
+  std::string path = temp_path("refuse_gpu.trr");
+  auto w = TraceWriter::create(path, sample_header());
+  ASSERT_TRUE(w);
+  auto refused = [&](const KernelChoice& k) {
+    TraceStep s = sample_step(0);
+    s.events = {k};
+    Status st = (*w)->write_step(s);
+    return st ? std::string() : st.error().message;
+  };
+  KernelChoice relabelled = sample_gpu_matmul_choice();
+  relabelled.candidates[1] = "f32_matmul__cublaslt_algo21_tile18_stages20";  // the other algorithm's id
+  EXPECT_NE(refused(relabelled).find("is not the id of its cuBLASLt algorithm"), std::string::npos);
+  KernelChoice short_list = sample_gpu_matmul_choice();
+  short_list.blaslt.pop_back();
+  EXPECT_NE(refused(short_list).find("not one per candidate"), std::string::npos);
+  KernelChoice no_version = sample_gpu_matmul_choice();
+  no_version.blaslt_version = 0;
+  EXPECT_NE(refused(no_version).find("no version"), std::string::npos);
+  KernelChoice empty_launch = sample_gpu_matmul_choice();
+  empty_launch.launch = LaunchShape{0, 1, 1, 256, 1, 1, 0};
+  EXPECT_NE(refused(empty_launch).find("dimension of 0"), std::string::npos);
+  std::remove(path.c_str());
+}
+
 // Bytes a step costs at level `step`: what the size target is about. Printed for the record.
 TEST(TraceSize, StepWithoutProbesIsSmall) {
   std::string path = temp_path("size.trr");

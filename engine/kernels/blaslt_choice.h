@@ -9,32 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "engine/kernels/gpu_choice.h"
 #include "engine/kernels/kernel_selector.h"
 
 namespace trainrr {
-
-// cublasLtReductionScheme_t (cublasLt.h): how the partial products of a split-K algorithm are combined.
-enum class BlasLtReduction : uint32_t { none = 0, inplace = 1, compute_type = 2, output_type = 4 };
-
-// One cuBLASLt algorithm as trainrr records it.
-struct BlasLtAlgo {
-  // cublasLtMatmulAlgo_t verbatim: "can be trivially serialized and later restored for use with the same
-  // version of cuBLAS library" (cublasLt.h).
-  std::array<uint64_t, 8> data{};
-  // Its configuration (cublasLtMatmulAlgoConfigGetAttribute), decoded for people and for the policies.
-  int32_t id = 0;             // CUBLASLT_ALGO_CONFIG_ID
-  uint32_t tile = 0;          // TILE_ID
-  int32_t split_k = 1;        // SPLITK_NUM
-  uint32_t reduction = 0;     // REDUCTION_SCHEME (BlasLtReduction)
-  uint32_t swizzle = 0;       // CTA_SWIZZLING
-  uint32_t custom = 0;        // CUSTOM_OPTION
-  uint32_t stages = 0;        // STAGES_ID
-  uint16_t inner_shape = 0;   // INNER_SHAPE_ID
-  uint16_t cluster_shape = 0; // CLUSTER_SHAPE_ID
-  uint64_t workspace = 0;     // bytes it needs (the heuristic's workspaceSize)
-  float waves = 0;            // the heuristic's wavesCount
-  bool operator==(const BlasLtAlgo&) const = default;
-};
 
 // The kernel id of an algorithm at a site: every field that tells two algorithms apart, readable:
 // "f32_matmul__cublaslt_algo21_tile18_stages20" (swizzle, custom option, inner and cluster shape follow when

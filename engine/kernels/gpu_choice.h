@@ -1,0 +1,42 @@
+#pragma once
+// What a kernel choice on the GPU records beyond the kernel's id: the cuBLASLt algorithm (restorable with the
+// same cuBLASLt) and the launch shape. Plain values: the trace stores them, the CUDA backend fills them.
+
+#include <array>
+#include <cstdint>
+
+namespace trainrr {
+
+// cublasLtReductionScheme_t (cublasLt.h): how the partial products of a split-K algorithm are combined.
+enum class BlasLtReduction : uint32_t { none = 0, inplace = 1, compute_type = 2, output_type = 4 };
+
+// One cuBLASLt algorithm as trainrr records it.
+struct BlasLtAlgo {
+  // cublasLtMatmulAlgo_t verbatim: "can be trivially serialized and later restored for use with the same
+  // version of cuBLAS library" (cublasLt.h).
+  std::array<uint64_t, 8> data{};
+  // Its configuration (cublasLtMatmulAlgoConfigGetAttribute), decoded for people and for the policies.
+  int32_t id = 0;             // CUBLASLT_ALGO_CONFIG_ID
+  uint32_t tile = 0;          // TILE_ID
+  int32_t split_k = 1;        // SPLITK_NUM
+  uint32_t reduction = 0;     // REDUCTION_SCHEME (BlasLtReduction)
+  uint32_t swizzle = 0;       // CTA_SWIZZLING
+  uint32_t custom = 0;        // CUSTOM_OPTION
+  uint32_t stages = 0;        // STAGES_ID
+  uint16_t inner_shape = 0;   // INNER_SHAPE_ID
+  uint16_t cluster_shape = 0; // CLUSTER_SHAPE_ID
+  uint64_t workspace = 0;     // bytes it needs (the heuristic's workspaceSize)
+  float waves = 0;            // the heuristic's wavesCount
+  bool operator==(const BlasLtAlgo&) const = default;
+};
+
+// How a CUDA kernel was launched: part of the choice where the result depends on it (a tree reduction's
+// grouping is fixed by its grid and block).
+struct LaunchShape {
+  uint32_t grid_x = 1, grid_y = 1, grid_z = 1;
+  uint32_t block_x = 1, block_y = 1, block_z = 1;
+  uint64_t shared_bytes = 0;
+  bool operator==(const LaunchShape&) const = default;
+};
+
+}  // namespace trainrr

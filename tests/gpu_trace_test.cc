@@ -1,0 +1,142 @@
+// A run recorded on the GPU, met on a machine without one: what train, record and replay say, and what a
+// replay on the CPU (--set runtime.device=cpu) reports. The GPU trace is made with the project's own writer:
+// a CPU recording whose header says runtime.device = "cuda", with a GPU's environment, and whose matmul
+// choices are cuBLASLt algorithms, as the CUDA backend records them.
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+#include "engine/kernels/blaslt_choice.h"
+#include "engine/kernels/kernel_registry.h"
+#include "tests/test_util.h"
+#include "tests/trace_rewrite.h"
+
+namespace trainrr::testing {
+namespace {
+
+bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// What this machine can say about a GPU: the backend's probe, or that the build has none.
+bool says_why_no_gpu(const std::string& out) {
+  return has(out, "no CUDA driver on this machine") || has(out, "built without the CUDA backend") ||
+         has(out, "cudaGetDeviceCount failed") || has(out, "sees no GPU");
+}
+
+bool gpu_here(const std::string& out) { return has(out, "trains on the CPU only"); }
+
+TEST(GpuDevice, TrainAndRecordOnTheGpuWithoutOneExit3AndWriteNothing) {
+  TempDir dir;
+  const std::string trace = dir.file("gpu.trr");
+  CommandResult r = run_trainrr("record " + example("digits_mlp.toml") + " --set runtime.device=cuda -o " + trace);
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_TRUE(has(r.output, "runtime.device = \"cuda\": ")) << r.output;
+  EXPECT_TRUE(says_why_no_gpu(r.output) || gpu_here(r.output)) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(trace));
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+  r = run_trainrr("train " + example("digits_mlp.toml") + " --set runtime.device=cuda:2");
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_TRUE(has(r.output, "runtime.device = \"cuda:2\": ")) << r.output;
+  // A device that is no device is a mistake in the configuration: exit 2, naming the key.
+  r = run_trainrr("train " + example("digits_mlp.toml") + " --set runtime.device=gpu");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_TRUE(has(r.output, "runtime.device: unknown device \"gpu\": expected cpu, cuda or cuda:N")) << r.output;
+}
+
+// A CPU recording rewritten as the CUDA backend writes a GPU run: its matmul sites chose cuBLASLt algorithms.
+std::string gpu_trace(const TempDir& dir, const std::string& cpu_trace) {
+  const std::string out = dir.file("gpu.trr");
+  BlasLtAlgo first;
+  first.id = 21, first.tile = 18, first.stages = 20, first.waves = 0.5f;
+  first.data = {21, 18, 20, 0, 0, 0, 0, 7};
+  BlasLtAlgo split = first;
+  split.split_k = 4, split.reduction = 1, split.workspace = 65536;
+  split.data[3] = 4;
+  const std::string err = rewrite_trace(
+      cpu_trace, out,
+      [](trace::TraceHeader& h) {
+        h.config_overrides.push_back("runtime.device=cuda");
+        h.environment.emplace_back("gpu.name", "NVIDIA H200");
+        h.environment.emplace_back("gpu.compute_capability", "9.0");
+        h.environment.emplace_back("gpu.sm_count", "132");
+        h.environment.emplace_back("cuda.driver", "13.0");
+        h.environment.emplace_back("cuda.runtime", "13.0");
+        h.environment.emplace_back("lib.cublasLt", "130100");
+      },
+      [&](trace::TraceStep& s) {
+        for (auto& e : s.events) {
+          auto* k = std::get_if<KernelChoice>(&e);
+          if (!k || k->op != "matmul") continue;
+          k->blaslt = {first, split};
+          k->candidates = {blaslt_kernel_id(first), blaslt_kernel_id(split)};
+          k->chosen = k->candidates[0];
+          k->reason = "default: cuBLASLt's heuristic's first";
+          k->timings_us.clear();
+          k->blaslt_version = 130100;
+        }
+      });
+  EXPECT_EQ(err, "");
+  return out;
+}
+
+TEST(GpuTrace, ReplayWithoutAGpuExits3AndSaysHowToReplayOnTheCpu) {
+  TempDir dir;
+  const std::string cpu = dir.file("cpu.trr");
+  ASSERT_EQ(run_trainrr("record " + example("digits_mlp.toml") + " --set train.epochs=1 -o " + cpu).exit_code, 0);
+  const std::string gpu = gpu_trace(dir, cpu);
+  CommandResult r = run_trainrr("replay " + gpu);
+  if (gpu_here(r.output)) GTEST_SKIP() << "this machine has a GPU: " << r.output;
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_TRUE(has(r.output, "this run is set to run on the GPU (runtime.device = \"cuda\")")) << r.output;
+  EXPECT_TRUE(says_why_no_gpu(r.output)) << r.output;
+  EXPECT_TRUE(has(r.output, "--set runtime.device=cpu")) << r.output;
+  r = run_trainrr("bisect " + gpu);
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_TRUE(has(r.output, "--set runtime.device=cpu")) << r.output;
+
+  // show and dump say what the GPU chose.
+  r = run_trainrr("show " + gpu);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(has(r.output, "gpu: NVIDIA H200, compute capability 9.0, 132 SMs; CUDA driver 13.0, runtime 13.0"))
+      << r.output;
+  EXPECT_TRUE(has(r.output, "GPU kernel choices: 5 sites")) << r.output;
+  EXPECT_TRUE(has(r.output, "dense_1/matmul.fwd -> f32_matmul__cublaslt_algo21_tile18_stages20 (default: cuBLASLt's "
+                            "heuristic's first): cuBLASLt algorithm 21, tile 18, stages 20, not split over K "
+                            "(cuBLASLt 130100, 2 candidates)"))
+      << r.output;
+  r = run_trainrr("dump --json " + gpu);
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_TRUE(has(r.output, "\"blaslt_version\":130100")) << r.output.substr(0, 4000);
+  EXPECT_TRUE(has(r.output, "\"split_k\":4,\"reduction_scheme\":1")) << r.output.substr(0, 4000);
+}
+
+TEST(GpuTrace, ReplayOnTheCpuNamesTheFirstOpWithTheKernelOnEachSide) {
+  // The "GPU" run's values come from the generic kernel, which rounds each multiply and add; this machine's
+  // own choice (AVX2 or AVX-512, fused) gives other bits at the first matmul.
+  if (detect_isa() == Isa::generic) GTEST_SKIP() << "this CPU runs the generic kernels only";
+  TempDir dir;
+  const std::string cpu = dir.file("cpu.trr");
+  ASSERT_EQ(run_trainrr_env("TRAINRR_ISA=generic", "record " + example("digits_mlp.toml") +
+                                                       " --set train.epochs=1 --level op -o " + cpu)
+                .exit_code,
+            0);
+  const std::string gpu = gpu_trace(dir, cpu);
+  CommandResult r = run_trainrr("replay " + gpu + " --set runtime.device=cpu");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "dense_1/matmul.fwd")) << r.output;
+  EXPECT_TRUE(has(r.output, "f32_matmul__cublaslt_algo21_tile18_stages20")) << r.output;
+  EXPECT_TRUE(has(r.output, "f32_matmul__cpu_blocked_" + std::string(isa_name(detect_isa())))) << r.output;
+  // The recorded side cannot be re-executed here (its kernels ran on the GPU) and the trace keeps digests and
+  // summaries, not values: the report says so rather than give element values of this machine's kernels.
+  EXPECT_TRUE(has(r.output, "recorded: sum ")) << r.output;
+  EXPECT_TRUE(has(r.output, "no element detail")) << r.output;
+  EXPECT_TRUE(has(r.output, "the trace keeps digests, not values")) << r.output;
+  EXPECT_FALSE(has(r.output, "ulp")) << r.output;
+  // The device changed, and the GPU is a difference of the environment.
+  EXPECT_TRUE(has(r.output, "recorded with runtime.device = \"cuda\", replayed with runtime.device = \"cpu\"")) << r.output;
+  EXPECT_TRUE(has(r.output, "gpu.name: NVIDIA H200 (recorded) vs (not recorded) (replayed)")) << r.output;
+}
+
+}  // namespace
+}  // namespace trainrr::testing
