@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The GPU checks, in one run on a GPU machine: unpacks the bundle that scripts/gpu-bundle.sh built
+# (build-gpu/bundle.tar.gz, carried with the working tree), points the loader at the machine's CUDA libraries,
+# and runs
+#   1. what the machine is: nvidia-smi, and what trainrr's CUDA backend finds (the device probe);
+#   2. the CUDA backend's tests (cuda_tests): device Philox against the CPU's, bit for bit, and every test that
+#      needs a GPU, which skip elsewhere;
+#   3. trainrr itself asked to train on the GPU.
+# Prints a summary, writes everything to $OUT (or build-gpu/gpu-check where OUT is unset) and exits non-zero
+# when a check fails. Without a GPU the GPU tests skip and say why.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-build-gpu/gpu-check}"
+mkdir -p "$out"
+log="$out/gpu-check.log"
+: > "$log"
+say() { echo "$@" | tee -a "$log"; }
+started=$(date +%s)
+
+bundle=build-gpu/bundle.tar.gz
+if [ ! -f "$bundle" ]; then
+  say "gpu-check: $bundle is missing: run scripts/gpu-bundle.sh on the build machine and carry it"
+  exit 2
+fi
+work="$(mktemp -d)"
+tar -C "$work" -xzf "$bundle"
+bin="$work/bundle/bin"
+say "== bundle of commit $(cut -c1-12 "$work/bundle/COMMIT"), this tree at $(git rev-parse --short=12 HEAD 2>/dev/null || echo '?')"
+
+# NVIDIA's libraries: from the Python wheels (nvidia/<name>/lib) where they are, else the toolkit's.
+cuda_libs=""
+for dir in $(python3 - <<'PY' 2>/dev/null
+import glob, os, site
+roots = site.getsitepackages() + [site.getusersitepackages()]
+for root in roots:
+    for d in sorted(glob.glob(os.path.join(root, "nvidia", "*", "lib"))):
+        print(d)
+PY
+) /usr/local/cuda/lib64 /usr/local/cuda/lib; do
+  [ -d "$dir" ] && cuda_libs="$cuda_libs:$dir"
+done
+export LD_LIBRARY_PATH="$work/bundle/lib$cuda_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+say "loader path: $LD_LIBRARY_PATH"
+
+failed=0
+say "== 1. the machine"
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv 2>&1 | tee -a "$log"
+else
+  say "nvidia-smi: not installed here"
+fi
+
+say "== 2. the CUDA backend's tests"
+"$bin/cuda_tests" --gtest_output="json:$out/cuda_tests.json" > "$out/cuda_tests.txt" 2>&1
+rc=$?
+grep -E "^\[ *(OK|FAILED|SKIPPED|PASSED) *\]|Skipped|Failure" "$out/cuda_tests.txt" | tee -a "$log"
+[ $rc -eq 0 ] || { failed=1; say "cuda_tests: exit $rc (full output: cuda_tests.txt)"; }
+
+say "== 3. trainrr on the GPU"
+"$bin/trainrr" train examples/digits_mlp.toml --set runtime.device=cuda > "$out/train_cuda.txt" 2>&1
+rc=$?
+tee -a "$log" < "$out/train_cuda.txt" | tail -n 3
+say "trainrr train --set runtime.device=cuda: exit $rc"
+
+say "== summary"
+# gtest's own totals: "[  PASSED  ] N tests.", "[  SKIPPED ] N tests, listed below:", "N FAILED TESTS".
+count() { local n; n=$(sed -n "s/$1/\1/p" "$out/cuda_tests.txt" | tail -n 1); echo "${n:-0}"; }
+say "cuda_tests: $(count '^\[  PASSED  \] \([0-9]*\) test.*') passed, $(count '^\[  SKIPPED \] \([0-9]*\) test.*') skipped," \
+  "$(count '^ *\([0-9]*\) FAILED TEST.*') failed; wall $(( $(date +%s) - started )) s"
+rm -rf "$work"
+exit $failed
