@@ -50,6 +50,9 @@ struct KernelChoice {
   uint64_t blaslt_version = 0;        // cublasLtGetVersion() where the choice was made; set with `blaslt`
   bool tf32 = false;                  // the matmul computed in TF32 (runtime.tf32), not float32
   std::optional<LaunchShape> launch{};  // how the chosen kernel was launched, where its result depends on it
+  std::vector<CudnnEngine> cudnn{};     // a cuDNN convolution site: one per candidate, in the order of `candidates`
+  uint64_t cudnn_version = 0;           // cudnnGetVersion() where the choice was made; set with `cudnn`
+  std::string plan_json{};              // the chosen engine's execution plan as cuDNN serializes it, when it does
 };
 
 struct NamedTensor {

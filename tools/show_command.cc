@@ -13,6 +13,7 @@
 #include <set>
 
 #include "engine/kernels/blaslt_choice.h"
+#include "engine/kernels/cudnn_choice.h"
 #include "tools/commands.h"
 #include "tools/run_folder.h"
 #include "traces/run_set.h"
@@ -108,7 +109,7 @@ struct StepStats {
 void note_gpu_choices(const trace::TraceStep& step, StepStats& s) {
   for (const auto& e : step.events) {
     const auto* k = std::get_if<KernelChoice>(&e);
-    if (!k || (k->blaslt.empty() && !k->launch)) continue;
+    if (!k || (k->blaslt.empty() && k->cudnn.empty() && !k->launch)) continue;
     if (std::none_of(s.gpu_choices.begin(), s.gpu_choices.end(), [&](const KernelChoice& c) { return c.site == k->site; }))
       s.gpu_choices.push_back(*k);
   }
@@ -123,6 +124,10 @@ void print_gpu_choices(const StepStats& s) {
       if (k.candidates[i] == k.chosen)
         what = ": " + blaslt_describe(k.blaslt[i]) + " (cuBLASLt " + std::to_string(k.blaslt_version) + ", " +
                std::to_string(k.candidates.size()) + " candidate" + (k.candidates.size() == 1 ? "" : "s") + ")";
+    for (size_t i = 0; i < k.cudnn.size(); ++i)
+      if (k.candidates[i] == k.chosen)
+        what = ": " + cudnn_describe(k.cudnn[i]) + " (cuDNN " + std::to_string(k.cudnn_version) + ", " +
+               std::to_string(k.candidates.size()) + " engine" + (k.candidates.size() == 1 ? "" : "s") + ")";
     if (k.tf32) what += ", TF32";
     if (k.launch)
       what += (what.empty() ? ": " : ", ") + std::string("launched as ") + std::to_string(k.launch->grid_x) + "x" +

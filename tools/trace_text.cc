@@ -1,6 +1,7 @@
 #include "tools/trace_text.h"
 
 #include "engine/kernels/blaslt_choice.h"
+#include "engine/kernels/cudnn_choice.h"
 
 #include <charconv>
 #include <cinttypes>
@@ -302,6 +303,26 @@ std::string blaslt_json(const std::vector<BlasLtAlgo>& algos) {
   return out + "]";
 }
 
+std::string cudnn_json(const std::vector<CudnnEngine>& engines) {
+  std::string out = "[";
+  for (size_t i = 0; i < engines.size(); ++i) {
+    const CudnnEngine& e = engines[i];
+    std::vector<int64_t> types, values, numerical(e.numerical_notes.begin(), e.numerical_notes.end()),
+        behavior(e.behavior_notes.begin(), e.behavior_notes.end());
+    for (const CudnnKnob& k : e.knobs) types.push_back(k.type), values.push_back(k.value);
+    if (i) out += ',';
+    out += JsonObject()
+               .integer("global_index", e.global_index)
+               .raw("knob_types", json_array(std::span<const int64_t>(types)))
+               .raw("knob_values", json_array(std::span<const int64_t>(values)))
+               .raw("numerical_notes", json_array(std::span<const int64_t>(numerical)))
+               .raw("behavior_notes", json_array(std::span<const int64_t>(behavior)))
+               .uinteger("workspace_bytes", e.workspace)
+               .done();
+  }
+  return out + "]";
+}
+
 // What a GPU choice adds to its dump line: the cuBLASLt version and the chosen algorithm's description and
 // workspace, TF32, the launch shape.
 std::string gpu_choice_text(const KernelChoice& k) {
@@ -313,6 +334,14 @@ std::string gpu_choice_text(const KernelChoice& k) {
         out += " chosen_algo=(" + blaslt_describe(k.blaslt[i]) + ", workspace " +
                std::to_string(k.blaslt[i].workspace) + " bytes)";
   }
+  if (!k.cudnn.empty()) {
+    out += " cudnn=" + std::to_string(k.cudnn_version);
+    for (size_t i = 0; i < k.cudnn.size(); ++i)
+      if (k.candidates[i] == k.chosen)
+        out += " chosen_engine=(" + cudnn_describe(k.cudnn[i]) + ", workspace " + std::to_string(k.cudnn[i].workspace) +
+               " bytes)";
+  }
+  if (!k.plan_json.empty()) out += " plan_json=" + std::to_string(k.plan_json.size()) + "B";
   if (k.tf32) out += " tf32";
   if (k.launch) out += " launch=" + launch_text(*k.launch);
   return out;
@@ -407,6 +436,9 @@ std::string event_json(int64_t step, const trace::Event& e) {
         .uinteger("blaslt_version", k->blaslt_version)
         .boolean("tf32", k->tf32)
         .raw("launch", k->launch ? launch_json(*k->launch) : "null")
+        .raw("cudnn", cudnn_json(k->cudnn))
+        .uinteger("cudnn_version", k->cudnn_version)
+        .str("plan_json", k->plan_json)
         .done();
   }
   if (const auto* pr = std::get_if<trace::ProbeEvent>(&e)) {

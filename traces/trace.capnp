@@ -214,6 +214,21 @@ struct KernelChoice {
   blasLtVersion @7 :UInt64;    # cublasLtGetVersion() where chosen; must be > 0 when blasLt is not empty
   tf32 @8 :Bool;               # the matmul computed in TF32 (runtime.tf32), not float32
   launch @9 :LaunchShape;      # how the chosen kernel was launched, where its result depends on it; null: not recorded
+  cudnn @10 :List(CudnnEngine);  # a cuDNN convolution site: empty, or one per candidate in the order of `candidates`,
+                               # each with the id cudnn_kernel_id gives it (engine/kernels/cudnn_choice.h)
+  cudnnVersion @11 :UInt64;    # cudnnGetVersion() where chosen; must be > 0 when cudnn is not empty
+  planJson @12 :Text;          # the chosen engine's execution plan (CUDNN_ATTR_EXECUTION_PLAN_JSON_REPRESENTATION)
+}
+
+# One cuDNN engine configuration: the engine's global index in its operation graph, its knob choices, and what
+# cuDNN declares about it.
+struct CudnnEngine {
+  globalIndex @0 :Int64;       # must be >= 0
+  knobTypes @1 :List(Int32);   # cudnnBackendKnobType_t, in cuDNN's order
+  knobValues @2 :List(Int64);  # must be as long as knobTypes
+  numericalNotes @3 :List(Int32);
+  behaviorNotes @4 :List(Int32);
+  workspaceBytes @5 :UInt64;
 }
 
 # One cuBLASLt matmul algorithm: cublasLtMatmulAlgo_t verbatim, restorable only into the same cuBLASLt version,

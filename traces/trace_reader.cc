@@ -18,6 +18,7 @@
 
 #include "engine/fingerprint.h"
 #include "engine/kernels/blaslt_choice.h"
+#include "engine/kernels/cudnn_choice.h"
 #include "trace.capnp.h"
 #include "traces/trace_lock.h"
 
@@ -200,6 +201,35 @@ std::optional<Event> read_event(schema::Event::Reader e, const NameTable& names)
           k.blaslt.push_back(algo);
         }
       }
+      if (r.hasCudnn()) {
+        auto engines = r.getCudnn();
+        if (engines.size() != k.candidates.size())
+          malformed("kernel choice cuDNN engines must be empty or one per candidate");
+        k.cudnn_version = r.getCudnnVersion();
+        if (k.cudnn_version == 0 && engines.size() > 0) malformed("kernel choice cuDNN engines without the version");
+        OpKind op = OpKind::conv2d_fwd;
+        bool conv = false;
+        for (OpKind o : {OpKind::conv2d_fwd, OpKind::conv2d_bwd_data, OpKind::conv2d_bwd_filter})
+          if (k.op == op_name(o)) op = o, conv = true;
+        if (engines.size() > 0 && !conv) malformed("kernel choice with cuDNN engines at an op that is no convolution");
+        for (uint32_t i = 0; i < engines.size(); ++i) {
+          auto e = engines[i];
+          CudnnEngine engine;
+          engine.global_index = e.getGlobalIndex();
+          if (engine.global_index < 0) malformed("cuDNN engine index must be >= 0");
+          auto types = e.getKnobTypes();
+          auto values = e.getKnobValues();
+          if (types.size() != values.size()) malformed("cuDNN engine knob types and values differ in length");
+          for (uint32_t j = 0; j < types.size(); ++j) engine.knobs.push_back({types[j], values[j]});
+          engine.numerical_notes = to_vector<int32_t>(e.getNumericalNotes());
+          engine.behavior_notes = to_vector<int32_t>(e.getBehaviorNotes());
+          engine.workspace = e.getWorkspaceBytes();
+          if (cudnn_kernel_id(op, engine) != k.candidates[i])
+            malformed("kernel choice candidate " + std::to_string(i) + " is not the id of its cuDNN engine");
+          k.cudnn.push_back(std::move(engine));
+        }
+      }
+      k.plan_json = text(r.getPlanJson());
       k.tf32 = r.getTf32();
       if (r.hasLaunch()) {
         auto l = r.getLaunch();

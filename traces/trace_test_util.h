@@ -9,6 +9,7 @@
 
 #include "engine/fingerprint.h"
 #include "engine/kernels/blaslt_choice.h"
+#include "engine/kernels/cudnn_choice.h"
 #include "traces/trace.h"
 #include "traces/trace_writer.h"
 
@@ -30,6 +31,27 @@ inline KernelChoice sample_gpu_matmul_choice() {
   return k;
 }
 
+// A cuDNN choice: two engines, the first declared nondeterministic, taken by the deterministic policy's rules.
+inline KernelChoice sample_gpu_conv_choice() {
+  KernelChoice k{"conv2d_1/conv.bwd_filter", "conv2d_bwd_filter", {}, "", "deterministic: the heuristic's first "
+                 "engine not declared nondeterministic (1 rejected)", {}};
+  CudnnEngine a;
+  a.global_index = 3;
+  a.numerical_notes = {kCudnnNoteNondeterministic};
+  a.workspace = 4096;
+  CudnnEngine b;
+  b.global_index = 34;
+  b.knobs = {{2, 3}, {14, 4}};
+  b.numerical_notes = {kCudnnNoteTensorCore};
+  b.behavior_notes = {4};
+  k.cudnn = {a, b};
+  for (const CudnnEngine& e : k.cudnn) k.candidates.push_back(cudnn_kernel_id(OpKind::conv2d_bwd_filter, e));
+  k.chosen = k.candidates[1];
+  k.cudnn_version = 91900;
+  k.plan_json = R"({"engineId":34,"knobs":{"TILE_SIZE":3}})";
+  return k;
+}
+
 // Equality of the engine types the trace carries, for comparing what was written with what was read.
 inline bool operator==(const RngDraw& a, const RngDraw& b) {
   return a.site == b.site && a.stream == b.stream && a.key == b.key && a.counter == b.counter && a.count == b.count;
@@ -37,7 +59,8 @@ inline bool operator==(const RngDraw& a, const RngDraw& b) {
 inline bool operator==(const KernelChoice& a, const KernelChoice& b) {
   return a.site == b.site && a.op == b.op && a.candidates == b.candidates && a.chosen == b.chosen &&
          a.reason == b.reason && a.timings_us == b.timings_us && a.blaslt == b.blaslt &&
-         a.blaslt_version == b.blaslt_version && a.tf32 == b.tf32 && a.launch == b.launch;
+         a.blaslt_version == b.blaslt_version && a.tf32 == b.tf32 && a.launch == b.launch && a.cudnn == b.cudnn &&
+         a.cudnn_version == b.cudnn_version && a.plan_json == b.plan_json;
 }
 inline bool operator==(const Summary& a, const Summary& b) {
   return a.count == b.count && a.sum == b.sum && a.sum_sq == b.sum_sq && a.min == b.min && a.max == b.max &&
@@ -124,6 +147,7 @@ inline TraceStep sample_step(int64_t i) {
                         "f32_reduce__cuda_atomic", "default: the atomic variant", {}};
     reduce.launch = LaunchShape{40, 1, 1, 256, 1, 1, 1024};
     s.events.push_back(reduce);
+    s.events.push_back(sample_gpu_conv_choice());
   }
   if (i % 2 == 0) {
     ShuffleEvent sh;

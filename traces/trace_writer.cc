@@ -22,6 +22,7 @@
 
 #include "engine/fingerprint.h"
 #include "engine/kernels/blaslt_choice.h"
+#include "engine/kernels/cudnn_choice.h"
 #include "trace.capnp.h"
 #include "traces/trace_lock.h"
 
@@ -202,6 +203,16 @@ std::string check_event(const Event& e) {
         if (k->blaslt[i].split_k < 1 || blaslt_kernel_id(k->blaslt[i]) != k->candidates[i])
           return "kernel choice candidate " + std::to_string(i) + " is not the id of its cuBLASLt algorithm";
     }
+    if (!k->cudnn.empty()) {
+      if (k->cudnn.size() != k->candidates.size()) return "kernel choice with cuDNN engines not one per candidate";
+      if (k->cudnn_version == 0) return "kernel choice with cuDNN engines but no version";
+      const OpKind ops[] = {OpKind::conv2d_fwd, OpKind::conv2d_bwd_data, OpKind::conv2d_bwd_filter};
+      const OpKind* op = std::find_if(std::begin(ops), std::end(ops), [&](OpKind o) { return k->op == op_name(o); });
+      if (op == std::end(ops)) return "kernel choice with cuDNN engines at an op that is no convolution";
+      for (size_t i = 0; i < k->cudnn.size(); ++i)
+        if (k->cudnn[i].global_index < 0 || cudnn_kernel_id(*op, k->cudnn[i]) != k->candidates[i])
+          return "kernel choice candidate " + std::to_string(i) + " is not the id of its cuDNN engine";
+    }
     if (const auto& l = k->launch; l && (!l->grid_x || !l->grid_y || !l->grid_z || !l->block_x || !l->block_y || !l->block_z))
       return "kernel choice launch shape with a dimension of 0";
   } else if (const auto* p = std::get_if<ProbeEvent>(&e)) {
@@ -261,6 +272,22 @@ void write_event(schema::Event::Builder out, const Event& event, TraceWriter::In
             }
             k.setBlasLtVersion(e.blaslt_version);
           }
+          if (!e.cudnn.empty()) {
+            auto engines = k.initCudnn(e.cudnn.size());
+            for (size_t i = 0; i < e.cudnn.size(); ++i) {
+              const CudnnEngine& c = e.cudnn[i];
+              auto o = engines[i];
+              o.setGlobalIndex(c.global_index);
+              auto types = o.initKnobTypes(c.knobs.size());
+              auto values = o.initKnobValues(c.knobs.size());
+              for (size_t j = 0; j < c.knobs.size(); ++j) types.set(j, c.knobs[j].type), values.set(j, c.knobs[j].value);
+              set_list<int32_t>(o.initNumericalNotes(c.numerical_notes.size()), c.numerical_notes);
+              set_list<int32_t>(o.initBehaviorNotes(c.behavior_notes.size()), c.behavior_notes);
+              o.setWorkspaceBytes(c.workspace);
+            }
+            k.setCudnnVersion(e.cudnn_version);
+          }
+          if (!e.plan_json.empty()) k.setPlanJson(e.plan_json);
           k.setTf32(e.tf32);
           if (e.launch) {
             auto l = k.initLaunch();

@@ -1,9 +1,10 @@
 #pragma once
 // What a kernel choice on the GPU records beyond the kernel's id: the cuBLASLt algorithm (restorable with the
-// same cuBLASLt) and the launch shape. Plain values: the trace stores them, the CUDA backend fills them.
+// same cuBLASLt), the cuDNN engine configuration and the launch shape. Plain values: the trace stores them, the CUDA backend fills them.
 
 #include <array>
 #include <cstdint>
+#include <vector>
 
 namespace trainrr {
 
@@ -28,6 +29,22 @@ struct BlasLtAlgo {
   uint64_t workspace = 0;     // bytes it needs (the heuristic's workspaceSize)
   float waves = 0;            // the heuristic's wavesCount
   bool operator==(const BlasLtAlgo&) const = default;
+};
+
+// One engine configuration: what rebuilds it (the engine's global index within the operation graph, and its
+// knob choices) and what cuDNN declares about it.
+struct CudnnKnob {
+  int32_t type = 0;  // cudnnBackendKnobType_t
+  int64_t value = 0;
+  bool operator==(const CudnnKnob&) const = default;
+};
+struct CudnnEngine {
+  int64_t global_index = 0;              // CUDNN_ATTR_ENGINE_GLOBAL_INDEX
+  std::vector<CudnnKnob> knobs;          // CUDNN_ATTR_ENGINECFG_KNOB_CHOICES, in cuDNN's order
+  std::vector<int32_t> numerical_notes;  // CUDNN_ATTR_ENGINE_NUMERICAL_NOTE
+  std::vector<int32_t> behavior_notes;   // CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE
+  uint64_t workspace = 0;                // bytes its plan needs
+  bool operator==(const CudnnEngine&) const = default;
 };
 
 // How a CUDA kernel was launched: part of the choice where the result depends on it (a tree reduction's
