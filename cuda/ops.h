@@ -54,7 +54,7 @@ Status bias_activation_forward(Activation a, const float* bias, float* y, int64_
 
 // Dropout's backward (the forward is dropout_on_device in cuda/rng_kernels.h): dx = keep ? dy * scale : 0,
 // with the forward's keep mask and scale = 1 / (1 - rate) rounded to float as the layer keeps it. dy == dx
-// is allowed.
+// is allowed. Only for a forward that masked (training with rate > 0); otherwise the layer's dx is dy itself.
 Status dropout_backward(const uint8_t* keep, float scale, const float* dy, float* dx, int64_t n, void* stream);
 
 // ---------------------------------------------------------------------------------------------------------
@@ -181,9 +181,10 @@ Status col2im(const Conv2dArgs& p, const float* dcol, int64_t img0, int64_t imag
 //                         block writes its partial; a second launch of fixed shape combines the partials the same
 //                         way. Bitwise deterministic for a given plan, and the plan is a function of (rows, cols)
 //                         alone (not of the GPU), so the bits are too.
-//   f32_sum__cuda_atomic  the same per-block partials added into out with atomicAdd (out is zeroed first): the
-//                         order of the additions is the order in which blocks finish, so the bits can vary from
-//                         call to call. Recorded as a nondeterministic kernel choice.
+//   f32_sum__cuda_atomic  the same per-block partials added into out with atomicAdd (out is zeroed first, by a
+//                         cudaMemsetAsync, not a kernel): the order of the additions is the order in which blocks
+//                         finish, so the bits can vary from call to call (not where the plan has one block row:
+//                         one addition per output). Recorded as a nondeterministic kernel choice.
 inline constexpr const char* kReduceTreeId = "f32_sum__cuda_tree";
 inline constexpr const char* kReduceAtomicId = "f32_sum__cuda_atomic";
 
