@@ -31,59 +31,6 @@ void copy_run(const float* __restrict src, int64_t n, float* __restrict dst) {
   for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
 }
 
-// col[(oy * out_w + ox), (ky * kw + kx) * c_in + ci] = x[img, iy, ix, ci], zero outside the image.
-// For one (ky) the kw taps of a row read kw * c_in consecutive input values when the window lies inside
-// the image, so they are copied as one run (with few input channels a run per tap would be a few floats).
-void im2col(const Conv2dArgs& p, int64_t img, float* col) {
-  const float* x = p.x + img * p.h * p.w * p.c_in;
-  const int64_t run = p.kw * p.c_in;
-  for (int64_t oy = 0; oy < p.out_h; ++oy)
-    for (int64_t ox = 0; ox < p.out_w; ++ox) {
-      float* row = col + (oy * p.out_w + ox) * taps(p);
-      const int64_t ix0 = ox * p.stride_w - p.pad_left;
-      const bool inside_x = ix0 >= 0 && ix0 + p.kw <= p.w;
-      for (int64_t ky = 0; ky < p.kh; ++ky) {
-        const int64_t iy = oy * p.stride_h + ky - p.pad_top;
-        float* dst = row + ky * run;
-        if (iy < 0 || iy >= p.h) {
-          std::fill(dst, dst + run, 0.0f);
-        } else if (inside_x) {
-          copy_run(x + (iy * p.w + ix0) * p.c_in, run, dst);
-        } else {
-          for (int64_t kx = 0; kx < p.kw; ++kx) {
-            const int64_t ix = ix0 + kx;
-            float* d = dst + kx * p.c_in;
-            if (ix < 0 || ix >= p.w)
-              std::fill(d, d + p.c_in, 0.0f);
-            else
-              std::memcpy(d, x + (iy * p.w + ix) * p.c_in, sizeof(float) * p.c_in);
-          }
-        }
-      }
-    }
-}
-
-// dx[img] = the sum of dcol's rows scattered back to the pixels they were gathered from, in row order.
-void col2im(const Conv2dArgs& p, const float* dcol, int64_t img) {
-  float* dx = p.out + img * p.h * p.w * p.c_in;
-  std::fill(dx, dx + p.h * p.w * p.c_in, 0.0f);
-  for (int64_t oy = 0; oy < p.out_h; ++oy)
-    for (int64_t ox = 0; ox < p.out_w; ++ox) {
-      const float* row = dcol + (oy * p.out_w + ox) * taps(p);
-      for (int64_t ky = 0; ky < p.kh; ++ky) {
-        const int64_t iy = oy * p.stride_h + ky - p.pad_top;
-        if (iy < 0 || iy >= p.h) continue;
-        for (int64_t kx = 0; kx < p.kw; ++kx) {
-          const int64_t ix = ox * p.stride_w + kx - p.pad_left;
-          if (ix < 0 || ix >= p.w) continue;
-          const float* src = row + (ky * p.kw + kx) * p.c_in;
-          float* d = dx + (iy * p.w + ix) * p.c_in;
-          for (int64_t ci = 0; ci < p.c_in; ++ci) d[ci] += src[ci];
-        }
-      }
-    }
-}
-
 // One task per image; a single image gets the whole pool inside its product instead. A small convolution
 // runs on the calling thread. Tasks own their outputs, so where they run never changes a bit.
 template <class F>
@@ -118,7 +65,7 @@ void fwd(Arith arith, const Conv2dArgs& p, ThreadPool& pool) {
     const float* a = p.x + img * p.h * p.w * p.c_in;
     if (!is_pointwise(p)) {
       col.resize(pix * k);
-      im2col(p, img, col.data());
+      conv2d_im2col(p, img, col.data());
       a = col.data();
     }
     GemmArgs g;
@@ -145,7 +92,7 @@ void bwd_data(Arith arith, const Conv2dArgs& p, ThreadPool& pool) {
     g.b = p.filter, g.ldb = p.c_out;
     g.c = direct ? p.out + img * p.h * p.w * p.c_in : dcol.data(), g.ldc = k;
     arith.gemm(g, inner);
-    if (!direct) col2im(p, dcol.data(), img);
+    if (!direct) conv2d_col2im(p, dcol.data(), img);
   });
 }
 
@@ -162,7 +109,7 @@ void bwd_filter(Arith arith, const Conv2dArgs& p, ThreadPool& pool) {
     const float* a = p.x + img0 * p.h * p.w * p.c_in;
     if (!is_pointwise(p)) {
       col.resize(imgs * pix * k);
-      for (int64_t i = 0; i < imgs; ++i) im2col(p, img0 + i, col.data() + i * pix * k);
+      for (int64_t i = 0; i < imgs; ++i) conv2d_im2col(p, img0 + i, col.data() + i * pix * k);
       a = col.data();
     }
     // dfilter [k, c_out] = col^T [k, rows] * dy [rows, c_out] over the chunk's rows.
@@ -181,6 +128,59 @@ void bwd_filter(Arith arith, const Conv2dArgs& p, ThreadPool& pool) {
 }
 
 }  // namespace
+
+// col[(oy * out_w + ox), (ky * kw + kx) * c_in + ci] = x[img, iy, ix, ci], zero outside the image.
+// For one (ky) the kw taps of a row read kw * c_in consecutive input values when the window lies inside
+// the image, so they are copied as one run (with few input channels a run per tap would be a few floats).
+void conv2d_im2col(const Conv2dArgs& p, int64_t img, float* col) {
+  const float* x = p.x + img * p.h * p.w * p.c_in;
+  const int64_t run = p.kw * p.c_in;
+  for (int64_t oy = 0; oy < p.out_h; ++oy)
+    for (int64_t ox = 0; ox < p.out_w; ++ox) {
+      float* row = col + (oy * p.out_w + ox) * taps(p);
+      const int64_t ix0 = ox * p.stride_w - p.pad_left;
+      const bool inside_x = ix0 >= 0 && ix0 + p.kw <= p.w;
+      for (int64_t ky = 0; ky < p.kh; ++ky) {
+        const int64_t iy = oy * p.stride_h + ky - p.pad_top;
+        float* dst = row + ky * run;
+        if (iy < 0 || iy >= p.h) {
+          std::fill(dst, dst + run, 0.0f);
+        } else if (inside_x) {
+          copy_run(x + (iy * p.w + ix0) * p.c_in, run, dst);
+        } else {
+          for (int64_t kx = 0; kx < p.kw; ++kx) {
+            const int64_t ix = ix0 + kx;
+            float* d = dst + kx * p.c_in;
+            if (ix < 0 || ix >= p.w)
+              std::fill(d, d + p.c_in, 0.0f);
+            else
+              std::memcpy(d, x + (iy * p.w + ix) * p.c_in, sizeof(float) * p.c_in);
+          }
+        }
+      }
+    }
+}
+
+// dx[img] = the sum of dcol's rows scattered back to the pixels they were gathered from, in row order.
+void conv2d_col2im(const Conv2dArgs& p, const float* dcol, int64_t img) {
+  float* dx = p.out + img * p.h * p.w * p.c_in;
+  std::fill(dx, dx + p.h * p.w * p.c_in, 0.0f);
+  for (int64_t oy = 0; oy < p.out_h; ++oy)
+    for (int64_t ox = 0; ox < p.out_w; ++ox) {
+      const float* row = dcol + (oy * p.out_w + ox) * taps(p);
+      for (int64_t ky = 0; ky < p.kh; ++ky) {
+        const int64_t iy = oy * p.stride_h + ky - p.pad_top;
+        if (iy < 0 || iy >= p.h) continue;
+        for (int64_t kx = 0; kx < p.kw; ++kx) {
+          const int64_t ix = ox * p.stride_w + kx - p.pad_left;
+          if (ix < 0 || ix >= p.w) continue;
+          const float* src = row + (ky * p.kw + kx) * p.c_in;
+          float* d = dx + (iy * p.w + ix) * p.c_in;
+          for (int64_t ci = 0; ci < p.c_in; ++ci) d[ci] += src[ci];
+        }
+      }
+    }
+}
 
 void conv2d_fwd_im2col(Isa isa, const Conv2dArgs& p, ThreadPool& pool) { fwd({isa, false}, p, pool); }
 void conv2d_bwd_data_im2col(Isa isa, const Conv2dArgs& p, ThreadPool& pool) { bwd_data({isa, false}, p, pool); }

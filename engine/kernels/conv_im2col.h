@@ -13,6 +13,13 @@ void conv2d_fwd_im2col(Isa isa, const Conv2dArgs& p, ThreadPool& pool);
 void conv2d_bwd_data_im2col(Isa isa, const Conv2dArgs& p, ThreadPool& pool);
 void conv2d_bwd_filter_im2col(Isa isa, const Conv2dArgs& p, ThreadPool& pool);
 
+// The two layout steps, one image at a time (the CUDA backend's own im2col and col2im are tested against them):
+// col[(oy * out_w + ox), (ky * kw + kx) * c_in + ci] = x[img, iy, ix, ci] (p.x), zero outside the image;
+// and dx[img] (p.out) = the sum of dcol's rows scattered back to the pixels they were gathered from, in row
+// order (so each pixel adds its contributions in increasing (oy, ox)), starting from 0.
+void conv2d_im2col(const Conv2dArgs& p, int64_t img, float* col);
+void conv2d_col2im(const Conv2dArgs& p, const float* dcol, int64_t img);
+
 // ConvFn entry points per instruction set.
 void conv2d_fwd_im2col_generic(const Conv2dArgs& p, ThreadPool& pool);
 void conv2d_fwd_im2col_avx2(const Conv2dArgs& p, ThreadPool& pool);
