@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <map>
 
+#include "engine/kernels/blaslt_choice.h"
+#include "engine/kernels/cudnn_choice.h"
 #include "engine/kernels/matmul_openblas.h"
 #include "replayer/replayer.h"
 
@@ -78,8 +80,40 @@ std::vector<std::string> differences_within_steps(const std::vector<std::string>
   return out;
 }
 
+namespace {
+
+// What a GPU choice ran, in the library's terms: the cuBLASLt algorithm or cuDNN engine chosen.
+std::string gpu_pick(const KernelChoice& choice) {
+  for (size_t i = 0; i < choice.candidates.size(); ++i) {
+    if (choice.candidates[i] != choice.chosen) continue;
+    if (i < choice.blaslt.size()) return "ran " + blaslt_describe(choice.blaslt[i]);
+    if (i < choice.cudnn.size()) return "ran " + cudnn_describe(choice.cudnn[i]);
+  }
+  return "";
+}
+
+// Why a GPU kernel gives other bits from the same inputs, from its id: the atomic reductions and the cuDNN
+// engines cuDNN declares nondeterministic. "" for the others.
+std::string gpu_nondeterminism(const std::string& kernel) {
+  if (kernel.ends_with("__cuda_atomic"))
+    return "same kernel " + kernel + ", same inputs, different output: it adds its partial sums with atomicAdd, "
+           "in the order the GPU's threads arrive (declared nondeterministic; the deterministic policy takes the "
+           "fixed-order tree instead)";
+  const size_t at = kernel.find("__cudnn_engine");
+  if (at != std::string::npos && kernel.ends_with("_nondeterministic")) {
+    const size_t digits = at + std::string("__cudnn_engine").size();
+    const std::string engine = kernel.substr(digits, kernel.find_first_not_of("0123456789", digits) - digits);
+    return "cuDNN engine " + engine + " is declared nondeterministic (CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC): same "
+           "engine (" + kernel + "), same inputs, different output";
+  }
+  return "";
+}
+
+}  // namespace
+
 std::string kernel_pick(const KernelChoice& choice) {
-  if (choice.reason.rfind("autotune", 0) != 0 || choice.timings_us.size() != choice.candidates.size()) return "";
+  if (choice.reason.rfind("autotune", 0) != 0 || choice.timings_us.size() != choice.candidates.size())
+    return gpu_pick(choice);
   std::string out = "picked " + choice.chosen + " by timing (autotune):";
   for (size_t i = 0; i < choice.candidates.size(); ++i) {
     char us[32];
@@ -166,7 +200,9 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in) {
   };
   // A timing is a measurement of that moment on that machine: the pick itself varies run to run.
   auto timed = [](const std::string& text) {
-    return text.empty() ? text : text + " (timings vary from run to run, so an autotuned pick does too)";
+    return text.find("by timing") == std::string::npos
+               ? text
+               : text + " (timings vary from run to run, so an autotuned pick does too)";
   };
   if (!d.kernel_recorded.empty() && !d.kernel_replayed.empty() && d.kernel_recorded != d.kernel_replayed)
     return {"kernel", "a different kernel ran at " + kernel_site_of(d.site) + ": " + d.kernel_recorded +
@@ -183,6 +219,7 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in) {
   }
   const std::string kernel = d.kernel_replayed.empty() ? d.kernel_recorded : d.kernel_replayed;
   const Kernel* k = in.registry && !kernel.empty() ? in.registry->find(kernel) : nullptr;
+  if (const std::string why = k ? std::string() : gpu_nondeterminism(kernel); !why.empty()) return {"numeric", why};
   if (k && !k->info.deterministic)
     return {"numeric", "same kernel " + kernel +
                            ", same inputs, different output: it accumulates in completion "

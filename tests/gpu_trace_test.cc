@@ -127,6 +127,8 @@ TEST(GpuTrace, ReplayOnTheCpuNamesTheFirstOpWithTheKernelOnEachSide) {
   EXPECT_TRUE(has(r.output, "dense_1/matmul.fwd")) << r.output;
   EXPECT_TRUE(has(r.output, "f32_matmul__cublaslt_algo21_tile18_stages20")) << r.output;
   EXPECT_TRUE(has(r.output, "f32_matmul__cpu_blocked_" + std::string(isa_name(detect_isa())))) << r.output;
+  // What the GPU ran there, in cuBLASLt's terms.
+  EXPECT_TRUE(has(r.output, "recorded ran cuBLASLt algorithm 21, tile 18, stages 20, not split over K")) << r.output;
   // The recorded side cannot be re-executed here (its kernels ran on the GPU) and the trace keeps digests and
   // summaries, not values: the report says so rather than give element values of this machine's kernels.
   EXPECT_TRUE(has(r.output, "recorded: sum ")) << r.output;
