@@ -7,6 +7,10 @@
 
 #include <cstring>
 
+#include "engine/device.h"
+#if TRAINRR_WITH_CUDA
+#include "cuda/device.h"
+#endif
 #include "engine/config.h"
 #include "python/src/errors.h"
 #include "python/src/reports.h"
@@ -133,6 +137,9 @@ PYBIND11_MODULE(_trainrr, m) {
   using namespace trainrr;
   using namespace trainrr::py;
   m.doc() = "The trainrr engine, recorder and replayer (use the trainrr package, not this module).";
+#if TRAINRR_WITH_CUDA
+  set_cuda_probe(&cuda::probe_gpu);
+#endif
 
   pyb::register_exception_translator([](std::exception_ptr p) {
     try {

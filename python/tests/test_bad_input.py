@@ -191,3 +191,24 @@ def test_a_refused_fit_leaves_the_recording_to_the_next_one(tmp_path):
         assert not (tmp_path / "run.trr").exists()
         model().fit(x, y, verbose=0)
     assert rec.bytes > 0 and trainrr.open(tmp_path / "run.trr").seed == 3
+
+
+def test_an_unknown_device_is_a_config_error_at_compile():
+    m = trainrr.Sequential([layers.Dense(1, activation="sigmoid")])
+    with pytest.raises(trainrr.ConfigError) as e:
+        m.compile(optimizer="adam", loss="binary_crossentropy", device="gpu")
+    assert "unknown device \"gpu\": expected cpu, cuda or cuda:N" in str(e.value)
+
+
+def test_a_gpu_run_where_none_can_run_says_why_before_training():
+    m = trainrr.Sequential([layers.Dense(1, activation="sigmoid")])
+    m.compile(optimizer="adam", loss="binary_crossentropy", device="cuda")
+    x, y = data()
+    with pytest.raises(trainrr.TrainrrError) as e:
+        m.fit(x, y, verbose=0)
+    message = str(e.value)
+    assert 'runtime.device = "cuda"' in message
+    # This machine's reason: no driver or no device (the CUDA backend), no backend at all, or a GPU that the
+    # engine's layers do not run on yet.
+    assert any(why in message for why in ("no CUDA driver", "sees no GPU", "cudaGetDeviceCount failed",
+                                          "built without the CUDA backend", "trains on the CPU only")), message

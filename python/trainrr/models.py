@@ -70,20 +70,24 @@ class Sequential:
         self._source = None
         self._run = None
 
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, threads=None, policy=None, **kwargs):
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, threads=None, policy=None, device=None,
+                **kwargs):
         """As Keras' compile (its default optimizer is rmsprop). metrics: None or ["accuracy"]: the engine
         reports the loss, and accuracy for the two cross-entropies. trainrr's own: threads (default 0: every
-        core) and policy ("default", "deterministic", "autotune" or "portable"), the configuration's [runtime]."""
+        core), policy ("default", "deterministic", "autotune" or "portable") and device ("cpu", the default,
+        "cuda" or "cuda:N"), the configuration's [runtime]."""
         for key in kwargs:
             if key in _COMPILE_ONLY_KERAS:
                 raise _check.unsupported_argument("compile", key)
-            raise _check.unknown_argument("compile", key, ["optimizer", "loss", "metrics", "threads", "policy"])
+            raise _check.unknown_argument("compile", key,
+                                          ["optimizer", "loss", "metrics", "threads", "policy", "device"])
         if loss is None:
             raise ConfigError("compile: loss is required (binary_crossentropy, sparse_categorical_crossentropy "
                               "or mse)")
         loss_name, from_logits = losses.get(loss)
         wants_accuracy = _accuracy_wanted(metrics, loss_name)
-        runtime = [(k, v) for k, v in (("threads", threads), ("policy", policy)) if v is not None]
+        runtime = [(k, v) for k, v in (("threads", threads), ("policy", policy), ("device", device))
+                   if v is not None]
         if runtime:
             _check.engine_check("compile", "runtime.", runtime=runtime)
         self._compiled = {"optimizer": optimizers.get(optimizer), "loss": loss_name, "from_logits": from_logits,
