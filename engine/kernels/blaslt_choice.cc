@@ -61,11 +61,9 @@ Result<BlasLtPick> pick_blaslt(Policy policy, const std::vector<BlasLtAlgo>& c, 
       p.reason = "default: cuBLASLt's heuristic's first";
       return p;
     case Policy::autotune: {
-      if (t.size() != c.size())
-        return Error{"autotune: " + std::to_string(t.size()) + " timings for " + std::to_string(c.size()) +
-                     " candidates"};
-      for (size_t i = 1; i < t.size(); ++i)
-        if (t[i] < t[p.index]) p.index = i;
+      auto fastest = fastest_candidate(t, c.size(), "algorithms");
+      if (!fastest) return fastest.error();
+      p.index = *fastest;
       p.reason = "autotune: fastest of " + std::to_string(c.size()) + " timed";
       return p;
     }

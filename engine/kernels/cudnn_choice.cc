@@ -73,11 +73,9 @@ Result<CudnnPick> pick_cudnn(Policy policy, const std::vector<CudnnEngine>& c, c
                      : "default: cuDNN's heuristic's first";
       return p;
     case Policy::autotune: {
-      if (t.size() != c.size())
-        return Error{"autotune: " + std::to_string(t.size()) + " timings for " + std::to_string(c.size()) +
-                     " engines"};
-      for (size_t i = 1; i < t.size(); ++i)
-        if (t[i] < t[p.index]) p.index = i;
+      auto fastest = fastest_candidate(t, c.size(), "engines");
+      if (!fastest) return fastest.error();
+      p.index = *fastest;
       p.reason = "autotune: fastest of " + std::to_string(c.size()) + " engines timed (cuDNN benchmark mode)";
       return p;
     }

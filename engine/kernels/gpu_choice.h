@@ -4,7 +4,10 @@
 
 #include <array>
 #include <cstdint>
+#include <string>
 #include <vector>
+
+#include "engine/result.h"
 
 namespace trainrr {
 
@@ -55,5 +58,18 @@ struct LaunchShape {
   uint64_t shared_bytes = 0;
   bool operator==(const LaunchShape&) const = default;
 };
+
+// Autotune over a library's candidates: the index of the fastest of `timings_us`, one per candidate (ties go
+// to the earlier); an error when the timings are not one per candidate (`what`: "algorithms", "engines").
+inline Result<size_t> fastest_candidate(const std::vector<double>& timings_us, size_t candidates,
+                                        const std::string& what) {
+  if (timings_us.size() != candidates)
+    return Error{"autotune: " + std::to_string(timings_us.size()) + " timings for " + std::to_string(candidates) +
+                 " " + what};
+  size_t best = 0;
+  for (size_t i = 1; i < timings_us.size(); ++i)
+    if (timings_us[i] < timings_us[best]) best = i;
+  return best;
+}
 
 }  // namespace trainrr
