@@ -74,6 +74,70 @@ bool differ(const trace::Event& a, const trace::Event& b, FirstDivergence& d) {
   return true;
 }
 
+// A kernel as the notes name it: CUPTI's name and the launch shape.
+std::string kernel_str(const trace::KernelLaunch& k) {
+  return k.name + " grid(" + std::to_string(k.grid_x) + "," + std::to_string(k.grid_y) + "," +
+         std::to_string(k.grid_z) + ") block(" + std::to_string(k.block_x) + "," + std::to_string(k.block_y) + "," +
+         std::to_string(k.block_z) + ")";
+}
+
+bool same_kernel(const trace::KernelLaunch& a, const trace::KernelLaunch& b) {
+  return a.name == b.name && a.grid_x == b.grid_x && a.grid_y == b.grid_y && a.grid_z == b.grid_z &&
+         a.block_x == b.block_x && a.block_y == b.block_y && a.block_z == b.block_z;
+}
+
+// The kernel sequences of two traces, compared step by step. A kernel sequence says which kernels ran, which
+// cuDNN and cuBLASLt choose out of sight: it explains an outcome, and two runs can compute the same bits with other
+// kernels, so a difference is a note, never a divergence.
+struct KernelSequences {
+  int64_t compared = 0;  // steps both sides hold kernel records for
+  int64_t differing = 0;
+  std::optional<std::string> first;  // the first difference, in words
+
+  void compare(int64_t step, const trace::StepKernels& a, const trace::StepKernels& b) {
+    ++compared;
+    if (a.count == b.count && a.digest == b.digest) return;
+    ++differing;
+    if (first) return;
+    // A side at level step keeps counts and the digest only: the step is named, not the op.
+    if ((a.launches.empty() && a.count) || (b.launches.empty() && b.count)) {
+      first = "step " + std::to_string(step) + " ran other GPU kernels (" + std::to_string(a.count) + " in A, " +
+              std::to_string(b.count) + " in B; the digests of their sequences differ); a trace at level step keeps "
+              "no kernels per op";
+      return;
+    }
+    // Each op's launches in launch order; the ops in the order A launched them, then those only B launched.
+    struct OpKernels {
+      std::string site;
+      std::vector<const trace::KernelLaunch*> a, b;
+    };
+    std::vector<OpKernels> ops;
+    auto op_of = [&ops](const std::string& site) -> OpKernels& {
+      for (OpKernels& op : ops)
+        if (op.site == site) return op;
+      return ops.emplace_back(OpKernels{site, {}, {}});
+    };
+    for (const auto& l : a.launches) op_of(l.site).a.push_back(&l);
+    for (const auto& l : b.launches) op_of(l.site).b.push_back(&l);
+    for (const OpKernels& op : ops) {
+      for (size_t i = 0; i < std::max(op.a.size(), op.b.size()); ++i) {
+        if (i < op.a.size() && i < op.b.size() && same_kernel(*op.a[i], *op.b[i])) continue;
+        auto side = [i](const std::vector<const trace::KernelLaunch*>& k, const char* who) {
+          return i < k.size() ? std::string(who) + " ran " + kernel_str(*k[i])
+                              : std::string(who) + " ran no kernel " + std::to_string(i + 1) + " there (" +
+                                    std::to_string(k.size()) + " in all)";
+        };
+        first = "step " + std::to_string(step) + ", op " + op.site + ", its kernel " + std::to_string(i + 1) + ": " +
+                side(op.a, "A") + "; " + side(op.b, "B");
+        return;
+      }
+    }
+    // Every op ran the same kernels, in another order across ops.
+    first = "step " + std::to_string(step) + ": every op ran the same kernels, but the ops' kernels interleaved in "
+            "another order";
+  }
+};
+
 // Reads the steps of one trace in order, keeping epoch logs on the way.
 struct StepStream {
   std::unique_ptr<trace::TraceReader> reader;
@@ -199,6 +263,17 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     return combined;
   };
 
+  // GPU kernels recorded on one side only: said once, as the environment is.
+  if (ha.kernels_recorded != hb.kernels_recorded) {
+    const trace::TraceHeader& without = ha.kernels_recorded ? hb : ha;
+    rep.notes.push_back(std::string(ha.kernels_recorded ? "A" : "B") + " holds the GPU kernels CUPTI recorded, " +
+                        (ha.kernels_recorded ? "B" : "A") + " does not" +
+                        (without.kernels_not_recorded.empty() ? std::string()
+                                                              : " (" + without.kernels_not_recorded + ")") +
+                        ": their kernels are not compared");
+  }
+  KernelSequences kernel_sequences;
+
   StepStream sa{std::move(ra).value(), {}, {}}, sb{std::move(rb).value(), {}, {}};
   std::optional<FirstDivergence> first;
   std::map<std::string, std::string> kernels_a, kernels_b;
@@ -229,6 +304,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
           std::min(a->index, b->index), "setup", "missing", "",
           "step " + std::to_string(a->index) + " (A) faces step " + std::to_string(b->index) + " (B)");
     }
+    if (a->kernels && b->kernels && a->index == b->index) kernel_sequences.compare(a->index, *a->kernels, *b->kernels);
     std::map<std::string, std::deque<const trace::Event*>> in_b;
     for (const auto& e : b->events) {
       if (!compared(e)) continue;
@@ -368,6 +444,12 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     rep.notes.push_back("epoch " + std::to_string(e + 1) + ": " + line);
   }
 
+  // Other kernels that computed the same bits are other choices, made inside cuDNN and cuBLASLt.
+  if (kernel_sequences.first && identical) rep.same_choices = false;
+  if (kernel_sequences.first)
+    rep.notes.push_back("the GPU kernels differ in " + std::to_string(kernel_sequences.differing) + " of " +
+                        counted(kernel_sequences.compared, "step") + " compared, first at " + *kernel_sequences.first +
+                        (identical ? ", yet every compared value is the same" : ""));
   if (identical) {
     // Two kernels can compute the same bits (a first-ready and an ordered loader that happened to hand out
     // the same batches, say): the runs are identical, their choices were not.

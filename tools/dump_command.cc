@@ -118,6 +118,11 @@ int run_dump(const DumpArgs& a) {
       line(a.json ? step_begin_json(*s, m.offset) : step_begin_text(*s));
       for (const auto& e : s->events) line(a.json ? event_json(s->index, e) : event_text(s->index, e));
       for (const auto& c : s->collectives) line(a.json ? collective_json(c) : collective_text(c));
+      if (s->kernels) {
+        line(a.json ? step_kernels_json(s->index, *s->kernels) : step_kernels_text(s->index, *s->kernels));
+        for (const auto& l : s->kernels->launches)
+          line(a.json ? kernel_launch_json(s->index, l) : kernel_launch_text(s->index, l));
+      }
       if (s->end) line(a.json ? step_end_json(*s) : step_end_text(*s));
       continue;
     }
@@ -200,7 +205,9 @@ void add_dump_command(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<DumpArgs>();
   CLI::App* cmd = app.add_subcommand(
       "dump",
-      "Print every message and event of a trace in file order, one line each.\n"
+      "Print every message and event of a trace in file order, one line each; a step's GPU kernels,\n"
+      "where CUPTI recorded them, follow its events (gpu_kernels: count, digest of the sequence,\n"
+      "unattributed and dropped; gpu_kernel: each launch's op, kernel, grid, block, shared memory, ns).\n"
       "Steps count from 0; epochs count from 1, as training and Keras print them, in text and JSON alike\n"
       "(a checkpoint gives epochs_done, the epochs completed).\n"
       "Exit codes: 0 read (a killed recording or one still running included), 2 not a trace, damaged,\n"

@@ -1,16 +1,21 @@
 // `trainrr show FILE`: one screen about a trace: the run, its environment and data, its steps and
 // checkpoints, its final metrics, and whether it ended cleanly. Steps are streamed, never kept: memory does
 // not grow with the trace.
+// `trainrr show --kernels FILE`: the GPU kernels CUPTI recorded, per op, slowest first, as Nsight Systems'
+// kernel summary lists them. Memory grows with the distinct (op, kernel, shape) rows, not with the steps.
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
 #include <deque>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
+#include <tuple>
 
 #include "engine/kernels/blaslt_choice.h"
 #include "engine/kernels/cudnn_choice.h"
@@ -40,6 +45,7 @@ namespace {
 
 struct ShowArgs {
   std::string file;
+  bool kernels = false;
 };
 
 std::string human_bytes(uint64_t n) {
@@ -104,7 +110,39 @@ struct StepStats {
   std::optional<std::pair<int64_t, double>> first_non_finite_loss;
   // Kernel choices made on the GPU (a cuBLASLt algorithm, a launch shape), the first at each site.
   std::vector<KernelChoice> gpu_choices;
+  // The GPU kernels CUPTI recorded (Step.kernels), over all steps.
+  uint64_t kernels = 0, unattributed_kernels = 0, dropped_records = 0;
+  int64_t steps_with_kernels = 0;
 };
+
+void note_kernels(const trace::TraceStep& step, StepStats& s) {
+  if (!step.kernels) return;
+  ++s.steps_with_kernels;
+  s.kernels += step.kernels->count;
+  s.unattributed_kernels += step.kernels->unattributed;
+  s.dropped_records += step.kernels->dropped;
+}
+
+std::string kernels_not_recorded(const trace::TraceHeader& h) {
+  return h.kernels_not_recorded.empty()
+             ? std::string("it was not recorded with CUPTI (a run on the CPU, or a trainrr that predates kernel records)")
+             : "CUPTI did not record them: " + h.kernels_not_recorded;
+}
+
+void print_kernels_line(const trace::TraceHeader& h, const StepStats& s) {
+  if (!h.kernels_recorded) {
+    // A CPU trace says nothing of GPU kernels; a GPU run that could not record them says why.
+    if (!h.kernels_not_recorded.empty()) say("GPU kernels: not recorded: %s\n", h.kernels_not_recorded.c_str());
+    return;
+  }
+  say("GPU kernels: %llu in %lld step%s", static_cast<unsigned long long>(s.kernels),
+      static_cast<long long>(s.steps_with_kernels), s.steps_with_kernels == 1 ? "" : "s");
+  if (s.unattributed_kernels) say(", %llu launched outside every op", static_cast<unsigned long long>(s.unattributed_kernels));
+  if (s.dropped_records)
+    say(", CUPTI dropped %llu record%s (kernels are missing)", static_cast<unsigned long long>(s.dropped_records),
+        s.dropped_records == 1 ? "" : "s");
+  say(" (show --kernels lists them)\n");
+}
 
 void note_gpu_choices(const trace::TraceStep& step, StepStats& s) {
   for (const auto& e : step.events) {
@@ -278,7 +316,120 @@ void print_progress(const StepStats& s) {
   }
 }
 
+// One row of the kernel table: the launches of one kernel, in one shape, by one op.
+struct KernelRowKey {
+  std::string site, name;
+  std::array<uint32_t, 3> grid{}, block{};
+  bool operator<(const KernelRowKey& o) const {
+    return std::tie(site, name, grid, block) < std::tie(o.site, o.name, o.grid, o.block);
+  }
+};
+struct KernelRowTimes {
+  uint64_t count = 0;
+  uint64_t total_ns = 0;
+  uint64_t min_ns = std::numeric_limits<uint64_t>::max(), max_ns = 0;
+};
+
+std::string shape_text(const std::array<uint32_t, 3>& v) {
+  return std::to_string(v[0]) + "x" + std::to_string(v[1]) + "x" + std::to_string(v[2]);
+}
+
+int run_show_kernels(const ShowArgs& a) {
+  if (trace::is_run_folder(a.file)) {
+    print_error(a.file + " is the folder of a data-parallel run: show --kernels reads one rank's trace (" +
+                trace::rank_trace_path(a.file, 0) + ")");
+    return kBadInput;
+  }
+  auto opened = trace::TraceReader::open(a.file);
+  if (!opened) {
+    print_error(opened.error().message);
+    return kBadInput;
+  }
+  trace::TraceReader& r = **opened;
+  const trace::TraceHeader& h = r.header();
+  if (!h.kernels_recorded) {
+    say("%s holds no GPU kernel records: %s\n", a.file.c_str(), kernels_not_recorded(h).c_str());
+    return kOk;
+  }
+  std::map<KernelRowKey, KernelRowTimes> rows;
+  StepStats s;
+  int64_t steps = 0;
+  std::optional<Error> stopped;
+  for (;;) {
+    auto rec = r.next();
+    if (!rec) {
+      stopped = rec.error();
+      break;
+    }
+    if (!*rec) break;
+    const auto* step = std::get_if<trace::TraceStep>(&(*rec)->value);
+    if (!step) continue;
+    ++steps;
+    note_kernels(*step, s);
+    if (!step->kernels) continue;
+    for (const trace::KernelLaunch& l : step->kernels->launches) {
+      KernelRowTimes& row = rows[{l.site, l.name, {l.grid_x, l.grid_y, l.grid_z}, {l.block_x, l.block_y, l.block_z}}];
+      ++row.count;
+      row.total_ns += l.duration_ns;
+      row.min_ns = std::min(row.min_ns, l.duration_ns);
+      row.max_ns = std::max(row.max_ns, l.duration_ns);
+    }
+  }
+  say("%s: %llu GPU kernel%s in %lld of %lld step%s", a.file.c_str(), static_cast<unsigned long long>(s.kernels),
+      s.kernels == 1 ? "" : "s", static_cast<long long>(s.steps_with_kernels), static_cast<long long>(steps),
+      steps == 1 ? "" : "s");
+  if (s.unattributed_kernels)
+    say(", %llu launched outside every op (listed under %s)", static_cast<unsigned long long>(s.unattributed_kernels),
+        std::string(trace::kUnattributedSite).c_str());
+  say("\n");
+  if (s.dropped_records)
+    say("CUPTI dropped %llu activity record%s (its buffers were full): those kernels are missing below\n",
+        static_cast<unsigned long long>(s.dropped_records), s.dropped_records == 1 ? "" : "s");
+  if (h.level == ProbeLevel::step) {
+    say("recorded at level step: each step keeps its kernel count and the digest of its kernel sequence, not the "
+        "kernels; record at level layer or op for the kernels of each op\n");
+  } else if (rows.empty()) {
+    say("no kernel launches recorded\n");
+  } else {
+    using Row = std::pair<const KernelRowKey, KernelRowTimes>;
+    std::vector<const Row*> order;
+    uint64_t total = 0;
+    for (const Row& row : rows) {
+      order.push_back(&row);
+      total += row.second.total_ns;
+    }
+    // Slowest first, as a profiler's summary; ties in the order of the key, so the table is the same every time.
+    std::stable_sort(order.begin(), order.end(),
+                     [](const Row* x, const Row* y) { return x->second.total_ns > y->second.total_ns; });
+    // The op column as wide as its longest site, up to a bound: a site is the trace's string, untrusted.
+    size_t site_width = 2;
+    for (const Row* row : order) site_width = std::max(site_width, std::min<size_t>(row->first.site.size(), 48));
+    say("%8s %16s %9s %14s %12s %12s %-12s %-12s %-*s %s\n", "Time(%)", "Total (ns)", "Count", "Avg (ns)", "Min (ns)",
+        "Max (ns)", "Grid", "Block", static_cast<int>(site_width), "Op", "Kernel");
+    for (const Row* row : order) {
+      const KernelRowKey& k = row->first;
+      const KernelRowTimes& t = row->second;
+      const double share = total ? 100.0 * static_cast<double>(t.total_ns) / static_cast<double>(total) : 0.0;
+      say("%8.1f %16llu %9llu %14.1f %12llu %12llu %-12s %-12s %-*s %s\n", share,
+          static_cast<unsigned long long>(t.total_ns), static_cast<unsigned long long>(t.count),
+          static_cast<double>(t.total_ns) / static_cast<double>(t.count), static_cast<unsigned long long>(t.min_ns),
+          static_cast<unsigned long long>(t.max_ns), shape_text(k.grid).c_str(), shape_text(k.block).c_str(),
+          static_cast<int>(site_width), k.site.c_str(), k.name.c_str());
+    }
+  }
+  if (stopped) {
+    const trace::ReadStop& stop = *r.stopped();
+    say("did not end cleanly: reading stopped at byte %llu: %s\n", static_cast<unsigned long long>(stop.offset),
+        stop.why.c_str());
+    if (stop.truncated && !r.ended_cleanly()) return kOk;  // a killed recording: what was read is listed
+    print_error(stopped->message);
+    return kBadInput;
+  }
+  return kOk;
+}
+
 int run_show(const ShowArgs& a) {
+  if (a.kernels) return run_show_kernels(a);
   if (trace::is_run_folder(a.file)) return show_run_folder(a.file);
   auto opened = trace::TraceReader::open(a.file);
   if (!opened) {
@@ -306,6 +457,7 @@ int run_show(const ShowArgs& a) {
       s.events += step->events.size();
       note_non_finite(*step, s);
       note_gpu_choices(*step, s);
+      note_kernels(*step, s);
       if (!step->end) {
         ++s.other;
         continue;
@@ -326,6 +478,7 @@ int run_show(const ShowArgs& a) {
   print_progress(s);
   print_non_finite(s, r.header().level);
   print_gpu_choices(s);
+  print_kernels_line(r.header(), s);
   if (!r.notes().empty())
     say("notes: %zu thing%s this reader does not know were skipped; first: %s\n", r.notes().size(),
                 r.notes().size() == 1 ? "" : "s", r.notes().front().c_str());
@@ -368,9 +521,14 @@ void add_show_command(CLI::App& app, int& exit_code) {
   CLI::App* cmd = app.add_subcommand(
       "show",
       "Summarize a trace on one screen: run, environment, data, steps, checkpoints, final metrics,\n"
-      "and whether the recording ended cleanly. Exit codes: 0 read (a killed recording or one still\n"
-      "running included), 2 not a trace or damaged.");
+      "and whether the recording ended cleanly. With --kernels: the GPU kernels CUPTI recorded.\n"
+      "Exit codes: 0 read (a killed recording or one still running included), 2 not a trace or damaged.");
   cmd->add_option("file", args->file, "Trace file")->required();
+  cmd->add_flag("--kernels", args->kernels,
+                "List the GPU kernels CUPTI recorded, one row per op, kernel and launch shape, slowest first:\n"
+                "share of the time, total, count, average, minimum and maximum duration (ns), grid, block,\n"
+                "op, kernel (as CUPTI names it, mangled). Kernels no op launched are listed under\n"
+                "(unattributed). A trace at level step keeps counts only; one without kernel records says why");
   cmd->callback([args, &exit_code] { exit_code = run_show(*args); });
 }
 

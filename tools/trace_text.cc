@@ -206,6 +206,9 @@ std::string header_text(const trace::TraceHeader& h) {
   for (const auto& d : h.datasets)
     out += "dataset " + d.name + " path=" + d.path + " size=" + std::to_string(d.size_bytes) +
            " digest=" + hex128(d.digest) + (d.embedded.empty() ? "" : " embedded") + "\n";
+  // Said only where there is something to say: a CPU trace has no GPU kernels to mention.
+  if (h.kernels_recorded) out += "gpu_kernels recorded\n";
+  else if (!h.kernels_not_recorded.empty()) out += "gpu_kernels not_recorded reason=" + h.kernels_not_recorded + "\n";
   return out;
 }
 
@@ -240,6 +243,8 @@ std::string header_json(const trace::TraceHeader& h) {
       .str("run_id", h.run_id)
       .raw("environment", json_map(h.environment))
       .raw("datasets", datasets)
+      .boolean("kernels_recorded", h.kernels_recorded)
+      .str("kernels_not_recorded", h.kernels_not_recorded)
       .done();
 }
 
@@ -512,6 +517,47 @@ std::string collective_json(const CollectiveCall& c) {
       .str("input", hex64(c.input_digest))
       .str("result", hex64(c.result_digest))
       .raw("order", order_json)
+      .done();
+}
+
+std::string step_kernels_text(int64_t step, const trace::StepKernels& k) {
+  return "step " + std::to_string(step) + " gpu_kernels count=" + std::to_string(k.count) +
+         " digest=" + hex64(k.digest) + " unattributed=" + std::to_string(k.unattributed) +
+         " dropped=" + std::to_string(k.dropped) + " launches=" + std::to_string(k.launches.size());
+}
+
+std::string step_kernels_json(int64_t step, const trace::StepKernels& k) {
+  return JsonObject()
+      .str("type", "gpu_kernels")
+      .integer("step", step)
+      .uinteger("count", k.count)
+      .str("digest", hex64(k.digest))
+      .uinteger("unattributed", k.unattributed)
+      .uinteger("dropped", k.dropped)
+      .uinteger("launches", k.launches.size())
+      .done();
+}
+
+std::string kernel_launch_text(int64_t step, const trace::KernelLaunch& l) {
+  return "step " + std::to_string(step) + " gpu_kernel " + l.site + " " + l.name + " grid(" +
+         std::to_string(l.grid_x) + "," + std::to_string(l.grid_y) + "," + std::to_string(l.grid_z) + ") block(" +
+         std::to_string(l.block_x) + "," + std::to_string(l.block_y) + "," + std::to_string(l.block_z) +
+         ") shared=" + std::to_string(l.static_shared) + "+" + std::to_string(l.dynamic_shared) +
+         " duration_ns=" + std::to_string(l.duration_ns);
+}
+
+std::string kernel_launch_json(int64_t step, const trace::KernelLaunch& l) {
+  const std::vector<int64_t> grid = {l.grid_x, l.grid_y, l.grid_z}, block = {l.block_x, l.block_y, l.block_z};
+  return JsonObject()
+      .str("type", "gpu_kernel")
+      .integer("step", step)
+      .str("site", l.site)
+      .str("name", l.name)
+      .raw("grid", json_array(std::span<const int64_t>(grid)))
+      .raw("block", json_array(std::span<const int64_t>(block)))
+      .uinteger("static_shared_bytes", l.static_shared)
+      .uinteger("dynamic_shared_bytes", l.dynamic_shared)
+      .uinteger("duration_ns", l.duration_ns)
       .done();
 }
 

@@ -67,6 +67,11 @@ std::string event_json(int64_t step, const trace::Event& e);
 // One allreduce call of a data-parallel run's rank.
 std::string collective_text(const CollectiveCall& c);
 std::string collective_json(const CollectiveCall& c);
+// The GPU kernels of a step (TraceStep::kernels): one line for the step's counts and digest, one per launch.
+std::string step_kernels_text(int64_t step, const trace::StepKernels& k);
+std::string step_kernels_json(int64_t step, const trace::StepKernels& k);
+std::string kernel_launch_text(int64_t step, const trace::KernelLaunch& l);
+std::string kernel_launch_json(int64_t step, const trace::KernelLaunch& l);
 std::string step_end_text(const trace::TraceStep& s);  // the step must have an end
 std::string step_end_json(const trace::TraceStep& s);
 std::string epoch_text(const trace::TraceEpoch& e);

@@ -11,8 +11,8 @@
 # it (segment table, segments): no run of zero or verbatim words crosses one. Format 1 was unpacked; format 3
 # chains each message to the previous one's digest (Message.previous).
 #
-# Names are interned. Sites ("dense_1/matmul.fwd:out"), stream names, and metric, parameter and gradient
-# names appear once in the file, in a `Names` block, and are referred to by id (UInt32, the position in the
+# Names are interned. Sites ("dense_1/matmul.fwd:out"), stream names, GPU kernel names, and metric, parameter
+# and gradient names appear once in the file, in a `Names` block, and are referred to by id (UInt32, the position in the
 # file's name table) afterwards, which keeps a step at level `step` to a few dozen bytes. A step's
 # `newNames` appends to the table; a checkpoint carries the whole table, so a reader can start there. The
 # current metric/parameter/gradient name lists (parallel to Step.metrics/params/grads) change only when a
@@ -70,6 +70,13 @@ struct Header {
   rank @13 :Int32;
   worldSize @14 :Int32;
   runId @15 :Text;
+  # GPU kernels as CUPTI's activity API recorded them (the CUDA backend): true when the steps carry
+  # Step.kernels. A reader that predates these fields sees a run without kernel records.
+  kernelsRecorded @16 :Bool;
+  # Why a run on the GPU has no kernel records: CUPTI's error ("CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED")
+  # or what was missing ("no driver"). Must be empty when kernelsRecorded. Empty with kernelsRecorded false: no
+  # kernels were asked for (a run on the CPU, or a writer that predates kernel records).
+  kernelsNotRecorded @17 :Text;
 }
 
 enum Level {
@@ -125,6 +132,39 @@ struct Step {
   batchOrder @11 :Int64;       # must be >= 0 when hasBatchOrder; the batch of the current epoch the loader
                                # handed out (a field packs to a few bytes where a list element takes a dozen)
   collectives @12 :List(Collective);  # a data-parallel run: this rank's gradient allreduce calls, in order
+  # The GPU kernels CUPTI saw during the step. Must be null unless Header.kernelsRecorded; null in such a trace
+  # too where CUPTI delivered nothing for the step.
+  kernels @13 :StepKernels;
+}
+
+# The kernels of one step, in launch order (start time, then CUPTI's correlation id). Every op the engine runs
+# is tagged with an external correlation id, which is how a kernel chosen inside cuDNN or cuBLASLt, seen only by
+# CUPTI, is attributed to the op that launched it.
+struct StepKernels {
+  count @0 :UInt64;         # kernels, attributed or not
+  # XXH3-64 of the sequence of (name, grid, block) of all `count` kernels in launch order (kernel_sequence_digest,
+  # traces/trace.cc): two steps that ran the same kernels in the same shapes have the same digest.
+  digest @1 :UInt64;
+  unattributed @2 :UInt64;  # kernels no op could be named for (launched outside every op); must be <= count
+  dropped @3 :UInt64;       # activity records CUPTI dropped during the step (its buffers were full): kernels lost
+  # Levels layer and op: every kernel, in launch order; must be empty at level step. When not empty: its length
+  # must equal `count`, the launches at the site "(unattributed)" must number `unattributed`, and
+  # kernel_sequence_digest of the list must equal `digest`.
+  launches @4 :List(KernelLaunch);
+}
+
+struct KernelLaunch {
+  site @0 :UInt32;          # name id of the op that launched it ("dense_1/matmul.fwd"), or of "(unattributed)"
+  name @1 :UInt32;          # name id of the kernel's name as CUPTI gives it (mangled), interned like a site
+  gridX @2 :UInt32;         # every dimension must be >= 1
+  gridY @3 :UInt32;
+  gridZ @4 :UInt32;
+  blockX @5 :UInt32;
+  blockY @6 :UInt32;
+  blockZ @7 :UInt32;
+  staticShared @8 :UInt32;  # bytes
+  dynamicShared @9 :UInt32; # bytes
+  durationNs @10 :UInt64;   # end - start as CUPTI timed it; 0 where CUPTI gave no timestamps
 }
 
 # One gradient allreduce call of one rank (engine/collective.h, CollectiveCall).

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <new>
 
 #include "engine/data/file_io.h"
 #include "engine/fingerprint.h"
@@ -73,6 +74,76 @@ uint32_t footer_digest(const TraceFooter& f) {
   }
   bytes.insert(bytes.end(), f.end_reason.begin(), f.end_reason.end());
   return message_digest(bytes);
+}
+
+struct KernelSequenceDigest::State {
+  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> xxh{XXH3_createState(), &XXH3_freeState};
+};
+
+KernelSequenceDigest::KernelSequenceDigest() : state_(std::make_unique<State>()) {
+  if (!state_->xxh) throw std::bad_alloc();
+  XXH3_64bits_reset(state_->xxh.get());
+}
+
+KernelSequenceDigest::~KernelSequenceDigest() = default;
+
+void KernelSequenceDigest::add(std::string_view name, const uint32_t (&grid)[3], const uint32_t (&block)[3]) {
+  uint8_t word[4];
+  auto put = [&](uint32_t v) {
+    for (int i = 0; i < 4; ++i) word[i] = static_cast<uint8_t>(v >> (8 * i));
+    XXH3_64bits_update(state_->xxh.get(), word, sizeof word);
+  };
+  put(static_cast<uint32_t>(name.size()));
+  XXH3_64bits_update(state_->xxh.get(), name.data(), name.size());
+  for (uint32_t v : grid) put(v);
+  for (uint32_t v : block) put(v);
+}
+
+void KernelSequenceDigest::add(const KernelLaunch& k) {
+  const uint32_t grid[3] = {k.grid_x, k.grid_y, k.grid_z}, block[3] = {k.block_x, k.block_y, k.block_z};
+  add(k.name, grid, block);
+}
+
+uint64_t KernelSequenceDigest::value() const { return XXH3_64bits_digest(state_->xxh.get()); }
+
+uint64_t kernel_sequence_digest(std::span<const KernelLaunch> launches) {
+  KernelSequenceDigest d;
+  for (const KernelLaunch& k : launches) d.add(k);
+  return d.value();
+}
+
+StepKernels step_kernels(std::vector<KernelLaunch> launches, uint64_t dropped, ProbeLevel level) {
+  StepKernels out;
+  out.count = launches.size();
+  out.digest = kernel_sequence_digest(launches);
+  out.dropped = dropped;
+  for (const KernelLaunch& k : launches) out.unattributed += k.site == kUnattributedSite;
+  if (level != ProbeLevel::step) out.launches = std::move(launches);
+  return out;
+}
+
+std::string check_step_kernels(const StepKernels& k, ProbeLevel level) {
+  if (k.unattributed > k.count)
+    return "kernel records: " + std::to_string(k.unattributed) + " unattributed of " + std::to_string(k.count) +
+           " kernels";
+  if (k.launches.empty()) return {};
+  if (level == ProbeLevel::step) return "kernel records: a step at level step lists its launches";
+  if (k.launches.size() != k.count)
+    return "kernel records: " + std::to_string(k.launches.size()) + " launches listed for a count of " +
+           std::to_string(k.count);
+  uint64_t unattributed = 0;
+  for (size_t i = 0; i < k.launches.size(); ++i) {
+    const KernelLaunch& l = k.launches[i];
+    if (!l.grid_x || !l.grid_y || !l.grid_z || !l.block_x || !l.block_y || !l.block_z)
+      return "kernel records: launch " + std::to_string(i) + " has a grid or block dimension of 0";
+    unattributed += l.site == kUnattributedSite;
+  }
+  if (unattributed != k.unattributed)
+    return "kernel records: " + std::to_string(unattributed) + " launches at " + std::string(kUnattributedSite) +
+           " for an unattributed count of " + std::to_string(k.unattributed);
+  if (kernel_sequence_digest(k.launches) != k.digest)
+    return "kernel records: the digest is not that of the launches listed";
+  return {};
 }
 
 Digest128 digest128_bytes(std::span<const uint8_t> bytes) {

@@ -4,6 +4,7 @@
 // Cap'n Proto types: names are full strings here, however the file interns them.
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -90,6 +91,12 @@ struct TraceHeader {
   int rank = 0;
   int world_size = 0;
   std::string run_id;
+  // GPU kernels (CUPTI's activity API, the CUDA backend): true when steps carry TraceStep::kernels. Else
+  // kernels_not_recorded says why a run on the GPU has none ("CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED",
+  // "no driver"); empty when none were asked for (a run on the CPU). The writer refuses a reason with
+  // kernels_recorded.
+  bool kernels_recorded = false;
+  std::string kernels_not_recorded;
 };
 
 // --- events, in the order they happened within a step ---
@@ -164,6 +171,63 @@ bool is_combined(const std::vector<std::pair<std::string, uint64_t>>& recorded);
 // ("dense_1:out", no '/') at level layer, every op's ("dense_1/matmul.fwd:out") at level op.
 bool probe_recorded_at(std::string_view site, ProbeLevel level);
 
+// --- GPU kernels, as CUPTI recorded them ---
+
+// The site of a kernel that no op can be named for: one launched outside every op (a library's own set-up, say),
+// or one whose correlation CUPTI did not deliver. It is kept under this site, never left out.
+inline constexpr std::string_view kUnattributedSite = "(unattributed)";
+
+// One kernel launch. The kernel is the one that actually ran: inside cuDNN or cuBLASLt only CUPTI sees it.
+struct KernelLaunch {
+  std::string site;  // the op that launched it ("dense_1/matmul.fwd"), or kUnattributedSite
+  std::string name;  // as CUPTI names it (mangled)
+  uint32_t grid_x = 1, grid_y = 1, grid_z = 1;
+  uint32_t block_x = 1, block_y = 1, block_z = 1;
+  uint32_t static_shared = 0;   // bytes
+  uint32_t dynamic_shared = 0;  // bytes
+  uint64_t duration_ns = 0;     // end - start; 0 where CUPTI gave no timestamps
+  bool operator==(const KernelLaunch&) const = default;
+};
+
+// The kernels of one step, in launch order.
+struct StepKernels {
+  uint64_t count = 0;         // kernels, attributed or not
+  uint64_t digest = 0;        // kernel_sequence_digest of all of them
+  uint64_t unattributed = 0;  // those at kUnattributedSite
+  uint64_t dropped = 0;       // activity records CUPTI dropped during the step: kernels it lost
+  // Levels layer and op: all `count` launches; level step keeps the count and the digest only.
+  std::vector<KernelLaunch> launches;
+  bool operator==(const StepKernels&) const = default;
+};
+
+// XXH3-64 of a sequence of kernels' (name, grid, block), fed one kernel at a time in launch order: per kernel
+// the name's length (little-endian UInt32), its bytes, then gridX..Z and blockX..Z (little-endian UInt32s).
+// Duration and shared memory are left out: the digest says which kernels ran in which shapes, which two runs
+// of the same program share, not how long they took.
+// Streamed: memory stays flat however many kernels a step runs.
+class KernelSequenceDigest {
+ public:
+  KernelSequenceDigest();
+  ~KernelSequenceDigest();
+  KernelSequenceDigest(const KernelSequenceDigest&) = delete;
+  KernelSequenceDigest& operator=(const KernelSequenceDigest&) = delete;
+  void add(std::string_view name, const uint32_t (&grid)[3], const uint32_t (&block)[3]);
+  void add(const KernelLaunch& k);
+  uint64_t value() const;
+
+ private:
+  struct State;  // XXH3's streaming state (traces/trace.cc)
+  std::unique_ptr<State> state_;
+};
+uint64_t kernel_sequence_digest(std::span<const KernelLaunch> launches);
+
+// The record of a step's kernels in launch order, at `level`: count, digest and unattributed from the
+// launches, which are kept at levels layer and op only.
+StepKernels step_kernels(std::vector<KernelLaunch> launches, uint64_t dropped, ProbeLevel level);
+// Why `k` breaks a rule of the format at `level` (trace.capnp, StepKernels), "" when it keeps them all. The
+// writer refuses and the reader rejects what this names.
+std::string check_step_kernels(const StepKernels& k, ProbeLevel level);
+
 // One step: the events since the previous step's end, then the step's end. Events that happen before
 // the first step (initialisation draws, split, kernel choices) belong to the first step. A message
 // without `end` holds events after the last step (evaluation, say); step indices strictly increase.
@@ -174,6 +238,7 @@ struct TraceStep {
   std::vector<Event> events;
   std::optional<StepEnd> end;
   std::vector<CollectiveCall> collectives;  // a data-parallel run's allreduce calls of this step, in order
+  std::optional<StepKernels> kernels;       // the GPU kernels of the step, where the header says they were recorded
 };
 
 struct TraceEpoch {

@@ -329,6 +329,9 @@ struct TraceReader::Impl {
   // the message just read.
   bool chained = false;
   std::optional<uint32_t> previous;
+  // From the header: what a step's kernel records must keep to.
+  ProbeLevel level = ProbeLevel::step;
+  bool kernels_recorded = false;
   ZSTD_DCtx* dctx = nullptr;
 
   ~Impl() {
@@ -605,6 +608,13 @@ struct TraceReader::Impl {
         (out.world_size > 0 && out.rank >= out.world_size))
       malformed("rank " + std::to_string(out.rank) + " of worldSize " + std::to_string(out.world_size) +
                 ": rank must be < worldSize (and 0 when worldSize is 0)");
+    out.kernels_recorded = h.getKernelsRecorded();
+    out.kernels_not_recorded = text(h.getKernelsNotRecorded());
+    if (out.kernels_recorded && !out.kernels_not_recorded.empty())
+      malformed("the header says GPU kernels were recorded and gives a reason why they were not ('" +
+                clipped(out.kernels_not_recorded) + "')");
+    level = out.level;
+    kernels_recorded = out.kernels_recorded;
     for (auto kv : h.getEnvironment()) out.environment.emplace_back(text(kv.getKey()), text(kv.getValue()));
     for (auto d : h.getDatasets()) {
       DatasetInfo info;
@@ -700,6 +710,32 @@ struct TraceReader::Impl {
       for (uint32_t r : call.order)
         if (r >= static_cast<uint32_t>(call.ranks)) malformed("collective: an order names a rank >= ranks");
       out.collectives.push_back(std::move(call));
+    }
+    if (s.hasKernels()) {
+      if (!kernels_recorded)
+        malformed("step " + std::to_string(out.index) +
+                  " has kernel records, but the header says GPU kernels were not recorded");
+      auto k = s.getKernels();
+      StepKernels kernels;
+      kernels.count = k.getCount();
+      kernels.digest = k.getDigest();
+      kernels.unattributed = k.getUnattributed();
+      kernels.dropped = k.getDropped();
+      auto launches = k.getLaunches();
+      kernels.launches.reserve(launches.size());  // bounded: the list lies within this message
+      for (auto l : launches) {
+        KernelLaunch launch;
+        launch.site = names.at(l.getSite());
+        launch.name = names.at(l.getName());
+        launch.grid_x = l.getGridX(), launch.grid_y = l.getGridY(), launch.grid_z = l.getGridZ();
+        launch.block_x = l.getBlockX(), launch.block_y = l.getBlockY(), launch.block_z = l.getBlockZ();
+        launch.static_shared = l.getStaticShared();
+        launch.dynamic_shared = l.getDynamicShared();
+        launch.duration_ns = l.getDurationNs();
+        kernels.launches.push_back(std::move(launch));
+      }
+      if (std::string why = check_step_kernels(kernels, level); !why.empty()) malformed(why);
+      out.kernels = std::move(kernels);
     }
     if (s.getEnded()) {
       StepEnd end;

@@ -464,6 +464,87 @@ TEST(TraceUntrusted, ADatasetNamedTwiceIsMalformed) {
   EXPECT_NE(r.error().message.find("data set 'labels' appears twice"), std::string::npos) << r.error().message;
 }
 
+// A hand-made step 0 after `h`'s header with one kernel launch of `gemm` at dense_1/matmul.fwd, valid as made;
+// `edit` breaks it.
+std::vector<uint8_t> trace_with_kernels(const TraceHeader& h,
+                                        const std::function<void(schema::StepKernels::Builder)>& edit = {}) {
+  capnp::MallocMessageBuilder message;
+  auto s = message.initRoot<schema::Message>().initStep();
+  auto names = s.initNewNames();
+  auto list = names.initNames(2);
+  list.set(0, "dense_1/matmul.fwd");
+  list.set(1, "gemm");
+  const std::vector<KernelLaunch> launches = {{"dense_1/matmul.fwd", "gemm", 4, 1, 1, 128, 1, 1, 0, 0, 10}};
+  auto k = s.initKernels();
+  k.setCount(1);
+  k.setDigest(kernel_sequence_digest(launches));
+  auto l = k.initLaunches(1)[0];
+  l.setSite(0);
+  l.setName(1);
+  l.setGridX(4), l.setGridY(1), l.setGridZ(1), l.setBlockX(128), l.setBlockY(1), l.setBlockZ(1);
+  l.setDurationNs(10);
+  if (edit) edit(k);
+  return concat(header_bytes(h), packed(message));
+}
+
+TEST(TraceUntrusted, KernelRecordsThatBreakAMustAreMalformedAtTheirStep) {
+  const TraceHeader h = sample_header();
+  auto error_of = [](const std::vector<uint8_t>& bytes) {
+    auto r = TraceReader::open_memory(bytes, "k.trr");
+    if (!r) return r.error().message;
+    auto step = (*r)->next();
+    return step ? std::string() : step.error().message;
+  };
+  ASSERT_EQ(error_of(trace_with_kernels(h)), "");
+  auto read = TraceReader::open_memory(trace_with_kernels(h), "k.trr");
+  auto step = (*read)->next();
+  ASSERT_TRUE(step && *step);
+  const auto& kernels = std::get<TraceStep>((*step)->value).kernels;
+  ASSERT_TRUE(kernels);
+  EXPECT_EQ(kernels->launches, (std::vector<KernelLaunch>{{"dense_1/matmul.fwd", "gemm", 4, 1, 1, 128, 1, 1, 0, 0, 10}}));
+
+  const std::string at = "k.trr: byte " + std::to_string(header_bytes(h).size()) + ": ";
+  TraceHeader cpu = h;
+  cpu.kernels_recorded = false;
+  EXPECT_EQ(error_of(trace_with_kernels(cpu)),
+            "k.trr: byte " + std::to_string(header_bytes(cpu).size()) + ": step 0 has kernel records, but the header says GPU kernels were not recorded");
+  EXPECT_EQ(error_of(trace_with_kernels(h, [](auto k) { k.setCount(2); })),
+            at + "kernel records: 1 launches listed for a count of 2");
+  EXPECT_EQ(error_of(trace_with_kernels(h, [](auto k) { k.setDigest(k.getDigest() + 1); })),
+            at + "kernel records: the digest is not that of the launches listed");
+  EXPECT_EQ(error_of(trace_with_kernels(h, [](auto k) { k.getLaunches()[0].setBlockZ(0); })),
+            at + "kernel records: launch 0 has a grid or block dimension of 0");
+  EXPECT_EQ(error_of(trace_with_kernels(h, [](auto k) { k.setUnattributed(1); })),
+            at + "kernel records: 0 launches at (unattributed) for an unattributed count of 1");
+  EXPECT_EQ(error_of(trace_with_kernels(h, [](auto k) { k.getLaunches()[0].setName(7); })),
+            at + "name id 7 is not < the name count 2");
+  EXPECT_EQ(error_of(trace_with_kernels(h, [](auto k) {
+              k.setCount(0);
+              k.setUnattributed(3);
+              k.initLaunches(0);
+            })),
+            at + "kernel records: 3 unattributed of 0 kernels");
+  TraceHeader step_level = h;
+  step_level.level = ProbeLevel::step;
+  EXPECT_EQ(error_of(trace_with_kernels(step_level)), "k.trr: byte " + std::to_string(header_bytes(step_level).size()) +
+                                                          ": kernel records: a step at level step lists its launches");
+
+  // The header: a reason why kernels were not recorded, in a trace that says they were.
+  capnp::MallocMessageBuilder message;
+  {
+    const std::vector<uint8_t> bytes = header_bytes(h);
+    kj::ArrayInputStream in(kj::arrayPtr(bytes.data(), bytes.size()));
+    capnp::PackedMessageReader reader(in);
+    message.setRoot(reader.getRoot<schema::Message>());
+  }
+  message.getRoot<schema::Message>().getHeader().setKernelsNotRecorded("no driver");
+  auto r = TraceReader::open_memory(packed(message), "both.trr");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message,
+            "both.trr: byte 0: the header says GPU kernels were recorded and gives a reason why they were not "
+            "('no driver')");
+}
+
 }  // namespace
 }  // namespace trainrr::trace
 

@@ -98,7 +98,8 @@ inline bool operator==(const StepEnd& a, const StepEnd& b) {
   return a.loss == b.loss && a.metrics == b.metrics && a.params == b.params && a.grads == b.grads;
 }
 inline bool operator==(const TraceStep& a, const TraceStep& b) {
-  return a.index == b.index && a.epoch == b.epoch && a.batch == b.batch && a.events == b.events && a.end == b.end;
+  return a.index == b.index && a.epoch == b.epoch && a.batch == b.batch && a.events == b.events && a.end == b.end &&
+         a.kernels == b.kernels;
 }
 inline bool operator==(const TraceEpoch& a, const TraceEpoch& b) { return a.epoch == b.epoch && a.logs == b.logs; }
 
@@ -121,6 +122,7 @@ inline TraceHeader sample_header() {
   d.digest = digest128_bytes(d.embedded);
   h.datasets.push_back(d);
   h.datasets.push_back({"labels", "data/tiny_labels.npy", 1234, {7, 8}, {}});
+  h.kernels_recorded = true;  // the sample steps carry kernel records
   return h;
 }
 
@@ -128,6 +130,20 @@ inline std::vector<uint32_t> sample_permutation(uint32_t n, uint32_t salt) {
   std::vector<uint32_t> p(n);
   for (uint32_t i = 0; i < n; ++i) p[i] = (i * 7 + salt) % n;  // a permutation when gcd(7, n) = 1
   return p;
+}
+
+// The GPU kernels of sample step `i`, as CUPTI attributed them: a cuBLASLt matmul, a reduction, one kernel no op
+// launched; step 2 ran another matmul kernel, in another grid, and CUPTI dropped records in step 3.
+inline StepKernels sample_kernels(int64_t i) {
+  const std::string gemm = i == 2 ? "sm90_xmma_gemm_f32f32_tf32f32_f32_tn_n_tilesize128x128x32_cgasize1x2x1"
+                                  : "sm90_xmma_gemm_f32f32_f32f32_f32_tn_n_tilesize64x64x8_stage3";
+  std::vector<KernelLaunch> launches = {
+      {"dense_1/matmul.fwd", gemm, i == 2 ? 8u : 4u, 2, 1, 128, 1, 1, 16384, 0, 5200 + static_cast<uint64_t>(i)},
+      {"dense_1/bias.bwd", "_ZN7trainrr4cuda11reduce_rowsEPKfPfii", 40, 1, 1, 256, 1, 1, 1024, 0, 1800},
+      {std::string(kUnattributedSite), "_ZN8cublasLt19splitKreduce_kernelIffEEvv", 1, 1, 1, 32, 1, 1, 0, 512, 0},
+      {"dense_1/matmul.fwd", "_ZN7trainrr4cuda9bias_add_EPfPKfii", 2, 1, 1, 256, 1, 1, 0, 0, 900},
+  };
+  return step_kernels(std::move(launches), i == 3 ? 17 : 0, ProbeLevel::op);
 }
 
 // Step `i` of the sample: the first one carries the run's one-off events, every one a probe and an end.
@@ -180,6 +196,7 @@ inline TraceStep sample_step(int64_t i) {
   end.grads = {{"dense_1.kernel", 300 + static_cast<uint64_t>(i)}, {"dense_1.bias", 400 + static_cast<uint64_t>(i)}};
   if (i >= 3) end.metrics.push_back({"auc", 0.75});  // a name list that changes mid-run
   s.end = end;
+  s.kernels = sample_kernels(i);
   return s;
 }
 

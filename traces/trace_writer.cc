@@ -438,6 +438,9 @@ static Status write_framed(int fd, capnp::MessageBuilder& message, PackedBuffer&
 
 Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path, const TraceHeader& header) {
   if (header.checkpoint_every < 0) return Error{path + ": checkpoint_every must be >= 0"};
+  if (header.kernels_recorded && !header.kernels_not_recorded.empty())
+    return Error{path + ": the header says GPU kernels were recorded and gives a reason why they were not ('" +
+                 header.kernels_not_recorded + "')"};
   for (const DatasetInfo& d : header.datasets) {
     if (!d.embedded.empty() && d.embedded.size() != d.size_bytes)
       return Error{path + ": data set '" + d.name + "': embedded bytes differ from size_bytes"};
@@ -466,6 +469,8 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
     return Error{path + ": cannot create the trace (a new file in " + folder + "): " + errno_text(err)};
   }
   std::unique_ptr<TraceWriter> w(new TraceWriter(path, fd, dir_fd, unclaimed));
+  w->level_ = header.level;
+  w->kernels_recorded_ = header.kernels_recorded;
   if (Status locked = lock_for_writing(fd, path); !locked) return locked.error();
 
   // Embedded data files, compressed.
@@ -495,6 +500,8 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
     h.setRank(header.rank);
     h.setWorldSize(header.world_size);
     h.setRunId(header.run_id);
+    h.setKernelsRecorded(header.kernels_recorded);
+    h.setKernelsNotRecorded(header.kernels_not_recorded);
     auto env = h.initEnvironment(header.environment.size());
     for (size_t i = 0; i < header.environment.size(); ++i) {
       env[i].setKey(header.environment[i].first);
@@ -532,6 +539,13 @@ Status TraceWriter::write_step(const TraceStep& step) {
                  ": step indices must increase"};
   for (const Event& e : step.events) {
     if (std::string why = check_event(e); !why.empty())
+      return Error{path_ + ": step " + std::to_string(step.index) + ": " + why};
+  }
+  if (step.kernels) {
+    if (!kernels_recorded_)
+      return Error{path_ + ": step " + std::to_string(step.index) +
+                   ": kernel records in a trace whose header says GPU kernels were not recorded"};
+    if (std::string why = check_step_kernels(*step.kernels, level_); !why.empty())
       return Error{path_ + ": step " + std::to_string(step.index) + ": " + why};
   }
 
@@ -580,6 +594,33 @@ Status TraceWriter::write_step(const TraceStep& step) {
         o.setResultDigest(c.result_digest);
         auto order = o.initOrder(c.order.size());
         for (size_t j = 0; j < c.order.size(); ++j) order.set(j, c.order[j]);
+      }
+    }
+    if (step.kernels) {
+      const StepKernels& k = *step.kernels;
+      auto out = s.initKernels();
+      out.setCount(k.count);
+      out.setDigest(k.digest);
+      out.setUnattributed(k.unattributed);
+      out.setDropped(k.dropped);
+      if (!k.launches.empty()) {
+        auto list = out.initLaunches(k.launches.size());
+        for (size_t i = 0; i < k.launches.size(); ++i) {
+          const KernelLaunch& l = k.launches[i];
+          auto o = list[i];
+          // Kernel names are interned like sites: a step repeats the names of the step before.
+          o.setSite(names.id(l.site));
+          o.setName(names.id(l.name));
+          o.setGridX(l.grid_x);
+          o.setGridY(l.grid_y);
+          o.setGridZ(l.grid_z);
+          o.setBlockX(l.block_x);
+          o.setBlockY(l.block_y);
+          o.setBlockZ(l.block_z);
+          o.setStaticShared(l.static_shared);
+          o.setDynamicShared(l.dynamic_shared);
+          o.setDurationNs(l.duration_ns);
+        }
       }
     }
     names.next_metric = names.metric, names.next_param = names.param, names.next_grad = names.grad;

@@ -63,6 +63,9 @@ class TraceWriter {
   int64_t step_count_ = 0;
   uint64_t event_count_ = 0;
   std::vector<CheckpointRef> checkpoints_;
+  // From the header: what a step's kernel records must keep to.
+  ProbeLevel level_ = ProbeLevel::step;
+  bool kernels_recorded_ = false;
   std::unique_ptr<Interner> names_;
 };
 

@@ -48,6 +48,8 @@ TEST(TraceRoundTrip, EveryMessageAndEventKindReadsBackEqual) {
   EXPECT_EQ(got.checkpoint_every, want.checkpoint_every);
   EXPECT_EQ(got.environment, want.environment);
   EXPECT_EQ(got.datasets, want.datasets);
+  EXPECT_TRUE(got.kernels_recorded);
+  EXPECT_EQ(got.kernels_not_recorded, "");
 
   std::vector<TraceStep> steps;
   std::vector<TraceEpoch> epochs;
@@ -204,6 +206,117 @@ TEST(TraceWriterChecks, RefusesAGpuChoiceWhoseIdsAreNotItsAlgorithms) {
   KernelChoice empty_launch = sample_gpu_matmul_choice();
   empty_launch.launch = LaunchShape{0, 1, 1, 256, 1, 1, 0};
   EXPECT_NE(refused(empty_launch).find("dimension of 0"), std::string::npos);
+  std::remove(path.c_str());
+}
+
+TEST(TraceKernels, ALevelStepTraceKeepsEachStepsCountAndDigestAndAReasonReadsBack) {
+  std::string path = temp_path("kernels_step.trr");
+  TraceHeader h = sample_header();
+  h.level = ProbeLevel::step;
+  {
+    auto w = TraceWriter::create(path, h);
+    ASSERT_TRUE(w) << w.error().message;
+    TraceStep s = sample_step(0);
+    s.kernels = step_kernels(sample_kernels(0).launches, 3, ProbeLevel::step);
+    ASSERT_TRUE(s.kernels->launches.empty());
+    ASSERT_TRUE((*w)->write_step(s));
+    TraceStep no_kernels = sample_step(1);
+    no_kernels.kernels.reset();  // CUPTI delivered nothing for this step
+    ASSERT_TRUE((*w)->write_step(no_kernels));
+    ASSERT_TRUE((*w)->finish(TraceFooter{true, "completed", 0, 0, {}}));
+  }
+  auto r = TraceReader::open(path);
+  ASSERT_TRUE(r) << r.error().message;
+  auto first = (*r)->next();
+  ASSERT_TRUE(first && *first) << (first ? "" : first.error().message);
+  const TraceStep& got = std::get<TraceStep>((*first)->value);
+  ASSERT_TRUE(got.kernels);
+  EXPECT_EQ(got.kernels->count, 4u);
+  EXPECT_EQ(got.kernels->unattributed, 1u);
+  EXPECT_EQ(got.kernels->dropped, 3u);
+  EXPECT_EQ(got.kernels->digest, kernel_sequence_digest(sample_kernels(0).launches));
+  EXPECT_TRUE(got.kernels->launches.empty());
+  auto second = (*r)->next();
+  ASSERT_TRUE(second && *second);
+  EXPECT_FALSE(std::get<TraceStep>((*second)->value).kernels);
+
+  // A GPU run without kernel records says why.
+  h.kernels_recorded = false;
+  h.kernels_not_recorded = "CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED";
+  { ASSERT_TRUE(TraceWriter::create(path, h)); }
+  r = TraceReader::open(path);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_FALSE((*r)->header().kernels_recorded);
+  EXPECT_EQ((*r)->header().kernels_not_recorded, "CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED");
+  std::remove(path.c_str());
+}
+
+TEST(TraceKernels, TheDigestSeesNamesGridsAndBlocksNotDurations) {
+  std::vector<KernelLaunch> a = sample_kernels(0).launches;
+  const uint64_t base = kernel_sequence_digest(a);
+  std::vector<KernelLaunch> b = a;
+  b[0].duration_ns += 1000;
+  b[1].static_shared = 0;
+  EXPECT_EQ(kernel_sequence_digest(b), base);
+  b = a;
+  b[1].block_x = 128;
+  EXPECT_NE(kernel_sequence_digest(b), base);
+  b = a;
+  std::swap(b[0], b[1]);
+  EXPECT_NE(kernel_sequence_digest(b), base) << "the order is part of the sequence";
+  b = a;
+  b[0].name += "x";
+  EXPECT_NE(kernel_sequence_digest(b), base);
+  // The name's length is part of each item: a name cannot borrow bytes from the next item.
+  KernelLaunch one{"s", "ab", 1, 1, 1, 1, 1, 1, 0, 0, 0}, two{"s", "a", 1, 1, 1, 1, 1, 1, 0, 0, 0};
+  EXPECT_NE(kernel_sequence_digest(std::vector<KernelLaunch>{one}), kernel_sequence_digest(std::vector<KernelLaunch>{two}));
+}
+
+TEST(TraceWriterChecks, RefusesMalformedKernelRecords) {
+  std::string path = temp_path("refuse_kernels.trr");
+  {
+    TraceHeader both = sample_header();
+    both.kernels_not_recorded = "no driver";
+    auto w = TraceWriter::create(path, both);
+    ASSERT_FALSE(w);
+    EXPECT_NE(w.error().message.find(path + ": the header says GPU kernels were recorded and gives a reason"),
+              std::string::npos)
+        << w.error().message;
+  }
+  auto refused = [&](const TraceHeader& h, const StepKernels& k) {
+    auto w = TraceWriter::create(path, h);
+    if (!w) return "create: " + w.error().message;
+    TraceStep s = sample_step(0);
+    s.kernels = k;
+    Status st = (*w)->write_step(s);
+    return st ? std::string() : st.error().message;
+  };
+  const TraceHeader h = sample_header();
+  EXPECT_EQ(refused(h, sample_kernels(0)), "");
+  TraceHeader cpu = h;
+  cpu.kernels_recorded = false;
+  EXPECT_NE(refused(cpu, sample_kernels(0)).find(": step 0: kernel records in a trace whose header says GPU kernels "
+                                                 "were not recorded"),
+            std::string::npos);
+  StepKernels k = sample_kernels(0);
+  k.count = 5;
+  EXPECT_NE(refused(h, k).find("4 launches listed for a count of 5"), std::string::npos) << refused(h, k);
+  k = sample_kernels(0);
+  k.digest ^= 1;
+  EXPECT_NE(refused(h, k).find("the digest is not that of the launches listed"), std::string::npos);
+  k = sample_kernels(0);
+  k.launches[1].grid_y = 0;
+  EXPECT_NE(refused(h, k).find("launch 1 has a grid or block dimension of 0"), std::string::npos);
+  k = sample_kernels(0);
+  k.unattributed = 2;
+  EXPECT_NE(refused(h, k).find("1 launches at (unattributed) for an unattributed count of 2"), std::string::npos)
+      << refused(h, k);
+  k = step_kernels({}, 0, ProbeLevel::op);
+  k.unattributed = 1;
+  EXPECT_NE(refused(h, k).find("1 unattributed of 0 kernels"), std::string::npos) << refused(h, k);
+  TraceHeader step_level = h;
+  step_level.level = ProbeLevel::step;
+  EXPECT_NE(refused(step_level, sample_kernels(0)).find("a step at level step lists its launches"), std::string::npos);
   std::remove(path.c_str());
 }
 

@@ -33,8 +33,9 @@ struct Step {
   hasBatchOrder @10 :Bool;
   batchOrder @11 :Int64;
   collectives @12 :AnyPointer;
-  wallTimeUs @13 :UInt64;      # new field
-  host @14 :Text;              # new pointer field
+  kernels @13 :AnyPointer;
+  wallTimeUs @14 :UInt64;      # new field
+  host @15 :Text;              # new pointer field
 }
 
 struct Event {
