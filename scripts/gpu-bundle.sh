@@ -2,8 +2,8 @@
 # Builds what scripts/gpu-check.sh runs on a GPU machine, here, and packs it into build-gpu/bundle.tar.gz:
 # trainrr and the CUDA backend's tests (cuda_tests), with every shared library they need from this machine
 # except the C library, libstdc++ and libgcc, which the GPU machine has. The CUDA runtime is linked in
-# statically; cuBLASLt is opened at run time from the GPU machine's own CUDA libraries (NVIDIA's Python wheels
-# there), so none of NVIDIA's libraries travel. The GPU machine has no package archive: this is how the
+# statically; cuBLASLt and cuDNN are opened at run time from the GPU machine's own CUDA libraries (NVIDIA's Python
+# wheels there), so none of NVIDIA's libraries travel. The GPU machine has no package archive: this is how the
 # project's dependencies (Cap'n Proto, OpenBLAS, toml++, ...) get there.
 #
 #   scripts/gpu-bundle.sh        then, on the GPU machine: scripts/gpu-check.sh (carrying build-gpu/bundle.tar.gz)

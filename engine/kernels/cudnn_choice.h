@@ -16,7 +16,11 @@ namespace trainrr {
 
 // cudnnBackendNumericalNote_t values (cudnn_graph.h) that the rules and the reports name.
 inline constexpr int32_t kCudnnNoteTensorCore = 0;
+inline constexpr int32_t kCudnnNoteDownConvertInputs = 1;  // float inputs rounded to a narrower type (TF32)
+inline constexpr int32_t kCudnnNoteFft = 3;
 inline constexpr int32_t kCudnnNoteNondeterministic = 4;
+inline constexpr int32_t kCudnnNoteWinograd = 5;  // and 6, 7, 8: WINOGRAD_TILE_4x4, _6x6, _13x13
+inline constexpr int32_t kCudnnNoteWinogradTile13x13 = 8;
 
 // "CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC", or "numerical note 12" for a value this build does not know.
 std::string cudnn_numerical_note_name(int32_t note);
