@@ -496,7 +496,8 @@ TEST(TraceUntrusted, KernelRecordsThatBreakAMustAreMalformedAtTheirStep) {
     return step ? std::string() : step.error().message;
   };
   ASSERT_EQ(error_of(trace_with_kernels(h)), "");
-  auto read = TraceReader::open_memory(trace_with_kernels(h), "k.trr");
+  const std::vector<uint8_t> bytes = trace_with_kernels(h);  // the reader reads them in place: they must outlive it
+  auto read = TraceReader::open_memory(bytes, "k.trr");
   auto step = (*read)->next();
   ASSERT_TRUE(step && *step);
   const auto& kernels = std::get<TraceStep>((*step)->value).kernels;
