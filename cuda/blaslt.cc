@@ -1,10 +1,10 @@
 #include "cuda/blaslt.h"
 
 #include <cublasLt.h>
-#include <dlfcn.h>
 
 #include <cstring>
-#include <mutex>
+
+#include "cuda/dynamic_library.h"
 
 namespace trainrr::cuda {
 
@@ -45,31 +45,18 @@ struct Descriptors {
 }  // namespace
 
 Result<BlasLt*> BlasLt::load() {
-  static std::mutex mu;
-  static std::unique_ptr<BlasLt> loaded;
-  static std::string failure;
-  std::lock_guard<std::mutex> lock(mu);
-  if (loaded) return loaded.get();
-  if (!failure.empty()) return Error{failure};
-  void* lib = dlopen(kLibrary, RTLD_NOW | RTLD_LOCAL);
-  if (!lib) {
-    const char* why = dlerror();
-    failure = std::string("cannot load cuBLASLt (") + kLibrary + "): " + (why ? why : "unknown reason");
-    return Error{failure};
-  }
-  std::unique_ptr<BlasLt> lt(new BlasLt());
-  lt->library_ = lib;
-  lt->api_ = std::make_unique<Api>();
-#define TRAINRR_RESOLVE(name)                                                                    \
-  lt->api_->name = reinterpret_cast<decltype(&::name)>(dlsym(lib, #name));                       \
-  if (!lt->api_->name) {                                                                         \
-    failure = std::string(kLibrary) + " has no " #name ": it is not the cuBLASLt 13 trainrr was built for"; \
-    return Error{failure};                                                                       \
-  }
-  TRAINRR_BLASLT_FUNCTIONS(TRAINRR_RESOLVE)
+  return load_once<BlasLt>([]() -> Result<std::unique_ptr<BlasLt>> {
+    auto lib = DynamicLibrary::open(kLibrary, "cuBLASLt 13");
+    if (!lib) return lib.error();
+    std::unique_ptr<BlasLt> lt(new BlasLt());
+    lt->library_ = lib->handle();
+    lt->api_ = std::make_unique<Api>();
+#define TRAINRR_RESOLVE(name) \
+  if (Status s = lib->resolve(lt->api_->name, #name); !s) return s.error();
+    TRAINRR_BLASLT_FUNCTIONS(TRAINRR_RESOLVE)
 #undef TRAINRR_RESOLVE
-  loaded = std::move(lt);
-  return loaded.get();
+    return lt;
+  });
 }
 
 BlasLt::~BlasLt() {

@@ -3,11 +3,11 @@
 // The backend API (cudnn_backend.h only includes this header). No cuDNN library is linked: the functions are
 // looked up in libcudnn.so.9 when a run on the GPU first asks for a convolution.
 #include <cudnn_graph.h>
-#include <dlfcn.h>
 
 #include <algorithm>
 #include <cstring>
 
+#include "cuda/dynamic_library.h"
 #include "engine/kernels/cudnn_choice.h"
 
 namespace trainrr::cuda {
@@ -544,37 +544,22 @@ void plan_json(const Backend& b, const Desc& plan, std::string* json, std::strin
 }  // namespace
 
 Result<CudnnConv*> CudnnConv::load() {
-  static std::mutex mu;
-  static std::unique_ptr<CudnnConv> loaded;
-  static std::string failure;
-  std::lock_guard<std::mutex> lock(mu);
-  if (loaded) return loaded.get();
-  if (!failure.empty()) return Error{failure};
-  void* lib = dlopen(kLibrary, RTLD_NOW | RTLD_LOCAL);
-  if (!lib) {
-    const char* why = dlerror();
-    failure = std::string("cannot load cuDNN (") + kLibrary + "): " + (why ? why : "unknown reason");
-    return Error{failure};
-  }
-  std::unique_ptr<CudnnConv> c(new CudnnConv());
-  c->library_ = lib;
-  c->api_ = std::make_unique<Api>();
-#define TRAINRR_RESOLVE(name)                                                                           \
-  c->api_->name = reinterpret_cast<decltype(&::name)>(dlsym(lib, #name));                               \
-  if (!c->api_->name) {                                                                                 \
-    failure = std::string(kLibrary) + " has no " #name ": it is not the cuDNN 9 trainrr was built for"; \
-    return Error{failure};                                                                              \
-  }
-  TRAINRR_CUDNN_FUNCTIONS(TRAINRR_RESOLVE)
+  return load_once<CudnnConv>([]() -> Result<std::unique_ptr<CudnnConv>> {
+    auto lib = DynamicLibrary::open(kLibrary, "cuDNN 9");
+    if (!lib) return lib.error();
+    std::unique_ptr<CudnnConv> c(new CudnnConv());
+    c->library_ = lib->handle();
+    c->api_ = std::make_unique<Api>();
+#define TRAINRR_RESOLVE(name) \
+  if (Status s = lib->resolve(c->api_->name, #name); !s) return s.error();
+    TRAINRR_CUDNN_FUNCTIONS(TRAINRR_RESOLVE)
 #undef TRAINRR_RESOLVE
-  // The attribute numbers and their types are the header's (cuDNN 9.19); they hold within one major version.
-  if (const size_t v = c->api_->cudnnGetVersion(); v / 10000 != CUDNN_MAJOR) {
-    failure = std::string(kLibrary) + " reports cuDNN " + std::to_string(v) +
-              ", and trainrr was built against " + std::to_string(CUDNN_VERSION);
-    return Error{failure};
-  }
-  loaded = std::move(c);
-  return loaded.get();
+    // The attribute numbers and their types are the header's (cuDNN 9.19); they hold within one major version.
+    if (const size_t v = c->api_->cudnnGetVersion(); v / 10000 != CUDNN_MAJOR)
+      return Error{std::string(kLibrary) + " reports cuDNN " + std::to_string(v) + ", and trainrr was built against " +
+                   std::to_string(CUDNN_VERSION)};
+    return c;
+  });
 }
 
 CudnnConv::~CudnnConv() {

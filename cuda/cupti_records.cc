@@ -3,11 +3,11 @@
 #include <cupti_activity.h>
 #include <cupti_result.h>
 #include <cupti_version.h>
-#include <dlfcn.h>
 
 #include <cstring>
 #include <memory>
-#include <mutex>
+
+#include "cuda/dynamic_library.h"
 
 namespace trainrr::cuda {
 
@@ -61,31 +61,18 @@ Cupti::Cupti() = default;
 Cupti::~Cupti() = default;
 
 Result<Cupti*> Cupti::load() {
-  static std::mutex mu;
-  static std::unique_ptr<Cupti> loaded;
-  static std::string failure;
-  std::lock_guard<std::mutex> lock(mu);
-  if (loaded) return loaded.get();
-  if (!failure.empty()) return Error{failure};
-  void* lib = dlopen(kLibrary, RTLD_NOW | RTLD_LOCAL);
-  if (!lib) {
-    const char* why = dlerror();
-    failure = std::string("cannot load CUPTI (") + kLibrary + "): " + (why ? why : "unknown reason");
-    return Error{failure};
-  }
-  std::unique_ptr<Cupti> c(new Cupti());
-  c->library_ = lib;
-  c->api_ = std::make_unique<Api>();
-#define TRAINRR_RESOLVE(name)                                                                           \
-  c->api_->name = reinterpret_cast<decltype(&::name)>(dlsym(lib, #name));                               \
-  if (!c->api_->name) {                                                                                 \
-    failure = std::string(kLibrary) + " has no " #name ": it is not the CUPTI 13 trainrr was built for"; \
-    return Error{failure};                                                                              \
-  }
-  TRAINRR_CUPTI_FUNCTIONS(TRAINRR_RESOLVE)
+  return load_once<Cupti>([]() -> Result<std::unique_ptr<Cupti>> {
+    auto lib = DynamicLibrary::open(kLibrary, "CUPTI 13");
+    if (!lib) return lib.error();
+    std::unique_ptr<Cupti> c(new Cupti());
+    c->library_ = lib->handle();
+    c->api_ = std::make_unique<Api>();
+#define TRAINRR_RESOLVE(name) \
+  if (Status s = lib->resolve(c->api_->name, #name); !s) return s.error();
+    TRAINRR_CUPTI_FUNCTIONS(TRAINRR_RESOLVE)
 #undef TRAINRR_RESOLVE
-  loaded = std::move(c);
-  return loaded.get();
+    return c;
+  });
 }
 
 std::string Cupti::result_name(int result) const {
