@@ -267,7 +267,9 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in) {
   for (const auto& e : in.environment) env.push_back(e.key);
   return {"numeric", "same kernel" + (kernel.empty() ? std::string() : " " + kernel) +
                          ", same inputs, different output" +
-                         (env.empty() ? std::string(": nothing recorded about the environment differs")
+                         (env.empty() ? std::string(": nothing recorded about the environment differs (trainrr's "
+                                                    "version is recorded, not its build: a recording by another "
+                                                    "build of the same version would not show here)")
                                       : "; the environment differs in " + join(env, ", "))};
 }
 
