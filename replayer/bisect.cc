@@ -345,7 +345,6 @@ BisectResult bisect(const BisectOptions& o) {
       // Where in the step it was born, as replay says it.
       if (d.kind == "probe" || d.kind == "step_end") {
         auto recorded = rebuild_config(header, {}, o.data_path, true, *scratch);
-        if (recorded) recorded->config.runtime.device = config.runtime.device;  // both sides run here
         locate_element(o.trace_path, ForceSet::all(), recorded ? recorded->config : config, config, registry,
                        d.step, d, res.steps_executed, rep.notes);
       }

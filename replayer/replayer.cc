@@ -251,7 +251,11 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
   // The recorded run at the start of the step: its own configuration (threads included), every recorded
   // choice forced, from the nearest checkpoint. It is compared with the trace: its values stand for the
   // recorded ones only where it reproduces them.
-  auto a = make_replay_side(trace_path, recorded, registry, ForceSet::all(), {}, ProbeLevel::op, true, step);
+  // It runs on this machine's device, the replay's: a run recorded on the GPU and replayed on the CPU
+  // (--set runtime.device=cpu) re-executes its recorded side on the CPU too.
+  RunConfig here = recorded;
+  here.runtime.device = config.runtime.device;
+  auto a = make_replay_side(trace_path, here, registry, ForceSet::all(), {}, ProbeLevel::op, true, step);
   if (!a) {
     notes.push_back("no element detail: " + a.error().message);
     return;
@@ -635,9 +639,6 @@ ReplayResult replay(const ReplayOptions& o) {
     // replay ran on is not it.
     auto recorded = rebuilt->data_changed ? rebuild_config(header, {}, "", false, *scratch)
                                           : rebuild_config(header, {}, o.data_path, false, *scratch);
-    // Both sides re-execute on this machine's device: a run recorded on the GPU and replayed on the CPU
-    // (--set runtime.device=cpu) compares the recorded values with the CPU's.
-    if (recorded) recorded->config.runtime.device = config.runtime.device;
     if (recorded)
       locate_element(o.trace_path, o.force, recorded->config, config, registry, d.step, d, res.steps_executed,
                      rep.notes);
