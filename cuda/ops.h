@@ -20,6 +20,7 @@
 #include <cstdint>
 
 #include "engine/config.h"
+#include "engine/device_backend.h"
 #include "engine/kernels/kernel_registry.h"
 #include "engine/layers/activations.h"
 #include "engine/portable_math.h"
@@ -85,11 +86,7 @@ inline double loss_mean_from_sum(float sum, int64_t batch) {
 
 // ---------------------------------------------------------------------------------------------------------
 // MaxPool2D (engine/layers/max_pool2d.cc), NHWC. The geometry is the layer's (Keras' window_1d).
-struct PoolGeometry {
-  int64_t n = 0, h = 0, w = 0, c = 0;
-  int64_t pool_h = 1, pool_w = 1, stride_h = 1, stride_w = 1;
-  int64_t pad_top = 0, pad_left = 0, out_h = 0, out_w = 0;
-};
+using trainrr::PoolGeometry;  // engine/device_backend.h
 // y [n, out_h, out_w, c] and argmax (same shape): the index of each maximum from its image's start, as the
 // layer keeps it. The window is clipped to the input (padding never wins); ties go to the first cell in
 // row-major window order; a NaN first cell stays the maximum, as on the CPU. An image must fit int32.

@@ -2,9 +2,12 @@
 
 #include <charconv>
 
+#include "engine/device_backend.h"
+
 namespace trainrr {
 namespace {
 CudaProbe g_cuda_probe = nullptr;
+CudaBackendFactory g_cuda_backend = nullptr;
 }  // namespace
 
 std::string DeviceSpec::str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }
@@ -32,11 +35,17 @@ Status usable_device(const DeviceSpec& device) {
                          "configured; configure with -DTRAINRR_CUDA=ON to require it)"};
   auto found = g_cuda_probe(device.index);
   if (!found) return found.error();
-  // The backend finds and describes the GPU, draws the CPU's Philox values there and chooses cuBLASLt
-  // algorithms, but no layer, loss or optimizer of this engine runs its ops on a device yet.
-  return Error{"found " + found->description +
-               ", but this version of trainrr trains on the CPU only: its layers, losses and optimizers have no "
-               "GPU kernels yet"};
+  if (!g_cuda_backend)
+    return Error{"found " + found->description + ", but this program was built without the engine's CUDA device"};
+  return {};
+}
+
+void set_cuda_backend(CudaBackendFactory factory) { g_cuda_backend = factory; }
+
+Result<std::unique_ptr<DeviceBackend>> open_device(const DeviceSpec& device) {
+  if (device.is_cpu()) return std::unique_ptr<DeviceBackend>();
+  if (Status s = usable_device(device); !s) return s.error();
+  return g_cuda_backend(device.index);
 }
 
 }  // namespace trainrr

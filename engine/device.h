@@ -3,6 +3,7 @@
 // The engine itself knows only the name; whether a GPU is there, and what it is, is asked of the CUDA
 // backend (cuda/), which a build links in when nvcc was found, through set_cuda_probe.
 
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -30,6 +31,15 @@ struct GpuFound {
 // device, no such device number), in the CUDA runtime's words.
 using CudaProbe = Result<GpuFound> (*)(int index);
 void set_cuda_probe(CudaProbe probe);
+
+class DeviceBackend;  // engine/device_backend.h
+
+// The CUDA backend's device N as the engine's DeviceBackend (cuda/engine_device.h), or why it cannot be opened.
+using CudaBackendFactory = Result<std::unique_ptr<DeviceBackend>> (*)(int index);
+void set_cuda_backend(CudaBackendFactory factory);
+
+// The backend a run on `device` trains on: null for the CPU.
+Result<std::unique_ptr<DeviceBackend>> open_device(const DeviceSpec& device);
 
 // Whether this process can run ops on `device`: always for the CPU; for a GPU, the CUDA backend's probe
 // must find it, and this engine must be able to run the run's ops there. The error is for people: what the

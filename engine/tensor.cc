@@ -29,6 +29,54 @@ Tensor::Tensor(Shape s, std::vector<float> values) : shape(std::move(s)), data(s
   TRAINRR_CHECK(shape_size(shape) == size(), "values do not fill shape " + shape_str(shape));
 }
 
+DeviceArray::DeviceArray(const DeviceArray& other) {
+  if (!other.memory_) return;
+  resize(*other.memory_, other.bytes_);
+  if (bytes_) memory_->copy(data_, other.data_, bytes_);
+}
+
+DeviceArray& DeviceArray::operator=(const DeviceArray& other) {
+  if (this == &other) return *this;
+  if (!other.memory_) {
+    reset();
+    return *this;
+  }
+  if (memory_ != other.memory_) reset();
+  resize(*other.memory_, other.bytes_);
+  if (bytes_) memory_->copy(data_, other.data_, bytes_);
+  return *this;
+}
+
+DeviceArray::DeviceArray(DeviceArray&& other) noexcept
+    : memory_(other.memory_), data_(other.data_), bytes_(other.bytes_), capacity_(other.capacity_) {
+  other.memory_ = nullptr, other.data_ = nullptr, other.bytes_ = other.capacity_ = 0;
+}
+
+DeviceArray& DeviceArray::operator=(DeviceArray&& other) noexcept {
+  if (this == &other) return *this;
+  reset();
+  memory_ = other.memory_, data_ = other.data_, bytes_ = other.bytes_, capacity_ = other.capacity_;
+  other.memory_ = nullptr, other.data_ = nullptr, other.bytes_ = other.capacity_ = 0;
+  return *this;
+}
+
+void DeviceArray::resize(DeviceMemory& memory, size_t bytes) {
+  if (memory_ && memory_ != &memory) reset();
+  memory_ = &memory;
+  if (bytes > capacity_) {
+    void* fresh = bytes ? memory.allocate(bytes) : nullptr;
+    if (data_) memory.release(data_, capacity_);
+    data_ = fresh;
+    capacity_ = bytes;
+  }
+  bytes_ = bytes;
+}
+
+void DeviceArray::reset() {
+  if (memory_ && data_) memory_->release(data_, capacity_);
+  memory_ = nullptr, data_ = nullptr, bytes_ = capacity_ = 0;
+}
+
 void Tensor::fill(float v) { std::fill(data.begin(), data.end(), v); }
 
 Tensor Tensor::reshaped(Shape s) const {
