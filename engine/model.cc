@@ -91,10 +91,28 @@ std::vector<Param*> Sequential::params() {
 
 std::vector<NamedTensor> Sequential::tensors() {
   std::vector<NamedTensor> out;
-  for (Param* p : params()) out.push_back({p->name, p->value});
+  for (Param* p : params()) out.push_back({p->name, Tensor(p->value.shape, p->value.data)});
   for (auto& l : layers_)
-    for (NamedTensor* t : l->state()) out.push_back(*t);
+    for (NamedTensor* t : l->state()) out.push_back({t->name, Tensor(t->value.shape, t->value.data)});
   return out;
+}
+
+void Sequential::to_device(DeviceBackend& device) {
+  for (Param* p : params()) {
+    trainrr::to_device(device, p->value);
+    trainrr::to_device(device, p->grad);
+  }
+  for (auto& l : layers_)
+    for (NamedTensor* t : l->state()) trainrr::to_device(device, t->value);
+}
+
+void Sequential::to_host(DeviceBackend& device, bool grads) {
+  for (Param* p : params()) {
+    trainrr::to_host(device, p->value);
+    if (grads) trainrr::to_host(device, p->grad);
+  }
+  for (auto& l : layers_)
+    for (NamedTensor* t : l->state()) trainrr::to_host(device, t->value);
 }
 
 Status Sequential::restore(const std::vector<NamedTensor>& tensors) {

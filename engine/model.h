@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/device_backend.h"
 #include "engine/layers/layers.h"
 
 namespace trainrr {
@@ -25,8 +26,13 @@ class Sequential {
   void backward(const Tensor& dy, Runtime& rt);
 
   std::vector<Param*> params();
-  // Parameters then non-trainable state, as named tensors (checkpoints).
+  // Parameters then non-trainable state, as named tensors (checkpoints): host copies (in a run on a device,
+  // after to_host).
   std::vector<NamedTensor> tensors();
+  // A run on a device: every parameter, gradient and state tensor given device storage with its host values
+  // (after build or restore), and back (`grads`: the gradients too).
+  void to_device(DeviceBackend& device);
+  void to_host(DeviceBackend& device, bool grads);
   Status restore(const std::vector<NamedTensor>& tensors);
 
   const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }

@@ -25,6 +25,17 @@ void Optimizer::step(const std::vector<Param*>& params, Runtime& rt) {
   const int64_t t = iterations_;
   for (Param* p : params) {
     Slots& s = slots_for(*p);
+    if (rt.device) {
+      DeviceBackend& d = *rt.device;
+      std::vector<float*> slot_ptrs;
+      for (auto& st : s.tensors) {
+        if (!st.on_device()) to_device(d, st);  // fresh zeros, or restored from a checkpoint
+        slot_ptrs.push_back(st.dptr());
+      }
+      d.optimizer_update(config_, t, rt.math, p->value.dptr(), p->grad.dptr(), slot_ptrs, p->value.size());
+      if (rt.probes(ProbeLevel::op)) rt.probe(p->name + "/update:out", Phase::update, p->value, ProbeLevel::op);
+      continue;
+    }
     // Chunks of a fixed size: the update is elementwise, so the split never changes a bit. A small
     // parameter is updated on the calling thread, where waking the pool would cost more than the update.
     constexpr int64_t kChunk = 1 << 14, kParallelMin = 1 << 16;
@@ -50,8 +61,15 @@ std::vector<NamedTensor> Optimizer::state() const {
   std::vector<NamedTensor> out;
   const auto names = slot_names();
   for (const auto& s : slots_)
-    for (size_t i = 0; i < names.size(); ++i) out.push_back({names[i] + "/" + s.param, s.tensors[i]});
+    for (size_t i = 0; i < names.size(); ++i)
+      out.push_back({names[i] + "/" + s.param, Tensor(s.tensors[i].shape, s.tensors[i].data)});
   return out;
+}
+
+void Optimizer::slots_to_host(DeviceBackend& device) {
+  for (auto& s : slots_)
+    for (auto& t : s.tensors)
+      if (t.on_device()) to_host(device, t);
 }
 
 Status Optimizer::restore(const std::vector<NamedTensor>& tensors, int64_t iterations) {
@@ -198,12 +216,22 @@ class RmsProp : public Optimizer {
 }  // namespace
 
 std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& c) {
-  if (c.type == "sgd") return std::make_unique<Sgd>(c);
-  if (c.type == "adam") return std::make_unique<Adam>(c, false);
-  if (c.type == "adamw") return std::make_unique<Adam>(c, true);
-  if (c.type == "rmsprop") return std::make_unique<RmsProp>(c);
-  TRAINRR_CHECK(false, "optimizer type was validated with the configuration: " + c.type);
-  return nullptr;
+  std::unique_ptr<Optimizer> o;
+  if (c.type == "sgd") o = std::make_unique<Sgd>(c);
+  if (c.type == "adam") o = std::make_unique<Adam>(c, false);
+  if (c.type == "adamw") o = std::make_unique<Adam>(c, true);
+  if (c.type == "rmsprop") o = std::make_unique<RmsProp>(c);
+  TRAINRR_CHECK(o != nullptr, "optimizer type was validated with the configuration: " + c.type);
+  o->config_ = c;
+  return o;
+}
+
+void apply_optimizer_update(const OptimizerConfig& config, MathFamily math, int64_t t, float* w, const float* g,
+                            std::span<float* const> slots, int64_t n) {
+  std::unique_ptr<Optimizer> o = make_optimizer(config);
+  o->math_ = math;
+  std::vector<float*> s(slots.begin(), slots.end());
+  o->update(w, g, s, n, t);
 }
 
 }  // namespace trainrr

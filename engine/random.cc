@@ -90,14 +90,19 @@ uint64_t entropy_seed() {
 }
 
 RngDraw RngStreams::draw_words(std::string_view site, std::string_view stream_name, std::span<uint32_t> out) {
+  RngDraw draw = reserve(site, stream_name, out.size());
+  philox_words(draw.key, draw.counter, out);
+  return draw;
+}
+
+RngDraw RngStreams::reserve(std::string_view site, std::string_view stream_name, uint64_t count) {
   const std::string scoped = scope_.empty() ? std::string() : std::string(stream_name) + scope_;
   const std::string_view stream = scope_.empty() ? stream_name : std::string_view(scoped);
   auto it = offsets_.find(stream);
   if (it == offsets_.end()) it = offsets_.emplace(std::string(stream), 0).first;
-  RngDraw draw{std::string(site), std::string(stream), stream_key(seed_, stream), it->second, out.size()};
+  RngDraw draw{std::string(site), std::string(stream), stream_key(seed_, stream), it->second, count};
   hooks_->rng_draw(draw);
-  TRAINRR_CHECK(draw.count == out.size(), "a hook may not change the size of a draw");
-  philox_words(draw.key, draw.counter, out);
+  TRAINRR_CHECK(draw.count == count, "a hook may not change the size of a draw");
   it->second = draw.counter + draw.count;
   return draw;
 }

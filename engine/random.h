@@ -58,6 +58,11 @@ class RngStreams {
   void truncated_normal(std::string_view site, std::string_view stream, std::span<float> out, float mean,
                         float stddev);
   void words(std::string_view site, std::string_view stream, std::span<uint32_t> out);
+  // A draw made elsewhere (on a device): the hooks' decision for `count` words of the stream, which
+  // advances past them. The caller draws the words at the returned key and counter and shows the values
+  // through drawn().
+  RngDraw reserve(std::string_view site, std::string_view stream, uint64_t count);
+  void drawn(const RngDraw& draw, std::span<const std::byte> values) { hooks_->rng_values(draw, values); }
   // A uniformly random permutation of 0..n-1 (Fisher-Yates, one word per swap, multiply-shift bounding).
   // Returns the draw that produced it.
   RngDraw permutation(std::string_view site, std::string_view stream, std::vector<uint32_t>& perm, uint32_t n);

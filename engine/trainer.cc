@@ -214,10 +214,19 @@ Status Training::prepare(const TrainingOptions& options) {
   interrupt_ = options.interrupt;
 
   // A run on a GPU needs the CUDA backend and a device; the engine says so before anything is built.
-  if (auto device = parse_device(config_.runtime.device); !device)
-    return Error{"runtime.device: " + device.error().message};
-  else if (Status s = usable_device(*device); !s)
-    return Error{"runtime.device = \"" + config_.runtime.device + "\": " + s.error().message};
+  auto device = parse_device(config_.runtime.device);
+  if (!device) return Error{"runtime.device: " + device.error().message};
+  if (options.device) {
+    device_ = options.device;
+  } else if (!device->is_cpu()) {
+    auto opened = open_device(*device);
+    if (!opened) return Error{"runtime.device = \"" + config_.runtime.device + "\": " + opened.error().message};
+    owned_device_ = std::move(opened).value();
+    device_ = owned_device_.get();
+  }
+  if (device_ && options.collective)
+    return Error{config_.file + ": runtime.device = \"" + config_.runtime.device +
+                 "\": a data-parallel run (mpirun) trains on the CPU only"};
   auto isa = runtime_isa();
   if (!isa) return isa.error();
   isa_ = *isa;
@@ -275,6 +284,16 @@ Status Training::prepare(const TrainingOptions& options) {
   model_ = std::move(model).value();
   auto out = model_.build(data->sample_shape(), rt_);
   if (!out) return out.error();
+  // On a device the parameters, drawn on the host, are copied there; from now on the layers, the loss and the
+  // optimizer keep their values there.
+  if (device_) {
+    try {
+      model_.to_device(*device_);
+    } catch (const DeviceError& e) {
+      return Error{"runtime.device = \"" + config_.runtime.device + "\": " + e.what()};
+    }
+    rt_.device = device_;
+  }
   auto loss = make_loss(config_.train.loss, config_.train.from_logits, ends_in_softmax(config_.layers, *out));
   if (!loss) return Error{config_.file + ": train.loss: " + loss.error().message};
   loss_ = std::move(loss).value();
@@ -415,11 +434,17 @@ void Training::run_step() {
     if (config_.augment.shift > 0) random_shift(b.x, config_.augment.shift, *rng_);
     if (config_.augment.noise_stddev > 0)
       gaussian_noise(b.x, static_cast<float>(config_.augment.noise_stddev), *rng_);
+    if (device_) to_device(*device_, b.x);
     pred = model_.forward(b.x, rt_, true);
     lv = loss_->compute(pred, b.y, rt_);
     model_.backward(lv.grad, rt_);
   }
   optimizer_->step(params, rt_);
+  // The host reads the predictions (accuracy) and the step's parameters and gradients (the hooks' summary).
+  if (device_) {
+    to_host(*device_, pred);
+    model_.to_host(*device_, true);
+  }
 
   if (!std::isfinite(lv.loss) && warn_ && !warned_non_finite_) {
     warned_non_finite_ = true;
@@ -608,6 +633,8 @@ Status Training::fit(int64_t stop_at) {
     }
   } catch (const KernelUnavailable& e) {
     return Error{e.what()};
+  } catch (const DeviceError& e) {
+    return Error{"step " + std::to_string(step_) + " on " + device_->describe() + ": " + e.what()};
   } catch (const std::bad_alloc&) {
     return Error{"out of memory at step " + std::to_string(step_) + ": the model's tensors for a batch of " +
                  std::to_string(config_.train.batch_size) +
@@ -631,8 +658,10 @@ Evaluation Training::evaluate(const Dataset& data) {
   int64_t correct = 0;
   for (int64_t b = 0; b < loader.batches(); ++b) {
     Batch batch = loader.take(b);
+    if (device_) to_device(*device_, batch.x);
     Tensor pred = model_.forward(batch.x, rt_, false);
     LossValue lv = loss_->compute(pred, batch.y, rt_);
+    if (device_ && classification()) to_host(*device_, pred);
     loss_sum += lv.loss * static_cast<double>(batch.y.size());
     if (classification()) correct += count_correct(*loss_, config_.train.from_logits, pred, batch.y);
   }
@@ -645,9 +674,17 @@ Evaluation Training::evaluate(const Dataset& data) {
 Tensor Training::predict(const Tensor& x) {
   const ProbeLevel saved = rt_.level;
   rt_.level = ProbeLevel::step;
-  Tensor out = model_.forward(x, rt_, false);
+  if (!device_) {
+    Tensor out = model_.forward(x, rt_, false);
+    rt_.level = saved;
+    return out;
+  }
+  Tensor in(x.shape, x.data);
+  to_device(*device_, in);
+  Tensor out = model_.forward(in, rt_, false);
+  to_host(*device_, out);
   rt_.level = saved;
-  return out;
+  return Tensor(out.shape, std::move(out.data));
 }
 
 TrainState Training::state() {
@@ -656,6 +693,10 @@ TrainState Training::state() {
   s.epoch = epoch_;
   s.batch_in_epoch = epoch_open_ ? static_cast<int64_t>(batches_done_.size()) : 0;
   s.seed = seed_;
+  if (device_) {
+    model_.to_host(*device_, false);
+    optimizer_->slots_to_host(*device_);
+  }
   s.tensors = model_.tensors();
   for (auto& t : optimizer_->state()) s.tensors.push_back(std::move(t));
   s.rng_offsets = rng_->offsets();
@@ -684,6 +725,8 @@ Status Training::restore(const TrainState& s) {
     if (k == "epoch.rows") epoch_rows_ = static_cast<int64_t>(v);
   }
   if (Status st = optimizer_->restore(opt_tensors, static_cast<int64_t>(iterations)); !st) return st;
+  // The optimizer's slots go to the device at their next update.
+  if (device_) model_.to_device(*device_);
   rng_->restore(s.rng_offsets);
   step_ = s.step;
   epoch_ = s.epoch;

@@ -11,6 +11,7 @@
 
 #include "engine/collective.h"
 #include "engine/config.h"
+#include "engine/device_backend.h"
 #include "engine/data/dataset.h"
 #include "engine/hooks.h"
 #include "engine/kernels/kernel_selector.h"
@@ -33,6 +34,9 @@ struct TrainingOptions {
   const std::atomic<bool>* interrupt = nullptr;  // set (by a signal handler): stop after the current step
   // A data-parallel run: this process is one rank of it (engine/collective.h). Null: a run of its own.
   Collective* collective = nullptr;
+  // The device to train on instead of the one runtime.device names (tests: the emulated device,
+  // engine/emulated_device.h). It must outlive the Training. Null: runtime.device decides.
+  DeviceBackend* device = nullptr;
 };
 
 struct Evaluation {
@@ -63,6 +67,8 @@ class Training {
   int threads() const { return pool_->threads(); }
   Isa isa() const { return isa_; }
   Policy policy() const { return selector_->policy(); }
+  // The device the run trains on; null on the CPU.
+  DeviceBackend* device() const { return device_; }
   int64_t step() const { return step_; }
   int64_t steps_per_epoch() const;
   int64_t total_steps() const { return steps_per_epoch() * config_.train.epochs; }
@@ -86,6 +92,9 @@ class Training {
   bool classification() const;
 
   RunConfig config_;
+  // Declared before every tensor it may hold memory for, so that it goes last.
+  std::unique_ptr<DeviceBackend> owned_device_;
+  DeviceBackend* device_ = nullptr;  // null on the CPU
   Hooks* hooks_ = nullptr;
   FILE* log_ = nullptr;
   FILE* warn_ = nullptr;

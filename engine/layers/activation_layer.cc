@@ -22,8 +22,8 @@ Result<Shape> ActivationLayer::build(const Shape& input, Runtime& /*rt*/) {
 const Tensor& ActivationLayer::forward(const Tensor& x, Runtime& rt, bool /*training*/) {
   TRAINRR_CHECK(x.rank() >= 2, name() + " got " + shape_str(x.shape));
   const int64_t cols = x.dim(-1);
-  reshape_storage(y_, x.shape);
-  activation_forward(activation_, x.ptr(), y_.ptr(), x.size() / cols, cols, &rt.pool(), rt.math);
+  place(rt, y_, x.shape);
+  op_activation_forward(rt, activation_, at(rt, x), at(rt, y_), x.size() / cols, cols);
   rt.probe(probe_fwd_, Phase::forward, y_, ProbeLevel::op);
   rt.probe_unchanged(probe_out_, Phase::forward, y_, ProbeLevel::layer);
   return y_;
@@ -33,9 +33,9 @@ const Tensor& ActivationLayer::backward(const Tensor& dy, Runtime& rt) {
   TRAINRR_CHECK(dy.shape == y_.shape, name() + " got dy " + shape_str(dy.shape));
   const int64_t cols = dy.dim(-1);
   if (!needs_input_grad()) return no_input_grad();
-  reshape_storage(dx_, dy.shape);
+  place(rt, dx_, dy.shape);
   Tensor& dx = dx_;
-  activation_backward(activation_, y_.ptr(), dy.ptr(), dx.ptr(), dy.size() / cols, cols, &rt.pool());
+  op_activation_backward(rt, activation_, at(rt, y_), at(rt, dy), at(rt, dx), dy.size() / cols, cols);
   rt.probe(probe_bwd_, Phase::backward, dx, ProbeLevel::op);
   rt.probe_unchanged(probe_dx_, Phase::backward, dx, ProbeLevel::layer);
   return dx;

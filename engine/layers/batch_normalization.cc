@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "engine/device_backend.h"
 #include "engine/layers/layer_util.h"
 
 namespace trainrr {
@@ -38,6 +39,7 @@ Result<Shape> BatchNormalization::build(const Shape& input, Runtime& /*rt*/) {
 
 const Tensor& BatchNormalization::forward(const Tensor& x, Runtime& rt, bool training) {
   TRAINRR_CHECK(x.rank() >= 2 && x.dim(-1) == channels_, name() + " got " + shape_str(x.shape));
+  if (rt.device) return forward_on_device(x, rt, training);
   const int64_t c = channels_, rows = x.size() / c;
   const float* xp = x.ptr();
   reshape_storage(xhat_, {rows, c});
@@ -101,6 +103,7 @@ const Tensor& BatchNormalization::forward(const Tensor& x, Runtime& rt, bool tra
 const Tensor& BatchNormalization::backward(const Tensor& dy, Runtime& rt) {
   const int64_t c = channels_, rows = xhat_.dim(0);
   TRAINRR_CHECK(dy.size() == rows * c, name() + " got dy " + shape_str(dy.shape));
+  if (rt.device) return backward_on_device(dy, rt);
   const float* d = dy.ptr();
   const float* xh = xhat_.ptr();
 
@@ -141,6 +144,67 @@ const Tensor& BatchNormalization::backward(const Tensor& dy, Runtime& rt) {
   rt.probe(probe_bwd_, Phase::backward, dx, ProbeLevel::op);
   rt.probe_unchanged(probe_dx_, Phase::backward, dx, ProbeLevel::layer);
   return dx;
+}
+
+// The same steps on a device (cuda/ops.h lists them), with the two sums at the same sites.
+const Tensor& BatchNormalization::forward_on_device(const Tensor& x, Runtime& rt, bool training) {
+  DeviceBackend& d = *rt.device;
+  const int64_t c = channels_, rows = x.size() / c;
+  device_reshape(d, xhat_, {rows, c});
+  device_reshape(d, inv_std_device_, {c});
+  device_reshape(d, y_, x.shape);
+  trained_ = training;
+  const float* mean = moving_mean_.value.dptr();
+  if (training) {
+    device_reshape(d, stats_, {2, c});
+    float* batch_mean = stats_.dptr();
+    float* var = stats_.dptr() + c;
+    ReduceArgs r;
+    r.x = x.dptr(), r.rows = rows, r.cols = c, r.out = batch_mean;
+    d.column_sums(rt, site_stats_, r);
+    const float inv_rows = 1.0f / static_cast<float>(rows);
+    d.scale(batch_mean, c, inv_rows);
+    device_reshape(d, scratch_device_, {rows, c});
+    d.batch_norm_square_deviations(x.dptr(), batch_mean, scratch_device_.dptr(), rows, c);
+    r.x = scratch_device_.dptr(), r.out = var;
+    d.column_sums(rt, site_stats_, r);
+    d.scale(var, c, inv_rows);
+    rt.probe(probe_stats_, Phase::forward, stats_, ProbeLevel::op);
+    d.batch_norm_statistics(batch_mean, var, epsilon_, momentum_, one_minus_momentum_, inv_std_device_.dptr(),
+                            moving_mean_.value.dptr(), moving_variance_.value.dptr(), c);
+    mean = batch_mean;
+  } else {
+    d.batch_norm_inverse_std(moving_variance_.value.dptr(), epsilon_, inv_std_device_.dptr(), c);
+  }
+  d.batch_norm_normalize(x.dptr(), mean, inv_std_device_.dptr(), gamma_.value.dptr(), beta_.value.dptr(),
+                         xhat_.dptr(), y_.dptr(), rows, c);
+  rt.probe(probe_fwd_, Phase::forward, y_, ProbeLevel::op);
+  rt.probe_unchanged(probe_out_, Phase::forward, y_, ProbeLevel::layer);
+  return y_;
+}
+
+const Tensor& BatchNormalization::backward_on_device(const Tensor& dy, Runtime& rt) {
+  DeviceBackend& d = *rt.device;
+  const int64_t c = channels_, rows = xhat_.dim(0);
+  device_reshape(d, scratch_device_, {rows, 2 * c});
+  d.batch_norm_backward_columns(dy.dptr(), xhat_.dptr(), scratch_device_.dptr(), rows, c);
+  device_reshape(d, stats_, {2, c});
+  ReduceArgs r;
+  r.x = scratch_device_.dptr(), r.rows = rows, r.cols = 2 * c, r.out = stats_.dptr();
+  d.column_sums(rt, site_sums_, r);
+  rt.probe(probe_sums_, Phase::backward, stats_, ProbeLevel::op);
+  const float* dbeta = stats_.dptr();
+  const float* dgamma = stats_.dptr() + c;
+  d.copy(beta_.grad.dptr(), dbeta, static_cast<size_t>(c) * sizeof(float));
+  d.copy(gamma_.grad.dptr(), dgamma, static_cast<size_t>(c) * sizeof(float));
+
+  if (!needs_input_grad()) return no_input_grad();
+  device_reshape(d, dx_, dy.shape);
+  d.batch_norm_backward_data(dy.dptr(), xhat_.dptr(), gamma_.value.dptr(), inv_std_device_.dptr(), dbeta, dgamma,
+                             trained_, dx_.dptr(), rows, c);
+  rt.probe(probe_bwd_, Phase::backward, dx_, ProbeLevel::op);
+  rt.probe_unchanged(probe_dx_, Phase::backward, dx_, ProbeLevel::layer);
+  return dx_;
 }
 
 }  // namespace trainrr

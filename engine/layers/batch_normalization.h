@@ -35,6 +35,10 @@ class BatchNormalization : public Layer {
   std::vector<float> scratch_;   // (rows, c) or (rows, 2c)
   Tensor y_;                     // the last forward output
   Tensor dx_;                    // the last backward's input gradient
+  // In a run on a device: inv_std_ and scratch_ in device memory.
+  Tensor inv_std_device_, scratch_device_;
+  const Tensor& forward_on_device(const Tensor& x, Runtime& rt, bool training);
+  const Tensor& backward_on_device(const Tensor& dy, Runtime& rt);
 
   std::string site_stats_, site_sums_, probe_stats_, probe_fwd_, probe_sums_, probe_bwd_, probe_out_,
       probe_dx_;

@@ -79,24 +79,24 @@ const Tensor& Conv2D::forward(const Tensor& x, Runtime& rt, bool /*training*/) {
                 name() + " got " + shape_str(x.shape));
   const int64_t batch = x.dim(0);
   const int64_t rows = batch * out_h_ * out_w_;
-  copy_tensor(x_, x);
-  reshape_storage(y_, {batch, out_h_, out_w_, filters_});
+  copy_in(rt, x_, x);
+  place(rt, y_, {batch, out_h_, out_w_, filters_});
 
   Conv2dArgs a = args(batch);
-  a.x = x.ptr(), a.filter = kernel_.value.ptr(), a.out = y_.ptr();
-  run_conv2d(*rt.kernels, site_fwd_, OpKind::conv2d_fwd, a);
+  a.x = at(rt, x), a.filter = at(rt, kernel_.value), a.out = at(rt, y_);
+  op_conv2d(rt, site_fwd_, OpKind::conv2d_fwd, a);
   rt.probe(probe_fwd_, Phase::forward, y_, ProbeLevel::op);
 
   if (!rt.probes(ProbeLevel::op)) {
     // Nobody looks between the two ops: one pass over y does both, with the same bits.
-    bias_activation_forward(activation_, use_bias_ ? bias_.value.ptr() : nullptr, y_.ptr(), rows, filters_, &rt.pool(), rt.math);
+    op_bias_activation_forward(rt, activation_, use_bias_ ? at(rt, bias_.value) : nullptr, at(rt, y_), rows, filters_);
   } else {
     if (use_bias_) {
-      add_bias(y_.ptr(), bias_.value.ptr(), rows, filters_, &rt.pool());
+      op_add_bias(rt, at(rt, y_), at(rt, bias_.value), rows, filters_);
       rt.probe(probe_bias_fwd_, Phase::forward, y_, ProbeLevel::op);
     }
     if (activation_ != Activation::linear) {
-      activation_forward(activation_, y_.ptr(), y_.ptr(), rows, filters_, &rt.pool(), rt.math);
+      op_activation_forward(rt, activation_, at(rt, y_), at(rt, y_), rows, filters_);
       rt.probe(probe_act_fwd_, Phase::forward, y_, ProbeLevel::op);
     }
   }
@@ -111,30 +111,30 @@ const Tensor& Conv2D::backward(const Tensor& dy, Runtime& rt) {
 
   const Tensor* dz = &dy;
   if (activation_ != Activation::linear) {
-    reshape_storage(dz_, dy.shape);
-    activation_backward(activation_, y_.ptr(), dy.ptr(), dz_.ptr(), rows, filters_, &rt.pool());
+    place(rt, dz_, dy.shape);
+    op_activation_backward(rt, activation_, at(rt, y_), at(rt, dy), at(rt, dz_), rows, filters_);
     rt.probe(probe_act_bwd_, Phase::backward, dz_, ProbeLevel::op);
     dz = &dz_;
   }
 
   if (use_bias_) {
     ReduceArgs r;
-    r.x = dz->ptr(), r.rows = rows, r.cols = filters_, r.out = bias_.grad.ptr();
-    run_reduce(*rt.kernels, site_bias_bwd_, r);
+    r.x = at(rt, *dz), r.rows = rows, r.cols = filters_, r.out = at(rt, bias_.grad);
+    op_reduce(rt, site_bias_bwd_, r);
     rt.probe(probe_bias_bwd_, Phase::backward, bias_.grad, ProbeLevel::op);
   }
 
   Conv2dArgs f = args(batch);
-  f.x = x_.ptr(), f.dy = dz->ptr(), f.out = kernel_.grad.ptr();
-  run_conv2d(*rt.kernels, site_bwd_filter_, OpKind::conv2d_bwd_filter, f);
+  f.x = at(rt, x_), f.dy = at(rt, *dz), f.out = at(rt, kernel_.grad);
+  op_conv2d(rt, site_bwd_filter_, OpKind::conv2d_bwd_filter, f);
   rt.probe(probe_bwd_filter_, Phase::backward, kernel_.grad, ProbeLevel::op);
 
   if (!needs_input_grad()) return no_input_grad();
-  reshape_storage(dx_, x_.shape);  // the kernel overwrites it
+  place(rt, dx_, x_.shape);  // the kernel overwrites it
   Tensor& dx = dx_;
   Conv2dArgs d = args(batch);
-  d.filter = kernel_.value.ptr(), d.dy = dz->ptr(), d.out = dx.ptr();
-  run_conv2d(*rt.kernels, site_bwd_data_, OpKind::conv2d_bwd_data, d);
+  d.filter = at(rt, kernel_.value), d.dy = at(rt, *dz), d.out = at(rt, dx);
+  op_conv2d(rt, site_bwd_data_, OpKind::conv2d_bwd_data, d);
   rt.probe(probe_bwd_data_, Phase::backward, dx, ProbeLevel::op);
   rt.probe_unchanged(probe_dx_, Phase::backward, dx, ProbeLevel::layer);
   return dx;

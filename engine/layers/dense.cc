@@ -54,25 +54,25 @@ std::vector<Param*> Dense::params() {
 const Tensor& Dense::forward(const Tensor& x, Runtime& rt, bool /*training*/) {
   TRAINRR_CHECK(x.rank() == 2 && x.dim(1) == in_, name() + " got " + shape_str(x.shape));
   const int64_t batch = x.dim(0);
-  copy_tensor(x_, x);
-  reshape_storage(y_, {batch, units_});
+  copy_in(rt, x_, x);
+  place(rt, y_, {batch, units_});
 
   MatmulArgs mm;
   mm.m = batch, mm.n = units_, mm.k = in_;
-  mm.a = x.ptr(), mm.b = kernel_.value.ptr(), mm.c = y_.ptr();
-  run_matmul(*rt.kernels, site_fwd_, mm);
+  mm.a = at(rt, x), mm.b = at(rt, kernel_.value), mm.c = at(rt, y_);
+  op_matmul(rt, site_fwd_, mm);
   rt.probe(probe_fwd_, Phase::forward, y_, ProbeLevel::op);
 
   if (!rt.probes(ProbeLevel::op)) {
     // Nobody looks between the two ops: one pass over y does both, with the same bits.
-    bias_activation_forward(activation_, use_bias_ ? bias_.value.ptr() : nullptr, y_.ptr(), batch, units_, &rt.pool(), rt.math);
+    op_bias_activation_forward(rt, activation_, use_bias_ ? at(rt, bias_.value) : nullptr, at(rt, y_), batch, units_);
   } else {
     if (use_bias_) {
-      add_bias(y_.ptr(), bias_.value.ptr(), batch, units_, &rt.pool());
+      op_add_bias(rt, at(rt, y_), at(rt, bias_.value), batch, units_);
       rt.probe(probe_bias_fwd_, Phase::forward, y_, ProbeLevel::op);
     }
     if (activation_ != Activation::linear) {
-      activation_forward(activation_, y_.ptr(), y_.ptr(), batch, units_, &rt.pool(), rt.math);
+      op_activation_forward(rt, activation_, at(rt, y_), at(rt, y_), batch, units_);
       rt.probe(probe_act_fwd_, Phase::forward, y_, ProbeLevel::op);
     }
   }
@@ -87,34 +87,34 @@ const Tensor& Dense::backward(const Tensor& dy, Runtime& rt) {
   // dz: the gradient at the matmul-plus-bias output.
   const Tensor* dz = &dy;
   if (activation_ != Activation::linear) {
-    reshape_storage(dz_, dy.shape);
-    activation_backward(activation_, y_.ptr(), dy.ptr(), dz_.ptr(), batch, units_, &rt.pool());
+    place(rt, dz_, dy.shape);
+    op_activation_backward(rt, activation_, at(rt, y_), at(rt, dy), at(rt, dz_), batch, units_);
     rt.probe(probe_act_bwd_, Phase::backward, dz_, ProbeLevel::op);
     dz = &dz_;
   }
 
   if (use_bias_) {
     ReduceArgs r;
-    r.x = dz->ptr(), r.rows = batch, r.cols = units_, r.out = bias_.grad.ptr();
-    run_reduce(*rt.kernels, site_bias_bwd_, r);
+    r.x = at(rt, *dz), r.rows = batch, r.cols = units_, r.out = at(rt, bias_.grad);
+    op_reduce(rt, site_bias_bwd_, r);
     rt.probe(probe_bias_bwd_, Phase::backward, bias_.grad, ProbeLevel::op);
   }
 
   MatmulArgs dw;  // dW (in, units) = x^T (in, batch) dz (batch, units)
   dw.trans_a = true;
   dw.m = in_, dw.n = units_, dw.k = batch;
-  dw.a = x_.ptr(), dw.b = dz->ptr(), dw.c = kernel_.grad.ptr();
-  run_matmul(*rt.kernels, site_bwd_weight_, dw);
+  dw.a = at(rt, x_), dw.b = at(rt, *dz), dw.c = at(rt, kernel_.grad);
+  op_matmul(rt, site_bwd_weight_, dw);
   rt.probe(probe_bwd_weight_, Phase::backward, kernel_.grad, ProbeLevel::op);
 
   if (!needs_input_grad()) return no_input_grad();
-  reshape_storage(dx_, {batch, in_});  // the product overwrites it
+  place(rt, dx_, {batch, in_});  // the product overwrites it
   Tensor& dx = dx_;
   MatmulArgs dd;  // dx (batch, in) = dz (batch, units) W^T (units, in)
   dd.trans_b = true;
   dd.m = batch, dd.n = in_, dd.k = units_;
-  dd.a = dz->ptr(), dd.b = kernel_.value.ptr(), dd.c = dx.ptr();
-  run_matmul(*rt.kernels, site_bwd_data_, dd);
+  dd.a = at(rt, *dz), dd.b = at(rt, kernel_.value), dd.c = at(rt, dx);
+  op_matmul(rt, site_bwd_data_, dd);
   rt.probe(probe_bwd_data_, Phase::backward, dx, ProbeLevel::op);
   rt.probe_unchanged(probe_dx_, Phase::backward, dx, ProbeLevel::layer);
   return dx;

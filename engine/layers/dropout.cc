@@ -21,7 +21,26 @@ Result<Shape> Dropout::build(const Shape& input, Runtime& /*rt*/) { return input
 const Tensor& Dropout::forward(const Tensor& x, Runtime& rt, bool training) {
   // Keras skips the op (and so the draw) when the rate is 0.
   masked_ = training && rate_ > 0;
-  copy_tensor(y_, x);
+  if (rt.device && masked_) {
+    DeviceBackend& d = *rt.device;
+    const int64_t n = x.size();
+    device_reshape(d, y_, x.shape);
+    // The hooks decide the draw (key and position) as on the CPU; the device draws it. The hooks see the
+    // values drawn, read back.
+    const RngDraw draw = rt.rng->reserve(site_, site_, static_cast<uint64_t>(n));
+    device_reshape(d, u_device_, {n});
+    d.uniform(draw.key, draw.counter, 0.0f, 1.0f, u_device_.dptr(), n);
+    u_.resize(n);
+    if (n) d.download(u_.data(), u_device_.dptr(), static_cast<size_t>(n) * sizeof(float));
+    rt.rng->drawn(draw, std::as_bytes(std::span<const float>(u_)));
+    keep_device_.resize(d, static_cast<size_t>(n));
+    d.dropout(draw.key, draw.counter, static_cast<float>(rate_), scale_, x.dptr(), y_.dptr(),
+              static_cast<uint8_t*>(keep_device_.get()), n);
+    rt.probe(probe_fwd_, Phase::forward, y_, ProbeLevel::op);
+    rt.probe_unchanged(probe_out_, Phase::forward, y_, ProbeLevel::layer);
+    return y_;
+  }
+  copy_in(rt, y_, x);
   Tensor& y = y_;
   if (masked_) {
     const int64_t n = x.size();
@@ -43,7 +62,16 @@ const Tensor& Dropout::forward(const Tensor& x, Runtime& rt, bool training) {
 
 const Tensor& Dropout::backward(const Tensor& dy, Runtime& rt) {
   if (!needs_input_grad()) return no_input_grad();
-  copy_tensor(dx_, dy);
+  if (rt.device && masked_) {
+    DeviceBackend& d = *rt.device;
+    TRAINRR_CHECK(dy.shape == y_.shape, name() + " got dy " + shape_str(dy.shape));
+    device_reshape(d, dx_, dy.shape);
+    d.dropout_backward(static_cast<const uint8_t*>(keep_device_.get()), scale_, dy.dptr(), dx_.dptr(), dy.size());
+    rt.probe(probe_bwd_, Phase::backward, dx_, ProbeLevel::op);
+    rt.probe_unchanged(probe_dx_, Phase::backward, dx_, ProbeLevel::layer);
+    return dx_;
+  }
+  copy_in(rt, dx_, dy);
   Tensor& dx = dx_;
   if (masked_) {
     TRAINRR_CHECK(dy.size() == static_cast<int64_t>(keep_.size()), name() + " got dy " + shape_str(dy.shape));

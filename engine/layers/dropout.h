@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/device_backend.h"
 #include "engine/layers/layer.h"
 
 namespace trainrr {
@@ -29,6 +30,9 @@ class Dropout : public Layer {
   Tensor y_;                   // the last forward output
   Tensor dx_;                  // the last backward's input gradient
   std::vector<uint8_t> keep_;  // per element: kept by the last forward
+  // In a run on a device: the draw's uniforms and the keep mask in device memory.
+  Tensor u_device_;
+  DeviceArray keep_device_;
   float scale_ = 1;            // 1 / (1 - rate)
   std::string site_, probe_fwd_, probe_bwd_, probe_out_, probe_dx_;
 };

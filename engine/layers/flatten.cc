@@ -19,7 +19,7 @@ Result<Shape> Flatten::build(const Shape& input, Runtime& /*rt*/) {
 const Tensor& Flatten::forward(const Tensor& x, Runtime& rt, bool /*training*/) {
   TRAINRR_CHECK(x.rank() == static_cast<int>(input_.size()) + 1 && x.size() == x.dim(0) * shape_size(input_),
                 name() + " got " + shape_str(x.shape));
-  copy_tensor(y_, x);
+  copy_in(rt, y_, x);
   y_.shape = {x.dim(0), shape_size(input_)};
   const Tensor& y = y_;
   rt.probe(probe_out_, Phase::forward, y, ProbeLevel::layer);
@@ -31,7 +31,7 @@ const Tensor& Flatten::backward(const Tensor& dy, Runtime& rt) {
   s.insert(s.end(), input_.begin(), input_.end());
   if (!needs_input_grad()) return no_input_grad();
   TRAINRR_CHECK(shape_size(s) == dy.size(), name() + " got dy " + shape_str(dy.shape));
-  copy_tensor(dx_, dy);
+  copy_in(rt, dx_, dy);
   dx_.shape = std::move(s);
   const Tensor& dx = dx_;
   rt.probe(probe_dx_, Phase::backward, dx, ProbeLevel::layer);

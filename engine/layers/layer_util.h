@@ -4,6 +4,10 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "engine/device_backend.h"
+#include "engine/kernels/kernel_selector.h"
+#include "engine/layers/activations.h"
+#include "engine/runtime.h"
 #include "engine/tensor.h"
 #include "engine/thread_pool.h"
 
@@ -55,6 +59,72 @@ inline void add_bias_rows(float* y, const float* b, int64_t r0, int64_t r1, int6
 // y[r, j] += b[j] over a [rows, cols] block.
 inline void add_bias(float* y, const float* b, int64_t rows, int64_t cols, ThreadPool* pool = nullptr) {
   for_row_chunks(pool, rows, cols, [&](int64_t r0, int64_t r1) { add_bias_rows(y, b, r0, r1, cols); });
+}
+
+// ---- One code path for the CPU and a device: where a run on a device keeps a tensor's values (device memory)
+// and which implementation of an op runs (the device backend's, or the CPU's). On the CPU each is the call the
+// layers made before there were devices, unchanged.
+
+// The values an op reads and writes.
+inline float* at(Runtime& rt, Tensor& t) { return rt.device ? t.dptr() : t.ptr(); }
+inline const float* at(Runtime& rt, const Tensor& t) { return rt.device ? t.dptr() : t.ptr(); }
+// t shaped `shape`, its storage reused; the values are unspecified.
+inline void place(Runtime& rt, Tensor& t, Shape shape) {
+  if (rt.device)
+    device_reshape(*rt.device, t, std::move(shape));
+  else
+    reshape_storage(t, std::move(shape));
+}
+// dst = src.
+inline void copy_in(Runtime& rt, Tensor& dst, const Tensor& src) {
+  if (rt.device)
+    device_copy(*rt.device, dst, src);
+  else
+    copy_tensor(dst, src);
+}
+inline void op_matmul(Runtime& rt, std::string_view site, const MatmulArgs& a) {
+  if (rt.device)
+    rt.device->matmul(rt, site, a);
+  else
+    run_matmul(*rt.kernels, site, a);
+}
+inline void op_reduce(Runtime& rt, std::string_view site, const ReduceArgs& a) {
+  if (rt.device)
+    rt.device->column_sums(rt, site, a);
+  else
+    run_reduce(*rt.kernels, site, a);
+}
+inline void op_conv2d(Runtime& rt, std::string_view site, OpKind op, const Conv2dArgs& a) {
+  if (rt.device)
+    rt.device->conv2d(rt, site, op, a);
+  else
+    run_conv2d(*rt.kernels, site, op, a);
+}
+inline void op_add_bias(Runtime& rt, float* y, const float* b, int64_t rows, int64_t cols) {
+  if (rt.device)
+    rt.device->add_bias(y, b, rows, cols);
+  else
+    add_bias(y, b, rows, cols, &rt.pool());
+}
+inline void op_activation_forward(Runtime& rt, Activation a, const float* x, float* y, int64_t rows, int64_t cols) {
+  if (rt.device)
+    rt.device->activation_forward(a, x, y, rows, cols, rt.math);
+  else
+    activation_forward(a, x, y, rows, cols, &rt.pool(), rt.math);
+}
+inline void op_activation_backward(Runtime& rt, Activation a, const float* y, const float* dy, float* dx,
+                                   int64_t rows, int64_t cols) {
+  if (rt.device)
+    rt.device->activation_backward(a, y, dy, dx, rows, cols);
+  else
+    activation_backward(a, y, dy, dx, rows, cols, &rt.pool());
+}
+inline void op_bias_activation_forward(Runtime& rt, Activation a, const float* b, float* y, int64_t rows,
+                                       int64_t cols) {
+  if (rt.device)
+    rt.device->bias_activation_forward(a, b, y, rows, cols, rt.math);
+  else
+    bias_activation_forward(a, b, y, rows, cols, &rt.pool(), rt.math);
 }
 
 }  // namespace trainrr

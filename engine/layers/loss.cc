@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "engine/choice.h"
+#include "engine/device_backend.h"
 #include "engine/portable_math.h"
 
 namespace trainrr {
@@ -35,6 +36,37 @@ std::string values_str(const Shape& output) {
   return std::to_string(output[0]) + (output[0] == 1 ? " value" : " values");
 }
 
+void check_class_labels(std::span<const float> labels, int64_t k) {
+  for (float l : labels) {
+    const int64_t y = static_cast<int64_t>(l);
+    TRAINRR_CHECK(y >= 0 && y < k && static_cast<float>(y) == l,
+                  "label " + std::to_string(l) + " for " + std::to_string(k) + " classes");
+  }
+}
+
+// A loss on a device: the labels uploaded, the loss's kernel (per-sample losses and the gradient), and the mean
+// through the reduction at "loss/mean", read back, with the CPU's arithmetic.
+template <class Kernel>
+LossValue on_device(const Tensor& pred, std::span<const float> labels, Runtime& rt, int64_t batch,
+                    const Kernel& kernel) {
+  DeviceBackend& d = *rt.device;
+  LossValue out;
+  device_reshape(d, out.grad, pred.shape);
+  Tensor y(Shape{static_cast<int64_t>(labels.size())}, std::vector<float>(labels.begin(), labels.end()));
+  to_device(d, y);
+  Tensor per, sum;
+  device_reshape(d, per, {batch});
+  device_reshape(d, sum, {1});
+  kernel(d, y.dptr(), per.dptr(), out.grad.dptr());
+  ReduceArgs r;
+  r.x = per.dptr(), r.rows = batch, r.cols = 1, r.out = sum.dptr();
+  d.column_sums(rt, "loss/mean", r);
+  float total = 0;
+  d.download(&total, sum.dptr(), sizeof(float));
+  out.loss = static_cast<double>(total / static_cast<float>(batch));
+  return out;
+}
+
 class BinaryCrossentropy : public Loss {
  public:
   explicit BinaryCrossentropy(bool from_logits) : from_logits_(from_logits) {}
@@ -45,25 +77,15 @@ class BinaryCrossentropy : public Loss {
     TRAINRR_CHECK(pred.size() == batch && static_cast<int64_t>(labels.size()) == batch,
                   "binary_crossentropy: prediction " + shape_str(pred.shape) + ", " +
                       std::to_string(labels.size()) + " labels");
+    const bool from_logits = from_logits_;
+    if (rt.device)
+      return on_device(pred, labels, rt, batch, [&](DeviceBackend& d, const float* y, float* per, float* grad) {
+        d.binary_crossentropy(pred.dptr(), y, batch, from_logits, rt.math, per, grad);
+      });
     LossValue out;
-    const Math math{rt.math};
     out.grad = Tensor(pred.shape);
     Tensor per({batch});
-    const float inv_batch = 1.0f / static_cast<float>(batch);
-    for (int64_t i = 0; i < batch; ++i) {
-      const float y = labels[i], z = pred[i];
-      if (from_logits_) {
-        // max(z, 0) - z y + log(1 + exp(-|z|)): never overflows, exact for large |z|.
-        per[i] = std::max(z, 0.0f) - z * y + math.log1p(math.exp(-std::abs(z)));
-        out.grad[i] = (1.0f / (1.0f + math.exp(-z)) - y) * inv_batch;
-      } else {
-        const float p = std::clamp(z, kEpsilon, 1.0f - kEpsilon);
-        per[i] = -(y * math.log(p) + (1.0f - y) * math.log(1.0f - p));
-        // The clip passes no gradient outside its range, as tf.clip_by_value.
-        const bool inside = z >= kEpsilon && z <= 1.0f - kEpsilon;
-        out.grad[i] = inside ? -(y / p - (1.0f - y) / (1.0f - p)) * inv_batch : 0.0f;
-      }
-    }
+    binary_crossentropy_rows(pred.ptr(), labels.data(), batch, from_logits_, rt.math, per.ptr(), out.grad.ptr());
     out.loss = batch_mean(per, rt);
     return out;
   }
@@ -93,49 +115,19 @@ class SparseCategoricalCrossentropy : public Loss {
                   "sparse_categorical_crossentropy: prediction " + shape_str(pred.shape) + ", " +
                       std::to_string(labels.size()) + " labels");
     const int64_t batch = pred.dim(0), k = pred.dim(1);
+    const bool from_logits = from_logits_, softmax_output = softmax_output_;
+    if (rt.device) {
+      // The device cannot stop on a label that is no class index: they are checked here, on the host.
+      check_class_labels(labels, k);
+      return on_device(pred, labels, rt, batch, [&](DeviceBackend& d, const float* y, float* per, float* grad) {
+        d.sparse_categorical_crossentropy(pred.dptr(), y, batch, k, from_logits, softmax_output, rt.math, per, grad);
+      });
+    }
     LossValue out;
-    const Math math{rt.math};
     out.grad = Tensor(pred.shape);
     Tensor per({batch});
-    const float inv_batch = 1.0f / static_cast<float>(batch);
-    for (int64_t i = 0; i < batch; ++i) {
-      const int64_t y = static_cast<int64_t>(labels[i]);
-      TRAINRR_CHECK(y >= 0 && y < k && static_cast<float>(y) == labels[i],
-                    "label " + std::to_string(labels[i]) + " for " + std::to_string(k) + " classes");
-      const float* z = pred.ptr() + i * k;
-      float* g = out.grad.ptr() + i * k;
-      if (from_logits_) {
-        // log softmax with the row maximum subtracted: finite for any logits.
-        const float m = *std::max_element(z, z + k);
-        float sum = 0;
-        for (int64_t j = 0; j < k; ++j) sum += math.exp(z[j] - m);
-        // In shifted form, as TensorFlow's kernel: adding m back would round away the loss at large logits.
-        per[i] = math.log(sum) - (z[y] - m);
-        const float inv_sum = 1.0f / sum;
-        for (int64_t j = 0; j < k; ++j) g[j] = math.exp(z[j] - m) * inv_sum * inv_batch;
-        g[y] -= inv_batch;
-      } else if (softmax_output_) {
-        // A softmax row sums to 1, so Keras' q = p / sum(p) is p; and the gradient's 1/sum term, the same
-        // for every class, is one the softmax's backward cancels. Computing them would only add rounding.
-        const float p = std::clamp(z[y], kEpsilon, 1.0f - kEpsilon);
-        per[i] = -math.log(p);
-        const bool inside = z[y] >= kEpsilon && z[y] <= 1.0f - kEpsilon;
-        if (inside) g[y] = -inv_batch / p;
-      } else {
-        // Keras first scales the row to sum to 1, q = p / sum(p), so an output that is not a distribution
-        // (sigmoid, linear) is read as one.
-        float sum = 0;
-        for (int64_t j = 0; j < k; ++j) sum += z[j];
-        const float q = z[y] / sum;
-        per[i] = -math.log(std::clamp(q, kEpsilon, 1.0f - kEpsilon));
-        // d/dp_j of -log(p_y / sum) = 1/sum - [j == y]/p_y. The clip passes no gradient outside its range.
-        if (q >= kEpsilon && q <= 1.0f - kEpsilon) {
-          const float each = inv_batch / sum;
-          for (int64_t j = 0; j < k; ++j) g[j] = each;
-          g[y] = each - inv_batch / z[y];
-        }
-      }
-    }
+    sparse_categorical_crossentropy_rows(pred.ptr(), labels.data(), batch, k, from_logits_, softmax_output_, rt.math,
+                                         per.ptr(), out.grad.ptr());
     out.loss = batch_mean(per, rt);
     return out;
   }
@@ -166,21 +158,14 @@ class MeanSquaredError : public Loss {
         pred.rank() >= 1 && static_cast<int64_t>(labels.size()) == pred.size(),
         "mse: prediction " + shape_str(pred.shape) + ", " + std::to_string(labels.size()) + " targets");
     const int64_t batch = pred.dim(0), k = pred.size() / batch;
+    if (rt.device)
+      return on_device(pred, labels, rt, batch, [&](DeviceBackend& d, const float* y, float* per, float* grad) {
+        d.mean_squared_error(pred.dptr(), y, batch, k, per, grad);
+      });
     LossValue out;
     out.grad = Tensor(pred.shape);
     Tensor per({batch});
-    // Keras averages over the last axis, then over the batch.
-    const float inv_k = 1.0f / static_cast<float>(k);
-    const float gscale = 2.0f / static_cast<float>(k * batch);
-    for (int64_t i = 0; i < batch; ++i) {
-      float s = 0;
-      for (int64_t j = 0; j < k; ++j) {
-        const float d = pred[i * k + j] - labels[i * k + j];
-        s += d * d;
-        out.grad[i * k + j] = d * gscale;
-      }
-      per[i] = s * inv_k;
-    }
+    mean_squared_error_rows(pred.ptr(), labels.data(), batch, k, per.ptr(), out.grad.ptr());
     out.loss = batch_mean(per, rt);
     return out;
   }
@@ -212,6 +197,88 @@ int64_t count_threshold(const Tensor& pred, std::span<const float> labels, float
 }
 
 }  // namespace
+
+void binary_crossentropy_rows(const float* pred, const float* labels, int64_t batch, bool from_logits,
+                              MathFamily family, float* per, float* grad) {
+  const Math math{family};
+  const float inv_batch = 1.0f / static_cast<float>(batch);
+  for (int64_t i = 0; i < batch; ++i) {
+    const float y = labels[i], z = pred[i];
+    if (from_logits) {
+      // max(z, 0) - z y + log(1 + exp(-|z|)): never overflows, exact for large |z|.
+      per[i] = std::max(z, 0.0f) - z * y + math.log1p(math.exp(-std::abs(z)));
+      grad[i] = (1.0f / (1.0f + math.exp(-z)) - y) * inv_batch;
+    } else {
+      const float p = std::clamp(z, kEpsilon, 1.0f - kEpsilon);
+      per[i] = -(y * math.log(p) + (1.0f - y) * math.log(1.0f - p));
+      // The clip passes no gradient outside its range, as tf.clip_by_value.
+      const bool inside = z >= kEpsilon && z <= 1.0f - kEpsilon;
+      grad[i] = inside ? -(y / p - (1.0f - y) / (1.0f - p)) * inv_batch : 0.0f;
+    }
+  }
+}
+
+void sparse_categorical_crossentropy_rows(const float* pred, const float* labels, int64_t batch, int64_t k,
+                                          bool from_logits, bool softmax_output, MathFamily family, float* per,
+                                          float* grad) {
+  const Math math{family};
+  const float inv_batch = 1.0f / static_cast<float>(batch);
+  for (int64_t i = 0; i < batch; ++i) {
+    const int64_t y = static_cast<int64_t>(labels[i]);
+    TRAINRR_CHECK(y >= 0 && y < k && static_cast<float>(y) == labels[i],
+                  "label " + std::to_string(labels[i]) + " for " + std::to_string(k) + " classes");
+    const float* z = pred + i * k;
+    float* g = grad + i * k;
+    std::fill(g, g + k, 0.0f);
+    if (from_logits) {
+      // log softmax with the row maximum subtracted: finite for any logits.
+      const float m = *std::max_element(z, z + k);
+      float sum = 0;
+      for (int64_t j = 0; j < k; ++j) sum += math.exp(z[j] - m);
+      // In shifted form, as TensorFlow's kernel: adding m back would round away the loss at large logits.
+      per[i] = math.log(sum) - (z[y] - m);
+      const float inv_sum = 1.0f / sum;
+      for (int64_t j = 0; j < k; ++j) g[j] = math.exp(z[j] - m) * inv_sum * inv_batch;
+      g[y] -= inv_batch;
+    } else if (softmax_output) {
+      // A softmax row sums to 1, so Keras' q = p / sum(p) is p; and the gradient's 1/sum term, the same
+      // for every class, is one the softmax's backward cancels. Computing them would only add rounding.
+      const float p = std::clamp(z[y], kEpsilon, 1.0f - kEpsilon);
+      per[i] = -math.log(p);
+      const bool inside = z[y] >= kEpsilon && z[y] <= 1.0f - kEpsilon;
+      if (inside) g[y] = -inv_batch / p;
+    } else {
+      // Keras first scales the row to sum to 1, q = p / sum(p), so an output that is not a distribution
+      // (sigmoid, linear) is read as one.
+      float sum = 0;
+      for (int64_t j = 0; j < k; ++j) sum += z[j];
+      const float q = z[y] / sum;
+      per[i] = -math.log(std::clamp(q, kEpsilon, 1.0f - kEpsilon));
+      // d/dp_j of -log(p_y / sum) = 1/sum - [j == y]/p_y. The clip passes no gradient outside its range.
+      if (q >= kEpsilon && q <= 1.0f - kEpsilon) {
+        const float each = inv_batch / sum;
+        for (int64_t j = 0; j < k; ++j) g[j] = each;
+        g[y] = each - inv_batch / z[y];
+      }
+    }
+  }
+}
+
+void mean_squared_error_rows(const float* pred, const float* targets, int64_t batch, int64_t k, float* per,
+                             float* grad) {
+  // Keras averages over the last axis, then over the batch.
+  const float inv_k = 1.0f / static_cast<float>(k);
+  const float gscale = 2.0f / static_cast<float>(k * batch);
+  for (int64_t i = 0; i < batch; ++i) {
+    float s = 0;
+    for (int64_t j = 0; j < k; ++j) {
+      const float d = pred[i * k + j] - targets[i * k + j];
+      s += d * d;
+      grad[i * k + j] = d * gscale;
+    }
+    per[i] = s * inv_k;
+  }
+}
 
 Result<std::unique_ptr<Loss>> make_loss(std::string_view name, bool from_logits, bool softmax_output) {
   if (name == "binary_crossentropy")

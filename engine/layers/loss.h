@@ -35,6 +35,17 @@ class Loss {
 // so each row is a distribution already.
 Result<std::unique_ptr<Loss>> make_loss(std::string_view name, bool from_logits, bool softmax_output = false);
 
+// The losses' arithmetic over a batch on the host: per_sample[batch] and d loss / d pred (grad, the shape of
+// pred, every element written), as compute takes them before the mean. Labels are one per sample (mse: one
+// per value).
+void binary_crossentropy_rows(const float* pred, const float* labels, int64_t batch, bool from_logits,
+                              MathFamily math, float* per_sample, float* grad);
+void sparse_categorical_crossentropy_rows(const float* pred, const float* labels, int64_t batch, int64_t k,
+                                          bool from_logits, bool softmax_output, MathFamily math,
+                                          float* per_sample, float* grad);
+void mean_squared_error_rows(const float* pred, const float* targets, int64_t batch, int64_t k,
+                             float* per_sample, float* grad);
+
 // Accuracy for the loss: argmax for sparse categorical; for binary, a threshold of 0.5 on probabilities and
 // of 0 on logits (probability 0.5). Keras' BinaryAccuracy thresholds at 0.5 whatever from_logits says, which
 // on logits means probability 0.62: trainrr keeps the threshold at probability 0.5. Returns the number of

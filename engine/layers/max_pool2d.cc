@@ -57,6 +57,53 @@ void window_max(const float* __restrict xi, float* __restrict yo, int32_t* __res
 
 }  // namespace
 
+void max_pool_forward_host(const PoolGeometry& g, const float* x, float* y, int32_t* argmax, ThreadPool* pool) {
+  const int64_t image = g.h * g.w * g.c;
+  // Tasks of whole output rows: each output is written by one task alone.
+  for_row_chunks(pool, g.n * g.out_h, g.out_w * g.c, [&](int64_t row0, int64_t row1) {
+    for (int64_t row = row0; row < row1; ++row) {
+      const int64_t n = row / g.out_h, oy = row % g.out_h;
+      const float* xi = x + n * image;
+      // Padded cells never win: the window is clipped to the input (same padding can only clip edges,
+      // and every window keeps at least one input cell).
+      const int64_t y0 = std::max<int64_t>(oy * g.stride_h - g.pad_top, 0);
+      const int64_t y1 = std::min<int64_t>(oy * g.stride_h - g.pad_top + g.pool_h, g.h);
+      for (int64_t ox = 0; ox < g.out_w; ++ox) {
+        const int64_t x0 = std::max<int64_t>(ox * g.stride_w - g.pad_left, 0);
+        const int64_t x1 = std::min<int64_t>(ox * g.stride_w - g.pad_left + g.pool_w, g.w);
+        const int64_t o = (row * g.out_w + ox) * g.c;
+        window_max(xi, y + o, argmax + o, static_cast<int32_t>(g.c), static_cast<int32_t>(g.w * g.c), y0, y1, x0,
+                   x1);
+      }
+    }
+  });
+}
+
+void max_pool_backward_host(const PoolGeometry& g, const float* dy, const int32_t* argmax, float* dx,
+                            ThreadPool* pool) {
+  const int64_t image = g.h * g.w * g.c, outputs = g.out_h * g.out_w * g.c;
+  // Tasks of whole images: an output only sends its gradient into its own image, so the additions into
+  // each cell happen in output order whatever the split.
+  for_row_chunks(pool, g.n, image, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      float* __restrict dxi = dx + n * image;
+      const float* __restrict dyi = dy + n * outputs;
+      const int32_t* __restrict ai = argmax + n * outputs;
+      std::fill(dxi, dxi + image, 0.0f);  // cells that were no window's maximum get no gradient
+      // Overlapping windows (stride < pool) can pick the same cell twice, hence +=.
+      for (int64_t i = 0; i < outputs; ++i) dxi[ai[i]] += dyi[i];
+    }
+  });
+}
+
+PoolGeometry MaxPool2D::geometry(int64_t batch) const {
+  PoolGeometry g;
+  g.n = batch, g.h = h_, g.w = w_, g.c = c_;
+  g.pool_h = pool_size_[0], g.pool_w = pool_size_[1], g.stride_h = strides_[0], g.stride_w = strides_[1];
+  g.pad_top = pad_top_, g.pad_left = pad_left_, g.out_h = out_h_, g.out_w = out_w_;
+  return g;
+}
+
 const Tensor& MaxPool2D::forward(const Tensor& x, Runtime& rt, bool /*training*/) {
   TRAINRR_CHECK(x.rank() == 4 && x.dim(1) == h_ && x.dim(2) == w_ && x.dim(3) == c_,
                 name() + " got " + shape_str(x.shape));
@@ -64,50 +111,34 @@ const Tensor& MaxPool2D::forward(const Tensor& x, Runtime& rt, bool /*training*/
   const int64_t image = h_ * w_ * c_;
   TRAINRR_CHECK(image <= INT32_MAX, name() + ": an image of " + shape_str(x.shape) + " is too large");
   x_shape_ = x.shape;
-  reshape_storage(y_, {batch, out_h_, out_w_, c_});  // every output is written below
+  const PoolGeometry g = geometry(batch);
   Tensor& y = y_;
-  argmax_.resize(y.size());
-  // Tasks of whole output rows: each output is written by one task alone.
-  for_row_chunks(&rt.pool(), batch * out_h_, out_w_ * c_, [&](int64_t row0, int64_t row1) {
-    for (int64_t row = row0; row < row1; ++row) {
-      const int64_t n = row / out_h_, oy = row % out_h_;
-      const float* xi = x.ptr() + n * image;
-      // Padded cells never win: the window is clipped to the input (same padding can only clip edges,
-      // and every window keeps at least one input cell).
-      const int64_t y0 = std::max<int64_t>(oy * strides_[0] - pad_top_, 0);
-      const int64_t y1 = std::min<int64_t>(oy * strides_[0] - pad_top_ + pool_size_[0], h_);
-      for (int64_t ox = 0; ox < out_w_; ++ox) {
-        const int64_t x0 = std::max<int64_t>(ox * strides_[1] - pad_left_, 0);
-        const int64_t x1 = std::min<int64_t>(ox * strides_[1] - pad_left_ + pool_size_[1], w_);
-        const int64_t o = (row * out_w_ + ox) * c_;
-        window_max(xi, y.ptr() + o, argmax_.data() + o, static_cast<int32_t>(c_), static_cast<int32_t>(w_ * c_),
-                   y0, y1, x0, x1);
-      }
-    }
-  });
+  if (rt.device) {
+    device_reshape(*rt.device, y, {batch, out_h_, out_w_, c_});
+    argmax_device_.resize(*rt.device, static_cast<size_t>(y.size()) * sizeof(int32_t));
+    rt.device->max_pool_forward(g, x.dptr(), y.dptr(), static_cast<int32_t*>(argmax_device_.get()));
+  } else {
+    reshape_storage(y, {batch, out_h_, out_w_, c_});  // every output is written below
+    argmax_.resize(y.size());
+    max_pool_forward_host(g, x.ptr(), y.ptr(), argmax_.data(), &rt.pool());
+  }
   rt.probe(probe_fwd_, Phase::forward, y, ProbeLevel::op);
   rt.probe_unchanged(probe_out_, Phase::forward, y, ProbeLevel::layer);
   return y;
 }
 
 const Tensor& MaxPool2D::backward(const Tensor& dy, Runtime& rt) {
-  TRAINRR_CHECK(dy.size() == static_cast<int64_t>(argmax_.size()), name() + " got dy " + shape_str(dy.shape));
+  TRAINRR_CHECK(dy.shape == y_.shape, name() + " got dy " + shape_str(dy.shape));
   if (!needs_input_grad()) return no_input_grad();
-  reshape_storage(dx_, x_shape_);
   Tensor& dx = dx_;
-  const int64_t batch = x_shape_[0], image = h_ * w_ * c_, outputs = out_h_ * out_w_ * c_;
-  // Tasks of whole images: an output only sends its gradient into its own image, so the additions into
-  // each cell happen in output order whatever the split.
-  for_row_chunks(&rt.pool(), batch, image, [&](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; ++n) {
-      float* __restrict dxi = dx.ptr() + n * image;
-      const float* __restrict dyi = dy.ptr() + n * outputs;
-      const int32_t* __restrict ai = argmax_.data() + n * outputs;
-      std::fill(dxi, dxi + image, 0.0f);  // cells that were no window's maximum get no gradient
-      // Overlapping windows (stride < pool) can pick the same cell twice, hence +=.
-      for (int64_t i = 0; i < outputs; ++i) dxi[ai[i]] += dyi[i];
-    }
-  });
+  const PoolGeometry g = geometry(x_shape_[0]);
+  if (rt.device) {
+    device_reshape(*rt.device, dx, x_shape_);
+    rt.device->max_pool_backward(g, dy.dptr(), static_cast<const int32_t*>(argmax_device_.get()), dx.dptr());
+  } else {
+    reshape_storage(dx, x_shape_);
+    max_pool_backward_host(g, dy.ptr(), argmax_.data(), dx.ptr(), &rt.pool());
+  }
   rt.probe(probe_bwd_, Phase::backward, dx, ProbeLevel::op);
   rt.probe_unchanged(probe_dx_, Phase::backward, dx, ProbeLevel::layer);
   return dx;

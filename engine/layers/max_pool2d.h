@@ -6,10 +6,17 @@
 #include <cstdint>
 #include <string>
 
+#include "engine/device_backend.h"
 #include "engine/layers/layer.h"
 #include "engine/layers/padding.h"
 
 namespace trainrr {
+
+// The layer's arithmetic on the host: y and argmax [n, out_h, out_w, c], argmax counted from each image's
+// start; dx [n, h, w, c] (overwritten). Either splits its work over `pool` (may be null) without changing a bit.
+void max_pool_forward_host(const PoolGeometry& g, const float* x, float* y, int32_t* argmax, ThreadPool* pool);
+void max_pool_backward_host(const PoolGeometry& g, const float* dy, const int32_t* argmax, float* dx,
+                            ThreadPool* pool);
 
 class MaxPool2D : public Layer {
  public:
@@ -29,6 +36,8 @@ class MaxPool2D : public Layer {
   Tensor y_;                     // (batch, out_h, out_w, c): the last forward output
   Tensor dx_;                    // (batch, h, w, c): the last backward's input gradient
   std::vector<int32_t> argmax_;  // (batch, out_h, out_w, c): where each maximum is, from its image's start
+  DeviceArray argmax_device_;    // the same, in a run on a device
+  PoolGeometry geometry(int64_t batch) const;
 
   std::string probe_fwd_, probe_bwd_, probe_out_, probe_dx_;
 };

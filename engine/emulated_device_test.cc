@@ -1,0 +1,205 @@
+// The engine's device path, checked without a GPU: a run on the emulated device (engine/emulated_device.h) must
+// give the CPU run's every probe, kernel choice, draw, loss, parameter and gradient, bit for bit.
+
+#include "engine/emulated_device.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "engine/fingerprint.h"
+#include "engine/trainer.h"
+
+namespace trainrr {
+namespace {
+
+std::string example(const std::string& name) { return std::string(TRAINRR_SOURCE_DIR) + "/examples/" + name; }
+
+std::string hex(uint64_t v) {
+  char buf[20];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// Everything a run shows its hooks, as lines.
+class Observer : public Hooks {
+ public:
+  ProbeLevel probe_level() const override { return ProbeLevel::op; }
+  void probe(std::string_view site, Phase phase, const Tensor& value) override {
+    EXPECT_FALSE(value.on_device()) << site;
+    EXPECT_EQ(static_cast<int64_t>(value.data.size()), shape_size(value.shape)) << site;
+    log.push_back(std::string("probe ") + phase_name(phase) + " " + std::string(site) + " " + shape_str(value.shape) +
+                  " " + hex(digest(value)));
+  }
+  void kernel_selected(KernelChoice& c) override { log.push_back("kernel " + c.site + " " + c.chosen); }
+  void rng_values(const RngDraw& d, std::span<const std::byte> values) override {
+    log.push_back("rng " + d.site + " " + d.stream + " " + std::to_string(d.counter) + "+" +
+                  std::to_string(d.count) + " " + hex(digest_bytes(values.data(), values.size())));
+  }
+  void step_end(const StepSummary& s) override {
+    char loss[64];
+    std::snprintf(loss, sizeof loss, "%a", s.loss);
+    std::string line = "step " + std::to_string(s.step) + " loss " + loss;
+    for (const auto& [k, v] : s.metrics) line += " " + k + " " + std::to_string(v);
+    log.push_back(line);
+    for (const auto& [name, t] : s.params) log.push_back("  param " + name + " " + hex(digest(*t)));
+    for (const auto& [name, t] : s.grads) log.push_back("  grad " + name + " " + hex(digest(*t)));
+  }
+  void epoch_end(const EpochSummary& e) override {
+    std::string line = "epoch " + std::to_string(e.epoch);
+    for (const auto& [k, v] : e.logs) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, " %s %a", k.c_str(), v);
+      line += buf;
+    }
+    log.push_back(line);
+  }
+  std::vector<std::string> log;
+};
+
+struct Outcome {
+  std::vector<std::string> log;
+  std::vector<std::string> state;  // the final TrainState's tensors
+  std::string evaluation;
+  uint64_t prediction = 0;
+};
+
+Outcome run(const std::string& file, std::vector<std::string> overrides, DeviceBackend* device) {
+  Outcome out;
+  auto config = load_config(example(file), overrides);
+  EXPECT_TRUE(config.ok()) << (config.ok() ? "" : config.error().message);
+  if (!config) return out;
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  Observer hooks;
+  TrainingOptions options;
+  options.registry = &registry;
+  options.hooks = &hooks;
+  options.device = device;
+  auto t = Training::create(*config, options);
+  EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.error().message);
+  if (!t) return out;
+  Status s = (*t)->fit();
+  EXPECT_TRUE(s.ok()) << (s.ok() ? "" : s.error().message);
+  out.log = std::move(hooks.log);
+  for (const NamedTensor& nt : (*t)->state().tensors) out.state.push_back(nt.name + " " + hex(digest(nt.value)));
+  if ((*t)->has_test()) {
+    const Evaluation e = (*t)->evaluate((*t)->test_data());
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "loss %a accuracy %a rows %lld", e.loss, e.accuracy, static_cast<long long>(e.rows));
+    out.evaluation = buf;
+    Tensor x = (*t)->test_data().x;
+    const Tensor p = (*t)->predict(x);
+    EXPECT_FALSE(p.on_device());
+    out.prediction = digest(p);
+  }
+  return out;
+}
+
+// The first line where the two logs part, for the failure message.
+std::string first_difference(const std::vector<std::string>& a, const std::vector<std::string>& b) {
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i)
+    if (a[i] != b[i]) return "line " + std::to_string(i) + ":\n  cpu:      " + a[i] + "\n  emulated: " + b[i];
+  return "lengths " + std::to_string(a.size()) + " and " + std::to_string(b.size());
+}
+
+void expect_same_run(const std::string& file, const std::vector<std::string>& overrides) {
+  SCOPED_TRACE(file);
+  const Outcome cpu = run(file, overrides, nullptr);
+  EmulatedDevice device;
+  const Outcome emulated = run(file, overrides, &device);
+  ASSERT_FALSE(cpu.log.empty());
+  EXPECT_TRUE(cpu.log == emulated.log) << first_difference(cpu.log, emulated.log);
+  EXPECT_EQ(cpu.state, emulated.state);
+  EXPECT_EQ(cpu.evaluation, emulated.evaluation);
+  EXPECT_EQ(cpu.prediction, emulated.prediction);
+  EXPECT_GT(device.uploads(), 0u);
+  EXPECT_GT(device.downloads(), 0u);
+  // Every tensor of the run went with it.
+  EXPECT_EQ(device.live_allocations(), 0u);
+}
+
+const std::vector<std::string> kDeterministic = {"runtime.policy=deterministic", "train.epochs=2"};
+
+std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+TEST(EmulatedDevice, DenseDropoutSoftmaxAdamIsTheCpuRun) { expect_same_run("digits_mlp.toml", kDeterministic); }
+
+TEST(EmulatedDevice, ConvMaxPoolFlattenIsTheCpuRun) { expect_same_run("digits_cnn.toml", with(kDeterministic, {"train.epochs=1"})); }
+
+TEST(EmulatedDevice, BatchNormalizationAndActivationAreTheCpuRun) {
+  expect_same_run("digits_bn.toml", with(kDeterministic, {"train.epochs=1"}));
+}
+
+TEST(EmulatedDevice, BinaryCrossEntropyIsTheCpuRun) { expect_same_run("breast_cancer.toml", kDeterministic); }
+
+TEST(EmulatedDevice, LossesFromLogitsAreTheCpuRun) {
+  expect_same_run("breast_cancer.toml",
+                  with(kDeterministic, {"model.layers[1].activation=linear", "train.from_logits=true"}));
+  expect_same_run("digits_mlp.toml",
+                  with(kDeterministic, {"model.layers[2].activation=linear", "train.from_logits=true"}));
+  // Rows that are not distributions (sigmoid), scaled to sum to 1 as Keras does.
+  expect_same_run("digits_mlp.toml", with(kDeterministic, {"model.layers[2].activation=sigmoid"}));
+}
+
+TEST(EmulatedDevice, MeanSquaredErrorIsTheCpuRun) {
+  expect_same_run("breast_cancer.toml", with(kDeterministic, {"train.loss=mse"}));
+}
+
+TEST(EmulatedDevice, EveryOptimizerIsTheCpuRun) {
+  for (const std::vector<std::string>& o : std::vector<std::vector<std::string>>{
+           {"train.optimizer.type=sgd", "train.optimizer.learning_rate=0.05"},
+           {"train.optimizer.type=sgd", "train.optimizer.momentum=0.9", "train.optimizer.nesterov=true"},
+           {"train.optimizer.type=adamw", "train.optimizer.weight_decay=0.01"},
+           {"train.optimizer.type=rmsprop"},
+           {"train.optimizer.type=rmsprop", "train.optimizer.momentum=0.5", "train.optimizer.centered=true"}}) {
+    SCOPED_TRACE(o.front() + (o.size() > 1 ? " " + o[1] : ""));
+    expect_same_run("breast_cancer.toml", with(kDeterministic, o));
+  }
+}
+
+TEST(EmulatedDevice, PortableMathIsTheCpuRun) {
+  expect_same_run("digits_bn.toml", {"runtime.policy=portable", "train.epochs=1"});
+}
+
+TEST(EmulatedDevice, AHostPointerGivenToAnOpIsAnError) {
+  EmulatedDevice device;
+  std::vector<float> host(8, 1.0f);
+  Tensor t;
+  device_reshape(device, t, {8});
+  EXPECT_THROW(device.add_bias(host.data(), t.dptr(), 1, 8), DeviceError);
+  EXPECT_THROW(device.add_bias(t.dptr(), host.data(), 1, 8), DeviceError);
+  // One value past the allocation.
+  EXPECT_THROW(device.scale(t.dptr() + 1, 8, 2.0f), DeviceError);
+  device.upload(t.dptr(), host.data(), 8 * sizeof(float));
+  device.scale(t.dptr(), 8, 2.0f);
+  to_host(device, t);
+  EXPECT_EQ(t.data, std::vector<float>(8, 2.0f));
+}
+
+TEST(EmulatedDevice, TensorCopiesAreDeepAndKeepTheirDevice) {
+  EmulatedDevice device;
+  Tensor a(Shape{4}, std::vector<float>{1, 2, 3, 4});
+  to_device(device, a);
+  Tensor b = a;
+  ASSERT_TRUE(b.on_device());
+  EXPECT_NE(b.dptr(), a.dptr());
+  device.scale(a.dptr(), 4, 10.0f);
+  to_host(device, b);
+  EXPECT_EQ(b.data, (std::vector<float>{1, 2, 3, 4}));
+  Tensor c;
+  c = std::move(a);
+  EXPECT_FALSE(a.on_device());
+  EXPECT_EQ(c.size(), 4);
+  to_host(device, c);
+  EXPECT_EQ(c.data, (std::vector<float>{10, 20, 30, 40}));
+  EXPECT_EQ(device.live_allocations(), 2u);
+}
+
+}  // namespace
+}  // namespace trainrr
