@@ -19,6 +19,7 @@
 #include "tools/trace_text.h"
 #if TRAINRR_WITH_CUDA
 #include "cuda/device.h"
+#include "cuda/engine_device.h"
 #endif
 
 namespace {
@@ -62,6 +63,8 @@ int run(int argc, char** argv) {
 #if TRAINRR_WITH_CUDA
   // runtime.device = "cuda" asks the CUDA backend whether there is a GPU.
   trainrr::set_cuda_probe(&trainrr::cuda::probe_gpu);
+  // ... and trains on it through the CUDA device.
+  trainrr::set_cuda_backend(&trainrr::cuda::open_cuda_device);
 #endif
   CLI::App app{
       "trainrr: a record-and-replay debugger for neural-network training.\n"

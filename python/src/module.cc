@@ -10,6 +10,7 @@
 #include "engine/device.h"
 #if TRAINRR_WITH_CUDA
 #include "cuda/device.h"
+#include "cuda/engine_device.h"
 #endif
 #include "engine/config.h"
 #include "python/src/errors.h"
@@ -139,6 +140,7 @@ PYBIND11_MODULE(_trainrr, m) {
   m.doc() = "The trainrr engine, recorder and replayer (use the trainrr package, not this module).";
 #if TRAINRR_WITH_CUDA
   set_cuda_probe(&cuda::probe_gpu);
+  set_cuda_backend(&cuda::open_cuda_device);
 #endif
 
   pyb::register_exception_translator([](std::exception_ptr p) {

@@ -1,0 +1,186 @@
+#pragma once
+// The CUDA device as the engine's DeviceBackend (engine/device_backend.h): one GPU, one non-blocking stream on
+// which every op is queued in the order called, a caching allocator, the elementwise ops of cuda/ops.h and
+// cuda/rng_kernels.h, and the three kernel sites:
+//   column_sums  f32_sum__cuda_tree or f32_sum__cuda_atomic, by the policy (engine/kernels/device_sites.h);
+//   matmul       a cuBLASLt algorithm from its heuristic's candidates (engine/kernels/blaslt_choice.h);
+//   conv2d       im2col (or col2im) and a cuBLASLt matmul over image chunks, the matmul's algorithm being the
+//                conv site's choice (cuDNN is not used here).
+// Each site's choice is made on its first call, reported through rt.hooks->kernel_selected and kept by site
+// name. Host code only: no CUDA type in sight (the stream is a cudaStream_t kept as void*).
+//
+// Memory: blocks are cudaMalloc'd in multiples of 256 bytes; a released block goes to a free list keyed by its
+// size and serves a later request of at most its size and at least half of it (device_block_fits). cudaMalloc
+// is called only when no cached block fits; when it fails, the cache is freed and it is tried once more. All
+// blocks are freed with the device. Since every op is on the one stream, a block released while queued work
+// still reads it is only reused by work queued after that work.
+//
+// Every CUDA error throws DeviceError naming the device, the call and the CUDA runtime's words for the error.
+
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/device_backend.h"
+#include "engine/kernels/device_sites.h"
+#include "engine/kernels/gpu_choice.h"
+#include "engine/result.h"
+
+namespace trainrr::cuda {
+
+class BlasLt;
+
+class CudaDevice final : public DeviceBackend {
+ public:
+  // Device `index` made current, its stream created; cuBLASLt is loaded on the first matmul or convolution.
+  static Result<std::unique_ptr<CudaDevice>> open(int index);
+  ~CudaDevice() override;
+  CudaDevice(const CudaDevice&) = delete;
+  CudaDevice& operator=(const CudaDevice&) = delete;
+
+  // The byte budget of a convolution's col buffer: a batch whose buffer is larger runs in image chunks.
+  static constexpr size_t kConvColBudget = size_t{256} << 20;
+  // What a cuBLASLt candidate may ask for as workspace, and how many candidates the heuristic is asked for.
+  static constexpr size_t kMaxBlasLtWorkspace = size_t{32} << 20;
+  static constexpr int kMaxBlasLtCandidates = 8;
+  // Timed calls per candidate under the autotune policy (after one untimed warm-up call).
+  static constexpr int kTimedRuns = 3;
+
+  std::string describe() const override;  // "cuda:0 (NVIDIA H200)"
+
+  void* allocate(size_t bytes) override;
+  void release(void* p, size_t bytes) override;
+  void copy(void* dst, const void* src, size_t bytes) override;
+  void upload(void* dst, const void* src, size_t bytes) override;
+  void download(void* dst, const void* src, size_t bytes) override;
+  void zero(void* dst, size_t bytes) override;
+  void synchronize() override;
+
+  void matmul(Runtime& rt, std::string_view site, const MatmulArgs& args) override;
+  void column_sums(Runtime& rt, std::string_view site, const ReduceArgs& args) override;
+  void conv2d(Runtime& rt, std::string_view site, OpKind op, const Conv2dArgs& args) override;
+
+  void add_bias(float* y, const float* bias, int64_t rows, int64_t cols) override;
+  // MathFamily::portable is refused (DeviceError) where the op would call exp, log or tanh: the device has only
+  // CUDA's libm-like functions, so the portable policy runs on the CPU only.
+  void activation_forward(Activation a, const float* x, float* y, int64_t rows, int64_t cols,
+                          MathFamily math) override;
+  void activation_backward(Activation a, const float* y, const float* dy, float* dx, int64_t rows,
+                           int64_t cols) override;
+  void bias_activation_forward(Activation a, const float* bias, float* y, int64_t rows, int64_t cols,
+                               MathFamily math) override;
+
+  void uniform(uint64_t key, uint64_t offset, float lo, float hi, float* out, int64_t n) override;
+  void dropout(uint64_t key, uint64_t offset, float rate, float scale, const float* x, float* y, uint8_t* keep,
+               int64_t n) override;
+  void dropout_backward(const uint8_t* keep, float scale, const float* dy, float* dx, int64_t n) override;
+
+  void sparse_categorical_crossentropy(const float* pred, const float* labels, int64_t batch, int64_t k,
+                                       bool from_logits, bool softmax_output, MathFamily math, float* per_sample,
+                                       float* grad) override;
+  void binary_crossentropy(const float* pred, const float* labels, int64_t batch, bool from_logits,
+                           MathFamily math, float* per_sample, float* grad) override;
+  void mean_squared_error(const float* pred, const float* targets, int64_t batch, int64_t k, float* per_sample,
+                          float* grad) override;
+
+  void max_pool_forward(const PoolGeometry& g, const float* x, float* y, int32_t* argmax) override;
+  void max_pool_backward(const PoolGeometry& g, const float* dy, const int32_t* argmax, float* dx) override;
+
+  void scale(float* v, int64_t n, float s) override;
+  void batch_norm_square_deviations(const float* x, const float* mean, float* sq, int64_t rows,
+                                    int64_t c) override;
+  void batch_norm_statistics(const float* mean, const float* var, float epsilon, float momentum,
+                             float one_minus_momentum, float* inv_std, float* moving_mean, float* moving_variance,
+                             int64_t c) override;
+  void batch_norm_inverse_std(const float* variance, float epsilon, float* inv_std, int64_t c) override;
+  void batch_norm_normalize(const float* x, const float* mean, const float* inv_std, const float* gamma,
+                            const float* beta, float* xhat, float* y, int64_t rows, int64_t c) override;
+  void batch_norm_backward_columns(const float* dy, const float* xhat, float* scratch, int64_t rows,
+                                   int64_t c) override;
+  void batch_norm_backward_data(const float* dy, const float* xhat, const float* gamma, const float* inv_std,
+                                const float* dbeta, const float* dgamma, bool training, float* dx, int64_t rows,
+                                int64_t c) override;
+
+  // sgd (slot: momentum when config.momentum > 0), adam and adamw (m, v), rmsprop (velocity, then momentum
+  // when config.momentum > 0, then average_gradient when config.centered): engine/optimizer.cc's order.
+  void optimizer_update(const OptimizerConfig& config, int64_t t, MathFamily math, float* w, const float* g,
+                        std::span<float* const> slots, int64_t n) override;
+
+  // What the sites could not do as asked, for people, in the order it happened: a forced cuBLASLt algorithm
+  // that could not run here (another cuBLASLt version, or cublasLtMatmulAlgoCheck refused it; this machine's
+  // pick ran), and a site's algorithm that could not run a later call's shape (a re-pick for that shape ran).
+  const std::vector<std::string>& notes() const { return notes_; }
+
+  // The allocator's counts, for tests and reports.
+  struct MemoryStats {
+    size_t cuda_mallocs = 0;  // blocks cudaMalloc'd so far
+    size_t live_blocks = 0, live_bytes = 0;
+    size_t cached_blocks = 0, cached_bytes = 0;
+  };
+  MemoryStats memory_stats() const;
+
+  int index() const { return index_; }
+  void* stream() const { return stream_; }  // the cudaStream_t every op is queued on
+
+ private:
+  CudaDevice(int index, std::string name, void* stream);
+
+  // Device memory the device owns (workspaces, col buffers): grown as needed, kept.
+  struct Buffer {
+    void* p = nullptr;
+    size_t bytes = 0;
+  };
+  void* ensure(Buffer& b, size_t bytes);
+
+  // Makes this device current on the calling thread (the runtime's current device is per thread).
+  void enter() const;
+  // Throws DeviceError for a CUDA error of `call`, or for a failed launcher's status.
+  void check(int cuda_error, const char* call) const;
+  void check(const Status& s) const;
+  void free_cache();
+  BlasLt& blas();
+
+  // Microseconds per call of `run` on the stream (one warm-up call, then kTimedRuns between two events).
+  template <class Run>
+  double time_on_stream(const Run& run);
+
+  DeviceReduce choose_reduce(Runtime& rt, std::string_view site, const ReduceArgs& args);
+  void run_reduce(DeviceReduce v, const ReduceArgs& args);
+
+  // The cuBLASLt algorithm at `site` for `args`' shape: chosen and reported on the site's first call (`op`
+  // names the site's op in the report: "matmul", or the convolution's).
+  const BlasLtAlgo& blaslt_algo(Runtime& rt, std::string_view site, const char* op, const MatmulArgs& args);
+  BlasLtAlgo choose_blaslt(Runtime& rt, std::string_view site, const char* op, const MatmulArgs& args);
+  void run_blaslt(const BlasLtAlgo& algo, const MatmulArgs& args);
+  void run_matmul(Runtime& rt, std::string_view site, const char* op, const MatmulArgs& args);
+
+  using MatmulShape = std::tuple<bool, bool, int64_t, int64_t, int64_t>;  // trans_a, trans_b, m, n, k
+  struct MatmulSite {
+    MatmulShape shape;  // the shape the choice was made for
+    BlasLtAlgo algo;
+    std::map<MatmulShape, BlasLtAlgo> other_shapes;  // the algorithm for each later shape
+  };
+
+  int index_;
+  std::string name_;
+  void* stream_;
+  BlasLt* blas_ = nullptr;
+
+  std::multimap<size_t, void*> cached_;     // released blocks by size
+  std::unordered_map<void*, size_t> live_;  // allocated blocks and their sizes
+  size_t cuda_mallocs_ = 0;
+
+  Buffer reduce_workspace_, blaslt_workspace_, col_, tune_out_;
+  std::map<std::string, DeviceReduce, std::less<>> reduce_sites_;
+  std::map<std::string, MatmulSite, std::less<>> matmul_sites_;
+  std::vector<std::string> notes_;
+};
+
+// CudaDevice::open as the engine's factory (engine/device.h, set_cuda_backend).
+Result<std::unique_ptr<DeviceBackend>> open_cuda_device(int index);
+
+}  // namespace trainrr::cuda
