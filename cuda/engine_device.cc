@@ -75,6 +75,12 @@ CudaDevice::~CudaDevice() {
   cudaStreamDestroy(as_stream(stream_));
 }
 
+std::vector<std::pair<std::string, std::string>> CudaDevice::environment() const {
+  auto gpu = find_gpu(index_);
+  if (!gpu) return {{"gpu.error", gpu.error().message}};
+  return gpu_environment(*gpu);
+}
+
 std::string CudaDevice::describe() const { return "cuda:" + std::to_string(index_) + " (" + name_ + ")"; }
 
 void CudaDevice::enter() const {

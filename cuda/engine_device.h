@@ -114,6 +114,8 @@ class CudaDevice final : public DeviceBackend {
   // that could not run here (another cuBLASLt version, or cublasLtMatmulAlgoCheck refused it; this machine's
   // pick ran), and a site's algorithm that could not run a later call's shape (a re-pick for that shape ran).
   const std::vector<std::string>& notes() const { return notes_; }
+  std::vector<std::string> device_notes() const override { return notes_; }
+  std::vector<std::pair<std::string, std::string>> environment() const override;
 
   // The allocator's counts, for tests and reports.
   struct MemoryStats {

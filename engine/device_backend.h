@@ -19,6 +19,8 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "engine/config.h"
 #include "engine/kernels/kernel_registry.h"
@@ -48,6 +50,10 @@ class DeviceBackend : public DeviceMemory {
 
   // "cuda:0 (NVIDIA H200)", "emulated".
   virtual std::string describe() const = 0;
+  // What a trace's environment records of the device (gpu.*, cuda.*, lib.*, the CUDA numerics variables).
+  virtual std::vector<std::pair<std::string, std::string>> environment() const { return {}; }
+  // What a replay should say about the device's choices: a forced algorithm that could not run here, say.
+  virtual std::vector<std::string> device_notes() const { return {}; }
 
   // Host to device and back. upload returns once `src` may be reused; download waits for the work queued
   // before it.

@@ -26,6 +26,10 @@ class Recorder : public Hooks {
 
   // Called by the run once it knows its threads, instruction set and policy (before training).
   void set_runtime(int threads, const std::string& isa, const std::string& policy);
+  // Entries the run's device adds to the environment (DeviceBackend::environment), before start().
+  void add_environment(const std::vector<std::pair<std::string, std::string>>& entries) {
+    header_.environment.insert(header_.environment.end(), entries.begin(), entries.end());
+  }
   // A data-parallel run: this trace is rank `rank` of `world_size` under run id `run_id`; the MPI library
   // and its allreduce settings go into the environment (call after set_runtime).
   void set_rank(int rank, int world_size, const std::string& run_id, const CollectiveSettings& settings);

@@ -1,5 +1,7 @@
 #include "replayer/replayer.h"
 
+#include "engine/device_backend.h"
+
 #include "engine/device.h"
 
 #include <unistd.h>
@@ -473,7 +475,6 @@ ReplayResult replay(const ReplayOptions& o) {
   ReplayResult res;
   DivergenceReport& rep = res.report;
   rep.command = "replay";
-  rep.environment = environment_differences(header.environment, *env);
   rep.notes.insert(rep.notes.end(), rebuilt->notes.begin(), rebuilt->notes.end());
   if (device_note) rep.notes.push_back(*device_note);
 
@@ -483,6 +484,12 @@ ReplayResult replay(const ReplayOptions& o) {
   if (!side) return fail(2, side.error().message);
   const int64_t resumed = side->resumed_at;
   Training& t = *side->training;
+  // A replay on a GPU compares that GPU's entries with the recorded ones, as the CPU's.
+  if (DeviceBackend* device = t.device()) {
+    const auto gpu = device->environment();
+    env->insert(env->end(), gpu.begin(), gpu.end());
+  }
+  rep.environment = environment_differences(header.environment, *env);
   ReplayHooks& hooks = *side->hooks;
   const int64_t end = o.to_step >= 0 ? std::min(o.to_step, t.total_steps()) : t.total_steps();
   // A range of steps that runs past the run's end is replayed to the end; one that starts past it holds no
@@ -513,6 +520,8 @@ ReplayResult replay(const ReplayOptions& o) {
     if (hooks.diverged() && !o.keep_going) break;
   }
   if (o.log && isatty(fileno(o.log))) std::fprintf(o.log, "\n");
+  if (DeviceBackend* device = t.device())
+    for (const std::string& note : device->device_notes()) rep.notes.push_back(note);
   // A trace cut short (a killed recording) is compared as far as it goes, as show and diff read it; one
   // that holds every step but not its end (cut in the last checkpoint or the footer) says so too.
   const bool whole_run = !cut_short && t.step() == t.total_steps();

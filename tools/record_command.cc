@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "engine/device_backend.h"
 #include "engine/kernels/kernel_registry.h"
 #include "recorder/recorder.h"
 #include "tools/commands.h"
@@ -169,6 +170,7 @@ int run_record(const RecordArgs& a) {
     if (g_rank == 0) print_error(training.error().message);  // the same on every rank: said once
     return kBadInput;
   }
+  if (DeviceBackend* device = (*training)->device()) (*recorder)->add_environment(device->environment());
   if (Status s = (*recorder)->start(); !s) {  // the trace could not be started: nothing to train for
     print_error(rank_prefix() + s.error().message);
     return kBadInput;

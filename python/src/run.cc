@@ -106,6 +106,7 @@ Run::Run(const ConfigSource& source, std::optional<RecordSettings> record, pyb::
   auto training = Training::create(config_, opts);
   if (!training) raise(kind_of(training.error().message, config_.data), training.error().message);
   training_ = std::move(training).value();
+  if (recorder_ && training_->device()) recorder_->add_environment(training_->device()->environment());
   if (recorder_)
     if (Status s = recorder_->start(); !s) raise(ErrorKind::trace, s.error().message);
 }

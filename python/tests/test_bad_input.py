@@ -204,11 +204,13 @@ def test_a_gpu_run_where_none_can_run_says_why_before_training():
     m = trainrr.Sequential([layers.Dense(1, activation="sigmoid")])
     m.compile(optimizer="adam", loss="binary_crossentropy", device="cuda")
     x, y = data()
-    with pytest.raises(trainrr.TrainrrError) as e:
+    try:
         m.fit(x, y, verbose=0)
-    message = str(e.value)
+    except trainrr.TrainrrError as e:
+        message = str(e)
+    else:
+        pytest.skip("this machine trains on a GPU")
     assert 'runtime.device = "cuda"' in message
-    # This machine's reason: no driver or no device (the CUDA backend), no backend at all, or a GPU that the
-    # engine's layers do not run on yet.
+    # This machine's reason: no driver or no device (the CUDA backend), or no backend at all.
     assert any(why in message for why in ("no CUDA driver", "sees no GPU", "cudaGetDeviceCount failed",
-                                          "built without the CUDA backend", "trains on the CPU only")), message
+                                          "built without the CUDA backend")), message
