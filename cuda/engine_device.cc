@@ -75,6 +75,12 @@ CudaDevice::~CudaDevice() {
   cudaStreamDestroy(as_stream(stream_));
 }
 
+Status CudaDevice::supports(MathFamily math) const {
+  if (math != MathFamily::portable) return {};
+  return Error{"the portable policy computes exp, log and tanh with trainrr's own functions, which have no "
+               "device version here (the GPU has CUDA's); use runtime.policy = \"deterministic\" on the GPU"};
+}
+
 std::vector<std::pair<std::string, std::string>> CudaDevice::environment() const {
   auto gpu = find_gpu(index_);
   if (!gpu) return {{"gpu.error", gpu.error().message}};
@@ -277,12 +283,13 @@ BlasLt& CudaDevice::blas() {
 
 void CudaDevice::run_blaslt(const BlasLtAlgo& algo, const MatmulArgs& m) {
   void* workspace = algo.workspace ? ensure(blaslt_workspace_, algo.workspace) : nullptr;
-  check(blas().matmul(algo, m, false, workspace, algo.workspace ? blaslt_workspace_.bytes : 0, stream_));
+  check(blas().matmul(algo, m, tf32_, workspace, algo.workspace ? blaslt_workspace_.bytes : 0, stream_));
 }
 
 BlasLtAlgo CudaDevice::choose_blaslt(Runtime& rt, std::string_view site, const char* op, const MatmulArgs& m) {
   BlasLt& lt = blas();
-  auto candidates = lt.candidates(m, false, kMaxBlasLtWorkspace, kMaxBlasLtCandidates);
+  tf32_ = rt.tf32;
+  auto candidates = lt.candidates(m, tf32_, kMaxBlasLtWorkspace, kMaxBlasLtCandidates);
   if (!candidates) throw DeviceError(describe() + ": at " + std::string(site) + ": " + candidates.error().message);
   const Policy policy = rt.kernels->policy();
   KernelChoice choice;
@@ -291,7 +298,7 @@ BlasLtAlgo CudaDevice::choose_blaslt(Runtime& rt, std::string_view site, const c
   for (const BlasLtAlgo& a : *candidates) choice.candidates.push_back(blaslt_kernel_id(a));
   choice.blaslt = *candidates;
   choice.blaslt_version = lt.version();
-  choice.tf32 = false;
+  choice.tf32 = tf32_;
   if (policy == Policy::autotune && !candidates->empty()) {
     // On the real arguments, into C itself unless the matmul accumulates into it (then into scratch).
     MatmulArgs t = m;
@@ -319,7 +326,7 @@ BlasLtAlgo CudaDevice::choose_blaslt(Runtime& rt, std::string_view site, const c
     case BlasLtForcedTarget::From::recorded: {
       const BlasLtAlgo& recorded = choice.blaslt[target.index];
       const BlasLtForce f = force_blaslt(recorded, choice.blaslt_version, lt.version(),
-                                         lt.valid_here(recorded, m, false), choice.site);
+                                         lt.valid_here(recorded, m, tf32_), choice.site);
       if (f.recorded) return recorded;
       notes_.push_back(f.note);
       return (*candidates)[pick->index];
@@ -347,8 +354,8 @@ const BlasLtAlgo& CudaDevice::blaslt_algo(Runtime& rt, std::string_view site, co
   // Another shape at the same site (the last, smaller batch of an epoch): the site's algorithm when it can run
   // it, else the policy's pick for this shape, with a note.
   BlasLt& lt = blas();
-  if (lt.valid_here(s.algo, m, false)) return s.other_shapes.emplace(shape, s.algo).first->second;
-  auto candidates = lt.candidates(m, false, kMaxBlasLtWorkspace, kMaxBlasLtCandidates);
+  if (lt.valid_here(s.algo, m, tf32_)) return s.other_shapes.emplace(shape, s.algo).first->second;
+  auto candidates = lt.candidates(m, tf32_, kMaxBlasLtWorkspace, kMaxBlasLtCandidates);
   if (!candidates) throw DeviceError(describe() + ": at " + std::string(site) + ": " + candidates.error().message);
   const Policy policy = rt.kernels->policy();
   const Policy rule = policy == Policy::deterministic || policy == Policy::portable ? policy : Policy::fast;

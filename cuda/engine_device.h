@@ -115,6 +115,7 @@ class CudaDevice final : public DeviceBackend {
   // pick ran), and a site's algorithm that could not run a later call's shape (a re-pick for that shape ran).
   const std::vector<std::string>& notes() const { return notes_; }
   std::vector<std::string> device_notes() const override { return notes_; }
+  Status supports(MathFamily math) const override;
   std::vector<std::pair<std::string, std::string>> environment() const override;
 
   // The allocator's counts, for tests and reports.
@@ -180,6 +181,7 @@ class CudaDevice final : public DeviceBackend {
   std::map<std::string, DeviceReduce, std::less<>> reduce_sites_;
   std::map<std::string, MatmulSite, std::less<>> matmul_sites_;
   std::vector<std::string> notes_;
+  bool tf32_ = false;  // runtime.tf32, as the last matmul choice read it
 };
 
 // CudaDevice::open as the engine's factory (engine/device.h, set_cuda_backend).

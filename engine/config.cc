@@ -524,6 +524,7 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
     r.get("threads", c.runtime.threads);
     r.get("policy", c.runtime.policy);
     r.get("device", c.runtime.device);
+    r.get("tf32", c.runtime.tf32);
     r.finish();
   }
   if (const toml::table* t = top.table("distributed")) {
@@ -686,6 +687,7 @@ std::vector<std::pair<std::string, std::string>> flatten_config(const RunConfig&
   out.emplace_back("runtime.threads", std::to_string(c.runtime.threads));
   out.emplace_back("runtime.policy", c.runtime.policy);
   out.emplace_back("runtime.device", c.runtime.device);
+  out.emplace_back("runtime.tf32", c.runtime.tf32 ? "true" : "false");
   out.emplace_back("distributed.shards", std::to_string(c.distributed.shards));
   out.emplace_back("distributed.allreduce", c.distributed.allreduce);
   return out;

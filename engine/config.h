@@ -60,6 +60,7 @@ struct RuntimeConfig {
   int threads = 0;                 // 0: every core
   std::string policy = "default";  // default | deterministic | autotune | portable
   std::string device = "cpu";      // cpu | cuda | cuda:N (engine/device.h)
+  bool tf32 = false;               // on a GPU: matmuls in TF32 (cuBLASLt's FAST_TF32) rather than float32
 };
 
 // Data-parallel runs (mpirun -n N trainrr ...): train.batch_size is the global batch.

@@ -52,6 +52,11 @@ class DeviceBackend : public DeviceMemory {
   virtual std::string describe() const = 0;
   // What a trace's environment records of the device (gpu.*, cuda.*, lib.*, the CUDA numerics variables).
   virtual std::vector<std::pair<std::string, std::string>> environment() const { return {}; }
+  // Whether the device can compute with `math` (the portable family needs trainrr's own exp, log and tanh).
+  virtual Status supports(MathFamily math) const {
+    (void)math;
+    return {};
+  }
   // What a replay should say about the device's choices: a forced algorithm that could not run here, say.
   virtual std::vector<std::string> device_notes() const { return {}; }
 

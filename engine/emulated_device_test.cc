@@ -167,6 +167,37 @@ TEST(EmulatedDevice, PortableMathIsTheCpuRun) {
   expect_same_run("digits_bn.toml", {"runtime.policy=portable", "train.epochs=1"});
 }
 
+// A device without the portable family's exp, log and tanh (the CUDA device) refuses a portable run before it
+// starts, naming both settings.
+class NoPortableDevice : public EmulatedDevice {
+ public:
+  Status supports(MathFamily math) const override {
+    if (math == MathFamily::portable) return Error{"no portable math here"};
+    return {};
+  }
+};
+
+TEST(EmulatedDevice, ADeviceWithoutPortableMathRefusesAPortableRunBeforeItStarts) {
+  auto config = load_config(example("digits_mlp.toml"), {"runtime.policy=portable"});
+  ASSERT_TRUE(config.ok());
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  NoPortableDevice device;
+  TrainingOptions options;
+  options.registry = &registry;
+  options.device = &device;
+  auto t = Training::create(*config, options);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.error().message.find("runtime.policy = \"portable\": no portable math here"), std::string::npos)
+      << t.error().message;
+  EXPECT_EQ(device.live_allocations(), 0u);
+  config = load_config(example("digits_mlp.toml"), {"runtime.policy=deterministic", "train.epochs=1"});
+  ASSERT_TRUE(config.ok());
+  t = Training::create(*config, options);
+  ASSERT_TRUE(t.ok()) << t.error().message;
+  EXPECT_TRUE((*t)->fit().ok());
+}
+
 TEST(EmulatedDevice, AHostPointerGivenToAnOpIsAnError) {
   EmulatedDevice device;
   std::vector<float> host(8, 1.0f);

@@ -21,6 +21,8 @@ struct Runtime {
   // The device a run trains on (engine/device_backend.h); null on the CPU. On a device the layers keep their
   // tensors' values in device memory, and a probe reaching the hooks shows them a host copy.
   DeviceBackend* device = nullptr;
+  // runtime.tf32: a GPU's matmuls in TF32 (a recorded part of each matmul's choice).
+  bool tf32 = false;
   ThreadPool& pool() { return kernels->pool(); }
   // Probes wanted at this level? (Asked once per run, kept here.)
   ProbeLevel level = ProbeLevel::step;

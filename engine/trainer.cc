@@ -224,6 +224,10 @@ Status Training::prepare(const TrainingOptions& options) {
     owned_device_ = std::move(opened).value();
     device_ = owned_device_.get();
   }
+  if (device_)
+    if (Status s = device_->supports(config_.runtime.policy == "portable" ? MathFamily::portable : MathFamily::libm); !s)
+      return Error{config_.file + ": runtime.device = \"" + config_.runtime.device + "\" with runtime.policy = \"" +
+                   config_.runtime.policy + "\": " + s.error().message};
   if (device_ && options.collective)
     return Error{config_.file + ": runtime.device = \"" + config_.runtime.device +
                  "\": a data-parallel run (mpirun) trains on the CPU only"};
@@ -294,6 +298,10 @@ Status Training::prepare(const TrainingOptions& options) {
     }
     rt_.device = device_;
   }
+  rt_.tf32 = config_.runtime.tf32;
+  if (config_.runtime.tf32 && !device_ && warn_)
+    std::fprintf(warn_, "warning: runtime.tf32 = true has no effect on the CPU, which computes in float32: it "
+                        "selects TF32 matmuls on a GPU\n");
   auto loss = make_loss(config_.train.loss, config_.train.from_logits, ends_in_softmax(config_.layers, *out));
   if (!loss) return Error{config_.file + ": train.loss: " + loss.error().message};
   loss_ = std::move(loss).value();

@@ -5,7 +5,10 @@
 #   1. what the machine is: nvidia-smi, and what trainrr's CUDA backend finds (the device probe);
 #   2. the CUDA backend's tests (cuda_tests): device Philox against the CPU's, bit for bit, and every test that
 #      needs a GPU, which skip elsewhere;
-#   3. trainrr itself asked to train on the GPU.
+#   3. trainrr on the GPU, end to end: digits_cnn and the bench MLP recorded on the GPU under each policy;
+#      each replayed on the GPU with every choice forced (expected: reproduced), and free (--force none: where
+#      the default policy's atomics and heuristics differ, the report names them); and the deterministic
+#      recordings replayed on the CPU (--set runtime.device=cpu), which names the first op that differs.
 # Prints a summary, writes everything to $OUT (or build-gpu/gpu-check where OUT is unset) and exits non-zero
 # when a check fails. Without a GPU the GPU tests skip and say why.
 set -uo pipefail
@@ -56,11 +59,38 @@ rc=$?
 grep -E "^\[ *(OK|FAILED|SKIPPED|PASSED) *\]|Skipped|Failure" "$out/cuda_tests.txt" | tee -a "$log"
 [ $rc -eq 0 ] || { failed=1; say "cuda_tests: exit $rc (full output: cuda_tests.txt)"; }
 
-say "== 3. trainrr on the GPU"
-"$bin/trainrr" train examples/digits_mlp.toml --set runtime.device=cuda > "$out/train_cuda.txt" 2>&1
-rc=$?
-tee -a "$log" < "$out/train_cuda.txt" | tail -n 3
-say "trainrr train --set runtime.device=cuda: exit $rc"
+say "== 3. trainrr on the GPU, end to end"
+e2e_failed=0
+e2e() {  # name, expected exit codes (space-separated), command...
+  local name=$1 expected=$2; shift 2
+  local t0=$(date +%s)
+  "$@" > "$out/$name.txt" 2>&1
+  local rc=$?
+  local ok=0
+  for e in $expected; do [ "$rc" = "$e" ] && ok=1; done
+  say "-- $name: exit $rc in $(( $(date +%s) - t0 )) s$([ $ok = 1 ] || echo "  (expected $expected)")"
+  head -n 12 "$out/$name.txt" | sed 's/^/   /' | tee -a "$log" >/dev/null
+  head -n 6 "$out/$name.txt" | sed 's/^/   /'
+  [ $ok = 1 ] || e2e_failed=1
+}
+for run in "digits_cnn:examples/digits_cnn.toml:--set train.epochs=3" "mlp:bench/configs/mlp.toml:--set train.epochs=1"; do
+  name=${run%%:*}; rest=${run#*:}; config=${rest%%:*}; extra=${rest#*:}
+  for policy in default deterministic autotune; do
+    trace="$out/$name-$policy.trr"
+    # shellcheck disable=SC2086
+    e2e "record-$name-$policy" 0 "$bin/trainrr" record "$config" --set runtime.device=cuda \
+      --set runtime.policy=$policy $extra -o "$trace"
+    [ -f "$trace" ] || continue
+    e2e "replay-$name-$policy-forced" 0 "$bin/trainrr" replay "$trace"
+    e2e "replay-$name-$policy-free" "0 1" "$bin/trainrr" replay "$trace" --force none
+  done
+  [ -f "$out/$name-deterministic.trr" ] &&
+    e2e "replay-$name-gpu-on-cpu" "0 1" "$bin/trainrr" replay "$out/$name-deterministic.trr" --set runtime.device=cpu
+  [ -f "$out/$name-default.trr" ] && e2e "show-$name-default" 0 "$bin/trainrr" show "$out/$name-default.trr"
+done
+[ $e2e_failed -eq 0 ] || failed=1
+# Traces are large: keep the reports, not the traces.
+rm -f "$out"/*.trr
 
 say "== summary"
 # gtest's own totals: "[  PASSED  ] N tests.", "[  SKIPPED ] N tests, listed below:", "N FAILED TESTS".
