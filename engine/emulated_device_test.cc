@@ -167,6 +167,54 @@ TEST(EmulatedDevice, PortableMathIsTheCpuRun) {
   expect_same_run("digits_bn.toml", {"runtime.policy=portable", "train.epochs=1"});
 }
 
+// Keeps the state after step 5.
+class Checkpointer : public Hooks {
+ public:
+  bool wants_checkpoint(int64_t steps) override { return steps == 5; }
+  void checkpoint(const TrainState& s) override {
+    for (const NamedTensor& t : s.tensors) EXPECT_FALSE(t.value.on_device()) << t.name;
+    state = s;
+  }
+  TrainState state;
+};
+
+// A run resumed on the device from a checkpoint taken on the device ends where the CPU run ends: the
+// parameters, moving statistics and optimizer slots went down into the checkpoint and back up.
+TEST(EmulatedDevice, ResumingFromACheckpointEndsWhereTheCpuRunEnds) {
+  auto config = load_config(example("digits_bn.toml"), {"runtime.policy=deterministic", "train.epochs=1"});
+  ASSERT_TRUE(config.ok());
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  TrainingOptions options;
+  options.registry = &registry;
+  auto cpu = Training::create(*config, options);
+  ASSERT_TRUE(cpu.ok());
+  ASSERT_TRUE((*cpu)->fit().ok());
+
+  EmulatedDevice first;
+  Checkpointer keep;
+  options.device = &first;
+  options.hooks = &keep;
+  auto partial = Training::create(*config, options);
+  ASSERT_TRUE(partial.ok());
+  ASSERT_TRUE((*partial)->fit(7).ok());
+  ASSERT_EQ(keep.state.step, 5);
+
+  EmulatedDevice second;
+  options.device = &second;
+  options.hooks = nullptr;
+  auto resumed = Training::create(*config, options);
+  ASSERT_TRUE(resumed.ok());
+  ASSERT_TRUE((*resumed)->restore(keep.state).ok());
+  ASSERT_TRUE((*resumed)->fit().ok());
+  const TrainState want = (*cpu)->state(), got = (*resumed)->state();
+  ASSERT_EQ(want.tensors.size(), got.tensors.size());
+  for (size_t i = 0; i < want.tensors.size(); ++i) {
+    EXPECT_EQ(want.tensors[i].name, got.tensors[i].name);
+    EXPECT_EQ(digest(want.tensors[i].value), digest(got.tensors[i].value)) << want.tensors[i].name;
+  }
+}
+
 // A device without the portable family's exp, log and tanh (the CUDA device) refuses a portable run before it
 // starts, naming both settings.
 class NoPortableDevice : public EmulatedDevice {
