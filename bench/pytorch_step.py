@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Training step time of the three benchmark workloads of bench/configs/ in PyTorch on the CPU.
+"""Training step time of the three benchmark workloads of bench/configs/ in PyTorch, on the CPU or a GPU.
 
 Same shapes, batch sizes, thread counts and optimizer (Adam, Keras' epsilon 1e-7) as trainrr's step_bench;
 random data of the same shapes. A step is what trainrr's step does: take the next batch of a shuffled
@@ -7,6 +7,10 @@ epoch, zero_grad, forward, loss, backward, Adam update.
 
     /usr/bin/python3 bench/pytorch_step.py [--threads 1,2] [--workloads breast_cancer,mlp,convnet]
                                            [--steps N] [--reps R] [--warmup W] [--min-ms T] [--json FILE]
+                                           [--device cpu|cuda]
+
+On a GPU (--device cuda) the model and the data live there, TF32 is off for matmuls and convolutions (float32,
+as trainrr's runtime.tf32 = false), and each repetition ends with torch.cuda.synchronize().
 
 Prints one JSON object (also written to --json): milliseconds per step, median of R repetitions, by the wall
 clock (ms_per_step) and in CPU time of the whole process (cpu_ms_per_step).
@@ -56,9 +60,12 @@ def workload(name):
 class Stepper:
     """A training loop that runs steps on demand, reshuffling at each epoch end like trainrr's loader."""
 
-    def __init__(self, name):
+    def __init__(self, name, device="cpu"):
         torch.manual_seed(0)
         self.model, self.loss_fn, self.x, self.y, self.batch = workload(name)
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        self.x, self.y = self.x.to(self.device), self.y.to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
         self.order = torch.randperm(self.x.shape[0])
         self.pos = 0
@@ -68,7 +75,7 @@ class Stepper:
             if self.pos >= self.x.shape[0]:
                 self.order = torch.randperm(self.x.shape[0])
                 self.pos = 0
-            idx = self.order[self.pos:self.pos + self.batch]
+            idx = self.order[self.pos:self.pos + self.batch].to(self.device)
             self.pos += self.batch
             xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
             self.opt.zero_grad()
@@ -94,6 +101,8 @@ def blas_threads_setter():
 def time_steps(stepper, steps):
     start = time.perf_counter()
     stepper.run(steps)
+    if stepper.device.type == "cuda":
+        torch.cuda.synchronize()
     return (time.perf_counter() - start) * 1e3
 
 
@@ -106,7 +115,11 @@ def main():
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--min-ms", type=float, default=300)
     p.add_argument("--json")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     args = p.parse_args()
+    if args.device != "cpu":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
 
     set_blas_threads = blas_threads_setter()
     results = []
@@ -115,7 +128,7 @@ def main():
             torch.set_num_threads(threads)
             if set_blas_threads:
                 set_blas_threads(threads)
-            stepper = Stepper(name)
+            stepper = Stepper(name, args.device)
             stepper.run(args.warmup)
             steps = args.steps
             if steps <= 0:
@@ -131,7 +144,7 @@ def main():
                             "cpu_ms_per_step": statistics.median(cpu_per_step)})
             print(f"# {name:14s} threads={threads} {ms:10.4f} ms/step", file=sys.stderr, flush=True)
 
-    out = {"engine": "pytorch", "torch": torch.__version__, "openblas_threads_set": set_blas_threads is not None, "reps": args.reps, "results": results}
+    out = {"engine": "pytorch", "device": args.device, "torch": torch.__version__, "openblas_threads_set": set_blas_threads is not None, "reps": args.reps, "results": results}
     text = json.dumps(out, indent=2)
     if args.json:
         with open(args.json, "w") as f:

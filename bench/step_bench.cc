@@ -3,8 +3,11 @@
 // alternating repetitions, so that their ratio comes from one run on one machine state (CONVENTIONS.md).
 //
 //   step_bench [--configs DIR] [--workloads a,b] [--threads 1,2] [--steps N] [--reps R] [--warmup W]
-//              [--min-ms T] [--json FILE] [--kernels]
+//              [--min-ms T] [--json FILE] [--kernels] [--device cpu|cuda|cuda:N]
 //
+// --device cuda trains on the GPU (runtime.device); the portable policy, which the GPU does not run, is left
+// out there. A GPU step ends as every step does, with the loss, the predictions and the step's parameters and
+// gradients read back, so its wall time is the whole step's.
 // --steps fixes the steps per repetition; without it each workload gets as many as fill --min-ms.
 // --kernels prints the kernel each site chose under each policy.
 // --phases prints, for the deterministic policy, where a step's time goes: the time from one op probe to
@@ -22,9 +25,14 @@
 #include <vector>
 
 #include "engine/config.h"
+#include "engine/device.h"
 #include "engine/hooks.h"
 #include "engine/kernels/kernel_registry.h"
 #include "engine/trainer.h"
+#if TRAINRR_WITH_CUDA
+#include "cuda/device.h"
+#include "cuda/engine_device.h"
+#endif
 
 namespace trainrr {
 namespace {
@@ -38,6 +46,7 @@ struct Options {
   int64_t warmup = 5;
   double min_ms = 300;
   std::string json;
+  std::string device = "cpu";
   bool kernels = false;
   bool phases = false;
 };
@@ -126,6 +135,7 @@ Options parse_args(int argc, char** argv) {
       std::printf(
           "usage: step_bench [--configs DIR] [--workloads breast_cancer,mlp,convnet] [--threads 1,2]\n"
           "                  [--steps N] [--reps R] [--warmup W] [--min-ms T] [--json FILE] [--kernels] [--phases]\n"
+          "                  [--device cpu|cuda|cuda:N]\n"
           "Milliseconds per training step (median of R repetitions of N steps) under the default, the\n"
           "deterministic and the portable policy, and the ratios det/def and port/det.\n");
       std::exit(0);
@@ -146,6 +156,8 @@ Options parse_args(int argc, char** argv) {
       o.min_ms = number("--min-ms", value(i, "--min-ms"));
     } else if (is("--json")) {
       o.json = value(i, "--json");
+    } else if (is("--device")) {
+      o.device = value(i, "--device");
     } else if (arg == "--kernels") {
       o.kernels = true;
     } else if (arg == "--phases") {
@@ -245,6 +257,10 @@ void print_phases(const Options& o, const KernelRegistry& registry) {
 int main(int argc, char** argv) {
   using namespace trainrr;
   const Options o = parse_args(argc, argv);
+#if TRAINRR_WITH_CUDA
+  set_cuda_probe(&cuda::probe_gpu);
+  set_cuda_backend(&cuda::open_cuda_device);
+#endif
   KernelRegistry registry;
   register_cpu_kernels(registry);
 
@@ -256,11 +272,13 @@ int main(int argc, char** argv) {
     const std::string path = o.configs + "/" + workload + ".toml";
     for (int threads : o.threads) {
       std::vector<std::unique_ptr<Run>> runs;
-      for (const char* policy : {"default", "deterministic", "portable"}) {
+      std::vector<const char*> policies = {"default", "deterministic", "portable"};
+      if (o.device != "cpu") policies.pop_back();  // the GPU has no portable exp, log and tanh
+      for (const char* policy : policies) {
         auto run = std::make_unique<Run>();
         run->policy = policy;
         auto config = load_config(path, {"runtime.threads=" + std::to_string(threads),
-                                         std::string("runtime.policy=") + policy});
+                                         std::string("runtime.policy=") + policy, "runtime.device=" + o.device});
         if (!config) {
           std::fprintf(stderr, "step_bench: %s\n", config.error().message.c_str());
           return 1;
@@ -291,10 +309,15 @@ int main(int argc, char** argv) {
           run->cpu_ms_per_step.push_back((cpu_ms() - cpu_start) / steps);
         }
 
-      const double def = median(runs[0]->ms_per_step), det = median(runs[1]->ms_per_step),
-                   port = median(runs[2]->ms_per_step);
-      std::printf("%-14s %7d %11.4f %11.4f %11.4f %9.3f %9.3f %7lld\n", workload.c_str(), threads, def, det, port,
-                  det / def, port / det, static_cast<long long>(steps));
+      const double def = median(runs[0]->ms_per_step), det = median(runs[1]->ms_per_step);
+      if (runs.size() > 2) {
+        const double port = median(runs[2]->ms_per_step);
+        std::printf("%-14s %7d %11.4f %11.4f %11.4f %9.3f %9.3f %7lld\n", workload.c_str(), threads, def, det, port,
+                    det / def, port / det, static_cast<long long>(steps));
+      } else {
+        std::printf("%-14s %7d %11.4f %11.4f %11s %9.3f %9s %7lld\n", workload.c_str(), threads, def, det, "-",
+                    det / def, "-", static_cast<long long>(steps));
+      }
       std::fflush(stdout);
       for (auto& run : runs)
         rows.push_back(

@@ -8,7 +8,9 @@
 #   3. trainrr on the GPU, end to end: digits_cnn and the bench MLP recorded on the GPU under each policy;
 #      each replayed on the GPU with every choice forced (expected: reproduced), and free (--force none: where
 #      the default policy's atomics and heuristics differ, the report names them); and the deterministic
-#      recordings replayed on the CPU (--set runtime.device=cpu), which names the first op that differs.
+#      recordings replayed on the CPU (--set runtime.device=cpu), which names the first op that differs;
+#   4. the step time of the bench MLP and conv net on the GPU, trainrr (default and deterministic policy) against
+#      PyTorch (float32, TF32 off), one after the other on the same machine.
 # Prints a summary, writes everything to $OUT (or build-gpu/gpu-check where OUT is unset) and exits non-zero
 # when a check fails. Without a GPU the GPU tests skip and say why.
 set -uo pipefail
@@ -91,6 +93,25 @@ done
 [ $e2e_failed -eq 0 ] || failed=1
 # Traces are large: keep the reports, not the traces.
 rm -f "$out"/*.trr
+
+say "== 4. step time on the GPU against PyTorch"
+"$bin/step_bench" --device cuda --configs bench/configs --workloads mlp,convnet --threads 1 --reps 3 \
+  --json "$out/step_trainrr_gpu.json" 2>&1 | tee -a "$log"
+python3 bench/pytorch_step.py --device cuda --workloads mlp,convnet --threads 1 --reps 3 \
+  --json "$out/step_pytorch_gpu.json" > /dev/null 2>> "$log"
+python3 - "$out/step_trainrr_gpu.json" "$out/step_pytorch_gpu.json" <<'PY' 2>&1 | tee -a "$log"
+import json, sys
+try:
+    mine = json.load(open(sys.argv[1]))["results"]
+    torch = {r["workload"]: r["ms_per_step"] for r in json.load(open(sys.argv[2]))["results"]}
+except (OSError, ValueError, KeyError) as e:
+    sys.exit(f"step time: no comparison ({e})")
+for r in mine:
+    t = torch.get(r["workload"])
+    if t:
+        print(f"{r['workload']:8s} {r['policy']:13s} trainrr {r['ms_per_step']:8.4f} ms/step, "
+              f"PyTorch {t:8.4f} ms/step, ratio {r['ms_per_step'] / t:.3f}")
+PY
 
 say "== summary"
 # gtest's own totals: "[  PASSED  ] N tests.", "[  SKIPPED ] N tests, listed below:", "N FAILED TESTS".
