@@ -383,7 +383,7 @@ void CudaDevice::matmul(Runtime& rt, std::string_view site, const MatmulArgs& m)
   run_matmul(rt, site, op_name(OpKind::matmul), m);
 }
 
-// ---- Conv2D: im2col and matmul (cuda/ops.h), image chunks within kConvColBudget.
+// ---- Conv2D: cuDNN's engines and the im2col + cuBLASLt variant (cuda/engine_conv.cc).
 
 void CudaDevice::conv2d(Runtime& rt, std::string_view site, OpKind op, const Conv2dArgs& p) {
   if (op != OpKind::conv2d_fwd && op != OpKind::conv2d_bwd_data && op != OpKind::conv2d_bwd_filter)
@@ -395,14 +395,7 @@ void CudaDevice::conv2d(Runtime& rt, std::string_view site, OpKind op, const Con
       zero(p.out, static_cast<size_t>(p.kh * p.kw * p.c_in * p.c_out) * sizeof(float));
     return;
   }
-  const int64_t chunk = conv_chunk_images(p, kConvColBudget);
-  float* col = static_cast<float*>(
-      ensure(col_, static_cast<size_t>(chunk * conv_col_floats_per_image(p)) * sizeof(float)));
-  for (int64_t img0 = 0; img0 < p.n; img0 += chunk) {
-    if (op != OpKind::conv2d_bwd_data) check(im2col(p, p.x, img0, chunk, col, stream_));
-    run_matmul(rt, site, op_name(op), conv_chunk_matmul(op, p, img0, chunk, col));
-    if (op == OpKind::conv2d_bwd_data) check(col2im(p, col, img0, chunk, p.out, stream_));
-  }
+  run_conv(rt, site, op, p);
 }
 
 // ---- Bias and activations.

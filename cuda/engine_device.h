@@ -4,8 +4,10 @@
 // cuda/rng_kernels.h, and the three kernel sites:
 //   column_sums  f32_sum__cuda_tree or f32_sum__cuda_atomic, by the policy (engine/kernels/device_sites.h);
 //   matmul       a cuBLASLt algorithm from its heuristic's candidates (engine/kernels/blaslt_choice.h);
-//   conv2d       im2col (or col2im) and a cuBLASLt matmul over image chunks, the matmul's algorithm being the
-//                conv site's choice (cuDNN is not used here).
+//   conv2d       cuDNN's engines for the op and geometry, then the im2col (or col2im) + cuBLASLt variant over
+//                image chunks, its matmul's algorithm picked inside it by the same policy
+//                (engine/kernels/conv_sites.h; cuda/engine_conv.cc). Without cuDNN (not built in, or
+//                libcudnn.so.9 does not load) the im2col variant is the only candidate, and a note says why.
 // Each site's choice is made on its first call, reported through rt.hooks->kernel_selected and kept by site
 // name. Host code only: no CUDA type in sight (the stream is a cudaStream_t kept as void*).
 //
@@ -36,7 +38,8 @@ class BlasLt;
 
 class CudaDevice final : public DeviceBackend {
  public:
-  // Device `index` made current, its stream created; cuBLASLt is loaded on the first matmul or convolution.
+  // Device `index` made current, its stream created; cuBLASLt is loaded on the first matmul or convolution,
+  // cuDNN on the first convolution.
   static Result<std::unique_ptr<CudaDevice>> open(int index);
   ~CudaDevice() override;
   CudaDevice(const CudaDevice&) = delete;
@@ -112,7 +115,8 @@ class CudaDevice final : public DeviceBackend {
 
   // What the sites could not do as asked, for people, in the order it happened: a forced cuBLASLt algorithm
   // that could not run here (another cuBLASLt version, or cublasLtMatmulAlgoCheck refused it; this machine's
-  // pick ran), and a site's algorithm that could not run a later call's shape (a re-pick for that shape ran).
+  // pick ran), and a site's algorithm that could not run a later call's shape (a re-pick for that shape ran);
+  // the same for a conv site's cuDNN engine, and why a conv site has no cuDNN candidate.
   const std::vector<std::string>& notes() const { return notes_; }
   std::vector<std::string> device_notes() const override { return notes_; }
   Status supports(MathFamily math) const override;
@@ -161,6 +165,28 @@ class CudaDevice final : public DeviceBackend {
   void run_blaslt(const BlasLtAlgo& algo, const MatmulArgs& args);
   void run_matmul(Runtime& rt, std::string_view site, const char* op, const MatmulArgs& args);
 
+  // ---- Conv2D sites (cuda/engine_conv.cc).
+  struct ConvVariant;  // what runs at a conv site for one geometry: a cuDNN plan, or im2col and its algorithm
+  struct ConvSite;     // a site's variant for the geometry of its first call, and for each later one
+  struct ConvSites;    // the sites by name, and cuDNN as loaded (or why not)
+  struct ConvSitesDelete {
+    void operator()(ConvSites* s) const;
+  };
+  struct Im2colPick;  // the im2col variant's cuBLASLt algorithm as a policy picks it
+  ConvSites& conv_sites();
+  void run_conv(Runtime& rt, std::string_view site, OpKind op, const Conv2dArgs& p);
+  const ConvVariant& conv_variant(Runtime& rt, std::string_view site, OpKind op, const Conv2dArgs& p);
+  ConvVariant choose_conv(Runtime& rt, std::string_view site, OpKind op, const Conv2dArgs& p);
+  // This machine's pick for `p` by `policy` (autotune times the candidates on p's arrays), filling `choice`'s
+  // candidates, chosen, reason, timings and records.
+  ConvVariant pick_conv_variant(Policy policy, std::string_view site, OpKind op, const Conv2dArgs& p,
+                                KernelChoice& choice);
+  Im2colPick pick_im2col_algo(Policy policy, OpKind op, const Conv2dArgs& p);
+  void run_conv_variant(const ConvVariant& v, OpKind op, const Conv2dArgs& p);
+  void run_im2col_variant(const BlasLtAlgo& algo, OpKind op, const Conv2dArgs& p);
+  template <class Run>
+  double time_conv(const Run& run);
+
   using MatmulShape = std::tuple<bool, bool, int64_t, int64_t, int64_t>;  // trans_a, trans_b, m, n, k
   struct MatmulSite {
     MatmulShape shape;  // the shape the choice was made for
@@ -177,7 +203,8 @@ class CudaDevice final : public DeviceBackend {
   std::unordered_map<void*, size_t> live_;  // allocated blocks and their sizes
   size_t cuda_mallocs_ = 0;
 
-  Buffer reduce_workspace_, blaslt_workspace_, col_, tune_out_;
+  Buffer reduce_workspace_, blaslt_workspace_, col_, tune_out_, cudnn_workspace_;
+  std::unique_ptr<ConvSites, ConvSitesDelete> conv_sites_;
   std::map<std::string, DeviceReduce, std::less<>> reduce_sites_;
   std::map<std::string, MatmulSite, std::less<>> matmul_sites_;
   std::vector<std::string> notes_;

@@ -581,61 +581,7 @@ TEST(CudaDevice, ForcedMatmulRunsTheRecordedAlgorithmOrSaysWhyNot) {
   }
 }
 
-Conv2dArgs conv_geometry(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t k, int64_t c_out, int64_t stride,
-                         Padding pad) {
-  Conv2dArgs p;
-  p.n = n, p.h = h, p.w = w, p.c_in = c_in, p.kh = k, p.kw = k, p.c_out = c_out;
-  p.stride_h = p.stride_w = stride;
-  const Window1d wy = window_1d(h, k, stride, pad), wx = window_1d(w, k, stride, pad);
-  p.out_h = wy.out, p.out_w = wx.out, p.pad_top = wy.pad_before, p.pad_left = wx.pad_before;
-  return p;
-}
-
-TEST(CudaDevice, Conv2dMatchesTheDirectConvolution) {
-  TRAINRR_REQUIRE_GPU();
-  auto d = open_device();
-  ASSERT_TRUE(d);
-  ChoiceHooks hooks;
-  SiteRuntime s(Policy::deterministic, hooks);
-  ThreadPool pool(1);
-  for (const Conv2dArgs& shape : {conv_geometry(4, 9, 8, 3, 3, 5, 1, Padding::same),
-                                  conv_geometry(3, 11, 9, 4, 3, 6, 2, Padding::same)}) {
-    const int64_t xs = shape.n * shape.h * shape.w * shape.c_in, fs = shape.kh * shape.kw * shape.c_in * shape.c_out,
-                  ys = shape.n * shape.out_h * shape.out_w * shape.c_out;
-    const std::vector<float> x = values(xs, 80), f = values(fs, 81), dy = values(ys, 82);
-    const std::vector<float> ax = absolute(x), af = absolute(f), ady = absolute(dy);
-    Floats dev_x(*d, x), dev_f(*d, f), dev_dy(*d, dy);
-    struct Op {
-      OpKind op;
-      int64_t out_size;
-      void (*direct)(const Conv2dArgs&, ThreadPool&);
-      double depth;
-    };
-    const Op ops[] = {
-        {OpKind::conv2d_fwd, ys, conv2d_fwd_direct, 2.0 * shape.kh * shape.kw * shape.c_in},
-        {OpKind::conv2d_bwd_data, xs, conv2d_bwd_data_direct, 2.0 * shape.kh * shape.kw * shape.c_out},
-        {OpKind::conv2d_bwd_filter, fs, conv2d_bwd_filter_direct, 2.0 * shape.n * shape.out_h * shape.out_w},
-    };
-    for (const Op& op : ops) {
-      const std::string what = std::string(op_name(op.op)) + " stride " + std::to_string(shape.stride_h);
-      std::vector<float> cpu(op.out_size), mag(op.out_size);
-      Conv2dArgs p = shape;
-      p.x = x.data(), p.filter = f.data(), p.dy = dy.data(), p.out = cpu.data();
-      op.direct(p, pool);
-      p.x = ax.data(), p.filter = af.data(), p.dy = ady.data(), p.out = mag.data();
-      op.direct(p, pool);
-      Floats out(*d, std::vector<float>(op.out_size, 7.0f));  // overwritten
-      p.x = dev_x.get(), p.filter = dev_f.get(), p.dy = dev_dy.get(), p.out = out.get();
-      const std::string site = "conv_s" + std::to_string(shape.stride_h) + "/" + op_name(op.op);
-      d->conv2d(s.rt, site, op.op, p);
-      expect_within_sum_bound(cpu, out.host(), mag, op.depth, what);
-      ASSERT_FALSE(hooks.choices.empty());
-      EXPECT_EQ(hooks.choices.back().site, site);
-      EXPECT_EQ(hooks.choices.back().op, op_name(op.op));
-      EXPECT_FALSE(hooks.choices.back().blaslt.empty());
-    }
-  }
-}
+// The conv sites (cuDNN engines and the im2col + cuBLASLt variant): cuda/engine_conv_test.cc.
 
 }  // namespace
 }  // namespace trainrr

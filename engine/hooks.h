@@ -46,11 +46,15 @@ struct KernelChoice {
   std::string reason;                   // "default: ...", "deterministic", "autotune", "forced"
   std::vector<double> timings_us;       // autotune: one per candidate; empty otherwise
   // A choice on the GPU (the CUDA backend).
-  std::vector<BlasLtAlgo> blaslt{};   // a cuBLASLt site: one per candidate, in the order of `candidates`
+  // A cuBLASLt site: one per candidate, in the order of `candidates`. At a conv site with the im2col + cuBLASLt
+  // candidate (engine/kernels/conv_sites.h): the one algorithm that candidate runs.
+  std::vector<BlasLtAlgo> blaslt{};
   uint64_t blaslt_version = 0;        // cublasLtGetVersion() where the choice was made; set with `blaslt`
   bool tf32 = false;                  // the matmul computed in TF32 (runtime.tf32), not float32
   std::optional<LaunchShape> launch{};  // how the chosen kernel was launched, where its result depends on it
-  std::vector<CudnnEngine> cudnn{};     // a cuDNN convolution site: one per candidate, in the order of `candidates`
+  // A cuDNN convolution site: one per cuDNN candidate, covering the first cudnn.size() candidates in their
+  // order (the im2col + cuBLASLt candidate after them has no entry).
+  std::vector<CudnnEngine> cudnn{};
   uint64_t cudnn_version = 0;           // cudnnGetVersion() where the choice was made; set with `cudnn`
   std::string plan_json{};              // the chosen engine's execution plan as cuDNN serializes it, when it does
 };

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "engine/kernels/blaslt_choice.h"
+#include "engine/kernels/conv_sites.h"
 #include "engine/kernels/cudnn_choice.h"
 #include "engine/kernels/matmul_openblas.h"
 #include "replayer/replayer.h"
@@ -82,13 +83,15 @@ std::vector<std::string> differences_within_steps(const std::vector<std::string>
 
 namespace {
 
-// What a GPU choice ran, in the library's terms: the cuBLASLt algorithm or cuDNN engine chosen.
+// What a GPU choice ran, in the library's terms: the cuBLASLt algorithm or cuDNN engine chosen. At a conv site
+// the im2col + cuBLASLt variant is trainrr's own im2col (or col2im) around a cuBLASLt matmul, whose algorithm
+// the choice records apart from the cuDNN engines (engine/kernels/conv_sites.h).
 std::string gpu_pick(const KernelChoice& choice) {
-  for (size_t i = 0; i < choice.candidates.size(); ++i) {
-    if (choice.candidates[i] != choice.chosen) continue;
-    if (i < choice.blaslt.size()) return "ran " + blaslt_describe(choice.blaslt[i]);
-    if (i < choice.cudnn.size()) return "ran " + cudnn_describe(choice.cudnn[i]);
-  }
+  if (const CudnnEngine* e = chosen_cudnn_engine(choice)) return "ran " + cudnn_describe(*e);
+  const bool im2col = is_conv_im2col_id(choice.chosen);
+  if (const BlasLtAlgo* a = chosen_blaslt_algo(choice))
+    return im2col ? "ran im2col and a cuBLASLt matmul (not cuDNN), " + blaslt_describe(*a) : "ran " + blaslt_describe(*a);
+  if (im2col && has_conv_im2col_candidate(choice)) return "ran im2col and a cuBLASLt matmul (not cuDNN)";
   return "";
 }
 

@@ -1,9 +1,11 @@
 // Causes on GPU evidence: the library's algorithm or engine on each side, and the GPU kernels declared
-// nondeterministic (atomic reductions, cuDNN engines with CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC).
+// nondeterministic (atomic reductions, cuDNN engines with CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC), and at a conv
+// site whether a cuDNN engine or the im2col + cuBLASLt variant ran.
 
 #include <gtest/gtest.h>
 
 #include "engine/kernels/blaslt_choice.h"
+#include "engine/kernels/conv_sites.h"
 #include "engine/kernels/cudnn_choice.h"
 #include "replayer/cause.h"
 
@@ -86,6 +88,46 @@ TEST(GpuCause, AnAutotunedCudnnPickShowsItsTimings) {
   EXPECT_TRUE(has(c.detail, "a different kernel ran at conv2d_1/conv.fwd: " + id34 + " (recorded), " + id12)) << c.detail;
   EXPECT_TRUE(has(c.detail, "picked " + id34 + " by timing (autotune)")) << c.detail;
   EXPECT_TRUE(has(c.detail, "timings vary from run to run")) << c.detail;
+}
+
+TEST(GpuCause, AConvSiteSaysWhetherACudnnEngineOrTheIm2colVariantRan) {
+  // The CUDA device's conv site: cuDNN's engines, then the im2col + cuBLASLt variant, whose one algorithm the
+  // choice records apart from the engines (engine/kernels/conv_sites.h).
+  CudnnEngine e34;
+  e34.global_index = 34;
+  e34.numerical_notes = {kCudnnNoteTensorCore};
+  BlasLtAlgo algo;
+  algo.id = 21, algo.tile = 18, algo.stages = 20;
+  KernelChoice a{"conv2d_1/conv.fwd", "conv2d_fwd", {}, "", "default: cuDNN's heuristic's first", {}};
+  a.cudnn = {e34};
+  a.cudnn_version = 91900;
+  a.candidates = conv_site_candidates(OpKind::conv2d_fwd, a.cudnn);
+  a.chosen = a.candidates[0];
+  a.blaslt = {algo};
+  a.blaslt_version = 130100;
+  KernelChoice b = a;
+  b.chosen = conv_im2col_id(OpKind::conv2d_fwd);
+  b.reason = "forced";
+  CauseInputs in;
+  in.kernel_picks["conv2d_1/conv.fwd"] = {kernel_pick(a), kernel_pick(b)};
+  const Cause c = classify(at("conv2d_1/conv.fwd", a.chosen, b.chosen), in);
+  EXPECT_EQ(c.category, "kernel");
+  // The engine that ran, not the im2col variant's algorithm, on the side that ran cuDNN.
+  EXPECT_TRUE(has(c.detail, "recorded ran cuDNN engine 34 (notes: CUDNN_NUMERICAL_NOTE_TENSOR_CORE)")) << c.detail;
+  EXPECT_FALSE(has(c.detail, "recorded ran cuBLASLt")) << c.detail;
+  EXPECT_TRUE(has(c.detail, "replayed ran im2col and a cuBLASLt matmul (not cuDNN), cuBLASLt algorithm 21, tile 18, "
+                            "stages 20, not split over K"))
+      << c.detail;
+  // Without its algorithm recorded, the variant is still named for what it is.
+  b.blaslt.clear();
+  b.blaslt_version = 0;
+  EXPECT_EQ(kernel_pick(b), "ran im2col and a cuBLASLt matmul (not cuDNN)");
+  // The same variant on both sides with other bits: not blamed on a cuDNN engine's note.
+  const std::string id = conv_im2col_id(OpKind::conv2d_fwd);
+  const Cause same = classify(at("conv2d_1/conv.fwd", id, id), CauseInputs{});
+  EXPECT_EQ(same.category, "numeric");
+  EXPECT_FALSE(has(same.detail, "cuDNN engine")) << same.detail;
+  EXPECT_TRUE(has(same.detail, "same kernel " + id)) << same.detail;
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include <tuple>
 
 #include "engine/kernels/blaslt_choice.h"
+#include "engine/kernels/conv_sites.h"
 #include "engine/kernels/cudnn_choice.h"
 #include "tools/commands.h"
 #include "tools/run_folder.h"
@@ -158,14 +159,17 @@ void print_gpu_choices(const StepStats& s) {
   say("GPU kernel choices: %zu site%s\n", s.gpu_choices.size(), s.gpu_choices.size() == 1 ? "" : "s");
   for (const KernelChoice& k : s.gpu_choices) {
     std::string what;
-    for (size_t i = 0; i < k.blaslt.size(); ++i)
-      if (k.candidates[i] == k.chosen)
-        what = ": " + blaslt_describe(k.blaslt[i]) + " (cuBLASLt " + std::to_string(k.blaslt_version) + ", " +
-               std::to_string(k.candidates.size()) + " candidate" + (k.candidates.size() == 1 ? "" : "s") + ")";
-    for (size_t i = 0; i < k.cudnn.size(); ++i)
-      if (k.candidates[i] == k.chosen)
-        what = ": " + cudnn_describe(k.cudnn[i]) + " (cuDNN " + std::to_string(k.cudnn_version) + ", " +
-               std::to_string(k.candidates.size()) + " engine" + (k.candidates.size() == 1 ? "" : "s") + ")";
+    const std::string candidates =
+        std::to_string(k.candidates.size()) + " candidate" + (k.candidates.size() == 1 ? "" : "s");
+    if (const BlasLtAlgo* a = chosen_blaslt_algo(k))
+      what = ": " + blaslt_describe(*a) + " (cuBLASLt " + std::to_string(k.blaslt_version) + ", " +
+             (has_conv_im2col_candidate(k) ? "inside im2col, " : "") + candidates + ")";
+    if (const CudnnEngine* e = chosen_cudnn_engine(k))
+      what = ": " + cudnn_describe(*e) + " (cuDNN " + std::to_string(k.cudnn_version) + ", " +
+             (has_conv_im2col_candidate(k) ? candidates
+                                           : std::to_string(k.candidates.size()) + " engine" +
+                                                 (k.candidates.size() == 1 ? "" : "s")) +
+             ")";
     if (k.tf32) what += ", TF32";
     if (k.launch)
       what += (what.empty() ? ": " : ", ") + std::string("launched as ") + std::to_string(k.launch->grid_x) + "x" +

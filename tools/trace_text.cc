@@ -1,6 +1,7 @@
 #include "tools/trace_text.h"
 
 #include "engine/kernels/blaslt_choice.h"
+#include "engine/kernels/conv_sites.h"
 #include "engine/kernels/cudnn_choice.h"
 
 #include <charconv>
@@ -334,17 +335,13 @@ std::string gpu_choice_text(const KernelChoice& k) {
   std::string out;
   if (!k.blaslt.empty()) {
     out += " cublasLt=" + std::to_string(k.blaslt_version);
-    for (size_t i = 0; i < k.blaslt.size(); ++i)
-      if (k.candidates[i] == k.chosen)
-        out += " chosen_algo=(" + blaslt_describe(k.blaslt[i]) + ", workspace " +
-               std::to_string(k.blaslt[i].workspace) + " bytes)";
+    if (const BlasLtAlgo* a = chosen_blaslt_algo(k))
+      out += " chosen_algo=(" + blaslt_describe(*a) + ", workspace " + std::to_string(a->workspace) + " bytes)";
   }
   if (!k.cudnn.empty()) {
     out += " cudnn=" + std::to_string(k.cudnn_version);
-    for (size_t i = 0; i < k.cudnn.size(); ++i)
-      if (k.candidates[i] == k.chosen)
-        out += " chosen_engine=(" + cudnn_describe(k.cudnn[i]) + ", workspace " + std::to_string(k.cudnn[i].workspace) +
-               " bytes)";
+    if (const CudnnEngine* e = chosen_cudnn_engine(k))
+      out += " chosen_engine=(" + cudnn_describe(*e) + ", workspace " + std::to_string(e->workspace) + " bytes)";
   }
   if (!k.plan_json.empty()) out += " plan_json=" + std::to_string(k.plan_json.size()) + "B";
   if (k.tf32) out += " tf32";

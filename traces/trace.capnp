@@ -250,12 +250,17 @@ struct KernelChoice {
   timingsUs @5 :List(Float64); # autotune: must be empty or one per candidate
   # A choice on the GPU (the CUDA backend). A reader that predates these fields sees the kernel ids only.
   blasLt @6 :List(BlasLtAlgo); # a cuBLASLt site: empty, or one per candidate in the order of `candidates`, each
-                               # with the id blaslt_kernel_id gives it (engine/kernels/blaslt_choice.h)
+                               # with the id blaslt_kernel_id gives it (engine/kernels/blaslt_choice.h). A
+                               # convolution whose candidates include the im2col + cuBLASLt variant
+                               # (conv_im2col_id, engine/kernels/conv_sites.h): empty, or exactly one, the
+                               # algorithm that variant runs (its id is no candidate)
   blasLtVersion @7 :UInt64;    # cublasLtGetVersion() where chosen; must be > 0 when blasLt is not empty
   tf32 @8 :Bool;               # the matmul computed in TF32 (runtime.tf32), not float32
   launch @9 :LaunchShape;      # how the chosen kernel was launched, where its result depends on it; null: not recorded
-  cudnn @10 :List(CudnnEngine);  # a cuDNN convolution site: empty, or one per candidate in the order of `candidates`,
-                               # each with the id cudnn_kernel_id gives it (engine/kernels/cudnn_choice.h)
+  cudnn @10 :List(CudnnEngine);  # a cuDNN convolution site: empty, or one per cuDNN candidate, covering the first
+                               # cudnn.size() candidates in their order, each with the id cudnn_kernel_id gives it
+                               # (engine/kernels/cudnn_choice.h); the candidates after them are not cuDNN's (the
+                               # im2col + cuBLASLt variant, last, has no entry)
   cudnnVersion @11 :UInt64;    # cudnnGetVersion() where chosen; must be > 0 when cudnn is not empty
   planJson @12 :Text;          # the chosen engine's execution plan (CUDNN_ATTR_EXECUTION_PLAN_JSON_REPRESENTATION)
 }

@@ -18,6 +18,7 @@
 
 #include "engine/fingerprint.h"
 #include "engine/kernels/blaslt_choice.h"
+#include "engine/kernels/conv_sites.h"
 #include "engine/kernels/cudnn_choice.h"
 #include "trace.capnp.h"
 #include "traces/trace_lock.h"
@@ -173,10 +174,8 @@ std::optional<Event> read_event(schema::Event::Reader e, const NameTable& names)
         malformed("kernel choice timings must be empty or one per candidate");
       if (r.hasBlasLt()) {
         auto algos = r.getBlasLt();
-        if (algos.size() != k.candidates.size())
-          malformed("kernel choice cuBLASLt algorithms must be empty or one per candidate");
+        if (algos.size() > k.candidates.size()) malformed("kernel choice with more cuBLASLt algorithms than candidates");
         k.blaslt_version = r.getBlasLtVersion();
-        if (k.blaslt_version == 0 && algos.size() > 0) malformed("kernel choice cuBLASLt algorithms without the version");
         for (uint32_t i = 0; i < algos.size(); ++i) {
           auto a = algos[i];
           BlasLtAlgo algo;
@@ -195,23 +194,13 @@ std::optional<Event> read_event(schema::Event::Reader e, const NameTable& names)
           algo.cluster_shape = a.getClusterShape();
           algo.workspace = a.getWorkspaceBytes();
           algo.waves = a.getWaves();
-          // The id names the algorithm: a trace cannot label one algorithm with another's id.
-          if (blaslt_kernel_id(algo) != k.candidates[i])
-            malformed("kernel choice candidate " + std::to_string(i) + " is not the id of its cuBLASLt algorithm");
           k.blaslt.push_back(algo);
         }
       }
       if (r.hasCudnn()) {
         auto engines = r.getCudnn();
-        if (engines.size() != k.candidates.size())
-          malformed("kernel choice cuDNN engines must be empty or one per candidate");
+        if (engines.size() > k.candidates.size()) malformed("kernel choice with more cuDNN engines than candidates");
         k.cudnn_version = r.getCudnnVersion();
-        if (k.cudnn_version == 0 && engines.size() > 0) malformed("kernel choice cuDNN engines without the version");
-        OpKind op = OpKind::conv2d_fwd;
-        bool conv = false;
-        for (OpKind o : {OpKind::conv2d_fwd, OpKind::conv2d_bwd_data, OpKind::conv2d_bwd_filter})
-          if (k.op == op_name(o)) op = o, conv = true;
-        if (engines.size() > 0 && !conv) malformed("kernel choice with cuDNN engines at an op that is no convolution");
         for (uint32_t i = 0; i < engines.size(); ++i) {
           auto e = engines[i];
           CudnnEngine engine;
@@ -224,11 +213,12 @@ std::optional<Event> read_event(schema::Event::Reader e, const NameTable& names)
           engine.numerical_notes = to_vector<int32_t>(e.getNumericalNotes());
           engine.behavior_notes = to_vector<int32_t>(e.getBehaviorNotes());
           engine.workspace = e.getWorkspaceBytes();
-          if (cudnn_kernel_id(op, engine) != k.candidates[i])
-            malformed("kernel choice candidate " + std::to_string(i) + " is not the id of its cuDNN engine");
           k.cudnn.push_back(std::move(engine));
         }
       }
+      // The ids name the algorithms and engines: a trace cannot label one with another's id
+      // (engine/kernels/conv_sites.h has the layouts).
+      if (std::string bad = gpu_choice_lists_error(k); !bad.empty()) malformed(bad);
       k.plan_json = text(r.getPlanJson());
       k.tf32 = r.getTf32();
       if (r.hasLaunch()) {

@@ -546,6 +546,81 @@ TEST(TraceUntrusted, KernelRecordsThatBreakAMustAreMalformedAtTheirStep) {
             "('no driver')");
 }
 
+// A hand-made step 0 after `h`'s header with one event, the conv site choice of sample_gpu_conv_site_choice
+// (cuDNN's engines, then the im2col + cuBLASLt variant with its one algorithm), valid as made; `edit` breaks it.
+std::vector<uint8_t> trace_with_conv_choice(const TraceHeader& h,
+                                            const std::function<void(schema::KernelChoice::Builder)>& edit = {}) {
+  const KernelChoice c = sample_gpu_conv_site_choice();
+  capnp::MallocMessageBuilder message;
+  auto s = message.initRoot<schema::Message>().initStep();
+  s.initNewNames().initNames(1).set(0, c.site);
+  auto k = s.initEvents(1)[0].initKernelChoice();
+  k.setSite(0);
+  k.setOp(c.op);
+  auto candidates = k.initCandidates(static_cast<unsigned>(c.candidates.size()));
+  for (unsigned i = 0; i < c.candidates.size(); ++i) candidates.set(i, c.candidates[i]);
+  k.setChosen(c.chosen);
+  k.setReason(c.reason);
+  auto engines = k.initCudnn(static_cast<unsigned>(c.cudnn.size()));
+  for (unsigned i = 0; i < c.cudnn.size(); ++i) {
+    const CudnnEngine& e = c.cudnn[i];
+    engines[i].setGlobalIndex(e.global_index);
+    auto types = engines[i].initKnobTypes(static_cast<unsigned>(e.knobs.size()));
+    auto values = engines[i].initKnobValues(static_cast<unsigned>(e.knobs.size()));
+    for (unsigned j = 0; j < e.knobs.size(); ++j) types.set(j, e.knobs[j].type), values.set(j, e.knobs[j].value);
+    auto notes = engines[i].initNumericalNotes(static_cast<unsigned>(e.numerical_notes.size()));
+    for (unsigned j = 0; j < e.numerical_notes.size(); ++j) notes.set(j, e.numerical_notes[j]);
+    engines[i].setWorkspaceBytes(e.workspace);
+  }
+  k.setCudnnVersion(c.cudnn_version);
+  const BlasLtAlgo& a = c.blaslt[0];
+  auto algo = k.initBlasLt(1)[0];
+  auto words = algo.initData(8);
+  for (unsigned w = 0; w < 8; ++w) words.set(w, a.data[w]);
+  algo.setAlgoId(a.id), algo.setTile(a.tile), algo.setSplitK(a.split_k), algo.setStages(a.stages);
+  algo.setWaves(a.waves);
+  k.setBlasLtVersion(c.blaslt_version);
+  if (edit) edit(k);
+  return concat(header_bytes(h), packed(message));
+}
+
+TEST(TraceUntrusted, AConvChoiceWithTheIm2colCandidateReadsBackAndItsListsAreChecked) {
+  const TraceHeader h = sample_header();
+  auto read = [](const std::vector<uint8_t>& bytes, KernelChoice* out) {
+    auto r = TraceReader::open_memory(bytes, "conv.trr");
+    if (!r) return r.error().message;
+    auto step = (*r)->next();
+    if (!step) return step.error().message;
+    if (out && *step) *out = std::get<KernelChoice>(std::get<TraceStep>((**step).value).events.at(0));
+    return std::string();
+  };
+  KernelChoice got;
+  ASSERT_EQ(read(trace_with_conv_choice(h), &got), "");
+  EXPECT_TRUE(got == sample_gpu_conv_site_choice());
+  EXPECT_EQ(got.cudnn.size() + 1, got.candidates.size());  // the im2col candidate has no engine
+  auto error_of = [&](const std::function<void(schema::KernelChoice::Builder)>& edit) {
+    return read(trace_with_conv_choice(h, edit), nullptr);
+  };
+  std::string e = error_of([](auto k) {
+    auto two = k.initBlasLt(2);
+    for (unsigned i = 0; i < 2; ++i) two[i].initData(8), two[i].setSplitK(1);
+  });
+  EXPECT_NE(e.find("records 2 cuBLASLt algorithms, not the one that candidate runs"), std::string::npos) << e;
+  e = error_of([](auto k) {
+    auto c = k.getCandidates();
+    const std::string first = c[0].cStr(), second = c[1].cStr();
+    c.set(0, second);
+    c.set(1, first);
+  });
+  EXPECT_NE(e.find("candidate 0 is not the id of its cuDNN engine"), std::string::npos) << e;
+  e = error_of([](auto k) { k.setCudnnVersion(0); });
+  EXPECT_NE(e.find("cuDNN engines but no version"), std::string::npos) << e;
+  e = error_of([](auto k) { k.initCudnn(4); });
+  EXPECT_NE(e.find("more cuDNN engines than candidates"), std::string::npos) << e;
+  e = error_of([](auto k) { k.setOp("matmul"); });
+  EXPECT_FALSE(e.empty());
+}
+
 }  // namespace
 }  // namespace trainrr::trace
 

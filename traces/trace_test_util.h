@@ -9,6 +9,7 @@
 
 #include "engine/fingerprint.h"
 #include "engine/kernels/blaslt_choice.h"
+#include "engine/kernels/conv_sites.h"
 #include "engine/kernels/cudnn_choice.h"
 #include "traces/trace.h"
 #include "traces/trace_writer.h"
@@ -49,6 +50,31 @@ inline KernelChoice sample_gpu_conv_choice() {
   k.chosen = k.candidates[1];
   k.cudnn_version = 91900;
   k.plan_json = R"({"engineId":34,"knobs":{"TILE_SIZE":3}})";
+  return k;
+}
+
+// A conv site as the CUDA device records one: cuDNN's two engines, then the im2col + cuBLASLt variant, which
+// the deterministic policy took (every engine nondeterministic), with the one cuBLASLt algorithm it runs.
+inline KernelChoice sample_gpu_conv_site_choice() {
+  KernelChoice k{"conv2d_1/conv.fwd", "conv2d_fwd", {}, "", "deterministic: the im2col + cuBLASLt variant, every "
+                 "cuDNN engine being declared nondeterministic (2 rejected)", {}};
+  CudnnEngine a;
+  a.global_index = 3;
+  a.numerical_notes = {kCudnnNoteNondeterministic};
+  CudnnEngine b;
+  b.global_index = 57;
+  b.knobs = {{17, 2}};
+  b.numerical_notes = {kCudnnNoteTensorCore, kCudnnNoteNondeterministic};
+  b.workspace = 1 << 16;
+  k.cudnn = {a, b};
+  k.candidates = conv_site_candidates(OpKind::conv2d_fwd, k.cudnn);
+  k.cudnn_version = 91900;
+  BlasLtAlgo algo;
+  algo.data = {0x6, 0x12, 0x1400000000, 0, 0, 0, 0, 0x42};
+  algo.id = 6, algo.tile = 18, algo.stages = 20, algo.waves = 0.5f;
+  k.blaslt = {algo};
+  k.blaslt_version = 130100;
+  k.chosen = k.candidates.back();
   return k;
 }
 
@@ -164,6 +190,7 @@ inline TraceStep sample_step(int64_t i) {
     reduce.launch = LaunchShape{40, 1, 1, 256, 1, 1, 1024};
     s.events.push_back(reduce);
     s.events.push_back(sample_gpu_conv_choice());
+    s.events.push_back(sample_gpu_conv_site_choice());
   }
   if (i % 2 == 0) {
     ShuffleEvent sh;

@@ -22,6 +22,7 @@
 
 #include "engine/fingerprint.h"
 #include "engine/kernels/blaslt_choice.h"
+#include "engine/kernels/conv_sites.h"
 #include "engine/kernels/cudnn_choice.h"
 #include "trace.capnp.h"
 #include "traces/trace_lock.h"
@@ -196,23 +197,8 @@ std::string check_event(const Event& e) {
   } else if (const auto* k = std::get_if<KernelChoice>(&e)) {
     if (!k->timings_us.empty() && k->timings_us.size() != k->candidates.size())
       return "kernel choice with timings not one per candidate";
-    if (!k->blaslt.empty()) {
-      if (k->blaslt.size() != k->candidates.size()) return "kernel choice with cuBLASLt algorithms not one per candidate";
-      if (k->blaslt_version == 0) return "kernel choice with cuBLASLt algorithms but no version";
-      for (size_t i = 0; i < k->blaslt.size(); ++i)
-        if (k->blaslt[i].split_k < 1 || blaslt_kernel_id(k->blaslt[i]) != k->candidates[i])
-          return "kernel choice candidate " + std::to_string(i) + " is not the id of its cuBLASLt algorithm";
-    }
-    if (!k->cudnn.empty()) {
-      if (k->cudnn.size() != k->candidates.size()) return "kernel choice with cuDNN engines not one per candidate";
-      if (k->cudnn_version == 0) return "kernel choice with cuDNN engines but no version";
-      const OpKind ops[] = {OpKind::conv2d_fwd, OpKind::conv2d_bwd_data, OpKind::conv2d_bwd_filter};
-      const OpKind* op = std::find_if(std::begin(ops), std::end(ops), [&](OpKind o) { return k->op == op_name(o); });
-      if (op == std::end(ops)) return "kernel choice with cuDNN engines at an op that is no convolution";
-      for (size_t i = 0; i < k->cudnn.size(); ++i)
-        if (k->cudnn[i].global_index < 0 || cudnn_kernel_id(*op, k->cudnn[i]) != k->candidates[i])
-          return "kernel choice candidate " + std::to_string(i) + " is not the id of its cuDNN engine";
-    }
+    // The cuDNN and cuBLASLt records against the candidates (engine/kernels/conv_sites.h has the layouts).
+    if (std::string e = gpu_choice_lists_error(*k); !e.empty()) return e;
     if (const auto& l = k->launch; l && (!l->grid_x || !l->grid_y || !l->grid_z || !l->block_x || !l->block_y || !l->block_z))
       return "kernel choice launch shape with a dimension of 0";
   } else if (const auto* p = std::get_if<ProbeEvent>(&e)) {

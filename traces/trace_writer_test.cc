@@ -203,6 +203,17 @@ TEST(TraceWriterChecks, RefusesAGpuChoiceWhoseIdsAreNotItsAlgorithms) {
   KernelChoice no_version = sample_gpu_matmul_choice();
   no_version.blaslt_version = 0;
   EXPECT_NE(refused(no_version).find("no version"), std::string::npos);
+  // A conv site with the im2col candidate: cuDNN's engines cover the first candidates, and the variant runs one
+  // cuBLASLt algorithm.
+  KernelChoice two_algos = sample_gpu_conv_site_choice();
+  two_algos.blaslt.push_back(two_algos.blaslt[0]);
+  EXPECT_NE(refused(two_algos).find("not the one that candidate runs"), std::string::npos);
+  KernelChoice swapped = sample_gpu_conv_site_choice();
+  std::swap(swapped.candidates[0], swapped.candidates[1]);
+  EXPECT_NE(refused(swapped).find("is not the id of its cuDNN engine"), std::string::npos);
+  KernelChoice no_cudnn_version = sample_gpu_conv_site_choice();
+  no_cudnn_version.cudnn_version = 0;
+  EXPECT_NE(refused(no_cudnn_version).find("no version"), std::string::npos);
   KernelChoice empty_launch = sample_gpu_matmul_choice();
   empty_launch.launch = LaunchShape{0, 1, 1, 256, 1, 1, 0};
   EXPECT_NE(refused(empty_launch).find("dimension of 0"), std::string::npos);
