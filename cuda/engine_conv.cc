@@ -320,8 +320,7 @@ CudaDevice::ConvVariant CudaDevice::choose_conv(Runtime& rt, std::string_view si
       const bool recorded = target.from == ConvForcedTarget::From::recorded;
       const CudnnEngine& engine = recorded ? choice.cudnn[target.index] : here[target.index];
       if (!sites.dnn) {
-        notes_.push_back(cudnn_kernel_id(op, engine) + " (at " + choice.site + ") needs cuDNN, and " +
-                         sites.cudnn_missing + ": this machine's choice ran (" + mine.id + ")");
+        rt.hooks->kernel_replaced(choice.site, mine.id, "it needs cuDNN, and " + sites.cudnn_missing);
         return mine;
       }
       if (mine.id == choice.chosen && !mine.im2col && recorded &&
@@ -331,8 +330,8 @@ CudaDevice::ConvVariant CudaDevice::choose_conv(Runtime& rt, std::string_view si
       const uint64_t version = recorded ? choice.cudnn_version : dnn_version(*sites.dnn);
       const CudnnForce f = force_cudnn(engine, op, version, dnn_version(*sites.dnn), built.ok(), choice.site);
       if (!f.recorded) {
-        notes_.push_back(f.note + " (" + mine.id + ")" +
-                         (built ? std::string() : "; cuDNN: " + built.error().message));
+        rt.hooks->kernel_replaced(choice.site, mine.id,
+                                  f.note + (built ? std::string() : "; cuDNN: " + built.error().message));
         return mine;
       }
       ConvVariant v;
@@ -367,7 +366,8 @@ CudaDevice::ConvVariant CudaDevice::choose_conv(Runtime& rt, std::string_view si
       if (f.recorded) {
         v.algo = recorded;
       } else {
-        notes_.push_back(f.note + " (inside " + choice.chosen + ")");
+        rt.hooks->kernel_replaced(choice.site, choice.chosen + " with " + blaslt_kernel_id(*fallback),
+                                  f.note + " (inside " + choice.chosen + ")");
         v.algo = *fallback;
       }
       return v;

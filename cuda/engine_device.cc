@@ -328,7 +328,7 @@ BlasLtAlgo CudaDevice::choose_blaslt(Runtime& rt, std::string_view site, const c
       const BlasLtForce f = force_blaslt(recorded, choice.blaslt_version, lt.version(),
                                          lt.valid_here(recorded, m, tf32_), choice.site);
       if (f.recorded) return recorded;
-      notes_.push_back(f.note);
+      rt.hooks->kernel_replaced(choice.site, blaslt_kernel_id((*candidates)[pick->index]), f.note);
       return (*candidates)[pick->index];
     }
     case BlasLtForcedTarget::From::here:

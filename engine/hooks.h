@@ -127,6 +127,11 @@ class Hooks {
 
   // Decision: which kernel runs at a site.
   virtual void kernel_selected(KernelChoice& choice) { (void)choice; }
+  // Observation: the kernel a decision forced at `site` (kernel_selected) cannot run here, for the reason `why`
+  // (a GPU library that cannot restore a recorded algorithm on this GPU or version, say); `ran` ran instead.
+  virtual void kernel_replaced(std::string_view site, const std::string& ran, const std::string& why) {
+    (void)site, (void)ran, (void)why;
+  }
   // Decision, before a kernel that accumulates partial results in completion order runs at `site`: the
   // order to accumulate in (left empty: as the threads finish). Observation after: the order it took.
   virtual void accumulation_order(std::string_view site, std::vector<uint32_t>& order) { (void)site, (void)order; }

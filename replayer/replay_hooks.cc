@@ -204,6 +204,32 @@ void ReplayHooks::batch_refused(int64_t step, int64_t asked, int64_t instead, co
 void ReplayHooks::kernel_selected(KernelChoice& choice) {
   (void)take(key_kernel(choice.site));  // recorded_kernels_ learned it when the step was loaded
   auto rec = recorded_kernels_.find(choice.site);
+  const auto recorded_choice = recorded_choices_.find(choice.site);
+  // A GPU library's choice recorded, and this replay choosing on a GPU too (its candidates are the device's).
+  const bool gpu_library = recorded_choice != recorded_choices_.end() &&
+                           (!recorded_choice->second.blaslt.empty() || !recorded_choice->second.cudnn.empty());
+  const bool on_gpu = std::any_of(choice.candidates.begin(), choice.candidates.end(), [](const std::string& id) {
+    return id.find("__cuda") != std::string::npos || id.find("__cublaslt") != std::string::npos ||
+           id.find("__cudnn") != std::string::npos;
+  });
+  if (forced(force_.kernels, "kernel:" + choice.site) && rec != recorded_kernels_.end() && gpu_library && on_gpu) {
+    // A cuBLASLt algorithm or cuDNN engine: the device gets what the trace holds of it and restores it, whether
+    // or not this machine's library offered it, or says why it cannot (kernel_replaced).
+    const KernelChoice& r = recorded_choice->second;
+    KernelChoice asked = choice;
+    asked.chosen = rec->second;
+    asked.reason = "forced: recorded";
+    replayed_choices_[choice.site] = asked;
+    choice.chosen = rec->second;
+    choice.reason = asked.reason;
+    choice.blaslt = r.blaslt;
+    choice.blaslt_version = r.blaslt_version;
+    choice.cudnn = r.cudnn;
+    choice.cudnn_version = r.cudnn_version;
+    choice.plan_json = r.plan_json;
+    replayed_kernels_[choice.site] = choice.chosen;
+    return;
+  }
   if (forced(force_.kernels, "kernel:" + choice.site) && rec != recorded_kernels_.end()) {
     const auto& here = choice.candidates;
     const bool can_run =
@@ -222,6 +248,16 @@ void ReplayHooks::kernel_selected(KernelChoice& choice) {
   replayed_choices_[choice.site] = choice;
   const std::string recorded = rec == recorded_kernels_.end() ? "(none recorded)" : rec->second;
   if (recorded != choice.chosen) kernel_diffs_[choice.site] = {recorded, choice.chosen};
+}
+
+void ReplayHooks::kernel_replaced(std::string_view site, const std::string& ran, const std::string& why) {
+  const std::string s(site);
+  auto rec = recorded_kernels_.find(s);
+  const std::string recorded = rec == recorded_kernels_.end() ? "(none recorded)" : rec->second;
+  substituted_.push_back({s, recorded, ran, why});
+  replayed_kernels_[s] = ran;
+  if (auto it = replayed_choices_.find(s); it != replayed_choices_.end()) it->second.chosen = ran;
+  if (recorded != ran) kernel_diffs_[s] = {recorded, ran};
 }
 
 std::map<std::string, std::pair<std::string, std::string>> ReplayHooks::kernel_picks() const {

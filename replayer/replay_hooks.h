@@ -43,6 +43,7 @@ class ReplayHooks : public Hooks {
   // Forced sites whose recorded kernel cannot run here, so this machine's own choice ran instead.
   struct Substitution {
     std::string site, recorded, replayed;
+    std::string why;  // what the device said, when it was the device that could not run the recorded kernel
   };
   const std::vector<Substitution>& substituted() const { return substituted_; }
   // Sites whose completion order differed from the recording (not forced), before the first divergence.
@@ -117,6 +118,7 @@ class ReplayHooks : public Hooks {
   void batch_order(int64_t step, int64_t& batch) override;
   void batch_refused(int64_t step, int64_t asked, int64_t instead, const std::string& why) override;
   void kernel_selected(KernelChoice& choice) override;
+  void kernel_replaced(std::string_view site, const std::string& ran, const std::string& why) override;
   void accumulation_order(std::string_view site, std::vector<uint32_t>& order) override;
   void accumulated(std::string_view site, const std::vector<uint32_t>& order) override;
   ProbeLevel probe_level() const override { return level_; }

@@ -209,7 +209,8 @@ Status device_for_replay(const RunConfig& config) {
 
 void substitution_notes(const ReplayHooks& hooks, std::vector<std::string>& notes) {
   for (const auto& sub : hooks.substituted())
-    notes.push_back("kernel " + sub.recorded + " (at " + sub.site + ") cannot run here: replayed with " +
+    notes.push_back("kernel " + sub.recorded + " (at " + sub.site + ") cannot run here" +
+                    (sub.why.empty() ? std::string() : " (" + sub.why + ")") + ": replayed with " +
                     (sub.replayed.empty() ? std::string("nothing") : sub.replayed) + ", this machine's choice");
 }
 

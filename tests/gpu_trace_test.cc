@@ -10,6 +10,8 @@
 
 #include "engine/kernels/blaslt_choice.h"
 #include "engine/kernels/kernel_registry.h"
+#include "replayer/replay_hooks.h"
+#include "traces/trace_reader.h"
 #include "tests/test_util.h"
 #include "tests/trace_rewrite.h"
 
@@ -140,6 +142,54 @@ TEST(GpuTrace, ReplayOnTheCpuNamesTheFirstOpWithTheKernelOnEachSide) {
   // The device changed, and the GPU is a difference of the environment.
   EXPECT_TRUE(has(r.output, "recorded with runtime.device = \"cuda\", replayed with runtime.device = \"cpu\"")) << r.output;
   EXPECT_TRUE(has(r.output, "gpu.name: NVIDIA H200 (recorded) vs (not recorded) (replayed)")) << r.output;
+}
+
+// A forced replay on a GPU: the device gets the recorded cuBLASLt algorithms from the trace, whether or not this
+// machine's heuristic offered them, and when it cannot restore one (another GPU or cuBLASLt) what it ran instead
+// is a kernel difference with its reason, not a silent swap.
+TEST(GpuTrace, AForcedReplayOnAGpuGetsTheRecordedAlgorithmsAndHearsWhenOneCannotRun) {
+  TempDir dir;
+  const std::string cpu = dir.file("cpu.trr");
+  ASSERT_EQ(run_trainrr("record " + example("digits_mlp.toml") + " --set train.epochs=1 -o " + cpu).exit_code, 0);
+  const std::string gpu = gpu_trace(dir, cpu);
+  auto reader = trace::TraceReader::open(gpu);
+  ASSERT_TRUE(reader.ok()) << reader.error().message;
+  ReplayHooks hooks(**reader, ForceSet::all(), ProbeLevel::step);
+  ASSERT_FALSE(hooks.at_end());
+
+  // This GPU's heuristic offers another algorithm than the two recorded.
+  BlasLtAlgo other;
+  other.id = 6, other.tile = 3, other.stages = 9;
+  KernelChoice choice;
+  choice.site = "dense_1/matmul.fwd";
+  choice.op = "matmul";
+  choice.blaslt = {other};
+  choice.candidates = {blaslt_kernel_id(other)};
+  choice.chosen = choice.candidates[0];
+  choice.blaslt_version = 130200;
+  hooks.kernel_selected(choice);
+  EXPECT_EQ(choice.chosen, "f32_matmul__cublaslt_algo21_tile18_stages20");
+  ASSERT_EQ(choice.blaslt.size(), 2u);
+  EXPECT_EQ(choice.blaslt[0].id, 21);
+  EXPECT_EQ(choice.blaslt_version, 130100u);
+  EXPECT_TRUE(hooks.kernel_differences().empty());
+
+  hooks.kernel_replaced("dense_1/matmul.fwd", blaslt_kernel_id(other), "recorded with cuBLASLt 130100, this is 130200");
+  ASSERT_EQ(hooks.kernel_differences().count("dense_1/matmul.fwd"), 1u);
+  EXPECT_EQ(hooks.kernel_differences().at("dense_1/matmul.fwd"),
+            std::make_pair(std::string("f32_matmul__cublaslt_algo21_tile18_stages20"), blaslt_kernel_id(other)));
+  ASSERT_EQ(hooks.substituted().size(), 1u);
+  EXPECT_EQ(hooks.substituted()[0].why, "recorded with cuBLASLt 130100, this is 130200");
+
+  // A replay of the same trace on the CPU is not handed the algorithms: its candidates are the CPU's kernels.
+  KernelChoice on_cpu;
+  on_cpu.site = "dense_1/matmul.bwd_weight";
+  on_cpu.op = "matmul";
+  on_cpu.candidates = {"f32_matmul__cpu_blocked_generic"};
+  on_cpu.chosen = on_cpu.candidates[0];
+  hooks.kernel_selected(on_cpu);
+  EXPECT_TRUE(on_cpu.blaslt.empty());
+  EXPECT_EQ(on_cpu.chosen, "f32_matmul__cpu_blocked_generic");
 }
 
 }  // namespace
