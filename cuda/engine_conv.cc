@@ -220,7 +220,8 @@ CudaDevice::ConvVariant CudaDevice::pick_conv_variant(Policy policy, std::string
   if (sites.dnn) {
     auto offered = dnn_candidates(*sites.dnn, op, p);
     if (offered)
-      engines = std::move(*offered);
+      // runtime.tf32 = false: float32 engines only (tf32_ is set from the run before a choice).
+      engines = conv_engines_for_precision(*offered, tf32_);
     else
       notes_.push_back(std::string(site) + ": cuDNN has no engine for " + shape_text(op, p) + " (" +
                        offered.error().message + "): the im2col + cuBLASLt variant is its only candidate");
@@ -286,10 +287,11 @@ CudaDevice::ConvVariant CudaDevice::pick_conv_variant(Policy policy, std::string
 
   ConvVariant v;
   v.id = choice.chosen;
+  // TF32 allowed (runtime.tf32): for a cuDNN engine as for the variant's matmul.
+  choice.tf32 = tf32_;
   if (pick->index == engines.size()) {
     v.im2col = true;
     v.algo = *inner.algo;  // pick_conv takes the variant only when it runs
-    choice.tf32 = tf32_;
     if (!inner.reason.empty()) choice.reason += "; its cuBLASLt algorithm: " + inner.reason;
     return v;
   }

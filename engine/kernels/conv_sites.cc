@@ -37,6 +37,19 @@ bool is_conv_im2col_id(std::string_view id) {
   return std::any_of(std::begin(kConvOps), std::end(kConvOps), [&](OpKind o) { return id == conv_im2col_id(o); });
 }
 
+std::vector<CudnnEngine> conv_engines_for_precision(const std::vector<CudnnEngine>& engines, bool tf32,
+                                                    size_t* dropped) {
+  std::vector<CudnnEngine> kept;
+  for (const CudnnEngine& e : engines) {
+    const bool narrower = std::any_of(e.numerical_notes.begin(), e.numerical_notes.end(), [](int32_t n) {
+      return n == kCudnnNoteTensorCore || n == kCudnnNoteDownConvertInputs;
+    });
+    if (tf32 || !narrower) kept.push_back(e);
+  }
+  if (dropped) *dropped = engines.size() - kept.size();
+  return kept;
+}
+
 std::vector<std::string> conv_site_candidates(OpKind op, const std::vector<CudnnEngine>& engines) {
   std::vector<std::string> ids;
   ids.reserve(engines.size() + 1);

@@ -41,6 +41,12 @@ std::string conv_im2col_id(OpKind op);
 // Whether `id` is the im2col variant's id of some conv op.
 bool is_conv_im2col_id(std::string_view id);
 
+// cuDNN's engines for a float32 convolution without TF32 (runtime.tf32 = false): those cuDNN notes as using tensor
+// cores (on float32 data, TF32) or as rounding their inputs to a narrower type are left out, as frameworks
+// leave them out when TF32 is off. With tf32 every engine stays. `dropped` (may be null) counts those left out.
+std::vector<CudnnEngine> conv_engines_for_precision(const std::vector<CudnnEngine>& engines, bool tf32,
+                                                    size_t* dropped = nullptr);
+
 // The site's candidate ids: each engine's cudnn_kernel_id, then conv_im2col_id(op).
 std::vector<std::string> conv_site_candidates(OpKind op, const std::vector<CudnnEngine>& engines);
 

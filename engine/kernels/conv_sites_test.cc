@@ -224,5 +224,22 @@ TEST(ConvSites, TheListsOfAChoiceAreCheckedAgainstItsCandidates) {
   EXPECT_TRUE(has(gpu_choice_lists_error(older), "not one per candidate"));
 }
 
+TEST(ConvSites, WithoutTf32EnginesOnTensorCoresOrNarrowerInputsAreLeftOut) {
+  CudnnEngine plain, tensor_core, narrowed, nondeterministic;
+  plain.global_index = 1;
+  tensor_core.global_index = 2, tensor_core.numerical_notes = {kCudnnNoteTensorCore};
+  narrowed.global_index = 3, narrowed.numerical_notes = {kCudnnNoteDownConvertInputs};
+  nondeterministic.global_index = 4, nondeterministic.numerical_notes = {kCudnnNoteNondeterministic};
+  const std::vector<CudnnEngine> all = {plain, tensor_core, narrowed, nondeterministic};
+  size_t dropped = 0;
+  const auto f32 = conv_engines_for_precision(all, false, &dropped);
+  ASSERT_EQ(f32.size(), 2u);
+  EXPECT_EQ(f32[0].global_index, 1);
+  EXPECT_EQ(f32[1].global_index, 4);
+  EXPECT_EQ(dropped, 2u);
+  EXPECT_EQ(conv_engines_for_precision(all, true, &dropped).size(), 4u);
+  EXPECT_EQ(dropped, 0u);
+}
+
 }  // namespace
 }  // namespace trainrr
