@@ -1,6 +1,7 @@
 #include "tools/run_common.h"
 
 #include "engine/device.h"
+#include "engine/device_backend.h"
 
 #include "engine/escape.h"
 
@@ -29,6 +30,9 @@ void print_run_header(FILE* out, const RunConfig& config, Training& t) {
                shape_str(t.train_data().sample_shape()).c_str());
   std::fprintf(out, "runtime: %d threads, policy %s, isa %s\n", t.threads(), policy_name(t.policy()),
                isa_name(t.isa()));
+  if (const DeviceBackend* device = t.device())
+    std::fprintf(out, "device: %s%s\n", device->describe().c_str(),
+                 config.runtime.tf32 ? ", matmuls in TF32 (runtime.tf32)" : ", float32 (TF32 off)");
   std::fprintf(out, "model:\n%s", t.model().summary().c_str());
   std::fflush(out);
 }

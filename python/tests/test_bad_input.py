@@ -214,3 +214,11 @@ def test_a_gpu_run_where_none_can_run_says_why_before_training():
     # This machine's reason: no driver or no device (the CUDA backend), or no backend at all.
     assert any(why in message for why in ("no CUDA driver", "sees no GPU", "cudaGetDeviceCount failed",
                                           "built without the CUDA backend")), message
+
+
+def test_tf32_is_a_runtime_setting_that_must_be_a_bool():
+    m = trainrr.Sequential([layers.Dense(1, activation="sigmoid")])
+    with pytest.raises(trainrr.ConfigError) as e:
+        m.compile(optimizer="adam", loss="binary_crossentropy", tf32="yes")
+    assert "tf32 must be true or false, got a string" in str(e.value)
+    m.compile(optimizer="adam", loss="binary_crossentropy", tf32=False)

@@ -71,22 +71,22 @@ class Sequential:
         self._run = None
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, threads=None, policy=None, device=None,
-                **kwargs):
+                tf32=None, **kwargs):
         """As Keras' compile (its default optimizer is rmsprop). metrics: None or ["accuracy"]: the engine
         reports the loss, and accuracy for the two cross-entropies. trainrr's own: threads (default 0: every
-        core), policy ("default", "deterministic", "autotune" or "portable") and device ("cpu", the default,
-        "cuda" or "cuda:N"), the configuration's [runtime]."""
+        core), policy ("default", "deterministic", "autotune" or "portable"), device ("cpu", the default,
+        "cuda" or "cuda:N") and tf32 (on a GPU, matmuls in TF32; default False), the configuration's [runtime]."""
         for key in kwargs:
             if key in _COMPILE_ONLY_KERAS:
                 raise _check.unsupported_argument("compile", key)
             raise _check.unknown_argument("compile", key,
-                                          ["optimizer", "loss", "metrics", "threads", "policy", "device"])
+                                          ["optimizer", "loss", "metrics", "threads", "policy", "device", "tf32"])
         if loss is None:
             raise ConfigError("compile: loss is required (binary_crossentropy, sparse_categorical_crossentropy "
                               "or mse)")
         loss_name, from_logits = losses.get(loss)
         wants_accuracy = _accuracy_wanted(metrics, loss_name)
-        runtime = [(k, v) for k, v in (("threads", threads), ("policy", policy), ("device", device))
+        runtime = [(k, v) for k, v in (("threads", threads), ("policy", policy), ("device", device), ("tf32", tf32))
                    if v is not None]
         if runtime:
             _check.engine_check("compile", "runtime.", runtime=runtime)
