@@ -147,6 +147,7 @@ class Forward : public Hooks {
   void probe_unchanged(std::string_view site, Phase phase, const Tensor& value) override {
     inner_.probe_unchanged(site, phase, value);
   }
+  void op_done(std::string_view site) override { inner_.op_done(site); }
   void step_begin(int64_t step, int epoch, int64_t batch) override { inner_.step_begin(step, epoch, batch); }
   void step_end(const StepSummary& s) override { inner_.step_end(s); }
   void epoch_end(const EpochSummary& e) override { inner_.epoch_end(e); }

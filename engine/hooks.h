@@ -153,6 +153,12 @@ class Hooks {
   virtual void probe_unchanged(std::string_view site, Phase phase, const Tensor& value) {
     probe(site, phase, value);
   }
+  // Observation: the op `site` has queued all its work (on a device, launched its kernels; they may still
+  // run). Every op of a step ends with one, whatever the probe level asks: a probe's site names its op
+  // ("dense_1/matmul.fwd:out"), the loss is "loss", a parameter's update "<param>/update:out". A listener can
+  // charge what happened since the previous op_done (the GPU kernels launched, say) to this op. Evaluation,
+  // outside every step, calls it too.
+  virtual void op_done(std::string_view site) { (void)site; }
 
   virtual void step_begin(int64_t step, int epoch, int64_t batch) { (void)step, (void)epoch, (void)batch; }
   virtual void step_end(const StepSummary& summary) { (void)summary; }

@@ -9,7 +9,7 @@ namespace trainrr {
 Optimizer::Slots& Optimizer::slots_for(const Param& p) {
   for (auto& s : slots_)
     if (s.param == p.name) return s;
-  Slots s{p.name, {}};
+  Slots s{p.name, {}, p.name + "/update:out"};
   for (size_t i = 0; i < slot_names().size(); ++i) s.tensors.emplace_back(p.value.shape, 0.0f);
   slots_.push_back(std::move(s));
   return slots_.back();
@@ -33,7 +33,7 @@ void Optimizer::step(const std::vector<Param*>& params, Runtime& rt) {
         slot_ptrs.push_back(st.dptr());
       }
       d.optimizer_update(config_, t, rt.math, p->value.dptr(), p->grad.dptr(), slot_ptrs, p->value.size());
-      if (rt.probes(ProbeLevel::op)) rt.probe(p->name + "/update:out", Phase::update, p->value, ProbeLevel::op);
+      rt.probe(s.probe_site, Phase::update, p->value, ProbeLevel::op);  // the update is done (Runtime::probe)
       continue;
     }
     // Chunks of a fixed size: the update is elementwise, so the split never changes a bit. A small
@@ -53,7 +53,7 @@ void Optimizer::step(const std::vector<Param*>& params, Runtime& rt) {
     } else {
       rt.pool().parallel_for(chunks, chunk);
     }
-    if (rt.probes(ProbeLevel::op)) rt.hooks->probe(p->name + "/update:out", Phase::update, p->value);
+    rt.probe(s.probe_site, Phase::update, p->value, ProbeLevel::op);
   }
 }
 
@@ -87,7 +87,7 @@ Status Optimizer::restore(const std::vector<NamedTensor>& tensors, int64_t itera
     for (auto& cand : slots_)
       if (cand.param == param) s = &cand;
     if (!s) {
-      slots_.push_back({param, std::vector<Tensor>(names.size())});
+      slots_.push_back({param, std::vector<Tensor>(names.size()), param + "/update:out"});
       s = &slots_.back();
     }
     s->tensors[idx] = nt.value;

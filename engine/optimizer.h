@@ -43,6 +43,7 @@ class Optimizer {
   struct Slots {
     std::string param;
     std::vector<Tensor> tensors;  // one per slot name
+    std::string probe_site;       // "<param>/update:out": where its update is probed
   };
   Slots& slots_for(const Param& p);
 

@@ -27,13 +27,18 @@ struct Runtime {
   // Probes wanted at this level? (Asked once per run, kept here.)
   ProbeLevel level = ProbeLevel::step;
   bool probes(ProbeLevel l) const { return level >= l; }
+  // Every op ends with a probe call (whether or not the level asks for the probe): it tells the hooks the op
+  // is done (Hooks::op_done) first. An op without a probe of its own calls op_done.
+  void op_done(std::string_view site) { hooks->op_done(site); }
   void probe(std::string_view site, Phase phase, const Tensor& t, ProbeLevel l) {
+    hooks->op_done(site);
     last_probed_ = probes(l) ? &t : nullptr;
     if (last_probed_) hooks->probe(site, phase, host_view(t));
   }
   // A probe of `t` where the caller's previous probe call was of `t` too and nothing has written it since.
   // The hooks are told so when that previous call reached them.
   void probe_unchanged(std::string_view site, Phase phase, const Tensor& t, ProbeLevel l) {
+    hooks->op_done(site);
     const bool again = last_probed_ == &t;
     last_probed_ = probes(l) ? &t : nullptr;
     if (!last_probed_) return;

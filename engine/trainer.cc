@@ -445,6 +445,7 @@ void Training::run_step() {
     if (device_) to_device(*device_, b.x);
     pred = model_.forward(b.x, rt_, true);
     lv = loss_->compute(pred, b.y, rt_);
+    rt_.op_done("loss");  // the loss has no probe of its own (Runtime::op_done)
     model_.backward(lv.grad, rt_);
   }
   optimizer_->step(params, rt_);
@@ -526,6 +527,7 @@ LossValue Training::run_shards(const Batch& b, int64_t batch, std::vector<Param*
     if (config_.augment.noise_stddev > 0) gaussian_noise(x, static_cast<float>(config_.augment.noise_stddev), *rng_);
     Tensor pred = model_.forward(x, rt_, true);
     LossValue lv = loss_->compute(pred, y, rt_);
+    rt_.op_done("loss");
     model_.backward(lv.grad, rt_);
     rng_->set_scope("");
     loss_sum += lv.loss;

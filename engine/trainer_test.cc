@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
+#include "engine/emulated_device.h"
+#include "engine/kernels/kernel_registry.h"
+
 namespace trainrr {
 namespace {
 
@@ -23,6 +28,118 @@ TEST(EndsInSoftmax, OnlyASoftmaxThatIsTheLastLayerOverOneAxis) {
   EXPECT_FALSE(ends_in_softmax({layer("Conv2D", "softmax")}, {4, 4, 3}));
   EXPECT_FALSE(ends_in_softmax({layer("Dense", "softmax")}, {4, 3}));
 }
+
+
+// --- op_done: every op of a step says it is done, whatever the probe level and wherever it runs ---
+
+std::string example(const std::string& name) { return std::string(TRAINRR_SOURCE_DIR) + "/examples/" + name; }
+
+// What a step shows its hooks, in order: "done <site>" and "probe <site>".
+class OpLog : public Hooks {
+ public:
+  explicit OpLog(ProbeLevel level) : level_(level) {}
+  ProbeLevel probe_level() const override { return level_; }
+  void step_begin(int64_t, int, int64_t) override { steps.emplace_back(); }
+  void op_done(std::string_view site) override {
+    if (!steps.empty()) steps.back().push_back("done " + std::string(site));
+  }
+  void probe(std::string_view site, Phase, const Tensor&) override {
+    if (!steps.empty()) steps.back().push_back("probe " + std::string(site));
+  }
+  void step_end(const StepSummary& s) override {
+    params.clear();
+    for (const auto& [name, t] : s.params) params.push_back(name);
+  }
+  std::vector<std::vector<std::string>> steps;
+  std::vector<std::string> params;
+
+ private:
+  ProbeLevel level_;
+};
+
+OpLog log_of(const std::string& file, ProbeLevel level, DeviceBackend* device) {
+  OpLog hooks(level);
+  auto config = load_config(example(file), {"runtime.policy=deterministic"});
+  EXPECT_TRUE(config.ok()) << (config.ok() ? "" : config.error().message);
+  if (!config) return hooks;
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  TrainingOptions options;
+  options.registry = &registry;
+  options.hooks = &hooks;
+  options.device = device;
+  auto t = Training::create(*config, options);
+  EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.error().message);
+  if (!t) return hooks;
+  Status s = (*t)->fit(2);
+  EXPECT_TRUE(s.ok()) << (s.ok() ? "" : s.error().message);
+  return hooks;
+}
+
+std::vector<std::string> done_sites(const std::vector<std::string>& step) {
+  std::vector<std::string> out;
+  for (const std::string& e : step)
+    if (e.rfind("done ", 0) == 0) out.push_back(e.substr(5));
+  return out;
+}
+
+class OpDoneTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(OpDoneTest, EveryProbeIsPrecededByItsOpsDoneAndEveryStepEndsItsLossAndUpdates) {
+  for (ProbeLevel level : {ProbeLevel::step, ProbeLevel::layer, ProbeLevel::op}) {
+    SCOPED_TRACE(probe_level_name(level));
+    const OpLog log = log_of(GetParam(), level, nullptr);
+    ASSERT_EQ(log.steps.size(), 2u);
+    for (const auto& step : log.steps) {
+      for (size_t i = 0; i < step.size(); ++i)
+        if (step[i].rfind("probe ", 0) == 0) {
+          ASSERT_GT(i, 0u) << step[i];
+          EXPECT_EQ(step[i - 1], "done " + step[i].substr(6));
+        }
+      const std::vector<std::string> done = done_sites(step);
+      EXPECT_EQ(std::count(done.begin(), done.end(), "loss"), 1);
+      ASSERT_FALSE(log.params.empty());
+      for (const std::string& p : log.params)
+        EXPECT_EQ(std::count(done.begin(), done.end(), p + "/update:out"), 1) << p;
+      // The updates end the step, in the order of the parameters.
+      ASSERT_GE(done.size(), log.params.size());
+      EXPECT_EQ(done.back(), log.params.back() + "/update:out");
+    }
+  }
+}
+
+TEST_P(OpDoneTest, ALowerLevelEndsASubsequenceOfTheOpsOfLevelOp) {
+  const OpLog step = log_of(GetParam(), ProbeLevel::step, nullptr);
+  const OpLog op = log_of(GetParam(), ProbeLevel::op, nullptr);
+  ASSERT_EQ(step.steps.size(), op.steps.size());
+  for (size_t s = 0; s < step.steps.size(); ++s) {
+    const std::vector<std::string> a = done_sites(step.steps[s]), b = done_sites(op.steps[s]);
+    size_t j = 0;
+    for (const std::string& site : a) {
+      while (j < b.size() && b[j] != site) ++j;
+      ASSERT_LT(j, b.size()) << site << " is not an op at level op, in this order";
+      ++j;
+    }
+  }
+}
+
+TEST_P(OpDoneTest, OnADeviceTheOpsAreThoseOfTheCpu) {
+  for (ProbeLevel level : {ProbeLevel::step, ProbeLevel::op}) {
+    SCOPED_TRACE(probe_level_name(level));
+    EmulatedDevice device;
+    const OpLog cpu = log_of(GetParam(), level, nullptr);
+    const OpLog emulated = log_of(GetParam(), level, &device);
+    ASSERT_EQ(cpu.steps.size(), emulated.steps.size());
+    for (size_t s = 0; s < cpu.steps.size(); ++s) EXPECT_EQ(done_sites(cpu.steps[s]), done_sites(emulated.steps[s]));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, OpDoneTest,
+                         ::testing::Values("digits_mlp.toml", "digits_cnn.toml", "breast_cancer.toml"),
+                         [](const ::testing::TestParamInfo<std::string>& p) {
+                           std::string n = p.param.substr(0, p.param.find('.'));
+                           return n;
+                         });
 
 }  // namespace
 }  // namespace trainrr

@@ -2,11 +2,17 @@
 // The hooks that record: every choice and observation of a run, appended to a trace as it trains.
 // The recorder never changes a decision, so a recorded run computes exactly what an unrecorded one does.
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "engine/config.h"
 #include "engine/hooks.h"
+#include "recorder/kernel_source.h"
 #include "traces/trace.h"
 #include "traces/trace_writer.h"
 
@@ -19,10 +25,14 @@ struct RecordOptions {
   bool embed_data = false;       // store the data files in the trace
 };
 
+// The site of the kernels a step launched after its last op (its updates) and before its end.
+inline constexpr std::string_view kStepEndSite = "(step end)";
+
 class Recorder : public Hooks {
  public:
   // Digests (and with embed_data reads) the configuration's data files now; errors name the file.
   static Result<std::unique_ptr<Recorder>> create(const RunConfig& config, const RecordOptions& options);
+  ~Recorder() override;
 
   // Called by the run once it knows its threads, instruction set and policy (before training).
   void set_runtime(int threads, const std::string& isa, const std::string& policy);
@@ -33,9 +43,17 @@ class Recorder : public Hooks {
   // A data-parallel run: this trace is rank `rank` of `world_size` under run id `run_id`; the MPI library
   // and its allreduce settings go into the environment (call after set_runtime).
   void set_rank(int rank, int world_size, const std::string& run_id, const CollectiveSettings& settings);
+  // Where the run's GPU kernels come from. By default a run on a GPU (runtime.device not "cpu") records them from
+  // the registered source (set_kernel_source_factory), and a run on the CPU records none. Tests give a source
+  // here (before start()): the run records its kernels from it, whatever its device.
+  void set_kernel_source(std::function<std::unique_ptr<KernelSource>()> make) {
+    kernel_source_ = std::move(make);
+    wants_kernels_ = true;
+  }
   // Creates the trace file and writes its header; returns status(). Call it once the run is set up (after
   // Training::create): until then the path is not touched, so a run refused for its configuration, data or
   // model leaves an earlier trace there intact. Without this call the first step (or finish) starts it.
+  // A run that records GPU kernels starts gathering them here, on the device the run opened.
   Status start();
 
   // The first write error, if any (a full disk, say); recording stops at the first one.
@@ -60,6 +78,7 @@ class Recorder : public Hooks {
   ProbeLevel probe_level() const override { return options_.level; }
   void probe(std::string_view site, Phase phase, const Tensor& value) override;
   void probe_unchanged(std::string_view site, Phase phase, const Tensor& value) override;
+  void op_done(std::string_view site) override;
   void step_begin(int64_t step, int epoch, int64_t batch) override;
   void step_end(const StepSummary& summary) override;
   void epoch_end(const EpochSummary& summary) override;
@@ -69,6 +88,12 @@ class Recorder : public Hooks {
  private:
   Recorder() = default;
   void keep(Status s);
+  // GPU kernels: started with the trace (the header says whether they are recorded, or why not); each op of a
+  // step tagged with its external id; at the step's end, what the source gathered joined to the ops.
+  void start_kernels();
+  void tag(uint32_t op);
+  std::optional<trace::StepKernels> collect_kernels();
+  void stop_kernels();
   bool seeded_ = false;  // the header is complete: seed() has been called
   bool initial_written_ = false;  // the checkpoint before the first step
   bool writing() const { return writer_ && status_.ok(); }
@@ -94,6 +119,15 @@ class Recorder : public Hooks {
   LastProbe last_probe_;
   void add_probe(std::string_view site, Phase phase, const Tensor& value, const Fingerprint& f);
   Status status_;
+
+  bool wants_kernels_ = false;              // a run on a GPU, or a kernel source given
+  std::function<std::unique_ptr<KernelSource>()> kernel_source_;  // set_kernel_source
+  std::unique_ptr<KernelSource> kernels_;   // gathering: the header says kernels are recorded
+  bool in_step_ = false;                    // between step_begin and step_end
+  bool tagged_ = false;                     // an external id is pushed
+  int64_t step_ = 0;                        // the step in progress
+  uint32_t op_ = 0;                         // the index of the op in progress in this step
+  std::vector<std::string> op_sites_;       // op index -> site, this step's first op_ entries
 };
 
 // The files a data source reads, each by its name in a trace ("data" for a CSV file; "features" and "labels"

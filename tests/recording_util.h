@@ -38,6 +38,7 @@ class ForwardingHooks : public Hooks {
   void probe_unchanged(std::string_view s, Phase p, const Tensor& t) override {
     in_.probe_unchanged(s, p, t);
   }
+  void op_done(std::string_view s) override { in_.op_done(s); }
   void step_begin(int64_t s, int e, int64_t b) override {
     step_ = s;
     in_.step_begin(s, e, b);

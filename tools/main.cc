@@ -18,8 +18,10 @@
 #include "tools/commands.h"
 #include "tools/trace_text.h"
 #if TRAINRR_WITH_CUDA
+#include "cuda/cupti_session.h"
 #include "cuda/device.h"
 #include "cuda/engine_device.h"
+#include "recorder/kernel_source.h"
 #endif
 
 namespace {
@@ -65,6 +67,8 @@ int run(int argc, char** argv) {
   trainrr::set_cuda_probe(&trainrr::cuda::probe_gpu);
   // ... and trains on it through the CUDA device.
   trainrr::set_cuda_backend(&trainrr::cuda::open_cuda_device);
+  // ... and a recording there gathers its kernels with CUPTI.
+  trainrr::set_kernel_source_factory(&trainrr::cuda::open_cupti_session);
 #endif
   CLI::App app{
       "trainrr: a record-and-replay debugger for neural-network training.\n"

@@ -9,8 +9,10 @@
 
 #include "engine/device.h"
 #if TRAINRR_WITH_CUDA
+#include "cuda/cupti_session.h"
 #include "cuda/device.h"
 #include "cuda/engine_device.h"
+#include "recorder/kernel_source.h"
 #endif
 #include "engine/config.h"
 #include "python/src/errors.h"
@@ -141,6 +143,7 @@ PYBIND11_MODULE(_trainrr, m) {
 #if TRAINRR_WITH_CUDA
   set_cuda_probe(&cuda::probe_gpu);
   set_cuda_backend(&cuda::open_cuda_device);
+  set_kernel_source_factory(&cuda::open_cupti_session);
 #endif
 
   pyb::register_exception_translator([](std::exception_ptr p) {
