@@ -241,7 +241,7 @@ void ReplayHooks::kernel_selected(KernelChoice& choice) {
       // The recorded kernel cannot run here (another instruction set, another build): this machine's own
       // choice runs instead, and the difference is evidence like any other kernel difference.
       choice.reason = "recorded " + rec->second + " is not available here";
-      substituted_.push_back({choice.site, rec->second, choice.chosen});
+      substituted_.push_back({choice.site, rec->second, choice.chosen, ""});
     }
   }
   replayed_kernels_[choice.site] = choice.chosen;
