@@ -117,30 +117,6 @@ CudaDevice::ConvSites& CudaDevice::conv_sites() {
 
 // ---- Running a variant.
 
-template <class Run>
-double CudaDevice::time_conv(const Run& run) {
-  // As time_on_stream (cuda/engine_device.cc): one warm-up call, then kTimedRuns between two events.
-  cudaEvent_t start = nullptr, stop = nullptr;
-  check(cudaEventCreate(&start), "cudaEventCreate");
-  if (cudaError_t e = cudaEventCreate(&stop); e != cudaSuccess) {
-    cudaEventDestroy(start);
-    check(e, "cudaEventCreate");
-  }
-  struct Events {
-    cudaEvent_t a, b;
-    ~Events() { cudaEventDestroy(a), cudaEventDestroy(b); }
-  } events{start, stop};
-  const auto stream = static_cast<cudaStream_t>(stream_);
-  run();
-  check(cudaEventRecord(start, stream), "cudaEventRecord");
-  for (int i = 0; i < kTimedRuns; ++i) run();
-  check(cudaEventRecord(stop, stream), "cudaEventRecord");
-  check(cudaEventSynchronize(stop), "cudaEventSynchronize");
-  float ms = 0;
-  check(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
-  return static_cast<double>(ms) * 1000.0 / kTimedRuns;
-}
-
 void CudaDevice::run_im2col_variant(const BlasLtAlgo& algo, OpKind op, const Conv2dArgs& p) {
   const int64_t chunk = conv_chunk_images(p, kConvColBudget);
   float* col = static_cast<float*>(
@@ -195,7 +171,7 @@ CudaDevice::Im2colPick CudaDevice::pick_im2col_algo(Policy policy, OpKind op, co
     if (op != OpKind::conv2d_bwd_data) check(im2col(p, p.x, 0, chunk, col, stream_));
     for (const BlasLtAlgo& a : *candidates) {
       try {
-        timings.push_back(time_conv([&] { run_blaslt(a, m); }));
+        timings.push_back(time_on_stream([&] { run_blaslt(a, m); }));
       } catch (const DeviceError&) {
         timings.push_back(std::numeric_limits<double>::infinity());
       }
@@ -251,7 +227,7 @@ CudaDevice::ConvVariant CudaDevice::pick_conv_variant(Policy policy, std::string
       double us = std::numeric_limits<double>::infinity();
       if (auto plan = plan_of(i)) {
         try {
-          us = time_conv([&] { run_conv_variant(ConvVariant{"", false, {}, *plan}, op, p); });
+          us = time_on_stream([&] { run_conv_variant(ConvVariant{"", false, {}, *plan}, op, p); });
         } catch (const DeviceError&) {
         }
       }
@@ -260,7 +236,7 @@ CudaDevice::ConvVariant CudaDevice::pick_conv_variant(Policy policy, std::string
     double us = std::numeric_limits<double>::infinity();
     if (inner.algo) {
       try {
-        us = time_conv([&] { run_im2col_variant(*inner.algo, op, p); });
+        us = time_on_stream([&] { run_im2col_variant(*inner.algo, op, p); });
       } catch (const DeviceError&) {
       }
     }

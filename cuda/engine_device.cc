@@ -204,8 +204,7 @@ void CudaDevice::synchronize() {
 
 // ---- Timing.
 
-template <class Run>
-double CudaDevice::time_on_stream(const Run& run) {
+double CudaDevice::time_on_stream(const std::function<void()>& run) {
   cudaEvent_t start = nullptr, stop = nullptr;
   check(cudaEventCreate(&start), "cudaEventCreate");
   if (cudaError_t e = cudaEventCreate(&stop); e != cudaSuccess) {

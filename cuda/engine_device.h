@@ -20,6 +20,7 @@
 // Every CUDA error throws DeviceError naming the device, the call and the CUDA runtime's words for the error.
 
 #include <map>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -152,8 +153,7 @@ class CudaDevice final : public DeviceBackend {
   BlasLt& blas();
 
   // Microseconds per call of `run` on the stream (one warm-up call, then kTimedRuns between two events).
-  template <class Run>
-  double time_on_stream(const Run& run);
+  double time_on_stream(const std::function<void()>& run);
 
   DeviceReduce choose_reduce(Runtime& rt, std::string_view site, const ReduceArgs& args);
   void run_reduce(DeviceReduce v, const ReduceArgs& args);
@@ -184,8 +184,6 @@ class CudaDevice final : public DeviceBackend {
   Im2colPick pick_im2col_algo(Policy policy, OpKind op, const Conv2dArgs& p);
   void run_conv_variant(const ConvVariant& v, OpKind op, const Conv2dArgs& p);
   void run_im2col_variant(const BlasLtAlgo& algo, OpKind op, const Conv2dArgs& p);
-  template <class Run>
-  double time_conv(const Run& run);
 
   using MatmulShape = std::tuple<bool, bool, int64_t, int64_t, int64_t>;  // trans_a, trans_b, m, n, k
   struct MatmulSite {
