@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "cuda/engine_device.h"
+#include "cuda/engine_device_test_util.h"
 #include "cuda/gpu_test_util.h"
 #include "engine/kernels/blaslt_choice.h"
 #include "engine/kernels/conv_sites.h"
@@ -35,59 +36,10 @@ namespace {
 
 using cuda::CudaDevice;
 
-std::unique_ptr<CudaDevice> open_device() {
-  auto d = CudaDevice::open(0);
-  if (!d) {
-    ADD_FAILURE() << d.error().message;
-    return nullptr;
-  }
-  return std::move(*d);
-}
-
-// Floats in the device's memory, through the device's own calls.
-class Floats {
- public:
-  Floats(CudaDevice& d, const std::vector<float>& host) : d_(d), n_(host.size()) {
-    array_.resize(d, n_ * sizeof(float));
-    d.upload(array_.get(), host.data(), n_ * sizeof(float));
-  }
-  float* get() { return static_cast<float*>(array_.get()); }
-  std::vector<float> host() {
-    std::vector<float> out(n_);
-    d_.download(out.data(), array_.get(), n_ * sizeof(float));
-    return out;
-  }
-
- private:
-  CudaDevice& d_;
-  size_t n_;
-  DeviceArray array_;
-};
-
-class ChoiceHooks : public Hooks {
- public:
-  std::vector<KernelChoice> choices;
-  std::function<void(KernelChoice&)> force;  // under the forced policy: what a replay would do
-  void kernel_selected(KernelChoice& c) override {
-    if (force) force(c);
-    choices.push_back(c);
-  }
-};
-
-struct SiteRuntime {
-  SiteRuntime(Policy policy, Hooks& hooks)
-      : registry(testing::TestRuntime::filled()), pool(1), kernels(registry, policy, Isa::generic, pool, hooks),
-        rng(1, hooks) {
-    rt.hooks = &hooks;
-    rt.kernels = &kernels;
-    rt.rng = &rng;
-  }
-  KernelRegistry registry;
-  ThreadPool pool;
-  KernelSelector kernels;
-  RngStreams rng;
-  Runtime rt;
-};
+using cuda_testing::ChoiceHooks;
+using cuda_testing::Floats;
+using cuda_testing::open_device;
+using cuda_testing::SiteRuntime;
 
 Conv2dArgs geometry(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t k, int64_t c_out, int64_t stride,
                     Padding pad) {

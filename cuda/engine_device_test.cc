@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/engine_device_test_util.h"
 #include "cuda/gpu_test_util.h"
 #include "cuda/ops.h"
 #include "engine/counter_rng.h"
@@ -39,59 +40,10 @@ using testing::random_tensor;
 // ---------------------------------------------------------------------------------------------------------
 // A device, arrays in its memory, a runtime with a chosen policy and hooks that record (and may force) choices.
 
-std::unique_ptr<CudaDevice> open_device() {
-  auto d = CudaDevice::open(0);
-  if (!d) {
-    ADD_FAILURE() << d.error().message;
-    return nullptr;
-  }
-  return std::move(*d);
-}
-
-// Floats in the device's memory, filled from the host and read back through the device's own calls.
-class Floats {
- public:
-  Floats(CudaDevice& d, size_t n) : d_(d), n_(n) { array_.resize(d, n * sizeof(float)); }
-  Floats(CudaDevice& d, const std::vector<float>& host) : Floats(d, host.size()) {
-    d.upload(array_.get(), host.data(), host.size() * sizeof(float));
-  }
-  float* get() { return static_cast<float*>(array_.get()); }
-  std::vector<float> host() {
-    std::vector<float> out(n_);
-    d_.download(out.data(), array_.get(), n_ * sizeof(float));
-    return out;
-  }
-
- private:
-  CudaDevice& d_;
-  size_t n_;
-  DeviceArray array_;
-};
-
-class ChoiceHooks : public Hooks {
- public:
-  std::vector<KernelChoice> choices;
-  std::function<void(KernelChoice&)> force;  // under the forced policy: what a replay would do
-  void kernel_selected(KernelChoice& c) override {
-    if (force) force(c);
-    choices.push_back(c);
-  }
-};
-
-struct SiteRuntime {
-  SiteRuntime(Policy policy, Hooks& hooks)
-      : registry(testing::TestRuntime::filled()), pool(1), kernels(registry, policy, Isa::generic, pool, hooks),
-        rng(1, hooks) {
-    rt.hooks = &hooks;
-    rt.kernels = &kernels;
-    rt.rng = &rng;
-  }
-  KernelRegistry registry;
-  ThreadPool pool;
-  KernelSelector kernels;
-  RngStreams rng;
-  Runtime rt;
-};
+using cuda_testing::ChoiceHooks;
+using cuda_testing::Floats;
+using cuda_testing::open_device;
+using cuda_testing::SiteRuntime;
 
 int64_t ulp_distance(float a, float b) {
   if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b) ? 0 : INT64_MAX;
