@@ -9,6 +9,7 @@
 #      each replayed on the GPU with every choice forced (expected: reproduced), and free (--force none: where
 #      the default policy's atomics and heuristics differ, the report names them); and the deterministic
 #      recordings replayed on the CPU (--set runtime.device=cpu), which names the first op that differs;
+#      Then digits_cnn recorded at level op, and show --kernels: the kernels CUPTI saw, per op;
 #   4. the step time of the bench MLP and conv net on the GPU, trainrr (default and deterministic policy) against
 #      PyTorch (float32, TF32 off), one after the other on the same machine.
 # Prints a summary, writes everything to $OUT (or build-gpu/gpu-check where OUT is unset) and exits non-zero
@@ -90,6 +91,10 @@ for run in "digits_cnn:examples/digits_cnn.toml:--set train.epochs=3" "mlp:bench
     e2e "replay-$name-gpu-on-cpu" "0 1" "$bin/trainrr" replay "$out/$name-deterministic.trr" --set runtime.device=cpu
   [ -f "$out/$name-default.trr" ] && e2e "show-$name-default" 0 "$bin/trainrr" show "$out/$name-default.trr"
 done
+# The kernels CUPTI saw, attributed to each op (level op keeps each kernel; show --kernels lists them).
+e2e "record-digits_cnn-kernels" 0 "$bin/trainrr" record examples/digits_cnn.toml --set runtime.device=cuda \
+  --set train.epochs=1 --level op -o "$out/kernels.trr"
+[ -f "$out/kernels.trr" ] && e2e "show-kernels-digits_cnn" 0 "$bin/trainrr" show --kernels "$out/kernels.trr"
 [ $e2e_failed -eq 0 ] || failed=1
 # Traces are large: keep the reports, not the traces.
 rm -f "$out"/*.trr
