@@ -350,6 +350,7 @@ BisectResult bisect(const BisectOptions& o) {
       }
       rep.first = d;
       rep.cause = classify(*rep.first, ci);
+      rep.page.timeline = replay_timeline(header, o.trace_path, d.step, forced->training->device() != nullptr);
       rep.notes.push_back("even with every recorded choice forced the run does not reproduce here: " + why);
       return res;
     }

@@ -302,6 +302,15 @@ TEST(KernelRecords, TheHtmlReportDrawsTheKernelsOfTheDivergentStep) {
   EXPECT_EQ(occurrences(page, "<rect class=\"kb"), 6u);
   EXPECT_EQ(occurrences(page, "<rect class=\"kb kat\""), 1u);
 
+  // So does bisect, at the step it narrows to.
+  const std::string bisected = dir.file("bisect.html");
+  r = run_trainrr("bisect " + b + " --html " + bisected);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  page = read_text(bisected);
+  EXPECT_TRUE(has(page, "<h2>GPU kernels of step ")) << r.output;
+  EXPECT_TRUE(has(page, "The replay ran on the CPU, which launches no GPU kernels"));
+  EXPECT_GE(occurrences(page, "<rect class=\"kb"), 6u);
+
   // Against a trace without kernel records, and at level step: one sentence each, nothing drawn.
   const std::string to_cpu = dir.file("cpu.html");
   r = run_trainrr("diff " + b + " " + cpu + " --html " + to_cpu);
