@@ -350,6 +350,7 @@ BisectResult bisect(const BisectOptions& o) {
       }
       rep.first = d;
       rep.cause = classify(*rep.first, ci);
+      rep.page.timeline = replay_timeline(header, o.trace_path, d.step, forced->training->device() != nullptr);
       rep.notes.push_back("even with every recorded choice forced the run does not reproduce here: " + why);
       return res;
     }
@@ -445,6 +446,8 @@ BisectResult bisect(const BisectOptions& o) {
     rep.first = free_run->hooks->first();
     CauseInputs ci = free_cause_inputs(*free_run->hooks, header, config, registry);
     rep.cause = classify(*rep.first, ci);
+    rep.page.timeline =
+        replay_timeline(header, o.trace_path, rep.first->step, free_run->training->device() != nullptr);
   }
   rep.facts.emplace_back("minimal forced choices", units);
   if (!racy.empty()) rep.facts.emplace_back("racy choices, always forced", racy);

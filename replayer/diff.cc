@@ -286,6 +286,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   StepViews series;
   int64_t last_index = -1;  // the last step both traces hold
   bool a_ended = false, b_ended = false;
+  bool timeline_taken = false;  // the divergent step's kernels, kept for the page
   for (;;) {
     auto a = sa.next();
     auto b = sb.next();
@@ -387,6 +388,27 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
                                round_trip(a->end->loss) + " vs " + round_trip(b->end->loss) + ")");
       }
     }
+    if (first && !timeline_taken && first->step == a->index && a->index == b->index) {
+      timeline_taken = true;
+      if (ha.kernels_recorded || hb.kernels_recorded) {
+        rep.page.timeline.step = a->index;
+        rep.page.timeline.a = std::move(a->kernels);
+        rep.page.timeline.b = std::move(b->kernels);
+      }
+    }
+  }
+  if (KernelTimeline& tl = rep.page.timeline; tl.step >= 0) {
+    auto missing = [&tl](const trace::TraceHeader& h, const std::optional<trace::StepKernels>& k,
+                         const std::string& side, const std::string& path) -> std::string {
+      if (!h.kernels_recorded)
+        return side + " (" + path + ") holds no GPU kernel records" +
+               (h.kernels_not_recorded.empty() ? std::string() : " (" + h.kernels_not_recorded + ")") +
+               ": its side is not drawn.";
+      if (!k) return side + " (" + path + ") holds no kernel record for step " + std::to_string(tl.step) + ".";
+      return "";
+    };
+    tl.missing_a = missing(ha, tl.a, "A", a_path);
+    tl.missing_b = missing(hb, tl.b, "B", b_path);
   }
   for (auto* s : {&sa, &sb})
     if (!s->status.ok()) {

@@ -8,6 +8,7 @@
 
 #include "replayer/divergence.h"
 #include "replayer/replayer.h"
+#include "traces/trace_reader.h"
 
 namespace trainrr {
 
@@ -180,6 +181,32 @@ void StepViews::finish(PageViews& page) {
   }
   rows_.clear();
   row_of_.clear();
+}
+
+std::optional<trace::StepKernels> recorded_step_kernels(const std::string& path, int64_t step) {
+  auto reader = trace::TraceReader::open(path);
+  if (!reader || !(*reader)->header().kernels_recorded) return std::nullopt;
+  for (;;) {
+    auto rec = (*reader)->next();
+    if (!rec || !rec->has_value()) return std::nullopt;
+    if (auto* s = std::get_if<trace::TraceStep>(&(*rec)->value)) {
+      if (s->index == step) return std::move(s->kernels);
+      if (s->index > step) return std::nullopt;
+    }
+  }
+}
+
+KernelTimeline replay_timeline(const trace::TraceHeader& header, const std::string& path, int64_t step, bool on_gpu) {
+  KernelTimeline t;
+  if (!header.kernels_recorded || step < 0) return t;
+  t.step = step;
+  t.a = recorded_step_kernels(path, step);
+  if (!t.a) t.missing_a = "The trace holds no kernel record for step " + std::to_string(step) + ".";
+  t.missing_b = on_gpu ? "The replay ran on the GPU, but a replay does not gather the kernels it launches: the "
+                         "recorded kernels are drawn alone."
+                       : "The replay ran on the CPU, which launches no GPU kernels: the recorded kernels are drawn "
+                         "alone.";
+  return t;
 }
 
 }  // namespace trainrr

@@ -5,12 +5,14 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "engine/fingerprint.h"
+#include "traces/trace.h"
 
 namespace trainrr {
 
@@ -44,6 +46,15 @@ struct ValidationLoss {
   double a = 0, b = 0;  // NaN where a side has none
 };
 
+// The GPU kernels of the step where the two runs first differ, as each side holds them (CUPTI's records in a
+// trace): the page draws them along time, one row per side.
+struct KernelTimeline {
+  int64_t step = -1;  // the divergent step; -1 where neither side recorded GPU kernels (nothing is drawn)
+  std::optional<trace::StepKernels> a, b;  // none where a side holds no record of the step's kernels
+  // Why a side has none, in one sentence, where it has none ("The replay ran on the CPU, ...").
+  std::string missing_a, missing_b;
+};
+
 struct PageViews {
   bool per_step = false;     // the command read every step (replay, diff); bisect re-executes a window only
   bool layer_probes = true;  // the traces hold layer probes (level layer or op); none at level step
@@ -62,6 +73,7 @@ struct PageViews {
   // A replay that stopped at its first divergence (no --keep-going), and the last step it would have compared.
   bool stopped_at_first = false;
   int64_t would_end = -1;
+  KernelTimeline timeline;  // the divergent step's kernels, where a side recorded them
 };
 
 // How far apart two summaries of one tensor are, relative to its largest magnitude: the largest difference
@@ -78,6 +90,15 @@ std::vector<SideBySide> side_by_side_table(const std::map<std::string, std::stri
 
 // A word for a command line: as it is when the shell leaves it so, else in single quotes.
 std::string shell_word(const std::string& word);
+
+// The kernels that the trace at `path` recorded for step `step`: none where it recorded none, cannot be read
+// that far, or has no such step.
+std::optional<trace::StepKernels> recorded_step_kernels(const std::string& path, int64_t step);
+
+// The timeline of a replay (or bisect) that diverged at `step`: the trace's kernels of that step on the recorded
+// side; the replay gathers none (on the CPU there are none, on the GPU it does not record them). Left empty
+// where the trace recorded no kernels.
+KernelTimeline replay_timeline(const trace::TraceHeader& header, const std::string& path, int64_t step, bool on_gpu);
 
 struct ReplayOptions;
 // The `trainrr replay` command line of these options.

@@ -677,6 +677,7 @@ ReplayResult replay(const ReplayOptions& o) {
       rep.notes.push_back("the configuration differs from the recording's too (" + joined(within) + ")");
   }
   rep.first = d;
+  rep.page.timeline = replay_timeline(header, o.trace_path, d.step, t.device() != nullptr);
   return res;
 }
 

@@ -1,8 +1,11 @@
 #include "replayer/report_html.h"
 
+#include <cxxabi.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <sstream>
@@ -647,6 +650,276 @@ void kernel_section(std::ostringstream& o, const DivergenceReport& r, const Name
   o << "</table></section>\n";
 }
 
+// --- the GPU kernels of the divergent step ---
+
+// A C++ kernel's name as people read it ("trainrr::cuda::relu(float*, int)"); any other name as it is. The
+// name comes from a trace: a long or odd one is left mangled rather than handed to the demangler.
+string demangled(const string& name) {
+  if (name.size() < 3 || name.size() > 4096 || name.compare(0, 2, "_Z") != 0 || name.find('\0') != string::npos)
+    return name;
+  int status = 0;
+  char* out = abi::__cxa_demangle(name.c_str(), nullptr, nullptr, &status);
+  string s = status == 0 && out ? string(out) : name;
+  std::free(out);
+  return s;
+}
+
+// At most `n` bytes of `s`, cut where a UTF-8 character begins, with an ellipsis where it was cut.
+string clipped(const string& s, size_t n) {
+  if (s.size() <= n) return s;
+  size_t at = n;
+  while (at > 0 && (static_cast<unsigned char>(s[at]) & 0xC0) == 0x80) --at;
+  return s.substr(0, at) + "\u2026";
+}
+
+string duration_words(uint64_t ns) {
+  if (ns < 1000) return std::to_string(ns) + " ns";
+  const double v = static_cast<double>(ns);
+  return ns < 1000000 ? num(v / 1e3, 3) + " \u00b5s" : num(v / 1e6, 4) + " ms";
+}
+
+// The colour of the i-th op to launch a kernel: hues a golden angle apart and three lightnesses in turn, so that
+// ops launched one after the other differ however many there are.
+string op_colour(size_t i, bool unattributed) {
+  if (unattributed) return "#9aa5b1";
+  static constexpr int kLightness[] = {50, 36, 64};
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "hsl(%d,62%%,%d%%)",
+                static_cast<int>(std::fmod(static_cast<double>(i) * 137.508 + 210, 360)), kLightness[i % 3]);
+  return buf;
+}
+
+constexpr size_t kMaxBars = 300;     // per run; the rest are counted, not drawn
+constexpr size_t kMaxLegend = 40;    // ops named in the legend
+
+void timeline_section(std::ostringstream& o, const DivergenceReport& r, const Names& n) {
+  const KernelTimeline& tl = r.page.timeline;
+  if (!r.diverged || !r.first || tl.step < 0) return;
+  const string step = std::to_string(tl.step);
+  o << "<section><h2>GPU kernels of step " << step << "</h2>";
+  struct Row {
+    string name;
+    const trace::StepKernels* k;
+  };
+  std::vector<Row> rows;
+  std::vector<string> said;  // one sentence for each side that is not drawn
+  std::vector<std::pair<string, const trace::StepKernels*>> counts_only;
+  for (int side = 0; side < 2; ++side) {
+    const auto& k = side ? tl.b : tl.a;
+    const string& name = side ? n.b : n.a;
+    const string& missing = side ? tl.missing_b : tl.missing_a;
+    if (k && !k->launches.empty())
+      rows.push_back({name, &*k});
+    else if (!missing.empty())
+      said.push_back(esc(missing));
+    else if (k && k->count == 0)
+      said.push_back(esc(name) + " ran no GPU kernel in step " + step + ".");
+    else if (k)
+      counts_only.emplace_back(name, &*k);
+  }
+  // Level step keeps a step's kernel count and digest, not the kernels.
+  if (counts_only.size() == 2)
+    said.push_back(esc(counts_only[0].first) + " ran " + std::to_string(counts_only[0].second->count) + " and " +
+                   esc(counts_only[1].first) + " " + std::to_string(counts_only[1].second->count) +
+                   " GPU kernels in step " + step +
+                   ", but both traces were recorded at level step, which keeps only the count and digest of a "
+                   "step's kernels: record at level layer or op to see them here.");
+  else if (counts_only.size() == 1)
+    said.push_back(esc(counts_only[0].first) + " ran " + std::to_string(counts_only[0].second->count) +
+                   " GPU kernels in step " + step +
+                   ", but its trace was recorded at level step, which keeps only their count and digest.");
+  if (rows.empty()) {
+    for (const string& s : said) o << "<p class=\"muted\">" << s << "</p>";
+    o << "</section>\n";
+    return;
+  }
+
+  // The op where the runs first differ; at level layer the layer, whose ops are all highlighted.
+  const string here = kernel_site_of(r.first->site);
+  auto at_here = [&here](const string& site) {
+    return !here.empty() && (site == here || (here.find('/') == string::npos && site.size() > here.size() &&
+                                              site.compare(0, here.size(), here) == 0 && site[here.size()] == '/'));
+  };
+  // Ops in the order they first launched, with a colour each.
+  std::map<string, size_t> op_index;
+  std::vector<string> ops;
+  for (const Row& row : rows)
+    for (const auto& l : row.k->launches) {
+      if (op_index.emplace(l.site, ops.size()).second) ops.push_back(l.site);
+    }
+  auto colour_of = [&](const string& site) { return op_colour(op_index[site], site == trace::kUnattributedSite); };
+
+  // Widths: each kernel its duration, back to back, on one scale for both runs, so that the longer run fills the
+  // width. Every kernel stays visible: one with no duration is 3 pixels wide, a shorter one than a pixel is 1.
+  const double left = 190, right = kWidth - 16, width = right - left;
+  bool any_duration = false;
+  size_t most = 0;
+  for (const Row& row : rows) {
+    const size_t drawn = std::min(row.k->launches.size(), kMaxBars);
+    most = std::max(most, drawn);
+    for (size_t i = 0; i < drawn; ++i) any_duration |= row.k->launches[i].duration_ns > 0;
+  }
+  const double no_duration = any_duration ? 3 : std::min(24.0, width / static_cast<double>(most));
+  auto bar = [&](const trace::KernelLaunch& l, double scale) {
+    return l.duration_ns ? std::max(1.0, static_cast<double>(l.duration_ns) * scale) : no_duration;
+  };
+  auto longest = [&](double scale) {
+    double w = 0;
+    for (const Row& row : rows) {
+      double s = 0;
+      for (size_t i = 0; i < std::min(row.k->launches.size(), kMaxBars); ++i) s += bar(row.k->launches[i], scale);
+      w = std::max(w, s);
+    }
+    return w;
+  };
+  double scale = 0;
+  if (any_duration && longest(0) < width) {
+    double lo = 0, hi = 1;
+    while (longest(hi) < width) hi *= 2;
+    for (int i = 0; i < 60; ++i) (longest((lo + hi) / 2) < width ? lo : hi) = (lo + hi) / 2;
+    scale = lo;
+  }
+  const double squeeze = longest(scale) > width ? width / longest(scale) : 1;  // minimal widths alone overflow
+  // The time axis holds where few bars were widened: elsewhere the bars show order and relative length only.
+  double widened = 0;
+  for (const Row& row : rows) {
+    double w = 0;
+    for (size_t i = 0; i < std::min(row.k->launches.size(), kMaxBars); ++i) {
+      const auto& l = row.k->launches[i];
+      w += bar(l, scale) - static_cast<double>(l.duration_ns) * scale;
+    }
+    widened = std::max(widened, w);
+  }
+  const bool time_axis = any_duration && squeeze == 1 && widened <= width * 0.02;
+
+  o << "<p class=\"sub\">The step where the runs first differ, each run's kernels back to back in launch order"
+    << (any_duration ? ", each as long as it ran" : "") << "; colour: the op that launched it";
+  if (!here.empty()) o << "; op <code>" << esc(here) << "</code>, where the runs first differ, is outlined";
+  o << ". Hover a bar for the kernel.</p>";
+  for (const string& s : said) o << "<p class=\"muted\">" << s << "</p>";
+
+  const double row_h = 26, pitch = 70, top = 14;
+  const double height = top + pitch * static_cast<double>(rows.size()) + (time_axis ? 30 : 4);
+  o << "<svg viewBox=\"0 0 " << kWidth << " " << px(height) << "\" role=\"img\" aria-label=\"GPU kernels of step "
+    << step << "\">";
+  if (time_axis) {
+    const double total_ns = width / scale;
+    for (double t : nice_ticks(0, total_ns, 8)) {
+      const double x = left + t * scale;
+      if (x > right + 0.5) continue;
+      o << "<line class=\"grid\" x1=\"" << px(x) << "\" y1=\"" << px(top - 4) << "\" x2=\"" << px(x) << "\" y2=\""
+        << px(height - 26) << "\"/><text class=\"tick\" x=\"" << px(x) << "\" y=\"" << px(height - 12)
+        << "\" text-anchor=\"middle\">" << duration_words(static_cast<uint64_t>(std::llround(t))) << "</text>";
+    }
+  }
+  size_t missing_duration = 0;
+  std::vector<string> not_drawn, dropped;
+  bool here_ran = false;
+  for (size_t ri = 0; ri < rows.size(); ++ri) {
+    const Row& row = rows[ri];
+    const auto& launches = row.k->launches;
+    const double y = top + pitch * static_cast<double>(ri);
+    const size_t drawn = std::min(launches.size(), kMaxBars);
+    uint64_t total_ns = 0;
+    for (const auto& l : launches) total_ns += l.duration_ns;
+    o << "<text class=\"klabel\" x=\"" << px(left - 10) << "\" y=\"" << px(y + 11) << "\" text-anchor=\"end\">"
+      << esc(clipped(row.name, 26)) << "<title>" << esc(row.name) << "</title></text><text class=\"tick\" x=\""
+      << px(left - 10) << "\" y=\"" << px(y + 27) << "\" text-anchor=\"end\">" << launches.size() << " kernel"
+      << (launches.size() == 1 ? "" : "s");
+    if (total_ns) o << ", " << duration_words(total_ns);
+    o << "</text>";
+    if (drawn < launches.size()) {
+      o << "<text class=\"more\" x=\"" << px(left - 10) << "\" y=\"" << px(y + 42) << "\" text-anchor=\"end\">"
+        << launches.size() - drawn << " more not drawn</text>";
+      not_drawn.push_back(std::to_string(launches.size() - drawn) + (not_drawn.empty() ? " more kernels" : " more") +
+                          " not drawn in " + esc(row.name));
+    }
+    if (row.k->dropped)
+      dropped.push_back(esc(row.name) + " lost " + std::to_string(row.k->dropped) +
+                        " (CUPTI dropped their records)");
+    // The bars, then the band of ops beneath them: each run of kernels of one op, as one segment.
+    std::vector<double> xs(drawn + 1, left);
+    for (size_t i = 0; i < drawn; ++i) xs[i + 1] = xs[i] + bar(launches[i], scale) * squeeze;
+    for (size_t i = 0; i < drawn; ++i) {
+      const auto& l = launches[i];
+      const bool at = at_here(l.site);
+      here_ran |= at;
+      missing_duration += l.duration_ns == 0;
+      const string shown = demangled(l.name);
+      // A thin bar has no white edge, which would wash out its colour.
+      o << "<rect class=\"kb" << (at ? " kat" : xs[i + 1] - xs[i] >= 4 ? " kw" : "") << "\" x=\"" << px(xs[i]) << "\" y=\"" << px(y) << "\" width=\""
+        << px(xs[i + 1] - xs[i]) << "\" height=\"" << px(row_h) << "\" fill=\"" << colour_of(l.site) << "\"><title>"
+        << esc(clipped(shown, 600)) << "\nop: " << esc(l.site) << "\ngrid (" << l.grid_x << ", " << l.grid_y << ", "
+        << l.grid_z << "), block (" << l.block_x << ", " << l.block_y << ", " << l.block_z << ")\nshared memory: "
+        << uint64_t{l.static_shared} + l.dynamic_shared << " bytes (static " << l.static_shared << ", dynamic "
+        << l.dynamic_shared << ")\nduration: " << (l.duration_ns ? duration_words(l.duration_ns) : "not recorded")
+        << "\nkernel " << i + 1 << " of " << launches.size();
+      if (shown != l.name) o << "\nmangled: " << esc(clipped(l.name, 600));
+      o << "</title></rect>";
+    }
+    for (size_t i = 0; i < drawn;) {
+      size_t j = i;
+      uint64_t ns = launches[i].duration_ns;
+      while (j + 1 < drawn && launches[j + 1].site == launches[i].site) ns += launches[++j].duration_ns;
+      const string& site = launches[i].site;
+      const double x0 = xs[i], x1 = xs[j + 1];
+      o << "<rect x=\"" << px(x0) << "\" y=\"" << px(y + row_h + 3) << "\" width=\"" << px(x1 - x0)
+        << "\" height=\"5\" fill=\"" << colour_of(site) << "\"><title>op " << esc(site) << ": " << j + 1 - i
+        << " kernel" << (j == i ? "" : "s") << (ns ? ", " + duration_words(ns) : string()) << "</title></rect>";
+      // An op's name under its segment, where it fits.
+      const size_t fits = static_cast<size_t>(std::max(0.0, x1 - x0 - 6) / (at_here(site) ? 7.6 : 7.0));
+      if (fits >= 8)
+        o << "<text class=\"kop" << (at_here(site) ? " at" : "") << "\" x=\"" << px(x0 + 1) << "\" y=\""
+          << px(y + row_h + 20) << "\">" << esc(clipped(site, fits)) << "</text>";
+      i = j + 1;
+    }
+    // The op where the runs first differ: marked above the bars too, as thin bars can hide an outline.
+    for (size_t i = 0; i < drawn; ++i) {
+      if (!at_here(launches[i].site)) continue;
+      size_t j = i;
+      while (j + 1 < drawn && at_here(launches[j + 1].site)) ++j;
+      o << "<rect class=\"katmark\" x=\"" << px(xs[i]) << "\" y=\"" << px(y - 6) << "\" width=\""
+        << px(std::max(2.0, xs[j + 1] - xs[i])) << "\" height=\"3\"><title>" << esc(here)
+        << ": where the runs first differ</title></rect>";
+      i = j;
+    }
+  }
+  if (time_axis)
+    o << "<text class=\"axis\" x=\"" << px(left - 26) << "\" y=\"" << px(height - 12)
+      << "\" text-anchor=\"end\">GPU time</text>";
+  o << "</svg>";
+  // The legend: ops in the order they first launched.
+  o << "<div class=\"key\"><span class=\"keytitle\">ops, in the order they launched kernels:</span>";
+  for (size_t i = 0; i < ops.size() && i < kMaxLegend; ++i) {
+    const bool at = at_here(ops[i]);
+    o << "<span" << (at ? " class=\"kat\"" : "") << "><i style=\"background:" << colour_of(ops[i]) << "\"></i><code>"
+      << esc(ops[i]) << "</code>" << (at ? " <span class=\"tag\">first divergence</span>" : "")
+      << "</span>";
+  }
+  if (ops.size() > kMaxLegend) o << "<span>and " << ops.size() - kMaxLegend << " more ops</span>";
+  o << "</div>";
+  std::vector<string> notes;
+  if (!here.empty() && !here_ran)
+    notes.push_back("The op where the runs first differ, <code>" + esc(here) + "</code>, launched no kernel drawn here.");
+  if (missing_duration)
+    notes.push_back(std::to_string(missing_duration) + (missing_duration == 1 ? " kernel has" : " kernels have") +
+                    " no duration (CUPTI gave no timestamps): drawn " + (any_duration ? "at a minimal width" : "with equal widths") + ".");
+  if (!any_duration || !time_axis)
+    notes.push_back(any_duration ? "Kernels shorter than a pixel are widened to stay visible, so the bars show order "
+                                   "and relative length, not exact times."
+                                 : "Durations were missing: the bars show launch order only.");
+  if (!not_drawn.empty()) {
+    string s = "The first " + std::to_string(kMaxBars) + " kernels of each run are drawn: ";
+    for (size_t i = 0; i < not_drawn.size(); ++i) s += (i ? ", " : "") + not_drawn[i];
+    notes.push_back(s + ".");
+  }
+  for (const string& s : dropped) notes.push_back("Kernels are missing: " + s + ".");
+  o << "<p class=\"caption\">Bars are back to back: the gaps between kernels, and kernels that overlapped on other "
+       "streams, are not shown. The band beneath groups each op's consecutive kernels.";
+  for (const string& s : notes) o << " " << s;
+  o << "</p></section>\n";
+}
+
 void environment_section(std::ostringstream& o, const DivergenceReport& r, const Names& n) {
   const PageViews& p = r.page;
   o << "<section><h2>Environment</h2>";
@@ -737,7 +1010,11 @@ constexpr const char* kStyle =
     ".block{font-size:12px;font-weight:700;fill:var(--mute)}"
     ".rowlabel{font-family:ui-monospace,Menlo,Consolas,'DejaVu Sans Mono',monospace;font-size:11.5px}"
     ".marker{fill:var(--bad)}.here{fill:none;stroke:#000;stroke-width:2}.rowlabel.at{fill:var(--bad);font-weight:700}"
-    ".notrun{fill:#f3f4f6}";
+    ".notrun{fill:#f3f4f6}"
+    ".klabel{font-size:13px;font-weight:600}.kop{font-size:11px;fill:var(--mute)}.kop.at{fill:var(--bad);"
+    "font-weight:700}.more{font-size:12px;fill:var(--bad)}"
+    ".kb.kw{stroke:#fff;stroke-width:.5}.kb.kat{stroke:var(--bad);stroke-width:1.5}.katmark{fill:var(--bad)}"
+    ".key span.kat{font-weight:700}";
 
 }  // namespace
 
@@ -754,6 +1031,7 @@ std::string report_html(const DivergenceReport& r) {
   loss_section(o, r, n);
   map_section(o, r);
   notes_section(o, r);
+  timeline_section(o, r, n);
   kernel_section(o, r, n);
   environment_section(o, r, n);
   o << "</main></body></html>\n";

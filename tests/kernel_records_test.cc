@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "tests/test_util.h"
@@ -235,6 +237,100 @@ TEST(KernelRecords, DiffAtLevelStepNamesTheStepOnly) {
                             "(6 in A, 5 in B; the digests of their sequences differ); a trace at level step keeps no "
                             "kernels per op, yet every compared value is the same"))
       << r.output;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+size_t occurrences(const std::string& text, const std::string& part) {
+  size_t n = 0;
+  for (size_t at = text.find(part); at != std::string::npos; at = text.find(part, at + part.size())) ++n;
+  return n;
+}
+
+// B's output of dense_2/matmul.fwd differs in step 7, where it ran another GEMM kernel, and its ReLU kernel has a
+// name that must not reach the page as markup.
+std::string diverging_at_step_7(const TempDir& dir, const std::string& cpu, const std::string& name, ProbeLevel level) {
+  return with_kernels(
+      dir, cpu, name, level,
+      [](int64_t step, auto& k) {
+        if (step != 7) return;
+        k[3].name = "sm90_xmma_gemm_f32f32_f32f32_f32_tn_n_tilesize128x64x8_stage4";
+        k[2].name = "<script>alert(1)</script>";
+      },
+      [](trace::TraceStep& s) {
+        if (s.index != 7) return;
+        for (auto& e : s.events)
+          if (auto* p = std::get_if<trace::ProbeEvent>(&e); p && p->site == "dense_2/matmul.fwd:out")
+            p->fingerprint.digest ^= 1;
+      });
+}
+
+TEST(KernelRecords, TheHtmlReportDrawsTheKernelsOfTheDivergentStep) {
+  TempDir dir;
+  const std::string cpu = recording(dir, "op");
+  const std::string a = with_kernels(dir, cpu, "a.trr", ProbeLevel::op);
+  const std::string b = diverging_at_step_7(dir, cpu, "b.trr", ProbeLevel::op);
+  const std::string html = dir.file("diff.html");
+  CommandResult r = run_trainrr("diff " + a + " " + b + " --html " + html);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  ASSERT_TRUE(has(r.output, "step 7")) << r.output;
+  std::string page = read_text(html);
+  ASSERT_TRUE(has(page, "<h2>GPU kernels of step 7</h2>")) << r.output;
+  EXPECT_EQ(occurrences(page, "<rect class=\"kb"), 12u);       // 6 kernels in each run
+  EXPECT_EQ(occurrences(page, "<rect class=\"kb kat\""), 2u);  // dense_2/matmul.fwd's, in each
+  EXPECT_TRUE(has(page, "<code>dense_2/matmul.fwd</code> <span class=\"tag\">first divergence</span>"));
+  EXPECT_TRUE(has(page, ">a.trr<title>a.trr</title></text>"));
+  EXPECT_TRUE(has(page, ">b.trr<title>b.trr</title></text>"));
+  EXPECT_TRUE(has(page, "<title>trainrr::cuda::bias_add(float*, float const*, int, int)\nop: dense_1/bias.fwd\n"));
+  EXPECT_TRUE(has(page, "tilesize128x64x8_stage4\nop: dense_2/matmul.fwd\ngrid (1, 2, 1), block (128, 1, 1)\n"));
+  EXPECT_TRUE(has(page, "<title>&lt;script&gt;alert(1)&lt;/script&gt;\nop: dense_1/relu.fwd"));
+  EXPECT_FALSE(has(page, "<script"));
+
+  // A replay on the CPU has no kernels of its own: the recorded ones are drawn alone.
+  const std::string replayed = dir.file("replay.html");
+  r = run_trainrr("replay " + b + " --html " + replayed);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  page = read_text(replayed);
+  ASSERT_TRUE(has(page, "<h2>GPU kernels of step 7</h2>")) << r.output;
+  EXPECT_TRUE(has(page, "The replay ran on the CPU, which launches no GPU kernels: the recorded kernels are drawn "
+                        "alone."));
+  EXPECT_EQ(occurrences(page, "<rect class=\"kb"), 6u);
+  EXPECT_EQ(occurrences(page, "<rect class=\"kb kat\""), 1u);
+
+  // So does bisect, at the step it narrows to.
+  const std::string bisected = dir.file("bisect.html");
+  r = run_trainrr("bisect " + b + " --html " + bisected);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  page = read_text(bisected);
+  EXPECT_TRUE(has(page, "<h2>GPU kernels of step ")) << r.output;
+  EXPECT_TRUE(has(page, "The replay ran on the CPU, which launches no GPU kernels"));
+  EXPECT_GE(occurrences(page, "<rect class=\"kb"), 6u);
+
+  // Against a trace without kernel records, and at level step: one sentence each, nothing drawn.
+  const std::string to_cpu = dir.file("cpu.html");
+  r = run_trainrr("diff " + b + " " + cpu + " --html " + to_cpu);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  page = read_text(to_cpu);
+  EXPECT_TRUE(has(page, "B (" + cpu + ") holds no GPU kernel records: its side is not drawn.")) << r.output;
+  EXPECT_EQ(occurrences(page, "<rect class=\"kb"), 6u);
+  const std::string counted = dir.file("step.html");
+  const std::string cpu_step = recording(dir, "step");
+  r = run_trainrr("diff " + with_kernels(dir, cpu_step, "a-step.trr", ProbeLevel::step) + " " +
+                  with_kernels(dir, cpu_step, "b-step.trr", ProbeLevel::step, {}, [](trace::TraceStep& s) {
+                    if (s.index == 7 && s.end) s.end->loss += 1;
+                  }) +
+                  " --html " + counted);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  page = read_text(counted);
+  EXPECT_TRUE(has(page, "a-step.trr ran 6 and b-step.trr 6 GPU kernels in step 7, but both traces were recorded at "
+                        "level step"))
+      << r.output;
+  EXPECT_FALSE(has(page, "<rect class=\"kb"));
 }
 
 }  // namespace

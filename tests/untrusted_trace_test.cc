@@ -318,18 +318,20 @@ const std::string kNotUtf8 = "\xff\xfe\xc3";
 // The layer-level trace with every string the commands show replaced by hostile ones: paths, environment
 // values, sites, kernel names, metric and parameter names stay as they are (renaming them changes what the
 // replay compares), but each step's probe sites get the script, so a report names one.
-std::string hostile(const TempDir& dir, const std::string& from) {
+// With `kernels`, each step also carries GPU kernel records whose names and op sites are hostile too.
+std::string hostile(const TempDir& dir, const std::string& from, bool kernels = false) {
   const std::string bad = dir.file("hostile.trr");
   const std::string error = rewrite_trace(
       from, bad,
-      [](trace::TraceHeader& h) {
+      [kernels](trace::TraceHeader& h) {
+        h.kernels_recorded = kernels;
         h.config_path = "/x/" + kScript + kEscape + kNotUtf8 + ".toml";
         h.writer_version = "9" + kScript + kEscape;
         for (auto& [k, v] : h.environment) v += kScript + kEscape + kNotUtf8;
         h.environment.emplace_back("env.EVIL" + kScript + kEscape, kScript + kEscape);
         h.datasets.at(0).path = "/data/" + kScript + kEscape + kNotUtf8 + ".csv";
       },
-      [](trace::TraceStep& s) {
+      [kernels](trace::TraceStep& s) {
         for (auto& e : s.events) {
           if (auto* p = std::get_if<trace::ProbeEvent>(&e)) p->site = kScript + kEscape + kNotUtf8 + p->site;
           if (auto* k = std::get_if<KernelChoice>(&e)) {
@@ -337,6 +339,12 @@ std::string hostile(const TempDir& dir, const std::string& from) {
             k->chosen = kScript + kEscape + k->chosen;
           }
         }
+        if (kernels)
+          s.kernels = trace::step_kernels(
+              {{kScript + kEscape + kNotUtf8 + "dense_1/matmul.fwd", "_Z" + kScript + kEscape + kNotUtf8, 1, 1, 1, 32,
+                1, 1, 0, 0, 1000},
+               {"dense_1/bias.fwd", "_ZN7trainrr4cuda8bias_addEPfPKfii" + kScript, 1, 1, 1, 32, 1, 1, 0, 0, 0}},
+              0, ProbeLevel::layer);
       });
   EXPECT_EQ(error, "");
   return bad;
@@ -379,7 +387,7 @@ TEST_F(UntrustedTrace, JsonOutputParsesWhateverBytesTheTraceHolds) {
 }
 
 TEST_F(UntrustedTrace, HtmlReportEscapesEveryStringOfTheTrace) {
-  const std::string bad = hostile(dir, embedded());
+  const std::string bad = hostile(dir, embedded(), true);
   for (const std::string& args :
        {"replay " + bad, "replay --force none --keep-going " + bad, "diff " + embedded() + " " + bad}) {
     const std::string page = dir.file("page.html");
@@ -395,6 +403,9 @@ TEST_F(UntrustedTrace, HtmlReportEscapesEveryStringOfTheTrace) {
     EXPECT_NE(html.find("&lt;script&gt;"), std::string::npos) << args;
     EXPECT_EQ(html.find('\x1b'), std::string::npos) << args;
     EXPECT_EQ(html.find("\xff\xfe"), std::string::npos) << args;
+    // The timeline of the divergent step's kernels draws the hostile kernels, escaped.
+    EXPECT_NE(html.find("<h2>GPU kernels of step"), std::string::npos) << args;
+    EXPECT_NE(html.find("<title>_Z&lt;script&gt;"), std::string::npos) << args;
   }
   expect_nothing_written({"hostile.trr", "page.html"});
 }
