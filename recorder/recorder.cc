@@ -96,7 +96,7 @@ Result<std::unique_ptr<Recorder>> Recorder::create(const RunConfig& config, cons
   return r;
 }
 
-Recorder::~Recorder() { stop_kernels(); }
+Recorder::~Recorder() = default;
 
 void Recorder::set_runtime(int threads, const std::string& isa, const std::string& policy) {
   header_.environment = capture_environment(threads, isa, policy);
@@ -121,7 +121,7 @@ Status Recorder::start() {
   start_kernels();  // the header says whether they are recorded
   auto w = trace::TraceWriter::create(options_.path, header_);
   if (!w) {
-    stop_kernels();
+    kernels_.stop();
     keep(w.error());
     return status_;
   }
@@ -195,28 +195,10 @@ void Recorder::step_begin(int64_t step, int epoch, int64_t batch) {
   pending_.index = step;
   pending_.epoch = epoch;
   pending_.batch = batch;
-  if (kernels_) {
-    in_step_ = true;
-    step_ = step;
-    op_ = 0;
-    tag(0);
-  }
+  kernels_.step_begin(step);
 }
 
-void Recorder::op_done(std::string_view site) {
-  if (!kernels_ || !in_step_) return;  // evaluation, outside every step
-  // A probe's site names its op with the probe's suffix: "dense_1/matmul.fwd:out" is the op "dense_1/matmul.fwd",
-  // "dense_1:out" the layer's work after its last probed op (its fused bias and activation, say).
-  if (site.ends_with(":out")) site.remove_suffix(4);
-  if (op_ < op_sites_.size()) {
-    if (op_sites_[op_] != site) op_sites_[op_].assign(site);  // the same sites every step: no allocation
-  } else {
-    op_sites_.emplace_back(site);
-  }
-  if (tagged_) kernels_->pop();
-  tagged_ = false;
-  tag(op_ + 1);
-}
+void Recorder::op_done(std::string_view site) { kernels_.op_done(site); }
 
 void Recorder::step_end(const StepSummary& s) {
   trace::StepEnd end;
@@ -235,7 +217,7 @@ void Recorder::step_end(const StepSummary& s) {
   update_digests_.clear();
   last_probe_ = {};
   end.params = trace::parameter_digests(std::move(each), options_.level);
-  if (kernels_ && in_step_) pending_.kernels = collect_kernels();
+  if (kernels_.in_step()) pending_.kernels = kernels_.step_end(options_.level, kStepEndSite);
   // A gradient that differs changes its parameter in the same step, so at level step the parameters'
   // digests carry the evidence and the gradients' are not worth their hashing time; at level op every
   // gradient is already probed where it is computed (`.bwd_weight:out`, `bias.bwd:out`).
@@ -272,7 +254,7 @@ void Recorder::checkpoint(const TrainState& state) {
 Status Recorder::finish(bool completed, const std::string& reason) {
   if (!writer_ && seeded_) (void)start();
   // Kernels after the last step's end (a final evaluation) belong to no step: they are not gathered.
-  stop_kernels();
+  kernels_.stop();
   if (!writer_) return status_.ok() ? Status(Error{options_.path + ": nothing was recorded"}) : status_;
   if (!status_.ok()) return status_;
   trace::TraceFooter f;
@@ -290,67 +272,18 @@ Status Recorder::finish(bool completed, const std::string& reason) {
 // --- GPU kernels ---
 
 void Recorder::start_kernels() {
-  if (!wants_kernels_ || kernels_ || header_.kernels_recorded || !header_.kernels_not_recorded.empty()) return;
+  if (!wants_kernels_ || kernels_.gathering() || header_.kernels_recorded || !header_.kernels_not_recorded.empty())
+    return;
   std::unique_ptr<KernelSource> source;
   if (kernel_source_)
     source = kernel_source_();
   else if (KernelSourceFactory factory = kernel_source_factory())
     source = factory();
-  if (!source) {
-    header_.kernels_not_recorded = "this trainrr was built without a kernel source (CUPTI, the CUDA backend)";
-    return;
-  }
-  if (Status s = source->start(); !s) {
-    header_.kernels_not_recorded = s.error().message.empty() ? "the kernel source did not start" : s.error().message;
+  if (Status s = kernels_.start(std::move(source)); !s) {
+    header_.kernels_not_recorded = s.error().message;
     return;
   }
   header_.kernels_recorded = true;
-  kernels_ = std::move(source);
-}
-
-void Recorder::tag(uint32_t op) {
-  op_ = op;
-  // An id that cannot be formed (a step past 2^43, an op past 2^20) leaves the op's kernels untagged: they are
-  // recorded as launched outside every op.
-  Result<uint64_t> id = external_id(step_, op);
-  tagged_ = id.ok();
-  if (tagged_) kernels_->push(*id);
-}
-
-std::optional<trace::StepKernels> Recorder::collect_kernels() {
-  if (tagged_) kernels_->pop();
-  tagged_ = false;
-  in_step_ = false;
-  // The kernels of the step's ops have run: the trainer read the step's results back before its end.
-  KernelRecords records = kernels_->flush();
-  std::vector<std::string> sites(op_sites_.begin(), op_sites_.begin() + std::min<size_t>(op_, op_sites_.size()));
-  sites.emplace_back(kStepEndSite);  // op index op_: after the last op
-  Attributor attributor(std::move(sites));
-  for (KernelRecord& k : records.kernels) attributor.add(std::move(k));
-  for (const ExternalCorrelationRecord& e : records.external) attributor.add(e);
-  for (const ApiRecord& a : records.api) attributor.add(a);
-  attributor.add_dropped(records.dropped);
-  Attribution attribution = attributor.join();
-  if (attribution.seen == 0 && attribution.dropped == 0) return std::nullopt;  // the step ran no kernel
-  // A kernel tagged with another step's id (delivered after that step's end) cannot join that step, whose
-  // record is written: it is kept in this one, unattributed, rather than lost.
-  for (AttributedKernel& k : attribution.kernels)
-    if (k.at && k.at->step != step_) {
-      k.why = "launched by op " + std::to_string(k.at->op) + " of step " + std::to_string(k.at->step) +
-              ", delivered after that step's end";
-      k.at.reset();
-      k.site = std::string(trace::kUnattributedSite);
-    }
-  return step_kernels(attribution, step_, options_.level, true);
-}
-
-void Recorder::stop_kernels() {
-  if (!kernels_) return;
-  if (tagged_) kernels_->pop();
-  tagged_ = false;
-  in_step_ = false;
-  kernels_->stop();
-  kernels_.reset();
 }
 
 }  // namespace trainrr

@@ -12,6 +12,7 @@
 
 #include "engine/config.h"
 #include "engine/hooks.h"
+#include "recorder/kernel_gatherer.h"
 #include "recorder/kernel_source.h"
 #include "traces/trace.h"
 #include "traces/trace_writer.h"
@@ -91,9 +92,6 @@ class Recorder : public Hooks {
   // GPU kernels: started with the trace (the header says whether they are recorded, or why not); each op of a
   // step tagged with its external id; at the step's end, what the source gathered joined to the ops.
   void start_kernels();
-  void tag(uint32_t op);
-  std::optional<trace::StepKernels> collect_kernels();
-  void stop_kernels();
   bool seeded_ = false;  // the header is complete: seed() has been called
   bool initial_written_ = false;  // the checkpoint before the first step
   bool writing() const { return writer_ && status_.ok(); }
@@ -122,12 +120,7 @@ class Recorder : public Hooks {
 
   bool wants_kernels_ = false;              // a run on a GPU, or a kernel source given
   std::function<std::unique_ptr<KernelSource>()> kernel_source_;  // set_kernel_source
-  std::unique_ptr<KernelSource> kernels_;   // gathering: the header says kernels are recorded
-  bool in_step_ = false;                    // between step_begin and step_end
-  bool tagged_ = false;                     // an external id is pushed
-  int64_t step_ = 0;                        // the step in progress
-  uint32_t op_ = 0;                         // the index of the op in progress in this step
-  std::vector<std::string> op_sites_;       // op index -> site, this step's first op_ entries
+  KernelGatherer kernels_;                  // gathering: the header says kernels are recorded
 };
 
 // The files a data source reads, each by its name in a trace ("data" for a CSV file; "features" and "labels"
