@@ -4,6 +4,7 @@
 // record of the call), so that a recorded run on the emulated device attributes one kernel to every op.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -34,6 +35,8 @@ class FakeKernelSource : public KernelSource {
     bool nested = false;  // a push while one was open, or a pop without one
     std::string refuse;   // start() fails with this, when set
     uint64_t dropped_per_flush = 0;
+    // Changes a kernel before it is delivered (a replay that launches another kernel in some op), when set.
+    std::function<void(KernelRecord&)> edit;
   };
   explicit FakeKernelSource(std::shared_ptr<Log> log) : log_(std::move(log)) {}
 
@@ -58,6 +61,7 @@ class FakeKernelSource : public KernelSource {
     const uint32_t correlation = ++correlation_;
     clock_ns_ += 1000;
     gathered_.kernels.push_back(fake_kernel(step_op(id_).op, correlation, clock_ns_));
+    if (log_->edit) log_->edit(gathered_.kernels.back());
     gathered_.external.push_back({correlation, id_, kTrainrrExternalKind});
     gathered_.api.push_back({correlation, 505, ApiDomain::runtime});  // ___cudaLaunchKernel_v13000
   }

@@ -1,8 +1,11 @@
 #include "replayer/page_views.h"
 
+#include <cxxabi.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <set>
 
@@ -196,12 +199,28 @@ std::optional<trace::StepKernels> recorded_step_kernels(const std::string& path,
   }
 }
 
-KernelTimeline replay_timeline(const trace::TraceHeader& header, const std::string& path, int64_t step, bool on_gpu) {
+std::string demangled(const std::string& name) {
+  if (name.size() < 3 || name.size() > 4096 || name.compare(0, 2, "_Z") != 0 || name.find('\0') != std::string::npos)
+    return name;
+  int status = 0;
+  char* out = abi::__cxa_demangle(name.c_str(), nullptr, nullptr, &status);
+  std::string s = status == 0 && out ? std::string(out) : name;
+  std::free(out);
+  return s;
+}
+
+KernelTimeline replay_timeline(const trace::TraceHeader& header, const std::string& path, int64_t step, bool on_gpu,
+                               const ReplayedKernels* replayed) {
   KernelTimeline t;
   if (!header.kernels_recorded || step < 0) return t;
   t.step = step;
   t.a = recorded_step_kernels(path, step);
   if (!t.a) t.missing_a = "The trace holds no kernel record for step " + std::to_string(step) + ".";
+  if (on_gpu && replayed && replayed->gathered) {
+    t.b = replayed->kernels;
+    if (!t.b) t.missing_b = "The replay gathered its kernels, but none ran in step " + std::to_string(step) + ".";
+    return t;
+  }
   t.missing_b = on_gpu ? "The replay ran on the GPU, but a replay does not gather the kernels it launches: the "
                          "recorded kernels are drawn alone."
                        : "The replay ran on the CPU, which launches no GPU kernels: the recorded kernels are drawn "

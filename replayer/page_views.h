@@ -95,10 +95,22 @@ std::string shell_word(const std::string& word);
 // that far, or has no such step.
 std::optional<trace::StepKernels> recorded_step_kernels(const std::string& path, int64_t step);
 
+// What a replay on the GPU gathered of the kernels it launched in its divergent step.
+struct ReplayedKernels {
+  bool gathered = false;  // a kernel source gathered the replay's kernels (else: none registered, or it failed)
+  std::optional<trace::StepKernels> kernels;  // the divergent step's; none where it ran no kernel
+};
+
 // The timeline of a replay (or bisect) that diverged at `step`: the trace's kernels of that step on the recorded
-// side; the replay gathers none (on the CPU there are none, on the GPU it does not record them). Left empty
-// where the trace recorded no kernels.
-KernelTimeline replay_timeline(const trace::TraceHeader& header, const std::string& path, int64_t step, bool on_gpu);
+// side; on the replayed side those the replay gathered (`replayed`), where it ran on the GPU and gathered them,
+// else none (on the CPU there are none; on the GPU without a kernel source, or one that failed, a replay does
+// not gather them). Left empty where the trace recorded no kernels.
+KernelTimeline replay_timeline(const trace::TraceHeader& header, const std::string& path, int64_t step, bool on_gpu,
+                               const ReplayedKernels* replayed = nullptr);
+
+// A C++ kernel's name as people read it ("trainrr::cuda::relu(float*, int)"); any other name as it is. The
+// name comes from a trace: a long or odd one is left mangled rather than handed to the demangler.
+std::string demangled(const std::string& name);
 
 struct ReplayOptions;
 // The `trainrr replay` command line of these options.

@@ -6,8 +6,69 @@
 #include "engine/random.h"
 #include "replayer/cause.h"
 #include "replayer/event_keys.h"
+#include "recorder/recorder.h"
 
 namespace trainrr {
+
+namespace {
+
+std::string describe(const trace::KernelLaunch& k) {
+  // As diff's notes name a kernel (replayer/diff.cc), with the name demangled.
+  auto dim = [](uint32_t x, uint32_t y, uint32_t z) {
+    return "(" + std::to_string(x) + "," + std::to_string(y) + "," + std::to_string(z) + ")";
+  };
+  return demangled(k.name) + " grid" + dim(k.grid_x, k.grid_y, k.grid_z) + " block" +
+         dim(k.block_x, k.block_y, k.block_z);
+}
+
+bool same_launch(const trace::KernelLaunch& a, const trace::KernelLaunch& b) {
+  return a.name == b.name && a.grid_x == b.grid_x && a.grid_y == b.grid_y && a.grid_z == b.grid_z &&
+         a.block_x == b.block_x && a.block_y == b.block_y && a.block_z == b.block_z;
+}
+
+}  // namespace
+
+std::optional<KernelDifference> first_kernel_difference(const trace::StepKernels& recorded,
+                                                        const trace::StepKernels& replayed,
+                                                        const std::string& prefer_op) {
+  if (recorded.launches.empty() && replayed.launches.empty()) {
+    // Level step keeps the count and the digest of the step's kernels only.
+    if (recorded.count == replayed.count && recorded.digest == replayed.digest) return std::nullopt;
+    return KernelDifference{"", std::to_string(recorded.count) + " kernels",
+                            std::to_string(replayed.count) + " kernels" +
+                                (recorded.count == replayed.count ? " (other ones)" : "")};
+  }
+  // Per op, its kernels in launch order; the ops in the order they first launched one, the recording's first.
+  std::vector<std::string> ops;
+  std::map<std::string, std::pair<std::vector<const trace::KernelLaunch*>, std::vector<const trace::KernelLaunch*>>>
+      by_op;
+  auto add = [&](const trace::StepKernels& k, bool replay) {
+    for (const trace::KernelLaunch& l : k.launches) {
+      if (l.site == trace::kUnattributedSite) continue;  // delivered late or launched outside every op
+      auto [it, added] = by_op.try_emplace(l.site);
+      if (added) ops.push_back(l.site);
+      (replay ? it->second.second : it->second.first).push_back(&l);
+    }
+  };
+  add(recorded, false);
+  add(replayed, true);
+  auto difference = [&](const std::string& op) -> std::optional<KernelDifference> {
+    auto it = by_op.find(op);
+    if (it == by_op.end()) return std::nullopt;
+    const auto& [a, b] = it->second;
+    for (size_t i = 0; i < std::max(a.size(), b.size()); ++i)
+      if (i >= a.size() || i >= b.size() || !same_launch(*a[i], *b[i]))
+        return KernelDifference{op, i < a.size() ? describe(*a[i]) : "no kernel",
+                                i < b.size() ? describe(*b[i]) : "no kernel"};
+    return std::nullopt;
+  };
+  if (!prefer_op.empty())
+    if (auto d = difference(prefer_op)) return d;
+  for (const std::string& op : ops)
+    if (auto d = difference(op)) return d;
+  return std::nullopt;
+}
+
 ReplayHooks::ReplayHooks(trace::TraceReader& reader, ForceSet force, ProbeLevel level, bool compare)
     : reader_(&reader), force_(force), level_(std::max(level, reader.header().level)), compare_(compare) {}
 
@@ -343,8 +404,44 @@ void ReplayHooks::collective(const CollectiveCall& call) {
     collective_mismatch_ = CollectiveMismatch{"result", -1, rec, call};
 }
 
+void ReplayHooks::gather_kernels(std::unique_ptr<KernelSource> source) {
+  if (Status s = gatherer_.start(std::move(source)); !s)
+    kernel_notes_.push_back("the replay's GPU kernels were not gathered: " + s.error().message);
+}
+
+void ReplayHooks::op_done(std::string_view site) { gatherer_.op_done(site); }
+
+void ReplayHooks::compare_kernels(int64_t step) {
+  if (!gatherer_.in_step()) return;
+  const trace::TraceHeader& h = reader_->header();
+  std::optional<trace::StepKernels> here = gatherer_.step_end(h.level, kStepEndSite);
+  const bool divergent_step = first_ && first_->step == step;
+  if (divergent_step) divergent_kernels_ = here;
+  if (!compare_ || !h.kernels_recorded || !cur_.loaded || cur_.step.index != step) return;
+  if (first_ && !divergent_step) return;  // past the first divergence: its outputs differ anyway
+  const trace::StepKernels none;
+  const trace::StepKernels& rec = cur_.step.kernels ? *cur_.step.kernels : none;
+  const trace::StepKernels& rep = here ? *here : none;
+  if (divergent_step) {
+    const std::string op = first_->kind == "probe" ? kernel_site_of(first_->site) : "";
+    std::optional<KernelDifference> d = first_kernel_difference(rec, rep, op);
+    // A probe's divergence names its op: the kernels of another op are no evidence about it.
+    if (d && (op.empty() || d->op == op)) divergent_difference_ = std::move(d);
+    return;
+  }
+  if (kernel_note_said_) return;
+  if (std::optional<KernelDifference> d = first_kernel_difference(rec, rep)) {
+    kernel_note_said_ = true;
+    kernel_notes_.push_back("at step " + std::to_string(step) + ", " +
+                            (d->op.empty() ? std::string("the step") : "op " + d->op) +
+                            " launched other kernels than recorded: " + d->recorded + " vs " + d->replayed +
+                            " (recorded vs replayed); the step's outputs match");
+  }
+}
+
 void ReplayHooks::step_begin(int64_t step, int epoch, int64_t batch) {
   (void)batch;
+  gatherer_.step_begin(step);
   if (!cur_.loaded && !cur_.exhausted) load_next();
   step_ = step;
   collective_index_ = 0;
@@ -438,6 +535,7 @@ void ReplayHooks::step_end(const StepSummary& s) {
       }
     }
   }
+  compare_kernels(s.step);
   ++steps_compared_;
   cur_ = Current{};
 }

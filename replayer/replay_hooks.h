@@ -13,12 +13,27 @@
 #include <vector>
 
 #include "engine/hooks.h"
+#include "recorder/kernel_gatherer.h"
 #include "replayer/divergence.h"
 #include "replayer/force.h"
 #include "replayer/page_views.h"
 #include "traces/trace_reader.h"
 
 namespace trainrr {
+
+// The first kernel that differs between the recorded and the replayed kernels of one op, each side as
+// "name grid(x,y,z) block(x,y,z)" with the name demangled, or "no kernel" where that side launched fewer.
+struct KernelDifference {
+  std::string op;  // the op's site ("dense_1/matmul.fwd"); empty at level step, which keeps no launches
+  std::string recorded, replayed;
+};
+
+// The first op whose kernels differ between two records of one step, compared at the recorded level: per op,
+// the sequence of (name, grid, block) in launch order (kernels no op claims are left out); at level step, which
+// keeps only a count and a digest, the whole step's. `prefer_op`: the op to report when its kernels differ.
+std::optional<KernelDifference> first_kernel_difference(const trace::StepKernels& recorded,
+                                                        const trace::StepKernels& replayed,
+                                                        const std::string& prefer_op = "");
 
 struct CapturedProbe {
   std::string site;
@@ -107,7 +122,21 @@ class ReplayHooks : public Hooks {
   const std::optional<CollectiveMismatch>& collective_mismatch() const { return collective_mismatch_; }
   int64_t collectives_compared() const { return collectives_compared_; }
 
+  // GPU kernels. A replay on the GPU gathers the kernels it launches from `source`, step by step, as the recorder
+  // does, and compares each step's with the recorded ones. A source that cannot start gathers nothing: a note
+  // says why.
+  void gather_kernels(std::unique_ptr<KernelSource> source);
+  bool gathers_kernels() const { return gatherer_.gathering(); }
+  // Notes on the replay's kernels: why they were not gathered, or the first op (in a step whose outputs
+  // matched) that launched other kernels than recorded.
+  const std::vector<std::string>& kernel_notes() const { return kernel_notes_; }
+  // The kernels the replay gathered in the step of the first divergence (none where it ran none, or before it).
+  const std::optional<trace::StepKernels>& divergent_step_kernels() const { return divergent_kernels_; }
+  // At the first divergence, where its op launched other kernels than recorded: the first that differs.
+  const std::optional<KernelDifference>& divergent_kernel_difference() const { return divergent_difference_; }
+
   // Hooks.
+  void op_done(std::string_view site) override;
   void collective(const CollectiveCall& call) override;
   void seed(uint64_t& seed, bool from_entropy) override;
   void rng_draw(RngDraw& draw) override;
@@ -181,6 +210,12 @@ class ReplayHooks : public Hooks {
   std::vector<CapturedProbe> captured_;
   std::optional<double> captured_loss_;
   std::map<std::string, Summary> step_summaries_;  // replayed summaries of this step's probes
+  void compare_kernels(int64_t step);
+  KernelGatherer gatherer_;
+  std::vector<std::string> kernel_notes_;
+  bool kernel_note_said_ = false;  // the note of a step with matching outputs and other kernels, said once
+  std::optional<trace::StepKernels> divergent_kernels_;
+  std::optional<KernelDifference> divergent_difference_;
 };
 
 }  // namespace trainrr

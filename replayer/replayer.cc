@@ -147,7 +147,7 @@ std::optional<trace::CheckpointRef> checkpoint_before(const std::string& path, i
 Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConfig& config,
                                     const KernelRegistry& registry, ForceSet force,
                                     std::function<bool(const std::string&)> filter, ProbeLevel level,
-                                    bool compare, int64_t from, Collective* collective) {
+                                    bool compare, int64_t from, Collective* collective, DeviceBackend* device) {
   ReplaySide s;
   auto reader = trace::TraceReader::open(trace_path);
   if (!reader) return reader.error();
@@ -163,6 +163,7 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
   t.hooks = s.hooks.get();
   t.registry = &registry;
   t.collective = collective;
+  t.device = device;
   // With every kernel forced, nothing is selected here (no autotune timing); a partial forcing selects
   // as the run's policy says and the hooks replace the forced sites.
   if (force.kernels && !s.hooks->filtered()) t.policy = Policy::forced;
@@ -481,8 +482,16 @@ ReplayResult replay(const ReplayOptions& o) {
 
   KernelRegistry registry;
   register_cpu_kernels(registry);
-  auto side = make_replay_side(o.trace_path, config, registry, o.force, {}, header.level, true, o.from_step);
+  auto side = make_replay_side(o.trace_path, config, registry, o.force, {}, header.level, true, o.from_step,
+                               nullptr, o.test_device);
   if (!side) return fail(2, side.error().message);
+  // A replay on the GPU gathers the kernels it launches, as the recording did, to compare them with the
+  // recorded ones.
+  if (o.test_kernel_source) {
+    side->hooks->gather_kernels(o.test_kernel_source());
+  } else if (const Result<DeviceSpec> spec = parse_device(config.runtime.device); spec.ok() && !spec->is_cpu()) {
+    if (KernelSourceFactory factory = kernel_source_factory()) side->hooks->gather_kernels(factory());
+  }
   const int64_t resumed = side->resumed_at;
   Training& t = *side->training;
   // A replay on a GPU compares that GPU's entries with the recorded ones, as the CPU's.
@@ -548,6 +557,7 @@ ReplayResult replay(const ReplayOptions& o) {
   }
 
   substitution_notes(hooks, rep.notes);
+  rep.notes.insert(rep.notes.end(), hooks.kernel_notes().begin(), hooks.kernel_notes().end());
   rep.facts.emplace_back("trace", o.trace_path);
   rep.facts.emplace_back("force", o.force.str());
   if (resumed > 0) rep.facts.emplace_back("resumed from checkpoint at step", std::to_string(resumed));
@@ -676,8 +686,14 @@ ReplayResult replay(const ReplayOptions& o) {
     if (!within.empty())
       rep.notes.push_back("the configuration differs from the recording's too (" + joined(within) + ")");
   }
+  if (const auto& k = hooks.divergent_kernel_difference())
+    rep.notes.push_back("at the first divergence, " + (k->op.empty() ? std::string("step ") + std::to_string(d.step)
+                                                                     : "op " + k->op) +
+                        " launched other GPU kernels than recorded: the first that differs is " + k->recorded +
+                        " in the recording, " + k->replayed + " in the replay");
   rep.first = d;
-  rep.page.timeline = replay_timeline(header, o.trace_path, d.step, t.device() != nullptr);
+  const ReplayedKernels replayed{hooks.gathers_kernels(), hooks.divergent_step_kernels()};
+  rep.page.timeline = replay_timeline(header, o.trace_path, d.step, t.device() != nullptr, &replayed);
   return res;
 }
 

@@ -11,7 +11,9 @@
 
 #include "engine/collective.h"
 #include "engine/config.h"
+#include "engine/device_backend.h"
 #include "engine/kernels/kernel_registry.h"
+#include "recorder/kernel_source.h"
 #include "replayer/divergence.h"
 #include "replayer/force.h"
 #include "replayer/scratch.h"
@@ -31,6 +33,12 @@ struct ReplayOptions {
   bool keep_going = false;             // run past the first divergence (drift curves)
   bool element_detail = true;          // re-execute the divergent step both ways for element values
   FILE* log = nullptr;                 // progress
+  // For tests only: the device to replay on in place of the one runtime.device names (the emulated device,
+  // engine/emulated_device.h; it must outlive the replay), and the source of the replay's GPU kernels in place
+  // of the registered one (set_kernel_source_factory), used whatever the device. A replay from the command line
+  // leaves both unset.
+  DeviceBackend* test_device = nullptr;
+  std::function<std::unique_ptr<KernelSource>()> test_kernel_source;
 };
 
 struct ReplayResult {
@@ -83,7 +91,8 @@ struct ReplaySide {
 Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConfig& config,
                                     const KernelRegistry& registry, ForceSet force,
                                     std::function<bool(const std::string&)> filter, ProbeLevel level,
-                                    bool compare, int64_t from, Collective* collective = nullptr);
+                                    bool compare, int64_t from, Collective* collective = nullptr,
+                                    DeviceBackend* device = nullptr);
 
 // Re-executes step `step` of the trace both ways (every recorded choice forced under `recorded`, and `force`
 // under `config`) from its recorded state and adds to `d` the first differing element at `d`'s own site, when

@@ -1,7 +1,5 @@
 #include "replayer/report_html.h"
 
-#include <cxxabi.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -651,18 +649,6 @@ void kernel_section(std::ostringstream& o, const DivergenceReport& r, const Name
 }
 
 // --- the GPU kernels of the divergent step ---
-
-// A C++ kernel's name as people read it ("trainrr::cuda::relu(float*, int)"); any other name as it is. The
-// name comes from a trace: a long or odd one is left mangled rather than handed to the demangler.
-string demangled(const string& name) {
-  if (name.size() < 3 || name.size() > 4096 || name.compare(0, 2, "_Z") != 0 || name.find('\0') != string::npos)
-    return name;
-  int status = 0;
-  char* out = abi::__cxa_demangle(name.c_str(), nullptr, nullptr, &status);
-  string s = status == 0 && out ? string(out) : name;
-  std::free(out);
-  return s;
-}
 
 // At most `n` bytes of `s`, cut where a UTF-8 character begins, with an ellipsis where it was cut.
 string clipped(const string& s, size_t n) {
