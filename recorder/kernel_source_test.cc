@@ -14,6 +14,7 @@
 #include "engine/trainer.h"
 #include "recorder/kernel_source_test_util.h"
 #include "recorder/recorder.h"
+#include "recorder/temp_trace_test_util.h"
 #include "traces/trace_reader.h"
 
 namespace trainrr {
@@ -23,18 +24,7 @@ using testing::FakeKernelSource;
 
 std::string example(const std::string& name) { return std::string(TRAINRR_SOURCE_DIR) + "/examples/" + name; }
 
-class TempFile {
- public:
-  explicit TempFile(const std::string& stem) {
-    std::random_device rd;
-    path_ = (std::filesystem::temp_directory_path() / (stem + "-" + std::to_string(rd()) + ".trr")).string();
-  }
-  ~TempFile() { std::filesystem::remove(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testing::TempFile;
 
 RunConfig config(std::vector<std::string> overrides = {}) {
   overrides.insert(overrides.begin(), {"train.epochs=2", "runtime.policy=deterministic"});

@@ -14,6 +14,7 @@
 #include "engine/kernels/kernel_selector.h"
 #include "engine/trainer.h"
 #include "recorder/environment.h"
+#include "recorder/temp_trace_test_util.h"
 #include "traces/trace_reader.h"
 
 namespace trainrr {
@@ -23,18 +24,7 @@ using Digests = std::vector<std::vector<std::pair<std::string, uint64_t>>>;  // 
 
 std::string example(const std::string& name) { return std::string(TRAINRR_SOURCE_DIR) + "/examples/" + name; }
 
-class TempFile {
- public:
-  explicit TempFile(const std::string& stem) {
-    std::random_device rd;
-    path_ = (std::filesystem::temp_directory_path() / (stem + "-" + std::to_string(rd()) + ".trr")).string();
-  }
-  ~TempFile() { std::filesystem::remove(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testing::TempFile;
 
 void keep_params(const StepSummary& s, Digests& out) {
   auto& step = out.emplace_back();

@@ -11,6 +11,7 @@
 #include "engine/trainer.h"
 #include "recorder/kernel_source_test_util.h"
 #include "recorder/recorder.h"
+#include "recorder/temp_trace_test_util.h"
 #include "replayer/replay_hooks.h"
 #include "replayer/replayer.h"
 
@@ -19,18 +20,7 @@ namespace {
 
 using testing::FakeKernelSource;
 
-class TempFile {
- public:
-  explicit TempFile(const std::string& stem) {
-    std::random_device rd;
-    path_ = (std::filesystem::temp_directory_path() / (stem + "-" + std::to_string(rd()) + ".trr")).string();
-  }
-  ~TempFile() { std::filesystem::remove(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testing::TempFile;
 
 std::function<std::unique_ptr<KernelSource>()> fake(const std::shared_ptr<FakeKernelSource::Log>& log) {
   return [log] { return std::make_unique<FakeKernelSource>(log); };
