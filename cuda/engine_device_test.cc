@@ -45,21 +45,14 @@ using cuda_testing::Floats;
 using cuda_testing::open_device;
 using cuda_testing::SiteRuntime;
 
-int64_t ulp_distance(float a, float b) {
-  if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b) ? 0 : INT64_MAX;
-  auto ordered = [](float f) {
-    const int32_t i = std::bit_cast<int32_t>(f);
-    return i < 0 ? -static_cast<int64_t>(i & 0x7fffffff) - 1 : static_cast<int64_t>(i);
-  };
-  return std::llabs(ordered(a) - ordered(b));
-}
+using cuda_testing::bit_distance;
 
 void expect_close(const std::vector<float>& cpu, const std::vector<float>& gpu, int64_t ulp, double abs,
                   const std::string& what) {
   ASSERT_EQ(cpu.size(), gpu.size()) << what;
   size_t bad = 0, first = 0;
   for (size_t i = 0; i < cpu.size(); ++i)
-    if (ulp_distance(cpu[i], gpu[i]) > ulp && std::fabs(static_cast<double>(cpu[i]) - gpu[i]) > abs && bad++ == 0)
+    if (bit_distance(cpu[i], gpu[i]) > ulp && std::fabs(static_cast<double>(cpu[i]) - gpu[i]) > abs && bad++ == 0)
       first = i;
   EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << cpu.size() << " outside " << ulp << " ULP / " << abs
                      << "; first [" << first << "] cpu " << cpu[first] << " gpu " << gpu[first];

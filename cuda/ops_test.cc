@@ -100,16 +100,7 @@ using Floats = DeviceArray<float>;
 // ---------------------------------------------------------------------------------------------------------
 // Comparisons.
 
-// Distance in units in the last place: the number of floats between a and b (0: the same bits, or both NaN;
-// +0 and -0 are 1 apart, since the CPU's and the device's zeros must carry the same sign too).
-int64_t ulp_distance(float a, float b) {
-  if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b) ? 0 : INT64_MAX;
-  auto ordered = [](float f) {
-    const int32_t i = std::bit_cast<int32_t>(f);
-    return i < 0 ? -static_cast<int64_t>(i & 0x7fffffff) - 1 : static_cast<int64_t>(i);
-  };
-  return std::llabs(ordered(a) - ordered(b));
-}
+using cuda_testing::bit_distance;
 
 struct Tolerance {
   int64_t ulp = 0;     // accepted when within this many ULP...
@@ -123,7 +114,7 @@ void expect_close(const std::vector<float>& cpu, const std::vector<float>& gpu, 
   size_t bad = 0, worst = 0;
   int64_t worst_ulp = 0;
   for (size_t i = 0; i < cpu.size(); ++i) {
-    const int64_t d = ulp_distance(cpu[i], gpu[i]);
+    const int64_t d = bit_distance(cpu[i], gpu[i]);
     const bool ok = d <= tol.ulp || std::fabs(static_cast<double>(cpu[i]) - gpu[i]) <= tol.abs;
     if (!ok && (bad++ == 0 || d > worst_ulp)) worst = i, worst_ulp = d;
   }

@@ -449,9 +449,10 @@ void Training::run_step() {
     model_.backward(lv.grad, rt_);
   }
   optimizer_->step(params, rt_);
-  // The host reads the predictions (accuracy) and the step's parameters and gradients (the hooks' summary).
+  // The host reads the predictions (a classifier's accuracy) and the step's parameters and gradients (the hooks'
+  // summary).
   if (device_) {
-    to_host(*device_, pred);
+    if (classification()) to_host(*device_, pred);
     model_.to_host(*device_, true);
   }
 

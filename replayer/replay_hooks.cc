@@ -266,13 +266,11 @@ void ReplayHooks::kernel_selected(KernelChoice& choice) {
   (void)take(key_kernel(choice.site));  // recorded_kernels_ learned it when the step was loaded
   auto rec = recorded_kernels_.find(choice.site);
   const auto recorded_choice = recorded_choices_.find(choice.site);
-  // A GPU library's choice recorded, and this replay choosing on a GPU too (its candidates are the device's).
-  const bool gpu_library = recorded_choice != recorded_choices_.end() &&
-                           (!recorded_choice->second.blaslt.empty() || !recorded_choice->second.cudnn.empty());
-  const bool on_gpu = std::any_of(choice.candidates.begin(), choice.candidates.end(), [](const std::string& id) {
-    return id.find("__cuda") != std::string::npos || id.find("__cublaslt") != std::string::npos ||
-           id.find("__cudnn") != std::string::npos;
-  });
+  // A GPU library's choice, recorded and made here too: the device fills in its library's candidates (the CPU's
+  // kernel selector never does), and the recording holds the library's own description of what it chose.
+  auto library_choice = [](const KernelChoice& k) { return !k.blaslt.empty() || !k.cudnn.empty(); };
+  const bool gpu_library = recorded_choice != recorded_choices_.end() && library_choice(recorded_choice->second);
+  const bool on_gpu = library_choice(choice);
   if (forced(force_.kernels, "kernel:" + choice.site) && rec != recorded_kernels_.end() && gpu_library && on_gpu) {
     // A cuBLASLt algorithm or cuDNN engine: the device gets what the trace holds of it and restores it, whether
     // or not this machine's library offered it, or says why it cannot (kernel_replaced).
