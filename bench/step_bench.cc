@@ -64,6 +64,8 @@ struct Row {
 class ChoiceLog : public Hooks {
  public:
   void kernel_selected(KernelChoice& choice) override { choices.push_back(choice.site + " -> " + choice.chosen); }
+  bool reads_step_tensors() const override { return false; }
+  bool reads_drawn_values() const override { return false; }
   std::vector<std::string> choices;
 };
 
@@ -74,6 +76,8 @@ class PhaseTimer : public Hooks {
   using Clock = std::chrono::steady_clock;
   ProbeLevel probe_level() const override { return ProbeLevel::op; }
   void step_begin(int64_t, int, int64_t) override { last_ = Clock::now(); }
+  bool reads_step_tensors() const override { return false; }
+  bool reads_drawn_values() const override { return false; }
   void probe(std::string_view site, Phase, const Tensor&) override { charge(std::string(site)); }
   void step_end(const StepSummary&) override {
     charge("(rest of step)");

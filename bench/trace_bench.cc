@@ -150,6 +150,8 @@ class Forward : public Hooks {
   void op_done(std::string_view site) override { inner_.op_done(site); }
   void step_begin(int64_t step, int epoch, int64_t batch) override { inner_.step_begin(step, epoch, batch); }
   void step_end(const StepSummary& s) override { inner_.step_end(s); }
+  bool reads_step_tensors() const override { return inner_.reads_step_tensors(); }
+  bool reads_drawn_values() const override { return inner_.reads_drawn_values(); }
   void epoch_end(const EpochSummary& e) override { inner_.epoch_end(e); }
   bool wants_checkpoint(int64_t steps) override { return inner_.wants_checkpoint(steps); }
   void checkpoint(const TrainState& state) override { inner_.checkpoint(state); }

@@ -215,6 +215,102 @@ TEST(EmulatedDevice, ResumingFromACheckpointEndsWhereTheCpuRunEnds) {
   }
 }
 
+// Sees each step's summary; reads its parameters and gradients or not.
+class StepListener : public Hooks {
+ public:
+  explicit StepListener(bool reads) : reads_(reads) {}
+  bool reads_step_tensors() const override { return reads_; }
+  void step_end(const StepSummary& s) override {
+    ++steps;
+    summary_tensors += s.params.size() + s.grads.size();
+    for (const auto& [name, t] : s.params) EXPECT_FALSE(t->on_device() && t->data.empty()) << name;
+  }
+  int64_t steps = 0;
+  size_t summary_tensors = 0;
+
+ private:
+  bool reads_;
+};
+
+struct Quiet {
+  std::vector<std::string> weights;  // Training::weights(), after the run
+  std::vector<std::string> state;
+  std::string evaluation;
+  uint64_t downloads = 0;
+};
+
+Quiet run_quietly(const RunConfig& config, DeviceBackend* device, Hooks* hooks) {
+  Quiet out;
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  TrainingOptions options;
+  options.registry = &registry;
+  options.device = device;
+  options.hooks = hooks;
+  auto t = Training::create(config, options);
+  EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.error().message);
+  if (!t) return out;
+  EXPECT_TRUE((*t)->fit().ok());
+  // Read before anything else reads the device: the weights must come from it, not from a stale host copy.
+  for (const NamedTensor& nt : (*t)->weights()) out.weights.push_back(nt.name + " " + hex(digest(nt.value)));
+  for (const NamedTensor& nt : (*t)->state().tensors) out.state.push_back(nt.name + " " + hex(digest(nt.value)));
+  const Evaluation e = (*t)->evaluate((*t)->test_data());
+  out.evaluation = std::to_string(e.loss) + " " + std::to_string(e.accuracy);
+  if (device) out.downloads = static_cast<EmulatedDevice*>(device)->downloads();
+  return out;
+}
+
+// A run whose listeners do not read the step's parameters and gradients (a plain `train`, the benchmark) does
+// not copy them to the host after each step, and still ends with the CPU run's weights, moving statistics and
+// optimizer slots.
+TEST(EmulatedDevice, ARunWhoseListenersReadNoStepTensorsCopiesNoneAndEndsAsTheCpuRun) {
+  // Without listeners, not even the dropout masks' values are read back (Hooks::reads_drawn_values).
+  for (const char* file : {"digits_mlp.toml", "digits_bn.toml"}) {
+    SCOPED_TRACE(file);
+    auto config = load_config(example(file), {"runtime.policy=deterministic", "train.epochs=1"});
+    ASSERT_TRUE(config.ok());
+    const Quiet cpu = run_quietly(*config, nullptr, nullptr);
+    ASSERT_FALSE(cpu.weights.empty());
+    EmulatedDevice unobserved;
+    const Quiet none = run_quietly(*config, &unobserved, nullptr);
+    EXPECT_EQ(cpu.weights, none.weights);
+    EXPECT_EQ(cpu.state, none.state);
+    EXPECT_EQ(cpu.evaluation, none.evaluation);
+    EXPECT_EQ(unobserved.live_allocations(), 0u);
+  }
+
+  auto config = load_config(example("digits_bn.toml"), {"runtime.policy=deterministic", "train.epochs=1"});
+  ASSERT_TRUE(config.ok());
+  const Quiet cpu = run_quietly(*config, nullptr, nullptr);
+  EmulatedDevice unobserved;
+  const Quiet none = run_quietly(*config, &unobserved, nullptr);
+
+  EmulatedDevice d_reads, d_skips;
+  StepListener reads(true), skips(false);
+  const Quiet with_tensors = run_quietly(*config, &d_reads, &reads);
+  const Quiet without = run_quietly(*config, &d_skips, &skips);
+  EXPECT_EQ(cpu.weights, with_tensors.weights);
+  EXPECT_EQ(cpu.weights, without.weights);
+  EXPECT_EQ(cpu.state, without.state);
+  ASSERT_GT(reads.steps, 0);
+  EXPECT_EQ(reads.steps, skips.steps);
+  EXPECT_EQ(skips.summary_tensors, 0u);
+  // Each step of the reading run copies every parameter and gradient, and the layers' state tensors (the
+  // moving statistics), to the host: the other run copies none of them.
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  TrainingOptions options;
+  options.registry = &registry;
+  auto t = Training::create(*config, options);
+  ASSERT_TRUE(t.ok());
+  const size_t params = (*t)->model().params().size();
+  const size_t tensors = (*t)->weights().size();  // parameters and state tensors
+  ASSERT_GT(tensors, params);
+  EXPECT_EQ(reads.summary_tensors, static_cast<size_t>(reads.steps) * 2 * params);
+  EXPECT_EQ(with_tensors.downloads - without.downloads, static_cast<uint64_t>(reads.steps) * (params + tensors));
+  EXPECT_EQ(none.downloads, without.downloads);
+}
+
 // A device without the portable family's exp, log and tanh (the CUDA device) refuses a portable run before it
 // starts, naming both settings.
 class NoPortableDevice : public EmulatedDevice {

@@ -108,6 +108,9 @@ class Hooks {
   virtual void rng_draw(RngDraw& draw) { (void)draw; }
   // Observation, after the draw: the values drawn, as bytes.
   virtual void rng_values(const RngDraw& draw, std::span<const std::byte> values) { (void)draw, (void)values; }
+  // Whether rng_values reads the values. A draw made on a device is copied to the host for a listener that
+  // does; one that does not spares the run that copy (and gets no rng_values call for such a draw).
+  virtual bool reads_drawn_values() const { return true; }
 
   // Decision: which rows go to train and test.
   virtual void split(std::string_view site, std::vector<uint32_t>& train, std::vector<uint32_t>& test) {
@@ -162,6 +165,10 @@ class Hooks {
 
   virtual void step_begin(int64_t step, int epoch, int64_t batch) { (void)step, (void)epoch, (void)batch; }
   virtual void step_end(const StepSummary& summary) { (void)summary; }
+  // Whether step_end reads the step's parameters and gradients (StepSummary::params and grads). In a run on
+  // a device they are copied to the host after every step for a listener that does; one that does not
+  // spares the run that copy, and gets a summary without them.
+  virtual bool reads_step_tensors() const { return true; }
   virtual void epoch_end(const EpochSummary& summary) { (void)summary; }
 
   // Checkpoints: the engine builds a TrainState only when asked for one, before the first step (0 steps

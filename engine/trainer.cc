@@ -449,11 +449,12 @@ void Training::run_step() {
     model_.backward(lv.grad, rt_);
   }
   optimizer_->step(params, rt_);
-  // The host reads the predictions (a classifier's accuracy) and the step's parameters and gradients (the hooks'
-  // summary).
+  // The host reads the predictions (a classifier's accuracy) and, when the hooks read them, the step's
+  // parameters and gradients (the hooks' summary).
+  const bool summary_tensors = !device_ || hooks_->reads_step_tensors();
   if (device_) {
     if (classification()) to_host(*device_, pred);
-    model_.to_host(*device_, true);
+    if (summary_tensors) model_.to_host(*device_, true);
   }
 
   if (!std::isfinite(lv.loss) && warn_ && !warned_non_finite_) {
@@ -476,10 +477,11 @@ void Training::run_step() {
   s.loss = lv.loss;
   if (classification())
     s.metrics.emplace_back("accuracy", static_cast<double>(epoch_correct_) / static_cast<double>(std::max<int64_t>(1, epoch_rows_)));
-  for (Param* p : params) {
-    s.params.emplace_back(p->name, &p->value);
-    s.grads.emplace_back(p->name, &p->grad);
-  }
+  if (summary_tensors)
+    for (Param* p : params) {
+      s.params.emplace_back(p->name, &p->value);
+      s.grads.emplace_back(p->name, &p->grad);
+    }
   hooks_->step_end(s);
   ++step_;
 }
@@ -696,6 +698,11 @@ Tensor Training::predict(const Tensor& x) {
   to_host(*device_, out);
   rt_.level = saved;
   return Tensor(out.shape, std::move(out.data));
+}
+
+std::vector<NamedTensor> Training::weights() {
+  if (device_) model_.to_host(*device_, false);
+  return model_.tensors();
 }
 
 TrainState Training::state() {

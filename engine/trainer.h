@@ -73,9 +73,13 @@ class Training {
   int64_t steps_per_epoch() const;
   int64_t total_steps() const { return steps_per_epoch() * config_.train.epochs; }
   const RunConfig& config() const { return config_; }
+  // In a run on a device, the model's tensors keep their values there: their host copies (`data`) are current
+  // only as weights() and state() leave them, or during a step_end whose hooks read the step's tensors.
   Sequential& model() { return model_; }
   const std::vector<EpochSummary>& history() const { return history_; }
 
+  // The model's parameters and state tensors, as host copies (read back from a device first).
+  std::vector<NamedTensor> weights();
   // The state at the current step boundary, and back.
   TrainState state();
   Status restore(const TrainState& state);

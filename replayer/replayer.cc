@@ -247,19 +247,41 @@ std::string where(const CapturedProbe& p) { return p.site + " (" + phase_name(p.
 
 void locate_element(const std::string& trace_path, ForceSet force, const RunConfig& recorded,
                     const RunConfig& config, const KernelRegistry& registry, int64_t step, FirstDivergence& d,
-                    int64_t& executed, std::vector<std::string>& notes) {
+                    int64_t& executed, std::vector<std::string>& notes, DeviceBackend* recorded_device) {
   // The site and step come from the replay's comparison with the recording; the re-execution only adds the
   // values at that site, when it shows the difference there first, as the replay did.
-  const std::string again = "re-executing step " + std::to_string(step) +
-                            " here from its recorded state both ways (recorded choices forced, and as replayed)";
+  const std::string again =
+      "re-executing step " + std::to_string(step) + " here from its recorded state both ways (" +
+      (recorded.runtime.device == config.runtime.device
+           ? std::string("recorded choices forced, and as replayed)")
+           : "recorded choices forced on " + recorded.runtime.device + ", and as replayed on " +
+                 config.runtime.device + ")");
   // The recorded run at the start of the step: its own configuration (threads included), every recorded
   // choice forced, from the nearest checkpoint. It is compared with the trace: its values stand for the
   // recorded ones only where it reproduces them.
-  // It runs on this machine's device, the replay's: a run recorded on the GPU and replayed on the CPU
-  // (--set runtime.device=cpu) re-executes its recorded side on the CPU too.
-  RunConfig here = recorded;
-  here.runtime.device = config.runtime.device;
-  auto a = make_replay_side(trace_path, here, registry, ForceSet::all(), {}, ProbeLevel::op, true, step);
+  // It runs on the recorded device: only there do the recorded kernels run and give the recorded values. A
+  // run recorded on the GPU and replayed on the CPU (--set runtime.device=cpu) gets its values where this
+  // machine has that GPU; elsewhere the trace, which keeps digests, has none to give.
+  const RunConfig& here = recorded;
+  DeviceBackend* device = nullptr;
+  if (recorded.runtime.device != config.runtime.device) {
+    Result<DeviceSpec> spec = parse_device(recorded.runtime.device);
+    if (recorded_device) {
+      device = recorded_device;
+    } else if (!spec) {
+      notes.push_back("no element detail: the recorded runtime.device: " + spec.error().message);
+      return;
+    } else if (Status usable = spec->is_cpu() ? Status{} : usable_device(*spec); !usable) {
+      notes.push_back("no element detail: the recorded side runs only on the recorded device (runtime.device = \"" +
+                      recorded.runtime.device + "\"), and this machine cannot run it (" + usable.error().message +
+                      "); the trace keeps digests, not values. Replayed with --set runtime.device=" +
+                      config.runtime.device + " on a machine with that GPU, the report gives the first element "
+                      "that differs, both values and their distance in ULPs");
+      return;
+    }
+  }
+  auto a = make_replay_side(trace_path, here, registry, ForceSet::all(), {}, ProbeLevel::op, true, step, nullptr,
+                            device);
   if (!a) {
     notes.push_back("no element detail: " + a.error().message);
     return;
@@ -661,7 +683,7 @@ ReplayResult replay(const ReplayOptions& o) {
                                           : rebuild_config(header, {}, o.data_path, false, *scratch);
     if (recorded)
       locate_element(o.trace_path, o.force, recorded->config, config, registry, d.step, d, res.steps_executed,
-                     rep.notes);
+                     rep.notes, o.test_recorded_device);
     else
       rep.notes.push_back(
           "no element detail: the recorded run cannot be re-executed here, as its data is not at hand "

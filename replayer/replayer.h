@@ -39,6 +39,9 @@ struct ReplayOptions {
   // leaves both unset.
   DeviceBackend* test_device = nullptr;
   std::function<std::unique_ptr<KernelSource>()> test_kernel_source;
+  // For tests only: the device that the recorded side of the element re-execution runs on, when the trace was
+  // recorded on another device than the replay's (locate_element).
+  DeviceBackend* test_recorded_device = nullptr;
 };
 
 struct ReplayResult {
@@ -99,10 +102,12 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
 // that site is the first of those the replay compares to differ in the re-execution. `d`'s site and step,
 // found by the comparison with the recording, never change: a re-execution that differs first elsewhere, or
 // not at all, or whose recorded side does not reproduce the trace, adds no values and says so in `notes`.
-// `recorded` runs on the recorded data. Counts the steps run in `executed`.
+// `recorded` runs on the recorded data, and on the recorded device: a run recorded on the GPU and replayed on
+// the CPU gets its values only where this machine has that GPU (`recorded_device`, for tests only, stands in
+// for it). Counts the steps run in `executed`.
 void locate_element(const std::string& trace_path, ForceSet force, const RunConfig& recorded,
                     const RunConfig& config, const KernelRegistry& registry, int64_t step, FirstDivergence& d,
-                    int64_t& executed, std::vector<std::string>& notes);
+                    int64_t& executed, std::vector<std::string>& notes, DeviceBackend* recorded_device = nullptr);
 
 // One note per forced site whose recorded kernel could not run here, naming what ran instead.
 void substitution_notes(const ReplayHooks& hooks, std::vector<std::string>& notes);

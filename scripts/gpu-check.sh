@@ -9,7 +9,8 @@
 #      each replayed on the GPU with every choice forced (expected: reproduced), and free (--force none: where
 #      the default policy's atomics and heuristics differ, the report names them); and the deterministic
 #      recordings replayed on the CPU (--set runtime.device=cpu), which names the first op that differs;
-#      Then digits_cnn recorded at level op, and show --kernels: the kernels CUPTI saw, per op;
+#      Then digits_cnn recorded at level op, and show --kernels: the kernels CUPTI saw, per op; and a
+#      deterministic level-op recording replayed on the CPU, whose report gives the element and its ULPs;
 #   4. the step time of the bench MLP and conv net on the GPU, trainrr (default and deterministic policy) against
 #      PyTorch (float32, TF32 off), one after the other on the same machine.
 # Prints a summary, writes everything to $OUT (or build-gpu/gpu-check where OUT is unset) and exits non-zero
@@ -95,6 +96,12 @@ done
 e2e "record-digits_cnn-kernels" 0 "$bin/trainrr" record examples/digits_cnn.toml --set runtime.device=cuda \
   --set train.epochs=1 --level op -o "$out/kernels.trr"
 [ -f "$out/kernels.trr" ] && e2e "show-kernels-digits_cnn" 0 "$bin/trainrr" show --kernels "$out/kernels.trr"
+# A level-op GPU trace replayed on the CPU, here where the GPU is: the recorded side of the divergent step is
+# re-executed on the GPU, so the report gives the first element that differs and its distance in ULPs.
+e2e "record-digits_cnn-op-deterministic" 0 "$bin/trainrr" record examples/digits_cnn.toml --set runtime.device=cuda \
+  --set runtime.policy=deterministic --set train.epochs=1 --level op -o "$out/op-deterministic.trr"
+[ -f "$out/op-deterministic.trr" ] && e2e "replay-digits_cnn-op-gpu-on-cpu" "0 1" "$bin/trainrr" replay \
+  "$out/op-deterministic.trr" --set runtime.device=cpu
 [ $e2e_failed -eq 0 ] || failed=1
 # Traces are large: keep the reports, not the traces.
 rm -f "$out"/*.trr

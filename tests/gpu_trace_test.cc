@@ -133,11 +133,13 @@ TEST(GpuTrace, ReplayOnTheCpuNamesTheFirstOpWithTheKernelOnEachSide) {
   EXPECT_TRUE(has(r.output, "f32_matmul__cpu_blocked_" + std::string(isa_name(detect_isa())))) << r.output;
   // What the GPU ran there, in cuBLASLt's terms.
   EXPECT_TRUE(has(r.output, "recorded ran cuBLASLt algorithm 21, tile 18, stages 20, not split over K")) << r.output;
-  // The recorded side cannot be re-executed here (its kernels ran on the GPU) and the trace keeps digests and
-  // summaries, not values: the report says so rather than give element values of this machine's kernels.
+  // The recorded side cannot be re-executed here (its kernels ran on the GPU, and this machine has none) and the
+  // trace keeps digests and summaries, not values: the report says so, and where the element can be had,
+  // rather than give element values of this machine's kernels.
   EXPECT_TRUE(has(r.output, "recorded: sum ")) << r.output;
-  EXPECT_TRUE(has(r.output, "no element detail")) << r.output;
+  EXPECT_TRUE(has(r.output, "no element detail: the recorded side runs only on the recorded device")) << r.output;
   EXPECT_TRUE(has(r.output, "the trace keeps digests, not values")) << r.output;
+  EXPECT_TRUE(has(r.output, "on a machine with that GPU")) << r.output;
   EXPECT_FALSE(has(r.output, "ulp")) << r.output;
   // The device changed, and the GPU is a difference of the environment.
   EXPECT_TRUE(has(r.output, "recorded with runtime.device = \"cuda\", replayed with runtime.device = \"cpu\"")) << r.output;

@@ -44,6 +44,8 @@ class ForwardingHooks : public Hooks {
     in_.step_begin(s, e, b);
   }
   void step_end(const StepSummary& s) override { in_.step_end(s); }
+  bool reads_step_tensors() const override { return in_.reads_step_tensors(); }
+  bool reads_drawn_values() const override { return in_.reads_drawn_values(); }
   void epoch_end(const EpochSummary& e) override { in_.epoch_end(e); }
   bool wants_checkpoint(int64_t s) override { return in_.wants_checkpoint(s); }
   void checkpoint(const TrainState& s) override { in_.checkpoint(s); }

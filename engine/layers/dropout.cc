@@ -25,14 +25,16 @@ const Tensor& Dropout::forward(const Tensor& x, Runtime& rt, bool training) {
     DeviceBackend& d = *rt.device;
     const int64_t n = x.size();
     device_reshape(d, y_, x.shape);
-    // The hooks decide the draw (key and position) as on the CPU; the device draws it. The hooks see the
-    // values drawn, read back.
+    // The hooks decide the draw (key and position) as on the CPU; the device draws it. Hooks that read the
+    // values drawn see them read back.
     const RngDraw draw = rt.rng->reserve(site_, site_, static_cast<uint64_t>(n));
-    device_reshape(d, u_device_, {n});
-    d.uniform(draw.key, draw.counter, 0.0f, 1.0f, u_device_.dptr(), n);
-    u_.resize(n);
-    if (n) d.download(u_.data(), u_device_.dptr(), static_cast<size_t>(n) * sizeof(float));
-    rt.rng->drawn(draw, std::as_bytes(std::span<const float>(u_)));
+    if (rt.hooks->reads_drawn_values()) {
+      device_reshape(d, u_device_, {n});
+      d.uniform(draw.key, draw.counter, 0.0f, 1.0f, u_device_.dptr(), n);
+      u_.resize(n);
+      if (n) d.download(u_.data(), u_device_.dptr(), static_cast<size_t>(n) * sizeof(float));
+      rt.rng->drawn(draw, std::as_bytes(std::span<const float>(u_)));
+    }
     keep_device_.resize(d, static_cast<size_t>(n));
     d.dropout(draw.key, draw.counter, static_cast<float>(rate_), scale_, x.dptr(), y_.dptr(),
               static_cast<uint8_t*>(keep_device_.get()), n);

@@ -209,7 +209,7 @@ PYBIND11_MODULE(_trainrr, m) {
       .def("weights",
            [](Run& r) {
              pyb::dict out;
-             for (NamedTensor& t : r.training().model().tensors()) out[pyb::str(t.name)] = to_numpy(std::move(t.value));
+             for (NamedTensor& t : r.training().weights()) out[pyb::str(t.name)] = to_numpy(std::move(t.value));
              return out;
            })
       .def("summary", [](Run& r) { return r.training().model().summary(); })

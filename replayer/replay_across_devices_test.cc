@@ -1,0 +1,126 @@
+// A run recorded on a device and replayed on the CPU (--set runtime.device=cpu): the element values come from
+// the recorded side re-executed on the recorded device, where this machine has it. The device here is the
+// emulated one with one op nudged by a ULP, standing in for a GPU whose kernel rounds differently from the CPU's.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "engine/device.h"
+#include "engine/emulated_device.h"
+#include "engine/kernels/kernel_registry.h"
+#include "engine/trainer.h"
+#include "recorder/kernel_source_test_util.h"
+#include "recorder/recorder.h"
+#include "recorder/temp_trace_test_util.h"
+#include "replayer/replayer.h"
+
+namespace trainrr {
+namespace {
+
+using testing::FakeKernelSource;
+using testing::TempFile;
+
+// The emulated device, but the first value of every bias add comes out one ULP up.
+class NudgedDevice : public EmulatedDevice {
+ public:
+  void add_bias(float* y, const float* bias, int64_t rows, int64_t cols) override {
+    EmulatedDevice::add_bias(y, bias, rows, cols);
+    if (rows * cols > 0) y[0] = std::nextafter(y[0], INFINITY);
+  }
+  void bias_activation_forward(Activation a, const float* bias, float* y, int64_t rows, int64_t cols,
+                               MathFamily math) override {
+    EmulatedDevice::bias_activation_forward(a, bias, y, rows, cols, math);
+    if (rows * cols > 0) y[0] = std::nextafter(y[0], INFINITY);
+  }
+};
+
+const std::vector<std::string> kRun = {"train.epochs=1", "runtime.policy=deterministic", "runtime.device=cuda"};
+
+// Records breast_cancer.toml "on the GPU": runtime.device = "cuda", run on the nudged device.
+void record(const std::string& path) {
+  auto c = load_config(std::string(TRAINRR_SOURCE_DIR) + "/examples/breast_cancer.toml", kRun);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  RecordOptions o;
+  o.path = path;
+  o.level = ProbeLevel::op;
+  auto rec = Recorder::create(*c, o);
+  ASSERT_TRUE(rec.ok()) << rec.error().message;
+  (*rec)->set_kernel_source(
+      [log = std::make_shared<FakeKernelSource::Log>()] { return std::make_unique<FakeKernelSource>(log); });
+  (*rec)->set_runtime(1, "test", "deterministic");
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  NudgedDevice device;
+  TrainingOptions t;
+  t.registry = &registry;
+  t.hooks = rec->get();
+  t.device = &device;
+  auto training = Training::create(*c, t);
+  ASSERT_TRUE(training.ok()) << training.error().message;
+  ASSERT_TRUE((*rec)->start().ok());
+  ASSERT_TRUE((*training)->fit().ok());
+  ASSERT_TRUE((*rec)->finish(true, "completed").ok());
+}
+
+std::string notes(const DivergenceReport& r) {
+  std::string all;
+  for (const std::string& n : r.notes) all += n + "\n";
+  return all;
+}
+
+bool has_note(const DivergenceReport& r, const std::string& part) { return notes(r).find(part) != std::string::npos; }
+
+TEST(ReplayAcrossDevices, TheRecordedSideReExecutedOnTheRecordedDeviceGivesTheElementAndItsUlps) {
+  TempFile file("across-devices");
+  record(file.path());
+  NudgedDevice recorded_device;
+  ReplayOptions o;
+  o.trace_path = file.path();
+  o.overrides = {"runtime.device=cpu"};
+  o.test_recorded_device = &recorded_device;
+  const ReplayResult r = replay(o);
+  ASSERT_EQ(r.exit_code, 1) << r.error << notes(r.report);
+  ASSERT_TRUE(r.report.first.has_value());
+  const FirstDivergence& d = *r.report.first;
+  EXPECT_EQ(d.step, 0);
+  // The first op the nudge touches: dense_1's bias add, in the forward pass.
+  EXPECT_EQ(d.layer, "dense_1") << d.site;
+  EXPECT_EQ(d.phase, "forward") << d.site;
+  ASSERT_TRUE(d.has_element) << notes(r.report);
+  EXPECT_EQ(d.index, 0);
+  EXPECT_EQ(d.ulp, 1u);
+  EXPECT_EQ(std::nextafter(static_cast<float>(d.replayed), INFINITY), static_cast<float>(d.recorded));
+  EXPECT_TRUE(has_note(r.report, "recorded choices forced on cuda, and as replayed on cpu")) << notes(r.report);
+  EXPECT_TRUE(has_note(r.report, "recorded with runtime.device = \"cuda\", replayed with runtime.device = \"cpu\""))
+      << notes(r.report);
+  // The recorded side went to the device and came back: nothing of it is left there.
+  EXPECT_GT(recorded_device.uploads(), 0u);
+  EXPECT_EQ(recorded_device.live_allocations(), 0u);
+}
+
+// Without the recorded GPU, nothing stands for the recorded values: the report says so, and where they can be
+// had, instead of re-executing the recorded side on the CPU (whose values are not the recorded ones).
+TEST(ReplayAcrossDevices, WithoutTheRecordedGpuTheReportSaysWhereTheElementCanBeHad) {
+  Result<DeviceSpec> cuda = parse_device("cuda");
+  ASSERT_TRUE(cuda.ok());
+  if (usable_device(*cuda).ok()) GTEST_SKIP() << "this machine has a GPU";
+  TempFile file("across-devices");
+  record(file.path());
+  ReplayOptions o;
+  o.trace_path = file.path();
+  o.overrides = {"runtime.device=cpu"};
+  const ReplayResult r = replay(o);
+  ASSERT_EQ(r.exit_code, 1) << r.error << notes(r.report);
+  ASSERT_TRUE(r.report.first.has_value());
+  EXPECT_FALSE(r.report.first->has_element);
+  EXPECT_EQ(r.report.first->layer, "dense_1");
+  EXPECT_TRUE(has_note(r.report, "no element detail: the recorded side runs only on the recorded device "
+                                 "(runtime.device = \"cuda\"), and this machine cannot run it"))
+      << notes(r.report);
+  EXPECT_TRUE(has_note(r.report, "on a machine with that GPU, the report gives the first element that differs"))
+      << notes(r.report);
+}
+
+}  // namespace
+}  // namespace trainrr
