@@ -102,6 +102,14 @@ e2e "record-digits_cnn-op-deterministic" 0 "$bin/trainrr" record examples/digits
   --set runtime.policy=deterministic --set train.epochs=1 --level op -o "$out/op-deterministic.trr"
 [ -f "$out/op-deterministic.trr" ] && e2e "replay-digits_cnn-op-gpu-on-cpu" "0 1" "$bin/trainrr" replay \
   "$out/op-deterministic.trr" --set runtime.device=cpu
+if grep -q "^diverged at step" "$out/replay-digits_cnn-op-gpu-on-cpu.txt" 2>/dev/null; then
+  if grep -q "first differing element:.* ULP" "$out/replay-digits_cnn-op-gpu-on-cpu.txt"; then
+    say "   the GPU-on-CPU report gives the element and its ULPs:$(grep -m1 "first differing element" "$out/replay-digits_cnn-op-gpu-on-cpu.txt")"
+  else
+    say "   the GPU-on-CPU report diverged without the element's ULPs (expected them here, where the GPU is)"
+    e2e_failed=1
+  fi
+fi
 [ $e2e_failed -eq 0 ] || failed=1
 # Traces are large: keep the reports, not the traces.
 rm -f "$out"/*.trr
