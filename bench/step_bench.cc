@@ -6,8 +6,9 @@
 //              [--min-ms T] [--json FILE] [--kernels] [--device cpu|cuda|cuda:N]
 //
 // --device cuda trains on the GPU (runtime.device); the portable policy, which the GPU does not run, is left
-// out there. A GPU step ends as every step does, with the loss, the predictions and the step's parameters and
-// gradients read back, so its wall time is the whole step's.
+// out there. A GPU step ends as a `trainrr train` step does, with the loss and the predictions (for the
+// accuracy) read back, so its wall time is the whole step's; like `train`, it reads back neither the step's
+// parameters and gradients nor the dropout masks, which only a recording or a replay reads.
 // --steps fixes the steps per repetition; without it each workload gets as many as fill --min-ms.
 // --kernels prints the kernel each site chose under each policy.
 // --phases prints, for the deterministic policy, where a step's time goes: the time from one op probe to

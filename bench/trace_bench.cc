@@ -11,8 +11,12 @@
 //   replay    `replay --force all` against recording the same run, alternating (MLP, breast_cancer)
 //   bisect    a 10,000-step run with checkpoints every 500 steps and one batch order changed at a seeded
 //             random step; steps bisect re-executes against a full re-run
+//   kernels   on a GPU only (--device cuda; not among the default sections): what gathering the kernels with
+//             CUPTI costs a recording at level step, conv net and MLP, against the same recording without
+//             them (record --no-kernels) and against no recording
 //
 //   trace_bench [--sections a,b] [--configs DIR] [--work DIR] [--reps R] [--min-ms T] [--seed S] [--keep]
+//               [--device cpu|cuda|cuda:N]
 //
 // Every workload runs with the deterministic policy on one thread. Traces go to --work (default: a fresh
 // folder under the system's temporary folder, removed at exit unless --keep).
@@ -50,6 +54,14 @@
 #include "traces/trace_reader.h"
 #include "traces/trace_writer.h"
 
+#if TRAINRR_WITH_CUDA
+#include "cuda/cupti_session.h"
+#include "cuda/device.h"
+#include "cuda/engine_device.h"
+#include "engine/device.h"
+#include "recorder/kernel_source.h"
+#endif
+
 namespace fs = std::filesystem;
 
 namespace trainrr {
@@ -64,6 +76,7 @@ struct Options {
   double min_ms = 300;
   uint64_t seed = 2024;  // where the divergence of the bisect and diff runs goes
   bool keep = false;
+  std::string device = "cpu";  // runtime.device of the kernels section
 };
 
 using Clock = std::chrono::steady_clock;
@@ -411,6 +424,83 @@ void section_overhead(const Options& o) {
                   static_cast<long long>(steps), 1e3 * median(vs[0].wall),
                   level < 0 ? "none (2nd instance: noise floor)" : level_name(level), 1e3 * median(vs[i].wall),
                   median(rw), median(rc), target);
+      std::fflush(stdout);
+    }
+  }
+}
+
+// --- kernels (GPU) -------------------------------------------------------------------------------------
+
+// CUPTI's activity API is process-wide while it is enabled: a training timed while another one gathers would
+// pay for it too. So each repetition builds each variant's training afresh, one after the other, and the
+// recording that gathers stops CUPTI (Recorder::finish) before the next variant is built. Building and the
+// warm-up steps are outside the timed steps.
+void section_kernels(const Options& o) {
+  std::printf("\n## GPU kernels: what gathering them with CUPTI costs a recording (level step, deterministic, %s)\n\n",
+              o.device.c_str());
+  if (o.device == "cpu") {
+    std::printf("Skipped: this section needs a GPU (--device cuda); on the CPU no kernels are gathered.\n");
+    return;
+  }
+  std::printf("Median over %d repetitions of the per-repetition ratio (wall clock); each repetition builds the "
+              "variants afresh, in rotated order.\n\n",
+              o.reps);
+  std::printf("| workload | steps/rep | unrecorded ms/step | variant | ms/step | over unrecorded | over recorded "
+              "without kernels | target |\n");
+  std::printf("|---|---|---|---|---|---|---|---|\n");
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  for (const std::string workload : {"convnet", "mlp"}) {
+    const RunConfig config = workload_config(o, workload, {"runtime.device=" + o.device});
+    // 0: unrecorded; 1: a second unrecorded instance (the noise floor); 2: recorded without kernels;
+    // 3: recorded with them.
+    constexpr int kVariants = 4;
+    const char* names[kVariants] = {"unrecorded", "unrecorded (2nd: noise floor)", "recorded, no kernels",
+                                    "recorded, kernels (CUPTI)"};
+    std::vector<std::vector<double>> wall(kVariants);
+    auto timed = [&](int variant, int64_t steps) {
+      std::unique_ptr<Recorder> rec;
+      TrainingOptions to;
+      to.registry = &registry;
+      if (variant >= 2) {
+        RecordOptions ro;
+        ro.path = o.work + "/kernels-" + workload + "-" + std::to_string(variant) + ".trace";
+        ro.kernels = variant == 3;
+        rec = make_recorder(config, ro);
+        to.hooks = rec.get();
+      }
+      auto training = take(Training::create(config, to), workload);
+      if (rec) {
+        check(rec->start(), rec->path());
+        if (variant == 3 && !rec->kernels_recorded())
+          die(workload + ": CUPTI does not gather here: " + rec->kernels_not_recorded());
+      }
+      check(training->fit(5), workload);  // kernel selection on each site's first call, the allocator's cache
+      const auto t0 = Clock::now();
+      check(training->fit(5 + steps), workload);
+      const double per_step = seconds_since(t0) / static_cast<double>(steps);
+      if (rec) check(rec->finish(true, "completed"), workload);
+      return per_step;
+    };
+    const double probe = timed(0, 5);
+    const int64_t steps =
+        std::clamp<int64_t>(static_cast<int64_t>(o.min_ms * 1e-3 / std::max(probe, 1e-7)), 5, 100000);
+    for (int rep = 0; rep < o.reps; ++rep)
+      for (int j = 0; j < kVariants; ++j) {
+        const int v = (rep + j) % kVariants;
+        wall[v].push_back(timed(v, steps));
+      }
+    for (int v = 1; v < kVariants; ++v) {
+      std::vector<double> over_unrecorded, over_plain;
+      for (int rep = 0; rep < o.reps; ++rep) {
+        over_unrecorded.push_back(wall[v][rep] / wall[0][rep]);
+        over_plain.push_back(wall[v][rep] / wall[2][rep]);
+      }
+      char plain[32] = "";
+      if (v == 3) std::snprintf(plain, sizeof plain, "%.3f", median(over_plain));
+      std::printf("| %s | %lld | %.4f | %s | %.4f | %.3f | %s | %s |\n", workload.c_str(),
+                  static_cast<long long>(steps), 1e3 * median(wall[0]), names[v], 1e3 * median(wall[v]),
+                  median(over_unrecorded), plain, v == 3 && workload == "convnet" ? "≤ 1.05" : "");
       std::fflush(stdout);
     }
   }
@@ -853,8 +943,9 @@ void section_bisect(const Options& o) {
 [[noreturn]] void usage(int code) {
   std::fprintf(
       code ? stderr : stdout,
-      "usage: trace_bench [--sections overhead,profile,size,read,diff,replay,bisect] [--configs DIR]\n"
+      "usage: trace_bench [--sections overhead,profile,size,read,diff,replay,bisect,kernels] [--configs DIR]\n"
       "                   [--work DIR] [--reps R] [--min-ms T] [--seed S] [--keep] [--trainrr PATH]\n"
+      "                   [--device cpu|cuda|cuda:N]\n"
       "See the comment at the top of bench/trace_bench.cc.\n");
   std::exit(code);
 }
@@ -887,6 +978,8 @@ Options parse_args(int argc, char** argv) {
       o.trainrr = value();
     } else if (arg == "--keep") {
       o.keep = true;
+    } else if (arg == "--device") {
+      o.device = value();
     } else {
       std::fprintf(stderr, "trace_bench: unknown argument: %s\n", arg.c_str());
       usage(2);
@@ -904,6 +997,12 @@ int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[1]) == "--child-read") return child_read(argv[2]);
   if (argc == 4 && std::string(argv[1]) == "--child-diff") return child_diff(argv[2], argv[3]);
   Options o = parse_args(argc, argv);
+#if TRAINRR_WITH_CUDA
+  // runtime.device = "cuda" trains through the CUDA device, and a recording there gathers its kernels with CUPTI.
+  set_cuda_probe(&cuda::probe_gpu);
+  set_cuda_backend(&cuda::open_cuda_device);
+  set_kernel_source_factory(&cuda::open_cupti_session);
+#endif
   const bool made_work = o.work.empty();
   if (made_work) {
     std::string dir = (fs::temp_directory_path() / "trace_bench-XXXXXX").string();
@@ -917,7 +1016,7 @@ int main(int argc, char** argv) {
   const std::vector<std::pair<std::string, Section>> sections = {
       {"overhead", section_overhead}, {"profile", section_profile}, {"size", section_size},
       {"read", section_read},         {"diff", section_diff},       {"replay", section_replay},
-      {"bisect", section_bisect}};
+      {"bisect", section_bisect},     {"kernels", section_kernels}};
   for (const auto& [name, run] : sections)
     if (o.sections.count(name)) run(o);
   if (made_work && !o.keep) fs::remove_all(o.work);

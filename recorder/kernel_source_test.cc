@@ -70,10 +70,11 @@ std::vector<std::pair<std::string, uint64_t>> train(const RunConfig& c, Hooks* h
 }
 
 Recorded record(const std::string& path, ProbeLevel level, const RunConfig& c,
-                std::function<std::unique_ptr<KernelSource>()> source) {
+                std::function<std::unique_ptr<KernelSource>()> source, bool kernels = true) {
   RecordOptions o;
   o.path = path;
   o.level = level;
+  o.kernels = kernels;
   auto rec = Recorder::create(c, o);
   EXPECT_TRUE(rec.ok()) << (rec.ok() ? "" : rec.error().message);
   Recorded out;
@@ -303,6 +304,30 @@ TEST(KernelSourceTest, ARunOnAGpuRecordsFromTheRegisteredSourceAndACpuRunDoesNot
       << rec.header.kernels_not_recorded;
   ASSERT_TRUE(rec.footer.has_value());
   EXPECT_TRUE(rec.footer->completed);
+}
+
+// record --no-kernels: a run on a GPU that does not start the source, says why in the header, and computes
+// what it computes with kernels gathered.
+TEST(KernelSourceTest, ARunOnAGpuAskedForNoKernelsStartsNoSourceAndSaysWhy) {
+  RegisteredSource registered;
+  const RunConfig c = config({"runtime.device=cuda"});
+  TempFile file("kernel-source-off");
+  const Recorded off = record(file.path(), ProbeLevel::op, c, nullptr, false);
+  EXPECT_EQ(registered_log()->started, 0);
+  EXPECT_FALSE(off.header.kernels_recorded);
+  EXPECT_EQ(off.header.kernels_not_recorded, kKernelsNotAsked);
+  ASSERT_FALSE(off.steps.empty());
+  for (const trace::TraceStep& s : off.steps) EXPECT_FALSE(s.kernels.has_value()) << s.index;
+  ASSERT_TRUE(off.footer.has_value());
+  EXPECT_TRUE(off.footer->completed);
+  TempFile with_file("kernel-source-on");
+  const Recorded on = record(with_file.path(), ProbeLevel::op, c, nullptr, true);
+  EXPECT_EQ(registered_log()->started, 1);
+  EXPECT_EQ(off.final_params, on.final_params);
+  // The run on the CPU has no kernels to ask for, and its header has nothing to say about them.
+  TempFile cpu_file("kernel-source-cpu-off");
+  const Recorded cpu = record(cpu_file.path(), ProbeLevel::step, config(), nullptr, false);
+  EXPECT_EQ(cpu.header.kernels_not_recorded, "");
 }
 
 }  // namespace

@@ -92,7 +92,8 @@ Result<std::unique_ptr<Recorder>> Recorder::create(const RunConfig& config, cons
   if (!datasets) return datasets.error();
   r->header_.datasets = std::move(datasets).value();
   const Result<DeviceSpec> device = parse_device(config.runtime.device);
-  r->wants_kernels_ = device.ok() && !device->is_cpu();
+  r->wants_kernels_ = options.kernels && device.ok() && !device->is_cpu();
+  if (!options.kernels && device.ok() && !device->is_cpu()) r->header_.kernels_not_recorded = kKernelsNotAsked;
   return r;
 }
 

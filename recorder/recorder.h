@@ -24,7 +24,13 @@ struct RecordOptions {
   ProbeLevel level = ProbeLevel::step;
   int64_t checkpoint_every = 0;  // steps; 0: no checkpoints but the final one
   bool embed_data = false;       // store the data files in the trace
+  // In a run on a GPU, gather the kernels it launches (CUPTI). false: none are gathered, and the header says
+  // so (a run that another profiler is profiling, or one timed without CUPTI).
+  bool kernels = true;
 };
+
+// Why a trace of a run on a GPU holds no kernels when RecordOptions::kernels is false.
+inline constexpr std::string_view kKernelsNotAsked = "not asked for (trainrr record --no-kernels)";
 
 // The site of the kernels a step launched after its last op (its updates) and before its end.
 inline constexpr std::string_view kStepEndSite = "(step end)";
@@ -65,6 +71,9 @@ class Recorder : public Hooks {
   Status finish(bool completed, const std::string& reason);
   uint64_t bytes_written() const;
   const std::string& path() const { return options_.path; }
+  // After start(): whether the run's GPU kernels are being gathered, and if not, why (empty on the CPU).
+  bool kernels_recorded() const { return header_.kernels_recorded; }
+  const std::string& kernels_not_recorded() const { return header_.kernels_not_recorded; }
 
   // Hooks.
   void seed(uint64_t& seed, bool from_entropy) override;

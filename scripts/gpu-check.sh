@@ -12,7 +12,8 @@
 #      Then digits_cnn recorded at level op, and show --kernels: the kernels CUPTI saw, per op; and a
 #      deterministic level-op recording replayed on the CPU, whose report gives the element and its ULPs;
 #   4. the step time of the bench MLP and conv net on the GPU, trainrr (default and deterministic policy) against
-#      PyTorch (float32, TF32 off), one after the other on the same machine.
+#      PyTorch (float32, TF32 off), one after the other on the same machine;
+#   5. what gathering the kernels with CUPTI costs a recording at level step (trace_bench --sections kernels).
 # Prints a summary, writes everything to $OUT (or build-gpu/gpu-check where OUT is unset) and exits non-zero
 # when a check fails. Without a GPU the GPU tests skip and say why.
 set -uo pipefail
@@ -132,6 +133,13 @@ for r in mine:
         print(f"{r['workload']:8s} {r['policy']:13s} trainrr {r['ms_per_step']:8.4f} ms/step, "
               f"PyTorch {t:8.4f} ms/step, ratio {r['ms_per_step'] / t:.3f}")
 PY
+
+say "== 5. what gathering the kernels with CUPTI costs a recording (level step), on the GPU"
+"$bin/trace_bench" --sections kernels --device cuda --configs bench/configs --reps 5 --min-ms 300 \
+  --work "$work/trace_bench" > "$out/trace_bench_kernels.txt" 2>&1
+rc=$?
+grep -v "^trace_bench: traces in" "$out/trace_bench_kernels.txt" | tee -a "$log"
+[ $rc -eq 0 ] || { failed=1; say "trace_bench: exit $rc"; }
 
 say "== summary"
 # gtest's own totals: "[  PASSED  ] N tests.", "[  SKIPPED ] N tests, listed below:", "N FAILED TESTS".

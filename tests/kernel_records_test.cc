@@ -9,6 +9,7 @@
 #include <string>
 
 #include "tests/test_util.h"
+#include "recorder/recorder.h"
 #include "tests/trace_rewrite.h"
 
 namespace trainrr::testing {
@@ -130,6 +131,22 @@ TEST(KernelRecords, ShowKernelsOnATraceWithoutThemSaysWhy) {
   r = run_trainrr("dump " + refused + " --steps 0");
   EXPECT_TRUE(has(r.output, "gpu_kernels not_recorded reason=CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED"))
       << r.output;
+
+  // record --no-kernels: the recording asked for none, which is not CUPTI's doing.
+  const std::string unasked = dir.file("unasked.trr");
+  ASSERT_EQ(rewrite_trace(cpu, unasked,
+                          [](trace::TraceHeader& h) {
+                            h.config_overrides.push_back("runtime.device=cuda");
+                            h.kernels_not_recorded = std::string(kKernelsNotAsked);
+                          }),
+            "");
+  r = run_trainrr("show --kernels " + unasked);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(has(r.output, unasked + " holds no GPU kernel records: the recording asked for none (trainrr record "
+                                      "--no-kernels)"))
+      << r.output;
+  EXPECT_TRUE(has(run_trainrr("show " + unasked).output,
+                  "GPU kernels: not recorded: not asked for (trainrr record --no-kernels)"));
 
   // Level step keeps counts and digests: show --kernels says so and where the kernels per op are.
   const std::string counted = with_kernels(dir, cpu, "step.trr", ProbeLevel::step);

@@ -37,6 +37,7 @@ struct RecordArgs {
   std::string level = "step";
   int64_t checkpoint_every = 0;
   bool embed_data = false;
+  bool no_kernels = false;
   std::vector<std::string> overrides;
 };
 
@@ -137,6 +138,7 @@ int run_record(const RecordArgs& a) {
   ro.level = a.level == "op" ? ProbeLevel::op : a.level == "layer" ? ProbeLevel::layer : ProbeLevel::step;
   ro.checkpoint_every = a.checkpoint_every;
   ro.embed_data = a.embed_data;
+  ro.kernels = !a.no_kernels;
   auto recorder = Recorder::create(*config, ro);
   if (!recorder) {
     if (g_rank == 0) print_error(recorder.error().message);  // the same on every rank: said once
@@ -187,6 +189,11 @@ int run_record(const RecordArgs& a) {
   else
     std::printf("recording to %s (level %s; checkpoints: the initial and the final state)\n", a.output.c_str(),
                 a.level.c_str());
+  if (g_rank == 0 && (*recorder)->kernels_recorded())
+    std::printf("GPU kernels: gathered with CUPTI (%s)\n",
+                a.level == "step" ? "a count and a digest of each step's" : "each op's, with grid, block and duration");
+  else if (g_rank == 0 && !(*recorder)->kernels_not_recorded().empty())
+    std::printf("GPU kernels: not recorded: %s\n", (*recorder)->kernels_not_recorded().c_str());
   Status fit = (*training)->fit();
   // The final state, for export and resumption, unless the last periodic checkpoint holds it already.
   if (fit.ok() && (a.checkpoint_every == 0 || (*training)->step() % a.checkpoint_every != 0))
@@ -241,6 +248,9 @@ void add_record_command(CLI::App& app, int& exit_code) {
           [](const std::string& v) { return !v.empty() && v[0] != '-' ? std::string() : "must be 0 or more"; },
           "N >= 0"));
   cmd->add_flag("--embed-data", args->embed_data, "Store the data files in the trace");
+  cmd->add_flag("--no-kernels", args->no_kernels,
+                "On a GPU, do not gather the kernels that ran (CUPTI): for a run that another profiler, such as "
+                "Nsight Systems, is profiling, or to time it without CUPTI; the trace's header says so");
   cmd->add_option("--set", args->overrides,
                   "Override a configuration key, e.g. --set train.epochs=3 or --set model.layers[1].rate=0")
       ->type_name("KEY=VALUE");

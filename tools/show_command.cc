@@ -20,6 +20,7 @@
 #include "engine/kernels/blaslt_choice.h"
 #include "engine/kernels/conv_sites.h"
 #include "engine/kernels/cudnn_choice.h"
+#include "recorder/recorder.h"
 #include "tools/commands.h"
 #include "tools/run_folder.h"
 #include "traces/run_set.h"
@@ -125,9 +126,10 @@ void note_kernels(const trace::TraceStep& step, StepStats& s) {
 }
 
 std::string kernels_not_recorded(const trace::TraceHeader& h) {
-  return h.kernels_not_recorded.empty()
-             ? std::string("it was not recorded with CUPTI (a run on the CPU, or a trainrr that predates kernel records)")
-             : "CUPTI did not record them: " + h.kernels_not_recorded;
+  if (h.kernels_not_recorded.empty())
+    return "it was not recorded with CUPTI (a run on the CPU, or a trainrr that predates kernel records)";
+  if (h.kernels_not_recorded == kKernelsNotAsked) return "the recording asked for none (trainrr record --no-kernels)";
+  return "CUPTI did not record them: " + h.kernels_not_recorded;
 }
 
 void print_kernels_line(const trace::TraceHeader& h, const StepStats& s) {
