@@ -114,10 +114,11 @@ class CudaDevice final : public DeviceBackend {
   void optimizer_update(const OptimizerConfig& config, int64_t t, MathFamily math, float* w, const float* g,
                         std::span<float* const> slots, int64_t n) override;
 
-  // What the sites could not do as asked, for people, in the order it happened: a forced cuBLASLt algorithm
-  // that could not run here (another cuBLASLt version, or cublasLtMatmulAlgoCheck refused it; this machine's
-  // pick ran), and a site's algorithm that could not run a later call's shape (a re-pick for that shape ran);
-  // the same for a conv site's cuDNN engine, and why a conv site has no cuDNN candidate.
+  // What the sites could not do as asked, for people, in the order it happened: a site's algorithm that could
+  // not run a later call's shape (a re-pick for that shape ran), the same for a conv site's cuDNN engine, and
+  // why a conv site has no cuDNN candidate. A forced algorithm or engine that cannot run here (another library
+  // version, or the library refused it; this machine's pick ran) is reported through rt.hooks->kernel_replaced
+  // instead, not here.
   const std::vector<std::string>& notes() const { return notes_; }
   std::vector<std::string> device_notes() const override { return notes_; }
   Status supports(MathFamily math) const override;

@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cuda/engine_device_test_util.h"
@@ -487,6 +488,15 @@ TEST(CudaDevice, MatmulMatchesTheReferenceAndReportsItsAlgorithm) {
   EXPECT_TRUE(d->notes().empty());
 }
 
+// ChoiceHooks that also keep what kernel_replaced reports ("site: ran: why").
+class ReplacedHooks : public ChoiceHooks {
+ public:
+  std::vector<std::string> replaced;
+  void kernel_replaced(std::string_view site, const std::string& ran, const std::string& why) override {
+    replaced.push_back(std::string(site) + ": " + ran + ": " + why);
+  }
+};
+
 TEST(CudaDevice, ForcedMatmulRunsTheRecordedAlgorithmOrSaysWhyNot) {
   TRAINRR_REQUIRE_GPU();
   auto d = open_device();
@@ -496,24 +506,28 @@ TEST(CudaDevice, ForcedMatmulRunsTheRecordedAlgorithmOrSaysWhyNot) {
   MatmulArgs m;
   m.m = 64, m.n = 16, m.k = 32, m.a = da.get(), m.b = db.get(), m.c = dc.get();
   {
-    // The hooks leave the choice alone: it runs, no note.
-    ChoiceHooks hooks;
+    // The hooks leave the choice alone: it runs, nothing replaced, no note.
+    ReplacedHooks hooks;
     hooks.force = [](KernelChoice&) {};
     SiteRuntime s(Policy::forced, hooks);
     d->matmul(s.rt, "same", m);
     d->synchronize();
     EXPECT_EQ(hooks.choices.at(0).reason, "forced");
+    EXPECT_TRUE(hooks.replaced.empty());
     EXPECT_TRUE(d->notes().empty());
   }
   {
-    // Recorded by another cuBLASLt version: this machine's pick runs, with a note.
-    ChoiceHooks hooks;
+    // Recorded by another cuBLASLt version: this machine's pick runs, and the hooks are told why
+    // (kernel_replaced, which the replay reports; not a device note as well).
+    ReplacedHooks hooks;
     hooks.force = [](KernelChoice& c) { c.blaslt_version += 100; };
     SiteRuntime s(Policy::forced, hooks);
     d->matmul(s.rt, "other_version", m);
     d->synchronize();
-    ASSERT_EQ(d->notes().size(), 1u);
-    EXPECT_NE(d->notes()[0].find("other_version"), std::string::npos) << d->notes()[0];
+    ASSERT_EQ(hooks.replaced.size(), 1u);
+    EXPECT_NE(hooks.replaced[0].find("other_version"), std::string::npos) << hooks.replaced[0];
+    EXPECT_NE(hooks.replaced[0].find("cuBLASLt"), std::string::npos) << hooks.replaced[0];
+    EXPECT_TRUE(d->notes().empty());
   }
   {
     ChoiceHooks hooks;
