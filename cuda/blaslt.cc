@@ -112,27 +112,37 @@ Result<std::unique_ptr<Descriptors>> describe(const BlasLt::Api& api, const Matm
   return d;
 }
 
+// One configuration attribute of `algo` into `out` (the type cublasLt.h gives it); an error names the
+// attribute, so that a field that could not be read never passes for its zero.
 template <class T>
-T config_attribute(const BlasLt::Api& api, const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttributes_t attr) {
+Status config_attribute(const BlasLt::Api& api, const cublasLtMatmulAlgo_t& algo,
+                        cublasLtMatmulAlgoConfigAttributes_t attr, const char* name, T& out) {
   T v{};
   size_t written = 0;
-  api.cublasLtMatmulAlgoConfigGetAttribute(&algo, attr, &v, sizeof v, &written);
-  return v;
+  const cublasStatus_t s = api.cublasLtMatmulAlgoConfigGetAttribute(&algo, attr, &v, sizeof v, &written);
+  if (s != CUBLAS_STATUS_SUCCESS)
+    return Error{std::string("cublasLtMatmulAlgoConfigGetAttribute(") + name + ") failed: " +
+                 api.cublasLtGetStatusName(s)};
+  out = v;
+  return {};
 }
 
-BlasLtAlgo decode(const BlasLt::Api& api, const cublasLtMatmulHeuristicResult_t& r) {
+Result<BlasLtAlgo> decode(const BlasLt::Api& api, const cublasLtMatmulHeuristicResult_t& r) {
   BlasLtAlgo a;
   static_assert(sizeof(r.algo) == sizeof(a.data));
   std::memcpy(a.data.data(), &r.algo, sizeof a.data);
-  a.id = config_attribute<int32_t>(api, r.algo, CUBLASLT_ALGO_CONFIG_ID);
-  a.tile = config_attribute<uint32_t>(api, r.algo, CUBLASLT_ALGO_CONFIG_TILE_ID);
-  a.split_k = config_attribute<int32_t>(api, r.algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM);
-  a.reduction = config_attribute<uint32_t>(api, r.algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME);
-  a.swizzle = config_attribute<uint32_t>(api, r.algo, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING);
-  a.custom = config_attribute<uint32_t>(api, r.algo, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION);
-  a.stages = config_attribute<uint32_t>(api, r.algo, CUBLASLT_ALGO_CONFIG_STAGES_ID);
-  a.inner_shape = config_attribute<uint16_t>(api, r.algo, CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID);
-  a.cluster_shape = config_attribute<uint16_t>(api, r.algo, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID);
+#define TRAINRR_ATTRIBUTE(attr, field) \
+  if (Status s = config_attribute(api, r.algo, attr, #attr, field); !s) return s.error();
+  TRAINRR_ATTRIBUTE(CUBLASLT_ALGO_CONFIG_ID, a.id)
+  TRAINRR_ATTRIBUTE(CUBLASLT_ALGO_CONFIG_TILE_ID, a.tile)
+  TRAINRR_ATTRIBUTE(CUBLASLT_ALGO_CONFIG_SPLITK_NUM, a.split_k)
+  TRAINRR_ATTRIBUTE(CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, a.reduction)
+  TRAINRR_ATTRIBUTE(CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING, a.swizzle)
+  TRAINRR_ATTRIBUTE(CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, a.custom)
+  TRAINRR_ATTRIBUTE(CUBLASLT_ALGO_CONFIG_STAGES_ID, a.stages)
+  TRAINRR_ATTRIBUTE(CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID, a.inner_shape)
+  TRAINRR_ATTRIBUTE(CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID, a.cluster_shape)
+#undef TRAINRR_ATTRIBUTE
   a.workspace = r.workspaceSize;
   a.waves = r.wavesCount;
   return a;
@@ -155,7 +165,13 @@ Result<std::vector<BlasLtAlgo>> BlasLt::candidates(const MatmulArgs& shape, bool
   if (cublasStatus_t s = api_->cublasLtMatmulPreferenceCreate(&pref); s != CUBLAS_STATUS_SUCCESS)
     return Error{std::string("cublasLtMatmulPreferenceCreate failed: ") + api_->cublasLtGetStatusName(s)};
   const uint64_t ws = max_workspace;
-  api_->cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+  if (cublasStatus_t s =
+          api_->cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+      s != CUBLAS_STATUS_SUCCESS) {
+    api_->cublasLtMatmulPreferenceDestroy(pref);
+    return Error{std::string("cublasLtMatmulPreferenceSetAttribute(MAX_WORKSPACE_BYTES) failed: ") +
+                 api_->cublasLtGetStatusName(s)};
+  }
   std::vector<cublasLtMatmulHeuristicResult_t> results(static_cast<size_t>(max_candidates));
   int returned = 0;
   const cublasLtHandle_t h = static_cast<cublasLtHandle_t>(handle_);
@@ -165,8 +181,12 @@ Result<std::vector<BlasLtAlgo>> BlasLt::candidates(const MatmulArgs& shape, bool
   if (s != CUBLAS_STATUS_SUCCESS)
     return Error{std::string("cublasLtMatmulAlgoGetHeuristic failed: ") + api_->cublasLtGetStatusName(s)};
   std::vector<BlasLtAlgo> out;
-  for (int i = 0; i < returned; ++i)
-    if (results[i].state == CUBLAS_STATUS_SUCCESS) out.push_back(decode(*api_, results[i]));
+  for (int i = 0; i < returned; ++i) {
+    if (results[i].state != CUBLAS_STATUS_SUCCESS) continue;
+    auto a = decode(*api_, results[i]);
+    if (!a) return a.error();
+    out.push_back(*a);
+  }
   return out;
 }
 
