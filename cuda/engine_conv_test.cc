@@ -41,6 +41,15 @@ using cuda_testing::Floats;
 using cuda_testing::open_device;
 using cuda_testing::SiteRuntime;
 
+// ChoiceHooks that also keep what the device reports through kernel_replaced: a forced choice that cannot run
+// here is said there, not in the device's notes.
+struct ReplacedHooks : ChoiceHooks {
+  std::vector<std::string> replaced;  // "site: ran: why"
+  void kernel_replaced(std::string_view site, const std::string& ran, const std::string& why) override {
+    replaced.push_back(std::string(site) + ": " + ran + ": " + why);
+  }
+};
+
 Conv2dArgs geometry(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t k, int64_t c_out, int64_t stride,
                     Padding pad) {
   Conv2dArgs p;
@@ -214,7 +223,7 @@ TEST(CudaConvSites, AForcedRecordedEngineOrTheIm2colVariantGivesTheRecordedBits)
       const bool nondeterministic = id.ends_with("_nondeterministic");
       std::vector<std::vector<float>> runs;
       for (int i = 0; i < 2; ++i) {
-        ChoiceHooks hooks;
+        ReplacedHooks hooks;
         hooks.force = [&](KernelChoice& k) {
           k.chosen = id;
           k.cudnn = recorded.cudnn;
@@ -227,6 +236,7 @@ TEST(CudaConvSites, AForcedRecordedEngineOrTheIm2colVariantGivesTheRecordedBits)
         const std::string site = "forced" + std::to_string(i) + "/" + id;
         runs.push_back(c.run(*d, forced.rt, site));
         EXPECT_EQ(d->notes().size(), notes) << site << ": " << d->notes().back();
+        EXPECT_TRUE(hooks.replaced.empty()) << site << ": " << hooks.replaced.front();
         ASSERT_EQ(hooks.choices.size(), 1u);
         expect_near_cpu(c, hooks.choices[0], runs.back(), site);
       }
@@ -234,9 +244,9 @@ TEST(CudaConvSites, AForcedRecordedEngineOrTheIm2colVariantGivesTheRecordedBits)
         EXPECT_EQ(runs[0], runs[1]) << id << ": forced twice, other bits";
       }
     }
-    // Recorded by another cuDNN: this machine's pick runs, with a note naming the site.
+    // Recorded by another cuDNN: this machine's pick runs, and kernel_replaced names the site and why.
     if (!recorded.cudnn.empty()) {
-      ChoiceHooks hooks;
+      ReplacedHooks hooks;
       hooks.force = [&](KernelChoice& k) {
         k.chosen = recorded.candidates[0];
         k.cudnn = recorded.cudnn;
@@ -249,8 +259,10 @@ TEST(CudaConvSites, AForcedRecordedEngineOrTheIm2colVariantGivesTheRecordedBits)
       ASSERT_EQ(hooks.choices.size(), 1u);
       // What ran is this machine's pick under forced, cuDNN's heuristic's first: the choice's chosen.
       expect_near_cpu(c, hooks.choices[0], gpu, site);
-      ASSERT_EQ(d->notes().size(), notes + 1);
-      EXPECT_NE(d->notes().back().find(site), std::string::npos) << d->notes().back();
+      EXPECT_EQ(d->notes().size(), notes);
+      ASSERT_EQ(hooks.replaced.size(), 1u);
+      EXPECT_NE(hooks.replaced[0].find(site), std::string::npos) << hooks.replaced[0];
+      EXPECT_NE(hooks.replaced[0].find("was recorded with cuDNN"), std::string::npos) << hooks.replaced[0];
     }
     // An id that is no candidate of this convolution.
     ChoiceHooks hooks;
