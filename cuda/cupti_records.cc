@@ -71,9 +71,13 @@ Result<Cupti*> Cupti::load() {
   if (Status s = lib->resolve(c->api_->name, #name); !s) return s.error();
     TRAINRR_CUPTI_FUNCTIONS(TRAINRR_RESOLVE)
 #undef TRAINRR_RESOLVE
+    uint32_t v = 0;
+    c->record_sizes_known_ = c->api_->cuptiGetVersion(&v) == CUPTI_SUCCESS && record_sizes_known(v);
     return c;
   });
 }
+
+bool Cupti::record_sizes_known(uint32_t library_version) { return library_version == CUPTI_API_VERSION; }
 
 std::string Cupti::result_name(int result) const {
   const char* s = nullptr;
@@ -108,7 +112,8 @@ Result<ActivityRecords> Cupti::read(uint8_t* buffer, size_t valid_size) const {
     }
     ++walked;
     const size_t at = static_cast<size_t>(reinterpret_cast<const uint8_t*>(record) - buffer);
-    end_is_known = true;
+    // Where the record ends is known from its struct only when this CUPTI writes the headers' structs.
+    end_is_known = record_sizes_known_;
     switch (record->kind) {
       case CUPTI_ACTIVITY_KIND_KERNEL:
       case CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL:

@@ -22,7 +22,8 @@ struct ActivityRecords {
   uint64_t other = 0;  // records of other kinds (memory copies, say), walked past and counted
   // Bytes after the last whole record that the walk did not return: a record cut short, which CUPTI's walk
   // passes over without a word. Known when the last record walked is of a kind converted here (whose size is
-  // known) or when there is none; 0 otherwise.
+  // known: the loaded CUPTI is the headers' version, Cupti::record_sizes_known) or when there is none; 0
+  // otherwise.
   uint64_t unread_bytes = 0;
 };
 
@@ -37,6 +38,11 @@ class Cupti {
   // walked with cuptiActivityGetNextRecord. Kernel names are copied: CUPTI owns the strings it points to. An
   // Error names the record the walk stopped at and CUPTI's reason.
   Result<ActivityRecords> read(uint8_t* buffer, size_t valid_size) const;
+  // Whether a CUPTI of API version `library_version` (cuptiGetVersion) writes the records converted here with
+  // the sizes of the structs trainrr was built with: only the headers' own version (CUPTI_API_VERSION) is known
+  // to. Another one may write a newer, longer struct for a kind (CUPTI 13.2 reports kernels as
+  // CUpti_ActivityKernel11).
+  static bool record_sizes_known(uint32_t library_version);
   // CUPTI's name for a CUptiResult ("CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED"): what a trace's header
   // gives as the reason kernels were not recorded.
   std::string result_name(int result) const;
@@ -48,6 +54,7 @@ class Cupti {
   Cupti();
   std::unique_ptr<Api> api_;
   void* library_ = nullptr;
+  bool record_sizes_known_ = false;  // record_sizes_known(the loaded library's version)
 };
 
 }  // namespace trainrr::cuda

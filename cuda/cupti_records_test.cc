@@ -6,6 +6,7 @@
 
 #include <cupti_activity.h>
 #include <cupti_result.h>
+#include <cupti_version.h>
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -79,6 +80,19 @@ cuda::Cupti* cupti_or_skip() {
   cuda::Cupti* c = cupti_or_skip();                                            \
   if (!c) GTEST_SKIP() << cuda::Cupti::load().error().message
 
+// Whether the loaded CUPTI is the headers' version, whose records the hand-built buffers lay out (another one
+// walks records of its own sizes).
+uint32_t loaded_version(cuda::Cupti* c) {
+  auto v = c->version();
+  return v ? *v : 0;
+}
+bool headers_layout(cuda::Cupti* c) { return cuda::Cupti::record_sizes_known(loaded_version(c)); }
+
+#define TRAINRR_REQUIRE_HEADERS_LAYOUT(c)                                                                  \
+  if (!headers_layout(c))                                                                                  \
+  GTEST_SKIP() << "the loaded CUPTI (API version " << loaded_version(c) << ") is not the headers' ("       \
+               << CUPTI_API_VERSION << "): buffers laid out with the headers' structs are not its records"
+
 TEST(CuptiRecords, TheRecordStructsAreTheDocumentedOnes) {
   // GPU.md 2: CUpti_ActivityKernel10 is the kernel record of CUPTI 13, 216 bytes; the join needs these fields.
   EXPECT_EQ(sizeof(CUpti_ActivityKernel10), 216u);
@@ -100,6 +114,7 @@ TEST(CuptiRecords, LoadsWithoutADriverAndNamesItsResults) {
 
 TEST(CuptiRecords, AHandBuiltBufferIsWalkedByCuptiWithoutADriver) {
   TRAINRR_REQUIRE_CUPTI(c);
+  TRAINRR_REQUIRE_HEADERS_LAYOUT(c);
   const uint64_t op1 = external_id(5, 1).value(), op2 = external_id(5, 2).value();
   ActivityBuffer b;
   // As CUPTI writes them: each external correlation before the API record of its call, kernels as they end.
@@ -166,6 +181,7 @@ TEST(CuptiRecords, AnEmptyBufferHoldsNoRecords) {
 
 TEST(CuptiRecords, ARecordCutShortIsCountedNotLostWithoutAWord) {
   TRAINRR_REQUIRE_CUPTI(c);
+  TRAINRR_REQUIRE_HEADERS_LAYOUT(c);
   ActivityBuffer b;
   b.add(correlation(1, 1));
   b.add(kernel(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, 1, "k", 1, 2));
@@ -177,8 +193,17 @@ TEST(CuptiRecords, ARecordCutShortIsCountedNotLostWithoutAWord) {
   EXPECT_EQ(read->unread_bytes, sizeof(CUpti_ActivityKernel10) - 16);
 }
 
+TEST(CuptiRecords, OnlyTheHeadersCuptiVersionWritesRecordsOfTheHeadersSizes) {
+  // A record's end follows from its struct only for the CUPTI the headers describe; another version (13.2 writes
+  // CUpti_ActivityKernel11 for kernels) would otherwise show every buffer ending in a kernel as cut short.
+  EXPECT_TRUE(cuda::Cupti::record_sizes_known(CUPTI_API_VERSION));
+  EXPECT_FALSE(cuda::Cupti::record_sizes_known(130200));
+  EXPECT_FALSE(cuda::Cupti::record_sizes_known(0));
+}
+
 TEST(CuptiRecords, ARecordOfAnUnknownKindStopsTheWalkNamingWhere) {
   TRAINRR_REQUIRE_CUPTI(c);
+  TRAINRR_REQUIRE_HEADERS_LAYOUT(c);
   ActivityBuffer b;
   b.add(correlation(1, 1));
   CUpti_ActivityExternalCorrelation damaged = correlation(2, 2);
