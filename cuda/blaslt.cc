@@ -3,8 +3,10 @@
 #include <cublasLt.h>
 
 #include <cstring>
+#include <utility>
 
 #include "cuda/dynamic_library.h"
+#include "engine/kernels/device_sites.h"
 
 namespace trainrr::cuda {
 
@@ -171,6 +173,21 @@ Result<std::vector<BlasLtAlgo>> BlasLt::candidates(const MatmulArgs& shape, bool
     api_->cublasLtMatmulPreferenceDestroy(pref);
     return Error{std::string("cublasLtMatmulPreferenceSetAttribute(MAX_WORKSPACE_BYTES) failed: ") +
                  api_->cublasLtGetStatusName(s)};
+  }
+  // Only algorithms that accept the pointers' alignment (cuBLASLt assumes 256 bytes unless told).
+  const std::pair<cublasLtMatmulPreferenceAttributes_t, const void*> aligned[] = {
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, shape.a},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, shape.b},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, shape.c},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, shape.c}};
+  for (const auto& [attr, ptr] : aligned) {
+    const uint32_t bytes = blaslt_alignment(ptr);
+    if (cublasStatus_t s = api_->cublasLtMatmulPreferenceSetAttribute(pref, attr, &bytes, sizeof bytes);
+        s != CUBLAS_STATUS_SUCCESS) {
+      api_->cublasLtMatmulPreferenceDestroy(pref);
+      return Error{std::string("cublasLtMatmulPreferenceSetAttribute(MIN_ALIGNMENT) failed: ") +
+                   api_->cublasLtGetStatusName(s)};
+    }
   }
   std::vector<cublasLtMatmulHeuristicResult_t> results(static_cast<size_t>(max_candidates));
   int returned = 0;

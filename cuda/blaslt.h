@@ -21,7 +21,8 @@ class BlasLt {
   uint64_t version() const;  // cublasLtGetVersion(): 130100 is 13.1.0
 
   // The heuristic's candidates for C = op(A) op(B) in float32 (row-major, as MatmulArgs), compute type 32F
-  // (or FAST_TF32 when `tf32`), at most `max_candidates`, each needing at most `max_workspace` bytes.
+  // (or FAST_TF32 when `tf32`), at most `max_candidates`, each needing at most `max_workspace` bytes, and each
+  // accepting the alignment of `shape`'s pointers (blaslt_alignment; null counts as 256 bytes).
   // Needs a GPU (a cuBLASLt handle).
   Result<std::vector<BlasLtAlgo>> candidates(const MatmulArgs& shape, bool tf32, size_t max_workspace,
                                              int max_candidates);

@@ -159,7 +159,10 @@ CudaDevice::Im2colPick CudaDevice::pick_im2col_algo(Policy policy, OpKind op, co
   float* col = static_cast<float*>(
       ensure(col_, static_cast<size_t>(chunk * conv_col_floats_per_image(p)) * sizeof(float)));
   const MatmulArgs m = conv_chunk_matmul(op, p, 0, chunk, col);
-  auto candidates = lt->candidates(m, tf32_, kMaxBlasLtWorkspace, kMaxBlasLtCandidates);
+  // Candidates that accept every chunk's pointers: a later chunk's offset into dy or the output need not be a
+  // multiple of 256 bytes.
+  const MatmulArgs least_aligned = conv_chunk_matmul(op, p, conv_least_aligned_chunk(p, chunk), chunk, col);
+  auto candidates = lt->candidates(least_aligned, tf32_, kMaxBlasLtWorkspace, kMaxBlasLtCandidates);
   if (!candidates) {
     pick.why_not = "cuBLASLt: " + candidates.error().message;
     return pick;

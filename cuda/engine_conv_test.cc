@@ -272,6 +272,33 @@ TEST(CudaConvSites, AForcedRecordedEngineOrTheIm2colVariantGivesTheRecordedBits)
   }
 }
 
+// A batch whose col buffer exceeds the budget runs in image chunks. Here a chunk's rows of dy and of the output
+// (961 pixels of 3 channels an image, 65 images a chunk) start off a 256-byte boundary after the first: the
+// variant's cuBLASLt algorithm must accept that alignment (cuBLASLt assumes 256 bytes unless told).
+TEST(CudaConvSites, TheIm2colVariantRunsABatchInChunksWhateverTheirAlignment) {
+  TRAINRR_REQUIRE_GPU();
+  auto d = open_device();
+  ASSERT_TRUE(d);
+  const Conv2dArgs shape = geometry(130, 31, 31, 64, 3, 3, 1, Padding::same);
+  ASSERT_GT(static_cast<size_t>(shape.n * conv_col_floats_per_image(shape)) * sizeof(float), CudaDevice::kConvColBudget);
+  const int64_t chunk = conv_chunk_images(shape, CudaDevice::kConvColBudget);
+  ASSERT_LT(chunk, shape.n);
+  ASSERT_NE(chunk * shape.out_h * shape.out_w * shape.c_out % 64, 0) << "the second chunk is 256-byte aligned";
+  for (OpKind op : kOps) {
+    Case c(*d, op, shape);
+    ChoiceHooks hooks;
+    hooks.force = [op](KernelChoice& k) {
+      k.chosen = conv_im2col_id(op);
+      k.blaslt.clear();
+    };
+    SiteRuntime forced(Policy::forced, hooks);
+    const std::string site = std::string("chunked/") + op_name(op);
+    const std::vector<float> gpu = c.run(*d, forced.rt, site);
+    ASSERT_EQ(hooks.choices.size(), 1u);
+    expect_near_cpu(c, hooks.choices[0], gpu, site);
+  }
+}
+
 TEST(CudaConvSites, ASmallerLastBatchRunsTheSitesVariantRebuiltForIt) {
   TRAINRR_REQUIRE_GPU();
   auto d = open_device();

@@ -100,6 +100,15 @@ MatmulArgs conv_chunk_matmul(OpKind op, const Conv2dArgs& p, int64_t img0, int64
   return m;
 }
 
+int64_t conv_least_aligned_chunk(const Conv2dArgs& p, int64_t images) { return images < p.n ? images : 0; }
+
+uint32_t blaslt_alignment(const void* p) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  uint32_t align = 256;
+  while (align > 1 && a % align != 0) align /= 2;
+  return align;
+}
+
 size_t device_block_bytes(size_t bytes) {
   return (std::max<size_t>(bytes, 1) + kDeviceBlockAlign - 1) / kDeviceBlockAlign * kDeviceBlockAlign;
 }

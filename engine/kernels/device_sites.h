@@ -72,6 +72,14 @@ int64_t conv_chunk_images(const Conv2dArgs& p, size_t budget_bytes);
 //   conv2d_bwd_data:   col (dcol, then col2im'd into dx) = dy rows of the chunk * filter^T
 //   conv2d_bwd_filter: dfilter (+)= col^T * dy rows of the chunk, accumulating after the first chunk (img0 > 0)
 MatmulArgs conv_chunk_matmul(OpKind op, const Conv2dArgs& p, int64_t img0, int64_t images, float* col);
+// The chunk whose matmul's pointers are the least aligned: the second, when there is one (every later chunk's
+// offsets into dy and the output are multiples of the second's), else the only one. The site's algorithm runs
+// every chunk, so it is chosen among those that accept this one's alignment.
+int64_t conv_least_aligned_chunk(const Conv2dArgs& p, int64_t images);
+
+// The alignment of `p` as cuBLASLt's CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES take it: the largest power of two
+// dividing its address, at most 256 (the default, which every cudaMalloc'd block meets); 256 for null.
+uint32_t blaslt_alignment(const void* p);
 
 // ---- The device's caching allocator: blocks are cudaMalloc'd in sizes rounded up to a multiple of 256 bytes
 // (cudaMalloc's own alignment), and a released block is kept by size for reuse.

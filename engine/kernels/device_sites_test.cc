@@ -102,6 +102,28 @@ TEST(DeviceSites, ConvChunksAreDivisorsOfTheBatchWithinTheBudget) {
   EXPECT_EQ(conv_chunk_images(conv(0, 8, 3, 4, 5), 1), 1);
 }
 
+TEST(DeviceSites, TheLeastAlignedChunkIsTheSecondAndAlignmentIsAPowerOfTwoUpTo256) {
+  EXPECT_EQ(conv_least_aligned_chunk(conv(32, 8, 3, 4, 5), 8), 8);
+  EXPECT_EQ(conv_least_aligned_chunk(conv(32, 8, 3, 4, 5), 32), 0);  // one chunk
+  // A second chunk of 3 images of 3x3 pixels and 5 channels starts 135 floats in: 4-byte aligned only.
+  Conv2dArgs p = conv(6, 3, 3, 2, 5);
+  alignas(256) static float out[6 * 9 * 5], dy[6 * 9 * 5];
+  p.out = out, p.dy = dy;
+  const int64_t second = conv_least_aligned_chunk(p, 3);
+  EXPECT_EQ(second, 3);
+  EXPECT_EQ(blaslt_alignment(conv_chunk_matmul(OpKind::conv2d_fwd, p, 0, 3, nullptr).c), 256u);
+  EXPECT_EQ(blaslt_alignment(conv_chunk_matmul(OpKind::conv2d_fwd, p, second, 3, nullptr).c), 4u);
+  EXPECT_EQ(blaslt_alignment(conv_chunk_matmul(OpKind::conv2d_bwd_data, p, second, 3, nullptr).a), 4u);
+  EXPECT_EQ(blaslt_alignment(conv_chunk_matmul(OpKind::conv2d_bwd_filter, p, second, 3, nullptr).b), 4u);
+
+  EXPECT_EQ(blaslt_alignment(nullptr), 256u);
+  EXPECT_EQ(blaslt_alignment(reinterpret_cast<const void*>(uintptr_t{4096})), 256u);
+  EXPECT_EQ(blaslt_alignment(reinterpret_cast<const void*>(uintptr_t{4096 + 16})), 16u);
+  EXPECT_EQ(blaslt_alignment(reinterpret_cast<const void*>(uintptr_t{4096 + 4})), 4u);
+  EXPECT_EQ(blaslt_alignment(reinterpret_cast<const void*>(uintptr_t{4096 + 128})), 128u);
+  EXPECT_EQ(blaslt_alignment(reinterpret_cast<const void*>(uintptr_t{4097})), 1u);
+}
+
 TEST(DeviceSites, ConvChunkMatmulsAreTheIm2colProducts) {
   Conv2dArgs p = conv(6, 4, 3, 2, 5);  // 16 pixels an image, 18 taps
   std::vector<float> x(1), filter(18 * 5), dy(6 * 16 * 5), out(6 * 16 * 5), col(1);
