@@ -258,9 +258,10 @@ Result<std::shared_ptr<Graph>> operation(const Backend& b, OpKind op, const Conv
   const int64_t x_strides[4] = {p.h * p.w * p.c_in, 1, p.w * p.c_in, p.c_in};
   const int64_t y_dims[4] = {p.n, p.c_out, p.out_h, p.out_w};
   const int64_t y_strides[4] = {p.out_h * p.out_w * p.c_out, 1, p.out_w * p.c_out, p.c_out};
-  // The filter [kh, kw, c_in, c_out] (HWIO): K (c_out) innermost, then C (c_in), S (kw), R (kh).
+  // The filter as K, R, S, C (KRSC: cuDNN's packed NHWC filter), C (c_in) innermost. trainrr's HWIO filter is
+  // transposed into it before a run, and a filter gradient out of it after (CudaDevice::run_conv_variant).
   const int64_t w_dims[4] = {p.c_out, p.c_in, p.kh, p.kw};
-  const int64_t w_strides[4] = {1, p.c_out, p.kw * p.c_in * p.c_out, p.c_in * p.c_out};
+  const int64_t w_strides[4] = {p.kh * p.kw * p.c_in, 1, p.kw * p.c_in, p.c_in};
   {
     Result<Desc> x = tensor(b, bwd_data ? "dx" : "x", kUidX, x_dims, x_strides);
     if (!x) return x.error();
@@ -593,7 +594,7 @@ Result<std::vector<CudnnEngine>> CudnnConv::candidates(OpKind op, const Conv2dAr
   Result<std::shared_ptr<Graph>> g = operation_graph(b, op, shape, handle);
   if (!g) return g.error();
   // Mode A ranks the engines it thinks fastest; FALLBACK lists engines that support the graph at all, which
-  // matters where A offers nothing for a layout (trainrr's filter is HWIO, not one of cuDNN's packed ones).
+  // matters where A offers nothing for a geometry.
   std::vector<CudnnEngine> offered;
   std::vector<std::string> why;
   const std::string where = " [" + geometry_text(op, shape) + "]";

@@ -3,9 +3,10 @@
 // (dlopen of libcudnn.so.9): the library set is 470 MB and only a run on the GPU needs it. Host code only; no
 // cuDNN or CUDA header leaks out.
 //
-// trainrr's layouts go to cuDNN as they are: the tensors carry cuDNN's dimension order (x and y: N, C, H, W;
-// the filter: K, C, R, S) with strides that describe trainrr's memory (x and y NHWC, the filter HWIO), so no
-// transpose runs before or after. An engine configuration is recorded as plain integers
+// The tensors carry cuDNN's dimension order (x and y: N, C, H, W; the filter: K, C, R, S) with strides that
+// describe the memory: x and y are trainrr's NHWC as they are; the filter is KRSC ([c_out, kh, kw, c_in], cuDNN's
+// packed NHWC filter, which its engines support), so the caller transposes trainrr's HWIO filter into it
+// (cuda::transpose), and a filter gradient out of it. An engine configuration is recorded as plain integers
 // (trainrr::CudnnEngine: the engine's global index and its knob choices) and rebuilt from them into an
 // execution plan.
 

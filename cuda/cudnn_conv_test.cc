@@ -213,6 +213,15 @@ bool has_note(const CudnnEngine& e, std::initializer_list<int32_t> notes) {
   return false;
 }
 
+// out [cols, rows] = in [rows, cols] transposed: trainrr's HWIO filter ([taps, c_out]) as cuDNN's KRSC ([c_out,
+// taps], cuda/cudnn_conv.h) and back.
+std::vector<float> transposed(const std::vector<float>& in, int64_t rows, int64_t cols) {
+  std::vector<float> out(in.size());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) out[c * rows + r] = in[r * cols + c];
+  return out;
+}
+
 // The op on the host: inputs, the reference output and S (see the top of the file).
 struct Case {
   std::vector<float> x, filter, dy;  // the inputs the op reads
@@ -304,7 +313,12 @@ TEST(CudnnConvGpu, EveryCandidateMatchesTheCpuAndRebuildsBitForBit) {
       else
         for (const CudnnEngine& e : *cands) EXPECT_TRUE(cudnn_nondeterministic(e)) << pick.error().message;
 
-      DeviceFloats x(c.x), filter(c.filter), dy(c.dy);
+      // cuDNN reads the filter, and writes a filter gradient, as KRSC.
+      const int64_t taps = shape.kh * shape.kw * shape.c_in;
+      auto as_hwio = [&](std::vector<float> out) {
+        return op == OpKind::conv2d_bwd_filter ? transposed(out, shape.c_out, taps) : out;
+      };
+      DeviceFloats x(c.x), filter(transposed(c.filter, taps, shape.c_out)), dy(c.dy);
       const std::vector<float> nans(c.want.size(), std::numeric_limits<float>::quiet_NaN());
       for (const CudnnEngine& e : *cands) {
         const std::string id = cudnn_kernel_id(op, e);
@@ -325,7 +339,7 @@ TEST(CudnnConvGpu, EveryCandidateMatchesTheCpuAndRebuildsBitForBit) {
         Conv2dArgs args = shape;
         args.x = x.get(), args.filter = filter.get(), args.dy = dy.get(), args.out = out.get();
         EXPECT_OK(dnn->run(*plan, args, workspace.get(), nullptr));
-        const std::vector<float> first = out.host();
+        const std::vector<float> first = as_hwio(out.host());
         expect_within(c, first, e, id);
 
         if (cudnn_nondeterministic(e)) continue;
@@ -339,7 +353,7 @@ TEST(CudnnConvGpu, EveryCandidateMatchesTheCpuAndRebuildsBitForBit) {
         DeviceFloats out2(nans);
         args.out = out2.get();
         EXPECT_OK(dnn->run(*again, args, workspace2.get(), nullptr));
-        const std::vector<float> second = out2.host();
+        const std::vector<float> second = as_hwio(out2.host());
         size_t differ = 0;
         for (size_t i = 0; i < first.size(); ++i)
           differ += std::memcmp(&first[i], &second[i], sizeof(float)) != 0;

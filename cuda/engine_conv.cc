@@ -139,7 +139,19 @@ void CudaDevice::run_conv_variant(const ConvVariant& v, OpKind op, const Conv2dA
   CudnnConv* dnn = conv_sites().dnn;
   if (!dnn) throw DeviceError(describe() + ": " + v.id + " needs cuDNN, and " + conv_sites().cudnn_missing);
   void* workspace = v.plan.workspace ? ensure(cudnn_workspace_, v.plan.workspace) : nullptr;
-  check(dnn_run(*dnn, v.plan, p, workspace, stream_));
+  // cuDNN's filter is KRSC ([c_out, taps], cuda/cudnn_conv.h), trainrr's HWIO ([taps, c_out]).
+  const int64_t taps = p.kh * p.kw * p.c_in;
+  float* krsc = static_cast<float*>(ensure(filter_krsc_, static_cast<size_t>(taps * p.c_out) * sizeof(float)));
+  Conv2dArgs q = p;
+  if (op == OpKind::conv2d_bwd_filter) {
+    q.out = krsc;
+    check(dnn_run(*dnn, v.plan, q, workspace, stream_));
+    check(transpose(krsc, p.out, p.c_out, taps, stream_));
+  } else {
+    check(transpose(p.filter, krsc, taps, p.c_out, stream_));
+    q.filter = krsc;
+    check(dnn_run(*dnn, v.plan, q, workspace, stream_));
+  }
 }
 
 // ---- Choosing.

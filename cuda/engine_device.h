@@ -203,6 +203,7 @@ class CudaDevice final : public DeviceBackend {
   size_t cuda_mallocs_ = 0;
 
   Buffer reduce_workspace_, blaslt_workspace_, col_, tune_out_, cudnn_workspace_;
+  Buffer filter_krsc_;  // a cuDNN convolution's filter (or filter gradient) as KRSC (run_conv_variant)
   std::unique_ptr<ConvSites, ConvSitesDelete> conv_sites_;
   std::map<std::string, DeviceReduce, std::less<>> reduce_sites_;
   std::map<std::string, MatmulSite, std::less<>> matmul_sites_;

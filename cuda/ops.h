@@ -168,6 +168,9 @@ Status im2col(const Conv2dArgs& p, const float* x, int64_t img0, int64_t images,
 // pixel sums its contributions in increasing (oy, ox) from 0, as the CPU's col2im (gathered per pixel, no
 // atomics). dx is overwritten; dcol is [images * out_h * out_w, kh * kw * c_in].
 Status col2im(const Conv2dArgs& p, const float* dcol, int64_t img0, int64_t images, float* dx, void* stream);
+// out [cols, rows] = in [rows, cols] transposed, as stored row-major: out[c * rows + r] = in[r * cols + c]. The
+// HWIO filter, as [kh * kw * c_in, c_out], becomes cuDNN's KRSC ([c_out, kh * kw * c_in]) and back.
+Status transpose(const float* in, float* out, int64_t rows, int64_t cols, void* stream);
 
 // ---------------------------------------------------------------------------------------------------------
 // Column sums out[j] = sum over i < rows of x[i * cols + j] (the ReduceArgs of engine/kernels/reduce.h): bias

@@ -64,6 +64,15 @@ __global__ void col2im_kernel(ConvShape s, const float* dcol, int64_t images, fl
   }
 }
 
+// One thread per element of out, in out's order: neighbouring threads write neighbouring elements.
+__global__ void transpose_kernel(const float* in, float* out, int64_t rows, int64_t cols) {
+  const int64_t total = rows * cols;
+  for (int64_t e = first_index(); e < total; e += grid_stride()) {
+    const int64_t c = e / rows, r = e % rows;
+    out[e] = in[r * cols + c];
+  }
+}
+
 Status check_conv(const char* op, const Conv2dArgs& p, int64_t img0, int64_t images) {
   if (p.h <= 0 || p.w <= 0 || p.c_in <= 0 || p.kh <= 0 || p.kw <= 0 || p.stride_h <= 0 || p.stride_w <= 0 ||
       p.out_h < 0 || p.out_w < 0 || p.pad_top < 0 || p.pad_left < 0)
@@ -92,6 +101,14 @@ Status col2im(const Conv2dArgs& p, const float* dcol, int64_t img0, int64_t imag
   col2im_kernel<<<detail::blocks_for(total), detail::kBlock, 0, detail::as_stream(stream)>>>(
       s, dcol, images, dx + img0 * p.h * p.w * p.c_in);
   return detail::launched("col2im_kernel");
+}
+
+Status transpose(const float* in, float* out, int64_t rows, int64_t cols, void* stream) {
+  if (rows < 0 || cols < 0) return detail::bad_argument("transpose", "negative size");
+  if (rows * cols == 0) return {};
+  transpose_kernel<<<detail::blocks_for(rows * cols), detail::kBlock, 0, detail::as_stream(stream)>>>(in, out, rows,
+                                                                                                      cols);
+  return detail::launched("transpose_kernel");
 }
 
 }  // namespace trainrr::cuda

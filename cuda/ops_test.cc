@@ -649,6 +649,23 @@ TEST(GpuOps, Im2colAndCol2imAreTheCpusBitForBit) {
   }
 }
 
+// The HWIO filter ([taps, c_out]) into cuDNN's KRSC ([c_out, taps]) and back: a copy, bit for bit.
+TEST(GpuOps, TransposeIsACopyInTheOtherOrder) {
+  TRAINRR_REQUIRE_GPU();
+  for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{27, 5}, {1, 7}, {300, 1}, {576, 64}}) {
+    const std::string what = "transpose " + std::to_string(rows) + "x" + std::to_string(cols);
+    const std::vector<float> in = random_values(rows * cols, 60);
+    std::vector<float> want(in.size());
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) want[c * rows + r] = in[r * cols + c];
+    Floats d_in(in), d_out(in.size()), d_back(in.size());
+    EXPECT_OK(cuda::transpose(d_in.get(), d_out.get(), rows, cols, nullptr));
+    EXPECT_OK(cuda::transpose(d_out.get(), d_back.get(), cols, rows, nullptr));
+    expect_bitwise(want, d_out.host(), what);
+    expect_bitwise(in, d_back.host(), what + " and back");
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Reductions.
 
