@@ -8,17 +8,13 @@
 
 #include "engine/device.h"
 #include "engine/emulated_device.h"
-#include "engine/kernels/kernel_registry.h"
-#include "engine/trainer.h"
-#include "recorder/kernel_source_test_util.h"
-#include "recorder/recorder.h"
 #include "recorder/temp_trace_test_util.h"
+#include "replayer/device_recording_test_util.h"
 #include "replayer/replayer.h"
 
 namespace trainrr {
 namespace {
 
-using testing::FakeKernelSource;
 using testing::TempFile;
 
 // The emulated device, but the first value of every bias add comes out one ULP up.
@@ -39,28 +35,8 @@ const std::vector<std::string> kRun = {"train.epochs=1", "runtime.policy=determi
 
 // Records breast_cancer.toml "on the GPU": runtime.device = "cuda", run on the nudged device.
 void record(const std::string& path) {
-  auto c = load_config(std::string(TRAINRR_SOURCE_DIR) + "/examples/breast_cancer.toml", kRun);
-  ASSERT_TRUE(c.ok()) << c.error().message;
-  RecordOptions o;
-  o.path = path;
-  o.level = ProbeLevel::op;
-  auto rec = Recorder::create(*c, o);
-  ASSERT_TRUE(rec.ok()) << rec.error().message;
-  (*rec)->set_kernel_source(
-      [log = std::make_shared<FakeKernelSource::Log>()] { return std::make_unique<FakeKernelSource>(log); });
-  (*rec)->set_runtime(1, "test", "deterministic");
-  KernelRegistry registry;
-  register_cpu_kernels(registry);
   NudgedDevice device;
-  TrainingOptions t;
-  t.registry = &registry;
-  t.hooks = rec->get();
-  t.device = &device;
-  auto training = Training::create(*c, t);
-  ASSERT_TRUE(training.ok()) << training.error().message;
-  ASSERT_TRUE((*rec)->start().ok());
-  ASSERT_TRUE((*training)->fit().ok());
-  ASSERT_TRUE((*rec)->finish(true, "completed").ok());
+  testing::record_on_device(device, path, ProbeLevel::op, kRun);
 }
 
 std::string notes(const DivergenceReport& r) {

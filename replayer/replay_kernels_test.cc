@@ -10,6 +10,7 @@
 #include "engine/kernels/kernel_registry.h"
 #include "engine/trainer.h"
 #include "recorder/kernel_source_test_util.h"
+#include "replayer/device_recording_test_util.h"
 #include "recorder/recorder.h"
 #include "recorder/temp_trace_test_util.h"
 #include "replayer/replay_hooks.h"
@@ -28,28 +29,8 @@ std::function<std::unique_ptr<KernelSource>()> fake(const std::shared_ptr<FakeKe
 
 // Records breast_cancer.toml on the emulated device, its kernels from a fake source.
 void record(const std::string& path, ProbeLevel level) {
-  auto c = load_config(std::string(TRAINRR_SOURCE_DIR) + "/examples/breast_cancer.toml",
-                       {"train.epochs=1", "runtime.policy=deterministic"});
-  ASSERT_TRUE(c.ok()) << c.error().message;
-  RecordOptions o;
-  o.path = path;
-  o.level = level;
-  auto rec = Recorder::create(*c, o);
-  ASSERT_TRUE(rec.ok()) << rec.error().message;
-  (*rec)->set_kernel_source(fake(std::make_shared<FakeKernelSource::Log>()));
-  (*rec)->set_runtime(1, "test", "deterministic");
-  KernelRegistry registry;
-  register_cpu_kernels(registry);
   EmulatedDevice device;
-  TrainingOptions t;
-  t.registry = &registry;
-  t.hooks = rec->get();
-  t.device = &device;
-  auto training = Training::create(*c, t);
-  ASSERT_TRUE(training.ok()) << training.error().message;
-  ASSERT_TRUE((*rec)->start().ok());
-  ASSERT_TRUE((*training)->fit().ok());
-  ASSERT_TRUE((*rec)->finish(true, "completed").ok());
+  testing::record_on_device(device, path, level, {"train.epochs=1", "runtime.policy=deterministic"});
 }
 
 ReplayResult replay_with(const std::string& path, const std::shared_ptr<FakeKernelSource::Log>& log,
