@@ -9,8 +9,9 @@
 #      each replayed on the GPU with every choice forced (expected: reproduced), and free (--force none: where
 #      the default policy's atomics and heuristics differ, the report names them); and the deterministic
 #      recordings replayed on the CPU (--set runtime.device=cpu), which names the first op that differs;
-#      Then digits_cnn recorded at level op, and show --kernels: the kernels CUPTI saw, per op; and a
-#      deterministic level-op recording replayed on the CPU, whose report gives the element and its ULPs;
+#      the other shipped examples (digits_mlp, digits_bn, breast_cancer) recorded on the GPU, replayed there and
+#      on the CPU; then digits_cnn recorded at level op, and show --kernels: the kernels CUPTI saw, per op; and
+#      a deterministic level-op recording replayed on the CPU, whose report gives the element and its ULPs;
 #   4. the step time of the bench MLP and conv net on the GPU, trainrr (default and deterministic policy) against
 #      PyTorch (float32, TF32 off), one after the other on the same machine;
 #   5. what gathering the kernels with CUPTI costs a recording at level step (trace_bench --sections kernels).
@@ -92,6 +93,15 @@ for run in "digits_cnn:examples/digits_cnn.toml:--set train.epochs=3" "mlp:bench
   [ -f "$out/$name-deterministic.trr" ] &&
     e2e "replay-$name-gpu-on-cpu" "0 1" "$bin/trainrr" replay "$out/$name-deterministic.trr" --set runtime.device=cpu
   [ -f "$out/$name-default.trr" ] && e2e "show-$name-default" 0 "$bin/trainrr" show "$out/$name-default.trr"
+done
+# The other shipped examples: a GPU run (deterministic), its forced replay there, and its replay on the CPU.
+for name in digits_mlp digits_bn breast_cancer; do
+  trace="$out/$name-gpu.trr"
+  e2e "record-$name" 0 "$bin/trainrr" record "examples/$name.toml" --set runtime.device=cuda \
+    --set runtime.policy=deterministic -o "$trace"
+  [ -f "$trace" ] || continue
+  e2e "replay-$name-forced" 0 "$bin/trainrr" replay "$trace"
+  e2e "replay-$name-gpu-on-cpu" "0 1" "$bin/trainrr" replay "$trace" --set runtime.device=cpu
 done
 # The kernels CUPTI saw, attributed to each op (level op keeps each kernel; show --kernels lists them).
 e2e "record-digits_cnn-kernels" 0 "$bin/trainrr" record examples/digits_cnn.toml --set runtime.device=cuda \
