@@ -91,8 +91,8 @@ TEST(ReplayAcrossDevices, WithoutTheRecordedGpuTheReportSaysWhereTheElementCanBe
   ASSERT_TRUE(r.report.first.has_value());
   EXPECT_FALSE(r.report.first->has_element);
   EXPECT_EQ(r.report.first->layer, "dense_1");
-  EXPECT_TRUE(has_note(r.report, "no element detail: the recorded side runs only on the recorded device "
-                                 "(runtime.device = \"cuda\"), and this machine cannot run it"))
+  EXPECT_TRUE(has_note(r.report, "no element detail: only the recorded device (runtime.device = \"cuda\") gives the "
+                                 "recorded values, and this machine cannot run it: "))
       << notes(r.report);
   EXPECT_TRUE(has_note(r.report, "on a machine with that GPU, the report gives the first element that differs"))
       << notes(r.report);

@@ -272,9 +272,9 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
       notes.push_back("no element detail: the recorded runtime.device: " + spec.error().message);
       return;
     } else if (Status usable = spec->is_cpu() ? Status{} : usable_device(*spec); !usable) {
-      notes.push_back("no element detail: the recorded side runs only on the recorded device (runtime.device = \"" +
-                      recorded.runtime.device + "\"), and this machine cannot run it (" + usable.error().message +
-                      "); the trace keeps digests, not values. Replayed with --set runtime.device=" +
+      notes.push_back("no element detail: only the recorded device (runtime.device = \"" + recorded.runtime.device +
+                      "\") gives the recorded values, and this machine cannot run it: " + usable.error().message +
+                      ". The trace keeps digests, not values; replayed with --set runtime.device=" +
                       config.runtime.device + " on a machine with that GPU, the report gives the first element "
                       "that differs, both values and their distance in ULPs");
       return;
