@@ -5,7 +5,8 @@
 #   1. what the machine is: nvidia-smi, and what trainrr's CUDA backend finds (the device probe);
 #   2. the CUDA backend's tests (cuda_tests): device Philox against the CPU's, bit for bit, and every test that
 #      needs a GPU, which skip elsewhere;
-#   3. trainrr on the GPU, end to end: digits_cnn and the bench MLP recorded on the GPU under each policy;
+#   3. trainrr on the GPU, end to end: digits_cnn, the bench MLP and conv net recorded on the GPU under each
+#      policy, every kernel CUPTI saw attributed to its op;
 #      each replayed on the GPU with every choice forced (expected: reproduced), and free (--force none: where
 #      the default policy's atomics and heuristics differ, the report names them); and the deterministic
 #      recordings replayed on the CPU (--set runtime.device=cpu), which names the first op that differs;
@@ -79,7 +80,8 @@ e2e() {  # name, expected exit codes (space-separated), command...
   head -n 6 "$out/$name.txt" | sed 's/^/   /'
   [ $ok = 1 ] || e2e_failed=1
 }
-for run in "digits_cnn:examples/digits_cnn.toml:--set train.epochs=3" "mlp:bench/configs/mlp.toml:--set train.epochs=1"; do
+for run in "digits_cnn:examples/digits_cnn.toml:--set train.epochs=3" "mlp:bench/configs/mlp.toml:--set train.epochs=1" \
+           "convnet:bench/configs/convnet.toml:--set train.epochs=1"; do
   name=${run%%:*}; rest=${run#*:}; config=${rest%%:*}; extra=${rest#*:}
   for policy in default deterministic autotune; do
     trace="$out/$name-$policy.trr"
@@ -93,6 +95,15 @@ for run in "digits_cnn:examples/digits_cnn.toml:--set train.epochs=3" "mlp:bench
   [ -f "$out/$name-deterministic.trr" ] &&
     e2e "replay-$name-gpu-on-cpu" "0 1" "$bin/trainrr" replay "$out/$name-deterministic.trr" --set runtime.device=cpu
   [ -f "$out/$name-default.trr" ] && e2e "show-$name-default" 0 "$bin/trainrr" show "$out/$name-default.trr"
+  # Every kernel CUPTI saw is attributed to the op that launched it, and none was dropped.
+  if [ -f "$out/show-$name-default.txt" ]; then
+    kernels=$(grep -m1 "^GPU kernels:" "$out/show-$name-default.txt")
+    say "   $name: ${kernels:-no GPU kernels line in show}"
+    case "$kernels" in
+      "GPU kernels: "[0-9]*" in "*) echo "$kernels" | grep -q "outside every op\|dropped" && e2e_failed=1 ;;
+      *) e2e_failed=1 ;;
+    esac
+  fi
 done
 # The other shipped examples: a GPU run (deterministic), its forced replay there, and its replay on the CPU.
 for name in digits_mlp digits_bn breast_cancer; do
