@@ -105,6 +105,13 @@ for run in "digits_cnn:examples/digits_cnn.toml:--set train.epochs=3" "mlp:bench
     esac
   fi
 done
+# Autotune recorded twice: where the timings picked other kernels, diff names them and their timings.
+if [ -f "$out/digits_cnn-autotune.trr" ]; then
+  e2e "record-digits_cnn-autotune-again" 0 "$bin/trainrr" record examples/digits_cnn.toml --set runtime.device=cuda \
+    --set runtime.policy=autotune --set train.epochs=3 -o "$out/digits_cnn-autotune-again.trr"
+  [ -f "$out/digits_cnn-autotune-again.trr" ] && e2e "diff-digits_cnn-autotune-twice" "0 1" "$bin/trainrr" diff \
+    "$out/digits_cnn-autotune.trr" "$out/digits_cnn-autotune-again.trr"
+fi
 # The other shipped examples: a GPU run (deterministic), its forced replay there, and its replay on the CPU.
 for name in digits_mlp digits_bn breast_cancer; do
   trace="$out/$name-gpu.trr"
