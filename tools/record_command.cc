@@ -190,8 +190,9 @@ int run_record(const RecordArgs& a) {
     std::printf("recording to %s (level %s; checkpoints: the initial and the final state)\n", a.output.c_str(),
                 a.level.c_str());
   if (g_rank == 0 && (*recorder)->kernels_recorded())
-    std::printf("GPU kernels: gathered with CUPTI (%s)\n",
-                a.level == "step" ? "a count and a digest of each step's" : "each op's, with grid, block and duration");
+    std::printf("GPU kernels: gathered with CUPTI; %s\n",
+                a.level == "step" ? "level step keeps each step's kernel count and the digest of their sequence"
+                                  : "each op's kernels are kept, with grid, block and duration (show --kernels lists them)");
   else if (g_rank == 0 && !(*recorder)->kernels_not_recorded().empty())
     std::printf("GPU kernels: not recorded: %s\n", (*recorder)->kernels_not_recorded().c_str());
   Status fit = (*training)->fit();
