@@ -137,8 +137,9 @@ TEST(GpuTrace, ReplayOnTheCpuNamesTheFirstOpWithTheKernelOnEachSide) {
   // trace keeps digests and summaries, not values: the report says so, and where the element can be had,
   // rather than give element values of this machine's kernels.
   EXPECT_TRUE(has(r.output, "recorded: sum ")) << r.output;
+  // Why it cannot: no driver, or (a build without CUDA) no backend.
   EXPECT_TRUE(has(r.output, "no element detail: only the recorded device (runtime.device = \"cuda\") gives the "
-                            "recorded values, and this machine cannot run it: no CUDA driver"))
+                            "recorded values, and this machine cannot run it: "))
       << r.output;
   EXPECT_TRUE(has(r.output, "The trace keeps digests, not values")) << r.output;
   EXPECT_TRUE(has(r.output, "on a machine with that GPU")) << r.output;
