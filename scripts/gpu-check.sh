@@ -61,7 +61,8 @@ else
 fi
 
 say "== 2. the CUDA backend's tests"
-"$bin/cuda_tests" --gtest_output="json:$out/cuda_tests.json" > "$out/cuda_tests.txt" 2>&1
+# Each step has a time limit (timeout exits 124), so that one that hangs leaves the others their time.
+timeout 240 "$bin/cuda_tests" --gtest_output="json:$out/cuda_tests.json" > "$out/cuda_tests.txt" 2>&1
 rc=$?
 grep -E "^\[ *(OK|FAILED|SKIPPED|PASSED) *\]|Skipped|Failure" "$out/cuda_tests.txt" | tee -a "$log"
 [ $rc -eq 0 ] || { failed=1; say "cuda_tests: exit $rc (full output: cuda_tests.txt)"; }
@@ -71,7 +72,7 @@ e2e_failed=0
 e2e() {  # name, expected exit codes (space-separated), command...
   local name=$1 expected=$2; shift 2
   local t0=$(date +%s)
-  "$@" > "$out/$name.txt" 2>&1
+  timeout 90 "$@" > "$out/$name.txt" 2>&1
   local rc=$?
   local ok=0
   for e in $expected; do [ "$rc" = "$e" ] && ok=1; done
@@ -144,9 +145,9 @@ fi
 rm -f "$out"/*.trr
 
 say "== 4. step time on the GPU against PyTorch"
-"$bin/step_bench" --device cuda --configs bench/configs --workloads mlp,convnet --threads 1 --reps 3 \
+timeout 120 "$bin/step_bench" --device cuda --configs bench/configs --workloads mlp,convnet --threads 1 --reps 3 \
   --json "$out/step_trainrr_gpu.json" 2>&1 | tee -a "$log"
-python3 bench/pytorch_step.py --device cuda --workloads mlp,convnet --threads 1 --reps 3 \
+timeout 120 python3 bench/pytorch_step.py --device cuda --workloads mlp,convnet --threads 1 --reps 3 \
   --json "$out/step_pytorch_gpu.json" > /dev/null 2>> "$log"
 python3 - "$out/step_trainrr_gpu.json" "$out/step_pytorch_gpu.json" <<'PY' 2>&1 | tee -a "$log"
 import json, sys
@@ -163,7 +164,7 @@ for r in mine:
 PY
 
 say "== 5. what gathering the kernels with CUPTI costs a recording (level step), on the GPU"
-"$bin/trace_bench" --sections kernels --device cuda --configs bench/configs --reps 5 --min-ms 300 \
+timeout 150 "$bin/trace_bench" --sections kernels --device cuda --configs bench/configs --reps 5 --min-ms 300 \
   --work "$work/trace_bench" > "$out/trace_bench_kernels.txt" 2>&1
 rc=$?
 grep -v "^trace_bench: traces in" "$out/trace_bench_kernels.txt" | tee -a "$log"
