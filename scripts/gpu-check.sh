@@ -37,17 +37,26 @@ tar -C "$work" -xzf "$bundle"
 bin="$work/bundle/bin"
 say "== bundle of commit $(cut -c1-12 "$work/bundle/COMMIT"), this tree at $(git rev-parse --short=12 HEAD 2>/dev/null || echo '?')"
 
-# NVIDIA's libraries: from the Python wheels (nvidia/<name>/lib) where they are, else the toolkit's.
+# The Python with PyTorch: python3 on PATH, or a virtual environment's under /opt (where the GPU image keeps it).
+py=python3
+if ! python3 -c "import torch" >/dev/null 2>&1; then
+  for candidate in /opt/*/.venv/bin/python3; do
+    [ -x "$candidate" ] && "$candidate" -c "import torch" >/dev/null 2>&1 && { py=$candidate; break; }
+  done
+fi
+say "python: $(command -v "$py" || echo "$py")"
+# NVIDIA's libraries: from that Python's wheels (nvidia/<name>/lib) where they are, else the toolkit's.
 cuda_libs=""
-for dir in $(python3 - <<'PY' 2>/dev/null
+for dir in $("$py" - <<'PY' 2>/dev/null
 import glob, os, site
 roots = site.getsitepackages() + [site.getusersitepackages()]
 for root in roots:
     for d in sorted(glob.glob(os.path.join(root, "nvidia", "*", "lib"))):
         print(d)
 PY
-) /usr/local/cuda/lib64 /usr/local/cuda/lib; do
-  [ -d "$dir" ] && cuda_libs="$cuda_libs:$dir"
+) /opt/*/.venv/lib/python3*/site-packages/nvidia/*/lib /usr/local/cuda/lib64 /usr/local/cuda/lib; do
+  [ -d "$dir" ] || continue
+  case ":$cuda_libs:" in *":$dir:"*) ;; *) cuda_libs="$cuda_libs:$dir" ;; esac
 done
 export LD_LIBRARY_PATH="$work/bundle/lib$cuda_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 say "loader path: $LD_LIBRARY_PATH"
@@ -147,7 +156,7 @@ rm -f "$out"/*.trr
 say "== 4. step time on the GPU against PyTorch"
 timeout 120 "$bin/step_bench" --device cuda --configs bench/configs --workloads mlp,convnet --threads 1 --reps 3 \
   --json "$out/step_trainrr_gpu.json" 2>&1 | tee -a "$log"
-timeout 120 python3 bench/pytorch_step.py --device cuda --workloads mlp,convnet --threads 1 --reps 3 \
+timeout 120 "$py" bench/pytorch_step.py --device cuda --workloads mlp,convnet --threads 1 --reps 3 \
   --json "$out/step_pytorch_gpu.json" > /dev/null 2>> "$log"
 python3 - "$out/step_trainrr_gpu.json" "$out/step_pytorch_gpu.json" <<'PY' 2>&1 | tee -a "$log"
 import json, sys
