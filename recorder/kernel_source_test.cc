@@ -13,6 +13,7 @@
 #include "engine/kernels/kernel_registry.h"
 #include "engine/trainer.h"
 #include "recorder/kernel_source_test_util.h"
+#include "recorder/read_back_test_util.h"
 #include "recorder/recorder.h"
 #include "recorder/temp_trace_test_util.h"
 #include "traces/trace_reader.h"
@@ -86,19 +87,10 @@ Recorded record(const std::string& path, ProbeLevel level, const RunConfig& c,
   EXPECT_TRUE(done.ok()) << (done.ok() ? "" : done.error().message);
   rec->reset();
 
-  auto r = trace::TraceReader::open(path);
-  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
-  if (!r) return out;
-  out.header = (*r)->header();
-  for (;;) {
-    auto m = (*r)->next();
-    EXPECT_TRUE(m.ok()) << (m.ok() ? "" : m.error().message);
-    if (!m || !*m) break;
-    if (auto* s = std::get_if<trace::TraceStep>(&(*m)->value))
-      out.steps.push_back(std::move(*s));
-    else if (auto* f = std::get_if<trace::TraceFooter>(&(*m)->value))
-      out.footer = *f;
-  }
+  testing::ReadBack back = testing::read_all(path);
+  out.header = std::move(back.header);
+  out.steps = std::move(back.steps);
+  out.footer = std::move(back.footer);
   return out;
 }
 

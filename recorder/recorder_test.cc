@@ -14,6 +14,7 @@
 #include "engine/kernels/kernel_selector.h"
 #include "engine/trainer.h"
 #include "recorder/environment.h"
+#include "recorder/read_back_test_util.h"
 #include "recorder/temp_trace_test_util.h"
 #include "traces/trace_reader.h"
 
@@ -24,6 +25,8 @@ using Digests = std::vector<std::vector<std::pair<std::string, uint64_t>>>;  // 
 
 std::string example(const std::string& name) { return std::string(TRAINRR_SOURCE_DIR) + "/examples/" + name; }
 
+using testing::read_all;
+using testing::ReadBack;
 using testing::TempFile;
 
 void keep_params(const StepSummary& s, Digests& out) {
@@ -107,37 +110,6 @@ TrainedRun record(const std::string& path, ProbeLevel level, int64_t checkpoint_
 }
 
 // Every message of a trace, read back.
-struct ReadBack {
-  trace::TraceHeader header;
-  std::vector<trace::TraceStep> steps;
-  std::vector<trace::TraceCheckpoint> checkpoints;
-  std::vector<trace::TraceEpoch> epochs;
-  std::optional<trace::TraceFooter> footer;
-};
-
-ReadBack read_all(const std::string& path) {
-  ReadBack out;
-  auto r = trace::TraceReader::open(path);
-  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
-  if (!r) return out;
-  out.header = (*r)->header();
-  for (;;) {
-    auto m = (*r)->next();
-    EXPECT_TRUE(m.ok()) << (m.ok() ? "" : m.error().message);
-    if (!m || !*m) break;
-    auto& v = (*m)->value;
-    if (auto* s = std::get_if<trace::TraceStep>(&v))
-      out.steps.push_back(std::move(*s));
-    else if (auto* c = std::get_if<trace::TraceCheckpoint>(&v))
-      out.checkpoints.push_back(std::move(*c));
-    else if (auto* e = std::get_if<trace::TraceEpoch>(&v))
-      out.epochs.push_back(std::move(*e));
-    else
-      out.footer = std::get<trace::TraceFooter>(v);
-  }
-  return out;
-}
-
 class RecorderLevelTest : public ::testing::TestWithParam<ProbeLevel> {};
 
 TEST_P(RecorderLevelTest, ParametersAfterEveryStepAreBitIdenticalToAnUnrecordedRun) {
