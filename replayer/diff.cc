@@ -10,6 +10,7 @@
 #include "replayer/cause.h"
 #include "replayer/data_difference.h"
 #include "replayer/event_keys.h"
+#include "replayer/replay_hooks.h"
 #include "replayer/replayer.h"
 #include "traces/trace_reader.h"
 
@@ -81,11 +82,6 @@ std::string kernel_str(const trace::KernelLaunch& k) {
          std::to_string(k.block_z) + ")";
 }
 
-bool same_kernel(const trace::KernelLaunch& a, const trace::KernelLaunch& b) {
-  return a.name == b.name && a.grid_x == b.grid_x && a.grid_y == b.grid_y && a.grid_z == b.grid_z &&
-         a.block_x == b.block_x && a.block_y == b.block_y && a.block_z == b.block_z;
-}
-
 // The kernel sequences of two traces, compared step by step. A kernel sequence says which kernels ran, which
 // cuDNN and cuBLASLt choose out of sight: it explains an outcome, and two runs can compute the same bits with other
 // kernels, so a difference is a note, never a divergence.
@@ -107,30 +103,16 @@ struct KernelSequences {
       return;
     }
     // Each op's launches in launch order; the ops in the order A launched them, then those only B launched.
-    struct OpKernels {
-      std::string site;
-      std::vector<const trace::KernelLaunch*> a, b;
-    };
-    std::vector<OpKernels> ops;
-    auto op_of = [&ops](const std::string& site) -> OpKernels& {
-      for (OpKernels& op : ops)
-        if (op.site == site) return op;
-      return ops.emplace_back(OpKernels{site, {}, {}});
-    };
-    for (const auto& l : a.launches) op_of(l.site).a.push_back(&l);
-    for (const auto& l : b.launches) op_of(l.site).b.push_back(&l);
-    for (const OpKernels& op : ops) {
-      for (size_t i = 0; i < std::max(op.a.size(), op.b.size()); ++i) {
-        if (i < op.a.size() && i < op.b.size() && same_kernel(*op.a[i], *op.b[i])) continue;
-        auto side = [i](const std::vector<const trace::KernelLaunch*>& k, const char* who) {
-          return i < k.size() ? std::string(who) + " ran " + kernel_str(*k[i])
-                              : std::string(who) + " ran no kernel " + std::to_string(i + 1) + " there (" +
-                                    std::to_string(k.size()) + " in all)";
-        };
-        first = "step " + std::to_string(step) + ", op " + op.site + ", its kernel " + std::to_string(i + 1) + ": " +
-                side(op.a, "A") + "; " + side(op.b, "B");
-        return;
-      }
+    if (const std::optional<KernelDifference> d = first_kernel_difference(a, b, "", true)) {
+      auto side = [&d](const trace::KernelLaunch* k, size_t in_op, const char* who) {
+        return k ? std::string(who) + " ran " + kernel_str(*k)
+                 : std::string(who) + " ran no kernel " + std::to_string(d->index + 1) + " there (" +
+                       std::to_string(in_op) + " in all)";
+      };
+      first = "step " + std::to_string(step) + ", op " + d->op + ", its kernel " + std::to_string(d->index + 1) +
+              ": " + side(d->recorded_launch, d->recorded_in_op, "A") + "; " +
+              side(d->replayed_launch, d->replayed_in_op, "B");
+      return;
     }
     // Every op ran the same kernels, in another order across ops.
     first = "step " + std::to_string(step) + ": every op ran the same kernels, but the ops' kernels interleaved in "

@@ -21,16 +21,16 @@ std::string describe(const trace::KernelLaunch& k) {
          dim(k.block_x, k.block_y, k.block_z);
 }
 
+}  // namespace
+
 bool same_launch(const trace::KernelLaunch& a, const trace::KernelLaunch& b) {
   return a.name == b.name && a.grid_x == b.grid_x && a.grid_y == b.grid_y && a.grid_z == b.grid_z &&
          a.block_x == b.block_x && a.block_y == b.block_y && a.block_z == b.block_z;
 }
 
-}  // namespace
-
 std::optional<KernelDifference> first_kernel_difference(const trace::StepKernels& recorded,
                                                         const trace::StepKernels& replayed,
-                                                        const std::string& prefer_op) {
+                                                        const std::string& prefer_op, bool unattributed) {
   if (recorded.launches.empty() && replayed.launches.empty()) {
     // Level step keeps the count and the digest of the step's kernels only.
     if (recorded.count == replayed.count && recorded.digest == replayed.digest) return std::nullopt;
@@ -44,7 +44,7 @@ std::optional<KernelDifference> first_kernel_difference(const trace::StepKernels
       by_op;
   auto add = [&](const trace::StepKernels& k, bool replay) {
     for (const trace::KernelLaunch& l : k.launches) {
-      if (l.site == trace::kUnattributedSite) continue;  // delivered late or launched outside every op
+      if (l.site == trace::kUnattributedSite && !unattributed) continue;  // delivered late, or outside every op
       auto [it, added] = by_op.try_emplace(l.site);
       if (added) ops.push_back(l.site);
       (replay ? it->second.second : it->second.first).push_back(&l);
@@ -58,8 +58,14 @@ std::optional<KernelDifference> first_kernel_difference(const trace::StepKernels
     const auto& [a, b] = it->second;
     for (size_t i = 0; i < std::max(a.size(), b.size()); ++i)
       if (i >= a.size() || i >= b.size() || !same_launch(*a[i], *b[i]))
-        return KernelDifference{op, i < a.size() ? describe(*a[i]) : "no kernel",
-                                i < b.size() ? describe(*b[i]) : "no kernel"};
+        return KernelDifference{op,
+                                i < a.size() ? describe(*a[i]) : "no kernel",
+                                i < b.size() ? describe(*b[i]) : "no kernel",
+                                i,
+                                i < a.size() ? a[i] : nullptr,
+                                i < b.size() ? b[i] : nullptr,
+                                a.size(),
+                                b.size()};
     return std::nullopt;
   };
   if (!prefer_op.empty())

@@ -26,14 +26,23 @@ namespace trainrr {
 struct KernelDifference {
   std::string op;  // the op's site ("dense_1/matmul.fwd"); empty at level step, which keeps no launches
   std::string recorded, replayed;
+  // Per op: the position of the differing launch in the op's sequence, each side's launch there (null where
+  // that side launched fewer; valid while the compared records are) and how many launches each side's op has.
+  size_t index = 0;
+  const trace::KernelLaunch* recorded_launch = nullptr;
+  const trace::KernelLaunch* replayed_launch = nullptr;
+  size_t recorded_in_op = 0, replayed_in_op = 0;
 };
 
 // The first op whose kernels differ between two records of one step, compared at the recorded level: per op,
-// the sequence of (name, grid, block) in launch order (kernels no op claims are left out); at level step, which
-// keeps only a count and a digest, the whole step's. `prefer_op`: the op to report when its kernels differ.
+// the sequence of (name, grid, block) in launch order; at level step, which keeps only a count and a digest,
+// the whole step's. `prefer_op`: the op to report when its kernels differ. Kernels no op claims
+// (trace::kUnattributedSite) are left out unless `unattributed` is set.
 std::optional<KernelDifference> first_kernel_difference(const trace::StepKernels& recorded,
                                                         const trace::StepKernels& replayed,
-                                                        const std::string& prefer_op = "");
+                                                        const std::string& prefer_op = "", bool unattributed = false);
+// The same kernel: name, grid and block.
+bool same_launch(const trace::KernelLaunch& a, const trace::KernelLaunch& b);
 
 struct CapturedProbe {
   std::string site;

@@ -170,6 +170,26 @@ TEST(FirstKernelDifference, ComparesEachOpsSequenceAndPrefersTheNamedOp) {
   EXPECT_EQ(d->op, "d/relu.fwd");
   EXPECT_EQ(d->recorded, "relu2 grid(1,1,1) block(1,1,1)");
   EXPECT_EQ(d->replayed, "no kernel");
+  EXPECT_EQ(d->index, 1u);
+  EXPECT_EQ(d->recorded_launch, &a.launches[2]);
+  EXPECT_EQ(d->replayed_launch, nullptr);
+  EXPECT_EQ(d->recorded_in_op, 2u);
+  EXPECT_EQ(d->replayed_in_op, 1u);
+  // With the kernels no op claims, as diff compares them: ops are taken in launch order, so the relu op, launched
+  // before the late kernel, still differs first; a late kernel launched first differs first.
+  d = first_kernel_difference(a, b, "", true);
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->op, "d/relu.fwd");
+  const trace::StepKernels a_late = [&] {
+    trace::StepKernels k = a;
+    k.launches.pop_back();
+    k.launches.insert(k.launches.begin(), launch(std::string(trace::kUnattributedSite), "late"));
+    return k;
+  }();
+  d = first_kernel_difference(a_late, b, "", true);
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->op, trace::kUnattributedSite) << "launched first, compared first";
+  EXPECT_EQ(first_kernel_difference(a_late, b)->op, "d/relu.fwd") << "left out by default";
   b.launches.insert(b.launches.begin() + 2, launch("d/relu.fwd", "relu2"));
   b.launches[0].grid_x = 4;
   d = first_kernel_difference(a, b, "d/relu.fwd");
