@@ -75,13 +75,6 @@ bool differ(const trace::Event& a, const trace::Event& b, FirstDivergence& d) {
   return true;
 }
 
-// A kernel as the notes name it: CUPTI's name and the launch shape.
-std::string kernel_str(const trace::KernelLaunch& k) {
-  return k.name + " grid(" + std::to_string(k.grid_x) + "," + std::to_string(k.grid_y) + "," +
-         std::to_string(k.grid_z) + ") block(" + std::to_string(k.block_x) + "," + std::to_string(k.block_y) + "," +
-         std::to_string(k.block_z) + ")";
-}
-
 // The kernel sequences of two traces, compared step by step. A kernel sequence says which kernels ran, which
 // cuDNN and cuBLASLt choose out of sight: it explains an outcome, and two runs can compute the same bits with other
 // kernels, so a difference is a note, never a divergence.
@@ -105,7 +98,7 @@ struct KernelSequences {
     // Each op's launches in launch order; the ops in the order A launched them, then those only B launched.
     if (const std::optional<KernelDifference> d = first_kernel_difference(a, b, "", true)) {
       auto side = [&d](const trace::KernelLaunch* k, size_t in_op, const char* who) {
-        return k ? std::string(who) + " ran " + kernel_str(*k)
+        return k ? std::string(who) + " ran " + launch_str(*k, false)
                  : std::string(who) + " ran no kernel " + std::to_string(d->index + 1) + " there (" +
                        std::to_string(in_op) + " in all)";
       };

@@ -10,18 +10,13 @@
 
 namespace trainrr {
 
-namespace {
-
-std::string describe(const trace::KernelLaunch& k) {
-  // As diff's notes name a kernel (replayer/diff.cc), with the name demangled.
+std::string launch_str(const trace::KernelLaunch& k, bool demangle) {
   auto dim = [](uint32_t x, uint32_t y, uint32_t z) {
     return "(" + std::to_string(x) + "," + std::to_string(y) + "," + std::to_string(z) + ")";
   };
-  return demangled(k.name) + " grid" + dim(k.grid_x, k.grid_y, k.grid_z) + " block" +
+  return (demangle ? demangled(k.name) : k.name) + " grid" + dim(k.grid_x, k.grid_y, k.grid_z) + " block" +
          dim(k.block_x, k.block_y, k.block_z);
 }
-
-}  // namespace
 
 bool same_launch(const trace::KernelLaunch& a, const trace::KernelLaunch& b) {
   return a.name == b.name && a.grid_x == b.grid_x && a.grid_y == b.grid_y && a.grid_z == b.grid_z &&
@@ -59,8 +54,8 @@ std::optional<KernelDifference> first_kernel_difference(const trace::StepKernels
     for (size_t i = 0; i < std::max(a.size(), b.size()); ++i)
       if (i >= a.size() || i >= b.size() || !same_launch(*a[i], *b[i]))
         return KernelDifference{op,
-                                i < a.size() ? describe(*a[i]) : "no kernel",
-                                i < b.size() ? describe(*b[i]) : "no kernel",
+                                i < a.size() ? launch_str(*a[i], true) : "no kernel",
+                                i < b.size() ? launch_str(*b[i], true) : "no kernel",
                                 i,
                                 i < a.size() ? a[i] : nullptr,
                                 i < b.size() ? b[i] : nullptr,

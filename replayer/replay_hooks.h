@@ -43,6 +43,8 @@ std::optional<KernelDifference> first_kernel_difference(const trace::StepKernels
                                                         const std::string& prefer_op = "", bool unattributed = false);
 // The same kernel: name, grid and block.
 bool same_launch(const trace::KernelLaunch& a, const trace::KernelLaunch& b);
+// A kernel as the notes name it: "name grid(x,y,z) block(x,y,z)", the name as CUPTI gives it or demangled.
+std::string launch_str(const trace::KernelLaunch& k, bool demangle);
 
 struct CapturedProbe {
   std::string site;
