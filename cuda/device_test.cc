@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "cuda/blaslt.h"
+#include "cuda/gpu_test_util.h"
 
 namespace trainrr {
 namespace {
@@ -38,6 +39,19 @@ TEST(CudaBlasLt, LoadsWithoutAGpuAndReportsItsVersion) {
   if (!lt) GTEST_SKIP() << lt.error().message;
   EXPECT_GE((*lt)->version(), 130000u);
   EXPECT_EQ(cuda::BlasLt::load().value(), *lt);  // one copy per process
+}
+
+TEST(GpuDevice, FindsTheGpuAndDescribesIt) {
+  TRAINRR_REQUIRE_GPU();
+  auto g = cuda::find_gpu(0);
+  ASSERT_TRUE(g);
+  EXPECT_FALSE(g->name.empty());
+  EXPECT_GE(g->cc_major, 7);
+  EXPECT_GT(g->sm_count, 0);
+  auto missing = cuda::find_gpu(1000);
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("there is no GPU 1000"), std::string::npos)
+      << missing.error().message;
 }
 
 }  // namespace

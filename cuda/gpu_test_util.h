@@ -10,11 +10,18 @@
 
 #include "cuda/device.h"
 
+#if defined(TRAINRR_HOST_KERNELS)
+// Built against cuda/on_host/cuda_runtime.h, the kernels run on the CPU: nothing to require.
+#define TRAINRR_REQUIRE_GPU() \
+  do {                        \
+  } while (0)
+#else
 #define TRAINRR_REQUIRE_GPU()                                               \
   do {                                                                      \
     auto gpu_ = ::trainrr::cuda::find_gpu(0);                               \
     if (!gpu_) GTEST_SKIP() << "no GPU here: " << gpu_.error().message;     \
   } while (0)
+#endif
 
 namespace trainrr::cuda_testing {
 

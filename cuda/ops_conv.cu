@@ -88,9 +88,8 @@ Status im2col(const Conv2dArgs& p, const float* x, int64_t img0, int64_t images,
   const ConvShape s = shape_of(p);
   const int64_t total = images * s.pixels_out() * s.taps();
   if (total == 0) return {};
-  im2col_kernel<<<detail::blocks_for(total), detail::kBlock, 0, detail::as_stream(stream)>>>(
-      s, x + img0 * p.h * p.w * p.c_in, images, col);
-  return detail::launched("im2col_kernel");
+  return detail::launch("im2col_kernel", im2col_kernel, detail::blocks_for(total), detail::kBlock, 0, stream,
+                        s, x + img0 * p.h * p.w * p.c_in, images, col);
 }
 
 Status col2im(const Conv2dArgs& p, const float* dcol, int64_t img0, int64_t images, float* dx, void* stream) {
@@ -98,17 +97,15 @@ Status col2im(const Conv2dArgs& p, const float* dcol, int64_t img0, int64_t imag
   const ConvShape s = shape_of(p);
   const int64_t total = images * p.h * p.w * p.c_in;
   if (total == 0) return {};
-  col2im_kernel<<<detail::blocks_for(total), detail::kBlock, 0, detail::as_stream(stream)>>>(
-      s, dcol, images, dx + img0 * p.h * p.w * p.c_in);
-  return detail::launched("col2im_kernel");
+  return detail::launch("col2im_kernel", col2im_kernel, detail::blocks_for(total), detail::kBlock, 0, stream,
+                        s, dcol, images, dx + img0 * p.h * p.w * p.c_in);
 }
 
 Status transpose(const float* in, float* out, int64_t rows, int64_t cols, void* stream) {
   if (rows < 0 || cols < 0) return detail::bad_argument("transpose", "negative size");
   if (rows * cols == 0) return {};
-  transpose_kernel<<<detail::blocks_for(rows * cols), detail::kBlock, 0, detail::as_stream(stream)>>>(in, out, rows,
-                                                                                                      cols);
-  return detail::launched("transpose_kernel");
+  return detail::launch("transpose_kernel", transpose_kernel, detail::blocks_for(rows * cols), detail::kBlock,
+                        0, stream, in, out, rows, cols);
 }
 
 }  // namespace trainrr::cuda

@@ -110,8 +110,8 @@ Status check_block(const char* op, int64_t rows, int64_t cols) {
 }
 
 Status softmax_forward(const float* x, float* y, int64_t rows, int64_t cols, void* stream) {
-  softmax_rows_kernel<<<detail::blocks_for(rows), detail::kBlock, 0, detail::as_stream(stream)>>>(x, y, rows, cols);
-  return detail::launched("softmax_rows_kernel");
+  return detail::launch("softmax_rows_kernel", softmax_rows_kernel, detail::blocks_for(rows), detail::kBlock,
+                        0, stream, x, y, rows, cols);
 }
 
 }  // namespace
@@ -119,9 +119,8 @@ Status softmax_forward(const float* x, float* y, int64_t rows, int64_t cols, voi
 Status add_bias(float* y, const float* bias, int64_t rows, int64_t cols, void* stream) {
   if (Status s = check_block("add_bias", rows, cols); !s) return s;
   if (rows == 0 || cols == 0) return {};
-  add_bias_kernel<<<detail::blocks_for(rows * cols), detail::kBlock, 0, detail::as_stream(stream)>>>(y, bias, rows,
-                                                                                                     cols);
-  return detail::launched("add_bias_kernel");
+  return detail::launch("add_bias_kernel", add_bias_kernel, detail::blocks_for(rows * cols), detail::kBlock,
+                        0, stream, y, bias, rows, cols);
 }
 
 Status activation_forward(Activation a, const float* x, float* y, int64_t rows, int64_t cols, void* stream) {
@@ -130,8 +129,8 @@ Status activation_forward(Activation a, const float* x, float* y, int64_t rows, 
   if (a == Activation::softmax) return softmax_forward(x, y, rows, cols, stream);
   if (a == Activation::linear && x == y) return {};
   const int64_t n = rows * cols;
-  activation_kernel<<<detail::blocks_for(n), detail::kBlock, 0, detail::as_stream(stream)>>>(a, x, y, n);
-  return detail::launched("activation_kernel");
+  return detail::launch("activation_kernel", activation_kernel, detail::blocks_for(n), detail::kBlock, 0,
+                        stream, a, x, y, n);
 }
 
 Status activation_backward(Activation a, const float* y, const float* dy, float* dx, int64_t rows, int64_t cols,
@@ -139,14 +138,13 @@ Status activation_backward(Activation a, const float* y, const float* dy, float*
   if (Status s = check_block("activation_backward", rows, cols); !s) return s;
   if (rows == 0 || cols == 0) return {};
   if (a == Activation::softmax) {
-    softmax_grad_rows_kernel<<<detail::blocks_for(rows), detail::kBlock, 0, detail::as_stream(stream)>>>(
-        y, dy, dx, rows, cols);
-    return detail::launched("softmax_grad_rows_kernel");
+    return detail::launch("softmax_grad_rows_kernel", softmax_grad_rows_kernel, detail::blocks_for(rows),
+                          detail::kBlock, 0, stream, y, dy, dx, rows, cols);
   }
   if (a == Activation::linear && dy == dx) return {};
   const int64_t n = rows * cols;
-  activation_grad_kernel<<<detail::blocks_for(n), detail::kBlock, 0, detail::as_stream(stream)>>>(a, y, dy, dx, n);
-  return detail::launched("activation_grad_kernel");
+  return detail::launch("activation_grad_kernel", activation_grad_kernel, detail::blocks_for(n),
+                        detail::kBlock, 0, stream, a, y, dy, dx, n);
 }
 
 Status bias_activation_forward(Activation a, const float* bias, float* y, int64_t rows, int64_t cols,
@@ -159,24 +157,22 @@ Status bias_activation_forward(Activation a, const float* bias, float* y, int64_
     return softmax_forward(y, y, rows, cols, stream);
   }
   if (a == Activation::linear && !bias) return {};
-  bias_activation_kernel<<<detail::blocks_for(rows * cols), detail::kBlock, 0, detail::as_stream(stream)>>>(
-      a, bias, y, rows, cols);
-  return detail::launched("bias_activation_kernel");
+  return detail::launch("bias_activation_kernel", bias_activation_kernel, detail::blocks_for(rows * cols),
+                        detail::kBlock, 0, stream, a, bias, y, rows, cols);
 }
 
 Status dropout_backward(const uint8_t* keep, float scale, const float* dy, float* dx, int64_t n, void* stream) {
   if (n < 0) return detail::bad_argument("dropout_backward", "negative size");
   if (n == 0) return {};
-  dropout_backward_kernel<<<detail::blocks_for(n), detail::kBlock, 0, detail::as_stream(stream)>>>(keep, scale, dy,
-                                                                                                   dx, n);
-  return detail::launched("dropout_backward_kernel");
+  return detail::launch("dropout_backward_kernel", dropout_backward_kernel, detail::blocks_for(n),
+                        detail::kBlock, 0, stream, keep, scale, dy, dx, n);
 }
 
 Status scale(float* v, int64_t n, float s, void* stream) {
   if (n < 0) return detail::bad_argument("scale", "negative size");
   if (n == 0) return {};
-  scale_kernel<<<detail::blocks_for(n), detail::kBlock, 0, detail::as_stream(stream)>>>(v, n, s);
-  return detail::launched("scale_kernel");
+  return detail::launch("scale_kernel", scale_kernel, detail::blocks_for(n), detail::kBlock, 0, stream, v, n,
+                        s);
 }
 
 }  // namespace trainrr::cuda

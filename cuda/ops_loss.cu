@@ -107,27 +107,24 @@ Status sparse_categorical_crossentropy(const float* pred, const float* labels, i
   if (batch < 0 || k <= 0)
     return detail::bad_argument("sparse_categorical_crossentropy", "needs batch >= 0 and at least one class");
   if (batch == 0) return {};
-  sparse_cce_kernel<<<detail::blocks_for(batch), detail::kBlock, 0, detail::as_stream(stream)>>>(
-      pred, labels, batch, k, from_logits, softmax_output, per_sample, grad);
-  return detail::launched("sparse_cce_kernel");
+  return detail::launch("sparse_cce_kernel", sparse_cce_kernel, detail::blocks_for(batch), detail::kBlock, 0,
+                        stream, pred, labels, batch, k, from_logits, softmax_output, per_sample, grad);
 }
 
 Status binary_crossentropy(const float* pred, const float* labels, int64_t batch, bool from_logits,
                            float* per_sample, float* grad, void* stream) {
   if (batch < 0) return detail::bad_argument("binary_crossentropy", "negative batch");
   if (batch == 0) return {};
-  binary_ce_kernel<<<detail::blocks_for(batch), detail::kBlock, 0, detail::as_stream(stream)>>>(
-      pred, labels, batch, from_logits, per_sample, grad);
-  return detail::launched("binary_ce_kernel");
+  return detail::launch("binary_ce_kernel", binary_ce_kernel, detail::blocks_for(batch), detail::kBlock, 0,
+                        stream, pred, labels, batch, from_logits, per_sample, grad);
 }
 
 Status mean_squared_error(const float* pred, const float* targets, int64_t batch, int64_t k, float* per_sample,
                           float* grad, void* stream) {
   if (batch < 0 || k <= 0) return detail::bad_argument("mean_squared_error", "needs batch >= 0 and k >= 1");
   if (batch == 0) return {};
-  mse_kernel<<<detail::blocks_for(batch), detail::kBlock, 0, detail::as_stream(stream)>>>(pred, targets, batch, k,
-                                                                                          per_sample, grad);
-  return detail::launched("mse_kernel");
+  return detail::launch("mse_kernel", mse_kernel, detail::blocks_for(batch), detail::kBlock, 0, stream, pred,
+                        targets, batch, k, per_sample, grad);
 }
 
 }  // namespace trainrr::cuda

@@ -145,9 +145,8 @@ Status batch_norm_square_deviations(const float* x, const float* mean, float* sq
                                     void* stream) {
   if (Status s = check_rows("batch_norm_square_deviations", rows, c); !s) return s;
   if (rows == 0 || c == 0) return {};
-  bn_square_deviations_kernel<<<detail::blocks_for(rows * c), detail::kBlock, 0, detail::as_stream(stream)>>>(
-      x, mean, sq, rows, c);
-  return detail::launched("bn_square_deviations_kernel");
+  return detail::launch("bn_square_deviations_kernel", bn_square_deviations_kernel,
+                        detail::blocks_for(rows * c), detail::kBlock, 0, stream, x, mean, sq, rows, c);
 }
 
 Status batch_norm_statistics(const float* mean, const float* var, float epsilon, float momentum,
@@ -155,35 +154,32 @@ Status batch_norm_statistics(const float* mean, const float* var, float epsilon,
                              float* moving_variance, int64_t c, void* stream) {
   if (c < 0) return detail::bad_argument("batch_norm_statistics", "negative channel count");
   if (c == 0) return {};
-  bn_statistics_kernel<<<detail::blocks_for(c), detail::kBlock, 0, detail::as_stream(stream)>>>(
-      mean, var, epsilon, momentum, one_minus_momentum, inv_std, moving_mean, moving_variance, c);
-  return detail::launched("bn_statistics_kernel");
+  return detail::launch("bn_statistics_kernel", bn_statistics_kernel, detail::blocks_for(c), detail::kBlock,
+                        0, stream, mean, var, epsilon, momentum, one_minus_momentum, inv_std, moving_mean,
+                        moving_variance, c);
 }
 
 Status batch_norm_inverse_std(const float* variance, float epsilon, float* inv_std, int64_t c, void* stream) {
   if (c < 0) return detail::bad_argument("batch_norm_inverse_std", "negative channel count");
   if (c == 0) return {};
-  bn_inverse_std_kernel<<<detail::blocks_for(c), detail::kBlock, 0, detail::as_stream(stream)>>>(variance, epsilon,
-                                                                                                 inv_std, c);
-  return detail::launched("bn_inverse_std_kernel");
+  return detail::launch("bn_inverse_std_kernel", bn_inverse_std_kernel, detail::blocks_for(c), detail::kBlock,
+                        0, stream, variance, epsilon, inv_std, c);
 }
 
 Status batch_norm_normalize(const float* x, const float* mean, const float* inv_std, const float* gamma,
                             const float* beta, float* xhat, float* y, int64_t rows, int64_t c, void* stream) {
   if (Status s = check_rows("batch_norm_normalize", rows, c); !s) return s;
   if (rows == 0 || c == 0) return {};
-  bn_normalize_kernel<<<detail::blocks_for(rows * c), detail::kBlock, 0, detail::as_stream(stream)>>>(
-      x, mean, inv_std, gamma, beta, xhat, y, rows, c);
-  return detail::launched("bn_normalize_kernel");
+  return detail::launch("bn_normalize_kernel", bn_normalize_kernel, detail::blocks_for(rows * c),
+                        detail::kBlock, 0, stream, x, mean, inv_std, gamma, beta, xhat, y, rows, c);
 }
 
 Status batch_norm_backward_columns(const float* dy, const float* xhat, float* scratch, int64_t rows, int64_t c,
                                    void* stream) {
   if (Status s = check_rows("batch_norm_backward_columns", rows, c); !s) return s;
   if (rows == 0 || c == 0) return {};
-  bn_backward_columns_kernel<<<detail::blocks_for(rows * c), detail::kBlock, 0, detail::as_stream(stream)>>>(
-      dy, xhat, scratch, rows, c);
-  return detail::launched("bn_backward_columns_kernel");
+  return detail::launch("bn_backward_columns_kernel", bn_backward_columns_kernel,
+                        detail::blocks_for(rows * c), detail::kBlock, 0, stream, dy, xhat, scratch, rows, c);
 }
 
 Status batch_norm_backward_data(const float* dy, const float* xhat, const float* gamma, const float* inv_std,
@@ -191,27 +187,25 @@ Status batch_norm_backward_data(const float* dy, const float* xhat, const float*
                                 int64_t c, void* stream) {
   if (Status s = check_rows("batch_norm_backward_data", rows, c); !s) return s;
   if (rows == 0 || c == 0) return {};
-  bn_backward_data_kernel<<<detail::blocks_for(rows * c), detail::kBlock, 0, detail::as_stream(stream)>>>(
-      dy, xhat, gamma, inv_std, dbeta, dgamma, training, dx, rows, c);
-  return detail::launched("bn_backward_data_kernel");
+  return detail::launch("bn_backward_data_kernel", bn_backward_data_kernel, detail::blocks_for(rows * c),
+                        detail::kBlock, 0, stream, dy, xhat, gamma, inv_std, dbeta, dgamma, training, dx,
+                        rows, c);
 }
 
 Status max_pool_forward(const PoolGeometry& g, const float* x, float* y, int32_t* argmax, void* stream) {
   if (Status s = check_pool("max_pool_forward", g); !s) return s;
   const int64_t total = g.n * g.out_h * g.out_w * g.c;
   if (total == 0) return {};
-  max_pool_forward_kernel<<<detail::blocks_for(total), detail::kBlock, 0, detail::as_stream(stream)>>>(g, x, y,
-                                                                                                       argmax);
-  return detail::launched("max_pool_forward_kernel");
+  return detail::launch("max_pool_forward_kernel", max_pool_forward_kernel, detail::blocks_for(total),
+                        detail::kBlock, 0, stream, g, x, y, argmax);
 }
 
 Status max_pool_backward(const PoolGeometry& g, const float* dy, const int32_t* argmax, float* dx, void* stream) {
   if (Status s = check_pool("max_pool_backward", g); !s) return s;
   const int64_t total = g.n * g.h * g.w * g.c;
   if (total == 0) return {};
-  max_pool_backward_kernel<<<detail::blocks_for(total), detail::kBlock, 0, detail::as_stream(stream)>>>(g, dy, argmax,
-                                                                                                        dx);
-  return detail::launched("max_pool_backward_kernel");
+  return detail::launch("max_pool_backward_kernel", max_pool_backward_kernel, detail::blocks_for(total),
+                        detail::kBlock, 0, stream, g, dy, argmax, dx);
 }
 
 }  // namespace trainrr::cuda

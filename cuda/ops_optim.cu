@@ -71,13 +71,12 @@ Status sgd_update(const OptimizerConfig& c, float* w, const float* g, float* mom
   // The CPU keeps lr and momentum as floats (Sgd's members).
   const float lr = static_cast<float>(c.learning_rate), mom = static_cast<float>(c.momentum);
   if (mom == 0) {
-    sgd_kernel<<<detail::blocks_for(n), detail::kBlock, 0, detail::as_stream(stream)>>>(w, g, n, lr);
-    return detail::launched("sgd_kernel");
+    return detail::launch("sgd_kernel", sgd_kernel, detail::blocks_for(n), detail::kBlock, 0, stream, w, g, n,
+                          lr);
   }
   if (!momentum) return detail::bad_argument("sgd_update", "momentum > 0 needs the momentum slot");
-  sgd_momentum_kernel<<<detail::blocks_for(n), detail::kBlock, 0, detail::as_stream(stream)>>>(w, g, momentum, n, lr,
-                                                                                               mom, c.nesterov);
-  return detail::launched("sgd_momentum_kernel");
+  return detail::launch("sgd_momentum_kernel", sgd_momentum_kernel, detail::blocks_for(n), detail::kBlock, 0,
+                        stream, w, g, momentum, n, lr, mom, c.nesterov);
 }
 
 AdamScalars adam_scalars(const OptimizerConfig& c, int64_t t, MathFamily math) {
@@ -99,9 +98,8 @@ Status adam_update(const OptimizerConfig& c, int64_t t, MathFamily math, float* 
   if (t < 1) return detail::bad_argument("adam_update", "the iteration count starts at 1");
   if (n == 0) return {};
   if (!m || !v) return detail::bad_argument("adam_update", "needs the m and v slots");
-  adam_kernel<<<detail::blocks_for(n), detail::kBlock, 0, detail::as_stream(stream)>>>(w, g, m, v, n,
-                                                                                       adam_scalars(c, t, math));
-  return detail::launched("adam_kernel");
+  return detail::launch("adam_kernel", adam_kernel, detail::blocks_for(n), detail::kBlock, 0, stream, w, g, m,
+                        v, n, adam_scalars(c, t, math));
 }
 
 Status rmsprop_update(const OptimizerConfig& c, float* w, const float* g, float* velocity, float* momentum,
@@ -115,9 +113,9 @@ Status rmsprop_update(const OptimizerConfig& c, float* w, const float* g, float*
   if (mom > 0 && !momentum) return detail::bad_argument("rmsprop_update", "momentum > 0 needs the momentum slot");
   if (c.centered && !average_gradient)
     return detail::bad_argument("rmsprop_update", "centered needs the average_gradient slot");
-  rmsprop_kernel<<<detail::blocks_for(n), detail::kBlock, 0, detail::as_stream(stream)>>>(
-      w, g, velocity, c.centered ? average_gradient : nullptr, mom > 0 ? momentum : nullptr, n, lr, rho, eps, mom);
-  return detail::launched("rmsprop_kernel");
+  return detail::launch("rmsprop_kernel", rmsprop_kernel, detail::blocks_for(n), detail::kBlock, 0, stream, w,
+                        g, velocity, c.centered ? average_gradient : nullptr, mom > 0 ? momentum : nullptr, n,
+                        lr, rho, eps, mom);
 }
 
 }  // namespace trainrr::cuda

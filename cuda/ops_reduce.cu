@@ -50,7 +50,7 @@ LaunchShape shape(unsigned gx, const Geometry& g) {
 // out[bx_i * cols + j] = block bx_i's sum of column j (tree), or out[j] += it (atomic). See the top of the file.
 template <bool kAtomic>
 __global__ void column_partials_kernel(const float* x, int64_t rows, int64_t cols, float* out) {
-  extern __shared__ float s[];  // [by][bx]
+  const auto s = detail::dynamic_shared<float>();  // [by][bx]
   const unsigned tx = threadIdx.x, ty = threadIdx.y, bx = blockDim.x, by = blockDim.y;
   const int64_t row_step = static_cast<int64_t>(gridDim.x) * by;
   for (int64_t tile = blockIdx.y; tile * bx < cols; tile += gridDim.y) {
@@ -102,15 +102,15 @@ Status column_sums_cuda_tree(const float* x, int64_t rows, int64_t cols, float* 
   if (Status s = check(kReduceTreeId, rows, cols); !s) return s;
   if (cols == 0) return {};
   const ReducePlan p = plan_column_sums(ReduceVariant::tree, rows, cols);
-  const auto launch = [&](const LaunchShape& l, const float* in, int64_t in_rows, float* dst) {
-    column_partials_kernel<false><<<dim3(l.grid_x, l.grid_y), dim3(l.block_x, l.block_y), l.shared_bytes,
-                                    detail::as_stream(stream)>>>(in, in_rows, cols, dst);
-    return detail::launched("column_partials_kernel<tree>");
+  const auto run = [&](const LaunchShape& l, const float* in, int64_t in_rows, float* dst) {
+    return detail::launch("column_partials_kernel<tree>", column_partials_kernel<false>,
+                          dim3(l.grid_x, l.grid_y), dim3(l.block_x, l.block_y), l.shared_bytes, stream, in,
+                          in_rows, cols, dst);
   };
-  if (!p.combines) return launch(p.partials, x, rows, out);
+  if (!p.combines) return run(p.partials, x, rows, out);
   if (!workspace) return detail::bad_argument(kReduceTreeId, "needs a workspace of plan_column_sums' size");
-  if (Status s = launch(p.partials, x, rows, workspace); !s) return s;
-  return launch(p.combine, workspace, p.partials.grid_x, out);
+  if (Status s = run(p.partials, x, rows, workspace); !s) return s;
+  return run(p.combine, workspace, p.partials.grid_x, out);
 }
 
 Status column_sums_cuda_atomic(const float* x, int64_t rows, int64_t cols, float* out, void* stream) {
@@ -121,9 +121,9 @@ Status column_sums_cuda_atomic(const float* x, int64_t rows, int64_t cols, float
     return Error{std::string(kReduceAtomicId) + ": clearing the output failed: " + cudaGetErrorName(e) + " (" +
                  cudaGetErrorString(e) + ")"};
   const LaunchShape& l = p.partials;
-  column_partials_kernel<true><<<dim3(l.grid_x, l.grid_y), dim3(l.block_x, l.block_y), l.shared_bytes,
-                                 detail::as_stream(stream)>>>(x, rows, cols, out);
-  return detail::launched("column_partials_kernel<atomic>");
+  return detail::launch("column_partials_kernel<atomic>", column_partials_kernel<true>,
+                        dim3(l.grid_x, l.grid_y), dim3(l.block_x, l.block_y), l.shared_bytes, stream, x, rows,
+                        cols, out);
 }
 
 Status column_sums(ReduceVariant v, const float* x, int64_t rows, int64_t cols, float* out, float* workspace,

@@ -1,5 +1,6 @@
 // The device ops of cuda/ops.h against the CPU engine's own functions, on the same seeded inputs. A GPU
-// machine runs these (scripts/gpu-check.sh); elsewhere every test skips.
+// machine runs these (scripts/gpu-check.sh); elsewhere they skip, and cuda_on_host_tests runs the same
+// kernels on the CPU (cuda/on_host/cuda_runtime.h).
 //
 // Tolerances, and why:
 //   0 ULP (bit for bit): every op whose CPU code uses only +, -, *, /, sqrt and comparisons, since the device
@@ -8,15 +9,15 @@
 //     max pooling, the batch-norm steps given the same sums, the optimizers, im2col and col2im, and the tree
 //     reduction against a host model of its fixed order.
 //   a few ULP: where exp, log, log1p or tanh enter. CUDA's expf and tanhf are within 2 ULP of the exact
-//     value, logf and log1pf within 1 (CUDA C Programming Guide, "Mathematical Functions"); glibc's are within
-//     1 or 2 (its manual's table of known errors): two results can be 3 or 4 ULP apart for the function alone,
-//     and some more after the arithmetic that follows (a sum of exps, a reciprocal, a product). Each test says
-//     its figure.
+//     value, logf and log1pf within 1 (CUDA C Programming Guide, "Mathematical Functions"); glibc's are
+//     within 1 or 2 (its manual's table of known errors): two results can be 3 or 4 ULP apart for the
+//     function alone, and some more after the arithmetic that follows (a sum of exps, a reciprocal, a
+//     product). Each test says its figure.
 //   an error bound: where the GPU sums in another order than the CPU (reductions, and what is computed from
 //     them). Recursive summation in which every value passes through at most d additions is off by at most
-//     d * u * sum |x_i| (u = 2^-24, Higham, Accuracy and Stability of Numerical Algorithms, 4.2), so two orders
-//     with depths d1 and d2 differ by at most (d1 + d2) * u * sum |x_i|: a missing or doubled element is far
-//     outside it.
+//     d * u * sum |x_i| (u = 2^-24, Higham, Accuracy and Stability of Numerical Algorithms, 4.2), so two
+//     orders with depths d1 and d2 differ by at most (d1 + d2) * u * sum |x_i|: a missing or doubled element
+//     is far outside it.
 
 #include "cuda/ops.h"
 
