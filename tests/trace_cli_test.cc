@@ -778,6 +778,35 @@ TEST_F(TraceCliTest, HostileTruncatedTraceIsAnErrorOrACleanPartialRead) {
   }
 }
 
+// A changed bit in the framing of a message (its segment table, its root pointer) can make what follows read
+// as a message that runs past the end of the file. show and dump call that damage, with exit 2, never a cut.
+TEST_F(TraceCliTest, AChangedBitInAMessagesFramingIsDamageNotACut) {
+  const std::string bytes = read_file(trace_);
+  const TraceCounts c = count_trace(trace_);
+  ASSERT_GT(bytes.size(), c.header_size + 64);
+  TempDir d;
+  const std::string f = d.file("changed.trr");
+  int checked = 0;
+  for (uint64_t at = c.header_size; at < c.header_size + 6; ++at) {
+    for (int bit = 0; bit < 8; ++bit) {
+      std::string changed = bytes;
+      changed[at] = static_cast<char>(changed[at] ^ (1 << bit));
+      write_file(f, changed);
+      const CommandResult show = run_trainrr("show " + f);
+      EXPECT_EQ(show.exit_code, 2) << "byte " << at << " bit " << bit << ": " << show.output;
+      EXPECT_EQ(show.output.find("did not end cleanly"), std::string::npos)
+          << "byte " << at << " bit " << bit << ": " << show.output;
+      if (show.output.find("\ndamaged: ") == std::string::npos &&
+          show.output.find("damaged, not cut") == std::string::npos)
+        ADD_FAILURE() << "byte " << at << " bit " << bit << " not called damage: " << show.output;
+      const CommandResult dump = run_trainrr("dump " + f);
+      EXPECT_EQ(dump.exit_code, 2) << "byte " << at << " bit " << bit << ": " << dump.output.substr(0, 2000);
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 48);
+}
+
 // replay, diff and bisect read a trace cut short as show does: its complete steps are compared, and a trace
 // without one is refused rather than blamed on a cause or called identical.
 TEST_F(TraceCliTest, ReplayDiffAndBisectAgreeOnATraceCutShort) {

@@ -158,7 +158,7 @@ int run_dump(const DumpArgs& a) {
                .str("reason", stop.why)
                .done());
     else
-      line("did not end cleanly: " + std::to_string(complete) +
+      line(std::string(stop.truncated ? "did not end cleanly: " : "damaged: ") + std::to_string(complete) +
            " complete steps readable; reading stopped at byte " + std::to_string(stop.offset) + ": " +
            stop.why);
     // A cut tail is what a killed recording leaves: everything before it was printed and is complete.

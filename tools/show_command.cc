@@ -425,8 +425,9 @@ int run_show_kernels(const ShowArgs& a) {
   }
   if (stopped) {
     const trace::ReadStop& stop = *r.stopped();
-    say("did not end cleanly: reading stopped at byte %llu: %s\n", static_cast<unsigned long long>(stop.offset),
-        stop.why.c_str());
+    // A cut is what a killed recording leaves; any other stop is a file changed after it was written.
+    say("%s: reading stopped at byte %llu: %s\n", stop.truncated ? "did not end cleanly" : "damaged",
+        static_cast<unsigned long long>(stop.offset), stop.why.c_str());
     if (stop.truncated && !r.ended_cleanly()) return kOk;  // a killed recording: what was read is listed
     print_error(stopped->message);
     return kBadInput;
@@ -492,9 +493,10 @@ int run_show(const ShowArgs& a) {
 
   if (stopped) {
     const trace::ReadStop& stop = *r.stopped();
-    say("did not end cleanly: %lld complete step%s readable; reading stopped at byte %llu: %s\n",
-                static_cast<long long>(s.complete), s.complete == 1 ? "" : "s",
-                static_cast<unsigned long long>(stop.offset), stop.why.c_str());
+    // A cut is what a killed recording leaves; any other stop is a file changed after it was written.
+    say("%s: %lld complete step%s readable; reading stopped at byte %llu: %s\n",
+        stop.truncated ? "did not end cleanly" : "damaged", static_cast<long long>(s.complete),
+        s.complete == 1 ? "" : "s", static_cast<unsigned long long>(stop.offset), stop.why.c_str());
     if (stop.truncated && !r.ended_cleanly())
       return kOk;  // what a killed recording leaves: a clean partial read
     print_error(stopped->message);

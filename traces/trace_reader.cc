@@ -1,6 +1,7 @@
 #include "traces/trace_reader.h"
 
 #include <capnp/message.h>
+#include <capnp/schema.h>
 #include <capnp/serialize-packed.h>
 #include <capnp/serialize.h>
 #include <fcntl.h>
@@ -15,6 +16,8 @@
 #include <cstring>
 #include <exception>
 #include <new>
+#include <optional>
+#include <vector>
 
 #include "engine/fingerprint.h"
 #include "engine/kernels/blaslt_choice.h"
@@ -387,7 +390,24 @@ struct TraceReader::Impl {
                                   "): this message was changed after it was written (the file is damaged, "
                                   "not cut)");
     };
-    if (!frame) return truncated_tail ? Status{} : Status{unvouched(error_what)};
+    if (!frame) {
+      if (!truncated_tail) return unvouched(error_what);
+      // Cut short, the next message may still hold enough of its start to vouch for this one, or to show
+      // that it is no message at all: a changed byte in this message's framing puts the next message's start
+      // at a wrong byte, and what follows can look like a message that runs past the end of the file.
+      const uint64_t cut_offset = error_offset;
+      const std::string cut_what = error_what;
+      if (std::string why = cut_message_disowns(next, *previous); !why.empty()) {
+        truncated_tail = false;
+        return error_at(offset,
+                        "the message after this one (at byte " + std::to_string(next) +
+                            ") is cut short by the end of the file, and " + why +
+                            ": this message, or the bytes that frame it, were changed after they were "
+                            "written (the file is damaged, not cut)");
+      }
+      error_offset = cut_offset, error_what = cut_what;
+      return {};
+    }
     if (!*frame) return {};
     peeked = std::pair<uint64_t, Frame>(next, **frame);
     std::optional<uint32_t> held;
@@ -402,6 +422,174 @@ struct TraceReader::Impl {
                                   std::to_string(next) +
                                   ") holds, was changed after it was written (the file is damaged, not cut)");
     return {};
+  }
+
+  // The words packed from `offset` until the end of the file or `max_words`: the start of a message that the
+  // file cuts short. Decoded as walk_packed does, stopping wherever the bytes stop.
+  std::vector<uint64_t> unpack_prefix(uint64_t offset, uint64_t max_words) {
+    std::vector<uint64_t> words;
+    uint64_t p = offset;
+    auto byte_at = [&](uint64_t at) -> std::optional<uint8_t> {
+      if (at >= size) return std::nullopt;
+      auto b = bytes_at(at, 1);
+      if (!b) return std::nullopt;
+      return (*b)[0];
+    };
+    while (words.size() < max_words) {
+      const auto tag = byte_at(p++);
+      if (!tag) break;
+      if (*tag == 0) {
+        const auto count = byte_at(p++);
+        if (!count) break;
+        words.resize(std::min<uint64_t>(words.size() + 1 + *count, max_words), 0);
+        continue;
+      }
+      const int n = std::popcount(*tag);
+      if (static_cast<uint64_t>(n) > size - std::min(p, size)) break;
+      auto b = bytes_at(p, n);
+      if (!b) break;
+      uint64_t w = 0;
+      for (int i = 0, k = 0; i < 8; ++i)
+        if ((*tag >> i) & 1) w |= uint64_t{(*b)[k++]} << (8 * i);
+      words.push_back(w);
+      p += n;
+      if (*tag != 0xff) continue;
+      const auto count = byte_at(p++);
+      if (!count) break;
+      for (unsigned r = 0; r < *count && words.size() < max_words && p + kWord <= size; ++r, p += kWord) {
+        auto raw = bytes_at(p, kWord);
+        if (!raw) break;
+        uint64_t v;
+        std::memcpy(&v, *raw, kWord);
+        words.push_back(v);
+      }
+    }
+    return words;
+  }
+
+  // The start of a message at `at`, decoded from the words the file has there (`max_words` at most): the
+  // words of its root struct's data section that are there (`data`, possibly fewer than `data_words`), or
+  // `no_message` with why the words cannot start a message (its root is not a struct inside its first
+  // segment).
+  struct PartialRoot {
+    bool decoded = false;  // the root pointer was there
+    bool no_message = false;
+    std::string why;
+    uint64_t data_words = 0;
+    std::vector<uint64_t> data;
+  };
+  PartialRoot partial_root(uint64_t at, uint64_t max_words) {
+    PartialRoot out;
+    const std::vector<uint64_t> w = unpack_prefix(at, max_words);
+    if (w.empty()) return out;
+    const uint64_t segments = (w[0] & 0xffffffffu) + 1, first_segment = w[0] >> 32;
+    const uint64_t table_words = (segments + 2) / 2;
+    if (w.size() <= table_words) return out;
+    const uint64_t root = w[table_words];
+    out.decoded = true;
+    out.no_message = true;
+    if (segments > limits.max_segments) {
+      out.why = "its segment table declares " + std::to_string(segments) + " segments";
+      return out;
+    }
+    if ((root & 3) != 0) {
+      out.why = "its root pointer is not a struct pointer";
+      return out;
+    }
+    const int64_t start = 1 + (static_cast<int32_t>(static_cast<uint32_t>(root)) >> 2);
+    out.data_words = (root >> 32) & 0xffff;
+    const uint64_t pointer_words = root >> 48;
+    if (start < 0 || static_cast<uint64_t>(start) + out.data_words + pointer_words > first_segment) {
+      out.why = "its root struct lies outside its first segment";
+      return out;
+    }
+    out.no_message = false;
+    const uint64_t first = table_words + static_cast<uint64_t>(start);
+    for (uint64_t i = first; i < first + out.data_words && i < w.size(); ++i) out.data.push_back(w[i]);
+    return out;
+  }
+
+  // A field of the root's data section, `bits` wide at `offset` (in units of `bits`): nullopt where the words
+  // that hold it are not there; its default, 0, past the data section.
+  static std::optional<uint64_t> data_field(const PartialRoot& r, unsigned offset, unsigned bits) {
+    if (!r.decoded || r.no_message) return std::nullopt;
+    const uint64_t bit = uint64_t{offset} * bits;
+    if (bit + bits > r.data_words * 64) return 0;
+    if (bit / 64 >= r.data.size()) return std::nullopt;
+    return (r.data[bit / 64] >> (bit % 64)) & ((uint64_t{1} << bits) - 1);
+  }
+
+  // Why the message at `next`, which the file cuts short, cannot be the one written after a message of digest
+  // `expected`: it cannot start a message, or the digest it holds is another. "" when it holds `expected`, or
+  // when the file stops before that field, so that nothing can be said (a cut inside a message's first
+  // words).
+  std::string cut_message_disowns(uint64_t next, uint32_t expected) {
+    static const unsigned previous_slot =
+        capnp::Schema::from<schema::Message>().getFieldByName("previous").getProto().getSlot().getOffset();
+    const PartialRoot r = partial_root(next, 4096);
+    if (r.no_message) return r.why;
+    const std::optional<uint64_t> held = data_field(r, previous_slot, 32);
+    if (!held || *held == expected) return "";
+    return "the digest it holds of this message (" + std::to_string(*held) + ") is not this message's (" +
+           std::to_string(expected) + ")";
+  }
+
+  // A message that the file cuts short, at `offset`, may instead be one whose framing was changed so that it
+  // runs past the end of a complete file. A complete file ends with its footer, whose values carry their own
+  // check: the start of an intact footer that ends the file, found within the last kFooterScanBytes after
+  // `offset`, or nullopt (a cut, as far as can be told).
+  static constexpr uint64_t kFooterScanBytes = uint64_t{1} << 20;
+  std::optional<uint64_t> intact_footer_after(uint64_t offset) {
+    if (!chained) return std::nullopt;  // footers of earlier formats carry no check
+    static const unsigned which_offset =
+        capnp::Schema::from<schema::Message>().getProto().getStruct().getDiscriminantOffset();
+    const uint64_t lowest = std::max(offset + 1, size > kFooterScanBytes ? size - kFooterScanBytes : 0);
+    for (uint64_t at = size; at-- > lowest;) {
+      const PartialRoot r = partial_root(at, 64);
+      if (r.no_message) continue;
+      const std::optional<uint64_t> which = data_field(r, which_offset, 16);
+      if (!which || *which != static_cast<uint64_t>(schema::Message::FOOTER)) continue;
+      const uint64_t saved_offset = error_offset;
+      const std::string saved_what = error_what;
+      const bool saved_cut = truncated_tail;
+      const uint64_t saved_need = truncated_need;
+      auto frame = frame_at(at);
+      error_offset = saved_offset, error_what = saved_what, truncated_tail = saved_cut,
+      truncated_need = saved_need;
+      if (!frame || !*frame || (*frame)->bytes != size - at) continue;
+      bool intact = false;
+      kj::runCatchingExceptions([&]() {
+        capnp::FlatArrayMessageReader message((*frame)->words, options_for((*frame)->words));
+        auto root = message.getRoot<schema::Message>();
+        if (root.which() != schema::Message::FOOTER) return;
+        auto f = root.getFooter();
+        TraceFooter values;
+        values.completed = f.getCompleted();
+        values.end_reason = text(f.getEndReason());
+        values.step_count = f.getStepCount();
+        values.event_count = f.getEventCount();
+        for (auto c : f.getCheckpoints())
+          values.checkpoints.push_back(CheckpointRef{c.getStep(), c.getOffset()});
+        intact = f.getCheck() != 0 && f.getCheck() == footer_digest(values);
+      });
+      if (intact) return at;
+    }
+    return std::nullopt;
+  }
+
+  // The stop for a message at `offset` that the file cuts short (frame_at's error `cut`): damage where the
+  // file ends with an intact footer, the cut otherwise.
+  Error cut_or_damage(uint64_t offset, Error cut) {
+    if (auto footer = intact_footer_after(offset)) {
+      truncated_tail = false;
+      return error_at(offset,
+                      "this message reads as running past the end of the file, but the file ends with "
+                      "an intact footer (at byte " +
+                          std::to_string(*footer) +
+                          "): the bytes that frame this message were changed after they were written "
+                          "(the file is damaged, not cut)");
+    }
+    return cut;
   }
 
   // Reading stops for good at the last error_at.
@@ -994,7 +1182,7 @@ Result<std::optional<TraceRecord>> TraceReader::next() {
       m.at_end = true;
       return std::optional<TraceRecord>();
     }
-    if (!frame) return m.stop_at(frame.error());
+    if (!frame) return m.stop_at(m.truncated_tail ? m.cut_or_damage(offset, frame.error()) : frame.error());
     kj::ArrayPtr<const capnp::word> words = (*frame)->words;
     const uint64_t size = (*frame)->bytes;
     bool skipped = false;

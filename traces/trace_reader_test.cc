@@ -695,6 +695,42 @@ TEST(TraceIntegrity, NoChangedByteOfAStepReachesTheCaller) {
   std::remove(path.c_str());
 }
 
+// A changed byte in a message's framing can make the next message start at a wrong byte, where what follows
+// reads as a message that runs past the end of the file: a cut, were it not for the digest that the start of
+// that "message" holds of the one before it. Whatever bit of whatever message before the footer changes, the
+// reader stops there as damage, never as a cut.
+TEST(TraceIntegrity, NoChangedBitBeforeTheFooterIsTakenForACut) {
+  const std::string path = temp_path("every_bit.trr");
+  const SampleTrace sample = write_sample_trace(path, 4);
+  const std::vector<uint8_t> original = read_file(path);
+  const uint64_t from = sample.message_ends[0], to = sample.message_ends[sample.message_ends.size() - 2];
+  int damaged = 0, cut = 0;
+  for (uint64_t at = from; at < to; ++at) {
+    for (int bit = 0; bit < 8; ++bit) {
+      std::vector<uint8_t> bytes = original;
+      bytes[at] ^= static_cast<uint8_t>(1u << bit);
+      auto r = TraceReader::open_memory(bytes, "changed.trr");
+      if (!r) {  // the first message vouches for the header, which open() reads
+        EXPECT_NE(r.error().message.find("damaged, not cut"), std::string::npos) << r.error().message;
+        ++damaged;
+        continue;
+      }
+      ReadAll all = read_all(**r);
+      ASSERT_TRUE(all.error) << "byte " << at << " bit " << bit << " went unnoticed";
+      ASSERT_TRUE((*r)->stopped());
+      if ((*r)->stopped()->truncated) {
+        ++cut;
+        ADD_FAILURE() << "byte " << at << " bit " << bit << " taken for a cut: " << all.error->message;
+      } else {
+        ++damaged;
+      }
+    }
+  }
+  EXPECT_EQ(cut, 0);
+  EXPECT_EQ(damaged, static_cast<int>(8 * (to - from)));
+  std::remove(path.c_str());
+}
+
 // The footer is the last message: nothing after it holds its digest, so it carries a check of its values.
 TEST(TraceIntegrity, AChangedFooterIsDamage) {
   const std::string path = temp_path("footer.trr");
@@ -742,21 +778,16 @@ TEST(TraceIntegrity, TheUnchangedFileReadsToItsFooterAndASeekReadsOnWithoutTheEa
 // A writer that is still writing has, as the reader sees it, a message half written at the end: that is where
 // the recording has got to, not a cut and not damage. Once the writer is gone, the same bytes are a cut.
 TEST(TraceReaderLive, ATraceStillBeingWrittenReadsToItsLastCompleteMessageWithANote) {
-  const std::string other = temp_path("live-other.trr"), path = temp_path("live.trr");
-  const SampleTrace sample = write_sample_trace(other, 4);
-  const std::vector<uint8_t> bytes = read_file(other);
-  // Half of the checkpoint message (after step 2): message_ends holds the header, steps 0 and 1, an epoch,
-  // step 2, then the checkpoint.
-  const uint64_t from = sample.message_ends[4], to = sample.message_ends[5];
-  ASSERT_GT(to - from, 64u);
+  const std::string path = temp_path("live.trr");
   auto w = TraceWriter::create(path, sample_header());
   ASSERT_TRUE(w) << w.error().message;
   for (int i = 0; i < 3; ++i) ASSERT_TRUE((*w)->write_step(sample_step(i)));
-  {
-    std::ofstream half(path, std::ios::binary | std::ios::app);
-    half.write(reinterpret_cast<const char*>(bytes.data() + from),
-               static_cast<std::streamsize>((to - from) / 2));
-  }
+  // The writer in the middle of its next message (a checkpoint): half of it is in the file.
+  const uint64_t from = read_file(path).size();
+  ASSERT_TRUE((*w)->write_checkpoint(sample_checkpoint(3)));
+  const uint64_t to = read_file(path).size();
+  ASSERT_GT(to - from, 64u);
+  ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(from + (to - from) / 2)), 0);
 
   auto live = TraceReader::open(path);
   ASSERT_TRUE(live) << live.error().message;
@@ -779,7 +810,6 @@ TEST(TraceReaderLive, ATraceStillBeingWrittenReadsToItsLastCompleteMessageWithAN
   ASSERT_TRUE((*cut)->stopped());
   EXPECT_TRUE((*cut)->stopped()->truncated) << (*cut)->stopped()->why;
   std::remove(path.c_str());
-  std::remove(other.c_str());
 }
 
 }  // namespace
