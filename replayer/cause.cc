@@ -53,6 +53,15 @@ std::string join(const std::vector<std::string>& v, const std::string& sep) {
   return s;
 }
 
+// The first few of a configuration's differences, and how many more: two different models differ in dozens
+// of keys, which `trainrr show` of each trace lists.
+std::string join_some(const std::vector<std::string>& v) {
+  constexpr size_t kShown = 8;
+  if (v.size() <= kShown) return join(v, "; ");
+  return join(std::vector<std::string>(v.begin(), v.begin() + kShown), "; ") + "; and " +
+         std::to_string(v.size() - kShown) + " more";
+}
+
 std::string env_value(const std::vector<EnvDifference>& env, const std::string& key, bool recorded) {
   for (const auto& e : env)
     if (e.key == key) return recorded ? e.recorded : e.replayed;
@@ -127,9 +136,14 @@ std::string kernel_pick(const KernelChoice& choice) {
 }
 
 Cause classify(const FirstDivergence& d, const CauseInputs& in) {
-  if (in.data_changed) return {"data", in.data_detail + "; the data differs before any step runs"};
-  if (const auto within = differences_within_steps(in.config_differences); !within.empty())
-    return {"config", "the run configuration differs: " + join(within, "; ")};
+  const auto within = differences_within_steps(in.config_differences);
+  if (in.data_changed) {
+    // Both may differ: neither is the whole cause, so the configuration's differences are named too.
+    std::string detail = in.data_detail + "; the data differs before any step runs";
+    if (!within.empty()) detail += "; the run configuration differs too: " + join_some(within);
+    return {"data", detail};
+  }
+  if (!within.empty()) return {"config", "the run configuration differs: " + join_some(within)};
 
   std::string kind = d.kind;
   if (kind == "extra" || kind == "missing") {
