@@ -466,6 +466,11 @@ Status require_replayable_trace(const std::string& path, const std::string& what
     auto rec = (*reader)->next();
     std::string why;
     if (!rec) {
+      const auto& stop = (*reader)->stopped();
+      if (stop && !stop->truncated)  // damage, not a cut: the file may hold steps that cannot be trusted
+        return Error{path +
+                     ": no complete step can be read: the trace is damaged before its first step ends (" +
+                     rec.error().message + "): there is nothing to compare"};
       why = rec.error().message;
     } else if (!rec->has_value()) {
       const auto& footer = (*reader)->footer();

@@ -921,6 +921,19 @@ TEST_F(Scenario, BadInputIsRefusedWithExitCodeTwo) {
   CommandResult t = trainrr("replay " + cut);
   EXPECT_EQ(t.exit_code, 2) << t.output;
   EXPECT_TRUE(has(t.output, cut + ": the trace holds no complete step")) << t.output;
+  // Changed in step 0's message instead: damage, which the steps after it do not outweigh.
+  const std::string changed = dir.file("changed.trr");
+  {
+    std::string bytes = read_file(a);
+    bytes[step0_offset + step0_size / 2] = static_cast<char>(bytes[step0_offset + step0_size / 2] ^ 0x10);
+    std::ofstream(changed, std::ios::binary) << bytes;
+  }
+  CommandResult damaged = trainrr("replay " + changed);
+  EXPECT_EQ(damaged.exit_code, 2) << damaged.output;
+  EXPECT_TRUE(
+      has(damaged.output,
+          changed + ": no complete step can be read: the trace is damaged before its first step ends"))
+      << damaged.output;
   // bisect --against a recording of another configuration.
   const std::string other = dir.file("other.trr");
   ASSERT_EQ(trainrr("record " + cfg + " -o " + other + " --set train.optimizer.learning_rate=0.01").exit_code,
