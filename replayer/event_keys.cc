@@ -1,5 +1,7 @@
 #include "replayer/event_keys.h"
 
+#include <cstdio>
+
 namespace trainrr {
 
 std::string key_rng(std::string_view site) { return "rng|" + std::string(site); }
@@ -28,9 +30,12 @@ std::string site_of_key(const std::string& key) {
   return rest.substr(0, rest.find('|'));
 }
 
+// The key in hexadecimal, as `trainrr dump` prints it.
 std::string draw_str(const RngDraw& d) {
-  return "stream " + d.stream + " key " + std::to_string(d.key) + " counter " + std::to_string(d.counter) +
-         " count " + std::to_string(d.count);
+  char key[17];
+  std::snprintf(key, sizeof key, "%016llx", static_cast<unsigned long long>(d.key));
+  return "stream " + d.stream + " key " + key + " counter " + std::to_string(d.counter) + " count " +
+         std::to_string(d.count);
 }
 
 }  // namespace trainrr
