@@ -469,10 +469,21 @@ void map_section(std::ostringstream& o, const DivergenceReport& r) {
     o << "<p class=\"muted\">Not computed by trainrr " << esc(r.command) << ".</p></section>\n";
     return;
   }
-  if (!p.layer_probes)
-    o << "<p class=\"callout\">The trace holds no layer-level probes (level step): only the loss and one digest "
-         "of all parameters per step. Record with <code>--level layer</code> or <code>--level op</code> to see "
-         "each layer here.</p>";
+  if (!p.layer_probes) {
+    // Two traces of different levels are compared at the shallower one, which the notes say.
+    const auto shallower = std::find_if(r.notes.begin(), r.notes.end(), [](const string& n) {
+      return n.find(": compared at level step") != string::npos;
+    });
+    if (shallower != r.notes.end())
+      o << "<p class=\"callout\">" << esc(*shallower)
+        << ": only the loss and one digest of all parameters per step are compared. Record both runs with "
+           "<code>--level layer</code> or <code>--level op</code> to see each layer here.</p>";
+    else
+      o << "<p class=\"callout\">The trace holds no layer-level probes (level step): only the loss and one "
+           "digest of all parameters per step. Record with <code>--level layer</code> or <code>--level "
+           "op</code> "
+           "to see each layer here.</p>";
+  }
   const size_t points = p.loss_a.size();
   if (p.rows.empty() || points == 0) {
     o << "<p class=\"muted\">No tensor was compared.</p></section>\n";

@@ -146,5 +146,22 @@ TEST(ReportHtml, AReproducedReplaySaysSoAndMarksNoDivergence) {
   EXPECT_TRUE(has(page, "the losses are the same bits at every step compared"));
 }
 
+// A diff of a layer-level and a step-level trace compares at level step: the page says that, not that a
+// trace lacks what one of them holds.
+TEST(ReportHtml, ADiffAtTheShallowerLevelSaysWhyNoLayerIsShown) {
+  DivergenceReport r = diverged_replay();
+  r.command = "diff";
+  r.page.layer_probes = false;
+  r.notes = {"A was recorded at level layer, B at level step: compared at level step"};
+  std::string page = report_html(r);
+  EXPECT_TRUE(
+      has(page, "A was recorded at level layer, B at level step: compared at level step: only the loss"))
+      << page;
+  EXPECT_FALSE(has(page, "The trace holds no layer-level probes"));
+  r.notes.clear();
+  page = report_html(r);
+  EXPECT_TRUE(has(page, "The trace holds no layer-level probes (level step)"));
+}
+
 }  // namespace
 }  // namespace trainrr
