@@ -200,6 +200,21 @@ WindowUnits units_in_window(const std::string& path, int64_t from, int64_t to, c
   return w;
 }
 
+// What `replay --force` forces to serve back every unit of `units`: each one's kind, whole.
+template <typename Units>
+ForceSet force_set_of(const Units& units) {
+  ForceSet f = ForceSet::none();
+  for (const auto& u : units) {
+    const std::string kind = force_kind_of(u);
+    if (kind == "rng") f.rng = true;
+    if (kind == "split") f.split = true;
+    if (kind == "shuffle") f.shuffle = true;
+    if (kind == "loader") f.loader = true;
+    if (kind == "kernels") f.kernels = true;
+  }
+  return f;
+}
+
 }  // namespace
 
 std::vector<std::string> smallest_forced_set(const std::vector<std::string>& all,
@@ -370,10 +385,13 @@ BisectResult bisect(const BisectOptions& o) {
     } else {
       const FirstDivergence& fd = *free_run->hooks->first();
       const CauseInputs ci = free_cause_inputs(*free_run->hooks, header, config, registry);
+      // The cause in words; a probe's divergence carries none of its own, its cause says what differs.
+      const Cause c = classify(fd, ci);
+      const std::string why = !c.detail.empty() ? c.detail : fd.detail;
       free_says = fd.step == ab.step && fd.site == ab.site
                       ? "diverges from A at the same step and site as B does"
-                      : "diverges from A first at " + place(fd) + " (" + classify(fd, ci).category + ": " +
-                            fd.detail + "), a difference of its own " +
+                      : "diverges from A first at " + place(fd) + " (" + c.category +
+                            (why.empty() ? std::string() : ": " + why) + "), a difference of its own " +
                             (fd.step < ab.step ? "before" : "where") + " A and B differ";
       k = target;  // the window runs to the difference between the recordings
     }
@@ -383,6 +401,24 @@ BisectResult bisect(const BisectOptions& o) {
     say(o.log, "stage 2: replayed steps " + std::to_string(start) + ".." + std::to_string(tf.step() - 1) +
                    " forced and free side by side: " +
                    (against ? "the free replay " + free_says : std::string("the free replay reproduces bit for bit")));
+    if (!against) {
+      // A choice decided by a race that the free replay matched, it matched by chance: another free replay
+      // may differ there.
+      const WindowUnits whole = units_in_window(o.trace_path, start, tf.step() - 1, registry);
+      std::string racy;
+      for (const auto& u : whole.racy) racy += (racy.empty() ? "" : ", ") + u;
+      if (!racy.empty()) {
+        ReplayOptions command;
+        command.trace_path = o.trace_path;
+        command.force = force_set_of(whole.racy);
+        command.overrides = o.overrides;
+        command.data_path = o.data_path;
+        command.from_step = start;
+        rep.notes.push_back("the recording holds choices decided by a race (" + racy +
+                            "): this free replay matched them by chance, and another may not; `" +
+                            replay_command_line(command) + "` serves them back");
+      }
+    }
     rep.facts.emplace_back("steps re-executed", std::to_string(res.steps_executed));
     rep.facts.emplace_back("steps recorded", std::to_string(res.steps_recorded));
     // With another recording, the two recordings still differ: nothing here needs forcing to reproduce A.
@@ -396,50 +432,139 @@ BisectResult bisect(const BisectOptions& o) {
 
   // Stage 3: delta debugging over the window's choices. Racy choices are always forced: a trial that leaves
   // one free and reproduces may have been lucky, and ddmin would then drop a choice that is needed.
-  const WindowUnits window = units_in_window(o.trace_path, start, k, registry);
+  // A replay from `start` with the kinds `kinds` forced, narrowed to the units `units` names when given (without
+  // them every choice of those kinds, as `replay --force` does), through step `to` (-1: the end of the trace).
+  struct Outcome {
+    bool ran = false;            // false: it could not be set up, or a step could not run
+    std::optional<FirstDivergence> first;  // where it differed
+    int64_t last = -1;           // the last step it replayed without a difference
+  };
+  auto replay_through = [&](ForceSet kinds, std::optional<std::set<std::string>> units, int64_t to) {
+    Outcome out;
+    std::function<bool(const std::string&)> filter;
+    if (units) filter = [set = *units](const std::string& u) { return set.count(u) > 0; };
+    auto side = make_replay_side(o.trace_path, config, registry, kinds, filter, header.level, true, start);
+    if (!side) return out;
+    Training& t = *side->training;
+    out.last = t.step() - 1;
+    while (t.step() < t.total_steps() && !side->hooks->at_end() && (to < 0 || t.step() <= to)) {
+      if (!t.fit(t.step() + 1)) return out;
+      ++res.steps_executed;
+      if (side->hooks->diverged()) {
+        out.first = side->hooks->first();
+        out.ran = true;
+        return out;
+      }
+      out.last = t.step() - 1;
+    }
+    out.ran = true;
+    return out;
+  };
+  int64_t through = k;  // the trials replay through this step
+  WindowUnits window;
   std::vector<std::string> all;
-  for (const auto& u : window.all)
-    if (!window.racy.count(u)) all.push_back(u);
   auto reproduces = [&](const std::vector<std::string>& units) -> bool {
     std::set<std::string> set(units.begin(), units.end());
     set.insert(window.racy.begin(), window.racy.end());
-    auto side = make_replay_side(
-        o.trace_path, config, registry, ForceSet::all(),
-        [set](const std::string& u) { return set.count(u) > 0; }, header.level, true, start);
-    if (!side) return false;
     ++res.replays;
-    while (side->training->step() <= k) {
-      if (!side->training->fit(side->training->step() + 1)) return false;
-      ++res.steps_executed;
-      if (side->hooks->diverged()) return false;
-    }
-    return true;
+    const Outcome out = replay_through(ForceSet::all(), set, through);
+    return out.ran && !out.first;
   };
-  res.minimal = smallest_forced_set(all, window.racy, reproduces);
-  const std::vector<std::string>& cur = res.minimal;
-  std::set<std::string> kinds;
-  std::string units;
-  for (const auto& u : cur) {
-    kinds.insert(force_kind_of(u));
-    units += (units.empty() ? "" : ", ") + u;
+  // How far the smallest set was shown to reproduce, and why no further when it stops short of the recording.
+  int64_t checked = k;
+  std::optional<FirstDivergence> forced_stop;  // every recorded choice forced differs there
+  std::optional<FirstDivergence> unrepeated;   // the set differs again inside the window it reproduced
+  for (;;) {
+    window = units_in_window(o.trace_path, start, through, registry);
+    all.clear();
+    for (const auto& u : window.all)
+      if (!window.racy.count(u)) all.push_back(u);
+    const int64_t replays_before = res.replays;
+    res.minimal = smallest_forced_set(all, window.racy, reproduces);
+    std::string racy;
+    for (const auto& u : window.racy) racy += (racy.empty() ? "" : ", ") + u;
+    // One count of choices throughout: the window's recorded choices, of which the racy ones are always
+    // forced and the rest are searched.
+    const int64_t replays = res.replays - replays_before;
+    say(o.log, "stage 3: " + std::to_string(window.all.size()) + " recorded choices in steps " +
+                   std::to_string(start) + ".." + std::to_string(through) + ": delta debugging over " +
+                   std::to_string(all.size()) + " of them, " + std::to_string(replays) +
+                   (replays == 1 ? " replay" : " replays") +
+                   (racy.empty() ? std::string()
+                                 : "; the other " + std::to_string(window.all.size() - all.size()) +
+                                       " always forced, as a free replay matches them only by chance: " + racy));
+    if (against) break;  // A is reproduced through the step where the recordings differ, and no further
+    // The set was found on the steps up to the free replay's divergence; the run goes on after it, where other
+    // choices may matter. Replay the rest of the recording with the set forced.
+    const std::set<std::string> set(res.minimal.begin(), res.minimal.end());
+    const Outcome v = replay_through(ForceSet::all(), set, -1);
+    if (!v.ran) return failed(3, "cannot replay here: a replay with the smallest set forced stopped at step " +
+                                     std::to_string(v.last + 1));
+    checked = v.last;
+    if (!v.first) break;
+    const int64_t j = v.first->step;
+    if (j <= through) {  // it reproduced through `through` in delta debugging: this replay does not repeat itself
+      unrepeated = v.first;
+      break;
+    }
+    // Is there anything left to force? The forced side of stage 2 goes on to that step.
+    while (tf.step() <= j && tf.step() < tf.total_steps() && !forced->hooks->at_end()) {
+      if (!tf.fit(tf.step() + 1)) return failed(3, "cannot replay here: the forced replay stopped at step " +
+                                                      std::to_string(tf.step()));
+      ++res.steps_executed;
+      if (forced->hooks->diverged()) break;
+    }
+    if (forced->hooks->diverged()) {
+      forced_stop = forced->hooks->first();
+      break;
+    }
+    say(o.log, "stage 3: forced, these " + std::to_string(res.minimal.size()) + " choices reproduce through step " +
+                   std::to_string(j - 1) + " and differ at " + place(*v.first) +
+                   ", where every recorded choice forced reproduces: the window grows to steps " +
+                   std::to_string(start) + ".." + std::to_string(j));
+    through = j;
   }
-  std::string force;
-  for (const auto& kd : kinds) force += (force.empty() ? "" : ",") + kd;
+  const std::vector<std::string>& cur = res.minimal;
+  std::string units;
+  for (const auto& u : cur) units += (units.empty() ? "" : ", ") + u;
   std::string racy;
   for (const auto& u : window.racy) racy += (racy.empty() ? "" : ", ") + u;
-  // One count of choices throughout: the window's recorded choices, of which the racy ones are always
-  // forced and the rest are searched.
-  say(o.log, "stage 3: " + std::to_string(window.all.size()) + " recorded choices in steps " + std::to_string(start) +
-                 ".." + std::to_string(k) + ": delta debugging over " + std::to_string(all.size()) + " of them, " +
-                 std::to_string(res.replays) + (res.replays == 1 ? " replay" : " replays") +
-                 (racy.empty() ? std::string()
-                               : "; the other " + std::to_string(window.all.size() - all.size()) +
-                                     " always forced, as a free replay matches them only by chance: " + racy));
+  const int64_t last_recorded = res.steps_recorded - 1;
+  // The command that replays what was checked, under the settings bisect ran with: `replay --force` forces
+  // every choice of a kind, more than the set names, so it is replayed too before it is offered.
+  ReplayOptions command;
+  command.trace_path = o.trace_path;
+  command.force = force_set_of(cur);
+  command.overrides = o.overrides;
+  command.data_path = o.data_path;
+  command.from_step = start;
+  if (checked < last_recorded) command.to_step = checked + 1;
+  const Outcome by_kind = replay_through(command.force, std::nullopt, checked);
+  const std::string command_line = replay_command_line(command);
+  std::string offered = "`" + command_line + "`";
+  if (!by_kind.ran || by_kind.first)
+    offered += by_kind.first ? " forces every choice of those kinds and differs at " + place(*by_kind.first)
+                             : " forces every choice of those kinds and could not be replayed here";
+  else
+    offered += " does";
+  const std::string span = start > 0 ? "from the checkpoint at step " + std::to_string(start) + " through step " +
+                                           std::to_string(checked)
+                                     : "through step " + std::to_string(checked);
+  std::string reach;
+  if (against) {
+    reach = "A through step " + std::to_string(k) + ", where A and B differ";
+  } else if (unrepeated) {
+    reach = "bit for bit through step " + std::to_string(through) +
+            " in delta debugging, but replayed again with them forced the run differs at " + place(*unrepeated) +
+            " (the replay does not repeat itself here)";
+  } else if (forced_stop) {
+    reach = "bit for bit " + span + "; with every recorded choice forced the run differs at " + place(*forced_stop) +
+            ", so no choice to force reproduces further";
+  } else {
+    reach = "bit for bit " + span + (checked == last_recorded ? ", the last recorded" : "");
+  }
   say(o.log, "result: force " + units + " (" + std::to_string(cur.size()) + " of " +
-                 std::to_string(window.all.size()) + " choices) to reproduce " +
-                 (against ? "A through step " + std::to_string(k) + ", where A and B differ,"
-                          : std::string("bit for bit")) +
-                 "; `trainrr replay " + o.trace_path + " --force " + force + "` does");
+                 std::to_string(window.all.size()) + " choices) to reproduce " + reach + "; " + offered);
 
   if (!against) {
     rep.diverged = true;
@@ -451,10 +576,25 @@ BisectResult bisect(const BisectOptions& o) {
   }
   rep.facts.emplace_back("minimal forced choices", units);
   if (!racy.empty()) rep.facts.emplace_back("racy choices, always forced", racy);
-  rep.facts.emplace_back("replay with", "--force " + force);
-  rep.page.command = "trainrr replay " + shell_word(o.trace_path) + " --force " + force;
+  const std::string prefix = "trainrr replay " + shell_word(o.trace_path) + " ";
+  rep.facts.emplace_back("replay with", command_line.substr(prefix.size()));
+  rep.page.command = command_line;
   rep.facts.emplace_back("divergent step", std::to_string(k));
-  rep.facts.emplace_back("window", std::to_string(start) + ".." + std::to_string(k));
+  rep.facts.emplace_back("window", std::to_string(start) + ".." + std::to_string(through));
+  rep.facts.emplace_back("reproduces through step", std::to_string(checked));
+  if (forced_stop) {
+    auto env = current_environment(config);
+    CauseInputs ci;
+    ci.registry = &registry;
+    if (env) ci.environment = environment_differences(header.environment, *env);
+    ci.config_differences = config_differences(header, config);
+    ci.kernel_differences = forced->hooks->kernel_differences();
+    ci.kernels = forced->hooks->recorded_kernels();
+    const Cause c = classify(*forced_stop, ci);
+    rep.facts.emplace_back("with every choice forced",
+                           "diverges at " + place(*forced_stop) + " (" + c.category +
+                               (c.detail.empty() ? std::string() : ": " + c.detail) + ")");
+  }
   rep.facts.emplace_back("delta-debugging replays", std::to_string(res.replays));
   rep.facts.emplace_back("steps re-executed", std::to_string(res.steps_executed));
   rep.facts.emplace_back("steps recorded", std::to_string(res.steps_recorded));

@@ -5,7 +5,9 @@
 // draw does not give, a nondeterministic kernel, an unseeded run) or, with another trace, the first step
 // whose recorded digests differ. Stage 2 replays from the nearest checkpoint before that step, recorded
 // choices forced and free side by side, to the first divergent step. Stage 3 delta-debugs the recorded
-// choices of that window down to the smallest set that, forced, reproduces bit for bit.
+// choices of that window down to the smallest set that, forced, reproduces bit for bit through it, then replays
+// the rest of the recording with that set forced: where it differs and every choice forced does not, the window
+// grows to that step and the search runs again. The result says how far the set was shown to reproduce.
 
 #include <cstdio>
 #include <functional>

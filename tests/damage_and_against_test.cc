@@ -285,6 +285,30 @@ TEST(BisectAgainst, ReportsTheRecordingsDifferenceFirstAndAFreeReplaysOwnBesideI
       << json.output;
 }
 
+// A free replay here under another policy differs from A first at a probe of step 0, whose divergence carries
+// no words of its own: the report gives its cause's, and the result line's punctuation and command are whole.
+TEST(BisectAgainst, NamesTheCauseOfAFreeReplaysDifferenceAtAProbe) {
+  if (detect_isa() == Isa::generic) GTEST_SKIP() << "this CPU runs only the generic kernels";
+  TempDir dir;
+  const std::vector<std::string> sets = {"train.epochs=1", "runtime.threads=1"};
+  const std::string a = dir.file("a.trr"), b = dir.file("b.trr");
+  ASSERT_EQ(record_via_api(example("breast_cancer.toml"), sets, a, {}, ProbeLevel::layer), "");
+  ASSERT_EQ(record_via_api(example("breast_cancer.toml"), sets, b,
+                           [](Hooks& in) { return std::make_unique<OtherBatches>(in, std::set<int64_t>{5}); },
+                           ProbeLevel::layer),
+            "");
+  const CommandResult bisect = run_trainrr("bisect " + a + " --against " + b + " --set runtime.policy=portable");
+  EXPECT_EQ(bisect.exit_code, 1) << bisect.output;
+  EXPECT_TRUE(has(bisect.output, "\ndiverged at step 5, input data/loader\n")) << bisect.output;
+  EXPECT_TRUE(has(bisect.output, "\nfree replay here: diverges from A first at step 0, forward, ")) << bisect.output;
+  EXPECT_TRUE(has(bisect.output, ":out (kernel: kernel selections differ: ")) << bisect.output;
+  EXPECT_FALSE(has(bisect.output, ": )")) << bisect.output;
+  EXPECT_TRUE(has(bisect.output, "to reproduce A through step 5, where A and B differ; `trainrr replay " + a +
+                                     " --force ")) << bisect.output;
+  EXPECT_FALSE(has(bisect.output, ",;")) << bisect.output;
+  EXPECT_TRUE(has(bisect.output, " --set runtime.policy=portable --to-step 6` does\n")) << bisect.output;
+}
+
 TEST(ShowOfAFileThatIsNoTrace, SaysNotATraceAndNothingOfARecordingWhileACutHeaderSaysTruncated) {
   const CommandResult csv = run_trainrr("show " + example("data/digits.csv"));
   EXPECT_EQ(csv.exit_code, 2) << csv.output;

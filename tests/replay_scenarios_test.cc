@@ -561,6 +561,17 @@ TEST_F(Scenario, FirstReadyLoaderOrderIsNamedAsTheCause) {
   const std::string c = dir.file("c.trr");
   ASSERT_EQ(trainrr("record " + cfg + " -o " + c).exit_code, 0);
   expect_reproduces(c);
+  // A free replay of it matches the batch order only by chance: where it does, bisect says so.
+  for (int i = 0; i < 3; ++i) {
+    CommandResult lucky = trainrr("bisect " + c);
+    if (lucky.exit_code == 0)
+      EXPECT_TRUE(has(lucky.output, "\nnote: the recording holds choices decided by a race (loader): this free "
+                                    "replay matched them by chance, and another may not; `trainrr replay " + c +
+                                    " --force loader` serves them back\n"))
+          << lucky.output;
+    else
+      EXPECT_TRUE(has(lucky.output, "\nminimal forced choices: loader\n")) << lucky.output;
+  }
   // Bisect forces the racy batch order always, and finds that nothing else needs forcing. On a loaded
   // machine the first-ready loader hands out the batches in order, in the recording and in a free replay
   // alike; a recording whose first batch is the epoch's last is one that no free replay matches.
@@ -611,6 +622,89 @@ TEST_F(Scenario, ExtraAugmentationDrawIsRngAndLeavesDropoutDrawsAlone) {
   CommandResult bis = trainrr("bisect " + b + " --json");
   EXPECT_EQ(bis.exit_code, 1) << bis.output;
   EXPECT_TRUE(has(bis.output, "rng:augment/noise")) << bis.output;
+}
+
+// The replay command a bisection's result line offers, without "trainrr " (empty when it offers none).
+std::string offered_replay(const std::string& output) {
+  const size_t result = output.find("\nresult: ");
+  if (result == std::string::npos) return "";
+  const size_t open = output.find("`trainrr ", result);
+  if (open == std::string::npos) return "";
+  const size_t close = output.find('`', open + 1);
+  return output.substr(open + 9, close - open - 9);
+}
+
+// The step a report's "reproduces through step: N" fact names (-1 when it has none).
+int64_t reproduces_through(const std::string& output) {
+  std::smatch m;
+  static const std::regex re("\nreproduces through step: (\\d+)\n");
+  return std::regex_search(output, m, re) ? std::stoll(m[1].str()) : -1;
+}
+
+// Another batch at step 0 and an extra augmentation draw at step 2: a free replay differs at step 0, where
+// forcing the loader suffices, and the augmentation stream has to be forced too from step 2 on.
+class OtherBatchThenExtraNoiseDraw : public ExtraNoiseDraw {
+ public:
+  using ExtraNoiseDraw::ExtraNoiseDraw;
+  void batch_order(int64_t step, int64_t& b) override {
+    if (step == 0) b = b + 1;
+    in_.batch_order(step, b);
+  }
+};
+
+// Bisection does not stop at the step where a free replay first differs: the set it names is replayed through
+// the whole recording, and where it falls short the window grows. The command it offers reproduces.
+TEST_F(Scenario, BisectChecksItsSetThroughTheWholeRecordingAndGrowsTheWindow) {
+  const std::string cfg = config(breast_cancer_config(
+      "seed = 7\n[augment]\nnoise_stddev = 0.05\n", kBreastCancer, "", "", "threads = 1\npolicy = \"deterministic\"\n"));
+  const std::string b = dir.file("b.trr");
+  ASSERT_EQ(record_via_api(cfg, {}, b, [](Hooks& in) { return std::make_unique<OtherBatchThenExtraNoiseDraw>(in); }),
+            "");
+  expect_reproduces(b);
+  // Forcing the loader alone reproduces step 0, where a free replay first differs, and not the run.
+  CommandResult loader_only = trainrr("replay " + b + " --force loader");
+  ASSERT_EQ(loader_only.exit_code, 1) << loader_only.output;
+  ASSERT_EQ(loader_only.output.rfind("diverged at step 2,", 0), 0u) << loader_only.output;
+
+  CommandResult bis = trainrr("bisect " + b);
+  EXPECT_EQ(bis.exit_code, 1) << bis.output;
+  EXPECT_TRUE(has(bis.output, "\ndivergent step: 0\n")) << bis.output;
+  EXPECT_TRUE(has(bis.output, "the window grows to steps 0..2")) << bis.output;
+  EXPECT_TRUE(has(bis.output, "\nminimal forced choices: loader, rng:augment/noise\n")) << bis.output;
+  EXPECT_TRUE(has(bis.output, "to reproduce bit for bit through step 29, the last recorded; `trainrr replay " + b +
+                                  " --force rng,loader` does\n"))
+      << bis.output;
+  EXPECT_EQ(reproduces_through(bis.output), 29) << bis.output;
+  const std::string offered = offered_replay(bis.output);
+  CommandResult r = trainrr(offered);
+  EXPECT_EQ(r.exit_code, 0) << offered << "\n" << r.output;
+}
+
+// Under a setting no recorded choice can undo (the portable policy's own exp and log), bisection says how far
+// forcing reproduces and why no further, and the command it offers carries its --set and replays that far.
+TEST_F(Scenario, BisectSaysHowFarForcingReproducesAndOffersItsOwnSettings) {
+  const std::string cfg = config(breast_cancer_config("seed = 7\n", kBreastCancer, "", "", "threads = 1\n"));
+  const std::string a = dir.file("a.trr");
+  ASSERT_EQ(record_via_api(cfg, {"train.epochs=10"}, a, {}, ProbeLevel::step, 50), "");
+  CommandResult forced = trainrr("replay " + a + " --set runtime.policy=portable --force all");
+  ASSERT_EQ(forced.exit_code, 1) << forced.output;
+  int64_t stop = -1;
+  ASSERT_EQ(std::sscanf(forced.output.c_str(), "diverged at step %ld", &stop), 1) << forced.output;
+
+  CommandResult bis = trainrr("bisect " + a + " --set runtime.policy=portable");
+  EXPECT_EQ(bis.exit_code, 1) << bis.output;
+  EXPECT_FALSE(has(bis.output, "to reproduce bit for bit;")) << bis.output;
+  EXPECT_TRUE(has(bis.output, "to reproduce bit for bit through step " + std::to_string(stop - 1) +
+                                  "; with every recorded choice forced the run differs at step " +
+                                  std::to_string(stop) + ","))
+      << bis.output;
+  EXPECT_EQ(reproduces_through(bis.output), stop - 1) << bis.output;
+  const std::string offered = offered_replay(bis.output);
+  EXPECT_TRUE(has(offered, " --set runtime.policy=portable")) << bis.output;
+  EXPECT_TRUE(has(offered, " --to-step " + std::to_string(stop))) << bis.output;
+  EXPECT_TRUE(has(bis.output, "\nreplay with: --force ")) << bis.output;
+  CommandResult r = trainrr(offered);
+  EXPECT_EQ(r.exit_code, 0) << offered << "\n" << r.output;
 }
 
 TEST_F(Scenario, ChangedDataValueIsDataBeforeAnyStep) {
