@@ -1,3 +1,4 @@
+#include <optional>
 #include <set>
 
 #include "engine/kernels/kernel_registry.h"
@@ -10,18 +11,22 @@ namespace trainrr {
 
 namespace {
 
-// Every rank's choice units recorded in steps 0..`to`, as "RANK|UNIT", and those a free replay makes by a race
-// (a first-ready loader, an autotuned or nondeterministic kernel, an arrival order).
+// Every rank's choice units recorded in steps 0..`to` (-1: every step), as "RANK|UNIT", those a free replay makes
+// by a race (a first-ready loader, an autotuned or nondeterministic kernel, an arrival order), and the last step
+// every rank's trace holds.
 struct RunUnits {
   std::vector<std::string> all;
   std::set<std::string> racy;
+  int64_t last_step = -1;
 };
 
 RunUnits units_up_to(const trace::RunSet& run, int64_t to, const KernelRegistry& registry) {
   RunUnits out;
+  bool racy_loader = false;  // rank 0's loader hands out batches as they are ready
   for (int r = 0; r < run.world_size; ++r) {
     const std::string rank = std::to_string(r) + "|";
     std::set<std::string> units = {rank + "seed"};
+    int64_t last = -1;
     auto reader = trace::TraceReader::open(run.paths[r]);
     if (!reader) continue;
     for (;;) {
@@ -29,19 +34,23 @@ RunUnits units_up_to(const trace::RunSet& run, int64_t to, const KernelRegistry&
       if (!rec || !rec->has_value()) break;
       auto* st = std::get_if<trace::TraceStep>(&(*rec)->value);
       if (!st) continue;
-      if (st->index > to) break;
+      if (to >= 0 && st->index > to) break;
+      last = st->index;
       for (const auto& e : st->events) {
         if (auto* k = std::get_if<KernelChoice>(&e)) {
           const std::string unit = rank + (k->site == "data/loader" ? "loader" : "kernel:" + k->site);
           units.insert(unit);
           const Kernel* kernel = registry.find(k->chosen);
           // The allreduce variant is chosen by policy or configuration, never by a race (its order is a unit
-          // of its own, below).
-          // Every rank takes rank 0's batch (broadcast): only rank 0's loader can race.
-          if (k->reason.starts_with("autotune") ||
-              (kernel && !kernel->info.deterministic && kernel->info.op != OpKind::allreduce &&
-               (kernel->info.op != OpKind::loader || r == 0)))
+          // of its own, below). Every rank takes the batch rank 0's loader proposes (broadcast), and a rank's
+          // recorded batch replaces it only where that rank's loader is forced: a racy loader on rank 0 makes
+          // every rank's loader racy (below).
+          if (kernel && !kernel->info.deterministic && kernel->info.op == OpKind::loader) {
+            if (r == 0) racy_loader = true;
+          } else if (k->reason.starts_with("autotune") ||
+                     (kernel && !kernel->info.deterministic && kernel->info.op != OpKind::allreduce)) {
             out.racy.insert(unit);
+          }
         }
         if (auto* a = std::get_if<trace::AccumulationOrderEvent>(&e)) {
           units.insert(rank + "kernel:" + a->site);
@@ -54,8 +63,11 @@ RunUnits units_up_to(const trace::RunSet& run, int64_t to, const KernelRegistry&
         if (std::holds_alternative<trace::BatchOrderEvent>(e)) units.insert(rank + "loader");
       }
     }
+    out.last_step = r == 0 ? last : std::min(out.last_step, last);
     out.all.insert(out.all.end(), units.begin(), units.end());
   }
+  if (racy_loader)
+    for (int r = 0; r < run.world_size; ++r) out.racy.insert(std::to_string(r) + "|loader");
   std::erase_if(out.racy, [&](const std::string& u) { return std::find(out.all.begin(), out.all.end(), u) == out.all.end(); });
   return out;
 }
@@ -80,49 +92,109 @@ RunReport bisect_run(const std::string& folder, const std::vector<std::string>& 
     ++replays;
     return gathered_report(replay_hosted_ranks(*run, force, overrides, to, group, 0, n, std::move(filter)), n);
   };
-  // Stage 1: a free replay, every recorded choice left to this machine.
-  RunReport free_run = replay_with(ForceSet::none(), -1, {});
-  if (free_run.exit_code >= 2) return free_run;
-  RunReport out;
-  if (free_run.exit_code == 0) {
-    out.lines.push_back("a free replay of the " + std::to_string(n) + " ranks reproduces bit for bit: nothing to force");
-    return out;
-  }
+  auto forcing = [](const std::set<std::string>& set) {
+    return [set](int rank, const std::string& unit) { return set.count(std::to_string(rank) + "|" + unit) > 0; };
+  };
   // Its first line: "diverged at step S, rank R, ...".
-  int64_t step = 0;
-  std::sscanf(free_run.lines[0].c_str(), "diverged at step %ld", &step);
-  out.exit_code = 1;
-  out.lines.push_back("free replay (" + std::to_string(n) + " ranks in one process, nothing forced): " + free_run.lines[0]);
-  for (size_t i = 1; i + 1 < free_run.lines.size(); ++i) out.lines.push_back(free_run.lines[i]);
-
-  // Stage 2: delta debugging over every rank's recorded choices up to that step. Racy choices are always
-  // forced: one left free that happens to match proves nothing.
+  auto step_of = [](const RunReport& r) {
+    int64_t step = 0;
+    std::sscanf(r.lines[0].c_str(), "diverged at step %ld", &step);
+    return step;
+  };
   KernelRegistry registry;
   register_cpu_kernels(registry);
-  const RunUnits units = units_up_to(*run, step, registry);
-  std::vector<std::string> all;
-  for (const auto& u : units.all)
-    if (!units.racy.count(u)) all.push_back(u);
-  auto reproduces = [&](const std::vector<std::string>& chosen) {
-    std::set<std::string> set(chosen.begin(), chosen.end());
-    set.insert(units.racy.begin(), units.racy.end());
-    RunReport r = replay_with(ForceSet::all(), step + 1, [set](int rank, const std::string& unit) {
-      return set.count(std::to_string(rank) + "|" + unit) > 0;
-    });
-    return r.exit_code == 0;
-  };
-  const std::vector<std::string> cur = smallest_forced_set(all, units.racy, reproduces);
-  const bool confirmed = reproduces(cur);
-  out.lines.push_back(std::string(confirmed ? "forcing these recorded choices reproduces" : "forcing these recorded choices does not reproduce") +
-                      " every rank through step " + std::to_string(step) + " (" + std::to_string(cur.size()) + " of " +
-                      std::to_string(units.all.size()) + " choices, " + std::to_string(replays) + " replays):");
-  for (const auto& u : cur) {
+  const RunUnits recorded = units_up_to(*run, -1, registry);
+  const int64_t last = recorded.last_step;
+  const std::string to_the_end = "through step " + std::to_string(last) + ", the last recorded";
+
+  // Stage 1: every recorded choice left to this machine but those a race decides: left free, such a choice
+  // matches the recording only by chance, and a replay that happens to match proves nothing.
+  const std::string free_what = recorded.racy.empty() ? std::string("nothing forced")
+                                                      : "nothing forced but the " + std::to_string(recorded.racy.size()) +
+                                                            " choices a race decides";
+  auto line_of = [](const std::string& u, const std::set<std::string>& racy) {
     std::string why;
     if (u.find("|kernel:allreduce/") != std::string::npos) why = " (the arrival order of this allreduce call)";
     else if (u.find("|kernel:grad/allreduce") != std::string::npos) why = " (the allreduce variant)";
-    else if (units.racy.count(u)) why = " (racy: always forced)";
-    out.lines.push_back("  " + shown(u) + why);
+    else if (racy.count(u)) why = " (racy: always forced)";
+    return "  " + shown(u) + why;
+  };
+  RunReport free_run = replay_with(ForceSet::all(), -1, forcing(recorded.racy));
+  if (free_run.exit_code >= 2) return free_run;
+  RunReport out;
+  out.exit_code = 1;
+  if (free_run.exit_code == 0) {
+    if (recorded.racy.empty()) {
+      out.exit_code = 0;
+      out.lines.push_back("a free replay of the " + std::to_string(n) +
+                          " ranks reproduces bit for bit: nothing to force");
+      return out;
+    }
+    out.lines.push_back("a replay of the " + std::to_string(n) + " ranks in one process with only the choices a race " +
+                        "decides forced reproduces bit for bit " + to_the_end + ": nothing else to force (" +
+                        std::to_string(recorded.racy.size()) + " of " + std::to_string(recorded.all.size()) +
+                        " choices, 1 replay):");
+    for (const auto& u : recorded.racy) out.lines.push_back(line_of(u, recorded.racy));
+    return out;
   }
+  int64_t step = step_of(free_run);
+  out.lines.push_back("free replay (" + std::to_string(n) + " ranks in one process, " + free_what + "): " +
+                      free_run.lines[0]);
+  for (size_t i = 1; i + 1 < free_run.lines.size(); ++i) out.lines.push_back(free_run.lines[i]);
+
+  // Stage 2: delta debugging over every rank's recorded choices up to that step. Racy choices are always
+  // forced: one left free that happens to match proves nothing. The set is then replayed through the whole
+  // run: where it differs later and every choice forced does not, the window grows to that step.
+  RunUnits units;
+  auto reproduces = [&](const std::vector<std::string>& chosen) {
+    std::set<std::string> set(chosen.begin(), chosen.end());
+    set.insert(units.racy.begin(), units.racy.end());
+    return replay_with(ForceSet::all(), step + 1, forcing(set)).exit_code == 0;
+  };
+  std::vector<std::string> cur;
+  std::string shown_through;    // how far the set reproduces, in words
+  std::string stopped;          // why it reproduces no further
+  bool reproduced = false;
+  std::optional<RunReport> forced_all;  // every recorded choice forced, through the end
+  for (;;) {
+    units = units_up_to(*run, step, registry);
+    std::vector<std::string> all;
+    for (const auto& u : units.all)
+      if (!units.racy.count(u)) all.push_back(u);
+    cur = smallest_forced_set(all, units.racy, reproduces);
+    RunReport whole = replay_with(ForceSet::all(), -1, forcing(std::set<std::string>(cur.begin(), cur.end())));
+    if (whole.exit_code >= 2) return whole;
+    if (whole.exit_code == 0) {
+      reproduced = true;
+      shown_through = to_the_end;
+      break;
+    }
+    const int64_t at = step_of(whole);
+    if (at <= step) {  // it reproduced through `step` in delta debugging: the replay does not repeat itself
+      shown_through = "through step " + std::to_string(step);
+      stopped = "replayed again with them forced, the run " + whole.lines[0] + " (the replay does not repeat "
+                "itself here)";
+      break;
+    }
+    if (!forced_all) {
+      forced_all = replay_with(ForceSet::all(), -1, {});
+      if (forced_all->exit_code >= 2) return *forced_all;
+    }
+    if (forced_all->exit_code == 1 && step_of(*forced_all) <= at) {
+      reproduced = true;
+      shown_through = "through step " + std::to_string(at - 1);
+      stopped = "with every recorded choice forced the run " + forced_all->lines[0] +
+                ", so no choice to force reproduces further";
+      break;
+    }
+    step = at;  // the window grows to where the set first differs
+  }
+  out.lines.push_back(std::string(reproduced ? "forcing these recorded choices reproduces"
+                                             : "forcing these recorded choices does not reproduce") +
+                      " every rank " + shown_through + " (" + std::to_string(cur.size()) + " of " +
+                      std::to_string(units.all.size()) + " choices in steps 0.." + std::to_string(step) + ", " +
+                      std::to_string(replays) + " replays)" + (stopped.empty() ? "" : "; " + stopped) + ":");
+  for (const auto& u : cur) out.lines.push_back(line_of(u, units.racy));
   return out;
 }
 

@@ -54,9 +54,11 @@ std::string cannot_emulate(const trace::RunSet& run, const ForceSet& force);
 // Rank 0's report from every rank's "code|step|priority|text".
 RunReport gathered_report(const std::vector<std::string>& packed, int ranks);
 
-// Bisection of a run: a free replay of every rank in this process finds the first step that differs, the
-// lowest rank there and the cause; delta debugging over every rank's recorded choices up to that step then
-// finds the smallest set ("rank 2: kernel:allreduce/bucket_0") that, forced, reproduces through it.
+// Bisection of a run: a replay of every rank in this process, nothing forced but the choices a race decides,
+// finds the first step that differs, the lowest rank there and the cause; delta debugging over every rank's
+// recorded choices up to that step then finds the smallest set ("rank 2: kernel:allreduce/bucket_0") that,
+// forced, reproduces through it, and the set is replayed through the whole run (the window grows where it
+// falls short). The report says how far the set was shown to reproduce.
 RunReport bisect_run(const std::string& folder, const std::vector<std::string>& overrides);
 
 // Two recorded runs compared step by step without re-running them: the sharding of each shard, each
