@@ -50,7 +50,12 @@ CauseInputs free_cause_inputs(const ReplayHooks& hooks, const trace::TraceHeader
   CauseInputs ci;
   ci.registry = &registry;
   ci.config_differences = config_differences(header, config);
+  // The machine's differences from the recording's, as replay gives them: without them a numeric cause would
+  // say that nothing recorded differs.
+  if (auto env = current_environment(config))
+    ci.environment = environment_differences(header.environment, *env);
   ci.kernel_differences = hooks.kernel_differences();
+  ci.order_differences = hooks.order_differences();
   ci.kernel_picks = hooks.kernel_picks();
   ci.kernels = hooks.recorded_kernels();
   ci.seed_recorded = header.seed;
