@@ -364,9 +364,16 @@ BisectResult bisect(const BisectOptions& o) {
       rep.environment = ci.environment;
       // Where in the step it was born, as replay says it.
       if (d.kind == "probe" || d.kind == "step_end") {
-        auto recorded = rebuild_config(header, {}, o.data_path, true, *scratch);
-        locate_element(o.trace_path, ForceSet::all(), recorded ? recorded->config : config, config, registry,
-                       d.step, d, res.steps_executed, rep.notes);
+        // In a folder of its own: the replays' copies of the embedded data files are still in use.
+        auto recorded_scratch = ScratchDir::create("trainrr-bisect");
+        Result<RebuiltRun> recorded = Error{recorded_scratch ? "" : recorded_scratch.error().message};
+        if (recorded_scratch) recorded = rebuild_config(header, {}, o.data_path, true, *recorded_scratch);
+        if (recorded)
+          locate_element(o.trace_path, ForceSet::all(), recorded->config, config, registry, d.step, d,
+                         res.steps_executed, rep.notes);
+        else
+          rep.notes.push_back("no element detail: the recorded run cannot be set up again here: " +
+                              recorded.error().message);
       }
       rep.first = d;
       rep.cause = classify(*rep.first, ci);

@@ -684,16 +684,25 @@ ReplayResult replay(const ReplayOptions& o) {
   if (o.element_detail && (d.kind == "probe" || d.kind == "step_end")) {
     // The recorded side of the re-execution runs on the recorded data: with the data changed, the copy the
     // replay ran on is not it.
-    auto recorded = rebuilt->data_changed ? rebuild_config(header, {}, "", false, *scratch)
-                                          : rebuild_config(header, {}, o.data_path, false, *scratch);
-    if (recorded)
+    // In a folder of its own: the replay's copies of the embedded data files are still in use where they are.
+    auto recorded_scratch = ScratchDir::create("trainrr-replay");
+    Result<RebuiltRun> recorded = Error{recorded_scratch ? "" : recorded_scratch.error().message};
+    if (recorded_scratch)
+      recorded = rebuilt->data_changed ? rebuild_config(header, {}, "", false, *recorded_scratch)
+                                       : rebuild_config(header, {}, o.data_path, false, *recorded_scratch);
+    if (recorded) {
       locate_element(o.trace_path, o.force, recorded->config, config, registry, d.step, d, res.steps_executed,
                      rep.notes, o.test_recorded_device);
-    else
+    } else {
+      const bool embedded = std::any_of(header.datasets.begin(), header.datasets.end(),
+                                        [](const auto& ds) { return !ds.embedded.empty(); });
       rep.notes.push_back(
-          "no element detail: the recorded run cannot be re-executed here, as its data is not at hand "
-          "(record with --embed-data to keep it in the trace): " +
+          std::string("no element detail: the recorded run cannot be set up again here") +
+          (embedded ? ""
+                    : ", as its data is not at hand (record with --embed-data to keep it in the trace)") +
+          ": " +
           recorded.error().message.substr(0, recorded.error().message.find("; pass --allow-data-change")));
+    }
   }
   rep.cause = classify(d, ci);
   // Run past the divergence, a replay with fewer steps than the trace leaves the rest of the trace unread.

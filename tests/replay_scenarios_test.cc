@@ -981,6 +981,21 @@ TEST_F(Scenario, ConfigurationDifferencePrintsNumbersAsWritten) {
   EXPECT_TRUE(has(d.output, "data.test_fraction: 0.2 -> 0.3")) << d.output;
 }
 
+// A trace that holds its data (--embed-data, as every recording from Python does) gives the element as one
+// that does not: the recorded side is set up again from the embedded files, beside the replay's own copies.
+TEST_F(Scenario, ATraceWithItsDataEmbeddedGivesTheFirstDifferingElement) {
+  const std::string csv = dir.file("bc.csv");
+  std::filesystem::copy_file(kBreastCancer, csv);
+  const std::string cfg =
+      config(breast_cancer_config("seed = 12\n", csv, "", "", "threads = 1\npolicy = \"deterministic\"\n"));
+  const std::string a = dir.file("embedded.trr");
+  ASSERT_EQ(trainrr("record " + cfg + " -o " + a + " --embed-data --level layer").exit_code, 0);
+  const CommandResult r = trainrr("replay " + a + " --set train.optimizer.learning_rate=0.002");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "\n  first differing element: ")) << r.output;
+  EXPECT_FALSE(has(r.output, "no element detail")) << r.output;
+}
+
 TEST_F(Scenario, BadInputIsRefusedWithExitCodeTwo) {
   const std::string text = dir.write("not.trr", "this is not a trace\n");
   CommandResult r = trainrr("replay " + text);
