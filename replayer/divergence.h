@@ -27,7 +27,7 @@ struct FirstDivergence {
   bool has_element = false;
   int64_t index = -1;
   double recorded = 0, replayed = 0, abs_diff = 0;
-  uint64_t ulp = 0;
+  uint64_t ulp = 0;  // in float32 ULPs: a tensor's elements are float32, and so is the loss (held in a double)
   // Numeric summaries from the trace and the replay, when the site was probed.
   std::optional<Summary> summary_recorded, summary_replayed;
   std::string detail;  // what differs, in words

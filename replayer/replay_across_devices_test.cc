@@ -11,6 +11,7 @@
 #include "recorder/temp_trace_test_util.h"
 #include "replayer/device_recording_test_util.h"
 #include "replayer/replayer.h"
+#include "replayer/report_html.h"
 
 namespace trainrr {
 namespace {
@@ -96,6 +97,46 @@ TEST(ReplayAcrossDevices, WithoutTheRecordedGpuTheReportSaysWhereTheElementCanBe
       << notes(r.report);
   EXPECT_TRUE(has_note(r.report, "on a machine with that GPU, the report gives the first element that differs"))
       << notes(r.report);
+}
+
+// The emulated device, but the sum of every batch's losses comes out one float32 ULP up: the loss, their mean
+// (the sum over a batch of 32, a power of two, divided exactly), is one float32 ULP above the CPU's, and
+// nothing else differs.
+class LossNudgedDevice : public EmulatedDevice {
+ public:
+  void column_sums(Runtime& rt, std::string_view site, const ReduceArgs& args) override {
+    EmulatedDevice::column_sums(rt, site, args);
+    if (site == "loss/mean") args.out[0] = std::nextafter(args.out[0], INFINITY);
+  }
+};
+
+// The loss is a float32 held in a double: two losses one float32 ULP apart are 1 ULP apart, not the 2^29 ULPs
+// of double precision between them.
+TEST(ReplayAcrossDevices, ALossOneFloat32UlpApartIsOneUlpApart) {
+  TempFile file("across-devices");
+  {
+    LossNudgedDevice device;
+    testing::record_on_device(device, file.path(), ProbeLevel::step, kRun);
+  }
+  LossNudgedDevice recorded_device;
+  ReplayOptions o;
+  o.trace_path = file.path();
+  o.overrides = {"runtime.device=cpu"};
+  o.test_recorded_device = &recorded_device;
+  const ReplayResult r = replay(o);
+  ASSERT_EQ(r.exit_code, 1) << r.error << notes(r.report);
+  ASSERT_TRUE(r.report.first.has_value());
+  const FirstDivergence& d = *r.report.first;
+  EXPECT_EQ(d.step, 0);
+  EXPECT_EQ(d.site, "loss");
+  EXPECT_EQ(d.phase, "forward");
+  ASSERT_TRUE(d.has_element) << notes(r.report);
+  EXPECT_EQ(static_cast<double>(static_cast<float>(d.recorded)), d.recorded);
+  EXPECT_EQ(std::nextafter(static_cast<float>(d.replayed), INFINITY), static_cast<float>(d.recorded));
+  EXPECT_EQ(d.ulp, 1u);
+  EXPECT_NE(report_text(r.report).find(", 1 ULP\n"), std::string::npos) << report_text(r.report);
+  EXPECT_NE(report_json(r.report).find("\"ulp\":1,"), std::string::npos) << report_json(r.report);
+  EXPECT_NE(report_html(r.report).find("<td class=\"mono\">1</td></tr></table>"), std::string::npos);
 }
 
 }  // namespace

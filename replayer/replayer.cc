@@ -6,12 +6,12 @@
 
 #include <unistd.h>
 
-#include <bit>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 
 #include "engine/data/file_io.h"
@@ -231,14 +231,11 @@ int64_t first_differing_element(const Tensor& a, const Tensor& b) {
   return -1;
 }
 
-// The distance in ULPs of double precision (a loss is a double).
-uint64_t ulp_distance_f64(double a, double b) {
-  auto ordered = [](double x) {
-    const uint64_t u = std::bit_cast<uint64_t>(x);
-    return u >> 63 ? ~u : u | (uint64_t{1} << 63);  // sign-magnitude bits onto a monotonic line
-  };
-  const uint64_t oa = ordered(a), ob = ordered(b);
-  return oa > ob ? oa - ob : ob - oa;
+// Whether a double holds a float32 value. A step's loss does: Loss::compute takes the batch's mean in float
+// and widens it to double.
+bool is_float32(double v) {
+  return !std::isfinite(v) ||
+         (std::fabs(v) <= std::numeric_limits<float>::max() && static_cast<double>(static_cast<float>(v)) == v);
 }
 
 std::string where(const CapturedProbe& p) { return p.site + " (" + phase_name(p.phase) + ")"; }
@@ -388,12 +385,18 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
     if (differs_at.empty() && d.site == "loss" && a->hooks->captured_loss() && b->hooks->captured_loss() &&
         !same_bits(*a->hooks->captured_loss(), *b->hooks->captured_loss())) {
       const double va = *a->hooks->captured_loss(), vb = *b->hooks->captured_loss();
+      // The loss is a float32 held in a double: its distance is counted in float32 ULPs, as an element's.
+      if (!is_float32(va) || !is_float32(vb)) {
+        notes.push_back("no element detail: the loss of step " + std::to_string(step) +
+                        " is not a float32 value, and the report counts float32 ULPs");
+        return;
+      }
       d.has_element = true;
       d.index = 0;
       d.recorded = va;
       d.replayed = vb;
       d.abs_diff = std::fabs(va - vb);
-      d.ulp = ulp_distance_f64(va, vb);
+      d.ulp = ulp_distance(static_cast<float>(va), static_cast<float>(vb));
       notes.push_back("element values from " + again + ": the trace keeps digests, not values");
       return;
     }
