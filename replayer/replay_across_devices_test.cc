@@ -139,5 +139,49 @@ TEST(ReplayAcrossDevices, ALossOneFloat32UlpApartIsOneUlpApart) {
   EXPECT_NE(report_html(r.report).find("<td class=\"mono\">1</td></tr></table>"), std::string::npos);
 }
 
+// The emulated device, but its binary cross-entropy gives the first sample of every batch a loss and a gradient
+// 1 higher: the loss differs, and from the gradient the gradients and the parameters.
+class LossKernelNudgedDevice : public EmulatedDevice {
+ public:
+  void binary_crossentropy(const float* pred, const float* labels, int64_t batch, bool from_logits, MathFamily math,
+                           float* per_sample, float* grad) override {
+    EmulatedDevice::binary_crossentropy(pred, labels, batch, from_logits, math, per_sample, grad);
+    if (batch > 0) {
+      per_sample[0] += 1.0f;
+      grad[0] += 1.0f;
+    }
+  }
+};
+
+// The loss is computed in the forward pass, before the backward pass takes its gradient and the update the
+// parameters: when all three differ, the loss is the first difference, at every level.
+TEST(ReplayAcrossDevices, ALossThatDiffersIsNamedBeforeTheGradientsAndParametersAfterIt) {
+  for (ProbeLevel level : {ProbeLevel::step, ProbeLevel::layer, ProbeLevel::op}) {
+    SCOPED_TRACE(probe_level_name(level));
+    TempFile file("across-devices");
+    {
+      LossKernelNudgedDevice device;
+      testing::record_on_device(device, file.path(), level, kRun);
+    }
+    LossKernelNudgedDevice recorded_device;
+    ReplayOptions o;
+    o.trace_path = file.path();
+    o.overrides = {"runtime.device=cpu"};
+    o.test_recorded_device = &recorded_device;
+    const ReplayResult r = replay(o);
+    ASSERT_EQ(r.exit_code, 1) << r.error << notes(r.report);
+    ASSERT_TRUE(r.report.first.has_value());
+    const FirstDivergence& d = *r.report.first;
+    EXPECT_EQ(d.step, 0);
+    EXPECT_EQ(d.site, "loss");
+    EXPECT_EQ(d.phase, "forward");
+    EXPECT_EQ(d.detail.rfind("the loss differs: recorded ", 0), 0u) << d.detail;
+    // The re-execution finds the loss first too, and gives both values.
+    ASSERT_TRUE(d.has_element) << notes(r.report);
+    EXPECT_EQ(d.index, 0);
+    EXPECT_NE(d.recorded, d.replayed);
+  }
+}
+
 }  // namespace
 }  // namespace trainrr

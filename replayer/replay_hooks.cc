@@ -503,33 +503,45 @@ void ReplayHooks::step_end(const StepSummary& s) {
       losses_.emplace_back(rec.loss, s.loss);
       views_.loss(rec.loss, s.loss);
       if (compare_) compare_tensors(rec, s);
+      const bool loss_differs = !same_bits(rec.loss, s.loss);
+      // The loss is computed in the forward pass, before the backward pass and the update: one that differs is
+      // the step's first difference, ahead of the gradients and parameters compared here and of a probe of the
+      // backward pass or the update that differed during the step. (A step of several shards, a data-parallel
+      // run's, runs each shard's backward pass before the next shard's loss: its loss, their mean, does not tell
+      // which came first, and the probe stays.)
+      if (compare_ && loss_differs && first_ && first_->step == s.step &&
+          (first_->phase == "backward" || first_->phase == "update") && cur_.step.collectives.empty() &&
+          collective_index_ == 0)
+        first_.reset();
       if (compare_ && !first_) {
-        // Step-level evidence: which parameter or gradient differs first (gradients come first in time).
-        auto first_diff = [&](const std::vector<std::pair<std::string, uint64_t>>& recorded,
-                              const std::vector<std::pair<std::string, const Tensor*>>& now) -> std::string {
-          for (size_t i = 0; i < recorded.size() && i < now.size(); ++i)
-            if (recorded[i].first != now[i].first || recorded[i].second != digest(*now[i].second))
-              return now[i].first;
-          return recorded.size() != now.size() ? "(parameter list)" : "";
-        };
-        const std::string g = rec.grads.empty() ? "" : first_diff(rec.grads, s.grads);
-        std::string p;
-        if (g.empty() && trace::is_combined(rec.params)) {
-          if (rec.params[0].second != trace::parameter_digests(s.params, ProbeLevel::step)[0].second)
-            p = rec.params[0].first;
-        } else if (g.empty()) {
-          p = first_diff(rec.params, s.params);
-        }
         const auto [recorded, replayed] = side_by_side(rec.loss, s.loss);
-        if (!g.empty() || !p.empty()) {
-          const std::string name = g.empty() ? p : g;
-          diverge(divergence(s.step, g.empty() ? "update" : "backward", "step_end",
-                             step_end_site(name, !g.empty()),
-                             what_differs(name, !g.empty()) + " after step " + std::to_string(s.step) +
-                                 " (recorded loss " + recorded + ", replayed " + replayed + ")"));
-        } else if (!same_bits(rec.loss, s.loss)) {
+        if (loss_differs) {
           diverge(divergence(s.step, "forward", "step_end", "loss",
                              "the loss differs: recorded " + recorded + ", replayed " + replayed));
+        } else {
+          // Step-level evidence: which gradient or parameter differs first (gradients come first in time).
+          auto first_diff = [&](const std::vector<std::pair<std::string, uint64_t>>& recorded,
+                                const std::vector<std::pair<std::string, const Tensor*>>& now) -> std::string {
+            for (size_t i = 0; i < recorded.size() && i < now.size(); ++i)
+              if (recorded[i].first != now[i].first || recorded[i].second != digest(*now[i].second))
+                return now[i].first;
+            return recorded.size() != now.size() ? "(parameter list)" : "";
+          };
+          const std::string g = rec.grads.empty() ? "" : first_diff(rec.grads, s.grads);
+          std::string p;
+          if (g.empty() && trace::is_combined(rec.params)) {
+            if (rec.params[0].second != trace::parameter_digests(s.params, ProbeLevel::step)[0].second)
+              p = rec.params[0].first;
+          } else if (g.empty()) {
+            p = first_diff(rec.params, s.params);
+          }
+          if (!g.empty() || !p.empty()) {
+            const std::string name = g.empty() ? p : g;
+            diverge(divergence(s.step, g.empty() ? "update" : "backward", "step_end",
+                               step_end_site(name, !g.empty()),
+                               what_differs(name, !g.empty()) + " after step " + std::to_string(s.step) +
+                                   " (recorded loss " + recorded + ", replayed " + replayed + ")"));
+          }
         }
       }
     }

@@ -307,8 +307,10 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
     return;
   }
   const ProbeLevel level = a->reader->header().level;
-  // What the replay compares, in its order: the probes recorded at the trace's level, then the gradients
-  // (recorded at level layer only), then the parameters (all in one digest at level step), then the loss.
+  // What the replay compares, in the order of the step: the probes recorded at the trace's level, the forward
+  // pass's, then the loss (compared at the step's end, though computed before the backward pass), then the
+  // backward pass's and the update's; at the step's end, the gradients (recorded at level layer only) and the
+  // parameters (all in one digest at level step).
   auto compared = [level](const CapturedProbe& p) {
     if (!p.step_end) return trace::probe_recorded_at(p.site, level);
     return p.phase != Phase::backward || level == ProbeLevel::layer;
@@ -317,6 +319,7 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
     return p.site == d.site || (d.site == trace::kAllParameters && p.step_end && p.phase == Phase::update);
   };
   const auto& ca = a->hooks->captured();
+  const std::string loss_where = "loss (forward)";
   std::string elsewhere;  // where an attempt showed its first difference instead of d's site
   // The same step from the same state as replayed. A nondeterministic step may need a few tries to show its
   // difference again, and at the same site.
@@ -339,9 +342,50 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
     }
     ++executed;
     const auto& cb = b->hooks->captured();
-    std::optional<size_t> first_any;  // the first value that differs, compared by the trace or not
-    std::string differs_at;            // the first value that differs where the trace compares it, not at d's site
-    for (size_t i = 0; i < std::min(ca.size(), cb.size()); ++i) {
+    const std::optional<double>& loss_a = a->hooks->captured_loss();
+    const std::optional<double>& loss_b = b->hooks->captured_loss();
+    const bool loss_differs = loss_a && loss_b && !same_bits(*loss_a, *loss_b);
+    bool loss_passed = false;  // the values compared so far reach past the loss
+    std::string first_any;     // where the first value that differs is, compared by the trace or not
+    std::string differs_at;    // the first value that differs where the trace compares it, not at d's site
+    // The re-execution gives the values at d's site: the notes say where they come from, and where the step
+    // shows a difference first among the values that the trace does not compare.
+    auto given = [&](const std::string& at, const std::string& which) {
+      notes.push_back("element values from " + again + ": the trace keeps digests, not values" + which);
+      if (first_any != at)
+        notes.push_back("re-executed with every op probed, step " + std::to_string(step) +
+                        " shows a difference first at " + first_any + ", which the trace, recorded at level " +
+                        probe_level_name(level) + ", does not compare");
+    };
+    const size_t n = std::min(ca.size(), cb.size());
+    for (size_t i = 0; i <= n; ++i) {
+      // The loss, in its place: after the forward pass, before everything else.
+      if (!loss_passed && (i == n || ca[i].phase != Phase::forward)) {
+        loss_passed = true;
+        if (loss_differs) {
+          if (first_any.empty()) first_any = loss_where;
+          if (d.site != "loss") {
+            differs_at = loss_where;
+            break;
+          }
+          const double va = *loss_a, vb = *loss_b;
+          // The loss is a float32 held in a double: its distance is counted in float32 ULPs, as an element's.
+          if (!is_float32(va) || !is_float32(vb)) {
+            notes.push_back("no element detail: the loss of step " + std::to_string(step) +
+                            " is not a float32 value, and the report counts float32 ULPs");
+            return;
+          }
+          d.has_element = true;
+          d.index = 0;
+          d.recorded = va;
+          d.replayed = vb;
+          d.abs_diff = std::fabs(va - vb);
+          d.ulp = ulp_distance(static_cast<float>(va), static_cast<float>(vb));
+          given(loss_where, "");
+          return;
+        }
+      }
+      if (i == n) break;
       if (ca[i].site != cb[i].site) {
         notes.push_back("the two re-executions take different paths at " + ca[i].site + " / " + cb[i].site);
         return;
@@ -354,7 +398,7 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
       }
       const int64_t j = first_differing_element(ca[i].value, cb[i].value);
       if (j < 0) continue;
-      if (!first_any) first_any = i;
+      if (first_any.empty()) first_any = where(ca[i]);
       if (!compared(ca[i])) continue;
       if (!at_site(ca[i])) {
         differs_at = where(ca[i]);
@@ -371,36 +415,13 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
         d.summary_recorded = summarize(std::span<const float>(ca[i].value.data));
         d.summary_replayed = summarize(std::span<const float>(cb[i].value.data));
       }
-      notes.push_back("element values from " + again + ": the trace keeps digests, not values" +
-                      (d.site == trace::kAllParameters
-                           ? "; the element is one of " + ca[i].site.substr(0, ca[i].site.rfind(':')) +
-                                 ", the first parameter that differs"
-                           : std::string()));
-      if (*first_any != i)
-        notes.push_back("re-executed with every op probed, step " + std::to_string(step) + " shows a difference first at " +
-                        where(ca[*first_any]) + ", which the trace, recorded at level " + probe_level_name(level) +
-                        ", does not compare");
+      given(where(ca[i]), d.site == trace::kAllParameters
+                              ? "; the element is one of " + ca[i].site.substr(0, ca[i].site.rfind(':')) +
+                                    ", the first parameter that differs"
+                              : std::string());
       return;
     }
-    if (differs_at.empty() && d.site == "loss" && a->hooks->captured_loss() && b->hooks->captured_loss() &&
-        !same_bits(*a->hooks->captured_loss(), *b->hooks->captured_loss())) {
-      const double va = *a->hooks->captured_loss(), vb = *b->hooks->captured_loss();
-      // The loss is a float32 held in a double: its distance is counted in float32 ULPs, as an element's.
-      if (!is_float32(va) || !is_float32(vb)) {
-        notes.push_back("no element detail: the loss of step " + std::to_string(step) +
-                        " is not a float32 value, and the report counts float32 ULPs");
-        return;
-      }
-      d.has_element = true;
-      d.index = 0;
-      d.recorded = va;
-      d.replayed = vb;
-      d.abs_diff = std::fabs(va - vb);
-      d.ulp = ulp_distance(static_cast<float>(va), static_cast<float>(vb));
-      notes.push_back("element values from " + again + ": the trace keeps digests, not values");
-      return;
-    }
-    if (differs_at.empty() && first_any) differs_at = where(ca[*first_any]);
+    if (differs_at.empty()) differs_at = first_any;
     if (!differs_at.empty()) elsewhere = differs_at;
   }
   if (!elsewhere.empty())

@@ -165,6 +165,19 @@ TEST_F(RightAnswers, ReExecutionThatDoesNotDifferSaysSoAndGivesNoValues) {
   EXPECT_FALSE(has(l.all_notes(), "recording machine")) << l.all_notes();
 }
 
+// Another batch size changes the loss, computed in the forward pass, and from it the gradients and the
+// parameters: the loss is the first difference, as the order of a step has it.
+TEST_F(RightAnswers, ALossThatDiffersAtTheStepsEndIsNamedBeforeTheParameters) {
+  const std::string cfg = dir.write("run.toml", breast_cancer("seed = 3\n", kBreastCancer, kOneThread));
+  const std::string trace = dir.file("a.trr");
+  ASSERT_EQ(run_trainrr("record " + cfg + " -o " + trace).exit_code, 0);
+  const CommandResult r = run_trainrr("replay " + trace + " --set train.batch_size=16");
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(r.output.rfind("diverged at step 0, forward, loss\n", 0), 0u) << r.output;
+  EXPECT_TRUE(has(r.output, "  what: the loss differs: recorded ")) << r.output;
+  EXPECT_FALSE(has(r.output, "the parameters differ")) << r.output;
+}
+
 // An unseeded run drew its seed; naming that seed in the replay changes nothing, so a loader race is the
 // cause, not the configuration.
 TEST_F(RightAnswers, SettingTheSeedAnUnseededRunDrewIsNoConfigurationChange) {
