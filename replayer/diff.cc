@@ -346,17 +346,27 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
       if (!same_params && first_param_diff < 0) first_param_diff = a->index;
       // Gradients are recorded at level layer only.
       const bool grads_differ = ha.level == hb.level && a->end->grads != b->end->grads;
-      if (!first && (grads_differ || !same_params || !same_bits(a->end->loss, b->end->loss))) {
+      const bool loss_differs = !same_bits(a->end->loss, b->end->loss);
+      // The loss is computed in the forward pass, before the backward pass and the update: one that differs is
+      // the step's first difference, ahead of the gradients and parameters and of a probe of the backward pass
+      // or the update that differed during the step (unless the step ran shards, each shard's backward pass
+      // before the next shard's loss: their mean does not tell which came first).
+      if (first && loss_differs && first->step == a->index && a->index == b->index &&
+          (first->phase == "backward" || first->phase == "update") && a->collectives.empty() &&
+          b->collectives.empty())
+        first.reset();
+      if (!first && (loss_differs || grads_differ || !same_params)) {
         std::string name;
-        const bool grad = grads_differ;
+        const bool grad = !loss_differs && grads_differ;
         const auto& la = grad ? a->end->grads : params_a;
         const auto& lb = grad ? b->end->grads : params_b;
-        for (size_t i = 0; i < std::min(la.size(), lb.size()); ++i)
-          if (la[i] != lb[i]) {
-            name = la[i].first;
-            break;
-          }
-        first = divergence(a->index, grad ? "backward" : "update", "step_end",
+        if (!loss_differs)
+          for (size_t i = 0; i < std::min(la.size(), lb.size()); ++i)
+            if (la[i] != lb[i]) {
+              name = la[i].first;
+              break;
+            }
+        first = divergence(a->index, loss_differs ? "forward" : grad ? "backward" : "update", "step_end",
                            name.empty() ? "loss" : step_end_site(name, grad),
                            (name.empty() ? std::string("the loss differs") : what_differs(name, grad)) +
                                " after step " + std::to_string(a->index) + " (loss " +

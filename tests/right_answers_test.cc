@@ -178,6 +178,18 @@ TEST_F(RightAnswers, ALossThatDiffersAtTheStepsEndIsNamedBeforeTheParameters) {
   EXPECT_FALSE(has(r.output, "the parameters differ")) << r.output;
 }
 
+// diff takes a step's end in the same order: the loss of two runs with other batch sizes differs first.
+TEST_F(RightAnswers, DiffNamesALossThatDiffersBeforeTheParameters) {
+  const std::string cfg = dir.write("run.toml", breast_cancer("seed = 3\n", kBreastCancer, kOneThread));
+  const std::string a = dir.file("a.trr"), b = dir.file("b.trr");
+  ASSERT_EQ(run_trainrr("record " + cfg + " -o " + a).exit_code, 0);
+  ASSERT_EQ(run_trainrr("record " + cfg + " --set train.batch_size=16 -o " + b).exit_code, 0);
+  const CommandResult r = run_trainrr("diff " + a + " " + b);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(r.output.rfind("diverged at step 0, forward, loss\n", 0), 0u) << r.output;
+  EXPECT_TRUE(has(r.output, "  what: the loss differs after step 0 (loss ")) << r.output;
+}
+
 // An unseeded run drew its seed; naming that seed in the replay changes nothing, so a loader race is the
 // cause, not the configuration.
 TEST_F(RightAnswers, SettingTheSeedAnUnseededRunDrewIsNoConfigurationChange) {
