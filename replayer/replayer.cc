@@ -128,22 +128,6 @@ ReplaySide::ReplaySide() = default;
 ReplaySide::ReplaySide(ReplaySide&&) noexcept = default;
 ReplaySide::~ReplaySide() = default;
 
-namespace {
-
-// The last checkpoint at or before `step`, if any.
-std::optional<trace::CheckpointRef> checkpoint_before(const std::string& path, int64_t step) {
-  auto r = trace::TraceReader::open(path);
-  if (!r) return std::nullopt;
-  auto index = (*r)->checkpoint_index();
-  if (!index) return std::nullopt;
-  std::optional<trace::CheckpointRef> best;
-  for (const auto& c : *index)
-    if (c.step > 0 && c.step <= step && (!best || c.step > best->step)) best = c;  // step 0: the start itself
-  return best;
-}
-
-}  // namespace
-
 Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConfig& config,
                                     const KernelRegistry& registry, ForceSet force,
                                     std::function<bool(const std::string&)> filter, ProbeLevel level,
@@ -174,15 +158,32 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
     return Error{"step " + std::to_string(from) + " is past the run's end: it has steps 0.." +
                  std::to_string(s.training->total_steps() - 1)};
   if (from > 0) {
-    if (auto cp = checkpoint_before(trace_path, from)) {
-      auto cr = trace::TraceReader::open(trace_path);
-      if (!cr) return cr.error();
+    auto cr = trace::TraceReader::open(trace_path);
+    if (!cr) return cr.error();
+    auto index = (*cr)->checkpoint_index();
+    // The last checkpoint at or before `from` after the start: a replay from the initial state (step 0) is one
+    // from step 0, which runs the initialization as recorded.
+    std::optional<trace::CheckpointRef> cp;
+    bool initial = false;
+    if (index)
+      for (const auto& c : *index) {
+        initial = initial || c.step == 0;
+        if (c.step > 0 && c.step <= from && (!cp || c.step > cp->step)) cp = c;
+      }
+    const std::string at = " at or before step " + std::to_string(from);
+    if (cp) {
       auto state = (*cr)->read_checkpoint(cp->offset);
       if (!state) return state.error();
       if (Status st = s.hooks->skip_to(state->step); !st) return st.error();
       if (Status st = s.training->restore(*state); !st) return Error{trace_path + ": " + st.error().message};
       s.resumed_at = state->step;
       s.from_checkpoint = true;
+    } else if (!index) {
+      s.why_from_step_zero = "the trace's checkpoints cannot be read (" + index.error().message + ")";
+    } else if (initial) {
+      s.why_from_step_zero = "the last checkpoint" + at + " is the initial state";
+    } else {
+      s.why_from_step_zero = "the trace has no checkpoint" + at;
     }
   }
   return s;
@@ -612,9 +613,7 @@ ReplayResult replay(const ReplayOptions& o) {
   rep.facts.emplace_back("trace", o.trace_path);
   rep.facts.emplace_back("force", o.force.str());
   if (resumed > 0) rep.facts.emplace_back("resumed from checkpoint at step", std::to_string(resumed));
-  if (o.from_step > 0 && !side->from_checkpoint)
-    rep.notes.push_back("the trace has no checkpoint at or before step " + std::to_string(o.from_step) +
-                        ": replayed from step 0");
+  if (!side->why_from_step_zero.empty()) rep.notes.push_back(side->why_from_step_zero + ": replayed from step 0");
   rep.facts.emplace_back("steps compared", std::to_string(hooks.steps_compared()));
   hooks.finish_views(rep.page);
   rep.page.per_step = true;

@@ -87,6 +87,9 @@ struct ReplaySide {
   std::unique_ptr<Training> training;
   int64_t resumed_at = 0;
   bool from_checkpoint = false;  // resumed at a checkpoint (else from step 0)
+  // Asked to start after step 0, started at step 0: why ("the last checkpoint at or before step 10 is the
+  // initial state", "the trace has no checkpoint at or before step 10").
+  std::string why_from_step_zero;
   ReplaySide();
   ReplaySide(ReplaySide&&) noexcept;
   ~ReplaySide();

@@ -438,16 +438,45 @@ TEST_F(TraceCliTest, ReplayHtmlLossChartNamesTheStepsItReplayed) {
   EXPECT_EQ(html.find("aria-label=\"loss per step, steps 0 "), std::string::npos) << html;
 }
 
+// Before the first periodic checkpoint, the last checkpoint is the initial state: the replay runs from step 0.
 TEST_F(TraceCliTest, ReplayFromAStepBeforeEveryCheckpointSaysItStartedAtStepZero) {
   const CommandResult early = run_trainrr("replay " + trace_ + " --from-step 20 --to-step 22");
   EXPECT_EQ(early.exit_code, 0) << early.output;
-  EXPECT_NE(early.output.find("note: the trace has no checkpoint at or before step 20: replayed from step 0"),
+  EXPECT_NE(early.output.find("note: the last checkpoint at or before step 20 is the initial state: replayed from "
+                              "step 0"),
             std::string::npos)
       << early.output;
+  EXPECT_EQ(early.output.find("no checkpoint"), std::string::npos) << early.output;
   EXPECT_NE(early.output.find("(22 steps compared)"), std::string::npos) << early.output;
   const CommandResult later = run_trainrr("replay " + trace_ + " --from-step 60 --to-step 62");
   EXPECT_EQ(later.exit_code, 0) << later.output;
-  EXPECT_EQ(later.output.find("no checkpoint at or before"), std::string::npos) << later.output;
+  EXPECT_EQ(later.output.find("replayed from step 0"), std::string::npos) << later.output;
+}
+
+// A trace without the initial state (written before it was kept), or without any checkpoint, has none to start
+// from before its first: the replay runs from step 0 and says so.
+TEST_F(TraceCliTest, ReplayFromAStepBeforeATracesFirstCheckpointSaysItHasNone) {
+  TempDir out;
+  const std::string older = out.file("older.trr"), none = out.file("none.trr");
+  ASSERT_EQ(rewrite_trace(
+                trace_, older, [](trace::TraceHeader&) {}, {},
+                [](trace::TraceCheckpoint& cp) { return cp.step > 0; }),
+            "");
+  ASSERT_EQ(rewrite_trace(
+                trace_, none, [](trace::TraceHeader&) {}, {}, [](trace::TraceCheckpoint&) { return false; }),
+            "");
+  for (const std::string& t : {older, none}) {
+    const CommandResult r = run_trainrr("replay " + t + " --from-step 20 --to-step 22");
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("note: the trace has no checkpoint at or before step 20: replayed from step 0"),
+              std::string::npos)
+        << r.output;
+    EXPECT_NE(r.output.find("(22 steps compared)"), std::string::npos) << r.output;
+  }
+  // Past its first periodic checkpoint, the trace without the initial state resumes there.
+  const CommandResult later = run_trainrr("replay " + older + " --from-step 60 --to-step 62");
+  EXPECT_EQ(later.exit_code, 0) << later.output;
+  EXPECT_NE(later.output.find("resumed from checkpoint at step: 50"), std::string::npos) << later.output;
 }
 
 // Another batch size gives the first layer's matmul another shape: the note says so rather than naming the
