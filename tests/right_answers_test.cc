@@ -260,7 +260,7 @@ TEST_F(RightAnswers, ChangedDataIsTheCauseAndNoNoteSaysOtherwise) {
   const CommandResult gone = run_trainrr("replay " + trace + " --allow-data-change");
   ASSERT_EQ(gone.exit_code, 1) << gone.output;
   EXPECT_TRUE(has(gone.output, "cause: data")) << gone.output;
-  EXPECT_TRUE(has(gone.output, "no element detail: the recorded run cannot be re-executed here, as its data is "
+  EXPECT_TRUE(has(gone.output, "no element detail: the recorded run cannot be set up again here, as its data is "
                                "not at hand"))
       << gone.output;
   EXPECT_FALSE(has(gone.output, "recording machine")) << gone.output;
