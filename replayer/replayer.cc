@@ -481,9 +481,15 @@ std::string compared_at(ProbeLevel level) {
 }  // namespace
 
 Status require_replayable_trace(const std::string& path, const std::string& what) {
-  if (trace::is_run_folder(path))
+  if (trace::is_run_folder(path)) {
+    if (!trace::holds_rank_traces(path))
+      return Error{path +
+                   " is a folder, not a trace, and holds no rank traces (rank0.trr, rank1.trr, ...) of a "
+                   "data-parallel run"};
     return Error{path + " is the folder of a data-parallel run: " + what +
-                 " here takes one process's trace; `trainrr " + what + " " + path + "` takes the run"};
+                 " here takes one process's trace; `trainrr " + what +
+                 "` on the command line takes a run's folder"};
+  }
   auto reader = trace::TraceReader::open(path);
   if (!reader) return reader.error();
   if (Status s = trace::refuse_rank_alone((*reader)->header(), path, what); !s) return s;

@@ -53,7 +53,17 @@ TEST(RankAlone, TheLibrarysReplayDiffAndBisectRefuseOneRankAndARunsFolder) {
   o.trace_path = folder;
   const ReplayResult f = replay(o);
   EXPECT_EQ(f.exit_code, 2);
-  EXPECT_TRUE(has(f.error, "is the folder of a data-parallel run")) << f.error;
+  EXPECT_TRUE(has(f.error,
+                  "is the folder of a data-parallel run: replay here takes one process's trace; "
+                  "`trainrr replay` on the command line takes a run's folder"))
+      << f.error;
+  // A folder that holds no rank trace is not called a run.
+  const std::string empty = folder + "-empty";
+  std::filesystem::create_directory(empty);
+  o.trace_path = empty;
+  const ReplayResult e = replay(o);
+  EXPECT_EQ(e.exit_code, 2);
+  EXPECT_TRUE(has(e.error, empty + " is a folder, not a trace, and holds no rank traces")) << e.error;
 
   // A trace of one process is not affected.
   o.trace_path = plain;

@@ -18,9 +18,10 @@ bool is_run_folder(const std::string& path) {
   return fs::is_directory(path, ec);
 }
 
-Result<RunSet> open_run(const std::string& folder) {
-  RunSet run;
-  run.folder = folder;
+namespace {
+
+// The rank traces in `folder` by rank (rank0.trr, rank1.trr, ...), or an error when it cannot be listed.
+Result<std::map<int, std::string>> rank_files(const std::string& folder) {
   std::map<int, std::string> found;
   std::error_code ec;
   static const std::regex kRank("rank([0-9]{1,6})\\.trr");
@@ -30,6 +31,22 @@ Result<RunSet> open_run(const std::string& folder) {
     if (std::regex_match(name, m, kRank)) found[std::stoi(m[1].str())] = entry.path().string();
   }
   if (ec) return Error{folder + ": cannot list the folder: " + ec.message()};
+  return found;
+}
+
+}  // namespace
+
+bool holds_rank_traces(const std::string& folder) {
+  auto found = rank_files(folder);
+  return found && !found->empty();
+}
+
+Result<RunSet> open_run(const std::string& folder) {
+  RunSet run;
+  run.folder = folder;
+  auto listed = rank_files(folder);
+  if (!listed) return listed.error();
+  std::map<int, std::string> found = std::move(*listed);
   if (found.empty())
     return Error{folder + ": a folder without rank traces (rank0.trr, rank1.trr, ...): not a run recorded under mpirun"};
   std::map<int, TraceHeader> headers;

@@ -24,6 +24,8 @@ struct RunSet {
 
 // Whether `path` names a folder (a run of several ranks) rather than a trace file.
 bool is_run_folder(const std::string& path);
+// Whether the folder holds any rank trace (rank0.trr, rank1.trr, ...).
+bool holds_rank_traces(const std::string& folder);
 
 // The ranks of the run in `folder`, every one present and all of one run: an error names a missing rank, a
 // trace of another run (its run id), a trace that is not a rank of a run, or an unreadable one.
