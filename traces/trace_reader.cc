@@ -1186,6 +1186,9 @@ Result<std::optional<TraceRecord>> TraceReader::next() {
     kj::ArrayPtr<const capnp::word> words = (*frame)->words;
     const uint64_t size = (*frame)->bytes;
     bool skipped = false;
+    // Notes of what this message holds that the reader does not know stand only once the message is vouched
+    // for: a changed byte can read as an unknown kind.
+    const size_t notes_before = notes_.size();
     auto record = guarded(m, offset, [&]() -> Result<std::optional<TraceRecord>> {
       capnp::FlatArrayMessageReader message(words, m.options_for(words));
       auto root = message.getRoot<schema::Message>();
@@ -1226,14 +1229,17 @@ Result<std::optional<TraceRecord>> TraceReader::next() {
       return std::optional<TraceRecord>(std::move(rec));
     });
     if (!record) {
+      notes_.resize(notes_before);
       return m.stop_at(record.error());
     }
     if (m.chained) {
       m.previous = m.digest_at(offset, size);
       // A message is handed out only once the next one vouches for it: a changed message never reaches the
       // caller as if it were recorded. (The footer, last, has no next message; its counts are checked.)
-      if (Status vouched = m.check_against_next(offset, offset + size); !vouched)
+      if (Status vouched = m.check_against_next(offset, offset + size); !vouched) {
+        notes_.resize(notes_before);
         return m.stop_at(vouched.error());
+      }
     }
     m.pos = offset + size;
     if (!skipped) return record;
