@@ -1292,8 +1292,13 @@ Result<std::vector<CheckpointRef>> TraceReader::checkpoint_index() {
     }
     at_footer = root.which() == schema::Message::FOOTER;
   });
-  // A cut tail is what a killed recording leaves: the checkpoints before it are good.
-  if (!scanned && !m.truncated_tail) return scanned.error();
+  // A cut tail is what a killed recording leaves: the checkpoints before it are good. Anything else is
+  // damage.
+  if (!scanned && !m.truncated_tail) {
+    const std::string why = scanned.error().message;
+    if (why.find("damaged") != std::string::npos) return scanned.error();
+    return Error{why + " (the file is damaged there: its checkpoints cannot be listed)"};
+  }
   return out;
 }
 

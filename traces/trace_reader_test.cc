@@ -755,6 +755,34 @@ TEST(TraceIntegrity, AChangedFooterIsDamage) {
   std::remove(path.c_str());
 }
 
+// Listing the checkpoints of a file whose footer was changed: an error that calls the file damaged, or the
+// checkpoints before the footer (a change that reads as a cut), never a bare decoding error.
+TEST(TraceIntegrity, AChangedFooterLeavesTheCheckpointsListedOrCallsTheFileDamaged) {
+  const std::string path = temp_path("footer_index.trr");
+  const SampleTrace sample = write_sample_trace(path, 4);
+  const std::vector<uint8_t> original = read_file(path);
+  const uint64_t footer = sample.message_ends[sample.message_ends.size() - 2];
+  int refused = 0;
+  for (uint64_t at = footer; at < original.size(); ++at) {
+    for (int bit = 0; bit < 8; ++bit) {
+      std::vector<uint8_t> bytes = original;
+      bytes[at] ^= static_cast<uint8_t>(1u << bit);
+      auto r = TraceReader::open_memory(bytes, "changed.trr");
+      ASSERT_TRUE(r) << r.error().message;
+      auto index = (*r)->checkpoint_index();
+      if (index) {
+        EXPECT_EQ(index->size(), sample.checkpoints.size()) << "byte " << at << " bit " << bit;
+        continue;
+      }
+      ++refused;
+      EXPECT_NE(index.error().message.find("damaged"), std::string::npos)
+          << "byte " << at << " bit " << bit << ": " << index.error().message;
+    }
+  }
+  EXPECT_GT(refused, 0);
+  std::remove(path.c_str());
+}
+
 TEST(TraceIntegrity, TheUnchangedFileReadsToItsFooterAndASeekReadsOnWithoutTheEarlierMessage) {
   const std::string path = temp_path("chained.trr");
   const SampleTrace sample = write_sample_trace(path, 4);
