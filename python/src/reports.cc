@@ -34,9 +34,13 @@ std::string Report::html() const { return report_html(report); }
 
 Report replay_trace(const ReplaySettings& s) {
   auto force = parse_force(s.force);
-  if (!force) raise(ErrorKind::config, "force: " + force.error().message);
+  // The replayer names the option ("--force: unknown choice 'foo' ..."): here it is the argument force.
+  if (!force) {
+    const std::string& message = force.error().message;
+    raise(ErrorKind::config, "replay: " + (message.rfind("--", 0) == 0 ? message.substr(2) : message));
+  }
   if (s.to_step >= 0 && s.to_step <= s.from_step)
-    raise(ErrorKind::config, "to_step " + std::to_string(s.to_step) + " must be greater than from_step " +
+    raise(ErrorKind::config, "replay: to_step " + std::to_string(s.to_step) + " must be greater than from_step " +
                                  std::to_string(s.from_step));
   pyb::gil_scoped_release released;
   std::vector<std::string> notes;

@@ -7,6 +7,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -247,3 +248,51 @@ def test_a_configuration_with_augmentation_keeps_it_when_fit_on_arrays(tmp_path)
     assert "[augment]\nnoise_stddev = 0.5" in model.to_config()
     draws = [e["site"] for s in trainrr.open(tmp_path / "run.trr").steps() for e in s["events"] if e["type"] == "rng"]
     assert "augment/noise" in draws
+
+
+def test_a_second_fit_warns_that_it_starts_again_from_the_initial_weights():
+    x, y = blobs()
+    model = classifier()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the first fit warns of nothing
+        first = model.fit(x, y, epochs=2, verbose=0, seed=1)
+    with pytest.warns(UserWarning) as caught:
+        second = model.fit(x, y, epochs=2, verbose=0)
+    message = str(caught[0].message)
+    assert message.startswith("fit: this model has been fitted before; this fit starts again from the initial "
+                              "weights its seed draws, not from the current weights as Keras' fit would")
+    assert "fit once with the total number of epochs" in message and "(seed=1)" in message
+    assert caught[0].filename == __file__
+    # What it says: the second fit (which kept the seed) trained as the first did, and a fit of the total number
+    # of epochs with that seed starts as they did.
+    assert second.history["loss"] == first.history["loss"]
+    longer = classifier().fit(x, y, epochs=4, verbose=0, seed=1)
+    assert longer.history["loss"][:2] == first.history["loss"]
+
+
+def test_an_opened_trace_says_how_reading_went_before_any_steps_are_read(tmp_path):
+    x, y = blobs()
+    classifier().fit(x, y, epochs=2, verbose=0, record=trainrr.record(tmp_path / "run.trr", seed=1))
+    whole = trainrr.open(tmp_path / "run.trr")
+    assert whole.stop is None and whole.truncated is False and whole.notes == []
+    # Cut inside step 10, as a recording killed there leaves it.
+    (tmp_path / "cut.trr").write_bytes((tmp_path / "run.trr").read_bytes()[: whole.steps()[10]["offset"] + 10])
+    cut = trainrr.open(tmp_path / "cut.trr")
+    assert cut.truncated is True and "truncated" in cut.stop and cut.notes == []
+    assert len(cut.steps()) == 10 and cut.footer() is None
+    # A replay of the cut trace compares the steps it holds, and is no whole run reproduced.
+    report = trainrr.replay(tmp_path / "cut.trr")
+    assert report.status == "truncated" and not report.reproduced, report.text()
+    assert "status is 'reproduced'" in trainrr.Report.reproduced.__doc__
+
+
+def test_a_python_run_is_recorded_as_python_under_the_working_folder(tmp_path):
+    # The recorder makes every configuration's path absolute: a Python run's is <python> in the fit's folder.
+    x, y = blobs()
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        classifier().fit(x, y, verbose=0, record="run.trr")
+    finally:
+        os.chdir(here)
+    assert trainrr.open(tmp_path / "run.trr").header["config_path"] == os.path.join(str(tmp_path), "<python>")

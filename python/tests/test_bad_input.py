@@ -222,3 +222,97 @@ def test_tf32_is_a_runtime_setting_that_must_be_a_bool():
         m.compile(optimizer="adam", loss="binary_crossentropy", tf32="yes")
     assert "tf32 must be true or false, got a string" in str(e.value)
     m.compile(optimizer="adam", loss="binary_crossentropy", tf32=False)
+
+
+def test_numpy_scalars_are_taken_where_a_number_is(tmp_path):
+    x, y = data()
+    history = model().fit(x, y, epochs=np.int64(2), batch_size=np.int32(8), seed=np.int64(3),
+                          validation_split=np.float32(0.1), shuffle=np.bool_(True), verbose=np.int64(0),
+                          record=trainrr.record(tmp_path / "run.trr", seed=np.int64(3),
+                                                checkpoint_every=np.int64(2)))
+    assert len(history.history["loss"]) == 2 and history.params["steps"] == 3  # 18 training rows in batches of 8
+    assert trainrr.open(tmp_path / "run.trr").seed == 3
+    assert trainrr.replay(tmp_path / "run.trr", from_step=np.int64(1), to_step=np.int64(3)).status == "reproduced"
+    assert trainrr.open(tmp_path / "run.trr").checkpoint(np.int64(0))
+    assert layers.Dropout(np.float32(0.5)).get_config() == {"rate": 0.5}
+    assert layers.Dense(np.int64(4), use_bias=np.bool_(False)).get_config() == {"units": 4, "use_bias": False}
+    assert optimizers.SGD(learning_rate=np.float64(0.5), nesterov=np.bool_(True)).get_config() == \
+        {"learning_rate": 0.5, "nesterov": True}
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m, x, y: m.fit(x, y, epochs="2"), "fit: epochs must be an integer, 1 or more, got '2' (str)"),
+    (lambda m, x, y: m.fit(x, y, epochs=np.float64(2)), "fit: epochs must be an integer, 1 or more, got 2.0 (float64)"),
+    (lambda m, x, y: m.fit(x, y, batch_size=True), "fit: batch_size must be an integer, 1 or more, got True (bool)"),
+    (lambda m, x, y: m.fit(x, y, seed="3"),
+     "fit: seed must be an integer from 0 to 9223372036854775807, got '3' (str)"),
+    (lambda m, x, y: m.fit(x, y, validation_split="0.1"),
+     "fit: validation_split must be a number in [0, 1), got '0.1' (str)"),
+    (lambda m, x, y: m.fit(x, y, shuffle=1), "fit: shuffle must be True or False, got 1"),
+    (lambda m, x, y: trainrr.record("x.trr", seed="1"),
+     "record: seed must be an integer from 0 to 9223372036854775807, got '1' (str)"),
+])
+def test_a_refused_value_that_looks_right_shows_its_type(call, message):
+    x, y = data()
+    with pytest.raises(trainrr.ConfigError) as e:
+        call(model(), x, y)
+    assert str(e.value) == message
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: layers.Dense(0), "layers.Dense: units must be a positive integer, got 0"),
+    (lambda: layers.Dense(-1), "layers.Dense: units must be a positive integer, got -1"),
+    (lambda: layers.Conv2D(0, 3), "layers.Conv2D: filters must be a positive integer, got 0"),
+    (lambda: layers.Dropout(1.5), "layers.Dropout: rate must be a number in [0, 1), got 1.5"),
+    (lambda: layers.Dropout(-0.1), "layers.Dropout: rate must be a number in [0, 1), got -0.1"),
+    (lambda: layers.BatchNormalization(momentum=2), "layers.BatchNormalization: momentum must be a number in [0, 1], got 2"),
+    (lambda: layers.BatchNormalization(epsilon=0.0), "layers.BatchNormalization: epsilon must be a positive number, got 0.0"),
+    (lambda: trainrr.losses.MeanSquaredError(from_logits=True),
+     "losses.MeanSquaredError: unknown argument 'from_logits' (it applies to the cross-entropies, whose outputs may "
+     "be logits; a regression's outputs are the values themselves)"),
+    (lambda: trainrr.losses.BinaryCrossentropy(from_logits="no"),
+     "losses.BinaryCrossentropy: from_logits must be True or False, got 'no' (str)"),
+])
+def test_values_out_of_range_are_refused_by_the_constructor_naming_class_and_argument(make, message):
+    with pytest.raises(trainrr.ConfigError) as e:
+        make()
+    assert str(e.value) == message
+
+
+def test_refused_replay_and_compile_arguments_name_the_argument(tmp_path):
+    x, y = data()
+    model().fit(x, y, verbose=0, record=tmp_path / "run.trr")
+    trace = tmp_path / "run.trr"
+    cases = [
+        (lambda: trainrr.replay(trace, overrides={"train.epoch": 3}),
+         "replay: overrides: unknown key 'train.epoch' (did you mean 'train.epochs'?)"),
+        (lambda: trainrr.replay(trace, overrides={"train.epochs": 0}), "replay: overrides: train.epochs must be"),
+        (lambda: trainrr.replay(trace, overrides=["train.epochs=[1"]),
+         "replay: overrides: 'train.epochs=[1': the value is not valid TOML"),
+        (lambda: trainrr.replay(trace, overrides=["epochs"]),
+         "replay: overrides: expected 'key=value' strings (such as 'train.epochs=5'), got 'epochs' (str)"),
+        (lambda: trainrr.bisect(trace, overrides={"train.epoch": 3}),
+         "bisect: overrides: unknown key 'train.epoch' (did you mean 'train.epochs'?)"),
+        (lambda: trainrr.replay(trace, from_step=-1), "replay: from_step must be an integer, 0 or more, got -1"),
+        (lambda: trainrr.replay(trace, to_step=0), "replay: to_step must be an integer, 1 or more, got 0"),
+        (lambda: trainrr.replay(trace, from_step=2, to_step=2), "replay: to_step must be greater than from_step"),
+        (lambda: trainrr.replay(trace, force="rng,foo"), "replay: force: unknown choice 'foo' (expected all, none"),
+        (lambda: trainrr.Sequential([layers.Dense(1)]).compile(optimizer="adagrad", loss="mse"),
+         "compile: optimizer: unknown optimizer 'adagrad'"),
+        (lambda: model().fit(x, y, verbose=3), "fit: verbose must be 'auto', 0, 1 or 2, got 3"),
+    ]
+    for call, message in cases:
+        with pytest.raises(trainrr.ConfigError) as e:
+            call()
+        assert str(e.value).startswith(message), str(e.value)
+        assert "--set" not in str(e.value) and "(in the trace)" not in str(e.value) and "--force" not in str(e.value)
+
+
+def test_the_non_finite_loss_warning_of_a_fit_on_arrays_gives_advice_in_its_terms(capsys):
+    x, y = data(rows=200)
+    m = trainrr.Sequential([layers.Dense(8), layers.Dense(1)])
+    m.compile(optimizer=optimizers.SGD(learning_rate=1e6), loss="mse")
+    m.fit(x * 1e3, y, epochs=2, verbose=0)
+    err = capsys.readouterr().err
+    assert "training has diverged" in err and "standardized x may help" in err
+    assert "data.scale" not in err

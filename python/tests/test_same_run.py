@@ -106,3 +106,25 @@ def test_a_replay_that_differs_names_the_step_site_and_cause(tmp_path):
     assert report.first_divergence.step == 0 and report.first_divergence.site
     assert report.cause.category == "rng", report.text()
     assert trainrr.replay(tmp_path / "unseeded.trr").status == "reproduced"
+
+
+def test_to_config_of_an_unseeded_fit_holds_the_seed_it_drew(tmp_path, bin_path):
+    x, y = breast_cancer()
+    model = breast_cancer_model()
+    before = model.to_config()
+    rec = trainrr.record(tmp_path / "python.trr")
+    model.fit(x, y, epochs=2, verbose=0, validation_split=0.1, record=rec)
+    model.to_config(tmp_path / "cli" / "run.toml")
+    assert "seed" not in before  # before any fit, the run is unseeded
+    seed = trainrr.open(tmp_path / "python.trr").seed
+    assert rec.seed == seed and f"seed = {seed}\n" in (tmp_path / "cli" / "run.toml").read_text()
+    cli("record", tmp_path / "cli" / "run.toml", "-o", tmp_path / "cli.trr", "--embed-data")
+    assert trainrr.diff(tmp_path / "python.trr", tmp_path / "cli.trr").status == "identical"
+    # Message for message, but for what the header says of the seed: drawn from the OS by the Python run, read
+    # from its configuration (its `seed =` line) by the CLI's.
+    python_messages, cli_messages = without_places(dump(tmp_path / "python.trr")), without_places(dump(tmp_path / "cli.trr"))
+    assert python_messages[0]["seed_from_entropy"] and not cli_messages[0]["seed_from_entropy"]
+    assert cli_messages[0]["config"] == f"seed = {seed}\n\n" + python_messages[0]["config"]
+    for m in (python_messages[0], cli_messages[0]):
+        del m["seed_from_entropy"], m["config"]
+    assert python_messages == cli_messages

@@ -2,12 +2,17 @@
 configuration key are refused for the same reasons and in the same words."""
 
 import difflib
+import numbers
+import operator
 import re
+
+import numpy as np
 
 from . import _toml
 from ._errors import ConfigError
 
 _NAME = "arguments"
+MAX_SEED = 2**63 - 1  # a seed is a TOML integer (int64)
 # A configuration that trains on nothing, around the piece under test.
 _DATA = '[data]\nsource = "synthetic"\nshape = [1]\nclasses = 2\nsamples = 2\n'
 
@@ -48,3 +53,54 @@ def unknown_argument(owner, name, known):
 
 def unsupported_argument(owner, name, why="trainrr's engine has no such setting"):
     return ConfigError(f"{owner}: argument '{name}' is not supported: {why}")
+
+
+# --- Python values of arguments ----------------------------------------------------------------------------
+# An argument that takes an integer takes a Python int or a numpy integer (operator.index), never a bool; one
+# that takes a number also takes a float or a numpy floating scalar. Each is handed on as a plain Python value.
+
+
+def shown(value):
+    """A refused value as a message shows it: a Python int or float as itself, anything else with its type,
+    so that '2' (a string) or 2 (a numpy float) is not taken for the number it looks like."""
+    if type(value) in (int, float) or (type(value) in (list, tuple) and all(type(v) in (int, float) for v in value)):
+        return repr(value)
+    return f"{value!r} ({type(value).__name__})"
+
+
+def integer(owner, name, value, minimum, maximum=None):
+    """`value` as an int: "owner: name must be an integer, MIN or more, got ..." when it is none or out of range."""
+    number = None
+    if not isinstance(value, (bool, np.bool_)):
+        try:
+            number = operator.index(value)
+        except TypeError:
+            pass
+    if number is None or number < minimum or (maximum is not None and number > maximum):
+        bounds = f" from {minimum} to {maximum}" if maximum is not None else f", {minimum} or more"
+        raise ConfigError(f"{owner}: {name} must be an integer{bounds}, got {shown(value)}")
+    return number
+
+
+def real(owner, name, value, accepts, requirement):
+    """`value` as a float, refused unless it is a real number (not a bool) for which accepts(value) holds:
+    "owner: name must be REQUIREMENT, got ..."."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not accepts(float(value)):
+        raise ConfigError(f"{owner}: {name} must be {requirement}, got {shown(value)}")
+    return float(value)
+
+
+def boolean(owner, name, value):
+    """`value` as a bool: True, False or a numpy bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{owner}: {name} must be True or False, got {shown(value)}")
+    return bool(value)
+
+
+def plain(value):
+    """numpy scalars (in lists and tuples too) as the Python values they hold."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    return value

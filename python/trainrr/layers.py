@@ -21,6 +21,7 @@ class Layer:
     type = None
     _arguments = ()  # the arguments this layer takes, besides name
     _required = ()
+    _ranges = ()  # (argument, accepts(value), what it must be) for values the engine takes in type, not in range
 
     def __init__(self, **kwargs):
         owner = f"layers.{type(self).__name__}"
@@ -31,7 +32,7 @@ class Layer:
             if key in _KERAS_ONLY:
                 raise unsupported_argument(owner, key)
             raise unknown_argument(owner, key, known)
-        self._given = {k: v for k, v in kwargs.items() if v is not None}
+        self._given = {k: _check.plain(v) for k, v in kwargs.items() if v is not None}
         for key in self._required:
             if key not in self._given:
                 raise _check.ConfigError(f"{owner}: argument '{key}' is required")
@@ -40,6 +41,12 @@ class Layer:
             raise _check.ConfigError(f"{owner}: activation must be the name of one (linear, relu, sigmoid, tanh, "
                                      f"softmax), got {self._given['activation']!r}")
         _check.engine_check(owner, "model.layers[0].", layer=self.items())
+        # The configuration's parser takes these values in type, not in range (the model checks that when fit
+        # builds it): here the layer is refused at once, with the same bounds.
+        for key, accepts, requirement in self._ranges:
+            value = self._given.get(key)
+            if value is not None and not accepts(value):
+                raise _check.ConfigError(f"{owner}: {key} must be {requirement}, got {_check.shown(value)}")
 
     def items(self):
         """The layer as (key, value) pairs of its configuration table."""
@@ -71,6 +78,7 @@ class Dense(Layer):
     type = "Dense"
     _arguments = ("units", "activation", "use_bias", "kernel_initializer")
     _required = ("units",)
+    _ranges = (("units", lambda v: v > 0, "a positive integer"),)
 
     def __init__(self, units=None, activation=None, use_bias=None, kernel_initializer=None, **kwargs):
         super().__init__(units=units, activation=activation, use_bias=use_bias,
@@ -81,6 +89,7 @@ class Conv2D(Layer):
     type = "Conv2D"
     _arguments = ("filters", "kernel_size", "strides", "padding", "activation", "use_bias", "kernel_initializer")
     _required = ("filters", "kernel_size")
+    _ranges = (("filters", lambda v: v > 0, "a positive integer"),)
 
     def __init__(self, filters=None, kernel_size=None, strides=None, padding=None, activation=None, use_bias=None,
                  kernel_initializer=None, **kwargs):
@@ -110,6 +119,7 @@ class Dropout(Layer):
     type = "Dropout"
     _arguments = ("rate",)
     _required = ("rate",)
+    _ranges = (("rate", lambda v: 0 <= v < 1, "a number in [0, 1)"),)
 
     def __init__(self, rate=None, **kwargs):
         super().__init__(rate=rate, **kwargs)
@@ -118,6 +128,8 @@ class Dropout(Layer):
 class BatchNormalization(Layer):
     type = "BatchNormalization"
     _arguments = ("momentum", "epsilon")
+    _ranges = (("momentum", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+               ("epsilon", lambda v: v > 0, "a positive number"))
 
     def __init__(self, momentum=None, epsilon=None, **kwargs):
         super().__init__(momentum=momentum, epsilon=epsilon, **kwargs)

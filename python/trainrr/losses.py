@@ -13,9 +13,10 @@ class Loss:
     name = None
 
     def __init__(self, from_logits=False, **kwargs):
+        owner = f"losses.{type(self).__name__}"
         for key in kwargs:
-            raise _check.unsupported_argument(f"losses.{type(self).__name__}", key)
-        self.from_logits = bool(from_logits)
+            raise _check.unsupported_argument(owner, key)
+        self.from_logits = _check.boolean(owner, "from_logits", from_logits)
 
     def __repr__(self):
         return f"losses.{type(self).__name__}(from_logits={self.from_logits})"
@@ -30,10 +31,19 @@ class SparseCategoricalCrossentropy(Loss):
 
 
 class MeanSquaredError(Loss):
+    """Keras' MeanSquaredError takes no from_logits: its outputs are the predicted values themselves."""
+
     name = "mse"
 
     def __init__(self, **kwargs):
+        if "from_logits" in kwargs:
+            raise _check.ConfigError("losses.MeanSquaredError: unknown argument 'from_logits' (it applies to the "
+                                     "cross-entropies, whose outputs may be logits; a regression's outputs are "
+                                     "the values themselves)")
         super().__init__(**kwargs)
+
+    def __repr__(self):
+        return "losses.MeanSquaredError()"
 
 
 def get(identifier):

@@ -2,11 +2,13 @@
 fit arguments are a run configuration: `to_config()` writes the TOML that `trainrr record` runs as the same
 run, and `Sequential.from_config(path)` reads one."""
 
+import numbers
 import os
 import re
 import sys
 import tempfile
 import threading
+import warnings
 
 from . import _check, _data, _toml, losses, optimizers, recording
 from ._errors import ConfigError, DataError
@@ -20,6 +22,11 @@ _FIT_ONLY_KERAS = {"callbacks", "validation_data", "class_weight", "sample_weigh
                    "max_queue_size", "workers", "use_multiprocessing"}
 _EVALUATE_ONLY_KERAS = {"sample_weight", "steps", "callbacks", "max_queue_size", "workers",
                         "use_multiprocessing"}
+_FIT_AGAIN = ("fit: this model has been fitted before; this fit starts again from the initial weights its seed "
+              "draws, not from the current weights as Keras' fit would (a trainrr run cannot start from given "
+              "weights). For the effect of continued training, fit once with the total number of epochs: with "
+              "the earlier fit's seed (seed={seed}) and settings, its first epochs repeat the earlier fit's (bit "
+              "for bit when the run is deterministic, policy='deterministic').")
 _PYTHON_CONFIG = "<python>"  # the name a run configuration written by this module goes by in messages
 
 
@@ -57,6 +64,7 @@ class Sequential:
         self._data = None  # the configuration's [data] and [augment], for a model read from a file
         self._fit = {"epochs": 1, "batch_size": 32, "shuffle": True, "validation_split": 0.0, "seed": None}
         self._arrays = None  # (x, y) of the last fit, as the engine trains on them
+        self._seed_used = None  # the seed of the last fit (given, or drawn from the OS); None before any fit
         self._run = None
         for layer in layers or []:
             self.add(layer)
@@ -86,8 +94,8 @@ class Sequential:
                               "or mse)")
         loss_name, from_logits = losses.get(loss)
         wants_accuracy = _accuracy_wanted(metrics, loss_name)
-        runtime = [(k, v) for k, v in (("threads", threads), ("policy", policy), ("device", device), ("tf32", tf32))
-                   if v is not None]
+        runtime = [(k, _check.plain(v)) for k, v in (("threads", threads), ("policy", policy), ("device", device),
+                                                      ("tf32", tf32)) if v is not None]
         if runtime:
             _check.engine_check("compile", "runtime.", runtime=runtime)
         self._compiled = {"optimizer": optimizers.get(optimizer), "loss": loss_name, "from_logits": from_logits,
@@ -99,7 +107,8 @@ class Sequential:
     def from_config(cls, path, overrides=()):
         """The model, compile settings, data and fit settings of a TOML run configuration (the file
         `trainrr record` takes). `overrides`: "key=value" strings, as `--set`. fit() without arrays then
-        trains on the configuration's data, as `trainrr record PATH` does."""
+        trains on the configuration's data, as `trainrr record PATH` does, scaled as its data.scale says;
+        arrays handed to fit, evaluate or predict are taken as they are, unscaled."""
         from . import _trainrr
 
         path = os.fspath(path)
@@ -130,6 +139,10 @@ class Sequential:
         recording's, the configuration's, or one drawn from the OS and recorded). The arrays are saved as
         .npy files that the trace embeds, so that trainrr.replay needs the trace alone.
 
+        Every fit is a run of its own, from the initial weights its seed draws: a second fit of this model
+        trains it again from there, not from its current weights as Keras' fit does, and warns so
+        (UserWarning). For the effect of continued training, fit once with the total number of epochs.
+
         Ctrl-C stops the run after the current step; the trace then holds every step before it, and
         KeyboardInterrupt is raised."""
         for key in kwargs:
@@ -142,16 +155,15 @@ class Sequential:
         if not self.layers:
             raise ConfigError("fit: the model has no layers")
         rec = _recording(record)
+        given = _check_fit_values({"epochs": epochs, "batch_size": batch_size, "validation_split": validation_split,
+                                   "shuffle": shuffle, "seed": seed})
         if rec is not None:
-            if seed is not None and rec.seed is not None and seed != rec.seed:
-                raise ConfigError(f"fit: seed={seed} and the recording's seed={rec.seed} differ")
-            seed = seed if seed is not None else rec.seed
-        given = {"epochs": epochs, "batch_size": batch_size, "validation_split": validation_split,
-                 "shuffle": shuffle, "seed": seed}
-        _check_fit_values(given)
+            if given["seed"] is not None and rec.seed is not None and given["seed"] != rec.seed:
+                raise ConfigError(f"fit: seed={given['seed']} and the recording's seed={rec.seed} differ")
+            given["seed"] = given["seed"] if given["seed"] is not None else rec.seed
         settings = dict(self._fit)
         settings.update({k: v for k, v in given.items() if v is not None})
-        log, progress = _log_stream(verbose)
+        log, progress = _log_stream(verbose, "fit")
 
         if x is None and y is not None:
             raise DataError("fit: y without x")
@@ -160,6 +172,8 @@ class Sequential:
                             "configuration's data without them)")
         if rec is not None:
             rec.check_unused()
+        if self._seed_used is not None:
+            warnings.warn(_FIT_AGAIN.format(seed=self._seed_used), UserWarning, stacklevel=2)
         with tempfile.TemporaryDirectory(prefix="trainrr-") as folder:
             if x is not None:
                 xs = _data.features(x)
@@ -181,7 +195,7 @@ class Sequential:
                 from . import _trainrr
 
                 run = _trainrr.Run(**source, record=record_settings, log=log, progress=progress,
-                                   warnings=sys.stderr)
+                                   warnings=_Warnings(sys.stderr) if arrays is not None else sys.stderr)
             except (ConfigError, DataError) as e:
                 raise type(e)(_python_message(str(e), folder)) from None
         if rec is not None:
@@ -189,6 +203,7 @@ class Sequential:
         self._run = run
         self._arrays = arrays
         self._fit = settings
+        self._seed_used = run.seed
         stopped = run.fit(catch_sigint=threading.current_thread() is threading.main_thread())
         if rec is not None:
             rec.trace = rec.path
@@ -205,8 +220,9 @@ class Sequential:
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False, **kwargs):
         """The loss (and accuracy, when compiled with metrics=["accuracy"]) on x and y, in batches of the
-        fit's batch_size; without x, on the test split of a configuration's data (data.test_fraction).
-        x and y are copied into the engine's tensors (as float32)."""
+        fit's batch_size; without x, on the test split of a configuration's data (data.test_fraction), scaled
+        as its training rows are. x and y are copied into the engine's tensors (as float32), as they are:
+        a configuration's data.scale is not applied to them."""
         for key in kwargs:
             if key in _EVALUATE_ONLY_KERAS:
                 raise _check.unsupported_argument("evaluate", key)
@@ -229,7 +245,7 @@ class Sequential:
         out = {"loss": result["loss"]}
         if self._compiled["accuracy"]:
             out["accuracy"] = result["accuracy"]
-        if _verbosity(verbose):
+        if _verbosity(verbose, "evaluate"):
             print(f"{result['rows']} rows - " + " - ".join(f"{k}: {v:.4f}" for k, v in out.items()))
         if return_dict:
             return out
@@ -238,10 +254,12 @@ class Sequential:
     def predict(self, x, batch_size=None, verbose="auto", **kwargs):
         """The model's outputs for x, one row per sample (float32; numpy owns the engine's result, no copy).
         x is copied once into the engine's input tensor (which owns its memory), converted to float32 on the
-        way when it is another dtype."""
+        way when it is another dtype, and otherwise taken as it is: a configuration's data.scale is not
+        applied to it."""
         for key in kwargs:
             raise _check.unknown_argument("predict", key, ["x", "batch_size", "verbose"])
         run = self._trained("predict")
+        _verbosity(verbose, "predict")  # checked as Keras' is; predict prints nothing
         return run.predict(_data.features(x, sample_shape=run.sample_shape))
 
     def get_weights(self):
@@ -256,10 +274,15 @@ class Sequential:
     # --- configuration --------------------------------------------------------------------------------
 
     def to_config(self, path=None):
-        """The run as a TOML configuration: this model, its compile settings and the last fit's settings
-        (Keras' defaults before any fit). With `path`, also writes it there, and the arrays of the last fit
-        beside it (x.npy, y.npy), so that `trainrr record PATH` runs the same run."""
-        text = self._config_text(self._fit, self._arrays is not None)
+        """The run as a TOML configuration: this model, its compile settings and the last fit's settings,
+        its seed among them, the one given or the one drawn from the OS (before any fit, Keras' defaults and
+        no seed, or the settings of the configuration the model was read from). With `path`, also writes it
+        there, and the arrays of the last fit beside it (x.npy, y.npy), so that `trainrr record PATH` runs
+        the same run."""
+        settings = dict(self._fit)
+        if self._seed_used is not None:
+            settings["seed"] = self._seed_used
+        text = self._config_text(settings, self._arrays is not None)
         if path is not None:
             path = os.fspath(path)
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -354,20 +377,14 @@ def _recording(record):
 
 
 def _check_fit_values(given):
-    def integer(v):
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    if given["epochs"] is not None and (not integer(given["epochs"]) or given["epochs"] < 1):
-        raise ConfigError(f"fit: epochs must be an integer, 1 or more, got {given['epochs']!r}")
-    if given["batch_size"] is not None and (not integer(given["batch_size"]) or given["batch_size"] < 1):
-        raise ConfigError(f"fit: batch_size must be an integer, 1 or more, got {given['batch_size']!r}")
-    vs = given["validation_split"]
-    if vs is not None and (isinstance(vs, bool) or not isinstance(vs, (int, float)) or not 0 <= vs < 1):
-        raise ConfigError(f"fit: validation_split must be a number in [0, 1), got {vs!r}")
-    if given["shuffle"] is not None and not isinstance(given["shuffle"], bool):
-        raise ConfigError(f"fit: shuffle must be True or False, got {given['shuffle']!r}")
-    if given["seed"] is not None and (not integer(given["seed"]) or given["seed"] < 0):
-        raise ConfigError(f"fit: seed must be an integer from 0 to 9223372036854775807, got {given['seed']!r}")
+    """The fit arguments given, as plain Python values (numpy scalars taken as the numbers they hold)."""
+    checks = {"epochs": lambda v: _check.integer("fit", "epochs", v, 1),
+              "batch_size": lambda v: _check.integer("fit", "batch_size", v, 1),
+              "validation_split": lambda v: _check.real("fit", "validation_split", v, lambda f: 0 <= f < 1,
+                                                        "a number in [0, 1)"),
+              "shuffle": lambda v: _check.boolean("fit", "shuffle", v),
+              "seed": lambda v: _check.integer("fit", "seed", v, 0, _check.MAX_SEED)}
+    return {k: checks[k](v) if v is not None else None for k, v in given.items()}
 
 
 def _overrides(given):
@@ -394,21 +411,37 @@ def _data_items(d):
     return items
 
 
-def _verbosity(verbose):
-    if verbose == "auto":
+def _verbosity(verbose, owner):
+    if isinstance(verbose, str) and verbose == "auto":
         return 1
-    if verbose not in (0, 1, 2):
-        raise ConfigError(f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
-    return verbose
+    if not isinstance(verbose, numbers.Integral) or verbose not in (0, 1, 2):
+        raise ConfigError(f"{owner}: verbose must be 'auto', 0, 1 or 2, got {_check.shown(verbose)}")
+    return int(verbose)
 
 
-def _log_stream(verbose):
+def _log_stream(verbose, owner):
     """Keras' verbosity: 0 quiet, 1 a progress bar (on a terminal) and a line per epoch, 2 the lines only."""
-    v = _verbosity(verbose)
+    v = _verbosity(verbose, owner)
     if v == 0:
         return None, False
     isatty = getattr(sys.stdout, "isatty", None)
     return sys.stdout, v == 1 and bool(isatty and isatty())
+
+
+class _Warnings:
+    """The run's warnings, to `stream`, for a fit on arrays: its advice in the fit's terms, not in keys of a
+    configuration file that such a fit has none of."""
+
+    _ADVICE = "(a smaller learning rate or scaled data, data.scale, may help)"
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        self._stream.write(text.replace(self._ADVICE, "(a smaller learning rate or standardized x may help)"))
+
+    def flush(self):
+        self._stream.flush()
 
 
 _KEYS = [(re.compile(r"\bmodel\.layers\[(\d+)\]"), r"layers[\1]"), (re.compile(r"\btrain\.optimizer\."), "optimizer."),

@@ -1,6 +1,8 @@
 """Optimizers, with Keras' names, arguments and defaults (keras.optimizers): SGD (learning rate 0.01),
 Adam, AdamW and RMSprop (0.001), Adam's epsilon 1e-7."""
 
+import re
+
 from . import _check
 from ._check import unknown_argument, unsupported_argument
 
@@ -20,7 +22,7 @@ class Optimizer:
             if key in _KERAS_ONLY:
                 raise unsupported_argument(owner, key)
             raise unknown_argument(owner, key, list(self._arguments))
-        self._given = {k: v for k, v in kwargs.items() if v is not None}
+        self._given = {k: _check.plain(v) for k, v in kwargs.items() if v is not None}
         _check.engine_check(owner, "train.optimizer.", optimizer=self.items())
 
     def items(self):
@@ -84,7 +86,11 @@ def get(identifier):
     if isinstance(identifier, str):
         cls = _TYPES.get(identifier) or _TYPES.get(identifier.lower())
         if cls is None:
-            _check.engine_check("compile", "train.optimizer.", optimizer=[("type", identifier)])
+            # The engine's words for its key `type`, said of the argument that gave it.
+            try:
+                _check.engine_check("compile", "train.optimizer.", optimizer=[("type", identifier)])
+            except _check.ConfigError as e:
+                raise _check.ConfigError(re.sub(r"^compile: type: ", "compile: optimizer: ", str(e))) from None
         return cls()
     raise _check.ConfigError(f"compile: optimizer must be a name (sgd, adam, adamw, rmsprop) or a "
                              f"trainrr.optimizers object, got {identifier!r}")

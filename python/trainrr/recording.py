@@ -3,6 +3,7 @@
 import os
 import threading
 
+from . import _check
 from ._errors import ConfigError
 
 _active = threading.local()
@@ -17,15 +18,14 @@ class Recording:
             raise ConfigError(f"record: path must be a file path, got {path!r}")
         if level not in ("step", "layer", "op"):
             raise ConfigError(f"record: level must be 'step', 'layer' or 'op', got {level!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise ConfigError(f"record: seed must be an integer from 0 to 9223372036854775807, got {seed!r}")
-        if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 0:
-            raise ConfigError(f"record: checkpoint_every must be an integer, 0 or more, got {checkpoint_every!r}")
+        if seed is not None:
+            seed = _check.integer("record", "seed", seed, 0, _check.MAX_SEED)
+        checkpoint_every = _check.integer("record", "checkpoint_every", checkpoint_every, 0)
         self.path = os.fspath(path)
         self.level = level
         self.seed = seed
         self.checkpoint_every = checkpoint_every
-        self.embed_data = bool(embed_data)
+        self.embed_data = _check.boolean("record", "embed_data", embed_data)
         self.trace = None
         self.bytes = None
         self._used = False

@@ -5,8 +5,10 @@ notebook the report shows as the HTML page `--html` writes; str(report) is the t
 import html
 import json
 import os
+import re
 
-from ._errors import ConfigError
+from . import _check
+from ._errors import ConfigError, TraceError
 
 
 class Facts:
@@ -50,7 +52,9 @@ class Report:
 
     @property
     def reproduced(self):
-        """True when every value compared matched (replay: reproduced bit for bit; diff: identical)."""
+        """True when status is 'reproduced' (replay, bisect: every step of the run replayed bit for bit) or
+        'identical' (diff); False for any other status, 'truncated' included: a trace cut short is not a whole
+        run reproduced, even when every step it holds matched."""
         return self.status in ("reproduced", "identical")
 
     def text(self):
@@ -87,13 +91,43 @@ def _path(value, what):
 
 
 def _sets(overrides, what):
-    if isinstance(overrides, dict):
-        from . import _toml
+    from . import _toml
 
-        return [f"{k}={_toml.value(v)}" for k, v in overrides.items()]
+    if isinstance(overrides, dict):
+        sets = []
+        for k, v in overrides.items():
+            if not isinstance(k, str) or not k:
+                raise ConfigError(f"{what}: overrides: a key must be a configuration key (a string such as "
+                                  f"'runtime.threads'), got {_check.shown(k)}")
+            try:
+                sets.append(f"{k}={_toml.value(_check.plain(v))}")
+            except TypeError:
+                raise ConfigError(f"{what}: overrides: {k}: {_check.shown(v)} is not a value a configuration "
+                                  f"holds (a string, a number, a bool or a list of them)") from None
+        return sets
     if isinstance(overrides, str):
         raise ConfigError(f"{what}: overrides must be a list of 'key=value' strings or a dict")
-    return list(overrides)
+    sets = list(overrides)
+    for o in sets:
+        if not isinstance(o, str) or "=" not in o or o.startswith("="):
+            raise ConfigError(f"{what}: overrides: expected 'key=value' strings (such as 'train.epochs=5'), "
+                              f"got {_check.shown(o)}")
+    return sets
+
+
+# The engine names an override's mistake as `trainrr replay --set` gives it: "--set KEY=VALUE: ..." or
+# "PATH (in the trace) (--set): ...". From Python it is the overrides argument that is wrong.
+_SET_KEY_MISTAKE = re.compile(r"^.*? \(in the trace\) \(--set\): (.*)$", re.S)
+
+
+def _overrides_error(e, what, sets):
+    """A ConfigError naming the overrides argument for an engine message about one of them, else None."""
+    message = str(e)
+    for s in sets:
+        if message.startswith(f"--set {s}: "):
+            return ConfigError(f"{what}: overrides: '{s}': {message[len(s) + 8:]}")
+    m = _SET_KEY_MISTAKE.match(message)
+    return ConfigError(f"{what}: overrides: {m.group(1)}") if m else None
 
 
 def replay(trace, force="all", overrides=(), data=None, allow_data_change=False, from_step=0, to_step=None,
@@ -105,11 +139,27 @@ def replay(trace, force="all", overrides=(), data=None, allow_data_change=False,
     from . import _trainrr
 
     if not isinstance(force, str):
-        force = ",".join(force)
-    return Report(_trainrr.replay(_path(trace, "replay: trace"), force, _sets(overrides, "replay"),
-                                  _path(data, "replay: data") if data is not None else "",
-                                  bool(allow_data_change), int(from_step), -1 if to_step is None else int(to_step),
-                                  bool(keep_going), bool(element_detail)))
+        if isinstance(force, (list, tuple)) and all(isinstance(f, str) for f in force):
+            force = ",".join(force)
+        else:
+            raise ConfigError(f"replay: force must be 'all', 'none' or a list of rng, split, shuffle, loader, "
+                              f"kernels, got {_check.shown(force)}")
+    from_step = _check.integer("replay", "from_step", from_step, 0)
+    if to_step is not None:
+        to_step = _check.integer("replay", "to_step", to_step, 1)
+        if to_step <= from_step:
+            raise ConfigError(f"replay: to_step must be greater than from_step (the replay stops before step "
+                              f"to_step), got from_step={from_step}, to_step={to_step}")
+    sets = _sets(overrides, "replay")
+    try:
+        native = _trainrr.replay(_path(trace, "replay: trace"), force, sets,
+                                 _path(data, "replay: data") if data is not None else "",
+                                 _check.boolean("replay", "allow_data_change", allow_data_change), from_step,
+                                 -1 if to_step is None else to_step, _check.boolean("replay", "keep_going", keep_going),
+                                 _check.boolean("replay", "element_detail", element_detail))
+    except TraceError as e:
+        raise _overrides_error(e, "replay", sets) or e from None
+    return Report(native)
 
 
 def diff(a, b):
@@ -123,6 +173,11 @@ def bisect(trace, against=None, overrides=(), data=None):
     """Narrows a divergence to the smallest set of recorded choices that must be forced, as `trainrr bisect`."""
     from . import _trainrr
 
-    return Report(_trainrr.bisect(_path(trace, "bisect: trace"),
-                                  _path(against, "bisect: against") if against is not None else "",
-                                  _sets(overrides, "bisect"), _path(data, "bisect: data") if data is not None else ""))
+    sets = _sets(overrides, "bisect")
+    try:
+        native = _trainrr.bisect(_path(trace, "bisect: trace"),
+                                 _path(against, "bisect: against") if against is not None else "",
+                                 sets, _path(data, "bisect: data") if data is not None else "")
+    except TraceError as e:
+        raise _overrides_error(e, "bisect", sets) or e from None
+    return Report(native)

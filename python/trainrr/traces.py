@@ -4,12 +4,14 @@ described with the keys of `trainrr dump --json`."""
 import json
 import os
 
+from . import _check
 from ._errors import ConfigError, TraceError
 
 
 class Trace:
     """A trace file, read as untrusted input. `header` (dict), `config` (the run's TOML text),
-    `environment` (dict), `seed`; steps(), epochs(), losses(), checkpoints(), checkpoint(n), footer()."""
+    `environment` (dict), `seed`; steps(), epochs(), losses(), checkpoints(), checkpoint(n), footer();
+    `stop`, `truncated` and `notes` say how reading the steps went."""
 
     def __init__(self, path):
         from . import _trainrr
@@ -29,10 +31,30 @@ class Trace:
             messages, losses, stop, truncated, notes = self._native.read(True)
             self._messages = messages
             self._losses = losses
-            self.stop = stop  # why reading stopped before the end of the file, or None
-            self.truncated = truncated  # that stop is a cut (a killed recording), not damage
-            self.notes = notes
+            self._stop = stop
+            self._truncated = truncated
+            self._notes = notes
         return self._messages
+
+    @property
+    def stop(self):
+        """Why reading stopped before the end of the file (a cut, or damage), or None: it read to the end.
+        The first access reads the trace."""
+        self._read()
+        return self._stop
+
+    @property
+    def truncated(self):
+        """True when `stop` is a cut (the end of a recording that was killed), False when it is damage or
+        reading went to the end."""
+        self._read()
+        return self._truncated
+
+    @property
+    def notes(self):
+        """The reader's notes, as strings: that the trace is still being recorded, message kinds it skipped."""
+        self._read()
+        return self._notes
 
     def steps(self):
         """Every step, in order: dump's step object ("step", "epoch" counted from 1, "batch", ...), with
@@ -72,7 +94,7 @@ class Trace:
     def checkpoint(self, step):
         """The state after `step` steps (0: the initial weights) as {"dense_1.kernel": ndarray, ...}:
         parameters, then optimizer state. Float32 arrays that own the decompressed data (no copy)."""
-        tensors, _ = self._native.checkpoint(int(step))
+        tensors, _ = self._native.checkpoint(_check.integer("checkpoint", "step", step, 0))
         return tensors
 
     def __repr__(self):
