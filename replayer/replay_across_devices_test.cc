@@ -34,10 +34,19 @@ class NudgedDevice : public EmulatedDevice {
 
 const std::vector<std::string> kRun = {"train.epochs=1", "runtime.policy=deterministic", "runtime.device=cuda"};
 
-// Records breast_cancer.toml "on the GPU": runtime.device = "cuda", run on the nudged device.
-void record(const std::string& path) {
-  NudgedDevice device;
-  testing::record_on_device(device, path, ProbeLevel::op, kRun);
+// Records breast_cancer.toml "on the GPU" (runtime.device = "cuda") at `level` on a device of type D, then
+// replays it on the CPU, with `recorded_device` (another D) as the device the element's re-execution runs on.
+template <class D>
+ReplayResult record_on_and_replay_on_the_cpu(const std::string& path, ProbeLevel level, D& recorded_device) {
+  {
+    D device;
+    testing::record_on_device(device, path, level, kRun);
+  }
+  ReplayOptions o;
+  o.trace_path = path;
+  o.overrides = {"runtime.device=cpu"};
+  o.test_recorded_device = &recorded_device;
+  return replay(o);
 }
 
 std::string notes(const DivergenceReport& r) {
@@ -50,13 +59,8 @@ bool has_note(const DivergenceReport& r, const std::string& part) { return notes
 
 TEST(ReplayAcrossDevices, TheRecordedSideReExecutedOnTheRecordedDeviceGivesTheElementAndItsUlps) {
   TempFile file("across-devices");
-  record(file.path());
   NudgedDevice recorded_device;
-  ReplayOptions o;
-  o.trace_path = file.path();
-  o.overrides = {"runtime.device=cpu"};
-  o.test_recorded_device = &recorded_device;
-  const ReplayResult r = replay(o);
+  const ReplayResult r = record_on_and_replay_on_the_cpu(file.path(), ProbeLevel::op, recorded_device);
   ASSERT_EQ(r.exit_code, 1) << r.error << notes(r.report);
   ASSERT_TRUE(r.report.first.has_value());
   const FirstDivergence& d = *r.report.first;
@@ -83,7 +87,10 @@ TEST(ReplayAcrossDevices, WithoutTheRecordedGpuTheReportSaysWhereTheElementCanBe
   ASSERT_TRUE(cuda.ok());
   if (usable_device(*cuda).ok()) GTEST_SKIP() << "this machine has a GPU";
   TempFile file("across-devices");
-  record(file.path());
+  {
+    NudgedDevice device;
+    testing::record_on_device(device, file.path(), ProbeLevel::op, kRun);
+  }
   ReplayOptions o;
   o.trace_path = file.path();
   o.overrides = {"runtime.device=cpu"};
@@ -114,16 +121,8 @@ class LossNudgedDevice : public EmulatedDevice {
 // of double precision between them.
 TEST(ReplayAcrossDevices, ALossOneFloat32UlpApartIsOneUlpApart) {
   TempFile file("across-devices");
-  {
-    LossNudgedDevice device;
-    testing::record_on_device(device, file.path(), ProbeLevel::step, kRun);
-  }
   LossNudgedDevice recorded_device;
-  ReplayOptions o;
-  o.trace_path = file.path();
-  o.overrides = {"runtime.device=cpu"};
-  o.test_recorded_device = &recorded_device;
-  const ReplayResult r = replay(o);
+  const ReplayResult r = record_on_and_replay_on_the_cpu(file.path(), ProbeLevel::step, recorded_device);
   ASSERT_EQ(r.exit_code, 1) << r.error << notes(r.report);
   ASSERT_TRUE(r.report.first.has_value());
   const FirstDivergence& d = *r.report.first;
@@ -159,16 +158,8 @@ TEST(ReplayAcrossDevices, ALossThatDiffersIsNamedBeforeTheGradientsAndParameters
   for (ProbeLevel level : {ProbeLevel::step, ProbeLevel::layer, ProbeLevel::op}) {
     SCOPED_TRACE(probe_level_name(level));
     TempFile file("across-devices");
-    {
-      LossKernelNudgedDevice device;
-      testing::record_on_device(device, file.path(), level, kRun);
-    }
     LossKernelNudgedDevice recorded_device;
-    ReplayOptions o;
-    o.trace_path = file.path();
-    o.overrides = {"runtime.device=cpu"};
-    o.test_recorded_device = &recorded_device;
-    const ReplayResult r = replay(o);
+    const ReplayResult r = record_on_and_replay_on_the_cpu(file.path(), level, recorded_device);
     ASSERT_EQ(r.exit_code, 1) << r.error << notes(r.report);
     ASSERT_TRUE(r.report.first.has_value());
     const FirstDivergence& d = *r.report.first;
