@@ -163,5 +163,16 @@ TEST(ReportHtml, ADiffAtTheShallowerLevelSaysWhyNoLayerIsShown) {
   EXPECT_TRUE(has(page, "The trace holds no layer-level probes (level step)"));
 }
 
+// A loader's cause opens with the batches that differ: the page does not say them twice.
+TEST(ReportHtml, ACauseThatOpensWithWhatDiffersIsNotRepeated) {
+  DivergenceReport r = diverged_replay();
+  r.first->detail = "step 3: recorded batch 3, replayed batch 4 (loader__first_ready)";
+  r.cause = {"loader",
+             r.first->detail + "; a first-ready loader hands out batches in the order its workers finish"};
+  EXPECT_FALSE(has(report_html(r), "<dt>What differs</dt>"));
+  r.cause = {"numeric", "same kernel, same inputs, different output"};
+  EXPECT_TRUE(has(report_html(r), "<dt>What differs</dt>"));
+}
+
 }  // namespace
 }  // namespace trainrr
