@@ -270,6 +270,9 @@ TEST(BisectAgainst, ReportsTheRecordingsDifferenceFirstAndAFreeReplaysOwnBesideI
   const CommandResult diff = run_trainrr("diff " + a + " " + b);
   ASSERT_EQ(diff.exit_code, 1) << diff.output;
   ASSERT_EQ(diff.output.rfind("diverged at step 7, input data/loader\n", 0), 0u) << diff.output;
+  // The loader's cause opens with the batches that differ: no what line says them again.
+  EXPECT_TRUE(has(diff.output, "\n  cause: loader: batch 7 (A), batch 8 (B); ")) << diff.output;
+  EXPECT_FALSE(has(diff.output, "\n  what: ")) << diff.output;
 
   const CommandResult bisect = run_trainrr("bisect " + a + " --against " + b);
   EXPECT_EQ(bisect.exit_code, 1) << bisect.output;
