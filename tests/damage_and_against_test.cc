@@ -346,6 +346,8 @@ TEST(StepRangesPastTheEnd, DumpRefusesARangeWithNoStepAndNotesOneThatRunsPast) {
     EXPECT_TRUE(has(r.output, "--steps '" + range + "': no step of " + trace + " is in the range: its steps are "
                               "0..29"))
         << r.output;
+    // Nothing of the trace is printed before the refusal: the error is the whole output.
+    EXPECT_EQ(r.output.rfind("trainrr: --steps '", 0), 0u) << r.output;
   }
   const CommandResult past = run_trainrr("dump " + trace + " --steps 28:40");
   EXPECT_EQ(past.exit_code, 0) << past.output;

@@ -63,12 +63,28 @@ Result<StepRange> parse_range(const std::string& text) {
   return r;
 }
 
+// What dump prints, written out at once, or held while `holding`: with --steps, nothing is printed until a
+// step of the range is, so that a range with no step of the trace in it prints nothing before it is refused.
+struct Output {
+  bool holding = false;
+  std::string held;
+
+  void raw(const std::string& s) {
+    if (holding)
+      held += s;
+    else
+      std::fwrite(s.data(), 1, s.size(), stdout);
+  }
+  void release() {
+    holding = false;
+    raw(held);
+    held.clear();
+  }
+};
+Output out;
+
 // Every line quotes the trace; JSON lines are escaped already, text lines are escaped for the terminal here.
-void line(const std::string& text) {
-  const std::string s = printable(text);
-  std::fwrite(s.data(), 1, s.size(), stdout);
-  std::fputc('\n', stdout);
-}
+void line(const std::string& text) { out.raw(printable(text) + "\n"); }
 
 int run_dump(const DumpArgs& a) {
   if (trace::is_run_folder(a.file)) {
@@ -94,10 +110,12 @@ int run_dump(const DumpArgs& a) {
   static char buffer[1 << 16];
   std::setvbuf(stdout, buffer, _IOFBF, sizeof buffer);
 
+  out = Output{};
+  out.holding = !a.steps.empty();
   if (a.json)
     line(header_json(r.header()));
   else
-    std::fputs(printable(header_text(r.header())).c_str(), stdout);
+    out.raw(printable(header_text(r.header())));
 
   int64_t last_step = -1;  // the step that non-step messages (epochs, checkpoints) follow
   int64_t complete = 0;
@@ -115,6 +133,7 @@ int run_dump(const DumpArgs& a) {
       last_step = s->index;
       if (s->end) ++complete;
       if (!range.contains(s->index)) continue;
+      out.release();
       line(a.json ? step_begin_json(*s, m.offset) : step_begin_text(*s));
       for (const auto& e : s->events) line(a.json ? event_json(s->index, e) : event_text(s->index, e));
       for (const auto& c : s->collectives) line(a.json ? collective_json(c) : collective_text(c));
@@ -194,6 +213,7 @@ int run_dump(const DumpArgs& a) {
       line(a.json ? JsonObject().str("type", "note").str("text", note).done() : "note " + note);
     }
   }
+  if (!range_error) out.release();  // a refused range prints nothing of the trace
   std::fflush(stdout);
   if (rc != kOk) print_error(range_error ? *range_error : stopped->message);
   return rc;
