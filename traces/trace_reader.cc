@@ -17,6 +17,7 @@
 #include <exception>
 #include <new>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "engine/fingerprint.h"
@@ -46,6 +47,44 @@ struct Malformed {
 [[noreturn]] void malformed(std::string what) { throw Malformed{std::move(what)}; }
 
 std::string text(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+
+// The first words (`max_words` at most) that Cap'n Proto's packed encoding in `b` unpacks to, up to where `b`
+// stops: the start of a message that may be cut short. A tag byte has one bit per nonzero byte of the word,
+// and those bytes follow; tag 0 is followed by a count of further zero words, tag 0xff by a count of words
+// copied verbatim. A word `b` holds only part of is left out.
+std::vector<uint64_t> unpack_prefix(std::span<const uint8_t> b, size_t max_words) {
+  std::vector<uint64_t> words;
+  size_t p = 0;
+  while (words.size() < max_words && p < b.size()) {
+    const uint8_t tag = b[p++];
+    uint64_t w = 0;
+    bool whole = true;
+    for (int i = 0; i < 8 && whole; ++i) {
+      if (!((tag >> i) & 1)) continue;
+      if (p >= b.size())
+        whole = false;
+      else
+        w |= uint64_t{b[p++]} << (8 * i);
+    }
+    if (!whole) break;
+    words.push_back(w);
+    if (tag != 0 && tag != 0xff) continue;
+    if (p >= b.size()) break;
+    const size_t run = b[p++];  // zero words after a 0 tag, verbatim words after a 0xff tag
+    for (size_t r = 0; r < run && words.size() < max_words; ++r) {
+      if (tag == 0) {
+        words.push_back(0);
+        continue;
+      }
+      if (p + 8 > b.size()) break;
+      uint64_t v;
+      std::memcpy(&v, &b[p], 8);
+      words.push_back(v);
+      p += 8;
+    }
+  }
+  return words;
+}
 
 // A string from the trace quoted in a message: at most 64 bytes of it, so a name of megabytes cannot flood
 // the message (the printer escapes control characters).
@@ -424,47 +463,13 @@ struct TraceReader::Impl {
     return {};
   }
 
-  // The words packed from `offset` until the end of the file or `max_words`: the start of a message that the
-  // file cuts short. Decoded as walk_packed does, stopping wherever the bytes stop.
-  std::vector<uint64_t> unpack_prefix(uint64_t offset, uint64_t max_words) {
-    std::vector<uint64_t> words;
-    uint64_t p = offset;
-    auto byte_at = [&](uint64_t at) -> std::optional<uint8_t> {
-      if (at >= size) return std::nullopt;
-      auto b = bytes_at(at, 1);
-      if (!b) return std::nullopt;
-      return (*b)[0];
-    };
-    while (words.size() < max_words) {
-      const auto tag = byte_at(p++);
-      if (!tag) break;
-      if (*tag == 0) {
-        const auto count = byte_at(p++);
-        if (!count) break;
-        words.resize(std::min<uint64_t>(words.size() + 1 + *count, max_words), 0);
-        continue;
-      }
-      const int n = std::popcount(*tag);
-      if (static_cast<uint64_t>(n) > size - std::min(p, size)) break;
-      auto b = bytes_at(p, n);
-      if (!b) break;
-      uint64_t w = 0;
-      for (int i = 0, k = 0; i < 8; ++i)
-        if ((*tag >> i) & 1) w |= uint64_t{(*b)[k++]} << (8 * i);
-      words.push_back(w);
-      p += n;
-      if (*tag != 0xff) continue;
-      const auto count = byte_at(p++);
-      if (!count) break;
-      for (unsigned r = 0; r < *count && words.size() < max_words && p + kWord <= size; ++r, p += kWord) {
-        auto raw = bytes_at(p, kWord);
-        if (!raw) break;
-        uint64_t v;
-        std::memcpy(&v, *raw, kWord);
-        words.push_back(v);
-      }
-    }
-    return words;
+  // The words packed from `offset` until the end of the file or `max_words` (unpack_prefix above).
+  std::vector<uint64_t> unpack_prefix_at(uint64_t offset, uint64_t max_words) {
+    if (offset >= size) return {};
+    const uint64_t n = std::min(size - offset, max_words * 9 + 2);  // a word takes at most a tag and 8 bytes
+    auto b = bytes_at(offset, n);
+    if (!b) return {};
+    return unpack_prefix({*b, n}, max_words);
   }
 
   // The start of a message at `at`, decoded from the words the file has there (`max_words` at most): the
@@ -480,7 +485,7 @@ struct TraceReader::Impl {
   };
   PartialRoot partial_root(uint64_t at, uint64_t max_words) {
     PartialRoot out;
-    const std::vector<uint64_t> w = unpack_prefix(at, max_words);
+    const std::vector<uint64_t> w = unpack_prefix_at(at, max_words);
     if (w.empty()) return out;
     const uint64_t segments = (w[0] & 0xffffffffu) + 1, first_segment = w[0] >> 32;
     const uint64_t table_words = (segments + 2) / 2;
@@ -563,14 +568,7 @@ struct TraceReader::Impl {
         auto root = message.getRoot<schema::Message>();
         if (root.which() != schema::Message::FOOTER) return;
         auto f = root.getFooter();
-        TraceFooter values;
-        values.completed = f.getCompleted();
-        values.end_reason = text(f.getEndReason());
-        values.step_count = f.getStepCount();
-        values.event_count = f.getEventCount();
-        for (auto c : f.getCheckpoints())
-          values.checkpoints.push_back(CheckpointRef{c.getStep(), c.getOffset()});
-        intact = f.getCheck() != 0 && f.getCheck() == footer_digest(values);
+        intact = f.getCheck() != 0 && f.getCheck() == footer_digest(footer_values(f));
       });
       if (intact) return at;
     }
@@ -984,20 +982,23 @@ struct TraceReader::Impl {
     return out;
   }
 
-  TraceFooter read_footer(schema::Footer::Reader f, uint64_t offset, uint64_t header_size) {
+  // The footer's values as written, unchecked.
+  static TraceFooter footer_values(schema::Footer::Reader f) {
     TraceFooter out;
     out.completed = f.getCompleted();
     out.end_reason = text(f.getEndReason());
     out.step_count = f.getStepCount();
     out.event_count = f.getEventCount();
-    uint64_t prev = 0;
-    for (auto r : f.getCheckpoints()) {
-      CheckpointRef ref{r.getStep(), r.getOffset()};
-      if (ref.offset < header_size || ref.offset >= offset ||
-          (!out.checkpoints.empty() && ref.offset <= prev))
-        malformed("footer: checkpoint offset " + std::to_string(ref.offset) + " is not a message offset");
-      prev = ref.offset;
-      out.checkpoints.push_back(ref);
+    for (auto r : f.getCheckpoints()) out.checkpoints.push_back(CheckpointRef{r.getStep(), r.getOffset()});
+    return out;
+  }
+
+  TraceFooter read_footer(schema::Footer::Reader f, uint64_t offset, uint64_t header_size) {
+    TraceFooter out = footer_values(f);
+    for (size_t i = 0; i < out.checkpoints.size(); ++i) {
+      const uint64_t at = out.checkpoints[i].offset;
+      if (at < header_size || at >= offset || (i > 0 && at <= out.checkpoints[i - 1].offset))
+        malformed("footer: checkpoint offset " + std::to_string(at) + " is not a message offset");
     }
     if (chained && f.getCheck() != 0 && f.getCheck() != footer_digest(out))
       malformed(
@@ -1045,35 +1046,8 @@ Status scan(TraceReader::Impl& m, uint64_t from, uint64_t until, bool exact, F&&
 // (the header's first field, a few words in): a trace whose header is cut or damaged still starts like a
 // trace; a CSV file or a text does not. `b` may end anywhere.
 bool starts_with_magic(std::span<const uint8_t> b) {
-  constexpr int kWords = 16;
-  auto is_magic = [](const uint8_t* w) {
-    uint64_t v;
-    std::memcpy(&v, w, sizeof v);
-    return v == kMagic;
-  };
-  size_t p = 0;
-  for (int words = 0; p < b.size() && words < kWords;) {
-    const uint8_t tag = b[p++];
-    uint8_t w[8] = {};
-    for (int i = 0; i < 8; ++i) {
-      if (!((tag >> i) & 1)) continue;
-      if (p >= b.size()) return false;
-      w[i] = b[p++];
-    }
-    if (is_magic(w)) return true;
-    ++words;
-    if (tag != 0 && tag != 0xff) continue;
-    if (p >= b.size()) return false;
-    const size_t run = b[p++];  // zero words after a 0 tag, verbatim words after a 0xff tag
-    if (tag == 0) {
-      words += static_cast<int>(run);
-      continue;
-    }
-    for (size_t r = 0; r < run && words < kWords; ++r, ++words, p += 8) {
-      if (p + 8 > b.size()) return false;
-      if (is_magic(&b[p])) return true;
-    }
-  }
+  for (uint64_t w : unpack_prefix(b, 16))
+    if (w == kMagic) return true;
   return false;
 }
 
@@ -1294,11 +1268,8 @@ Result<std::vector<CheckpointRef>> TraceReader::checkpoint_index() {
   });
   // A cut tail is what a killed recording leaves: the checkpoints before it are good. Anything else is
   // damage.
-  if (!scanned && !m.truncated_tail) {
-    const std::string why = scanned.error().message;
-    if (why.find("damaged") != std::string::npos) return scanned.error();
-    return Error{why + " (the file is damaged there: its checkpoints cannot be listed)"};
-  }
+  if (!scanned && !m.truncated_tail)
+    return Error{scanned.error().message + " (the file is damaged there: its checkpoints cannot be listed)"};
   return out;
 }
 
