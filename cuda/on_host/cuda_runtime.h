@@ -69,9 +69,8 @@ namespace trainrr::host_kernels {
 void run(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& thread);
 // The running block's dynamic shared memory.
 void* shared_memory();
-// A thread's access to the 4-byte words [offset / 4, (offset + bytes) / 4) of it, checked for a race.
-void shared_read(size_t offset, size_t bytes);
-void shared_write(size_t offset, size_t bytes);
+// A thread's read or write of the 4-byte words [offset / 4, (offset + bytes) / 4) of it, checked for a race.
+void shared_access(size_t offset, size_t bytes, bool write);
 
 // Element i of the block's dynamic shared memory as T: reads and writes go through the race check.
 template <class T>
@@ -81,11 +80,11 @@ class SharedElement {
  public:
   SharedElement(T* base, int64_t i) : base_(base), i_(i) {}
   operator T() const {
-    shared_read(offset(), sizeof(T));
+    shared_access(offset(), sizeof(T), false);
     return base_[i_];
   }
   SharedElement& operator=(T v) {
-    shared_write(offset(), sizeof(T));
+    shared_access(offset(), sizeof(T), true);
     base_[i_] = v;
     return *this;
   }

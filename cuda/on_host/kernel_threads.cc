@@ -309,34 +309,26 @@ std::pair<size_t, size_t> words_of(const Launch& l, size_t offset, size_t bytes)
 
 }  // namespace
 
-void shared_read(size_t offset, size_t bytes) {
+void shared_access(size_t offset, size_t bytes, bool write) {
   Launch& l = state();
   const auto [first, end] = words_of(l, offset, bytes);
   const int64_t t = static_cast<int64_t>(l.current);
+  // Put in words only for a race: this runs at every access.
+  const auto how = [&] { return (write ? "written by " : "read by ") + thread_str(t) + " after "; };
   for (size_t w = first; w < end; ++w) {
     WordAccess& a = l.words[w];
-    if (a.write_phase == l.phase && a.writer != t)
-      race(l, w, "read by " + thread_str(t) + " after " + thread_str(a.writer) + " wrote it");
-    if (a.read_phase != l.phase)
+    if (a.write_phase == l.phase && a.writer != t) race(l, w, how() + thread_str(a.writer) + " wrote it");
+    if (write) {
+      if (a.read_phase == l.phase && a.reader != t)
+        race(l, w,
+             how() + (a.reader == kSeveral ? std::string("several threads") : thread_str(a.reader)) +
+                 " read it");
+      a.write_phase = l.phase, a.writer = t;
+    } else if (a.read_phase != l.phase) {
       a.read_phase = l.phase, a.reader = t;
-    else if (a.reader != t)
+    } else if (a.reader != t) {
       a.reader = kSeveral;
-  }
-}
-
-void shared_write(size_t offset, size_t bytes) {
-  Launch& l = state();
-  const auto [first, end] = words_of(l, offset, bytes);
-  const int64_t t = static_cast<int64_t>(l.current);
-  for (size_t w = first; w < end; ++w) {
-    WordAccess& a = l.words[w];
-    if (a.write_phase == l.phase && a.writer != t)
-      race(l, w, "written by " + thread_str(t) + " after " + thread_str(a.writer) + " wrote it");
-    if (a.read_phase == l.phase && a.reader != t)
-      race(l, w,
-           "written by " + thread_str(t) + " after " +
-               (a.reader == kSeveral ? std::string("several threads") : thread_str(a.reader)) + " read it");
-    a.write_phase = l.phase, a.writer = t;
+    }
   }
 }
 
