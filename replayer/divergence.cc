@@ -194,6 +194,10 @@ ReportStatus DivergenceReport::status() const {
   return two_recordings ? ReportStatus::identical : ReportStatus::reproduced;
 }
 
+bool what_adds_to_cause(const DivergenceReport& r) {
+  return r.first && !r.first->detail.empty() && r.cause.detail.rfind(r.first->detail, 0) != 0;
+}
+
 std::string report_text(const DivergenceReport& r) {
   std::ostringstream o;
   if (!r.diverged && r.stop) {
@@ -222,8 +226,7 @@ std::string report_text(const DivergenceReport& r) {
     if (d.site != d.op && d.site != d.layer) o << " (" << d.site << ")";
     o << "\n";
     o << "  cause: " << r.cause.category << ": " << r.cause.detail << "\n";
-    // A cause that opens with what differs (a loader's, a split's or a shuffle's) has said it already.
-    if (!d.detail.empty() && r.cause.detail.rfind(d.detail, 0) != 0) o << "  what: " << d.detail << "\n";
+    if (what_adds_to_cause(r)) o << "  what: " << d.detail << "\n";
     if (!d.kernel_recorded.empty() || !d.kernel_replayed.empty())
       o << "  kernel: " << (d.kernel_recorded.empty() ? "?" : d.kernel_recorded) << " (" << r.label_a << "), "
         << (d.kernel_replayed.empty() ? "?" : d.kernel_replayed) << " (" << r.label_b << ")\n";

@@ -109,6 +109,9 @@ std::pair<std::string, std::string> side_by_side(double a, double b);
 // "1 step", "2 steps".
 std::string counted(int64_t n, const std::string& noun);
 
+// Whether a report's "what differs" adds to its cause: a loader's, a split's or a shuffle's cause opens with
+// it.
+bool what_adds_to_cause(const DivergenceReport& r);
 std::string report_text(const DivergenceReport& r);
 std::string report_json(const DivergenceReport& r);
 

@@ -158,9 +158,7 @@ void answer_card(std::ostringstream& o, const DivergenceReport& r, const Names& 
   }
   if (r.first) {
     const FirstDivergence& d = *r.first;
-    // A cause that opens with what differs (a loader's, a split's or a shuffle's) has said it already.
-    if (!d.detail.empty() && r.cause.detail.rfind(d.detail, 0) != 0)
-      o << "<dt>What differs</dt><dd>" << esc(d.detail) << "</dd>";
+    if (what_adds_to_cause(r)) o << "<dt>What differs</dt><dd>" << esc(d.detail) << "</dd>";
     if (!d.kernel_recorded.empty() || !d.kernel_replayed.empty()) {
       const bool same = d.kernel_recorded == d.kernel_replayed;
       o << "<dt>Kernel</dt><dd>";
