@@ -209,14 +209,7 @@ WindowUnits units_in_window(const std::string& path, int64_t from, int64_t to, c
 template <typename Units>
 ForceSet force_set_of(const Units& units) {
   ForceSet f = ForceSet::none();
-  for (const auto& u : units) {
-    const std::string kind = force_kind_of(u);
-    if (kind == "rng") f.rng = true;
-    if (kind == "split") f.split = true;
-    if (kind == "shuffle") f.shuffle = true;
-    if (kind == "loader") f.loader = true;
-    if (kind == "kernels") f.kernels = true;
-  }
+  for (const auto& u : units) add_force_kind(f, force_kind_of(u));
   return f;
 }
 

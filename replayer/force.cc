@@ -19,6 +19,17 @@ std::string ForceSet::str() const {
   return s;
 }
 
+bool add_force_kind(ForceSet& f, std::string_view word) {
+  bool* kind = word == "rng"                           ? &f.rng
+               : word == "split"                       ? &f.split
+               : word == "shuffle"                     ? &f.shuffle
+               : word == "loader"                      ? &f.loader
+               : word == "kernels" || word == "kernel" ? &f.kernels
+                                                       : nullptr;
+  if (kind) *kind = true;
+  return kind != nullptr;
+}
+
 Result<ForceSet> parse_force(std::string_view text) {
   if (text == "all") return ForceSet::all();
   if (text == "none") return ForceSet::none();
@@ -28,24 +39,15 @@ Result<ForceSet> parse_force(std::string_view text) {
     const size_t comma = text.find(',', start);
     const std::string_view word =
         text.substr(start, comma == std::string_view::npos ? text.npos : comma - start);
-    if (word == "rng")
-      f.rng = true;
-    else if (word == "split")
-      f.split = true;
-    else if (word == "shuffle")
-      f.shuffle = true;
-    else if (word == "loader")
-      f.loader = true;
-    else if (word == "kernels" || word == "kernel")
-      f.kernels = true;
-    else if (word == "all" || word == "none")
-      return Error{
-          "--force '" + std::string(text) + "': " + std::string(word) +
-          " cannot be combined with other choices (give all, none, or a list of rng, split, shuffle, "
-          "loader, kernels)"};
-    else
+    if (!add_force_kind(f, word)) {
+      if (word == "all" || word == "none")
+        return Error{
+            "--force '" + std::string(text) + "': " + std::string(word) +
+            " cannot be combined with other choices (give all, none, or a list of rng, split, shuffle, "
+            "loader, kernels)"};
       return Error{"--force: unknown choice '" + std::string(word) +
                    "' (expected all, none, or a list of rng, split, shuffle, loader, kernels)"};
+    }
     if (comma == std::string_view::npos) break;
     start = comma + 1;
   }

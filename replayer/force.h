@@ -25,4 +25,8 @@ struct ForceSet {
 // "all", "none", or a comma-separated list; an unknown word is an error that lists the accepted ones.
 Result<ForceSet> parse_force(std::string_view text);
 
+// Sets in `f` the one kind that `word` names (rng, split, shuffle, loader, kernels; kernel as kernels); false
+// for any other word.
+bool add_force_kind(ForceSet& f, std::string_view word);
+
 }  // namespace trainrr
