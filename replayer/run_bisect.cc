@@ -95,12 +95,6 @@ RunReport bisect_run(const std::string& folder, const std::vector<std::string>& 
   auto forcing = [](const std::set<std::string>& set) {
     return [set](int rank, const std::string& unit) { return set.count(std::to_string(rank) + "|" + unit) > 0; };
   };
-  // Its first line: "diverged at step S, rank R, ...".
-  auto step_of = [](const RunReport& r) {
-    int64_t step = 0;
-    std::sscanf(r.lines[0].c_str(), "diverged at step %ld", &step);
-    return step;
-  };
   KernelRegistry registry;
   register_cpu_kernels(registry);
   const RunUnits recorded = units_up_to(*run, -1, registry);
@@ -137,7 +131,7 @@ RunReport bisect_run(const std::string& folder, const std::vector<std::string>& 
     for (const auto& u : recorded.racy) out.lines.push_back(line_of(u, recorded.racy));
     return out;
   }
-  int64_t step = step_of(free_run);
+  int64_t step = free_run.step;
   out.lines.push_back("free replay (" + std::to_string(n) + " ranks in one process, " + free_what + "): " +
                       free_run.lines[0]);
   for (size_t i = 1; i + 1 < free_run.lines.size(); ++i) out.lines.push_back(free_run.lines[i]);
@@ -169,7 +163,7 @@ RunReport bisect_run(const std::string& folder, const std::vector<std::string>& 
       shown_through = to_the_end;
       break;
     }
-    const int64_t at = step_of(whole);
+    const int64_t at = whole.step;
     if (at <= step) {  // it reproduced through `step` in delta debugging: the replay does not repeat itself
       shown_through = "through step " + std::to_string(step);
       stopped = "replayed again with them forced, the run " + whole.lines[0] + " (the replay does not repeat "
@@ -180,7 +174,7 @@ RunReport bisect_run(const std::string& folder, const std::vector<std::string>& 
       forced_all = replay_with(ForceSet::all(), -1, {});
       if (forced_all->exit_code >= 2) return *forced_all;
     }
-    if (forced_all->exit_code == 1 && step_of(*forced_all) <= at) {
+    if (forced_all->exit_code == 1 && forced_all->step <= at) {
       reproduced = true;
       shown_through = "through step " + std::to_string(at - 1);
       stopped = "with every recorded choice forced the run " + forced_all->lines[0] +

@@ -137,6 +137,7 @@ RunReport gathered_report(const std::vector<std::string>& packed, int ranks) {
     return out;
   }
   out.exit_code = 1;
+  out.step = std::get<0>(*best);
   std::string text = all[std::get<2>(*best)].text;
   for (size_t nl; (nl = text.find('\n')) != std::string::npos; text = text.substr(nl + 1))
     out.lines.push_back(text.substr(0, nl));

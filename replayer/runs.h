@@ -18,6 +18,7 @@ struct RunReport {
   int exit_code = 0;  // 0 reproduced / identical, 1 diverged, 2 bad input, 3 cannot replay here
   std::string error;  // for exit codes 2 and 3
   std::vector<std::string> lines;  // the report, for people
+  int64_t step = -1;               // exit code 1: the step of the first difference
 };
 
 struct RunReplayOptions {
