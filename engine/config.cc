@@ -1,7 +1,5 @@
 #include "engine/config.h"
 
-#include "engine/device.h"
-
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -11,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <map>
 #include <optional>
@@ -20,6 +19,7 @@
 #include "engine/choice.h"
 #include "engine/data/file_io.h"
 #include "engine/data/split.h"
+#include "engine/device.h"
 #include "engine/layers/activations.h"
 #include "engine/layers/initializers.h"
 #include "engine/layers/loss.h"
@@ -170,8 +170,10 @@ class TableReader {
     return n->as_table();
   }
   // Reports the first key this reader was not asked for. `owner` ("a Dense layer", "the adam optimizer")
-  // says whose keys were asked for, when a key may belong to another kind of layer, optimizer or source.
-  bool finish(const std::string& owner = "") {
+  // says whose keys were asked for, when a key may belong to another kind of layer, optimizer or source;
+  // `elsewhere`, when given, says whose key it is instead ("Dropout layers"), or nothing.
+  bool finish(const std::string& owner = "",
+              const std::function<std::string(const std::string&)>& elsewhere = {}) {
     for (const auto& [k, v] : table_) {
       const std::string key(k.str());
       if (known_.count(key)) continue;
@@ -182,6 +184,9 @@ class TableReader {
         for (const auto& k2 : known_) keys += (keys.empty() ? "" : ", ") + k2;
         msg += " for " + owner + " (its keys: " + keys + ")";
       }
+      // A key of another kind of layer or optimizer is not a misspelling of one of these.
+      if (const std::string whose = elsewhere ? elsewhere(key) : ""; !whose.empty())
+        return fail(msg + " ('" + key + "' is a key of " + whose + ")");
       std::string best;
       size_t best_d = 3;
       for (const auto& cand : known_)
@@ -262,6 +267,17 @@ Status apply_override(toml::table& root, const std::string& assignment, std::set
     }
     toml::node* next = t->get(part);
     if (!next) next = &t->insert_or_assign(part, toml::table{}).first->second;
+    if (next->is_array() && !last) {
+      // "model.layers.0.rate": an entry of an array is named with brackets.
+      const size_t after = key.find('.', dot + 1);
+      const std::string entry =
+          key.substr(dot + 1, after == std::string::npos ? std::string::npos : after - dot - 1);
+      const bool number = !entry.empty() && entry.find_first_not_of("0123456789") == std::string::npos;
+      const std::string named =
+          number ? path + "[" + entry + "]" + (after == std::string::npos ? "" : key.substr(after))
+                 : path + "[0]." + key.substr(dot + 1);
+      return bad("'" + path + "' is an array: name one of its entries, as in " + named);
+    }
     if (!next->is_table()) return bad("'" + path + "' is not a table");
     t = next->as_table();
     start = dot + 1;
@@ -310,6 +326,19 @@ const LayerKeys* layer_keys(const std::string& type) {
   };
   auto it = kKeys.find(type);
   return it == kKeys.end() ? nullptr : &it->second;
+}
+
+// "Dropout layers", "Conv2D and MaxPool2D layers": the layer types that take `key`, or nothing.
+std::string layer_types_taking(const std::string& key) {
+  std::vector<std::string> types;
+  for (const char* type :
+       {"Dense", "Conv2D", "MaxPool2D", "Flatten", "Dropout", "BatchNormalization", "Activation"})
+    if (const auto& k = layer_keys(type)->keys; std::find(k.begin(), k.end(), key) != k.end())
+      types.push_back(type);
+  std::string out;
+  for (size_t i = 0; i < types.size(); ++i)
+    out += (i == 0 ? "" : i + 1 == types.size() ? " and " : ", ") + types[i];
+  return out.empty() ? out : out + " layers";
 }
 
 // `where`: "FILE:LINE: model.layers", or "FILE (--set): model.layers" when --set gave the array.
@@ -382,7 +411,7 @@ bool read_layers(const toml::node& n, const std::string& where, const std::strin
     if (wants("epsilon")) r.get("epsilon", s.epsilon);
     if (wants("kernel_initializer")) r.get("kernel_initializer", s.kernel_initializer);
     if (wants("use_bias")) r.get("use_bias", s.use_bias);
-    if (!r.finish("a " + s.type + " layer")) return false;
+    if (!r.finish("a " + s.type + " layer", layer_types_taking)) return false;
     // Names the engine knows, checked here so that the message has the file and line.
     auto check = [&](const char* key, const Error* e) {
       if (!e || !r.has(key)) return true;
@@ -515,7 +544,21 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
         ro.get("rho", oc.rho);
         ro.get("centered", oc.centered);
       }
-      ro.finish(known ? "the " + oc.type + " optimizer" : "");
+      // "the sgd and rmsprop optimizers": those that take `key`, or nothing.
+      auto optimizers_taking = [](const std::string& key) {
+        static const std::map<std::string, std::string> kWhose = {
+            {"momentum", "the sgd and rmsprop optimizers"},
+            {"nesterov", "the sgd optimizer"},
+            {"beta_1", "the adam and adamw optimizers"},
+            {"beta_2", "the adam and adamw optimizers"},
+            {"epsilon", "the adam, adamw and rmsprop optimizers"},
+            {"weight_decay", "the adamw optimizer"},
+            {"rho", "the rmsprop optimizer"},
+            {"centered", "the rmsprop optimizer"}};
+        const auto it = kWhose.find(key);
+        return it == kWhose.end() ? std::string() : it->second;
+      };
+      ro.finish(known ? "the " + oc.type + " optimizer" : "", optimizers_taking);
     }
     r.finish();
   }

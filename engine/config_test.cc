@@ -123,7 +123,12 @@ TEST(Config, SetReachesIntoAnArrayOfTablesByIndex) {
        {"model.layers[0.units=3", "'layers[0' is not NAME[INDEX]"},
        {"train[0].epochs=3", "'train' is not an array"},
        {"model.layers[0].unitz=3", "run.toml (--set): unknown key 'model.layers[0].unitz'"},
-       {"model.layers[0].units=\"3\"", "run.toml (--set): model.layers[0].units must be an integer"}});
+       {"model.layers[0].units=\"3\"", "run.toml (--set): model.layers[0].units must be an integer"},
+       // An entry named with a dot, as in some other tools.
+       {"model.layers.0.units=3",
+        "--set model.layers.0.units=3: 'model.layers' is an array: name one of its entries, as in "
+        "model.layers[0].units"},
+       {"model.layers.units=3", "as in model.layers[0].units"}});
 }
 
 TEST(Config, UnknownKeyNamesKeyLineAndSuggestion) {
@@ -224,6 +229,49 @@ TEST(Config, ErrorsInAValueGivenBySetSayTheyComeFromSet) {
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.error().message.find("run.toml:12: train.epochs must be an integer"), std::string::npos)
       << c.error().message;
+}
+
+TEST(Config, AKeyOfAnotherKindOfLayerNamesTheLayersThatTakeItNotAMisspelling) {
+  expect_set_errors({{"model.layers[0].rate=0.5",
+                      "unknown key 'model.layers[0].rate' for a Dense layer (its keys: activation, "
+                      "kernel_initializer, name, type, units, use_bias) ('rate' is a key of Dropout layers)"},
+                     {"model.layers[0].strides=2", "('strides' is a key of Conv2D and MaxPool2D layers)"}});
+  auto c = parse_config(kBase, "run.toml", "", {"model.layers[0].rate=0.5"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().message.find("did you mean"), std::string::npos) << c.error().message;
+}
+
+TEST(Config, AnOptimizerKeyRefusedNamesExactlyTheOptimizersThatTakeIt) {
+  const std::vector<std::string> types = {"sgd", "adam", "adamw", "rmsprop"};
+  const std::vector<std::pair<std::string, std::string>> keys = {
+      {"momentum", "0.5"}, {"nesterov", "true"},     {"beta_1", "0.8"}, {"beta_2", "0.99"},
+      {"epsilon", "1e-6"}, {"weight_decay", "0.01"}, {"rho", "0.8"},    {"centered", "true"}};
+  for (const auto& [key, value] : keys) {
+    std::vector<std::string> taking;
+    for (const auto& type : types)
+      if (parse_config(kBase, "run.toml", "",
+                       {"train.optimizer.type=" + type, "train.optimizer." + key + "=" + value})
+              .ok())
+        taking.push_back(type);
+    ASSERT_FALSE(taking.empty()) << key;
+    for (const auto& type : types) {
+      if (std::find(taking.begin(), taking.end(), type) != taking.end()) continue;
+      auto c = parse_config(kBase, "run.toml", "",
+                            {"train.optimizer.type=" + type, "train.optimizer." + key + "=" + value});
+      ASSERT_FALSE(c.ok());
+      const std::string& m = c.error().message;
+      const size_t at = m.find("('" + key + "' is a key of the ");
+      ASSERT_NE(at, std::string::npos) << m;
+      const std::string whose = m.substr(at);
+      // Every optimizer that takes it is named, and none that does not.
+      for (const auto& t : types) {
+        const bool named =
+            whose.find(" " + t + " ") != std::string::npos || whose.find(" " + t + ",") != std::string::npos;
+        EXPECT_EQ(named, std::find(taking.begin(), taking.end(), t) != taking.end())
+            << key << " / " << t << ": " << m;
+      }
+    }
+  }
 }
 
 TEST(Config, KeysOfAnotherKindOfLayerOptimizerOrSourceAreRefused) {
