@@ -695,18 +695,23 @@ std::vector<std::pair<std::string, std::string>> flatten_config(const RunConfig&
     const std::string p = "model.layers[" + std::to_string(i) + "].";
     out.emplace_back(p + "type", l.type);
     out.emplace_back(p + "name", l.name);
-    out.emplace_back(p + "units", std::to_string(l.units));
-    out.emplace_back(p + "activation", l.activation);
-    out.emplace_back(p + "filters", std::to_string(l.filters));
-    out.emplace_back(p + "kernel_size", pair(l.kernel_size));
-    out.emplace_back(p + "strides", pair(l.strides));
-    out.emplace_back(p + "pool_size", pair(l.pool_size));
-    out.emplace_back(p + "padding", l.padding);
-    out.emplace_back(p + "rate", num(l.rate));
-    out.emplace_back(p + "momentum", num(l.momentum));
-    out.emplace_back(p + "epsilon", num(l.epsilon));
-    out.emplace_back(p + "kernel_initializer", l.kernel_initializer);
-    out.emplace_back(p + "use_bias", l.use_bias ? "true" : "false");
+    // Only the keys its type takes: a Dense layer has no filters to compare.
+    const LayerKeys* keys = layer_keys(l.type);
+    auto takes = [&](const char* key) {
+      return keys && std::find(keys->keys.begin(), keys->keys.end(), key) != keys->keys.end();
+    };
+    if (takes("units")) out.emplace_back(p + "units", std::to_string(l.units));
+    if (takes("activation")) out.emplace_back(p + "activation", l.activation);
+    if (takes("filters")) out.emplace_back(p + "filters", std::to_string(l.filters));
+    if (takes("kernel_size")) out.emplace_back(p + "kernel_size", pair(l.kernel_size));
+    if (takes("strides")) out.emplace_back(p + "strides", pair(l.strides));
+    if (takes("pool_size")) out.emplace_back(p + "pool_size", pair(l.pool_size));
+    if (takes("padding")) out.emplace_back(p + "padding", l.padding);
+    if (takes("rate")) out.emplace_back(p + "rate", num(l.rate));
+    if (takes("momentum")) out.emplace_back(p + "momentum", num(l.momentum));
+    if (takes("epsilon")) out.emplace_back(p + "epsilon", num(l.epsilon));
+    if (takes("kernel_initializer")) out.emplace_back(p + "kernel_initializer", l.kernel_initializer);
+    if (takes("use_bias")) out.emplace_back(p + "use_bias", l.use_bias ? "true" : "false");
   }
   out.emplace_back("model.layers", std::to_string(c.layers.size()));
   const TrainConfig& t = c.train;
@@ -719,14 +724,17 @@ std::vector<std::pair<std::string, std::string>> flatten_config(const RunConfig&
   const OptimizerConfig& o = t.optimizer;
   out.emplace_back("train.optimizer.type", o.type);
   out.emplace_back("train.optimizer.learning_rate", num(o.learning_rate));
-  out.emplace_back("train.optimizer.momentum", num(o.momentum));
-  out.emplace_back("train.optimizer.nesterov", o.nesterov ? "true" : "false");
-  out.emplace_back("train.optimizer.beta_1", num(o.beta_1));
-  out.emplace_back("train.optimizer.beta_2", num(o.beta_2));
-  out.emplace_back("train.optimizer.epsilon", num(o.epsilon));
-  out.emplace_back("train.optimizer.weight_decay", num(o.weight_decay));
-  out.emplace_back("train.optimizer.rho", num(o.rho));
-  out.emplace_back("train.optimizer.centered", o.centered ? "true" : "false");
+  // Only the keys its type takes, as the reader asks for them.
+  const bool sgd = o.type == "sgd", adam = o.type == "adam" || o.type == "adamw",
+             rmsprop = o.type == "rmsprop";
+  if (sgd || rmsprop) out.emplace_back("train.optimizer.momentum", num(o.momentum));
+  if (sgd) out.emplace_back("train.optimizer.nesterov", o.nesterov ? "true" : "false");
+  if (adam) out.emplace_back("train.optimizer.beta_1", num(o.beta_1));
+  if (adam) out.emplace_back("train.optimizer.beta_2", num(o.beta_2));
+  if (!sgd) out.emplace_back("train.optimizer.epsilon", num(o.epsilon));
+  if (o.type == "adamw") out.emplace_back("train.optimizer.weight_decay", num(o.weight_decay));
+  if (rmsprop) out.emplace_back("train.optimizer.rho", num(o.rho));
+  if (rmsprop) out.emplace_back("train.optimizer.centered", o.centered ? "true" : "false");
   out.emplace_back("runtime.threads", std::to_string(c.runtime.threads));
   out.emplace_back("runtime.policy", c.runtime.policy);
   out.emplace_back("runtime.device", c.runtime.device);

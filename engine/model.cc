@@ -22,12 +22,21 @@ std::string snake_name(const std::string& type) {
 
 }  // namespace
 
+std::vector<std::string> layer_names(const std::vector<LayerSpec>& specs) {
+  std::vector<std::string> names;
+  std::map<std::string, int> counts;
+  for (const LayerSpec& s : specs)
+    names.push_back(s.name.empty() ? snake_name(s.type) + "_" + std::to_string(++counts[snake_name(s.type)])
+                                   : s.name);
+  return names;
+}
+
 Result<Sequential> Sequential::from_specs(const std::vector<LayerSpec>& specs) {
   Sequential m;
-  std::map<std::string, int> counts;
+  const std::vector<std::string> names = layer_names(specs);
   for (size_t i = 0; i < specs.size(); ++i) {
     LayerSpec s = specs[i];
-    if (s.name.empty()) s.name = snake_name(s.type) + "_" + std::to_string(++counts[snake_name(s.type)]);
+    s.name = names[i];
     auto layer = make_layer(s);
     if (!layer) return Error{"model.layers[" + std::to_string(i) + "]: " + layer.error().message};
     for (const auto& l : m.layers_)

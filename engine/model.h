@@ -10,6 +10,9 @@
 
 namespace trainrr {
 
+// Each layer's name: its own, or the one Keras gives a layer that has none (dense_1, conv2d_1, ...).
+std::vector<std::string> layer_names(const std::vector<LayerSpec>& specs);
+
 class Sequential {
  public:
   // Names layers that have none the way Keras does (dense_1, conv2d_1, ...). Unknown types are errors.

@@ -9,6 +9,7 @@
 
 #include "engine/escape.h"
 #include "engine/fingerprint.h"
+#include "engine/model.h"
 #include "engine/random.h"
 #include "engine/trainer.h"
 #include "replayer/cause.h"
@@ -50,6 +51,7 @@ CauseInputs free_cause_inputs(const ReplayHooks& hooks, const trace::TraceHeader
   CauseInputs ci;
   ci.registry = &registry;
   ci.config_differences = config_differences(header, config);
+  ci.layer_names = layer_names(config.layers);
   // The machine's differences from the recording's, as replay gives them: without them a numeric cause would
   // say that nothing recorded differs.
   if (auto env = current_environment(config))
@@ -337,6 +339,7 @@ BisectResult bisect(const BisectOptions& o) {
       ci.registry = &registry;
       ci.environment = environment_differences(header.environment, *env);
       ci.config_differences = config_differences(header, config);
+      ci.layer_names = layer_names(config.layers);
       ci.kernel_differences = forced->hooks->kernel_differences();  // kernels that cannot run here
       ci.kernels = forced->hooks->recorded_kernels();
       const std::string why = forced->hooks->substituted().empty()
@@ -593,6 +596,7 @@ BisectResult bisect(const BisectOptions& o) {
     ci.registry = &registry;
     if (env) ci.environment = environment_differences(header.environment, *env);
     ci.config_differences = config_differences(header, config);
+    ci.layer_names = layer_names(config.layers);
     ci.kernel_differences = forced->hooks->kernel_differences();
     ci.kernels = forced->hooks->recorded_kernels();
     const Cause c = classify(*forced_stop, ci);

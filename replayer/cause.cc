@@ -2,13 +2,16 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <optional>
 
 #include "engine/kernels/blaslt_choice.h"
 #include "engine/kernels/conv_sites.h"
 #include "engine/kernels/cudnn_choice.h"
 #include "engine/kernels/matmul_openblas.h"
+#include "engine/model.h"
 #include "replayer/replayer.h"
 
 namespace trainrr {
@@ -92,6 +95,70 @@ std::vector<std::string> differences_within_steps(const std::vector<std::string>
 
 namespace {
 
+// The layer an event belongs to: "dense_1" for "dense_1/matmul.fwd:out", "init/dense_1.kernel" and
+// "dropout/dropout_1"; "" for the loss and the input pipeline.
+std::string layer_of(const FirstDivergence& d) {
+  if (d.site.rfind("init/", 0) == 0) {
+    const std::string rest = d.site.substr(5);
+    return rest.substr(0, rest.find('.'));
+  }
+  if (d.site.rfind("dropout/", 0) == 0) return d.site.substr(8);
+  if (!d.layer.empty()) return d.layer;
+  std::string layer, op;
+  split_site(d.site, layer, op);
+  return layer;
+}
+
+}  // namespace
+
+bool difference_reaches(const std::string& difference, const FirstDivergence& d,
+                        const std::vector<std::string>& layers) {
+  const std::string key = difference.substr(0, difference.find(": "));
+  const bool optimizer = key.rfind("train.optimizer.", 0) == 0;
+  const bool loss = key == "train.loss" || key == "train.from_logits";
+  // "model.layers[2].units", or "model.layers: 3 -> 4" (a layer from index 3 on exists on one side only).
+  std::optional<size_t> layer_index;
+  if (key.rfind("model.layers[", 0) == 0) {
+    layer_index = std::strtoull(key.c_str() + 13, nullptr, 10);
+  } else if (key == "model.layers") {
+    const std::string values = difference.substr(difference.find(": ") + 2);
+    const size_t arrow = values.find(" -> ");
+    if (arrow != std::string::npos)
+      layer_index = std::min(std::strtoull(values.c_str(), nullptr, 10),
+                             std::strtoull(values.c_str() + arrow + 4, nullptr, 10));
+  }
+  if (!optimizer && !loss && !layer_index) return true;
+  // The input pipeline (split, shuffle, loader, augmentation) computes nothing of the model's.
+  if (d.phase == "input" || d.kind == "split" || d.kind == "shuffle" || d.kind == "loader") return false;
+  if (optimizer) return d.phase == "update";
+  const std::string layer = layer_of(d);
+  const auto at = std::find(layers.begin(), layers.end(), layer);
+  const bool forward_of_a_layer = (d.phase == "forward" || d.phase == "setup") && at != layers.end();
+  if (loss) return !forward_of_a_layer;
+  // A layer's keys change its own initial values and forward pass, and those of the layers after it.
+  return !forward_of_a_layer || static_cast<size_t>(at - layers.begin()) >= *layer_index;
+}
+
+std::string reach_words(const std::vector<std::string>& differences, const FirstDivergence& d) {
+  if (d.phase == "input" || d.kind == "split" || d.kind == "shuffle" || d.kind == "loader")
+    return "none of them changes the input pipeline (the split, the shuffle, the batches)";
+  bool optimizer = false, loss = false, layer = false;
+  for (const std::string& d : differences) {
+    optimizer |= d.rfind("train.optimizer.", 0) == 0;
+    loss |= d.rfind("train.loss:", 0) == 0 || d.rfind("train.from_logits:", 0) == 0;
+    layer |= d.rfind("model.layers", 0) == 0;
+  }
+  std::vector<std::string> why;
+  if (optimizer) why.push_back("an optimizer's keys change only the update");
+  if (loss) why.push_back("the loss's keys change no layer's forward pass");
+  if (layer) why.push_back("a layer's keys change nothing before that layer's forward pass");
+  std::string out;
+  for (size_t i = 0; i < why.size(); ++i) out += (i ? "; " : "") + why[i];
+  return out;
+}
+
+namespace {
+
 // What a GPU choice ran, in the library's terms: the cuBLASLt algorithm or cuDNN engine chosen. At a conv site
 // the im2col + cuBLASLt variant is trainrr's own im2col (or col2im) around a cuBLASLt matmul, whose algorithm
 // the choice records apart from the cuDNN engines (engine/kernels/conv_sites.h).
@@ -136,7 +203,10 @@ std::string kernel_pick(const KernelChoice& choice) {
 }
 
 Cause classify(const FirstDivergence& d, const CauseInputs& in) {
-  const auto within = differences_within_steps(in.config_differences);
+  // A difference that cannot change the first divergent event is not its cause; the reports name it apart.
+  std::vector<std::string> within;
+  for (const std::string& c : differences_within_steps(in.config_differences))
+    if (difference_reaches(c, d, in.layer_names)) within.push_back(c);
   if (in.data_changed) {
     // Both may differ: neither is the whole cause, so the configuration's differences are named too.
     std::string detail = in.data_detail + "; the data differs before any step runs";

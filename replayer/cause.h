@@ -18,6 +18,8 @@ struct CauseInputs {
   bool data_changed = false;
   std::string data_detail;
   std::vector<std::string> config_differences;  // "train.optimizer.learning_rate: 0.001 -> 0.01"
+  // The model's layers in order (layer_names()): which layers come before the one a difference is in.
+  std::vector<std::string> layer_names;
   std::map<std::string, std::pair<std::string, std::string>> kernel_differences;  // site -> (a, b)
   std::vector<EnvDifference> environment;
   const KernelRegistry* registry = nullptr;
@@ -45,6 +47,16 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in);
 bool changes_only_length(const std::string& difference);
 // The differences that may change what a step computes.
 std::vector<std::string> differences_within_steps(const std::vector<std::string>& differences);
+// Whether a configuration difference can change the first divergent event `d`, everything before it being
+// the same on both sides: an optimizer's keys change only the update, a layer's keys nothing in the forward
+// pass of the layers before it, the loss's keys nothing in any layer's forward pass, and none of these the
+// input pipeline. Other keys (seed, data, batch size) are taken to reach everything. `layers`: the model's
+// layer names in order.
+bool difference_reaches(const std::string& difference, const FirstDivergence& d,
+                        const std::vector<std::string>& layers);
+// Why differences that difference_reaches() turned down leave the first divergent event alone, in words:
+// "an optimizer's keys change only the update".
+std::string reach_words(const std::vector<std::string>& differences, const FirstDivergence& d);
 
 // Configuration keys whose effective values differ (runtime.* aside: threads and policy are reported
 // with the environment). `a` is the recorded configuration.

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "engine/kernels/kernel_registry.h"
+#include "engine/model.h"
 #include "replayer/cause.h"
 #include "replayer/data_difference.h"
 #include "replayer/event_keys.h"
@@ -195,6 +196,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
       if (!ca->seed && cb->seed) ca->seed = ha.seed;
       if (!cb->seed && ca->seed) cb->seed = hb.seed;
       ci.config_differences = config_differences(*ca, *cb);
+      ci.layer_names = layer_names(ca->layers);
     }
     else if (ha.config != hb.config)
       ci.config_differences.push_back("the configuration texts differ");
@@ -300,7 +302,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
       auto& q = in_b[key];
       if (q.empty()) {
         if (!first && !is_evidence(key))
-          first = divergence(a->index, "setup", "missing", site_of_key(key),
+          first = divergence(a->index, phase_of_key(key), "missing", site_of_key(key),
                              "A has an event at " + site_of_key(key) + " that B does not");
         continue;
       }
@@ -328,7 +330,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     }
     for (const auto& [key, q] : in_b)
       if (!q.empty() && !first && !is_evidence(key))
-        first = divergence(b->index, "setup", "extra", site_of_key(key),
+        first = divergence(b->index, phase_of_key(key), "extra", site_of_key(key),
                            "B has an event at " + site_of_key(key) + " that A does not");
     if (a->end && b->end) {
       last_loss_step = a->index;
@@ -480,7 +482,18 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     if (kernels_b.count(ks)) d.kernel_replayed = kernels_b[ks];
   }
   rep.cause = classify(d, ci);
-  rep.first = d;
+  if (rep.cause.category != "config" && rep.cause.category != "data") {
+    std::vector<std::string> apart;
+    for (const std::string& c : differences_within_steps(ci.config_differences))
+      if (!difference_reaches(c, d, ci.layer_names)) apart.push_back(c);
+    std::string keys;
+    for (const std::string& c : apart) keys += (keys.empty() ? "" : "; ") + c;
+    if (!apart.empty())
+      rep.notes.push_back("the configurations differ too (" + keys +
+                          "), in nothing the first difference depends on: " + reach_words(apart, d));
+  }
+  // Inputs that differ while every compared value is the same: no step, no op differs.
+  if (first) rep.first = d;
   return res;
 }
 

@@ -238,7 +238,9 @@ std::string report_text(const DivergenceReport& r) {
       o << "  " << r.label_a << ": " << summary_str(*d.summary_recorded) << "\n  " << r.label_b << ": "
         << summary_str(*d.summary_replayed) << "\n";
   } else {
-    o << "diverged\n  cause: " << r.cause.category << ": " << r.cause.detail << "\n";
+    // The runs' inputs differ (data, configuration), yet no value compared does.
+    o << "diverged in the inputs only: no value compared differs" << steps_compared(r)
+      << "\n  cause: " << r.cause.category << ": " << r.cause.detail << "\n";
   }
   if (r.diverged && r.stop)
     o << "  " << (r.stop->damaged ? "damaged" : "truncated") << ": " << stop_words(*r.stop)

@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "replayer/divergence.h"
+
 namespace trainrr {
 
 std::string key_rng(std::string_view site) { return "rng|" + std::string(site); }
@@ -28,6 +30,13 @@ std::string event_key(const trace::Event& e) {
 std::string site_of_key(const std::string& key) {
   const std::string rest = key.substr(key.find('|') + 1);
   return rest.substr(0, rest.find('|'));
+}
+
+std::string phase_of_key(const std::string& key) {
+  const std::string kind = key.substr(0, key.find('|'));
+  if (kind == "probe") return key.substr(key.rfind('|') + 1);
+  if (kind == "batch") return event_phase("loader", site_of_key(key));
+  return event_phase(kind, site_of_key(key));
 }
 
 // The key in hexadecimal, as `trainrr dump` prints it.

@@ -20,6 +20,9 @@ std::string key_probe(std::string_view site, Phase phase);
 // The key of a recorded event, and the site a key names.
 std::string event_key(const trace::Event& e);
 std::string site_of_key(const std::string& key);
+// The part of training the event a key names belongs to, as event_phase() says it: an event one side has
+// and the other lacks is placed where it happens ("forward" for a dropout mask's draw).
+std::string phase_of_key(const std::string& key);
 
 // "stream S key K counter C count N", for reports.
 std::string draw_str(const RngDraw& d);

@@ -493,7 +493,7 @@ void ReplayHooks::step_end(const StepSummary& s) {
     for (const auto& [key, idx] : cur_.by_key) {
       if (idx.empty() || key.rfind("kernel|", 0) == 0 || key.rfind("order|", 0) == 0) continue;
       const std::string site = site_of_key(key);
-      diverge(divergence(s.step, "setup", "missing", site,
+      diverge(divergence(s.step, phase_of_key(key), "missing", site,
                          "the recording has an event at " + site + " in step " + std::to_string(s.step) +
                              " that the replay did not make"));
       break;

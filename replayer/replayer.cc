@@ -1,9 +1,5 @@
 #include "replayer/replayer.h"
 
-#include "engine/device_backend.h"
-
-#include "engine/device.h"
-
 #include <unistd.h>
 
 #include <cerrno>
@@ -15,8 +11,11 @@
 #include <map>
 
 #include "engine/data/file_io.h"
+#include "engine/device.h"
+#include "engine/device_backend.h"
 #include "engine/fingerprint.h"
 #include "engine/kernels/kernel_registry.h"
+#include "engine/model.h"
 #include "engine/trainer.h"
 #include "recorder/environment.h"
 #include "recorder/recorder.h"
@@ -646,6 +645,7 @@ ReplayResult replay(const ReplayOptions& o) {
   for (const std::string& c : config_differences(header, config))
     (served_by_forcing(c, hooks.replayed_seed() == header.seed, o.force.split) ? served : ci.config_differences)
         .push_back(c);
+  ci.layer_names = layer_names(config.layers);
   ci.kernel_differences = hooks.kernel_differences();
   ci.environment = rep.environment;
   ci.registry = &registry;
@@ -748,15 +748,23 @@ ReplayResult replay(const ReplayOptions& o) {
     if (!length.empty())
       rep.notes.push_back("the configuration differs from the recording's (" + joined(length) +
                           "), which changes how many steps run, not what a step computes");
-    if (!within.empty())
-      rep.notes.push_back("the configuration differs from the recording's too (" + joined(within) + ")");
+    // Those that cannot change the first difference, and those a data cause does not name already.
+    std::vector<std::string> apart, other;
+    for (const std::string& c : within)
+      (difference_reaches(c, d, ci.layer_names) ? other : apart).push_back(c);
+    if (!apart.empty())
+      rep.notes.push_back("the configuration differs from the recording's too (" + joined(apart) +
+                          "), in nothing the first difference depends on: " + reach_words(apart, d));
+    if (!other.empty() && rep.cause.category != "data")
+      rep.notes.push_back("the configuration differs from the recording's too (" + joined(other) + ")");
   }
   if (const auto& k = hooks.divergent_kernel_difference())
     rep.notes.push_back("at the first divergence, " + (k->op.empty() ? std::string("step ") + std::to_string(d.step)
                                                                      : "op " + k->op) +
                         " launched other GPU kernels than recorded: the first that differs is " + k->recorded +
                         " in the recording, " + k->replayed + " in the replay");
-  rep.first = d;
+  // Data that differs while every compared value matched the recording: no step, no op differs.
+  if (hooks.first()) rep.first = d;
   const ReplayedKernels replayed{hooks.gathers_kernels(), hooks.divergent_step_kernels()};
   rep.page.timeline = replay_timeline(header, o.trace_path, d.step, t.device() != nullptr, &replayed);
   return res;

@@ -146,7 +146,8 @@ void answer_card(std::ostringstream& o, const DivergenceReport& r, const Names& 
     if (!d.site.empty()) o << "<code>" << esc(d.site) << "</code>";
     o << "</p>";
   } else {
-    o << "<h1>Diverged</h1>";
+    o << "<h1>Diverged in the inputs only</h1><p class=\"sub\">No value compared differs"
+      << (compared ? " (" + esc(*compared) + " steps compared)" : string()) << "</p>";
   }
   o << "<dl>";
   if (r.stop)
