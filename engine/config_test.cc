@@ -274,6 +274,21 @@ TEST(Config, AnOptimizerKeyRefusedNamesExactlyTheOptimizersThatTakeIt) {
   }
 }
 
+// Two runs' configurations are compared key by key: only the keys a layer or an optimizer takes are there.
+TEST(Config, FlatKeysAreThoseEachLayerAndOptimizerTakes) {
+  auto c = parse_config(kBase, "run.toml", "", {"model.layers[0].use_bias=false"});
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  std::vector<std::string> keys;
+  for (const auto& [k, v] : flatten_config(*c)) keys.push_back(k);
+  auto holds = [&](const std::string& k) { return std::find(keys.begin(), keys.end(), k) != keys.end(); };
+  EXPECT_TRUE(holds("model.layers[0].units"));
+  EXPECT_TRUE(holds("model.layers[0].use_bias"));
+  for (const char* absent : {"model.layers[0].filters", "model.layers[0].rate", "model.layers[0].epsilon",
+                             "model.layers[0].pool_size", "train.optimizer.momentum", "train.optimizer.rho"})
+    EXPECT_FALSE(holds(absent)) << absent;
+  EXPECT_TRUE(holds("train.optimizer.beta_1"));
+}
+
 TEST(Config, KeysOfAnotherKindOfLayerOptimizerOrSourceAreRefused) {
   // Each would otherwise be read and then do nothing.
   expect_set_errors(

@@ -98,6 +98,74 @@ TEST(Cause, ADataDifferenceDoesNotHideTheConfigurationsDifferences) {
             "step runs");
 }
 
+FirstDivergence event(const std::string& phase, const std::string& kind, const std::string& site,
+                      const std::string& layer = "") {
+  FirstDivergence d;
+  d.step = 0;
+  d.phase = phase;
+  d.kind = kind;
+  d.site = site;
+  d.layer = layer;
+  return d;
+}
+
+// Everything before the first divergent event is the same on both sides: a difference that only changes
+// what comes after it cannot have caused it.
+TEST(Cause, ADifferenceReachesOnlyTheEventsItCanChange) {
+  const std::vector<std::string> layers = {"dense_1", "dropout_1", "dense_2"};
+  const FirstDivergence fwd1 = event("forward", "probe", "dense_1/matmul.fwd:out", "dense_1");
+  const FirstDivergence fwd2 = event("forward", "probe", "dense_2/matmul.fwd:out", "dense_2");
+  const FirstDivergence bwd1 = event("backward", "probe", "dense_1/matmul.bwd_weight:out", "dense_1");
+  const FirstDivergence update = event("update", "probe", "dense_1.kernel/update:out");
+  const FirstDivergence mask = event("forward", "missing", "dropout/dropout_1");
+  const FirstDivergence init2 = event("setup", "rng", "init/dense_2.kernel");
+  const FirstDivergence loss = event("forward", "step_end", "loss");
+  const FirstDivergence shuffle = event("input", "shuffle", "data/shuffle");
+  const std::string lr = "train.optimizer.learning_rate: 0.001 -> 0.002";
+  EXPECT_FALSE(difference_reaches(lr, fwd1, layers));
+  EXPECT_FALSE(difference_reaches(lr, bwd1, layers));
+  EXPECT_FALSE(difference_reaches(lr, loss, layers));
+  EXPECT_TRUE(difference_reaches(lr, update, layers));
+  const std::string rate = "model.layers[1].rate: 0.2 -> 0.3";
+  EXPECT_FALSE(difference_reaches(rate, fwd1, layers));
+  EXPECT_TRUE(difference_reaches(rate, mask, layers));
+  EXPECT_TRUE(difference_reaches(rate, fwd2, layers));
+  EXPECT_TRUE(difference_reaches(rate, bwd1, layers));
+  EXPECT_TRUE(difference_reaches(rate, loss, layers));
+  EXPECT_FALSE(difference_reaches(rate, shuffle, layers));
+  // A layer added at the end: the layers before it are as they were, the initial values of a later one not.
+  EXPECT_FALSE(difference_reaches("model.layers: 3 -> 4", fwd2, layers));
+  EXPECT_TRUE(difference_reaches("model.layers[2].units: 10 -> 32", init2, layers));
+  EXPECT_FALSE(difference_reaches("model.layers[2].units: 10 -> 32", fwd1, layers));
+  EXPECT_FALSE(difference_reaches("train.loss: mse -> binary_crossentropy", fwd2, layers));
+  EXPECT_TRUE(difference_reaches("train.loss: mse -> binary_crossentropy", loss, layers));
+  // What may change every value is taken to reach every event.
+  for (const std::string& everywhere :
+       {"seed: 1 -> 2", "train.batch_size: 32 -> 16", "data.scale: none -> minmax"})
+    for (const FirstDivergence& d : {fwd1, update, mask, init2, shuffle})
+      EXPECT_TRUE(difference_reaches(everywhere, d, layers)) << everywhere << " at " << d.site;
+}
+
+TEST(Cause, ADifferenceThatCannotReachTheFirstEventLeavesItsCauseToTheKernel) {
+  FirstDivergence d = event("forward", "probe", "dense_1/matmul.fwd:out", "dense_1");
+  d.kernel_recorded = "f32_matmul__cpu_blocked_avx512";
+  d.kernel_replayed = "f32_matmul__cpu_blocked_generic";
+  CauseInputs in;
+  in.layer_names = {"dense_1", "dense_2"};
+  in.config_differences = {"train.optimizer.learning_rate: 0.001 -> 0.002",
+                           "model.layers[1].activation: relu -> tanh"};
+  EXPECT_EQ(classify(d, in).category, "kernel");
+  EXPECT_EQ(
+      reach_words(in.config_differences, d),
+      "an optimizer's keys change only the update; a layer's keys change nothing before that layer's forward "
+      "pass");
+  // A key of the layer itself may be the cause.
+  in.config_differences.push_back("model.layers[0].units: 16 -> 8");
+  const Cause c = classify(d, in);
+  EXPECT_EQ(c.category, "config");
+  EXPECT_EQ(c.detail, "the run configuration differs: model.layers[0].units: 16 -> 8");
+}
+
 TEST(EnvironmentDifferences, AnUnsetVariableAndAKeyAnOlderTraceLacksAreToldApart) {
   const std::vector<std::pair<std::string, std::string>> older = {{"cpu.model", "AMD EPYC"},
                                                                   {"env.OMP_NUM_THREADS", "4"}};

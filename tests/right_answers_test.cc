@@ -266,6 +266,103 @@ TEST_F(RightAnswers, ChangedDataIsTheCauseAndNoNoteSaysOtherwise) {
   EXPECT_FALSE(has(gone.output, "recording machine")) << gone.output;
 }
 
+// A recorded kernel that differs at the first divergent op is its cause, though the configuration differs
+// too: a learning rate or a later layer changes nothing before the update or before that layer.
+TEST_F(RightAnswers, AConfigurationDifferenceThatComesAfterTheFirstDifferenceIsNotItsCause) {
+  const std::string trace = other_kernel_trace();
+  const std::string free_kernels = " --force rng,split,shuffle,loader --no-element-detail";
+  const CommandResult r =
+      run_trainrr("replay " + trace + free_kernels +
+                  " --set train.optimizer.learning_rate=0.01 --set model.layers[1].activation=tanh");
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "diverged at step 0, forward, dense_1")) << r.output;
+  EXPECT_TRUE(has(r.output, "cause: kernel: ")) << r.output;
+  EXPECT_TRUE(has(r.output,
+                  "note: the configuration differs from the recording's too "
+                  "(model.layers[1].activation: sigmoid -> tanh; train.optimizer.learning_rate: 0.001 -> "
+                  "0.01), in nothing the first difference depends on"))
+      << r.output;
+  // A key of the layer where the difference shows may have caused it.
+  const CommandResult own =
+      run_trainrr("replay " + trace + free_kernels + " --set model.layers[0].activation=tanh");
+  ASSERT_EQ(own.exit_code, 1) << own.output;
+  EXPECT_TRUE(has(own.output,
+                  "cause: config: the run configuration differs: model.layers[0].activation: relu -> tanh"))
+      << own.output;
+}
+
+// Data that differs in a row the run only tests on: no value of any step differs, and the report says so
+// instead of naming a step.
+TEST_F(RightAnswers, DataThatDiffersOnlyInATestRowChangesNoValueAndTheDiffSaysSo) {
+  const std::string csv = dir.file("bc.csv");
+  std::filesystem::copy_file(kBreastCancer, csv);
+  const std::string a = dir.file("a.trr"), b = dir.file("b.trr");
+  ASSERT_EQ(
+      run_trainrr("record " + dir.write("a.toml", breast_cancer("seed = 3\n", csv, kOneThread)) + " -o " + a)
+          .exit_code,
+      0);
+  uint32_t test_row = 0;
+  {
+    auto reader = trace::TraceReader::open(a);
+    ASSERT_TRUE(reader.ok());
+    for (bool found = false; !found;) {
+      auto rec = (*reader)->next();
+      ASSERT_TRUE(rec && *rec);
+      if (auto* s = std::get_if<trace::TraceStep>(&(*rec)->value))
+        for (const auto& e : s->events)
+          if (auto* split = std::get_if<trace::SplitEvent>(&e); split && !split->test.empty()) {
+            test_row = split->test[0];
+            found = true;
+          }
+    }
+  }
+  // That row's first value, changed in a copy of the file (line 0 is the header).
+  std::ifstream in(csv, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t row = text.find('\n') + 1;
+  for (uint32_t i = 0; i < test_row; ++i) row = text.find('\n', row) + 1;
+  const std::string changed =
+      dir.write("changed.csv", text.substr(0, row) + "99.5" + text.substr(text.find(',', row)));
+  ASSERT_EQ(run_trainrr("record " + dir.write("b.toml", breast_cancer("seed = 3\n", changed, kOneThread)) +
+                        " -o " + b)
+                .exit_code,
+            0);
+  const CommandResult r = run_trainrr("diff " + a + " " + b);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(r.output.rfind(
+                "diverged in the inputs only: no value compared differs (30 steps compared)\n  cause: data: "
+                "data file ",
+                0),
+            0u)
+      << r.output;
+  const CommandResult json = run_trainrr("diff " + a + " " + b + " --json");
+  EXPECT_TRUE(has(json.output, "\"first_divergence\":null")) << json.output;
+}
+
+// A dropout layer whose rate is 0 draws no mask: the draw one side lacks is placed in the forward pass,
+// where it happens.
+TEST_F(RightAnswers, ADrawOneSideLacksIsPlacedInThePhaseItBelongsTo) {
+  auto config = [&](const std::string& rate) {
+    return "seed = 5\n[data]\npath = \"" + kBreastCancer +
+           "\"\nlabel = \"benign\"\nscale = \"standardize\"\n"
+           "[[model.layers]]\ntype = \"Dense\"\nunits = 8\nactivation = \"relu\"\n"
+           "[[model.layers]]\ntype = \"Dropout\"\nrate = " +
+           rate +
+           "\n[[model.layers]]\ntype = \"Dense\"\nunits = 1\nactivation = \"sigmoid\"\n"
+           "[train]\nepochs = 1\nloss = \"binary_crossentropy\"\n[runtime]\n" +
+           kOneThread;
+  };
+  const std::string a = dir.file("a.trr"), b = dir.file("b.trr");
+  ASSERT_EQ(run_trainrr("record " + dir.write("a.toml", config("0.2")) + " -o " + a).exit_code, 0);
+  ASSERT_EQ(run_trainrr("record " + dir.write("b.toml", config("0.0")) + " -o " + b).exit_code, 0);
+  const CommandResult r = run_trainrr("diff " + a + " " + b);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(r.output.rfind("diverged at step 0, forward, ", 0), 0u) << r.output;
+  EXPECT_TRUE(has(r.output, "dropout/dropout_1")) << r.output;
+  EXPECT_TRUE(has(r.output, "cause: config: the run configuration differs: model.layers[1].rate: 0.2 -> 0"))
+      << r.output;
+}
+
 // Another noise level draws the same words and makes other values of them: the configuration is the cause,
 // and the divergence's own words do not blame the generator.
 TEST_F(RightAnswers, ChangedNoiseLevelIsAConfigurationCauseWithoutBlamingTheGenerator) {
