@@ -409,7 +409,7 @@ BisectResult bisect(const BisectOptions& o) {
     say(o.log, "stage 2: replayed steps " + std::to_string(start) + ".." + std::to_string(tf.step() - 1) +
                    " forced and free side by side: " +
                    (against ? "the free replay " + free_says : std::string("the free replay reproduces bit for bit")));
-    if (!against) {
+    {
       // A choice decided by a race that the free replay matched, it matched by chance: another free replay
       // may differ there.
       const WindowUnits whole = units_in_window(o.trace_path, start, tf.step() - 1, registry);
@@ -582,7 +582,15 @@ BisectResult bisect(const BisectOptions& o) {
     rep.page.timeline =
         replay_timeline(header, o.trace_path, rep.first->step, free_run->training->device() != nullptr);
   }
+  // When the racy choices alone reproduce, nothing was narrowed: the search found no other choice to force.
+  const bool racy_alone =
+      !window.racy.empty() &&
+      std::all_of(cur.begin(), cur.end(), [&](const std::string& u) { return window.racy.count(u) > 0; });
   rep.facts.emplace_back("minimal forced choices", units);
+  if (racy_alone)
+    rep.notes.push_back(
+        "the minimal set is the racy choices alone, which bisect always forces: no other "
+        "recorded choice needs forcing");
   if (!racy.empty()) rep.facts.emplace_back("racy choices, always forced", racy);
   const std::string prefix = "trainrr replay " + shell_word(o.trace_path) + " ";
   rep.facts.emplace_back("replay with", command_line.substr(prefix.size()));

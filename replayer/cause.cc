@@ -296,9 +296,23 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in) {
                           " (" + in.name_a + "), " + d.kernel_replayed + " (" + in.name_b + ")" +
                           timed(picks(kernel_site_of(d.site))) + context};
   if (d.kernel_replayed.empty() && !in.kernel_differences.empty()) {
+    // The sites that can have made the difference first: the divergent layer's ops of its phase (a layer's
+    // output comes from its forward ops, not its backward ones), then its other ops, then the rest.
+    const std::string layer = layer_of(d);
+    auto rank = [&](const std::string& site) {
+      if (layer.empty() || site.rfind(layer + "/", 0) != 0) return 2;
+      const bool backward_op = site.find(".bwd") != std::string::npos;
+      const bool of_phase = d.phase == "forward" ? !backward_op : d.phase == "backward" ? backward_op : true;
+      return of_phase ? 0 : 1;
+    };
+    std::vector<std::string> sites;
+    for (const auto& [site, ab] : in.kernel_differences) sites.push_back(site);
+    std::stable_sort(sites.begin(), sites.end(),
+                     [&](const std::string& a, const std::string& b) { return rank(a) < rank(b); });
     std::vector<std::string> ks;
     std::string how;
-    for (const auto& [site, ab] : in.kernel_differences) {
+    for (const std::string& site : sites) {
+      const auto& ab = in.kernel_differences.at(site);
       ks.push_back(site + ": " + ab.first + " vs " + ab.second);
       how += picks(site);
     }

@@ -422,6 +422,12 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   rep.page.kernels = side_by_side_table(kernels_a, kernels_b);
   rep.page.command = "trainrr diff " + shell_word(a_path) + " " + shell_word(b_path);
   rep.facts.emplace_back("steps compared", std::to_string(steps));
+  // A difference that never reaches the parameters (a dead unit's input, say): said, as nothing downstream
+  // differs.
+  if (first && first_param_diff < 0 && last_loss_step >= 0)
+    rep.facts.emplace_back(
+        "parameters identical through step",
+        std::to_string(identical_through) + ", the last compared: no step's parameters differ");
   if (first_param_diff >= 0) {
     rep.facts.emplace_back("parameters identical through step",
                            identical_through < 0 ? "none: they differ after the first step"

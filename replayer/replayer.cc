@@ -570,11 +570,15 @@ ReplayResult replay(const ReplayOptions& o) {
     if (hooks.at_end()) {
       // Damage is said in the report's first line and on stderr, with the reader's words.
       if (!hooks.trace_damage())
-        rep.notes.push_back("the trace ends after step " + std::to_string(t.step() - 1) + ": " +
-                            (!hooks.status().ok() ? "reading stopped there: " + hooks.status().error().message
-                             : read.still_recording()
-                                 ? std::string("the recording had got that far when it was read")
-                                 : std::string("the recording stopped there")));
+        rep.notes.push_back(
+            "the trace ends after step " + std::to_string(t.step() - 1) + ": " +
+            (!hooks.status().ok()     ? "reading stopped there: " + hooks.status().error().message
+             : read.still_recording() ? std::string("the recording had got that far when it was read")
+             : read.footer() && read.footer()->completed
+                 ? "the recorded run ended there, its schedule done; this replay's configuration "
+                   "runs " +
+                       counted(t.total_steps(), "step")
+                 : std::string("the recording stopped there")));
       cut_short = true;
       break;
     }

@@ -174,9 +174,9 @@ void answer_card(std::ostringstream& o, const DivergenceReport& r, const Names& 
     if (d.has_element) {
       o << "<dt>First differing element</dt><dd><table class=\"vals\"><tr><th>index</th><th>" << esc(n.a)
         << "</th><th>" << esc(n.b) << "</th><th>|diff|</th><th>ULP</th></tr><tr><td>" << d.index
-        << "</td><td class=\"mono\">" << num(d.recorded, 9) << "</td><td class=\"mono\">" << num(d.replayed, 9)
-        << "</td><td class=\"mono\">" << num(d.abs_diff, 3) << "</td><td class=\"mono\">" << d.ulp
-        << "</td></tr></table></dd>";
+        << "</td><td class=\"mono\">" << num(d.recorded, 9) << "</td><td class=\"mono\">"
+        << num(d.replayed, 9) << "</td><td class=\"mono\">" << num(d.abs_diff, 9)
+        << "</td><td class=\"mono\">" << d.ulp << "</td></tr></table></dd>";
     }
     if (d.summary_recorded && d.summary_replayed) {
       o << "<dt>Tensor summary</dt><dd><table class=\"vals\"><tr><th></th><th>sum</th><th>min</th><th>max</th>"

@@ -166,6 +166,24 @@ TEST(Cause, ADifferenceThatCannotReachTheFirstEventLeavesItsCauseToTheKernel) {
   EXPECT_EQ(c.detail, "the run configuration differs: model.layers[0].units: 16 -> 8");
 }
 
+// At a layer's output, the kernels of that layer's forward ops are named first: its backward ops and the
+// other layers' ran after it or matched.
+TEST(Cause, KernelSelectionsAtTheDivergentLayersOpsOfItsPhaseComeFirst) {
+  FirstDivergence d = event("forward", "probe", "dense_2:out", "dense_2");
+  CauseInputs in;
+  in.kernel_differences = {{"dense_1/matmul.bwd_weight", {"a", "b"}},
+                           {"dense_2/matmul.bwd_weight", {"c", "d"}},
+                           {"dense_2/matmul.fwd", {"e", "f"}}};
+  const Cause c = classify(d, in);
+  EXPECT_EQ(c.category, "kernel");
+  EXPECT_EQ(c.detail.rfind(
+                "kernel selections differ: dense_2/matmul.fwd: e vs f; dense_2/matmul.bwd_weight: c vs d; "
+                "dense_1/matmul.bwd_weight: a vs b",
+                0),
+            0u)
+      << c.detail;
+}
+
 TEST(EnvironmentDifferences, AnUnsetVariableAndAKeyAnOlderTraceLacksAreToldApart) {
   const std::vector<std::pair<std::string, std::string>> older = {{"cpu.model", "AMD EPYC"},
                                                                   {"env.OMP_NUM_THREADS", "4"}};

@@ -583,6 +583,8 @@ TEST_F(Scenario, FirstReadyLoaderOrderIsNamedAsTheCause) {
   EXPECT_TRUE(has(real.output, "\"minimal_forced_choices\":\"loader\"")) << real.output;
   EXPECT_TRUE(has(real.output, "\"racy_choices_always_forced\":\"loader\"")) << real.output;
   EXPECT_TRUE(has(real.output, "\"category\":\"loader\"")) << real.output;
+  EXPECT_TRUE(has(real.output, "the minimal set is the racy choices alone, which bisect always forces"))
+      << real.output;
 }
 
 // One extra word drawn from the augmentation stream at step 2, as a changed augmentation would.

@@ -363,6 +363,22 @@ TEST_F(RightAnswers, ADrawOneSideLacksIsPlacedInThePhaseItBelongsTo) {
       << r.output;
 }
 
+// A replay whose configuration runs longer than the recorded run says where the recorded run ended and why.
+TEST_F(RightAnswers, AReplayLongerThanACompletedRecordingSaysTheRecordedRunEndedThere) {
+  const std::string trace = dir.file("a.trr");
+  ASSERT_EQ(
+      run_trainrr("record " + dir.write("a.toml", breast_cancer("seed = 3\n", kBreastCancer, kOneThread)) +
+                  " -o " + trace)
+          .exit_code,
+      0);
+  const CommandResult r = run_trainrr("replay " + trace + " --set train.epochs=3");
+  EXPECT_TRUE(has(r.output,
+                  "note: the trace ends after step 29: the recorded run ended there, its schedule done; "
+                  "this replay's configuration runs 45 steps"))
+      << r.output;
+  EXPECT_FALSE(has(r.output, "the recording stopped there")) << r.output;
+}
+
 // Another noise level draws the same words and makes other values of them: the configuration is the cause,
 // and the divergence's own words do not blame the generator.
 TEST_F(RightAnswers, ChangedNoiseLevelIsAConfigurationCauseWithoutBlamingTheGenerator) {
