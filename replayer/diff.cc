@@ -218,6 +218,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
         }
       }
   res.config_differences = ci.config_differences;
+  rep.config_differences = ci.config_differences;
   if (ci.data_changed) res.data_difference = ci.data_detail;
 
   // Two recordings at different levels are compared at the shallower one: the deeper side's extra probes

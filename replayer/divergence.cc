@@ -251,6 +251,11 @@ std::string report_text(const DivergenceReport& r) {
       o << "  " << e.key << ": " << e.recorded << " (" << r.label_a << ") vs " << e.replayed << " ("
         << r.label_b << ")\n";
   }
+  // Past the 8 a cause names, every one.
+  if (r.config_differences.size() > 8) {
+    o << "configuration differences:\n";
+    for (const auto& c : r.config_differences) o << "  " << c << "\n";
+  }
   for (const auto& [k, v] : r.facts) o << k << ": " << v << "\n";
   for (const auto& n : r.notes) o << "note: " << n << "\n";
   return o.str();
@@ -296,6 +301,9 @@ std::string report_json(const DivergenceReport& r) {
     o << (i ? "," : "") << "{\"key\":" << json_string(r.environment[i].key)
       << ",\"recorded\":" << json_string(r.environment[i].recorded)
       << ",\"replayed\":" << json_string(r.environment[i].replayed) << "}";
+  o << "],\"config_differences\":[";
+  for (size_t i = 0; i < r.config_differences.size(); ++i)
+    o << (i ? "," : "") << json_string(r.config_differences[i]);
   o << "],\"facts\":{";
   for (size_t i = 0; i < r.facts.size(); ++i)
     o << (i ? "," : "") << json_string(snake_case(r.facts[i].first)) << ":" << json_value(r.facts[i].second);

@@ -93,6 +93,8 @@ struct DivergenceReport {
   std::optional<FirstDivergence> first;
   Cause cause;
   std::vector<EnvDifference> environment;
+  // Every configuration key whose value differs ("train.epochs: 2 -> 3"); a cause names at most the first 8.
+  std::vector<std::string> config_differences;
   std::vector<std::pair<std::string, std::string>> facts;  // ("force", "all"), ("steps replayed", "150"), ...
   std::vector<std::string> notes;
   std::string label_a = "recorded", label_b = "replayed";

@@ -650,6 +650,8 @@ ReplayResult replay(const ReplayOptions& o) {
     (served_by_forcing(c, hooks.replayed_seed() == header.seed, o.force.split) ? served : ci.config_differences)
         .push_back(c);
   ci.layer_names = layer_names(config.layers);
+  rep.config_differences = ci.config_differences;
+  rep.config_differences.insert(rep.config_differences.end(), served.begin(), served.end());
   ci.kernel_differences = hooks.kernel_differences();
   ci.environment = rep.environment;
   ci.registry = &registry;

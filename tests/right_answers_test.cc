@@ -363,6 +363,38 @@ TEST_F(RightAnswers, ADrawOneSideLacksIsPlacedInThePhaseItBelongsTo) {
       << r.output;
 }
 
+// Two models that differ in many keys: the text and the JSON give them all, the cause those that reach the
+// first difference.
+TEST_F(RightAnswers, EveryConfigurationDifferenceIsListedWhereTheCauseNamesOnlySome) {
+  const std::string a = dir.file("a.trr"), b = dir.file("b.trr");
+  ASSERT_EQ(
+      run_trainrr("record " + dir.write("a.toml", breast_cancer("seed = 3\n", kBreastCancer, kOneThread)) +
+                  " -o " + a)
+          .exit_code,
+      0);
+  ASSERT_EQ(
+      run_trainrr("record " + dir.write("b.toml", breast_cancer("seed = 3\n", kBreastCancer, kOneThread)) +
+                  " -o " + b +
+                  " --set 'model.layers=[{type=\"Dense\",units=16,activation=\"relu\"},{type=\"Dropout\","
+                  "rate=0.5},{type=\"Dense\",units=8,activation=\"tanh\"},{type=\"Dense\",units=1,"
+                  "activation=\"sigmoid\"}]'")
+          .exit_code,
+      0);
+  const CommandResult r = run_trainrr("diff " + a + " " + b);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "\nconfiguration differences:\n  model.layers: 2 -> 4\n")) << r.output;
+  EXPECT_TRUE(has(r.output, "  model.layers[3].use_bias: (none) -> true\n")) << r.output;
+  // Only the keys each layer takes: neither a Dense nor a Dropout layer has filters.
+  EXPECT_FALSE(has(r.output, "model.layers[1].filters")) << r.output;
+  // The cause names those that reach the first difference: the second layer's, whose initial values differ.
+  EXPECT_TRUE(has(r.output, "cause: config: the run configuration differs: model.layers[1].")) << r.output;
+  EXPECT_FALSE(has(r.output.substr(0, r.output.find("\nconfiguration differences:")), "model.layers[3]"))
+      << r.output;
+  const CommandResult json = run_trainrr("diff " + a + " " + b + " --json");
+  EXPECT_TRUE(has(json.output, "\"config_differences\":[\"model.layers: 2 -> 4\",")) << json.output;
+  EXPECT_TRUE(has(json.output, "\"model.layers[3].use_bias: (none) -> true\"]")) << json.output;
+}
+
 // A replay whose configuration runs longer than the recorded run says where the recorded run ended and why.
 TEST_F(RightAnswers, AReplayLongerThanACompletedRecordingSaysTheRecordedRunEndedThere) {
   const std::string trace = dir.file("a.trr");

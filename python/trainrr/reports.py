@@ -30,8 +30,8 @@ class Facts:
 class Report:
     """What replay, diff or bisect found. Attributes follow the JSON of `--json`: command, status,
     first_divergence (step, phase, kind, site, layer, op, kernel_recorded, kernel_replayed, index, recorded,
-    replayed, abs_diff, ulp, detail), cause (category, detail), trace_stop, environment_differences, facts,
-    notes; exit_code is the command's (0 reproduced or identical, 1 diverged, 2 a damaged trace)."""
+    replayed, abs_diff, ulp, detail), cause (category, detail), trace_stop, environment_differences,
+    config_differences (every configuration key that differs, "train.epochs: 2 -> 3"), facts, notes; exit_code is the command's (0 reproduced or identical, 1 diverged, 2 a damaged trace)."""
 
     frame_height = 900  # pixels of a notebook's output cell the report's frame takes
 
@@ -45,6 +45,7 @@ class Report:
         self.cause = Facts(values["cause"]) if values["cause"] else None
         self.trace_stop = Facts(values["trace_stop"]) if values["trace_stop"] else None
         self.environment_differences = [Facts(d) for d in values["environment_differences"]]
+        self.config_differences = values["config_differences"]
         self.facts = values["facts"]
         self.notes = values["notes"]
         self.exit_code = native.exit_code
