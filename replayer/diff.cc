@@ -451,13 +451,17 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   const size_t epochs = identical ? 0 : std::min(sa.epochs.size(), sb.epochs.size());
   for (size_t e = 0; e < epochs; ++e) {
     std::string line;
+    bool differ = false;
     for (const auto& [k, v] : sa.epochs[e].logs)
       for (const auto& [k2, v2] : sb.epochs[e].logs)
         if (k == k2) {
           const auto [va, vb] = side_by_side(v, v2);
           line += (line.empty() ? "" : ", ") + k + " " + va + " vs " + vb;
+          differ |= !same_bits(v, v2);
         }
-    rep.notes.push_back("epoch " + std::to_string(e + 1) + ": " + line);
+    // With no value of a step differing, only an epoch whose metrics differ (a validation row changed) says
+    // more.
+    if (first || differ) rep.notes.push_back("epoch " + std::to_string(e + 1) + ": " + line);
   }
 
   // Other kernels that computed the same bits are other choices, made inside cuDNN and cuBLASLt.
@@ -489,6 +493,15 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     if (kernels_b.count(ks)) d.kernel_replayed = kernels_b[ks];
   }
   rep.cause = classify(d, ci);
+  if (!first && ci.data_changed) {
+    const auto within = differences_within_steps(ci.config_differences);
+    std::string keys;
+    for (const std::string& c : within) keys += (keys.empty() ? "" : "; ") + c;
+    rep.cause.detail = ci.data_detail +
+                       "; no value of any step compared differs, so the training read none of what "
+                       "differs (rows it only tests on, say)" +
+                       (keys.empty() ? std::string() : "; the run configuration differs too: " + keys);
+  }
   if (rep.cause.category != "config" && rep.cause.category != "data") {
     std::vector<std::string> apart;
     for (const std::string& c : differences_within_steps(ci.config_differences))

@@ -335,6 +335,10 @@ TEST_F(RightAnswers, DataThatDiffersOnlyInATestRowChangesNoValueAndTheDiffSaysSo
                 0),
             0u)
       << r.output;
+  EXPECT_TRUE(
+      has(r.output, "no value of any step compared differs, so the training read none of what differs"))
+      << r.output;
+  EXPECT_FALSE(has(r.output, "note: epoch 1:")) << r.output;  // equal metrics, said again
   const CommandResult json = run_trainrr("diff " + a + " " + b + " --json");
   EXPECT_TRUE(has(json.output, "\"first_divergence\":null")) << json.output;
 }
