@@ -72,8 +72,8 @@ collective)
   expect 0 "reproduced despite the rank count" -- "$T" diff x4 x2
   # Another seed shuffles other rows into each shard: the sharding is named first, with the configuration.
   record 2 s8 --set seed=8 --set distributed.shards=12 --set train.batch_size=48
-  expect 1 "cause: data/sharding" -- "$T" diff m2 s8
-  expect 1 "the configurations differ: seed: 7 vs 8" -- "$T" diff m2 s8
+  expect 1 "what: data/sharding" -- "$T" diff m2 s8
+  expect 1 "cause: config: the run configuration differs: seed: 7 -> 8" -- "$T" diff m2 s8
   ;;
 emulators)
   # Each emulated Open MPI algorithm against the real one, on the MLP's 4810-element gradient, 3 and 4 ranks:
@@ -194,14 +194,21 @@ answers)
   mkdir half && cp m4/*.trr half/ && head -c $(( $(stat -c %s m4/rank1.trr) / 3 )) m4/rank1.trr > half/rank1.trr
   [ "$(first_line "$T" replay half | grep -c '^truncated: rank 1 (half/rank1.trr) is cut short at byte')" = 1 ] ||
     fail "replay half: the first line does not say truncated"
-  # Damaged: show of the folder says so, and exits 2.
+  [ "$(first_line "$T" diff m4 half | grep -c '^truncated: B rank 1 (half/rank1.trr) is cut short')" = 1 ] ||
+    fail "diff m4 half: the first line does not say truncated"
+  expect 0 "note: A holds [0-9]* complete steps, B [0-9]*" -- "$T" diff m4 half
+  # Damaged: diff's first line and show of the folder say so, and both exit 2.
   mkdir dmg && cp m4/*.trr dmg/
   python3 -c "import sys; p=sys.argv[1]; b=bytearray(open(p,'rb').read()); b[len(b)//3]^=0xff; open(p,'wb').write(b)" dmg/rank1.trr
+  expect 2 "damaged" -- "$T" diff m4 dmg
+  [ "$(first_line "$T" diff m4 dmg | grep -c '^damaged: B rank 1 (dmg/rank1.trr) was changed after it was written')" = 1 ] ||
+    fail "diff m4 dmg: the first line does not say damaged"
   expect 2 "rank 1: .*damaged: .*(changed after it was written)" -- "$T" show dmg
   # Data embedded in every rank's trace: each rank unpacks its own copy.
   record 2 emb --embed-data
   expect 0 "reproduced bit for bit: 2 ranks replayed in one process" -- "$T" replay emb
   expect 0 "reproduced bit for bit: 2 ranks replayed under mpirun -n 1" -- mpirun -n 1 "$T" replay emb
+  # A data file that differs between two runs is the cause, as in a diff of one process's traces.
   cp -r "$SRC/examples/data" data && cp "$CONFIG" mlp.toml
   mpirun -n 2 "$T" record mlp.toml -o d1 "${SMALL[@]}" > d1.log 2>&1 || { cat d1.log; fail "record d1"; }
   python3 - data/digits.csv <<'PY'
@@ -214,6 +221,7 @@ lines[1] = ",".join(f)
 open(p, "w").write("\n".join(lines))
 PY
   mpirun -n 2 "$T" record mlp.toml -o d2 "${SMALL[@]}" > d2.log 2>&1 || { cat d2.log; fail "record d2"; }
+  expect 1 "cause: data: data file 'digits.csv' differs" -- "$T" diff d1 d2
   # A run replays on its recorded data only: the message says so, and suggests no option a run refuses.
   expect 2 "a data-parallel run replays only on the data its traces record" -- "$T" replay d1
   out=$("$T" replay d1 2>&1); echo "$out" | grep -q -- "--allow-data-change" && fail "replay d1 suggests --allow-data-change"
@@ -238,7 +246,7 @@ PY
   for i in 1 2 3; do
     mpirun -n 2 "$T" record "$CONFIG" -o race$i --set train.epochs=2 --set runtime.threads=2 > race$i.log 2>&1 ||
       { cat race$i.log; fail "record race$i"; }
-    for cmd in "replay race$i --force rng,split,shuffle,kernels" \
+    for cmd in "diff race1 race$i" "replay race$i --force rng,split,shuffle,kernels" \
       "replay race$i --force rng,split,shuffle,kernels" "replay race$i --force rng,split,shuffle,kernels"; do
       out=$("$T" $cmd 2>&1); rc=$?
       echo "\$ trainrr $cmd"; echo "$out"
