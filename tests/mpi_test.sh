@@ -189,6 +189,7 @@ answers)
   # A rank trace without a complete step has nothing to compare: refused, naming the rank's file.
   mkdir cut && cp m4/*.trr cut/ && head -c 1800 m4/rank1.trr > cut/rank1.trr
   expect 2 "rank 1: cut/rank1.trr: the trace holds no complete step" -- "$T" replay cut
+  expect 2 "rank 1: cut/rank1.trr: the trace holds no complete step" -- "$T" bisect cut
   expect 2 "rank 1: cut/rank1.trr: the trace holds no complete step" -- mpirun -n 4 "$T" replay cut
   # Cut after some steps: the first line says truncated, with the rank, the byte and the last step.
   mkdir half && cp m4/*.trr half/ && head -c $(( $(stat -c %s m4/rank1.trr) / 3 )) m4/rank1.trr > half/rank1.trr
@@ -233,6 +234,8 @@ PY
     mpirun -n 4 "$T" replay m4 --set train.optimizer.learning_rate=0.003
   expect 0 "threads: 1 (recorded) vs 2 (replayed)" -- "$T" replay m4 --set runtime.threads=2
   expect 0 "note: the configuration differs from the recording's (seed: 7 -> 8)" -- "$T" replay m4 --set seed=8
+  expect 1 "with every recorded choice forced the replay of the 4 ranks diverged at step 0" -- \
+    "$T" bisect m4 --set train.optimizer.learning_rate=0.003
   # One rank, and a run refused for its configuration.
   record 1 one --set seed=8
   expect 0 "run one: 1 rank, run id" -- "$T" show one
