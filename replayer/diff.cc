@@ -153,6 +153,42 @@ std::optional<TraceStop> trace_stop(const StepStream& s, bool first, const std::
 
 }  // namespace
 
+std::vector<std::string> recorded_config_differences(const trace::TraceHeader& ha,
+                                                     const trace::TraceHeader& hb,
+                                                     std::vector<std::string>* layers) {
+  auto ca = parse_config(ha.config, ha.config_path, config_folder(ha), ha.config_overrides);
+  auto cb = parse_config(hb.config, hb.config_path, config_folder(hb), hb.config_overrides);
+  if (!ca || !cb)
+    return ha.config != hb.config ? std::vector<std::string>{"the configuration texts differ"}
+                                  : std::vector<std::string>{};
+  // By the values the runs used: a run without a seed used the one it drew, so a run seeded with that
+  // same number made no other choice of configuration.
+  if (!ca->seed && cb->seed) ca->seed = ha.seed;
+  if (!cb->seed && ca->seed) cb->seed = hb.seed;
+  if (layers) *layers = layer_names(ca->layers);
+  return config_differences(*ca, *cb);
+}
+
+std::string recorded_data_difference(const trace::TraceHeader& ha, const trace::TraceHeader& hb) {
+  std::string detail;
+  for (const auto& da : ha.datasets)
+    for (const auto& db : hb.datasets)
+      if (da.name == db.name && !(da.digest == db.digest)) {
+        // Named by its file, as people know it; the trace's name for it ("data", "labels") only says which.
+        const std::string file = std::filesystem::path(da.path).filename().string();
+        detail = "data file '" + (file.empty() ? da.name : file) + "' differs (" + da.path + ", " +
+                 std::to_string(da.size_bytes) + " bytes vs " + db.path + ", " +
+                 std::to_string(db.size_bytes) + " bytes)";
+        if (!da.embedded.empty() && !db.embedded.empty()) {
+          const std::string_view b(reinterpret_cast<const char*>(db.embedded.data()), db.embedded.size());
+          if (const std::string where = first_data_difference(da.embedded, b, da.name == "data", "A", "B");
+              !where.empty())
+            detail += "; " + where;
+        }
+      }
+  return detail;
+}
+
 DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   DiffResult res;
   auto failed = [](std::string m) {
@@ -187,36 +223,9 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   ci.seed_recorded = ha.seed;
   ci.seed_replayed = hb.seed;
   ci.seed_from_entropy = ha.seed_from_entropy || hb.seed_from_entropy;
-  {
-    auto ca = parse_config(ha.config, ha.config_path, config_folder(ha), ha.config_overrides);
-    auto cb = parse_config(hb.config, hb.config_path, config_folder(hb), hb.config_overrides);
-    if (ca && cb) {
-      // By the values the runs used: a run without a seed used the one it drew, so a run seeded with that
-      // same number made no other choice of configuration.
-      if (!ca->seed && cb->seed) ca->seed = ha.seed;
-      if (!cb->seed && ca->seed) cb->seed = hb.seed;
-      ci.config_differences = config_differences(*ca, *cb);
-      ci.layer_names = layer_names(ca->layers);
-    }
-    else if (ha.config != hb.config)
-      ci.config_differences.push_back("the configuration texts differ");
-  }
-  for (const auto& da : ha.datasets)
-    for (const auto& db : hb.datasets)
-      if (da.name == db.name && !(da.digest == db.digest)) {
-        ci.data_changed = true;
-        // Named by its file, as people know it; the trace's name for it ("data", "labels") only says which.
-        const std::string file = std::filesystem::path(da.path).filename().string();
-        ci.data_detail = "data file '" + (file.empty() ? da.name : file) + "' differs (" + da.path + ", " +
-                         std::to_string(da.size_bytes) + " bytes vs " + db.path + ", " +
-                         std::to_string(db.size_bytes) + " bytes)";
-        if (!da.embedded.empty() && !db.embedded.empty()) {
-          const std::string_view b(reinterpret_cast<const char*>(db.embedded.data()), db.embedded.size());
-          if (const std::string where = first_data_difference(da.embedded, b, da.name == "data", "A", "B");
-              !where.empty())
-            ci.data_detail += "; " + where;
-        }
-      }
+  ci.config_differences = recorded_config_differences(ha, hb, &ci.layer_names);
+  ci.data_detail = recorded_data_difference(ha, hb);
+  ci.data_changed = !ci.data_detail.empty();
   res.config_differences = ci.config_differences;
   rep.config_differences = ci.config_differences;
   if (ci.data_changed) res.data_difference = ci.data_detail;

@@ -4,8 +4,10 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "replayer/divergence.h"
+#include "traces/trace.h"
 
 namespace trainrr {
 
@@ -20,5 +22,12 @@ struct DiffResult {
 };
 
 DiffResult diff_traces(const std::string& a_path, const std::string& b_path);
+
+// What two recordings were asked to run, from their headers: the configuration keys whose values differ
+// (cause.h's config_differences(), a drawn seed taken as the one used), with A's layer names in `layers`
+// when given; and the data files whose recorded digests differ, in words ("" when none does).
+std::vector<std::string> recorded_config_differences(const trace::TraceHeader& a, const trace::TraceHeader& b,
+                                                     std::vector<std::string>* layers = nullptr);
+std::string recorded_data_difference(const trace::TraceHeader& a, const trace::TraceHeader& b);
 
 }  // namespace trainrr

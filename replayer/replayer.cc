@@ -492,6 +492,12 @@ Status require_replayable_trace(const std::string& path, const std::string& what
   auto reader = trace::TraceReader::open(path);
   if (!reader) return reader.error();
   if (Status s = trace::refuse_rank_alone((*reader)->header(), path, what); !s) return s;
+  return require_complete_step(path);
+}
+
+Status require_complete_step(const std::string& path) {
+  auto reader = trace::TraceReader::open(path);
+  if (!reader) return reader.error();
   for (;;) {
     auto rec = (*reader)->next();
     std::string why;

@@ -61,6 +61,9 @@ ReplayResult replay(const ReplayOptions& options);
 // or a trace that holds no complete step (a recording killed during its first step, or a run that stopped
 // before it), which has nothing to compare.
 Status require_replayable_trace(const std::string& path, const std::string& what);
+// An error when the trace at `path` (one process's, or one rank's of a run) holds no complete step, or is
+// damaged before its first step ends: there is nothing to compare.
+Status require_complete_step(const std::string& path);
 
 // The recorded run's configuration, with its data taken from the trace (embedded copies, written to
 // `scratch`), from `data_path`, or from the recorded paths, each checked against its digest.

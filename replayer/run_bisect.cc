@@ -4,6 +4,7 @@
 #include "engine/kernels/kernel_registry.h"
 #include "engine/local_group.h"
 #include "replayer/bisect.h"
+#include "replayer/divergence.h"
 #include "replayer/runs.h"
 #include "traces/trace_reader.h"
 
@@ -83,6 +84,7 @@ std::string shown(const std::string& unit) {
 RunReport bisect_run(const std::string& folder, const std::vector<std::string>& overrides) {
   auto run = trace::open_run(folder);
   if (!run) return {2, run.error().message, {}};
+  if (Status s = require_complete_steps(*run); !s) return {2, s.error().message, {}};
   const int n = run->world_size;
   const CollectiveSettings settings = recorded_settings(run->headers[0]);
   int64_t replays = 0;
@@ -113,6 +115,21 @@ RunReport bisect_run(const std::string& folder, const std::vector<std::string>& 
     else if (racy.count(u)) why = " (racy: always forced)";
     return "  " + shown(u) + why;
   };
+  // With every recorded choice forced the replay must reproduce, or no set of choices will: a --set that
+  // changes the arithmetic, or data that differs. That is the answer, with its cause.
+  RunReport forced_whole = replay_with(ForceSet::all(), -1, {});
+  if (forced_whole.exit_code >= 2) return forced_whole;
+  if (forced_whole.exit_code == 1) {
+    RunReport out;
+    out.exit_code = 1;
+    out.step = forced_whole.step;
+    out.lines.push_back("with every recorded choice forced the replay of the " + counted(n, "rank") + " " +
+                        forced_whole.lines[0] + ": no choice to force reproduces the run (1 replay)");
+    // Its last line says how gathered_report() thinks it ran: in threads here.
+    for (size_t i = 1; i + 1 < forced_whole.lines.size(); ++i) out.lines.push_back(forced_whole.lines[i]);
+    out.lines.push_back("  " + counted(n, "rank") + " replayed in one process (no mpirun)");
+    return out;
+  }
   RunReport free_run = replay_with(ForceSet::all(), -1, forcing(recorded.racy));
   if (free_run.exit_code >= 2) return free_run;
   RunReport out;
@@ -120,11 +137,12 @@ RunReport bisect_run(const std::string& folder, const std::vector<std::string>& 
   if (free_run.exit_code == 0) {
     if (recorded.racy.empty()) {
       out.exit_code = 0;
-      out.lines.push_back("a free replay of the " + std::to_string(n) +
-                          " ranks reproduces bit for bit: nothing to force");
+      out.lines.push_back("a free replay of the " + counted(n, "rank") +
+                          " reproduces bit for bit: nothing to force");
       return out;
     }
-    out.lines.push_back("a replay of the " + std::to_string(n) + " ranks in one process with only the choices a race " +
+    out.lines.push_back("a replay of the " + counted(n, "rank") +
+                        " in one process with only the choices a race " +
                         "decides forced reproduces bit for bit " + to_the_end + ": nothing else to force (" +
                         std::to_string(recorded.racy.size()) + " of " + std::to_string(recorded.all.size()) +
                         " choices, 1 replay):");
@@ -132,8 +150,8 @@ RunReport bisect_run(const std::string& folder, const std::vector<std::string>& 
     return out;
   }
   int64_t step = free_run.step;
-  out.lines.push_back("free replay (" + std::to_string(n) + " ranks in one process, " + free_what + "): " +
-                      free_run.lines[0]);
+  out.lines.push_back("free replay (" + counted(n, "rank") + " in one process, " + free_what +
+                      "): " + free_run.lines[0]);
   for (size_t i = 1; i + 1 < free_run.lines.size(); ++i) out.lines.push_back(free_run.lines[i]);
 
   // Stage 2: delta debugging over every rank's recorded choices up to that step. Racy choices are always
@@ -149,7 +167,6 @@ RunReport bisect_run(const std::string& folder, const std::vector<std::string>& 
   std::string shown_through;    // how far the set reproduces, in words
   std::string stopped;          // why it reproduces no further
   bool reproduced = false;
-  std::optional<RunReport> forced_all;  // every recorded choice forced, through the end
   for (;;) {
     units = units_up_to(*run, step, registry);
     std::vector<std::string> all;
@@ -170,18 +187,7 @@ RunReport bisect_run(const std::string& folder, const std::vector<std::string>& 
                 "itself here)";
       break;
     }
-    if (!forced_all) {
-      forced_all = replay_with(ForceSet::all(), -1, {});
-      if (forced_all->exit_code >= 2) return *forced_all;
-    }
-    if (forced_all->exit_code == 1 && forced_all->step <= at) {
-      reproduced = true;
-      shown_through = "through step " + std::to_string(at - 1);
-      stopped = "with every recorded choice forced the run " + forced_all->lines[0] +
-                ", so no choice to force reproduces further";
-      break;
-    }
-    step = at;  // the window grows to where the set first differs
+    step = at;  // the window grows to where the set first differs (every choice forced reproduces: above)
   }
   out.lines.push_back(std::string(reproduced ? "forcing these recorded choices reproduces"
                                              : "forcing these recorded choices does not reproduce") +

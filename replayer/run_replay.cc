@@ -1,12 +1,15 @@
 #include <algorithm>
 #include <climits>
 #include <optional>
-#include <tuple>
 #include <thread>
+#include <tuple>
 
+#include "engine/config.h"
 #include "engine/kernels/kernel_registry.h"
 #include "engine/local_group.h"
+#include "engine/model.h"
 #include "engine/trainer.h"
+#include "replayer/cause.h"
 #include "replayer/replay_hooks.h"
 #include "replayer/replayer.h"
 #include "replayer/runs.h"
@@ -33,9 +36,44 @@ std::string algorithm_text(const CollectiveCall& c) {
   return c.algorithm + (c.algorithm_inferred ? " (inferred from Open MPI 4.1's decision table)" : "");
 }
 
+// A rebuild_config() error in a run's words: a run takes neither --data nor --allow-data-change.
+std::string for_a_run(std::string message) {
+  const std::pair<std::string, std::string> hints[] = {{"; pass --allow-data-change to replay anyway",
+                                                        "; a data-parallel run replays only on the data its "
+                                                        "traces record: restore that file, or record the run "
+                                                        "with --embed-data to keep its data in the traces"},
+                                                       {": pass --data PATH, or record with --embed-data",
+                                                        ": a data-parallel run replays only on the data its "
+                                                        "traces record: restore that file, or record the run "
+                                                        "with --embed-data to keep its data in the traces"}};
+  for (const auto& [hint, instead] : hints)
+    if (const size_t at = message.find(hint); at != std::string::npos)
+      message.replace(at, hint.size(), instead);
+  return message;
+}
+
+// What the replay of a rank was asked to run that the recording did not: the configuration keys whose values
+// differ (cause.h), and the model's layers, to place them.
+struct RankInputs {
+  std::vector<std::string> config_differences;
+  std::vector<std::string> layers;
+  bool split_forced = false;
+};
+
+RankInputs rank_inputs(const trace::TraceHeader& header, const RunConfig& config, const ForceSet& force) {
+  return {config_differences(header, config), layer_names(config.layers), force.split};
+}
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : "; ") + x;
+  return s;
+}
+
 // What rank `rank`'s replay hooks found: its first difference and its cause, or nothing.
 // `whole`: the replay ran to the end of the run, so a trace without a footer was cut.
-RankReplay analyze_rank(const ReplayHooks& h, int rank, const CollectiveSettings& settings, bool whole,
+RankReplay analyze_rank(const ReplayHooks& h, int rank, const trace::TraceHeader& header,
+                        const CollectiveSettings& settings, const RankInputs& in, bool whole,
                         bool cut_short = false) {
   RankReplay out;
   // A damaged trace (changed after it was written) is not compared past the damage: bad input, as for one trace.
@@ -43,7 +81,12 @@ RankReplay analyze_rank(const ReplayHooks& h, int rank, const CollectiveSettings
   std::optional<std::pair<int64_t, int>> at;
   if (const auto& m = h.collective_mismatch())
     at = {m->recorded.step, m->kind == "sharding" ? 0 : m->kind == "input" ? 1 : 2};
-  if (h.first() && (!at || h.first()->step < at->first)) at = {h.first()->step, 3};
+  // The input pipeline (split, shuffle, the loader's batch order) comes before the sharding of its batch: a
+  // batch that differs makes every shard's rows differ.
+  const bool input = h.first() && (h.first()->kind == "loader" || h.first()->kind == "shuffle" ||
+                                   h.first()->kind == "split");
+  if (h.first() && (!at || h.first()->step < at->first || (input && h.first()->step == at->first)))
+    at = {h.first()->step, input ? -1 : 3};
   // "|cut" marks a trace without its footer: compared as far as its complete steps go.
   const std::string cut = cut_short || (whole && !h.trace_ended_cleanly()) ? "|cut" : "";
   if (!at) {
@@ -54,24 +97,65 @@ RankReplay analyze_rank(const ReplayHooks& h, int rank, const CollectiveSettings
   out.step = at->first;
   out.priority = at->second;
   const std::string head = "diverged at step " + std::to_string(out.step) + ", rank " + std::to_string(rank);
-  if (out.priority < 3) {
+  // The event the cause is placed by, for the configuration's differences.
+  FirstDivergence d;
+  std::string cause;
+  if (out.priority >= 0 && out.priority < 3) {
     const auto& m = *h.collective_mismatch();
     out.text = head + ", allreduce/bucket_" + std::to_string(m.recorded.bucket) + " (" + m.recorded.variant + ")\n";
+    d = divergence(out.step,
+                   m.kind == "sharding" ? "input"
+                   : m.kind == "input"  ? "backward"
+                                        : "allreduce",
+                   m.kind == "sharding" ? "sharding" : "collective",
+                   "allreduce/bucket_" + std::to_string(m.recorded.bucket));
     if (m.kind == "sharding")
-      out.text += "  cause: data/sharding: the rows of shard " + std::to_string(m.shard) + " (rank " +
-                  std::to_string(rank) + ") differ from the recording's";
+      cause = "data/sharding: the rows of shard " + std::to_string(m.shard) + " (rank " +
+              std::to_string(rank) + ") differ from the recording's";
     else if (m.kind == "input")
-      out.text += "  cause: upstream of the allreduce: rank " + std::to_string(rank) + "'s gradient of shard " +
-                  std::to_string(m.shard) + " differs from the recording's" +
-                  (h.first() ? " (its first difference: " + h.first()->site + ")" : std::string());
+      cause = "upstream of the allreduce: rank " + std::to_string(rank) + "'s gradient of shard " +
+              std::to_string(m.shard) + " differs from the recording's" +
+              (h.first() ? " (its first difference: " + h.first()->site + ")" : std::string());
     else
-      out.text += "  cause: collective: every rank's input to the allreduce matches the recording, its result differs: " +
-                  collective_detail(m.recorded, m.replayed, settings.library, settings.library);
+      cause = "collective: every rank's input to the allreduce matches the recording, its result differs: " +
+              collective_detail(m.recorded, m.replayed, settings.library, settings.library);
   } else {
-    const FirstDivergence& d = *h.first();
-    out.text = head + ", " + d.site + " (" + d.phase + ")\n  cause: after the allreduce: every allreduce call of "
-               "the step matched the recording; " + (d.detail.empty() ? std::string("the step's end differs") : d.detail);
+    d = *h.first();
+    out.text = head + ", " + d.site + " (" + d.phase + ")\n";
+    if (input) {
+      cause = d.kind + ": " + d.detail;
+      if (d.kind == "loader" && d.detail.find("first_ready") != std::string::npos)
+        cause += "; a first-ready loader hands out batches in the order its workers finish";
+    } else {
+      cause = "after the allreduce: every allreduce call of the step matched the recording; " +
+              (d.detail.empty() ? std::string("the step's end differs") : d.detail);
+    }
   }
+  // A configuration difference that can change this event is its cause, as for one process; the forced
+  // choices serve the recorded seed, and the recorded split, in place of the configuration's.
+  std::vector<std::string> reaching, apart, length;
+  for (const std::string& c : in.config_differences) {
+    const bool served =
+        (c.rfind("seed: ", 0) == 0 && h.replayed_seed() == header.seed) ||
+        (in.split_forced && (c.rfind("data.test_fraction: ", 0) == 0 || c.rfind("data.stratify: ", 0) == 0 ||
+                             c.rfind("data.split", 0) == 0));
+    if (served) continue;
+    if (changes_only_length(c))
+      length.push_back(c);
+    else
+      (difference_reaches(c, d, in.layers) ? reaching : apart).push_back(c);
+  }
+  if (!reaching.empty()) {
+    out.text += "  cause: config: the run configuration differs: " + joined(reaching) + "\n  what: " + cause;
+  } else {
+    out.text += "  cause: " + cause;
+  }
+  if (!apart.empty())
+    out.text += "\n  note: the configuration differs from the recording's too (" + joined(apart) +
+                "), in nothing the first difference depends on: " + reach_words(apart, d);
+  if (!length.empty())
+    out.text += "\n  note: the configuration differs from the recording's (" + joined(length) +
+                "), which changes how many steps run, not what a step computes";
   return out;
 }
 
@@ -83,7 +167,7 @@ RankReplay replay_one_rank(const trace::RunSet& run, int rank, const ForceSet& f
   auto scratch = ScratchDir::create("trainrr-rank");
   if (!scratch) return {2, -1, 0, scratch.error().message};
   auto rebuilt = rebuild_config(run.headers[rank], overrides, "", false, *scratch);
-  if (!rebuilt) return {2, -1, 0, run.paths[rank] + ": " + rebuilt.error().message};
+  if (!rebuilt) return {2, -1, 0, run.paths[rank] + ": " + for_a_run(rebuilt.error().message)};
   KernelRegistry registry;
   register_cpu_kernels(registry);
   try {
@@ -92,7 +176,8 @@ RankReplay replay_one_rank(const trace::RunSet& run, int rank, const ForceSet& f
     if (!side) return {2, -1, 0, run.paths[rank] + ": " + side.error().message};
     if (Status s = side->training->fit(to_step); !s) return {2, -1, 0, run.paths[rank] + ": " + s.error().message};
     if (to_step < 0) side->hooks->at_end();
-    return analyze_rank(*side->hooks, rank, recorded_settings(run.headers[0]), to_step < 0);
+    return analyze_rank(*side->hooks, rank, run.headers[rank], recorded_settings(run.headers[0]),
+                        rank_inputs(run.headers[rank], rebuilt->config, force), to_step < 0);
   } catch (const std::exception& e) {
     return {2, -1, 0, run.paths[rank] + ": " + e.what()};
   }
@@ -115,7 +200,7 @@ RunReport gathered_report(const std::vector<std::string>& packed, int ranks) {
     if (x.exit_code == 1 && (!best || std::make_tuple(x.step, x.priority, r) < *best)) best = {x.step, x.priority, r};
     all.push_back(std::move(x));
   }
-  const std::string how = std::to_string(ranks) + " ranks replayed under mpirun, each checking its own trace";
+  const std::string how = counted(ranks, "rank") + " replayed under mpirun, each checking its own trace";
   std::vector<std::string> cut;
   for (size_t r = 0; r < all.size(); ++r)
     if (all[r].exit_code == 0 && all[r].text.ends_with("|cut")) cut.push_back(std::to_string(r));
@@ -123,8 +208,9 @@ RunReport gathered_report(const std::vector<std::string>& packed, int ranks) {
   if (!cut.empty()) {
     std::string ranks;
     for (size_t i = 0; i < cut.size(); ++i) ranks += (i ? ", " : "") + cut[i];
-    cut_note = "  note: the trace of rank" + std::string(cut.size() == 1 ? " " : "s ") + ranks + " ha" +
-               (cut.size() == 1 ? "s" : "ve") + " no footer (the recording was cut): every rank compared through " +
+    cut_note = "  note: the trace" + std::string(cut.size() == 1 ? " of rank " : "s of ranks ") + ranks +
+               " ha" + (cut.size() == 1 ? "s" : "ve") +
+               " no footer (the recording was cut): every rank compared through " +
                "the last step all traces hold";
   }
   if (!best) {
@@ -179,37 +265,74 @@ std::string collective_detail(const CollectiveCall& a, const CollectiveCall& b, 
   return s;
 }
 
-// The complete steps of the rank with the fewest (a recording cut short: every rank's trace stops somewhere
-// after its last complete step), and which ranks' traces have no footer.
-struct RunExtent {
-  int64_t steps = 0;
-  std::vector<int> cut;
-  std::string damage;  // the first rank trace changed after it was written: "rank 3: FILE: byte N: ..."
-};
 RunExtent run_extent(const trace::RunSet& run) {
   RunExtent e;
   e.steps = INT64_MAX;
   for (int r = 0; r < run.world_size; ++r) {
-    int64_t steps = 0;
+    RankStop stop;
+    stop.rank = r;
+    stop.path = run.paths[r];
     bool footer = false;
     if (auto reader = trace::TraceReader::open(run.paths[r]))
       for (;;) {
         auto rec = (*reader)->next();
         if (!rec) {
-          const auto& stop = (*reader)->stopped();
-          if (stop && !stop->truncated && e.damage.empty())
+          if (const auto& at = (*reader)->stopped()) {
+            stop.offset = at->offset;
+            stop.damaged = !at->truncated;
+          }
+          if (stop.damaged && e.damage.empty())
             e.damage = "rank " + std::to_string(r) + ": " + rec.error().message +
                        " (the trace was changed after it was written: damaged)";
           break;
         }
         if (!*rec) break;
-        if (const auto* st = std::get_if<trace::TraceStep>(&(*rec)->value); st && st->end) steps = st->index + 1;
+        if (const auto* st = std::get_if<trace::TraceStep>(&(*rec)->value); st && st->end)
+          stop.steps = st->index + 1;
         footer = footer || std::holds_alternative<trace::TraceFooter>((*rec)->value);
       }
-    e.steps = std::min(e.steps, steps);
-    if (!footer) e.cut.push_back(r);
+    e.steps = std::min(e.steps, stop.steps);
+    if (footer && !stop.damaged) continue;
+    if (!stop.damaged) e.cut.push_back(r);
+    // The damaged trace first, then the one that stops earliest.
+    if (!e.stop || (stop.damaged && !e.stop->damaged) ||
+        (stop.damaged == e.stop->damaged && stop.steps < e.stop->steps))
+      e.stop = stop;
   }
   return e;
+}
+
+std::string stop_words(const RankStop& s, const std::string& side) {
+  const std::string who =
+      (side.empty() ? "" : side + " ") + "rank " + std::to_string(s.rank) + " (" + s.path + ")";
+  const std::string after =
+      s.steps > 0 ? "after step " + std::to_string(s.steps - 1) : "before its first step ends";
+  if (s.damaged)
+    return who + " was changed after it was written: reading stopped at byte " +
+           (s.offset ? std::to_string(*s.offset) : std::string("?")) + ", " + after;
+  if (s.offset)
+    return who + " is cut short at byte " + std::to_string(*s.offset) + ", " + after +
+           " (a recording killed or cut there)";
+  return who + " ends " + after + " with no footer (a recording killed or cut there)";
+}
+
+void headline_stop(const trace::RunSet& run, RunReport& report) {
+  const RunExtent extent = run_extent(run);
+  if (!extent.stop || report.lines.empty()) return;
+  const std::string words = stop_words(*extent.stop, "");
+  const char* status = extent.stop->damaged ? "damaged" : "truncated";
+  if (report.exit_code == 0) {
+    std::string& first = report.lines.front();
+    const std::string tail = " (as far as every trace goes)";
+    if (first.ends_with(tail)) first.resize(first.size() - tail.size());
+    const std::string said = "reproduced bit for bit: ";
+    if (first.rfind(said, 0) == 0) first = first.substr(said.size());
+    first = std::string(status) + ": " + words +
+            "; the steps every rank's trace holds reproduced bit for bit: " + first;
+  } else if (report.exit_code == 1) {
+    report.lines.insert(report.lines.begin() + 1,
+                        "  " + std::string(status) + ": " + words + ": nothing after it is compared");
+  }
 }
 
 std::optional<CollectiveCall> first_collective(const trace::RunSet& run) {
@@ -261,16 +384,24 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
     return packed;
   }
   if (!extent.cut.empty() && (to_step < 0 || to_step > extent.steps)) to_step = extent.steps;
-  auto scratch = ScratchDir::create("trainrr-run");
-  if (!scratch) {
-    for (auto& p : packed) p = pack({2, -1, 0, scratch.error().message});
-    return packed;
-  }
+  // "rank 3: run.trr/rank3.trr: ...": an error names the rank it is about, whichever rank reports it.
+  auto about = [&](int r, const std::string& what) {
+    return "rank " + std::to_string(r) + ": " + run.paths[r] + ": " + what;
+  };
+  // A folder per rank: each rank writes the data its trace embeds under the same names.
+  std::vector<ScratchDir> scratches;
+  scratches.reserve(local);
   std::vector<RunConfig> configs;
   for (int i = 0; i < local; ++i) {
-    auto rebuilt = rebuild_config(run.headers[first + i], overrides, "", false, *scratch);
+    auto scratch = ScratchDir::create("trainrr-rank" + std::to_string(first + i));
+    if (!scratch) {
+      for (auto& p : packed) p = pack({2, -1, 0, scratch.error().message});
+      return packed;
+    }
+    scratches.push_back(std::move(scratch).value());
+    auto rebuilt = rebuild_config(run.headers[first + i], overrides, "", false, scratches.back());
     if (!rebuilt) {
-      for (auto& p : packed) p = pack({2, -1, 0, run.paths[first + i] + ": " + rebuilt.error().message});
+      for (auto& p : packed) p = pack({2, -1, 0, about(first + i, for_a_run(rebuilt.error().message))});
       return packed;
     }
     configs.push_back(rebuilt->config);
@@ -317,19 +448,67 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
   // The rank whose own error stopped the group speaks for it.
   for (int i = 0; i < local; ++i)
     if (!errors[i].empty() && errors[i].rfind("stopped with the group", 0) != 0)
-      for (int j = 0; j < local; ++j) packed[j] = pack({cannot[i] ? 3 : 2, -1, 0, run.paths[first + i] + ": " + errors[i]});
+      for (int j = 0; j < local; ++j)
+        packed[j] = pack({cannot[i] ? 3 : 2, -1, 0, about(first + i, errors[i])});
   for (int i = 0; i < local; ++i) {
     if (!packed[i].empty()) continue;
     const bool cut = std::find(extent.cut.begin(), extent.cut.end(), first + i) != extent.cut.end();
-    packed[i] = errors[i].empty() ? pack(analyze_rank(*sides[i]->hooks, first + i, settings, to_step < 0 || cut, cut))
-                                  : pack({2, -1, 0, run.paths[first + i] + ": " + errors[i]});
+    packed[i] = errors[i].empty()
+                    ? pack(analyze_rank(*sides[i]->hooks, first + i, run.headers[first + i], settings,
+                                        rank_inputs(run.headers[first + i], configs[i], force),
+                                        to_step < 0 || cut, cut))
+                    : pack({2, -1, 0, about(first + i, errors[i])});
   }
   return packed;
+}
+
+void add_run_inputs(const trace::RunSet& run, const ForceSet& force,
+                    const std::vector<std::string>& overrides, RunReport& report) {
+  const trace::TraceHeader& h = run.headers[0];
+  std::vector<std::string> all = h.config_overrides;
+  all.insert(all.end(), overrides.begin(), overrides.end());
+  auto config = parse_config(h.config, h.config_path + " (in the trace)", config_folder(h), all);
+  if (!config) return;
+  if (report.exit_code == 0) {
+    // Asked for another run than the one recorded, and yet every compared value matched.
+    std::vector<std::string> served, other;
+    for (const std::string& c : config_differences(h, *config))
+      ((c.rfind("seed: ", 0) == 0 && force.rng) ? served : other).push_back(c);
+    std::vector<std::string> why;
+    if (!served.empty())
+      why.push_back("the forced choices (--force " + force.str() + ") serve the recorded seed in its place");
+    if (!other.empty()) why.push_back("it changes nothing that was compared");
+    if (!served.empty() || !other.empty()) {
+      served.insert(served.end(), other.begin(), other.end());
+      report.lines.push_back("  note: the configuration differs from the recording's (" + joined(served) +
+                             "), yet every step compared matched it: " + joined(why));
+    }
+  }
+  // What this machine runs the replay with against what the recording ran with (MPI's settings are the
+  // run's own, reported with the allreduce).
+  auto now = current_environment(*config);
+  if (!now) return;
+  std::vector<std::pair<std::string, std::string>> recorded;
+  for (const auto& kv : h.environment)
+    if (kv.first.rfind("mpi.", 0) != 0) recorded.push_back(kv);
+  const auto differences = environment_differences(recorded, *now);
+  if (differences.empty()) return;
+  report.lines.push_back("environment differences:");
+  for (const auto& e : differences)
+    report.lines.push_back("  " + e.key + ": " + e.recorded + " (recorded) vs " + e.replayed + " (replayed)");
+}
+
+Status require_complete_steps(const trace::RunSet& run) {
+  for (int r = 0; r < run.world_size; ++r)
+    if (Status s = require_complete_step(run.paths[r]); !s)
+      return Error{"rank " + std::to_string(r) + ": " + s.error().message};
+  return {};
 }
 
 RunReport replay_run(const RunReplayOptions& o) {
   auto run = trace::open_run(o.folder);
   if (!run) return {2, run.error().message, {}};
+  if (Status s = require_complete_steps(*run); !s) return {2, s.error().message, {}};
   const int n = run->world_size;
   if (std::string why = cannot_emulate(*run, o.force); !why.empty()) return {3, why, {}};
   LocalGroup group(n, recorded_settings(run->headers[0]));
@@ -337,11 +516,13 @@ RunReport replay_run(const RunReplayOptions& o) {
   const std::string how = std::to_string(n) + " rank" + (n == 1 ? "" : "s") + " replayed in one process (no mpirun)";
   if (!out.lines.empty()) {
     std::string& last = out.exit_code == 0 ? out.lines.front() : out.lines.back();
-    const std::string mpi_how = std::to_string(n) + " ranks replayed under mpirun, each checking its own trace";
+    const std::string mpi_how = counted(n, "rank") + " replayed under mpirun, each checking its own trace";
     if (size_t at = last.find(mpi_how); at != std::string::npos) last.replace(at, mpi_how.size(), how);
   }
   if (out.exit_code == 0)
     if (auto c = first_collective(*run)) out.lines.push_back("  allreduce: " + c->variant + ", " + algorithm_text(*c));
+  headline_stop(*run, out);
+  add_run_inputs(*run, o.force, o.overrides, out);
   return out;
 }
 

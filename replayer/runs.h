@@ -3,6 +3,7 @@
 // runs, with the cause `collective` (the allreduce's inputs match on every rank, its result differs).
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,39 @@ RunReport bisect_run(const std::string& folder, const std::vector<std::string>& 
 // Two recorded runs compared step by step without re-running them: the sharding of each shard, each
 // shard's gradient, the allreduce result, then the parameters.
 RunReport diff_runs(const std::string& a, const std::string& b);
+
+// An error naming the first rank trace of the run that holds no complete step (a recording cut or killed
+// during its first step): such a run has nothing to compare, and replay, diff and bisect refuse it.
+Status require_complete_steps(const trace::RunSet& run);
+
+// Where the trace of a rank stops short of a footer: changed after it was written (damaged), or cut.
+struct RankStop {
+  int rank = -1;
+  std::string path;
+  bool damaged = false;
+  int64_t steps = 0;               // complete steps read before it
+  std::optional<uint64_t> offset;  // the byte where reading stopped (none: a cut between two messages)
+};
+// The complete steps of the rank with the fewest (a recording cut short: every rank's trace stops somewhere
+// after its last complete step), which ranks' traces have no footer, and the trace that stops first (a
+// damaged one before any cut one).
+struct RunExtent {
+  int64_t steps = 0;
+  std::vector<int> cut;
+  std::string damage;  // the first rank trace changed after it was written: "rank 3: FILE: byte N: ..."
+  std::optional<RankStop> stop;
+};
+RunExtent run_extent(const trace::RunSet& run);
+// "B rank 1 (m4.trr/rank1.trr) is cut short at byte 1800, after step 3 (a recording killed or cut there)"
+std::string stop_words(const RankStop& stop, const std::string& side);
+// A report's first line says `truncated` or `damaged` where a rank's trace stops short, with the rank, the
+// byte and the last step read (a divergence keeps its first line and says it on the next).
+void headline_stop(const trace::RunSet& run, RunReport& report);
+
+// The notes a replay of a run adds to its report, as a replay of one process does: the configuration
+// differences (--set) that every compared value survived, and the environment differences.
+void add_run_inputs(const trace::RunSet& run, const ForceSet& force,
+                    const std::vector<std::string>& overrides, RunReport& report);
 
 // The allreduce settings a rank's header recorded.
 CollectiveSettings recorded_settings(const trace::TraceHeader& header);

@@ -80,6 +80,8 @@ int run_record_rank(RecordArgs a) {
   namespace fs = std::filesystem;
   std::error_code ec;
   int failed = 0;
+  bool created =
+      false;  // by this rank 0: a run refused before any rank wrote its trace leaves no folder behind
   if (c.rank() == 0) {
     if (fs::exists(a.output, ec) && !fs::is_directory(a.output, ec)) {
       print_error(a.output + " exists and is not a folder: a run of " + std::to_string(c.size()) +
@@ -89,7 +91,7 @@ int run_record_rank(RecordArgs a) {
       print_error(a.output + " holds " + other + ", which is not a rank trace: a run is written to a new folder or "
                   "over an earlier run's (choose another -o)");
       failed = 1;
-    } else if (fs::create_directories(a.output, ec); ec) {
+    } else if (created = !fs::exists(a.output, ec), fs::create_directories(a.output, ec); ec) {
       print_error(a.output + ": cannot create the run's folder: " + ec.message());
       failed = 1;
     }
@@ -108,8 +110,11 @@ int run_record_rank(RecordArgs a) {
   g_run_id = hex;
   g_comm = &c;
   a.output = trace::rank_trace_path(a.output, c.rank());
+  const std::string folder = fs::path(a.output).parent_path().string();
   const int code = run_record(a);
   g_comm = nullptr;
+  // A run refused (its configuration, say) before any rank wrote: remove() takes only an empty folder.
+  if (code != kOk && created) fs::remove(folder, ec);
   return code;
 #else
   (void)a;
@@ -224,7 +229,8 @@ int run_record(const RecordArgs& a) {
   if (g_rank != 0) return kOk;
   print_final_metrics(stdout, **training);
   if (g_comm)
-    std::printf("run: %s, %d rank traces (rank0.trr .. rank%d.trr)\n",
+    std::printf(g_world == 1 ? "run: %s, 1 rank trace (rank0.trr)\n"
+                             : "run: %s, %d rank traces (rank0.trr .. rank%d.trr)\n",
                 std::filesystem::path(a.output).parent_path().c_str(), g_world, g_world - 1);
   std::printf("trace: %s, %lld step%s, %llu bytes\n", a.output.c_str(),
               static_cast<long long>((*training)->step()), (*training)->step() == 1 ? "" : "s",

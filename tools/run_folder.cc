@@ -4,6 +4,7 @@
 #include <map>
 
 #include "engine/local_group.h"
+#include "replayer/divergence.h"
 #include "replayer/runs.h"
 #include "tools/commands.h"
 #include "tools/trace_text.h"
@@ -36,17 +37,18 @@ int replay_rank_under_mpirun(const std::string& path, const ForceSet& force, con
   }
   MpiCollective& c = **comm;
   auto run = trace::open_run(path);
-  int bad = run ? 0 : 1;
-  if (c.max(bad)) {
-    if (c.rank() == 0) print_error(run.error().message);
+  Status usable = run ? require_complete_steps(*run) : Status(run.error());
+  if (c.max(usable ? 0 : 1)) {
+    if (c.rank() == 0) print_error(usable ? "another rank could not read " + path : usable.error().message);
     return kBadInput;
   }
   const int n = run->world_size;
   if (n % c.size() != 0) {
     if (c.rank() == 0)
-      print_error(path + " is a run of " + std::to_string(n) + " ranks: replay it under mpirun -n " + std::to_string(n) +
-                  " (or a count that divides " + std::to_string(n) + "), or without mpirun in one process");
-    return kCannotReplay;
+      print_error(path + " is a run of " + counted(n, "rank") + ": replay it under mpirun -n " +
+                  std::to_string(n) + " (or a count that divides " + std::to_string(n) +
+                  "), or without mpirun in one process");
+    return kBadInput;  // a usage error: another process count replays it
   }
   std::string packed;
   if (n == c.size()) {
@@ -86,12 +88,14 @@ int replay_rank_under_mpirun(const std::string& path, const ForceSet& force, con
   if (c.rank() != 0) return kOk;
   RunReport report = gathered_report(all, n);
   if (n != c.size()) {
-    const std::string mpi_how = std::to_string(n) + " ranks replayed under mpirun, each checking its own trace";
+    const std::string mpi_how = counted(n, "rank") + " replayed under mpirun, each checking its own trace";
     const std::string how = std::to_string(n) + " ranks replayed under mpirun -n " + std::to_string(c.size()) + ", " +
                             std::to_string(n / c.size()) + " per process";
     for (auto& line : report.lines)
       if (size_t at = line.find(mpi_how); at != std::string::npos) line.replace(at, mpi_how.size(), how);
   }
+  headline_stop(*run, report);
+  add_run_inputs(*run, force, overrides, report);
   return print_report(report);
 #else
   (void)path, (void)force, (void)overrides, (void)to_step;
@@ -115,10 +119,21 @@ int refuse_for(const std::string& path, const std::string& what) {
 
 int refuse_options_for_run(const std::string& path, const std::vector<std::string>& options) {
   if (options.empty() || !trace::is_run_folder(path)) return -1;
-  std::string list;
-  for (size_t i = 0; i < options.size(); ++i) list += (i ? ", " : "") + options[i];
-  print_error(list + (options.size() == 1 ? " is" : " are") + " not available for a data-parallel run (" + path +
-              ") yet: its report is text");
+  // Why each is refused, in what a run's replay does instead.
+  auto why = [](const std::string& o) -> std::string {
+    if (o == "--json" || o == "--html") return "a run's report is text";
+    if (o == "--data" || o == "--allow-data-change") return "a run replays on the data its traces record";
+    if (o == "--from-step") return "a run replays from step 0";
+    if (o == "--keep-going") return "a run's replay stops at its first difference";
+    return "";
+  };
+  std::string list, reasons;
+  for (size_t i = 0; i < options.size(); ++i) {
+    list += (i ? ", " : "") + options[i];
+    reasons += (i ? "; " : "") + options[i] + ": " + why(options[i]);
+  }
+  print_error(list + (options.size() == 1 ? " is" : " are") + " not available for a data-parallel run (" +
+              path + ") yet (" + reasons + ")");
   return kBadInput;
 }
 
@@ -157,15 +172,22 @@ int show_run_folder(const std::string& path) {
   }
   const trace::TraceHeader& h0 = run->headers[0];
   std::map<std::string, std::string> env(h0.environment.begin(), h0.environment.end());
-  std::printf("run %s: %d ranks, run id %s (one trace per rank: rank0.trr .. rank%d.trr)\n", path.c_str(),
-              run->world_size, run->run_id.c_str(), run->world_size - 1);
-  std::printf("config: %s\n", h0.config_path.c_str());
+  if (run->world_size == 1)
+    std::printf("run %s: 1 rank, run id %s (its trace: rank0.trr)\n", path.c_str(), run->run_id.c_str());
+  else
+    std::printf("run %s: %d ranks, run id %s (one trace per rank: rank0.trr .. rank%d.trr)\n", path.c_str(),
+                run->world_size, run->run_id.c_str(), run->world_size - 1);
+  // The configuration as the run was asked for: its file and every --set given to record.
+  std::string config = h0.config_path;
+  for (const std::string& o : h0.config_overrides) config += " --set " + o;
+  std::printf("config: %s\n", config.c_str());
   std::printf("MPI library: %s\n", env["mpi.library"].c_str());
   std::printf("MCA: coll_tuned_use_dynamic_rules=%s coll_tuned_allreduce_algorithm=%s "
               "coll_tuned_allreduce_algorithm_segmentsize=%s\n",
               env["mpi.coll_tuned_use_dynamic_rules"].c_str(), env["mpi.coll_tuned_allreduce_algorithm"].c_str(),
               env["mpi.coll_tuned_allreduce_algorithm_segmentsize"].c_str());
   bool described = false;
+  int code = kOk;
   for (int r = 0; r < run->world_size; ++r) {
     auto reader = trace::TraceReader::open(run->paths[r]);
     if (!reader) {
@@ -175,10 +197,12 @@ int show_run_folder(const std::string& path) {
     int64_t steps = 0, calls = 0;
     double last_loss = 0;
     std::string stop;
+    bool damaged = false;
     for (;;) {
       auto record = (*reader)->next();
       if (!record) {
         stop = record.error().message;
+        damaged = (*reader)->stopped() && !(*reader)->stopped()->truncated;
         break;
       }
       if (!*record) break;
@@ -189,22 +213,31 @@ int show_run_folder(const std::string& path) {
       last_loss = step->end->loss;
       if (!described && !step->collectives.empty()) {
         const CollectiveCall& c = step->collectives[0];
-        std::printf("allreduce: %s, %s%s; %d micro-batch shards per global batch; %zu bucket%s, the first of "
-                    "%lld elements\n",
-                    c.variant.c_str(), c.algorithm.c_str(),
-                    c.algorithm_inferred ? " (inferred from Open MPI 4.1's decision table)" : c.forced ? " (fixed)" : "",
-                    c.shards, step->collectives.size(), step->collectives.size() == 1 ? "" : "s",
-                    static_cast<long long>(c.count));
+        std::printf(
+            "allreduce: %s, %s%s; %s per global batch; %zu bucket%s, the first of "
+            "%lld elements\n",
+            c.variant.c_str(), c.algorithm.c_str(),
+            c.algorithm_inferred ? " (inferred from Open MPI 4.1's decision table)"
+            : c.forced           ? " (fixed)"
+                                 : "",
+            counted(c.shards, "micro-batch shard").c_str(), step->collectives.size(),
+            step->collectives.size() == 1 ? "" : "s", static_cast<long long>(c.count));
         described = true;
       }
     }
-    std::printf("  rank %d: %lld steps, %lld allreduce calls, last loss %.6g (its shards), %s\n", r,
-                static_cast<long long>(steps), static_cast<long long>(calls), last_loss,
-                (*reader)->ended_cleanly() ? "ended cleanly"
-                : stop.empty()              ? "no footer: the recording did not finish"
-                                            : ("cut: " + stop).c_str());
+    // A trace changed after it was written is bad input, as `show` of that rank's trace says.
+    if (damaged) code = kBadInput;
+    const std::string end = (*reader)->ended_cleanly() ? "ended cleanly"
+                            : damaged      ? "damaged: " + stop + " (changed after it was written)"
+                            : stop.empty() ? "no footer: the recording did not finish"
+                                           : "cut: " + stop;
+    char loss[64];
+    std::snprintf(loss, sizeof loss, "last loss %.6g (its shards)", last_loss);
+    std::printf("  rank %d: %s, %s, %s, %s\n", r, counted(steps, "step").c_str(),
+                counted(calls, "allreduce call").c_str(), steps > 0 ? loss : "no complete step", end.c_str());
   }
-  return std::fflush(stdout) == 0 ? kOk : kBadInput;
+  if (std::fflush(stdout) != 0) return kBadInput;
+  return code;
 }
 
 }  // namespace trainrr::cli
