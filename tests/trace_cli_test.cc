@@ -635,6 +635,12 @@ TEST_F(TraceCliTest, ExportReplacesAnEarlierExportWholeAndRefusesAnyOtherFolder)
   TempDir out;
   const std::string ck = out.file("ck");
   ASSERT_EQ(run_trainrr("export " + trace_ + " --step 120 -o " + ck).exit_code, 0);
+  // A tensor the earlier export had and the new one has not (its manifest lists the file).
+  std::string manifest = read_file(out.file("ck/manifest.json"));
+  const size_t tensors = manifest.find("\"tensors\":[");
+  ASSERT_NE(tensors, std::string::npos);
+  manifest.insert(tensors + 11, R"({"name":"gone","shape":[1],"file":"stale.npy","digest":"0"},)");
+  write_file(out.file("ck/manifest.json"), manifest);
   write_file(out.file("ck/stale.npy"), "from before");
   const CommandResult again = run_trainrr("export " + trace_ + " --step 50 -o " + ck + "/");
   EXPECT_EQ(again.exit_code, 0) << again.output;
@@ -673,6 +679,84 @@ TEST_F(TraceCliTest, ExportReplacesAnEarlierExportWholeAndRefusesAnyOtherFolder)
   for (const auto& e : fs::directory_iterator(out.path())) left.push_back(e.path().filename().string());
   std::sort(left.begin(), left.end());
   EXPECT_EQ(left, (std::vector<std::string>{"ck", "empty", "notes"}));
+}
+
+// An earlier export is replaced only when it holds nothing but what an export writes there (its
+// manifest.json and the .npy files the manifest lists), and never when it holds the trace being read: any
+// other file in it is named and kept.
+TEST_F(TraceCliTest, ExportRefusesToReplaceAFolderHoldingTheTraceOrAFileAnExportDidNotWrite) {
+  namespace fs = std::filesystem;
+  TempDir out;
+  const std::string ck = out.file("ck");
+  ASSERT_EQ(run_trainrr("export " + trace_ + " --step 0 -o " + ck).exit_code, 0);
+  const std::string manifest = read_file(out.file("ck/manifest.json"));
+  const auto unchanged = [&](const std::string& what) {
+    EXPECT_EQ(read_file(out.file("ck/manifest.json")), manifest) << what;
+  };
+
+  // The trace being read, copied into the earlier export, with notes beside it.
+  fs::copy_file(trace_, out.file("ck/run.trr"));
+  write_file(out.file("ck/notes.txt"), "notes");
+  const CommandResult inside = run_trainrr("export " + out.file("ck/run.trr") + " --step 40 -o " + ck);
+  EXPECT_EQ(inside.exit_code, 2) << inside.output;
+  EXPECT_NE(inside.output.find(ck + ": holds the trace being read (" + out.file("ck/run.trr") + ")"),
+            std::string::npos)
+      << inside.output;
+  EXPECT_TRUE(read_file(out.file("ck/run.trr")) == read_file(trace_)) << "the trace being read was changed";
+  EXPECT_EQ(read_file(out.file("ck/notes.txt")), "notes");
+  unchanged("the trace inside");
+  const CommandResult cd_inside = run_trainrr_env("cd " + ck + " &&", "export run.trr --step 40 -o .");
+  EXPECT_EQ(cd_inside.exit_code, 2) << cd_inside.output;
+  EXPECT_TRUE(fs::exists(out.file("ck/run.trr")));
+
+  // Another trace: the first file the export did not write is named.
+  const CommandResult other = run_trainrr("export " + trace_ + " --step 40 -o " + ck);
+  EXPECT_EQ(other.exit_code, 2) << other.output;
+  EXPECT_NE(other.output.find(ck + ": holds notes.txt, which trainrr export did not write there"),
+            std::string::npos)
+      << other.output;
+  EXPECT_EQ(read_file(out.file("ck/notes.txt")), "notes");
+  unchanged("notes.txt");
+
+  // An .npy file the manifest does not list, a folder, a link: each is refused and kept.
+  fs::remove(out.file("ck/run.trr"));
+  fs::remove(out.file("ck/notes.txt"));
+  write_file(out.file("ck/analysis.npy"), "mine");
+  const CommandResult npy = run_trainrr("export " + trace_ + " --step 40 -o " + ck);
+  EXPECT_EQ(npy.exit_code, 2) << npy.output;
+  EXPECT_NE(npy.output.find("holds analysis.npy, which trainrr export did not write"), std::string::npos)
+      << npy.output;
+  EXPECT_EQ(read_file(out.file("ck/analysis.npy")), "mine");
+  fs::remove(out.file("ck/analysis.npy"));
+  fs::create_directory(out.file("ck/plots"));
+  const CommandResult folder = run_trainrr("export " + trace_ + " --step 40 -o " + ck);
+  EXPECT_EQ(folder.exit_code, 2) << folder.output;
+  EXPECT_NE(folder.output.find("holds plots,"), std::string::npos) << folder.output;
+  EXPECT_TRUE(fs::is_directory(out.file("ck/plots")));
+  fs::remove(out.file("ck/plots"));
+  unchanged("an unlisted .npy file or a folder");
+
+  // A listed file that is a hard link to the trace being read.
+  const std::string copy = out.file("copy.trr");
+  fs::copy_file(trace_, copy);
+  std::string listed;
+  for (const auto& e : fs::directory_iterator(ck))
+    if (e.path().extension() == ".npy") listed = e.path().string();
+  ASSERT_FALSE(listed.empty());
+  const std::string listed_bytes = read_file(listed);
+  fs::remove(listed);
+  fs::create_hard_link(copy, listed);
+  const CommandResult linked = run_trainrr("export " + copy + " --step 40 -o " + ck);
+  EXPECT_EQ(linked.exit_code, 2) << linked.output;
+  EXPECT_NE(linked.output.find("holds the trace being read"), std::string::npos) << linked.output;
+  EXPECT_TRUE(read_file(copy) == read_file(trace_)) << "the trace being read was changed";
+  fs::remove(listed);
+  write_file(listed, listed_bytes);
+
+  // What an export writes, and nothing else: replaced.
+  const CommandResult again = run_trainrr("export " + trace_ + " --step 40 -o " + ck);
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(read_file(out.file("ck/manifest.json")), manifest);
 }
 
 // A failed export leaves no folder of partial files behind, and an earlier export as it was.

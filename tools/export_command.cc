@@ -13,12 +13,12 @@
 #include <fstream>
 #include <memory>
 #include <set>
-#include <string_view>
 
 #include "engine/data/npy.h"
 #include "tools/commands.h"
-#include "traces/run_set.h"
+#include "tools/export_folder.h"
 #include "tools/trace_text.h"
+#include "traces/run_set.h"
 #include "traces/trace_reader.h"
 
 namespace trainrr::cli {
@@ -51,28 +51,6 @@ std::string file_name_for(const std::string& name, size_t index, std::set<std::s
 
 namespace fs = std::filesystem;
 
-// Whether `dir` holds a manifest.json that trainrr export wrote.
-bool is_earlier_export(const fs::path& dir) {
-  char head[9] = {};
-  std::ifstream(dir / "manifest.json", std::ios::binary).read(head, sizeof head);
-  return std::string_view(head, sizeof head) == "{\"trace\":";
-}
-
-// An export is written whole into a fresh folder beside DIR, then renamed into place: a failed export leaves
-// nothing, and a new one keeps no stale file of an earlier one. DIR may be absent, empty or an earlier
-// export; anything else is refused, as it would be lost.
-Status check_target(const fs::path& target) {
-  std::error_code ec;
-  const fs::file_type type = fs::symlink_status(target, ec).type();
-  if (type == fs::file_type::not_found) return {};
-  if (type != fs::file_type::directory) return Error{target.string() + ": exists and is not a folder"};
-  if (fs::is_empty(target, ec) || is_earlier_export(target)) return {};
-  return Error{
-      target.string() +
-      ": exists and is not an earlier export (it has no manifest.json from trainrr export); refusing "
-      "to replace it (remove it or choose another -o)"};
-}
-
 // A fresh folder beside `target`, with the permissions mkdir would give it.
 Result<fs::path> make_staging(const fs::path& target) {
   const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
@@ -86,25 +64,6 @@ Result<fs::path> make_staging(const fs::path& target) {
   ::umask(mask);
   ::chmod(name.c_str(), 0777 & ~mask);
   return fs::path(name);
-}
-
-// Replaces `target` (absent, or checked by check_target) with `staging`.
-Status put_in_place(const fs::path& staging, const fs::path& target) {
-  std::error_code ec;
-  fs::path earlier;
-  if (fs::symlink_status(target, ec).type() != fs::file_type::not_found) {
-    earlier = staging.string() + ".earlier";
-    fs::rename(target, earlier, ec);
-    if (ec) return Error{target.string() + ": cannot move the earlier export aside: " + ec.message()};
-  }
-  fs::rename(staging, target, ec);
-  if (ec) {
-    std::error_code back;
-    if (!earlier.empty()) fs::rename(earlier, target, back);
-    return Error{target.string() + ": cannot rename the export into place: " + ec.message()};
-  }
-  if (!earlier.empty()) fs::remove_all(earlier, ec);
-  return {};
 }
 
 struct FollowingStep {
@@ -127,7 +86,7 @@ int run_export(const ExportArgs& a) {
   // Absolute and without "." or "..": "-o ." names the current folder, which can be renamed by its name.
   fs::path target = fs::absolute(fs::path(a.dir)).lexically_normal();
   if (!target.has_filename()) target = target.parent_path();  // "ck/", "."
-  if (Status s = check_target(target); !s) {
+  if (Status s = check_export_target(target, a.file); !s) {
     print_error(s.error().message);
     return kBadInput;
   }
@@ -280,7 +239,7 @@ int run_export(const ExportArgs& a) {
     print_error(manifest_path + ": cannot write the manifest");
     return kBadInput;
   }
-  if (Status s = put_in_place(dir, target); !s) {
+  if (Status s = put_export_in_place(dir, target, a.file); !s) {
     print_error(s.error().message);
     return kBadInput;
   }
@@ -318,7 +277,8 @@ void add_export_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--step", args->step, "Step N: the last checkpoint taken after at most N steps")
       ->required();
   cmd->add_option("-o,--output", args->dir,
-                  "Folder to write: created, or an earlier export (or an empty folder) replaced whole")
+                  "Folder to write: created, or an empty folder or an earlier export (its manifest.json and\n"
+                  "the .npy files it lists, nothing else) replaced whole")
       ->required();
   cmd->callback([args, &exit_code] { exit_code = run_export(*args); });
 }
