@@ -18,6 +18,7 @@
 #include <regex>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "engine/data/npy.h"
 #include "engine/fingerprint.h"
@@ -778,6 +779,153 @@ TEST_F(TraceCliTest, FailedExportLeavesNothingAndKeepsTheEarlierExport) {
     EXPECT_EQ(left, std::vector<std::string>{"ck"}) << to;
   }
   EXPECT_EQ(read_file(out.file("ck/manifest.json")), manifest);
+}
+
+// An export run under strace, held at one system call for a few seconds (`inject`: mkdir of the staging
+// folder, or the removal of its marker just before it is put in place), so that a signal reaches it while
+// the staging folder exists. Returns its pid and strace's; strace exits as trainrr does.
+struct HeldExport {
+  pid_t strace = -1;
+  pid_t trainrr = -1;
+};
+
+bool strace_works() { return std::system("strace -qq -o /dev/null true > /dev/null 2>&1") == 0; }
+
+// The process whose parent is `parent` (strace's one child), or -1 when there is none yet.
+pid_t child_of(pid_t parent) {
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(e.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    const size_t close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    char state;
+    long long ppid = 0;
+    if (rest >> state >> ppid && ppid == parent) return static_cast<pid_t>(std::stoll(name));
+  }
+  return -1;
+}
+
+HeldExport start_held_export(const std::string& inject, const std::string& args, const std::string& err) {
+  const std::string bin = TRAINRR_BIN;
+  std::vector<std::string> words = {"strace", "-f", "-qq", "-o", "/dev/null", "-e", "inject=" + inject, bin};
+  std::istringstream in(args);
+  for (std::string w; in >> w;) words.push_back(w);
+  std::vector<char*> argv;
+  for (auto& w : words) argv.push_back(w.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  HeldExport h;
+  if (posix_spawnp(&h.strace, "strace", &actions, nullptr, argv.data(), environ) != 0) h.strace = -1;
+  posix_spawn_file_actions_destroy(&actions);
+  return h;
+}
+
+// Waits (up to 20 s) for a file under `parent` whose path matches `re`.
+bool wait_for(const std::string& parent, const std::regex& re) {
+  for (int i = 0; i < 2000; ++i) {
+    std::error_code ec;
+    for (auto it = std::filesystem::recursive_directory_iterator(parent, ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec))
+      if (std::regex_search(it->path().string(), re)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+std::vector<std::string> names_in(const std::string& folder) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(folder))
+    out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// SIGINT or SIGTERM while an export is being written: the staging folder goes, an earlier export stays as it
+// was, and the exit code says which signal (130, 143).
+TEST_F(TraceCliTest, ExportInterruptedBySigintOrSigtermLeavesNothingBehind) {
+  if (!strace_works()) GTEST_SKIP() << "strace is not installed or cannot trace here";
+  TempDir out;
+  const std::string ck = out.file("ck");
+  ASSERT_EQ(run_trainrr("export " + trace_ + " --step 50 -o " + ck).exit_code, 0);
+  const std::string manifest = read_file(out.file("ck/manifest.json"));
+  TempDir logs;
+  for (const auto& [sig, code, to] :
+       {std::tuple{SIGINT, 130, ck}, std::tuple{SIGTERM, 143, out.file("new")}}) {
+    const std::string err = logs.file("err-" + std::to_string(sig));
+    HeldExport h =
+        start_held_export("mkdir:delay_exit=2000000", "export " + trace_ + " --step 120 -o " + to, err);
+    ASSERT_GT(h.strace, 0);
+    ASSERT_TRUE(wait_for(out.path(), std::regex(R"(\.partial-[^/]+$)"))) << "no staging folder appeared";
+    pid_t pid = -1;
+    for (int i = 0; i < 500 && pid < 0; ++i, std::this_thread::sleep_for(std::chrono::milliseconds(10)))
+      pid = child_of(h.strace);
+    ASSERT_GT(pid, 0);
+    kill(pid, sig);
+    int status = 0;
+    ASSERT_EQ(waitpid(h.strace, &status, 0), h.strace);
+    const std::string said = read_file(err);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == code)
+        << "ended with " << (WIFEXITED(status) ? "exit code " : "signal ")
+        << (WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status)) << ": " << said;
+    EXPECT_NE(said.find(std::string("trainrr: interrupted (") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
+                        "): nothing was exported"),
+              std::string::npos)
+        << said;
+    EXPECT_EQ(names_in(out.path()), std::vector<std::string>{"ck"}) << said;
+    EXPECT_EQ(read_file(out.file("ck/manifest.json")), manifest);
+  }
+}
+
+// An export killed outright (SIGKILL) leaves its staging folder; the next export to the same folder removes
+// it, as the process that wrote it is gone, and names any other DIR.partial-* it finds without touching it.
+TEST_F(TraceCliTest, ExportRemovesTheStagingFolderOfAKilledExportAndNamesAnyOther) {
+  if (!strace_works()) GTEST_SKIP() << "strace is not installed or cannot trace here";
+  TempDir out;
+  const std::string ck = out.file("ck");
+  TempDir logs;
+  const std::string err = logs.file("err");
+  // Held just before the staging folder's marker is removed: every file is written.
+  HeldExport h = start_held_export("unlink,unlinkat:delay_enter=3000000",
+                                   "export " + trace_ + " --step 120 -o " + ck, err);
+  ASSERT_GT(h.strace, 0);
+  ASSERT_TRUE(wait_for(out.path(), std::regex(R"(ck\.partial-[^/]+/manifest\.json$)")));
+  pid_t pid = -1;
+  for (int i = 0; i < 500 && pid < 0; ++i, std::this_thread::sleep_for(std::chrono::milliseconds(10)))
+    pid = child_of(h.strace);
+  ASSERT_GT(pid, 0);
+  kill(pid, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(waitpid(h.strace, &status, 0), h.strace);
+  std::vector<std::string> left = names_in(out.path());
+  ASSERT_EQ(left.size(), 1u);
+  const std::string stale = left[0];
+  ASSERT_EQ(stale.rfind("ck.partial-", 0), 0u) << stale;
+
+  // Someone's own folder under a name like it is kept.
+  std::filesystem::create_directory(out.file("ck.partial-mine"));
+  write_file(out.file("ck.partial-mine/notes.txt"), "mine");
+  const CommandResult next = run_trainrr("export " + trace_ + " --step 50 -o " + ck);
+  EXPECT_EQ(next.exit_code, 0) << next.output;
+  EXPECT_NE(next.output.find("note: removed " + out.file(stale) + ", which an export to " + ck +
+                             " left when it was killed (process " + std::to_string(pid) + ")"),
+            std::string::npos)
+      << next.output;
+  EXPECT_NE(next.output.find("note: " + out.file("ck.partial-mine") + " is beside " + ck +
+                             " under the name of an "
+                             "export's staging folder"),
+            std::string::npos)
+      << next.output;
+  EXPECT_EQ(names_in(out.path()), (std::vector<std::string>{"ck", "ck.partial-mine"}));
+  EXPECT_EQ(read_file(out.file("ck.partial-mine/notes.txt")), "mine");
+  for (const std::string& name : names_in(ck))
+    EXPECT_NE(name[0], '.') << name << ": an export holds no marker";
 }
 
 TEST_F(TraceCliTest, ExportStepZeroWritesTheInitialWeights) {

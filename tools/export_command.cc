@@ -2,16 +2,13 @@
 // a manifest.json (names, shapes, files, where the run stood, and the batch order of the steps that follow
 // up to the next checkpoint), so a run can be inspected in numpy.
 
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cctype>
-#include <cerrno>
-#include <cstdlib>
-#include <cstring>
+#include <csignal>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <set>
 
 #include "engine/data/npy.h"
@@ -50,21 +47,6 @@ std::string file_name_for(const std::string& name, size_t index, std::set<std::s
 }
 
 namespace fs = std::filesystem;
-
-// A fresh folder beside `target`, with the permissions mkdir would give it.
-Result<fs::path> make_staging(const fs::path& target) {
-  const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  std::error_code ec;
-  fs::create_directories(parent, ec);
-  if (ec) return Error{parent.string() + ": cannot create the folder: " + ec.message()};
-  std::string name = (parent / (target.filename().string() + ".partial-XXXXXX")).string();
-  if (!::mkdtemp(name.data()))
-    return Error{parent.string() + ": cannot create a folder for the export: " + std::strerror(errno)};
-  const mode_t mask = ::umask(0);
-  ::umask(mask);
-  ::chmod(name.c_str(), 0777 & ~mask);
-  return fs::path(name);
-}
 
 struct FollowingStep {
   int64_t step = 0;
@@ -167,23 +149,26 @@ int run_export(const ExportArgs& a) {
     }
   }
 
-  auto staging = make_staging(target);
+  auto staging = ExportStaging::create(target);
   if (!staging) {
     print_error(staging.error().message);
     return kBadInput;
   }
-  struct Cleanup {  // the staging folder goes unless it was put in place
-    fs::path path;
-    ~Cleanup() {
-      std::error_code ec;
-      if (!path.empty()) fs::remove_all(path, ec);
-    }
-  } cleanup{*staging};
-  const fs::path& dir = *staging;
+  // SIGINT, SIGTERM or SIGHUP: the export stops before its next file; the staging folder goes with it.
+  const auto stopped = [&]() -> std::optional<int> {
+    const int sig = ExportStaging::interrupted();
+    if (!sig) return std::nullopt;
+    const char* name = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP";
+    std::fprintf(stderr, "trainrr: interrupted (%s): nothing was exported (%s is as it was)\n", name,
+                 printable(a.dir).c_str());
+    return 128 + sig;
+  };
+  const fs::path dir = staging->path();
   std::set<std::string> used{"manifest.json"};
   std::string tensors = "[";
   for (size_t i = 0; i < state->tensors.size(); ++i) {
     const NamedTensor& t = state->tensors[i];
+    if (auto code = stopped()) return *code;
     const std::string file = file_name_for(t.name, i, used);
     if (Status s = write_npy((dir / file).string(), t.value); !s) {
       print_error(s.error().message);
@@ -239,11 +224,11 @@ int run_export(const ExportArgs& a) {
     print_error(manifest_path + ": cannot write the manifest");
     return kBadInput;
   }
-  if (Status s = put_export_in_place(dir, target, a.file); !s) {
+  if (auto code = stopped()) return *code;
+  if (Status s = staging->put_in_place(target, a.file); !s) {
     print_error(s.error().message);
     return kBadInput;
   }
-  cleanup.path.clear();
   // A checkpoint's step is the count of steps done: the one with step 5 holds the state after steps 0..4,
   // before step 5. The last one of a trace has no step after it.
   const long long done = state->step;
@@ -272,7 +257,8 @@ void add_export_command(CLI::App& app, int& exit_code) {
       "Every recording keeps the initial state (--step 0: the initial weights) and the final one.\n"
       "Steps count from 0; epochs count from 1, as training and Keras print them (the manifest's\n"
       "epochs_done is the count of epochs completed).\n"
-      "Exit codes: 0 written, 2 bad input (no such checkpoint, not a trace, cannot write).");
+      "Exit codes: 0 written, 2 bad input (no such checkpoint, not a trace, cannot write),\n"
+      "130, 143 or 129 interrupted by SIGINT, SIGTERM or SIGHUP (nothing written, no file left).");
   cmd->add_option("file", args->file, "Trace file")->required();
   cmd->add_option("--step", args->step, "Step N: the last checkpoint taken after at most N steps")
       ->required();

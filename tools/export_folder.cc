@@ -1,13 +1,21 @@
 #include "tools/export_folder.h"
 
+#include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cctype>
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <string_view>
 #include <vector>
+
+#include "tools/trace_text.h"
 
 namespace trainrr::cli {
 namespace fs = std::filesystem;
@@ -228,8 +236,150 @@ Status check_export_target(const fs::path& target, const std::string& trace) {
   return {};
 }
 
-Status put_export_in_place(const fs::path& staging, const fs::path& target, const std::string& trace) {
+namespace {
+
+// The staging folder's marker: which host and process write it, so that a later export can tell a folder
+// that a killed export left from one that a running export is writing.
+constexpr const char* kMarker = ".trainrr-export-partial";
+
+std::atomic<int> g_signal{0};
+constexpr std::array<int, 3> kSignals = {SIGINT, SIGTERM, SIGHUP};
+struct sigaction g_previous[kSignals.size()];
+
+// Only notes the signal (an atomic store is async-signal-safe); the export stops before its next file.
+extern "C" void on_interrupt(int sig) { g_signal.store(sig); }
+
+void install_handlers() {
+  g_signal.store(0);
+  struct sigaction sa = {};
+  sa.sa_handler = on_interrupt;
+  sigemptyset(&sa.sa_mask);
+  // A second signal of the same kind ends the process as it would have without us.
+  sa.sa_flags = SA_RESETHAND | SA_RESTART;
+  for (size_t i = 0; i < kSignals.size(); ++i) {
+    ::sigaction(kSignals[i], nullptr, &g_previous[i]);
+    // A signal the caller ignores (nohup) stays ignored.
+    if (g_previous[i].sa_handler != SIG_IGN) ::sigaction(kSignals[i], &sa, nullptr);
+  }
+}
+
+void restore_handlers() {
+  for (size_t i = 0; i < kSignals.size(); ++i) ::sigaction(kSignals[i], &g_previous[i], nullptr);
+}
+
+std::string host_name() {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return host;
+}
+
+// The process that wrote a staging folder's marker, when the marker names this host; else 0.
+pid_t marker_process(const fs::path& folder) {
   std::error_code ec;
+  if (fs::symlink_status(folder / kMarker, ec).type() != fs::file_type::regular) return 0;
+  std::ifstream in(folder / kMarker);
+  std::string word, host;
+  long long pid = 0;
+  if (!(in >> word >> pid >> word >> host) || pid <= 0 || host != host_name()) return 0;
+  return static_cast<pid_t>(pid);
+}
+
+// Whether a staging folder holds nothing but what an export writes there: its marker, a manifest.json and
+// .npy files.
+bool holds_only_export_files(const fs::path& folder) {
+  std::error_code ec;
+  for (fs::directory_iterator it(folder, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (it->symlink_status(ec).type() != fs::file_type::regular) return false;
+    if (name != kMarker && name != "manifest.json" && !name.ends_with(".npy")) return false;
+  }
+  return !ec;
+}
+
+// The staging folders that earlier exports to `target` left beside it: removed where provably such and
+// stale, else named.
+void clean_stale_staging(const fs::path& target) {
+  const fs::path parent = target.parent_path();
+  const std::string prefix = target.filename().string() + ".partial-";
+  std::error_code ec;
+  std::vector<fs::path> found;
+  for (fs::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec))
+    if (it->path().filename().string().starts_with(prefix)) found.push_back(it->path());
+  std::sort(found.begin(), found.end());
+  for (const fs::path& p : found) {
+    std::error_code e;
+    const bool folder = fs::symlink_status(p, e).type() == fs::file_type::directory;
+    const pid_t pid = folder ? marker_process(p) : 0;
+    const bool alive = pid > 0 && (::kill(pid, 0) == 0 || errno != ESRCH);
+    if (alive) {
+      std::fprintf(stderr, "note: %s: another export to %s is being written there (process %lld)\n",
+                   printable(p.string()).c_str(), printable(target.string()).c_str(),
+                   static_cast<long long>(pid));
+      continue;
+    }
+    if (pid > 0 && holds_only_export_files(p)) {
+      fs::remove_all(p, e);
+      if (!e) {
+        std::fprintf(
+            stderr, "note: removed %s, which an export to %s left when it was killed (process %lld)\n",
+            printable(p.string()).c_str(), printable(target.string()).c_str(), static_cast<long long>(pid));
+        continue;
+      }
+    }
+    std::fprintf(
+        stderr,
+        "note: %s is beside %s under the name of an export's staging folder, but nothing shows that an "
+        "export left it and has ended: it is kept (remove it if it is litter)\n",
+        printable(p.string()).c_str(), printable(target.string()).c_str());
+  }
+}
+
+}  // namespace
+
+Result<ExportStaging> ExportStaging::create(const fs::path& target) {
+  const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  std::error_code ec;
+  fs::create_directories(parent, ec);
+  if (ec) return Error{parent.string() + ": cannot create the folder: " + ec.message()};
+  clean_stale_staging(target);
+  // Before the folder exists, so that no signal finds it without a handler to remove it.
+  install_handlers();
+  std::string name = (parent / (target.filename().string() + ".partial-XXXXXX")).string();
+  if (!::mkdtemp(name.data())) {
+    const std::string why = std::strerror(errno);
+    restore_handlers();
+    return Error{parent.string() + ": cannot create a folder for the export: " + why};
+  }
+  ExportStaging staging{fs::path(name)};
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  ::chmod(name.c_str(), 0777 & ~mask);
+  std::ofstream marker(staging.path_ / kMarker);
+  marker << "process " << ::getpid() << " host " << host_name() << "\n";
+  marker.close();
+  if (!marker) return Error{name + ": cannot write into the folder for the export: " + std::strerror(errno)};
+  return staging;
+}
+
+ExportStaging::ExportStaging(ExportStaging&& other) noexcept : path_(std::move(other.path_)) {
+  other.path_.clear();
+  other.moved_ = true;
+}
+
+ExportStaging::~ExportStaging() {
+  if (moved_) return;
+  std::error_code ec;
+  if (!path_.empty()) fs::remove_all(path_, ec);
+  restore_handlers();
+}
+
+int ExportStaging::interrupted() { return g_signal.load(); }
+
+Status ExportStaging::put_in_place(const fs::path& target, const std::string& trace) {
+  std::error_code ec;
+  // The marker goes just before the folder is put in place: an export never holds it.
+  fs::remove(path_ / kMarker, ec);
+  const fs::path staging = path_;
   fs::path earlier;
   if (fs::symlink_status(target, ec).type() != fs::file_type::not_found) {
     earlier = staging.string() + ".earlier";
@@ -251,6 +401,7 @@ Status put_export_in_place(const fs::path& staging, const fs::path& target, cons
     if (!earlier.empty()) fs::rename(earlier, target, back);
     return Error{target.string() + ": cannot rename the export into place: " + ec.message()};
   }
+  path_.clear();
   if (!earlier.empty()) fs::remove_all(earlier, ec);
   return {};
 }
