@@ -3,8 +3,8 @@
 // their scratch folder, never hang on a data file that is not a file, and never pass the trace's bytes on
 // raw to a terminal, a JSON reader or a web page. After each run the file system is checked.
 
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -16,12 +16,13 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <set>
 #include <thread>
 
-#include "tests/test_util.h"
-#include "tests/trace_rewrite.h"
 #include "replayer/replayer.h"
 #include "replayer/scratch.h"
+#include "tests/test_util.h"
+#include "tests/trace_rewrite.h"
 #include "traces/trace_reader.h"
 #include "traces/trace_writer.h"
 
@@ -501,6 +502,55 @@ TEST_F(UntrustedTrace, ExportKeepsTensorNamesInsideItsFolder) {
   for (const auto& e : listing(work())) EXPECT_EQ(e.find('/', 3), std::string::npos) << e;  // ck/FILE only
   fs::remove_all(out);
   expect_nothing_written({"bad.trr", "cp.trr"});
+}
+
+// A file name has at most 255 bytes: a longer tensor name is cut and ends with its digest, so two names that
+// differ only past the cut get two files; the manifest names each one's file.
+TEST_F(UntrustedTrace, ExportCutsLongTensorNamesIntoDistinctFileNames) {
+  const std::string bad = dir.file("long.trr");
+  const std::string a = std::string(300, 'w') + "/a", b = std::string(300, 'w') + "/b";
+  ASSERT_EQ(rewrite_trace(
+                plain(), bad, [](trace::TraceHeader&) {}, {},
+                [&](trace::TraceCheckpoint& cp) {
+                  cp.tensors.at(0).name = a;
+                  cp.tensors.at(1).name = b;
+                  return true;
+                }),
+            "");
+  const std::string out = (work() / "ck").string();
+  const CommandResult r = run("export " + bad + " --step 0 -o " + out);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream in(out + "/manifest.json");
+  const std::string manifest((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::set<std::string> files;
+  for (const std::string& name : {a, b}) {
+    const size_t at = manifest.find("{\"name\":\"" + name + "\"");
+    ASSERT_NE(at, std::string::npos) << name;
+    const size_t file = manifest.find("\"file\":\"", at) + 8;
+    const std::string f = manifest.substr(file, manifest.find('"', file) - file);
+    EXPECT_LE(f.size(), 255u) << f;
+    EXPECT_TRUE(fs::is_regular_file(out + "/" + f)) << f;
+    files.insert(f);
+  }
+  EXPECT_EQ(files.size(), 2u);
+  fs::remove_all(out);
+  expect_nothing_written({"long.trr"});
+}
+
+// -o naming a symbolic link to a folder is refused as a link, and what it points to is kept.
+TEST_F(UntrustedTrace, ExportToASymbolicLinkSaysItIsOne) {
+  const fs::path folder = dir.path() / "real";
+  fs::create_directory(folder);
+  fs::create_directory_symlink(folder, work() / "ck");
+  const CommandResult r = run("export " + plain() + " --step 0 -o ck");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find((work() / "ck").string() + " is a symbolic link (to " + folder.string() + ")"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("is not a folder"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::is_symlink(work() / "ck"));
+  fs::remove(work() / "ck");
+  expect_nothing_written({"real"});
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <set>
 
 #include "engine/data/npy.h"
+#include "engine/fingerprint.h"
 #include "tools/commands.h"
 #include "tools/export_folder.h"
 #include "tools/trace_text.h"
@@ -28,8 +29,11 @@ struct ExportArgs {
 };
 
 // A file name for a tensor name. Names come from the trace, which is untrusted: only a safe alphabet is
-// kept, so no name can leave DIR or clash with the manifest.
+// kept, so no name can leave DIR or clash with the manifest. A long name is cut (a file name has at most 255
+// bytes) and ends with the digest of the whole name, so names that differ only past the cut keep apart; the
+// manifest maps each name to its file.
 std::string file_name_for(const std::string& name, size_t index, std::set<std::string>& used) {
+  constexpr size_t kMaxBase = 160;  // room for "_<digest>", "_<n>" and ".npy" within 255 bytes
   std::string base;
   for (char c : name) {
     if (c == '/')
@@ -40,6 +44,8 @@ std::string file_name_for(const std::string& name, size_t index, std::set<std::s
       base += '_';
   }
   if (base.empty() || base[0] == '.') base = "tensor_" + std::to_string(index) + "_" + base;
+  if (base.size() > kMaxBase)
+    base = base.substr(0, kMaxBase) + "_" + hex64(digest_bytes(name.data(), name.size()));
   std::string file = base + ".npy";
   for (int n = 2; used.count(file); ++n) file = base + "_" + std::to_string(n) + ".npy";
   used.insert(file);

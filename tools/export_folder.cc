@@ -198,6 +198,12 @@ Status check_export_target(const fs::path& target, const std::string& trace) {
   std::error_code ec;
   const fs::file_type type = fs::symlink_status(target, ec).type();
   if (type == fs::file_type::not_found) return {};
+  if (type == fs::file_type::symlink) {
+    const fs::path to = fs::read_symlink(target, ec);
+    return Error{target.string() + " is a symbolic link" + (ec ? "" : " (to " + to.string() + ")") +
+                 ": export replaces the folder -o names and does not follow a link; give the folder itself, "
+                 "or another -o"};
+  }
   if (type != fs::file_type::directory) return Error{target.string() + ": exists and is not a folder"};
   std::vector<fs::directory_entry> entries;
   for (fs::directory_iterator it(target, ec), end; !ec && it != end; it.increment(ec)) entries.push_back(*it);
