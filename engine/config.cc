@@ -758,8 +758,25 @@ Result<RunConfig> load_config(const std::string& path, const std::vector<std::st
   text.resize(static_cast<size_t>(in.gcount()));
   if (text.find_first_not_of(" \t\r\n") == std::string::npos)
     return Error{path + ": the configuration is empty"};
-  const std::string base = fs::absolute(fs::path(path)).parent_path().string();
-  return parse_config(text, path, base, overrides);
+  // Relative data paths resolve against the configuration's folder. One read from a pipe or through /dev
+  // or /proc (/dev/stdin, /dev/fd/63) has none: /dev is not where its data lies, and a replay could not
+  // resolve them again. Its data paths must be absolute.
+  const fs::path absolute = fs::absolute(fs::path(path)).lexically_normal();
+  const std::string where = absolute.string();
+  const bool no_folder = fs::is_fifo(path, ec) || where.starts_with("/dev/") || where.starts_with("/proc/");
+  if (!no_folder) return parse_config(text, path, absolute.parent_path().string(), overrides);
+  auto config = parse_config(text, path, "", overrides);
+  if (!config) return config;
+  using Key = std::pair<std::string, std::string>;
+  for (const auto& [key, value] :
+       {Key{"data.path", config->data.path}, Key{"data.labels", config->data.labels}})
+    if (!value.empty() && fs::path(value).is_relative())
+      return Error{
+          path + ": " + key + " = \"" + value +
+          "\" is a relative path, but a configuration read from a pipe or standard input has no folder to "
+          "resolve it against: give an absolute path (in the configuration, or --set " +
+          key + "=/absolute/path), or give the configuration as a file"};
+  return config;
 }
 
 }  // namespace trainrr

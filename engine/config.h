@@ -27,6 +27,10 @@ struct DataConfig {
   Shape shape;
   int classes = 0;
   int64_t samples = 0;
+  // Not a key: whether a reader's errors may repeat the data files' text (column names, cells). A replay
+  // reads a data file that differs from the recorded one with false: a trace named it, so it may hold
+  // anything, and its contents are not shown.
+  bool quote_text = true;
 };
 
 struct AugmentConfig {

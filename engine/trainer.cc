@@ -38,7 +38,7 @@ Training::~Training() = default;
 Result<Dataset> load_dataset(const DataConfig& c, uint64_t seed) {
   Result<Dataset> data = Error{""};
   if (c.source == "csv") {
-    data = read_csv(c.path, c.label);
+    data = read_csv(c.path, c.label, c.quote_text);
   } else if (c.source == "npy") {
     auto x = read_npy(c.path);
     if (!x) return x.error();

@@ -60,6 +60,9 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
   if (!config) return config.error();
   RebuiltRun r{std::move(config).value(), false, "", {}};
   DataConfig& d = r.config.data;
+  // The trace's configuration alone, without the user's overrides: a data path that comes from it must be
+  // the one its data set record names, the path show and dump list and whose digest the trace holds.
+  auto own = parse_config(h.config, h.config_path + " (in the trace)", config_folder(h), h.config_overrides);
   // Every file the run reads is described by the trace, and nothing else is: a file the trace does not
   // vouch for (by size and digest) is never read.
   const auto files = data_files(d);
@@ -76,8 +79,9 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
       if (h.datasets[j].name == info.name)
         return Error{"the trace describes data set '" + info.name.substr(0, 64) + "' twice"};
     std::string* target = nullptr;
+    std::string DataConfig::*member = nullptr;
     for (const auto& [name, key] : files)
-      if (name == info.name) target = &(d.*key);
+      if (name == info.name) target = &(d.*(member = key));
     if (!target)
       return Error{"the trace's data set '" + info.name.substr(0, 64) + "' is not read by its " + d.source +
                    " data"};
@@ -90,10 +94,21 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
       *target = *file;
       continue;
     }
+    // Whether the path read comes from the trace, rather than from the user's --data or --set.
+    bool from_trace = false;
     if (user_copy) {
       if (!info.embedded.empty())
         r.notes.push_back("data: " + data_path + " (--data) is used in place of the copy the trace embeds");
       *target = data_path;
+    } else if (const std::string& named = own ? own.value().data.*member : *target;
+               (from_trace = *target == named) && named != info.path) {
+      return Error{
+          "the trace's configuration reads its " + info.name + " file from " + named +
+          ", but the trace's record of that file (the path show lists, with its digest) names " + info.path +
+          ": in a trace that trainrr record wrote they are one path, so the trace was changed after it "
+          "was recorded; replay reads neither (" +
+          (info.name == "labels" ? std::string("--set data.labels=PATH") : std::string("--data PATH")) +
+          " replays with a file of your choice)"};
     }
     const std::string what = "data file " + *target + (*target == info.path ? "" : " (recorded as " + info.path + ")");
     // The size is compared first: a file of another size differs without being read.
@@ -119,6 +134,9 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
     if (!allow_change) return Error{differs + "; pass --allow-data-change to replay anyway"};
     r.data_changed = true;
     r.data_detail = differs;
+    // Not the recorded file, at a path the trace chose: it may be anything readable here, and no message
+    // repeats what it holds. (A file the user chose is theirs to see.)
+    if (from_trace) d.quote_text = false;
   }
   return r;
 }

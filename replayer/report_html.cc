@@ -1,10 +1,16 @@
 #include "replayer/report_html.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -1034,6 +1040,35 @@ std::string report_html(const DivergenceReport& r) {
   environment_section(o, r, n);
   o << "</main></body></html>\n";
   return o.str();
+}
+
+ReportPathCheck check_html_report_path(const std::string& path) {
+  namespace fs = std::filesystem;
+  using P = ReportPathProblem;
+  if (path.empty()) return {P::empty, "--html needs a file path, got an empty one"};
+  std::error_code ec;
+  const fs::file_type type = fs::status(path, ec).type();
+  if (type == fs::file_type::directory)
+    return {P::folder, path + " is a directory; an HTML report needs a file path"};
+  // An existing report is rewritten in place: it is the file, not its folder, that must be writable. The
+  // effective IDs decide (AT_EACCESS), as they decide the open that writes the report.
+  if (type != fs::file_type::not_found && type != fs::file_type::none) {
+    if (::faccessat(AT_FDCWD, path.c_str(), W_OK, AT_EACCESS) != 0)
+      return {P::cannot_write, "cannot write " + path + ": " + std::strerror(errno)};
+  } else {
+    fs::path folder = fs::path(path).parent_path();
+    if (folder.empty()) folder = ".";
+    if (!fs::is_directory(folder, ec)) return {P::no_folder, "folder " + folder.string() + " does not exist"};
+    if (::faccessat(AT_FDCWD, folder.c_str(), W_OK | X_OK, AT_EACCESS) != 0)
+      return {P::cannot_write, "cannot create a file in " + folder.string() + ": " + std::strerror(errno)};
+  }
+  if (type == fs::file_type::regular && fs::file_size(path, ec) > 0) {
+    char head[15] = {};
+    std::ifstream(path, std::ios::binary).read(head, sizeof head);
+    if (std::string_view(head, sizeof head) != "<!doctype html>")
+      return {P::not_a_report, path + " exists and is not an HTML report: refusing to overwrite it"};
+  }
+  return {};
 }
 
 }  // namespace trainrr

@@ -351,6 +351,33 @@ TEST_F(BadInput, ConfigurationFromAPipeIsRead) {
   EXPECT_NE(r.output.find("Epoch 1/1"), std::string::npos) << r.output;
 }
 
+// A configuration from standard input or a pipe has no folder of its own: a relative data path in it is
+// refused, saying so (never resolved against /dev), and an absolute one is recorded and replays.
+TEST_F(BadInput, ConfigurationFromStandardInputNeedsAbsoluteDataPaths) {
+  dir.write("d.csv", good_csv);
+  const std::string relative = config("d.csv");
+  for (const std::string& how : {"cat " + relative + " |", "<" + relative}) {
+    for (const std::string& verb :
+         {std::string("train /dev/stdin"), "record /dev/stdin -o " + dir.file("t.trr")}) {
+      const CommandResult r = run_trainrr_env("cd " + dir.path().string() + " && " + how, verb);
+      EXPECT_EQ(r.exit_code, 2) << how << " " << verb << ": " << r.output;
+      EXPECT_NE(
+          r.output.find("/dev/stdin: data.path = \"d.csv\" is a relative path, but a configuration read "
+                        "from a pipe or standard input has no folder to resolve it against"),
+          std::string::npos)
+          << r.output;
+      EXPECT_EQ(r.output.find("/dev/d.csv"), std::string::npos) << r.output;
+    }
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir.file("t.trr")));
+  const CommandResult set =
+      run_trainrr_env("cat " + relative + " |",
+                      "record /dev/stdin --set data.path=" + dir.file("d.csv") + " -o " + dir.file("t.trr"));
+  EXPECT_EQ(set.exit_code, 0) << set.output;
+  const CommandResult replay = run_trainrr("replay " + dir.file("t.trr"));
+  EXPECT_EQ(replay.exit_code, 0) << replay.output;
+}
+
 TEST_F(BadInput, RecordNeverOverwritesWhatIsNotATrace) {
   dir.write("d.csv", good_csv);
   const std::string cfg = config("d.csv");

@@ -18,6 +18,7 @@
 #include <regex>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "engine/data/npy.h"
 #include "engine/fingerprint.h"
@@ -635,6 +636,12 @@ TEST_F(TraceCliTest, ExportReplacesAnEarlierExportWholeAndRefusesAnyOtherFolder)
   TempDir out;
   const std::string ck = out.file("ck");
   ASSERT_EQ(run_trainrr("export " + trace_ + " --step 120 -o " + ck).exit_code, 0);
+  // A tensor the earlier export had and the new one has not (its manifest lists the file).
+  std::string manifest = read_file(out.file("ck/manifest.json"));
+  const size_t tensors = manifest.find("\"tensors\":[");
+  ASSERT_NE(tensors, std::string::npos);
+  manifest.insert(tensors + 11, R"({"name":"gone","shape":[1],"file":"stale.npy","digest":"0"},)");
+  write_file(out.file("ck/manifest.json"), manifest);
   write_file(out.file("ck/stale.npy"), "from before");
   const CommandResult again = run_trainrr("export " + trace_ + " --step 50 -o " + ck + "/");
   EXPECT_EQ(again.exit_code, 0) << again.output;
@@ -675,6 +682,84 @@ TEST_F(TraceCliTest, ExportReplacesAnEarlierExportWholeAndRefusesAnyOtherFolder)
   EXPECT_EQ(left, (std::vector<std::string>{"ck", "empty", "notes"}));
 }
 
+// An earlier export is replaced only when it holds nothing but what an export writes there (its
+// manifest.json and the .npy files the manifest lists), and never when it holds the trace being read: any
+// other file in it is named and kept.
+TEST_F(TraceCliTest, ExportRefusesToReplaceAFolderHoldingTheTraceOrAFileAnExportDidNotWrite) {
+  namespace fs = std::filesystem;
+  TempDir out;
+  const std::string ck = out.file("ck");
+  ASSERT_EQ(run_trainrr("export " + trace_ + " --step 0 -o " + ck).exit_code, 0);
+  const std::string manifest = read_file(out.file("ck/manifest.json"));
+  const auto unchanged = [&](const std::string& what) {
+    EXPECT_EQ(read_file(out.file("ck/manifest.json")), manifest) << what;
+  };
+
+  // The trace being read, copied into the earlier export, with notes beside it.
+  fs::copy_file(trace_, out.file("ck/run.trr"));
+  write_file(out.file("ck/notes.txt"), "notes");
+  const CommandResult inside = run_trainrr("export " + out.file("ck/run.trr") + " --step 40 -o " + ck);
+  EXPECT_EQ(inside.exit_code, 2) << inside.output;
+  EXPECT_NE(inside.output.find(ck + ": holds the trace being read (" + out.file("ck/run.trr") + ")"),
+            std::string::npos)
+      << inside.output;
+  EXPECT_TRUE(read_file(out.file("ck/run.trr")) == read_file(trace_)) << "the trace being read was changed";
+  EXPECT_EQ(read_file(out.file("ck/notes.txt")), "notes");
+  unchanged("the trace inside");
+  const CommandResult cd_inside = run_trainrr_env("cd " + ck + " &&", "export run.trr --step 40 -o .");
+  EXPECT_EQ(cd_inside.exit_code, 2) << cd_inside.output;
+  EXPECT_TRUE(fs::exists(out.file("ck/run.trr")));
+
+  // Another trace: the first file the export did not write is named.
+  const CommandResult other = run_trainrr("export " + trace_ + " --step 40 -o " + ck);
+  EXPECT_EQ(other.exit_code, 2) << other.output;
+  EXPECT_NE(other.output.find(ck + ": holds notes.txt, which trainrr export did not write there"),
+            std::string::npos)
+      << other.output;
+  EXPECT_EQ(read_file(out.file("ck/notes.txt")), "notes");
+  unchanged("notes.txt");
+
+  // An .npy file the manifest does not list, a folder, a link: each is refused and kept.
+  fs::remove(out.file("ck/run.trr"));
+  fs::remove(out.file("ck/notes.txt"));
+  write_file(out.file("ck/analysis.npy"), "mine");
+  const CommandResult npy = run_trainrr("export " + trace_ + " --step 40 -o " + ck);
+  EXPECT_EQ(npy.exit_code, 2) << npy.output;
+  EXPECT_NE(npy.output.find("holds analysis.npy, which trainrr export did not write"), std::string::npos)
+      << npy.output;
+  EXPECT_EQ(read_file(out.file("ck/analysis.npy")), "mine");
+  fs::remove(out.file("ck/analysis.npy"));
+  fs::create_directory(out.file("ck/plots"));
+  const CommandResult folder = run_trainrr("export " + trace_ + " --step 40 -o " + ck);
+  EXPECT_EQ(folder.exit_code, 2) << folder.output;
+  EXPECT_NE(folder.output.find("holds plots,"), std::string::npos) << folder.output;
+  EXPECT_TRUE(fs::is_directory(out.file("ck/plots")));
+  fs::remove(out.file("ck/plots"));
+  unchanged("an unlisted .npy file or a folder");
+
+  // A listed file that is a hard link to the trace being read.
+  const std::string copy = out.file("copy.trr");
+  fs::copy_file(trace_, copy);
+  std::string listed;
+  for (const auto& e : fs::directory_iterator(ck))
+    if (e.path().extension() == ".npy") listed = e.path().string();
+  ASSERT_FALSE(listed.empty());
+  const std::string listed_bytes = read_file(listed);
+  fs::remove(listed);
+  fs::create_hard_link(copy, listed);
+  const CommandResult linked = run_trainrr("export " + copy + " --step 40 -o " + ck);
+  EXPECT_EQ(linked.exit_code, 2) << linked.output;
+  EXPECT_NE(linked.output.find("holds the trace being read"), std::string::npos) << linked.output;
+  EXPECT_TRUE(read_file(copy) == read_file(trace_)) << "the trace being read was changed";
+  fs::remove(listed);
+  write_file(listed, listed_bytes);
+
+  // What an export writes, and nothing else: replaced.
+  const CommandResult again = run_trainrr("export " + trace_ + " --step 40 -o " + ck);
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(read_file(out.file("ck/manifest.json")), manifest);
+}
+
 // A failed export leaves no folder of partial files behind, and an earlier export as it was.
 TEST_F(TraceCliTest, FailedExportLeavesNothingAndKeepsTheEarlierExport) {
   TempDir out;
@@ -694,6 +779,153 @@ TEST_F(TraceCliTest, FailedExportLeavesNothingAndKeepsTheEarlierExport) {
     EXPECT_EQ(left, std::vector<std::string>{"ck"}) << to;
   }
   EXPECT_EQ(read_file(out.file("ck/manifest.json")), manifest);
+}
+
+// An export run under strace, held at one system call for a few seconds (`inject`: mkdir of the staging
+// folder, or the removal of its marker just before it is put in place), so that a signal reaches it while
+// the staging folder exists. Returns its pid and strace's; strace exits as trainrr does.
+struct HeldExport {
+  pid_t strace = -1;
+  pid_t trainrr = -1;
+};
+
+bool strace_works() { return std::system("strace -qq -o /dev/null true > /dev/null 2>&1") == 0; }
+
+// The process whose parent is `parent` (strace's one child), or -1 when there is none yet.
+pid_t child_of(pid_t parent) {
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(e.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    const size_t close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    char state;
+    long long ppid = 0;
+    if (rest >> state >> ppid && ppid == parent) return static_cast<pid_t>(std::stoll(name));
+  }
+  return -1;
+}
+
+HeldExport start_held_export(const std::string& inject, const std::string& args, const std::string& err) {
+  const std::string bin = TRAINRR_BIN;
+  std::vector<std::string> words = {"strace", "-f", "-qq", "-o", "/dev/null", "-e", "inject=" + inject, bin};
+  std::istringstream in(args);
+  for (std::string w; in >> w;) words.push_back(w);
+  std::vector<char*> argv;
+  for (auto& w : words) argv.push_back(w.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  HeldExport h;
+  if (posix_spawnp(&h.strace, "strace", &actions, nullptr, argv.data(), environ) != 0) h.strace = -1;
+  posix_spawn_file_actions_destroy(&actions);
+  return h;
+}
+
+// Waits (up to 20 s) for a file under `parent` whose path matches `re`.
+bool wait_for(const std::string& parent, const std::regex& re) {
+  for (int i = 0; i < 2000; ++i) {
+    std::error_code ec;
+    for (auto it = std::filesystem::recursive_directory_iterator(parent, ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec))
+      if (std::regex_search(it->path().string(), re)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+std::vector<std::string> names_in(const std::string& folder) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(folder))
+    out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// SIGINT or SIGTERM while an export is being written: the staging folder goes, an earlier export stays as it
+// was, and the exit code says which signal (130, 143).
+TEST_F(TraceCliTest, ExportInterruptedBySigintOrSigtermLeavesNothingBehind) {
+  if (!strace_works()) GTEST_SKIP() << "strace is not installed or cannot trace here";
+  TempDir out;
+  const std::string ck = out.file("ck");
+  ASSERT_EQ(run_trainrr("export " + trace_ + " --step 50 -o " + ck).exit_code, 0);
+  const std::string manifest = read_file(out.file("ck/manifest.json"));
+  TempDir logs;
+  for (const auto& [sig, code, to] :
+       {std::tuple{SIGINT, 130, ck}, std::tuple{SIGTERM, 143, out.file("new")}}) {
+    const std::string err = logs.file("err-" + std::to_string(sig));
+    HeldExport h =
+        start_held_export("mkdir:delay_exit=2000000", "export " + trace_ + " --step 120 -o " + to, err);
+    ASSERT_GT(h.strace, 0);
+    ASSERT_TRUE(wait_for(out.path(), std::regex(R"(\.partial-[^/]+$)"))) << "no staging folder appeared";
+    pid_t pid = -1;
+    for (int i = 0; i < 500 && pid < 0; ++i, std::this_thread::sleep_for(std::chrono::milliseconds(10)))
+      pid = child_of(h.strace);
+    ASSERT_GT(pid, 0);
+    kill(pid, sig);
+    int status = 0;
+    ASSERT_EQ(waitpid(h.strace, &status, 0), h.strace);
+    const std::string said = read_file(err);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == code)
+        << "ended with " << (WIFEXITED(status) ? "exit code " : "signal ")
+        << (WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status)) << ": " << said;
+    EXPECT_NE(said.find(std::string("trainrr: interrupted (") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
+                        "): nothing was exported"),
+              std::string::npos)
+        << said;
+    EXPECT_EQ(names_in(out.path()), std::vector<std::string>{"ck"}) << said;
+    EXPECT_EQ(read_file(out.file("ck/manifest.json")), manifest);
+  }
+}
+
+// An export killed outright (SIGKILL) leaves its staging folder; the next export to the same folder removes
+// it, as the process that wrote it is gone, and names any other DIR.partial-* it finds without touching it.
+TEST_F(TraceCliTest, ExportRemovesTheStagingFolderOfAKilledExportAndNamesAnyOther) {
+  if (!strace_works()) GTEST_SKIP() << "strace is not installed or cannot trace here";
+  TempDir out;
+  const std::string ck = out.file("ck");
+  TempDir logs;
+  const std::string err = logs.file("err");
+  // Held just before the staging folder's marker is removed: every file is written.
+  HeldExport h = start_held_export("unlink,unlinkat:delay_enter=3000000",
+                                   "export " + trace_ + " --step 120 -o " + ck, err);
+  ASSERT_GT(h.strace, 0);
+  ASSERT_TRUE(wait_for(out.path(), std::regex(R"(ck\.partial-[^/]+/manifest\.json$)")));
+  pid_t pid = -1;
+  for (int i = 0; i < 500 && pid < 0; ++i, std::this_thread::sleep_for(std::chrono::milliseconds(10)))
+    pid = child_of(h.strace);
+  ASSERT_GT(pid, 0);
+  kill(pid, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(waitpid(h.strace, &status, 0), h.strace);
+  std::vector<std::string> left = names_in(out.path());
+  ASSERT_EQ(left.size(), 1u);
+  const std::string stale = left[0];
+  ASSERT_EQ(stale.rfind("ck.partial-", 0), 0u) << stale;
+
+  // Someone's own folder under a name like it is kept.
+  std::filesystem::create_directory(out.file("ck.partial-mine"));
+  write_file(out.file("ck.partial-mine/notes.txt"), "mine");
+  const CommandResult next = run_trainrr("export " + trace_ + " --step 50 -o " + ck);
+  EXPECT_EQ(next.exit_code, 0) << next.output;
+  EXPECT_NE(next.output.find("note: removed " + out.file(stale) + ", which an export to " + ck +
+                             " left when it was killed (process " + std::to_string(pid) + ")"),
+            std::string::npos)
+      << next.output;
+  EXPECT_NE(next.output.find("note: " + out.file("ck.partial-mine") + " is beside " + ck +
+                             " under the name of an "
+                             "export's staging folder"),
+            std::string::npos)
+      << next.output;
+  EXPECT_EQ(names_in(out.path()), (std::vector<std::string>{"ck", "ck.partial-mine"}));
+  EXPECT_EQ(read_file(out.file("ck.partial-mine/notes.txt")), "mine");
+  for (const std::string& name : names_in(ck))
+    EXPECT_NE(name[0], '.') << name << ": an export holds no marker";
 }
 
 TEST_F(TraceCliTest, ExportStepZeroWritesTheInitialWeights) {

@@ -3,8 +3,8 @@
 // their scratch folder, never hang on a data file that is not a file, and never pass the trace's bytes on
 // raw to a terminal, a JSON reader or a web page. After each run the file system is checked.
 
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -16,12 +16,13 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <set>
 #include <thread>
 
-#include "tests/test_util.h"
-#include "tests/trace_rewrite.h"
 #include "replayer/replayer.h"
 #include "replayer/scratch.h"
+#include "tests/test_util.h"
+#include "tests/trace_rewrite.h"
 #include "traces/trace_reader.h"
 #include "traces/trace_writer.h"
 
@@ -251,6 +252,73 @@ std::string aimed_at(const TempDir& dir, const std::string& from, const std::str
   return bad;
 }
 
+// A plain trace whose configuration names `path` as the data file while its data set record (what show and
+// dump list, with the digest) still names the recorded file.
+std::string config_aimed_at(const TempDir& dir, const std::string& from, const std::string& path) {
+  const std::string bad = dir.file("bad.trr");
+  const std::string error = rewrite_trace(from, bad, [&](trace::TraceHeader& h) {
+    const std::string recorded = "path = \"data/breast_cancer.csv\"";
+    h.config.replace(h.config.find(recorded), recorded.size(), "path = \"" + path + "\"");
+  });
+  EXPECT_EQ(error, "");
+  return bad;
+}
+
+// Replay reads only the data file the trace shows: a configuration that names another file than the trace's
+// data set record is refused, naming both, before either is opened; `--data` still replays it with the
+// user's file.
+TEST_F(UntrustedTrace, ConfigurationDataPathThatIsNotTheRecordedOneIsRefusedNamingBoth) {
+  auto reader = trace::TraceReader::open(plain());
+  ASSERT_TRUE(reader.ok());
+  const std::string recorded = (*reader)->header().datasets.at(0).path;
+  const std::string secret = dir.write("secret.csv", "secret-column,other\nsecret-value,1\n");
+  // Absolute, and relative to the recorded configuration's folder.
+  for (const std::string& path : {secret, "../../" + fs::relative(secret, "/").string()}) {
+    const std::string bad = config_aimed_at(dir, plain(), path);
+    for (const std::string& args :
+         {"replay " + bad, "replay " + bad + " --allow-data-change", "bisect " + bad}) {
+      const CommandResult r = run(args);
+      EXPECT_EQ(r.exit_code, 2) << args << ": " << r.output;
+      EXPECT_NE(r.output.find("the trace's configuration reads its data file from "), std::string::npos)
+          << args << ": " << r.output;
+      EXPECT_NE(
+          r.output.find("names " + recorded + ": in a trace that trainrr record wrote they are one path"),
+          std::string::npos)
+          << args << ": " << r.output;
+      EXPECT_EQ(r.output.find("secret-"), std::string::npos) << args << ": " << r.output;
+    }
+    // The user's own copy of the data is read in its place.
+    const CommandResult own = run("replay " + bad + " --data " + recorded);
+    EXPECT_EQ(own.exit_code, 0) << own.output;
+    EXPECT_NE(own.output.find("reproduced bit for bit"), std::string::npos) << own.output;
+  }
+  expect_nothing_written({"bad.trr", "secret.csv"});
+}
+
+// A data file the trace names (configuration and record agree) that is not the recorded one: replayed only
+// with --allow-data-change, and then no message repeats what the file holds.
+TEST_F(UntrustedTrace, ChangedDataFileTheTraceNamesIsNeverQuoted) {
+  const std::string secret =
+      dir.write("secret.csv", "root:x:0:0:root:/root:/bin/bash\nsecret:x:1:1::/:/bin/sh\n");
+  const std::string bad = aimed_at(dir, plain(), secret);
+  const CommandResult refused = run("replay " + bad);
+  EXPECT_EQ(refused.exit_code, 2) << refused.output;
+  EXPECT_NE(refused.output.find("data file " + secret + " differs from the recorded one"), std::string::npos)
+      << refused.output;
+  const CommandResult allowed = run("replay " + bad + " --allow-data-change");
+  EXPECT_NE(allowed.exit_code, 0) << allowed.output;
+  EXPECT_NE(allowed.output.find(secret +
+                                ":1:1: no column named \"benign\" for the label (the header has 1 column;"),
+            std::string::npos)
+      << allowed.output;
+  EXPECT_EQ(allowed.output.find("root:"), std::string::npos) << allowed.output;
+  EXPECT_EQ(allowed.output.find("secret:"), std::string::npos) << allowed.output;
+  // The same file given by the user with --data is the user's: its columns are named.
+  const CommandResult given = run("replay " + plain() + " --data " + secret + " --allow-data-change");
+  EXPECT_NE(given.output.find("the columns are: root:x:0:0:root"), std::string::npos) << given.output;
+  expect_nothing_written({"bad.trr", "secret.csv"});
+}
+
 TEST_F(UntrustedTrace, DataFileThatIsADeviceAPipeOrAFolderIsRefusedAtOnce) {
   const std::string fifo = dir.file("fifo");
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
@@ -434,6 +502,55 @@ TEST_F(UntrustedTrace, ExportKeepsTensorNamesInsideItsFolder) {
   for (const auto& e : listing(work())) EXPECT_EQ(e.find('/', 3), std::string::npos) << e;  // ck/FILE only
   fs::remove_all(out);
   expect_nothing_written({"bad.trr", "cp.trr"});
+}
+
+// A file name has at most 255 bytes: a longer tensor name is cut and ends with its digest, so two names that
+// differ only past the cut get two files; the manifest names each one's file.
+TEST_F(UntrustedTrace, ExportCutsLongTensorNamesIntoDistinctFileNames) {
+  const std::string bad = dir.file("long.trr");
+  const std::string a = std::string(300, 'w') + "/a", b = std::string(300, 'w') + "/b";
+  ASSERT_EQ(rewrite_trace(
+                plain(), bad, [](trace::TraceHeader&) {}, {},
+                [&](trace::TraceCheckpoint& cp) {
+                  cp.tensors.at(0).name = a;
+                  cp.tensors.at(1).name = b;
+                  return true;
+                }),
+            "");
+  const std::string out = (work() / "ck").string();
+  const CommandResult r = run("export " + bad + " --step 0 -o " + out);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream in(out + "/manifest.json");
+  const std::string manifest((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::set<std::string> files;
+  for (const std::string& name : {a, b}) {
+    const size_t at = manifest.find("{\"name\":\"" + name + "\"");
+    ASSERT_NE(at, std::string::npos) << name;
+    const size_t file = manifest.find("\"file\":\"", at) + 8;
+    const std::string f = manifest.substr(file, manifest.find('"', file) - file);
+    EXPECT_LE(f.size(), 255u) << f;
+    EXPECT_TRUE(fs::is_regular_file(out + "/" + f)) << f;
+    files.insert(f);
+  }
+  EXPECT_EQ(files.size(), 2u);
+  fs::remove_all(out);
+  expect_nothing_written({"long.trr"});
+}
+
+// -o naming a symbolic link to a folder is refused as a link, and what it points to is kept.
+TEST_F(UntrustedTrace, ExportToASymbolicLinkSaysItIsOne) {
+  const fs::path folder = dir.path() / "real";
+  fs::create_directory(folder);
+  fs::create_directory_symlink(folder, work() / "ck");
+  const CommandResult r = run("export " + plain() + " --step 0 -o ck");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find((work() / "ck").string() + " is a symbolic link (to " + folder.string() + ")"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("is not a folder"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::is_symlink(work() / "ck"));
+  fs::remove(work() / "ck");
+  expect_nothing_written({"real"});
 }
 
 }  // namespace

@@ -2,23 +2,21 @@
 // a manifest.json (names, shapes, files, where the run stood, and the batch order of the steps that follow
 // up to the next checkpoint), so a run can be inspected in numpy.
 
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cctype>
-#include <cerrno>
-#include <cstdlib>
-#include <cstring>
+#include <csignal>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <set>
-#include <string_view>
 
 #include "engine/data/npy.h"
+#include "engine/fingerprint.h"
 #include "tools/commands.h"
-#include "traces/run_set.h"
+#include "tools/export_folder.h"
 #include "tools/trace_text.h"
+#include "traces/run_set.h"
 #include "traces/trace_reader.h"
 
 namespace trainrr::cli {
@@ -31,8 +29,11 @@ struct ExportArgs {
 };
 
 // A file name for a tensor name. Names come from the trace, which is untrusted: only a safe alphabet is
-// kept, so no name can leave DIR or clash with the manifest.
+// kept, so no name can leave DIR or clash with the manifest. A long name is cut (a file name has at most 255
+// bytes) and ends with the digest of the whole name, so names that differ only past the cut keep apart; the
+// manifest maps each name to its file.
 std::string file_name_for(const std::string& name, size_t index, std::set<std::string>& used) {
+  constexpr size_t kMaxBase = 160;  // room for "_<digest>", "_<n>" and ".npy" within 255 bytes
   std::string base;
   for (char c : name) {
     if (c == '/')
@@ -43,6 +44,8 @@ std::string file_name_for(const std::string& name, size_t index, std::set<std::s
       base += '_';
   }
   if (base.empty() || base[0] == '.') base = "tensor_" + std::to_string(index) + "_" + base;
+  if (base.size() > kMaxBase)
+    base = base.substr(0, kMaxBase) + "_" + hex64(digest_bytes(name.data(), name.size()));
   std::string file = base + ".npy";
   for (int n = 2; used.count(file); ++n) file = base + "_" + std::to_string(n) + ".npy";
   used.insert(file);
@@ -50,62 +53,6 @@ std::string file_name_for(const std::string& name, size_t index, std::set<std::s
 }
 
 namespace fs = std::filesystem;
-
-// Whether `dir` holds a manifest.json that trainrr export wrote.
-bool is_earlier_export(const fs::path& dir) {
-  char head[9] = {};
-  std::ifstream(dir / "manifest.json", std::ios::binary).read(head, sizeof head);
-  return std::string_view(head, sizeof head) == "{\"trace\":";
-}
-
-// An export is written whole into a fresh folder beside DIR, then renamed into place: a failed export leaves
-// nothing, and a new one keeps no stale file of an earlier one. DIR may be absent, empty or an earlier
-// export; anything else is refused, as it would be lost.
-Status check_target(const fs::path& target) {
-  std::error_code ec;
-  const fs::file_type type = fs::symlink_status(target, ec).type();
-  if (type == fs::file_type::not_found) return {};
-  if (type != fs::file_type::directory) return Error{target.string() + ": exists and is not a folder"};
-  if (fs::is_empty(target, ec) || is_earlier_export(target)) return {};
-  return Error{
-      target.string() +
-      ": exists and is not an earlier export (it has no manifest.json from trainrr export); refusing "
-      "to replace it (remove it or choose another -o)"};
-}
-
-// A fresh folder beside `target`, with the permissions mkdir would give it.
-Result<fs::path> make_staging(const fs::path& target) {
-  const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  std::error_code ec;
-  fs::create_directories(parent, ec);
-  if (ec) return Error{parent.string() + ": cannot create the folder: " + ec.message()};
-  std::string name = (parent / (target.filename().string() + ".partial-XXXXXX")).string();
-  if (!::mkdtemp(name.data()))
-    return Error{parent.string() + ": cannot create a folder for the export: " + std::strerror(errno)};
-  const mode_t mask = ::umask(0);
-  ::umask(mask);
-  ::chmod(name.c_str(), 0777 & ~mask);
-  return fs::path(name);
-}
-
-// Replaces `target` (absent, or checked by check_target) with `staging`.
-Status put_in_place(const fs::path& staging, const fs::path& target) {
-  std::error_code ec;
-  fs::path earlier;
-  if (fs::symlink_status(target, ec).type() != fs::file_type::not_found) {
-    earlier = staging.string() + ".earlier";
-    fs::rename(target, earlier, ec);
-    if (ec) return Error{target.string() + ": cannot move the earlier export aside: " + ec.message()};
-  }
-  fs::rename(staging, target, ec);
-  if (ec) {
-    std::error_code back;
-    if (!earlier.empty()) fs::rename(earlier, target, back);
-    return Error{target.string() + ": cannot rename the export into place: " + ec.message()};
-  }
-  if (!earlier.empty()) fs::remove_all(earlier, ec);
-  return {};
-}
 
 struct FollowingStep {
   int64_t step = 0;
@@ -127,7 +74,7 @@ int run_export(const ExportArgs& a) {
   // Absolute and without "." or "..": "-o ." names the current folder, which can be renamed by its name.
   fs::path target = fs::absolute(fs::path(a.dir)).lexically_normal();
   if (!target.has_filename()) target = target.parent_path();  // "ck/", "."
-  if (Status s = check_target(target); !s) {
+  if (Status s = check_export_target(target, a.file); !s) {
     print_error(s.error().message);
     return kBadInput;
   }
@@ -208,23 +155,26 @@ int run_export(const ExportArgs& a) {
     }
   }
 
-  auto staging = make_staging(target);
+  auto staging = ExportStaging::create(target);
   if (!staging) {
     print_error(staging.error().message);
     return kBadInput;
   }
-  struct Cleanup {  // the staging folder goes unless it was put in place
-    fs::path path;
-    ~Cleanup() {
-      std::error_code ec;
-      if (!path.empty()) fs::remove_all(path, ec);
-    }
-  } cleanup{*staging};
-  const fs::path& dir = *staging;
+  // SIGINT, SIGTERM or SIGHUP: the export stops before its next file; the staging folder goes with it.
+  const auto stopped = [&]() -> std::optional<int> {
+    const int sig = ExportStaging::interrupted();
+    if (!sig) return std::nullopt;
+    const char* name = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP";
+    std::fprintf(stderr, "trainrr: interrupted (%s): nothing was exported (%s is as it was)\n", name,
+                 printable(a.dir).c_str());
+    return 128 + sig;
+  };
+  const fs::path dir = staging->path();
   std::set<std::string> used{"manifest.json"};
   std::string tensors = "[";
   for (size_t i = 0; i < state->tensors.size(); ++i) {
     const NamedTensor& t = state->tensors[i];
+    if (auto code = stopped()) return *code;
     const std::string file = file_name_for(t.name, i, used);
     if (Status s = write_npy((dir / file).string(), t.value); !s) {
       print_error(s.error().message);
@@ -280,11 +230,11 @@ int run_export(const ExportArgs& a) {
     print_error(manifest_path + ": cannot write the manifest");
     return kBadInput;
   }
-  if (Status s = put_in_place(dir, target); !s) {
+  if (auto code = stopped()) return *code;
+  if (Status s = staging->put_in_place(target, a.file); !s) {
     print_error(s.error().message);
     return kBadInput;
   }
-  cleanup.path.clear();
   // A checkpoint's step is the count of steps done: the one with step 5 holds the state after steps 0..4,
   // before step 5. The last one of a trace has no step after it.
   const long long done = state->step;
@@ -313,12 +263,14 @@ void add_export_command(CLI::App& app, int& exit_code) {
       "Every recording keeps the initial state (--step 0: the initial weights) and the final one.\n"
       "Steps count from 0; epochs count from 1, as training and Keras print them (the manifest's\n"
       "epochs_done is the count of epochs completed).\n"
-      "Exit codes: 0 written, 2 bad input (no such checkpoint, not a trace, cannot write).");
+      "Exit codes: 0 written, 2 bad input (no such checkpoint, not a trace, cannot write),\n"
+      "130, 143 or 129 interrupted by SIGINT, SIGTERM or SIGHUP (nothing written, no file left).");
   cmd->add_option("file", args->file, "Trace file")->required();
   cmd->add_option("--step", args->step, "Step N: the last checkpoint taken after at most N steps")
       ->required();
   cmd->add_option("-o,--output", args->dir,
-                  "Folder to write: created, or an earlier export (or an empty folder) replaced whole")
+                  "Folder to write: created, or an empty folder or an earlier export (its manifest.json and\n"
+                  "the .npy files it lists, nothing else) replaced whole")
       ->required();
   cmd->callback([args, &exit_code] { exit_code = run_export(*args); });
 }

@@ -1,54 +1,22 @@
 #include "tools/report_output.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
-#include <string_view>
 
 #include "replayer/report_html.h"
 #include "tools/commands.h"
 #include "tools/trace_text.h"
 
 namespace trainrr::cli {
-namespace fs = std::filesystem;
 
 void add_report_options(CLI::App& cmd, ReportOutput& out) {
   cmd.add_flag("--json", out.json,
                "Print the report as JSON (stable keys: status, first_divergence, cause, ...)");
   // Checked before any replay runs, so a long replay is not spent on a report that cannot be written.
   const CLI::Validator writable(
-      [](std::string& path) -> std::string {
-        if (path.empty()) return "--html needs a file path, got an empty one";
-        std::error_code ec;
-        const fs::file_type type = fs::status(path, ec).type();
-        if (type == fs::file_type::directory) return path + " is a directory; --html needs a file path";
-        // An existing report is rewritten in place: it is the file, not its folder, that must be writable.
-        // The effective IDs decide (AT_EACCESS), as they decide the open that writes the report.
-        if (type != fs::file_type::not_found && type != fs::file_type::none) {
-          if (::faccessat(AT_FDCWD, path.c_str(), W_OK, AT_EACCESS) != 0)
-            return "cannot write " + path + ": " + std::strerror(errno);
-        } else {
-          fs::path folder = fs::path(path).parent_path();
-          if (folder.empty()) folder = ".";
-          if (!fs::is_directory(folder, ec)) return "folder " + folder.string() + " does not exist";
-          if (::faccessat(AT_FDCWD, folder.c_str(), W_OK | X_OK, AT_EACCESS) != 0)
-            return "cannot create a file in " + folder.string() + ": " + std::strerror(errno);
-        }
-        // A slip of the keyboard (--html run.trr) must not destroy a trace, a configuration or data.
-        if (type == fs::file_type::regular && fs::file_size(path, ec) > 0) {
-          char head[15] = {};
-          std::ifstream(path, std::ios::binary).read(head, sizeof head);
-          if (std::string_view(head, sizeof head) != "<!doctype html>")
-            return path + " exists and is not an HTML report: refusing to overwrite it";
-        }
-        return {};
-      },
-      "FILE");
+      [](std::string& path) -> std::string { return check_html_report_path(path).message; }, "FILE");
   cmd.add_option("--html", out.html, "Also write a self-contained HTML report to this file")->check(writable);
 }
 

@@ -154,13 +154,14 @@ Parsed parse_float(std::string_view text, float& value) {
 
 }  // namespace
 
-Result<Dataset> read_csv(const std::string& path, const std::string& label_column) {
+Result<Dataset> read_csv(const std::string& path, const std::string& label_column, bool quote_text) {
   Result<std::string> bytes = read_file_bytes(path);
   if (!bytes) return bytes.error();
-  return parse_csv(*bytes, path, label_column);
+  return parse_csv(*bytes, path, label_column, quote_text);
 }
 
-Result<Dataset> parse_csv(std::string_view text, const std::string& path, const std::string& label_column) {
+Result<Dataset> parse_csv(std::string_view text, const std::string& path, const std::string& label_column,
+                          bool quote_text) {
   if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);  // a UTF-8 byte-order mark
   auto where = [&](int64_t line, size_t column) {
     return path + ":" + std::to_string(line) + ":" + std::to_string(column) + ": ";
@@ -181,7 +182,11 @@ Result<Dataset> parse_csv(std::string_view text, const std::string& path, const 
   const int64_t header_line = lines.number();
   std::vector<Field> fields;
   std::string unquoted;
-  if (auto e = split_fields(line, fields, unquoted)) return Error{where(header_line, e->column) + e->what};
+  // The file's own text is left out of every message below when it must not be shown.
+  const auto split_error = [&](int64_t ln, const SplitError& e) {
+    return Error{where(ln, e.column) + (quote_text ? e.what : "the line does not split into fields")};
+  };
+  if (auto e = split_fields(line, fields, unquoted)) return split_error(header_line, *e);
   std::vector<std::string> names;
   for (const Field& f : fields) names.push_back(header_name(f));
   int label = -1;
@@ -192,6 +197,11 @@ Result<Dataset> parse_csv(std::string_view text, const std::string& path, const 
                    "\" appears twice in the header"};
     label = static_cast<int>(i);
   }
+  if (label < 0 && !quote_text)
+    return Error{where(header_line, 1) + "no column named \"" + label_column +
+                 "\" for the label (the header has " + std::to_string(names.size()) + " column" +
+                 (names.size() == 1 ? "" : "s") +
+                 "; their names are not shown, as the file is not the one recorded)"};
   if (label < 0)
     return Error{where(header_line, 1) + "no column named \"" + label_column +
                  "\" for the label; the columns are: " + list_columns(names) + dialect_hint(names)};
@@ -209,7 +219,7 @@ Result<Dataset> parse_csv(std::string_view text, const std::string& path, const 
   while (lines.next(line)) {
     if (trim(line).empty()) continue;  // blank lines (often at the end) carry no row, as in pandas
     const int64_t ln = lines.number();
-    if (auto e = split_fields(line, fields, unquoted)) return Error{where(ln, e->column) + e->what};
+    if (auto e = split_fields(line, fields, unquoted)) return split_error(ln, *e);
     if (fields.size() != expected) {
       const size_t column = fields.size() > expected ? fields[expected].column : line.size() + 1;
       return Error{where(ln, column) + "expected " + std::to_string(expected) + " fields as in the header, found " +
@@ -223,6 +233,9 @@ Result<Dataset> parse_csv(std::string_view text, const std::string& path, const 
                            : p == Parsed::not_finite ? "a finite number"
                                                      : "a number";
         const bool missing = p == Parsed::not_finite && std::isnan(v);
+        if (!quote_text)
+          return Error{where(ln, fields[i].column) + "column " + std::to_string(i + 1) + ": expected " +
+                       what};
         return Error{where(ln, fields[i].column) + "column \"" + names[i] + "\": expected " + what +
                      ", found \"" + std::string(fields[i].text) + "\"" +
                      (missing ? " (a missing value? fill or drop such rows first)" : "")};

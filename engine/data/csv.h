@@ -13,9 +13,12 @@
 namespace trainrr {
 
 // x: [rows, columns - 1]; y: the label column; feature_names: the other header names.
-// Errors name path:line:column (column counted in characters from 1).
-Result<Dataset> read_csv(const std::string& path, const std::string& label_column);
+// Errors name path:line:column (column counted in characters from 1). With `quote_text` false they repeat
+// nothing the file holds (no column name, no cell): for a file that may be anything, such as one a trace
+// names.
+Result<Dataset> read_csv(const std::string& path, const std::string& label_column, bool quote_text = true);
 // The same for a file's bytes already in memory; `path` names it in errors.
-Result<Dataset> parse_csv(std::string_view text, const std::string& path, const std::string& label_column);
+Result<Dataset> parse_csv(std::string_view text, const std::string& path, const std::string& label_column,
+                          bool quote_text = true);
 
 }  // namespace trainrr

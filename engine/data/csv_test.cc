@@ -85,6 +85,31 @@ TEST(DataCsv, TextAfterAClosingQuoteIsAnError) {
   EXPECT_TRUE(contains(m, "after the closing quote")) << m;
 }
 
+// A file that may be anything (one a trace names that is not the recorded data): errors say where, never
+// what the file holds.
+TEST(DataCsv, WithoutQuotingErrorsRepeatNothingTheFileHolds) {
+  for (const std::string& text :
+       {std::string("root:x:0:0:root:/root:/bin/bash\nsecret:x:1:1::/:/bin/sh\n"),
+        std::string("a,label\nsecret-cell,0\n"), std::string("a,label\n\"1\"secret,0\n")}) {
+    const std::string path = write_temp("data.csv", text);
+    Result<Dataset> r = read_csv(path, "label", false);
+    ASSERT_FALSE(r.ok());
+    const std::string& m = r.error().message;
+    EXPECT_EQ(m.rfind(path + ":", 0), 0u) << m;
+    EXPECT_FALSE(contains(m, "root")) << m;
+    EXPECT_FALSE(contains(m, "secret")) << m;
+  }
+  const std::string path = write_temp("data.csv", "root:x:0:0:root:/root:/bin/bash\n");
+  Result<Dataset> r = read_csv(path, "label", false);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(contains(r.error().message,
+                       "data.csv:1:1: no column named \"label\" for the label (the header has 1 column; "
+                       "their names are not shown"))
+      << r.error().message;
+  // Quoted as before otherwise.
+  EXPECT_TRUE(contains(read_csv(path, "label").error().message, "the columns are: root:x:0:0:root"));
+}
+
 TEST(DataCsv, ParsesExponentsSignsAndSurroundingSpaces) {
   const std::string path = write_temp("data.csv", "x,z,y\n1e-3, -2.5E2 ,+3\n.25,1e-50,0.5\n");
   Result<Dataset> r = read_csv(path, "y");

@@ -19,6 +19,7 @@
 #include "python/src/reports.h"
 #include "python/src/run.h"
 #include "python/src/trace_file.h"
+#include "replayer/report_html.h"
 
 namespace pyb = pybind11;
 using namespace pybind11::literals;
@@ -222,6 +223,17 @@ PYBIND11_MODULE(_trainrr, m) {
       .def_property_readonly("loss", [](Run& r) { return r.config().train.loss; })
       .def_property_readonly("sample_shape", [](Run& r) { return r.training().train_data().sample_shape(); })
       .def_property_readonly("trace_bytes", &Run::trace_bytes);
+
+  // The rule of --html, for Report.save_html: ("", "") where a report may be written to `path`, else the
+  // problem's name and a message that names the path.
+  m.def(
+      "check_html_path",
+      [](const std::string& path) {
+        const ReportPathCheck c = check_html_report_path(path);
+        static const char* names[] = {"", "empty", "folder", "no_folder", "cannot_write", "not_a_report"};
+        return pyb::make_tuple(names[static_cast<int>(c.problem)], c.message);
+      },
+      "path"_a);
 
   pyb::class_<Report>(m, "Report")
       .def("text", &Report::text)

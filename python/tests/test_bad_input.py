@@ -316,3 +316,52 @@ def test_the_non_finite_loss_warning_of_a_fit_on_arrays_gives_advice_in_its_term
     err = capsys.readouterr().err
     assert "training has diverged" in err and "standardized x may help" in err
     assert "data.scale" not in err
+
+
+def test_save_html_refuses_to_overwrite_a_file_that_is_not_a_report(tmp_path):
+    x, y = data(rows=64)
+    trace = tmp_path / "run.trr"
+    model().fit(x, y, epochs=1, verbose=0, record=trainrr.record(trace, seed=5))
+    before = trace.read_bytes()
+    report = trainrr.replay(trace)
+    with pytest.raises(FileExistsError) as e:
+        report.save_html(trace)
+    assert str(e.value) == f"{trace} exists and is not an HTML report: refusing to overwrite it"
+    assert trace.read_bytes() == before
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep")
+    with pytest.raises(FileExistsError, match="notes.txt exists and is not an HTML report"):
+        report.save_html(str(notes))
+    assert notes.read_text() == "keep"
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        report.save_html(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        report.save_html(tmp_path / "absent" / "report.html")
+    # A new file, an empty one and an earlier report are written.
+    for target in (tmp_path / "report.html", tmp_path / "report.html", tmp_path / "empty.html"):
+        if target.name == "empty.html":
+            target.write_text("")
+        report.save_html(target)
+        assert target.read_text().startswith("<!doctype html>")
+
+
+def test_to_config_refuses_to_overwrite_a_file_that_is_not_a_configuration(tmp_path):
+    x, y = data(rows=64)
+    m = model()
+    trace = tmp_path / "run.trr"
+    m.fit(x, y, epochs=1, verbose=0, record=trainrr.record(trace, seed=5))
+    before = trace.read_bytes()
+    with pytest.raises(FileExistsError) as e:
+        m.to_config(trace)
+    assert str(e.value) == f"to_config: {trace} exists and is not a TOML configuration: refusing to overwrite it"
+    assert trace.read_bytes() == before
+    assert not (tmp_path / "x.npy").exists(), "nothing is written when the configuration is refused"
+    # The arrays beside it: an earlier x.npy is replaced, a file of another kind under that name is not.
+    (tmp_path / "x.npy").write_text("my notes")
+    with pytest.raises(FileExistsError, match="x.npy exists and is not a .npy file"):
+        m.to_config(tmp_path / "run.toml")
+    assert (tmp_path / "x.npy").read_text() == "my notes" and not (tmp_path / "run.toml").exists()
+    (tmp_path / "x.npy").unlink()
+    m.to_config(tmp_path / "run.toml")
+    m.to_config(tmp_path / "run.toml")  # an earlier configuration and earlier arrays are replaced
+    assert np.load(tmp_path / "x.npy").shape == (64, 3)

@@ -278,14 +278,25 @@ class Sequential:
         its seed among them, the one given or the one drawn from the OS (before any fit, Keras' defaults and
         no seed, or the settings of the configuration the model was read from). With `path`, also writes it
         there, and the arrays of the last fit beside it (x.npy, y.npy), so that `trainrr record PATH` runs
-        the same run."""
+        the same run. A file already there is replaced only when it is empty or a TOML configuration (x.npy
+        and y.npy: .npy files); any other raises FileExistsError, naming it, and nothing is written."""
         settings = dict(self._fit)
         if self._seed_used is not None:
             settings["seed"] = self._seed_used
         text = self._config_text(settings, self._arrays is not None)
         if path is not None:
             path = os.fspath(path)
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            folder = os.path.dirname(os.path.abspath(path))
+            # Everything is checked before anything is written: a slip (to_config("run.trr")) destroys nothing.
+            _replaceable(path, _is_toml, "a TOML configuration")
+            if self._arrays is not None:
+                for name in (_data.X_FILE, _data.Y_FILE):
+                    if os.path.abspath(path) == os.path.join(folder, name):
+                        raise FileExistsError(f"to_config: {path}: the last fit's arrays are written beside the "
+                                              f"configuration as {_data.X_FILE} and {_data.Y_FILE}: give the "
+                                              f"configuration another name (run.toml)")
+                    _replaceable(os.path.join(folder, name), _is_npy, "a .npy file")
+            os.makedirs(folder, exist_ok=True)
             with open(path, "w", encoding="utf-8") as f:
                 f.write(text)
             if self._arrays is not None:
@@ -341,6 +352,44 @@ class Sequential:
 
     def __repr__(self):
         return f"<trainrr.Sequential layers={self.layers!r}>"
+
+
+def _replaceable(path, kind_of, kind):
+    """Refuses (FileExistsError) to replace a file that is not empty and not of the kind to_config writes."""
+    try:
+        if not os.path.isfile(path) or os.path.getsize(path) == 0:
+            return  # absent, or a folder or a device, which open() names
+        with open(path, "rb") as f:
+            head = f.read(_MAX_CONFIG_BYTES + 1)
+    except OSError:
+        return  # not readable: open() for writing says why, if it cannot write it
+    if not kind_of(head):
+        raise FileExistsError(f"to_config: {path} exists and is not {kind}: refusing to overwrite it")
+
+
+_MAX_CONFIG_BYTES = 1 << 20  # as the engine reads a configuration
+
+
+def _is_toml(head):
+    if len(head) > _MAX_CONFIG_BYTES:
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    try:
+        import tomllib
+    except ImportError:  # Python before 3.11: text without NUL bytes is taken for a configuration
+        return "\0" not in text
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return False
+    return True
+
+
+def _is_npy(head):
+    return head.startswith(b"\x93NUMPY")
 
 
 def _loss_object(name):

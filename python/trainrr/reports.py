@@ -66,6 +66,19 @@ class Report:
         return self._native.html()
 
     def save_html(self, path):
+        """Writes the page of `html()` to `path` under the rule of `--html`: a new file, or an empty file or an
+        earlier report, which it replaces. Any other file is refused (FileExistsError, naming it), so that a
+        slip such as save_html("run.trr") cannot destroy a trace, a configuration or data; a folder, a
+        missing folder or one that cannot be written raise IsADirectoryError, FileNotFoundError or
+        PermissionError."""
+        path = _path(path, "save_html")
+        if not path:
+            raise FileNotFoundError("save_html: needs a file path, got an empty one")
+        from . import _trainrr
+
+        problem, message = _trainrr.check_html_path(path)
+        if problem:
+            raise _PATH_ERRORS.get(problem, OSError)(message)
         with open(path, "w", encoding="utf-8") as f:
             f.write(self.html())
 
@@ -83,6 +96,11 @@ class Report:
     def __repr__(self):
         first = self.text().split("\n", 1)[0]
         return f"<trainrr.Report {self.command}: {first}>"
+
+
+# The problems of check_html_path, as the exceptions open() raises for their like.
+_PATH_ERRORS = {"empty": FileNotFoundError, "folder": IsADirectoryError, "no_folder": FileNotFoundError,
+                "cannot_write": PermissionError, "not_a_report": FileExistsError}
 
 
 def _path(value, what):
