@@ -10,6 +10,8 @@ if [[ "${TRAINRR_WITH_FUZZ:-0}" == 1 ]]; then packages+=(clang-14 libclang-rt-14
 if [[ "${TRAINRR_WITH_BROWSER:-0}" == 1 ]]; then packages+=(chromium python3); fi
 # Other CPU models for the replay tests (qemu-x86_64-static -cpu Nehalem ...).
 if [[ "${TRAINRR_WITH_QEMU:-0}" == 1 ]]; then packages+=(qemu-user-static); fi
+# Holds an export at one system call so that the tests can interrupt it there (tests/trace_cli_test.cc).
+if [[ "${TRAINRR_WITH_STRACE:-0}" == 1 ]]; then packages+=(strace); fi
 # Data-parallel training over Open MPI.
 if [[ "${TRAINRR_WITH_MPI:-0}" == 1 ]]; then packages+=(openmpi-bin libopenmpi-dev); fi
 # The Python module (import trainrr) and its tests.

@@ -5,7 +5,7 @@
 # the replay's set-up from an untrusted trace, each for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TRAINRR_WITH_FUZZ=1 TRAINRR_WITH_BROWSER=1 TRAINRR_WITH_QEMU=1 TRAINRR_WITH_MPI=1 TRAINRR_WITH_PYTHON=1 \
+TRAINRR_WITH_FUZZ=1 TRAINRR_WITH_BROWSER=1 TRAINRR_WITH_QEMU=1 TRAINRR_WITH_MPI=1 TRAINRR_WITH_PYTHON=1 TRAINRR_WITH_STRACE=1 \
   scripts/install-deps.sh
 jobs=$(nproc)
 
