@@ -3,8 +3,8 @@
 // their scratch folder, never hang on a data file that is not a file, and never pass the trace's bytes on
 // raw to a terminal, a JSON reader or a web page. After each run the file system is checked.
 
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -16,12 +16,13 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <numeric>
 #include <thread>
 
-#include "tests/test_util.h"
-#include "tests/trace_rewrite.h"
 #include "replayer/replayer.h"
 #include "replayer/scratch.h"
+#include "tests/test_util.h"
+#include "tests/trace_rewrite.h"
 #include "traces/trace_reader.h"
 #include "traces/trace_writer.h"
 
@@ -434,6 +435,39 @@ TEST_F(UntrustedTrace, ExportKeepsTensorNamesInsideItsFolder) {
   for (const auto& e : listing(work())) EXPECT_EQ(e.find('/', 3), std::string::npos) << e;  // ck/FILE only
   fs::remove_all(out);
   expect_nothing_written({"bad.trr", "cp.trr"});
+}
+
+// Row indices from a trace are served to the loader, which copies the rows they name: one past the data, or
+// a row taken twice, is a malformed trace, named with its step and field, and never used.
+TEST_F(UntrustedTrace, AShufflePermutationNamingRowsTheDataDoesNotHaveIsRefusedAsMalformed) {
+  for (const uint32_t first : {4000000000u, 1u}) {
+    const std::string bad = dir.file("perm.trr");
+    bool edited = false;
+    ASSERT_EQ(rewrite_trace(
+                  plain(), bad, [](trace::TraceHeader&) {},
+                  [&](trace::TraceStep& s) {
+                    for (auto& e : s.events)
+                      if (auto* sh = std::get_if<trace::ShuffleEvent>(&e); sh && s.index == 0) {
+                        // The recorded draw replaced by an explicit order with its digest recomputed.
+                        sh->draw.reset();
+                        sh->permutation.resize(sh->length);
+                        std::iota(sh->permutation.begin(), sh->permutation.end(), 0u);
+                        sh->permutation[0] = first;
+                        sh->digest = digest(std::span<const uint32_t>(sh->permutation));
+                        edited = true;
+                      }
+                  }),
+              "");
+    ASSERT_TRUE(edited);
+    CommandResult r = run("replay " + bad);
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("step 0: shuffle permutation[" +
+                            std::string(first == 1 ? "1] = 1 repeats" : "0] = 4000000000 is not <")),
+              std::string::npos)
+        << r.output;
+    fs::remove(bad);
+  }
+  expect_nothing_written();
 }
 
 }  // namespace

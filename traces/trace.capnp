@@ -211,7 +211,8 @@ struct Event {
 # The order in which a kernel that accumulates in completion order combined its partial results.
 struct AccumulationOrder {
   site @0 :UInt32;           # name id of the kernel site
-  order @1 :List(UInt32);    # partial (task) indices, in the order they were added
+  order @1 :List(UInt32);    # partial (task) indices, in the order they were added: must order 0..n-1 (n its
+                             # length), each once, as they index the partials a replay adds in this order
 }
 
 # Words counter .. counter+count-1 of the Philox stream with `key`.
@@ -220,14 +221,15 @@ struct RngDraw {
   stream @1 :UInt32;   # name id
   key @2 :UInt64;
   counter @3 :UInt64;  # offset in 32-bit words
-  count @4 :UInt64;    # 32-bit words consumed
+  count @4 :UInt64;    # 32-bit words consumed; inside Shuffle.draw must be length - 1 (0 for length <= 1)
   digest @5 :UInt64;   # XXH3-64 of the values drawn, as bytes; 0 inside Shuffle.draw
 }
 
 struct Split {
   site @0 :UInt32;
-  train @1 :List(UInt32);  # row indices
-  test @2 :List(UInt32);
+  train @1 :List(UInt32);  # row indices; train, then test, must order the rows 0..n-1 (n = both lengths),
+  test @2 :List(UInt32);   # each once: every row goes to one side. That n is the data's row count the engine
+                           # checks, which knows it
 }
 
 struct Shuffle {
@@ -236,8 +238,9 @@ struct Shuffle {
   length @2 :UInt64;       # rows in the permutation
   digest @3 :UInt64;       # XXH3-64 of the permutation as little-endian UInt32s
   draw @4 :RngDraw;        # the draw the permutation was computed from; null when it came from elsewhere
-  # The permutation, stored whole when there is no draw. When non-empty: its length must equal `length`
-  # and its digest must equal `digest`. Empty with a null draw is allowed only when `length` is 0.
+  # The permutation, stored whole when there is no draw. When non-empty: its length must equal `length`,
+  # its digest must equal `digest`, and it must order 0..length-1, each once (the rows a replay's loader reads).
+  # Empty with a null draw is allowed only when `length` is 0.
   permutation @5 :List(UInt32);
 }
 

@@ -149,6 +149,26 @@ std::vector<T> to_vector(typename capnp::List<T>::Reader in) {
   return out;
 }
 
+// Why `values` is not a permutation of 0..n-1 (n its length), "" when it is: the rows, tasks or batches it
+// orders are served to the engine as indices, so each must be in range and none may repeat. `field` names the
+// list in the message.
+std::string not_a_permutation(std::span<const uint32_t> values, const std::string& field) {
+  std::vector<bool> seen(values.size());  // bounded: the list lies within a message no larger than the file
+  for (size_t i = 0; i < values.size(); ++i) {
+    const uint32_t v = values[i];
+    const bool outside = v >= values.size();
+    if (!outside && !seen[v]) {
+      seen[v] = true;
+      continue;
+    }
+    return field + "[" + std::to_string(i) + "] = " + std::to_string(v) +
+           (outside ? " is not < " + std::to_string(values.size()) + ", its length"
+                    : " repeats an earlier entry") +
+           ": it must order the indices 0.." + std::to_string(values.size() - 1) + ", each once";
+  }
+  return "";
+}
+
 std::vector<std::pair<std::string, double>> named_values(capnp::List<schema::NamedValue>::Reader in) {
   std::vector<std::pair<std::string, double>> out;
   out.reserve(in.size());
@@ -175,7 +195,14 @@ std::optional<Event> read_event(schema::Event::Reader e, const NameTable& names)
     }
     case schema::Event::SPLIT: {
       auto r = e.getSplit();
-      return SplitEvent{names.at(r.getSite()), to_vector<uint32_t>(r.getTrain()), to_vector<uint32_t>(r.getTest())};
+      SplitEvent s{names.at(r.getSite()), to_vector<uint32_t>(r.getTrain()),
+                   to_vector<uint32_t>(r.getTest())};
+      // Every row of the data goes to one side or the other: together the two lists order the rows 0..n-1.
+      std::vector<uint32_t> rows = s.train;
+      rows.insert(rows.end(), s.test.begin(), s.test.end());
+      if (std::string why = not_a_permutation(rows, "split rows (train, then test)"); !why.empty())
+        malformed(why);
+      return s;
     }
     case schema::Event::SHUFFLE: {
       auto r = e.getShuffle();
@@ -193,9 +220,16 @@ std::optional<Event> read_event(schema::Event::Reader e, const NameTable& names)
                     std::to_string(s.length));
         if (digest(std::span<const uint32_t>(s.permutation)) != s.digest)
           malformed("shuffle permutation does not match its digest");
+        if (std::string why = not_a_permutation(s.permutation, "shuffle permutation"); !why.empty())
+          malformed(why);
       } else if (!s.draw && s.length != 0) {
         malformed("shuffle has neither a draw nor a permutation");
       }
+      // A permutation of n rows is made from n - 1 words (engine/random.h, permutation_from_words).
+      if (s.draw && s.draw->count != (s.length > 1 ? s.length - 1 : 0))
+        malformed("shuffle draw count " + std::to_string(s.draw->count) + " must be " +
+                  std::to_string(s.length > 1 ? s.length - 1 : 0) + ": a permutation of " +
+                  std::to_string(s.length) + " rows draws one word fewer than it has rows");
       return s;
     }
     case schema::Event::BATCH_ORDER: {
@@ -291,7 +325,11 @@ std::optional<Event> read_event(schema::Event::Reader e, const NameTable& names)
     }
     case schema::Event::ACCUMULATION_ORDER: {
       auto r = e.getAccumulationOrder();
-      return AccumulationOrderEvent{names.at(r.getSite()), to_vector<uint32_t>(r.getOrder())};
+      AccumulationOrderEvent a{names.at(r.getSite()), to_vector<uint32_t>(r.getOrder())};
+      if (std::string why = not_a_permutation(a.order, "accumulation order at " + clipped(a.site));
+          !why.empty())
+        malformed(why);
+      return a;
     }
   }
   return std::nullopt;
@@ -850,7 +888,13 @@ struct TraceReader::Impl {
       out.events.push_back(BatchOrderEvent{s.getBatchOrder()});
     }
     for (auto e : events) {
-      if (auto ev = read_event(e, names)) {
+      std::optional<Event> ev;
+      try {
+        ev = read_event(e, names);
+      } catch (const Malformed& m) {
+        malformed("step " + std::to_string(out.index) + ": " + m.what);
+      }
+      if (ev) {
         out.events.push_back(std::move(*ev));
       } else if (notes.size() < kMaxNotes) {
         notes.push_back(name + ": byte " + std::to_string(offset) + ": step " + std::to_string(out.index) +

@@ -951,3 +951,89 @@ TEST(TraceEmbeddedData, HostileFramesAreMalformedNamingTheDataSet) {
 
 }  // namespace
 }  // namespace trainrr::trace
+
+namespace trainrr::trace {
+namespace {
+
+using namespace testing_util;
+
+// What reading a trace written by the writer, with `step` as its one step (and `checkpoint` after it, if
+// given), stops with: "" when it reads to its footer.
+std::string read_error_of(const TraceStep& step, const std::optional<TrainState>& checkpoint = std::nullopt) {
+  const std::string path = temp_path("indices.trr");
+  {
+    auto w = TraceWriter::create(path, sample_header());
+    if (!w) return "writer: " + w.error().message;
+    if (Status s = (*w)->write_step(step); !s) return "writer: " + s.error().message;
+    if (checkpoint)
+      if (Status s = (*w)->write_checkpoint(*checkpoint); !s) return "writer: " + s.error().message;
+    if (Status s = (*w)->finish(TraceFooter{false, "stopped", 0, 0, {}}); !s)
+      return "writer: " + s.error().message;
+  }
+  auto r = TraceReader::open(path);
+  std::remove(path.c_str());
+  if (!r) return r.error().message;
+  ReadAll all = read_all(**r);
+  if (!all.error) return "";
+  EXPECT_FALSE((*r)->stopped()->truncated) << all.error->message;
+  return all.error->message;
+}
+
+TraceStep step_with(Event e) {
+  TraceStep s;
+  s.events.push_back(std::move(e));
+  return s;
+}
+
+ShuffleEvent shuffle_of(std::vector<uint32_t> permutation) {
+  ShuffleEvent sh;
+  sh.site = "data/shuffle";
+  sh.length = permutation.size();
+  sh.digest = digest(std::span<const uint32_t>(permutation));  // recomputed, as a crafted trace would
+  sh.permutation = std::move(permutation);
+  return sh;
+}
+
+// Recorded row, task and batch indices are served back to the engine, which reads memory at them: each must
+// be in range and none may repeat, or reading stops there, naming the step and the field.
+TEST(TraceUntrusted, AShufflePermutationThatIsNoPermutationIsMalformedAtItsStep) {
+  EXPECT_EQ(read_error_of(step_with(shuffle_of({2, 0, 1}))), "");
+  std::string m = read_error_of(step_with(shuffle_of({4000000000u, 1, 2})));
+  EXPECT_NE(m.find("step 0: shuffle permutation[0] = 4000000000 is not < 3"), std::string::npos) << m;
+  m = read_error_of(step_with(shuffle_of({0, 1, 3})));
+  EXPECT_NE(m.find("step 0: shuffle permutation[2] = 3 is not < 3"), std::string::npos) << m;
+  m = read_error_of(step_with(shuffle_of({1, 1, 2})));
+  EXPECT_NE(m.find("step 0: shuffle permutation[1] = 1 repeats an earlier entry"), std::string::npos) << m;
+  // A permutation rebuilt from a draw takes one word fewer than it has rows: any other count is no draw of
+  // it.
+  ShuffleEvent drawn;
+  drawn.site = "data/shuffle";
+  drawn.length = 1437;
+  drawn.draw = RngDraw{"data/shuffle", "data/shuffle", 5, 0, 1436};
+  EXPECT_EQ(read_error_of(step_with(drawn)), "");
+  for (uint64_t count : {uint64_t{2}, uint64_t{1} << 62}) {
+    drawn.draw->count = count;
+    m = read_error_of(step_with(drawn));
+    EXPECT_NE(m.find("step 0: shuffle draw count " + std::to_string(count) + " must be 1436"),
+              std::string::npos)
+        << m;
+  }
+}
+
+TEST(TraceUntrusted, ASplitOrAnAccumulationOrderThatIsNoPermutationIsMalformedAtItsStep) {
+  EXPECT_EQ(read_error_of(step_with(SplitEvent{"data/split", {0, 2, 3}, {1}})), "");
+  std::string m = read_error_of(step_with(SplitEvent{"data/split", {0, 2, 4000000000u}, {1}}));
+  EXPECT_NE(m.find("step 0: split rows (train, then test)[2] = 4000000000 is not < 4"), std::string::npos)
+      << m;
+  m = read_error_of(step_with(SplitEvent{"data/split", {0, 2, 3}, {2}}));
+  EXPECT_NE(m.find("step 0: split rows (train, then test)[3] = 2 repeats an earlier entry"),
+            std::string::npos)
+      << m;
+  EXPECT_EQ(read_error_of(step_with(AccumulationOrderEvent{"bn/sum", {1, 0}})), "");
+  m = read_error_of(step_with(AccumulationOrderEvent{"bn/sum", {1, 4000000000u}}));
+  EXPECT_NE(m.find("step 0: accumulation order at bn/sum[1] = 4000000000 is not < 2"), std::string::npos)
+      << m;
+}
+
+}  // namespace
+}  // namespace trainrr::trace
