@@ -470,5 +470,57 @@ TEST_F(UntrustedTrace, AShufflePermutationNamingRowsTheDataDoesNotHaveIsRefusedA
   expect_nothing_written();
 }
 
+TEST_F(UntrustedTrace, ACheckpointPermutationNamingRowsTheDataDoesNotHaveIsRefusedAsMalformed) {
+  const std::string with_checkpoint = dir.file("cp.trr");
+  CommandResult rec = run_trainrr("record " + example("breast_cancer.toml") +
+                                  " --set train.epochs=1 --checkpoint-every 5 -o " + with_checkpoint);
+  ASSERT_EQ(rec.exit_code, 0) << rec.output;
+  const std::string bad = dir.file("bad.trr");
+  ASSERT_EQ(rewrite_trace(
+                with_checkpoint, bad, [](trace::TraceHeader&) {}, {},
+                [](trace::TraceCheckpoint& cp) {
+                  if (cp.step == 5) cp.permutation.at(0) = 3000000000u;
+                  return true;
+                }),
+            "");
+  for (const std::string& args : {"replay " + bad + " --from-step 5", "replay " + bad}) {
+    CommandResult r = run(args);
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find("checkpoint at step 5: permutation[0] = 3000000000 is not <"), std::string::npos)
+        << args << "\n"
+        << r.output;
+  }
+  expect_nothing_written({"bad.trr", "cp.trr"});
+}
+
+// An optimizer's state is updated elementwise beside its parameter: a slot of another shape is refused when
+// the checkpoint is restored, not read or written past its end.
+TEST_F(UntrustedTrace, AnOptimizerSlotOfAnotherShapeThanItsParameterIsRefused) {
+  const std::string with_checkpoint = dir.file("cp.trr");
+  CommandResult rec = run_trainrr("record " + example("breast_cancer.toml") +
+                                  " --set train.epochs=1 --checkpoint-every 5 -o " + with_checkpoint);
+  ASSERT_EQ(rec.exit_code, 0) << rec.output;
+  const std::string bad = dir.file("bad.trr");
+  bool edited = false;
+  ASSERT_EQ(rewrite_trace(
+                with_checkpoint, bad, [](trace::TraceHeader&) {}, {},
+                [&](trace::TraceCheckpoint& cp) {
+                  for (auto& t : cp.tensors)
+                    if (cp.step == 5 && t.name == "m/dense_1.kernel") {
+                      t.value = Tensor({1}, 0.0f);
+                      edited = true;
+                    }
+                  return true;
+                }),
+            "");
+  ASSERT_TRUE(edited);
+  CommandResult r = run("replay " + bad + " --from-step 5");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("optimizer state 'm/dense_1.kernel' has shape (1,), its parameter (30, 16)"),
+            std::string::npos)
+      << r.output;
+  expect_nothing_written({"bad.trr", "cp.trr"});
+}
+
 }  // namespace
 }  // namespace trainrr::testing

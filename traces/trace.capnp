@@ -346,11 +346,13 @@ struct Checkpoint {
   tensors @4 :List(Tensor);      # parameters, then optimizer state; the decompressed sizes of all of them
                                  # together must stay under the reader's checkpoint limit
   rngOffsets @5 :List(RngOffset);
-  permutation @6 :List(UInt32);  # the current epoch's order (loader cursor)
+  permutation @6 :List(UInt32);  # the current epoch's order (loader cursor): must order 0..n-1 (n its length),
+                                 # each once; that n is the training rows the engine checks
   scalars @7 :List(NamedValue);  # optimizer iterations and the like
   names @8 :Names;               # the whole interning state (first must be 0); must be set
-  batchesDone @9 :List(UInt32);  # batches of the current epoch already handed out, in order; each must be
-                                 # < the epoch's batch count, which the reader cannot know: the engine checks
+  batchesDone @9 :List(UInt32);  # batches of the current epoch already handed out, in order; none may repeat,
+                                 # and each must be < the epoch's batch count, which the reader cannot know:
+                                 # the engine checks
 }
 
 struct Tensor {

@@ -1021,6 +1021,15 @@ struct TraceReader::Impl {
     for (auto r : c.getRngOffsets()) out.rng_offsets.emplace_back(text(r.getStream()), r.getOffset());
     out.permutation = to_vector<uint32_t>(c.getPermutation());
     out.batches_done = to_vector<uint32_t>(c.getBatchesDone());
+    const std::string at = "checkpoint at step " + std::to_string(out.step) + ": ";
+    if (std::string why = not_a_permutation(out.permutation, "permutation"); !why.empty())
+      malformed(at + why);
+    // The batches handed out, each once; that each is < the epoch's batch count the engine checks, which
+    // knows the count.
+    std::vector<uint32_t> done = out.batches_done;
+    std::sort(done.begin(), done.end());
+    if (auto twice = std::adjacent_find(done.begin(), done.end()); twice != done.end())
+      malformed(at + "batchesDone names batch " + std::to_string(*twice) + " twice");
     out.scalars = named_values(c.getScalars());
     names = std::move(fresh);
     return out;

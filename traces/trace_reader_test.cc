@@ -1035,5 +1035,25 @@ TEST(TraceUntrusted, ASplitOrAnAccumulationOrderThatIsNoPermutationIsMalformedAt
       << m;
 }
 
+TEST(TraceUntrusted, ACheckpointPermutationThatIsNoPermutationOrABatchDoneTwiceIsMalformed) {
+  TraceStep step;
+  TrainState c = sample_checkpoint(1);
+  EXPECT_EQ(read_error_of(step, c), "");
+  c.permutation[0] = 3000000000u;
+  std::string m = read_error_of(step, c);
+  EXPECT_NE(m.find("checkpoint at step 1: permutation[0] = 3000000000 is not < 10"), std::string::npos) << m;
+  c = sample_checkpoint(1);
+  c.permutation[1] = c.permutation[0];
+  m = read_error_of(step, c);
+  EXPECT_NE(m.find("checkpoint at step 1: permutation[1] = " + std::to_string(c.permutation[0]) +
+                   " repeats an earlier entry"),
+            std::string::npos)
+      << m;
+  c = sample_checkpoint(1);
+  c.batches_done = {1, 0, 1};
+  m = read_error_of(step, c);
+  EXPECT_NE(m.find("checkpoint at step 1: batchesDone names batch 1 twice"), std::string::npos) << m;
+}
+
 }  // namespace
 }  // namespace trainrr::trace
