@@ -111,6 +111,36 @@ TEST(DamagedTraceReport, ReplaySaysDamagedWithTheStepTheByteAndWhatWasCompared) 
   EXPECT_TRUE(has(json.output, "\"steps_compared\":" + std::to_string(step) + ",")) << json.output;
 }
 
+// A changed step whose next message reads as cut short by the end of the file (its framing changed so that it
+// runs past the end), in a file that ends with its intact footer: nothing vouches for the step, so the replay
+// reports the damage there and never compares the changed step.
+TEST(DamagedTraceReport, ReplaySaysDamagedWhereTheNextMessageSeemsCutButTheFooterIsIntact) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", "--set train.epochs=2");
+  const std::string damaged = dir.file("damaged.trr");
+  const int64_t step = damage_a_step(trace, damaged, 10);
+  ASSERT_GE(step, 1) << "no step's loss lies verbatim in the file";
+  const StepMessage m = step_message(trace, step);
+  // The next message's start: one segment of 2^24 words, its root 2^22 words in (packed).
+  std::string bytes = read_file(damaged);
+  const std::string cut_looking = "\x80\x01\x58\x01\x01\x50";
+  bytes.replace(m.to, cut_looking.size(), cut_looking);
+  write_file(damaged, bytes);
+
+  const CommandResult text = run_trainrr("replay " + damaged);
+  EXPECT_EQ(text.exit_code, 2) << text.output;
+  EXPECT_EQ(
+      text.output.rfind("damaged: the trace was changed after it was written: reading stopped at byte " +
+                            std::to_string(m.from) + ", after step " + std::to_string(step - 1) + ";",
+                        0),
+      0u)
+      << text.output;
+  EXPECT_FALSE(has(text.output, "diverged")) << text.output;
+  const CommandResult json = run_trainrr("replay --json " + damaged);
+  EXPECT_EQ(json.exit_code, 2) << json.output;
+  EXPECT_TRUE(has(json.output, "\"status\":\"damaged\"")) << json.output;
+}
+
 TEST(DamagedTraceReport, DiffOfATraceAndItsDamagedCopySaysDamagedNotIdentical) {
   TempDir dir;
   const std::string trace = record(dir, "run.trr", "--set train.epochs=2");

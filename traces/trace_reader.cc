@@ -482,6 +482,20 @@ struct TraceReader::Impl {
                             ": this message, or the bytes that frame it, were changed after they were "
                             "written (the file is damaged, not cut)");
       }
+      // Where its start cannot tell (the digest it holds lies past the words there), the end of the file
+      // can: a file that ends with an intact footer was not cut, so the next message is no message and this
+      // one has nothing to vouch for it. Judged now, before this message is handed out, not when the next
+      // read reaches the "cut".
+      if (auto footer = intact_footer_after(next)) {
+        truncated_tail = false;
+        return error_at(offset,
+                        "the message after this one (at byte " + std::to_string(next) +
+                            ") reads as running past the end of the file, but the file ends with an intact "
+                            "footer (at byte " +
+                            std::to_string(*footer) +
+                            "): this message, or the bytes that frame it, were changed after they were "
+                            "written (the file is damaged, not cut)");
+      }
       error_offset = cut_offset, error_what = cut_what;
       return {};
     }
@@ -582,8 +596,17 @@ struct TraceReader::Impl {
   // check: the start of an intact footer that ends the file, found within the last kFooterScanBytes after
   // `offset`, or nullopt (a cut, as far as can be told).
   static constexpr uint64_t kFooterScanBytes = uint64_t{1} << 20;
+  // The last answer of intact_footer_after, by offset: a cut is asked about twice (before the message before
+  // it is handed out, then when reading reaches it), and each scan may read the last MiB of the file.
+  std::optional<std::pair<uint64_t, std::optional<uint64_t>>> footer_scan;
   std::optional<uint64_t> intact_footer_after(uint64_t offset) {
     if (!chained) return std::nullopt;  // footers of earlier formats carry no check
+    if (footer_scan && footer_scan->first == offset) return footer_scan->second;
+    std::optional<uint64_t> found = scan_for_intact_footer(offset);
+    footer_scan.emplace(offset, found);
+    return found;
+  }
+  std::optional<uint64_t> scan_for_intact_footer(uint64_t offset) {
     static const unsigned which_offset =
         capnp::Schema::from<schema::Message>().getProto().getStruct().getDiscriminantOffset();
     const uint64_t lowest = std::max(offset + 1, size > kFooterScanBytes ? size - kFooterScanBytes : 0);

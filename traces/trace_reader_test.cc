@@ -666,6 +666,48 @@ TEST(TraceIntegrity, AChangedMessageIsDamageNamedAtItsOffset) {
   std::remove(path.c_str());
 }
 
+// The start of a message that declares one segment of 2^24 words (past the end of any small file) and a root
+// struct 2^22 words into it: packed, 6 bytes that read as a message cut short whose start cannot tell the
+// digest it holds, as the bytes after a changed segment size can.
+const std::vector<uint8_t> kCutLookingStart = {0x80, 0x01, 0x58, 0x01, 0x01, 0x50};
+
+// A changed step whose next message reads as cut short, in a file that ends with an intact footer: nothing
+// vouches for the step, and the file is not cut, so the step is damage, never handed out.
+TEST(TraceIntegrity, AChangedMessageBeforeOneThatSeemsCutIsDamageWhenAnIntactFooterEndsTheFile) {
+  const std::string path = temp_path("seems_cut.trr");
+  const SampleTrace sample = write_sample_trace(path, 4);
+  const uint64_t step2 = sample.message_ends[3], checkpoint = sample.message_ends[4];
+  std::vector<uint8_t> bytes = with_step_two_loss_changed(read_file(path), step2, checkpoint);
+  ASSERT_FALSE(bytes.empty()) << "step 2's loss was not found where it was written";
+  std::copy(kCutLookingStart.begin(), kCutLookingStart.end(),
+            bytes.begin() + static_cast<int64_t>(checkpoint));
+  auto r = TraceReader::open_memory(bytes, "seems_cut.trr");
+  ASSERT_TRUE(r) << r.error().message;
+  ReadAll all = read_all(**r);
+  ASSERT_TRUE(all.error);
+  for (const TraceRecord& rec : all.records) {
+    const auto* step = std::get_if<TraceStep>(&rec.value);
+    EXPECT_TRUE(!step || step->index < 2) << "the changed step was handed out";
+  }
+  EXPECT_EQ(all.records.size(), 3u);  // step 0, step 1, epoch 0
+  ASSERT_TRUE((*r)->stopped());
+  EXPECT_FALSE((*r)->stopped()->truncated) << all.error->message;
+  EXPECT_EQ((*r)->stopped()->offset, step2) << all.error->message;
+  EXPECT_NE(all.error->message.find("the file ends with an intact footer"), std::string::npos)
+      << all.error->message;
+  // Unchanged bytes cut there are a cut: step 2 was written whole.
+  std::vector<uint8_t> cut_bytes = read_file(path);
+  cut_bytes.resize(checkpoint);
+  cut_bytes.insert(cut_bytes.end(), kCutLookingStart.begin(), kCutLookingStart.end());
+  auto cut = TraceReader::open_memory(cut_bytes, "cut.trr");
+  ASSERT_TRUE(cut) << cut.error().message;
+  ReadAll partial = read_all(**cut);
+  ASSERT_TRUE(partial.error);
+  EXPECT_TRUE((*cut)->stopped()->truncated) << partial.error->message;
+  EXPECT_EQ((*cut)->stopped()->offset, checkpoint);
+  std::remove(path.c_str());
+}
+
 // Whatever byte of step 2 changes, and however (its values, or its framing so that the next message starts
 // at the wrong byte), step 2 is never handed out with other values than written.
 TEST(TraceIntegrity, NoChangedByteOfAStepReachesTheCaller) {
