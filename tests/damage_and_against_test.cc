@@ -141,6 +141,32 @@ TEST(DamagedTraceReport, ReplaySaysDamagedWhereTheNextMessageSeemsCutButTheFoote
   EXPECT_TRUE(has(json.output, "\"status\":\"damaged\"")) << json.output;
 }
 
+// One bit of the header turns format 3 into format 2, which chains no messages: the digests the messages hold
+// say the header was changed, and show, dump and replay call the trace damaged instead of reading it
+// unchecked.
+TEST(DamagedTraceReport, AHeaderChangedToFormatTwoIsDamagedNotReadWithoutItsChecks) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", "--set train.epochs=1");
+  std::string bytes = read_file(trace);
+  // The header's first data words, packed: the magic (copied verbatim after tag 0xff, then a count of 0
+  // further verbatim words), then minReaderVersion and formatVersion (tag 0x11: bytes 0 and 4 of the word).
+  const size_t magic = bytes.find("TRAINRR1");
+  ASSERT_NE(magic, std::string::npos);
+  ASSERT_EQ(bytes.substr(magic + 8, 2), std::string("\x00\x11", 2)) << "the header packs otherwise";
+  ASSERT_EQ(bytes[magic + 11], '\x03');
+  bytes[magic + 11] = '\x02';  // formatVersion 3 -> 2: one bit
+  const std::string downgraded = dir.file("downgraded.trr");
+  write_file(downgraded, bytes);
+  for (const std::string command : {"show", "dump", "replay"}) {
+    const CommandResult r = run_trainrr(command + " " + downgraded);
+    EXPECT_EQ(r.exit_code, 2) << command << "\n" << r.output;
+    EXPECT_TRUE(
+        has(r.output, "the header's formatVersion was changed after it was written (the file is damaged)"))
+        << command << "\n"
+        << r.output;
+  }
+}
+
 TEST(DamagedTraceReport, DiffOfATraceAndItsDamagedCopySaysDamagedNotIdentical) {
   TempDir dir;
   const std::string trace = record(dir, "run.trr", "--set train.epochs=2");

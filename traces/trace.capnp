@@ -42,7 +42,8 @@ struct Message {
   }
   # From format 3: the low 32 bits of the XXH3-64 of the previous message's packed bytes, 1 where those bits
   # are 0; 0 in the header. Must match the previous message as read: a message changed after it was written
-  # (a flipped bit, an edit) is damage that the next message exposes. 0 throughout a trace of format 2.
+  # (a flipped bit, an edit) is damage that the next message exposes. Must be 0 throughout a trace of format 2:
+  # a first message that holds the header's digest under a header of format 2 is a changed formatVersion.
   previous @5 :UInt32;
 }
 
@@ -381,7 +382,7 @@ struct Footer {
   eventCount @3 :UInt64;   # events in all steps
   checkpoints @4 :List(CheckpointRef);  # in file order
   # From format 3: footer_digest() of the values above (traces/trace.cc), which no message after the footer
-  # can vouch for; must match them. 0: not written.
+  # can vouch for; must match them. 0: not written; must be 0 in a trace of format 2.
   check @5 :UInt32;
 }
 

@@ -576,16 +576,29 @@ struct TraceReader::Impl {
     return (r.data[bit / 64] >> (bit % 64)) & ((uint64_t{1} << bits) - 1);
   }
 
+  // Where Message.previous lies in the root's data section (in units of 32 bits).
+  static unsigned previous_slot() {
+    static const unsigned slot =
+        capnp::Schema::from<schema::Message>().getFieldByName("previous").getProto().getSlot().getOffset();
+    return slot;
+  }
+
+  // The digest the message at `at` holds of the one before it (Message.previous), read from its first words,
+  // so whether or not the file holds all of it: nullopt where those words do not tell.
+  std::optional<uint64_t> previous_held_at(uint64_t at) {
+    const PartialRoot r = partial_root(at, 4096);
+    if (r.no_message) return std::nullopt;
+    return data_field(r, previous_slot(), 32);
+  }
+
   // Why the message at `next`, which the file cuts short, cannot be the one written after a message of digest
   // `expected`: it cannot start a message, or the digest it holds is another. "" when it holds `expected`, or
   // when the file stops before that field, so that nothing can be said (a cut inside a message's first
   // words).
   std::string cut_message_disowns(uint64_t next, uint32_t expected) {
-    static const unsigned previous_slot =
-        capnp::Schema::from<schema::Message>().getFieldByName("previous").getProto().getSlot().getOffset();
     const PartialRoot r = partial_root(next, 4096);
     if (r.no_message) return r.why;
-    const std::optional<uint64_t> held = data_field(r, previous_slot, 32);
+    const std::optional<uint64_t> held = data_field(r, previous_slot(), 32);
     if (!held || *held == expected) return "";
     return "the digest it holds of this message (" + std::to_string(*held) + ") is not this message's (" +
            std::to_string(expected) + ")";
@@ -1076,6 +1089,10 @@ struct TraceReader::Impl {
       if (at < header_size || at >= offset || (i > 0 && at <= out.checkpoints[i - 1].offset))
         malformed("footer: checkpoint offset " + std::to_string(at) + " is not a message offset");
     }
+    if (!chained && f.getCheck() != 0)
+      malformed(
+          "the footer carries a check of its values, which only traces of format 3 and later carry: the "
+          "header's formatVersion or the footer was changed after it was written (the file is damaged)");
     if (chained && f.getCheck() != 0 && f.getCheck() != footer_digest(out))
       malformed(
           "the footer was changed after it was written: its values do not match its check (the file is "
@@ -1203,9 +1220,19 @@ Status TraceReader::read_header() {
     auto root = message.getRoot<schema::Message>();
     if (root.which() != schema::Message::HEADER) malformed("not a trainrr trace (the first message is no header)");
     header_ = m.read_header(root.getHeader());
+    if (root.getPrevious() != 0)
+      malformed("the header holds a digest of a message before it: it must hold 0");
     header_size_ = bytes;
     m.pos = header_size_;
     m.chained = header_.format_version >= 3;
+    // A trace of format 2 holds no digests: a first message that holds the header's says the header's
+    // formatVersion was changed, which would turn every later check of the chain off.
+    if (!m.chained && bytes < m.size)
+      if (std::optional<uint64_t> held = m.previous_held_at(bytes); held && *held != 0)
+        malformed("the header says format " + std::to_string(header_.format_version) +
+                  ", which chains no messages, but the message after it (at byte " + std::to_string(bytes) +
+                  ") holds a digest of the one before it (Message.previous, from format 3): the header's "
+                  "formatVersion was changed after it was written (the file is damaged)");
     if (m.chained) {
       m.previous = m.digest_at(0, bytes);
       // The first message vouches for the header, as each message does for the one before it.
@@ -1243,6 +1270,12 @@ Result<std::optional<TraceRecord>> TraceReader::next() {
       capnp::FlatArrayMessageReader message(words, m.options_for(words));
       auto root = message.getRoot<schema::Message>();
       TraceRecord rec{offset, size, TraceEpoch{}};
+      if (!m.chained && root.getPrevious() != 0)
+        malformed(
+            "this message holds a digest of the one before it (Message.previous), which only traces of "
+            "format 3 and later carry, but the header says format " +
+            std::to_string(header_.format_version) +
+            ": the header or this message was changed after it was written (the file is damaged)");
       switch (root.which()) {
         case schema::Message::HEADER:
           malformed("a second header");

@@ -825,6 +825,68 @@ TEST(TraceIntegrity, AChangedFooterLeavesTheCheckpointsListedOrCallsTheFileDamag
   std::remove(path.c_str());
 }
 
+// `bytes` (a written trace) with its header's formatVersion set to `version`, the rest as written.
+std::vector<uint8_t> with_format_version(const std::vector<uint8_t>& bytes, uint32_t version) {
+  kj::ArrayInputStream in(kj::arrayPtr(bytes.data(), bytes.size()));
+  capnp::MallocMessageBuilder message;
+  {
+    capnp::PackedMessageReader reader(in);
+    message.setRoot(reader.getRoot<schema::Message>());
+  }
+  const size_t header = bytes.size() - in.tryGetReadBuffer().size();
+  message.getRoot<schema::Message>().getHeader().setFormatVersion(version);
+  return concat(packed(message),
+                std::vector<uint8_t>(bytes.begin() + static_cast<int64_t>(header), bytes.end()));
+}
+
+// A trace of format 2 chains nothing, so a header changed to say format 2 would turn every check of the chain
+// off: the digests its messages hold say it was format 3, and reading refuses it as damaged.
+TEST(TraceIntegrity, AHeaderChangedToAnEarlierFormatIsDamageNotAnUnchainedTrace) {
+  const std::string path = temp_path("downgraded.trr");
+  write_sample_trace(path, 4);
+  const std::vector<uint8_t> written = read_file(path);
+  for (uint32_t version : {2u, 1u}) {
+    const std::vector<uint8_t> bytes = with_format_version(written, version);
+    auto r = TraceReader::open_memory(bytes, "downgraded.trr");
+    ASSERT_FALSE(r) << "format " << version << " read as an unchained trace";
+    EXPECT_NE(r.error().message.find("the header's formatVersion was changed after it was written"),
+              std::string::npos)
+        << r.error().message;
+  }
+  // A message of a format-2 trace that holds a digest, and a footer of one that carries a check, are damage.
+  {
+    capnp::MallocMessageBuilder message;
+    auto step = message.initRoot<schema::Message>();
+    step.initStep().setIndex(0);
+    step.setPrevious(12345);
+    auto r = TraceReader::open_memory(concat(header_bytes(), packed(message)), "f2.trr");
+    ASSERT_FALSE(r);  // the first message: the header's version is what changed
+    EXPECT_NE(r.error().message.find("formatVersion was changed"), std::string::npos) << r.error().message;
+    capnp::MallocMessageBuilder first;
+    first.initRoot<schema::Message>().initStep().setIndex(0);
+    const std::vector<uint8_t> two = concat(concat(header_bytes(), packed(first)), packed(message));
+    auto later = TraceReader::open_memory(two, "f2.trr");
+    ASSERT_TRUE(later) << later.error().message;
+    ReadAll all = read_all(**later);
+    ASSERT_TRUE(all.error);
+    EXPECT_NE(
+        all.error->message.find("holds a digest of the one before it (Message.previous), which only traces "
+                                "of format 3 and later carry"),
+        std::string::npos)
+        << all.error->message;
+    capnp::MallocMessageBuilder footer;
+    footer.initRoot<schema::Message>().initFooter().setCheck(7);
+    const std::vector<uint8_t> checked = concat(header_bytes(), packed(footer));
+    auto f = TraceReader::open_memory(checked, "f2.trr");
+    ASSERT_TRUE(f) << f.error().message;
+    all = read_all(**f);
+    ASSERT_TRUE(all.error);
+    EXPECT_NE(all.error->message.find("the footer carries a check of its values"), std::string::npos)
+        << all.error->message;
+  }
+  std::remove(path.c_str());
+}
+
 TEST(TraceIntegrity, TheUnchangedFileReadsToItsFooterAndASeekReadsOnWithoutTheEarlierMessage) {
   const std::string path = temp_path("chained.trr");
   const SampleTrace sample = write_sample_trace(path, 4);
