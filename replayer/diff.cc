@@ -26,11 +26,14 @@ bool is_evidence(const std::string& key) { return key.rfind("kernel|", 0) == 0 |
 bool differ(const trace::Event& a, const trace::Event& b, FirstDivergence& d) {
   if (auto* ra = std::get_if<trace::RngDrawEvent>(&a)) {
     const auto& rb = std::get<trace::RngDrawEvent>(b);
-    if (ra->digest == rb.digest) return false;
+    const bool same_draw =
+        ra->draw.key == rb.draw.key && ra->draw.counter == rb.draw.counter && ra->draw.count == rb.draw.count;
+    if (ra->digest == rb.digest && same_draw) return false;
     d.kind = "rng";
     d.site = ra->draw.site;
     d.phase = event_phase(d.kind, d.site);
-    d.detail = "draw at " + d.site + ": " + draw_str(ra->draw) + " (A), " + draw_str(rb.draw) + " (B)";
+    d.detail = "draw at " + d.site + ": " + draw_str(ra->draw) + " (A), " + draw_str(rb.draw) + " (B)" +
+               (ra->digest == rb.digest ? " (the same values, from another draw)" : "");
     return true;
   }
   if (auto* sa = std::get_if<trace::SplitEvent>(&a)) {

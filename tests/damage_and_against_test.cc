@@ -15,7 +15,9 @@
 #include "engine/kernels/kernel_registry.h"
 #include "tests/recording_util.h"
 #include "tests/test_util.h"
+#include "tests/trace_rewrite.h"
 #include "traces/trace_reader.h"
+#include "traces/trace_writer.h"
 
 namespace trainrr::testing {
 namespace {
@@ -164,6 +166,86 @@ TEST(DamagedTraceReport, AHeaderChangedToFormatTwoIsDamagedNotReadWithoutItsChec
         has(r.output, "the header's formatVersion was changed after it was written (the file is damaged)"))
         << command << "\n"
         << r.output;
+  }
+}
+
+// A copy of `from` that holds its header, its initial checkpoint and its first `steps` steps, then a footer,
+// written by the writer (the chain and the footer's check are whole), that says the run completed.
+std::string first_steps_said_completed(const std::string& from, const std::string& to, int64_t steps) {
+  auto reader = trace::TraceReader::open(from);
+  if (!reader) return reader.error().message;
+  auto writer = trace::TraceWriter::create(to, (*reader)->header());
+  if (!writer) return writer.error().message;
+  for (;;) {
+    auto rec = (*reader)->next();
+    if (!rec) return rec.error().message;
+    if (!*rec) break;
+    Status s;
+    if (const auto* step = std::get_if<trace::TraceStep>(&(*rec)->value); step && step->index < steps)
+      s = (*writer)->write_step(*step);
+    else if (const auto* c = std::get_if<trace::TraceCheckpoint>(&(*rec)->value); c && c->step == 0)
+      s = (*writer)->write_checkpoint(*c);
+    if (!s) return s.error().message;
+  }
+  Status done = (*writer)->finish(trace::TraceFooter{true, "completed", 0, 0, {}});
+  return done ? "" : done.error().message;
+}
+
+// The footer's "completed" is a claim about the schedule the configuration gives (epochs times batches): a
+// trace that ends early under it cannot be as recorded, and is not reported as a run that reproduced.
+TEST(DamagedTraceReport, AFooterThatSaysCompletedBeforeTheScheduleEndsIsDamage) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", "--set train.epochs=2");
+  const std::string shortened = dir.file("short.trr");
+  ASSERT_EQ(first_steps_said_completed(trace, shortened, 5), "");
+  const std::string why =
+      "the footer says the run completed its schedule, but the file holds 5 complete steps of the 30 its "
+      "configuration schedules (2 epochs of 15 batches)";
+  const CommandResult replay = run_trainrr("replay " + shortened);
+  EXPECT_EQ(replay.exit_code, 2) << replay.output;
+  EXPECT_EQ(
+      replay.output.rfind("damaged: the trace was changed after it was written: reading stopped at byte ", 0),
+      0u)
+      << replay.output;
+  EXPECT_TRUE(has(replay.output, ", after step 4;")) << replay.output;
+  EXPECT_TRUE(has(replay.output, why)) << replay.output;
+  const CommandResult json = run_trainrr("replay --json " + shortened);
+  EXPECT_EQ(json.exit_code, 2) << json.output;
+  EXPECT_TRUE(has(json.output, "\"status\":\"damaged\"")) << json.output;
+  for (const std::string command : {"show", "dump"}) {
+    const CommandResult r = run_trainrr(command + " " + shortened);
+    EXPECT_EQ(r.exit_code, 2) << command << "\n" << r.output;
+    EXPECT_TRUE(has(r.output, "damaged: 5 complete steps readable; reading stopped at byte ")) << r.output;
+    EXPECT_TRUE(has(r.output, why)) << r.output;
+    EXPECT_FALSE(has(r.output, "ended cleanly")) << r.output;
+  }
+  // The whole recording is what its footer says.
+  EXPECT_EQ(run_trainrr("show " + trace).exit_code, 0);
+  EXPECT_EQ(run_trainrr("replay " + trace).exit_code, 0);
+}
+
+// A draw is compared whole, not only its values: a count (or counter, or key) the replay did not draw is a
+// difference, even where the values drawn match the recorded digest.
+TEST(DamagedTraceReport, ADrawOfAnotherCountWithTheSameValuesIsADifference) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", "--set train.epochs=1");
+  const std::string changed = dir.file("count.trr");
+  bool edited = false;
+  ASSERT_EQ(rewrite_trace(
+                trace, changed, [](trace::TraceHeader&) {},
+                [&](trace::TraceStep& s) {
+                  for (auto& e : s.events)
+                    if (auto* d = std::get_if<trace::RngDrawEvent>(&e); d && !edited) {
+                      d->draw.count = uint64_t{1} << 62;
+                      edited = true;
+                    }
+                }),
+            "");
+  ASSERT_TRUE(edited);
+  for (const std::string& args : {"replay " + changed, "diff " + trace + " " + changed}) {
+    const CommandResult r = run_trainrr(args);
+    EXPECT_EQ(r.exit_code, 1) << args << "\n" << r.output;
+    EXPECT_TRUE(has(r.output, "count 4611686018427387904")) << args << "\n" << r.output;
   }
 }
 

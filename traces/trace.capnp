@@ -375,7 +375,10 @@ struct RngOffset {
 # --- footer ---
 
 struct Footer {
-  completed @0 :Bool;      # the run finished its schedule
+  # The run finished its schedule. Read from the start, true must agree with the header's configuration: the
+  # file must hold as many ended steps as its epochs times the batches of the first shuffle's rows (where the
+  # configuration parses and a step shuffles).
+  completed @0 :Bool;
   endReason @1 :Text;
   # Read from the start, these must equal what the reader saw.
   stepCount @2 :Int64;     # step messages in the file

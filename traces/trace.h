@@ -269,4 +269,14 @@ struct TraceFooter {
 // holds its digest.
 uint32_t footer_digest(const TraceFooter& footer);
 
+// The steps a recorded run's configuration (the header's, with its overrides) schedules for `train_rows`
+// training rows: its epochs, each of as many batches as those rows make. nullopt where the configuration
+// does not parse. A footer that says the run completed is checked against it.
+struct Schedule {
+  int64_t epochs = 0;
+  int64_t batches_per_epoch = 0;
+  int64_t steps() const { return epochs * batches_per_epoch; }
+};
+std::optional<Schedule> recorded_schedule(const TraceHeader& header, uint64_t train_rows);
+
 }  // namespace trainrr::trace

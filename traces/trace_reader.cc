@@ -393,6 +393,8 @@ struct TraceReader::Impl {
   bool from_start = true;
   int64_t last_step = -1;
   int64_t steps_seen = 0;
+  int64_t complete_steps_seen = 0;        // steps that ended
+  std::optional<uint64_t> shuffled_rows;  // the first shuffle's length: the training rows of an epoch
   uint64_t events_seen = 0;
   std::vector<CheckpointRef> checkpoints_seen;
   // Format 3 chains the messages: each holds the digest of the one before it. `previous` is the digest of
@@ -1005,6 +1007,13 @@ struct TraceReader::Impl {
     }
     last_step = out.index;
     ++steps_seen;
+    complete_steps_seen += out.end.has_value();
+    if (!shuffled_rows)
+      for (const Event& e : out.events)
+        if (const auto* sh = std::get_if<ShuffleEvent>(&e)) {
+          shuffled_rows = sh->length;
+          break;
+        }
     events_seen += events.size() + (s.getHasBatchOrder() ? 1 : 0);
     return out;
   }
@@ -1082,7 +1091,8 @@ struct TraceReader::Impl {
     return out;
   }
 
-  TraceFooter read_footer(schema::Footer::Reader f, uint64_t offset, uint64_t header_size) {
+  TraceFooter read_footer(schema::Footer::Reader f, uint64_t offset, const TraceHeader& header,
+                          uint64_t header_size) {
     TraceFooter out = footer_values(f);
     for (size_t i = 0; i < out.checkpoints.size(); ++i) {
       const uint64_t at = out.checkpoints[i].offset;
@@ -1105,6 +1115,17 @@ struct TraceReader::Impl {
         malformed("footer counts " + std::to_string(out.event_count) + " events, the file holds " +
                   std::to_string(events_seen));
       if (out.checkpoints != checkpoints_seen) malformed("footer checkpoint index differs from the file");
+      // "Completed" is a claim about the schedule the configuration gives: the file must hold all of it.
+      if (out.completed && shuffled_rows)
+        if (std::optional<Schedule> s = recorded_schedule(header, *shuffled_rows);
+            s && s->steps() != complete_steps_seen)
+          malformed("the footer says the run completed its schedule, but the file holds " +
+                    std::to_string(complete_steps_seen) + " complete step" +
+                    (complete_steps_seen == 1 ? "" : "s") + " of the " + std::to_string(s->steps()) +
+                    " its configuration schedules (" + std::to_string(s->epochs) + " epoch" +
+                    (s->epochs == 1 ? "" : "s") + " of " + std::to_string(s->batches_per_epoch) + " batch" +
+                    (s->batches_per_epoch == 1 ? "" : "es") +
+                    "): the footer or the steps were changed after they were written (the file is damaged)");
     }
     return out;
   }
@@ -1296,7 +1317,7 @@ Result<std::optional<TraceRecord>> TraceReader::next() {
           break;
         }
         case schema::Message::FOOTER: {
-          TraceFooter f = m.read_footer(root.getFooter(), offset, header_size_);
+          TraceFooter f = m.read_footer(root.getFooter(), offset, header_, header_size_);
           footer_ = f;
           m.after_footer = true;
           rec.value = std::move(f);
