@@ -40,7 +40,7 @@ void say(FILE* log, const std::string& line) {
   if (log) {
     // On a terminal, first clear a progress line the stage may have left.
     // The line may quote the trace's names: escaped, so only this escape sequence reaches the terminal.
-    std::fprintf(log, "%s%s\n", isatty(fileno(log)) ? "\r\033[K" : "", printable(line).c_str());
+    std::fprintf(log, "%s%s\n", isatty(fileno(log)) ? "\r\033[K" : "", inline_text(line).c_str());
     std::fflush(log);
   }
 }

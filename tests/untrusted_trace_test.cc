@@ -366,6 +366,39 @@ TEST_F(UntrustedTrace, TerminalOutputCarriesNoControlCharactersFromTheTrace) {
   expect_nothing_written({"hostile.trr"});
 }
 
+// A string of the trace stays on the line that quotes it: a newline in a configuration path or an environment
+// value cannot print a line of its own (a forged "ended cleanly" or "reproduced"), and C1 controls and
+// bidirectional overrides, valid UTF-8 though they are, reach the terminal escaped.
+TEST_F(UntrustedTrace, AStringOfTheTraceCannotPrintALineOfItsOwn) {
+  const std::string csi = "\xC2\x9B", rlo = "\xE2\x80\xAE";
+  const std::string bad = dir.file("forged.trr");
+  ASSERT_EQ(rewrite_trace(embedded(), bad,
+                          [&](trace::TraceHeader& h) {
+                            h.config_path =
+                                "/x.toml\nended cleanly: forged\r" + csi + "31m" + rlo + "lmth.exe";
+                            for (auto& [k, v] : h.environment) v += "\nreproduced bit for bit (forged)";
+                          }),
+            "");
+  for (const std::string& args : {"show " + bad, "dump " + bad, "replay " + bad, "replay --force none " + bad,
+                                  "diff " + embedded() + " " + bad}) {
+    CommandResult r = run(args);
+    EXPECT_NE(r.exit_code, 2) << args << "\n" << r.output;
+    for (const std::string forged : {"\nended cleanly: forged", "\nreproduced bit for bit (forged)", "\r"})
+      EXPECT_EQ(r.output.find(forged), std::string::npos) << args << "\n" << r.output;
+    EXPECT_EQ(r.output.find(csi), std::string::npos) << args;
+    EXPECT_EQ(r.output.find(rlo), std::string::npos) << args;
+  }
+  CommandResult shown = run("show " + bad);
+  EXPECT_NE(shown.output.find("/x.toml\\x0Aended cleanly: forged\\x0D\\u009B31m\\u202Elmth.exe"),
+            std::string::npos)
+      << shown.output;
+  // The replay lists the environment's differences: each value stays on its line.
+  CommandResult replayed = run("replay " + bad);
+  EXPECT_NE(replayed.output.find("\\x0Areproduced bit for bit (forged) (recorded) vs "), std::string::npos)
+      << replayed.output;
+  expect_nothing_written({"forged.trr"});
+}
+
 TEST_F(UntrustedTrace, JsonOutputParsesWhateverBytesTheTraceHolds) {
   if (!has_python_json()) GTEST_SKIP() << "python3 is not installed: no JSON parser to check with";
   const std::string bad = hostile(dir, embedded());

@@ -298,7 +298,7 @@ int run_export(const ExportArgs& a) {
       where.c_str(), done, plural(done), state->epoch, plural(state->epoch),
       static_cast<long long>(state->batch_in_epoch), state->batch_in_epoch == 1 ? "" : "es", a.dir.c_str(),
       state->tensors.size(), plural(static_cast<long long>(state->tensors.size())), following.size(),
-      plural(static_cast<long long>(following.size())), until.c_str());
+      plural(static_cast<long long>(following.size())), inline_text(until).c_str());
   return kOk;
 }
 

@@ -18,7 +18,8 @@ namespace trainrr::cli {
 namespace {
 
 int print_report(const RunReport& r) {
-  for (const auto& line : r.lines) std::printf("%s\n", line.c_str());
+  // Each line quotes the traces (sites, causes): escaped for the terminal, one line each.
+  for (const auto& line : r.lines) std::printf("%s\n", inline_text(line).c_str());
   if (std::fflush(stdout) != 0) return kBadInput;
   if (!r.error.empty()) print_error(r.error);
   return r.exit_code;
@@ -157,14 +158,19 @@ int show_run_folder(const std::string& path) {
   }
   const trace::TraceHeader& h0 = run->headers[0];
   std::map<std::string, std::string> env(h0.environment.begin(), h0.environment.end());
-  std::printf("run %s: %d ranks, run id %s (one trace per rank: rank0.trr .. rank%d.trr)\n", path.c_str(),
-              run->world_size, run->run_id.c_str(), run->world_size - 1);
-  std::printf("config: %s\n", h0.config_path.c_str());
-  std::printf("MPI library: %s\n", env["mpi.library"].c_str());
-  std::printf("MCA: coll_tuned_use_dynamic_rules=%s coll_tuned_allreduce_algorithm=%s "
-              "coll_tuned_allreduce_algorithm_segmentsize=%s\n",
-              env["mpi.coll_tuned_use_dynamic_rules"].c_str(), env["mpi.coll_tuned_allreduce_algorithm"].c_str(),
-              env["mpi.coll_tuned_allreduce_algorithm_segmentsize"].c_str());
+  // The traces' strings (run id, paths, environment values, collective names) are untrusted: each is escaped
+  // for the terminal and stays on its line.
+  const auto f = [](const std::string& s) { return inline_text(s); };
+  std::printf("run %s: %d ranks, run id %s (one trace per rank: rank0.trr .. rank%d.trr)\n", f(path).c_str(),
+              run->world_size, f(run->run_id).c_str(), run->world_size - 1);
+  std::printf("config: %s\n", f(h0.config_path).c_str());
+  std::printf("MPI library: %s\n", f(env["mpi.library"]).c_str());
+  std::printf(
+      "MCA: coll_tuned_use_dynamic_rules=%s coll_tuned_allreduce_algorithm=%s "
+      "coll_tuned_allreduce_algorithm_segmentsize=%s\n",
+      f(env["mpi.coll_tuned_use_dynamic_rules"]).c_str(),
+      f(env["mpi.coll_tuned_allreduce_algorithm"]).c_str(),
+      f(env["mpi.coll_tuned_allreduce_algorithm_segmentsize"]).c_str());
   bool described = false;
   for (int r = 0; r < run->world_size; ++r) {
     auto reader = trace::TraceReader::open(run->paths[r]);
@@ -189,20 +195,23 @@ int show_run_folder(const std::string& path) {
       last_loss = step->end->loss;
       if (!described && !step->collectives.empty()) {
         const CollectiveCall& c = step->collectives[0];
-        std::printf("allreduce: %s, %s%s; %d micro-batch shards per global batch; %zu bucket%s, the first of "
-                    "%lld elements\n",
-                    c.variant.c_str(), c.algorithm.c_str(),
-                    c.algorithm_inferred ? " (inferred from Open MPI 4.1's decision table)" : c.forced ? " (fixed)" : "",
-                    c.shards, step->collectives.size(), step->collectives.size() == 1 ? "" : "s",
-                    static_cast<long long>(c.count));
+        std::printf(
+            "allreduce: %s, %s%s; %d micro-batch shards per global batch; %zu bucket%s, the first of "
+            "%lld elements\n",
+            f(c.variant).c_str(), f(c.algorithm).c_str(),
+            c.algorithm_inferred ? " (inferred from Open MPI 4.1's decision table)"
+            : c.forced           ? " (fixed)"
+                                 : "",
+            c.shards, step->collectives.size(), step->collectives.size() == 1 ? "" : "s",
+            static_cast<long long>(c.count));
         described = true;
       }
     }
     std::printf("  rank %d: %lld steps, %lld allreduce calls, last loss %.6g (its shards), %s\n", r,
                 static_cast<long long>(steps), static_cast<long long>(calls), last_loss,
                 (*reader)->ended_cleanly() ? "ended cleanly"
-                : stop.empty()              ? "no footer: the recording did not finish"
-                                            : ("cut: " + stop).c_str());
+                : stop.empty()             ? "no footer: the recording did not finish"
+                                           : f("cut: " + stop).c_str());
   }
   return std::fflush(stdout) == 0 ? kOk : kBadInput;
 }
