@@ -729,6 +729,14 @@ TrainState Training::state() {
   return s;
 }
 
+std::map<std::string, Shape> Training::state_shapes() {
+  std::map<std::string, Shape> out;
+  for (const NamedTensor& t : model_.tensors()) out[t.name] = t.value.shape;
+  for (Param* p : model_.params())
+    for (const std::string& slot : optimizer_->slots()) out[slot + "/" + p->name] = p->value.shape;
+  return out;
+}
+
 Status Training::restore(const TrainState& s) {
   // The run keeps its own seed: a replay that does not force the seed resumes with the recorded state but
   // draws from its own streams, which is what it is asked to show.

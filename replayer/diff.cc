@@ -166,9 +166,12 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   };
   for (const std::string& path : {a_path, b_path})
     if (Status s = require_replayable_trace(path, "diff"); !s) return failed(s.error().message);
-  auto ra = trace::TraceReader::open(a_path);
+  // The steps are compared, and the embedded data where both embed it: the checkpoints are not decompressed.
+  trace::ReaderLimits limits;
+  limits.tensor_values = false;
+  auto ra = trace::TraceReader::open(a_path, limits);
   if (!ra) return failed(ra.error().message);
-  auto rb = trace::TraceReader::open(b_path);
+  auto rb = trace::TraceReader::open(b_path, limits);
   if (!rb) return failed(rb.error().message);
   const trace::TraceHeader ha = (*ra)->header(), hb = (*rb)->header();
   DivergenceReport& rep = res.report;

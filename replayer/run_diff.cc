@@ -15,7 +15,7 @@ namespace {
 std::vector<trace::TraceStep> read_steps(const std::string& path, std::vector<std::string>& notes,
                                          std::vector<std::string>& damaged) {
   std::vector<trace::TraceStep> steps;
-  auto reader = trace::TraceReader::open(path);
+  auto reader = trace::TraceReader::open(path, trace::without_payloads());
   if (!reader) return steps;
   for (;;) {
     auto record = (*reader)->next();

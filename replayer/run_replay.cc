@@ -192,7 +192,7 @@ RunExtent run_extent(const trace::RunSet& run) {
   for (int r = 0; r < run.world_size; ++r) {
     int64_t steps = 0;
     bool footer = false;
-    if (auto reader = trace::TraceReader::open(run.paths[r]))
+    if (auto reader = trace::TraceReader::open(run.paths[r], trace::without_payloads()))
       for (;;) {
         auto rec = (*reader)->next();
         if (!rec) {
@@ -213,7 +213,7 @@ RunExtent run_extent(const trace::RunSet& run) {
 }
 
 std::optional<CollectiveCall> first_collective(const trace::RunSet& run) {
-  auto reader = trace::TraceReader::open(run.paths[0]);
+  auto reader = trace::TraceReader::open(run.paths[0], trace::without_payloads());
   if (!reader) return std::nullopt;
   for (;;) {
     auto record = (*reader)->next();

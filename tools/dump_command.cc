@@ -102,7 +102,10 @@ int run_dump(const DumpArgs& a) {
     }
     range = *r;
   }
-  auto opened = trace::TraceReader::open(a.file);
+  // The embedded data is never printed, and the checkpoint tensors only by their digests in JSON.
+  trace::ReaderLimits limits = trace::without_payloads();
+  limits.tensor_values = a.json;
+  auto opened = trace::TraceReader::open(a.file, limits);
   if (!opened) {
     print_error(opened.error().message);
     return kBadInput;

@@ -173,7 +173,7 @@ int show_run_folder(const std::string& path) {
       f(env["mpi.coll_tuned_allreduce_algorithm_segmentsize"]).c_str());
   bool described = false;
   for (int r = 0; r < run->world_size; ++r) {
-    auto reader = trace::TraceReader::open(run->paths[r]);
+    auto reader = trace::TraceReader::open(run->paths[r], trace::without_payloads());
     if (!reader) {
       print_error(reader.error().message);
       return kBadInput;

@@ -209,7 +209,7 @@ std::string header_text(const trace::TraceHeader& h) {
   for (const auto& [k, v] : h.environment) out += "env " + f(k) + "=" + f(v) + "\n";
   for (const auto& d : h.datasets)
     out += "dataset " + f(d.name) + " path=" + f(d.path) + " size=" + std::to_string(d.size_bytes) +
-           " digest=" + hex128(d.digest) + (d.embedded.empty() ? "" : " embedded") + "\n";
+           " digest=" + hex128(d.digest) + (d.is_embedded() ? " embedded" : "") + "\n";
   // Said only where there is something to say: a CPU trace has no GPU kernels to mention.
   if (h.kernels_recorded) out += "gpu_kernels recorded\n";
   else if (!h.kernels_not_recorded.empty())
@@ -227,7 +227,7 @@ std::string header_json(const trace::TraceHeader& h) {
                     .str("path", d.path)
                     .uinteger("size_bytes", d.size_bytes)
                     .str("digest", hex128(d.digest))
-                    .boolean("embedded", !d.embedded.empty())
+                    .boolean("embedded", d.is_embedded())
                     .done());
   }
   datasets += "]";

@@ -68,6 +68,9 @@ struct DatasetInfo {
   Digest128 digest;
   // The file's bytes when the data is embedded; empty when it is not. When set, size and digest must match.
   std::vector<uint8_t> embedded;
+  // Embedded, but left compressed by a reader that does not decompress embedded data (ReaderLimits).
+  bool embedded_not_read = false;
+  bool is_embedded() const { return !embedded.empty() || embedded_not_read; }
   bool operator==(const DatasetInfo&) const = default;
 };
 

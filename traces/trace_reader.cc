@@ -401,6 +401,8 @@ struct TraceReader::Impl {
   // the message just read.
   bool chained = false;
   std::optional<uint32_t> previous;
+  // The tensors checkpoints must hold (TraceReader::expect_tensors): names and shapes.
+  std::optional<std::map<std::string, Shape>> expected_tensors;
   // From the header: what a step's kernel records must keep to.
   ProbeLevel level = ProbeLevel::step;
   bool kernels_recorded = false;
@@ -807,6 +809,12 @@ struct TraceReader::Impl {
       auto end = walk_packed(*after_table, segment_words, nullptr, offset);
       if (!end) return end.error();
       const uint64_t packed = *end - offset;
+      const uint64_t ratio = std::max<uint64_t>(limits.max_unpacked_per_packed_byte, 1);
+      if (total > kUnpackedFree && (total - kUnpackedFree) / ratio > packed)
+        return error_at(offset, "message unpacks to " + std::to_string(total) + " bytes from " +
+                                    std::to_string(packed) + " in the file, more than " +
+                                    std::to_string(ratio) +
+                                    " times as many (limit): runs of zero words that no recording writes");
       // Every size is checked and the bytes are there: unpack.
       const uint64_t words = table_words + segment_words;
       if (unpacked.size() < words) {
@@ -886,10 +894,14 @@ struct TraceReader::Impl {
         if (total != info.size_bytes)
           malformed("data set '" + info.name + "': embedded bytes (" + std::to_string(total) +
                     ") differ from its size (" + std::to_string(info.size_bytes) + ")");
-        info.embedded.reserve(total);  // bounded: the chunks lie within this message
-        for (auto c : chunks) info.embedded.insert(info.embedded.end(), c.begin(), c.end());
-        if (digest128_bytes(info.embedded) != info.digest)
-          malformed("data set '" + info.name + "': embedded bytes do not match its digest");
+        if (limits.embedded_data) {
+          info.embedded.reserve(total);  // bounded: the chunks lie within this message
+          for (auto c : chunks) info.embedded.insert(info.embedded.end(), c.begin(), c.end());
+          if (digest128_bytes(info.embedded) != info.digest)
+            malformed("data set '" + info.name + "': embedded bytes do not match its digest");
+        } else {
+          info.embedded_not_read = total > 0;
+        }
       }
       auto frames = d.getEmbeddedZstd();
       if (frames.size() > 0) {
@@ -899,9 +911,13 @@ struct TraceReader::Impl {
           fail(std::to_string(info.size_bytes) + " bytes exceed the limit of " +
                std::to_string(limits.max_embedded_bytes) + " for embedded data");
         if (std::string why = check_frames(frames, info.size_bytes, "its size"); !why.empty()) fail(why);
-        info.embedded.resize(info.size_bytes);  // bounded by the limit checked above
-        if (std::string why = inflate_frames(frames, info.embedded.data()); !why.empty()) fail(why);
-        if (digest128_bytes(info.embedded) != info.digest) fail("embedded bytes do not match its digest");
+        if (limits.embedded_data) {
+          info.embedded.resize(info.size_bytes);  // bounded by the limit checked above
+          if (std::string why = inflate_frames(frames, info.embedded.data()); !why.empty()) fail(why);
+          if (digest128_bytes(info.embedded) != info.digest) fail("embedded bytes do not match its digest");
+        } else {
+          info.embedded_not_read = info.size_bytes > 0;
+        }
       }
       out.datasets.push_back(std::move(info));
     }
@@ -1055,12 +1071,23 @@ struct TraceReader::Impl {
         elements *= static_cast<uint64_t>(d);
       }
       if (elements * 4 != raw) fail("shape product times 4 must equal rawBytes");
+      if (expected_tensors) {
+        auto it = expected_tensors->find(nt.name);
+        if (it == expected_tensors->end()) fail("is no tensor of the model the configuration builds");
+        if (it->second != nt.value.shape)
+          fail("has shape " + shape_str(nt.value.shape) + ", the model the configuration builds " +
+               shape_str(it->second));
+      }
       auto chunks = t.getChunks();
+      // The frames' headers declare what they decompress to: checked against rawBytes before anything is.
       if (std::string why = check_frames(chunks, raw, "rawBytes"); !why.empty()) fail(why);
-      // Every size is checked: allocating now is bounded by the limits.
-      nt.value.data.resize(elements);
-      if (std::string why = inflate_frames(chunks, reinterpret_cast<uint8_t*>(nt.value.data.data())); !why.empty())
-        fail(why);
+      if (limits.tensor_values) {
+        // Every size is checked: allocating now is bounded by the limits (and the model, where it is known).
+        nt.value.data.resize(elements);
+        if (std::string why = inflate_frames(chunks, reinterpret_cast<uint8_t*>(nt.value.data.data()));
+            !why.empty())
+          fail(why);
+      }
       out.tensors.push_back(std::move(nt));
     }
     for (auto r : c.getRngOffsets()) out.rng_offsets.emplace_back(text(r.getStream()), r.getOffset());
@@ -1401,6 +1428,10 @@ Result<std::vector<CheckpointRef>> TraceReader::checkpoint_index() {
   if (!scanned && !m.truncated_tail)
     return Error{scanned.error().message + " (the file is damaged there: its checkpoints cannot be listed)"};
   return out;
+}
+
+void TraceReader::expect_tensors(std::map<std::string, Shape> shapes) {
+  impl_->expected_tensors = std::move(shapes);
 }
 
 Result<TraceCheckpoint> TraceReader::read_checkpoint(uint64_t offset) {

@@ -1012,30 +1012,40 @@ TEST(TraceEmbeddedData, HostileFramesAreMalformedNamingTheDataSet) {
     std::function<void(schema::Dataset::Builder)> change;
     const char* message;
   } cases[] = {
-      {"both forms", [&](schema::Dataset::Builder d) {
+      {"both forms",
+       [&](schema::Dataset::Builder d) {
          d.initEmbedded(1).set(0, kj::arrayPtr(content.data(), content.size()));
-       }, "both embedded and embeddedZstd are set"},
-      {"other bytes", [&](schema::Dataset::Builder d) {
+       },
+       "both embedded and embeddedZstd are set"},
+      {"other bytes",
+       [&](schema::Dataset::Builder d) {
          d.initEmbeddedZstd(1).set(0, kj::arrayPtr(changed.data(), changed.size()));
-       }, "embedded bytes do not match its digest"},
-      {"too many", [&](schema::Dataset::Builder d) {
+       },
+       "embedded bytes do not match its digest"},
+      {"too many",
+       [&](schema::Dataset::Builder d) {
          auto f = d.initEmbeddedZstd(2);
          f.set(0, kj::arrayPtr(good.data(), good.size()));
          f.set(1, kj::arrayPtr(good.data(), good.size()));
-       }, "chunks decompress to more than its size"},
+       },
+       "chunks decompress to more than its size"},
       {"too few", [&](schema::Dataset::Builder d) { d.setSize(d.getSize() + 1); },
        "chunks decompress to less than its size"},
-      {"not a frame", [&](schema::Dataset::Builder d) {
+      {"not a frame",
+       [&](schema::Dataset::Builder d) {
          d.initEmbeddedZstd(1).set(0, kj::arrayPtr(content.data(), content.size()));
-       }, "a chunk is not a sized zstd frame"},
-      {"two frames in one chunk", [&](schema::Dataset::Builder d) {
+       },
+       "a chunk is not a sized zstd frame"},
+      {"two frames in one chunk",
+       [&](schema::Dataset::Builder d) {
          std::vector<uint8_t> twice = good;
          twice.insert(twice.end(), good.begin(), good.end());
          d.setSize(2 * content.size());
          d.initEmbeddedZstd(1).set(0, kj::arrayPtr(twice.data(), twice.size()));
-       }, "a chunk is not exactly one zstd frame"},
+       },
+       "a chunk is not exactly one zstd frame"},
       {"a size past the limit", [&](schema::Dataset::Builder d) { d.setSize(uint64_t{1} << 40); },
-       "bytes exceed the limit of 4294967296 for embedded data"},
+       "bytes exceed the limit of 1073741824 for embedded data"},
   };
   for (const auto& c : cases) {
     auto r = TraceReader::open_memory(header_with_embedding(c.change), "hostile.trr");
@@ -1157,6 +1167,125 @@ TEST(TraceUntrusted, ACheckpointPermutationThatIsNoPermutationOrABatchDoneTwiceI
   c.batches_done = {1, 0, 1};
   m = read_error_of(step, c);
   EXPECT_NE(m.find("checkpoint at step 1: batchesDone names batch 1 twice"), std::string::npos) << m;
+}
+
+}  // namespace
+}  // namespace trainrr::trace
+
+namespace trainrr::trace {
+namespace {
+
+using namespace testing_util;
+
+// A message of `words` zero words after a table of one segment, packed as packing writes zeros: two bytes per
+// run of up to 256 words. 128 MiB unpacked from about 128 KiB.
+std::vector<uint8_t> zero_runs_message(uint32_t words) {
+  // The table's word: a segment count of 0 + 1 (bytes 0..3, zero), the segment's size (bytes 4..7), all
+  // written after a tag of 0xf0.
+  std::vector<uint8_t> out = {0xf0, static_cast<uint8_t>(words), static_cast<uint8_t>(words >> 8),
+                              static_cast<uint8_t>(words >> 16), static_cast<uint8_t>(words >> 24)};
+  for (uint32_t left = words; left > 0;) {
+    const uint32_t run = std::min<uint32_t>(left, 256);
+    out.push_back(0x00);
+    out.push_back(static_cast<uint8_t>(run - 1));
+    left -= run;
+  }
+  return out;
+}
+
+// Packing turns a run of zero words into two bytes: a message of such runs unpacks to a thousand times the
+// bytes it takes, which only a crafted file holds. It is refused before anything is allocated for it.
+TEST(TraceHostile, AMessageThatUnpacksToFarMoreThanItTakesIsRefusedBeforeAllocating) {
+  const std::vector<uint8_t> bomb = zero_runs_message(uint32_t{1} << 24);
+  ASSERT_LT(bomb.size(), 200u << 10);
+  auto rec = first_message_after_header(concat(header_bytes(), bomb));
+  ASSERT_FALSE(rec);
+  EXPECT_NE(
+      rec.error().message.find("message unpacks to 134217736 bytes from " + std::to_string(bomb.size()) +
+                               " in the file, more than 8 times as many (limit)"),
+      std::string::npos)
+      << rec.error().message;
+  // Small messages may be mostly zeros (a step of zero metrics): below 64 MiB unpacked, any ratio is read.
+  auto small = first_message_after_header(concat(header_bytes(), zero_runs_message(1 << 16)));
+  ASSERT_FALSE(small);
+  EXPECT_EQ(small.error().message.find("unpacks to"), std::string::npos) << small.error().message;
+}
+
+// A hand-made checkpoint (format 2, unchained) with one tensor "w" of shape (4, 4) whose only frame declares
+// its 64 bytes but whose content is changed: decompressing it fails its checksum.
+std::vector<uint8_t> trace_with_undecompressible_checkpoint() {
+  std::vector<uint8_t> content(64, 0);
+  for (size_t i = 0; i < content.size(); ++i) content[i] = static_cast<uint8_t>(i * 37);
+  std::vector<uint8_t> frame(ZSTD_compressBound(content.size()));
+  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
+  frame.resize(ZSTD_compress2(cctx, frame.data(), frame.size(), content.data(), content.size()));
+  ZSTD_freeCCtx(cctx);
+  frame[frame.size() - 1] ^= 0x55;  // the content checksum
+  capnp::MallocMessageBuilder message;
+  auto c = message.initRoot<schema::Message>().initCheckpoint();
+  c.initNames().initNames(0);
+  auto t = c.initTensors(1)[0];
+  t.setName("w");
+  auto shape = t.initShape(2);
+  shape.set(0, 4), shape.set(1, 4);
+  t.setRawBytes(64);
+  t.initChunks(1).set(0, kj::arrayPtr(frame.data(), frame.size()));
+  return concat(header_bytes(), packed(message));
+}
+
+TEST(TraceReaderPayloads, AReaderWithoutPayloadsLeavesCheckpointTensorsCompressed) {
+  const std::vector<uint8_t> bytes = trace_with_undecompressible_checkpoint();
+  auto decompressed = first_message_after_header(bytes);
+  ASSERT_FALSE(decompressed);
+  EXPECT_NE(decompressed.error().message.find("checkpoint tensor 'w': zstd: "), std::string::npos)
+      << decompressed.error().message;
+  // Never decompressed, the frame is checked from its header only: the shape and size agree.
+  auto summary = first_message_after_header(bytes, without_payloads());
+  ASSERT_TRUE(summary) << summary.error().message;
+  const auto& c = std::get<TraceCheckpoint>((*summary)->value);
+  ASSERT_EQ(c.tensors.size(), 1u);
+  EXPECT_EQ(c.tensors[0].value.shape, (Shape{4, 4}));
+  EXPECT_TRUE(c.tensors[0].value.data.empty());
+}
+
+TEST(TraceReaderPayloads, CheckpointTensorsOutsideTheModelAreRefusedBeforeTheyAreDecompressed) {
+  const std::vector<uint8_t> bytes = trace_with_undecompressible_checkpoint();
+  for (const auto& [model, why] :
+       {std::pair{std::map<std::string, Shape>{{"w", {2, 8}}},
+                  std::string(
+                      "checkpoint tensor 'w': has shape (4, 4), the model the configuration builds (2, 8)")},
+        std::pair{
+            std::map<std::string, Shape>{{"v", {4, 4}}},
+            std::string("checkpoint tensor 'w': is no tensor of the model the configuration builds")}}) {
+    auto r = TraceReader::open_memory(bytes, "model.trr");
+    ASSERT_TRUE(r) << r.error().message;
+    (*r)->expect_tensors(model);
+    auto rec = (*r)->next();
+    ASSERT_FALSE(rec);
+    EXPECT_NE(rec.error().message.find(why), std::string::npos) << rec.error().message;  // not a zstd error
+  }
+}
+
+TEST(TraceReaderPayloads, AReaderWithoutPayloadsLeavesEmbeddedDataCompressedAndSaysItIsEmbedded) {
+  const TraceHeader h = sample_header();
+  std::vector<uint8_t> other = h.datasets[0].embedded;
+  other[0] ^= 1;
+  const std::vector<uint8_t> changed = zstd_frame(other);
+  const std::vector<uint8_t> bytes = header_with_embedding([&](schema::Dataset::Builder d) {
+    d.initEmbeddedZstd(1).set(0, kj::arrayPtr(changed.data(), changed.size()));
+  });
+  EXPECT_FALSE(TraceReader::open_memory(bytes, "embedded.trr"));  // decompressed, it fails its digest
+  auto r = TraceReader::open_memory(bytes, "embedded.trr", without_payloads());
+  ASSERT_TRUE(r) << r.error().message;
+  const DatasetInfo& d = (*r)->header().datasets[0];
+  EXPECT_TRUE(d.embedded.empty());
+  EXPECT_TRUE(d.embedded_not_read);
+  EXPECT_TRUE(d.is_embedded());
+  // Its size is still checked against the frames' headers and the limit, before anything else.
+  ReaderLimits small = without_payloads();
+  small.max_embedded_bytes = h.datasets[0].size_bytes - 1;
+  EXPECT_FALSE(TraceReader::open_memory(bytes, "embedded.trr", small));
 }
 
 }  // namespace
