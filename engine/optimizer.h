@@ -27,6 +27,9 @@ class Optimizer {
   void slots_to_host(DeviceBackend& device);
   // Restores slots and the iteration count; an unknown or misshapen slot is an error.
   Status restore(const std::vector<NamedTensor>& tensors, int64_t iterations);
+  // The names of a parameter's slots, e.g. {"m", "v"}: its state is "<slot>/<param>", of the parameter's
+  // shape.
+  std::vector<std::string> slots() const { return slot_names(); }
 
  protected:
   // Slot names, e.g. {"m", "v"}.

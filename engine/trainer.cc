@@ -729,12 +729,31 @@ TrainState Training::state() {
   return s;
 }
 
+std::map<std::string, Shape> Training::state_shapes() {
+  std::map<std::string, Shape> out;
+  for (const NamedTensor& t : model_.tensors()) out[t.name] = t.value.shape;
+  for (Param* p : model_.params())
+    for (const std::string& slot : optimizer_->slots()) out[slot + "/" + p->name] = p->value.shape;
+  return out;
+}
+
 Status Training::restore(const TrainState& s) {
   // The run keeps its own seed: a replay that does not force the seed resumes with the recorded state but
   // draws from its own streams, which is what it is asked to show.
   std::vector<NamedTensor> model_tensors, opt_tensors;
   for (const auto& t : s.tensors) (t.name.find('/') == std::string::npos ? model_tensors : opt_tensors).push_back(t);
   if (Status st = model_.restore(model_tensors); !st) return st;
+  // The optimizer updates each slot elementwise beside its parameter: it must have the parameter's shape.
+  std::map<std::string, const Shape*> param_shapes;
+  for (Param* p : model_.params()) param_shapes[p->name] = &p->value.shape;
+  for (const auto& t : opt_tensors) {
+    auto it = param_shapes.find(t.name.substr(t.name.find('/') + 1));
+    if (it == param_shapes.end())
+      return Error{"optimizer state '" + t.name + "' belongs to no parameter of the model"};
+    if (t.value.shape != *it->second)
+      return Error{"optimizer state '" + t.name + "' has shape " + shape_str(t.value.shape) +
+                   ", its parameter " + shape_str(*it->second)};
+  }
   double iterations = 0;
   for (const auto& [k, v] : s.scalars) {
     if (k == "optimizer.iterations") iterations = v;

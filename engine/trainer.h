@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -11,8 +12,8 @@
 
 #include "engine/collective.h"
 #include "engine/config.h"
-#include "engine/device_backend.h"
 #include "engine/data/dataset.h"
+#include "engine/device_backend.h"
 #include "engine/hooks.h"
 #include "engine/kernels/kernel_selector.h"
 #include "engine/layers/loss.h"
@@ -73,6 +74,9 @@ class Training {
   int64_t steps_per_epoch() const;
   int64_t total_steps() const { return steps_per_epoch() * config_.train.epochs; }
   const RunConfig& config() const { return config_; }
+  // The name and shape of every tensor a checkpoint of this run may hold (state(), restore()): the model's
+  // parameters and layer state, and each parameter's optimizer slots.
+  std::map<std::string, Shape> state_shapes();
   // In a run on a device, the model's tensors keep their values there: their host copies (`data`) are current
   // only as weights() and state() leave them, or during a step_end whose hooks read the step's tensors.
   Sequential& model() { return model_; }

@@ -29,6 +29,37 @@ TEST(EndsInSoftmax, OnlyASoftmaxThatIsTheLastLayerOverOneAxis) {
   EXPECT_FALSE(ends_in_softmax({layer("Dense", "softmax")}, {4, 3}));
 }
 
+// --- checkpoints: what a restore takes ---
+
+std::string example(const std::string& name);
+
+// The optimizer updates each slot elementwise beside its parameter: a restored slot of another shape is
+// refused, not read and written past its end. state_shapes() names every tensor a checkpoint may hold.
+TEST(Training, ARestoredOptimizerSlotMustHaveItsParametersShape) {
+  auto config = load_config(example("breast_cancer.toml"), {"runtime.policy=deterministic"});
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  TrainingOptions options;
+  options.registry = &registry;
+  Hooks hooks;
+  options.hooks = &hooks;
+  auto t = Training::create(*config, options);
+  ASSERT_TRUE(t.ok()) << t.error().message;
+  ASSERT_TRUE((*t)->fit(2).ok());
+  const std::map<std::string, Shape> shapes = (*t)->state_shapes();
+  EXPECT_EQ(shapes.at("dense_1.kernel"), (Shape{30, 16}));
+  EXPECT_EQ(shapes.at("m/dense_1.kernel"), (Shape{30, 16}));
+  EXPECT_EQ(shapes.at("v/dense_2.bias"), (Shape{1}));
+  TrainState state = (*t)->state();
+  for (const NamedTensor& nt : state.tensors) EXPECT_EQ(shapes.at(nt.name), nt.value.shape) << nt.name;
+  EXPECT_TRUE((*t)->restore(state).ok());
+  for (NamedTensor& nt : state.tensors)
+    if (nt.name == "m/dense_1.kernel") nt.value = Tensor({1}, 0.0f);
+  Status s = (*t)->restore(state);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().message, "optimizer state 'm/dense_1.kernel' has shape (1,), its parameter (30, 16)");
+}
 
 // --- op_done: every op of a step says it is done, whatever the probe level and wherever it runs ---
 

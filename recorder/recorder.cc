@@ -67,7 +67,7 @@ Status check_trace_path(const std::string& out, const std::string& config_path, 
   // Another recording's trace is refused before training, not only when this one would start writing.
   if (std::optional<pid_t> writer = trace::writer_of(out))
     return Error{trace::recording_elsewhere(out, *writer)};
-  if (fs::file_size(out, ec) > 0 && !trace::TraceReader::open(out))
+  if (fs::file_size(out, ec) > 0 && !trace::TraceReader::open(out, trace::without_payloads()))
     return Error{out +
                  ": exists and is not a trainrr trace; refusing to overwrite it (remove it or choose "
                  "another path for the trace)"};

@@ -40,7 +40,7 @@ void say(FILE* log, const std::string& line) {
   if (log) {
     // On a terminal, first clear a progress line the stage may have left.
     // The line may quote the trace's names: escaped, so only this escape sequence reaches the terminal.
-    std::fprintf(log, "%s%s\n", isatty(fileno(log)) ? "\r\033[K" : "", printable(line).c_str());
+    std::fprintf(log, "%s%s\n", isatty(fileno(log)) ? "\r\033[K" : "", inline_text(line).c_str());
     std::fflush(log);
   }
 }
@@ -89,7 +89,7 @@ Suspect scan(const std::string& path, const trace::TraceHeader& header, const Ke
     if (s.step < 0 || step < s.step) s = {step, why};
   };
   if (header.seed_from_entropy) note(0, "the run seed was drawn from the OS: a free replay draws another");
-  auto reader = trace::TraceReader::open(path);
+  auto reader = trace::TraceReader::open(path, trace::without_payloads());
   if (!reader) {
     status = reader.error();
     return s;
@@ -175,7 +175,7 @@ struct WindowUnits {
 WindowUnits units_in_window(const std::string& path, int64_t from, int64_t to, const KernelRegistry& registry) {
   std::set<std::string> units = {"seed"};
   WindowUnits w;
-  auto reader = trace::TraceReader::open(path);
+  auto reader = trace::TraceReader::open(path, trace::without_payloads());
   if (!reader) {
     w.all.assign(units.begin(), units.end());
     return w;
@@ -253,7 +253,9 @@ BisectResult bisect(const BisectOptions& o) {
   DivergenceReport& rep = res.report;
   rep.command = "bisect";
   if (Status s = require_replayable_trace(o.trace_path, "bisect"); !s) return failed(2, s.error().message);
-  auto reader = trace::TraceReader::open(o.trace_path);
+  trace::ReaderLimits header_only;  // the embedded data, for the run to train on
+  header_only.tensor_values = false;
+  auto reader = trace::TraceReader::open(o.trace_path, header_only);
   if (!reader) return failed(2, reader.error().message);
   const trace::TraceHeader header = (*reader)->header();
   reader->reset();

@@ -26,11 +26,14 @@ bool is_evidence(const std::string& key) { return key.rfind("kernel|", 0) == 0 |
 bool differ(const trace::Event& a, const trace::Event& b, FirstDivergence& d) {
   if (auto* ra = std::get_if<trace::RngDrawEvent>(&a)) {
     const auto& rb = std::get<trace::RngDrawEvent>(b);
-    if (ra->digest == rb.digest) return false;
+    const bool same_draw =
+        ra->draw.key == rb.draw.key && ra->draw.counter == rb.draw.counter && ra->draw.count == rb.draw.count;
+    if (ra->digest == rb.digest && same_draw) return false;
     d.kind = "rng";
     d.site = ra->draw.site;
     d.phase = event_phase(d.kind, d.site);
-    d.detail = "draw at " + d.site + ": " + draw_str(ra->draw) + " (A), " + draw_str(rb.draw) + " (B)";
+    d.detail = "draw at " + d.site + ": " + draw_str(ra->draw) + " (A), " + draw_str(rb.draw) + " (B)" +
+               (ra->digest == rb.digest ? " (the same values, from another draw)" : "");
     return true;
   }
   if (auto* sa = std::get_if<trace::SplitEvent>(&a)) {
@@ -199,9 +202,12 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   };
   for (const std::string& path : {a_path, b_path})
     if (Status s = require_replayable_trace(path, "diff"); !s) return failed(s.error().message);
-  auto ra = trace::TraceReader::open(a_path);
+  // The steps are compared, and the embedded data where both embed it: the checkpoints are not decompressed.
+  trace::ReaderLimits limits;
+  limits.tensor_values = false;
+  auto ra = trace::TraceReader::open(a_path, limits);
   if (!ra) return failed(ra.error().message);
-  auto rb = trace::TraceReader::open(b_path);
+  auto rb = trace::TraceReader::open(b_path, limits);
   if (!rb) return failed(rb.error().message);
   const trace::TraceHeader ha = (*ra)->header(), hb = (*rb)->header();
   DivergenceReport& rep = res.report;

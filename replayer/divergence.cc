@@ -199,6 +199,9 @@ bool what_adds_to_cause(const DivergenceReport& r) {
 }
 
 std::string report_text(const DivergenceReport& r) {
+  // Each string the report quotes (sites, kernels, causes, notes, environment values: the trace's and made of
+  // them) stays on its line: a newline in one cannot print a line of its own.
+  const auto f = [](std::string_view s) { return inline_text(s); };
   std::ostringstream o;
   if (!r.diverged && r.stop) {
     // What was compared matched; the headline says first where the comparison had to stop, and why.
@@ -206,7 +209,7 @@ std::string report_text(const DivergenceReport& r) {
     const std::string steps = damaged            ? "the steps before it"
                               : r.two_recordings ? "the steps both hold"
                                                  : "the steps it holds";
-    o << status_name(r.status()) << ": " << stop_words(*r.stop) << "; "
+    o << status_name(r.status()) << ": " << f(stop_words(*r.stop)) << "; "
       << (r.two_recordings        ? steps + " are identical"
           : r.command == "bisect" ? "a free replay reproduces " + steps + " bit for bit"
                                   : steps + " reproduced bit for bit")
@@ -220,16 +223,16 @@ std::string report_text(const DivergenceReport& r) {
   } else if (r.first) {
     const FirstDivergence& d = *r.first;
     o << "diverged at step " << d.step;
-    if (!d.phase.empty()) o << ", " << d.phase;
-    if (!d.layer.empty()) o << ", " << d.layer;
-    if (!d.op.empty()) o << " " << d.op;
-    if (d.site != d.op && d.site != d.layer) o << " (" << d.site << ")";
+    if (!d.phase.empty()) o << ", " << f(d.phase);
+    if (!d.layer.empty()) o << ", " << f(d.layer);
+    if (!d.op.empty()) o << " " << f(d.op);
+    if (d.site != d.op && d.site != d.layer) o << " (" << f(d.site) << ")";
     o << "\n";
-    o << "  cause: " << r.cause.category << ": " << r.cause.detail << "\n";
-    if (what_adds_to_cause(r)) o << "  what: " << d.detail << "\n";
+    o << "  cause: " << f(r.cause.category) << ": " << f(r.cause.detail) << "\n";
+    if (what_adds_to_cause(r)) o << "  what: " << f(d.detail) << "\n";
     if (!d.kernel_recorded.empty() || !d.kernel_replayed.empty())
-      o << "  kernel: " << (d.kernel_recorded.empty() ? "?" : d.kernel_recorded) << " (" << r.label_a << "), "
-        << (d.kernel_replayed.empty() ? "?" : d.kernel_replayed) << " (" << r.label_b << ")\n";
+      o << "  kernel: " << (d.kernel_recorded.empty() ? "?" : f(d.kernel_recorded)) << " (" << r.label_a
+        << "), " << (d.kernel_replayed.empty() ? "?" : f(d.kernel_replayed)) << " (" << r.label_b << ")\n";
     if (d.has_element)
       o << "  first differing element: " << d.index << ": " << fmt_double(d.recorded) << " (" << r.label_a
         << ") vs " << fmt_double(d.replayed) << " (" << r.label_b << "), |diff| " << fmt_double(d.abs_diff)
@@ -240,24 +243,24 @@ std::string report_text(const DivergenceReport& r) {
   } else {
     // The runs' inputs differ (data, configuration), yet no value compared does.
     o << "diverged in the inputs only: no value compared differs" << steps_compared(r)
-      << "\n  cause: " << r.cause.category << ": " << r.cause.detail << "\n";
+      << "\n  cause: " << f(r.cause.category) << ": " << f(r.cause.detail) << "\n";
   }
   if (r.diverged && r.stop)
-    o << "  " << (r.stop->damaged ? "damaged" : "truncated") << ": " << stop_words(*r.stop)
+    o << "  " << (r.stop->damaged ? "damaged" : "truncated") << ": " << f(stop_words(*r.stop))
       << ": nothing after it is compared\n";
   if (!r.environment.empty()) {
     o << "environment differences:\n";
     for (const auto& e : r.environment)
-      o << "  " << e.key << ": " << e.recorded << " (" << r.label_a << ") vs " << e.replayed << " ("
+      o << "  " << f(e.key) << ": " << f(e.recorded) << " (" << r.label_a << ") vs " << f(e.replayed) << " ("
         << r.label_b << ")\n";
   }
   // Past the 8 a cause names, every one.
   if (r.config_differences.size() > 8) {
     o << "configuration differences:\n";
-    for (const auto& c : r.config_differences) o << "  " << c << "\n";
+    for (const auto& c : r.config_differences) o << "  " << f(c) << "\n";
   }
-  for (const auto& [k, v] : r.facts) o << k << ": " << v << "\n";
-  for (const auto& n : r.notes) o << "note: " << n << "\n";
+  for (const auto& [k, v] : r.facts) o << f(k) << ": " << f(v) << "\n";
+  for (const auto& n : r.notes) o << "note: " << f(n) << "\n";
   return o.str();
 }
 

@@ -187,7 +187,7 @@ void StepViews::finish(PageViews& page) {
 }
 
 std::optional<trace::StepKernels> recorded_step_kernels(const std::string& path, int64_t step) {
-  auto reader = trace::TraceReader::open(path);
+  auto reader = trace::TraceReader::open(path, trace::without_payloads());
   if (!reader || !(*reader)->header().kernels_recorded) return std::nullopt;
   for (;;) {
     auto rec = (*reader)->next();

@@ -171,15 +171,24 @@ void ReplayHooks::rng_values(const RngDraw& draw, std::span<const std::byte> val
   const auto& rec = std::get<trace::RngDrawEvent>(*e);
   if (!compare_) return;
   const uint64_t d = digest_bytes(values.data(), values.size());
-  if (d == rec.digest) {
+  // The same values from another draw (another count, counter or key) are no match: the draw is recorded to
+  // be compared as much as its values.
+  const bool same_draw =
+      rec.draw.key == draw.key && rec.draw.counter == draw.counter && rec.draw.count == draw.count;
+  if (d == rec.digest && same_draw) {
     ++matched_draws_[draw.stream];
     return;
   }
   FirstDivergence fd = divergence(-1, event_phase("rng", draw.site), "rng", draw.site);
   fd.detail = "draw at " + draw.site + ": recorded " + draw_str(rec.draw) + ", replayed " + draw_str(draw);
+  if (d == rec.digest) {
+    fd.detail += " (the same values: the recording names another draw for them)";
+    diverge(std::move(fd));
+    return;
+  }
   // The same words made into other values: what made them (a distribution's parameters in the
   // configuration, or the arithmetic of this build) is for the cause to say, from its evidence.
-  fd.same_draw = rec.draw.key == draw.key && rec.draw.counter == draw.counter && rec.draw.count == draw.count;
+  fd.same_draw = same_draw;
   if (fd.same_draw) fd.detail += " (the same draw, made into other values)";
   diverge(std::move(fd));
 }

@@ -150,7 +150,9 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
                                     std::function<bool(const std::string&)> filter, ProbeLevel level,
                                     bool compare, int64_t from, Collective* collective, DeviceBackend* device) {
   ReplaySide s;
-  auto reader = trace::TraceReader::open(trace_path);
+  // The replay follows the steps: the checkpoints it passes and the embedded data (rebuilt already, in
+  // `config`) are not decompressed.
+  auto reader = trace::TraceReader::open(trace_path, trace::without_payloads());
   if (!reader) return reader.error();
   s.reader = std::move(reader).value();
   s.hooks = std::make_unique<ReplayHooks>(*s.reader, force, level, compare);
@@ -175,8 +177,13 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
     return Error{"step " + std::to_string(from) + " is past the run's end: it has steps 0.." +
                  std::to_string(s.training->total_steps() - 1)};
   if (from > 0) {
-    auto cr = trace::TraceReader::open(trace_path);
+    trace::ReaderLimits values = trace::without_payloads();
+    values.tensor_values = true;
+    auto cr = trace::TraceReader::open(trace_path, values);
     if (!cr) return cr.error();
+    // The checkpoint resumes this run's model: a tensor it does not have, or of another shape, is refused
+    // before it is decompressed.
+    (*cr)->expect_tensors(s.training->state_shapes());
     auto index = (*cr)->checkpoint_index();
     // The last checkpoint at or before `from` after the start: a replay from the initial state (step 0) is one
     // from step 0, which runs the initialization as recorded.
@@ -507,7 +514,7 @@ Status require_replayable_trace(const std::string& path, const std::string& what
                  " here takes one process's trace; `trainrr " + what +
                  "` on the command line takes a run's folder"};
   }
-  auto reader = trace::TraceReader::open(path);
+  auto reader = trace::TraceReader::open(path, trace::without_payloads());
   if (!reader) return reader.error();
   if (Status s = trace::refuse_rank_alone((*reader)->header(), path, what); !s) return s;
   return require_complete_step(path);
@@ -541,7 +548,9 @@ Status require_complete_step(const std::string& path) {
 
 ReplayResult replay(const ReplayOptions& o) {
   if (Status s = require_replayable_trace(o.trace_path, "replay"); !s) return fail(2, s.error().message);
-  auto reader = trace::TraceReader::open(o.trace_path);
+  trace::ReaderLimits header_only;  // the embedded data, for the run to train on
+  header_only.tensor_values = false;
+  auto reader = trace::TraceReader::open(o.trace_path, header_only);
   if (!reader) return fail(2, reader.error().message);
   const trace::TraceHeader header = (*reader)->header();
   reader->reset();

@@ -28,7 +28,7 @@ RunUnits units_up_to(const trace::RunSet& run, int64_t to, const KernelRegistry&
     const std::string rank = std::to_string(r) + "|";
     std::set<std::string> units = {rank + "seed"};
     int64_t last = -1;
-    auto reader = trace::TraceReader::open(run.paths[r]);
+    auto reader = trace::TraceReader::open(run.paths[r], trace::without_payloads());
     if (!reader) continue;
     for (;;) {
       auto rec = (*reader)->next();

@@ -17,7 +17,7 @@ namespace {
 // where reading stopped; run_extent() says where that is).
 std::vector<trace::TraceStep> read_steps(const std::string& path) {
   std::vector<trace::TraceStep> steps;
-  auto reader = trace::TraceReader::open(path);
+  auto reader = trace::TraceReader::open(path, trace::without_payloads());
   if (!reader) return steps;
   for (;;) {
     auto record = (*reader)->next();

@@ -273,7 +273,7 @@ RunExtent run_extent(const trace::RunSet& run) {
     stop.rank = r;
     stop.path = run.paths[r];
     bool footer = false;
-    if (auto reader = trace::TraceReader::open(run.paths[r]))
+    if (auto reader = trace::TraceReader::open(run.paths[r], trace::without_payloads()))
       for (;;) {
         auto rec = (*reader)->next();
         if (!rec) {
@@ -336,7 +336,7 @@ void headline_stop(const trace::RunSet& run, RunReport& report) {
 }
 
 std::optional<CollectiveCall> first_collective(const trace::RunSet& run) {
-  auto reader = trace::TraceReader::open(run.paths[0]);
+  auto reader = trace::TraceReader::open(run.paths[0], trace::without_payloads());
   if (!reader) return std::nullopt;
   for (;;) {
     auto record = (*reader)->next();

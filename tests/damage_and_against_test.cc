@@ -15,7 +15,9 @@
 #include "engine/kernels/kernel_registry.h"
 #include "tests/recording_util.h"
 #include "tests/test_util.h"
+#include "tests/trace_rewrite.h"
 #include "traces/trace_reader.h"
+#include "traces/trace_writer.h"
 
 namespace trainrr::testing {
 namespace {
@@ -109,6 +111,142 @@ TEST(DamagedTraceReport, ReplaySaysDamagedWithTheStepTheByteAndWhatWasCompared) 
                                    std::to_string(step - 1) + ",\"offset\":" + std::to_string(at)))
       << json.output;
   EXPECT_TRUE(has(json.output, "\"steps_compared\":" + std::to_string(step) + ",")) << json.output;
+}
+
+// A changed step whose next message reads as cut short by the end of the file (its framing changed so that it
+// runs past the end), in a file that ends with its intact footer: nothing vouches for the step, so the replay
+// reports the damage there and never compares the changed step.
+TEST(DamagedTraceReport, ReplaySaysDamagedWhereTheNextMessageSeemsCutButTheFooterIsIntact) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", "--set train.epochs=2");
+  const std::string damaged = dir.file("damaged.trr");
+  const int64_t step = damage_a_step(trace, damaged, 10);
+  ASSERT_GE(step, 1) << "no step's loss lies verbatim in the file";
+  const StepMessage m = step_message(trace, step);
+  // The next message's start: one segment of 2^24 words, its root 2^22 words in (packed).
+  std::string bytes = read_file(damaged);
+  const std::string cut_looking = "\x80\x01\x58\x01\x01\x50";
+  bytes.replace(m.to, cut_looking.size(), cut_looking);
+  write_file(damaged, bytes);
+
+  const CommandResult text = run_trainrr("replay " + damaged);
+  EXPECT_EQ(text.exit_code, 2) << text.output;
+  EXPECT_EQ(
+      text.output.rfind("damaged: the trace was changed after it was written: reading stopped at byte " +
+                            std::to_string(m.from) + ", after step " + std::to_string(step - 1) + ";",
+                        0),
+      0u)
+      << text.output;
+  EXPECT_FALSE(has(text.output, "diverged")) << text.output;
+  const CommandResult json = run_trainrr("replay --json " + damaged);
+  EXPECT_EQ(json.exit_code, 2) << json.output;
+  EXPECT_TRUE(has(json.output, "\"status\":\"damaged\"")) << json.output;
+}
+
+// One bit of the header turns format 3 into format 2, which chains no messages: the digests the messages hold
+// say the header was changed, and show, dump and replay call the trace damaged instead of reading it
+// unchecked.
+TEST(DamagedTraceReport, AHeaderChangedToFormatTwoIsDamagedNotReadWithoutItsChecks) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", "--set train.epochs=1");
+  std::string bytes = read_file(trace);
+  // The header's first data words, packed: the magic (copied verbatim after tag 0xff, then a count of 0
+  // further verbatim words), then minReaderVersion and formatVersion (tag 0x11: bytes 0 and 4 of the word).
+  const size_t magic = bytes.find("TRAINRR1");
+  ASSERT_NE(magic, std::string::npos);
+  ASSERT_EQ(bytes.substr(magic + 8, 2), std::string("\x00\x11", 2)) << "the header packs otherwise";
+  ASSERT_EQ(bytes[magic + 11], '\x03');
+  bytes[magic + 11] = '\x02';  // formatVersion 3 -> 2: one bit
+  const std::string downgraded = dir.file("downgraded.trr");
+  write_file(downgraded, bytes);
+  for (const std::string command : {"show", "dump", "replay"}) {
+    const CommandResult r = run_trainrr(command + " " + downgraded);
+    EXPECT_EQ(r.exit_code, 2) << command << "\n" << r.output;
+    EXPECT_TRUE(
+        has(r.output, "the header's formatVersion was changed after it was written (the file is damaged)"))
+        << command << "\n"
+        << r.output;
+  }
+}
+
+// A copy of `from` that holds its header, its initial checkpoint and its first `steps` steps, then a footer,
+// written by the writer (the chain and the footer's check are whole), that says the run completed.
+std::string first_steps_said_completed(const std::string& from, const std::string& to, int64_t steps) {
+  auto reader = trace::TraceReader::open(from);
+  if (!reader) return reader.error().message;
+  auto writer = trace::TraceWriter::create(to, (*reader)->header());
+  if (!writer) return writer.error().message;
+  for (;;) {
+    auto rec = (*reader)->next();
+    if (!rec) return rec.error().message;
+    if (!*rec) break;
+    Status s;
+    if (const auto* step = std::get_if<trace::TraceStep>(&(*rec)->value); step && step->index < steps)
+      s = (*writer)->write_step(*step);
+    else if (const auto* c = std::get_if<trace::TraceCheckpoint>(&(*rec)->value); c && c->step == 0)
+      s = (*writer)->write_checkpoint(*c);
+    if (!s) return s.error().message;
+  }
+  Status done = (*writer)->finish(trace::TraceFooter{true, "completed", 0, 0, {}});
+  return done ? "" : done.error().message;
+}
+
+// The footer's "completed" is a claim about the schedule the configuration gives (epochs times batches): a
+// trace that ends early under it cannot be as recorded, and is not reported as a run that reproduced.
+TEST(DamagedTraceReport, AFooterThatSaysCompletedBeforeTheScheduleEndsIsDamage) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", "--set train.epochs=2");
+  const std::string shortened = dir.file("short.trr");
+  ASSERT_EQ(first_steps_said_completed(trace, shortened, 5), "");
+  const std::string why =
+      "the footer says the run completed its schedule, but the file holds 5 complete steps of the 30 its "
+      "configuration schedules (2 epochs of 15 batches)";
+  const CommandResult replay = run_trainrr("replay " + shortened);
+  EXPECT_EQ(replay.exit_code, 2) << replay.output;
+  EXPECT_EQ(
+      replay.output.rfind("damaged: the trace was changed after it was written: reading stopped at byte ", 0),
+      0u)
+      << replay.output;
+  EXPECT_TRUE(has(replay.output, ", after step 4;")) << replay.output;
+  EXPECT_TRUE(has(replay.output, why)) << replay.output;
+  const CommandResult json = run_trainrr("replay --json " + shortened);
+  EXPECT_EQ(json.exit_code, 2) << json.output;
+  EXPECT_TRUE(has(json.output, "\"status\":\"damaged\"")) << json.output;
+  for (const std::string command : {"show", "dump"}) {
+    const CommandResult r = run_trainrr(command + " " + shortened);
+    EXPECT_EQ(r.exit_code, 2) << command << "\n" << r.output;
+    EXPECT_TRUE(has(r.output, "damaged: 5 complete steps readable; reading stopped at byte ")) << r.output;
+    EXPECT_TRUE(has(r.output, why)) << r.output;
+    EXPECT_FALSE(has(r.output, "ended cleanly")) << r.output;
+  }
+  // The whole recording is what its footer says.
+  EXPECT_EQ(run_trainrr("show " + trace).exit_code, 0);
+  EXPECT_EQ(run_trainrr("replay " + trace).exit_code, 0);
+}
+
+// A draw is compared whole, not only its values: a count (or counter, or key) the replay did not draw is a
+// difference, even where the values drawn match the recorded digest.
+TEST(DamagedTraceReport, ADrawOfAnotherCountWithTheSameValuesIsADifference) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", "--set train.epochs=1");
+  const std::string changed = dir.file("count.trr");
+  bool edited = false;
+  ASSERT_EQ(rewrite_trace(
+                trace, changed, [](trace::TraceHeader&) {},
+                [&](trace::TraceStep& s) {
+                  for (auto& e : s.events)
+                    if (auto* d = std::get_if<trace::RngDrawEvent>(&e); d && !edited) {
+                      d->draw.count = uint64_t{1} << 62;
+                      edited = true;
+                    }
+                }),
+            "");
+  ASSERT_TRUE(edited);
+  for (const std::string& args : {"replay " + changed, "diff " + trace + " " + changed}) {
+    const CommandResult r = run_trainrr(args);
+    EXPECT_EQ(r.exit_code, 1) << args << "\n" << r.output;
+    EXPECT_TRUE(has(r.output, "count 4611686018427387904")) << args << "\n" << r.output;
+  }
 }
 
 TEST(DamagedTraceReport, DiffOfATraceAndItsDamagedCopySaysDamagedNotIdentical) {

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <numeric>
 #include <set>
 #include <thread>
 
@@ -433,6 +434,39 @@ TEST_F(UntrustedTrace, TerminalOutputCarriesNoControlCharactersFromTheTrace) {
   expect_nothing_written({"hostile.trr"});
 }
 
+// A string of the trace stays on the line that quotes it: a newline in a configuration path or an environment
+// value cannot print a line of its own (a forged "ended cleanly" or "reproduced"), and C1 controls and
+// bidirectional overrides, valid UTF-8 though they are, reach the terminal escaped.
+TEST_F(UntrustedTrace, AStringOfTheTraceCannotPrintALineOfItsOwn) {
+  const std::string csi = "\xC2\x9B", rlo = "\xE2\x80\xAE";
+  const std::string bad = dir.file("forged.trr");
+  ASSERT_EQ(rewrite_trace(embedded(), bad,
+                          [&](trace::TraceHeader& h) {
+                            h.config_path =
+                                "/x.toml\nended cleanly: forged\r" + csi + "31m" + rlo + "lmth.exe";
+                            for (auto& [k, v] : h.environment) v += "\nreproduced bit for bit (forged)";
+                          }),
+            "");
+  for (const std::string& args : {"show " + bad, "dump " + bad, "replay " + bad, "replay --force none " + bad,
+                                  "diff " + embedded() + " " + bad}) {
+    CommandResult r = run(args);
+    EXPECT_NE(r.exit_code, 2) << args << "\n" << r.output;
+    for (const std::string forged : {"\nended cleanly: forged", "\nreproduced bit for bit (forged)", "\r"})
+      EXPECT_EQ(r.output.find(forged), std::string::npos) << args << "\n" << r.output;
+    EXPECT_EQ(r.output.find(csi), std::string::npos) << args;
+    EXPECT_EQ(r.output.find(rlo), std::string::npos) << args;
+  }
+  CommandResult shown = run("show " + bad);
+  EXPECT_NE(shown.output.find("/x.toml\\x0Aended cleanly: forged\\x0D\\u009B31m\\u202Elmth.exe"),
+            std::string::npos)
+      << shown.output;
+  // The replay lists the environment's differences: each value stays on its line.
+  CommandResult replayed = run("replay " + bad);
+  EXPECT_NE(replayed.output.find("\\x0Areproduced bit for bit (forged) (recorded) vs "), std::string::npos)
+      << replayed.output;
+  expect_nothing_written({"forged.trr"});
+}
+
 TEST_F(UntrustedTrace, JsonOutputParsesWhateverBytesTheTraceHolds) {
   if (!has_python_json()) GTEST_SKIP() << "python3 is not installed: no JSON parser to check with";
   const std::string bad = hostile(dir, embedded());
@@ -551,6 +585,122 @@ TEST_F(UntrustedTrace, ExportToASymbolicLinkSaysItIsOne) {
   EXPECT_TRUE(fs::is_symlink(work() / "ck"));
   fs::remove(work() / "ck");
   expect_nothing_written({"real"});
+}
+
+// Row indices from a trace are served to the loader, which copies the rows they name: one past the data, or
+// a row taken twice, is a malformed trace, named with its step and field, and never used.
+TEST_F(UntrustedTrace, AShufflePermutationNamingRowsTheDataDoesNotHaveIsRefusedAsMalformed) {
+  for (const uint32_t first : {4000000000u, 1u}) {
+    const std::string bad = dir.file("perm.trr");
+    bool edited = false;
+    ASSERT_EQ(rewrite_trace(
+                  plain(), bad, [](trace::TraceHeader&) {},
+                  [&](trace::TraceStep& s) {
+                    for (auto& e : s.events)
+                      if (auto* sh = std::get_if<trace::ShuffleEvent>(&e); sh && s.index == 0) {
+                        // The recorded draw replaced by an explicit order with its digest recomputed.
+                        sh->draw.reset();
+                        sh->permutation.resize(sh->length);
+                        std::iota(sh->permutation.begin(), sh->permutation.end(), 0u);
+                        sh->permutation[0] = first;
+                        sh->digest = digest(std::span<const uint32_t>(sh->permutation));
+                        edited = true;
+                      }
+                  }),
+              "");
+    ASSERT_TRUE(edited);
+    CommandResult r = run("replay " + bad);
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("step 0: shuffle permutation[" +
+                            std::string(first == 1 ? "1] = 1 repeats" : "0] = 4000000000 is not <")),
+              std::string::npos)
+        << r.output;
+    fs::remove(bad);
+  }
+  expect_nothing_written();
+}
+
+TEST_F(UntrustedTrace, ACheckpointPermutationNamingRowsTheDataDoesNotHaveIsRefusedAsMalformed) {
+  const std::string with_checkpoint = dir.file("cp.trr");
+  CommandResult rec = run_trainrr("record " + example("breast_cancer.toml") +
+                                  " --set train.epochs=1 --checkpoint-every 5 -o " + with_checkpoint);
+  ASSERT_EQ(rec.exit_code, 0) << rec.output;
+  const std::string bad = dir.file("bad.trr");
+  ASSERT_EQ(rewrite_trace(
+                with_checkpoint, bad, [](trace::TraceHeader&) {}, {},
+                [](trace::TraceCheckpoint& cp) {
+                  if (cp.step == 5) cp.permutation.at(0) = 3000000000u;
+                  return true;
+                }),
+            "");
+  for (const std::string& args : {"replay " + bad + " --from-step 5", "replay " + bad}) {
+    CommandResult r = run(args);
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find("checkpoint at step 5: permutation[0] = 3000000000 is not <"), std::string::npos)
+        << args << "\n"
+        << r.output;
+  }
+  expect_nothing_written({"bad.trr", "cp.trr"});
+}
+
+// An optimizer's state is updated elementwise beside its parameter: a slot of another shape is refused when
+// the checkpoint is restored, not read or written past its end.
+TEST_F(UntrustedTrace, AnOptimizerSlotOfAnotherShapeThanItsParameterIsRefused) {
+  const std::string with_checkpoint = dir.file("cp.trr");
+  CommandResult rec = run_trainrr("record " + example("breast_cancer.toml") +
+                                  " --set train.epochs=1 --checkpoint-every 5 -o " + with_checkpoint);
+  ASSERT_EQ(rec.exit_code, 0) << rec.output;
+  const std::string bad = dir.file("bad.trr");
+  bool edited = false;
+  ASSERT_EQ(rewrite_trace(
+                with_checkpoint, bad, [](trace::TraceHeader&) {}, {},
+                [&](trace::TraceCheckpoint& cp) {
+                  for (auto& t : cp.tensors)
+                    if (cp.step == 5 && t.name == "m/dense_1.kernel") {
+                      t.value = Tensor({1}, 0.0f);
+                      edited = true;
+                    }
+                  return true;
+                }),
+            "");
+  ASSERT_TRUE(edited);
+  CommandResult r = run("replay " + bad + " --from-step 5");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  // Refused as the checkpoint is read, before it is decompressed (the model's tensors are known), and by the
+  // restore itself where they are not (Training.ARestoredOptimizerSlotMustHaveItsParametersShape).
+  EXPECT_NE(r.output.find("checkpoint tensor 'm/dense_1.kernel': has shape (1,), the model the configuration "
+                          "builds (30, 16)"),
+            std::string::npos)
+      << r.output;
+  expect_nothing_written({"bad.trr", "cp.trr"});
+}
+
+// What a checkpoint costs to read is bounded by the model that takes it: a tensor of another shape than the
+// model's is refused before it is decompressed, however small its compressed frames.
+TEST_F(UntrustedTrace, ACheckpointTensorOfAnotherShapeThanTheModelsIsRefusedBeforeItIsDecompressed) {
+  const std::string with_checkpoint = dir.file("cp.trr");
+  CommandResult rec = run_trainrr("record " + example("breast_cancer.toml") +
+                                  " --set train.epochs=1 --checkpoint-every 5 -o " + with_checkpoint);
+  ASSERT_EQ(rec.exit_code, 0) << rec.output;
+  const std::string bad = dir.file("bad.trr");
+  ASSERT_EQ(rewrite_trace(
+                with_checkpoint, bad, [](trace::TraceHeader&) {}, {},
+                [](trace::TraceCheckpoint& cp) {
+                  for (auto& t : cp.tensors)
+                    if (cp.step == 5 && t.name == "dense_1.kernel") t.value.shape = {1, 480};
+                  return true;
+                }),
+            "");
+  CommandResult r = run("replay " + bad + " --from-step 5");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(
+      r.output.find("checkpoint tensor 'dense_1.kernel': has shape (1, 480), the model the configuration "
+                    "builds (30, 16)"),
+      std::string::npos)
+      << r.output;
+  // A summary decompresses no checkpoint: show reads the trace whole.
+  EXPECT_EQ(run("show " + bad).exit_code, 0);
+  expect_nothing_written({"bad.trr", "cp.trr"});
 }
 
 }  // namespace

@@ -42,7 +42,7 @@ int run_bisect(const BisectArgs& a) {
       print_error(r.error);
       return r.exit_code;
     }
-    for (const auto& line : r.lines) std::printf("%s\n", line.c_str());
+    for (const auto& line : r.lines) std::printf("%s\n", inline_text(line).c_str());  // it quotes the traces
     return std::fflush(stdout) == 0 ? r.exit_code : kBadInput;
   }
   // The free side is this machine's run: OpenBLAS within TRAINRR_ISA, as replay --force none runs it.

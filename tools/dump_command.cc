@@ -83,8 +83,9 @@ struct Output {
 };
 Output out;
 
-// Every line quotes the trace; JSON lines are escaped already, text lines are escaped for the terminal here.
-void line(const std::string& text) { out.raw(printable(text) + "\n"); }
+// Every line quotes the trace; JSON lines are escaped already, text lines are escaped for the terminal here,
+// and each is one line: a newline inside it came from the trace, and is escaped too.
+void line(const std::string& text) { out.raw(inline_text(text) + "\n"); }
 
 int run_dump(const DumpArgs& a) {
   if (trace::is_run_folder(a.file)) {
@@ -101,7 +102,10 @@ int run_dump(const DumpArgs& a) {
     }
     range = *r;
   }
-  auto opened = trace::TraceReader::open(a.file);
+  // The embedded data is never printed, and the checkpoint tensors only by their digests in JSON.
+  trace::ReaderLimits limits = trace::without_payloads();
+  limits.tensor_values = a.json;
+  auto opened = trace::TraceReader::open(a.file, limits);
   if (!opened) {
     print_error(opened.error().message);
     return kBadInput;

@@ -78,7 +78,10 @@ int run_export(const ExportArgs& a) {
     print_error(s.error().message);
     return kBadInput;
   }
-  auto opened = trace::TraceReader::open(a.file);
+  // The checkpoint's tensors are what is exported; the embedded data is not.
+  trace::ReaderLimits limits = trace::without_payloads();
+  limits.tensor_values = true;
+  auto opened = trace::TraceReader::open(a.file, limits);
   if (!opened) {
     print_error(opened.error().message);
     return kBadInput;
@@ -109,17 +112,24 @@ int run_export(const ExportArgs& a) {
     return kBadInput;
   }
 
-  // The steps after the checkpoint, up to the next checkpoint or the end of what can be read.
+  // The steps after the checkpoint, up to the next checkpoint or the end of what can be read: read without
+  // decompressing the checkpoints on the way, of which only the step is wanted.
   std::vector<FollowingStep> following;
   std::string until = "end of trace";
-  if (Status s = r.seek(offset); !s) {
+  auto scanned = trace::TraceReader::open(a.file, trace::without_payloads());
+  if (!scanned) {
+    print_error(scanned.error().message);
+    return kBadInput;
+  }
+  trace::TraceReader& scan = **scanned;
+  if (Status s = scan.seek(offset); !s) {
     print_error(s.error().message);
     return kBadInput;
   }
   bool first = true;
   bool later_checkpoint = false;  // else the scan read to the end, and knows the trace's last step
   for (;;) {
-    auto rec = r.next();
+    auto rec = scan.next();
     if (!rec) {
       until = "reading stopped: " + rec.error().message;
       break;
@@ -248,7 +258,7 @@ int run_export(const ExportArgs& a) {
       where.c_str(), done, plural(done), state->epoch, plural(state->epoch),
       static_cast<long long>(state->batch_in_epoch), state->batch_in_epoch == 1 ? "" : "es", a.dir.c_str(),
       state->tensors.size(), plural(static_cast<long long>(state->tensors.size())), following.size(),
-      plural(static_cast<long long>(following.size())), until.c_str());
+      plural(static_cast<long long>(following.size())), inline_text(until).c_str());
   return kOk;
 }
 

@@ -66,7 +66,7 @@ int run_replay(const ReplayArgs& a) {
   std::vector<std::string> notes;
   // keep_openblas_within_isa() may restart the process: before the trace is read.
   if (!force->kernels) notes = keep_openblas_within_isa();
-  if (auto reader = trace::TraceReader::open(a.trace)) {
+  if (auto reader = trace::TraceReader::open(a.trace, trace::without_payloads())) {
     if (force->kernels) notes = use_recorded_openblas_core((*reader)->header());
     if (const auto& live = (*reader)->still_recording()) notes.insert(notes.begin(), *live);
   }

@@ -19,7 +19,8 @@ namespace trainrr::cli {
 namespace {
 
 int print_report(const RunReport& r) {
-  for (const auto& line : r.lines) std::printf("%s\n", line.c_str());
+  // Each line quotes the traces (sites, causes): escaped for the terminal, one line each.
+  for (const auto& line : r.lines) std::printf("%s\n", inline_text(line).c_str());
   if (std::fflush(stdout) != 0) return kBadInput;
   if (!r.error.empty()) print_error(r.error);
   return r.exit_code;
@@ -172,24 +173,30 @@ int show_run_folder(const std::string& path) {
   }
   const trace::TraceHeader& h0 = run->headers[0];
   std::map<std::string, std::string> env(h0.environment.begin(), h0.environment.end());
+  // The traces' strings (run id, paths, environment values, collective names) are untrusted: each is escaped
+  // for the terminal and stays on its line.
+  const auto f = [](const std::string& s) { return inline_text(s); };
   if (run->world_size == 1)
-    std::printf("run %s: 1 rank, run id %s (its trace: rank0.trr)\n", path.c_str(), run->run_id.c_str());
+    std::printf("run %s: 1 rank, run id %s (its trace: rank0.trr)\n", f(path).c_str(),
+                f(run->run_id).c_str());
   else
-    std::printf("run %s: %d ranks, run id %s (one trace per rank: rank0.trr .. rank%d.trr)\n", path.c_str(),
-                run->world_size, run->run_id.c_str(), run->world_size - 1);
+    std::printf("run %s: %d ranks, run id %s (one trace per rank: rank0.trr .. rank%d.trr)\n",
+                f(path).c_str(), run->world_size, f(run->run_id).c_str(), run->world_size - 1);
   // The configuration as the run was asked for: its file and every --set given to record.
   std::string config = h0.config_path;
   for (const std::string& o : h0.config_overrides) config += " --set " + o;
-  std::printf("config: %s\n", config.c_str());
-  std::printf("MPI library: %s\n", env["mpi.library"].c_str());
-  std::printf("MCA: coll_tuned_use_dynamic_rules=%s coll_tuned_allreduce_algorithm=%s "
-              "coll_tuned_allreduce_algorithm_segmentsize=%s\n",
-              env["mpi.coll_tuned_use_dynamic_rules"].c_str(), env["mpi.coll_tuned_allreduce_algorithm"].c_str(),
-              env["mpi.coll_tuned_allreduce_algorithm_segmentsize"].c_str());
+  std::printf("config: %s\n", f(config).c_str());
+  std::printf("MPI library: %s\n", f(env["mpi.library"]).c_str());
+  std::printf(
+      "MCA: coll_tuned_use_dynamic_rules=%s coll_tuned_allreduce_algorithm=%s "
+      "coll_tuned_allreduce_algorithm_segmentsize=%s\n",
+      f(env["mpi.coll_tuned_use_dynamic_rules"]).c_str(),
+      f(env["mpi.coll_tuned_allreduce_algorithm"]).c_str(),
+      f(env["mpi.coll_tuned_allreduce_algorithm_segmentsize"]).c_str());
   bool described = false;
   int code = kOk;
   for (int r = 0; r < run->world_size; ++r) {
-    auto reader = trace::TraceReader::open(run->paths[r]);
+    auto reader = trace::TraceReader::open(run->paths[r], trace::without_payloads());
     if (!reader) {
       print_error(reader.error().message);
       return kBadInput;
@@ -216,7 +223,7 @@ int show_run_folder(const std::string& path) {
         std::printf(
             "allreduce: %s, %s%s; %s per global batch; %zu bucket%s, the first of "
             "%lld elements\n",
-            c.variant.c_str(), c.algorithm.c_str(),
+            f(c.variant).c_str(), f(c.algorithm).c_str(),
             c.algorithm_inferred ? " (inferred from Open MPI 4.1's decision table)"
             : c.forced           ? " (fixed)"
                                  : "",
@@ -231,10 +238,12 @@ int show_run_folder(const std::string& path) {
                             : damaged      ? "damaged: " + stop + " (changed after it was written)"
                             : stop.empty() ? "no footer: the recording did not finish"
                                            : "cut: " + stop;
+    // The reader's words quote the trace's strings: escaped, on this line.
     char loss[64];
     std::snprintf(loss, sizeof loss, "last loss %.6g (its shards)", last_loss);
     std::printf("  rank %d: %s, %s, %s, %s\n", r, counted(steps, "step").c_str(),
-                counted(calls, "allreduce call").c_str(), steps > 0 ? loss : "no complete step", end.c_str());
+                counted(calls, "allreduce call").c_str(), steps > 0 ? loss : "no complete step",
+                f(end).c_str());
   }
   if (std::fflush(stdout) != 0) return kBadInput;
   return code;

@@ -16,6 +16,7 @@
 #include <optional>
 #include <set>
 #include <tuple>
+#include <type_traits>
 
 #include "engine/kernels/blaslt_choice.h"
 #include "engine/kernels/conv_sites.h"
@@ -23,16 +24,15 @@
 #include "recorder/recorder.h"
 #include "tools/commands.h"
 #include "tools/run_folder.h"
-#include "traces/run_set.h"
 #include "tools/trace_text.h"
+#include "traces/run_set.h"
 #include "traces/trace_reader.h"
 
 namespace trainrr::cli {
 namespace {
 
-// printf to standard output, escaped for the terminal: what show prints quotes the trace's own strings
-// (paths, environment values, names), which are untrusted.
-[[gnu::format(printf, 1, 2)]] void say(const char* format, ...) {
+// printf to standard output, escaped for the terminal.
+[[gnu::format(printf, 1, 2)]] void say_formatted(const char* format, ...) {
   va_list args;
   va_start(args, format);
   va_list again;
@@ -43,6 +43,31 @@ namespace {
   if (n > 0) std::vsnprintf(text.data(), text.size() + 1, format, again);
   va_end(again);
   std::fputs(printable(text).c_str(), stdout);
+}
+
+// An argument of say(): a string is escaped to stay on the line the format puts it on, a number passes as it
+// is.
+struct SayText {
+  std::string text;
+};
+inline SayText say_arg(const char* s) { return {inline_text(s)}; }
+template <class T>
+requires std::is_arithmetic_v<T> T say_arg(T v) { return v; }
+inline const char* say_value(const SayText& t) { return t.text.c_str(); }
+template <class T>
+T say_value(T v) {
+  return v;
+}
+
+// printf to standard output of show's own format. What show prints quotes the trace's own strings (paths,
+// environment values, names), which are untrusted: every string argument is shown on the line the format puts
+// it on, so that a newline in a trace cannot print a line of its own (a forged "ended cleanly", say).
+template <class... Args>
+void say(const char* format, Args... args) {
+  if constexpr (sizeof...(Args) == 0)
+    say_formatted("%s", format);
+  else
+    say_formatted(format, say_value(say_arg(args))...);
 }
 
 struct ShowArgs {
@@ -282,9 +307,8 @@ void print_data(const trace::TraceHeader& h) {
   say("data:\n");
   if (h.datasets.empty()) say("  (no files: synthetic data)\n");
   for (const auto& d : h.datasets)
-    say("  %s: %s, %s, xxh3-128 %s, %s\n", d.name.c_str(), d.path.c_str(),
-                human_bytes(d.size_bytes).c_str(), hex128(d.digest).c_str(),
-                d.embedded.empty() ? "not embedded" : "embedded");
+    say("  %s: %s, %s, xxh3-128 %s, %s\n", d.name.c_str(), d.path.c_str(), human_bytes(d.size_bytes).c_str(),
+        hex128(d.digest).c_str(), d.is_embedded() ? "embedded" : "not embedded");
 }
 
 void print_progress(const StepStats& s) {
@@ -346,7 +370,7 @@ int run_show_kernels(const ShowArgs& a) {
                 trace::rank_trace_path(a.file, 0) + ")");
     return kBadInput;
   }
-  auto opened = trace::TraceReader::open(a.file);
+  auto opened = trace::TraceReader::open(a.file, trace::without_payloads());
   if (!opened) {
     print_error(opened.error().message);
     return kBadInput;
@@ -438,7 +462,8 @@ int run_show_kernels(const ShowArgs& a) {
 int run_show(const ShowArgs& a) {
   if (a.kernels) return run_show_kernels(a);
   if (trace::is_run_folder(a.file)) return show_run_folder(a.file);
-  auto opened = trace::TraceReader::open(a.file);
+  // A summary: checkpoint tensors and embedded data are checked from their frame headers, never decompressed.
+  auto opened = trace::TraceReader::open(a.file, trace::without_payloads());
   if (!opened) {
     print_error(opened.error().message);
     return kBadInput;

@@ -38,7 +38,8 @@ std::string number(double v) {
 std::string epoch_number(int64_t epoch) { return std::to_string(epoch + 1); }
 
 void print_error(std::string_view message) {
-  std::fprintf(stderr, "trainrr: %s\n", printable(message).c_str());
+  // One line: a newline in it came from a string it quotes.
+  std::fprintf(stderr, "trainrr: %s\n", inline_text(message).c_str());
 }
 
 namespace {
@@ -197,19 +198,22 @@ std::string json_map(std::span<const std::pair<std::string, std::string>> values
 }
 
 std::string header_text(const trace::TraceHeader& h) {
-  std::string out = "header format=" + std::to_string(h.format_version) + " writer=" + h.writer_version +
-                    " min_reader=" + std::to_string(h.min_reader_version) + " config=" + h.config_path +
+  // One line each: the trace's strings are escaped to stay on theirs.
+  const auto f = [](std::string_view s) { return inline_text(s); };
+  std::string out = "header format=" + std::to_string(h.format_version) + " writer=" + f(h.writer_version) +
+                    " min_reader=" + std::to_string(h.min_reader_version) + " config=" + f(h.config_path) +
                     " seed=" + std::to_string(h.seed) + (h.seed_from_entropy ? " (from the OS)" : "") +
                     " level=" + probe_level_name(h.level) +
                     " checkpoint_every=" + std::to_string(h.checkpoint_every) + "\n";
-  for (const auto& o : h.config_overrides) out += "override " + o + "\n";
-  for (const auto& [k, v] : h.environment) out += "env " + k + "=" + v + "\n";
+  for (const auto& o : h.config_overrides) out += "override " + f(o) + "\n";
+  for (const auto& [k, v] : h.environment) out += "env " + f(k) + "=" + f(v) + "\n";
   for (const auto& d : h.datasets)
-    out += "dataset " + d.name + " path=" + d.path + " size=" + std::to_string(d.size_bytes) +
-           " digest=" + hex128(d.digest) + (d.embedded.empty() ? "" : " embedded") + "\n";
+    out += "dataset " + f(d.name) + " path=" + f(d.path) + " size=" + std::to_string(d.size_bytes) +
+           " digest=" + hex128(d.digest) + (d.is_embedded() ? " embedded" : "") + "\n";
   // Said only where there is something to say: a CPU trace has no GPU kernels to mention.
   if (h.kernels_recorded) out += "gpu_kernels recorded\n";
-  else if (!h.kernels_not_recorded.empty()) out += "gpu_kernels not_recorded reason=" + h.kernels_not_recorded + "\n";
+  else if (!h.kernels_not_recorded.empty())
+    out += "gpu_kernels not_recorded reason=" + f(h.kernels_not_recorded) + "\n";
   return out;
 }
 
@@ -223,7 +227,7 @@ std::string header_json(const trace::TraceHeader& h) {
                     .str("path", d.path)
                     .uinteger("size_bytes", d.size_bytes)
                     .str("digest", hex128(d.digest))
-                    .boolean("embedded", !d.embedded.empty())
+                    .boolean("embedded", d.is_embedded())
                     .done());
   }
   datasets += "]";

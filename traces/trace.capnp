@@ -42,7 +42,8 @@ struct Message {
   }
   # From format 3: the low 32 bits of the XXH3-64 of the previous message's packed bytes, 1 where those bits
   # are 0; 0 in the header. Must match the previous message as read: a message changed after it was written
-  # (a flipped bit, an edit) is damage that the next message exposes. 0 throughout a trace of format 2.
+  # (a flipped bit, an edit) is damage that the next message exposes. Must be 0 throughout a trace of format 2:
+  # a first message that holds the header's digest under a header of format 2 is a changed formatVersion.
   previous @5 :UInt32;
 }
 
@@ -211,7 +212,8 @@ struct Event {
 # The order in which a kernel that accumulates in completion order combined its partial results.
 struct AccumulationOrder {
   site @0 :UInt32;           # name id of the kernel site
-  order @1 :List(UInt32);    # partial (task) indices, in the order they were added
+  order @1 :List(UInt32);    # partial (task) indices, in the order they were added: must order 0..n-1 (n its
+                             # length), each once, as they index the partials a replay adds in this order
 }
 
 # Words counter .. counter+count-1 of the Philox stream with `key`.
@@ -220,14 +222,15 @@ struct RngDraw {
   stream @1 :UInt32;   # name id
   key @2 :UInt64;
   counter @3 :UInt64;  # offset in 32-bit words
-  count @4 :UInt64;    # 32-bit words consumed
+  count @4 :UInt64;    # 32-bit words consumed; inside Shuffle.draw must be length - 1 (0 for length <= 1)
   digest @5 :UInt64;   # XXH3-64 of the values drawn, as bytes; 0 inside Shuffle.draw
 }
 
 struct Split {
   site @0 :UInt32;
-  train @1 :List(UInt32);  # row indices
-  test @2 :List(UInt32);
+  train @1 :List(UInt32);  # row indices; train, then test, must order the rows 0..n-1 (n = both lengths),
+  test @2 :List(UInt32);   # each once: every row goes to one side. That n is the data's row count the engine
+                           # checks, which knows it
 }
 
 struct Shuffle {
@@ -236,8 +239,9 @@ struct Shuffle {
   length @2 :UInt64;       # rows in the permutation
   digest @3 :UInt64;       # XXH3-64 of the permutation as little-endian UInt32s
   draw @4 :RngDraw;        # the draw the permutation was computed from; null when it came from elsewhere
-  # The permutation, stored whole when there is no draw. When non-empty: its length must equal `length`
-  # and its digest must equal `digest`. Empty with a null draw is allowed only when `length` is 0.
+  # The permutation, stored whole when there is no draw. When non-empty: its length must equal `length`,
+  # its digest must equal `digest`, and it must order 0..length-1, each once (the rows a replay's loader reads).
+  # Empty with a null draw is allowed only when `length` is 0.
   permutation @5 :List(UInt32);
 }
 
@@ -343,11 +347,13 @@ struct Checkpoint {
   tensors @4 :List(Tensor);      # parameters, then optimizer state; the decompressed sizes of all of them
                                  # together must stay under the reader's checkpoint limit
   rngOffsets @5 :List(RngOffset);
-  permutation @6 :List(UInt32);  # the current epoch's order (loader cursor)
+  permutation @6 :List(UInt32);  # the current epoch's order (loader cursor): must order 0..n-1 (n its length),
+                                 # each once; that n is the training rows the engine checks
   scalars @7 :List(NamedValue);  # optimizer iterations and the like
   names @8 :Names;               # the whole interning state (first must be 0); must be set
-  batchesDone @9 :List(UInt32);  # batches of the current epoch already handed out, in order; each must be
-                                 # < the epoch's batch count, which the reader cannot know: the engine checks
+  batchesDone @9 :List(UInt32);  # batches of the current epoch already handed out, in order; none may repeat,
+                                 # and each must be < the epoch's batch count, which the reader cannot know:
+                                 # the engine checks
 }
 
 struct Tensor {
@@ -369,14 +375,17 @@ struct RngOffset {
 # --- footer ---
 
 struct Footer {
-  completed @0 :Bool;      # the run finished its schedule
+  # The run finished its schedule. Read from the start, true must agree with the header's configuration: the
+  # file must hold as many ended steps as its epochs times the batches of the first shuffle's rows (where the
+  # configuration parses and a step shuffles).
+  completed @0 :Bool;
   endReason @1 :Text;
   # Read from the start, these must equal what the reader saw.
   stepCount @2 :Int64;     # step messages in the file
   eventCount @3 :UInt64;   # events in all steps
   checkpoints @4 :List(CheckpointRef);  # in file order
   # From format 3: footer_digest() of the values above (traces/trace.cc), which no message after the footer
-  # can vouch for; must match them. 0: not written.
+  # can vouch for; must match them. 0: not written; must be 0 in a trace of format 2.
   check @5 :UInt32;
 }
 

@@ -10,6 +10,7 @@
 #include <memory>
 #include <new>
 
+#include "engine/config.h"
 #include "engine/data/file_io.h"
 #include "engine/fingerprint.h"
 
@@ -37,6 +38,15 @@ bool is_known_dataset_name(std::string_view name) {
 }
 
 std::string known_dataset_names() { return "'data', 'features' or 'labels'"; }
+
+std::optional<Schedule> recorded_schedule(const TraceHeader& header, uint64_t train_rows) {
+  auto config = parse_config(header.config, "the recorded configuration", "", header.config_overrides);
+  if (!config || config->train.batch_size <= 0 || config->train.epochs < 0 ||
+      train_rows > static_cast<uint64_t>(INT64_MAX))
+    return std::nullopt;
+  const auto rows = static_cast<int64_t>(train_rows), batch = config->train.batch_size;
+  return Schedule{config->train.epochs, rows / batch + (rows % batch != 0)};  // as Training::steps_per_epoch
+}
 
 bool probe_recorded_at(std::string_view site, ProbeLevel level) {
   switch (level) {

@@ -68,6 +68,9 @@ struct DatasetInfo {
   Digest128 digest;
   // The file's bytes when the data is embedded; empty when it is not. When set, size and digest must match.
   std::vector<uint8_t> embedded;
+  // Embedded, but left compressed by a reader that does not decompress embedded data (ReaderLimits).
+  bool embedded_not_read = false;
+  bool is_embedded() const { return !embedded.empty() || embedded_not_read; }
   bool operator==(const DatasetInfo&) const = default;
 };
 
@@ -268,5 +271,15 @@ struct TraceFooter {
 // index, the end reason) in a fixed little-endian layout. The footer is the last message: nothing after it
 // holds its digest.
 uint32_t footer_digest(const TraceFooter& footer);
+
+// The steps a recorded run's configuration (the header's, with its overrides) schedules for `train_rows`
+// training rows: its epochs, each of as many batches as those rows make. nullopt where the configuration
+// does not parse. A footer that says the run completed is checked against it.
+struct Schedule {
+  int64_t epochs = 0;
+  int64_t batches_per_epoch = 0;
+  int64_t steps() const { return epochs * batches_per_epoch; }
+};
+std::optional<Schedule> recorded_schedule(const TraceHeader& header, uint64_t train_rows);
 
 }  // namespace trainrr::trace

@@ -149,6 +149,26 @@ std::vector<T> to_vector(typename capnp::List<T>::Reader in) {
   return out;
 }
 
+// Why `values` is not a permutation of 0..n-1 (n its length), "" when it is: the rows, tasks or batches it
+// orders are served to the engine as indices, so each must be in range and none may repeat. `field` names the
+// list in the message.
+std::string not_a_permutation(std::span<const uint32_t> values, const std::string& field) {
+  std::vector<bool> seen(values.size());  // bounded: the list lies within a message no larger than the file
+  for (size_t i = 0; i < values.size(); ++i) {
+    const uint32_t v = values[i];
+    const bool outside = v >= values.size();
+    if (!outside && !seen[v]) {
+      seen[v] = true;
+      continue;
+    }
+    return field + "[" + std::to_string(i) + "] = " + std::to_string(v) +
+           (outside ? " is not < " + std::to_string(values.size()) + ", its length"
+                    : " repeats an earlier entry") +
+           ": it must order the indices 0.." + std::to_string(values.size() - 1) + ", each once";
+  }
+  return "";
+}
+
 std::vector<std::pair<std::string, double>> named_values(capnp::List<schema::NamedValue>::Reader in) {
   std::vector<std::pair<std::string, double>> out;
   out.reserve(in.size());
@@ -175,7 +195,14 @@ std::optional<Event> read_event(schema::Event::Reader e, const NameTable& names)
     }
     case schema::Event::SPLIT: {
       auto r = e.getSplit();
-      return SplitEvent{names.at(r.getSite()), to_vector<uint32_t>(r.getTrain()), to_vector<uint32_t>(r.getTest())};
+      SplitEvent s{names.at(r.getSite()), to_vector<uint32_t>(r.getTrain()),
+                   to_vector<uint32_t>(r.getTest())};
+      // Every row of the data goes to one side or the other: together the two lists order the rows 0..n-1.
+      std::vector<uint32_t> rows = s.train;
+      rows.insert(rows.end(), s.test.begin(), s.test.end());
+      if (std::string why = not_a_permutation(rows, "split rows (train, then test)"); !why.empty())
+        malformed(why);
+      return s;
     }
     case schema::Event::SHUFFLE: {
       auto r = e.getShuffle();
@@ -193,9 +220,16 @@ std::optional<Event> read_event(schema::Event::Reader e, const NameTable& names)
                     std::to_string(s.length));
         if (digest(std::span<const uint32_t>(s.permutation)) != s.digest)
           malformed("shuffle permutation does not match its digest");
+        if (std::string why = not_a_permutation(s.permutation, "shuffle permutation"); !why.empty())
+          malformed(why);
       } else if (!s.draw && s.length != 0) {
         malformed("shuffle has neither a draw nor a permutation");
       }
+      // A permutation of n rows is made from n - 1 words (engine/random.h, permutation_from_words).
+      if (s.draw && s.draw->count != (s.length > 1 ? s.length - 1 : 0))
+        malformed("shuffle draw count " + std::to_string(s.draw->count) + " must be " +
+                  std::to_string(s.length > 1 ? s.length - 1 : 0) + ": a permutation of " +
+                  std::to_string(s.length) + " rows draws one word fewer than it has rows");
       return s;
     }
     case schema::Event::BATCH_ORDER: {
@@ -291,7 +325,11 @@ std::optional<Event> read_event(schema::Event::Reader e, const NameTable& names)
     }
     case schema::Event::ACCUMULATION_ORDER: {
       auto r = e.getAccumulationOrder();
-      return AccumulationOrderEvent{names.at(r.getSite()), to_vector<uint32_t>(r.getOrder())};
+      AccumulationOrderEvent a{names.at(r.getSite()), to_vector<uint32_t>(r.getOrder())};
+      if (std::string why = not_a_permutation(a.order, "accumulation order at " + clipped(a.site));
+          !why.empty())
+        malformed(why);
+      return a;
     }
   }
   return std::nullopt;
@@ -355,12 +393,16 @@ struct TraceReader::Impl {
   bool from_start = true;
   int64_t last_step = -1;
   int64_t steps_seen = 0;
+  int64_t complete_steps_seen = 0;        // steps that ended
+  std::optional<uint64_t> shuffled_rows;  // the first shuffle's length: the training rows of an epoch
   uint64_t events_seen = 0;
   std::vector<CheckpointRef> checkpoints_seen;
   // Format 3 chains the messages: each holds the digest of the one before it. `previous` is the digest of
   // the message just read.
   bool chained = false;
   std::optional<uint32_t> previous;
+  // The tensors checkpoints must hold (TraceReader::expect_tensors): names and shapes.
+  std::optional<std::map<std::string, Shape>> expected_tensors;
   // From the header: what a step's kernel records must keep to.
   ProbeLevel level = ProbeLevel::step;
   bool kernels_recorded = false;
@@ -444,6 +486,20 @@ struct TraceReader::Impl {
                             ": this message, or the bytes that frame it, were changed after they were "
                             "written (the file is damaged, not cut)");
       }
+      // Where its start cannot tell (the digest it holds lies past the words there), the end of the file
+      // can: a file that ends with an intact footer was not cut, so the next message is no message and this
+      // one has nothing to vouch for it. Judged now, before this message is handed out, not when the next
+      // read reaches the "cut".
+      if (auto footer = intact_footer_after(next)) {
+        truncated_tail = false;
+        return error_at(offset,
+                        "the message after this one (at byte " + std::to_string(next) +
+                            ") reads as running past the end of the file, but the file ends with an intact "
+                            "footer (at byte " +
+                            std::to_string(*footer) +
+                            "): this message, or the bytes that frame it, were changed after they were "
+                            "written (the file is damaged, not cut)");
+      }
       error_offset = cut_offset, error_what = cut_what;
       return {};
     }
@@ -524,16 +580,29 @@ struct TraceReader::Impl {
     return (r.data[bit / 64] >> (bit % 64)) & ((uint64_t{1} << bits) - 1);
   }
 
+  // Where Message.previous lies in the root's data section (in units of 32 bits).
+  static unsigned previous_slot() {
+    static const unsigned slot =
+        capnp::Schema::from<schema::Message>().getFieldByName("previous").getProto().getSlot().getOffset();
+    return slot;
+  }
+
+  // The digest the message at `at` holds of the one before it (Message.previous), read from its first words,
+  // so whether or not the file holds all of it: nullopt where those words do not tell.
+  std::optional<uint64_t> previous_held_at(uint64_t at) {
+    const PartialRoot r = partial_root(at, 4096);
+    if (r.no_message) return std::nullopt;
+    return data_field(r, previous_slot(), 32);
+  }
+
   // Why the message at `next`, which the file cuts short, cannot be the one written after a message of digest
   // `expected`: it cannot start a message, or the digest it holds is another. "" when it holds `expected`, or
   // when the file stops before that field, so that nothing can be said (a cut inside a message's first
   // words).
   std::string cut_message_disowns(uint64_t next, uint32_t expected) {
-    static const unsigned previous_slot =
-        capnp::Schema::from<schema::Message>().getFieldByName("previous").getProto().getSlot().getOffset();
     const PartialRoot r = partial_root(next, 4096);
     if (r.no_message) return r.why;
-    const std::optional<uint64_t> held = data_field(r, previous_slot, 32);
+    const std::optional<uint64_t> held = data_field(r, previous_slot(), 32);
     if (!held || *held == expected) return "";
     return "the digest it holds of this message (" + std::to_string(*held) + ") is not this message's (" +
            std::to_string(expected) + ")";
@@ -544,8 +613,17 @@ struct TraceReader::Impl {
   // check: the start of an intact footer that ends the file, found within the last kFooterScanBytes after
   // `offset`, or nullopt (a cut, as far as can be told).
   static constexpr uint64_t kFooterScanBytes = uint64_t{1} << 20;
+  // The last answer of intact_footer_after, by offset: a cut is asked about twice (before the message before
+  // it is handed out, then when reading reaches it), and each scan may read the last MiB of the file.
+  std::optional<std::pair<uint64_t, std::optional<uint64_t>>> footer_scan;
   std::optional<uint64_t> intact_footer_after(uint64_t offset) {
     if (!chained) return std::nullopt;  // footers of earlier formats carry no check
+    if (footer_scan && footer_scan->first == offset) return footer_scan->second;
+    std::optional<uint64_t> found = scan_for_intact_footer(offset);
+    footer_scan.emplace(offset, found);
+    return found;
+  }
+  std::optional<uint64_t> scan_for_intact_footer(uint64_t offset) {
     static const unsigned which_offset =
         capnp::Schema::from<schema::Message>().getProto().getStruct().getDiscriminantOffset();
     const uint64_t lowest = std::max(offset + 1, size > kFooterScanBytes ? size - kFooterScanBytes : 0);
@@ -731,6 +809,12 @@ struct TraceReader::Impl {
       auto end = walk_packed(*after_table, segment_words, nullptr, offset);
       if (!end) return end.error();
       const uint64_t packed = *end - offset;
+      const uint64_t ratio = std::max<uint64_t>(limits.max_unpacked_per_packed_byte, 1);
+      if (total > kUnpackedFree && (total - kUnpackedFree) / ratio > packed)
+        return error_at(offset, "message unpacks to " + std::to_string(total) + " bytes from " +
+                                    std::to_string(packed) + " in the file, more than " +
+                                    std::to_string(ratio) +
+                                    " times as many (limit): runs of zero words that no recording writes");
       // Every size is checked and the bytes are there: unpack.
       const uint64_t words = table_words + segment_words;
       if (unpacked.size() < words) {
@@ -810,10 +894,14 @@ struct TraceReader::Impl {
         if (total != info.size_bytes)
           malformed("data set '" + info.name + "': embedded bytes (" + std::to_string(total) +
                     ") differ from its size (" + std::to_string(info.size_bytes) + ")");
-        info.embedded.reserve(total);  // bounded: the chunks lie within this message
-        for (auto c : chunks) info.embedded.insert(info.embedded.end(), c.begin(), c.end());
-        if (digest128_bytes(info.embedded) != info.digest)
-          malformed("data set '" + info.name + "': embedded bytes do not match its digest");
+        if (limits.embedded_data) {
+          info.embedded.reserve(total);  // bounded: the chunks lie within this message
+          for (auto c : chunks) info.embedded.insert(info.embedded.end(), c.begin(), c.end());
+          if (digest128_bytes(info.embedded) != info.digest)
+            malformed("data set '" + info.name + "': embedded bytes do not match its digest");
+        } else {
+          info.embedded_not_read = total > 0;
+        }
       }
       auto frames = d.getEmbeddedZstd();
       if (frames.size() > 0) {
@@ -823,9 +911,13 @@ struct TraceReader::Impl {
           fail(std::to_string(info.size_bytes) + " bytes exceed the limit of " +
                std::to_string(limits.max_embedded_bytes) + " for embedded data");
         if (std::string why = check_frames(frames, info.size_bytes, "its size"); !why.empty()) fail(why);
-        info.embedded.resize(info.size_bytes);  // bounded by the limit checked above
-        if (std::string why = inflate_frames(frames, info.embedded.data()); !why.empty()) fail(why);
-        if (digest128_bytes(info.embedded) != info.digest) fail("embedded bytes do not match its digest");
+        if (limits.embedded_data) {
+          info.embedded.resize(info.size_bytes);  // bounded by the limit checked above
+          if (std::string why = inflate_frames(frames, info.embedded.data()); !why.empty()) fail(why);
+          if (digest128_bytes(info.embedded) != info.digest) fail("embedded bytes do not match its digest");
+        } else {
+          info.embedded_not_read = info.size_bytes > 0;
+        }
       }
       out.datasets.push_back(std::move(info));
     }
@@ -850,7 +942,13 @@ struct TraceReader::Impl {
       out.events.push_back(BatchOrderEvent{s.getBatchOrder()});
     }
     for (auto e : events) {
-      if (auto ev = read_event(e, names)) {
+      std::optional<Event> ev;
+      try {
+        ev = read_event(e, names);
+      } catch (const Malformed& m) {
+        malformed("step " + std::to_string(out.index) + ": " + m.what);
+      }
+      if (ev) {
         out.events.push_back(std::move(*ev));
       } else if (notes.size() < kMaxNotes) {
         notes.push_back(name + ": byte " + std::to_string(offset) + ": step " + std::to_string(out.index) +
@@ -925,6 +1023,13 @@ struct TraceReader::Impl {
     }
     last_step = out.index;
     ++steps_seen;
+    complete_steps_seen += out.end.has_value();
+    if (!shuffled_rows)
+      for (const Event& e : out.events)
+        if (const auto* sh = std::get_if<ShuffleEvent>(&e)) {
+          shuffled_rows = sh->length;
+          break;
+        }
     events_seen += events.size() + (s.getHasBatchOrder() ? 1 : 0);
     return out;
   }
@@ -966,17 +1071,37 @@ struct TraceReader::Impl {
         elements *= static_cast<uint64_t>(d);
       }
       if (elements * 4 != raw) fail("shape product times 4 must equal rawBytes");
+      if (expected_tensors) {
+        auto it = expected_tensors->find(nt.name);
+        if (it == expected_tensors->end()) fail("is no tensor of the model the configuration builds");
+        if (it->second != nt.value.shape)
+          fail("has shape " + shape_str(nt.value.shape) + ", the model the configuration builds " +
+               shape_str(it->second));
+      }
       auto chunks = t.getChunks();
+      // The frames' headers declare what they decompress to: checked against rawBytes before anything is.
       if (std::string why = check_frames(chunks, raw, "rawBytes"); !why.empty()) fail(why);
-      // Every size is checked: allocating now is bounded by the limits.
-      nt.value.data.resize(elements);
-      if (std::string why = inflate_frames(chunks, reinterpret_cast<uint8_t*>(nt.value.data.data())); !why.empty())
-        fail(why);
+      if (limits.tensor_values) {
+        // Every size is checked: allocating now is bounded by the limits (and the model, where it is known).
+        nt.value.data.resize(elements);
+        if (std::string why = inflate_frames(chunks, reinterpret_cast<uint8_t*>(nt.value.data.data()));
+            !why.empty())
+          fail(why);
+      }
       out.tensors.push_back(std::move(nt));
     }
     for (auto r : c.getRngOffsets()) out.rng_offsets.emplace_back(text(r.getStream()), r.getOffset());
     out.permutation = to_vector<uint32_t>(c.getPermutation());
     out.batches_done = to_vector<uint32_t>(c.getBatchesDone());
+    const std::string at = "checkpoint at step " + std::to_string(out.step) + ": ";
+    if (std::string why = not_a_permutation(out.permutation, "permutation"); !why.empty())
+      malformed(at + why);
+    // The batches handed out, each once; that each is < the epoch's batch count the engine checks, which
+    // knows the count.
+    std::vector<uint32_t> done = out.batches_done;
+    std::sort(done.begin(), done.end());
+    if (auto twice = std::adjacent_find(done.begin(), done.end()); twice != done.end())
+      malformed(at + "batchesDone names batch " + std::to_string(*twice) + " twice");
     out.scalars = named_values(c.getScalars());
     names = std::move(fresh);
     return out;
@@ -993,13 +1118,18 @@ struct TraceReader::Impl {
     return out;
   }
 
-  TraceFooter read_footer(schema::Footer::Reader f, uint64_t offset, uint64_t header_size) {
+  TraceFooter read_footer(schema::Footer::Reader f, uint64_t offset, const TraceHeader& header,
+                          uint64_t header_size) {
     TraceFooter out = footer_values(f);
     for (size_t i = 0; i < out.checkpoints.size(); ++i) {
       const uint64_t at = out.checkpoints[i].offset;
       if (at < header_size || at >= offset || (i > 0 && at <= out.checkpoints[i - 1].offset))
         malformed("footer: checkpoint offset " + std::to_string(at) + " is not a message offset");
     }
+    if (!chained && f.getCheck() != 0)
+      malformed(
+          "the footer carries a check of its values, which only traces of format 3 and later carry: the "
+          "header's formatVersion or the footer was changed after it was written (the file is damaged)");
     if (chained && f.getCheck() != 0 && f.getCheck() != footer_digest(out))
       malformed(
           "the footer was changed after it was written: its values do not match its check (the file is "
@@ -1012,6 +1142,17 @@ struct TraceReader::Impl {
         malformed("footer counts " + std::to_string(out.event_count) + " events, the file holds " +
                   std::to_string(events_seen));
       if (out.checkpoints != checkpoints_seen) malformed("footer checkpoint index differs from the file");
+      // "Completed" is a claim about the schedule the configuration gives: the file must hold all of it.
+      if (out.completed && shuffled_rows)
+        if (std::optional<Schedule> s = recorded_schedule(header, *shuffled_rows);
+            s && s->steps() != complete_steps_seen)
+          malformed("the footer says the run completed its schedule, but the file holds " +
+                    std::to_string(complete_steps_seen) + " complete step" +
+                    (complete_steps_seen == 1 ? "" : "s") + " of the " + std::to_string(s->steps()) +
+                    " its configuration schedules (" + std::to_string(s->epochs) + " epoch" +
+                    (s->epochs == 1 ? "" : "s") + " of " + std::to_string(s->batches_per_epoch) + " batch" +
+                    (s->batches_per_epoch == 1 ? "" : "es") +
+                    "): the footer or the steps were changed after they were written (the file is damaged)");
     }
     return out;
   }
@@ -1127,9 +1268,19 @@ Status TraceReader::read_header() {
     auto root = message.getRoot<schema::Message>();
     if (root.which() != schema::Message::HEADER) malformed("not a trainrr trace (the first message is no header)");
     header_ = m.read_header(root.getHeader());
+    if (root.getPrevious() != 0)
+      malformed("the header holds a digest of a message before it: it must hold 0");
     header_size_ = bytes;
     m.pos = header_size_;
     m.chained = header_.format_version >= 3;
+    // A trace of format 2 holds no digests: a first message that holds the header's says the header's
+    // formatVersion was changed, which would turn every later check of the chain off.
+    if (!m.chained && bytes < m.size)
+      if (std::optional<uint64_t> held = m.previous_held_at(bytes); held && *held != 0)
+        malformed("the header says format " + std::to_string(header_.format_version) +
+                  ", which chains no messages, but the message after it (at byte " + std::to_string(bytes) +
+                  ") holds a digest of the one before it (Message.previous, from format 3): the header's "
+                  "formatVersion was changed after it was written (the file is damaged)");
     if (m.chained) {
       m.previous = m.digest_at(0, bytes);
       // The first message vouches for the header, as each message does for the one before it.
@@ -1167,6 +1318,12 @@ Result<std::optional<TraceRecord>> TraceReader::next() {
       capnp::FlatArrayMessageReader message(words, m.options_for(words));
       auto root = message.getRoot<schema::Message>();
       TraceRecord rec{offset, size, TraceEpoch{}};
+      if (!m.chained && root.getPrevious() != 0)
+        malformed(
+            "this message holds a digest of the one before it (Message.previous), which only traces of "
+            "format 3 and later carry, but the header says format " +
+            std::to_string(header_.format_version) +
+            ": the header or this message was changed after it was written (the file is damaged)");
       switch (root.which()) {
         case schema::Message::HEADER:
           malformed("a second header");
@@ -1187,7 +1344,7 @@ Result<std::optional<TraceRecord>> TraceReader::next() {
           break;
         }
         case schema::Message::FOOTER: {
-          TraceFooter f = m.read_footer(root.getFooter(), offset, header_size_);
+          TraceFooter f = m.read_footer(root.getFooter(), offset, header_, header_size_);
           footer_ = f;
           m.after_footer = true;
           rec.value = std::move(f);
@@ -1271,6 +1428,10 @@ Result<std::vector<CheckpointRef>> TraceReader::checkpoint_index() {
   if (!scanned && !m.truncated_tail)
     return Error{scanned.error().message + " (the file is damaged there: its checkpoints cannot be listed)"};
   return out;
+}
+
+void TraceReader::expect_tensors(std::map<std::string, Shape> shapes) {
+  impl_->expected_tensors = std::move(shapes);
 }
 
 Result<TraceCheckpoint> TraceReader::read_checkpoint(uint64_t offset) {

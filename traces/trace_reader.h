@@ -4,6 +4,7 @@
 // messages come one at a time (memory holds one message, not the file).
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -16,14 +17,37 @@
 
 namespace trainrr::trace {
 
+// What a reader takes, each checked before anything is allocated for it. The sizes are what the runs trainrr
+// records need with room to spare (the writer refuses to write more): a tensor of 2^28 float32 is larger than
+// any layer of those models, and a checkpoint holds a model and its optimizer's slots. Larger traces read
+// with larger limits, given here.
 struct ReaderLimits {
-  uint64_t max_message_bytes = uint64_t{4} << 30;      // one message unpacked, as its segment table declares
-  uint32_t max_segments = 512;                         // per message
-  uint64_t max_tensor_bytes = uint64_t{4} << 30;       // one tensor, decompressed (checked before allocating)
-  uint64_t max_checkpoint_bytes = uint64_t{16} << 30;  // all tensors of one checkpoint, decompressed
-  uint64_t max_embedded_bytes = uint64_t{4} << 30;     // one embedded data file, decompressed
-  int nesting_limit = 32;                              // the schema nests 6 deep
+  uint64_t max_message_bytes = uint64_t{4} << 30;  // one message unpacked, as its segment table declares
+  // One message unpacked, per byte it takes in the file, past its first kUnpackedFree bytes: packing writes a
+  // run of up to 256 zero words as 2 bytes, and only a crafted file is mostly such runs (the messages of a
+  // recording unpack to at most a few times their packed size).
+  uint64_t max_unpacked_per_packed_byte = 8;
+  uint32_t max_segments = 512;                        // per message
+  uint64_t max_tensor_bytes = uint64_t{1} << 30;      // one tensor, decompressed
+  uint64_t max_checkpoint_bytes = uint64_t{2} << 30;  // all tensors of one checkpoint, decompressed
+  uint64_t max_embedded_bytes = uint64_t{1} << 30;    // one embedded data file, decompressed
+  int nesting_limit = 32;                             // the schema nests 6 deep
+  // What is decompressed. A reader that only follows the steps or summarises a trace (show, diff, the steps a
+  // replay compares) leaves checkpoint tensors and embedded data files compressed: their sizes and shapes are
+  // checked from the frame headers, and their values are left empty (a tensor keeps its shape and holds no
+  // data; a data set says so in DatasetInfo::embedded_not_read).
+  bool tensor_values = true;
+  bool embedded_data = true;
 };
+inline constexpr uint64_t kUnpackedFree = uint64_t{64} << 20;
+
+// The default limits, decompressing nothing (tensor_values and embedded_data false).
+inline ReaderLimits without_payloads() {
+  ReaderLimits l;
+  l.tensor_values = false;
+  l.embedded_data = false;
+  return l;
+}
 
 // One message after the header, with where it sits in the file.
 struct TraceRecord {
@@ -70,6 +94,10 @@ class TraceReader {
   Result<std::vector<CheckpointRef>> checkpoint_index();
   // seek(offset) and read the checkpoint there.
   Result<TraceCheckpoint> read_checkpoint(uint64_t offset);
+  // The tensors the model that will take the checkpoints has, by name, with their shapes: a checkpoint tensor
+  // that is not among them, or has another shape, is malformed, found before anything is decompressed (a
+  // declared size is otherwise all that bounds what a checkpoint costs).
+  void expect_tensors(std::map<std::string, Shape> shapes);
 
   // Set once next() has returned an Error: the same stop, in parts.
   const std::optional<ReadStop>& stopped() const;

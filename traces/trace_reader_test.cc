@@ -666,6 +666,48 @@ TEST(TraceIntegrity, AChangedMessageIsDamageNamedAtItsOffset) {
   std::remove(path.c_str());
 }
 
+// The start of a message that declares one segment of 2^24 words (past the end of any small file) and a root
+// struct 2^22 words into it: packed, 6 bytes that read as a message cut short whose start cannot tell the
+// digest it holds, as the bytes after a changed segment size can.
+const std::vector<uint8_t> kCutLookingStart = {0x80, 0x01, 0x58, 0x01, 0x01, 0x50};
+
+// A changed step whose next message reads as cut short, in a file that ends with an intact footer: nothing
+// vouches for the step, and the file is not cut, so the step is damage, never handed out.
+TEST(TraceIntegrity, AChangedMessageBeforeOneThatSeemsCutIsDamageWhenAnIntactFooterEndsTheFile) {
+  const std::string path = temp_path("seems_cut.trr");
+  const SampleTrace sample = write_sample_trace(path, 4);
+  const uint64_t step2 = sample.message_ends[3], checkpoint = sample.message_ends[4];
+  std::vector<uint8_t> bytes = with_step_two_loss_changed(read_file(path), step2, checkpoint);
+  ASSERT_FALSE(bytes.empty()) << "step 2's loss was not found where it was written";
+  std::copy(kCutLookingStart.begin(), kCutLookingStart.end(),
+            bytes.begin() + static_cast<int64_t>(checkpoint));
+  auto r = TraceReader::open_memory(bytes, "seems_cut.trr");
+  ASSERT_TRUE(r) << r.error().message;
+  ReadAll all = read_all(**r);
+  ASSERT_TRUE(all.error);
+  for (const TraceRecord& rec : all.records) {
+    const auto* step = std::get_if<TraceStep>(&rec.value);
+    EXPECT_TRUE(!step || step->index < 2) << "the changed step was handed out";
+  }
+  EXPECT_EQ(all.records.size(), 3u);  // step 0, step 1, epoch 0
+  ASSERT_TRUE((*r)->stopped());
+  EXPECT_FALSE((*r)->stopped()->truncated) << all.error->message;
+  EXPECT_EQ((*r)->stopped()->offset, step2) << all.error->message;
+  EXPECT_NE(all.error->message.find("the file ends with an intact footer"), std::string::npos)
+      << all.error->message;
+  // Unchanged bytes cut there are a cut: step 2 was written whole.
+  std::vector<uint8_t> cut_bytes = read_file(path);
+  cut_bytes.resize(checkpoint);
+  cut_bytes.insert(cut_bytes.end(), kCutLookingStart.begin(), kCutLookingStart.end());
+  auto cut = TraceReader::open_memory(cut_bytes, "cut.trr");
+  ASSERT_TRUE(cut) << cut.error().message;
+  ReadAll partial = read_all(**cut);
+  ASSERT_TRUE(partial.error);
+  EXPECT_TRUE((*cut)->stopped()->truncated) << partial.error->message;
+  EXPECT_EQ((*cut)->stopped()->offset, checkpoint);
+  std::remove(path.c_str());
+}
+
 // Whatever byte of step 2 changes, and however (its values, or its framing so that the next message starts
 // at the wrong byte), step 2 is never handed out with other values than written.
 TEST(TraceIntegrity, NoChangedByteOfAStepReachesTheCaller) {
@@ -780,6 +822,68 @@ TEST(TraceIntegrity, AChangedFooterLeavesTheCheckpointsListedOrCallsTheFileDamag
     }
   }
   EXPECT_GT(refused, 0);
+  std::remove(path.c_str());
+}
+
+// `bytes` (a written trace) with its header's formatVersion set to `version`, the rest as written.
+std::vector<uint8_t> with_format_version(const std::vector<uint8_t>& bytes, uint32_t version) {
+  kj::ArrayInputStream in(kj::arrayPtr(bytes.data(), bytes.size()));
+  capnp::MallocMessageBuilder message;
+  {
+    capnp::PackedMessageReader reader(in);
+    message.setRoot(reader.getRoot<schema::Message>());
+  }
+  const size_t header = bytes.size() - in.tryGetReadBuffer().size();
+  message.getRoot<schema::Message>().getHeader().setFormatVersion(version);
+  return concat(packed(message),
+                std::vector<uint8_t>(bytes.begin() + static_cast<int64_t>(header), bytes.end()));
+}
+
+// A trace of format 2 chains nothing, so a header changed to say format 2 would turn every check of the chain
+// off: the digests its messages hold say it was format 3, and reading refuses it as damaged.
+TEST(TraceIntegrity, AHeaderChangedToAnEarlierFormatIsDamageNotAnUnchainedTrace) {
+  const std::string path = temp_path("downgraded.trr");
+  write_sample_trace(path, 4);
+  const std::vector<uint8_t> written = read_file(path);
+  for (uint32_t version : {2u, 1u}) {
+    const std::vector<uint8_t> bytes = with_format_version(written, version);
+    auto r = TraceReader::open_memory(bytes, "downgraded.trr");
+    ASSERT_FALSE(r) << "format " << version << " read as an unchained trace";
+    EXPECT_NE(r.error().message.find("the header's formatVersion was changed after it was written"),
+              std::string::npos)
+        << r.error().message;
+  }
+  // A message of a format-2 trace that holds a digest, and a footer of one that carries a check, are damage.
+  {
+    capnp::MallocMessageBuilder message;
+    auto step = message.initRoot<schema::Message>();
+    step.initStep().setIndex(0);
+    step.setPrevious(12345);
+    auto r = TraceReader::open_memory(concat(header_bytes(), packed(message)), "f2.trr");
+    ASSERT_FALSE(r);  // the first message: the header's version is what changed
+    EXPECT_NE(r.error().message.find("formatVersion was changed"), std::string::npos) << r.error().message;
+    capnp::MallocMessageBuilder first;
+    first.initRoot<schema::Message>().initStep().setIndex(0);
+    const std::vector<uint8_t> two = concat(concat(header_bytes(), packed(first)), packed(message));
+    auto later = TraceReader::open_memory(two, "f2.trr");
+    ASSERT_TRUE(later) << later.error().message;
+    ReadAll all = read_all(**later);
+    ASSERT_TRUE(all.error);
+    EXPECT_NE(
+        all.error->message.find("holds a digest of the one before it (Message.previous), which only traces "
+                                "of format 3 and later carry"),
+        std::string::npos)
+        << all.error->message;
+    capnp::MallocMessageBuilder footer;
+    footer.initRoot<schema::Message>().initFooter().setCheck(7);
+    const std::vector<uint8_t> checked = concat(header_bytes(), packed(footer));
+    auto f = TraceReader::open_memory(checked, "f2.trr");
+    ASSERT_TRUE(f) << f.error().message;
+    all = read_all(**f);
+    ASSERT_TRUE(all.error);
+    EXPECT_NE(all.error->message.find("the footer carries a check of its values"), std::string::npos)
+        << all.error->message;
+  }
   std::remove(path.c_str());
 }
 
@@ -908,30 +1012,40 @@ TEST(TraceEmbeddedData, HostileFramesAreMalformedNamingTheDataSet) {
     std::function<void(schema::Dataset::Builder)> change;
     const char* message;
   } cases[] = {
-      {"both forms", [&](schema::Dataset::Builder d) {
+      {"both forms",
+       [&](schema::Dataset::Builder d) {
          d.initEmbedded(1).set(0, kj::arrayPtr(content.data(), content.size()));
-       }, "both embedded and embeddedZstd are set"},
-      {"other bytes", [&](schema::Dataset::Builder d) {
+       },
+       "both embedded and embeddedZstd are set"},
+      {"other bytes",
+       [&](schema::Dataset::Builder d) {
          d.initEmbeddedZstd(1).set(0, kj::arrayPtr(changed.data(), changed.size()));
-       }, "embedded bytes do not match its digest"},
-      {"too many", [&](schema::Dataset::Builder d) {
+       },
+       "embedded bytes do not match its digest"},
+      {"too many",
+       [&](schema::Dataset::Builder d) {
          auto f = d.initEmbeddedZstd(2);
          f.set(0, kj::arrayPtr(good.data(), good.size()));
          f.set(1, kj::arrayPtr(good.data(), good.size()));
-       }, "chunks decompress to more than its size"},
+       },
+       "chunks decompress to more than its size"},
       {"too few", [&](schema::Dataset::Builder d) { d.setSize(d.getSize() + 1); },
        "chunks decompress to less than its size"},
-      {"not a frame", [&](schema::Dataset::Builder d) {
+      {"not a frame",
+       [&](schema::Dataset::Builder d) {
          d.initEmbeddedZstd(1).set(0, kj::arrayPtr(content.data(), content.size()));
-       }, "a chunk is not a sized zstd frame"},
-      {"two frames in one chunk", [&](schema::Dataset::Builder d) {
+       },
+       "a chunk is not a sized zstd frame"},
+      {"two frames in one chunk",
+       [&](schema::Dataset::Builder d) {
          std::vector<uint8_t> twice = good;
          twice.insert(twice.end(), good.begin(), good.end());
          d.setSize(2 * content.size());
          d.initEmbeddedZstd(1).set(0, kj::arrayPtr(twice.data(), twice.size()));
-       }, "a chunk is not exactly one zstd frame"},
+       },
+       "a chunk is not exactly one zstd frame"},
       {"a size past the limit", [&](schema::Dataset::Builder d) { d.setSize(uint64_t{1} << 40); },
-       "bytes exceed the limit of 4294967296 for embedded data"},
+       "bytes exceed the limit of 1073741824 for embedded data"},
   };
   for (const auto& c : cases) {
     auto r = TraceReader::open_memory(header_with_embedding(c.change), "hostile.trr");
@@ -947,6 +1061,231 @@ TEST(TraceEmbeddedData, HostileFramesAreMalformedNamingTheDataSet) {
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message.find("exceed the limit of " + std::to_string(content.size() - 1)), std::string::npos)
       << r.error().message;
+}
+
+}  // namespace
+}  // namespace trainrr::trace
+
+namespace trainrr::trace {
+namespace {
+
+using namespace testing_util;
+
+// What reading a trace written by the writer, with `step` as its one step (and `checkpoint` after it, if
+// given), stops with: "" when it reads to its footer.
+std::string read_error_of(const TraceStep& step, const std::optional<TrainState>& checkpoint = std::nullopt) {
+  const std::string path = temp_path("indices.trr");
+  {
+    auto w = TraceWriter::create(path, sample_header());
+    if (!w) return "writer: " + w.error().message;
+    if (Status s = (*w)->write_step(step); !s) return "writer: " + s.error().message;
+    if (checkpoint)
+      if (Status s = (*w)->write_checkpoint(*checkpoint); !s) return "writer: " + s.error().message;
+    if (Status s = (*w)->finish(TraceFooter{false, "stopped", 0, 0, {}}); !s)
+      return "writer: " + s.error().message;
+  }
+  auto r = TraceReader::open(path);
+  std::remove(path.c_str());
+  if (!r) return r.error().message;
+  ReadAll all = read_all(**r);
+  if (!all.error) return "";
+  EXPECT_FALSE((*r)->stopped()->truncated) << all.error->message;
+  return all.error->message;
+}
+
+TraceStep step_with(Event e) {
+  TraceStep s;
+  s.events.push_back(std::move(e));
+  return s;
+}
+
+ShuffleEvent shuffle_of(std::vector<uint32_t> permutation) {
+  ShuffleEvent sh;
+  sh.site = "data/shuffle";
+  sh.length = permutation.size();
+  sh.digest = digest(std::span<const uint32_t>(permutation));  // recomputed, as a crafted trace would
+  sh.permutation = std::move(permutation);
+  return sh;
+}
+
+// Recorded row, task and batch indices are served back to the engine, which reads memory at them: each must
+// be in range and none may repeat, or reading stops there, naming the step and the field.
+TEST(TraceUntrusted, AShufflePermutationThatIsNoPermutationIsMalformedAtItsStep) {
+  EXPECT_EQ(read_error_of(step_with(shuffle_of({2, 0, 1}))), "");
+  std::string m = read_error_of(step_with(shuffle_of({4000000000u, 1, 2})));
+  EXPECT_NE(m.find("step 0: shuffle permutation[0] = 4000000000 is not < 3"), std::string::npos) << m;
+  m = read_error_of(step_with(shuffle_of({0, 1, 3})));
+  EXPECT_NE(m.find("step 0: shuffle permutation[2] = 3 is not < 3"), std::string::npos) << m;
+  m = read_error_of(step_with(shuffle_of({1, 1, 2})));
+  EXPECT_NE(m.find("step 0: shuffle permutation[1] = 1 repeats an earlier entry"), std::string::npos) << m;
+  // A permutation rebuilt from a draw takes one word fewer than it has rows: any other count is no draw of
+  // it.
+  ShuffleEvent drawn;
+  drawn.site = "data/shuffle";
+  drawn.length = 1437;
+  drawn.draw = RngDraw{"data/shuffle", "data/shuffle", 5, 0, 1436};
+  EXPECT_EQ(read_error_of(step_with(drawn)), "");
+  for (uint64_t count : {uint64_t{2}, uint64_t{1} << 62}) {
+    drawn.draw->count = count;
+    m = read_error_of(step_with(drawn));
+    EXPECT_NE(m.find("step 0: shuffle draw count " + std::to_string(count) + " must be 1436"),
+              std::string::npos)
+        << m;
+  }
+}
+
+TEST(TraceUntrusted, ASplitOrAnAccumulationOrderThatIsNoPermutationIsMalformedAtItsStep) {
+  EXPECT_EQ(read_error_of(step_with(SplitEvent{"data/split", {0, 2, 3}, {1}})), "");
+  std::string m = read_error_of(step_with(SplitEvent{"data/split", {0, 2, 4000000000u}, {1}}));
+  EXPECT_NE(m.find("step 0: split rows (train, then test)[2] = 4000000000 is not < 4"), std::string::npos)
+      << m;
+  m = read_error_of(step_with(SplitEvent{"data/split", {0, 2, 3}, {2}}));
+  EXPECT_NE(m.find("step 0: split rows (train, then test)[3] = 2 repeats an earlier entry"),
+            std::string::npos)
+      << m;
+  EXPECT_EQ(read_error_of(step_with(AccumulationOrderEvent{"bn/sum", {1, 0}})), "");
+  m = read_error_of(step_with(AccumulationOrderEvent{"bn/sum", {1, 4000000000u}}));
+  EXPECT_NE(m.find("step 0: accumulation order at bn/sum[1] = 4000000000 is not < 2"), std::string::npos)
+      << m;
+}
+
+TEST(TraceUntrusted, ACheckpointPermutationThatIsNoPermutationOrABatchDoneTwiceIsMalformed) {
+  TraceStep step;
+  TrainState c = sample_checkpoint(1);
+  EXPECT_EQ(read_error_of(step, c), "");
+  c.permutation[0] = 3000000000u;
+  std::string m = read_error_of(step, c);
+  EXPECT_NE(m.find("checkpoint at step 1: permutation[0] = 3000000000 is not < 10"), std::string::npos) << m;
+  c = sample_checkpoint(1);
+  c.permutation[1] = c.permutation[0];
+  m = read_error_of(step, c);
+  EXPECT_NE(m.find("checkpoint at step 1: permutation[1] = " + std::to_string(c.permutation[0]) +
+                   " repeats an earlier entry"),
+            std::string::npos)
+      << m;
+  c = sample_checkpoint(1);
+  c.batches_done = {1, 0, 1};
+  m = read_error_of(step, c);
+  EXPECT_NE(m.find("checkpoint at step 1: batchesDone names batch 1 twice"), std::string::npos) << m;
+}
+
+}  // namespace
+}  // namespace trainrr::trace
+
+namespace trainrr::trace {
+namespace {
+
+using namespace testing_util;
+
+// A message of `words` zero words after a table of one segment, packed as packing writes zeros: two bytes per
+// run of up to 256 words. 128 MiB unpacked from about 128 KiB.
+std::vector<uint8_t> zero_runs_message(uint32_t words) {
+  // The table's word: a segment count of 0 + 1 (bytes 0..3, zero), the segment's size (bytes 4..7), all
+  // written after a tag of 0xf0.
+  std::vector<uint8_t> out = {0xf0, static_cast<uint8_t>(words), static_cast<uint8_t>(words >> 8),
+                              static_cast<uint8_t>(words >> 16), static_cast<uint8_t>(words >> 24)};
+  for (uint32_t left = words; left > 0;) {
+    const uint32_t run = std::min<uint32_t>(left, 256);
+    out.push_back(0x00);
+    out.push_back(static_cast<uint8_t>(run - 1));
+    left -= run;
+  }
+  return out;
+}
+
+// Packing turns a run of zero words into two bytes: a message of such runs unpacks to a thousand times the
+// bytes it takes, which only a crafted file holds. It is refused before anything is allocated for it.
+TEST(TraceHostile, AMessageThatUnpacksToFarMoreThanItTakesIsRefusedBeforeAllocating) {
+  const std::vector<uint8_t> bomb = zero_runs_message(uint32_t{1} << 24);
+  ASSERT_LT(bomb.size(), 200u << 10);
+  auto rec = first_message_after_header(concat(header_bytes(), bomb));
+  ASSERT_FALSE(rec);
+  EXPECT_NE(
+      rec.error().message.find("message unpacks to 134217736 bytes from " + std::to_string(bomb.size()) +
+                               " in the file, more than 8 times as many (limit)"),
+      std::string::npos)
+      << rec.error().message;
+  // Small messages may be mostly zeros (a step of zero metrics): below 64 MiB unpacked, any ratio is read.
+  auto small = first_message_after_header(concat(header_bytes(), zero_runs_message(1 << 16)));
+  ASSERT_FALSE(small);
+  EXPECT_EQ(small.error().message.find("unpacks to"), std::string::npos) << small.error().message;
+}
+
+// A hand-made checkpoint (format 2, unchained) with one tensor "w" of shape (4, 4) whose only frame declares
+// its 64 bytes but whose content is changed: decompressing it fails its checksum.
+std::vector<uint8_t> trace_with_undecompressible_checkpoint() {
+  std::vector<uint8_t> content(64, 0);
+  for (size_t i = 0; i < content.size(); ++i) content[i] = static_cast<uint8_t>(i * 37);
+  std::vector<uint8_t> frame(ZSTD_compressBound(content.size()));
+  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
+  frame.resize(ZSTD_compress2(cctx, frame.data(), frame.size(), content.data(), content.size()));
+  ZSTD_freeCCtx(cctx);
+  frame[frame.size() - 1] ^= 0x55;  // the content checksum
+  capnp::MallocMessageBuilder message;
+  auto c = message.initRoot<schema::Message>().initCheckpoint();
+  c.initNames().initNames(0);
+  auto t = c.initTensors(1)[0];
+  t.setName("w");
+  auto shape = t.initShape(2);
+  shape.set(0, 4), shape.set(1, 4);
+  t.setRawBytes(64);
+  t.initChunks(1).set(0, kj::arrayPtr(frame.data(), frame.size()));
+  return concat(header_bytes(), packed(message));
+}
+
+TEST(TraceReaderPayloads, AReaderWithoutPayloadsLeavesCheckpointTensorsCompressed) {
+  const std::vector<uint8_t> bytes = trace_with_undecompressible_checkpoint();
+  auto decompressed = first_message_after_header(bytes);
+  ASSERT_FALSE(decompressed);
+  EXPECT_NE(decompressed.error().message.find("checkpoint tensor 'w': zstd: "), std::string::npos)
+      << decompressed.error().message;
+  // Never decompressed, the frame is checked from its header only: the shape and size agree.
+  auto summary = first_message_after_header(bytes, without_payloads());
+  ASSERT_TRUE(summary) << summary.error().message;
+  const auto& c = std::get<TraceCheckpoint>((*summary)->value);
+  ASSERT_EQ(c.tensors.size(), 1u);
+  EXPECT_EQ(c.tensors[0].value.shape, (Shape{4, 4}));
+  EXPECT_TRUE(c.tensors[0].value.data.empty());
+}
+
+TEST(TraceReaderPayloads, CheckpointTensorsOutsideTheModelAreRefusedBeforeTheyAreDecompressed) {
+  const std::vector<uint8_t> bytes = trace_with_undecompressible_checkpoint();
+  for (const auto& [model, why] :
+       {std::pair{std::map<std::string, Shape>{{"w", {2, 8}}},
+                  std::string(
+                      "checkpoint tensor 'w': has shape (4, 4), the model the configuration builds (2, 8)")},
+        std::pair{
+            std::map<std::string, Shape>{{"v", {4, 4}}},
+            std::string("checkpoint tensor 'w': is no tensor of the model the configuration builds")}}) {
+    auto r = TraceReader::open_memory(bytes, "model.trr");
+    ASSERT_TRUE(r) << r.error().message;
+    (*r)->expect_tensors(model);
+    auto rec = (*r)->next();
+    ASSERT_FALSE(rec);
+    EXPECT_NE(rec.error().message.find(why), std::string::npos) << rec.error().message;  // not a zstd error
+  }
+}
+
+TEST(TraceReaderPayloads, AReaderWithoutPayloadsLeavesEmbeddedDataCompressedAndSaysItIsEmbedded) {
+  const TraceHeader h = sample_header();
+  std::vector<uint8_t> other = h.datasets[0].embedded;
+  other[0] ^= 1;
+  const std::vector<uint8_t> changed = zstd_frame(other);
+  const std::vector<uint8_t> bytes = header_with_embedding([&](schema::Dataset::Builder d) {
+    d.initEmbeddedZstd(1).set(0, kj::arrayPtr(changed.data(), changed.size()));
+  });
+  EXPECT_FALSE(TraceReader::open_memory(bytes, "embedded.trr"));  // decompressed, it fails its digest
+  auto r = TraceReader::open_memory(bytes, "embedded.trr", without_payloads());
+  ASSERT_TRUE(r) << r.error().message;
+  const DatasetInfo& d = (*r)->header().datasets[0];
+  EXPECT_TRUE(d.embedded.empty());
+  EXPECT_TRUE(d.embedded_not_read);
+  EXPECT_TRUE(d.is_embedded());
+  // Its size is still checked against the frames' headers and the limit, before anything else.
+  ReaderLimits small = without_payloads();
+  small.max_embedded_bytes = h.datasets[0].size_bytes - 1;
+  EXPECT_FALSE(TraceReader::open_memory(bytes, "embedded.trr", small));
 }
 
 }  // namespace

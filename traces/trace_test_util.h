@@ -203,7 +203,7 @@ inline TraceStep sample_step(int64_t i) {
     } else {
       sh.length = 10;
       sh.digest = 99;
-      sh.draw = RngDraw{"data/shuffle", "shuffle", 5, 40 * static_cast<uint64_t>(i), 10};
+      sh.draw = RngDraw{"data/shuffle", "shuffle", 5, 40 * static_cast<uint64_t>(i), 9};  // n - 1 words
     }
     s.events.push_back(sh);
   }

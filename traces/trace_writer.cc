@@ -26,6 +26,7 @@
 #include "engine/kernels/cudnn_choice.h"
 #include "trace.capnp.h"
 #include "traces/trace_lock.h"
+#include "traces/trace_reader.h"
 
 namespace trainrr::trace {
 
@@ -427,9 +428,15 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
   if (header.kernels_recorded && !header.kernels_not_recorded.empty())
     return Error{path + ": the header says GPU kernels were recorded and gives a reason why they were not ('" +
                  header.kernels_not_recorded + "')"};
+  // Nothing a reader with the default limits refuses.
+  const ReaderLimits limits;
   for (const DatasetInfo& d : header.datasets) {
     if (!d.embedded.empty() && d.embedded.size() != d.size_bytes)
       return Error{path + ": data set '" + d.name + "': embedded bytes differ from size_bytes"};
+    if (d.embedded.size() > limits.max_embedded_bytes)
+      return Error{path + ": data set '" + d.name + "' is " + std::to_string(d.embedded.size()) +
+                   " bytes, more than a trace embeds (" + std::to_string(limits.max_embedded_bytes) +
+                   "): record without embedding it"};
   }
   // Before anything is written: a path another writer holds is refused at once (and again, for certain, at
   // the rename below).
@@ -675,9 +682,19 @@ Status TraceWriter::write_checkpoint(const TrainState& state) {
   if (Status st = check_usable(); !st) return st;
   if (state.step < 0 || state.epoch < 0 || state.batch_in_epoch < 0)
     return Error{path_ + ": checkpoint: step, epoch and batch must be >= 0"};
+  // Nothing a reader with the default limits refuses.
+  const ReaderLimits limits;
+  uint64_t total = 0;
   for (const NamedTensor& t : state.tensors) {
     if (static_cast<int64_t>(t.value.data.size()) != shape_size(t.value.shape))
       return Error{path_ + ": checkpoint tensor '" + t.name + "': data size differs from its shape"};
+    const uint64_t bytes = t.value.data.size() * sizeof(float);
+    total += bytes;
+    if (bytes > limits.max_tensor_bytes || total > limits.max_checkpoint_bytes)
+      return Error{path_ + ": checkpoint tensor '" + t.name + "' (" + std::to_string(bytes) +
+                   " bytes) takes the " + "checkpoint past what a trace holds (" +
+                   std::to_string(limits.max_tensor_bytes) + " bytes a tensor, " +
+                   std::to_string(limits.max_checkpoint_bytes) + " a checkpoint)"};
   }
   uint64_t at = offset_;
   Status st;

@@ -1,7 +1,12 @@
 #include "engine/data/npy.h"
 
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string_view>
+#include <vector>
 
 #include "engine/data/file_io.h"
 
@@ -221,19 +226,30 @@ Status write_npy(const std::string& path, const Tensor& t) {
   header += '\n';
   TRAINRR_CHECK(header.size() <= 0xFFFF, "header too long for format 1.0");
 
-  std::string out(kMagic);
-  out += '\x01';
-  out += '\x00';
-  out += static_cast<char>(header.size() & 0xFF);
-  out += static_cast<char>(header.size() >> 8);
-  out += header;
-  const size_t at = out.size();
-  out.resize(at + 4 * t.data.size());
-  for (size_t i = 0; i < t.data.size(); ++i) {
-    const uint32_t w = std::bit_cast<uint32_t>(t.data[i]);
-    for (int k = 0; k < 4; ++k) out[at + 4 * i + k] = static_cast<char>((w >> (8 * k)) & 0xFF);
+  std::string head(kMagic);
+  head += '\x01';
+  head += '\x00';
+  head += static_cast<char>(header.size() & 0xFF);
+  head += static_cast<char>(header.size() >> 8);
+  head += header;
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "wb"), std::fclose);
+  if (!f) return Error{path + ": cannot create: " + std::strerror(errno)};
+  bool ok = std::fwrite(head.data(), 1, head.size(), f.get()) == head.size();
+  // The values little-endian, a piece at a time: the file is never held in memory beside the tensor.
+  std::vector<char> piece;
+  constexpr size_t kPiece = size_t{1} << 18;
+  for (size_t from = 0; ok && from < t.data.size(); from += kPiece) {
+    const size_t n = std::min(kPiece, t.data.size() - from);
+    piece.resize(4 * n);
+    for (size_t i = 0; i < n; ++i) {
+      const uint32_t w = std::bit_cast<uint32_t>(t.data[from + i]);
+      for (int k = 0; k < 4; ++k) piece[4 * i + k] = static_cast<char>((w >> (8 * k)) & 0xFF);
+    }
+    ok = std::fwrite(piece.data(), 1, piece.size(), f.get()) == piece.size();
   }
-  return write_file_bytes(path, out);
+  const bool closed = std::fclose(f.release()) == 0;
+  if (!ok || !closed) return Error{path + ": cannot write: " + std::strerror(errno)};
+  return {};
 }
 
 }  // namespace trainrr
