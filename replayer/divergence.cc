@@ -89,6 +89,17 @@ std::string counted(int64_t n, const std::string& noun) {
   return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
 }
 
+std::string stop_sentence(const std::string& who, const std::string& after, bool damaged,
+                          const std::optional<uint64_t>& offset) {
+  if (damaged)
+    return who + " was changed after it was written: reading stopped at byte " +
+           (offset ? std::to_string(*offset) : std::string("?")) + ", " + after;
+  if (offset)
+    return who + " is cut short at byte " + std::to_string(*offset) + ", " + after +
+           " (a recording killed or cut there)";
+  return who + " ends " + after + " with no footer (a recording killed or cut there)";
+}
+
 namespace {
 
 std::string fmt_double(double v) {
@@ -160,14 +171,7 @@ std::string steps_compared(const DivergenceReport& r) {
 // "B (b.trr) was changed after it was written: reading stopped at byte 812, after step 41".
 std::string stop_words(const TraceStop& s) {
   const std::string who = s.side.empty() ? std::string("the trace") : s.side + " (" + s.trace + ")";
-  const std::string after = "after step " + std::to_string(s.after_step);
-  if (s.damaged)
-    return who + " was changed after it was written: reading stopped at byte " +
-           (s.offset ? std::to_string(*s.offset) : std::string("?")) + ", " + after;
-  if (s.offset)
-    return who + " is cut short at byte " + std::to_string(*s.offset) + ", " + after +
-           " (a recording killed or cut there)";
-  return who + " ends " + after + " with no footer (a recording killed or cut there)";
+  return stop_sentence(who, "after step " + std::to_string(s.after_step), s.damaged, s.offset);
 }
 
 }  // namespace

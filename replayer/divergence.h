@@ -108,6 +108,11 @@ std::string round_trip(double v);
 // Two values to show side by side, with 6 significant digits or as many more as tell them apart (values
 // that differ never print alike; equal ones print alike).
 std::pair<std::string, std::string> side_by_side(double a, double b);
+// "WHO was changed after it was written: reading stopped at byte N, AFTER", "WHO is cut short at byte N,
+// AFTER
+// (...)" or "WHO ends AFTER with no footer (...)": where a trace stops, for the reports.
+std::string stop_sentence(const std::string& who, const std::string& after, bool damaged,
+                          const std::optional<uint64_t>& offset);
 // "1 step", "2 steps".
 std::string counted(int64_t n, const std::string& noun);
 

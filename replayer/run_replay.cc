@@ -307,13 +307,7 @@ std::string stop_words(const RankStop& s, const std::string& side) {
       (side.empty() ? "" : side + " ") + "rank " + std::to_string(s.rank) + " (" + s.path + ")";
   const std::string after =
       s.steps > 0 ? "after step " + std::to_string(s.steps - 1) : "before its first step ends";
-  if (s.damaged)
-    return who + " was changed after it was written: reading stopped at byte " +
-           (s.offset ? std::to_string(*s.offset) : std::string("?")) + ", " + after;
-  if (s.offset)
-    return who + " is cut short at byte " + std::to_string(*s.offset) + ", " + after +
-           " (a recording killed or cut there)";
-  return who + " ends " + after + " with no footer (a recording killed or cut there)";
+  return stop_sentence(who, after, s.damaged, s.offset);
 }
 
 void headline_stop(const trace::RunSet& run, RunReport& report) {
