@@ -44,7 +44,7 @@ Report replay_trace(const ReplaySettings& s) {
                                  std::to_string(s.from_step));
   pyb::gil_scoped_release released;
   std::vector<std::string> notes;
-  if (auto reader = trace::TraceReader::open(s.trace))
+  if (auto reader = trace::TraceReader::open(s.trace, trace::without_payloads()))
     if (const auto& live = (*reader)->still_recording()) notes.push_back(*live);
   ReplayOptions o;
   o.trace_path = s.trace;

@@ -13,7 +13,10 @@ namespace pyb = pybind11;
 
 TraceFile::TraceFile(std::string path) : path_(std::move(path)) {
   pyb::gil_scoped_release released;
-  auto reader = trace::TraceReader::open(path_);
+  // Its checkpoints are read from it, its embedded data never.
+  trace::ReaderLimits limits = trace::without_payloads();
+  limits.tensor_values = true;
+  auto reader = trace::TraceReader::open(path_, limits);
   if (!reader) raise(ErrorKind::trace, reader.error().message);
   reader_ = std::move(reader).value();
 }
@@ -22,8 +25,11 @@ std::string TraceFile::header_json() const { return cli::header_json(reader_->he
 
 TraceContents TraceFile::read(bool messages) {
   pyb::gil_scoped_release released;
-  // Each read starts over at the first message: the reader reads the file as it is now.
-  auto reader = trace::TraceReader::open(path_);
+  // Each read starts over at the first message: the reader reads the file as it is now. A checkpoint's
+  // message gives its tensors' digests: they are decompressed only for the messages.
+  trace::ReaderLimits limits = trace::without_payloads();
+  limits.tensor_values = messages;
+  auto reader = trace::TraceReader::open(path_, limits);
   if (!reader) raise(ErrorKind::trace, reader.error().message);
   TraceContents out;
   if (const auto& live = (*reader)->still_recording()) out.notes.push_back(*live);
