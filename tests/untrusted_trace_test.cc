@@ -83,6 +83,15 @@ class UntrustedTrace : public ::testing::Test {
   // The commands' working folder.
   fs::path work() const { return dir.path() / "work"; }
 
+  // The breast-cancer example, one epoch, with a checkpoint every 5 steps, recorded into this test's folder.
+  std::string checkpointed_trace() {
+    const std::string path = dir.file("cp.trr");
+    const CommandResult rec = run_trainrr("record " + example("breast_cancer.toml") +
+                                          " --set train.epochs=1 --checkpoint-every 5 -o " + path);
+    EXPECT_EQ(rec.exit_code, 0) << rec.output;
+    return path;
+  }
+
   // `wrapper` runs before trainrr, e.g. "timeout 10".
   CommandResult run(const std::string& args, const std::string& wrapper = "") const {
     return run_trainrr_env(
@@ -514,10 +523,8 @@ TEST_F(UntrustedTrace, HtmlReportEscapesEveryStringOfTheTrace) {
 
 TEST_F(UntrustedTrace, ExportKeepsTensorNamesInsideItsFolder) {
   // Checkpoint tensor names become file names: a name that climbs out is rewritten, not followed.
-  const std::string with_checkpoint = dir.file("cp.trr");
-  CommandResult rec = run_trainrr("record " + example("breast_cancer.toml") +
-                                  " --set train.epochs=1 --checkpoint-every 5 -o " + with_checkpoint);
-  ASSERT_EQ(rec.exit_code, 0) << rec.output;
+  const std::string with_checkpoint = checkpointed_trace();
+  ASSERT_FALSE(HasFailure());
   const std::string bad = dir.file("bad.trr");
   ASSERT_EQ(rewrite_trace(
                 with_checkpoint, bad, [](trace::TraceHeader&) {}, {},
@@ -621,10 +628,8 @@ TEST_F(UntrustedTrace, AShufflePermutationNamingRowsTheDataDoesNotHaveIsRefusedA
 }
 
 TEST_F(UntrustedTrace, ACheckpointPermutationNamingRowsTheDataDoesNotHaveIsRefusedAsMalformed) {
-  const std::string with_checkpoint = dir.file("cp.trr");
-  CommandResult rec = run_trainrr("record " + example("breast_cancer.toml") +
-                                  " --set train.epochs=1 --checkpoint-every 5 -o " + with_checkpoint);
-  ASSERT_EQ(rec.exit_code, 0) << rec.output;
+  const std::string with_checkpoint = checkpointed_trace();
+  ASSERT_FALSE(HasFailure());
   const std::string bad = dir.file("bad.trr");
   ASSERT_EQ(rewrite_trace(
                 with_checkpoint, bad, [](trace::TraceHeader&) {}, {},
@@ -646,10 +651,8 @@ TEST_F(UntrustedTrace, ACheckpointPermutationNamingRowsTheDataDoesNotHaveIsRefus
 // An optimizer's state is updated elementwise beside its parameter: a slot of another shape is refused when
 // the checkpoint is restored, not read or written past its end.
 TEST_F(UntrustedTrace, AnOptimizerSlotOfAnotherShapeThanItsParameterIsRefused) {
-  const std::string with_checkpoint = dir.file("cp.trr");
-  CommandResult rec = run_trainrr("record " + example("breast_cancer.toml") +
-                                  " --set train.epochs=1 --checkpoint-every 5 -o " + with_checkpoint);
-  ASSERT_EQ(rec.exit_code, 0) << rec.output;
+  const std::string with_checkpoint = checkpointed_trace();
+  ASSERT_FALSE(HasFailure());
   const std::string bad = dir.file("bad.trr");
   bool edited = false;
   ASSERT_EQ(rewrite_trace(
@@ -678,10 +681,8 @@ TEST_F(UntrustedTrace, AnOptimizerSlotOfAnotherShapeThanItsParameterIsRefused) {
 // What a checkpoint costs to read is bounded by the model that takes it: a tensor of another shape than the
 // model's is refused before it is decompressed, however small its compressed frames.
 TEST_F(UntrustedTrace, ACheckpointTensorOfAnotherShapeThanTheModelsIsRefusedBeforeItIsDecompressed) {
-  const std::string with_checkpoint = dir.file("cp.trr");
-  CommandResult rec = run_trainrr("record " + example("breast_cancer.toml") +
-                                  " --set train.epochs=1 --checkpoint-every 5 -o " + with_checkpoint);
-  ASSERT_EQ(rec.exit_code, 0) << rec.output;
+  const std::string with_checkpoint = checkpointed_trace();
+  ASSERT_FALSE(HasFailure());
   const std::string bad = dir.file("bad.trr");
   ASSERT_EQ(rewrite_trace(
                 with_checkpoint, bad, [](trace::TraceHeader&) {}, {},
