@@ -4,8 +4,11 @@
 
 #include <bit>
 #include <cmath>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
 #include <random>
+#include <string>
 #include <thread>
 
 #include "engine/local_group.h"
@@ -207,6 +210,47 @@ TEST(LocalGroup, RanksInThreadsGetOneSumAndRankZerosBroadcast) {
   for (int r = 0; r < n; ++r) {
     EXPECT_EQ(seen[r], 100u);
     EXPECT_TRUE(same_bits(out[r], expected)) << r;
+  }
+}
+
+TEST(LocalGroup, RanksThatCallOneAllreduceWithDifferentVariantsAllGetTheErrorWhicheverArrivesLast) {
+  // Whichever rank arrives last, every rank is told, and none gets a sum: the last one in does not decide.
+  const int n = 3;
+  const auto shards = random_parts(n, 8, 4);
+  for (int last = 0; last < n; ++last) {
+    LocalGroup group(n, {});
+    std::vector<std::string> errors(n);
+    std::vector<std::thread> threads;
+    std::mutex mu;
+    std::condition_variable cv;
+    int in = 0;
+    for (int r = 0; r < n; ++r)
+      threads.emplace_back([&, r] {
+        {
+          // The rank `last` calls only after the others are waiting in the allreduce.
+          std::unique_lock lock(mu);
+          if (r == last) cv.wait(lock, [&] { return in == n - 1; });
+        }
+        std::vector<float> out(8);
+        CollectiveCall call;
+        const std::string_view variant = r == 1 ? kAllreduceExact : kAllreduceTree;
+        if (r != last) {
+          std::lock_guard lock(mu);
+          ++in;
+          cv.notify_all();
+        }
+        try {
+          group.member(r).allreduce(variant, {shards[r]}, out, call);
+        } catch (const CannotEmulate& e) {
+          errors[r] = e.what();
+        }
+      });
+    for (auto& t : threads) t.join();
+    for (int r = 0; r < n; ++r)
+      EXPECT_EQ(errors[r], "the ranks called one allreduce with different variants (rank 0 " +
+                               std::string(kAllreduceTree) + ", rank 1 " + std::string(kAllreduceExact) +
+                               "): one allreduce has one variant")
+          << "last " << last << ", rank " << r;
   }
 }
 

@@ -26,6 +26,7 @@ LocalGroup::LocalGroup(int size, CollectiveSettings settings, int first, int loc
     : size_(size), settings_(std::move(settings)), first_(first), local_(local < 0 ? size : local), exchange_(exchange) {
   for (int r = 0; r < local_; ++r) members_.push_back(std::make_unique<Member>(*this, first_ + r));
   shards_.resize(size);
+  variants_.resize(size);
 }
 
 LocalGroup::~LocalGroup() = default;
@@ -70,6 +71,7 @@ void LocalGroup::allreduce(int rank, std::string_view variant, const std::vector
   mine.clear();
   for (const auto& s : shards) mine.emplace_back(s.begin(), s.end());
   arrivals_.push_back(static_cast<uint32_t>(rank));
+  variants_[rank] = variant;
   if (rank == 0) forced_order_ = call.order;
   if (++arrived_ == local_) {
     // The last rank in computes for all.
@@ -103,7 +105,15 @@ void LocalGroup::allreduce(int rank, std::string_view variant, const std::vector
       partials.emplace_back(partial[r]);
     }
     const int total_shards = size_ * static_cast<int>(shards.size());
-    if (variant == kAllreduceTree) {
+    // One allreduce has one variant. Ranks that chose different ones (a replay forcing the variant on some
+    // ranks only) have no result: the last rank in would otherwise decide it, by chance.
+    std::string others;
+    for (int r = first_ + 1; r < first_ + local_; ++r)
+      if (variants_[r] != variants_[first_]) others += ", rank " + std::to_string(r) + " " + variants_[r];
+    if (!others.empty()) {
+      error_ = "the ranks called one allreduce with different variants (rank " + std::to_string(first_) +
+               " " + variants_[first_] + others + "): one allreduce has one variant";
+    } else if (variant == kAllreduceTree) {
       tree_sum(partials, result_);
       described_.algorithm = tree_description(total_shards, size_);
       described_.forced = true;

@@ -74,6 +74,7 @@ class LocalGroup {
   uint64_t bcast_done_[2] = {};
   std::vector<std::vector<std::vector<float>>> shards_;  // per rank, its shard gradients
   std::vector<uint32_t> arrivals_;
+  std::vector<std::string> variants_;  // per rank, the variant it called this allreduce with
   std::vector<uint32_t> forced_order_;
   // Its outcome.
   std::vector<float> result_;

@@ -236,6 +236,19 @@ PY
   expect 0 "note: the configuration differs from the recording's (seed: 7 -> 8)" -- "$T" replay m4 --set seed=8
   expect 1 "with every recorded choice forced the replay of the 4 ranks diverged at step 0" -- \
     "$T" bisect m4 --set train.optimizer.learning_rate=0.003
+  # Another allreduce variant asked for: forcing each rank's recorded variant is the answer, every time. A trial
+  # that forces it on some ranks only has no sum, whichever rank reaches the allreduce last.
+  first=$("$T" bisect m4 --set distributed.allreduce=trainrr_exact 2>&1); rc=$?
+  echo "\$ trainrr bisect m4 --set distributed.allreduce=trainrr_exact"; echo "$first"
+  [ $rc = 1 ] || fail "bisect m4 --set distributed.allreduce=trainrr_exact: exit code $rc"
+  for r in 0 1 2 3; do
+    echo "$first" | grep -q "^  rank $r: kernel:grad/allreduce (the allreduce variant)$" ||
+      fail "bisect m4 (trainrr_exact): rank $r's allreduce variant not named"
+  done
+  echo "$first" | grep '^  rank [0-3]: ' | grep -v -e ': kernel:grad/allreduce (the allreduce variant)$' \
+    -e ': loader (racy: always forced)$' && fail "bisect m4 (trainrr_exact): named more than the variants"
+  again=$("$T" bisect m4 --set distributed.allreduce=trainrr_exact 2>&1)
+  [ "$again" = "$first" ] || { echo "$again"; fail "bisect m4 (trainrr_exact): another answer than the first run's"; }
   # One rank, and a run refused for its configuration.
   record 1 one --set seed=8
   expect 0 "run one: 1 rank, run id" -- "$T" show one
