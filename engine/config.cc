@@ -43,6 +43,40 @@ const char* type_name(const toml::node& n) {
 }
 
 // Reads one table's keys, remembering which it knew, so that what is left over is reported as unknown.
+}  // namespace
+
+const std::map<std::string, std::string>& fixed_table_keys() {
+  static const std::map<std::string, std::string> kTables = [] {
+    std::map<std::string, std::string> m;
+    const std::pair<const char*, std::vector<const char*>> tables[] = {
+        {"", {"seed", "data", "augment", "model", "train", "runtime", "distributed"}},
+        {"data.",
+         {"source", "path", "reshape", "test_fraction", "stratify", "split", "scale", "label", "labels",
+          "shape", "classes", "samples"}},
+        {"augment.", {"noise_stddev", "flip", "shift"}},
+        {"model.", {"layers"}},
+        {"train.",
+         {"epochs", "batch_size", "shuffle", "loss", "from_logits", "validation_split", "optimizer"}},
+        {"train.optimizer.",
+         {"learning_rate", "momentum", "nesterov", "beta_1", "beta_2", "epsilon", "weight_decay", "rho",
+          "centered"}},
+        {"runtime.", {"threads", "policy", "device", "tf32"}},
+        {"distributed.", {"shards", "allreduce"}}};
+    for (const auto& [prefix, keys] : tables)
+      for (const char* k : keys) m.emplace(k, std::string(prefix) + k);
+    return m;
+  }();
+  return kTables;
+}
+
+namespace {
+
+// Where `key` belongs when it is a key of a fixed table; empty otherwise.
+std::string table_of_key(const std::string& key) {
+  const auto it = fixed_table_keys().find(key);
+  return it == fixed_table_keys().end() ? std::string() : it->second;
+}
+
 class TableReader {
  public:
   TableReader(const toml::table& table, std::string prefix, const std::string& file,
@@ -187,10 +221,18 @@ class TableReader {
       // A key of another kind of layer or optimizer is not a misspelling of one of these.
       if (const std::string whose = elsewhere ? elsewhere(key) : ""; !whose.empty())
         return fail(msg + " ('" + key + "' is a key of " + whose + ")");
+      // A key of another table given here ('epochs' at the top, 'optimizer' under [runtime]).
+      if (const std::string there = table_of_key(key); !there.empty() && there != prefix_ + key)
+        return fail(msg + " (did you mean '" + there + "'?)");
       std::string best;
       size_t best_d = 3;
       for (const auto& cand : known_)
         if (size_t d = edit_distance(key, cand); d < best_d) best_d = d, best = cand;
+      // A longer or shorter form of a table's name: 'training' for 'train', 'run' for 'runtime'.
+      if (best.empty())
+        for (const auto& cand : known_)
+          if (std::min(key.size(), cand.size()) >= 3 && (key.starts_with(cand) || cand.starts_with(key)))
+            best = cand;
       if (!best.empty()) msg += " (did you mean '" + prefix_ + best + "'?)";
       return fail(msg);
     }

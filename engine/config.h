@@ -3,6 +3,7 @@
 // together with the --set overrides, which is all a replay needs to rebuild the run.
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -92,6 +93,11 @@ struct RunConfig {
 // The effective values of a configuration as flat "key" -> "value" pairs (e.g. "train.epochs" -> "10",
 // "model.layers[0].units" -> "16"), for comparing two runs' configurations key by key.
 std::vector<std::pair<std::string, std::string>> flatten_config(const RunConfig& config);
+
+// Every key of a fixed table, and where it belongs as a --set names it: "epochs" -> "train.epochs",
+// "optimizer" -> "train.optimizer". An unknown key that is one of these, given in another table, is told
+// where it belongs. A layer's keys, which depend on its type, are not among them.
+const std::map<std::string, std::string>& fixed_table_keys();
 
 // The largest configuration text read or parsed: real ones are a few KiB.
 inline constexpr size_t kMaxConfigBytes = size_t{1} << 20;

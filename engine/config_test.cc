@@ -131,6 +131,31 @@ TEST(Config, SetReachesIntoAnArrayOfTablesByIndex) {
        {"model.layers.units=3", "as in model.layers[0].units"}});
 }
 
+TEST(Config, AKeyGivenInAnotherTableIsToldWhereItBelongs) {
+  expect_set_errors(
+      {{"epochs=3", "run.toml (--set): unknown key 'epochs' (did you mean 'train.epochs'?)"},
+       {"optimizer.learning_rate=0.1", "unknown key 'optimizer' (did you mean 'train.optimizer'?)"},
+       {"train.learning_rate=0.1",
+        "unknown key 'train.learning_rate' (did you mean "
+        "'train.optimizer.learning_rate'?)"},
+       {"runtime.seed=1", "unknown key 'runtime.seed' (did you mean 'seed'?)"},
+       {"model.layers[0].learning_rate=0.1", "(did you mean 'train.optimizer.learning_rate'?)"},
+       // A longer or shorter form of a table's name.
+       {"training.epochs=3", "unknown key 'training' (did you mean 'train'?)"},
+       {"run.threads=1", "unknown key 'run' (did you mean 'runtime'?)"},
+       // A misspelling is still one.
+       {"runtime.polcy=\"default\"", "unknown key 'runtime.polcy' (did you mean 'runtime.policy'?)"}});
+  // Where it says a key belongs, the reader reads it there: set there, it is never an unknown key (except one
+  // that only some data sources or optimizers take, which says whose it is).
+  for (const auto& [key, where] : fixed_table_keys()) {
+    auto c = parse_config(kBase, "run.toml", "", {where + "=\"x\""});
+    if (c.ok()) continue;
+    const std::string& m = c.error().message;
+    if (m.find("unknown key '" + where + "'") != std::string::npos)
+      EXPECT_NE(m.find("unknown key '" + where + "' for "), std::string::npos) << m;
+  }
+}
+
 TEST(Config, UnknownKeyNamesKeyLineAndSuggestion) {
   std::string text = std::string(kBase) + "batch_sise = 3\n";
   auto c = parse_config(text, "run.toml", "");
