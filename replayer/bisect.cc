@@ -172,9 +172,13 @@ struct WindowUnits {
   std::set<std::string> racy;
 };
 
-WindowUnits units_in_window(const std::string& path, int64_t from, int64_t to, const KernelRegistry& registry) {
+// `replay_racy`: the units a free replay here decides by a race though the recording did not (the replay's
+// policy or thread count picked a first-ready loader or a completion-order sum there).
+WindowUnits units_in_window(const std::string& path, int64_t from, int64_t to, const KernelRegistry& registry,
+                            const std::set<std::string>& replay_racy = {}) {
   std::set<std::string> units = {"seed"};
   WindowUnits w;
+  w.racy = replay_racy;
   auto reader = trace::TraceReader::open(path, trace::without_payloads());
   if (!reader) {
     w.all.assign(units.begin(), units.end());
@@ -205,6 +209,18 @@ WindowUnits units_in_window(const std::string& path, int64_t from, int64_t to, c
   std::erase_if(w.racy, [&](const std::string& u) { return !units.count(u); });
   w.all.assign(units.begin(), units.end());
   return w;
+}
+
+// The units whose choice a free replay made by a race: a kernel whose result depends on timing (a first-ready
+// loader, a completion-order sum), or one picked by timing.
+std::set<std::string> racy_in_replay(const ReplayHooks& hooks, const KernelRegistry& registry) {
+  std::set<std::string> out;
+  for (const auto& [site, choice] : hooks.replayed_choices()) {
+    const Kernel* kernel = registry.find(choice.chosen);
+    if (choice.reason.starts_with("autotune") || (kernel && !kernel->info.deterministic))
+      out.insert(site == "data/loader" ? "loader" : "kernel:" + site);
+  }
+  return out;
 }
 
 // What `replay --force` forces to serve back every unit of `units`: each one's kind, whole.
@@ -384,6 +400,8 @@ BisectResult bisect(const BisectOptions& o) {
       break;
     }
   }
+  // Left free, these match the recording only by chance: a trial that reproduces proves nothing about them.
+  const std::set<std::string> replay_racy = racy_in_replay(*free_run->hooks, registry);
   // What a free replay here says beside the difference between the two recordings: the same difference
   // again, one of its own first, or none.
   std::string free_says;
@@ -414,7 +432,7 @@ BisectResult bisect(const BisectOptions& o) {
     {
       // A choice decided by a race that the free replay matched, it matched by chance: another free replay
       // may differ there.
-      const WindowUnits whole = units_in_window(o.trace_path, start, tf.step() - 1, registry);
+      const WindowUnits whole = units_in_window(o.trace_path, start, tf.step() - 1, registry, replay_racy);
       std::string racy;
       for (const auto& u : whole.racy) racy += (racy.empty() ? "" : ", ") + u;
       if (!racy.empty()) {
@@ -424,9 +442,10 @@ BisectResult bisect(const BisectOptions& o) {
         command.overrides = o.overrides;
         command.data_path = o.data_path;
         command.from_step = start;
-        rep.notes.push_back("the recording holds choices decided by a race (" + racy +
-                            "): this free replay matched them by chance, and another may not; `" +
-                            replay_command_line(command) + "` serves them back");
+        rep.notes.push_back(
+            "the recording or this free replay decides choices by a race (" + racy +
+            "): this free replay matched the recording there by chance, and another may not; `" +
+            replay_command_line(command) + "` serves them back");
       }
     }
     rep.facts.emplace_back("steps re-executed", std::to_string(res.steps_executed));
@@ -485,7 +504,7 @@ BisectResult bisect(const BisectOptions& o) {
   std::optional<FirstDivergence> forced_stop;  // every recorded choice forced differs there
   std::optional<FirstDivergence> unrepeated;   // the set differs again inside the window it reproduced
   for (;;) {
-    window = units_in_window(o.trace_path, start, through, registry);
+    window = units_in_window(o.trace_path, start, through, registry, replay_racy);
     all.clear();
     for (const auto& u : window.all)
       if (!window.racy.count(u)) all.push_back(u);
@@ -549,14 +568,22 @@ BisectResult bisect(const BisectOptions& o) {
   command.data_path = o.data_path;
   command.from_step = start;
   if (checked < last_recorded) command.to_step = checked + 1;
-  const Outcome by_kind = replay_through(command.force, std::nullopt, checked);
-  const std::string command_line = replay_command_line(command);
-  std::string offered = "`" + command_line + "`";
-  if (!by_kind.ran || by_kind.first)
-    offered += by_kind.first ? " forces every choice of those kinds and differs at " + place(*by_kind.first)
-                             : " forces every choice of those kinds and could not be replayed here";
-  else
-    offered += " does";
+  // Replayed again with the set forced, the run may differ in its very first step: no step reproduced, and no
+  // replay command can be offered for none.
+  const bool none_reproduced = checked < start;
+  const std::string command_line = none_reproduced ? std::string() : replay_command_line(command);
+  std::string offered;
+  if (none_reproduced) {
+    offered = "no replay command is offered for no step";
+  } else {
+    const Outcome by_kind = replay_through(command.force, std::nullopt, checked);
+    offered = "`" + command_line + "`";
+    if (!by_kind.ran || by_kind.first)
+      offered += by_kind.first ? " forces every choice of those kinds and differs at " + place(*by_kind.first)
+                               : " forces every choice of those kinds and could not be replayed here";
+    else
+      offered += " does";
+  }
   const std::string span = start > 0 ? "from the checkpoint at step " + std::to_string(start) + " through step " +
                                            std::to_string(checked)
                                      : "through step " + std::to_string(checked);
@@ -595,11 +622,13 @@ BisectResult bisect(const BisectOptions& o) {
         "recorded choice needs forcing");
   if (!racy.empty()) rep.facts.emplace_back("racy choices, always forced", racy);
   const std::string prefix = "trainrr replay " + shell_word(o.trace_path) + " ";
-  rep.facts.emplace_back("replay with", command_line.substr(prefix.size()));
-  rep.page.command = command_line;
+  if (!none_reproduced) {
+    rep.facts.emplace_back("replay with", command_line.substr(prefix.size()));
+    rep.page.command = command_line;
+  }
   rep.facts.emplace_back("divergent step", std::to_string(k));
   rep.facts.emplace_back("window", std::to_string(start) + ".." + std::to_string(through));
-  rep.facts.emplace_back("reproduces through step", std::to_string(checked));
+  rep.facts.emplace_back("reproduces through step", none_reproduced ? "none" : std::to_string(checked));
   if (forced_stop) {
     auto env = current_environment(config);
     CauseInputs ci;

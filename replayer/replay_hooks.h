@@ -76,6 +76,8 @@ class ReplayHooks : public Hooks {
   const std::map<std::string, int64_t>& order_differences() const { return order_diffs_; }
   const std::map<std::string, std::string>& replayed_kernels() const { return replayed_kernels_; }
   const std::map<std::string, std::string>& recorded_kernels() const { return recorded_kernels_; }
+  // Kernel site -> the whole choice the replay made there (forced: the recorded one).
+  const std::map<std::string, KernelChoice>& replayed_choices() const { return replayed_choices_; }
   // Kernel site -> how the recording and the replay picked their kernels there (kernel_pick), where either
   // was picked by timing.
   std::map<std::string, std::pair<std::string, std::string>> kernel_picks() const;

@@ -565,9 +565,11 @@ TEST_F(Scenario, FirstReadyLoaderOrderIsNamedAsTheCause) {
   for (int i = 0; i < 3; ++i) {
     CommandResult lucky = trainrr("bisect " + c);
     if (lucky.exit_code == 0)
-      EXPECT_TRUE(has(lucky.output, "\nnote: the recording holds choices decided by a race (loader): this free "
-                                    "replay matched them by chance, and another may not; `trainrr replay " + c +
-                                    " --force loader` serves them back\n"))
+      EXPECT_TRUE(has(lucky.output,
+                      "\nnote: the recording or this free replay decides choices by a race (loader): "
+                      "this free replay matched the recording there by chance, and another may not; "
+                      "`trainrr replay " +
+                          c + " --force loader` serves them back\n"))
           << lucky.output;
     else
       EXPECT_TRUE(has(lucky.output, "\nminimal forced choices: loader\n")) << lucky.output;
@@ -585,6 +587,24 @@ TEST_F(Scenario, FirstReadyLoaderOrderIsNamedAsTheCause) {
   EXPECT_TRUE(has(real.output, "\"category\":\"loader\"")) << real.output;
   EXPECT_TRUE(has(real.output, "the minimal set is the racy choices alone, which bisect always forces"))
       << real.output;
+}
+
+TEST_F(Scenario, ALoaderThatTheReplaysSettingsMakeRacyIsAlwaysForcedInBisect) {
+  // Recorded with an ordered loader; bisected with the settings under which a first-ready loader runs. Left
+  // free in a trial, that loader matches the recording only by chance: it is forced in every trial, as a racy
+  // choice of the recording would be, and named as such.
+  const std::string cfg = config(
+      breast_cancer_config("seed = 6\n", kBreastCancer, "", "", "threads = 2\npolicy = \"default\"\n"));
+  const std::string d = dir.file("ordered.trr");
+  ASSERT_EQ(record_via_api(cfg, {"runtime.policy=deterministic", "runtime.threads=1"}, d,
+                           [](Hooks& in) { return std::make_unique<LastBatchFirst>(in, 14); }),
+            "");
+  CommandResult bis = trainrr("bisect " + d + " --set runtime.policy=default --set runtime.threads=2 --json");
+  ASSERT_EQ(bis.exit_code, 1) << bis.output;
+  EXPECT_TRUE(has(bis.output, "\"minimal_forced_choices\":\"loader\"")) << bis.output;
+  EXPECT_TRUE(has(bis.output, "\"racy_choices_always_forced\":\"loader\"")) << bis.output;
+  EXPECT_TRUE(has(bis.output, "always forced, as a free replay matches them only by chance: loader"))
+      << bis.output;
 }
 
 // One extra word drawn from the augmentation stream at step 2, as a changed augmentation would.
