@@ -202,11 +202,38 @@ std::string kernel_pick(const KernelChoice& choice) {
   return out;
 }
 
-Cause classify(const FirstDivergence& d, const CauseInputs& in) {
+Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
+  // Accumulation orders that differed where they can have made the first difference: in an earlier step, or
+  // in its step but not in a backward op when the difference is in the forward pass or before it (a backward
+  // sum runs after a forward output and cannot change it).
+  CauseInputs in = in_given;
+  const bool before_backward = d.phase == "forward" || d.phase == "input" || d.phase == "setup";
+  std::erase_if(in.order_differences, [&](const auto& site_step) {
+    return site_step.second > d.step || (site_step.second == d.step && before_backward &&
+                                         site_step.first.find(".bwd") != std::string::npos);
+  });
   // A difference that cannot change the first divergent event is not its cause; the reports name it apart.
   std::vector<std::string> within;
   for (const std::string& c : differences_within_steps(in.config_differences))
     if (difference_reaches(c, d, in.layer_names)) within.push_back(c);
+  // The op that differs first accumulates in completion order, and its order differs here from the other
+  // side's, its inputs being the same: the order is evidence in hand. A configuration difference that reaches
+  // the op may add to it, and is named beside it.
+  if (!in.data_changed && !within.empty() && d.kind == "probe") {
+    const std::string site = kernel_site_of(d.site);
+    const std::string kernel = d.kernel_replayed.empty() ? d.kernel_recorded : d.kernel_replayed;
+    const Kernel* k = in.registry && !kernel.empty() ? in.registry->find(kernel) : nullptr;
+    const auto order = in.order_differences.find(site);
+    if (k && !k->info.deterministic && d.kernel_recorded == d.kernel_replayed &&
+        order != in.order_differences.end() && order->second == d.step)
+      return {
+          "numeric",
+          "same kernel " + kernel +
+              ", same inputs, different output: it accumulates in completion "
+              "order (declared nondeterministic), and its partials were combined in another order in the " +
+              in.name_a + " and the " + in.name_b +
+              " run; the run configuration differs too: " + join_some(within)};
+  }
   if (in.data_changed) {
     // Both may differ: neither is the whole cause, so the configuration's differences are named too.
     std::string detail = in.data_detail + "; the data differs before any step runs";

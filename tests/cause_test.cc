@@ -7,6 +7,7 @@
 
 #include <cmath>
 
+#include "engine/kernels/kernel_registry.h"
 #include "replayer/replayer.h"
 
 namespace trainrr {
@@ -164,6 +165,44 @@ TEST(Cause, ADifferenceThatCannotReachTheFirstEventLeavesItsCauseToTheKernel) {
   const Cause c = classify(d, in);
   EXPECT_EQ(c.category, "config");
   EXPECT_EQ(c.detail, "the run configuration differs: model.layers[0].units: 16 -> 8");
+}
+
+// A completion-order sum whose order differed at the very op that differs first, its inputs the same: the
+// order is the cause in hand; a configuration difference that reaches the op is named beside it.
+TEST(Cause, AnOrderThatDifferedAtTheDivergentOpIsTheCauseBeforeTheConfiguration) {
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  FirstDivergence d = event("backward", "probe", "conv2d_1/bias.bwd:out", "conv2d_1");
+  d.kernel_recorded = d.kernel_replayed = "f32_sum__cpu_atomic_threads";
+  CauseInputs in;
+  in.registry = &registry;
+  in.layer_names = {"conv2d_1", "batch_normalization_1"};
+  in.config_differences = {"model.layers[1].epsilon: 0.001 -> 0.01"};
+  in.order_differences = {{"conv2d_1/bias.bwd", 0}};
+  Cause c = classify(d, in);
+  EXPECT_EQ(c.category, "numeric") << c.detail;
+  EXPECT_NE(c.detail.find("accumulates in completion order"), std::string::npos) << c.detail;
+  EXPECT_NE(c.detail.find("the run configuration differs too: model.layers[1].epsilon: 0.001 -> 0.01"),
+            std::string::npos)
+      << c.detail;
+  // Without the order in hand, the configuration that reaches the op is the cause.
+  in.order_differences.clear();
+  EXPECT_EQ(classify(d, in).category, "config");
+}
+
+// An order that differed in a backward op explains no difference in the forward pass of its step.
+TEST(Cause, ABackwardOrderDoesNotExplainAForwardDifferenceOfItsStep) {
+  FirstDivergence d = event("forward", "probe", "batch_normalization_1:out", "batch_normalization_1");
+  CauseInputs in;
+  in.order_differences = {{"batch_normalization_1/bn_stats.fwd", 0},
+                          {"batch_normalization_1/bn_sums.bwd", 0}};
+  Cause c = classify(d, in);
+  EXPECT_EQ(c.category, "numeric");
+  EXPECT_NE(c.detail.find("batch_normalization_1/bn_stats.fwd (step 0)"), std::string::npos) << c.detail;
+  EXPECT_EQ(c.detail.find("bn_sums.bwd"), std::string::npos) << c.detail;
+  // One step later, the earlier step's backward order is part of what came before.
+  d.step = 1;
+  EXPECT_NE(classify(d, in).detail.find("bn_sums.bwd (step 0)"), std::string::npos);
 }
 
 // At a layer's output, the kernels of that layer's forward ops are named first: its backward ops and the
