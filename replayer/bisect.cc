@@ -313,6 +313,8 @@ BisectResult bisect(const BisectOptions& o) {
     }
     suspect = {rep.first->step, "the two recordings first differ there, at " + place(*rep.first)};
   } else {
+    // What --set changes from the recording: every key, as replay lists them (a cause names a few).
+    rep.config_differences = config_differences(header, config);
     suspect = scan(o.trace_path, header, registry, res.steps_recorded, scan_status, rep.stop);
     if (rep.stop && rep.stop->damaged) res.damage = rep.stop->detail;
   }

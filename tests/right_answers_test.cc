@@ -397,6 +397,10 @@ TEST_F(RightAnswers, EveryConfigurationDifferenceIsListedWhereTheCauseNamesOnlyS
   const CommandResult json = run_trainrr("diff " + a + " " + b + " --json");
   EXPECT_TRUE(has(json.output, "\"config_differences\":[\"model.layers: 2 -> 4\",")) << json.output;
   EXPECT_TRUE(has(json.output, "\"model.layers[3].use_bias: (none) -> true\"]")) << json.output;
+  // Bisect with a --set lists what it changes, as replay does.
+  const CommandResult bis = run_trainrr("bisect " + a + " --set seed=4 --json");
+  EXPECT_EQ(bis.exit_code, 1) << bis.output;
+  EXPECT_TRUE(has(bis.output, "\"config_differences\":[\"seed: 3 -> 4\"]")) << bis.output;
 }
 
 // A replay whose configuration runs longer than the recorded run says where the recorded run ended and why.
