@@ -318,10 +318,14 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
                ? text
                : text + " (timings vary from run to run, so an autotuned pick does too)";
   };
+  // A GPU kernel (CUDA, cuBLASLt, cuDNN: "__cu" after the op) ran on the device: the host's instruction set
+  // and thread count say nothing of what it computed.
+  auto on_gpu = [](const std::string& kernel) { return kernel.find("__cu") != std::string::npos; };
   if (!d.kernel_recorded.empty() && !d.kernel_replayed.empty() && d.kernel_recorded != d.kernel_replayed)
     return {"kernel", "a different kernel ran at " + kernel_site_of(d.site) + ": " + d.kernel_recorded +
                           " (" + in.name_a + "), " + d.kernel_replayed + " (" + in.name_b + ")" +
-                          timed(picks(kernel_site_of(d.site))) + context};
+                          timed(picks(kernel_site_of(d.site))) +
+                          (on_gpu(d.kernel_recorded) || on_gpu(d.kernel_replayed) ? std::string() : context)};
   if (d.kernel_replayed.empty() && !in.kernel_differences.empty()) {
     // The sites that can have made the difference first: the divergent layer's ops of its phase (a layer's
     // output comes from its forward ops, not its backward ones), then its other ops, then the rest.

@@ -70,6 +70,24 @@ TEST(GpuCause, DifferentCublasLtAlgorithmsAreDescribedOnEachSide) {
   EXPECT_FALSE(has(c.detail, "timings vary")) << c.detail;  // nothing was timed
 }
 
+// A GPU kernel against a CPU one: the hosts' instruction sets and thread counts say nothing of what the GPU
+// computed, and are not given as the reason.
+TEST(GpuCause, AGpuKernelAgainstACpuOneIsNotPutDownToTheHostsInstructionSet) {
+  CauseInputs in;
+  in.environment.push_back({"isa", "generic", "avx512"});
+  in.environment.push_back({"threads", "1", "2"});
+  const Cause c = classify(at("dense_1/matmul.fwd", "f32_matmul__cublaslt_algo21_tile18_stages20",
+                              "f32_matmul__cpu_blocked_avx512"),
+                           in);
+  EXPECT_EQ(c.category, "kernel");
+  EXPECT_FALSE(has(c.detail, "instruction set")) << c.detail;
+  EXPECT_FALSE(has(c.detail, "threads")) << c.detail;
+  // Two CPU kernels: the instruction sets are the reason, as they decide the pick.
+  const Cause cpu = classify(
+      at("dense_1/matmul.fwd", "f32_matmul__cpu_blocked_generic", "f32_matmul__cpu_blocked_avx512"), in);
+  EXPECT_TRUE(has(cpu.detail, "; instruction set generic vs avx512")) << cpu.detail;
+}
+
 TEST(GpuCause, AnAutotunedCudnnPickShowsItsTimings) {
   CudnnEngine e34, e12;
   e34.global_index = 34;
