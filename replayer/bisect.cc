@@ -280,7 +280,7 @@ BisectResult bisect(const BisectOptions& o) {
   auto rebuilt = rebuild_config(header, o.overrides, o.data_path, false, *scratch);
   if (!rebuilt) return failed(2, rebuilt.error().message);
   const RunConfig& config = rebuilt->config;
-  if (Status s = device_for_replay(config); !s) return failed(3, s.error().message);
+  if (Status s = device_for_replay(header, config); !s) return failed(3, s.error().message);
   KernelRegistry registry;
   register_cpu_kernels(registry);
 

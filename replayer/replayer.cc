@@ -222,15 +222,25 @@ std::optional<std::string> device_change_note(const trace::TraceHeader& h, const
          "on each side";
 }
 
-Status device_for_replay(const RunConfig& config) {
+Status device_for_replay(const trace::TraceHeader& h, const RunConfig& config) {
   auto device = parse_device(config.runtime.device);
   if (!device) return Error{"runtime.device: " + device.error().message};
-  if (Status s = usable_device(*device); !s)
-    return Error{"this run is set to run on the GPU (runtime.device = \"" + config.runtime.device +
-                 "\") and cannot here: " + s.error().message +
-                 ". To replay it on the CPU: --set runtime.device=cpu (the report then names the first op whose "
-                 "results differ, with the kernel on each side)"};
-  return {};
+  Status usable = usable_device(*device);
+  if (usable) return {};
+  auto recorded =
+      parse_config(h.config, h.config_path + " (in the trace)", config_folder(h), h.config_overrides);
+  if (recorded && recorded->runtime.device != config.runtime.device) {
+    // The GPU was asked for by --set, not by the recording: replaying on the CPU is dropping that --set.
+    return Error{"--set runtime.device=" + config.runtime.device +
+                 " asks for the GPU, which cannot run here: " + usable.error().message +
+                 ". The run was recorded with runtime.device = \"" + recorded->runtime.device +
+                 "\": replay it without that --set"};
+  }
+  return Error{
+      "this run is set to run on the GPU (runtime.device = \"" + config.runtime.device +
+      "\") and cannot here: " + usable.error().message +
+      ". To replay it on the CPU: --set runtime.device=cpu (the report then names the first op whose "
+      "results differ, with the kernel on each side)"};
 }
 
 void substitution_notes(const ReplayHooks& hooks, std::vector<std::string>& notes) {
@@ -559,7 +569,7 @@ ReplayResult replay(const ReplayOptions& o) {
   auto rebuilt = rebuild_config(header, o.overrides, o.data_path, o.allow_data_change, *scratch);
   if (!rebuilt) return fail(2, rebuilt.error().message);
   const RunConfig& config = rebuilt->config;
-  if (Status s = device_for_replay(config); !s) return fail(3, s.error().message);
+  if (Status s = device_for_replay(header, config); !s) return fail(3, s.error().message);
   const std::optional<std::string> device_note = device_change_note(header, config);
   auto env = current_environment(config);
   if (!env) return fail(2, env.error().message);

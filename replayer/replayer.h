@@ -119,8 +119,9 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
 void substitution_notes(const ReplayHooks& hooks, std::vector<std::string>& notes);
 // A note when the replay runs on another device than the recorded run did (--set runtime.device=cpu).
 std::optional<std::string> device_change_note(const trace::TraceHeader& h, const RunConfig& config);
-// Whether the rebuilt run's runtime.device can run here; the error (exit 3) says how to replay it on the CPU.
-Status device_for_replay(const RunConfig& config);
+// Whether the rebuilt run's runtime.device can run here; the error (exit 3) says how to replay it on the CPU,
+// or, where a --set asked for the GPU that the recording did not use, that the --set is what asks for it.
+Status device_for_replay(const trace::TraceHeader& h, const RunConfig& config);
 
 // This process's environment as a recording would describe it, for running `config`.
 Result<std::vector<std::pair<std::string, std::string>>> current_environment(const RunConfig& config);

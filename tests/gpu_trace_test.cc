@@ -98,6 +98,19 @@ TEST(GpuTrace, ReplayWithoutAGpuExits3AndSaysHowToReplayOnTheCpu) {
   r = run_trainrr("bisect " + gpu);
   EXPECT_EQ(r.exit_code, 3) << r.output;
   EXPECT_TRUE(has(r.output, "--set runtime.device=cpu")) << r.output;
+  // A CPU recording replayed with the GPU asked for: the --set is what asks for it, and dropping it is the
+  // advice.
+  for (const std::string command : {"replay ", "bisect "}) {
+    r = run_trainrr(command + cpu + " --set runtime.device=cuda");
+    EXPECT_EQ(r.exit_code, 3) << r.output;
+    EXPECT_TRUE(has(r.output, "--set runtime.device=cuda asks for the GPU, which cannot run here: "))
+        << r.output;
+    EXPECT_TRUE(says_why_no_gpu(r.output)) << r.output;
+    EXPECT_TRUE(
+        has(r.output, "The run was recorded with runtime.device = \"cpu\": replay it without that --set"))
+        << r.output;
+    EXPECT_FALSE(has(r.output, "To replay it on the CPU")) << r.output;
+  }
 
   // show and dump say what the GPU chose.
   r = run_trainrr("show " + gpu);
