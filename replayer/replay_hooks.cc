@@ -150,11 +150,13 @@ void ReplayHooks::seed(uint64_t& seed, bool from_entropy) {
 }
 
 void ReplayHooks::rng_draw(RngDraw& draw) {
+  reached_.erase(draw.site);
   if (!forced(force_.rng, "rng:" + draw.stream)) return;
   const trace::Event* e = peek(key_rng(draw.site));
   if (!e) return;
   const RngDraw& rec = std::get<trace::RngDrawEvent>(*e).draw;
   if (rec.count == draw.count) {
+    reached_[draw.site] = draw;
     draw.key = rec.key;
     draw.counter = rec.counter;
   }
@@ -189,7 +191,21 @@ void ReplayHooks::rng_values(const RngDraw& draw, std::span<const std::byte> val
   // The same words made into other values: what made them (a distribution's parameters in the
   // configuration, or the arithmetic of this build) is for the cause to say, from its evidence.
   fd.same_draw = same_draw;
-  if (fd.same_draw) fd.detail += " (the same draw, made into other values)";
+  const auto reached = reached_.find(draw.site);
+  if (same_draw && reached != reached_.end() &&
+      (reached->second.key != rec.draw.key || reached->second.counter != rec.draw.counter)) {
+    // Forced to a draw this run did not reach: its values at that draw are not the recorded ones. Either this
+    // build makes other values of the same words, or the recorded draw is not the one its values came from.
+    fd.same_draw = false;
+    fd.detail +=
+        " (forced to the recorded draw, which this run did not reach: it reached " +
+        draw_str(reached->second) +
+        "; the values at the recorded draw are not the recorded values, so "
+        "either this build makes other values of the same words, or the recorded draw is not the one its "
+        "values came from)";
+  } else if (fd.same_draw) {
+    fd.detail += " (the same draw, made into other values)";
+  }
   diverge(std::move(fd));
 }
 

@@ -213,6 +213,8 @@ class ReplayHooks : public Hooks {
   StepViews views_;
   int64_t steps_compared_ = 0;
   std::map<std::string, int64_t> matched_draws_;
+  // Site -> the draw this run reached there before the recorded one was forced in its place.
+  std::map<std::string, RngDraw> reached_;
   std::map<std::string, int64_t> order_diffs_;  // site -> first step where the order differed
   std::function<bool(const std::string&)> filter_;
   bool forced(bool kind, const std::string& unit) const { return kind && (!filter_ || filter_(unit)); }

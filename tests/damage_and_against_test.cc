@@ -249,6 +249,34 @@ TEST(DamagedTraceReport, ADrawOfAnotherCountWithTheSameValuesIsADifference) {
   }
 }
 
+// A recorded counter the run never reaches, its values those of the counter it did reach: forced to it, the
+// replay draws other values. That is not put down to this build's arithmetic alone: the recorded draw may not
+// be the one its values came from, and the report says which counter the run reached.
+TEST(DamagedTraceReport, ARecordedCounterTheRunDidNotReachIsNotPutDownToTheArithmeticAlone) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", "--set train.epochs=1");
+  const std::string changed = dir.file("counter.trr");
+  bool edited = false;
+  ASSERT_EQ(rewrite_trace(
+                trace, changed, [](trace::TraceHeader&) {},
+                [&](trace::TraceStep& s) {
+                  for (auto& e : s.events)
+                    if (auto* d = std::get_if<trace::RngDrawEvent>(&e); d && !edited) {
+                      d->draw.counter = ~uint64_t{0} - d->draw.count;
+                      edited = true;
+                    }
+                }),
+            "");
+  ASSERT_TRUE(edited);
+  const CommandResult r = run_trainrr("replay " + changed);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "cause: rng: ")) << r.output;
+  EXPECT_TRUE(has(r.output, "(forced to the recorded draw, which this run did not reach: it reached "))
+      << r.output;
+  EXPECT_TRUE(has(r.output, "or the recorded draw is not the one its values came from")) << r.output;
+  EXPECT_FALSE(has(r.output, "the arithmetic that turns them into values differs")) << r.output;
+}
+
 TEST(DamagedTraceReport, DiffOfATraceAndItsDamagedCopySaysDamagedNotIdentical) {
   TempDir dir;
   const std::string trace = record(dir, "run.trr", "--set train.epochs=2");
