@@ -151,8 +151,9 @@ TEST(Config, AKeyGivenInAnotherTableIsToldWhereItBelongs) {
     auto c = parse_config(kBase, "run.toml", "", {where + "=\"x\""});
     if (c.ok()) continue;
     const std::string& m = c.error().message;
-    if (m.find("unknown key '" + where + "'") != std::string::npos)
+    if (m.find("unknown key '" + where + "'") != std::string::npos) {
       EXPECT_NE(m.find("unknown key '" + where + "' for "), std::string::npos) << m;
+    }
   }
 }
 
