@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <deque>
 #include <filesystem>
 #include <map>
 
@@ -32,8 +31,16 @@ bool differ(const trace::Event& a, const trace::Event& b, FirstDivergence& d) {
     d.kind = "rng";
     d.site = ra->draw.site;
     d.phase = event_phase(d.kind, d.site);
-    d.detail = "draw at " + d.site + ": " + draw_str(ra->draw) + " (A), " + draw_str(rb.draw) + " (B)" +
-               (ra->digest == rb.digest ? " (the same values, from another draw)" : "");
+    if (same_draw) {
+      // Only the values differ: the digests are what tell the two apart.
+      d.same_draw = true;
+      d.detail = "draw at " + d.site + ": " + draw_str(ra->draw) +
+                 " on both sides (the same draw, made into other values: digest " + digest_str(ra->digest) +
+                 " (A) vs " + digest_str(rb.digest) + " (B))";
+    } else {
+      d.detail = "draw at " + d.site + ": " + draw_str(ra->draw) + " (A), " + draw_str(rb.draw) + " (B)" +
+                 (ra->digest == rb.digest ? " (the same values, from another draw)" : "");
+    }
     return true;
   }
   if (auto* sa = std::get_if<trace::SplitEvent>(&a)) {
@@ -277,6 +284,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   rep.page.per_step = true;
   rep.page.layer_probes = level != ProbeLevel::step;
   StepViews series;
+  std::vector<std::string> keys_a, keys_b;  // one step's event keys, kept from step to step
   int64_t last_index = -1;  // the last step both traces hold
   bool a_ended = false, b_ended = false;
   bool timeline_taken = false;  // the divergent step's kernels, kept for the page
@@ -299,31 +307,40 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
           "step " + std::to_string(a->index) + " (A) faces step " + std::to_string(b->index) + " (B)");
     }
     if (a->kernels && b->kernels && a->index == b->index) kernel_sequences.compare(a->index, *a->kernels, *b->kernels);
-    std::map<std::string, std::deque<const trace::Event*>> in_b;
-    for (const auto& e : b->events) {
-      if (!compared(e)) continue;
-      in_b[event_key(e)].push_back(&e);
-      if (auto* k = std::get_if<KernelChoice>(&e)) {
-        kernels_b[k->site] = k->chosen;
-        if (const std::string how = kernel_pick(*k); !how.empty()) ci.kernel_picks[k->site].second = how;
-      }
-    }
-    for (const auto& e : a->events) {
-      if (!compared(e)) continue;
-      if (auto* k = std::get_if<KernelChoice>(&e)) {
-        kernels_a[k->site] = k->chosen;
-        if (const std::string how = kernel_pick(*k); !how.empty()) ci.kernel_picks[k->site].first = how;
-      }
-      const std::string key = event_key(e);
-      auto& q = in_b[key];
-      if (q.empty()) {
+    std::vector<const trace::Event*> events_a, events_b;
+    for (const auto& e : a->events)
+      if (compared(e)) events_a.push_back(&e);
+    for (const auto& e : b->events)
+      if (compared(e)) events_b.push_back(&e);
+    auto note_kernels = [&ci](const std::vector<const trace::Event*>& events,
+                              std::map<std::string, std::string>& kernels, bool side_b) {
+      for (const trace::Event* e : events)
+        if (auto* k = std::get_if<KernelChoice>(e)) {
+          kernels[k->site] = k->chosen;
+          if (const std::string how = kernel_pick(*k); !how.empty())
+            (side_b ? ci.kernel_picks[k->site].second : ci.kernel_picks[k->site].first) = how;
+        }
+    };
+    note_kernels(events_a, kernels_a, false);
+    note_kernels(events_b, kernels_b, true);
+    // The first difference of the step is the earliest in the step's order, whichever side holds it.
+    keys_a.clear();
+    keys_b.clear();
+    for (const trace::Event* e : events_a) keys_a.push_back(event_key(*e));
+    for (const trace::Event* e : events_b) keys_b.push_back(event_key(*e));
+    for (const AlignedEvent& at : align_events(keys_a, keys_b)) {
+      const bool in_a = at.a != AlignedEvent::kAlone, in_b = at.b != AlignedEvent::kAlone;
+      const std::string& key = in_a ? keys_a[at.a] : keys_b[at.b];
+      if (!in_a || !in_b) {
         if (!first && !is_evidence(key))
-          first = divergence(a->index, phase_of_key(key), "missing", site_of_key(key),
-                             "A has an event at " + site_of_key(key) + " that B does not");
+          first = in_a ? divergence(a->index, phase_of_key(key), "missing", site_of_key(key),
+                                    "A has an event at " + site_of_key(key) + " that B does not")
+                       : divergence(b->index, phase_of_key(key), "extra", site_of_key(key),
+                                    "B has an event at " + site_of_key(key) + " that A does not");
         continue;
       }
-      const trace::Event* eb = q.front();
-      q.pop_front();
+      const trace::Event& e = *events_a[at.a];
+      const trace::Event* eb = events_b[at.b];
       if (const auto* pa = std::get_if<trace::ProbeEvent>(&e)) {
         const auto& pb = std::get<trace::ProbeEvent>(*eb);
         const bool same = pa->fingerprint.digest == pb.fingerprint.digest;
@@ -344,10 +361,6 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
         ++matched_draws[r->draw.stream];
       }
     }
-    for (const auto& [key, q] : in_b)
-      if (!q.empty() && !first && !is_evidence(key))
-        first = divergence(b->index, phase_of_key(key), "extra", site_of_key(key),
-                           "B has an event at " + site_of_key(key) + " that A does not");
     if (a->end && b->end) {
       last_loss_step = a->index;
       last_loss_a = a->end->loss;
