@@ -1,9 +1,12 @@
 // Answers `diff` must give between two recordings of different runs: the first difference is the earliest in
 // the order of a step whichever side holds an event the other lacks, and the same with A and B swapped; a
-// draw that differs only in its values says so, with the values' digests.
+// draw that differs only in its values says so, with the values' digests; epoch metrics that differ are a
+// divergence at the epoch's evaluation; and runs of different lengths are never identical.
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <regex>
 
 #include "tests/test_util.h"
@@ -108,6 +111,72 @@ TEST_F(DiffAnswers, TheSameDrawMadeIntoOtherValuesSaysSoWithTheDigests) {
       << r.output;
   const CommandResult json = run_trainrr("diff --json " + a + " " + b);
   EXPECT_TRUE(std::regex_search(json.output, same)) << json.output;
+}
+
+// Batch normalization's momentum changes only the moving statistics, which the evaluation uses: every value
+// of the steps is the same, the validation metrics differ, and the diff names the epoch's evaluation.
+TEST_F(DiffAnswers, EpochMetricsThatDifferAreADivergenceAtTheEpochsEvaluation) {
+  const std::string bn = "[[model.layers]]\ntype = \"BatchNormalization\"\n";
+  const std::string val = "validation_split = 0.2\n";
+  const std::string a = record("a", breast_cancer("", "", bn, val));
+  const std::string b = record("b", breast_cancer("", "", bn + "momentum = 0.5\n", val));
+  const CommandResult r = run_trainrr("diff " + a + " " + b);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(headline(r.output), "diverged at step 14, evaluation (val_loss)") << r.output;
+  EXPECT_TRUE(
+      has(r.output, "cause: config: the run configuration differs: model.layers[1].momentum: 0.99 -> 0.5"))
+      << r.output;
+  EXPECT_TRUE(has(r.output, "  what: the metrics of epoch 1 differ: val_loss ")) << r.output;
+  EXPECT_FALSE(has(r.output, "no value compared differs")) << r.output;
+  const CommandResult json = run_trainrr("diff --json " + a + " " + b);
+  EXPECT_TRUE(has(json.output,
+                  "\"first_divergence\":{\"step\":14,\"phase\":\"evaluation\",\"kind\":\"metrics\","
+                  "\"site\":\"val_loss\",\"layer\":\"\",\"op\":\"\""))
+      << json.output;
+}
+
+// A changed row the run only validates on (the last rows of the file, with no test split): the steps are the
+// same, the validation metrics are not, and the cause says which rows.
+TEST_F(DiffAnswers, DataThatDiffersInAValidationRowIsADivergenceAtTheEpochsEvaluation) {
+  std::ifstream in(kBreastCancer, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t last = text.rfind('\n', text.size() - 2) + 1;  // the last row (the file ends with a newline)
+  const std::string changed =
+      dir.write("changed.csv", text.substr(0, last) + "99.5" + text.substr(text.find(',', last)));
+  const std::string val = "validation_split = 0.2\n";
+  const std::string a = record("a", breast_cancer("", "", "", val));
+  const std::string b = record("b", breast_cancer("", "", "", val, changed));
+  const CommandResult r = run_trainrr("diff " + a + " " + b);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(headline(r.output), "diverged at step 14, evaluation (val_loss)") << r.output;
+  EXPECT_TRUE(has(r.output, "  cause: data: data file 'breast_cancer.csv' differs")) << r.output;
+  EXPECT_TRUE(has(r.output,
+                  "the training read none of what differs, the evaluation did (rows it only validates "
+                  "on, say)"))
+      << r.output;
+  EXPECT_FALSE(has(r.output, "no value compared differs")) << r.output;
+  EXPECT_FALSE(has(r.output, "tests on")) << r.output;
+}
+
+// Two and three epochs of the same run: the configurations differ and B holds more steps, so the runs are
+// not identical, though every value both hold is.
+TEST_F(DiffAnswers, RunsOfDifferentLengthsDivergeInTheInputsAndSayWhichEndsFirst) {
+  const std::string a = record("a", breast_cancer(""), "--set train.epochs=2");
+  const std::string b = record("b", breast_cancer(""), "--set train.epochs=3");
+  const CommandResult r = run_trainrr("diff " + a + " " + b);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(
+      r.output.rfind("diverged in the inputs only: no value compared differs (36 steps compared)\n"
+                     "  cause: config: the run configuration differs: train.epochs: 2 -> 3, which changes "
+                     "how many steps run, not what a step computes: A ends first, after 36 steps, and the "
+                     "steps both runs have are the same\n",
+                     0),
+      0u)
+      << r.output;
+  const CommandResult json = run_trainrr("diff --json " + b + " " + a);
+  EXPECT_EQ(json.exit_code, 1) << json.output;
+  EXPECT_TRUE(has(json.output, "\"status\":\"diverged\",\"first_divergence\":null")) << json.output;
+  EXPECT_TRUE(has(json.output, "B ends first, after 36 steps")) << json.output;
 }
 
 }  // namespace
