@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <deque>
 #include <filesystem>
 #include <map>
 
@@ -32,8 +31,16 @@ bool differ(const trace::Event& a, const trace::Event& b, FirstDivergence& d) {
     d.kind = "rng";
     d.site = ra->draw.site;
     d.phase = event_phase(d.kind, d.site);
-    d.detail = "draw at " + d.site + ": " + draw_str(ra->draw) + " (A), " + draw_str(rb.draw) + " (B)" +
-               (ra->digest == rb.digest ? " (the same values, from another draw)" : "");
+    if (same_draw) {
+      // Only the values differ: the digests are what tell the two apart.
+      d.same_draw = true;
+      d.detail = "draw at " + d.site + ": " + draw_str(ra->draw) +
+                 " on both sides (the same draw, made into other values: digest " + digest_str(ra->digest) +
+                 " (A) vs " + digest_str(rb.digest) + " (B))";
+    } else {
+      d.detail = "draw at " + d.site + ": " + draw_str(ra->draw) + " (A), " + draw_str(rb.draw) + " (B)" +
+                 (ra->digest == rb.digest ? " (the same values, from another draw)" : "");
+    }
     return true;
   }
   if (auto* sa = std::get_if<trace::SplitEvent>(&a)) {
@@ -117,11 +124,13 @@ struct KernelSequences {
   }
 };
 
-// Reads the steps of one trace in order, keeping epoch logs on the way.
+// Reads the steps of one trace in order, keeping epoch logs on the way, each with the last step before it.
 struct StepStream {
   std::unique_ptr<trace::TraceReader> reader;
   std::vector<trace::TraceEpoch> epochs;
   Status status;
+  std::vector<int64_t> epoch_after_step;  // epochs[k] was logged after step epoch_after_step[k]
+  int64_t last_step = -1;
   std::optional<trace::TraceStep> next() {
     for (;;) {
       auto r = reader->next();
@@ -130,8 +139,14 @@ struct StepStream {
         return std::nullopt;
       }
       if (!r->has_value()) return std::nullopt;
-      if (auto* s = std::get_if<trace::TraceStep>(&(*r)->value)) return std::move(*s);
-      if (auto* e = std::get_if<trace::TraceEpoch>(&(*r)->value)) epochs.push_back(std::move(*e));
+      if (auto* s = std::get_if<trace::TraceStep>(&(*r)->value)) {
+        last_step = s->index;
+        return std::move(*s);
+      }
+      if (auto* e = std::get_if<trace::TraceEpoch>(&(*r)->value)) {
+        epochs.push_back(std::move(*e));
+        epoch_after_step.push_back(last_step);
+      }
     }
   }
 };
@@ -152,6 +167,24 @@ std::optional<TraceStop> trace_stop(const StepStream& s, bool first, const std::
   if (stopped) stop.offset = stopped->offset;
   stop.detail = s.status.ok() ? "the file ends after a complete message, with no footer" : s.status.error().message;
   return stop;
+}
+
+// The evaluation after epoch `e` (its metrics: the validation loss, say), when its metrics differ on the two
+// sides: a divergence at the step the epoch ended with.
+std::optional<FirstDivergence> metrics_divergence(const StepStream& sa, const StepStream& sb, size_t e) {
+  std::string metrics, first_metric;
+  for (const auto& [k, v] : sa.epochs[e].logs)
+    for (const auto& [k2, v2] : sb.epochs[e].logs)
+      if (k == k2 && !same_bits(v, v2)) {
+        const auto [va, vb] = side_by_side(v, v2);
+        metrics += (metrics.empty() ? "" : ", ") + k + " " + va + " (A) vs " + vb + " (B)";
+        if (first_metric.empty()) first_metric = k;
+      }
+  if (metrics.empty()) return std::nullopt;
+  const int64_t step = std::max(sa.epoch_after_step[e], sb.epoch_after_step[e]);
+  return divergence(step, "evaluation", "metrics", first_metric,
+                    "the metrics of epoch " + std::to_string(e + 1) + " differ: " + metrics +
+                        "; every value compared in the steps before it is the same");
 }
 
 }  // namespace
@@ -267,7 +300,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   }
   KernelSequences kernel_sequences;
 
-  StepStream sa{std::move(ra).value(), {}, {}}, sb{std::move(rb).value(), {}, {}};
+  StepStream sa{std::move(ra).value(), {}, {}, {}, -1}, sb{std::move(rb).value(), {}, {}, {}, -1};
   std::optional<FirstDivergence> first;
   std::map<std::string, std::string> kernels_a, kernels_b;
   std::map<std::string, int64_t> matched_draws;
@@ -277,15 +310,23 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   rep.page.per_step = true;
   rep.page.layer_probes = level != ProbeLevel::step;
   StepViews series;
+  std::vector<std::string> keys_a, keys_b;  // one step's event keys, kept from step to step
   int64_t last_index = -1;  // the last step both traces hold
+  size_t epochs_compared = 0;
   bool a_ended = false, b_ended = false;
+  std::string ends_first;       // "B ends first, after 12 steps", when one does
   bool timeline_taken = false;  // the divergent step's kernels, kept for the page
   for (;;) {
     auto a = sa.next();
     auto b = sb.next();
+    // An epoch's metrics, logged after its last step, come before the steps read now.
+    for (; epochs_compared < std::min(sa.epochs.size(), sb.epochs.size()); ++epochs_compared)
+      if (!first) first = metrics_divergence(sa, sb, epochs_compared);
     if (!a || !b) {
-      if (a || b)
-        rep.notes.push_back(std::string(a ? "B" : "A") + " ends first, after " + counted(steps, "step"));
+      if (a || b) {
+        ends_first = std::string(a ? "B" : "A") + " ends first, after " + counted(steps, "step");
+        rep.notes.push_back(ends_first);
+      }
       a_ended = !a, b_ended = !b;
       break;
     }
@@ -299,31 +340,40 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
           "step " + std::to_string(a->index) + " (A) faces step " + std::to_string(b->index) + " (B)");
     }
     if (a->kernels && b->kernels && a->index == b->index) kernel_sequences.compare(a->index, *a->kernels, *b->kernels);
-    std::map<std::string, std::deque<const trace::Event*>> in_b;
-    for (const auto& e : b->events) {
-      if (!compared(e)) continue;
-      in_b[event_key(e)].push_back(&e);
-      if (auto* k = std::get_if<KernelChoice>(&e)) {
-        kernels_b[k->site] = k->chosen;
-        if (const std::string how = kernel_pick(*k); !how.empty()) ci.kernel_picks[k->site].second = how;
-      }
-    }
-    for (const auto& e : a->events) {
-      if (!compared(e)) continue;
-      if (auto* k = std::get_if<KernelChoice>(&e)) {
-        kernels_a[k->site] = k->chosen;
-        if (const std::string how = kernel_pick(*k); !how.empty()) ci.kernel_picks[k->site].first = how;
-      }
-      const std::string key = event_key(e);
-      auto& q = in_b[key];
-      if (q.empty()) {
+    std::vector<const trace::Event*> events_a, events_b;
+    for (const auto& e : a->events)
+      if (compared(e)) events_a.push_back(&e);
+    for (const auto& e : b->events)
+      if (compared(e)) events_b.push_back(&e);
+    auto note_kernels = [&ci](const std::vector<const trace::Event*>& events,
+                              std::map<std::string, std::string>& kernels, bool side_b) {
+      for (const trace::Event* e : events)
+        if (auto* k = std::get_if<KernelChoice>(e)) {
+          kernels[k->site] = k->chosen;
+          if (const std::string how = kernel_pick(*k); !how.empty())
+            (side_b ? ci.kernel_picks[k->site].second : ci.kernel_picks[k->site].first) = how;
+        }
+    };
+    note_kernels(events_a, kernels_a, false);
+    note_kernels(events_b, kernels_b, true);
+    // The first difference of the step is the earliest in the step's order, whichever side holds it.
+    keys_a.clear();
+    keys_b.clear();
+    for (const trace::Event* e : events_a) keys_a.push_back(event_key(*e));
+    for (const trace::Event* e : events_b) keys_b.push_back(event_key(*e));
+    for (const AlignedEvent& at : align_events(keys_a, keys_b)) {
+      const bool in_a = at.a != AlignedEvent::kAlone, in_b = at.b != AlignedEvent::kAlone;
+      const std::string& key = in_a ? keys_a[at.a] : keys_b[at.b];
+      if (!in_a || !in_b) {
         if (!first && !is_evidence(key))
-          first = divergence(a->index, phase_of_key(key), "missing", site_of_key(key),
-                             "A has an event at " + site_of_key(key) + " that B does not");
+          first = in_a ? divergence(a->index, phase_of_key(key), "missing", site_of_key(key),
+                                    "A has an event at " + site_of_key(key) + " that B does not")
+                       : divergence(b->index, phase_of_key(key), "extra", site_of_key(key),
+                                    "B has an event at " + site_of_key(key) + " that A does not");
         continue;
       }
-      const trace::Event* eb = q.front();
-      q.pop_front();
+      const trace::Event& e = *events_a[at.a];
+      const trace::Event* eb = events_b[at.b];
       if (const auto* pa = std::get_if<trace::ProbeEvent>(&e)) {
         const auto& pb = std::get<trace::ProbeEvent>(*eb);
         const bool same = pa->fingerprint.digest == pb.fingerprint.digest;
@@ -344,10 +394,6 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
         ++matched_draws[r->draw.stream];
       }
     }
-    for (const auto& [key, q] : in_b)
-      if (!q.empty() && !first && !is_evidence(key))
-        first = divergence(b->index, phase_of_key(key), "extra", site_of_key(key),
-                           "B has an event at " + site_of_key(key) + " that A does not");
     if (a->end && b->end) {
       last_loss_step = a->index;
       last_loss_a = a->end->loss;
@@ -452,10 +498,13 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     rep.facts.emplace_back("loss at step " + std::to_string(last_loss_step),
                            round_trip(last_loss_a) + " (A) vs " + round_trip(last_loss_b) + " (B)");
   }
-  // Runs that differ only in how many steps they run (train.epochs) are identical over the steps both ran.
-  const bool identical =
-      !first && !ci.data_changed && differences_within_steps(ci.config_differences).empty();
-  if (!ci.config_differences.empty() && differences_within_steps(ci.config_differences).empty()) {
+  // Runs whose data or configuration differ are other runs, though every value compared is the same: one
+  // that changes only how many steps run (train.epochs) too, as one side holds steps the other lacks.
+  const bool identical = !first && !ci.data_changed && ci.config_differences.empty();
+  const bool length_only =
+      !ci.config_differences.empty() && differences_within_steps(ci.config_differences).empty();
+  // With nothing else differing, the cause says it.
+  if (length_only && (first || ci.data_changed)) {
     std::string keys;
     for (const std::string& c : ci.config_differences) keys += (keys.empty() ? "" : "; ") + c;
     rep.notes.push_back("the configurations differ (" + keys +
@@ -502,20 +551,40 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   res.exit_code = 1;
   FirstDivergence d = first ? *first : divergence(0, "setup", "config", "config");
   split_site(d.site, d.layer, d.op);
+  const bool at_evaluation = d.kind == "metrics";
+  if (at_evaluation) {  // the site is a metric's name, no layer's
+    d.layer.clear();
+    d.op.clear();
+  }
   const std::string ks = kernel_site_of(d.site);
   if (d.kind == "probe") {
     if (kernels_a.count(ks)) d.kernel_recorded = kernels_a[ks];
     if (kernels_b.count(ks)) d.kernel_replayed = kernels_b[ks];
   }
   rep.cause = classify(d, ci);
-  if (!first && ci.data_changed) {
+  if ((!first || at_evaluation) && ci.data_changed) {
     const auto within = differences_within_steps(ci.config_differences);
     std::string keys;
     for (const std::string& c : within) keys += (keys.empty() ? "" : "; ") + c;
-    rep.cause.detail = ci.data_detail +
-                       "; no value of any step compared differs, so the training read none of what "
-                       "differs (rows it only tests on, say)" +
-                       (keys.empty() ? std::string() : "; the run configuration differs too: " + keys);
+    rep.cause.detail =
+        ci.data_detail +
+        (at_evaluation ? "; no value compared in the steps before it differs, so the training read "
+                         "none of what differs, the evaluation did (rows it only validates on, say)"
+                       : "; no value of any step compared differs, so the training read none of "
+                         "what differs (rows it only tests on, say)") +
+        (keys.empty() ? std::string() : "; the run configuration differs too: " + keys);
+  } else if (!first && length_only) {
+    std::string keys;
+    for (const std::string& c : ci.config_differences) keys += (keys.empty() ? "" : "; ") + c;
+    rep.cause = {"config", "the run configuration differs: " + keys +
+                               ", which changes how many steps run, not what a step computes" +
+                               (ends_first.empty() ? std::string() : ": " + ends_first) +
+                               ", and the steps both runs have are the same"};
+  } else if (at_evaluation && rep.cause.category != "config") {
+    rep.cause = {"numeric",
+                 "the evaluation after the step computed other metrics, though every value compared "
+                 "in the steps before it is the same: its arithmetic differs (the trace records no op "
+                 "of the evaluation)"};
   }
   if (rep.cause.category != "config" && rep.cause.category != "data") {
     std::vector<std::string> apart;

@@ -1,0 +1,183 @@
+// Answers `diff` must give between two recordings of different runs: the first difference is the earliest in
+// the order of a step whichever side holds an event the other lacks, and the same with A and B swapped; a
+// draw that differs only in its values says so, with the values' digests; epoch metrics that differ are a
+// divergence at the epoch's evaluation; and runs of different lengths are never identical.
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include "tests/test_util.h"
+
+namespace trainrr::testing {
+namespace {
+
+const std::string kBreastCancer = example("data/breast_cancer.csv");
+
+bool has(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+// The headline, the report's first line.
+std::string headline(const std::string& output) { return output.substr(0, output.find('\n')); }
+
+// The breast-cancer model of the examples, one epoch of 18 batches of 32 (no test rows), deterministic:
+// `extra` goes into the top level (before any table), `layer` into the first Dense layer, `model` after the
+// last layer.
+std::string breast_cancer(const std::string& extra, const std::string& layer = "",
+                          const std::string& model = "", const std::string& train = "",
+                          const std::string& data = kBreastCancer) {
+  return "seed = 3\n" + extra + "[data]\npath = \"" + data +
+         "\"\nlabel = \"benign\"\nscale = \"standardize\"\n"
+         "[[model.layers]]\ntype = \"Dense\"\nunits = 16\nactivation = \"relu\"\n" +
+         layer + model +
+         "[[model.layers]]\ntype = \"Dense\"\nunits = 1\nactivation = \"sigmoid\"\n"
+         "[train]\nepochs = 1\nbatch_size = 32\nloss = \"binary_crossentropy\"\n" +
+         train + "[runtime]\nthreads = 1\npolicy = \"deterministic\"\n";
+}
+
+class DiffAnswers : public ::testing::Test {
+ protected:
+  // Records `config` as NAME.trr and returns its path.
+  std::string record(const std::string& name, const std::string& config, const std::string& args = "") {
+    const std::string trace = dir.file(name + ".trr");
+    const CommandResult r =
+        run_trainrr("record " + dir.write(name + ".toml", config) + " -o " + trace + " " + args);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return trace;
+  }
+
+  // `diff a b` and `diff b a` name the same first difference, with the labels swapped: `b_headline` is B's
+  // extra event as `diff a b` says it, and `what_a_b` its what line.
+  void expect_symmetric(const std::string& a, const std::string& b, const std::string& b_headline,
+                        const std::string& site) {
+    const CommandResult ab = run_trainrr("diff " + a + " " + b);
+    const CommandResult ba = run_trainrr("diff " + b + " " + a);
+    ASSERT_EQ(ab.exit_code, 1) << ab.output;
+    ASSERT_EQ(ba.exit_code, 1) << ba.output;
+    EXPECT_EQ(headline(ab.output), b_headline) << ab.output;
+    EXPECT_EQ(headline(ba.output), b_headline) << ba.output;
+    EXPECT_TRUE(has(ab.output, "B has an event at " + site + " that A does not")) << ab.output;
+    EXPECT_TRUE(has(ba.output, "A has an event at " + site + " that B does not")) << ba.output;
+  }
+
+  TempDir dir;
+};
+
+// B draws noise for its batch before the forward pass, whose values then differ: the draw is the first
+// difference, from either side.
+TEST_F(DiffAnswers, AnExtraDrawOfBBeforeTheForwardPassIsTheFirstDifferenceEitherWay) {
+  const std::string a = record("a", breast_cancer(""), "--level op");
+  const std::string b = record("b", breast_cancer("[augment]\nnoise_stddev = 0.05\n"), "--level op");
+  expect_symmetric(a, b, "diverged at step 0, input augment/noise", "augment/noise");
+}
+
+// Without a bias, the first layer's forward pass has no bias op; every value before the update is the same
+// (the bias starts at zero): B's bias op in the forward pass comes before its bias's update.
+TEST_F(DiffAnswers, AnOpOnlyBRunsInTheForwardPassComesBeforeItsUpdate) {
+  const std::string a = record("a", breast_cancer("", "use_bias = false\n"), "--level op");
+  const std::string b = record("b", breast_cancer(""), "--level op");
+  expect_symmetric(a, b, "diverged at step 0, forward, dense_1 bias.fwd (dense_1/bias.fwd:out)",
+                   "dense_1/bias.fwd:out");
+}
+
+// Zeros draw nothing: B's draw of the kernel at setup comes before the forward pass its values change.
+TEST_F(DiffAnswers, ADrawOnlyBMakesAtSetupComesBeforeTheForwardPass) {
+  const std::string a = record("a", breast_cancer("", "kernel_initializer = \"zeros\"\n"), "--level op");
+  const std::string b = record("b", breast_cancer(""), "--level op");
+  expect_symmetric(a, b, "diverged at step 0, setup, dense_1 init (init/dense_1.kernel)",
+                   "init/dense_1.kernel");
+}
+
+// glorot_uniform and he_uniform draw the same words and scale them otherwise: the what line says that the
+// draw is the same and that its values differ, with their digests, in the text and the JSON.
+TEST_F(DiffAnswers, TheSameDrawMadeIntoOtherValuesSaysSoWithTheDigests) {
+  const std::string a = record("a", breast_cancer("", "kernel_initializer = \"glorot_uniform\"\n"));
+  const std::string b = record("b", breast_cancer("", "kernel_initializer = \"he_uniform\"\n"));
+  const std::regex same(
+      R"(draw at init/dense_1\.kernel: stream \S+ key [0-9a-f]{16} counter \d+ count 480 on both sides )"
+      R"(\(the same draw, made into other values: digest ([0-9a-f]{16}) \(A\) vs ([0-9a-f]{16}) \(B\)\))");
+  const CommandResult r = run_trainrr("diff " + a + " " + b);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.output, m, same)) << r.output;
+  EXPECT_NE(m[1].str(), m[2].str()) << r.output;
+  EXPECT_TRUE(has(r.output, "\n  what: draw at init/dense_1.kernel: ")) << r.output;
+  EXPECT_TRUE(has(r.output,
+                  "cause: config: the run configuration differs: model.layers[0].kernel_initializer: "
+                  "glorot_uniform -> he_uniform"))
+      << r.output;
+  const CommandResult json = run_trainrr("diff --json " + a + " " + b);
+  EXPECT_TRUE(std::regex_search(json.output, same)) << json.output;
+}
+
+// Batch normalization's momentum changes only the moving statistics, which the evaluation uses: every value
+// of the steps is the same, the validation metrics differ, and the diff names the epoch's evaluation.
+TEST_F(DiffAnswers, EpochMetricsThatDifferAreADivergenceAtTheEpochsEvaluation) {
+  const std::string bn = "[[model.layers]]\ntype = \"BatchNormalization\"\n";
+  const std::string val = "validation_split = 0.2\n";
+  const std::string a = record("a", breast_cancer("", "", bn, val));
+  const std::string b = record("b", breast_cancer("", "", bn + "momentum = 0.5\n", val));
+  const CommandResult r = run_trainrr("diff " + a + " " + b);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(headline(r.output), "diverged at step 14, evaluation (val_loss)") << r.output;
+  EXPECT_TRUE(
+      has(r.output, "cause: config: the run configuration differs: model.layers[1].momentum: 0.99 -> 0.5"))
+      << r.output;
+  EXPECT_TRUE(has(r.output, "  what: the metrics of epoch 1 differ: val_loss ")) << r.output;
+  EXPECT_FALSE(has(r.output, "no value compared differs")) << r.output;
+  const CommandResult json = run_trainrr("diff --json " + a + " " + b);
+  EXPECT_TRUE(has(json.output,
+                  "\"first_divergence\":{\"step\":14,\"phase\":\"evaluation\",\"kind\":\"metrics\","
+                  "\"site\":\"val_loss\",\"layer\":\"\",\"op\":\"\""))
+      << json.output;
+}
+
+// A changed row the run only validates on (the last rows of the file, with no test split): the steps are the
+// same, the validation metrics are not, and the cause says which rows.
+TEST_F(DiffAnswers, DataThatDiffersInAValidationRowIsADivergenceAtTheEpochsEvaluation) {
+  std::ifstream in(kBreastCancer, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t last = text.rfind('\n', text.size() - 2) + 1;  // the last row (the file ends with a newline)
+  const std::string changed =
+      dir.write("changed.csv", text.substr(0, last) + "99.5" + text.substr(text.find(',', last)));
+  const std::string val = "validation_split = 0.2\n";
+  const std::string a = record("a", breast_cancer("", "", "", val));
+  const std::string b = record("b", breast_cancer("", "", "", val, changed));
+  const CommandResult r = run_trainrr("diff " + a + " " + b);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(headline(r.output), "diverged at step 14, evaluation (val_loss)") << r.output;
+  EXPECT_TRUE(has(r.output, "  cause: data: data file 'breast_cancer.csv' differs")) << r.output;
+  EXPECT_TRUE(has(r.output,
+                  "the training read none of what differs, the evaluation did (rows it only validates "
+                  "on, say)"))
+      << r.output;
+  EXPECT_FALSE(has(r.output, "no value compared differs")) << r.output;
+  EXPECT_FALSE(has(r.output, "tests on")) << r.output;
+}
+
+// Two and three epochs of the same run: the configurations differ and B holds more steps, so the runs are
+// not identical, though every value both hold is.
+TEST_F(DiffAnswers, RunsOfDifferentLengthsDivergeInTheInputsAndSayWhichEndsFirst) {
+  const std::string a = record("a", breast_cancer(""), "--set train.epochs=2");
+  const std::string b = record("b", breast_cancer(""), "--set train.epochs=3");
+  const CommandResult r = run_trainrr("diff " + a + " " + b);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(
+      r.output.rfind("diverged in the inputs only: no value compared differs (36 steps compared)\n"
+                     "  cause: config: the run configuration differs: train.epochs: 2 -> 3, which changes "
+                     "how many steps run, not what a step computes: A ends first, after 36 steps, and the "
+                     "steps both runs have are the same\n",
+                     0),
+      0u)
+      << r.output;
+  const CommandResult json = run_trainrr("diff --json " + b + " " + a);
+  EXPECT_EQ(json.exit_code, 1) << json.output;
+  EXPECT_TRUE(has(json.output, "\"status\":\"diverged\",\"first_divergence\":null")) << json.output;
+  EXPECT_TRUE(has(json.output, "B ends first, after 36 steps")) << json.output;
+}
+
+}  // namespace
+}  // namespace trainrr::testing
