@@ -1,6 +1,7 @@
 """The Keras-shaped API: what fit, evaluate and predict return and print, what a recording holds, and what
 trainrr.open reads back."""
 
+import inspect
 import os
 import subprocess
 import sys
@@ -156,11 +157,11 @@ def test_to_config_and_from_config_describe_the_same_run(tmp_path):
     model.fit(x, y, epochs=2, batch_size=16, verbose=0, seed=3)
     model.to_config(tmp_path / "run.toml")
     again = trainrr.Sequential.from_config(tmp_path / "run.toml")
-    assert [layer.items() for layer in again.layers] == [
-        [("type", "Dense"), ("units", 8), ("activation", "tanh"), ("use_bias", True),
-         ("kernel_initializer", "glorot_uniform")],
-        [("type", "Dense"), ("units", 2), ("activation", "softmax"), ("use_bias", True),
-         ("kernel_initializer", "glorot_uniform")]]
+    # The engine's description of each layer holds every argument; those at their defaults are left out, as
+    # the model gave them.
+    assert [layer.items() for layer in again.layers] == [layer.items() for layer in model.layers] == [
+        [("type", "Dense"), ("units", 8), ("activation", "tanh")],
+        [("type", "Dense"), ("units", 2), ("activation", "softmax")]]
     again.fit(verbose=0)
     for a, b in zip(model.get_weights(), again.get_weights()):
         assert a.tobytes() == b.tobytes()
@@ -296,3 +297,51 @@ def test_a_python_run_is_recorded_as_python_under_the_working_folder(tmp_path):
     finally:
         os.chdir(here)
     assert trainrr.open(tmp_path / "run.trr").header["config_path"] == os.path.join(str(tmp_path), "<python>")
+
+
+@pytest.mark.parametrize("cls, signature", [
+    (layers.Dense, "(units, activation=None, use_bias=True, kernel_initializer='glorot_uniform', name=None, "
+                   "**kwargs)"),
+    (layers.Conv2D, "(filters, kernel_size, strides=(1, 1), padding='valid', activation=None, use_bias=True, "
+                    "kernel_initializer='glorot_uniform', name=None, **kwargs)"),
+    (layers.MaxPool2D, "(pool_size=(2, 2), strides=None, padding='valid', name=None, **kwargs)"),
+    (layers.BatchNormalization, "(momentum=0.99, epsilon=0.001, name=None, **kwargs)"),
+    (layers.Dropout, "(rate, name=None, **kwargs)"),
+    (layers.Flatten, "(name=None, **kwargs)"),
+    (layers.Activation, "(activation, name=None, **kwargs)"),
+    (optimizers.SGD, "(learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs)"),
+    (optimizers.Adam, "(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-07, **kwargs)"),
+    (optimizers.AdamW, "(learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-07, "
+                       "**kwargs)"),
+    (optimizers.RMSprop, "(learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-07, centered=False, **kwargs)"),
+    (trainrr.losses.BinaryCrossentropy, "(from_logits=False, **kwargs)"),
+    (trainrr.losses.SparseCategoricalCrossentropy, "(from_logits=False, **kwargs)"),
+    (trainrr.losses.MeanSquaredError, "(**kwargs)"),
+])
+def test_help_shows_keras_defaults_and_says_what_each_argument_is(cls, signature):
+    assert str(inspect.signature(cls)) == signature
+    doc = inspect.getdoc(cls)
+    assert doc and f"keras.{cls.__module__.rsplit('.', 1)[1]}.{cls.__name__}" in doc, doc
+    for name in inspect.signature(cls).parameters:
+        if name != "kwargs":
+            assert f"{name}:" in doc or f"{name}," in doc, f"{cls.__name__}: {name} is not described"
+
+
+def test_the_defaults_in_the_signatures_are_the_engines():
+    from trainrr import _trainrr
+
+    # The engine's description of a layer or an optimizer given by its type alone holds its defaults: made
+    # from it, the object has no argument that differs from its signature's defaults.
+    for kind, extra in (("Dense", "units = 1"), ("Conv2D", "filters = 1\nkernel_size = 3"), ("MaxPool2D", ""),
+                        ("BatchNormalization", ""), ("Dropout", "rate = 0.5"), ("Activation", 'activation = "relu"')):
+        text = (f'[data]\nsource = "synthetic"\nshape = [1]\nclasses = 2\nsamples = 2\n[[model.layers]]\n'
+                f'type = "{kind}"\n{extra}\n[train]\nloss = "mse"\n')
+        spec = _trainrr.parse_config(text, "t", "/")["layers"][0]
+        spec.pop("activation" if kind != "Activation" and spec.get("activation") == "linear" else "", None)
+        given = layers.Layer.from_spec(spec).get_config()
+        assert set(given) <= {"units", "filters", "kernel_size", "rate", "activation"}, (kind, given)
+    for kind in ("sgd", "adam", "adamw", "rmsprop"):
+        text = (f'[data]\nsource = "synthetic"\nshape = [1]\nclasses = 2\nsamples = 2\n[[model.layers]]\n'
+                f'type = "Dense"\nunits = 1\n[train]\nloss = "mse"\n[train.optimizer]\ntype = "{kind}"\n')
+        spec = _trainrr.parse_config(text, "t", "/")["optimizer"]
+        assert optimizers.Optimizer.from_spec(spec).get_config() == {}, (kind, spec)

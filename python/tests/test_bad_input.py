@@ -90,8 +90,10 @@ def test_values_are_checked_by_the_engine_with_its_words():
         layers.Dense(4, activation="ReLU")
     with pytest.raises(trainrr.ConfigError, match=r"^layers.Dense: units must be an integer, got a string"):
         layers.Dense("4")
-    with pytest.raises(trainrr.ConfigError, match=r"^layers.Dropout: argument 'rate' is required"):
-        layers.Dropout()
+    with pytest.raises(TypeError, match=r"missing 1 required positional argument: 'rate'"):
+        layers.Dropout()  # as Keras: rate has no default
+    with pytest.raises(trainrr.ConfigError, match=r"^layers.Dense: argument 'units' is required, got None"):
+        layers.Dense(None)
     with pytest.raises(trainrr.ConfigError, match=r"^optimizers.SGD: learning_rate must be positive, got -1"):
         optimizers.SGD(learning_rate=-1)
     with pytest.raises(trainrr.ConfigError, match=r"^compile: .*categorical_crossentropy"):
@@ -365,3 +367,13 @@ def test_to_config_refuses_to_overwrite_a_file_that_is_not_a_configuration(tmp_p
     m.to_config(tmp_path / "run.toml")
     m.to_config(tmp_path / "run.toml")  # an earlier configuration and earlier arrays are replaced
     assert np.load(tmp_path / "x.npy").shape == (64, 3)
+
+
+def test_a_value_without_a_configuration_form_is_refused_naming_the_argument():
+    with pytest.raises(trainrr.ConfigError) as e:
+        optimizers.Adam(learning_rate=lambda step: 0.1)
+    assert str(e.value).startswith("optimizers.Adam: learning_rate must be a number (a schedule is not "
+                                   "supported: the engine trains with a constant rate), got <function ")
+    with pytest.raises(trainrr.ConfigError, match=r"^layers.Dense: kernel_initializer must be a string, a number, "
+                                                  r"a bool or a list of them, got <object object at "):
+        layers.Dense(2, kernel_initializer=object())
