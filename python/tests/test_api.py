@@ -345,3 +345,56 @@ def test_the_defaults_in_the_signatures_are_the_engines():
                 f'type = "Dense"\nunits = 1\n[train]\nloss = "mse"\n[train.optimizer]\ntype = "{kind}"\n')
         spec = _trainrr.parse_config(text, "t", "/")["optimizer"]
         assert optimizers.Optimizer.from_spec(spec).get_config() == {}, (kind, spec)
+
+
+
+def test_ctrl_c_stops_a_replay_or_a_bisect_before_its_next_step(tmp_path):
+    script = textwrap.dedent(f"""
+        import os, signal, threading, numpy as np, trainrr
+        from trainrr import layers
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(4096, 64)).astype(np.float32)
+        y = rng.integers(0, 10, size=4096)
+        model = trainrr.Sequential([layers.Dense(256, activation="relu"), layers.Dense(10, activation="softmax")])
+        model.compile(loss="sparse_categorical_crossentropy", threads=1, policy="deterministic")
+        model.fit(x, y, epochs=100, batch_size=32, verbose=0, record=trainrr.record("run.trr", seed=1))
+        for command in (trainrr.replay, trainrr.bisect):
+            threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+            try:
+                command("run.trr")
+                print("not interrupted")
+            except KeyboardInterrupt as e:
+                print("KeyboardInterrupt:", e)
+        print("afterwards:", trainrr.replay("run.trr", to_step=2).status)
+    """)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = dict(os.environ, TMPDIR=str(scratch))
+    p = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, env=env,
+                       timeout=600)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert len(lines) == 3 and lines[2] == "afterwards: reproduced", p.stdout
+    for line, command in zip(lines, ("replay", "bisect")):
+        # Stopped before the replay's end (12800 steps), not after it.
+        assert line.startswith(f"KeyboardInterrupt: {command}: interrupted at step "), p.stdout
+        assert 0 < int(line.rsplit(" ", 1)[1]) < 12800, p.stdout
+    # Nothing is left behind: the copies of the embedded arrays the replays made are gone.
+    assert os.listdir(scratch) == []
+
+
+def test_str_of_a_bisect_report_is_the_commands_text_with_its_result_line(tmp_path, bin_path):
+    x, y = blobs()
+    model = trainrr.Sequential([layers.Dense(8, activation="relu"), layers.Dense(2, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy", threads=1, policy="deterministic")
+    model.fit(x, y, verbose=0, record=trainrr.record(tmp_path / "run.trr", seed=4))
+    # Under the portable policy the free replay picks other matmul kernels: it diverges, and forcing the
+    # recorded ones reproduces.
+    report = trainrr.bisect(tmp_path / "run.trr", overrides={"runtime.policy": "portable"})
+    p = cli("bisect", tmp_path / "run.trr", "--set", 'runtime.policy="portable"', check=False)
+    assert report.exit_code == p.returncode == 1, p.stderr
+    assert str(report) == report.text() == p.stdout
+    text = str(report)
+    assert text.startswith("stage 1 (no execution): ") and "\nstage 3: " in text
+    assert "\nresult: force " in text and "--force kernels" in text
+    assert repr(report).startswith("<trainrr.Report bisect: diverged at step 0")

@@ -6,6 +6,7 @@ import html
 import json
 import os
 import re
+import threading
 
 from . import _check
 from ._errors import ConfigError, TraceError
@@ -59,7 +60,10 @@ class Report:
         return self.status in ("reproduced", "identical")
 
     def text(self):
-        return self._native.text()
+        """What the command prints: for bisect, its stage lines and its `result:` line (the smallest set of
+        choices to force, and the replay that forces them), then the report; for replay and diff, the
+        report. str(report) is this text."""
+        return self._native.log + self._native.text()
 
     def html(self):
         """The self-contained HTML page of `--html`."""
@@ -94,7 +98,7 @@ class Report:
         return self.text()
 
     def __repr__(self):
-        first = self.text().split("\n", 1)[0]
+        first = self._native.text().split("\n", 1)[0]
         return f"<trainrr.Report {self.command}: {first}>"
 
 
@@ -149,12 +153,18 @@ def _overrides_error(e, what, sets):
     return ConfigError(f"{what}: overrides: {m.group(1)}") if m else None
 
 
+def _main_thread():
+    """Ctrl-C reaches Python's main thread only: there a replay or bisect stops at it (KeyboardInterrupt)."""
+    return threading.current_thread() is threading.main_thread()
+
+
 def replay(trace, force="all", overrides=(), data=None, allow_data_change=False, from_step=0, to_step=None,
            keep_going=False, element_detail=True):
     """Re-executes a recorded run, as `trainrr replay`: reproduced bit for bit, or the first divergence and
     its cause. force: "all", "none" or a list of rng, split, shuffle, loader, kernels. overrides:
     {"runtime.threads": 1} or ["runtime.threads=1"], as --set. data: where the data file is now.
-    Raises TraceError when the trace cannot be read or replayed here."""
+    Raises TraceError when the trace cannot be read or replayed here. Ctrl-C (in the main thread) stops the
+    replay before its next step and raises KeyboardInterrupt."""
     from . import _trainrr
 
     if not isinstance(force, str):
@@ -175,7 +185,7 @@ def replay(trace, force="all", overrides=(), data=None, allow_data_change=False,
                                  _path(data, "replay: data") if data is not None else "",
                                  _check.boolean("replay", "allow_data_change", allow_data_change), from_step,
                                  -1 if to_step is None else to_step, _check.boolean("replay", "keep_going", keep_going),
-                                 _check.boolean("replay", "element_detail", element_detail))
+                                 _check.boolean("replay", "element_detail", element_detail), _main_thread())
     except TraceError as e:
         raise _overrides_error(e, "replay", sets) or e from None
     return Report(native)
@@ -189,14 +199,17 @@ def diff(a, b):
 
 
 def bisect(trace, against=None, overrides=(), data=None):
-    """Narrows a divergence to the smallest set of recorded choices that must be forced, as `trainrr bisect`."""
+    """Narrows a divergence to the smallest set of recorded choices that must be forced, as `trainrr bisect`:
+    str(report) holds its stage lines and its `result:` line, as the command prints them. against: another
+    trace of the same run; overrides and data as replay's. Ctrl-C (in the main thread) stops it before the
+    next step of the replay it is in and raises KeyboardInterrupt."""
     from . import _trainrr
 
     sets = _sets(overrides, "bisect")
     try:
         native = _trainrr.bisect(_path(trace, "bisect: trace"),
                                  _path(against, "bisect: against") if against is not None else "",
-                                 sets, _path(data, "bisect: data") if data is not None else "")
+                                 sets, _path(data, "bisect: data") if data is not None else "", _main_thread())
     except TraceError as e:
         raise _overrides_error(e, "bisect", sets) or e from None
     return Report(native)
