@@ -299,53 +299,31 @@ def test_a_python_run_is_recorded_as_python_under_the_working_folder(tmp_path):
     assert trainrr.open(tmp_path / "run.trr").header["config_path"] == os.path.join(str(tmp_path), "<python>")
 
 
-@pytest.mark.parametrize("cls, signature", [
-    (layers.Dense, "(units, activation=None, use_bias=True, kernel_initializer='glorot_uniform', name=None, "
-                   "**kwargs)"),
-    (layers.Conv2D, "(filters, kernel_size, strides=(1, 1), padding='valid', activation=None, use_bias=True, "
-                    "kernel_initializer='glorot_uniform', name=None, **kwargs)"),
-    (layers.MaxPool2D, "(pool_size=(2, 2), strides=None, padding='valid', name=None, **kwargs)"),
-    (layers.BatchNormalization, "(momentum=0.99, epsilon=0.001, name=None, **kwargs)"),
-    (layers.Dropout, "(rate, name=None, **kwargs)"),
-    (layers.Flatten, "(name=None, **kwargs)"),
-    (layers.Activation, "(activation, name=None, **kwargs)"),
-    (optimizers.SGD, "(learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs)"),
-    (optimizers.Adam, "(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-07, **kwargs)"),
-    (optimizers.AdamW, "(learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-07, "
-                       "**kwargs)"),
-    (optimizers.RMSprop, "(learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-07, centered=False, **kwargs)"),
-    (trainrr.losses.BinaryCrossentropy, "(from_logits=False, **kwargs)"),
-    (trainrr.losses.SparseCategoricalCrossentropy, "(from_logits=False, **kwargs)"),
-    (trainrr.losses.MeanSquaredError, "(**kwargs)"),
-])
-def test_help_shows_keras_defaults_and_says_what_each_argument_is(cls, signature):
-    assert str(inspect.signature(cls)) == signature
-    doc = inspect.getdoc(cls)
-    assert doc and f"keras.{cls.__module__.rsplit('.', 1)[1]}.{cls.__name__}" in doc, doc
-    for name in inspect.signature(cls).parameters:
-        if name != "kwargs":
-            assert f"{name}:" in doc or f"{name}," in doc, f"{cls.__name__}: {name} is not described"
-
-
-def test_the_defaults_in_the_signatures_are_the_engines():
-    from trainrr import _trainrr
-
-    # The engine's description of a layer or an optimizer given by its type alone holds its defaults: made
-    # from it, the object has no argument that differs from its signature's defaults.
-    for kind, extra in (("Dense", "units = 1"), ("Conv2D", "filters = 1\nkernel_size = 3"), ("MaxPool2D", ""),
-                        ("BatchNormalization", ""), ("Dropout", "rate = 0.5"), ("Activation", 'activation = "relu"')):
-        text = (f'[data]\nsource = "synthetic"\nshape = [1]\nclasses = 2\nsamples = 2\n[[model.layers]]\n'
-                f'type = "{kind}"\n{extra}\n[train]\nloss = "mse"\n')
-        spec = _trainrr.parse_config(text, "t", "/")["layers"][0]
-        spec.pop("activation" if kind != "Activation" and spec.get("activation") == "linear" else "", None)
-        given = layers.Layer.from_spec(spec).get_config()
-        assert set(given) <= {"units", "filters", "kernel_size", "rate", "activation"}, (kind, given)
-    for kind in ("sgd", "adam", "adamw", "rmsprop"):
-        text = (f'[data]\nsource = "synthetic"\nshape = [1]\nclasses = 2\nsamples = 2\n[[model.layers]]\n'
-                f'type = "Dense"\nunits = 1\n[train]\nloss = "mse"\n[train.optimizer]\ntype = "{kind}"\n')
-        spec = _trainrr.parse_config(text, "t", "/")["optimizer"]
-        assert optimizers.Optimizer.from_spec(spec).get_config() == {}, (kind, spec)
-
+def test_to_config_writes_exactly_the_last_fit_and_a_compile_since_leaves_a_model_not_trained(tmp_path):
+    x, y = blobs()
+    model = trainrr.Sequential([layers.Dense(8, activation="tanh"), layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", policy="deterministic")
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, record=trainrr.record(tmp_path / "run.trr", seed=3))
+    # The run the fit recorded, word for word.
+    assert model.to_config() == trainrr.open(tmp_path / "run.trr").config
+    model.compile(optimizer=optimizers.SGD(learning_rate=0.5), loss="sparse_categorical_crossentropy", threads=2)
+    with pytest.raises(trainrr.ConfigError, match="^predict: the model has not been trained since its last compile"):
+        model.predict(x)
+    # Compiled again, the model is not the one the fit trained: its configuration is the new compile's, with
+    # fit's defaults, as before any fit; nothing of the earlier fit (seed, epochs, policy, arrays) is mixed in.
+    text = model.to_config(tmp_path / "cli" / "run.toml")
+    fresh = trainrr.Sequential([layers.Dense(8, activation="tanh"), layers.Dense(2, activation="softmax")])
+    fresh.compile(optimizer=optimizers.SGD(learning_rate=0.5), loss="sparse_categorical_crossentropy", threads=2)
+    assert text == fresh.to_config()
+    assert "seed" not in text and "[data]" not in text and "policy" not in text and "epochs = 1\n" in text
+    assert not (tmp_path / "cli" / "x.npy").exists()
+    # The next fit starts from fit's defaults too (one epoch), and to_config is then that fit.
+    with pytest.warns(UserWarning, match="fitted before"):
+        history = model.fit(x, y, verbose=0, seed=4)
+    assert len(history.history["loss"]) == 1
+    text = model.to_config()
+    assert text.startswith("seed = 4\n") and 'type = "sgd"' in text and "threads = 2" in text
+    assert "epochs = 1\n" in text and "batch_size = 32\n" in text
 
 
 def test_ctrl_c_stops_a_replay_or_a_bisect_before_its_next_step(tmp_path):
@@ -398,3 +376,52 @@ def test_str_of_a_bisect_report_is_the_commands_text_with_its_result_line(tmp_pa
     assert text.startswith("stage 1 (no execution): ") and "\nstage 3: " in text
     assert "\nresult: force " in text and "--force kernels" in text
     assert repr(report).startswith("<trainrr.Report bisect: diverged at step 0")
+
+
+@pytest.mark.parametrize("cls, signature", [
+    (layers.Dense, "(units, activation=None, use_bias=True, kernel_initializer='glorot_uniform', name=None, "
+                   "**kwargs)"),
+    (layers.Conv2D, "(filters, kernel_size, strides=(1, 1), padding='valid', activation=None, use_bias=True, "
+                    "kernel_initializer='glorot_uniform', name=None, **kwargs)"),
+    (layers.MaxPool2D, "(pool_size=(2, 2), strides=None, padding='valid', name=None, **kwargs)"),
+    (layers.BatchNormalization, "(momentum=0.99, epsilon=0.001, name=None, **kwargs)"),
+    (layers.Dropout, "(rate, name=None, **kwargs)"),
+    (layers.Flatten, "(name=None, **kwargs)"),
+    (layers.Activation, "(activation, name=None, **kwargs)"),
+    (optimizers.SGD, "(learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs)"),
+    (optimizers.Adam, "(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-07, **kwargs)"),
+    (optimizers.AdamW, "(learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-07, "
+                       "**kwargs)"),
+    (optimizers.RMSprop, "(learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-07, centered=False, **kwargs)"),
+    (trainrr.losses.BinaryCrossentropy, "(from_logits=False, **kwargs)"),
+    (trainrr.losses.SparseCategoricalCrossentropy, "(from_logits=False, **kwargs)"),
+    (trainrr.losses.MeanSquaredError, "(**kwargs)"),
+])
+def test_help_shows_keras_defaults_and_says_what_each_argument_is(cls, signature):
+    assert str(inspect.signature(cls)) == signature
+    doc = inspect.getdoc(cls)
+    assert doc and f"keras.{cls.__module__.rsplit('.', 1)[1]}.{cls.__name__}" in doc, doc
+    for name in inspect.signature(cls).parameters:
+        if name != "kwargs":
+            assert f"{name}:" in doc or f"{name}," in doc, f"{cls.__name__}: {name} is not described"
+
+
+def test_the_defaults_in_the_signatures_are_the_engines():
+    from trainrr import _trainrr
+
+    # The engine's description of a layer or an optimizer given by its type alone holds its defaults: made
+    # from it, the object has no argument that differs from its signature's defaults.
+    for kind, extra in (("Dense", "units = 1"), ("Conv2D", "filters = 1\nkernel_size = 3"), ("MaxPool2D", ""),
+                        ("BatchNormalization", ""), ("Dropout", "rate = 0.5"), ("Activation", 'activation = "relu"')):
+        text = (f'[data]\nsource = "synthetic"\nshape = [1]\nclasses = 2\nsamples = 2\n[[model.layers]]\n'
+                f'type = "{kind}"\n{extra}\n[train]\nloss = "mse"\n')
+        spec = _trainrr.parse_config(text, "t", "/")["layers"][0]
+        spec.pop("activation" if kind != "Activation" and spec.get("activation") == "linear" else "", None)
+        given = layers.Layer.from_spec(spec).get_config()
+        assert set(given) <= {"units", "filters", "kernel_size", "rate", "activation"}, (kind, given)
+    for kind in ("sgd", "adam", "adamw", "rmsprop"):
+        text = (f'[data]\nsource = "synthetic"\nshape = [1]\nclasses = 2\nsamples = 2\n[[model.layers]]\n'
+                f'type = "Dense"\nunits = 1\n[train]\nloss = "mse"\n[train.optimizer]\ntype = "{kind}"\n')
+        spec = _trainrr.parse_config(text, "t", "/")["optimizer"]
+        assert optimizers.Optimizer.from_spec(spec).get_config() == {}, (kind, spec)
+    assert inspect.getdoc(trainrr.Sequential.summary).startswith("Prints the model")
