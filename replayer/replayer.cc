@@ -145,6 +145,15 @@ ReplaySide::ReplaySide() = default;
 ReplaySide::ReplaySide(ReplaySide&&) noexcept = default;
 ReplaySide::~ReplaySide() = default;
 
+namespace {
+thread_local const std::atomic<bool>* t_interrupt = nullptr;  // the innermost ReplayInterruptScope's flag
+}  // namespace
+
+ReplayInterruptScope::ReplayInterruptScope(const std::atomic<bool>* flag) : previous_(t_interrupt) {
+  t_interrupt = flag;
+}
+ReplayInterruptScope::~ReplayInterruptScope() { t_interrupt = previous_; }
+
 Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConfig& config,
                                     const KernelRegistry& registry, ForceSet force,
                                     std::function<bool(const std::string&)> filter, ProbeLevel level,
@@ -167,6 +176,7 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
   t.registry = &registry;
   t.collective = collective;
   t.device = device;
+  t.interrupt = t_interrupt;
   // With every kernel forced, nothing is selected here (no autotune timing); a partial forcing selects
   // as the run's policy says and the hooks replace the forced sites.
   if (force.kernels && !s.hooks->filtered()) t.policy = Policy::forced;

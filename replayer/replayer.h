@@ -2,6 +2,7 @@
 // Replay: rebuild a run from its trace alone, run it under a forcing policy, compare every observation
 // with the recorded one, and explain the first divergence.
 
+#include <atomic>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -79,6 +80,22 @@ struct RebuiltRun {
 };
 Result<RebuiltRun> rebuild_config(const trace::TraceHeader& header, const std::vector<std::string>& overrides,
                                   const std::string& data_path, bool allow_change, ScratchDir& scratch);
+
+// Ctrl-C for replays run inside another program (the Python module, where the command's default of ending
+// the process is not wanted): while a ReplayInterruptScope lives on a thread, every re-execution that thread
+// sets up (make_replay_side: replay's, bisect's) stops before its next step once `flag` is set, as a
+// recording stops (TrainingOptions::interrupt), and the replay fails with "interrupted at step N". Per
+// thread, so that replay and bisect take it without each passing it down; `flag` is set by a signal handler.
+class ReplayInterruptScope {
+ public:
+  explicit ReplayInterruptScope(const std::atomic<bool>* flag);
+  ~ReplayInterruptScope();
+  ReplayInterruptScope(const ReplayInterruptScope&) = delete;
+  ReplayInterruptScope& operator=(const ReplayInterruptScope&) = delete;
+
+ private:
+  const std::atomic<bool>* previous_;
+};
 
 // One re-execution of a trace, resumed at the last checkpoint at or before `from`. `force` with an optional
 // unit filter (ReplayHooks::set_force_filter); `compare` makes its hooks report divergences.

@@ -1,13 +1,14 @@
 #pragma once
 // Errors the module raises in Python: the engine's message, with the kind of input that was wrong.
-// module.cc translates each kind to its exception class (trainrr.ConfigError, DataError, TraceError).
+// module.cc translates each kind to its exception class (trainrr.ConfigError, DataError, TraceError; Ctrl-C
+// that stopped a replay or bisect: KeyboardInterrupt).
 
 #include <stdexcept>
 #include <string>
 
 namespace trainrr::py {
 
-enum class ErrorKind { config, data, trace };
+enum class ErrorKind { config, data, trace, interrupted };
 
 struct PyError : std::runtime_error {
   PyError(ErrorKind k, const std::string& message) : std::runtime_error(message), kind(k) {}

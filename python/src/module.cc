@@ -151,6 +151,10 @@ PYBIND11_MODULE(_trainrr, m) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const PyError& e) {
+      if (e.kind == ErrorKind::interrupted) {
+        PyErr_SetString(PyExc_KeyboardInterrupt, e.what());
+        return;
+      }
       static const char* names[] = {"ConfigError", "DataError", "TraceError"};
       pyb::object cls = pyb::module_::import("trainrr._errors").attr(names[static_cast<int>(e.kind)]);
       PyErr_SetString(cls.ptr(), e.what());
@@ -239,6 +243,7 @@ PYBIND11_MODULE(_trainrr, m) {
       .def("text", &Report::text)
       .def("json", &Report::json)
       .def("html", &Report::html)
+      .def_readonly("log", &Report::log)
       .def_readonly("exit_code", &Report::exit_code)
       .def_readonly("damage", &Report::damage);
 
@@ -246,14 +251,15 @@ PYBIND11_MODULE(_trainrr, m) {
       "replay",
       [](const std::string& trace, const std::string& force, const std::vector<std::string>& overrides,
          const std::string& data, bool allow_data_change, int64_t from_step, int64_t to_step, bool keep_going,
-         bool element_detail) {
-        return replay_trace(ReplaySettings{trace, force, overrides, data, allow_data_change, from_step, to_step,
-                                           keep_going, element_detail});
+         bool element_detail, bool catch_sigint) {
+        return replay_trace(ReplaySettings{trace, force, overrides, data, allow_data_change, from_step,
+                                           to_step, keep_going, element_detail},
+                            catch_sigint);
       },
       "trace"_a, "force"_a, "overrides"_a, "data"_a, "allow_data_change"_a, "from_step"_a, "to_step"_a,
-      "keep_going"_a, "element_detail"_a);
+      "keep_going"_a, "element_detail"_a, "catch_sigint"_a);
   m.def("diff", &diff_traces, "a"_a, "b"_a);
-  m.def("bisect", &bisect_trace, "trace"_a, "against"_a, "overrides"_a, "data"_a);
+  m.def("bisect", &bisect_trace, "trace"_a, "against"_a, "overrides"_a, "data"_a, "catch_sigint"_a);
 
   pyb::class_<TraceFile>(m, "TraceFile")
       .def(pyb::init<std::string>(), "path"_a)

@@ -2,8 +2,13 @@
 
 #include <pybind11/pybind11.h>
 
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+
 #include "engine/escape.h"
 #include "python/src/errors.h"
+#include "python/src/sigint.h"
 #include "replayer/bisect.h"
 #include "replayer/diff.h"
 #include "replayer/replayer.h"
@@ -26,13 +31,43 @@ Report finish(DivergenceReport report, int exit_code, std::optional<std::string>
   return r;
 }
 
+// Ctrl-C stopped the command: KeyboardInterrupt, saying at which step when the replay says so ("cannot replay
+// here: interrupted at step 12").
+[[noreturn]] void interrupted(const std::string& command, const std::string& error) {
+  const size_t at = error.find("interrupted at step ");
+  raise(ErrorKind::interrupted,
+        command + ": " + (at == std::string::npos ? "interrupted" : error.substr(at)));
+}
+
+// What the command prints as it goes, kept: a memory stream the bisection's log writes to.
+class Captured {
+ public:
+  Captured() : file_(open_memstream(&data_, &size_)) {}
+  ~Captured() {
+    if (file_) std::fclose(file_);
+    std::free(data_);
+  }
+  Captured(const Captured&) = delete;
+  Captured& operator=(const Captured&) = delete;
+  FILE* file() { return file_; }
+  std::string text() {
+    if (file_) std::fflush(file_);
+    return data_ ? std::string(data_, size_) : std::string();
+  }
+
+ private:
+  char* data_ = nullptr;
+  size_t size_ = 0;
+  FILE* file_;
+};
+
 }  // namespace
 
 std::string Report::text() const { return printable(report_text(report)); }
 std::string Report::json() const { return report_json(report); }
 std::string Report::html() const { return report_html(report); }
 
-Report replay_trace(const ReplaySettings& s) {
+Report replay_trace(const ReplaySettings& s, bool catch_sigint) {
   auto force = parse_force(s.force);
   // The replayer names the option ("--force: unknown choice 'foo' ..."): here it is the argument force.
   if (!force) {
@@ -56,7 +91,14 @@ Report replay_trace(const ReplaySettings& s) {
   o.to_step = s.to_step;
   o.keep_going = s.keep_going;
   o.element_detail = s.element_detail;
-  ReplayResult r = replay(o);
+  std::atomic<bool> stop{false};
+  ReplayResult r;
+  {
+    SigintScope sigint(catch_sigint, stop);
+    ReplayInterruptScope interrupt(&stop);
+    r = replay(o);
+  }
+  if (stop.load()) interrupted("replay", r.error);
   if (r.exit_code == kBadInput || r.exit_code == kCannotReplay) raise(ErrorKind::trace, r.error);
   r.report.facts.emplace_back("steps executed", std::to_string(r.steps_executed));
   r.report.notes.insert(r.report.notes.begin(), notes.begin(), notes.end());
@@ -70,17 +112,29 @@ Report diff_traces(const std::string& a, const std::string& b) {
   return finish(std::move(r.report), r.exit_code, std::move(r.damage));
 }
 
-Report bisect_trace(const std::string& trace, const std::string& against, const std::vector<std::string>& overrides,
-                    const std::string& data) {
+Report bisect_trace(const std::string& trace, const std::string& against,
+                    const std::vector<std::string>& overrides, const std::string& data, bool catch_sigint) {
   pyb::gil_scoped_release released;
   BisectOptions o;
   o.trace_path = trace;
   o.against = against;
   o.overrides = overrides;
   o.data_path = data;
-  BisectResult r = bisect(o);
+  // The command prints its stages and its result as it goes, then the report: str(report) is all of it.
+  Captured log;
+  o.log = log.file();
+  std::atomic<bool> stop{false};
+  BisectResult r;
+  {
+    SigintScope sigint(catch_sigint, stop);
+    ReplayInterruptScope interrupt(&stop);
+    r = bisect(o);
+  }
+  if (stop.load()) interrupted("bisect", r.error);
   if (r.exit_code == kBadInput || r.exit_code == kCannotReplay) raise(ErrorKind::trace, r.error);
-  return finish(std::move(r.report), r.exit_code, std::move(r.damage));
+  Report out = finish(std::move(r.report), r.exit_code, std::move(r.damage));
+  out.log = log.text();
+  return out;
 }
 
 }  // namespace trainrr::py

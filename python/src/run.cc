@@ -1,46 +1,14 @@
 #include "python/src/run.h"
 
-#include <signal.h>
-
 #include <utility>
 
 #include "python/src/errors.h"
+#include "python/src/sigint.h"
 
 namespace trainrr::py {
 namespace {
 
 namespace pyb = pybind11;
-
-// The run Ctrl-C stops: set while fit() holds SIGINT. A signal handler can only reach a global.
-std::atomic<std::atomic<bool>*> g_sigint_target{nullptr};
-extern "C" void on_sigint(int) {
-  if (std::atomic<bool>* target = g_sigint_target.load()) target->store(true);
-}
-
-// SIGINT stops the run after its current step for as long as this lives; the handler before it (Python's
-// own, which raises KeyboardInterrupt) comes back afterwards.
-class SigintScope {
- public:
-  SigintScope(bool active, std::atomic<bool>& target) : active_(active) {
-    if (!active_) return;
-    g_sigint_target.store(&target);
-    struct sigaction sa {};
-    sa.sa_handler = on_sigint;
-    sigemptyset(&sa.sa_mask);
-    active_ = sigaction(SIGINT, &sa, &previous_) == 0;
-  }
-  ~SigintScope() {
-    if (!active_) return;
-    sigaction(SIGINT, &previous_, nullptr);
-    g_sigint_target.store(nullptr);
-  }
-  SigintScope(const SigintScope&) = delete;
-  SigintScope& operator=(const SigintScope&) = delete;
-
- private:
-  bool active_;
-  struct sigaction previous_ {};
-};
 
 bool starts_with(const std::string& s, const std::string& prefix) {
   return !prefix.empty() && s.rfind(prefix, 0) == 0;

@@ -1,6 +1,7 @@
 """The Keras-shaped API: what fit, evaluate and predict return and print, what a recording holds, and what
 trainrr.open reads back."""
 
+import inspect
 import os
 import subprocess
 import sys
@@ -156,11 +157,11 @@ def test_to_config_and_from_config_describe_the_same_run(tmp_path):
     model.fit(x, y, epochs=2, batch_size=16, verbose=0, seed=3)
     model.to_config(tmp_path / "run.toml")
     again = trainrr.Sequential.from_config(tmp_path / "run.toml")
-    assert [layer.items() for layer in again.layers] == [
-        [("type", "Dense"), ("units", 8), ("activation", "tanh"), ("use_bias", True),
-         ("kernel_initializer", "glorot_uniform")],
-        [("type", "Dense"), ("units", 2), ("activation", "softmax"), ("use_bias", True),
-         ("kernel_initializer", "glorot_uniform")]]
+    # The engine's description of each layer holds every argument; those at their defaults are left out, as
+    # the model gave them.
+    assert [layer.items() for layer in again.layers] == [layer.items() for layer in model.layers] == [
+        [("type", "Dense"), ("units", 8), ("activation", "tanh")],
+        [("type", "Dense"), ("units", 2), ("activation", "softmax")]]
     again.fit(verbose=0)
     for a, b in zip(model.get_weights(), again.get_weights()):
         assert a.tobytes() == b.tobytes()
@@ -296,3 +297,131 @@ def test_a_python_run_is_recorded_as_python_under_the_working_folder(tmp_path):
     finally:
         os.chdir(here)
     assert trainrr.open(tmp_path / "run.trr").header["config_path"] == os.path.join(str(tmp_path), "<python>")
+
+
+def test_to_config_writes_exactly_the_last_fit_and_a_compile_since_leaves_a_model_not_trained(tmp_path):
+    x, y = blobs()
+    model = trainrr.Sequential([layers.Dense(8, activation="tanh"), layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", policy="deterministic")
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, record=trainrr.record(tmp_path / "run.trr", seed=3))
+    # The run the fit recorded, word for word.
+    assert model.to_config() == trainrr.open(tmp_path / "run.trr").config
+    model.compile(optimizer=optimizers.SGD(learning_rate=0.5), loss="sparse_categorical_crossentropy", threads=2)
+    with pytest.raises(trainrr.ConfigError, match="^predict: the model has not been trained since its last compile"):
+        model.predict(x)
+    # Compiled again, the model is not the one the fit trained: its configuration is the new compile's, with
+    # fit's defaults, as before any fit; nothing of the earlier fit (seed, epochs, policy, arrays) is mixed in.
+    text = model.to_config(tmp_path / "cli" / "run.toml")
+    fresh = trainrr.Sequential([layers.Dense(8, activation="tanh"), layers.Dense(2, activation="softmax")])
+    fresh.compile(optimizer=optimizers.SGD(learning_rate=0.5), loss="sparse_categorical_crossentropy", threads=2)
+    assert text == fresh.to_config()
+    assert "seed" not in text and "[data]" not in text and "policy" not in text and "epochs = 1\n" in text
+    assert not (tmp_path / "cli" / "x.npy").exists()
+    # The next fit starts from fit's defaults too (one epoch), and to_config is then that fit.
+    with pytest.warns(UserWarning, match="fitted before"):
+        history = model.fit(x, y, verbose=0, seed=4)
+    assert len(history.history["loss"]) == 1
+    text = model.to_config()
+    assert text.startswith("seed = 4\n") and 'type = "sgd"' in text and "threads = 2" in text
+    assert "epochs = 1\n" in text and "batch_size = 32\n" in text
+
+
+def test_ctrl_c_stops_a_replay_or_a_bisect_before_its_next_step(tmp_path):
+    script = textwrap.dedent(f"""
+        import os, signal, threading, numpy as np, trainrr
+        from trainrr import layers
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(4096, 64)).astype(np.float32)
+        y = rng.integers(0, 10, size=4096)
+        model = trainrr.Sequential([layers.Dense(256, activation="relu"), layers.Dense(10, activation="softmax")])
+        model.compile(loss="sparse_categorical_crossentropy", threads=1, policy="deterministic")
+        model.fit(x, y, epochs=100, batch_size=32, verbose=0, record=trainrr.record("run.trr", seed=1))
+        for command in (trainrr.replay, trainrr.bisect):
+            threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+            try:
+                command("run.trr")
+                print("not interrupted")
+            except KeyboardInterrupt as e:
+                print("KeyboardInterrupt:", e)
+        print("afterwards:", trainrr.replay("run.trr", to_step=2).status)
+    """)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = dict(os.environ, TMPDIR=str(scratch))
+    p = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, env=env,
+                       timeout=600)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert len(lines) == 3 and lines[2] == "afterwards: reproduced", p.stdout
+    for line, command in zip(lines, ("replay", "bisect")):
+        # Stopped before the replay's end (12800 steps), not after it.
+        assert line.startswith(f"KeyboardInterrupt: {command}: interrupted at step "), p.stdout
+        assert 0 < int(line.rsplit(" ", 1)[1]) < 12800, p.stdout
+    # Nothing is left behind: the copies of the embedded arrays the replays made are gone.
+    assert os.listdir(scratch) == []
+
+
+def test_str_of_a_bisect_report_is_the_commands_text_with_its_result_line(tmp_path, bin_path):
+    x, y = blobs()
+    model = trainrr.Sequential([layers.Dense(8, activation="relu"), layers.Dense(2, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy", threads=1, policy="deterministic")
+    model.fit(x, y, verbose=0, record=trainrr.record(tmp_path / "run.trr", seed=4))
+    # Under the portable policy the free replay picks other matmul kernels: it diverges, and forcing the
+    # recorded ones reproduces.
+    report = trainrr.bisect(tmp_path / "run.trr", overrides={"runtime.policy": "portable"})
+    p = cli("bisect", tmp_path / "run.trr", "--set", 'runtime.policy="portable"', check=False)
+    assert report.exit_code == p.returncode == 1, p.stderr
+    assert str(report) == report.text() == p.stdout
+    text = str(report)
+    assert text.startswith("stage 1 (no execution): ") and "\nstage 3: " in text
+    assert "\nresult: force " in text and "--force kernels" in text
+    assert repr(report).startswith("<trainrr.Report bisect: diverged at step 0")
+
+
+@pytest.mark.parametrize("cls, signature", [
+    (layers.Dense, "(units, activation=None, use_bias=True, kernel_initializer='glorot_uniform', name=None, "
+                   "**kwargs)"),
+    (layers.Conv2D, "(filters, kernel_size, strides=(1, 1), padding='valid', activation=None, use_bias=True, "
+                    "kernel_initializer='glorot_uniform', name=None, **kwargs)"),
+    (layers.MaxPool2D, "(pool_size=(2, 2), strides=None, padding='valid', name=None, **kwargs)"),
+    (layers.BatchNormalization, "(momentum=0.99, epsilon=0.001, name=None, **kwargs)"),
+    (layers.Dropout, "(rate, name=None, **kwargs)"),
+    (layers.Flatten, "(name=None, **kwargs)"),
+    (layers.Activation, "(activation, name=None, **kwargs)"),
+    (optimizers.SGD, "(learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs)"),
+    (optimizers.Adam, "(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-07, **kwargs)"),
+    (optimizers.AdamW, "(learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-07, "
+                       "**kwargs)"),
+    (optimizers.RMSprop, "(learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-07, centered=False, **kwargs)"),
+    (trainrr.losses.BinaryCrossentropy, "(from_logits=False, **kwargs)"),
+    (trainrr.losses.SparseCategoricalCrossentropy, "(from_logits=False, **kwargs)"),
+    (trainrr.losses.MeanSquaredError, "(**kwargs)"),
+])
+def test_help_shows_keras_defaults_and_says_what_each_argument_is(cls, signature):
+    assert str(inspect.signature(cls)) == signature
+    doc = inspect.getdoc(cls)
+    assert doc and f"keras.{cls.__module__.rsplit('.', 1)[1]}.{cls.__name__}" in doc, doc
+    for name in inspect.signature(cls).parameters:
+        if name != "kwargs":
+            assert f"{name}:" in doc or f"{name}," in doc, f"{cls.__name__}: {name} is not described"
+
+
+def test_the_defaults_in_the_signatures_are_the_engines():
+    from trainrr import _trainrr
+
+    # The engine's description of a layer or an optimizer given by its type alone holds its defaults: made
+    # from it, the object has no argument that differs from its signature's defaults.
+    for kind, extra in (("Dense", "units = 1"), ("Conv2D", "filters = 1\nkernel_size = 3"), ("MaxPool2D", ""),
+                        ("BatchNormalization", ""), ("Dropout", "rate = 0.5"), ("Activation", 'activation = "relu"')):
+        text = (f'[data]\nsource = "synthetic"\nshape = [1]\nclasses = 2\nsamples = 2\n[[model.layers]]\n'
+                f'type = "{kind}"\n{extra}\n[train]\nloss = "mse"\n')
+        spec = _trainrr.parse_config(text, "t", "/")["layers"][0]
+        spec.pop("activation" if kind != "Activation" and spec.get("activation") == "linear" else "", None)
+        given = layers.Layer.from_spec(spec).get_config()
+        assert set(given) <= {"units", "filters", "kernel_size", "rate", "activation"}, (kind, given)
+    for kind in ("sgd", "adam", "adamw", "rmsprop"):
+        text = (f'[data]\nsource = "synthetic"\nshape = [1]\nclasses = 2\nsamples = 2\n[[model.layers]]\n'
+                f'type = "Dense"\nunits = 1\n[train]\nloss = "mse"\n[train.optimizer]\ntype = "{kind}"\n')
+        spec = _trainrr.parse_config(text, "t", "/")["optimizer"]
+        assert optimizers.Optimizer.from_spec(spec).get_config() == {}, (kind, spec)
+    assert inspect.getdoc(trainrr.Sequential.summary).startswith("Prints the model")

@@ -1,10 +1,16 @@
 """Bad input raises the named exception, with a message that names the argument; nothing crashes."""
 
+import os
+import re
+import shutil
+
 import numpy as np
 import pytest
 
 import trainrr
 from trainrr import layers, optimizers
+
+from conftest import EXAMPLES
 
 
 def model():
@@ -90,8 +96,10 @@ def test_values_are_checked_by_the_engine_with_its_words():
         layers.Dense(4, activation="ReLU")
     with pytest.raises(trainrr.ConfigError, match=r"^layers.Dense: units must be an integer, got a string"):
         layers.Dense("4")
-    with pytest.raises(trainrr.ConfigError, match=r"^layers.Dropout: argument 'rate' is required"):
-        layers.Dropout()
+    with pytest.raises(TypeError, match=r"missing 1 required positional argument: 'rate'"):
+        layers.Dropout()  # as Keras: rate has no default
+    with pytest.raises(trainrr.ConfigError, match=r"^layers.Dense: argument 'units' is required, got None"):
+        layers.Dense(None)
     with pytest.raises(trainrr.ConfigError, match=r"^optimizers.SGD: learning_rate must be positive, got -1"):
         optimizers.SGD(learning_rate=-1)
     with pytest.raises(trainrr.ConfigError, match=r"^compile: .*categorical_crossentropy"):
@@ -116,8 +124,16 @@ def test_the_model_output_must_suit_the_loss():
     m = trainrr.Sequential([layers.Dense(3, activation="softmax")])
     m.compile(loss="sparse_categorical_crossentropy")
     y[0] = 5
-    with pytest.raises(trainrr.ConfigError, match=r"sparse_categorical_crossentropy"):
+    # The labels are fit's argument y: the first that the model's outputs cannot take is named, as evaluate
+    # names it.
+    with pytest.raises(trainrr.DataError) as e:
         m.fit(x, y, verbose=0)
+    assert str(e.value) == ("y: the label of row 0 (counting from 0) is 5: sparse_categorical_crossentropy needs "
+                            "class indices from 0 to 2 (the model has 3 outputs)")
+    m.fit(x, np.minimum(y, 2), verbose=0)
+    with pytest.raises(trainrr.DataError) as again:
+        m.evaluate(x, y, verbose=0)
+    assert str(again.value) == str(e.value)
 
 
 def test_evaluate_and_predict_check_the_sample_shape():
@@ -365,3 +381,118 @@ def test_to_config_refuses_to_overwrite_a_file_that_is_not_a_configuration(tmp_p
     m.to_config(tmp_path / "run.toml")
     m.to_config(tmp_path / "run.toml")  # an earlier configuration and earlier arrays are replaced
     assert np.load(tmp_path / "x.npy").shape == (64, 3)
+
+
+def test_a_value_without_a_configuration_form_is_refused_naming_the_argument():
+    with pytest.raises(trainrr.ConfigError) as e:
+        optimizers.Adam(learning_rate=lambda step: 0.1)
+    assert str(e.value).startswith("optimizers.Adam: learning_rate must be a number (a schedule is not "
+                                   "supported: the engine trains with a constant rate), got <function ")
+    with pytest.raises(trainrr.ConfigError, match=r"^layers.Dense: kernel_initializer must be a string, a number, "
+                                                  r"a bool or a list of them, got <object object at "):
+        layers.Dense(2, kernel_initializer=object())
+
+
+def test_a_path_that_cannot_take_the_output_raises_the_oserror_open_raises_for_it(tmp_path):
+    x, y = data(rows=64)
+    m = model()
+    trace = tmp_path / "run.trr"
+    m.fit(x, y, verbose=0, record=trainrr.record(trace, seed=5))
+    report = trainrr.replay(trace)
+    table = tmp_path / "data.csv"
+    table.write_text("a,b\n1,2\n")
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    missing = tmp_path / "missing"
+    # record (a trace), save_html (a report) and to_config (a configuration) alike.
+    cases = [
+        (FileExistsError, lambda: model().fit(x, y, verbose=0, record=table), "data.csv: exists and is not a trainrr trace"),
+        (FileExistsError, lambda: report.save_html(table), "data.csv exists and is not an HTML report"),
+        (FileExistsError, lambda: m.to_config(table), "data.csv exists and is not a TOML configuration"),
+        (IsADirectoryError, lambda: model().fit(x, y, verbose=0, record=folder), "adir: not a regular file (it is a directory)"),
+        (IsADirectoryError, lambda: report.save_html(folder), "adir is a directory"),
+        (IsADirectoryError, lambda: m.to_config(folder), "adir is a directory; a configuration needs a file path"),
+        (FileNotFoundError, lambda: model().fit(x, y, verbose=0, record=missing / "run.trr"), "missing"),
+        (FileNotFoundError, lambda: report.save_html(missing / "report.html"), "folder"),
+    ]
+    for error, call, words in cases:
+        with pytest.raises(error) as e:
+            call()
+        assert words in str(e.value) and "Errno" not in str(e.value), str(e.value)
+        if "record" in call.__code__.co_names:
+            assert isinstance(e.value, trainrr.TraceError), type(e.value).__mro__  # trainrr's kind, too
+    assert table.read_text() == "a,b\n1,2\n" and not missing.exists()
+    # to_config makes the folders on the way (to_config("cli/run.toml")), as documented.
+    m.to_config(missing / "run.toml")
+    assert (missing / "x.npy").exists()
+
+
+# An option of the command line, as an engine message may give it: "--data PATH", "(-o)".
+_CLI_OPTION = re.compile(r"(^|[\s(`'])--?[a-z]")
+
+
+def test_engine_messages_name_the_arguments_of_the_python_call(tmp_path):
+    shutil.copy(os.path.join(EXAMPLES, "breast_cancer.toml"), tmp_path / "bc.toml")
+    (tmp_path / "data").mkdir()
+    csv = tmp_path / "data" / "breast_cancer.csv"
+    shutil.copy(os.path.join(EXAMPLES, "data", "breast_cancer.csv"), csv)
+    settings = {"runtime.policy": "deterministic", "runtime.threads": 1, "train.epochs": 1}  # a dict, as replay's
+    a, b = tmp_path / "a.trr", tmp_path / "b.trr"
+    trainrr.Sequential.from_config(tmp_path / "bc.toml", overrides=settings).fit(verbose=0, record=a, seed=1)
+    trainrr.Sequential.from_config(tmp_path / "bc.toml", overrides=settings).fit(verbose=0, record=b, seed=2)
+    lines = csv.read_text().splitlines()
+    changed = tmp_path / "changed.csv"
+    changed.write_text("\n".join(lines[:1] + [lines[2], lines[1]] + lines[3:]) + "\n")
+    cases = [
+        (lambda: trainrr.replay(a, data=changed), trainrr.TraceError,
+         "digests differ); pass allow_data_change=True to replay anyway"),
+        # bisect takes no allow_data_change (nor does the command): what it can do is said instead.
+        (lambda: trainrr.bisect(a, data=changed), trainrr.TraceError,
+         "digests differ); bisect replays only on the recorded data: give data= a copy of it "
+         "(trainrr.replay(..., allow_data_change=True) replays on this one and names the data as the cause)"),
+        (lambda: trainrr.bisect(a, against=b), trainrr.TraceError,
+         f"against={b} is a recording of another run (seed: 1 -> 2): bisect needs two recordings of the same "
+         f"configuration and data; trainrr.diff compares different runs"),
+        (lambda: trainrr.Sequential.from_config(tmp_path / "bc.toml", overrides={"runtime.policy": "nope"}),
+         trainrr.ConfigError, "from_config: overrides: runtime.policy: unknown policy 'nope'"),
+        (lambda: trainrr.Sequential.from_config(tmp_path / "bc.toml", overrides=["runtime.policy"]),
+         trainrr.ConfigError, "from_config: overrides: expected 'key=value' strings (such as 'train.epochs=5')"),
+    ]
+    try:
+        trainrr.replay(a, overrides={"runtime.device": "cuda"})
+    except trainrr.TraceError as e:  # where no GPU can run it: the advice is an argument of replay
+        cases.append((lambda: trainrr.replay(a, overrides={"runtime.device": "cuda"}), trainrr.TraceError,
+                      'To replay it on the CPU: overrides={"runtime.device": "cpu"} (the report then names'))
+    for call, error, words in cases:
+        with pytest.raises(error) as e:
+            call()
+        assert words in str(e.value), str(e.value)
+        assert not _CLI_OPTION.search(str(e.value)), str(e.value)
+    os.rename(csv, tmp_path / "moved.csv")
+    for call in (lambda: trainrr.replay(a), lambda: trainrr.bisect(a)):
+        with pytest.raises(trainrr.TraceError) as e:
+            call()
+        assert str(e.value) == (f"data file {csv} is missing: pass data=PATH, or record with "
+                                f"trainrr.record(..., embed_data=True)")
+    assert trainrr.replay(a, data=tmp_path / "moved.csv").status == "reproduced"
+
+
+@pytest.mark.parametrize("call, message, python", [
+    ("fit", "run.trr: another trainrr (pid 12) is recording to this trace; choose another trace path (-o) or "
+     "wait for it to finish", "choose another trace path (record=...) or wait"),
+    ("replay", "the trace's configuration reads its labels file from a, but ...; replay reads neither (--set "
+     "data.labels=PATH replays with a file of your choice)", '(overrides={"data.labels": PATH} replays with'),
+    ("replay", "the trace's configuration reads its features file from a, but ...; replay reads neither (--data "
+     "PATH replays with a file of your choice)", "(data=PATH replays with"),
+    ("from_config", "<stdin>: data.path = \"x.csv\" is a relative path, ...: give an absolute path (in the "
+     "configuration, or --set data.path=/absolute/path), or give", 'or overrides={"data.path": "/absolute/path"}), or give'),
+    ("replay", "--set train.epochs=3: expected key=value, e.g. --set train.epochs=5",
+     'e.g. overrides={"train.epochs": 5}'),
+    ("fit", "cannot here: ... To replay it on the CPU: --set runtime.device=cpu (the report", 'compile(device="cpu")'),
+    ("fit", "give --set train.batch_size=16 or", "give fit(batch_size=16) or"),
+])
+def test_the_commands_options_in_an_engine_message_become_the_calls_arguments(call, message, python):
+    from trainrr._errors import python_terms
+
+    said = python_terms(message, call)
+    assert python in said and not _CLI_OPTION.search(said), said

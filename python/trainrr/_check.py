@@ -2,6 +2,7 @@
 configuration key are refused for the same reasons and in the same words."""
 
 import difflib
+import inspect
 import numbers
 import operator
 import re
@@ -104,3 +105,57 @@ def plain(value):
     if isinstance(value, (list, tuple)):
         return type(value)(plain(v) for v in value)
     return value
+
+
+def defaults(function):
+    """The default values of `function`'s arguments, by name (those without one are left out)."""
+    return {p.name: p.default for p in inspect.signature(function).parameters.values()
+            if p.default is not inspect.Parameter.empty}
+
+
+def is_default(value, default, normal=lambda v: v):
+    """Whether `value` is the default itself (the same type and value, after `normal`): such an argument is
+    left out of the configuration, where the engine's default, Keras' too, is the same."""
+    value, default = plain(normal(value)), normal(default)
+    return default is not None and type(value) is type(default) and value == default
+
+
+def toml_values(owner, values):
+    """Refuses (ConfigError naming the argument) a value that a configuration cannot hold: a function (a
+    learning-rate schedule, say), an object, a dict."""
+    for key, value in values.items():
+        try:
+            _toml.value(value)
+        except TypeError:
+            what = ("a number (a schedule is not supported: the engine trains with a constant rate)"
+                    if key == "learning_rate" else "a string, a number, a bool or a list of them")
+            raise ConfigError(f"{owner}: {key} must be {what}, got {shown(value)}") from None
+
+
+def overrides(overrides, what):
+    """The overrides argument (a dict, {"runtime.threads": 1}, or "key=value" strings) as the engine's --set
+    strings."""
+    if isinstance(overrides, dict):
+        sets = []
+        for k, v in overrides.items():
+            if not isinstance(k, str) or not k:
+                raise ConfigError(f"{what}: overrides: a key must be a configuration key (a string such as "
+                                  f"'runtime.threads'), got {shown(k)}")
+            try:
+                sets.append(f"{k}={_toml.value(plain(v))}")
+            except TypeError:
+                raise ConfigError(f"{what}: overrides: {k}: {shown(v)} is not a value a configuration "
+                                  f"holds (a string, a number, a bool or a list of them)") from None
+        return sets
+    if isinstance(overrides, str):
+        raise ConfigError(f"{what}: overrides must be a list of 'key=value' strings or a dict")
+    try:
+        sets = list(overrides)
+    except TypeError:
+        raise ConfigError(f"{what}: overrides must be a dict or a list of 'key=value' strings, got "
+                          f"{shown(overrides)}") from None
+    for o in sets:
+        if not isinstance(o, str) or "=" not in o or o.startswith("="):
+            raise ConfigError(f"{what}: overrides: expected 'key=value' strings (such as 'train.epochs=5'), "
+                              f"got {shown(o)}")
+    return sets

@@ -15,3 +15,119 @@ class DataError(TrainrrError, ValueError):
 
 class TraceError(TrainrrError):
     """A trace that cannot be written, read or replayed here (a missing file, a damaged or foreign one)."""
+
+
+# A trace path that cannot take the recording: TraceErrors that are also the OSError that open() raises for
+# the like, as save_html and to_config raise for theirs.
+class TraceExistsError(TraceError, FileExistsError):
+    """record=PATH names a file that is not a trace (data, a configuration): it is not overwritten."""
+
+
+class TraceFolderNotFoundError(TraceError, FileNotFoundError):
+    """record=PATH is in a folder that does not exist."""
+
+
+class TraceIsADirectoryError(TraceError, IsADirectoryError):
+    """record=PATH is a folder."""
+
+
+# --- the engine's messages in Python's terms -------------------------------------------------------------
+# The engine words its advice for the command line ("pass --data PATH"). Raised from Python, it names the
+# argument of the call instead: one table, applied where a call hands an engine error on (translated()).
+# Each row: a pattern, and its replacement (a string, or a function of the match and the call: "replay",
+# "bisect", "diff", "fit", "from_config", "open").
+
+def _data_change(m, call):
+    if call == "replay":
+        return "; pass allow_data_change=True to replay anyway"
+    # bisect (the command's too) has no such option: it compares replays that must be able to reproduce.
+    return ("; bisect replays only on the recorded data: give data= a copy of it (trainrr.replay(..., "
+            "allow_data_change=True) replays on this one and names the data as the cause)")
+
+
+def _override(m, call):
+    key, value = m.group(1), m.group(2)
+    shown = value if value.isupper() else _python_value(value)  # PATH: a placeholder, not a value
+    if call == "fit":
+        section, _, name = key.partition(".")
+        if section == "runtime" and "." not in name:
+            return f"compile({name}={shown})"
+        if section == "train" and "." not in name:
+            return f"fit({name}={shown})"
+        return f"Sequential.from_config(..., overrides={{\"{key}\": {shown}}})"
+    return f"overrides={{\"{key}\": {shown}}}"
+
+
+def _python_value(text):
+    """A --set value as Python writes it: 3, 0.5, True, "cpu" (a bare word is a string, as --set takes it)."""
+    import json
+
+    try:
+        import tomllib
+
+        value = tomllib.loads(f"v = {text}")["v"]
+    except Exception:  # noqa: BLE001 - not TOML (or no tomllib): --set takes the bare word as a string
+        value = text
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+_CLI_WORDS = [
+    (r"; pass --allow-data-change to replay anyway", _data_change),
+    (r"pass --data PATH, or record with --embed-data",
+     "pass data=PATH, or record with trainrr.record(..., embed_data=True)"),
+    (r"--data PATH", "data=PATH"),
+    (r"^--against (.*?) is a recording of another run", r"against=\1 is a recording of another run"),
+    (r"; diff compares different runs", "; trainrr.diff compares different runs"),
+    (r"choose another trace path \(-o\)", "choose another trace path (record=...)"),
+    (r"--set ([A-Za-z_][\w.\[\]]*)=(\S*?)(?=[\s),;]|$)", _override),
+]
+
+# Engine messages about the trace path a fit records to, and the OSError each is.
+_TRACE_PATH_ERRORS = [
+    (r": exists and is not a trainrr trace; refusing to overwrite it", TraceExistsError),
+    (r": this is the run's [a-z ]+; writing the trace there would destroy it", TraceExistsError),
+    (r": not a regular file \(it is a directory\)", TraceIsADirectoryError),
+    (r": cannot open its folder .*: No such file or directory", TraceFolderNotFoundError),
+]
+
+
+def python_terms(message, call, sets=()):
+    """`message`, an engine error raised from the call `call`, with the command's options named as the
+    call's arguments. `sets`: the call's overrides, as the "key=value" strings the engine was given."""
+    import re
+
+    # The engine names an override's mistake as `--set` gives it: "--set KEY=VALUE: ..." or "PATH (--set):
+    # ..." ("PATH (in the trace) (--set): ..." in a replay). From Python it is the overrides argument.
+    for s in sets:
+        if message.startswith(f"--set {s}: "):
+            message = f"{call}: overrides: '{s}': {message[len(s) + 8:]}"
+            break
+    else:
+        if call == "fit":  # a configuration's fit: its overrides are fit's arguments (train.epochs: epochs)
+            message = re.sub(r"^.*? \(--set\): (train\.)?", "fit: ", message, count=1, flags=re.S)
+        else:
+            message = re.sub(r"^.*? \(--set\): ", f"{call}: overrides: ", message, count=1, flags=re.S)
+    for pattern, replacement in _CLI_WORDS:
+        if callable(replacement):
+            message = re.sub(pattern, lambda m, r=replacement: r(m, call), message)
+        else:
+            message = re.sub(pattern, replacement, message)
+    return message
+
+
+def translated(error, call, sets=()):
+    """The exception to raise for the engine's `error` from the call `call`: in the call's terms (as
+    python_terms), and, for a trace path a fit records to, the OSError it is (FileExistsError, ...) as well as
+    a TraceError. An override's mistake is a ConfigError, whatever the engine raised."""
+    import re
+
+    message = python_terms(str(error), call, sets)
+    cls = type(error)
+    if message.startswith(f"{call}: overrides: "):
+        cls = ConfigError
+    elif cls is TraceError:
+        for pattern, path_error in _TRACE_PATH_ERRORS:
+            if re.search(pattern, message):
+                cls = path_error
+                break
+    return cls(message)

@@ -16,11 +16,11 @@ _KERAS_ONLY = {
 
 class Layer:
     """A layer of a Sequential model: its type and the arguments given, as the TOML configuration holds them
-    (one [[model.layers]] table)."""
+    (one [[model.layers]] table). An argument left at its default (Keras', which the engine shares) is not
+    written."""
 
     type = None
     _arguments = ()  # the arguments this layer takes, besides name
-    _required = ()
     _ranges = ()  # (argument, accepts(value), what it must be) for values the engine takes in type, not in range
 
     def __init__(self, **kwargs):
@@ -32,14 +32,17 @@ class Layer:
             if key in _KERAS_ONLY:
                 raise unsupported_argument(owner, key)
             raise unknown_argument(owner, key, known)
-        self._given = {k: _check.plain(v) for k, v in kwargs.items() if v is not None}
-        for key in self._required:
-            if key not in self._given:
-                raise _check.ConfigError(f"{owner}: argument '{key}' is required")
+        defaults = _check.defaults(type(self).__init__)
+        for key in self._arguments:
+            if key not in defaults and kwargs.get(key) is None:  # Keras has no default for it either
+                raise _check.ConfigError(f"{owner}: argument '{key}' is required, got None")
+        self._given = {k: _check.plain(v) for k, v in kwargs.items()
+                       if v is not None and not _check.is_default(v, defaults.get(k), _pair)}
         # activation=None is Keras' "linear"; a function in its place has no name the trace could hold.
         if "activation" in self._given and not isinstance(self._given["activation"], str):
             raise _check.ConfigError(f"{owner}: activation must be the name of one (linear, relu, sigmoid, tanh, "
                                      f"softmax), got {self._given['activation']!r}")
+        _check.toml_values(owner, self._given)
         _check.engine_check(owner, "model.layers[0].", layer=self.items())
         # The configuration's parser takes these values in type, not in range (the model checks that when fit
         # builds it): here the layer is refused at once, with the same bounds.
@@ -54,6 +57,7 @@ class Layer:
                                         if k in self._given]
 
     def get_config(self):
+        """The arguments given that differ from the defaults, as a dict."""
         return dict(self._given)
 
     @property
@@ -75,73 +79,130 @@ class Layer:
 
 
 class Dense(Layer):
+    """A densely connected layer: activation(x @ kernel + bias), as keras.layers.Dense.
+
+    units: the number of outputs (a positive integer).
+    activation: None (linear, the default), "relu", "sigmoid", "tanh" or "softmax".
+    use_bias: whether the layer adds a bias (default True).
+    kernel_initializer: "glorot_uniform" (the default), "glorot_normal", "he_normal", "he_uniform" or "zeros".
+    name: the layer's name in the trace and in reports (default: dense_1, dense_2, ...).
+    """
+
     type = "Dense"
     _arguments = ("units", "activation", "use_bias", "kernel_initializer")
-    _required = ("units",)
     _ranges = (("units", lambda v: v > 0, "a positive integer"),)
 
-    def __init__(self, units=None, activation=None, use_bias=None, kernel_initializer=None, **kwargs):
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform", name=None,
+                 **kwargs):
         super().__init__(units=units, activation=activation, use_bias=use_bias,
-                         kernel_initializer=kernel_initializer, **kwargs)
+                         kernel_initializer=kernel_initializer, name=name, **kwargs)
 
 
 class Conv2D(Layer):
+    """A 2D convolution over (rows, height, width, channels) inputs, as keras.layers.Conv2D.
+
+    filters: the number of output channels (a positive integer).
+    kernel_size: the window, an integer or a pair (height, width).
+    strides: the step of the window, an integer or a pair (default (1, 1)).
+    padding: "valid" (no padding, the default) or "same" (padded so that the output has ceil(size / stride)
+    positions).
+    activation: None (linear, the default), "relu", "sigmoid", "tanh" or "softmax".
+    use_bias: whether the layer adds a bias (default True).
+    kernel_initializer: "glorot_uniform" (the default), "glorot_normal", "he_normal", "he_uniform" or "zeros".
+    name: the layer's name (default: conv2d_1, ...).
+    """
+
     type = "Conv2D"
     _arguments = ("filters", "kernel_size", "strides", "padding", "activation", "use_bias", "kernel_initializer")
-    _required = ("filters", "kernel_size")
     _ranges = (("filters", lambda v: v > 0, "a positive integer"),)
 
-    def __init__(self, filters=None, kernel_size=None, strides=None, padding=None, activation=None, use_bias=None,
-                 kernel_initializer=None, **kwargs):
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", name=None, **kwargs):
         super().__init__(filters=filters, kernel_size=_pair(kernel_size), strides=_pair(strides), padding=padding,
-                         activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer, **kwargs)
+                         activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
+                         name=name, **kwargs)
 
 
 class MaxPool2D(Layer):
+    """The maximum over each window of a (rows, height, width, channels) input, as keras.layers.MaxPool2D
+    (also MaxPooling2D).
+
+    pool_size: the window, an integer or a pair (default (2, 2)).
+    strides: the step of the window, an integer or a pair (default None: pool_size).
+    padding: "valid" (the default) or "same".
+    name: the layer's name (default: max_pooling2d_1, ...).
+    """
+
     type = "MaxPool2D"
     _arguments = ("pool_size", "strides", "padding")
 
-    def __init__(self, pool_size=None, strides=None, padding=None, **kwargs):
-        super().__init__(pool_size=_pair(pool_size), strides=_pair(strides), padding=padding, **kwargs)
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", name=None, **kwargs):
+        super().__init__(pool_size=_pair(pool_size), strides=_pair(strides), padding=padding, name=name, **kwargs)
 
 
 MaxPooling2D = MaxPool2D
 
 
 class Flatten(Layer):
+    """Reshapes each sample to one dimension ((rows, h, w, c) to (rows, h * w * c)), as keras.layers.Flatten.
+
+    name: the layer's name (default: flatten_1, ...).
+    """
+
     type = "Flatten"
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
 
 
 class Dropout(Layer):
+    """Sets a random fraction `rate` of its inputs to 0 while training, scaling the rest by 1 / (1 - rate), as
+    keras.layers.Dropout; passes its inputs through in evaluate and predict. Its draws come from the run's
+    seed and are recorded.
+
+    rate: the fraction dropped, a number in [0, 1) (0: nothing is dropped, nothing is drawn).
+    name: the layer's name (default: dropout_1, ...).
+    """
+
     type = "Dropout"
     _arguments = ("rate",)
-    _required = ("rate",)
     _ranges = (("rate", lambda v: 0 <= v < 1, "a number in [0, 1)"),)
 
-    def __init__(self, rate=None, **kwargs):
-        super().__init__(rate=rate, **kwargs)
+    def __init__(self, rate, name=None, **kwargs):
+        super().__init__(rate=rate, name=name, **kwargs)
 
 
 class BatchNormalization(Layer):
+    """Normalizes each feature (each channel of an image) by the batch's mean and variance while training and
+    by moving averages of them in evaluate and predict, then scales and shifts it by learned parameters, as
+    keras.layers.BatchNormalization.
+
+    momentum: the moving averages' momentum, a number in [0, 1] (default 0.99).
+    epsilon: added to the variance, a positive number (default 0.001).
+    name: the layer's name (default: batch_normalization_1, ...).
+    """
+
     type = "BatchNormalization"
     _arguments = ("momentum", "epsilon")
     _ranges = (("momentum", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
                ("epsilon", lambda v: v > 0, "a positive number"))
 
-    def __init__(self, momentum=None, epsilon=None, **kwargs):
-        super().__init__(momentum=momentum, epsilon=epsilon, **kwargs)
+    def __init__(self, momentum=0.99, epsilon=0.001, name=None, **kwargs):
+        super().__init__(momentum=momentum, epsilon=epsilon, name=name, **kwargs)
 
 
 class Activation(Layer):
+    """Applies an activation to its inputs, as keras.layers.Activation.
+
+    activation: "linear", "relu", "sigmoid", "tanh" or "softmax".
+    name: the layer's name (default: activation_1, ...).
+    """
+
     type = "Activation"
     _arguments = ("activation",)
-    _required = ("activation",)
 
-    def __init__(self, activation=None, **kwargs):
-        super().__init__(activation=activation, **kwargs)
+    def __init__(self, activation, name=None, **kwargs):
+        super().__init__(activation=activation, name=name, **kwargs)
 
 
 def _pair(v):

@@ -10,6 +10,8 @@ _ALIASES = {"mean_squared_error": "mse", "MeanSquaredError": "mse", "BinaryCross
 
 
 class Loss:
+    """A loss, as compile(loss=...) takes it: its name, and whether the model's outputs are logits."""
+
     name = None
 
     def __init__(self, from_logits=False, **kwargs):
@@ -23,15 +25,32 @@ class Loss:
 
 
 class BinaryCrossentropy(Loss):
+    """The cross-entropy of labels in [0, 1] (one per row) and one output per row, as
+    keras.losses.BinaryCrossentropy (compile(loss="binary_crossentropy") is BinaryCrossentropy()).
+
+    from_logits: False (the default): the outputs are probabilities (a sigmoid output layer); True: they are
+    logits, to which the loss applies the sigmoid itself.
+    """
+
     name = "binary_crossentropy"
 
 
 class SparseCategoricalCrossentropy(Loss):
+    """The cross-entropy of class indices (one integer label per row, from 0 to outputs - 1) and one output per
+    class, as keras.losses.SparseCategoricalCrossentropy (compile(loss="sparse_categorical_crossentropy") is
+    SparseCategoricalCrossentropy()).
+
+    from_logits: False (the default): the outputs are probabilities (a softmax output layer); True: they are
+    logits, to which the loss applies the softmax itself.
+    """
+
     name = "sparse_categorical_crossentropy"
 
 
 class MeanSquaredError(Loss):
-    """Keras' MeanSquaredError takes no from_logits: its outputs are the predicted values themselves."""
+    """The mean of the squared differences between labels and outputs, as keras.losses.MeanSquaredError
+    (compile(loss="mse") or "mean_squared_error"). It takes no arguments: no from_logits, as in Keras, since
+    a regression's outputs are the predicted values themselves."""
 
     name = "mse"
 

@@ -11,7 +11,7 @@ import threading
 import warnings
 
 from . import _check, _data, _toml, losses, optimizers, recording
-from ._errors import ConfigError, DataError
+from ._errors import ConfigError, DataError, TrainrrError, translated
 from .layers import Layer
 
 # Keras arguments of compile, fit, evaluate and predict the engine does not implement.
@@ -62,8 +62,12 @@ class Sequential:
         self._compiled = None
         self._source = None  # (path, overrides) of the configuration file the model was read from, unchanged
         self._data = None  # the configuration's [data] and [augment], for a model read from a file
-        self._fit = {"epochs": 1, "batch_size": 32, "shuffle": True, "validation_split": 0.0, "seed": None}
-        self._arrays = None  # (x, y) of the last fit, as the engine trains on them
+        # The fit settings a fit starts from after compile: Keras' defaults, or a configuration's.
+        self._defaults = {"epochs": 1, "batch_size": 32, "shuffle": True, "validation_split": 0.0, "seed": None}
+        self._fit = dict(self._defaults)  # the settings the next fit starts from: those of the last, if any
+        # The last fit's run configuration (TOML text, its seed the one used) and arrays (x, y), while the
+        # model is as that fit left it; compile and add drop it.
+        self._last_fit = None
         self._seed_used = None  # the seed of the last fit (given, or drawn from the OS); None before any fit
         self._run = None
         for layer in layers or []:
@@ -72,11 +76,13 @@ class Sequential:
     # --- building -------------------------------------------------------------------------------------
 
     def add(self, layer):
+        """Appends a layer (trainrr.layers.Dense, ...). The model then has to be fitted again: what an earlier
+        fit trained is no longer this model."""
         if not isinstance(layer, Layer):
             raise ConfigError(f"Sequential: {layer!r} is not a trainrr layer (trainrr.layers.Dense, ...)")
         self.layers.append(layer)
         self._source = None
-        self._run = None
+        self._changed()
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, threads=None, policy=None, device=None,
                 tf32=None, **kwargs):
@@ -101,28 +107,41 @@ class Sequential:
         self._compiled = {"optimizer": optimizers.get(optimizer), "loss": loss_name, "from_logits": from_logits,
                           "accuracy": wants_accuracy, "runtime": runtime}
         self._source = None
+        self._changed()
+
+    def _changed(self):
+        """The model is not the one the last fit trained: nothing it trained or was trained with is kept, and
+        the next fit starts from the defaults again."""
         self._run = None
+        self._last_fit = None
+        self._fit = dict(self._defaults)
 
     @classmethod
     def from_config(cls, path, overrides=()):
         """The model, compile settings, data and fit settings of a TOML run configuration (the file
-        `trainrr record` takes). `overrides`: "key=value" strings, as `--set`. fit() without arrays then
+        `trainrr record` takes). `overrides`: {"runtime.policy": "deterministic"} or "key=value" strings, as
+        `--set` (as replay's). fit() without arrays then
         trains on the configuration's data, as `trainrr record PATH` does, scaled as its data.scale says;
         arrays handed to fit, evaluate or predict are taken as they are, unscaled."""
         from . import _trainrr
 
         path = os.fspath(path)
-        c = _trainrr.load_config(path, list(overrides))
+        sets = _check.overrides(overrides, "from_config")
+        try:
+            c = _trainrr.load_config(path, sets)
+        except TrainrrError as e:
+            raise translated(e, "from_config", sets) from None
         model = cls([Layer.from_spec(spec) for spec in c["layers"]])
         model.compile(optimizer=optimizers.Optimizer.from_spec(c["optimizer"]),
                       loss=_loss_object(c["train"]["loss"]) if c["train"]["from_logits"] else c["train"]["loss"],
                       metrics=["accuracy"] if c["train"]["loss"] != "mse" else None,
                       threads=c["threads"], policy=c["policy"])
         train = c["train"]
-        model._fit = {"epochs": train["epochs"], "batch_size": train["batch_size"], "shuffle": train["shuffle"],
-                      "validation_split": train["validation_split"], "seed": c["seed"]}
+        model._defaults = {"epochs": train["epochs"], "batch_size": train["batch_size"], "shuffle": train["shuffle"],
+                           "validation_split": train["validation_split"], "seed": c["seed"]}
+        model._fit = dict(model._defaults)
         model._data = {"data": c["data"], "augment": c["augment"]}
-        model._source = (path, list(overrides))
+        model._source = (path, sets)
         return model
 
     # --- training -------------------------------------------------------------------------------------
@@ -196,15 +215,21 @@ class Sequential:
 
                 run = _trainrr.Run(**source, record=record_settings, log=log, progress=progress,
                                    warnings=_Warnings(sys.stderr) if arrays is not None else sys.stderr)
-            except (ConfigError, DataError) as e:
-                raise type(e)(_python_message(str(e), folder)) from None
+            except TrainrrError as e:
+                if arrays is not None:
+                    _check_class_labels(str(e), arrays[1], self._compiled["loss"])
+                raise translated(type(e)(_python_message(str(e), folder)), "fit") from None
         if rec is not None:
             rec.claim()
         self._run = run
-        self._arrays = arrays
         self._fit = settings
         self._seed_used = run.seed
-        stopped = run.fit(catch_sigint=threading.current_thread() is threading.main_thread())
+        self._last_fit = {"text": self._config_text(dict(settings, seed=run.seed), arrays is not None),
+                          "arrays": arrays}
+        try:
+            stopped = run.fit(catch_sigint=threading.current_thread() is threading.main_thread())
+        except TrainrrError as e:
+            raise translated(e, "fit") from None
         if rec is not None:
             rec.trace = rec.path
             rec.bytes = run.trace_bytes
@@ -268,28 +293,39 @@ class Sequential:
         return list(self._trained("get_weights").weights().values())
 
     def summary(self, print_fn=None):
+        """Prints the model as the command's run header does: a line per layer with its name, type, output
+        shape and number of parameters (dense_1 (Dense) -> [32], 288 params). The input shape comes from the data, so it needs a fit first
+        (ConfigError before). print_fn: called with the text in place of print (default None: print)."""
         text = self._trained("summary").summary()
         (print_fn or print)(text.rstrip("\n"))
 
     # --- configuration --------------------------------------------------------------------------------
 
     def to_config(self, path=None):
-        """The run as a TOML configuration: this model, its compile settings and the last fit's settings,
-        its seed among them, the one given or the one drawn from the OS (before any fit, Keras' defaults and
-        no seed, or the settings of the configuration the model was read from). With `path`, also writes it
-        there, and the arrays of the last fit beside it (x.npy, y.npy), so that `trainrr record PATH` runs
-        the same run. A file already there is replaced only when it is empty or a TOML configuration (x.npy
-        and y.npy: .npy files); any other raises FileExistsError, naming it, and nothing is written."""
-        settings = dict(self._fit)
-        if self._seed_used is not None:
-            settings["seed"] = self._seed_used
-        text = self._config_text(settings, self._arrays is not None)
+        """The model as a TOML run configuration. After a fit: exactly the run that fit trained (this model,
+        the compile settings and fit arguments it ran with, its seed, the one given or the one drawn from
+        the OS). Before any fit, or after a compile or add since the last fit (which leave the model
+        untrained, as predict says): the layers and compile settings as they are, with Keras' fit defaults
+        and no seed (a model read by from_config: its configuration's fit settings and data).
+
+        With `path`, also writes it there, and the last fit's arrays beside it (x.npy, y.npy), so that
+        `trainrr record PATH` runs the same run; folders missing on the way are created. A file already
+        there is replaced only when it is empty or a TOML configuration (x.npy and y.npy: .npy files); any
+        other raises FileExistsError, naming it, and a folder IsADirectoryError, before anything is
+        written."""
+        if self._last_fit is not None:
+            text, arrays = self._last_fit["text"], self._last_fit["arrays"]
+        else:
+            text, arrays = self._config_text(self._fit, False), None
         if path is not None:
-            path = os.fspath(path)
+            path = _path(path, "to_config")
             folder = os.path.dirname(os.path.abspath(path))
             # Everything is checked before anything is written: a slip (to_config("run.trr")) destroys nothing.
+            if os.path.isdir(path):
+                raise IsADirectoryError(f"to_config: {path} is a directory; a configuration needs a file path "
+                                        f"({os.path.join(path, 'run.toml')}, say)")
             _replaceable(path, _is_toml, "a TOML configuration")
-            if self._arrays is not None:
+            if arrays is not None:
                 for name in (_data.X_FILE, _data.Y_FILE):
                     if os.path.abspath(path) == os.path.join(folder, name):
                         raise FileExistsError(f"to_config: {path}: the last fit's arrays are written beside the "
@@ -299,8 +335,8 @@ class Sequential:
             os.makedirs(folder, exist_ok=True)
             with open(path, "w", encoding="utf-8") as f:
                 f.write(text)
-            if self._arrays is not None:
-                _data.save(os.path.dirname(os.path.abspath(path)), *self._arrays)
+            if arrays is not None:
+                _data.save(folder, *arrays)
         return text
 
     def _config_text(self, settings, arrays):
@@ -342,8 +378,9 @@ class Sequential:
 
     def _trained(self, what):
         if self._run is None:
-            raise ConfigError(f"{what}: the model has not been trained (fit builds it: its input shape comes "
-                              f"from the data)")
+            since = " since its last compile or add" if self._seed_used is not None else ""
+            raise ConfigError(f"{what}: the model has not been trained{since} (fit builds it: its input shape "
+                              f"comes from the data)")
         return self._run
 
     def _outputs(self, x):
@@ -352,6 +389,15 @@ class Sequential:
 
     def __repr__(self):
         return f"<trainrr.Sequential layers={self.layers!r}>"
+
+
+def _path(value, what):
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(f"{what}: path must be a file path, got {_check.shown(value)}")
+    value = os.fspath(value)
+    if not value:
+        raise FileNotFoundError(f"{what}: needs a file path, got an empty one")
+    return value
 
 
 def _replaceable(path, kind_of, kind):
@@ -423,6 +469,18 @@ def _recording(record):
     if isinstance(record, (str, os.PathLike)):
         return recording.Recording(record)
     raise ConfigError(f"fit: record must be a trace path or trainrr.record(...), got {record!r}")
+
+
+# The engine's words for labels beyond the model's outputs: a configuration's model to change, it says.
+_FEWER_OUTPUTS = re.compile(r"the model outputs (\d+) values? per sample \(one score per class\) but the labels go up to")
+
+
+def _check_class_labels(message, y, loss):
+    """For a fit on arrays, labels beyond the model's outputs are y's: a DataError naming the first such row,
+    in evaluate's words."""
+    m = _FEWER_OUTPUTS.search(message)
+    if m:
+        _data.check_labels(y, loss, int(m.group(1)))
 
 
 def _check_fit_values(given):

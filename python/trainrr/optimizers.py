@@ -11,6 +11,9 @@ _KERAS_ONLY = {"amsgrad", "clipnorm", "clipvalue", "global_clipnorm", "use_ema",
 
 
 class Optimizer:
+    """An optimizer: its type and the arguments given, as the configuration's [train.optimizer] table holds
+    them. An argument left at its default (Keras', which the engine shares) is not written."""
+
     type = None
     _arguments = ()
 
@@ -22,7 +25,10 @@ class Optimizer:
             if key in _KERAS_ONLY:
                 raise unsupported_argument(owner, key)
             raise unknown_argument(owner, key, list(self._arguments))
-        self._given = {k: _check.plain(v) for k, v in kwargs.items() if v is not None}
+        defaults = _check.defaults(type(self).__init__)
+        self._given = {k: _check.plain(v) for k, v in kwargs.items()
+                       if v is not None and not _check.is_default(v, defaults.get(k))}
+        _check.toml_values(owner, self._given)
         _check.engine_check(owner, "train.optimizer.", optimizer=self.items())
 
     def items(self):
@@ -30,6 +36,7 @@ class Optimizer:
         return [("type", self.type)] + [(k, self._given[k]) for k in self._arguments if k in self._given]
 
     def get_config(self):
+        """The arguments given that differ from the defaults, as a dict."""
         return dict(self._given)
 
     def __repr__(self):
@@ -43,35 +50,68 @@ class Optimizer:
 
 
 class SGD(Optimizer):
+    """Stochastic gradient descent, with optional momentum, as keras.optimizers.SGD
+    (compile(optimizer="sgd") is SGD()).
+
+    learning_rate: the step size, a positive number (default 0.01; a schedule is not supported).
+    momentum: in [0, 1) (default 0: plain gradient descent).
+    nesterov: Nesterov momentum (default False).
+    """
+
     type = "sgd"
     _arguments = ("learning_rate", "momentum", "nesterov")
 
-    def __init__(self, learning_rate=None, momentum=None, nesterov=None, **kwargs):
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
         super().__init__(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov, **kwargs)
 
 
 class Adam(Optimizer):
+    """Adam, as keras.optimizers.Adam (compile(optimizer="adam") is Adam()).
+
+    learning_rate: the step size, a positive number (default 0.001; a schedule is not supported).
+    beta_1: the decay of the first-moment estimates (default 0.9).
+    beta_2: the decay of the second-moment estimates (default 0.999).
+    epsilon: added to the denominator, for numerical stability (default 1e-7, Keras').
+    """
+
     type = "adam"
     _arguments = ("learning_rate", "beta_1", "beta_2", "epsilon")
 
-    def __init__(self, learning_rate=None, beta_1=None, beta_2=None, epsilon=None, **kwargs):
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, **kwargs)
 
 
 class AdamW(Optimizer):
+    """Adam with decoupled weight decay, as keras.optimizers.AdamW (compile(optimizer="adamw") is AdamW()).
+
+    learning_rate: the step size, a positive number (default 0.001; a schedule is not supported).
+    weight_decay: the decay applied to the weights at each step, scaled by the learning rate (default 0.004).
+    beta_1, beta_2, epsilon: as Adam's (defaults 0.9, 0.999, 1e-7).
+    """
+
     type = "adamw"
     _arguments = ("learning_rate", "weight_decay", "beta_1", "beta_2", "epsilon")
 
-    def __init__(self, learning_rate=None, weight_decay=None, beta_1=None, beta_2=None, epsilon=None, **kwargs):
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 **kwargs):
         super().__init__(learning_rate=learning_rate, weight_decay=weight_decay, beta_1=beta_1, beta_2=beta_2,
                          epsilon=epsilon, **kwargs)
 
 
 class RMSprop(Optimizer):
+    """RMSprop, as keras.optimizers.RMSprop (compile's default optimizer, "rmsprop", is RMSprop()).
+
+    learning_rate: the step size, a positive number (default 0.001; a schedule is not supported).
+    rho: the decay of the moving average of squared gradients (default 0.9).
+    momentum: in [0, 1) (default 0).
+    epsilon: added to the denominator, for numerical stability (default 1e-7).
+    centered: divide by the gradients' estimated variance rather than their second moment (default False).
+    """
+
     type = "rmsprop"
     _arguments = ("learning_rate", "rho", "momentum", "epsilon", "centered")
 
-    def __init__(self, learning_rate=None, rho=None, momentum=None, epsilon=None, centered=None, **kwargs):
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **kwargs):
         super().__init__(learning_rate=learning_rate, rho=rho, momentum=momentum, epsilon=epsilon,
                          centered=centered, **kwargs)
 

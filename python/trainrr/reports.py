@@ -5,10 +5,10 @@ notebook the report shows as the HTML page `--html` writes; str(report) is the t
 import html
 import json
 import os
-import re
+import threading
 
 from . import _check
-from ._errors import ConfigError, TraceError
+from ._errors import ConfigError, TrainrrError, translated
 
 
 class Facts:
@@ -59,7 +59,10 @@ class Report:
         return self.status in ("reproduced", "identical")
 
     def text(self):
-        return self._native.text()
+        """What the command prints: for bisect, its stage lines and its `result:` line (the smallest set of
+        choices to force, and the replay that forces them), then the report; for replay and diff, the
+        report. str(report) is this text."""
+        return self._native.log + self._native.text()
 
     def html(self):
         """The self-contained HTML page of `--html`."""
@@ -94,7 +97,7 @@ class Report:
         return self.text()
 
     def __repr__(self):
-        first = self.text().split("\n", 1)[0]
+        first = self._native.text().split("\n", 1)[0]
         return f"<trainrr.Report {self.command}: {first}>"
 
 
@@ -109,44 +112,9 @@ def _path(value, what):
     return os.fspath(value)
 
 
-def _sets(overrides, what):
-    from . import _toml
-
-    if isinstance(overrides, dict):
-        sets = []
-        for k, v in overrides.items():
-            if not isinstance(k, str) or not k:
-                raise ConfigError(f"{what}: overrides: a key must be a configuration key (a string such as "
-                                  f"'runtime.threads'), got {_check.shown(k)}")
-            try:
-                sets.append(f"{k}={_toml.value(_check.plain(v))}")
-            except TypeError:
-                raise ConfigError(f"{what}: overrides: {k}: {_check.shown(v)} is not a value a configuration "
-                                  f"holds (a string, a number, a bool or a list of them)") from None
-        return sets
-    if isinstance(overrides, str):
-        raise ConfigError(f"{what}: overrides must be a list of 'key=value' strings or a dict")
-    sets = list(overrides)
-    for o in sets:
-        if not isinstance(o, str) or "=" not in o or o.startswith("="):
-            raise ConfigError(f"{what}: overrides: expected 'key=value' strings (such as 'train.epochs=5'), "
-                              f"got {_check.shown(o)}")
-    return sets
-
-
-# The engine names an override's mistake as `trainrr replay --set` gives it: "--set KEY=VALUE: ..." or
-# "PATH (in the trace) (--set): ...". From Python it is the overrides argument that is wrong.
-_SET_KEY_MISTAKE = re.compile(r"^.*? \(in the trace\) \(--set\): (.*)$", re.S)
-
-
-def _overrides_error(e, what, sets):
-    """A ConfigError naming the overrides argument for an engine message about one of them, else None."""
-    message = str(e)
-    for s in sets:
-        if message.startswith(f"--set {s}: "):
-            return ConfigError(f"{what}: overrides: '{s}': {message[len(s) + 8:]}")
-    m = _SET_KEY_MISTAKE.match(message)
-    return ConfigError(f"{what}: overrides: {m.group(1)}") if m else None
+def _main_thread():
+    """Ctrl-C reaches Python's main thread only: there a replay or bisect stops at it (KeyboardInterrupt)."""
+    return threading.current_thread() is threading.main_thread()
 
 
 def replay(trace, force="all", overrides=(), data=None, allow_data_change=False, from_step=0, to_step=None,
@@ -154,7 +122,8 @@ def replay(trace, force="all", overrides=(), data=None, allow_data_change=False,
     """Re-executes a recorded run, as `trainrr replay`: reproduced bit for bit, or the first divergence and
     its cause. force: "all", "none" or a list of rng, split, shuffle, loader, kernels. overrides:
     {"runtime.threads": 1} or ["runtime.threads=1"], as --set. data: where the data file is now.
-    Raises TraceError when the trace cannot be read or replayed here."""
+    Raises TraceError when the trace cannot be read or replayed here. Ctrl-C (in the main thread) stops the
+    replay before its next step and raises KeyboardInterrupt."""
     from . import _trainrr
 
     if not isinstance(force, str):
@@ -169,15 +138,17 @@ def replay(trace, force="all", overrides=(), data=None, allow_data_change=False,
         if to_step <= from_step:
             raise ConfigError(f"replay: to_step must be greater than from_step (the replay stops before step "
                               f"to_step), got from_step={from_step}, to_step={to_step}")
-    sets = _sets(overrides, "replay")
+    sets = _check.overrides(overrides, "replay")
+    trace = _path(trace, "replay: trace")
+    data = _path(data, "replay: data") if data is not None else ""
+    allow_data_change = _check.boolean("replay", "allow_data_change", allow_data_change)
+    keep_going = _check.boolean("replay", "keep_going", keep_going)
+    element_detail = _check.boolean("replay", "element_detail", element_detail)
     try:
-        native = _trainrr.replay(_path(trace, "replay: trace"), force, sets,
-                                 _path(data, "replay: data") if data is not None else "",
-                                 _check.boolean("replay", "allow_data_change", allow_data_change), from_step,
-                                 -1 if to_step is None else to_step, _check.boolean("replay", "keep_going", keep_going),
-                                 _check.boolean("replay", "element_detail", element_detail))
-    except TraceError as e:
-        raise _overrides_error(e, "replay", sets) or e from None
+        native = _trainrr.replay(trace, force, sets, data, allow_data_change, from_step,
+                                 -1 if to_step is None else to_step, keep_going, element_detail, _main_thread())
+    except TrainrrError as e:
+        raise translated(e, "replay", sets) from None
     return Report(native)
 
 
@@ -185,18 +156,27 @@ def diff(a, b):
     """Two recorded runs compared without re-running them, as `trainrr diff`."""
     from . import _trainrr
 
-    return Report(_trainrr.diff(_path(a, "diff: a"), _path(b, "diff: b")))
+    a, b = _path(a, "diff: a"), _path(b, "diff: b")
+    try:
+        native = _trainrr.diff(a, b)
+    except TrainrrError as e:
+        raise translated(e, "diff") from None
+    return Report(native)
 
 
 def bisect(trace, against=None, overrides=(), data=None):
-    """Narrows a divergence to the smallest set of recorded choices that must be forced, as `trainrr bisect`."""
+    """Narrows a divergence to the smallest set of recorded choices that must be forced, as `trainrr bisect`:
+    str(report) holds its stage lines and its `result:` line, as the command prints them. against: another
+    trace of the same run; overrides and data as replay's. Ctrl-C (in the main thread) stops it before the
+    next step of the replay it is in and raises KeyboardInterrupt."""
     from . import _trainrr
 
-    sets = _sets(overrides, "bisect")
+    sets = _check.overrides(overrides, "bisect")
+    trace = _path(trace, "bisect: trace")
+    against = _path(against, "bisect: against") if against is not None else ""
+    data = _path(data, "bisect: data") if data is not None else ""
     try:
-        native = _trainrr.bisect(_path(trace, "bisect: trace"),
-                                 _path(against, "bisect: against") if against is not None else "",
-                                 sets, _path(data, "bisect: data") if data is not None else "")
-    except TraceError as e:
-        raise _overrides_error(e, "bisect", sets) or e from None
+        native = _trainrr.bisect(trace, against, sets, data, _main_thread())
+    except TrainrrError as e:
+        raise translated(e, "bisect", sets) from None
     return Report(native)
