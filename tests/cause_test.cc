@@ -141,7 +141,7 @@ TEST(Cause, ADifferenceReachesOnlyTheEventsItCanChange) {
   EXPECT_FALSE(difference_reaches("train.loss: mse -> binary_crossentropy", fwd2, layers));
   EXPECT_TRUE(difference_reaches("train.loss: mse -> binary_crossentropy", loss, layers));
   // What may change every value is taken to reach every event.
-  for (const std::string& everywhere :
+  for (const std::string everywhere :
        {"seed: 1 -> 2", "train.batch_size: 32 -> 16", "data.scale: none -> minmax"})
     for (const FirstDivergence& d : {fwd1, update, mask, init2, shuffle})
       EXPECT_TRUE(difference_reaches(everywhere, d, layers)) << everywhere << " at " << d.site;

@@ -460,9 +460,11 @@ def test_engine_messages_name_the_arguments_of_the_python_call(tmp_path):
     ]
     try:
         trainrr.replay(a, overrides={"runtime.device": "cuda"})
-    except trainrr.TraceError as e:  # where no GPU can run it: the advice is an argument of replay
+    except trainrr.TraceError as e:  # where no GPU can run it: the override asked for it, and is named
         cases.append((lambda: trainrr.replay(a, overrides={"runtime.device": "cuda"}), trainrr.TraceError,
-                      'To replay it on the CPU: overrides={"runtime.device": "cpu"} (the report then names'))
+                      'overrides={"runtime.device": "cuda"} asks for the GPU, which cannot run here'))
+        cases.append((lambda: trainrr.replay(a, overrides={"runtime.device": "cuda"}), trainrr.TraceError,
+                      'recorded with runtime.device = "cpu": replay it without that override'))
     for call, error, words in cases:
         with pytest.raises(error) as e:
             call()

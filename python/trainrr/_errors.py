@@ -80,6 +80,7 @@ _CLI_WORDS = [
     (r"; diff compares different runs", "; trainrr.diff compares different runs"),
     (r"choose another trace path \(-o\)", "choose another trace path (record=...)"),
     (r"--set ([A-Za-z_][\w.\[\]]*)=(\S*?)(?=[\s),;]|$)", _override),
+    (r"replay it without that --set", "replay it without that override"),
 ]
 
 # Engine messages about the trace path a fit records to, and the OSError each is.
