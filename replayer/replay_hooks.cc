@@ -129,7 +129,7 @@ void ReplayHooks::diverge(FirstDivergence d) {
 }
 
 bool ReplayHooks::probe_recorded(std::string_view site) const {
-  return trace::probe_recorded_at(site, reader_->header().level);
+  return trace::probe_recorded_in(site, reader_->header());
 }
 
 Status ReplayHooks::skip_to(int64_t step) {

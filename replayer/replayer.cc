@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -222,6 +223,18 @@ std::optional<std::string> device_change_note(const trace::TraceHeader& h, const
          "on each side";
 }
 
+std::optional<std::string> moving_statistics_note(const trace::TraceHeader& h, const std::string& who) {
+  if (h.moving_statistics || h.level == ProbeLevel::step) return std::nullopt;
+  auto recorded =
+      parse_config(h.config, h.config_path + " (in the trace)", config_folder(h), h.config_overrides);
+  if (!recorded || std::none_of(recorded->layers.begin(), recorded->layers.end(),
+                                [](const LayerSpec& l) { return l.type == "BatchNormalization"; }))
+    return std::nullopt;
+  return who +
+         " was written by a trainrr that did not probe batch normalization's moving statistics: they are "
+         "not compared (a new recording holds them)";
+}
+
 Status device_for_replay(const RunConfig& config) {
   auto device = parse_device(config.runtime.device);
   if (!device) return Error{"runtime.device: " + device.error().message};
@@ -331,13 +344,14 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
         ", so its values are not the recorded ones; the trace keeps digests, not values");
     return;
   }
-  const ProbeLevel level = a->reader->header().level;
+  const trace::TraceHeader& header = a->reader->header();
+  const ProbeLevel level = header.level;
   // What the replay compares, in the order of the step: the probes recorded at the trace's level, the forward
   // pass's, then the loss (compared at the step's end, though computed before the backward pass), then the
   // backward pass's and the update's; at the step's end, the gradients (recorded at level layer only) and the
   // parameters (all in one digest at level step).
-  auto compared = [level](const CapturedProbe& p) {
-    if (!p.step_end) return trace::probe_recorded_at(p.site, level);
+  auto compared = [&header, level](const CapturedProbe& p) {
+    if (!p.step_end) return trace::probe_recorded_in(p.site, header);
     return p.phase != Phase::backward || level == ProbeLevel::layer;
   };
   auto at_site = [&d](const CapturedProbe& p) {
@@ -569,6 +583,7 @@ ReplayResult replay(const ReplayOptions& o) {
   rep.command = "replay";
   rep.notes.insert(rep.notes.end(), rebuilt->notes.begin(), rebuilt->notes.end());
   if (device_note) rep.notes.push_back(*device_note);
+  if (auto note = moving_statistics_note(header, "the trace")) rep.notes.push_back(*note);
 
   KernelRegistry registry;
   register_cpu_kernels(registry);
