@@ -87,6 +87,7 @@ Result<std::unique_ptr<Recorder>> Recorder::create(const RunConfig& config, cons
   r->header_.config_path = ec ? config.file : absolute.lexically_normal().string();
   r->header_.config_overrides = config.overrides;
   r->header_.level = options.level;
+  r->header_.moving_statistics = true;  // the layers probe them (engine/layers/batch_normalization.h)
   r->header_.checkpoint_every = options.checkpoint_every;
   auto datasets = describe_datasets(config.data, options.embed_data);
   if (!datasets) return datasets.error();

@@ -135,6 +135,11 @@ bool difference_reaches(const std::string& difference, const FirstDivergence& d,
   const auto at = std::find(layers.begin(), layers.end(), layer);
   const bool forward_of_a_layer = (d.phase == "forward" || d.phase == "setup") && at != layers.end();
   if (loss) return !forward_of_a_layer;
+  // A batch normalization's momentum enters only its moving statistics, which training never reads
+  // (evaluation does): of a step's events, it reaches their update alone. (Kind "config": no event differs.)
+  if (key.ends_with("].momentum"))
+    return d.kind == "config" || (*layer_index < layers.size() && layer == layers[*layer_index] &&
+                                  trace::is_moving_statistics_probe(d.site));
   // A layer's keys change its own initial values and forward pass, and those of the layers after it.
   return !forward_of_a_layer || static_cast<size_t>(at - layers.begin()) >= *layer_index;
 }
@@ -142,16 +147,23 @@ bool difference_reaches(const std::string& difference, const FirstDivergence& d,
 std::string reach_words(const std::vector<std::string>& differences, const FirstDivergence& d) {
   if (d.phase == "input" || d.kind == "split" || d.kind == "shuffle" || d.kind == "loader")
     return "none of them changes the input pipeline (the split, the shuffle, the batches)";
-  bool optimizer = false, loss = false, layer = false;
+  bool optimizer = false, loss = false, layer = false, momentum = false;
   for (const std::string& d : differences) {
     optimizer |= d.rfind("train.optimizer.", 0) == 0;
     loss |= d.rfind("train.loss:", 0) == 0 || d.rfind("train.from_logits:", 0) == 0;
-    layer |= d.rfind("model.layers", 0) == 0;
+    const bool of_layer = d.rfind("model.layers", 0) == 0;
+    const bool is_momentum = of_layer && d.substr(0, d.find(": ")).ends_with("].momentum");
+    momentum |= is_momentum;
+    layer |= of_layer && !is_momentum;
   }
   std::vector<std::string> why;
   if (optimizer) why.push_back("an optimizer's keys change only the update");
   if (loss) why.push_back("the loss's keys change no layer's forward pass");
   if (layer) why.push_back("a layer's keys change nothing before that layer's forward pass");
+  if (momentum)
+    why.push_back(
+        "a batch normalization's momentum changes only its moving statistics, which evaluation reads "
+        "and training does not");
   std::string out;
   for (size_t i = 0; i < why.size(); ++i) out += (i ? "; " : "") + why[i];
   return out;

@@ -253,6 +253,8 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   rep.environment = environment_differences(ha.environment, hb.environment);
   for (const auto* reader : {&*ra, &*rb})
     if (const auto& live = (*reader)->still_recording()) rep.notes.push_back(*live);
+  for (const auto& [h, side] : {std::pair{&ha, "A"}, std::pair{&hb, "B"}})
+    if (auto note = moving_statistics_note(*h, side)) rep.notes.push_back(*note);
 
   CauseInputs ci;
   KernelRegistry registry;
@@ -275,9 +277,12 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   if (ha.level != hb.level)
     rep.notes.push_back(std::string("A was recorded at level ") + probe_level_name(ha.level) + ", B at level " +
                         probe_level_name(hb.level) + ": compared at level " + probe_level_name(level));
-  auto compared = [level](const trace::Event& e) {
+  // The moving statistics of a batch normalization are compared where both traces probe them.
+  const bool moving_statistics = ha.moving_statistics && hb.moving_statistics;
+  auto compared = [level, moving_statistics](const trace::Event& e) {
     const auto* p = std::get_if<trace::ProbeEvent>(&e);
-    return !p || trace::probe_recorded_at(p->site, level);
+    return !p || (trace::probe_recorded_at(p->site, level) &&
+                  (moving_statistics || !trace::is_moving_statistics_probe(p->site)));
   };
   // Only a deeper side's per-parameter list needs combining; the rest is compared where it lies.
   std::vector<std::pair<std::string, uint64_t>> combined_a, combined_b;

@@ -129,7 +129,7 @@ void ReplayHooks::diverge(FirstDivergence d) {
 }
 
 bool ReplayHooks::probe_recorded(std::string_view site) const {
-  return trace::probe_recorded_at(site, reader_->header().level);
+  return trace::probe_recorded_in(site, reader_->header());
 }
 
 Status ReplayHooks::skip_to(int64_t step) {
@@ -164,6 +164,7 @@ void ReplayHooks::rng_draw(RngDraw& draw) {
 
 void ReplayHooks::rng_values(const RngDraw& draw, std::span<const std::byte> values) {
   const trace::Event* e = take(key_rng(draw.site));
+  if (resume_at_ > 0 && step_ < 0 && draw.site.rfind("init/", 0) == 0) return;  // the checkpoint replaces it
   if (!e) {
     diverge(divergence(-1, event_phase("rng", draw.site), "extra", draw.site,
                        "the replay draws " + std::to_string(draw.count) + " words from stream " +

@@ -124,6 +124,10 @@ class ReplayHooks : public Hooks {
   // Moves to the recorded step `step` (a run resumed from a checkpoint), learning the kernel choices
   // recorded before it on the way.
   Status skip_to(int64_t step);
+  // Says, before the run is set up, that it will resume from the checkpoint of step `step` (> 0). Its set-up
+  // still splits the data and keys its streams, which the checkpoint does not hold, and those are compared;
+  // the draws of the initial weights are not: the checkpoint's weights replace what they drew.
+  void resume_at(int64_t step) { resume_at_ = step; }
 
   // The first allreduce call of a data-parallel run whose digests differ from the recording's: its rows
   // (kind "sharding"), this rank's shard gradients going in ("input"), or the sum coming out ("result").
@@ -202,6 +206,7 @@ class ReplayHooks : public Hooks {
   Status status_;
   Current cur_;
   int64_t step_ = -1;  // the step being executed (-1: before the first)
+  int64_t resume_at_ = 0;  // the checkpoint's step a resumed run starts at (resume_at); 0: from the start
   std::optional<FirstDivergence> first_;
   std::map<std::string, std::string> recorded_kernels_, replayed_kernels_;
   std::map<std::string, KernelChoice> recorded_choices_, replayed_choices_;  // the whole choices, for causes

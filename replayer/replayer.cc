@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -180,6 +181,28 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
   // With every kernel forced, nothing is selected here (no autotune timing); a partial forcing selects
   // as the run's policy says and the hooks replace the forced sites.
   if (force.kernels && !s.hooks->filtered()) t.policy = Policy::forced;
+  // The checkpoint to resume from is found before the run is set up: the hooks then leave out of the
+  // comparison what the set-up draws for the initial weights, which the checkpoint replaces.
+  std::unique_ptr<trace::TraceReader> cr;
+  std::optional<trace::CheckpointRef> cp;
+  Result<std::vector<trace::CheckpointRef>> index = std::vector<trace::CheckpointRef>{};
+  bool initial = false;
+  if (from > 0) {
+    trace::ReaderLimits values = trace::without_payloads();
+    values.tensor_values = true;
+    auto opened = trace::TraceReader::open(trace_path, values);
+    if (!opened) return opened.error();
+    cr = std::move(opened).value();
+    index = cr->checkpoint_index();
+    // The last checkpoint at or before `from` after the start: a replay from the initial state (step 0) is
+    // one from step 0, which runs the initialization as recorded.
+    if (index)
+      for (const auto& c : *index) {
+        initial = initial || c.step == 0;
+        if (c.step > 0 && c.step <= from && (!cp || c.step > cp->step)) cp = c;
+      }
+    if (cp) s.hooks->resume_at(cp->step);
+  }
   auto training = Training::create(config, t);
   if (!training) return training.error();
   s.training = std::move(training).value();
@@ -187,26 +210,12 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
     return Error{"step " + std::to_string(from) + " is past the run's end: it has steps 0.." +
                  std::to_string(s.training->total_steps() - 1)};
   if (from > 0) {
-    trace::ReaderLimits values = trace::without_payloads();
-    values.tensor_values = true;
-    auto cr = trace::TraceReader::open(trace_path, values);
-    if (!cr) return cr.error();
     // The checkpoint resumes this run's model: a tensor it does not have, or of another shape, is refused
     // before it is decompressed.
-    (*cr)->expect_tensors(s.training->state_shapes());
-    auto index = (*cr)->checkpoint_index();
-    // The last checkpoint at or before `from` after the start: a replay from the initial state (step 0) is one
-    // from step 0, which runs the initialization as recorded.
-    std::optional<trace::CheckpointRef> cp;
-    bool initial = false;
-    if (index)
-      for (const auto& c : *index) {
-        initial = initial || c.step == 0;
-        if (c.step > 0 && c.step <= from && (!cp || c.step > cp->step)) cp = c;
-      }
+    cr->expect_tensors(s.training->state_shapes());
     const std::string at = " at or before step " + std::to_string(from);
     if (cp) {
-      auto state = (*cr)->read_checkpoint(cp->offset);
+      auto state = cr->read_checkpoint(cp->offset);
       if (!state) return state.error();
       if (Status st = s.hooks->skip_to(state->step); !st) return st.error();
       if (Status st = s.training->restore(*state); !st) return Error{trace_path + ": " + st.error().message};
@@ -230,6 +239,18 @@ std::optional<std::string> device_change_note(const trace::TraceHeader& h, const
          config.runtime.device + "\": the kernels recorded on one device cannot run on the other, so this "
          "machine's choices run in their place, and the first op whose results differ is named with the kernel "
          "on each side";
+}
+
+std::optional<std::string> moving_statistics_note(const trace::TraceHeader& h, const std::string& who) {
+  if (h.moving_statistics || h.level == ProbeLevel::step) return std::nullopt;
+  auto recorded =
+      parse_config(h.config, h.config_path + " (in the trace)", config_folder(h), h.config_overrides);
+  if (!recorded || std::none_of(recorded->layers.begin(), recorded->layers.end(),
+                                [](const LayerSpec& l) { return l.type == "BatchNormalization"; }))
+    return std::nullopt;
+  return who +
+         " was written by a trainrr that did not probe batch normalization's moving statistics: they are "
+         "not compared (a new recording holds them)";
 }
 
 Status device_for_replay(const trace::TraceHeader& h, const RunConfig& config) {
@@ -351,13 +372,14 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
         ", so its values are not the recorded ones; the trace keeps digests, not values");
     return;
   }
-  const ProbeLevel level = a->reader->header().level;
+  const trace::TraceHeader& header = a->reader->header();
+  const ProbeLevel level = header.level;
   // What the replay compares, in the order of the step: the probes recorded at the trace's level, the forward
   // pass's, then the loss (compared at the step's end, though computed before the backward pass), then the
   // backward pass's and the update's; at the step's end, the gradients (recorded at level layer only) and the
   // parameters (all in one digest at level step).
-  auto compared = [level](const CapturedProbe& p) {
-    if (!p.step_end) return trace::probe_recorded_at(p.site, level);
+  auto compared = [&header, level](const CapturedProbe& p) {
+    if (!p.step_end) return trace::probe_recorded_in(p.site, header);
     return p.phase != Phase::backward || level == ProbeLevel::layer;
   };
   auto at_site = [&d](const CapturedProbe& p) {
@@ -488,6 +510,13 @@ bool served_by_forcing(const std::string& difference, bool seed_served, bool spl
   return (is("seed") && seed_served) || (split_forced && (is("data.test_fraction") || is("data.stratify") || is("data.split")));
 }
 
+// Whether a configuration difference changes only the initial weights (an initializer), which a run resumed
+// from a checkpoint takes from there instead.
+bool changes_only_initial_weights(const std::string& difference) {
+  const std::string key = difference.substr(0, difference.find(": "));
+  return key.rfind("model.layers[", 0) == 0 && key.ends_with("_initializer");
+}
+
 std::string joined(const std::vector<std::string>& differences) {
   std::string s;
   for (const std::string& c : differences) s += (s.empty() ? "" : "; ") + c;
@@ -589,6 +618,7 @@ ReplayResult replay(const ReplayOptions& o) {
   rep.command = "replay";
   rep.notes.insert(rep.notes.end(), rebuilt->notes.begin(), rebuilt->notes.end());
   if (device_note) rep.notes.push_back(*device_note);
+  if (auto note = moving_statistics_note(header, "the trace")) rep.notes.push_back(*note);
 
   KernelRegistry registry;
   register_cpu_kernels(registry);
@@ -698,13 +728,20 @@ ReplayResult replay(const ReplayOptions& o) {
   ci.data_detail = rebuilt->data_detail;
   // A configuration difference that the forced choices override changes nothing the run computes: the run
   // got the recorded seed, or the recorded split. It is reported, never blamed.
-  std::vector<std::string> served;
+  // Nor does one that changes only the initial weights in a run resumed from a checkpoint, which replaces
+  // them.
+  std::vector<std::string> served, replaced;
   for (const std::string& c : config_differences(header, config))
-    (served_by_forcing(c, hooks.replayed_seed() == header.seed, o.force.split) ? served : ci.config_differences)
+    (served_by_forcing(c, hooks.replayed_seed() == header.seed, o.force.split) ? served
+     : resumed > 0 && changes_only_initial_weights(c)                          ? replaced
+                                                                               : ci.config_differences)
         .push_back(c);
   ci.layer_names = layer_names(config.layers);
   rep.config_differences = ci.config_differences;
   rep.config_differences.insert(rep.config_differences.end(), served.begin(), served.end());
+  rep.config_differences.insert(rep.config_differences.end(), replaced.begin(), replaced.end());
+  const std::string checkpoint_replaces = "the run resumed from the checkpoint at step " +
+                                          std::to_string(resumed) + " takes its weights from there";
   ci.kernel_differences = hooks.kernel_differences();
   ci.environment = rep.environment;
   ci.registry = &registry;
@@ -722,18 +759,24 @@ ReplayResult replay(const ReplayOptions& o) {
     rep.facts.emplace_back("compared", compared_at(header.level));
     // A --set that the forced choices override (a seed, a test fraction under a forced split), or that
     // changes nothing compared, is no divergence, but the run asked for is not the one recorded.
-    if (!ci.config_differences.empty() || !served.empty()) {
+    if (!ci.config_differences.empty() || !served.empty() || !replaced.empty()) {
       std::vector<std::string> all = served;
       all.insert(all.end(), ci.config_differences.begin(), ci.config_differences.end());
+      all.insert(all.end(), replaced.begin(), replaced.end());
       const std::string keys = joined(all);
       // Why each difference left the compared steps alike, from what ran.
       std::vector<std::string> why;
+      auto changes = [](const std::vector<std::string>& v) {
+        return key_list(v) + (v.size() == 1 ? " changes" : " change");
+      };
       if (!served.empty())
         why.push_back("the forced choices (--force " + o.force.str() + ") serve the recorded values in place of " +
                       key_list(served));
+      if (!replaced.empty())
+        why.push_back(changes(replaced) + " only the initial weights, and " + checkpoint_replaces);
       std::vector<std::string> length, other;
-      for (const std::string& c : ci.config_differences) (changes_only_length(c) ? length : other).push_back(c);
-      auto changes = [](const std::vector<std::string>& v) { return key_list(v) + (v.size() == 1 ? " changes" : " change"); };
+      for (const std::string& c : ci.config_differences)
+        (changes_only_length(c) ? length : other).push_back(c);
       if (!length.empty()) why.push_back(changes(length) + " how many steps run, not what a step computes");
       if (!other.empty()) why.push_back(changes(other) + " nothing that was compared");
       // Which side has steps the other lacks: those are not compared.
@@ -806,6 +849,15 @@ ReplayResult replay(const ReplayOptions& o) {
   if (!served.empty())
     rep.notes.push_back("the configuration differs from the recording's (" + joined(served) +
                         "), but the forced choices (--force " + o.force.str() + ") serve the recorded values in its place");
+  if (!replaced.empty())
+    rep.notes.push_back("the configuration differs from the recording's (" + joined(replaced) +
+                        ") in the initial weights only, and " + checkpoint_replaces);
+  // A resumed run is set up again: a difference there is dated to the step the trace keeps the set-up in.
+  if (hooks.first() && resumed > 0 && d.step < resumed)
+    rep.notes.push_back(
+        "the run resumed from the checkpoint at step " + std::to_string(resumed) +
+        ", but no checkpoint holds the data's split: the resumed run splits the data again when it "
+        "is set up, before the first step, and trains on the rows it selects");
   if (rep.cause.category != "config") {
     std::vector<std::string> length, within;
     for (const std::string& c : ci.config_differences) (changes_only_length(c) ? length : within).push_back(c);

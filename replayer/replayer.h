@@ -136,6 +136,9 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
 void substitution_notes(const ReplayHooks& hooks, std::vector<std::string>& notes);
 // A note when the replay runs on another device than the recorded run did (--set runtime.device=cpu).
 std::optional<std::string> device_change_note(const trace::TraceHeader& h, const RunConfig& config);
+// A note when `who` ("the trace", "A"), a trace written before batch normalization's moving statistics were
+// probed, has a model with such a layer and probes that compare them: they are not compared.
+std::optional<std::string> moving_statistics_note(const trace::TraceHeader& h, const std::string& who);
 // Whether the rebuilt run's runtime.device can run here; the error (exit 3) says how to replay it on the CPU,
 // or, where a --set asked for the GPU that the recording did not use, that the --set is what asks for it.
 Status device_for_replay(const trace::TraceHeader& h, const RunConfig& config);

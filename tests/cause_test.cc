@@ -147,6 +147,47 @@ TEST(Cause, ADifferenceReachesOnlyTheEventsItCanChange) {
       EXPECT_TRUE(difference_reaches(everywhere, d, layers)) << everywhere << " at " << d.site;
 }
 
+// A batch normalization's momentum enters its moving statistics only: training normalizes with the batch's
+// statistics, and only evaluation reads the moving ones.
+TEST(Cause, ABatchNormalizationsMomentumReachesOnlyItsMovingStatistics) {
+  const std::vector<std::string> layers = {"conv2d_1", "batch_normalization_1", "activation_1",
+                                           "batch_normalization_2", "dense_1"};
+  const std::string momentum = "model.layers[1].momentum: 0.99 -> 0.9";
+  const std::string bn = "batch_normalization_1";
+  EXPECT_TRUE(
+      difference_reaches(momentum, event("forward", "probe", bn + "/moving_stats.fwd:out", bn), layers));
+  EXPECT_TRUE(difference_reaches(momentum, event("forward", "probe", bn + ":moving_stats", bn), layers));
+  // No event differs (a diff whose runs differ in the inputs only): the key is among the causes.
+  EXPECT_TRUE(difference_reaches(momentum, event("setup", "config", "config"), layers));
+  for (const FirstDivergence& d :
+       {event("forward", "probe", bn + "/bn_stats.fwd:out", bn),
+        event("forward", "probe", bn + "/batch_norm.fwd:out", bn), event("forward", "probe", bn + ":out", bn),
+        event("forward", "probe", "dense_1/matmul.fwd:out", "dense_1"),
+        event("forward", "probe", "batch_normalization_2/moving_stats.fwd:out", "batch_normalization_2"),
+        event("backward", "probe", bn + "/bn_sums.bwd:out", bn), event("forward", "step_end", "loss"),
+        event("update", "step_end", "batch_normalization_1.gamma:value")})
+    EXPECT_FALSE(difference_reaches(momentum, d, layers)) << d.site;
+  // Another key of the layer reaches its forward pass as before.
+  EXPECT_TRUE(difference_reaches("model.layers[1].epsilon: 0.001 -> 0.01",
+                                 event("forward", "probe", bn + "/batch_norm.fwd:out", bn), layers));
+}
+
+// Two threads racing at a batch normalization's sum differ there whatever the momentum: the race is the
+// cause, and the momentum is said to change what it cannot reach.
+TEST(Cause, ARaceAtABatchNormalizationSumIsNumericBesideAnotherMomentum) {
+  FirstDivergence d =
+      event("forward", "probe", "batch_normalization_1/bn_stats.fwd:out", "batch_normalization_1");
+  d.kernel_recorded = d.kernel_replayed = "f32_sum__cpu_atomic_threads";
+  CauseInputs in;
+  in.layer_names = {"conv2d_1", "batch_normalization_1"};
+  in.config_differences = {"model.layers[1].momentum: 0.99 -> 0.9"};
+  in.order_differences = {{"batch_normalization_1/bn_stats.fwd", 0}};
+  EXPECT_EQ(classify(d, in).category, "numeric");
+  EXPECT_EQ(reach_words(in.config_differences, d),
+            "a batch normalization's momentum changes only its moving statistics, which evaluation reads and "
+            "training does not");
+}
+
 TEST(Cause, ADifferenceThatCannotReachTheFirstEventLeavesItsCauseToTheKernel) {
   FirstDivergence d = event("forward", "probe", "dense_1/matmul.fwd:out", "dense_1");
   d.kernel_recorded = "f32_matmul__cpu_blocked_avx512";

@@ -494,6 +494,27 @@ TEST_F(Scenario, CompletionOrderAccumulationIsNumericAndForcingItsOrderReproduce
   EXPECT_TRUE(has(bis.output, "\"minimal_forced_choices\":\"kernel:")) << bis.output;
 }
 
+// A race at a batch normalization's sum differs there first, whatever the momentum: momentum enters only the
+// moving statistics, which the sum comes before.
+TEST_F(Scenario, ARaceAtABatchNormalizationSumStaysNumericBesideAnotherMomentum) {
+  const std::string cfg = config(completion_order_config());
+  const std::string a = dir.file("a.trr"), b = dir.file("b.trr");
+  ASSERT_EQ(record_via_api(
+                cfg, {}, a, [](Hooks& in) { return std::make_unique<FixedAccumulation>(in, true); },
+                ProbeLevel::op),
+            "");
+  ASSERT_EQ(record_via_api(
+                cfg, {"model.layers[1].momentum=0.9"}, b,
+                [](Hooks& in) { return std::make_unique<FixedAccumulation>(in, false); }, ProbeLevel::op),
+            "");
+  CommandResult d = trainrr("diff " + a + " " + b + " --json");
+  ASSERT_EQ(d.exit_code, 1) << d.output;
+  EXPECT_TRUE(has(d.output, "\"site\":\"batch_normalization_1/bn_stats.fwd:out\"")) << d.output;
+  EXPECT_TRUE(has(d.output, "\"category\":\"numeric\"")) << d.output;
+  EXPECT_TRUE(has(d.output, "a batch normalization's momentum changes only its moving statistics"))
+      << d.output;
+}
+
 // Swaps the first two rows of one epoch's order, as a changed shuffle would.
 class OtherShuffle : public ForwardingHooks {
  public:

@@ -78,6 +78,11 @@ struct Header {
   # or what was missing ("no driver"). Must be empty when kernelsRecorded. Empty with kernelsRecorded false: no
   # kernels were asked for (a run on the CPU, or a writer that predates kernel records).
   kernelsNotRecorded @17 :Text;
+  # The steps probe each batch normalization's update of its moving statistics, the (2, channels) moving mean
+  # and variance after the step's update: "<layer>/moving_stats.fwd:out" at level op, "<layer>:moving_stats"
+  # at levels layer and op. false: a writer that predates these probes; its traces hold none, and replay and
+  # diff compare none.
+  movingStatistics @18 :Bool;
 }
 
 enum Level {

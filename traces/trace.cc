@@ -60,6 +60,14 @@ bool probe_recorded_at(std::string_view site, ProbeLevel level) {
   return false;
 }
 
+bool is_moving_statistics_probe(std::string_view site) {
+  return site.ends_with("/moving_stats.fwd:out") || site.ends_with(":moving_stats");
+}
+
+bool probe_recorded_in(std::string_view site, const TraceHeader& h) {
+  return probe_recorded_at(site, h.level) && (h.moving_statistics || !is_moving_statistics_probe(site));
+}
+
 bool is_combined(const std::vector<std::pair<std::string, uint64_t>>& recorded) {
   return recorded.size() == 1 && recorded[0].first == kAllParameters;
 }

@@ -100,6 +100,9 @@ struct TraceHeader {
   // kernels_recorded.
   bool kernels_recorded = false;
   std::string kernels_not_recorded;
+  // The steps probe each batch normalization's moving statistics (is_moving_statistics_probe): every trace
+  // this writer's recorder writes. false in a trace written before those probes, which holds none.
+  bool moving_statistics = false;
 };
 
 // --- events, in the order they happened within a step ---
@@ -173,6 +176,11 @@ bool is_combined(const std::vector<std::pair<std::string, uint64_t>>& recorded);
 // Whether a trace recorded at `level` holds the probes of `site`: none at level step, the layers' own
 // ("dense_1:out", no '/') at level layer, every op's ("dense_1/matmul.fwd:out") at level op.
 bool probe_recorded_at(std::string_view site, ProbeLevel level);
+// A probe of a batch normalization's moving statistics: "<layer>/moving_stats.fwd:out" (level op) or
+// "<layer>:moving_stats" (level layer). A trace holds them where its header's moving_statistics says so.
+bool is_moving_statistics_probe(std::string_view site);
+// Whether the trace with header `h` holds the probes of `site`: at its level, and of a kind it records.
+bool probe_recorded_in(std::string_view site, const TraceHeader& h);
 
 // --- GPU kernels, as CUPTI recorded them ---
 

@@ -873,6 +873,7 @@ struct TraceReader::Impl {
     if (out.kernels_recorded && !out.kernels_not_recorded.empty())
       malformed("the header says GPU kernels were recorded and gives a reason why they were not ('" +
                 clipped(out.kernels_not_recorded) + "')");
+    out.moving_statistics = h.getMovingStatistics();
     level = out.level;
     kernels_recorded = out.kernels_recorded;
     for (auto kv : h.getEnvironment()) out.environment.emplace_back(text(kv.getKey()), text(kv.getValue()));

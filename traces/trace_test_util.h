@@ -149,6 +149,7 @@ inline TraceHeader sample_header() {
   h.datasets.push_back(d);
   h.datasets.push_back({"labels", "data/tiny_labels.npy", 1234, {7, 8}, {}});
   h.kernels_recorded = true;  // the sample steps carry kernel records
+  h.moving_statistics = true;
   return h;
 }
 

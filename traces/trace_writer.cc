@@ -495,6 +495,7 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
     h.setRunId(header.run_id);
     h.setKernelsRecorded(header.kernels_recorded);
     h.setKernelsNotRecorded(header.kernels_not_recorded);
+    h.setMovingStatistics(header.moving_statistics);
     auto env = h.initEnvironment(header.environment.size());
     for (size_t i = 0; i < header.environment.size(); ++i) {
       env[i].setKey(header.environment[i].first);

@@ -50,6 +50,7 @@ TEST(TraceRoundTrip, EveryMessageAndEventKindReadsBackEqual) {
   EXPECT_EQ(got.datasets, want.datasets);
   EXPECT_TRUE(got.kernels_recorded);
   EXPECT_EQ(got.kernels_not_recorded, "");
+  EXPECT_TRUE(got.moving_statistics);
 
   std::vector<TraceStep> steps;
   std::vector<TraceEpoch> epochs;

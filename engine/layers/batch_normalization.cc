@@ -1,5 +1,6 @@
 #include "engine/layers/batch_normalization.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "engine/device_backend.h"
@@ -22,6 +23,8 @@ BatchNormalization::BatchNormalization(std::string name, double momentum, double
   probe_bwd_ = n + "/batch_norm.bwd_data:out";
   probe_out_ = n + ":out";
   probe_dx_ = n + ":dx";
+  probe_moving_ = n + "/moving_stats.fwd:out";
+  probe_moving_layer_ = n + ":moving_stats";
 }
 
 Result<Shape> BatchNormalization::build(const Shape& input, Runtime& /*rt*/) {
@@ -97,7 +100,28 @@ const Tensor& BatchNormalization::forward(const Tensor& x, Runtime& rt, bool tra
     for (int64_t j = 0; j < c; ++j) yp[i * c + j] = xh[i * c + j] * g[j] + b[j];
   rt.probe(probe_fwd_, Phase::forward, y, ProbeLevel::op);
   rt.probe_unchanged(probe_out_, Phase::forward, y, ProbeLevel::layer);
+  if (training) probe_moving_statistics(rt);
   return y;
+}
+
+void BatchNormalization::probe_moving_statistics(Runtime& rt) {
+  // After the layer's output, so that on a device the kernel that updates them stays its forward op's. The
+  // copy is made only where a probe will see it; the op ends with its probe whatever the level
+  // (Runtime::op_done).
+  const int64_t c = channels_;
+  if (rt.probes(ProbeLevel::layer)) {
+    place(rt, moving_stats_, {2, c});
+    const size_t bytes = static_cast<size_t>(c) * sizeof(float);
+    if (rt.device) {
+      rt.device->copy(moving_stats_.dptr(), moving_mean_.value.dptr(), bytes);
+      rt.device->copy(moving_stats_.dptr() + c, moving_variance_.value.dptr(), bytes);
+    } else {
+      std::copy_n(moving_mean_.value.ptr(), c, moving_stats_.ptr());
+      std::copy_n(moving_variance_.value.ptr(), c, moving_stats_.ptr() + c);
+    }
+  }
+  rt.probe(probe_moving_, Phase::forward, moving_stats_, ProbeLevel::op);
+  rt.probe_unchanged(probe_moving_layer_, Phase::forward, moving_stats_, ProbeLevel::layer);
 }
 
 const Tensor& BatchNormalization::backward(const Tensor& dy, Runtime& rt) {
@@ -180,6 +204,7 @@ const Tensor& BatchNormalization::forward_on_device(const Tensor& x, Runtime& rt
                          xhat_.dptr(), y_.dptr(), rows, c);
   rt.probe(probe_fwd_, Phase::forward, y_, ProbeLevel::op);
   rt.probe_unchanged(probe_out_, Phase::forward, y_, ProbeLevel::layer);
+  if (training) probe_moving_statistics(rt);
   return y_;
 }
 

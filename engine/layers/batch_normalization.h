@@ -2,6 +2,9 @@
 // BatchNormalization over every axis but the last (channels), with Keras' defaults and update rule:
 // training normalises with the batch's mean and biased variance and moves
 // moving = moving * momentum + batch * (1 - momentum); inference uses the moving statistics.
+// Training never reads the moving statistics, so their update is probed as an op of its own
+// (moving_stats.fwd, after the layer's output): a difference there (another momentum) shows, though no other
+// value of a step differs.
 
 #include <string>
 
@@ -34,14 +37,17 @@ class BatchNormalization : public Layer {
   Tensor stats_;                 // (2, c): batch mean and variance, or dbeta and dgamma in backward
   std::vector<float> scratch_;   // (rows, c) or (rows, 2c)
   Tensor y_;                     // the last forward output
+  Tensor moving_stats_;          // (2, c): moving mean and variance after a training forward, as probed
   Tensor dx_;                    // the last backward's input gradient
   // In a run on a device: inv_std_ and scratch_ in device memory.
   Tensor inv_std_device_, scratch_device_;
   const Tensor& forward_on_device(const Tensor& x, Runtime& rt, bool training);
   const Tensor& backward_on_device(const Tensor& dy, Runtime& rt);
+  // After a training forward: the moving statistics' update as an op, probed at levels op and layer.
+  void probe_moving_statistics(Runtime& rt);
 
   std::string site_stats_, site_sums_, probe_stats_, probe_fwd_, probe_sums_, probe_bwd_, probe_out_,
-      probe_dx_;
+      probe_dx_, probe_moving_, probe_moving_layer_;
 };
 
 }  // namespace trainrr

@@ -57,7 +57,46 @@ TEST(LayerBatchNormalization, ReducesThroughKernelsAtItsSites) {
   EXPECT_EQ(hooks.kernel_sites, (std::vector<std::string>{"bn/bn_stats.fwd", "bn/bn_sums.bwd"}));
   EXPECT_EQ(hooks.probe_sites,
             (std::vector<std::string>{"bn/bn_stats.fwd:out F", "bn/batch_norm.fwd:out F", "bn:out F",
+                                      "bn/moving_stats.fwd:out F", "bn:moving_stats F",
                                       "bn/bn_sums.bwd:out B", "bn/batch_norm.bwd_data:out B", "bn:dx B"}));
+}
+
+// Keeps the values of the probes at one site.
+class ProbesAt : public Hooks {
+ public:
+  ProbesAt(std::string site, ProbeLevel level) : site_(std::move(site)), level_(level) {}
+  ProbeLevel probe_level() const override { return level_; }
+  void probe(std::string_view site, Phase, const Tensor& value) override {
+    if (site == site_) seen.push_back(value);
+  }
+  std::vector<Tensor> seen;
+
+ private:
+  std::string site_;
+  ProbeLevel level_;
+};
+
+// The moving statistics change in training only, and nothing else of a step reads them: their update is
+// probed apart, mean then variance, at levels op and layer.
+TEST(LayerBatchNormalization, ProbesTheMovingStatisticsAfterTheirUpdateInTrainingOnly) {
+  for (const auto& [site, level] : {std::pair{"bn/moving_stats.fwd:out", ProbeLevel::op},
+                                    std::pair{"bn:moving_stats", ProbeLevel::layer}}) {
+    ProbesAt hooks(site, level);
+    TestRuntime t(1, hooks, level);
+    BatchNormalization bn("bn", 0.9, 1e-3);
+    ASSERT_TRUE(bn.build({2}, t.rt).ok());
+    (void)bn.forward(Tensor({2, 2}, {1, 10, 3, 10}), t.rt, true);
+    ASSERT_EQ(hooks.seen.size(), 1u) << site;
+    EXPECT_EQ(hooks.seen[0].shape, (Shape{2, 2}));
+    // Mean (2, 10) and variance (1, 0), each moved a tenth of the way from (0, 0) and (1, 1).
+    const std::vector<float> want = {bn.state()[0]->value[0], bn.state()[0]->value[1],
+                                     bn.state()[1]->value[0], bn.state()[1]->value[1]};
+    EXPECT_EQ(hooks.seen[0].data, want) << site;
+    EXPECT_NEAR(want[0], 0.2, 1e-6);
+    EXPECT_NEAR(want[3], 0.9, 1e-6);
+    (void)bn.forward(Tensor({2, 2}, {1, 10, 3, 10}), t.rt, false);
+    EXPECT_EQ(hooks.seen.size(), 1u) << site;
+  }
 }
 
 struct BnCase {
