@@ -136,10 +136,12 @@ bool difference_reaches(const std::string& difference, const FirstDivergence& d,
   const bool forward_of_a_layer = (d.phase == "forward" || d.phase == "setup") && at != layers.end();
   if (loss) return !forward_of_a_layer;
   // A batch normalization's momentum enters only its moving statistics, which training never reads
-  // (evaluation does): of a step's events, it reaches their update alone. (Kind "config": no event differs.)
+  // (evaluation does): of a step's events, it reaches their update alone, and the evaluation's metrics.
+  // (Kind "config": no event differs.)
   if (key.ends_with("].momentum"))
-    return d.kind == "config" || (*layer_index < layers.size() && layer == layers[*layer_index] &&
-                                  trace::is_moving_statistics_probe(d.site));
+    return d.kind == "config" || d.phase == "evaluation" ||
+           (*layer_index < layers.size() && layer == layers[*layer_index] &&
+            trace::is_moving_statistics_probe(d.site));
   // A layer's keys change its own initial values and forward pass, and those of the layers after it.
   return !forward_of_a_layer || static_cast<size_t>(at - layers.begin()) >= *layer_index;
 }
