@@ -256,6 +256,11 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
   }
   if (!within.empty()) return {"config", "the run configuration differs: " + join_some(within)};
 
+  if (d.kind == "metrics")
+    return {"numeric",
+            "the evaluation after the step computed other metrics, though every value compared in the "
+            "steps before it is the same: its arithmetic differs (the trace records no op of the "
+            "evaluation)"};
   std::string kind = d.kind;
   if (kind == "extra" || kind == "missing") {
     const std::string c = category_of_site(d.site);

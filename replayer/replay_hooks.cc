@@ -86,7 +86,10 @@ bool ReplayHooks::load_next() {
       cur_.exhausted = true;
       return false;
     }
-    if (auto* e = std::get_if<trace::TraceEpoch>(&(*rec)->value)) views_.epoch_logs(0, e->epoch, e->logs);
+    if (auto* e = std::get_if<trace::TraceEpoch>(&(*rec)->value)) {
+      views_.epoch_logs(0, e->epoch, e->logs);
+      recorded_epochs_[e->epoch] = e->logs;
+    }
     if (auto* s = std::get_if<trace::TraceStep>(&(*rec)->value)) {
       cur_.step = std::move(*s);
       cur_.loaded = true;
@@ -119,7 +122,7 @@ const trace::Event* ReplayHooks::take(const std::string& key) {
 void ReplayHooks::diverge(FirstDivergence d) {
   if (!compare_ || first_) return;
   if (d.step < 0) d.step = std::max<int64_t>(step_, cur_.loaded ? cur_.step.index : 0);
-  split_site(d.site, d.layer, d.op);
+  if (d.kind != "metrics") split_site(d.site, d.layer, d.op);  // a metric's name is no layer's
   if (d.kind == "probe" || d.kind == "step_end") {
     const std::string ks = kernel_site_of(d.site);
     if (auto it = recorded_kernels_.find(ks); it != recorded_kernels_.end()) d.kernel_recorded = it->second;
@@ -492,7 +495,28 @@ void ReplayHooks::compare_tensors(const trace::StepEnd& rec, const StepSummary& 
                   rec.params[i].first != s.params[i].first || rec.params[i].second != digest(*s.params[i].second));
 }
 
-void ReplayHooks::epoch_end(const EpochSummary& e) { views_.epoch_logs(1, e.epoch, e.logs); }
+void ReplayHooks::epoch_end(const EpochSummary& e) {
+  views_.epoch_logs(1, e.epoch, e.logs);
+  if (!compare_ || first_) return;
+  // The recorded epoch message follows the epoch's last step: reading on to the next step reads it.
+  at_end();
+  const auto rec = recorded_epochs_.find(e.epoch);
+  if (rec == recorded_epochs_.end()) return;
+  // Metrics the step's compared values do not show: the evaluation's (validation loss, say) read the moving
+  // statistics and the rows held out, which no step's probe compares.
+  std::string metrics, first_metric;
+  for (const auto& [k, v] : rec->second)
+    for (const auto& [k2, v2] : e.logs)
+      if (k == k2 && !same_bits(v, v2)) {
+        const auto [va, vb] = side_by_side(v, v2);
+        metrics += (metrics.empty() ? "" : ", ") + k + " " + va + " (recorded) vs " + vb + " (replayed)";
+        if (first_metric.empty()) first_metric = k;
+      }
+  if (metrics.empty()) return;
+  diverge(divergence(std::max<int64_t>(step_, 0), "evaluation", "metrics", first_metric,
+                     "the metrics of epoch " + std::to_string(e.epoch + 1) + " differ: " + metrics +
+                         "; every value compared in the steps before it is the same"));
+}
 
 void ReplayHooks::finish_views(PageViews& page) {
   // The recorded epoch message follows its last step's (checkpoints may lie between): the next step's load

@@ -206,6 +206,8 @@ class ReplayHooks : public Hooks {
   Status status_;
   Current cur_;
   int64_t step_ = -1;  // the step being executed (-1: before the first)
+  // Epoch -> its recorded metrics, as the trace's epoch messages are read.
+  std::map<int, std::vector<std::pair<std::string, double>>> recorded_epochs_;
   int64_t resume_at_ = 0;  // the checkpoint's step a resumed run starts at (resume_at); 0: from the start
   std::optional<FirstDivergence> first_;
   std::map<std::string, std::string> recorded_kernels_, replayed_kernels_;

@@ -92,6 +92,21 @@ TEST_F(MovingStatistics, AnotherMomentumDivergesAtTheirUpdateInStepZeroWithTheMo
 
 // A trace as a trainrr that did not probe the moving statistics wrote it: no such probe, and a header that
 // does not say it holds them.
+// At level step no probe compares them, but the epoch's metrics are compared: the validation reads them. A
+// replay with another momentum diverges at the evaluation that ends the epoch, with the momentum as its
+// cause; the same replay unchanged reproduces.
+TEST_F(MovingStatistics, AtLevelStepAnotherMomentumDivergesAtTheEpochsEvaluationInAReplay) {
+  const std::string trace = record("step.trr", "step");
+  expect_reproduces(trace);
+  CommandResult r = run_trainrr("replay " + trace + " " + kMomentum);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "diverged at step 10, evaluation (val_loss)\n")) << r.output;
+  EXPECT_TRUE(
+      has(r.output, "cause: config: the run configuration differs: model.layers[1].momentum: 0.99 -> 0.9"))
+      << r.output;
+  EXPECT_TRUE(has(r.output, "what: the metrics of epoch 1 differ: val_loss ")) << r.output;
+}
+
 TEST_F(MovingStatistics, ATraceWrittenBeforeTheyWereProbedReplaysWithoutComparingThem) {
   const std::string now = record("now.trr", "op"), before = dir.file("before.trr");
   ASSERT_EQ(rewrite_trace(
