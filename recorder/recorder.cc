@@ -92,6 +92,7 @@ Result<std::unique_ptr<Recorder>> Recorder::create(const RunConfig& config, cons
   if (!datasets) return datasets.error();
   r->header_.datasets = std::move(datasets).value();
   const Result<DeviceSpec> device = parse_device(config.runtime.device);
+  r->device_ = device.ok() ? device->str() : config.runtime.device;
   r->wants_kernels_ = options.kernels && device.ok() && !device->is_cpu();
   if (!options.kernels && device.ok() && !device->is_cpu()) r->header_.kernels_not_recorded = kKernelsNotAsked;
   return r;
@@ -100,7 +101,7 @@ Result<std::unique_ptr<Recorder>> Recorder::create(const RunConfig& config, cons
 Recorder::~Recorder() = default;
 
 void Recorder::set_runtime(int threads, const std::string& isa, const std::string& policy) {
-  header_.environment = capture_environment(threads, isa, policy);
+  header_.environment = capture_environment(threads, isa, policy, device_);
 }
 
 void Recorder::keep(Status s) {

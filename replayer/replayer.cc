@@ -44,9 +44,16 @@ std::vector<EnvDifference> environment_differences(
   std::vector<EnvDifference> out;
   for (const auto& [k, v] : both) {
     if (v.first == v.second) continue;
-    // An environment variable may be unset; any other key is absent when the trace was written by a
-    // trainrr that did not record it.
-    const char* absent = k.rfind("env.", 0) == 0 ? "(unset)" : "(not recorded)";
+    // What the program was built with, not what the run ran on; "cuda" is what a trainrr before
+    // cuda.backend wrote, "not built" whatever its build.
+    if (k == "cuda.backend" || k == "cuda") continue;
+    // A trace written before "device" was recorded: its configuration names the device, and a replay on
+    // another device says so in a note.
+    if (k == "device" && (v.first.empty() || v.second.empty())) continue;
+    // An environment variable may be unset; a GPU's entries are absent from a run on the CPU; any other key
+    // is absent when the trace was written by a trainrr that did not record it.
+    const bool of_gpu = k.rfind("gpu.", 0) == 0 || k.rfind("cuda.", 0) == 0 || k == "lib.cublasLt";
+    const char* absent = k.rfind("env.", 0) == 0 ? "(unset)" : of_gpu ? "(not on a GPU)" : "(not recorded)";
     out.push_back({k, v.first.empty() ? absent : v.first, v.second.empty() ? absent : v.second});
   }
   return out;
@@ -244,7 +251,9 @@ Result<std::vector<std::pair<std::string, std::string>>> current_environment(con
   auto isa = runtime_isa();
   if (!isa) return isa.error();
   const int threads = config.runtime.threads > 0 ? config.runtime.threads : ThreadPool::hardware_threads();
-  return capture_environment(threads, isa_name(*isa), config.runtime.policy);
+  const Result<DeviceSpec> device = parse_device(config.runtime.device);
+  return capture_environment(threads, isa_name(*isa), config.runtime.policy,
+                             device.ok() ? device->str() : config.runtime.device);
 }
 
 namespace {

@@ -278,11 +278,25 @@ void print_environment(const trace::TraceHeader& h) {
   say("  isa: %s, threads: %s, policy: %s\n", isa.c_str(), threads.c_str(), policy.c_str());
   const std::string host = take("host"), os = take("os"), kernel = take("kernel");
   say("  host: %s, os: %s, kernel %s\n", host.c_str(), os.c_str(), kernel.c_str());
+  // Where the run ran, and whether the trainrr that recorded it could have run it on a GPU. A trace written
+  // before these were recorded has neither; its "cuda" entry said "not built" whatever the build: not shown.
+  env.erase("cuda");
+  const std::string backend =
+      env.count("cuda.backend") ? "; CUDA backend: " + take("cuda.backend") : std::string();
+  std::string gpu;
   if (env.count("gpu.name")) {
-    const std::string gpu = take("gpu.name"), cc = take("gpu.compute_capability"), sms = take("gpu.sm_count");
+    const std::string name = take("gpu.name"), cc = take("gpu.compute_capability"),
+                      sms = take("gpu.sm_count");
     const std::string driver = take("cuda.driver"), runtime = take("cuda.runtime");
-    say("  gpu: %s, compute capability %s, %s SMs; CUDA driver %s, runtime %s\n", gpu.c_str(), cc.c_str(),
-        sms.c_str(), driver.c_str(), runtime.c_str());
+    gpu = name + ", compute capability " + cc + ", " + sms + " SMs; CUDA driver " + driver + ", runtime " +
+          runtime;
+  }
+  if (env.count("device")) {
+    const std::string device = take("device");
+    // On a GPU the backend was there; on the CPU, whether it was says what this trainrr could have run.
+    say("  device: %s%s\n", device.c_str(), gpu.empty() ? backend.c_str() : (" (" + gpu + ")").c_str());
+  } else if (!gpu.empty()) {
+    say("  gpu: %s\n", gpu.c_str());
   }
   const std::string compiler = take("compiler"), cflags = take("compiler.flags");
   say("  compiler: %s, flags: %s\n", compiler.c_str(), cflags.c_str());
