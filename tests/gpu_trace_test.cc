@@ -10,10 +10,11 @@
 
 #include "engine/kernels/blaslt_choice.h"
 #include "engine/kernels/kernel_registry.h"
+#include "engine/kernels/matmul_openblas.h"
 #include "replayer/replay_hooks.h"
-#include "traces/trace_reader.h"
 #include "tests/test_util.h"
 #include "tests/trace_rewrite.h"
+#include "traces/trace_reader.h"
 
 namespace trainrr::testing {
 namespace {
@@ -213,6 +214,26 @@ TEST(GpuTrace, ATraceSaysItsDeviceAndTheCudaBackendOfItsBuildIsNoDifference) {
   r = run_trainrr("show " + older);
   EXPECT_FALSE(has(r.output, "CPU backend only")) << r.output;
   EXPECT_FALSE(has(r.output, "device:")) << r.output;
+}
+
+// A CPU recording's OpenBLAS code is served back to its replay (the process restarts with OPENBLAS_CORETYPE);
+// a GPU recording's matmuls ran in cuBLASLt, so its replay on the CPU runs this CPU's own OpenBLAS code.
+TEST(GpuTrace, AReplayOnTheCpuOfAGpuRecordingKeepsThisCpusOpenblasCode) {
+  if (!openblas_core_runs_on("Prescott", cpu_flags(), detect_isa()))
+    GTEST_SKIP() << "OpenBLAS's Prescott code does not run here";
+  TempDir dir;
+  const std::string cpu = dir.file("cpu.trr");
+  CommandResult r = run_trainrr_env("OPENBLAS_CORETYPE=Prescott", "record " + example("breast_cancer.toml") +
+                                                                      " --set train.epochs=1 -o " + cpu);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_trainrr_env("env -u OPENBLAS_CORETYPE", "replay " + cpu);
+  if (!has(r.output, "restarted with OPENBLAS_CORETYPE=Prescott"))
+    GTEST_SKIP() << "OpenBLAS picks its Prescott code on this CPU by itself: " << r.output;
+  r = run_trainrr_env("env -u OPENBLAS_CORETYPE",
+                      "replay " + gpu_trace(dir, cpu) + " --set runtime.device=cpu");
+  EXPECT_NE(r.exit_code, 2) << r.output;
+  EXPECT_FALSE(has(r.output, "restarted with OPENBLAS_CORETYPE")) << r.output;
+  EXPECT_FALSE(has(r.output, "Prescott code")) << r.output;
 }
 
 // A forced replay on a GPU: the device gets the recorded cuBLASLt algorithms from the trace, whether or not this
