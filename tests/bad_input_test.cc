@@ -395,6 +395,15 @@ TEST_F(BadInput, RecordNeverOverwritesWhatIsNotATrace) {
   const std::string empty = dir.write("empty.trr", "");
   CommandResult into_empty = run_trainrr("record " + cfg + " -o " + empty);
   EXPECT_EQ(into_empty.exit_code, 0) << into_empty.output;
+  // A trace cut inside its header (a recording killed as it began), which show calls one, is replaced too.
+  std::ifstream whole(trace, std::ios::binary);
+  const std::string bytes{std::istreambuf_iterator<char>(whole), {}};
+  const std::string cut = dir.write("cut.trr", bytes.substr(0, 20));
+  const CommandResult show = run_trainrr("show " + cut);
+  EXPECT_NE(show.output.find("cut.trr: truncated inside its header"), std::string::npos) << show.output;
+  CommandResult into_cut = run_trainrr("record " + cfg + " -o " + cut);
+  EXPECT_EQ(into_cut.exit_code, 0) << into_cut.output;
+  EXPECT_EQ(run_trainrr("show " + cut).exit_code, 0);
 }
 
 TEST_F(BadInput, RecordRefusedBeforeTrainingKeepsTheEarlierTrace) {
