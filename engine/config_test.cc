@@ -184,6 +184,30 @@ TEST(Config, BadValuesAreRefused) {
                      {"nonsense", "expected key=value"}});
 }
 
+// A layer's value out of range says where, as every other value does, with the number as written.
+TEST(Config, LayerValuesOutOfRangeGiveFileLineAndKey) {
+  std::string text = kBase;
+  text.replace(text.find("units = 4"), 9, "units = -3");
+  auto c = parse_config(text, "run.toml", "");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().message, "run.toml:8: model.layers[0].units must be positive, got -3");
+  const std::string dropout = std::string(kBase) + "\n[[model.layers]]\ntype = \"Dropout\"\nrate = 0.5\n";
+  for (const auto& [override, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"model.layers[1].rate=2", "run.toml (--set): model.layers[1].rate must be in [0, 1), got 2"},
+           {"model.layers[1].rate=-0.25",
+            "run.toml (--set): model.layers[1].rate must be in [0, 1), got -0.25"},
+           {"model.layers[0].units=0", "run.toml (--set): model.layers[0].units must be positive, got 0"}}) {
+    auto r = parse_config(dropout, "run.toml", "", {override});
+    ASSERT_FALSE(r.ok()) << override;
+    EXPECT_EQ(r.error().message, expected);
+  }
+  const std::string bn =
+      std::string(kBase) + "\n[[model.layers]]\ntype = \"BatchNormalization\"\nepsilon = 0.0\n";
+  auto e = parse_config(bn, "run.toml", "");
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.error().message, "run.toml:17: model.layers[1].epsilon must be positive, got 0");
+}
+
 TEST(Config, UnknownNamesGiveFileLineKeyAndTheClosestName) {
   std::string text = kBase;
   text.replace(text.find("activation = \"relu\""), 19, "activation = \"ReLU\"");

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "engine/layers/layer.h"
@@ -28,7 +29,19 @@ struct LayerSpec {
   bool use_bias = true;
 };
 
-// An unknown type, activation, initializer or padding is an error that names it.
+// A setting of a layer out of its range: the key and what is wrong with its value ("must be positive, got
+// -3", numbers as short as they read back: 2, not 2.000000).
+struct LayerValueProblem {
+  std::string key;  // "units", "rate", ...
+  std::string what;
+};
+// The first setting of `spec`'s type that is out of range (units, filters, kernel_size, strides, pool_size,
+// rate, momentum, epsilon), or nullopt. The configuration reader checks it where it can name the file and
+// line of the key; make_layer refuses it too.
+std::optional<LayerValueProblem> layer_value_problem(const LayerSpec& spec);
+
+// An unknown type, activation, initializer or padding is an error that names it, and so is a value out of
+// range ("dense_1: units must be positive, got -3").
 Result<std::unique_ptr<Layer>> make_layer(const LayerSpec& spec);
 
 }  // namespace trainrr
