@@ -422,13 +422,17 @@ int run_show_kernels(const ShowArgs& a) {
   say("%s: %llu GPU kernel%s in %lld of %lld step%s", a.file.c_str(), static_cast<unsigned long long>(s.kernels),
       s.kernels == 1 ? "" : "s", static_cast<long long>(s.steps_with_kernels), static_cast<long long>(steps),
       steps == 1 ? "" : "s");
-  if (s.unattributed_kernels)
+  // Level step keeps no list to find them in.
+  if (s.unattributed_kernels && h.level == ProbeLevel::step)
+    say(", %llu launched outside every op", static_cast<unsigned long long>(s.unattributed_kernels));
+  else if (s.unattributed_kernels)
     say(", %llu launched outside every op (listed under %s)", static_cast<unsigned long long>(s.unattributed_kernels),
         std::string(trace::kUnattributedSite).c_str());
   say("\n");
   if (s.dropped_records)
-    say("CUPTI dropped %llu activity record%s (its buffers were full): those kernels are missing below\n",
-        static_cast<unsigned long long>(s.dropped_records), s.dropped_records == 1 ? "" : "s");
+    say("CUPTI dropped %llu activity record%s (its buffers were full): those kernels are missing %s\n",
+        static_cast<unsigned long long>(s.dropped_records), s.dropped_records == 1 ? "" : "s",
+        h.level == ProbeLevel::step ? "from the counts" : "below");
   if (h.level == ProbeLevel::step) {
     say("recorded at level step: each step keeps its kernel count and the digest of its kernel sequence, not the "
         "kernels; record at level layer or op for the kernels of each op\n");
