@@ -488,6 +488,20 @@ TEST_F(BadInput, HtmlReportInAMissingFolderIsRefusedBeforeAnyReplay) {
   }
 }
 
+// Where no file can be made whatever the permissions say (procfs takes none, even from root).
+TEST_F(BadInput, HtmlReportWhereNoFileCanBeCreatedIsRefusedBeforeAnyReplay) {
+  if (!std::filesystem::is_directory("/proc/self")) GTEST_SKIP() << "no procfs";
+  const std::string trace = dir.file("missing.trr");  // never read: the option is checked first
+  for (const std::string& cmd : {"replay " + trace, "bisect " + trace, "diff " + trace + " " + trace}) {
+    CommandResult r = run_trainrr(cmd + " --html /proc/trainrr-report.html");
+    EXPECT_EQ(r.exit_code, 2) << cmd << "\n" << r.output;
+    EXPECT_NE(r.output.find("--html: cannot create"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("/proc"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("missing.trr"), std::string::npos) << "refused before the trace is read:\n"
+                                                               << r.output;
+  }
+}
+
 TEST_F(BadInput, HtmlReportThatIsAFolderIsRefusedBeforeAnyReplay) {
   const std::string trace = dir.file("missing.trr");  // never read: the option is checked first
   for (const std::string& cmd : {"replay " + trace, "bisect " + trace, "diff " + trace + " " + trace}) {
