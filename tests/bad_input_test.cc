@@ -580,13 +580,32 @@ TEST_F(BadInput, MessagesShowBytesThatAreNotPrintableEscaped) {
   EXPECT_TRUE(printable(data.output)) << data.output;
 }
 
+// What the command-line parser refuses reads as every other error: "trainrr: ...", exit code 2.
+TEST_F(BadInput, CommandLineErrorsStartWithTrainrrLikeEveryOtherError) {
+  const std::string trace = dir.file("missing.trr");
+  for (const std::string& cmd :
+       {std::string("replay"), "record " + trace, "record --level bogus x.toml -o " + trace,
+        "export " + trace + " --step x -o " + dir.file("ck"), "replay " + trace + " --bogus",
+        "diff " + trace}) {
+    CommandResult r = run_trainrr(cmd);
+    EXPECT_EQ(r.exit_code, 2) << cmd << "\n" << r.output;
+    EXPECT_EQ(r.output.rfind("trainrr: ", 0), 0u) << cmd << "\n" << r.output;
+  }
+}
+
 TEST_F(BadInput, HelpOnEveryCommandSucceeds) {
   for (const char* cmd : {"--help", "train --help", "record --help", "replay --help", "diff --help", "bisect --help",
                           "show --help", "dump --help", "export --help"}) {
     CommandResult r = run_trainrr(cmd);
     EXPECT_EQ(r.exit_code, 0) << cmd << "\n" << r.output;
     EXPECT_NE(r.output.find("Usage"), std::string::npos) << r.output;
+    if (std::string(cmd) != "--help")
+      EXPECT_NE(r.output.find("Exit codes: 0 "), std::string::npos) << r.output;
   }
+  // The commands that take a run's folder say so.
+  for (const char* cmd : {"replay --help", "diff --help", "bisect --help", "show --help"})
+    EXPECT_NE(run_trainrr(cmd).output.find("or the folder of a run recorded under mpirun"), std::string::npos)
+        << cmd;
 }
 
 }  // namespace

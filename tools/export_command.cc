@@ -277,7 +277,9 @@ void add_export_command(CLI::App& app, int& exit_code) {
       "epochs_done is the count of epochs completed).\n"
       "Exit codes: 0 written, 2 bad input (no such checkpoint, not a trace, cannot write),\n"
       "130, 143 or 129 interrupted by SIGINT, SIGTERM or SIGHUP (nothing written, no file left).");
-  cmd->add_option("file", args->file, "Trace file")->required();
+  cmd->add_option("file", args->file,
+                  "Trace file (of a run recorded under mpirun: one rank's, FOLDER/rankR.trr)")
+      ->required();
   cmd->add_option("--step", args->step,
                   "Step N: the last checkpoint taken after at most N steps (past the trace's end: its last,\n"
                   "the final weights of a run that completed)")

@@ -574,7 +574,10 @@ void add_show_command(CLI::App& app, int& exit_code) {
       "Summarize a trace on one screen: run, environment, data, steps, checkpoints, final metrics,\n"
       "and whether the recording ended cleanly. With --kernels: the GPU kernels CUPTI recorded.\n"
       "Exit codes: 0 read (a killed recording or one still running included), 2 not a trace or damaged.");
-  cmd->add_option("file", args->file, "Trace file")->required();
+  cmd->add_option("file", args->file,
+                  "Trace file, or the folder of a run recorded under mpirun (every rank listed; --kernels\n"
+                  "reads one rank's trace, FOLDER/rankR.trr)")
+      ->required();
   cmd->add_flag("--kernels", args->kernels,
                 "List the GPU kernels CUPTI recorded, one row per op, kernel and launch shape, slowest first:\n"
                 "share of the time, total, count, average, minimum and maximum duration (ns), grid, block,\n"
