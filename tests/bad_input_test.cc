@@ -599,8 +599,9 @@ TEST_F(BadInput, HelpOnEveryCommandSucceeds) {
     CommandResult r = run_trainrr(cmd);
     EXPECT_EQ(r.exit_code, 0) << cmd << "\n" << r.output;
     EXPECT_NE(r.output.find("Usage"), std::string::npos) << r.output;
-    if (std::string(cmd) != "--help")
+    if (std::string(cmd) != "--help") {
       EXPECT_NE(r.output.find("Exit codes: 0 "), std::string::npos) << r.output;
+    }
   }
   // The commands that take a run's folder say so.
   for (const char* cmd : {"replay --help", "diff --help", "bisect --help", "show --help"})
