@@ -2,6 +2,7 @@
 // The layers a configuration can name, built from a plain description.
 
 #include <array>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -27,6 +28,9 @@ struct LayerSpec {
   std::string kernel_initializer =
       "glorot_uniform";  // glorot_uniform|glorot_normal|he_normal|he_uniform|zeros
   bool use_bias = true;
+  // Where the configuration gave each key ("run.toml:12: model.layers[0].units", "run.toml (--set): ..."),
+  // for the model's errors about their values; empty for a spec built in code.
+  std::map<std::string, std::string> sources;
 };
 
 // A setting of a layer out of its range: the key and what is wrong with its value ("must be positive, got
@@ -36,8 +40,8 @@ struct LayerValueProblem {
   std::string what;
 };
 // The first setting of `spec`'s type that is out of range (units, filters, kernel_size, strides, pool_size,
-// rate, momentum, epsilon), or nullopt. The configuration reader checks it where it can name the file and
-// line of the key; make_layer refuses it too.
+// rate, momentum, epsilon), or nullopt. make_layer refuses it; the model names the file and line of the key
+// from LayerSpec::sources.
 std::optional<LayerValueProblem> layer_value_problem(const LayerSpec& spec);
 
 // An unknown type, activation, initializer or padding is an error that names it, and so is a value out of
