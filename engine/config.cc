@@ -472,6 +472,10 @@ bool read_layers(const toml::node& n, const std::string& where, const std::strin
         *error = at + " (" + s.type + ") needs " + key;
         return false;
       }
+    // Where each value came from: the model, which checks their ranges as it builds the layers, names it.
+    // (Python's layers are checked against this parser before their own range checks.)
+    for (const std::string& key : keys->keys)
+      if (r.has(key)) s.sources[key] = r.where(*t->get(key), key);
     layers.push_back(std::move(s));
   }
   return true;

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "engine/model.h"
+
 namespace trainrr {
 namespace {
 
@@ -183,6 +185,31 @@ TEST(Config, BadValuesAreRefused) {
                      {"data.test_fraction=1.5", "data.test_fraction must be in [0, 1), got 1.5"},
                      {"train.optimizer.type=adagrad", "train.optimizer.type: unknown optimizer 'adagrad'"},
                      {"nonsense", "expected key=value"}});
+}
+
+// A layer's value out of range is refused by the model as it builds the layers, saying where the
+// configuration gave it, as every other value error does, with the number as written.
+TEST(Config, LayerValuesOutOfRangeGiveFileLineAndKey) {
+  auto model_error = [](const std::string& text, const std::vector<std::string>& overrides) {
+    auto c = parse_config(text, "run.toml", "", overrides);
+    if (!c) return "parse: " + c.error().message;
+    auto m = Sequential::from_specs(c->layers);
+    return m ? std::string("built") : m.error().message;
+  };
+  std::string text = kBase;
+  text.replace(text.find("units = 4"), 9, "units = -3");
+  EXPECT_EQ(model_error(text, {}), "run.toml:8: model.layers[0].units must be positive, got -3");
+  const std::string dropout = std::string(kBase) + "\n[[model.layers]]\ntype = \"Dropout\"\nrate = 0.5\n";
+  for (const auto& [override, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"model.layers[1].rate=2", "run.toml (--set): model.layers[1].rate must be in [0, 1), got 2"},
+           {"model.layers[1].rate=-0.25",
+            "run.toml (--set): model.layers[1].rate must be in [0, 1), got -0.25"},
+           {"model.layers[0].units=0", "run.toml (--set): model.layers[0].units must be positive, got 0"}})
+    EXPECT_EQ(model_error(dropout, {override}), expected);
+  const std::string bn =
+      std::string(kBase) + "\n[[model.layers]]\ntype = \"BatchNormalization\"\nepsilon = 0.0\n";
+  EXPECT_EQ(model_error(bn, {}), "run.toml:17: model.layers[1].epsilon must be positive, got 0");
+  EXPECT_EQ(model_error(dropout, {}), "built");
 }
 
 TEST(Config, UnknownNamesGiveFileLineKeyAndTheClosestName) {

@@ -28,6 +28,8 @@ Result<DeviceSpec> parse_device(std::string_view text) {
 
 void set_cuda_probe(CudaProbe probe) { g_cuda_probe = probe; }
 
+bool cuda_backend_built() { return g_cuda_probe != nullptr; }
+
 Status usable_device(const DeviceSpec& device) {
   if (device.is_cpu()) return {};
   if (!g_cuda_probe)

@@ -38,6 +38,10 @@ class DeviceBackend;  // engine/device_backend.h
 using CudaBackendFactory = Result<std::unique_ptr<DeviceBackend>> (*)(int index);
 void set_cuda_backend(CudaBackendFactory factory);
 
+// Whether this program has the CUDA backend (a probe was set): what a trace's environment records as
+// cuda.backend. It says nothing of the run's numbers, which its device does.
+bool cuda_backend_built();
+
 // The backend a run on `device` trains on: null for the CPU.
 Result<std::unique_ptr<DeviceBackend>> open_device(const DeviceSpec& device);
 

@@ -37,6 +37,9 @@ Result<Sequential> Sequential::from_specs(const std::vector<LayerSpec>& specs) {
   for (size_t i = 0; i < specs.size(); ++i) {
     LayerSpec s = specs[i];
     s.name = names[i];
+    // A value out of range is said where the configuration gave it, as every other value error is.
+    if (const auto problem = layer_value_problem(s); problem && s.sources.count(problem->key))
+      return Error{s.sources.at(problem->key) + " " + problem->what};
     auto layer = make_layer(s);
     if (!layer) return Error{"model.layers[" + std::to_string(i) + "]: " + layer.error().message};
     for (const auto& l : m.layers_)

@@ -10,7 +10,7 @@
 #include <xxhash.h>
 #include <zstd.h>
 
-
+#include "engine/device.h"
 #include "engine/kernels/kernel_registry.h"
 #include "engine/kernels/matmul_openblas.h"
 #include "engine/thread_pool.h"
@@ -47,7 +47,8 @@ bool numerics_variable(const std::string& name) {
   return false;
 }
 
-Environment capture_environment(int threads, const std::string& isa, const std::string& policy) {
+Environment capture_environment(int threads, const std::string& isa, const std::string& policy,
+                                const std::string& device) {
   Environment env;
   char host[256] = {};
   gethostname(host, sizeof host - 1);
@@ -58,6 +59,7 @@ Environment capture_environment(int threads, const std::string& isa, const std::
   env.emplace_back("threads", std::to_string(threads));
   env.emplace_back("isa", isa);
   env.emplace_back("policy", policy);
+  env.emplace_back("device", device);
   struct utsname u;
   if (uname(&u) == 0) {
     env.emplace_back("os", std::string(u.sysname) + " " + u.machine);
@@ -78,7 +80,7 @@ Environment capture_environment(int threads, const std::string& isa, const std::
 #endif
   env.emplace_back("lib.zstd", ZSTD_versionString());
   env.emplace_back("lib.xxhash", std::to_string(XXH_versionNumber()));
-  env.emplace_back("cuda", "not built: CPU backend only");
+  env.emplace_back("cuda.backend", cuda_backend_built() ? "built" : "not built");
   for (char** e = environ; *e; ++e) {
     const std::string kv = *e;
     const size_t eq = kv.find('=');

@@ -46,7 +46,8 @@ Result<std::vector<trace::DatasetInfo>> describe_datasets(const DataConfig& data
 namespace {
 
 // The trace must not destroy what is not a trace: the configuration, a data file, anything else. An earlier
-// trace (or an empty file) may be replaced. A trace is a regular file: its footer is synced to disk at the
+// trace (whole, cut or damaged, as show reads it) or an empty file, which holds nothing to lose, may be
+// replaced. A trace is a regular file: its footer is synced to disk at the
 // end, which a device or a pipe cannot do, so one of those is refused before training rather than after.
 Status check_trace_path(const std::string& out, const std::string& config_path, const RunConfig& c) {
   namespace fs = std::filesystem;
@@ -67,10 +68,18 @@ Status check_trace_path(const std::string& out, const std::string& config_path, 
   // Another recording's trace is refused before training, not only when this one would start writing.
   if (std::optional<pid_t> writer = trace::writer_of(out))
     return Error{trace::recording_elsewhere(out, *writer)};
-  if (fs::file_size(out, ec) > 0 && !trace::TraceReader::open(out, trace::without_payloads()))
-    return Error{out +
-                 ": exists and is not a trainrr trace; refusing to overwrite it (remove it or choose "
-                 "another path for the trace)"};
+  // An earlier trace is replaced whole, cut (even inside its header) or damaged: it starts as a trace does.
+  if (fs::file_size(out, ec) > 0) {
+    Result<bool> trace = trace::starts_like_a_trace(out);
+    if (!trace)
+      return Error{trace.error().message +
+                   "; refusing to overwrite what cannot be read (remove it or choose "
+                   "another path for the trace)"};
+    if (!*trace)
+      return Error{out +
+                   ": exists and is not a trainrr trace; refusing to overwrite it (remove it or choose "
+                   "another path for the trace)"};
+  }
   return {};
 }
 
@@ -93,6 +102,7 @@ Result<std::unique_ptr<Recorder>> Recorder::create(const RunConfig& config, cons
   if (!datasets) return datasets.error();
   r->header_.datasets = std::move(datasets).value();
   const Result<DeviceSpec> device = parse_device(config.runtime.device);
+  r->device_ = device.ok() ? device->str() : config.runtime.device;
   r->wants_kernels_ = options.kernels && device.ok() && !device->is_cpu();
   if (!options.kernels && device.ok() && !device->is_cpu()) r->header_.kernels_not_recorded = kKernelsNotAsked;
   return r;
@@ -101,7 +111,7 @@ Result<std::unique_ptr<Recorder>> Recorder::create(const RunConfig& config, cons
 Recorder::~Recorder() = default;
 
 void Recorder::set_runtime(int threads, const std::string& isa, const std::string& policy) {
-  header_.environment = capture_environment(threads, isa, policy);
+  header_.environment = capture_environment(threads, isa, policy, device_);
 }
 
 void Recorder::keep(Status s) {

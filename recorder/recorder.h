@@ -127,6 +127,7 @@ class Recorder : public Hooks {
   void add_probe(std::string_view site, Phase phase, const Tensor& value, const Fingerprint& f);
   Status status_;
 
+  std::string device_;                      // the run's device: "cpu", "cuda:0"
   bool wants_kernels_ = false;              // a run on a GPU, or a kernel source given
   std::function<std::unique_ptr<KernelSource>()> kernel_source_;  // set_kernel_source
   KernelGatherer kernels_;                  // gathering: the header says kernels are recorded

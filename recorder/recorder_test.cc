@@ -10,6 +10,7 @@
 #include <random>
 #include <set>
 
+#include "engine/device.h"
 #include "engine/kernels/kernel_registry.h"
 #include "engine/kernels/kernel_selector.h"
 #include "engine/trainer.h"
@@ -294,6 +295,29 @@ TEST(RecorderTest, TraceFileIsUntouchedUntilTheRunStarts) {
   EXPECT_NE(bytes(), earlier);
 }
 
+// The header's environment names the device the run ran on, as the configuration asked for it.
+TEST(RecorderTest, TheHeaderSaysTheRunsDevice) {
+  for (const auto& [asked, recorded] :
+       {std::pair<std::string, std::string>{"cpu", "cpu"}, {"cuda", "cuda:0"}}) {
+    TempFile file("device");
+    RecordOptions o;
+    o.path = file.path();
+    auto rec = Recorder::create(config({"runtime.device=" + asked}), o);
+    ASSERT_TRUE(rec.ok()) << rec.error().message;
+    (*rec)->set_runtime(1, "avx2", "default");
+    uint64_t seed = 7;
+    (*rec)->seed(seed, false);
+    ASSERT_TRUE((*rec)->start().ok());
+    ASSERT_TRUE((*rec)->finish(false, "stopped").ok());
+    auto reader = trace::TraceReader::open(file.path());
+    ASSERT_TRUE(reader.ok()) << reader.error().message;
+    std::string device = "(missing)";
+    for (const auto& [k, v] : (*reader)->header().environment)
+      if (k == "device") device = v;
+    EXPECT_EQ(device, recorded) << asked;
+  }
+}
+
 TEST(RecorderTest, AFileThatIsNotATraceIsNeverOverwritten) {
   TempFile file("notes");
   std::ofstream(file.path(), std::ios::binary) << "keep me\n";
@@ -342,7 +366,7 @@ TEST(EnvironmentTest, NumericsVariablesAreRecognisedByPrefix) {
 
 TEST(EnvironmentTest, CaptureHoldsTheRunsThreadsIsaAndNumericsVariables) {
   ::setenv("TRAINRR_RECORDER_TEST", "on", 1);
-  const Environment env = capture_environment(3, "avx2", "deterministic");
+  const Environment env = capture_environment(3, "avx2", "deterministic", "cpu");
   ::unsetenv("TRAINRR_RECORDER_TEST");
   auto value = [&env](const std::string& k) -> std::string {
     for (const auto& [key, v] : env)
@@ -352,6 +376,7 @@ TEST(EnvironmentTest, CaptureHoldsTheRunsThreadsIsaAndNumericsVariables) {
   EXPECT_EQ(value("threads"), "3");
   EXPECT_EQ(value("isa"), "avx2");
   EXPECT_EQ(value("policy"), "deterministic");
+  EXPECT_EQ(value("device"), "cpu");
   EXPECT_EQ(value("env.TRAINRR_RECORDER_TEST"), "on");
   EXPECT_NE(value("lib.capnproto"), "(missing)");
   EXPECT_NE(value("lib.openblas"), "(missing)");
@@ -362,6 +387,28 @@ TEST(EnvironmentTest, CaptureHoldsTheRunsThreadsIsaAndNumericsVariables) {
 #endif
   EXPECT_NE(value("compiler"), "(missing)");
   for (const auto& [key, v] : env) EXPECT_NE(key, "env.HOME");
+}
+
+Result<GpuFound> no_gpu(int) { return Error{"no CUDA driver on this machine"}; }
+
+// Whether the program has the CUDA backend is what it says, whatever the device; the device is the run's.
+TEST(EnvironmentTest, CaptureSaysTheRunsDeviceAndWhetherThisProgramHasTheCudaBackend) {
+  auto value = [](const Environment& env, const std::string& k) -> std::string {
+    std::string found = "(missing)";
+    for (const auto& [key, v] : env)
+      if (key == k) found = found == "(missing)" ? v : "(twice)";
+    return found;
+  };
+  set_cuda_probe(nullptr);
+  Environment env = capture_environment(1, "avx2", "default", "cpu");
+  EXPECT_EQ(value(env, "cuda.backend"), "not built");
+  EXPECT_EQ(value(env, "device"), "cpu");
+  EXPECT_EQ(value(env, "cuda"), "(missing)");
+  set_cuda_probe(&no_gpu);
+  env = capture_environment(1, "avx2", "default", "cuda:1");
+  set_cuda_probe(nullptr);
+  EXPECT_EQ(value(env, "cuda.backend"), "built");
+  EXPECT_EQ(value(env, "device"), "cuda:1");
 }
 
 }  // namespace

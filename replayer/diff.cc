@@ -472,8 +472,8 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     }
   // A trace that ends where the comparison does, damaged or cut short, is why it ends there: the report's
   // status says so, damage first.
-  const auto stop_a = a_ended ? trace_stop(sa, !b_ended, "A", a_path, last_index) : std::nullopt;
-  const auto stop_b = b_ended ? trace_stop(sb, !a_ended, "B", b_path, last_index) : std::nullopt;
+  const auto stop_a = a_ended ? trace_stop(sa, true, "A", a_path, last_index) : std::nullopt;
+  const auto stop_b = b_ended ? trace_stop(sb, true, "B", b_path, last_index) : std::nullopt;
   rep.stop = stop_a && (stop_a->damaged || !stop_b || !stop_b->damaged) ? stop_a : stop_b;
   for (const auto& [site, k] : kernels_a)
     if (kernels_b.count(site) && kernels_b[site] != k) ci.kernel_differences[site] = {k, kernels_b[site]};

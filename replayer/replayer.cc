@@ -45,9 +45,16 @@ std::vector<EnvDifference> environment_differences(
   std::vector<EnvDifference> out;
   for (const auto& [k, v] : both) {
     if (v.first == v.second) continue;
-    // An environment variable may be unset; any other key is absent when the trace was written by a
-    // trainrr that did not record it.
-    const char* absent = k.rfind("env.", 0) == 0 ? "(unset)" : "(not recorded)";
+    // What the program was built with, not what the run ran on; "cuda" is what a trainrr before
+    // cuda.backend wrote, "not built" whatever its build.
+    if (k == "cuda.backend" || k == "cuda") continue;
+    // A trace written before "device" was recorded: its configuration names the device, and a replay on
+    // another device says so in a note.
+    if (k == "device" && (v.first.empty() || v.second.empty())) continue;
+    // An environment variable may be unset; a GPU's entries are absent from a run on the CPU; any other key
+    // is absent when the trace was written by a trainrr that did not record it.
+    const bool of_gpu = k.rfind("gpu.", 0) == 0 || k.rfind("cuda.", 0) == 0 || k == "lib.cublasLt";
+    const char* absent = k.rfind("env.", 0) == 0 ? "(unset)" : of_gpu ? "(not on a GPU)" : "(not recorded)";
     out.push_back({k, v.first.empty() ? absent : v.first, v.second.empty() ? absent : v.second});
   }
   return out;
@@ -285,7 +292,9 @@ Result<std::vector<std::pair<std::string, std::string>>> current_environment(con
   auto isa = runtime_isa();
   if (!isa) return isa.error();
   const int threads = config.runtime.threads > 0 ? config.runtime.threads : ThreadPool::hardware_threads();
-  return capture_environment(threads, isa_name(*isa), config.runtime.policy);
+  const Result<DeviceSpec> device = parse_device(config.runtime.device);
+  return capture_environment(threads, isa_name(*isa), config.runtime.policy,
+                             device.ok() ? device->str() : config.runtime.device);
 }
 
 namespace {
@@ -676,21 +685,16 @@ ReplayResult replay(const ReplayOptions& o) {
   if (o.log && isatty(fileno(o.log))) std::fprintf(o.log, "\n");
   if (DeviceBackend* device = t.device())
     for (const std::string& note : device->device_notes()) rep.notes.push_back(note);
-  // A trace cut short (a killed recording) is compared as far as it goes, as show and diff read it; one
-  // that holds every step but not its end (cut in the last checkpoint or the footer) says so too.
+  // A trace cut short (a killed recording) is compared as far as it goes, as show and diff read it, and the
+  // report's status says where it stops, damaged or cut, wherever the cut falls: also after the last step,
+  // in the final checkpoint or the footer (what a recording killed at its end leaves). A trace still being
+  // recorded stops where the recording had got to, and one with a footer where its run ended (a replay
+  // asked for more steps): neither is cut.
   const bool whole_run = !cut_short && t.step() == t.total_steps();
-  if (whole_run && !hooks.diverged() && hooks.at_end() && !hooks.trace_ended_cleanly() && !hooks.trace_damage())
-    rep.notes.push_back(
-        "every step was compared, but the trace " +
-        (hooks.status().ok()
-             ? std::string("has no footer: the recording was killed or cut after its last step")
-             : "is cut after its last step: " + hooks.status().error().message));
-
+  const bool cut_after_last_step = whole_run && hooks.at_end() && !hooks.trace_ended_cleanly();
   res.damage = hooks.trace_damage();
-  // Where the trace stops before the steps to compare end, damaged or cut: the report's status says it. A
-  // trace still being recorded stops where the recording had got to, and one with a footer where its run
-  // ended (a replay asked for more steps): neither is cut.
-  if (res.damage || (cut_short && !read.still_recording() && !read.ended_cleanly())) {
+  if (res.damage ||
+      ((cut_short || cut_after_last_step) && !read.still_recording() && !read.ended_cleanly())) {
     TraceStop& stop = rep.stop.emplace();
     stop.damaged = res.damage.has_value();
     stop.trace = o.trace_path;

@@ -149,7 +149,9 @@ Result<std::vector<std::pair<std::string, std::string>>> current_environment(con
 // The folder the recorded configuration's relative paths resolve against.
 std::string config_folder(const trace::TraceHeader& header);
 
-// Environment differences between a recording and this process (or another recording).
+// Environment differences between a recording and this process (or another recording): those that can
+// change a run's numbers. Whether a trainrr had the CUDA backend (cuda.backend) is not one: the device the
+// run ran on is.
 std::vector<EnvDifference> environment_differences(
     const std::vector<std::pair<std::string, std::string>>& recorded,
     const std::vector<std::pair<std::string, std::string>>& replayed);

@@ -1052,15 +1052,26 @@ ReportPathCheck check_html_report_path(const std::string& path) {
     return {P::folder, path + " is a directory; an HTML report needs a file path"};
   // An existing report is rewritten in place: it is the file, not its folder, that must be writable. The
   // effective IDs decide (AT_EACCESS), as they decide the open that writes the report.
+  // Permissions do not tell all (root passes them; /proc and a read-only mount take no file): the file is
+  // opened for writing as the report will be, without changing it, or created and removed again.
   if (type != fs::file_type::not_found && type != fs::file_type::none) {
     if (::faccessat(AT_FDCWD, path.c_str(), W_OK, AT_EACCESS) != 0)
       return {P::cannot_write, "cannot write " + path + ": " + std::strerror(errno)};
+    if (type == fs::file_type::regular) {
+      const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd < 0) return {P::cannot_write, "cannot write " + path + ": " + std::strerror(errno)};
+      ::close(fd);
+    }
   } else {
     fs::path folder = fs::path(path).parent_path();
     if (folder.empty()) folder = ".";
     if (!fs::is_directory(folder, ec)) return {P::no_folder, "folder " + folder.string() + " does not exist"};
     if (::faccessat(AT_FDCWD, folder.c_str(), W_OK | X_OK, AT_EACCESS) != 0)
       return {P::cannot_write, "cannot create a file in " + folder.string() + ": " + std::strerror(errno)};
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return {P::cannot_write, "cannot create " + path + ": " + std::strerror(errno)};
+    ::close(fd);
+    ::unlink(path.c_str());
   }
   if (type == fs::file_type::regular && fs::file_size(path, ec) > 0) {
     char head[15] = {};

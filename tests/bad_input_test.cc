@@ -395,6 +395,15 @@ TEST_F(BadInput, RecordNeverOverwritesWhatIsNotATrace) {
   const std::string empty = dir.write("empty.trr", "");
   CommandResult into_empty = run_trainrr("record " + cfg + " -o " + empty);
   EXPECT_EQ(into_empty.exit_code, 0) << into_empty.output;
+  // A trace cut inside its header (a recording killed as it began), which show calls one, is replaced too.
+  std::ifstream whole(trace, std::ios::binary);
+  const std::string bytes{std::istreambuf_iterator<char>(whole), {}};
+  const std::string cut = dir.write("cut.trr", bytes.substr(0, 20));
+  const CommandResult show = run_trainrr("show " + cut);
+  EXPECT_NE(show.output.find("cut.trr: truncated inside its header"), std::string::npos) << show.output;
+  CommandResult into_cut = run_trainrr("record " + cfg + " -o " + cut);
+  EXPECT_EQ(into_cut.exit_code, 0) << into_cut.output;
+  EXPECT_EQ(run_trainrr("show " + cut).exit_code, 0);
 }
 
 TEST_F(BadInput, RecordRefusedBeforeTrainingKeepsTheEarlierTrace) {
@@ -479,6 +488,20 @@ TEST_F(BadInput, HtmlReportInAMissingFolderIsRefusedBeforeAnyReplay) {
   }
 }
 
+// Where no file can be made whatever the permissions say (procfs takes none, even from root).
+TEST_F(BadInput, HtmlReportWhereNoFileCanBeCreatedIsRefusedBeforeAnyReplay) {
+  if (!std::filesystem::is_directory("/proc/self")) GTEST_SKIP() << "no procfs";
+  const std::string trace = dir.file("missing.trr");  // never read: the option is checked first
+  for (const std::string& cmd : {"replay " + trace, "bisect " + trace, "diff " + trace + " " + trace}) {
+    CommandResult r = run_trainrr(cmd + " --html /proc/trainrr-report.html");
+    EXPECT_EQ(r.exit_code, 2) << cmd << "\n" << r.output;
+    EXPECT_NE(r.output.find("--html: cannot create"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("/proc"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("missing.trr"), std::string::npos) << "refused before the trace is read:\n"
+                                                               << r.output;
+  }
+}
+
 TEST_F(BadInput, HtmlReportThatIsAFolderIsRefusedBeforeAnyReplay) {
   const std::string trace = dir.file("missing.trr");  // never read: the option is checked first
   for (const std::string& cmd : {"replay " + trace, "bisect " + trace, "diff " + trace + " " + trace}) {
@@ -557,13 +580,33 @@ TEST_F(BadInput, MessagesShowBytesThatAreNotPrintableEscaped) {
   EXPECT_TRUE(printable(data.output)) << data.output;
 }
 
+// What the command-line parser refuses reads as every other error: "trainrr: ...", exit code 2.
+TEST_F(BadInput, CommandLineErrorsStartWithTrainrrLikeEveryOtherError) {
+  const std::string trace = dir.file("missing.trr");
+  for (const std::string& cmd :
+       {std::string("replay"), "record " + trace, "record --level bogus x.toml -o " + trace,
+        "export " + trace + " --step x -o " + dir.file("ck"), "replay " + trace + " --bogus",
+        "diff " + trace}) {
+    CommandResult r = run_trainrr(cmd);
+    EXPECT_EQ(r.exit_code, 2) << cmd << "\n" << r.output;
+    EXPECT_EQ(r.output.rfind("trainrr: ", 0), 0u) << cmd << "\n" << r.output;
+  }
+}
+
 TEST_F(BadInput, HelpOnEveryCommandSucceeds) {
   for (const char* cmd : {"--help", "train --help", "record --help", "replay --help", "diff --help", "bisect --help",
                           "show --help", "dump --help", "export --help"}) {
     CommandResult r = run_trainrr(cmd);
     EXPECT_EQ(r.exit_code, 0) << cmd << "\n" << r.output;
     EXPECT_NE(r.output.find("Usage"), std::string::npos) << r.output;
+    if (std::string(cmd) != "--help") {
+      EXPECT_NE(r.output.find("Exit codes: 0 "), std::string::npos) << r.output;
+    }
   }
+  // The commands that take a run's folder say so.
+  for (const char* cmd : {"replay --help", "diff --help", "bisect --help", "show --help"})
+    EXPECT_NE(run_trainrr(cmd).output.find("or the folder of a run recorded under mpirun"), std::string::npos)
+        << cmd;
 }
 
 }  // namespace

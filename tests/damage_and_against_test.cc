@@ -358,6 +358,56 @@ TEST(TruncatedTraceReport, ReplayAndDiffSayTheTraceIsCutShortAndTheStepsItHoldsM
       << diff_boundary.output;
 }
 
+// A recording killed after its last step loses its final checkpoint and footer, or part of them: every step
+// is there, yet the trace is cut, and replay, diff and bisect say so as for a cut anywhere else.
+TEST(TruncatedTraceReport, ATraceCutAfterItsLastStepIsTruncatedInReplayDiffAndBisect) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", kDeterministic);
+  const std::string bytes = read_file(trace);
+  int64_t last = 0;
+  while (step_message(trace, last + 1).to > 0) ++last;
+  const uint64_t end_of_steps = step_message(trace, last).to;
+  ASSERT_GT(end_of_steps, 0u);
+  const std::string after = " after step " + std::to_string(last) + " ";
+  const std::string steps = "(" + std::to_string(last + 1) + " steps compared)\n";
+  // After the last step's message; inside the final checkpoint; inside the footer.
+  for (const uint64_t size : {end_of_steps, end_of_steps + 100, uint64_t{bytes.size() - 3}}) {
+    const std::string cut = dir.file("cut" + std::to_string(size) + ".trr");
+    write_file(cut, bytes.substr(0, size));
+    const CommandResult replay = run_trainrr("replay " + cut);
+    EXPECT_EQ(replay.exit_code, 0) << replay.output;
+    EXPECT_EQ(replay.output.rfind("truncated: the trace ", 0), 0u) << size << ": " << replay.output;
+    EXPECT_TRUE(has(replay.output, after)) << replay.output;
+    EXPECT_TRUE(has(replay.output, "; the steps it holds reproduced bit for bit " + steps)) << replay.output;
+    const CommandResult replay_json = run_trainrr("replay --json " + cut);
+    EXPECT_TRUE(has(replay_json.output, "\"status\":\"truncated\"")) << replay_json.output;
+    EXPECT_TRUE(has(replay_json.output, "\"reason\":\"truncated\",\"after_step\":" + std::to_string(last)))
+        << replay_json.output;
+
+    for (const bool cut_is_a : {true, false}) {
+      const CommandResult diff = run_trainrr("diff " + (cut_is_a ? cut + " " + trace : trace + " " + cut));
+      EXPECT_EQ(diff.exit_code, 0) << diff.output;
+      EXPECT_EQ(diff.output.rfind(std::string("truncated: ") + (cut_is_a ? "A (" : "B (") + cut + ") ", 0),
+                0u)
+          << size << ": " << diff.output;
+      EXPECT_TRUE(has(diff.output, "; the steps both hold are identical " + steps)) << diff.output;
+    }
+    const CommandResult diff_json = run_trainrr("diff --json " + trace + " " + cut);
+    EXPECT_TRUE(has(diff_json.output, "\"status\":\"truncated\"")) << diff_json.output;
+    EXPECT_TRUE(has(diff_json.output,
+                    "\"side\":\"B\",\"reason\":\"truncated\",\"after_step\":" + std::to_string(last)))
+        << diff_json.output;
+  }
+  const std::string cut = dir.file("cut" + std::to_string(end_of_steps + 100) + ".trr");
+  const CommandResult bisect = run_trainrr("bisect --json " + cut);
+  EXPECT_EQ(bisect.exit_code, 0) << bisect.output;
+  EXPECT_TRUE(has(bisect.output, "\"status\":\"truncated\"")) << bisect.output;
+  // The trace itself, whole, is none of these.
+  const CommandResult whole = run_trainrr("replay --json " + trace);
+  EXPECT_TRUE(has(whole.output, "\"status\":\"reproduced\"")) << whole.output;
+  EXPECT_TRUE(has(whole.output, "\"trace_stop\":null")) << whole.output;
+}
+
 TEST(DamagedTraceReport, BisectSaysDamagedWhenAFreeReplayReproducesTheStepsBeforeIt) {
   TempDir dir;
   const std::string trace = record(dir, "run.trr", kDeterministic);

@@ -10,10 +10,11 @@
 
 #include "engine/kernels/blaslt_choice.h"
 #include "engine/kernels/kernel_registry.h"
+#include "engine/kernels/matmul_openblas.h"
 #include "replayer/replay_hooks.h"
-#include "traces/trace_reader.h"
 #include "tests/test_util.h"
 #include "tests/trace_rewrite.h"
+#include "traces/trace_reader.h"
 
 namespace trainrr::testing {
 namespace {
@@ -48,6 +49,16 @@ TEST(GpuDevice, TrainAndRecordOnTheGpuWithoutOneExit3AndWriteNothing) {
   EXPECT_TRUE(has(r.output, "runtime.device: unknown device \"gpu\": expected cpu, cuda or cuda:N")) << r.output;
 }
 
+// Sets (or adds) one entry of a trace's environment.
+void set_environment(trace::TraceHeader& h, const std::string& key, const std::string& value) {
+  for (auto& [k, v] : h.environment)
+    if (k == key) {
+      v = value;
+      return;
+    }
+  h.environment.emplace_back(key, value);
+}
+
 // A CPU recording rewritten as the CUDA backend writes a GPU run: its matmul sites chose cuBLASLt algorithms.
 std::string gpu_trace(const TempDir& dir, const std::string& cpu_trace) {
   const std::string out = dir.file("gpu.trr");
@@ -61,6 +72,8 @@ std::string gpu_trace(const TempDir& dir, const std::string& cpu_trace) {
       cpu_trace, out,
       [](trace::TraceHeader& h) {
         h.config_overrides.push_back("runtime.device=cuda");
+        set_environment(h, "device", "cuda:0");
+        set_environment(h, "cuda.backend", "built");
         h.environment.emplace_back("gpu.name", "NVIDIA H200");
         h.environment.emplace_back("gpu.compute_capability", "9.0");
         h.environment.emplace_back("gpu.sm_count", "132");
@@ -115,8 +128,11 @@ TEST(GpuTrace, ReplayWithoutAGpuExits3AndSaysHowToReplayOnTheCpu) {
   // show and dump say what the GPU chose.
   r = run_trainrr("show " + gpu);
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(has(r.output, "gpu: NVIDIA H200, compute capability 9.0, 132 SMs; CUDA driver 13.0, runtime 13.0"))
+  EXPECT_TRUE(has(r.output,
+                  "\n  device: cuda:0 (NVIDIA H200, compute capability 9.0, 132 SMs; CUDA driver 13.0, "
+                  "runtime 13.0)\n"))
       << r.output;
+  EXPECT_FALSE(has(r.output, "not built")) << r.output;
   EXPECT_TRUE(has(r.output, "GPU kernel choices: 5 sites")) << r.output;
   EXPECT_TRUE(has(r.output, "dense_1/matmul.fwd -> f32_matmul__cublaslt_algo21_tile18_stages20 (default: cuBLASLt's "
                             "heuristic's first): cuBLASLt algorithm 21, tile 18, stages 20, not split over K "
@@ -159,7 +175,78 @@ TEST(GpuTrace, ReplayOnTheCpuNamesTheFirstOpWithTheKernelOnEachSide) {
   EXPECT_FALSE(has(r.output, "ulp")) << r.output;
   // The device changed, and the GPU is a difference of the environment.
   EXPECT_TRUE(has(r.output, "recorded with runtime.device = \"cuda\", replayed with runtime.device = \"cpu\"")) << r.output;
-  EXPECT_TRUE(has(r.output, "gpu.name: NVIDIA H200 (recorded) vs (not recorded) (replayed)")) << r.output;
+  EXPECT_TRUE(has(r.output, "\n  device: cuda:0 (recorded) vs cpu (replayed)\n")) << r.output;
+  EXPECT_TRUE(has(r.output, "\n  gpu.name: NVIDIA H200 (recorded) vs (not on a GPU) (replayed)\n"))
+      << r.output;
+  // Whether this trainrr has the CUDA backend changes nothing the CPU computes: no difference.
+  EXPECT_FALSE(has(r.output, "cuda.backend")) << r.output;
+}
+
+// A trace says on which device its run ran and whether the trainrr that recorded it had the CUDA backend;
+// the backend alone is no difference between two runs on the CPU (a CPU-only build replaying a trace of a
+// build with the backend), nor is the entry that traces written before these said the same in every build.
+TEST(GpuTrace, ATraceSaysItsDeviceAndTheCudaBackendOfItsBuildIsNoDifference) {
+  TempDir dir;
+  const std::string cpu = dir.file("cpu.trr");
+  ASSERT_EQ(
+      run_trainrr("record " + example("breast_cancer.toml") + " --set train.epochs=1 -o " + cpu).exit_code,
+      0);
+#if TRAINRR_WITH_CUDA
+  const std::string built = "built", other = "not built";
+#else
+  const std::string built = "not built", other = "built";
+#endif
+  CommandResult r = run_trainrr("show " + cpu);
+  EXPECT_TRUE(has(r.output, "\n  device: cpu; CUDA backend: " + built + "\n")) << r.output;
+  EXPECT_FALSE(has(r.output, "CPU backend only")) << r.output;
+  r = run_trainrr("dump --json --steps :1 " + cpu);
+  EXPECT_TRUE(has(r.output, "\"device\":\"cpu\",")) << r.output.substr(0, 3000);
+  EXPECT_TRUE(has(r.output, "\"cuda.backend\":\"" + built + "\"")) << r.output.substr(0, 3000);
+
+  const std::string other_build = dir.file("other_build.trr");
+  ASSERT_EQ(rewrite_trace(cpu, other_build,
+                          [&](trace::TraceHeader& h) { set_environment(h, "cuda.backend", other); }),
+            "");
+  // As an older trainrr wrote it: no device, and "cuda" saying "not built" whatever the build.
+  const std::string older = dir.file("older.trr");
+  ASSERT_EQ(rewrite_trace(cpu, older,
+                          [](trace::TraceHeader& h) {
+                            std::erase_if(h.environment, [](const auto& e) {
+                              return e.first == "device" || e.first == "cuda.backend";
+                            });
+                            h.environment.emplace_back("cuda", "not built: CPU backend only");
+                          }),
+            "");
+  for (const std::string& trace : {other_build, older}) {
+    for (const std::string& command : {"replay --json " + trace, "diff --json " + cpu + " " + trace}) {
+      r = run_trainrr(command);
+      EXPECT_EQ(r.exit_code, 0) << command << "\n" << r.output;
+      EXPECT_TRUE(has(r.output, "\"environment_differences\":[]")) << command << "\n" << r.output;
+    }
+  }
+  r = run_trainrr("show " + older);
+  EXPECT_FALSE(has(r.output, "CPU backend only")) << r.output;
+  EXPECT_FALSE(has(r.output, "device:")) << r.output;
+}
+
+// A CPU recording's OpenBLAS code is served back to its replay (the process restarts with OPENBLAS_CORETYPE);
+// a GPU recording's matmuls ran in cuBLASLt, so its replay on the CPU runs this CPU's own OpenBLAS code.
+TEST(GpuTrace, AReplayOnTheCpuOfAGpuRecordingKeepsThisCpusOpenblasCode) {
+  if (!openblas_core_runs_on("Prescott", cpu_flags(), detect_isa()))
+    GTEST_SKIP() << "OpenBLAS's Prescott code does not run here";
+  TempDir dir;
+  const std::string cpu = dir.file("cpu.trr");
+  CommandResult r = run_trainrr_env("OPENBLAS_CORETYPE=Prescott", "record " + example("breast_cancer.toml") +
+                                                                      " --set train.epochs=1 -o " + cpu);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_trainrr_env("env -u OPENBLAS_CORETYPE", "replay " + cpu);
+  if (!has(r.output, "restarted with OPENBLAS_CORETYPE=Prescott"))
+    GTEST_SKIP() << "OpenBLAS picks its Prescott code on this CPU by itself: " << r.output;
+  r = run_trainrr_env("env -u OPENBLAS_CORETYPE",
+                      "replay " + gpu_trace(dir, cpu) + " --set runtime.device=cpu");
+  EXPECT_NE(r.exit_code, 2) << r.output;
+  EXPECT_FALSE(has(r.output, "restarted with OPENBLAS_CORETYPE")) << r.output;
+  EXPECT_FALSE(has(r.output, "Prescott code")) << r.output;
 }
 
 // A forced replay on a GPU: the device gets the recorded cuBLASLt algorithms from the trace, whether or not this

@@ -152,7 +152,11 @@ TEST(KernelRecords, ShowKernelsOnATraceWithoutThemSaysWhy) {
   const std::string counted = with_kernels(dir, cpu, "step.trr", ProbeLevel::step);
   r = run_trainrr("show --kernels " + counted);
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(has(r.output, ": 271 GPU kernels in 45 of 45 steps")) << r.output;
+  EXPECT_TRUE(has(r.output, ": 271 GPU kernels in 45 of 45 steps, 1 launched outside every op\n"))
+      << r.output;
+  // No list at level step to find them in.
+  EXPECT_FALSE(has(r.output, "listed under")) << r.output;
+  EXPECT_FALSE(has(r.output, "missing below")) << r.output;
   EXPECT_TRUE(has(r.output, "recorded at level step: each step keeps its kernel count and the digest of its kernel "
                             "sequence, not the kernels; record at level layer or op for the kernels of each op"))
       << r.output;

@@ -536,16 +536,37 @@ TEST_F(TraceCliTest, ReplayRefusesAnEmptyReversedOrNegativeStepRange) {
   EXPECT_NE(one.output.find("reproduced bit for bit (1 step compared)"), std::string::npos) << one.output;
 }
 
-TEST_F(TraceCliTest, ExportPastTheLastStepNamesIt) {
+// Past the trace's end, export writes the last checkpoint (the final weights), as --help and docs/traces.md
+// say, and a note names the trace's steps; a trace cut short has no final state, and the note says so.
+TEST_F(TraceCliTest, ExportPastTheLastStepWritesTheLastCheckpointWithANote) {
   TempDir out;
-  for (const char* step : {"151", "99999999999999999999"}) {
-    const CommandResult r = run_trainrr("export " + trace_ + " --step " + step + " -o " + out.file("ck"));
-    EXPECT_EQ(r.exit_code, 2) << step << ": " << r.output;
-    EXPECT_NE(r.output.find("it has steps 0..149, so --step 150 at most"), std::string::npos) << r.output;
-    EXPECT_FALSE(std::filesystem::exists(out.file("ck"))) << step;
-  }
-  const CommandResult last = run_trainrr("export " + trace_ + " --step 150 -o " + out.file("ck"));
+  const CommandResult last = run_trainrr("export " + trace_ + " --step 150 -o " + out.file("last"));
   EXPECT_EQ(last.exit_code, 0) << last.output;
+  EXPECT_EQ(last.output.find("note:"), std::string::npos) << last.output;
+  for (const char* step : {"151", "99999999999999999999"}) {
+    const std::string ck = out.file(std::string("ck") + step);
+    const CommandResult r = run_trainrr("export " + trace_ + " --step " + step + " -o " + ck);
+    EXPECT_EQ(r.exit_code, 0) << step << ": " << r.output;
+    EXPECT_NE(r.output.find("exported the checkpoint after the trace's last step, 149 (150 steps done"),
+              std::string::npos)
+        << r.output;
+    EXPECT_NE(r.output.find("\nnote: --step "), std::string::npos) << r.output;
+    EXPECT_NE(
+        r.output.find(" is past the trace's end: it has steps 0..149; its last checkpoint was exported\n"),
+        std::string::npos)
+        << r.output;
+    EXPECT_NE(read_file(ck + "/manifest.json").find("\"step\":150,"), std::string::npos) << step;
+  }
+  // Cut short: its last checkpoint is the initial state or a periodic one, not the final weights.
+  const std::string bytes = read_file(trace_);
+  const std::string cut = out.file("cut.trr");
+  write_file(cut, bytes.substr(0, bytes.size() / 8));
+  const CommandResult r = run_trainrr("export " + cut + " --step 1000 -o " + out.file("cut"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find(
+                " (it did not end cleanly: its final state is not in it); its last checkpoint was exported"),
+            std::string::npos)
+      << r.output;
 }
 
 TEST_F(TraceCliTest, ExportWritesTheCheckpointAtOrBeforeTheStepAsNpyAndAManifest) {
@@ -1109,12 +1130,11 @@ TEST_F(TraceCliTest, ReplayDiffAndBisectAgreeOnATraceCutShort) {
   EXPECT_EQ(run_trainrr("diff " + mid + " " + trace_).exit_code, 0);
   const CommandResult replay_tail = run_trainrr("replay " + tail);
   EXPECT_EQ(replay_tail.exit_code, 0) << replay_tail.output;
-  EXPECT_NE(
-      replay_tail.output.find("note: every step was compared, but the trace is cut after its last step"),
-      std::string::npos)
+  // Every step is there, but not the final checkpoint and footer: cut all the same.
+  EXPECT_EQ(replay_tail.output.rfind("truncated: the trace is cut short at byte ", 0), 0u)
       << replay_tail.output;
   const CommandResult replay_full = run_trainrr("replay " + trace_);
-  EXPECT_EQ(replay_full.output.find("note: every step"), std::string::npos) << replay_full.output;
+  EXPECT_EQ(replay_full.output.rfind("reproduced bit for bit", 0), 0u) << replay_full.output;
 }
 
 TEST_F(TraceCliTest, HostileHugeSegmentCountOrSizeAndBitFlipsNeverCrash) {

@@ -76,7 +76,9 @@ void add_bisect_command(CLI::App& app, int& exit_code) {
       "execution), then a forced-and-free lockstep replay from the nearest checkpoint, then delta\n"
       "debugging to the smallest set of recorded choices that must be forced.\n"
       "Exit codes: 0 a free replay reproduces, 1 narrowed, 2 bad input, 3 cannot replay here.");
-  cmd->add_option("trace", args->trace, "Trace file")->required();
+  cmd->add_option("trace", args->trace,
+                  "Trace file (from trainrr record), or the folder of a run recorded under mpirun")
+      ->required();
   cmd->add_option("--against", args->against,
                   "Another trace of the run: locate the step from both recordings");
   cmd->add_option("--set", args->overrides,

@@ -43,8 +43,8 @@ void add_diff_command(CLI::App& app, int& exit_code) {
       "Compare two recorded runs without re-running them: configuration, environment, the first\n"
       "divergence by (step, site) and its cause, and the drift afterwards.\n"
       "Exit codes: 0 identical, 1 diverged, 2 bad input.");
-  cmd->add_option("a", args->a, "First trace")->required();
-  cmd->add_option("b", args->b, "Second trace")->required();
+  cmd->add_option("a", args->a, "First trace, or the folder of a run recorded under mpirun")->required();
+  cmd->add_option("b", args->b, "Second trace, or the folder of a run recorded under mpirun")->required();
   add_report_options(*cmd, args->out);
   cmd->callback([args, &exit_code] { exit_code = run_diff(*args); });
 }

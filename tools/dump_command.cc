@@ -236,7 +236,9 @@ void add_dump_command(CLI::App& app, int& exit_code) {
       "(a checkpoint gives epochs_done, the epochs completed).\n"
       "Exit codes: 0 read (a killed recording or one still running included), 2 not a trace, damaged,\n"
       "or bad --steps.");
-  cmd->add_option("file", args->file, "Trace file")->required();
+  cmd->add_option("file", args->file,
+                  "Trace file (of a run recorded under mpirun: one rank's, FOLDER/rankR.trr)")
+      ->required();
   cmd->add_flag("--json", args->json, "JSON Lines: one object per message or event, with a \"type\" key");
   cmd->add_option("--steps", args->steps,
                   "Only steps A..B-1 (A:B, A: or :B; N alone: step N) and the epochs and checkpoints "

@@ -153,17 +153,18 @@ int run_export(const ExportArgs& a) {
     following.push_back(std::move(f));
   }
 
-  if (!later_checkpoint) {
-    const int64_t last = following.empty() ? chosen->step : following.back().step + 1;
-    if (a.step > last) {
-      std::fprintf(
-          stderr,
-          "trainrr: %s: --step %lld is past the trace's end: it has steps 0..%lld, so --step %lld at most\n",
-          a.file.c_str(), static_cast<long long>(a.step), static_cast<long long>(last - 1),
-          static_cast<long long>(last));
-      return kBadInput;
-    }
-  }
+  // A step past the trace's end takes its last checkpoint (the final weights of a run that completed), as
+  // --to-step and dump --steps go as far as the trace does; a note says so, and what the trace holds.
+  std::string past_the_end;
+  if (const int64_t last = following.empty() ? chosen->step : following.back().step + 1;
+      !later_checkpoint && a.step > last)
+    past_the_end =
+        "--step " + std::to_string(a.step) + " is past the trace's end: " +
+        (last > 0 ? "it has steps 0.." + std::to_string(last - 1) : std::string("it has no step")) +
+        (scan.ended_cleanly()     ? ""
+         : scan.still_recording() ? " so far (still being recorded)"
+                                  : " (it did not end cleanly: its final state is not in it)") +
+        "; its last checkpoint was exported";
 
   auto staging = ExportStaging::create(target);
   if (!staging) {
@@ -259,6 +260,7 @@ int run_export(const ExportArgs& a) {
       static_cast<long long>(state->batch_in_epoch), state->batch_in_epoch == 1 ? "" : "es", a.dir.c_str(),
       state->tensors.size(), plural(static_cast<long long>(state->tensors.size())), following.size(),
       plural(static_cast<long long>(following.size())), inline_text(until).c_str());
+  if (!past_the_end.empty()) std::printf("note: %s\n", past_the_end.c_str());
   return kOk;
 }
 
@@ -275,8 +277,12 @@ void add_export_command(CLI::App& app, int& exit_code) {
       "epochs_done is the count of epochs completed).\n"
       "Exit codes: 0 written, 2 bad input (no such checkpoint, not a trace, cannot write),\n"
       "130, 143 or 129 interrupted by SIGINT, SIGTERM or SIGHUP (nothing written, no file left).");
-  cmd->add_option("file", args->file, "Trace file")->required();
-  cmd->add_option("--step", args->step, "Step N: the last checkpoint taken after at most N steps")
+  cmd->add_option("file", args->file,
+                  "Trace file (of a run recorded under mpirun: one rank's, FOLDER/rankR.trr)")
+      ->required();
+  cmd->add_option("--step", args->step,
+                  "Step N: the last checkpoint taken after at most N steps (past the trace's end: its last,\n"
+                  "the final weights of a run that completed)")
       ->required();
   cmd->add_option("-o,--output", args->dir,
                   "Folder to write: created, or an empty folder or an earlier export (its manifest.json and\n"

@@ -75,6 +75,9 @@ int run(int argc, char** argv) {
       "Records every source of run-to-run variation, replays a run from its trace, and names the\n"
       "step, op and cause of the first divergence."};
   app.require_subcommand(1);
+  // CLI11's own errors (a missing argument, a bad value, an option check) speak as every other error does.
+  app.failure_message(
+      [](const CLI::App* a, const CLI::Error& e) { return "trainrr: " + CLI::FailureMessage::simple(a, e); });
   app.set_version_flag("--version", std::string("trainrr ") + TRAINRR_VERSION);
   int exit_code = trainrr::cli::kOk;
   trainrr::cli::add_train_command(app, exit_code);

@@ -27,6 +27,14 @@ std::string recorded_value(const trace::TraceHeader& h, const std::string& key) 
   return "";
 }
 
+// Whether the recorded run ran on a GPU: its environment names the device ("cuda:0"), or, written before
+// it did, holds the GPU's entries.
+bool recorded_on_a_gpu(const trace::TraceHeader& h) {
+  const std::string device = recorded_value(h, "device");
+  if (!device.empty()) return device != "cpu";
+  return !recorded_value(h, "gpu.name").empty() || !recorded_value(h, "gpu.error").empty();
+}
+
 // This process's arguments, as it was started.
 std::vector<std::string> own_arguments() {
   std::ifstream in("/proc/self/cmdline", std::ios::binary);
@@ -120,6 +128,9 @@ std::vector<std::string> use_recorded_openblas_core(const trace::TraceHeader& re
   if (auto notes = unrunnable_core_notes()) return *notes;
   // A portable run calls no OpenBLAS (its code differs per core): nothing to match.
   if (recorded_value(recorded, "policy") == "portable") return {};
+  // A run on a GPU ran its matmuls in cuBLASLt: the OpenBLAS code of its host made none of its numbers, and
+  // a replay on the CPU runs this CPU's own (within TRAINRR_ISA).
+  if (recorded_on_a_gpu(recorded)) return within_isa("");
   const std::string want = openblas_core_in(recorded_value(recorded, "lib.openblas"));
   const std::string have = openblas_core();
   if (const char* set = std::getenv("OPENBLAS_CORETYPE")) {

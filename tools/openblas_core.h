@@ -15,7 +15,8 @@ namespace trainrr::cli {
 // (openblas_runs_here) and the functions below return the note that says so, restarting nothing.
 
 // For a replay that forces the recorded kernels: runs the recording's OpenBLAS code when this CPU (and
-// TRAINRR_ISA) allows it, else keeps OpenBLAS within TRAINRR_ISA as keep_openblas_within_isa() does.
+// TRAINRR_ISA) allows it, else keeps OpenBLAS within TRAINRR_ISA as keep_openblas_within_isa() does; a
+// recording made on a GPU, whose matmuls OpenBLAS did not compute, gets the latter.
 // Returns the notes for the report.
 std::vector<std::string> use_recorded_openblas_core(const trace::TraceHeader& recorded);
 

@@ -242,8 +242,13 @@ int run_record(const RecordArgs& a) {
 
 void add_record_command(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<RecordArgs>();
-  CLI::App* cmd =
-      app.add_subcommand("record", "Train from a configuration and record every choice to a trace.");
+  CLI::App* cmd = app.add_subcommand(
+      "record",
+      "Train from a configuration and record every choice to a trace.\n"
+      "Exit codes: 0 recorded, 2 bad input (configuration, data, -o, a step that fails: the\n"
+      "trace keeps the steps completed before it), 3 cannot run here (runtime.device names a\n"
+      "GPU this machine or this build lacks; mpirun without MPI), 130 interrupted (SIGINT or\n"
+      "SIGTERM: the trace keeps the steps completed).");
   cmd->add_option("config", args->config, "Run configuration (TOML)")->required();
   cmd->add_option("-o,--output", args->output, "Trace file to write")->required();
   cmd->add_option("--level", args->level,

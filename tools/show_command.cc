@@ -278,11 +278,25 @@ void print_environment(const trace::TraceHeader& h) {
   say("  isa: %s, threads: %s, policy: %s\n", isa.c_str(), threads.c_str(), policy.c_str());
   const std::string host = take("host"), os = take("os"), kernel = take("kernel");
   say("  host: %s, os: %s, kernel %s\n", host.c_str(), os.c_str(), kernel.c_str());
+  // Where the run ran, and whether the trainrr that recorded it could have run it on a GPU. A trace written
+  // before these were recorded has neither; its "cuda" entry said "not built" whatever the build: not shown.
+  env.erase("cuda");
+  const std::string backend =
+      env.count("cuda.backend") ? "; CUDA backend: " + take("cuda.backend") : std::string();
+  std::string gpu;
   if (env.count("gpu.name")) {
-    const std::string gpu = take("gpu.name"), cc = take("gpu.compute_capability"), sms = take("gpu.sm_count");
+    const std::string name = take("gpu.name"), cc = take("gpu.compute_capability"),
+                      sms = take("gpu.sm_count");
     const std::string driver = take("cuda.driver"), runtime = take("cuda.runtime");
-    say("  gpu: %s, compute capability %s, %s SMs; CUDA driver %s, runtime %s\n", gpu.c_str(), cc.c_str(),
-        sms.c_str(), driver.c_str(), runtime.c_str());
+    gpu = name + ", compute capability " + cc + ", " + sms + " SMs; CUDA driver " + driver + ", runtime " +
+          runtime;
+  }
+  if (env.count("device")) {
+    const std::string device = take("device");
+    // On a GPU the backend was there; on the CPU, whether it was says what this trainrr could have run.
+    say("  device: %s%s\n", device.c_str(), gpu.empty() ? backend.c_str() : (" (" + gpu + ")").c_str());
+  } else if (!gpu.empty()) {
+    say("  gpu: %s\n", gpu.c_str());
   }
   const std::string compiler = take("compiler"), cflags = take("compiler.flags");
   say("  compiler: %s, flags: %s\n", compiler.c_str(), cflags.c_str());
@@ -408,13 +422,17 @@ int run_show_kernels(const ShowArgs& a) {
   say("%s: %llu GPU kernel%s in %lld of %lld step%s", a.file.c_str(), static_cast<unsigned long long>(s.kernels),
       s.kernels == 1 ? "" : "s", static_cast<long long>(s.steps_with_kernels), static_cast<long long>(steps),
       steps == 1 ? "" : "s");
-  if (s.unattributed_kernels)
+  // Level step keeps no list to find them in.
+  if (s.unattributed_kernels && h.level == ProbeLevel::step)
+    say(", %llu launched outside every op", static_cast<unsigned long long>(s.unattributed_kernels));
+  else if (s.unattributed_kernels)
     say(", %llu launched outside every op (listed under %s)", static_cast<unsigned long long>(s.unattributed_kernels),
         std::string(trace::kUnattributedSite).c_str());
   say("\n");
   if (s.dropped_records)
-    say("CUPTI dropped %llu activity record%s (its buffers were full): those kernels are missing below\n",
-        static_cast<unsigned long long>(s.dropped_records), s.dropped_records == 1 ? "" : "s");
+    say("CUPTI dropped %llu activity record%s (its buffers were full): those kernels are missing %s\n",
+        static_cast<unsigned long long>(s.dropped_records), s.dropped_records == 1 ? "" : "s",
+        h.level == ProbeLevel::step ? "from the counts" : "below");
   if (h.level == ProbeLevel::step) {
     say("recorded at level step: each step keeps its kernel count and the digest of its kernel sequence, not the "
         "kernels; record at level layer or op for the kernels of each op\n");
@@ -556,7 +574,10 @@ void add_show_command(CLI::App& app, int& exit_code) {
       "Summarize a trace on one screen: run, environment, data, steps, checkpoints, final metrics,\n"
       "and whether the recording ended cleanly. With --kernels: the GPU kernels CUPTI recorded.\n"
       "Exit codes: 0 read (a killed recording or one still running included), 2 not a trace or damaged.");
-  cmd->add_option("file", args->file, "Trace file")->required();
+  cmd->add_option("file", args->file,
+                  "Trace file, or the folder of a run recorded under mpirun (every rank listed; --kernels\n"
+                  "reads one rank's trace, FOLDER/rankR.trr)")
+      ->required();
   cmd->add_flag("--kernels", args->kernels,
                 "List the GPU kernels CUPTI recorded, one row per op, kernel and launch shape, slowest first:\n"
                 "share of the time, total, count, average, minimum and maximum duration (ns), grid, block,\n"

@@ -57,7 +57,11 @@ int run_train(const TrainArgs& a) {
 
 void add_train_command(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<TrainArgs>();
-  CLI::App* cmd = app.add_subcommand("train", "Train a model from a configuration file, without recording.");
+  CLI::App* cmd = app.add_subcommand(
+      "train",
+      "Train a model from a configuration file, without recording.\n"
+      "Exit codes: 0 trained, 2 bad input (configuration, data, a step that fails), 3 cannot run here\n"
+      "(runtime.device names a GPU this machine or this build lacks).");
   cmd->add_option("config", args->config, "Run configuration (TOML)")->required();
   cmd->add_option("--set", args->overrides,
                   "Override a configuration key, e.g. --set train.epochs=3 or --set model.layers[1].rate=0")

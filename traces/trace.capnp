@@ -60,8 +60,12 @@ struct Header {
   seedFromEntropy @7 :Bool;     # the configuration gave no seed; `seed` came from the OS
   level @8 :Level;              # must be a known enumerant
   checkpointEvery @9 :Int64;    # must be >= 0; 0: no periodic checkpoints
-  # Conventional keys: host, cpu.model, cpu.flags, cpu.cores, threads, isa, os, kernel, compiler,
-  # compiler.flags, lib.<name> (library versions), env.<VAR> (numerics-relevant environment variables).
+  # Conventional keys: host, cpu.model, cpu.flags, cpu.cores, threads, isa, policy, device (the run's: cpu,
+  # cuda:N), os, kernel, compiler, compiler.flags, lib.<name> (library versions), cuda.backend (whether the
+  # writing trainrr has the CUDA backend: built, not built), env.<VAR> (numerics-relevant environment
+  # variables); a run on a GPU adds gpu.name, gpu.compute_capability, gpu.sm_count, gpu.memory, cuda.driver,
+  # cuda.runtime, lib.cublasLt. Traces written before device and cuda.backend have "cuda", which said "not
+  # built" whatever the build.
   environment @10 :List(KeyValue);
   datasets @11 :List(Dataset);
   # `--set key=value` assignments applied over `config`, in order: `config` plus these is the run.

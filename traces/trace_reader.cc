@@ -1195,6 +1195,33 @@ bool starts_with_magic(std::span<const uint8_t> b) {
 
 }  // namespace
 
+Result<bool> starts_like_a_trace(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Error{path + ": cannot open: " + std::strerror(errno)};
+  uint8_t head[256];
+  size_t n = 0;
+  while (n < sizeof head) {
+    const ssize_t got = ::read(fd, head + n, sizeof head - n);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      const int e = errno;
+      ::close(fd);
+      return Error{path + ": cannot read: " + std::strerror(e)};
+    }
+    if (got == 0) break;
+    n += static_cast<size_t>(got);
+  }
+  ::close(fd);
+  if (starts_with_magic({head, n})) return true;
+  // Unpacked (format 1): the magic lies in the first words as they are.
+  for (size_t at = 0; at + sizeof(uint64_t) <= n; at += sizeof(uint64_t)) {
+    uint64_t w;
+    std::memcpy(&w, head + at, sizeof w);
+    if (w == kMagic) return true;
+  }
+  return false;
+}
+
 TraceReader::TraceReader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 TraceReader::~TraceReader() = default;
 

@@ -63,6 +63,11 @@ struct ReadStop {
   std::string why;         // the reason, without the "FILE: byte N: " of the Error's message
 };
 
+// Whether the file at `path` starts as trainrr writes a trace: with a trace header's magic, whether the
+// header is whole, cut (a recording killed as it began), damaged or of another format (trainrr 0.1's unpacked
+// traces too). A configuration, a data file or a text does not. The error: the file cannot be read.
+Result<bool> starts_like_a_trace(const std::string& path);
+
 class TraceReader {
  public:
   // Opens and reads the header. Errors: not a trace (bad framing or magic), a trace needing a newer reader

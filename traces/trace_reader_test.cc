@@ -5,14 +5,14 @@
 #include <capnp/serialize.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <random>
-
-#include <zstd.h>
 
 #include "testdata/trace_v2.capnp.h"
 #include "trace.capnp.h"
@@ -334,6 +334,39 @@ TEST(TraceHostile, BadMagicIsNotATrace) {
   auto r = TraceReader::open_memory(bytes, "magic");
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message.find("bad magic"), std::string::npos) << r.error().message;
+}
+
+// What record -o may replace: a file trainrr wrote as a trace, whatever became of it; never another file.
+TEST(TraceStart, WholeCutDamagedAndUnpackedTracesStartLikeATraceAndOtherFilesDoNot) {
+  const std::string path = temp_path("start.trr");
+  auto starts = [&path](const std::vector<uint8_t>& bytes) {
+    std::ofstream(path, std::ios::binary)
+        .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    Result<bool> r = starts_like_a_trace(path);
+    EXPECT_TRUE(r.ok()) << r.error().message;
+    return r.ok() && *r;
+  };
+  const std::vector<uint8_t> whole = written_header_bytes();
+  EXPECT_TRUE(starts(whole));
+  const std::vector<uint8_t> cut(whole.begin(), whole.begin() + 24);
+  ASSERT_FALSE(TraceReader::open_memory(cut, "cut"));
+  EXPECT_TRUE(starts(cut));
+  std::vector<uint8_t> damaged = whole;
+  damaged[damaged.size() - 3] ^= 0x10;
+  EXPECT_TRUE(starts(damaged));
+  capnp::MallocMessageBuilder message;
+  auto h = message.initRoot<schema::Message>().initHeader();
+  h.setMagic(kMagic);
+  h.setFormatVersion(1);
+  EXPECT_TRUE(starts(flat(message)));
+  const std::string csv = "a,b,label\n1,2,0\n3,4,1\n";
+  EXPECT_FALSE(starts(std::vector<uint8_t>(csv.begin(), csv.end())));
+  EXPECT_FALSE(starts({}));
+  std::remove(path.c_str());
+  const Result<bool> missing = starts_like_a_trace(path);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().message.find(path + ": cannot open: "), std::string::npos)
+      << missing.error().message;
 }
 
 TEST(TraceHostile, BytesAfterTheFooterAreAnError) {

@@ -1,5 +1,6 @@
 #include "engine/layers/layers.h"
 
+#include <charconv>
 #include <string>
 
 #include "engine/choice.h"
@@ -22,12 +23,43 @@ std::string pair_str(const std::array<int64_t, 2>& v) { return shape_str({v[0], 
 
 Error named(const std::string& layer, const Error& e) { return Error{layer + ": " + e.message}; }
 
-Status check_positive(const std::string& layer, const char* what, const std::array<int64_t, 2>& v) {
-  if (v[0] <= 0 || v[1] <= 0) return Error{layer + ": " + what + " must be positive, got " + pair_str(v)};
-  return {};
+// Shortest round trip: 2, 0.25, not 2.000000.
+std::string num(double v) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
 }
 
 }  // namespace
+
+std::optional<LayerValueProblem> layer_value_problem(const LayerSpec& spec) {
+  const std::string& t = spec.type;
+  auto positive = [](const char* key, const std::array<int64_t, 2>& v) -> std::optional<LayerValueProblem> {
+    if (v[0] > 0 && v[1] > 0) return std::nullopt;
+    return LayerValueProblem{key, "must be positive, got " + pair_str(v)};
+  };
+  if (t == "Dense" && spec.units <= 0)
+    return LayerValueProblem{"units", "must be positive, got " + std::to_string(spec.units)};
+  if (t == "Conv2D") {
+    if (spec.filters <= 0)
+      return LayerValueProblem{"filters", "must be positive, got " + std::to_string(spec.filters)};
+    if (auto p = positive("kernel_size", spec.kernel_size)) return p;
+    if (auto p = positive("strides", spec.strides)) return p;
+  }
+  if (t == "MaxPool2D" || t == "MaxPooling2D") {
+    if (auto p = positive("pool_size", spec.pool_size)) return p;
+    if (auto p = positive("strides", spec.strides_given ? spec.strides : spec.pool_size)) return p;
+  }
+  if (t == "Dropout" && !(spec.rate >= 0 && spec.rate < 1))
+    return LayerValueProblem{"rate", "must be in [0, 1), got " + num(spec.rate)};
+  if (t == "BatchNormalization") {
+    if (!(spec.momentum >= 0 && spec.momentum <= 1))
+      return LayerValueProblem{"momentum", "must be in [0, 1], got " + num(spec.momentum)};
+    if (!(spec.epsilon > 0))
+      return LayerValueProblem{"epsilon", "must be positive, got " + num(spec.epsilon)};
+  }
+  return std::nullopt;
+}
 
 Result<std::unique_ptr<Layer>> make_layer(const LayerSpec& spec) {
   const std::string& t = spec.type;
@@ -50,8 +82,9 @@ Result<std::unique_ptr<Layer>> make_layer(const LayerSpec& spec) {
       name = "activation";
   }
 
+  if (auto problem = layer_value_problem(spec))
+    return Error{name + ": " + problem->key + " " + problem->what};
   if (t == "Dense") {
-    if (spec.units <= 0) return Error{name + ": units must be positive, got " + std::to_string(spec.units)};
     auto act = parse_activation(spec.activation);
     if (!act) return named(name, act.error());
     auto init = parse_initializer(spec.kernel_initializer);
@@ -59,10 +92,6 @@ Result<std::unique_ptr<Layer>> make_layer(const LayerSpec& spec) {
     return std::unique_ptr<Layer>(std::make_unique<Dense>(name, spec.units, *act, *init, spec.use_bias));
   }
   if (t == "Conv2D") {
-    if (spec.filters <= 0)
-      return Error{name + ": filters must be positive, got " + std::to_string(spec.filters)};
-    if (Status s = check_positive(name, "kernel_size", spec.kernel_size); !s) return s.error();
-    if (Status s = check_positive(name, "strides", spec.strides); !s) return s.error();
     auto pad = parse_padding(spec.padding);
     if (!pad) return named(name, pad.error());
     auto act = parse_activation(spec.activation);
@@ -74,25 +103,14 @@ Result<std::unique_ptr<Layer>> make_layer(const LayerSpec& spec) {
   }
   if (t == "MaxPool2D" || t == "MaxPooling2D") {
     const std::array<int64_t, 2> strides = spec.strides_given ? spec.strides : spec.pool_size;
-    if (Status s = check_positive(name, "pool_size", spec.pool_size); !s) return s.error();
-    if (Status s = check_positive(name, "strides", strides); !s) return s.error();
     auto pad = parse_padding(spec.padding);
     if (!pad) return named(name, pad.error());
     return std::unique_ptr<Layer>(std::make_unique<MaxPool2D>(name, spec.pool_size, strides, *pad));
   }
   if (t == "Flatten") return std::unique_ptr<Layer>(std::make_unique<Flatten>(name));
-  if (t == "Dropout") {
-    if (!(spec.rate >= 0 && spec.rate < 1))
-      return Error{name + ": rate must be in [0, 1), got " + std::to_string(spec.rate)};
-    return std::unique_ptr<Layer>(std::make_unique<Dropout>(name, spec.rate));
-  }
-  if (t == "BatchNormalization") {
-    if (!(spec.momentum >= 0 && spec.momentum <= 1))
-      return Error{name + ": momentum must be in [0, 1], got " + std::to_string(spec.momentum)};
-    if (!(spec.epsilon > 0))
-      return Error{name + ": epsilon must be positive, got " + std::to_string(spec.epsilon)};
+  if (t == "Dropout") return std::unique_ptr<Layer>(std::make_unique<Dropout>(name, spec.rate));
+  if (t == "BatchNormalization")
     return std::unique_ptr<Layer>(std::make_unique<BatchNormalization>(name, spec.momentum, spec.epsilon));
-  }
   if (t == "Activation") {
     auto act = parse_activation(spec.activation);
     if (!act) return named(name, act.error());

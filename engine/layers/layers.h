@@ -2,7 +2,9 @@
 // The layers a configuration can name, built from a plain description.
 
 #include <array>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "engine/layers/layer.h"
@@ -26,9 +28,24 @@ struct LayerSpec {
   std::string kernel_initializer =
       "glorot_uniform";  // glorot_uniform|glorot_normal|he_normal|he_uniform|zeros
   bool use_bias = true;
+  // Where the configuration gave each key ("run.toml:12: model.layers[0].units", "run.toml (--set): ..."),
+  // for the model's errors about their values; empty for a spec built in code.
+  std::map<std::string, std::string> sources;
 };
 
-// An unknown type, activation, initializer or padding is an error that names it.
+// A setting of a layer out of its range: the key and what is wrong with its value ("must be positive, got
+// -3", numbers as short as they read back: 2, not 2.000000).
+struct LayerValueProblem {
+  std::string key;  // "units", "rate", ...
+  std::string what;
+};
+// The first setting of `spec`'s type that is out of range (units, filters, kernel_size, strides, pool_size,
+// rate, momentum, epsilon), or nullopt. make_layer refuses it; the model names the file and line of the key
+// from LayerSpec::sources.
+std::optional<LayerValueProblem> layer_value_problem(const LayerSpec& spec);
+
+// An unknown type, activation, initializer or padding is an error that names it, and so is a value out of
+// range ("dense_1: units must be positive, got -3").
 Result<std::unique_ptr<Layer>> make_layer(const LayerSpec& spec);
 
 }  // namespace trainrr

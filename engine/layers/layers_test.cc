@@ -99,7 +99,7 @@ TEST(LayerMakeLayer, OutOfRangeSettingsAreErrors) {
   drop.rate = 1;
   r = make_layer(drop);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.error().message.find("dropout_1: rate must be in [0, 1)"), std::string::npos);
+  EXPECT_EQ(r.error().message, "dropout_1: rate must be in [0, 1), got 1");
 
   LayerSpec c = spec_of("Conv2D", "conv2d_1");
   c.strides = {0, 1};
