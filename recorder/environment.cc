@@ -42,6 +42,9 @@ bool numerics_variable(const std::string& name) {
   static const char* kPrefixes[] = {"OMP_",   "OPENBLAS_",   "MKL_",     "GOTO", "CUDA_", "CUBLAS_",
                                     "CUDNN_", "NVIDIA_TF32", "TRAINRR_", "KMP_", "BLIS_",
                                     "OMPI_MCA_coll"};
+  // Where the toolkit is installed (CUDA_HOME, CUDA_PATH, CUDA_TOOLKIT_ROOT_DIR) changes no value computed.
+  for (const char* where : {"_HOME", "_PATH", "_ROOT", "_DIR"})
+    if (name.rfind("CUDA_", 0) == 0 && name.ends_with(where)) return false;
   for (const char* p : kPrefixes)
     if (name.rfind(p, 0) == 0) return true;
   return false;

@@ -362,6 +362,12 @@ TEST(EnvironmentTest, NumericsVariablesAreRecognisedByPrefix) {
   EXPECT_TRUE(numerics_variable("TRAINRR_ANYTHING"));
   EXPECT_FALSE(numerics_variable("HOME"));
   EXPECT_FALSE(numerics_variable("PATH"));
+  // Where the CUDA toolkit lies is no numerics setting; which device and how launches run are.
+  EXPECT_FALSE(numerics_variable("CUDA_HOME"));
+  EXPECT_FALSE(numerics_variable("CUDA_PATH"));
+  EXPECT_FALSE(numerics_variable("CUDA_TOOLKIT_ROOT_DIR"));
+  EXPECT_TRUE(numerics_variable("CUDA_VISIBLE_DEVICES"));
+  EXPECT_TRUE(numerics_variable("CUDA_LAUNCH_BLOCKING"));
 }
 
 TEST(EnvironmentTest, CaptureHoldsTheRunsThreadsIsaAndNumericsVariables) {

@@ -48,6 +48,8 @@ std::vector<EnvDifference> environment_differences(
     // What the program was built with, not what the run ran on; "cuda" is what a trainrr before
     // cuda.backend wrote, "not built" whatever its build.
     if (k == "cuda.backend" || k == "cuda") continue;
+    // A variable an older trainrr recorded that changes no value (CUDA_HOME, where the toolkit lies).
+    if (k.rfind("env.", 0) == 0 && !numerics_variable(k.substr(4))) continue;
     // A trace written before "device" was recorded: its configuration names the device, and a replay on
     // another device says so in a note.
     if (k == "device" && (v.first.empty() || v.second.empty())) continue;

@@ -265,8 +265,9 @@ TEST(Cause, KernelSelectionsAtTheDivergentLayersOpsOfItsPhaseComeFirst) {
 }
 
 TEST(EnvironmentDifferences, AnUnsetVariableAndAKeyAnOlderTraceLacksAreToldApart) {
-  const std::vector<std::pair<std::string, std::string>> older = {{"cpu.model", "AMD EPYC"},
-                                                                  {"env.OMP_NUM_THREADS", "4"}};
+  // An older trainrr recorded CUDA_HOME, which changes no value: never a difference.
+  const std::vector<std::pair<std::string, std::string>> older = {
+      {"cpu.model", "AMD EPYC"}, {"env.OMP_NUM_THREADS", "4"}, {"env.CUDA_HOME", "/usr/local/cuda"}};
   const std::vector<std::pair<std::string, std::string>> newer = {
       {"cpu.model", "AMD EPYC"}, {"lib.libc", "glibc 2.36"}, {"env.OPENBLAS_CORETYPE", "Haswell"}};
   const std::vector<EnvDifference> d = environment_differences(older, newer);
