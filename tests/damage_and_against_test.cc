@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -226,22 +227,30 @@ TEST(DamagedTraceReport, AFooterThatSaysCompletedBeforeTheScheduleEndsIsDamage) 
 
 // A draw is compared whole, not only its values: a count (or counter, or key) the replay did not draw is a
 // difference, even where the values drawn match the recorded digest.
-TEST(DamagedTraceReport, ADrawOfAnotherCountWithTheSameValuesIsADifference) {
-  TempDir dir;
-  const std::string trace = record(dir, "run.trr", "--set train.epochs=1");
-  const std::string changed = dir.file("count.trr");
+// `trace` with its first recorded draw changed by `edit`, written to `name` in `dir`.
+std::string with_first_draw(const TempDir& dir, const std::string& trace, const std::string& name,
+                            const std::function<void(RngDraw&)>& edit) {
+  const std::string changed = dir.file(name);
   bool edited = false;
-  ASSERT_EQ(rewrite_trace(
+  EXPECT_EQ(rewrite_trace(
                 trace, changed, [](trace::TraceHeader&) {},
                 [&](trace::TraceStep& s) {
                   for (auto& e : s.events)
                     if (auto* d = std::get_if<trace::RngDrawEvent>(&e); d && !edited) {
-                      d->draw.count = uint64_t{1} << 62;
+                      edit(d->draw);
                       edited = true;
                     }
                 }),
             "");
-  ASSERT_TRUE(edited);
+  EXPECT_TRUE(edited);
+  return changed;
+}
+
+TEST(DamagedTraceReport, ADrawOfAnotherCountWithTheSameValuesIsADifference) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", "--set train.epochs=1");
+  const std::string changed =
+      with_first_draw(dir, trace, "count.trr", [](RngDraw& d) { d.count = uint64_t{1} << 62; });
   for (const std::string& args : {"replay " + changed, "diff " + trace + " " + changed}) {
     const CommandResult r = run_trainrr(args);
     EXPECT_EQ(r.exit_code, 1) << args << "\n" << r.output;
@@ -255,19 +264,8 @@ TEST(DamagedTraceReport, ADrawOfAnotherCountWithTheSameValuesIsADifference) {
 TEST(DamagedTraceReport, ARecordedCounterTheRunDidNotReachIsNotPutDownToTheArithmeticAlone) {
   TempDir dir;
   const std::string trace = record(dir, "run.trr", "--set train.epochs=1");
-  const std::string changed = dir.file("counter.trr");
-  bool edited = false;
-  ASSERT_EQ(rewrite_trace(
-                trace, changed, [](trace::TraceHeader&) {},
-                [&](trace::TraceStep& s) {
-                  for (auto& e : s.events)
-                    if (auto* d = std::get_if<trace::RngDrawEvent>(&e); d && !edited) {
-                      d->draw.counter = ~uint64_t{0} - d->draw.count;
-                      edited = true;
-                    }
-                }),
-            "");
-  ASSERT_TRUE(edited);
+  const std::string changed =
+      with_first_draw(dir, trace, "counter.trr", [](RngDraw& d) { d.counter = ~uint64_t{0} - d.count; });
   const CommandResult r = run_trainrr("replay " + changed);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_TRUE(has(r.output, "cause: rng: ")) << r.output;
