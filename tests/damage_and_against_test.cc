@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
