@@ -9,7 +9,6 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <functional>
 #include <set>
 #include <string>
 #include <vector>
