@@ -204,6 +204,7 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
       stop = s;
       stop_side = i == 0 ? "A" : "B";
     }
+  bool length_in_cause = false;  // the cause says the runs differ only in how many steps they run
   if (out.exit_code == 0) {
     const std::string what =
         counted(static_cast<int64_t>(steps), "step") +
@@ -212,7 +213,7 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
       out.lines.push_back(std::string(stop->damaged ? "damaged: " : "truncated: ") +
                           stop_words(*stop, stop_side) + "; the steps " +
                           (stop->damaged ? "before it" : "both hold") + " are identical: " + what);
-    else if (!data.empty() || !within.empty())
+    else if (!data.empty() || !within.empty() || !length.empty())
       // The runs' inputs differ, yet no value compared does.
       out.lines.push_back("diverged in the inputs only: no value compared differs (" +
                           counted(static_cast<int64_t>(steps), "step") + " compared)");
@@ -223,6 +224,16 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
           !data.empty() ? "  cause: data: " + data +
                               (within.empty() ? "" : "; the run configuration differs too: " + within_text)
                         : "  cause: config: the run configuration differs: " + within_text);
+      out.exit_code = 1;
+    } else if (!length.empty()) {
+      const int64_t sa = extent[0].steps, sb = extent[1].steps;
+      out.lines.push_back("  cause: config: the run configuration differs: " + length +
+                          ", which changes how many steps run, not what a step computes" +
+                          (sa == sb ? std::string()
+                                    : std::string(": ") + (sa < sb ? "A" : "B") + " ends first, after " +
+                                          counted(std::min(sa, sb), "step")) +
+                          ", and the steps both runs have are the same");
+      length_in_cause = true;
       out.exit_code = 1;
     } else if (na != nb) {
       const std::string variant =
@@ -235,7 +246,7 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
                      std::string("  ") + (stop->damaged ? "damaged: " : "truncated: ") +
                          stop_words(*stop, stop_side) + ": nothing after it is compared");
   }
-  if (!length.empty())
+  if (!length.empty() && !length_in_cause)
     out.lines.push_back(
         "  note: the configurations differ (" + length +
         "), which changes how many steps run, not what a step computes: the steps both runs have "

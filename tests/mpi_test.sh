@@ -249,6 +249,10 @@ PY
     -e ': loader (racy: always forced)$' && fail "bisect m4 (trainrr_exact): named more than the variants"
   again=$("$T" bisect m4 --set distributed.allreduce=trainrr_exact 2>&1)
   [ "$again" = "$first" ] || { echo "$again"; fail "bisect m4 (trainrr_exact): another answer than the first run's"; }
+  # Runs that differ only in how many steps they run: diverged in the inputs, with the side that ends first.
+  record 4 m4e2 --set train.epochs=2
+  expect 1 "^diverged in the inputs only: no value compared differs" -- "$T" diff m4 m4e2
+  expect 1 "cause: config: the run configuration differs: train.epochs: 1 -> 2, which changes how many steps run, not what a step computes: A ends first, after 45 steps" -- "$T" diff m4 m4e2
   # One rank, and a run refused for its configuration.
   record 1 one --set seed=8
   expect 0 "run one: 1 rank, run id" -- "$T" show one
