@@ -208,7 +208,8 @@ void ReplayHooks::rng_values(const RngDraw& draw, std::span<const std::byte> val
         "either this build makes other values of the same words, or the recorded draw is not the one its "
         "values came from)";
   } else if (fd.same_draw) {
-    fd.detail += " (the same draw, made into other values)";
+    fd.detail += " (the same draw, made into other values: digest " + digest_str(rec.digest) +
+                 " (recorded) vs " + digest_str(d) + " (replayed))";
   }
   diverge(std::move(fd));
 }
