@@ -163,6 +163,13 @@ Suspect scan(const std::string& path, const trace::TraceHeader& header, const Ke
   return s;
 }
 
+// Whether a kernel choice makes its result by a race: a kernel whose result depends on timing (a first-ready
+// loader, a completion-order sum), or one picked by timing (autotune).
+bool decided_by_a_race(const KernelChoice& choice, const KernelRegistry& registry) {
+  const Kernel* kernel = registry.find(choice.chosen);
+  return choice.reason.starts_with("autotune") || (kernel && !kernel->info.deterministic);
+}
+
 // The choice units recorded in steps [from, to], and every kernel site (selected once, before `from`).
 struct WindowUnits {
   std::vector<std::string> all;
@@ -195,8 +202,7 @@ WindowUnits units_in_window(const std::string& path, int64_t from, int64_t to, c
       if (auto* k = std::get_if<KernelChoice>(&e)) {
         const std::string unit = k->site == "data/loader" ? "loader" : "kernel:" + k->site;
         if (unit != "loader") units.insert(unit);
-        const Kernel* kernel = registry.find(k->chosen);
-        if (k->reason.starts_with("autotune") || (kernel && !kernel->info.deterministic)) w.racy.insert(unit);
+        if (decided_by_a_race(*k, registry)) w.racy.insert(unit);
       }
       if (!inside) continue;
       if (auto* r = std::get_if<trace::RngDrawEvent>(&e)) units.insert("rng:" + r->draw.stream);
@@ -215,11 +221,8 @@ WindowUnits units_in_window(const std::string& path, int64_t from, int64_t to, c
 // loader, a completion-order sum), or one picked by timing.
 std::set<std::string> racy_in_replay(const ReplayHooks& hooks, const KernelRegistry& registry) {
   std::set<std::string> out;
-  for (const auto& [site, choice] : hooks.replayed_choices()) {
-    const Kernel* kernel = registry.find(choice.chosen);
-    if (choice.reason.starts_with("autotune") || (kernel && !kernel->info.deterministic))
-      out.insert(site == "data/loader" ? "loader" : "kernel:" + site);
-  }
+  for (const auto& [site, choice] : hooks.replayed_choices())
+    if (decided_by_a_race(choice, registry)) out.insert(site == "data/loader" ? "loader" : "kernel:" + site);
   return out;
 }
 

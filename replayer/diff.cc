@@ -169,24 +169,6 @@ std::optional<TraceStop> trace_stop(const StepStream& s, bool first, const std::
   return stop;
 }
 
-// The evaluation after epoch `e` (its metrics: the validation loss, say), when its metrics differ on the two
-// sides: a divergence at the step the epoch ended with.
-std::optional<FirstDivergence> metrics_divergence(const StepStream& sa, const StepStream& sb, size_t e) {
-  std::string metrics, first_metric;
-  for (const auto& [k, v] : sa.epochs[e].logs)
-    for (const auto& [k2, v2] : sb.epochs[e].logs)
-      if (k == k2 && !same_bits(v, v2)) {
-        const auto [va, vb] = side_by_side(v, v2);
-        metrics += (metrics.empty() ? "" : ", ") + k + " " + va + " (A) vs " + vb + " (B)";
-        if (first_metric.empty()) first_metric = k;
-      }
-  if (metrics.empty()) return std::nullopt;
-  const int64_t step = std::max(sa.epoch_after_step[e], sb.epoch_after_step[e]);
-  return divergence(step, "evaluation", "metrics", first_metric,
-                    "the metrics of epoch " + std::to_string(e + 1) + " differ: " + metrics +
-                        "; every value compared in the steps before it is the same");
-}
-
 }  // namespace
 
 std::vector<std::string> recorded_config_differences(const trace::TraceHeader& ha,
@@ -326,7 +308,11 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     auto b = sb.next();
     // An epoch's metrics, logged after its last step, come before the steps read now.
     for (; epochs_compared < std::min(sa.epochs.size(), sb.epochs.size()); ++epochs_compared)
-      if (!first) first = metrics_divergence(sa, sb, epochs_compared);
+      if (!first)
+        first = metrics_divergence(
+            std::max(sa.epoch_after_step[epochs_compared], sb.epoch_after_step[epochs_compared]),
+            static_cast<int>(epochs_compared), sa.epochs[epochs_compared].logs,
+            sb.epochs[epochs_compared].logs, "A", "B");
     if (!a || !b) {
       if (a || b) {
         ends_first = std::string(a ? "B" : "A") + " ends first, after " + counted(steps, "step");
@@ -585,11 +571,6 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
                                ", which changes how many steps run, not what a step computes" +
                                (ends_first.empty() ? std::string() : ": " + ends_first) +
                                ", and the steps both runs have are the same"};
-  } else if (at_evaluation && rep.cause.category != "config") {
-    rep.cause = {"numeric",
-                 "the evaluation after the step computed other metrics, though every value compared "
-                 "in the steps before it is the same: its arithmetic differs (the trace records no op "
-                 "of the evaluation)"};
   }
   if (rep.cause.category != "config" && rep.cause.category != "data") {
     std::vector<std::string> apart;

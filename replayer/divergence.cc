@@ -85,6 +85,25 @@ std::pair<std::string, std::string> side_by_side(double a, double b) {
   }
 }
 
+std::optional<FirstDivergence> metrics_divergence(int64_t step, int epoch,
+                                                  const std::vector<std::pair<std::string, double>>& a,
+                                                  const std::vector<std::pair<std::string, double>>& b,
+                                                  const std::string& name_a, const std::string& name_b) {
+  std::string metrics, first_metric;
+  for (const auto& [k, v] : a)
+    for (const auto& [k2, v2] : b)
+      if (k == k2 && !same_bits(v, v2)) {
+        const auto [va, vb] = side_by_side(v, v2);
+        metrics +=
+            (metrics.empty() ? "" : ", ") + k + " " + va + " (" + name_a + ") vs " + vb + " (" + name_b + ")";
+        if (first_metric.empty()) first_metric = k;
+      }
+  if (metrics.empty()) return std::nullopt;
+  return divergence(step, "evaluation", "metrics", first_metric,
+                    "the metrics of epoch " + std::to_string(epoch + 1) + " differ: " + metrics +
+                        "; every value compared in the steps before it is the same");
+}
+
 std::string counted(int64_t n, const std::string& noun) {
   return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
 }

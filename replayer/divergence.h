@@ -45,6 +45,12 @@ std::string event_phase(const std::string& kind, const std::string& site);
 // A divergence with its place and what differs (step -1: the step in progress).
 FirstDivergence divergence(int64_t step, std::string phase, std::string kind, std::string site,
                            std::string detail = "");
+// The evaluation that ended epoch `epoch` (0-based) at `step`, when metrics of one name differ bit for bit on
+// the two sides ("val_loss 2.09335 (A) vs 1.94148 (B)"); nothing when none does.
+std::optional<FirstDivergence> metrics_divergence(int64_t step, int epoch,
+                                                  const std::vector<std::pair<std::string, double>>& a,
+                                                  const std::vector<std::pair<std::string, double>>& b,
+                                                  const std::string& name_a, const std::string& name_b);
 // "parameter dense_1.kernel differs", "gradient of dense_1.bias differs", "the parameters differ" (for the one
 // digest over all parameters that level step records).
 std::string what_differs(const std::string& name, bool gradient);

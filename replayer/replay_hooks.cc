@@ -505,18 +505,9 @@ void ReplayHooks::epoch_end(const EpochSummary& e) {
   if (rec == recorded_epochs_.end()) return;
   // Metrics the step's compared values do not show: the evaluation's (validation loss, say) read the moving
   // statistics and the rows held out, which no step's probe compares.
-  std::string metrics, first_metric;
-  for (const auto& [k, v] : rec->second)
-    for (const auto& [k2, v2] : e.logs)
-      if (k == k2 && !same_bits(v, v2)) {
-        const auto [va, vb] = side_by_side(v, v2);
-        metrics += (metrics.empty() ? "" : ", ") + k + " " + va + " (recorded) vs " + vb + " (replayed)";
-        if (first_metric.empty()) first_metric = k;
-      }
-  if (metrics.empty()) return;
-  diverge(divergence(std::max<int64_t>(step_, 0), "evaluation", "metrics", first_metric,
-                     "the metrics of epoch " + std::to_string(e.epoch + 1) + " differ: " + metrics +
-                         "; every value compared in the steps before it is the same"));
+  if (auto d = metrics_divergence(std::max<int64_t>(step_, 0), e.epoch, rec->second, e.logs, "recorded",
+                                  "replayed"))
+    diverge(std::move(*d));
 }
 
 void ReplayHooks::finish_views(PageViews& page) {
