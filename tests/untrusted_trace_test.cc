@@ -92,6 +92,25 @@ class UntrustedTrace : public ::testing::Test {
     return path;
   }
 
+  // checkpointed_trace() with the tensor `name` of its checkpoint at step 5 changed by `edit`, as bad.trr.
+  std::string with_checkpoint_tensor(const std::string& name, const std::function<void(Tensor&)>& edit) {
+    const std::string bad = dir.file("bad.trr");
+    bool edited = false;
+    EXPECT_EQ(rewrite_trace(
+                  checkpointed_trace(), bad, [](trace::TraceHeader&) {}, {},
+                  [&](trace::TraceCheckpoint& cp) {
+                    for (auto& t : cp.tensors)
+                      if (cp.step == 5 && t.name == name) {
+                        edit(t.value);
+                        edited = true;
+                      }
+                    return true;
+                  }),
+              "");
+    EXPECT_TRUE(edited) << name;
+    return bad;
+  }
+
   // `wrapper` runs before trainrr, e.g. "timeout 10".
   CommandResult run(const std::string& args, const std::string& wrapper = "") const {
     return run_trainrr_env(
@@ -651,22 +670,9 @@ TEST_F(UntrustedTrace, ACheckpointPermutationNamingRowsTheDataDoesNotHaveIsRefus
 // An optimizer's state is updated elementwise beside its parameter: a slot of another shape is refused when
 // the checkpoint is restored, not read or written past its end.
 TEST_F(UntrustedTrace, AnOptimizerSlotOfAnotherShapeThanItsParameterIsRefused) {
-  const std::string with_checkpoint = checkpointed_trace();
+  const std::string bad =
+      with_checkpoint_tensor("m/dense_1.kernel", [](Tensor& t) { t = Tensor({1}, 0.0f); });
   ASSERT_FALSE(HasFailure());
-  const std::string bad = dir.file("bad.trr");
-  bool edited = false;
-  ASSERT_EQ(rewrite_trace(
-                with_checkpoint, bad, [](trace::TraceHeader&) {}, {},
-                [&](trace::TraceCheckpoint& cp) {
-                  for (auto& t : cp.tensors)
-                    if (cp.step == 5 && t.name == "m/dense_1.kernel") {
-                      t.value = Tensor({1}, 0.0f);
-                      edited = true;
-                    }
-                  return true;
-                }),
-            "");
-  ASSERT_TRUE(edited);
   CommandResult r = run("replay " + bad + " --from-step 5");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   // Refused as the checkpoint is read, before it is decompressed (the model's tensors are known), and by the
@@ -681,17 +687,8 @@ TEST_F(UntrustedTrace, AnOptimizerSlotOfAnotherShapeThanItsParameterIsRefused) {
 // What a checkpoint costs to read is bounded by the model that takes it: a tensor of another shape than the
 // model's is refused before it is decompressed, however small its compressed frames.
 TEST_F(UntrustedTrace, ACheckpointTensorOfAnotherShapeThanTheModelsIsRefusedBeforeItIsDecompressed) {
-  const std::string with_checkpoint = checkpointed_trace();
+  const std::string bad = with_checkpoint_tensor("dense_1.kernel", [](Tensor& t) { t.shape = {1, 480}; });
   ASSERT_FALSE(HasFailure());
-  const std::string bad = dir.file("bad.trr");
-  ASSERT_EQ(rewrite_trace(
-                with_checkpoint, bad, [](trace::TraceHeader&) {}, {},
-                [](trace::TraceCheckpoint& cp) {
-                  for (auto& t : cp.tensors)
-                    if (cp.step == 5 && t.name == "dense_1.kernel") t.value.shape = {1, 480};
-                  return true;
-                }),
-            "");
   CommandResult r = run("replay " + bad + " --from-step 5");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(
