@@ -216,6 +216,12 @@ std::string kernel_pick(const KernelChoice& choice) {
   return out;
 }
 
+Cause evaluation_arithmetic() {
+  return {"numeric",
+          "the evaluation after the step computed other metrics, though every value compared in the steps "
+          "before it is the same: its arithmetic differs (the trace records no op of the evaluation)"};
+}
+
 Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
   // Accumulation orders that differed where they can have made the first difference: in an earlier step, or
   // in its step but not in a backward op when the difference is in the forward pass or before it (a backward
@@ -256,11 +262,7 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
   }
   if (!within.empty()) return {"config", "the run configuration differs: " + join_some(within)};
 
-  if (d.kind == "metrics")
-    return {"numeric",
-            "the evaluation after the step computed other metrics, though every value compared in the "
-            "steps before it is the same: its arithmetic differs (the trace records no op of the "
-            "evaluation)"};
+  if (d.kind == "metrics") return evaluation_arithmetic();
   std::string kind = d.kind;
   if (kind == "extra" || kind == "missing") {
     const std::string c = category_of_site(d.site);

@@ -41,6 +41,10 @@ std::string kernel_pick(const KernelChoice& choice);
 
 Cause classify(const FirstDivergence& d, const CauseInputs& in);
 
+// The cause of metrics that differ after steps that match, where neither the data nor the configuration
+// reaches them: the evaluation's own arithmetic.
+Cause evaluation_arithmetic();
+
 // Whether a configuration difference (as config_differences() words it) changes only how many steps run,
 // not what any step computes: `train.epochs`. Such a difference explains no divergence in the steps both
 // runs have.

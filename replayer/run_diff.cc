@@ -13,9 +13,15 @@ namespace trainrr {
 
 namespace {
 
+// An epoch's metrics, with the number of complete steps read before they were logged.
+struct EpochLog {
+  trace::TraceEpoch epoch;
+  size_t after_steps = 0;
+};
+
 // A rank's steps, read to the end of what its trace holds (a cut or damaged trace: its complete steps before
-// where reading stopped; run_extent() says where that is).
-std::vector<trace::TraceStep> read_steps(const std::string& path) {
+// where reading stopped; run_extent() says where that is), and the epochs' metrics logged between them.
+std::vector<trace::TraceStep> read_steps(const std::string& path, std::vector<EpochLog>* epochs) {
   std::vector<trace::TraceStep> steps;
   auto reader = trace::TraceReader::open(path, trace::without_payloads());
   if (!reader) return steps;
@@ -24,6 +30,8 @@ std::vector<trace::TraceStep> read_steps(const std::string& path) {
     if (!record || !*record) break;
     if (auto* step = std::get_if<trace::TraceStep>(&(*record)->value); step && step->end)
       steps.push_back(std::move(*step));
+    else if (auto* e = std::get_if<trace::TraceEpoch>(&(*record)->value); e && epochs)
+      epochs->push_back({std::move(*e), steps.size()});
   }
   return steps;
 }
@@ -31,6 +39,7 @@ std::vector<trace::TraceStep> read_steps(const std::string& path) {
 struct Side {
   trace::RunSet run;
   std::vector<std::vector<trace::TraceStep>> steps;  // by rank
+  std::vector<EpochLog> epochs;                      // rank 0's: every rank logs the same metrics
   std::string library;
 };
 
@@ -62,7 +71,8 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
     if (!run) return {2, run.error().message, {}};
     if (Status s = require_complete_steps(*run); !s) return {2, s.error().message, {}};
     side[i].run = std::move(run).value();
-    for (const auto& p : side[i].run.paths) side[i].steps.push_back(read_steps(p));
+    for (const auto& p : side[i].run.paths)
+      side[i].steps.push_back(read_steps(p, side[i].steps.empty() ? &side[i].epochs : nullptr));
     side[i].library = recorded_settings(side[i].run.headers[0]).library;
     extent[i] = run_extent(side[i].run);
   }
@@ -85,7 +95,9 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
 
   // The cause of the first difference `d`: the data or a configuration difference that reaches it, as for
   // one process, else `found` (what the runs' records show there).
-  auto head = [&](const FirstDivergence& d, const std::string& rest, const std::string& found) {
+  // `own`: the cause to name when neither the data nor the configuration reaches `d` ("" : `found` is).
+  auto head = [&](const FirstDivergence& d, const std::string& rest, const std::string& found,
+                  const std::string& own = "") {
     out.lines.push_back("diverged at step " + std::to_string(d.step) + ", " + rest);
     out.exit_code = 1;
     std::vector<std::string> reaching, apart;
@@ -95,10 +107,17 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
     if (!data.empty()) {
       out.lines.push_back(
           "  cause: data: " + data + "; the data differs before any step runs" +
+          (d.kind == "metrics"
+               ? "; no value compared in the steps before it differs, so the training read none "
+                 "of what differs, the evaluation did (rows it only validates on, say)"
+               : "") +
           (reaching.empty() ? "" : "; the run configuration differs too: " + joined_reaching));
       out.lines.push_back("  what: " + found);
     } else if (!reaching.empty()) {
       out.lines.push_back("  cause: config: the run configuration differs: " + joined_reaching);
+      out.lines.push_back("  what: " + found);
+    } else if (!own.empty()) {
+      out.lines.push_back("  cause: " + own);
       out.lines.push_back("  what: " + found);
     } else {
       out.lines.push_back("  cause: " + found);
@@ -111,7 +130,23 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
     }
   };
   const std::string loader_a = loader_of(A.steps[0]), loader_b = loader_of(B.steps[0]);
+  // The metrics of the epochs both runs logged within the first `done` steps, where the steps before match.
+  size_t epochs_compared = 0;
+  auto compare_epochs = [&](size_t done) {
+    for (; out.exit_code == 0 && epochs_compared < std::min(A.epochs.size(), B.epochs.size());
+         ++epochs_compared) {
+      const EpochLog &ea = A.epochs[epochs_compared], &eb = B.epochs[epochs_compared];
+      if (ea.after_steps > done || eb.after_steps > done || ea.after_steps == 0 || eb.after_steps == 0) break;
+      const int64_t at = A.steps[0][std::max(ea.after_steps, eb.after_steps) - 1].index;
+      if (auto d = metrics_divergence(at, static_cast<int>(epochs_compared), ea.epoch.logs, eb.epoch.logs,
+                                      "A", "B"))
+        head(*d, "evaluation (" + d->site + ")", d->detail,
+             evaluation_arithmetic().category + ": " + evaluation_arithmetic().detail);
+    }
+  };
   for (size_t t = 0; t < steps && out.exit_code == 0; ++t) {
+    compare_epochs(t);
+    if (out.exit_code != 0) break;
     const int64_t step = A.steps[0][t].index;
     if (B.steps[0][t].index != step) {
       head(divergence(step, "setup", "config", "config"), "the runs' steps are not aligned",
@@ -195,6 +230,7 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
       head(divergence(step, "update", "step_end", "parameters"), "the parameters after the update (rank 0)",
            "after the allreduce: its results match, the update differs (optimizer or configuration)");
   }
+  compare_epochs(steps);
   // Where a rank's trace stops short: the damaged one first, then the side that holds fewer steps.
   std::optional<RankStop> stop;
   std::string stop_side;

@@ -227,6 +227,21 @@ PY
   expect 2 "a data-parallel run replays only on the data its traces record" -- "$T" replay d1
   out=$("$T" replay d1 2>&1); echo "$out" | grep -q -- "--allow-data-change" && fail "replay d1 suggests --allow-data-change"
   expect 2 "--allow-data-change: a run replays on the data its traces record" -- "$T" replay d1 --allow-data-change
+  # A changed row the runs only validate on (the file's last, with no test split): every step matches, the
+  # metrics of the first epoch's evaluation do not, and the cause says the evaluation read what differs.
+  python3 - "$SRC/examples/data/breast_cancer.csv" <<'PY'
+import sys
+t = open(sys.argv[1]).read()
+last = t.rfind("\n", 0, len(t) - 2) + 1
+open("last_row.csv", "w").write(t[:last] + "99.5" + t[t.find(",", last):])
+PY
+  printf 'seed = 3\n[data]\npath = "%s"\nlabel = "benign"\nscale = "standardize"\n[[model.layers]]\ntype = "Dense"\nunits = 16\nactivation = "relu"\n[[model.layers]]\ntype = "Dense"\nunits = 1\nactivation = "sigmoid"\n[train]\nepochs = 2\nbatch_size = 32\nvalidation_split = 0.2\nloss = "binary_crossentropy"\n[runtime]\nthreads = 1\npolicy = "deterministic"\n' \
+    "$SRC/examples/data/breast_cancer.csv" > v1.toml
+  sed "s#$SRC/examples/data/breast_cancer.csv#$PWD/last_row.csv#" v1.toml > v2.toml
+  for v in v1 v2; do mpirun -n 2 "$T" record $v.toml -o $v > $v.log 2>&1 || { cat $v.log; fail "record $v"; }; done
+  expect 1 "^diverged at step 14, evaluation (val_loss)" -- "$T" diff v1 v2
+  expect 1 "the training read none of what differs, the evaluation did" -- "$T" diff v1 v2
+  expect 1 "what: the metrics of epoch 1 differ: val_loss " -- "$T" diff v1 v2
   # Configuration and environment, as for one process.
   expect 1 "cause: config: the run configuration differs: train.optimizer.learning_rate: 0.002 -> 0.003" -- \
     "$T" replay m4 --set train.optimizer.learning_rate=0.003
