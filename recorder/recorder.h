@@ -92,6 +92,8 @@ class Recorder : public Hooks {
   void step_begin(int64_t step, int epoch, int64_t batch) override;
   void step_end(const StepSummary& summary) override;
   void epoch_end(const EpochSummary& summary) override;
+  // The new trace's name beside the path while it waits to replace an earlier trace there ("" otherwise).
+  std::string pending_name() const { return writer_ ? writer_->pending_name() : std::string(); }
   bool wants_checkpoint(int64_t steps_completed) override;
   void checkpoint(const TrainState& state) override;
 

@@ -194,6 +194,11 @@ int run_record(const RecordArgs& a) {
   else
     std::printf("recording to %s (level %s; checkpoints: the initial and the final state)\n", a.output.c_str(),
                 a.level.c_str());
+  if (g_rank == 0 && !(*recorder)->pending_name().empty())
+    std::printf(
+        "%s holds an earlier trace: the new one replaces it when this run ends; until then it is %s "
+        "beside it\n",
+        a.output.c_str(), (*recorder)->pending_name().c_str());
   if (g_rank == 0 && (*recorder)->kernels_recorded())
     std::printf("GPU kernels: gathered with CUPTI; %s\n",
                 a.level == "step" ? "level step keeps each step's kernel count and the digest of their sequence"
@@ -201,8 +206,12 @@ int run_record(const RecordArgs& a) {
   else if (g_rank == 0 && !(*recorder)->kernels_not_recorded().empty())
     std::printf("GPU kernels: not recorded: %s\n", (*recorder)->kernels_not_recorded().c_str());
   Status fit = (*training)->fit();
-  // The final state, for export and resumption, unless the last periodic checkpoint holds it already.
-  if (fit.ok() && (a.checkpoint_every == 0 || (*training)->step() % a.checkpoint_every != 0))
+  // The final state, for export and resumption, unless the last periodic checkpoint holds it already; a run
+  // stopped by Ctrl-C stops between two steps, and its state there is kept too.
+  const int64_t last = (*training)->step();
+  if ((fit.ok() || (!fit.ok() && g_interrupted && fit.error().message.rfind("interrupted at step", 0) == 0 &&
+                    last > 0)) &&
+      (a.checkpoint_every == 0 || last % a.checkpoint_every != 0))
     (*recorder)->checkpoint((*training)->state());
   Status done = (*recorder)->finish(fit.ok(), fit.ok() ? "completed" : "error: " + fit.error().message);
 #if TRAINRR_WITH_MPI

@@ -358,7 +358,12 @@ TraceWriter::TraceWriter(std::string path, int fd, int dir_fd, std::string uncla
 
 TraceWriter::~TraceWriter() {
   // A trace that never reached its path leaves nothing behind.
-  if (!unclaimed_.empty()) ::unlinkat(dir_fd_, unclaimed_.c_str(), 0);
+  // A trace that waited to replace an earlier one and did not finish stays beside it with the steps it holds
+  // (a recording stopped before its end), unless it holds none or a write failed (a full disk, say); the
+  // earlier trace is as it was.
+  if (!unclaimed_.empty() && (replaces_.empty() || step_count_ == 0 || failed_))
+    ::unlinkat(dir_fd_, unclaimed_.c_str(), 0);
+  if (earlier_fd_ >= 0) ::close(earlier_fd_);
   if (fd_ >= 0) ::close(fd_);
   if (dir_fd_ >= 0) ::close(dir_fd_);
 }
@@ -366,6 +371,10 @@ TraceWriter::~TraceWriter() {
 // Renames the new file to `name`, unless a live writer holds the file there.
 Status TraceWriter::claim(const std::string& name) {
   FolderLock folder(dir_fd_);
+  if (earlier_fd_ >= 0) {  // this writer's own lock on the earlier trace is not another writer's
+    ::close(earlier_fd_);
+    earlier_fd_ = -1;
+  }
   const int there = ::openat(dir_fd_, name.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (there >= 0) {
     const std::optional<pid_t> writer = writer_of(there);
@@ -520,6 +529,18 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
     return Error{path + ": cannot encode the header: " + std::string(e->getDescription().cStr())};
   }
   if (!st) return st.error();
+  // An earlier trace is replaced once the new one is finished; until then it is locked as this writer's, so
+  // that a second writer is refused as it would be at a trace being written. An empty file holds nothing to
+  // lose, and one this process cannot lock is replaced at once, as a new path is claimed.
+  if (::stat(target.c_str(), &info) == 0 && info.st_size > 0) {
+    const int earlier = ::open(target.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (earlier >= 0 && lock_for_writing(earlier, path)) {
+      w->earlier_fd_ = earlier;
+      w->replaces_ = target.filename().string();
+      return w;
+    }
+    if (earlier >= 0) ::close(earlier);
+  }
   if (Status claimed = w->claim(target.filename().string()); !claimed) return claimed.error();
   return w;
 }
@@ -786,6 +807,10 @@ Status TraceWriter::finish(const TraceFooter& footer) {
     return st;
   }
   if (::fsync(fd_) != 0) return fail("fsync at the end failed: " + errno_text(errno));
+  if (!replaces_.empty()) {
+    if (Status claimed = claim(replaces_); !claimed) return fail(claimed.error().message);
+    replaces_.clear();
+  }
   sync_name();
   int fd = fd_;
   fd_ = -1;

@@ -21,9 +21,11 @@ namespace trainrr::trace {
 
 class TraceWriter {
  public:
-  // Writes the header to a new file beside `path` (symbolic links followed) and renames it to `path`,
-  // replacing what was there. Refuses, before anything is written, a path that another live writer holds:
-  // the Error names the path and that writer's process id.
+  // Writes the header to a new file beside `path` (symbolic links followed) and renames it to `path`. Where
+  // `path` holds an earlier trace (a file that is not empty), the new one is renamed over it only when it is
+  // finished: a recording killed before then leaves the earlier trace as it was, and the new one beside it
+  // (pending_name()). Refuses, before anything is written, a path that another live writer holds: the Error
+  // names the path and that writer's process id.
   static Result<std::unique_ptr<TraceWriter>> create(const std::string& path, const TraceHeader& header);
   // Closes the file, which frees the path for another writer; without finish() the trace reads as "did not
   // end cleanly".
@@ -40,6 +42,8 @@ class TraceWriter {
   Status finish(const TraceFooter& footer);
 
   uint64_t bytes_written() const { return offset_; }
+  // The new trace's name in the trace's folder while it waits to replace an earlier trace; "" otherwise.
+  std::string pending_name() const { return replaces_.empty() ? std::string() : unclaimed_; }
   const std::string& path() const { return path_; }
 
   struct Interner;  // name -> id; defined in trace_writer.cc
@@ -55,6 +59,8 @@ class TraceWriter {
   int fd_ = -1;
   int dir_fd_ = -1;        // the folder the trace is in
   std::string unclaimed_;  // the file's name in that folder until it is renamed to the trace's; "" after
+  std::string replaces_;   // the trace's name in that folder, where an earlier trace waits to be replaced
+  int earlier_fd_ = -1;    // that earlier trace, locked as this writer's until the new one replaces it
   bool name_synced_ = false;
   uint64_t offset_ = 0;  // bytes written so far: the offset of the next message
   bool failed_ = false;

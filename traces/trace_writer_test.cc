@@ -255,7 +255,11 @@ TEST(TraceKernels, ALevelStepTraceKeepsEachStepsCountAndDigestAndAReasonReadsBac
   // A GPU run without kernel records says why.
   h.kernels_recorded = false;
   h.kernels_not_recorded = "CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED";
-  { ASSERT_TRUE(TraceWriter::create(path, h)); }
+  {
+    auto w = TraceWriter::create(path, h);
+    ASSERT_TRUE(w) << w.error().message;
+    ASSERT_TRUE((*w)->finish({true, "completed", 0, 0, {}}));
+  }
   r = TraceReader::open(path);
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_FALSE((*r)->header().kernels_recorded);
@@ -540,6 +544,46 @@ TEST(OneWriterPerPath, AReplacedTraceIsReadToItsEndByAReaderThatHadItOpen) {
   auto fresh = TraceReader::open(path);
   ASSERT_TRUE(fresh) << fresh.error().message;
   EXPECT_EQ(read_back(**fresh).steps, 2) << "the new trace is at the path";
+  EXPECT_EQ(f.names(), std::vector<std::string>{"run.trr"});
+}
+
+// A recording that replaces an earlier trace and stops before it finishes (killed, or its writer dropped)
+// leaves the earlier trace as it was and the new steps beside it; one that finishes replaces it.
+TEST(OneWriterPerPath, AnEarlierTraceIsReplacedOnlyWhenTheNewOneIsFinished) {
+  Folder f;
+  const std::string path = f.file("run.trr");
+  write_sample_trace(path, 2);
+  const auto before = std::filesystem::file_size(path);
+  std::string pending;
+  {
+    auto w = TraceWriter::create(path, sample_header());
+    ASSERT_TRUE(w) << w.error().message;
+    pending = (*w)->pending_name();
+    ASSERT_FALSE(pending.empty());
+    ASSERT_TRUE((*w)->write_step(sample_step(0)));
+    // While it records, a second writer is refused as at a trace being written.
+    auto second = TraceWriter::create(path, sample_header());
+    ASSERT_FALSE(second);
+    EXPECT_NE(second.error().message.find("(process " + std::to_string(::getpid()) + ")"), std::string::npos)
+        << second.error().message;
+    auto earlier = TraceReader::open(path);
+    ASSERT_TRUE(earlier) << earlier.error().message;
+    EXPECT_EQ(read_back(**earlier).steps, 2) << "the earlier trace is at the path while the new one records";
+  }
+  EXPECT_EQ(std::filesystem::file_size(path), before);
+  EXPECT_EQ(f.names(), (std::vector<std::string>{pending, "run.trr"}));
+  auto kept = TraceReader::open(f.file(pending));
+  ASSERT_TRUE(kept) << kept.error().message;
+  EXPECT_EQ(read_back(**kept).steps, 1) << "the new trace's step is kept beside it";
+  std::filesystem::remove(f.file(pending));
+
+  // One that holds no step keeps nothing; one that finishes takes the path.
+  { ASSERT_TRUE(TraceWriter::create(path, sample_header())); }
+  EXPECT_EQ(f.names(), std::vector<std::string>{"run.trr"});
+  write_sample_trace(path, 3);
+  auto now = TraceReader::open(path);
+  ASSERT_TRUE(now) << now.error().message;
+  EXPECT_EQ(read_back(**now).steps, 3);
   EXPECT_EQ(f.names(), std::vector<std::string>{"run.trr"});
 }
 

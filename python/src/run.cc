@@ -92,8 +92,12 @@ std::string Run::fit(bool catch_sigint) {
     SigintScope sigint(catch_sigint, interrupted_);
     fit = training_->fit();
     if (recorder_) {
-      // The final state, unless the last periodic checkpoint holds it already (as `trainrr record`).
-      if (fit.ok() && (checkpoint_every_ == 0 || training_->step() % checkpoint_every_ != 0))
+      // The final state, unless the last periodic checkpoint holds it already (as `trainrr record`); a run
+      // stopped by Ctrl-C stops between two steps, and its state there is kept too.
+      const int64_t step = training_->step();
+      if ((fit.ok() || (!fit.ok() && interrupted_.load() &&
+                        fit.error().message.rfind("interrupted at step", 0) == 0 && step > 0)) &&
+          (checkpoint_every_ == 0 || step % checkpoint_every_ != 0))
         recorder_->checkpoint(training_->state());
       written = recorder_->finish(fit.ok(), fit.ok() ? "completed" : "error: " + fit.error().message);
     }

@@ -234,6 +234,8 @@ def test_ctrl_c_stops_after_the_current_step_and_leaves_a_readable_trace(tmp_pat
     footer = trace.footer()
     assert footer is not None and not footer["completed"] and "interrupted" in footer["end_reason"]
     assert 0 < len(trace.steps()) == stopped_at < 1000 * 128
+    # The state it stopped in is kept, for export and resumption, as at the end of a completed run.
+    assert trace.checkpoints() == [0, stopped_at], trace.checkpoints()
     assert trainrr.replay(tmp_path / "run.trr").status == "reproduced"
     assert cli("show", tmp_path / "run.trr").returncode == 0
 

@@ -1,0 +1,123 @@
+// A recording stopped before its end, over an earlier trace: killed, it leaves the earlier trace as it was;
+// stopped by Ctrl-C, it replaces it with every step completed and the state it stopped in.
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "test_util.h"
+
+namespace trainrr::testing {
+namespace {
+
+std::string read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// The new trace a recording writes beside `folder`'s earlier trace until it replaces it ("" when none yet).
+std::string pending_in(const std::filesystem::path& folder) {
+  for (const auto& e : std::filesystem::directory_iterator(folder)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(".trainrr-", 0) == 0 && name.size() > 9 && name.substr(name.size() - 9) == ".trr.part")
+      return e.path().string();
+  }
+  return "";
+}
+
+class RecordStop : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const CommandResult r =
+        run_trainrr("record " + example("breast_cancer.toml") + " --set train.epochs=1 -o " + trace);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    earlier = read_all(trace);
+  }
+
+  // Starts a long recording over the earlier trace, waits until the new one holds some steps beside it,
+  // sends `sig` and returns the wait status.
+  int record_and_stop(int sig) {
+    std::string bin = TRAINRR_BIN, verb = "record", config = example("breast_cancer.toml"), set = "--set",
+                epochs = "train.epochs=100000", o = "-o";
+    std::vector<char*> argv = {bin.data(),    verb.data(), config.data(), set.data(),
+                               epochs.data(), o.data(),    trace.data(),  nullptr};
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    pid_t pid = 0;
+    const int spawned = posix_spawn(&pid, bin.c_str(), &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (spawned != 0) return -1;
+    for (int i = 0; i < 3000; ++i) {
+      const std::string part = pending_in(dir.path());
+      std::error_code ec;
+      if (!part.empty() && std::filesystem::file_size(part, ec) > 64 * 1024 && !ec) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ::kill(pid, sig);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return status;
+  }
+
+  TempDir dir;
+  std::string trace = dir.file("run.trr"), log = dir.file("record.log");
+  std::string earlier;
+};
+
+TEST_F(RecordStop, AKilledRecordingLeavesTheEarlierTraceAndItsOwnStepsBeside) {
+  const int status = record_and_stop(SIGKILL);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
+  const std::string said = read_all(log);
+  const std::string part = pending_in(dir.path());
+  ASSERT_FALSE(part.empty()) << said;
+  EXPECT_NE(said.find(trace +
+                      " holds an earlier trace: the new one replaces it when this run ends; until then "
+                      "it is " +
+                      std::filesystem::path(part).filename().string() + " beside it"),
+            std::string::npos)
+      << said;
+  EXPECT_EQ(read_all(trace), earlier) << "the earlier trace is as it was";
+  const CommandResult show = run_trainrr("show " + part);
+  EXPECT_NE(show.output.find("did not end cleanly"), std::string::npos) << show.output;
+  const CommandResult replay = run_trainrr("replay " + trace);
+  EXPECT_EQ(replay.exit_code, 0) << replay.output;
+}
+
+TEST_F(RecordStop, ARecordingStoppedByCtrlCReplacesTheEarlierTraceAndKeepsItsLastState) {
+  const int status = record_and_stop(SIGINT);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 130) << "status " << status << "\n"
+                                                               << read_all(log);
+  EXPECT_EQ(pending_in(dir.path()), "");
+  const CommandResult show = run_trainrr("show " + trace);
+  ASSERT_EQ(show.exit_code, 0) << show.output;
+  std::smatch stopped, kept;
+  ASSERT_TRUE(std::regex_search(show.output, stopped, std::regex(R"(interrupted at step (\d+))")))
+      << show.output;
+  ASSERT_TRUE(std::regex_search(show.output, kept,
+                                std::regex(R"(checkpoints: 2: the initial state, after (\d+) steps)")))
+      << show.output;
+  EXPECT_EQ(stopped[1].str(), kept[1].str()) << show.output;
+  // The state it stopped in is exported as the trace's last, not the initial weights.
+  const CommandResult exported =
+      run_trainrr("export " + trace + " --step " + kept[1].str() + " -o " + dir.file("ck"));
+  EXPECT_EQ(exported.exit_code, 0) << exported.output;
+  EXPECT_EQ(exported.output.find("note:"), std::string::npos) << exported.output;
+  const CommandResult replay = run_trainrr("replay " + trace);
+  EXPECT_EQ(replay.exit_code, 0) << replay.output;
+}
+
+}  // namespace
+}  // namespace trainrr::testing
