@@ -495,6 +495,19 @@ TEST_F(UntrustedTrace, AStringOfTheTraceCannotPrintALineOfItsOwn) {
   expect_nothing_written({"forged.trr"});
 }
 
+// A NUL inside a string of the trace is shown with what follows it: show does not end the string there, which
+// would show a path other than the one the trace holds.
+TEST_F(UntrustedTrace, ANulInAStringOfTheTraceIsShownWithWhatFollowsIt) {
+  const std::string bad = dir.file("nul.trr");
+  ASSERT_EQ(
+      rewrite_trace(embedded(), bad,
+                    [&](trace::TraceHeader& h) { h.config_path += std::string(1, '\0') + "/../elsewhere"; }),
+      "");
+  const CommandResult shown = run("show " + bad);
+  EXPECT_NE(shown.output.find("\\x00/../elsewhere"), std::string::npos) << shown.output;
+  EXPECT_EQ(shown.output.find('\0'), std::string::npos) << shown.output;
+}
+
 TEST_F(UntrustedTrace, JsonOutputParsesWhateverBytesTheTraceHolds) {
   if (!has_python_json()) GTEST_SKIP() << "python3 is not installed: no JSON parser to check with";
   const std::string bad = hostile(dir, embedded());

@@ -51,6 +51,8 @@ struct SayText {
   std::string text;
 };
 inline SayText say_arg(const char* s) { return {inline_text(s)}; }
+// A string is taken whole: a NUL inside it is shown (as \x00) with what follows it, not taken for its end.
+inline SayText say_arg(const std::string& s) { return {inline_text(s)}; }
 template <class T>
 requires std::is_arithmetic_v<T> T say_arg(T v) { return v; }
 inline const char* say_value(const SayText& t) { return t.text.c_str(); }
@@ -160,7 +162,7 @@ std::string kernels_not_recorded(const trace::TraceHeader& h) {
 void print_kernels_line(const trace::TraceHeader& h, const StepStats& s) {
   if (!h.kernels_recorded) {
     // A CPU trace says nothing of GPU kernels; a GPU run that could not record them says why.
-    if (!h.kernels_not_recorded.empty()) say("GPU kernels: not recorded: %s\n", h.kernels_not_recorded.c_str());
+    if (!h.kernels_not_recorded.empty()) say("GPU kernels: not recorded: %s\n", h.kernels_not_recorded);
     return;
   }
   say("GPU kernels: %llu in %lld step%s", static_cast<unsigned long long>(s.kernels),
@@ -203,7 +205,7 @@ void print_gpu_choices(const StepStats& s) {
               std::to_string(k.launch->grid_y) + "x" + std::to_string(k.launch->grid_z) + " blocks of " +
               std::to_string(k.launch->block_x) + "x" + std::to_string(k.launch->block_y) + "x" +
               std::to_string(k.launch->block_z);
-    say("  %s -> %s (%s)%s\n", k.site.c_str(), k.chosen.c_str(), k.reason.c_str(), what.c_str());
+    say("  %s -> %s (%s)%s\n", k.site, k.chosen, k.reason, what);
   }
 }
 
@@ -226,8 +228,8 @@ void print_non_finite(const StepStats& s, ProbeLevel level) {
   if (s.first_non_finite) {
     const StepStats::NonFinite& n = *s.first_non_finite;
     say("first at step %lld, %s (%s): %llu of %llu values are NaN or infinite\n",
-                static_cast<long long>(n.step), n.site.c_str(), phase_name(n.phase),
-                static_cast<unsigned long long>(n.count), static_cast<unsigned long long>(n.of));
+        static_cast<long long>(n.step), n.site, phase_name(n.phase), static_cast<unsigned long long>(n.count),
+        static_cast<unsigned long long>(n.of));
   } else if (level != ProbeLevel::step) {
     say("none in any probe\n");
   } else if (!s.first_non_finite_loss) {
@@ -242,13 +244,13 @@ void print_non_finite(const StepStats& s, ProbeLevel level) {
 
 void print_run(const std::string& file, const trace::TraceReader& r) {
   const trace::TraceHeader& h = r.header();
-  say("trace: %s (%s)\n", file.c_str(), human_bytes(r.file_size()).c_str());
+  say("trace: %s (%s)\n", file, human_bytes(r.file_size()));
   if (h.world_size > 0)
-    say("rank %d of the %d-rank run %s (replay, diff and bisect take the run's folder)\n", h.rank, h.world_size,
-        h.run_id.c_str());
+    say("rank %d of the %d-rank run %s (replay, diff and bisect take the run's folder)\n", h.rank,
+        h.world_size, h.run_id);
   say("run:\n");
-  say("  config: %s", h.config_path.empty() ? "(text)" : h.config_path.c_str());
-  for (const auto& o : h.config_overrides) say(" --set %s", o.c_str());
+  say("  config: %s", h.config_path.empty() ? "(text)" : h.config_path);
+  for (const auto& o : h.config_overrides) say(" --set %s", o);
   say(
       "\n  seed: %llu (%s)\n", static_cast<unsigned long long>(h.seed),
       h.seed_from_entropy ? "drawn from the OS: the configuration gives none" : "from the configuration");
@@ -258,8 +260,8 @@ void print_run(const std::string& file, const trace::TraceReader& r) {
                 h.checkpoint_every == 1 ? "" : "s");
   else
     say("no periodic checkpoints (the initial and final states only)\n");
-  say("  writer: trainrr %s, format %u, needs reader version %u or later\n", h.writer_version.c_str(),
-              h.format_version, h.min_reader_version);
+  say("  writer: trainrr %s, format %u, needs reader version %u or later\n", h.writer_version,
+      h.format_version, h.min_reader_version);
 }
 
 void print_environment(const trace::TraceHeader& h) {
@@ -273,11 +275,11 @@ void print_environment(const trace::TraceHeader& h) {
   };
   say("environment:\n");
   const std::string model = take("cpu.model"), cores = take("cpu.cores"), flags = take("cpu.flags");
-  say("  cpu: %s, %s cores, flags: %s\n", model.c_str(), cores.c_str(), flags.c_str());
+  say("  cpu: %s, %s cores, flags: %s\n", model, cores, flags);
   const std::string isa = take("isa"), threads = take("threads"), policy = take("policy");
-  say("  isa: %s, threads: %s, policy: %s\n", isa.c_str(), threads.c_str(), policy.c_str());
+  say("  isa: %s, threads: %s, policy: %s\n", isa, threads, policy);
   const std::string host = take("host"), os = take("os"), kernel = take("kernel");
-  say("  host: %s, os: %s, kernel %s\n", host.c_str(), os.c_str(), kernel.c_str());
+  say("  host: %s, os: %s, kernel %s\n", host, os, kernel);
   // Where the run ran, and whether the trainrr that recorded it could have run it on a GPU. A trace written
   // before these were recorded has neither; its "cuda" entry said "not built" whatever the build: not shown.
   env.erase("cuda");
@@ -294,12 +296,12 @@ void print_environment(const trace::TraceHeader& h) {
   if (env.count("device")) {
     const std::string device = take("device");
     // On a GPU the backend was there; on the CPU, whether it was says what this trainrr could have run.
-    say("  device: %s%s\n", device.c_str(), gpu.empty() ? backend.c_str() : (" (" + gpu + ")").c_str());
+    say("  device: %s%s\n", device, gpu.empty() ? backend : (" (" + gpu + ")"));
   } else if (!gpu.empty()) {
-    say("  gpu: %s\n", gpu.c_str());
+    say("  gpu: %s\n", gpu);
   }
   const std::string compiler = take("compiler"), cflags = take("compiler.flags");
-  say("  compiler: %s, flags: %s\n", compiler.c_str(), cflags.c_str());
+  say("  compiler: %s, flags: %s\n", compiler, cflags);
   // In the order the recorder wrote them: it lists trainrr's own version first.
   std::string libs, vars;
   for (const auto& [key, value] : h.environment) {
@@ -312,24 +314,24 @@ void print_environment(const trace::TraceHeader& h) {
       continue;
     env.erase(key);
   }
-  say("  libraries: %s\n", libs.empty() ? "(none recorded)" : libs.c_str());
-  say("  numerics environment: %s\n", vars.empty() ? "(none set)" : vars.c_str());
-  for (const auto& [k, v] : env) say("  %s: %s\n", k.c_str(), v.c_str());
+  say("  libraries: %s\n", libs.empty() ? "(none recorded)" : libs);
+  say("  numerics environment: %s\n", vars.empty() ? "(none set)" : vars);
+  for (const auto& [k, v] : env) say("  %s: %s\n", k, v);
 }
 
 void print_data(const trace::TraceHeader& h) {
   say("data:\n");
   if (h.datasets.empty()) say("  (no files: synthetic data)\n");
   for (const auto& d : h.datasets)
-    say("  %s: %s, %s, xxh3-128 %s, %s\n", d.name.c_str(), d.path.c_str(), human_bytes(d.size_bytes).c_str(),
-        hex128(d.digest).c_str(), d.is_embedded() ? "embedded" : "not embedded");
+    say("  %s: %s, %s, xxh3-128 %s, %s\n", d.name, d.path, human_bytes(d.size_bytes), hex128(d.digest),
+        d.is_embedded() ? "embedded" : "not embedded");
 }
 
 void print_progress(const StepStats& s) {
   say("steps: %lld", static_cast<long long>(s.complete));
   if (!s.epochs.empty())
     say(" in %zu epoch%s (%s..%s)", s.epochs.size(), s.epochs.size() == 1 ? "" : "s",
-                epoch_number(*s.epochs.begin()).c_str(), epoch_number(*s.epochs.rbegin()).c_str());
+        epoch_number(*s.epochs.begin()), epoch_number(*s.epochs.rbegin()));
   say(", %llu events", static_cast<unsigned long long>(s.events));
   if (s.other)
     say(", %lld message%s of events after the last step", static_cast<long long>(s.other),
@@ -347,13 +349,13 @@ void print_progress(const StepStats& s) {
     say("checkpoints: %lld", static_cast<long long>(checkpoints));
     if (s.initial_checkpoint) say(": the initial state%s", s.checkpoints.count() ? "," : "");
     if (s.checkpoints.count())
-      say("%safter %s step%s", s.initial_checkpoint ? " " : ", ", s.checkpoints.text().c_str(),
+      say("%safter %s step%s", s.initial_checkpoint ? " " : ", ", s.checkpoints.text(),
           s.checkpoints.text() == "1" ? "" : "s");
     say("\n");
   }
   if (s.last_epoch) {
-    say("final metrics (epoch %s):", epoch_number(s.last_epoch->epoch).c_str());
-    for (const auto& [k, v] : s.last_epoch->logs) say(" %s %.6g", k.c_str(), shown_number(v));
+    say("final metrics (epoch %s):", epoch_number(s.last_epoch->epoch));
+    for (const auto& [k, v] : s.last_epoch->logs) say(" %s %.6g", k, shown_number(v));
     say("\n");
   } else {
     say("final metrics: none (no epoch completed)\n");
@@ -392,7 +394,7 @@ int run_show_kernels(const ShowArgs& a) {
   trace::TraceReader& r = **opened;
   const trace::TraceHeader& h = r.header();
   if (!h.kernels_recorded) {
-    say("%s holds no GPU kernel records: %s\n", a.file.c_str(), kernels_not_recorded(h).c_str());
+    say("%s holds no GPU kernel records: %s\n", a.file, kernels_not_recorded(h));
     return kOk;
   }
   std::map<KernelRowKey, KernelRowTimes> rows;
@@ -419,15 +421,15 @@ int run_show_kernels(const ShowArgs& a) {
       row.max_ns = std::max(row.max_ns, l.duration_ns);
     }
   }
-  say("%s: %llu GPU kernel%s in %lld of %lld step%s", a.file.c_str(), static_cast<unsigned long long>(s.kernels),
+  say("%s: %llu GPU kernel%s in %lld of %lld step%s", a.file, static_cast<unsigned long long>(s.kernels),
       s.kernels == 1 ? "" : "s", static_cast<long long>(s.steps_with_kernels), static_cast<long long>(steps),
       steps == 1 ? "" : "s");
   // Level step keeps no list to find them in.
   if (s.unattributed_kernels && h.level == ProbeLevel::step)
     say(", %llu launched outside every op", static_cast<unsigned long long>(s.unattributed_kernels));
   else if (s.unattributed_kernels)
-    say(", %llu launched outside every op (listed under %s)", static_cast<unsigned long long>(s.unattributed_kernels),
-        std::string(trace::kUnattributedSite).c_str());
+    say(", %llu launched outside every op (listed under %s)",
+        static_cast<unsigned long long>(s.unattributed_kernels), std::string(trace::kUnattributedSite));
   say("\n");
   if (s.dropped_records)
     say("CUPTI dropped %llu activity record%s (its buffers were full): those kernels are missing %s\n",
@@ -460,16 +462,16 @@ int run_show_kernels(const ShowArgs& a) {
       const double share = total ? 100.0 * static_cast<double>(t.total_ns) / static_cast<double>(total) : 0.0;
       say("%8.1f %16llu %9llu %14.1f %12llu %12llu %-12s %-12s %-*s %s\n", share,
           static_cast<unsigned long long>(t.total_ns), static_cast<unsigned long long>(t.count),
-          static_cast<double>(t.total_ns) / static_cast<double>(t.count), static_cast<unsigned long long>(t.min_ns),
-          static_cast<unsigned long long>(t.max_ns), shape_text(k.grid).c_str(), shape_text(k.block).c_str(),
-          static_cast<int>(site_width), k.site.c_str(), k.name.c_str());
+          static_cast<double>(t.total_ns) / static_cast<double>(t.count),
+          static_cast<unsigned long long>(t.min_ns), static_cast<unsigned long long>(t.max_ns),
+          shape_text(k.grid), shape_text(k.block), static_cast<int>(site_width), k.site, k.name);
     }
   }
   if (stopped) {
     const trace::ReadStop& stop = *r.stopped();
     // A cut is what a killed recording leaves; any other stop is a file changed after it was written.
     say("%s: reading stopped at byte %llu: %s\n", stop.truncated ? "did not end cleanly" : "damaged",
-        static_cast<unsigned long long>(stop.offset), stop.why.c_str());
+        static_cast<unsigned long long>(stop.offset), stop.why);
     if (stop.truncated && !r.ended_cleanly()) return kOk;  // a killed recording: what was read is listed
     print_error(stopped->message);
     return kBadInput;
@@ -531,7 +533,7 @@ int run_show(const ShowArgs& a) {
   print_kernels_line(r.header(), s);
   if (!r.notes().empty())
     say("notes: %zu thing%s this reader does not know were skipped; first: %s\n", r.notes().size(),
-                r.notes().size() == 1 ? "" : "s", r.notes().front().c_str());
+        r.notes().size() == 1 ? "" : "s", r.notes().front());
   if (const auto& live = r.still_recording()) say("note: %s\n", live->c_str());
 
   if (stopped) {
@@ -539,7 +541,7 @@ int run_show(const ShowArgs& a) {
     // A cut is what a killed recording leaves; any other stop is a file changed after it was written.
     say("%s: %lld complete step%s readable; reading stopped at byte %llu: %s\n",
         stop.truncated ? "did not end cleanly" : "damaged", static_cast<long long>(s.complete),
-        s.complete == 1 ? "" : "s", static_cast<unsigned long long>(stop.offset), stop.why.c_str());
+        s.complete == 1 ? "" : "s", static_cast<unsigned long long>(stop.offset), stop.why);
     if (stop.truncated && !r.ended_cleanly())
       return kOk;  // what a killed recording leaves: a clean partial read
     print_error(stopped->message);
@@ -547,10 +549,10 @@ int run_show(const ShowArgs& a) {
   }
   if (const auto& f = r.footer()) {
     say("ended cleanly: %s (%s), %lld step%s, %llu event%s, %zu checkpoint%s\n",
-                f->completed ? "the run completed" : "the run stopped early", f->end_reason.c_str(),
-                static_cast<long long>(f->step_count), f->step_count == 1 ? "" : "s",
-                static_cast<unsigned long long>(f->event_count), f->event_count == 1 ? "" : "s",
-                f->checkpoints.size(), f->checkpoints.size() == 1 ? "" : "s");
+        f->completed ? "the run completed" : "the run stopped early", f->end_reason,
+        static_cast<long long>(f->step_count), f->step_count == 1 ? "" : "s",
+        static_cast<unsigned long long>(f->event_count), f->event_count == 1 ? "" : "s",
+        f->checkpoints.size(), f->checkpoints.size() == 1 ? "" : "s");
   } else if (r.still_recording()) {
     say("still being recorded: %lld complete step%s readable so far, to byte %llu\n",
                 static_cast<long long>(s.complete), s.complete == 1 ? "" : "s",

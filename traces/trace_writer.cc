@@ -492,7 +492,8 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
     h.setFormatVersion(kFormatVersion);
     h.setWriterVersion(header.writer_version.empty() ? TRAINRR_VERSION : header.writer_version);
     h.setConfig(header.config);
-    h.setConfigPath(header.config_path);
+    // Whole, a NUL and what follows it included: a path is stored as it was given.
+    h.setConfigPath(capnp::Text::Reader(header.config_path.c_str(), header.config_path.size()));
     auto overrides = h.initConfigOverrides(header.config_overrides.size());
     for (size_t i = 0; i < header.config_overrides.size(); ++i) overrides.set(i, header.config_overrides[i]);
     h.setSeed(header.seed);
