@@ -119,5 +119,17 @@ TEST_F(RecordStop, ARecordingStoppedByCtrlCReplacesTheEarlierTraceAndKeepsItsLas
   EXPECT_EQ(replay.exit_code, 0) << replay.output;
 }
 
+// SIGTERM and SIGHUP (a closed terminal) stop it as Ctrl-C does; the exit code says which, as the shell's.
+TEST_F(RecordStop, SigtermAndSighupStopItAsCtrlCDoesWithTheirOwnExitCodes) {
+  for (const auto& [sig, code] : {std::pair{SIGTERM, 143}, std::pair{SIGHUP, 129}}) {
+    const int status = record_and_stop(sig);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == code) << "status " << status << "\n"
+                                                                  << read_all(log);
+    const CommandResult show = run_trainrr("show " + trace);
+    EXPECT_NE(show.output.find("interrupted at step "), std::string::npos) << show.output;
+    EXPECT_EQ(pending_in(dir.path()), "");
+  }
+}
+
 }  // namespace
 }  // namespace trainrr::testing

@@ -29,7 +29,12 @@ std::atomic<bool> g_interrupted{false};
 int g_rank = 0, g_world = 0;
 std::string g_run_id;
 Collective* g_comm = nullptr;
-extern "C" void on_signal(int) { g_interrupted.store(true); }
+std::atomic<int> g_signal{
+    0};  // the signal that stopped the run: the exit code is 128 plus it, as the shell's
+extern "C" void on_signal(int sig) {
+  g_signal.store(sig);
+  g_interrupted.store(true);
+}
 
 struct RecordArgs {
   std::string config;
@@ -171,6 +176,7 @@ int run_record(const RecordArgs& a) {
   opts.interrupt = &g_interrupted;
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  std::signal(SIGHUP, on_signal);  // the terminal closed: the run stops as for Ctrl-C, its trace finished
 
   auto training = Training::create(*config, opts);
   if (!training) {  // refused before it started: -o is untouched, an earlier trace there kept
@@ -229,7 +235,7 @@ int run_record(const RecordArgs& a) {
     else
       std::fprintf(stderr, "trainrr: the trace %s holds the steps written before the failure (`trainrr show` counts them)\n",
                    a.output.c_str());
-    return g_interrupted ? 130 : kBadInput;
+    return g_interrupted ? 128 + (g_signal.load() ? g_signal.load() : SIGINT) : kBadInput;
   }
   if (!done.ok()) {
     print_error(rank_prefix() + done.error().message);
@@ -256,8 +262,9 @@ void add_record_command(CLI::App& app, int& exit_code) {
       "Train from a configuration and record every choice to a trace.\n"
       "Exit codes: 0 recorded, 2 bad input (configuration, data, -o, a step that fails: the\n"
       "trace keeps the steps completed before it), 3 cannot run here (runtime.device names a\n"
-      "GPU this machine or this build lacks; mpirun without MPI), 130 interrupted (SIGINT or\n"
-      "SIGTERM: the trace keeps the steps completed).");
+      "GPU this machine or this build lacks; mpirun without MPI), 130, 143 or 129 interrupted\n"
+      "by SIGINT, SIGTERM or SIGHUP (the trace keeps the steps completed and the state it\n"
+      "stopped in).");
   cmd->add_option("config", args->config, "Run configuration (TOML)")->required();
   cmd->add_option("-o,--output", args->output, "Trace file to write")->required();
   cmd->add_option("--level", args->level,
