@@ -442,6 +442,33 @@ TEST_F(BadInput, RecordIntoWhatIsNotARegularFileIsRefusedBeforeTraining) {
   }
 }
 
+TEST_F(BadInput, RecordToAnEmptyPathIsRefusedSayingSo) {
+  dir.write("d.csv", good_csv);
+  const std::string cfg = config("d.csv");
+  CommandResult r = run_trainrr("record " + cfg + " -o ''");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("trainrr: --output: the trace needs a file path, got an empty one"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("recording to"), std::string::npos) << "refused before training:\n" << r.output;
+}
+
+// A trace that only its owner may read stays so when it is recorded again: the new one is never more
+// readable than the one it replaces.
+TEST_F(BadInput, RecordOverAnEarlierTraceKeepsItsPermissions) {
+  dir.write("d.csv", good_csv);
+  const std::string cfg = config("d.csv");
+  const std::string trace = dir.file("run.trr");
+  ASSERT_EQ(run_trainrr("record " + cfg + " -o " + trace).exit_code, 0);
+  namespace fs = std::filesystem;
+  for (const fs::perms mode : {fs::perms(0600), fs::perms(0640)}) {
+    fs::permissions(trace, mode);
+    CommandResult again = run_trainrr("record " + cfg + " -o " + trace + " --set seed=2");
+    EXPECT_EQ(again.exit_code, 0) << again.output;
+    EXPECT_EQ(fs::status(trace).permissions(), mode);
+  }
+}
+
 TEST_F(BadInput, HtmlReportNeverOverwritesWhatIsNotAReport) {
   dir.write("d.csv", good_csv);
   const std::string cfg = config("d.csv");

@@ -22,8 +22,9 @@ namespace trainrr::trace {
 class TraceWriter {
  public:
   // Writes the header to a new file beside `path` (symbolic links followed) and renames it to `path`,
-  // replacing what was there. Refuses, before anything is written, a path that another live writer holds:
-  // the Error names the path and that writer's process id.
+  // replacing what was there; the new file keeps the permissions of the one it replaces. Refuses, before
+  // anything is written, a path that another live writer holds: the Error names the path and that writer's
+  // process id.
   static Result<std::unique_ptr<TraceWriter>> create(const std::string& path, const TraceHeader& header);
   // Closes the file, which frees the path for another writer; without finish() the trace reads as "did not
   // end cleanly".
