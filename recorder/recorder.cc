@@ -51,6 +51,7 @@ namespace {
 // end, which a device or a pipe cannot do, so one of those is refused before training rather than after.
 Status check_trace_path(const std::string& out, const std::string& config_path, const RunConfig& c) {
   namespace fs = std::filesystem;
+  if (out.empty()) return Error{"the trace's path is empty: a trace needs a file path"};
   std::error_code ec;
   const fs::file_status st = fs::status(out, ec);
   if (st.type() == fs::file_type::not_found || st.type() == fs::file_type::none)

@@ -1,20 +1,15 @@
 #include "replayer/report_html.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <sstream>
 
 #include "engine/escape.h"
+#include "replayer/report_file.h"
 
 // The page, top to bottom: the answer (a card), the loss of both runs with their difference on a log scale,
 // the divergence map (every probed tensor, step by step, coloured by how much it differs), notes and facts,
@@ -1025,10 +1020,11 @@ constexpr const char* kStyle =
 std::string report_html(const DivergenceReport& r) {
   const Names n = side_names(r);
   std::ostringstream o;
-  o << "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-       "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+  o << kReportStart << " " << TRAINRR_VERSION
+    << "\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
        "<link rel=\"icon\" href=\"data:,\"><title>trainrr "
-    << esc(r.command) << ": " << status_look(r).word << "</title><style>" << kStyle << "</style></head><body><main>";
+    << esc(r.command) << ": " << status_look(r).word << "</title><style>" << kStyle
+    << "</style></head><body><main>";
   o << "<header><b>trainrr " << esc(r.command) << "</b><span>" << esc(n.a) << " vs " << esc(n.b)
     << "</span></header>\n";
   answer_card(o, r, n);
@@ -1040,46 +1036,6 @@ std::string report_html(const DivergenceReport& r) {
   environment_section(o, r, n);
   o << "</main></body></html>\n";
   return o.str();
-}
-
-ReportPathCheck check_html_report_path(const std::string& path) {
-  namespace fs = std::filesystem;
-  using P = ReportPathProblem;
-  if (path.empty()) return {P::empty, "--html needs a file path, got an empty one"};
-  std::error_code ec;
-  const fs::file_type type = fs::status(path, ec).type();
-  if (type == fs::file_type::directory)
-    return {P::folder, path + " is a directory; an HTML report needs a file path"};
-  // An existing report is rewritten in place: it is the file, not its folder, that must be writable. The
-  // effective IDs decide (AT_EACCESS), as they decide the open that writes the report.
-  // Permissions do not tell all (root passes them; /proc and a read-only mount take no file): the file is
-  // opened for writing as the report will be, without changing it, or created and removed again.
-  if (type != fs::file_type::not_found && type != fs::file_type::none) {
-    if (::faccessat(AT_FDCWD, path.c_str(), W_OK, AT_EACCESS) != 0)
-      return {P::cannot_write, "cannot write " + path + ": " + std::strerror(errno)};
-    if (type == fs::file_type::regular) {
-      const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-      if (fd < 0) return {P::cannot_write, "cannot write " + path + ": " + std::strerror(errno)};
-      ::close(fd);
-    }
-  } else {
-    fs::path folder = fs::path(path).parent_path();
-    if (folder.empty()) folder = ".";
-    if (!fs::is_directory(folder, ec)) return {P::no_folder, "folder " + folder.string() + " does not exist"};
-    if (::faccessat(AT_FDCWD, folder.c_str(), W_OK | X_OK, AT_EACCESS) != 0)
-      return {P::cannot_write, "cannot create a file in " + folder.string() + ": " + std::strerror(errno)};
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) return {P::cannot_write, "cannot create " + path + ": " + std::strerror(errno)};
-    ::close(fd);
-    ::unlink(path.c_str());
-  }
-  if (type == fs::file_type::regular && fs::file_size(path, ec) > 0) {
-    char head[15] = {};
-    std::ifstream(path, std::ios::binary).read(head, sizeof head);
-    if (std::string_view(head, sizeof head) != "<!doctype html>")
-      return {P::not_a_report, path + " exists and is not an HTML report: refusing to overwrite it"};
-  }
-  return {};
 }
 
 }  // namespace trainrr

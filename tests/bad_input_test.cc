@@ -3,13 +3,17 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <string>
+#include <vector>
 
 #include "engine/data/npy.h"
+#include "replayer/report_file.h"
 #include "tests/test_util.h"
 
 namespace trainrr::testing {
@@ -438,6 +442,33 @@ TEST_F(BadInput, RecordIntoWhatIsNotARegularFileIsRefusedBeforeTraining) {
   }
 }
 
+TEST_F(BadInput, RecordToAnEmptyPathIsRefusedSayingSo) {
+  dir.write("d.csv", good_csv);
+  const std::string cfg = config("d.csv");
+  CommandResult r = run_trainrr("record " + cfg + " -o ''");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("trainrr: --output: the trace needs a file path, got an empty one"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("recording to"), std::string::npos) << "refused before training:\n" << r.output;
+}
+
+// A trace that only its owner may read stays so when it is recorded again: the new one is never more
+// readable than the one it replaces.
+TEST_F(BadInput, RecordOverAnEarlierTraceKeepsItsPermissions) {
+  dir.write("d.csv", good_csv);
+  const std::string cfg = config("d.csv");
+  const std::string trace = dir.file("run.trr");
+  ASSERT_EQ(run_trainrr("record " + cfg + " -o " + trace).exit_code, 0);
+  namespace fs = std::filesystem;
+  for (const fs::perms mode : {fs::perms(0600), fs::perms(0640)}) {
+    fs::permissions(trace, mode);
+    CommandResult again = run_trainrr("record " + cfg + " -o " + trace + " --set seed=2");
+    EXPECT_EQ(again.exit_code, 0) << again.output;
+    EXPECT_EQ(fs::status(trace).permissions(), mode);
+  }
+}
+
 TEST_F(BadInput, HtmlReportNeverOverwritesWhatIsNotAReport) {
   dir.write("d.csv", good_csv);
   const std::string cfg = config("d.csv");
@@ -445,11 +476,78 @@ TEST_F(BadInput, HtmlReportNeverOverwritesWhatIsNotAReport) {
   ASSERT_EQ(run_trainrr("record " + cfg + " -o " + trace).exit_code, 0);
   expect_error("replay " + trace + " --html " + trace, "exists and is not an HTML report");
   expect_error("diff " + trace + " " + trace + " --html " + cfg, "exists and is not an HTML report");
+  // An HTML page that trainrr did not write, though it starts as every page does.
+  const std::string page = "<!doctype html>\n<html><body>precious work</body></html>\n";
+  const std::string thesis = dir.write("thesis.html", page);
+  expect_error("diff " + trace + " " + trace + " --html " + thesis,
+               "--html: " + thesis +
+                   " exists and is not an HTML report (a report trainrr wrote names trainrr "
+                   "as its generator in its first bytes): refusing to overwrite it");
+  std::ifstream in(thesis, std::ios::binary);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), page);
   // A report written before is replaced.
   const std::string html = dir.file("r.html");
   EXPECT_EQ(run_trainrr("replay " + trace + " --html " + html).exit_code, 0);
   CommandResult again = run_trainrr("replay " + trace + " --html " + html);
   EXPECT_EQ(again.exit_code, 0) << again.output;
+}
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+std::vector<std::string> names_in(const std::filesystem::path& folder) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(folder))
+    out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Files past 1 KiB cannot be written (EFBIG, the signal ignored): a report is far bigger.
+TEST_F(BadInput, HtmlReportThatCannotBeWrittenWholeLeavesTheEarlierReportAndNoOtherFile) {
+  dir.write("d.csv", good_csv);
+  const std::string cfg = config("d.csv");
+  const std::string trace = dir.file("run.trr");
+  ASSERT_EQ(run_trainrr("record " + cfg + " -o " + trace).exit_code, 0);
+  const std::string html = dir.file("r.html");
+  ASSERT_EQ(run_trainrr("replay " + trace + " --html " + html).exit_code, 0);
+  const std::string before = file_bytes(html);
+  const std::vector<std::string> names = names_in(dir.path());
+  for (const std::string& to : {html, dir.file("new.html")}) {
+    CommandResult r = run_trainrr_env("trap '' XFSZ; ulimit -f 1;", "replay " + trace + " --html " + to);
+    EXPECT_EQ(r.exit_code, 2) << to << "\n" << r.output;
+    EXPECT_NE(r.output.find(to + ": cannot write the HTML report: File too large"), std::string::npos)
+        << r.output;
+    EXPECT_EQ(file_bytes(html), before) << "the earlier report was changed";
+    EXPECT_EQ(names_in(dir.path()), names) << "a file was left";
+  }
+}
+
+TEST_F(BadInput, HtmlReportThroughALinkToNothingIsRefusedSayingSo) {
+  const std::string trace = dir.file("missing.trr");  // never read: the option is checked first
+  const std::string link = dir.file("dangling.html");
+  std::filesystem::create_symlink(dir.file("elsewhere/new.html"), link);
+  expect_error("replay " + trace + " --html " + link,
+               "--html: " + link + " is a symbolic link to " + dir.file("elsewhere/new.html") +
+                   ", which does not exist: a report is written through a link only to an earlier report; "
+                   "give the report's own path");
+}
+
+// The path comes from the user, but may hold what a terminal acts on (pasted, or from a script's variable).
+TEST_F(BadInput, HtmlReportPathIsPrintedWithItsControlCharactersEscaped) {
+  dir.write("d.csv", good_csv);
+  const std::string cfg = config("d.csv");
+  const std::string trace = dir.file("run.trr");
+  ASSERT_EQ(run_trainrr("record " + cfg + " -o " + trace).exit_code, 0);
+  const std::string html = dir.file("r\x1b]0;title\x07.html");
+  CommandResult r = run_trainrr("replay " + trace + " --html '" + html + "'");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(std::filesystem::exists(html));
+  EXPECT_NE(r.output.find("report: " + dir.file("r\\x1B]0;title\\x07.html") + "\n"), std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find('\x1b'), std::string::npos) << r.output;
 }
 
 TEST_F(BadInput, UnknownCommandIsUsageError) {
@@ -530,7 +628,7 @@ TEST_F(BadInput, HtmlReportIsRefusedWhenTheFileCannotBeWrittenNotWhenItsFolderIs
   namespace fs = std::filesystem;
   fs::create_directory(dir.file("ro"));
   const std::string report = dir.file("ro/r.html"), locked = dir.file("ro/locked.html");
-  for (const std::string& f : {report, locked}) std::ofstream(f) << "<!doctype html>\n";
+  for (const std::string& f : {report, locked}) std::ofstream(f) << kReportStart << " 0.1\"><title>";
   fs::permissions(report, fs::perms(0666));          // anyone may rewrite the report
   fs::permissions(locked, fs::perms(0444));          // no one may
   fs::permissions(dir.file("ro"), fs::perms(0555));  // nor add a file to the folder

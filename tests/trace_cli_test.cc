@@ -703,6 +703,39 @@ TEST_F(TraceCliTest, ExportReplacesAnEarlierExportWholeAndRefusesAnyOtherFolder)
   EXPECT_EQ(left, (std::vector<std::string>{"ck", "empty", "notes"}));
 }
 
+// As record -o and --html: an empty -o is refused, and so is one in a folder that does not exist (it is not
+// created, nor any folder above it).
+TEST_F(TraceCliTest, ExportToAnEmptyPathOrIntoAMissingFolderIsRefusedNamingIt) {
+  namespace fs = std::filesystem;
+  TempDir out;
+  const CommandResult empty = run_trainrr("export " + trace_ + " --step 0 -o ''");
+  EXPECT_EQ(empty.exit_code, 2) << empty.output;
+  EXPECT_NE(empty.output.find("trainrr: -o needs a folder path, got an empty one"), std::string::npos)
+      << empty.output;
+  const CommandResult missing =
+      run_trainrr("export " + trace_ + " --step 0 -o " + out.file("absent/deeper/ck"));
+  EXPECT_EQ(missing.exit_code, 2) << missing.output;
+  EXPECT_NE(missing.output.find(out.file("absent/deeper/ck") + ": its folder " + out.file("absent/deeper") +
+                                " does not exist"),
+            std::string::npos)
+      << missing.output;
+  EXPECT_FALSE(fs::exists(out.file("absent")));
+}
+
+// An earlier export that only its owner may read stays so: the new one is never more readable.
+TEST_F(TraceCliTest, ExportOverAnEarlierExportKeepsItsPermissions) {
+  namespace fs = std::filesystem;
+  TempDir out;
+  const std::string ck = out.file("ck");
+  ASSERT_EQ(run_trainrr("export " + trace_ + " --step 0 -o " + ck).exit_code, 0);
+  for (const fs::perms mode : {fs::perms(0700), fs::perms(0750)}) {
+    fs::permissions(ck, mode);
+    const CommandResult again = run_trainrr("export " + trace_ + " --step 50 -o " + ck);
+    EXPECT_EQ(again.exit_code, 0) << again.output;
+    EXPECT_EQ(fs::status(ck).permissions(), mode);
+  }
+}
+
 // An earlier export is replaced only when it holds nothing but what an export writes there (its
 // manifest.json and the .npy files the manifest lists), and never when it holds the trace being read: any
 // other file in it is named and kept.

@@ -71,8 +71,17 @@ int run_export(const ExportArgs& a) {
                  static_cast<long long>(a.step));
     return kBadInput;
   }
+  if (a.dir.empty()) {
+    print_error("-o needs a folder path, got an empty one");
+    return kBadInput;
+  }
   // Absolute and without "." or "..": "-o ." names the current folder, which can be renamed by its name.
-  fs::path target = fs::absolute(fs::path(a.dir)).lexically_normal();
+  std::error_code ec;
+  fs::path target = fs::absolute(fs::path(a.dir), ec).lexically_normal();
+  if (ec) {
+    print_error(a.dir + ": cannot tell which folder this is: " + ec.message());
+    return kBadInput;
+  }
   if (!target.has_filename()) target = target.parent_path();  // "ck/", "."
   if (Status s = check_export_target(target, a.file); !s) {
     print_error(s.error().message);
@@ -257,8 +266,9 @@ int run_export(const ExportArgs& a) {
       "exported the checkpoint %s (%lld step%s done: %d epoch%s and %lld batch%s) to %s: %zu tensor%s, "
       "manifest.json with the batch order of %zu following step%s (until %s)\n",
       where.c_str(), done, plural(done), state->epoch, plural(state->epoch),
-      static_cast<long long>(state->batch_in_epoch), state->batch_in_epoch == 1 ? "" : "es", a.dir.c_str(),
-      state->tensors.size(), plural(static_cast<long long>(state->tensors.size())), following.size(),
+      static_cast<long long>(state->batch_in_epoch), state->batch_in_epoch == 1 ? "" : "es",
+      inline_text(a.dir).c_str(), state->tensors.size(),
+      plural(static_cast<long long>(state->tensors.size())), following.size(),
       plural(static_cast<long long>(following.size())), inline_text(until).c_str());
   if (!past_the_end.empty()) std::printf("note: %s\n", past_the_end.c_str());
   return kOk;
@@ -284,9 +294,10 @@ void add_export_command(CLI::App& app, int& exit_code) {
                   "Step N: the last checkpoint taken after at most N steps (past the trace's end: its last,\n"
                   "the final weights of a run that completed)")
       ->required();
-  cmd->add_option("-o,--output", args->dir,
-                  "Folder to write: created, or an empty folder or an earlier export (its manifest.json and\n"
-                  "the .npy files it lists, nothing else) replaced whole")
+  cmd->add_option(
+         "-o,--output", args->dir,
+         "Folder to write: created (in a folder that exists), or an empty folder or an earlier export\n"
+         "(its manifest.json and the .npy files it lists, nothing else) replaced whole, with its permissions")
       ->required();
   cmd->callback([args, &exit_code] { exit_code = run_export(*args); });
 }

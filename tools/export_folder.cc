@@ -197,7 +197,15 @@ Result<std::set<std::string>> manifest_files(const std::string& manifest_text) {
 Status check_export_target(const fs::path& target, const std::string& trace) {
   std::error_code ec;
   const fs::file_type type = fs::symlink_status(target, ec).type();
-  if (type == fs::file_type::not_found) return {};
+  if (type == fs::file_type::not_found) {
+    // As record -o and --html: the folder -o names is created, not the folders above it (a slip of the
+    // keyboard would scatter folders).
+    const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
+    if (!fs::is_directory(parent, ec))
+      return Error{target.string() + ": its folder " + parent.string() +
+                   " does not exist (export creates the folder -o names, not the folders above it)"};
+    return {};
+  }
   if (type == fs::file_type::symlink) {
     const fs::path to = fs::read_symlink(target, ec);
     return Error{target.string() + " is a symbolic link" + (ec ? "" : " (to " + to.string() + ")") +
@@ -344,9 +352,6 @@ void clean_stale_staging(const fs::path& target) {
 
 Result<ExportStaging> ExportStaging::create(const fs::path& target) {
   const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  std::error_code ec;
-  fs::create_directories(parent, ec);
-  if (ec) return Error{parent.string() + ": cannot create the folder: " + ec.message()};
   clean_stale_staging(target);
   // Before the folder exists, so that no signal finds it without a handler to remove it.
   install_handlers();
@@ -357,9 +362,16 @@ Result<ExportStaging> ExportStaging::create(const fs::path& target) {
     return Error{parent.string() + ": cannot create a folder for the export: " + why};
   }
   ExportStaging staging{fs::path(name)};
-  const mode_t mask = ::umask(0);
-  ::umask(mask);
-  ::chmod(name.c_str(), 0777 & ~mask);
+  // mkdtemp made it for this user alone: it takes the permissions of the export it replaces (never more
+  // readable than that one; its owner writes it until it is put in place), or those mkdir gives a new folder.
+  struct stat earlier {};
+  if (::stat(target.c_str(), &earlier) == 0 && S_ISDIR(earlier.st_mode)) {
+    ::chmod(name.c_str(), (earlier.st_mode & 07777) | S_IRWXU);
+  } else {
+    const mode_t mask = ::umask(0);
+    ::umask(mask);
+    ::chmod(name.c_str(), 0777 & ~mask);
+  }
   std::ofstream marker(staging.path_ / kMarker);
   marker << "process " << ::getpid() << " host " << host_name() << "\n";
   marker.close();
@@ -400,6 +412,9 @@ Status ExportStaging::put_in_place(const fs::path& target, const std::string& tr
       if (message.starts_with(earlier.string())) message.replace(0, earlier.string().size(), target.string());
       return Error{message};
     }
+    // The permissions of the export it replaces, as they are now.
+    struct stat st {};
+    if (::stat(earlier.c_str(), &st) == 0) ::chmod(staging.c_str(), st.st_mode & 07777);
   }
   fs::rename(staging, target, ec);
   if (ec) {

@@ -17,8 +17,8 @@ namespace trainrr::cli {
 // manifest that trainrr export writes.
 Result<std::set<std::string>> manifest_files(const std::string& manifest_text);
 
-// Whether `target` may be replaced by an export of `trace`: absent, an empty folder, or an earlier export
-// holding only its manifest.json and the files it lists, and not the trace.
+// Whether `target` may be replaced by an export of `trace`: absent (in a folder that exists), an empty
+// folder, or an earlier export holding only its manifest.json and the files it lists, and not the trace.
 Status check_export_target(const std::filesystem::path& target, const std::string& trace);
 
 // The staging folder of one export. While it exists, SIGINT, SIGTERM and SIGHUP are noted rather than
@@ -27,10 +27,11 @@ Status check_export_target(const std::filesystem::path& target, const std::strin
 // folder it leaves is found by the next export to the same DIR.
 class ExportStaging {
  public:
-  // Creates DIR.partial-XXXXXX beside `target`, with the permissions mkdir would give it, and a marker in it
-  // that names this host and process. A DIR.partial-* that an export killed earlier left (its marker names
-  // this host and a process that is gone, and it holds nothing but what an export writes) is removed, with a
-  // note on stderr; any other DIR.partial-* is named in a note and kept.
+  // Creates DIR.partial-XXXXXX beside `target` (whose folder must exist), with the permissions of the earlier
+  // export at `target` (put_in_place gives it them exactly) or else those mkdir would give it, and a marker
+  // in it that names this host and process. A DIR.partial-* that an export killed earlier left (its marker
+  // names this host and a process that is gone, and it holds nothing but what an export writes) is removed,
+  // with a note on stderr; any other DIR.partial-* is named in a note and kept.
   static Result<ExportStaging> create(const std::filesystem::path& target);
   ExportStaging(ExportStaging&& other) noexcept;
   ExportStaging& operator=(ExportStaging&&) = delete;
@@ -40,9 +41,9 @@ class ExportStaging {
   const std::filesystem::path& path() const { return path_; }
   // The signal that interrupted the export (SIGINT, SIGTERM or SIGHUP), else 0.
   static int interrupted();
-  // Replaces `target` (absent, or passed by check_export_target for `trace`) with the staging folder. The
-  // earlier export is checked again once moved aside: a file put there since is kept, and the export is
-  // refused.
+  // Replaces `target` (absent, or passed by check_export_target for `trace`) with the staging folder, which
+  // takes the earlier export's permissions. The earlier export is checked again once moved aside: a file put
+  // there since is kept, and the export is refused.
   Status put_in_place(const std::filesystem::path& target, const std::string& trace);
 
  private:

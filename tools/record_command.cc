@@ -96,7 +96,8 @@ int run_record_rank(RecordArgs a) {
       print_error(a.output + " holds " + other + ", which is not a rank trace: a run is written to a new folder or "
                   "over an earlier run's (choose another -o)");
       failed = 1;
-    } else if (created = !fs::exists(a.output, ec), fs::create_directories(a.output, ec); ec) {
+    } else if (created = !fs::exists(a.output, ec), created && (fs::create_directory(a.output, ec), ec)) {
+      // The run's folder is made, not the folders above it, as for the trace of a run of its own.
       print_error(a.output + ": cannot create the run's folder: " + ec.message());
       failed = 1;
     }
@@ -194,17 +195,18 @@ int run_record(const RecordArgs& a) {
                 static_cast<long long>(config->train.batch_size));
   if (g_rank != 0) {
   } else if (a.checkpoint_every > 0)
-    std::printf("recording to %s (level %s; checkpoints: the initial state, every %lld step%s, the final state)\n",
-                a.output.c_str(), a.level.c_str(), static_cast<long long>(a.checkpoint_every),
-                a.checkpoint_every == 1 ? "" : "s");
+    std::printf(
+        "recording to %s (level %s; checkpoints: the initial state, every %lld step%s, the final state)\n",
+        inline_text(a.output).c_str(), a.level.c_str(), static_cast<long long>(a.checkpoint_every),
+        a.checkpoint_every == 1 ? "" : "s");
   else
-    std::printf("recording to %s (level %s; checkpoints: the initial and the final state)\n", a.output.c_str(),
-                a.level.c_str());
+    std::printf("recording to %s (level %s; checkpoints: the initial and the final state)\n",
+                inline_text(a.output).c_str(), a.level.c_str());
   if (g_rank == 0 && !(*recorder)->pending_name().empty())
     std::printf(
         "%s holds an earlier trace: the new one replaces it when this run ends; until then it is %s "
         "beside it\n",
-        a.output.c_str(), (*recorder)->pending_name().c_str());
+        inline_text(a.output).c_str(), inline_text((*recorder)->pending_name()).c_str());
   if (g_rank == 0 && (*recorder)->kernels_recorded())
     std::printf("GPU kernels: gathered with CUPTI; %s\n",
                 a.level == "step" ? "level step keeps each step's kernel count and the digest of their sequence"
@@ -231,10 +233,13 @@ int run_record(const RecordArgs& a) {
   if (!fit.ok()) {
     print_error(rank_prefix() + fit.error().message);
     if ((*recorder)->status().ok())
-      std::fprintf(stderr, "trainrr: the trace %s holds every step completed before that\n", a.output.c_str());
+      std::fprintf(stderr, "trainrr: the trace %s holds every step completed before that\n",
+                   inline_text(a.output).c_str());
     else
-      std::fprintf(stderr, "trainrr: the trace %s holds the steps written before the failure (`trainrr show` counts them)\n",
-                   a.output.c_str());
+      std::fprintf(
+          stderr,
+          "trainrr: the trace %s holds the steps written before the failure (`trainrr show` counts them)\n",
+          inline_text(a.output).c_str());
     return g_interrupted ? 128 + (g_signal.load() ? g_signal.load() : SIGINT) : kBadInput;
   }
   if (!done.ok()) {
@@ -246,8 +251,9 @@ int run_record(const RecordArgs& a) {
   if (g_comm)
     std::printf(g_world == 1 ? "run: %s, 1 rank trace (rank0.trr)\n"
                              : "run: %s, %d rank traces (rank0.trr .. rank%d.trr)\n",
-                std::filesystem::path(a.output).parent_path().c_str(), g_world, g_world - 1);
-  std::printf("trace: %s, %lld step%s, %llu bytes\n", a.output.c_str(),
+                inline_text(std::filesystem::path(a.output).parent_path().string()).c_str(), g_world,
+                g_world - 1);
+  std::printf("trace: %s, %lld step%s, %llu bytes\n", inline_text(a.output).c_str(),
               static_cast<long long>((*training)->step()), (*training)->step() == 1 ? "" : "s",
               static_cast<unsigned long long>((*recorder)->bytes_written()));
   return kOk;
@@ -266,7 +272,13 @@ void add_record_command(CLI::App& app, int& exit_code) {
       "by SIGINT, SIGTERM or SIGHUP (the trace keeps the steps completed and the state it\n"
       "stopped in).");
   cmd->add_option("config", args->config, "Run configuration (TOML)")->required();
-  cmd->add_option("-o,--output", args->output, "Trace file to write")->required();
+  cmd->add_option("-o,--output", args->output, "Trace file to write")
+      ->required()
+      ->check(CLI::Validator(
+          [](const std::string& v) {
+            return v.empty() ? "the trace needs a file path, got an empty one" : std::string();
+          },
+          "FILE"));
   cmd->add_option("--level", args->level,
                   "What to probe: step (summaries), layer (each layer's output), op (every op); default: step")
       ->check(CLI::IsMember({"step", "layer", "op"}));

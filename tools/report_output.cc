@@ -1,10 +1,9 @@
 #include "tools/report_output.h"
 
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
-#include <fstream>
 
+#include "engine/escape.h"
+#include "replayer/report_file.h"
 #include "replayer/report_html.h"
 #include "tools/commands.h"
 #include "tools/trace_text.h"
@@ -17,7 +16,10 @@ void add_report_options(CLI::App& cmd, ReportOutput& out) {
   // Checked before any replay runs, so a long replay is not spent on a report that cannot be written.
   const CLI::Validator writable(
       [](std::string& path) -> std::string { return check_html_report_path(path).message; }, "FILE");
-  cmd.add_option("--html", out.html, "Also write a self-contained HTML report to this file")->check(writable);
+  cmd.add_option("--html", out.html,
+                 "Also write a self-contained HTML report to this file (new, empty, or an earlier report, "
+                 "which is replaced)")
+      ->check(writable);
 }
 
 Status emit_report(const DivergenceReport& report, const ReportOutput& out) {
@@ -26,10 +28,8 @@ Status emit_report(const DivergenceReport& report, const ReportOutput& out) {
   std::fwrite(text.data(), 1, text.size(), stdout);
   std::fflush(stdout);
   if (!out.html.empty()) {
-    std::ofstream f(out.html, std::ios::binary);
-    f << report_html(report);
-    if (!f) return Error{out.html + ": cannot write the HTML report: " + std::strerror(errno)};
-    if (!out.json) std::printf("report: %s\n", out.html.c_str());
+    if (Status s = write_html_report(out.html, report_html(report)); !s) return s;
+    if (!out.json) std::printf("report: %s\n", inline_text(out.html).c_str());
   }
   return {};
 }

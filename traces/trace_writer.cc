@@ -447,22 +447,26 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
                    " bytes, more than a trace embeds (" + std::to_string(limits.max_embedded_bytes) +
                    "): record without embedding it"};
   }
+  if (path.empty()) return Error{"the trace's path is empty: a trace needs a file path"};
   // Before anything is written: a path another writer holds is refused at once (and again, for certain, at
   // the rename below).
   const std::filesystem::path target = resolve_links(path);
   struct stat info;
-  if (::stat(target.c_str(), &info) == 0 && !S_ISREG(info.st_mode))
+  const bool replaces = ::stat(target.c_str(), &info) == 0;
+  if (replaces && !S_ISREG(info.st_mode))
     return Error{path + ": not a regular file; a trace needs a file path"};
   if (std::optional<pid_t> writer = writer_of(target.string())) return Error{recording_elsewhere(path, *writer)};
   const std::string folder = target.has_parent_path() ? target.parent_path().string() : ".";
   const int dir_fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir_fd < 0) return Error{path + ": cannot open its folder " + folder + ": " + errno_text(errno)};
-  // The new trace is written beside the old one under a name of its own, then renamed over it.
+  // The new trace is written beside the old one under a name of its own, then renamed over it. It replaces
+  // the earlier trace with that one's permissions (never more readable than it): until it has them, it is
+  // readable by no one else.
   std::string unclaimed;
   int fd = -1;
   for (int n = 0; fd < 0 && n < 100; ++n) {
     unclaimed = ".trainrr-" + std::to_string(::getpid()) + "-" + std::to_string(n) + ".trr.part";
-    fd = ::openat(dir_fd, unclaimed.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    fd = ::openat(dir_fd, unclaimed.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, replaces ? 0600 : 0644);
     if (fd < 0 && errno != EEXIST) break;
   }
   if (fd < 0) {
@@ -471,6 +475,9 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
     return Error{path + ": cannot create the trace (a new file in " + folder + "): " + errno_text(err)};
   }
   std::unique_ptr<TraceWriter> w(new TraceWriter(path, fd, dir_fd, unclaimed));
+  if (replaces && ::fchmod(fd, info.st_mode & 0777) != 0)
+    return Error{path +
+                 ": cannot give the new trace the permissions of the one it replaces: " + errno_text(errno)};
   w->level_ = header.level;
   w->kernels_recorded_ = header.kernels_recorded;
   if (Status locked = lock_for_writing(fd, path); !locked) return locked.error();

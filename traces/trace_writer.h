@@ -25,7 +25,8 @@ class TraceWriter {
   // `path` holds an earlier trace (a file that is not empty), the new one is renamed over it only when it is
   // finished: a recording killed before then leaves the earlier trace as it was, and the new one beside it
   // (pending_name()). Refuses, before anything is written, a path that another live writer holds: the Error
-  // names the path and that writer's process id.
+  // names the path and that writer's process id. The new file keeps the permissions of the one it
+  // replaces.
   static Result<std::unique_ptr<TraceWriter>> create(const std::string& path, const TraceHeader& header);
   // Closes the file, which frees the path for another writer; without finish() the trace reads as "did not
   // end cleanly".

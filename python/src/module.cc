@@ -19,6 +19,7 @@
 #include "python/src/reports.h"
 #include "python/src/run.h"
 #include "python/src/trace_file.h"
+#include "replayer/report_file.h"
 #include "replayer/report_html.h"
 
 namespace pyb = pybind11;
@@ -234,10 +235,19 @@ PYBIND11_MODULE(_trainrr, m) {
       "check_html_path",
       [](const std::string& path) {
         const ReportPathCheck c = check_html_report_path(path);
-        static const char* names[] = {"", "empty", "folder", "no_folder", "cannot_write", "not_a_report"};
+        static const char* names[] = {
+            "", "empty", "folder", "no_folder", "cannot_write", "not_a_report", "dangling_link"};
         return pyb::make_tuple(names[static_cast<int>(c.problem)], c.message);
       },
       "path"_a);
+  // The write of --html, for Report.save_html: "" once the page is in place, else the message of what failed.
+  m.def(
+      "write_html",
+      [](const std::string& path, const std::string& page) {
+        const Status s = write_html_report(path, page);
+        return s.ok() ? std::string() : s.error().message;
+      },
+      "path"_a, "page"_a);
 
   pyb::class_<Report>(m, "Report")
       .def("text", &Report::text)

@@ -342,8 +342,14 @@ def test_save_html_refuses_to_overwrite_a_file_that_is_not_a_report(tmp_path):
     report = trainrr.replay(trace)
     with pytest.raises(FileExistsError) as e:
         report.save_html(trace)
-    assert str(e.value) == f"{trace} exists and is not an HTML report: refusing to overwrite it"
+    assert str(e.value) == (f"{trace} exists and is not an HTML report (a report trainrr wrote names trainrr as "
+                            "its generator in its first bytes): refusing to overwrite it")
     assert trace.read_bytes() == before
+    page = tmp_path / "page.html"
+    page.write_text("<!doctype html><html><body>someone's page</body></html>")
+    with pytest.raises(FileExistsError, match="page.html exists and is not an HTML report"):
+        report.save_html(page)
+    assert page.read_text() == "<!doctype html><html><body>someone's page</body></html>"
     notes = tmp_path / "notes.txt"
     notes.write_text("keep")
     with pytest.raises(FileExistsError, match="notes.txt exists and is not an HTML report"):
@@ -358,7 +364,11 @@ def test_save_html_refuses_to_overwrite_a_file_that_is_not_a_report(tmp_path):
         if target.name == "empty.html":
             target.write_text("")
         report.save_html(target)
-        assert target.read_text().startswith("<!doctype html>")
+        assert target.read_text() == report.html()
+    # An earlier report that only its owner may read stays so.
+    (tmp_path / "report.html").chmod(0o600)
+    report.save_html(tmp_path / "report.html")
+    assert (tmp_path / "report.html").stat().st_mode & 0o777 == 0o600
 
 
 def test_to_config_refuses_to_overwrite_a_file_that_is_not_a_configuration(tmp_path):

@@ -70,10 +70,11 @@ class Report:
 
     def save_html(self, path):
         """Writes the page of `html()` to `path` under the rule of `--html`: a new file, or an empty file or an
-        earlier report, which it replaces. Any other file is refused (FileExistsError, naming it), so that a
-        slip such as save_html("run.trr") cannot destroy a trace, a configuration or data; a folder, a
-        missing folder or one that cannot be written raise IsADirectoryError, FileNotFoundError or
-        PermissionError."""
+        earlier report (a page trainrr wrote), which it replaces whole, or not at all when the write fails.
+        Any other file is refused (FileExistsError, naming it), so that a slip such as save_html("run.trr")
+        cannot destroy a trace, a configuration, data or another page; a folder, a missing folder, a symbolic
+        link to nothing or a folder or file that cannot be written raise IsADirectoryError,
+        FileNotFoundError or PermissionError."""
         path = _path(path, "save_html")
         if not path:
             raise FileNotFoundError("save_html: needs a file path, got an empty one")
@@ -82,8 +83,10 @@ class Report:
         problem, message = _trainrr.check_html_path(path)
         if problem:
             raise _PATH_ERRORS.get(problem, OSError)(message)
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(self.html())
+        # As --html writes it: whole or not at all, an earlier report kept when the write fails.
+        failed = _trainrr.write_html(path, self.html())
+        if failed:
+            raise OSError(failed)
 
     def _repr_html_(self):
         """The page for a notebook's output cell, in a frame of its own: the report's style stays inside it
@@ -103,7 +106,8 @@ class Report:
 
 # The problems of check_html_path, as the exceptions open() raises for their like.
 _PATH_ERRORS = {"empty": FileNotFoundError, "folder": IsADirectoryError, "no_folder": FileNotFoundError,
-                "cannot_write": PermissionError, "not_a_report": FileExistsError}
+                "cannot_write": PermissionError, "not_a_report": FileExistsError,
+                "dangling_link": FileNotFoundError}
 
 
 def _path(value, what):
