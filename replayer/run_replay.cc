@@ -168,6 +168,10 @@ RankReplay replay_one_rank(const trace::RunSet& run, int rank, const ForceSet& f
   if (!scratch) return {2, -1, 0, scratch.error().message};
   auto rebuilt = rebuild_config(run.headers[rank], overrides, "", false, *scratch);
   if (!rebuilt) return {2, -1, 0, run.paths[rank] + ": " + for_a_run(rebuilt.error().message)};
+  // A recording stopped early (interrupted) is compared through the steps every rank's trace holds.
+  if (const RunExtent extent = run_extent(run);
+      extent.stopped_rank >= 0 && (to_step < 0 || to_step > extent.steps))
+    to_step = extent.steps;
   KernelRegistry registry;
   register_cpu_kernels(registry);
   try {
@@ -289,7 +293,13 @@ RunExtent run_extent(const trace::RunSet& run) {
         if (!*rec) break;
         if (const auto* st = std::get_if<trace::TraceStep>(&(*rec)->value); st && st->end)
           stop.steps = st->index + 1;
-        footer = footer || std::holds_alternative<trace::TraceFooter>((*rec)->value);
+        if (const auto* f = std::get_if<trace::TraceFooter>(&(*rec)->value)) {
+          footer = true;
+          if (!f->completed && e.stopped_rank < 0) {
+            e.stopped_rank = r;
+            e.stopped_reason = f->end_reason;
+          }
+        }
       }
     e.steps = std::min(e.steps, stop.steps);
     if (footer && !stop.damaged) continue;
@@ -310,8 +320,19 @@ std::string stop_words(const RankStop& s, const std::string& side) {
   return stop_sentence(who, after, s.damaged, s.offset);
 }
 
-void headline_stop(const trace::RunSet& run, RunReport& report) {
+std::string stopped_early_note(const RunExtent& e) {
+  if (e.stopped_rank < 0) return "";
+  return "  note: the recording stopped early (rank " + std::to_string(e.stopped_rank) +
+         "'s footer: " + e.stopped_reason + "): every rank was compared through step " +
+         std::to_string(e.steps - 1) +
+         ", the last every trace holds, and the replay stops there, as the recording did";
+}
+
+void headline_stop(const trace::RunSet& run, RunReport& report, int64_t to_step) {
   const RunExtent extent = run_extent(run);
+  if (const std::string note = stopped_early_note(extent);
+      !note.empty() && report.exit_code < 2 && (to_step < 0 || to_step > extent.steps))
+    report.lines.push_back(note);
   if (!extent.stop || report.lines.empty()) return;
   const std::string words = stop_words(*extent.stop, "");
   const char* status = extent.stop->damaged ? "damaged" : "truncated";
@@ -377,7 +398,9 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
     for (auto& p : packed) p = pack({2, -1, 0, extent.damage});
     return packed;
   }
-  if (!extent.cut.empty() && (to_step < 0 || to_step > extent.steps)) to_step = extent.steps;
+  // So is a recording stopped early (interrupted): its schedule goes on past what it recorded.
+  if ((!extent.cut.empty() || extent.stopped_rank >= 0) && (to_step < 0 || to_step > extent.steps))
+    to_step = extent.steps;
   // "rank 3: run.trr/rank3.trr: ...": an error names the rank it is about, whichever rank reports it.
   auto about = [&](int r, const std::string& what) {
     return "rank " + std::to_string(r) + ": " + run.paths[r] + ": " + what;
@@ -515,7 +538,7 @@ RunReport replay_run(const RunReplayOptions& o) {
   }
   if (out.exit_code == 0)
     if (auto c = first_collective(*run)) out.lines.push_back("  allreduce: " + c->variant + ", " + algorithm_text(*c));
-  headline_stop(*run, out);
+  headline_stop(*run, out, o.to_step);
   add_run_inputs(*run, o.force, o.overrides, out);
   return out;
 }

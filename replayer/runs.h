@@ -87,13 +87,21 @@ struct RunExtent {
   std::vector<int> cut;
   std::string damage;  // the first rank trace changed after it was written: "rank 3: FILE: byte N: ..."
   std::optional<RankStop> stop;
+  // The first rank whose footer says the run stopped before its schedule's end (an interrupted or failed
+  // recording), and the footer's reason: the run is compared through the steps every trace holds, as a
+  // replay of one process stops where its recording stopped.
+  int stopped_rank = -1;
+  std::string stopped_reason;
 };
+// "the recording stopped early (rank 0's footer: error: interrupted at step 10146), after step 10145: ..."
+std::string stopped_early_note(const RunExtent& extent);
 RunExtent run_extent(const trace::RunSet& run);
 // "B rank 1 (m4.trr/rank1.trr) is cut short at byte 1800, after step 3 (a recording killed or cut there)"
 std::string stop_words(const RankStop& stop, const std::string& side);
 // A report's first line says `truncated` or `damaged` where a rank's trace stops short, with the rank, the
 // byte and the last step read (a divergence keeps its first line and says it on the next).
-void headline_stop(const trace::RunSet& run, RunReport& report);
+// A recording stopped early adds a note (`to_step`: where the replay was asked to stop, -1 the end).
+void headline_stop(const trace::RunSet& run, RunReport& report, int64_t to_step = -1);
 
 // The notes a replay of a run adds to its report, as a replay of one process does: the configuration
 // differences (--set) that every compared value survived, and the environment differences.

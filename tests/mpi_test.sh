@@ -182,6 +182,21 @@ killed)
   expect 0 "^truncated: rank [01] (k2/rank[01].trr) .*; the steps every rank's trace holds reproduced bit for bit: 2 ranks" -- "$T" replay k2
   expect 0 "no footer (the recording was cut)" -- "$T" replay k2
   ;;
+interrupted)
+  # A run stopped by SIGINT: every rank's footer says it stopped early. Replay and bisect compare what the
+  # traces hold and stop where the recording stopped, as a replay of one process does; show says it stopped early.
+  mpirun -n 2 "$T" record "$CONFIG" -o i2 --set train.epochs=1000 --set runtime.threads=1 > i2.log 2>&1 &
+  launcher=$!
+  for _ in $(seq 1 100); do [ -s i2/rank1.trr ] && [ "$(stat -c %s i2/rank1.trr)" -gt 60000 ] && break; sleep 0.1; done
+  kill -INT $(pgrep -P "$launcher")
+  wait "$launcher"
+  echo "mpirun exit code: $?"
+  expect 0 "rank 1: .*ended cleanly: the run stopped early (error: interrupted at step" -- "$T" show i2
+  expect 0 "^reproduced bit for bit: 2 ranks replayed in one process" -- "$T" replay i2
+  expect 0 "note: the recording stopped early (rank 0's footer: error: interrupted at step" -- "$T" replay i2
+  expect 0 "^reproduced bit for bit: 2 ranks replayed under mpirun" -- mpirun -n 2 "$T" replay i2
+  expect 0 "reproduces bit for bit" -- "$T" bisect i2
+  ;;
 answers)
   # What replay, diff, bisect and show say of a run, as they say it of one process's trace.
   record 4 m4
