@@ -9,6 +9,7 @@
 #include "engine/local_group.h"
 #include "engine/model.h"
 #include "engine/trainer.h"
+#include "replayer/bisect.h"
 #include "replayer/cause.h"
 #include "replayer/replay_hooks.h"
 #include "replayer/replayer.h"
@@ -386,7 +387,8 @@ std::string cannot_emulate(const trace::RunSet& run, const ForceSet& force) {
 std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const ForceSet& force,
                                              const std::vector<std::string>& overrides, int64_t to_step,
                                              LocalGroup& group, int first, int local,
-                                             std::function<bool(int rank, const std::string& unit)> filter) {
+                                             std::function<bool(int rank, const std::string& unit)> filter,
+                                             std::vector<std::set<std::string>>* raced) {
   const CollectiveSettings settings = recorded_settings(run.headers[0]);
   std::vector<std::string> packed(local);
   auto pack = [](const RankReplay& x) {
@@ -462,6 +464,11 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
     });
   }
   for (auto& t : threads) t.join();
+  if (raced) {
+    raced->assign(local, {});
+    for (int i = 0; i < local; ++i)
+      if (sides[i]) (*raced)[i] = racy_in_replay(*sides[i]->hooks, registry);
+  }
   // The rank whose own error stopped the group speaks for it.
   for (int i = 0; i < local; ++i)
     if (!errors[i].empty() && errors[i].rfind("stopped with the group", 0) != 0)

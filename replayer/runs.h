@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -45,11 +46,14 @@ RankReplay replay_one_rank(const trace::RunSet& run, int rank, const ForceSet& f
                            const std::vector<std::string>& overrides, int64_t to_step, Collective& comm);
 // Ranks first .. first + local - 1 replayed in this process, one thread each, as members of `group`; one
 // "code|step|priority|text" per rank for gathered_report().
+// `raced`, when set, receives for each hosted rank the units whose choice its replay made by a race
+// (racy_in_replay: a first-ready loader, a completion-order sum, an autotuned selection).
 // `filter`, when set, narrows each rank's forcing to the units it accepts (ReplayHooks::set_force_filter).
-std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const ForceSet& force,
-                                             const std::vector<std::string>& overrides, int64_t to_step,
-                                             LocalGroup& group, int first, int local,
-                                             std::function<bool(int rank, const std::string& unit)> filter = {});
+std::vector<std::string> replay_hosted_ranks(
+    const trace::RunSet& run, const ForceSet& force, const std::vector<std::string>& overrides,
+    int64_t to_step, LocalGroup& group, int first, int local,
+    std::function<bool(int rank, const std::string& unit)> filter = {},
+    std::vector<std::set<std::string>>* raced = nullptr);
 // Why the run's allreduce cannot be replayed on fewer processes than ranks (an Open MPI algorithm not
 // emulated here), or empty.
 std::string cannot_emulate(const trace::RunSet& run, const ForceSet& force);

@@ -141,6 +141,21 @@ bisect)
     [ "$out" = "$first" ] || fail "bisect r2: another answer than the first run's"
   done
   expect 0 "reproduced bit for bit: 2 ranks replayed in one process" -- "$T" replay r2 --force loader
+  # Recorded with 1 thread, bisected with 2: bisect's own --set gives rank 0 a first-ready loader, whose race
+  # decides every rank's batch. Those loaders are always forced, whether the free replay happens to match them
+  # or not, and nothing else is named.
+  record 4 p4
+  for i in 1 2 3; do
+    out=$("$T" bisect p4 --set runtime.threads=2 2>&1); rc=$?
+    echo "\$ trainrr bisect p4 --set runtime.threads=2"; echo "$out"
+    [ $rc = 1 ] || fail "bisect p4 --set runtime.threads=2: exit code $rc, expected 1 (the loaders it makes racy are forced)"
+    for r in 0 1 2 3; do
+      echo "$out" | grep -q "^  rank $r: loader (racy: always forced)$" || fail "bisect p4 (threads=2): rank $r's loader not forced"
+    done
+    echo "$out" | grep '^  rank [0-3]: ' | grep -v ': loader (racy: always forced)$' && fail "bisect p4 (threads=2): named more than the loaders"
+    echo "$out" | grep -q "note: with this --set the replay decides by a race choices the recording did not" ||
+      fail "bisect p4 (threads=2): no note on the race its --set makes"
+  done
   ;;
 bad_input)
   record 4 b4
