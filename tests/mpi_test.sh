@@ -74,6 +74,11 @@ collective)
   record 2 s8 --set seed=8 --set distributed.shards=12 --set train.batch_size=48
   expect 1 "what: data/sharding" -- "$T" diff m2 s8
   expect 1 "cause: config: the run configuration differs: seed: 7 -> 8" -- "$T" diff m2 s8
+  # The allreduce variant reaches only the sum and what follows: beside another seed, the seed is the cause and
+  # the variant is named in a note.
+  record 2 s8v --set seed=8 --set distributed.shards=12 --set train.batch_size=48 --set distributed.allreduce=arrival
+  expect 1 "cause: config: the run configuration differs: seed: 7 -> 8$" -- "$T" diff m2 s8v
+  expect 1 "note: the configurations differ too (distributed.allreduce: auto -> arrival), in nothing the first difference depends on" -- "$T" diff m2 s8v
   ;;
 emulators)
   # Each emulated Open MPI algorithm against the real one, on the MLP's 4810-element gradient, 3 and 4 ranks:
