@@ -178,14 +178,31 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
       const CollectiveCall& cb = B.steps[0][t].collectives[bi];
       const std::string bucket = "allreduce/bucket_" + std::to_string(bi);
       if (ca.shards != cb.shards || ca.count != cb.count) {
-        out.lines.push_back("diverged at step " + std::to_string(step) + ", " + bucket +
-                            ": A cuts the global batch into " + std::to_string(ca.shards) + " shards and " +
-                            std::to_string(ca.count) + " elements, B into " + std::to_string(cb.shards) +
-                            " and " + std::to_string(cb.count) +
-                            "; shard by shard comparison needs the same shards");
-        out.lines.push_back("  cause: config" + (within.empty()
-                                                     ? std::string(" (distributed.shards or the model)")
-                                                     : ": the run configuration differs: " + within_text));
+        const std::string at = "diverged at step " + std::to_string(step) + ", " + bucket + ": ";
+        std::string cause;
+        if (ca.shards != cb.shards) {
+          out.lines.push_back(at + "A cuts the global batch into " + counted(ca.shards, "micro-batch shard") +
+                              ", B into " + std::to_string(cb.shards) +
+                              "; a shard by shard comparison needs the same shards");
+          bool shards_key = false;
+          for (const std::string& c : within) shards_key |= c.rfind("distributed.shards:", 0) == 0;
+          // The same configuration, distributed.shards unset: one shard per rank, as many as the ranks.
+          if (!shards_key && na != nb && ca.shards == na && cb.shards == nb)
+            cause = "rank count: " + counted(na, "rank") + " in A, " + std::to_string(nb) +
+                    " in B, with distributed.shards unset (one shard per rank)" +
+                    (within.empty() ? std::string(" and the same configuration")
+                                    : "; the run configuration differs too: " + within_text) +
+                    ": record both with distributed.shards set to the same value (a multiple of both rank "
+                    "counts) to compare them shard by shard";
+        } else {
+          out.lines.push_back(at + "A's bucket holds " + counted(ca.count, "gradient element") + ", B's " +
+                              std::to_string(cb.count) + ": the models' parameters differ");
+        }
+        if (cause.empty())
+          cause = "config" + (within.empty() ? std::string(ca.shards != cb.shards ? " (distributed.shards)"
+                                                                                  : " (the model)")
+                                             : ": the run configuration differs: " + within_text);
+        out.lines.push_back("  cause: " + cause);
         out.exit_code = 1;
         break;
       }

@@ -299,6 +299,11 @@ PY
     -e ': loader (racy: always forced)$' && fail "bisect m4 (trainrr_exact): named more than the variants"
   again=$("$T" bisect m4 --set distributed.allreduce=trainrr_exact 2>&1)
   [ "$again" = "$first" ] || { echo "$again"; fail "bisect m4 (trainrr_exact): another answer than the first run's"; }
+  # The same configuration on 4 ranks and on 2, distributed.shards unset: the rank count cuts the batch into
+  # other shards, and the report says so, with what makes the runs comparable shard by shard.
+  record 2 m2
+  expect 1 "A cuts the global batch into 4 micro-batch shards, B into 2; a shard by shard comparison needs the same shards$" -- "$T" diff m4 m2
+  expect 1 "cause: rank count: 4 ranks in A, 2 in B, with distributed.shards unset (one shard per rank) and the same configuration: record both with distributed.shards set to the same value" -- "$T" diff m4 m2
   # Runs that differ only in how many steps they run: diverged in the inputs, with the side that ends first.
   record 4 m4e2 --set train.epochs=2
   expect 1 "^diverged in the inputs only: no value compared differs" -- "$T" diff m4 m4e2
