@@ -1,10 +1,12 @@
 #include <map>
 #include <optional>
+#include <set>
 
 #include "engine/config.h"
 #include "replayer/cause.h"
 #include "replayer/diff.h"
 #include "replayer/divergence.h"
+#include "replayer/event_keys.h"
 #include "replayer/replayer.h"
 #include "replayer/runs.h"
 #include "traces/trace_reader.h"
@@ -58,6 +60,60 @@ std::string loader_of(const std::vector<trace::TraceStep>& steps) {
 std::optional<int64_t> batch_of(const trace::TraceStep& step) {
   for (const auto& e : step.events)
     if (const auto* b = std::get_if<trace::BatchOrderEvent>(&e)) return b->batch;
+  return std::nullopt;
+}
+
+// A side's random draws in step `t`: every rank's, each (site, stream, occurrence) once (every rank draws the
+// initial values; a shard's streams only the rank that computes it), rank 0's in its event order first.
+// `pre`: those drawn before the step's batch is handed out (the initial values, the split, the shuffle),
+// `post` the others (a shard's dropout).
+struct StepDraws {
+  std::vector<std::pair<std::string, const trace::RngDrawEvent*>> pre, post;
+};
+
+StepDraws draws_of(const std::vector<std::vector<trace::TraceStep>>& ranks, size_t t) {
+  StepDraws out;
+  std::set<std::string> seen;
+  for (const auto& rank : ranks) {
+    if (t >= rank.size()) continue;
+    std::map<std::string, int> occurrence;
+    bool after_batch = false;
+    for (const auto& e : rank[t].events) {
+      after_batch = after_batch || std::holds_alternative<trace::BatchOrderEvent>(e);
+      const auto* r = std::get_if<trace::RngDrawEvent>(&e);
+      if (!r) continue;
+      const std::string name = r->draw.site + "|" + r->draw.stream;
+      const int n = occurrence[name]++;
+      const std::string key = name + "|" + std::to_string(n);
+      if (seen.insert(key).second) (after_batch ? out.post : out.pre).emplace_back(key, r);
+    }
+  }
+  return out;
+}
+
+// The first draw of `a` (in its order) that `b` made otherwise, as diff.cc compares one process's draws.
+std::optional<FirstDivergence> first_draw_difference(
+    int64_t step, const std::vector<std::pair<std::string, const trace::RngDrawEvent*>>& a,
+    const std::vector<std::pair<std::string, const trace::RngDrawEvent*>>& b) {
+  const std::map<std::string, const trace::RngDrawEvent*> in_b(b.begin(), b.end());
+  for (const auto& [key, ra] : a) {
+    const auto it = in_b.find(key);
+    if (it == in_b.end()) continue;
+    const trace::RngDrawEvent& rb = *it->second;
+    const bool same_draw =
+        ra->draw.key == rb.draw.key && ra->draw.counter == rb.draw.counter && ra->draw.count == rb.draw.count;
+    if (same_draw && ra->digest == rb.digest) continue;
+    const std::string& site = ra->draw.site;
+    const std::string detail =
+        same_draw ? "draw at " + site + ": " + draw_str(ra->draw) +
+                        " on both sides (the same draw, made into other values: digest " +
+                        digest_str(ra->digest) + " (A) vs " + digest_str(rb.digest) + " (B))"
+                  : "draw at " + site + ": " + draw_str(ra->draw) + " (A), " + draw_str(rb.draw) + " (B)" +
+                        (ra->digest == rb.digest ? " (the same values, from another draw)" : "");
+    FirstDivergence d = divergence(step, event_phase("rng", site), "rng", site, detail);
+    d.same_draw = same_draw;
+    return d;
+  }
   return std::nullopt;
 }
 
@@ -153,6 +209,19 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
            "step " + std::to_string(step) + " in A is step " + std::to_string(B.steps[0][t].index) + " in B");
       break;
     }
+    // The draws made before the batch is handed out (the initial values, the split, the shuffle), in the
+    // order the step made them, as diff.cc compares one process's; a shard's draws after its rows.
+    const StepDraws draws_a = draws_of(A.steps, t), draws_b = draws_of(B.steps, t);
+    auto draw_head = [&](const FirstDivergence& d) {
+      head(d, d.site + " (" + d.phase + ")", "rng: " + d.detail,
+           ha.seed != hb.seed ? "rng: the run seed differs: " + std::to_string(ha.seed) + " (A) vs " +
+                                    std::to_string(hb.seed) + " (B)"
+                              : "");
+    };
+    if (auto d = first_draw_difference(step, draws_a.pre, draws_b.pre)) {
+      draw_head(*d);
+      break;
+    }
     // Rank 0's loader picks the global batch: another batch makes every shard's rows differ.
     const auto batch_a = batch_of(A.steps[0][t]), batch_b = batch_of(B.steps[0][t]);
     if (batch_a && batch_b && *batch_a != *batch_b) {
@@ -220,6 +289,9 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
                    std::to_string(rb) + " in B)",
                "data/sharding: the shard's rows of the global batch differ");
       }
+      // A shard's draws (its dropout) come after its rows, before its gradient.
+      if (out.exit_code == 0 && bi == 0)
+        if (auto d = first_draw_difference(step, draws_a.post, draws_b.post)) draw_head(*d);
       for (int k = 0; k < ca.shards && out.exit_code == 0; ++k) {
         const int ra = k / (ca.shards / na), rb = k / (cb.shards / nb);
         const CollectiveCall& xa = A.steps[ra][t].collectives[bi];

@@ -70,9 +70,11 @@ collective)
   record 4 x4 --set distributed.shards=12 --set train.batch_size=48 --set distributed.allreduce=trainrr_exact
   record 2 x2 --set distributed.shards=12 --set train.batch_size=48 --set distributed.allreduce=trainrr_exact
   expect 0 "reproduced despite the rank count" -- "$T" diff x4 x2
-  # Another seed shuffles other rows into each shard: the sharding is named first, with the configuration.
+  # Another seed draws other initial values before it shuffles other rows into each shard: the first draw is
+  # named, as in a diff of one process's traces, with the configuration.
   record 2 s8 --set seed=8 --set distributed.shards=12 --set train.batch_size=48
-  expect 1 "what: data/sharding" -- "$T" diff m2 s8
+  expect 1 "^diverged at step 0, init/dense_1.kernel (setup)$" -- "$T" diff m2 s8
+  expect 1 "what: rng: draw at init/dense_1.kernel: stream init/dense_1.kernel key [0-9a-f]* counter 0 count 4096 (A)" -- "$T" diff m2 s8
   expect 1 "cause: config: the run configuration differs: seed: 7 -> 8" -- "$T" diff m2 s8
   # The allreduce variant reaches only the sum and what follows: beside another seed, the seed is the cause and
   # the variant is named in a note.
