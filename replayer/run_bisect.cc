@@ -104,7 +104,31 @@ RunReport bisect_run(const std::string& folder, const std::vector<std::string>& 
   register_cpu_kernels(registry);
   const RunUnits recorded = units_up_to(*run, -1, registry);
   const int64_t last = recorded.last_step;
-  const std::string to_the_end = "through step " + std::to_string(last) + ", the last recorded";
+  // A rank trace cut short, or a recording stopped early: compared through the steps every trace holds, and
+  // the report says so, as bisect of one trace does.
+  const RunExtent extent = run_extent(*run);
+  const std::string to_the_end =
+      "through step " + std::to_string(last) +
+      (extent.stop || extent.stopped_rank >= 0 ? ", the last every rank's trace holds"
+                                               : ", the last recorded");
+  auto said = [&](RunReport r) {
+    if (r.exit_code >= 2 || r.lines.empty()) return r;
+    if (extent.stop) {
+      const std::string words =
+          std::string(extent.stop->damaged ? "damaged: " : "truncated: ") + stop_words(*extent.stop, "");
+      if (r.exit_code == 0)
+        r.lines.front() = words + "; " + r.lines.front();
+      else
+        r.lines.insert(r.lines.begin() + 1, "  " + words + ": nothing after it is compared");
+    }
+    if (const std::string note = stopped_early_note(extent); !note.empty()) r.lines.push_back(note);
+    // A damaged rank trace is compared up to the damage, and the command exits 2 after its report.
+    if (extent.stop && extent.stop->damaged) {
+      r.exit_code = 2;
+      r.error = stop_words(*extent.stop, "") + " (damaged: compared up to there)";
+    }
+    return r;
+  };
 
   // Stage 1: every recorded choice left to this machine but those a race decides: left free, such a choice
   // matches the recording only by chance, and a replay that happens to match proves nothing.
@@ -128,7 +152,7 @@ RunReport bisect_run(const std::string& folder, const std::vector<std::string>& 
     // Its last line says how gathered_report() thinks it ran: in threads here.
     for (size_t i = 1; i + 1 < forced_whole.lines.size(); ++i) out.lines.push_back(forced_whole.lines[i]);
     out.lines.push_back("  " + counted(n, "rank") + " replayed in one process (no mpirun)");
-    return out;
+    return said(out);
   }
   std::vector<std::set<std::string>> raced;
   RunReport free_run = replay_with(ForceSet::all(), -1, forcing(recorded.racy), &raced);
@@ -171,9 +195,9 @@ RunReport bisect_run(const std::string& folder, const std::vector<std::string>& 
   if (free_run.exit_code == 0) {
     if (racy.empty()) {
       out.exit_code = 0;
-      out.lines.push_back("a free replay of the " + counted(n, "rank") +
-                          " reproduces bit for bit: nothing to force");
-      return out;
+      out.lines.push_back("a free replay of the " + counted(n, "rank") + " reproduces bit for bit " +
+                          to_the_end + ": nothing to force");
+      return said(out);
     }
     out.lines.push_back("a replay of the " + counted(n, "rank") +
                         " in one process with only the choices a race " +
@@ -182,7 +206,7 @@ RunReport bisect_run(const std::string& folder, const std::vector<std::string>& 
                         " choices, " + counted(replays - 1, "replay") + "):");
     for (const auto& u : racy) out.lines.push_back(line_of(u, racy));
     if (!race_note.empty()) out.lines.push_back(race_note);
-    return out;
+    return said(out);
   }
   const std::string free_what =
       racy.empty() ? std::string("nothing forced")
@@ -236,7 +260,7 @@ RunReport bisect_run(const std::string& folder, const std::vector<std::string>& 
                       std::to_string(units.all.size()) + " choices in steps 0.." + std::to_string(step) + ", " +
                       std::to_string(replays) + " replays)" + (stopped.empty() ? "" : "; " + stopped) + ":");
   for (const auto& u : cur) out.lines.push_back(line_of(u, units.racy));
-  return out;
+  return said(out);
 }
 
 }  // namespace trainrr

@@ -169,9 +169,10 @@ RankReplay replay_one_rank(const trace::RunSet& run, int rank, const ForceSet& f
   if (!scratch) return {2, -1, 0, scratch.error().message};
   auto rebuilt = rebuild_config(run.headers[rank], overrides, "", false, *scratch);
   if (!rebuilt) return {2, -1, 0, run.paths[rank] + ": " + for_a_run(rebuilt.error().message)};
-  // A recording stopped early (interrupted) is compared through the steps every rank's trace holds.
+  // A recording stopped early (interrupted) is compared through the steps every rank's trace holds, and a run
+  // with a damaged rank trace up to the damage.
   if (const RunExtent extent = run_extent(run);
-      extent.stopped_rank >= 0 && (to_step < 0 || to_step > extent.steps))
+      (extent.stopped_rank >= 0 || !extent.damage.empty()) && (to_step < 0 || to_step > extent.steps))
     to_step = extent.steps;
   KernelRegistry registry;
   register_cpu_kernels(registry);
@@ -288,7 +289,7 @@ RunExtent run_extent(const trace::RunSet& run) {
           }
           if (stop.damaged && e.damage.empty())
             e.damage = "rank " + std::to_string(r) + ": " + rec.error().message +
-                       " (the trace was changed after it was written: damaged)";
+                       (rec.error().message.find("damaged") == std::string::npos ? " (damaged)" : "");
           break;
         }
         if (!*rec) break;
@@ -349,6 +350,11 @@ void headline_stop(const trace::RunSet& run, RunReport& report, int64_t to_step)
     report.lines.insert(report.lines.begin() + 1,
                         "  " + std::string(status) + ": " + words + ": nothing after it is compared");
   }
+  // A damaged rank trace is compared up to the damage, and the command exits 2 after its report.
+  if (extent.stop->damaged && report.exit_code < 2) {
+    report.exit_code = 2;
+    report.error = words + " (damaged: compared up to there)";
+  }
 }
 
 std::optional<CollectiveCall> first_collective(const trace::RunSet& run) {
@@ -396,12 +402,10 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
   };
   // A cut recording is compared as far as every rank's trace goes: the ranks step together.
   const RunExtent extent = run_extent(run);
-  if (!extent.damage.empty()) {
-    for (auto& p : packed) p = pack({2, -1, 0, extent.damage});
-    return packed;
-  }
-  // So is a recording stopped early (interrupted): its schedule goes on past what it recorded.
-  if ((!extent.cut.empty() || extent.stopped_rank >= 0) && (to_step < 0 || to_step > extent.steps))
+  // So is a recording stopped early (interrupted): its schedule goes on past what it recorded; and a run with
+  // a damaged rank trace, up to the damage (its report says damaged, and the command exits 2).
+  if ((!extent.cut.empty() || extent.stopped_rank >= 0 || !extent.damage.empty()) &&
+      (to_step < 0 || to_step > extent.steps))
     to_step = extent.steps;
   // "rank 3: run.trr/rank3.trr: ...": an error names the rank it is about, whichever rank reports it.
   auto about = [&](int r, const std::string& what) {

@@ -173,7 +173,15 @@ bad_input)
   expect 2 "rank 3 of the 4-rank run .* is missing" -- "$T" replay missing
   mkdir damaged && cp b4/*.trr damaged/
   python3 -c "import sys; p=sys.argv[1]; b=bytearray(open(p,'rb').read()); b[len(b)//3]^=0xff; open(p,'wb').write(b)" damaged/rank2.trr
-  expect 2 "rank 2: .*damaged" -- "$T" replay damaged
+  # Compared up to the damage, as one trace is: the first line says damaged, and the command exits 2.
+  expect 2 "^damaged: rank 2 (damaged/rank2.trr) was changed after it was written: reading stopped at byte" -- "$T" replay damaged
+  expect 2 "rank 2 (damaged/rank2.trr) was changed after it was written: .*(damaged: compared up to there)$" -- "$T" replay damaged
+  expect 2 "^damaged: rank 2 (damaged/rank2.trr) was changed after it was written: reading stopped at byte" -- mpirun -n 4 "$T" replay damaged
+  expect 2 "^damaged: rank 2 (damaged/rank2.trr) was changed after it was written: .*reproduces bit for bit through step [0-9]*, the last every rank's trace holds" -- "$T" bisect damaged
+  for cmd in "show damaged" "replay damaged" "bisect damaged"; do
+    out=$("$T" $cmd 2>&1)
+    echo "$out" | grep -q "damaged.*) (.*damaged" && fail "$cmd: the damage said twice: $out"
+  done
   mkdir mixed && cp b4/rank0.trr b4/rank1.trr b4/rank2.trr mixed/ && cp o4/rank3.trr mixed/
   expect 2 "a set mixed from two runs" -- "$T" show mixed
   expect 2 "does not divide into 3 equal shards" -- mpirun -n 3 "$T" record "$CONFIG" -o b3 "${SMALL[@]}"
@@ -235,13 +243,15 @@ answers)
   [ "$(first_line "$T" diff m4 half | grep -c '^truncated: B rank 1 (half/rank1.trr) is cut short')" = 1 ] ||
     fail "diff m4 half: the first line does not say truncated"
   expect 0 "note: A holds [0-9]* complete steps, B [0-9]*" -- "$T" diff m4 half
+  # bisect says so too, and how far it compared.
+  expect 0 "^truncated: rank 1 (half/rank1.trr) is cut short at byte [0-9]*, after step [0-9]* .*; a free replay of the 4 ranks reproduces bit for bit through step [0-9]*, the last every rank's trace holds" -- "$T" bisect half
   # Damaged: diff's first line and show of the folder say so, and both exit 2.
   mkdir dmg && cp m4/*.trr dmg/
   python3 -c "import sys; p=sys.argv[1]; b=bytearray(open(p,'rb').read()); b[len(b)//3]^=0xff; open(p,'wb').write(b)" dmg/rank1.trr
   expect 2 "damaged" -- "$T" diff m4 dmg
   [ "$(first_line "$T" diff m4 dmg | grep -c '^damaged: B rank 1 (dmg/rank1.trr) was changed after it was written')" = 1 ] ||
     fail "diff m4 dmg: the first line does not say damaged"
-  expect 2 "rank 1: .*damaged: .*(changed after it was written)" -- "$T" show dmg
+  expect 2 "rank 1: .*damaged: .*changed after it was written" -- "$T" show dmg
   # Data embedded in every rank's trace: each rank unpacks its own copy.
   record 2 emb --embed-data
   expect 0 "reproduced bit for bit: 2 ranks replayed in one process" -- "$T" replay emb

@@ -240,7 +240,10 @@ int show_run_folder(const std::string& path) {
     const std::string end = footer && !footer->completed
                                 ? "ended cleanly: the run stopped early (" + footer->end_reason + ")"
                             : (*reader)->ended_cleanly() ? "ended cleanly"
-                            : damaged      ? "damaged: " + stop + " (changed after it was written)"
+                            : damaged                    ? "damaged: " + stop +
+                                            (stop.find("changed after it was written") == std::string::npos
+                                                 ? " (changed after it was written)"
+                                                 : "")
                             : stop.empty() ? "no footer: the recording did not finish"
                                            : "cut: " + stop;
     // The reader's words quote the trace's strings: escaped, on this line.
