@@ -188,7 +188,10 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
   const std::string loader_a = loader_of(A.steps[0]), loader_b = loader_of(B.steps[0]);
   // The metrics of the epochs both runs logged within the first `done` steps, where the steps before match.
   size_t epochs_compared = 0;
+  // A run records the epoch metrics of rank 0's shards: runs of other rank counts cover other rows there.
+  const bool epochs_comparable = na == nb;
   auto compare_epochs = [&](size_t done) {
+    if (!epochs_comparable) return;
     for (; out.exit_code == 0 && epochs_compared < std::min(A.epochs.size(), B.epochs.size());
          ++epochs_compared) {
       const EpochLog &ea = A.epochs[epochs_compared], &eb = B.epochs[epochs_compared];
@@ -376,6 +379,11 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
         "  note: the configurations differ (" + length +
         "), which changes how many steps run, not what a step computes: the steps both runs have "
         "are compared");
+  if (!epochs_comparable && !A.epochs.empty() && !B.epochs.empty())
+    out.lines.push_back(
+        "  note: each run's epoch metrics cover the rows of rank 0's shards, which differ with the "
+        "rank count (" +
+        counted(na, "rank") + " in A, " + std::to_string(nb) + " in B): they are not compared");
   if (extent[0].steps != extent[1].steps)
     out.lines.push_back("  note: A holds " + counted(extent[0].steps, "complete step") + ", B " +
                         counted(extent[1].steps, "complete step") + ": the steps from step " +

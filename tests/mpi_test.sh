@@ -53,6 +53,9 @@ tree)
   expect 0 "reproduced bit for bit: 4 ranks replayed under mpirun -n 2, 2 per process" -- mpirun -n 2 "$T" replay t4
   expect 2 "or a count that divides 4" -- mpirun -n 3 "$T" replay t4
   expect 0 "reproduced despite the rank count (4 ranks in A, 2 in B)" -- "$T" diff t4 t2
+  # Each run's epoch metrics are rank 0's shards': the log says so, and diff of two rank counts leaves them out.
+  grep -q "loss: .* (loss and accuracy: rank 0's shards of each batch, of 4 ranks)" t4.log || fail "t4.log: the epoch line does not say whose rows it sums"
+  expect 0 "note: each run's epoch metrics cover the rows of rank 0's shards, which differ with the rank count (4 ranks in A, 2 in B): they are not compared" -- "$T" diff t4 t2
   expect 0 "reproduced despite the rank count (4 ranks in A, 1 in B)" -- "$T" diff t4 t1
   ;;
 collective)
