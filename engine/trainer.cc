@@ -613,6 +613,10 @@ void Training::end_epoch() {
     std::fprintf(log_, "Epoch %d/%d - %lld step%s", epoch_ + 1, config_.train.epochs,
                  static_cast<long long>(steps_per_epoch()), steps_per_epoch() == 1 ? "" : "s");
     for (const auto& [k, v] : e.logs) std::fprintf(log_, " - %s: %.4f", k.c_str(), shown_number(v));
+    // A data-parallel rank sums the loss and accuracy over the rows of its own shards only.
+    if (comm_ && comm_->size() > 1)
+      std::fprintf(log_, " (loss%s: rank %d's shards of each batch, of %d ranks)",
+                   classification() ? " and accuracy" : "", comm_->rank(), comm_->size());
     std::fprintf(log_, "\n");
     std::fflush(log_);
   }

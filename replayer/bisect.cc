@@ -21,6 +21,22 @@
 namespace trainrr {
 namespace fs = std::filesystem;
 
+// Whether a kernel choice makes its result by a race: a kernel whose result depends on timing (a first-ready
+// loader, a completion-order sum), or one picked by timing (autotune).
+bool decided_by_a_race(const KernelChoice& choice, const KernelRegistry& registry) {
+  const Kernel* kernel = registry.find(choice.chosen);
+  return choice.reason.starts_with("autotune") || (kernel && !kernel->info.deterministic);
+}
+
+// The units whose choice a free replay made by a race: a kernel whose result depends on timing (a first-ready
+// loader, a completion-order sum), or one picked by timing.
+std::set<std::string> racy_in_replay(const ReplayHooks& hooks, const KernelRegistry& registry) {
+  std::set<std::string> out;
+  for (const auto& [site, choice] : hooks.replayed_choices())
+    if (decided_by_a_race(choice, registry)) out.insert(site == "data/loader" ? "loader" : "kernel:" + site);
+  return out;
+}
+
 std::string force_kind_of(const std::string& unit) {
   if (unit == "seed" || unit.rfind("rng:", 0) == 0) return "rng";
   if (unit.rfind("kernel:", 0) == 0) return "kernels";
@@ -163,13 +179,6 @@ Suspect scan(const std::string& path, const trace::TraceHeader& header, const Ke
   return s;
 }
 
-// Whether a kernel choice makes its result by a race: a kernel whose result depends on timing (a first-ready
-// loader, a completion-order sum), or one picked by timing (autotune).
-bool decided_by_a_race(const KernelChoice& choice, const KernelRegistry& registry) {
-  const Kernel* kernel = registry.find(choice.chosen);
-  return choice.reason.starts_with("autotune") || (kernel && !kernel->info.deterministic);
-}
-
 // The choice units recorded in steps [from, to], and every kernel site (selected once, before `from`).
 struct WindowUnits {
   std::vector<std::string> all;
@@ -215,15 +224,6 @@ WindowUnits units_in_window(const std::string& path, int64_t from, int64_t to, c
   std::erase_if(w.racy, [&](const std::string& u) { return !units.count(u); });
   w.all.assign(units.begin(), units.end());
   return w;
-}
-
-// The units whose choice a free replay made by a race: a kernel whose result depends on timing (a first-ready
-// loader, a completion-order sum), or one picked by timing.
-std::set<std::string> racy_in_replay(const ReplayHooks& hooks, const KernelRegistry& registry) {
-  std::set<std::string> out;
-  for (const auto& [site, choice] : hooks.replayed_choices())
-    if (decided_by_a_race(choice, registry)) out.insert(site == "data/loader" ? "loader" : "kernel:" + site);
-  return out;
 }
 
 // What `replay --force` forces to serve back every unit of `units`: each one's kind, whole.

@@ -48,6 +48,15 @@ std::vector<std::string> smallest_forced_set(const std::vector<std::string>& all
 
 BisectResult bisect(const BisectOptions& options);
 
+class KernelRegistry;
+class ReplayHooks;
+struct KernelChoice;
+// Whether a kernel choice makes its result by a race: a kernel whose result depends on timing (a first-ready
+// loader, a completion-order sum), or one picked by timing (autotune).
+bool decided_by_a_race(const KernelChoice& choice, const KernelRegistry& registry);
+// The units ("loader", "kernel:SITE") whose choice a free replay made by a race.
+std::set<std::string> racy_in_replay(const ReplayHooks& hooks, const KernelRegistry& registry);
+
 // The kind forced by a unit, as `replay --force` names it: "rng:augment/noise" -> "rng", "seed" -> "rng",
 // "kernel:dense_1/matmul.fwd" -> "kernels".
 std::string force_kind_of(const std::string& unit);

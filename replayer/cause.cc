@@ -127,6 +127,14 @@ bool difference_reaches(const std::string& difference, const FirstDivergence& d,
       layer_index = std::min(std::strtoull(values.c_str(), nullptr, 10),
                              std::strtoull(values.c_str() + arrow + 4, nullptr, 10));
   }
+  // A run's allreduce variant changes the sum of the shards' gradients and what follows from it (the update,
+  // the parameters, the evaluation), not the batch, its sharding or a shard's gradient. Its shard count
+  // changes how the global batch is cut and each shard's random streams, not which batch the input pipeline
+  // (rank 0's loader) hands out.
+  if (key == "distributed.allreduce")
+    return d.kind == "config" || d.kind == "metrics" || d.phase == "allreduce" || d.phase == "update" ||
+           d.phase == "evaluation";
+  if (key == "distributed.shards") return d.kind != "split" && d.kind != "shuffle" && d.kind != "loader";
   if (!optimizer && !loss && !layer_index) return true;
   // The input pipeline (split, shuffle, loader, augmentation) computes nothing of the model's.
   if (d.phase == "input" || d.kind == "split" || d.kind == "shuffle" || d.kind == "loader") return false;
@@ -147,10 +155,12 @@ bool difference_reaches(const std::string& difference, const FirstDivergence& d,
 }
 
 std::string reach_words(const std::vector<std::string>& differences, const FirstDivergence& d) {
+  if (d.kind == "sharding") return "none of them changes how the global batch is cut into shards";
   if (d.phase == "input" || d.kind == "split" || d.kind == "shuffle" || d.kind == "loader")
     return "none of them changes the input pipeline (the split, the shuffle, the batches)";
-  bool optimizer = false, loss = false, layer = false, momentum = false;
+  bool optimizer = false, loss = false, layer = false, momentum = false, allreduce = false;
   for (const std::string& d : differences) {
+    allreduce |= d.rfind("distributed.allreduce:", 0) == 0;
     optimizer |= d.rfind("train.optimizer.", 0) == 0;
     loss |= d.rfind("train.loss:", 0) == 0 || d.rfind("train.from_logits:", 0) == 0;
     const bool of_layer = d.rfind("model.layers", 0) == 0;
@@ -159,6 +169,8 @@ std::string reach_words(const std::vector<std::string>& differences, const First
     layer |= of_layer && !is_momentum;
   }
   std::vector<std::string> why;
+  if (allreduce)
+    why.push_back("the allreduce variant changes only the sum of the shards' gradients and what follows it");
   if (optimizer) why.push_back("an optimizer's keys change only the update");
   if (loss) why.push_back("the loss's keys change no layer's forward pass");
   if (layer) why.push_back("a layer's keys change nothing before that layer's forward pass");

@@ -54,8 +54,9 @@ std::vector<std::string> differences_within_steps(const std::vector<std::string>
 // Whether a configuration difference can change the first divergent event `d`, everything before it being
 // the same on both sides: an optimizer's keys change only the update, a layer's keys nothing in the forward
 // pass of the layers before it, the loss's keys nothing in any layer's forward pass, and none of these the
-// input pipeline. Other keys (seed, data, batch size) are taken to reach everything. `layers`: the model's
-// layer names in order.
+// input pipeline; a run's distributed.allreduce only its allreduce and what follows, its distributed.shards
+// nothing of the input pipeline. Other keys (seed, data, batch size) are taken to reach everything. `layers`:
+// the model's layer names in order.
 bool difference_reaches(const std::string& difference, const FirstDivergence& d,
                         const std::vector<std::string>& layers);
 // Why differences that difference_reaches() turned down leave the first divergent event alone, in words:

@@ -89,10 +89,13 @@ RunReport bisect_run(const std::string& folder, const std::vector<std::string>& 
   const CollectiveSettings settings = recorded_settings(run->headers[0]);
   int64_t replays = 0;
   // A replay of every rank through step `to` (exclusive), forcing the units `filter` accepts.
-  auto replay_with = [&](const ForceSet& force, int64_t to, std::function<bool(int, const std::string&)> filter) {
+  auto replay_with = [&](const ForceSet& force, int64_t to,
+                         std::function<bool(int, const std::string&)> filter,
+                         std::vector<std::set<std::string>>* raced = nullptr) {
     LocalGroup group(n, settings);
     ++replays;
-    return gathered_report(replay_hosted_ranks(*run, force, overrides, to, group, 0, n, std::move(filter)), n);
+    return gathered_report(
+        replay_hosted_ranks(*run, force, overrides, to, group, 0, n, std::move(filter), raced), n);
   };
   auto forcing = [](const std::set<std::string>& set) {
     return [set](int rank, const std::string& unit) { return set.count(std::to_string(rank) + "|" + unit) > 0; };
@@ -101,13 +104,34 @@ RunReport bisect_run(const std::string& folder, const std::vector<std::string>& 
   register_cpu_kernels(registry);
   const RunUnits recorded = units_up_to(*run, -1, registry);
   const int64_t last = recorded.last_step;
-  const std::string to_the_end = "through step " + std::to_string(last) + ", the last recorded";
+  // A rank trace cut short, or a recording stopped early: compared through the steps every trace holds, and
+  // the report says so, as bisect of one trace does.
+  const RunExtent extent = run_extent(*run);
+  const std::string to_the_end =
+      "through step " + std::to_string(last) +
+      (extent.stop || extent.stopped_rank >= 0 ? ", the last every rank's trace holds"
+                                               : ", the last recorded");
+  auto said = [&](RunReport r) {
+    if (r.exit_code >= 2 || r.lines.empty()) return r;
+    if (extent.stop) {
+      const std::string words =
+          std::string(extent.stop->damaged ? "damaged: " : "truncated: ") + stop_words(*extent.stop, "");
+      if (r.exit_code == 0)
+        r.lines.front() = words + "; " + r.lines.front();
+      else
+        r.lines.insert(r.lines.begin() + 1, "  " + words + ": nothing after it is compared");
+    }
+    if (const std::string note = stopped_early_note(extent); !note.empty()) r.lines.push_back(note);
+    // A damaged rank trace is compared up to the damage, and the command exits 2 after its report.
+    if (extent.stop && extent.stop->damaged) {
+      r.exit_code = 2;
+      r.error = stop_words(*extent.stop, "") + " (damaged: compared up to there)";
+    }
+    return r;
+  };
 
   // Stage 1: every recorded choice left to this machine but those a race decides: left free, such a choice
   // matches the recording only by chance, and a replay that happens to match proves nothing.
-  const std::string free_what = recorded.racy.empty() ? std::string("nothing forced")
-                                                      : "nothing forced but the " + std::to_string(recorded.racy.size()) +
-                                                            " choices a race decides";
   auto line_of = [](const std::string& u, const std::set<std::string>& racy) {
     std::string why;
     if (u.find("|kernel:allreduce/") != std::string::npos) why = " (the arrival order of this allreduce call)";
@@ -128,31 +152,70 @@ RunReport bisect_run(const std::string& folder, const std::vector<std::string>& 
     // Its last line says how gathered_report() thinks it ran: in threads here.
     for (size_t i = 1; i + 1 < forced_whole.lines.size(); ++i) out.lines.push_back(forced_whole.lines[i]);
     out.lines.push_back("  " + counted(n, "rank") + " replayed in one process (no mpirun)");
-    return out;
+    return said(out);
   }
-  RunReport free_run = replay_with(ForceSet::all(), -1, forcing(recorded.racy));
+  std::vector<std::set<std::string>> raced;
+  RunReport free_run = replay_with(ForceSet::all(), -1, forcing(recorded.racy), &raced);
   if (free_run.exit_code >= 2) return free_run;
+  // The choices this replay makes by a race though the recording did not (bisect's own --set, such as
+  // runtime.threads=2, gives rank 0 a first-ready loader): as racy as the recording's own, always forced.
+  // Rank 0's loader decides every rank's batch; the allreduce variant is chosen by policy or configuration.
+  std::set<std::string> replay_racy;
+  for (int r = 0; r < static_cast<int>(raced.size()); ++r)
+    for (const std::string& u : raced[r]) {
+      if (u == "loader") {
+        if (r == 0)
+          for (int q = 0; q < n; ++q) replay_racy.insert(std::to_string(q) + "|loader");
+      } else if (u != "kernel:grad/allreduce") {
+        replay_racy.insert(std::to_string(r) + "|" + u);
+      }
+    }
+  std::erase_if(replay_racy, [&](const std::string& u) {
+    return recorded.racy.count(u) ||
+           std::find(recorded.all.begin(), recorded.all.end(), u) == recorded.all.end();
+  });
+  std::set<std::string> racy = recorded.racy;
+  racy.insert(replay_racy.begin(), replay_racy.end());
+  std::string race_note;
+  if (!replay_racy.empty()) {
+    std::string list;
+    for (const auto& u : replay_racy) list += (list.empty() ? "" : ", ") + shown(u);
+    race_note =
+        "  note: with this --set the replay decides by a race choices the recording did not (" + list +
+        "): a free replay " +
+        (free_run.exit_code == 0 ? std::string("that reproduced matched the recording there by chance, "
+                                               "and another may not")
+                                 : "diverged (" + free_run.lines[0] + ")") +
+        "; they are always forced, as the recording's racy choices are";
+    free_run = replay_with(ForceSet::all(), -1, forcing(racy));
+    if (free_run.exit_code >= 2) return free_run;
+  }
   RunReport out;
   out.exit_code = 1;
   if (free_run.exit_code == 0) {
-    if (recorded.racy.empty()) {
+    if (racy.empty()) {
       out.exit_code = 0;
-      out.lines.push_back("a free replay of the " + counted(n, "rank") +
-                          " reproduces bit for bit: nothing to force");
-      return out;
+      out.lines.push_back("a free replay of the " + counted(n, "rank") + " reproduces bit for bit " +
+                          to_the_end + ": nothing to force");
+      return said(out);
     }
     out.lines.push_back("a replay of the " + counted(n, "rank") +
                         " in one process with only the choices a race " +
                         "decides forced reproduces bit for bit " + to_the_end + ": nothing else to force (" +
-                        std::to_string(recorded.racy.size()) + " of " + std::to_string(recorded.all.size()) +
-                        " choices, 1 replay):");
-    for (const auto& u : recorded.racy) out.lines.push_back(line_of(u, recorded.racy));
-    return out;
+                        std::to_string(racy.size()) + " of " + std::to_string(recorded.all.size()) +
+                        " choices, " + counted(replays - 1, "replay") + "):");
+    for (const auto& u : racy) out.lines.push_back(line_of(u, racy));
+    if (!race_note.empty()) out.lines.push_back(race_note);
+    return said(out);
   }
+  const std::string free_what =
+      racy.empty() ? std::string("nothing forced")
+                   : "nothing forced but the " + std::to_string(racy.size()) + " choices a race decides";
   int64_t step = free_run.step;
   out.lines.push_back("free replay (" + counted(n, "rank") + " in one process, " + free_what +
                       "): " + free_run.lines[0]);
   for (size_t i = 1; i + 1 < free_run.lines.size(); ++i) out.lines.push_back(free_run.lines[i]);
+  if (!race_note.empty()) out.lines.push_back(race_note);
 
   // Stage 2: delta debugging over every rank's recorded choices up to that step. Racy choices are always
   // forced: one left free that happens to match proves nothing. The set is then replayed through the whole
@@ -169,6 +232,8 @@ RunReport bisect_run(const std::string& folder, const std::vector<std::string>& 
   bool reproduced = false;
   for (;;) {
     units = units_up_to(*run, step, registry);
+    for (const auto& u : replay_racy)
+      if (std::find(units.all.begin(), units.all.end(), u) != units.all.end()) units.racy.insert(u);
     std::vector<std::string> all;
     for (const auto& u : units.all)
       if (!units.racy.count(u)) all.push_back(u);
@@ -195,7 +260,7 @@ RunReport bisect_run(const std::string& folder, const std::vector<std::string>& 
                       std::to_string(units.all.size()) + " choices in steps 0.." + std::to_string(step) + ", " +
                       std::to_string(replays) + " replays)" + (stopped.empty() ? "" : "; " + stopped) + ":");
   for (const auto& u : cur) out.lines.push_back(line_of(u, units.racy));
-  return out;
+  return said(out);
 }
 
 }  // namespace trainrr

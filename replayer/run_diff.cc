@@ -1,10 +1,12 @@
 #include <map>
 #include <optional>
+#include <set>
 
 #include "engine/config.h"
 #include "replayer/cause.h"
 #include "replayer/diff.h"
 #include "replayer/divergence.h"
+#include "replayer/event_keys.h"
 #include "replayer/replayer.h"
 #include "replayer/runs.h"
 #include "traces/trace_reader.h"
@@ -58,6 +60,60 @@ std::string loader_of(const std::vector<trace::TraceStep>& steps) {
 std::optional<int64_t> batch_of(const trace::TraceStep& step) {
   for (const auto& e : step.events)
     if (const auto* b = std::get_if<trace::BatchOrderEvent>(&e)) return b->batch;
+  return std::nullopt;
+}
+
+// A side's random draws in step `t`: every rank's, each (site, stream, occurrence) once (every rank draws the
+// initial values; a shard's streams only the rank that computes it), rank 0's in its event order first.
+// `pre`: those drawn before the step's batch is handed out (the initial values, the split, the shuffle),
+// `post` the others (a shard's dropout).
+struct StepDraws {
+  std::vector<std::pair<std::string, const trace::RngDrawEvent*>> pre, post;
+};
+
+StepDraws draws_of(const std::vector<std::vector<trace::TraceStep>>& ranks, size_t t) {
+  StepDraws out;
+  std::set<std::string> seen;
+  for (const auto& rank : ranks) {
+    if (t >= rank.size()) continue;
+    std::map<std::string, int> occurrence;
+    bool after_batch = false;
+    for (const auto& e : rank[t].events) {
+      after_batch = after_batch || std::holds_alternative<trace::BatchOrderEvent>(e);
+      const auto* r = std::get_if<trace::RngDrawEvent>(&e);
+      if (!r) continue;
+      const std::string name = r->draw.site + "|" + r->draw.stream;
+      const int n = occurrence[name]++;
+      const std::string key = name + "|" + std::to_string(n);
+      if (seen.insert(key).second) (after_batch ? out.post : out.pre).emplace_back(key, r);
+    }
+  }
+  return out;
+}
+
+// The first draw of `a` (in its order) that `b` made otherwise, as diff.cc compares one process's draws.
+std::optional<FirstDivergence> first_draw_difference(
+    int64_t step, const std::vector<std::pair<std::string, const trace::RngDrawEvent*>>& a,
+    const std::vector<std::pair<std::string, const trace::RngDrawEvent*>>& b) {
+  const std::map<std::string, const trace::RngDrawEvent*> in_b(b.begin(), b.end());
+  for (const auto& [key, ra] : a) {
+    const auto it = in_b.find(key);
+    if (it == in_b.end()) continue;
+    const trace::RngDrawEvent& rb = *it->second;
+    const bool same_draw =
+        ra->draw.key == rb.draw.key && ra->draw.counter == rb.draw.counter && ra->draw.count == rb.draw.count;
+    if (same_draw && ra->digest == rb.digest) continue;
+    const std::string& site = ra->draw.site;
+    const std::string detail =
+        same_draw ? "draw at " + site + ": " + draw_str(ra->draw) +
+                        " on both sides (the same draw, made into other values: digest " +
+                        digest_str(ra->digest) + " (A) vs " + digest_str(rb.digest) + " (B))"
+                  : "draw at " + site + ": " + draw_str(ra->draw) + " (A), " + draw_str(rb.draw) + " (B)" +
+                        (ra->digest == rb.digest ? " (the same values, from another draw)" : "");
+    FirstDivergence d = divergence(step, event_phase("rng", site), "rng", site, detail);
+    d.same_draw = same_draw;
+    return d;
+  }
   return std::nullopt;
 }
 
@@ -132,7 +188,10 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
   const std::string loader_a = loader_of(A.steps[0]), loader_b = loader_of(B.steps[0]);
   // The metrics of the epochs both runs logged within the first `done` steps, where the steps before match.
   size_t epochs_compared = 0;
+  // A run records the epoch metrics of rank 0's shards: runs of other rank counts cover other rows there.
+  const bool epochs_comparable = na == nb;
   auto compare_epochs = [&](size_t done) {
+    if (!epochs_comparable) return;
     for (; out.exit_code == 0 && epochs_compared < std::min(A.epochs.size(), B.epochs.size());
          ++epochs_compared) {
       const EpochLog &ea = A.epochs[epochs_compared], &eb = B.epochs[epochs_compared];
@@ -151,6 +210,19 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
     if (B.steps[0][t].index != step) {
       head(divergence(step, "setup", "config", "config"), "the runs' steps are not aligned",
            "step " + std::to_string(step) + " in A is step " + std::to_string(B.steps[0][t].index) + " in B");
+      break;
+    }
+    // The draws made before the batch is handed out (the initial values, the split, the shuffle), in the
+    // order the step made them, as diff.cc compares one process's; a shard's draws after its rows.
+    const StepDraws draws_a = draws_of(A.steps, t), draws_b = draws_of(B.steps, t);
+    auto draw_head = [&](const FirstDivergence& d) {
+      head(d, d.site + " (" + d.phase + ")", "rng: " + d.detail,
+           ha.seed != hb.seed ? "rng: the run seed differs: " + std::to_string(ha.seed) + " (A) vs " +
+                                    std::to_string(hb.seed) + " (B)"
+                              : "");
+    };
+    if (auto d = first_draw_difference(step, draws_a.pre, draws_b.pre)) {
+      draw_head(*d);
       break;
     }
     // Rank 0's loader picks the global batch: another batch makes every shard's rows differ.
@@ -178,14 +250,31 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
       const CollectiveCall& cb = B.steps[0][t].collectives[bi];
       const std::string bucket = "allreduce/bucket_" + std::to_string(bi);
       if (ca.shards != cb.shards || ca.count != cb.count) {
-        out.lines.push_back("diverged at step " + std::to_string(step) + ", " + bucket +
-                            ": A cuts the global batch into " + std::to_string(ca.shards) + " shards and " +
-                            std::to_string(ca.count) + " elements, B into " + std::to_string(cb.shards) +
-                            " and " + std::to_string(cb.count) +
-                            "; shard by shard comparison needs the same shards");
-        out.lines.push_back("  cause: config" + (within.empty()
-                                                     ? std::string(" (distributed.shards or the model)")
-                                                     : ": the run configuration differs: " + within_text));
+        const std::string at = "diverged at step " + std::to_string(step) + ", " + bucket + ": ";
+        std::string cause;
+        if (ca.shards != cb.shards) {
+          out.lines.push_back(at + "A cuts the global batch into " + counted(ca.shards, "micro-batch shard") +
+                              ", B into " + std::to_string(cb.shards) +
+                              "; a shard by shard comparison needs the same shards");
+          bool shards_key = false;
+          for (const std::string& c : within) shards_key |= c.rfind("distributed.shards:", 0) == 0;
+          // The same configuration, distributed.shards unset: one shard per rank, as many as the ranks.
+          if (!shards_key && na != nb && ca.shards == na && cb.shards == nb)
+            cause = "rank count: " + counted(na, "rank") + " in A, " + std::to_string(nb) +
+                    " in B, with distributed.shards unset (one shard per rank)" +
+                    (within.empty() ? std::string(" and the same configuration")
+                                    : "; the run configuration differs too: " + within_text) +
+                    ": record both with distributed.shards set to the same value (a multiple of both rank "
+                    "counts) to compare them shard by shard";
+        } else {
+          out.lines.push_back(at + "A's bucket holds " + counted(ca.count, "gradient element") + ", B's " +
+                              std::to_string(cb.count) + ": the models' parameters differ");
+        }
+        if (cause.empty())
+          cause = "config" + (within.empty() ? std::string(ca.shards != cb.shards ? " (distributed.shards)"
+                                                                                  : " (the model)")
+                                             : ": the run configuration differs: " + within_text);
+        out.lines.push_back("  cause: " + cause);
         out.exit_code = 1;
         break;
       }
@@ -203,6 +292,9 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
                    std::to_string(rb) + " in B)",
                "data/sharding: the shard's rows of the global batch differ");
       }
+      // A shard's draws (its dropout) come after its rows, before its gradient.
+      if (out.exit_code == 0 && bi == 0)
+        if (auto d = first_draw_difference(step, draws_a.post, draws_b.post)) draw_head(*d);
       for (int k = 0; k < ca.shards && out.exit_code == 0; ++k) {
         const int ra = k / (ca.shards / na), rb = k / (cb.shards / nb);
         const CollectiveCall& xa = A.steps[ra][t].collectives[bi];
@@ -287,6 +379,11 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
         "  note: the configurations differ (" + length +
         "), which changes how many steps run, not what a step computes: the steps both runs have "
         "are compared");
+  if (!epochs_comparable && !A.epochs.empty() && !B.epochs.empty())
+    out.lines.push_back(
+        "  note: each run's epoch metrics cover the rows of rank 0's shards, which differ with the "
+        "rank count (" +
+        counted(na, "rank") + " in A, " + std::to_string(nb) + " in B): they are not compared");
   if (extent[0].steps != extent[1].steps)
     out.lines.push_back("  note: A holds " + counted(extent[0].steps, "complete step") + ", B " +
                         counted(extent[1].steps, "complete step") + ": the steps from step " +

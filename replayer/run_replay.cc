@@ -9,6 +9,7 @@
 #include "engine/local_group.h"
 #include "engine/model.h"
 #include "engine/trainer.h"
+#include "replayer/bisect.h"
 #include "replayer/cause.h"
 #include "replayer/replay_hooks.h"
 #include "replayer/replayer.h"
@@ -168,6 +169,11 @@ RankReplay replay_one_rank(const trace::RunSet& run, int rank, const ForceSet& f
   if (!scratch) return {2, -1, 0, scratch.error().message};
   auto rebuilt = rebuild_config(run.headers[rank], overrides, "", false, *scratch);
   if (!rebuilt) return {2, -1, 0, run.paths[rank] + ": " + for_a_run(rebuilt.error().message)};
+  // A recording stopped early (interrupted) is compared through the steps every rank's trace holds, and a run
+  // with a damaged rank trace up to the damage.
+  if (const RunExtent extent = run_extent(run);
+      (extent.stopped_rank >= 0 || !extent.damage.empty()) && (to_step < 0 || to_step > extent.steps))
+    to_step = extent.steps;
   KernelRegistry registry;
   register_cpu_kernels(registry);
   try {
@@ -283,13 +289,19 @@ RunExtent run_extent(const trace::RunSet& run) {
           }
           if (stop.damaged && e.damage.empty())
             e.damage = "rank " + std::to_string(r) + ": " + rec.error().message +
-                       " (the trace was changed after it was written: damaged)";
+                       (rec.error().message.find("damaged") == std::string::npos ? " (damaged)" : "");
           break;
         }
         if (!*rec) break;
         if (const auto* st = std::get_if<trace::TraceStep>(&(*rec)->value); st && st->end)
           stop.steps = st->index + 1;
-        footer = footer || std::holds_alternative<trace::TraceFooter>((*rec)->value);
+        if (const auto* f = std::get_if<trace::TraceFooter>(&(*rec)->value)) {
+          footer = true;
+          if (!f->completed && e.stopped_rank < 0) {
+            e.stopped_rank = r;
+            e.stopped_reason = f->end_reason;
+          }
+        }
       }
     e.steps = std::min(e.steps, stop.steps);
     if (footer && !stop.damaged) continue;
@@ -310,8 +322,19 @@ std::string stop_words(const RankStop& s, const std::string& side) {
   return stop_sentence(who, after, s.damaged, s.offset);
 }
 
-void headline_stop(const trace::RunSet& run, RunReport& report) {
+std::string stopped_early_note(const RunExtent& e) {
+  if (e.stopped_rank < 0) return "";
+  return "  note: the recording stopped early (rank " + std::to_string(e.stopped_rank) +
+         "'s footer: " + e.stopped_reason + "): every rank was compared through step " +
+         std::to_string(e.steps - 1) +
+         ", the last every trace holds, and the replay stops there, as the recording did";
+}
+
+void headline_stop(const trace::RunSet& run, RunReport& report, int64_t to_step) {
   const RunExtent extent = run_extent(run);
+  if (const std::string note = stopped_early_note(extent);
+      !note.empty() && report.exit_code < 2 && (to_step < 0 || to_step > extent.steps))
+    report.lines.push_back(note);
   if (!extent.stop || report.lines.empty()) return;
   const std::string words = stop_words(*extent.stop, "");
   const char* status = extent.stop->damaged ? "damaged" : "truncated";
@@ -326,6 +349,11 @@ void headline_stop(const trace::RunSet& run, RunReport& report) {
   } else if (report.exit_code == 1) {
     report.lines.insert(report.lines.begin() + 1,
                         "  " + std::string(status) + ": " + words + ": nothing after it is compared");
+  }
+  // A damaged rank trace is compared up to the damage, and the command exits 2 after its report.
+  if (extent.stop->damaged && report.exit_code < 2) {
+    report.exit_code = 2;
+    report.error = words + " (damaged: compared up to there)";
   }
 }
 
@@ -365,7 +393,8 @@ std::string cannot_emulate(const trace::RunSet& run, const ForceSet& force) {
 std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const ForceSet& force,
                                              const std::vector<std::string>& overrides, int64_t to_step,
                                              LocalGroup& group, int first, int local,
-                                             std::function<bool(int rank, const std::string& unit)> filter) {
+                                             std::function<bool(int rank, const std::string& unit)> filter,
+                                             std::vector<std::set<std::string>>* raced) {
   const CollectiveSettings settings = recorded_settings(run.headers[0]);
   std::vector<std::string> packed(local);
   auto pack = [](const RankReplay& x) {
@@ -373,11 +402,11 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
   };
   // A cut recording is compared as far as every rank's trace goes: the ranks step together.
   const RunExtent extent = run_extent(run);
-  if (!extent.damage.empty()) {
-    for (auto& p : packed) p = pack({2, -1, 0, extent.damage});
-    return packed;
-  }
-  if (!extent.cut.empty() && (to_step < 0 || to_step > extent.steps)) to_step = extent.steps;
+  // So is a recording stopped early (interrupted): its schedule goes on past what it recorded; and a run with
+  // a damaged rank trace, up to the damage (its report says damaged, and the command exits 2).
+  if ((!extent.cut.empty() || extent.stopped_rank >= 0 || !extent.damage.empty()) &&
+      (to_step < 0 || to_step > extent.steps))
+    to_step = extent.steps;
   // "rank 3: run.trr/rank3.trr: ...": an error names the rank it is about, whichever rank reports it.
   auto about = [&](int r, const std::string& what) {
     return "rank " + std::to_string(r) + ": " + run.paths[r] + ": " + what;
@@ -439,6 +468,11 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
     });
   }
   for (auto& t : threads) t.join();
+  if (raced) {
+    raced->assign(local, {});
+    for (int i = 0; i < local; ++i)
+      if (sides[i]) (*raced)[i] = racy_in_replay(*sides[i]->hooks, registry);
+  }
   // The rank whose own error stopped the group speaks for it.
   for (int i = 0; i < local; ++i)
     if (!errors[i].empty() && errors[i].rfind("stopped with the group", 0) != 0)
@@ -515,7 +549,7 @@ RunReport replay_run(const RunReplayOptions& o) {
   }
   if (out.exit_code == 0)
     if (auto c = first_collective(*run)) out.lines.push_back("  allreduce: " + c->variant + ", " + algorithm_text(*c));
-  headline_stop(*run, out);
+  headline_stop(*run, out, o.to_step);
   add_run_inputs(*run, o.force, o.overrides, out);
   return out;
 }

@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -45,11 +46,14 @@ RankReplay replay_one_rank(const trace::RunSet& run, int rank, const ForceSet& f
                            const std::vector<std::string>& overrides, int64_t to_step, Collective& comm);
 // Ranks first .. first + local - 1 replayed in this process, one thread each, as members of `group`; one
 // "code|step|priority|text" per rank for gathered_report().
+// `raced`, when set, receives for each hosted rank the units whose choice its replay made by a race
+// (racy_in_replay: a first-ready loader, a completion-order sum, an autotuned selection).
 // `filter`, when set, narrows each rank's forcing to the units it accepts (ReplayHooks::set_force_filter).
-std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const ForceSet& force,
-                                             const std::vector<std::string>& overrides, int64_t to_step,
-                                             LocalGroup& group, int first, int local,
-                                             std::function<bool(int rank, const std::string& unit)> filter = {});
+std::vector<std::string> replay_hosted_ranks(
+    const trace::RunSet& run, const ForceSet& force, const std::vector<std::string>& overrides,
+    int64_t to_step, LocalGroup& group, int first, int local,
+    std::function<bool(int rank, const std::string& unit)> filter = {},
+    std::vector<std::set<std::string>>* raced = nullptr);
 // Why the run's allreduce cannot be replayed on fewer processes than ranks (an Open MPI algorithm not
 // emulated here), or empty.
 std::string cannot_emulate(const trace::RunSet& run, const ForceSet& force);
@@ -87,13 +91,21 @@ struct RunExtent {
   std::vector<int> cut;
   std::string damage;  // the first rank trace changed after it was written: "rank 3: FILE: byte N: ..."
   std::optional<RankStop> stop;
+  // The first rank whose footer says the run stopped before its schedule's end (an interrupted or failed
+  // recording), and the footer's reason: the run is compared through the steps every trace holds, as a
+  // replay of one process stops where its recording stopped.
+  int stopped_rank = -1;
+  std::string stopped_reason;
 };
+// "the recording stopped early (rank 0's footer: error: interrupted at step 10146), after step 10145: ..."
+std::string stopped_early_note(const RunExtent& extent);
 RunExtent run_extent(const trace::RunSet& run);
 // "B rank 1 (m4.trr/rank1.trr) is cut short at byte 1800, after step 3 (a recording killed or cut there)"
 std::string stop_words(const RankStop& stop, const std::string& side);
 // A report's first line says `truncated` or `damaged` where a rank's trace stops short, with the rank, the
 // byte and the last step read (a divergence keeps its first line and says it on the next).
-void headline_stop(const trace::RunSet& run, RunReport& report);
+// A recording stopped early adds a note (`to_step`: where the replay was asked to stop, -1 the end).
+void headline_stop(const trace::RunSet& run, RunReport& report, int64_t to_step = -1);
 
 // The notes a replay of a run adds to its report, as a replay of one process does: the configuration
 // differences (--set) that every compared value survived, and the environment differences.

@@ -147,6 +147,26 @@ TEST(Cause, ADifferenceReachesOnlyTheEventsItCanChange) {
       EXPECT_TRUE(difference_reaches(everywhere, d, layers)) << everywhere << " at " << d.site;
 }
 
+// A run's allreduce variant reaches its allreduce and what follows, not the batch, its sharding or a shard's
+// gradient; its shard count reaches the sharding, not the input pipeline.
+TEST(Cause, ARunsDistributedKeysReachTheAllreduceAndTheSharding) {
+  const std::vector<std::string> layers = {"dense_1", "dense_2"};
+  const std::string allreduce = "distributed.allreduce: auto -> arrival";
+  const std::string shards = "distributed.shards: 0 -> 4";
+  const FirstDivergence loader = event("input", "loader", "data/loader");
+  const FirstDivergence sharding = event("input", "sharding", "data/sharding");
+  const FirstDivergence gradient = event("backward", "collective", "allreduce/bucket_0");
+  const FirstDivergence sum = event("allreduce", "collective", "allreduce/bucket_0");
+  const FirstDivergence update = event("update", "step_end", "parameters");
+  for (const FirstDivergence& d : {loader, sharding, gradient})
+    EXPECT_FALSE(difference_reaches(allreduce, d, layers)) << d.site;
+  for (const FirstDivergence& d : {sum, update})
+    EXPECT_TRUE(difference_reaches(allreduce, d, layers)) << d.site;
+  EXPECT_FALSE(difference_reaches(shards, loader, layers));
+  for (const FirstDivergence& d : {sharding, gradient, sum})
+    EXPECT_TRUE(difference_reaches(shards, d, layers)) << d.site;
+}
+
 // A batch normalization's momentum enters its moving statistics only: training normalizes with the batch's
 // statistics, and only evaluation reads the moving ones.
 TEST(Cause, ABatchNormalizationsMomentumReachesOnlyItsMovingStatistics) {

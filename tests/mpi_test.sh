@@ -53,6 +53,9 @@ tree)
   expect 0 "reproduced bit for bit: 4 ranks replayed under mpirun -n 2, 2 per process" -- mpirun -n 2 "$T" replay t4
   expect 2 "or a count that divides 4" -- mpirun -n 3 "$T" replay t4
   expect 0 "reproduced despite the rank count (4 ranks in A, 2 in B)" -- "$T" diff t4 t2
+  # Each run's epoch metrics are rank 0's shards': the log says so, and diff of two rank counts leaves them out.
+  grep -q "loss: .* (loss and accuracy: rank 0's shards of each batch, of 4 ranks)" t4.log || fail "t4.log: the epoch line does not say whose rows it sums"
+  expect 0 "note: each run's epoch metrics cover the rows of rank 0's shards, which differ with the rank count (4 ranks in A, 2 in B): they are not compared" -- "$T" diff t4 t2
   expect 0 "reproduced despite the rank count (4 ranks in A, 1 in B)" -- "$T" diff t4 t1
   ;;
 collective)
@@ -70,10 +73,17 @@ collective)
   record 4 x4 --set distributed.shards=12 --set train.batch_size=48 --set distributed.allreduce=trainrr_exact
   record 2 x2 --set distributed.shards=12 --set train.batch_size=48 --set distributed.allreduce=trainrr_exact
   expect 0 "reproduced despite the rank count" -- "$T" diff x4 x2
-  # Another seed shuffles other rows into each shard: the sharding is named first, with the configuration.
+  # Another seed draws other initial values before it shuffles other rows into each shard: the first draw is
+  # named, as in a diff of one process's traces, with the configuration.
   record 2 s8 --set seed=8 --set distributed.shards=12 --set train.batch_size=48
-  expect 1 "what: data/sharding" -- "$T" diff m2 s8
+  expect 1 "^diverged at step 0, init/dense_1.kernel (setup)$" -- "$T" diff m2 s8
+  expect 1 "what: rng: draw at init/dense_1.kernel: stream init/dense_1.kernel key [0-9a-f]* counter 0 count 4096 (A)" -- "$T" diff m2 s8
   expect 1 "cause: config: the run configuration differs: seed: 7 -> 8" -- "$T" diff m2 s8
+  # The allreduce variant reaches only the sum and what follows: beside another seed, the seed is the cause and
+  # the variant is named in a note.
+  record 2 s8v --set seed=8 --set distributed.shards=12 --set train.batch_size=48 --set distributed.allreduce=arrival
+  expect 1 "cause: config: the run configuration differs: seed: 7 -> 8$" -- "$T" diff m2 s8v
+  expect 1 "note: the configurations differ too (distributed.allreduce: auto -> arrival), in nothing the first difference depends on" -- "$T" diff m2 s8v
   ;;
 emulators)
   # Each emulated Open MPI algorithm against the real one, on the MLP's 4810-element gradient, 3 and 4 ranks:
@@ -141,6 +151,21 @@ bisect)
     [ "$out" = "$first" ] || fail "bisect r2: another answer than the first run's"
   done
   expect 0 "reproduced bit for bit: 2 ranks replayed in one process" -- "$T" replay r2 --force loader
+  # Recorded with 1 thread, bisected with 2: bisect's own --set gives rank 0 a first-ready loader, whose race
+  # decides every rank's batch. Those loaders are always forced, whether the free replay happens to match them
+  # or not, and nothing else is named.
+  record 4 p4
+  for i in 1 2 3; do
+    out=$("$T" bisect p4 --set runtime.threads=2 2>&1); rc=$?
+    echo "\$ trainrr bisect p4 --set runtime.threads=2"; echo "$out"
+    [ $rc = 1 ] || fail "bisect p4 --set runtime.threads=2: exit code $rc, expected 1 (the loaders it makes racy are forced)"
+    for r in 0 1 2 3; do
+      echo "$out" | grep -q "^  rank $r: loader (racy: always forced)$" || fail "bisect p4 (threads=2): rank $r's loader not forced"
+    done
+    echo "$out" | grep '^  rank [0-3]: ' | grep -v ': loader (racy: always forced)$' && fail "bisect p4 (threads=2): named more than the loaders"
+    echo "$out" | grep -q "note: with this --set the replay decides by a race choices the recording did not" ||
+      fail "bisect p4 (threads=2): no note on the race its --set makes"
+  done
   ;;
 bad_input)
   record 4 b4
@@ -151,7 +176,15 @@ bad_input)
   expect 2 "rank 3 of the 4-rank run .* is missing" -- "$T" replay missing
   mkdir damaged && cp b4/*.trr damaged/
   python3 -c "import sys; p=sys.argv[1]; b=bytearray(open(p,'rb').read()); b[len(b)//3]^=0xff; open(p,'wb').write(b)" damaged/rank2.trr
-  expect 2 "rank 2: .*damaged" -- "$T" replay damaged
+  # Compared up to the damage, as one trace is: the first line says damaged, and the command exits 2.
+  expect 2 "^damaged: rank 2 (damaged/rank2.trr) was changed after it was written: reading stopped at byte" -- "$T" replay damaged
+  expect 2 "rank 2 (damaged/rank2.trr) was changed after it was written: .*(damaged: compared up to there)$" -- "$T" replay damaged
+  expect 2 "^damaged: rank 2 (damaged/rank2.trr) was changed after it was written: reading stopped at byte" -- mpirun -n 4 "$T" replay damaged
+  expect 2 "^damaged: rank 2 (damaged/rank2.trr) was changed after it was written: .*reproduces bit for bit through step [0-9]*, the last every rank's trace holds" -- "$T" bisect damaged
+  for cmd in "show damaged" "replay damaged" "bisect damaged"; do
+    out=$("$T" $cmd 2>&1)
+    echo "$out" | grep -q "damaged.*) (.*damaged" && fail "$cmd: the damage said twice: $out"
+  done
   mkdir mixed && cp b4/rank0.trr b4/rank1.trr b4/rank2.trr mixed/ && cp o4/rank3.trr mixed/
   expect 2 "a set mixed from two runs" -- "$T" show mixed
   expect 2 "does not divide into 3 equal shards" -- mpirun -n 3 "$T" record "$CONFIG" -o b3 "${SMALL[@]}"
@@ -182,6 +215,21 @@ killed)
   expect 0 "^truncated: rank [01] (k2/rank[01].trr) .*; the steps every rank's trace holds reproduced bit for bit: 2 ranks" -- "$T" replay k2
   expect 0 "no footer (the recording was cut)" -- "$T" replay k2
   ;;
+interrupted)
+  # A run stopped by SIGINT: every rank's footer says it stopped early. Replay and bisect compare what the
+  # traces hold and stop where the recording stopped, as a replay of one process does; show says it stopped early.
+  mpirun -n 2 "$T" record "$CONFIG" -o i2 --set train.epochs=1000 --set runtime.threads=1 > i2.log 2>&1 &
+  launcher=$!
+  for _ in $(seq 1 100); do [ -s i2/rank1.trr ] && [ "$(stat -c %s i2/rank1.trr)" -gt 60000 ] && break; sleep 0.1; done
+  kill -INT $(pgrep -P "$launcher")
+  wait "$launcher"
+  echo "mpirun exit code: $?"
+  expect 0 "rank 1: .*ended cleanly: the run stopped early (error: interrupted at step" -- "$T" show i2
+  expect 0 "^reproduced bit for bit: 2 ranks replayed in one process" -- "$T" replay i2
+  expect 0 "note: the recording stopped early (rank 0's footer: error: interrupted at step" -- "$T" replay i2
+  expect 0 "^reproduced bit for bit: 2 ranks replayed under mpirun" -- mpirun -n 2 "$T" replay i2
+  expect 0 "reproduces bit for bit" -- "$T" bisect i2
+  ;;
 answers)
   # What replay, diff, bisect and show say of a run, as they say it of one process's trace.
   record 4 m4
@@ -198,13 +246,15 @@ answers)
   [ "$(first_line "$T" diff m4 half | grep -c '^truncated: B rank 1 (half/rank1.trr) is cut short')" = 1 ] ||
     fail "diff m4 half: the first line does not say truncated"
   expect 0 "note: A holds [0-9]* complete steps, B [0-9]*" -- "$T" diff m4 half
+  # bisect says so too, and how far it compared.
+  expect 0 "^truncated: rank 1 (half/rank1.trr) is cut short at byte [0-9]*, after step [0-9]* .*; a free replay of the 4 ranks reproduces bit for bit through step [0-9]*, the last every rank's trace holds" -- "$T" bisect half
   # Damaged: diff's first line and show of the folder say so, and both exit 2.
   mkdir dmg && cp m4/*.trr dmg/
   python3 -c "import sys; p=sys.argv[1]; b=bytearray(open(p,'rb').read()); b[len(b)//3]^=0xff; open(p,'wb').write(b)" dmg/rank1.trr
   expect 2 "damaged" -- "$T" diff m4 dmg
   [ "$(first_line "$T" diff m4 dmg | grep -c '^damaged: B rank 1 (dmg/rank1.trr) was changed after it was written')" = 1 ] ||
     fail "diff m4 dmg: the first line does not say damaged"
-  expect 2 "rank 1: .*damaged: .*(changed after it was written)" -- "$T" show dmg
+  expect 2 "rank 1: .*damaged: .*changed after it was written" -- "$T" show dmg
   # Data embedded in every rank's trace: each rank unpacks its own copy.
   record 2 emb --embed-data
   expect 0 "reproduced bit for bit: 2 ranks replayed in one process" -- "$T" replay emb
@@ -264,6 +314,11 @@ PY
     -e ': loader (racy: always forced)$' && fail "bisect m4 (trainrr_exact): named more than the variants"
   again=$("$T" bisect m4 --set distributed.allreduce=trainrr_exact 2>&1)
   [ "$again" = "$first" ] || { echo "$again"; fail "bisect m4 (trainrr_exact): another answer than the first run's"; }
+  # The same configuration on 4 ranks and on 2, distributed.shards unset: the rank count cuts the batch into
+  # other shards, and the report says so, with what makes the runs comparable shard by shard.
+  record 2 m2
+  expect 1 "A cuts the global batch into 4 micro-batch shards, B into 2; a shard by shard comparison needs the same shards$" -- "$T" diff m4 m2
+  expect 1 "cause: rank count: 4 ranks in A, 2 in B, with distributed.shards unset (one shard per rank) and the same configuration: record both with distributed.shards set to the same value" -- "$T" diff m4 m2
   # Runs that differ only in how many steps they run: diverged in the inputs, with the side that ends first.
   record 4 m4e2 --set train.epochs=2
   expect 1 "^diverged in the inputs only: no value compared differs" -- "$T" diff m4 m4e2

@@ -38,12 +38,11 @@ int run_bisect(const BisectArgs& a) {
     if (!a.data.empty()) unsupported.push_back("--data");
     if (const int code = refuse_options_for_run(a.trace, unsupported); code >= 0) return code;
     RunReport r = bisect_run(a.trace, a.overrides);
-    if (r.exit_code == kBadInput || r.exit_code == kCannotReplay) {
-      print_error(r.error);
-      return r.exit_code;
-    }
+    // A report comes first, where there is one (a damaged rank trace: compared up to the damage, exit 2).
     for (const auto& line : r.lines) std::printf("%s\n", inline_text(line).c_str());  // it quotes the traces
-    return std::fflush(stdout) == 0 ? r.exit_code : kBadInput;
+    if (std::fflush(stdout) != 0) return kBadInput;
+    if (r.exit_code == kBadInput || r.exit_code == kCannotReplay) print_error(r.error);
+    return r.exit_code;
   }
   // The free side is this machine's run: OpenBLAS within TRAINRR_ISA, as replay --force none runs it.
   const std::vector<std::string> openblas_notes = keep_openblas_within_isa();

@@ -95,7 +95,7 @@ int replay_rank_under_mpirun(const std::string& path, const ForceSet& force, con
     for (auto& line : report.lines)
       if (size_t at = line.find(mpi_how); at != std::string::npos) line.replace(at, mpi_how.size(), how);
   }
-  headline_stop(*run, report);
+  headline_stop(*run, report, to_step);
   add_run_inputs(*run, force, overrides, report);
   return print_report(report);
 #else
@@ -234,8 +234,16 @@ int show_run_folder(const std::string& path) {
     }
     // A trace changed after it was written is bad input, as `show` of that rank's trace says.
     if (damaged) code = kBadInput;
-    const std::string end = (*reader)->ended_cleanly() ? "ended cleanly"
-                            : damaged      ? "damaged: " + stop + " (changed after it was written)"
+    // A footer that says the run stopped before its schedule's end (interrupted, or an error) says why, as
+    // `show` of that rank's trace does.
+    const auto& footer = (*reader)->footer();
+    const std::string end = footer && !footer->completed
+                                ? "ended cleanly: the run stopped early (" + footer->end_reason + ")"
+                            : (*reader)->ended_cleanly() ? "ended cleanly"
+                            : damaged                    ? "damaged: " + stop +
+                                            (stop.find("changed after it was written") == std::string::npos
+                                                 ? " (changed after it was written)"
+                                                 : "")
                             : stop.empty() ? "no footer: the recording did not finish"
                                            : "cut: " + stop;
     // The reader's words quote the trace's strings: escaped, on this line.
