@@ -212,6 +212,8 @@ Status Training::prepare(const TrainingOptions& options) {
   warn_ = options.warnings;
   progress_ = options.progress;
   interrupt_ = options.interrupt;
+  agree_ = options.agree;
+  agree_every_ = std::max<int64_t>(1, options.agree_every);
 
   // A run on a GPU needs the CUDA backend and a device; the engine says so before anything is built.
   auto device = parse_device(config_.runtime.device);
@@ -631,7 +633,9 @@ Status Training::fit(int64_t stop_at) {
     // The state before the first step (the initial weights), when the hooks keep checkpoints.
     if (step_ == 0 && end > 0 && hooks_->wants_checkpoint(0)) hooks_->checkpoint(state());
     while (step_ < end) {
-      if (interrupt_ && interrupt_->load()) return Error{"interrupted at step " + std::to_string(step_)};
+      bool interrupted = interrupt_ && interrupt_->load();
+      if (agree_) interrupted = step_ % agree_every_ == 0 && agree_(interrupted);
+      if (interrupted) return Error{"interrupted at step " + std::to_string(step_)};
       if (Status h = hooks_->health(); !h) return Error{"stopped at step " + std::to_string(step_) + ": " + h.error().message};
       if (!epoch_open_) start_epoch();
       run_step();

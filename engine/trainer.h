@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -33,6 +34,11 @@ struct TrainingOptions {
   FILE* warnings = nullptr;  // settings that most likely do not train as meant, a loss gone non-finite
   bool progress = false;                     // a progress bar (when the log is a terminal)
   const std::atomic<bool>* interrupt = nullptr;  // set (by a signal handler): stop after the current step
+  // Where set, the ranks of a data-parallel run agree on the step they stop at: every `agree_every` steps,
+  // `agree(mine)` returns whether any rank was interrupted (each rank calls it at the same steps, so all stop
+  // together and none waits for the others in an allreduce).
+  std::function<bool(bool)> agree;
+  int64_t agree_every = 16;
   // A data-parallel run: this process is one rank of it (engine/collective.h). Null: a run of its own.
   Collective* collective = nullptr;
   // The device to train on instead of the one runtime.device names (tests: the emulated device,
@@ -108,6 +114,8 @@ class Training {
   FILE* warn_ = nullptr;
   bool warned_non_finite_ = false;
   const std::atomic<bool>* interrupt_ = nullptr;
+  std::function<bool(bool)> agree_;
+  int64_t agree_every_ = 16;
   bool progress_ = false;
   uint64_t seed_ = 0;
   bool seed_from_entropy_ = false;

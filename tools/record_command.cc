@@ -175,6 +175,12 @@ int run_record(const RecordArgs& a) {
   opts.progress = g_rank == 0 && isatty(STDOUT_FILENO);
   opts.collective = g_comm;
   opts.interrupt = &g_interrupted;
+#if TRAINRR_WITH_MPI
+  // A signal reaches the ranks at slightly different times: they agree on the step they stop at, so that none
+  // stops while another waits for it in the step's allreduce.
+  if (g_comm)
+    opts.agree = [](bool mine) { return static_cast<MpiCollective*>(g_comm)->max(mine ? 1 : 0) != 0; };
+#endif
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   std::signal(SIGHUP, on_signal);  // the terminal closed: the run stops as for Ctrl-C, its trace finished
