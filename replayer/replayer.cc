@@ -224,6 +224,11 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
     cr->expect_tensors(s.training->state_shapes());
     const std::string at = " at or before step " + std::to_string(from);
     if (cp) {
+      // Read from the start to it, the checkpoint is checked against the steps before it: one out of place,
+      // or holding other parameters than the step before it recorded, is damage, and nothing resumes from it.
+      if (Status st = trace::read_through(trace_path, cp->offset); !st)
+        return Error{st.error().message + ": the checkpoint at step " + std::to_string(cp->step) + " (byte " +
+                     std::to_string(cp->offset) + ") cannot be resumed from"};
       auto state = cr->read_checkpoint(cp->offset);
       if (!state) return state.error();
       if (Status st = s.hooks->skip_to(state->step); !st) return st.error();

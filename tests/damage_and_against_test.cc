@@ -595,5 +595,207 @@ TEST(StepRangesPastTheEnd, ReplayToStepPastTheEndReplaysToItAndSaysSo) {
   EXPECT_FALSE(has(at_end.output, "past the run's end")) << at_end.output;
 }
 
+// --- Messages out of their recorded order or at odds with each other ---
+
+// Every message of `trace` after its header, as the reader returns them, footer last.
+std::vector<trace::TraceRecord> messages_of(const std::string& trace) {
+  std::vector<trace::TraceRecord> out;
+  auto reader = trace::TraceReader::open(trace);
+  EXPECT_TRUE(reader) << reader.error().message;
+  if (!reader) return out;
+  for (;;) {
+    auto rec = (*reader)->next();
+    EXPECT_TRUE(rec) << rec.error().message;
+    if (!rec || !*rec) return out;
+    out.push_back(std::move(**rec));
+  }
+}
+
+// `trace` rewritten to `name` in `dir` by the project's writer (which chains the messages and counts them in
+// the footer), after `edit` has changed its header and messages: a file changed after it was written, whose
+// every digest is right.
+std::string rewritten(
+    const TempDir& dir, const std::string& trace, const std::string& name,
+    const std::function<void(trace::TraceHeader&, std::vector<trace::TraceRecord>&)>& edit) {
+  const std::string to = dir.file(name);
+  auto reader = trace::TraceReader::open(trace);
+  EXPECT_TRUE(reader);
+  if (!reader) return to;
+  trace::TraceHeader header = (*reader)->header();
+  header.writer_version.clear();
+  std::vector<trace::TraceRecord> messages = messages_of(trace);
+  edit(header, messages);
+  auto writer = trace::TraceWriter::create(to, header);
+  EXPECT_TRUE(writer) << writer.error().message;
+  if (!writer) return to;
+  for (const trace::TraceRecord& m : messages) {
+    Status s;
+    if (const auto* step = std::get_if<trace::TraceStep>(&m.value)) s = (*writer)->write_step(*step);
+    if (const auto* epoch = std::get_if<trace::TraceEpoch>(&m.value)) s = (*writer)->write_epoch(*epoch);
+    if (const auto* cp = std::get_if<trace::TraceCheckpoint>(&m.value)) s = (*writer)->write_checkpoint(*cp);
+    if (const auto* footer = std::get_if<trace::TraceFooter>(&m.value)) s = (*writer)->finish(*footer);
+    EXPECT_TRUE(s) << s.error().message;
+  }
+  return to;
+}
+
+// The index in `messages` of the step of index `step`, and of the checkpoint at `step`.
+size_t step_at(const std::vector<trace::TraceRecord>& messages, int64_t step) {
+  for (size_t i = 0; i < messages.size(); ++i)
+    if (const auto* s = std::get_if<trace::TraceStep>(&messages[i].value); s && s->index == step) return i;
+  ADD_FAILURE() << "no step " << step;
+  return 0;
+}
+size_t checkpoint_at(const std::vector<trace::TraceRecord>& messages, int64_t step) {
+  for (size_t i = 0; i < messages.size(); ++i)
+    if (const auto* c = std::get_if<trace::TraceCheckpoint>(&messages[i].value); c && c->step == step)
+      return i;
+  ADD_FAILURE() << "no checkpoint at step " << step;
+  return 0;
+}
+
+// What replay, diff, show and export say of a trace damaged at a message after step `after`: damaged, with
+// the reason, exit 2, the steps before it compared and found equal.
+void expect_damaged_after(const std::string& trace, const std::string& damaged, int64_t after,
+                          const std::string& why) {
+  const CommandResult replay = run_trainrr("replay " + damaged);
+  EXPECT_EQ(replay.exit_code, 2) << replay.output;
+  EXPECT_EQ(
+      replay.output.rfind("damaged: the trace was changed after it was written: reading stopped at byte ", 0),
+      0u)
+      << replay.output;
+  EXPECT_TRUE(has(replay.output, ", after step " + std::to_string(after) +
+                                     "; the steps before it reproduced bit for bit (" +
+                                     std::to_string(after + 1) + " steps compared)"))
+      << replay.output;
+  EXPECT_TRUE(has(replay.output, why)) << replay.output;
+  EXPECT_FALSE(has(replay.output, "diverged")) << replay.output;
+  const CommandResult diff = run_trainrr("diff --json " + trace + " " + damaged);
+  EXPECT_EQ(diff.exit_code, 2) << diff.output;
+  EXPECT_TRUE(has(diff.output, "\"status\":\"damaged\"")) << diff.output;
+  EXPECT_TRUE(
+      has(diff.output, "\"side\":\"B\",\"reason\":\"damaged\",\"after_step\":" + std::to_string(after)))
+      << diff.output;
+  const CommandResult show = run_trainrr("show " + damaged);
+  EXPECT_EQ(show.exit_code, 2) << show.output;
+  EXPECT_TRUE(has(show.output, "damaged: " + std::to_string(after + 1) + " complete steps readable"))
+      << show.output;
+  EXPECT_TRUE(has(show.output, why)) << show.output;
+}
+
+TEST(MessagesOutOfOrder, AStepLeftOutOrRenumberedIsDamageAtItNotADivergence) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", "--set train.epochs=1");
+  const std::string dropped =
+      rewritten(dir, trace, "dropped.trr", [](auto&, auto& m) { m.erase(m.begin() + step_at(m, 6)); });
+  expect_damaged_after(trace, dropped, 5, "step 7 follows step 5, where step 6 was due");
+  const std::string renumbered = rewritten(dir, trace, "renumbered.trr", [](auto&, auto& m) {
+    for (auto& r : m)
+      if (auto* s = std::get_if<trace::TraceStep>(&r.value); s && s->index >= 6) s->index += 594;
+  });
+  expect_damaged_after(trace, renumbered, 5, "step 600 follows step 5, where step 6 was due");
+}
+
+TEST(MessagesOutOfOrder, AnEpochEndRepeatedOrACheckpointAtAnotherStepIsDamageAndIsNotExported) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", "--set train.epochs=1");
+  const std::string repeated = rewritten(dir, trace, "repeated.trr", [](auto&, auto& m) {
+    for (size_t i = 0; i < m.size(); ++i)
+      if (std::holds_alternative<trace::TraceEpoch>(m[i].value)) {
+        m.insert(m.begin() + static_cast<std::ptrdiff_t>(i) + 1, m[i]);
+        return;
+      }
+  });
+  expect_damaged_after(trace, repeated, 14,
+                       "the end of epoch 1 follows the end of epoch 1, where the end of epoch 2 was due");
+  const std::string moved = rewritten(dir, trace, "moved.trr", [](auto&, auto& m) {
+    std::get<trace::TraceCheckpoint>(m[checkpoint_at(m, 15)].value).step = 7;
+  });
+  expect_damaged_after(trace, moved, 14, "checkpoint at step 7 (taken after 7 steps) follows step 14");
+  const CommandResult exported = run_trainrr("export " + moved + " --step 10 -o " + dir.file("ck"));
+  EXPECT_EQ(exported.exit_code, 2) << exported.output;
+  EXPECT_TRUE(has(exported.output, "checkpoint at step 7 (taken after 7 steps) follows step 14"))
+      << exported.output;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("ck")));
+  const CommandResult resumed = run_trainrr("replay " + moved + " --from-step 10");
+  EXPECT_EQ(resumed.exit_code, 2) << resumed.output;
+  EXPECT_TRUE(has(resumed.output, "checkpoint at step 7 (taken after 7 steps) follows step 14"))
+      << resumed.output;
+  EXPECT_FALSE(has(resumed.output, "diverged")) << resumed.output;
+}
+
+// The tensors of the checkpoint at step `from` put into the checkpoint at step `into`.
+std::function<void(trace::TraceHeader&, std::vector<trace::TraceRecord>&)> checkpoint_replaced(int64_t into,
+                                                                                               int64_t from) {
+  return [into, from](trace::TraceHeader&, std::vector<trace::TraceRecord>& m) {
+    const auto& source = std::get<trace::TraceCheckpoint>(m[checkpoint_at(m, from)].value);
+    std::get<trace::TraceCheckpoint>(m[checkpoint_at(m, into)].value).tensors = source.tensors;
+  };
+}
+
+TEST(CheckpointAgainstItsStep, AFinalCheckpointThatIsNotTheLastStepsStateIsDamageAndIsNotExported) {
+  TempDir dir;
+  for (const std::string level : {"op", "step"}) {
+    const std::string trace =
+        record(dir, level + ".trr", "--set train.epochs=2 --checkpoint-every 5 --level " + level);
+    const std::string swapped = rewritten(dir, trace, level + "_swapped.trr", checkpoint_replaced(30, 0));
+    expect_damaged_after(
+        trace, swapped, 29,
+        "checkpoint at step 30: its parameters are not those step 29 recorded after its update");
+    const CommandResult exported = run_trainrr("export " + swapped + " --step 30 -o " + dir.file("ck"));
+    EXPECT_EQ(exported.exit_code, 2) << exported.output;
+    EXPECT_TRUE(has(exported.output, "checkpoint at step 30: its parameters are not those step 29 recorded"))
+        << exported.output;
+    EXPECT_FALSE(std::filesystem::exists(dir.file("ck")));
+  }
+}
+
+TEST(CheckpointAgainstItsStep, AMiddleCheckpointThatIsNotItsStepsStateIsNotResumedFromOrExported) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", "--set train.epochs=2 --checkpoint-every 5 --level op");
+  const std::string swapped = rewritten(dir, trace, "swapped.trr", checkpoint_replaced(25, 0));
+  const std::string why =
+      "checkpoint at step 25: its parameters are not those step 24 recorded after its update";
+  const CommandResult resumed = run_trainrr("replay " + swapped + " --from-step 25");
+  EXPECT_EQ(resumed.exit_code, 2) << resumed.output;
+  EXPECT_TRUE(has(resumed.output, why)) << resumed.output;
+  EXPECT_FALSE(has(resumed.output, "numeric")) << resumed.output;
+  const CommandResult exported = run_trainrr("export " + swapped + " --step 27 -o " + dir.file("ck"));
+  EXPECT_EQ(exported.exit_code, 2) << exported.output;
+  EXPECT_TRUE(has(exported.output, why)) << exported.output;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("ck")));
+  expect_damaged_after(trace, swapped, 24, why);
+  // The checkpoints before it are as recorded: a resumed replay and an export from them stand.
+  EXPECT_EQ(run_trainrr("export " + swapped + " --step 24 -o " + dir.file("ck")).exit_code, 0);
+  // The recording itself resumes and exports from that checkpoint.
+  EXPECT_EQ(run_trainrr("replay " + trace + " --from-step 25").exit_code, 0);
+  EXPECT_EQ(run_trainrr("export " + trace + " --step 27 -o " + dir.file("ck2")).exit_code, 0);
+}
+
+TEST(LevelAgainstSteps, AHeaderWhoseLevelIsNotWhatItsStepsRecordIsDamageNotANumericDivergence) {
+  TempDir dir;
+  const std::string step_trace = record(dir, "step.trr", "--set train.epochs=1");
+  const std::string as_op =
+      rewritten(dir, step_trace, "as_op.trr", [](auto& h, auto&) { h.level = ProbeLevel::op; });
+  const CommandResult replay = run_trainrr("replay " + as_op);
+  EXPECT_EQ(replay.exit_code, 2) << replay.output;
+  EXPECT_TRUE(has(replay.output, "step 0 holds none of the probes a trace recorded at level op"))
+      << replay.output;
+  EXPECT_FALSE(has(replay.output, "numeric")) << replay.output;
+  const CommandResult show = run_trainrr("show " + as_op);
+  EXPECT_EQ(show.exit_code, 2) << show.output;
+  EXPECT_FALSE(has(show.output, "none in any probe")) << show.output;
+
+  const std::string op_trace = record(dir, "op.trr", "--set train.epochs=1 --level op");
+  const std::string as_layer =
+      rewritten(dir, op_trace, "as_layer.trr", [](auto& h, auto&) { h.level = ProbeLevel::layer; });
+  const CommandResult layer = run_trainrr("replay " + as_layer);
+  EXPECT_EQ(layer.exit_code, 2) << layer.output;
+  EXPECT_TRUE(has(layer.output,
+                  "step 0 holds a probe of dense_1/matmul.fwd:out, which a trace recorded at level layer"))
+      << layer.output;
+  EXPECT_FALSE(has(layer.output, "numeric")) << layer.output;
+}
+
 }  // namespace
 }  // namespace trainrr::testing

@@ -115,14 +115,11 @@ int run_export(const ExportArgs& a) {
     return kBadInput;
   }
   const uint64_t offset = chosen->offset;
-  auto state = r.read_checkpoint(offset);
-  if (!state) {
-    print_error(state.error().message);
-    return kBadInput;
-  }
 
-  // The steps after the checkpoint, up to the next checkpoint or the end of what can be read: read without
-  // decompressing the checkpoints on the way, of which only the step is wanted.
+  // The trace is read from its start to the checkpoint, without decompressing what is not needed: the
+  // reader checks each message against those before it, so a checkpoint out of place, or one whose
+  // parameters are not those the step before it recorded, is damage, and nothing is exported. Then the steps
+  // after it, up to the next checkpoint or the end of what can be read.
   std::vector<FollowingStep> following;
   std::string until = "end of trace";
   auto scanned = trace::TraceReader::open(a.file, trace::without_payloads());
@@ -131,11 +128,22 @@ int run_export(const ExportArgs& a) {
     return kBadInput;
   }
   trace::TraceReader& scan = **scanned;
-  if (Status s = scan.seek(offset); !s) {
-    print_error(s.error().message);
+  for (bool reached = false; !reached;) {
+    auto rec = scan.next();
+    if (!rec || !*rec) {
+      print_error(
+          (rec ? a.file + ": the trace ends before byte " + std::to_string(offset) : rec.error().message) +
+          ": the checkpoint at step " + std::to_string(chosen->step) + " (byte " + std::to_string(offset) +
+          ") cannot be exported");
+      return kBadInput;
+    }
+    reached = (*rec)->offset >= offset;
+  }
+  auto state = r.read_checkpoint(offset);
+  if (!state) {
+    print_error(state.error().message);
     return kBadInput;
   }
-  bool first = true;
   bool later_checkpoint = false;  // else the scan read to the end, and knows the trace's last step
   for (;;) {
     auto rec = scan.next();
@@ -145,10 +153,6 @@ int run_export(const ExportArgs& a) {
     }
     if (!*rec) break;
     const trace::TraceRecord& m = **rec;
-    if (first) {  // the checkpoint itself
-      first = false;
-      continue;
-    }
     if (const auto* c = std::get_if<trace::TraceCheckpoint>(&m.value)) {
       until = "checkpoint at step " + std::to_string(c->step);
       later_checkpoint = true;

@@ -136,6 +136,7 @@ struct StepStats {
     uint64_t count = 0, of = 0;
   };
   std::optional<NonFinite> first_non_finite;
+  uint64_t probes = 0;  // probes read
   std::optional<std::pair<int64_t, double>> first_non_finite_loss;
   // Kernel choices made on the GPU (a cuBLASLt algorithm, a launch shape), the first at each site.
   std::vector<KernelChoice> gpu_choices;
@@ -210,6 +211,7 @@ void print_gpu_choices(const StepStats& s) {
 }
 
 void note_non_finite(const trace::TraceStep& step, StepStats& s) {
+  for (const auto& e : step.events) s.probes += std::holds_alternative<trace::ProbeEvent>(e);
   if (!s.first_non_finite) {
     for (const auto& e : step.events) {
       const auto* p = std::get_if<trace::ProbeEvent>(&e);
@@ -228,10 +230,13 @@ void print_non_finite(const StepStats& s, ProbeLevel level) {
   if (s.first_non_finite) {
     const StepStats::NonFinite& n = *s.first_non_finite;
     say("first at step %lld, %s (%s): %llu of %llu values are NaN or infinite\n",
-        static_cast<long long>(n.step), n.site, phase_name(n.phase), static_cast<unsigned long long>(n.count),
-        static_cast<unsigned long long>(n.of));
-  } else if (level != ProbeLevel::step) {
+                static_cast<long long>(n.step), n.site, phase_name(n.phase),
+                static_cast<unsigned long long>(n.count), static_cast<unsigned long long>(n.of));
+  } else if (level != ProbeLevel::step && s.probes > 0) {
     say("none in any probe\n");
+  } else if (level != ProbeLevel::step) {
+    say(s.first_non_finite_loss ? "in the loss (no probe was read)\n"
+                                : "none in the loss (no probe was read)\n");
   } else if (!s.first_non_finite_loss) {
     say("none in the loss (a level-step trace holds no probes)\n");
   } else {

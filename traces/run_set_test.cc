@@ -45,6 +45,7 @@ CollectiveCall sample_call(int rank, int ranks) {
 void write_rank(const std::string& path, int rank, int ranks, const std::string& run_id,
                 std::optional<CollectiveCall> call = std::nullopt) {
   TraceHeader h = testing_util::sample_header();
+  h.level = ProbeLevel::step;  // the step's one digest over all parameters
   h.rank = rank;
   h.world_size = ranks;
   h.run_id = run_id;

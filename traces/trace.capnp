@@ -125,8 +125,9 @@ struct Dataset {
 # --- steps ---
 
 struct Step {
-  index @0 :Int64;     # global step from 0; must be >= 0 and greater than the previous step's index
-  epoch @1 :Int32;     # must be >= 0
+  index @0 :Int64;     # global step from 0; must be >= 0, the first step's 0 and each later one's the previous
+                       # step's plus 1 (a step after a checkpoint: the checkpoint's step)
+  epoch @1 :Int32;     # must be >= 0; an ended step's must be the number of EpochEnds before it
   batch @2 :Int64;     # batch within the epoch; must be >= 0
   ended @3 :Bool;      # the step completed: loss, metrics, params and grads below are its end.
                        # false: events after the last step (evaluation, say); then the lists must be empty.
@@ -336,7 +337,7 @@ struct Probe {
 }
 
 struct EpochEnd {
-  epoch @0 :Int32;        # must be >= 0
+  epoch @0 :Int32;        # must be >= 0, the number of EpochEnds before it, and that of an ended step after them
   logs @1 :List(NamedValue);
 }
 
@@ -349,12 +350,14 @@ struct NamedValue {
 
 # Everything needed to resume at a step boundary. The writer syncs the file to disk after each one.
 struct Checkpoint {
-  step @0 :Int64;          # steps completed; must be >= 0
-  epoch @1 :Int32;         # epoch of the next step; must be >= 0
-  batchInEpoch @2 :Int64;  # must be >= 0
+  step @0 :Int64;          # steps completed; must be >= 0 and the ended steps before it (the last one's index
+                           # plus 1)
+  epoch @1 :Int32;         # epoch of the next step; must be >= 0 and the number of EpochEnds before it
+  batchInEpoch @2 :Int64;  # must be >= 0 and the ended steps since the last EpochEnd
   seed @3 :UInt64;
   tensors @4 :List(Tensor);      # parameters, then optimizer state; the decompressed sizes of all of them
-                                 # together must stay under the reader's checkpoint limit
+                                 # together must stay under the reader's checkpoint limit; the parameters
+                                 # must be those the step before it recorded (Step.params)
   rngOffsets @5 :List(RngOffset);
   permutation @6 :List(UInt32);  # the current epoch's order (loader cursor): must order 0..n-1 (n its length),
                                  # each once; that n is the training rows the engine checks

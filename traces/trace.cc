@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -70,6 +71,25 @@ bool probe_recorded_in(std::string_view site, const TraceHeader& h) {
 
 bool is_combined(const std::vector<std::pair<std::string, uint64_t>>& recorded) {
   return recorded.size() == 1 && recorded[0].first == kAllParameters;
+}
+
+std::string parameters_disagree(const std::vector<std::pair<std::string, uint64_t>>& model,
+                                const std::vector<std::pair<std::string, uint64_t>>& recorded) {
+  if (recorded.empty()) return "";
+  if (is_combined(recorded)) {
+    for (size_t n = 1; n <= model.size(); ++n) {
+      std::vector<std::pair<std::string, uint64_t>> first(model.begin(),
+                                                          model.begin() + static_cast<std::ptrdiff_t>(n));
+      if (parameter_digests(std::move(first), ProbeLevel::step)[0].second == recorded[0].second) return "";
+    }
+    return "the digest over all of them differs";
+  }
+  for (const auto& [name, d] : recorded) {
+    auto it = std::find_if(model.begin(), model.end(), [&name](const auto& m) { return m.first == name; });
+    if (it == model.end()) return "it holds no parameter '" + name + "'";
+    if (it->second != d) return "the digest of '" + name + "' differs";
+  }
+  return "";
 }
 
 uint32_t message_digest(std::span<const uint8_t> packed) {

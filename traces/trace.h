@@ -172,6 +172,15 @@ std::vector<std::pair<std::string, uint64_t>> parameter_digests(std::vector<std:
                                                                ProbeLevel level);
 // Whether `recorded` holds the one digest over all parameters.
 bool is_combined(const std::vector<std::pair<std::string, uint64_t>>& recorded);
+// Why a checkpoint taken after a step does not hold the parameters that step recorded after its update
+// (`recorded`, its StepEnd::params): "" when it holds them. `model`: the digest (fingerprint.h digest) of
+// each of the checkpoint's model tensors (those whose name holds no '/', in its order: the parameters, then
+// the layers' own state, such as a batch normalization's moving statistics). One digest per parameter is
+// looked up by name; the one digest over all parameters (level step) is parameter_digests() of the
+// parameters, which lead the model tensors: the checkpoint holds them when it holds such a digest for its
+// first n model tensors, for some n (a checkpoint does not say where its parameters end).
+std::string parameters_disagree(const std::vector<std::pair<std::string, uint64_t>>& model,
+                                const std::vector<std::pair<std::string, uint64_t>>& recorded);
 
 // Whether a trace recorded at `level` holds the probes of `site`: none at level step, the layers' own
 // ("dense_1:out", no '/') at level layer, every op's ("dense_1/matmul.fwd:out") at level op.
@@ -241,7 +250,7 @@ std::string check_step_kernels(const StepKernels& k, ProbeLevel level);
 
 // One step: the events since the previous step's end, then the step's end. Events that happen before
 // the first step (initialisation draws, split, kernel choices) belong to the first step. A message
-// without `end` holds events after the last step (evaluation, say); step indices strictly increase.
+// without `end` holds events after the last step (evaluation, say); step indices go up by one from 0.
 struct TraceStep {
   int64_t index = 0;  // global step, from 0
   int epoch = 0;

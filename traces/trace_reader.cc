@@ -391,7 +391,17 @@ struct TraceReader::Impl {
   NameTable names;
   // Counts since the header, for the footer's checks; valid only while reading from the start.
   bool from_start = true;
-  int64_t last_step = -1;
+  int64_t last_step = -1;  // the index of the last step read; -1: none since the header or the seek
+  // What the messages read so far say comes next, for each message to be checked against (damage where one
+  // does not follow): the index of the next step; the epochs ended and the steps read of the current one;
+  // the parameter digests the last step recorded, which a checkpoint after it must hold. Unknown (nullopt)
+  // after a seek to a message other than a checkpoint, until one re-anchors them.
+  std::optional<int64_t> next_step = 0;
+  std::optional<int64_t> epochs_ended = 0;
+  int64_t steps_in_epoch = 0;
+  // The last step read did not end: it holds events after the steps (TraceStep), not a step done.
+  bool step_unended = false;
+  std::optional<std::vector<std::pair<std::string, uint64_t>>> params_before;
   int64_t steps_seen = 0;
   int64_t complete_steps_seen = 0;        // steps that ended
   std::optional<uint64_t> shuffled_rows;  // the first shuffle's length: the training rows of an epoch
@@ -406,6 +416,7 @@ struct TraceReader::Impl {
   // From the header: what a step's kernel records must keep to.
   ProbeLevel level = ProbeLevel::step;
   bool kernels_recorded = false;
+  bool moving_statistics = false;
   ZSTD_DCtx* dctx = nullptr;
 
   ~Impl() {
@@ -876,6 +887,7 @@ struct TraceReader::Impl {
     out.moving_statistics = h.getMovingStatistics();
     level = out.level;
     kernels_recorded = out.kernels_recorded;
+    moving_statistics = out.moving_statistics;
     for (auto kv : h.getEnvironment()) out.environment.emplace_back(text(kv.getKey()), text(kv.getValue()));
     for (auto d : h.getDatasets()) {
       DatasetInfo info;
@@ -923,6 +935,90 @@ struct TraceReader::Impl {
       out.datasets.push_back(std::move(info));
     }
     return out;
+  }
+
+  // A recording writes its steps in order, each index one more than the last, from 0; the steps of an
+  // epoch, then the end of that epoch; a checkpoint where the steps before it leave the run. A message that
+  // breaks this order was changed, moved, repeated or left out after it was written: damage at that message.
+  static constexpr const char* kChanged =
+      ": messages were moved, repeated, left out or changed after they were written (the file is damaged)";
+  static constexpr const char* kLevelChanged =
+      ": the header or the step was changed after it was written (the file is damaged)";
+  static std::string epoch_str(int64_t epoch) { return "epoch " + std::to_string(epoch + 1); }
+
+  void check_follows(const TraceStep& step) {
+    const std::string at = "step " + std::to_string(step.index);
+    if (next_step && step.index != *next_step)
+      malformed(at +
+                (last_step >= 0 ? " follows step " + std::to_string(last_step)
+                 : from_start
+                     ? " is the first step"
+                     : " follows the checkpoint taken after " + std::to_string(*next_step) + " steps") +
+                ", where step " + std::to_string(*next_step) + " was due: step indices go up by one from 0" +
+                kChanged);
+    if (step.end && epochs_ended && step.epoch != *epochs_ended)
+      malformed(at + " says it is in " + epoch_str(step.epoch) + ", but after " +
+                std::to_string(*epochs_ended) + " ended epoch" + (*epochs_ended == 1 ? "" : "s") +
+                " the steps are in " + epoch_str(*epochs_ended) + kChanged);
+  }
+
+  void check_epoch_end(const TraceEpoch& e) {
+    const std::string at = "the end of " + epoch_str(e.epoch);
+    if (epochs_ended) {
+      if (e.epoch != *epochs_ended)
+        malformed(at + " follows " +
+                  (*epochs_ended == 0 ? std::string("no ended epoch")
+                                      : "the end of " + epoch_str(*epochs_ended - 1)) +
+                  ", where the end of " + epoch_str(*epochs_ended) + " was due" + kChanged);
+      if (steps_in_epoch == 0) malformed(at + " follows no step of that epoch" + kChanged);
+    }
+    epochs_ended = e.epoch + 1;
+    steps_in_epoch = 0;
+  }
+
+  // Before a checkpoint's tensors are read: its step, epoch and batch against the messages before it.
+  // Returns whether its parameters are to be checked against the step before it.
+  bool check_checkpoint_place(const TraceCheckpoint& c) {
+    const std::string at = "checkpoint at step " + std::to_string(c.step) + " (taken after " +
+                           std::to_string(c.step) + " steps)";
+    if (const std::optional<int64_t> due =
+            next_step ? std::optional(*next_step - (step_unended ? 1 : 0)) : std::nullopt;
+        due && c.step != *due)
+      malformed(at +
+                (last_step >= 0 ? " follows step " + std::to_string(last_step)
+                                : std::string(" precedes every step")) +
+                ": a checkpoint there is at step " + std::to_string(*due) + kChanged);
+    if (epochs_ended && (c.epoch != *epochs_ended || c.batch_in_epoch != steps_in_epoch))
+      malformed(at + " says " + std::to_string(c.epoch) + " epochs ended and " +
+                std::to_string(c.batch_in_epoch) +
+                " batches of the next done, where the messages before it say " +
+                std::to_string(*epochs_ended) + " and " + std::to_string(steps_in_epoch) + kChanged);
+    return c.step > 0 && params_before && last_step == c.step - 1;
+  }
+
+  // Whether a step recorded what its header's level records: at level step no probe and one digest over
+  // all parameters; above it the level's probes (at least one that only this level records) and one digest
+  // per parameter; never a probe of another level.
+  void check_level(const TraceStep& step) {
+    const std::string at = "step " + std::to_string(step.index);
+    const std::string lv = std::string("level ") + probe_level_name(level);
+    bool own = false;  // a probe that only this level records
+    for (const Event& e : step.events) {
+      const auto* p = std::get_if<ProbeEvent>(&e);
+      if (!p) continue;
+      if (!probe_recorded_at(p->site, level) || (!moving_statistics && is_moving_statistics_probe(p->site)))
+        malformed(at + " holds a probe of " + clipped(p->site) + ", which a trace recorded at " + lv +
+                  " (as its header says) does not hold" + kLevelChanged);
+      own = own || level == ProbeLevel::layer || p->site.find('/') != std::string::npos;
+    }
+    if (level != ProbeLevel::step && !own)
+      malformed(at + " holds none of the probes a trace recorded at " + lv + " (as its header says) holds" +
+                kLevelChanged);
+    const auto& params = step.end->params;
+    if (!params.empty() && is_combined(params) != (level == ProbeLevel::step))
+      malformed(at + " holds " +
+                (is_combined(params) ? "one digest over all parameters" : "a digest per parameter") +
+                ", which a trace recorded at " + lv + " (as its header says) does not" + kLevelChanged);
   }
 
   TraceStep read_step(schema::Step::Reader s, std::vector<std::string>& notes, uint64_t offset) {
@@ -1022,7 +1118,17 @@ struct TraceReader::Impl {
     } else if (s.getMetrics().size() || s.getParams().size() || s.getGrads().size()) {
       malformed("a step that did not end has metrics or digests");
     }
+    check_follows(out);
+    if (out.end) check_level(out);
     last_step = out.index;
+    next_step = out.index + 1;
+    step_unended = !out.end;
+    if (out.end) {
+      ++steps_in_epoch;
+      params_before = out.end->params;
+    } else {
+      params_before.reset();
+    }
     ++steps_seen;
     complete_steps_seen += out.end.has_value();
     if (!shuffled_rows)
@@ -1042,6 +1148,8 @@ struct TraceReader::Impl {
     out.batch_in_epoch = c.getBatchInEpoch();
     if (out.step < 0 || out.epoch < 0 || out.batch_in_epoch < 0)
       malformed("checkpoint step, epoch and batch must be >= 0");
+    const bool check_params = check_checkpoint_place(out);
+    std::vector<std::pair<std::string, uint64_t>> model;  // digests of its model tensors, to check
     out.seed = c.getSeed();
     if (!c.hasNames()) malformed("checkpoint without its name table");
     NameTable fresh;
@@ -1088,6 +1196,14 @@ struct TraceReader::Impl {
         if (std::string why = inflate_frames(chunks, reinterpret_cast<uint8_t*>(nt.value.data.data()));
             !why.empty())
           fail(why);
+        if (check_params && nt.name.find('/') == std::string::npos)
+          model.emplace_back(nt.name, digest(nt.value));
+      } else if (check_params && nt.name.find('/') == std::string::npos) {
+        // Decompressed for its digest only, one tensor at a time (bounded by max_tensor_bytes).
+        std::vector<float> values(elements);
+        if (std::string why = inflate_frames(chunks, reinterpret_cast<uint8_t*>(values.data())); !why.empty())
+          fail(why);
+        model.emplace_back(nt.name, digest(std::span<const float>(values)));
       }
       out.tensors.push_back(std::move(nt));
     }
@@ -1104,6 +1220,15 @@ struct TraceReader::Impl {
     if (auto twice = std::adjacent_find(done.begin(), done.end()); twice != done.end())
       malformed(at + "batchesDone names batch " + std::to_string(*twice) + " twice");
     out.scalars = named_values(c.getScalars());
+    if (check_params)
+      if (std::string why = parameters_disagree(model, *params_before); !why.empty())
+        malformed(at + "its parameters are not those step " + std::to_string(last_step) +
+                  " recorded after its update (" + why +
+                  "): the checkpoint or the step was changed after it was written (the file is damaged)");
+    next_step = out.step;
+    step_unended = false;
+    epochs_ended = out.epoch;
+    steps_in_epoch = out.batch_in_epoch;
     names = std::move(fresh);
     return out;
   }
@@ -1368,6 +1493,7 @@ Result<std::optional<TraceRecord>> TraceReader::next() {
           auto e = root.getEpochEnd();
           TraceEpoch ep{e.getEpoch(), named_values(e.getLogs())};
           if (ep.epoch < 0) malformed("epoch must be >= 0");
+          m.check_epoch_end(ep);
           rec.value = std::move(ep);
           break;
         }
@@ -1432,9 +1558,25 @@ Status TraceReader::seek(uint64_t offset) {
   m.after_footer = false;
   m.from_start = false;
   m.last_step = -1;
+  m.next_step.reset();
+  m.epochs_ended.reset();
+  m.steps_in_epoch = 0;
+  m.step_unended = false;
+  m.params_before.reset();
   m.previous.reset();
   m.peeked.reset();
   return {};
+}
+
+Status read_through(const std::string& path, uint64_t offset) {
+  auto reader = TraceReader::open(path, without_payloads());
+  if (!reader) return reader.error();
+  for (;;) {
+    auto rec = (*reader)->next();
+    if (!rec) return rec.error();
+    if (!*rec) return Error{path + ": the trace ends before byte " + std::to_string(offset)};
+    if ((*rec)->offset >= offset) return {};
+  }
 }
 
 Result<std::vector<CheckpointRef>> TraceReader::checkpoint_index() {

@@ -68,6 +68,11 @@ struct ReadStop {
 // traces too). A configuration, a data file or a text does not. The error: the file cannot be read.
 Result<bool> starts_like_a_trace(const std::string& path);
 
+// Reads the trace at `path` from its start through the message at `offset` (without payloads), so that each
+// message up to that one is checked against those before it: the reader's error where one of them is damaged,
+// or one saying the trace ends before `offset`.
+Status read_through(const std::string& path, uint64_t offset);
+
 class TraceReader {
  public:
   // Opens and reads the header. Errors: not a trace (bad framing or magic), a trace needing a newer reader

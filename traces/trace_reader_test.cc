@@ -411,7 +411,9 @@ TEST(TraceVersion, TraceNeedingANewerReaderIsRefusedNamingBothVersions) {
 }
 
 TEST(TraceEvolution, UnknownFieldsEventsAndMessagesAreSkipped) {
-  std::vector<uint8_t> bytes = header_bytes();
+  TraceHeader h = sample_header();
+  h.level = ProbeLevel::step;  // the steps below hold no probe
+  std::vector<uint8_t> bytes = header_bytes(h);
   {
     capnp::MallocMessageBuilder message;
     auto step = message.initRoot<v2::Message>().initStep();
@@ -948,7 +950,10 @@ TEST(TraceReaderLive, ATraceStillBeingWrittenReadsToItsLastCompleteMessageWithAN
   const std::string path = temp_path("live.trr");
   auto w = TraceWriter::create(path, sample_header());
   ASSERT_TRUE(w) << w.error().message;
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*w)->write_step(sample_step(i)));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE((*w)->write_step(sample_step(i)));
+    if (i == 1) ASSERT_TRUE((*w)->write_epoch(TraceEpoch{0, {{"loss", 0.5}}}));
+  }
   // The writer in the middle of its next message (a checkpoint): half of it is in the file.
   const uint64_t from = read_file(path).size();
   ASSERT_TRUE((*w)->write_checkpoint(sample_checkpoint(3)));
@@ -964,7 +969,7 @@ TEST(TraceReaderLive, ATraceStillBeingWrittenReadsToItsLastCompleteMessageWithAN
   ReadAll read = read_all(**live);
   EXPECT_FALSE(read.error) << read.error->message;
   EXPECT_TRUE(read.clean);
-  EXPECT_EQ(read.records.size(), 3u);
+  EXPECT_EQ(read.records.size(), 4u);
   EXPECT_FALSE((*live)->stopped());
   EXPECT_FALSE((*live)->ended_cleanly());
 
@@ -973,7 +978,7 @@ TEST(TraceReaderLive, ATraceStillBeingWrittenReadsToItsLastCompleteMessageWithAN
   ASSERT_TRUE(cut) << cut.error().message;
   EXPECT_FALSE((*cut)->still_recording());
   ReadAll after = read_all(**cut);
-  EXPECT_EQ(after.records.size(), 3u);
+  EXPECT_EQ(after.records.size(), 4u);
   ASSERT_TRUE((*cut)->stopped());
   EXPECT_TRUE((*cut)->stopped()->truncated) << (*cut)->stopped()->why;
   std::remove(path.c_str());
@@ -1183,23 +1188,23 @@ TEST(TraceUntrusted, ASplitOrAnAccumulationOrderThatIsNoPermutationIsMalformedAt
 }
 
 TEST(TraceUntrusted, ACheckpointPermutationThatIsNoPermutationOrABatchDoneTwiceIsMalformed) {
-  TraceStep step;
-  TrainState c = sample_checkpoint(1);
+  TraceStep step;  // events after the last step: none done, the checkpoint's step is 0
+  TrainState c = sample_checkpoint(0);
   EXPECT_EQ(read_error_of(step, c), "");
   c.permutation[0] = 3000000000u;
   std::string m = read_error_of(step, c);
-  EXPECT_NE(m.find("checkpoint at step 1: permutation[0] = 3000000000 is not < 10"), std::string::npos) << m;
-  c = sample_checkpoint(1);
+  EXPECT_NE(m.find("checkpoint at step 0: permutation[0] = 3000000000 is not < 10"), std::string::npos) << m;
+  c = sample_checkpoint(0);
   c.permutation[1] = c.permutation[0];
   m = read_error_of(step, c);
-  EXPECT_NE(m.find("checkpoint at step 1: permutation[1] = " + std::to_string(c.permutation[0]) +
+  EXPECT_NE(m.find("checkpoint at step 0: permutation[1] = " + std::to_string(c.permutation[0]) +
                    " repeats an earlier entry"),
             std::string::npos)
       << m;
-  c = sample_checkpoint(1);
+  c = sample_checkpoint(0);
   c.batches_done = {1, 0, 1};
   m = read_error_of(step, c);
-  EXPECT_NE(m.find("checkpoint at step 1: batchesDone names batch 1 twice"), std::string::npos) << m;
+  EXPECT_NE(m.find("checkpoint at step 0: batchesDone names batch 1 twice"), std::string::npos) << m;
 }
 
 }  // namespace
@@ -1319,6 +1324,176 @@ TEST(TraceReaderPayloads, AReaderWithoutPayloadsLeavesEmbeddedDataCompressedAndS
   ReaderLimits small = without_payloads();
   small.max_embedded_bytes = h.datasets[0].size_bytes - 1;
   EXPECT_FALSE(TraceReader::open_memory(bytes, "embedded.trr", small));
+}
+
+}  // namespace
+}  // namespace trainrr::trace
+
+// --- Each message against those before it: the order a recording writes, and what its header promises ---
+
+namespace trainrr::trace {
+namespace {
+
+using namespace testing_util;
+
+using Message = std::variant<TraceStep, TraceEpoch, TrainState>;
+
+// Writes `messages` after `header` and a footer (its counts are the writer's), then reads the file with
+// `limits`: "" when it reads to its end, else the error, whose offset must be that of message `damaged_at`.
+std::string order_error(const std::vector<Message>& messages, size_t damaged_at,
+                        const TraceHeader& header = sample_header(), const ReaderLimits& limits = {}) {
+  const std::string path = temp_path("order.trr");
+  std::vector<uint64_t> offsets;
+  {
+    auto w = TraceWriter::create(path, header);
+    if (!w) return "writer: " + w.error().message;
+    for (const Message& m : messages) {
+      offsets.push_back((*w)->bytes_written());
+      Status s = std::visit(
+          [&](const auto& v) -> Status {
+            using T = std::decay_t<decltype(v)>;
+            if constexpr (std::is_same_v<T, TraceStep>) return (*w)->write_step(v);
+            if constexpr (std::is_same_v<T, TraceEpoch>) return (*w)->write_epoch(v);
+            if constexpr (std::is_same_v<T, TrainState>) return (*w)->write_checkpoint(v);
+          },
+          m);
+      if (!s) return "writer: " + s.error().message;
+    }
+    if (Status s = (*w)->finish(TraceFooter{false, "stopped", 0, 0, {}}); !s)
+      return "writer: " + s.error().message;
+  }
+  auto r = TraceReader::open(path, limits);
+  std::remove(path.c_str());
+  if (!r) return r.error().message;
+  ReadAll all = read_all(**r);
+  if (!all.error) return "";
+  EXPECT_FALSE((*r)->stopped()->truncated);
+  EXPECT_LT(damaged_at, offsets.size()) << all.error->message;
+  if (damaged_at < offsets.size()) {
+    EXPECT_EQ((*r)->stopped()->offset, offsets[damaged_at]) << all.error->message;
+    EXPECT_EQ(all.records.size(), damaged_at) << "every message before it is read";
+  }
+  return all.error->message;
+}
+
+TraceEpoch epoch_end(int epoch) { return TraceEpoch{epoch, {{"loss", 0.5}}}; }
+
+bool says(const std::string& error, const std::string& part) {
+  return error.find(part) != std::string::npos && error.find("(the file is damaged)") != std::string::npos;
+}
+
+TEST(TraceOrder, TheRecordedOrderReadsCleanAndAStepLeftOutRenumberedOrOutOfItsEpochIsDamage) {
+  EXPECT_EQ(order_error({sample_checkpoint(0), sample_step(0), sample_step(1), epoch_end(0), sample_step(2),
+                         sample_checkpoint(3), sample_step(3), epoch_end(1), sample_checkpoint(4)},
+                        0),
+            "");
+  std::string e = order_error({sample_step(0), sample_step(1), epoch_end(0), sample_step(3)}, 3);
+  EXPECT_TRUE(says(e, "step 3 follows step 1, where step 2 was due")) << e;
+  TraceStep renumbered = sample_step(2);
+  renumbered.index = 600;
+  e = order_error({sample_step(0), sample_step(1), epoch_end(0), renumbered}, 3);
+  EXPECT_TRUE(says(e, "step 600 follows step 1, where step 2 was due")) << e;
+  e = order_error({sample_step(1)}, 0);
+  EXPECT_TRUE(says(e, "step 1 is the first step, where step 0 was due")) << e;
+  e = order_error({sample_step(0), sample_step(1), sample_step(2)}, 2);
+  EXPECT_TRUE(says(e, "step 2 says it is in epoch 2, but after 0 ended epochs the steps are in epoch 1"))
+      << e;
+  e = order_error({sample_step(0), sample_step(1), epoch_end(0), epoch_end(0)}, 3);
+  EXPECT_TRUE(says(e, "the end of epoch 1 follows the end of epoch 1, where the end of epoch 2 was due"))
+      << e;
+  e = order_error({sample_step(0), sample_step(1), epoch_end(0), epoch_end(1)}, 3);
+  EXPECT_TRUE(says(e, "the end of epoch 2 follows no step of that epoch")) << e;
+}
+
+TEST(TraceOrder, ACheckpointAtAnotherStepOrNotHoldingTheParametersOfTheStepBeforeItIsDamage) {
+  const std::vector<Message> start = {sample_step(0), sample_step(1), epoch_end(0), sample_step(2)};
+  auto with = [&](TrainState c) {
+    std::vector<Message> m = start;
+    m.push_back(std::move(c));
+    return m;
+  };
+  for (const ReaderLimits& limits : {ReaderLimits{}, without_payloads()}) {
+    EXPECT_EQ(order_error(with(sample_checkpoint(3)), 0, sample_header(), limits), "");
+    std::string e = order_error(with(sample_checkpoint(2)), 4, sample_header(), limits);
+    EXPECT_TRUE(
+        says(e, "checkpoint at step 2 (taken after 2 steps) follows step 2: a checkpoint there is at step 3"))
+        << e;
+    TrainState other_epoch = sample_checkpoint(3);
+    other_epoch.batch_in_epoch = 0;
+    e = order_error(with(other_epoch), 4, sample_header(), limits);
+    EXPECT_TRUE(
+        says(e,
+             "checkpoint at step 3 (taken after 3 steps) says 1 epochs ended and 0 batches of the next "
+             "done, where the messages before it say 1 and 1"))
+        << e;
+    TrainState other_bias = sample_checkpoint(3);
+    other_bias.tensors[1].value.data[0] += 1;
+    e = order_error(with(other_bias), 4, sample_header(), limits);
+    EXPECT_TRUE(
+        says(e,
+             "checkpoint at step 3: its parameters are not those step 2 recorded after its update (the "
+             "digest of 'dense_1.bias' differs)"))
+        << e;
+    TrainState no_bias = sample_checkpoint(3);
+    no_bias.tensors[1].name = "dense_9.bias";
+    e = order_error(with(no_bias), 4, sample_header(), limits);
+    EXPECT_TRUE(says(e, "it holds no parameter 'dense_1.bias'")) << e;
+  }
+}
+
+TEST(TraceOrder, AtLevelStepTheCheckpointsParametersAreCheckedAgainstTheOneDigestOverAll) {
+  TraceHeader h = sample_header();
+  h.level = ProbeLevel::step;
+  auto at_level_step = [](TraceStep s) {
+    std::erase_if(s.events, [](const Event& e) { return std::holds_alternative<ProbeEvent>(e); });
+    s.end->params = parameter_digests(s.end->params, ProbeLevel::step);
+    s.kernels = step_kernels(s.kernels->launches, s.kernels->dropped, ProbeLevel::step);
+    return s;
+  };
+  const std::vector<Message> start = {at_level_step(sample_step(0)), at_level_step(sample_step(1)),
+                                      epoch_end(0), at_level_step(sample_step(2))};
+  auto with = [&](TrainState c) {
+    std::vector<Message> m = start;
+    m.push_back(std::move(c));
+    return m;
+  };
+  // The parameters lead the model's tensors, which a layer's own state follows (the checkpoint does not say
+  // where the parameters end).
+  TrainState c = sample_checkpoint(3);
+  c.tensors.insert(c.tensors.begin() + 2, {"batch_normalization_1.moving_mean", Tensor({3}, 0.25f)});
+  EXPECT_EQ(order_error(with(c), 0, h), "");
+  EXPECT_EQ(order_error(with(c), 0, h, without_payloads()), "");
+  c.tensors[0].value.data[5] = 7;
+  std::string e = order_error(with(c), 4, h);
+  EXPECT_TRUE(says(e,
+                   "checkpoint at step 3: its parameters are not those step 2 recorded after its update (the "
+                   "digest over all of them differs)"))
+      << e;
+}
+
+TEST(TraceOrder, AStepThatDoesNotRecordWhatItsHeadersLevelRecordsIsDamage) {
+  TraceHeader layer = sample_header();
+  layer.level = ProbeLevel::layer;
+  std::string e = order_error({sample_step(0)}, 0, layer);
+  EXPECT_TRUE(
+      says(e,
+           "step 0 holds a probe of dense_1/matmul.fwd:out, which a trace recorded at level layer (as "
+           "its header says) does not hold"))
+      << e;
+  TraceStep no_probes = sample_step(0);
+  std::erase_if(no_probes.events, [](const Event& ev) { return std::holds_alternative<ProbeEvent>(ev); });
+  e = order_error({no_probes}, 0);
+  EXPECT_TRUE(
+      says(e, "step 0 holds none of the probes a trace recorded at level op (as its header says) holds"))
+      << e;
+  TraceHeader step = sample_header();
+  step.level = ProbeLevel::step;
+  no_probes.kernels.reset();
+  e = order_error({no_probes}, 0, step);
+  EXPECT_TRUE(says(e,
+                   "step 0 holds a digest per parameter, which a trace recorded at level step (as its header "
+                   "says) does not"))
+      << e;
 }
 
 }  // namespace

@@ -173,7 +173,10 @@ inline StepKernels sample_kernels(int64_t i) {
   return step_kernels(std::move(launches), i == 3 ? 17 : 0, ProbeLevel::op);
 }
 
-// Step `i` of the sample: the first one carries the run's one-off events, every one a probe and an end.
+inline TrainState sample_checkpoint(int64_t step);
+
+// Step `i` of the sample: the first one carries the run's one-off events, every one a probe and an end. Its
+// parameters' digests are those of the sample checkpoint's tensors, which a checkpoint after it holds.
 inline TraceStep sample_step(int64_t i) {
   TraceStep s;
   s.index = i;
@@ -220,7 +223,9 @@ inline TraceStep sample_step(int64_t i) {
   StepEnd end;
   end.loss = 0.5 / static_cast<double>(i + 1);
   end.metrics = {{"accuracy", 0.25 * static_cast<double>(i % 4)}};
-  end.params = {{"dense_1.kernel", 100 + static_cast<uint64_t>(i)}, {"dense_1.bias", 200 + static_cast<uint64_t>(i)}};
+  const TrainState after = sample_checkpoint(i + 1);
+  end.params = {{"dense_1.kernel", digest(after.tensors[0].value)},
+                {"dense_1.bias", digest(after.tensors[1].value)}};
   end.grads = {{"dense_1.kernel", 300 + static_cast<uint64_t>(i)}, {"dense_1.bias", 400 + static_cast<uint64_t>(i)}};
   if (i >= 3) end.metrics.push_back({"auc", 0.75});  // a name list that changes mid-run
   s.end = end;

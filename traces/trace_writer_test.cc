@@ -225,14 +225,20 @@ TEST(TraceKernels, ALevelStepTraceKeepsEachStepsCountAndDigestAndAReasonReadsBac
   std::string path = temp_path("kernels_step.trr");
   TraceHeader h = sample_header();
   h.level = ProbeLevel::step;
+  // What a step records at level step: no probe, one digest over all parameters.
+  auto at_level_step = [](TraceStep s) {
+    std::erase_if(s.events, [](const Event& e) { return std::holds_alternative<ProbeEvent>(e); });
+    s.end->params = parameter_digests(s.end->params, ProbeLevel::step);
+    return s;
+  };
   {
     auto w = TraceWriter::create(path, h);
     ASSERT_TRUE(w) << w.error().message;
-    TraceStep s = sample_step(0);
+    TraceStep s = at_level_step(sample_step(0));
     s.kernels = step_kernels(sample_kernels(0).launches, 3, ProbeLevel::step);
     ASSERT_TRUE(s.kernels->launches.empty());
     ASSERT_TRUE((*w)->write_step(s));
-    TraceStep no_kernels = sample_step(1);
+    TraceStep no_kernels = at_level_step(sample_step(1));
     no_kernels.kernels.reset();  // CUPTI delivered nothing for this step
     ASSERT_TRUE((*w)->write_step(no_kernels));
     ASSERT_TRUE((*w)->finish(TraceFooter{true, "completed", 0, 0, {}}));
@@ -445,7 +451,10 @@ pid_t writer_in_child(const std::string& path, int steps) {
     ::close(ready[0]);
     auto w = TraceWriter::create(path, sample_header());
     char ok = w ? '1' : '0';
-    for (int i = 0; w && i < steps; ++i) ok = (*w)->write_step(sample_step(i)) ? ok : '0';
+    for (int i = 0; w && i < steps; ++i) {
+      ok = (*w)->write_step(sample_step(i)) ? ok : '0';
+      if (i % 2 == 1) ok = (*w)->write_epoch(TraceEpoch{i / 2, {{"loss", 0.5}}}) ? ok : '0';
+    }
     if (::write(ready[1], &ok, 1) != 1) ::_exit(1);
     for (;;) ::pause();
   }
@@ -528,7 +537,10 @@ TEST(OneWriterPerPath, AReplacedTraceIsReadToItsEndByAReaderThatHadItOpen) {
     for (float& v : values) v = std::uniform_real_distribution<float>(-1, 1)(rng);
     big.tensors.push_back({"big", Tensor({static_cast<int64_t>(values.size())}, values)});
     ASSERT_TRUE((*w)->write_checkpoint(big));
-    for (int i = 1; i < 5; ++i) ASSERT_TRUE((*w)->write_step(sample_step(i)));
+    for (int i = 1; i < 5; ++i) {
+      ASSERT_TRUE((*w)->write_step(sample_step(i)));
+      if (i % 2 == 1) ASSERT_TRUE((*w)->write_epoch(TraceEpoch{i / 2, {{"loss", 0.5}}}));
+    }
     ASSERT_TRUE((*w)->finish({true, "completed", 0, 0, {}}));
   }
   ASSERT_GT(std::filesystem::file_size(path), uint64_t{2} << 20);
