@@ -84,10 +84,11 @@ std::string parameters_disagree(const std::vector<std::pair<std::string, uint64_
     }
     return "the digest over all of them differs";
   }
-  for (const auto& [name, d] : recorded) {
+  for (const auto& entry : recorded) {
+    const std::string& name = entry.first;
     auto it = std::find_if(model.begin(), model.end(), [&name](const auto& m) { return m.first == name; });
     if (it == model.end()) return "it holds no parameter '" + name + "'";
-    if (it->second != d) return "the digest of '" + name + "' differs";
+    if (it->second != entry.second) return "the digest of '" + name + "' differs";
   }
   return "";
 }
