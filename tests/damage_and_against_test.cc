@@ -192,6 +192,35 @@ std::string first_steps_said_completed(const std::string& from, const std::strin
   return done ? "" : done.error().message;
 }
 
+// What replay, diff, show and export say of a trace damaged at a message after step `after`: damaged, with
+// the reason, exit 2, the steps before it compared and found equal.
+void expect_damaged_after(const std::string& trace, const std::string& damaged, int64_t after,
+                          const std::string& why) {
+  const CommandResult replay = run_trainrr("replay " + damaged);
+  EXPECT_EQ(replay.exit_code, 2) << replay.output;
+  EXPECT_EQ(
+      replay.output.rfind("damaged: the trace was changed after it was written: reading stopped at byte ", 0),
+      0u)
+      << replay.output;
+  EXPECT_TRUE(has(replay.output, ", after step " + std::to_string(after) +
+                                     "; the steps before it reproduced bit for bit (" +
+                                     std::to_string(after + 1) + " steps compared)"))
+      << replay.output;
+  EXPECT_TRUE(has(replay.output, why)) << replay.output;
+  EXPECT_FALSE(has(replay.output, "diverged")) << replay.output;
+  const CommandResult diff = run_trainrr("diff --json " + trace + " " + damaged);
+  EXPECT_EQ(diff.exit_code, 2) << diff.output;
+  EXPECT_TRUE(has(diff.output, "\"status\":\"damaged\"")) << diff.output;
+  EXPECT_TRUE(
+      has(diff.output, "\"side\":\"B\",\"reason\":\"damaged\",\"after_step\":" + std::to_string(after)))
+      << diff.output;
+  const CommandResult show = run_trainrr("show " + damaged);
+  EXPECT_EQ(show.exit_code, 2) << show.output;
+  EXPECT_TRUE(has(show.output, "damaged: " + std::to_string(after + 1) + " complete steps readable"))
+      << show.output;
+  EXPECT_TRUE(has(show.output, why)) << show.output;
+}
+
 // The footer's "completed" is a claim about the schedule the configuration gives (epochs times batches): a
 // trace that ends early under it cannot be as recorded, and is not reported as a run that reproduced.
 TEST(DamagedTraceReport, AFooterThatSaysCompletedBeforeTheScheduleEndsIsDamage) {
@@ -202,14 +231,7 @@ TEST(DamagedTraceReport, AFooterThatSaysCompletedBeforeTheScheduleEndsIsDamage) 
   const std::string why =
       "the footer says the run completed its schedule, but the file holds 5 complete steps of the 30 its "
       "configuration schedules (2 epochs of 15 batches)";
-  const CommandResult replay = run_trainrr("replay " + shortened);
-  EXPECT_EQ(replay.exit_code, 2) << replay.output;
-  EXPECT_EQ(
-      replay.output.rfind("damaged: the trace was changed after it was written: reading stopped at byte ", 0),
-      0u)
-      << replay.output;
-  EXPECT_TRUE(has(replay.output, ", after step 4;")) << replay.output;
-  EXPECT_TRUE(has(replay.output, why)) << replay.output;
+  expect_damaged_after(trace, shortened, 4, why);
   const CommandResult json = run_trainrr("replay --json " + shortened);
   EXPECT_EQ(json.exit_code, 2) << json.output;
   EXPECT_TRUE(has(json.output, "\"status\":\"damaged\"")) << json.output;
@@ -652,35 +674,6 @@ size_t checkpoint_at(const std::vector<trace::TraceRecord>& messages, int64_t st
       return i;
   ADD_FAILURE() << "no checkpoint at step " << step;
   return 0;
-}
-
-// What replay, diff, show and export say of a trace damaged at a message after step `after`: damaged, with
-// the reason, exit 2, the steps before it compared and found equal.
-void expect_damaged_after(const std::string& trace, const std::string& damaged, int64_t after,
-                          const std::string& why) {
-  const CommandResult replay = run_trainrr("replay " + damaged);
-  EXPECT_EQ(replay.exit_code, 2) << replay.output;
-  EXPECT_EQ(
-      replay.output.rfind("damaged: the trace was changed after it was written: reading stopped at byte ", 0),
-      0u)
-      << replay.output;
-  EXPECT_TRUE(has(replay.output, ", after step " + std::to_string(after) +
-                                     "; the steps before it reproduced bit for bit (" +
-                                     std::to_string(after + 1) + " steps compared)"))
-      << replay.output;
-  EXPECT_TRUE(has(replay.output, why)) << replay.output;
-  EXPECT_FALSE(has(replay.output, "diverged")) << replay.output;
-  const CommandResult diff = run_trainrr("diff --json " + trace + " " + damaged);
-  EXPECT_EQ(diff.exit_code, 2) << diff.output;
-  EXPECT_TRUE(has(diff.output, "\"status\":\"damaged\"")) << diff.output;
-  EXPECT_TRUE(
-      has(diff.output, "\"side\":\"B\",\"reason\":\"damaged\",\"after_step\":" + std::to_string(after)))
-      << diff.output;
-  const CommandResult show = run_trainrr("show " + damaged);
-  EXPECT_EQ(show.exit_code, 2) << show.output;
-  EXPECT_TRUE(has(show.output, "damaged: " + std::to_string(after + 1) + " complete steps readable"))
-      << show.output;
-  EXPECT_TRUE(has(show.output, why)) << show.output;
 }
 
 TEST(MessagesOutOfOrder, AStepLeftOutOrRenumberedIsDamageAtItNotADivergence) {
