@@ -1,6 +1,9 @@
 #include "engine/tensor.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <new>
 #include <stdexcept>
 
 #include "engine/result.h"
@@ -12,6 +15,16 @@ int64_t shape_size(const Shape& shape) {
   for (int64_t d : shape)
     if (__builtin_mul_overflow(n, d, &n))
       throw std::length_error("shape " + shape_str(shape) + " is too large");
+  return n;
+}
+
+int64_t allocation_size(const Shape& shape) {
+  static const uint64_t memory_bytes = [] {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : UINT64_MAX;
+  }();
+  const int64_t n = shape_size(shape);
+  if (n > 0 && static_cast<uint64_t>(n) > memory_bytes / sizeof(float)) throw std::bad_alloc();
   return n;
 }
 

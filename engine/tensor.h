@@ -15,6 +15,10 @@ namespace trainrr {
 using Shape = std::vector<int64_t>;
 
 int64_t shape_size(const Shape& shape);
+// shape_size(shape) for a tensor about to be allocated: std::bad_alloc when its values would take more bytes
+// than this machine's memory has (no allocator can give them), which a sanitizer's allocator, asked for
+// them, would abort on instead of throwing.
+int64_t allocation_size(const Shape& shape);
 std::string shape_str(const Shape& shape);  // "(32, 8, 8, 1)"
 
 // Memory on a device: what a DeviceArray allocates from (the device backends implement it).
@@ -62,7 +66,7 @@ struct Tensor {
   DeviceArray device;       // on a device: shape_size(shape) values; empty on the CPU
 
   Tensor() = default;
-  explicit Tensor(Shape s, float fill = 0.0f) : shape(std::move(s)), data(shape_size(shape), fill) {}
+  explicit Tensor(Shape s, float fill = 0.0f) : shape(std::move(s)), data(allocation_size(shape), fill) {}
   Tensor(Shape s, std::vector<float> values);
 
   int64_t size() const {

@@ -14,8 +14,10 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$jobs"
 ctest --test-dir build --output-on-failure -j"$jobs"
 
-echo "== build and test under ASan and UBSan"
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Release -DTRAINRR_SANITIZE=ON -DTRAINRR_BENCH=OFF >/dev/null
+# With clang: GCC 12 takes about four times as long to compile the sanitizers' instrumentation at -O3.
+echo "== build and test under ASan and UBSan (clang 14)"
+cmake -S . -B build-asan -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_BUILD_TYPE=Release \
+  -DTRAINRR_SANITIZE=ON -DTRAINRR_BENCH=OFF >/dev/null
 cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs"

@@ -71,10 +71,10 @@ TEST(TwoRecordingsToOnePath, OneWritesAnIntactTraceAndTheOtherIsRefusedWithExitT
   TempDir d;
   const std::string out = d.file("same.trr");
   // The first trial records to a new path, the others over the trace the trial before left there.
-  for (int trial = 0; trial < 20; ++trial) {
+  for (int trial = 0; trial < 10; ++trial) {
     const std::string log_a = d.file("a.log"), log_b = d.file("b.log");
-    const pid_t a = spawn_trainrr(record_args(out, 200), log_a);
-    const pid_t b = spawn_trainrr(record_args(out, 200), log_b);
+    const pid_t a = spawn_trainrr(record_args(out, 60), log_a);
+    const pid_t b = spawn_trainrr(record_args(out, 60), log_b);
     ASSERT_GT(a, 0);
     ASSERT_GT(b, 0);
     const int rc_a = exit_code_of(a), rc_b = exit_code_of(b);
@@ -87,7 +87,7 @@ TEST(TwoRecordingsToOnePath, OneWritesAnIntactTraceAndTheOtherIsRefusedWithExitT
     const pid_t winner = a_won ? a : b;
     const std::string& won = a_won ? out_a : out_b;
     const std::string& refused = a_won ? out_b : out_a;
-    EXPECT_NE(won.find("trace: " + out + ", 9000 steps"), std::string::npos) << "trial " << trial << ":\n"
+    EXPECT_NE(won.find("trace: " + out + ", 2700 steps"), std::string::npos) << "trial " << trial << ":\n"
                                                                              << won;
     EXPECT_NE(refused.find("trainrr: " + out + ": another trainrr (process " + std::to_string(winner) +
                            ") is recording to this trace; choose another trace path (-o) or wait for it to "
@@ -99,7 +99,7 @@ TEST(TwoRecordingsToOnePath, OneWritesAnIntactTraceAndTheOtherIsRefusedWithExitT
 
     const CommandResult show = run_trainrr("show " + out);
     ASSERT_EQ(show.exit_code, 0) << "trial " << trial << ":\n" << show.output;
-    EXPECT_NE(show.output.find("ended cleanly: the run completed (completed), 9000 steps"), std::string::npos)
+    EXPECT_NE(show.output.find("ended cleanly: the run completed (completed), 2700 steps"), std::string::npos)
         << "trial " << trial << ":\n"
         << show.output;
     // Nothing but the trace and the two logs is left in the folder.

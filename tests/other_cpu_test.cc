@@ -54,7 +54,7 @@ constexpr const char* kReproduced = "reproduced bit for bit (45 steps compared)"
 class OtherCpu : public ::testing::Test {
  protected:
   void SetUp() override {
-#if defined(__SANITIZE_ADDRESS__)
+#if TRAINRR_ASAN
     GTEST_SKIP() << "built with AddressSanitizer, whose shadow memory qemu's user-mode emulator does not map: "
                     "the replays on other CPU models run in the Release build's tests";
 #endif

@@ -10,6 +10,19 @@
 #include <random>
 #include <string>
 
+// TRAINRR_ASAN: 1 in a build with AddressSanitizer (GCC says so with __SANITIZE_ADDRESS__, clang with
+// __has_feature), else 0.
+#if defined(__SANITIZE_ADDRESS__)
+#define TRAINRR_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TRAINRR_ASAN 1
+#endif
+#endif
+#ifndef TRAINRR_ASAN
+#define TRAINRR_ASAN 0
+#endif
+
 namespace trainrr::testing {
 
 inline std::string example(const std::string& name) {

@@ -1290,7 +1290,7 @@ TEST(TraceCliCrashTest, KilledRecordingLeavesATraceShowOpensWithEveryCompletedSt
   std::uniform_real_distribution<double> fraction(0.0, 0.9);
   const std::regex steps_re(R"(did not end cleanly: (\d+) complete steps? readable)");
   int killed = 0, partial = 0;
-  for (int trial = 0; trial < 20; ++trial) {
+  for (int trial = 0; trial < 12; ++trial) {
     const std::string out = d.file("killed-" + std::to_string(trial) + ".trr");
     const double target = fraction(rng) * full_size;
     const pid_t pid = spawn_record(args_for(out));
@@ -1334,8 +1334,8 @@ TEST(TraceCliCrashTest, KilledRecordingLeavesATraceShowOpensWithEveryCompletedSt
       EXPECT_EQ(count_matching(dump.output, std::regex("^step " + std::to_string(steps - 1) + " end ")), 1u);
     }
   }
-  EXPECT_GE(killed, 15) << "kills should land while recording";
-  EXPECT_GE(partial, 10) << "most kills should leave a partial trace";
+  EXPECT_GE(killed, 9) << "kills should land while recording";
+  EXPECT_GE(partial, 6) << "most kills should leave a partial trace";
 }
 
 }  // namespace
