@@ -14,7 +14,7 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$jobs"
 ctest --test-dir build --output-on-failure -j"$jobs"
 
-# With clang: GCC 12 takes about four times as long to compile the sanitizers' instrumentation at -O3.
+# With clang: GCC 12 takes several times as long to compile the sanitizers' instrumentation at -O3.
 echo "== build and test under ASan and UBSan (clang 14)"
 cmake -S . -B build-asan -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_BUILD_TYPE=Release \
   -DTRAINRR_SANITIZE=ON -DTRAINRR_BENCH=OFF >/dev/null
