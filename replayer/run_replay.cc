@@ -169,11 +169,14 @@ RankReplay replay_one_rank(const trace::RunSet& run, int rank, const ForceSet& f
   if (!scratch) return {2, -1, 0, scratch.error().message};
   auto rebuilt = rebuild_config(run.headers[rank], overrides, "", false, *scratch);
   if (!rebuilt) return {2, -1, 0, run.paths[rank] + ": " + for_a_run(rebuilt.error().message)};
-  // A recording stopped early (interrupted) is compared through the steps every rank's trace holds, and a run
-  // with a damaged rank trace up to the damage.
-  if (const RunExtent extent = run_extent(run);
-      (extent.stopped_rank >= 0 || !extent.damage.empty()) && (to_step < 0 || to_step > extent.steps))
+  // As in one process (replay_ranks): a cut recording is compared as far as every rank's trace goes, for the
+  // ranks step together; so is a recording stopped early (interrupted), and a run with a damaged rank trace,
+  // up to the damage.
+  const RunExtent extent = run_extent(run);
+  if ((!extent.cut.empty() || extent.stopped_rank >= 0 || !extent.damage.empty()) &&
+      (to_step < 0 || to_step > extent.steps))
     to_step = extent.steps;
+  const bool cut = std::find(extent.cut.begin(), extent.cut.end(), rank) != extent.cut.end();
   KernelRegistry registry;
   register_cpu_kernels(registry);
   try {
@@ -183,7 +186,7 @@ RankReplay replay_one_rank(const trace::RunSet& run, int rank, const ForceSet& f
     if (Status s = side->training->fit(to_step); !s) return {2, -1, 0, run.paths[rank] + ": " + s.error().message};
     if (to_step < 0) side->hooks->at_end();
     return analyze_rank(*side->hooks, rank, run.headers[rank], recorded_settings(run.headers[0]),
-                        rank_inputs(run.headers[rank], rebuilt->config, force), to_step < 0);
+                        rank_inputs(run.headers[rank], rebuilt->config, force), to_step < 0 || cut, cut);
   } catch (const std::exception& e) {
     return {2, -1, 0, run.paths[rank] + ": " + e.what()};
   }

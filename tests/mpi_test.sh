@@ -214,6 +214,8 @@ killed)
   # The run replays as far as every rank's trace goes, and says which trace was cut.
   expect 0 "^truncated: rank [01] (k2/rank[01].trr) .*; the steps every rank's trace holds reproduced bit for bit: 2 ranks" -- "$T" replay k2
   expect 0 "no footer (the recording was cut)" -- "$T" replay k2
+  # Under mpirun too: each rank stops at the last step every trace holds, and none runs past its trace's end.
+  expect 0 "^truncated: rank [01] (k2/rank[01].trr) .*; the steps every rank's trace holds reproduced bit for bit: 2 ranks replayed under mpirun" -- mpirun -n 2 "$T" replay k2
   ;;
 interrupted)
   # A run stopped by SIGINT: every rank's footer says it stopped early. Replay and bisect compare what the
@@ -248,6 +250,8 @@ answers)
   [ "$(first_line "$T" diff m4 half | grep -c '^truncated: B rank 1 (half/rank1.trr) is cut short')" = 1 ] ||
     fail "diff m4 half: the first line does not say truncated"
   expect 0 "note: A holds [0-9]* complete steps, B [0-9]*" -- "$T" diff m4 half
+  # Under mpirun, each rank replaying its own trace: the same answer, no rank past the cut called diverged.
+  expect 0 "^truncated: rank 1 (half/rank1.trr) is cut short at byte [0-9]*, after step [0-9]* .*; the steps every rank's trace holds reproduced bit for bit: 4 ranks replayed under mpirun" -- mpirun -n 4 "$T" replay half
   # bisect says so too, and how far it compared.
   expect 0 "^truncated: rank 1 (half/rank1.trr) is cut short at byte [0-9]*, after step [0-9]* .*; a free replay of the 4 ranks reproduces bit for bit through step [0-9]*, the last every rank's trace holds" -- "$T" bisect half
   # Damaged: diff's first line and show of the folder say so, and both exit 2.
