@@ -231,6 +231,18 @@ interrupted)
   expect 0 "note: the recording stopped early (rank 0's footer: error: interrupted at step" -- "$T" replay i2
   expect 0 "^reproduced bit for bit: 2 ranks replayed under mpirun" -- mpirun -n 2 "$T" replay i2
   expect 0 "reproduces bit for bit" -- "$T" bisect i2
+  # Ctrl-C in a terminal reaches mpirun alone (each rank has a process group of its own): mpirun sends the
+  # ranks SIGTERM and stops reading their output. Every rank still finishes its trace at one step.
+  mpirun -n 2 "$T" record "$CONFIG" -o m2 --set train.epochs=1000 --set runtime.threads=1 > m2.log 2>&1 &
+  launcher=$!
+  for _ in $(seq 1 100); do [ -s m2/rank1.trr ] && [ "$(stat -c %s m2/rank1.trr)" -gt 60000 ] && break; sleep 0.1; done
+  kill -INT "$launcher"
+  wait "$launcher"
+  echo "mpirun exit code: $?"
+  for r in 0 1; do
+    expect 0 "rank $r: .*ended cleanly: the run stopped early (error: interrupted at step" -- "$T" show m2
+  done
+  expect 0 "^reproduced bit for bit: 2 ranks replayed in one process" -- "$T" replay m2
   ;;
 answers)
   # What replay, diff, bisect and show say of a run, as they say it of one process's trace.

@@ -181,9 +181,14 @@ int run_record(const RecordArgs& a) {
   if (g_comm)
     opts.agree = [](bool mine) { return static_cast<MpiCollective*>(g_comm)->max(mine ? 1 : 0) != 0; };
 #endif
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
-  std::signal(SIGHUP, on_signal);  // the terminal closed: the run stops as for Ctrl-C, its trace finished
+  // SIGHUP: the terminal closed; the run stops as for Ctrl-C, its trace finished. Under mpirun, which sends
+  // the ranks SIGTERM when it ends the job and no longer reads their output, a write to it that blocks
+  // returns at the signal (no SA_RESTART), so that the rank goes on to finish its trace.
+  struct sigaction sa = {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = g_comm ? 0 : SA_RESTART;
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &sa, nullptr);
 
   auto training = Training::create(*config, opts);
   if (!training) {  // refused before it started: -o is untouched, an earlier trace there kept
