@@ -169,14 +169,10 @@ RankReplay replay_one_rank(const trace::RunSet& run, int rank, const ForceSet& f
   if (!scratch) return {2, -1, 0, scratch.error().message};
   auto rebuilt = rebuild_config(run.headers[rank], overrides, "", false, *scratch);
   if (!rebuilt) return {2, -1, 0, run.paths[rank] + ": " + for_a_run(rebuilt.error().message)};
-  // As in one process (replay_ranks): a cut recording is compared as far as every rank's trace goes, for the
-  // ranks step together; so is a recording stopped early (interrupted), and a run with a damaged rank trace,
-  // up to the damage.
+  // As in one process (replay_ranks).
   const RunExtent extent = run_extent(run);
-  if ((!extent.cut.empty() || extent.stopped_rank >= 0 || !extent.damage.empty()) &&
-      (to_step < 0 || to_step > extent.steps))
-    to_step = extent.steps;
-  const bool cut = std::find(extent.cut.begin(), extent.cut.end(), rank) != extent.cut.end();
+  to_step = replay_stop(extent, to_step);
+  const bool cut = rank_is_cut(extent, rank);
   KernelRegistry registry;
   register_cpu_kernels(registry);
   try {
@@ -272,6 +268,16 @@ std::string collective_detail(const CollectiveCall& a, const CollectiveCall& b, 
   std::string s;
   for (const auto& x : d) s += (s.empty() ? "" : "; ") + x;
   return s;
+}
+
+int64_t replay_stop(const RunExtent& extent, int64_t to_step) {
+  // A recording stopped early (interrupted) has a schedule that goes on past what it recorded.
+  const bool short_run = !extent.cut.empty() || extent.stopped_rank >= 0 || !extent.damage.empty();
+  return short_run && (to_step < 0 || to_step > extent.steps) ? extent.steps : to_step;
+}
+
+bool rank_is_cut(const RunExtent& extent, int rank) {
+  return std::find(extent.cut.begin(), extent.cut.end(), rank) != extent.cut.end();
 }
 
 RunExtent run_extent(const trace::RunSet& run) {
@@ -403,13 +409,9 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
   auto pack = [](const RankReplay& x) {
     return std::to_string(x.exit_code) + "|" + std::to_string(x.step) + "|" + std::to_string(x.priority) + "|" + x.text;
   };
-  // A cut recording is compared as far as every rank's trace goes: the ranks step together.
+  // A damaged run's report says damaged, and the command exits 2.
   const RunExtent extent = run_extent(run);
-  // So is a recording stopped early (interrupted): its schedule goes on past what it recorded; and a run with
-  // a damaged rank trace, up to the damage (its report says damaged, and the command exits 2).
-  if ((!extent.cut.empty() || extent.stopped_rank >= 0 || !extent.damage.empty()) &&
-      (to_step < 0 || to_step > extent.steps))
-    to_step = extent.steps;
+  to_step = replay_stop(extent, to_step);
   // "rank 3: run.trr/rank3.trr: ...": an error names the rank it is about, whichever rank reports it.
   auto about = [&](int r, const std::string& what) {
     return "rank " + std::to_string(r) + ": " + run.paths[r] + ": " + what;
@@ -483,7 +485,7 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
         packed[j] = pack({cannot[i] ? 3 : 2, -1, 0, about(first + i, errors[i])});
   for (int i = 0; i < local; ++i) {
     if (!packed[i].empty()) continue;
-    const bool cut = std::find(extent.cut.begin(), extent.cut.end(), first + i) != extent.cut.end();
+    const bool cut = rank_is_cut(extent, first + i);
     packed[i] = errors[i].empty()
                     ? pack(analyze_rank(*sides[i]->hooks, first + i, run.headers[first + i], settings,
                                         rank_inputs(run.headers[first + i], configs[i], force),

@@ -100,6 +100,11 @@ struct RunExtent {
 // "the recording stopped early (rank 0's footer: error: interrupted at step 10146), after step 10145: ..."
 std::string stopped_early_note(const RunExtent& extent);
 RunExtent run_extent(const trace::RunSet& run);
+// The step a replay of the run asked to stop at `to_step` (-1: the end) stops at: the last step every rank's
+// trace holds when a trace is cut or damaged or the recording stopped early, for the ranks step together.
+int64_t replay_stop(const RunExtent& extent, int64_t to_step);
+// Whether rank `rank`'s trace has no footer (cut short, not damaged).
+bool rank_is_cut(const RunExtent& extent, int rank);
 // "B rank 1 (m4.trr/rank1.trr) is cut short at byte 1800, after step 3 (a recording killed or cut there)"
 std::string stop_words(const RankStop& stop, const std::string& side);
 // A report's first line says `truncated` or `damaged` where a rank's trace stops short, with the rank, the
