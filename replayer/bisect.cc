@@ -280,7 +280,11 @@ BisectResult bisect(const BisectOptions& o) {
   reader->reset();
   auto scratch = ScratchDir::create("trainrr-bisect");
   if (!scratch) return failed(2, scratch.error().message);
-  auto rebuilt = rebuild_config(header, o.overrides, o.data_path, false, *scratch);
+  auto rebuilt =
+      rebuild_config(header, o.overrides, o.data_path, false, *scratch,
+                     "bisect narrows a divergence of the run with the data it recorded: pass --data with "
+                     "that file (trainrr replay --data PATH --allow-data-change shows what the change "
+                     "does)");
   if (!rebuilt) return failed(2, rebuilt.error().message);
   const RunConfig& config = rebuilt->config;
   if (Status s = device_for_replay(header, config); !s) return failed(3, s.error().message);

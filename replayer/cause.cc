@@ -234,7 +234,49 @@ Cause evaluation_arithmetic() {
           "before it is the same: its arithmetic differs (the trace records no op of the evaluation)"};
 }
 
+std::string data_not_reaching(const FirstDivergence& d, bool seeds_differ, const std::string& loader_a,
+                              const std::string& loader_b) {
+  std::string kind = d.kind;
+  if (kind == "extra" || kind == "missing") {
+    const std::string c = category_of_site(d.site);
+    if (!c.empty()) kind = c;
+  }
+  if (kind == "rng" && seeds_differ)
+    return "a draw's key comes from the run's seed alone, and the seeds differ";
+  // An op's probes come before the update (level op): an update reads the data only through the gradients,
+  // which were the same.
+  if (kind == "probe" && d.phase == "update")
+    return "an update reads the data only through the gradients, and they were the same";
+  if (kind != "loader") return "";
+  const auto first_ready = [](const std::string& loader) {
+    return loader.find("first_ready") != std::string::npos;
+  };
+  if ((!loader_a.empty() && !loader_b.empty() && loader_a != loader_b) || first_ready(loader_a) ||
+      first_ready(loader_b) || d.detail.find("first_ready") != std::string::npos)
+    return "which batch a loader hands out next does not depend on what the rows hold";
+  return "";
+}
+
 Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
+  if (in_given.data_changed) {
+    // Data that cannot have made this event is named beside the cause the other evidence gives.
+    const auto side = [&](bool a) -> std::string {
+      if (auto it = in_given.kernel_differences.find("data/loader"); it != in_given.kernel_differences.end())
+        return a ? it->second.first : it->second.second;
+      auto it = in_given.kernels.find("data/loader");
+      return it != in_given.kernels.end() ? it->second : "";
+    };
+    const std::string why =
+        data_not_reaching(d, in_given.seed_recorded != in_given.seed_replayed, side(true), side(false));
+    if (!why.empty()) {
+      CauseInputs without = in_given;
+      without.data_changed = false;
+      Cause c = classify(d, without);
+      c.detail += "; the data differs too, but cannot have made this difference (" + why +
+                  "): " + in_given.data_detail;
+      return c;
+    }
+  }
   // Accumulation orders that differed where they can have made the first difference: in an earlier step, or
   // in its step but not in a backward op when the difference is in the forward pass or before it (a backward
   // sum runs after a forward output and cannot change it).

@@ -41,6 +41,16 @@ std::string kernel_pick(const KernelChoice& choice);
 
 Cause classify(const FirstDivergence& d, const CauseInputs& in);
 
+// Why data that differs cannot have made the first divergent event `d`, in words, or "" when it can. Whatever
+// is computed from the rows can differ with them, and the input pipeline and the random draws with the data's
+// shape (its rows and features); but a draw's key comes from the seed alone, so a draw whose seeds differ
+// differs for that; a first-ready loader hands out batches in the order its workers finish, and two different
+// loaders in their own orders, whatever the rows hold; and an update (probed at level op, after every op of
+// the step) reads the data only through the gradients, which matched. `loader_a`, `loader_b`: the loader
+// each side ran ("" when not known).
+std::string data_not_reaching(const FirstDivergence& d, bool seeds_differ, const std::string& loader_a,
+                              const std::string& loader_b);
+
 // The cause of metrics that differ after steps that match, where neither the data nor the configuration
 // reaches them: the evaluation's own arithmetic.
 Cause evaluation_arithmetic();

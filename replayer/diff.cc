@@ -495,9 +495,12 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   const bool length_only =
       !ci.config_differences.empty() && differences_within_steps(ci.config_differences).empty();
   // With nothing else differing, the cause says it.
-  if (length_only && (first || ci.data_changed)) {
+  const bool some_length = std::any_of(ci.config_differences.begin(), ci.config_differences.end(),
+                                       [](const std::string& c) { return changes_only_length(c); });
+  if (some_length && (first || ci.data_changed || !length_only)) {
     std::string keys;
-    for (const std::string& c : ci.config_differences) keys += (keys.empty() ? "" : "; ") + c;
+    for (const std::string& c : ci.config_differences)
+      if (changes_only_length(c)) keys += (keys.empty() ? "" : "; ") + c;
     rep.notes.push_back("the configurations differ (" + keys +
                         "), which changes how many steps run, not what a step computes: the steps both runs "
                         "have are compared");
@@ -572,7 +575,8 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
                                (ends_first.empty() ? std::string() : ": " + ends_first) +
                                ", and the steps both runs have are the same"};
   }
-  if (rep.cause.category != "config" && rep.cause.category != "data") {
+  {
+    // Whatever the cause, the differences it cannot name, as they cannot change the first difference.
     std::vector<std::string> apart;
     for (const std::string& c : differences_within_steps(ci.config_differences))
       if (!difference_reaches(c, d, ci.layer_names)) apart.push_back(c);

@@ -63,7 +63,8 @@ std::vector<EnvDifference> environment_differences(
 }
 
 Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector<std::string>& overrides,
-                                  const std::string& data_path, bool allow_change, ScratchDir& scratch) {
+                                  const std::string& data_path, bool allow_change, ScratchDir& scratch,
+                                  const std::string& refusal) {
   std::vector<std::string> all = h.config_overrides;
   all.insert(all.end(), overrides.begin(), overrides.end());
   auto config = parse_config(h.config, h.config_path + " (in the trace)", config_folder(h), all);
@@ -125,7 +126,10 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
     auto file = trace::digest_regular_file(*target, info.size_bytes);
     if (!file) {
       if (!std::filesystem::exists(*target))
-        return Error{what + " is missing: pass --data PATH, or record with --embed-data"};
+        return Error{user_copy ? "data file " + *target + " (--data) does not exist"
+                     : info.is_embedded()
+                         ? what + " is missing"
+                         : what + " is missing: pass --data PATH, or record with --embed-data"};
       return file.error();
     }
     std::string differs;
@@ -141,7 +145,9 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
       if (auto now = read_file_bytes(*target); now && now->size() == file->size)
         if (const std::string where = first_data_difference(info.embedded, *now, d.source == "csv"); !where.empty())
           differs += "; " + where;
-    if (!allow_change) return Error{differs + "; pass --allow-data-change to replay anyway"};
+    if (!allow_change)
+      return Error{differs + "; " +
+                   (refusal.empty() ? "pass --allow-data-change to replay anyway" : refusal)};
     r.data_changed = true;
     r.data_detail = differs;
     // Not the recorded file, at a path the trace chose: it may be anything readable here, and no message
@@ -709,6 +715,34 @@ ReplayResult replay(const ReplayOptions& o) {
     if (read.stopped()) stop.offset = read.stopped()->offset;
     stop.detail = hooks.status().ok() ? "the file ends after a complete message, with no footer"
                                       : hooks.status().error().message;
+  } else if (hooks.diverged() && !o.keep_going && t.step() < end && !read.still_recording()) {
+    // Stopped at its first divergence, the replay read the trace no further: the rest is read now (without
+    // its tensors), so that damage or a cut past the divergence is reported as diff reports it.
+    if (auto rest = trace::TraceReader::open(o.trace_path, trace::without_payloads())) {
+      int64_t last = -1;
+      Status status;
+      for (;;) {
+        auto rec = (*rest)->next();
+        if (!rec) {
+          status = rec.error();
+          break;
+        }
+        if (!rec->has_value()) break;
+        if (const auto* st = std::get_if<trace::TraceStep>(&(*rec)->value)) last = st->index;
+      }
+      const auto& at = (*rest)->stopped();
+      const bool damaged = at && !at->truncated && !status.ok();
+      if (damaged || (at && at->truncated) || (!(*rest)->ended_cleanly() && !(*rest)->still_recording())) {
+        if (damaged) res.damage = status.error().message;
+        TraceStop& stop = rep.stop.emplace();
+        stop.damaged = damaged;
+        stop.trace = o.trace_path;
+        stop.after_step = last;
+        if (at) stop.offset = at->offset;
+        stop.detail =
+            status.ok() ? "the file ends after a complete message, with no footer" : status.error().message;
+      }
+    }
   }
 
   substitution_notes(hooks, rep.notes);
@@ -869,20 +903,22 @@ ReplayResult replay(const ReplayOptions& o) {
         "the run resumed from the checkpoint at step " + std::to_string(resumed) +
         ", but no checkpoint holds the data's split: the resumed run splits the data again when it "
         "is set up, before the first step, and trains on the rows it selects");
-  if (rep.cause.category != "config") {
+  {
+    // A configuration cause names the differences that reach the first difference (a data cause names them
+    // too); every other difference gets a note, whatever the cause.
     std::vector<std::string> length, within;
     for (const std::string& c : ci.config_differences) (changes_only_length(c) ? length : within).push_back(c);
     if (!length.empty())
       rep.notes.push_back("the configuration differs from the recording's (" + joined(length) +
                           "), which changes how many steps run, not what a step computes");
-    // Those that cannot change the first difference, and those a data cause does not name already.
+    // Those that cannot change the first difference, and those the cause does not name already.
     std::vector<std::string> apart, other;
     for (const std::string& c : within)
       (difference_reaches(c, d, ci.layer_names) ? other : apart).push_back(c);
     if (!apart.empty())
       rep.notes.push_back("the configuration differs from the recording's too (" + joined(apart) +
                           "), in nothing the first difference depends on: " + reach_words(apart, d));
-    if (!other.empty() && rep.cause.category != "data")
+    if (!other.empty() && rep.cause.category != "data" && rep.cause.category != "config")
       rep.notes.push_back("the configuration differs from the recording's too (" + joined(other) + ")");
   }
   if (const auto& k = hooks.divergent_kernel_difference())

@@ -68,7 +68,8 @@ Status require_complete_step(const std::string& path);
 
 // The recorded run's configuration, with its data taken from the trace (embedded copies, written to
 // `scratch`), from `data_path`, or from the recorded paths, each checked against its digest.
-// `data_changed` is set when a digest differs and `allow_change` let it through.
+// `data_changed` is set when a digest differs and `allow_change` let it through; otherwise the error says
+// what differs, then `refusal` (what to do, for the command that asks; empty: replay's --allow-data-change).
 // The trace is untrusted: its data set names and paths never name a file that is written; the embedded
 // copies get names of trainrr's own in `scratch`, and every file read must be a regular file of the
 // recorded size before it is hashed.
@@ -79,7 +80,8 @@ struct RebuiltRun {
   std::vector<std::string> notes;  // which copy of the data was used, when the user chose it
 };
 Result<RebuiltRun> rebuild_config(const trace::TraceHeader& header, const std::vector<std::string>& overrides,
-                                  const std::string& data_path, bool allow_change, ScratchDir& scratch);
+                                  const std::string& data_path, bool allow_change, ScratchDir& scratch,
+                                  const std::string& refusal = "");
 
 // Ctrl-C for replays run inside another program (the Python module, where the command's default of ending
 // the process is not wanted): while a ReplayInterruptScope lives on a thread, every re-execution that thread

@@ -149,6 +149,7 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
     for (const auto& r : s.steps) steps = std::min(steps, r.size());
   if (steps == SIZE_MAX || steps == 0) return {2, "no complete step to compare in " + a_path + " and " + b_path, {}};
 
+  const std::string loader_a = loader_of(A.steps[0]), loader_b = loader_of(B.steps[0]);
   // The cause of the first difference `d`: the data or a configuration difference that reaches it, as for
   // one process, else `found` (what the runs' records show there).
   // `own`: the cause to name when neither the data nor the configuration reaches `d` ("" : `found` is).
@@ -160,7 +161,10 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
     for (const std::string& c : within) (difference_reaches(c, d, layers) ? reaching : apart).push_back(c);
     std::string joined_reaching;
     for (const auto& c : reaching) joined_reaching += (joined_reaching.empty() ? "" : "; ") + c;
-    if (!data.empty()) {
+    // Data that cannot have made `d` is named beside the cause the rest gives.
+    const std::string data_apart =
+        data.empty() ? "" : data_not_reaching(d, ha.seed != hb.seed, loader_a, loader_b);
+    if (!data.empty() && data_apart.empty()) {
       out.lines.push_back(
           "  cause: data: " + data + "; the data differs before any step runs" +
           (d.kind == "metrics"
@@ -184,8 +188,10 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
       out.lines.push_back("  note: the configurations differ too (" + keys +
                           "), in nothing the first difference depends on: " + reach_words(apart, d));
     }
+    if (!data_apart.empty())
+      out.lines.push_back("  note: the data differs too, but cannot have made this difference (" +
+                          data_apart + "): " + data);
   };
-  const std::string loader_a = loader_of(A.steps[0]), loader_b = loader_of(B.steps[0]);
   // The metrics of the epochs both runs logged within the first `done` steps, where the steps before match.
   size_t epochs_compared = 0;
   // A run records the epoch metrics of rank 0's shards: runs of other rank counts cover other rows there.

@@ -110,6 +110,72 @@ FirstDivergence event(const std::string& phase, const std::string& kind, const s
   return d;
 }
 
+// Data that differs is named the cause only of what it can change: not a draw's key when the seeds differ,
+// not which batch a first-ready loader (or another loader) hands out, not an update whose gradients matched.
+TEST(Cause, DataThatCannotHaveMadeTheFirstDifferenceIsNamedBesideTheCause) {
+  CauseInputs in;
+  in.name_a = "A";
+  in.name_b = "B";
+  in.data_changed = true;
+  in.data_detail = "data file 'a.csv' differs (a.csv, 10 bytes vs b.csv, 10 bytes)";
+  const std::string beside =
+      "; the data differs too, but cannot have made this difference (which batch a loader hands out next "
+      "does "
+      "not depend on what the rows hold): data file 'a.csv' differs (a.csv, 10 bytes vs b.csv, 10 bytes)";
+  // The same first-ready loader on both sides: its race.
+  in.kernels = {{"data/loader", "loader__first_ready"}};
+  FirstDivergence loader = event("input", "loader", "data/loader");
+  loader.detail = "batch 2 (A), batch 4 (B)";
+  Cause c = classify(loader, in);
+  EXPECT_EQ(c.category, "loader");
+  EXPECT_EQ(c.detail,
+            "batch 2 (A), batch 4 (B); a first-ready loader hands out batches in the order its "
+            "workers finish" +
+                beside);
+  // Two different loaders.
+  in.kernels = {{"data/loader", "loader__ordered"}};
+  in.kernel_differences = {{"data/loader", {"loader__ordered", "loader__first_ready"}}};
+  c = classify(loader, in);
+  EXPECT_EQ(c.category, "loader");
+  EXPECT_EQ(c.detail,
+            "batch 2 (A), batch 4 (B); loader loader__ordered (A), loader__first_ready (B)" + beside);
+  // The ordered loader on both sides hands out the next batch: only the data (its row count) can change it.
+  in.kernel_differences.clear();
+  EXPECT_EQ(classify(loader, in).category, "data");
+
+  // A draw's key comes from the seed: with the seeds differing, the data is not the cause.
+  in.kernels.clear();
+  in.seed_recorded = 43;
+  in.seed_replayed = 42;
+  in.config_differences = {"seed: 43 -> 42"};
+  const FirstDivergence init = event("setup", "rng", "init/dense_1.kernel");
+  c = classify(init, in);
+  EXPECT_EQ(c.category, "config");
+  EXPECT_EQ(
+      c.detail,
+      "the run configuration differs: seed: 43 -> 42; the data differs too, but cannot have made this "
+      "difference (a draw's key comes from the run's seed alone, and the seeds differ): data file 'a.csv' "
+      "differs (a.csv, 10 bytes vs b.csv, 10 bytes)");
+  // With the same seed, the data's shape can change a draw (how many words): the data is named.
+  in.seed_replayed = 43;
+  in.config_differences.clear();
+  EXPECT_EQ(classify(init, in).category, "data");
+
+  // An update whose gradients matched (level op): the learning rate, not the data.
+  in.config_differences = {"train.optimizer.learning_rate: 0.001 -> 0.002"};
+  c = classify(event("update", "probe", "dense_1.kernel/update:out", "dense_1"), in);
+  EXPECT_EQ(c.category, "config");
+  EXPECT_EQ(
+      c.detail.rfind("the run configuration differs: train.optimizer.learning_rate: 0.001 -> 0.002; the "
+                     "data differs too, but cannot have made this difference (an update reads the data "
+                     "only through the gradients, and they were the same)",
+                     0),
+      0u)
+      << c.detail;
+  // A layer's output reads the rows: the data, with the configuration beside it.
+  EXPECT_EQ(classify(event("forward", "probe", "dense_1/matmul.fwd:out", "dense_1"), in).category, "data");
+}
+
 // Everything before the first divergent event is the same on both sides: a difference that only changes
 // what comes after it cannot have caused it.
 TEST(Cause, ADifferenceReachesOnlyTheEventsItCanChange) {

@@ -114,6 +114,42 @@ TEST(DamagedTraceReport, ReplaySaysDamagedWithTheStepTheByteAndWhatWasCompared) 
   EXPECT_TRUE(has(json.output, "\"steps_compared\":" + std::to_string(step) + ",")) << json.output;
 }
 
+// A replay that diverges before the damage stops there, but the rest of the trace is still read: the report
+// says it is damaged (exit 2) or cut, as diff of the same file does.
+TEST(DamagedTraceReport, AReplayThatDivergesBeforeTheDamageStillSaysTheTraceIsDamaged) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", kDeterministic);
+  const std::string damaged = dir.file("damaged.trr");
+  const int64_t step = damage_a_step(trace, damaged, 10);
+  ASSERT_GE(step, 1) << "no step's loss lies verbatim in the file";
+  const uint64_t at = step_message(trace, step).from;
+  // Another learning rate: the replay differs at step 0's update, long before the damage.
+  const std::string other = " --force none --set train.optimizer.learning_rate=0.5";
+  const CommandResult text = run_trainrr("replay " + damaged + other);
+  EXPECT_EQ(text.exit_code, 2) << text.output;
+  EXPECT_EQ(text.output.rfind("diverged at step 0", 0), 0u) << text.output;
+  EXPECT_TRUE(
+      has(text.output, "\n  damaged: the trace was changed after it was written: reading stopped at byte " +
+                           std::to_string(at) + ", after step " + std::to_string(step - 1) +
+                           ": nothing after it is compared\n"))
+      << text.output;
+  const CommandResult json = run_trainrr("replay --json " + damaged + other);
+  EXPECT_EQ(json.exit_code, 2) << json.output;
+  EXPECT_TRUE(has(json.output, "\"reason\":\"damaged\",\"after_step\":" + std::to_string(step - 1)))
+      << json.output;
+  // The same file cut inside that step: truncated, and the divergence's exit code.
+  write_file(dir.file("cut.trr"), read_file(trace).substr(0, at + 10));
+  const CommandResult cut = run_trainrr("replay " + dir.file("cut.trr") + other);
+  EXPECT_EQ(cut.exit_code, 1) << cut.output;
+  EXPECT_TRUE(has(cut.output, "\n  truncated: the trace is cut short at byte " + std::to_string(at) +
+                                  ", after step " + std::to_string(step - 1)))
+      << cut.output;
+  // Undamaged, the same replay says nothing of the kind.
+  const CommandResult whole = run_trainrr("replay " + trace + other);
+  EXPECT_EQ(whole.exit_code, 1) << whole.output;
+  EXPECT_FALSE(has(whole.output, "damaged") || has(whole.output, "truncated")) << whole.output;
+}
+
 // A changed step whose next message reads as cut short by the end of the file (its framing changed so that it
 // runs past the end), in a file that ends with its intact footer: nothing vouches for the step, so the replay
 // reports the damage there and never compares the changed step.

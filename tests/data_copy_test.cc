@@ -43,8 +43,10 @@ class DataCopy : public ::testing::Test {
 TEST_F(DataCopy, DataGivenWithAnEmbeddedTraceIsUsedAndChecked) {
   CommandResult missing = run_trainrr("replay " + trace() + " --data " + dir.file("nonexistent.csv"));
   EXPECT_EQ(missing.exit_code, 2) << missing.output;
-  EXPECT_TRUE(has(missing.output, "nonexistent.csv (recorded as ")) << missing.output;
-  EXPECT_TRUE(has(missing.output, "is missing")) << missing.output;
+  // The path the user gave does not exist: said so, without advice to pass what was passed.
+  EXPECT_TRUE(has(missing.output, "data file " + dir.file("nonexistent.csv") + " (--data) does not exist\n"))
+      << missing.output;
+  EXPECT_FALSE(has(missing.output, "pass --data") || has(missing.output, "--embed-data")) << missing.output;
 
   const std::string same = dir.write("same.csv", original_);
   CommandResult r = run_trainrr("replay " + trace() + " --data " + same);
@@ -60,6 +62,17 @@ TEST_F(DataCopy, ADataCauseNamesTheFirstRowAndColumnThatDiffer) {
   EXPECT_EQ(refused.exit_code, 2) << refused.output;
   EXPECT_TRUE(has(refused.output, "first difference at line 6 (data row 5), column 3 'mean_perimeter': ")) << refused.output;
   EXPECT_TRUE(has(refused.output, "pass --allow-data-change")) << refused.output;
+  // bisect, which has no --allow-data-change, says what it needs instead.
+  CommandResult bisect = run_trainrr("bisect " + trace() + " --data " + other);
+  EXPECT_EQ(bisect.exit_code, 2) << bisect.output;
+  EXPECT_TRUE(has(bisect.output, "first difference at line 6 (data row 5), column 3 'mean_perimeter': "))
+      << bisect.output;
+  EXPECT_TRUE(has(bisect.output,
+                  "; bisect narrows a divergence of the run with the data it recorded: pass --data "
+                  "with that file (trainrr replay --data PATH --allow-data-change shows what the "
+                  "change does)"))
+      << bisect.output;
+  EXPECT_FALSE(has(bisect.output, "pass --allow-data-change")) << bisect.output;
 
   CommandResult r = run_trainrr("replay " + trace() + " --data " + other + " --allow-data-change --json");
   EXPECT_EQ(r.exit_code, 1) << r.output;

@@ -226,9 +226,9 @@ interrupted)
   kill -INT $(pgrep -P "$launcher")
   wait "$launcher"
   echo "mpirun exit code: $?"
-  expect 0 "rank 1: .*ended cleanly: the run stopped early (error: interrupted at step" -- "$T" show i2
+  expect 0 "rank 1: .*ended cleanly: the run stopped early (interrupted at step" -- "$T" show i2
   expect 0 "^reproduced bit for bit: 2 ranks replayed in one process" -- "$T" replay i2
-  expect 0 "note: the recording stopped early (rank 0's footer: error: interrupted at step" -- "$T" replay i2
+  expect 0 "note: the recording stopped early (rank 0's footer: interrupted at step" -- "$T" replay i2
   expect 0 "^reproduced bit for bit: 2 ranks replayed under mpirun" -- mpirun -n 2 "$T" replay i2
   expect 0 "reproduces bit for bit" -- "$T" bisect i2
   # Ctrl-C in a terminal reaches mpirun alone (each rank has a process group of its own): mpirun sends the
@@ -240,7 +240,7 @@ interrupted)
   wait "$launcher"
   echo "mpirun exit code: $?"
   for r in 0 1; do
-    expect 0 "rank $r: .*ended cleanly: the run stopped early (error: interrupted at step" -- "$T" show m2
+    expect 0 "rank $r: .*ended cleanly: the run stopped early (interrupted at step" -- "$T" show m2
   done
   expect 0 "^reproduced bit for bit: 2 ranks replayed in one process" -- "$T" replay m2
   ;;

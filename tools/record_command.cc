@@ -228,11 +228,15 @@ int run_record(const RecordArgs& a) {
   // The final state, for export and resumption, unless the last periodic checkpoint holds it already; a run
   // stopped by Ctrl-C stops between two steps, and its state there is kept too.
   const int64_t last = (*training)->step();
-  if ((fit.ok() || (!fit.ok() && g_interrupted && fit.error().message.rfind("interrupted at step", 0) == 0 &&
-                    last > 0)) &&
-      (a.checkpoint_every == 0 || last % a.checkpoint_every != 0))
+  const bool interrupted =
+      !fit.ok() && g_interrupted && fit.error().message.rfind("interrupted at step", 0) == 0;
+  if ((fit.ok() || (interrupted && last > 0)) && (a.checkpoint_every == 0 || last % a.checkpoint_every != 0))
     (*recorder)->checkpoint((*training)->state());
-  Status done = (*recorder)->finish(fit.ok(), fit.ok() ? "completed" : "error: " + fit.error().message);
+  // The footer says why the run ended: "completed", "interrupted at step N" (a signal, no error), or the
+  // error.
+  Status done = (*recorder)->finish(fit.ok(), fit.ok()      ? "completed"
+                                              : interrupted ? fit.error().message
+                                                            : "error: " + fit.error().message);
 #if TRAINRR_WITH_MPI
   // A rank that stops alone would leave the others waiting for it in an allreduce: the run ends with it (its
   // trace is finished above; the others keep every step they completed).

@@ -95,11 +95,15 @@ std::string Run::fit(bool catch_sigint) {
       // The final state, unless the last periodic checkpoint holds it already (as `trainrr record`); a run
       // stopped by Ctrl-C stops between two steps, and its state there is kept too.
       const int64_t step = training_->step();
-      if ((fit.ok() || (!fit.ok() && interrupted_.load() &&
-                        fit.error().message.rfind("interrupted at step", 0) == 0 && step > 0)) &&
+      const bool interrupted =
+          !fit.ok() && interrupted_.load() && fit.error().message.rfind("interrupted at step", 0) == 0;
+      if ((fit.ok() || (interrupted && step > 0)) &&
           (checkpoint_every_ == 0 || step % checkpoint_every_ != 0))
         recorder_->checkpoint(training_->state());
-      written = recorder_->finish(fit.ok(), fit.ok() ? "completed" : "error: " + fit.error().message);
+      // The footer: "completed", "interrupted at step N" (Ctrl-C, no error), or the error.
+      written = recorder_->finish(fit.ok(), fit.ok()      ? "completed"
+                                            : interrupted ? fit.error().message
+                                                          : "error: " + fit.error().message);
     }
   }
   if (!fit.ok() && !interrupted_.load()) raise(ErrorKind::config, fit.error().message);

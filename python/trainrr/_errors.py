@@ -37,12 +37,9 @@ class TraceIsADirectoryError(TraceError, IsADirectoryError):
 # Each row: a pattern, and its replacement (a string, or a function of the match and the call: "replay",
 # "bisect", "diff", "fit", "from_config", "open").
 
-def _data_change(m, call):
-    if call == "replay":
-        return "; pass allow_data_change=True to replay anyway"
-    # bisect (the command's too) has no such option: it compares replays that must be able to reproduce.
-    return ("; bisect replays only on the recorded data: give data= a copy of it (trainrr.replay(..., "
-            "allow_data_change=True) replays on this one and names the data as the cause)")
+# bisect (the command's too) has no --allow-data-change: it compares replays that must be able to reproduce.
+_BISECT_DATA = ("; bisect replays only on the recorded data: give data= a copy of it (trainrr.replay(..., "
+                "allow_data_change=True) replays on this one and names the data as the cause)")
 
 
 def _override(m, call):
@@ -72,7 +69,10 @@ def _python_value(text):
 
 
 _CLI_WORDS = [
-    (r"; pass --allow-data-change to replay anyway", _data_change),
+    (r"; pass --allow-data-change to replay anyway", "; pass allow_data_change=True to replay anyway"),
+    (r"; bisect narrows a divergence of the run with the data it recorded: pass --data with that file "
+     r"\(trainrr replay --data PATH --allow-data-change shows what the change does\)", _BISECT_DATA),
+    (r" \(--data\) does not exist", " (data=) does not exist"),
     (r"pass --data PATH, or record with --embed-data",
      "pass data=PATH, or record with trainrr.record(..., embed_data=True)"),
     (r"--data PATH", "data=PATH"),
