@@ -479,8 +479,8 @@ struct TraceReader::Impl {
     auto unvouched = [&](const std::string& why) {
       return error_at(offset, "the message after this one (at byte " + std::to_string(next) +
                                   ") cannot be read (" + why +
-                                  "): this message was changed after it was written (the file is damaged, "
-                                  "not cut)");
+                                  "): that message, or the bytes that frame this one, were changed after they "
+                                  "were written (the file is damaged, not cut)");
     };
     if (!frame) {
       if (!truncated_tail) return unvouched(error_what);
