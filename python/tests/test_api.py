@@ -273,6 +273,23 @@ def test_a_second_fit_warns_that_it_starts_again_from_the_initial_weights():
     assert longer.history["loss"][:2] == first.history["loss"]
 
 
+def test_summary_counts_every_weight_as_keras_does():
+    x, y = blobs()
+    model = trainrr.Sequential([layers.Dense(64, activation="relu"), layers.BatchNormalization(),
+                                layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", threads=1)
+    model.fit(x, y, verbose=0, seed=1)
+    lines = []
+    model.summary(print_fn=lines.append)
+    text = lines[0]
+    # gamma and beta (trained), moving mean and variance (not): 4 x 64, as Keras counts them.
+    assert "batch_normalization_1 (BatchNormalization) -> (64,), 256 params\n" in text
+    total = sum(w.size for w in model.get_weights())
+    assert total == 6 * 64 + 64 + 256 + 64 * 2 + 2
+    assert text.endswith(f"Total params: {total}\n  Trainable params: {total - 128}\n"
+                         f"  Non-trainable params: 128")
+
+
 def test_an_opened_trace_says_how_reading_went_before_any_steps_are_read(tmp_path):
     x, y = blobs()
     classifier().fit(x, y, epochs=2, verbose=0, record=trainrr.record(tmp_path / "run.trr", seed=1))

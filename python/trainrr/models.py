@@ -294,8 +294,11 @@ class Sequential:
 
     def summary(self, print_fn=None):
         """Prints the model as the command's run header does: a line per layer with its name, type, output
-        shape and number of parameters (dense_1 (Dense) -> [32], 288 params). The input shape comes from the data, so it needs a fit first
-        (ConfigError before). print_fn: called with the text in place of print (default None: print)."""
+        shape and number of weights (dense_1 (Dense) -> (32,), 288 params), counted as Keras counts them:
+        a BatchNormalization layer's moving mean and variance too; then the totals, as Keras prints them
+        (Total params, Trainable params, Non-trainable params: the moving statistics). The input shape comes
+        from the data, so it needs a fit first (ConfigError before). print_fn: called with the text in place
+        of print (default None: print)."""
         text = self._trained("summary").summary()
         (print_fn or print)(text.rstrip("\n"))
 
