@@ -290,6 +290,35 @@ def test_summary_counts_every_weight_as_keras_does():
                          f"  Non-trainable params: 128")
 
 
+def test_a_steps_loss_is_its_batchs_and_its_accuracy_the_epochs_so_far(tmp_path):
+    # As docs/traces.md says: gradient digests at level layer only (at level op the gradients are probed as
+    # ops); a step's accuracy is the epoch's so far, its loss the batch's.
+    x, y = blobs()
+    for level in ("step", "layer", "op"):
+        classifier().fit(x, y, epochs=2, batch_size=64, verbose=0,
+                         record=trainrr.record(tmp_path / f"{level}.trr", level=level, seed=1))
+    grads = {level: [s["grads"] for s in trainrr.open(tmp_path / f"{level}.trr").steps()]
+             for level in ("step", "layer", "op")}
+    assert all(g == {} for g in grads["step"] + grads["op"])
+    assert all(len(g) == 4 for g in grads["layer"])
+    op_sites = {e["site"] for s in trainrr.open(tmp_path / "op.trr").steps() for e in s["events"]
+                if e["type"] == "probe"}
+    assert any(site.endswith(".bwd_weight:out") for site in op_sites), sorted(op_sites)
+    trace = trainrr.open(tmp_path / "step.trr")
+    steps, epochs = trace.steps(), trace.epochs()
+    per_epoch = len(steps) // 2
+    for e, epoch in enumerate(epochs):
+        mine = steps[e * per_epoch:(e + 1) * per_epoch]
+        assert mine[-1]["metrics"]["accuracy"] == epoch["logs"]["accuracy"]  # the last step's is the epoch's
+        assert np.mean([s["metrics"]["accuracy"] for s in mine]) != epoch["logs"]["accuracy"]
+    # The loss of a step is its batch's: the epoch's loss is their mean weighted by the batches' rows
+    # (240 rows in batches of 64: 64, 64, 64, 48).
+    losses = np.array([s["loss"] for s in steps[:per_epoch]])
+    rows = np.array([64, 64, 64, 48])
+    assert np.isclose((losses * rows).sum() / rows.sum(), epochs[0]["logs"]["loss"], rtol=1e-6)
+    assert not np.isclose(losses[-1], epochs[0]["logs"]["loss"])
+
+
 def test_an_opened_trace_says_how_reading_went_before_any_steps_are_read(tmp_path):
     x, y = blobs()
     classifier().fit(x, y, epochs=2, verbose=0, record=trainrr.record(tmp_path / "run.trr", seed=1))
