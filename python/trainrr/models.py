@@ -153,8 +153,9 @@ class Sequential:
         fraction of the rows, evaluated each epoch), shuffle (True). Each argument is this call's, as in
         Keras: one not given takes its default (a model read by from_config: its configuration's setting),
         not an earlier fit's value. x: real numbers, (rows, features...);
-        a C-contiguous float32 array is saved for the run as it is, other dtypes are first converted to
-        float32 (a copy). y: one label per row.
+        a C-contiguous float32 array is saved for the run as it is, and kept uncopied for to_config (which
+        refuses to write it once changed in place), other dtypes are first converted to float32 (a copy).
+        y: one label per row (one target per row for mse).
 
         record: a trace path (or a trainrr.record(...) object) to record the run to; inside a
         `with trainrr.record(...)` block the run is recorded there. seed: the run's seed (None: the
