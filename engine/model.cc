@@ -148,14 +148,27 @@ Status Sequential::restore(const std::vector<NamedTensor>& tensors) {
 }
 
 std::string Sequential::summary() const {
+  // As Keras counts: a layer's count holds all its weights, the trained parameters and the state it keeps
+  // without training (batch normalization's moving mean and variance), and the totals tell them apart.
   std::string out;
+  int64_t trainable = 0, non_trainable = 0;
   for (size_t i = 0; i < layers_.size(); ++i) {
     int64_t count = 0;
-    for (Param* p : layers_[i]->params()) count += p->value.size();
+    for (Param* p : layers_[i]->params()) {
+      count += p->value.size();
+      trainable += p->value.size();
+    }
+    for (NamedTensor* t : layers_[i]->state()) {
+      count += t->value.size();
+      non_trainable += t->value.size();
+    }
     out += "  " + layers_[i]->name() + " (" + layers_[i]->type() + ") -> " +
            (i < output_shapes_.size() ? shape_str(output_shapes_[i]) : "?") + ", " + std::to_string(count) +
            " params\n";
   }
+  out += "  Total params: " + std::to_string(trainable + non_trainable) + "\n";
+  out += "  Trainable params: " + std::to_string(trainable) + "\n";
+  out += "  Non-trainable params: " + std::to_string(non_trainable) + "\n";
   return out;
 }
 

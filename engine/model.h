@@ -39,7 +39,9 @@ class Sequential {
   Status restore(const std::vector<NamedTensor>& tensors);
 
   const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
-  // One line per layer: name, type, output shape, parameter count.
+  // One line per layer: name, type, output shape, the count of all its weights (trained parameters and
+  // state such as moving statistics); then the total, trainable and non-trainable counts, as Keras prints
+  // them.
   std::string summary() const;
 
  private:

@@ -260,17 +260,166 @@ def test_a_second_fit_warns_that_it_starts_again_from_the_initial_weights():
         warnings.simplefilter("error")  # the first fit warns of nothing
         first = model.fit(x, y, epochs=2, verbose=0, seed=1)
     with pytest.warns(UserWarning) as caught:
-        second = model.fit(x, y, epochs=2, verbose=0)
+        second = model.fit(x, y, epochs=2, verbose=0, seed=1)
     message = str(caught[0].message)
     assert message.startswith("fit: this model has been fitted before; this fit starts again from the initial "
                               "weights its seed draws, not from the current weights as Keras' fit would")
     assert "fit once with the total number of epochs" in message and "(seed=1)" in message
     assert caught[0].filename == __file__
-    # What it says: the second fit (which kept the seed) trained as the first did, and a fit of the total number
-    # of epochs with that seed starts as they did.
+    # What it says: the second fit, given the first one's seed and arguments, trained as the first did, and a
+    # fit of the total number of epochs with that seed starts as they did.
     assert second.history["loss"] == first.history["loss"]
     longer = classifier().fit(x, y, epochs=4, verbose=0, seed=1)
     assert longer.history["loss"][:2] == first.history["loss"]
+
+
+def test_fit_arguments_are_per_call_as_in_keras():
+    x, y = blobs()
+    model = classifier()
+    first = model.fit(x, y, epochs=2, batch_size=16, validation_split=0.25, shuffle=False, verbose=0, seed=1)
+    assert list(first.history) == ["loss", "accuracy", "val_loss", "val_accuracy"]
+    with pytest.raises(ValueError, match="batches of 16"):
+        model.evaluate(x, y, batch_size=32, verbose=0)
+    # A bare fit takes none of the earlier fit's arguments: Keras' defaults, one epoch of batches of 32 over
+    # every row, shuffled, no validation, and a seed of its own.
+    with pytest.warns(UserWarning, match="fitted before"):
+        bare = model.fit(x, y, verbose=0)
+    assert list(bare.history) == ["loss", "accuracy"] and bare.epoch == [0] and bare.params["steps"] == 8
+    text = model.to_config()
+    assert "epochs = 1\n" in text and "batch_size = 32\n" in text and "shuffle = true\n" in text
+    assert "validation_split" not in text and not text.startswith("seed = 1\n")
+    # evaluate runs in the last fit's batches, to_config describes the last fit.
+    model.evaluate(x, y, batch_size=32, verbose=0)
+    with pytest.raises(ValueError, match="batches of 32"):
+        model.evaluate(x, y, batch_size=16, verbose=0)
+
+
+def test_a_model_read_from_a_configuration_starts_every_fit_from_its_settings(tmp_path):
+    x, y = blobs()
+    model = classifier()
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, seed=1)
+    model.to_config(tmp_path / "run.toml")
+    again = trainrr.Sequential.from_config(tmp_path / "run.toml")
+    assert again.fit(x, y, epochs=3, verbose=0).epoch == [0, 1, 2]
+    with pytest.warns(UserWarning, match="fitted before"):
+        history = again.fit(x, y, verbose=0)
+    # The configuration's two epochs of batches of 16 and its seed, not the earlier fit's three epochs.
+    assert history.epoch == [0, 1] and history.params["steps"] == 15
+    assert again.to_config().startswith("seed = 1\n")
+
+
+def test_to_config_refuses_to_write_arrays_changed_in_place_since_the_fit(tmp_path):
+    x, y = blobs()
+    y = y.astype(np.float32)  # float32 and C-contiguous, as x: fit keeps both uncopied
+    model = classifier()
+    model.fit(x, y, epochs=1, verbose=0, seed=1)
+    trained_on = x.copy()
+    x *= 2
+    # The text alone holds no array: written as ever.
+    assert model.to_config().startswith("seed = 1\n")
+    with pytest.raises(trainrr.DataError) as e:
+        model.to_config(tmp_path / "cli" / "run.toml")
+    assert str(e.value).startswith("to_config: x has changed since the fit (in place): ")
+    assert "x.npy would not hold the rows the fit trained on" in str(e.value) and "x.copy()" in str(e.value)
+    assert not (tmp_path / "cli").exists()  # nothing is written
+    y[0] = 1 - y[0]
+    with pytest.raises(trainrr.DataError, match="^to_config: x and y have changed since the fit"):
+        model.to_config(tmp_path / "cli" / "run.toml")
+    # Back as the fit had them, they are written.
+    x /= 2
+    y[0] = 1 - y[0]
+    model.to_config(tmp_path / "cli" / "run.toml")
+    assert np.load(tmp_path / "cli" / "x.npy").tobytes() == trained_on.tobytes()
+
+
+def test_layers_take_the_names_the_engine_gives_them_and_keep_a_given_one():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 6, 6, 1)).astype(np.float32)
+    y = (x.mean(axis=(1, 2, 3)) > 0).astype(np.int64)
+    loose = layers.Dense(2, activation="softmax")
+    assert loose.name is None  # in no model yet
+    model = trainrr.Sequential([layers.Conv2D(2, 3), layers.BatchNormalization(), layers.MaxPooling2D(),
+                                layers.Activation("relu"), layers.Flatten(), layers.Dropout(0.1),
+                                layers.Dense(4, name="hidden"), loose])
+    names = ["conv2d_1", "batch_normalization_1", "max_pooling2d_1", "activation_1", "flatten_1", "dropout_1",
+             "hidden", "dense_1"]
+    assert [layer.name for layer in model.layers] == names
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", threads=1)
+    model.fit(x, y, verbose=0, seed=1)
+    assert [layer.name for layer in model.layers] == names
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert [line.split()[0] for line in lines[0].splitlines()[:len(names)]] == names
+    assert 'name = "dense_1"' not in model.to_config()  # the configuration leaves the engine's names to it
+
+
+def test_metrics_are_reported_under_the_name_given():
+    x, y = blobs()
+    model = classifier()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["acc"], threads=1)
+    history = model.fit(x, y, epochs=2, validation_split=0.25, verbose=0, seed=1)
+    assert list(history.history) == ["loss", "acc", "val_loss", "val_acc"]
+    assert list(model.evaluate(x, y, verbose=0, return_dict=True)) == ["loss", "acc"]
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"], threads=1)
+    with pytest.warns(UserWarning, match="fitted before"):
+        history = model.fit(x, y, epochs=2, validation_split=0.25, verbose=0, seed=1)
+    assert list(history.history) == ["loss", "accuracy", "val_loss", "val_accuracy"]
+    assert list(model.evaluate(x, y, verbose=0, return_dict=True)) == ["loss", "accuracy"]
+
+
+def test_epoch_lines_name_the_metric_as_given(capsys):
+    x, y = blobs()
+    model = classifier()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["acc"], threads=1)
+    model.fit(x, y, epochs=1, validation_split=0.25, verbose=2, seed=1)
+    line = capsys.readouterr().out
+    assert " - acc: " in line and " - val_acc: " in line and "accuracy" not in line
+
+
+def test_summary_counts_every_weight_as_keras_does():
+    x, y = blobs()
+    model = trainrr.Sequential([layers.Dense(64, activation="relu"), layers.BatchNormalization(),
+                                layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", threads=1)
+    model.fit(x, y, verbose=0, seed=1)
+    lines = []
+    model.summary(print_fn=lines.append)
+    text = lines[0]
+    # gamma and beta (trained), moving mean and variance (not): 4 x 64, as Keras counts them.
+    assert "batch_normalization_1 (BatchNormalization) -> (64,), 256 params\n" in text
+    total = sum(w.size for w in model.get_weights())
+    assert total == 6 * 64 + 64 + 256 + 64 * 2 + 2
+    assert text.endswith(f"Total params: {total}\n  Trainable params: {total - 128}\n"
+                         f"  Non-trainable params: 128")
+
+
+def test_a_steps_loss_is_its_batchs_and_its_accuracy_the_epochs_so_far(tmp_path):
+    # As docs/traces.md says: gradient digests at level layer only (at level op the gradients are probed as
+    # ops); a step's accuracy is the epoch's so far, its loss the batch's.
+    x, y = blobs()
+    for level in ("step", "layer", "op"):
+        classifier().fit(x, y, epochs=2, batch_size=64, verbose=0,
+                         record=trainrr.record(tmp_path / f"{level}.trr", level=level, seed=1))
+    grads = {level: [s["grads"] for s in trainrr.open(tmp_path / f"{level}.trr").steps()]
+             for level in ("step", "layer", "op")}
+    assert all(g == {} for g in grads["step"] + grads["op"])
+    assert all(len(g) == 4 for g in grads["layer"])
+    op_sites = {e["site"] for s in trainrr.open(tmp_path / "op.trr").steps() for e in s["events"]
+                if e["type"] == "probe"}
+    assert any(site.endswith(".bwd_weight:out") for site in op_sites), sorted(op_sites)
+    trace = trainrr.open(tmp_path / "step.trr")
+    steps, epochs = trace.steps(), trace.epochs()
+    per_epoch = len(steps) // 2
+    for e, epoch in enumerate(epochs):
+        mine = steps[e * per_epoch:(e + 1) * per_epoch]
+        assert mine[-1]["metrics"]["accuracy"] == epoch["logs"]["accuracy"]  # the last step's is the epoch's
+        assert np.mean([s["metrics"]["accuracy"] for s in mine]) != epoch["logs"]["accuracy"]
+    # The loss of a step is its batch's: the epoch's loss is their mean weighted by the batches' rows
+    # (240 rows in batches of 64: 64, 64, 64, 48).
+    losses = np.array([s["loss"] for s in steps[:per_epoch]])
+    rows = np.array([64, 64, 64, 48])
+    assert np.isclose((losses * rows).sum() / rows.sum(), epochs[0]["logs"]["loss"], rtol=1e-6)
+    assert not np.isclose(losses[-1], epochs[0]["logs"]["loss"])
 
 
 def test_an_opened_trace_says_how_reading_went_before_any_steps_are_read(tmp_path):

@@ -54,6 +54,18 @@ def test_one_hot_labels_are_refused_with_what_to_give_instead():
         model().fit(x, np.eye(2)[y.astype(int)], verbose=0)
 
 
+def test_several_regression_targets_are_refused_without_classification_advice():
+    x, _ = data(rows=100)
+    m = trainrr.Sequential([layers.Dense(3)])
+    m.compile(optimizer="adam", loss="mse")
+    with pytest.raises(trainrr.DataError) as e:
+        m.fit(x, np.zeros((100, 3), dtype=np.float32), verbose=0)
+    assert str(e.value) == ("y: expected one target per row, shape (rows,) or (rows, 1), got shape (100, 3): with "
+                            "loss='mse' the engine fits one target per row (a regression with several targets is "
+                            "not supported)")
+    assert "argmax" not in str(e.value)
+
+
 def test_nan_in_x_names_the_row_and_column():
     x, y = data()
     x[7, 2] = np.nan
@@ -332,6 +344,26 @@ def test_the_non_finite_loss_warning_of_a_fit_on_arrays_gives_advice_in_its_term
     err = capsys.readouterr().err
     assert "training has diverged" in err and "standardized x may help" in err
     assert "data.scale" not in err
+
+
+def test_the_output_warnings_of_a_fit_on_arrays_give_advice_in_its_terms(capsys):
+    x, y = data(rows=64)
+    linear = trainrr.Sequential([layers.Dense(1)])
+    linear.compile(optimizer="adam", loss="binary_crossentropy", tf32=True)
+    linear.fit(x, y, verbose=0)
+    err = capsys.readouterr().err
+    assert ("warning: compile(loss='binary_crossentropy') takes the outputs as probabilities (from_logits=False), "
+            "but the model's last activation is linear (give loss=losses.BinaryCrossentropy(from_logits=True), or "
+            "end the model in activation='sigmoid')") in err, err
+    assert "warning: compile(tf32=True) has no effect on the CPU" in err, err
+    probabilities = trainrr.Sequential([layers.Dense(2, activation="softmax")])
+    probabilities.compile(optimizer="adam", loss=trainrr.losses.SparseCategoricalCrossentropy(from_logits=True))
+    probabilities.fit(x, y, verbose=0)
+    err += capsys.readouterr().err
+    assert ("warning: compile(loss=losses.SparseCategoricalCrossentropy(from_logits=True)) takes the outputs as "
+            "logits, but the model's output comes from a softmax activation: its outputs are probabilities, not "
+            "logits (give loss='sparse_categorical_crossentropy', whose from_logits is False)") in err, err
+    assert "train." not in err and "runtime." not in err and "from_logits = " not in err
 
 
 def test_save_html_refuses_to_overwrite_a_file_that_is_not_a_report(tmp_path):

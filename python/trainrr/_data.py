@@ -33,8 +33,9 @@ def features(x, name="x", sample_shape=None):
     return f
 
 
-def labels(y, rows, name="y"):
-    """`y` as float32 labels, one per row: shape (rows,) or (rows, 1)."""
+def labels(y, rows, name="y", loss=None):
+    """`y` as float32 labels, one per row: shape (rows,) or (rows, 1). `loss` (the compiled loss's name)
+    picks the advice for labels of another shape."""
     if y is None:
         raise DataError(f"{name}: labels are required")
     a = np.asarray(y)
@@ -43,6 +44,10 @@ def labels(y, rows, name="y"):
     if a.ndim == 2 and a.shape[1] == 1:
         a = a.reshape(-1)
     if a.ndim != 1:
+        if loss == "mse":
+            raise DataError(f"{name}: expected one target per row, shape (rows,) or (rows, 1), got shape {a.shape}: "
+                            f"with loss='mse' the engine fits one target per row (a regression with several "
+                            f"targets is not supported)")
         raise DataError(f"{name}: expected one label per row, shape (rows,) or (rows, 1), got shape {a.shape} "
                         f"(one-hot rows: give their class indices, y.argmax(axis=1), with "
                         f"loss='sparse_categorical_crossentropy')")

@@ -20,6 +20,7 @@ class Layer:
     written."""
 
     type = None
+    _engine_name = None  # the name the engine gives a layer made without one, set when a model takes it
     _arguments = ()  # the arguments this layer takes, besides name
     _ranges = ()  # (argument, accepts(value), what it must be) for values the engine takes in type, not in range
 
@@ -62,7 +63,10 @@ class Layer:
 
     @property
     def name(self):
-        return self._given.get("name")
+        """The name given, or, once the layer is in a model, the one the engine gives it there: its type and a
+        running number per type (dense_1, dense_2, ...), as summary(), traces and get_weights name it.
+        None for a layer made without a name and not yet added to a model."""
+        return self._given.get("name") or self._engine_name
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self._given.items())

@@ -2,6 +2,7 @@
 fit arguments are a run configuration: `to_config()` writes the TOML that `trainrr record` runs as the same
 run, and `Sequential.from_config(path)` reads one."""
 
+import hashlib
 import numbers
 import os
 import re
@@ -24,9 +25,10 @@ _EVALUATE_ONLY_KERAS = {"sample_weight", "steps", "callbacks", "max_queue_size",
                         "use_multiprocessing"}
 _FIT_AGAIN = ("fit: this model has been fitted before; this fit starts again from the initial weights its seed "
               "draws, not from the current weights as Keras' fit would (a trainrr run cannot start from given "
-              "weights). For the effect of continued training, fit once with the total number of epochs: with "
-              "the earlier fit's seed (seed={seed}) and settings, its first epochs repeat the earlier fit's (bit "
-              "for bit when the run is deterministic, policy='deterministic').")
+              "weights). For the effect of continued training, fit once with the total number of epochs: given "
+              "the earlier fit's seed (seed={seed}) and its other arguments again (each fit takes its own, the "
+              "rest at their defaults), its first epochs repeat the earlier fit's (bit for bit when the run is "
+              "deterministic, policy='deterministic').")
 _PYTHON_CONFIG = "<python>"  # the name a run configuration written by this module goes by in messages
 
 
@@ -62,11 +64,11 @@ class Sequential:
         self._compiled = None
         self._source = None  # (path, overrides) of the configuration file the model was read from, unchanged
         self._data = None  # the configuration's [data] and [augment], for a model read from a file
-        # The fit settings a fit starts from after compile: Keras' defaults, or a configuration's.
+        # The fit settings every fit starts from, its own arguments replacing them: Keras' defaults, or a
+        # configuration's (from_config). Fit arguments are per call, as Keras' are: none carries over.
         self._defaults = {"epochs": 1, "batch_size": 32, "shuffle": True, "validation_split": 0.0, "seed": None}
-        self._fit = dict(self._defaults)  # the settings the next fit starts from: those of the last, if any
-        # The last fit's run configuration (TOML text, its seed the one used) and arrays (x, y), while the
-        # model is as that fit left it; compile and add drop it.
+        # The last fit's settings, run configuration (TOML text, its seed the one used), arrays (x, y) and
+        # their digests, while the model is as that fit left it; compile and add drop it.
         self._last_fit = None
         self._seed_used = None  # the seed of the last fit (given, or drawn from the OS); None before any fit
         self._run = None
@@ -81,13 +83,15 @@ class Sequential:
         if not isinstance(layer, Layer):
             raise ConfigError(f"Sequential: {layer!r} is not a trainrr layer (trainrr.layers.Dense, ...)")
         self.layers.append(layer)
+        _name_layers(self.layers)
         self._source = None
         self._changed()
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, threads=None, policy=None, device=None,
                 tf32=None, **kwargs):
-        """As Keras' compile (its default optimizer is rmsprop). metrics: None or ["accuracy"]: the engine
-        reports the loss, and accuracy for the two cross-entropies. trainrr's own: threads (default 0: every
+        """As Keras' compile (its default optimizer is rmsprop). metrics: None, ["accuracy"] or ["acc"]: the
+        engine reports the loss, and accuracy for the two cross-entropies, under the name given (history keys
+        acc and val_acc for "acc"). trainrr's own: threads (default 0: every
         core), policy ("default", "deterministic", "autotune" or "portable"), device ("cpu", the default,
         "cuda" or "cuda:N") and tf32 (on a GPU, matmuls in TF32; default False), the configuration's [runtime]."""
         for key in kwargs:
@@ -99,22 +103,20 @@ class Sequential:
             raise ConfigError("compile: loss is required (binary_crossentropy, sparse_categorical_crossentropy "
                               "or mse)")
         loss_name, from_logits = losses.get(loss)
-        wants_accuracy = _accuracy_wanted(metrics, loss_name)
+        accuracy_names = _accuracy_names(metrics, loss_name)
         runtime = [(k, _check.plain(v)) for k, v in (("threads", threads), ("policy", policy), ("device", device),
                                                       ("tf32", tf32)) if v is not None]
         if runtime:
             _check.engine_check("compile", "runtime.", runtime=runtime)
         self._compiled = {"optimizer": optimizers.get(optimizer), "loss": loss_name, "from_logits": from_logits,
-                          "accuracy": wants_accuracy, "runtime": runtime}
+                          "accuracy": accuracy_names, "runtime": runtime}
         self._source = None
         self._changed()
 
     def _changed(self):
-        """The model is not the one the last fit trained: nothing it trained or was trained with is kept, and
-        the next fit starts from the defaults again."""
+        """The model is not the one the last fit trained: nothing it trained or was trained with is kept."""
         self._run = None
         self._last_fit = None
-        self._fit = dict(self._defaults)
 
     @classmethod
     def from_config(cls, path, overrides=()):
@@ -139,7 +141,6 @@ class Sequential:
         train = c["train"]
         model._defaults = {"epochs": train["epochs"], "batch_size": train["batch_size"], "shuffle": train["shuffle"],
                            "validation_split": train["validation_split"], "seed": c["seed"]}
-        model._fit = dict(model._defaults)
         model._data = {"data": c["data"], "augment": c["augment"]}
         model._source = (path, sets)
         return model
@@ -149,9 +150,12 @@ class Sequential:
     def fit(self, x=None, y=None, batch_size=None, epochs=None, verbose="auto", validation_split=None,
             shuffle=None, record=None, seed=None, **kwargs):
         """Trains the model, as Keras' fit: epochs (default 1), batch_size (32), validation_split (the last
-        fraction of the rows, evaluated each epoch), shuffle (True). x: real numbers, (rows, features...);
-        a C-contiguous float32 array is saved for the run as it is, other dtypes are first converted to
-        float32 (a copy). y: one label per row.
+        fraction of the rows, evaluated each epoch), shuffle (True). Each argument is this call's, as in
+        Keras: one not given takes its default (a model read by from_config: its configuration's setting),
+        not an earlier fit's value. x: real numbers, (rows, features...);
+        a C-contiguous float32 array is saved for the run as it is, and kept uncopied for to_config (which
+        refuses to write it once changed in place), other dtypes are first converted to float32 (a copy).
+        y: one label per row (one target per row for mse).
 
         record: a trace path (or a trainrr.record(...) object) to record the run to; inside a
         `with trainrr.record(...)` block the run is recorded there. seed: the run's seed (None: the
@@ -173,6 +177,7 @@ class Sequential:
             raise ConfigError("fit: the model must be compiled first (model.compile(optimizer=..., loss=...))")
         if not self.layers:
             raise ConfigError("fit: the model has no layers")
+        _name_layers(self.layers)  # as the engine will name them, should model.layers have been changed
         rec = _recording(record)
         given = _check_fit_values({"epochs": epochs, "batch_size": batch_size, "validation_split": validation_split,
                                    "shuffle": shuffle, "seed": seed})
@@ -180,9 +185,11 @@ class Sequential:
             if given["seed"] is not None and rec.seed is not None and given["seed"] != rec.seed:
                 raise ConfigError(f"fit: seed={given['seed']} and the recording's seed={rec.seed} differ")
             given["seed"] = given["seed"] if given["seed"] is not None else rec.seed
-        settings = dict(self._fit)
+        settings = dict(self._defaults)
         settings.update({k: v for k, v in given.items() if v is not None})
         log, progress = _log_stream(verbose, "fit")
+        if log is not None and self._compiled["accuracy"] not in ([], ["accuracy"]):
+            log = _MetricNames(log, self._compiled["accuracy"])
 
         if x is None and y is not None:
             raise DataError("fit: y without x")
@@ -196,11 +203,14 @@ class Sequential:
         with tempfile.TemporaryDirectory(prefix="trainrr-") as folder:
             if x is not None:
                 xs = _data.features(x)
-                ys = _data.labels(y, xs.shape[0])
+                ys = _data.labels(y, xs.shape[0], loss=self._compiled["loss"])
                 _data.save(folder, xs, ys)
                 arrays = (xs, ys)
+                # A C-contiguous float32 x (or y) is the caller's own array, kept uncopied: the digests of
+                # what was saved let to_config tell whether it still holds what this fit trains on.
+                digests = (_digest(xs), _digest(ys))
             else:
-                arrays = None
+                arrays = digests = None
             if arrays is None and self._source is not None:
                 # The configuration file as `trainrr record FILE --set ...` runs it: the same run, the same trace.
                 path, overrides = self._source
@@ -222,10 +232,10 @@ class Sequential:
         if rec is not None:
             rec.claim()
         self._run = run
-        self._fit = settings
         self._seed_used = run.seed
-        self._last_fit = {"text": self._config_text(dict(settings, seed=run.seed), arrays is not None),
-                          "arrays": arrays}
+        self._last_fit = {"settings": settings,
+                          "text": self._config_text(dict(settings, seed=run.seed), arrays is not None),
+                          "arrays": arrays, "digests": digests}
         try:
             stopped = run.fit(catch_sigint=threading.current_thread() is threading.main_thread())
         except TrainrrError as e:
@@ -237,15 +247,13 @@ class Sequential:
         if stopped != "completed":
             where = f"; the trace {rec.path} holds every step before it" if rec is not None else ""
             raise KeyboardInterrupt(f"fit: {stopped}{where}")
-        history = run.history()
-        if not self._compiled["accuracy"]:
-            history = [[(k, v) for k, v in epoch if not k.endswith("accuracy")] for epoch in history]
+        history = [_named_metrics(epoch, self._compiled["accuracy"]) for epoch in run.history()]
         params = {"epochs": settings["epochs"], "steps": run.steps_per_epoch, "verbose": verbose}
         return History(history, params, trace=rec.path if rec is not None else None)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False, **kwargs):
-        """The loss (and accuracy, when compiled with metrics=["accuracy"]) on x and y, in batches of the
-        fit's batch_size; without x, on the test split of a configuration's data (data.test_fraction), scaled
+        """The loss (and accuracy, when compiled with metrics=["accuracy"] or ["acc"], under that name) on x
+        and y, in batches of the last fit's batch_size; without x, on the test split of a configuration's data (data.test_fraction), scaled
         as its training rows are. x and y are copied into the engine's tensors (as float32), as they are:
         a configuration's data.scale is not applied to them."""
         for key in kwargs:
@@ -253,9 +261,10 @@ class Sequential:
                 raise _check.unsupported_argument("evaluate", key)
             raise _check.unknown_argument("evaluate", key, ["x", "y", "batch_size", "verbose", "return_dict"])
         run = self._trained("evaluate")
-        if batch_size is not None and batch_size != self._fit["batch_size"]:
+        fit_batch = self._last_fit["settings"]["batch_size"]
+        if batch_size is not None and batch_size != fit_batch:
             raise _check.unsupported_argument("evaluate", "batch_size",
-                                              f"evaluation runs in the fit's batches of {self._fit['batch_size']}")
+                                              f"evaluation runs in the fit's batches of {fit_batch}")
         if x is None:
             if y is not None:
                 raise DataError("evaluate: y without x")
@@ -264,12 +273,12 @@ class Sequential:
             result = run.evaluate_test()
         else:
             xs = _data.features(x, sample_shape=run.sample_shape)
-            ys = _data.labels(y, xs.shape[0])
+            ys = _data.labels(y, xs.shape[0], loss=run.loss)
             _data.check_labels(ys, run.loss, self._outputs(xs))
             result = run.evaluate(xs, ys)
         out = {"loss": result["loss"]}
-        if self._compiled["accuracy"]:
-            out["accuracy"] = result["accuracy"]
+        for name in self._compiled["accuracy"]:
+            out[name] = result["accuracy"]
         if _verbosity(verbose, "evaluate"):
             print(f"{result['rows']} rows - " + " - ".join(f"{k}: {v:.4f}" for k, v in out.items()))
         if return_dict:
@@ -294,8 +303,11 @@ class Sequential:
 
     def summary(self, print_fn=None):
         """Prints the model as the command's run header does: a line per layer with its name, type, output
-        shape and number of parameters (dense_1 (Dense) -> [32], 288 params). The input shape comes from the data, so it needs a fit first
-        (ConfigError before). print_fn: called with the text in place of print (default None: print)."""
+        shape and number of weights (dense_1 (Dense) -> (32,), 288 params), counted as Keras counts them:
+        a BatchNormalization layer's moving mean and variance too; then the totals, as Keras prints them
+        (Total params, Trainable params, Non-trainable params: the moving statistics). The input shape comes
+        from the data, so it needs a fit first (ConfigError before). print_fn: called with the text in place
+        of print (default None: print)."""
         text = self._trained("summary").summary()
         (print_fn or print)(text.rstrip("\n"))
 
@@ -312,12 +324,16 @@ class Sequential:
         `trainrr record PATH` runs the same run; folders missing on the way are created. A file already
         there is replaced only when it is empty or a TOML configuration (x.npy and y.npy: .npy files); any
         other raises FileExistsError, naming it, and a folder IsADirectoryError, before anything is
-        written."""
+        written. fit keeps a C-contiguous float32 x or y as the caller's own array, uncopied: one changed in
+        place since the fit (x *= 2) raises DataError, naming it, before anything is written, since its
+        .npy file would not hold what the fit trained on."""
         if self._last_fit is not None:
             text, arrays = self._last_fit["text"], self._last_fit["arrays"]
         else:
-            text, arrays = self._config_text(self._fit, False), None
+            text, arrays = self._config_text(self._defaults, False), None
         if path is not None:
+            if arrays is not None:
+                _check_unchanged(arrays, self._last_fit["digests"])
             path = _path(path, "to_config")
             folder = os.path.dirname(os.path.abspath(path))
             # Everything is checked before anything is written: a slip (to_config("run.trr")) destroys nothing.
@@ -443,22 +459,72 @@ def _loss_object(name):
             "sparse_categorical_crossentropy": losses.SparseCategoricalCrossentropy}[name](from_logits=True)
 
 
-def _accuracy_wanted(metrics, loss):
+def _accuracy_names(metrics, loss):
+    """The names under which the accuracy is reported, as given ("acc" or "accuracy", as Keras names a
+    metric), in order; empty without it."""
     if metrics is None:
-        return False
+        return []
     if isinstance(metrics, str):
         metrics = [metrics]
-    wanted = False
+    names = []
     for m in metrics:
-        if m in ("accuracy", "acc"):
+        if isinstance(m, str) and m in ("accuracy", "acc"):
             if loss == "mse":
-                raise ConfigError("compile: metrics: 'accuracy' does not apply to loss 'mse' (it reports the "
-                                  "loss alone)")
-            wanted = True
+                raise ConfigError(f"compile: metrics: {m!r} does not apply to loss 'mse' (it reports the "
+                                  f"loss alone)")
+            if m not in names:
+                names.append(m)
         else:
             raise ConfigError(f"compile: metrics: {m!r} is not supported (the engine reports the loss, and "
                               f"'accuracy' for the cross-entropies)")
-    return wanted
+    return names
+
+
+def _named_metrics(logs, names):
+    """An epoch's logs with the engine's accuracy (accuracy, val_accuracy) under the names compile was given
+    (acc, val_acc for "acc"), or without it."""
+    out = []
+    for key, value in logs:
+        if key.endswith("accuracy"):
+            prefix = key[:-len("accuracy")]
+            out.extend((prefix + name, value) for name in names)
+        else:
+            out.append((key, value))
+    return out
+
+
+def _digest(a):
+    return hashlib.blake2b(memoryview(a).cast("B")).digest()
+
+
+def _check_unchanged(arrays, digests):
+    """The fit's arrays, which may be the caller's own, still hold what the fit trained on."""
+    changed = [name for name, a, d in zip(("x", "y"), arrays, digests) if _digest(a) != d]
+    if changed:
+        which = " and ".join(changed)
+        files = " and ".join(f"{n}.npy" for n in changed)
+        verb = "have" if len(changed) > 1 else "has"
+        raise DataError(f"to_config: {which} {verb} changed since the fit (in place): fit kept the array it was "
+                        f"given, uncopied, and its values are no longer those the fit trained on; {files} "
+                        f"would not hold the rows the fit trained on. Call to_config before changing the "
+                        f"array, give fit a copy (x.copy()) to change the original freely, or fit again on the "
+                        f"array as it now is")
+
+
+def _name_layers(layers):
+    """Gives each layer made without a name the one the engine gives it (engine/model.cc, layer_names): its
+    type in snake case and a running number among the unnamed layers of that type (dense_1, dense_2, ...)."""
+    counts = {}
+    for layer in layers:
+        if layer._given.get("name"):
+            continue
+        base = _SNAKE_NAMES.get(layer.type) or re.sub(r"(?<!^)([A-Z])", r"_\1", layer.type).lower()
+        counts[base] = counts.get(base, 0) + 1
+        layer._engine_name = f"{base}_{counts[base]}"
+
+
+_SNAKE_NAMES = {"Conv2D": "conv2d", "MaxPool2D": "max_pooling2d", "MaxPooling2D": "max_pooling2d",
+                "BatchNormalization": "batch_normalization"}
 
 
 def _recording(record):
@@ -535,17 +601,66 @@ def _log_stream(verbose, owner):
     return sys.stdout, v == 1 and bool(isatty and isatty())
 
 
-class _Warnings:
-    """The run's warnings, to `stream`, for a fit on arrays: its advice in the fit's terms, not in keys of a
-    configuration file that such a fit has none of."""
+class _MetricNames:
+    """The epoch lines, to `stream`, with the accuracy under the names compile was given (acc: ...)."""
 
-    _ADVICE = "(a smaller learning rate or scaled data, data.scale, may help)"
+    _ACCURACY = re.compile(r" - (val_)?accuracy: (\S+)")
+
+    def __init__(self, stream, names):
+        self._stream = stream
+        self._names = names
+
+    def write(self, text):
+        self._stream.write(self._ACCURACY.sub(
+            lambda m: "".join(f" - {m.group(1) or ''}{name}: {m.group(2)}" for name in self._names), text))
+
+    def flush(self):
+        self._stream.flush()
+
+
+_LOSS_CLASSES = {"binary_crossentropy": "BinaryCrossentropy",
+                 "sparse_categorical_crossentropy": "SparseCategoricalCrossentropy"}
+_OUTPUT_ACTIVATIONS = {"binary_crossentropy": "sigmoid", "sparse_categorical_crossentropy": "softmax"}
+
+
+def _logits_not_probabilities(m):
+    loss = m.group(1)
+    return (f"compile(loss=losses.{_LOSS_CLASSES[loss]}(from_logits=True)) takes the outputs as logits, but "
+            f"the model's output comes from a {m.group(2)} activation: its outputs are probabilities, not logits "
+            f"(give loss='{loss}', whose from_logits is False)")
+
+
+def _probabilities_not_logits(m):
+    loss = m.group(1)
+    return (f"compile(loss='{loss}') takes the outputs as probabilities (from_logits=False), but the model's "
+            f"last activation is {m.group(2)} (give loss=losses.{_LOSS_CLASSES[loss]}(from_logits=True), or end "
+            f"the model in activation='{_OUTPUT_ACTIVATIONS[loss]}')")
+
+
+class _Warnings:
+    """The run's warnings, to `stream`, for a fit on arrays: its advice in the fit's terms (compile's
+    arguments, loss objects, x), not in keys of a configuration file that such a fit has none of."""
+
+    _REWRITES = [
+        (re.escape("(a smaller learning rate or scaled data, data.scale, may help)"),
+         "(a smaller learning rate or standardized x may help)"),
+        (re.escape("runtime.tf32 = true has no effect on the CPU"), "compile(tf32=True) has no effect on the CPU"),
+        (r"(binary_crossentropy|sparse_categorical_crossentropy) with train\.from_logits = true, but the model's "
+         r"output comes from a (\w+) activation: its outputs are probabilities, not logits "
+         r"\(set from_logits = false\)", _logits_not_probabilities),
+        (r"(binary_crossentropy|sparse_categorical_crossentropy) with train\.from_logits = false takes the "
+         r"outputs as probabilities, but the model's last activation is (\w+) \(set from_logits = true, or end "
+         r"in \w+\)", _probabilities_not_logits),
+    ]
+    _REWRITES = [(re.compile(pattern), replacement) for pattern, replacement in _REWRITES]
 
     def __init__(self, stream):
         self._stream = stream
 
     def write(self, text):
-        self._stream.write(text.replace(self._ADVICE, "(a smaller learning rate or standardized x may help)"))
+        for pattern, replacement in self._REWRITES:
+            text = pattern.sub(replacement, text)
+        self._stream.write(text)
 
     def flush(self):
         self._stream.flush()
