@@ -55,6 +55,8 @@ tree)
   expect 0 "reproduced despite the rank count (4 ranks in A, 2 in B)" -- "$T" diff t4 t2
   # Each run's epoch metrics are rank 0's shards': the log says so, and diff of two rank counts leaves them out.
   grep -q "loss: .* (loss and accuracy: rank 0's shards of each batch, of 4 ranks)" t4.log || fail "t4.log: the epoch line does not say whose rows it sums"
+  # mpirun's output is a file: no progress bar is redrawn into it (a rank's own output is mpirun's terminal).
+  grep -q $'\r' t4.log && fail "t4.log: the progress bar was drawn into mpirun's log file"
   expect 0 "note: each run's epoch metrics cover the rows of rank 0's shards, which differ with the rank count (4 ranks in A, 2 in B): they are not compared" -- "$T" diff t4 t2
   expect 0 "reproduced despite the rank count (4 ranks in A, 1 in B)" -- "$T" diff t4 t1
   ;;

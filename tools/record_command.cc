@@ -51,6 +51,19 @@ int run_record(const RecordArgs& a);
 // "rank 2: " before a message of one rank of a data-parallel run.
 std::string rank_prefix() { return g_comm ? "rank " + std::to_string(g_rank) + ": " : ""; }
 
+// Whether the progress bar's redrawn line reaches a terminal. Under mpirun a rank writes to a pseudo-terminal
+// that mpirun reads and copies to its own output, whatever that is (a log file, say): what counts is
+// mpirun's output, that of the rank's parent (mpirun, which starts the ranks of its own machine, or the
+// daemon that starts them on another).
+bool progress_reaches_a_terminal() {
+  if (!isatty(STDOUT_FILENO)) return false;
+  if (!g_comm) return true;
+  const std::string parent = "/proc/" + std::to_string(getppid()) + "/fd/1";
+  std::error_code ec;
+  const std::string target = std::filesystem::read_symlink(parent, ec).string();
+  return !ec && (target.starts_with("/dev/pts/") || target.starts_with("/dev/tty"));
+}
+
 // The first entry of an existing folder that is not a rank trace of an earlier run (rankN.trr), or empty.
 std::string foreign_entry(const std::string& folder) {
   namespace fs = std::filesystem;
@@ -172,7 +185,7 @@ int run_record(const RecordArgs& a) {
   // One rank speaks for the run.
   opts.log = g_rank == 0 ? stdout : nullptr;
   opts.warnings = g_rank == 0 ? stderr : nullptr;
-  opts.progress = g_rank == 0 && isatty(STDOUT_FILENO);
+  opts.progress = g_rank == 0 && progress_reaches_a_terminal();
   opts.collective = g_comm;
   opts.interrupt = &g_interrupted;
 #if TRAINRR_WITH_MPI
