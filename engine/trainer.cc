@@ -611,10 +611,7 @@ void Training::end_epoch() {
     if (classification()) e.logs.emplace_back("val_accuracy", v.accuracy);
   }
   hooks_->epoch_end(e);
-  // Once interrupted, a rank of a data-parallel run writes no epoch line, nor progress below: Ctrl-C reaches
-  // mpirun (the ranks have process groups of their own), which stops reading the ranks' output as it ends the
-  // job, so a write could block the rank, before its trace is finished, until mpirun kills it.
-  if (log_ && !(comm_ && interrupt_ && interrupt_->load())) {
+  if (log_ && !interrupted_rank()) {
     std::fprintf(log_, "Epoch %d/%d - %lld step%s", epoch_ + 1, config_.train.epochs,
                  static_cast<long long>(steps_per_epoch()), steps_per_epoch() == 1 ? "" : "s");
     for (const auto& [k, v] : e.logs) std::fprintf(log_, " - %s: %.4f", k.c_str(), shown_number(v));
@@ -643,7 +640,7 @@ Status Training::fit(int64_t stop_at) {
       if (!epoch_open_) start_epoch();
       run_step();
       const int64_t in_epoch = static_cast<int64_t>(batches_done_.size());
-      if (progress_ && log_ && !(comm_ && interrupt_ && interrupt_->load())) {  // as in end_epoch()
+      if (progress_ && log_ && !interrupted_rank()) {
         const int width = 30, filled = static_cast<int>(width * in_epoch / per_epoch);
         std::fprintf(log_, "\r%lld/%lld [%s%s] - loss: %.4f", static_cast<long long>(in_epoch),
                      static_cast<long long>(per_epoch), std::string(filled, '=').c_str(),

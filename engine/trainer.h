@@ -104,6 +104,10 @@ class Training {
                        std::vector<float>& y_all);
   void end_epoch();
   bool classification() const;
+  // A rank of a data-parallel run that a signal has reached: it writes no progress or epoch line. Ctrl-C
+  // reaches mpirun (the ranks have process groups of their own), which stops reading the ranks' output as it
+  // ends the job, so a write could block the rank, before its trace is finished, until mpirun kills it.
+  bool interrupted_rank() const { return comm_ && interrupt_ && interrupt_->load(); }
 
   RunConfig config_;
   // Declared before every tensor it may hold memory for, so that it goes last.
