@@ -76,13 +76,29 @@ std::string round_trip(double v) {
   return std::string(buf, r.ptr);
 }
 
-std::pair<std::string, std::string> side_by_side(double a, double b) {
+std::pair<std::string, std::string> side_by_side(double a, double b, int digits) {
   char sa[40], sb[40];
-  for (int digits = 6;; ++digits) {
+  for (;; ++digits) {
     std::snprintf(sa, sizeof sa, "%.*g", digits, a);
     std::snprintf(sb, sizeof sb, "%.*g", digits, b);
     if (std::string_view(sa) != sb || same_bits(a, b) || digits >= 17) return {sa, sb};
   }
+}
+
+std::pair<std::string, std::string> summaries_side_by_side(const Summary& a, const Summary& b) {
+  const auto sum = side_by_side(a.sum, b.sum, 9), min = side_by_side(a.min, b.min, 9),
+             max = side_by_side(a.max, b.max, 9);
+  auto line = [](const std::string& s, const std::string& lo, const std::string& hi, uint64_t non_finite) {
+    return "sum " + s + ", min " + lo + ", max " + hi +
+           (non_finite ? ", " + std::to_string(non_finite) + " non-finite" : "");
+  };
+  return {line(sum.first, min.first, max.first, a.non_finite),
+          line(sum.second, min.second, max.second, b.non_finite)};
+}
+
+bool same_summary(const Summary& a, const Summary& b) {
+  return a.count == b.count && same_bits(a.sum, b.sum) && same_bits(a.min, b.min) &&
+         same_bits(a.max, b.max) && a.non_finite == b.non_finite;
 }
 
 std::optional<FirstDivergence> metrics_divergence(int64_t step, int epoch,
@@ -170,12 +186,6 @@ std::string near_zero(const FirstDivergence& d) {
 
 std::string json_num(double v) { return std::isfinite(v) ? fmt_double(v) : "null"; }
 
-
-std::string summary_str(const Summary& s) {
-  return "sum " + fmt_double(s.sum) + ", min " + fmt_double(s.min) + ", max " + fmt_double(s.max) +
-         (s.non_finite ? ", " + std::to_string(s.non_finite) + " non-finite" : "");
-}
-
 // " (42 steps compared)", from the report's facts; "" when it has no such fact.
 std::string steps_compared(const DivergenceReport& r) {
   for (const auto& [k, v] : r.facts) {
@@ -260,9 +270,12 @@ std::string report_text(const DivergenceReport& r) {
       o << "  first differing element: " << d.index << ": " << fmt_double(d.recorded) << " (" << r.label_a
         << ") vs " << fmt_double(d.replayed) << " (" << r.label_b << "), |diff| " << fmt_double(d.abs_diff)
         << ", " << d.ulp << " ULP" << near_zero(d) << "\n";
-    if (d.summary_recorded && d.summary_replayed)
-      o << "  " << r.label_a << ": " << summary_str(*d.summary_recorded) << "\n  " << r.label_b << ": "
-        << summary_str(*d.summary_replayed) << "\n";
+    if (d.summary_recorded && d.summary_replayed) {
+      const auto [a, b] = summaries_side_by_side(*d.summary_recorded, *d.summary_replayed);
+      o << "  " << r.label_a << ": " << a << "\n  " << r.label_b << ": " << b << "\n";
+      if (same_summary(*d.summary_recorded, *d.summary_replayed))
+        o << "  the sums, minima and maxima are the same bits: the values differ where these do not show\n";
+    }
   } else {
     // The runs' inputs differ (data, configuration), yet no value compared does.
     o << "diverged in the inputs only: no value compared differs" << steps_compared(r)

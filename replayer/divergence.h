@@ -113,7 +113,13 @@ struct DivergenceReport {
 std::string round_trip(double v);
 // Two values to show side by side, with 6 significant digits or as many more as tell them apart (values
 // that differ never print alike; equal ones print alike).
-std::pair<std::string, std::string> side_by_side(double a, double b);
+std::pair<std::string, std::string> side_by_side(double a, double b, int digits = 6);
+// Two tensors' summaries side by side, as the reports print them: "sum S, min M, max X", each value with 9
+// significant digits or as many more as tell it from the other side's.
+std::pair<std::string, std::string> summaries_side_by_side(const Summary& a, const Summary& b);
+// Whether two summaries are the same bits: the tensors then differ in values their sums, minima and maxima
+// do not show, which the reports say.
+bool same_summary(const Summary& a, const Summary& b);
 // "WHO was changed after it was written: reading stopped at byte N, AFTER", "WHO is cut short at byte N,
 // AFTER
 // (...)" or "WHO ends AFTER with no footer (...)": where a trace stops, for the reports.

@@ -51,5 +51,37 @@ TEST(ReportText, AUlpCountNearZeroIsReadByTheAbsoluteDifference) {
   EXPECT_FALSE(has(report_text(r), "near zero")) << report_text(r);
 }
 
+// Summaries that differ past 9 digits print apart; summaries that are the same bits (the tensors differing in
+// values a sum, minimum and maximum do not show) say so, never showing two equal lines under "different".
+TEST(ReportText, TwoSummariesNeverPrintAlikeUnlessTheyAreTheSameAndThenSaySo) {
+  DivergenceReport r;
+  r.command = "replay";
+  r.diverged = true;
+  r.first = divergence(6, "forward", "probe", "bn/bn_stats.fwd:out");
+  Summary a;
+  a.count = 16;
+  a.sum = 0.19651324123;
+  a.min = -0.156324476f;
+  a.max = 0.131670192f;
+  Summary b = a;
+  b.sum = 0.19651324127;
+  r.first->summary_recorded = a;
+  r.first->summary_replayed = b;
+  std::string text = report_text(r);
+  EXPECT_TRUE(has(text,
+                  "  recorded: sum 0.1965132412, min -0.156324476, max 0.131670192\n"
+                  "  replayed: sum 0.1965132413, min -0.156324476, max 0.131670192\n"))
+      << text;
+  EXPECT_FALSE(has(text, "the same bits")) << text;
+  r.first->summary_replayed = a;
+  text = report_text(r);
+  EXPECT_TRUE(
+      has(text,
+          "  recorded: sum 0.196513241, min -0.156324476, max 0.131670192\n"
+          "  replayed: sum 0.196513241, min -0.156324476, max 0.131670192\n"
+          "  the sums, minima and maxima are the same bits: the values differ where these do not show\n"))
+      << text;
+}
+
 }  // namespace
 }  // namespace trainrr

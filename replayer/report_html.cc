@@ -23,6 +23,14 @@ using std::string;
 
 string esc(std::string_view s) { return html_escape(s); }
 
+// A command line with each word kept whole (a span that does not wrap; the line breaks at the spaces between
+// words), so that "--keep-going" is never split at its hyphen into what reads as two words.
+string command_html(std::string_view command) {
+  string out = "<span>";
+  for (const char c : command) out += c == ' ' ? string("</span> <span>") : esc(std::string_view(&c, 1));
+  return out + "</span>";
+}
+
 string num(double v, int digits = 4) {
   if (std::isnan(v)) return "nan";
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
@@ -182,25 +190,35 @@ void answer_card(std::ostringstream& o, const DivergenceReport& r, const Names& 
     if (d.summary_recorded && d.summary_replayed) {
       o << "<dt>Tensor summary</dt><dd><table class=\"vals\"><tr><th></th><th>sum</th><th>min</th><th>max</th>"
            "<th>non-finite</th></tr>";
+      // As many digits as tell the two sides' values apart.
+      const Summary &a = *d.summary_recorded, &b = *d.summary_replayed;
+      const auto sum = side_by_side(a.sum, b.sum, 9), min = side_by_side(a.min, b.min, 9),
+                 max = side_by_side(a.max, b.max, 9);
       for (int side = 0; side < 2; ++side) {
-        const Summary& s = side ? *d.summary_replayed : *d.summary_recorded;
-        o << "<tr><td>" << esc(side ? n.b : n.a) << "</td><td class=\"mono\">" << num(s.sum, 9)
-          << "</td><td class=\"mono\">" << num(s.min, 9) << "</td><td class=\"mono\">" << num(s.max, 9)
-          << "</td><td class=\"mono\">" << s.non_finite << "</td></tr>";
+        auto pick = [side](const std::pair<string, string>& p) { return side ? p.second : p.first; };
+        o << "<tr><td>" << esc(side ? n.b : n.a) << "</td><td class=\"mono\">" << pick(sum)
+          << "</td><td class=\"mono\">" << pick(min) << "</td><td class=\"mono\">" << pick(max)
+          << "</td><td class=\"mono\">" << (side ? b : a).non_finite << "</td></tr>";
       }
-      o << "</table></dd>";
+      o << "</table>";
+      if (same_summary(a, b))
+        o << "<p>The sums, minima and maxima are the same bits: the values differ where these do not "
+             "show.</p>";
+      o << "</dd>";
     }
   }
   // bisect's command is the replay that reproduces the recording; the others' show their comparison again.
   if (!r.page.command.empty())
     o << "<dt>"
-      << (r.command == "bisect" ? "Reproduces the recording" : r.diverged ? "Reproduce with" : "Command")
-      << "</dt><dd><code class=\"cmd\">" << esc(r.page.command) << "</code></dd>";
+      << (r.command == "bisect" ? "Reproduces the recording"
+          : r.diverged          ? "Reproduce with"
+                                : "Command")
+      << "</dt><dd><code class=\"cmd\">" << command_html(r.page.command) << "</code></dd>";
   o << "</dl>";
   if (r.page.stopped_at_first && r.first)
     o << "<p class=\"callout\">The replay stopped at its first divergence, step " << r.first->step
       << ". To see how far the runs drift after it, replay to the end: <code class=\"cmd\">"
-      << esc(r.page.command) << " --keep-going</code></p>";
+      << command_html(r.page.command + " --keep-going") << "</code></p>";
   o << "</section>\n";
 }
 
@@ -965,8 +983,11 @@ constexpr const char* kStyle =
     "code,.mono{font-family:ui-monospace,'SFMono-Regular',Menlo,Consolas,'DejaVu Sans Mono',monospace;"
     "font-size:13px}"
     "code,td,th,dd,li,p,h1{overflow-wrap:anywhere}p code{white-space:nowrap}"
-    "code.cmd{display:inline-block;background:#f0f2f5;border:1px solid var(--line);border-radius:4px;"
-    "padding:2px 6px;white-space:pre-wrap}"
+    // A number or a command's word is never broken across lines: a value split in two reads as two.
+    "td.mono{white-space:nowrap}table.vals th{overflow-wrap:normal}"
+    "code.cmd{display:inline-block;max-width:100%;overflow-x:auto;background:#f0f2f5;border:1px solid "
+    "var(--line);"
+    "border-radius:4px;padding:2px 6px;white-space:pre-wrap}code.cmd span{white-space:nowrap}"
     "section{background:#fff;border:1px solid var(--line);border-radius:8px;padding:14px 20px;margin:14px 0}"
     "h1{font-size:24px;margin:6px 0 2px}h2{font-size:18px;margin:0 0 8px}"
     ".card{border-left:8px solid var(--bad)}.card.ok{border-left-color:var(--ok)}"
@@ -985,7 +1006,8 @@ constexpr const char* kStyle =
     "table{border-collapse:collapse;width:100%;table-layout:fixed}"
     "td,th{padding:3px 8px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}"
     "th{color:var(--mute);font-weight:600}"
-    "table.vals{width:auto;table-layout:auto}table.vals td,table.vals th{padding:2px 14px 2px 0}"
+    "table.vals{width:auto;table-layout:auto;display:block;max-width:100%;overflow-x:auto}table.vals "
+    "td,table.vals th{padding:2px 14px 2px 0}"
     "tr.diff td{background:#fdecec}tr.diff td:first-child{box-shadow:inset 4px 0 var(--bad)}"
     "tr.here td{background:#fff8e6}"
     "td.absent{color:var(--mute);font-style:italic}"
@@ -1008,7 +1030,8 @@ constexpr const char* kStyle =
     ".same{fill:#7cc47c}.note{font-size:13px;fill:var(--mute)}"
     ".block{font-size:12px;font-weight:700;fill:var(--mute)}"
     ".rowlabel{font-family:ui-monospace,Menlo,Consolas,'DejaVu Sans Mono',monospace;font-size:11.5px}"
-    ".marker{fill:var(--bad)}.here{fill:none;stroke:#000;stroke-width:2}.rowlabel.at{fill:var(--bad);font-weight:700}"
+    ".marker{fill:var(--bad)}.here{fill:none;stroke:#000;stroke-width:2}.rowlabel.at{fill:var(--bad);font-"
+    "weight:700}"
     ".notrun{fill:#f3f4f6}"
     ".klabel{font-size:13px;font-weight:600}.kop{font-size:11px;fill:var(--mute)}.kop.at{fill:var(--bad);"
     "font-weight:700}.more{font-size:12px;fill:var(--bad)}"

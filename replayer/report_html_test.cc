@@ -67,14 +67,18 @@ TEST(ReportHtml, TheAnswerComesFirstWithItsElementAndTheCommandThatShowsItAgain)
   EXPECT_TRUE(has(page, "-0.0362259187"));
   EXPECT_TRUE(has(page, "-0.036225915"));
   EXPECT_TRUE(has(page, "3.7e-09"));
-  EXPECT_TRUE(has(page, "trainrr replay /runs/bn.trr --force rng,split,shuffle,loader</code>"));
+  // Each word of the command is kept whole (its own span), the line breaking only between words.
+  EXPECT_TRUE(has(page,
+                  "<span>trainrr</span> <span>replay</span> <span>/runs/bn.trr</span> <span>--force</span> "
+                  "<span>rng,split,shuffle,loader</span></code>"));
 }
 
 TEST(ReportHtml, AReplayStoppedAtItsFirstDivergenceDrawsItsCurvesAndSuggestsKeepGoing) {
   const std::string page = report_html(diverged_replay());
   EXPECT_TRUE(has(page, "aria-label=\"loss per step, steps 0 to 9\"")) << page;
   EXPECT_TRUE(has(page, "steps 10-59 not replayed"));
-  EXPECT_TRUE(has(page, "--force rng,split,shuffle,loader --keep-going</code>"));
+  EXPECT_TRUE(has(
+      page, "<span>--force</span> <span>rng,split,shuffle,loader</span> <span>--keep-going</span></code>"));
   EXPECT_FALSE(has(page, "no loss values"));
   EXPECT_FALSE(has(page, "No step compared holds a loss"));
 }

@@ -4,7 +4,8 @@
 #     and a diff of two recordings, from examples/digits_bn.toml recorded twice at level layer;
 #   - each page loads with no console message at all (a parse error of an SVG attribute is one), the document
 #     parses to its last section, it refers to nothing outside itself, and nothing on it is wider than the
-#     window at 1280 and at 800 pixels (text wraps, nothing scrolls sideways);
+#     window at 1280 and at 800 pixels (text wraps, nothing scrolls sideways), and no number of a table or
+#     word of a command breaks across lines;
 #   - a screenshot of each, 1280 x 2000, in OUT_DIR, for people to look at.
 # Usage: scripts/render-report.sh [TRAINRR_BINARY] [OUT_DIR]
 # Exit codes: 0 passed, 1 a check failed, 77 skipped (no Chromium installed: apt-get install chromium).
@@ -96,21 +97,30 @@ for name in "${pages[@]}"; do
 <iframe id="f" src="report-$name.html" style="width:${width}px;height:1600px;border:0"></iframe>
 <script>
 document.getElementById('f').addEventListener('load', function () {
-  var d = this.contentDocument.documentElement;
-  document.getElementById('out').textContent = 'scrollWidth=' + d.scrollWidth + ' clientWidth=' + d.clientWidth;
+  var doc = this.contentDocument, d = doc.documentElement, split = 0;
+  // A number of a table, or a word of a command, laid out on more than one line.
+  [].forEach.call(doc.querySelectorAll('td.mono, code.cmd span'), function (e) {
+    var r = doc.createRange();
+    r.selectNodeContents(e);
+    if (r.getClientRects().length > 1) split++;
+  });
+  document.getElementById('out').textContent =
+      'scrollWidth=' + d.scrollWidth + ' clientWidth=' + d.clientWidth + ' split=' + split;
 });
 </script></body></html>
 EOF
     run_browser --allow-file-access-from-files --window-size=1400,1800 --dump-dom "file://$out/measure.html" \
       >"$work/measure.dom" 2>"$work/measure.log" || true
-    measured=$(grep -oE 'scrollWidth=[0-9]+ clientWidth=[0-9]+' "$work/measure.dom" || true)
+    measured=$(grep -oE 'scrollWidth=[0-9]+ clientWidth=[0-9]+ split=[0-9]+' "$work/measure.dom" || true)
     if [[ -z "$measured" ]]; then
       failed "$name: the page could not be measured at $width px"
       continue
     fi
     scroll=${measured#scrollWidth=}; scroll=${scroll%% *}
-    client=${measured##*clientWidth=}
+    client=${measured#*clientWidth=}; client=${client%% *}
+    split=${measured##*split=}
     if ((scroll > client)); then failed "$name: at $width px the page is $scroll px wide: it scrolls sideways"; fi
+    if ((split > 0)); then failed "$name: at $width px $split numbers or command words break across lines"; fi
   done
   rm -f "$out/measure.html"
 
