@@ -110,6 +110,9 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
     if (user_copy) {
       if (!info.embedded.empty())
         r.notes.push_back("data: " + data_path + " (--data) is used in place of the copy the trace embeds");
+      else if (data_path != info.path)
+        r.notes.push_back("data: " + data_path + " (--data) is read in place of " + info.path +
+                          ", the file the run recorded");
       *target = data_path;
     } else if (const std::string& named = own ? own.value().data.*member : *target;
                (from_trace = *target == named) && named != info.path) {

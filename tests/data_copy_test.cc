@@ -56,6 +56,19 @@ TEST_F(DataCopy, DataGivenWithAnEmbeddedTraceIsUsedAndChecked) {
       << r.output;
 }
 
+TEST_F(DataCopy, DataGivenWithATraceThatDoesNotEmbedItIsNamedInTheReport) {
+  const std::string plain = dir.file("plain.trr");
+  CommandResult r =
+      run_trainrr("record " + example("breast_cancer.toml") + " --set train.epochs=1 -o " + plain);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string same = dir.write("copy.csv", original_);
+  r = run_trainrr("replay " + plain + " --data " + same);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(has(r.output, "note: data: " + same + " (--data) is read in place of " +
+                                example("data/breast_cancer.csv") + ", the file the run recorded"))
+      << r.output;
+}
+
 TEST_F(DataCopy, ADataCauseNamesTheFirstRowAndColumnThatDiffer) {
   const std::string other = changed();
   CommandResult refused = run_trainrr("replay " + trace() + " --data " + other);
