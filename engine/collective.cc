@@ -120,6 +120,14 @@ std::string tree_description(int shards, int ranks) {
 MpiAlgorithm describe_mpi_algorithm(const CollectiveSettings& settings, int ranks, int64_t bytes,
                                     CollectiveCall& call) {
   MpiAlgorithm a = MpiAlgorithm::unknown;
+  if (ranks == 1) {
+    // One process: Open MPI's coll/self (which outranks coll/tuned there, even with an algorithm forced
+    // through MCA) copies the buffer. No algorithm runs.
+    call.algorithm = "none: one rank, whose buffer Open MPI's coll/self copies";
+    call.forced = false;
+    call.algorithm_inferred = false;
+    return a;
+  }
   if (settings.forced()) {
     a = settings.forced_algorithm >= 1 && settings.forced_algorithm <= 6 ? static_cast<MpiAlgorithm>(settings.forced_algorithm)
                                                                        : MpiAlgorithm::unknown;

@@ -182,6 +182,23 @@ TEST(Ompi414Decision, FollowsTheFixedTable) {
   EXPECT_EQ(ompi414_effective(MpiAlgorithm::rabenseifner, 4, 3, 0), MpiAlgorithm::basic_linear);
 }
 
+// With one rank Open MPI runs no allreduce algorithm (coll/self copies the buffer), forced or not.
+TEST(Ompi414Decision, OneRankRunsNoAlgorithm) {
+  CollectiveSettings settings;
+  settings.library = "Open MPI v4.1.4, package: Debian OpenMPI";
+  for (const int forced : {0, 4}) {
+    settings.dynamic_rules = forced != 0;
+    settings.forced_algorithm = forced;
+    CollectiveCall one, two;
+    describe_mpi_algorithm(settings, 1, 19240, one);
+    EXPECT_EQ(one.algorithm, "none: one rank, whose buffer Open MPI's coll/self copies");
+    EXPECT_FALSE(one.algorithm_inferred);
+    EXPECT_FALSE(one.forced);
+    describe_mpi_algorithm(settings, 2, 19240, two);
+    EXPECT_EQ(two.algorithm, "ring");
+  }
+}
+
 TEST(BucketLayout, WholeParametersInModelOrderUnderTheCap) {
   const auto b = bucket_layout({{"a", 100}, {"b", 100}, {"c", 300}, {"d", 10}}, 800);
   ASSERT_EQ(b.size(), 3u);

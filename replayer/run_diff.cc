@@ -49,6 +49,47 @@ struct Side {
 
 namespace {
 
+// The allreduce variant a run used, as its configuration names it ("mpi" for allreduce__mpi); "" when no
+// step records an allreduce.
+std::string variant_used(const Side& side) {
+  for (const auto& rank : side.steps)
+    for (const auto& step : rank)
+      for (const auto& call : step.collectives)
+        if (!call.variant.empty())
+          return call.variant.rfind("allreduce__", 0) == 0 ? call.variant.substr(11) : call.variant;
+  return "";
+}
+
+// Configuration differences by what each run used where a run's configuration leaves a value to the run:
+// distributed.shards 0 is one shard per rank, distributed.allreduce "auto" the variant its policy picks.
+// Two runs that used the same do not differ there.
+std::vector<std::string> effective_differences(const std::vector<std::string>& configs, const Side& a,
+                                               const Side& b) {
+  std::vector<std::string> out;
+  for (const std::string& c : configs) {
+    const size_t colon = c.find(": "), arrow = c.find(" -> ");
+    const std::string key = c.substr(0, colon);
+    if (colon == std::string::npos || arrow == std::string::npos ||
+        (key != "distributed.shards" && key != "distributed.allreduce")) {
+      out.push_back(c);
+      continue;
+    }
+    std::string va = c.substr(colon + 2, arrow - colon - 2), vb = c.substr(arrow + 4);
+    auto used = [&key](std::string& v, const Side& side) {
+      if (key == "distributed.shards" && (v == "0" || v == "(none)")) v = std::to_string(side.run.world_size);
+      const std::string variant = variant_used(side);
+      if (key == "distributed.allreduce" && (v == "auto" || v == "(none)") && !variant.empty())
+        v = variant + " (auto)";
+    };
+    used(va, a);
+    used(vb, b);
+    // "mpi (auto)" and "mpi" ran the same variant.
+    auto plain = [](const std::string& v) { return v.substr(0, v.find(" (auto)")); };
+    if (plain(va) != plain(vb)) out.push_back(key + ": " + va + " -> " + vb);
+  }
+  return out;
+}
+
 // The loader rank 0 ran (it picks every rank's batch), from the choices recorded through `steps`.
 std::string loader_of(const std::vector<trace::TraceStep>& steps) {
   for (const auto& st : steps)
@@ -136,7 +177,8 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
   const trace::TraceHeader &ha = A.run.headers[0], &hb = B.run.headers[0];
   // What the runs were asked to run: their configurations and data, as for two traces of one process.
   std::vector<std::string> layers;
-  const std::vector<std::string> configs = recorded_config_differences(ha, hb, &layers);
+  const std::vector<std::string> configs =
+      effective_differences(recorded_config_differences(ha, hb, &layers), A, B);
   const std::string data = recorded_data_difference(ha, hb);
   const std::vector<std::string> within = differences_within_steps(configs);
   std::string within_text, length;

@@ -504,12 +504,18 @@ void add_run_inputs(const trace::RunSet& run, const ForceSet& force,
   if (!config) return;
   if (report.exit_code == 0) {
     // Asked for another run than the one recorded, and yet every compared value matched.
+    // The seed is a forced draw's, the allreduce variant a forced kernel choice's.
     std::vector<std::string> served, other;
     for (const std::string& c : config_differences(h, *config))
-      ((c.rfind("seed: ", 0) == 0 && force.rng) ? served : other).push_back(c);
+      (((c.rfind("seed: ", 0) == 0 && force.rng) ||
+        (c.rfind("distributed.allreduce: ", 0) == 0 && force.kernels))
+           ? served
+           : other)
+          .push_back(c);
     std::vector<std::string> why;
     if (!served.empty())
-      why.push_back("the forced choices (--force " + force.str() + ") serve the recorded seed in its place");
+      why.push_back("the forced choices (--force " + force.str() +
+                    ") serve the recorded values in their place");
     if (!other.empty()) why.push_back("it changes nothing that was compared");
     if (!served.empty() || !other.empty()) {
       served.insert(served.end(), other.begin(), other.end());

@@ -59,6 +59,9 @@ tree)
   grep -q $'\r' t4.log && fail "t4.log: the progress bar was drawn into mpirun's log file"
   expect 0 "note: each run's epoch metrics cover the rows of rank 0's shards, which differ with the rank count (4 ranks in A, 2 in B): they are not compared" -- "$T" diff t4 t2
   expect 0 "reproduced despite the rank count (4 ranks in A, 1 in B)" -- "$T" diff t4 t1
+  # distributed.shards left unset is one shard per rank: 4 here, as t4 sets it. The runs are the same.
+  record 4 t4u --set runtime.policy=deterministic
+  expect 0 "^identical: " -- "$T" diff t4 t4u
   ;;
 collective)
   # Open MPI's own sum: 4 ranks vs 2 on the same 12 shards, and forced algorithm 3 vs 4.
@@ -71,6 +74,11 @@ collective)
     record 4 f4 --set distributed.shards=12 --set train.batch_size=48
   expect 1 "cause: collective: .*algorithm recursive_doubling vs ring" -- "$T" diff f3 f4
   expect 0 "coll_tuned_allreduce_algorithm=4" -- "$T" show f4
+  # One rank runs no allreduce algorithm (Open MPI's coll/self copies its buffer); a replay that asks for
+  # another variant, with the kernels forced, is served the recorded one.
+  record 1 m1 --set distributed.shards=12 --set train.batch_size=48
+  expect 0 "allreduce: allreduce__mpi, none: one rank, whose buffer Open MPI's coll/self copies" -- "$T" show m1
+  expect 0 "(distributed.allreduce: auto -> trainrr_exact), yet every step compared matched it: the forced choices (--force all) serve the recorded values in their place" -- "$T" replay m1 --set distributed.allreduce=trainrr_exact
   # The exact sum gives the same bits on 4 ranks and on 2, however the shards group.
   record 4 x4 --set distributed.shards=12 --set train.batch_size=48 --set distributed.allreduce=trainrr_exact
   record 2 x2 --set distributed.shards=12 --set train.batch_size=48 --set distributed.allreduce=trainrr_exact
@@ -85,7 +93,7 @@ collective)
   # the variant is named in a note.
   record 2 s8v --set seed=8 --set distributed.shards=12 --set train.batch_size=48 --set distributed.allreduce=arrival
   expect 1 "cause: config: the run configuration differs: seed: 7 -> 8$" -- "$T" diff m2 s8v
-  expect 1 "note: the configurations differ too (distributed.allreduce: auto -> arrival), in nothing the first difference depends on" -- "$T" diff m2 s8v
+  expect 1 "note: the configurations differ too (distributed.allreduce: mpi (auto) -> arrival), in nothing the first difference depends on" -- "$T" diff m2 s8v
   ;;
 emulators)
   # Each emulated Open MPI algorithm against the real one, on the MLP's 4810-element gradient, 3 and 4 ranks:
