@@ -59,6 +59,12 @@ tree)
   grep -q $'\r' t4.log && fail "t4.log: the progress bar was drawn into mpirun's log file"
   expect 0 "note: each run's epoch metrics cover the rows of rank 0's shards, which differ with the rank count (4 ranks in A, 2 in B): they are not compared" -- "$T" diff t4 t2
   expect 0 "reproduced despite the rank count (4 ranks in A, 1 in B)" -- "$T" diff t4 t1
+  # Ranks started with other arguments (mpirun's MPMD form) would train two runs under one id, or wait for
+  # each other in an allreduce they run two ways: refused before anything is written, the rank named.
+  expect 2 "rank 1: its run differs from rank 0's (this rank: .*--set train.optimizer.learning_rate=0.5, -o mixed" -- \
+    mpirun -n 1 "$T" record "$CONFIG" -o mixed "${SMALL[@]}" : -n 1 "$T" record "$CONFIG" -o mixed "${SMALL[@]}" \
+    --set train.optimizer.learning_rate=0.5
+  [ -e mixed ] && fail "a run refused for its ranks' arguments left its folder"
   # distributed.shards left unset is one shard per rank: 4 here, as t4 sets it. The runs are the same.
   record 4 t4u --set runtime.policy=deterministic
   expect 0 "^identical: " -- "$T" diff t4 t4u

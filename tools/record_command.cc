@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "engine/device_backend.h"
+#include "engine/fingerprint.h"
 #include "engine/kernels/kernel_registry.h"
 #include "recorder/recorder.h"
 #include "tools/commands.h"
@@ -63,6 +64,39 @@ bool progress_reaches_a_terminal() {
   const std::string target = std::filesystem::read_symlink(parent, ec).string();
   return !ec && (target.starts_with("/dev/pts/") || target.starts_with("/dev/tty"));
 }
+
+#if TRAINRR_WITH_MPI
+// Every rank of a run runs one configuration, with one -o and one --level: a rank started with others
+// (mpirun's MPMD form, `-n 2 trainrr record A : -n 2 trainrr record A --set ...`, or a configuration file
+// that differs between machines) would train another run under the run's id, or wait forever in an allreduce
+// that the other ranks run another way. The ranks compare a digest of what they run before anything is
+// written; its threads, device and data paths may differ from machine to machine (the data is compared by its
+// digest in each rank's trace). -1 when they agree; otherwise every rank returns 2, and each rank that cannot
+// read its configuration, or whose configuration differs from rank 0's, says so.
+int ranks_agree(const Result<RunConfig>& config, const RecordArgs& a) {
+  auto& c = *static_cast<MpiCollective*>(g_comm);
+  if (c.max(config.ok() ? 0 : 1)) {
+    const bool all_failed = c.max(config.ok() ? 1 : 0) == 0;
+    if (!config.ok() && (!all_failed || g_rank == 0))  // the same error on every rank: said once
+      print_error((all_failed ? "" : rank_prefix()) + config.error().message);
+    return kBadInput;
+  }
+  std::string run = std::filesystem::path(a.output).parent_path().string() + '\n' + a.level + '\n';
+  for (const auto& [key, value] : flatten_config(config.value()))
+    if (key != "runtime.threads" && key != "runtime.device" && key != "data.path" && key != "data.labels")
+      run += key + '=' + value + '\n';
+  const uint64_t mine = digest_bytes(run.data(), run.size());
+  const bool differs = c.broadcast(mine) != mine;
+  if (!c.max(differs ? 1 : 0)) return -1;
+  std::string sets;
+  for (const std::string& s : a.overrides) sets += " --set " + s;
+  if (differs)
+    print_error(rank_prefix() + "its run differs from rank 0's (this rank: " + a.config + sets + ", -o " +
+                std::filesystem::path(a.output).parent_path().string() + ", --level " + a.level +
+                "): every rank of a run must be started with the same configuration, --set, -o and --level");
+  return kBadInput;
+}
+#endif
 
 // The first entry of an existing folder that is not a rank trace of an earlier run (rankN.trr), or empty.
 std::string foreign_entry(const std::string& folder) {
@@ -148,8 +182,12 @@ int run_record(const RecordArgs& a) {
   for (const std::string& note : keep_openblas_within_isa()) std::fprintf(stderr, "note: %s\n", note.c_str());
   for (const std::string& note : openblas_fallback_notes()) std::fprintf(stderr, "note: %s\n", note.c_str());
   auto config = load_config(a.config, a.overrides);
+#if TRAINRR_WITH_MPI
+  if (g_comm)
+    if (const int code = ranks_agree(config, a); code >= 0) return code;
+#endif
   if (!config) {
-    if (g_rank == 0) print_error(config.error().message);  // the same on every rank: said once
+    print_error(config.error().message);
     return kBadInput;
   }
   // Before the trace is created: a run that cannot start here writes nothing.
