@@ -65,6 +65,12 @@ tree)
     mpirun -n 1 "$T" record "$CONFIG" -o mixed "${SMALL[@]}" : -n 1 "$T" record "$CONFIG" -o mixed "${SMALL[@]}" \
     --set train.optimizer.learning_rate=0.5
   [ -e mixed ] && fail "a run refused for its ranks' arguments left its folder"
+  # The same configuration on another copy of the data (one value changed): refused too, the data named.
+  sed '2s/^0,/1,/' "$SRC/examples/data/digits.csv" > other.csv
+  expect 2 "rank 1: its data differs from rank 0's (this rank reads .*other.csv (" -- \
+    mpirun -n 1 "$T" record "$CONFIG" -o mixed "${SMALL[@]}" : -n 1 "$T" record "$CONFIG" -o mixed "${SMALL[@]}" \
+    --set data.path="$D/other.csv"
+  [ -e mixed ] && fail "a run refused for its ranks' data left its folder"
   # distributed.shards left unset is one shard per rank: 4 here, as t4 sets it. The runs are the same.
   record 4 t4u --set runtime.policy=deterministic
   expect 0 "^identical: " -- "$T" diff t4 t4u

@@ -81,19 +81,39 @@ int ranks_agree(const Result<RunConfig>& config, const RecordArgs& a) {
       print_error((all_failed ? "" : rank_prefix()) + config.error().message);
     return kBadInput;
   }
-  std::string run = std::filesystem::path(a.output).parent_path().string() + '\n' + a.level + '\n';
+  // Its data files, by digest: a file that differs between machines would train each rank on other rows.
+  auto data = describe_datasets(config.value().data, false);
+  if (c.max(data.ok() ? 0 : 1)) {
+    const bool all_failed = c.max(data.ok() ? 1 : 0) == 0;
+    if (!data.ok() && (!all_failed || g_rank == 0))
+      print_error((all_failed ? "" : rank_prefix()) + data.error().message);
+    return kBadInput;
+  }
+  std::string run = std::filesystem::path(a.output).parent_path().string() + '\n' + a.level + '\n', rows;
   for (const auto& [key, value] : flatten_config(config.value()))
     if (key != "runtime.threads" && key != "runtime.device" && key != "data.path" && key != "data.labels")
       run += key + '=' + value + '\n';
-  const uint64_t mine = digest_bytes(run.data(), run.size());
-  const bool differs = c.broadcast(mine) != mine;
-  if (!c.max(differs ? 1 : 0)) return -1;
+  std::string files;
+  for (const trace::DatasetInfo& d : data.value()) {
+    char digest[40];
+    std::snprintf(digest, sizeof digest, "%016" PRIx64 "%016" PRIx64, d.digest.high, d.digest.low);
+    rows += d.name + '=' + digest + '\n';
+    files += (files.empty() ? "" : ", ") + d.path + " (" + std::to_string(d.size_bytes) + " bytes, digest " +
+             digest + ")";
+  }
+  const uint64_t mine = digest_bytes(run.data(), run.size()),
+                 mine_data = digest_bytes(rows.data(), rows.size());
+  const bool differs = c.broadcast(mine) != mine, data_differs = c.broadcast(mine_data) != mine_data;
+  if (!c.max(differs || data_differs ? 1 : 0)) return -1;
   std::string sets;
   for (const std::string& s : a.overrides) sets += " --set " + s;
   if (differs)
     print_error(rank_prefix() + "its run differs from rank 0's (this rank: " + a.config + sets + ", -o " +
                 std::filesystem::path(a.output).parent_path().string() + ", --level " + a.level +
                 "): every rank of a run must be started with the same configuration, --set, -o and --level");
+  else if (data_differs)
+    print_error(rank_prefix() + "its data differs from rank 0's (this rank reads " + files +
+                "): every rank of a run trains on the same data");
   return kBadInput;
 }
 #endif
