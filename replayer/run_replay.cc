@@ -72,13 +72,15 @@ std::string joined(const std::vector<std::string>& v) {
 }
 
 // What rank `rank`'s replay hooks found: its first difference and its cause, or nothing.
-// `whole`: the replay ran to the end of the run, so a trace without a footer was cut.
+// `whole`: the replay ran to the end of the run, so a trace without a footer was cut. `damage_known`: the
+// run's extent holds the damage of a rank trace, so the replay stopped before it and its report says so;
+// damage the hooks read past the last step compared (in a final checkpoint, say) is that damage.
 RankReplay analyze_rank(const ReplayHooks& h, int rank, const trace::TraceHeader& header,
                         const CollectiveSettings& settings, const RankInputs& in, bool whole,
-                        bool cut_short = false) {
+                        bool cut_short = false, bool damage_known = false) {
   RankReplay out;
   // A damaged trace (changed after it was written) is not compared past the damage: bad input, as for one trace.
-  if (const auto damage = h.trace_damage()) return {2, -1, 0, *damage};
+  if (const auto damage = h.trace_damage(); damage && !damage_known) return {2, -1, 0, *damage};
   std::optional<std::pair<int64_t, int>> at;
   if (const auto& m = h.collective_mismatch())
     at = {m->recorded.step, m->kind == "sharding" ? 0 : m->kind == "input" ? 1 : 2};
@@ -182,7 +184,8 @@ RankReplay replay_one_rank(const trace::RunSet& run, int rank, const ForceSet& f
     if (Status s = side->training->fit(to_step); !s) return {2, -1, 0, run.paths[rank] + ": " + s.error().message};
     if (to_step < 0) side->hooks->at_end();
     return analyze_rank(*side->hooks, rank, run.headers[rank], recorded_settings(run.headers[0]),
-                        rank_inputs(run.headers[rank], rebuilt->config, force), to_step < 0 || cut, cut);
+                        rank_inputs(run.headers[rank], rebuilt->config, force), to_step < 0 || cut, cut,
+                        !extent.damage.empty());
   } catch (const std::exception& e) {
     return {2, -1, 0, run.paths[rank] + ": " + e.what()};
   }
@@ -489,7 +492,7 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
     packed[i] = errors[i].empty()
                     ? pack(analyze_rank(*sides[i]->hooks, first + i, run.headers[first + i], settings,
                                         rank_inputs(run.headers[first + i], configs[i], force),
-                                        to_step < 0 || cut, cut))
+                                        to_step < 0 || cut, cut, !extent.damage.empty()))
                     : pack({2, -1, 0, about(first + i, errors[i])});
   }
   return packed;

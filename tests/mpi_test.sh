@@ -207,6 +207,13 @@ bad_input)
     out=$("$T" $cmd 2>&1)
     echo "$out" | grep -q "damaged.*) (.*damaged" && fail "$cmd: the damage said twice: $out"
   done
+  # Damage after the last step (in rank 3's final checkpoint, 2000 bytes before its end): every step is compared.
+  mkdir late && cp b4/*.trr late/
+  python3 -c "import sys; p=sys.argv[1]; b=bytearray(open(p,'rb').read()); b[len(b)-2000]^=0x01; open(p,'wb').write(b)" late/rank3.trr
+  steps=$("$T" show b4 | grep -o "rank 0: [0-9]* steps" | grep -o "[0-9]* steps")
+  expect 2 "^damaged: rank 3 (late/rank3.trr) was changed after it was written: .*reproduced bit for bit: 4 ranks replayed in one process (no mpirun), $steps" -- "$T" replay late
+  expect 2 "^damaged: rank 3 (late/rank3.trr) was changed after it was written: .*reproduced bit for bit: 4 ranks replayed under mpirun" -- mpirun -n 4 "$T" replay late
+  expect 2 "^damaged: rank 3 (late/rank3.trr) was changed after it was written: .*a free replay of the 4 ranks reproduces bit for bit" -- "$T" bisect late
   mkdir mixed && cp b4/rank0.trr b4/rank1.trr b4/rank2.trr mixed/ && cp o4/rank3.trr mixed/
   expect 2 "a set mixed from two runs" -- "$T" show mixed
   expect 2 "does not divide into 3 equal shards" -- mpirun -n 3 "$T" record "$CONFIG" -o b3 "${SMALL[@]}"
