@@ -1443,6 +1443,15 @@ TEST(DamagedTrace, AChangedHeaderIsRefusedByEveryReader) {
         << command << "\n"
         << r.output;
   }
+  // A changed byte in the header's structure, so that it no longer decodes: damaged, in those words.
+  bytes = std::string{std::istreambuf_iterator<char>(std::ifstream(trace, std::ios::binary).rdbuf()), {}};
+  bytes[50] = static_cast<char>(bytes[50] ^ 0x01);
+  std::ofstream(damaged, std::ios::binary | std::ios::trunc) << bytes;
+  const CommandResult show = run_trainrr("show " + damaged);
+  EXPECT_EQ(show.exit_code, 2) << show.output;
+  EXPECT_NE(show.output.find(damaged + ": byte 0: the trace's header cannot be read ("), std::string::npos)
+      << show.output;
+  EXPECT_NE(show.output.find("): the file is damaged"), std::string::npos) << show.output;
 }
 
 }  // namespace

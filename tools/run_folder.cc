@@ -224,9 +224,10 @@ int show_run_folder(const std::string& path) {
             "allreduce: %s, %s%s; %s per global batch; %zu bucket%s, the first of "
             "%lld elements\n",
             f(c.variant).c_str(), f(c.algorithm).c_str(),
-            c.algorithm_inferred ? " (inferred from Open MPI 4.1's decision table)"
-            : c.forced           ? " (fixed)"
-                                 : "",
+            c.algorithm_inferred             ? " (inferred from Open MPI 4.1's decision table)"
+            : c.variant == kAllreduceArrival ? " (in the order recorded, which varies from run to run)"
+            : c.forced                       ? " (fixed)"
+                                             : "",
             counted(c.shards, "micro-batch shard").c_str(), step->collectives.size(),
             step->collectives.size() == 1 ? "" : "s", static_cast<long long>(c.count));
         described = true;

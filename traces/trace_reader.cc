@@ -1416,10 +1416,11 @@ Status TraceReader::read_header() {
   if (!*frame) return Error{m.name + ": empty file, not a trainrr trace"};
   kj::ArrayPtr<const capnp::word> words = (*frame)->words;
   const uint64_t bytes = (*frame)->bytes;
-  return guarded(m, 0, [&]() -> Status {
+  Status read = guarded(m, 0, [&]() -> Status {
     capnp::FlatArrayMessageReader message(words, m.options_for(words));
     auto root = message.getRoot<schema::Message>();
-    if (root.which() != schema::Message::HEADER) malformed("not a trainrr trace (the first message is no header)");
+    if (root.which() != schema::Message::HEADER)
+      malformed("not a trainrr trace (the first message is no header)");
     header_ = m.read_header(root.getHeader());
     if (root.getPrevious() != 0)
       malformed("the header holds a digest of a message before it: it must hold 0");
@@ -1441,6 +1442,14 @@ Status TraceReader::read_header() {
     }
     return {};
   });
+  // A header that starts as trainrr writes one but does not decode was changed after it was written.
+  if (!read && m.error_offset == 0 && m.error_what.rfind("malformed message: ", 0) == 0) {
+    const uint64_t n = std::min<uint64_t>(m.size, 256);
+    if (auto head = m.bytes_at(0, n); head && starts_with_magic({*head, n}))
+      return Error{m.name + ": byte 0: the trace's header cannot be read (" + m.error_what +
+                   "): the file is damaged"};
+  }
+  return read;
 }
 
 Result<std::optional<TraceRecord>> TraceReader::next() {
