@@ -90,6 +90,32 @@ std::vector<std::string> effective_differences(const std::vector<std::string>& c
   return out;
 }
 
+// What differs between rank `ra` of A and rank `rb` of B that can make a shard's gradient differ with its
+// rows the same: the kernels they chose through step `t` and their environments (instruction set, threads,
+// libraries), in words ("" when neither does), as for two traces of one process.
+std::string rank_evidence(const Side& a, int ra, const Side& b, int rb, size_t t) {
+  auto chosen = [t](const Side& side, int rank) {
+    std::map<std::string, std::string> kernels;
+    for (size_t i = 0; i <= t && i < side.steps[rank].size(); ++i)
+      for (const auto& e : side.steps[rank][i].events)
+        if (const auto* k = std::get_if<KernelChoice>(&e)) kernels[k->site] = k->chosen;
+    return kernels;
+  };
+  const auto ka = chosen(a, ra), kb = chosen(b, rb);
+  std::string kernels;
+  for (const auto& [site, kernel] : ka)
+    if (auto it = kb.find(site); it != kb.end() && it->second != kernel)
+      kernels += (kernels.empty() ? "" : "; ") + site + ": " + kernel + " vs " + it->second;
+  std::string env;
+  for (const auto& e : environment_differences(a.run.headers[ra].environment, b.run.headers[rb].environment))
+    if (e.key.rfind("mpi.", 0) != 0 && e.key != "host")
+      env += (env.empty() ? "" : ", ") + e.key + " " + e.recorded + " vs " + e.replayed;
+  std::string out;
+  if (!kernels.empty()) out += "; the two ranks ran other kernels: " + kernels;
+  if (!env.empty()) out += "; their environments differ: " + env;
+  return out;
+}
+
 // The loader rank 0 ran (it picks every rank's batch), from the choices recorded through `steps`.
 std::string loader_of(const std::vector<trace::TraceStep>& steps) {
   for (const auto& st : steps)
@@ -350,12 +376,20 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
         const size_t ia = k - xa.first_shard, ib = k - xb.first_shard;
         if (ia >= xa.shard_digests.size() || ib >= xb.shard_digests.size()) continue;
         if (xa.shard_digests[ia] != xb.shard_digests[ib])
-          head(divergence(step, "backward", "collective", bucket),
-               "rank " + std::to_string(ra) + " (A) / rank " + std::to_string(rb) +
-                   " (B), the gradient of shard " + std::to_string(k) + " going into " + bucket,
-               "upstream of the allreduce: the shard holds the same rows of the data set (by index), its "
-               "gradient "
-               "differs (the rows' values, rng, a kernel or numerics: replay each rank to find the op)");
+          head(
+              divergence(step, "backward", "collective", bucket),
+              "rank " + std::to_string(ra) + " (A) / rank " + std::to_string(rb) +
+                  " (B), the gradient of shard " + std::to_string(k) + " going into " + bucket,
+              "upstream of the allreduce: the shard holds the same rows of the data set (by index), its "
+              "gradient differs" +
+                  [&] {
+                    const std::string evidence = rank_evidence(A, ra, B, rb, t);
+                    return evidence.empty()
+                               ? std::string(
+                                     " (the rows' values, rng, a kernel or numerics: replay each rank to "
+                                     "find the op)")
+                               : evidence;
+                  }());
       }
       if (out.exit_code == 0 && ca.result_digest != cb.result_digest)
         head(divergence(step, "allreduce", "collective", bucket),

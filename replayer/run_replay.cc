@@ -115,11 +115,22 @@ RankReplay analyze_rank(const ReplayHooks& h, int rank, const trace::TraceHeader
     if (m.kind == "sharding")
       cause = "data/sharding: the rows of shard " + std::to_string(m.shard) + " (rank " +
               std::to_string(rank) + ") differ from the recording's";
-    else if (m.kind == "input")
+    else if (m.kind == "input") {
+      // The kernels this rank chose other than its recording did: a shard's gradient with its rows the same
+      // differs for them (another instruction set on this machine, say). The parameters at the step's end
+      // differ after the allreduce, as a consequence: not evidence.
+      std::string kernels;
+      for (const auto& [site, kernel] : h.recorded_kernels())
+        if (auto it = h.replayed_kernels().find(site);
+            it != h.replayed_kernels().end() && it->second != kernel)
+          kernels += (kernels.empty() ? "" : "; ") + site + ": " + kernel + " (recorded) vs " + it->second;
+      const bool before_end = h.first() && h.first()->kind != "step_end";
       cause = "upstream of the allreduce: rank " + std::to_string(rank) + "'s gradient of shard " +
               std::to_string(m.shard) + " differs from the recording's" +
-              (h.first() ? " (its first difference: " + h.first()->site + ")" : std::string());
-    else
+              (!kernels.empty() ? "; it ran other kernels than recorded: " + kernels
+               : before_end     ? " (its first difference: " + h.first()->site + ")"
+                                : std::string());
+    } else
       cause = "collective: every rank's input to the allreduce matches the recording, its result differs: " +
               collective_detail(m.recorded, m.replayed, settings.library, settings.library);
   } else {
