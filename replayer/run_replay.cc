@@ -492,11 +492,13 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
     for (int i = 0; i < local; ++i)
       if (sides[i]) (*raced)[i] = racy_in_replay(*sides[i]->hooks, registry);
   }
-  // The rank whose own error stopped the group speaks for it.
+  // The rank whose own error stopped the group speaks for it: the lowest, where several failed on their own.
   for (int i = 0; i < local; ++i)
-    if (!errors[i].empty() && errors[i].rfind("stopped with the group", 0) != 0)
+    if (!errors[i].empty() && errors[i].rfind("stopped with the group", 0) != 0) {
       for (int j = 0; j < local; ++j)
         packed[j] = pack({cannot[i] ? 3 : 2, -1, 0, about(first + i, errors[i])});
+      break;
+    }
   for (int i = 0; i < local; ++i) {
     if (!packed[i].empty()) continue;
     const bool cut = rank_is_cut(extent, first + i);

@@ -1,8 +1,10 @@
 #include "tools/run_folder.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 
+#include "engine/fingerprint.h"
 #include "engine/local_group.h"
 #include "replayer/divergence.h"
 #include "replayer/runs.h"
@@ -203,6 +205,7 @@ int show_run_folder(const std::string& path) {
     }
     int64_t steps = 0, calls = 0;
     double last_loss = 0;
+    bool last_rows = true;  // the last step's shards held rows: its loss is theirs
     std::string stop;
     bool damaged = false;
     for (;;) {
@@ -218,6 +221,11 @@ int show_run_folder(const std::string& path) {
       ++steps;
       calls += static_cast<int64_t>(step->collectives.size());
       last_loss = step->end->loss;
+      // A last global batch too small for every rank leaves some with empty shards: no rows, no loss.
+      static const uint64_t no_rows = digest(std::span<const uint32_t>());
+      last_rows = step->collectives.empty() ||
+                  std::any_of(step->collectives[0].shard_rows.begin(), step->collectives[0].shard_rows.end(),
+                              [](uint64_t d) { return d != no_rows; });
       if (!described && !step->collectives.empty()) {
         const CollectiveCall& c = step->collectives[0];
         std::printf(
@@ -249,7 +257,10 @@ int show_run_folder(const std::string& path) {
                                            : "cut: " + stop;
     // The reader's words quote the trace's strings: escaped, on this line.
     char loss[64];
-    std::snprintf(loss, sizeof loss, "last loss %.6g (its shards)", last_loss);
+    if (last_rows)
+      std::snprintf(loss, sizeof loss, "last loss %.6g (its shards)", last_loss);
+    else
+      std::snprintf(loss, sizeof loss, "no last loss (its shards held no rows in the last step)");
     std::printf("  rank %d: %s, %s, %s, %s\n", r, counted(steps, "step").c_str(),
                 counted(calls, "allreduce call").c_str(), steps > 0 ? loss : "no complete step",
                 f(end).c_str());
