@@ -136,6 +136,7 @@ void StepViews::tensor(const std::string& name, bool gradient, bool differs) {
 }
 
 void StepViews::epoch_logs(int side, int epoch, const std::vector<std::pair<std::string, double>>& logs) {
+  if (side == 0) epochs_logged_.insert(epoch);
   for (const auto& [k, v] : logs) {
     if (k != "val_loss") continue;
     auto [it, added] = val_loss_.emplace(epoch, std::pair<double, double>{NAN, NAN});
@@ -166,6 +167,8 @@ void StepViews::finish(PageViews& page) {
   page.loss_a = std::move(loss_a_);
   page.loss_b = std::move(loss_b_);
   page.epochs = std::move(epochs_);
+  page.epochs_ended = static_cast<size_t>(std::count_if(epochs_logged_.begin(), epochs_logged_.end(),
+                                                        [this](int e) { return epoch_end_.count(e) > 0; }));
   for (const auto& [epoch, ab] : val_loss_)
     if (auto end = epoch_end_.find(epoch); end != epoch_end_.end())
       page.val_loss.push_back({epoch + 1, end->second, ab.first, ab.second});

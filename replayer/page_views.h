@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -65,6 +66,7 @@ struct PageViews {
   std::vector<double> loss_a, loss_b;  // per point, its first step's loss; NaN where a side has none
   std::vector<EpochMark> epochs;       // where each epoch compared begins
   std::vector<ValidationLoss> val_loss;
+  size_t epochs_ended = 0;  // epochs that ended within the steps compared
   // Blocks in the order forward, backward, update; in each, layers in model order.
   std::vector<MapRow> rows;
   std::vector<SideBySide> environment;  // every key of either side
@@ -142,6 +144,7 @@ class StepViews {
   std::vector<double> loss_a_, loss_b_;
   std::vector<EpochMark> epochs_;
   std::map<int, int64_t> epoch_end_;  // epoch -> its last step seen
+  std::set<int> epochs_logged_;       // epochs whose end (their logs) was read
   std::map<int, std::pair<double, double>> val_loss_;
   std::vector<MapRow> rows_;
   std::map<std::string, size_t> row_of_;  // block + '\n' + site -> index in rows_

@@ -447,7 +447,10 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
     << ". Bottom: the absolute difference of the two losses on a log scale; a green band marks steps whose losses "
        "are the same bits.";
   if (p.step_stride > 1) o << " One point per " << p.step_stride << " steps.";
-  if (!has_val) o << " No validation loss in the epochs compared (train.validation_split draws one per epoch).";
+  if (!has_val)
+    o << (p.epochs_ended == 0 && p.per_step
+              ? " No epoch ended within the steps compared, so no validation loss is drawn."
+              : " No validation loss in the epochs compared (train.validation_split draws one per epoch).");
   o << "</p></section>\n";
 }
 

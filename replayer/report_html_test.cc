@@ -81,6 +81,9 @@ TEST(ReportHtml, AReplayStoppedAtItsFirstDivergenceDrawsItsCurvesAndSuggestsKeep
       page, "<span>--force</span> <span>rng,split,shuffle,loader</span> <span>--keep-going</span></code>"));
   EXPECT_FALSE(has(page, "no loss values"));
   EXPECT_FALSE(has(page, "No step compared holds a loss"));
+  // No epoch ended in the steps it compared: that is why no validation loss is drawn, not the configuration.
+  EXPECT_TRUE(has(page, "No epoch ended within the steps compared, so no validation loss is drawn.")) << page;
+  EXPECT_FALSE(has(page, "train.validation_split draws one per epoch")) << page;
 }
 
 TEST(ReportHtml, TheLegendNamesTheTracesNotAAndB) {
