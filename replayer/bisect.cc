@@ -271,6 +271,8 @@ BisectResult bisect(const BisectOptions& o) {
   BisectResult res;
   DivergenceReport& rep = res.report;
   rep.command = "bisect";
+  // The recording it bisects (with another recording, the two are A and B).
+  if (o.against.empty()) rep.facts.emplace_back("trace", o.trace_path);
   if (Status s = require_replayable_trace(o.trace_path, "bisect"); !s) return failed(2, s.error().message);
   trace::ReaderLimits header_only;  // the embedded data, for the run to train on
   header_only.tensor_values = false;
@@ -401,6 +403,9 @@ BisectResult bisect(const BisectOptions& o) {
       rep.first = d;
       rep.cause = classify(*rep.first, ci);
       rep.page.timeline = replay_timeline(header, o.trace_path, d.step, forced->training->device() != nullptr);
+      if (o.against.empty())
+        rep.page.kernels =
+            side_by_side_table(forced->hooks->recorded_kernels(), forced->hooks->replayed_kernels());
       rep.notes.push_back("even with every recorded choice forced the run does not reproduce here: " + why);
       return res;
     }
@@ -409,6 +414,10 @@ BisectResult bisect(const BisectOptions& o) {
       break;
     }
   }
+  // The page's kernel choices: the recording's and the free replay's, side by side.
+  if (o.against.empty())
+    rep.page.kernels =
+        side_by_side_table(free_run->hooks->recorded_kernels(), free_run->hooks->replayed_kernels());
   // Left free, these match the recording only by chance: a trial that reproduces proves nothing about them.
   const std::set<std::string> replay_racy = racy_in_replay(*free_run->hooks, registry);
   // What a free replay here says beside the difference between the two recordings: the same difference
