@@ -160,15 +160,6 @@ int run_dump(const DumpArgs& a) {
     else if (const auto* c = std::get_if<trace::TraceCheckpoint>(&m.value))
       line(a.json ? checkpoint_json(*c, m.offset) : checkpoint_text(*c, m.offset));
   }
-  std::vector<std::string> notes = r.notes();
-  if (const auto& live = r.still_recording()) notes.insert(notes.begin(), *live);
-  for (const auto& note : notes) {
-    if (a.json)
-      line(JsonObject().str("type", "note").str("text", note).done());
-    else
-      line("note " + note);
-  }
-
   int rc = kOk;
   if (stopped) {
     const trace::ReadStop& stop = *r.stopped();
@@ -199,6 +190,16 @@ int run_dump(const DumpArgs& a) {
       line((live ? "still being recorded: " : "did not end cleanly: ") + std::to_string(complete) +
            " complete step" + (complete == 1 ? "" : "s") + " readable" + (live ? " so far" : "; no footer"));
   }
+  // The notes last, after what the trace holds and where it stops.
+  std::vector<std::string> notes = r.notes();
+  if (const auto& live = r.still_recording()) notes.insert(notes.begin(), *live);
+  for (const auto& note : notes) {
+    if (a.json)
+      line(JsonObject().str("type", "note").str("text", note).done());
+    else
+      line("note " + note);
+  }
+
   // A range with no step of the trace in it is refused, as replay refuses a --from-step past the run's end;
   // one that runs past the trace's last step is printed as far as the trace goes, and says so.
   std::optional<std::string> range_error;
