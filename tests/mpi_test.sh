@@ -62,12 +62,14 @@ tree)
   # Ranks 2 and 3 on another instruction set (a cluster of mixed CPUs): the gradient of rank 2's shard differs
   # first, for the kernels it ran, which diff and a replay name, with the ranks' environments.
   if ! grep -q "isa generic" t4.log; then
-    printf '#!/bin/sh\n[ "$OMPI_COMM_WORLD_RANK" -ge 2 ] && export TRAINRR_ISA=generic\nexec "$@"\n' > isa23.sh
-    chmod +x isa23.sh
-    mpirun -n 4 ./isa23.sh "$T" record "$CONFIG" -o het "${SMALL[@]}" --set distributed.shards=4 \
-      --set runtime.policy=deterministic > het.log 2>&1 || { cat het.log; fail "record het"; }
+    # Ranks 2 and 3 get TRAINRR_ISA from mpirun's second application context (-x).
+    HET=(--set distributed.shards=4 --set runtime.policy=deterministic)
+    mpirun -n 2 "$T" record "$CONFIG" -o het "${SMALL[@]}" "${HET[@]}" : \
+      -n 2 -x TRAINRR_ISA=generic "$T" record "$CONFIG" -o het "${SMALL[@]}" "${HET[@]}" > het.log 2>&1 ||
+      { cat het.log; fail "record het"; }
     expect 1 "cause: upstream of the allreduce: .*its gradient differs; the two ranks ran other kernels: .*f32_matmul__cpu_blocked_[a-z0-9]* vs f32_matmul__cpu_blocked_generic.*; their environments differ: .*isa [a-z0-9]* vs generic" -- "$T" diff t4 het
-    expect 1 "cause: upstream of the allreduce: rank 2's gradient of shard 2 differs from the recording's; it ran other kernels than recorded: .*f32_matmul__cpu_blocked_[a-z0-9]* (recorded) vs f32_matmul__cpu_blocked_generic" -- mpirun -n 4 ./isa23.sh "$T" replay t4 --force rng,split,shuffle,loader
+    expect 1 "cause: upstream of the allreduce: rank 2's gradient of shard 2 differs from the recording's; it ran other kernels than recorded: .*f32_matmul__cpu_blocked_[a-z0-9]* (recorded) vs f32_matmul__cpu_blocked_generic" -- \
+      mpirun -n 2 "$T" replay t4 --force rng,split,shuffle,loader : -n 2 -x TRAINRR_ISA=generic "$T" replay t4 --force rng,split,shuffle,loader
   fi
   # Ranks started with other arguments (mpirun's MPMD form) would train two runs under one id, or wait for
   # each other in an allreduce they run two ways: refused before anything is written, the rank named.
