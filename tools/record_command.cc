@@ -28,6 +28,8 @@ namespace {
 std::atomic<bool> g_interrupted{false};
 // This process's place in a data-parallel run (run_record_rank), else a run of its own.
 int g_rank = 0, g_world = 0;
+// Under mpirun: what keep_openblas_within_isa() said before MPI started (run_record_rank).
+std::vector<std::string> g_openblas_notes;
 std::string g_run_id;
 Collective* g_comm = nullptr;
 std::atomic<int> g_signal{
@@ -143,6 +145,9 @@ int run_record_rank(RecordArgs a) {
                 "once per shard)");
     return kBadInput;
   }
+  // A restart with another OPENBLAS_CORETYPE (TRAINRR_ISA below this CPU's) happens before MPI starts: the
+  // restarted rank would start MPI a second time, which Open MPI refuses ("getting local rank failed").
+  g_openblas_notes = keep_openblas_within_isa();
   auto comm = MpiCollective::init();
   if (!comm) {
     print_error(comm.error().message);
@@ -199,7 +204,8 @@ int run_record_rank(RecordArgs a) {
 
 int run_record(const RecordArgs& a) {
   // Before anything is read (a configuration from a pipe is read once): OpenBLAS within TRAINRR_ISA.
-  for (const std::string& note : keep_openblas_within_isa()) std::fprintf(stderr, "note: %s\n", note.c_str());
+  for (const std::string& note : g_comm ? g_openblas_notes : keep_openblas_within_isa())
+    std::fprintf(stderr, "note: %s\n", note.c_str());
   for (const std::string& note : openblas_fallback_notes()) std::fprintf(stderr, "note: %s\n", note.c_str());
   auto config = load_config(a.config, a.overrides);
 #if TRAINRR_WITH_MPI
