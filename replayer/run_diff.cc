@@ -470,11 +470,16 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
     out.lines.push_back("  note: A holds " + counted(extent[0].steps, "complete step") + ", B " +
                         counted(extent[1].steps, "complete step") + ": the steps from step " +
                         std::to_string(std::min(extent[0].steps, extent[1].steps)) + " on are not compared");
-  const auto env = environment_differences(ha.environment, hb.environment);
-  if (!env.empty()) {
+  // Rank by rank, for the ranks both runs have: ranks may run on other machines or with other variables.
+  std::vector<int> env_ranks;
+  std::vector<std::vector<EnvDifference>> env;
+  for (int r = 0; r < std::min(na, nb); ++r) {
+    env_ranks.push_back(r);
+    env.push_back(environment_differences(A.run.headers[r].environment, B.run.headers[r].environment));
+  }
+  if (const auto lines = ranked_environment_lines(env_ranks, env, "A", "B"); !lines.empty()) {
     out.lines.push_back("environment differences:");
-    for (const auto& e : env)
-      out.lines.push_back("  " + e.key + ": " + e.recorded + " (A) vs " + e.replayed + " (B)");
+    out.lines.insert(out.lines.end(), lines.begin(), lines.end());
   }
   // A damaged rank trace (changed after it was written) is compared up to the damage; the command exits 2.
   if (stop && stop->damaged && out.exit_code < 2) {

@@ -512,7 +512,7 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
 }
 
 void add_run_inputs(const trace::RunSet& run, const ForceSet& force,
-                    const std::vector<std::string>& overrides, RunReport& report) {
+                    const std::vector<std::string>& overrides, RunReport& report, int hosted) {
   const trace::TraceHeader& h = run.headers[0];
   std::vector<std::string> all = h.config_overrides;
   all.insert(all.end(), overrides.begin(), overrides.end());
@@ -541,16 +541,49 @@ void add_run_inputs(const trace::RunSet& run, const ForceSet& force,
   }
   // What this machine runs the replay with against what the recording ran with (MPI's settings are the
   // run's own, reported with the allreduce).
+  // Each rank replayed in this process against its own recording (ranks may have run on other machines or
+  // with other variables); under mpirun, the others' processes may run elsewhere: only this one's are known.
   auto now = current_environment(*config);
   if (!now) return;
-  std::vector<std::pair<std::string, std::string>> recorded;
-  for (const auto& kv : h.environment)
-    if (kv.first.rfind("mpi.", 0) != 0) recorded.push_back(kv);
-  const auto differences = environment_differences(recorded, *now);
-  if (differences.empty()) return;
+  std::vector<int> ranks;
+  std::vector<std::vector<EnvDifference>> per_rank;
+  for (int r = 0; r < hosted; ++r) {
+    std::vector<std::pair<std::string, std::string>> recorded;
+    for (const auto& kv : run.headers[r].environment)
+      if (kv.first.rfind("mpi.", 0) != 0) recorded.push_back(kv);
+    ranks.push_back(r);
+    per_rank.push_back(environment_differences(recorded, *now));
+  }
+  const auto lines = ranked_environment_lines(ranks, per_rank, "recorded", "replayed");
+  if (lines.empty()) return;
   report.lines.push_back("environment differences:");
-  for (const auto& e : differences)
-    report.lines.push_back("  " + e.key + ": " + e.recorded + " (recorded) vs " + e.replayed + " (replayed)");
+  report.lines.insert(report.lines.end(), lines.begin(), lines.end());
+}
+
+std::vector<std::string> ranked_environment_lines(const std::vector<int>& ranks,
+                                                  const std::vector<std::vector<EnvDifference>>& per_rank,
+                                                  const std::string& left, const std::string& right) {
+  // Each difference, in the order first seen, with the ranks that have it.
+  std::vector<std::pair<std::string, std::vector<int>>> seen;
+  for (size_t i = 0; i < per_rank.size(); ++i)
+    for (const EnvDifference& e : per_rank[i]) {
+      const std::string line =
+          e.key + ": " + e.recorded + " (" + left + ") vs " + e.replayed + " (" + right + ")";
+      auto it = std::find_if(seen.begin(), seen.end(), [&](const auto& s) { return s.first == line; });
+      if (it == seen.end()) it = seen.insert(seen.end(), {line, {}});
+      it->second.push_back(ranks[i]);
+    }
+  std::vector<std::string> out;
+  for (const auto& [line, with] : seen) {
+    if (with.size() == ranks.size()) {
+      out.push_back("  " + line);
+      continue;
+    }
+    std::string who = with.size() == 1 ? "rank " : "ranks ";
+    for (size_t j = 0; j < with.size(); ++j) who += (j ? ", " : "") + std::to_string(with[j]);
+    out.push_back("  " + who + ": " + line);
+  }
+  return out;
 }
 
 Status require_complete_steps(const trace::RunSet& run) {
@@ -577,7 +610,7 @@ RunReport replay_run(const RunReplayOptions& o) {
   if (out.exit_code == 0)
     if (auto c = first_collective(*run)) out.lines.push_back("  allreduce: " + c->variant + ", " + algorithm_text(*c));
   headline_stop(*run, out, o.to_step);
-  add_run_inputs(*run, o.force, o.overrides, out);
+  add_run_inputs(*run, o.force, o.overrides, out, n);
   return out;
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/collective.h"
+#include "replayer/divergence.h"
 #include "replayer/force.h"
 #include "traces/run_set.h"
 
@@ -67,6 +68,13 @@ RunReport gathered_report(const std::vector<std::string>& packed, int ranks);
 // falls short). The report says how far the set was shown to reproduce.
 RunReport bisect_run(const std::string& folder, const std::vector<std::string>& overrides);
 
+// The lines under "environment differences:" for ranks compared side by side: `per_rank[i]` holds rank
+// `ranks[i]`'s differences, `left`/`right` name the sides ("recorded"/"replayed", "A"/"B"). A difference
+// every listed rank has is printed once; one that only some ranks have is prefixed with them ("rank 1: ...").
+std::vector<std::string> ranked_environment_lines(const std::vector<int>& ranks,
+                                                  const std::vector<std::vector<EnvDifference>>& per_rank,
+                                                  const std::string& left, const std::string& right);
+
 // Two recorded runs compared step by step without re-running them: the sharding of each shard, each
 // shard's gradient, the allreduce result, then the parameters.
 RunReport diff_runs(const std::string& a, const std::string& b);
@@ -113,9 +121,10 @@ std::string stop_words(const RankStop& stop, const std::string& side);
 void headline_stop(const trace::RunSet& run, RunReport& report, int64_t to_step = -1);
 
 // The notes a replay of a run adds to its report, as a replay of one process does: the configuration
-// differences (--set) that every compared value survived, and the environment differences.
+// differences (--set) that every compared value survived, and the environment differences of ranks 0 ..
+// hosted - 1 (those replayed in this process) from this process's environment.
 void add_run_inputs(const trace::RunSet& run, const ForceSet& force,
-                    const std::vector<std::string>& overrides, RunReport& report);
+                    const std::vector<std::string>& overrides, RunReport& report, int hosted);
 
 // The allreduce settings a rank's header recorded.
 CollectiveSettings recorded_settings(const trace::TraceHeader& header);

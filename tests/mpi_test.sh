@@ -70,6 +70,10 @@ tree)
     expect 1 "cause: upstream of the allreduce: .*its gradient differs; the two ranks ran other kernels: .*f32_matmul__cpu_blocked_[a-z0-9]* vs f32_matmul__cpu_blocked_generic.*; their environments differ: .*isa [a-z0-9]* vs generic" -- "$T" diff t4 het
     expect 1 "cause: upstream of the allreduce: rank 2's gradient of shard 2 differs from the recording's; it ran other kernels than recorded: .*f32_matmul__cpu_blocked_[a-z0-9]* (recorded) vs f32_matmul__cpu_blocked_generic" -- \
       mpirun -n 2 "$T" replay t4 --force rng,split,shuffle,loader : -n 2 -x TRAINRR_ISA=generic "$T" replay t4 --force rng,split,shuffle,loader
+    # Each rank's environment is compared with its own recording's, and with the other run's same rank: the
+    # differences of ranks 2 and 3 alone are listed, with the ranks.
+    expect 0 "^  ranks 2, 3: isa: generic (recorded) vs [a-z0-9]* (replayed)$" -- "$T" replay het
+    expect 1 "^  ranks 2, 3: isa: [a-z0-9]* (A) vs generic (B)$" -- "$T" diff t4 het
   fi
   # Ranks started with other arguments (mpirun's MPMD form) would train two runs under one id, or wait for
   # each other in an allreduce they run two ways: refused before anything is written, the rank named.

@@ -98,7 +98,7 @@ int replay_rank_under_mpirun(const std::string& path, const ForceSet& force, con
       if (size_t at = line.find(mpi_how); at != std::string::npos) line.replace(at, mpi_how.size(), how);
   }
   headline_stop(*run, report, to_step);
-  add_run_inputs(*run, force, overrides, report);
+  add_run_inputs(*run, force, overrides, report, n / c.size());
   return print_report(report);
 #else
   (void)path, (void)force, (void)overrides, (void)to_step;
