@@ -87,6 +87,12 @@ tree)
     mpirun -n 1 "$T" record "$CONFIG" -o mixed "${SMALL[@]}" : -n 1 "$T" record "$CONFIG" -o mixed "${SMALL[@]}" \
     --set data.path="$D/other.csv"
   [ -e mixed ] && fail "a run refused for its ranks' data left its folder"
+  # A rank that cannot set up its run (an instruction set it does not know) stops every rank before the first
+  # allreduce, where the others waited for it: it says why, with its rank, and nothing is left.
+  expect 2 "^trainrr: rank 1: TRAINRR_ISA: unknown instruction set 'bogus'" -- \
+    timeout 120 mpirun -n 1 "$T" record "$CONFIG" -o mixed "${SMALL[@]}" : -n 1 -x TRAINRR_ISA=bogus "$T" record \
+    "$CONFIG" -o mixed "${SMALL[@]}"
+  [ -e mixed ] && fail "a run refused for a rank's setup left its folder"
   # distributed.shards left unset is one shard per rank: 4 here, as t4 sets it. The runs are the same.
   record 4 t4u --set runtime.policy=deterministic
   expect 0 "^identical: " -- "$T" diff t4 t4u

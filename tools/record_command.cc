@@ -120,6 +120,28 @@ int ranks_agree(const Result<RunConfig>& config, const RecordArgs& a) {
 }
 #endif
 
+// A step of setting up the run that may fail: -1 when it succeeded (under mpirun, on every rank), otherwise
+// the exit code to return. Under mpirun every rank takes every step, and none trains unless all succeeded (a
+// rank that stopped alone would leave the others waiting for it in the first allreduce, and itself in
+// MPI_Finalize): a failure the same on every rank is said once, by rank 0; otherwise each rank that failed
+// says why, with its rank, and every rank returns the highest code of those that failed.
+int setup_step(const Status& s, int code) {
+#if TRAINRR_WITH_MPI
+  if (g_comm) {
+    auto& c = *static_cast<MpiCollective*>(g_comm);
+    const int worst = c.max(s.ok() ? -1 : code);
+    if (worst < 0) return -1;
+    const bool all_failed = c.max(s.ok() ? 1 : 0) == 0;
+    if (!s.ok() && (!all_failed || g_rank == 0))
+      print_error((all_failed ? "" : rank_prefix()) + s.error().message);
+    return worst;
+  }
+#endif
+  if (s.ok()) return -1;
+  print_error(s.error().message);
+  return code;
+}
+
 // The first entry of an existing folder that is not a rank trace of an earlier run (rankN.trr), or empty.
 std::string foreign_entry(const std::string& folder) {
   namespace fs = std::filesystem;
@@ -217,10 +239,7 @@ int run_record(const RecordArgs& a) {
     return kBadInput;
   }
   // Before the trace is created: a run that cannot start here writes nothing.
-  if (Status s = check_run_device(*config); !s) {
-    if (g_rank == 0) print_error(s.error().message);  // the same on every rank: said once
-    return kCannotReplay;
-  }
+  if (const int code = setup_step(check_run_device(*config), kCannotReplay); code >= 0) return code;
   RecordOptions ro;
   ro.path = a.output;
   ro.level = a.level == "op" ? ProbeLevel::op : a.level == "layer" ? ProbeLevel::layer : ProbeLevel::step;
@@ -228,15 +247,10 @@ int run_record(const RecordArgs& a) {
   ro.embed_data = a.embed_data;
   ro.kernels = !a.no_kernels;
   auto recorder = Recorder::create(*config, ro);
-  if (!recorder) {
-    if (g_rank == 0) print_error(recorder.error().message);  // the same on every rank: said once
-    return kBadInput;
-  }
+  if (const int code = setup_step(recorder ? Status{} : Status{recorder.error()}, kBadInput); code >= 0)
+    return code;
   auto isa = runtime_isa();
-  if (!isa) {
-    if (g_rank == 0) print_error(isa.error().message);  // the same on every rank: said once
-    return kBadInput;
-  }
+  if (const int code = setup_step(isa ? Status{} : Status{isa.error()}, kBadInput); code >= 0) return code;
   const int threads = config->runtime.threads > 0 ? config->runtime.threads : ThreadPool::hardware_threads();
   (*recorder)->set_runtime(threads, isa_name(*isa), config->runtime.policy);
   if (g_comm) (*recorder)->set_rank(g_rank, g_world, g_run_id, g_comm->settings());
@@ -268,14 +282,21 @@ int run_record(const RecordArgs& a) {
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &sa, nullptr);
 
   auto training = Training::create(*config, opts);
-  if (!training) {  // refused before it started: -o is untouched, an earlier trace there kept
-    if (g_rank == 0) print_error(training.error().message);  // the same on every rank: said once
-    return kBadInput;
-  }
+  // Refused before it started: -o is untouched, an earlier trace there kept.
+  if (const int code = setup_step(training ? Status{} : Status{training.error()}, kBadInput); code >= 0)
+    return code;
   if (DeviceBackend* device = (*training)->device()) (*recorder)->add_environment(device->environment());
-  if (Status s = (*recorder)->start(); !s) {  // the trace could not be started: nothing to train for
-    print_error(rank_prefix() + s.error().message);
-    return kBadInput;
+  // The trace could not be started: nothing to train for. Under mpirun, the ranks whose trace started take it
+  // back (a new trace at the path is removed; one waiting beside an earlier trace is dropped by its writer).
+  const Status started = (*recorder)->start();
+  if (const int code = setup_step(started, kBadInput); code >= 0) {
+    if (started.ok()) {
+      const bool at_path = (*recorder)->pending_name().empty();
+      recorder->reset();
+      std::error_code ec;
+      if (at_path) std::filesystem::remove(a.output, ec);
+    }
+    return code;
   }
   if (g_rank == 0) print_run_header(stdout, *config, **training);
   if (g_comm && g_rank == 0)
