@@ -388,6 +388,7 @@ BisectResult bisect(const BisectOptions& o) {
       rep.diverged = true;
       rep.environment = ci.environment;
       // Where in the step it was born, as replay says it.
+      std::optional<FirstDivergence> recorded_itself, op_first;
       if (d.kind == "probe" || d.kind == "step_end") {
         // In a folder of its own: the replays' copies of the embedded data files are still in use.
         auto recorded_scratch = ScratchDir::create("trainrr-bisect");
@@ -395,13 +396,14 @@ BisectResult bisect(const BisectOptions& o) {
         if (recorded_scratch) recorded = rebuild_config(header, {}, o.data_path, true, *recorded_scratch);
         if (recorded)
           locate_element(o.trace_path, ForceSet::all(), recorded->config, config, registry, d.step, d,
-                         res.steps_executed, rep.notes);
+                         res.steps_executed, rep.notes, nullptr, &recorded_itself, &op_first);
         else
           rep.notes.push_back("no element detail: the recorded run cannot be set up again here: " +
                               recorded.error().message);
       }
       rep.first = d;
       rep.cause = classify(*rep.first, ci);
+      refine_cause(rep.cause, d, ci, recorded_itself, op_first, rep.notes);
       rep.page.timeline = replay_timeline(header, o.trace_path, d.step, forced->training->device() != nullptr);
       if (o.against.empty())
         rep.page.kernels =

@@ -248,6 +248,8 @@ std::string data_not_reaching(const FirstDivergence& d, bool seeds_differ, const
   if (kind == "probe" && d.phase == "update")
     return "an update reads the data only through the gradients, and they were the same";
   if (kind != "loader") return "";
+  // Whether the recorded batch exists at all depends on how many rows there are.
+  if (d.detail.find("cannot be handed out here") != std::string::npos) return "";
   const auto first_ready = [](const std::string& loader) {
     return loader.find("first_ready") != std::string::npos;
   };
@@ -322,6 +324,16 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
     const std::string c = category_of_site(d.site);
     if (!c.empty()) kind = c;
   }
+  // With the same configuration and data (either would be the cause otherwise), two runs make the same events
+  // in each step: an event one side has and the other lacks, or a recorded batch that no loader can hand out,
+  // says that a trace does not follow the run its configuration describes.
+  const std::string trace_words =
+      std::string(in.name_b == "replayed" ? "the trace does" : "a trace does") +
+      " not follow the run its configuration describes: with the same configuration and data, runs make the "
+      "same events (it was changed after it was written, or written by another version of trainrr)";
+  if (kind == "extra" || kind == "missing") return {"trace", d.detail + "; " + trace_words};
+  if (kind == "loader" && d.detail.find("cannot be handed out here") != std::string::npos)
+    return {"trace", d.detail + "; no loader hands out such a batch, so " + trace_words};
   if (kind == "rng") {
     if (in.seed_recorded != in.seed_replayed)
       return {"rng", "the run seed differs: " + std::to_string(in.seed_recorded) + " (" + in.name_a + ") vs " +
@@ -401,7 +413,22 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
                           " (" + in.name_a + "), " + d.kernel_replayed + " (" + in.name_b + ")" +
                           timed(picks(kernel_site_of(d.site))) +
                           (on_gpu(d.kernel_recorded) || on_gpu(d.kernel_replayed) ? std::string() : context)};
-  if (d.kernel_replayed.empty() && !in.kernel_differences.empty()) {
+  // Sites that cannot have made the difference are left out: the loader decides the order of the batches
+  // alone, compared before any value; the loss is computed in the forward pass, before any backward op or
+  // update runs, and where the loss's own sites differ, they are what computed it.
+  std::vector<std::string> sites;
+  if (d.kernel_replayed.empty()) {
+    const bool at_loss = d.site == "loss";
+    bool loss_sites = false;
+    for (const auto& [site, ab] : in.kernel_differences) loss_sites |= site.rfind("loss/", 0) == 0;
+    for (const auto& [site, ab] : in.kernel_differences) {
+      if (site == "data/loader") continue;
+      if (at_loss && (site.find(".bwd") != std::string::npos || (loss_sites && site.rfind("loss/", 0) != 0)))
+        continue;
+      sites.push_back(site);
+    }
+  }
+  if (!sites.empty()) {
     // The sites that can have made the difference first: the divergent layer's ops of its phase (a layer's
     // output comes from its forward ops, not its backward ones), then its other ops, then the rest.
     const std::string layer = layer_of(d);
@@ -411,8 +438,6 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
       const bool of_phase = d.phase == "forward" ? !backward_op : d.phase == "backward" ? backward_op : true;
       return of_phase ? 0 : 1;
     };
-    std::vector<std::string> sites;
-    for (const auto& [site, ab] : in.kernel_differences) sites.push_back(site);
     std::stable_sort(sites.begin(), sites.end(),
                      [&](const std::string& a, const std::string& b) { return rank(a) < rank(b); });
     std::vector<std::string> ks;
@@ -472,12 +497,17 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
                            "log1p, tanh and powers instead of glibc's, which round differently"};
   std::vector<std::string> env;
   for (const auto& e : in.environment) env.push_back(e.key);
-  return {"numeric", "same kernel" + (kernel.empty() ? std::string() : " " + kernel) +
-                         ", same inputs, different output" +
-                         (env.empty() ? std::string(": nothing recorded about the environment differs (trainrr's "
-                                                    "version is recorded, not its build: a recording by another "
-                                                    "build of the same version would not show here)")
-                                      : "; the environment differs in " + join(env, ", "))};
+  // At a step's end (below level op) the values inside the step were not compared: what was the same is what
+  // the step started from and every kernel selection.
+  return {"numeric",
+          (d.kind == "step_end" && kernel.empty()
+               ? std::string("same kernel selections, same parameters and batch at the step's start")
+               : "same kernel" + (kernel.empty() ? std::string() : " " + kernel) + ", same inputs") +
+              ", different output" +
+              (env.empty() ? std::string(": nothing recorded about the environment differs (trainrr's "
+                                         "version is recorded, not its build: a recording by another "
+                                         "build of the same version would not show here)")
+                           : "; the environment differs in " + join(env, ", "))};
 }
 
 }  // namespace trainrr

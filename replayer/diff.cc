@@ -176,9 +176,15 @@ std::vector<std::string> recorded_config_differences(const trace::TraceHeader& h
                                                      std::vector<std::string>* layers) {
   auto ca = parse_config(ha.config, ha.config_path, config_folder(ha), ha.config_overrides);
   auto cb = parse_config(hb.config, hb.config_path, config_folder(hb), hb.config_overrides);
-  if (!ca || !cb)
-    return ha.config != hb.config ? std::vector<std::string>{"the configuration texts differ"}
-                                  : std::vector<std::string>{};
+  if (!ca || !cb) {
+    // A configuration this trainrr cannot read (written by another version, or changed after it was
+    // written): which one, and why, rather than what cannot be compared.
+    std::string unread;
+    if (!ca) unread += "A's (" + ca.error().message + ")";
+    if (!cb) unread += std::string(unread.empty() ? "" : " and ") + "B's (" + cb.error().message + ")";
+    if (ha.config == hb.config && ha.config_overrides == hb.config_overrides) return {};
+    return {"the configuration texts differ, and this trainrr cannot read " + unread};
+  }
   // By the values the runs used: a run without a seed used the one it drew, so a run seeded with that
   // same number made no other choice of configuration.
   if (!ca->seed && cb->seed) ca->seed = ha.seed;
@@ -421,11 +427,15 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
               name = la[i].first;
               break;
             }
-        first = divergence(a->index, loss_differs ? "forward" : grad ? "backward" : "update", "step_end",
-                           name.empty() ? "loss" : step_end_site(name, grad),
-                           (name.empty() ? std::string("the loss differs") : what_differs(name, grad)) +
-                               " after step " + std::to_string(a->index) + " (loss " +
-                               round_trip(a->end->loss) + " vs " + round_trip(b->end->loss) + ")");
+        first =
+            divergence(a->index,
+                       loss_differs ? "forward"
+                       : grad       ? "backward"
+                                    : "update",
+                       "step_end", name.empty() ? "loss" : step_end_site(name, grad),
+                       (name.empty() ? "the loss of step " + std::to_string(a->index) + " differs"
+                                     : what_differs(name, grad) + " after step " + std::to_string(a->index)) +
+                           " (loss " + round_trip(a->end->loss) + " vs " + round_trip(b->end->loss) + ")");
       }
     }
     if (first && !timeline_taken && first->step == a->index && a->index == b->index) {

@@ -115,13 +115,21 @@ const trace::Event* ReplayHooks::peek(const std::string& key) {
 
 const trace::Event* ReplayHooks::take(const std::string& key) {
   const trace::Event* e = peek(key);
-  if (e) cur_.by_key[key].pop_front();
+  cur_.last_found = e != nullptr;
+  if (e) {
+    auto& at = cur_.by_key[key];
+    cur_.last_taken = static_cast<int64_t>(at.front());
+    cur_.max_taken = std::max(cur_.max_taken, cur_.last_taken);
+    at.pop_front();
+  }
   return e;
 }
 
 void ReplayHooks::diverge(FirstDivergence d) {
   if (!compare_ || first_) return;
   if (d.step < 0) d.step = std::max<int64_t>(step_, cur_.loaded ? cur_.step.index : 0);
+  if (cur_.loaded && d.step == cur_.step.index)
+    cur_.first_order = cur_.last_found ? 2 * cur_.last_taken : 2 * cur_.max_taken + 1;
   if (d.kind != "metrics") split_site(d.site, d.layer, d.op);  // a metric's name is no layer's
   if (d.kind == "probe" || d.kind == "step_end") {
     const std::string ks = kernel_site_of(d.site);
@@ -356,6 +364,12 @@ std::map<std::string, std::pair<std::string, std::string>> ReplayHooks::kernel_p
     auto here = replayed_choices_.find(site);
     std::pair<std::string, std::string> picks{kernel_pick(rec),
                                               here == replayed_choices_.end() ? "" : kernel_pick(here->second)};
+    // A recorded kernel forced here that cannot run: the timings that picked either side's kernel are not why
+    // they differ (what a GPU library's choice was still describes the kernel).
+    if (std::any_of(substituted_.begin(), substituted_.end(),
+                    [&site = site](const Substitution& x) { return x.site == site; }))
+      for (std::string* p : {&picks.first, &picks.second})
+        if (p->find("by timing") != std::string::npos) p->clear();
     if (!picks.first.empty() || !picks.second.empty()) out[site] = std::move(picks);
   }
   return out;
@@ -531,14 +545,36 @@ void ReplayHooks::step_end(const StepSummary& s) {
     captured_loss_ = s.loss;
   }
   if (cur_.loaded) {
-    // Recorded events the replay never made (kernel choices and probes above the recorded level aside).
+    // Recorded events the replay never made (kernel choices and probes above the recorded level aside): the
+    // earliest is the step's first difference unless one found during the step came before it (a recorded
+    // draw the replay skipped comes before the output it would have changed).
+    std::optional<std::pair<size_t, std::string>> missing;
     for (const auto& [key, idx] : cur_.by_key) {
       if (idx.empty() || key.rfind("kernel|", 0) == 0 || key.rfind("order|", 0) == 0) continue;
-      const std::string site = site_of_key(key);
-      diverge(divergence(s.step, phase_of_key(key), "missing", site,
-                         "the recording has an event at " + site + " in step " + std::to_string(s.step) +
-                             " that the replay did not make"));
-      break;
+      if (!missing || idx.front() < missing->first) missing = {idx.front(), key};
+    }
+    if (missing && compare_ && first_ && first_->step == s.step && cur_.first_order &&
+        static_cast<int64_t>(2 * missing->first) < *cur_.first_order)
+      first_.reset();
+    if (missing) {
+      const std::string site = site_of_key(missing->second);
+      const trace::Event& e = cur_.step.events[missing->first];
+      const std::string in_step = " in step " + std::to_string(s.step);
+      // The replay made some of the recording's events at this site (a site recorded twice, say): how many.
+      const size_t recorded_here =
+          std::count_if(cur_.step.events.begin(), cur_.step.events.end(),
+                        [&](const trace::Event& x) { return event_key(x) == missing->second; });
+      const size_t made = recorded_here - cur_.by_key[missing->second].size();
+      std::string what = "the recording has an event at " + site + in_step + " that the replay did not make";
+      if (made > 0)
+        what = "the recording has " + std::to_string(recorded_here) + " events at " + site + in_step +
+               ", the replay made " + std::to_string(made);
+      else if (const auto* r = std::get_if<trace::RngDrawEvent>(&e))
+        what = "the recording draws " + std::to_string(r->draw.count) + " words from stream " +
+               r->draw.stream + " at " + site + in_step + ", a draw the replay did not make";
+      else if (std::holds_alternative<trace::ProbeEvent>(e))
+        what = "the recording probes " + site + in_step + ", the replay has no such probe";
+      diverge(divergence(s.step, phase_of_key(missing->second), "missing", site, what));
     }
     if (cur_.step.end) {
       const trace::StepEnd& rec = *cur_.step.end;

@@ -181,6 +181,13 @@ class ReplayHooks : public Hooks {
     bool exhausted = false;  // the trace has no more steps
     trace::TraceStep step;
     std::map<std::string, std::deque<size_t>> by_key;
+    // Where the replay stands in the recorded events: the index of the last one taken, whether the last take
+    // found one, and the highest index taken (-1: none).
+    int64_t last_taken = -1, max_taken = -1;
+    bool last_found = false;
+    // The first divergence found in this step, by its place among the recorded events: twice the index of the
+    // event it compares with, or one more than twice the highest taken for an event the recording lacks.
+    std::optional<int64_t> first_order;
   };
   bool load_next();
   const trace::Event* peek(const std::string& key);

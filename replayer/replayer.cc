@@ -333,9 +333,57 @@ std::string where(const CapturedProbe& p) { return p.site + " (" + phase_name(p.
 
 }  // namespace
 
+// A cause's detail as a note names it: a configuration's differences without the words that introduce them.
+static std::string without_prefix(const std::string& detail) {
+  const std::string words = "the run configuration differs: ";
+  return detail.rfind(words, 0) == 0 ? detail.substr(words.size()) : detail;
+}
+
+bool refine_cause(Cause& cause, const FirstDivergence& d, const CauseInputs& ci,
+                  const std::optional<FirstDivergence>& recorded_itself,
+                  const std::optional<FirstDivergence>& op_first, std::vector<std::string>& notes) {
+  if (op_first && d.kind == "step_end" &&
+      (cause.category == "numeric" || cause.category == "kernel" || cause.category == "environment")) {
+    // Below level op the step's end shows that something differs, not where: the re-execution, every op
+    // probed, shows the first op whose output differs, its inputs the same, and the cause is that op's.
+    Cause at_op = classify(*op_first, ci);
+    if (at_op.category != "config" && at_op.category != "data")
+      cause = {at_op.category, "at " + op_first->site + " (" + op_first->phase +
+                                   "), the first op whose output differs when step " +
+                                   std::to_string(d.step) +
+                                   " is re-executed with every op probed: " + at_op.detail};
+  }
+  if ((cause.category == "config" || cause.category == "data") && recorded_itself &&
+      recorded_itself->step <= d.step) {
+    // The configuration or the data reaches the difference, but the recorded run, on its own configuration
+    // and data, differs here by then too: the replaced kernels make a difference without them, and are the
+    // cause the evidence shows; what the configuration or data adds cannot be told apart here.
+    CauseInputs without = ci;
+    without.config_differences.clear();
+    without.data_changed = false;
+    without.data_detail.clear();
+    Cause kernels = classify(d, without);
+    if (kernels.category != "config" && kernels.category != "data") {
+      notes.push_back(
+          "the " + std::string(cause.category == "config" ? "configuration" : "data") +
+          " differs from the recording's too (" + without_prefix(cause.detail) +
+          "), and can have made this difference as well; but the recorded run, re-executed here on its own "
+          "configuration and data with every recorded choice forced, differs from the recording at step " +
+          std::to_string(recorded_itself->step) + ", " + recorded_itself->site +
+          ", as well, with the recorded kernels that cannot run here replaced: those make a difference "
+          "alone");
+      cause = std::move(kernels);
+      return true;
+    }
+  }
+  return false;
+}
+
 void locate_element(const std::string& trace_path, ForceSet force, const RunConfig& recorded,
                     const RunConfig& config, const KernelRegistry& registry, int64_t step, FirstDivergence& d,
-                    int64_t& executed, std::vector<std::string>& notes, DeviceBackend* recorded_device) {
+                    int64_t& executed, std::vector<std::string>& notes, DeviceBackend* recorded_device,
+                    std::optional<FirstDivergence>* recorded_itself,
+                    std::optional<FirstDivergence>* op_first) {
   // The site and step come from the replay's comparison with the recording; the re-execution only adds the
   // values at that site, when it shows the difference there first, as the replay did.
   const std::string again =
@@ -388,6 +436,7 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
   ++executed;
   if (a->hooks->diverged()) {
     const FirstDivergence& fa = *a->hooks->first();
+    if (recorded_itself && !a->hooks->substituted().empty()) *recorded_itself = fa;
     notes.push_back(
         "no element detail: re-executed here with every recorded choice forced, the recorded run itself differs "
         "from the recording at step " +
@@ -440,10 +489,26 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
     bool loss_passed = false;  // the values compared so far reach past the loss
     std::string first_any;     // where the first value that differs is, compared by the trace or not
     std::string differs_at;    // the first value that differs where the trace compares it, not at d's site
+    const CapturedProbe* first_op = nullptr;  // first_any, where it is an op's output
     // The re-execution gives the values at d's site: the notes say where they come from, and where the step
     // shows a difference first among the values that the trace does not compare.
     auto given = [&](const std::string& at, const std::string& which) {
       notes.push_back("element values from " + again + ": the trace keeps digests, not values" + which);
+      if (first_op && op_first) {
+        // The first op whose output differs, every op before it the same: its kernel on each side.
+        FirstDivergence f;
+        f.step = step;
+        f.kind = "probe";
+        f.phase = phase_name(first_op->phase);
+        f.site = first_op->site;
+        split_site(f.site, f.layer, f.op);
+        const std::string ks = kernel_site_of(f.site);
+        if (auto k = a->hooks->replayed_kernels().find(ks); k != a->hooks->replayed_kernels().end())
+          f.kernel_recorded = k->second;
+        if (auto k = b->hooks->replayed_kernels().find(ks); k != b->hooks->replayed_kernels().end())
+          f.kernel_replayed = k->second;
+        *op_first = std::move(f);
+      }
       if (first_any != at)
         notes.push_back("re-executed with every op probed, step " + std::to_string(step) +
                         " shows a difference first at " + first_any + ", which the trace, recorded at level " +
@@ -490,7 +555,10 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
       }
       const int64_t j = first_differing_element(ca[i].value, cb[i].value);
       if (j < 0) continue;
-      if (first_any.empty()) first_any = where(ca[i]);
+      if (first_any.empty()) {
+        first_any = where(ca[i]);
+        if (!ca[i].step_end) first_op = &ca[i];
+      }
       if (!compared(ca[i])) continue;
       if (!at_site(ca[i])) {
         differs_at = where(ca[i]);
@@ -860,6 +928,13 @@ ReplayResult replay(const ReplayOptions& o) {
     d.site = "data";
     d.detail = rebuilt->data_detail;
   }
+  // The recorded run re-executed here (its configuration and data, every recorded choice forced) where it
+  // differed from the recording with kernels that cannot run here replaced: those kernels alone make a
+  // difference by that step.
+  std::optional<FirstDivergence> recorded_itself;
+  // Where the trace does not compare every op: the first op whose output differs in the re-execution.
+  std::optional<FirstDivergence> op_first;
+  bool config_in_note = false;  // a note below names the configuration's differences already
   if (o.element_detail && (d.kind == "probe" || d.kind == "step_end")) {
     // The recorded side of the re-execution runs on the recorded data: with the data changed, the copy the
     // replay ran on is not it.
@@ -871,7 +946,7 @@ ReplayResult replay(const ReplayOptions& o) {
                                        : rebuild_config(header, {}, o.data_path, false, *recorded_scratch);
     if (recorded) {
       locate_element(o.trace_path, o.force, recorded->config, config, registry, d.step, d, res.steps_executed,
-                     rep.notes, o.test_recorded_device);
+                     rep.notes, o.test_recorded_device, &recorded_itself, &op_first);
     } else {
       const bool embedded = std::any_of(header.datasets.begin(), header.datasets.end(),
                                         [](const auto& ds) { return !ds.embedded.empty(); });
@@ -884,6 +959,7 @@ ReplayResult replay(const ReplayOptions& o) {
     }
   }
   rep.cause = classify(d, ci);
+  config_in_note = refine_cause(rep.cause, d, ci, recorded_itself, op_first, rep.notes);
   if (!hooks.first() && rebuilt->data_changed)
     rep.cause.detail =
         rebuilt->data_detail +
@@ -921,7 +997,7 @@ ReplayResult replay(const ReplayOptions& o) {
     if (!apart.empty())
       rep.notes.push_back("the configuration differs from the recording's too (" + joined(apart) +
                           "), in nothing the first difference depends on: " + reach_words(apart, d));
-    if (!other.empty() && rep.cause.category != "data" && rep.cause.category != "config")
+    if (!other.empty() && rep.cause.category != "data" && rep.cause.category != "config" && !config_in_note)
       rep.notes.push_back("the configuration differs from the recording's too (" + joined(other) + ")");
   }
   if (const auto& k = hooks.divergent_kernel_difference())

@@ -377,5 +377,37 @@ TEST(SideBySide, DifferentValuesNeverPrintAlike) {
   EXPECT_EQ(side_by_side(1.0 / 3, 1.0 / 3), std::make_pair(std::string("0.333333"), std::string("0.333333")));
 }
 
+// A loss that differs first is computed in the forward pass: backward kernels, which run after it, and the
+// loader, whose batches were compared before it, cannot have made it; where the loss's own sites differ,
+// they are the cause, not forward ops whose outputs the comparison passed.
+TEST(Cause, ALossDifferenceNamesTheKernelsThatComputedIt) {
+  FirstDivergence d;
+  d.step = 0;
+  d.phase = "forward";
+  d.kind = "step_end";
+  d.site = "loss";
+  CauseInputs in;
+  in.kernel_differences = {
+      {"data/loader", {"loader__ordered", "loader__first_ready"}},
+      {"dense_1/matmul.fwd", {"f32_matmul__cpu_blocked_avx512", "f32_matmul__openblas_sgemm"}},
+      {"dense_1/matmul.bwd_weight", {"f32_matmul__cpu_blocked_avx512", "f32_matmul__cpu_reference"}},
+      {"loss/mean", {"f32_sum__cpu_pairwise", "f32_sum__cpu_chunked_threads"}}};
+  Cause c = classify(d, in);
+  EXPECT_EQ(c.category, "kernel");
+  EXPECT_EQ(c.detail,
+            "kernel selections differ: loss/mean: f32_sum__cpu_pairwise vs f32_sum__cpu_chunked_threads");
+  // Without a difference at the loss's own sites, the forward ones remain; never the backward ones or the
+  // loader.
+  in.kernel_differences.erase("loss/mean");
+  c = classify(d, in);
+  EXPECT_EQ(c.detail,
+            "kernel selections differ: dense_1/matmul.fwd: f32_matmul__cpu_blocked_avx512 vs "
+            "f32_matmul__openblas_sgemm");
+  // Only the loader differs: no kernel can have made the difference.
+  in.kernel_differences = {{"data/loader", {"loader__ordered", "loader__first_ready"}}};
+  c = classify(d, in);
+  EXPECT_NE(c.category, "kernel") << c.detail;
+}
+
 }  // namespace
 }  // namespace trainrr

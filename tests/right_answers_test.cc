@@ -178,6 +178,86 @@ TEST_F(RightAnswers, ALossThatDiffersAtTheStepsEndIsNamedBeforeTheParameters) {
   EXPECT_FALSE(has(r.output, "the parameters differ")) << r.output;
 }
 
+// A recorded draw that the replay does not make (dropout at rate 0 draws no mask) comes before the output it
+// would have changed: it is the first difference, as diff of the two recordings says, not the layer's output.
+TEST_F(RightAnswers, ARecordedDrawTheReplaySkipsIsTheFirstDifference) {
+  const std::string cfg = dir.write(
+      "run.toml", "seed = 3\n[data]\npath = \"" + kBreastCancer +
+                      "\"\nlabel = \"benign\"\ntest_fraction = 0.2\nscale = \"standardize\"\n"
+                      "[[model.layers]]\ntype = \"Dense\"\nunits = 16\nactivation = \"relu\"\n"
+                      "[[model.layers]]\ntype = \"Dropout\"\nrate = 0.25\n"
+                      "[[model.layers]]\ntype = \"Dense\"\nunits = 1\nactivation = \"sigmoid\"\n"
+                      "[train]\nepochs = 1\nbatch_size = 32\nloss = \"binary_crossentropy\"\n[runtime]\n" +
+                      kOneThread);
+  const std::string a = dir.file("a.trr"), b = dir.file("b.trr");
+  ASSERT_EQ(run_trainrr("record " + cfg + " --level op -o " + a).exit_code, 0);
+  ASSERT_EQ(run_trainrr("record " + cfg + " --level op --set model.layers[1].rate=0 -o " + b).exit_code, 0);
+  const CommandResult diff = run_trainrr("diff " + a + " " + b);
+  ASSERT_EQ(diff.exit_code, 1) << diff.output;
+  EXPECT_TRUE(has(diff.output, "(dropout/dropout_1)\n")) << diff.output;
+  for (const std::string force : {"", " --force none"}) {
+    const CommandResult r = run_trainrr("replay " + a + force + " --set model.layers[1].rate=0");
+    ASSERT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_EQ(r.output.rfind("diverged at step 0, forward, dropout_1 dropout (dropout/dropout_1)\n", 0), 0u)
+        << r.output;
+    EXPECT_TRUE(has(r.output,
+                    "  what: the recording draws 512 words from stream dropout/dropout_1 at "
+                    "dropout/dropout_1 in step 0, a draw the replay did not make\n"))
+        << r.output;
+    EXPECT_TRUE(
+        has(r.output, "  cause: config: the run configuration differs: model.layers[1].rate: 0.25 -> 0"))
+        << r.output;
+  }
+}
+
+// Below level op, the step's end shows that a step differs, not where: the re-execution with every op probed
+// finds the op, and the cause is that op's (here a kernel whose result depends on the thread count), not the
+// environment's differences in general.
+TEST_F(RightAnswers, BelowLevelOpTheCauseIsThatOfTheFirstOpTheReExecutionFinds) {
+  const std::string cfg = dir.write(
+      "run.toml", breast_cancer("seed = 3\n", kBreastCancer, "threads = 2\npolicy = \"deterministic\"\n"));
+  for (const char* level : {"step", "layer"}) {
+    const std::string trace = dir.file(std::string(level) + ".trr");
+    ASSERT_EQ(record_via_api(
+                  cfg, {}, trace,
+                  [](Hooks& in) {
+                    return std::make_unique<OtherKernel>(in, "dense_1/matmul.bwd_weight",
+                                                         "f32_matmul__cpu_splitk_threads_generic");
+                  },
+                  std::string(level) == "step" ? ProbeLevel::step : ProbeLevel::layer),
+              "");
+    const CommandResult r = run_trainrr("replay " + trace + " --set runtime.threads=1");
+    ASSERT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_TRUE(has(r.output,
+                    "  cause: numeric: at dense_1/matmul.bwd_weight:out (backward), the first op whose "
+                    "output differs when step 0 is re-executed with every op probed: same kernel "
+                    "f32_matmul__cpu_splitk_threads_generic, same inputs: its result depends on the "
+                    "thread count, 2 threads (recorded), 1 (replayed)\n"))
+        << r.output;
+  }
+}
+
+// A recorded kernel that cannot run here (another instruction set) makes the recorded run differ on its own:
+// a learning rate changed beside it is no longer the cause the replay names, and a note says why.
+TEST_F(RightAnswers, AConfigurationDifferenceBesideKernelsThatCannotRunHereIsNotTheWholeCause) {
+  if (detect_isa() == Isa::generic) GTEST_SKIP() << "this CPU has only the generic instruction set";
+  const std::string cfg = dir.write("run.toml", breast_cancer("seed = 3\n", kBreastCancer, kOneThread));
+  const std::string trace = dir.file("a.trr");
+  ASSERT_EQ(run_trainrr("record " + cfg + " -o " + trace).exit_code, 0);
+  const CommandResult r = run_trainrr_env("TRAINRR_ISA=generic",
+                                          "replay " + trace + " --set train.optimizer.learning_rate=0.005");
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  if (!has(r.output, "cannot run here: replayed with "))
+    GTEST_SKIP() << "no recorded kernel needed " << r.output;
+  EXPECT_TRUE(has(r.output, "  cause: kernel: kernel selections differ: ")) << r.output;
+  EXPECT_TRUE(has(r.output,
+                  "note: the configuration differs from the recording's too "
+                  "(train.optimizer.learning_rate: 0.001 -> 0.005), and can have made this difference "
+                  "as well; but the recorded run, re-executed here on its own configuration and data "
+                  "with every recorded choice forced, differs from the recording at step 0"))
+      << r.output;
+}
+
 // diff takes a step's end in the same order: the loss of two runs with other batch sizes differs first.
 TEST_F(RightAnswers, DiffNamesALossThatDiffersBeforeTheParameters) {
   const std::string cfg = dir.write("run.toml", breast_cancer("seed = 3\n", kBreastCancer, kOneThread));
@@ -187,7 +267,7 @@ TEST_F(RightAnswers, DiffNamesALossThatDiffersBeforeTheParameters) {
   const CommandResult r = run_trainrr("diff " + a + " " + b);
   ASSERT_EQ(r.exit_code, 1) << r.output;
   EXPECT_EQ(r.output.rfind("diverged at step 0, forward, loss\n", 0), 0u) << r.output;
-  EXPECT_TRUE(has(r.output, "  what: the loss differs after step 0 (loss ")) << r.output;
+  EXPECT_TRUE(has(r.output, "  what: the loss of step 0 differs (loss ")) << r.output;
 }
 
 // An unseeded run drew its seed; naming that seed in the replay changes nothing, so a loader race is the

@@ -1,0 +1,126 @@
+// A trace that does not follow the run its own configuration describes (an event no run of it makes, an
+// event it makes twice, a batch no loader can hand out, a configuration this trainrr cannot read): replay and
+// diff say so, and never blame the arithmetic, a loader's race or a configuration difference for it.
+
+#include <gtest/gtest.h>
+
+#include "tests/test_util.h"
+#include "tests/trace_rewrite.h"
+
+namespace trainrr::testing {
+namespace {
+
+bool has(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+class InconsistentTrace : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    shared_ = new TempDir;
+    const CommandResult r =
+        run_trainrr("record " + example("breast_cancer.toml") +
+                    " --set train.epochs=1 --set runtime.policy=deterministic --level layer -o " +
+                    shared_->file("a.trr"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  static void TearDownTestSuite() {
+    delete shared_;
+    shared_ = nullptr;
+  }
+  static std::string recorded() { return shared_->file("a.trr"); }
+
+  // The recording with `edit` applied to its step `step`, as bad.trr.
+  std::string with_step(int64_t step, const std::function<void(trace::TraceStep&)>& edit) {
+    const std::string bad = dir.file("bad.trr");
+    EXPECT_EQ(rewrite_trace(
+                  recorded(), bad, [](trace::TraceHeader&) {},
+                  [&](trace::TraceStep& s) {
+                    if (s.index == step) edit(s);
+                  }),
+              "");
+    return bad;
+  }
+
+  static TempDir* shared_;
+  TempDir dir;
+};
+TempDir* InconsistentTrace::shared_ = nullptr;
+
+const std::string kTrace = "the trace does not follow the run its configuration describes";
+const std::string kATrace = "a trace does not follow the run its configuration describes";
+
+TEST_F(InconsistentTrace, AProbeOfALayerTheModelDoesNotHaveIsNoArithmetic) {
+  bool edited = false;
+  const std::string bad = with_step(0, [&](trace::TraceStep& s) {
+    for (auto& e : s.events)
+      if (auto* p = std::get_if<trace::ProbeEvent>(&e); p && p->site == "dense_1:out" && !edited) {
+        p->site = "ghost_9:out";
+        edited = true;
+      }
+  });
+  ASSERT_TRUE(edited);
+  const CommandResult r = run_trainrr("replay " + bad);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output,
+                  "  cause: trace: the replay probes dense_1:out, the recording has no such probe in this "
+                  "step; " +
+                      kTrace))
+      << r.output;
+  EXPECT_FALSE(has(r.output, "numeric")) << r.output;
+  const CommandResult d = run_trainrr("diff " + recorded() + " " + bad);
+  ASSERT_EQ(d.exit_code, 1) << d.output;
+  EXPECT_TRUE(has(d.output, "  cause: trace: ")) << d.output;
+  EXPECT_TRUE(has(d.output, kATrace)) << d.output;
+}
+
+TEST_F(InconsistentTrace, AProbeRecordedTwiceIsCountedAndNamedAsTheTrace) {
+  const std::string bad = with_step(1, [&](trace::TraceStep& s) {
+    std::vector<trace::Event> twice;
+    for (const auto& e : s.events) {
+      twice.push_back(e);
+      if (std::holds_alternative<trace::ProbeEvent>(e)) twice.push_back(e);
+    }
+    s.events = std::move(twice);
+  });
+  const CommandResult r = run_trainrr("replay " + bad);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(r.output.rfind("diverged at step 1, forward, dense_1 (dense_1:out)\n", 0), 0u) << r.output;
+  EXPECT_TRUE(has(
+      r.output,
+      "  cause: trace: the recording has 2 events at dense_1:out in step 1, the replay made 1; " + kTrace))
+      << r.output;
+}
+
+TEST_F(InconsistentTrace, ABatchNoLoaderCanHandOutIsNoLoaderRace) {
+  for (const int64_t batch : {int64_t{15}, int64_t{0}}) {  // one past the epoch's 15 batches; step 0's again
+    bool edited = false;
+    const std::string bad = with_step(1, [&](trace::TraceStep& s) {
+      for (auto& e : s.events)
+        if (auto* b = std::get_if<trace::BatchOrderEvent>(&e)) {
+          b->batch = batch;
+          edited = true;
+        }
+    });
+    ASSERT_TRUE(edited);
+    const CommandResult r = run_trainrr("replay " + bad);
+    ASSERT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_TRUE(has(r.output, "  cause: trace: step 1: the recorded batch " + std::to_string(batch) +
+                                  " cannot be handed out here ("))
+        << r.output;
+    EXPECT_TRUE(has(r.output, "no loader hands out such a batch, so " + kTrace)) << r.output;
+    EXPECT_FALSE(has(r.output, "hands out batches in the order its workers finish")) << r.output;
+  }
+}
+
+TEST_F(InconsistentTrace, AConfigurationThisTrainrrCannotReadIsNamedInADiff) {
+  const std::string bad = dir.file("bad.trr");
+  ASSERT_EQ(rewrite_trace(recorded(), bad, [](trace::TraceHeader& h) { h.config += "\nunknown_key = 1\n"; }),
+            "");
+  const CommandResult d = run_trainrr("diff " + recorded() + " " + bad);
+  EXPECT_TRUE(has(d.output, "the configuration texts differ, and this trainrr cannot read B's ("))
+      << d.output;
+}
+
+}  // namespace
+}  // namespace trainrr::testing
