@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <tuple>
 
 #include "engine/kernels/kernel_registry.h"
 #include "engine/model.h"
@@ -547,6 +548,21 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
       for (const auto& [site, ab] : ci.kernel_differences)
         ks += (ks.empty() ? "" : "; ") + site + ": " + ab.first + " vs " + ab.second;
       rep.notes.push_back("the kernel selections differ (" + ks + "), yet every compared value is the same");
+    }
+    // A site one trace holds a choice for and the other none: the choices there are not known to be the same.
+    for (const auto& [one, other, who] :
+         {std::tuple{&kernels_a, &kernels_b, "A"}, std::tuple{&kernels_b, &kernels_a, "B"}}) {
+      std::vector<std::string> only;
+      for (const auto& [site, k] : *one)
+        if (!other->count(site)) only.push_back(site);
+      if (only.empty()) continue;
+      rep.choices_unknown = true;
+      std::string sites;
+      for (size_t i = 0; i < only.size() && i < 5; ++i) sites += (i ? ", " : "") + only[i];
+      if (only.size() > 5) sites += ", ...";
+      rep.notes.push_back(std::string(who) + " holds kernel choices that " + (who[0] == 'A' ? "B" : "A") +
+                          " does not, at " + counted(static_cast<int64_t>(only.size()), "site") + " (" +
+                          sites + "): the two runs' choices there cannot be compared");
     }
     res.exit_code = 0;
     return res;

@@ -249,9 +249,11 @@ std::string report_text(const DivergenceReport& r) {
       << steps_compared(r) << "\n";
   } else if (!r.diverged) {
     o << (r.status() == ReportStatus::reproduced ? "reproduced bit for bit"
-          : r.same_choices
-              ? "identical: the two runs made the same choices and computed the same bits"
-              : "identical: the two runs computed the same bits, with other kernels at some sites")
+          : !r.same_choices
+              ? "identical: the two runs computed the same bits, with other kernels at some sites"
+          : r.choices_unknown ? "identical: the two runs computed the same bits; one trace holds kernel "
+                                "choices the other does not"
+                              : "identical: the two runs made the same choices and computed the same bits")
       << steps_compared(r) << "\n";
   } else if (r.first) {
     const FirstDivergence& d = *r.first;

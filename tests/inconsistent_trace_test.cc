@@ -122,5 +122,28 @@ TEST_F(InconsistentTrace, AConfigurationThisTrainrrCannotReadIsNamedInADiff) {
       << d.output;
 }
 
+// Without the kernel choices of one trace, the two runs are not known to have made the same choices.
+TEST_F(InconsistentTrace, ADiffOfATraceWithoutKernelChoicesDoesNotSayTheChoicesAreTheSame) {
+  const std::string bad = dir.file("bad.trr");
+  ASSERT_EQ(rewrite_trace(
+                recorded(), bad, [](trace::TraceHeader&) {},
+                [](trace::TraceStep& s) {
+                  std::erase_if(s.events, [](const trace::Event& e) {
+                    return std::holds_alternative<KernelChoice>(e);
+                  });
+                }),
+            "");
+  const CommandResult d = run_trainrr("diff " + recorded() + " " + bad);
+  ASSERT_EQ(d.exit_code, 0) << d.output;
+  EXPECT_EQ(d.output.rfind(
+                "identical: the two runs computed the same bits; one trace holds kernel choices the other "
+                "does not",
+                0),
+            0u)
+      << d.output;
+  EXPECT_TRUE(has(d.output, "A holds kernel choices that B does not, at ")) << d.output;
+  EXPECT_FALSE(has(d.output, "made the same choices")) << d.output;
+}
+
 }  // namespace
 }  // namespace trainrr::testing
