@@ -260,6 +260,10 @@ std::string data_not_reaching(const FirstDivergence& d, bool seeds_differ, const
 }
 
 Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
+  // The same values summarized otherwise: no configuration, data or arithmetic makes that.
+  if (d.kind == "summary")
+    return {"trace", d.detail + ": " + (in_given.name_b == "replayed" ? "the trace was" : "a trace was") +
+                         " changed after it was written"};
   if (in_given.data_changed) {
     // Data that cannot have made this event is named beside the cause the other evidence gives.
     const auto side = [&](bool a) -> std::string {
@@ -332,6 +336,7 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
       " not follow the run its configuration describes: with the same configuration and data, runs make the "
       "same events (it was changed after it was written, or written by another version of trainrr)";
   if (kind == "extra" || kind == "missing") return {"trace", d.detail + "; " + trace_words};
+
   if (kind == "loader" && d.detail.find("cannot be handed out here") != std::string::npos)
     return {"trace", d.detail + "; no loader hands out such a batch, so " + trace_words};
   if (kind == "rng") {

@@ -417,6 +417,22 @@ void ReplayHooks::check_probe(std::string_view site, Phase phase, const Tensor& 
   const uint64_t replayed = known ? known_digest : digest(value);
   last_probe_ = {value.ptr(), value.size(), replayed};
   if (replayed == rec.fingerprint.digest) {
+    // The same values: a summary that counts other values, or non-finite ones (which `show` reports), must
+    // describe them too, or the trace was changed after it was written.
+    const Summary& said = rec.fingerprint.summary;
+    if (said.count != value.size() || said.non_finite > 0) {
+      const Summary now = summarize(std::span<const float>(value.data));
+      if (now.count != said.count || now.non_finite != said.non_finite) {
+        diverge(divergence(-1, phase_name(phase), "summary", std::string(site),
+                           "the recording's summary of " + std::string(site) + " (" +
+                               std::to_string(said.count) + " values, " + std::to_string(said.non_finite) +
+                               " not finite) does not describe the values its digest is of, which the replay "
+                               "computed (" +
+                               std::to_string(now.count) + " values, " + std::to_string(now.non_finite) +
+                               " not finite)"));
+        return;
+      }
+    }
     views_.probe(site, phase_name(phase), nullptr, nullptr);
     return;
   }

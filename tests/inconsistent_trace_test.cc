@@ -122,6 +122,32 @@ TEST_F(InconsistentTrace, AConfigurationThisTrainrrCannotReadIsNamedInADiff) {
       << d.output;
 }
 
+// A summary claiming values the digest's values do not have (non-finite ones, which show reports): replay and
+// diff say the trace was changed, where they said it reproduced, or the runs were identical.
+TEST_F(InconsistentTrace, ASummaryThatDoesNotDescribeItsDigestsValuesIsNamed) {
+  bool edited = false;
+  const std::string bad = with_step(1, [&](trace::TraceStep& s) {
+    for (auto& e : s.events)
+      if (auto* p = std::get_if<trace::ProbeEvent>(&e); p && p->site == "dense_1:out") {
+        p->fingerprint.summary.non_finite = 5;
+        edited = true;
+      }
+  });
+  ASSERT_TRUE(edited);
+  const CommandResult r = run_trainrr("replay " + bad);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(r.output.rfind("diverged at step 1, forward, dense_1 (dense_1:out)\n", 0), 0u) << r.output;
+  EXPECT_TRUE(has(r.output, "  cause: trace: the recording's summary of dense_1:out (")) << r.output;
+  EXPECT_TRUE(has(r.output, " values, 5 not finite) does not describe the values its digest is of"))
+      << r.output;
+  EXPECT_TRUE(has(r.output, "the trace was changed after it was written")) << r.output;
+  const CommandResult d = run_trainrr("diff " + recorded() + " " + bad);
+  ASSERT_EQ(d.exit_code, 1) << d.output;
+  EXPECT_TRUE(
+      has(d.output, "  cause: trace: A and B hold the same digest of dense_1:out with other summaries"))
+      << d.output;
+}
+
 // Without the kernel choices of one trace, the two runs are not known to have made the same choices.
 TEST_F(InconsistentTrace, ADiffOfATraceWithoutKernelChoicesDoesNotSayTheChoicesAreTheSame) {
   const std::string bad = dir.file("bad.trr");
