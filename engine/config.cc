@@ -20,6 +20,7 @@
 #include "engine/data/file_io.h"
 #include "engine/data/split.h"
 #include "engine/device.h"
+#include "engine/escape.h"
 #include "engine/layers/activations.h"
 #include "engine/layers/initializers.h"
 #include "engine/layers/loss.h"
@@ -435,7 +436,16 @@ bool read_layers(const toml::node& n, const std::string& where, const std::strin
     // Keras' names are Python identifiers; a '/' would also break the "layer/tensor" names of the
     // optimizer state in checkpoints.
     if (s.name.find('/') != std::string::npos) {
-      *error = r.where(*t->get("name"), "name") + " must not contain '/', got '" + s.name + "'";
+      *error = r.where(*t->get("name"), "name") + " must not contain '/', got '" + inline_text(s.name) + "'";
+      return false;
+    }
+    // A name is printed in the model's summary and in messages: one that would act on a terminal (an escape
+    // sequence, a line break) or is not text is not a name.
+    if (inline_text(s.name) != s.name) {
+      *error = r.where(*t->get("name"), "name") +
+               " must be text without control characters (a line break, an escape, a tab) or bytes that are "
+               "not UTF-8, got '" +
+               inline_text(s.name) + "'";
       return false;
     }
     auto wants = [&](const char* key) {

@@ -393,6 +393,31 @@ TEST(Config, ArgumentsKerasRequiresMustBeGiven) {
        {"model.layers[0]=1", "run.toml (--set): model.layers[0] must be a table"}});
 }
 
+// A layer's name is printed in the model's summary: one with a control character (an escape sequence that
+// clears the screen, a line break that prints a line of its own) or bytes that are not UTF-8 is refused, as
+// a '/' is, naming the key and showing the name escaped. Other text is a name.
+TEST(Config, ALayerNameWithControlCharactersIsRefused) {
+  std::string text = kBase;
+  text.replace(text.find("type = \"Dense\"\n"), 15, "type = \"Dense\"\nname = \"a\\u001b[2Jb\"\n");
+  auto c = parse_config(text, "run.toml", "");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(
+      c.error().message,
+      "run.toml:8: model.layers[0].name must be text without control characters (a line break, an escape, "
+      "a tab) or bytes that are not UTF-8, got 'a\\x1B[2Jb'");
+  expect_set_errors({{"model.layers[0].name=\"x\\r\\ny\"",
+                      "model.layers[0].name must be text without control "
+                      "characters (a line break, an escape, a tab) or bytes "
+                      "that are not UTF-8, got 'x\\x0D\\x0Ay'"},
+                     {"model.layers[0].name=\"x\\ty\"", "got 'x\\x09y'"},
+                     {"model.layers[0].name=\"x\\u202Ey\"", "got 'x\\u202Ey'"},
+                     {"model.layers[0].name=\"x\\u009By\"", "got 'x\\u009By'"}});
+  for (const std::string name : {"dense 1", "couche_é", "层", "a\\\\b"}) {
+    auto ok = parse_config(kBase, "run.toml", "", {"model.layers[0].name=\"" + name + "\""});
+    EXPECT_TRUE(ok.ok()) << name << ": " << ok.error().message;
+  }
+}
+
 TEST(Config, DataSourceFollowsThePathOrTheSyntheticKeys) {
   struct Case {
     std::string path, source;

@@ -4,6 +4,8 @@
 #include <new>
 #include <stdexcept>
 
+#include "engine/escape.h"
+
 namespace trainrr {
 namespace {
 
@@ -162,7 +164,9 @@ std::string Sequential::summary() const {
       count += t->value.size();
       non_trainable += t->value.size();
     }
-    out += "  " + layers_[i]->name() + " (" + layers_[i]->type() + ") -> " +
+    // The name comes from a configuration, perhaps one a trace holds: escaped as every string from a file
+    // that reaches a terminal is.
+    out += "  " + inline_text(layers_[i]->name()) + " (" + layers_[i]->type() + ") -> " +
            (i < output_shapes_.size() ? shape_str(output_shapes_[i]) : "?") + ", " + std::to_string(count) +
            " params\n";
   }

@@ -745,9 +745,67 @@ std::map<std::string, Shape> Training::state_shapes() {
   return out;
 }
 
+namespace {
+
+// A checkpoint's scalar, for a message: as printf writes it, every digit a double holds.
+std::string scalar_str(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", shown_number(v));
+  return buf;
+}
+
+}  // namespace
+
+// The scalars come from a trace, untrusted: each is checked before it is converted or used. A count must be a
+// whole number no larger than what the checkpoint's own step and order allow: the optimizer updates once a
+// step, and an epoch takes each row's labels once. The loss sum may be nan or infinite (a run whose loss
+// diverged is checkpointed too), never negative: no loss is.
+Status Training::checkpoint_scalars(const TrainState& s, CheckpointScalars& out) const {
+  auto damaged = [&](const std::string& name, double v, const std::string& why) {
+    return Error{"checkpoint at step " + std::to_string(s.step) + ": its scalar " + name + " = " +
+                 scalar_str(v) + " " + why +
+                 ": the checkpoint was changed after it was taken (it is damaged)"};
+  };
+  // `most` as a double is exact: it is at most 2^53.
+  auto count = [&](const std::string& name, double v, int64_t most, const std::string& why_most,
+                   int64_t& to) -> Status {
+    // Compared as a double: a value past int64_t's range is never converted.
+    if (!(v >= 0 && v <= static_cast<double>(most) && v == std::floor(v)))
+      return damaged(name, v, "is not a whole number from 0 to " + std::to_string(most) + why_most);
+    to = static_cast<int64_t>(v);
+    return {};
+  };
+  // An open epoch's labels are those of the rows its permutation orders (their count is checked against the
+  // run's in restore()). A closed epoch's counts are the epoch before's, not used, and its data may be
+  // another now: whole numbers, and no larger than a double holds exactly.
+  const bool open = !s.permutation.empty();
+  const int64_t labels_per_row =
+      train_.rows() > 0 ? std::max<int64_t>(1, static_cast<int64_t>(train_.y.size()) / train_.rows()) : 1;
+  const int64_t labels =
+      open ? static_cast<int64_t>(s.permutation.size()) * labels_per_row : int64_t{1} << 53;
+  const std::string why_labels = open ? " (the labels of the rows its epoch's permutation orders)" : "";
+  const double* correct = nullptr;
+  for (const auto& [k, v] : s.scalars) {
+    Status st;
+    if (k == "optimizer.iterations")
+      st = count(k, v, std::clamp<int64_t>(s.step, 0, int64_t{1} << 53), " (its step)", out.iterations);
+    if (k == "epoch.rows") st = count(k, v, labels, why_labels, out.rows);
+    if (k == "epoch.correct") correct = &v;
+    if (k == "epoch.loss_sum") {
+      if (v < 0) return damaged(k, v, "is negative, where no loss is");
+      out.loss_sum = v;
+    }
+    if (!st) return st;
+  }
+  if (correct) return count("epoch.correct", *correct, out.rows, " (its epoch.rows)", out.correct);
+  return {};
+}
+
 Status Training::restore(const TrainState& s) {
   // The run keeps its own seed: a replay that does not force the seed resumes with the recorded state but
   // draws from its own streams, which is what it is asked to show.
+  CheckpointScalars scalars;
+  if (Status st = checkpoint_scalars(s, scalars); !st) return st;
   std::vector<NamedTensor> model_tensors, opt_tensors;
   for (const auto& t : s.tensors) (t.name.find('/') == std::string::npos ? model_tensors : opt_tensors).push_back(t);
   if (Status st = model_.restore(model_tensors); !st) return st;
@@ -762,14 +820,10 @@ Status Training::restore(const TrainState& s) {
       return Error{"optimizer state '" + t.name + "' has shape " + shape_str(t.value.shape) +
                    ", its parameter " + shape_str(*it->second)};
   }
-  double iterations = 0;
-  for (const auto& [k, v] : s.scalars) {
-    if (k == "optimizer.iterations") iterations = v;
-    if (k == "epoch.loss_sum") epoch_loss_ = v;
-    if (k == "epoch.correct") epoch_correct_ = static_cast<int64_t>(v);
-    if (k == "epoch.rows") epoch_rows_ = static_cast<int64_t>(v);
-  }
-  if (Status st = optimizer_->restore(opt_tensors, static_cast<int64_t>(iterations)); !st) return st;
+  if (Status st = optimizer_->restore(opt_tensors, scalars.iterations); !st) return st;
+  epoch_loss_ = scalars.loss_sum;
+  epoch_correct_ = scalars.correct;
+  epoch_rows_ = scalars.rows;
   // The optimizer's slots go to the device at their next update.
   if (device_) model_.to_device(*device_);
   rng_->restore(s.rng_offsets);

@@ -97,6 +97,14 @@ class Training {
  private:
   Training() = default;
   Status prepare(const TrainingOptions& options);
+  // What restore() takes from a checkpoint's scalars, each checked (an error names the scalar and the step).
+  struct CheckpointScalars {
+    int64_t iterations = 0;
+    double loss_sum = 0;
+    int64_t correct = 0;
+    int64_t rows = 0;
+  };
+  Status checkpoint_scalars(const TrainState& state, CheckpointScalars& out) const;
   void start_epoch();
   void run_step();
   // A data-parallel step: this rank's shards of the global batch, the allreduce, the update.

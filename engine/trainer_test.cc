@@ -61,6 +61,81 @@ TEST(Training, ARestoredOptimizerSlotMustHaveItsParametersShape) {
   EXPECT_EQ(s.error().message, "optimizer state 'm/dense_1.kernel' has shape (1,), its parameter (30, 16)");
 }
 
+// A checkpoint's scalars come from a trace: one that is not a whole number where a count is meant (nan,
+// 1e300, 2.5), negative, or larger than the checkpoint's step or epoch allow is refused, naming the scalar
+// and the step, before anything is restored (converting 1e300 or nan to an integer is undefined).
+TEST(Training, ARestoredCheckpointsScalarsMustBeCountsItsStepAndEpochAllow) {
+  auto config = load_config(example("breast_cancer.toml"), {"runtime.policy=deterministic"});
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  TrainingOptions options;
+  options.registry = &registry;
+  Hooks hooks;
+  options.hooks = &hooks;
+  auto t = Training::create(*config, options);
+  ASSERT_TRUE(t.ok()) << t.error().message;
+  ASSERT_TRUE((*t)->fit(3).ok());
+  const TrainState good = (*t)->state();
+  ASSERT_FALSE(good.permutation.empty());
+  const int64_t rows = static_cast<int64_t>(good.permutation.size());
+  double done = -1;
+  for (const auto& [k, v] : good.scalars)
+    if (k == "epoch.rows") done = v;
+  ASSERT_EQ(done, 3 * 32);  // three batches of 32
+  ASSERT_TRUE((*t)->restore(good).ok());
+  auto with = [&](const std::string& name, double v) {
+    TrainState s = good;
+    bool found = false;
+    for (auto& [k, value] : s.scalars)
+      if (k == name) value = v, found = true;
+    EXPECT_TRUE(found) << name;
+    return s;
+  };
+  const std::string damaged = ": the checkpoint was changed after it was taken (it is damaged)";
+  const std::string iterations = "checkpoint at step 3: its scalar optimizer.iterations = ";
+  const std::string not_count = " is not a whole number from 0 to 3 (its step)" + damaged;
+  const std::string rows_what = " is not a whole number from 0 to " + std::to_string(rows) +
+                                " (the labels of the rows its epoch's permutation orders)" + damaged;
+  const std::vector<std::pair<TrainState, std::string>> cases = {
+      {with("optimizer.iterations", NAN), iterations + "nan" + not_count},
+      {with("optimizer.iterations", -NAN), iterations + "nan" + not_count},
+      {with("optimizer.iterations", 1e300), iterations + "1.0000000000000001e+300" + not_count},
+      {with("optimizer.iterations", INFINITY), iterations + "inf" + not_count},
+      {with("optimizer.iterations", 2.5), iterations + "2.5" + not_count},
+      {with("optimizer.iterations", -1), iterations + "-1" + not_count},
+      {with("optimizer.iterations", 4), iterations + "4" + not_count},
+      {with("epoch.rows", 1e19), "checkpoint at step 3: its scalar epoch.rows = 1e+19" + rows_what},
+      {with("epoch.rows", static_cast<double>(rows + 1)),
+       "checkpoint at step 3: its scalar epoch.rows = " + std::to_string(rows + 1) + rows_what},
+      {with("epoch.correct", -INFINITY),
+       "checkpoint at step 3: its scalar epoch.correct = -inf is not a whole number from 0 to 96 (its "
+       "epoch.rows)" +
+           damaged},
+      {with("epoch.correct", 97),
+       "checkpoint at step 3: its scalar epoch.correct = 97 is not a whole number from 0 to 96 (its "
+       "epoch.rows)" +
+           damaged},
+      {with("epoch.loss_sum", -5),
+       "checkpoint at step 3: its scalar epoch.loss_sum = -5 is negative, where no loss is" + damaged},
+      {with("epoch.loss_sum", -INFINITY),
+       "checkpoint at step 3: its scalar epoch.loss_sum = -inf is negative, where no loss is" + damaged},
+  };
+  for (const auto& [state, message] : cases) {
+    Status s = (*t)->restore(state);
+    ASSERT_FALSE(s.ok()) << message;
+    EXPECT_EQ(s.error().message, message);
+  }
+  // A diverged run's loss sum is nan or infinite: its checkpoint is restored.
+  for (double v : {static_cast<double>(NAN), static_cast<double>(INFINITY), 0.0})
+    EXPECT_TRUE((*t)->restore(with("epoch.loss_sum", v)).ok()) << v;
+  EXPECT_TRUE((*t)->restore(with("optimizer.iterations", 0)).ok());
+  // The state restored is the one checked: three updates, three batches.
+  ASSERT_TRUE((*t)->restore(good).ok());
+  TrainState again = (*t)->state();
+  EXPECT_EQ(again.scalars, good.scalars);
+}
+
 // --- op_done: every op of a step says it is done, whatever the probe level and wherever it runs ---
 
 std::string example(const std::string& name) { return std::string(TRAINRR_SOURCE_DIR) + "/examples/" + name; }

@@ -241,7 +241,10 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
       auto state = cr->read_checkpoint(cp->offset);
       if (!state) return state.error();
       if (Status st = s.hooks->skip_to(state->step); !st) return st.error();
-      if (Status st = s.training->restore(*state); !st) return Error{trace_path + ": " + st.error().message};
+      // What the run cannot take from the checkpoint is said at the checkpoint's byte, as the reader says
+      // what it refuses in one.
+      if (Status st = s.training->restore(*state); !st)
+        return Error{trace_path + ": byte " + std::to_string(cp->offset) + ": " + st.error().message};
       s.resumed_at = state->step;
       s.from_checkpoint = true;
     } else if (!index) {

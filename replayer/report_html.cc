@@ -1,6 +1,7 @@
 #include "replayer/report_html.h"
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -58,11 +59,21 @@ string decade(int e) {
   return "1e" + std::to_string(e);
 }
 
-// About `target` round values covering [lo, hi].
+// hi - lo for finite lo <= hi, or half of it where the difference is past what a double holds (-1e308 to
+// 1e308): `halved` says which.
+double span(double lo, double hi, bool& halved) {
+  const double d = hi - lo;
+  halved = !std::isfinite(d);
+  return halved ? hi / 2 - lo / 2 : d;
+}
+
+// About `target` round values covering [lo, hi] (finite): every one finite, and at most a few more than
+// `target` (a range narrower than the doubles around it can tell apart gets its ends).
 std::vector<double> nice_ticks(double lo, double hi, int target) {
   std::vector<double> t;
   if (!(hi > lo)) return {lo};
-  const double raw = (hi - lo) / std::max(1, target);
+  bool halved = false;
+  const double raw = span(lo, hi, halved) / std::max(1, target) * (halved ? 2 : 1);
   const double mag = std::pow(10.0, std::floor(std::log10(raw)));
   double step = mag;
   for (double m : {1.0, 2.0, 2.5, 5.0, 10.0})
@@ -70,8 +81,16 @@ std::vector<double> nice_ticks(double lo, double hi, int target) {
       step = m * mag;
       break;
     }
-  for (double v = std::ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step)
+  // Each tick is counted from the first, not added to the last: a step below the doubles' resolution at lo
+  // would never move past it.
+  const double first = std::ceil(lo / step - 1e-9);
+  for (int i = 0; i <= 2 * std::max(1, target) + 2; ++i) {
+    const double v = (first + i) * step;
+    if (!std::isfinite(v) || v > hi + step * 1e-9) break;
+    if (!t.empty() && v <= t.back()) return {lo, hi};
     t.push_back(std::fabs(v) < step * 1e-9 ? 0 : v);
+  }
+  if (t.empty()) return {lo, hi};
   return t;
 }
 
@@ -232,7 +251,15 @@ constexpr int kWidth = 1100;
 struct Axis {
   double lo, hi;  // data range
   double p0, p1;  // pixel range
-  double at(double v) const { return hi == lo ? (p0 + p1) / 2 : p0 + (p1 - p0) * (v - lo) / (hi - lo); }
+  // Finite for every finite v in [lo, hi], however far apart lo and hi (-1e308 to 1e308): the fraction of the
+  // range comes first, then the pixels.
+  double at(double v) const {
+    if (!(hi > lo)) return (p0 + p1) / 2;
+    bool halved = false;
+    const double range = span(lo, hi, halved);
+    const double from_lo = halved ? v / 2 - lo / 2 : v - lo;
+    return p0 + (p1 - p0) * (from_lo / range);
+  }
 };
 
 string legend_line(const string& colour, bool dashed, double width = 2.5, double opacity = 1) {
@@ -336,7 +363,12 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
   const int64_t diverged_at = r.diverged && r.first ? r.first->step : -1;
   // Panel 1: the two losses.
   const double t1 = 12, b1 = 262;
-  if (hi == lo) hi = lo + std::max(1e-6, std::fabs(lo) * 0.01), lo -= std::max(1e-6, std::fabs(lo) * 0.01);
+  if (hi == lo) {
+    // A flat curve sits mid-panel: widened by 1% each way, within the doubles (1e308 and up).
+    const double pad = std::max(1e-6, std::fabs(lo) * 0.01);
+    hi = std::min(lo + pad, DBL_MAX);
+    lo = std::max(lo - pad, -DBL_MAX);
+  }
   const std::vector<double> yt = nice_ticks(lo, hi, 5);
   const Axis y{std::min(lo, yt.front()), std::max(hi, yt.back()), b1, t1};
   // Panel 2: |loss difference|, log scale.
@@ -346,6 +378,8 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
   for (size_t i = 0; i < points; ++i) {
     const double a = p.loss_a[i], b = i < p.loss_b.size() ? p.loss_b[i] : NAN;
     if (!std::isfinite(a) || !std::isfinite(b)) continue;
+    // A difference past what a double holds (1e308 against -1e308) is left out, as a non-finite loss is.
+    if (!std::isfinite(a - b)) continue;
     diff[i] = std::fabs(a - b);
     if (diff[i] > 0) dlo = std::min(dlo, diff[i]), dhi = std::max(dhi, diff[i]);
   }

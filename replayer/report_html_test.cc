@@ -2,7 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cfloat>
 #include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <regex>
+#include <sstream>
+#include <string_view>
 
 namespace trainrr {
 namespace {
@@ -151,6 +158,64 @@ TEST(ReportHtml, AReproducedReplaySaysSoAndMarksNoDivergence) {
   EXPECT_TRUE(has(page, "Reproduced bit for bit"));
   EXPECT_FALSE(has(page, "first divergence"));
   EXPECT_TRUE(has(page, "the losses are the same bits at every step compared"));
+}
+
+// Every coordinate in the page's drawings (x, y, cx, cy, width, height, a path's points): numbers, finite.
+// "" or the first that is not.
+std::string first_coordinate_not_finite(const std::string& page) {
+  static const std::regex attribute(R"re(\s(x|y|x1|y1|x2|y2|cx|cy|r|width|height|d)="([^"]*)")re");
+  for (auto it = std::sregex_iterator(page.begin(), page.end(), attribute); it != std::sregex_iterator();
+       ++it) {
+    std::string value = (*it)[2];
+    if ((*it)[1] == "d")  // a path's commands, and the commas between its numbers
+      for (char& c : value)
+        if (std::string_view("MLHVZCSQTAmlhvzcsqta,").find(c) != std::string_view::npos) c = ' ';
+    std::istringstream words(value);
+    for (std::string w; words >> w;) {
+      char* end = nullptr;
+      const double v = std::strtod(w.c_str(), &end);
+      if (*end != '\0' || !std::isfinite(v)) return (*it).str();
+    }
+  }
+  return "";
+}
+
+// The loss panel's scale is computed so that no coordinate overflows, whatever finite losses the traces hold:
+// 1e308 beside 2 once made max - min times the panel's height -inf, and the curve "-inf".
+TEST(ReportHtml, EveryCoordinateOfTheLossChartIsFiniteForAnyFiniteLosses) {
+  const double tiny = std::numeric_limits<double>::denorm_min();
+  const std::vector<std::pair<std::string, std::vector<double>>> cases = {
+      {"1e308 at one step", {3, 1.5, 1, 0.75, 0.6, 1e308, 0.43, 0.38, 0.33, 0.3}},
+      {"the largest double", {3, DBL_MAX, 1, 0.75, 0.6, 0.5, 0.43, 0.38, 0.33, 0.3}},
+      {"both ends of the doubles", {-DBL_MAX, DBL_MAX, 1, -1e308, 1e308, 0.5, 0.43, NAN, INFINITY, -tiny}},
+      {"every step the largest double", std::vector<double>(10, DBL_MAX)},
+      {"every step the lowest double", std::vector<double>(10, -DBL_MAX)},
+      {"subnormal", {tiny, 2 * tiny, 3 * tiny, 4 * tiny, 0, tiny, tiny, tiny, tiny, tiny}},
+  };
+  for (const auto& [what, losses] : cases) {
+    DivergenceReport r = diverged_replay();
+    r.page.loss_b = losses;
+    r.page.val_loss = {{1, 4, losses[3], losses[4]}};
+    const std::string page = report_html(r);
+    EXPECT_EQ(first_coordinate_not_finite(page), "") << what;
+    const size_t chart = page.find("aria-label=\"loss per step");
+    ASSERT_NE(chart, std::string::npos) << what;
+    const std::string svg = page.substr(chart, page.find("</svg>", chart) - chart);
+    EXPECT_FALSE(has(svg, "inf")) << what << "\n" << svg;
+    EXPECT_FALSE(has(svg, "nan")) << what << "\n" << svg;
+    EXPECT_TRUE(has(page, "<path class=\"lb\" d=\"M")) << what;  // the curve is drawn
+  }
+}
+
+// Two losses one double apart at every step: the ticks of a range narrower than the doubles near it can step
+// through are its ends (a tick added to the last once never moved past it, and the list grew without end).
+TEST(ReportHtml, ALossRangeNarrowerThanTheDoublesResolveEndsItsTicks) {
+  DivergenceReport r = diverged_replay();
+  r.page.loss_a.assign(10, 1.0);
+  r.page.loss_b.assign(10, std::nextafter(1.0, 2.0));
+  const std::string page = report_html(r);
+  EXPECT_EQ(first_coordinate_not_finite(page), "");
+  EXPECT_TRUE(has(page, "<path class=\"lb\" d=\"M")) << page;
 }
 
 // A diff of a layer-level and a step-level trace compares at level step: the page says that, not that a

@@ -115,6 +115,27 @@ TEST_F(BadInput, UnknownKeyNamesKeyAndLine) {
   expect_error("train " + config("d.csv", "", "epoch = 3\n"), "run.toml:20:");
 }
 
+// A layer's name is printed in the model's summary: one that would clear the screen or print a line of its
+// own is refused, the key named and the name shown escaped.
+TEST_F(BadInput, ALayerNameWithControlCharactersIsRefusedAndNeverPrintedRaw) {
+  dir.write("d.csv", good_csv);
+  for (const std::string& name : {std::string("\\u001b[2J"), std::string("x\\r\\nended cleanly")}) {
+    std::string text = "seed = 1\n[data]\npath = \"d.csv\"\nlabel = \"y\"\n" + std::string(kModel);
+    text.insert(text.find("units = 4"), "name = \"" + name + "\"\n");
+    const std::string path = dir.write("run.toml", text);
+    for (const std::string& args : {"train " + path, "record " + path + " -o " + dir.file("run.trr")}) {
+      CommandResult r = run_trainrr(args);
+      EXPECT_EQ(r.exit_code, 2) << r.output;
+      EXPECT_NE(r.output.find("run.toml:8: model.layers[0].name must be text without control characters"),
+                std::string::npos)
+          << r.output;
+      EXPECT_EQ(r.output.find('\x1b'), std::string::npos) << r.output;
+      EXPECT_EQ(r.output.find('\r'), std::string::npos) << r.output;
+      EXPECT_EQ(r.output.find("model:"), std::string::npos) << r.output;
+    }
+  }
+}
+
 TEST_F(BadInput, UnknownTableMadeBySetSaysSetNotALine) {
   dir.write("d.csv", good_csv);
   expect_error("train " + config("d.csv") + " --set train.runtime.threads=1", "(--set): unknown key 'train.runtime'");

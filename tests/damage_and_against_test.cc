@@ -283,6 +283,43 @@ TEST(DamagedTraceReport, AFooterThatSaysCompletedBeforeTheScheduleEndsIsDamage) 
   EXPECT_EQ(run_trainrr("replay " + trace).exit_code, 0);
 }
 
+// The schedule is epochs times batches, counted without wrapping: 4 epochs of 2^62 + 15 batches are more
+// steps than int64_t holds, not the 60 the product wraps to, and a footer that says the run completed them in
+// the 60 steps the file holds is damage.
+TEST(DamagedTraceReport, AScheduleTooLongToCountIsNotTheStepsTheFileHolds) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", "--set train.epochs=4");  // 4 epochs of 15 batches
+  const std::string changed = dir.file("overflow.trr");
+  const uint64_t rows = (uint64_t{1} << 62) + 15;  // a batch each, with train.batch_size=1
+  bool edited = false;
+  ASSERT_EQ(rewrite_trace(
+                trace, changed,
+                [](trace::TraceHeader& h) {
+                  h.config_overrides.push_back("train.epochs=4");
+                  h.config_overrides.push_back("train.batch_size=1");
+                },
+                [&](trace::TraceStep& s) {
+                  for (auto& e : s.events)
+                    if (auto* sh = std::get_if<trace::ShuffleEvent>(&e); sh && s.index == 0) {
+                      ASSERT_TRUE(sh->draw.has_value());
+                      sh->length = rows;
+                      sh->draw->count = rows - 1;
+                      edited = true;
+                    }
+                }),
+            "");
+  ASSERT_TRUE(edited);
+  const std::string why =
+      "the footer says the run completed its schedule, but the file holds 60 complete steps of the more than "
+      "9223372036854775807 its configuration schedules (4 epochs of 4611686018427387919 batches)";
+  for (const std::string command : {"show", "dump"}) {
+    const CommandResult r = run_trainrr(command + " " + changed);
+    EXPECT_EQ(r.exit_code, 2) << command << "\n" << r.output;
+    EXPECT_TRUE(has(r.output, why)) << r.output;
+    EXPECT_FALSE(has(r.output, "ended cleanly")) << r.output;
+  }
+}
+
 // A draw is compared whole, not only its values: a count (or counter, or key) the replay did not draw is a
 // difference, even where the values drawn match the recorded digest.
 // `trace` with its first recorded draw changed by `edit`, written to `name` in `dir`.

@@ -20,6 +20,7 @@
 #include <numeric>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "replayer/replayer.h"
 #include "replayer/scratch.h"
@@ -701,6 +702,44 @@ TEST_F(UntrustedTrace, AnOptimizerSlotOfAnotherShapeThanItsParameterIsRefused) {
                           "builds (30, 16)"),
             std::string::npos)
       << r.output;
+  expect_nothing_written({"bad.trr", "cp.trr"});
+}
+
+// A checkpoint's scalars are counts and a sum the run resumes with: one that is not a count the checkpoint's
+// step allows (nan, 1e300) or a negative loss sum is damage, named with its step, not resumed from
+// (converting it to an integer was undefined) and not reported as a divergence of the run's arithmetic.
+TEST_F(UntrustedTrace, ACheckpointScalarThatIsNoCountItsStepAllowsIsRefusedAsDamage) {
+  const std::string with_checkpoint = checkpointed_trace();
+  ASSERT_FALSE(HasFailure());
+  const std::string bad = dir.file("bad.trr");
+  for (const auto& [name, value, why] :
+       {std::tuple{"optimizer.iterations", static_cast<double>(NAN),
+                   "nan is not a whole number from 0 to 5 (its step)"},
+        std::tuple{"optimizer.iterations", 1e300,
+                   "1.0000000000000001e+300 is not a whole number from 0 to 5 (its step)"},
+        std::tuple{"epoch.rows", -1.0, "-1 is not a whole number from 0 to "},
+        std::tuple{"epoch.loss_sum", -5.0, "-5 is negative, where no loss is"}}) {
+    bool edited = false;
+    ASSERT_EQ(rewrite_trace(
+                  with_checkpoint, bad, [](trace::TraceHeader&) {}, {},
+                  [&](trace::TraceCheckpoint& cp) {
+                    for (auto& [k, v] : cp.scalars)
+                      if (cp.step == 5 && k == name) v = value, edited = true;
+                    return true;
+                  }),
+              "");
+    ASSERT_TRUE(edited) << name;
+    CommandResult r = run("replay " + bad + " --from-step 5");
+    EXPECT_EQ(r.exit_code, 2) << name << "\n" << r.output;
+    EXPECT_NE(r.output.find(": byte "), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("checkpoint at step 5: its scalar " + std::string(name) + " = " + why),
+              std::string::npos)
+        << r.output;
+    EXPECT_NE(r.output.find("the checkpoint was changed after it was taken (it is damaged)"),
+              std::string::npos)
+        << r.output;
+    EXPECT_EQ(r.output.find("diverged"), std::string::npos) << r.output;
+  }
   expect_nothing_written({"bad.trr", "cp.trr"});
 }
 

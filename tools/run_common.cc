@@ -17,7 +17,7 @@ Status check_run_device(const RunConfig& config) {
 
 
 void print_run_header(FILE* out, const RunConfig& config, Training& t) {
-  std::fprintf(out, "run: %s\n", config.file.c_str());
+  std::fprintf(out, "run: %s\n", inline_text(config.file).c_str());
   std::fprintf(out, "seed: %llu%s\n", static_cast<unsigned long long>(t.seed()),
                t.seed_from_entropy() ? " (drawn from the OS: the configuration gives none)" : "");
   const DataConfig& d = config.data;

@@ -361,7 +361,10 @@ struct Checkpoint {
   rngOffsets @5 :List(RngOffset);
   permutation @6 :List(UInt32);  # the current epoch's order (loader cursor): must order 0..n-1 (n its length),
                                  # each once; that n is the training rows the engine checks
-  scalars @7 :List(NamedValue);  # optimizer iterations and the like
+  scalars @7 :List(NamedValue);  # optimizer iterations and the like; the engine checks them as it restores:
+                                 # optimizer.iterations a whole number 0..step, epoch.rows and epoch.correct
+                                 # whole numbers, at most the labels of the rows the permutation orders and
+                                 # epoch.rows, epoch.loss_sum not negative (nan or inf where the loss diverged)
   names @8 :Names;               # the whole interning state (first must be 0); must be set
   batchesDone @9 :List(UInt32);  # batches of the current epoch already handed out, in order; none may repeat,
                                  # and each must be < the epoch's batch count, which the reader cannot know:

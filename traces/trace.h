@@ -295,7 +295,12 @@ uint32_t footer_digest(const TraceFooter& footer);
 struct Schedule {
   int64_t epochs = 0;
   int64_t batches_per_epoch = 0;
-  int64_t steps() const { return epochs * batches_per_epoch; }
+  // epochs times batches_per_epoch; nullopt where that is more than int64_t holds (no file holds so many).
+  std::optional<int64_t> steps() const {
+    int64_t out = 0;
+    if (__builtin_mul_overflow(epochs, batches_per_epoch, &out)) return std::nullopt;
+    return out;
+  }
 };
 std::optional<Schedule> recorded_schedule(const TraceHeader& header, uint64_t train_rows);
 

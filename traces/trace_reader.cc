@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <new>
 #include <optional>
 #include <span>
@@ -1274,7 +1275,9 @@ struct TraceReader::Impl {
             s && s->steps() != complete_steps_seen)
           malformed("the footer says the run completed its schedule, but the file holds " +
                     std::to_string(complete_steps_seen) + " complete step" +
-                    (complete_steps_seen == 1 ? "" : "s") + " of the " + std::to_string(s->steps()) +
+                    (complete_steps_seen == 1 ? "" : "s") + " of the " +
+                    (s->steps() ? std::to_string(*s->steps())
+                                : "more than " + std::to_string(std::numeric_limits<int64_t>::max())) +
                     " its configuration schedules (" + std::to_string(s->epochs) + " epoch" +
                     (s->epochs == 1 ? "" : "s") + " of " + std::to_string(s->batches_per_epoch) + " batch" +
                     (s->batches_per_epoch == 1 ? "" : "es") +

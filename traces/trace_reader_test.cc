@@ -1496,5 +1496,16 @@ TEST(TraceOrder, AStepThatDoesNotRecordWhatItsHeadersLevelRecordsIsDamage) {
       << e;
 }
 
+// A footer that says the run completed is checked against epochs times batches: a product past int64_t's
+// range is no count of steps (it once wrapped, to as few as a file may hold).
+TEST(TraceSchedule, StepsAreEpochsTimesBatchesOrNoneWhereTheProductOverflows) {
+  EXPECT_EQ((Schedule{2, 15}.steps()), std::optional<int64_t>(30));
+  EXPECT_EQ((Schedule{0, 15}.steps()), std::optional<int64_t>(0));
+  EXPECT_EQ((Schedule{1, INT64_MAX}.steps()), std::optional<int64_t>(INT64_MAX));
+  EXPECT_EQ((Schedule{4, (int64_t{1} << 62) + 15}.steps()), std::nullopt);  // wraps to 60
+  EXPECT_EQ((Schedule{2, int64_t{1} << 62}.steps()), std::nullopt);         // wraps to INT64_MIN
+  EXPECT_EQ((Schedule{INT32_MAX, INT64_MAX / 2}.steps()), std::nullopt);
+}
+
 }  // namespace
 }  // namespace trainrr::trace
