@@ -115,8 +115,16 @@ std::string block_of(std::string_view phase) {
 void StepViews::mark(const std::string& site, const std::string& layer, const std::string& block, float size) {
   if (loss_a_.empty()) return;  // no step begun
   layer_rank_.emplace(layer, layer_rank_.size());
-  auto [it, added] = row_of_.emplace(block + '\n' + site, rows_.size());
-  if (added) rows_.push_back({site, layer, block, std::vector<float>(loss_a_.size(), MapRow::kNotCompared)});
+  std::string key = block + '\n' + site;
+  auto it = row_of_.find(key);
+  if (it == row_of_.end()) {
+    if (rows_.size() >= kMaxMapRows) {
+      ++sites_left_out_;
+      return;
+    }
+    it = row_of_.emplace(std::move(key), rows_.size()).first;
+    rows_.push_back({site, layer, block, std::vector<float>(loss_a_.size(), MapRow::kNotCompared)});
+  }
   float& cell = rows_[it->second].size.back();
   // kNotCompared is the least of the sizes, so the first mark of a point replaces it.
   cell = combine(cell, size);
@@ -181,6 +189,7 @@ void StepViews::finish(PageViews& page) {
     return std::pair(block_rank(a.block), layer_rank_[a.layer]) < std::pair(block_rank(b.block), layer_rank_[b.layer]);
   });
   page.rows.clear();
+  page.sites_left_out = sites_left_out_;
   for (size_t i : order) {
     rows_[i].size.resize(page.loss_a.size(), MapRow::kNotCompared);
     page.rows.push_back(std::move(rows_[i]));

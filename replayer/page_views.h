@@ -56,6 +56,10 @@ struct KernelTimeline {
   std::string missing_a, missing_b;
 };
 
+// The map's rows, at most: a model's sites (layers times ops and phases) are far fewer; a crafted trace whose
+// steps name ever new sites would otherwise hold a row of every point for each.
+inline constexpr size_t kMaxMapRows = 4096;
+
 struct PageViews {
   bool per_step = false;     // the command read every step (replay, diff); bisect re-executes a window only
   bool layer_probes = true;  // the traces hold layer probes (level layer or op); none at level step
@@ -69,6 +73,8 @@ struct PageViews {
   size_t epochs_ended = 0;  // epochs that ended within the steps compared
   // Blocks in the order forward, backward, update; in each, layers in model order.
   std::vector<MapRow> rows;
+  size_t sites_left_out =
+      0;  // marks of sites past the map's first kMaxMapRows (a trace naming ever new sites)
   std::vector<SideBySide> environment;  // every key of either side
   std::vector<SideBySide> kernels;      // every kernel site of either side
   std::string command;                  // the command line that shows this divergence again
@@ -147,6 +153,7 @@ class StepViews {
   std::set<int> epochs_logged_;       // epochs whose end (their logs) was read
   std::map<int, std::pair<double, double>> val_loss_;
   std::vector<MapRow> rows_;
+  size_t sites_left_out_ = 0;
   std::map<std::string, size_t> row_of_;  // block + '\n' + site -> index in rows_
   std::map<std::string, size_t> layer_rank_;  // layers in the order first seen: model order
 };

@@ -115,6 +115,23 @@ TEST(StepViews, EpochsAndValidationLossLandOnTheirSteps) {
   EXPECT_EQ(p.val_loss[0].b, 2.5);
 }
 
+// A trace whose steps name ever new sites (crafted: a model's sites repeat every step) keeps the map's rows,
+// each a vector of every point, bounded: the sites past the first kMaxMapRows are counted, not kept.
+TEST(StepViews, SitesPastTheMapsRowLimitAreCountedNotKept) {
+  StepViews v;
+  for (int64_t step = 0; step < 50; ++step) {
+    v.begin_step(step, 0);
+    for (int i = 0; i < 100; ++i)
+      v.probe("ghost_" + std::to_string(step) + "_" + std::to_string(i) + ":out", "forward", nullptr,
+              nullptr);
+    v.loss(1.0, 1.0);
+  }
+  PageViews p;
+  v.finish(p);
+  EXPECT_EQ(p.rows.size(), kMaxMapRows);
+  EXPECT_EQ(p.sites_left_out, 50u * 100u - kMaxMapRows);
+}
+
 TEST(RelativeDifference, OtherShapesOrNonFiniteValuesAreAsFarApartAsItGets) {
   Summary a = summary(4, 1, 1, 0, 1), b = a;
   b.count = 5;

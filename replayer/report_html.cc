@@ -549,6 +549,9 @@ void map_section(std::ostringstream& o, const DivergenceReport& r) {
     o << "<p class=\"muted\">No tensor was compared.</p></section>\n";
     return;
   }
+  if (p.sites_left_out > 0)
+    o << "<p class=\"callout\">The traces name more than " << p.rows.size()
+      << " sites: the map shows the first " << p.rows.size() << " only.</p>";
   size_t longest = 0;
   for (const auto& row : p.rows) longest = std::max(longest, row.site.size());
   const double label_w = std::clamp(static_cast<double>(longest) * 6.9 + 16, 140.0, 360.0);
