@@ -359,8 +359,9 @@ bool refine_cause(Cause& cause, const FirstDivergence& d, const CauseInputs& ci,
   if ((cause.category == "config" || cause.category == "data") && recorded_itself &&
       recorded_itself->step <= d.step) {
     // The configuration or the data reaches the difference, but the recorded run, on its own configuration
-    // and data, differs here by then too: the replaced kernels make a difference without them, and are the
-    // cause the evidence shows; what the configuration or data adds cannot be told apart here.
+    // and data, differs here by then too: this machine (kernels it cannot run, other code in a library) makes
+    // a difference without them, and that is the cause the evidence shows; what they add cannot be told
+    // apart.
     CauseInputs without = ci;
     without.config_differences.clear();
     without.data_changed = false;
@@ -373,8 +374,7 @@ bool refine_cause(Cause& cause, const FirstDivergence& d, const CauseInputs& ci,
           "), and can have made this difference as well; but the recorded run, re-executed here on its own "
           "configuration and data with every recorded choice forced, differs from the recording at step " +
           std::to_string(recorded_itself->step) + ", " + recorded_itself->site +
-          ", as well, with the recorded kernels that cannot run here replaced: those make a difference "
-          "alone");
+          ", as well: this machine makes a difference without them, and the cause names what differs here");
       cause = std::move(kernels);
       return true;
     }
@@ -439,13 +439,20 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
   ++executed;
   if (a->hooks->diverged()) {
     const FirstDivergence& fa = *a->hooks->first();
-    if (recorded_itself && !a->hooks->substituted().empty()) *recorded_itself = fa;
+    if (recorded_itself) *recorded_itself = fa;
+    // Which recorded kernels could not run here: evidence beside the difference, not its place.
+    std::string replaced;
+    const auto& subs = a->hooks->substituted();
+    for (size_t i = 0; i < subs.size() && i < 3; ++i) replaced += (i ? ", " : "") + subs[i].site;
+    if (subs.size() > 3) replaced += ", ...";
     notes.push_back(
-        "no element detail: re-executed here with every recorded choice forced, the recorded run itself differs "
+        "no element detail: re-executed here with every recorded choice forced, the recorded run itself "
+        "differs "
         "from the recording at step " +
         std::to_string(fa.step) + ", " + fa.site +
-        (a->hooks->substituted().empty() ? std::string()
-                                         : " (the recorded kernels that cannot run here ran as this machine's choice)") +
+        (subs.empty() ? std::string()
+                      : " (" + counted(static_cast<int64_t>(subs.size()), "recorded kernel") +
+                            " could not run here and ran as this machine's choice: " + replaced + ")") +
         ", so its values are not the recorded ones; the trace keeps digests, not values");
     return;
   }

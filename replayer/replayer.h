@@ -132,8 +132,9 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
 // the CPU gets its values only where this machine has that GPU (`recorded_device`, for tests only, stands in
 // for it). Counts the steps run in `executed`.
 // What the re-execution shows beside the values, for refine_cause: `recorded_itself`, where the recorded
-// side, with recorded kernels that cannot run here replaced, differs from the trace itself; `op_first`, the
-// first op whose output differs between the two sides (every op probed), with each side's kernel there.
+// side (every recorded choice forced, those that cannot run here replaced) differs from the trace itself;
+// `op_first`, the first op whose output differs between the two sides (every op probed), with each side's
+// kernel there.
 void locate_element(const std::string& trace_path, ForceSet force, const RunConfig& recorded,
                     const RunConfig& config, const KernelRegistry& registry, int64_t step, FirstDivergence& d,
                     int64_t& executed, std::vector<std::string>& notes,
@@ -143,9 +144,9 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
 
 // The cause of `d` (classify(d, ci)) made to follow what locate_element's re-execution showed: below level
 // op, a numeric or kernel cause becomes that of the first op whose output differs (`op_first`), which names
-// its kernel; a configuration or data cause gives way to the replaced kernels when the recorded run, with
-// those kernels replaced, differs by d's step on its own (`recorded_itself`), and a note names what it
-// replaced. Returns whether it added that note.
+// its kernel; a configuration or data cause gives way to what differs on this machine when the recorded run,
+// every recorded choice forced, differs by d's step on its own (`recorded_itself`), and a note says so.
+// Returns whether it added that note.
 bool refine_cause(Cause& cause, const FirstDivergence& d, const CauseInputs& ci,
                   const std::optional<FirstDivergence>& recorded_itself,
                   const std::optional<FirstDivergence>& op_first, std::vector<std::string>& notes);

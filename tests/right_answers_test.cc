@@ -256,6 +256,8 @@ TEST_F(RightAnswers, AConfigurationDifferenceBesideKernelsThatCannotRunHereIsNot
                   "as well; but the recorded run, re-executed here on its own configuration and data "
                   "with every recorded choice forced, differs from the recording at step 0"))
       << r.output;
+  EXPECT_TRUE(has(r.output, "as well: this machine makes a difference without them")) << r.output;
+  EXPECT_TRUE(has(r.output, " could not run here and ran as this machine's choice: ")) << r.output;
 }
 
 // diff takes a step's end in the same order: the loss of two runs with other batch sizes differs first.
