@@ -691,6 +691,22 @@ void value_cell(std::ostringstream& o, const string& v) {
     o << "<td>" << esc(v) << "</td>";
 }
 
+// A kernel id may break after each underscore ("f32_matmul__cpu_blocked_avx512" in a narrow column), not
+// anywhere in a word.
+void kernel_cell(std::ostringstream& o, const string& v) {
+  if (v.empty()) {
+    o << "<td class=\"absent\">(none)</td>";
+    return;
+  }
+  string out;
+  for (size_t at = 0; at < v.size();) {
+    const size_t end = std::min(v.find('_', at), v.size() - 1) + 1;  // through the next underscore
+    out += esc(std::string_view(v).substr(at, end - at)) + (v[end - 1] == '_' ? "<wbr>" : "");
+    at = end;
+  }
+  o << "<td class=\"id\">" << out << "</td>";
+}
+
 void kernel_section(std::ostringstream& o, const DivergenceReport& r, const Names& n) {
   const PageViews& p = r.page;
   if (p.kernels.empty()) return;
@@ -715,8 +731,8 @@ void kernel_section(std::ostringstream& o, const DivergenceReport& r, const Name
   for (const auto& k : rows) {
     o << "<tr" << (k.differs() ? " class=\"diff\"" : k.key == here ? " class=\"here\"" : "") << "><td><code>"
       << esc(k.key) << "</code>" << (k.key == here ? " <span class=\"tag\">first divergence</span>" : "") << "</td>";
-    value_cell(o, k.a);
-    value_cell(o, k.b);
+    kernel_cell(o, k.a);
+    kernel_cell(o, k.b);
     o << "</tr>";
   }
   o << "</table></section>\n";
@@ -1027,7 +1043,7 @@ constexpr const char* kStyle =
     "font-size:13px}"
     "code,td,th,dd,li,p,h1{overflow-wrap:anywhere}p code{white-space:nowrap}"
     // A number or a command's word is never broken across lines: a value split in two reads as two.
-    "td.mono{white-space:nowrap}table.vals th{overflow-wrap:normal}"
+    "td.mono{white-space:nowrap}td.id{overflow-wrap:normal}table.vals th{overflow-wrap:normal}"
     "code.cmd{display:inline-block;max-width:100%;overflow-x:auto;background:#f0f2f5;border:1px solid "
     "var(--line);"
     "border-radius:4px;padding:2px 6px;white-space:pre-wrap}code.cmd span{white-space:nowrap}"
