@@ -420,7 +420,7 @@ void ReplayHooks::check_probe(std::string_view site, Phase phase, const Tensor& 
     // The same values: a summary that counts other values, or non-finite ones (which `show` reports), must
     // describe them too, or the trace was changed after it was written.
     const Summary& said = rec.fingerprint.summary;
-    if (said.count != value.size() || said.non_finite > 0) {
+    if (said.count != static_cast<uint64_t>(value.size()) || said.non_finite > 0) {
       const Summary now = summarize(std::span<const float>(value.data));
       if (now.count != said.count || now.non_finite != said.non_finite) {
         diverge(divergence(-1, phase_name(phase), "summary", std::string(site),

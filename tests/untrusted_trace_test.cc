@@ -712,13 +712,16 @@ TEST_F(UntrustedTrace, ACheckpointScalarThatIsNoCountItsStepAllowsIsRefusedAsDam
   const std::string with_checkpoint = checkpointed_trace();
   ASSERT_FALSE(HasFailure());
   const std::string bad = dir.file("bad.trr");
-  for (const auto& [name, value, why] :
+  for (const auto& [name_, value_, why] :
        {std::tuple{"optimizer.iterations", static_cast<double>(NAN),
                    "nan is not a whole number from 0 to 5 (its step)"},
         std::tuple{"optimizer.iterations", 1e300,
                    "1.0000000000000001e+300 is not a whole number from 0 to 5 (its step)"},
         std::tuple{"epoch.rows", -1.0, "-1 is not a whole number from 0 to "},
         std::tuple{"epoch.loss_sum", -5.0, "-5 is negative, where no loss is"}}) {
+    // Copies: a lambda cannot capture a structured binding in C++20 as clang 14 implements it.
+    const std::string name = name_;
+    const double value = value_;
     bool edited = false;
     ASSERT_EQ(rewrite_trace(
                   with_checkpoint, bad, [](trace::TraceHeader&) {}, {},
