@@ -65,6 +65,14 @@ TEST(ReportHtml, IsOnePageWithNoScriptNoPreformattedBlockAndNothingFetched) {
   EXPECT_TRUE(has(page, "</main></body></html>"));
 }
 
+// A kernel id breaks after an underscore in a narrow column, never inside a word.
+TEST(ReportHtml, KernelIdsBreakOnlyAfterAnUnderscore) {
+  const std::string page = report_html(diverged_replay());
+  EXPECT_TRUE(has(page, "<td class=\"id\">f32_<wbr>sum_<wbr>_<wbr>cpu_<wbr>atomic_<wbr>threads</td>"))
+      << page;
+  EXPECT_TRUE(has(page, "td.id{overflow-wrap:normal}"));
+}
+
 TEST(ReportHtml, TheAnswerComesFirstWithItsElementAndTheCommandThatShowsItAgain) {
   const std::string page = report_html(diverged_replay());
   const size_t card = page.find("Diverged at step 9, forward");

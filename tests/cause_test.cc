@@ -409,5 +409,22 @@ TEST(Cause, ALossDifferenceNamesTheKernelsThatComputedIt) {
   EXPECT_NE(c.category, "kernel") << c.detail;
 }
 
+// At a step's end (level step) nothing inside the step was compared: the cause says what was the same, the
+// kernel selections and what the step started from, not "same inputs" of an op it never saw.
+TEST(Cause, AStepsEndDifferenceClaimsNoInputsItDidNotCompare) {
+  FirstDivergence d;
+  d.step = 3;
+  d.phase = "update";
+  d.kind = "step_end";
+  d.site = "(all parameters)";
+  CauseInputs in;
+  in.environment.push_back({"cpu.model", "AMD EPYC", "Intel(R) Xeon(R) Processor"});
+  const Cause c = classify(d, in);
+  EXPECT_EQ(c.category, "numeric");
+  EXPECT_EQ(c.detail,
+            "same kernel selections, same parameters and batch at the step's start, different output; the "
+            "environment differs in cpu.model");
+}
+
 }  // namespace
 }  // namespace trainrr
