@@ -33,30 +33,46 @@ TEST(EndsInSoftmax, OnlyASoftmaxThatIsTheLastLayerOverOneAxis) {
 
 std::string example(const std::string& name);
 
+// The breast-cancer example under the deterministic policy, set up to train (with the registry and hooks it
+// runs with).
+struct BreastCancerRun {
+  KernelRegistry registry;
+  Hooks hooks;
+  std::unique_ptr<Training> training;
+};
+std::unique_ptr<BreastCancerRun> breast_cancer_run() {
+  auto config = load_config(example("breast_cancer.toml"), {"runtime.policy=deterministic"});
+  EXPECT_TRUE(config.ok()) << config.error().message;
+  if (!config) return nullptr;
+  auto run = std::make_unique<BreastCancerRun>();
+  register_cpu_kernels(run->registry);
+  TrainingOptions options;
+  options.registry = &run->registry;
+  options.hooks = &run->hooks;
+  auto t = Training::create(*config, options);
+  EXPECT_TRUE(t.ok()) << t.error().message;
+  if (!t) return nullptr;
+  run->training = std::move(t).value();
+  return run;
+}
+
 // The optimizer updates each slot elementwise beside its parameter: a restored slot of another shape is
 // refused, not read and written past its end. state_shapes() names every tensor a checkpoint may hold.
 TEST(Training, ARestoredOptimizerSlotMustHaveItsParametersShape) {
-  auto config = load_config(example("breast_cancer.toml"), {"runtime.policy=deterministic"});
-  ASSERT_TRUE(config.ok()) << config.error().message;
-  KernelRegistry registry;
-  register_cpu_kernels(registry);
-  TrainingOptions options;
-  options.registry = &registry;
-  Hooks hooks;
-  options.hooks = &hooks;
-  auto t = Training::create(*config, options);
-  ASSERT_TRUE(t.ok()) << t.error().message;
-  ASSERT_TRUE((*t)->fit(2).ok());
-  const std::map<std::string, Shape> shapes = (*t)->state_shapes();
+  auto run = breast_cancer_run();
+  ASSERT_TRUE(run);
+  Training* t = run->training.get();
+  ASSERT_TRUE(t->fit(2).ok());
+  const std::map<std::string, Shape> shapes = t->state_shapes();
   EXPECT_EQ(shapes.at("dense_1.kernel"), (Shape{30, 16}));
   EXPECT_EQ(shapes.at("m/dense_1.kernel"), (Shape{30, 16}));
   EXPECT_EQ(shapes.at("v/dense_2.bias"), (Shape{1}));
-  TrainState state = (*t)->state();
+  TrainState state = t->state();
   for (const NamedTensor& nt : state.tensors) EXPECT_EQ(shapes.at(nt.name), nt.value.shape) << nt.name;
-  EXPECT_TRUE((*t)->restore(state).ok());
+  EXPECT_TRUE(t->restore(state).ok());
   for (NamedTensor& nt : state.tensors)
     if (nt.name == "m/dense_1.kernel") nt.value = Tensor({1}, 0.0f);
-  Status s = (*t)->restore(state);
+  Status s = t->restore(state);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().message, "optimizer state 'm/dense_1.kernel' has shape (1,), its parameter (30, 16)");
 }
@@ -65,25 +81,18 @@ TEST(Training, ARestoredOptimizerSlotMustHaveItsParametersShape) {
 // 1e300, 2.5), negative, or larger than the checkpoint's step or epoch allow is refused, naming the scalar
 // and the step, before anything is restored (converting 1e300 or nan to an integer is undefined).
 TEST(Training, ARestoredCheckpointsScalarsMustBeCountsItsStepAndEpochAllow) {
-  auto config = load_config(example("breast_cancer.toml"), {"runtime.policy=deterministic"});
-  ASSERT_TRUE(config.ok()) << config.error().message;
-  KernelRegistry registry;
-  register_cpu_kernels(registry);
-  TrainingOptions options;
-  options.registry = &registry;
-  Hooks hooks;
-  options.hooks = &hooks;
-  auto t = Training::create(*config, options);
-  ASSERT_TRUE(t.ok()) << t.error().message;
-  ASSERT_TRUE((*t)->fit(3).ok());
-  const TrainState good = (*t)->state();
+  auto run = breast_cancer_run();
+  ASSERT_TRUE(run);
+  Training* t = run->training.get();
+  ASSERT_TRUE(t->fit(3).ok());
+  const TrainState good = t->state();
   ASSERT_FALSE(good.permutation.empty());
   const int64_t rows = static_cast<int64_t>(good.permutation.size());
   double done = -1;
   for (const auto& [k, v] : good.scalars)
     if (k == "epoch.rows") done = v;
   ASSERT_EQ(done, 3 * 32);  // three batches of 32
-  ASSERT_TRUE((*t)->restore(good).ok());
+  ASSERT_TRUE(t->restore(good).ok());
   auto with = [&](const std::string& name, double v) {
     TrainState s = good;
     bool found = false;
@@ -122,17 +131,17 @@ TEST(Training, ARestoredCheckpointsScalarsMustBeCountsItsStepAndEpochAllow) {
        "checkpoint at step 3: its scalar epoch.loss_sum = -inf is negative, where no loss is" + damaged},
   };
   for (const auto& [state, message] : cases) {
-    Status s = (*t)->restore(state);
+    Status s = t->restore(state);
     ASSERT_FALSE(s.ok()) << message;
     EXPECT_EQ(s.error().message, message);
   }
   // A diverged run's loss sum is nan or infinite: its checkpoint is restored.
   for (double v : {static_cast<double>(NAN), static_cast<double>(INFINITY), 0.0})
-    EXPECT_TRUE((*t)->restore(with("epoch.loss_sum", v)).ok()) << v;
-  EXPECT_TRUE((*t)->restore(with("optimizer.iterations", 0)).ok());
+    EXPECT_TRUE(t->restore(with("epoch.loss_sum", v)).ok()) << v;
+  EXPECT_TRUE(t->restore(with("optimizer.iterations", 0)).ok());
   // The state restored is the one checked: three updates, three batches.
-  ASSERT_TRUE((*t)->restore(good).ok());
-  TrainState again = (*t)->state();
+  ASSERT_TRUE(t->restore(good).ok());
+  TrainState again = t->state();
   EXPECT_EQ(again.scalars, good.scalars);
 }
 

@@ -58,12 +58,7 @@ std::string join(const std::vector<std::string>& v, const std::string& sep) {
 
 // The first few of a configuration's differences, and how many more: two different models differ in dozens
 // of keys, which `trainrr show` of each trace lists.
-std::string join_some(const std::vector<std::string>& v) {
-  constexpr size_t kShown = 8;
-  if (v.size() <= kShown) return join(v, "; ");
-  return join(std::vector<std::string>(v.begin(), v.begin() + kShown), "; ") + "; and " +
-         std::to_string(v.size() - kShown) + " more";
-}
+std::string join_some(const std::vector<std::string>& v) { return first_of(v, 8, "; "); }
 
 std::string env_value(const std::vector<EnvDifference>& env, const std::string& key, bool recorded) {
   for (const auto& e : env)
@@ -249,7 +244,7 @@ std::string data_not_reaching(const FirstDivergence& d, bool seeds_differ, const
     return "an update reads the data only through the gradients, and they were the same";
   if (kind != "loader") return "";
   // Whether the recorded batch exists at all depends on how many rows there are.
-  if (d.detail.find("cannot be handed out here") != std::string::npos) return "";
+  if (d.detail.find(kBatchRefused) != std::string::npos) return "";
   const auto first_ready = [](const std::string& loader) {
     return loader.find("first_ready") != std::string::npos;
   };
@@ -337,7 +332,7 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
       "same events (it was changed after it was written, or written by another version of trainrr)";
   if (kind == "extra" || kind == "missing") return {"trace", d.detail + "; " + trace_words};
 
-  if (kind == "loader" && d.detail.find("cannot be handed out here") != std::string::npos)
+  if (kind == "loader" && d.detail.find(kBatchRefused) != std::string::npos)
     return {"trace", d.detail + "; no loader hands out such a batch, so " + trace_words};
   if (kind == "rng") {
     if (in.seed_recorded != in.seed_replayed)

@@ -5,6 +5,7 @@
 
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/config.h"
@@ -40,6 +41,10 @@ struct CauseInputs {
 std::string kernel_pick(const KernelChoice& choice);
 
 Cause classify(const FirstDivergence& d, const CauseInputs& in);
+
+// The words a loader divergence's detail holds where the recorded batch could not be handed out at all (one
+// past the epoch's batches, or one handed out already), which classify() and data_not_reaching() read.
+inline constexpr std::string_view kBatchRefused = "cannot be handed out here";
 
 // Why data that differs cannot have made the first divergent event `d`, in words, or "" when it can. Whatever
 // is computed from the rows can differ with them, and the input pipeline and the random draws with the data's

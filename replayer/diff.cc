@@ -197,10 +197,10 @@ std::vector<std::string> recorded_config_differences(const trace::TraceHeader& h
   if (!ca || !cb) {
     // A configuration this trainrr cannot read (written by another version, or changed after it was
     // written): which one, and why, rather than what cannot be compared.
+    if (ha.config == hb.config && ha.config_overrides == hb.config_overrides) return {};
     std::string unread;
     if (!ca) unread += "A's (" + ca.error().message + ")";
     if (!cb) unread += std::string(unread.empty() ? "" : " and ") + "B's (" + cb.error().message + ")";
-    if (ha.config == hb.config && ha.config_overrides == hb.config_overrides) return {};
     return {"the configuration texts differ, and this trainrr cannot read " + unread};
   }
   // By the values the runs used: a run without a seed used the one it drew, so a run seeded with that
@@ -574,12 +574,9 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
         if (!other->count(site)) only.push_back(site);
       if (only.empty()) continue;
       rep.choices_unknown = true;
-      std::string sites;
-      for (size_t i = 0; i < only.size() && i < 5; ++i) sites += (i ? ", " : "") + only[i];
-      if (only.size() > 5) sites += ", ...";
       rep.notes.push_back(std::string(who) + " holds kernel choices that " + (who[0] == 'A' ? "B" : "A") +
                           " does not, at " + counted(static_cast<int64_t>(only.size()), "site") + " (" +
-                          sites + "): the two runs' choices there cannot be compared");
+                          first_of(only, 5) + "): the two runs' choices there cannot be compared");
     }
     res.exit_code = 0;
     return res;

@@ -120,6 +120,13 @@ std::optional<FirstDivergence> metrics_divergence(int64_t step, int epoch,
                         "; every value compared in the steps before it is the same");
 }
 
+std::string first_of(const std::vector<std::string>& items, size_t shown, const std::string& separator) {
+  std::string out;
+  for (size_t i = 0; i < items.size() && i < shown; ++i) out += (i ? separator : "") + items[i];
+  if (items.size() > shown) out += separator + "and " + std::to_string(items.size() - shown) + " more";
+  return out;
+}
+
 std::string counted(int64_t n, const std::string& noun) {
   return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
 }

@@ -128,6 +128,9 @@ std::string stop_sentence(const std::string& who, const std::string& after, bool
                           const std::optional<uint64_t>& offset);
 // "1 step", "2 steps".
 std::string counted(int64_t n, const std::string& noun);
+// The first `shown` of `items` joined by `separator`, and how many more there are: "a, b and 3 more".
+std::string first_of(const std::vector<std::string>& items, size_t shown,
+                     const std::string& separator = ", ");
 
 // Whether a report's "what differs" adds to its cause: a loader's, a split's or a shuffle's cause opens with
 // it.

@@ -296,8 +296,8 @@ void ReplayHooks::batch_order(int64_t step, int64_t& batch) {
 
 void ReplayHooks::batch_refused(int64_t step, int64_t asked, int64_t instead, const std::string& why) {
   diverge(divergence(step, "input", "loader", "data/loader",
-                     "step " + std::to_string(step) + ": the recorded batch " + std::to_string(asked) +
-                         " cannot be handed out here (" + why + "); batch " + std::to_string(instead) +
+                     "step " + std::to_string(step) + ": the recorded batch " + std::to_string(asked) + " " +
+                         std::string(kBatchRefused) + " (" + why + "); batch " + std::to_string(instead) +
                          " ran instead"));
 }
 

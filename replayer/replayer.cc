@@ -441,18 +441,17 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
     const FirstDivergence& fa = *a->hooks->first();
     if (recorded_itself) *recorded_itself = fa;
     // Which recorded kernels could not run here: evidence beside the difference, not its place.
-    std::string replaced;
     const auto& subs = a->hooks->substituted();
-    for (size_t i = 0; i < subs.size() && i < 3; ++i) replaced += (i ? ", " : "") + subs[i].site;
-    if (subs.size() > 3) replaced += ", ...";
+    std::vector<std::string> replaced;
+    for (const auto& sub : subs) replaced.push_back(sub.site);
     notes.push_back(
         "no element detail: re-executed here with every recorded choice forced, the recorded run itself "
-        "differs "
-        "from the recording at step " +
+        "differs from the recording at step " +
         std::to_string(fa.step) + ", " + fa.site +
-        (subs.empty() ? std::string()
-                      : " (" + counted(static_cast<int64_t>(subs.size()), "recorded kernel") +
-                            " could not run here and ran as this machine's choice: " + replaced + ")") +
+        (subs.empty()
+             ? std::string()
+             : " (" + counted(static_cast<int64_t>(subs.size()), "recorded kernel") +
+                   " could not run here and ran as this machine's choice: " + first_of(replaced, 3) + ")") +
         ", so its values are not the recorded ones; the trace keeps digests, not values");
     return;
   }
@@ -938,9 +937,8 @@ ReplayResult replay(const ReplayOptions& o) {
     d.site = "data";
     d.detail = rebuilt->data_detail;
   }
-  // The recorded run re-executed here (its configuration and data, every recorded choice forced) where it
-  // differed from the recording with kernels that cannot run here replaced: those kernels alone make a
-  // difference by that step.
+  // Where the recorded run, re-executed here (its configuration and data, every recorded choice forced),
+  // differs from the recording itself: this machine alone makes a difference by that step.
   std::optional<FirstDivergence> recorded_itself;
   // Where the trace does not compare every op: the first op whose output differs in the re-execution.
   std::optional<FirstDivergence> op_first;

@@ -381,11 +381,7 @@ TEST(SideBySide, DifferentValuesNeverPrintAlike) {
 // loader, whose batches were compared before it, cannot have made it; where the loss's own sites differ,
 // they are the cause, not forward ops whose outputs the comparison passed.
 TEST(Cause, ALossDifferenceNamesTheKernelsThatComputedIt) {
-  FirstDivergence d;
-  d.step = 0;
-  d.phase = "forward";
-  d.kind = "step_end";
-  d.site = "loss";
+  const FirstDivergence d = event("forward", "step_end", "loss");
   CauseInputs in;
   in.kernel_differences = {
       {"data/loader", {"loader__ordered", "loader__first_ready"}},
@@ -412,11 +408,7 @@ TEST(Cause, ALossDifferenceNamesTheKernelsThatComputedIt) {
 // At a step's end (level step) nothing inside the step was compared: the cause says what was the same, the
 // kernel selections and what the step started from, not "same inputs" of an op it never saw.
 TEST(Cause, AStepsEndDifferenceClaimsNoInputsItDidNotCompare) {
-  FirstDivergence d;
-  d.step = 3;
-  d.phase = "update";
-  d.kind = "step_end";
-  d.site = "(all parameters)";
+  const FirstDivergence d = event("update", "step_end", "(all parameters)");
   CauseInputs in;
   in.environment.push_back({"cpu.model", "AMD EPYC", "Intel(R) Xeon(R) Processor"});
   const Cause c = classify(d, in);
