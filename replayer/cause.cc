@@ -341,6 +341,11 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
                          (in.seed_from_entropy ? ", as a run whose configuration gives no seed draws one from the OS"
                                                : "") +
                          "; first affected draw: " + d.site};
+    // Before the first step, a run of one seed, configuration and data draws the same words: each stream's
+    // key comes from the seed, its counter starts at 0, and a count is a tensor's size (an initial weight's,
+    // the split's). Another draw there says the trace does not follow its configuration; the numbers drawn
+    // from the words are another matter (below).
+    if (!d.same_draw && d.phase == "setup") return {"trace", d.detail + "; " + trace_words};
     std::string detail = d.detail;
     if (d.same_draw) {
       // The configuration is the same (it would be the cause otherwise): the arithmetic that makes values of

@@ -171,5 +171,28 @@ TEST_F(InconsistentTrace, ADiffOfATraceWithoutKernelChoicesDoesNotSayTheChoicesA
   EXPECT_FALSE(has(d.output, "made the same choices")) << d.output;
 }
 
+// A configuration whose model is not the one the recorded initial weights were drawn for: with the same seed,
+// configuration and data a run draws the same words before its first step, so the draw is not the cause.
+TEST_F(InconsistentTrace, AnInitialDrawItsConfigurationDoesNotMakeIsNoRngCause) {
+  const std::string bad = dir.file("bad.trr");
+  ASSERT_EQ(rewrite_trace(recorded(), bad,
+                          [](trace::TraceHeader& h) {
+                            const auto at = h.config.find("units = 16");
+                            ASSERT_NE(at, std::string::npos);
+                            h.config.replace(at, 10, "units = 17");
+                          }),
+            "");
+  const CommandResult r = run_trainrr("replay " + bad);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(r.output.rfind("diverged at step 0, setup, dense_1 init (init/dense_1.kernel)\n", 0), 0u)
+      << r.output;
+  EXPECT_TRUE(
+      has(r.output, "  cause: trace: draw at init/dense_1.kernel: recorded stream init/dense_1.kernel"))
+      << r.output;
+  EXPECT_TRUE(has(r.output, " count 480, replayed stream init/dense_1.kernel")) << r.output;
+  EXPECT_TRUE(has(r.output, " count 510; " + kTrace)) << r.output;
+  EXPECT_FALSE(has(r.output, "cause: rng")) << r.output;
+}
+
 }  // namespace
 }  // namespace trainrr::testing
