@@ -10,6 +10,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <set>
 
 #include "engine/data/file_io.h"
 #include "engine/device.h"
@@ -62,6 +63,28 @@ std::vector<EnvDifference> environment_differences(
   return out;
 }
 
+std::vector<std::string> unchanged_overrides(const RunConfig& recorded, const RunConfig& replayed,
+                                             const std::vector<std::string>& overrides) {
+  std::map<std::string, std::string> before, after;
+  for (auto& [k, v] : flatten_config(recorded)) before[k] = v;
+  for (auto& [k, v] : flatten_config(replayed)) after[k] = v;
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  // The last --set of a key is the one that counts.
+  for (auto it = overrides.rbegin(); it != overrides.rend(); ++it) {
+    const size_t eq = it->find('=');
+    if (eq == std::string::npos) continue;
+    const std::string key = it->substr(0, eq);
+    if (!seen.insert(key).second) continue;
+    const auto b = before.find(key), a = after.find(key);
+    if (b == before.end() || a == after.end() || a->second != b->second) continue;
+    out.push_back("--set " + *it + " changes nothing: the recorded configuration has " + key + " = " +
+                  (b->second.empty() ? "(none)" : b->second) + " already");
+  }
+  std::reverse(out.begin(), out.end());
+  return out;
+}
+
 Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector<std::string>& overrides,
                                   const std::string& data_path, bool allow_change, ScratchDir& scratch,
                                   const std::string& refusal) {
@@ -74,6 +97,7 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
   // The trace's configuration alone, without the user's overrides: a data path that comes from it must be
   // the one its data set record names, the path show and dump list and whose digest the trace holds.
   auto own = parse_config(h.config, h.config_path + " (in the trace)", config_folder(h), h.config_overrides);
+  if (own) r.notes = unchanged_overrides(*own, r.config, overrides);
   // Every file the run reads is described by the trace, and nothing else is: a file the trace does not
   // vouch for (by size and digest) is never read.
   const auto files = data_files(d);

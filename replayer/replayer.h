@@ -78,8 +78,14 @@ struct RebuiltRun {
   RunConfig config;
   bool data_changed = false;
   std::string data_detail;
-  std::vector<std::string> notes;  // which copy of the data was used, when the user chose it
+  // Which copy of the data was used, when the user chose it; each --set that changes nothing.
+  std::vector<std::string> notes;
 };
+
+// A note for each --set override that leaves its key as the recorded configuration has it (the last --set of
+// a key counts): a replay that reproduces with it did not show that the change makes no difference.
+std::vector<std::string> unchanged_overrides(const RunConfig& recorded, const RunConfig& replayed,
+                                             const std::vector<std::string>& overrides);
 Result<RebuiltRun> rebuild_config(const trace::TraceHeader& header, const std::vector<std::string>& overrides,
                                   const std::string& data_path, bool allow_change, ScratchDir& scratch,
                                   const std::string& refusal = "");

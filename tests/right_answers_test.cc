@@ -310,6 +310,29 @@ TEST_F(RightAnswers, ReproducedReplayCreditsForcingOnlyWhenItServedTheRecordedVa
       << changed.output;
 }
 
+// A --set that gives a key the value it was recorded with changes nothing: the replay says so, rather than
+// let a reproduced run pass for one that the change left unchanged. The last --set of a key counts.
+TEST_F(RightAnswers, ASetThatChangesNothingIsNamed) {
+  const std::string cfg = dir.write("run.toml", breast_cancer("seed = 3\n", kBreastCancer, kOneThread));
+  const std::string trace = dir.file("run.trr");
+  ASSERT_EQ(run_trainrr("record " + cfg + " -o " + trace).exit_code, 0);
+  const CommandResult same = run_trainrr(
+      "replay " + trace + " --set model.layers[0].units=16 --set train.epochs=3 --set train.epochs=2");
+  EXPECT_EQ(same.exit_code, 0) << same.output;
+  EXPECT_TRUE(has(same.output,
+                  "note: --set model.layers[0].units=16 changes nothing: the recorded configuration "
+                  "has model.layers[0].units = 16 already\n"))
+      << same.output;
+  EXPECT_TRUE(has(same.output,
+                  "note: --set train.epochs=2 changes nothing: the recorded configuration has "
+                  "train.epochs = 2 already\n"))
+      << same.output;
+  EXPECT_FALSE(has(same.output, "train.epochs=3")) << same.output;
+  const CommandResult other = run_trainrr("replay " + trace + " --set model.layers[0].units=17");
+  EXPECT_EQ(other.exit_code, 1) << other.output;
+  EXPECT_FALSE(has(other.output, "changes nothing")) << other.output;
+}
+
 // With the data changed, the recorded side of the re-execution runs on the recorded data: the values
 // differ, and no note lays the difference on the machine.
 TEST_F(RightAnswers, ChangedDataIsTheCauseAndNoNoteSaysOtherwise) {
