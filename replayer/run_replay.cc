@@ -511,12 +511,63 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
   return packed;
 }
 
-void add_run_inputs(const trace::RunSet& run, const ForceSet& force,
-                    const std::vector<std::string>& overrides, RunReport& report, int hosted) {
+namespace {
+
+Result<RunConfig> replayed_config(const trace::RunSet& run, const std::vector<std::string>& overrides) {
   const trace::TraceHeader& h = run.headers[0];
   std::vector<std::string> all = h.config_overrides;
   all.insert(all.end(), overrides.begin(), overrides.end());
-  auto config = parse_config(h.config, h.config_path + " (in the trace)", config_folder(h), all);
+  return parse_config(h.config, h.config_path + " (in the trace)", config_folder(h), all);
+}
+
+using Environment = std::vector<std::pair<std::string, std::string>>;
+
+// Each key and value as its length, ':' and its bytes: a value may hold any byte.
+std::string pack_environment(const Environment& env) {
+  std::string out;
+  for (const auto& [k, v] : env)
+    out += std::to_string(k.size()) + ":" + k + std::to_string(v.size()) + ":" + v;
+  return out;
+}
+
+std::optional<Environment> unpack_environment(const std::string& packed) {
+  Environment env;
+  size_t at = 0;
+  const auto field = [&](std::string& out) {
+    const size_t colon = packed.find(':', at);
+    if (colon == std::string::npos || colon == at || colon - at > 9) return false;
+    size_t n = 0;
+    for (size_t i = at; i < colon; ++i) {
+      if (packed[i] < '0' || packed[i] > '9') return false;
+      n = n * 10 + static_cast<size_t>(packed[i] - '0');
+    }
+    if (n > packed.size() - colon - 1) return false;
+    out = packed.substr(colon + 1, n);
+    at = colon + 1 + n;
+    return true;
+  };
+  while (at < packed.size()) {
+    std::pair<std::string, std::string> kv;
+    if (!field(kv.first) || !field(kv.second)) return std::nullopt;
+    env.push_back(std::move(kv));
+  }
+  return env;
+}
+
+}  // namespace
+
+std::string packed_environment(const trace::RunSet& run, const std::vector<std::string>& overrides) {
+  auto config = replayed_config(run, overrides);
+  if (!config) return "";
+  auto now = current_environment(*config);
+  return now ? pack_environment(*now) : "";
+}
+
+void add_run_inputs(const trace::RunSet& run, const ForceSet& force,
+                    const std::vector<std::string>& overrides, RunReport& report, int hosted,
+                    const std::vector<std::string>* process_environments) {
+  const trace::TraceHeader& h = run.headers[0];
+  auto config = replayed_config(run, overrides);
   if (!config) return;
   if (report.exit_code == 0) {
     // Asked for another run than the one recorded, and yet every compared value matched.
@@ -539,20 +590,29 @@ void add_run_inputs(const trace::RunSet& run, const ForceSet& force,
                              "), yet every step compared matched it: " + joined(why));
     }
   }
-  // What this machine runs the replay with against what the recording ran with (MPI's settings are the
-  // run's own, reported with the allreduce).
-  // Each rank replayed in this process against its own recording (ranks may have run on other machines or
-  // with other variables); under mpirun, the others' processes may run elsewhere: only this one's are known.
-  auto now = current_environment(*config);
-  if (!now) return;
+  // What the process that replayed each rank ran it with against what that rank recorded (ranks may have run
+  // on other machines or with other variables; MPI's settings are the run's own, reported with the
+  // allreduce).
+  std::vector<Environment> processes;
+  if (process_environments) {
+    for (const std::string& packed : *process_environments) {
+      auto env = unpack_environment(packed);
+      if (!env || packed.empty()) return;  // a process that could not tell: no rank is compared in part
+      processes.push_back(std::move(*env));
+    }
+  } else {
+    auto now = current_environment(*config);
+    if (!now) return;
+    processes.push_back(std::move(*now));
+  }
   std::vector<int> ranks;
   std::vector<std::vector<EnvDifference>> per_rank;
-  for (int r = 0; r < hosted; ++r) {
-    std::vector<std::pair<std::string, std::string>> recorded;
+  for (int r = 0; r < run.world_size && static_cast<size_t>(r / hosted) < processes.size(); ++r) {
+    Environment recorded;
     for (const auto& kv : run.headers[r].environment)
       if (kv.first.rfind("mpi.", 0) != 0) recorded.push_back(kv);
     ranks.push_back(r);
-    per_rank.push_back(environment_differences(recorded, *now));
+    per_rank.push_back(environment_differences(recorded, processes[r / hosted]));
   }
   const auto lines = ranked_environment_lines(ranks, per_rank, "recorded", "replayed");
   if (lines.empty()) return;

@@ -121,10 +121,16 @@ std::string stop_words(const RankStop& stop, const std::string& side);
 void headline_stop(const trace::RunSet& run, RunReport& report, int64_t to_step = -1);
 
 // The notes a replay of a run adds to its report, as a replay of one process does: the configuration
-// differences (--set) that every compared value survived, and the environment differences of ranks 0 ..
-// hosted - 1 (those replayed in this process) from this process's environment.
+// differences (--set) that every compared value survived, and each rank's environment differences from the
+// environment of the process that replayed it. Without `process_environments`, ranks 0 .. hosted - 1 were
+// replayed in this process; with them (a replay under mpirun, gathered at rank 0), process p replayed ranks
+// p * hosted .. (p + 1) * hosted - 1, and `process_environments[p]` is packed_environment() of p.
 void add_run_inputs(const trace::RunSet& run, const ForceSet& force,
-                    const std::vector<std::string>& overrides, RunReport& report, int hosted);
+                    const std::vector<std::string>& overrides, RunReport& report, int hosted,
+                    const std::vector<std::string>* process_environments = nullptr);
+// This process's environment for a replay of `run` with `overrides`, packed for gathering; "" where the
+// configuration does not parse (add_run_inputs then lists nothing).
+std::string packed_environment(const trace::RunSet& run, const std::vector<std::string>& overrides);
 
 // The allreduce settings a rank's header recorded.
 CollectiveSettings recorded_settings(const trace::TraceHeader& header);

@@ -355,7 +355,8 @@ TEST(DamagedTraceReport, ADrawOfAnotherCountWithTheSameValuesIsADifference) {
 
 // A recorded counter the run never reaches, its values those of the counter it did reach: forced to it, the
 // replay draws other values. That is not put down to this build's arithmetic alone: the recorded draw may not
-// be the one its values came from, and the report says which counter the run reached.
+// be the one its values came from, and the report says which counter the run reached. Before the first step,
+// where the seed, configuration and data fix every draw, the trace is the cause.
 TEST(DamagedTraceReport, ARecordedCounterTheRunDidNotReachIsNotPutDownToTheArithmeticAlone) {
   TempDir dir;
   const std::string trace = record(dir, "run.trr", "--set train.epochs=1");
@@ -363,7 +364,8 @@ TEST(DamagedTraceReport, ARecordedCounterTheRunDidNotReachIsNotPutDownToTheArith
       with_first_draw(dir, trace, "counter.trr", [](RngDraw& d) { d.counter = ~uint64_t{0} - d.count; });
   const CommandResult r = run_trainrr("replay " + changed);
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_TRUE(has(r.output, "cause: rng: ")) << r.output;
+  EXPECT_TRUE(has(r.output, "cause: trace: ")) << r.output;
+  EXPECT_TRUE(has(r.output, "the trace does not follow the run its configuration describes")) << r.output;
   EXPECT_TRUE(has(r.output, "(forced to the recorded draw, which this run did not reach: it reached "))
       << r.output;
   EXPECT_TRUE(has(r.output, "or the recorded draw is not the one its values came from")) << r.output;

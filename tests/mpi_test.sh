@@ -73,6 +73,15 @@ tree)
     # Each rank's environment is compared with its own recording's, and with the other run's same rank: the
     # differences of ranks 2 and 3 alone are listed, with the ranks.
     expect 0 "^  ranks 2, 3: isa: generic (recorded) vs [a-z0-9]* (replayed)$" -- "$T" replay het
+    # Under mpirun, rank 0 gathers every process's environment: ranks 2 and 3, replayed by other processes than
+    # rank 0's, are compared too, one rank per process or two.
+    expect 0 "^  ranks 2, 3: isa: generic (recorded) vs [a-z0-9]* (replayed)$" -- mpirun -n 4 "$T" replay het
+    expect 0 "^  ranks 2, 3: isa: generic (recorded) vs [a-z0-9]* (replayed)$" -- mpirun -n 2 "$T" replay het
+    # And each with the environment of the process that replayed it: ranks 2 and 3 on generic replay as recorded.
+    expect 0 "reproduced bit for bit: 4 ranks replayed under mpirun" -- \
+      mpirun -n 2 "$T" replay het : -n 2 -x TRAINRR_ISA=generic "$T" replay het
+    mpirun -n 2 "$T" replay het : -n 2 -x TRAINRR_ISA=generic "$T" replay het 2>&1 | grep -q "isa:" &&
+      fail "a replay whose ranks ran on the instruction sets they recorded lists an isa difference"
     expect 1 "^  ranks 2, 3: isa: [a-z0-9]* (A) vs generic (B)$" -- "$T" diff t4 het
   fi
   # Ranks started with other arguments (mpirun's MPMD form) would train two runs under one id, or wait for

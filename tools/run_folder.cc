@@ -88,6 +88,8 @@ int replay_rank_under_mpirun(const std::string& path, const ForceSet& force, con
       if (sep == std::string::npos) break;
       at = sep + 1;
     }
+  // Each process's environment, for rank 0 to compare every rank with the process that replayed it.
+  const std::vector<std::string> environments = c.gather(packed_environment(*run, overrides));
   if (c.rank() != 0) return kOk;
   RunReport report = gathered_report(all, n);
   if (n != c.size()) {
@@ -98,7 +100,7 @@ int replay_rank_under_mpirun(const std::string& path, const ForceSet& force, con
       if (size_t at = line.find(mpi_how); at != std::string::npos) line.replace(at, mpi_how.size(), how);
   }
   headline_stop(*run, report, to_step);
-  add_run_inputs(*run, force, overrides, report, n / c.size());
+  add_run_inputs(*run, force, overrides, report, n / c.size(), &environments);
   return print_report(report);
 #else
   (void)path, (void)force, (void)overrides, (void)to_step;
