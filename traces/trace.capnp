@@ -400,7 +400,7 @@ struct Footer {
   eventCount @3 :UInt64;   # events in all steps
   checkpoints @4 :List(CheckpointRef);  # in file order
   # From format 3: footer_digest() of the values above (traces/trace.cc), which no message after the footer
-  # can vouch for; must match them. 0: not written; must be 0 in a trace of format 2.
+  # can vouch for; must match them, and is never 0 (message_digest()). Must be 0 in a trace of format 2.
   check @5 :UInt32;
 }
 

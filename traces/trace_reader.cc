@@ -665,8 +665,154 @@ struct TraceReader::Impl {
     return std::nullopt;
   }
 
+  // Whether `bytes` are one packed message, ending with them, that is an intact footer.
+  bool is_intact_footer(const std::vector<uint8_t>& bytes) const {
+    bool intact = false;
+    kj::runCatchingExceptions([&]() {
+      kj::ArrayInputStream in(kj::arrayPtr(bytes.data(), bytes.size()));
+      capnp::ReaderOptions o;
+      // A footer unpacks to a few times its packed size; a changed segment size asks for far more, and is
+      // refused before anything that large is allocated.
+      o.traversalLimitInWords = bytes.size() * 8 + 64;
+      o.nestingLimit = limits.nesting_limit;
+      capnp::PackedMessageReader message(in, o);
+      if (in.tryGetReadBuffer().size() != 0) return;
+      auto root = message.getRoot<schema::Message>();
+      if (root.which() != schema::Message::FOOTER) return;
+      auto f = root.getFooter();
+      intact = f.getCheck() != 0 && f.getCheck() == footer_digest(footer_values(f));
+    });
+    return intact;
+  }
+
+  // Whether packed `bytes` frame as one message that ends with them: its segment table's sizes are the words
+  // the packed stream holds. Cheaper than decoding it, which follows only where this holds.
+  static bool frames_to_end(const std::vector<uint8_t>& bytes) {
+    uint64_t words = 0, want = 1;  // the table's first word, then what it declares
+    bool table_read = false;
+    uint8_t first[8] = {};
+    for (size_t p = 0; p < bytes.size();) {
+      if (words >= want) return false;
+      const uint8_t tag = bytes[p++];
+      uint64_t run = 1;
+      if (tag == 0) {
+        if (p >= bytes.size()) return false;
+        run = uint64_t{1} + bytes[p++];
+      } else {
+        for (int i = 0; i < 8; ++i)
+          if ((tag >> i) & 1) {
+            if (p >= bytes.size()) return false;
+            if (words == 0) first[i] = bytes[p];
+            ++p;
+          }
+        if (tag == 0xff) {
+          if (p >= bytes.size()) return false;
+          const uint64_t raw = bytes[p++];
+          if (raw * kWord > bytes.size() - p) return false;
+          p += raw * kWord;
+          run += raw;
+        }
+      }
+      words += run;
+      if (!table_read && words >= 1) {
+        table_read = true;
+        uint32_t count = 0, first_size = 0;
+        std::memcpy(&count, first, 4);
+        std::memcpy(&first_size, first + 4, 4);
+        if (count != 0) return false;  // a footer is one segment
+        want = uint64_t{1} + first_size;
+      }
+    }
+    return table_read && words == want;
+  }
+
+  // The packed bytes from the start of `bytes` up to the end of unpacked word `word`.
+  static size_t packed_end_of_word(const std::vector<uint8_t>& bytes, uint64_t word) {
+    uint64_t words = 0;
+    size_t p = 0;
+    while (p < bytes.size() && words <= word) {
+      const uint8_t tag = bytes[p++];
+      if (tag == 0) {
+        words += uint64_t{1} + (p < bytes.size() ? bytes[p] : 0);
+        ++p;
+        continue;
+      }
+      p += static_cast<size_t>(std::popcount(tag));
+      ++words;
+      if (tag == 0xff && p < bytes.size()) {
+        words += bytes[p];
+        p += 1 + size_t{bytes[p]} * kWord;
+      }
+    }
+    return std::min(p, bytes.size());
+  }
+
+  // A footer whose own framing was changed reads as a message that runs past the end of the file, or that
+  // stops short of it. No cut leaves the footer's every byte: where changing one bit of what the file holds
+  // from `offset` back makes an intact footer that ends the file, that bit (its byte offset and its number)
+  // was changed. Only a short tail is tried, as a footer is. With `framing_only`, only the bits that can
+  // change how long the message reads are tried: the packed stream's tags and run counts (the bytes before a
+  // changed one frame as they did, so a changed tag is read as a tag) and its first words (the segment
+  // table, the root pointer); and where those first words read as a message of another kind than a footer,
+  // only the bytes up to the word that says so (a cut step stays a step with any other bit changed back).
+  // Otherwise every bit (a footer whose kind was changed).
+  static constexpr uint64_t kFooterRepairBytes = 4096;
+  std::optional<std::pair<uint64_t, int>> footer_one_bit_away(uint64_t offset, bool framing_only) {
+    if (!chained || offset >= size || size - offset > kFooterRepairBytes) return std::nullopt;
+    static const unsigned which_offset =
+        capnp::Schema::from<schema::Message>().getProto().getStruct().getDiscriminantOffset();
+    bool another_kind = false;  // the start reads as a message of another kind than a footer
+    if (framing_only) {
+      const std::optional<uint64_t> which = data_field(partial_root(offset, 64), which_offset, 16);
+      another_kind = which && *which != static_cast<uint64_t>(schema::Message::FOOTER);
+    }
+    auto src = bytes_at(offset, size - offset);
+    if (!src) return std::nullopt;
+    std::vector<uint8_t> bytes(*src, *src + (size - offset));
+    std::vector<size_t> tried;
+    if (another_kind) {
+      // As a footer is written: the table word, the root pointer, then the root's data section, whose word
+      // that holds the kind ends what is tried. A changed root pointer (read as pointing elsewhere) is in it.
+      const size_t kind_end = packed_end_of_word(bytes, 2 + uint64_t{which_offset} * 16 / 64);
+      for (size_t p = 0; p < kind_end; ++p) tried.push_back(p);
+    } else if (framing_only) {
+      for (size_t p = 0; p < bytes.size() && p < 24; ++p) tried.push_back(p);
+      for (size_t p = 0; p < bytes.size();) {
+        const uint8_t tag = bytes[p];
+        if (p >= 24) tried.push_back(p);
+        ++p;
+        if (tag == 0) {
+          if (p >= 24 && p < bytes.size()) tried.push_back(p);
+          ++p;
+          continue;
+        }
+        p += static_cast<size_t>(std::popcount(tag));
+        if (tag != 0xff || p >= bytes.size()) continue;
+        if (p >= 24) tried.push_back(p);
+        p += 1 + size_t{bytes[p]} * kWord;
+      }
+    } else {
+      for (size_t p = 0; p < bytes.size(); ++p) tried.push_back(p);
+    }
+    for (size_t i : tried)
+      for (int bit = 0; bit < 8; ++bit) {
+        bytes[i] ^= static_cast<uint8_t>(1u << bit);
+        const bool intact = frames_to_end(bytes) && is_intact_footer(bytes);
+        bytes[i] ^= static_cast<uint8_t>(1u << bit);
+        if (intact) return std::pair<uint64_t, int>(offset + i, bit);
+      }
+    return std::nullopt;
+  }
+
+  std::string changed_footer_words(const std::pair<uint64_t, int>& bit) {
+    return "with bit " + std::to_string(bit.second) + " of byte " + std::to_string(bit.first) +
+           " changed back, what the file holds from here is an intact footer that ends it: that bit was "
+           "changed after the footer was written (the file is damaged, not cut)";
+  }
+
   // The stop for a message at `offset` that the file cuts short (frame_at's error `cut`): damage where the
-  // file ends with an intact footer, the cut otherwise.
+  // file ends with an intact footer, or where the "message" is the footer with a bit of it changed; the cut
+  // otherwise.
   Error cut_or_damage(uint64_t offset, Error cut) {
     if (auto footer = intact_footer_after(offset)) {
       truncated_tail = false;
@@ -676,6 +822,11 @@ struct TraceReader::Impl {
                           std::to_string(*footer) +
                           "): the bytes that frame this message were changed after they were written "
                           "(the file is damaged, not cut)");
+    }
+    if (auto bit = footer_one_bit_away(offset, true)) {
+      truncated_tail = false;
+      return error_at(offset, "this message reads as running past the end of the file, but " +
+                                  changed_footer_words(*bit));
     }
     return cut;
   }
@@ -1257,7 +1408,13 @@ struct TraceReader::Impl {
       malformed(
           "the footer carries a check of its values, which only traces of format 3 and later carry: the "
           "header's formatVersion or the footer was changed after it was written (the file is damaged)");
-    if (chained && f.getCheck() != 0 && f.getCheck() != footer_digest(out))
+    // A writer of format 3 writes a check that is never 0: a footer without one had the bits that hold it
+    // changed (read as the field's default, the check is 0, and vouches for nothing).
+    if (chained && f.getCheck() == 0)
+      malformed(
+          "the footer was changed after it was written: it holds no check of its values, which every footer "
+          "of format 3 holds (the file is damaged, not cut)");
+    if (chained && f.getCheck() != footer_digest(out))
       malformed(
           "the footer was changed after it was written: its values do not match its check (the file is "
           "damaged, not cut)");
@@ -1517,6 +1674,13 @@ Result<std::optional<TraceRecord>> TraceReader::next() {
           break;
         }
         default:
+          // Nothing after the last message vouches for it: one of unknown kind there may be the footer with
+          // a bit of its kind changed.
+          if (offset + size == m.size)
+            if (auto bit = m.footer_one_bit_away(offset, false))
+              malformed("this message, of unknown kind " +
+                        std::to_string(static_cast<unsigned>(root.which())) + ", ends the file, but " +
+                        m.changed_footer_words(*bit));
           if (notes_.size() < kMaxNotes)
             notes_.push_back(m.name + ": byte " + std::to_string(offset) + ": skipped a message of unknown kind " +
                              std::to_string(static_cast<unsigned>(root.which())) + " (written by a newer trainrr)");

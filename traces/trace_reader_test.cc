@@ -832,6 +832,56 @@ TEST(TraceIntegrity, AChangedFooterIsDamage) {
   std::remove(path.c_str());
 }
 
+// The footer's own framing: a changed bit there can make the footer read as a message that runs past the end
+// of the file. With that one bit changed back it is an intact footer that ends the file, which no cut leaves:
+// whatever bit of the footer changes, the reader stops there as damage, never as a cut, or (a bit that
+// changes none of its values: Cap'n Proto reads some bits of a message as it reads their defaults) reads the
+// footer as written.
+TEST(TraceIntegrity, NoChangedBitOfTheFooterIsTakenForACut) {
+  const std::string path = temp_path("footer_bits.trr");
+  const SampleTrace sample = write_sample_trace(path, 4);
+  const std::vector<uint8_t> original = read_file(path);
+  const uint64_t footer = sample.message_ends[sample.message_ends.size() - 2];
+  auto as_written = TraceReader::open_memory(original, "original.trr");
+  ASSERT_TRUE(as_written) << as_written.error().message;
+  ASSERT_FALSE(read_all(**as_written).error);
+  const TraceFooter written = *(*as_written)->footer();
+  int damaged = 0, same = 0;
+  for (uint64_t at = footer; at < original.size(); ++at) {
+    for (int bit = 0; bit < 8; ++bit) {
+      std::vector<uint8_t> bytes = original;
+      bytes[at] ^= static_cast<uint8_t>(1u << bit);
+      auto r = TraceReader::open_memory(bytes, "changed.trr");
+      ASSERT_TRUE(r) << r.error().message;
+      ReadAll all = read_all(**r);
+      if (!all.error) {
+        ASSERT_TRUE((*r)->footer()) << "byte " << at - footer << " of the footer, bit " << bit
+                                    << ": read to the end without the footer";
+        EXPECT_TRUE((*r)->notes().empty()) << (*r)->notes().front();
+        const TraceFooter& read = *(*r)->footer();
+        const bool as_written =
+            read.completed == written.completed && read.end_reason == written.end_reason &&
+            read.step_count == written.step_count && read.event_count == written.event_count &&
+            read.checkpoints == written.checkpoints;
+        EXPECT_TRUE(as_written) << "byte " << at - footer << " of the footer, bit " << bit
+                                << " changed a value";
+        ++same;
+        continue;
+      }
+      ASSERT_TRUE((*r)->stopped());
+      if ((*r)->stopped()->truncated) {
+        ADD_FAILURE() << "byte " << at - footer << " of the footer, bit " << bit
+                      << " taken for a cut: " << all.error->message;
+      } else {
+        ++damaged;
+      }
+    }
+  }
+  EXPECT_EQ(damaged + same, static_cast<int>(8 * (original.size() - footer)));
+  EXPECT_GT(damaged, same);
+  std::remove(path.c_str());
+}
+
 // Listing the checkpoints of a file whose footer was changed: an error that calls the file damaged, or the
 // checkpoints before the footer (a change that reads as a cut), never a bare decoding error.
 TEST(TraceIntegrity, AChangedFooterLeavesTheCheckpointsListedOrCallsTheFileDamaged) {
