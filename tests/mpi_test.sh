@@ -48,6 +48,8 @@ tree)
   record 2 t2 --set distributed.shards=4 --set runtime.policy=deterministic
   record 1 t1 --set distributed.shards=4 --set runtime.policy=deterministic
   expect 0 "allreduce__trainrr_tree" -- "$T" show t4
+  # Every parameter (64 x 64 + 64 + 64 x 10 + 10) in one bucket.
+  expect 0 "; 1 bucket of 4810 elements$" -- "$T" show t4
   expect 0 "reproduced bit for bit: 4 ranks replayed in one process" -- "$T" replay t4
   expect 0 "reproduced bit for bit: 4 ranks replayed under mpirun" -- mpirun -n 4 "$T" replay t4
   expect 0 "reproduced bit for bit: 4 ranks replayed under mpirun -n 2, 2 per process" -- mpirun -n 2 "$T" replay t4

@@ -230,16 +230,17 @@ int show_run_folder(const std::string& path) {
                               [](uint64_t d) { return d != no_rows; });
       if (!described && !step->collectives.empty()) {
         const CollectiveCall& c = step->collectives[0];
-        std::printf(
-            "allreduce: %s, %s%s; %s per global batch; %zu bucket%s, the first of "
-            "%lld elements\n",
-            f(c.variant).c_str(), f(c.algorithm).c_str(),
-            c.algorithm_inferred             ? " (inferred from Open MPI 4.1's decision table)"
-            : c.variant == kAllreduceArrival ? " (in the order recorded, which varies from run to run)"
-            : c.forced                       ? " (fixed)"
-                                             : "",
-            counted(c.shards, "micro-batch shard").c_str(), step->collectives.size(),
-            step->collectives.size() == 1 ? "" : "s", static_cast<long long>(c.count));
+        const size_t buckets = step->collectives.size();
+        std::printf("allreduce: %s, %s%s; %s per global batch; %s of %lld elements\n", f(c.variant).c_str(),
+                    f(c.algorithm).c_str(),
+                    c.algorithm_inferred ? " (inferred from Open MPI 4.1's decision table)"
+                    : c.variant == kAllreduceArrival
+                        ? " (in the order recorded, which varies from run to run)"
+                    : c.forced ? " (fixed)"
+                               : "",
+                    counted(c.shards, "micro-batch shard").c_str(),
+                    buckets == 1 ? "1 bucket" : (std::to_string(buckets) + " buckets, the first").c_str(),
+                    static_cast<long long>(c.count));
         described = true;
       }
     }
