@@ -207,6 +207,17 @@ TEST(DataCsv, UnknownLabelColumnListsTheColumns) {
   EXPECT_TRUE(contains(m, "alpha, beta, target")) << m;
 }
 
+// A misspelt or miscased label is matched to the column it is closest to; a short name is never taken for
+// another short one.
+TEST(DataCsv, UnknownLabelColumnNamesTheColumnItIsClosestTo) {
+  EXPECT_TRUE(
+      contains(csv_error("alpha,beta,target\n1,2,0\n", "targett"),
+               "no column named \"targett\" for the label (did you mean \"target\"?); the columns are: "));
+  EXPECT_TRUE(contains(csv_error("alpha,beta,Target\n1,2,0\n", "target"), "(did you mean \"Target\"?)"));
+  EXPECT_FALSE(contains(csv_error("a,b,c\n1,2,0\n", "y"), "did you mean"));
+  EXPECT_FALSE(contains(csv_error("alpha,beta,target\n1,2,0\n", "label"), "did you mean"));
+}
+
 TEST(DataCsv, UnknownLabelColumnInAHeaderOfOtherSeparatorsHintsAtCommas) {
   const std::string m = csv_error("alpha;beta;label\n1;2;0\n", "label");
   EXPECT_TRUE(contains(m, "data.csv:1:1: no column named \"label\"")) << m;
