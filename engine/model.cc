@@ -69,9 +69,13 @@ Result<Shape> Sequential::build(const Shape& input, Runtime& rt) {
                    " are too large"};
     }
     if (!out) {
-      std::string from = i == 0 ? "the input" : layers_[i - 1]->name();
-      return Error{"layer shapes do not fit: " + out.error().message + " (input from " + from + ", shape " +
-                   shape_str(shape) + ")"};
+      // The first layer's input is the data's samples, which data.reshape shapes.
+      if (i == 0)
+        return Error{"layer shapes do not fit: " + out.error().message +
+                     " (its input is the data's samples, of shape " + shape_str(shape) +
+                     "; data.reshape gives them another)"};
+      return Error{"layer shapes do not fit: " + out.error().message + " (input from " +
+                   layers_[i - 1]->name() + ", shape " + shape_str(shape) + ")"};
     }
     shape = *out;
     output_shapes_.push_back(shape);

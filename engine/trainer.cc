@@ -282,6 +282,9 @@ Status Training::prepare(const TrainingOptions& options) {
   rt_.level = hooks_->probe_level();
 
   auto data = load_dataset(config_.data, seed_);
+  // A data file's problem names the file; data.reshape's is the configuration's.
+  if (!data && data.error().message.rfind("data.reshape ", 0) == 0 && !config_.file.empty())
+    return Error{config_.file + ": " + data.error().message};
   if (!data) return data.error();
   // The model is built (its initializers drawn) before the data is split, as a Keras user defines the
   // model before fit: the initializer draws come first in every trace.

@@ -296,6 +296,19 @@ TEST_F(BadInput, ImageAugmentationNeedsImages) {
   EXPECT_EQ(ok.exit_code, 0) << ok.output;
 }
 
+// Images that are not shaped as images: the configuration's data.reshape is named with its file, and a first
+// layer that wants another shape says that its input is the data's samples, which data.reshape shapes.
+TEST_F(BadInput, ShapesOfTheDataNameTheConfigurationAndDataReshape) {
+  dir.write("i.csv", "a,b,c,d,y\n1,2,3,4,0\n5,6,7,8,1\n1,2,3,4,0\n5,6,7,8,1\n");
+  const std::string cfg = config("i.csv");
+  expect_error("train " + cfg + " --set 'data.reshape=[2,2,2]'",
+               "trainrr: " + cfg + ": data.reshape (2, 2, 2) holds 8 values but each sample of ");
+  expect_error(
+      "train " + cfg + " --set 'model.layers[0]={type=\"Conv2D\",filters=2,kernel_size=1}'",
+      "conv2d_1 expects input of rank 3 per sample (height, width, channels), got (4,) (its input is the "
+      "data's samples, of shape (4,); data.reshape gives them another)");
+}
+
 TEST_F(BadInput, ValidationSplitIsKerasRoundingAndNeverLeavesTrainingEmpty) {
   dir.write("d.csv", good_csv);
   expect_error("train " + config("d.csv") + " --set train.validation_split=0.9",

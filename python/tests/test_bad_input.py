@@ -540,3 +540,14 @@ def test_the_commands_options_in_an_engine_message_become_the_calls_arguments(ca
 
     said = python_terms(message, call)
     assert python in said and not _CLI_OPTION.search(said), said
+
+
+def test_a_first_layer_that_wants_images_says_x_shapes_the_samples():
+    m = trainrr.Sequential([layers.Conv2D(2, 3), layers.Flatten(), layers.Dense(1, activation="sigmoid")])
+    m.compile(optimizer="adam", loss="binary_crossentropy")
+    x, y = data(rows=10, features=16)
+    with pytest.raises(trainrr.ConfigError) as e:
+        m.fit(x, y, epochs=1, verbose=0)
+    assert "conv2d_1 expects input of rank 3 per sample (height, width, channels), got (16,)" in str(e.value)
+    assert "(its input is the data's samples, of shape (16,); x.reshape(len(x), ...) gives them another)" in str(e.value)
+    assert "data.reshape" not in str(e.value)

@@ -228,7 +228,7 @@ class Sequential:
             except TrainrrError as e:
                 if arrays is not None:
                     _check_class_labels(str(e), arrays[1], self._compiled["loss"])
-                raise translated(type(e)(_python_message(str(e), folder)), "fit") from None
+                raise translated(type(e)(_python_message(str(e), folder, arrays is not None)), "fit") from None
         if rec is not None:
             rec.claim()
         self._run = run
@@ -670,10 +670,13 @@ _KEYS = [(re.compile(r"\bmodel\.layers\[(\d+)\]"), r"layers[\1]"), (re.compile(r
          (re.compile(r"\btrain\."), "")]
 
 
-def _python_message(message, folder):
+def _python_message(message, folder, from_arrays=False):
     """An engine message about a configuration this module wrote, in the fit's terms: the arrays by their
-    argument names, keys by the arguments that set them."""
+    argument names, keys by the arguments that set them. From x and y, samples are shaped by x's shape."""
     message = message.replace(os.path.join(folder, _data.X_FILE), "x").replace(os.path.join(folder, _data.Y_FILE), "y")
+    if from_arrays:
+        message = message.replace("; data.reshape gives them another)",
+                                  "; x.reshape(len(x), ...) gives them another)")
     if _PYTHON_CONFIG not in message:
         return message
     message = re.sub(re.escape(_PYTHON_CONFIG) + r"(:\d+(:\d+)?)?: ", "fit: ", message)
