@@ -364,6 +364,8 @@ TEST_F(TraceCliTest, ShowSummarizesTheRunAndSaysItEndedCleanly) {
   EXPECT_NE(r.output.find("level: op, checkpoint every 50 steps"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("threads: 2"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("libraries: trainrr "), std::string::npos) << r.output;
+  // The compiler's flags without the space CMake leaves where its general flags are empty.
+  EXPECT_TRUE(std::regex_search(r.output, std::regex("\n  compiler: [^\n]*, flags: [^ \n]"))) << r.output;
   EXPECT_NE(r.output.find("breast_cancer.csv"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("not embedded"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("steps: 150 in 10 epochs (1..10)"), std::string::npos) << r.output;

@@ -305,8 +305,13 @@ void print_environment(const trace::TraceHeader& h) {
   } else if (!gpu.empty()) {
     say("  gpu: %s\n", gpu);
   }
-  const std::string compiler = take("compiler"), cflags = take("compiler.flags");
-  say("  compiler: %s, flags: %s\n", compiler, cflags);
+  const std::string compiler = take("compiler");
+  // The flags as CMake joins them (its general flags, empty or not, then the build type's), without the
+  // spaces at either end.
+  std::string cflags = take("compiler.flags");
+  cflags.erase(0, cflags.find_first_not_of(' '));
+  cflags.erase(cflags.find_last_not_of(' ') + 1);
+  say("  compiler: %s, flags: %s\n", compiler, cflags.empty() ? std::string("(none)") : cflags);
   // In the order the recorder wrote them: it lists trainrr's own version first.
   std::string libs, vars;
   for (const auto& [key, value] : h.environment) {
