@@ -791,6 +791,16 @@ ReplayResult replay(const ReplayOptions& o) {
       cut_short = true;
       break;
     }
+    // A first divergence in the initial weights' draws (a model of another shape, another seed) is found
+    // before any step runs, and nothing a step does comes before it: the replay stops there, rather than
+    // train a step of a model that may be far larger than the recorded one.
+    if (const auto& first = hooks.first(); first && !o.keep_going && t.step() == resumed &&
+                                           first->phase == "setup" && first->site.rfind("init/", 0) == 0) {
+      rep.notes.push_back("the first difference is in the draws of the initial weights, before step " +
+                          std::to_string(resumed) +
+                          " runs: the replay stopped there, with no step run (--keep-going trains on)");
+      break;
+    }
     Status s = t.fit(t.step() + 1);
     if (!s) return fail(3, "cannot replay here: " + s.error().message);
     ++res.steps_executed;
@@ -860,7 +870,16 @@ ReplayResult replay(const ReplayOptions& o) {
   rep.page.per_step = true;
   rep.page.layer_probes = header.level != ProbeLevel::step;
   rep.page.environment = side_by_side_table(header.environment, *env);
-  rep.page.kernels = side_by_side_table(hooks.recorded_kernels(), hooks.replayed_kernels());
+  // A replay that stopped in the set-up (a first divergence in the initial weights) ran no step, and chose
+  // no kernel where the recording chose one in its first step: that is no difference in the choices.
+  if (res.steps_executed > 0) {
+    rep.page.kernels = side_by_side_table(hooks.recorded_kernels(), hooks.replayed_kernels());
+  } else {
+    std::map<std::string, std::string> reached;
+    for (const auto& [site, kernel] : hooks.recorded_kernels())
+      if (hooks.replayed_kernels().count(site)) reached.emplace(site, kernel);
+    rep.page.kernels = side_by_side_table(reached, hooks.replayed_kernels());
+  }
   rep.page.command = replay_command_line(o);
   rep.page.stopped_at_first = hooks.diverged() && !o.keep_going && t.step() < end;
   if (rep.page.stopped_at_first) rep.page.would_end = end - 1;

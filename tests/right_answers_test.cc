@@ -333,6 +333,36 @@ TEST_F(RightAnswers, ASetThatChangesNothingIsNamed) {
   EXPECT_FALSE(has(other.output, "changes nothing")) << other.output;
 }
 
+// A first difference in the initial weights' draws (another model shape here) is found before any step runs:
+// the replay stops there and trains no step of the other model, which may be far larger; its page shows no
+// kernel choices it never made. --keep-going trains on.
+TEST_F(RightAnswers, ADifferenceInTheInitialWeightsStopsTheReplayBeforeItsFirstStep) {
+  const std::string cfg = dir.write("run.toml", breast_cancer("seed = 3\n", kBreastCancer, kOneThread));
+  const std::string trace = dir.file("run.trr");
+  ASSERT_EQ(run_trainrr("record " + cfg + " -o " + trace).exit_code, 0);
+  const std::string page = dir.file("page.html");
+  const CommandResult r = run_trainrr("replay " + trace + " --set model.layers[0].units=17 --html " + page);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(r.output.rfind("diverged at step 0, setup, dense_1 init (init/dense_1.kernel)\n", 0), 0u)
+      << r.output;
+  EXPECT_TRUE(
+      has(r.output, "  cause: config: the run configuration differs: model.layers[0].units: 16 -> 17\n"))
+      << r.output;
+  EXPECT_TRUE(has(r.output, "\nsteps executed: 0\n")) << r.output;
+  EXPECT_TRUE(has(r.output,
+                  "note: the first difference is in the draws of the initial weights, before step 0 "
+                  "runs: the replay stopped there, with no step run (--keep-going trains on)"))
+      << r.output;
+  std::ifstream in(page);
+  const std::string html((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_FALSE(html.empty());
+  EXPECT_FALSE(has(html, "chose differently")) << "the replay chose no kernel";
+  const CommandResult on = run_trainrr("replay " + trace + " --set model.layers[0].units=17 --keep-going");
+  ASSERT_EQ(on.exit_code, 1) << on.output;
+  EXPECT_TRUE(has(on.output, "\nsteps executed: 30\n")) << on.output;
+  EXPECT_FALSE(has(on.output, "with no step run")) << on.output;
+}
+
 // With the data changed, the recorded side of the re-execution runs on the recorded data: the values
 // differ, and no note lays the difference on the machine.
 TEST_F(RightAnswers, ChangedDataIsTheCauseAndNoNoteSaysOtherwise) {
