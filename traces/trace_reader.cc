@@ -747,53 +747,43 @@ struct TraceReader::Impl {
     return std::min(p, bytes.size());
   }
 
-  // A footer whose own framing was changed reads as a message that runs past the end of the file, or that
-  // stops short of it. No cut leaves the footer's every byte: where changing one bit of what the file holds
-  // from `offset` back makes an intact footer that ends the file, that bit (its byte offset and its number)
-  // was changed. Only a short tail is tried, as a footer is. With `framing_only`, only the bits that can
-  // change how long the message reads are tried: the packed stream's tags and run counts (the bytes before a
-  // changed one frame as they did, so a changed tag is read as a tag) and its first words (the segment
-  // table, the root pointer); and where those first words read as a message of another kind than a footer,
-  // only the bytes up to the word that says so (a cut step stays a step with any other bit changed back).
-  // Otherwise every bit (a footer whose kind was changed).
+  // A footer with one bit changed may read as a message that runs past the end of the file (a bit of its
+  // framing), or as a message of another kind (a bit of its kind, or of the root pointer that leads to it).
+  // No cut leaves the footer's every byte: where changing one bit of what the file holds from `offset` back
+  // makes an intact footer that ends the file, that bit (its byte offset and its number) was changed. Only a
+  // short tail is tried, as a footer is, and only the bits that can have made it read so: those of its first
+  // words, through the one that holds the message's kind (the segment table, the root pointer, the kind), and
+  // where the kind reads as a footer's, the bytes that frame the rest of the packed stream: its tags and run
+  // counts (the bytes before a changed one frame as they did, so a changed tag is read as a tag).
   static constexpr uint64_t kFooterRepairBytes = 4096;
-  std::optional<std::pair<uint64_t, int>> footer_one_bit_away(uint64_t offset, bool framing_only) {
+  std::optional<std::pair<uint64_t, int>> footer_one_bit_away(uint64_t offset) {
     if (!chained || offset >= size || size - offset > kFooterRepairBytes) return std::nullopt;
     static const unsigned which_offset =
         capnp::Schema::from<schema::Message>().getProto().getStruct().getDiscriminantOffset();
-    bool another_kind = false;  // the start reads as a message of another kind than a footer
-    if (framing_only) {
-      const std::optional<uint64_t> which = data_field(partial_root(offset, 64), which_offset, 16);
-      another_kind = which && *which != static_cast<uint64_t>(schema::Message::FOOTER);
-    }
+    const std::optional<uint64_t> which = data_field(partial_root(offset, 64), which_offset, 16);
+    const bool reads_as_footer = which && *which == static_cast<uint64_t>(schema::Message::FOOTER);
     auto src = bytes_at(offset, size - offset);
     if (!src) return std::nullopt;
     std::vector<uint8_t> bytes(*src, *src + (size - offset));
+    // As a footer is written: the table word, the root pointer, then the root's data section.
+    const size_t head = packed_end_of_word(bytes, 2 + uint64_t{which_offset} * 16 / 64);
     std::vector<size_t> tried;
-    if (another_kind) {
-      // As a footer is written: the table word, the root pointer, then the root's data section, whose word
-      // that holds the kind ends what is tried. A changed root pointer (read as pointing elsewhere) is in it.
-      const size_t kind_end = packed_end_of_word(bytes, 2 + uint64_t{which_offset} * 16 / 64);
-      for (size_t p = 0; p < kind_end; ++p) tried.push_back(p);
-    } else if (framing_only) {
-      for (size_t p = 0; p < bytes.size() && p < 24; ++p) tried.push_back(p);
+    for (size_t p = 0; p < head; ++p) tried.push_back(p);
+    if (reads_as_footer)
       for (size_t p = 0; p < bytes.size();) {
         const uint8_t tag = bytes[p];
-        if (p >= 24) tried.push_back(p);
+        if (p >= head) tried.push_back(p);
         ++p;
         if (tag == 0) {
-          if (p >= 24 && p < bytes.size()) tried.push_back(p);
+          if (p >= head && p < bytes.size()) tried.push_back(p);
           ++p;
           continue;
         }
         p += static_cast<size_t>(std::popcount(tag));
         if (tag != 0xff || p >= bytes.size()) continue;
-        if (p >= 24) tried.push_back(p);
+        if (p >= head) tried.push_back(p);
         p += 1 + size_t{bytes[p]} * kWord;
       }
-    } else {
-      for (size_t p = 0; p < bytes.size(); ++p) tried.push_back(p);
-    }
     for (size_t i : tried)
       for (int bit = 0; bit < 8; ++bit) {
         bytes[i] ^= static_cast<uint8_t>(1u << bit);
@@ -823,7 +813,7 @@ struct TraceReader::Impl {
                           "): the bytes that frame this message were changed after they were written "
                           "(the file is damaged, not cut)");
     }
-    if (auto bit = footer_one_bit_away(offset, true)) {
+    if (auto bit = footer_one_bit_away(offset)) {
       truncated_tail = false;
       return error_at(offset, "this message reads as running past the end of the file, but " +
                                   changed_footer_words(*bit));
@@ -1677,7 +1667,7 @@ Result<std::optional<TraceRecord>> TraceReader::next() {
           // Nothing after the last message vouches for it: one of unknown kind there may be the footer with
           // a bit of its kind changed.
           if (offset + size == m.size)
-            if (auto bit = m.footer_one_bit_away(offset, false))
+            if (auto bit = m.footer_one_bit_away(offset))
               malformed("this message, of unknown kind " +
                         std::to_string(static_cast<unsigned>(root.which())) + ", ends the file, but " +
                         m.changed_footer_words(*bit));
