@@ -882,6 +882,36 @@ TEST(TraceIntegrity, NoChangedBitOfTheFooterIsTakenForACut) {
   std::remove(path.c_str());
 }
 
+// Every writer of format 3 writes a footer check that is not 0: a footer whose check reads as 0 (the bits
+// that hold it changed, or the data section cut short so that it reads as the default) vouches for nothing.
+TEST(TraceIntegrity, AFormat3FooterWithoutACheckIsDamage) {
+  const std::string path = temp_path("no_check.trr");
+  const SampleTrace sample = write_sample_trace(path, 4);
+  const std::vector<uint8_t> original = read_file(path);
+  const uint64_t footer = sample.message_ends[sample.message_ends.size() - 2];
+  kj::ArrayInputStream in(kj::arrayPtr(original.data() + footer, original.size() - footer));
+  capnp::MallocMessageBuilder changed;
+  {
+    capnp::PackedMessageReader reader(in);
+    changed.setRoot(reader.getRoot<schema::Message>());
+  }
+  ASSERT_NE(changed.getRoot<schema::Message>().getFooter().getCheck(), 0u);
+  changed.getRoot<schema::Message>().getFooter().setCheck(0);
+  const std::vector<uint8_t> bytes =
+      concat(std::vector<uint8_t>(original.begin(), original.begin() + static_cast<int64_t>(footer)),
+             packed(changed));
+  auto r = TraceReader::open_memory(bytes, "no_check.trr");
+  ASSERT_TRUE(r) << r.error().message;
+  ReadAll all = read_all(**r);
+  ASSERT_TRUE(all.error);
+  EXPECT_EQ(all.error->message,
+            "no_check.trr: byte " + std::to_string(footer) +
+                ": the footer was changed after it was written: it holds no check of its "
+                "values, which every footer of format 3 holds (the file is damaged, not cut)");
+  EXPECT_FALSE((*r)->stopped()->truncated);
+  std::remove(path.c_str());
+}
+
 // Listing the checkpoints of a file whose footer was changed: an error that calls the file damaged, or the
 // checkpoints before the footer (a change that reads as a cut), never a bare decoding error.
 TEST(TraceIntegrity, AChangedFooterLeavesTheCheckpointsListedOrCallsTheFileDamaged) {
