@@ -65,6 +65,7 @@ void say(FILE* log, const std::string& line) {
 CauseInputs free_cause_inputs(const ReplayHooks& hooks, const trace::TraceHeader& header, const RunConfig& config,
                               const KernelRegistry& registry) {
   CauseInputs ci;
+  ci.outputs_compared = header.level != ProbeLevel::step;
   ci.registry = &registry;
   ci.config_differences = config_differences(header, config);
   ci.layer_names = layer_names(config.layers);
@@ -370,6 +371,7 @@ BisectResult bisect(const BisectOptions& o) {
       auto env = current_environment(config);
       if (!env) return failed(2, env.error().message);
       CauseInputs ci;
+      ci.outputs_compared = header.level != ProbeLevel::step;
       ci.registry = &registry;
       ci.environment = environment_differences(header.environment, *env);
       ci.config_differences = config_differences(header, config);
@@ -657,6 +659,7 @@ BisectResult bisect(const BisectOptions& o) {
   if (forced_stop) {
     auto env = current_environment(config);
     CauseInputs ci;
+    ci.outputs_compared = header.level != ProbeLevel::step;
     ci.registry = &registry;
     if (env) ci.environment = environment_differences(header.environment, *env);
     ci.config_differences = config_differences(header, config);

@@ -420,7 +420,8 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
                           (on_gpu(d.kernel_recorded) || on_gpu(d.kernel_replayed) ? std::string() : context)};
   // Sites that cannot have made the difference are left out: the loader decides the order of the batches
   // alone, compared before any value; the loss is computed in the forward pass, before any backward op or
-  // update runs, and where the loss's own sites differ, they are what computed it.
+  // update runs, and where the layers' outputs were compared (the same) and the loss's own sites differ, they
+  // are what computed it.
   std::vector<std::string> sites;
   if (d.kernel_replayed.empty()) {
     const bool at_loss = d.site == "loss";
@@ -428,7 +429,8 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
     for (const auto& [site, ab] : in.kernel_differences) loss_sites |= site.rfind("loss/", 0) == 0;
     for (const auto& [site, ab] : in.kernel_differences) {
       if (site == "data/loader") continue;
-      if (at_loss && (site.find(".bwd") != std::string::npos || (loss_sites && site.rfind("loss/", 0) != 0)))
+      if (at_loss && (site.find(".bwd") != std::string::npos ||
+                      (loss_sites && in.outputs_compared && site.rfind("loss/", 0) != 0)))
         continue;
       sites.push_back(site);
     }

@@ -34,6 +34,9 @@ struct CauseInputs {
   // Kernel site -> how each side picked its kernel there, when it was not a fixed rule: by timing (autotune),
   // with the timings (kernel_pick below).
   std::map<std::string, std::pair<std::string, std::string>> kernel_picks;
+  // The layers' outputs were compared (level layer or op): a loss that differs first had the same inputs on
+  // both sides. At level step they were not, and a forward op may have made the loss differ.
+  bool outputs_compared = false;
 };
 
 // How a kernel choice was made, for a cause: "picked by timing (autotune): f32_matmul__a 12.1 us,

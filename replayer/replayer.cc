@@ -892,6 +892,7 @@ ReplayResult replay(const ReplayOptions& o) {
   }
 
   CauseInputs ci;
+  ci.outputs_compared = header.level != ProbeLevel::step;
   ci.data_changed = rebuilt->data_changed;
   ci.data_detail = rebuilt->data_detail;
   // A configuration difference that the forced choices override changes nothing the run computes: the run

@@ -378,11 +378,14 @@ TEST(SideBySide, DifferentValuesNeverPrintAlike) {
 }
 
 // A loss that differs first is computed in the forward pass: backward kernels, which run after it, and the
-// loader, whose batches were compared before it, cannot have made it; where the loss's own sites differ,
-// they are the cause, not forward ops whose outputs the comparison passed.
+// loader, whose batches were compared before it, cannot have made it; where the layers' outputs were compared
+// (the same) and the loss's own sites differ, they are the cause, not forward ops whose outputs the
+// comparison passed. At level step the layers' outputs were not compared: the forward ops that differ are
+// named too.
 TEST(Cause, ALossDifferenceNamesTheKernelsThatComputedIt) {
   const FirstDivergence d = event("forward", "step_end", "loss");
   CauseInputs in;
+  in.outputs_compared = true;
   in.kernel_differences = {
       {"data/loader", {"loader__ordered", "loader__first_ready"}},
       {"dense_1/matmul.fwd", {"f32_matmul__cpu_blocked_avx512", "f32_matmul__openblas_sgemm"}},
@@ -392,6 +395,11 @@ TEST(Cause, ALossDifferenceNamesTheKernelsThatComputedIt) {
   EXPECT_EQ(c.category, "kernel");
   EXPECT_EQ(c.detail,
             "kernel selections differ: loss/mean: f32_sum__cpu_pairwise vs f32_sum__cpu_chunked_threads");
+  in.outputs_compared = false;
+  c = classify(d, in);
+  EXPECT_EQ(c.detail,
+            "kernel selections differ: loss/mean: f32_sum__cpu_pairwise vs f32_sum__cpu_chunked_threads; "
+            "dense_1/matmul.fwd: f32_matmul__cpu_blocked_avx512 vs f32_matmul__openblas_sgemm");
   // Without a difference at the loss's own sites, the forward ones remain; never the backward ones or the
   // loader.
   in.kernel_differences.erase("loss/mean");
