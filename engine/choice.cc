@@ -32,14 +32,28 @@ size_t edit_distance(std::string_view a, std::string_view b) {
   return row[b.size()];
 }
 
-std::string closest_choice(std::string_view given, std::initializer_list<std::string_view> choices) {
+namespace {
+
+template <typename Choices>
+std::string closest(std::string_view given, const Choices& choices) {
   for (std::string_view c : choices)
     if (folded(c) == folded(given)) return std::string(c);
   std::string best;
   size_t best_d = 3;
   for (std::string_view c : choices)
-    if (size_t d = edit_distance(given, c); d < best_d) best_d = d, best = std::string(c);
+    if (size_t d = edit_distance(given, c); d < best_d && d * 3 <= given.size())
+      best_d = d, best = std::string(c);
   return best;
+}
+
+}  // namespace
+
+std::string closest_choice(std::string_view given, std::initializer_list<std::string_view> choices) {
+  return closest(given, choices);
+}
+
+std::string closest_choice(std::string_view given, const std::vector<std::string>& choices) {
+  return closest(given, choices);
 }
 
 std::string unknown_choice(std::string_view what, std::string_view given,

@@ -6,6 +6,7 @@
 #include <initializer_list>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace trainrr {
 
@@ -13,8 +14,10 @@ namespace trainrr {
 size_t edit_distance(std::string_view a, std::string_view b);
 
 // The choice `given` most likely meant: one that differs only in case, '_' and '-' (ReLU, Glorot-Uniform),
-// else the one at edit distance 1 or 2, the nearest first; empty when none is that close.
+// else the one at edit distance 1 or 2, and at most a third of `given`'s length (no one-letter name is a
+// misspelling of another), the nearest first; empty when none is that close.
 std::string closest_choice(std::string_view given, std::initializer_list<std::string_view> choices);
+std::string closest_choice(std::string_view given, const std::vector<std::string>& choices);
 
 // "unknown WHAT 'GIVEN' (did you mean 'X'?)" when a choice is close, else
 // "unknown WHAT 'GIVEN' (expected one of: a, b, c)".

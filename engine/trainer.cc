@@ -35,7 +35,7 @@ struct Training::LoaderHolder {
 
 Training::~Training() = default;
 
-Result<Dataset> load_dataset(const DataConfig& c, uint64_t seed) {
+Result<Dataset> load_dataset(const DataConfig& c, uint64_t seed, const std::string& config_file) {
   Result<Dataset> data = Error{""};
   if (c.source == "csv") {
     data = read_csv(c.path, c.label, c.quote_text);
@@ -73,8 +73,9 @@ Result<Dataset> load_dataset(const DataConfig& c, uint64_t seed) {
   if (!c.reshape.empty()) {
     Shape s = c.reshape;
     if (shape_size(s) != shape_size(data->sample_shape()))
-      return Error{"data.reshape " + shape_str(c.reshape) + " holds " + std::to_string(shape_size(s)) +
-                   " values but each sample of " + c.path + " has " + std::to_string(shape_size(data->sample_shape()))};
+      return Error{(config_file.empty() ? "" : config_file + ": ") + "data.reshape " + shape_str(c.reshape) +
+                   " holds " + std::to_string(shape_size(s)) + " values but each sample of " + c.path +
+                   " has " + std::to_string(shape_size(data->sample_shape()))};
     s.insert(s.begin(), data->rows());
     data->x = data->x.reshaped(s);
   }
@@ -281,10 +282,7 @@ Status Training::prepare(const TrainingOptions& options) {
   rng_->set_math(rt_.math);
   rt_.level = hooks_->probe_level();
 
-  auto data = load_dataset(config_.data, seed_);
-  // A data file's problem names the file; data.reshape's is the configuration's.
-  if (!data && data.error().message.rfind("data.reshape ", 0) == 0 && !config_.file.empty())
-    return Error{config_.file + ": " + data.error().message};
+  auto data = load_dataset(config_.data, seed_, config_.file);
   if (!data) return data.error();
   // The model is built (its initializers drawn) before the data is split, as a Keras user defines the
   // model before fit: the initializer draws come first in every trace.

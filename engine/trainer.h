@@ -159,8 +159,9 @@ class Training {
   std::vector<Bucket> buckets_;
 };
 
-// Loads the configured data set (before any split).
-Result<Dataset> load_dataset(const DataConfig& config, uint64_t seed);
+// Loads the configured data set (before any split). A data.reshape that does not fit is the configuration's
+// error, said with `config_file` (when there is one); a data file's names the file.
+Result<Dataset> load_dataset(const DataConfig& config, uint64_t seed, const std::string& config_file = "");
 // Labels the loss (sparse_categorical_crossentropy: class indices; binary_crossentropy: [0, 1]) and a
 // stratified split (class indices, two rows per class) can use; errors name the file and the row.
 Status check_labels(const Dataset& data, const RunConfig& config, const std::string& loss);

@@ -359,7 +359,7 @@ BisectResult bisect(const BisectOptions& o) {
     // A forced replay that differs in the draws of the initial weights differs before its first step, as
     // replay stops there: no step of a model that may be far larger than the recorded one is trained.
     const auto& early = forced->hooks->first();
-    if (!(early && step == start && early->phase == "setup" && early->site.rfind("init/", 0) == 0)) {
+    if (!(early && in_initial_weights(*early) && step == start)) {
       Status a = tf.fit(step + 1);
       Status b = tr.fit(step + 1);
       res.steps_executed += 2;

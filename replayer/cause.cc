@@ -345,7 +345,7 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
     // key comes from the seed, its counter starts at 0, and a count is a tensor's size (an initial weight's,
     // the split's). Another draw there says the trace does not follow its configuration; the numbers drawn
     // from the words are another matter (below).
-    if (!d.same_draw && d.phase == "setup") return {"trace", d.detail + "; " + trace_words};
+    if (!d.same_draw && in_initial_weights(d)) return {"trace", d.detail + "; " + trace_words};
     std::string detail = d.detail;
     if (d.same_draw) {
       // The configuration is the same (it would be the cause otherwise): the arithmetic that makes values of

@@ -42,6 +42,12 @@ inline bool same_bits(double a, double b) { return std::bit_cast<uint64_t>(a) ==
 // loader's batches, augmentation draws), "forward" for the other draws within a step (dropout's masks).
 std::string event_phase(const std::string& kind, const std::string& site);
 
+// Whether `d` is in the draws of the initial weights (an initializer's, "init/<param>"), which come before
+// everything else a run does: found before the first step runs.
+inline bool in_initial_weights(const FirstDivergence& d) {
+  return d.phase == "setup" && d.site.rfind("init/", 0) == 0;
+}
+
 // A divergence with its place and what differs (step -1: the step in progress).
 FirstDivergence divergence(int64_t step, std::string phase, std::string kind, std::string site,
                            std::string detail = "");

@@ -794,8 +794,7 @@ ReplayResult replay(const ReplayOptions& o) {
     // A first divergence in the initial weights' draws (a model of another shape, another seed) is found
     // before any step runs, and nothing a step does comes before it: the replay stops there, rather than
     // train a step of a model that may be far larger than the recorded one.
-    if (const auto& first = hooks.first(); first && !o.keep_going && t.step() == resumed &&
-                                           first->phase == "setup" && first->site.rfind("init/", 0) == 0) {
+    if (hooks.first() && in_initial_weights(*hooks.first()) && !o.keep_going && t.step() == resumed) {
       rep.notes.push_back("the first difference is in the draws of the initial weights, before step " +
                           std::to_string(resumed) +
                           " runs: the replay stopped there, with no step run (--keep-going trains on)");

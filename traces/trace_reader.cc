@@ -655,14 +655,18 @@ struct TraceReader::Impl {
       bool intact = false;
       kj::runCatchingExceptions([&]() {
         capnp::FlatArrayMessageReader message((*frame)->words, options_for((*frame)->words));
-        auto root = message.getRoot<schema::Message>();
-        if (root.which() != schema::Message::FOOTER) return;
-        auto f = root.getFooter();
-        intact = f.getCheck() != 0 && f.getCheck() == footer_digest(footer_values(f));
+        intact = footer_vouched_for(message.getRoot<schema::Message>());
       });
       if (intact) return at;
     }
     return std::nullopt;
+  }
+
+  // Whether `root` is a footer whose values match its check.
+  static bool footer_vouched_for(schema::Message::Reader root) {
+    if (root.which() != schema::Message::FOOTER) return false;
+    auto f = root.getFooter();
+    return f.getCheck() != 0 && f.getCheck() == footer_digest(footer_values(f));
   }
 
   // Whether `bytes` are one packed message, ending with them, that is an intact footer.
@@ -676,11 +680,7 @@ struct TraceReader::Impl {
       o.traversalLimitInWords = bytes.size() * 8 + 64;
       o.nestingLimit = limits.nesting_limit;
       capnp::PackedMessageReader message(in, o);
-      if (in.tryGetReadBuffer().size() != 0) return;
-      auto root = message.getRoot<schema::Message>();
-      if (root.which() != schema::Message::FOOTER) return;
-      auto f = root.getFooter();
-      intact = f.getCheck() != 0 && f.getCheck() == footer_digest(footer_values(f));
+      intact = in.tryGetReadBuffer().size() == 0 && footer_vouched_for(message.getRoot<schema::Message>());
     });
     return intact;
   }

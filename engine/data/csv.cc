@@ -1,7 +1,5 @@
 #include "engine/data/csv.h"
 
-#include <algorithm>
-#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <optional>
@@ -206,22 +204,7 @@ Result<Dataset> parse_csv(std::string_view text, const std::string& path, const 
                  (names.size() == 1 ? "" : "s") +
                  "; their names are not shown, as the file is not the one recorded)"};
   if (label < 0) {
-    // The column the name is closest to: one that differs only in case, or by at most 2 edits and a third
-    // of the name (no one-letter name is a misspelling of another).
-    std::string close;
-    size_t best = 3;
-    for (const std::string& n : names) {
-      const size_t d = edit_distance(n, label_column);
-      const bool same_but_case =
-          std::equal(n.begin(), n.end(), label_column.begin(), label_column.end(), [](char a, char b) {
-            return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
-          });
-      if (same_but_case) {
-        close = n;
-        break;
-      }
-      if (d < best && d * 3 <= label_column.size()) best = d, close = n;
-    }
+    const std::string close = closest_choice(label_column, names);
     return Error{where(header_line, 1) + "no column named \"" + label_column + "\" for the label" +
                  (close.empty() ? "" : " (did you mean \"" + close + "\"?)") +
                  "; the columns are: " + list_columns(names) + dialect_hint(names)};
