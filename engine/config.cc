@@ -225,10 +225,7 @@ class TableReader {
       // A key of another table given here ('epochs' at the top, 'optimizer' under [runtime]).
       if (const std::string there = table_of_key(key); !there.empty() && there != prefix_ + key)
         return fail(msg + " (did you mean '" + there + "'?)");
-      std::string best;
-      size_t best_d = 3;
-      for (const auto& cand : known_)
-        if (size_t d = edit_distance(key, cand); d < best_d) best_d = d, best = cand;
+      std::string best = closest_choice(key, std::vector<std::string>(known_.begin(), known_.end()));
       // A longer or shorter form of a table's name: 'training' for 'train', 'run' for 'runtime'.
       if (best.empty())
         for (const auto& cand : known_)

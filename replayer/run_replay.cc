@@ -391,6 +391,12 @@ std::optional<CollectiveCall> first_collective(const trace::RunSet& run) {
   }
 }
 
+void add_allreduce_line(const trace::RunSet& run, RunReport& report) {
+  if (report.exit_code == 0)
+    if (auto c = first_collective(run))
+      report.lines.push_back("  allreduce: " + c->variant + ", " + algorithm_text(*c));
+}
+
 std::string cannot_emulate(const trace::RunSet& run, const ForceSet& force) {
   const int n = run.world_size;
   const CollectiveSettings settings = recorded_settings(run.headers[0]);
@@ -667,8 +673,7 @@ RunReport replay_run(const RunReplayOptions& o) {
     const std::string mpi_how = counted(n, "rank") + " replayed under mpirun, each checking its own trace";
     if (size_t at = last.find(mpi_how); at != std::string::npos) last.replace(at, mpi_how.size(), how);
   }
-  if (out.exit_code == 0)
-    if (auto c = first_collective(*run)) out.lines.push_back("  allreduce: " + c->variant + ", " + algorithm_text(*c));
+  add_allreduce_line(*run, out);
   headline_stop(*run, out, o.to_step);
   add_run_inputs(*run, o.force, o.overrides, out, n);
   return out;

@@ -120,6 +120,10 @@ std::string stop_words(const RankStop& stop, const std::string& side);
 // A recording stopped early adds a note (`to_step`: where the replay was asked to stop, -1 the end).
 void headline_stop(const trace::RunSet& run, RunReport& report, int64_t to_step = -1);
 
+// A reproduced replay's line that names the recorded allreduce: "  allreduce: VARIANT, ALGORITHM" (nothing
+// where the report is not of a reproduced run or the traces hold no allreduce call).
+void add_allreduce_line(const trace::RunSet& run, RunReport& report);
+
 // The notes a replay of a run adds to its report, as a replay of one process does: the configuration
 // differences (--set) that every compared value survived, and each rank's environment differences from the
 // environment of the process that replayed it. Without `process_environments`, ranks 0 .. hosted - 1 were

@@ -53,6 +53,9 @@ tree)
   expect 0 "reproduced bit for bit: 4 ranks replayed in one process" -- "$T" replay t4
   expect 0 "reproduced bit for bit: 4 ranks replayed under mpirun" -- mpirun -n 4 "$T" replay t4
   expect 0 "reproduced bit for bit: 4 ranks replayed under mpirun -n 2, 2 per process" -- mpirun -n 2 "$T" replay t4
+  # The recorded allreduce is named under mpirun as in one process.
+  expect 0 "^  allreduce: allreduce__trainrr_tree, pairwise tree over 4 shards" -- "$T" replay t4
+  expect 0 "^  allreduce: allreduce__trainrr_tree, pairwise tree over 4 shards" -- mpirun -n 2 "$T" replay t4
   expect 2 "or a count that divides 4" -- mpirun -n 3 "$T" replay t4
   expect 0 "reproduced despite the rank count (4 ranks in A, 2 in B)" -- "$T" diff t4 t2
   # Each run's epoch metrics are rank 0's shards': the log says so, and diff of two rank counts leaves them out.

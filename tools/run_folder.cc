@@ -99,6 +99,7 @@ int replay_rank_under_mpirun(const std::string& path, const ForceSet& force, con
     for (auto& line : report.lines)
       if (size_t at = line.find(mpi_how); at != std::string::npos) line.replace(at, mpi_how.size(), how);
   }
+  add_allreduce_line(*run, report);
   headline_stop(*run, report, to_step);
   add_run_inputs(*run, force, overrides, report, n / c.size(), &environments);
   return print_report(report);
