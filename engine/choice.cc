@@ -66,4 +66,15 @@ std::string unknown_choice(std::string_view what, std::string_view given,
   return out + " (expected one of: " + list + ")";
 }
 
+std::string unknown_choice(std::string_view what, std::string_view given,
+                           std::initializer_list<std::string_view> choices,
+                           std::initializer_list<std::string_view> elsewhere) {
+  if (std::find(elsewhere.begin(), elsewhere.end(), given) == elsewhere.end())
+    return unknown_choice(what, given, choices);
+  std::string list;
+  for (std::string_view c : choices) list += (list.empty() ? "" : ", ") + std::string(c);
+  return std::string(what) + " '" + std::string(given) +
+         "' is not implemented by trainrr's engine (it implements: " + list + ")";
+}
+
 }  // namespace trainrr

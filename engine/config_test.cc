@@ -220,13 +220,17 @@ TEST(Config, UnknownNamesGiveFileLineKeyAndTheClosestName) {
   EXPECT_EQ(c.error().message, "run.toml:9: model.layers[0].activation: unknown activation 'ReLU' (did you mean 'relu'?)");
   expect_set_errors(
       {{"model.layers[0].kernel_initializer=\"GlorotUniform\"",
-        "run.toml (--set): model.layers[0].kernel_initializer: unknown initializer 'GlorotUniform' (did you mean "
+        "run.toml (--set): model.layers[0].kernel_initializer: unknown initializer 'GlorotUniform' (did you "
+        "mean "
         "'glorot_uniform'?)"},
        {"train.loss=\"BinaryCrossentropy\"",
-        "run.toml (--set): train.loss: unknown loss 'BinaryCrossentropy' (did you mean 'binary_crossentropy'?)"},
-       {"train.optimizer.type=\"Adam\"", "run.toml (--set): train.optimizer.type: unknown optimizer 'Adam' (did you mean 'adam'?)"},
-       {"data.scale=\"standardise\"", "data.scale: unknown scaling 'standardise' (did you mean 'standardize'?)"},
-       {"train.loss=\"hinge\"", "unknown loss 'hinge' (expected one of: binary_crossentropy,"}});
+        "run.toml (--set): train.loss: unknown loss 'BinaryCrossentropy' (did you mean "
+        "'binary_crossentropy'?)"},
+       {"train.optimizer.type=\"Adam\"",
+        "run.toml (--set): train.optimizer.type: unknown optimizer 'Adam' (did you mean 'adam'?)"},
+       {"data.scale=\"standardise\"",
+        "data.scale: unknown scaling 'standardise' (did you mean 'standardize'?)"},
+       {"train.loss=\"margin\"", "unknown loss 'margin' (expected one of: binary_crossentropy,"}});
 }
 
 TEST(Config, SklearnSplitNeedsASeedNumpyTakes) {

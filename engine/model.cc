@@ -2,6 +2,7 @@
 
 #include <map>
 #include <new>
+#include <set>
 #include <stdexcept>
 
 #include "engine/escape.h"
@@ -25,11 +26,24 @@ std::string snake_name(const std::string& type) {
 }  // namespace
 
 std::vector<std::string> layer_names(const std::vector<LayerSpec>& specs) {
+  std::set<std::string> given;
+  for (const LayerSpec& s : specs)
+    if (!s.name.empty()) given.insert(s.name);
   std::vector<std::string> names;
   std::map<std::string, int> counts;
-  for (const LayerSpec& s : specs)
-    names.push_back(s.name.empty() ? snake_name(s.type) + "_" + std::to_string(++counts[snake_name(s.type)])
-                                   : s.name);
+  for (const LayerSpec& s : specs) {
+    if (!s.name.empty()) {
+      names.push_back(s.name);
+      continue;
+    }
+    // The next number whose name no layer is given: a layer named dense_1 leaves dense_2 to the first Dense
+    // layer without a name.
+    const std::string base = snake_name(s.type);
+    std::string name;
+    do name = base + "_" + std::to_string(++counts[base]);
+    while (given.count(name));
+    names.push_back(name);
+  }
   return names;
 }
 

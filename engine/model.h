@@ -10,7 +10,8 @@
 
 namespace trainrr {
 
-// Each layer's name: its own, or the one Keras gives a layer that has none (dense_1, conv2d_1, ...).
+// Each layer's name: its own, or the one Keras gives a layer that has none (dense_1, conv2d_1, ...): the next
+// number of its type whose name no layer is given.
 std::vector<std::string> layer_names(const std::vector<LayerSpec>& specs);
 
 class Sequential {

@@ -1,10 +1,9 @@
 #include "engine/trainer.h"
 
-#include "engine/device.h"
-
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -21,6 +20,7 @@
 #include "engine/data/scaler.h"
 #include "engine/data/split.h"
 #include "engine/data/synthetic.h"
+#include "engine/device.h"
 #include "engine/escape.h"
 #include "engine/fingerprint.h"
 #include "engine/loader.h"
@@ -84,10 +84,11 @@ Result<Dataset> load_dataset(const DataConfig& c, uint64_t seed, const std::stri
 
 namespace {
 
-std::string fmt_number(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", shown_number(v));
-  return buf;
+// A label as the float32 it is, in the fewest digits that read back as it: 0.9999999, never a rounded 1.
+std::string fmt_number(float v) {
+  char buf[48];
+  const auto end = std::to_chars(buf, buf + sizeof buf, std::isnan(v) ? std::fabs(v) : v).ptr;
+  return std::string(buf, end);
 }
 
 // Where a row's label comes from, for messages: CSV rows count from 1 after the header, array rows from 0.

@@ -122,6 +122,33 @@ bool difference_reaches(const std::string& difference, const FirstDivergence& d,
       layer_index = std::min(std::strtoull(values.c_str(), nullptr, 10),
                              std::strtoull(values.c_str() + arrow + 4, nullptr, 10));
   }
+  // An initial weight's draw depends on the seed, on the shapes of the layers up to its own (the samples'
+  // shape and the layers' shape keys) and on its own layer's initializer: its stream is its own, its counter
+  // starts at 0, its size is its tensor's. Training, the input pipeline's order and scaling, the runtime's
+  // threads and policy, the shards, and the activations, rates and batch normalization constants change none
+  // of that.
+  if (in_initial_weights(d)) {
+    static const char* const elsewhere[] = {"train.",          "augment.",       "distributed.",
+                                            "runtime.threads", "runtime.policy", "data.test_fraction",
+                                            "data.stratify",   "data.split",     "data.scale",
+                                            "data.samples"};
+    for (const char* prefix : elsewhere)
+      if (key.rfind(prefix, 0) == 0) return false;
+    if (layer_index && key != "model.layers") {
+      const std::string field = key.substr(key.find("].") + 2);
+      static const char* const constants[] = {"activation", "rate", "momentum", "epsilon"};
+      for (const char* c : constants)
+        if (field == c) return false;
+      const auto own = std::find(layers.begin(), layers.end(), layer_of(d));
+      static const char* const shapes[] = {"type",        "name",    "units",     "filters",
+                                           "kernel_size", "strides", "pool_size", "padding"};
+      bool shape = false;
+      for (const char* s : shapes) shape |= field == s;
+      // A layer before the weight's own reaches it through the shapes alone.
+      if (own != layers.end() && *layer_index < static_cast<size_t>(own - layers.begin()) && !shape)
+        return false;
+    }
+  }
   // A run's allreduce variant changes the sum of the shards' gradients and what follows from it (the update,
   // the parameters, the evaluation), not the batch, its sharding or a shard's gradient. Its shard count
   // changes how the global batch is cut and each shard's random streams, not which batch the input pipeline
@@ -151,6 +178,10 @@ bool difference_reaches(const std::string& difference, const FirstDivergence& d,
 
 std::string reach_words(const std::vector<std::string>& differences, const FirstDivergence& d) {
   if (d.kind == "sharding") return "none of them changes how the global batch is cut into shards";
+  if (in_initial_weights(d))
+    return "an initial weight's draw depends only on the seed, on its own layer's initializer and on the "
+           "shapes "
+           "of the layers up to it";
   if (d.phase == "input" || d.kind == "split" || d.kind == "shuffle" || d.kind == "loader")
     return "none of them changes the input pipeline (the split, the shuffle, the batches)";
   bool optimizer = false, loss = false, layer = false, momentum = false, allreduce = false;
@@ -254,6 +285,60 @@ std::string data_not_reaching(const FirstDivergence& d, bool seeds_differ, const
   return "";
 }
 
+void set_changed_data_sets(CauseInputs& in, const std::vector<std::string>& names) {
+  in.features_changed = in.labels_changed = false;
+  for (const std::string& name : names) {
+    in.features_changed |= name != "labels";
+    in.labels_changed |= name != "features";
+  }
+}
+
+namespace {
+
+// Why data that differs cannot have made `d`, from what the model reads of it, or "": the rows enter the
+// model through its first layer, the labels through the loss alone, and the initial weights are drawn
+// before any row is read, their sizes fixed by the data's shape and the layers' keys. (data_not_reaching()
+// gives the reasons that hold for any event.)
+std::string data_not_reaching_model(const FirstDivergence& d, const CauseInputs& in) {
+  const std::string layer = layer_of(d);
+  const auto at = std::find(in.layer_names.begin(), in.layer_names.end(), layer);
+  const bool in_a_layer = at != in.layer_names.end();
+  if (in_initial_weights(d)) {
+    if (!in.features_changed) return "the initial weights are drawn before any label is read";
+    // A draw of the same words (key, counter, size) made into other values: the size is the layer's
+    // parameter count, which with the same layer keys fixes the shape the samples' shape would change. A
+    // layer key that changes (units, filters, the model's layers) may have changed the shape too.
+    if (!d.same_draw) return "";
+    for (const std::string& c : in.config_differences) {
+      const std::string key = c.substr(0, c.find(": "));
+      if (key.rfind("model.", 0) == 0 && !key.ends_with("_initializer")) return "";
+    }
+    return "the initial weights are drawn before any row is read, and this draw is the same on both sides: "
+           "its "
+           "size, which the samples' shape would change, is the same";
+  }
+  if (d.phase != "forward") return "";
+  if (in_a_layer) {
+    if (!in.features_changed)
+      return "the labels are read by the loss alone, after every layer's forward pass";
+    // Every layer's output is compared at levels layer and op, the first layer's before any other's.
+    if (in.outputs_compared && at != in.layer_names.begin())
+      return "the rows enter the model through its first layer, " + in.layer_names.front() +
+             ", whose output in "
+             "step " +
+             std::to_string(d.step) + " is the same on both sides";
+    return "";
+  }
+  // The loss reads the labels, and the rows only through the model's output.
+  if (layer == "loss" && !in.labels_changed && in.outputs_compared && !in.layer_names.empty())
+    return "the loss reads the rows only through the model's output, which is the same on both sides in "
+           "step " +
+           std::to_string(d.step) + ", and the labels are the same";
+  return "";
+}
+
+}  // namespace
+
 Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
   // The same values summarized otherwise: no configuration, data or arithmetic makes that.
   if (d.kind == "summary")
@@ -267,8 +352,9 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
       auto it = in_given.kernels.find("data/loader");
       return it != in_given.kernels.end() ? it->second : "";
     };
-    const std::string why =
+    std::string why =
         data_not_reaching(d, in_given.seed_recorded != in_given.seed_replayed, side(true), side(false));
+    if (why.empty()) why = data_not_reaching_model(d, in_given);
     if (!why.empty()) {
       CauseInputs without = in_given;
       without.data_changed = false;

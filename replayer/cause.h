@@ -18,6 +18,8 @@ namespace trainrr {
 struct CauseInputs {
   bool data_changed = false;
   std::string data_detail;
+  // Which of the data differs, where data_changed: the samples (a CSV file holds both) and the labels.
+  bool features_changed = true, labels_changed = true;
   std::vector<std::string> config_differences;  // "train.optimizer.learning_rate: 0.001 -> 0.01"
   // The model's layers in order (layer_names()): which layers come before the one a difference is in.
   std::vector<std::string> layer_names;
@@ -44,6 +46,10 @@ struct CauseInputs {
 std::string kernel_pick(const KernelChoice& choice);
 
 Cause classify(const FirstDivergence& d, const CauseInputs& in);
+
+// Sets in.features_changed and in.labels_changed from the trace's names of the data sets that differ: a CSV
+// file ("data") holds both, "features" the samples and "labels" the labels of an npy or idx source.
+void set_changed_data_sets(CauseInputs& in, const std::vector<std::string>& names);
 
 // The words a loader divergence's detail holds where the recorded batch could not be handed out at all (one
 // past the epoch's batches, or one handed out already), which classify() and data_not_reaching() read.

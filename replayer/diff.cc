@@ -211,16 +211,19 @@ std::vector<std::string> recorded_config_differences(const trace::TraceHeader& h
   return config_differences(*ca, *cb);
 }
 
-std::string recorded_data_difference(const trace::TraceHeader& ha, const trace::TraceHeader& hb) {
+std::string recorded_data_difference(const trace::TraceHeader& ha, const trace::TraceHeader& hb,
+                                     std::vector<std::string>* changed) {
   std::string detail;
   for (const auto& da : ha.datasets)
     for (const auto& db : hb.datasets)
       if (da.name == db.name && !(da.digest == db.digest)) {
+        if (changed) changed->push_back(da.name);
         // Named by its file, as people know it; the trace's name for it ("data", "labels") only says which.
         const std::string file = std::filesystem::path(da.path).filename().string();
-        detail = "data file '" + (file.empty() ? da.name : file) + "' differs (" + da.path + ", " +
-                 std::to_string(da.size_bytes) + " bytes vs " + db.path + ", " +
-                 std::to_string(db.size_bytes) + " bytes)";
+        if (!detail.empty()) detail += "; ";
+        detail += "data file '" + (file.empty() ? da.name : file) + "' differs (" + da.path + ", " +
+                  std::to_string(da.size_bytes) + " bytes vs " + db.path + ", " +
+                  std::to_string(db.size_bytes) + " bytes)";
         if (!da.embedded.empty() && !db.embedded.empty()) {
           const std::string_view b(reinterpret_cast<const char*>(db.embedded.data()), db.embedded.size());
           if (const std::string where = first_data_difference(da.embedded, b, da.name == "data", "A", "B");
@@ -271,8 +274,10 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   ci.seed_replayed = hb.seed;
   ci.seed_from_entropy = ha.seed_from_entropy || hb.seed_from_entropy;
   ci.config_differences = recorded_config_differences(ha, hb, &ci.layer_names);
-  ci.data_detail = recorded_data_difference(ha, hb);
+  std::vector<std::string> changed_sets;
+  ci.data_detail = recorded_data_difference(ha, hb, &changed_sets);
   ci.data_changed = !ci.data_detail.empty();
+  set_changed_data_sets(ci, changed_sets);
   res.config_differences = ci.config_differences;
   rep.config_differences = ci.config_differences;
   if (ci.data_changed) res.data_difference = ci.data_detail;
@@ -508,12 +513,12 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   // differs.
   if (first && first_param_diff < 0 && last_loss_step >= 0)
     rep.facts.emplace_back(
-        "parameters identical through step",
-        std::to_string(identical_through) + ", the last compared: no step's parameters differ");
+        "trainable parameters identical through step",
+        std::to_string(identical_through) + ", the last compared: no step's trainable parameters differ");
   if (first_param_diff >= 0) {
-    rep.facts.emplace_back("parameters identical through step",
-                           identical_through < 0 ? "none: they differ after the first step"
-                                                 : std::to_string(identical_through));
+    rep.facts.emplace_back(
+        "trainable parameters identical through step",
+        identical_through < 0 ? "none: they differ after the first step" : std::to_string(identical_through));
     // The last step both traces hold, which is not the last of either when one ends first.
     rep.facts.emplace_back("loss at step " + std::to_string(last_loss_step),
                            round_trip(last_loss_a) + " (A) vs " + round_trip(last_loss_b) + " (B)");

@@ -28,6 +28,8 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path);
 // when given; and the data files whose recorded digests differ, in words ("" when none does).
 std::vector<std::string> recorded_config_differences(const trace::TraceHeader& a, const trace::TraceHeader& b,
                                                      std::vector<std::string>* layers = nullptr);
-std::string recorded_data_difference(const trace::TraceHeader& a, const trace::TraceHeader& b);
+// `changed`, when given, gets the trace's names of the data sets that differ ("data", "features", "labels").
+std::string recorded_data_difference(const trace::TraceHeader& a, const trace::TraceHeader& b,
+                                     std::vector<std::string>* changed = nullptr);
 
 }  // namespace trainrr

@@ -120,7 +120,15 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
     if (!target)
       return Error{"the trace's data set '" + info.name.substr(0, 64) + "' is not read by its " + d.source +
                    " data"};
-    const bool user_copy = !data_path.empty() && info.name != "labels";
+    // The user's file: --data for the samples, or a --set of the key that names this file (data.labels, say),
+    // which the trace's embedded copy must not silently replace.
+    const bool data_flag = !data_path.empty() && info.name != "labels";
+    const bool user_set = !data_flag && own && own.value().data.*member != *target;
+    const bool user_copy = data_flag || user_set;
+    const std::string chosen = data_flag ? data_path : *target;
+    const std::string how =
+        data_flag ? "--data"
+                  : std::string("--set ") + (member == &DataConfig::labels ? "data.labels" : "data.path");
     if (!info.embedded.empty() && !user_copy) {
       // The name is trainrr's own; the trace's names and paths never reach the file system.
       const std::string ext = d.source == "npy" ? ".npy" : d.source == "idx" ? ".idx" : ".csv";
@@ -133,11 +141,11 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
     bool from_trace = false;
     if (user_copy) {
       if (!info.embedded.empty())
-        r.notes.push_back("data: " + data_path + " (--data) is used in place of the copy the trace embeds");
-      else if (data_path != info.path)
-        r.notes.push_back("data: " + data_path + " (--data) is read in place of " + info.path +
+        r.notes.push_back("data: " + chosen + " (" + how + ") is used in place of the copy the trace embeds");
+      else if (chosen != info.path)
+        r.notes.push_back("data: " + chosen + " (" + how + ") is read in place of " + info.path +
                           ", the file the run recorded");
-      *target = data_path;
+      *target = chosen;
     } else if (const std::string& named = own ? own.value().data.*member : *target;
                (from_trace = *target == named) && named != info.path) {
       return Error{
@@ -153,7 +161,7 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
     auto file = trace::digest_regular_file(*target, info.size_bytes);
     if (!file) {
       if (!std::filesystem::exists(*target))
-        return Error{user_copy ? "data file " + *target + " (--data) does not exist"
+        return Error{user_copy ? "data file " + *target + " (" + how + ") does not exist"
                      : info.is_embedded()
                          ? what + " is missing"
                          : what + " is missing: pass --data PATH, or record with --embed-data"};
@@ -176,7 +184,8 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
       return Error{differs + "; " +
                    (refusal.empty() ? "pass --allow-data-change to replay anyway" : refusal)};
     r.data_changed = true;
-    r.data_detail = differs;
+    r.data_detail += (r.data_detail.empty() ? "" : "; ") + differs;
+    r.data_sets_changed.push_back(info.name);
     // Not the recorded file, at a path the trace chose: it may be anything readable here, and no message
     // repeats what it holds. (A file the user chose is theirs to see.)
     if (from_trace) d.quote_text = false;
@@ -894,6 +903,7 @@ ReplayResult replay(const ReplayOptions& o) {
   ci.outputs_compared = header.level != ProbeLevel::step;
   ci.data_changed = rebuilt->data_changed;
   ci.data_detail = rebuilt->data_detail;
+  set_changed_data_sets(ci, rebuilt->data_sets_changed);
   // A configuration difference that the forced choices override changes nothing the run computes: the run
   // got the recorded seed, or the recorded split. It is reported, never blamed.
   // Nor does one that changes only the initial weights in a run resumed from a checkpoint, which replaces

@@ -77,7 +77,9 @@ Status require_complete_step(const std::string& path);
 struct RebuiltRun {
   RunConfig config;
   bool data_changed = false;
-  std::string data_detail;
+  std::string data_detail;  // every file that differs, in words
+  std::vector<std::string>
+      data_sets_changed;  // the trace's names of those files ("data", "features", "labels")
   // Which copy of the data was used, when the user chose it; each --set that changes nothing.
   std::vector<std::string> notes;
 };

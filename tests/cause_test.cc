@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "engine/kernels/kernel_registry.h"
+#include "replayer/diff.h"
 #include "replayer/replayer.h"
 
 namespace trainrr {
@@ -206,11 +207,118 @@ TEST(Cause, ADifferenceReachesOnlyTheEventsItCanChange) {
   EXPECT_FALSE(difference_reaches("model.layers[2].units: 10 -> 32", fwd1, layers));
   EXPECT_FALSE(difference_reaches("train.loss: mse -> binary_crossentropy", fwd2, layers));
   EXPECT_TRUE(difference_reaches("train.loss: mse -> binary_crossentropy", loss, layers));
-  // What may change every value is taken to reach every event.
+  // What may change every value is taken to reach every event, but for the initial weights' draws.
   for (const std::string everywhere :
        {"seed: 1 -> 2", "train.batch_size: 32 -> 16", "data.scale: none -> minmax"})
-    for (const FirstDivergence& d : {fwd1, update, mask, init2, shuffle})
+    for (const FirstDivergence& d : {fwd1, update, mask, shuffle})
       EXPECT_TRUE(difference_reaches(everywhere, d, layers)) << everywhere << " at " << d.site;
+  EXPECT_TRUE(difference_reaches("seed: 1 -> 2", init2, layers));
+}
+
+// An initial weight's draw depends on the seed, its own layer's initializer and the shapes up to its layer:
+// not on training, the input pipeline's order or scaling, the runtime, the shards, an activation or a rate.
+TEST(Cause, AnInitialWeightsDrawIsReachedByTheSeedItsInitializerAndTheShapesAlone) {
+  const std::vector<std::string> layers = {"dense_1", "dropout_1", "dense_2"};
+  const FirstDivergence init1 = event("setup", "rng", "init/dense_1.kernel");
+  const FirstDivergence init2 = event("setup", "rng", "init/dense_2.kernel");
+  for (const std::string elsewhere :
+       {"train.shuffle: true -> false", "train.batch_size: 32 -> 30", "train.validation_split: 0 -> 0.1",
+        "train.optimizer.learning_rate: 0.001 -> 0.01", "data.scale: none -> standardize",
+        "data.test_fraction: 0.2 -> 0.1", "runtime.threads: 2 -> 1", "distributed.shards: 1 -> 4",
+        "augment.flip: false -> true", "model.layers[0].activation: relu -> tanh",
+        "model.layers[1].rate: 0.2 -> 0.5",
+        "model.layers[0].kernel_initializer: glorot_uniform -> he_uniform",
+        "model.layers[0].use_bias: true -> false"})
+    EXPECT_FALSE(difference_reaches(elsewhere, init2, layers)) << elsewhere;
+  for (const std::string reaching :
+       {"seed: 7 -> 8", "model.layers[0].units: 64 -> 32", "model.layers[0].name: a -> b",
+        "model.layers[2].kernel_initializer: glorot_uniform -> he_uniform", "model.layers[2].units: 10 -> 5",
+        "data.reshape: () -> (8, 8, 1)", "data.path: a.csv -> b.csv"})
+    EXPECT_TRUE(difference_reaches(reaching, init2, layers)) << reaching;
+  EXPECT_TRUE(
+      difference_reaches("model.layers[0].kernel_initializer: glorot_uniform -> he_uniform", init1, layers));
+  EXPECT_FALSE(difference_reaches("model.layers[2].units: 10 -> 5", init1, layers));
+  // A seed and the shuffle both changed: the seed is the cause, the shuffle a note.
+  CauseInputs in;
+  in.layer_names = layers;
+  in.seed_recorded = 7;
+  in.seed_replayed = 8;
+  in.config_differences = {"seed: 7 -> 8", "train.shuffle: true -> false"};
+  const Cause c = classify(init1, in);
+  EXPECT_EQ(c.category, "config");
+  EXPECT_EQ(c.detail, "the run configuration differs: seed: 7 -> 8");
+  EXPECT_EQ(reach_words({"train.shuffle: true -> false"}, init1),
+            "an initial weight's draw depends only on the seed, on its own layer's initializer and on the "
+            "shapes of the layers up to it");
+}
+
+// Data that differs reaches the model through its first layer (the rows) and its loss (the labels); the
+// initial weights before either is read, through the samples' shape alone.
+TEST(Cause, DataIsNotBlamedForWhatTheModelReadsBeforeOrWithoutIt) {
+  const std::vector<std::string> layers = {"dense_1", "dropout_1", "dense_2"};
+  CauseInputs in;
+  in.layer_names = layers;
+  in.name_a = "A";
+  in.name_b = "B";
+  in.data_changed = true;
+  in.data_detail = "data file 'x.npy' differs (a/x.npy, 3328 bytes vs b/x.npy, 3328 bytes)";
+  set_changed_data_sets(in, {"features"});
+  EXPECT_TRUE(in.features_changed);
+  EXPECT_FALSE(in.labels_changed);
+  in.outputs_compared = true;
+  in.config_differences = {"model.layers[0].kernel_initializer: glorot_uniform -> he_uniform"};
+  // The same words of the same draw made into other values: the initializer, not the rows.
+  FirstDivergence init = event("setup", "rng", "init/dense_1.kernel");
+  init.same_draw = true;
+  Cause c = classify(init, in);
+  EXPECT_EQ(c.category, "config");
+  EXPECT_NE(
+      c.detail.find("the data differs too, but cannot have made this difference (the initial weights are "
+                    "drawn before any row is read, and this draw is the same on both sides"),
+      std::string::npos)
+      << c.detail;
+  // A draw of another size, or a layer's shape key that changed too: the samples' shape may have, too.
+  init.same_draw = false;
+  EXPECT_EQ(classify(init, in).category, "data");
+  init.same_draw = true;
+  in.config_differences.push_back("model.layers[0].units: 64 -> 32");
+  EXPECT_EQ(classify(init, in).category, "data");
+
+  // A later layer's forward pass, at a level that compares every layer's output: the first layer's matched.
+  in.config_differences = {"model.layers[1].rate: 0.2 -> 0.5"};
+  const FirstDivergence dropout = event("forward", "probe", "dropout_1:out", "dropout_1");
+  c = classify(dropout, in);
+  EXPECT_EQ(c.category, "config");
+  EXPECT_NE(
+      c.detail.find("(the rows enter the model through its first layer, dense_1, whose output in step 0 is "
+                    "the same on both sides)"),
+      std::string::npos)
+      << c.detail;
+  // At level step no layer's output was compared; the first layer reads the rows itself.
+  in.outputs_compared = false;
+  EXPECT_EQ(classify(dropout, in).category, "data");
+  in.outputs_compared = true;
+  in.config_differences = {"model.layers[0].activation: relu -> tanh"};
+  EXPECT_EQ(classify(event("forward", "probe", "dense_1:out", "dense_1"), in).category, "data");
+
+  // The loss reads the labels: the same labels and model outputs leave the rows out of it.
+  in.config_differences = {"train.from_logits: false -> true"};
+  const FirstDivergence loss = event("forward", "step_end", "loss");
+  EXPECT_EQ(classify(loss, in).category, "config");
+  set_changed_data_sets(in, {"labels"});
+  EXPECT_EQ(classify(loss, in).category, "data");
+  // Labels alone reach no layer's forward pass, nor the initial weights.
+  in.config_differences = {"model.layers[0].activation: relu -> tanh"};
+  c = classify(event("forward", "probe", "dense_1:out", "dense_1"), in);
+  EXPECT_EQ(c.category, "config");
+  EXPECT_NE(c.detail.find("the labels are read by the loss alone"), std::string::npos) << c.detail;
+  init.same_draw = false;
+  in.config_differences = {"model.layers[0].units: 64 -> 32"};
+  EXPECT_EQ(classify(init, in).category, "config");
+  // A CSV file holds both.
+  set_changed_data_sets(in, {"data"});
+  EXPECT_TRUE(in.features_changed && in.labels_changed);
+  EXPECT_EQ(classify(loss, in).category, "data");
 }
 
 // A run's allreduce variant reaches its allreduce and what follows, not the batch, its sharding or a shard's
@@ -424,6 +532,34 @@ TEST(Cause, AStepsEndDifferenceClaimsNoInputsItDidNotCompare) {
   EXPECT_EQ(c.detail,
             "same kernel selections, same parameters and batch at the step's start, different output; the "
             "environment differs in cpu.model");
+}
+
+// Two recordings whose samples and labels both differ: both files are named, and which they are.
+TEST(Cause, EveryDataFileThatDiffersIsNamed) {
+  trace::TraceHeader a, b;
+  for (const char* name : {"features", "labels"}) {
+    trace::DatasetInfo d;
+    d.name = name;
+    d.path = std::string("/a/") + (d.name == "features" ? "x.npy" : "y.npy");
+    d.size_bytes = 128;
+    d.digest = {1, 2};
+    a.datasets.push_back(d);
+    d.path.replace(1, 1, "b");
+    d.digest = {3, 4};
+    b.datasets.push_back(d);
+  }
+  std::vector<std::string> changed;
+  const std::string detail = recorded_data_difference(a, b, &changed);
+  EXPECT_EQ(
+      detail,
+      "data file 'x.npy' differs (/a/x.npy, 128 bytes vs /b/x.npy, 128 bytes); data file 'y.npy' differs "
+      "(/a/y.npy, 128 bytes vs /b/y.npy, 128 bytes)");
+  EXPECT_EQ(changed, (std::vector<std::string>{"features", "labels"}));
+  b.datasets[0].digest = a.datasets[0].digest;
+  changed.clear();
+  EXPECT_EQ(recorded_data_difference(a, b, &changed),
+            "data file 'y.npy' differs (/a/y.npy, 128 bytes vs /b/y.npy, 128 bytes)");
+  EXPECT_EQ(changed, (std::vector<std::string>{"labels"}));
 }
 
 }  // namespace

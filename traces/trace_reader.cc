@@ -1571,6 +1571,22 @@ Status TraceReader::read_header() {
     auto root = message.getRoot<schema::Message>();
     if (root.which() != schema::Message::HEADER)
       malformed("not a trainrr trace (the first message is no header)");
+    // A header that asks for a newer reader is one this reader cannot read; but where the message after it
+    // holds a digest of the header (format 3 on) that is not this header's, the header is not as it was
+    // written, and that is what is said.
+    if (const auto h = root.getHeader();
+        h.getMagic() == kMagic && h.getMinReaderVersion() > kReaderVersion && bytes < m.size) {
+      const std::optional<uint64_t> held = m.previous_held_at(bytes);
+      const std::optional<uint32_t> own = m.digest_at(0, bytes);
+      if (held && own && *held != 0 && *held != *own)
+        malformed("the header says the trace needs reader version " +
+                  std::to_string(h.getMinReaderVersion()) + " (this is version " +
+                  std::to_string(kReaderVersion) + "), but the message after it (at byte " +
+                  std::to_string(bytes) + ") holds a digest of another header (" + std::to_string(*held) +
+                  ", this one's is " + std::to_string(*own) +
+                  "): the header was changed after it was written (the file is damaged), or the trace comes "
+                  "from a newer trainrr that digests otherwise");
+    }
     header_ = m.read_header(root.getHeader());
     if (root.getPrevious() != 0)
       malformed("the header holds a digest of a message before it: it must hold 0");

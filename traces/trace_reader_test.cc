@@ -955,6 +955,54 @@ std::vector<uint8_t> with_format_version(const std::vector<uint8_t>& bytes, uint
                 std::vector<uint8_t>(bytes.begin() + static_cast<int64_t>(header), bytes.end()));
 }
 
+// A header whose minReaderVersion was changed to ask for a newer reader is damage where the message after it
+// holds a digest of another header; a header the next message vouches for asks for a newer reader.
+TEST(TraceIntegrity, AHeaderChangedToAskForANewerReaderIsDamage) {
+  const std::string path = temp_path("newer.trr");
+  write_sample_trace(path, 2);
+  const std::vector<uint8_t> written = read_file(path);
+  kj::ArrayInputStream in(kj::arrayPtr(written.data(), written.size()));
+  capnp::MallocMessageBuilder header;
+  {
+    capnp::PackedMessageReader reader(in);
+    header.setRoot(reader.getRoot<schema::Message>());
+  }
+  const size_t header_size = written.size() - in.tryGetReadBuffer().size();
+  capnp::MallocMessageBuilder first;
+  {
+    capnp::PackedMessageReader reader(in);
+    first.setRoot(reader.getRoot<schema::Message>());
+  }
+  const size_t first_end = written.size() - in.tryGetReadBuffer().size();
+  const std::vector<uint8_t> rest(written.begin() + static_cast<int64_t>(first_end), written.end());
+  header.getRoot<schema::Message>().getHeader().setMinReaderVersion(kReaderVersion + 1);
+  const std::vector<uint8_t> newer_header = packed(header);
+  const std::vector<uint8_t> changed =
+      concat(concat(newer_header, std::vector<uint8_t>(written.begin() + static_cast<int64_t>(header_size),
+                                                       written.begin() + static_cast<int64_t>(first_end))),
+             rest);
+  auto r = TraceReader::open_memory(changed, "newer.trr");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("the header says the trace needs reader version " +
+                                   std::to_string(kReaderVersion + 1) + " (this is version " +
+                                   std::to_string(kReaderVersion) + "), but the message after it"),
+            std::string::npos)
+      << r.error().message;
+  EXPECT_NE(r.error().message.find("the header was changed after it was written (the file is damaged)"),
+            std::string::npos)
+      << r.error().message;
+  // The first message re-chained to the new header: a trace that needs a newer reader, said as such.
+  first.getRoot<schema::Message>().setPrevious(message_digest(newer_header));
+  auto newer = TraceReader::open_memory(concat(concat(newer_header, packed(first)), rest), "newer.trr");
+  ASSERT_FALSE(newer);
+  EXPECT_NE(newer.error().message.find("trace needs reader version " + std::to_string(kReaderVersion + 1) +
+                                       ", this is version " + std::to_string(kReaderVersion)),
+            std::string::npos)
+      << newer.error().message;
+  EXPECT_EQ(newer.error().message.find("damaged"), std::string::npos) << newer.error().message;
+  std::remove(path.c_str());
+}
+
 // A trace of format 2 chains nothing, so a header changed to say format 2 would turn every check of the chain
 // off: the digests its messages hold say it was format 3, and reading refuses it as damaged.
 TEST(TraceIntegrity, AHeaderChangedToAnEarlierFormatIsDamageNotAnUnchainedTrace) {

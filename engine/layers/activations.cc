@@ -29,7 +29,12 @@ Result<Activation> parse_activation(std::string_view name) {
   for (Activation a :
        {Activation::linear, Activation::relu, Activation::sigmoid, Activation::tanh, Activation::softmax})
     if (name == activation_name(a)) return a;
-  return Error{unknown_choice("activation", name, {"linear", "relu", "sigmoid", "tanh", "softmax"})};
+  // Keras' other activations, which are not misspellings of these.
+  return Error{unknown_choice(
+      "activation", name, {"linear", "relu", "sigmoid", "tanh", "softmax"},
+      {"gelu",        "elu",          "selu",      "swish",       "silu",       "softplus",  "softsign",
+       "exponential", "hard_sigmoid", "hard_silu", "hard_swish",  "leaky_relu", "relu6",     "mish",
+       "log_softmax", "celu",         "glu",       "tanh_shrink", "sparsemax",  "squareplus"})};
 }
 
 namespace {

@@ -27,8 +27,10 @@ Result<Initializer> parse_initializer(std::string_view name) {
   for (Initializer i : {Initializer::glorot_uniform, Initializer::glorot_normal, Initializer::he_normal,
                         Initializer::he_uniform, Initializer::zeros})
     if (name == initializer_name(i)) return i;
-  return Error{unknown_choice("initializer", name,
-                              {"glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "zeros"})};
+  return Error{unknown_choice(
+      "initializer", name, {"glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "zeros"},
+      {"lecun_normal", "lecun_uniform", "ones", "random_normal", "random_uniform", "truncated_normal",
+       "orthogonal", "identity", "constant", "variance_scaling"})};
 }
 
 void initialize(Initializer init, std::string_view param_name, int64_t fan_in, int64_t fan_out, Tensor& value,

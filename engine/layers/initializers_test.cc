@@ -122,11 +122,14 @@ TEST(LayerInitializers, ZerosDrawsNothing) {
 }
 
 TEST(LayerInitializers, UnknownNameListsTheAcceptedOnes) {
-  auto r = parse_initializer("orthogonal");
+  auto r = parse_initializer("spiral");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().message,
-            "unknown initializer 'orthogonal' (expected one of: glorot_uniform, glorot_normal, he_normal, "
+            "unknown initializer 'spiral' (expected one of: glorot_uniform, glorot_normal, he_normal, "
             "he_uniform, zeros)");
+  EXPECT_EQ(parse_initializer("orthogonal").error().message,
+            "initializer 'orthogonal' is not implemented by trainrr's engine (it implements: glorot_uniform, "
+            "glorot_normal, he_normal, he_uniform, zeros)");
 }
 
 }  // namespace

@@ -66,9 +66,9 @@ TEST(LayerMakeLayer, UnknownActivationInitializerOrPaddingNamesTheLayerAndValue)
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().message,
             "dense_1: unknown activation 'relux' (did you mean 'relu'?)");
-  d.activation = "swish";
+  d.activation = "squash";
   EXPECT_EQ(make_layer(d).error().message,
-            "dense_1: unknown activation 'swish' (expected one of: linear, relu, sigmoid, tanh, softmax)");
+            "dense_1: unknown activation 'squash' (expected one of: linear, relu, sigmoid, tanh, softmax)");
 
   LayerSpec c = spec_of("Conv2D", "conv2d_1");
   c.kernel_initializer = "lecun";

@@ -162,12 +162,20 @@ TEST(LossCheckOutput, WidthMustHoldEveryClass) {
 }
 
 TEST(LossMakeLoss, UnknownNameListsTheAcceptedOnes) {
-  auto r = make_loss("hinge", false);
+  auto r = make_loss("margin", false);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(
       r.error().message,
-      "unknown loss 'hinge' (expected one of: binary_crossentropy, sparse_categorical_crossentropy, mse, "
+      "unknown loss 'margin' (expected one of: binary_crossentropy, sparse_categorical_crossentropy, mse, "
       "mean_squared_error)");
+  // Keras' losses the engine lacks are said to be such, not taken for misspellings ('mae' of 'mse').
+  EXPECT_EQ(make_loss("mae", false).error().message,
+            "loss 'mae' is not implemented by trainrr's engine (it implements: binary_crossentropy, "
+            "sparse_categorical_crossentropy, mse, mean_squared_error)");
+  EXPECT_NE(make_loss("categorical_crossentropy", false)
+                .error()
+                .message.find("sparse_categorical_crossentropy computes the same loss from class indices"),
+            std::string::npos);
   EXPECT_FALSE(make_loss("mse", true).ok());
 }
 

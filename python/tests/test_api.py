@@ -576,3 +576,41 @@ def test_the_defaults_in_the_signatures_are_the_engines():
         spec = _trainrr.parse_config(text, "t", "/")["optimizer"]
         assert optimizers.Optimizer.from_spec(spec).get_config() == {}, (kind, spec)
     assert inspect.getdoc(trainrr.Sequential.summary).startswith("Prints the model")
+
+
+def test_a_replay_on_other_samples_and_labels_names_both_files(tmp_path):
+    x, y = blobs()
+    classifier().fit(x, y, verbose=0, record=trainrr.record(tmp_path / "run.trr", seed=1))
+    x2, y2 = x.copy(), y.copy()
+    x2[5, 0] += 1
+    y2[7] = 1 - y2[7]
+    np.save(tmp_path / "x2.npy", x2)
+    np.save(tmp_path / "y2.npy", y2.astype(np.float32))
+    report = trainrr.replay(tmp_path / "run.trr", data=tmp_path / "x2.npy",
+                            overrides={"data.labels": str(tmp_path / "y2.npy")}, allow_data_change=True)
+    assert report.cause.category == "data", report.text()
+    assert "x2.npy" in report.cause.detail and "y2.npy" in report.cause.detail, report.cause.detail
+    # The labels named by overrides replace the trace's embedded copy, as data= does the samples.
+    assert any("y2.npy (--set data.labels) is used in place of the copy the trace embeds" in n
+               for n in report.notes), report.notes
+
+
+def test_data_is_not_blamed_for_weights_drawn_before_any_row_is_read(tmp_path):
+    # Another initializer, and a row of x that only the validation reads (the last 20%): the initializer.
+    x, y = blobs()
+    x2 = x.copy()
+    x2[-1, 0] += 1
+
+    def run(path, init, x):
+        model = trainrr.Sequential([layers.Dense(8, activation="relu", kernel_initializer=init),
+                                    layers.Dense(2, activation="softmax")])
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", threads=1)
+        model.fit(x, y, verbose=0, validation_split=0.2, record=trainrr.record(path, seed=1))
+
+    run(tmp_path / "a.trr", "glorot_uniform", x)
+    run(tmp_path / "b.trr", "he_uniform", x2)
+    report = trainrr.diff(tmp_path / "a.trr", tmp_path / "b.trr")
+    assert report.first_divergence.site == "init/dense_1.kernel"
+    assert report.cause.category == "config", report.text()
+    assert "the data differs too, but cannot have made this difference (the initial weights are drawn before " \
+           "any row is read" in report.cause.detail, report.cause.detail

@@ -551,3 +551,99 @@ def test_a_first_layer_that_wants_images_says_x_shapes_the_samples():
     assert "conv2d_1 expects input of rank 3 per sample (height, width, channels), got (16,)" in str(e.value)
     assert "(its input is the data's samples, of shape (16,); x.reshape(len(x), ...) gives them another)" in str(e.value)
     assert "data.reshape" not in str(e.value)
+
+
+def test_two_recordings_of_one_run_are_refused_before_it_trains(tmp_path):
+    x, y = data()
+    outer, inner = tmp_path / "outer.trr", tmp_path / "inner.trr"
+    with trainrr.record(outer):
+        with trainrr.record(inner):
+            with pytest.raises(trainrr.ConfigError, match=r"^fit: this run would be recorded to .*inner\.trr, but "
+                               r"the enclosing `with trainrr.record\(.*outer\.trr'\)` block, which has recorded "
+                               r"no run yet"):
+                model().fit(x, y, verbose=0)
+        with pytest.raises(trainrr.ConfigError, match=r"^fit: this run would be recorded to .*other\.trr"):
+            model().fit(x, y, verbose=0, record=tmp_path / "other.trr")
+        # The block's own run, then another to a trace of its own.
+        model().fit(x, y, verbose=0)
+        model().fit(x, y, verbose=0, record=tmp_path / "other.trr")
+    assert not inner.exists()
+    assert outer.exists() and (tmp_path / "other.trr").exists()
+
+
+def test_one_layer_object_in_two_places_is_refused():
+    d = layers.Dense(8)
+    with pytest.raises(trainrr.ConfigError, match=r"^Sequential: the same layer object \(layers.Dense\(units=8\)\) "
+                       r"is at layers\[0\] and layers\[1\]: trainrr shares no weights"):
+        trainrr.Sequential([d, d, layers.Dense(1)])
+    m = trainrr.Sequential([d, layers.Dense(1)])
+    m.layers.append(d)
+    m.compile(optimizer="sgd", loss="mse")
+    x, y = data()
+    with pytest.raises(trainrr.ConfigError, match=r"^fit: the same layer object"):
+        m.fit(x, y, verbose=0)
+
+
+def test_a_layer_without_a_name_skips_a_name_another_is_given(tmp_path):
+    m = trainrr.Sequential([layers.Dense(3, name="dense_1"), layers.Dense(1, activation="sigmoid")])
+    assert [layer.name for layer in m.layers] == ["dense_1", "dense_2"]
+    m.compile(optimizer="sgd", loss="binary_crossentropy")
+    x, y = data()
+    m.fit(x, y, verbose=0, record=tmp_path / "run.trr")
+    assert list(trainrr.open(tmp_path / "run.trr").checkpoint(0)) == [
+        "dense_1.kernel", "dense_1.bias", "dense_2.kernel", "dense_2.bias"]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: layers.Dense(4, input_shape=(3,)), "layers.Dense: argument 'input_shape' is not supported: a model "
+                                                "takes its input shape from the data fit trains on: leave the "
+                                                "argument out"),
+    (lambda: layers.Dense(4, input_dim=3), "layers.Dense: argument 'input_dim' is not supported: a model takes"),
+    (lambda: layers.Dense(4, activation="gelu"), "layers.Dense: activation: activation 'gelu' is not implemented "
+                                                "by trainrr's engine (it implements: linear, relu, sigmoid, tanh, "
+                                                "softmax)"),
+    (lambda: layers.Dense(4, activation="relux"), "layers.Dense: activation: unknown activation 'relux' (did you "
+                                                "mean 'relu'?)"),
+    (lambda: layers.Dense(4, kernel_initializer="ones"), "layers.Dense: kernel_initializer: initializer 'ones' is "
+                                                        "not implemented by trainrr's engine"),
+])
+def test_keras_names_the_engine_lacks_are_not_taken_for_misspellings(make, message):
+    with pytest.raises(trainrr.ConfigError) as e:
+        make()
+    assert str(e.value).startswith(message), str(e.value)
+
+
+@pytest.mark.parametrize("loss, message", [
+    ("mae", "compile: loss: loss 'mae' is not implemented by trainrr's engine (it implements"),
+    ("categorical_crossentropy", "compile: loss: loss 'categorical_crossentropy' (one-hot labels) is not "
+                                 "implemented by trainrr's engine: sparse_categorical_crossentropy computes the same"),
+])
+def test_keras_losses_the_engine_lacks_are_named_as_such(loss, message):
+    with pytest.raises(trainrr.ConfigError) as e:
+        trainrr.Sequential([layers.Dense(1)]).compile(optimizer="sgd", loss=loss)
+    assert str(e.value).startswith(message), str(e.value)
+
+
+def test_a_label_is_shown_as_the_float32_it_is_and_a_fraction_is_no_index():
+    x, _ = data()
+    m = trainrr.Sequential([layers.Dense(3, activation="softmax")])
+    m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    y = np.zeros(len(x), dtype=np.float32)
+    y[3] = 0.9999999
+    with pytest.raises(trainrr.DataError, match=r"label of row 3 .*is 0\.9999999: sparse_categorical_crossentropy "
+                                                r"needs class indices, integers from 0"):
+        m.fit(x, y, verbose=0)
+    m.fit(x, np.zeros(len(x)), verbose=0)
+    y = np.zeros(len(x))
+    y[2] = 0.5
+    with pytest.raises(trainrr.DataError, match=r"^y: the label of row 2 \(counting from 0\) is 0\.5: "
+                                                r"sparse_categorical_crossentropy needs class indices, integers "
+                                                r"from 0 to 2"):
+        m.evaluate(x, y, verbose=0)
+
+
+def test_an_array_given_for_a_path_is_named_by_its_shape_not_printed():
+    with pytest.raises(trainrr.ConfigError) as e:
+        trainrr.replay("run.trr", data=np.zeros((1000, 30)))
+    assert str(e.value) == ("replay: data: must be a file path, got a ndarray of shape (1000, 30) (a replay reads "
+                            "the data from a file: save the array with numpy.save and give its path)")

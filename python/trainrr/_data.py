@@ -58,18 +58,28 @@ def labels(y, rows, name="y", loss=None):
     return f
 
 
+def _label(v):
+    """A float32 label in the fewest digits that read back as it: 0.9999999, never a rounded 1."""
+    return np.format_float_positional(np.float32(v), trim="-")
+
+
 def check_labels(y, loss, outputs, name="y"):
     """Labels the loss can take: class indices below the model's outputs, or values in [0, 1]."""
     if loss == "sparse_categorical_crossentropy":
-        bad = np.flatnonzero((y != np.floor(y)) | (y < 0) | (y >= outputs))
+        bad = np.flatnonzero((y != np.floor(y)) | (y < 0))
         if bad.size:
-            raise DataError(f"{name}: the label of row {bad[0]} (counting from 0) is {y[bad[0]]:g}: {loss} needs "
-                            f"class indices from 0 to {outputs - 1} (the model has {outputs} outputs)")
+            raise DataError(f"{name}: the label of row {bad[0]} (counting from 0) is {_label(y[bad[0]])}: {loss} "
+                            f"needs class indices, integers from 0 to {outputs - 1} (the model has {outputs} "
+                            f"outputs)")
+        bad = np.flatnonzero(y >= outputs)
+        if bad.size:
+            raise DataError(f"{name}: the label of row {bad[0]} (counting from 0) is {_label(y[bad[0]])}: {loss} "
+                            f"needs class indices from 0 to {outputs - 1} (the model has {outputs} outputs)")
     elif loss == "binary_crossentropy":
         bad = np.flatnonzero((y < 0) | (y > 1))
         if bad.size:
-            raise DataError(f"{name}: the label of row {bad[0]} (counting from 0) is {y[bad[0]]:g}: {loss} needs "
-                            f"labels in [0, 1]")
+            raise DataError(f"{name}: the label of row {bad[0]} (counting from 0) is {_label(y[bad[0]])}: {loss} "
+                            f"needs labels in [0, 1]")
 
 
 def save(folder, x, y):

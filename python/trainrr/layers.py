@@ -12,6 +12,8 @@ _KERAS_ONLY = {
     "gamma_initializer", "moving_mean_initializer", "moving_variance_initializer", "beta_regularizer",
     "gamma_regularizer", "beta_constraint", "gamma_constraint", "synchronized", "lora_rank",
 }
+# The input shape, which Keras takes from the first layer and trainrr from the data.
+_INPUT_SHAPE = {"input_shape", "input_dim", "batch_input_shape"}
 
 
 class Layer:
@@ -30,6 +32,9 @@ class Layer:
         for key in kwargs:
             if key in known:
                 continue
+            if key in _INPUT_SHAPE:
+                raise unsupported_argument(owner, key, "a model takes its input shape from the data fit trains "
+                                                       "on: leave the argument out")
             if key in _KERAS_ONLY:
                 raise unsupported_argument(owner, key)
             raise unknown_argument(owner, key, known)

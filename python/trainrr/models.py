@@ -82,6 +82,7 @@ class Sequential:
         fit trained is no longer this model."""
         if not isinstance(layer, Layer):
             raise ConfigError(f"Sequential: {layer!r} is not a trainrr layer (trainrr.layers.Dense, ...)")
+        _check_distinct(self.layers + [layer], "Sequential")
         self.layers.append(layer)
         _name_layers(self.layers)
         self._source = None
@@ -177,6 +178,7 @@ class Sequential:
             raise ConfigError("fit: the model must be compiled first (model.compile(optimizer=..., loss=...))")
         if not self.layers:
             raise ConfigError("fit: the model has no layers")
+        _check_distinct(self.layers, "fit")
         _name_layers(self.layers)  # as the engine will name them, should model.layers have been changed
         rec = _recording(record)
         given = _check_fit_values({"epochs": epochs, "batch_size": batch_size, "validation_split": validation_split,
@@ -198,6 +200,7 @@ class Sequential:
                             "configuration's data without them)")
         if rec is not None:
             rec.check_unused()
+            recording.check_one_trace(rec, "fit")
         if self._seed_used is not None:
             warnings.warn(_FIT_AGAIN.format(seed=self._seed_used), UserWarning, stacklevel=2)
         with tempfile.TemporaryDirectory(prefix="trainrr-") as folder:
@@ -511,15 +514,30 @@ def _check_unchanged(arrays, digests):
                         f"array as it now is")
 
 
+def _check_distinct(layers, where):
+    """One layer object in two places of a model would be two layers with weights of their own, not one
+    shared layer as in Keras: refused."""
+    for i, layer in enumerate(layers):
+        for j in range(i):
+            if layers[j] is layer:
+                raise ConfigError(f"{where}: the same layer object ({layer!r}) is at layers[{j}] and layers[{i}]: "
+                                  f"trainrr shares no weights between two places of a model; make a layer for "
+                                  f"each place")
+
+
 def _name_layers(layers):
     """Gives each layer made without a name the one the engine gives it (engine/model.cc, layer_names): its
-    type in snake case and a running number among the unnamed layers of that type (dense_1, dense_2, ...)."""
+    type in snake case and a running number among the unnamed layers of that type (dense_1, dense_2, ...),
+    skipping a name another layer is given."""
+    given = {layer._given.get("name") for layer in layers if layer._given.get("name")}
     counts = {}
     for layer in layers:
         if layer._given.get("name"):
             continue
         base = _SNAKE_NAMES.get(layer.type) or re.sub(r"(?<!^)([A-Z])", r"_\1", layer.type).lower()
         counts[base] = counts.get(base, 0) + 1
+        while f"{base}_{counts[base]}" in given:
+            counts[base] += 1
         layer._engine_name = f"{base}_{counts[base]}"
 
 

@@ -76,3 +76,15 @@ def record(path, level="step", seed=None, checkpoint_every=0, embed_data=False):
 def current():
     stack = getattr(_active, "stack", None)
     return stack[-1] if stack else None
+
+
+def check_one_trace(rec, where):
+    """A run is recorded to one trace: `rec`, the recording a fit is about to record to, and no open `with
+    trainrr.record(...)` block that has not recorded its run yet, which would claim the same run and keep
+    nothing of it."""
+    for other in getattr(_active, "stack", None) or []:
+        if other is not rec and not other._used and other.path != rec.path:
+            raise ConfigError(f"{where}: this run would be recorded to {rec.path}, but the enclosing "
+                              f"`with trainrr.record({other.path!r})` block, which has recorded no run yet, "
+                              f"records the first fit inside it: a run is recorded to one trace (leave that "
+                              f"block, or drop the other recording)")

@@ -112,7 +112,12 @@ _PATH_ERRORS = {"empty": FileNotFoundError, "folder": IsADirectoryError, "no_fol
 
 def _path(value, what):
     if not isinstance(value, (str, os.PathLike)):
-        raise ConfigError(f"{what}: must be a file path, got {value!r}")
+        # An array is named by its type and shape, not printed whole.
+        shape = getattr(value, "shape", None)
+        shown = f"a {type(value).__name__} of shape {tuple(shape)}" if shape is not None else repr(value)[:200]
+        hint = (" (a replay reads the data from a file: save the array with numpy.save and give its path)"
+                if shape is not None and what.endswith("data") else "")
+        raise ConfigError(f"{what}: must be a file path, got {shown}{hint}")
     return os.fspath(value)
 
 

@@ -88,7 +88,8 @@ class Trace:
         return None
 
     def checkpoints(self):
-        """The steps after which a checkpoint was taken (0: the initial state)."""
+        """The count of steps done at each checkpoint, in order: 0 for the initial state, then one per
+        checkpoint taken (the last: the final state), each a valid argument of checkpoint()."""
         return list(self._native.checkpoint_steps())
 
     def checkpoint(self, step):
