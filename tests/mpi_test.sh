@@ -57,6 +57,11 @@ tree)
   expect 0 "^  allreduce: allreduce__trainrr_tree, pairwise tree over 4 shards" -- "$T" replay t4
   expect 0 "^  allreduce: allreduce__trainrr_tree, pairwise tree over 4 shards" -- mpirun -n 2 "$T" replay t4
   expect 2 "or a count that divides 4" -- mpirun -n 3 "$T" replay t4
+  # Processes that read different copies of the run (a folder per node, one cut short) are refused, not left
+  # waiting for each other.
+  mkdir -p nodeA nodeB && cp -r t4 nodeA/run.trr && cp -r t4 nodeB/run.trr && truncate -s 30000 nodeB/run.trr/rank2.trr
+  expect 2 "process 2 reads another copy of run.trr than process 0: its rank2.trr is not process 0's (30000 bytes vs" -- \
+    timeout 120 mpirun -n 2 --wdir "$PWD/nodeA" "$T" replay run.trr : -n 2 --wdir "$PWD/nodeB" "$T" replay run.trr
   expect 0 "reproduced despite the rank count (4 ranks in A, 2 in B)" -- "$T" diff t4 t2
   # Each run's epoch metrics are rank 0's shards': the log says so, and diff of two rank counts leaves them out.
   grep -q "loss: .* (loss and accuracy: rank 0's shards of each batch, of 4 ranks)" t4.log || fail "t4.log: the epoch line does not say whose rows it sums"

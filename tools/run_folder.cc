@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 
 #include "engine/fingerprint.h"
@@ -19,6 +20,61 @@
 namespace trainrr::cli {
 
 namespace {
+
+// What a process under mpirun read as the run: its id, and each rank's trace by size and digest, packed for
+// gathering ("" where a trace cannot be digested). Processes that read different copies of a run (a folder
+// per node, one of them cut short or changed, or another run under the same name) would each replay their own
+// and wait for the others at an allreduce that never comes.
+std::string run_copy(const trace::RunSet& run) {
+  std::string out = run.run_id;
+  for (const std::string& p : run.paths) {
+    auto d = trace::digest_regular_file(p);
+    out += "\x1f" + (d ? std::to_string(d->size) + " " + std::to_string(d->digest.low) + " " +
+                             std::to_string(d->digest.high)
+                       : std::string("?"));
+  }
+  return out;
+}
+
+std::vector<std::string> split_on(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  for (size_t at = 0;;) {
+    const size_t next = s.find(sep, at);
+    out.push_back(s.substr(at, next == std::string::npos ? std::string::npos : next - at));
+    if (next == std::string::npos) return out;
+    at = next + 1;
+  }
+}
+
+// Rank 0's words for the first process whose copy of the run differs from its own, or "".
+std::string copies_differ(const std::vector<std::string>& copies, const trace::RunSet& run,
+                          const std::string& path) {
+  const std::vector<std::string> mine = split_on(copies[0], '\x1f');
+  for (size_t p = 1; p < copies.size(); ++p) {
+    if (copies[p] == copies[0]) continue;
+    const std::vector<std::string> theirs = split_on(copies[p], '\x1f');
+    std::string what;
+    if (theirs[0] != mine[0] || theirs.size() != mine.size()) {
+      what = "it holds run " + theirs[0] + " of " + counted(static_cast<int64_t>(theirs.size()) - 1, "rank") +
+             ", process 0's run " + mine[0] + " of " + counted(static_cast<int64_t>(mine.size()) - 1, "rank");
+    } else {
+      for (size_t r = 1; r < mine.size() && what.empty(); ++r)
+        if (theirs[r] != mine[r]) {
+          const std::string file = std::filesystem::path(run.paths[r - 1]).filename().string();
+          const auto bytes = [](const std::string& f) {
+            return f == "?" ? std::string("unreadable") : f.substr(0, f.find(' ')) + " bytes";
+          };
+          what = "its " + file + " is not process 0's (" + bytes(theirs[r]) + " vs " + bytes(mine[r]) +
+                 (bytes(theirs[r]) == bytes(mine[r]) ? ", other bytes" : "") + ")";
+        }
+    }
+    return "process " + std::to_string(p) + " reads another copy of " + path + " than process 0: " + what +
+           ": every process of a replay under mpirun reads the same run (one folder, or copies of it byte "
+           "for "
+           "byte)";
+  }
+  return "";
+}
 
 int print_report(const RunReport& r) {
   // Each line quotes the traces (sites, causes): escaped for the terminal, one line each.
@@ -43,6 +99,13 @@ int replay_rank_under_mpirun(const std::string& path, const ForceSet& force, con
   Status usable = run ? require_complete_steps(*run) : Status(run.error());
   if (c.max(usable ? 0 : 1)) {
     if (c.rank() == 0) print_error(usable ? "another rank could not read " + path : usable.error().message);
+    return kBadInput;
+  }
+  // Every process reads the same run, or none replays.
+  const std::vector<std::string> copies = c.gather(run_copy(*run));
+  const std::string differ = c.rank() == 0 ? copies_differ(copies, *run, path) : std::string();
+  if (c.broadcast(uint64_t{differ.empty() ? 0u : 1u})) {
+    if (c.rank() == 0) print_error(differ);
     return kBadInput;
   }
   const int n = run->world_size;
