@@ -2,6 +2,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstdio>
 #include <cstdlib>
@@ -53,6 +54,31 @@ void check(int rc, const char* what) {
   }
 }
 
+// A string control variable of the library through MPI_T, or "" where it has none.
+std::string read_cvar_string(const char* wanted) {
+  int count = 0;
+  if (MPI_T_cvar_get_num(&count) != MPI_SUCCESS) return "";
+  for (int i = 0; i < count; ++i) {
+    char name[256], desc[8];
+    int name_len = sizeof name, desc_len = sizeof desc, verbosity = 0, binding = 0, scope = 0;
+    MPI_Datatype type;
+    MPI_T_enum enumtype;
+    if (MPI_T_cvar_get_info(i, name, &name_len, &verbosity, &type, &enumtype, desc, &desc_len, &binding,
+                            &scope) != MPI_SUCCESS)
+      continue;
+    if (std::strcmp(name, wanted) != 0) continue;
+    if (type != MPI_CHAR) return "";
+    MPI_T_cvar_handle handle;
+    int n = 0;
+    if (MPI_T_cvar_handle_alloc(i, nullptr, &handle, &n) != MPI_SUCCESS) return "";
+    std::string value(static_cast<size_t>(std::max(n, 0)) + 1, '\0');
+    if (MPI_T_cvar_read(handle, value.data()) != MPI_SUCCESS) value.clear();
+    MPI_T_cvar_handle_free(&handle);
+    return value.substr(0, value.find('\0'));
+  }
+  return "";
+}
+
 }  // namespace
 
 Result<std::unique_ptr<MpiCollective>> MpiCollective::init() {
@@ -72,6 +98,8 @@ Result<std::unique_ptr<MpiCollective>> MpiCollective::init() {
     c->settings_.dynamic_rules = read_cvar("coll_tuned_use_dynamic_rules", 0) != 0;
     c->settings_.forced_algorithm = static_cast<int>(read_cvar("coll_tuned_allreduce_algorithm", 0));
     c->settings_.segment_bytes = read_cvar("coll_tuned_allreduce_algorithm_segmentsize", 0);
+    c->settings_.components = read_cvar_string("coll");
+    c->settings_.rules_file = read_cvar_string("coll_tuned_dynamic_rules_filename");
     MPI_T_finalize();
   }
   return c;

@@ -1,5 +1,6 @@
 #include "engine/collective.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdlib>
@@ -117,6 +118,26 @@ std::string tree_description(int shards, int ranks) {
                                                             : ", allgather across ranks");
 }
 
+std::string CollectiveSettings::table_not_used() const {
+  if (forced()) return "";
+  if (!components.empty()) {
+    // A list of the components allowed, or one of those excluded after '^'.
+    const bool exclude = components[0] == '^';
+    bool named = false;
+    for (size_t at = exclude ? 1 : 0; at <= components.size();) {
+      const size_t comma = std::min(components.find(',', at), components.size());
+      named |= components.substr(at, comma - at) == "tuned";
+      at = comma + 1;
+    }
+    if (exclude == named)
+      return "coll/tuned, whose decision table is known here, is not among the components allowed (coll = " +
+             components + ")";
+  }
+  if (dynamic_rules && !rules_file.empty())
+    return "a rules file decides (coll_tuned_dynamic_rules_filename = " + rules_file + ")";
+  return "";
+}
+
 MpiAlgorithm describe_mpi_algorithm(const CollectiveSettings& settings, int ranks, int64_t bytes,
                                     CollectiveCall& call) {
   MpiAlgorithm a = MpiAlgorithm::unknown;
@@ -133,6 +154,12 @@ MpiAlgorithm describe_mpi_algorithm(const CollectiveSettings& settings, int rank
                                                                        : MpiAlgorithm::unknown;
     call.forced = true;
     call.algorithm_inferred = false;
+  } else if (const std::string why = settings.table_not_used(); !why.empty()) {
+    // Another component, or a rules file, chose: which algorithm ran is not known here.
+    call.forced = false;
+    call.algorithm_inferred = false;
+    call.algorithm = "not known: " + why;
+    return a;
   } else {
     // The table is Open MPI 4.1's; another library's choice is not known here.
     if (settings.library.rfind("Open MPI v4.1", 0) == 0) a = ompi414_decision(ranks, bytes);

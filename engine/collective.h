@@ -64,8 +64,13 @@ struct CollectiveSettings {
   bool dynamic_rules = false;
   int forced_algorithm = 0;  // coll_tuned_allreduce_algorithm (0: the library decides)
   int64_t segment_bytes = 0;  // coll_tuned_allreduce_algorithm_segmentsize
+  std::string components;  // coll: the collective components allowed ("" every one, "^tuned" all but tuned)
+  std::string rules_file;  // coll_tuned_dynamic_rules_filename
   // The algorithm the library runs: forced, or inferred from the decision table.
   bool forced() const { return dynamic_rules && forced_algorithm != 0; }
+  // Why Open MPI's fixed decision table does not say which algorithm ran, in words: coll/tuned is not among
+  // the components allowed, or a rules file decides in its place; "" when the table does (or one is forced).
+  std::string table_not_used() const;
 };
 
 // What one rank records about one allreduce call.

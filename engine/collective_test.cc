@@ -199,6 +199,39 @@ TEST(Ompi414Decision, OneRankRunsNoAlgorithm) {
   }
 }
 
+// Where coll/tuned is not allowed, or a rules file decides, the fixed decision table says nothing of the
+// algorithm that ran: it is not known, and not inferred.
+TEST(Ompi414Decision, TheTableIsNotReadWhereTunedDidNotDecide) {
+  CollectiveSettings settings;
+  settings.library = "Open MPI v4.1.4, package: Debian OpenMPI";
+  CollectiveCall call;
+  EXPECT_EQ(describe_mpi_algorithm(settings, 4, 19240, call), MpiAlgorithm::rabenseifner);
+  EXPECT_TRUE(call.algorithm_inferred);
+  for (const std::string allowed : {"^tuned", "^hcoll,tuned", "basic,self,libnbc"}) {
+    settings.components = allowed;
+    EXPECT_EQ(describe_mpi_algorithm(settings, 4, 19240, call), MpiAlgorithm::unknown) << allowed;
+    EXPECT_FALSE(call.algorithm_inferred);
+    EXPECT_EQ(call.algorithm,
+              "not known: coll/tuned, whose decision table is known here, is not among the "
+              "components allowed (coll = " +
+                  allowed + ")");
+  }
+  for (const std::string allowed : {"^hcoll", "tuned,basic,self", ""}) {
+    settings.components = allowed;
+    EXPECT_EQ(describe_mpi_algorithm(settings, 4, 19240, call), MpiAlgorithm::rabenseifner) << allowed;
+    EXPECT_TRUE(call.algorithm_inferred);
+  }
+  settings.dynamic_rules = true;
+  settings.rules_file = "/etc/rules.conf";
+  EXPECT_EQ(describe_mpi_algorithm(settings, 4, 19240, call), MpiAlgorithm::unknown);
+  EXPECT_EQ(call.algorithm,
+            "not known: a rules file decides (coll_tuned_dynamic_rules_filename = /etc/rules.conf)");
+  // An algorithm forced through MCA is the one that ran.
+  settings.forced_algorithm = 4;
+  EXPECT_EQ(describe_mpi_algorithm(settings, 4, 19240, call), MpiAlgorithm::ring);
+  EXPECT_TRUE(call.forced);
+}
+
 TEST(BucketLayout, WholeParametersInModelOrderUnderTheCap) {
   const auto b = bucket_layout({{"a", 100}, {"b", 100}, {"c", 300}, {"d", 10}}, 800);
   ASSERT_EQ(b.size(), 3u);

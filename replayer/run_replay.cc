@@ -256,6 +256,8 @@ CollectiveSettings recorded_settings(const trace::TraceHeader& h) {
   CollectiveSettings s;
   s.library = env_value(h, "mpi.library");
   s.dynamic_rules = env_value(h, "mpi.coll_tuned_use_dynamic_rules") == "true";
+  s.components = env_value(h, "mpi.coll");
+  s.rules_file = env_value(h, "mpi.coll_tuned_dynamic_rules_filename");
   try {
     s.forced_algorithm = std::stoi(env_value(h, "mpi.coll_tuned_allreduce_algorithm"));
     s.segment_bytes = std::stoll(env_value(h, "mpi.coll_tuned_allreduce_algorithm_segmentsize"));
@@ -408,15 +410,27 @@ std::string cannot_emulate(const trace::RunSet& run, const ForceSet& force) {
   std::vector<float> x(4, 1.0f), y(4);
   std::vector<std::span<const float>> parts(n, std::span<const float>(x));
   if (ompi414_emulate(e, parts, y)) return "";
-  return run.folder + ": the run's allreduce__mpi ran Open MPI's " + mpi_algorithm_name(static_cast<int>(e)) +
-         " algorithm over " + std::to_string(n) + " ranks (" +
+  const std::string why = settings.table_not_used();
+  // The recorded MCA settings that chose the algorithm, as variables of the mpirun command.
+  std::string mca;
+  if (settings.forced())
+    mca += "OMPI_MCA_coll_tuned_use_dynamic_rules=1 OMPI_MCA_coll_tuned_allreduce_algorithm=" +
+           std::to_string(settings.forced_algorithm) + " ";
+  if (settings.forced() && settings.segment_bytes != 0)
+    mca +=
+        "OMPI_MCA_coll_tuned_allreduce_algorithm_segmentsize=" + std::to_string(settings.segment_bytes) + " ";
+  if (!settings.components.empty()) mca += "OMPI_MCA_coll=" + settings.components + " ";
+  if (!settings.forced() && settings.dynamic_rules && !settings.rules_file.empty())
+    mca += "OMPI_MCA_coll_tuned_use_dynamic_rules=1 OMPI_MCA_coll_tuned_dynamic_rules_filename=" +
+           settings.rules_file + " ";
+  return run.folder + ": the run's allreduce__mpi ran " +
+         (why.empty() ? "Open MPI's " + std::string(mpi_algorithm_name(static_cast<int>(e))) + " algorithm"
+                      : std::string("an algorithm not known here (" + why + ")")) +
+         " over " + std::to_string(n) + " ranks (" +
          (settings.library.empty() ? "library not recorded" : settings.library) +
          "), which a replay on fewer processes than ranks cannot emulate: replay it under mpirun -n " +
-         std::to_string(n) + " with the recorded settings (" +
-         (settings.forced() ? "OMPI_MCA_coll_tuned_use_dynamic_rules=1 OMPI_MCA_coll_tuned_allreduce_algorithm=" +
-                                  std::to_string(settings.forced_algorithm) + " "
-                            : std::string()) +
-         "mpirun -n " + std::to_string(n) + " trainrr replay " + run.folder + ")";
+         std::to_string(n) + " with the recorded settings (" + mca + "mpirun -n " + std::to_string(n) +
+         " trainrr replay " + run.folder + ")";
 }
 
 std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const ForceSet& force,

@@ -165,6 +165,12 @@ emulators)
   expect 1 "cause: collective: .*algorithm nonoverlapping vs ring" -- mpirun -n 3 "$T" replay e3-2
   OMPI_MCA_coll_tuned_use_dynamic_rules=1 OMPI_MCA_coll_tuned_allreduce_algorithm=2 \
     expect 0 "reproduced bit for bit: 3 ranks replayed under mpirun" -- mpirun -n 3 "$T" replay e3-2
+  # Without coll/tuned, Open MPI's decision table says nothing of the algorithm that ran: it is not known, not
+  # inferred, and the one-process replay says how to replay it under mpirun.
+  OMPI_MCA_coll=^tuned record 4 nt --set distributed.shards=4 --set train.batch_size=44
+  expect 0 "allreduce: allreduce__mpi, not known: coll/tuned, whose decision table is known here, is not among the components allowed (coll = ^tuned)" -- "$T" show nt
+  expect 3 "with the recorded settings (OMPI_MCA_coll=^tuned mpirun -n 4 trainrr replay nt)" -- "$T" replay nt
+  OMPI_MCA_coll=^tuned expect 0 "reproduced bit for bit: 4 ranks replayed under mpirun" -- mpirun -n 4 "$T" replay nt
   ;;
 arrival)
   # Partial sums added in arrival order: each recording replays bit for bit with its order forced; the race

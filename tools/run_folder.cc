@@ -261,6 +261,11 @@ int show_run_folder(const std::string& path) {
       f(env["mpi.coll_tuned_use_dynamic_rules"]).c_str(),
       f(env["mpi.coll_tuned_allreduce_algorithm"]).c_str(),
       f(env["mpi.coll_tuned_allreduce_algorithm_segmentsize"]).c_str());
+  // The settings that take the choice from the decision table, where the run had them.
+  if (!env["mpi.coll"].empty()) std::printf("MCA: coll=%s\n", f(env["mpi.coll"]).c_str());
+  if (!env["mpi.coll_tuned_dynamic_rules_filename"].empty())
+    std::printf("MCA: coll_tuned_dynamic_rules_filename=%s\n",
+                f(env["mpi.coll_tuned_dynamic_rules_filename"]).c_str());
   bool described = false;
   int code = kOk;
   for (int r = 0; r < run->world_size; ++r) {
