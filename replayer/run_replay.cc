@@ -119,11 +119,27 @@ RankReplay analyze_rank(const ReplayHooks& h, int rank, const trace::TraceHeader
       // The kernels this rank chose other than its recording did: a shard's gradient with its rows the same
       // differs for them (another instruction set on this machine, say). The parameters at the step's end
       // differ after the allreduce, as a consequence: not evidence.
+      // A recorded kernel that was forced but cannot run here (another instruction set) says so, as a replay
+      // of one process notes it.
       std::string kernels;
+      size_t other = 0, substituted = 0;
       for (const auto& [site, kernel] : h.recorded_kernels())
         if (auto it = h.replayed_kernels().find(site);
-            it != h.replayed_kernels().end() && it->second != kernel)
+            it != h.replayed_kernels().end() && it->second != kernel) {
           kernels += (kernels.empty() ? "" : "; ") + site + ": " + kernel + " (recorded) vs " + it->second;
+          ++other;
+          bool replaced = false;
+          for (const auto& s : h.substituted())
+            replaced = replaced || (s.site == site && s.recorded == kernel);
+          substituted += replaced;
+        }
+      if (substituted > 0)
+        kernels += substituted == other
+                       ? " (the recorded kernels cannot run here: this machine's choice ran in "
+                         "their place)"
+                       : " (" + std::to_string(substituted) +
+                             " of the recorded kernels cannot run "
+                             "here: this machine's choice ran in their place)";
       const bool before_end = h.first() && h.first()->kind != "step_end";
       cause = "upstream of the allreduce: rank " + std::to_string(rank) + "'s gradient of shard " +
               std::to_string(m.shard) + " differs from the recording's" +
