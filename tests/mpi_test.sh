@@ -269,10 +269,12 @@ bad_input)
   expect 2 "^damaged: rank 3 (late/rank3.trr) was changed after it was written: .*reproduced bit for bit: 4 ranks replayed under mpirun" -- mpirun -n 4 "$T" replay late
   expect 2 "^damaged: rank 3 (late/rank3.trr) was changed after it was written: .*a free replay of the 4 ranks reproduces bit for bit" -- "$T" bisect late
   mkdir mixed && cp b4/rank0.trr b4/rank1.trr b4/rank2.trr mixed/ && cp o4/rank3.trr mixed/
-  expect 2 "a set mixed from two runs" -- "$T" show mixed
+  expect 2 "a set mixed from 2 runs: rank3.trr is of run [0-9a-f]*; rank0.trr, rank1.trr, rank2.trr are of run" -- "$T" show mixed
   expect 2 "does not divide into 3 equal shards" -- mpirun -n 3 "$T" record "$CONFIG" -o b3 "${SMALL[@]}"
   expect 2 "a data-parallel run records at level step" -- mpirun -n 2 "$T" record "$CONFIG" -o bl "${SMALL[@]}" --level op
   expect 2 "diff needs every rank" -- "$T" diff b4 b4/rank0.trr
+  # A path that is no trace is said to be that, not a trace of one process.
+  expect 2 "nothing.trr: cannot open" -- "$T" diff b4 nothing.trr
   expect 2 "--json, --from-step are not available for a data-parallel run (b4) yet (--json: a run's report is text; --from-step: a run replays from step 0)" -- "$T" replay b4 --json --from-step 3
   mkdir busy && touch busy/notes.txt
   expect 2 "busy holds notes.txt, which is not a rank trace" -- mpirun -n 2 "$T" record "$CONFIG" -o busy "${SMALL[@]}"

@@ -226,6 +226,12 @@ int diff_run_folders(const std::string& a, const std::string& b) {
   }
   if (fa != fb) {
     if (const int code = refuse_for(fa ? b : a, "diff"); code >= 0) return code;
+    // A path that is no trace at all (missing, a configuration) is said to be that, not a trace of one
+    // process.
+    if (auto reader = trace::TraceReader::open(fa ? b : a); !reader) {
+      print_error(reader.error().message);
+      return kBadInput;
+    }
     print_error((fa ? a : b) + " is a data-parallel run and " + (fa ? b : a) +
                 " a trace of one process: diff compares runs with runs");
     return kBadInput;

@@ -1,5 +1,6 @@
 #include "traces/run_set.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <regex>
@@ -61,10 +62,22 @@ Result<RunSet> open_run(const std::string& folder) {
     headers[rank] = h;
   }
   const TraceHeader& first = headers.begin()->second;
+  // Traces of several runs: each run's traces, the run with fewer first (a stray among the others).
+  std::map<std::string, std::vector<std::string>> by_run;
+  for (const auto& [rank, h] : headers) by_run[h.run_id].push_back(fs::path(found[rank]).filename().string());
+  if (by_run.size() > 1) {
+    std::vector<std::pair<std::string, std::vector<std::string>>> runs(by_run.begin(), by_run.end());
+    std::stable_sort(runs.begin(), runs.end(),
+                     [](const auto& x, const auto& y) { return x.second.size() < y.second.size(); });
+    std::string parts;
+    for (const auto& [id, files] : runs) {
+      std::string names;
+      for (const std::string& f : files) names += (names.empty() ? "" : ", ") + f;
+      parts += (parts.empty() ? "" : "; ") + names + (files.size() == 1 ? " is" : " are") + " of run " + id;
+    }
+    return Error{folder + ": a set mixed from " + std::to_string(runs.size()) + " runs: " + parts};
+  }
   for (const auto& [rank, h] : headers) {
-    if (h.run_id != first.run_id)
-      return Error{folder + ": a set mixed from two runs: " + fs::path(found[rank]).filename().string() + " is of run " +
-                   h.run_id + ", " + fs::path(found.begin()->second).filename().string() + " of run " + first.run_id};
     if (h.world_size != first.world_size)
       return Error{folder + ": " + fs::path(found[rank]).filename().string() + " is one of " +
                    std::to_string(h.world_size) + " ranks, another trace one of " + std::to_string(first.world_size)};
@@ -88,10 +101,17 @@ Result<RunSet> open_run(const std::string& folder) {
 
 Status refuse_rank_alone(const TraceHeader& h, const std::string& path, const std::string& what) {
   if (h.world_size == 0) return {};
-  const std::string folder = fs::path(path).parent_path().string();
-  return Error{path + " is rank " + std::to_string(h.rank) + " of the " + std::to_string(h.world_size) +
-               "-rank run " + h.run_id + ": " + what + " needs every rank; give the run's folder (" +
-               (folder.empty() ? std::string(".") : folder) + ")"};
+  const std::string parent = fs::path(path).parent_path().string();
+  const std::string folder = parent.empty() ? std::string(".") : parent;
+  const std::string head = path + " is rank " + std::to_string(h.rank) + " of the " +
+                           std::to_string(h.world_size) + "-rank run " + h.run_id + ": " + what +
+                           " needs every rank; ";
+  // Its own folder is the run's where it holds the run's rank traces; a copy taken out of it is not.
+  if (fs::path(path).filename() == fs::path(rank_trace_path(folder, h.rank)).filename() &&
+      holds_rank_traces(folder))
+    return Error{head + "give the run's folder (" + folder + ")"};
+  return Error{head + "give the folder that holds its " + std::to_string(h.world_size) +
+               " rank traces (rank0.trr .. rank" + std::to_string(h.world_size - 1) + ".trr)"};
 }
 
 }  // namespace trainrr::trace

@@ -126,12 +126,29 @@ TEST(RunSet, AMissingRankAMixedSetAndALoneRankAreRefused) {
   write_rank(rank_trace_path(dir, 1), 1, 3, "other");
   auto mixed = open_run(dir);
   ASSERT_FALSE(mixed);
-  EXPECT_NE(mixed.error().message.find("a set mixed from two runs"), std::string::npos) << mixed.error().message;
+  // The run with fewer traces first: the stray among the others.
+  EXPECT_NE(mixed.error().message.find(
+                "a set mixed from 2 runs: rank1.trr is of run other; rank0.trr, rank2.trr are of run abc"),
+            std::string::npos)
+      << mixed.error().message;
   auto r = TraceReader::open(rank_trace_path(dir, 2));
   ASSERT_TRUE(r);
   Status alone = refuse_rank_alone((*r)->header(), rank_trace_path(dir, 2), "replay");
   ASSERT_FALSE(alone);
-  EXPECT_NE(alone.error().message.find("replay needs every rank"), std::string::npos);
+  EXPECT_NE(alone.error().message.find("replay needs every rank; give the run's folder (" + dir + ")"),
+            std::string::npos)
+      << alone.error().message;
+  // A rank's trace copied out of its run's folder: its own folder is no run's.
+  const std::string apart = temp_folder("apart");
+  fs::copy_file(rank_trace_path(dir, 2), apart + "/z.trr");
+  Status copied = refuse_rank_alone((*r)->header(), apart + "/z.trr", "replay");
+  ASSERT_FALSE(copied);
+  EXPECT_NE(
+      copied.error().message.find(
+          "replay needs every rank; give the folder that holds its 3 rank traces (rank0.trr .. rank2.trr)"),
+      std::string::npos)
+      << copied.error().message;
+  fs::remove_all(apart);
   fs::remove_all(dir);
 }
 
