@@ -647,3 +647,25 @@ def test_an_array_given_for_a_path_is_named_by_its_shape_not_printed():
         trainrr.replay("run.trr", data=np.zeros((1000, 30)))
     assert str(e.value) == ("replay: data: must be a file path, got a ndarray of shape (1000, 30) (a replay reads "
                             "the data from a file: save the array with numpy.save and give its path)")
+
+
+@pytest.mark.parametrize("shape_y, message", [
+    (lambda y: np.eye(2)[y.astype(int)], "(one-hot rows of two classes: give their class indices, y.argmax(axis=1), "
+                                         "the 0 and 1 that binary_crossentropy takes)"),
+    (lambda y: y.reshape(1, -1), "got shape (1, 20), which holds one value per row: give y.reshape(-1)"),
+    (lambda y: y.reshape(-1, 1, 1), "got shape (20, 1, 1), which holds one value per row: give y.reshape(-1)"),
+])
+def test_labels_of_another_shape_get_advice_that_fits_the_loss(shape_y, message):
+    x, y = data()
+    with pytest.raises(trainrr.DataError) as e:
+        model().fit(x, shape_y(y), verbose=0)
+    assert message in str(e.value), str(e.value)
+
+
+def test_class_indices_for_a_model_of_one_output_point_to_binary_crossentropy():
+    x, y = data()
+    m = trainrr.Sequential([layers.Dense(1, activation="sigmoid")])
+    m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with pytest.raises(trainrr.DataError, match=r"needs one output per class, and the model has 1 output \(for two "
+                                                r"classes, 0 and 1: loss='binary_crossentropy' with a sigmoid output"):
+        m.fit(x, y, verbose=0)

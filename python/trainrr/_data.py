@@ -44,12 +44,20 @@ def labels(y, rows, name="y", loss=None):
     if a.ndim == 2 and a.shape[1] == 1:
         a = a.reshape(-1)
     if a.ndim != 1:
+        if a.size == rows:
+            # One label per row, in another shape: a row vector, or extra axes of length 1.
+            raise DataError(f"{name}: expected one label per row, shape (rows,) or (rows, 1), got shape {a.shape}, "
+                            f"which holds one value per row: give {name}.reshape(-1)")
         if loss == "mse":
             raise DataError(f"{name}: expected one target per row, shape (rows,) or (rows, 1), got shape {a.shape}: "
                             f"with loss='mse' the engine fits one target per row (a regression with several "
                             f"targets is not supported)")
+        if a.ndim == 2 and a.shape[0] == rows and a.shape[1] == 2 and loss == "binary_crossentropy":
+            raise DataError(f"{name}: expected one label per row, shape (rows,) or (rows, 1), got shape {a.shape} "
+                            f"(one-hot rows of two classes: give their class indices, {name}.argmax(axis=1), the 0 "
+                            f"and 1 that binary_crossentropy takes)")
         raise DataError(f"{name}: expected one label per row, shape (rows,) or (rows, 1), got shape {a.shape} "
-                        f"(one-hot rows: give their class indices, y.argmax(axis=1), with "
+                        f"(one-hot rows: give their class indices, {name}.argmax(axis=1), with "
                         f"loss='sparse_categorical_crossentropy')")
     if a.shape[0] != rows:
         raise DataError(f"x and {name}: x has {rows} rows, {name} has {a.shape[0]}")
@@ -72,6 +80,10 @@ def check_labels(y, loss, outputs, name="y"):
                             f"needs class indices, integers from 0 to {outputs - 1} (the model has {outputs} "
                             f"outputs)")
         bad = np.flatnonzero(y >= outputs)
+        if bad.size and outputs == 1:
+            raise DataError(f"{name}: the label of row {bad[0]} (counting from 0) is {_label(y[bad[0]])}: {loss} "
+                            f"needs one output per class, and the model has 1 output (for two classes, 0 and 1: "
+                            f"loss='binary_crossentropy' with a sigmoid output, or 2 softmax outputs)")
         if bad.size:
             raise DataError(f"{name}: the label of row {bad[0]} (counting from 0) is {_label(y[bad[0]])}: {loss} "
                             f"needs class indices from 0 to {outputs - 1} (the model has {outputs} outputs)")
