@@ -470,15 +470,21 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
     out.lines.push_back("  note: A holds " + counted(extent[0].steps, "complete step") + ", B " +
                         counted(extent[1].steps, "complete step") + ": the steps from step " +
                         std::to_string(std::min(extent[0].steps, extent[1].steps)) + " on are not compared");
-  // Rank by rank, for the ranks both runs have: ranks may run on other machines or with other variables.
+  // Rank by rank: ranks may run on other machines or with other variables. Runs of other rank counts pair
+  // each rank of the one with more ranks with the rank of the other that computes its shards (the shards are
+  // cut evenly, in order, among a run's ranks).
   std::vector<int> env_ranks;
   std::vector<std::vector<EnvDifference>> env;
-  for (int r = 0; r < std::min(na, nb); ++r) {
+  for (int r = 0; r < std::max(na, nb); ++r) {
+    const int ra = na >= nb ? r : r * na / nb, rb = nb >= na ? r : r * nb / na;
     env_ranks.push_back(r);
-    env.push_back(environment_differences(A.run.headers[r].environment, B.run.headers[r].environment));
+    env.push_back(environment_differences(A.run.headers[ra].environment, B.run.headers[rb].environment));
   }
   if (const auto lines = ranked_environment_lines(env_ranks, env, "A", "B"); !lines.empty()) {
-    out.lines.push_back("environment differences:");
+    out.lines.push_back(na == nb ? std::string("environment differences:")
+                                 : std::string("environment differences (by ") + (na > nb ? "A" : "B") +
+                                       "'s ranks, each against the rank of " + (na > nb ? "B" : "A") +
+                                       " that computes its shards):");
     out.lines.insert(out.lines.end(), lines.begin(), lines.end());
   }
   // A damaged rank trace (changed after it was written) is compared up to the damage; the command exits 2.

@@ -80,6 +80,9 @@ tree)
     expect 1 "cause: upstream of the allreduce: .*its gradient differs; the two ranks ran other kernels: .*f32_matmul__cpu_blocked_[a-z0-9]* vs f32_matmul__cpu_blocked_generic.*; their environments differ: .*isa [a-z0-9]* vs generic" -- "$T" diff t4 het
     expect 1 "cause: upstream of the allreduce: rank 2's gradient of shard 2 differs from the recording's; it ran other kernels than recorded: .*f32_matmul__cpu_blocked_[a-z0-9]* (recorded) vs f32_matmul__cpu_blocked_generic" -- \
       mpirun -n 2 "$T" replay t4 --force rng,split,shuffle,loader : -n 2 -x TRAINRR_ISA=generic "$T" replay t4 --force rng,split,shuffle,loader
+    # Runs of other rank counts: each rank of the one with more is compared with the rank computing its shards.
+    expect 1 "^  ranks 2, 3: isa: [a-z0-9]* (A) vs generic (B)$" -- "$T" diff t1 het
+    expect 1 "^environment differences (by B's ranks, each against the rank of A that computes its shards):$" -- "$T" diff t1 het
     # With every choice forced, a recorded kernel that cannot run here is said to be why another ran.
     TRAINRR_ISA=generic expect 1 "vs f32_matmul__cpu_blocked_generic (the recorded kernels cannot run here: this machine's choice ran in their place)$" -- "$T" replay t4
     # Each rank's environment is compared with its own recording's, and with the other run's same rank: the
