@@ -178,11 +178,13 @@ std::vector<std::string> output_warnings(const RunConfig& config, const Shape& o
     out.push_back(loss + " with train.from_logits = true, but the model's output comes from a " + act +
                   " activation: its outputs are probabilities, not logits (set from_logits = false)");
   else if (!config.train.from_logits && act != "sigmoid" && act != "softmax")
+    // Only a linear output is logits: a relu's are held at 0 or above, a tanh's within [-1, 1].
     out.push_back(loss +
                   " with train.from_logits = false takes the outputs as probabilities, but the model's "
                   "last activation is " +
-                  act + " (set from_logits = true, or end in " +
-                  (loss == "binary_crossentropy" ? "sigmoid" : "softmax") + ")");
+                  act + (act == "linear" ? " (set from_logits = true, or end in " : " (end in ") +
+                  (loss == "binary_crossentropy" ? "sigmoid" : "softmax") +
+                  (act == "linear" ? ")" : ", or in a linear output with from_logits = true)"));
   return out;
 }
 

@@ -354,6 +354,14 @@ TEST_F(BadInput, SettingsThatTrainButNotAsMeantAreWarnedAbout) {
                          "probabilities, but the model's last activation is linear"),
       std::string::npos)
       << linear.output;
+  // A relu's outputs are no logits either: the advice is to end in a sigmoid.
+  CommandResult relu =
+      run_trainrr("train " + config("d.csv") + " --set 'model.layers[1].activation=\"relu\"'");
+  EXPECT_NE(
+      relu.output.find("but the model's last activation is relu (end in sigmoid, or in a linear output with "
+                       "from_logits = true)"),
+      std::string::npos)
+      << relu.output;
   CommandResult softmax =
       run_trainrr("train " + config("d.csv") + " --set 'model.layers[1].activation=\"softmax\"'");
   EXPECT_NE(softmax.output.find("warning: the model ends in a softmax over 1 value, which is always 1"),

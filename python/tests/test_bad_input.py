@@ -356,6 +356,13 @@ def test_the_output_warnings_of_a_fit_on_arrays_give_advice_in_its_terms(capsys)
             "but the model's last activation is linear (give loss=losses.BinaryCrossentropy(from_logits=True), or "
             "end the model in activation='sigmoid')") in err, err
     assert "warning: compile(tf32=True) has no effect on the CPU" in err, err
+    # A relu's outputs are no logits either: the advice is to end in a sigmoid.
+    relu = trainrr.Sequential([layers.Dense(1, activation="relu")])
+    relu.compile(optimizer="adam", loss="binary_crossentropy")
+    relu.fit(x, y, verbose=0)
+    err += capsys.readouterr().err
+    assert ("but the model's last activation is relu (end the model in activation='sigmoid', or in a linear output "
+            "with loss=losses.BinaryCrossentropy(from_logits=True))") in err, err
     probabilities = trainrr.Sequential([layers.Dense(2, activation="softmax")])
     probabilities.compile(optimizer="adam", loss=trainrr.losses.SparseCategoricalCrossentropy(from_logits=True))
     probabilities.fit(x, y, verbose=0)

@@ -650,6 +650,10 @@ def _logits_not_probabilities(m):
 
 def _probabilities_not_logits(m):
     loss = m.group(1)
+    if m.group(2) != "linear":  # a relu's or a tanh's outputs are no logits either
+        return (f"compile(loss='{loss}') takes the outputs as probabilities (from_logits=False), but the model's "
+                f"last activation is {m.group(2)} (end the model in activation='{_OUTPUT_ACTIVATIONS[loss]}', or in "
+                f"a linear output with loss=losses.{_LOSS_CLASSES[loss]}(from_logits=True))")
     return (f"compile(loss='{loss}') takes the outputs as probabilities (from_logits=False), but the model's "
             f"last activation is {m.group(2)} (give loss=losses.{_LOSS_CLASSES[loss]}(from_logits=True), or end "
             f"the model in activation='{_OUTPUT_ACTIVATIONS[loss]}')")
@@ -667,8 +671,8 @@ class _Warnings:
          r"output comes from a (\w+) activation: its outputs are probabilities, not logits "
          r"\(set from_logits = false\)", _logits_not_probabilities),
         (r"(binary_crossentropy|sparse_categorical_crossentropy) with train\.from_logits = false takes the "
-         r"outputs as probabilities, but the model's last activation is (\w+) \(set from_logits = true, or end "
-         r"in \w+\)", _probabilities_not_logits),
+         r"outputs as probabilities, but the model's last activation is (\w+) \((?:set from_logits = true, or )?end "
+         r"in \w+(?:, or in a linear output with from_logits = true)?\)", _probabilities_not_logits),
     ]
     _REWRITES = [(re.compile(pattern), replacement) for pattern, replacement in _REWRITES]
 
