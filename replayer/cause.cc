@@ -136,7 +136,7 @@ bool difference_reaches(const std::string& difference, const FirstDivergence& d,
       if (key.rfind(prefix, 0) == 0) return false;
     if (layer_index && key != "model.layers") {
       const std::string field = key.substr(key.find("].") + 2);
-      static const char* const constants[] = {"activation", "rate", "momentum", "epsilon"};
+      static const char* const constants[] = {"activation", "rate", "momentum", "epsilon", "use_bias"};
       for (const char* c : constants)
         if (field == c) return false;
       const auto own = std::find(layers.begin(), layers.end(), layer_of(d));
@@ -267,8 +267,11 @@ std::string data_not_reaching(const FirstDivergence& d, bool seeds_differ, const
     const std::string c = category_of_site(d.site);
     if (!c.empty()) kind = c;
   }
-  if (kind == "rng" && seeds_differ)
-    return "a draw's key comes from the run's seed alone, and the seeds differ";
+  // The seed makes other words of a draw of the same size; the size itself may come from the data's shape.
+  if (kind == "rng" && seeds_differ && d.same_count)
+    return "a draw's key comes from the run's seed alone, the seeds differ, and the draw is of the same size "
+           "on "
+           "both sides";
   // An op's probes come before the update (level op): an update reads the data only through the gradients,
   // which were the same.
   if (kind == "probe" && d.phase == "update")
@@ -303,6 +306,11 @@ std::string data_not_reaching_model(const FirstDivergence& d, const CauseInputs&
   const std::string layer = layer_of(d);
   const auto at = std::find(in.layer_names.begin(), in.layer_names.end(), layer);
   const bool in_a_layer = at != in.layer_names.end();
+  // Another draw's words made into other values (augmentation noise, a dropout mask): the words are the same,
+  // and what makes values of them (the distribution's parameters, the arithmetic) does not read the rows.
+  if (d.kind == "rng" && d.same_draw && !in_initial_weights(d))
+    return "the draw is the same words on both sides, and what makes its values of them does not read the "
+           "rows";
   if (in_initial_weights(d)) {
     if (!in.features_changed) return "the initial weights are drawn before any label is read";
     // A draw of the same words (key, counter, size) made into other values: the size is the layer's

@@ -30,6 +30,7 @@ bool differ(const trace::Event& a, const trace::Event& b, FirstDivergence& d) {
         ra->draw.key == rb.draw.key && ra->draw.counter == rb.draw.counter && ra->draw.count == rb.draw.count;
     if (ra->digest == rb.digest && same_draw) return false;
     d.kind = "rng";
+    d.same_count = ra->draw.count == rb.draw.count;
     d.site = ra->draw.site;
     d.phase = event_phase(d.kind, d.site);
     if (same_draw) {
@@ -608,10 +609,12 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     for (const std::string& c : within) keys += (keys.empty() ? "" : "; ") + c;
     rep.cause.detail =
         ci.data_detail +
-        (at_evaluation ? "; no value compared in the steps before it differs, so the training read "
-                         "none of what differs, the evaluation did (rows it only validates on, say)"
-                       : "; no value of any step compared differs, so the training read none of "
-                         "what differs (rows it only tests on, say)") +
+        (at_evaluation ? "; no value compared in the steps before it differs: the evaluation read what "
+                         "differs (rows it only validates "
+                         "on, say), and the training read none of it or changed no value compared"
+                       : "; no value of any step compared differs: the training read none of what differs "
+                         "(rows it only tests on, "
+                         "say), or what it read changed no value compared") +
         (keys.empty() ? std::string() : "; the run configuration differs too: " + keys);
   } else if (!first && length_only) {
     std::string keys;

@@ -32,6 +32,7 @@ struct FirstDivergence {
   std::optional<Summary> summary_recorded, summary_replayed;
   std::string detail;  // what differs, in words
   bool same_draw = false;  // rng: the recorded key, counter and count, made into other values
+  bool same_count = false;  // rng: a draw of as many words on both sides (its key or counter may differ)
 };
 
 // Bit-for-bit equality of two recorded values: a NaN loss equals the same NaN, and 0.0 is not -0.0.

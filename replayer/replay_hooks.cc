@@ -194,6 +194,7 @@ void ReplayHooks::rng_values(const RngDraw& draw, std::span<const std::byte> val
     return;
   }
   FirstDivergence fd = divergence(-1, event_phase("rng", draw.site), "rng", draw.site);
+  fd.same_count = rec.draw.count == draw.count;
   fd.detail = "draw at " + draw.site + ": recorded " + draw_str(rec.draw) + ", replayed " + draw_str(draw);
   if (d == rec.digest) {
     fd.detail += " (the same values: the recording names another draw for them)";

@@ -1022,10 +1022,10 @@ ReplayResult replay(const ReplayOptions& o) {
   rep.cause = classify(d, ci);
   config_in_note = refine_cause(rep.cause, d, ci, recorded_itself, op_first, rep.notes);
   if (!hooks.first() && rebuilt->data_changed)
-    rep.cause.detail =
-        rebuilt->data_detail +
-        "; no value of any step compared differs, so the training read none of what differs (rows "
-        "it only tests on, say)";
+    rep.cause.detail = rebuilt->data_detail +
+                       "; no value of any step compared differs: the training read none of what differs "
+                       "(rows it only tests on, "
+                       "say), or what it read changed no value compared";
   // Run past the divergence, a replay with fewer steps than the trace leaves the rest of the trace unread.
   if (o.keep_going && !cut_short && t.step() == t.total_steps() && !hooks.at_end())
     rep.notes.push_back("the replay stops first, at the end of its " + counted(t.step(), "step") +

@@ -179,6 +179,7 @@ std::optional<FirstDivergence> first_draw_difference(
                         (ra->digest == rb.digest ? " (the same values, from another draw)" : "");
     FirstDivergence d = divergence(step, event_phase("rng", site), "rng", site, detail);
     d.same_draw = same_draw;
+    d.same_count = ra->draw.count == rb.draw.count;
     return d;
   }
   return std::nullopt;
@@ -235,10 +236,10 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
     if (!data.empty() && data_apart.empty()) {
       out.lines.push_back(
           "  cause: data: " + data + "; the data differs before any step runs" +
-          (d.kind == "metrics"
-               ? "; no value compared in the steps before it differs, so the training read none "
-                 "of what differs, the evaluation did (rows it only validates on, say)"
-               : "") +
+          (d.kind == "metrics" ? "; no value compared in the steps before it differs: the evaluation read "
+                                 "what differs (rows it only validates "
+                                 "on, say), and the training read none of it or changed no value compared"
+                               : "") +
           (reaching.empty() ? "" : "; the run configuration differs too: " + joined_reaching));
       out.lines.push_back("  what: " + found);
     } else if (!reaching.empty()) {

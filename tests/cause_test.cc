@@ -149,14 +149,19 @@ TEST(Cause, DataThatCannotHaveMadeTheFirstDifferenceIsNamedBesideTheCause) {
   in.seed_recorded = 43;
   in.seed_replayed = 42;
   in.config_differences = {"seed: 43 -> 42"};
-  const FirstDivergence init = event("setup", "rng", "init/dense_1.kernel");
+  FirstDivergence init = event("setup", "rng", "init/dense_1.kernel");
+  init.same_count = true;
   c = classify(init, in);
   EXPECT_EQ(c.category, "config");
-  EXPECT_EQ(
-      c.detail,
-      "the run configuration differs: seed: 43 -> 42; the data differs too, but cannot have made this "
-      "difference (a draw's key comes from the run's seed alone, and the seeds differ): data file 'a.csv' "
-      "differs (a.csv, 10 bytes vs b.csv, 10 bytes)");
+  EXPECT_EQ(c.detail,
+            "the run configuration differs: seed: 43 -> 42; the data differs too, but cannot have made this "
+            "difference (a draw's key comes from the run's seed alone, the seeds differ, and the draw is of "
+            "the same "
+            "size on both sides): data file 'a.csv' differs (a.csv, 10 bytes vs b.csv, 10 bytes)");
+  // A draw of another size: the data's shape (another column count) may have made it, beside the seed.
+  init.same_count = false;
+  EXPECT_EQ(classify(init, in).category, "data");
+  init.same_count = true;
   // With the same seed, the data's shape can change a draw (how many words): the data is named.
   in.seed_replayed = 43;
   in.config_differences.clear();
@@ -315,6 +320,20 @@ TEST(Cause, DataIsNotBlamedForWhatTheModelReadsBeforeOrWithoutIt) {
   init.same_draw = false;
   in.config_differences = {"model.layers[0].units: 64 -> 32"};
   EXPECT_EQ(classify(init, in).category, "config");
+  // Augmentation noise of the same words made into other values: its distribution's parameters, not the rows.
+  in.config_differences = {"augment.noise_stddev: 0.05 -> 0.1"};
+  FirstDivergence noise = event("input", "rng", "augment/noise");
+  noise.same_draw = noise.same_count = true;
+  set_changed_data_sets(in, {"features"});
+  c = classify(noise, in);
+  EXPECT_EQ(c.category, "config");
+  EXPECT_NE(
+      c.detail.find("the draw is the same words on both sides, and what makes its values of them does not "
+                    "read the rows"),
+      std::string::npos)
+      << c.detail;
+  noise.same_draw = false;
+  EXPECT_EQ(classify(noise, in).category, "data");
   // A CSV file holds both.
   set_changed_data_sets(in, {"data"});
   EXPECT_TRUE(in.features_changed && in.labels_changed);

@@ -790,7 +790,7 @@ TEST_F(Scenario, ChangedDataValueIsDataBeforeAnyStep) {
   EXPECT_TRUE(has(r.output, "\"category\":\"data\"")) << r.output;
   // The first row is one the run tests on, under this seed's split: no value of any step differs.
   EXPECT_TRUE(has(r.output, "\"first_divergence\":null")) << r.output;
-  EXPECT_TRUE(has(r.output, "no value of any step compared differs, so the training read none of what differs"))
+  EXPECT_TRUE(has(r.output, "no value of any step compared differs: the training read none of what differs"))
       << r.output;
 }
 

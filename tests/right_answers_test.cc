@@ -470,8 +470,7 @@ TEST_F(RightAnswers, DataThatDiffersOnlyInATestRowChangesNoValueAndTheDiffSaysSo
                 0),
             0u)
       << r.output;
-  EXPECT_TRUE(
-      has(r.output, "no value of any step compared differs, so the training read none of what differs"))
+  EXPECT_TRUE(has(r.output, "no value of any step compared differs: the training read none of what differs"))
       << r.output;
   EXPECT_FALSE(has(r.output, "note: epoch 1:")) << r.output;  // equal metrics, said again
   const CommandResult json = run_trainrr("diff " + a + " " + b + " --json");
