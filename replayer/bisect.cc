@@ -323,8 +323,11 @@ BisectResult bisect(const BisectOptions& o) {
     }
     suspect = {rep.first->step, "the two recordings first differ there, at " + place(*rep.first)};
   } else {
-    // What --set changes from the recording: every key, as replay lists them (a cause names a few).
+    // What --set changes from the recording: every key, as replay lists them (a cause names a few); and this
+    // machine's environment against the recording's, as replay lists it, whatever bisect finds.
     rep.config_differences = config_differences(header, config);
+    if (auto env = current_environment(config))
+      rep.environment = environment_differences(header.environment, *env);
     suspect = scan(o.trace_path, header, registry, res.steps_recorded, scan_status, rep.stop);
     if (rep.stop && rep.stop->damaged) res.damage = rep.stop->detail;
   }
@@ -423,6 +426,9 @@ BisectResult bisect(const BisectOptions& o) {
       break;
     }
   }
+  // The recorded kernels that cannot run here, which the forced replay ran another in place of, as replay
+  // notes.
+  if (o.against.empty()) substitution_notes(*forced->hooks, rep.notes);
   // The page's kernel choices: the recording's and the free replay's, side by side.
   if (o.against.empty())
     rep.page.kernels =

@@ -537,6 +537,24 @@ TEST_F(RightAnswers, EveryConfigurationDifferenceIsListedWhereTheCauseNamesOnlyS
   EXPECT_TRUE(has(bis.output, "\"config_differences\":[\"seed: 3 -> 4\"]")) << bis.output;
 }
 
+// Bisect lists this machine's environment against the recording's, as replay does, whatever it finds: a
+// policy that --set changes, which the forced choices make no difference to, is still listed.
+TEST_F(RightAnswers, BisectListsTheEnvironmentDifferencesAsReplayDoes) {
+  const std::string a = dir.file("a.trr");
+  ASSERT_EQ(
+      run_trainrr("record " + dir.write("a.toml", breast_cancer("seed = 3\n", kBreastCancer, kOneThread)) +
+                  " -o " + a)
+          .exit_code,
+      0);
+  const CommandResult bis = run_trainrr("bisect " + a + " --set runtime.policy=default --json");
+  EXPECT_EQ(bis.exit_code, 0) << bis.output;
+  EXPECT_TRUE(
+      has(bis.output,
+          "\"environment_differences\":[{\"key\":\"policy\",\"recorded\":\"deterministic\",\"replayed\":"
+          "\"default\"}"))
+      << bis.output;
+}
+
 // A replay whose configuration runs longer than the recorded run says where the recorded run ended and why.
 TEST_F(RightAnswers, AReplayLongerThanACompletedRecordingSaysTheRecordedRunEndedThere) {
   const std::string trace = dir.file("a.trr");
