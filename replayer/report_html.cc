@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <sstream>
 
@@ -371,6 +372,14 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
   }
   const std::vector<double> yt = nice_ticks(lo, hi, 5);
   const Axis y{std::min(lo, yt.front()), std::max(hi, yt.back()), b1, t1};
+  // As many digits as tell the ticks apart (losses a few ULPs apart need 8), at least 4.
+  int tick_digits = 4;
+  for (bool alike = true; alike && tick_digits < 17;) {
+    alike = false;
+    for (size_t i = 1; i < yt.size(); ++i)
+      alike = alike || num(yt[i], tick_digits) == num(yt[i - 1], tick_digits);
+    if (alike) ++tick_digits;
+  }
   // Panel 2: |loss difference|, log scale.
   const double t2 = 310, b2 = 450;
   double dlo = INFINITY, dhi = -INFINITY;
@@ -399,7 +408,7 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
   for (double t : yt) {
     o << "<line class=\"grid\" x1=\"" << px(left) << "\" y1=\"" << px(y.at(t)) << "\" x2=\"" << px(right)
       << "\" y2=\"" << px(y.at(t)) << "\"/><text class=\"tick\" x=\"" << px(left - 6) << "\" y=\""
-      << px(y.at(t) + 4) << "\" text-anchor=\"end\">" << num(t, 4) << "</text>";
+      << px(y.at(t) + 4) << "\" text-anchor=\"end\">" << num(t, tick_digits) << "</text>";
   }
   step_axis(o, x, t1, b1, false, p.epochs, diverged_at);
   auto path = [&](const std::vector<double>& s, const Axis& ya, bool log) {
@@ -605,7 +614,12 @@ void map_section(std::ostringstream& o, const DivergenceReport& r) {
         << (b == 10  ? string("not compared")
             : b == 9 ? string("differs (the trace keeps its digest only, no size)")
             : b == 8 ? string("same bits")
-                     : "differs, relative size up to " + num(largest, 2))
+            // relative_difference()'s stand-in for digests that differ under equal summaries: no size to
+            // give.
+            : largest == std::numeric_limits<float>::min()
+                ? string("differs, with the same summary (its digests differ; its min, max, mean and RMS do "
+                         "not)")
+                : "differs, relative size up to " + num(largest, 2))
         << "</title></rect>";
       i = j + 1;
     }

@@ -116,6 +116,13 @@ TEST(ReportHtml, TheMapSaysForEachCellWhetherAndHowMuchItDiffered) {
   EXPECT_TRUE(has(page, "<title>batch_normalization_1:out, steps 0-8: same bits</title>")) << page;
   EXPECT_TRUE(has(page, "<title>batch_normalization_1:out, step 9: differs, relative size up to 1e-07</title>"));
   EXPECT_TRUE(has(page, "<title>dense_1.kernel:grad, step 9: differs (the trace keeps its digest only"));
+  // Digests that differ under equal summaries have no size to give, only that they differ.
+  DivergenceReport same_summary = diverged_replay();
+  same_summary.page.rows[0].size[9] = relative_difference(Summary{}, Summary{});
+  EXPECT_TRUE(
+      has(report_html(same_summary),
+          "<title>batch_normalization_1:out, step 9: differs, with the same summary (its digests differ; "
+          "its min, max, mean and RMS do not)</title>"));
   EXPECT_TRUE(has(page, "<title>first divergence: batch_normalization_1:out, step 9</title>"));
   // Layers in the order given (model order), not sorted by name.
   EXPECT_LT(page.find(">batch_normalization_1:out<title>"), page.find(">dense_1.kernel:grad<title>"));
@@ -224,6 +231,21 @@ TEST(ReportHtml, ALossRangeNarrowerThanTheDoublesResolveEndsItsTicks) {
   const std::string page = report_html(r);
   EXPECT_EQ(first_coordinate_not_finite(page), "");
   EXPECT_TRUE(has(page, "<path class=\"lb\" d=\"M")) << page;
+}
+
+// Losses a few float32 ULPs apart: the loss axis's ticks are told apart, with as many digits as that takes.
+TEST(ReportHtml, LossTicksOfANarrowRangeHaveDigitsEnoughToDiffer) {
+  DivergenceReport r = diverged_replay();
+  r.page.loss_a.assign(10, 3.2140377);
+  r.page.loss_b.assign(10, 3.2140379);
+  const std::string page = report_html(r);
+  // The loss panel's ticks, at x = left - 6.
+  const std::regex tick("<text class=\"tick\" x=\"68\" y=\"[0-9.]+\" text-anchor=\"end\">([^<]*)</text>");
+  std::vector<std::string> labels;
+  for (auto it = std::sregex_iterator(page.begin(), page.end(), tick); it != std::sregex_iterator(); ++it)
+    labels.push_back((*it)[1].str());
+  ASSERT_GE(labels.size(), 2u) << page;
+  for (size_t i = 1; i < labels.size(); ++i) EXPECT_NE(labels[i], labels[i - 1]) << labels[i];
 }
 
 // A diff of a layer-level and a step-level trace compares at level step: the page says that, not that a
