@@ -41,6 +41,12 @@ string num(double v, int digits = 4) {
   return buf;
 }
 
+// "step 20" or "steps 20-29".
+string step_range(int64_t first, int64_t last) {
+  return first == last ? "step " + std::to_string(first)
+                       : "steps " + std::to_string(first) + "-" + std::to_string(last);
+}
+
 // Coordinates in SVG: two decimals are plenty.
 string px(double v) {
   char buf[32];
@@ -358,7 +364,7 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
       << "\" height=\"" << px(bottom - top) << "\"/>";
     if (label)
       o << "<text class=\"note\" x=\"" << px((nx + right) / 2) << "\" y=\"" << px((top + bottom) / 2)
-        << "\" text-anchor=\"middle\">steps " << p.last_step + 1 << "-" << p.would_end
+        << "\" text-anchor=\"middle\">" << step_range(p.last_step + 1, p.would_end)
         << " not replayed: the replay stopped at its first divergence</text>";
   };
   const int64_t diverged_at = r.diverged && r.first ? r.first->step : -1;
@@ -474,8 +480,9 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
     o << "<rect class=\"same\" x=\"" << px(std::max(left, x.at(step_of(i)) - half)) << "\" y=\""
       << px(zero_band - 9) << "\" width=\""
       << px(std::min(right, x.at(step_of(j)) + half) - std::max(left, x.at(step_of(i)) - half))
-      << "\" height=\"8\"><title>steps " << static_cast<int64_t>(step_of(i)) << "-"
-      << static_cast<int64_t>(step_of(j)) << ": the same loss, bit for bit</title></rect>";
+      << "\" height=\"8\"><title>"
+      << step_range(static_cast<int64_t>(step_of(i)), static_cast<int64_t>(step_of(j)))
+      << ": the same loss, bit for bit</title></rect>";
     i = j;
   }
   o << "<path class=\"ld\" d=\"" << path(diff, yl, true) << "\"/>";
@@ -586,6 +593,14 @@ void map_section(std::ostringstream& o, const DivergenceReport& r) {
     return left + (s - static_cast<double>(p.first_step)) / static_cast<double>(p.step_stride) * cw;
   };
   o << "<svg viewBox=\"0 0 " << kWidth << " " << px(height) << "\" role=\"img\" aria-label=\"divergence map\">";
+  // The steps not replayed first: the parts' titles, which may run past the label column, are drawn over it.
+  if (columns > points) {
+    const double nx = left + cw * static_cast<double>(points);
+    o << "<rect class=\"notrun\" x=\"" << px(nx) << "\" y=\"" << px(top) << "\" width=\"" << px(right - nx)
+      << "\" height=\"" << px(bottom - top) << "\"/><text class=\"note\" x=\"" << px((nx + right) / 2)
+      << "\" y=\"" << px((top + bottom) / 2) << "\" text-anchor=\"middle\">"
+      << step_range(p.last_step + 1, p.would_end) << " not replayed</text>";
+  }
   block.clear();
   for (size_t ri = 0; ri < p.rows.size(); ++ri) {
     const MapRow& row = p.rows[ri];
@@ -623,13 +638,6 @@ void map_section(std::ostringstream& o, const DivergenceReport& r) {
         << "</title></rect>";
       i = j + 1;
     }
-  }
-  if (columns > points) {
-    const double nx = left + cw * static_cast<double>(points);
-    o << "<rect class=\"notrun\" x=\"" << px(nx) << "\" y=\"" << px(top) << "\" width=\"" << px(right - nx)
-      << "\" height=\"" << px(bottom - top) << "\"/><text class=\"note\" x=\"" << px((nx + right) / 2)
-      << "\" y=\"" << px((top + bottom) / 2) << "\" text-anchor=\"middle\">steps " << p.last_step + 1 << "-"
-      << p.would_end << " not replayed</text>";
   }
   // Epoch starts, the first divergence, and the step axis.
   for (const auto& e : p.epochs) {
