@@ -118,7 +118,7 @@ struct Names {
 };
 
 Names side_names(const DivergenceReport& r) {
-  if (r.command == "diff") {
+  if (r.command == "diff" || r.two_recordings) {
     const string* a = fact(r, "A");
     const string* b = fact(r, "B");
     if (a && b) {

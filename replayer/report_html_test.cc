@@ -109,6 +109,12 @@ TEST(ReportHtml, TheLegendNamesTheTracesNotAAndB) {
   EXPECT_TRUE(has(page, "</svg>monday.trr</span>")) << page;
   EXPECT_TRUE(has(page, "</svg>tuesday.trr</span>")) << page;
   EXPECT_FALSE(has(page, "</svg>A</span>"));
+  // bisect --against compares two recordings as diff does: its page names them too.
+  r.command = "bisect";
+  r.two_recordings = true;
+  const std::string bisect = report_html(r);
+  EXPECT_TRUE(has(bisect, "</svg>monday.trr</span>")) << bisect;
+  EXPECT_FALSE(has(bisect, "</svg>A</span>"));
 }
 
 TEST(ReportHtml, TheMapSaysForEachCellWhetherAndHowMuchItDiffered) {
