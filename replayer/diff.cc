@@ -327,6 +327,12 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   double last_loss_a = NAN, last_loss_b = NAN;
   rep.page.per_step = true;
   rep.page.layer_probes = level != ProbeLevel::step;
+  // Whether either run holds out validation rows (a configuration this trainrr cannot read: taken to).
+  rep.page.validation = false;
+  for (const trace::TraceHeader* h : {&ha, &hb}) {
+    auto c = parse_config(h->config, h->config_path, config_folder(*h), h->config_overrides);
+    rep.page.validation = rep.page.validation || !c || c->train.validation_split > 0;
+  }
   StepViews series;
   std::vector<std::string> keys_a, keys_b;  // one step's event keys, kept from step to step
   int64_t last_index = -1;  // the last step both traces hold

@@ -63,6 +63,7 @@ inline constexpr size_t kMaxMapRows = 4096;
 struct PageViews {
   bool per_step = false;     // the command read every step (replay, diff); bisect re-executes a window only
   bool layer_probes = true;  // the traces hold layer probes (level layer or op); none at level step
+  bool validation = true;    // a side's run holds out validation rows (train.validation_split > 0)
   // Point i covers steps first_step + i * step_stride .. + step_stride - 1 (at most 4096 points).
   int64_t first_step = 0;
   int64_t step_stride = 1;

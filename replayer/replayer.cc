@@ -877,6 +877,7 @@ ReplayResult replay(const ReplayOptions& o) {
   hooks.finish_views(rep.page);
   rep.page.per_step = true;
   rep.page.layer_probes = header.level != ProbeLevel::step;
+  rep.page.validation = config.train.validation_split > 0;
   rep.page.environment = side_by_side_table(header.environment, *env);
   // A replay that stopped in the set-up (a first divergence in the initial weights) ran no step, and chose
   // no kernel where the recording chose one in its first step: that is no difference in the choices.

@@ -501,7 +501,9 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
        "are the same bits.";
   if (p.step_stride > 1) o << " One point per " << p.step_stride << " steps.";
   if (!has_val)
-    o << (p.epochs_ended == 0 && p.per_step
+    o << (!p.validation ? " The run holds out no validation rows (train.validation_split = 0): there is no "
+                          "validation loss to draw."
+          : p.epochs_ended == 0 && p.per_step
               ? " No epoch ended within the steps compared, so no validation loss is drawn."
               : " No validation loss in the epochs compared (train.validation_split draws one per epoch).");
   o << "</p></section>\n";

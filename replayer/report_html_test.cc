@@ -99,6 +99,15 @@ TEST(ReportHtml, AReplayStoppedAtItsFirstDivergenceDrawsItsCurvesAndSuggestsKeep
   // No epoch ended in the steps it compared: that is why no validation loss is drawn, not the configuration.
   EXPECT_TRUE(has(page, "No epoch ended within the steps compared, so no validation loss is drawn.")) << page;
   EXPECT_FALSE(has(page, "train.validation_split draws one per epoch")) << page;
+  // A run that holds out no validation rows has none to draw, whatever the steps compared.
+  DivergenceReport none = diverged_replay();
+  none.page.validation = false;
+  const std::string without = report_html(none);
+  EXPECT_TRUE(has(without,
+                  "The run holds out no validation rows (train.validation_split = 0): there is no "
+                  "validation loss to draw."))
+      << without;
+  EXPECT_FALSE(has(without, "No epoch ended within the steps compared")) << without;
 }
 
 TEST(ReportHtml, TheLegendNamesTheTracesNotAAndB) {
