@@ -73,8 +73,9 @@ std::string unknown_choice(std::string_view what, std::string_view given,
     return unknown_choice(what, given, choices);
   std::string list;
   for (std::string_view c : choices) list += (list.empty() ? "" : ", ") + std::string(c);
-  return std::string(what) + " '" + std::string(given) +
-         "' is not implemented by trainrr's engine (it implements: " + list + ")";
+  const std::string kind(what);
+  return kind + " '" + std::string(given) + "' is a Keras one that trainrr's engine lacks (its " + kind +
+         (kind.ends_with("s") ? "es" : "s") + ": " + list + ")";
 }
 
 }  // namespace trainrr

@@ -23,8 +23,8 @@ std::string closest_choice(std::string_view given, const std::vector<std::string
 // "unknown WHAT 'GIVEN' (expected one of: a, b, c)".
 std::string unknown_choice(std::string_view what, std::string_view given,
                            std::initializer_list<std::string_view> choices);
-// As above, but a name in `elsewhere` (one Keras has, say) is no misspelling of a choice: "WHAT 'GIVEN' is
-// not implemented by trainrr's engine (it implements: a, b, c)", rather than a suggestion of another that
+// As above, but a name in `elsewhere` (one Keras has, say) is no misspelling of a choice: "WHAT 'GIVEN' is a
+// Keras one that trainrr's engine lacks (its WHATs: a, b, c)", rather than a suggestion of another that
 // merely looks like it ('gelu' is not 'relu').
 std::string unknown_choice(std::string_view what, std::string_view given,
                            std::initializer_list<std::string_view> choices,

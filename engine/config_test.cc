@@ -220,9 +220,8 @@ TEST(Config, UnknownNamesGiveFileLineKeyAndTheClosestName) {
   EXPECT_EQ(c.error().message, "run.toml:9: model.layers[0].activation: unknown activation 'ReLU' (did you mean 'relu'?)");
   expect_set_errors(
       {{"model.layers[0].kernel_initializer=\"GlorotUniform\"",
-        "run.toml (--set): model.layers[0].kernel_initializer: unknown initializer 'GlorotUniform' (did you "
-        "mean "
-        "'glorot_uniform'?)"},
+        "run.toml (--set): model.layers[0].kernel_initializer: unknown initializer 'GlorotUniform' "
+        "(did you mean 'glorot_uniform'?)"},
        {"train.loss=\"BinaryCrossentropy\"",
         "run.toml (--set): train.loss: unknown loss 'BinaryCrossentropy' (did you mean "
         "'binary_crossentropy'?)"},

@@ -179,9 +179,8 @@ bool difference_reaches(const std::string& difference, const FirstDivergence& d,
 std::string reach_words(const std::vector<std::string>& differences, const FirstDivergence& d) {
   if (d.kind == "sharding") return "none of them changes how the global batch is cut into shards";
   if (in_initial_weights(d))
-    return "an initial weight's draw depends only on the seed, on its own layer's initializer and on the "
-           "shapes "
-           "of the layers up to it";
+    return "an initial weight's draw depends only on the seed, on its own layer's initializer and on "
+           "the shapes of the layers up to it";
   if (d.phase == "input" || d.kind == "split" || d.kind == "shuffle" || d.kind == "loader")
     return "none of them changes the input pipeline (the split, the shuffle, the batches)";
   bool optimizer = false, loss = false, layer = false, momentum = false, allreduce = false;
@@ -269,9 +268,8 @@ std::string data_not_reaching(const FirstDivergence& d, bool seeds_differ, const
   }
   // The seed makes other words of a draw of the same size; the size itself may come from the data's shape.
   if (kind == "rng" && seeds_differ && d.same_count)
-    return "a draw's key comes from the run's seed alone, the seeds differ, and the draw is of the same size "
-           "on "
-           "both sides";
+    return "a draw's key comes from the run's seed alone, the seeds differ, and the draw is of the "
+           "same size on both sides";
   // An op's probes come before the update (level op): an update reads the data only through the gradients,
   // which were the same.
   if (kind == "probe" && d.phase == "update")
@@ -309,8 +307,8 @@ std::string data_not_reaching_model(const FirstDivergence& d, const CauseInputs&
   // Another draw's words made into other values (augmentation noise, a dropout mask): the words are the same,
   // and what makes values of them (the distribution's parameters, the arithmetic) does not read the rows.
   if (d.kind == "rng" && d.same_draw && !in_initial_weights(d))
-    return "the draw is the same words on both sides, and what makes its values of them does not read the "
-           "rows";
+    return "the draw is the same words on both sides, and what makes its values of them does not "
+           "read the rows";
   if (in_initial_weights(d)) {
     if (!in.features_changed) return "the initial weights are drawn before any label is read";
     // A draw of the same words (key, counter, size) made into other values: the size is the layer's
@@ -321,9 +319,8 @@ std::string data_not_reaching_model(const FirstDivergence& d, const CauseInputs&
       const std::string key = c.substr(0, c.find(": "));
       if (key.rfind("model.", 0) == 0 && !key.ends_with("_initializer")) return "";
     }
-    return "the initial weights are drawn before any row is read, and this draw is the same on both sides: "
-           "its "
-           "size, which the samples' shape would change, is the same";
+    return "the initial weights are drawn before any row is read, and this draw is the same on both "
+           "sides: its size, which the samples' shape would change, is the same";
   }
   if (d.phase != "forward") return "";
   if (in_a_layer) {

@@ -50,6 +50,17 @@ uint64_t recorded_seed(const std::string& trace) {
 
 class RightAnswers : public ::testing::Test {
  protected:
+  // The breast-cancer run of seed 3 on one thread, recorded by the command to NAME.trr (from NAME.toml), with
+  // `extra` options: its path.
+  std::string recorded(const std::string& name, const std::string& extra = "") {
+    const std::string trace = dir.file(name + ".trr");
+    const CommandResult r = run_trainrr(
+        "record " + dir.write(name + ".toml", breast_cancer("seed = 3\n", kBreastCancer, kOneThread)) +
+        " -o " + trace + extra);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return trace;
+  }
+
   // A level-layer recording whose first layer's matmul ran the reference kernel: a replay with its kernels
   // free selects another there, and differs at that layer's output.
   std::string other_kernel_trace() {
@@ -504,20 +515,12 @@ TEST_F(RightAnswers, ADrawOneSideLacksIsPlacedInThePhaseItBelongsTo) {
 // Two models that differ in many keys: the text and the JSON give them all, the cause those that reach the
 // first difference.
 TEST_F(RightAnswers, EveryConfigurationDifferenceIsListedWhereTheCauseNamesOnlySome) {
-  const std::string a = dir.file("a.trr"), b = dir.file("b.trr");
-  ASSERT_EQ(
-      run_trainrr("record " + dir.write("a.toml", breast_cancer("seed = 3\n", kBreastCancer, kOneThread)) +
-                  " -o " + a)
-          .exit_code,
-      0);
-  ASSERT_EQ(
-      run_trainrr("record " + dir.write("b.toml", breast_cancer("seed = 3\n", kBreastCancer, kOneThread)) +
-                  " -o " + b +
-                  " --set 'model.layers=[{type=\"Dense\",units=16,activation=\"relu\"},{type=\"Dropout\","
-                  "rate=0.5},{type=\"Dense\",units=8,activation=\"tanh\"},{type=\"Dense\",units=1,"
-                  "activation=\"sigmoid\"}]'")
-          .exit_code,
-      0);
+  const std::string a = recorded("a");
+  const std::string b =
+      recorded("b",
+               " --set 'model.layers=[{type=\"Dense\",units=16,activation=\"relu\"},{type=\"Dropout\","
+               "rate=0.5},{type=\"Dense\",units=8,activation=\"tanh\"},{type=\"Dense\",units=1,"
+               "activation=\"sigmoid\"}]'");
   const CommandResult r = run_trainrr("diff " + a + " " + b);
   ASSERT_EQ(r.exit_code, 1) << r.output;
   EXPECT_TRUE(has(r.output, "\nconfiguration differences:\n  model.layers: 2 -> 4\n")) << r.output;
@@ -540,12 +543,7 @@ TEST_F(RightAnswers, EveryConfigurationDifferenceIsListedWhereTheCauseNamesOnlyS
 // Bisect lists this machine's environment against the recording's, as replay does, whatever it finds: a
 // policy that --set changes, which the forced choices make no difference to, is still listed.
 TEST_F(RightAnswers, BisectListsTheEnvironmentDifferencesAsReplayDoes) {
-  const std::string a = dir.file("a.trr");
-  ASSERT_EQ(
-      run_trainrr("record " + dir.write("a.toml", breast_cancer("seed = 3\n", kBreastCancer, kOneThread)) +
-                  " -o " + a)
-          .exit_code,
-      0);
+  const std::string a = recorded("a");
   const CommandResult bis = run_trainrr("bisect " + a + " --set runtime.policy=default --json");
   EXPECT_EQ(bis.exit_code, 0) << bis.output;
   EXPECT_TRUE(
@@ -557,12 +555,7 @@ TEST_F(RightAnswers, BisectListsTheEnvironmentDifferencesAsReplayDoes) {
 
 // A replay whose configuration runs longer than the recorded run says where the recorded run ended and why.
 TEST_F(RightAnswers, AReplayLongerThanACompletedRecordingSaysTheRecordedRunEndedThere) {
-  const std::string trace = dir.file("a.trr");
-  ASSERT_EQ(
-      run_trainrr("record " + dir.write("a.toml", breast_cancer("seed = 3\n", kBreastCancer, kOneThread)) +
-                  " -o " + trace)
-          .exit_code,
-      0);
+  const std::string trace = recorded("a");
   const CommandResult r = run_trainrr("replay " + trace + " --set train.epochs=3");
   EXPECT_TRUE(has(r.output,
                   "note: the trace ends after step 29: the recorded run ended there, its schedule done; "

@@ -69,9 +69,8 @@ std::string copies_differ(const std::vector<std::string>& copies, const trace::R
         }
     }
     return "process " + std::to_string(p) + " reads another copy of " + path + " than process 0: " + what +
-           ": every process of a replay under mpirun reads the same run (one folder, or copies of it byte "
-           "for "
-           "byte)";
+           ": every process of a replay under mpirun reads the same run (one folder, or copies of it "
+           "byte for byte)";
   }
   return "";
 }

@@ -61,10 +61,10 @@ TEST(LayerActivations, UnknownNameListsTheAcceptedOnes) {
             "unknown activation 'squash' (expected one of: linear, relu, sigmoid, tanh, softmax)");
   // One of Keras' that the engine lacks is said to be one, not taken for a misspelling ('gelu' of 'relu').
   for (const char* keras : {"swish", "gelu"})
-    EXPECT_EQ(
-        parse_activation(keras).error().message,
-        "activation '" + std::string(keras) +
-            "' is not implemented by trainrr's engine (it implements: linear, relu, sigmoid, tanh, softmax)");
+    EXPECT_EQ(parse_activation(keras).error().message,
+              "activation '" + std::string(keras) +
+                  "' is a Keras one that trainrr's engine lacks (its activations: linear, relu, sigmoid, "
+                  "tanh, softmax)");
 }
 
 TEST(LayerActivations, ANameCloseToAnAcceptedOneSuggestsIt) {

@@ -128,7 +128,8 @@ TEST(LayerInitializers, UnknownNameListsTheAcceptedOnes) {
             "unknown initializer 'spiral' (expected one of: glorot_uniform, glorot_normal, he_normal, "
             "he_uniform, zeros)");
   EXPECT_EQ(parse_initializer("orthogonal").error().message,
-            "initializer 'orthogonal' is not implemented by trainrr's engine (it implements: glorot_uniform, "
+            "initializer 'orthogonal' is a Keras one that trainrr's engine lacks (its initializers: "
+            "glorot_uniform, "
             "glorot_normal, he_normal, he_uniform, zeros)");
 }
 

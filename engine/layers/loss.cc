@@ -292,7 +292,7 @@ Result<std::unique_ptr<Loss>> make_loss(std::string_view name, bool from_logits,
   }
   if (name == "categorical_crossentropy")
     return Error{
-        "loss 'categorical_crossentropy' (one-hot labels) is not implemented by trainrr's engine: "
+        "loss 'categorical_crossentropy' (one-hot labels) is a Keras one that trainrr's engine lacks: "
         "sparse_categorical_crossentropy computes the same loss from class indices (the column of each "
         "one-hot row's 1)"};
   // Keras' other losses, which are not misspellings of these ('mae' is not 'mse').

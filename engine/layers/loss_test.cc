@@ -170,7 +170,7 @@ TEST(LossMakeLoss, UnknownNameListsTheAcceptedOnes) {
       "mean_squared_error)");
   // Keras' losses the engine lacks are said to be such, not taken for misspellings ('mae' of 'mse').
   EXPECT_EQ(make_loss("mae", false).error().message,
-            "loss 'mae' is not implemented by trainrr's engine (it implements: binary_crossentropy, "
+            "loss 'mae' is a Keras one that trainrr's engine lacks (its losses: binary_crossentropy, "
             "sparse_categorical_crossentropy, mse, mean_squared_error)");
   EXPECT_NE(make_loss("categorical_crossentropy", false)
                 .error()

@@ -606,13 +606,13 @@ def test_a_layer_without_a_name_skips_a_name_another_is_given(tmp_path):
                                                 "takes its input shape from the data fit trains on: leave the "
                                                 "argument out"),
     (lambda: layers.Dense(4, input_dim=3), "layers.Dense: argument 'input_dim' is not supported: a model takes"),
-    (lambda: layers.Dense(4, activation="gelu"), "layers.Dense: activation: activation 'gelu' is not implemented "
-                                                "by trainrr's engine (it implements: linear, relu, sigmoid, tanh, "
-                                                "softmax)"),
+    (lambda: layers.Dense(4, activation="gelu"), "layers.Dense: activation: activation 'gelu' is a Keras one that "
+                                                "trainrr's engine lacks (its activations: linear, relu, sigmoid, "
+                                                "tanh, softmax)"),
     (lambda: layers.Dense(4, activation="relux"), "layers.Dense: activation: unknown activation 'relux' (did you "
                                                 "mean 'relu'?)"),
     (lambda: layers.Dense(4, kernel_initializer="ones"), "layers.Dense: kernel_initializer: initializer 'ones' is "
-                                                        "not implemented by trainrr's engine"),
+                                                        "a Keras one that trainrr's engine lacks"),
 ])
 def test_keras_names_the_engine_lacks_are_not_taken_for_misspellings(make, message):
     with pytest.raises(trainrr.ConfigError) as e:
@@ -621,9 +621,9 @@ def test_keras_names_the_engine_lacks_are_not_taken_for_misspellings(make, messa
 
 
 @pytest.mark.parametrize("loss, message", [
-    ("mae", "compile: loss: loss 'mae' is not implemented by trainrr's engine (it implements"),
-    ("categorical_crossentropy", "compile: loss: loss 'categorical_crossentropy' (one-hot labels) is not "
-                                 "implemented by trainrr's engine: sparse_categorical_crossentropy computes the same"),
+    ("mae", "compile: loss: loss 'mae' is a Keras one that trainrr's engine lacks (its losses"),
+    ("categorical_crossentropy", "compile: loss: loss 'categorical_crossentropy' (one-hot labels) is a Keras "
+                                 "one that trainrr's engine lacks: sparse_categorical_crossentropy computes the same"),
 ])
 def test_keras_losses_the_engine_lacks_are_named_as_such(loss, message):
     with pytest.raises(trainrr.ConfigError) as e:
