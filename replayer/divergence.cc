@@ -246,7 +246,9 @@ std::string report_text(const DivergenceReport& r) {
   if (!r.diverged && r.stop) {
     // What was compared matched; the headline says first where the comparison had to stop, and why.
     const bool damaged = r.stop->damaged;
-    const std::string steps = damaged            ? "the steps before it"
+    const std::string steps = r.stop->to_step >= 0
+                                  ? "the steps before --to-step " + std::to_string(r.stop->to_step)
+                              : damaged          ? "the steps before it"
                               : r.two_recordings ? "the steps both hold"
                                                  : "the steps it holds";
     o << status_name(r.status()) << ": " << f(stop_words(*r.stop)) << "; "
@@ -341,7 +343,9 @@ std::string report_json(const DivergenceReport& r) {
       << ",\"reason\":" << json_string(r.stop->damaged ? "damaged" : "truncated")
       << ",\"after_step\":" << r.stop->after_step
       << ",\"offset\":" << (r.stop->offset ? std::to_string(*r.stop->offset) : std::string("null"))
-      << ",\"detail\":" << json_string(r.stop->detail) << "}";
+      << ",\"detail\":" << json_string(r.stop->detail)
+      << ",\"to_step\":" << (r.stop->to_step >= 0 ? std::to_string(r.stop->to_step) : std::string("null"))
+      << "}";
   else
     o << "null";
   o << ",\"environment_differences\":[";

@@ -92,6 +92,9 @@ struct TraceStop {
   std::optional<uint64_t> offset;  // the byte where reading stopped (none: the file ends after step
                                    // `after_step`'s message, with no footer)
   std::string detail;              // the reader's words
+  // The replay was asked to stop before this step (--to-step), before the stop: what it compared ends there,
+  // and the rest was read only to check the trace.
+  int64_t to_step = -1;
 };
 
 struct DivergenceReport {

@@ -92,7 +92,7 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
   all.insert(all.end(), overrides.begin(), overrides.end());
   auto config = parse_config(h.config, h.config_path + " (in the trace)", config_folder(h), all);
   if (!config) return config.error();
-  RebuiltRun r{std::move(config).value(), false, "", {}};
+  RebuiltRun r{std::move(config).value(), false, "", {}, {}};
   DataConfig& d = r.config.data;
   // The trace's configuration alone, without the user's overrides: a data path that comes from it must be
   // the one its data set record names, the path show and dump list and whose digest the trace holds.
@@ -837,9 +837,11 @@ ReplayResult replay(const ReplayOptions& o) {
     if (read.stopped()) stop.offset = read.stopped()->offset;
     stop.detail = hooks.status().ok() ? "the file ends after a complete message, with no footer"
                                       : hooks.status().error().message;
-  } else if (hooks.diverged() && !o.keep_going && t.step() < end && !read.still_recording()) {
-    // Stopped at its first divergence, the replay read the trace no further: the rest is read now (without
-    // its tensors), so that damage or a cut past the divergence is reported as diff reports it.
+  } else if (!read.still_recording() && t.step() < t.total_steps() &&
+             ((hooks.diverged() && !o.keep_going) || t.step() == end)) {
+    // Stopped at its first divergence or at --to-step, the replay read the trace no further: the rest is read
+    // now (without its tensors), so that damage or a cut past where it stopped is reported as diff reports
+    // it, and a damaged trace is not said to have reproduced.
     if (auto rest = trace::TraceReader::open(o.trace_path, trace::without_payloads())) {
       int64_t last = -1;
       Status status;
@@ -860,6 +862,7 @@ ReplayResult replay(const ReplayOptions& o) {
         stop.damaged = damaged;
         stop.trace = o.trace_path;
         stop.after_step = last;
+        if (!hooks.diverged() && t.step() == end) stop.to_step = end;
         if (at) stop.offset = at->offset;
         stop.detail =
             status.ok() ? "the file ends after a complete message, with no footer" : status.error().message;

@@ -162,10 +162,14 @@ void answer_card(std::ostringstream& o, const DivergenceReport& r, const Names& 
   if (!r.diverged && r.stop) {
     o << "<h1>" << (r.stop->damaged ? "The trace is damaged" : "The trace is cut short") << " after step "
       << r.stop->after_step << "</h1><p class=\"sub\">"
-      << (r.two_recordings ? "The steps both traces hold before it are identical"
+      << (r.two_recordings        ? "The steps both traces hold before it are identical"
           : r.command == "bisect" ? "A free replay reproduces the steps before it bit for bit"
-                                  : "The steps before it reproduced bit for bit")
-      << (compared ? " (" + esc(*compared) + " steps compared)" : string()) << "; nothing after it is compared.</p>";
+          : r.stop->to_step >= 0
+              ? "The steps before --to-step " + std::to_string(r.stop->to_step) + " reproduced bit for bit"
+              : "The steps before it reproduced bit for bit")
+      << (compared ? " (" + esc(*compared) + " steps compared)" : string())
+      << (r.stop->to_step >= 0 ? "; the steps after them were not replayed.</p>"
+                               : "; nothing after it is compared.</p>");
   } else if (!r.diverged) {
     o << "<h1>" << (identical ? "The two runs computed the same bits" : "Reproduced bit for bit") << "</h1>";
     if (compared) o << "<p class=\"sub\">" << esc(*compared) << " steps compared</p>";

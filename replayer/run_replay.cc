@@ -386,7 +386,10 @@ void headline_stop(const trace::RunSet& run, RunReport& report, int64_t to_step)
     const std::string said = "reproduced bit for bit: ";
     if (first.rfind(said, 0) == 0) first = first.substr(said.size());
     first = std::string(status) + ": " + words +
-            "; the steps every rank's trace holds reproduced bit for bit: " + first;
+            (to_step >= 0 && to_step <= extent.stop->steps
+                 ? "; the steps before --to-step " + std::to_string(to_step) + " reproduced bit for bit: "
+                 : std::string("; the steps every rank's trace holds reproduced bit for bit: ")) +
+            first;
   } else if (report.exit_code == 1) {
     report.lines.insert(report.lines.begin() + 1,
                         "  " + std::string(status) + ": " + words + ": nothing after it is compared");

@@ -114,6 +114,48 @@ TEST(DamagedTraceReport, ReplaySaysDamagedWithTheStepTheByteAndWhatWasCompared) 
   EXPECT_TRUE(has(json.output, "\"steps_compared\":" + std::to_string(step) + ",")) << json.output;
 }
 
+// A replay asked to stop before the damage (--to-step) still reads the rest of the trace, without its
+// tensors: a damaged trace is not said to have reproduced (exit 2), and one cut past --to-step says so (exit
+// 0).
+TEST(DamagedTraceReport, ReplayToAStepBeforeTheDamageSaysTheTraceIsDamaged) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", "--set train.epochs=2");
+  const std::string damaged = dir.file("damaged.trr");
+  const int64_t step = damage_a_step(trace, damaged, 10);
+  ASSERT_GE(step, 4) << "no step's loss lies verbatim in the file";
+  const uint64_t at = step_message(trace, step).from;
+
+  const CommandResult text = run_trainrr("replay " + damaged + " --to-step 3");
+  EXPECT_EQ(text.exit_code, 2) << text.output;
+  EXPECT_EQ(
+      text.output.rfind("damaged: the trace was changed after it was written: reading stopped at byte " +
+                            std::to_string(at) + ", after step " + std::to_string(step - 1) +
+                            "; the steps before --to-step 3 reproduced bit for bit (3 steps compared)\n",
+                        0),
+      0u)
+      << text.output;
+  const CommandResult json = run_trainrr("replay --json " + damaged + " --to-step 3");
+  EXPECT_TRUE(has(json.output, "\"status\":\"damaged\"")) << json.output;
+  EXPECT_TRUE(has(json.output, "\"to_step\":3}")) << json.output;
+
+  const std::string bytes = read_file(trace);
+  const std::string cut = dir.file("cut.trr");
+  write_file(cut, bytes.substr(0, at + 10));
+  const CommandResult cut_replay = run_trainrr("replay " + cut + " --to-step 3");
+  EXPECT_EQ(cut_replay.exit_code, 0) << cut_replay.output;
+  EXPECT_EQ(cut_replay.output.rfind("truncated: the trace is cut short at byte " + std::to_string(at) +
+                                        ", after step " + std::to_string(step - 1) +
+                                        " (a recording killed or cut there); the steps before --to-step 3 "
+                                        "reproduced bit for bit (3 steps compared)\n",
+                                    0),
+            0u)
+      << cut_replay.output;
+
+  const CommandResult whole = run_trainrr("replay " + trace + " --to-step 3");
+  EXPECT_EQ(whole.exit_code, 0) << whole.output;
+  EXPECT_EQ(whole.output.rfind("reproduced bit for bit (3 steps compared)\n", 0), 0u) << whole.output;
+}
+
 // A replay that diverges before the damage stops there, but the rest of the trace is still read: the report
 // says it is damaged (exit 2) or cut, as diff of the same file does.
 TEST(DamagedTraceReport, AReplayThatDivergesBeforeTheDamageStillSaysTheTraceIsDamaged) {

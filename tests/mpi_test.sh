@@ -255,6 +255,8 @@ bad_input)
   expect 2 "rank 2 (damaged/rank2.trr) was changed after it was written: .*(damaged: compared up to there)$" -- "$T" replay damaged
   expect 2 "^damaged: rank 2 (damaged/rank2.trr) was changed after it was written: reading stopped at byte" -- mpirun -n 4 "$T" replay damaged
   expect 2 "^damaged: rank 2 (damaged/rank2.trr) was changed after it was written: .*reproduces bit for bit through step [0-9]*, the last every rank's trace holds" -- "$T" bisect damaged
+  # A replay asked to stop before the damage says the trace is damaged, and what it compared.
+  expect 2 "^damaged: rank 2 (damaged/rank2.trr) was changed after it was written: .*; the steps before --to-step 2 reproduced bit for bit: 4 ranks replayed in one process (no mpirun), 2 steps" -- "$T" replay damaged --to-step 2
   for cmd in "show damaged" "replay damaged" "bisect damaged"; do
     out=$("$T" $cmd 2>&1)
     echo "$out" | grep -q "damaged.*) (.*damaged" && fail "$cmd: the damage said twice: $out"
