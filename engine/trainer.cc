@@ -103,6 +103,50 @@ std::string label_at(const DataConfig& c, size_t row) {
 
 // Labels that the loss or the split cannot use would otherwise stop the run with an internal error in the
 // middle of training (a class index out of range), or train silently to nonsense (a negative loss).
+Result<PreparedData> prepare_rows(const RunConfig& config, Dataset data, const SplitIndices* split) {
+  PreparedData out;
+  if (split) {
+    // A hook may have replaced the split (replay): every row must exist in this data set.
+    for (const auto* part : {&split->train, &split->test})
+      for (uint32_t row : *part)
+        if (row >= data.rows())
+          return Error{"the split names row " + std::to_string(row) + " but the data has " +
+                       std::to_string(data.rows()) + " rows"};
+    out.train = take_rows(data, split->train);
+    out.test = take_rows(data, split->test);
+  } else {
+    out.train = std::move(data);
+  }
+  if (config.train.validation_split > 0) {
+    // Keras: the last fraction of the training rows, before any shuffling; the training part is
+    // floor(rows * (1 - validation_split)), and neither part may be empty.
+    const int64_t n = out.train.rows();
+    const auto n_keep =
+        static_cast<int64_t>(std::floor(static_cast<double>(n) * (1.0 - config.train.validation_split)));
+    if (n_keep == 0 || n_keep == n)
+      return Error{config.file + ": train.validation_split = " + fmt_number(config.train.validation_split) +
+                   " of " + std::to_string(n) + " training rows leaves " +
+                   (n_keep == 0 ? "no training rows" : "no validation rows")};
+    const int64_t n_val = n - n_keep;
+    std::vector<uint32_t> keep(n - n_val), val(n_val);
+    std::iota(keep.begin(), keep.end(), 0);
+    std::iota(val.begin(), val.end(), static_cast<uint32_t>(n - n_val));
+    out.val = take_rows(out.train, val);
+    out.train = take_rows(out.train, keep);
+  }
+  if (out.train.rows() == 0)
+    return Error{(config.data.path.empty() ? std::string("the synthetic data") : config.data.path) +
+                 ": no training rows left after the splits"};
+  if (config.data.scale != "none") {
+    const Scaler scaler = Scaler::fit(
+        config.data.scale == "standardize" ? ScaleKind::standardize : ScaleKind::minmax, out.train.x);
+    scaler.apply(out.train.x);
+    if (out.val.rows()) scaler.apply(out.val.x);
+    if (out.test.rows()) scaler.apply(out.test.x);
+  }
+  return out;
+}
+
 Status check_labels(const Dataset& data, const RunConfig& config, const std::string& loss) {
   const DataConfig& c = config.data;
   for (size_t i = 0; i < data.y.size(); ++i) {
@@ -336,44 +380,13 @@ Status Training::prepare(const TrainingOptions& options) {
         return Error{config_.file + ": data.split " + problem};
     SplitIndices split = split_rows(data->y, data->num_classes, config_.data.test_fraction,
                                     config_.data.stratify, *method, *rng_, *hooks_);
-    // A hook may have replaced the split (replay): every row must exist in this data set.
-    for (const auto* part : {&split.train, &split.test})
-      for (uint32_t row : *part)
-        if (row >= data->rows())
-          return Error{"the split names row " + std::to_string(row) + " but the data has " +
-                       std::to_string(data->rows()) + " rows"};
-    train_ = take_rows(*data, split.train);
-    test_ = take_rows(*data, split.test);
+    auto prepared = prepare_rows(config_, std::move(data).value(), &split);
+    if (!prepared) return prepared.error();
+    train_ = std::move(prepared->train), val_ = std::move(prepared->val), test_ = std::move(prepared->test);
   } else {
-    train_ = std::move(data).value();
-  }
-  if (config_.train.validation_split > 0) {
-    // Keras: the last fraction of the training rows, before any shuffling; the training part is
-    // floor(rows * (1 - validation_split)), and neither part may be empty.
-    const int64_t n = train_.rows();
-    const auto n_keep =
-        static_cast<int64_t>(std::floor(static_cast<double>(n) * (1.0 - config_.train.validation_split)));
-    if (n_keep == 0 || n_keep == n)
-      return Error{config_.file + ": train.validation_split = " + fmt_number(config_.train.validation_split) +
-                   " of " + std::to_string(n) + " training rows leaves " +
-                   (n_keep == 0 ? "no training rows" : "no validation rows")};
-    const int64_t n_val = n - n_keep;
-    std::vector<uint32_t> keep(n - n_val), val(n_val);
-    std::iota(keep.begin(), keep.end(), 0);
-    std::iota(val.begin(), val.end(), static_cast<uint32_t>(n - n_val));
-    val_ = take_rows(train_, val);
-    train_ = take_rows(train_, keep);
-  }
-  if (train_.rows() == 0)
-    return Error{(config_.data.path.empty() ? std::string("the synthetic data") : config_.data.path) +
-                 ": no training rows left after the splits"};
-
-  if (config_.data.scale != "none") {
-    const Scaler scaler =
-        Scaler::fit(config_.data.scale == "standardize" ? ScaleKind::standardize : ScaleKind::minmax, train_.x);
-    scaler.apply(train_.x);
-    if (val_.rows()) scaler.apply(val_.x);
-    if (test_.rows()) scaler.apply(test_.x);
+    auto prepared = prepare_rows(config_, std::move(data).value(), nullptr);
+    if (!prepared) return prepared.error();
+    train_ = std::move(prepared->train), val_ = std::move(prepared->val), test_ = std::move(prepared->test);
   }
 
   optimizer_ = make_optimizer(config_.train.optimizer);

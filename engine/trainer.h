@@ -14,6 +14,7 @@
 #include "engine/collective.h"
 #include "engine/config.h"
 #include "engine/data/dataset.h"
+#include "engine/data/split.h"
 #include "engine/device_backend.h"
 #include "engine/hooks.h"
 #include "engine/kernels/kernel_selector.h"
@@ -162,6 +163,13 @@ class Training {
 // Loads the configured data set (before any split). A data.reshape that does not fit is the configuration's
 // error, said with `config_file` (when there is one); a data file's names the file.
 Result<Dataset> load_dataset(const DataConfig& config, uint64_t seed, const std::string& config_file = "");
+// What a run trains, validates and tests on, from its loaded data: the split's rows (`split`; null where
+// data.test_fraction is 0, and every row trains), then the validation rows (Keras: the last fraction of the
+// training rows, before any shuffling), then the scaling, fit on the training rows.
+struct PreparedData {
+  Dataset train, val, test;
+};
+Result<PreparedData> prepare_rows(const RunConfig& config, Dataset data, const SplitIndices* split);
 // Labels the loss (sparse_categorical_crossentropy: class indices; binary_crossentropy: [0, 1]) and a
 // stratified split (class indices, two rows per class) can use; errors name the file and the row.
 Status check_labels(const Dataset& data, const RunConfig& config, const std::string& loss);

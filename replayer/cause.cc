@@ -342,6 +342,37 @@ std::string data_not_reaching_model(const FirstDivergence& d, const CauseInputs&
   return "";
 }
 
+// Why data that differs cannot have made `d`, from where its rows that differ are first read (data_reach.h),
+// or "": the two copies hold as many rows of one shape, so what a run draws before its first step and its
+// input pipeline's order are the same on both; a step's values can differ with the data only from the first
+// step whose batch holds a row that differs (with only its labels differing, only from the loss on), and an
+// evaluation's only where a validation or test row differs too.
+std::string data_not_reaching_rows(const FirstDivergence& d, const CauseInputs& in) {
+  // "config", "data": no event differs (the inputs alone do).
+  if (!in.data_reach || d.kind == "config" || d.kind == "data") return "";
+  const DataReach& r = *in.data_reach;
+  if (d.phase == "setup" || d.phase == "input")
+    return "the two copies of the data hold as many rows, of one shape, and what is drawn before the first "
+           "step and the input pipeline's order depend on how many rows there are, not on what they hold";
+  const bool read_by = r.first_step >= 0 && r.first_step <= d.step;
+  if (d.phase == "evaluation") {
+    if (read_by || r.validation || r.test) return "";
+    return data_reach_words(r) + ", and no validation or test row differs";
+  }
+  // The steps after the schedule's last are not known.
+  if (r.first_step < 0 && d.step >= r.steps) return "";
+  if (!read_by) return data_reach_words(r) + "; the first difference is in step " + std::to_string(d.step);
+  const std::string layer = layer_of(d);
+  const bool a_layers_forward =
+      d.phase == "forward" && d.step == r.first_step &&
+      std::find(in.layer_names.begin(), in.layer_names.end(), layer) != in.layer_names.end();
+  if (a_layers_forward && (r.first_feature_step < 0 || r.first_feature_step > d.step))
+    return "step " + std::to_string(d.step) +
+           " reads training rows whose labels alone differ, and the labels are read by the loss alone, after "
+           "every layer's forward pass";
+  return "";
+}
+
 }  // namespace
 
 Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
@@ -360,6 +391,7 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
     std::string why =
         data_not_reaching(d, in_given.seed_recorded != in_given.seed_replayed, side(true), side(false));
     if (why.empty()) why = data_not_reaching_model(d, in_given);
+    if (why.empty()) why = data_not_reaching_rows(d, in_given);
     if (!why.empty()) {
       CauseInputs without = in_given;
       without.data_changed = false;
@@ -402,8 +434,22 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
   }
   if (in.data_changed) {
     // Both may differ: neither is the whole cause, so the configuration's differences are named too.
-    std::string detail = in.data_detail + "; the data differs before any step runs";
+    // Where the rows that differ are first read, when both copies were compared; else before any step.
+    const DataReach* r = in.data_reach ? &*in.data_reach : nullptr;
+    const bool read_by = r && r->first_step >= 0 && r->first_step <= d.step;
+    std::string detail =
+        in.data_detail + "; " +
+        (read_by ? data_reach_words(*r)
+         : r && d.phase == "evaluation" && r->validation
+             ? "a validation row differs, which the evaluation reads"
+         : r && d.phase == "evaluation" && r->test ? "a test row differs, which the evaluation reads"
+                                                   : "the data differs before any step runs");
     if (!within.empty()) detail += "; the run configuration differs too: " + join_some(within);
+    // Another kernel at the op is evidence in hand that can have made the difference as well.
+    if (!d.kernel_recorded.empty() && !d.kernel_replayed.empty() && d.kernel_recorded != d.kernel_replayed)
+      detail += "; a different kernel ran at " + kernel_site_of(d.site) + " too, " + d.kernel_recorded +
+                " (" + in.name_a + ") vs " + d.kernel_replayed + " (" + in.name_b +
+                "), which can have made it as well";
     return {"data", detail};
   }
   if (!within.empty()) return {"config", "the run configuration differs: " + join_some(within)};

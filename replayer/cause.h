@@ -4,12 +4,14 @@
 // numerics, with the kernel's declared properties and the environment as evidence.
 
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "engine/config.h"
 #include "engine/kernels/kernel_registry.h"
+#include "replayer/data_reach.h"
 #include "replayer/divergence.h"
 #include "traces/trace.h"
 
@@ -39,6 +41,9 @@ struct CauseInputs {
   // The layers' outputs were compared (level layer or op): a loss that differs first had the same inputs on
   // both sides. At level step they were not, and a forward op may have made the loss differ.
   bool outputs_compared = false;
+  // Where the data that differs first reaches the run (data_reach.h), where both copies could be read and
+  // compared row by row; nullopt where they could not.
+  std::optional<DataReach> data_reach;
 };
 
 // How a kernel choice was made, for a cause: "picked by timing (autotune): f32_matmul__a 12.1 us,

@@ -8,11 +8,13 @@
 
 #include "engine/kernels/kernel_registry.h"
 #include "engine/model.h"
+#include "recorder/recorder.h"
 #include "replayer/cause.h"
 #include "replayer/data_difference.h"
 #include "replayer/event_keys.h"
 #include "replayer/replay_hooks.h"
 #include "replayer/replayer.h"
+#include "replayer/scratch.h"
 #include "traces/trace_reader.h"
 
 namespace trainrr {
@@ -282,6 +284,20 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   res.config_differences = ci.config_differences;
   rep.config_differences = ci.config_differences;
   if (ci.data_changed) res.data_difference = ci.data_detail;
+  // With both copies of the data at hand (embedded, or at their recorded paths as recorded), where the rows
+  // that differ are first read, as B's schedule reads them.
+  if (ci.data_changed && ha.world_size == 0 && hb.world_size == 0) {
+    auto scratch_a = ScratchDir::create("trainrr-reach"), scratch_b = ScratchDir::create("trainrr-reach");
+    if (scratch_a && scratch_b) {
+      auto copy_a = rebuild_config(ha, {}, "", false, *scratch_a);
+      auto run_b = rebuild_config(hb, {}, "", false, *scratch_b);
+      if (copy_a && run_b && copy_a->config.data.source == run_b->config.data.source) {
+        DataConfig other = run_b->config.data;
+        for (const auto& file : data_files(other)) other.*file.second = copy_a->config.data.*file.second;
+        if (auto reach = data_reach(run_b->config, other, b_path)) ci.data_reach = *reach;
+      }
+    }
+  }
 
   // Two recordings at different levels are compared at the shallower one: the deeper side's extra probes
   // are left out, and at level step its per-parameter digests are combined into the one digest.
@@ -609,18 +625,21 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     if (kernels_b.count(ks)) d.kernel_replayed = kernels_b[ks];
   }
   rep.cause = classify(d, ci);
-  if ((!first || at_evaluation) && ci.data_changed) {
+  // Where the data is the cause (an evaluation's difference that the rows read cannot explain is not).
+  if ((!first || at_evaluation) && ci.data_changed && rep.cause.category == "data") {
     const auto within = differences_within_steps(ci.config_differences);
     std::string keys;
     for (const std::string& c : within) keys += (keys.empty() ? "" : "; ") + c;
+    const DataReach* reach = ci.data_reach ? &*ci.data_reach : nullptr;
     rep.cause.detail =
         ci.data_detail +
-        (at_evaluation ? "; no value compared in the steps before it differs: the evaluation read what "
-                         "differs (rows it only validates "
-                         "on, say), and the training read none of it or changed no value compared"
-                       : "; no value of any step compared differs: the training read none of what differs "
-                         "(rows it only tests on, "
-                         "say), or what it read changed no value compared") +
+        (at_evaluation
+             ? "; no value compared in the steps before it differs: the evaluation read what differs (" +
+                   (reach && reach->validation ? std::string("a validation row")
+                    : reach && reach->test     ? std::string("a test row")
+                                               : std::string("rows it only validates on, say")) +
+                   "), and the training read none of it or changed no value compared"
+             : "; no value of any step compared differs: " + unread_data_words(reach, steps - 1)) +
         (keys.empty() ? std::string() : "; the run configuration differs too: " + keys);
   } else if (!first && length_only) {
     std::string keys;

@@ -224,6 +224,14 @@ void ReplayHooks::rng_values(const RngDraw& draw, std::span<const std::byte> val
 }
 
 void ReplayHooks::split(std::string_view site, std::vector<uint32_t>& train, std::vector<uint32_t>& test) {
+  split_checked(site, train, test);
+  schedule_.split = true;
+  schedule_.split_train = train;
+  schedule_.split_test = test;
+}
+
+void ReplayHooks::split_checked(std::string_view site, std::vector<uint32_t>& train,
+                                std::vector<uint32_t>& test) {
   const trace::Event* e = take(key_split(site));
   if (!e) {
     diverge(divergence(-1, "setup", "extra", std::string(site),
@@ -251,6 +259,12 @@ void ReplayHooks::split(std::string_view site, std::vector<uint32_t>& train, std
 
 void ReplayHooks::shuffle(std::string_view site, int epoch, std::vector<uint32_t>& perm,
                           const RngDraw* draw) {
+  shuffle_checked(site, epoch, perm, draw);
+  schedule_.orders[epoch] = perm;
+}
+
+void ReplayHooks::shuffle_checked(std::string_view site, int epoch, std::vector<uint32_t>& perm,
+                                  const RngDraw* draw) {
   (void)draw;
   const trace::Event* e = take(key_shuffle(site));
   if (!e) {
@@ -500,6 +514,7 @@ void ReplayHooks::compare_kernels(int64_t step) {
 }
 
 void ReplayHooks::step_begin(int64_t step, int epoch, int64_t batch) {
+  schedule_.batches.push_back({step, epoch, batch});
   (void)batch;
   gatherer_.step_begin(step);
   if (!cur_.loaded && !cur_.exhausted) load_next();

@@ -14,6 +14,7 @@
 
 #include "engine/hooks.h"
 #include "recorder/kernel_gatherer.h"
+#include "replayer/data_reach.h"
 #include "replayer/divergence.h"
 #include "replayer/force.h"
 #include "replayer/page_views.h"
@@ -152,6 +153,10 @@ class ReplayHooks : public Hooks {
   // At the first divergence, where its op launched other kernels than recorded: the first that differs.
   const std::optional<KernelDifference>& divergent_kernel_difference() const { return divergent_difference_; }
 
+  // The replay's split, each epoch's order and the batch each step took, as the run used them (forced or
+  // not).
+  const DataSchedule& schedule() const { return schedule_; }
+
   // Hooks.
   void op_done(std::string_view site) override;
   void collective(const CollectiveCall& call) override;
@@ -175,6 +180,10 @@ class ReplayHooks : public Hooks {
   void epoch_end(const EpochSummary& summary) override;
 
  private:
+  void split_checked(std::string_view site, std::vector<uint32_t>& train, std::vector<uint32_t>& test);
+  void shuffle_checked(std::string_view site, int epoch, std::vector<uint32_t>& permutation,
+                       const RngDraw* draw);
+  DataSchedule schedule_;
   // The recorded step the run is in, with its events indexed by (kind, site).
   struct Current {
     bool loaded = false;

@@ -935,6 +935,17 @@ ReplayResult replay(const ReplayOptions& o) {
   ci.kernels = hooks.recorded_kernels();
   ci.kernel_picks = hooks.kernel_picks();
 
+  // With the recorded copy of the data at hand (embedded, or at its path as recorded), where the rows that
+  // differ are first read, as this replay's schedule reads them.
+  if (rebuilt->data_changed && header.world_size == 0)
+    if (auto scratch = ScratchDir::create("trainrr-reach"))
+      if (auto recorded = rebuild_config(header, {}, "", false, *scratch);
+          recorded && recorded->config.data.source == config.data.source) {
+        DataConfig other = config.data;
+        for (const auto& file : data_files(other)) other.*file.second = recorded->config.data.*file.second;
+        if (auto reach = data_reach(config, other, hooks.schedule())) ci.data_reach = *reach;
+      }
+
   if (!hooks.diverged() && !rebuilt->data_changed) {
     rep.diverged = false;
     res.exit_code = 0;
@@ -1025,11 +1036,11 @@ ReplayResult replay(const ReplayOptions& o) {
   }
   rep.cause = classify(d, ci);
   config_in_note = refine_cause(rep.cause, d, ci, recorded_itself, op_first, rep.notes);
-  if (!hooks.first() && rebuilt->data_changed)
-    rep.cause.detail = rebuilt->data_detail +
-                       "; no value of any step compared differs: the training read none of what differs "
-                       "(rows it only tests on, "
-                       "say), or what it read changed no value compared";
+  if (!hooks.first() && rebuilt->data_changed) {
+    rep.cause.detail =
+        rebuilt->data_detail + "; no value of any step compared differs: " +
+        unread_data_words(ci.data_reach ? &*ci.data_reach : nullptr, resumed + hooks.steps_compared() - 1);
+  }
   // Run past the divergence, a replay with fewer steps than the trace leaves the rest of the trace unread.
   if (o.keep_going && !cut_short && t.step() == t.total_steps() && !hooks.at_end())
     rep.notes.push_back("the replay stops first, at the end of its " + counted(t.step(), "step") +

@@ -156,6 +156,40 @@ TEST(DamagedTraceReport, ReplayToAStepBeforeTheDamageSaysTheTraceIsDamaged) {
   EXPECT_EQ(whole.output.rfind("reproduced bit for bit (3 steps compared)\n", 0), 0u) << whole.output;
 }
 
+// export of a trace damaged after the checkpoint asked for exports it, as replay compares the steps before
+// the damage, and names the byte replay names, whether the change is to a message's bytes or to its framing.
+TEST(DamagedTraceReport, ExportOfATraceDamagedAfterTheCheckpointNamesTheByteReplayNames) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", "--set train.epochs=2");
+  const std::string bytes = read_file(trace);
+  const StepMessage m = step_message(trace, 10);
+  ASSERT_GT(m.to, m.from);
+  const auto byte_after = [](const std::string& text, const std::string& before) -> int64_t {
+    const size_t at = text.find(before);
+    return at == std::string::npos ? -1 : std::atoll(text.c_str() + at + before.size());
+  };
+  int framing = 0;
+  for (uint64_t flip = m.from; flip < m.from + 12; ++flip) {
+    std::string changed = bytes;
+    changed[flip] = static_cast<char>(changed[flip] ^ 0x40);
+    const std::string damaged = dir.file("damaged" + std::to_string(flip) + ".trr");
+    write_file(damaged, changed);
+    const CommandResult replay = run_trainrr("replay " + damaged);
+    ASSERT_EQ(replay.exit_code, 2) << "byte " << flip << ": " << replay.output;
+    const int64_t said = byte_after(replay.output, "reading stopped at byte ");
+    ASSERT_GT(said, 0) << replay.output;
+    framing += has(replay.output, "cannot be read") ? 1 : 0;
+    const std::string out = dir.file("ex" + std::to_string(flip));
+    const CommandResult ex = run_trainrr("export " + damaged + " --step 0 -o " + out);
+    EXPECT_EQ(ex.exit_code, 0) << "byte " << flip << ": " << ex.output;
+    EXPECT_EQ(byte_after(ex.output, "until reading stopped: " + damaged + ": byte "), said)
+        << "byte " << flip << ": " << ex.output << "\n"
+        << replay.output;
+    EXPECT_TRUE(std::filesystem::exists(out + "/manifest.json")) << ex.output;
+  }
+  EXPECT_GT(framing, 0) << "no flip changed a message's framing";
+}
+
 // A replay that diverges before the damage stops there, but the rest of the trace is still read: the report
 // says it is damaged (exit 2) or cut, as diff of the same file does.
 TEST(DamagedTraceReport, AReplayThatDivergesBeforeTheDamageStillSaysTheTraceIsDamaged) {

@@ -151,7 +151,7 @@ TEST_F(DiffAnswers, DataThatDiffersInAValidationRowIsADivergenceAtTheEpochsEvalu
   EXPECT_EQ(headline(r.output), "diverged at step 14, evaluation (val_loss)") << r.output;
   EXPECT_TRUE(has(r.output, "  cause: data: data file 'breast_cancer.csv' differs")) << r.output;
   EXPECT_TRUE(has(r.output,
-                  "the evaluation read what differs (rows it only validates on, say), and the training "
+                  "the evaluation read what differs (a validation row), and the training "
                   "read none of it or changed no value compared"))
       << r.output;
   EXPECT_FALSE(has(r.output, "no value compared differs")) << r.output;

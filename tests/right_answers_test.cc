@@ -481,7 +481,10 @@ TEST_F(RightAnswers, DataThatDiffersOnlyInATestRowChangesNoValueAndTheDiffSaysSo
                 0),
             0u)
       << r.output;
-  EXPECT_TRUE(has(r.output, "no value of any step compared differs: the training read none of what differs"))
+  // Both copies are at hand: the row that differs is a test row, which no step reads.
+  EXPECT_TRUE(has(r.output,
+                  "no value of any step compared differs: no step up to step 29 reads a training row "
+                  "that differs (only test rows differ)"))
       << r.output;
   EXPECT_FALSE(has(r.output, "note: epoch 1:")) << r.output;  // equal metrics, said again
   const CommandResult json = run_trainrr("diff " + a + " " + b + " --json");

@@ -915,12 +915,13 @@ TEST(TraceIntegrity, AFormat3FooterWithoutACheckIsDamage) {
 
 // Listing the checkpoints of a file whose footer was changed: an error that calls the file damaged, or the
 // checkpoints before the footer (a change that reads as a cut), never a bare decoding error.
-TEST(TraceIntegrity, AChangedFooterLeavesTheCheckpointsListedOrCallsTheFileDamaged) {
+TEST(TraceIntegrity, AChangedFooterLeavesTheCheckpointsBeforeItListed) {
+  // Damage after the checkpoints (here in the footer) leaves them listed: whoever takes one reads the trace
+  // to it, or with the message after it, and the damage is said where the steps after it are read.
   const std::string path = temp_path("footer_index.trr");
   const SampleTrace sample = write_sample_trace(path, 4);
   const std::vector<uint8_t> original = read_file(path);
   const uint64_t footer = sample.message_ends[sample.message_ends.size() - 2];
-  int refused = 0;
   for (uint64_t at = footer; at < original.size(); ++at) {
     for (int bit = 0; bit < 8; ++bit) {
       std::vector<uint8_t> bytes = original;
@@ -928,16 +929,10 @@ TEST(TraceIntegrity, AChangedFooterLeavesTheCheckpointsListedOrCallsTheFileDamag
       auto r = TraceReader::open_memory(bytes, "changed.trr");
       ASSERT_TRUE(r) << r.error().message;
       auto index = (*r)->checkpoint_index();
-      if (index) {
-        EXPECT_EQ(index->size(), sample.checkpoints.size()) << "byte " << at << " bit " << bit;
-        continue;
-      }
-      ++refused;
-      EXPECT_NE(index.error().message.find("damaged"), std::string::npos)
-          << "byte " << at << " bit " << bit << ": " << index.error().message;
+      ASSERT_TRUE(index) << "byte " << at << " bit " << bit << ": " << index.error().message;
+      EXPECT_EQ(index->size(), sample.checkpoints.size()) << "byte " << at << " bit " << bit;
     }
   }
-  EXPECT_GT(refused, 0);
   std::remove(path.c_str());
 }
 
@@ -1081,7 +1076,9 @@ TEST(TraceReaderLive, ATraceStillBeingWrittenReadsToItsLastCompleteMessageWithAN
   ASSERT_TRUE(w) << w.error().message;
   for (int i = 0; i < 3; ++i) {
     ASSERT_TRUE((*w)->write_step(sample_step(i)));
-    if (i == 1) ASSERT_TRUE((*w)->write_epoch(TraceEpoch{0, {{"loss", 0.5}}}));
+    if (i == 1) {
+      ASSERT_TRUE((*w)->write_epoch(TraceEpoch{0, {{"loss", 0.5}}}));
+    }
   }
   // The writer in the middle of its next message (a checkpoint): half of it is in the file.
   const uint64_t from = read_file(path).size();

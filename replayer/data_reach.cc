@@ -1,0 +1,195 @@
+#include "replayer/data_reach.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "engine/random.h"
+#include "engine/trainer.h"
+#include "traces/trace_reader.h"
+
+namespace trainrr {
+
+namespace {
+
+// Whether row `i` of two data sets of one shape differs bit for bit: its samples, its label.
+struct RowDifference {
+  bool features = false, label = false;
+  bool any() const { return features || label; }
+};
+
+std::vector<RowDifference> row_differences(const Dataset& a, const Dataset& b) {
+  std::vector<RowDifference> out(static_cast<size_t>(b.rows()));
+  const int64_t per = b.rows() > 0 ? static_cast<int64_t>(b.x.data.size()) / b.rows() : 0;
+  for (int64_t i = 0; i < b.rows(); ++i) {
+    const size_t at = static_cast<size_t>(i * per);
+    out[i].features =
+        std::memcmp(&a.x.data[at], &b.x.data[at], static_cast<size_t>(per) * sizeof(float)) != 0;
+    out[i].label = std::memcmp(&a.y[i], &b.y[i], sizeof(float)) != 0;
+  }
+  return out;
+}
+
+struct Copies {
+  Dataset a, b;
+};
+
+Result<Copies> load_copies(const RunConfig& config, const DataConfig& other) {
+  const uint64_t seed = config.seed.value_or(0);
+  auto b = load_dataset(config.data, seed, config.file);
+  if (!b) return b.error();
+  auto a = load_dataset(other, seed, config.file);
+  if (!a) return a.error();
+  return Copies{std::move(a).value(), std::move(b).value()};
+}
+
+Result<DataReach> reach_of(const RunConfig& config, Copies copies, const DataSchedule& schedule) {
+  Dataset* a = &copies.a;
+  Dataset* b = &copies.b;
+  if (a->rows() != b->rows())
+    return Error{"the two copies of the data hold " + std::to_string(a->rows()) + " and " +
+                 std::to_string(b->rows()) + " rows"};
+  if (a->sample_shape() != b->sample_shape() || a->x.data.size() != b->x.data.size() ||
+      a->y.size() != b->y.size())
+    return Error{"the two copies of the data hold samples of other shapes"};
+  const bool labels_differ =
+      a->y.size() != b->y.size() || std::memcmp(a->y.data(), b->y.data(), a->y.size() * sizeof(float)) != 0;
+  if (config.data.test_fraction > 0) {
+    if (!schedule.split) return Error{"the run's split is not known"};
+    if (config.data.stratify && labels_differ)
+      return Error{"the split is stratified by the labels, and they differ"};
+  }
+  SplitIndices split{schedule.split_train, schedule.split_test};
+  const SplitIndices* used = config.data.test_fraction > 0 ? &split : nullptr;
+  auto pa = prepare_rows(config, std::move(*a), used);
+  if (!pa) return pa.error();
+  auto pb = prepare_rows(config, std::move(*b), used);
+  if (!pb) return pb.error();
+
+  DataReach r;
+  const auto train = row_differences(pa->train, pb->train);
+  for (const auto* set : {&pa->val, &pa->test}) {
+    const Dataset& other_set = set == &pa->val ? pb->val : pb->test;
+    for (const RowDifference& d : row_differences(*set, other_set)) {
+      r.features |= d.features;
+      r.labels |= d.label;
+      (set == &pa->val ? r.validation : r.test) |= d.any();
+    }
+  }
+  for (const RowDifference& d : train) {
+    r.features |= d.features;
+    r.labels |= d.label;
+    r.rows_differ += d.any() ? 1 : 0;
+  }
+  // The data's row of a training row: the split's, in the split's order; validation takes the last rows.
+  const auto data_row = [&](uint32_t position) -> int64_t {
+    return used ? static_cast<int64_t>(split.train[position]) : static_cast<int64_t>(position);
+  };
+  const int64_t n = pb->train.rows(), batch_size = config.train.batch_size;
+  for (const DataSchedule::Taken& t : schedule.batches) {
+    std::vector<uint32_t> identity;
+    const std::vector<uint32_t>* order = nullptr;
+    if (auto it = schedule.orders.find(t.epoch); it != schedule.orders.end()) {
+      order = &it->second;
+    } else if (!config.train.shuffle) {
+      identity.resize(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) identity[i] = static_cast<uint32_t>(i);
+      order = &identity;
+    } else {
+      break;  // an epoch whose order is not known: nothing past it is
+    }
+    if (static_cast<int64_t>(order->size()) != n || batch_size <= 0 || t.batch < 0 ||
+        t.batch * batch_size >= n)
+      return Error{"the schedule does not fit the " + std::to_string(n) + " training rows"};
+    r.steps = t.step + 1;
+    const int64_t from = t.batch * batch_size, to = std::min(n, from + batch_size);
+    for (int64_t i = from; i < to; ++i) {
+      const uint32_t position = (*order)[i];
+      if (position >= train.size()) return Error{"the schedule names a training row the data lacks"};
+      const RowDifference& d = train[position];
+      if (d.any() && r.first_step < 0) {
+        r.first_step = t.step;
+        r.first_row = data_row(position);
+      }
+      if (d.features && r.first_feature_step < 0) r.first_feature_step = t.step;
+    }
+  }
+  return r;
+}
+
+Result<DataSchedule> recorded_schedule(const std::string& trace_path, uint64_t rows) {
+  auto reader = trace::TraceReader::open(trace_path, trace::without_payloads());
+  if (!reader) return reader.error();
+  DataSchedule s;
+  for (;;) {
+    auto rec = (*reader)->next();
+    if (!rec || !*rec) break;  // damage or a cut: the schedule goes as far as the steps read
+    const auto* step = std::get_if<trace::TraceStep>(&(*rec)->value);
+    if (!step) continue;
+    for (const trace::Event& e : step->events) {
+      if (const auto* split = std::get_if<trace::SplitEvent>(&e)) {
+        s.split = true;
+        s.split_train = split->train;
+        s.split_test = split->test;
+      } else if (const auto* shuffle = std::get_if<trace::ShuffleEvent>(&e)) {
+        std::vector<uint32_t> order;
+        if (shuffle->draw) {
+          // The reader bounds a draw by the rows it permutes; the permutation is rebuilt as a replay does.
+          if (shuffle->length > rows)
+            return Error{trace_path + ": a shuffle of " + std::to_string(shuffle->length) +
+                         " rows, where the data holds " + std::to_string(rows)};
+          std::vector<uint32_t> words(shuffle->draw->count);
+          philox_words(shuffle->draw->key, shuffle->draw->counter, words);
+          permutation_from_words(words, order, static_cast<uint32_t>(shuffle->length));
+        } else {
+          order = shuffle->permutation;
+        }
+        s.orders[shuffle->epoch] = std::move(order);
+      }
+    }
+    if (step->end) s.batches.push_back({step->index, step->epoch, step->batch});
+  }
+  return s;
+}
+
+}  // namespace
+
+Result<DataReach> data_reach(const RunConfig& config, const DataConfig& other, const DataSchedule& schedule) {
+  auto copies = load_copies(config, other);
+  if (!copies) return copies.error();
+  return reach_of(config, std::move(copies).value(), schedule);
+}
+
+Result<DataReach> data_reach(const RunConfig& config, const DataConfig& other,
+                             const std::string& trace_path) {
+  auto copies = load_copies(config, other);
+  if (!copies) return copies.error();
+  auto schedule = recorded_schedule(trace_path, static_cast<uint64_t>(copies->b.rows()));
+  if (!schedule) return schedule.error();
+  return reach_of(config, std::move(copies).value(), *schedule);
+}
+
+std::string data_reach_words(const DataReach& r) {
+  if (r.first_step < 0)
+    return "no step up to step " + std::to_string(r.steps - 1) + " reads a training row that differs" +
+           (r.rows_differ > 0        ? std::string()
+            : r.validation && r.test ? std::string(" (only validation and test rows differ)")
+            : r.validation           ? std::string(" (only validation rows differ)")
+            : r.test                 ? std::string(" (only test rows differ)")
+                                     : std::string(" (no training row differs)"));
+  return "step " + std::to_string(r.first_step) +
+         " is the first to read a training row that differs (data row " + std::to_string(r.first_row + 1) +
+         ")";
+}
+
+std::string unread_data_words(const DataReach* r, int64_t last_step) {
+  if (!r)
+    return "the training read none of what differs (rows it only tests on, say), or what it read changed no "
+           "value compared";
+  if (r->first_step < 0) return data_reach_words(*r);
+  if (r->first_step > last_step)
+    return "no step compared reads a training row that differs (step " + std::to_string(r->first_step) +
+           ", past the last compared, is the first)";
+  return data_reach_words(*r) + ", and what it read changed no value compared";
+}
+
+}  // namespace trainrr

@@ -1,0 +1,59 @@
+#pragma once
+// Where two copies of a run's data first reach its training: the rows that differ once loaded, split,
+// held out for validation and scaled as the run does, and the first step whose batch holds one, from the
+// run's schedule (its split, each epoch's order of the training rows, the batch each step took). Data that
+// no step up to the first difference reads cannot have made it, whatever else differs.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "engine/config.h"
+#include "engine/result.h"
+
+namespace trainrr {
+
+// One run's schedule, as recorded or as a replay made it.
+struct DataSchedule {
+  bool split = false;                             // a split was made (data.test_fraction > 0)
+  std::vector<uint32_t> split_train, split_test;  // its rows of the data, as the run's split gave them
+  std::map<int, std::vector<uint32_t>> orders;    // epoch (from 0) -> its order of the training rows
+  struct Taken {
+    int64_t step = 0;
+    int epoch = 0;
+    int64_t batch = 0;  // of the epoch's batches
+  };
+  std::vector<Taken> batches;  // in step order
+};
+
+struct DataReach {
+  bool features = false,
+       labels = false;              // a row's samples, a row's label, differ (training, validation, test)
+  bool validation = false;          // a validation row differs
+  bool test = false;                // a test row differs
+  int64_t first_step = -1;          // the first step whose batch holds a training row that differs
+  int64_t first_feature_step = -1;  // ... a training row whose samples differ
+  int64_t first_row = -1;           // that step's first such row, as a row of the data file (from 0)
+  int64_t steps = 0;                // the steps the schedule covers, from step 0
+  int64_t rows_differ = 0;          // training rows that differ
+};
+
+// `config`: the run whose schedule it is, reading one copy of the data; `other`: its data configuration
+// reading the other copy. An error where the copies cannot be compared row by row (other row counts or
+// sample shapes, a stratified split that reads labels that differ, a schedule that does not fit the rows):
+// then nothing is known of where the data reaches.
+Result<DataReach> data_reach(const RunConfig& config, const DataConfig& other, const DataSchedule& schedule);
+
+// The same, with the schedule recorded in `trace_path` (the run `config` describes), read without tensors as
+// far as it can be read, each shuffle bounded by the data's rows before it is rebuilt.
+Result<DataReach> data_reach(const RunConfig& config, const DataConfig& other, const std::string& trace_path);
+
+// "data row 447" (1-based, as first_data_difference() counts a CSV's rows) and where it is first read.
+std::string data_reach_words(const DataReach& r);
+
+// Why data that differs changed no value of the steps compared (the last is `last_step`), from where its
+// rows are read (`r`; null: not known), in words.
+std::string unread_data_words(const DataReach* r, int64_t last_step);
+
+}  // namespace trainrr

@@ -1,0 +1,117 @@
+#include "replayer/data_reach.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace trainrr {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Ten rows of two features and a label; row i holds (i, 10 + i) and label i % 2.
+std::string rows(int changed_row = -1, bool label = false, int count = 10) {
+  std::string s = "a,b,y\n";
+  for (int i = 0; i < count; ++i) {
+    const bool here = i == changed_row;
+    s += std::to_string(here && !label ? 100 + i : i) + "," + std::to_string(10 + i) + "," +
+         std::to_string(here && label ? 1 - i % 2 : i % 2) + "\n";
+  }
+  return s;
+}
+
+class DataReachTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir = fs::temp_directory_path() /
+          ("trainrr-reach-" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir);
+  }
+  void TearDown() override { fs::remove_all(dir); }
+
+  std::string write(const std::string& name, const std::string& text) {
+    std::ofstream(dir / name, std::ios::binary) << text;
+    return (dir / name).string();
+  }
+
+  // The run reading `data` (no test split, batches of 2 in file order, one epoch of 5 steps) and the data
+  // configuration that reads `other` instead.
+  RunConfig run(const std::string& data, const std::string& extra = "") {
+    auto c =
+        parse_config("seed = 1\n[data]\npath = \"" + data + "\"\nlabel = \"y\"\ntest_fraction = 0\n" + extra +
+                         "[[model.layers]]\ntype = \"Dense\"\nunits = 1\n[train]\nepochs = 1\n"
+                         "batch_size = 2\nshuffle = false\nloss = \"mse\"\n",
+                     "run.toml", dir.string());
+    EXPECT_TRUE(c) << c.error().message;
+    return *c;
+  }
+  static DataSchedule in_order(int steps) {
+    DataSchedule s;
+    for (int i = 0; i < steps; ++i) s.batches.push_back({i, 0, i});
+    return s;
+  }
+
+  fs::path dir;
+};
+
+TEST_F(DataReachTest, AChangedRowIsFirstReadByTheStepWhoseBatchHoldsIt) {
+  const RunConfig config = run(write("b.csv", rows(6)));
+  RunConfig other = run(write("a.csv", rows()));
+  auto r = data_reach(config, other.data, in_order(5));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->first_step, 3);
+  EXPECT_EQ(r->first_feature_step, 3);
+  EXPECT_EQ(r->first_row, 6);
+  EXPECT_EQ(r->rows_differ, 1);
+  EXPECT_EQ(data_reach_words(*r), "step 3 is the first to read a training row that differs (data row 7)");
+}
+
+TEST_F(DataReachTest, ALabelAloneIsReadAtItsStepWithNoFeatureThatDiffers) {
+  const RunConfig config = run(write("b.csv", rows(2, true)));
+  auto r = data_reach(config, run(write("a.csv", rows())).data, in_order(5));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->first_step, 1);
+  EXPECT_EQ(r->first_feature_step, -1);
+  EXPECT_TRUE(r->labels);
+  EXPECT_FALSE(r->features);
+}
+
+TEST_F(DataReachTest, StandardizingSpreadsOneChangedTrainingRowToEveryRow) {
+  const std::string scale = "scale = \"standardize\"\n";
+  const RunConfig config = run(write("b.csv", rows(6)), scale);
+  auto r = data_reach(config, run(write("a.csv", rows()), scale).data, in_order(5));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->first_step, 0);
+}
+
+TEST_F(DataReachTest, AValidationRowIsReadByNoStep) {
+  RunConfig config = run(write("b.csv", rows(9)));
+  config.train.validation_split = 0.2;  // rows 8 and 9: 4 steps of 2
+  RunConfig other = run(write("a.csv", rows()));
+  auto r = data_reach(config, other.data, in_order(4));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->first_step, -1);
+  EXPECT_TRUE(r->validation);
+  EXPECT_EQ(data_reach_words(*r),
+            "no step up to step 3 reads a training row that differs (only validation rows differ)");
+  EXPECT_EQ(unread_data_words(&*r, 3), data_reach_words(*r));
+}
+
+TEST_F(DataReachTest, CopiesOfOtherRowCountsOrASplitNotKnownCannotBeCompared) {
+  const RunConfig config = run(write("b.csv", rows(-1, false, 10)));
+  EXPECT_FALSE(data_reach(config, run(write("a.csv", rows(-1, false, 9))).data, in_order(5)));
+  RunConfig split = config;
+  split.data.test_fraction = 0.2;
+  EXPECT_FALSE(
+      data_reach(split, run(write("c.csv", rows(3))).data, in_order(4)));  // no split in the schedule
+  // A schedule that names a batch past the rows is not this run's.
+  DataSchedule past = in_order(5);
+  past.batches.push_back({5, 0, 7});
+  EXPECT_FALSE(data_reach(config, run(write("d.csv", rows(3))).data, past));
+}
+
+}  // namespace
+}  // namespace trainrr

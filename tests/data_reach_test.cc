@@ -1,0 +1,183 @@
+// Data that differs is named as a cause only where it can have made the first difference: where both copies
+// are at hand, the rows that differ are found once split and scaled as the run does, and the step that first
+// reads one, from the run's schedule; a difference before that step, or in what is drawn before the first
+// step while the copies hold as many rows of one shape, has another cause, which is named, with the data
+// beside.
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "engine/random.h"
+#include "test_util.h"
+#include "traces/trace_reader.h"
+
+namespace trainrr::testing {
+namespace {
+
+bool has(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+// The breast-cancer model on one thread, deterministic kernels (the ordered loader), unscaled data.
+std::string config(const std::string& data, const std::string& extra = "") {
+  return "seed = 3\n[data]\npath = \"" + data +
+         "\"\nlabel = \"benign\"\ntest_fraction = 0.2\nscale = \"none\"\n"
+         "[[model.layers]]\ntype = \"Dense\"\nunits = 16\nactivation = \"relu\"\n"
+         "[[model.layers]]\ntype = \"Dense\"\nunits = 1\nactivation = \"sigmoid\"\n"
+         "[train]\nepochs = 1\nbatch_size = 32\nloss = \"binary_crossentropy\"\n" +
+         extra + "[runtime]\nthreads = 1\npolicy = \"deterministic\"\n";
+}
+
+class DataReachAnswers : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    csv = dir.file("bc.csv");
+    std::filesystem::copy_file(example("data/breast_cancer.csv"), csv);
+    a = record("a", config(csv));
+    // The row the run reads first in step 3: the fourth batch of the first epoch's order, through the split.
+    auto reader = trace::TraceReader::open(a, trace::without_payloads());
+    ASSERT_TRUE(reader.ok());
+    std::vector<uint32_t> train, order;
+    while (order.empty()) {
+      auto rec = (*reader)->next();
+      ASSERT_TRUE(rec && *rec);
+      if (const auto* s = std::get_if<trace::TraceStep>(&(*rec)->value))
+        for (const auto& e : s->events) {
+          if (const auto* split = std::get_if<trace::SplitEvent>(&e)) train = split->train;
+          if (const auto* sh = std::get_if<trace::ShuffleEvent>(&e); sh && sh->draw) {
+            std::vector<uint32_t> words(sh->draw->count);
+            philox_words(sh->draw->key, sh->draw->counter, words);
+            permutation_from_words(words, order, static_cast<uint32_t>(sh->length));
+          }
+        }
+    }
+    ASSERT_GT(order.size(), 3u * 32u);
+    row = train.at(order[3 * 32]);
+  }
+
+  std::string record(const std::string& name, const std::string& text, const std::string& env = "",
+                     const std::string& extra = "") {
+    const std::string trace = dir.file(name + ".trr");
+    const CommandResult r = run_trainrr_env(
+        env, "record " + dir.write(name + ".toml", text) + " -o " + trace + " --level op" + extra);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return trace;
+  }
+
+  // A copy of the data with `row`'s first value, or its label (the last column), changed.
+  std::string changed(const std::string& name, bool label) {
+    std::ifstream in(csv, std::ios::binary);
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    std::string& l = lines.at(row + 1);  // the header is line 0
+    if (label) {
+      const size_t comma = l.rfind(',');
+      l = l.substr(0, comma + 1) + (l.substr(comma + 1) == "0" ? "1" : "0");
+    } else {
+      l = "99.5" + l.substr(l.find(','));
+    }
+    std::string text;
+    for (const std::string& line : lines) text += line + "\n";
+    return dir.write(name, text);
+  }
+
+  TempDir dir;
+  std::string csv, a;
+  uint32_t row = 0;
+};
+
+TEST_F(DataReachAnswers, AChangedRowIsNamedAtTheStepThatFirstReadsIt) {
+  const std::string b = record("b", config(changed("changed.csv", false)));
+  const CommandResult r = run_trainrr("diff " + a + " " + b);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(first_line(r.output), "diverged at step 3, forward, dense_1 matmul.fwd (dense_1/matmul.fwd:out)")
+      << r.output;
+  EXPECT_TRUE(has(r.output, "  cause: data: ")) << r.output;
+  EXPECT_TRUE(has(r.output, "; step 3 is the first to read a training row that differs (data row " +
+                                std::to_string(row + 1) + ")"))
+      << r.output;
+  EXPECT_FALSE(has(r.output, "before any step runs")) << r.output;
+}
+
+// Another instruction set makes step 0 differ at the matmul; the changed row is first read at step 3.
+TEST_F(DataReachAnswers, AKernelDifferenceBeforeTheRowIsReadIsTheCauseInDiffAndReplay) {
+  const std::string data = changed("changed.csv", false);
+  const std::string b = record("b", config(data), "TRAINRR_ISA=generic");
+  const CommandResult r = run_trainrr("diff " + a + " " + b);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(first_line(r.output), "diverged at step 0, forward, dense_1 matmul.fwd (dense_1/matmul.fwd:out)")
+      << r.output;
+  EXPECT_TRUE(has(r.output, "  cause: kernel: a different kernel ran at dense_1/matmul.fwd")) << r.output;
+  EXPECT_TRUE(has(r.output,
+                  "the data differs too, but cannot have made this difference (step 3 is the first "
+                  "to read a training row that differs"))
+      << r.output;
+
+  const CommandResult replay =
+      run_trainrr_env("TRAINRR_ISA=generic", "replay " + a + " --data " + data + " --allow-data-change");
+  ASSERT_EQ(replay.exit_code, 1) << replay.output;
+  EXPECT_TRUE(has(replay.output, "  cause: kernel: a different kernel ran at dense_1/matmul.fwd"))
+      << replay.output;
+  EXPECT_TRUE(has(replay.output, "the data differs too, but cannot have made this difference"))
+      << replay.output;
+}
+
+// Only the label differs: no layer's forward pass reads it, whatever file holds it.
+TEST_F(DataReachAnswers, ALabelThatDiffersIsNotBlamedForALayersForwardPass) {
+  const std::string b = record("b", config(changed("label.csv", true)), "TRAINRR_ISA=generic");
+  const CommandResult r = run_trainrr("diff " + a + " " + b);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "  cause: kernel: ")) << r.output;
+  EXPECT_TRUE(has(r.output, "the data differs too, but cannot have made this difference")) << r.output;
+
+  const std::string c = record("c", config(dir.file("label.csv")));
+  const CommandResult alone = run_trainrr("diff " + a + " " + c);
+  EXPECT_EQ(first_line(alone.output), "diverged at step 3, forward, loss") << alone.output;
+  EXPECT_TRUE(has(alone.output, "  cause: data: ")) << alone.output;
+}
+
+// A configuration difference that changes what is drawn before the first step, or the input pipeline, is the
+// cause: the two copies hold as many rows, of one shape.
+TEST_F(DataReachAnswers, AConfigurationDifferenceBeforeTheFirstStepIsTheCauseBesideChangedData) {
+  const std::string data = changed("changed.csv", false);
+  std::string units = config(data);
+  units.replace(units.find("units = 16"), 10, "units = 8");
+  const CommandResult r = run_trainrr("diff " + a + " " + record("units", units));
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(first_line(r.output), "diverged at step 0, setup, dense_1 init (init/dense_1.kernel)")
+      << r.output;
+  EXPECT_TRUE(has(r.output,
+                  "  cause: config: the run configuration differs: model.layers[0].units: 16 -> 8; the "
+                  "data differs too, but cannot have made this difference (the two copies of the data "
+                  "hold as many rows, of one shape"))
+      << r.output;
+
+  const CommandResult s =
+      run_trainrr("diff " + a + " " + record("noshuffle", config(data, "shuffle = false\n")));
+  ASSERT_EQ(s.exit_code, 1) << s.output;
+  EXPECT_TRUE(has(s.output,
+                  "  cause: config: the run configuration differs: train.shuffle: true -> false; the "
+                  "data differs too, but cannot have made this difference"))
+      << s.output;
+}
+
+// A replay that stops before the row is read says so, rather than that the training reads none of it.
+TEST_F(DataReachAnswers, AReplayThatStopsBeforeTheRowIsReadSaysWhereItIsRead) {
+  const std::string data = changed("changed.csv", false);
+  const CommandResult r = run_trainrr("replay " + a + " --data " + data + " --allow-data-change --to-step 3");
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "  cause: data: ")) << r.output;
+  EXPECT_TRUE(has(r.output,
+                  "no value of any step compared differs: no step up to step 2 reads a training row "
+                  "that differs\n"))
+      << r.output;
+}
+
+}  // namespace
+}  // namespace trainrr::testing
