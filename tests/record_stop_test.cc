@@ -131,5 +131,79 @@ TEST_F(RecordStop, SigtermAndSighupStopItAsCtrlCDoesWithTheirOwnExitCodes) {
   }
 }
 
+// Whether process `pid` catches signal `sig` (its handler is installed), from /proc/PID/status.
+bool catches(pid_t pid, int sig) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("SigCgt:", 0) == 0) return (std::stoull(line.substr(7), nullptr, 16) >> (sig - 1)) & 1;
+  return false;
+}
+
+// Ctrl-C while the run is still being set up (its data loaded), before any step ended: nothing was recorded,
+// so an earlier trace stays as it was and a path that held none is left without a trace.
+TEST_F(RecordStop, ACtrlCBeforeAnyStepEndsRecordsNothingAndKeepsTheEarlierTrace) {
+  // Data large enough that loading it takes a while: the signal arrives then, once the handler is in place.
+  const std::string digits = read_all(example("data/digits.csv"));
+  const std::string rows = digits.substr(digits.find('\n') + 1);
+  std::string big = digits.substr(0, digits.find('\n') + 1);
+  for (int i = 0; i < 100; ++i) big += rows;
+  const std::string data = dir.write("big.csv", big);
+  const std::string config =
+      dir.write("big.toml", read_all(example("digits_mlp.toml"))
+                                .replace(read_all(example("digits_mlp.toml")).find("data/digits.csv"),
+                                         std::string("data/digits.csv").size(), data));
+  for (const std::string& target : {trace, dir.file("new.trr")}) {
+    std::string bin = TRAINRR_BIN, verb = "record", o = "-o", out = target, cfg = config;
+    std::vector<char*> argv = {bin.data(), verb.data(), cfg.data(), o.data(), out.data(), nullptr};
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    pid_t pid = 0;
+    ASSERT_EQ(posix_spawn(&pid, bin.c_str(), &actions, nullptr, argv.data(), environ), 0);
+    posix_spawn_file_actions_destroy(&actions);
+    for (int i = 0; i < 20000 && !catches(pid, SIGINT); ++i)
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    ::kill(pid, SIGINT);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    const std::string said = read_all(log);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 130) << "status " << status << "\n" << said;
+    if (said.find("interrupted at step 0") == std::string::npos) {
+      GTEST_SKIP() << "the signal arrived after the first step: " << said;
+    }
+    EXPECT_EQ(pending_in(dir.path()), "") << said;
+    if (target == trace) {
+      EXPECT_NE(said.find("interrupted at step 0, before any step ended: nothing was recorded; " + trace +
+                          " holds the earlier trace, as it was"),
+                std::string::npos)
+          << said;
+      EXPECT_EQ(read_all(trace), earlier) << said;
+    } else {
+      EXPECT_NE(said.find("before any step ended: nothing was recorded; no trace was written"),
+                std::string::npos)
+          << said;
+      EXPECT_FALSE(std::filesystem::exists(target)) << said;
+    }
+  }
+}
+
+// A write that fails (here the file size limit, as a full disk would) while an earlier trace waits to be
+// replaced: the earlier trace stays as it was, and the messages say so, not that it holds the new steps.
+TEST_F(RecordStop, AFailedWriteLeavesTheEarlierTraceAndSaysItIsTheEarlierOne) {
+  const CommandResult r =
+      run_trainrr_env("trap '' XFSZ; ulimit -f 160;",
+                      "record " + example("digits_mlp.toml") + " --set train.epochs=50 -o " + trace);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(
+      r.output.find(trace + " holds the earlier trace, as it was: the new one could not be written whole, "
+                            "and its steps were not kept"),
+      std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("holds the steps written before the failure"), std::string::npos) << r.output;
+  EXPECT_EQ(read_all(trace), earlier);
+  EXPECT_EQ(pending_in(dir.path()), "");
+}
+
 }  // namespace
 }  // namespace trainrr::testing

@@ -328,6 +328,18 @@ int run_record(const RecordArgs& a) {
   const int64_t last = (*training)->step();
   const bool interrupted =
       !fit.ok() && g_interrupted && fit.error().message.rfind("interrupted at step", 0) == 0;
+  const bool replacing = !(*recorder)->pending_name().empty();
+  // Stopped before its first step ended, the run recorded no step to read: an earlier trace at -o stays as
+  // it was, and a path that held none is left without one.
+  if (interrupted && last == 0) {
+    recorder->reset();
+    std::error_code ec;
+    if (!replacing) std::filesystem::remove(a.output, ec);
+    print_error(rank_prefix() + fit.error().message + ", before any step ended: nothing was recorded; " +
+                (replacing ? inline_text(a.output) + " holds the earlier trace, as it was"
+                           : std::string("no trace was written")));
+    return 128 + (g_signal.load() ? g_signal.load() : SIGINT);
+  }
   if ((fit.ok() || (interrupted && last > 0)) && (a.checkpoint_every == 0 || last % a.checkpoint_every != 0))
     (*recorder)->checkpoint((*training)->state());
   // The footer says why the run ended: "completed", "interrupted at step N" (a signal, no error), or the
@@ -348,6 +360,13 @@ int run_record(const RecordArgs& a) {
     if ((*recorder)->status().ok())
       std::fprintf(stderr, "trainrr: the trace %s holds every step completed before that\n",
                    inline_text(a.output).c_str());
+    else if (replacing)
+      // A new trace whose write failed is not put in place of the earlier one, nor kept beside it.
+      std::fprintf(
+          stderr,
+          "trainrr: %s holds the earlier trace, as it was: the new one could not be written whole, and "
+          "its steps were not kept\n",
+          inline_text(a.output).c_str());
     else
       std::fprintf(
           stderr,

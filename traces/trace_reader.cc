@@ -1520,6 +1520,9 @@ Result<std::unique_ptr<TraceReader>> TraceReader::open(const std::string& path, 
   std::unique_ptr<TraceReader> reader(new TraceReader(std::move(impl)));
   if (writer) reader->still_recording_ = trace::still_recording(path, *writer);
   if (Status s = reader->read_header(); !s) return s.error();
+  // A file that ends with an intact footer was written whole: the writer that holds it is a new recording
+  // waiting to replace it, not one writing it.
+  if (writer && reader->impl_->intact_footer_after(reader->header_size_)) reader->still_recording_.reset();
   return reader;
 }
 

@@ -816,7 +816,18 @@ Status TraceWriter::finish(const TraceFooter& footer) {
   }
   if (::fsync(fd_) != 0) return fail("fsync at the end failed: " + errno_text(errno));
   if (!replaces_.empty()) {
-    if (Status claimed = claim(replaces_); !claimed) return fail(claimed.error().message);
+    if (Status claimed = claim(replaces_); !claimed) {
+      // The new trace is whole: it stays beside the earlier one, under its own name, which is said (a
+      // writer whose writes all succeeded keeps an unclaimed trace that holds steps).
+      const std::string part = (std::filesystem::path(path_).parent_path() / unclaimed_).string();
+      const int fd = fd_;
+      fd_ = -1;
+      finished_ = true;
+      ::close(fd);
+      return Error{claimed.error().message + ": the new trace is whole in " + part + " (rename it to " +
+                   std::filesystem::path(path_).filename().string() + " to keep it); " + path_ +
+                   " holds the earlier trace, as it was"};
+    }
     replaces_.clear();
   }
   sync_name();

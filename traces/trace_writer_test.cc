@@ -633,5 +633,57 @@ TEST(TraceDigest, FileDigestMatchesBytesDigest) {
   std::remove(path.c_str());
 }
 
+// A new recording aimed at a finished trace holds it (so that no second writer starts) while it writes beside
+// it: a reader of the earlier trace, which ends with its footer, is not told it is still being recorded; a
+// trace being written at its own path is.
+TEST(OneWriterPerPath, AFinishedTraceThatANewRecordingWillReplaceIsNotSaidToBeStillRecorded) {
+  Folder f;
+  const std::string path = f.file("earlier.trr");
+  write_sample_trace(path, 2);
+  auto w = TraceWriter::create(path, sample_header());
+  ASSERT_TRUE(w) << w.error().message;
+  ASSERT_FALSE((*w)->pending_name().empty());
+  ASSERT_TRUE((*w)->write_step(sample_step(0)));
+  auto r = TraceReader::open(path);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ((*r)->still_recording(), std::nullopt);
+
+  const std::string fresh = f.file("fresh.trr");
+  auto live = TraceWriter::create(fresh, sample_header());
+  ASSERT_TRUE(live) << live.error().message;
+  ASSERT_TRUE((*live)->write_step(sample_step(0)));
+  auto rl = TraceReader::open(fresh);
+  ASSERT_TRUE(rl) << rl.error().message;
+  EXPECT_TRUE((*rl)->still_recording().has_value());
+}
+
+// A finished trace that cannot be put in place of the earlier one (here a folder now stands at its path)
+// stays whole beside it, under the name the error gives.
+TEST(OneWriterPerPath, AFinishedTraceThatCannotBePutInPlaceStaysWholeUnderTheNameTheErrorGives) {
+  Folder f;
+  const std::string path = f.file("earlier.trr");
+  write_sample_trace(path, 2);
+  auto w = TraceWriter::create(path, sample_header());
+  ASSERT_TRUE(w) << w.error().message;
+  const std::string part = f.file((*w)->pending_name());
+  ASSERT_TRUE((*w)->write_step(sample_step(0)));
+  std::filesystem::remove(path);
+  std::filesystem::create_directory(path);
+  std::ofstream(path + "/kept") << "x";
+  const Status done = (*w)->finish(TraceFooter{true, "completed", 0, 0, {}});
+  ASSERT_FALSE(done);
+  EXPECT_EQ(done.error().message.find(path + ": cannot put the new trace in place: "), 0u)
+      << done.error().message;
+  EXPECT_NE(done.error().message.find(": the new trace is whole in " + part), std::string::npos)
+      << done.error().message;
+  EXPECT_EQ(done.error().message.find("(at byte"), std::string::npos) << done.error().message;
+  w->reset();
+  auto r = TraceReader::open(part);
+  ASSERT_TRUE(r) << r.error().message;
+  const ReadBack kept = read_back(**r);
+  EXPECT_EQ(kept.steps, 1);
+  EXPECT_TRUE(kept.clean);
+}
+
 }  // namespace
 }  // namespace trainrr::trace
