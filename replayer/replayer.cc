@@ -918,6 +918,14 @@ ReplayResult replay(const ReplayOptions& o) {
      : resumed > 0 && changes_only_initial_weights(c)                          ? replaced
                                                                                : ci.config_differences)
         .push_back(c);
+  // A forced split serves the recorded rows, not the recorded draw: another data.split draws (or does not
+  // draw) from the split's stream, and a difference there is that key's.
+  if (hooks.first() && hooks.first()->site == "data/split")
+    std::erase_if(served, [&](const std::string& c) {
+      if (c.rfind("data.", 0) != 0) return false;
+      ci.config_differences.push_back(c);
+      return true;
+    });
   ci.layer_names = layer_names(config.layers);
   rep.config_differences = ci.config_differences;
   rep.config_differences.insert(rep.config_differences.end(), served.begin(), served.end());

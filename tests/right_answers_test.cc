@@ -612,5 +612,21 @@ TEST(RightAnswersCause, SameDrawWithOtherValuesIsTheConfigurationWhenItDiffersAn
   EXPECT_FALSE(has(config.detail, "arithmetic")) << config.detail;
 }
 
+// A forced split serves the recorded rows, not the recorded draw: another data.split, which draws from the
+// split's stream where the recorded one did not, is the cause of the draw the replay makes, as without
+// forcing.
+TEST_F(RightAnswers, AnotherSplitMethodUnderAForcedSplitIsTheConfigurationsDifference) {
+  const std::string trace = recorded("run");
+  for (const std::string force : {"", " --force none"}) {
+    const CommandResult r = run_trainrr("replay " + trace + " --set data.split=sklearn" + force);
+    ASSERT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_TRUE(
+        has(r.output, "  cause: config: the run configuration differs: data.split: philox -> sklearn"))
+        << force << "\n"
+        << r.output;
+    EXPECT_FALSE(has(r.output, "serve the recorded values in its place")) << r.output;
+  }
+}
+
 }  // namespace
 }  // namespace trainrr::testing
