@@ -169,7 +169,7 @@ bool difference_reaches(const std::string& difference, const FirstDivergence& d,
   // (evaluation does): of a step's events, it reaches their update alone, and the evaluation's metrics.
   // (Kind "config": no event differs.)
   if (key.ends_with("].momentum"))
-    return d.kind == "config" || d.phase == "evaluation" ||
+    return d.kind == "config" || d.kind == "state" || d.phase == "evaluation" ||
            (*layer_index < layers.size() && layer == layers[*layer_index] &&
             trace::is_moving_statistics_probe(d.site));
   // A layer's keys change its own initial values and forward pass, and those of the layers after it.

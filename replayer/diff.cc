@@ -12,6 +12,7 @@
 #include "replayer/cause.h"
 #include "replayer/data_difference.h"
 #include "replayer/event_keys.h"
+#include "replayer/final_state.h"
 #include "replayer/replay_hooks.h"
 #include "replayer/replayer.h"
 #include "replayer/scratch.h"
@@ -518,6 +519,14 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   const auto stop_a = a_ended ? trace_stop(sa, true, "A", a_path, last_index) : std::nullopt;
   const auto stop_b = b_ended ? trace_stop(sb, true, "B", b_path, last_index) : std::nullopt;
   rep.stop = stop_a && (stop_a->damaged || !stop_b || !stop_b->damaged) ? stop_a : stop_b;
+  // Every step the same and both runs ended there: the states they ended in, which the steps do not compare
+  // all of (a batch normalization's moving statistics at level step), from their final checkpoints.
+  if (!first && ends_first.empty() && !rep.stop && steps > 0 && sa.reader->ended_cleanly() &&
+      sb.reader->ended_cleanly()) {
+    auto end_a = final_checkpoint(a_path, last_index + 1), end_b = final_checkpoint(b_path, last_index + 1);
+    if (end_a && end_b && *end_a && *end_b)
+      first = final_state_difference((*end_a)->tensors, (*end_b)->tensors, last_index, "A", "B");
+  }
   for (const auto& [site, k] : kernels_a)
     if (kernels_b.count(site) && kernels_b[site] != k) ci.kernel_differences[site] = {k, kernels_b[site]};
   ci.kernels = kernels_a;

@@ -266,8 +266,8 @@ std::string report_text(const DivergenceReport& r) {
       << steps_compared(r) << "\n";
   } else if (r.first) {
     const FirstDivergence& d = *r.first;
-    o << "diverged at step " << d.step;
-    if (!d.phase.empty()) o << ", " << f(d.phase);
+    o << (d.kind == "state" ? "diverged in the final state, after step " : "diverged at step ") << d.step;
+    if (!d.phase.empty() && d.kind != "state") o << ", " << f(d.phase);
     if (!d.layer.empty()) o << ", " << f(d.layer);
     if (!d.op.empty()) o << " " << f(d.op);
     if (d.site != d.op && d.site != d.layer) o << " (" << f(d.site) << ")";

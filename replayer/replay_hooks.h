@@ -63,6 +63,12 @@ class ReplayHooks : public Hooks {
   const Status& status() const { return status_; }
   bool diverged() const { return first_.has_value(); }
   const std::optional<FirstDivergence>& first() const { return first_; }
+  // A difference found once the steps are done (the final state): the first divergence, where none was.
+  void diverge_at_end(FirstDivergence d) {
+    if (first_) return;
+    split_site(d.site, d.layer, d.op);
+    first_ = std::move(d);
+  }
   // Kernel sites whose selection differs: site -> (recorded, replayed).
   const std::map<std::string, std::pair<std::string, std::string>>& kernel_differences() const {
     return kernel_diffs_;

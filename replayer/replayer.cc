@@ -23,6 +23,7 @@
 #include "recorder/recorder.h"
 #include "replayer/cause.h"
 #include "replayer/data_difference.h"
+#include "replayer/final_state.h"
 #include "replayer/replay_hooks.h"
 #include "traces/run_set.h"
 #include "traces/trace_reader.h"
@@ -826,6 +827,14 @@ ReplayResult replay(const ReplayOptions& o) {
   // recorded stops where the recording had got to, and one with a footer where its run ended (a replay
   // asked for more steps): neither is cut.
   const bool whole_run = !cut_short && t.step() == t.total_steps();
+  // The state the run ends in against the recorded final checkpoint, where every step compared the same: what
+  // the steps do not compare (a batch normalization's moving statistics at level step) is compared there.
+  if (whole_run && !hooks.diverged() && !o.keep_going && t.step() > resumed && hooks.at_end() &&
+      hooks.trace_ended_cleanly() && !hooks.trace_damage())
+    if (auto recorded_end = final_checkpoint(o.trace_path, t.step()); recorded_end && *recorded_end)
+      if (auto d = final_state_difference((*recorded_end)->tensors, t.state().tensors, t.step() - 1,
+                                          "recorded", "replayed"))
+        hooks.diverge_at_end(std::move(*d));
   const bool cut_after_last_step = whole_run && hooks.at_end() && !hooks.trace_ended_cleanly();
   res.damage = hooks.trace_damage();
   if (res.damage ||

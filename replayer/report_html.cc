@@ -180,8 +180,10 @@ void answer_card(std::ostringstream& o, const DivergenceReport& r, const Names& 
            "notes).</p>";
   } else if (r.first) {
     const FirstDivergence& d = *r.first;
-    o << "<h1>Diverged at step " << d.step;
-    if (!d.phase.empty()) o << ", " << esc(d.phase);
+    // The final state's difference arose at a step the steps' comparisons do not show.
+    o << (d.kind == "state" ? "<h1>Diverged in the final state, after step " : "<h1>Diverged at step ")
+      << d.step;
+    if (!d.phase.empty() && d.kind != "state") o << ", " << esc(d.phase);
     o << "</h1><p class=\"sub\">";
     if (!d.layer.empty() && d.layer != d.site) o << "layer <b>" << esc(d.layer) << "</b> ";
     if (!d.op.empty()) o << "op <b>" << esc(d.op) << "</b> ";

@@ -628,5 +628,35 @@ TEST_F(RightAnswers, AnotherSplitMethodUnderAForcedSplitIsTheConfigurationsDiffe
   }
 }
 
+// At level step the steps compare no batch normalization's moving statistics: another momentum trains the
+// same parameters and ends with other statistics, which the final checkpoints hold and replay and diff
+// compare; neither says the runs are the same.
+TEST_F(RightAnswers, AnotherMomentumAtLevelStepDivergesInTheFinalState) {
+  const std::string sets = " --set train.epochs=1 --set runtime.policy=deterministic --set runtime.threads=1";
+  const std::string a = dir.file("bn.trr"), b = dir.file("bn_m.trr");
+  ASSERT_EQ(run_trainrr("record " + example("digits_bn.toml") + sets + " -o " + a).exit_code, 0);
+  ASSERT_EQ(run_trainrr("record " + example("digits_bn.toml") + sets +
+                        " --set model.layers[1].momentum=0.9 -o " + b)
+                .exit_code,
+            0);
+  const CommandResult replay = run_trainrr("replay " + a + " --set model.layers[1].momentum=0.9");
+  ASSERT_EQ(replay.exit_code, 1) << replay.output;
+  EXPECT_EQ(replay.output.rfind("diverged in the final state, after step ", 0), 0u) << replay.output;
+  EXPECT_TRUE(has(replay.output,
+                  "(batch_normalization_1.moving_mean)\n  cause: config: the run configuration "
+                  "differs: model.layers[1].momentum: 0.99 -> 0.9\n"))
+      << replay.output;
+  EXPECT_TRUE(has(replay.output, "the step whose update first made it differ is not known")) << replay.output;
+  const CommandResult diff = run_trainrr("diff " + a + " " + b);
+  ASSERT_EQ(diff.exit_code, 1) << diff.output;
+  EXPECT_EQ(diff.output.rfind("diverged in the final state, after step ", 0), 0u) << diff.output;
+  EXPECT_TRUE(has(diff.output,
+                  "  cause: config: the run configuration differs: model.layers[1].momentum: 0.99 -> 0.9"))
+      << diff.output;
+  // The same run ends in the same state.
+  EXPECT_EQ(run_trainrr("replay " + a).exit_code, 0);
+  EXPECT_EQ(run_trainrr("diff " + a + " " + a).exit_code, 0);
+}
+
 }  // namespace
 }  // namespace trainrr::testing

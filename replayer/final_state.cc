@@ -1,0 +1,64 @@
+#include "replayer/final_state.h"
+
+#include <cstring>
+#include <map>
+
+#include "traces/trace_reader.h"
+
+namespace trainrr {
+
+Result<std::optional<TrainState>> final_checkpoint(const std::string& trace_path, int64_t steps) {
+  trace::ReaderLimits limits = trace::without_payloads();
+  limits.tensor_values = true;
+  auto reader = trace::TraceReader::open(trace_path, limits);
+  if (!reader) return reader.error();
+  auto index = (*reader)->checkpoint_index();
+  if (!index) return index.error();
+  for (const trace::CheckpointRef& c : *index)
+    if (c.step == steps) {
+      auto state = (*reader)->read_checkpoint(c.offset);
+      if (!state) return state.error();
+      return std::optional<TrainState>(std::move(state).value());
+    }
+  return std::optional<TrainState>();
+}
+
+namespace {
+
+bool same_bits(const Tensor& a, const Tensor& b) {
+  return a.shape == b.shape && a.data.size() == b.data.size() &&
+         (a.data.empty() || std::memcmp(a.data.data(), b.data.data(), a.data.size() * sizeof(float)) == 0);
+}
+
+}  // namespace
+
+std::optional<FirstDivergence> final_state_difference(const std::vector<NamedTensor>& a,
+                                                      const std::vector<NamedTensor>& b, int64_t last_step,
+                                                      const std::string& name_a, const std::string& name_b) {
+  std::map<std::string, const Tensor*> other;
+  for (const NamedTensor& t : b) other[t.name] = &t.value;
+  std::vector<std::string> differ;
+  for (const NamedTensor& t : a) {
+    auto it = other.find(t.name);
+    if (it == other.end()) {
+      differ.push_back(t.name + " (" + name_a + " only)");
+      continue;
+    }
+    if (!same_bits(t.value, *it->second)) differ.push_back(t.name);
+    other.erase(it);
+  }
+  for (const auto& [name, value] : other) differ.push_back(name + " (" + name_b + " only)");
+  const size_t tensors = a.size() + other.size();
+  if (differ.empty()) return std::nullopt;
+  FirstDivergence d = divergence(
+      last_step, "final state", "state", differ.front().substr(0, differ.front().find(" (")),
+      "the state after the last step (step " + std::to_string(last_step) + ") differs in " +
+          first_of(differ, 4) + " (" + std::to_string(differ.size()) + " of " + std::to_string(tensors) +
+          " tensors), though every value the steps compared is the same: the steps do not compare all of it "
+          "(at level step, a batch normalization's moving statistics not at all), so the step whose update "
+          "first made it differ is not known (levels layer and op compare the moving statistics at every "
+          "step)");
+  return d;
+}
+
+}  // namespace trainrr
