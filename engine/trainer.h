@@ -162,6 +162,10 @@ class Training {
 // Loads the configured data set (before any split). A data.reshape that does not fit is the configuration's
 // error, said with `config_file` (when there is one); a data file's names the file.
 Result<Dataset> load_dataset(const DataConfig& config, uint64_t seed, const std::string& config_file = "");
+// The rows a run of `config` trains on, from the `data_rows` of its data set: those data.test_fraction's
+// split leaves, less the last train.validation_split of them (as Training takes them). nullopt where
+// data.split names no split method.
+std::optional<int64_t> training_rows(const RunConfig& config, int64_t data_rows);
 // Labels the loss (sparse_categorical_crossentropy: class indices; binary_crossentropy: [0, 1]) and a
 // stratified split (class indices, two rows per class) can use; errors name the file and the row.
 Status check_labels(const Dataset& data, const RunConfig& config, const std::string& loss);

@@ -58,10 +58,19 @@ bool differ(const trace::Event& a, const trace::Event& b, FirstDivergence& d) {
   }
   if (auto* sa = std::get_if<trace::ShuffleEvent>(&a)) {
     const auto& sb = std::get<trace::ShuffleEvent>(b);
-    if (sa->digest == sb.digest) return false;
+    // Orders of different numbers of rows differ, whatever their digests say: with the same data and
+    // configuration, one of them is no order of the run's training rows.
+    const bool same_rows = sa->length == sb.length;
+    if (sa->digest == sb.digest && same_rows) return false;
     d.kind = "shuffle";
     d.phase = "input";
     d.site = sa->site;
+    if (!same_rows) {
+      d.detail = "epoch " + std::to_string(int64_t{sa->epoch} + 1) + ": the recorded shuffles order " +
+                 std::to_string(sa->length) + " rows (A) and " + std::to_string(sb.length) +
+                 " rows (B): one of them " + std::string(kShuffleOfOtherRows) + " training rows";
+      return true;
+    }
     d.detail = "epoch " + std::to_string(int64_t{sa->epoch} + 1) + ": the order of the rows differs";
     if (sa->draw && sb.draw) d.detail += " (" + draw_str(*sa->draw) + " vs " + draw_str(*sb.draw) + ")";
     return true;

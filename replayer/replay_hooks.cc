@@ -260,8 +260,17 @@ void ReplayHooks::shuffle(std::string_view site, int epoch, std::vector<uint32_t
     return;
   }
   const auto& rec = std::get<trace::ShuffleEvent>(*e);
-  if (forced(force_.shuffle, "shuffle") && rec.length == perm.size()) {
-    if (rec.draw) {
+  // Every epoch orders the run's training rows: a recorded order of another number of rows is none of this
+  // run's, and nothing is made of its length or its draw (the reader ties the draw's count to the length).
+  if (rec.length != perm.size()) {
+    diverge(divergence(-1, "input", "shuffle", std::string(site),
+                       "epoch " + std::to_string(int64_t{epoch} + 1) + ": the recorded shuffle of " +
+                           std::to_string(rec.length) + " rows " + std::string(kShuffleOfOtherRows) + " " +
+                           std::to_string(perm.size()) + " training rows"));
+    return;
+  }
+  if (forced(force_.shuffle, "shuffle")) {
+    if (rec.draw && rec.draw->count == (perm.size() > 1 ? perm.size() - 1 : 0)) {
       std::vector<uint32_t> words(rec.draw->count);
       philox_words(rec.draw->key, rec.draw->counter, words);
       permutation_from_words(words, perm, static_cast<uint32_t>(rec.length));

@@ -194,5 +194,53 @@ TEST_F(InconsistentTrace, AnInitialDrawItsConfigurationDoesNotMakeIsNoRngCause) 
   EXPECT_FALSE(has(r.output, "cause: rng")) << r.output;
 }
 
+// A shuffle recorded as ordering far more rows than the run trains on (455), with a draw of that many words
+// and a footer that claims no schedule: replay, diff and bisect name the trace before anything is made of
+// the length, rather than reproducing it, calling the runs the same, or running out of memory on it.
+TEST_F(InconsistentTrace, AShuffleOfRowsTheRunDoesNotHaveIsTheTraceNotTheMachine) {
+  const uint64_t rows = uint64_t{1} << 40;
+  const std::string bad = dir.file("bad.trr");
+  bool edited = false;
+  ASSERT_EQ(rewrite_trace(
+                recorded(), bad, [](trace::TraceHeader&) {},
+                [&](trace::TraceStep& s) {
+                  for (auto& e : s.events)
+                    if (auto* sh = std::get_if<trace::ShuffleEvent>(&e); sh && sh->draw && s.index == 0) {
+                      sh->length = rows;
+                      sh->draw->count = rows - 1;
+                      edited = true;
+                    }
+                },
+                {},
+                [](trace::TraceFooter& f) {
+                  f.completed = false;
+                  f.end_reason = "interrupted";
+                }),
+            "");
+  ASSERT_TRUE(edited);
+  const std::string what = "epoch 1: the recorded shuffle of " + std::to_string(rows) +
+                           " rows is not an order of the run's 455 training rows";
+  const CommandResult r = run_trainrr("replay " + bad);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(r.output.rfind("diverged at step 0, input data/shuffle\n", 0), 0u) << r.output;
+  EXPECT_TRUE(has(r.output,
+                  "  cause: trace: " + what + "; every epoch shuffles the run's training rows, so " + kTrace))
+      << r.output;
+  const CommandResult d = run_trainrr("diff " + recorded() + " " + bad);
+  ASSERT_EQ(d.exit_code, 1) << d.output;
+  EXPECT_TRUE(has(d.output, "  cause: trace: epoch 1: the recorded shuffles order 455 rows (A) and " +
+                                std::to_string(rows) +
+                                " rows (B): one of them is not an order of the run's "
+                                "training rows; every epoch shuffles the run's training rows, so " +
+                                kATrace))
+      << d.output;
+  EXPECT_FALSE(has(d.output, "same choices")) << d.output;
+  const CommandResult b = run_trainrr("bisect " + bad);
+  ASSERT_EQ(b.exit_code, 1) << b.output;
+  EXPECT_TRUE(has(b.output, "first suspect step 0: " + what)) << b.output;
+  EXPECT_TRUE(has(b.output, "  cause: trace: " + what)) << b.output;
+  EXPECT_FALSE(has(b.output, "out of memory")) << b.output;
+}
+
 }  // namespace
 }  // namespace trainrr::testing

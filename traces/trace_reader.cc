@@ -1273,12 +1273,17 @@ struct TraceReader::Impl {
     }
     ++steps_seen;
     complete_steps_seen += out.end.has_value();
-    if (!shuffled_rows)
-      for (const Event& e : out.events)
-        if (const auto* sh = std::get_if<ShuffleEvent>(&e)) {
-          shuffled_rows = sh->length;
-          break;
-        }
+    // Every epoch shuffles the run's training rows: the first shuffle read says how many, and the others
+    // order as many.
+    for (const Event& e : out.events)
+      if (const auto* sh = std::get_if<ShuffleEvent>(&e)) {
+        if (!shuffled_rows) shuffled_rows = sh->length;
+        if (sh->length != *shuffled_rows)
+          malformed(
+              "step " + std::to_string(out.index) + ": epoch " + std::to_string(int64_t{sh->epoch} + 1) +
+              "'s shuffle orders " + std::to_string(sh->length) + " rows, an earlier epoch's " +
+              std::to_string(*shuffled_rows) + ": every epoch of a run shuffles the same training rows");
+      }
     events_seen += events.size() + (s.getHasBatchOrder() ? 1 : 0);
     return out;
   }
