@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <tuple>
 
 #include "engine/kernels/kernel_registry.h"
@@ -179,6 +180,32 @@ struct StepStream {
   }
 };
 
+// The batches one trace's loader has handed out in its current epoch, and how many the epoch has (from its
+// configuration and the rows its shuffle orders): a recorded batch past them, or one handed out already, is
+// one no loader can hand out.
+struct LoaderBook {
+  const trace::TraceHeader* header = nullptr;
+  int epoch = 0;
+  std::optional<int64_t> batches;  // unknown where the configuration does not parse
+  std::set<int64_t> taken;
+  void shuffle(const trace::ShuffleEvent& sh) {
+    epoch = sh.epoch;
+    taken.clear();
+    const std::optional<trace::Schedule> s = trace::recorded_schedule(*header, sh.length);
+    batches = s ? std::optional<int64_t>(s->batches_per_epoch) : std::nullopt;
+  }
+  // Why `batch` cannot be handed out next, in replay's words ("" when it can); it is taken either way.
+  std::string take(int64_t batch) {
+    std::string why;
+    if (batches && batch >= *batches)
+      why = "epoch " + std::to_string(int64_t{epoch} + 1) + " has batches 0.." + std::to_string(*batches - 1);
+    else if (taken.count(batch))
+      why = "epoch " + std::to_string(int64_t{epoch} + 1) + " handed it out already";
+    taken.insert(batch);
+    return why;
+  }
+};
+
 // Where a trace that has ended stops short, when it does: at damage (a message changed after it was
 // written), or, when it ends before the other (`first`), at a cut (a killed recording). One with its footer
 // ended with its run, and one still being recorded ends where the recording had got to: neither is cut.
@@ -328,6 +355,9 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   KernelSequences kernel_sequences;
 
   StepStream sa{std::move(ra).value(), {}, {}, {}, -1}, sb{std::move(rb).value(), {}, {}, {}, -1};
+  LoaderBook loader_a, loader_b;
+  loader_a.header = &ha;
+  loader_b.header = &hb;
   std::optional<FirstDivergence> first;
   std::map<std::string, std::string> kernels_a, kernels_b;
   std::map<std::string, int64_t> matched_draws;
@@ -393,6 +423,18 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     };
     note_kernels(events_a, kernels_a, false);
     note_kernels(events_b, kernels_b, true);
+    // Each side's recorded batches against what its loader can hand out: why one cannot, by event.
+    auto refusals = [](const std::vector<const trace::Event*>& events, LoaderBook& book) {
+      std::vector<std::string> out(events.size());
+      for (size_t i = 0; i < events.size(); ++i)
+        if (auto* sh = std::get_if<trace::ShuffleEvent>(events[i]))
+          book.shuffle(*sh);
+        else if (auto* b = std::get_if<trace::BatchOrderEvent>(events[i]))
+          out[i] = book.take(b->batch);
+      return out;
+    };
+    const std::vector<std::string> refused_a = refusals(events_a, loader_a),
+                                   refused_b = refusals(events_b, loader_b);
     // The first difference of the step is the earliest in the step's order, whichever side holds it.
     keys_a.clear();
     keys_b.clear();
@@ -426,6 +468,13 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
       FirstDivergence d;
       d.step = a->index;
       if (differ(e, *eb, d)) {
+        if (d.kind == "loader")
+          for (const auto& [side, why, event] :
+               {std::tuple{"A", &refused_a[at.a], &e}, std::tuple{"B", &refused_b[at.b], eb}})
+            if (!why->empty())
+              d.detail += "; " + std::string(side) + "'s recorded batch " +
+                          std::to_string(std::get<trace::BatchOrderEvent>(*event).batch) + " " +
+                          std::string(kBatchRefused) + " (" + *why + ")";
         if (!first) first = d;
       } else if (auto* r = std::get_if<trace::RngDrawEvent>(&e)) {
         ++matched_draws[r->draw.stream];

@@ -242,5 +242,32 @@ TEST_F(InconsistentTrace, AShuffleOfRowsTheRunDoesNotHaveIsTheTraceNotTheMachine
   EXPECT_FALSE(has(b.output, "out of memory")) << b.output;
 }
 
+// diff says what replay says of a recorded batch that no loader can hand out (one past the epoch's 15
+// batches, or one the epoch handed out already): the trace, not a loader's race.
+TEST_F(InconsistentTrace, ADiffOfABatchNoLoaderCanHandOutNamesTheTraceNotTheLoader) {
+  for (const auto& [batch, why] : {std::pair{int64_t{15}, std::string("epoch 1 has batches 0..14")},
+                                   std::pair{int64_t{0}, std::string("epoch 1 handed it out already")},
+                                   std::pair{int64_t{1} << 62, std::string("epoch 1 has batches 0..14")}}) {
+    bool edited = false;
+    const std::string bad = with_step(1, [&](trace::TraceStep& s) {
+      for (auto& e : s.events)
+        if (auto* b = std::get_if<trace::BatchOrderEvent>(&e)) {
+          b->batch = batch;
+          edited = true;
+        }
+    });
+    ASSERT_TRUE(edited);
+    const CommandResult d = run_trainrr("diff " + recorded() + " " + bad);
+    ASSERT_EQ(d.exit_code, 1) << d.output;
+    EXPECT_TRUE(has(d.output, "  cause: trace: batch 1 (A), batch " + std::to_string(batch) +
+                                  " (B); B's recorded batch " + std::to_string(batch) +
+                                  " cannot be handed out here (" + why +
+                                  "); no loader hands out such a batch, so " + kATrace))
+        << d.output;
+    EXPECT_FALSE(has(d.output, "cause: loader")) << d.output;
+    EXPECT_FALSE(has(d.output, "the recorded order came from elsewhere")) << d.output;
+  }
+}
+
 }  // namespace
 }  // namespace trainrr::testing
