@@ -377,6 +377,9 @@ BisectResult bisect(const BisectOptions& o) {
       Status a = tf.fit(step + 1);
       Status b = tr.fit(step + 1);
       res.steps_executed += 2;
+      for (const ReplaySide* side : {&*forced, &*free_run})
+        if (const auto& refused = side->hooks->kernel_refusal())
+          return failed(2, kernel_refusal_message(o.trace_path, *refused));
       if (!a) return failed(3, "cannot replay here: " + a.error().message);
       if (!b) return failed(3, "cannot replay here: " + b.error().message);
     }

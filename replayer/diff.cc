@@ -423,6 +423,16 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     };
     note_kernels(events_a, kernels_a, false);
     note_kernels(events_b, kernels_b, true);
+    // A recorded kernel no machine can run at its site makes a trace no run's: refused, as replay refuses it,
+    // rather than compared as another choice.
+    for (const auto& [events, h, path, index] :
+         {std::tuple{&events_a, &ha, &a_path, a->index}, std::tuple{&events_b, &hb, &b_path, b->index}})
+      for (const trace::Event* e : *events)
+        if (auto* k = std::get_if<KernelChoice>(e))
+          if (const std::string why = impossible_kernel(k->chosen, k->op, *h); !why.empty())
+            return failed(kernel_refusal_message(*path, "step " + std::to_string(index) +
+                                                            ": the recorded kernel " + k->chosen + " at " +
+                                                            k->site + " " + why));
     // Each side's recorded batches against what its loader can hand out: why one cannot, by event.
     auto refusals = [](const std::vector<const trace::Event*>& events, LoaderBook& book) {
       std::vector<std::string> out(events.size());

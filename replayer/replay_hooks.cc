@@ -70,6 +70,22 @@ std::optional<KernelDifference> first_kernel_difference(const trace::StepKernels
   return std::nullopt;
 }
 
+std::string impossible_kernel(const std::string& id, const std::string& op,
+                              const trace::TraceHeader& header) {
+  const std::optional<OpKind> of = kernel_op_in_any_build(id);
+  if (!of) {
+    // A later trainrr may have kernels this one does not know: only a trace of this version is held to its
+    // kernels.
+    if (header.writer_version != TRAINRR_VERSION) return "";
+    return std::string("is no kernel of trainrr ") + TRAINRR_VERSION +
+           " (which wrote the trace), on any instruction set or device";
+  }
+  if (op_name(*of) != op)
+    return "is a kernel of op " + std::string(op_name(*of)) + ", and the site's op is " + op +
+           ", so no machine runs it there";
+  return "";
+}
+
 ReplayHooks::ReplayHooks(trace::TraceReader& reader, ForceSet force, ProbeLevel level, bool compare)
     : reader_(&reader), force_(force), level_(std::max(level, reader.header().level)), compare_(compare) {}
 
@@ -314,6 +330,16 @@ void ReplayHooks::batch_refused(int64_t step, int64_t asked, int64_t instead, co
 void ReplayHooks::kernel_selected(KernelChoice& choice) {
   (void)take(key_kernel(choice.site));  // recorded_kernels_ learned it when the step was loaded
   auto rec = recorded_kernels_.find(choice.site);
+  // A recorded kernel of another op than the site's, or one no build of this trainrr has, runs on no machine:
+  // the trace is refused, and nothing is forced here meanwhile.
+  if (rec != recorded_kernels_.end())
+    if (const std::string why = impossible_kernel(rec->second, choice.op, reader_->header()); !why.empty()) {
+      if (!kernel_refusal_)
+        kernel_refusal_ = "step " +
+                          std::to_string(std::max<int64_t>(step_, cur_.loaded ? cur_.step.index : 0)) +
+                          ": the recorded kernel " + rec->second + " at " + choice.site + " " + why;
+      rec = recorded_kernels_.end();
+    }
   const auto recorded_choice = recorded_choices_.find(choice.site);
   // A GPU library's choice, recorded and made here too: the device fills in its library's candidates (the CPU's
   // kernel selector never does), and the recording holds the library's own description of what it chose.

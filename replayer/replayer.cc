@@ -333,6 +333,11 @@ Status device_for_replay(const trace::TraceHeader& h, const RunConfig& config) {
       "results differ, with the kernel on each side)"};
 }
 
+std::string kernel_refusal_message(const std::string& trace_path, const std::string& refusal) {
+  return trace_path + ": " + refusal +
+         "; the trace does not follow the run it describes (it was changed after it was written)";
+}
+
 void substitution_notes(const ReplayHooks& hooks, std::vector<std::string>& notes) {
   for (const auto& sub : hooks.substituted())
     notes.push_back("kernel " + sub.recorded + " (at " + sub.site + ") cannot run here" +
@@ -810,6 +815,8 @@ ReplayResult replay(const ReplayOptions& o) {
       break;
     }
     Status s = t.fit(t.step() + 1);
+    if (const auto& refused = hooks.kernel_refusal())
+      return fail(2, kernel_refusal_message(o.trace_path, *refused));
     if (!s) return fail(3, "cannot replay here: " + s.error().message);
     ++res.steps_executed;
     if (o.log && isatty(fileno(o.log)) && (t.step() % 100 == 0 || t.step() == end))

@@ -269,5 +269,38 @@ TEST_F(InconsistentTrace, ADiffOfABatchNoLoaderCanHandOutNamesTheTraceNotTheLoad
   }
 }
 
+// A kernel recorded at a site of another op (a sum kernel at a matmul), or one no build of this trainrr has,
+// is bad input naming the trace, the step, the site and the kernel (exit 2): not this machine's lack of a
+// kernel (exit 3), and not another choice two runs made.
+TEST_F(InconsistentTrace, AKernelNoMachineCanRunAtItsSiteIsBadInputNamingTheTrace) {
+  for (const auto& [kernel, why] :
+       {std::pair{std::string("f32_sum__cpu_pairwise"),
+                  std::string(
+                      "is a kernel of op reduce, and the site's op is matmul, so no machine runs it there")},
+        std::pair{std::string("f32_matmul__cuda_nope"),
+                  std::string("(which wrote the trace), on any instruction "
+                              "set or device")}}) {
+    bool edited = false;
+    const std::string bad = with_step(0, [&](trace::TraceStep& s) {
+      for (auto& e : s.events)
+        if (auto* k = std::get_if<KernelChoice>(&e); k && k->site == "dense_1/matmul.fwd") {
+          k->chosen = kernel;
+          edited = true;
+        }
+    });
+    ASSERT_TRUE(edited);
+    const std::string what = bad + ": step 0: the recorded kernel " + kernel + " at dense_1/matmul.fwd ";
+    for (const std::string& args : {"replay " + bad, "bisect " + bad, "diff " + recorded() + " " + bad}) {
+      const CommandResult r = run_trainrr(args);
+      EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
+      EXPECT_TRUE(has(r.output, what)) << args << "\n" << r.output;
+      EXPECT_TRUE(has(r.output, why + "; the trace does not follow the run it describes")) << args << "\n"
+                                                                                           << r.output;
+      EXPECT_FALSE(has(r.output, "cannot replay here")) << args << "\n" << r.output;
+      EXPECT_FALSE(has(r.output, "identical")) << args << "\n" << r.output;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace trainrr::testing
