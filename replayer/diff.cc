@@ -647,6 +647,17 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
         ks += (ks.empty() ? "" : "; ") + site + ": " + ab.first + " vs " + ab.second;
       rep.notes.push_back("the kernel selections differ (" + ks + "), yet every compared value is the same");
     }
+    // An accumulation order is a recorded choice too (replay forces it): orders that differ are other
+    // choices.
+    if (!ci.order_differences.empty()) {
+      rep.other_orders = true;
+      std::vector<std::string> sites;
+      for (const auto& [site, step] : ci.order_differences)
+        sites.push_back(site + " from step " + std::to_string(step));
+      rep.notes.push_back("the recorded accumulation orders differ at " +
+                          counted(static_cast<int64_t>(sites.size()), "site") + " (" + first_of(sites, 5) +
+                          "), yet every compared value is the same");
+    }
     // A site one trace holds a choice for and the other none: the choices there are not known to be the same.
     for (const auto& [one, other, who] :
          {std::tuple{&kernels_a, &kernels_b, "A"}, std::tuple{&kernels_b, &kernels_a, "B"}}) {

@@ -423,6 +423,14 @@ void ReplayHooks::accumulated(std::string_view site, const std::vector<uint32_t>
   // output that differs) cannot.
   if (e && !first_ && std::get<trace::AccumulationOrderEvent>(*e).order != order)
     order_diffs_.emplace(std::string(site), step_);
+  // Forced, the kernel takes the recorded order where it names each of its partials once; any other order
+  // it cannot serve, and it adds its partials as its threads finish: a note says so, as for a kernel.
+  if (e && forced(force_.kernels, "kernel:" + std::string(site))) {
+    const auto& recorded = std::get<trace::AccumulationOrderEvent>(*e).order;
+    if (recorded != order)
+      unserved_orders_.try_emplace(std::string(site),
+                                   UnservedOrder{std::max<int64_t>(step_, 0), recorded.size(), order.size()});
+  }
 }
 
 void ReplayHooks::probe(std::string_view site, Phase phase, const Tensor& value) {

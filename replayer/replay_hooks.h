@@ -77,6 +77,13 @@ class ReplayHooks : public Hooks {
     std::string why;  // what the device said, when it was the device that could not run the recorded kernel
   };
   const std::vector<Substitution>& substituted() const { return substituted_; }
+  // A recorded accumulation order that was forced but could not be served (it orders another number of
+  // partials than the kernel made here): the kernel added its partials in its own order. The first per site.
+  struct UnservedOrder {
+    int64_t step = 0;
+    size_t recorded = 0, made = 0;  // partials the recorded order names, and those the kernel made here
+  };
+  const std::map<std::string, UnservedOrder>& unserved_orders() const { return unserved_orders_; }
   // Sites whose completion order differed from the recording (not forced), before the first divergence.
   const std::map<std::string, int64_t>& order_differences() const { return order_diffs_; }
   const std::map<std::string, std::string>& replayed_kernels() const { return replayed_kernels_; }
@@ -234,6 +241,7 @@ class ReplayHooks : public Hooks {
   std::function<bool(const std::string&)> runnable_;
   std::optional<std::string> kernel_refusal_;
   std::vector<Substitution> substituted_;
+  std::map<std::string, UnservedOrder> unserved_orders_;
   uint64_t replayed_seed_ = 0;
   std::vector<std::pair<double, double>> losses_;
   StepViews views_;

@@ -343,6 +343,11 @@ void substitution_notes(const ReplayHooks& hooks, std::vector<std::string>& note
     notes.push_back("kernel " + sub.recorded + " (at " + sub.site + ") cannot run here" +
                     (sub.why.empty() ? std::string() : " (" + sub.why + ")") + ": replayed with " +
                     (sub.replayed.empty() ? std::string("nothing") : sub.replayed) + ", this machine's choice");
+  for (const auto& [site, u] : hooks.unserved_orders())
+    notes.push_back("the recorded accumulation order at " + site + " (step " + std::to_string(u.step) +
+                    ") cannot be forced: it orders " + counted(static_cast<int64_t>(u.recorded), "partial") +
+                    ", and the kernel made " + std::to_string(u.made) +
+                    " here; it added them in the order its threads finished");
 }
 
 Result<std::vector<std::pair<std::string, std::string>>> current_environment(const RunConfig& config) {

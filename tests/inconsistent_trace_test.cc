@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "tests/test_util.h"
 #include "tests/trace_rewrite.h"
 
@@ -300,6 +302,57 @@ TEST_F(InconsistentTrace, AKernelNoMachineCanRunAtItsSiteIsBadInputNamingTheTrac
       EXPECT_FALSE(has(r.output, "identical")) << args << "\n" << r.output;
     }
   }
+}
+
+// A recorded accumulation order is a choice replay forces: one the kernel cannot serve (one partial, where it
+// makes more) is named in a note, as a kernel that cannot run is; and two recordings whose orders differ made
+// other choices, whatever bits they computed.
+TEST_F(InconsistentTrace, AnAccumulationOrderThatCannotBeForcedIsNamedAndOtherOrdersAreOtherChoices) {
+  const std::string bn = dir.file("bn.trr");
+  const CommandResult rec =
+      run_trainrr("record " + example("digits_bn.toml") + " --set train.epochs=1 -o " + bn);
+  ASSERT_EQ(rec.exit_code, 0) << rec.output;
+  std::string site;
+  size_t partials = 0;
+  auto edited = [&](const std::string& to, const std::function<void(std::vector<uint32_t>&)>& edit) {
+    EXPECT_EQ(rewrite_trace(
+                  bn, to, [](trace::TraceHeader&) {},
+                  [&](trace::TraceStep& s) {
+                    if (s.index != 0) return;
+                    for (auto& e : s.events)
+                      if (auto* o = std::get_if<trace::AccumulationOrderEvent>(&e);
+                          o && o->order.size() > 1) {
+                        site = o->site;
+                        partials = o->order.size();
+                        edit(o->order);
+                        return;
+                      }
+                  }),
+              "");
+    return to;
+  };
+  const std::string one = edited(dir.file("one.trr"), [](std::vector<uint32_t>& o) { o = {0}; });
+  ASSERT_FALSE(site.empty()) << "no accumulation order of several partials in step 0";
+  const CommandResult r = run_trainrr("replay " + one);
+  EXPECT_NE(r.exit_code, 2) << r.output;
+  EXPECT_TRUE(has(r.output, "note: the recorded accumulation order at " + site +
+                                " (step 0) cannot be forced: it orders 1 partial, and the kernel made " +
+                                std::to_string(partials) +
+                                " here; it added them in the order its threads finished"))
+      << r.output;
+  const std::string reversed =
+      edited(dir.file("reversed.trr"), [](std::vector<uint32_t>& o) { std::reverse(o.begin(), o.end()); });
+  const CommandResult d = run_trainrr("diff " + bn + " " + reversed);
+  ASSERT_EQ(d.exit_code, 0) << d.output;
+  EXPECT_EQ(
+      d.output.rfind("identical: the two runs computed the same bits, with other accumulation orders at some "
+                     "sites",
+                     0),
+      0u)
+      << d.output;
+  EXPECT_TRUE(has(d.output, "the recorded accumulation orders differ at 1 site (" + site + " from step 0)"))
+      << d.output;
+  EXPECT_FALSE(has(d.output, "same choices")) << d.output;
 }
 
 }  // namespace
