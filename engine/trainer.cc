@@ -35,6 +35,26 @@ struct Training::LoaderHolder {
 
 Training::~Training() = default;
 
+namespace {
+
+// Keras: the training part of `rows` that a validation_split leaves is floor(rows * (1 - validation_split)).
+int64_t rows_before_validation(int64_t rows, double validation_split) {
+  return static_cast<int64_t>(std::floor(static_cast<double>(rows) * (1.0 - validation_split)));
+}
+
+}  // namespace
+
+std::optional<int64_t> training_rows(const RunConfig& config, int64_t data_rows) {
+  int64_t n = data_rows;
+  if (config.data.test_fraction > 0) {
+    const std::optional<SplitMethod> method = parse_split_method(config.data.split);
+    if (!method) return std::nullopt;
+    n -= test_rows(n, config.data.test_fraction, *method);
+  }
+  if (config.train.validation_split > 0) n = rows_before_validation(n, config.train.validation_split);
+  return n;
+}
+
 Result<Dataset> load_dataset(const DataConfig& c, uint64_t seed, const std::string& config_file) {
   Result<Dataset> data = Error{""};
   if (c.source == "csv") {
@@ -121,8 +141,7 @@ Result<PreparedData> prepare_rows(const RunConfig& config, Dataset data, const S
     // Keras: the last fraction of the training rows, before any shuffling; the training part is
     // floor(rows * (1 - validation_split)), and neither part may be empty.
     const int64_t n = out.train.rows();
-    const auto n_keep =
-        static_cast<int64_t>(std::floor(static_cast<double>(n) * (1.0 - config.train.validation_split)));
+    const int64_t n_keep = rows_before_validation(n, config.train.validation_split);
     if (n_keep == 0 || n_keep == n)
       return Error{config.file + ": train.validation_split = " + fmt_number(config.train.validation_split) +
                    " of " + std::to_string(n) + " training rows leaves " +

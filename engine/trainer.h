@@ -170,6 +170,10 @@ struct PreparedData {
   Dataset train, val, test;
 };
 Result<PreparedData> prepare_rows(const RunConfig& config, Dataset data, const SplitIndices* split);
+// The rows a run of `config` trains on, from the `data_rows` of its data set: those data.test_fraction's
+// split leaves, less the last train.validation_split of them (as Training takes them). nullopt where
+// data.split names no split method.
+std::optional<int64_t> training_rows(const RunConfig& config, int64_t data_rows);
 // Labels the loss (sparse_categorical_crossentropy: class indices; binary_crossentropy: [0, 1]) and a
 // stratified split (class indices, two rows per class) can use; errors name the file and the row.
 Status check_labels(const Dataset& data, const RunConfig& config, const std::string& loss);

@@ -56,6 +56,36 @@ std::unique_ptr<BreastCancerRun> breast_cancer_run() {
   return run;
 }
 
+// The rows a run trains on, counted from its data and configuration alone (what a recorded shuffle's length
+// is held to before anything is made of it), are the rows it trains on: after the test split and the
+// validation split.
+TEST(Training, TrainingRowsCountsTheRowsTheRunTrainsOn) {
+  for (const std::vector<std::string>& sets :
+       {std::vector<std::string>{},
+        {"train.validation_split=0.3"},
+        {"data.test_fraction=0.55"},
+        {"data.test_fraction=0.1", "train.validation_split=0.25", "data.split=sklearn"}}) {
+    auto config = load_config(example("breast_cancer.toml"), sets);
+    ASSERT_TRUE(config.ok()) << config.error().message;
+    KernelRegistry registry;
+    register_cpu_kernels(registry);
+    Hooks hooks;
+    TrainingOptions options;
+    options.registry = &registry;
+    options.hooks = &hooks;
+    auto t = Training::create(*config, options);
+    ASSERT_TRUE(t.ok()) << t.error().message;
+    auto data = load_dataset(config->data, 0, config->file);
+    ASSERT_TRUE(data.ok()) << data.error().message;
+    EXPECT_EQ(training_rows(*config, data->rows()), (*t)->train_data().rows())
+        << ::testing::PrintToString(sets);
+  }
+  auto config = load_config(example("breast_cancer.toml"), {});
+  ASSERT_TRUE(config.ok());
+  config->data.split = "no such split";
+  EXPECT_EQ(training_rows(*config, 569), std::nullopt);
+}
+
 // The optimizer updates each slot elementwise beside its parameter: a restored slot of another shape is
 // refused, not read and written past its end. state_shapes() names every tensor a checkpoint may hold.
 TEST(Training, ARestoredOptimizerSlotMustHaveItsParametersShape) {

@@ -98,9 +98,11 @@ std::string place(const FirstDivergence& d) {
 }
 
 // Stage 1: what the trace says without running the model. Counts its steps in `steps`; `stop` says where it
-// stops short, damaged or cut.
+// stops short, damaged or cut. `train_rows`: the rows the run trains on (nullopt where they are not known),
+// which every recorded shuffle orders: a shuffle of another length is a suspect, and is not recomputed.
 Suspect scan(const std::string& path, const trace::TraceHeader& header, const KernelRegistry& registry,
-             int64_t& steps, Status& status, std::optional<TraceStop>& stop) {
+             std::optional<int64_t> train_rows, int64_t& steps, Status& status,
+             std::optional<TraceStop>& stop) {
   Suspect s;
   auto note = [&](int64_t step, const std::string& why) {
     if (s.step < 0 || step < s.step) s = {step, why};
@@ -137,7 +139,11 @@ Suspect scan(const std::string& path, const trace::TraceHeader& header, const Ke
           note(st->index, "stream " + r->draw.stream + ": its key is not the one the run seed gives");
         next_counter[r->draw.stream] = r->draw.counter + r->draw.count;
       } else if (auto* sh = std::get_if<trace::ShuffleEvent>(&e)) {
-        if (sh->draw) {
+        if (train_rows && sh->length != static_cast<uint64_t>(*train_rows)) {
+          note(st->index, "epoch " + std::to_string(int64_t{sh->epoch} + 1) + ": the recorded shuffle of " +
+                              std::to_string(sh->length) + " rows " + std::string(kShuffleOfOtherRows) + " " +
+                              std::to_string(*train_rows) + " training rows");
+        } else if (train_rows && sh->draw) {
           std::vector<uint32_t> words(sh->draw->count), perm;
           philox_words(sh->draw->key, sh->draw->counter, words);
           permutation_from_words(words, perm, static_cast<uint32_t>(sh->length));
@@ -328,7 +334,12 @@ BisectResult bisect(const BisectOptions& o) {
     rep.config_differences = config_differences(header, config);
     if (auto env = current_environment(config))
       rep.environment = environment_differences(header.environment, *env);
-    suspect = scan(o.trace_path, header, registry, res.steps_recorded, scan_status, rep.stop);
+    // The rows the run trains on, from its data and configuration: what a recorded shuffle's length is held
+    // to before anything is made of it.
+    std::optional<int64_t> train_rows;
+    if (auto data = load_dataset(config.data, header.seed, config.file))
+      train_rows = training_rows(config, data->rows());
+    suspect = scan(o.trace_path, header, registry, train_rows, res.steps_recorded, scan_status, rep.stop);
     if (rep.stop && rep.stop->damaged) res.damage = rep.stop->detail;
   }
   rep.notes.insert(rep.notes.begin(), rebuilt->notes.begin(), rebuilt->notes.end());
@@ -366,6 +377,9 @@ BisectResult bisect(const BisectOptions& o) {
       Status a = tf.fit(step + 1);
       Status b = tr.fit(step + 1);
       res.steps_executed += 2;
+      for (const ReplaySide* side : {&*forced, &*free_run})
+        if (const auto& refused = side->hooks->kernel_refusal())
+          return failed(2, kernel_refusal_message(o.trace_path, *refused));
       if (!a) return failed(3, "cannot replay here: " + a.error().message);
       if (!b) return failed(3, "cannot replay here: " + b.error().message);
     }

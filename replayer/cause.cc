@@ -471,6 +471,8 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
 
   if (kind == "loader" && d.detail.find(kBatchRefused) != std::string::npos)
     return {"trace", d.detail + "; no loader hands out such a batch, so " + trace_words};
+  if (kind == "shuffle" && d.detail.find(kShuffleOfOtherRows) != std::string::npos)
+    return {"trace", d.detail + "; every epoch shuffles the run's training rows, so " + trace_words};
   if (kind == "rng") {
     if (in.seed_recorded != in.seed_replayed)
       return {"rng", "the run seed differs: " + std::to_string(in.seed_recorded) + " (" + in.name_a + ") vs " +

@@ -60,6 +60,11 @@ void set_changed_data_sets(CauseInputs& in, const std::vector<std::string>& name
 // past the epoch's batches, or one handed out already), which classify() and data_not_reaching() read.
 inline constexpr std::string_view kBatchRefused = "cannot be handed out here";
 
+// The words a shuffle divergence's detail holds where the recorded order is of another number of rows than
+// the run trains on ("the recorded shuffle of N rows is not an order of the run's M training rows"), which
+// classify() reads: with the same data and configuration, no run shuffles other rows.
+inline constexpr std::string_view kShuffleOfOtherRows = "is not an order of the run's";
+
 // Why data that differs cannot have made the first divergent event `d`, in words, or "" when it can. Whatever
 // is computed from the rows can differ with them, and the input pipeline and the random draws with the data's
 // shape (its rows and features); but a draw's key comes from the seed alone, so a draw whose seeds differ

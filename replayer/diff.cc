@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <tuple>
 
 #include "engine/kernels/kernel_registry.h"
@@ -61,10 +62,19 @@ bool differ(const trace::Event& a, const trace::Event& b, FirstDivergence& d) {
   }
   if (auto* sa = std::get_if<trace::ShuffleEvent>(&a)) {
     const auto& sb = std::get<trace::ShuffleEvent>(b);
-    if (sa->digest == sb.digest) return false;
+    // Orders of different numbers of rows differ, whatever their digests say: with the same data and
+    // configuration, one of them is no order of the run's training rows.
+    const bool same_rows = sa->length == sb.length;
+    if (sa->digest == sb.digest && same_rows) return false;
     d.kind = "shuffle";
     d.phase = "input";
     d.site = sa->site;
+    if (!same_rows) {
+      d.detail = "epoch " + std::to_string(int64_t{sa->epoch} + 1) + ": the recorded shuffles order " +
+                 std::to_string(sa->length) + " rows (A) and " + std::to_string(sb.length) +
+                 " rows (B): one of them " + std::string(kShuffleOfOtherRows) + " training rows";
+      return true;
+    }
     d.detail = "epoch " + std::to_string(int64_t{sa->epoch} + 1) + ": the order of the rows differs";
     if (sa->draw && sb.draw) d.detail += " (" + draw_str(*sa->draw) + " vs " + draw_str(*sb.draw) + ")";
     return true;
@@ -170,6 +180,32 @@ struct StepStream {
         epoch_after_step.push_back(last_step);
       }
     }
+  }
+};
+
+// The batches one trace's loader has handed out in its current epoch, and how many the epoch has (from its
+// configuration and the rows its shuffle orders): a recorded batch past them, or one handed out already, is
+// one no loader can hand out.
+struct LoaderBook {
+  const trace::TraceHeader* header = nullptr;
+  int epoch = 0;
+  std::optional<int64_t> batches;  // unknown where the configuration does not parse
+  std::set<int64_t> taken;
+  void shuffle(const trace::ShuffleEvent& sh) {
+    epoch = sh.epoch;
+    taken.clear();
+    const std::optional<trace::Schedule> s = trace::recorded_schedule(*header, sh.length);
+    batches = s ? std::optional<int64_t>(s->batches_per_epoch) : std::nullopt;
+  }
+  // Why `batch` cannot be handed out next, in replay's words ("" when it can); it is taken either way.
+  std::string take(int64_t batch) {
+    std::string why;
+    if (batches && batch >= *batches)
+      why = "epoch " + std::to_string(int64_t{epoch} + 1) + " has batches 0.." + std::to_string(*batches - 1);
+    else if (taken.count(batch))
+      why = "epoch " + std::to_string(int64_t{epoch} + 1) + " handed it out already";
+    taken.insert(batch);
+    return why;
   }
 };
 
@@ -336,6 +372,9 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   KernelSequences kernel_sequences;
 
   StepStream sa{std::move(ra).value(), {}, {}, {}, -1}, sb{std::move(rb).value(), {}, {}, {}, -1};
+  LoaderBook loader_a, loader_b;
+  loader_a.header = &ha;
+  loader_b.header = &hb;
   std::optional<FirstDivergence> first;
   std::map<std::string, std::string> kernels_a, kernels_b;
   std::map<std::string, int64_t> matched_draws;
@@ -401,6 +440,28 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     };
     note_kernels(events_a, kernels_a, false);
     note_kernels(events_b, kernels_b, true);
+    // A recorded kernel no machine can run at its site makes a trace no run's: refused, as replay refuses it,
+    // rather than compared as another choice.
+    for (const auto& [events, h, path, index] :
+         {std::tuple{&events_a, &ha, &a_path, a->index}, std::tuple{&events_b, &hb, &b_path, b->index}})
+      for (const trace::Event* e : *events)
+        if (auto* k = std::get_if<KernelChoice>(e))
+          if (const std::string why = impossible_kernel(k->chosen, k->op, *h); !why.empty())
+            return failed(kernel_refusal_message(*path, "step " + std::to_string(index) +
+                                                            ": the recorded kernel " + k->chosen + " at " +
+                                                            k->site + " " + why));
+    // Each side's recorded batches against what its loader can hand out: why one cannot, by event.
+    auto refusals = [](const std::vector<const trace::Event*>& events, LoaderBook& book) {
+      std::vector<std::string> out(events.size());
+      for (size_t i = 0; i < events.size(); ++i)
+        if (auto* sh = std::get_if<trace::ShuffleEvent>(events[i]))
+          book.shuffle(*sh);
+        else if (auto* b = std::get_if<trace::BatchOrderEvent>(events[i]))
+          out[i] = book.take(b->batch);
+      return out;
+    };
+    const std::vector<std::string> refused_a = refusals(events_a, loader_a),
+                                   refused_b = refusals(events_b, loader_b);
     // The first difference of the step is the earliest in the step's order, whichever side holds it.
     keys_a.clear();
     keys_b.clear();
@@ -434,6 +495,13 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
       FirstDivergence d;
       d.step = a->index;
       if (differ(e, *eb, d)) {
+        if (d.kind == "loader")
+          for (const auto& [side, why, event] :
+               {std::tuple{"A", &refused_a[at.a], &e}, std::tuple{"B", &refused_b[at.b], eb}})
+            if (!why->empty())
+              d.detail += "; " + std::string(side) + "'s recorded batch " +
+                          std::to_string(std::get<trace::BatchOrderEvent>(*event).batch) + " " +
+                          std::string(kBatchRefused) + " (" + *why + ")";
         if (!first) first = d;
       } else if (auto* r = std::get_if<trace::RngDrawEvent>(&e)) {
         ++matched_draws[r->draw.stream];
@@ -603,6 +671,17 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
       for (const auto& [site, ab] : ci.kernel_differences)
         ks += (ks.empty() ? "" : "; ") + site + ": " + ab.first + " vs " + ab.second;
       rep.notes.push_back("the kernel selections differ (" + ks + "), yet every compared value is the same");
+    }
+    // An accumulation order is a recorded choice too (replay forces it): orders that differ are other
+    // choices.
+    if (!ci.order_differences.empty()) {
+      rep.other_orders = true;
+      std::vector<std::string> sites;
+      for (const auto& [site, step] : ci.order_differences)
+        sites.push_back(site + " from step " + std::to_string(step));
+      rep.notes.push_back("the recorded accumulation orders differ at " +
+                          counted(static_cast<int64_t>(sites.size()), "site") + " (" + first_of(sites, 5) +
+                          "), yet every compared value is the same");
     }
     // A site one trace holds a choice for and the other none: the choices there are not known to be the same.
     for (const auto& [one, other, who] :

@@ -260,6 +260,8 @@ std::string report_text(const DivergenceReport& r) {
     o << (r.status() == ReportStatus::reproduced ? "reproduced bit for bit"
           : !r.same_choices
               ? "identical: the two runs computed the same bits, with other kernels at some sites"
+          : r.other_orders
+              ? "identical: the two runs computed the same bits, with other accumulation orders at some sites"
           : r.choices_unknown ? "identical: the two runs computed the same bits; one trace holds kernel "
                                 "choices the other does not"
                               : "identical: the two runs made the same choices and computed the same bits")

@@ -115,6 +115,7 @@ struct DivergenceReport {
   std::vector<std::string> notes;
   std::string label_a = "recorded", label_b = "replayed";
   bool same_choices = true;  // diff: false when identical runs selected different kernels somewhere
+  bool other_orders = false;     // diff: identical runs whose recorded accumulation orders differ somewhere
   bool choices_unknown = false;  // diff: one trace holds kernel choices at sites where the other holds none
   PageViews page;            // what the HTML page draws beyond the text: curves, the divergence map, tables
 };

@@ -70,6 +70,22 @@ std::optional<KernelDifference> first_kernel_difference(const trace::StepKernels
   return std::nullopt;
 }
 
+std::string impossible_kernel(const std::string& id, const std::string& op,
+                              const trace::TraceHeader& header) {
+  const std::optional<OpKind> of = kernel_op_in_any_build(id);
+  if (!of) {
+    // A later trainrr may have kernels this one does not know: only a trace of this version is held to its
+    // kernels.
+    if (header.writer_version != TRAINRR_VERSION) return "";
+    return std::string("is no kernel of trainrr ") + TRAINRR_VERSION +
+           " (which wrote the trace), on any instruction set or device";
+  }
+  if (op_name(*of) != op)
+    return "is a kernel of op " + std::string(op_name(*of)) + ", and the site's op is " + op +
+           ", so no machine runs it there";
+  return "";
+}
+
 ReplayHooks::ReplayHooks(trace::TraceReader& reader, ForceSet force, ProbeLevel level, bool compare)
     : reader_(&reader), force_(force), level_(std::max(level, reader.header().level)), compare_(compare) {}
 
@@ -274,8 +290,17 @@ void ReplayHooks::shuffle_checked(std::string_view site, int epoch, std::vector<
     return;
   }
   const auto& rec = std::get<trace::ShuffleEvent>(*e);
-  if (forced(force_.shuffle, "shuffle") && rec.length == perm.size()) {
-    if (rec.draw) {
+  // Every epoch orders the run's training rows: a recorded order of another number of rows is none of this
+  // run's, and nothing is made of its length or its draw (the reader ties the draw's count to the length).
+  if (rec.length != perm.size()) {
+    diverge(divergence(-1, "input", "shuffle", std::string(site),
+                       "epoch " + std::to_string(int64_t{epoch} + 1) + ": the recorded shuffle of " +
+                           std::to_string(rec.length) + " rows " + std::string(kShuffleOfOtherRows) + " " +
+                           std::to_string(perm.size()) + " training rows"));
+    return;
+  }
+  if (forced(force_.shuffle, "shuffle")) {
+    if (rec.draw && rec.draw->count == (perm.size() > 1 ? perm.size() - 1 : 0)) {
       std::vector<uint32_t> words(rec.draw->count);
       philox_words(rec.draw->key, rec.draw->counter, words);
       permutation_from_words(words, perm, static_cast<uint32_t>(rec.length));
@@ -319,6 +344,16 @@ void ReplayHooks::batch_refused(int64_t step, int64_t asked, int64_t instead, co
 void ReplayHooks::kernel_selected(KernelChoice& choice) {
   (void)take(key_kernel(choice.site));  // recorded_kernels_ learned it when the step was loaded
   auto rec = recorded_kernels_.find(choice.site);
+  // A recorded kernel of another op than the site's, or one no build of this trainrr has, runs on no machine:
+  // the trace is refused, and nothing is forced here meanwhile.
+  if (rec != recorded_kernels_.end())
+    if (const std::string why = impossible_kernel(rec->second, choice.op, reader_->header()); !why.empty()) {
+      if (!kernel_refusal_)
+        kernel_refusal_ = "step " +
+                          std::to_string(std::max<int64_t>(step_, cur_.loaded ? cur_.step.index : 0)) +
+                          ": the recorded kernel " + rec->second + " at " + choice.site + " " + why;
+      rec = recorded_kernels_.end();
+    }
   const auto recorded_choice = recorded_choices_.find(choice.site);
   // A GPU library's choice, recorded and made here too: the device fills in its library's candidates (the CPU's
   // kernel selector never does), and the recording holds the library's own description of what it chose.
@@ -402,6 +437,14 @@ void ReplayHooks::accumulated(std::string_view site, const std::vector<uint32_t>
   // output that differs) cannot.
   if (e && !first_ && std::get<trace::AccumulationOrderEvent>(*e).order != order)
     order_diffs_.emplace(std::string(site), step_);
+  // Forced, the kernel takes the recorded order where it names each of its partials once; any other order
+  // it cannot serve, and it adds its partials as its threads finish: a note says so, as for a kernel.
+  if (e && forced(force_.kernels, "kernel:" + std::string(site))) {
+    const auto& recorded = std::get<trace::AccumulationOrderEvent>(*e).order;
+    if (recorded != order)
+      unserved_orders_.try_emplace(std::string(site),
+                                   UnservedOrder{std::max<int64_t>(step_, 0), recorded.size(), order.size()});
+  }
 }
 
 void ReplayHooks::probe(std::string_view site, Phase phase, const Tensor& value) {

@@ -54,6 +54,11 @@ struct CapturedProbe {
   bool step_end = false;  // a gradient or a parameter at the step's end ("dense_1.kernel:grad"), not a probe
 };
 
+// Why kernel `id`, recorded at a site of op `op` (op_name's words) in the trace of `header`, cannot be what
+// ran there ("" when it can): a kernel of another op, or, in a trace this version of trainrr wrote, one that
+// no build of it has (kernel_op_in_any_build).
+std::string impossible_kernel(const std::string& id, const std::string& op, const trace::TraceHeader& header);
+
 class ReplayHooks : public Hooks {
  public:
   // `level`: probes the run makes (at least the recorded level); `compare`: report divergences.
@@ -79,6 +84,13 @@ class ReplayHooks : public Hooks {
     std::string why;  // what the device said, when it was the device that could not run the recorded kernel
   };
   const std::vector<Substitution>& substituted() const { return substituted_; }
+  // A recorded accumulation order that was forced but could not be served (it orders another number of
+  // partials than the kernel made here): the kernel added its partials in its own order. The first per site.
+  struct UnservedOrder {
+    int64_t step = 0;
+    size_t recorded = 0, made = 0;  // partials the recorded order names, and those the kernel made here
+  };
+  const std::map<std::string, UnservedOrder>& unserved_orders() const { return unserved_orders_; }
   // Sites whose completion order differed from the recording (not forced), before the first divergence.
   const std::map<std::string, int64_t>& order_differences() const { return order_diffs_; }
   const std::map<std::string, std::string>& replayed_kernels() const { return replayed_kernels_; }
@@ -121,6 +133,12 @@ class ReplayHooks : public Hooks {
   // Whether a kernel id can run on this machine. Without it, a recorded kernel counts as runnable when the
   // selection listed it among its candidates.
   void set_runnable(std::function<bool(const std::string& id)> runnable) { runnable_ = std::move(runnable); }
+
+  // A recorded kernel choice no trainrr can run at its site, in words ("step 0: the recorded kernel
+  // f32_sum__cpu_pairwise at dense_1/matmul.fwd is a kernel of op reduce, and the site's op is matmul"): the
+  // trace does not follow the run it describes, and the replay must stop as bad input (the site was left to
+  // this machine's choice). nullopt while every recorded kernel is one of its site's op.
+  const std::optional<std::string>& kernel_refusal() const { return kernel_refusal_; }
 
   // Keeps a copy of every probed tensor of step `step`, then of its gradients and parameters at its end, in
   // the order the replay compares them, and its loss.
@@ -236,7 +254,9 @@ class ReplayHooks : public Hooks {
   std::map<std::string, KernelChoice> recorded_choices_, replayed_choices_;  // the whole choices, for causes
   std::map<std::string, std::pair<std::string, std::string>> kernel_diffs_;
   std::function<bool(const std::string&)> runnable_;
+  std::optional<std::string> kernel_refusal_;
   std::vector<Substitution> substituted_;
+  std::map<std::string, UnservedOrder> unserved_orders_;
   uint64_t replayed_seed_ = 0;
   std::vector<std::pair<double, double>> losses_;
   StepViews views_;

@@ -334,11 +334,21 @@ Status device_for_replay(const trace::TraceHeader& h, const RunConfig& config) {
       "results differ, with the kernel on each side)"};
 }
 
+std::string kernel_refusal_message(const std::string& trace_path, const std::string& refusal) {
+  return trace_path + ": " + refusal +
+         "; the trace does not follow the run it describes (it was changed after it was written)";
+}
+
 void substitution_notes(const ReplayHooks& hooks, std::vector<std::string>& notes) {
   for (const auto& sub : hooks.substituted())
     notes.push_back("kernel " + sub.recorded + " (at " + sub.site + ") cannot run here" +
                     (sub.why.empty() ? std::string() : " (" + sub.why + ")") + ": replayed with " +
                     (sub.replayed.empty() ? std::string("nothing") : sub.replayed) + ", this machine's choice");
+  for (const auto& [site, u] : hooks.unserved_orders())
+    notes.push_back("the recorded accumulation order at " + site + " (step " + std::to_string(u.step) +
+                    ") cannot be forced: it orders " + counted(static_cast<int64_t>(u.recorded), "partial") +
+                    ", and the kernel made " + std::to_string(u.made) +
+                    " here; it added them in the order its threads finished");
 }
 
 Result<std::vector<std::pair<std::string, std::string>>> current_environment(const RunConfig& config) {
@@ -811,6 +821,8 @@ ReplayResult replay(const ReplayOptions& o) {
       break;
     }
     Status s = t.fit(t.step() + 1);
+    if (const auto& refused = hooks.kernel_refusal())
+      return fail(2, kernel_refusal_message(o.trace_path, *refused));
     if (!s) return fail(3, "cannot replay here: " + s.error().message);
     ++res.steps_executed;
     if (o.log && isatty(fileno(o.log)) && (t.step() % 100 == 0 || t.step() == end))

@@ -159,7 +159,11 @@ bool refine_cause(Cause& cause, const FirstDivergence& d, const CauseInputs& ci,
                   const std::optional<FirstDivergence>& recorded_itself,
                   const std::optional<FirstDivergence>& op_first, std::vector<std::string>& notes);
 
-// One note per forced site whose recorded kernel could not run here, naming what ran instead.
+// The error (exit 2) for a trace whose recorded kernel no machine can run at its site
+// (ReplayHooks::kernel_refusal): the trace, then the step, the site and the kernel.
+std::string kernel_refusal_message(const std::string& trace_path, const std::string& refusal);
+// One note per forced site whose recorded kernel could not run here, naming what ran instead, and per site
+// whose recorded accumulation order could not be forced.
 void substitution_notes(const ReplayHooks& hooks, std::vector<std::string>& notes);
 // A note when the replay runs on another device than the recorded run did (--set runtime.device=cpu).
 std::optional<std::string> device_change_note(const trace::TraceHeader& h, const RunConfig& config);

@@ -175,6 +175,8 @@ void answer_card(std::ostringstream& o, const DivergenceReport& r, const Names& 
     if (compared) o << "<p class=\"sub\">" << esc(*compared) << " steps compared</p>";
     if (identical && !r.same_choices)
       o << "<p>Some kernel choices differ, yet every compared value is the same (see the kernel table).</p>";
+    else if (identical && r.other_orders)
+      o << "<p>Some accumulation orders differ, yet every compared value is the same (see the notes).</p>";
     else if (identical && r.choices_unknown)
       o << "<p>One trace holds kernel choices the other does not: those cannot be compared (see the "
            "notes).</p>";

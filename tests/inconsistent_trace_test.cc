@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "tests/test_util.h"
 #include "tests/trace_rewrite.h"
 
@@ -192,6 +194,165 @@ TEST_F(InconsistentTrace, AnInitialDrawItsConfigurationDoesNotMakeIsNoRngCause) 
   EXPECT_TRUE(has(r.output, " count 480, replayed stream init/dense_1.kernel")) << r.output;
   EXPECT_TRUE(has(r.output, " count 510; " + kTrace)) << r.output;
   EXPECT_FALSE(has(r.output, "cause: rng")) << r.output;
+}
+
+// A shuffle recorded as ordering far more rows than the run trains on (455), with a draw of that many words
+// and a footer that claims no schedule: replay, diff and bisect name the trace before anything is made of
+// the length, rather than reproducing it, calling the runs the same, or running out of memory on it.
+TEST_F(InconsistentTrace, AShuffleOfRowsTheRunDoesNotHaveIsTheTraceNotTheMachine) {
+  const uint64_t rows = uint64_t{1} << 40;
+  const std::string bad = dir.file("bad.trr");
+  bool edited = false;
+  ASSERT_EQ(rewrite_trace(
+                recorded(), bad, [](trace::TraceHeader&) {},
+                [&](trace::TraceStep& s) {
+                  for (auto& e : s.events)
+                    if (auto* sh = std::get_if<trace::ShuffleEvent>(&e); sh && sh->draw && s.index == 0) {
+                      sh->length = rows;
+                      sh->draw->count = rows - 1;
+                      edited = true;
+                    }
+                },
+                {},
+                [](trace::TraceFooter& f) {
+                  f.completed = false;
+                  f.end_reason = "interrupted";
+                }),
+            "");
+  ASSERT_TRUE(edited);
+  const std::string what = "epoch 1: the recorded shuffle of " + std::to_string(rows) +
+                           " rows is not an order of the run's 455 training rows";
+  const CommandResult r = run_trainrr("replay " + bad);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(r.output.rfind("diverged at step 0, input data/shuffle\n", 0), 0u) << r.output;
+  EXPECT_TRUE(has(r.output,
+                  "  cause: trace: " + what + "; every epoch shuffles the run's training rows, so " + kTrace))
+      << r.output;
+  const CommandResult d = run_trainrr("diff " + recorded() + " " + bad);
+  ASSERT_EQ(d.exit_code, 1) << d.output;
+  EXPECT_TRUE(has(d.output, "  cause: trace: epoch 1: the recorded shuffles order 455 rows (A) and " +
+                                std::to_string(rows) +
+                                " rows (B): one of them is not an order of the run's "
+                                "training rows; every epoch shuffles the run's training rows, so " +
+                                kATrace))
+      << d.output;
+  EXPECT_FALSE(has(d.output, "same choices")) << d.output;
+  const CommandResult b = run_trainrr("bisect " + bad);
+  ASSERT_EQ(b.exit_code, 1) << b.output;
+  EXPECT_TRUE(has(b.output, "first suspect step 0: " + what)) << b.output;
+  EXPECT_TRUE(has(b.output, "  cause: trace: " + what)) << b.output;
+  EXPECT_FALSE(has(b.output, "out of memory")) << b.output;
+}
+
+// diff says what replay says of a recorded batch that no loader can hand out (one past the epoch's 15
+// batches, or one the epoch handed out already): the trace, not a loader's race.
+TEST_F(InconsistentTrace, ADiffOfABatchNoLoaderCanHandOutNamesTheTraceNotTheLoader) {
+  for (const auto& [batch, why] : {std::pair{int64_t{15}, std::string("epoch 1 has batches 0..14")},
+                                   std::pair{int64_t{0}, std::string("epoch 1 handed it out already")},
+                                   std::pair{int64_t{1} << 62, std::string("epoch 1 has batches 0..14")}}) {
+    bool edited = false;
+    const std::string bad = with_step(1, [&](trace::TraceStep& s) {
+      for (auto& e : s.events)
+        if (auto* b = std::get_if<trace::BatchOrderEvent>(&e)) {
+          b->batch = batch;
+          edited = true;
+        }
+    });
+    ASSERT_TRUE(edited);
+    const CommandResult d = run_trainrr("diff " + recorded() + " " + bad);
+    ASSERT_EQ(d.exit_code, 1) << d.output;
+    EXPECT_TRUE(has(d.output, "  cause: trace: batch 1 (A), batch " + std::to_string(batch) +
+                                  " (B); B's recorded batch " + std::to_string(batch) +
+                                  " cannot be handed out here (" + why +
+                                  "); no loader hands out such a batch, so " + kATrace))
+        << d.output;
+    EXPECT_FALSE(has(d.output, "cause: loader")) << d.output;
+    EXPECT_FALSE(has(d.output, "the recorded order came from elsewhere")) << d.output;
+  }
+}
+
+// A kernel recorded at a site of another op (a sum kernel at a matmul), or one no build of this trainrr has,
+// is bad input naming the trace, the step, the site and the kernel (exit 2): not this machine's lack of a
+// kernel (exit 3), and not another choice two runs made.
+TEST_F(InconsistentTrace, AKernelNoMachineCanRunAtItsSiteIsBadInputNamingTheTrace) {
+  for (const auto& [kernel, why] :
+       {std::pair{std::string("f32_sum__cpu_pairwise"),
+                  std::string(
+                      "is a kernel of op reduce, and the site's op is matmul, so no machine runs it there")},
+        std::pair{std::string("f32_matmul__cuda_nope"),
+                  std::string("(which wrote the trace), on any instruction "
+                              "set or device")}}) {
+    bool edited = false;
+    const std::string bad = with_step(0, [&](trace::TraceStep& s) {
+      for (auto& e : s.events)
+        if (auto* k = std::get_if<KernelChoice>(&e); k && k->site == "dense_1/matmul.fwd") {
+          k->chosen = kernel;
+          edited = true;
+        }
+    });
+    ASSERT_TRUE(edited);
+    const std::string what = bad + ": step 0: the recorded kernel " + kernel + " at dense_1/matmul.fwd ";
+    for (const std::string& args : {"replay " + bad, "bisect " + bad, "diff " + recorded() + " " + bad}) {
+      const CommandResult r = run_trainrr(args);
+      EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
+      EXPECT_TRUE(has(r.output, what)) << args << "\n" << r.output;
+      EXPECT_TRUE(has(r.output, why + "; the trace does not follow the run it describes")) << args << "\n"
+                                                                                           << r.output;
+      EXPECT_FALSE(has(r.output, "cannot replay here")) << args << "\n" << r.output;
+      EXPECT_FALSE(has(r.output, "identical")) << args << "\n" << r.output;
+    }
+  }
+}
+
+// A recorded accumulation order is a choice replay forces: one the kernel cannot serve (one partial, where it
+// makes more) is named in a note, as a kernel that cannot run is; and two recordings whose orders differ made
+// other choices, whatever bits they computed.
+TEST_F(InconsistentTrace, AnAccumulationOrderThatCannotBeForcedIsNamedAndOtherOrdersAreOtherChoices) {
+  const std::string bn = dir.file("bn.trr");
+  const CommandResult rec =
+      run_trainrr("record " + example("digits_bn.toml") + " --set train.epochs=1 -o " + bn);
+  ASSERT_EQ(rec.exit_code, 0) << rec.output;
+  std::string site;
+  size_t partials = 0;
+  auto edited = [&](const std::string& to, const std::function<void(std::vector<uint32_t>&)>& edit) {
+    EXPECT_EQ(rewrite_trace(
+                  bn, to, [](trace::TraceHeader&) {},
+                  [&](trace::TraceStep& s) {
+                    if (s.index != 0) return;
+                    for (auto& e : s.events)
+                      if (auto* o = std::get_if<trace::AccumulationOrderEvent>(&e);
+                          o && o->order.size() > 1) {
+                        site = o->site;
+                        partials = o->order.size();
+                        edit(o->order);
+                        return;
+                      }
+                  }),
+              "");
+    return to;
+  };
+  const std::string one = edited(dir.file("one.trr"), [](std::vector<uint32_t>& o) { o = {0}; });
+  ASSERT_FALSE(site.empty()) << "no accumulation order of several partials in step 0";
+  const CommandResult r = run_trainrr("replay " + one);
+  EXPECT_NE(r.exit_code, 2) << r.output;
+  EXPECT_TRUE(has(r.output, "note: the recorded accumulation order at " + site +
+                                " (step 0) cannot be forced: it orders 1 partial, and the kernel made " +
+                                std::to_string(partials) +
+                                " here; it added them in the order its threads finished"))
+      << r.output;
+  const std::string reversed =
+      edited(dir.file("reversed.trr"), [](std::vector<uint32_t>& o) { std::reverse(o.begin(), o.end()); });
+  const CommandResult d = run_trainrr("diff " + bn + " " + reversed);
+  ASSERT_EQ(d.exit_code, 0) << d.output;
+  EXPECT_EQ(
+      d.output.rfind("identical: the two runs computed the same bits, with other accumulation orders at some "
+                     "sites",
+                     0),
+      0u)
+      << d.output;
+  EXPECT_TRUE(has(d.output, "the recorded accumulation orders differ at 1 site (" + site + " from step 0)"))
+      << d.output;
+  EXPECT_FALSE(has(d.output, "same choices")) << d.output;
 }
 
 }  // namespace

@@ -12,11 +12,13 @@ namespace trainrr::testing {
 
 // Copies the trace at `from` to `to`, message by message through the project's reader and writer, with
 // `edit` applied to the header, and `edit_step` and `edit_checkpoint` (if given) to each step and checkpoint;
-// a checkpoint for which `edit_checkpoint` returns false is left out. "" or the error's message.
+// a checkpoint for which `edit_checkpoint` returns false is left out, and `edit_footer` to the footer (the
+// writer counts the steps, events and checkpoints itself). "" or the error's message.
 inline std::string rewrite_trace(const std::string& from, const std::string& to,
                                  const std::function<void(trace::TraceHeader&)>& edit,
                                  const std::function<void(trace::TraceStep&)>& edit_step = {},
-                                 const std::function<bool(trace::TraceCheckpoint&)>& edit_checkpoint = {}) {
+                                 const std::function<bool(trace::TraceCheckpoint&)>& edit_checkpoint = {},
+                                 const std::function<void(trace::TraceFooter&)>& edit_footer = {}) {
   auto reader = trace::TraceReader::open(from);
   if (!reader) return reader.error().message;
   trace::TraceHeader header = (*reader)->header();
@@ -37,6 +39,7 @@ inline std::string rewrite_trace(const std::string& from, const std::string& to,
     } else if (auto* cp = std::get_if<trace::TraceCheckpoint>(&(*rec)->value)) {
       if (!edit_checkpoint || edit_checkpoint(*cp)) s = (*writer)->write_checkpoint(*cp);
     } else if (auto* footer = std::get_if<trace::TraceFooter>(&(*rec)->value)) {
+      if (edit_footer) edit_footer(*footer);
       s = (*writer)->finish(*footer);
     }
     if (!s) return s.error().message;

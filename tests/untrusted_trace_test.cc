@@ -561,17 +561,19 @@ TEST_F(UntrustedTrace, HtmlReportEscapesEveryStringOfTheTrace) {
 }
 
 TEST_F(UntrustedTrace, ExportKeepsTensorNamesInsideItsFolder) {
-  // Checkpoint tensor names become file names: a name that climbs out is rewritten, not followed.
+  // Checkpoint tensor names become file names: a name that climbs out is rewritten, not followed. The reader
+  // takes a '/' only in an optimizer's state of a parameter the checkpoint holds ("m/pwned" beside "pwned").
   const std::string with_checkpoint = checkpointed_trace();
   ASSERT_FALSE(HasFailure());
   const std::string bad = dir.file("bad.trr");
   ASSERT_EQ(rewrite_trace(
                 with_checkpoint, bad, [](trace::TraceHeader&) {}, {},
                 [&](trace::TraceCheckpoint& cp) {
-                  int i = 0;
-                  for (auto& t : cp.tensors)
-                    t.name = i++ == 0 ? "../../../../../../.." + target().string() + "/pwned"
-                                      : target().string() + "/pwned2";
+                  if (cp.step != 0) return true;
+                  cp.tensors.at(0).name = "pwned";
+                  const Tensor value = cp.tensors.at(0).value;
+                  cp.tensors.push_back({"../pwned", value});
+                  cp.tensors.push_back({"/pwned", value});
                   return true;
                 }),
             "");
@@ -593,8 +595,12 @@ TEST_F(UntrustedTrace, ExportCutsLongTensorNamesIntoDistinctFileNames) {
   ASSERT_EQ(rewrite_trace(
                 plain(), bad, [](trace::TraceHeader&) {}, {},
                 [&](trace::TraceCheckpoint& cp) {
-                  cp.tensors.at(0).name = a;
-                  cp.tensors.at(1).name = b;
+                  if (cp.step != 0) return true;
+                  // An optimizer's state of two parameters the checkpoint holds, as the reader requires.
+                  cp.tensors.at(0).name = "a";
+                  cp.tensors.at(1).name = "b";
+                  cp.tensors.push_back({a, cp.tensors.at(0).value});
+                  cp.tensors.push_back({b, cp.tensors.at(1).value});
                   return true;
                 }),
             "");
@@ -689,20 +695,52 @@ TEST_F(UntrustedTrace, ACheckpointPermutationNamingRowsTheDataDoesNotHaveIsRefus
 }
 
 // An optimizer's state is updated elementwise beside its parameter: a slot of another shape is refused when
-// the checkpoint is restored, not read or written past its end.
+// the checkpoint is read, against its parameter in the same checkpoint, not read or written past its end.
 TEST_F(UntrustedTrace, AnOptimizerSlotOfAnotherShapeThanItsParameterIsRefused) {
   const std::string bad =
       with_checkpoint_tensor("m/dense_1.kernel", [](Tensor& t) { t = Tensor({1}, 0.0f); });
   ASSERT_FALSE(HasFailure());
-  CommandResult r = run("replay " + bad + " --from-step 5");
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  // Refused as the checkpoint is read, before it is decompressed (the model's tensors are known), and by the
-  // restore itself where they are not (Training.ARestoredOptimizerSlotMustHaveItsParametersShape).
-  EXPECT_NE(r.output.find("checkpoint tensor 'm/dense_1.kernel': has shape (1,), the model the configuration "
-                          "builds (30, 16)"),
-            std::string::npos)
-      << r.output;
+  for (const std::string& args : {"replay " + bad + " --from-step 5", "replay " + bad}) {
+    CommandResult r = run(args);
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
+    // Refused as the checkpoint is read, before it is decompressed, and by the restore itself where the
+    // reader is not asked (Training.ARestoredOptimizerSlotMustHaveItsParametersShape).
+    EXPECT_NE(
+        r.output.find("checkpoint tensor 'm/dense_1.kernel': has shape (1,), its parameter dense_1.kernel "
+                      "(30, 16): an optimizer's state holds one value per value of its parameter"),
+        std::string::npos)
+        << args << "\n"
+        << r.output;
+  }
   expect_nothing_written({"bad.trr", "cp.trr"});
+}
+
+// A checkpoint whose optimizer state claims far more values than its parameter has, or whose model tensor
+// has grown since the checkpoint before it, is refused before anything of it is decompressed or written:
+// export writes no file, where it wrote the claimed size (64 MiB here) from a small trace.
+TEST_F(UntrustedTrace, ExportRefusesACheckpointTensorLargerThanTheModelBeforeWritingIt) {
+  for (const auto& [name, why] :
+       {std::pair{
+            std::string("m/dense_1.kernel"),
+            std::string("checkpoint tensor 'm/dense_1.kernel': has shape (4096, 4096), its parameter "
+                        "dense_1.kernel (30, 16): an optimizer's state holds one value per value of its "
+                        "parameter")},
+        std::pair{
+            std::string("dense_1.bias"),
+            std::string("checkpoint tensor 'dense_1.bias': has shape (4096, 4096), the checkpoint at step "
+                        "0 (16,): a run's model keeps the shapes of its tensors")}}) {
+    const std::string bad = with_checkpoint_tensor(name, [](Tensor& t) { t = Tensor({4096, 4096}, 0.0f); });
+    ASSERT_FALSE(HasFailure());
+    const std::string out = (target() / "ck").string();
+    const CommandResult r = run("export " + bad + " --step 5 -o " + out);
+    EXPECT_EQ(r.exit_code, 2) << name << "\n" << r.output;
+    EXPECT_NE(r.output.find(why), std::string::npos) << name << "\n" << r.output;
+    EXPECT_FALSE(fs::exists(out)) << name;
+    const CommandResult show = run("show " + bad);
+    EXPECT_EQ(show.exit_code, 2) << name << "\n" << show.output;
+    EXPECT_NE(show.output.find(why), std::string::npos) << name << "\n" << show.output;
+    expect_nothing_written({"bad.trr", "cp.trr"});
+  }
 }
 
 // A checkpoint's scalars are counts and a sum the run resumes with: one that is not a count the checkpoint's
@@ -747,19 +785,21 @@ TEST_F(UntrustedTrace, ACheckpointScalarThatIsNoCountItsStepAllowsIsRefusedAsDam
 }
 
 // What a checkpoint costs to read is bounded by the model that takes it: a tensor of another shape than the
-// model's is refused before it is decompressed, however small its compressed frames.
+// model's (than the first checkpoint's, which the steps check) is refused before it is decompressed, however
+// small its compressed frames; a summary, which decompresses no checkpoint, says so too.
 TEST_F(UntrustedTrace, ACheckpointTensorOfAnotherShapeThanTheModelsIsRefusedBeforeItIsDecompressed) {
   const std::string bad = with_checkpoint_tensor("dense_1.kernel", [](Tensor& t) { t.shape = {1, 480}; });
   ASSERT_FALSE(HasFailure());
-  CommandResult r = run("replay " + bad + " --from-step 5");
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(
-      r.output.find("checkpoint tensor 'dense_1.kernel': has shape (1, 480), the model the configuration "
-                    "builds (30, 16)"),
-      std::string::npos)
-      << r.output;
-  // A summary decompresses no checkpoint: show reads the trace whole.
-  EXPECT_EQ(run("show " + bad).exit_code, 0);
+  for (const std::string& args : {"replay " + bad + " --from-step 5", "show " + bad}) {
+    CommandResult r = run(args);
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
+    EXPECT_NE(
+        r.output.find("checkpoint tensor 'dense_1.kernel': has shape (1, 480), the checkpoint at step 0 "
+                      "(30, 16): a run's model keeps the shapes of its tensors"),
+        std::string::npos)
+        << args << "\n"
+        << r.output;
+  }
   expect_nothing_written({"bad.trr", "cp.trr"});
 }
 

@@ -414,6 +414,9 @@ struct TraceReader::Impl {
   std::optional<uint32_t> previous;
   // The tensors checkpoints must hold (TraceReader::expect_tensors): names and shapes.
   std::optional<std::map<std::string, Shape>> expected_tensors;
+  // The model tensors (names without '/') of the first checkpoint read, and its step: every checkpoint holds
+  // the same (check_checkpoint_shapes).
+  std::optional<std::pair<int64_t, std::map<std::string, Shape>>> first_model_shapes;
   // From the header: what a step's kernel records must keep to.
   ProbeLevel level = ProbeLevel::step;
   bool kernels_recorded = false;
@@ -1273,14 +1276,67 @@ struct TraceReader::Impl {
     }
     ++steps_seen;
     complete_steps_seen += out.end.has_value();
-    if (!shuffled_rows)
-      for (const Event& e : out.events)
-        if (const auto* sh = std::get_if<ShuffleEvent>(&e)) {
-          shuffled_rows = sh->length;
-          break;
-        }
+    // Every epoch shuffles the run's training rows: the first shuffle read says how many, and the others
+    // order as many.
+    for (const Event& e : out.events)
+      if (const auto* sh = std::get_if<ShuffleEvent>(&e)) {
+        if (!shuffled_rows) shuffled_rows = sh->length;
+        if (sh->length != *shuffled_rows)
+          malformed(
+              "step " + std::to_string(out.index) + ": epoch " + std::to_string(int64_t{sh->epoch} + 1) +
+              "'s shuffle orders " + std::to_string(sh->length) + " rows, an earlier epoch's " +
+              std::to_string(*shuffled_rows) + ": every epoch of a run shuffles the same training rows");
+      }
     events_seen += events.size() + (s.getHasBatchOrder() ? 1 : 0);
     return out;
+  }
+
+  // The shapes of a checkpoint's tensors, from the names and shapes alone, before anything is decompressed.
+  // An optimizer's state "<slot>/<parameter>" ("m/dense_1.kernel") is updated elementwise beside its
+  // parameter, a model tensor (a name without '/') of the same checkpoint: it has the parameter's shape. And
+  // a run's model keeps its tensors and their shapes from checkpoint to checkpoint: every checkpoint holds
+  // those the first one read holds. So no tensor's size is larger than the model's, which the steps check.
+  void check_checkpoint_shapes(schema::Checkpoint::Reader c, int64_t step) {
+    std::map<std::string, Shape> shapes, model_shapes;
+    for (auto t : c.getTensors()) {
+      std::string name = text(t.getName());
+      Shape shape;
+      for (int64_t d : t.getShape()) shape.push_back(d);
+      if (name.find('/') == std::string::npos) model_shapes.emplace(name, shape);
+      if (!shapes.emplace(std::move(name), std::move(shape)).second)
+        malformed("checkpoint at step " + std::to_string(step) + ": it holds tensor '" + text(t.getName()) +
+                  "' twice");
+    }
+    if (!first_model_shapes) first_model_shapes.emplace(step, model_shapes);
+    const auto& [first_step, first] = *first_model_shapes;
+    for (const auto& [name, shape] : model_shapes) {
+      const auto it = first.find(name);
+      if (it == first.end())
+        malformed("checkpoint tensor '" + name + "': the checkpoint at step " + std::to_string(first_step) +
+                  " holds no such tensor, and a run's model keeps its tensors");
+      if (it->second != shape)
+        malformed("checkpoint tensor '" + name + "': has shape " + shape_str(shape) +
+                  ", the checkpoint at step " + std::to_string(first_step) + " " + shape_str(it->second) +
+                  ": a run's model keeps the shapes of its tensors");
+    }
+    for (const auto& [name, shape] : first)
+      if (!model_shapes.count(name))
+        malformed("checkpoint at step " + std::to_string(step) + ": it lacks tensor '" + name +
+                  "', which the checkpoint at step " + std::to_string(first_step) +
+                  " holds, and a run's model keeps its tensors");
+    for (const auto& [name, shape] : shapes) {
+      const size_t slash = name.find('/');
+      if (slash == std::string::npos) continue;
+      const std::string param = name.substr(slash + 1);
+      const auto it = model_shapes.find(param);
+      if (it == model_shapes.end())
+        malformed("checkpoint tensor '" + name + "': the optimizer state of a parameter '" + param +
+                  "' that the checkpoint does not hold");
+      if (it->second != shape)
+        malformed("checkpoint tensor '" + name + "': has shape " + shape_str(shape) + ", its parameter " +
+                  param + " " + shape_str(it->second) +
+                  ": an optimizer's state holds one value per value of its parameter");
+    }
   }
 
   TraceCheckpoint read_checkpoint(schema::Checkpoint::Reader c) {
@@ -1296,6 +1352,7 @@ struct TraceReader::Impl {
     if (!c.hasNames()) malformed("checkpoint without its name table");
     NameTable fresh;
     fresh.apply(c.getNames(), true);
+    check_checkpoint_shapes(c, out.step);
     uint64_t total = 0;
     for (auto t : c.getTensors()) {
       NamedTensor nt;

@@ -1298,6 +1298,40 @@ TEST(TraceUntrusted, AShufflePermutationThatIsNoPermutationIsMalformedAtItsStep)
   }
 }
 
+// Every epoch of a run shuffles its training rows: a later shuffle of another number of rows than the first
+// (its draw's count made to match) is malformed at its step, before anything is made of its length.
+TEST(TraceUntrusted, AShuffleOfAnotherLengthThanTheFirstEpochsIsMalformedAtItsStep) {
+  const std::string path = temp_path("shuffles.trr");
+  {
+    auto w = TraceWriter::create(path, sample_header());
+    ASSERT_TRUE(w.ok()) << w.error().message;
+    for (int i = 0; i < 3; ++i) {
+      TraceStep s = sample_step(i);
+      for (auto& e : s.events)
+        if (auto* sh = std::get_if<ShuffleEvent>(&e); sh && i == 2) {
+          ASSERT_TRUE(sh->draw.has_value());
+          sh->length = uint64_t{1} << 40;
+          sh->draw->count = sh->length - 1;
+        }
+      ASSERT_TRUE((*w)->write_step(s).ok());
+      if (i == 1) {
+        ASSERT_TRUE((*w)->write_epoch(TraceEpoch{0, {{"loss", 0.5}}}).ok());
+      }
+    }
+    ASSERT_TRUE((*w)->finish(TraceFooter{false, "stopped", 0, 0, {}}).ok());
+  }
+  auto r = TraceReader::open(path);
+  std::remove(path.c_str());
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ReadAll all = read_all(**r);
+  ASSERT_TRUE(all.error.has_value());
+  EXPECT_NE(
+      all.error->message.find("step 2: epoch 2's shuffle orders 1099511627776 rows, an earlier epoch's 10: "
+                              "every epoch of a run shuffles the same training rows"),
+      std::string::npos)
+      << all.error->message;
+}
+
 TEST(TraceUntrusted, ASplitOrAnAccumulationOrderThatIsNoPermutationIsMalformedAtItsStep) {
   EXPECT_EQ(read_error_of(step_with(SplitEvent{"data/split", {0, 2, 3}, {1}})), "");
   std::string m = read_error_of(step_with(SplitEvent{"data/split", {0, 2, 4000000000u}, {1}}));

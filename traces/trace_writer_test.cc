@@ -539,7 +539,9 @@ TEST(OneWriterPerPath, AReplacedTraceIsReadToItsEndByAReaderThatHadItOpen) {
     ASSERT_TRUE((*w)->write_checkpoint(big));
     for (int i = 1; i < 5; ++i) {
       ASSERT_TRUE((*w)->write_step(sample_step(i)));
-      if (i % 2 == 1) ASSERT_TRUE((*w)->write_epoch(TraceEpoch{i / 2, {{"loss", 0.5}}}));
+      if (i % 2 == 1) {
+        ASSERT_TRUE((*w)->write_epoch(TraceEpoch{i / 2, {{"loss", 0.5}}}));
+      }
     }
     ASSERT_TRUE((*w)->finish({true, "completed", 0, 0, {}}));
   }

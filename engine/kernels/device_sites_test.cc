@@ -5,11 +5,37 @@
 #include <gtest/gtest.h>
 
 #include "engine/kernels/blaslt_choice.h"
+#include "engine/kernels/conv_sites.h"
+#include "engine/kernels/cudnn_choice.h"
 #include "engine/layers/layer_test_util.h"
 #include "engine/optimizer.h"
 
 namespace trainrr {
 namespace {
+
+// What a recorded kernel choice is held to: every kernel a build registers or the device makes an id for is a
+// kernel of its own op in some build, and an id no build has is none.
+TEST(DeviceSites, EveryKernelIdOfAnyBuildHasItsOp) {
+  KernelRegistry cpu;
+  register_cpu_kernels(cpu);
+  for (const Kernel& k : cpu.all()) EXPECT_EQ(kernel_op_in_any_build(k.info.id), k.info.op) << k.info.id;
+  for (const std::string& id : device_reduce_candidates())
+    EXPECT_EQ(kernel_op_in_any_build(id), OpKind::reduce) << id;
+  BlasLtAlgo algo;
+  algo.id = 21;
+  algo.split_k = 4;
+  EXPECT_EQ(kernel_op_in_any_build(blaslt_kernel_id(algo)), OpKind::matmul);
+  for (const OpKind op : {OpKind::conv2d_fwd, OpKind::conv2d_bwd_data, OpKind::conv2d_bwd_filter}) {
+    EXPECT_EQ(kernel_op_in_any_build(conv_im2col_id(op)), op);
+    EXPECT_EQ(kernel_op_in_any_build(cudnn_kernel_id(op, CudnnEngine{})), op);
+  }
+  for (const char* id : {"f32_matmul__cpu_blocked_avx2", "f32_matmul__cpu_blocked_avx512",
+                         "f32_conv2d_fwd__cpu_im2col_avx512", "f32_matmul__openblas_sgemm"})
+    EXPECT_TRUE(kernel_op_in_any_build(id).has_value()) << id;
+  for (const char* id : {"f32_matmul__cuda_nope", "f32_sum__cpu", "", "f32_conv2d_fwd__cpu_im2col_sse9",
+                         "f32_matmul__cudnn_engine3"})
+    EXPECT_FALSE(kernel_op_in_any_build(id).has_value()) << id;
+}
 
 TEST(DeviceSites, ReduceIdsAndCandidates) {
   EXPECT_STREQ(device_reduce_id(DeviceReduce::tree), "f32_sum__cuda_tree");

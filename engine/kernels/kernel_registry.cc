@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 namespace trainrr {
 
@@ -159,6 +160,48 @@ const char* op_name(OpKind op) {
     case OpKind::allreduce: return "allreduce";
   }
   return "?";
+}
+
+std::optional<OpKind> kernel_op_in_any_build(std::string_view id) {
+  using enum OpKind;
+  // Kept with register_cpu_kernels and the CUDA backend's ids (engine/kernels/device_sites.h, conv_sites.h);
+  // a test holds every registered kernel and every id the device makes to it.
+  static constexpr std::pair<std::string_view, OpKind> kFixed[] = {
+      {"f32_matmul__cpu_reference", matmul},
+      {"f32_matmul__cpu_blocked_generic", matmul},
+      {"f32_matmul__cpu_portable", matmul},
+      {"f32_matmul__cpu_splitk_threads_generic", matmul},
+      {"f32_matmul__cpu_blocked_avx2", matmul},
+      {"f32_matmul__cpu_splitk_threads_avx2", matmul},
+      {"f32_matmul__cpu_blocked_avx512", matmul},
+      {"f32_matmul__openblas_sgemm", matmul},
+      {"f32_sum__cpu_sequential", reduce},
+      {"f32_sum__cpu_pairwise", reduce},
+      {"f32_sum__cpu_chunked_threads", reduce},
+      {"f32_sum__cpu_atomic_threads", reduce},
+      {"f32_sum__cuda_tree", reduce},
+      {"f32_sum__cuda_atomic", reduce},
+      {"loader__ordered", loader},
+      {"loader__first_ready", loader},
+      {"allreduce__trainrr_tree", allreduce},
+      {"allreduce__trainrr_exact", allreduce},
+      {"allreduce__mpi", allreduce},
+      {"allreduce__arrival", allreduce},
+  };
+  for (const auto& [name, op] : kFixed)
+    if (id == name) return op;
+  if (id.starts_with("f32_matmul__cublaslt_algo")) return matmul;
+  // The convolutions: each of the CPU's variants, and the GPU's im2col + cuBLASLt and cuDNN engines.
+  for (const OpKind op : {conv2d_fwd, conv2d_bwd_data, conv2d_bwd_filter}) {
+    const std::string prefix = "f32_" + std::string(op_name(op)) + "__";
+    if (!id.starts_with(prefix)) continue;
+    const std::string_view rest = id.substr(prefix.size());
+    for (std::string_view v : {"cpu_direct", "cpu_im2col_generic", "cpu_portable", "cpu_im2col_avx2",
+                               "cpu_im2col_avx512", "cuda_im2col_cublaslt"})
+      if (rest == v) return op;
+    if (rest.starts_with("cudnn_engine")) return op;
+  }
+  return std::nullopt;
 }
 
 void KernelRegistry::add(Kernel kernel) {

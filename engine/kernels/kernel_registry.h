@@ -4,6 +4,7 @@
 // test) builds and fills explicitly; nothing registers itself.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -101,5 +102,11 @@ class KernelRegistry {
 
 // Registers every CPU kernel of the engine, the data loaders included.
 void register_cpu_kernels(KernelRegistry& registry);
+
+// The op of kernel `id` where some build of this trainrr has such a kernel, on any instruction set or device:
+// every CPU kernel (those of x86-64 and OpenBLAS included, whether or not this build or CPU has them), the
+// CUDA backend's own kernels, and the ids it makes for cuBLASLt algorithms and cuDNN engines. nullopt for any
+// other id: no trainrr of this version runs it. What a recorded kernel choice is held to.
+std::optional<OpKind> kernel_op_in_any_build(std::string_view id);
 
 }  // namespace trainrr
