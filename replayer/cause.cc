@@ -108,6 +108,9 @@ std::string layer_of(const FirstDivergence& d) {
 
 bool difference_reaches(const std::string& difference, const FirstDivergence& d,
                         const std::vector<std::string>& layers) {
+  // No event differs (kind "config"): the inputs do, and every difference is theirs. The final state (kind
+  // "state") holds all the run computed: every key reaches it.
+  if (d.kind == "config" || d.kind == "state") return true;
   const std::string key = difference.substr(0, difference.find(": "));
   const bool optimizer = key.rfind("train.optimizer.", 0) == 0;
   const bool loss = key == "train.loss" || key == "train.from_logits";

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "engine/data/split.h"
+#include "engine/hooks.h"
 #include "engine/random.h"
 #include "engine/trainer.h"
 #include "traces/trace_reader.h"
@@ -55,8 +57,22 @@ Result<DataReach> reach_of(const RunConfig& config, Copies copies, const DataSch
       a->y.size() != b->y.size() || std::memcmp(a->y.data(), b->y.data(), a->y.size() * sizeof(float)) != 0;
   if (config.data.test_fraction > 0) {
     if (!schedule.split) return Error{"the run's split is not known"};
-    if (config.data.stratify && labels_differ)
-      return Error{"the split is stratified by the labels, and they differ"};
+    if (config.data.stratify && labels_differ) {
+      // The split reads the labels: it is known only where both copies' labels pick the rows the run's split
+      // holds (with the run's seed; a seed drawn from the OS is not at hand, and nothing is then known).
+      const std::optional<SplitMethod> method = parse_split_method(config.data.split);
+      if (!method || !config.seed) return Error{"the split is stratified by the labels, and they differ"};
+      Hooks none;
+      RngStreams rng_a(*config.seed, none), rng_b(*config.seed, none);
+      const SplitIndices sa =
+          split_rows(a->y, a->num_classes, config.data.test_fraction, true, *method, rng_a, none);
+      const SplitIndices sb =
+          split_rows(b->y, b->num_classes, config.data.test_fraction, true, *method, rng_b, none);
+      if (sb.train != schedule.split_train || sb.test != schedule.split_test || sa.train != sb.train ||
+          sa.test != sb.test)
+        return Error{
+            "the split is stratified by the labels, and with the labels that differ it takes other rows"};
+    }
   }
   SplitIndices split{schedule.split_train, schedule.split_test};
   const SplitIndices* used = config.data.test_fraction > 0 ? &split : nullptr;
@@ -85,6 +101,7 @@ Result<DataReach> reach_of(const RunConfig& config, Copies copies, const DataSch
     return used ? static_cast<int64_t>(split.train[position]) : static_cast<int64_t>(position);
   };
   const int64_t n = pb->train.rows(), batch_size = config.train.batch_size;
+  if (!schedule.batches.empty()) r.from_step = r.steps = schedule.batches.front().step;
   for (const DataSchedule::Taken& t : schedule.batches) {
     std::vector<uint32_t> identity;
     const std::vector<uint32_t>* order = nullptr;
@@ -146,7 +163,11 @@ Result<DataSchedule> recorded_schedule(const std::string& trace_path, uint64_t r
         s.orders[shuffle->epoch] = std::move(order);
       }
     }
-    if (step->end) s.batches.push_back({step->index, step->epoch, step->batch});
+    // The batch the step took: its batch-order event where it has one.
+    int64_t batch = step->batch;
+    for (const trace::Event& e : step->events)
+      if (const auto* b = std::get_if<trace::BatchOrderEvent>(&e)) batch = b->batch;
+    if (step->end) s.batches.push_back({step->index, step->epoch, batch});
   }
   return s;
 }
@@ -170,7 +191,11 @@ Result<DataReach> data_reach(const RunConfig& config, const DataConfig& other,
 
 std::string data_reach_words(const DataReach& r) {
   if (r.first_step < 0)
-    return "no step up to step " + std::to_string(r.steps - 1) + " reads a training row that differs" +
+    return (r.steps <= r.from_step ? std::string("no step compared")
+            : r.from_step > 0      ? "no step from step " + std::to_string(r.from_step) + " to step " +
+                                    std::to_string(r.steps - 1)
+                              : "no step up to step " + std::to_string(r.steps - 1)) +
+           " reads a training row that differs" +
            (r.rows_differ > 0        ? std::string()
             : r.validation && r.test ? std::string(" (only validation and test rows differ)")
             : r.validation           ? std::string(" (only validation rows differ)")

@@ -35,7 +35,8 @@ struct DataReach {
   int64_t first_step = -1;          // the first step whose batch holds a training row that differs
   int64_t first_feature_step = -1;  // ... a training row whose samples differ
   int64_t first_row = -1;           // that step's first such row, as a row of the data file (from 0)
-  int64_t steps = 0;                // the steps the schedule covers, from step 0
+  int64_t from_step = 0;            // the first step the schedule covers (a replay resumed later)
+  int64_t steps = 0;                // the steps the schedule covers end before this one
   int64_t rows_differ = 0;          // training rows that differ
 };
 

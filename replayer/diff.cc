@@ -701,7 +701,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   rep.diverged = true;
   res.exit_code = 1;
   FirstDivergence d = first ? *first : divergence(0, "setup", "config", "config");
-  split_site(d.site, d.layer, d.op);
+  if (d.kind != "state") split_site(d.site, d.layer, d.op);  // a tensor's name is no site
   const bool at_evaluation = d.kind == "metrics";
   if (at_evaluation) {  // the site is a metric's name, no layer's
     d.layer.clear();

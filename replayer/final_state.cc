@@ -55,9 +55,13 @@ std::optional<FirstDivergence> final_state_difference(const std::vector<NamedTen
       "the state after the last step (step " + std::to_string(last_step) + ") differs in " +
           first_of(differ, 4) + " (" + std::to_string(differ.size()) + " of " + std::to_string(tensors) +
           " tensors), though every value the steps compared is the same: the steps do not compare all of it "
-          "(at level step, a batch normalization's moving statistics not at all), so the step whose update "
-          "first made it differ is not known (levels layer and op compare the moving statistics at every "
-          "step)");
+          "(an optimizer's slots; at level step, a batch normalization's moving statistics), so the step "
+          "whose update first made it differ is not known (levels layer and op compare the moving statistics "
+          "at every step)");
+  // The layer is the tensor's: "dense_1" of "dense_1.kernel" and of an optimizer slot
+  // "adam.m/dense_1.kernel".
+  std::string tensor = d.site.substr(d.site.rfind('/') == std::string::npos ? 0 : d.site.rfind('/') + 1);
+  d.layer = tensor.substr(0, tensor.find('.'));
   return d;
 }
 

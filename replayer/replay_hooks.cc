@@ -318,6 +318,13 @@ void ReplayHooks::shuffle_checked(std::string_view site, int epoch, std::vector<
 }
 
 void ReplayHooks::batch_order(int64_t step, int64_t& batch) {
+  batch_order_checked(step, batch);
+  // The batch the step takes, forced or not (step_begin was told the loader's proposal).
+  if (!schedule_.batches.empty() && schedule_.batches.back().step == step)
+    schedule_.batches.back().batch = batch;
+}
+
+void ReplayHooks::batch_order_checked(int64_t step, int64_t& batch) {
   const trace::Event* e = take(key_batch());
   if (!e) return;
   const int64_t rec = std::get<trace::BatchOrderEvent>(*e).batch;

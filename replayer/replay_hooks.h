@@ -70,9 +70,11 @@ class ReplayHooks : public Hooks {
   const std::optional<FirstDivergence>& first() const { return first_; }
   // A difference found once the steps are done (the final state): the first divergence, where none was.
   void diverge_at_end(FirstDivergence d) {
-    if (first_) return;
-    split_site(d.site, d.layer, d.op);
-    first_ = std::move(d);
+    if (!first_) first_ = std::move(d);
+  }
+  // The order of the epoch a replay resumed in, which the checkpoint holds (no shuffle is made for it).
+  void resumed_order(int epoch, const std::vector<uint32_t>& order) {
+    schedule_.orders.emplace(epoch, order);
   }
   // Kernel sites whose selection differs: site -> (recorded, replayed).
   const std::map<std::string, std::pair<std::string, std::string>>& kernel_differences() const {
@@ -204,6 +206,7 @@ class ReplayHooks : public Hooks {
   void epoch_end(const EpochSummary& summary) override;
 
  private:
+  void batch_order_checked(int64_t step, int64_t& batch);
   void split_checked(std::string_view site, std::vector<uint32_t>& train, std::vector<uint32_t>& test);
   void shuffle_checked(std::string_view site, int epoch, std::vector<uint32_t>& permutation,
                        const RngDraw* draw);

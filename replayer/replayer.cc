@@ -275,6 +275,7 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
       auto state = cr->read_checkpoint(cp->offset);
       if (!state) return state.error();
       if (Status st = s.hooks->skip_to(state->step); !st) return st.error();
+      if (!state->permutation.empty()) s.hooks->resumed_order(state->epoch, state->permutation);
       // What the run cannot take from the checkpoint is said at the checkpoint's byte, as the reader says
       // what it refuses in one.
       if (Status st = s.training->restore(*state); !st)
@@ -841,8 +842,10 @@ ReplayResult replay(const ReplayOptions& o) {
   const bool whole_run = !cut_short && t.step() == t.total_steps();
   // The state the run ends in against the recorded final checkpoint, where every step compared the same: what
   // the steps do not compare (a batch normalization's moving statistics at level step) is compared there.
-  if (whole_run && !hooks.diverged() && !o.keep_going && t.step() > resumed && hooks.at_end() &&
-      hooks.trace_ended_cleanly() && !hooks.trace_damage())
+  // A recording stopped early (Ctrl-C) holds the state it stopped in: a replay that stops there with it
+  // compares it.
+  if ((whole_run || cut_short) && !hooks.diverged() && !o.keep_going && t.step() > resumed &&
+      hooks.at_end() && hooks.trace_ended_cleanly() && !hooks.trace_damage())
     if (auto recorded_end = final_checkpoint(o.trace_path, t.step()); recorded_end && *recorded_end)
       if (auto d = final_state_difference((*recorded_end)->tensors, t.state().tensors, t.step() - 1,
                                           "recorded", "replayed"))

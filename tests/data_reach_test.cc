@@ -179,5 +179,23 @@ TEST_F(DataReachAnswers, AReplayThatStopsBeforeTheRowIsReadSaysWhereItIsRead) {
       << r.output;
 }
 
+// A replay resumed from a checkpoint inside an epoch takes that epoch's order from the checkpoint: the row
+// read at step 3 is not read by step 2, where another activation of the first layer first makes a difference.
+TEST_F(DataReachAnswers, AReplayResumedInsideAnEpochKnowsWhereTheRowIsRead) {
+  const std::string b = record("every", config(csv), "", " --checkpoint-every 2");
+  const CommandResult r =
+      run_trainrr("replay " + b + " --data " + changed("changed.csv", false) +
+                  " --allow-data-change --from-step 2 --set model.layers[0].activation=tanh");
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(r.output.rfind("diverged at step 2, forward, dense_1 ", 0), 0u) << r.output;
+  EXPECT_TRUE(has(r.output,
+                  "  cause: config: the run configuration differs: model.layers[0].activation: relu -> tanh"))
+      << r.output;
+  EXPECT_TRUE(has(r.output,
+                  "the data differs too, but cannot have made this difference (no step from step 2 to "
+                  "step 2 reads a training row that differs"))
+      << r.output;
+}
+
 }  // namespace
 }  // namespace trainrr::testing

@@ -47,11 +47,13 @@ class RecordStop : public ::testing::Test {
 
   // Starts a long recording over the earlier trace, waits until the new one holds some steps beside it,
   // sends `sig` and returns the wait status.
-  int record_and_stop(int sig) {
+  int record_and_stop(int sig, std::vector<std::string> extra = {}) {
     std::string bin = TRAINRR_BIN, verb = "record", config = example("breast_cancer.toml"), set = "--set",
                 epochs = "train.epochs=100000", o = "-o";
     std::vector<char*> argv = {bin.data(),    verb.data(), config.data(), set.data(),
-                               epochs.data(), o.data(),    trace.data(),  nullptr};
+                               epochs.data(), o.data(),    trace.data()};
+    for (std::string& e : extra) argv.push_back(e.data());
+    argv.push_back(nullptr);
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -203,6 +205,23 @@ TEST_F(RecordStop, AFailedWriteLeavesTheEarlierTraceAndSaysItIsTheEarlierOne) {
   EXPECT_EQ(r.output.find("holds the steps written before the failure"), std::string::npos) << r.output;
   EXPECT_EQ(read_all(trace), earlier);
   EXPECT_EQ(pending_in(dir.path()), "");
+}
+
+// A recording stopped by Ctrl-C keeps the state it stopped in: a replay that stops there compares it, and
+// optimizer slots that only the replay keeps are a difference there, not "reproduced".
+TEST_F(RecordStop, AReplayOfAStoppedRecordingComparesTheStateItStoppedIn) {
+  const int status =
+      record_and_stop(SIGINT, {"--set", "train.optimizer.type=sgd", "--set", "train.optimizer.momentum=0"});
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 130) << "status " << status << "\n"
+                                                               << read_all(log);
+  EXPECT_EQ(run_trainrr("replay " + trace).exit_code, 0);
+  const CommandResult r = run_trainrr("replay " + trace + " --set train.optimizer.momentum=1e-30");
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(r.output.rfind("diverged in the final state, after step ", 0), 0u) << r.output;
+  EXPECT_NE(
+      r.output.find("  cause: config: the run configuration differs: train.optimizer.momentum: 0 -> 1e-30"),
+      std::string::npos)
+      << r.output;
 }
 
 }  // namespace

@@ -658,5 +658,23 @@ TEST_F(RightAnswers, AnotherMomentumAtLevelStepDivergesInTheFinalState) {
   EXPECT_EQ(run_trainrr("diff " + a + " " + a).exit_code, 0);
 }
 
+// Optimizer slots that only one side keeps (SGD with a momentum of 0 keeps none) make no step differ; the
+// final states do, and the optimizer's key is their cause.
+TEST_F(RightAnswers, OptimizerSlotsOnOneSideAreTheFinalStatesDifferenceAndTheKeyItsCause) {
+  const std::string sgd = " --set train.optimizer.type=sgd --set train.optimizer.momentum=0";
+  const std::string a = recorded("sgd", sgd);
+  const std::string b = recorded("momentum", sgd + " --set train.optimizer.momentum=1e-30");
+  const CommandResult diff = run_trainrr("diff " + a + " " + b);
+  ASSERT_EQ(diff.exit_code, 1) << diff.output;
+  EXPECT_EQ(diff.output.rfind("diverged in the final state, after step 29, dense_1 (momentum/dense_1.", 0),
+            0u)
+      << diff.output;
+  EXPECT_TRUE(has(diff.output,
+                  "  cause: config: the run configuration differs: train.optimizer.momentum: 0 -> 1e-30"))
+      << diff.output;
+  const CommandResult json = run_trainrr("diff --json " + a + " " + b);
+  EXPECT_TRUE(has(json.output, "\"layer\":\"dense_1\"")) << json.output;
+}
+
 }  // namespace
 }  // namespace trainrr::testing
