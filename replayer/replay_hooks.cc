@@ -319,6 +319,7 @@ void ReplayHooks::shuffle_checked(std::string_view site, int epoch, std::vector<
 
 void ReplayHooks::batch_order(int64_t step, int64_t& batch) {
   batch_order_checked(step, batch);
+  if (take_batch_ && take_batch_->first == step) batch = take_batch_->second;
   // The batch the step takes, forced or not (step_begin was told the loader's proposal).
   if (!schedule_.batches.empty() && schedule_.batches.back().step == step)
     schedule_.batches.back().batch = batch;

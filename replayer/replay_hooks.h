@@ -72,6 +72,8 @@ class ReplayHooks : public Hooks {
   void diverge_at_end(FirstDivergence d) {
     if (!first_) first_ = std::move(d);
   }
+  // Step `step` takes batch `batch`, whatever the loader proposes or the trace forces.
+  void take_batch(int64_t step, int64_t batch) { take_batch_ = {step, batch}; }
   // The order of the epoch a replay resumed in, which the checkpoint holds (no shuffle is made for it).
   void resumed_order(int epoch, const std::vector<uint32_t>& order) {
     schedule_.orders.emplace(epoch, order);
@@ -211,6 +213,7 @@ class ReplayHooks : public Hooks {
   void shuffle_checked(std::string_view site, int epoch, std::vector<uint32_t>& permutation,
                        const RngDraw* draw);
   DataSchedule schedule_;
+  std::optional<std::pair<int64_t, int64_t>> take_batch_;
   // The recorded step the run is in, with its events indexed by (kind, site).
   struct Current {
     bool loaded = false;

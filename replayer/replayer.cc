@@ -363,6 +363,13 @@ Result<std::vector<std::pair<std::string, std::string>>> current_environment(con
 
 namespace {
 
+// The batch a replay's schedule says step `step` took, if it holds that step.
+std::optional<int64_t> replayed_batch_of(const DataSchedule& s, int64_t step) {
+  for (const DataSchedule::Taken& t : s.batches)
+    if (t.step == step) return t.batch;
+  return std::nullopt;
+}
+
 // The first element at which two tensors of one shape differ bit for bit, or -1.
 int64_t first_differing_element(const Tensor& a, const Tensor& b) {
   for (size_t j = 0; j < a.data.size() && j < b.data.size(); ++j)
@@ -430,8 +437,8 @@ bool refine_cause(Cause& cause, const FirstDivergence& d, const CauseInputs& ci,
 void locate_element(const std::string& trace_path, ForceSet force, const RunConfig& recorded,
                     const RunConfig& config, const KernelRegistry& registry, int64_t step, FirstDivergence& d,
                     int64_t& executed, std::vector<std::string>& notes, DeviceBackend* recorded_device,
-                    std::optional<FirstDivergence>* recorded_itself,
-                    std::optional<FirstDivergence>* op_first) {
+                    std::optional<FirstDivergence>* recorded_itself, std::optional<FirstDivergence>* op_first,
+                    std::optional<int64_t> replayed_batch) {
   // The site and step come from the replay's comparison with the recording; the re-execution only adds the
   // values at that site, when it shows the difference there first, as the replay did.
   const std::string again =
@@ -531,6 +538,7 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
       return;
     }
     b->hooks->capture_step(step);
+    if (replayed_batch) b->hooks->take_batch(step, *replayed_batch);
     if (!b->training->fit(step + 1).ok()) {
       notes.push_back("no element detail: the replayed re-execution of step " + std::to_string(step) + " failed");
       return;
@@ -1054,7 +1062,8 @@ ReplayResult replay(const ReplayOptions& o) {
                                        : rebuild_config(header, {}, o.data_path, false, *recorded_scratch);
     if (recorded) {
       locate_element(o.trace_path, o.force, recorded->config, config, registry, d.step, d, res.steps_executed,
-                     rep.notes, o.test_recorded_device, &recorded_itself, &op_first);
+                     rep.notes, o.test_recorded_device, &recorded_itself, &op_first,
+                     replayed_batch_of(hooks.schedule(), d.step));
     } else {
       const bool embedded = std::any_of(header.datasets.begin(), header.datasets.end(),
                                         [](const auto& ds) { return !ds.embedded.empty(); });
