@@ -621,7 +621,11 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
             "same kernel " + (is_openblas(kernel) ? kernel : std::string("f32_matmul__openblas_sgemm")) +
                 ", same inputs, different output: OpenBLAS ran its " + core_a + " code (" + in.name_a +
                 ") and its " + core_b + " code (" + in.name_b +
-                "); it picks its code for the CPU when it loads, and OPENBLAS_CORETYPE names another"};
+                "); it picks its code for the CPU it loads on, or the one OPENBLAS_CORETYPE names" +
+                (isa_a.empty()
+                     ? std::string()
+                     : "; the instruction sets differ (" + isa_a + " vs " + isa_b +
+                           "), and trainrr sets OPENBLAS_CORETYPE to keep OpenBLAS within TRAINRR_ISA")};
   if (!in.order_differences.empty()) {
     std::vector<std::string> sites;
     for (const auto& [site, step] : in.order_differences) sites.push_back(site + " (step " + std::to_string(step) + ")");

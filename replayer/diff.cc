@@ -616,9 +616,11 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
         "trainable parameters identical through step",
         std::to_string(identical_through) + ", the last compared: no step's trainable parameters differ");
   if (first_param_diff >= 0) {
-    rep.facts.emplace_back(
-        "trainable parameters identical through step",
-        identical_through < 0 ? "none: they differ after the first step" : std::to_string(identical_through));
+    rep.facts.emplace_back("trainable parameters identical through step",
+                           identical_through < 0
+                               ? (first && in_initial_weights(*first) ? "none: the initial weights differ"
+                                                                      : "none: they differ after step 0")
+                               : std::to_string(identical_through));
     // The last step both traces hold, which is not the last of either when one ends first.
     rep.facts.emplace_back("loss at step " + std::to_string(last_loss_step),
                            round_trip(last_loss_a) + " (A) vs " + round_trip(last_loss_b) + " (B)");

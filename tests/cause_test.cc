@@ -45,6 +45,21 @@ TEST(Cause, OpenblasCodeDifferenceIsNamedWhenTheRunUsedOpenblas) {
       << c.detail;
 }
 
+// Where the instruction sets differ, trainrr itself set OPENBLAS_CORETYPE (TRAINRR_ISA): the cause says so
+// rather than point at a variable the user did not set.
+TEST(Cause, OpenblasCodeUnderAnotherInstructionSetSaysTrainrrSetTheCoreType) {
+  CauseInputs in = openblas_cores("SkylakeX", "Haswell");
+  in.environment.push_back({"isa", "avx512", "avx2"});
+  in.kernels = {{"dense_1/matmul.fwd", "f32_matmul__openblas_sgemm"}};
+  const Cause c = classify(layer_output_differs(), in);
+  EXPECT_NE(
+      c.detail.find("it picks its code for the CPU it loads on, or the one OPENBLAS_CORETYPE names; the "
+                    "instruction sets differ (avx512 vs avx2), and trainrr sets OPENBLAS_CORETYPE to keep "
+                    "OpenBLAS within TRAINRR_ISA"),
+      std::string::npos)
+      << c.detail;
+}
+
 TEST(Cause, DiffNamesTheSidesAAndB) {
   CauseInputs in = openblas_cores("Haswell", "SkylakeX", "A", "B");
   in.kernels = {{"dense_1/matmul.fwd", "f32_matmul__openblas_sgemm"}};

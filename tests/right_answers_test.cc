@@ -676,5 +676,16 @@ TEST_F(RightAnswers, OptimizerSlotsOnOneSideAreTheFinalStatesDifferenceAndTheKey
   EXPECT_TRUE(has(json.output, "\"layer\":\"dense_1\"")) << json.output;
 }
 
+// Two seeds draw other initial weights: the parameters were never identical, and diff says why.
+TEST_F(RightAnswers, DiffOfTwoSeedsSaysTheInitialWeightsDiffer) {
+  const std::string a = recorded("a");
+  const std::string b = recorded("b", " --set seed=4");
+  const CommandResult r = run_trainrr("diff " + a + " " + b);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(
+      has(r.output, "trainable parameters identical through step: none: the initial weights differ\n"))
+      << r.output;
+}
+
 }  // namespace
 }  // namespace trainrr::testing
