@@ -721,7 +721,21 @@ Status require_replayable_trace(const std::string& path, const std::string& what
   auto reader = trace::TraceReader::open(path, trace::without_payloads());
   if (!reader) return reader.error();
   if (Status s = trace::refuse_rank_alone((*reader)->header(), path, what); !s) return s;
+  if (Status s = seed_follows_config((*reader)->header(), path); !s) return s;
   return require_complete_step(path);
+}
+
+Status seed_follows_config(const trace::TraceHeader& h, const std::string& path) {
+  auto config =
+      parse_config(h.config, h.config_path + " (in the trace)", config_folder(h), h.config_overrides);
+  if (!config) return {};  // said where the configuration is read
+  const bool says = config->seed.has_value();
+  if (says == !h.seed_from_entropy && (!says || *config->seed == h.seed)) return {};
+  return Error{path + ": the header's seed is " + std::to_string(h.seed) +
+               (h.seed_from_entropy ? " (drawn from the OS)" : " (from the configuration)") +
+               ", but the configuration in the trace " +
+               (says ? "gives seed = " + std::to_string(*config->seed) : std::string("gives no seed")) +
+               ": in a trace trainrr record wrote they agree, so the trace was changed after it was written"};
 }
 
 Status require_complete_step(const std::string& path) {

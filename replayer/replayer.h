@@ -59,9 +59,12 @@ struct ReplayResult {
 ReplayResult replay(const ReplayOptions& options);
 
 // An error when `path` is not one process's trace that `what` ("replay", "diff", "bisect") can take: the
-// folder of a data-parallel run or one rank's trace of it (the run's ranks go together: replay_run, diff_runs),
-// or a trace that holds no complete step (a recording killed during its first step, or a run that stopped
-// before it), which has nothing to compare.
+// folder of a data-parallel run or one rank's trace of it (the run's ranks go together: replay_run,
+// diff_runs), or a trace that holds no complete step (a recording killed during its first step, or a run that
+// stopped before it), which has nothing to compare. The header's seed against the configuration it holds: the
+// seed it gives, or none where the header says the seed was drawn from the OS. An error names the trace and
+// both.
+Status seed_follows_config(const trace::TraceHeader& h, const std::string& path);
 Status require_replayable_trace(const std::string& path, const std::string& what);
 // An error when the trace at `path` (one process's, or one rank's of a run) holds no complete step, or is
 // damaged before its first step ends: there is nothing to compare.

@@ -355,5 +355,26 @@ TEST_F(InconsistentTrace, AnAccumulationOrderThatCannotBeForcedIsNamedAndOtherOr
   EXPECT_FALSE(has(d.output, "same choices")) << d.output;
 }
 
+// A header's seed that its configuration does not give: show, replay and diff say the trace was changed,
+// where they said the seed came from the configuration and the run reproduced.
+TEST_F(InconsistentTrace, AHeaderSeedTheConfigurationDoesNotGiveIsNamed) {
+  const std::string bad = dir.file("seed.trr");
+  uint64_t seed = 0;
+  ASSERT_EQ(rewrite_trace(recorded(), bad,
+                          [&](trace::TraceHeader& h) {
+                            h.seed += 1;
+                            seed = h.seed;
+                          }),
+            "");
+  const std::string said = ": the header's seed is " + std::to_string(seed) +
+                           " (from the configuration), but the configuration in the trace gives seed = " +
+                           std::to_string(seed - 1) + ": in a trace trainrr record wrote they agree";
+  for (const std::string& command : {"show " + bad, "replay " + bad, "diff " + recorded() + " " + bad}) {
+    const CommandResult r = run_trainrr(command);
+    EXPECT_EQ(r.exit_code, 2) << command << "\n" << r.output;
+    EXPECT_TRUE(has(r.output, bad + said)) << command << "\n" << r.output;
+  }
+}
+
 }  // namespace
 }  // namespace trainrr::testing

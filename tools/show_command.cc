@@ -22,6 +22,7 @@
 #include "engine/kernels/conv_sites.h"
 #include "engine/kernels/cudnn_choice.h"
 #include "recorder/recorder.h"
+#include "replayer/replayer.h"
 #include "tools/commands.h"
 #include "tools/run_folder.h"
 #include "tools/trace_text.h"
@@ -256,9 +257,10 @@ void print_run(const std::string& file, const trace::TraceReader& r) {
   say("run:\n");
   say("  config: %s", h.config_path.empty() ? "(text)" : h.config_path);
   for (const auto& o : h.config_overrides) say(" --set %s", o);
-  say(
-      "\n  seed: %llu (%s)\n", static_cast<unsigned long long>(h.seed),
-      h.seed_from_entropy ? "drawn from the OS: the configuration gives none" : "from the configuration");
+  say("\n  seed: %llu (%s)\n", static_cast<unsigned long long>(h.seed),
+      !seed_follows_config(h, file) ? "the header's, which the configuration in the trace does not give"
+      : h.seed_from_entropy         ? "drawn from the OS: the configuration gives none"
+                                    : "from the configuration");
   say("  level: %s, ", probe_level_name(h.level));
   if (h.checkpoint_every > 0)
     say("checkpoint every %lld step%s\n", static_cast<long long>(h.checkpoint_every),
@@ -502,6 +504,8 @@ int run_show(const ShowArgs& a) {
   print_run(a.file, r);
   print_environment(r.header());
   print_data(r.header());
+  // A header whose seed its configuration does not give was changed after it was written: said last.
+  const Status seed_agrees = seed_follows_config(r.header(), a.file);
 
   StepStats s;
   s.end_offset = r.header_size();
@@ -555,6 +559,10 @@ int run_show(const ShowArgs& a) {
     if (stop.truncated && !r.ended_cleanly())
       return kOk;  // what a killed recording leaves: a clean partial read
     print_error(stopped->message);
+    return kBadInput;
+  }
+  if (!seed_agrees) {
+    print_error(seed_agrees.error().message);
     return kBadInput;
   }
   if (const auto& f = r.footer()) {
