@@ -471,6 +471,8 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
       " not follow the run its configuration describes: with the same configuration and data, runs make the "
       "same events (it was changed after it was written, or written by another version of trainrr)";
   if (kind == "extra" || kind == "missing") return {"trace", d.detail + "; " + trace_words};
+  // The initial weights come from the draws, which were the same, and from the configuration, which is.
+  if (kind == "state" && d.phase == "setup") return {"trace", d.detail + "; " + trace_words};
 
   if (kind == "loader" && d.detail.find(kBatchRefused) != std::string::npos)
     return {"trace", d.detail + "; no loader hands out such a batch, so " + trace_words};

@@ -593,7 +593,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
       sb.reader->ended_cleanly()) {
     auto end_a = final_checkpoint(a_path, last_index + 1), end_b = final_checkpoint(b_path, last_index + 1);
     if (end_a && end_b && *end_a && *end_b)
-      first = final_state_difference((*end_a)->tensors, (*end_b)->tensors, last_index, "A", "B");
+      first = state_difference((*end_a)->tensors, (*end_b)->tensors, last_index, "A", "B", false);
   }
   for (const auto& [site, k] : kernels_a)
     if (kernels_b.count(site) && kernels_b[site] != k) ci.kernel_differences[site] = {k, kernels_b[site]};

@@ -268,7 +268,10 @@ std::string report_text(const DivergenceReport& r) {
       << steps_compared(r) << "\n";
   } else if (r.first) {
     const FirstDivergence& d = *r.first;
-    o << (d.kind == "state" ? "diverged in the final state, after step " : "diverged at step ") << d.step;
+    if (d.kind == "state" && d.phase == "setup")
+      o << "diverged in the initial state, before step " << d.step;
+    else
+      o << (d.kind == "state" ? "diverged in the final state, after step " : "diverged at step ") << d.step;
     if (!d.phase.empty() && d.kind != "state") o << ", " << f(d.phase);
     if (!d.layer.empty()) o << ", " << f(d.layer);
     if (!d.op.empty()) o << " " << f(d.op);

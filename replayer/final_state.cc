@@ -32,9 +32,10 @@ bool same_bits(const Tensor& a, const Tensor& b) {
 
 }  // namespace
 
-std::optional<FirstDivergence> final_state_difference(const std::vector<NamedTensor>& a,
-                                                      const std::vector<NamedTensor>& b, int64_t last_step,
-                                                      const std::string& name_a, const std::string& name_b) {
+std::optional<FirstDivergence> state_difference(const std::vector<NamedTensor>& a,
+                                                const std::vector<NamedTensor>& b, int64_t last_step,
+                                                const std::string& name_a, const std::string& name_b,
+                                                bool initial) {
   std::map<std::string, const Tensor*> other;
   for (const NamedTensor& t : b) other[t.name] = &t.value;
   std::vector<std::string> differ;
@@ -58,6 +59,14 @@ std::optional<FirstDivergence> final_state_difference(const std::vector<NamedTen
           "(an optimizer's slots; at level step, a batch normalization's moving statistics), so the step "
           "whose update first made it differ is not known (levels layer and op compare the moving statistics "
           "at every step)");
+  if (initial) {
+    d.phase = "setup";
+    d.detail = "the initial state (before step 0) differs in " + first_of(differ, 4) + " (" +
+               std::to_string(differ.size()) + " of " + std::to_string(tensors) +
+               " tensors), though the draws of the initial weights are the same: the " + name_a +
+               " initial checkpoint (what export --step 0 gives) is not what the " + name_b +
+               " run sets up from them";
+  }
   // The layer is the tensor's: "dense_1" of "dense_1.kernel" and of an optimizer slot
   // "adam.m/dense_1.kernel".
   std::string tensor = d.site.substr(d.site.rfind('/') == std::string::npos ? 0 : d.site.rfind('/') + 1);

@@ -19,10 +19,12 @@ namespace trainrr {
 // (a trace cut before its end, one that does not end there). An error where it cannot be read.
 Result<std::optional<TrainState>> final_checkpoint(const std::string& trace_path, int64_t steps);
 
-// The first difference between two final states after step `last_step` (the tensors by name, bit for bit),
-// as a divergence of kind "state", or nullopt where they are the same.
-std::optional<FirstDivergence> final_state_difference(const std::vector<NamedTensor>& a,
-                                                      const std::vector<NamedTensor>& b, int64_t last_step,
-                                                      const std::string& name_a, const std::string& name_b);
+// The first difference between two states (the tensors by name, bit for bit), as a divergence of kind
+// "state", or nullopt where they are the same: the final states after step `step`, or (`initial`) the
+// initial states before step 0 (phase "setup").
+std::optional<FirstDivergence> state_difference(const std::vector<NamedTensor>& a,
+                                                const std::vector<NamedTensor>& b, int64_t step,
+                                                const std::string& name_a, const std::string& name_b,
+                                                bool initial);
 
 }  // namespace trainrr

@@ -818,6 +818,13 @@ ReplayResult replay(const ReplayOptions& o) {
                         std::to_string(t.total_steps() - 1) + ", replayed to the last");
   const trace::TraceReader& read = *side->reader;
   bool cut_short = false;
+  // The recorded initial state against the one this run sets up from the recorded draws, which a run that
+  // starts at step 0 makes before any step: the trace's initial checkpoint is what export --step 0 gives.
+  if (resumed == 0 && !hooks.diverged() && t.step() == 0 && end > 0)
+    if (auto recorded_start = final_checkpoint(o.trace_path, 0); recorded_start && *recorded_start)
+      if (auto d = state_difference((*recorded_start)->tensors, t.state().tensors, 0, "recorded", "replayed",
+                                    /*initial=*/true))
+        hooks.diverge_at_end(std::move(*d));
   while (t.step() < end) {
     if (hooks.at_end()) {
       // Damage is said in the report's first line and on stderr, with the reader's words.
@@ -837,9 +844,13 @@ ReplayResult replay(const ReplayOptions& o) {
     // A first divergence in the initial weights' draws (a model of another shape, another seed) is found
     // before any step runs, and nothing a step does comes before it: the replay stops there, rather than
     // train a step of a model that may be far larger than the recorded one.
-    if (hooks.first() && in_initial_weights(*hooks.first()) && !o.keep_going && t.step() == resumed) {
-      rep.notes.push_back("the first difference is in the draws of the initial weights, before step " +
-                          std::to_string(resumed) +
+    if (hooks.first() && (in_initial_weights(*hooks.first()) || hooks.first()->kind == "state") &&
+        !o.keep_going && t.step() == resumed) {
+      rep.notes.push_back(std::string(hooks.first()->kind == "state"
+                                          ? "the first difference is in the initial state"
+                                          : "the first difference is in the draws of "
+                                            "the initial weights") +
+                          ", before step " + std::to_string(resumed) +
                           " runs: the replay stopped there, with no step run (--keep-going trains on)");
       break;
     }
@@ -869,8 +880,8 @@ ReplayResult replay(const ReplayOptions& o) {
   if ((whole_run || cut_short) && !hooks.diverged() && !o.keep_going && t.step() > resumed &&
       hooks.at_end() && hooks.trace_ended_cleanly() && !hooks.trace_damage())
     if (auto recorded_end = final_checkpoint(o.trace_path, t.step()); recorded_end && *recorded_end)
-      if (auto d = final_state_difference((*recorded_end)->tensors, t.state().tensors, t.step() - 1,
-                                          "recorded", "replayed"))
+      if (auto d = state_difference((*recorded_end)->tensors, t.state().tensors, t.step() - 1, "recorded",
+                                    "replayed", false))
         hooks.diverge_at_end(std::move(*d));
   const bool cut_after_last_step = whole_run && hooks.at_end() && !hooks.trace_ended_cleanly();
   res.damage = hooks.trace_damage();

@@ -182,8 +182,10 @@ void answer_card(std::ostringstream& o, const DivergenceReport& r, const Names& 
            "notes).</p>";
   } else if (r.first) {
     const FirstDivergence& d = *r.first;
-    // The final state's difference arose at a step the steps' comparisons do not show.
-    o << (d.kind == "state" ? "<h1>Diverged in the final state, after step " : "<h1>Diverged at step ")
+    // A state's difference (the final one's) arose at a step the steps' comparisons do not show.
+    o << (d.kind == "state" && d.phase == "setup" ? "<h1>Diverged in the initial state, before step "
+          : d.kind == "state"                     ? "<h1>Diverged in the final state, after step "
+                                                  : "<h1>Diverged at step ")
       << d.step;
     if (!d.phase.empty() && d.kind != "state") o << ", " << esc(d.phase);
     o << "</h1><p class=\"sub\">";

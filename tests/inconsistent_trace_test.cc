@@ -376,5 +376,30 @@ TEST_F(InconsistentTrace, AHeaderSeedTheConfigurationDoesNotGiveIsNamed) {
   }
 }
 
+// An initial checkpoint that holds other weights than the recorded draws make: replay says the trace does not
+// follow its run, where it said reproduced (export --step 0 would give those weights).
+TEST_F(InconsistentTrace, AnInitialCheckpointThatIsNotTheRunsSetUpIsNamed) {
+  const std::string bad = dir.file("initial.trr");
+  ASSERT_EQ(rewrite_trace(
+                recorded(), bad, [](trace::TraceHeader&) {}, {},
+                [](trace::TraceCheckpoint& c) {
+                  if (c.step == 0)
+                    for (auto& t : c.tensors)
+                      if (t.name == "dense_1.kernel") t.value.data[0] *= 2;
+                  return true;
+                }),
+            "");
+  const CommandResult r = run_trainrr("replay " + bad);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(
+      r.output.rfind(
+          "diverged in the initial state, before step 0, dense_1 (dense_1.kernel)\n  cause: trace: ", 0),
+      0u)
+      << r.output;
+  EXPECT_TRUE(has(r.output, "note: the first difference is in the initial state, before step 0 runs"))
+      << r.output;
+  EXPECT_EQ(run_trainrr("replay " + recorded()).exit_code, 0);
+}
+
 }  // namespace
 }  // namespace trainrr::testing
