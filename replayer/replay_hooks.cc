@@ -109,6 +109,7 @@ bool ReplayHooks::load_next() {
     if (auto* s = std::get_if<trace::TraceStep>(&(*rec)->value)) {
       cur_.step = std::move(*s);
       cur_.loaded = true;
+      last_step_at_ = {cur_.step.index, (*rec)->offset};
       for (size_t i = 0; i < cur_.step.events.size(); ++i) {
         const trace::Event& e = cur_.step.events[i];
         cur_.by_key[event_key(e)].push_back(i);

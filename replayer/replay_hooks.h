@@ -72,6 +72,13 @@ class ReplayHooks : public Hooks {
   void diverge_at_end(FirstDivergence d) {
     if (!first_) first_ = std::move(d);
   }
+  // The step whose record no later message of the trace vouched for (the last of a trace cut short), if the
+  // replay read it.
+  std::optional<int64_t> unvouched_step() const {
+    const auto at = reader_->unvouched();
+    return at && last_step_at_ && last_step_at_->second == *at ? std::optional<int64_t>(last_step_at_->first)
+                                                               : std::nullopt;
+  }
   // Step `step` takes batch `batch`, whatever the loader proposes or the trace forces.
   void take_batch(int64_t step, int64_t batch) { take_batch_ = {step, batch}; }
   // The order of the epoch a replay resumed in, which the checkpoint holds (no shuffle is made for it).
@@ -214,6 +221,7 @@ class ReplayHooks : public Hooks {
                        const RngDraw* draw);
   DataSchedule schedule_;
   std::optional<std::pair<int64_t, int64_t>> take_batch_;
+  std::optional<std::pair<int64_t, uint64_t>> last_step_at_;  // the last step read: its index and offset
   // The recorded step the run is in, with its events indexed by (kind, site).
   struct Current {
     bool loaded = false;

@@ -1102,6 +1102,12 @@ ReplayResult replay(const ReplayOptions& o) {
   }
   rep.cause = classify(d, ci);
   config_in_note = refine_cause(rep.cause, d, ci, recorded_itself, op_first, rep.notes);
+  // The last step of a trace cut short has no message after it to vouch for its record.
+  if (const auto u = hooks.unvouched_step(); u && *u == d.step && hooks.first() && d.kind != "state")
+    rep.cause.detail +=
+        "; but step " + std::to_string(d.step) +
+        "'s record is the last whole message of a trace cut short, which no message after it "
+        "vouches for: a change made to it after it was written would read as this difference too";
   if (!hooks.first() && rebuilt->data_changed) {
     rep.cause.detail =
         rebuilt->data_detail + "; no value of any step compared differs: " +

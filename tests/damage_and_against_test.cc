@@ -190,6 +190,30 @@ TEST(DamagedTraceReport, ExportOfATraceDamagedAfterTheCheckpointNamesTheByteRepl
   EXPECT_GT(framing, 0) << "no flip changed a message's framing";
 }
 
+// A trace cut right after a step's record has nothing after that record to vouch for it: a difference there
+// is reported with that said, as a change to the record would read the same.
+TEST(DamagedTraceReport, ADifferenceInTheLastRecordOfACutTraceSaysNothingVouchesForIt) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", kDeterministic);
+  const std::string damaged = dir.file("damaged.trr");
+  const int64_t step = damage_a_step(trace, damaged, 10);
+  ASSERT_GE(step, 10) << "no step's loss lies verbatim in the file";
+  const std::string cut = dir.file("cut.trr");
+  write_file(cut, read_file(damaged).substr(0, step_message(trace, step).to));
+  const CommandResult r = run_trainrr("replay " + cut);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(r.output.rfind("diverged at step " + std::to_string(step) + ", ", 0), 0u) << r.output;
+  EXPECT_TRUE(
+      has(r.output, "; but step " + std::to_string(step) +
+                        "'s record is the last whole message of a trace cut short, which no message after "
+                        "it vouches for"))
+      << r.output;
+  // The same cut without the change reproduces.
+  const std::string clean = dir.file("clean.trr");
+  write_file(clean, read_file(trace).substr(0, step_message(trace, step).to));
+  EXPECT_EQ(run_trainrr("replay " + clean).exit_code, 0);
+}
+
 // A replay that diverges before the damage stops there, but the rest of the trace is still read: the report
 // says it is damaged (exit 2) or cut, as diff of the same file does.
 TEST(DamagedTraceReport, AReplayThatDivergesBeforeTheDamageStillSaysTheTraceIsDamaged) {

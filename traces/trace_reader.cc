@@ -388,6 +388,7 @@ struct TraceReader::Impl {
   bool at_end = false;
   bool after_footer = false;
   bool truncated_tail = false;  // the last frame_at error was a cut, not a bad frame
+  std::optional<uint64_t> unvouched_offset;  // a message handed out that no message after it vouched for
   uint64_t truncated_need = 0;  // the bytes from its start that the message cut there needs, at least
   NameTable names;
   // Counts since the header, for the footer's checks; valid only while reading from the start.
@@ -475,7 +476,11 @@ struct TraceReader::Impl {
   // Compares the digest that the message at `next` holds with that of the message at `offset`, just read
   // (`previous`). A next message that cannot be framed or decoded is left for the next read to report.
   Status check_against_next(uint64_t offset, uint64_t next) {
-    if (!previous || next >= size || after_footer) return {};  // nothing may follow a footer: next() says so
+    if (!previous || after_footer) return {};  // nothing may follow a footer: next() says so
+    if (next >= size) {  // the file ends after this message: nothing after it holds its digest
+      unvouched_offset = offset;
+      return {};
+    }
     auto frame = frame_at(next);
     // A file that ends inside the next message is a recording cut there: this one was written whole. Any
     // other failure to read the next message leaves this one unvouched for, and a changed byte in its framing
@@ -516,6 +521,9 @@ struct TraceReader::Impl {
                             "written (the file is damaged, not cut)");
       }
       error_offset = cut_offset, error_what = cut_what;
+      // The message cut short vouches for this one only where the digest it holds is among the bytes left.
+      const PartialRoot start = partial_root(next, 4096);
+      if (start.no_message || !data_field(start, previous_slot(), 32)) unvouched_offset = offset;
       return {};
     }
     if (!*frame) return {};
@@ -1560,6 +1568,7 @@ TraceReader::~TraceReader() = default;
 uint64_t TraceReader::file_size() const { return impl_->size; }
 
 const std::optional<ReadStop>& TraceReader::stopped() const { return impl_->stop; }
+std::optional<uint64_t> TraceReader::unvouched() const { return impl_->unvouched_offset; }
 
 Result<std::unique_ptr<TraceReader>> TraceReader::open(const std::string& path, const ReaderLimits& limits) {
   auto impl = std::make_unique<Impl>();

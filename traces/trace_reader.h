@@ -111,6 +111,10 @@ class TraceReader {
 
   // Set once next() has returned an Error: the same stop, in parts.
   const std::optional<ReadStop>& stopped() const;
+  // The offset of a message handed out that no message after it vouched for (one the file ends with, where no
+  // footer follows it, or one before a message cut short before the digest it would hold): a change made to
+  // it after it was written cannot be seen.
+  std::optional<uint64_t> unvouched() const;
   // Set once next() has returned the footer.
   const std::optional<TraceFooter>& footer() const { return footer_; }
   // The writer closed the trace with a footer. A trace without one did not end cleanly.
