@@ -214,6 +214,32 @@ TEST(DamagedTraceReport, ADifferenceInTheLastRecordOfACutTraceSaysNothingVouches
   EXPECT_EQ(run_trainrr("replay " + clean).exit_code, 0);
 }
 
+// A header that cannot be read in a file that ends with an intact footer was changed, not cut: every command
+// says so first, whatever the reader found wrong in it (its size, its version, its fields).
+TEST(DamagedTraceReport, AHeaderThatCannotBeReadInAWholeFileIsSaidToBeChanged) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", "--set train.epochs=1");
+  const std::string bytes = read_file(trace);
+  int changed = 0;
+  for (const auto& [at, bit] : {std::pair{0, 6}, std::pair{3, 0}, std::pair{20, 0}, std::pair{31, 7}}) {
+    std::string b = bytes;
+    b[at] = static_cast<char>(b[at] ^ (1 << bit));
+    const std::string damaged = dir.file("header" + std::to_string(at) + ".trr");
+    write_file(damaged, b);
+    for (const std::string& command : {"show ", "replay "}) {
+      const CommandResult r = run_trainrr(command + damaged);
+      EXPECT_EQ(r.exit_code, 2) << command << at << "\n" << r.output;
+      if (has(r.output, damaged +
+                            ": byte 0: the header was changed after it was written (the file ends with an "
+                            "intact footer, at byte "))
+        ++changed;
+      EXPECT_FALSE(has(r.output, "killed or cut")) << r.output;
+      EXPECT_EQ(r.output.find('\0'), std::string::npos);
+    }
+  }
+  EXPECT_GE(changed, 6);
+}
+
 // A replay that diverges before the damage stops there, but the rest of the trace is still read: the report
 // says it is damaged (exit 2) or cut, as diff of the same file does.
 TEST(DamagedTraceReport, AReplayThatDivergesBeforeTheDamageStillSaysTheTraceIsDamaged) {

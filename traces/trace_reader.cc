@@ -1605,6 +1605,37 @@ Result<std::unique_ptr<TraceReader>> TraceReader::open_memory(std::span<const ui
 }
 
 Status TraceReader::read_header() {
+  Status read = read_header_message();
+  if (read) return read;
+  // A header that cannot be read, in a file that ends with an intact footer, was changed after it was
+  // written: the file is whole, not cut short, and nothing it says of itself (a version, a size) can be taken
+  // as it stands, except a reader version a newer trainrr may ask for.
+  Impl& m = *impl_;
+  std::string why = read.error().message;
+  std::erase(why, '\0');
+  if (why.rfind(m.name + ": ", 0) == 0) why = why.substr(m.name.size() + 2);
+  const size_t version_at = why.find("needs reader version ");
+  const bool newer =
+      version_at != std::string::npos && std::strtoull(why.c_str() + version_at + 21, nullptr, 10) <= 0xFFFF;
+  // Words that say the file was changed already are its reader's own: they stand.
+  const bool said = why.find("changed after it was written") != std::string::npos ||
+                    why.find("damaged") != std::string::npos;
+  if (newer || said || m.size == 0) return Error{m.name + ": " + why};
+  if (const std::optional<uint64_t> footer = m.scan_for_intact_footer(0)) {
+    if (why.rfind("byte 0: ", 0) == 0) why = why.substr(8);
+    const std::string cut = " (the recording was killed or cut before it had written its header)";
+    if (const size_t at = why.find(cut); at != std::string::npos) why.erase(at, cut.size());
+    const std::string truncated = "truncated inside its header: ";
+    if (why.rfind(truncated, 0) == 0) why = "its framing says that " + why.substr(truncated.size());
+    return Error{m.name +
+                 ": byte 0: the header was changed after it was written (the file ends with an intact "
+                 "footer, at byte " +
+                 std::to_string(*footer) + ", so it was not cut short): " + why};
+  }
+  return Error{m.name + ": " + why};
+}
+
+Status TraceReader::read_header_message() {
   Impl& m = *impl_;
   // A packed message never starts with a zero byte (its first word, the segment table's head, is never
   // zero); an unpacked one of a single segment always does.
@@ -1695,7 +1726,9 @@ Result<std::optional<TraceRecord>> TraceReader::next() {
     uint64_t offset = m.pos;
     if (m.after_footer && offset < m.size) {
       m.truncated_tail = false;
-      return m.stop_at(m.error_at(offset, std::to_string(m.size - offset) + " bytes follow the footer"));
+      return m.stop_at(m.error_at(offset, std::to_string(m.size - offset) +
+                                              (m.size - offset == 1 ? " byte follows" : " bytes follow") +
+                                              " the footer"));
     }
     auto frame = m.frame_at(offset);
     // A trace still being recorded ends, when it is read, inside the message being written: the end of

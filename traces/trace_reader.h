@@ -132,6 +132,7 @@ class TraceReader {
  private:
   explicit TraceReader(std::unique_ptr<Impl> impl);
   Status read_header();
+  Status read_header_message();
 
   std::unique_ptr<Impl> impl_;
   TraceHeader header_;
