@@ -163,6 +163,13 @@ struct StepStream {
   Status status;
   std::vector<int64_t> epoch_after_step;  // epochs[k] was logged after step epoch_after_step[k]
   int64_t last_step = -1;
+  uint64_t last_step_offset = 0;
+  // Whether step `step`'s record is one no later message of the trace vouched for (the last of a trace cut
+  // short).
+  bool unvouched(int64_t step) const {
+    const auto at = reader->unvouched();
+    return at && step == last_step && *at == last_step_offset;
+  }
   std::optional<trace::TraceStep> next() {
     for (;;) {
       auto r = reader->next();
@@ -173,6 +180,7 @@ struct StepStream {
       if (!r->has_value()) return std::nullopt;
       if (auto* s = std::get_if<trace::TraceStep>(&(*r)->value)) {
         last_step = s->index;
+        last_step_offset = (*r)->offset;
         return std::move(*s);
       }
       if (auto* e = std::get_if<trace::TraceEpoch>(&(*r)->value)) {
@@ -715,6 +723,13 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     if (kernels_b.count(ks)) d.kernel_replayed = kernels_b[ks];
   }
   rep.cause = classify(d, ci);
+  // The last step of a trace cut short has no message after it to vouch for its record.
+  for (const auto& [stream, side] : {std::pair{&sa, "A"}, std::pair{&sb, "B"}})
+    if (first && d.kind != "state" && stream->unvouched(d.step))
+      rep.cause.detail +=
+          std::string("; but step ") + std::to_string(d.step) + "'s record in " + side +
+          " is the last whole message of a trace cut short, which no message after it vouches "
+          "for: a change made to it after it was written would read as this difference too";
   // Where the data is the cause (an evaluation's difference that the rows read cannot explain is not).
   if ((!first || at_evaluation) && ci.data_changed && rep.cause.category == "data") {
     const auto within = differences_within_steps(ci.config_differences);

@@ -208,6 +208,11 @@ TEST(DamagedTraceReport, ADifferenceInTheLastRecordOfACutTraceSaysNothingVouches
                         "'s record is the last whole message of a trace cut short, which no message after "
                         "it vouches for"))
       << r.output;
+  const CommandResult d = run_trainrr("diff " + trace + " " + cut);
+  EXPECT_EQ(d.exit_code, 1) << d.output;
+  EXPECT_TRUE(has(d.output, "; but step " + std::to_string(step) +
+                                "'s record in B is the last whole message of a trace cut short"))
+      << d.output;
   // The same cut without the change reproduces.
   const std::string clean = dir.file("clean.trr");
   write_file(clean, read_file(trace).substr(0, step_message(trace, step).to));
@@ -226,7 +231,7 @@ TEST(DamagedTraceReport, AHeaderThatCannotBeReadInAWholeFileIsSaidToBeChanged) {
     b[at] = static_cast<char>(b[at] ^ (1 << bit));
     const std::string damaged = dir.file("header" + std::to_string(at) + ".trr");
     write_file(damaged, b);
-    for (const std::string& command : {"show ", "replay "}) {
+    for (const std::string command : {"show ", "replay "}) {
       const CommandResult r = run_trainrr(command + damaged);
       EXPECT_EQ(r.exit_code, 2) << command << at << "\n" << r.output;
       if (has(r.output, damaged +

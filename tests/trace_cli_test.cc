@@ -828,6 +828,9 @@ TEST_F(TraceCliTest, FailedExportLeavesNothingAndKeepsTheEarlierExport) {
         "trap '' XFSZ; ulimit -f 2; $T export " + trace_ + " --step 120 -o " + to, out.file("err"));
     EXPECT_EQ(r.exit_code, 2) << r.output;
     EXPECT_NE(r.output.find("File too large"), std::string::npos) << r.output;
+    // The message names what the user asked for, not only the folder the export was being made in.
+    EXPECT_NE(r.output.find("; nothing was exported (" + to + " is as it was)"), std::string::npos)
+        << r.output;
     std::filesystem::remove(out.file("err"));
     std::vector<std::string> left;
     for (const auto& e : std::filesystem::directory_iterator(out.path()))

@@ -179,9 +179,11 @@ int run_export(const ExportArgs& a) {
                                   : " (it did not end cleanly: its final state is not in it)") +
         "; its last checkpoint was exported";
 
+  // A write that fails in the folder the export is made in leaves nothing: the path asked for is as it was.
+  const std::string nothing_exported = "; nothing was exported (" + printable(a.dir) + " is as it was)";
   auto staging = ExportStaging::create(target);
   if (!staging) {
-    print_error(staging.error().message);
+    print_error(staging.error().message + nothing_exported);
     return kBadInput;
   }
   // SIGINT, SIGTERM or SIGHUP: the export stops before its next file; the staging folder goes with it.
@@ -201,7 +203,7 @@ int run_export(const ExportArgs& a) {
     if (auto code = stopped()) return *code;
     const std::string file = file_name_for(t.name, i, used);
     if (Status s = write_npy((dir / file).string(), t.value); !s) {
-      print_error(s.error().message);
+      print_error(s.error().message + nothing_exported);
       return kBadInput;
     }
     append_item(tensors, i, ",",
@@ -251,7 +253,7 @@ int run_export(const ExportArgs& a) {
   out << manifest << "\n";
   out.close();
   if (!out) {
-    print_error(manifest_path + ": cannot write the manifest");
+    print_error(manifest_path + ": cannot write the manifest" + nothing_exported);
     return kBadInput;
   }
   if (auto code = stopped()) return *code;

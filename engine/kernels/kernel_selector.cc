@@ -71,10 +71,13 @@ const Kernel* KernelSelector::default_choice(OpKind op, const WorkShape& s,
                                              std::string& reason) const {
   const bool fast = policy_ != Policy::deterministic && policy_ != Policy::portable;
   const int threads = pool_->threads();
-  const std::string prefix = std::string(policy_ == Policy::portable ? "portable"
-                                         : fast                      ? "default"
-                                                                     : "deterministic") +
-                             ": ";
+  // Under autotune, a site it does not time (the loader, say) takes the default policy's rule, and says so.
+  const std::string prefix =
+      std::string(policy_ == Policy::portable   ? "portable"
+                  : policy_ == Policy::autotune ? "default (autotune times no candidates here)"
+                  : fast                        ? "default"
+                                                : "deterministic") +
+      ": ";
   // The portable kernels of matmul and conv2d: the generic arithmetic with the widest registers here.
   if (policy_ == Policy::portable && op != OpKind::reduce && op != OpKind::loader)
     for (const Kernel* k : candidates)

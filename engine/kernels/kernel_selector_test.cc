@@ -114,6 +114,16 @@ TEST(KernelSelector, ForcedKnownIdIsUsedWhateverTheRule) {
   EXPECT_EQ(f.hooks.choices.back().reason, "forced");
 }
 
+// A site autotune times nothing at (the loader) takes the default policy's rule, and its reason says so, not
+// that the default policy ran.
+TEST(KernelSelector, AutotuneSaysWhereItTimesNothingAndTakesTheDefaultRule) {
+  Fixture f(Policy::autotune, 2);
+  f.selector.select("data/loader", OpKind::loader, 100.0);
+  ASSERT_EQ(f.hooks.choices.size(), 1u);
+  EXPECT_EQ(f.hooks.choices[0].reason, "default (autotune times no candidates here): first ready, 2 threads");
+  EXPECT_TRUE(f.hooks.choices[0].timings_us.empty());
+}
+
 TEST(KernelSelector, AutotuneTimesEveryCandidateAndKeepsOneOfThem) {
   Fixture f(Policy::autotune, 2);
   const testing::MatmulProblem p({40, 50, 60}, 9);
