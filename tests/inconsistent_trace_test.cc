@@ -247,9 +247,12 @@ TEST_F(InconsistentTrace, AShuffleOfRowsTheRunDoesNotHaveIsTheTraceNotTheMachine
 // diff says what replay says of a recorded batch that no loader can hand out (one past the epoch's 15
 // batches, or one the epoch handed out already): the trace, not a loader's race.
 TEST_F(InconsistentTrace, ADiffOfABatchNoLoaderCanHandOutNamesTheTraceNotTheLoader) {
-  for (const auto& [batch, why] : {std::pair{int64_t{15}, std::string("epoch 1 has batches 0..14")},
-                                   std::pair{int64_t{0}, std::string("epoch 1 handed it out already")},
-                                   std::pair{int64_t{1} << 62, std::string("epoch 1 has batches 0..14")}}) {
+  for (const auto& item : {std::pair{int64_t{15}, std::string("epoch 1 has batches 0..14")},
+                           std::pair{int64_t{0}, std::string("epoch 1 handed it out already")},
+                           std::pair{int64_t{1} << 62, std::string("epoch 1 has batches 0..14")}}) {
+    // Named, not bound: a lambda below takes them (clang 14 captures no structured binding).
+    const int64_t batch = item.first;
+    const std::string& why = item.second;
     bool edited = false;
     const std::string bad = with_step(1, [&](trace::TraceStep& s) {
       for (auto& e : s.events)
@@ -275,13 +278,15 @@ TEST_F(InconsistentTrace, ADiffOfABatchNoLoaderCanHandOutNamesTheTraceNotTheLoad
 // is bad input naming the trace, the step, the site and the kernel (exit 2): not this machine's lack of a
 // kernel (exit 3), and not another choice two runs made.
 TEST_F(InconsistentTrace, AKernelNoMachineCanRunAtItsSiteIsBadInputNamingTheTrace) {
-  for (const auto& [kernel, why] :
+  for (const auto& item :
        {std::pair{std::string("f32_sum__cpu_pairwise"),
                   std::string(
                       "is a kernel of op reduce, and the site's op is matmul, so no machine runs it there")},
         std::pair{std::string("f32_matmul__cuda_nope"),
                   std::string("(which wrote the trace), on any instruction "
                               "set or device")}}) {
+    const std::string& kernel = item.first;
+    const std::string& why = item.second;
     bool edited = false;
     const std::string bad = with_step(0, [&](trace::TraceStep& s) {
       for (auto& e : s.events)
