@@ -326,8 +326,9 @@ int run_record(const RecordArgs& a) {
   // The final state, for export and resumption, unless the last periodic checkpoint holds it already; a run
   // stopped by Ctrl-C stops between two steps, and its state there is kept too.
   const int64_t last = (*training)->step();
-  const bool interrupted =
-      !fit.ok() && g_interrupted && fit.error().message.rfind("interrupted at step", 0) == 0;
+  // Stopped by a signal: this rank's own, or, under mpirun, another rank's that the ranks agreed on (a rank
+  // may stop before its own copy of the signal arrives).
+  const bool interrupted = !fit.ok() && fit.error().message.rfind("interrupted at step", 0) == 0;
   const bool replacing = !(*recorder)->pending_name().empty();
   // Stopped before its first step ended, the run recorded no step to read: an earlier trace at -o stays as
   // it was, and a path that held none is left without one.
@@ -350,7 +351,7 @@ int run_record(const RecordArgs& a) {
 #if TRAINRR_WITH_MPI
   // A rank that stops alone would leave the others waiting for it in an allreduce: the run ends with it (its
   // trace is finished above; the others keep every step they completed).
-  if (!fit.ok() && g_comm && !g_interrupted) {
+  if (!fit.ok() && g_comm && !interrupted) {
     print_error(rank_prefix() + fit.error().message);
     static_cast<MpiCollective*>(g_comm)->abort(kBadInput);
   }
@@ -372,7 +373,7 @@ int run_record(const RecordArgs& a) {
           stderr,
           "trainrr: the trace %s holds the steps written before the failure (`trainrr show` counts them)\n",
           inline_text(a.output).c_str());
-    return g_interrupted ? 128 + (g_signal.load() ? g_signal.load() : SIGINT) : kBadInput;
+    return interrupted ? 128 + (g_signal.load() ? g_signal.load() : SIGINT) : kBadInput;
   }
   if (!done.ok()) {
     print_error(rank_prefix() + done.error().message);
