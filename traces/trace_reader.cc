@@ -646,10 +646,10 @@ struct TraceReader::Impl {
     footer_scan.emplace(offset, found);
     return found;
   }
-  std::optional<uint64_t> scan_for_intact_footer(uint64_t offset) {
+  std::optional<uint64_t> scan_for_intact_footer(uint64_t offset, uint64_t window = kFooterScanBytes) {
     static const unsigned which_offset =
         capnp::Schema::from<schema::Message>().getProto().getStruct().getDiscriminantOffset();
-    const uint64_t lowest = std::max(offset + 1, size > kFooterScanBytes ? size - kFooterScanBytes : 0);
+    const uint64_t lowest = std::max(offset + 1, size > window ? size - window : 0);
     for (uint64_t at = size; at-- > lowest;) {
       const PartialRoot r = partial_root(at, 64);
       if (r.no_message) continue;
@@ -1621,7 +1621,9 @@ Status TraceReader::read_header() {
   const bool said = why.find("changed after it was written") != std::string::npos ||
                     why.find("damaged") != std::string::npos;
   if (newer || said || m.size == 0) return Error{m.name + ": " + why};
-  if (const std::optional<uint64_t> footer = m.scan_for_intact_footer(0)) {
+  // The footer of a run of a few thousand checkpoints lies in the last 64 KiB: a larger one is not looked
+  // for here, where every file whose header does not read would be scanned.
+  if (const std::optional<uint64_t> footer = m.scan_for_intact_footer(0, uint64_t{64} << 10)) {
     if (why.rfind("byte 0: ", 0) == 0) why = why.substr(8);
     const std::string cut = " (the recording was killed or cut before it had written its header)";
     if (const size_t at = why.find(cut); at != std::string::npos) why.erase(at, cut.size());
