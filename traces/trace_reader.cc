@@ -1621,9 +1621,9 @@ Status TraceReader::read_header() {
   const bool said = why.find("changed after it was written") != std::string::npos ||
                     why.find("damaged") != std::string::npos;
   if (newer || said || m.size == 0) return Error{m.name + ": " + why};
-  // The footer of a run of a few thousand checkpoints lies in the last 64 KiB: a larger one is not looked
-  // for here, where every file whose header does not read would be scanned.
-  if (const std::optional<uint64_t> footer = m.scan_for_intact_footer(0, uint64_t{64} << 10)) {
+  // The footer of a run of a couple of hundred checkpoints lies in the last 4 KiB: a larger one is not looked
+  // for here, where every file whose header does not read would be scanned byte by byte.
+  if (const std::optional<uint64_t> footer = m.scan_for_intact_footer(0, uint64_t{4} << 10)) {
     if (why.rfind("byte 0: ", 0) == 0) why = why.substr(8);
     const std::string cut = " (the recording was killed or cut before it had written its header)";
     if (const size_t at = why.find(cut); at != std::string::npos) why.erase(at, cut.size());
