@@ -1620,7 +1620,8 @@ Status TraceReader::read_header() {
   // Words that say the file was changed already are its reader's own: they stand.
   const bool said = why.find("changed after it was written") != std::string::npos ||
                     why.find("damaged") != std::string::npos;
-  if (newer || said || m.size == 0) return Error{m.name + ": " + why};
+  // Files only: a trace in memory (a test's, the fuzzer's) says what its reader found.
+  if (newer || said || m.size == 0 || m.fd < 0) return Error{m.name + ": " + why};
   // The footer of a run of a couple of hundred checkpoints lies in the last 4 KiB: a larger one is not looked
   // for here, where every file whose header does not read would be scanned byte by byte.
   if (const std::optional<uint64_t> footer = m.scan_for_intact_footer(0, uint64_t{4} << 10)) {
