@@ -6,6 +6,11 @@
 #include <fstream>
 #include <string>
 
+#include "engine/data/split.h"
+#include "engine/hooks.h"
+#include "engine/random.h"
+#include "engine/trainer.h"
+
 namespace trainrr {
 namespace {
 
@@ -111,6 +116,52 @@ TEST_F(DataReachTest, CopiesOfOtherRowCountsOrASplitNotKnownCannotBeCompared) {
   DataSchedule past = in_order(5);
   past.batches.push_back({5, 0, 7});
   EXPECT_FALSE(data_reach(config, run(write("d.csv", rows(3))).data, past));
+}
+
+// A stratified split reads the labels: the copies are compared only where both copies' labels pick the rows
+// the run's split holds. Of the single label changes, those that leave the split as it was are compared, the
+// others are not.
+TEST_F(DataReachTest, AStratifiedSplitIsComparedOnlyWhereTheLabelsThatDifferPickTheSameRows) {
+  std::string twenty = "a,b,y\n";
+  for (int i = 0; i < 20; ++i)
+    twenty += std::to_string(i) + "," + std::to_string(10 + i) + "," + std::to_string(i % 2) + "\n";
+  const std::string stratified = "stratify = true\n";
+  RunConfig config = run(write("a.csv", twenty), stratified);
+  config.data.test_fraction = 0.2;
+  auto data = load_dataset(config.data, *config.seed, config.file);
+  ASSERT_TRUE(data) << data.error().message;
+  Hooks none;
+  RngStreams rng(*config.seed, none);
+  const SplitIndices split =
+      split_rows(data->y, data->num_classes, 0.2, true, SplitMethod::philox, rng, none);
+  DataSchedule schedule;
+  schedule.split = true;
+  schedule.split_train = split.train;
+  schedule.split_test = split.test;
+  int compared = 0, refused = 0;
+  for (int row = 0; row < 20; ++row) {
+    std::string changed = "a,b,y\n";
+    for (int i = 0; i < 20; ++i)
+      changed += std::to_string(i) + "," + std::to_string(10 + i) + "," +
+                 std::to_string(i == row ? 1 - i % 2 : i % 2) + "\n";
+    RunConfig other = run(write("b" + std::to_string(row) + ".csv", changed), stratified);
+    other.data.test_fraction = 0.2;
+    auto labels = load_dataset(other.data, *config.seed, config.file);
+    ASSERT_TRUE(labels) << labels.error().message;
+    RngStreams rng_b(*config.seed, none);
+    const SplitIndices picked =
+        split_rows(labels->y, labels->num_classes, 0.2, true, SplitMethod::philox, rng_b, none);
+    // The run is the one with the original labels; `other` reads the changed copy.
+    auto r = data_reach(config, other.data, schedule);
+    const bool same = picked.train == split.train && picked.test == split.test;
+    EXPECT_EQ(r.ok(), same) << "row " << row << (r ? "" : ": " + r.error().message);
+    (same ? compared : refused)++;
+    if (r) {
+      EXPECT_TRUE(r->labels);
+    }
+  }
+  EXPECT_GT(refused, 0);
+  EXPECT_GT(compared, 0);
 }
 
 }  // namespace
