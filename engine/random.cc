@@ -157,6 +157,12 @@ void permutation_from_words(std::span<const uint32_t> words, std::vector<uint32_
   }
 }
 
+void permutation_from_draw(const RngDraw& draw, std::vector<uint32_t>& perm, uint32_t n) {
+  std::vector<uint32_t> words(draw.count);
+  philox_words(draw.key, draw.counter, words);
+  permutation_from_words(words, perm, n);
+}
+
 RngDraw RngStreams::permutation(std::string_view site, std::string_view stream, std::vector<uint32_t>& perm,
                                 uint32_t n) {
   scratch_.resize(n > 1 ? n - 1 : 0);

@@ -39,6 +39,8 @@ double normal_quantile_portable(double p);
 // The permutation of 0..n-1 that RngStreams::permutation makes from these n-1 words (Fisher-Yates,
 // multiply-shift bounding): a recorded shuffle draw is enough to rebuild its permutation.
 void permutation_from_words(std::span<const uint32_t> words, std::vector<uint32_t>& perm, uint32_t n);
+// The same from a recorded draw (its key, counter and count of words): the draw's words are drawn again.
+void permutation_from_draw(const RngDraw& draw, std::vector<uint32_t>& perm, uint32_t n);
 
 // A seed from the operating system's entropy source, below 2^63 (as a configuration can give one).
 uint64_t entropy_seed();

@@ -144,9 +144,8 @@ Suspect scan(const std::string& path, const trace::TraceHeader& header, const Ke
                               std::to_string(sh->length) + " rows " + std::string(kShuffleOfOtherRows) + " " +
                               std::to_string(*train_rows) + " training rows");
         } else if (train_rows && sh->draw) {
-          std::vector<uint32_t> words(sh->draw->count), perm;
-          philox_words(sh->draw->key, sh->draw->counter, words);
-          permutation_from_words(words, perm, static_cast<uint32_t>(sh->length));
+          std::vector<uint32_t> perm;
+          permutation_from_draw(*sh->draw, perm, static_cast<uint32_t>(sh->length));
           if (digest(std::span<const uint32_t>(perm)) != sh->digest)
             note(st->index, "epoch " + std::to_string(int64_t{sh->epoch} + 1) +
                                 ": the recorded order is not the one its draw gives");

@@ -45,16 +45,14 @@ Result<Copies> load_copies(const RunConfig& config, const DataConfig& other) {
 }
 
 Result<DataReach> reach_of(const RunConfig& config, Copies copies, const DataSchedule& schedule) {
-  Dataset* a = &copies.a;
-  Dataset* b = &copies.b;
-  if (a->rows() != b->rows())
-    return Error{"the two copies of the data hold " + std::to_string(a->rows()) + " and " +
-                 std::to_string(b->rows()) + " rows"};
-  if (a->sample_shape() != b->sample_shape() || a->x.data.size() != b->x.data.size() ||
-      a->y.size() != b->y.size())
+  Dataset& a = copies.a;
+  Dataset& b = copies.b;
+  if (a.rows() != b.rows())
+    return Error{"the two copies of the data hold " + std::to_string(a.rows()) + " and " +
+                 std::to_string(b.rows()) + " rows"};
+  if (a.sample_shape() != b.sample_shape() || a.x.data.size() != b.x.data.size() || a.y.size() != b.y.size())
     return Error{"the two copies of the data hold samples of other shapes"};
-  const bool labels_differ =
-      a->y.size() != b->y.size() || std::memcmp(a->y.data(), b->y.data(), a->y.size() * sizeof(float)) != 0;
+  const bool labels_differ = std::memcmp(a.y.data(), b.y.data(), a.y.size() * sizeof(float)) != 0;
   if (config.data.test_fraction > 0) {
     if (!schedule.split) return Error{"the run's split is not known"};
     if (config.data.stratify && labels_differ) {
@@ -65,9 +63,9 @@ Result<DataReach> reach_of(const RunConfig& config, Copies copies, const DataSch
       Hooks none;
       RngStreams rng_a(*config.seed, none), rng_b(*config.seed, none);
       const SplitIndices sa =
-          split_rows(a->y, a->num_classes, config.data.test_fraction, true, *method, rng_a, none);
+          split_rows(a.y, a.num_classes, config.data.test_fraction, true, *method, rng_a, none);
       const SplitIndices sb =
-          split_rows(b->y, b->num_classes, config.data.test_fraction, true, *method, rng_b, none);
+          split_rows(b.y, b.num_classes, config.data.test_fraction, true, *method, rng_b, none);
       if (sb.train != schedule.split_train || sb.test != schedule.split_test || sa.train != sb.train ||
           sa.test != sb.test)
         return Error{
@@ -76,9 +74,9 @@ Result<DataReach> reach_of(const RunConfig& config, Copies copies, const DataSch
   }
   SplitIndices split{schedule.split_train, schedule.split_test};
   const SplitIndices* used = config.data.test_fraction > 0 ? &split : nullptr;
-  auto pa = prepare_rows(config, std::move(*a), used);
+  auto pa = prepare_rows(config, std::move(a), used);
   if (!pa) return pa.error();
-  auto pb = prepare_rows(config, std::move(*b), used);
+  auto pb = prepare_rows(config, std::move(b), used);
   if (!pb) return pb.error();
 
   DataReach r;
@@ -102,14 +100,17 @@ Result<DataReach> reach_of(const RunConfig& config, Copies copies, const DataSch
   };
   const int64_t n = pb->train.rows(), batch_size = config.train.batch_size;
   if (!schedule.batches.empty()) r.from_step = r.steps = schedule.batches.front().step;
+  // Without a shuffle, every epoch reads the rows in their order.
+  std::vector<uint32_t> identity;
+  if (!config.train.shuffle) {
+    identity.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) identity[i] = static_cast<uint32_t>(i);
+  }
   for (const DataSchedule::Taken& t : schedule.batches) {
-    std::vector<uint32_t> identity;
     const std::vector<uint32_t>* order = nullptr;
     if (auto it = schedule.orders.find(t.epoch); it != schedule.orders.end()) {
       order = &it->second;
     } else if (!config.train.shuffle) {
-      identity.resize(static_cast<size_t>(n));
-      for (int64_t i = 0; i < n; ++i) identity[i] = static_cast<uint32_t>(i);
       order = &identity;
     } else {
       break;  // an epoch whose order is not known: nothing past it is
@@ -154,9 +155,7 @@ Result<DataSchedule> recorded_schedule(const std::string& trace_path, uint64_t r
           if (shuffle->length > rows)
             return Error{trace_path + ": a shuffle of " + std::to_string(shuffle->length) +
                          " rows, where the data holds " + std::to_string(rows)};
-          std::vector<uint32_t> words(shuffle->draw->count);
-          philox_words(shuffle->draw->key, shuffle->draw->counter, words);
-          permutation_from_words(words, order, static_cast<uint32_t>(shuffle->length));
+          permutation_from_draw(*shuffle->draw, order, static_cast<uint32_t>(shuffle->length));
         } else {
           order = shuffle->permutation;
         }

@@ -597,9 +597,9 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   rep.stop = stop_a && (stop_a->damaged || !stop_b || !stop_b->damaged) ? stop_a : stop_b;
   // Every step the same and both runs ended there: the states they ended in, which the steps do not compare
   // all of (a batch normalization's moving statistics at level step), from their final checkpoints.
-  if (!first && ends_first.empty() && !rep.stop && steps > 0 && sa.reader->ended_cleanly() &&
-      sb.reader->ended_cleanly()) {
-    auto end_a = final_checkpoint(a_path, last_index + 1), end_b = final_checkpoint(b_path, last_index + 1);
+  if (!first && ends_first.empty() && !rep.stop && steps > 0 && sa.reader->footer() && sb.reader->footer()) {
+    auto end_a = checkpoint_at(a_path, sa.reader->footer()->checkpoints, last_index + 1),
+         end_b = checkpoint_at(b_path, sb.reader->footer()->checkpoints, last_index + 1);
     if (end_a && end_b && *end_a && *end_b)
       first = state_difference((*end_a)->tensors, (*end_b)->tensors, last_index, "A", "B", false);
   }

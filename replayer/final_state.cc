@@ -1,5 +1,6 @@
 #include "replayer/final_state.h"
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 
@@ -7,20 +8,19 @@
 
 namespace trainrr {
 
-Result<std::optional<TrainState>> final_checkpoint(const std::string& trace_path, int64_t steps) {
+Result<std::optional<TrainState>> checkpoint_at(const std::string& trace_path,
+                                                const std::vector<trace::CheckpointRef>& index,
+                                                int64_t steps) {
+  const auto at =
+      std::find_if(index.begin(), index.end(), [steps](const auto& c) { return c.step == steps; });
+  if (at == index.end()) return std::optional<TrainState>();
   trace::ReaderLimits limits = trace::without_payloads();
   limits.tensor_values = true;
   auto reader = trace::TraceReader::open(trace_path, limits);
   if (!reader) return reader.error();
-  auto index = (*reader)->checkpoint_index();
-  if (!index) return index.error();
-  for (const trace::CheckpointRef& c : *index)
-    if (c.step == steps) {
-      auto state = (*reader)->read_checkpoint(c.offset);
-      if (!state) return state.error();
-      return std::optional<TrainState>(std::move(state).value());
-    }
-  return std::optional<TrainState>();
+  auto state = (*reader)->read_checkpoint(at->offset);
+  if (!state || state->step != steps) return std::optional<TrainState>();
+  return std::optional<TrainState>(std::move(state).value());
 }
 
 namespace {

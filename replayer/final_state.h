@@ -12,12 +12,16 @@
 #include "engine/hooks.h"
 #include "engine/result.h"
 #include "replayer/divergence.h"
+#include "traces/trace.h"
 
 namespace trainrr {
 
-// The checkpoint a trace holds after `steps` steps, read with its tensors, or nullopt where it holds none
-// (a trace cut before its end, one that does not end there). An error where it cannot be read.
-Result<std::optional<TrainState>> final_checkpoint(const std::string& trace_path, int64_t steps);
+// The checkpoint after `steps` steps among `index` (a footer's list, or the message after the header for the
+// initial state), read with its tensors, or nullopt where the index holds none of that step or the message
+// there is no checkpoint of it. The caller's reader has read the index already: the file is not scanned.
+Result<std::optional<TrainState>> checkpoint_at(const std::string& trace_path,
+                                                const std::vector<trace::CheckpointRef>& index,
+                                                int64_t steps);
 
 // The first difference between two states (the tensors by name, bit for bit), as a divergence of kind
 // "state", or nullopt where they are the same: the final states after step `step`, or (`initial`) the

@@ -302,9 +302,7 @@ void ReplayHooks::shuffle_checked(std::string_view site, int epoch, std::vector<
   }
   if (forced(force_.shuffle, "shuffle")) {
     if (rec.draw && rec.draw->count == (perm.size() > 1 ? perm.size() - 1 : 0)) {
-      std::vector<uint32_t> words(rec.draw->count);
-      philox_words(rec.draw->key, rec.draw->counter, words);
-      permutation_from_words(words, perm, static_cast<uint32_t>(rec.length));
+      permutation_from_draw(*rec.draw, perm, static_cast<uint32_t>(rec.length));
     } else if (!rec.permutation.empty()) {
       perm = rec.permutation;
     }

@@ -821,7 +821,8 @@ ReplayResult replay(const ReplayOptions& o) {
   // The recorded initial state against the one this run sets up from the recorded draws, which a run that
   // starts at step 0 makes before any step: the trace's initial checkpoint is what export --step 0 gives.
   if (resumed == 0 && !hooks.diverged() && t.step() == 0 && end > 0)
-    if (auto recorded_start = final_checkpoint(o.trace_path, 0); recorded_start && *recorded_start)
+    if (auto recorded_start = checkpoint_at(o.trace_path, {{0, read.header_size()}}, 0);
+        recorded_start && *recorded_start)
       if (auto d = state_difference((*recorded_start)->tensors, t.state().tensors, 0, "recorded", "replayed",
                                     /*initial=*/true))
         hooks.diverge_at_end(std::move(*d));
@@ -878,8 +879,9 @@ ReplayResult replay(const ReplayOptions& o) {
   // A recording stopped early (Ctrl-C) holds the state it stopped in: a replay that stops there with it
   // compares it.
   if ((whole_run || cut_short) && !hooks.diverged() && !o.keep_going && t.step() > resumed &&
-      hooks.at_end() && hooks.trace_ended_cleanly() && !hooks.trace_damage())
-    if (auto recorded_end = final_checkpoint(o.trace_path, t.step()); recorded_end && *recorded_end)
+      hooks.at_end() && hooks.trace_ended_cleanly() && !hooks.trace_damage() && read.footer())
+    if (auto recorded_end = checkpoint_at(o.trace_path, read.footer()->checkpoints, t.step());
+        recorded_end && *recorded_end)
       if (auto d = state_difference((*recorded_end)->tensors, t.state().tensors, t.step() - 1, "recorded",
                                     "replayed", false))
         hooks.diverge_at_end(std::move(*d));
