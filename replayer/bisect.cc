@@ -14,6 +14,7 @@
 #include "engine/trainer.h"
 #include "replayer/cause.h"
 #include "replayer/diff.h"
+#include "replayer/final_state.h"
 #include "replayer/replay_hooks.h"
 #include "replayer/replayer.h"
 #include "traces/trace_reader.h"
@@ -91,6 +92,9 @@ struct Suspect {
 
 // "step 7, setup, data/loader": where a divergence is, in a line.
 std::string place(const FirstDivergence& d) {
+  if (d.kind == "state")
+    return (d.phase == "setup" ? "the initial state, before step " : "the final state, after step ") +
+           std::to_string(d.step) + (d.site.empty() ? std::string() : ", " + d.site);
   std::string p = "step " + std::to_string(d.step);
   if (!d.phase.empty()) p += ", " + d.phase;
   if (!d.site.empty()) p += ", " + d.site;
@@ -364,6 +368,75 @@ BisectResult bisect(const BisectOptions& o) {
   int64_t k = -1;
   const bool progress = o.log && isatty(fileno(o.log));
   const std::string a_name = against ? std::string("A") : std::string("the recording");
+  // With every recorded choice forced the replay differs at `step` (or in the final state after it): nothing
+  // to force explains that, and it is the report.
+  auto forced_differs = [&](int64_t step) -> BisectResult {
+    FirstDivergence d = *forced->hooks->first();
+    auto env = current_environment(config);
+    if (!env) return failed(2, env.error().message);
+    CauseInputs ci;
+    ci.outputs_compared = header.level != ProbeLevel::step;
+    ci.registry = &registry;
+    ci.environment = environment_differences(header.environment, *env);
+    ci.config_differences = config_differences(header, config);
+    ci.layer_names = layer_names(config.layers);
+    ci.kernel_differences = forced->hooks->kernel_differences();  // kernels that cannot run here
+    ci.kernels = forced->hooks->recorded_kernels();
+    const std::string why = forced->hooks->substituted().empty()
+                                ? "no choice to force can explain it"
+                                : "the recorded kernels that cannot run here are what differs";
+    substitution_notes(*forced->hooks, rep.notes);
+    say(o.log, "stage 2: with every choice forced the replay diverges " +
+                   (d.kind == "state" ? "in " + place(d) : "at step " + std::to_string(step)));
+    res.exit_code = 1;
+    if (against) {
+      // The headline stays the difference between the two recordings; this machine cannot replay A.
+      rep.facts.emplace_back("forced replay of A here",
+                             "diverges from A at " + place(d) + " (" + classify(d, ci).category + ")");
+      rep.notes.push_back("even with every recorded choice forced, A does not reproduce here: " + why +
+                          "; nothing is narrowed");
+      return res;
+    }
+    rep.diverged = true;
+    rep.environment = ci.environment;
+    // Where in the step it was born, as replay says it.
+    std::optional<FirstDivergence> recorded_itself, op_first;
+    if (d.kind == "probe" || d.kind == "step_end") {
+      // In a folder of its own: the replays' copies of the embedded data files are still in use.
+      auto recorded_scratch = ScratchDir::create("trainrr-bisect");
+      Result<RebuiltRun> recorded = Error{recorded_scratch ? "" : recorded_scratch.error().message};
+      if (recorded_scratch) recorded = rebuild_config(header, {}, o.data_path, true, *recorded_scratch);
+      if (recorded)
+        locate_element(o.trace_path, ForceSet::all(), recorded->config, config, registry, d.step, d,
+                       res.steps_executed, rep.notes, nullptr, &recorded_itself, &op_first);
+      else
+        rep.notes.push_back("no element detail: the recorded run cannot be set up again here: " +
+                            recorded.error().message);
+    }
+    rep.first = d;
+    rep.cause = classify(*rep.first, ci);
+    refine_cause(rep.cause, d, ci, recorded_itself, op_first, rep.notes);
+    rep.page.timeline = replay_timeline(header, o.trace_path, d.step, forced->training->device() != nullptr);
+    if (o.against.empty())
+      rep.page.kernels =
+          side_by_side_table(forced->hooks->recorded_kernels(), forced->hooks->replayed_kernels());
+    rep.notes.push_back("even with every recorded choice forced the run does not reproduce here: " + why);
+    return res;
+  };
+  // The final state, compared where a side replayed the whole recorded run and every step compared the same:
+  // what the steps do not compare (a batch normalization's moving statistics at level step) is compared
+  // there.
+  auto final_difference = [&](ReplaySide& side) -> std::optional<FirstDivergence> {
+    Training& t = *side.training;
+    ReplayHooks& h = *side.hooks;
+    if (h.diverged() || !h.at_end() || !h.trace_ended_cleanly() || h.trace_damage() || t.step() <= start ||
+        !side.reader->footer())
+      return std::nullopt;
+    auto recorded_end = checkpoint_at(o.trace_path, side.reader->footer()->checkpoints, t.step());
+    if (!recorded_end || !*recorded_end) return std::nullopt;
+    return state_difference((*recorded_end)->tensors, t.state().tensors, t.step() - 1,
+                            against ? "A" : "recorded", "replayed", false);
+  };
   while (tf.step() < tf.total_steps() && !forced->hooks->at_end() && (target < 0 || tf.step() <= target)) {
     const int64_t step = tf.step();
     if (progress && step % 100 == 0)
@@ -382,61 +455,22 @@ BisectResult bisect(const BisectOptions& o) {
       if (!a) return failed(3, "cannot replay here: " + a.error().message);
       if (!b) return failed(3, "cannot replay here: " + b.error().message);
     }
-    if (forced->hooks->diverged()) {
-      FirstDivergence d = *forced->hooks->first();
-      auto env = current_environment(config);
-      if (!env) return failed(2, env.error().message);
-      CauseInputs ci;
-      ci.outputs_compared = header.level != ProbeLevel::step;
-      ci.registry = &registry;
-      ci.environment = environment_differences(header.environment, *env);
-      ci.config_differences = config_differences(header, config);
-      ci.layer_names = layer_names(config.layers);
-      ci.kernel_differences = forced->hooks->kernel_differences();  // kernels that cannot run here
-      ci.kernels = forced->hooks->recorded_kernels();
-      const std::string why = forced->hooks->substituted().empty()
-                                  ? "no choice to force can explain it"
-                                  : "the recorded kernels that cannot run here are what differs";
-      substitution_notes(*forced->hooks, rep.notes);
-      say(o.log, "stage 2: with every choice forced the replay diverges at step " + std::to_string(step));
-      res.exit_code = 1;
-      if (against) {
-        // The headline stays the difference between the two recordings; this machine cannot replay A.
-        rep.facts.emplace_back("forced replay of A here", "diverges from A at " + place(d) + " (" +
-                                                               classify(d, ci).category + ")");
-        rep.notes.push_back("even with every recorded choice forced, A does not reproduce here: " + why +
-                            "; nothing is narrowed");
-        return res;
-      }
-      rep.diverged = true;
-      rep.environment = ci.environment;
-      // Where in the step it was born, as replay says it.
-      std::optional<FirstDivergence> recorded_itself, op_first;
-      if (d.kind == "probe" || d.kind == "step_end") {
-        // In a folder of its own: the replays' copies of the embedded data files are still in use.
-        auto recorded_scratch = ScratchDir::create("trainrr-bisect");
-        Result<RebuiltRun> recorded = Error{recorded_scratch ? "" : recorded_scratch.error().message};
-        if (recorded_scratch) recorded = rebuild_config(header, {}, o.data_path, true, *recorded_scratch);
-        if (recorded)
-          locate_element(o.trace_path, ForceSet::all(), recorded->config, config, registry, d.step, d,
-                         res.steps_executed, rep.notes, nullptr, &recorded_itself, &op_first);
-        else
-          rep.notes.push_back("no element detail: the recorded run cannot be set up again here: " +
-                              recorded.error().message);
-      }
-      rep.first = d;
-      rep.cause = classify(*rep.first, ci);
-      refine_cause(rep.cause, d, ci, recorded_itself, op_first, rep.notes);
-      rep.page.timeline = replay_timeline(header, o.trace_path, d.step, forced->training->device() != nullptr);
-      if (o.against.empty())
-        rep.page.kernels =
-            side_by_side_table(forced->hooks->recorded_kernels(), forced->hooks->replayed_kernels());
-      rep.notes.push_back("even with every recorded choice forced the run does not reproduce here: " + why);
-      return res;
-    }
+    if (forced->hooks->diverged()) return forced_differs(step);
     if (free_run->hooks->diverged()) {
       k = step;
       break;
+    }
+  }
+  // Every step compared the same on both sides through the end of the recorded run: their final states are
+  // compared with the recorded one.
+  if (k < 0 && !against) {
+    if (auto d = final_difference(*forced)) {
+      forced->hooks->diverge_at_end(std::move(*d));
+      return forced_differs(tf.step() - 1);
+    }
+    if (auto d = final_difference(*free_run)) {
+      free_run->hooks->diverge_at_end(std::move(*d));
+      k = tr.step() - 1;
     }
   }
   // The recorded kernels that cannot run here, which the forced replay ran another in place of, as replay
@@ -494,6 +528,25 @@ BisectResult bisect(const BisectOptions& o) {
             replay_command_line(command) + "` serves them back");
       }
     }
+    // A --set that changes nothing the steps compared, or how many steps run: the run asked for is not the
+    // one recorded, as replay says.
+    if (!against && !rep.config_differences.empty()) {
+      std::string unmatched;
+      if (tf.step() < tf.total_steps())
+        unmatched = ", and the trace stops first: the replay's steps from step " + std::to_string(tf.step()) +
+                    " on are not compared";
+      else if (!forced->hooks->at_end())
+        unmatched = ", and the replay stops first, at the end of its " + counted(tf.step(), "step") +
+                    ": the trace's steps from step " + std::to_string(tf.step()) + " on are not compared";
+      std::string keys, because;
+      for (const auto& c : rep.config_differences) keys += (keys.empty() ? "" : "; ") + c;
+      for (const auto& w : unblamed_config_words(rep.config_differences))
+        because += (because.empty() ? "" : "; ") + w;
+      rep.notes.push_back("the configuration differs from the recording's (" + keys + "), yet the " +
+                          counted(free_run->hooks->steps_compared(), "step") +
+                          " compared matched it: " + because + unmatched);
+      rep.facts.emplace_back("steps compared", std::to_string(free_run->hooks->steps_compared()));
+    }
     rep.facts.emplace_back("steps re-executed", std::to_string(res.steps_executed));
     rep.facts.emplace_back("steps recorded", std::to_string(res.steps_recorded));
     // With another recording, the two recordings still differ: nothing here needs forcing to reproduce A.
@@ -502,7 +555,11 @@ BisectResult bisect(const BisectOptions& o) {
   }
   say(o.log, "stage 2: lockstep replay from " +
                  (start > 0 ? "the checkpoint at step " + std::to_string(start) : std::string("step 0")) +
-                 ": forced reproduces, free " + (against ? free_says : "diverges at step " + std::to_string(k)) +
+                 ": forced reproduces, free " +
+                 (against ? free_says
+                  : free_run->hooks->first() && free_run->hooks->first()->kind == "state"
+                      ? "diverges in " + place(*free_run->hooks->first())
+                      : "diverges at step " + std::to_string(k)) +
                  " (" + std::to_string(res.steps_executed) + " steps executed)");
 
   // Stage 3: delta debugging over the window's choices. Racy choices are always forced: a trial that leaves
@@ -532,6 +589,7 @@ BisectResult bisect(const BisectOptions& o) {
       }
       out.last = t.step() - 1;
     }
+    if (auto d = final_difference(*side)) out.first = std::move(*d);
     out.ran = true;
     return out;
   };
@@ -644,7 +702,10 @@ BisectResult bisect(const BisectOptions& o) {
     reach = "bit for bit " + span + "; with every recorded choice forced the run differs at " + place(*forced_stop) +
             ", so no choice to force reproduces further";
   } else {
-    reach = "bit for bit " + span + (checked == last_recorded ? ", the last recorded" : "");
+    reach = "bit for bit " + span +
+            (checked == last_recorded          ? ", the last recorded"
+             : checked == tf.total_steps() - 1 ? ", the last that this replay's configuration runs"
+                                               : "");
   }
   say(o.log, "result: force " + units + " (" + std::to_string(cur.size()) + " of " +
                  std::to_string(window.all.size()) + " choices) to reproduce " + reach + "; " + offered);
@@ -656,6 +717,18 @@ BisectResult bisect(const BisectOptions& o) {
     rep.cause = classify(*rep.first, ci);
     rep.page.timeline =
         replay_timeline(header, o.trace_path, rep.first->step, free_run->training->device() != nullptr);
+  }
+  // A --set that the cause does not name is reported, as replay reports it.
+  if (!against && !rep.config_differences.empty() && rep.cause.category != "config") {
+    std::string keys;
+    for (const auto& c : rep.config_differences) keys += (keys.empty() ? "" : "; ") + c;
+    const bool length_only = std::all_of(rep.config_differences.begin(), rep.config_differences.end(),
+                                         [](const std::string& c) { return changes_only_length(c); });
+    rep.notes.push_back("the configuration differs from the recording's too (" + keys +
+                        "), and no choice to force " + "undoes that: " +
+                        (length_only
+                             ? unblamed_config_words(rep.config_differences)[0]
+                             : std::string("the runs compared are runs of different configurations")));
   }
   // When the racy choices alone reproduce, nothing was narrowed: the search found no other choice to force.
   const bool racy_alone =

@@ -1,7 +1,11 @@
 #include "replayer/data_difference.h"
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
+
+#include "engine/data/npy.h"
+#include "replayer/divergence.h"
 
 namespace trainrr {
 namespace {
@@ -33,6 +37,23 @@ std::string first_data_difference(std::span<const uint8_t> recorded_bytes, std::
   const std::string a_is = " (" + std::string(name_a) + ")", b_is = " (" + std::string(name_b) + ")";
   const std::string_view recorded(reinterpret_cast<const char*>(recorded_bytes.data()), recorded_bytes.size());
   if (recorded == now) return "";
+  // Two NumPy arrays: the first element that differs, by its row and column, as numpy indexes them.
+  if (recorded.starts_with("\x93NUMPY") && now.starts_with("\x93NUMPY")) {
+    auto ta = parse_npy(recorded, std::string(name_a)), tb = parse_npy(now, std::string(name_b));
+    if (ta && tb) {
+      if (ta->shape != tb->shape)
+        return "the arrays have other shapes: " + shape_str(ta->shape) + a_is + " vs " +
+               shape_str(tb->shape) + b_is;
+      const int64_t per_row = ta->shape.size() > 1 && ta->shape[0] > 0 ? ta->size() / ta->shape[0] : 1;
+      for (int64_t i = 0; i < ta->size(); ++i) {
+        if (std::memcmp(&ta->data[i], &tb->data[i], sizeof(float)) == 0) continue;
+        std::string where = "first difference at row " + std::to_string(i / per_row);
+        if (ta->shape.size() > 1) where += ", element " + std::to_string(i % per_row) + " of the row";
+        const auto [va, vb] = side_by_side(ta->data[i], tb->data[i]);
+        return where + " (counting from 0): " + va + a_is + " vs " + vb + b_is;
+      }
+    }
+  }
   if (!csv) {
     const size_t n = std::min(recorded.size(), now.size());
     size_t at = 0;

@@ -74,6 +74,9 @@ Result<DataReach> reach_of(const RunConfig& config, Copies copies, const DataSch
   }
   SplitIndices split{schedule.split_train, schedule.split_test};
   const SplitIndices* used = config.data.test_fraction > 0 ? &split : nullptr;
+  // The rows as the files hold them, before the split and the scaler: a scaler fit on the training rows
+  // carries one row's change into every row.
+  const std::vector<RowDifference> raw = row_differences(a, b);
   auto pa = prepare_rows(config, std::move(a), used);
   if (!pa) return pa.error();
   auto pb = prepare_rows(config, std::move(b), used);
@@ -130,6 +133,15 @@ Result<DataReach> reach_of(const RunConfig& config, Copies copies, const DataSch
       }
       if (d.features && r.first_feature_step < 0) r.first_feature_step = t.step;
     }
+  }
+  r.source = config.data.source;
+  if (r.first_row >= 0 && r.first_row < static_cast<int64_t>(raw.size()) && !raw[r.first_row].any()) {
+    r.scaled_only = true;
+    for (int64_t p = 0; p < n; ++p)
+      if (const int64_t row = data_row(static_cast<uint32_t>(p)); row < static_cast<int64_t>(raw.size()) &&
+                                                                  raw[row].any() &&
+                                                                  (r.changed_row < 0 || row < r.changed_row))
+        r.changed_row = row;
   }
   return r;
 }
@@ -200,9 +212,22 @@ std::string data_reach_words(const DataReach& r) {
             : r.validation           ? std::string(" (only validation rows differ)")
             : r.test                 ? std::string(" (only test rows differ)")
                                      : std::string(" (no training row differs)"));
-  return "step " + std::to_string(r.first_step) +
-         " is the first to read a training row that differs (data row " + std::to_string(r.first_row + 1) +
-         ")";
+  if (r.scaled_only)
+    return "step " + std::to_string(r.first_step) +
+           " is the first to read a training row that differs once scaled (" +
+           row_words(r.source, r.first_row) +
+           ", the same in both copies of the data: the scaler (data.scale), fit on " +
+           "the training rows, carries " +
+           (r.changed_row >= 0 ? "the change of " + row_words(r.source, r.changed_row)
+                               : std::string("their change")) +
+           " into every row)";
+  return "step " + std::to_string(r.first_step) + " is the first to read a training row that differs (" +
+         row_words(r.source, r.first_row) + ")";
+}
+
+std::string row_words(const std::string& source, int64_t row) {
+  if (source == "csv") return "data row " + std::to_string(row + 1);
+  return "row " + std::to_string(row) + " (counting from 0)";
 }
 
 std::string unread_data_words(const DataReach* r, int64_t last_step) {

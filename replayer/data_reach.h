@@ -38,7 +38,17 @@ struct DataReach {
   int64_t from_step = 0;            // the first step the schedule covers (a replay resumed later)
   int64_t steps = 0;                // the steps the schedule covers end before this one
   int64_t rows_differ = 0;          // training rows that differ
+  std::string source;               // the data's kind (data.source): how its rows are counted in words
+  // The first row read that differs is the same in both copies of the data, and differs once scaled: a
+  // scaler fit on the training rows carries another row's change into every row. That row (the first training
+  // row whose values differ in the copies; -1 where none is known).
+  bool scaled_only = false;
+  int64_t changed_row = -1;
 };
+
+// A row of the data (from 0) in words: "data row 448" for a CSV (1-based, as first_data_difference() counts
+// its lines' rows), "row 447 (counting from 0)" for arrays (npy, idx), as numpy indexes them.
+std::string row_words(const std::string& source, int64_t row);
 
 // `config`: the run whose schedule it is, reading one copy of the data; `other`: its data configuration
 // reading the other copy. An error where the copies cannot be compared row by row (other row counts or
@@ -50,7 +60,7 @@ Result<DataReach> data_reach(const RunConfig& config, const DataConfig& other, c
 // far as it can be read, each shuffle bounded by the data's rows before it is rebuilt.
 Result<DataReach> data_reach(const RunConfig& config, const DataConfig& other, const std::string& trace_path);
 
-// "data row 447" (1-based, as first_data_difference() counts a CSV's rows) and where it is first read.
+// The first step that reads a row that differs, and that row (row_words()).
 std::string data_reach_words(const DataReach& r);
 
 // Why data that differs changed no value of the steps compared (the last is `last_step`), from where its

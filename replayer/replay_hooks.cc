@@ -10,6 +10,27 @@
 
 namespace trainrr {
 
+namespace {
+
+// `id` built for the widest instruction set that `runnable` accepts, or "" where no other build of it runs:
+// the kernels of one algorithm differ only in a suffix naming their instruction set (the widest one has none
+// for some: f32_matmul__cpu_splitk_threads, ..._avx2, ..._generic).
+std::string same_algorithm_here(const std::string& id,
+                                const std::function<bool(const std::string&)>& runnable) {
+  static const std::string kIsas[] = {"_avx512", "_avx2", "_generic"};
+  std::string stem = id;
+  for (const std::string& isa : kIsas)
+    if (stem.ends_with(isa)) {
+      stem.resize(stem.size() - isa.size());
+      break;
+    }
+  for (const std::string& cand : {stem + kIsas[0], stem, stem + kIsas[1], stem + kIsas[2]})
+    if (cand != id && runnable(cand)) return cand;
+  return "";
+}
+
+}  // namespace
+
 std::string launch_str(const trace::KernelLaunch& k, bool demangle) {
   auto dim = [](uint32_t x, uint32_t y, uint32_t z) {
     return "(" + std::to_string(x) + "," + std::to_string(y) + "," + std::to_string(z) + ")";
@@ -147,6 +168,14 @@ void ReplayHooks::diverge(FirstDivergence d) {
   if (d.step < 0) d.step = std::max<int64_t>(step_, cur_.loaded ? cur_.step.index : 0);
   if (cur_.loaded && d.step == cur_.step.index)
     cur_.first_order = cur_.last_found ? 2 * cur_.last_taken : 2 * cur_.max_taken + 1;
+  // A run resumed from a checkpoint runs no step before it: what its set-up made again (the split, which the
+  // recording holds with step 0) differs where the replay starts.
+  if (resume_at_ > 0 && d.step < resume_at_) {
+    d.detail += (d.detail.empty() ? "" : "; ") + std::string("recorded with step ") + std::to_string(d.step) +
+                ", made again by the set-up of this replay, which resumed from the checkpoint at step " +
+                std::to_string(resume_at_);
+    d.step = resume_at_;
+  }
   if (d.kind != "metrics") split_site(d.site, d.layer, d.op);  // a metric's name is no layer's
   if (d.kind == "probe" || d.kind == "step_end") {
     const std::string ks = kernel_site_of(d.site);
@@ -348,6 +377,25 @@ void ReplayHooks::batch_refused(int64_t step, int64_t asked, int64_t instead, co
                          " ran instead"));
 }
 
+std::optional<FirstDivergence> ReplayHooks::unmade_initial_draw() {
+  if (!cur_.loaded) return std::nullopt;
+  std::optional<size_t> first;
+  for (const auto& [key, idx] : cur_.by_key)
+    for (size_t i : idx)
+      if (const auto* r = std::get_if<trace::RngDrawEvent>(&cur_.step.events[i]);
+          r && r->draw.stream.rfind("init/", 0) == 0 && (!first || i < *first))
+        first = i;
+  if (!first) return std::nullopt;
+  const auto& r = std::get<trace::RngDrawEvent>(cur_.step.events[*first]);
+  const std::string site = site_of_key(event_key(cur_.step.events[*first]));
+  FirstDivergence d = divergence(cur_.step.index, "setup", "missing", site,
+                                 "the recording draws " + std::to_string(r.draw.count) +
+                                     " words from stream " + r.draw.stream + " at " + site + " in step " +
+                                     std::to_string(cur_.step.index) + ", a draw the replay did not make");
+  split_site(d.site, d.layer, d.op);
+  return d;
+}
+
 void ReplayHooks::kernel_selected(KernelChoice& choice) {
   (void)take(key_kernel(choice.site));  // recorded_kernels_ learned it when the step was loaded
   auto rec = recorded_kernels_.find(choice.site);
@@ -393,8 +441,13 @@ void ReplayHooks::kernel_selected(KernelChoice& choice) {
       choice.chosen = rec->second;
       choice.reason = "forced: recorded";
     } else {
-      // The recorded kernel cannot run here (another instruction set, another build): this machine's own
-      // choice runs instead, and the difference is evidence like any other kernel difference.
+      // The recorded kernel cannot run here (another instruction set, another build): the same algorithm
+      // built for the widest instruction set this machine runs takes its place where there is one, else this
+      // machine's own choice, whatever the policy or the forcing of other sites; the difference is evidence
+      // like any other kernel difference.
+      if (runnable_)
+        if (std::string same = same_algorithm_here(rec->second, runnable_); !same.empty())
+          choice.chosen = same;
       choice.reason = "recorded " + rec->second + " is not available here";
       substituted_.push_back({choice.site, rec->second, choice.chosen, ""});
     }

@@ -72,6 +72,10 @@ class ReplayHooks : public Hooks {
   void diverge_at_end(FirstDivergence d) {
     if (!first_) first_ = std::move(d);
   }
+  // The first recorded draw of the initial weights (stream "init/...") that the set-up here did not make (a
+  // layer initialized with zeros, a layer without a bias), as the end of the step would report it; nullopt
+  // where the set-up made every one. Asked before the first step runs, once the set-up is done.
+  std::optional<FirstDivergence> unmade_initial_draw();
   // The step whose record no later message of the trace vouched for (the last of a trace cut short), if the
   // replay read it.
   std::optional<int64_t> unvouched_step() const {

@@ -272,14 +272,25 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
       if (Status st = trace::read_through(trace_path, cp->offset); !st)
         return Error{st.error().message + ": the checkpoint at step " + std::to_string(cp->step) + " (byte " +
                      std::to_string(cp->offset) + ") cannot be resumed from"};
+      // A checkpoint this run's model cannot take, where the configuration differs from the recording's (a
+      // --set of a layer's units), is the difference's doing, not the trace's.
+      auto with_config = [&](std::string message) -> Error {
+        const std::vector<std::string> differ = config_differences(s.reader->header(), config);
+        if (differ.empty()) return Error{std::move(message)};
+        std::string keys;
+        for (const std::string& d : differ) keys += (keys.empty() ? "" : "; ") + d;
+        return Error{message + ": the configuration differs from the recording's (" + keys +
+                     "), and the model it builds cannot resume from the recorded checkpoint at step " +
+                     std::to_string(cp->step) + "; replay from step 0 to compare the two runs"};
+      };
       auto state = cr->read_checkpoint(cp->offset);
-      if (!state) return state.error();
+      if (!state) return with_config(state.error().message);
       if (Status st = s.hooks->skip_to(state->step); !st) return st.error();
       if (!state->permutation.empty()) s.hooks->resumed_order(state->epoch, state->permutation);
       // What the run cannot take from the checkpoint is said at the checkpoint's byte, as the reader says
       // what it refuses in one.
       if (Status st = s.training->restore(*state); !st)
-        return Error{trace_path + ": byte " + std::to_string(cp->offset) + ": " + st.error().message};
+        return with_config(trace_path + ": byte " + std::to_string(cp->offset) + ": " + st.error().message);
       s.resumed_at = state->step;
       s.from_checkpoint = true;
     } else if (!index) {
@@ -686,6 +697,10 @@ std::string key_list(const std::vector<std::string>& differences) {
   return s;
 }
 
+std::string changes_words(const std::vector<std::string>& v) {
+  return key_list(v) + (v.size() == 1 ? " changes" : " change");
+}
+
 ReplayResult fail(int code, std::string msg) {
   ReplayResult r;
   r.exit_code = code;
@@ -820,6 +835,10 @@ ReplayResult replay(const ReplayOptions& o) {
   bool cut_short = false;
   // The recorded initial state against the one this run sets up from the recorded draws, which a run that
   // starts at step 0 makes before any step: the trace's initial checkpoint is what export --step 0 gives.
+  // A recorded draw of the initial weights that the set-up here did not make (another initializer) comes
+  // first.
+  if (resumed == 0 && !hooks.diverged() && t.step() == 0 && end > 0)
+    if (auto d = hooks.unmade_initial_draw()) hooks.diverge_at_end(std::move(*d));
   if (resumed == 0 && !hooks.diverged() && t.step() == 0 && end > 0)
     if (auto recorded_start = checkpoint_at(o.trace_path, {{0, read.header_size()}}, 0);
         recorded_start && *recorded_start)
@@ -1026,19 +1045,12 @@ ReplayResult replay(const ReplayOptions& o) {
       const std::string keys = joined(all);
       // Why each difference left the compared steps alike, from what ran.
       std::vector<std::string> why;
-      auto changes = [](const std::vector<std::string>& v) {
-        return key_list(v) + (v.size() == 1 ? " changes" : " change");
-      };
       if (!served.empty())
         why.push_back("the forced choices (--force " + o.force.str() + ") serve the recorded values in place of " +
                       key_list(served));
       if (!replaced.empty())
-        why.push_back(changes(replaced) + " only the initial weights, and " + checkpoint_replaces);
-      std::vector<std::string> length, other;
-      for (const std::string& c : ci.config_differences)
-        (changes_only_length(c) ? length : other).push_back(c);
-      if (!length.empty()) why.push_back(changes(length) + " how many steps run, not what a step computes");
-      if (!other.empty()) why.push_back(changes(other) + " nothing that was compared");
+        why.push_back(changes_words(replaced) + " only the initial weights, and " + checkpoint_replaces);
+      for (std::string& w : unblamed_config_words(ci.config_differences)) why.push_back(std::move(w));
       // Which side has steps the other lacks: those are not compared.
       std::string unmatched;
       if (cut_short)
@@ -1126,8 +1138,9 @@ ReplayResult replay(const ReplayOptions& o) {
   if (!replaced.empty())
     rep.notes.push_back("the configuration differs from the recording's (" + joined(replaced) +
                         ") in the initial weights only, and " + checkpoint_replaces);
-  // A resumed run is set up again: a difference there is dated to the step the trace keeps the set-up in.
-  if (hooks.first() && resumed > 0 && d.step < resumed)
+  // A resumed run is set up again: a difference there is dated to the step the replay resumes at, and its
+  // detail says the step the trace keeps the set-up in.
+  if (hooks.first() && resumed > 0 && d.step == resumed && d.site == "data/split")
     rep.notes.push_back(
         "the run resumed from the checkpoint at step " + std::to_string(resumed) +
         ", but no checkpoint holds the data's split: the resumed run splits the data again when it "
@@ -1160,6 +1173,14 @@ ReplayResult replay(const ReplayOptions& o) {
   const ReplayedKernels replayed{hooks.gathers_kernels(), hooks.divergent_step_kernels()};
   rep.page.timeline = replay_timeline(header, o.trace_path, d.step, t.device() != nullptr, &replayed);
   return res;
+}
+
+std::vector<std::string> unblamed_config_words(const std::vector<std::string>& differences) {
+  std::vector<std::string> length, other, why;
+  for (const std::string& c : differences) (changes_only_length(c) ? length : other).push_back(c);
+  if (!length.empty()) why.push_back(changes_words(length) + " how many steps run, not what a step computes");
+  if (!other.empty()) why.push_back(changes_words(other) + " nothing that was compared");
+  return why;
 }
 
 }  // namespace trainrr

@@ -128,6 +128,11 @@ struct ReplaySide {
   ReplaySide(ReplaySide&&) noexcept;
   ~ReplaySide();
 };
+// Why configuration differences (cause.h's "key: a -> b") that no cause names left the steps compared alike:
+// "train.epochs changes how many steps run, not what a step computes", "... changes nothing that was
+// compared".
+std::vector<std::string> unblamed_config_words(const std::vector<std::string>& differences);
+
 Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConfig& config,
                                     const KernelRegistry& registry, ForceSet force,
                                     std::function<bool(const std::string&)> filter, ProbeLevel level,

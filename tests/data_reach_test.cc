@@ -197,5 +197,79 @@ TEST_F(DataReachAnswers, AReplayResumedInsideAnEpochKnowsWhereTheRowIsRead) {
       << r.output;
 }
 
+// Standardized, one changed training row moves the scaler's statistics, and every row differs once scaled:
+// the row first read is named as one that differs only once scaled, with the row whose values changed.
+TEST_F(DataReachAnswers, AStandardizedRunNamesTheChangedRowBesideTheScaledRowFirstRead) {
+  std::string standardize = config(csv);
+  standardize.replace(standardize.find("scale = \"none\""), 14, "scale = \"standardize\"");
+  const std::string base = record("std_a", standardize);
+  std::string changed_text = standardize;
+  changed_text.replace(changed_text.find(csv), csv.size(), changed("changed.csv", false));
+  const CommandResult r = run_trainrr("diff " + base + " " + record("std_b", changed_text));
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(
+      has(r.output, "; step 0 is the first to read a training row that differs once scaled (data row "))
+      << r.output;
+  EXPECT_TRUE(has(r.output,
+                  ", the same in both copies of the data: the scaler (data.scale), fit on the training "
+                  "rows, carries the change of data row " +
+                      std::to_string(row + 1) + " into every row)"))
+      << r.output;
+}
+
+// Arrays are told by row and element, counted from 0 as numpy indexes them, and their rows likewise.
+TEST_F(DataReachAnswers, ArraysThatDifferAreToldByRowAndElementFromZero) {
+  // The CSV's features and labels as two .npy files (float32, C order), row `row` changed in the second copy.
+  auto npy = [&](const std::string& name, const std::vector<float>& values, std::vector<int64_t> shape) {
+    std::string dims;
+    for (int64_t d : shape) dims += std::to_string(d) + ",";
+    if (shape.size() > 1) dims.pop_back();
+    std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
+    while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+    header += '\n';
+    std::string bytes = "\x93NUMPY";
+    bytes += '\x01';
+    bytes += '\x00';
+    bytes += static_cast<char>(header.size() & 0xff);
+    bytes += static_cast<char>(header.size() >> 8);
+    bytes += header;
+    bytes.append(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
+    return dir.write(name, bytes);
+  };
+  std::ifstream in(csv);
+  std::string line;
+  std::getline(in, line);  // the header
+  std::vector<float> x, y;
+  int64_t rows = 0, cols = 0;
+  for (; std::getline(in, line); ++rows) {
+    std::vector<float> values;
+    for (size_t at = 0; at != std::string::npos;) {
+      const size_t comma = line.find(',', at);
+      values.push_back(std::stof(line.substr(at, comma == std::string::npos ? comma : comma - at)));
+      at = comma == std::string::npos ? comma : comma + 1;
+    }
+    cols = static_cast<int64_t>(values.size()) - 1;
+    y.push_back(values.back());
+    x.insert(x.end(), values.begin(), values.end() - 1);
+  }
+  const std::string y_path = npy("y.npy", y, {rows});
+  auto npy_config = [&](const std::string& x_path) {
+    std::string text = config(x_path);
+    text.replace(text.find("label = \"benign\""), 16, "labels = \"" + y_path + "\"");
+    return text;
+  };
+  const std::string base = record("npy_a", npy_config(npy("x.npy", x, {rows, cols})), "", " --embed-data");
+  x[row * cols + 2] += 1.5f;
+  const std::string b = record("npy_b", npy_config(npy("x2.npy", x, {rows, cols})), "", " --embed-data");
+  const CommandResult r = run_trainrr("diff " + base + " " + b);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "; first difference at row " + std::to_string(row) +
+                                ", element 2 of the row (counting from 0): "))
+      << r.output;
+  EXPECT_TRUE(has(r.output, "; step 3 is the first to read a training row that differs (row " +
+                                std::to_string(row) + " (counting from 0))"))
+      << r.output;
+}
+
 }  // namespace
 }  // namespace trainrr::testing

@@ -73,12 +73,16 @@ TEST_F(ResumedReplay, AnotherSeedDivergesFirstAtTheNextDrawTheResumedRunMakes) {
 }
 
 // The split is made when the run is set up, and no checkpoint holds it: a resumed run trains on the rows its
-// own split selects, and another seed's split differs before the first step it runs.
+// own split selects, and another seed's split differs before the first step it runs, the step it resumes at.
 TEST_F(ResumedReplay, AnotherSeedsSplitDiffersInTheSetUpTheResumedRunRunsAgain) {
   const std::string trace = record("test_fraction = 0.2\n");
   CommandResult r = run_trainrr("replay " + trace + " --from-step 10 --force none --set seed=4");
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_TRUE(has(r.output, "diverged at step 0, input data/split")) << r.output;
+  EXPECT_TRUE(has(r.output, "diverged at step 10, input data/split")) << r.output;
+  EXPECT_TRUE(has(r.output,
+                  "; recorded with step 0, made again by the set-up of this replay, which resumed from "
+                  "the checkpoint at step 10"))
+      << r.output;
   EXPECT_FALSE(has(r.output, "init/")) << r.output;
   EXPECT_TRUE(has(r.output, "no checkpoint holds the data's split")) << r.output;
   // It matters: the first step resumed computes another loss, and with the recorded split the same one.

@@ -248,6 +248,108 @@ TEST_F(RightAnswers, BelowLevelOpTheCauseIsThatOfTheFirstOpTheReExecutionFinds) 
   }
 }
 
+// A recorded kernel that cannot run here is replaced by the same algorithm built for this machine's widest
+// instruction set, whether every kernel is forced or only some, under any policy: bisect's trials, which
+// force some sites and leave the policy to pick the rest, replace it as `replay --force kernels` does, and
+// the set they find reproduces when replayed again.
+TEST_F(RightAnswers, AKernelThatCannotRunHereIsReplacedAlikeWhetherAllOrSomeAreForced) {
+  if (detect_isa() != Isa::avx512) GTEST_SKIP() << "this CPU lacks AVX-512: nothing recorded here needs it";
+  const std::string cfg = dir.write("run.toml", breast_cancer("seed = 3\n", kBreastCancer, kOneThread));
+  const std::string trace = dir.file("a.trr");
+  ASSERT_EQ(run_trainrr("record " + cfg + " -o " + trace + " --level op").exit_code, 0);
+  const std::string avx2 = "env -u OPENBLAS_CORETYPE TRAINRR_ISA=avx2";
+  const CommandResult all = run_trainrr_env(avx2, "replay " + trace + " --set runtime.policy=portable");
+  if (!has(all.output, "cannot run here: replayed with "))
+    GTEST_SKIP() << "no recorded kernel needed AVX-512 " << all.output;
+  EXPECT_TRUE(
+      has(all.output, "(at dense_1/matmul.fwd) cannot run here: replayed with f32_matmul__cpu_blocked_avx2"))
+      << all.output;
+  // Only the kernels forced, the rest left to the portable policy: the same replacement.
+  const CommandResult some =
+      run_trainrr_env(avx2, "replay " + trace + " --set runtime.policy=portable --force kernels");
+  EXPECT_TRUE(
+      has(some.output, "(at dense_1/matmul.fwd) cannot run here: replayed with f32_matmul__cpu_blocked_avx2"))
+      << some.output;
+  EXPECT_EQ(all.exit_code, some.exit_code) << all.output << some.output;
+  const CommandResult b = run_trainrr_env(avx2, "bisect " + trace + " --set runtime.policy=portable");
+  EXPECT_FALSE(has(b.output, "does not repeat itself")) << b.output;
+  EXPECT_FALSE(has(b.output, "no replay command is offered")) << b.output;
+  if (all.exit_code == 0) {  // the AVX2 build of the recorded kernels gives the recorded bits here
+    ASSERT_EQ(b.exit_code, 1) << b.output;
+    EXPECT_TRUE(has(b.output, "kernel:dense_1/matmul.fwd")) << b.output;
+    EXPECT_TRUE(
+        has(b.output, "to reproduce bit for bit through step 29, the last recorded; `trainrr replay "))
+        << b.output;
+    EXPECT_TRUE(has(b.output, " --force kernels --set runtime.policy=portable` does")) << b.output;
+  }
+}
+
+// bisect replays the whole run forced and free: where every step compares the same, the final states are
+// compared as replay compares them (a batch normalization's moving statistics at level step), and a --set
+// that changes only how many steps run is said, as replay says it.
+TEST_F(RightAnswers, BisectComparesTheFinalStateAndSaysWhatAConfigurationDifferenceLeftUncompared) {
+  const std::string trace = dir.file("bn.trr");
+  ASSERT_EQ(run_trainrr("record " + example("digits_bn.toml") +
+                        " --set train.epochs=1 --set runtime.policy=deterministic -o " + trace)
+                .exit_code,
+            0);
+  const std::string set = " --set 'model.layers[1].momentum=0.9'";
+  const CommandResult r = run_trainrr("replay " + trace + set);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  ASSERT_TRUE(has(r.output, "diverged in the final state, after step 11")) << r.output;
+  const CommandResult b = run_trainrr("bisect " + trace + set);
+  EXPECT_EQ(b.exit_code, 1) << b.output;
+  EXPECT_TRUE(has(b.output,
+                  "\ndiverged in the final state, after step 11, batch_normalization_1 "
+                  "(batch_normalization_1.moving_mean)\n  cause: config: "))
+      << b.output;
+  EXPECT_FALSE(has(b.output, "reproduced")) << b.output;
+
+  const CommandResult shorter = run_trainrr("bisect " + trace + " --set train.epochs=2");
+  EXPECT_EQ(shorter.exit_code, 0) << shorter.output;
+  EXPECT_TRUE(has(shorter.output,
+                  "note: the configuration differs from the recording's (train.epochs: 1 -> 2), yet "
+                  "the 12 steps compared matched it: train.epochs changes how many steps run, not "
+                  "what a step computes, and the trace stops first"))
+      << shorter.output;
+}
+
+// A --set that leaves a recorded draw of the initial weights unmade (a zeros initializer) differs in that
+// draw, before any state is compared, as bisect and diff say; resumed from a checkpoint, a split made again
+// differs where the replay starts, and a checkpoint the --set's model cannot take names the --set.
+TEST_F(RightAnswers, ASetIsNamedWhereTheReplayMeetsIt) {
+  const std::string cfg = dir.write("run.toml", breast_cancer("seed = 3\n", kBreastCancer, kOneThread));
+  const std::string trace = dir.file("a.trr");
+  ASSERT_EQ(run_trainrr("record " + cfg + " -o " + trace + " --checkpoint-every 10").exit_code, 0);
+  const CommandResult zeros =
+      run_trainrr("replay " + trace + " --set 'model.layers[0].kernel_initializer=zeros'");
+  ASSERT_EQ(zeros.exit_code, 1) << zeros.output;
+  EXPECT_EQ(zeros.output.substr(0, zeros.output.find('\n')),
+            "diverged at step 0, setup, dense_1 init (init/dense_1.kernel)")
+      << zeros.output;
+  EXPECT_TRUE(has(zeros.output, "at init/dense_1.kernel in step 0, a draw the replay did not make"))
+      << zeros.output;
+  EXPECT_FALSE(has(zeros.output, "the draws of the initial weights are the same")) << zeros.output;
+
+  const CommandResult seed = run_trainrr("replay " + trace + " --from-step 15 --set seed=4 --force none");
+  ASSERT_EQ(seed.exit_code, 1) << seed.output;
+  EXPECT_EQ(seed.output.rfind("diverged at step 10, ", 0), 0u) << seed.output;
+  EXPECT_TRUE(has(seed.output.substr(0, seed.output.find('\n')), " data/split")) << seed.output;
+  EXPECT_TRUE(has(seed.output,
+                  "; recorded with step 0, made again by the set-up of this replay, which resumed "
+                  "from the checkpoint at step 10"))
+      << seed.output;
+
+  const CommandResult units =
+      run_trainrr("replay " + trace + " --from-step 15 --set 'model.layers[0].units=8'");
+  EXPECT_EQ(units.exit_code, 2) << units.output;
+  EXPECT_TRUE(has(units.output,
+                  ": the configuration differs from the recording's (model.layers[0].units: 16 -> 8), "
+                  "and the model it builds cannot resume from the recorded checkpoint at step 10; "
+                  "replay from step 0 to compare the two runs"))
+      << units.output;
+}
+
 // A recorded kernel that cannot run here (another instruction set) makes the recorded run differ on its own:
 // a learning rate changed beside it is no longer the cause the replay names, and a note says why.
 TEST_F(RightAnswers, AConfigurationDifferenceBesideKernelsThatCannotRunHereIsNotTheWholeCause) {
