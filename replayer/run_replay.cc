@@ -304,7 +304,8 @@ std::string collective_detail(const CollectiveCall& a, const CollectiveCall& b, 
 
 int64_t replay_stop(const RunExtent& extent, int64_t to_step) {
   // A recording stopped early (interrupted) has a schedule that goes on past what it recorded.
-  const bool short_run = !extent.cut.empty() || extent.stopped_rank >= 0 || !extent.damage.empty();
+  const bool short_run =
+      !extent.cut.empty() || !extent.live.empty() || extent.stopped_rank >= 0 || !extent.damage.empty();
   return short_run && (to_step < 0 || to_step > extent.steps) ? extent.steps : to_step;
 }
 
@@ -320,8 +321,10 @@ RunExtent run_extent(const trace::RunSet& run) {
     stop.rank = r;
     stop.path = run.paths[r];
     bool footer = false;
+    bool live = false;
     if (auto reader = trace::TraceReader::open(run.paths[r], trace::without_payloads()))
       for (;;) {
+        live = (*reader)->still_recording().has_value();
         auto rec = (*reader)->next();
         if (!rec) {
           if (const auto& at = (*reader)->stopped()) {
@@ -346,7 +349,14 @@ RunExtent run_extent(const trace::RunSet& run) {
       }
     e.steps = std::min(e.steps, stop.steps);
     if (footer && !stop.damaged) continue;
-    if (!stop.damaged) e.cut.push_back(r);
+    if (live && !stop.damaged) {
+      e.live.push_back(r);
+      continue;
+    }
+    if (!stop.damaged) {
+      e.cut.push_back(r);
+      if (!e.cut_stop || stop.steps < e.cut_stop->steps) e.cut_stop = stop;
+    }
     // The damaged trace first, then the one that stops earliest.
     if (!e.stop || (stop.damaged && !e.stop->damaged) ||
         (stop.damaged == e.stop->damaged && stop.steps < e.stop->steps))
@@ -376,8 +386,22 @@ void headline_stop(const trace::RunSet& run, RunReport& report, int64_t to_step)
   if (const std::string note = stopped_early_note(extent);
       !note.empty() && report.exit_code < 2 && (to_step < 0 || to_step > extent.steps))
     report.lines.push_back(note);
+  if (!extent.live.empty() && report.exit_code < 2 && !report.lines.empty()) {
+    std::string ranks;
+    for (size_t i = 0; i < extent.live.size(); ++i) ranks += (i ? ", " : "") + std::to_string(extent.live[i]);
+    report.lines.push_back(
+        "  note: the trace" + std::string(extent.live.size() == 1 ? " of rank " : "s of ranks ") + ranks +
+        (extent.live.size() == 1 ? " is" : " are") +
+        " still being recorded: every rank was compared as far as every trace held complete "
+        "steps when it was read");
+  }
   if (!extent.stop || report.lines.empty()) return;
   const std::string words = stop_words(*extent.stop, "");
+  // A damaged trace and a cut one: the cut one ends the comparison first, and is said too.
+  if (extent.stop->damaged && extent.cut_stop && extent.cut_stop->steps < extent.stop->steps)
+    report.lines.insert(report.lines.begin() + 1, "  truncated: " + stop_words(*extent.cut_stop, "") +
+                                                      ": every rank is compared through the last step all "
+                                                      "traces hold");
   const char* status = extent.stop->damaged ? "damaged" : "truncated";
   if (report.exit_code == 0) {
     std::string& first = report.lines.front();
@@ -552,8 +576,9 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
 
 namespace {
 
-Result<RunConfig> replayed_config(const trace::RunSet& run, const std::vector<std::string>& overrides) {
-  const trace::TraceHeader& h = run.headers[0];
+Result<RunConfig> replayed_config(const trace::RunSet& run, const std::vector<std::string>& overrides,
+                                  int rank = 0) {
+  const trace::TraceHeader& h = run.headers[rank];
   std::vector<std::string> all = h.config_overrides;
   all.insert(all.end(), overrides.begin(), overrides.end());
   return parse_config(h.config, h.config_path + " (in the trace)", config_folder(h), all);
@@ -595,11 +620,27 @@ std::optional<Environment> unpack_environment(const std::string& packed) {
 
 }  // namespace
 
-std::string packed_environment(const trace::RunSet& run, const std::vector<std::string>& overrides) {
-  auto config = replayed_config(run, overrides);
-  if (!config) return "";
+// The environment rank `rank` is replayed in here: this machine's, with that rank's own configuration (its
+// threads and policy, which the rank's replay runs with).
+std::optional<Environment> rank_environment(const trace::RunSet& run,
+                                            const std::vector<std::string>& overrides, int rank) {
+  auto config = replayed_config(run, overrides, rank);
+  if (!config) return std::nullopt;
   auto now = current_environment(*config);
-  return now ? pack_environment(*now) : "";
+  if (!now) return std::nullopt;
+  return std::move(now).value();
+}
+
+std::string packed_environment(const trace::RunSet& run, const std::vector<std::string>& overrides, int first,
+                               int hosted) {
+  std::string out;
+  for (int r = first; r < first + hosted && r < run.world_size; ++r) {
+    auto env = rank_environment(run, overrides, r);
+    if (!env) return "";
+    const std::string one = pack_environment(*env);
+    out += std::to_string(one.size()) + ":" + one;
+  }
+  return out;
 }
 
 void add_run_inputs(const trace::RunSet& run, const ForceSet& force,
@@ -632,26 +673,39 @@ void add_run_inputs(const trace::RunSet& run, const ForceSet& force,
   // What the process that replayed each rank ran it with against what that rank recorded (ranks may have run
   // on other machines or with other variables; MPI's settings are the run's own, reported with the
   // allreduce).
-  std::vector<Environment> processes;
+  // Each rank's environment where it was replayed, in rank order.
+  std::vector<Environment> replayed_in;
   if (process_environments) {
     for (const std::string& packed : *process_environments) {
-      auto env = unpack_environment(packed);
-      if (!env || packed.empty()) return;  // a process that could not tell: no rank is compared in part
-      processes.push_back(std::move(*env));
+      // A process that could not tell: no rank is compared in part.
+      if (packed.empty()) return;
+      for (size_t at = 0; at < packed.size();) {
+        const size_t colon = packed.find(':', at);
+        if (colon == std::string::npos || colon == at || colon - at > 9) return;
+        const size_t n = std::stoul(packed.substr(at, colon - at));
+        if (n > packed.size() - colon - 1) return;
+        auto env = unpack_environment(packed.substr(colon + 1, n));
+        if (!env) return;
+        replayed_in.push_back(std::move(*env));
+        at = colon + 1 + n;
+      }
     }
   } else {
-    auto now = current_environment(*config);
-    if (!now) return;
-    processes.push_back(std::move(*now));
+    for (int r = 0; r < run.world_size; ++r) {
+      auto env = rank_environment(run, overrides, r);
+      if (!env) return;
+      replayed_in.push_back(std::move(*env));
+    }
   }
+  (void)hosted;
   std::vector<int> ranks;
   std::vector<std::vector<EnvDifference>> per_rank;
-  for (int r = 0; r < run.world_size && static_cast<size_t>(r / hosted) < processes.size(); ++r) {
+  for (int r = 0; r < run.world_size && static_cast<size_t>(r) < replayed_in.size(); ++r) {
     Environment recorded;
     for (const auto& kv : run.headers[r].environment)
       if (kv.first.rfind("mpi.", 0) != 0) recorded.push_back(kv);
     ranks.push_back(r);
-    per_rank.push_back(environment_differences(recorded, processes[r / hosted]));
+    per_rank.push_back(environment_differences(recorded, replayed_in[r]));
   }
   const auto lines = ranked_environment_lines(ranks, per_rank, "recorded", "replayed");
   if (lines.empty()) return;

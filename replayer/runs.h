@@ -97,6 +97,10 @@ struct RankStop {
 struct RunExtent {
   int64_t steps = 0;
   std::vector<int> cut;
+  std::optional<RankStop> cut_stop;  // of the cut traces, the one that stops earliest
+  // The ranks whose traces are still being recorded: read to their last complete step, neither cut nor
+  // damaged.
+  std::vector<int> live;
   std::string damage;  // the first rank trace changed after it was written: "rank 3: FILE: byte N: ..."
   std::optional<RankStop> stop;
   // The first rank whose footer says the run stopped before its schedule's end (an interrupted or failed
@@ -128,13 +132,16 @@ void add_allreduce_line(const trace::RunSet& run, RunReport& report);
 // differences (--set) that every compared value survived, and each rank's environment differences from the
 // environment of the process that replayed it. Without `process_environments`, ranks 0 .. hosted - 1 were
 // replayed in this process; with them (a replay under mpirun, gathered at rank 0), process p replayed ranks
-// p * hosted .. (p + 1) * hosted - 1, and `process_environments[p]` is packed_environment() of p.
+// p * hosted .. (p + 1) * hosted - 1, and `process_environments[p]` is packed_environment() of p. Each rank
+// is compared with the environment it was replayed in: this machine's, with its own configuration.
 void add_run_inputs(const trace::RunSet& run, const ForceSet& force,
                     const std::vector<std::string>& overrides, RunReport& report, int hosted,
                     const std::vector<std::string>* process_environments = nullptr);
-// This process's environment for a replay of `run` with `overrides`, packed for gathering; "" where the
+// The environment each rank this process replays (`first` .. `first` + `hosted` - 1) runs in, with
+// `overrides` and that rank's own configuration (its threads, its policy), packed for gathering; "" where a
 // configuration does not parse (add_run_inputs then lists nothing).
-std::string packed_environment(const trace::RunSet& run, const std::vector<std::string>& overrides);
+std::string packed_environment(const trace::RunSet& run, const std::vector<std::string>& overrides, int first,
+                               int hosted);
 
 // The allreduce settings a rank's header recorded.
 CollectiveSettings recorded_settings(const trace::TraceHeader& header);

@@ -151,7 +151,8 @@ int replay_rank_under_mpirun(const std::string& path, const ForceSet& force, con
       at = sep + 1;
     }
   // Each process's environment, for rank 0 to compare every rank with the process that replayed it.
-  const std::vector<std::string> environments = c.gather(packed_environment(*run, overrides));
+  const std::vector<std::string> environments =
+      c.gather(packed_environment(*run, overrides, c.rank() * (n / c.size()), n / c.size()));
   if (c.rank() != 0) return kOk;
   RunReport report = gathered_report(all, n);
   if (n != c.size()) {
@@ -323,15 +324,16 @@ int show_run_folder(const std::string& path) {
     // A footer that says the run stopped before its schedule's end (interrupted, or an error) says why, as
     // `show` of that rank's trace does.
     const auto& footer = (*reader)->footer();
-    const std::string end = footer && !footer->completed
-                                ? "ended cleanly: the run stopped early (" + footer->end_reason + ")"
-                            : (*reader)->ended_cleanly() ? "ended cleanly"
-                            : damaged                    ? "damaged: " + stop +
-                                            (stop.find("changed after it was written") == std::string::npos
-                                                 ? " (changed after it was written)"
-                                                 : "")
-                            : stop.empty() ? "no footer: the recording did not finish"
-                                           : "cut: " + stop;
+    const std::string end =
+        footer && !footer->completed ? "ended cleanly: the run stopped early (" + footer->end_reason + ")"
+        : (*reader)->ended_cleanly() ? "ended cleanly"
+        : damaged                    ? "damaged: " + stop +
+                        (stop.find("changed after it was written") == std::string::npos
+                             ? " (changed after it was written)"
+                             : "")
+        : (*reader)->still_recording() ? "still being recorded: read to its last complete step"
+        : stop.empty()                 ? "no footer: the recording did not finish"
+                                       : "cut: " + stop;
     // The reader's words quote the trace's strings: escaped, on this line.
     char loss[64];
     if (last_rows)
