@@ -578,6 +578,27 @@ def test_two_recordings_of_one_run_are_refused_before_it_trains(tmp_path):
     assert outer.exists() and (tmp_path / "other.trr").exists()
 
 
+def test_record_naming_the_enclosing_blocks_own_path_is_refused_before_it_trains(tmp_path):
+    # The block records the first fit inside it, with its own seed; a record= of the same path would record the
+    # run without the block's settings and leave the block to record the next fit over that trace.
+    x, y = data()
+    path = tmp_path / "same.trr"
+    with trainrr.record(path, seed=2) as block:
+        for record in (path, str(path), trainrr.record(path, seed=2)):
+            with pytest.raises(trainrr.ConfigError, match=r"^fit: record='.*same\.trr' inside the `with "
+                               r"trainrr.record\('.*same\.trr'\)` block, which has recorded no run yet: .*drop "
+                               r"record= from this fit"):
+                model().fit(x, y, verbose=0, record=record)
+            assert not path.exists()
+        # The block object itself is the block's recording: that is the block's run.
+        model().fit(x, y, epochs=2, verbose=0, record=block)
+        # Recorded, the block holds its run: a second fit inside it is refused.
+        with pytest.raises(trainrr.ConfigError, match="holds one run"):
+            model().fit(x, y, verbose=0)
+    trace = trainrr.open(path)
+    assert trace.seed == 2 and len(trace.epochs()) == 2
+
+
 def test_one_layer_object_in_two_places_is_refused():
     d = layers.Dense(8)
     with pytest.raises(trainrr.ConfigError, match=r"^Sequential: the same layer object \(layers.Dense\(units=8\)\) "
