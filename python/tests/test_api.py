@@ -438,6 +438,26 @@ def test_an_opened_trace_says_how_reading_went_before_any_steps_are_read(tmp_pat
     assert "status is 'reproduced'" in trainrr.Report.reproduced.__doc__
 
 
+def test_an_opened_trace_reads_its_own_file_after_another_run_is_recorded_to_its_path(tmp_path):
+    # A notebook cell run again records a new run to the same path: a Trace opened before reads the run whose
+    # header it read, never that header with the new run's steps.
+    x, y = blobs()
+    path = tmp_path / "run.trr"
+    classifier().fit(x, y, epochs=3, batch_size=16, verbose=0, record=trainrr.record(path, seed=1))
+    first = trainrr.open(path)
+    small = trainrr.Sequential([layers.Dense(2, activation="softmax")])
+    small.compile(loss="sparse_categorical_crossentropy")
+    small.fit(x[:40], y[:40], verbose=0, record=trainrr.record(path, seed=9))
+    again = trainrr.open(path)
+    assert (first.seed, again.seed) == (1, 9)
+    assert len(first.losses()) == len(first.steps()) == 45 and len(first.epochs()) == 3
+    assert first.footer()["step_count"] == 45 and first.stop is None and first.truncated is False
+    assert first.checkpoints() == [0, 45] and "dense_2.kernel" in first.checkpoint(45)
+    assert len(again.losses()) == 2 and again.footer()["step_count"] == 2 and again.checkpoints() == [0, 2]
+    # Every step of the first run, in order, though its file is no longer at that path.
+    assert [s["step"] for s in first.steps()] == list(range(45))
+
+
 def test_a_python_run_is_recorded_as_python_under_the_working_folder(tmp_path):
     # The recorder makes every configuration's path absolute: a Python run's is <python> in the fit's folder.
     x, y = blobs()
