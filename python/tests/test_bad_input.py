@@ -432,6 +432,40 @@ def test_to_config_refuses_to_overwrite_a_file_that_is_not_a_configuration(tmp_p
     assert np.load(tmp_path / "x.npy").shape == (64, 3)
 
 
+def test_to_config_never_overwrites_a_data_set_under_the_names_of_its_arrays(tmp_path):
+    # The user's data set, saved as x.npy and y.npy; a fit on a part of it, then to_config into that folder.
+    rng = np.random.default_rng(0)
+    full = rng.normal(size=(200, 3))
+    labels = (full[:, 0] > 0).astype(np.int64)
+    np.save(tmp_path / "x.npy", full)
+    np.save(tmp_path / "y.npy", labels)
+    before = {n: (tmp_path / n).read_bytes() for n in ("x.npy", "y.npy")}
+    m = model()
+    m.fit(full[:50], labels[:50], verbose=0, seed=1)
+    with pytest.raises(FileExistsError) as e:
+        m.to_config(tmp_path / "run.toml")
+    assert str(e.value).startswith(f"to_config: {tmp_path / 'x.npy'} exists and holds another array than the last "
+                                   f"fit's x, and no to_config of this session wrote it: refusing to overwrite it")
+    assert "give to_config a path in another folder" in str(e.value)
+    assert {n: (tmp_path / n).read_bytes() for n in before} == before and not (tmp_path / "run.toml").exists()
+    # Files that hold the very bytes to be written are replaced by the same bytes.
+    np.save(tmp_path / "x.npy", full[:50].astype(np.float32))
+    np.save(tmp_path / "y.npy", labels[:50].astype(np.float32))
+    m.to_config(tmp_path / "run.toml")
+    assert np.load(tmp_path / "x.npy").shape == (50, 3)
+    # Arrays an earlier to_config wrote are replaced by the next fit's, while they hold what it wrote.
+    with pytest.warns(UserWarning, match="fitted before"):
+        m.fit(full[:80], labels[:80], verbose=0, seed=1)
+    m.to_config(tmp_path / "run.toml")
+    assert np.load(tmp_path / "x.npy").shape == (80, 3)
+    np.save(tmp_path / "y.npy", labels)  # changed since: the user's now
+    with pytest.warns(UserWarning, match="fitted before"):
+        m.fit(full[:60], labels[:60], verbose=0, seed=1)
+    with pytest.raises(FileExistsError, match=r"y\.npy exists and holds another array than the last fit's y"):
+        m.to_config(tmp_path / "run.toml")
+    assert np.array_equal(np.load(tmp_path / "y.npy"), labels) and np.load(tmp_path / "x.npy").shape == (80, 3)
+
+
 def test_a_value_without_a_configuration_form_is_refused_naming_the_argument():
     with pytest.raises(trainrr.ConfigError) as e:
         optimizers.Adam(learning_rate=lambda step: 0.1)
