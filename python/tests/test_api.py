@@ -2,7 +2,9 @@
 trainrr.open reads back."""
 
 import inspect
+import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -149,6 +151,47 @@ def test_bisect_of_a_run_a_free_replay_reproduces(tmp_path):
     classifier().fit(x, y, verbose=0, record=trainrr.record(tmp_path / "run.trr", seed=4))
     report = trainrr.bisect(tmp_path / "run.trr")
     assert report.command == "bisect" and report.status == "reproduced", report.text()
+
+
+def test_a_reports_notes_and_facts_name_the_python_arguments(tmp_path):
+    # The replayer words its notes for the command line; read from Python, they name the arguments of
+    # trainrr.replay and trainrr.record, and bisect's replay_with is the trainrr.replay call that replays it.
+    x, y = blobs()
+    trace = str(tmp_path / "run.trr")
+    model = trainrr.Sequential([layers.Dense(8, activation="relu"), layers.Dropout(0.3),
+                                layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", policy="deterministic", threads=2)
+    model.fit(x, y, epochs=2, verbose=0, record=trainrr.record(trace, level="layer", seed=1))
+    x2 = x.copy()
+    x2[100, 3] += 0.5
+    np.save(tmp_path / "x2.npy", x2)
+
+    def notes(**kwargs):
+        report = trainrr.replay(trace, **kwargs)
+        for text in report.notes + [v for v in report.facts.values() if isinstance(v, str)]:
+            assert not re.search(r"--[a-z]", text), text  # no option of the command
+        return " | ".join(report.notes)
+
+    assert "with no step run (keep_going=True trains on)" in notes(overrides={"seed": 2}, force="none")
+    assert "with no step run (keep_going=True trains on)" in notes(overrides={"seed": 2}, force=[])
+    assert 'the forced choices (force="all") serve the recorded values' in notes(overrides={"seed": 2})
+    assert 'record with trainrr.record(..., level="op") to compare every op' in notes(
+        overrides={"runtime.threads": 1})
+    assert "(data=) is used in place of the copy the trace embeds" in notes(data=tmp_path / "x2.npy",
+                                                                             allow_data_change=True)
+    assert "to_step=500 is past the run's end" in notes(to_step=500)
+    assert 'overrides={"train.epochs": 2} changes nothing' in notes(overrides={"train.epochs": 2})
+    # The json attribute and the text stay the command's own.
+    assert any("--to-step 500 is past" in n for n in trainrr.replay(trace, to_step=500).json["notes"])
+
+    report = trainrr.bisect(trace, overrides={"seed": 5})
+    assert report.status == "diverged", report.text()
+    assert report.facts["minimal_forced_choices"] == "rng (the run's seed)", report.facts
+    call = report.facts["replay_with"]
+    assert call == f'trainrr.replay({json.dumps(trace)}, force="rng", overrides={{"seed": 5}})', call
+    # The call it offers is one to make as it stands: it replays the run bit for bit.
+    assert eval(call, {"trainrr": trainrr}).status == "reproduced"
+    assert "--force rng --set seed=5" in report.json["facts"]["replay_with"]
 
 
 def test_to_config_and_from_config_describe_the_same_run(tmp_path):
@@ -611,8 +654,10 @@ def test_a_replay_on_other_samples_and_labels_names_both_files(tmp_path):
     assert report.cause.category == "data", report.text()
     assert "x2.npy" in report.cause.detail and "y2.npy" in report.cause.detail, report.cause.detail
     # The labels named by overrides replace the trace's embedded copy, as data= does the samples.
-    assert any("y2.npy (--set data.labels) is used in place of the copy the trace embeds" in n
-               for n in report.notes), report.notes
+    labels = str(tmp_path / "y2.npy")
+    assert f'data: {labels} (overrides={{"data.labels": {json.dumps(labels)}}}) is used in place of the copy the ' \
+           f'trace embeds' in report.notes, report.notes
+    assert f"data: {tmp_path / 'x2.npy'} (data=) is used in place of the copy the trace embeds" in report.notes
 
 
 def test_data_is_not_blamed_for_weights_drawn_before_any_row_is_read(tmp_path):
