@@ -314,6 +314,16 @@ def test_a_second_fit_warns_that_it_starts_again_from_the_initial_weights():
     assert second.history["loss"] == first.history["loss"]
     longer = classifier().fit(x, y, epochs=4, verbose=0, seed=1)
     assert longer.history["loss"][:2] == first.history["loss"]
+    # A fit refused before it trains (a NaN in x, a label out of range) starts nothing, and warns of nothing.
+    bad_x = x.copy()
+    bad_x[5, 2] = np.nan
+    bad_y = y.copy()
+    bad_y[7] = 9
+    for args in ((bad_x, y), (x, bad_y)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(trainrr.DataError):
+                model.fit(*args, epochs=1, verbose=0, seed=1)
 
 
 def test_fit_arguments_are_per_call_as_in_keras():

@@ -35,6 +35,8 @@ def test_exceptions_are_value_errors_where_the_input_is_a_value():
     (np.zeros((4, 2), dtype=np.complex64), "x: dtype complex64 is not supported"),
     (np.zeros(4, dtype=np.float32), "x: expected an array of shape (rows, features...), got shape (4,)"),
     (np.zeros((0, 3), dtype=np.float32), "x: has no rows"),
+    (np.zeros((5, 0), dtype=np.float32), "x: has no features (shape (5, 0))"),
+    (np.zeros((5, 4, 0), dtype=np.float64), "x: has no features (shape (5, 4, 0))"),
 ])
 def test_wrong_dtype_or_shape_of_x(x, message):
     with pytest.raises(trainrr.DataError) as e:
@@ -325,6 +327,11 @@ def test_refused_replay_and_compile_arguments_name_the_argument(tmp_path):
         (lambda: trainrr.replay(trace, to_step=0), "replay: to_step must be an integer, 1 or more, got 0"),
         (lambda: trainrr.replay(trace, from_step=2, to_step=2), "replay: to_step must be greater than from_step"),
         (lambda: trainrr.replay(trace, force="rng,foo"), "replay: force: unknown choice 'foo' (expected all, none"),
+        (lambda: trainrr.replay(trace, force=""), "replay: force must be 'all', 'none' or a list of rng, split, "
+         "shuffle, loader, kernels, got an empty string"),
+        (lambda: trainrr.replay(trace, force=["rng", ""]), "replay: force must be 'all', 'none' or a list of rng"),
+        (lambda: trainrr.Sequential.from_config(tmp_path / "nope.toml"),
+         f"from_config: {tmp_path / 'nope.toml'}: cannot open the configuration: No such file or directory"),
         (lambda: trainrr.Sequential([layers.Dense(1)]).compile(optimizer="adagrad", loss="mse"),
          "compile: optimizer: unknown optimizer 'adagrad'"),
         (lambda: model().fit(x, y, verbose=3), "fit: verbose must be 'auto', 0, 1 or 2, got 3"),
@@ -334,6 +341,14 @@ def test_refused_replay_and_compile_arguments_name_the_argument(tmp_path):
             call()
         assert str(e.value).startswith(message), str(e.value)
         assert "--set" not in str(e.value) and "(in the trace)" not in str(e.value) and "--force" not in str(e.value)
+
+
+def test_a_missing_configuration_file_is_a_file_not_found_error_and_a_config_error(tmp_path):
+    with pytest.raises(FileNotFoundError) as e:
+        trainrr.Sequential.from_config(tmp_path / "nope.toml")
+    assert isinstance(e.value, trainrr.ConfigError)
+    assert str(e.value) == (f"from_config: {tmp_path / 'nope.toml'}: cannot open the configuration: No such file "
+                            f"or directory")
 
 
 def test_the_non_finite_loss_warning_of_a_fit_on_arrays_gives_advice_in_its_terms(capsys):

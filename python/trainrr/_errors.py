@@ -31,6 +31,10 @@ class TraceIsADirectoryError(TraceError, IsADirectoryError):
     """record=PATH is a folder."""
 
 
+class ConfigNotFoundError(ConfigError, FileNotFoundError):
+    """Sequential.from_config(PATH) names a file that does not exist."""
+
+
 # --- the engine's messages in Python's terms -------------------------------------------------------------
 # The engine words its advice for the command line ("pass --data PATH"). Raised from Python, it names the
 # argument of the call instead: one table, applied where a call hands an engine error on (translated()).

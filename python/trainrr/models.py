@@ -12,7 +12,7 @@ import threading
 import warnings
 
 from . import _check, _data, _toml, losses, optimizers, recording
-from ._errors import ConfigError, DataError, TrainrrError, translated
+from ._errors import ConfigError, ConfigNotFoundError, DataError, TrainrrError, translated
 from .layers import Layer
 
 # Keras arguments of compile, fit, evaluate and predict the engine does not implement.
@@ -133,7 +133,11 @@ class Sequential:
         try:
             c = _trainrr.load_config(path, sets)
         except TrainrrError as e:
-            raise translated(e, "from_config", sets) from None
+            error = translated(e, "from_config", sets)
+            if str(error).startswith(f"{path}: cannot open the configuration: No such file or directory"):
+                # As open() says of a missing file: a FileNotFoundError, and a ConfigError too.
+                error = ConfigNotFoundError(f"from_config: {error}")
+            raise error from None
         model = cls([Layer.from_spec(spec) for spec in c["layers"]])
         model.compile(optimizer=optimizers.Optimizer.from_spec(c["optimizer"]),
                       loss=_loss_object(c["train"]["loss"]) if c["train"]["from_logits"] else c["train"]["loss"],
@@ -201,8 +205,6 @@ class Sequential:
         if rec is not None:
             rec.check_unused()
             recording.check_one_trace(rec, "fit")
-        if self._seed_used is not None:
-            warnings.warn(_FIT_AGAIN.format(seed=self._seed_used), UserWarning, stacklevel=2)
         with tempfile.TemporaryDirectory(prefix="trainrr-") as folder:
             if x is not None:
                 xs = _data.features(x)
@@ -232,6 +234,9 @@ class Sequential:
                 if arrays is not None:
                     _check_class_labels(str(e), arrays[1], self._compiled["loss"])
                 raise translated(type(e)(_python_message(str(e), folder, arrays is not None)), "fit") from None
+        # Said once the run is set up: a fit refused before it trains (bad arrays, a bad argument) starts nothing.
+        if self._seed_used is not None:
+            warnings.warn(_FIT_AGAIN.format(seed=self._seed_used), UserWarning, stacklevel=2)
         if rec is not None:
             rec.claim()
         self._run = run
