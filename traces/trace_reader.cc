@@ -1576,6 +1576,23 @@ Result<std::unique_ptr<TraceReader>> TraceReader::open(const std::string& path, 
   impl->limits = limits;
   impl->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (impl->fd < 0) return Error{path + ": cannot open trace: " + std::strerror(errno)};
+  return open_file(std::move(impl));
+}
+
+Result<std::unique_ptr<TraceReader>> TraceReader::reopen(const TraceReader& same,
+                                                         const ReaderLimits& limits) {
+  const Impl& from = *same.impl_;
+  if (from.fd < 0) return open_memory(from.memory, from.name, limits);
+  auto impl = std::make_unique<Impl>();
+  impl->name = from.name;
+  impl->limits = limits;
+  impl->fd = ::fcntl(from.fd, F_DUPFD_CLOEXEC, 0);
+  if (impl->fd < 0) return Error{from.name + ": cannot open trace again: " + std::strerror(errno)};
+  return open_file(std::move(impl));
+}
+
+Result<std::unique_ptr<TraceReader>> TraceReader::open_file(std::unique_ptr<Impl> impl) {
+  const std::string path = impl->name;
   // Asked before the size is taken: a writer done by then has written all it will, and one that is not
   // leaves a message in progress at the end of the size taken, or none.
   const std::optional<pid_t> writer = writer_of(impl->fd);

@@ -81,6 +81,11 @@ class TraceReader {
   // The same over bytes in memory (`bytes` must outlive the reader); `name` stands for the path in errors.
   static Result<std::unique_ptr<TraceReader>> open_memory(std::span<const uint8_t> bytes, std::string name,
                                                           const ReaderLimits& limits = {});
+  // A new reader, from the start, of the file `same` reads (with these limits): the same file even where
+  // another has since been put at its path (a trace recorded again there), as it is now (grown, when it was
+  // still being recorded). Errors as open's.
+  static Result<std::unique_ptr<TraceReader>> reopen(const TraceReader& same,
+                                                     const ReaderLimits& limits = {});
   ~TraceReader();
   TraceReader(const TraceReader&) = delete;
   TraceReader& operator=(const TraceReader&) = delete;
@@ -131,6 +136,8 @@ class TraceReader {
 
  private:
   explicit TraceReader(std::unique_ptr<Impl> impl);
+  // Opens the file of impl->fd (impl->name: its path in messages) and reads the header.
+  static Result<std::unique_ptr<TraceReader>> open_file(std::unique_ptr<Impl> impl);
   Status read_header();
   Status read_header_message();
 

@@ -25,11 +25,13 @@ std::string TraceFile::header_json() const { return cli::header_json(reader_->he
 
 TraceContents TraceFile::read(bool messages) {
   pyb::gil_scoped_release released;
-  // Each read starts over at the first message: the reader reads the file as it is now. A checkpoint's
-  // message gives its tensors' digests: they are decompressed only for the messages.
+  // Each read starts over at the first message of the file open() read the header from, as it is now (grown,
+  // when it was still being recorded): never another file that a recording since put at its path, whose
+  // steps would then be read under this one's header. A checkpoint's message gives its tensors' digests: they
+  // are decompressed only for the messages.
   trace::ReaderLimits limits = trace::without_payloads();
   limits.tensor_values = messages;
-  auto reader = trace::TraceReader::open(path_, limits);
+  auto reader = trace::TraceReader::reopen(*reader_, limits);
   if (!reader) raise(ErrorKind::trace, reader.error().message);
   TraceContents out;
   if (const auto& live = (*reader)->still_recording()) out.notes.push_back(*live);

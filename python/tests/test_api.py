@@ -2,7 +2,9 @@
 trainrr.open reads back."""
 
 import inspect
+import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -151,6 +153,47 @@ def test_bisect_of_a_run_a_free_replay_reproduces(tmp_path):
     assert report.command == "bisect" and report.status == "reproduced", report.text()
 
 
+def test_a_reports_notes_and_facts_name_the_python_arguments(tmp_path):
+    # The replayer words its notes for the command line; read from Python, they name the arguments of
+    # trainrr.replay and trainrr.record, and bisect's replay_with is the trainrr.replay call that replays it.
+    x, y = blobs()
+    trace = str(tmp_path / "run.trr")
+    model = trainrr.Sequential([layers.Dense(8, activation="relu"), layers.Dropout(0.3),
+                                layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", policy="deterministic", threads=2)
+    model.fit(x, y, epochs=2, verbose=0, record=trainrr.record(trace, level="layer", seed=1))
+    x2 = x.copy()
+    x2[100, 3] += 0.5
+    np.save(tmp_path / "x2.npy", x2)
+
+    def notes(**kwargs):
+        report = trainrr.replay(trace, **kwargs)
+        for text in report.notes + [v for v in report.facts.values() if isinstance(v, str)]:
+            assert not re.search(r"--[a-z]", text), text  # no option of the command
+        return " | ".join(report.notes)
+
+    assert "with no step run (keep_going=True trains on)" in notes(overrides={"seed": 2}, force="none")
+    assert "with no step run (keep_going=True trains on)" in notes(overrides={"seed": 2}, force=[])
+    assert 'the forced choices (force="all") serve the recorded values' in notes(overrides={"seed": 2})
+    assert 'record with trainrr.record(..., level="op") to compare every op' in notes(
+        overrides={"runtime.threads": 1})
+    assert "(data=) is used in place of the copy the trace embeds" in notes(data=tmp_path / "x2.npy",
+                                                                             allow_data_change=True)
+    assert "to_step=500 is past the run's end" in notes(to_step=500)
+    assert 'overrides={"train.epochs": 2} changes nothing' in notes(overrides={"train.epochs": 2})
+    # The json attribute and the text stay the command's own.
+    assert any("--to-step 500 is past" in n for n in trainrr.replay(trace, to_step=500).json["notes"])
+
+    report = trainrr.bisect(trace, overrides={"seed": 5})
+    assert report.status == "diverged", report.text()
+    assert report.facts["minimal_forced_choices"] == "rng (the run's seed)", report.facts
+    call = report.facts["replay_with"]
+    assert call == f'trainrr.replay({json.dumps(trace)}, force="rng", overrides={{"seed": 5}})', call
+    # The call it offers is one to make as it stands: it replays the run bit for bit.
+    assert eval(call, {"trainrr": trainrr}).status == "reproduced"
+    assert "--force rng --set seed=5" in report.json["facts"]["replay_with"]
+
+
 def test_to_config_and_from_config_describe_the_same_run(tmp_path):
     x, y = blobs()
     model = classifier()
@@ -271,6 +314,16 @@ def test_a_second_fit_warns_that_it_starts_again_from_the_initial_weights():
     assert second.history["loss"] == first.history["loss"]
     longer = classifier().fit(x, y, epochs=4, verbose=0, seed=1)
     assert longer.history["loss"][:2] == first.history["loss"]
+    # A fit refused before it trains (a NaN in x, a label out of range) starts nothing, and warns of nothing.
+    bad_x = x.copy()
+    bad_x[5, 2] = np.nan
+    bad_y = y.copy()
+    bad_y[7] = 9
+    for args in ((bad_x, y), (x, bad_y)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(trainrr.DataError):
+                model.fit(*args, epochs=1, verbose=0, seed=1)
 
 
 def test_fit_arguments_are_per_call_as_in_keras():
@@ -438,6 +491,26 @@ def test_an_opened_trace_says_how_reading_went_before_any_steps_are_read(tmp_pat
     assert "status is 'reproduced'" in trainrr.Report.reproduced.__doc__
 
 
+def test_an_opened_trace_reads_its_own_file_after_another_run_is_recorded_to_its_path(tmp_path):
+    # A notebook cell run again records a new run to the same path: a Trace opened before reads the run whose
+    # header it read, never that header with the new run's steps.
+    x, y = blobs()
+    path = tmp_path / "run.trr"
+    classifier().fit(x, y, epochs=3, batch_size=16, verbose=0, record=trainrr.record(path, seed=1))
+    first = trainrr.open(path)
+    small = trainrr.Sequential([layers.Dense(2, activation="softmax")])
+    small.compile(loss="sparse_categorical_crossentropy")
+    small.fit(x[:40], y[:40], verbose=0, record=trainrr.record(path, seed=9))
+    again = trainrr.open(path)
+    assert (first.seed, again.seed) == (1, 9)
+    assert len(first.losses()) == len(first.steps()) == 45 and len(first.epochs()) == 3
+    assert first.footer()["step_count"] == 45 and first.stop is None and first.truncated is False
+    assert first.checkpoints() == [0, 45] and "dense_2.kernel" in first.checkpoint(45)
+    assert len(again.losses()) == 2 and again.footer()["step_count"] == 2 and again.checkpoints() == [0, 2]
+    # Every step of the first run, in order, though its file is no longer at that path.
+    assert [s["step"] for s in first.steps()] == list(range(45))
+
+
 def test_a_python_run_is_recorded_as_python_under_the_working_folder(tmp_path):
     # The recorder makes every configuration's path absolute: a Python run's is <python> in the fit's folder.
     x, y = blobs()
@@ -591,8 +664,10 @@ def test_a_replay_on_other_samples_and_labels_names_both_files(tmp_path):
     assert report.cause.category == "data", report.text()
     assert "x2.npy" in report.cause.detail and "y2.npy" in report.cause.detail, report.cause.detail
     # The labels named by overrides replace the trace's embedded copy, as data= does the samples.
-    assert any("y2.npy (--set data.labels) is used in place of the copy the trace embeds" in n
-               for n in report.notes), report.notes
+    labels = str(tmp_path / "y2.npy")
+    assert f'data: {labels} (overrides={{"data.labels": {json.dumps(labels)}}}) is used in place of the copy the ' \
+           f'trace embeds' in report.notes, report.notes
+    assert f"data: {tmp_path / 'x2.npy'} (data=) is used in place of the copy the trace embeds" in report.notes
 
 
 def test_data_is_not_blamed_for_weights_drawn_before_any_row_is_read(tmp_path):

@@ -35,6 +35,8 @@ def test_exceptions_are_value_errors_where_the_input_is_a_value():
     (np.zeros((4, 2), dtype=np.complex64), "x: dtype complex64 is not supported"),
     (np.zeros(4, dtype=np.float32), "x: expected an array of shape (rows, features...), got shape (4,)"),
     (np.zeros((0, 3), dtype=np.float32), "x: has no rows"),
+    (np.zeros((5, 0), dtype=np.float32), "x: has no features (shape (5, 0))"),
+    (np.zeros((5, 4, 0), dtype=np.float64), "x: has no features (shape (5, 4, 0))"),
 ])
 def test_wrong_dtype_or_shape_of_x(x, message):
     with pytest.raises(trainrr.DataError) as e:
@@ -325,6 +327,11 @@ def test_refused_replay_and_compile_arguments_name_the_argument(tmp_path):
         (lambda: trainrr.replay(trace, to_step=0), "replay: to_step must be an integer, 1 or more, got 0"),
         (lambda: trainrr.replay(trace, from_step=2, to_step=2), "replay: to_step must be greater than from_step"),
         (lambda: trainrr.replay(trace, force="rng,foo"), "replay: force: unknown choice 'foo' (expected all, none"),
+        (lambda: trainrr.replay(trace, force=""), "replay: force must be 'all', 'none' or a list of rng, split, "
+         "shuffle, loader, kernels, got an empty string"),
+        (lambda: trainrr.replay(trace, force=["rng", ""]), "replay: force must be 'all', 'none' or a list of rng"),
+        (lambda: trainrr.Sequential.from_config(tmp_path / "nope.toml"),
+         f"from_config: {tmp_path / 'nope.toml'}: cannot open the configuration: No such file or directory"),
         (lambda: trainrr.Sequential([layers.Dense(1)]).compile(optimizer="adagrad", loss="mse"),
          "compile: optimizer: unknown optimizer 'adagrad'"),
         (lambda: model().fit(x, y, verbose=3), "fit: verbose must be 'auto', 0, 1 or 2, got 3"),
@@ -334,6 +341,14 @@ def test_refused_replay_and_compile_arguments_name_the_argument(tmp_path):
             call()
         assert str(e.value).startswith(message), str(e.value)
         assert "--set" not in str(e.value) and "(in the trace)" not in str(e.value) and "--force" not in str(e.value)
+
+
+def test_a_missing_configuration_file_is_a_file_not_found_error_and_a_config_error(tmp_path):
+    with pytest.raises(FileNotFoundError) as e:
+        trainrr.Sequential.from_config(tmp_path / "nope.toml")
+    assert isinstance(e.value, trainrr.ConfigError)
+    assert str(e.value) == (f"from_config: {tmp_path / 'nope.toml'}: cannot open the configuration: No such file "
+                            f"or directory")
 
 
 def test_the_non_finite_loss_warning_of_a_fit_on_arrays_gives_advice_in_its_terms(capsys):
@@ -430,6 +445,40 @@ def test_to_config_refuses_to_overwrite_a_file_that_is_not_a_configuration(tmp_p
     m.to_config(tmp_path / "run.toml")
     m.to_config(tmp_path / "run.toml")  # an earlier configuration and earlier arrays are replaced
     assert np.load(tmp_path / "x.npy").shape == (64, 3)
+
+
+def test_to_config_never_overwrites_a_data_set_under_the_names_of_its_arrays(tmp_path):
+    # The user's data set, saved as x.npy and y.npy; a fit on a part of it, then to_config into that folder.
+    rng = np.random.default_rng(0)
+    full = rng.normal(size=(200, 3))
+    labels = (full[:, 0] > 0).astype(np.int64)
+    np.save(tmp_path / "x.npy", full)
+    np.save(tmp_path / "y.npy", labels)
+    before = {n: (tmp_path / n).read_bytes() for n in ("x.npy", "y.npy")}
+    m = model()
+    m.fit(full[:50], labels[:50], verbose=0, seed=1)
+    with pytest.raises(FileExistsError) as e:
+        m.to_config(tmp_path / "run.toml")
+    assert str(e.value).startswith(f"to_config: {tmp_path / 'x.npy'} exists and holds another array than the last "
+                                   f"fit's x, and no to_config of this session wrote it: refusing to overwrite it")
+    assert "give to_config a path in another folder" in str(e.value)
+    assert {n: (tmp_path / n).read_bytes() for n in before} == before and not (tmp_path / "run.toml").exists()
+    # Files that hold the very bytes to be written are replaced by the same bytes.
+    np.save(tmp_path / "x.npy", full[:50].astype(np.float32))
+    np.save(tmp_path / "y.npy", labels[:50].astype(np.float32))
+    m.to_config(tmp_path / "run.toml")
+    assert np.load(tmp_path / "x.npy").shape == (50, 3)
+    # Arrays an earlier to_config wrote are replaced by the next fit's, while they hold what it wrote.
+    with pytest.warns(UserWarning, match="fitted before"):
+        m.fit(full[:80], labels[:80], verbose=0, seed=1)
+    m.to_config(tmp_path / "run.toml")
+    assert np.load(tmp_path / "x.npy").shape == (80, 3)
+    np.save(tmp_path / "y.npy", labels)  # changed since: the user's now
+    with pytest.warns(UserWarning, match="fitted before"):
+        m.fit(full[:60], labels[:60], verbose=0, seed=1)
+    with pytest.raises(FileExistsError, match=r"y\.npy exists and holds another array than the last fit's y"):
+        m.to_config(tmp_path / "run.toml")
+    assert np.array_equal(np.load(tmp_path / "y.npy"), labels) and np.load(tmp_path / "x.npy").shape == (80, 3)
 
 
 def test_a_value_without_a_configuration_form_is_refused_naming_the_argument():
@@ -576,6 +625,27 @@ def test_two_recordings_of_one_run_are_refused_before_it_trains(tmp_path):
         model().fit(x, y, verbose=0, record=tmp_path / "other.trr")
     assert not inner.exists()
     assert outer.exists() and (tmp_path / "other.trr").exists()
+
+
+def test_record_naming_the_enclosing_blocks_own_path_is_refused_before_it_trains(tmp_path):
+    # The block records the first fit inside it, with its own seed; a record= of the same path would record the
+    # run without the block's settings and leave the block to record the next fit over that trace.
+    x, y = data()
+    path = tmp_path / "same.trr"
+    with trainrr.record(path, seed=2) as block:
+        for record in (path, str(path), trainrr.record(path, seed=2)):
+            with pytest.raises(trainrr.ConfigError, match=r"^fit: record='.*same\.trr' inside the `with "
+                               r"trainrr.record\('.*same\.trr'\)` block, which has recorded no run yet: .*drop "
+                               r"record= from this fit"):
+                model().fit(x, y, verbose=0, record=record)
+            assert not path.exists()
+        # The block object itself is the block's recording: that is the block's run.
+        model().fit(x, y, epochs=2, verbose=0, record=block)
+        # Recorded, the block holds its run: a second fit inside it is refused.
+        with pytest.raises(trainrr.ConfigError, match="holds one run"):
+            model().fit(x, y, verbose=0)
+    trace = trainrr.open(path)
+    assert trace.seed == 2 and len(trace.epochs()) == 2
 
 
 def test_one_layer_object_in_two_places_is_refused():

@@ -24,6 +24,8 @@ def features(x, name="x", sample_shape=None):
                         + (" (for one feature per row, reshape it with x.reshape(-1, 1))" if a.ndim == 1 else ""))
     if a.shape[0] == 0:
         raise DataError(f"{name}: has no rows (shape {a.shape})")
+    if 0 in a.shape[1:]:
+        raise DataError(f"{name}: has no features (shape {a.shape}): each row needs at least one value")
     if sample_shape is not None and tuple(a.shape[1:]) != tuple(sample_shape):
         raise DataError(f"{name}: samples of shape {tuple(a.shape[1:])}, but the model was trained on samples of "
                         f"shape {tuple(sample_shape)}")

@@ -31,6 +31,10 @@ class TraceIsADirectoryError(TraceError, IsADirectoryError):
     """record=PATH is a folder."""
 
 
+class ConfigNotFoundError(ConfigError, FileNotFoundError):
+    """Sequential.from_config(PATH) names a file that does not exist."""
+
+
 # --- the engine's messages in Python's terms -------------------------------------------------------------
 # The engine words its advice for the command line ("pass --data PATH"). Raised from Python, it names the
 # argument of the call instead: one table, applied where a call hands an engine error on (translated()).
@@ -132,3 +136,106 @@ def translated(error, call, sets=()):
                 cls = path_error
                 break
     return cls(message)
+
+
+# --- a report's notes and facts in Python's terms --------------------------------------------------------
+# The replayer words a report's notes for the command line too ("--keep-going trains on", "record with --level
+# op"): read from Python, they name the arguments of trainrr.replay and trainrr.record, and a replay command
+# it offers is the trainrr.replay call that makes the same replay.
+
+def _quoted(text):
+    import json
+
+    return json.dumps(text)
+
+
+def _force_argument(value):
+    kinds = [k for k in value.split(",") if k]
+    if len(kinds) == 1:
+        return f"force={_quoted(kinds[0])}"
+    return "force=[" + ", ".join(_quoted(k) for k in kinds) + "]"
+
+
+def replay_call(command):
+    """The trainrr.replay call that makes the replay of the command line `command` ("trainrr replay a.trr
+    --force loader --to-step 7"); None for anything else."""
+    import shlex
+
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    if len(words) < 3 or words[:2] != ["trainrr", "replay"]:
+        return None
+    args, sets, i = [_quoted(words[2])], [], 3
+    valued = {"--force": None, "--data": "data", "--from-step": "from_step", "--to-step": "to_step"}
+    flags = {"--allow-data-change": "allow_data_change", "--keep-going": "keep_going"}
+    while i < len(words):
+        word = words[i]
+        if word in flags:
+            args.append(f"{flags[word]}=True")
+            i += 1
+        elif (word in valued or word == "--set") and i + 1 < len(words):
+            value = words[i + 1]
+            if word == "--force":
+                args.append(_force_argument(value))
+            elif word == "--set":
+                key, eq, v = value.partition("=")
+                if not eq:
+                    return None
+                sets.append(f"{_quoted(key)}: {_python_value(v)}")
+            elif word == "--data":
+                args.append(f"data={_quoted(value)}")
+            else:
+                args.append(f"{valued[word]}={value}")
+            i += 2
+        else:
+            return None
+    if sets:
+        args.insert(2 if len(args) > 1 and args[1].startswith("force=") else 1,
+                    "overrides={" + ", ".join(sets) + "}")
+    return "trainrr.replay(" + ", ".join(args) + ")"
+
+
+def _offered_command(m):
+    call = replay_call(m.group(1))
+    return f"`{call}`" if call else m.group(0)
+
+
+def _set_key(m):
+    return f"(overrides={{\"{m.group(1)}\": ...}})"
+
+
+def _data_set_by_override(m):
+    return f"data: {m.group(1)} (overrides={{{_quoted(m.group(2))}: {_quoted(m.group(1))}}}) is"
+
+
+_REPORT_WORDS = [
+    (r"`(trainrr replay [^`]*)`", _offered_command),
+    (r"--keep-going", "keep_going=True"),
+    (r"record with --level (step|layer|op)", r'record with trainrr.record(..., level="\1")'),
+    (r"record with --embed-data", "record with trainrr.record(..., embed_data=True)"),
+    (r"--force ([a-z]+(?:,[a-z]+)*)", lambda m: _force_argument(m.group(1))),
+    (r"\(--data\)", "(data=)"),
+    (r"^data: (.+?) \(--set ([A-Za-z_][\w.]*)\) is", _data_set_by_override),
+    (r"\(--set ([A-Za-z_][\w.]*)\)", _set_key),
+    (r"--(to|from)-step (\d+)", r"\1_step=\2"),
+    (r"--allow-data-change", "allow_data_change=True"),
+    (r"what export --step 0 gives", "what trainrr.open(...).checkpoint(0) gives"),
+]
+
+
+def report_terms(text, call):
+    """A report's note (or fact) `text`, from the command `call` ("replay", "bisect", "diff"), with the
+    command's options named as the arguments of the Python calls that take them."""
+    import re
+
+    for pattern, replacement in _REPORT_WORDS:
+        text = re.sub(pattern, replacement, text)
+    return python_terms(text, call)
+
+
+def choice_units(text):
+    """bisect's choice units ("seed, loader") as Python reads them: the unit "seed", the run's seed, is forced
+    by force="rng", and named so."""
+    return ", ".join("rng (the run's seed)" if unit == "seed" else unit for unit in text.split(", "))

@@ -12,7 +12,7 @@ import threading
 import warnings
 
 from . import _check, _data, _toml, losses, optimizers, recording
-from ._errors import ConfigError, DataError, TrainrrError, translated
+from ._errors import ConfigError, ConfigNotFoundError, DataError, TrainrrError, translated
 from .layers import Layer
 
 # Keras arguments of compile, fit, evaluate and predict the engine does not implement.
@@ -133,7 +133,11 @@ class Sequential:
         try:
             c = _trainrr.load_config(path, sets)
         except TrainrrError as e:
-            raise translated(e, "from_config", sets) from None
+            error = translated(e, "from_config", sets)
+            if str(error).startswith(f"{path}: cannot open the configuration: No such file or directory"):
+                # As open() says of a missing file: a FileNotFoundError, and a ConfigError too.
+                error = ConfigNotFoundError(f"from_config: {error}")
+            raise error from None
         model = cls([Layer.from_spec(spec) for spec in c["layers"]])
         model.compile(optimizer=optimizers.Optimizer.from_spec(c["optimizer"]),
                       loss=_loss_object(c["train"]["loss"]) if c["train"]["from_logits"] else c["train"]["loss"],
@@ -201,8 +205,6 @@ class Sequential:
         if rec is not None:
             rec.check_unused()
             recording.check_one_trace(rec, "fit")
-        if self._seed_used is not None:
-            warnings.warn(_FIT_AGAIN.format(seed=self._seed_used), UserWarning, stacklevel=2)
         with tempfile.TemporaryDirectory(prefix="trainrr-") as folder:
             if x is not None:
                 xs = _data.features(x)
@@ -232,6 +234,9 @@ class Sequential:
                 if arrays is not None:
                     _check_class_labels(str(e), arrays[1], self._compiled["loss"])
                 raise translated(type(e)(_python_message(str(e), folder, arrays is not None)), "fit") from None
+        # Said once the run is set up: a fit refused before it trains (bad arrays, a bad argument) starts nothing.
+        if self._seed_used is not None:
+            warnings.warn(_FIT_AGAIN.format(seed=self._seed_used), UserWarning, stacklevel=2)
         if rec is not None:
             rec.claim()
         self._run = run
@@ -325,7 +330,9 @@ class Sequential:
 
         With `path`, also writes it there, and the last fit's arrays beside it (x.npy, y.npy), so that
         `trainrr record PATH` runs the same run; folders missing on the way are created. A file already
-        there is replaced only when it is empty or a TOML configuration (x.npy and y.npy: .npy files); any
+        there is replaced only when it is empty or a TOML configuration; x.npy and y.npy only when empty, when
+        they hold the very bytes to be written, or when a to_config of this session wrote them (and they
+        still hold what it wrote), so that a data set of yours under those names is never overwritten. Any
         other raises FileExistsError, naming it, and a folder IsADirectoryError, before anything is
         written. fit keeps a C-contiguous float32 x or y as the caller's own array, uncopied: one changed in
         place since the fit (x *= 2) raises DataError, naming it, before anything is written, since its
@@ -344,18 +351,22 @@ class Sequential:
                 raise IsADirectoryError(f"to_config: {path} is a directory; a configuration needs a file path "
                                         f"({os.path.join(path, 'run.toml')}, say)")
             _replaceable(path, _is_toml, "a TOML configuration")
+            written = []
             if arrays is not None:
                 for name in (_data.X_FILE, _data.Y_FILE):
                     if os.path.abspath(path) == os.path.join(folder, name):
                         raise FileExistsError(f"to_config: {path}: the last fit's arrays are written beside the "
                                               f"configuration as {_data.X_FILE} and {_data.Y_FILE}: give the "
                                               f"configuration another name (run.toml)")
-                    _replaceable(os.path.join(folder, name), _is_npy, "a .npy file")
+                for name, array in zip((_data.X_FILE, _data.Y_FILE), arrays):
+                    written.append(_replaceable_array(os.path.join(folder, name), array))
             os.makedirs(folder, exist_ok=True)
             with open(path, "w", encoding="utf-8") as f:
                 f.write(text)
             if arrays is not None:
                 _data.save(folder, *arrays)
+                for file, digest in written:
+                    _ARRAYS_WRITTEN[os.path.realpath(file)] = digest
         return text
 
     def _config_text(self, settings, arrays):
@@ -433,6 +444,66 @@ def _replaceable(path, kind_of, kind):
 
 
 _MAX_CONFIG_BYTES = 1 << 20  # as the engine reads a configuration
+
+# The .npy files to_config wrote in this process: their real paths, and the digest of the bytes written, so
+# that a later to_config replaces them while they still hold those bytes.
+_ARRAYS_WRITTEN = {}
+
+
+class _DigestWriter:
+    """A file for numpy.save that keeps only the digest and the size of what is written to it."""
+
+    def __init__(self):
+        self.hash = hashlib.blake2b(digest_size=32)
+        self.size = 0
+
+    def write(self, data):
+        self.hash.update(data)
+        self.size += len(data)
+
+
+def _npy_digest(array):
+    """The digest and size of the .npy file numpy.save writes of `array`."""
+    import numpy as np
+
+    out = _DigestWriter()
+    np.save(out, array, allow_pickle=False)
+    return out.hash.digest(), out.size
+
+
+def _file_digest(path):
+    h = hashlib.blake2b(digest_size=32)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.digest()
+
+
+def _replaceable_array(path, array):
+    """Refuses (FileExistsError) to replace a .npy file that holds anything but `array` as numpy.save writes
+    it, unless a to_config of this process wrote it and it still holds what was written: a data set of the
+    user's under the name x.npy or y.npy is never overwritten. Returns (path, the digest of what is to be
+    written there)."""
+    digest, size = _npy_digest(array)
+    try:
+        if not os.path.isfile(path) or os.path.getsize(path) == 0:
+            return path, digest  # absent, or a folder or a device, which open() names
+        with open(path, "rb") as f:
+            head = f.read(8)
+        now = _file_digest(path) if os.path.getsize(path) == size or os.path.realpath(path) in _ARRAYS_WRITTEN \
+            else None
+    except OSError:
+        return path, digest  # not readable: numpy.save says why, if it cannot write it
+    if not _is_npy(head):
+        raise FileExistsError(f"to_config: {path} exists and is not a .npy file: refusing to overwrite it")
+    if now is not None and (now == digest or _ARRAYS_WRITTEN.get(os.path.realpath(path)) == now):
+        return path, digest
+    name = os.path.basename(path)
+    raise FileExistsError(f"to_config: {path} exists and holds another array than the last fit's "
+                          f"{name[:-len('.npy')]}, and no to_config of this session wrote it: refusing to "
+                          f"overwrite it (it may be a data set of yours). Move it away, or give to_config a path "
+                          f"in another folder: the arrays are written beside the configuration, as "
+                          f"{_data.X_FILE} and {_data.Y_FILE}")
 
 
 def _is_toml(head):

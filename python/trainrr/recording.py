@@ -81,10 +81,16 @@ def current():
 def check_one_trace(rec, where):
     """A run is recorded to one trace: `rec`, the recording a fit is about to record to, and no open `with
     trainrr.record(...)` block that has not recorded its run yet, which would claim the same run and keep
-    nothing of it."""
+    nothing of it. A `record=` naming the block's own path is refused too: it would record the run without
+    the block's settings (its seed, level) and leave the block to record the next fit over it."""
     for other in getattr(_active, "stack", None) or []:
-        if other is not rec and not other._used and other.path != rec.path:
-            raise ConfigError(f"{where}: this run would be recorded to {rec.path}, but the enclosing "
-                              f"`with trainrr.record({other.path!r})` block, which has recorded no run yet, "
-                              f"records the first fit inside it: a run is recorded to one trace (leave that "
-                              f"block, or drop the other recording)")
+        if other is rec or other._used:
+            continue
+        if other.path == rec.path:
+            raise ConfigError(f"{where}: record={rec.path!r} inside the `with trainrr.record({other.path!r})` "
+                              f"block, which has recorded no run yet: the block records the first fit inside "
+                              f"it, with its own settings; drop record= from this fit (the block records it)")
+        raise ConfigError(f"{where}: this run would be recorded to {rec.path}, but the enclosing "
+                          f"`with trainrr.record({other.path!r})` block, which has recorded no run yet, "
+                          f"records the first fit inside it: a run is recorded to one trace (leave that "
+                          f"block, or drop the other recording)")

@@ -8,7 +8,7 @@ import os
 import threading
 
 from . import _check
-from ._errors import ConfigError, TrainrrError, translated
+from ._errors import ConfigError, TrainrrError, choice_units, replay_call, report_terms, translated
 
 
 class Facts:
@@ -31,23 +31,29 @@ class Report:
     """What replay, diff or bisect found. Attributes follow the JSON of `--json`: command, status,
     first_divergence (step, phase, kind, site, layer, op, kernel_recorded, kernel_replayed, index, recorded,
     replayed, abs_diff, ulp, detail), cause (category, detail), trace_stop, environment_differences,
-    config_differences (every configuration key that differs, "train.epochs: 2 -> 3"), facts, notes; exit_code is the command's (0 reproduced or identical, 1 diverged, 2 a damaged trace)."""
+    config_differences (every configuration key that differs, "train.epochs: 2 -> 3"), facts, notes; exit_code is the command's (0 reproduced or identical, 1 diverged, 2 a damaged trace).
+    The notes, the facts and the details of first_divergence and cause name the Python arguments where the
+    command's words name its options ("keep_going=True trains on", "record with trainrr.record(...,
+    level=\"op\")"), and bisect's replay_with is the trainrr.replay call; `json`, str(report) and html()
+    are the command's own."""
 
     frame_height = 900  # pixels of a notebook's output cell the report's frame takes
 
-    def __init__(self, native):
+    def __init__(self, native, trace=None):
         self._native = native
         values = json.loads(native.json())
         self.json = values
         self.command = values["command"]
         self.status = values["status"]
-        self.first_divergence = Facts(values["first_divergence"]) if values["first_divergence"] else None
-        self.cause = Facts(values["cause"]) if values["cause"] else None
+        terms = lambda text: report_terms(text, self.command)  # noqa: E731
+        self.first_divergence = _python_facts(values["first_divergence"], terms)
+        self.cause = _python_facts(values["cause"], terms)
         self.trace_stop = Facts(values["trace_stop"]) if values["trace_stop"] else None
         self.environment_differences = [Facts(d) for d in values["environment_differences"]]
         self.config_differences = values["config_differences"]
-        self.facts = values["facts"]
-        self.notes = values["notes"]
+        self.facts = {key: _python_fact(key, value, values["facts"].get("trace", trace), terms)
+                      for key, value in values["facts"].items()}
+        self.notes = [terms(note) for note in values["notes"]]
         self.exit_code = native.exit_code
         self.damage = native.damage
 
@@ -104,6 +110,29 @@ class Report:
         return f"<trainrr.Report {self.command}: {first}>"
 
 
+def _python_facts(values, terms):
+    if not values:
+        return None
+    return Facts({k: terms(v) if k == "detail" and isinstance(v, str) else v for k, v in values.items()})
+
+
+_PATH_FACTS = {"trace", "a", "b"}  # a trace's path, as given
+
+
+def _python_fact(key, value, trace, terms):
+    """A fact of the report as Python reads it: bisect's replay_with as the trainrr.replay call, its choice
+    units as force= names them, any other text in the Python calls' terms."""
+    import shlex
+
+    if not isinstance(value, str) or key in _PATH_FACTS:
+        return value
+    if key == "replay_with" and trace is not None:
+        return replay_call(f"trainrr replay {shlex.quote(os.fspath(trace))} {value}") or terms(value)
+    if key in ("minimal_forced_choices", "racy_choices_always_forced"):
+        return choice_units(value)
+    return terms(value)
+
+
 # The problems of check_html_path, as the exceptions open() raises for their like.
 _PATH_ERRORS = {"empty": FileNotFoundError, "folder": IsADirectoryError, "no_folder": FileNotFoundError,
                 "cannot_write": PermissionError, "not_a_report": FileExistsError,
@@ -129,18 +158,22 @@ def _main_thread():
 def replay(trace, force="all", overrides=(), data=None, allow_data_change=False, from_step=0, to_step=None,
            keep_going=False, element_detail=True):
     """Re-executes a recorded run, as `trainrr replay`: reproduced bit for bit, or the first divergence and
-    its cause. force: "all", "none" or a list of rng, split, shuffle, loader, kernels. overrides:
+    its cause. force: "all", "none" or a list of rng, split, shuffle, loader, kernels (an empty list: none).
+    overrides:
     {"runtime.threads": 1} or ["runtime.threads=1"], as --set. data: where the data file is now.
     Raises TraceError when the trace cannot be read or replayed here. Ctrl-C (in the main thread) stops the
     replay before its next step and raises KeyboardInterrupt."""
     from . import _trainrr
 
     if not isinstance(force, str):
-        if isinstance(force, (list, tuple)) and all(isinstance(f, str) for f in force):
-            force = ",".join(force)
+        if isinstance(force, (list, tuple)) and all(isinstance(f, str) and f.strip() for f in force):
+            force = ",".join(force) if force else "none"  # an empty list forces no choice
         else:
             raise ConfigError(f"replay: force must be 'all', 'none' or a list of rng, split, shuffle, loader, "
                               f"kernels, got {_check.shown(force)}")
+    elif not force.strip():
+        raise ConfigError("replay: force must be 'all', 'none' or a list of rng, split, shuffle, loader, kernels, "
+                          "got an empty string")
     from_step = _check.integer("replay", "from_step", from_step, 0)
     if to_step is not None:
         to_step = _check.integer("replay", "to_step", to_step, 1)
@@ -188,4 +221,4 @@ def bisect(trace, against=None, overrides=(), data=None):
         native = _trainrr.bisect(trace, against, sets, data, _main_thread())
     except TrainrrError as e:
         raise translated(e, "bisect", sets) from None
-    return Report(native)
+    return Report(native, trace=trace)

@@ -11,7 +11,8 @@ from ._errors import ConfigError, TraceError
 class Trace:
     """A trace file, read as untrusted input. `header` (dict), `config` (the run's TOML text),
     `environment` (dict), `seed`; steps(), epochs(), losses(), checkpoints(), checkpoint(n), footer();
-    `stop`, `truncated` and `notes` say how reading the steps went."""
+    `stop`, `truncated` and `notes` say how reading the steps went. Every read is of the file open() read
+    the header from, kept open: a recording to the same path since then (a new file there) is not mixed in."""
 
     def __init__(self, path):
         from . import _trainrr
