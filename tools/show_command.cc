@@ -339,7 +339,7 @@ void print_data(const trace::TraceHeader& h) {
         d.is_embedded() ? "embedded" : "not embedded");
 }
 
-void print_progress(const StepStats& s) {
+void print_progress(const StepStats& s, const trace::TraceHeader& h) {
   say("steps: %lld", static_cast<long long>(s.complete));
   if (!s.epochs.empty())
     say(" in %zu epoch%s (%s..%s)", s.epochs.size(), s.epochs.size() == 1 ? "" : "s",
@@ -366,7 +366,11 @@ void print_progress(const StepStats& s) {
     say("\n");
   }
   if (s.last_epoch) {
-    say("final metrics (epoch %s):", epoch_number(s.last_epoch->epoch));
+    // A rank of a data-parallel run records the metrics of its own shards.
+    if (h.world_size > 1)
+      say("final metrics (epoch %s, rank %d's shards):", epoch_number(s.last_epoch->epoch), h.rank);
+    else
+      say("final metrics (epoch %s):", epoch_number(s.last_epoch->epoch));
     for (const auto& [k, v] : s.last_epoch->logs) say(" %s %.6g", k, shown_number(v));
     say("\n");
   } else {
@@ -541,7 +545,7 @@ int run_show(const ShowArgs& a) {
         s.checkpoints.add(c->step);
     }
   }
-  print_progress(s);
+  print_progress(s, r.header());
   print_non_finite(s, r.header().level);
   print_gpu_choices(s);
   print_kernels_line(r.header(), s);
