@@ -157,6 +157,21 @@ std::vector<std::string> MpiCollective::gather(const std::string& mine) {
   return out;
 }
 
+std::vector<std::string> MpiCollective::allgather(const std::string& mine) {
+  int len = static_cast<int>(mine.size());
+  std::vector<int> lens(size_), offsets(size_);
+  check(MPI_Allgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, MPI_COMM_WORLD), "MPI_Allgather");
+  int total = 0;
+  for (int r = 0; r < size_; ++r) offsets[r] = total, total += lens[r];
+  std::vector<char> all(std::max(total, 1));
+  check(MPI_Allgatherv(mine.data(), len, MPI_CHAR, all.data(), lens.data(), offsets.data(), MPI_CHAR,
+                       MPI_COMM_WORLD),
+        "MPI_Allgatherv");
+  std::vector<std::string> out;
+  for (int r = 0; r < size_; ++r) out.emplace_back(all.data() + offsets[r], lens[r]);
+  return out;
+}
+
 void MpiCollective::allreduce(std::string_view variant, const std::vector<std::span<const float>>& shards,
                               std::span<float> out, CollectiveCall& call) {
   const int n = static_cast<int>(out.size());

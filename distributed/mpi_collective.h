@@ -28,6 +28,9 @@ class MpiCollective : public Collective, public GroupExchange {
 
   // Every rank's string, on rank 0 (empty elsewhere).
   std::vector<std::string> gather(const std::string& mine);
+  // Every rank's string, on every rank. Allgather only: it runs as it does whatever the allreduce settings
+  // of each rank, which it serves to compare.
+  std::vector<std::string> allgather(const std::string& mine);
   // The largest of every rank's value, on every rank.
   int max(int value);
   void barrier();

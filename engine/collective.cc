@@ -138,6 +138,25 @@ std::string CollectiveSettings::table_not_used() const {
   return "";
 }
 
+std::string bucket_algorithms(const std::vector<CollectiveCall>& calls) {
+  std::vector<std::pair<std::string, std::vector<int>>> ran;  // each algorithm, by its first bucket
+  for (const CollectiveCall& c : calls) {
+    auto it = std::find_if(ran.begin(), ran.end(), [&](const auto& r) { return r.first == c.algorithm; });
+    if (it == ran.end())
+      ran.push_back({c.algorithm, {c.bucket}});
+    else
+      it->second.push_back(c.bucket);
+  }
+  if (ran.size() == 1) return ran[0].first;
+  std::string out;
+  for (const auto& [algorithm, buckets] : ran) {
+    out += (out.empty() ? "" : ", ") + algorithm + (buckets.size() == 1 ? " (bucket " : " (buckets ");
+    for (size_t i = 0; i < buckets.size(); ++i) out += (i ? ", " : "") + std::to_string(buckets[i]);
+    out += ")";
+  }
+  return out;
+}
+
 MpiAlgorithm describe_mpi_algorithm(const CollectiveSettings& settings, int ranks, int64_t bytes,
                                     CollectiveCall& call) {
   MpiAlgorithm a = MpiAlgorithm::unknown;

@@ -149,5 +149,8 @@ inline constexpr const char* kArrivalDescription = "rank sums added at rank 0 in
 // call.algorithm_inferred and call.forced.
 MpiAlgorithm describe_mpi_algorithm(const CollectiveSettings& settings, int ranks, int64_t bytes,
                                     CollectiveCall& call);
+// The algorithms of one step's buckets: the one they all ran ("ring"), or each with its buckets where they
+// ran others ("rabenseifner (bucket 0), segmented_ring (buckets 1, 2)"). Empty for no call.
+std::string bucket_algorithms(const std::vector<CollectiveCall>& calls);
 
 }  // namespace trainrr

@@ -304,5 +304,18 @@ TEST(LocalGroup, RanksThatCallOneAllreduceWithDifferentVariantsAllGetTheErrorWhi
   }
 }
 
+// Buckets of other sizes may run other algorithms: each is named with its buckets, in the order of the first
+// bucket that ran it; one that every bucket ran is named alone.
+TEST(BucketAlgorithms, NamesTheOneEveryBucketRanOrEachWithItsBuckets) {
+  std::vector<CollectiveCall> calls(3);
+  for (int b = 0; b < 3; ++b) calls[b].bucket = b, calls[b].algorithm = "ring";
+  EXPECT_EQ(bucket_algorithms(calls), "ring");
+  calls[0].algorithm = "rabenseifner";
+  EXPECT_EQ(bucket_algorithms(calls), "rabenseifner (bucket 0), ring (buckets 1, 2)");
+  calls[2].algorithm = "rabenseifner";
+  EXPECT_EQ(bucket_algorithms(calls), "rabenseifner (buckets 0, 2), ring (bucket 1)");
+  EXPECT_EQ(bucket_algorithms({}), "");
+}
+
 }  // namespace
 }  // namespace trainrr

@@ -437,9 +437,20 @@ std::optional<CollectiveCall> first_collective(const trace::RunSet& run) {
 }
 
 void add_allreduce_line(const trace::RunSet& run, RunReport& report) {
-  if (report.exit_code == 0)
-    if (auto c = first_collective(run))
-      report.lines.push_back("  allreduce: " + c->variant + ", " + algorithm_text(*c));
+  if (report.exit_code != 0) return;
+  auto reader = trace::TraceReader::open(run.paths[0], trace::without_payloads());
+  if (!reader) return;
+  for (;;) {
+    auto record = (*reader)->next();
+    if (!record || !*record) return;
+    const auto* step = std::get_if<trace::TraceStep>(&(*record)->value);
+    if (!step || step->collectives.empty()) continue;
+    // Each bucket's algorithm, where they ran others.
+    CollectiveCall c = step->collectives[0];
+    c.algorithm = bucket_algorithms(step->collectives);
+    report.lines.push_back("  allreduce: " + c.variant + ", " + algorithm_text(c));
+    return;
+  }
 }
 
 std::string cannot_emulate(const trace::RunSet& run, const ForceSet& force) {

@@ -273,6 +273,10 @@ bad_input)
   expect 2 "^damaged: rank 3 (late/rank3.trr) was changed after it was written: .*reproduced bit for bit: 4 ranks replayed in one process (no mpirun), $steps" -- "$T" replay late
   expect 2 "^damaged: rank 3 (late/rank3.trr) was changed after it was written: .*reproduced bit for bit: 4 ranks replayed under mpirun" -- mpirun -n 4 "$T" replay late
   expect 2 "^damaged: rank 3 (late/rank3.trr) was changed after it was written: .*a free replay of the 4 ranks reproduces bit for bit" -- "$T" bisect late
+  # A rank trace cut inside its first bytes, before its magic: a cut trace, as one process's trace is called.
+  mkdir cut && cp b4/*.trr cut/ && truncate -s 10 cut/rank2.trr
+  expect 2 "cut/rank2.trr: truncated inside its header: .*the file holds 10 " -- "$T" replay cut
+  expect 2 "cut/rank2.trr: truncated inside its header: .*the file holds 10 " -- "$T" show cut
   mkdir mixed && cp b4/rank0.trr b4/rank1.trr b4/rank2.trr mixed/ && cp o4/rank3.trr mixed/
   expect 2 "a set mixed from 2 runs: rank3.trr is of run [0-9a-f]*; rank0.trr, rank1.trr, rank2.trr are of run" -- "$T" show mixed
   expect 2 "does not divide into 3 equal shards" -- mpirun -n 3 "$T" record "$CONFIG" -o b3 "${SMALL[@]}"
@@ -284,6 +288,75 @@ bad_input)
   mkdir busy && touch busy/notes.txt
   expect 2 "busy holds notes.txt, which is not a rank trace" -- mpirun -n 2 "$T" record "$CONFIG" -o busy "${SMALL[@]}"
   expect 2 "train does not run data-parallel" -- mpirun -n 2 "$T" train "$CONFIG" "${SMALL[@]}"
+  ;;
+mca)
+  # Ranks whose Open MPI reads other allreduce settings (an MCA parameter given to some ranks alone) would run
+  # other algorithms in one allreduce, and hang or corrupt its sums: refused before the first allreduce, exit
+  # 2, each setting that differs named once with every rank's value; nothing is written, an earlier run kept.
+  record 2 e4
+  before=$(md5sum e4/*.trr)
+  for alg in 1 3 4; do
+    expect 2 "^trainrr: the ranks' allreduce settings differ (Open MPI's MCA parameters, as each rank reads them): coll_tuned_use_dynamic_rules: true on ranks 0, 1, false on ranks 2, 3; coll_tuned_allreduce_algorithm: $alg on ranks 0, 1, 0 on ranks 2, 3: every rank of a run must run its allreduce the same way.*; nothing was recorded, nothing written (e4 holds the earlier run, as it was)$" -- \
+      timeout 120 mpirun -n 2 -x OMPI_MCA_coll_tuned_use_dynamic_rules=1 -x OMPI_MCA_coll_tuned_allreduce_algorithm=$alg \
+      "$T" record "$CONFIG" -o e4 "${SMALL[@]}" : -n 2 "$T" record "$CONFIG" -o e4 "${SMALL[@]}"
+  done
+  [ "$(md5sum e4/*.trr)" = "$before" ] || fail "a run refused for its ranks' allreduce settings changed the earlier run"
+  [ "$(ls -A e4 | wc -l)" = 2 ] || fail "a run refused for its ranks' allreduce settings left files: $(ls -A e4)"
+  # One setting on one rank, in a new folder: said once, by rank 0; no folder is made.
+  out=$(timeout 120 mpirun -n 2 "$T" record "$CONFIG" -o fresh "${SMALL[@]}" : -n 1 -x OMPI_MCA_coll_tuned_allreduce_algorithm_segmentsize=4096 \
+    "$T" record "$CONFIG" -o fresh "${SMALL[@]}" 2>&1); rc=$?
+  echo "$out"
+  [ $rc = 2 ] || fail "exit code $rc, expected 2, for ranks with another segment size"
+  [ "$(echo "$out" | grep -c "allreduce settings differ")" = 1 ] || fail "the settings that differ are not said once"
+  echo "$out" | grep -q "coll_tuned_allreduce_algorithm_segmentsize: 0 on ranks 0, 1, 4096 on rank 2: every rank of a run .*; nothing was recorded, nothing written$" ||
+    fail "the segment size that differs is not named with its ranks"
+  [ -e fresh ] && fail "a run refused for its ranks' allreduce settings left its folder"
+  # The same settings on every rank record as before, the run's MCA those of each rank.
+  expect 0 "^run: same, 2 rank traces" -- timeout 120 mpirun -n 2 -x OMPI_MCA_coll_tuned_use_dynamic_rules=1 \
+    -x OMPI_MCA_coll_tuned_allreduce_algorithm=4 "$T" record "$CONFIG" -o same "${SMALL[@]}"
+  expect 0 "^MCA: coll_tuned_use_dynamic_rules=true coll_tuned_allreduce_algorithm=4 " -- "$T" show same
+  ;;
+leftovers)
+  # A recording killed over an earlier run leaves each rank's new trace beside the earlier one
+  # (.trainrr-PID-N.trr.part), every one named when the run starts. A later run into the folder goes ahead,
+  # names them as the killed recording's (each with its rank) and leaves them as they are.
+  record 2 kk
+  mpirun -n 2 "$T" record "$CONFIG" -o kk --set train.epochs=400 --set runtime.threads=1 > kk2.log 2>&1 &
+  launcher=$!
+  parts() { find kk -maxdepth 1 -name '.trainrr-*.trr.part' | sort; }
+  for _ in $(seq 1 100); do
+    [ "$(parts | wc -l)" = 2 ] && [ "$(parts | xargs stat -c %s | sort -n | head -n 1)" -gt 60000 ] && break; sleep 0.1
+  done
+  victim=$(pgrep -f -- "record $CONFIG -o kk " | while read -r p; do
+    [ "$(ps -o comm= -p "$p")" = trainrr ] && echo "$p"; done | tail -n 1)
+  [ -n "$victim" ] || fail "no rank process found to kill"
+  kill -9 "$victim"
+  wait "$launcher"
+  # mpirun may return before the other rank, stopped by its signal, is gone.
+  for _ in $(seq 1 100); do pgrep -f -- "record $CONFIG -o kk " > /dev/null || break; sleep 0.1; done
+  cat kk2.log
+  [ "$(parts | wc -l)" = 2 ] || fail "the killed recording left $(parts | wc -l) new traces, expected 2"
+  for r in 0 1; do
+    grep -q "^kk/rank$r.trr holds an earlier trace: the new one replaces it when this run ends; until then it is \.trainrr-[0-9]*-0\.trr\.part beside it$" kk2.log ||
+      fail "the log does not name rank $r's new trace"
+  done
+  for p in $(parts); do
+    grep -q "until then it is $(basename "$p") beside it" kk2.log || fail "the log does not name $(basename "$p")"
+  done
+  sums=$(parts | xargs md5sum)
+  expect 0 "^note: kk holds \.trainrr-[0-9]*-0\.trr\.part (rank [01]), \.trainrr-[0-9]*-0\.trr\.part (rank [01]): the rank traces of a recording killed over an earlier run, holding the steps it completed" -- \
+    mpirun -n 2 "$T" record "$CONFIG" -o kk "${SMALL[@]}"
+  [ "$(parts | xargs md5sum)" = "$sums" ] || fail "the killed recording's traces were changed"
+  expect 0 "rank 1: [1-9][0-9]* steps" -- "$T" show kk
+  for p in $(parts); do expect 0 "complete steps readable" -- "$T" show "$p"; done
+  # A new trace that a live recording writes still keeps another run out of the folder.
+  mpirun -n 2 "$T" record "$CONFIG" -o kk --set train.epochs=400 --set runtime.threads=1 > kk3.log 2>&1 &
+  launcher=$!
+  for _ in $(seq 1 100); do [ "$(parts | wc -l)" = 4 ] && break; sleep 0.1; done
+  expect 2 "which is not a rank trace" -- mpirun -n 2 "$T" record "$CONFIG" -o kk "${SMALL[@]}"
+  kill -INT $(pgrep -P "$launcher")
+  wait "$launcher"
+  [ "$(parts | xargs md5sum)" = "$sums" ] || fail "the killed recording's traces were changed"
   ;;
 killed)
   # A rank killed during the recording: every rank's completed steps stay readable.

@@ -1,12 +1,16 @@
 // `trainrr record CONFIG -o FILE`: trains exactly as `train` does and writes the trace.
 
+#include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cinttypes>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 
 #include "engine/device_backend.h"
@@ -18,6 +22,8 @@
 #include "tools/run_common.h"
 #include "tools/trace_text.h"
 #include "traces/run_set.h"
+#include "traces/trace_lock.h"
+#include "traces/trace_reader.h"
 #if TRAINRR_WITH_MPI
 #include "distributed/mpi_collective.h"
 #endif
@@ -118,6 +124,74 @@ int ranks_agree(const Result<RunConfig>& config, const RecordArgs& a) {
                 "): every rank of a run trains on the same data");
   return kBadInput;
 }
+
+// "rank 2" or "ranks 0, 1, 3".
+std::string ranks_text(const std::vector<int>& ranks) {
+  std::string out = ranks.size() == 1 ? "rank " : "ranks ";
+  for (size_t i = 0; i < ranks.size(); ++i) out += (i ? ", " : "") + std::to_string(ranks[i]);
+  return out;
+}
+
+// Every rank of a run runs its allreduce the same way: ranks whose Open MPI reads other allreduce settings
+// (an MCA parameter set for some ranks alone, by mpirun's -x or --mca per application context, or another
+// openmpi-mca-params.conf on one machine) would run other algorithms in one MPI_Allreduce, and wait for each
+// other forever or corrupt its sums. The settings each rank reads through MPI_T, and records in its header,
+// are compared before any allreduce, by an allgather, which those settings do not change. -1 when they agree;
+// otherwise every rank returns 2, and rank 0 names each setting that differs, with every rank's value.
+int allreduce_settings_agree(MpiCollective& c, const std::string& output) {
+  const CollectiveSettings s = c.settings();
+  const std::vector<std::pair<std::string, std::string>> mine = {
+      {"coll_tuned_use_dynamic_rules", s.dynamic_rules ? "true" : "false"},
+      {"coll_tuned_allreduce_algorithm", std::to_string(s.forced_algorithm)},
+      {"coll_tuned_allreduce_algorithm_segmentsize", std::to_string(s.segment_bytes)},
+      {"coll", s.components},
+      {"coll_tuned_dynamic_rules_filename", s.rules_file}};
+  std::string text;
+  for (const auto& [key, value] : mine) text += key + '=' + value + '\n';
+  const std::vector<std::string> all = c.allgather(text);
+  if (std::all_of(all.begin(), all.end(), [&](const std::string& t) { return t == all[0]; })) return -1;
+  if (c.rank() != 0) return kBadInput;
+  // Each rank's value of each setting, from its lines.
+  std::vector<std::vector<std::string>> values(all.size());
+  for (size_t r = 0; r < all.size(); ++r) {
+    size_t at = 0;
+    for (size_t k = 0; k < mine.size(); ++k) {
+      const size_t end = all[r].find('\n', at);
+      const std::string line = all[r].substr(at, end == std::string::npos ? std::string::npos : end - at);
+      values[r].push_back(line.substr(std::min(line.size(), mine[k].first.size() + 1)));
+      at = end == std::string::npos ? all[r].size() : end + 1;
+    }
+  }
+  std::string differ;
+  for (size_t k = 0; k < mine.size(); ++k) {
+    // The values in the order of the lowest rank that holds each, with the ranks that hold it.
+    std::vector<std::pair<std::string, std::vector<int>>> held;
+    for (size_t r = 0; r < all.size(); ++r) {
+      auto it =
+          std::find_if(held.begin(), held.end(), [&](const auto& h) { return h.first == values[r][k]; });
+      if (it == held.end())
+        held.push_back({values[r][k], {static_cast<int>(r)}});
+      else
+        it->second.push_back(static_cast<int>(r));
+    }
+    if (held.size() < 2) continue;
+    differ += (differ.empty() ? "" : "; ") + mine[k].first + ": ";
+    for (size_t i = 0; i < held.size(); ++i)
+      differ += (i ? ", " : "") + (held[i].first.empty() ? std::string("unset") : held[i].first) + " on " +
+                ranks_text(held[i].second);
+  }
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const bool earlier = fs::exists(trace::rank_trace_path(output, 0), ec);
+  print_error(
+      "the ranks' allreduce settings differ (Open MPI's MCA parameters, as each rank reads them): " + differ +
+      ": every rank of a run must run its allreduce the same way, or the ranks would wait for each other "
+      "in the first allreduce or sum other values (set them alike for every rank: mpirun's -x or --mca "
+      "for all application contexts, the same openmpi-mca-params.conf on every machine); nothing was "
+      "recorded, nothing written" +
+      (earlier ? " (" + output + " holds the earlier run, as it was)" : ""));
+  return kBadInput;
+}
 #endif
 
 // A step of setting up the run that may fail: -1 when it succeeded (under mpirun, on every rank), otherwise
@@ -142,18 +216,73 @@ int setup_step(const Status& s, int code) {
   return code;
 }
 
-// The first entry of an existing folder that is not a rank trace of an earlier run (rankN.trr), or empty.
-std::string foreign_entry(const std::string& folder) {
+// What an existing folder holds besides the rank traces of an earlier run (rankN.trr).
+struct FolderEntries {
+  std::string
+      foreign;  // the first entry that is neither a rank trace nor a killed recording's trace, or empty
+  // The new traces of a killed recording over an earlier run (.trainrr-PID-N.trr.part, which a rank writes
+  // beside its earlier trace until the run ends), whose writer is gone: each holds the steps its rank
+  // completed.
+  std::vector<std::string> leftovers;
+};
+
+// Whether `name` is a new trace a recording writes beside an earlier one (.trainrr-PID-N.trr.part); its PID.
+std::optional<pid_t> pending_trace_pid(const std::string& name) {
+  static const std::string head = ".trainrr-", tail = ".trr.part";
+  if (!name.starts_with(head) || !name.ends_with(tail) || name.size() <= head.size() + tail.size()) return {};
+  const std::string mid = name.substr(head.size(), name.size() - head.size() - tail.size());
+  const size_t dash = mid.find('-');
+  if (dash == 0 || dash == std::string::npos || dash + 1 == mid.size() || dash > 9 ||
+      mid.find_first_not_of("0123456789") != dash ||
+      mid.find_first_not_of("0123456789", dash + 1) != std::string::npos)
+    return {};
+  return static_cast<pid_t>(std::stol(mid.substr(0, dash)));
+}
+
+// Whether process `pid` runs (it may be another's, when the id was reused: then it counts as running). A
+// process that exited and that its parent has not reaped (a zombie) has closed its files: it does not.
+bool process_runs(pid_t pid) {
+  if (::kill(pid, 0) != 0 && errno != EPERM) return false;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  const size_t comm_end = line.rfind(") ");
+  return comm_end == std::string::npos || comm_end + 2 >= line.size() || line[comm_end + 2] != 'Z';
+}
+
+FolderEntries folder_entries(const std::string& folder) {
   namespace fs = std::filesystem;
+  FolderEntries out;
   std::error_code ec;
-  if (!fs::is_directory(folder, ec)) return "";
-  for (const auto& e : fs::directory_iterator(folder, ec)) {
-    const std::string name = e.path().filename().string();
+  if (!fs::is_directory(folder, ec)) return out;
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(folder, ec)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  for (const std::string& name : names) {
     const bool rank_trace = name.rfind("rank", 0) == 0 && name.size() > 8 && name.ends_with(".trr") &&
                             name.find_first_not_of("0123456789", 4) == name.size() - 4;
-    if (!rank_trace) return name;
+    if (rank_trace) continue;
+    // A killed recording's: a regular file that no writer holds (its lock went with its process), whose
+    // process is gone. One a live recording writes stays in the way, as any other file.
+    if (const std::optional<pid_t> pid = pending_trace_pid(name)) {
+      const std::string path = (fs::path(folder) / name).string();
+      if (fs::is_regular_file(fs::symlink_status(path, ec)) && !trace::writer_of(path) &&
+          !process_runs(*pid)) {
+        out.leftovers.push_back(name);
+        continue;
+      }
+    }
+    if (out.foreign.empty()) out.foreign = name;
   }
-  return "";
+  return out;
+}
+
+// "FILE (rank R's trace)" for a killed recording's trace in `folder`, as far as its header says.
+std::string leftover_text(const std::string& folder, const std::string& name) {
+  const std::string path = (std::filesystem::path(folder) / name).string();
+  auto reader = trace::TraceReader::open(path, trace::without_payloads());
+  if (!reader || (*reader)->header().world_size < 1) return name;
+  return name + " (rank " + std::to_string((*reader)->header().rank) + ")";
 }
 
 // Under mpirun: this process is one rank; -o names the run's folder and this rank writes FOLDER/rankR.trr.
@@ -176,6 +305,8 @@ int run_record_rank(RecordArgs a) {
     return kCannotReplay;
   }
   MpiCollective& c = **comm;
+  // Before any allreduce, the small ones that set the run up included.
+  if (const int code = allreduce_settings_agree(c, a.output); code >= 0) return code;
   namespace fs = std::filesystem;
   std::error_code ec;
   int failed = 0;
@@ -186,10 +317,25 @@ int run_record_rank(RecordArgs a) {
       print_error(a.output + " exists and is not a folder: a run of " + std::to_string(c.size()) +
                   " ranks is written as a folder of rank traces (choose another -o, or remove it)");
       failed = 1;
-    } else if (const std::string other = foreign_entry(a.output); !other.empty()) {
-      print_error(a.output + " holds " + other + ", which is not a rank trace: a run is written to a new folder or "
-                  "over an earlier run's (choose another -o)");
+    } else if (const FolderEntries entries = folder_entries(a.output); !entries.foreign.empty()) {
+      print_error(a.output + " holds " + entries.foreign +
+                  ", which is not a rank trace: a run is written to a new folder or over an earlier run's "
+                  "(choose another -o)");
       failed = 1;
+    } else if (!entries.leftovers.empty()) {
+      std::string names;
+      for (const std::string& n : entries.leftovers)
+        names += (names.empty() ? "" : ", ") + leftover_text(a.output, n);
+      std::fprintf(
+          stderr,
+          "note: %s holds %s: the %s of a recording killed over an earlier run, holding the steps it "
+          "completed (`trainrr show` reads %s); left as %s\n",
+          inline_text(a.output).c_str(), inline_text(names).c_str(),
+          entries.leftovers.size() == 1 ? "trace" : "rank traces",
+          entries.leftovers.size() == 1 ? "it" : "each",
+          entries.leftovers.size() == 1 ? "it is" : "they are");
+    }
+    if (failed) {
     } else if (created = !fs::exists(a.output, ec), created && (fs::create_directory(a.output, ec), ec)) {
       // The run's folder is made, not the folders above it, as for the trace of a run of its own.
       print_error(a.output + ": cannot create the run's folder: " + ec.message());
@@ -311,11 +457,22 @@ int run_record(const RecordArgs& a) {
   else
     std::printf("recording to %s (level %s; checkpoints: the initial and the final state)\n",
                 inline_text(a.output).c_str(), a.level.c_str());
-  if (g_rank == 0 && !(*recorder)->pending_name().empty())
-    std::printf(
-        "%s holds an earlier trace: the new one replaces it when this run ends; until then it is %s "
-        "beside it\n",
-        inline_text(a.output).c_str(), inline_text((*recorder)->pending_name()).c_str());
+  // Every rank's: under mpirun, rank 0 says where each rank's new trace waits (a killed run leaves them
+  // there).
+  std::vector<std::string> pending = {(*recorder)->pending_name()};
+#if TRAINRR_WITH_MPI
+  if (g_comm) pending = static_cast<MpiCollective*>(g_comm)->gather(pending[0]);
+#endif
+  for (size_t r = 0; r < pending.size(); ++r)
+    if (g_rank == 0 && !pending[r].empty())
+      std::printf(
+          "%s holds an earlier trace: the new one replaces it when this run ends; until then it is %s "
+          "beside it\n",
+          inline_text(g_comm ? trace::rank_trace_path(std::filesystem::path(a.output).parent_path().string(),
+                                                      static_cast<int>(r))
+                             : a.output)
+              .c_str(),
+          inline_text(pending[r]).c_str());
   if (g_rank == 0 && (*recorder)->kernels_recorded())
     std::printf("GPU kernels: gathered with CUPTI; %s\n",
                 a.level == "step" ? "level step keeps each step's kernel count and the digest of their sequence"

@@ -306,8 +306,9 @@ int show_run_folder(const std::string& path) {
       if (!described && !step->collectives.empty()) {
         const CollectiveCall& c = step->collectives[0];
         const size_t buckets = step->collectives.size();
+        // Buckets of other sizes may run other algorithms: each is named with its buckets.
         std::printf("allreduce: %s, %s%s; %s per global batch; %s of %lld elements\n", f(c.variant).c_str(),
-                    f(c.algorithm).c_str(),
+                    f(bucket_algorithms(step->collectives)).c_str(),
                     c.algorithm_inferred ? " (inferred from Open MPI 4.1's decision table)"
                     : c.variant == kAllreduceArrival
                         ? " (in the order recorded, which varies from run to run)"

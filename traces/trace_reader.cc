@@ -1533,6 +1533,38 @@ bool starts_with_magic(std::span<const uint8_t> b) {
   return false;
 }
 
+// Whether `b`, too short to hold the magic, is the start of a header as trainrr writes one: a segment table,
+// then the words every header message starts with (the root pointer, the message's data, the pointer to its
+// header, the magic), as far as `b` holds them. A trace cut this early is a cut trace, not another file.
+bool starts_like_a_header(std::span<const uint8_t> b) {
+  if (b.empty() || b[0] == 0) return false;
+  const std::vector<uint64_t> words = unpack_prefix(b, 16);
+  // Not one whole word: a segment table's tag for one segment (its count's bytes zero, its size's not).
+  if (words.empty()) return (b[0] & 0x0f) == 0 && b.size() <= 4;
+  // One segment, as the start of every header but the largest (several segments) is: a table of one word,
+  // whose segment size is not 0.
+  if ((words[0] & 0xffffffffu) != 0 || (words[0] >> 32) == 0) return false;
+  const uint64_t segments = 1;
+  static const std::vector<uint64_t> expected = [] {
+    capnp::MallocMessageBuilder message;
+    message.initRoot<schema::Message>().initHeader().setMagic(kMagic);
+    const kj::Array<capnp::word> flat = capnp::messageToFlatArray(message);
+    std::vector<uint64_t> out;
+    for (size_t i = 1; i < std::min<size_t>(flat.size(), 5); ++i) {
+      uint64_t w;
+      std::memcpy(&w, &flat[i], sizeof w);
+      out.push_back(w);
+    }
+    return out;
+  }();
+  const size_t table_words = (segments + 2) / 2;
+  for (size_t i = table_words; i < words.size(); ++i) {
+    if (i - table_words >= expected.size()) return false;  // the magic would be whole: not a prefix
+    if (words[i] != expected[i - table_words]) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 Result<bool> starts_like_a_trace(const std::string& path) {
@@ -1675,7 +1707,7 @@ Status TraceReader::read_header_message() {
     const std::string why = m.error_what;
     const uint64_t n = std::min<uint64_t>(m.size, 256);
     auto head = m.bytes_at(0, n);
-    if (!head || !starts_with_magic({*head, n}))
+    if (!head || !(starts_with_magic({*head, n}) || (cut && starts_like_a_header({*head, n}))))
       return Error{m.name + ": not a trainrr trace (it does not start with a trace header)"};
     if (cut)
       return Error{m.name + ": truncated inside its header: the header needs at least " + std::to_string(need) +

@@ -172,6 +172,32 @@ TEST(TraceHostile, TruncationAtEveryByteGivesAPartialReadOrAClearError) {
   std::remove(cut_path.c_str());
 }
 
+// A trace cut before its magic is whole (a recording killed as it began, a file cut to a few bytes) is a cut
+// trace, as one cut later in its header is; a short file of other bytes is no trace.
+TEST(TraceHostile, AFileHoldingTheFirstBytesOfAHeaderIsATraceCutInsideItsHeader) {
+  const std::string path = temp_path("full.trr"), cut_path = temp_path("cut.trr");
+  write_sample_trace(path, 1);
+  const std::vector<uint8_t> bytes = read_file(path);
+  for (size_t len = 1; len < 64; ++len) {
+    write_file(cut_path, std::vector<uint8_t>(bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(len)));
+    auto r = TraceReader::open(cut_path);
+    ASSERT_FALSE(r) << len;
+    EXPECT_NE(r.error().message.find(cut_path + ": truncated inside its header: "), std::string::npos)
+        << len << ": " << r.error().message;
+    EXPECT_EQ(r.error().message.find("not a trainrr trace"), std::string::npos)
+        << len << ": " << r.error().message;
+  }
+  for (const std::string other : {"a,b,label\n1,2", "hello", "0 1 2 3 4 5", "\x30\x20\x01\x50\x07\x01"}) {
+    write_file(cut_path, std::vector<uint8_t>(other.begin(), other.end()));
+    auto r = TraceReader::open(cut_path);
+    ASSERT_FALSE(r) << other;
+    EXPECT_NE(r.error().message.find("not a trainrr trace"), std::string::npos)
+        << other << ": " << r.error().message;
+  }
+  std::remove(path.c_str());
+  std::remove(cut_path.c_str());
+}
+
 TEST(TraceHostile, RandomBitFlipsNeverCrash) {
   std::string path = temp_path("flips.trr");
   write_sample_trace(path, 4);
