@@ -436,6 +436,25 @@ answers)
   [ "$(first_line "$T" diff m4 dmg | grep -c '^damaged: B rank 1 (dmg/rank1.trr) was changed after it was written')" = 1 ] ||
     fail "diff m4 dmg: the first line does not say damaged"
   expect 2 "rank 1: .*damaged: .*changed after it was written" -- "$T" show dmg
+  # A damaged rank beside a cut one: the cut, which ends what every rank's trace holds first, is said too.
+  # Rank 3 cut among its last steps, 2000 bytes before its final checkpoint; rank 1 damaged in its final
+  # checkpoint.
+  offsets=$("$T" dump m4/rank3.trr | grep -o 'offset=[0-9]*' | cut -d= -f2 | head -n 2 | paste -sd' ')
+  read -r _ final <<< "$offsets"
+  mkdir dmgcut && cp m4/*.trr dmgcut/ && head -c $(( final - 2000 )) m4/rank3.trr > dmgcut/rank3.trr
+  python3 -c "import sys; p=sys.argv[1]; b=bytearray(open(p,'rb').read()); b[len(b)*4//5]^=0xff; open(p,'wb').write(b)" dmgcut/rank1.trr
+  expect 2 "^  truncated: rank 3 (dmgcut/rank3.trr) is cut short at byte [0-9]*, after step [0-9]*.*: every rank is compared through the last step all traces hold" -- "$T" replay dmgcut
+  # Each rank's trace records the metrics of its own shards, and show says whose they are.
+  expect 0 "^final metrics (epoch 1, rank 2's shards):" -- "$T" show m4/rank2.trr
+  # Ranks recorded with other thread counts are replayed in one process with their own: no difference in threads
+  # is listed where there is none.
+  mpirun -n 2 "$T" record "$CONFIG" -o th --set train.epochs=1 --set runtime.threads=1 : \
+    -n 2 "$T" record "$CONFIG" -o th --set train.epochs=1 --set runtime.threads=2 > th.log 2>&1 || { cat th.log; fail "record th"; }
+  expect 0 "reproduced bit for bit: 4 ranks replayed in one process" -- "$T" replay th --force none
+  out=$("$T" replay th --force none 2>&1); echo "$out" | grep -q "threads: 2 (recorded) vs 1 (replayed)" &&
+    fail "replay th lists a difference in threads its ranks replayed without: $out"
+  out=$(mpirun -n 2 "$T" replay th --force none 2>&1); echo "$out" | grep -q "threads: 2 (recorded) vs 1 (replayed)" &&
+    fail "mpirun -n 2 replay th lists a difference in threads its ranks replayed without: $out"
   # Data embedded in every rank's trace: each rank unpacks its own copy.
   record 2 emb --embed-data
   expect 0 "reproduced bit for bit: 2 ranks replayed in one process" -- "$T" replay emb
