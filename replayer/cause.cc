@@ -579,6 +579,22 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
       sites.push_back(site);
     }
   }
+  // A difference in a layer's output in the forward pass comes from the forward ops of that layer or of the
+  // layers before it: the backward ops and the later layers run after it. Where some sites are of those, only
+  // they are named.
+  if (const std::string layer = layer_of(d);
+      d.phase == "forward" && !layer.empty() && !in.layer_names.empty() && sites.size() > 1) {
+    const auto at = std::find(in.layer_names.begin(), in.layer_names.end(), layer);
+    if (at != in.layer_names.end()) {
+      std::vector<std::string> before;
+      for (const std::string& site : sites) {
+        if (site.find(".bwd") != std::string::npos) continue;
+        const std::string of = site.substr(0, site.find('/'));
+        if (std::find(in.layer_names.begin(), at + 1, of) != at + 1) before.push_back(site);
+      }
+      if (!before.empty()) sites = std::move(before);
+    }
+  }
   if (!sites.empty()) {
     // The sites that can have made the difference first: the divergent layer's ops of its phase (a layer's
     // output comes from its forward ops, not its backward ones), then its other ops, then the rest.

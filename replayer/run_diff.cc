@@ -452,6 +452,15 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
       out.lines.push_back("  reproduced despite the rank count (" + std::to_string(na) + " ranks in A, " +
                           std::to_string(nb) + " in B)" + (variant.empty() ? "" : " with " + variant));
     }
+    // Runs that summed their gradients with other allreduce variants (an automatic choice under other
+    // policies), every result the same bits: said, as kernel selections that differ are for one process.
+    if (out.exit_code == 0 && !A.steps.empty() && !B.steps.empty() && !A.steps[0].empty() &&
+        !B.steps[0].empty() && !A.steps[0][0].collectives.empty() && !B.steps[0][0].collectives.empty()) {
+      const std::string va = A.steps[0][0].collectives[0].variant, vb = B.steps[0][0].collectives[0].variant;
+      if (va != vb)
+        out.lines.push_back("  note: the allreduce differs (" + va + " (A) vs " + vb +
+                            " (B)), yet every allreduce result is the same bits");
+    }
   } else if (stop) {
     out.lines.insert(out.lines.begin() + 1,
                      std::string("  ") + (stop->damaged ? "damaged: " : "truncated: ") +

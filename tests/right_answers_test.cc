@@ -350,6 +350,37 @@ TEST_F(RightAnswers, ASetIsNamedWhereTheReplayMeetsIt) {
       << units.output;
 }
 
+// A layer's output that differs in the forward pass is named with the kernels of the ops that can have made
+// it: that layer's forward ops and those of the layers before it, not backward ops or later layers'. And at
+// level step, a difference in the parameters after an update is not said to be one the trace does not
+// compare.
+TEST_F(RightAnswers, AKernelCauseNamesOnlyTheSitesThatCanHaveMadeTheDifference) {
+  if (detect_isa() == Isa::generic) GTEST_SKIP() << "this CPU has only the generic instruction set";
+  const std::string cfg = dir.write("run.toml", breast_cancer("seed = 3\n", kBreastCancer, kOneThread));
+  const std::string a = dir.file("a.trr"), b = dir.file("b.trr");
+  ASSERT_EQ(run_trainrr("record " + cfg + " -o " + a + " --level layer").exit_code, 0);
+  ASSERT_EQ(run_trainrr_env("TRAINRR_ISA=generic", "record " + cfg + " -o " + b + " --level layer").exit_code,
+            0);
+  const CommandResult r = run_trainrr("diff " + a + " " + b);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  ASSERT_TRUE(has(r.output, "diverged at step 0, forward, dense_1 (dense_1:out)\n")) << r.output;
+  EXPECT_TRUE(has(r.output, "  cause: kernel: kernel selections differ: dense_1/matmul.fwd: ")) << r.output;
+  const std::string cause = r.output.substr(
+      r.output.find("  cause:"), r.output.find('\n', r.output.find("  cause:")) - r.output.find("  cause:"));
+  EXPECT_FALSE(has(cause, ".bwd")) << cause;
+  EXPECT_FALSE(has(cause, "dense_2/")) << cause;
+
+  const std::string sgd =
+      dir.write("sgd.toml", breast_cancer("seed = 3\n", kBreastCancer, kOneThread) +
+                                "[train.optimizer]\ntype = \"sgd\"\nmomentum = 0.9\nlearning_rate = 0.01\n");
+  const std::string s = dir.file("sgd.trr");
+  ASSERT_EQ(run_trainrr("record " + sgd + " -o " + s).exit_code, 0);
+  const CommandResult m = run_trainrr("replay " + s + " --set train.optimizer.momentum=0.5");
+  ASSERT_EQ(m.exit_code, 1) << m.output;
+  EXPECT_TRUE(has(m.output, "diverged at step 1, update, (all parameters)")) << m.output;
+  EXPECT_FALSE(has(m.output, "which the trace, recorded at level step, does not compare")) << m.output;
+}
+
 // A recorded kernel that cannot run here (another instruction set) makes the recorded run differ on its own:
 // a learning rate changed beside it is no longer the cause the replay names, and a note says why.
 TEST_F(RightAnswers, AConfigurationDifferenceBesideKernelsThatCannotRunHereIsNotTheWholeCause) {
