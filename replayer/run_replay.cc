@@ -386,6 +386,12 @@ void headline_stop(const trace::RunSet& run, RunReport& report, int64_t to_step)
   if (const std::string note = stopped_early_note(extent);
       !note.empty() && report.exit_code < 2 && (to_step < 0 || to_step > extent.steps))
     report.lines.push_back(note);
+  // A range that runs past the run's end is replayed to the end, as for one process.
+  if (to_step > extent.steps && extent.live.empty() && !extent.stop && extent.stopped_rank < 0 &&
+      report.exit_code < 2 && !report.lines.empty())
+    report.lines.push_back("  note: --to-step " + std::to_string(to_step) +
+                           " is past the run's end: it has steps 0.." + std::to_string(extent.steps - 1) +
+                           ", replayed to the last");
   if (!extent.live.empty() && report.exit_code < 2 && !report.lines.empty()) {
     std::string ranks;
     for (size_t i = 0; i < extent.live.size(); ++i) ranks += (i ? ", " : "") + std::to_string(extent.live[i]);

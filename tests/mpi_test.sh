@@ -288,6 +288,13 @@ bad_input)
   mkdir busy && touch busy/notes.txt
   expect 2 "busy holds notes.txt, which is not a rank trace" -- mpirun -n 2 "$T" record "$CONFIG" -o busy "${SMALL[@]}"
   expect 2 "train does not run data-parallel" -- mpirun -n 2 "$T" train "$CONFIG" "${SMALL[@]}"
+  # The verbs that read traces once are refused under mpirun with several processes, which would each run them.
+  for verb in "show b4" "dump b4/rank0.trr" "diff b4 o4" "bisect b4" "export b4/rank0.trr --step 0 -o ex"; do
+    expect 2 "${verb%% *} does not run under mpirun: each of the 2 processes would run it whole" -- mpirun -n 2 "$T" $verb
+  done
+  [ -e ex ] && fail "an export under mpirun wrote ex"
+  # A range past the run's end is replayed to the end, with a note.
+  expect 0 "note: --to-step 1000 is past the run's end: it has steps 0..[0-9]*, replayed to the last" -- "$T" replay b4 --to-step 1000
   ;;
 mca)
   # Ranks whose Open MPI reads other allreduce settings (an MCA parameter given to some ranks alone) would run

@@ -85,7 +85,8 @@ void add_bisect_command(CLI::App& app, int& exit_code) {
       ->type_name("KEY=VALUE");
   cmd->add_option("--data", args->data, "Where the data file is now");
   add_report_options(*cmd, args->out);
-  cmd->callback([args, &exit_code] { exit_code = run_bisect(*args); });
+  cmd->callback(
+      [args, &exit_code] { exit_code = refused_under_mpirun("bisect") ? kBadInput : run_bisect(*args); });
 }
 
 }  // namespace trainrr::cli

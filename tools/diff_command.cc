@@ -46,7 +46,8 @@ void add_diff_command(CLI::App& app, int& exit_code) {
   cmd->add_option("a", args->a, "First trace, or the folder of a run recorded under mpirun")->required();
   cmd->add_option("b", args->b, "Second trace, or the folder of a run recorded under mpirun")->required();
   add_report_options(*cmd, args->out);
-  cmd->callback([args, &exit_code] { exit_code = run_diff(*args); });
+  cmd->callback(
+      [args, &exit_code] { exit_code = refused_under_mpirun("diff") ? kBadInput : run_diff(*args); });
 }
 
 }  // namespace trainrr::cli

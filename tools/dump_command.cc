@@ -246,7 +246,8 @@ void add_dump_command(CLI::App& app, int& exit_code) {
                   "that follow them; a range with no step of the trace in it is refused (exit 2), one that "
                   "runs past its last step is printed to it, with a note")
       ->type_name("A:B");
-  cmd->callback([args, &exit_code] { exit_code = run_dump(*args); });
+  cmd->callback(
+      [args, &exit_code] { exit_code = refused_under_mpirun("dump") ? kBadInput : run_dump(*args); });
 }
 
 }  // namespace trainrr::cli

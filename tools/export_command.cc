@@ -305,7 +305,8 @@ void add_export_command(CLI::App& app, int& exit_code) {
          "Folder to write: created (in a folder that exists), or an empty folder or an earlier export\n"
          "(its manifest.json and the .npy files it lists, nothing else) replaced whole, with its permissions")
       ->required();
-  cmd->callback([args, &exit_code] { exit_code = run_export(*args); });
+  cmd->callback(
+      [args, &exit_code] { exit_code = refused_under_mpirun("export") ? kBadInput : run_export(*args); });
 }
 
 }  // namespace trainrr::cli

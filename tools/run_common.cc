@@ -1,9 +1,12 @@
 #include "tools/run_common.h"
 
+#include <cstdlib>
+
 #include "engine/device.h"
 #include "engine/device_backend.h"
-
 #include "engine/escape.h"
+#include "tools/commands.h"
+#include "tools/trace_text.h"
 
 namespace trainrr::cli {
 
@@ -44,6 +47,24 @@ void print_final_metrics(FILE* out, Training& t) {
   if (t.config().train.loss != "mse") std::fprintf(out, " - accuracy %.4f", shown_number(ev.accuracy));
   std::fprintf(out, " (%lld rows)\n", static_cast<long long>(ev.rows));
   std::fflush(out);
+}
+
+bool refused_under_mpirun(const char* verb) {
+  auto number = [](const char* name) -> long {
+    const char* v = std::getenv(name);
+    return v ? std::strtol(v, nullptr, 10) : -1;
+  };
+  long size = number("OMPI_COMM_WORLD_SIZE");
+  if (size < 0) size = number("PMI_SIZE");
+  if (size <= 1) return false;
+  long rank = number("OMPI_COMM_WORLD_RANK");
+  if (rank < 0) rank = number("PMI_RANK");
+  if (rank <= 0)
+    print_error(std::string(verb) + " does not run under mpirun: each of the " + std::to_string(size) +
+                " processes would run it whole; run `trainrr " + verb +
+                "` once, without mpirun (replay and record "
+                "are the verbs that take mpirun)");
+  return true;
 }
 
 }  // namespace trainrr::cli

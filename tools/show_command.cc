@@ -607,7 +607,8 @@ void add_show_command(CLI::App& app, int& exit_code) {
                 "share of the time, total, count, average, minimum and maximum duration (ns), grid, block,\n"
                 "op, kernel (as CUPTI names it, mangled). Kernels no op launched are listed under\n"
                 "(unattributed). A trace at level step keeps counts only; one without kernel records says why");
-  cmd->callback([args, &exit_code] { exit_code = run_show(*args); });
+  cmd->callback(
+      [args, &exit_code] { exit_code = refused_under_mpirun("show") ? kBadInput : run_show(*args); });
 }
 
 }  // namespace trainrr::cli
