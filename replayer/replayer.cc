@@ -976,6 +976,9 @@ ReplayResult replay(const ReplayOptions& o) {
   rep.page.command = replay_command_line(o);
   rep.page.stopped_at_first = hooks.diverged() && !o.keep_going && t.step() < end;
   if (rep.page.stopped_at_first) rep.page.would_end = end - 1;
+  // A trace cut or damaged holds no step past where it stops: none is drawn as one the replay did not reach.
+  if (rep.page.stopped_at_first && rep.stop && rep.stop->after_step >= 0)
+    rep.page.would_end = std::min(rep.page.would_end, rep.stop->after_step);
   if (o.keep_going && hooks.diverged() && !hooks.losses().empty()) {
     // How far the run drifted by the last step compared, past its first divergence.
     const auto& [recorded, replayed] = hooks.losses().back();

@@ -377,7 +377,8 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
         << "\" text-anchor=\"middle\">" << step_range(p.last_step + 1, p.would_end)
         << " not replayed: the replay stopped at its first divergence</text>";
   };
-  const int64_t diverged_at = r.diverged && r.first ? r.first->step : -1;
+  // A difference in the final or the initial state is at no step: no step is marked.
+  const int64_t diverged_at = r.diverged && r.first && r.first->kind != "state" ? r.first->step : -1;
   // Panel 1: the two losses.
   const double t1 = 12, b1 = 262;
   if (hi == lo) {
@@ -665,7 +666,8 @@ void map_section(std::ostringstream& o, const DivergenceReport& r) {
     o << "<text class=\"etick\" x=\"" << px(end ? ex - 3 : ex + 3) << "\" y=\"" << px(top - 6)
       << "\" text-anchor=\"" << (end ? "end" : "start") << "\">epoch " << p.epochs[i].epoch << "</text>";
   }
-  if (r.diverged && r.first && r.first->step >= p.first_step && r.first->step <= p.last_step) {
+  if (r.diverged && r.first && r.first->kind != "state" && r.first->step >= p.first_step &&
+      r.first->step <= p.last_step) {
     const double fx = x_of_step(static_cast<double>(r.first->step)) + cw / 2;
     for (size_t ri = 0; ri < p.rows.size(); ++ri)
       if (p.rows[ri].site == r.first->site)

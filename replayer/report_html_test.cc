@@ -110,6 +110,19 @@ TEST(ReportHtml, AReplayStoppedAtItsFirstDivergenceDrawsItsCurvesAndSuggestsKeep
   EXPECT_FALSE(has(without, "No epoch ended within the steps compared")) << without;
 }
 
+// A difference in the final state is at no step: no step is marked as the first divergence.
+TEST(ReportHtml, AFinalStateDifferenceMarksNoStep) {
+  DivergenceReport r = diverged_replay();
+  FirstDivergence d = divergence(9, "final state", "state", "batch_normalization_1.moving_mean");
+  d.layer = "batch_normalization_1";
+  r.first = d;
+  r.page.stopped_at_first = false;
+  const std::string page = report_html(r);
+  EXPECT_TRUE(has(page, "Diverged in the final state, after step 9")) << page;
+  EXPECT_FALSE(has(page, "first divergence, step")) << page;
+  EXPECT_TRUE(has(report_html(diverged_replay()), "first divergence, step 9"));
+}
+
 TEST(ReportHtml, TheLegendNamesTheTracesNotAAndB) {
   DivergenceReport r = diverged_replay();
   r.command = "diff";  // its text says A and B

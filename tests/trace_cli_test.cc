@@ -630,6 +630,40 @@ TEST_F(TraceCliTest, ExportWritesTheCheckpointAtOrBeforeTheStepAsNpyAndAManifest
   EXPECT_GT(files, (*training)->model().params().size()) << "optimizer state is exported too";
 }
 
+// A trace damaged after the checkpoint exported is read no further: the note says the damage, not an end of
+// the trace there; and a trace cut before its initial state is whole is said to be that, not one without
+// checkpoints.
+TEST_F(TraceCliTest, ExportSaysDamageAndACutBeforeTheInitialStateForWhatTheyAre) {
+  auto reader = trace::TraceReader::open(trace_);
+  ASSERT_TRUE(reader.ok());
+  auto index = (*reader)->checkpoint_index();
+  ASSERT_TRUE(index.ok());
+  ASSERT_EQ(index->size(), 4u);
+  std::string bytes;
+  {
+    std::ifstream in(trace_, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  TempDir out;
+  std::string damaged = bytes;
+  damaged[((*index)[2].offset + (*index)[3].offset) / 2] ^= 0x10;
+  const std::string flipped = out.write("flipped.trr", damaged);
+  const CommandResult r = run_trainrr("export " + flipped + " --step 140 -o " + out.file("ck"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("exported the checkpoint before step 100 "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("note: the trace is damaged after step "), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("past the trace's end"), std::string::npos) << r.output;
+
+  const std::string cut = out.write("cut.trr", bytes.substr(0, (*index)[0].offset + 50));
+  const CommandResult c = run_trainrr("export " + cut + " --step 0 -o " + out.file("ck0"));
+  EXPECT_EQ(c.exit_code, 2) << c.output;
+  EXPECT_NE(c.output.find(
+                "the trace holds no whole checkpoint: reading stopped before its initial state was whole: "),
+            std::string::npos)
+      << c.output;
+  EXPECT_EQ(c.output.find("--checkpoint-every"), std::string::npos) << c.output;
+}
+
 // An export replaces an earlier one whole (no stale file from it is kept) and never anything else; nothing is
 // left beside the folder.
 // A checkpoint's step counts the steps done: the checkpoint at step 100 holds the state before step 100,

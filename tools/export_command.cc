@@ -108,10 +108,22 @@ int run_export(const ExportArgs& a) {
   if (!chosen) {
     std::string have;
     for (const auto& c : *index) have += (have.empty() ? "" : ", ") + std::to_string(c.step);
+    // Every recording writes its initial state first: a trace without it is cut or damaged before it ends.
+    std::string why = "checkpoints are at steps " + have;
+    if (have.empty()) {
+      why = "the trace holds no whole checkpoint";
+      if (auto whole = trace::TraceReader::open(a.file, trace::without_payloads()))
+        for (;;) {
+          auto rec = (*whole)->next();
+          if (!rec) {
+            why += ": reading stopped before its initial state was whole: " + rec.error().message;
+            break;
+          }
+          if (!*rec) break;
+        }
+    }
     std::fprintf(stderr, "trainrr: %s: no checkpoint at or before step %lld; %s\n", a.file.c_str(),
-                 static_cast<long long>(a.step),
-                 have.empty() ? "the trace has no checkpoints (record with --checkpoint-every N)"
-                              : ("checkpoints are at steps " + have).c_str());
+                 static_cast<long long>(a.step), why.c_str());
     return kBadInput;
   }
   const uint64_t offset = chosen->offset;
@@ -145,10 +157,12 @@ int run_export(const ExportArgs& a) {
     return kBadInput;
   }
   bool later_checkpoint = false;  // else the scan read to the end, and knows the trace's last step
+  std::string damage;             // where the scan stopped at a message changed after it was written
   for (;;) {
     auto rec = scan.next();
     if (!rec) {
       until = "reading stopped: " + rec.error().message;
+      if (const auto& at = scan.stopped(); at && !at->truncated) damage = rec.error().message;
       break;
     }
     if (!*rec) break;
@@ -168,16 +182,23 @@ int run_export(const ExportArgs& a) {
 
   // A step past the trace's end takes its last checkpoint (the final weights of a run that completed), as
   // --to-step and dump --steps go as far as the trace does; a note says so, and what the trace holds.
+  // A trace damaged after the checkpoint is read no further: what lies past the damage is not known, and no
+  // end is claimed for it.
   std::string past_the_end;
   if (const int64_t last = following.empty() ? chosen->step : following.back().step + 1;
       !later_checkpoint && a.step > last)
     past_the_end =
-        "--step " + std::to_string(a.step) + " is past the trace's end: " +
-        (last > 0 ? "it has steps 0.." + std::to_string(last - 1) : std::string("it has no step")) +
-        (scan.ended_cleanly()     ? ""
-         : scan.still_recording() ? " so far (still being recorded)"
-                                  : " (it did not end cleanly: its final state is not in it)") +
-        "; its last checkpoint was exported";
+        !damage.empty()
+            ? "the trace is damaged after step " + std::to_string(last - 1) + " (" + damage +
+                  "): the checkpoint at step " + std::to_string(chosen->step) +
+                  ", before the damage, was exported, and nothing past the damage was read"
+            : "--step " + std::to_string(a.step) + " is past the trace's end: " +
+                  (last > 0 ? "it has steps 0.." + std::to_string(last - 1) : std::string("it has no step")) +
+                  (scan.ended_cleanly() ? ""
+                   : scan.still_recording()
+                       ? " so far (still being recorded)"
+                       : " (it did not end cleanly: no footer says where its run ended)") +
+                  "; its last checkpoint was exported";
 
   // A write that fails in the folder the export is made in leaves nothing: the path asked for is as it was.
   const std::string nothing_exported = "; nothing was exported (" + printable(a.dir) + " is as it was)";
@@ -264,7 +285,7 @@ int run_export(const ExportArgs& a) {
   // A checkpoint's step is the count of steps done: the one with step 5 holds the state after steps 0..4,
   // before step 5. The last one of a trace has no step after it.
   const long long done = state->step;
-  const std::string where = following.empty() && !later_checkpoint && done > 0
+  const std::string where = following.empty() && !later_checkpoint && done > 0 && damage.empty()
                                 ? "after the trace's last step, " + std::to_string(done - 1)
                                 : "before step " + std::to_string(done);
   auto plural = [](long long n) { return n == 1 ? "" : "s"; };
