@@ -662,6 +662,23 @@ TEST_F(TraceCliTest, ExportSaysDamageAndACutBeforeTheInitialStateForWhatTheyAre)
             std::string::npos)
       << c.output;
   EXPECT_EQ(c.output.find("--checkpoint-every"), std::string::npos) << c.output;
+
+  // Cut where a message starts (the last checkpoint's): dump says where the file ends, and that it is cut,
+  // not damaged, as show does.
+  const std::string at = std::to_string((*index)[3].offset);
+  const std::string ends = out.write("ends.trr", bytes.substr(0, (*index)[3].offset));
+  const CommandResult j = run_trainrr("dump --json " + ends);
+  EXPECT_NE(j.output.find("{\"type\":\"incomplete\",\"complete_steps\":150,\"offset\":" + at +
+                          ",\"truncated\":true,\"damaged\":false,\"reason\":\"no footer\"}"),
+            std::string::npos)
+      << j.output.substr(j.output.size() > 400 ? j.output.size() - 400 : 0);
+  const CommandResult t = run_trainrr("dump " + ends);
+  EXPECT_NE(t.output.find("did not end cleanly: 150 complete steps readable; the file ends at byte " + at),
+            std::string::npos)
+      << t.output.substr(t.output.size() > 400 ? t.output.size() - 400 : 0);
+  const CommandResult d = run_trainrr("dump --json " + flipped);
+  EXPECT_NE(d.output.find("\"truncated\":false,\"damaged\":true,"), std::string::npos)
+      << d.output.substr(d.output.size() > 400 ? d.output.size() - 400 : 0);
 }
 
 // An export replaces an earlier one whole (no stale file from it is kept) and never anything else; nothing is

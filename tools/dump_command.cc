@@ -123,6 +123,7 @@ int run_dump(const DumpArgs& a) {
 
   int64_t last_step = -1;  // the step that non-step messages (epochs, checkpoints) follow
   int64_t complete = 0;
+  uint64_t end_offset = r.header_size();  // the end of the last complete message
   std::optional<Error> stopped;
   for (;;) {
     if (std::ferror(stdout)) break;  // a reader gone (`| head`) or a full disk: main reports it
@@ -133,6 +134,7 @@ int run_dump(const DumpArgs& a) {
     }
     if (!*rec) break;
     const trace::TraceRecord& m = **rec;
+    end_offset = m.offset + m.size;
     if (const auto* s = std::get_if<trace::TraceStep>(&m.value)) {
       last_step = s->index;
       if (s->end) ++complete;
@@ -169,6 +171,7 @@ int run_dump(const DumpArgs& a) {
                .integer("complete_steps", complete)
                .uinteger("offset", stop.offset)
                .boolean("truncated", stop.truncated)
+               .boolean("damaged", !stop.truncated)
                .str("reason", stop.why)
                .done());
     else
@@ -183,12 +186,17 @@ int run_dump(const DumpArgs& a) {
       line(JsonObject()
                .str("type", "incomplete")
                .integer("complete_steps", complete)
-               .boolean("truncated", false)
+               .uinteger("offset", end_offset)
+               .boolean("truncated", !live)
+               .boolean("damaged", false)
                .str("reason", live ? "still being recorded" : "no footer")
                .done());
     else
       line((live ? "still being recorded: " : "did not end cleanly: ") + std::to_string(complete) +
-           " complete step" + (complete == 1 ? "" : "s") + " readable" + (live ? " so far" : "; no footer"));
+           " complete step" + (complete == 1 ? "" : "s") + " readable" +
+           (live ? " so far, to byte " + std::to_string(end_offset)
+                 : "; the file ends at byte " + std::to_string(end_offset) +
+                       " after a complete message, with no footer (the recording was killed or crashed)"));
   }
   // The notes last, after what the trace holds and where it stops.
   std::vector<std::string> notes = r.notes();

@@ -194,10 +194,11 @@ int run_export(const ExportArgs& a) {
                   ", before the damage, was exported, and nothing past the damage was read"
             : "--step " + std::to_string(a.step) + " is past the trace's end: " +
                   (last > 0 ? "it has steps 0.." + std::to_string(last - 1) : std::string("it has no step")) +
-                  (scan.ended_cleanly() ? ""
-                   : scan.still_recording()
-                       ? " so far (still being recorded)"
-                       : " (it did not end cleanly: no footer says where its run ended)") +
+                  (scan.ended_cleanly()     ? ""
+                   : scan.still_recording() ? " so far (still being recorded)"
+                   : chosen->step == last
+                       ? " (it did not end cleanly: no footer says whether its run ended there)"
+                       : " (it did not end cleanly: its final state is not in it)") +
                   "; its last checkpoint was exported";
 
   // A write that fails in the folder the export is made in leaves nothing: the path asked for is as it was.
