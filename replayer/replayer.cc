@@ -979,6 +979,10 @@ ReplayResult replay(const ReplayOptions& o) {
   // A trace cut or damaged holds no step past where it stops: none is drawn as one the replay did not reach.
   if (rep.page.stopped_at_first && rep.stop && rep.stop->after_step >= 0)
     rep.page.would_end = std::min(rep.page.would_end, rep.stop->after_step);
+  if (rep.page.stopped_at_first && hooks.first() && t.step() > resumed && rep.page.would_end >= t.step())
+    rep.notes.push_back("the replay stopped at the end of step " + std::to_string(t.step() - 1) +
+                        ", its first divergence; --keep-going replays on to step " +
+                        std::to_string(rep.page.would_end) + " to show how far the runs drift");
   if (o.keep_going && hooks.diverged() && !hooks.losses().empty()) {
     // How far the run drifted by the last step compared, past its first divergence.
     const auto& [recorded, replayed] = hooks.losses().back();

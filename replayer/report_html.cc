@@ -256,8 +256,8 @@ void answer_card(std::ostringstream& o, const DivergenceReport& r, const Names& 
   o << "</dl>";
   if (r.page.stopped_at_first && r.first)
     o << "<p class=\"callout\">The replay stopped at its first divergence, step " << r.first->step
-      << ". To see how far the runs drift after it, replay to the end: <code class=\"cmd\">"
-      << command_html(r.page.command + " --keep-going") << "</code></p>";
+      << ". To see how far the runs drift after it, replay on to step " << r.page.would_end
+      << ": <code class=\"cmd\">" << command_html(r.page.command + " --keep-going") << "</code></p>";
   o << "</section>\n";
 }
 
