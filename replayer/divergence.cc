@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <regex>
 #include <sstream>
 #include <string_view>
 
@@ -362,8 +363,34 @@ std::string report_json(const DivergenceReport& r) {
   for (size_t i = 0; i < r.config_differences.size(); ++i)
     o << (i ? "," : "") << json_string(r.config_differences[i]);
   o << "],\"facts\":{";
-  for (size_t i = 0; i < r.facts.size(); ++i)
-    o << (i ? "," : "") << json_string(snake_case(r.facts[i].first)) << ":" << json_value(r.facts[i].second);
+  for (size_t i = 0; i < r.facts.size(); ++i) {
+    const auto& [key, value] = r.facts[i];
+    o << (i ? "," : "");
+    // Keys that hold a step and values in words get keys of their own, the same in every report, with the
+    // numbers as numbers: "loss at step 59" -> "last_loss": {"step": 59, "recorded": ..., "replayed": ...}.
+    const std::string loss_at = "loss at step ";
+    if (key.rfind(loss_at, 0) == 0) {
+      std::smatch m;
+      static const std::regex sides(R"(^(\S+) \(([^()]+)\) vs (\S+) \(([^()]+)\)$)");
+      o << "\"last_loss\":{\"step\":" << json_value(key.substr(loss_at.size()));
+      if (std::regex_match(value, m, sides))
+        o << "," << json_string(m[2].str()) << ":" << json_value(m[1].str()) << "," << json_string(m[4].str())
+          << ":" << json_value(m[3].str());
+      else
+        o << ",\"text\":" << json_string(value);
+      o << "}";
+      continue;
+    }
+    if (key == "trainable parameters identical through step") {
+      // A step, or none (null); the words beside it.
+      size_t digits = 0;
+      while (digits < value.size() && std::isdigit(static_cast<unsigned char>(value[digits]))) ++digits;
+      o << json_string(snake_case(key)) << ":" << (digits > 0 ? value.substr(0, digits) : std::string("null"))
+        << ",\"trainable_parameters_identical_words\":" << json_string(value);
+      continue;
+    }
+    o << json_string(snake_case(key)) << ":" << json_value(value);
+  }
   o << "},\"notes\":[";
   for (size_t i = 0; i < r.notes.size(); ++i) o << (i ? "," : "") << json_string(r.notes[i]);
   o << "]}\n";

@@ -28,7 +28,18 @@ TEST(ReportJson, FactsHaveSnakeCaseKeysAndNumbersAsNumbers) {
   EXPECT_TRUE(has(json, "\"ratio\":-0.25,")) << json;
   EXPECT_TRUE(has(json, "\"code\":\"007\"")) << json;
   EXPECT_TRUE(has(json, "\"exponent\":1e5,")) << json;
-  EXPECT_TRUE(has(json, "\"loss_at_step_3\":\"0.5 vs 0.6\"")) << json;
+  EXPECT_TRUE(has(json, "\"last_loss\":{\"step\":3,\"text\":\"0.5 vs 0.6\"}")) << json;
+  r.facts = {{"loss at step 59", "0.101801984 (recorded) vs 0.101802118 (replayed)"},
+             {"trainable parameters identical through step", "none: they differ after step 0"}};
+  const std::string sides = report_json(r);
+  EXPECT_TRUE(has(sides, "\"last_loss\":{\"step\":59,\"recorded\":0.101801984,\"replayed\":0.101802118}"))
+      << sides;
+  EXPECT_TRUE(has(sides,
+                  "\"trainable_parameters_identical_through_step\":null,"
+                  "\"trainable_parameters_identical_words\":\"none: they differ after step 0\""))
+      << sides;
+  r.facts = {{"trainable parameters identical through step", "12"}};
+  EXPECT_TRUE(has(report_json(r), "\"trainable_parameters_identical_through_step\":12,")) << report_json(r);
 }
 
 TEST(ReportText, AUlpCountNearZeroIsReadByTheAbsoluteDifference) {
