@@ -647,6 +647,9 @@ BisectResult bisect(const BisectOptions& o) {
       ++res.steps_executed;
       if (forced->hooks->diverged()) break;
     }
+    // The set differs in the final state: every recorded choice forced is compared there too.
+    if (v.first->kind == "state" && !forced->hooks->diverged())
+      if (auto d = final_difference(*forced)) forced->hooks->diverge_at_end(std::move(*d));
     if (forced->hooks->diverged()) {
       forced_stop = forced->hooks->first();
       break;

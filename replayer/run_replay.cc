@@ -392,7 +392,8 @@ void headline_stop(const trace::RunSet& run, RunReport& report, int64_t to_step)
     report.lines.push_back("  note: --to-step " + std::to_string(to_step) +
                            " is past the run's end: it has steps 0.." + std::to_string(extent.steps - 1) +
                            ", replayed to the last");
-  if (!extent.live.empty() && report.exit_code < 2 && !report.lines.empty()) {
+  if (!extent.live.empty() && report.exit_code < 2 && !report.lines.empty() &&
+      (to_step < 0 || to_step > extent.steps)) {
     std::string ranks;
     for (size_t i = 0; i < extent.live.size(); ++i) ranks += (i ? ", " : "") + std::to_string(extent.live[i]);
     report.lines.push_back(

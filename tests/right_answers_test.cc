@@ -305,6 +305,19 @@ TEST_F(RightAnswers, BisectComparesTheFinalStateAndSaysWhatAConfigurationDiffere
       << b.output;
   EXPECT_FALSE(has(b.output, "reproduced")) << b.output;
 
+  // Recorded racy (the default policy, 2 threads): the free replay differs by the race, and the set that
+  // undoes the race meets the --set in the final state, where every recorded choice forced differs too.
+  const std::string racy = dir.file("bn_racy.trr");
+  ASSERT_EQ(run_trainrr("record " + example("digits_bn.toml") + " --set train.epochs=1 -o " + racy).exit_code,
+            0);
+  const CommandResult rb = run_trainrr("bisect " + racy + set);
+  EXPECT_EQ(rb.exit_code, 1) << rb.output;
+  EXPECT_FALSE(has(rb.output, "does not repeat itself")) << rb.output;
+  EXPECT_TRUE(
+      has(rb.output, "with every recorded choice forced the run differs at the final state, after step 11") ||
+      has(rb.output, "\ndiverged in the final state, after step 11"))
+      << rb.output;
+
   const CommandResult shorter = run_trainrr("bisect " + trace + " --set train.epochs=2");
   EXPECT_EQ(shorter.exit_code, 0) << shorter.output;
   EXPECT_TRUE(has(shorter.output,

@@ -844,7 +844,12 @@ struct TraceReader::Impl {
     if (fd < 0) return memory.data() + offset;
     if (offset >= window_offset && offset + n <= window_offset + window_bytes)
       return reinterpret_cast<const uint8_t*>(window.begin()) + (offset - window_offset);
-    uint64_t want = std::min(std::max(n, kReadAhead), size - offset);
+    // Read ahead of the bytes asked for; a request just below the window (a scan backwards from the end, one
+    // byte at a time) reads the window that ends with them instead, so that the scan reads each byte once.
+    uint64_t start = offset;
+    if (window_bytes > 0 && offset < window_offset && offset + n >= window_offset && n < kReadAhead)
+      start = offset + n > kReadAhead ? offset + n - kReadAhead : 0;
+    uint64_t want = std::min(std::max(n + (offset - start), kReadAhead), size - start);
     if (window.size() < want) {
       window = nullptr;  // release before growing: never hold two large buffers
       window = kj::heapArray<kj::byte>(want);
@@ -852,19 +857,19 @@ struct TraceReader::Impl {
     uint8_t* dst = window.begin();
     uint64_t done = 0;
     while (done < want) {
-      ssize_t r = ::pread(fd, dst + done, want - done, static_cast<off_t>(offset + done));
+      ssize_t r = ::pread(fd, dst + done, want - done, static_cast<off_t>(start + done));
       if (r < 0 && errno == EINTR) continue;
-      if (r < 0) return error_at(offset + done, std::string("read failed: ") + std::strerror(errno));
+      if (r < 0) return error_at(start + done, std::string("read failed: ") + std::strerror(errno));
       if (r == 0) break;
       done += static_cast<uint64_t>(r);
     }
-    if (done < n) {
+    if (done < (offset - start) + n) {
       window_bytes = 0;
-      return error_at(offset + done, "the file shrank while being read");
+      return error_at(start + done, "the file shrank while being read");
     }
-    window_offset = offset;
+    window_offset = start;
     window_bytes = done;
-    return static_cast<const uint8_t*>(dst);
+    return static_cast<const uint8_t*>(dst) + (offset - start);
   }
 
   // Walks Cap'n Proto's packed encoding from `p` until it has produced `want` words, the way the packer
