@@ -420,7 +420,14 @@ BisectResult bisect(const BisectOptions& o) {
     if (o.against.empty())
       rep.page.kernels =
           side_by_side_table(forced->hooks->recorded_kernels(), forced->hooks->replayed_kernels());
-    rep.notes.push_back("even with every recorded choice forced the run does not reproduce here: " + why);
+    const bool openblas = rep.cause.detail.find("OpenBLAS ran its") != std::string::npos;
+    rep.notes.push_back(
+        "even with every recorded choice forced the run does not reproduce here: " +
+        (openblas && !forced->hooks->substituted().empty()
+             ? std::string("the recorded kernels that cannot run here, or OpenBLAS running other "
+                           "code than recorded, are what differs")
+         : openblas ? std::string("OpenBLAS running other code than recorded is what differs")
+                    : why));
     return res;
   };
   // The final state, compared where a side replayed the whole recorded run and every step compared the same:

@@ -539,6 +539,18 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
   const std::string th_a = env_value(in.environment, "threads", true),
                     th_b = env_value(in.environment, "threads", false);
   if (!th_a.empty()) context += "; threads " + th_a + " vs " + th_b;
+  // OpenBLAS ran other machine code on the two sides at the sites that chose it: as likely a cause as the
+  // kernels that differ, and named beside them.
+  {
+    const std::string ca = openblas_core_in(env_value(in.environment, "lib.openblas", true)),
+                      cb = openblas_core_in(env_value(in.environment, "lib.openblas", false));
+    std::vector<std::string> at;
+    for (const auto& [site, kernel] : in.kernels)
+      if (is_openblas(kernel)) at.push_back(site);
+    if (!ca.empty() && !cb.empty() && ca != cb && !at.empty())
+      context += "; OpenBLAS ran its " + ca + " code (" + in.name_a + ") and its " + cb + " code (" +
+                 in.name_b + ") at " + first_of(at, 3);
+  }
   // How each side picked the kernel at `site` when it timed the candidates (autotune).
   auto picks = [&](const std::string& site) {
     std::string out;
