@@ -280,7 +280,7 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
         std::string keys;
         for (const std::string& d : differ) keys += (keys.empty() ? "" : "; ") + d;
         return Error{message + ": the configuration differs from the recording's (" + keys +
-                     "), and the model it builds cannot resume from the recorded checkpoint at step " +
+                     "), and the run it sets up cannot resume from the recorded checkpoint at step " +
                      std::to_string(cp->step) + "; replay from step 0 to compare the two runs"};
       };
       auto state = cr->read_checkpoint(cp->offset);

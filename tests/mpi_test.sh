@@ -303,14 +303,15 @@ mca)
   record 2 e4
   before=$(md5sum e4/*.trr)
   for alg in 1 3 4; do
-    expect 2 "^trainrr: the ranks' allreduce settings differ (Open MPI's MCA parameters, as each rank reads them): coll_tuned_use_dynamic_rules: true on ranks 0, 1, false on ranks 2, 3; coll_tuned_allreduce_algorithm: $alg on ranks 0, 1, 0 on ranks 2, 3: every rank of a run must run its allreduce the same way.*; nothing was recorded, nothing written (e4 holds the earlier run, as it was)$" -- \
+    expect 2 "^trainrr: the ranks' allreduce settings differ (Open MPI's MCA parameters, as each rank reads them): coll_tuned_use_dynamic_rules: true on ranks 0, 1, false on ranks 2, 3: every rank of a run must run its allreduce the same way.*; nothing was recorded, nothing written (e4 holds the earlier run, as it was)$" -- \
       timeout 120 mpirun -n 2 -x OMPI_MCA_coll_tuned_use_dynamic_rules=1 -x OMPI_MCA_coll_tuned_allreduce_algorithm=$alg \
       "$T" record "$CONFIG" -o e4 "${SMALL[@]}" : -n 2 "$T" record "$CONFIG" -o e4 "${SMALL[@]}"
   done
   [ "$(md5sum e4/*.trr)" = "$before" ] || fail "a run refused for its ranks' allreduce settings changed the earlier run"
   [ "$(ls -A e4 | wc -l)" = 2 ] || fail "a run refused for its ranks' allreduce settings left files: $(ls -A e4)"
   # One setting on one rank, in a new folder: said once, by rank 0; no folder is made.
-  out=$(timeout 120 mpirun -n 2 "$T" record "$CONFIG" -o fresh "${SMALL[@]}" : -n 1 -x OMPI_MCA_coll_tuned_allreduce_algorithm_segmentsize=4096 \
+  out=$(timeout 120 mpirun -n 2 -x OMPI_MCA_coll_tuned_use_dynamic_rules=1 "$T" record "$CONFIG" -o fresh "${SMALL[@]}" : \
+    -n 1 -x OMPI_MCA_coll_tuned_use_dynamic_rules=1 -x OMPI_MCA_coll_tuned_allreduce_algorithm_segmentsize=4096 \
     "$T" record "$CONFIG" -o fresh "${SMALL[@]}" 2>&1); rc=$?
   echo "$out"
   [ $rc = 2 ] || fail "exit code $rc, expected 2, for ranks with another segment size"
@@ -318,6 +319,9 @@ mca)
   echo "$out" | grep -q "coll_tuned_allreduce_algorithm_segmentsize: 0 on ranks 0, 1, 4096 on rank 2: every rank of a run .*; nothing was recorded, nothing written$" ||
     fail "the segment size that differs is not named with its ranks"
   [ -e fresh ] && fail "a run refused for its ranks' allreduce settings left its folder"
+  # Without dynamic rules Open MPI reads no segment size: ranks that differ only there run alike, and record.
+  expect 0 "^run: unused, 4 rank traces" -- timeout 120 mpirun -n 2 "$T" record "$CONFIG" -o unused "${SMALL[@]}" : \
+    -n 2 -x OMPI_MCA_coll_tuned_allreduce_algorithm_segmentsize=4096 "$T" record "$CONFIG" -o unused "${SMALL[@]}"
   # The same settings on every rank record as before, the run's MCA those of each rank.
   expect 0 "^run: same, 2 rank traces" -- timeout 120 mpirun -n 2 -x OMPI_MCA_coll_tuned_use_dynamic_rules=1 \
     -x OMPI_MCA_coll_tuned_allreduce_algorithm=4 "$T" record "$CONFIG" -o same "${SMALL[@]}"

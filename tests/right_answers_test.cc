@@ -358,7 +358,7 @@ TEST_F(RightAnswers, ASetIsNamedWhereTheReplayMeetsIt) {
   EXPECT_EQ(units.exit_code, 2) << units.output;
   EXPECT_TRUE(has(units.output,
                   ": the configuration differs from the recording's (model.layers[0].units: 16 -> 8), "
-                  "and the model it builds cannot resume from the recorded checkpoint at step 10; "
+                  "and the run it sets up cannot resume from the recorded checkpoint at step 10; "
                   "replay from step 0 to compare the two runs"))
       << units.output;
 }

@@ -140,12 +140,16 @@ std::string ranks_text(const std::vector<int>& ranks) {
 // otherwise every rank returns 2, and rank 0 names each setting that differs, with every rank's value.
 int allreduce_settings_agree(MpiCollective& c, const std::string& output) {
   const CollectiveSettings s = c.settings();
+  // Without dynamic rules Open MPI's fixed decision table picks the algorithm, and the forced algorithm, its
+  // segment size and a rules file are not read: ranks that differ only there run their allreduce alike.
+  const std::string unused = "(not used without dynamic rules)";
   const std::vector<std::pair<std::string, std::string>> mine = {
       {"coll_tuned_use_dynamic_rules", s.dynamic_rules ? "true" : "false"},
-      {"coll_tuned_allreduce_algorithm", std::to_string(s.forced_algorithm)},
-      {"coll_tuned_allreduce_algorithm_segmentsize", std::to_string(s.segment_bytes)},
+      {"coll_tuned_allreduce_algorithm", s.dynamic_rules ? std::to_string(s.forced_algorithm) : unused},
+      {"coll_tuned_allreduce_algorithm_segmentsize",
+       s.dynamic_rules ? std::to_string(s.segment_bytes) : unused},
       {"coll", s.components},
-      {"coll_tuned_dynamic_rules_filename", s.rules_file}};
+      {"coll_tuned_dynamic_rules_filename", s.dynamic_rules ? s.rules_file : unused}};
   std::string text;
   for (const auto& [key, value] : mine) text += key + '=' + value + '\n';
   const std::vector<std::string> all = c.allgather(text);
@@ -174,7 +178,10 @@ int allreduce_settings_agree(MpiCollective& c, const std::string& output) {
       else
         it->second.push_back(static_cast<int>(r));
     }
-    if (held.size() < 2) continue;
+    // Where some ranks read no such setting (no dynamic rules), the difference in dynamic rules says it.
+    if (held.size() < 2 ||
+        std::any_of(held.begin(), held.end(), [&](const auto& h) { return h.first == unused; }))
+      continue;
     differ += (differ.empty() ? "" : "; ") + mine[k].first + ": ";
     for (size_t i = 0; i < held.size(); ++i)
       differ += (i ? ", " : "") + (held[i].first.empty() ? std::string("unset") : held[i].first) + " on " +
