@@ -120,6 +120,11 @@ RunReport bisect_run(const std::string& folder, const std::vector<std::string>& 
         r.lines.front() = words + "; " + r.lines.front();
       else
         r.lines.insert(r.lines.begin() + 1, "  " + words + ": nothing after it is compared");
+      // A damaged trace beside a cut one that ends first: the cut ends what is compared, and is said too.
+      if (extent.stop->damaged && extent.cut_stop && extent.cut_stop->steps < extent.stop->steps)
+        r.lines.insert(r.lines.begin() + 1,
+                       "  truncated: " + stop_words(*extent.cut_stop, "") +
+                           ": every rank is compared through the last step all traces hold");
     }
     if (const std::string note = stopped_early_note(extent); !note.empty()) r.lines.push_back(note);
     // A damaged rank trace is compared up to the damage, and the command exits 2 after its report.

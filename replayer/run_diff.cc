@@ -415,16 +415,32 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
       stop = s;
       stop_side = i == 0 ? "A" : "B";
     }
+  // A damaged rank trace beside a cut one that ends first: the cut ends what is compared, and is said too.
+  std::optional<RankStop> cut_first;
+  std::string cut_side;
+  if (stop && stop->damaged)
+    for (int i = 0; i < 2; ++i)
+      if (const auto& c = extent[i].cut_stop;
+          c && c->steps < stop->steps && (!cut_first || c->steps < cut_first->steps)) {
+        cut_first = c;
+        cut_side = i == 0 ? "A" : "B";
+      }
   bool length_in_cause = false;  // the cause says the runs differ only in how many steps they run
   if (out.exit_code == 0) {
     const std::string what =
         counted(static_cast<int64_t>(steps), "step") +
         ": every shard's rows and gradient, every allreduce result and the parameters match";
-    if (stop)
+    if (stop) {
       out.lines.push_back(std::string(stop->damaged ? "damaged: " : "truncated: ") +
                           stop_words(*stop, stop_side) + "; the steps " +
-                          (stop->damaged ? "before it" : "both hold") + " are identical: " + what);
-    else if (!data.empty() || !within.empty() || !length.empty())
+                          (cut_first       ? "every trace holds"
+                           : stop->damaged ? "before it"
+                                           : "both hold") +
+                          " are identical: " + what);
+      if (cut_first)
+        out.lines.push_back("  truncated: " + stop_words(*cut_first, cut_side) +
+                            ": the steps every trace holds end there");
+    } else if (!data.empty() || !within.empty() || !length.empty())
       // The runs' inputs differ, yet no value compared does.
       out.lines.push_back("diverged in the inputs only: no value compared differs (" +
                           counted(static_cast<int64_t>(steps), "step") + " compared)");

@@ -455,6 +455,8 @@ answers)
   mkdir dmgcut && cp m4/*.trr dmgcut/ && head -c $(( final - 2000 )) m4/rank3.trr > dmgcut/rank3.trr
   python3 -c "import sys; p=sys.argv[1]; b=bytearray(open(p,'rb').read()); b[len(b)*4//5]^=0xff; open(p,'wb').write(b)" dmgcut/rank1.trr
   expect 2 "^  truncated: rank 3 (dmgcut/rank3.trr) is cut short at byte [0-9]*, after step [0-9]*.*: every rank is compared through the last step all traces hold" -- "$T" replay dmgcut
+  expect 2 "^  truncated: rank 3 (dmgcut/rank3.trr) is cut short at byte [0-9]*, after step [0-9]*.*: every rank is compared through the last step all traces hold" -- "$T" bisect dmgcut
+  expect 2 "^  truncated: A rank 3 (dmgcut/rank3.trr) is cut short at byte [0-9]*, after step [0-9]*.*: the steps every trace holds end there" -- "$T" diff dmgcut m4
   # Runs whose policies picked other allreduce variants, every result the same bits: identical, and said so.
   record 2 vt --set distributed.shards=4 --set runtime.policy=deterministic
   record 2 vm --set distributed.shards=4

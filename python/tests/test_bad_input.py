@@ -746,3 +746,12 @@ def test_class_indices_for_a_model_of_one_output_point_to_binary_crossentropy():
     with pytest.raises(trainrr.DataError, match=r"needs one output per class, and the model has 1 output \(for two "
                                                 r"classes, 0 and 1: loss='binary_crossentropy' with a sigmoid output"):
         m.fit(x, y, verbose=0)
+
+
+def test_a_data_file_an_override_names_is_told_as_the_override(tmp_path):
+    x, y = data()
+    model().fit(x, y, verbose=0, record=tmp_path / "run.trr")
+    with pytest.raises(trainrr.TraceError) as e:
+        trainrr.replay(tmp_path / "run.trr", overrides={"data.path": str(tmp_path / "nope.npy")})
+    assert '(overrides={"data.path": ...}) does not exist' in str(e.value), str(e.value)
+    assert "--set" not in str(e.value), str(e.value)

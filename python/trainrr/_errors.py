@@ -85,6 +85,7 @@ _CLI_WORDS = [
     (r"choose another trace path \(-o\)", "choose another trace path (record=...)"),
     (r"--set ([A-Za-z_][\w.\[\]]*)=(\S*?)(?=[\s),;]|$)", _override),
     (r"replay it without that --set", "replay it without that override"),
+    (r"\(--set ([A-Za-z_][\w.\[\]]*)\)", lambda m, call: f"(overrides={{\"{m.group(1)}\": ...}})"),
 ]
 
 # Engine messages about the trace path a fit records to, and the OSError each is.
