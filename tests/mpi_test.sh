@@ -461,6 +461,10 @@ answers)
   record 2 vt --set distributed.shards=4 --set runtime.policy=deterministic
   record 2 vm --set distributed.shards=4
   expect 0 "^  note: the allreduce differs (allreduce__trainrr_tree (A) vs allreduce__mpi (B)), yet every allreduce result is the same bits" -- "$T" diff vt vm
+  # Under TRAINRR_ISA, OpenBLAS is kept within it as for one process (where train restarts it here).
+  if TRAINRR_ISA=generic "$T" train "$CONFIG" "${SMALL[@]}" 2>&1 | grep -q "the best within TRAINRR_ISA=generic, restarted"; then
+    expect 1 "note: OpenBLAS runs its .* code, the best within TRAINRR_ISA=generic, restarted" -- env TRAINRR_ISA=generic "$T" replay m4 --force none
+  fi
   # Each rank's trace records the metrics of its own shards, and show says whose they are.
   expect 0 "^final metrics (epoch 1, rank 2's shards):" -- "$T" show m4/rank2.trr
   # Ranks recorded with other thread counts are replayed in one process with their own: no difference in threads

@@ -10,6 +10,7 @@
 #include "replayer/divergence.h"
 #include "replayer/runs.h"
 #include "tools/commands.h"
+#include "tools/openblas_core.h"
 #include "tools/trace_text.h"
 #include "traces/run_set.h"
 #include "traces/trace_reader.h"
@@ -85,9 +86,19 @@ int print_report(const RunReport& r) {
 
 // Under mpirun -n N: this process replays rank R of the N-rank run from its own trace, through MPI; rank 0
 // gathers what each rank found and reports the earliest step, the lowest rank there, and its cause.
+// OpenBLAS kept within TRAINRR_ISA, or running the code the recording's rank 0 ran where the kernels are
+// forced, as for one process's trace: this may restart the process, before anything is read or MPI starts.
+std::vector<std::string> openblas_for_run(const std::string& path, const ForceSet& force) {
+  if (!force.kernels) return keep_openblas_within_isa();
+  if (auto reader = trace::TraceReader::open(trace::rank_trace_path(path, 0), trace::without_payloads()))
+    return use_recorded_openblas_core((*reader)->header());
+  return {};
+}
+
 int replay_rank_under_mpirun(const std::string& path, const ForceSet& force, const std::vector<std::string>& overrides,
                              int64_t to_step) {
 #if TRAINRR_WITH_MPI
+  const std::vector<std::string> openblas_notes = openblas_for_run(path, force);
   auto comm = MpiCollective::init();
   if (!comm) {
     print_error(comm.error().message);
@@ -165,6 +176,7 @@ int replay_rank_under_mpirun(const std::string& path, const ForceSet& force, con
   add_allreduce_line(*run, report);
   headline_stop(*run, report, to_step);
   add_run_inputs(*run, force, overrides, report, n / c.size(), &environments);
+  for (const std::string& note : openblas_notes) report.lines.push_back("  note: " + note);
   return print_report(report);
 #else
   (void)path, (void)force, (void)overrides, (void)to_step;
@@ -210,12 +222,16 @@ int replay_run_folder(const std::string& path, const ForceSet& force, const std:
                       int64_t to_step) {
   if (!trace::is_run_folder(path)) return refuse_for(path, "replay");
   if (launched_by_mpirun()) return replay_rank_under_mpirun(path, force, overrides, to_step);
+  const std::vector<std::string> openblas_notes = openblas_for_run(path, force);
   RunReplayOptions o;
   o.folder = path;
   o.force = force;
   o.overrides = overrides;
   o.to_step = to_step;
-  return print_report(replay_run(o));
+  RunReport report = replay_run(o);
+  if (report.exit_code < 2)
+    for (const std::string& note : openblas_notes) report.lines.push_back("  note: " + note);
+  return print_report(report);
 }
 
 int diff_run_folders(const std::string& a, const std::string& b) {
