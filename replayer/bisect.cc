@@ -444,6 +444,19 @@ BisectResult bisect(const BisectOptions& o) {
     return state_difference((*recorded_end)->tensors, t.state().tensors, t.step() - 1,
                             against ? "A" : "recorded", "replayed", false);
   };
+  // From step 0, the state the forced side sets up is compared with the trace's initial checkpoint, as replay
+  // compares it (a recorded draw the set-up did not make comes first).
+  if (!against && start == 0 && !forced->hooks->diverged() && tf.step() == 0 && tf.total_steps() > 0) {
+    if (auto d = forced->hooks->unmade_initial_draw()) {
+      forced->hooks->diverge_at_end(std::move(*d));
+    } else if (auto recorded_start = checkpoint_at(o.trace_path, {{0, forced->reader->header_size()}}, 0);
+               recorded_start && *recorded_start) {
+      if (auto s = state_difference((*recorded_start)->tensors, tf.state().tensors, 0, "recorded", "replayed",
+                                    /*initial=*/true))
+        forced->hooks->diverge_at_end(std::move(*s));
+    }
+    if (forced->hooks->diverged()) return forced_differs(0);
+  }
   while (tf.step() < tf.total_steps() && !forced->hooks->at_end() && (target < 0 || tf.step() <= target)) {
     const int64_t step = tf.step();
     if (progress && step % 100 == 0)

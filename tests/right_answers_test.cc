@@ -343,6 +343,13 @@ TEST_F(RightAnswers, ASetIsNamedWhereTheReplayMeetsIt) {
   EXPECT_TRUE(has(zeros.output, "at init/dense_1.kernel in step 0, a draw the replay did not make"))
       << zeros.output;
   EXPECT_FALSE(has(zeros.output, "the draws of the initial weights are the same")) << zeros.output;
+  // A layer without its bias: replay and bisect both meet it in the initial state.
+  for (const std::string verb : {"replay ", "bisect "}) {
+    const CommandResult bias = run_trainrr(verb + trace + " --set 'model.layers[0].use_bias=false'");
+    EXPECT_EQ(bias.exit_code, 1) << bias.output;
+    EXPECT_TRUE(has(bias.output, "diverged in the initial state, before step 0, dense_1 (dense_1.bias)\n"))
+        << bias.output;
+  }
 
   const CommandResult seed = run_trainrr("replay " + trace + " --from-step 15 --set seed=4 --force none");
   ASSERT_EQ(seed.exit_code, 1) << seed.output;
