@@ -335,7 +335,8 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
   o << "<section><h2>Loss per step</h2>";
   if (!p.per_step) {
     o << "<p class=\"muted\">Not computed by trainrr " << esc(r.command)
-      << ", which re-executes only a window of steps: <code>trainrr replay --keep-going</code> or <code>trainrr "
+      << ", which keeps no loss per step of the runs it re-executes: <code>trainrr replay "
+         "--keep-going</code> or <code>trainrr "
          "diff</code> draws the loss curves and the divergence map.</p></section>\n";
     return;
   }
