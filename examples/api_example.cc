@@ -40,7 +40,9 @@ int main(int argc, char** argv) {
   if (!training) return fail(training.error().message);
   if (trainrr::Status started = (*recorder)->start(); !started) return fail(started.error().message);
   trainrr::Status fit = (*training)->fit();
-  trainrr::Status written = (*recorder)->finish(fit.ok(), fit.ok() ? "completed" : fit.error().message);
+  // The final state, then the footer.
+  trainrr::Status written =
+      (*recorder)->finish((*training)->state(), fit.ok(), fit.ok() ? "completed" : fit.error().message);
   if (!fit) return fail(fit.error().message);
   if (!written) return fail(written.error().message);
   trainrr::Evaluation test = (*training)->evaluate((*training)->test_data());

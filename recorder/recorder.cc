@@ -263,7 +263,13 @@ bool Recorder::wants_checkpoint(int64_t steps_completed) {
 
 void Recorder::checkpoint(const TrainState& state) {
   if (state.step == 0) initial_written_ = true;
+  last_checkpoint_ = state.step;
   if (writing()) keep(writer_->write_checkpoint(state));
+}
+
+Status Recorder::finish(const TrainState& final_state, bool completed, const std::string& reason) {
+  if (final_state.step > 0 && final_state.step != last_checkpoint_ && writing()) checkpoint(final_state);
+  return finish(completed, reason);
 }
 
 Status Recorder::finish(bool completed, const std::string& reason) {

@@ -69,6 +69,10 @@ class Recorder : public Hooks {
   Status health() const override { return status_; }
   // Writes the footer. `reason`: "completed", or why the run stopped.
   Status finish(bool completed, const std::string& reason);
+  // The same, after writing `final_state` (Training::state() once fit returns) as the trace's final
+  // checkpoint, where no checkpoint of its step was written and a step was: every trace keeps its initial and
+  // its final state (export --step N past the end gives the final one).
+  Status finish(const TrainState& final_state, bool completed, const std::string& reason);
   uint64_t bytes_written() const;
   const std::string& path() const { return options_.path; }
   // After start(): whether the run's GPU kernels are being gathered, and if not, why (empty on the CPU).
@@ -105,6 +109,7 @@ class Recorder : public Hooks {
   void start_kernels();
   bool seeded_ = false;  // the header is complete: seed() has been called
   bool initial_written_ = false;  // the checkpoint before the first step
+  int64_t last_checkpoint_ = -1;  // the step of the last checkpoint written
   bool writing() const { return writer_ && status_.ok(); }
 
   RecordOptions options_;

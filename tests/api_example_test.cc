@@ -78,6 +78,10 @@ TEST(ApiExample, RecordsARunThatReplaysBitForBit) {
   EXPECT_EQ(replay.exit_code, 0) << replay.output;
   EXPECT_NE(replay.output.find("reproduced bit for bit (45 steps compared)"), std::string::npos)
       << replay.output;
+  // Its initial and its final state, as every trace keeps them.
+  const CommandResult show = run_trainrr("show " + trace);
+  EXPECT_NE(show.output.find("checkpoints: 2: the initial state, after 45 steps\n"), std::string::npos)
+      << show.output;
   // The recorder, not only the command line, refuses to write a trace over what is not one.
   const std::string notes = dir.write("notes.txt", "keep me\n");
   FILE* q =
