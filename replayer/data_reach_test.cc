@@ -71,7 +71,8 @@ TEST_F(DataReachTest, AChangedRowIsFirstReadByTheStepWhoseBatchHoldsIt) {
   EXPECT_EQ(r->first_feature_step, 3);
   EXPECT_EQ(r->first_row, 6);
   EXPECT_EQ(r->rows_differ, 1);
-  EXPECT_EQ(data_reach_words(*r), "step 3 is the first to read a training row that differs (data row 7)");
+  EXPECT_EQ(data_reach_words(*r),
+            "step 3 is the first to read a training row that differs (data row 7, line 8 of the file)");
 }
 
 TEST_F(DataReachTest, ALabelAloneIsReadAtItsStepWithNoFeatureThatDiffers) {
