@@ -310,7 +310,7 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
       else if (loader_a.find("first_ready") != std::string::npos ||
                loader_b.find("first_ready") != std::string::npos)
         found += "; a first-ready loader hands out batches in the order its workers finish";
-      head(divergence(step, "input", "loader", "data/loader"), "data/loader (input)", found);
+      head(divergence(step, "input", "loader", "data/loader"), "rank 0, data/loader (input)", found);
       break;
     }
     const size_t buckets = A.steps[0][t].collectives.size();
