@@ -14,7 +14,6 @@
 #include "engine/trainer.h"
 #include "replayer/cause.h"
 #include "replayer/diff.h"
-#include "replayer/final_state.h"
 #include "replayer/replay_hooks.h"
 #include "replayer/replayer.h"
 #include "traces/trace_reader.h"
@@ -436,26 +435,17 @@ BisectResult bisect(const BisectOptions& o) {
   auto final_difference = [&](ReplaySide& side) -> std::optional<FirstDivergence> {
     Training& t = *side.training;
     ReplayHooks& h = *side.hooks;
-    if (h.diverged() || !h.at_end() || !h.trace_ended_cleanly() || h.trace_damage() || t.step() <= start ||
-        !side.reader->footer())
+    if (h.diverged() || !h.at_end() || !h.trace_ended_cleanly() || h.trace_damage() || t.step() <= start)
       return std::nullopt;
-    auto recorded_end = checkpoint_at(o.trace_path, side.reader->footer()->checkpoints, t.step());
-    if (!recorded_end || !*recorded_end) return std::nullopt;
-    return state_difference((*recorded_end)->tensors, t.state().tensors, t.step() - 1,
-                            against ? "A" : "recorded", "replayed", false);
+    return final_state_difference(o.trace_path, side);
   };
   // From step 0, the state the forced side sets up is compared with the trace's initial checkpoint, as replay
   // compares it (a recorded draw the set-up did not make comes first).
   if (!against && start == 0 && !forced->hooks->diverged() && tf.step() == 0 && tf.total_steps() > 0) {
-    if (auto d = forced->hooks->unmade_initial_draw()) {
+    if (auto d = initial_state_difference(o.trace_path, *forced)) {
       forced->hooks->diverge_at_end(std::move(*d));
-    } else if (auto recorded_start = checkpoint_at(o.trace_path, {{0, forced->reader->header_size()}}, 0);
-               recorded_start && *recorded_start) {
-      if (auto s = state_difference((*recorded_start)->tensors, tf.state().tensors, 0, "recorded", "replayed",
-                                    /*initial=*/true))
-        forced->hooks->diverge_at_end(std::move(*s));
+      return forced_differs(0);
     }
-    if (forced->hooks->diverged()) return forced_differs(0);
   }
   while (tf.step() < tf.total_steps() && !forced->hooks->at_end() && (target < 0 || tf.step() <= target)) {
     const int64_t step = tf.step();
@@ -551,20 +541,11 @@ BisectResult bisect(const BisectOptions& o) {
     // A --set that changes nothing the steps compared, or how many steps run: the run asked for is not the
     // one recorded, as replay says.
     if (!against && !rep.config_differences.empty()) {
-      std::string unmatched;
-      if (tf.step() < tf.total_steps())
-        unmatched = ", and the trace stops first: the replay's steps from step " + std::to_string(tf.step()) +
-                    " on are not compared";
-      else if (!forced->hooks->at_end())
-        unmatched = ", and the replay stops first, at the end of its " + counted(tf.step(), "step") +
-                    ": the trace's steps from step " + std::to_string(tf.step()) + " on are not compared";
-      std::string keys, because;
-      for (const auto& c : rep.config_differences) keys += (keys.empty() ? "" : "; ") + c;
-      for (const auto& w : unblamed_config_words(rep.config_differences))
-        because += (because.empty() ? "" : "; ") + w;
-      rep.notes.push_back("the configuration differs from the recording's (" + keys + "), yet the " +
-                          counted(free_run->hooks->steps_compared(), "step") +
-                          " compared matched it: " + because + unmatched);
+      const Unmatched unmatched = tf.step() < tf.total_steps() ? Unmatched::trace_first
+                                  : !forced->hooks->at_end()   ? Unmatched::replay_run_end
+                                                               : Unmatched::none;
+      rep.notes.push_back(config_matched_note(rep.config_differences, {}, rep.config_differences,
+                                              free_run->hooks->steps_compared(), tf.step(), unmatched));
       rep.facts.emplace_back("steps compared", std::to_string(free_run->hooks->steps_compared()));
     }
     rep.facts.emplace_back("steps re-executed", std::to_string(res.steps_executed));

@@ -841,13 +841,7 @@ ReplayResult replay(const ReplayOptions& o) {
   // A recorded draw of the initial weights that the set-up here did not make (another initializer) comes
   // first.
   if (resumed == 0 && !hooks.diverged() && t.step() == 0 && end > 0)
-    if (auto d = hooks.unmade_initial_draw()) hooks.diverge_at_end(std::move(*d));
-  if (resumed == 0 && !hooks.diverged() && t.step() == 0 && end > 0)
-    if (auto recorded_start = checkpoint_at(o.trace_path, {{0, read.header_size()}}, 0);
-        recorded_start && *recorded_start)
-      if (auto d = state_difference((*recorded_start)->tensors, t.state().tensors, 0, "recorded", "replayed",
-                                    /*initial=*/true))
-        hooks.diverge_at_end(std::move(*d));
+    if (auto d = initial_state_difference(o.trace_path, *side)) hooks.diverge_at_end(std::move(*d));
   while (t.step() < end) {
     if (hooks.at_end()) {
       // Damage is said in the report's first line and on stderr, with the reader's words.
@@ -901,12 +895,8 @@ ReplayResult replay(const ReplayOptions& o) {
   // A recording stopped early (Ctrl-C) holds the state it stopped in: a replay that stops there with it
   // compares it.
   if ((whole_run || cut_short) && !hooks.diverged() && !o.keep_going && t.step() > resumed &&
-      hooks.at_end() && hooks.trace_ended_cleanly() && !hooks.trace_damage() && read.footer())
-    if (auto recorded_end = checkpoint_at(o.trace_path, read.footer()->checkpoints, t.step());
-        recorded_end && *recorded_end)
-      if (auto d = state_difference((*recorded_end)->tensors, t.state().tensors, t.step() - 1, "recorded",
-                                    "replayed", false))
-        hooks.diverge_at_end(std::move(*d));
+      hooks.at_end() && hooks.trace_ended_cleanly() && !hooks.trace_damage())
+    if (auto d = final_state_difference(o.trace_path, *side)) hooks.diverge_at_end(std::move(*d));
   const bool cut_after_last_step = whole_run && hooks.at_end() && !hooks.trace_ended_cleanly();
   res.damage = hooks.trace_damage();
   if (res.damage ||
@@ -1052,7 +1042,6 @@ ReplayResult replay(const ReplayOptions& o) {
       std::vector<std::string> all = served;
       all.insert(all.end(), ci.config_differences.begin(), ci.config_differences.end());
       all.insert(all.end(), replaced.begin(), replaced.end());
-      const std::string keys = joined(all);
       // Why each difference left the compared steps alike, from what ran.
       std::vector<std::string> why;
       if (!served.empty())
@@ -1060,21 +1049,13 @@ ReplayResult replay(const ReplayOptions& o) {
                       key_list(served));
       if (!replaced.empty())
         why.push_back(changes_words(replaced) + " only the initial weights, and " + checkpoint_replaces);
-      for (std::string& w : unblamed_config_words(ci.config_differences)) why.push_back(std::move(w));
       // Which side has steps the other lacks: those are not compared.
-      std::string unmatched;
-      if (cut_short)
-        unmatched = ", and the trace stops first: the replay's steps from step " + std::to_string(t.step()) +
-                    " on are not compared";
-      else if (!hooks.at_end())
-        unmatched =
-            ", and the replay stops first" +
-            (t.step() == t.total_steps() ? std::string(", at the end of its ") + counted(t.step(), "step")
-                                         : std::string(" at --to-step ") + std::to_string(t.step())) +
-            ": the trace's steps from step " + std::to_string(t.step()) + " on are not compared";
-      const std::string because = joined(why);
-      rep.notes.push_back("the configuration differs from the recording's (" + keys + "), yet the " +
-                          counted(hooks.steps_compared(), "step") + " compared matched it: " + because + unmatched);
+      const Unmatched unmatched = cut_short                     ? Unmatched::trace_first
+                                  : hooks.at_end()              ? Unmatched::none
+                                  : t.step() == t.total_steps() ? Unmatched::replay_run_end
+                                                                : Unmatched::replay_to_step;
+      rep.notes.push_back(
+          config_matched_note(all, why, ci.config_differences, hooks.steps_compared(), t.step(), unmatched));
     }
     // Below level op, a difference inside a step that rounding removes before the step's end leaves no
     // trace: say so when this machine differs from the recording's, as that is when it happens.
@@ -1183,6 +1164,42 @@ ReplayResult replay(const ReplayOptions& o) {
   const ReplayedKernels replayed{hooks.gathers_kernels(), hooks.divergent_step_kernels()};
   rep.page.timeline = replay_timeline(header, o.trace_path, d.step, t.device() != nullptr, &replayed);
   return res;
+}
+
+std::optional<FirstDivergence> initial_state_difference(const std::string& trace_path, ReplaySide& side) {
+  if (auto d = side.hooks->unmade_initial_draw()) return d;
+  auto recorded = checkpoint_at(trace_path, {{0, side.reader->header_size()}}, 0);
+  if (!recorded || !*recorded) return std::nullopt;
+  return state_difference((*recorded)->tensors, side.training->state().tensors, 0, "recorded", "replayed",
+                          /*initial=*/true);
+}
+
+std::optional<FirstDivergence> final_state_difference(const std::string& trace_path, ReplaySide& side) {
+  Training& t = *side.training;
+  if (!side.reader->footer()) return std::nullopt;
+  auto recorded = checkpoint_at(trace_path, side.reader->footer()->checkpoints, t.step());
+  if (!recorded || !*recorded) return std::nullopt;
+  return state_difference((*recorded)->tensors, t.state().tensors, t.step() - 1, "recorded", "replayed",
+                          false);
+}
+
+std::string config_matched_note(const std::vector<std::string>& differences, std::vector<std::string> why,
+                                const std::vector<std::string>& unblamed, int64_t compared, int64_t stopped,
+                                Unmatched unmatched) {
+  for (std::string& w : unblamed_config_words(unblamed)) why.push_back(std::move(w));
+  const std::string from = std::to_string(stopped);
+  const std::string rest =
+      unmatched == Unmatched::trace_first
+          ? ", and the trace stops first: the replay's steps from step " + from + " on are not compared"
+      : unmatched == Unmatched::replay_run_end
+          ? ", and the replay stops first, at the end of its " + counted(stopped, "step") +
+                ": the trace's steps from step " + from + " on are not compared"
+      : unmatched == Unmatched::replay_to_step
+          ? ", and the replay stops first at --to-step " + from + ": the trace's steps from step " + from +
+                " on are not compared"
+          : std::string();
+  return "the configuration differs from the recording's (" + joined(differences) + "), yet the " +
+         counted(compared, "step") + " compared matched it: " + joined(why) + rest;
 }
 
 std::vector<std::string> unblamed_config_words(const std::vector<std::string>& differences) {

@@ -128,10 +128,30 @@ struct ReplaySide {
   ReplaySide(ReplaySide&&) noexcept;
   ~ReplaySide();
 };
+// The state `side`'s run has set up, before its first step, against the trace's initial checkpoint (what
+// export --step 0 gives): a recorded draw of the initial weights that the set-up did not make (another
+// initializer) first, then the tensors. nullopt where they are the same or the trace holds no such
+// checkpoint.
+std::optional<FirstDivergence> initial_state_difference(const std::string& trace_path, ReplaySide& side);
+// The state `side`'s run is in after its last step against the trace's checkpoint of that step (its final
+// state): what the steps do not compare (a batch normalization's moving statistics at level step). nullopt
+// where they are the same or the trace holds no such checkpoint. The caller says whether the run's steps
+// compared the same through the trace's end.
+std::optional<FirstDivergence> final_state_difference(const std::string& trace_path, ReplaySide& side);
+
 // Why configuration differences (cause.h's "key: a -> b") that no cause names left the steps compared alike:
 // "train.epochs changes how many steps run, not what a step computes", "... changes nothing that was
 // compared".
 std::vector<std::string> unblamed_config_words(const std::vector<std::string>& differences);
+// Which side of a comparison that matched has steps the other lacks, and why: none, the trace ends first, the
+// replay's run ends first, the replay stopped at --to-step.
+enum class Unmatched { none, trace_first, replay_run_end, replay_to_step };
+// "the configuration differs from the recording's (DIFFERENCES), yet the N steps compared matched it: WHY":
+// `why` the reasons the caller knows (forced choices that serve the recorded values), then those of
+// unblamed_config_words(`unblamed`), then the steps one side lacks from step `stopped` on.
+std::string config_matched_note(const std::vector<std::string>& differences, std::vector<std::string> why,
+                                const std::vector<std::string>& unblamed, int64_t compared, int64_t stopped,
+                                Unmatched unmatched);
 
 Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConfig& config,
                                     const KernelRegistry& registry, ForceSet force,

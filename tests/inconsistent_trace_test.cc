@@ -44,6 +44,20 @@ class InconsistentTrace : public ::testing::Test {
     return bad;
   }
 
+  // The recording with step `step`'s batch-order event saying it took batch `batch`.
+  std::string with_batch(int64_t step, int64_t batch) {
+    bool edited = false;
+    const std::string bad = with_step(step, [&](trace::TraceStep& s) {
+      for (auto& e : s.events)
+        if (auto* b = std::get_if<trace::BatchOrderEvent>(&e)) {
+          b->batch = batch;
+          edited = true;
+        }
+    });
+    EXPECT_TRUE(edited) << "step " << step << " holds no batch-order event";
+    return bad;
+  }
+
   static TempDir* shared_;
   TempDir dir;
 };
@@ -96,15 +110,7 @@ TEST_F(InconsistentTrace, AProbeRecordedTwiceIsCountedAndNamedAsTheTrace) {
 
 TEST_F(InconsistentTrace, ABatchNoLoaderCanHandOutIsNoLoaderRace) {
   for (const int64_t batch : {int64_t{15}, int64_t{0}}) {  // one past the epoch's 15 batches; step 0's again
-    bool edited = false;
-    const std::string bad = with_step(1, [&](trace::TraceStep& s) {
-      for (auto& e : s.events)
-        if (auto* b = std::get_if<trace::BatchOrderEvent>(&e)) {
-          b->batch = batch;
-          edited = true;
-        }
-    });
-    ASSERT_TRUE(edited);
+    const std::string bad = with_batch(1, batch);
     const CommandResult r = run_trainrr("replay " + bad);
     ASSERT_EQ(r.exit_code, 1) << r.output;
     EXPECT_TRUE(has(r.output, "  cause: trace: step 1: the recorded batch " + std::to_string(batch) +
@@ -253,15 +259,7 @@ TEST_F(InconsistentTrace, ADiffOfABatchNoLoaderCanHandOutNamesTheTraceNotTheLoad
     // Named, not bound: a lambda below takes them (clang 14 captures no structured binding).
     const int64_t batch = item.first;
     const std::string& why = item.second;
-    bool edited = false;
-    const std::string bad = with_step(1, [&](trace::TraceStep& s) {
-      for (auto& e : s.events)
-        if (auto* b = std::get_if<trace::BatchOrderEvent>(&e)) {
-          b->batch = batch;
-          edited = true;
-        }
-    });
-    ASSERT_TRUE(edited);
+    const std::string bad = with_batch(1, batch);
     const CommandResult d = run_trainrr("diff " + recorded() + " " + bad);
     ASSERT_EQ(d.exit_code, 1) << d.output;
     EXPECT_TRUE(has(d.output, "  cause: trace: batch 1 (A), batch " + std::to_string(batch) +
