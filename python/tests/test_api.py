@@ -446,6 +446,24 @@ def test_summary_counts_every_weight_as_keras_does():
                          f"  Non-trainable params: 128")
 
 
+def test_get_weights_is_in_keras_order_layer_by_layer():
+    # Keras: a layer's weights together, BatchNormalization's as [gamma, beta, moving_mean, moving_variance],
+    # so that the list can be given to a Keras model of the same layers.
+    x, y = blobs()
+    model = trainrr.Sequential([layers.Dense(5, activation="relu"), layers.BatchNormalization(),
+                                layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", threads=1)
+    model.fit(x, y, verbose=0, seed=1)
+    weights = model.get_weights()
+    assert [w.shape for w in weights] == [(6, 5), (5,), (5,), (5,), (5,), (5,), (5, 2), (2,)]
+    state = model._trained("test").weights()  # the engine's weights, by name
+    order = ["dense_1.kernel", "dense_1.bias", "batch_normalization_1.gamma", "batch_normalization_1.beta",
+             "batch_normalization_1.moving_mean", "batch_normalization_1.moving_variance",
+             "dense_2.kernel", "dense_2.bias"]
+    for got, name in zip(weights, order):
+        assert got.tobytes() == state[name].tobytes(), name
+
+
 def test_a_steps_loss_is_its_batchs_and_its_accuracy_the_epochs_so_far(tmp_path):
     # As docs/traces.md says: gradient digests at level layer only (at level op the gradients are probed as
     # ops); a step's accuracy is the epoch's so far, its loss the batch's.

@@ -692,6 +692,7 @@ def test_keras_names_the_engine_lacks_are_not_taken_for_misspellings(make, messa
 
 @pytest.mark.parametrize("loss, message", [
     ("mae", "compile: loss: loss 'mae' is a Keras one that trainrr's engine lacks (its losses"),
+    ("MAE", "compile: loss: loss 'MAE' is a Keras one that trainrr's engine lacks (its losses"),
     ("categorical_crossentropy", "compile: loss: loss 'categorical_crossentropy' (one-hot labels) is a Keras "
                                  "one that trainrr's engine lacks: sparse_categorical_crossentropy computes the same"),
 ])
@@ -699,6 +700,14 @@ def test_keras_losses_the_engine_lacks_are_named_as_such(loss, message):
     with pytest.raises(trainrr.ConfigError) as e:
         trainrr.Sequential([layers.Dense(1)]).compile(optimizer="sgd", loss=loss)
     assert str(e.value).startswith(message), str(e.value)
+
+
+@pytest.mark.parametrize("alias, name", [("MSE", "mse"), ("mean_squared_error", "mse"), ("bce", "binary_crossentropy"),
+                                         ("BCE", "binary_crossentropy")])
+def test_keras_other_spellings_of_a_loss_are_that_loss(alias, name):
+    m = trainrr.Sequential([layers.Dense(1)])
+    m.compile(optimizer="sgd", loss=alias)
+    assert m._compiled["loss"] == name
 
 
 def test_a_label_is_shown_as_the_float32_it_is_and_a_fraction_is_no_index():

@@ -5,7 +5,8 @@ from . import _check
 
 _NAMES = ("binary_crossentropy", "sparse_categorical_crossentropy", "mse")
 # Keras' other spellings of the same losses.
-_ALIASES = {"mean_squared_error": "mse", "MeanSquaredError": "mse", "BinaryCrossentropy": "binary_crossentropy",
+_ALIASES = {"mean_squared_error": "mse", "MSE": "mse", "MeanSquaredError": "mse",
+            "bce": "binary_crossentropy", "BCE": "binary_crossentropy", "BinaryCrossentropy": "binary_crossentropy",
             "SparseCategoricalCrossentropy": "sparse_categorical_crossentropy"}
 
 

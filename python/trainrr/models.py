@@ -305,9 +305,13 @@ class Sequential:
         return run.predict(_data.features(x, sample_shape=run.sample_shape))
 
     def get_weights(self):
-        """The parameters (then the non-trainable state, such as batch normalization's moving statistics),
-        in model order, as numpy arrays."""
-        return list(self._trained("get_weights").weights().values())
+        """The weights as numpy arrays, layer by layer in model order and in Keras' order within a layer:
+        a Dense layer's kernel (inputs, units) and bias, a BatchNormalization layer's gamma, beta, moving
+        mean and moving variance."""
+        by_layer = {}
+        for name, value in self._trained("get_weights").weights().items():
+            by_layer.setdefault(name.rsplit(".", 1)[0], []).append(value)
+        return [value for values in by_layer.values() for value in values]
 
     def summary(self, print_fn=None):
         """Prints the model as the command's run header does: a line per layer with its name, type, output
