@@ -682,15 +682,37 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
   for (const auto& e : in.environment) env.push_back(e.key);
   // At a step's end (below level op) the values inside the step were not compared: what was the same is what
   // the step started from and every kernel selection.
-  return {"numeric",
-          (d.kind == "step_end" && kernel.empty()
-               ? std::string("same kernel selections, same parameters and batch at the step's start")
-               : "same kernel" + (kernel.empty() ? std::string() : " " + kernel) + ", same inputs") +
-              ", different output" +
-              (env.empty() ? std::string(": nothing recorded about the environment differs (trainrr's "
-                                         "version is recorded, not its build: a recording by another "
-                                         "build of the same version would not show here)")
-                           : "; the environment differs in " + join(env, ", "))};
+  const std::string same =
+      (d.kind == "step_end" && kernel.empty()
+           ? std::string("same kernel selections, same parameters and batch at the step's start")
+           : "same kernel" + (kernel.empty() ? std::string() : " " + kernel) + ", same inputs") +
+      ", different output";
+  if (!env.empty()) return {"numeric", same + "; the environment differs in " + join(env, ", ")};
+  // A kernel not known here (another device's) may be nondeterministic without this trainrr knowing it.
+  auto deterministic_here = [&](const std::string& id) {
+    const Kernel* known = in.registry ? in.registry->find(id) : nullptr;
+    return known && known->info.deterministic;
+  };
+  const bool every_kernel_known =
+      kernel.empty()
+          ? std::all_of(in.kernels.begin(), in.kernels.end(),
+                        [&](const auto& site_kernel) { return deterministic_here(site_kernel.second); })
+          : deterministic_here(kernel);
+  if (!every_kernel_known)
+    return {"numeric",
+            same +
+                ": nothing recorded about the environment differs (trainrr's version is recorded, not "
+                "its build: a recording by another build of the same version would not show here)"};
+  // Nothing recorded differs, and every kernel is deterministic: rounding is no answer the evidence gives.
+  const bool replay = in.name_a == "recorded";
+  return {
+      "unexplained",
+      same + ", and nothing recorded differs (configuration, data, recorded choices, environment): either " +
+          (replay ? "the trace does not hold what its run did (changed after it was written), or the build "
+                    "of trainrr that recorded it computes otherwise than this one"
+                  : "a trace does not hold what its run did (changed after it was written), or the builds "
+                    "of trainrr that recorded them compute otherwise") +
+          " (trainrr's version is recorded, not its build)"};
 }
 
 }  // namespace trainrr

@@ -409,7 +409,8 @@ bool refine_cause(Cause& cause, const FirstDivergence& d, const CauseInputs& ci,
                   const std::optional<FirstDivergence>& recorded_itself,
                   const std::optional<FirstDivergence>& op_first, std::vector<std::string>& notes) {
   if (op_first && d.kind == "step_end" &&
-      (cause.category == "numeric" || cause.category == "kernel" || cause.category == "environment")) {
+      (cause.category == "numeric" || cause.category == "kernel" || cause.category == "environment" ||
+       cause.category == "unexplained")) {
     // Below level op the step's end shows that something differs, not where: the re-execution, every op
     // probed, shows the first op whose output differs, its inputs the same, and the cause is that op's.
     Cause at_op = classify(*op_first, ci);

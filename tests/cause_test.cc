@@ -589,6 +589,37 @@ TEST(Cause, AStepsEndDifferenceClaimsNoInputsItDidNotCompare) {
             "environment differs in cpu.model");
 }
 
+// Nothing recorded differs and no kernel is declared nondeterministic: rounding is no answer the evidence
+// gives, and the cause names what can differ unrecorded.
+TEST(Cause, ADifferenceWithNothingRecordedDifferingIsUnexplained) {
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  const FirstDivergence d = event("update", "step_end", "(all parameters)");
+  CauseInputs in;
+  in.registry = &registry;
+  in.kernels = {{"dense_1/matmul.fwd", "f32_matmul__cpu_blocked_generic"}};
+  Cause c = classify(d, in);
+  EXPECT_EQ(c.category, "unexplained");
+  EXPECT_EQ(c.detail,
+            "same kernel selections, same parameters and batch at the step's start, different output, and "
+            "nothing recorded differs (configuration, data, recorded choices, environment): either the trace "
+            "does not hold what its run did (changed after it was written), or the build of trainrr that "
+            "recorded it computes otherwise than this one (trainrr's version is recorded, not its build)");
+  in.name_a = "A";
+  in.name_b = "B";
+  c = classify(d, in);
+  EXPECT_EQ(c.category, "unexplained");
+  EXPECT_NE(c.detail.find("either a trace does not hold what its run did (changed after it was written), or "
+                          "the builds of trainrr that recorded them compute otherwise"),
+            std::string::npos)
+      << c.detail;
+  // A kernel this trainrr does not know (another device's) may be nondeterministic: no claim either way.
+  in.kernels["conv2d_1/conv.fwd"] = "f32_conv2d_fwd__cudnn_engine1";
+  c = classify(d, in);
+  EXPECT_EQ(c.category, "numeric");
+  EXPECT_NE(c.detail.find("nothing recorded about the environment differs"), std::string::npos) << c.detail;
+}
+
 // Two recordings whose samples and labels both differ: both files are named, and which they are.
 TEST(Cause, EveryDataFileThatDiffersIsNamed) {
   trace::TraceHeader a, b;

@@ -404,5 +404,33 @@ TEST_F(InconsistentTrace, AnInitialCheckpointThatIsNotTheRunsSetUpIsNamed) {
   EXPECT_EQ(run_trainrr("replay " + recorded()).exit_code, 0);
 }
 
+// A configuration edited after the recording (a learning rate): the replay's update differs with nothing
+// recorded differing, which no rounding explains: the cause says what can, not "numeric".
+TEST_F(InconsistentTrace, AnUpdateThatDiffersWithNothingRecordedDifferingIsUnexplainedNotNumeric) {
+  const std::string bad = dir.file("lr.trr");
+  ASSERT_EQ(rewrite_trace(recorded(), bad,
+                          [&](trace::TraceHeader& h) {
+                            const std::string was = "learning_rate = 0.001";
+                            const auto at = h.config.find(was);
+                            ASSERT_NE(at, std::string::npos) << h.config;
+                            h.config.replace(at, was.size(), "learning_rate = 0.002");
+                          }),
+            "");
+  for (const std::string& command : {"replay " + bad, "bisect " + bad}) {
+    const CommandResult r = run_trainrr(command);
+    EXPECT_EQ(r.exit_code, 1) << command << "\n" << r.output;
+    EXPECT_TRUE(
+        has(r.output,
+            "diverged at step 0, update, dense_1 (dense_1.kernel:value)\n  cause: unexplained: same "
+            "kernel selections, same parameters and batch at the step's start, different output, and "
+            "nothing recorded differs (configuration, data, recorded choices, environment): either the "
+            "trace does not hold what its run did (changed after it was written), or the build of "
+            "trainrr that recorded it computes otherwise than this one"))
+        << command << "\n"
+        << r.output;
+    EXPECT_FALSE(has(r.output, "numeric")) << command << "\n" << r.output;
+  }
+}
+
 }  // namespace
 }  // namespace trainrr::testing
