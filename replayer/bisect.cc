@@ -92,8 +92,11 @@ struct Suspect {
 // "step 7, setup, data/loader": where a divergence is, in a line.
 std::string place(const FirstDivergence& d) {
   if (d.kind == "state")
-    return (d.phase == "setup" ? "the initial state, before step " : "the final state, after step ") +
-           std::to_string(d.step) + (d.site.empty() ? std::string() : ", " + d.site);
+    return (d.phase == "setup"        ? "the initial state, before step " + std::to_string(d.step)
+            : d.phase == "checkpoint" ? "the checkpoint at step " + std::to_string(d.step + 1) +
+                                            ", after step " + std::to_string(d.step)
+                                      : "the final state, after step " + std::to_string(d.step)) +
+           (d.site.empty() ? std::string() : ", " + d.site);
   std::string p = "step " + std::to_string(d.step);
   if (!d.phase.empty()) p += ", " + d.phase;
   if (!d.site.empty()) p += ", " + d.site;
@@ -464,6 +467,12 @@ BisectResult bisect(const BisectOptions& o) {
           return failed(2, kernel_refusal_message(o.trace_path, *refused));
       if (!a) return failed(3, "cannot replay here: " + a.error().message);
       if (!b) return failed(3, "cannot replay here: " + b.error().message);
+      // A checkpoint on the way is compared as replay compares it.
+      if (!against)
+        for (ReplaySide* side : {&*forced, &*free_run})
+          if (!side->hooks->diverged())
+            if (auto d = checkpoint_difference(o.trace_path, *side))
+              side->hooks->diverge_at_end(std::move(*d));
     }
     if (forced->hooks->diverged()) return forced_differs(step);
     if (free_run->hooks->diverged()) {

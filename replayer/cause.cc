@@ -12,6 +12,7 @@
 #include "engine/kernels/cudnn_choice.h"
 #include "engine/kernels/matmul_openblas.h"
 #include "engine/model.h"
+#include "replayer/final_state.h"
 #include "replayer/replayer.h"
 
 namespace trainrr {
@@ -473,6 +474,10 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
   if (kind == "extra" || kind == "missing") return {"trace", d.detail + "; " + trace_words};
   // The initial weights come from the draws, which were the same, and from the configuration, which is.
   if (kind == "state" && d.phase == "setup") return {"trace", d.detail + "; " + trace_words};
+  // A state's place in the run (its epoch, order, cursor, random offsets) follows from the choices the steps
+  // compared the same.
+  if (kind == "state" && d.detail.find(kOtherPlaceInTheRun) != std::string::npos)
+    return {"trace", d.detail + "; " + trace_words};
 
   if (kind == "loader" && d.detail.find(kBatchRefused) != std::string::npos)
     return {"trace", d.detail + "; no loader hands out such a batch, so " + trace_words};
@@ -683,21 +688,27 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
   // At a step's end (below level op) the values inside the step were not compared: what was the same is what
   // the step started from and every kernel selection.
   const std::string same =
-      (d.kind == "step_end" && kernel.empty()
-           ? std::string("same kernel selections, same parameters and batch at the step's start")
-           : "same kernel" + (kernel.empty() ? std::string() : " " + kernel) + ", same inputs") +
-      ", different output";
+      d.kind == "state"
+          ? std::string("same kernel selections, every value the steps compared the same, a different state")
+          : (d.kind == "step_end" && kernel.empty()
+                 ? std::string("same kernel selections, same parameters and batch at the step's start")
+                 : "same kernel" + (kernel.empty() ? std::string() : " " + kernel) + ", same inputs") +
+                ", different output";
   if (!env.empty()) return {"numeric", same + "; the environment differs in " + join(env, ", ")};
   // A kernel not known here (another device's) may be nondeterministic without this trainrr knowing it.
   auto deterministic_here = [&](const std::string& id) {
     const Kernel* known = in.registry ? in.registry->find(id) : nullptr;
     return known && known->info.deterministic;
   };
-  const bool every_kernel_known =
-      kernel.empty()
-          ? std::all_of(in.kernels.begin(), in.kernels.end(),
-                        [&](const auto& site_kernel) { return deterministic_here(site_kernel.second); })
-          : deterministic_here(kernel);
+  const bool every_kernel_known = kernel.empty()
+                                      ? std::all_of(in.kernels.begin(), in.kernels.end(),
+                                                    [&](const auto& site_kernel) {
+                                                      // A loader computes no value: its choice is which batch
+                                                      // comes next.
+                                                      return site_kernel.first.rfind("data/", 0) == 0 ||
+                                                             deterministic_here(site_kernel.second);
+                                                    })
+                                      : deterministic_here(kernel);
   if (!every_kernel_known)
     return {"numeric",
             same +

@@ -597,11 +597,30 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   rep.stop = stop_a && (stop_a->damaged || !stop_b || !stop_b->damaged) ? stop_a : stop_b;
   // Every step the same and both runs ended there: the states they ended in, which the steps do not compare
   // all of (a batch normalization's moving statistics at level step), from their final checkpoints.
+  // So are the checkpoints both hold on the way (--checkpoint-every), in step order, and the initial ones:
+  // what the steps do not compare (an optimizer's slots, the random streams' offsets) is in every one.
   if (!first && ends_first.empty() && !rep.stop && steps > 0 && sa.reader->footer() && sb.reader->footer()) {
-    auto end_a = checkpoint_at(a_path, sa.reader->footer()->checkpoints, last_index + 1),
-         end_b = checkpoint_at(b_path, sb.reader->footer()->checkpoints, last_index + 1);
-    if (end_a && end_b && *end_a && *end_b)
-      first = state_difference((*end_a)->tensors, (*end_b)->tensors, last_index, "A", "B", false);
+    auto with_initial = [](std::vector<trace::CheckpointRef> index, const trace::TraceReader& r) {
+      if (std::none_of(index.begin(), index.end(), [](const auto& c) { return c.step == 0; }))
+        index.insert(index.begin(), {0, r.header_size()});
+      return index;
+    };
+    const auto in_a = with_initial(sa.reader->footer()->checkpoints, *sa.reader);
+    const auto in_b = with_initial(sb.reader->footer()->checkpoints, *sb.reader);
+    std::set<int64_t> both;
+    for (const auto& c : in_a)
+      if (c.step <= last_index + 1 &&
+          std::any_of(in_b.begin(), in_b.end(), [&](const auto& other) { return other.step == c.step; }))
+        both.insert(c.step);
+    for (const int64_t at : both) {
+      auto state_a = checkpoint_at(a_path, in_a, at), state_b = checkpoint_at(b_path, in_b, at);
+      if (!state_a || !state_b || !*state_a || !*state_b) continue;
+      first = state_difference(**state_a, **state_b, at == 0 ? 0 : at - 1, "A", "B",
+                               at == 0                ? StatePlace::initial
+                               : at == last_index + 1 ? StatePlace::end
+                                                      : StatePlace::checkpoint);
+      if (first) break;
+    }
   }
   for (const auto& [site, k] : kernels_a)
     if (kernels_b.count(site) && kernels_b[site] != k) ci.kernel_differences[site] = {k, kernels_b[site]};

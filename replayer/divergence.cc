@@ -271,6 +271,8 @@ std::string report_text(const DivergenceReport& r) {
     const FirstDivergence& d = *r.first;
     if (d.kind == "state" && d.phase == "setup")
       o << "diverged in the initial state, before step " << d.step;
+    else if (d.kind == "state" && d.phase == "checkpoint")
+      o << "diverged in the checkpoint at step " << d.step + 1 << ", after step " << d.step;
     else
       o << (d.kind == "state" ? "diverged in the final state, after step " : "diverged at step ") << d.step;
     if (!d.phase.empty() && d.kind != "state") o << ", " << f(d.phase);

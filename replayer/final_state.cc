@@ -1,6 +1,7 @@
 #include "replayer/final_state.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <map>
 
@@ -30,16 +31,45 @@ bool same_bits(const Tensor& a, const Tensor& b) {
          (a.data.empty() || std::memcmp(a.data.data(), b.data.data(), a.data.size() * sizeof(float)) == 0);
 }
 
+std::string number(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+// What of the place in the run differs ("the random stream dropout/dropout_1's offset: 130 (recorded) vs 129
+// (replayed)"), or "". The seed is the configuration's, compared there.
+std::string place_difference(const TrainState& a, const TrainState& b, const std::string& name_a,
+                             const std::string& name_b) {
+  auto two = [&](const std::string& what, const std::string& x, const std::string& y) {
+    return what + ": " + x + " (" + name_a + ") vs " + y + " (" + name_b + ")";
+  };
+  if (a.epoch != b.epoch)
+    return two("the epoch of the next step", std::to_string(a.epoch), std::to_string(b.epoch));
+  if (a.batch_in_epoch != b.batch_in_epoch)
+    return two("the batches of its epoch done", std::to_string(a.batch_in_epoch),
+               std::to_string(b.batch_in_epoch));
+  // A stream one side alone has drawn from is no evidence: a choice served from the trace (a forced split)
+  // is not drawn again.
+  std::map<std::string, uint64_t> offsets(b.rng_offsets.begin(), b.rng_offsets.end());
+  for (const auto& [stream, offset] : a.rng_offsets)
+    if (const auto it = offsets.find(stream); it != offsets.end() && it->second != offset)
+      return two("the random stream " + stream + "'s offset", std::to_string(offset),
+                 std::to_string(it->second));
+  if (a.permutation != b.permutation) return "the epoch's order of its training rows";
+  if (a.batches_done != b.batches_done) return "the batches of its epoch handed out";
+  return "";
+}
+
 }  // namespace
 
-std::optional<FirstDivergence> state_difference(const std::vector<NamedTensor>& a,
-                                                const std::vector<NamedTensor>& b, int64_t last_step,
+std::optional<FirstDivergence> state_difference(const TrainState& a, const TrainState& b, int64_t last_step,
                                                 const std::string& name_a, const std::string& name_b,
-                                                bool initial) {
+                                                StatePlace place) {
   std::map<std::string, const Tensor*> other;
-  for (const NamedTensor& t : b) other[t.name] = &t.value;
+  for (const NamedTensor& t : b.tensors) other[t.name] = &t.value;
   std::vector<std::string> differ;
-  for (const NamedTensor& t : a) {
+  for (const NamedTensor& t : a.tensors) {
     auto it = other.find(t.name);
     if (it == other.end()) {
       differ.push_back(t.name + " (" + name_a + " only)");
@@ -49,28 +79,69 @@ std::optional<FirstDivergence> state_difference(const std::vector<NamedTensor>& 
     other.erase(it);
   }
   for (const auto& [name, value] : other) differ.push_back(name + " (" + name_b + " only)");
-  const size_t tensors = a.size() + other.size();
-  if (differ.empty()) return std::nullopt;
-  FirstDivergence d = divergence(
-      last_step, "final state", "state", differ.front().substr(0, differ.front().find(" (")),
-      "the state after the last step (step " + std::to_string(last_step) + ") differs in " +
-          first_of(differ, 4) + " (" + std::to_string(differ.size()) + " of " + std::to_string(tensors) +
-          " tensors), though every value the steps compared is the same: the steps do not compare all of it "
-          "(an optimizer's slots; at level step, a batch normalization's moving statistics), so the step "
-          "whose update first made it differ is not known (levels layer and op compare the moving statistics "
-          "at every step)");
-  if (initial) {
-    d.phase = "setup";
-    d.detail = "the initial state (before step 0) differs in " + first_of(differ, 4) + " (" +
-               std::to_string(differ.size()) + " of " + std::to_string(tensors) +
-               " tensors), though the draws of the initial weights are the same: the " + name_a +
-               " initial checkpoint (what export --step 0 gives) is not what the " + name_b +
-               " run sets up from them";
+  const size_t tensors = a.tensors.size() + other.size();
+  // The scalars (the optimizer's iterations, the epoch's running sums), after the tensors.
+  std::map<std::string, double> scalars(b.scalars.begin(), b.scalars.end());
+  std::vector<std::string> scalars_differ;
+  for (const auto& [name, value] : a.scalars) {
+    const auto it = scalars.find(name);
+    if (it == scalars.end())
+      scalars_differ.push_back(name + " (" + name_a + " only)");
+    else if (!trainrr::same_bits(value, it->second))
+      scalars_differ.push_back(name + " " + number(value) + " (" + name_a + ") vs " + number(it->second) +
+                               " (" + name_b + ")");
+    if (it != scalars.end()) scalars.erase(it);
+  }
+  for (const auto& [name, value] : scalars) scalars_differ.push_back(name + " (" + name_b + " only)");
+
+  const std::string after = "step " + std::to_string(last_step);
+  const std::string state = place == StatePlace::initial ? "the initial state (before step 0)"
+                            : place == StatePlace::checkpoint
+                                ? "the checkpoint at step " + std::to_string(last_step + 1) +
+                                      " (the state after " + after + ", what export --step " +
+                                      std::to_string(last_step + 1) + " gives and replay --from-step " +
+                                      std::to_string(last_step + 1) + " resumes from)"
+                                : "the state after the last step (" + after + ")";
+  const std::string phase = place == StatePlace::initial      ? "setup"
+                            : place == StatePlace::checkpoint ? "checkpoint"
+                                                              : "final state";
+  FirstDivergence d;
+  if (!differ.empty() || !scalars_differ.empty()) {
+    const std::string what =
+        differ.empty() ? "its scalars: " + first_of(scalars_differ, 4)
+                       : first_of(differ, 4) + " (" + std::to_string(differ.size()) + " of " +
+                             std::to_string(tensors) + " tensors)" +
+                             (scalars_differ.empty() ? std::string()
+                                                     : " and its scalars " + first_of(scalars_differ, 2));
+    d = divergence(
+        last_step, phase, "state",
+        differ.empty() ? scalars_differ.front().substr(0, scalars_differ.front().find(' '))
+                       : differ.front().substr(0, differ.front().find(" (")),
+        state + " differs in " + what +
+            ", though every value the steps compared is the same: the steps do not compare all of it "
+            "(an optimizer's slots; at level step, a batch normalization's moving statistics), so the "
+            "step whose update first made it differ is not known (levels layer and op compare the "
+            "moving statistics at every step)");
+    if (place == StatePlace::initial)
+      d.detail = "the initial state (before step 0) differs in " + what +
+                 ", though the draws of the initial weights are the same: the " + name_a +
+                 " initial checkpoint (what export --step 0 gives) is not what the " + name_b +
+                 " run sets up from them";
+  } else if (const std::string where = place_difference(a, b, name_a, name_b); !where.empty()) {
+    d = divergence(last_step, phase, "state", "(place in the run)",
+                   state + " holds the same tensors and scalars, but another place in the run: " + where +
+                       ", " + std::string(kOtherPlaceInTheRun) +
+                       ": the steps before it drew the same words and handed out the same batches");
+    return d;
+  } else {
+    return std::nullopt;
   }
   // The layer is the tensor's: "dense_1" of "dense_1.kernel" and of an optimizer slot
   // "adam.m/dense_1.kernel".
-  std::string tensor = d.site.substr(d.site.rfind('/') == std::string::npos ? 0 : d.site.rfind('/') + 1);
-  d.layer = tensor.substr(0, tensor.find('.'));
+  if (!differ.empty()) {
+    std::string tensor = d.site.substr(d.site.rfind('/') == std::string::npos ? 0 : d.site.rfind('/') + 1);
+    d.layer = tensor.substr(0, tensor.find('.'));
+  }
   return d;
 }
 

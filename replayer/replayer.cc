@@ -880,6 +880,10 @@ ReplayResult replay(const ReplayOptions& o) {
     if (o.log && isatty(fileno(o.log)) && (t.step() % 100 == 0 || t.step() == end))
       std::fprintf(o.log, "\rreplayed %lld/%lld steps", static_cast<long long>(t.step()),
                    static_cast<long long>(end));
+    // A checkpoint the run passes (--checkpoint-every) against the state it is in there: what the steps do
+    // not compare (an optimizer's slots, the random streams' offsets) is compared there, as at the end.
+    if (!hooks.diverged() && !o.keep_going)
+      if (auto d = checkpoint_difference(o.trace_path, *side)) hooks.diverge_at_end(std::move(*d));
     if (hooks.diverged() && !o.keep_going) break;
   }
   if (o.log && isatty(fileno(o.log))) std::fprintf(o.log, "\n");
@@ -1130,6 +1134,14 @@ ReplayResult replay(const ReplayOptions& o) {
   if (!replaced.empty())
     rep.notes.push_back("the configuration differs from the recording's (" + joined(replaced) +
                         ") in the initial weights only, and " + checkpoint_replaces);
+  // A resumed run starts from what its checkpoint holds, which is vouched for in part only.
+  if (hooks.first() && resumed > 0 &&
+      (rep.cause.category == "unexplained" || rep.cause.category == "numeric"))
+    rep.notes.push_back("the replay resumed from the checkpoint at step " + std::to_string(resumed) +
+                        " as it is recorded: its parameters are checked against the digests step " +
+                        std::to_string(resumed - 1) +
+                        " recorded, its optimizer's slots and random streams' offsets are not; a replay from "
+                        "step 0 compares the whole checkpoint with the state the run is in there");
   // A resumed run is set up again: a difference there is dated to the step the replay resumes at, and its
   // detail says the step the trace keeps the set-up in.
   if (hooks.first() && resumed > 0 && d.step == resumed && d.site == "data/split")
@@ -1171,8 +1183,7 @@ std::optional<FirstDivergence> initial_state_difference(const std::string& trace
   if (auto d = side.hooks->unmade_initial_draw()) return d;
   auto recorded = checkpoint_at(trace_path, {{0, side.reader->header_size()}}, 0);
   if (!recorded || !*recorded) return std::nullopt;
-  return state_difference((*recorded)->tensors, side.training->state().tensors, 0, "recorded", "replayed",
-                          /*initial=*/true);
+  return state_difference(**recorded, side.training->state(), 0, "recorded", "replayed", StatePlace::initial);
 }
 
 std::optional<FirstDivergence> final_state_difference(const std::string& trace_path, ReplaySide& side) {
@@ -1180,8 +1191,44 @@ std::optional<FirstDivergence> final_state_difference(const std::string& trace_p
   if (!side.reader->footer()) return std::nullopt;
   auto recorded = checkpoint_at(trace_path, side.reader->footer()->checkpoints, t.step());
   if (!recorded || !*recorded) return std::nullopt;
-  return state_difference((*recorded)->tensors, t.state().tensors, t.step() - 1, "recorded", "replayed",
-                          false);
+  return state_difference(**recorded, t.state(), t.step() - 1, "recorded", "replayed", StatePlace::end);
+}
+
+std::optional<FirstDivergence> checkpoint_difference(const std::string& trace_path, ReplaySide& side) {
+  Training& t = *side.training;
+  if (t.step() <= 0) return std::nullopt;
+  if (side.reader->footer()) {
+    side.checkpoints = side.reader->footer()->checkpoints;
+  } else if (!side.checkpoints) {
+    auto scan = trace::TraceReader::open(trace_path, trace::without_payloads());
+    auto index = scan ? (*scan)->checkpoint_index() : Result<std::vector<trace::CheckpointRef>>(scan.error());
+    side.checkpoints = index ? std::move(index).value() : std::vector<trace::CheckpointRef>();
+  }
+  const std::vector<trace::CheckpointRef>& index = *side.checkpoints;
+  int64_t last = 0;
+  for (const auto& c : index) last = std::max(last, c.step);
+  if (t.step() >= last) return std::nullopt;  // the final state's, compared at the end
+  auto recorded = checkpoint_at(trace_path, index, t.step());
+  if (!recorded || !*recorded) return std::nullopt;
+  TrainState here = t.state();
+  auto d = state_difference(**recorded, here, t.step() - 1, "recorded", "replayed", StatePlace::checkpoint);
+  if (!d) return d;
+  // Trainable parameters the step before compared the same and the checkpoint holds otherwise: the reader
+  // finds the checkpoint damaged when it reads on (its parameters are not those the step recorded), and
+  // says so.
+  std::set<std::string> params;
+  for (const Param* p : t.model().params()) params.insert(p->name);
+  std::vector<NamedTensor> recorded_params, here_params;
+  for (const NamedTensor& n : (*recorded)->tensors)
+    if (params.count(n.name)) recorded_params.push_back(n);
+  for (const NamedTensor& n : here.tensors)
+    if (params.count(n.name)) here_params.push_back(n);
+  TrainState a, b;
+  a.tensors = std::move(recorded_params);
+  b.tensors = std::move(here_params);
+  if (state_difference(a, b, t.step() - 1, "recorded", "replayed", StatePlace::checkpoint))
+    return std::nullopt;
+  return d;
 }
 
 std::string config_matched_note(const std::vector<std::string>& differences, std::vector<std::string> why,

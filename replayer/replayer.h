@@ -124,6 +124,9 @@ struct ReplaySide {
   // Asked to start after step 0, started at step 0: why ("the last checkpoint at or before step 10 is the
   // initial state", "the trace has no checkpoint at or before step 10").
   std::string why_from_step_zero;
+  // The trace's checkpoints, by scanning it (TraceReader::checkpoint_index), once checkpoint_difference
+  // asks before the reader has reached the footer.
+  std::optional<std::vector<trace::CheckpointRef>> checkpoints;
   ReplaySide();
   ReplaySide(ReplaySide&&) noexcept;
   ~ReplaySide();
@@ -138,6 +141,10 @@ std::optional<FirstDivergence> initial_state_difference(const std::string& trace
 // where they are the same or the trace holds no such checkpoint. The caller says whether the run's steps
 // compared the same through the trace's end.
 std::optional<FirstDivergence> final_state_difference(const std::string& trace_path, ReplaySide& side);
+// The state `side`'s run is in after its last step against the trace's checkpoint of that step, where the
+// trace holds one there that is not its final state (--checkpoint-every): nullopt where they are the same or
+// there is none.
+std::optional<FirstDivergence> checkpoint_difference(const std::string& trace_path, ReplaySide& side);
 
 // Why configuration differences (cause.h's "key: a -> b") that no cause names left the steps compared alike:
 // "train.epochs changes how many steps run, not what a step computes", "... changes nothing that was

@@ -183,10 +183,13 @@ void answer_card(std::ostringstream& o, const DivergenceReport& r, const Names& 
   } else if (r.first) {
     const FirstDivergence& d = *r.first;
     // A state's difference (the final one's) arose at a step the steps' comparisons do not show.
-    o << (d.kind == "state" && d.phase == "setup" ? "<h1>Diverged in the initial state, before step "
-          : d.kind == "state"                     ? "<h1>Diverged in the final state, after step "
-                                                  : "<h1>Diverged at step ")
-      << d.step;
+    if (d.kind == "state" && d.phase == "checkpoint")
+      o << "<h1>Diverged in the checkpoint at step " << d.step + 1 << ", after step " << d.step;
+    else
+      o << (d.kind == "state" && d.phase == "setup" ? "<h1>Diverged in the initial state, before step "
+            : d.kind == "state"                     ? "<h1>Diverged in the final state, after step "
+                                                    : "<h1>Diverged at step ")
+        << d.step;
     if (!d.phase.empty() && d.kind != "state") o << ", " << esc(d.phase);
     o << "</h1><p class=\"sub\">";
     if (!d.layer.empty() && d.layer != d.site) o << "layer <b>" << esc(d.layer) << "</b> ";

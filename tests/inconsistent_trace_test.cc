@@ -432,5 +432,82 @@ TEST_F(InconsistentTrace, AnUpdateThatDiffersWithNothingRecordedDifferingIsUnexp
   }
 }
 
+// A checkpoint on the way (--checkpoint-every) holds what the steps do not compare: an optimizer's slots, the
+// epoch's running counts, the random streams' offsets. One changed after it was written is not the state the
+// run reaches there: replay, bisect and diff compare it, where they said reproduced and identical.
+TEST_F(InconsistentTrace, ACheckpointOnTheWayIsComparedWhole) {
+  const std::string trace = dir.file("every5.trr");
+  const CommandResult recorded = run_trainrr(
+      "record " + example("breast_cancer.toml") +
+      " --set train.epochs=1 --set runtime.policy=deterministic --checkpoint-every 5 -o " + trace);
+  ASSERT_EQ(recorded.exit_code, 0) << recorded.output;
+  auto edited = [&](const std::string& name, const std::function<void(trace::TraceCheckpoint&)>& edit) {
+    const std::string bad = dir.file(name);
+    EXPECT_EQ(rewrite_trace(
+                  trace, bad, [](trace::TraceHeader&) {}, {},
+                  [&](trace::TraceCheckpoint& c) {
+                    if (c.step == 5) edit(c);
+                    return true;
+                  }),
+              "");
+    return bad;
+  };
+  const std::string slots = edited("slots.trr", [](trace::TraceCheckpoint& c) {
+    for (auto& t : c.tensors)
+      if (t.name.find('/') != std::string::npos)
+        for (float& v : t.value.data) v *= 1000;
+  });
+  const std::string heading =
+      "diverged in the checkpoint at step 5, after step 4, dense_1 (m/dense_1.kernel)\n"
+      "  cause: unexplained: same kernel selections, every value the steps compared the "
+      "same, a different state, and nothing recorded differs";
+  for (const std::string& command : {"replay " + slots, "bisect " + slots, "diff " + trace + " " + slots}) {
+    const CommandResult r = run_trainrr(command);
+    EXPECT_EQ(r.exit_code, 1) << command << "\n" << r.output;
+    EXPECT_TRUE(has(r.output, heading)) << command << "\n" << r.output;
+    EXPECT_TRUE(has(r.output,
+                    "the checkpoint at step 5 (the state after step 4, what export --step 5 gives and "
+                    "replay --from-step 5 resumes from) differs in m/dense_1.kernel"))
+        << command << "\n"
+        << r.output;
+  }
+  // Resumed from it, the replay says what it took on trust.
+  const CommandResult resumed = run_trainrr("replay " + slots + " --from-step 5");
+  EXPECT_EQ(resumed.exit_code, 1) << resumed.output;
+  EXPECT_TRUE(has(resumed.output,
+                  "note: the replay resumed from the checkpoint at step 5 as it is recorded: its "
+                  "parameters are checked against the digests step 4 recorded, its optimizer's "
+                  "slots and random streams' offsets are not"))
+      << resumed.output;
+  // The same tensors at another place in the run: the choices fix that place, and the trace is named.
+  const std::string offsets = edited("offsets.trr", [](trace::TraceCheckpoint& c) {
+    for (auto& [stream, offset] : c.rng_offsets) offset += 1;
+  });
+  for (const std::string& command : {"replay " + offsets, "diff " + trace + " " + offsets}) {
+    const CommandResult r = run_trainrr(command);
+    EXPECT_EQ(r.exit_code, 1) << command << "\n" << r.output;
+    EXPECT_TRUE(has(r.output,
+                    "diverged in the checkpoint at step 5, after step 4 ((place in the run))\n  cause: "
+                    "trace: the checkpoint at step 5"))
+        << command << "\n"
+        << r.output;
+    EXPECT_TRUE(
+        has(r.output, "holds the same tensors and scalars, but another place in the run: the random stream "))
+        << command << "\n"
+        << r.output;
+  }
+  const std::string count = edited("count.trr", [](trace::TraceCheckpoint& c) {
+    for (auto& [name, value] : c.scalars)
+      if (name == "epoch.correct") value = 0;
+  });
+  const CommandResult r = run_trainrr("replay " + count);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "differs in its scalars: epoch.correct 0 (recorded) vs ")) << r.output;
+  // The recording itself reproduces and is identical to itself, its checkpoints compared.
+  EXPECT_EQ(run_trainrr("replay " + trace).exit_code, 0);
+  EXPECT_EQ(run_trainrr("bisect " + trace).exit_code, 0);
+  EXPECT_EQ(run_trainrr("diff " + trace + " " + trace).exit_code, 0);
+}
+
 }  // namespace
 }  // namespace trainrr::testing
