@@ -7,7 +7,11 @@
 # wheels there), so none of NVIDIA's libraries travel. The GPU machine has no package archive: this is how the
 # project's dependencies (Cap'n Proto, OpenBLAS, toml++, ...) get there.
 #
-#   scripts/gpu-bundle.sh        then, on the GPU machine: scripts/gpu-check.sh (carrying build-gpu/bundle.tar.gz)
+#   scripts/gpu-bundle.sh        then, on the GPU machine, the device call (build-gpu/ is git-ignored, so the
+#                                bundle travels only where carry names it):
+#   run(command="bash scripts/gpu-check.sh", carry=["build-gpu/bundle.tar.gz"], timeout_s=540)
+# Build it at the commit to test: gpu-check.sh warns where the code differs between the bundle's commit and the
+# tree it runs in, and where the bundle was built from uncommitted changes (listed in bundle/DIRTY).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -33,6 +37,17 @@ done | sort -u | while read -r lib; do
   esac
 done
 git rev-parse HEAD > "$stage/COMMIT" 2>/dev/null || echo unknown > "$stage/COMMIT"
+# Uncommitted changes to the code (scripts and docs aside) make the commit a wrong name for what was built.
+dirty=$(git status --porcelain --untracked-files=no -- . ':(exclude)scripts' ':(exclude)docs' ':(exclude)*.md' \
+  2>/dev/null || true)
+[ -z "$dirty" ] || printf '%s\n' "$dirty" > "$stage/DIRTY"
 tar -C build-gpu -czf build-gpu/bundle.tar.gz bundle
-echo "bundle: $(du -h build-gpu/bundle.tar.gz | cut -f1) ($(ls "$stage/lib" | wc -l) libraries), commit $(cut -c1-12 "$stage/COMMIT")"
-echo "carry build-gpu/bundle.tar.gz and run scripts/gpu-check.sh there"
+echo "bundle: $(du -h build-gpu/bundle.tar.gz | cut -f1) ($(find "$stage/lib" -type f | wc -l) libraries), commit $(cut -c1-12 "$stage/COMMIT")${dirty:+, with uncommitted changes (bundle/DIRTY)}"
+# The working tree and the carried bundle travel together, 64 MiB at most.
+tree_kb=$(git ls-files -z | du -ck --files0-from=- 2>/dev/null | tail -n 1 | cut -f1)
+bundle_kb=$(du -k build-gpu/bundle.tar.gz | cut -f1)
+if [ $((tree_kb + bundle_kb)) -gt $((64 * 1024)) ]; then
+  echo "gpu-bundle: the bundle (${bundle_kb} KiB) and the tracked files (${tree_kb} KiB) exceed the 64 MiB a device call carries" >&2
+  exit 1
+fi
+echo "then: run(command=\"bash scripts/gpu-check.sh\", carry=[\"build-gpu/bundle.tar.gz\"], timeout_s=540)"
