@@ -454,7 +454,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
          {std::tuple{&events_a, &ha, &a_path, a->index}, std::tuple{&events_b, &hb, &b_path, b->index}})
       for (const trace::Event* e : *events)
         if (auto* k = std::get_if<KernelChoice>(e))
-          if (const std::string why = impossible_kernel(k->chosen, k->op, *h); !why.empty())
+          if (const std::string why = impossible_choice(*k, *h); !why.empty())
             return failed(kernel_refusal_message(*path, "step " + std::to_string(index) +
                                                             ": the recorded kernel " + k->chosen + " at " +
                                                             k->site + " " + why));

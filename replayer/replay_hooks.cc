@@ -107,6 +107,18 @@ std::string impossible_kernel(const std::string& id, const std::string& op,
   return "";
 }
 
+std::string impossible_choice(const KernelChoice& choice, const trace::TraceHeader& header) {
+  if (std::string why = impossible_kernel(choice.chosen, choice.op, header); !why.empty()) return why;
+  const auto& c = choice.candidates;
+  if (!c.empty() && std::find(c.begin(), c.end(), choice.chosen) == c.end()) {
+    std::string listed;
+    for (size_t i = 0; i < c.size() && i < 4; ++i) listed += (i ? ", " : "") + c[i];
+    if (c.size() > 4) listed += ", and " + std::to_string(c.size() - 4) + " more";
+    return "is not among the candidates the choice records (" + listed + "), and a choice picks one of them";
+  }
+  return "";
+}
+
 ReplayHooks::ReplayHooks(trace::TraceReader& reader, ForceSet force, ProbeLevel level, bool compare)
     : reader_(&reader), force_(force), level_(std::max(level, reader.header().level)), compare_(compare) {}
 
@@ -399,17 +411,27 @@ std::optional<FirstDivergence> ReplayHooks::unmade_initial_draw() {
 void ReplayHooks::kernel_selected(KernelChoice& choice) {
   (void)take(key_kernel(choice.site));  // recorded_kernels_ learned it when the step was loaded
   auto rec = recorded_kernels_.find(choice.site);
-  // A recorded kernel of another op than the site's, or one no build of this trainrr has, runs on no machine:
-  // the trace is refused, and nothing is forced here meanwhile.
-  if (rec != recorded_kernels_.end())
-    if (const std::string why = impossible_kernel(rec->second, choice.op, reader_->header()); !why.empty()) {
+  const auto recorded_choice = recorded_choices_.find(choice.site);
+  // A recorded kernel of another op than the site's, or one no build of this trainrr has, runs on no machine;
+  // a recorded choice of another op than the site's, or of a kernel not among its own candidates, is no
+  // choice a run made: the trace is refused (as diff refuses it), and nothing is forced here meanwhile.
+  if (rec != recorded_kernels_.end()) {
+    std::string why = impossible_kernel(rec->second, choice.op, reader_->header());
+    if (why.empty() && recorded_choice != recorded_choices_.end()) {
+      if (recorded_choice->second.op != choice.op)
+        why = "is recorded as a choice of op " + recorded_choice->second.op + ", and the site's op is " +
+              choice.op;
+      else
+        why = impossible_choice(recorded_choice->second, reader_->header());
+    }
+    if (!why.empty()) {
       if (!kernel_refusal_)
         kernel_refusal_ = "step " +
                           std::to_string(std::max<int64_t>(step_, cur_.loaded ? cur_.step.index : 0)) +
                           ": the recorded kernel " + rec->second + " at " + choice.site + " " + why;
       rec = recorded_kernels_.end();
     }
-  const auto recorded_choice = recorded_choices_.find(choice.site);
+  }
   // A GPU library's choice, recorded and made here too: the device fills in its library's candidates (the CPU's
   // kernel selector never does), and the recording holds the library's own description of what it chose.
   auto library_choice = [](const KernelChoice& k) { return !k.blaslt.empty() || !k.cudnn.empty(); };

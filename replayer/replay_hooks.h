@@ -58,6 +58,10 @@ struct CapturedProbe {
 // ran there ("" when it can): a kernel of another op, or, in a trace this version of trainrr wrote, one that
 // no build of it has (kernel_op_in_any_build).
 std::string impossible_kernel(const std::string& id, const std::string& op, const trace::TraceHeader& header);
+// Why a recorded kernel choice cannot be what its run chose ("" when it can): its kernel cannot be what ran
+// at its op's site (impossible_kernel), or is not among the candidates the choice records (a choice picks one
+// of its candidates).
+std::string impossible_choice(const KernelChoice& choice, const trace::TraceHeader& header);
 
 class ReplayHooks : public Hooks {
  public:

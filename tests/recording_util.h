@@ -2,6 +2,7 @@
 // Recording through the C++ API with a hook in front of the recorder, so that a test can make a recording
 // whose choices differ from what a free run makes in one known place (as a race or another machine would).
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <string>
@@ -61,7 +62,12 @@ class OtherKernel : public ForwardingHooks {
  public:
   OtherKernel(Hooks& in, std::string site, std::string id) : ForwardingHooks(in), site_(site), id_(id) {}
   void kernel_selected(KernelChoice& c) override {
-    if (c.site == site_) c.chosen = id_;
+    // A kernel given to the selector by name joins its candidates, as the engine's preferred kernels do.
+    if (c.site == site_) {
+      c.chosen = id_;
+      if (std::find(c.candidates.begin(), c.candidates.end(), id_) == c.candidates.end())
+        c.candidates.push_back(id_);
+    }
     in_.kernel_selected(c);
   }
 
