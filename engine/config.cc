@@ -652,10 +652,23 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
     if (d.shape.empty()) return bad("data.shape", "is needed for synthetic data, e.g. shape = [784]");
     if (d.classes < 2) return bad("data.classes", "must be at least 2 for synthetic data");
     if (d.samples < 1) return bad("data.samples", "must be at least 1 for synthetic data");
-    int64_t values = d.samples;
+    // Checked before anything is generated: a trace's configuration alone sizes this data.
+    const std::string limit = std::to_string(kMaxSyntheticValues) + " (1 GiB of float32)";
+    int64_t features = 1;
     for (int64_t dim : d.shape)
-      if (__builtin_mul_overflow(values, dim, &values) || values > (int64_t{1} << 40))
-        return bad("data.samples", "times the sample shape is too many values for synthetic data");
+      if (__builtin_mul_overflow(features, dim, &features) || features > kMaxSyntheticValues)
+        return bad("data.shape",
+                   "holds more values per sample than synthetic data may hold in all, " + limit);
+    if (int64_t values; __builtin_mul_overflow(d.samples, features, &values) || values > kMaxSyntheticValues)
+      return bad("data.samples", "times the sample shape is too many values for synthetic data: " +
+                                     std::to_string(d.samples) + " x " + std::to_string(features) +
+                                     ", where it may hold at most " + limit);
+    if (int64_t means;
+        __builtin_mul_overflow(int64_t{d.classes}, features, &means) || means > kMaxSyntheticValues)
+      return bad("data.classes",
+                 "times the sample shape is too many values for synthetic data's class means: " +
+                     std::to_string(d.classes) + " x " + std::to_string(features) +
+                     ", where they may hold at most " + limit);
   } else {
     if (d.path.empty())
       return Error{name +
@@ -710,6 +723,9 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
     return bad("train.optimizer.weight_decay", "must not be negative, got " + num(o.weight_decay));
   if (c.runtime.threads < 0)
     return bad("runtime.threads", "must be 0 (all cores) or more, got " + std::to_string(c.runtime.threads));
+  if (c.runtime.threads > kMaxThreads)
+    return bad("runtime.threads", "must be at most " + std::to_string(kMaxThreads) + ", got " +
+                                      std::to_string(c.runtime.threads));
   if (c.distributed.shards < 0)
     return bad("distributed.shards", "must be 0 (one per rank) or more, got " + std::to_string(c.distributed.shards));
   if (const std::string& v = c.distributed.allreduce;

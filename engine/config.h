@@ -62,7 +62,7 @@ struct TrainConfig {
 };
 
 struct RuntimeConfig {
-  int threads = 0;                 // 0: every core
+  int threads = 0;                 // 0: every core; at most kMaxThreads
   std::string policy = "default";  // default | deterministic | autotune | portable
   std::string device = "cpu";      // cpu | cuda | cuda:N (engine/device.h)
   bool tf32 = false;               // on a GPU: matmuls in TF32 (cuBLASLt's FAST_TF32) rather than float32
@@ -101,6 +101,14 @@ const std::map<std::string, std::string>& fixed_table_keys();
 
 // The largest configuration text read or parsed: real ones are a few KiB.
 inline constexpr size_t kMaxConfigBytes = size_t{1} << 20;
+
+// The most threads runtime.threads may ask for: more than machines have cores. A configuration, a trace's
+// included, cannot make a run start more (its data loader starts two workers per thread besides).
+inline constexpr int kMaxThreads = 1024;
+
+// The most float32 values synthetic data may hold (1 GiB), in its samples and in its classes' means: as much
+// as the largest data file a trace may embed.
+inline constexpr int64_t kMaxSyntheticValues = int64_t{1} << 28;
 
 // Reads and checks a configuration. Errors name the file, the line and the key.
 Result<RunConfig> load_config(const std::string& path, const std::vector<std::string>& overrides = {});

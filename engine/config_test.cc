@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <tuple>
 
 #include "engine/model.h"
 
@@ -185,6 +186,53 @@ TEST(Config, BadValuesAreRefused) {
                      {"data.test_fraction=1.5", "data.test_fraction must be in [0, 1), got 1.5"},
                      {"train.optimizer.type=adagrad", "train.optimizer.type: unknown optimizer 'adagrad'"},
                      {"nonsense", "expected key=value"}});
+}
+
+// A configuration (a trace's among them) cannot make a run start more threads than any machine has cores.
+TEST(Config, ThreadsPastTheBoundAreRefusedNamingTheValueAndTheBound) {
+  auto most = parse_config(kBase, "run.toml", "", {"runtime.threads=1024"});
+  ASSERT_TRUE(most.ok()) << most.error().message;
+  EXPECT_EQ(most->runtime.threads, kMaxThreads);
+  expect_set_errors(
+      {{"runtime.threads=1025", "run.toml (--set): runtime.threads must be at most 1024, got 1025"},
+       {"runtime.threads=2147483647", "runtime.threads must be at most 1024, got 2147483647"}});
+  std::string text = std::string(kBase) + "[runtime]\nthreads = 20000\n";
+  auto c = parse_config(text, "run.toml", "");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.error().message.find("run.toml:15: runtime.threads must be at most 1024, got 20000"),
+            std::string::npos)
+      << c.error().message;
+}
+
+// Synthetic data is generated from the configuration alone: its size is bounded before anything is generated,
+// in its samples and in its classes' means.
+TEST(Config, SyntheticDataPastItsBoundIsRefusedNamingTheKey) {
+  std::string text = kBase;
+  text.replace(text.find("path = \"d.csv\"\nlabel = \"y\"\n"), 26, "source = \"synthetic\"\n");
+  auto synthetic = [&](const std::string& shape, const std::string& classes, const std::string& samples) {
+    return parse_config(text, "run.toml", "",
+                        {"data.shape=" + shape, "data.classes=" + classes, "data.samples=" + samples});
+  };
+  auto most = synthetic("[1024]", "2", "262144");  // 2^28 values: 1 GiB of float32
+  ASSERT_TRUE(most.ok()) << most.error().message;
+  for (const auto& [shape, classes, samples, expected] :
+       std::vector<std::tuple<std::string, std::string, std::string, std::string>>{
+           {"[1024]", "2", "262145",
+            "data.samples times the sample shape is too many values for synthetic data: 262145 x 1024, where "
+            "it may hold at most 268435456 (1 GiB of float32)"},
+           {"[1000]", "10", "700000", "data.samples times the sample shape is too many values"},
+           {"[65536, 65536]", "2", "1",
+            "data.shape holds more values per sample than synthetic data may hold"},
+           {"[4611686018427387904, 4]", "2", "1", "data.shape holds more values per sample"},
+           {"[1024]", "262145", "2",
+            "data.classes times the sample shape is too many values for synthetic "
+            "data's class means: 262145 x 1024"}}) {
+    auto c = synthetic(shape, classes, samples);
+    ASSERT_FALSE(c.ok()) << shape << " " << classes << " " << samples;
+    EXPECT_NE(c.error().message.find("run.toml (--set): " + expected.substr(0, 12)), std::string::npos)
+        << c.error().message;
+    EXPECT_NE(c.error().message.find(expected), std::string::npos) << c.error().message;
+  }
 }
 
 // A layer's value out of range is refused by the model as it builds the layers, saying where the

@@ -7,17 +7,25 @@ namespace trainrr {
 
 Loader::Loader(const Dataset& data, int64_t batch_size, bool first_ready, int workers)
     : data_(data), batch_size_(batch_size), first_ready_(first_ready) {
-  if (first_ready_)
+  if (!first_ready_) return;
+  try {
     for (int w = 0; w < std::max(1, workers); ++w) workers_.emplace_back([this] { work(); });
+  } catch (...) {
+    stop_workers();  // the destructor does not run for a constructor that throws
+    throw;
+  }
 }
 
-Loader::~Loader() {
+Loader::~Loader() { stop_workers(); }
+
+void Loader::stop_workers() {
   {
     std::lock_guard lock(mu_);
     stop_ = true;
   }
   work_cv_.notify_all();
   for (auto& w : workers_) w.join();
+  workers_.clear();
 }
 
 void Loader::start(std::vector<uint32_t> order, const std::vector<uint32_t>& done) {

@@ -24,6 +24,8 @@ struct Batch {
 
 class Loader {
  public:
+  // Throws std::system_error when the OS cannot start the workers (first_ready), after stopping those it
+  // started.
   Loader(const Dataset& data, int64_t batch_size, bool first_ready, int workers);
   ~Loader();
   Loader(const Loader&) = delete;
@@ -43,6 +45,7 @@ class Loader {
  private:
   Batch gather(int64_t b) const;
   void work();
+  void stop_workers();
 
   const Dataset& data_;
   int64_t batch_size_;

@@ -37,6 +37,12 @@ Training::~Training() = default;
 
 namespace {
 
+// The data loader's workers could not start (std::system_error from std::thread): fit() returns it as an
+// error, as create() does when the pool's threads cannot start.
+struct LoaderThreadsUnavailable : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // Keras: the training part of `rows` that a validation_split leaves is floor(rows * (1 - validation_split)).
 int64_t rows_before_validation(int64_t rows, double validation_split) {
   return static_cast<int64_t>(std::floor(static_cast<double>(rows) * (1.0 - validation_split)));
@@ -308,8 +314,8 @@ Status Training::prepare(const TrainingOptions& options) {
   try {
     pool_ = std::make_unique<ThreadPool>(threads);
   } catch (const std::system_error& e) {
-    return Error{"runtime.threads: cannot start " + std::to_string(threads) + " threads here (" + e.what() +
-                 ")"};
+    return Error{config_.file + ": runtime.threads: cannot start " + std::to_string(threads) +
+                 " threads here (" + e.what() + ")"};
   }
   selector_ = std::make_unique<KernelSelector>(*options.registry, policy, isa_, *pool_, *hooks_);
 
@@ -443,8 +449,16 @@ void Training::run_step() {
     const Kernel& k = selector_->select("data/loader", OpKind::loader, static_cast<double>(train_.rows()));
     loader_->first_ready = k.info.id == "loader__first_ready";
     // Two prefetch workers per thread, as data loaders are usually given more workers than cores.
-    loader_->loader =
-        std::make_unique<Loader>(train_, config_.train.batch_size, loader_->first_ready, 2 * pool_->threads());
+    const int workers = 2 * pool_->threads();
+    try {
+      loader_->loader =
+          std::make_unique<Loader>(train_, config_.train.batch_size, loader_->first_ready, workers);
+    } catch (const std::system_error& e) {
+      throw LoaderThreadsUnavailable(config_.file + ": runtime.threads: the data loader cannot start its " +
+                                     std::to_string(workers) +
+                                     " worker threads (two per thread of the run's " +
+                                     std::to_string(pool_->threads()) + ") here (" + e.what() + ")");
+    }
   }
   Loader& loader = *loader_->loader;
   if (!loader_->epoch_started) {
@@ -690,6 +704,8 @@ Status Training::fit(int64_t stop_at) {
     }
   } catch (const KernelUnavailable& e) {
     return Error{e.what()};
+  } catch (const LoaderThreadsUnavailable& e) {
+    return Error{"step " + std::to_string(step_) + ": " + e.what()};
   } catch (const DeviceError& e) {
     return Error{"step " + std::to_string(step_) + " on " + device_->describe() + ": " + e.what()};
   } catch (const std::bad_alloc&) {

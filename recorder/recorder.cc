@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 
 #include "engine/data/file_io.h"
 #include "engine/device.h"
@@ -33,8 +31,11 @@ Result<std::vector<trace::DatasetInfo>> describe_datasets(const DataConfig& data
     info.digest = d->digest;
     info.size_bytes = d->size;
     if (embed) {
-      std::ifstream in(path, std::ios::binary);
-      info.embedded.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      // Read as a regular file again: what replaced it since it was digested (a named pipe) is refused, not
+      // waited on.
+      auto bytes = read_file_bytes(path);
+      if (!bytes) return bytes.error();
+      info.embedded.assign(bytes->begin(), bytes->end());
       if (info.embedded.size() != info.size_bytes || trace::digest128_bytes(info.embedded) != info.digest)
         return Error{path + ": the file changed while it was being read"};
     }

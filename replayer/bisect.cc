@@ -341,8 +341,11 @@ BisectResult bisect(const BisectOptions& o) {
       rep.environment = environment_differences(header.environment, *env);
     // The rows the run trains on, from its data and configuration: what a recorded shuffle's length is held
     // to before anything is made of it.
+    // Synthetic data has the rows its configuration says, and is not generated for this.
     std::optional<int64_t> train_rows;
-    if (auto data = load_dataset(config.data, header.seed, config.file))
+    if (config.data.source == "synthetic")
+      train_rows = training_rows(config, config.data.samples);
+    else if (auto data = load_dataset(config.data, header.seed, config.file))
       train_rows = training_rows(config, data->rows());
     suspect = scan(o.trace_path, header, registry, train_rows, res.steps_recorded, scan_status, rep.stop);
     if (rep.stop && rep.stop->damaged) res.damage = rep.stop->detail;

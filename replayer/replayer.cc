@@ -194,6 +194,47 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
   return r;
 }
 
+namespace {
+
+// Synthetic data is sized by the configuration alone and generated before the first step is compared (up to
+// kMaxSyntheticValues floats). A trace whose own configuration gives it other rows than its step 0 split or
+// shuffled does not follow the run that configuration describes: it is refused before anything is generated.
+Status synthetic_rows_follow_step_zero(const std::string& trace_path, const trace::TraceHeader& h) {
+  auto own = parse_config(h.config, h.config_path + " (in the trace)", config_folder(h), h.config_overrides);
+  if (!own || own->data.source != "synthetic") return {};
+  const int64_t rows = own->data.samples;
+  const std::optional<int64_t> training = training_rows(*own, rows);
+  auto reader = trace::TraceReader::open(trace_path, trace::without_payloads());
+  if (!reader) return {};  // the replay's own reader says why
+  auto contradicts = [&](const std::string& recorded, int64_t want, const std::string& what) {
+    return Error{
+        trace_path + ": step 0 " + recorded + ", but its configuration (" + own->file +
+        ") gives the synthetic data " + std::to_string(want) + " " + what +
+        " (data.samples = " + std::to_string(rows) +
+        "): the trace does not follow the run its configuration describes, and its data is not generated"};
+  };
+  for (;;) {
+    auto rec = (*reader)->next();
+    if (!rec || !*rec) return {};  // damage or a cut: the replay says so where it reads it
+    const auto* step = std::get_if<trace::TraceStep>(&(*rec)->value);
+    if (!step) continue;
+    if (step->index != 0) return {};
+    for (const trace::Event& e : step->events) {
+      if (const auto* split = std::get_if<trace::SplitEvent>(&e)) {
+        const int64_t n = static_cast<int64_t>(split->train.size() + split->test.size());
+        if (n != rows) return contradicts("splits " + std::to_string(n) + " rows", rows, "rows");
+      } else if (const auto* shuffle = std::get_if<trace::ShuffleEvent>(&e); shuffle && training) {
+        const int64_t n = static_cast<int64_t>(shuffle->length);
+        if (n != *training)
+          return contradicts("orders " + std::to_string(n) + " training rows", *training, "training rows");
+      }
+    }
+    return {};
+  }
+}
+
+}  // namespace
+
 ReplaySide::ReplaySide() = default;
 ReplaySide::ReplaySide(ReplaySide&&) noexcept = default;
 ReplaySide::~ReplaySide() = default;
@@ -217,6 +258,8 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
   auto reader = trace::TraceReader::open(trace_path, trace::without_payloads());
   if (!reader) return reader.error();
   s.reader = std::move(reader).value();
+  if (config.data.source == "synthetic")
+    if (Status st = synthetic_rows_follow_step_zero(trace_path, s.reader->header()); !st) return st.error();
   s.hooks = std::make_unique<ReplayHooks>(*s.reader, force, level, compare);
   if (filter) s.hooks->set_force_filter(std::move(filter));
   if (auto isa = runtime_isa())

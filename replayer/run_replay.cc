@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <climits>
 #include <optional>
+#include <system_error>
 #include <thread>
 #include <tuple>
 
@@ -535,39 +536,52 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
   std::vector<std::string> errors(local);
   std::vector<bool> cannot(local, false);
   std::vector<std::thread> threads;
-  for (int i = 0; i < local; ++i) {
-    threads.emplace_back([&, i] {
-      const int r = first + i;
-      try {
-        std::function<bool(const std::string&)> unit_filter;
-        if (filter) unit_filter = [&filter, r](const std::string& u) { return filter(r, u); };
-        auto side = make_replay_side(run.paths[r], configs[i], registry, force, unit_filter, run.headers[r].level,
-                                     true, 0, &group.member(r));
-        if (!side) {
-          errors[i] = side.error().message;
-          group.abort("rank " + std::to_string(r) + " could not start");
-          return;
+  // A rank whose thread the OS refuses to start (std::system_error) stops the group: the ranks started wait
+  // for it at their first allreduce otherwise.
+  std::string not_started;
+  for (int i = 0; i < local && not_started.empty(); ++i) {
+    try {
+      threads.emplace_back([&, i] {
+        const int r = first + i;
+        try {
+          std::function<bool(const std::string&)> unit_filter;
+          if (filter) unit_filter = [&filter, r](const std::string& u) { return filter(r, u); };
+          auto side = make_replay_side(run.paths[r], configs[i], registry, force, unit_filter,
+                                       run.headers[r].level, true, 0, &group.member(r));
+          if (!side) {
+            errors[i] = side.error().message;
+            group.abort("rank " + std::to_string(r) + " could not start");
+            return;
+          }
+          sides[i].emplace(std::move(side).value());
+          if (Status st = sides[i]->training->fit(to_step); !st) {
+            errors[i] = st.error().message;
+            group.abort("rank " + std::to_string(r) + " stopped");
+          } else if (to_step < 0) {
+            sides[i]->hooks->at_end();  // reads on to the footer, if the trace has one
+          }
+        } catch (const GroupAborted& e) {
+          errors[i] = std::string("stopped with the group: ") + e.what();
+        } catch (const CannotEmulate& e) {
+          errors[i] = e.what();
+          cannot[i] = true;
+          group.abort(e.what());
+        } catch (const std::exception& e) {
+          errors[i] = e.what();
+          group.abort("rank " + std::to_string(r) + ": " + e.what());
         }
-        sides[i].emplace(std::move(side).value());
-        if (Status st = sides[i]->training->fit(to_step); !st) {
-          errors[i] = st.error().message;
-          group.abort("rank " + std::to_string(r) + " stopped");
-        } else if (to_step < 0) {
-          sides[i]->hooks->at_end();  // reads on to the footer, if the trace has one
-        }
-      } catch (const GroupAborted& e) {
-        errors[i] = std::string("stopped with the group: ") + e.what();
-      } catch (const CannotEmulate& e) {
-        errors[i] = e.what();
-        cannot[i] = true;
-        group.abort(e.what());
-      } catch (const std::exception& e) {
-        errors[i] = e.what();
-        group.abort("rank " + std::to_string(r) + ": " + e.what());
-      }
-    });
+      });
+    } catch (const std::system_error& e) {
+      not_started =
+          about(first + i, std::string("cannot start a thread to replay it here (") + e.what() + ")");
+      group.abort("rank " + std::to_string(first + i) + " could not start");
+    }
   }
   for (auto& t : threads) t.join();
+  if (!not_started.empty()) {
+    for (auto& p : packed) p = pack({2, -1, 0, not_started});
+    return packed;
+  }
   if (raced) {
     raced->assign(local, {});
     for (int i = 0; i < local; ++i)

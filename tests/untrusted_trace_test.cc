@@ -803,5 +803,113 @@ TEST_F(UntrustedTrace, ACheckpointTensorOfAnotherShapeThanTheModelsIsRefusedBefo
   expect_nothing_written({"bad.trr", "cp.trr"});
 }
 
+// A replay starts the threads its configuration asks for: a trace cannot make it start more than any machine
+// has cores (each a process id of the machine's), nor record one that could. Refused before anything is
+// written, the embedded data's scratch folder included.
+TEST_F(UntrustedTrace, RuntimeThreadsPastTheBoundIsRefusedNamingTheKeyTheValueAndTheBound) {
+  const std::string bad = dir.file("bad.trr");
+  ASSERT_EQ(rewrite_trace(embedded(), bad,
+                          [](trace::TraceHeader& h) {
+                            const size_t at = h.config.find("threads = 2");
+                            ASSERT_NE(at, std::string::npos);
+                            h.config.replace(at, 11, "threads = 20000");
+                          }),
+            "");
+  for (const std::string& args : {"replay " + bad, "bisect " + bad}) {
+    CommandResult r = run(args, "timeout 60");
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find("(in the trace):37: runtime.threads must be at most 1024, got 20000"),
+              std::string::npos)
+        << args << "\n"
+        << r.output;
+  }
+  CommandResult r = run("record " + example("breast_cancer.toml") + " --set runtime.threads=1025 -o " +
+                        (target() / "r.trr").string());
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("breast_cancer.toml (--set): runtime.threads must be at most 1024, got 1025"),
+            std::string::npos)
+      << r.output;
+  expect_nothing_written({"bad.trr"});
+}
+
+// A named pipe where a trace should be would keep an open for reading waiting for a writer forever: given as
+// the trace, or as a rank's trace in a run folder (received from someone else), it is refused at once.
+// `timeout` turns a hang into exit 124, a failure here rather than a stalled suite.
+TEST_F(UntrustedTrace, ATraceThatIsANamedPipeIsRefusedAtOnce) {
+  const std::string fifo = dir.file("fifo.trr");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const fs::path folder = dir.path() / "run";
+  fs::create_directory(folder);
+  const std::string rank0 = (folder / "rank0.trr").string();
+  ASSERT_EQ(::mkfifo(rank0.c_str(), 0600), 0);
+  fs::copy_file(plain(), folder / "rank1.trr");
+  const std::vector<std::pair<std::string, std::string>> cases = {{"show " + fifo, fifo},
+                                                                  {"dump " + fifo, fifo},
+                                                                  {"replay " + fifo, fifo},
+                                                                  {"diff " + fifo + " " + plain(), fifo},
+                                                                  {"bisect " + fifo, fifo},
+                                                                  {"show " + folder.string(), rank0},
+                                                                  {"replay " + folder.string(), rank0}};
+  for (const auto& [args, path] : cases) {
+    CommandResult r = run(args, "timeout 20");
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find(path + ": not a regular file (it is a named pipe)"), std::string::npos)
+        << args << "\n"
+        << r.output;
+  }
+  expect_nothing_written({"fifo.trr", "run"});
+}
+
+// Synthetic data is sized by the trace's configuration alone. Past its bound it is refused as any
+// configuration is; within it, a configuration that gives the data other rows than step 0 split or shuffled
+// is refused before the data is generated (a replay would otherwise generate it, up to 1 GiB, before finding
+// at step 0 that the trace does not follow its configuration).
+TEST_F(UntrustedTrace, SyntheticDataTheTraceDoesNotRecordIsRefusedBeforeItIsGenerated) {
+  const std::string cfg = dir.write("syn.toml",
+                                    "seed = 1\n[data]\nsource = \"synthetic\"\nshape = [4]\nclasses = 2\n"
+                                    "samples = 64\n[[model.layers]]\ntype = \"Dense\"\nunits = 2\n"
+                                    "activation = \"softmax\"\n[train]\nepochs = 1\nbatch_size = 32\n"
+                                    "loss = \"sparse_categorical_crossentropy\"\n[runtime]\nthreads = 1\n");
+  const std::string syn = dir.file("syn.trr");
+  CommandResult rec = run("record " + cfg + " -o " + syn);
+  ASSERT_EQ(rec.exit_code, 0) << rec.output;
+  auto crafted = [&](const std::string& name, const std::string& samples, const std::string& shape,
+                     const std::string& extra = "") {
+    const std::string bad = dir.file(name);
+    EXPECT_EQ(rewrite_trace(syn, bad,
+                            [&](trace::TraceHeader& h) {
+                              h.config.replace(h.config.find("samples = 64"), 12, "samples = " + samples);
+                              h.config.replace(h.config.find("shape = [4]"), 11, "shape = " + shape);
+                              h.config.replace(h.config.find("[train]\n"), 8, "[train]\n" + extra);
+                            }),
+              "");
+    return bad;
+  };
+  // 700000 x 1000 values (2.8 GB): past the bound.
+  const std::string huge = crafted("huge.trr", "700000", "[1000]");
+  // 262144 x 1024 values: 1 GiB, the most synthetic data holds, for a trace whose step 0 shuffled 64 rows.
+  const std::string most = crafted("most.trr", "262144", "[1024]");
+  // The same with a validation split: step 0 shuffled 64 rows, the configuration gives 235929.
+  const std::string validated = crafted("validated.trr", "262144", "[4]", "validation_split = 0.1\n");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"replay " + huge,
+       "data.samples times the sample shape is too many values for synthetic data: 700000 x 1000, where it "
+       "may "
+       "hold at most 268435456 (1 GiB of float32)"},
+      {"replay " + most,
+       most + ": step 0 orders 64 training rows, but its configuration (" + cfg +
+           " (in the trace)) gives the synthetic data 262144 training rows (data.samples = 262144): the "
+           "trace "
+           "does not follow the run its configuration describes, and its data is not generated"},
+      {"bisect " + most, most + ": step 0 orders 64 training rows"},
+      {"replay " + validated, "gives the synthetic data 235929 training rows (data.samples = 262144)"}};
+  for (const auto& [args, expected] : cases) {
+    CommandResult r = run(args, "timeout 60");
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find(expected), std::string::npos) << args << "\n" << r.output;
+  }
+  expect_nothing_written({"syn.toml", "syn.trr", "huge.trr", "most.trr", "validated.trr"});
+}
+
 }  // namespace
 }  // namespace trainrr::testing

@@ -21,6 +21,7 @@
 #include <span>
 #include <vector>
 
+#include "engine/data/file_io.h"
 #include "engine/fingerprint.h"
 #include "engine/kernels/blaslt_choice.h"
 #include "engine/kernels/conv_sites.h"
@@ -33,6 +34,13 @@ namespace trainrr::trace {
 static_assert(std::endian::native == std::endian::little, "tensor payloads are stored little-endian");
 
 namespace {
+
+// "run/rank0.trr: not a regular file (it is a named pipe)": a trace is read from a file.
+Error not_a_trace_file(const std::string& path) {
+  const char* kind = special_file_kind(path);
+  return Error{path + ": not a regular file" + (kind ? std::string(" (it is ") + kind + ")" : std::string()) +
+               "; a trace is a file"};
+}
 
 constexpr uint64_t kWord = sizeof(capnp::word);
 // Bytes read ahead per refill: many small step messages per system call.
@@ -1573,8 +1581,13 @@ bool starts_like_a_header(std::span<const uint8_t> b) {
 }  // namespace
 
 Result<bool> starts_like_a_trace(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return Error{path + ": cannot open: " + std::strerror(errno)};
+  // What is not a regular file is no trace, and a pipe or a device could keep the read below waiting.
+  if (struct stat st; ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return false;
+  }
   uint8_t head[256];
   size_t n = 0;
   while (n < sizeof head) {
@@ -1611,8 +1624,17 @@ Result<std::unique_ptr<TraceReader>> TraceReader::open(const std::string& path, 
   auto impl = std::make_unique<Impl>();
   impl->name = path;
   impl->limits = limits;
-  impl->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: the open of a named pipe (a rank's trace in a run folder someone sent, say) does not wait for
+  // a writer that never comes; it is refused below, as anything that is not a regular file is.
+  impl->fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (impl->fd < 0) return Error{path + ": cannot open trace: " + std::strerror(errno)};
+  struct stat st;
+  if (::fstat(impl->fd, &st) != 0) return Error{path + ": cannot stat trace: " + std::strerror(errno)};
+  if (!S_ISREG(st.st_mode)) return not_a_trace_file(path);
+  // Reads of a regular file never wait; the flag is cleared all the same, so that nothing downstream sees it.
+  if (const int flags = ::fcntl(impl->fd, F_GETFL);
+      flags < 0 || ::fcntl(impl->fd, F_SETFL, flags & ~O_NONBLOCK) != 0)
+    return Error{path + ": cannot open trace: " + std::strerror(errno)};
   return open_file(std::move(impl));
 }
 
@@ -1635,7 +1657,7 @@ Result<std::unique_ptr<TraceReader>> TraceReader::open_file(std::unique_ptr<Impl
   const std::optional<pid_t> writer = writer_of(impl->fd);
   struct stat st;
   if (::fstat(impl->fd, &st) != 0) return Error{path + ": cannot stat trace: " + std::strerror(errno)};
-  if (!S_ISREG(st.st_mode)) return Error{path + ": not a regular file"};
+  if (!S_ISREG(st.st_mode)) return not_a_trace_file(path);
   impl->size = static_cast<uint64_t>(st.st_size);
   std::unique_ptr<TraceReader> reader(new TraceReader(std::move(impl)));
   if (writer) reader->still_recording_ = trace::still_recording(path, *writer);

@@ -93,7 +93,7 @@ class Sequential:
         """As Keras' compile (its default optimizer is rmsprop). metrics: None, ["accuracy"] or ["acc"]: the
         engine reports the loss, and accuracy for the two cross-entropies, under the name given (history keys
         acc and val_acc for "acc"). trainrr's own: threads (default 0: every
-        core), policy ("default", "deterministic", "autotune" or "portable"), device ("cpu", the default,
+        core; at most 1024), policy ("default", "deterministic", "autotune" or "portable"), device ("cpu", the default,
         "cuda" or "cuda:N") and tf32 (on a GPU, matmuls in TF32; default False), the configuration's [runtime]."""
         for key in kwargs:
             if key in _COMPILE_ONLY_KERAS:
