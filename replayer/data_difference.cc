@@ -32,34 +32,47 @@ std::string shown(std::string_view s) {
 
 }  // namespace
 
-std::string first_data_difference(std::span<const uint8_t> recorded_bytes, std::string_view now, bool csv,
-                                  std::string_view name_a, std::string_view name_b) {
+DataDifference first_data_difference(std::span<const uint8_t> recorded_bytes, std::string_view now, bool csv,
+                                     std::string_view name_a, std::string_view name_b) {
   const std::string a_is = " (" + std::string(name_a) + ")", b_is = " (" + std::string(name_b) + ")";
   const std::string_view recorded(reinterpret_cast<const char*>(recorded_bytes.data()), recorded_bytes.size());
-  if (recorded == now) return "";
-  // Two NumPy arrays: the first element that differs, by its row and column, as numpy indexes them.
+  if (recorded == now) return {};
+  // Two NumPy arrays: compared as the run reads them, converted to float32; the first element that differs,
+  // by its row and column, as numpy indexes them.
   if (recorded.starts_with("\x93NUMPY") && now.starts_with("\x93NUMPY")) {
     auto ta = parse_npy(recorded, std::string(name_a)), tb = parse_npy(now, std::string(name_b));
     if (ta && tb) {
+      const std::string da = npy_dtype_name(recorded), db = npy_dtype_name(now);
+      const std::string dtypes = da == db ? "" : "other dtypes, " + da + a_is + " vs " + db + b_is;
       if (ta->shape != tb->shape)
-        return "the arrays have other shapes: " + shape_str(ta->shape) + a_is + " vs " +
-               shape_str(tb->shape) + b_is;
+        return {"the arrays have other shapes: " + shape_str(ta->shape) + a_is + " vs " +
+                shape_str(tb->shape) + b_is + (dtypes.empty() ? "" : ", and " + dtypes)};
+      const std::string read_as =
+          dtypes.empty() ? ""
+                         : "the arrays have " + dtypes + "; converted to float32, as the run reads them, ";
       const int64_t per_row = ta->shape.size() > 1 && ta->shape[0] > 0 ? ta->size() / ta->shape[0] : 1;
       for (int64_t i = 0; i < ta->size(); ++i) {
         if (std::memcmp(&ta->data[i], &tb->data[i], sizeof(float)) == 0) continue;
         std::string where = "first difference at row " + std::to_string(i / per_row);
         if (ta->shape.size() > 1) where += ", element " + std::to_string(i % per_row) + " of the row";
         const auto [va, vb] = side_by_side(ta->data[i], tb->data[i]);
-        return where + " (counting from 0): " + va + a_is + " vs " + vb + b_is;
+        return {read_as + where + " (counting from 0): " + va + a_is + " vs " + vb + b_is};
       }
+      if (!dtypes.empty())
+        return {"the arrays have " + dtypes + ", and the same " + std::to_string(ta->size()) +
+                    " values once converted to float32, as the run reads them",
+                true};
+      return {"the arrays hold the same values, of one dtype (" + da + "): only their .npy headers differ",
+              true};
     }
   }
   if (!csv) {
     const size_t n = std::min(recorded.size(), now.size());
     size_t at = 0;
     while (at < n && recorded[at] == now[at]) ++at;
-    return "first difference at byte " + std::to_string(at) + " (" + std::to_string(recorded.size()) + " bytes " +
-           std::string(name_a) + ", " + std::to_string(now.size()) + " " + std::string(name_b) + ")";
+    return {"first difference at byte " + std::to_string(at) + " (" + std::to_string(recorded.size()) +
+            " bytes " + std::string(name_a) + ", " + std::to_string(now.size()) + " " + std::string(name_b) +
+            ")"};
   }
   // Fields are compared as text, split at commas: a quoted field with a comma inside shifts the count of
   // that row's later columns, which the row number still locates.
@@ -71,8 +84,10 @@ std::string first_data_difference(std::span<const uint8_t> recorded_bytes, std::
   for (size_t line = 0; line < std::max(a.size(), b.size()); ++line) {
     const std::string where = "line " + std::to_string(line + 1) +
                               (line == 0 ? std::string(" (the header)") : " (data row " + std::to_string(line) + ")");
-    if (line >= a.size()) return "first difference at " + where + ": a row only the " + std::string(name_b) + " copy has";
-    if (line >= b.size()) return "first difference at " + where + ": a row only the " + std::string(name_a) + " copy has";
+    if (line >= a.size())
+      return {"first difference at " + where + ": a row only the " + std::string(name_b) + " copy has"};
+    if (line >= b.size())
+      return {"first difference at " + where + ": a row only the " + std::string(name_a) + " copy has"};
     const std::string_view ra = trimmed(a[line]), rb = trimmed(b[line]);
     if (ra == rb) continue;
     const auto fa = split(ra, ','), fb = split(rb, ',');
@@ -82,10 +97,11 @@ std::string first_data_difference(std::span<const uint8_t> recorded_bytes, std::
       if (va == vb && col < fa.size() && col < fb.size()) continue;
       std::string column = "column " + std::to_string(col + 1);
       if (line > 0 && col < header.size()) column += " '" + shown(header[col]) + "'";
-      return "first difference at " + where + ", " + column + ": " + shown(va) + a_is + " vs " + shown(vb) + b_is;
+      return {"first difference at " + where + ", " + column + ": " + shown(va) + a_is + " vs " + shown(vb) +
+              b_is};
     }
   }
-  return "the values are the same: only line endings or spaces at the ends of lines differ";
+  return {"the values are the same: only line endings or spaces at the ends of lines differ"};
 }
 
 }  // namespace trainrr

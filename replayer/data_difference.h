@@ -9,11 +9,20 @@
 
 namespace trainrr {
 
+struct DataDifference {
+  // Where the copies first differ, in words; empty when the bytes are the same.
+  std::string where;
+  // The bytes differ but the values the run reads from them are the same: two .npy arrays of one shape whose
+  // values are the same once read as float32 (saved in other dtypes, say). `where` then says how the files
+  // differ, and the run that reads either copy reads the same data.
+  bool same_values = false;
+};
+
 // For a CSV file: "first difference at line 7 (data row 6), column 4 'mean area': 551.1 (recorded) vs 552.1
-// (now)", or a row present on one side only; for any other file, the first differing byte offset. Empty
-// when the bytes are the same.
-// `a` and `b` name the two copies in the message.
-std::string first_data_difference(std::span<const uint8_t> recorded, std::string_view now, bool csv,
-                                  std::string_view a = "recorded", std::string_view b = "now");
+// (now)", or a row present on one side only; for two .npy arrays, the first element that differs as the run
+// reads it (float32), and their dtypes where those differ; for any other file, the first differing byte
+// offset. `a` and `b` name the two copies in the message.
+DataDifference first_data_difference(std::span<const uint8_t> recorded, std::string_view now, bool csv,
+                                     std::string_view a = "recorded", std::string_view b = "now");
 
 }  // namespace trainrr

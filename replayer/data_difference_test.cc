@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -10,25 +11,72 @@ namespace {
 
 std::vector<uint8_t> bytes(const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); }
 
+// A .npy file of `values` as numpy.save writes it, in `descr` ("<f4" or "<f8"), of shape (rows, cols).
+template <class T>
+std::string npy(const std::string& descr, const std::vector<T>& values, int rows, int cols) {
+  std::string dict = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': (" + std::to_string(rows) +
+                     ", " + std::to_string(cols) + "), }";
+  dict.append(64 - (10 + dict.size() + 1) % 64, ' ');
+  dict += '\n';
+  std::string out("\x93NUMPY\x01\x00", 8);
+  out += static_cast<char>(dict.size() & 0xFF);
+  out += static_cast<char>(dict.size() >> 8);
+  out += dict;
+  for (T v : values) out.append(reinterpret_cast<const char*>(&v), sizeof v);  // little-endian hosts
+  return out;
+}
+
 TEST(DataDifference, CsvNamesTheLineTheDataRowAndTheColumnByItsHeader) {
   const std::string a = "y,mean radius,mean area\n1,2.5,551.1\n0,3.5,600\n";
-  EXPECT_EQ(first_data_difference(bytes(a), a, true), "");
-  EXPECT_EQ(first_data_difference(bytes(a), "y,mean radius,mean area\n1,2.5,551.1\n0,3.5,601\n", true),
+  EXPECT_EQ(first_data_difference(bytes(a), a, true).where, "");
+  EXPECT_EQ(first_data_difference(bytes(a), "y,mean radius,mean area\n1,2.5,551.1\n0,3.5,601\n", true).where,
             "first difference at line 3 (data row 2), column 3 'mean area': 600 (recorded) vs 601 (now)");
-  EXPECT_EQ(first_data_difference(bytes(a), "y,mean radius,mean area\n1,2.5,551.1\n", true),
+  EXPECT_EQ(first_data_difference(bytes(a), "y,mean radius,mean area\n1,2.5,551.1\n", true).where,
             "first difference at line 3 (data row 2): a row only the recorded copy has");
-  EXPECT_EQ(first_data_difference(bytes(a), "y,radius,mean area\n1,2.5,551.1\n0,3.5,600\n", true),
+  EXPECT_EQ(first_data_difference(bytes(a), "y,radius,mean area\n1,2.5,551.1\n0,3.5,600\n", true).where,
             "first difference at line 1 (the header), column 2: mean radius (recorded) vs radius (now)");
   // Windows line endings alone are not a difference of values.
-  EXPECT_EQ(first_data_difference(bytes(a), "y,mean radius,mean area\r\n1,2.5,551.1\r\n0,3.5,600\r\n", true),
-            "the values are the same: only line endings or spaces at the ends of lines differ");
+  EXPECT_EQ(
+      first_data_difference(bytes(a), "y,mean radius,mean area\r\n1,2.5,551.1\r\n0,3.5,600\r\n", true).where,
+      "the values are the same: only line endings or spaces at the ends of lines differ");
 }
 
 TEST(DataDifference, OtherFilesNameTheFirstDifferingByte) {
-  EXPECT_EQ(first_data_difference(bytes("\x93NUMPY\x01"), std::string("\x93NUMPY\x02"), false),
+  EXPECT_EQ(first_data_difference(bytes("\x93NUMPY\x01"), std::string("\x93NUMPY\x02"), false).where,
             "first difference at byte 6 (7 bytes recorded, 7 now)");
-  EXPECT_EQ(first_data_difference(bytes("a,b\n1,2\n"), "a,b\n1,3\n", true, "A", "B"),
+  EXPECT_EQ(first_data_difference(bytes("a,b\n1,2\n"), "a,b\n1,3\n", true, "A", "B").where,
             "first difference at line 2 (data row 1), column 2 'b': 2 (A) vs 3 (B)");
+}
+
+// float64 values that convert to the float32 ones recorded: other bytes, the same data as the run reads it.
+TEST(DataDifference, NpyArraysOfOtherDtypesWithTheSameFloat32ValuesAreTheSameData) {
+  const std::string f4 = npy<float>("<f4", {0.1f, 2.5f, -3.0f, 1e-3f}, 2, 2);
+  const std::string f8 = npy<double>("<f8", {0.1, 2.5, -3.0, 1e-3}, 2, 2);
+  const DataDifference same = first_data_difference(bytes(f4), f8, false);
+  EXPECT_TRUE(same.same_values);
+  EXPECT_EQ(same.where,
+            "the arrays have other dtypes, float32 (recorded) vs float64 (now), and the same 4 values once "
+            "converted to float32, as the run reads them");
+  const DataDifference other =
+      first_data_difference(bytes(f4), npy<double>("<f8", {0.1, 2.5, -3.0, 2e-3}, 2, 2), false);
+  EXPECT_FALSE(other.same_values);
+  EXPECT_EQ(
+      other.where,
+      "the arrays have other dtypes, float32 (recorded) vs float64 (now); converted to float32, as the run "
+      "reads them, first difference at row 1, element 1 of the row (counting from 0): 0.001 (recorded) vs "
+      "0.002 (now)");
+  const DataDifference shape =
+      first_data_difference(bytes(f4), npy<double>("<f8", {0.1, 2.5, -3.0, 1e-3}, 1, 4), false);
+  EXPECT_FALSE(shape.same_values);
+  EXPECT_EQ(
+      shape.where,
+      "the arrays have other shapes: (2, 2) (recorded) vs (1, 4) (now), and other dtypes, float32 (recorded) "
+      "vs float64 (now)");
+  // The same dtype and values, another header (format version 2.0): still the same data.
+  std::string v2 = f4;
+  v2[6] = '\x02';
+  v2.insert(10, 2, '\0');
+  EXPECT_TRUE(first_data_difference(bytes(f4), v2, false).same_values);
 }
 
 }  // namespace

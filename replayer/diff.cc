@@ -260,24 +260,32 @@ std::vector<std::string> recorded_config_differences(const trace::TraceHeader& h
 }
 
 std::string recorded_data_difference(const trace::TraceHeader& ha, const trace::TraceHeader& hb,
-                                     std::vector<std::string>* changed) {
+                                     std::vector<std::string>* changed,
+                                     std::vector<std::string>* same_values) {
   std::string detail;
   for (const auto& da : ha.datasets)
     for (const auto& db : hb.datasets)
       if (da.name == db.name && !(da.digest == db.digest)) {
-        if (changed) changed->push_back(da.name);
         // Named by its file, as people know it; the trace's name for it ("data", "labels") only says which.
         const std::string file = std::filesystem::path(da.path).filename().string();
-        if (!detail.empty()) detail += "; ";
-        detail += "data file '" + (file.empty() ? da.name : file) + "' differs (" + da.path + ", " +
-                  std::to_string(da.size_bytes) + " bytes vs " + db.path + ", " +
-                  std::to_string(db.size_bytes) + " bytes)";
+        const std::string differs = "data file '" + (file.empty() ? da.name : file) + "' differs (" +
+                                    da.path + ", " + std::to_string(da.size_bytes) + " bytes vs " + db.path +
+                                    ", " + std::to_string(db.size_bytes) + " bytes)";
+        DataDifference where;
         if (!da.embedded.empty() && !db.embedded.empty()) {
           const std::string_view b(reinterpret_cast<const char*>(db.embedded.data()), db.embedded.size());
-          if (const std::string where = first_data_difference(da.embedded, b, da.name == "data", "A", "B");
-              !where.empty())
-            detail += "; " + where;
+          where = first_data_difference(da.embedded, b, da.name == "data", "A", "B");
         }
+        if (where.same_values) {
+          // Other bytes, the same data: both runs read the same values from it.
+          if (same_values)
+            same_values->push_back(differs + " in its bytes, not in what the runs read: " + where.where);
+          continue;
+        }
+        if (changed) changed->push_back(da.name);
+        if (!detail.empty()) detail += "; ";
+        detail += differs;
+        if (!where.where.empty()) detail += "; " + where.where;
       }
   return detail;
 }
@@ -323,7 +331,9 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   ci.seed_from_entropy = ha.seed_from_entropy || hb.seed_from_entropy;
   ci.config_differences = recorded_config_differences(ha, hb, &ci.layer_names);
   std::vector<std::string> changed_sets;
-  ci.data_detail = recorded_data_difference(ha, hb, &changed_sets);
+  std::vector<std::string> same_data;
+  ci.data_detail = recorded_data_difference(ha, hb, &changed_sets, &same_data);
+  for (const std::string& same : same_data) rep.notes.push_back(same);
   ci.data_changed = !ci.data_detail.empty();
   set_changed_data_sets(ci, changed_sets);
   res.config_differences = ci.config_differences;

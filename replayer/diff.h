@@ -29,7 +29,10 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path);
 std::vector<std::string> recorded_config_differences(const trace::TraceHeader& a, const trace::TraceHeader& b,
                                                      std::vector<std::string>* layers = nullptr);
 // `changed`, when given, gets the trace's names of the data sets that differ ("data", "features", "labels").
+// A file whose copies differ in their bytes but hold the same values as the runs read them
+// (data_difference.h) is no difference: it goes to `same_values`, when given, in words, and nowhere else.
 std::string recorded_data_difference(const trace::TraceHeader& a, const trace::TraceHeader& b,
-                                     std::vector<std::string>* changed = nullptr);
+                                     std::vector<std::string>* changed = nullptr,
+                                     std::vector<std::string>* same_values = nullptr);
 
 }  // namespace trainrr

@@ -178,9 +178,16 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
     if (differs.empty()) continue;
     // With the recorded copy at hand (embedded) and the user's, say where they first differ.
     if (!info.embedded.empty() && file->size <= (uint64_t{1} << 30))
-      if (auto now = read_file_bytes(*target); now && now->size() == file->size)
-        if (const std::string where = first_data_difference(info.embedded, *now, d.source == "csv"); !where.empty())
-          differs += "; " + where;
+      if (auto now = read_file_bytes(*target); now && now->size() == file->size) {
+        const DataDifference where = first_data_difference(info.embedded, *now, d.source == "csv");
+        if (where.same_values) {
+          // Other bytes, the same data: the run reads from this file what it read from the recorded one.
+          r.notes.push_back("data: " + what.substr(std::string_view("data file ").size()) +
+                            " holds the recorded data in other bytes: " + where.where);
+          continue;
+        }
+        if (!where.where.empty()) differs += "; " + where.where;
+      }
     if (!allow_change)
       return Error{differs + "; " +
                    (refusal.empty() ? "pass --allow-data-change to replay anyway" : refusal)};

@@ -153,7 +153,11 @@ Result<Tensor> read_npy(const std::string& path) {
   return parse_npy(*file, path);
 }
 
-Result<Tensor> parse_npy(std::string_view b, const std::string& path) {
+namespace {
+
+// The header of a .npy file's bytes `b`, its dtype and where its data starts; an error names `path`.
+Status read_header(std::string_view b, const std::string& path, Header& h, Dtype& dtype, size_t& item,
+                   size_t& data_at) {
   const auto* u = reinterpret_cast<const unsigned char*>(b.data());
   auto err = [&](const std::string& what) { return Error{path + ": " + what}; };
 
@@ -176,11 +180,8 @@ Result<Tensor> parse_npy(std::string_view b, const std::string& path) {
     return err("truncated: the header claims " + std::to_string(header_len) + " bytes, the file has " +
                std::to_string(b.size() - header_at) + " after the header length");
 
-  Header h;
   HeaderParser parser(std::string_view(b).substr(header_at, header_len), header_at);
   if (!parser.parse(h)) return err("malformed header: " + parser.error());
-  Dtype dtype;
-  size_t item;
   if (!parse_dtype(h.descr, dtype, item))
     return err("dtype '" + h.descr +
                "' is not supported (little-endian <f4, <f8, <i4, <i8 and |u1 are); convert with "
@@ -188,7 +189,39 @@ Result<Tensor> parse_npy(std::string_view b, const std::string& path) {
   if (h.fortran_order)
     return err("the array is in Fortran order; save it in C order (numpy.ascontiguousarray) instead");
 
-  const size_t data_at = header_at + header_len;
+  data_at = header_at + header_len;
+  return {};
+}
+
+}  // namespace
+
+std::string npy_dtype_name(std::string_view bytes) {
+  Header h;
+  Dtype dtype;
+  size_t item, data_at;
+  if (!read_header(bytes, "", h, dtype, item, data_at)) return "";
+  switch (dtype) {
+    case Dtype::f4:
+      return "float32";
+    case Dtype::f8:
+      return "float64";
+    case Dtype::i4:
+      return "int32";
+    case Dtype::i8:
+      return "int64";
+    case Dtype::u1:
+      return "uint8";
+  }
+  return "";
+}
+
+Result<Tensor> parse_npy(std::string_view b, const std::string& path) {
+  const auto* u = reinterpret_cast<const unsigned char*>(b.data());
+  auto err = [&](const std::string& what) { return Error{path + ": " + what}; };
+  Header h;
+  Dtype dtype;
+  size_t item, data_at;
+  if (Status s = read_header(b, path, h, dtype, item, data_at); !s) return s.error();
   const uint64_t have = b.size() - data_at;
   uint64_t need;
   if (!array_bytes_within(h.shape, item, have, need) || need != have) {

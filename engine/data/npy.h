@@ -15,6 +15,9 @@ namespace trainrr {
 Result<Tensor> read_npy(const std::string& path);
 // The same for a file's bytes already in memory; `path` names it in errors.
 Result<Tensor> parse_npy(std::string_view bytes, const std::string& path);
+// The dtype of a .npy file's bytes, as numpy names it ("float32", "float64", "int32", "int64", "uint8");
+// empty when its header cannot be read or names a dtype that the reader does not take.
+std::string npy_dtype_name(std::string_view bytes);
 Status write_npy(const std::string& path, const Tensor& t);
 
 }  // namespace trainrr

@@ -707,3 +707,90 @@ def test_data_is_not_blamed_for_weights_drawn_before_any_row_is_read(tmp_path):
     assert report.cause.category == "config", report.text()
     assert "the data differs too, but cannot have made this difference (the initial weights are drawn before " \
            "any row is read" in report.cause.detail, report.cause.detail
+
+
+def test_a_numpy_float32_hyperparameter_is_the_number_it_shows(tmp_path):
+    # np.float32(0.002) means 0.002, as Keras keeps it (a float32 again); widened to a double it would be
+    # 0.0020000000949949026, another learning rate in the run's configuration and another run.
+    x, y = blobs()
+
+    def run(learning_rate, epsilon, split, path):
+        model = trainrr.Sequential([layers.Dense(4, activation="relu"), layers.BatchNormalization(epsilon=epsilon),
+                                    layers.Dense(2, activation="softmax")])
+        model.compile(optimizer=optimizers.Adam(learning_rate=learning_rate), loss="sparse_categorical_crossentropy",
+                      threads=1, policy="deterministic")
+        model.fit(x, y, verbose=0, seed=1, validation_split=split, record=path)
+        return model.to_config()
+
+    python = run(0.002, 0.01, 0.2, tmp_path / "float.trr")
+    numpy = run(np.float32(0.002), np.float32(0.01), np.float32(0.2), tmp_path / "float32.trr")
+    assert numpy == python and "learning_rate = 0.002\n" in python and "validation_split = 0.2\n" in python
+    assert trainrr.diff(tmp_path / "float.trr", tmp_path / "float32.trr").status == "identical"
+    # An override too: the recorded learning rate, which changes nothing.
+    replayed = trainrr.replay(tmp_path / "float.trr", overrides={"train.optimizer.learning_rate": np.float32(0.002)})
+    assert replayed.status == "reproduced", replayed.text()
+    # Keras' default, given as a float32 or a float16, is the default; a float64 is the double it holds.
+    assert optimizers.Adam(learning_rate=np.float32(0.001)).get_config() == {}
+    assert layers.BatchNormalization(epsilon=np.float32(1e-3)).get_config() == {}
+    assert repr(optimizers.SGD(learning_rate=np.float16(0.1))) == "optimizers.SGD(learning_rate=0.1)"
+    assert optimizers.Adam(learning_rate=np.float64(np.float32(0.001))).get_config() == {
+        "learning_rate": 0.0010000000474974513}
+
+
+def test_data_saved_in_float64_is_the_recorded_data_when_its_float32_values_are(tmp_path, bin_path):
+    # fit converts a float64 x to float32; np.save of the x given to fit writes float64. The run reads the same
+    # float32 values from it: a replay on it reproduces, and says how the files differ.
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(120, 6))
+    y = (x[:, 0] > x[:, 1]).astype(np.int64)
+    trace = tmp_path / "run.trr"
+    classifier().fit(x, y, verbose=0, record=trainrr.record(trace, seed=1))
+    np.save(tmp_path / "x64.npy", x)
+    same = ("the arrays have other dtypes, float32 (recorded) vs float64 (now), and the same 720 values once "
+            "converted to float32, as the run reads them")
+    report = trainrr.replay(trace, data=tmp_path / "x64.npy")
+    assert report.status == "reproduced" and report.cause is None, report.text()
+    assert any(same in note for note in report.notes), report.notes
+    run = cli("replay", trace, "--data", tmp_path / "x64.npy", check=False)
+    assert run.returncode == 0 and run.stdout.startswith("reproduced bit for bit"), run.stdout + run.stderr
+    assert same in run.stdout, run.stdout
+    # A value that differs as float32 too is a difference, told with both dtypes.
+    x[7, 2] += 0.5
+    np.save(tmp_path / "x64.npy", x)
+    with pytest.raises(trainrr.TraceError, match=r"the arrays have other dtypes, float32 \(recorded\) vs float64 "
+                       r"\(now\); converted to float32, as the run reads them, first difference at row 7, element "
+                       r"2 of the row"):
+        trainrr.replay(trace, data=tmp_path / "x64.npy")
+
+
+def test_a_diff_of_runs_that_read_the_same_values_from_files_of_other_dtypes_is_identical(tmp_path, bin_path):
+    x, y = blobs()
+    model = classifier()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", policy="deterministic", threads=1)
+    model.fit(x, y, verbose=0, record=trainrr.record(tmp_path / "py.trr", seed=3))
+    model.to_config(tmp_path / "cli" / "run.toml")
+    np.save(tmp_path / "cli" / "x.npy", x.astype(np.float64))
+    cli("record", tmp_path / "cli" / "run.toml", "-o", tmp_path / "cli.trr", "--embed-data")
+    report = trainrr.diff(tmp_path / "py.trr", tmp_path / "cli.trr")
+    assert report.status == "identical", report.text()
+    assert any("in its bytes, not in what the runs read: the arrays have other dtypes, float32 (A) vs float64 (B)"
+               in note for note in report.notes), report.notes
+
+
+def test_a_fits_arrays_are_named_as_the_arrays_given_to_fit_not_by_their_temporary_files(tmp_path):
+    # fit saves its arrays for the run in a temporary folder, gone once the run is set up: the caller knows the
+    # arrays, not those files.
+    x, y = blobs()
+    classifier().fit(x, y, verbose=0, record=trainrr.record(tmp_path / "a.trr", seed=1))
+    x2 = x.copy()
+    x2[5, 0] += 1
+    classifier().fit(x2, y, verbose=0, record=trainrr.record(tmp_path / "b.trr", seed=1))
+    report = trainrr.diff(tmp_path / "a.trr", tmp_path / "b.trr")
+    assert report.cause is not None and report.cause.category == "data", report.text()
+    assert report.cause.detail.startswith("data file 'x.npy' differs (the x given to fit, 5888 bytes vs the x given "
+                                          "to fit, 5888 bytes); first difference at row 5"), report.cause.detail
+    np.save(tmp_path / "x2.npy", x2)
+    with pytest.raises(trainrr.TraceError) as e:
+        trainrr.replay(tmp_path / "a.trr", data=tmp_path / "x2.npy")
+    assert f"data file {tmp_path / 'x2.npy'} (recorded as the x given to fit) differs" in str(e.value), str(e.value)
+    assert "trainrr-" not in str(e.value)

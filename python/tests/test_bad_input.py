@@ -102,7 +102,7 @@ def test_a_keras_argument_the_engine_lacks_is_refused_not_ignored():
         optimizers.Adam(amsgrad=True)
     x, y = data()
     with pytest.raises(ValueError, match=r"^fit: argument 'callbacks' is not supported"):
-        model().fit(x, y, callbacks=[])
+        model().fit(x, y, callbacks=[object()])
 
 
 def test_values_are_checked_by_the_engine_with_its_words():
@@ -764,3 +764,101 @@ def test_a_data_file_an_override_names_is_told_as_the_override(tmp_path):
         trainrr.replay(tmp_path / "run.trr", overrides={"data.path": str(tmp_path / "nope.npy")})
     assert '(overrides={"data.path": ...}) does not exist' in str(e.value), str(e.value)
     assert "--set" not in str(e.value), str(e.value)
+
+
+def test_a_one_dimensional_x_gets_the_reshape_that_fits_the_model():
+    x, y = data(features=3)
+    with pytest.raises(trainrr.DataError, match=re.escape(
+            "x: expected an array of shape (rows, features...), got shape (3,) (for one feature per row, reshape it "
+            "with x.reshape(-1, 1); for one sample of 3 features, with x.reshape(1, -1))")):
+        model().fit(x[0], y[:1], verbose=0)
+    m = model()
+    m.fit(x, y, verbose=0)
+    # One sample of the model's features: a row of it, not a column.
+    with pytest.raises(trainrr.DataError, match=re.escape(
+            "got shape (3,) (the model takes samples of shape (3,): for one sample, give x.reshape(1, -1) or "
+            "x[None])")):
+        m.predict(x[0])
+    assert m.predict(x[0].reshape(1, -1)).shape == (1, 1)
+    with pytest.raises(trainrr.DataError, match=re.escape(
+            "got shape (6,) (the model takes samples of shape (3,): for 2 samples, give x.reshape(-1, 3))")):
+        m.evaluate(x[:2].reshape(-1), y[:2], verbose=0)
+    with pytest.raises(trainrr.DataError, match=re.escape(
+            "got shape (4,) (the model takes samples of shape (3,), 3 values each, and its 4 values are no whole "
+            "number of samples)")):
+        m.predict(x[0, :2].repeat(2))
+    one = model()
+    one.fit(x[:, :1], y, verbose=0)
+    with pytest.raises(trainrr.DataError, match=re.escape(
+            "got shape (20,) (the model was trained on one feature per row: reshape it with x.reshape(-1, 1))")):
+        one.predict(x[:, 0])
+
+
+def test_a_layer_of_one_model_is_refused_by_another_which_would_rename_it():
+    shared = layers.Dense(8, activation="relu")
+    first = trainrr.Sequential([layers.Dense(8, activation="relu"), shared, layers.Dense(1, activation="sigmoid")])
+    assert [layer.name for layer in first.layers] == ["dense_1", "dense_2", "dense_3"]
+    message = (r"^Sequential: layers.Dense\(units=8, activation='relu'\) is a layer of another model, where it is "
+               r"named dense_2: trainrr shares no weights between models \(Keras would\), and a layer keeps the name "
+               r"its own model gives it; make a layer for this model \(layers.Dense\(\*\*layer.get_config\(\)\) "
+               r"takes the same arguments\)")
+    with pytest.raises(trainrr.ConfigError, match=message):
+        trainrr.Sequential([shared, layers.Dense(1, activation="sigmoid")])
+    second = trainrr.Sequential([layers.Dense(1, activation="sigmoid")])
+    with pytest.raises(trainrr.ConfigError, match=message):
+        second.add(shared)
+    second.layers.insert(0, shared)
+    second.compile(optimizer="sgd", loss="binary_crossentropy")
+    x, y = data()
+    with pytest.raises(trainrr.ConfigError, match=r"^fit: layers.Dense\(units=8, activation='relu'\) is a layer of "
+                       r"another model, where it is named dense_2"):
+        second.fit(x, y, verbose=0)
+    # The first model still calls it what its summary and traces do.
+    assert [layer.name for layer in first.layers] == ["dense_1", "dense_2", "dense_3"]
+    first.compile(optimizer="sgd", loss="binary_crossentropy")
+    first.fit(x, y, verbose=0)
+    assert [line.split(" ")[0].strip() for line in _summary_lines(first)] == ["dense_1", "dense_2", "dense_3"]
+    # A layer no model holds any more is free: the refused model took nothing either.
+    first.layers.remove(shared)
+    third = trainrr.Sequential([shared, layers.Dense(1, activation="sigmoid")])
+    assert [layer.name for layer in third.layers] == ["dense_1", "dense_2"]
+
+
+def _summary_lines(m):
+    lines = []
+    m.summary(print_fn=lines.append)
+    return [line.strip() for line in lines[0].splitlines() if "(Dense)" in line]
+
+
+def test_a_checkpoint_or_step_the_trace_lacks_is_a_lookup_or_value_error(tmp_path):
+    x, y = data()
+    model().fit(x, y, epochs=2, verbose=0, record=trainrr.record(tmp_path / "run.trr", checkpoint_every=1))
+    trace = trainrr.open(tmp_path / "run.trr")
+    with pytest.raises(KeyError) as e:
+        trace.checkpoint(100)
+    assert isinstance(e.value, trainrr.TraceError) and isinstance(e.value, ValueError)
+    assert str(e.value).startswith(f"{tmp_path / 'run.trr'}: no checkpoint after 100 steps (it holds those after 0, "), str(e.value)
+    with pytest.raises(ValueError, match=r"^replay: from_step=500 is past the run's end: it has steps 0\.\.1$") as e:
+        trainrr.replay(tmp_path / "run.trr", from_step=500)
+    assert isinstance(e.value, trainrr.TraceError)
+
+
+def test_keras_defaults_of_arguments_the_engine_lacks_are_taken():
+    x, y = data()
+    m = trainrr.Sequential([layers.Dense(1, activation="sigmoid")])
+    m.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["accuracy"], run_eagerly=False, jit_compile="auto")
+    m.fit(x, y, verbose=0, callbacks=None, validation_data=None, sample_weight=None, class_weight=None,
+          initial_epoch=0, workers=1, use_multiprocessing=False)
+    with pytest.warns(UserWarning, match="has been fitted before"):
+        m.fit(x, y, verbose=0, callbacks=[])  # no callback either
+    m.evaluate(x, y, verbose=0, sample_weight=None, steps=None, callbacks=None)
+    m.predict(x, steps=None, callbacks=None)
+    # Any other value asks for what the engine lacks.
+    for call, key, value in [(m.fit, "validation_data", (x, y)), (m.fit, "initial_epoch", 1),
+                             (m.fit, "class_weight", {0: 1.0, 1: 2.0}), (m.evaluate, "sample_weight", np.ones(20)),
+                             (m.predict, "steps", 1)]:
+        with pytest.raises(trainrr.ConfigError, match=rf"argument '{key}' is not supported: trainrr's engine has no "
+                           rf"such setting \(only Keras' default, .*, is taken\)"):
+            call(x, y, verbose=0, **{key: value}) if call != m.predict else call(x, **{key: value})
+    with pytest.raises(trainrr.ConfigError, match=r"^compile: argument 'run_eagerly' is not supported"):
+        m.compile(optimizer="sgd", loss="binary_crossentropy", run_eagerly=True)

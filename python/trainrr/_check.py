@@ -58,7 +58,8 @@ def unsupported_argument(owner, name, why="trainrr's engine has no such setting"
 
 # --- Python values of arguments ----------------------------------------------------------------------------
 # An argument that takes an integer takes a Python int or a numpy integer (operator.index), never a bool; one
-# that takes a number also takes a float or a numpy floating scalar. Each is handed on as a plain Python value.
+# that takes a number also takes a float or a numpy floating scalar. Each is handed on as a plain Python value
+# (plain()).
 
 
 def shown(value):
@@ -86,9 +87,9 @@ def integer(owner, name, value, minimum, maximum=None):
 def real(owner, name, value, accepts, requirement):
     """`value` as a float, refused unless it is a real number (not a bool) for which accepts(value) holds:
     "owner: name must be REQUIREMENT, got ..."."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not accepts(float(value)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not accepts(float(plain(value))):
         raise ConfigError(f"{owner}: {name} must be {requirement}, got {shown(value)}")
-    return float(value)
+    return float(plain(value))
 
 
 def boolean(owner, name, value):
@@ -99,7 +100,13 @@ def boolean(owner, name, value):
 
 
 def plain(value):
-    """numpy scalars (in lists and tuples too) as the Python values they hold."""
+    """numpy scalars (in lists and tuples too) as the Python values they hold. A floating scalar of less than
+    double precision (float32, float16) is the number its shortest decimal says, the one that reads back as it in
+    its own precision: np.float32(0.001) is 0.001, as in Keras, which keeps it as a float32 again, and not the
+    double it widens to (0.0010000000474974513), which would be another learning rate in the run's
+    configuration. A float64 is taken as it is."""
+    if isinstance(value, np.floating) and np.finfo(value.dtype).bits < 64:
+        return float(np.format_float_scientific(value, unique=True))
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, (list, tuple)):

@@ -21,7 +21,7 @@ def features(x, name="x", sample_shape=None):
                         f"other float and integer dtypes are converted to float32)")
     if a.ndim < 2:
         raise DataError(f"{name}: expected an array of shape (rows, features...), got shape {a.shape}"
-                        + (" (for one feature per row, reshape it with x.reshape(-1, 1))" if a.ndim == 1 else ""))
+                        + (_rows_of(a.size, name, sample_shape) if a.ndim == 1 else ""))
     if a.shape[0] == 0:
         raise DataError(f"{name}: has no rows (shape {a.shape})")
     if 0 in a.shape[1:]:
@@ -33,6 +33,27 @@ def features(x, name="x", sample_shape=None):
         f = np.ascontiguousarray(a, dtype=np.float32)
     _finite(f, a, name)
     return f
+
+
+def _rows_of(size, name, sample_shape):
+    """How to make rows of a 1-D array of `size` values: by the samples the model was trained on, when it has
+    been; for fit, both readings of it (one feature per row, or one sample)."""
+    if sample_shape is None:
+        return (f" (for one feature per row, reshape it with {name}.reshape(-1, 1); for one sample of {size} "
+                f"features, with {name}.reshape(1, -1))")
+    sample = tuple(int(d) for d in sample_shape)
+    per = int(np.prod(sample))
+    dims = ", ".join(str(d) for d in sample)
+    if sample == (1,):
+        return f" (the model was trained on one feature per row: reshape it with {name}.reshape(-1, 1))"
+    if size == per:
+        one = f"{name}.reshape(1, -1) or {name}[None]" if len(sample) == 1 else f"{name}.reshape(1, {dims})"
+        return f" (the model takes samples of shape {sample}: for one sample, give {one})"
+    if size % per == 0:
+        return (f" (the model takes samples of shape {sample}: for {size // per} samples, give "
+                f"{name}.reshape(-1, {dims}))")
+    return (f" (the model takes samples of shape {sample}, {per} values each, and its {size} values are no whole "
+            f"number of samples)")
 
 
 def labels(y, rows, name="y", loss=None):

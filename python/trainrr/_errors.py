@@ -1,5 +1,7 @@
 """The exceptions trainrr raises: the engine's own message, under the kind of input that was wrong."""
 
+import os
+
 
 class TrainrrError(Exception):
     """Base class of trainrr's errors."""
@@ -15,6 +17,21 @@ class DataError(TrainrrError, ValueError):
 
 class TraceError(TrainrrError):
     """A trace that cannot be written, read or replayed here (a missing file, a damaged or foreign one)."""
+
+
+# An argument that the trace has no place for: a TraceError, as the engine raises it, and the exception that
+# Python raises for such an argument, as trainrr's checks of the arguments themselves do (ConfigError).
+class TraceArgumentError(TraceError, ValueError):
+    """replay(from_step=N) past the run's end: the trace's steps end before it (from_step=-1 is a ConfigError,
+    a ValueError too)."""
+
+
+class CheckpointNotFoundError(TraceError, KeyError, ValueError):
+    """trace.checkpoint(n) where the trace holds no checkpoint after n steps (trace.checkpoints() lists those it
+    holds): the KeyError of a lookup that finds nothing, and a ValueError, as checkpoint(-1)'s ConfigError is."""
+
+    def __str__(self):
+        return Exception.__str__(self)  # the message, not KeyError's repr of it
 
 
 # A trace path that cannot take the recording: TraceErrors that are also the OSError that open() raises for
@@ -85,6 +102,8 @@ _CLI_WORDS = [
     (r"choose another trace path \(-o\)", "choose another trace path (record=...)"),
     (r"--set ([A-Za-z_][\w.\[\]]*)=(\S*?)(?=[\s),;]|$)", _override),
     (r"replay it without that --set", "replay it without that override"),
+    (r"^step (\d+) is past the run's end", lambda m, call: (f"{call}: from_step={m.group(1)} is past the run's end"
+                                                           if call == "replay" else m.group(0))),
     (r"\(--set ([A-Za-z_][\w.\[\]]*)\)", lambda m, call: f"(overrides={{\"{m.group(1)}\": ...}})"),
 ]
 
@@ -113,12 +132,23 @@ def python_terms(message, call, sets=()):
             message = re.sub(r"^.*? \(--set\): (train\.)?", "fit: ", message, count=1, flags=re.S)
         else:
             message = re.sub(r"^.*? \(--set\): ", f"{call}: overrides: ", message, count=1, flags=re.S)
+    message = _fit_arrays(message)
     for pattern, replacement in _CLI_WORDS:
         if callable(replacement):
             message = re.sub(pattern, lambda m, r=replacement: r(m, call), message)
         else:
             message = re.sub(pattern, replacement, message)
     return message
+
+
+def _fit_arrays(message):
+    """The .npy files that a fit on arrays saved for its run (in a temporary folder, gone once the fit has set
+    the run up; the trace embeds them), named by the arrays given to fit, which are what the caller knows."""
+    import re
+    import tempfile
+
+    folder = re.escape(os.path.join(tempfile.gettempdir(), "trainrr-")) + r"[A-Za-z0-9_]+"
+    return re.sub(folder + re.escape(os.sep) + r"([xy])\.npy\b", lambda m: f"the {m.group(1)} given to fit", message)
 
 
 def translated(error, call, sets=()):
@@ -131,6 +161,8 @@ def translated(error, call, sets=()):
     cls = type(error)
     if message.startswith(f"{call}: overrides: "):
         cls = ConfigError
+    elif cls is TraceError and message.startswith(f"{call}: from_step="):
+        cls = TraceArgumentError
     elif cls is TraceError:
         for pattern, path_error in _TRACE_PATH_ERRORS:
             if re.search(pattern, message):

@@ -23,6 +23,7 @@ class Layer:
 
     type = None
     _engine_name = None  # the name the engine gives a layer made without one, set when a model takes it
+    _model = None  # a weak reference to the model that holds the layer (one at a time), set when it takes it
     _arguments = ()  # the arguments this layer takes, besides name
     _ranges = ()  # (argument, accepts(value), what it must be) for values the engine takes in type, not in range
 
@@ -70,7 +71,8 @@ class Layer:
     def name(self):
         """The name given, or, once the layer is in a model, the one the engine gives it there: its type and a
         running number per type (dense_1, dense_2, ...), as summary(), traces and get_weights name it.
-        None for a layer made without a name and not yet added to a model."""
+        None for a layer made without a name and not yet added to a model. A layer is in one model at a time
+        (another model refuses it), so that no other model renames it."""
         return self._given.get("name") or self._engine_name
 
     def __repr__(self):

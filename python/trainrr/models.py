@@ -10,19 +10,44 @@ import sys
 import tempfile
 import threading
 import warnings
+import weakref
 
 from . import _check, _data, _toml, losses, optimizers, recording
 from ._errors import ConfigError, ConfigNotFoundError, DataError, TrainrrError, translated
 from .layers import Layer
 
-# Keras arguments of compile, fit, evaluate and predict the engine does not implement.
-_COMPILE_ONLY_KERAS = {"loss_weights", "weighted_metrics", "run_eagerly", "steps_per_execution", "jit_compile",
-                       "auto_scale_loss", "pss_evaluation_shards"}
-_FIT_ONLY_KERAS = {"callbacks", "validation_data", "class_weight", "sample_weight", "initial_epoch",
-                   "steps_per_epoch", "validation_steps", "validation_batch_size", "validation_freq",
-                   "max_queue_size", "workers", "use_multiprocessing"}
-_EVALUATE_ONLY_KERAS = {"sample_weight", "steps", "callbacks", "max_queue_size", "workers",
-                        "use_multiprocessing"}
+# Keras arguments of compile, fit, evaluate and predict the engine does not implement, with Keras' default of
+# each: a call that passes the default on (wrapper code does) asks for nothing the engine lacks, and is taken.
+_COMPILE_ONLY_KERAS = {"loss_weights": None, "weighted_metrics": None, "run_eagerly": False,
+                       "steps_per_execution": 1, "jit_compile": "auto", "auto_scale_loss": True,
+                       "pss_evaluation_shards": 0}
+_FIT_ONLY_KERAS = {"callbacks": None, "validation_data": None, "class_weight": None, "sample_weight": None,
+                   "initial_epoch": 0, "steps_per_epoch": None, "validation_steps": None,
+                   "validation_batch_size": None, "validation_freq": 1, "max_queue_size": 10, "workers": 1,
+                   "use_multiprocessing": False}
+_EVALUATE_ONLY_KERAS = {"sample_weight": None, "steps": None, "callbacks": None, "max_queue_size": 10, "workers": 1,
+                        "use_multiprocessing": False}
+_PREDICT_ONLY_KERAS = {"steps": None, "callbacks": None, "max_queue_size": 10, "workers": 1,
+                       "use_multiprocessing": False}
+
+
+def _keras_only(owner, kwargs, keras_only, known):
+    """Refuses each argument of `kwargs` but those Keras has, the engine lacks and the call gives at Keras'
+    default (None; no callbacks, an empty list, is no callback either)."""
+    for key, value in kwargs.items():
+        if key in keras_only:
+            default = keras_only[key]
+            if value is None and default is None:
+                continue
+            if key == "callbacks" and isinstance(value, (list, tuple)) and not value:
+                continue
+            if default is not None and _check.is_default(value, default):
+                continue
+            raise _check.unsupported_argument(owner, key, f"trainrr's engine has no such setting (only Keras' "
+                                                          f"default, {default!r}, is taken)")
+        raise _check.unknown_argument(owner, key, known)
+
+
 _FIT_AGAIN = ("fit: this model has been fitted before; this fit starts again from the initial weights its seed "
               "draws, not from the current weights as Keras' fit would (a trainrr run cannot start from given "
               "weights). For the effect of continued training, fit once with the total number of epochs: given "
@@ -72,7 +97,13 @@ class Sequential:
         self._last_fit = None
         self._seed_used = None  # the seed of the last fit (given, or drawn from the OS); None before any fit
         self._run = None
-        for layer in layers or []:
+        layers = list(layers or [])
+        # All checked before any is taken: a model refused takes no layer from another.
+        for layer in layers:
+            _check_layer(layer)
+        _check_distinct(layers, "Sequential")
+        _check_own(layers, self, "Sequential")
+        for layer in layers:
             self.add(layer)
 
     # --- building -------------------------------------------------------------------------------------
@@ -80,11 +111,11 @@ class Sequential:
     def add(self, layer):
         """Appends a layer (trainrr.layers.Dense, ...). The model then has to be fitted again: what an earlier
         fit trained is no longer this model."""
-        if not isinstance(layer, Layer):
-            raise ConfigError(f"Sequential: {layer!r} is not a trainrr layer (trainrr.layers.Dense, ...)")
+        _check_layer(layer)
         _check_distinct(self.layers + [layer], "Sequential")
+        _check_own([layer], self, "Sequential")
         self.layers.append(layer)
-        _name_layers(self.layers)
+        _take_layers(self)
         self._source = None
         self._changed()
 
@@ -95,11 +126,8 @@ class Sequential:
         acc and val_acc for "acc"). trainrr's own: threads (default 0: every
         core; at most 1024), policy ("default", "deterministic", "autotune" or "portable"), device ("cpu", the default,
         "cuda" or "cuda:N") and tf32 (on a GPU, matmuls in TF32; default False), the configuration's [runtime]."""
-        for key in kwargs:
-            if key in _COMPILE_ONLY_KERAS:
-                raise _check.unsupported_argument("compile", key)
-            raise _check.unknown_argument("compile", key,
-                                          ["optimizer", "loss", "metrics", "threads", "policy", "device", "tf32"])
+        _keras_only("compile", kwargs, _COMPILE_ONLY_KERAS,
+                    ["optimizer", "loss", "metrics", "threads", "policy", "device", "tf32"])
         if loss is None:
             raise ConfigError("compile: loss is required (binary_crossentropy, sparse_categorical_crossentropy "
                               "or mse)")
@@ -173,17 +201,15 @@ class Sequential:
 
         Ctrl-C stops the run after the current step; the trace then holds every step before it, and
         KeyboardInterrupt is raised."""
-        for key in kwargs:
-            if key in _FIT_ONLY_KERAS:
-                raise _check.unsupported_argument("fit", key)
-            raise _check.unknown_argument("fit", key, ["x", "y", "batch_size", "epochs", "verbose",
+        _keras_only("fit", kwargs, _FIT_ONLY_KERAS, ["x", "y", "batch_size", "epochs", "verbose",
                                                        "validation_split", "shuffle", "record", "seed"])
         if self._compiled is None:
             raise ConfigError("fit: the model must be compiled first (model.compile(optimizer=..., loss=...))")
         if not self.layers:
             raise ConfigError("fit: the model has no layers")
         _check_distinct(self.layers, "fit")
-        _name_layers(self.layers)  # as the engine will name them, should model.layers have been changed
+        _check_own(self.layers, self, "fit")
+        _take_layers(self)  # named as the engine will name them, should model.layers have been changed
         rec = _recording(record)
         given = _check_fit_values({"epochs": epochs, "batch_size": batch_size, "validation_split": validation_split,
                                    "shuffle": shuffle, "seed": seed})
@@ -264,10 +290,7 @@ class Sequential:
         and y, in batches of the last fit's batch_size; without x, on the test split of a configuration's data (data.test_fraction), scaled
         as its training rows are. x and y are copied into the engine's tensors (as float32), as they are:
         a configuration's data.scale is not applied to them."""
-        for key in kwargs:
-            if key in _EVALUATE_ONLY_KERAS:
-                raise _check.unsupported_argument("evaluate", key)
-            raise _check.unknown_argument("evaluate", key, ["x", "y", "batch_size", "verbose", "return_dict"])
+        _keras_only("evaluate", kwargs, _EVALUATE_ONLY_KERAS, ["x", "y", "batch_size", "verbose", "return_dict"])
         run = self._trained("evaluate")
         fit_batch = self._last_fit["settings"]["batch_size"]
         if batch_size is not None and batch_size != fit_batch:
@@ -298,8 +321,7 @@ class Sequential:
         x is copied once into the engine's input tensor (which owns its memory), converted to float32 on the
         way when it is another dtype, and otherwise taken as it is: a configuration's data.scale is not
         applied to it."""
-        for key in kwargs:
-            raise _check.unknown_argument("predict", key, ["x", "batch_size", "verbose"])
+        _keras_only("predict", kwargs, _PREDICT_ONLY_KERAS, ["x", "batch_size", "verbose"])
         run = self._trained("predict")
         _verbosity(verbose, "predict")  # checked as Keras' is; predict prints nothing
         return run.predict(_data.features(x, sample_shape=run.sample_shape))
@@ -598,6 +620,33 @@ def _check_distinct(layers, where):
                 raise ConfigError(f"{where}: the same layer object ({layer!r}) is at layers[{j}] and layers[{i}]: "
                                   f"trainrr shares no weights between two places of a model; make a layer for "
                                   f"each place")
+
+
+def _check_layer(layer):
+    if not isinstance(layer, Layer):
+        raise ConfigError(f"Sequential: {layer!r} is not a trainrr layer (trainrr.layers.Dense, ...)")
+
+
+def _check_own(layers, model, where):
+    """A layer object belongs to one model at a time: in Keras a layer in two models shares its weights, and
+    trainrr shares none; and the name a layer made without one takes is the one its model gives it, which
+    another model, counting its own layers, would change under the first. A layer of a model that no longer
+    holds it (gone, or its layers list changed) is free."""
+    for layer in layers:
+        other = layer._model() if layer._model is not None else None
+        if other is not None and other is not model and any(o is layer for o in other.layers):
+            kind = type(layer).__name__
+            raise ConfigError(f"{where}: {layer!r} is a layer of another model, where it is named {layer.name}: "
+                              f"trainrr shares no weights between models (Keras would), and a layer keeps the "
+                              f"name its own model gives it; make a layer for this model "
+                              f"(layers.{kind}(**layer.get_config()) takes the same arguments)")
+
+
+def _take_layers(model):
+    """Makes `model` the owner of its layers and gives each the name the engine gives it there."""
+    for layer in model.layers:
+        layer._model = weakref.ref(model)
+    _name_layers(model.layers)
 
 
 def _name_layers(layers):

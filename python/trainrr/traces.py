@@ -5,7 +5,7 @@ import json
 import os
 
 from . import _check
-from ._errors import ConfigError, TraceError
+from ._errors import CheckpointNotFoundError, ConfigError, TraceError
 
 
 class Trace:
@@ -95,8 +95,15 @@ class Trace:
 
     def checkpoint(self, step):
         """The state after `step` steps (0: the initial weights) as {"dense_1.kernel": ndarray, ...}:
-        parameters, then optimizer state. Float32 arrays that own the decompressed data (no copy)."""
-        tensors, _ = self._native.checkpoint(_check.integer("checkpoint", "step", step, 0))
+        parameters, then optimizer state. Float32 arrays that own the decompressed data (no copy). A step count
+        the trace holds no checkpoint after raises CheckpointNotFoundError, a TraceError and a KeyError."""
+        step = _check.integer("checkpoint", "step", step, 0)
+        try:
+            tensors, _ = self._native.checkpoint(step)
+        except TraceError as e:
+            if " no checkpoint after " in str(e):
+                raise CheckpointNotFoundError(str(e)) from None
+            raise
         return tensors
 
     def __repr__(self):
