@@ -288,9 +288,11 @@ TEST(Cause, AnInitialWeightsDrawIsReachedByTheSeedItsInitializerAndTheShapesAlon
   const Cause c = classify(init1, in);
   EXPECT_EQ(c.category, "config");
   EXPECT_EQ(c.detail, "the run configuration differs: seed: 7 -> 8");
-  EXPECT_EQ(reach_words({"train.shuffle: true -> false"}, init1),
-            "an initial weight's draw depends only on the seed, on its own layer's initializer and on the "
-            "shapes of the layers up to it");
+  EXPECT_EQ(
+      reach_words({"train.shuffle: true -> false"}, init1),
+      "an initial weight's draw depends only on the seed, on its own layer's name (the draw's stream) and "
+      "initializer, and on the shapes and names of the layers up to it (a name given renames the unnamed "
+      "layers after it)");
 }
 
 // Data that differs reaches the model through its first layer (the rows) and its loss (the labels); the
