@@ -18,9 +18,16 @@
 namespace trainrr {
 
 std::vector<std::string> config_differences(const RunConfig& a, const RunConfig& b) {
+  // A layer's name as the run has it: one given that is the name the engine would give (dense_1) is the same
+  // run as none given.
+  auto named = [](RunConfig c) {
+    const std::vector<std::string> names = layer_names(c.layers);
+    for (size_t i = 0; i < c.layers.size(); ++i) c.layers[i].name = names[i];
+    return c;
+  };
   std::map<std::string, std::pair<std::string, std::string>> both;
-  for (const auto& [k, v] : flatten_config(a)) both[k].first = v;
-  for (const auto& [k, v] : flatten_config(b)) both[k].second = v;
+  for (const auto& [k, v] : flatten_config(named(a))) both[k].first = v;
+  for (const auto& [k, v] : flatten_config(named(b))) both[k].second = v;
   std::vector<std::string> out;
   for (const auto& [k, v] : both) {
     // Data files are identified by their digests, not their paths; runtime settings are environment.

@@ -179,5 +179,25 @@ TEST_F(DiffAnswers, RunsOfDifferentLengthsDivergeInTheInputsAndSayWhichEndsFirst
   EXPECT_TRUE(has(json.output, "B ends first, after 36 steps")) << json.output;
 }
 
+// A layer given the name the engine gives it unnamed (dense_1) is the same run as one given none: identical.
+// A name that is another is a difference, told with the names the runs have.
+TEST_F(DiffAnswers, ANameGivenThatIsTheEnginesOwnIsNoDifference) {
+  const std::string a = record("a", breast_cancer(""));
+  const std::string b = record("b", breast_cancer("", "name = \"dense_1\"\n"));
+  const CommandResult same = run_trainrr("diff " + a + " " + b);
+  EXPECT_EQ(same.exit_code, 0) << same.output;
+  EXPECT_EQ(headline(same.output),
+            "identical: the two runs made the same choices and computed the same bits (18 "
+            "steps compared)")
+      << same.output;
+  const std::string c = record("c", breast_cancer("", "name = \"hidden\"\n"));
+  const CommandResult other = run_trainrr("diff " + a + " " + c);
+  EXPECT_EQ(other.exit_code, 1) << other.output;
+  EXPECT_TRUE(has(other.output,
+                  "cause: config: the run configuration differs: model.layers[0].name: dense_1 -> "
+                  "hidden"))
+      << other.output;
+}
+
 }  // namespace
 }  // namespace trainrr::testing
