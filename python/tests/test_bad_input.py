@@ -238,9 +238,11 @@ def test_a_gpu_run_where_none_can_run_says_why_before_training():
         m.fit(x, y, verbose=0)
     except trainrr.TrainrrError as e:
         message = str(e)
+        # The argument is right; the machine lacks what it asks for: a RuntimeError, not a ValueError.
+        assert isinstance(e, trainrr.DeviceError) and isinstance(e, RuntimeError) and not isinstance(e, ValueError)
     else:
         pytest.skip("this machine trains on a GPU")
-    assert 'runtime.device = "cuda"' in message
+    assert message.startswith('fit: compile(device="cuda"): '), message
     # This machine's reason: no driver or no device (the CUDA backend), or no backend at all.
     assert any(why in message for why in ("no CUDA driver", "sees no GPU", "cudaGetDeviceCount failed",
                                           "built without the CUDA backend")), message
@@ -708,6 +710,16 @@ def test_keras_other_spellings_of_a_loss_are_that_loss(alias, name):
     m = trainrr.Sequential([layers.Dense(1)])
     m.compile(optimizer="sgd", loss=alias)
     assert m._compiled["loss"] == name
+
+
+def test_an_output_the_loss_cannot_take_is_named_as_compile_takes_the_loss():
+    x, y = data()
+    m = trainrr.Sequential([layers.Dense(2, activation="sigmoid")])
+    m.compile(optimizer="sgd", loss="binary_crossentropy")
+    with pytest.raises(trainrr.ConfigError) as e:
+        m.fit(x, (y > 0).astype(np.float32), verbose=0)
+    assert str(e.value).startswith('fit: compile(loss="binary_crossentropy"): binary_crossentropy needs 1 value '
+                                   'per sample but the model outputs 2'), str(e.value)
 
 
 def test_a_label_is_shown_as_the_float32_it_is_and_a_fraction_is_no_index():

@@ -11,7 +11,7 @@
 """
 
 from . import _trainrr, layers, losses, optimizers
-from ._errors import ConfigError, DataError, TraceError, TrainrrError
+from ._errors import ConfigError, DataError, DeviceError, TraceError, TrainrrError
 from .models import History, Sequential
 from .recording import Recording, record
 from .reports import Report, bisect, diff, replay
@@ -20,4 +20,5 @@ from .traces import Trace, open  # noqa: A004
 __version__ = _trainrr.version
 
 __all__ = ["Sequential", "History", "layers", "optimizers", "losses", "record", "Recording", "replay", "diff",
-           "bisect", "Report", "open", "Trace", "ConfigError", "DataError", "TraceError", "TrainrrError"]
+           "bisect", "Report", "open", "Trace", "ConfigError", "DataError", "DeviceError", "TraceError",
+           "TrainrrError"]

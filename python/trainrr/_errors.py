@@ -15,6 +15,11 @@ class DataError(TrainrrError, ValueError):
     """Arrays or data files the run cannot train on: dtype, shape, a NaN, labels that do not suit the loss."""
 
 
+class DeviceError(TrainrrError, RuntimeError):
+    """compile(device="cuda") on a machine that cannot run it (no CUDA driver, no such GPU): the argument is
+    right, the machine is what lacks it (the command's exit status 3, "cannot run here")."""
+
+
 class TraceError(TrainrrError):
     """A trace that cannot be written, read or replayed here (a missing file, a damaged or foreign one)."""
 

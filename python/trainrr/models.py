@@ -13,7 +13,7 @@ import warnings
 import weakref
 
 from . import _check, _data, _toml, losses, optimizers, recording
-from ._errors import ConfigError, ConfigNotFoundError, DataError, TrainrrError, translated
+from ._errors import ConfigError, ConfigNotFoundError, DataError, DeviceError, TrainrrError, translated
 from .layers import Layer
 
 # Keras arguments of compile, fit, evaluate and predict the engine does not implement, with Keras' default of
@@ -259,7 +259,7 @@ class Sequential:
             except TrainrrError as e:
                 if arrays is not None:
                     _check_class_labels(str(e), arrays[1], self._compiled["loss"])
-                raise translated(type(e)(_python_message(str(e), folder, arrays is not None)), "fit") from None
+                raise _fit_error(type(e)(_python_message(str(e), folder, arrays is not None))) from None
         # Said once the run is set up: a fit refused before it trains (bad arrays, a bad argument) starts nothing.
         if self._seed_used is not None:
             warnings.warn(_FIT_AGAIN.format(seed=self._seed_used), UserWarning, stacklevel=2)
@@ -273,7 +273,7 @@ class Sequential:
         try:
             stopped = run.fit(catch_sigint=threading.current_thread() is threading.main_thread())
         except TrainrrError as e:
-            raise translated(e, "fit") from None
+            raise _fit_error(e) from None
         if rec is not None:
             rec.trace = rec.path
             rec.bytes = run.trace_bytes
@@ -813,7 +813,21 @@ class _Warnings:
 
 
 _KEYS = [(re.compile(r"\bmodel\.layers\[(\d+)\]"), r"layers[\1]"), (re.compile(r"\btrain\.optimizer\."), "optimizer."),
+         # compile's arguments, as compile takes them: runtime.device = "cuda" is compile(device="cuda").
+         (re.compile(r"\bruntime\.(threads|policy|device|tf32) = (\"[^\"]*\"|\S+?)(?=[\s:,;)]|$)"), r"compile(\1=\2)"),
+         (re.compile(r"\btrain\.loss = ([a-z_]+)"), r'compile(loss="\1")'),
          (re.compile(r"\btrain\."), "")]
+
+# The engine's words for a device this machine cannot run: the argument is right, the machine lacks it.
+_NO_DEVICE = re.compile(r'^runtime\.device = ("[^"]*"): (.*)$', re.S)
+
+
+def _fit_error(error):
+    """The exception fit raises for the engine's `error` once the run is set up or running."""
+    found = _NO_DEVICE.match(str(error))
+    if found:
+        return DeviceError(f"fit: compile(device={found.group(1)}): {found.group(2)}")
+    return translated(error, "fit")
 
 
 def _python_message(message, folder, from_arrays=False):
