@@ -862,7 +862,18 @@ ReplayResult replay(const ReplayOptions& o) {
   register_cpu_kernels(registry);
   auto side = make_replay_side(o.trace_path, config, registry, o.force, {}, header.level, true, o.from_step,
                                nullptr, o.test_device);
-  if (!side) return fail(2, side.error().message);
+  if (!side) {
+    // --data names the samples' file: a file of one value per row given there is the labels, most likely,
+    // which have a key of their own.
+    const bool labels_apart = std::any_of(header.datasets.begin(), header.datasets.end(),
+                                          [](const trace::DatasetInfo& ds) { return ds.name == "labels"; });
+    if (!o.data_path.empty() && labels_apart &&
+        side.error().message.starts_with(o.data_path + ": features need a rows dimension"))
+      return fail(2, side.error().message +
+                         " (--data replaces the samples' file; the labels' file is "
+                         "replaced with --set data.labels=PATH)");
+    return fail(2, side.error().message);
+  }
   // A replay on the GPU gathers the kernels it launches, as the recording did, to compare them with the
   // recorded ones.
   if (o.test_kernel_source) {

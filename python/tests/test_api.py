@@ -446,6 +446,22 @@ def test_summary_counts_every_weight_as_keras_does():
                          f"  Non-trainable params: 128")
 
 
+def test_replay_data_is_the_samples_and_a_labels_file_there_says_how_to_replace_the_labels(tmp_path):
+    x, y = blobs()
+    model = classifier()
+    model.fit(x, y, epochs=1, verbose=0, record=trainrr.record(tmp_path / "run.trr", seed=1))
+    changed = y.astype(np.float32)
+    changed[3] = 1 - changed[3]
+    np.save(tmp_path / "y2.npy", changed)
+    with pytest.raises(trainrr.TraceError) as e:
+        trainrr.replay(tmp_path / "run.trr", data=tmp_path / "y2.npy", allow_data_change=True)
+    assert str(e.value).endswith("(data= replaces the samples' file, x; the labels' file is replaced with "
+                                 "overrides={\"data.labels\": PATH})"), str(e.value)
+    report = trainrr.replay(tmp_path / "run.trr", overrides={"data.labels": str(tmp_path / "y2.npy")},
+                            allow_data_change=True)
+    assert report.status == "diverged" and "first difference at row 3" in str(report), str(report)
+
+
 def test_get_weights_is_in_keras_order_layer_by_layer():
     # Keras: a layer's weights together, BatchNormalization's as [gamma, beta, moving_mean, moving_variance],
     # so that the list can be given to a Keras model of the same layers.

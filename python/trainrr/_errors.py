@@ -99,6 +99,7 @@ _CLI_WORDS = [
     (r"; bisect narrows a divergence of the run with the data it recorded: pass --data with that file "
      r"\(trainrr replay --data PATH --allow-data-change shows what the change does\)", _BISECT_DATA),
     (r" \(--data\) does not exist", " (data=) does not exist"),
+    (r"\(--data replaces the samples' file; ", "(data= replaces the samples' file, x; "),
     (r"pass --data PATH, or record with --embed-data",
      "pass data=PATH, or record with trainrr.record(..., embed_data=True)"),
     (r"--data PATH", "data=PATH"),
