@@ -530,6 +530,21 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
     }
     configs.push_back(rebuilt->config);
   }
+  // The ranks replayed here share this process: together they start no more threads than one run may.
+  int64_t threads_here = 0;
+  for (const RunConfig& c : configs)
+    threads_here +=
+        c.runtime.threads > 0 ? c.runtime.threads : std::max(1u, std::thread::hardware_concurrency());
+  if (local > 1 && threads_here > kMaxThreads) {
+    for (auto& p : packed)
+      p = pack(
+          {2, -1, 0,
+           run.paths[first] + ": the " + std::to_string(local) +
+               " ranks replayed in this process would run " + std::to_string(threads_here) +
+               " threads together (runtime.threads of each), more than the " + std::to_string(kMaxThreads) +
+               " one process may: replay the run under mpirun, where each process replays its own ranks"});
+    return packed;
+  }
   KernelRegistry registry;
   register_cpu_kernels(registry);
   std::vector<std::optional<ReplaySide>> sides(local);

@@ -832,6 +832,32 @@ TEST_F(UntrustedTrace, RuntimeThreadsPastTheBoundIsRefusedNamingTheKeyTheValueAn
   expect_nothing_written({"bad.trr"});
 }
 
+// The ranks of a run folder replayed in one process share it: their threads together are bounded as one
+// run's are, where each rank's alone is within the bound (a crafted folder of many ranks would start them
+// all).
+TEST_F(UntrustedTrace, TheRanksOfARunFolderReplayedInOneProcessAskNoMoreThreadsThanOneRun) {
+  const fs::path folder = dir.path() / "run";
+  fs::create_directory(folder);
+  for (int rank = 0; rank < 2; ++rank)
+    ASSERT_EQ(rewrite_trace(embedded(), (folder / ("rank" + std::to_string(rank) + ".trr")).string(),
+                            [&](trace::TraceHeader& h) {
+                              const size_t at = h.config.find("threads = 2");
+                              ASSERT_NE(at, std::string::npos);
+                              h.config.replace(at, 11, "threads = 600");
+                              h.rank = rank;
+                              h.world_size = 2;
+                              h.run_id = "crafted";
+                            }),
+              "");
+  const CommandResult r = run("replay " + folder.string(), "timeout 60");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(
+      r.output.find("the 2 ranks replayed in this process would run 1200 threads together (runtime.threads "
+                    "of each), more than the 1024 one process may: replay the run under mpirun"),
+      std::string::npos)
+      << r.output;
+}
+
 // A named pipe where a trace should be would keep an open for reading waiting for a writer forever: given as
 // the trace, or as a rank's trace in a run folder (received from someone else), it is refused at once.
 // `timeout` turns a hang into exit 124, a failure here rather than a stalled suite.
