@@ -23,7 +23,8 @@ class Layer:
 
     type = None
     _engine_name = None  # the name the engine gives a layer made without one, set when a model takes it
-    _model = None  # a weak reference to the model that holds the layer (one at a time), set when it takes it
+    _named_by = None  # id() of the model that gave _engine_name
+    _kept_name = None  # _engine_name from another model, kept in the model that holds the layer now
     _arguments = ()  # the arguments this layer takes, besides name
     _ranges = ()  # (argument, accepts(value), what it must be) for values the engine takes in type, not in range
 
@@ -58,10 +59,17 @@ class Layer:
             if value is not None and not accepts(value):
                 raise _check.ConfigError(f"{owner}: {key} must be {requirement}, got {_check.shown(value)}")
 
+    def _fixed_name(self):
+        """The name no numbering changes: the one given, or one another model gave it, kept."""
+        return self._given.get("name") or self._kept_name
+
     def items(self):
-        """The layer as (key, value) pairs of its configuration table."""
-        return [("type", self.type)] + [(k, self._given[k]) for k in ["name"] + list(self._arguments)
-                                        if k in self._given]
+        """The layer as (key, value) pairs of its configuration table: a name kept from another model is
+        written as one given."""
+        given = dict(self._given)
+        if self._kept_name and not given.get("name"):
+            given["name"] = self._kept_name
+        return [("type", self.type)] + [(k, given[k]) for k in ["name"] + list(self._arguments) if k in given]
 
     def get_config(self):
         """The arguments given that differ from the defaults, as a dict."""
@@ -71,8 +79,8 @@ class Layer:
     def name(self):
         """The name given, or, once the layer is in a model, the one the engine gives it there: its type and a
         running number per type (dense_1, dense_2, ...), as summary(), traces and get_weights name it.
-        None for a layer made without a name and not yet added to a model. A layer is in one model at a time
-        (another model refuses it), so that no other model renames it."""
+        None for a layer made without a name and not yet added to a model. A layer that a model has named keeps
+        that name in any other model it is added to, as one given there: no model renames it."""
         return self._given.get("name") or self._engine_name
 
     def __repr__(self):

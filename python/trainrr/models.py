@@ -10,7 +10,6 @@ import sys
 import tempfile
 import threading
 import warnings
-import weakref
 
 from . import _check, _data, _toml, losses, optimizers, recording
 from ._errors import ConfigError, ConfigNotFoundError, DataError, DeviceError, TrainrrError, translated
@@ -102,7 +101,6 @@ class Sequential:
         for layer in layers:
             _check_layer(layer)
         _check_distinct(layers, "Sequential")
-        _check_own(layers, self, "Sequential")
         for layer in layers:
             self.add(layer)
 
@@ -113,7 +111,6 @@ class Sequential:
         fit trained is no longer this model."""
         _check_layer(layer)
         _check_distinct(self.layers + [layer], "Sequential")
-        _check_own([layer], self, "Sequential")
         self.layers.append(layer)
         _take_layers(self)
         self._source = None
@@ -208,7 +205,6 @@ class Sequential:
         if not self.layers:
             raise ConfigError("fit: the model has no layers")
         _check_distinct(self.layers, "fit")
-        _check_own(self.layers, self, "fit")
         _take_layers(self)  # named as the engine will name them, should model.layers have been changed
         rec = _recording(record)
         given = _check_fit_values({"epochs": epochs, "batch_size": batch_size, "validation_split": validation_split,
@@ -627,42 +623,32 @@ def _check_layer(layer):
         raise ConfigError(f"Sequential: {layer!r} is not a trainrr layer (trainrr.layers.Dense, ...)")
 
 
-def _check_own(layers, model, where):
-    """A layer object belongs to one model at a time: in Keras a layer in two models shares its weights, and
-    trainrr shares none; and the name a layer made without one takes is the one its model gives it, which
-    another model, counting its own layers, would change under the first. A layer of a model that no longer
-    holds it (gone, or its layers list changed) is free."""
-    for layer in layers:
-        other = layer._model() if layer._model is not None else None
-        if other is not None and other is not model and any(o is layer for o in other.layers):
-            kind = type(layer).__name__
-            raise ConfigError(f"{where}: {layer!r} is a layer of another model, where it is named {layer.name}: "
-                              f"trainrr shares no weights between models (Keras would), and a layer keeps the "
-                              f"name its own model gives it; make a layer for this model "
-                              f"(layers.{kind}(**layer.get_config()) takes the same arguments)")
-
-
 def _take_layers(model):
-    """Makes `model` the owner of its layers and gives each the name the engine gives it there."""
+    """Gives each layer of `model` made without a name the one the engine gives it there. A layer named so by
+    another model keeps that name here, as one given: no model renames a layer under another that holds it."""
     for layer in model.layers:
-        layer._model = weakref.ref(model)
-    _name_layers(model.layers)
+        if layer._engine_name is not None and layer._named_by != id(model) and not layer._given.get("name"):
+            layer._kept_name = layer._engine_name
+        elif layer._named_by == id(model):
+            layer._kept_name = None
+    _name_layers(model.layers, model)
 
 
-def _name_layers(layers):
+def _name_layers(layers, model):
     """Gives each layer made without a name the one the engine gives it (engine/model.cc, layer_names): its
     type in snake case and a running number among the unnamed layers of that type (dense_1, dense_2, ...),
-    skipping a name another layer is given."""
-    given = {layer._given.get("name") for layer in layers if layer._given.get("name")}
+    skipping a name another layer is given (or keeps, from another model)."""
+    given = {layer._fixed_name() for layer in layers if layer._fixed_name()}
     counts = {}
     for layer in layers:
-        if layer._given.get("name"):
+        if layer._fixed_name():
             continue
         base = _SNAKE_NAMES.get(layer.type) or re.sub(r"(?<!^)([A-Z])", r"_\1", layer.type).lower()
         counts[base] = counts.get(base, 0) + 1
         while f"{base}_{counts[base]}" in given:
             counts[base] += 1
         layer._engine_name = f"{base}_{counts[base]}"
+        layer._named_by = id(model)
 
 
 _SNAKE_NAMES = {"Conv2D": "conv2d", "MaxPool2D": "max_pooling2d", "MaxPooling2D": "max_pooling2d",
