@@ -62,9 +62,22 @@ DataDifference first_data_difference(std::span<const uint8_t> recorded_bytes, st
         return {"the arrays have " + dtypes + ", and the same " + std::to_string(ta->size()) +
                     " values once converted to float32, as the run reads them",
                 true};
-      return {"the arrays hold the same values, of one dtype (" + da + "): only their .npy headers differ",
+      // Of one dtype: the values' bytes, at the end of each file, are the same or not.
+      const size_t item = da == "float64" || da == "int64" ? 8 : da == "uint8" ? 1 : 4;
+      const size_t tail = static_cast<size_t>(ta->size()) * item;
+      if (tail <= recorded.size() && tail <= now.size() &&
+          recorded.substr(recorded.size() - tail) == now.substr(now.size() - tail))
+        return {"the arrays hold the same values, of one dtype (" + da + "): only their .npy headers differ",
+                true};
+      return {"the arrays hold other " + da + " values, and the same " + std::to_string(ta->size()) +
+                  " values once converted to float32, as the run reads them",
               true};
     }
+    // One that the run cannot read: why, rather than the first byte that differs.
+    if (ta && !tb)
+      return {std::string(name_b) + " cannot be read as the run reads it: " + tb.error().message};
+    if (!ta && tb)
+      return {std::string(name_a) + " cannot be read as the run reads it: " + ta.error().message};
   }
   if (!csv) {
     const size_t n = std::min(recorded.size(), now.size());

@@ -77,6 +77,22 @@ TEST(DataDifference, NpyArraysOfOtherDtypesWithTheSameFloat32ValuesAreTheSameDat
   v2[6] = '\x02';
   v2.insert(10, 2, '\0');
   EXPECT_TRUE(first_data_difference(bytes(f4), v2, false).same_values);
+  EXPECT_EQ(first_data_difference(bytes(f4), v2, false).where,
+            "the arrays hold the same values, of one dtype (float32): only their .npy headers differ");
+  // Two float64 arrays of other values that round to the same float32 values: the run reads the same data,
+  // from other values.
+  const DataDifference rounded =
+      first_data_difference(bytes(f8), npy<double>("<f8", {0.1 + 1e-12, 2.5, -3.0, 1e-3}, 2, 2), false);
+  EXPECT_TRUE(rounded.same_values);
+  EXPECT_EQ(rounded.where,
+            "the arrays hold other float64 values, and the same 4 values once converted to float32, as the "
+            "run reads them");
+  // An array the run cannot read (big-endian) is said to be one, not told by its first differing byte.
+  std::string big = f4;
+  big.replace(big.find("<f4"), 3, ">f4");
+  const DataDifference unreadable = first_data_difference(bytes(f4), big, false);
+  EXPECT_FALSE(unreadable.same_values);
+  EXPECT_EQ(unreadable.where.rfind("now cannot be read as the run reads it: ", 0), 0u) << unreadable.where;
 }
 
 }  // namespace

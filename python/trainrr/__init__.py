@@ -11,7 +11,8 @@
 """
 
 from . import _trainrr, layers, losses, optimizers
-from ._errors import ConfigError, DataError, DeviceError, TraceError, TrainrrError
+from ._errors import (CheckpointNotFoundError, ConfigError, DataError, DeviceError, TraceArgumentError, TraceError,
+                      TrainrrError)
 from .models import History, Sequential
 from .recording import Recording, record
 from .reports import Report, bisect, diff, replay
@@ -21,4 +22,4 @@ __version__ = _trainrr.version
 
 __all__ = ["Sequential", "History", "layers", "optimizers", "losses", "record", "Recording", "replay", "diff",
            "bisect", "Report", "open", "Trace", "ConfigError", "DataError", "DeviceError", "TraceError",
-           "TrainrrError"]
+           "TraceArgumentError", "CheckpointNotFoundError", "TrainrrError"]
