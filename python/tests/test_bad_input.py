@@ -868,3 +868,21 @@ def test_keras_defaults_of_arguments_the_engine_lacks_are_taken():
             call(x, y, verbose=0, **{key: value}) if call != m.predict else call(x, **{key: value})
     with pytest.raises(trainrr.ConfigError, match=r"^compile: argument 'run_eagerly' is not supported"):
         m.compile(optimizer="sgd", loss="binary_crossentropy", run_eagerly=True)
+
+
+def test_only_a_fits_own_folder_is_named_as_the_arrays_given_to_fit(tmp_path):
+    import tempfile
+
+    from trainrr import _errors
+
+    gone = os.path.join(tempfile.gettempdir(), "trainrr-gone1234")
+    assert not os.path.exists(gone)
+    assert _errors.python_terms(f"data file {gone}/x.npy is missing", "replay") == \
+        "data file the x given to fit is missing"
+    # A folder of the user's own is named as it is, whatever its name.
+    mine = tempfile.mkdtemp(prefix="trainrr-", dir=tempfile.gettempdir())
+    try:
+        message = f"data file {mine}/y.npy is missing"
+        assert _errors.python_terms(message, "replay") == message
+    finally:
+        shutil.rmtree(mine)

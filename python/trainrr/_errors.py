@@ -149,12 +149,18 @@ def python_terms(message, call, sets=()):
 
 def _fit_arrays(message):
     """The .npy files that a fit on arrays saved for its run (in a temporary folder, gone once the fit has set
-    the run up; the trace embeds them), named by the arrays given to fit, which are what the caller knows."""
+    the run up; the trace embeds them), named by the arrays given to fit, which are what the caller knows. Such
+    a folder is tempfile's, named as TemporaryDirectory(prefix="trainrr-") names one (8 characters after the
+    prefix), and no longer exists: a folder of the user's own, which does, is named as it is."""
     import re
     import tempfile
 
-    folder = re.escape(os.path.join(tempfile.gettempdir(), "trainrr-")) + r"[A-Za-z0-9_]+"
-    return re.sub(folder + re.escape(os.sep) + r"([xy])\.npy\b", lambda m: f"the {m.group(1)} given to fit", message)
+    folder = re.escape(os.path.join(tempfile.gettempdir(), "trainrr-")) + r"[a-z0-9_]{8}"
+
+    def named(m):
+        return m.group(0) if os.path.exists(m.group(1)) else f"the {m.group(2)} given to fit"
+
+    return re.sub("(" + folder + ")" + re.escape(os.sep) + r"([xy])\.npy\b", named, message)
 
 
 def translated(error, call, sets=()):
