@@ -859,6 +859,11 @@ def test_keras_defaults_of_arguments_the_engine_lacks_are_taken():
         m.fit(x, y, verbose=0, callbacks=[])  # no callback either
     m.evaluate(x, y, verbose=0, sample_weight=None, steps=None, callbacks=None)
     m.predict(x, steps=None, callbacks=None)
+    # tf.keras 2's defaults (None) and empty collections where the default is None are unset too.
+    m.compile(optimizer="sgd", loss="binary_crossentropy", run_eagerly=None, jit_compile=None,
+              steps_per_execution=None, weighted_metrics=[])
+    with pytest.warns(UserWarning, match="has been fitted before"):
+        m.fit(x, y, verbose=0, class_weight={})
     # Any other value asks for what the engine lacks.
     for call, key, value in [(m.fit, "validation_data", (x, y)), (m.fit, "initial_epoch", 1),
                              (m.fit, "class_weight", {0: 1.0, 1: 2.0}), (m.evaluate, "sample_weight", np.ones(20)),

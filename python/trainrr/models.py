@@ -32,13 +32,14 @@ _PREDICT_ONLY_KERAS = {"steps": None, "callbacks": None, "max_queue_size": 10, "
 
 def _keras_only(owner, kwargs, keras_only, known):
     """Refuses each argument of `kwargs` but those Keras has, the engine lacks and the call gives at Keras'
-    default (None; no callbacks, an empty list, is no callback either)."""
+    default, or unset: None (tf.keras 2's default of run_eagerly, jit_compile and steps_per_execution), and,
+    where the default is None, an empty list or dict (no callbacks, no class weights)."""
     for key, value in kwargs.items():
         if key in keras_only:
             default = keras_only[key]
-            if value is None and default is None:
+            if value is None:
                 continue
-            if key == "callbacks" and isinstance(value, (list, tuple)) and not value:
+            if default is None and isinstance(value, (list, tuple, dict)) and not value:
                 continue
             if default is not None and _check.is_default(value, default):
                 continue
