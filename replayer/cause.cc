@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
 
 #include "engine/kernels/blaslt_choice.h"
 #include "engine/kernels/conv_sites.h"
@@ -20,14 +21,18 @@ namespace trainrr {
 std::vector<std::string> config_differences(const RunConfig& a, const RunConfig& b) {
   // A layer's name as the run has it: one given that is the name the engine would give (dense_1) is the same
   // run as none given.
-  auto named = [](RunConfig c) {
+  // Where one side gives a layer a name, it is compared with the name the other side's layer has: given, or
+  // the engine's. Where neither does, the engine's numbering follows from the keys that are compared (the
+  // types, the names given).
+  auto named = [](RunConfig c, const RunConfig& other) {
     const std::vector<std::string> names = layer_names(c.layers);
-    for (size_t i = 0; i < c.layers.size(); ++i) c.layers[i].name = names[i];
+    for (size_t i = 0; i < c.layers.size(); ++i)
+      if (i < other.layers.size() && !other.layers[i].name.empty()) c.layers[i].name = names[i];
     return c;
   };
   std::map<std::string, std::pair<std::string, std::string>> both;
-  for (const auto& [k, v] : flatten_config(named(a))) both[k].first = v;
-  for (const auto& [k, v] : flatten_config(named(b))) both[k].second = v;
+  for (const auto& [k, v] : flatten_config(named(a, b))) both[k].first = v;
+  for (const auto& [k, v] : flatten_config(named(b, a))) both[k].second = v;
   std::vector<std::string> out;
   for (const auto& [k, v] : both) {
     // Data files are identified by their digests, not their paths; runtime settings are environment.
@@ -124,6 +129,26 @@ bool difference_reaches(const std::string& difference, const FirstDivergence& d,
   const bool loss = key == "train.loss" || key == "train.from_logits";
   // "model.layers[2].units", or "model.layers: 3 -> 4" (a layer from index 3 on exists on one side only).
   std::optional<size_t> layer_index;
+  // A layer's name names its draws' streams and its sites, and a name given moves the engine's numbering of
+  // the unnamed layers of its type ("dense_1" those named dense_N), before or after it: it reaches an event
+  // of a layer of either name, or of their type's numbering.
+  if (key.rfind("model.layers[", 0) == 0 && key.ends_with("].name")) {
+    const std::string values = difference.substr(difference.find(": ") + 2);
+    const size_t arrow = values.find(" -> ");
+    if (arrow == std::string::npos) return true;
+    auto base = [](const std::string& name) {
+      const size_t us = name.find_last_of('_');
+      return us != std::string::npos && us + 1 < name.size() &&
+                     name.find_first_not_of("0123456789", us + 1) == std::string::npos
+                 ? name.substr(0, us)
+                 : name;
+    };
+    const std::string of = layer_of(d);
+    if (of.empty()) return d.kind == "config" || d.kind == "state";
+    for (const std::string& name : {values.substr(0, arrow), values.substr(arrow + 4)})
+      if (name == of || base(name) == base(of)) return true;
+    return false;
+  }
   if (key.rfind("model.layers[", 0) == 0) {
     layer_index = std::strtoull(key.c_str() + 13, nullptr, 10);
   } else if (key == "model.layers") {

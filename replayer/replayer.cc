@@ -943,7 +943,7 @@ ReplayResult replay(const ReplayOptions& o) {
                    static_cast<long long>(end));
     // A checkpoint the run passes (--checkpoint-every) against the state it is in there: what the steps do
     // not compare (an optimizer's slots, the random streams' offsets) is compared there, as at the end.
-    if (!hooks.diverged() && !o.keep_going)
+    if (!hooks.diverged())
       if (auto d = checkpoint_difference(o.trace_path, *side)) hooks.diverge_at_end(std::move(*d));
     if (hooks.diverged() && !o.keep_going) break;
   }
@@ -960,8 +960,8 @@ ReplayResult replay(const ReplayOptions& o) {
   // the steps do not compare (a batch normalization's moving statistics at level step) is compared there.
   // A recording stopped early (Ctrl-C) holds the state it stopped in: a replay that stops there with it
   // compares it.
-  if ((whole_run || cut_short) && !hooks.diverged() && !o.keep_going && t.step() > resumed &&
-      hooks.at_end() && hooks.trace_ended_cleanly() && !hooks.trace_damage())
+  if ((whole_run || cut_short) && !hooks.diverged() && t.step() > resumed && hooks.at_end() &&
+      hooks.trace_ended_cleanly() && !hooks.trace_damage())
     if (auto d = final_state_difference(o.trace_path, *side)) hooks.diverge_at_end(std::move(*d));
   const bool cut_after_last_step = whole_run && hooks.at_end() && !hooks.trace_ended_cleanly();
   res.damage = hooks.trace_damage();

@@ -272,13 +272,17 @@ TEST(Cause, AnInitialWeightsDrawIsReachedByTheSeedItsInitializerAndTheShapesAlon
         "model.layers[0].use_bias: true -> false"})
     EXPECT_FALSE(difference_reaches(elsewhere, init2, layers)) << elsewhere;
   for (const std::string reaching :
-       {"seed: 7 -> 8", "model.layers[0].units: 64 -> 32", "model.layers[0].name: a -> b",
+       {"seed: 7 -> 8", "model.layers[0].units: 64 -> 32", "model.layers[0].name: dense_1 -> b",
+        "model.layers[2].name: dense_2 -> out",
         "model.layers[2].kernel_initializer: glorot_uniform -> he_uniform", "model.layers[2].units: 10 -> 5",
         "data.reshape: () -> (8, 8, 1)", "data.path: a.csv -> b.csv"})
     EXPECT_TRUE(difference_reaches(reaching, init2, layers)) << reaching;
   EXPECT_TRUE(
       difference_reaches("model.layers[0].kernel_initializer: glorot_uniform -> he_uniform", init1, layers));
   EXPECT_FALSE(difference_reaches("model.layers[2].units: 10 -> 5", init1, layers));
+  // A name that takes no name of the engine's numbering of Dense layers renames no other layer.
+  EXPECT_FALSE(difference_reaches("model.layers[0].name: a -> b", init2, layers));
+  EXPECT_FALSE(difference_reaches("model.layers[1].name: dropout_1 -> drop", init2, layers));
   // A seed and the shuffle both changed: the seed is the cause, the shuffle a note.
   CauseInputs in;
   in.layer_names = layers;

@@ -461,7 +461,8 @@ TEST_F(InconsistentTrace, ACheckpointOnTheWayIsComparedWhole) {
       "diverged in the checkpoint at step 5, after step 4, dense_1 (m/dense_1.kernel)\n"
       "  cause: unexplained: same kernel selections, every value the steps compared the "
       "same, a different state, and nothing recorded differs";
-  for (const std::string& command : {"replay " + slots, "bisect " + slots, "diff " + trace + " " + slots}) {
+  for (const std::string& command : {"replay " + slots, "replay --keep-going " + slots, "bisect " + slots,
+                                     "diff " + trace + " " + slots}) {
     const CommandResult r = run_trainrr(command);
     EXPECT_EQ(r.exit_code, 1) << command << "\n" << r.output;
     EXPECT_TRUE(has(r.output, heading)) << command << "\n" << r.output;

@@ -297,6 +297,10 @@ TEST_F(RightAnswers, BisectComparesTheFinalStateAndSaysWhatAConfigurationDiffere
   const CommandResult r = run_trainrr("replay " + trace + set);
   ASSERT_EQ(r.exit_code, 1) << r.output;
   ASSERT_TRUE(has(r.output, "diverged in the final state, after step 11")) << r.output;
+  // Replayed on past its first divergence, the run differs there all the same: not reproduced.
+  const CommandResult on = run_trainrr("replay --keep-going " + trace + set);
+  EXPECT_EQ(on.exit_code, 1) << on.output;
+  EXPECT_TRUE(has(on.output, "diverged in the final state, after step 11")) << on.output;
   const CommandResult b = run_trainrr("bisect " + trace + set);
   EXPECT_EQ(b.exit_code, 1) << b.output;
   EXPECT_TRUE(has(b.output,
