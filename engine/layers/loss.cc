@@ -290,39 +290,23 @@ Result<std::unique_ptr<Loss>> make_loss(std::string_view name, bool from_logits,
     if (from_logits) return Error{"loss '" + std::string(name) + "' does not take from_logits"};
     return std::unique_ptr<Loss>(std::make_unique<MeanSquaredError>());
   }
-  if (name == "categorical_crossentropy")
+  if (name == "categorical_crossentropy" || name == "CategoricalCrossentropy")
     return Error{
-        "loss 'categorical_crossentropy' (one-hot labels) is a Keras one that trainrr's engine lacks: "
+        "loss '" + std::string(name) +
+        "' (one-hot labels) is a Keras one that trainrr's engine lacks: "
         "sparse_categorical_crossentropy computes the same loss from class indices (the column of each "
         "one-hot row's 1)"};
   // Keras' other losses, which are not misspellings of these ('mae' is not 'mse').
   return Error{unknown_choice(
       "loss", name, {"binary_crossentropy", "sparse_categorical_crossentropy", "mse", "mean_squared_error"},
-      {"mae",
-       "MAE",
-       "mean_absolute_error",
-       "mape",
-       "MAPE",
-       "mean_absolute_percentage_error",
-       "msle",
-       "MSLE",
-       "mean_squared_logarithmic_error",
-       "huber",
-       "huber_loss",
-       "hinge",
-       "squared_hinge",
-       "categorical_hinge",
-       "kld",
-       "KLD",
-       "kl_divergence",
-       "kullback_leibler_divergence",
-       "poisson",
-       "cosine_similarity",
-       "log_cosh",
-       "logcosh",
-       "binary_focal_crossentropy",
-       "categorical_focal_crossentropy",
-       "ctc"})};
+      {"mae", "MAE", "mean_absolute_error", "mape", "MAPE", "mean_absolute_percentage_error", "msle", "MSLE",
+       "mean_squared_logarithmic_error", "huber", "huber_loss", "hinge", "squared_hinge", "categorical_hinge",
+       "kld", "KLD", "kl_divergence", "kullback_leibler_divergence", "poisson", "cosine_similarity",
+       "log_cosh", "logcosh", "binary_focal_crossentropy", "categorical_focal_crossentropy", "ctc",
+       // Keras' class names, which compile takes as strings too.
+       "MeanAbsoluteError", "MeanAbsolutePercentageError", "MeanSquaredLogarithmicError", "Huber", "Hinge",
+       "SquaredHinge", "CategoricalHinge", "KLDivergence", "Poisson", "CosineSimilarity", "LogCosh",
+       "BinaryFocalCrossentropy", "CategoricalFocalCrossentropy", "CTC"})};
 }
 
 int64_t count_correct(const Loss& loss, bool from_logits, const Tensor& pred, std::span<const float> labels) {

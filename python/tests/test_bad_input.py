@@ -695,6 +695,9 @@ def test_keras_names_the_engine_lacks_are_not_taken_for_misspellings(make, messa
 @pytest.mark.parametrize("loss, message", [
     ("mae", "compile: loss: loss 'mae' is a Keras one that trainrr's engine lacks (its losses"),
     ("MAE", "compile: loss: loss 'MAE' is a Keras one that trainrr's engine lacks (its losses"),
+    ("Huber", "compile: loss: loss 'Huber' is a Keras one that trainrr's engine lacks (its losses"),
+    ("CategoricalCrossentropy", "compile: loss: loss 'CategoricalCrossentropy' (one-hot labels) is a Keras one "
+                                "that trainrr's engine lacks: sparse_categorical_crossentropy computes the same"),
     ("categorical_crossentropy", "compile: loss: loss 'categorical_crossentropy' (one-hot labels) is a Keras "
                                  "one that trainrr's engine lacks: sparse_categorical_crossentropy computes the same"),
 ])
