@@ -610,22 +610,21 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   // So are the checkpoints both hold on the way (--checkpoint-every), in step order, and the initial ones:
   // what the steps do not compare (an optimizer's slots, the random streams' offsets) is in every one.
   if (!first && ends_first.empty() && !rep.stop && steps > 0 && sa.reader->footer() && sb.reader->footer()) {
-    auto with_initial = [](std::vector<trace::CheckpointRef> index, const trace::TraceReader& r) {
-      if (std::none_of(index.begin(), index.end(), [](const auto& c) { return c.step == 0; }))
-        index.insert(index.begin(), {0, r.header_size()});
-      return index;
+    // Step -> byte offset, the initial state (the message after the header) among them.
+    auto places = [](const trace::TraceReader& r) {
+      std::map<int64_t, uint64_t> out{{0, r.header_size()}};
+      for (const auto& c : r.footer()->checkpoints) out[c.step] = c.offset;
+      return out;
     };
-    const auto in_a = with_initial(sa.reader->footer()->checkpoints, *sa.reader);
-    const auto in_b = with_initial(sb.reader->footer()->checkpoints, *sb.reader);
-    std::set<int64_t> both;
-    for (const auto& c : in_a)
-      if (c.step <= last_index + 1 &&
-          std::any_of(in_b.begin(), in_b.end(), [&](const auto& other) { return other.step == c.step; }))
-        both.insert(c.step);
-    for (const int64_t at : both) {
-      auto state_a = checkpoint_at(a_path, in_a, at), state_b = checkpoint_at(b_path, in_b, at);
-      if (!state_a || !state_b || !*state_a || !*state_b) continue;
-      first = state_difference(**state_a, **state_b, at == 0 ? 0 : at - 1, "A", "B",
+    const auto in_a = places(*sa.reader), in_b = places(*sb.reader);
+    CheckpointReader read_a(a_path), read_b(b_path);
+    for (const auto& [at, offset] : in_a) {
+      const auto other = in_b.find(at);
+      if (at > last_index + 1) break;
+      if (other == in_b.end()) continue;
+      auto state_a = read_a.read(offset, at), state_b = read_b.read(other->second, at);
+      if (!state_a || !state_b) continue;
+      first = state_difference(*state_a, *state_b, at == 0 ? 0 : at - 1, "A", "B",
                                at == 0                ? StatePlace::initial
                                : at == last_index + 1 ? StatePlace::end
                                                       : StatePlace::checkpoint);

@@ -1,7 +1,6 @@
 #include "replayer/final_state.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
 #include <map>
 
@@ -9,33 +8,40 @@
 
 namespace trainrr {
 
-Result<std::optional<TrainState>> checkpoint_at(const std::string& trace_path,
-                                                const std::vector<trace::CheckpointRef>& index,
-                                                int64_t steps) {
-  const auto at =
-      std::find_if(index.begin(), index.end(), [steps](const auto& c) { return c.step == steps; });
-  if (at == index.end()) return std::optional<TrainState>();
-  trace::ReaderLimits limits = trace::without_payloads();
-  limits.tensor_values = true;
-  auto reader = trace::TraceReader::open(trace_path, limits);
-  if (!reader) return reader.error();
-  auto state = (*reader)->read_checkpoint(at->offset);
-  if (!state || state->step != steps) return std::optional<TrainState>();
-  return std::optional<TrainState>(std::move(state).value());
+CheckpointReader::CheckpointReader(std::string trace_path) : path_(std::move(trace_path)) {}
+CheckpointReader::~CheckpointReader() = default;
+CheckpointReader::CheckpointReader(CheckpointReader&&) noexcept = default;
+
+std::optional<TrainState> CheckpointReader::read(uint64_t offset, int64_t steps) {
+  if (!reader_ && !unreadable_) {
+    trace::ReaderLimits limits = trace::without_payloads();
+    limits.tensor_values = true;
+    auto opened = trace::TraceReader::open(path_, limits);
+    if (opened)
+      reader_ = std::move(opened).value();
+    else
+      unreadable_ = true;
+  }
+  if (!reader_) return std::nullopt;
+  auto state = reader_->read_checkpoint(offset);
+  if (!state || state->step != steps) return std::nullopt;
+  return std::move(state).value();
 }
 
-namespace {
+std::optional<TrainState> checkpoint_at(const std::string& trace_path,
+                                        const std::vector<trace::CheckpointRef>& index, int64_t steps) {
+  const auto at =
+      std::find_if(index.begin(), index.end(), [steps](const auto& c) { return c.step == steps; });
+  if (at == index.end()) return std::nullopt;
+  return CheckpointReader(trace_path).read(at->offset, steps);
+}
 
-bool same_bits(const Tensor& a, const Tensor& b) {
+bool same_tensor_bits(const Tensor& a, const Tensor& b) {
   return a.shape == b.shape && a.data.size() == b.data.size() &&
          (a.data.empty() || std::memcmp(a.data.data(), b.data.data(), a.data.size() * sizeof(float)) == 0);
 }
 
-std::string number(double v) {
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
-}
+namespace {
 
 // What of the place in the run differs ("the random stream dropout/dropout_1's offset: 130 (recorded) vs 129
 // (replayed)"), or "". The seed is the configuration's, compared there.
@@ -75,7 +81,7 @@ std::optional<FirstDivergence> state_difference(const TrainState& a, const Train
       differ.push_back(t.name + " (" + name_a + " only)");
       continue;
     }
-    if (!same_bits(t.value, *it->second)) differ.push_back(t.name);
+    if (!same_tensor_bits(t.value, *it->second)) differ.push_back(t.name);
     other.erase(it);
   }
   for (const auto& [name, value] : other) differ.push_back(name + " (" + name_b + " only)");
@@ -88,8 +94,8 @@ std::optional<FirstDivergence> state_difference(const TrainState& a, const Train
     if (it == scalars.end())
       scalars_differ.push_back(name + " (" + name_a + " only)");
     else if (!trainrr::same_bits(value, it->second))
-      scalars_differ.push_back(name + " " + number(value) + " (" + name_a + ") vs " + number(it->second) +
-                               " (" + name_b + ")");
+      scalars_differ.push_back(name + " " + round_trip(value) + " (" + name_a + ") vs " +
+                               round_trip(it->second) + " (" + name_b + ")");
     if (it != scalars.end()) scalars.erase(it);
   }
   for (const auto& [name, value] : scalars) scalars_differ.push_back(name + " (" + name_b + " only)");

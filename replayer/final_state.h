@@ -5,6 +5,7 @@
 // every step compared the same may still end with other models.
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,14 +15,36 @@
 #include "replayer/divergence.h"
 #include "traces/trace.h"
 
+namespace trainrr::trace {
+class TraceReader;
+}  // namespace trainrr::trace
+
 namespace trainrr {
+
+// A trace's checkpoints read with their tensors, one after another, through one reader opened at the first.
+class CheckpointReader {
+ public:
+  explicit CheckpointReader(std::string trace_path);
+  ~CheckpointReader();
+  CheckpointReader(CheckpointReader&&) noexcept;
+  // The checkpoint of `steps` steps at byte `offset`, or nullopt where the message there is no checkpoint of
+  // that step or the trace cannot be read there.
+  std::optional<TrainState> read(uint64_t offset, int64_t steps);
+
+ private:
+  std::string path_;
+  std::unique_ptr<trace::TraceReader> reader_;
+  bool unreadable_ = false;
+};
 
 // The checkpoint after `steps` steps among `index` (a footer's list, or the message after the header for the
 // initial state), read with its tensors, or nullopt where the index holds none of that step or the message
 // there is no checkpoint of it. The caller's reader has read the index already: the file is not scanned.
-Result<std::optional<TrainState>> checkpoint_at(const std::string& trace_path,
-                                                const std::vector<trace::CheckpointRef>& index,
-                                                int64_t steps);
+std::optional<TrainState> checkpoint_at(const std::string& trace_path,
+                                        const std::vector<trace::CheckpointRef>& index, int64_t steps);
+
+// Whether two tensors hold the same shape and bits.
+bool same_tensor_bits(const Tensor& a, const Tensor& b);
 
 // Where in the run a state is: before step 0 (its initial checkpoint), after a step that is not the last (a
 // checkpoint of --checkpoint-every, what a replay --from-step resumes from), or after the last step.

@@ -1243,53 +1243,51 @@ ReplayResult replay(const ReplayOptions& o) {
 std::optional<FirstDivergence> initial_state_difference(const std::string& trace_path, ReplaySide& side) {
   if (auto d = side.hooks->unmade_initial_draw()) return d;
   auto recorded = checkpoint_at(trace_path, {{0, side.reader->header_size()}}, 0);
-  if (!recorded || !*recorded) return std::nullopt;
-  return state_difference(**recorded, side.training->state(), 0, "recorded", "replayed", StatePlace::initial);
+  if (!recorded) return std::nullopt;
+  return state_difference(*recorded, side.training->state(), 0, "recorded", "replayed", StatePlace::initial);
 }
 
 std::optional<FirstDivergence> final_state_difference(const std::string& trace_path, ReplaySide& side) {
   Training& t = *side.training;
   if (!side.reader->footer()) return std::nullopt;
   auto recorded = checkpoint_at(trace_path, side.reader->footer()->checkpoints, t.step());
-  if (!recorded || !*recorded) return std::nullopt;
-  return state_difference(**recorded, t.state(), t.step() - 1, "recorded", "replayed", StatePlace::end);
+  if (!recorded) return std::nullopt;
+  return state_difference(*recorded, t.state(), t.step() - 1, "recorded", "replayed", StatePlace::end);
 }
 
 std::optional<FirstDivergence> checkpoint_difference(const std::string& trace_path, ReplaySide& side) {
   Training& t = *side.training;
   if (t.step() <= 0) return std::nullopt;
-  if (side.reader->footer()) {
-    side.checkpoints = side.reader->footer()->checkpoints;
-  } else if (!side.checkpoints) {
-    auto scan = trace::TraceReader::open(trace_path, trace::without_payloads());
-    auto index = scan ? (*scan)->checkpoint_index() : Result<std::vector<trace::CheckpointRef>>(scan.error());
-    side.checkpoints = index ? std::move(index).value() : std::vector<trace::CheckpointRef>();
+  // The trace's checkpoints, once: from its footer where the reader has reached it, else by scanning it.
+  if (!side.checkpoints) {
+    std::vector<trace::CheckpointRef> index;
+    if (side.reader->footer()) {
+      index = side.reader->footer()->checkpoints;
+    } else if (auto scan = trace::TraceReader::open(trace_path, trace::without_payloads())) {
+      if (auto found = (*scan)->checkpoint_index()) index = std::move(found).value();
+    }
+    side.checkpoints.emplace();
+    for (const auto& c : index) (*side.checkpoints)[c.step] = c.offset;
+    side.checkpoint_reader = std::make_unique<CheckpointReader>(trace_path);
   }
-  const std::vector<trace::CheckpointRef>& index = *side.checkpoints;
-  int64_t last = 0;
-  for (const auto& c : index) last = std::max(last, c.step);
-  if (t.step() >= last) return std::nullopt;  // the final state's, compared at the end
-  auto recorded = checkpoint_at(trace_path, index, t.step());
-  if (!recorded || !*recorded) return std::nullopt;
-  TrainState here = t.state();
-  auto d = state_difference(**recorded, here, t.step() - 1, "recorded", "replayed", StatePlace::checkpoint);
-  if (!d) return d;
+  const auto at = side.checkpoints->find(t.step());
+  // None here, or the last: the final state's, compared at the end.
+  if (at == side.checkpoints->end() || std::next(at) == side.checkpoints->end()) return std::nullopt;
+  auto recorded = side.checkpoint_reader->read(at->second, t.step());
+  if (!recorded) return std::nullopt;
+  const TrainState here = t.state();
   // Trainable parameters the step before compared the same and the checkpoint holds otherwise: the reader
   // finds the checkpoint damaged when it reads on (its parameters are not those the step recorded), and
   // says so.
-  std::set<std::string> params;
-  for (const Param* p : t.model().params()) params.insert(p->name);
-  std::vector<NamedTensor> recorded_params, here_params;
-  for (const NamedTensor& n : (*recorded)->tensors)
-    if (params.count(n.name)) recorded_params.push_back(n);
+  std::map<std::string, const Tensor*> params;
+  for (const Param* p : t.model().params()) params[p->name] = nullptr;
   for (const NamedTensor& n : here.tensors)
-    if (params.count(n.name)) here_params.push_back(n);
-  TrainState a, b;
-  a.tensors = std::move(recorded_params);
-  b.tensors = std::move(here_params);
-  if (state_difference(a, b, t.step() - 1, "recorded", "replayed", StatePlace::checkpoint))
-    return std::nullopt;
-  return d;
+    if (auto it = params.find(n.name); it != params.end()) it->second = &n.value;
+  for (const NamedTensor& n : recorded->tensors)
+    if (auto it = params.find(n.name);
+        it != params.end() && it->second && !same_tensor_bits(n.value, *it->second))
+      return std::nullopt;
+  return state_difference(*recorded, here, t.step() - 1, "recorded", "replayed", StatePlace::checkpoint);
 }
 
 std::string config_matched_note(const std::vector<std::string>& differences, std::vector<std::string> why,

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdio>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -115,6 +116,7 @@ class ReplayInterruptScope {
 // unit filter (ReplayHooks::set_force_filter); `compare` makes its hooks report divergences.
 class ReplayHooks;
 class Training;
+class CheckpointReader;
 struct ReplaySide {
   std::unique_ptr<trace::TraceReader> reader;
   std::unique_ptr<ReplayHooks> hooks;
@@ -124,9 +126,10 @@ struct ReplaySide {
   // Asked to start after step 0, started at step 0: why ("the last checkpoint at or before step 10 is the
   // initial state", "the trace has no checkpoint at or before step 10").
   std::string why_from_step_zero;
-  // The trace's checkpoints, by scanning it (TraceReader::checkpoint_index), once checkpoint_difference
-  // asks before the reader has reached the footer.
-  std::optional<std::vector<trace::CheckpointRef>> checkpoints;
+  // The trace's checkpoints (step -> byte offset) and a reader of them, set up by checkpoint_difference the
+  // first time it asks.
+  std::optional<std::map<int64_t, uint64_t>> checkpoints;
+  std::unique_ptr<CheckpointReader> checkpoint_reader;
   ReplaySide();
   ReplaySide(ReplaySide&&) noexcept;
   ~ReplaySide();
