@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <map>
 #include <optional>
-#include <set>
 
 #include "engine/kernels/blaslt_choice.h"
 #include "engine/kernels/conv_sites.h"
@@ -20,10 +19,9 @@ namespace trainrr {
 
 std::vector<std::string> config_differences(const RunConfig& a, const RunConfig& b) {
   // A layer's name as the run has it: one given that is the name the engine would give (dense_1) is the same
-  // run as none given.
-  // Where one side gives a layer a name, it is compared with the name the other side's layer has: given, or
-  // the engine's. Where neither does, the engine's numbering follows from the keys that are compared (the
-  // types, the names given).
+  // run as none given. Where one side gives a layer a name, it is compared with the name the other side's
+  // layer has, given or the engine's; where neither does, the engine's numbering follows from the keys that
+  // are compared (the types, the names given).
   auto named = [](RunConfig c, const RunConfig& other) {
     const std::vector<std::string> names = layer_names(c.layers);
     for (size_t i = 0; i < c.layers.size(); ++i)
@@ -216,10 +214,8 @@ std::string reach_words(const std::vector<std::string>& differences, const First
   if (d.kind == "sharding") return "none of them changes how the global batch is cut into shards";
   if (in_initial_weights(d))
     return "an initial weight's draw depends only on the seed, on its own layer's name (the draw's stream) "
-           "and "
-           "initializer, and on the shapes and names of the layers up to it (a name given renames the "
-           "unnamed "
-           "layers after it)";
+           "and initializer, and on the shapes and names of the layers up to it (a name given renames the "
+           "unnamed layers after it)";
   if (d.phase == "input" || d.kind == "split" || d.kind == "shuffle" || d.kind == "loader")
     return "none of them changes the input pipeline (the split, the shuffle, the batches)";
   bool optimizer = false, loss = false, layer = false, momentum = false, allreduce = false;

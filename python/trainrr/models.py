@@ -98,7 +98,7 @@ class Sequential:
         self._seed_used = None  # the seed of the last fit (given, or drawn from the OS); None before any fit
         self._run = None
         layers = list(layers or [])
-        # All checked before any is taken: a model refused takes no layer from another.
+        # All checked before any is added: a model refused names none of them.
         for layer in layers:
             _check_layer(layer)
         _check_distinct(layers, "Sequential")
