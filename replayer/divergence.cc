@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "engine/escape.h"
+#include "replayer/final_state.h"
 #include "traces/trace.h"
 
 namespace trainrr {
@@ -269,12 +270,7 @@ std::string report_text(const DivergenceReport& r) {
       << steps_compared(r) << "\n";
   } else if (r.first) {
     const FirstDivergence& d = *r.first;
-    if (d.kind == "state" && d.phase == "setup")
-      o << "diverged in the initial state, before step " << d.step;
-    else if (d.kind == "state" && d.phase == "checkpoint")
-      o << "diverged in the checkpoint at step " << d.step + 1 << ", after step " << d.step;
-    else
-      o << (d.kind == "state" ? "diverged in the final state, after step " : "diverged at step ") << d.step;
+    o << (d.kind == "state" ? state_headline(d) : "diverged at step " + std::to_string(d.step));
     if (!d.phase.empty() && d.kind != "state") o << ", " << f(d.phase);
     if (!d.layer.empty()) o << ", " << f(d.layer);
     if (!d.op.empty()) o << " " << f(d.op);

@@ -36,6 +36,14 @@ std::optional<TrainState> checkpoint_at(const std::string& trace_path,
   return CheckpointReader(trace_path).read(at->offset, steps);
 }
 
+std::string state_headline(const FirstDivergence& d) {
+  const std::string step = std::to_string(d.step);
+  if (d.phase == "setup") return "diverged in the initial state, before step " + step;
+  if (d.phase == "checkpoint")
+    return "diverged in the checkpoint at step " + std::to_string(d.step + 1) + ", after step " + step;
+  return "diverged in the final state, after step " + step;
+}
+
 bool same_tensor_bits(const Tensor& a, const Tensor& b) {
   return a.shape == b.shape && a.data.size() == b.data.size() &&
          (a.data.empty() || std::memcmp(a.data.data(), b.data.data(), a.data.size() * sizeof(float)) == 0);

@@ -55,6 +55,10 @@ enum class StatePlace { initial, checkpoint, end };
 // recorded choices fix those, so two runs whose steps compared the same cannot differ there.
 inline constexpr std::string_view kOtherPlaceInTheRun = "which the recorded choices fix";
 
+// The first words of a report's line for a state that differs ("diverged in the checkpoint at step 5, after
+// step 4"): where in the run it is, as `d` (kind "state") places it.
+std::string state_headline(const FirstDivergence& d);
+
 // The first difference between two states (the tensors by name, bit for bit, then the scalars, then the
 // place in the run), as a divergence of kind "state", or nullopt where they are the same: the states after
 // step `last_step` (phase "checkpoint" or "final state"), or the initial states before step 0 (phase

@@ -3,10 +3,12 @@
 #include <set>
 
 #include "engine/config.h"
+#include "engine/kernels/kernel_registry.h"
 #include "replayer/cause.h"
 #include "replayer/diff.h"
 #include "replayer/divergence.h"
 #include "replayer/event_keys.h"
+#include "replayer/final_state.h"
 #include "replayer/replayer.h"
 #include "replayer/runs.h"
 #include "traces/trace_reader.h"
@@ -44,6 +46,28 @@ struct Side {
   std::vector<EpochLog> epochs;                      // rank 0's: every rank logs the same metrics
   std::string library;
 };
+
+// Step -> byte offset of each state a rank's trace holds: the initial one (the message after the header),
+// those of --checkpoint-every and the final one, from its footer. Empty where the trace cannot be read.
+std::map<int64_t, uint64_t> state_places(const std::string& path) {
+  std::map<int64_t, uint64_t> out;
+  auto reader = trace::TraceReader::open(path, trace::without_payloads());
+  if (!reader) return out;
+  auto index = (*reader)->checkpoint_index();
+  if (!index) return out;
+  out[0] = (*reader)->header_size();
+  for (const auto& c : *index) out[c.step] = c.offset;
+  return out;
+}
+
+// The kernel each site of a rank's steps chose, as recorded (the last choice per site).
+std::map<std::string, std::string> kernels_of(const std::vector<trace::TraceStep>& steps) {
+  std::map<std::string, std::string> out;
+  for (const auto& step : steps)
+    for (const auto& e : step.events)
+      if (const auto* k = std::get_if<KernelChoice>(&e)) out[k->site] = k->chosen;
+  return out;
+}
 
 }  // namespace
 
@@ -224,7 +248,8 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
   // `own`: the cause to name when neither the data nor the configuration reaches `d` ("" : `found` is).
   auto head = [&](const FirstDivergence& d, const std::string& rest, const std::string& found,
                   const std::string& own = "") {
-    out.lines.push_back("diverged at step " + std::to_string(d.step) + ", " + rest);
+    out.lines.push_back(d.kind == "state" ? state_headline(d) + ", " + rest
+                                          : "diverged at step " + std::to_string(d.step) + ", " + rest);
     out.exit_code = 1;
     std::vector<std::string> reaching, apart;
     for (const std::string& c : within) (difference_reaches(c, d, layers) ? reaching : apart).push_back(c);
@@ -247,7 +272,8 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
       out.lines.push_back("  what: " + found);
     } else if (!own.empty()) {
       out.lines.push_back("  cause: " + own);
-      out.lines.push_back("  what: " + found);
+      // A cause that holds what was found says it once.
+      if (own.find(found) == std::string::npos) out.lines.push_back("  what: " + found);
     } else {
       out.lines.push_back("  cause: " + found);
     }
@@ -406,6 +432,54 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
            "after the allreduce: its results match, the update differs (optimizer or configuration)");
   }
   compare_epochs(steps);
+  // Every step the same and every trace whole: the states each rank's trace holds (the initial one, those of
+  // --checkpoint-every, the final one), rank by rank in step order, as for one process. They hold what the
+  // steps do not compare: an optimizer's slots, the epoch's counts, the random streams' offsets.
+  const bool whole = !extent[0].stop && !extent[1].stop && extent[0].live.empty() && extent[1].live.empty();
+  if (out.exit_code == 0 && whole && na == nb) {
+    std::vector<std::map<int64_t, uint64_t>> in_a, in_b;
+    std::vector<CheckpointReader> read_a, read_b;
+    std::set<int64_t> at_steps;
+    for (int r = 0; r < na; ++r) {
+      in_a.push_back(state_places(A.run.paths[r]));
+      in_b.push_back(state_places(B.run.paths[r]));
+      read_a.emplace_back(A.run.paths[r]);
+      read_b.emplace_back(B.run.paths[r]);
+      for (const auto& [at, offset] : in_a.back()) at_steps.insert(at);
+    }
+    const int64_t last = static_cast<int64_t>(steps);  // the states after the last step both runs hold
+    KernelRegistry registry;
+    register_cpu_kernels(registry);
+    for (auto at = at_steps.begin(); at != at_steps.end() && *at <= last && out.exit_code == 0; ++at)
+      for (int r = 0; r < na && out.exit_code == 0; ++r) {
+        const auto oa = in_a[r].find(*at), ob = in_b[r].find(*at);
+        if (oa == in_a[r].end() || ob == in_b[r].end()) continue;
+        auto state_a = read_a[r].read(oa->second, *at), state_b = read_b[r].read(ob->second, *at);
+        if (!state_a || !state_b) continue;
+        auto d = state_difference(*state_a, *state_b, *at == 0 ? 0 : *at - 1, "A", "B",
+                                  *at == 0      ? StatePlace::initial
+                                  : *at == last ? StatePlace::end
+                                                : StatePlace::checkpoint);
+        if (!d) continue;
+        CauseInputs ci;
+        ci.name_a = "A";
+        ci.name_b = "B";
+        ci.layer_names = layers;
+        ci.registry = &registry;
+        ci.environment = environment_differences(A.run.headers[r].environment, B.run.headers[r].environment);
+        ci.kernels = kernels_of(A.steps[r]);
+        for (const auto& [site, kernel] : kernels_of(B.steps[r]))
+          if (auto it = ci.kernels.find(site); it != ci.kernels.end() && it->second != kernel)
+            ci.kernel_differences[site] = {it->second, kernel};
+        ci.seed_recorded = ha.seed;
+        ci.seed_replayed = hb.seed;
+        const Cause c = classify(*d, ci);
+        const std::string where = (d->layer.empty() ? "" : ", " + d->layer) +
+                                  (d->op.empty() ? "" : " " + d->op) +
+                                  (d->site != d->op && d->site != d->layer ? " (" + d->site + ")" : "");
+        head(*d, "rank " + std::to_string(r) + where, d->detail, c.category + ": " + c.detail);
+      }
+  }
   // Where a rank's trace stops short: the damaged one first, then the side that holds fewer steps.
   std::optional<RankStop> stop;
   std::string stop_side;

@@ -12,6 +12,7 @@
 #include "engine/trainer.h"
 #include "replayer/bisect.h"
 #include "replayer/cause.h"
+#include "replayer/final_state.h"
 #include "replayer/replay_hooks.h"
 #include "replayer/replayer.h"
 #include "replayer/runs.h"
@@ -60,10 +61,52 @@ struct RankInputs {
   std::vector<std::string> config_differences;
   std::vector<std::string> layers;
   bool split_forced = false;
+  // The rank's recorded environment (its MPI settings aside: the run's own) against this process's, for
+  // the rank's configuration: what a state that differs while every step matched may come from.
+  std::vector<EnvDifference> environment;
+  const KernelRegistry* registry = nullptr;
 };
 
-RankInputs rank_inputs(const trace::TraceHeader& header, const RunConfig& config, const ForceSet& force) {
-  return {config_differences(header, config), layer_names(config.layers), force.split};
+RankInputs rank_inputs(const trace::TraceHeader& header, const RunConfig& config, const ForceSet& force,
+                       const KernelRegistry& registry) {
+  RankInputs in{config_differences(header, config), layer_names(config.layers), force.split, {}, &registry};
+  std::vector<std::pair<std::string, std::string>> recorded;
+  for (const auto& kv : header.environment)
+    if (kv.first.rfind("mpi.", 0) != 0) recorded.push_back(kv);
+  if (auto now = current_environment(config)) in.environment = environment_differences(recorded, *now);
+  return in;
+}
+
+// Whether a replay through `to_step` (-1: the run's end) reaches the end of every rank's trace, each whole:
+// a completed run's end, or that of a run stopped early (Ctrl-C), whose final state is the state after the
+// last step every trace holds.
+bool to_footer(const RunExtent& e, int64_t to_step) {
+  return (to_step < 0 || to_step >= e.steps) && e.damage.empty() && e.cut.empty() && e.live.empty();
+}
+
+// Runs `side` through `to_step` (-1: the run's end) as fit() does, step by step, and compares the states the
+// trace holds on the way with those the rank's run is in there, as a replay of one process does: the initial
+// state before step 0, each checkpoint of --checkpoint-every after its step, and, where `read_to_footer` (the
+// whole run replayed, its trace complete), the final state. The first that differs is the rank's divergence
+// where no event came before it: what the steps do not compare (an optimizer's slots, the epoch's counts,
+// the random streams' offsets) is compared there.
+Status fit_comparing_states(const std::string& path, ReplaySide& side, int64_t to_step, bool read_to_footer) {
+  Training& t = *side.training;
+  ReplayHooks& hooks = *side.hooks;
+  const int64_t end = to_step >= 0 ? std::min(to_step, t.total_steps()) : t.total_steps();
+  if (t.step() == 0 && end > 0 && !hooks.diverged())
+    if (auto d = initial_state_difference(path, side)) hooks.diverge_at_end(std::move(*d));
+  while (t.step() < end) {
+    if (Status s = t.fit(t.step() + 1); !s) return s;
+    if (!hooks.diverged())
+      if (auto d = checkpoint_difference(path, side)) hooks.diverge_at_end(std::move(*d));
+  }
+  if (!read_to_footer) return {};
+  // Reads on to the footer, if the trace has one.
+  if (hooks.at_end() && !hooks.diverged() && t.step() > 0 && hooks.trace_ended_cleanly() &&
+      !hooks.trace_damage())
+    if (auto d = final_state_difference(path, side)) hooks.diverge_at_end(std::move(*d));
+  return {};
 }
 
 std::string joined(const std::vector<std::string>& v) {
@@ -89,8 +132,13 @@ RankReplay analyze_rank(const ReplayHooks& h, int rank, const trace::TraceHeader
   // batch that differs makes every shard's rows differ.
   const bool input = h.first() && (h.first()->kind == "loader" || h.first()->kind == "shuffle" ||
                                    h.first()->kind == "split");
-  if (h.first() && (!at || h.first()->step < at->first || (input && h.first()->step == at->first)))
-    at = {h.first()->step, input ? -1 : 3};
+  // A state that differs (from a checkpoint the trace holds) is found after its step's events: the initial
+  // state's comes before step 0's.
+  const bool state = h.first() && h.first()->kind == "state";
+  const bool initial = state && h.first()->phase == "setup";
+  if (h.first() &&
+      (!at || h.first()->step < at->first || ((input || initial) && h.first()->step == at->first)))
+    at = {h.first()->step, initial ? -2 : input ? -1 : 3};
   // "|cut" marks a trace without its footer: compared as far as its complete steps go.
   const std::string cut = cut_short || (whole && !h.trace_ended_cleanly()) ? "|cut" : "";
   if (!at) {
@@ -150,6 +198,26 @@ RankReplay analyze_rank(const ReplayHooks& h, int rank, const trace::TraceHeader
     } else
       cause = "collective: every rank's input to the allreduce matches the recording, its result differs: " +
               collective_detail(m.recorded, m.replayed, settings.library, settings.library);
+  } else if (state) {
+    d = *h.first();
+    out.text = state_headline(d) + ", rank " + std::to_string(rank) +
+               (d.layer.empty() ? "" : ", " + d.layer) + (d.op.empty() ? "" : " " + d.op) +
+               (d.site != d.op && d.site != d.layer ? " (" + d.site + ")" : "") + "\n";
+    // As for one process: the state's place in the run is the recorded choices', and its tensors are what
+    // the steps computed, which compared the same.
+    CauseInputs ci;
+    ci.layer_names = in.layers;
+    ci.environment = in.environment;
+    ci.registry = in.registry;
+    ci.kernels = h.recorded_kernels();
+    for (const auto& [site, kernel] : h.recorded_kernels())
+      if (auto it = h.replayed_kernels().find(site); it != h.replayed_kernels().end() && it->second != kernel)
+        ci.kernel_differences[site] = {kernel, it->second};
+    ci.seed_recorded = header.seed;
+    ci.seed_replayed = h.replayed_seed();
+    const Cause c = classify(d, ci);
+    cause = c.category + ": " + c.detail;
+    if (c.detail.find(d.detail) == std::string::npos) cause += "\n  what: " + d.detail;
   } else {
     d = *h.first();
     out.text = head + ", " + d.site + " (" + d.phase + ")\n";
@@ -209,11 +277,11 @@ RankReplay replay_one_rank(const trace::RunSet& run, int rank, const ForceSet& f
     auto side = make_replay_side(run.paths[rank], rebuilt->config, registry, force, {}, run.headers[rank].level, true,
                                  0, &comm);
     if (!side) return {2, -1, 0, run.paths[rank] + ": " + side.error().message};
-    if (Status s = side->training->fit(to_step); !s) return {2, -1, 0, run.paths[rank] + ": " + s.error().message};
-    if (to_step < 0) side->hooks->at_end();
+    if (Status s = fit_comparing_states(run.paths[rank], *side, to_step, to_footer(extent, to_step)); !s)
+      return {2, -1, 0, run.paths[rank] + ": " + s.error().message};
     return analyze_rank(*side->hooks, rank, run.headers[rank], recorded_settings(run.headers[0]),
-                        rank_inputs(run.headers[rank], rebuilt->config, force), to_step < 0 || cut, cut,
-                        !extent.damage.empty());
+                        rank_inputs(run.headers[rank], rebuilt->config, force, registry), to_step < 0 || cut,
+                        cut, !extent.damage.empty());
   } catch (const std::exception& e) {
     return {2, -1, 0, run.paths[rank] + ": " + e.what()};
   }
@@ -569,11 +637,10 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
             return;
           }
           sides[i].emplace(std::move(side).value());
-          if (Status st = sides[i]->training->fit(to_step); !st) {
+          if (Status st = fit_comparing_states(run.paths[r], *sides[i], to_step, to_footer(extent, to_step));
+              !st) {
             errors[i] = st.error().message;
             group.abort("rank " + std::to_string(r) + " stopped");
-          } else if (to_step < 0) {
-            sides[i]->hooks->at_end();  // reads on to the footer, if the trace has one
           }
         } catch (const GroupAborted& e) {
           errors[i] = std::string("stopped with the group: ") + e.what();
@@ -614,7 +681,7 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
     const bool cut = rank_is_cut(extent, first + i);
     packed[i] = errors[i].empty()
                     ? pack(analyze_rank(*sides[i]->hooks, first + i, run.headers[first + i], settings,
-                                        rank_inputs(run.headers[first + i], configs[i], force),
+                                        rank_inputs(run.headers[first + i], configs[i], force, registry),
                                         to_step < 0 || cut, cut, !extent.damage.empty()))
                     : pack({2, -1, 0, about(first + i, errors[i])});
   }
