@@ -77,7 +77,7 @@ TEST_F(RunStates, ARanksCheckpointChangedAfterItWasWrittenIsNotReproduced) {
       if (t.name.starts_with("m/"))
         for (float& v : t.value.data) v *= 1000;
   });
-  for (const std::string& command : {"replay " + slots, "diff " + run + " " + slots}) {
+  for (const std::string& command : {"replay " + slots, "bisect " + slots, "diff " + run + " " + slots}) {
     const CommandResult r = run_trainrr(command);
     EXPECT_EQ(r.exit_code, 1) << command << "\n" << r.output;
     EXPECT_TRUE(has(r.output,
