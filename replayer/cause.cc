@@ -575,6 +575,9 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
   const std::string th_a = env_value(in.environment, "threads", true),
                     th_b = env_value(in.environment, "threads", false);
   if (!th_a.empty()) context += "; threads " + th_a + " vs " + th_b;
+  // The policy picks the kernel at each site.
+  if (const std::string policy_a = env_value(in.environment, "policy", true); !policy_a.empty())
+    context += "; policy " + policy_a + " vs " + env_value(in.environment, "policy", false);
   // OpenBLAS ran other machine code on the two sides at the sites that chose it: as likely a cause as the
   // kernels that differ, and named beside them.
   {
@@ -607,7 +610,11 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
   auto on_gpu = [](const std::string& kernel) { return kernel.find("__cu") != std::string::npos; };
   if (!d.kernel_recorded.empty() && !d.kernel_replayed.empty() && d.kernel_recorded != d.kernel_replayed)
     return {"kernel", "a different kernel ran at " + kernel_site_of(d.site) + ": " + d.kernel_recorded +
-                          " (" + in.name_a + "), " + d.kernel_replayed + " (" + in.name_b + ")" +
+                          " (" + in.name_a +
+                          (d.kernel_substituted_for.empty()
+                               ? std::string()
+                               : ", in place of " + d.kernel_substituted_for + ", which cannot run here") +
+                          "), " + d.kernel_replayed + " (" + in.name_b + ")" +
                           timed(picks(kernel_site_of(d.site))) +
                           (on_gpu(d.kernel_recorded) || on_gpu(d.kernel_replayed) ? std::string() : context)};
   // Sites that cannot have made the difference are left out: the loader decides the order of the batches
@@ -628,10 +635,18 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
     }
   }
   // A difference in a layer's output in the forward pass comes from the forward ops of that layer or of the
-  // layers before it: the backward ops and the later layers run after it. Where some sites are of those, only
-  // they are named.
+  // layers before it: the backward ops and the later layers run after it. Where the layers' outputs were
+  // compared (level layer or op) and this is the first that differs, the layers before it computed the same
+  // outputs, whatever kernels they ran: only the layer's own forward ops can have made the difference (none
+  // of them may differ: then no kernel selection is the cause).
   if (const std::string layer = layer_of(d);
-      d.phase == "forward" && !layer.empty() && !in.layer_names.empty() && sites.size() > 1) {
+      d.kind == "probe" && d.phase == "forward" && in.outputs_compared && !layer.empty()) {
+    std::vector<std::string> own;
+    for (const std::string& site : sites)
+      if (site.find(".bwd") == std::string::npos && site.rfind(layer + "/", 0) == 0) own.push_back(site);
+    sites = std::move(own);
+  } else if (const std::string layer = layer_of(d);
+             d.phase == "forward" && !layer.empty() && !in.layer_names.empty() && sites.size() > 1) {
     const auto at = std::find(in.layer_names.begin(), in.layer_names.end(), layer);
     if (at != in.layer_names.end()) {
       std::vector<std::string> before;

@@ -23,6 +23,9 @@ struct FirstDivergence {
   std::string layer;  // "dense_1" when the site names one
   std::string op;     // "matmul.fwd" when the site names one
   std::string kernel_recorded, kernel_replayed;
+  // The kernel the trace records at the site, where kernel_recorded is the one that ran in its place in a
+  // re-execution of the recorded choices here (the recorded one cannot run on this machine).
+  std::string kernel_substituted_for;
   // Element-level detail, when values were at hand (re-execution both ways).
   bool has_element = false;
   int64_t index = -1;

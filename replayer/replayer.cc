@@ -462,8 +462,15 @@ bool refine_cause(Cause& cause, const FirstDivergence& d, const CauseInputs& ci,
       (cause.category == "numeric" || cause.category == "kernel" || cause.category == "environment" ||
        cause.category == "unexplained")) {
     // Below level op the step's end shows that something differs, not where: the re-execution, every op
-    // probed, shows the first op whose output differs, its inputs the same, and the cause is that op's.
-    Cause at_op = classify(*op_first, ci);
+    // probed, shows the first op whose output differs, its inputs the same, and the cause is that op's. Every
+    // op before it computed the same output, whatever kernel it ran, and the ops after it ran later: another
+    // kernel at any other site is no cause of it.
+    CauseInputs at_its_op = ci;
+    at_its_op.kernel_differences.clear();
+    if (auto it = ci.kernel_differences.find(kernel_site_of(op_first->site));
+        it != ci.kernel_differences.end())
+      at_its_op.kernel_differences.insert(*it);
+    Cause at_op = classify(*op_first, at_its_op);
     if (at_op.category != "config" && at_op.category != "data")
       cause = {at_op.category, "at " + op_first->site + " (" + op_first->phase +
                                    "), the first op whose output differs when step " +
@@ -629,6 +636,8 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
         const std::string ks = kernel_site_of(f.site);
         if (auto k = a->hooks->replayed_kernels().find(ks); k != a->hooks->replayed_kernels().end())
           f.kernel_recorded = k->second;
+        for (const auto& sub : a->hooks->substituted())
+          if (sub.site == ks && sub.recorded != f.kernel_recorded) f.kernel_substituted_for = sub.recorded;
         if (auto k = b->hooks->replayed_kernels().find(ks); k != b->hooks->replayed_kernels().end())
           f.kernel_replayed = k->second;
         *op_first = std::move(f);

@@ -519,6 +519,39 @@ TEST(Cause, KernelSelectionsAtTheDivergentLayersOpsOfItsPhaseComeFirst) {
       << c.detail;
 }
 
+// Where the layers' outputs were compared (level layer or op), the first layer whose output differs had its
+// inputs the same: the layers before it computed the same outputs, whatever kernels they ran, and only its
+// own forward ops' kernels can be the cause. With none of those differing, no kernel selection is named, and
+// the evidence left (a completion-order sum whose order differed there) is.
+TEST(Cause, AKernelOfALayerWhoseOutputComparedTheSameIsNoCause) {
+  const FirstDivergence d = event("forward", "probe", "batch_normalization_1:out", "batch_normalization_1");
+  CauseInputs in;
+  in.outputs_compared = true;
+  in.kernel_differences = {
+      {"conv2d_1/conv2d.fwd", {"f32_conv2d_fwd__cpu_im2col_avx512", "f32_conv2d_fwd__cpu_im2col_avx2"}}};
+  in.order_differences = {{"batch_normalization_1/bn_stats.fwd", 0}};
+  Cause c = classify(d, in);
+  EXPECT_EQ(c.category, "numeric") << c.detail;
+  EXPECT_NE(c.detail.find("completion order"), std::string::npos) << c.detail;
+  EXPECT_EQ(c.detail.find("conv2d"), std::string::npos) << c.detail;
+  // The layer's own forward op is named, alone.
+  in.kernel_differences["batch_normalization_1/bn_stats.fwd"] = {"f32_sum__cpu_pairwise",
+                                                                 "f32_sum__cpu_atomic_threads"};
+  c = classify(d, in);
+  EXPECT_EQ(c.category, "kernel");
+  EXPECT_EQ(
+      c.detail.rfind("kernel selections differ: batch_normalization_1/bn_stats.fwd: f32_sum__cpu_pairwise vs "
+                     "f32_sum__cpu_atomic_threads",
+                     0),
+      0u)
+      << c.detail;
+  EXPECT_EQ(c.detail.find("conv2d"), std::string::npos) << c.detail;
+  // Where the outputs were not compared (level step), the layers before it may have made it.
+  in.outputs_compared = false;
+  c = classify(d, in);
+  EXPECT_NE(c.detail.find("conv2d_1/conv2d.fwd"), std::string::npos) << c.detail;
+}
+
 TEST(EnvironmentDifferences, AnUnsetVariableAndAKeyAnOlderTraceLacksAreToldApart) {
   // An older trainrr recorded CUDA_HOME, which changes no value: never a difference.
   const std::vector<std::pair<std::string, std::string>> older = {

@@ -185,5 +185,46 @@ TEST(PortablePolicy, AReplayUnderAnotherPolicyNamesThePortableElementwiseFunctio
   EXPECT_TRUE(has(r.output, "trainrr's own exp, log, log1p, tanh and powers instead of glibc's")) << r.output;
 }
 
+// A lower instruction set beside another policy: the recorded kernels' stand-ins compute the same bits (the
+// instruction set alone reproduces), and the first op whose output differs is the softmax, where the
+// portable exp rounds otherwise. The cause is the policy's, not the kernel selections of ops whose outputs
+// were the same. Free (--force none), the kernel that ran at the first op that differs is named as what ran:
+// the recorded one's stand-in, and the policy that picked the other side's.
+TEST(PortablePolicy, ALowerInstructionSetBesideThePolicyIsNotBlamedForThePolicysDifference) {
+  const Isa native = detect_isa();
+  if (native != Isa::avx512 && native != Isa::avx2)
+    GTEST_SKIP() << "this CPU has no AVX2: TRAINRR_ISA=avx2 cannot run here";
+  TempDir dir;
+  const std::string trace = dir.file("det.trr");
+  ASSERT_EQ(run_trainrr("record " + example("digits_mlp.toml") +
+                        " --set train.epochs=1 --set runtime.policy=deterministic -o " + trace)
+                .exit_code,
+            0);
+  const CommandResult alone = run_trainrr_env("TRAINRR_ISA=avx2", "replay " + trace);
+  EXPECT_EQ(alone.exit_code, 0) << alone.output;
+  const CommandResult both =
+      run_trainrr_env("TRAINRR_ISA=avx2", "replay " + trace + " --set runtime.policy=portable");
+  ASSERT_EQ(both.exit_code, 1) << both.output;
+  EXPECT_TRUE(has(both.output,
+                  "cause: numeric: at dense_2/softmax.fwd:out (forward), the first op whose output "
+                  "differs when step 1 is re-executed with every op probed: same kernel, same "
+                  "inputs, different output: the policy differs"))
+      << both.output;
+  EXPECT_FALSE(has(both.output, "kernel selections differ")) << both.output;
+
+  const CommandResult forced_none =
+      run_trainrr_env("TRAINRR_ISA=avx2", "replay " + trace + " --force none --set runtime.policy=portable");
+  ASSERT_EQ(forced_none.exit_code, 1) << forced_none.output;
+  EXPECT_TRUE(has(
+      forced_none.output,
+      "a different kernel ran at dense_1/matmul.fwd: f32_matmul__cpu_blocked_avx2 (recorded" +
+          std::string(native == Isa::avx512 ? ", in place of f32_matmul__cpu_blocked_avx512, which cannot "
+                                              "run here), "
+                                            : "), ") +
+          "f32_matmul__cpu_portable (replayed)"))
+      << forced_none.output;
+  EXPECT_TRUE(has(forced_none.output, "; policy deterministic vs portable")) << forced_none.output;
+}
+
 }  // namespace
 }  // namespace trainrr::testing
