@@ -389,6 +389,12 @@ std::string data_not_reaching_rows(const FirstDivergence& d, const CauseInputs& 
   if (d.phase == "setup" || d.phase == "input")
     return "the two copies of the data hold as many rows, of one shape, and what is drawn before the first "
            "step and the input pipeline's order depend on how many rows there are, not on what they hold";
+  // A draw in a step (a dropout mask, augmentation noise): its key, counter and size follow from the seed,
+  // the draws before it and the shapes, none from what a row holds.
+  if (d.kind == "rng")
+    return "the two copies of the data hold as many rows, of one shape, and no draw reads what a row holds: "
+           "a "
+           "draw's key, counter and size follow from the seed, the draws before it and the shapes";
   const bool read_by = r.first_step >= 0 && r.first_step <= d.step;
   if (d.phase == "evaluation") {
     if (read_by || r.validation || r.test) return "";

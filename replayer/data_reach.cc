@@ -44,7 +44,17 @@ Result<Copies> load_copies(const RunConfig& config, const DataConfig& other) {
   return Copies{std::move(a).value(), std::move(b).value()};
 }
 
-Result<DataReach> reach_of(const RunConfig& config, Copies copies, const DataSchedule& schedule) {
+// Where the two copies' rows that differ once scaled by `config`'s data.scale are first read, as `schedule`
+// reads them. `raw`: the rows that differ as the files hold them.
+Result<DataReach> reach_scaled(const RunConfig& config, Dataset a, Dataset b, const SplitIndices& split,
+                               const std::vector<RowDifference>& raw, const DataSchedule& schedule);
+
+// Where the copies first reach the run, each side's scaler (data.scale) weighed: `config`'s, and where the
+// other side's scales otherwise (`other_scale`), that one's too; the earlier reach is the data's, whichever
+// side's run is the one the schedule is of (a change that one side's scaler carries into every row reaches
+// that side's run from its first step).
+Result<DataReach> reach_of(const RunConfig& config, Copies copies, const DataSchedule& schedule,
+                           const std::string& other_scale) {
   Dataset& a = copies.a;
   Dataset& b = copies.b;
   if (a.rows() != b.rows())
@@ -72,11 +82,35 @@ Result<DataReach> reach_of(const RunConfig& config, Copies copies, const DataSch
             "the split is stratified by the labels, and with the labels that differ it takes other rows"};
     }
   }
-  SplitIndices split{schedule.split_train, schedule.split_test};
-  const SplitIndices* used = config.data.test_fraction > 0 ? &split : nullptr;
+  const SplitIndices split{schedule.split_train, schedule.split_test};
   // The rows as the files hold them, before the split and the scaler: a scaler fit on the training rows
   // carries one row's change into every row.
   const std::vector<RowDifference> raw = row_differences(a, b);
+  if (other_scale.empty() || other_scale == config.data.scale)
+    return reach_scaled(config, std::move(a), std::move(b), split, raw, schedule);
+  auto own = reach_scaled(config, a, b, split, raw, schedule);
+  if (!own) return own;
+  RunConfig scaled_otherwise = config;
+  scaled_otherwise.data.scale = other_scale;
+  auto other = reach_scaled(scaled_otherwise, std::move(a), std::move(b), split, raw, schedule);
+  if (!other) return own;
+  DataReach r =
+      other->first_step >= 0 && (own->first_step < 0 || other->first_step < own->first_step) ? *other : *own;
+  const DataReach& rest = &r == &*own ? *other : *own;
+  r.features |= rest.features;
+  r.labels |= rest.labels;
+  r.validation |= rest.validation;
+  r.test |= rest.test;
+  r.rows_differ = std::max(r.rows_differ, rest.rows_differ);
+  if (rest.first_feature_step >= 0 &&
+      (r.first_feature_step < 0 || rest.first_feature_step < r.first_feature_step))
+    r.first_feature_step = rest.first_feature_step;
+  return r;
+}
+
+Result<DataReach> reach_scaled(const RunConfig& config, Dataset a, Dataset b, const SplitIndices& split,
+                               const std::vector<RowDifference>& raw, const DataSchedule& schedule) {
+  const SplitIndices* used = config.data.test_fraction > 0 ? &split : nullptr;
   auto pa = prepare_rows(config, std::move(a), used);
   if (!pa) return pa.error();
   auto pb = prepare_rows(config, std::move(b), used);
@@ -188,7 +222,7 @@ Result<DataSchedule> recorded_schedule(const std::string& trace_path, uint64_t r
 Result<DataReach> data_reach(const RunConfig& config, const DataConfig& other, const DataSchedule& schedule) {
   auto copies = load_copies(config, other);
   if (!copies) return copies.error();
-  return reach_of(config, std::move(copies).value(), schedule);
+  return reach_of(config, std::move(copies).value(), schedule, other.scale);
 }
 
 Result<DataReach> data_reach(const RunConfig& config, const DataConfig& other,
@@ -197,7 +231,7 @@ Result<DataReach> data_reach(const RunConfig& config, const DataConfig& other,
   if (!copies) return copies.error();
   auto schedule = recorded_schedule(trace_path, static_cast<uint64_t>(copies->b.rows()));
   if (!schedule) return schedule.error();
-  return reach_of(config, std::move(copies).value(), *schedule);
+  return reach_of(config, std::move(copies).value(), *schedule, other.scale);
 }
 
 std::string data_reach_words(const DataReach& r) {

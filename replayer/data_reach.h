@@ -52,9 +52,10 @@ struct DataReach {
 std::string row_words(const std::string& source, int64_t row);
 
 // `config`: the run whose schedule it is, reading one copy of the data; `other`: its data configuration
-// reading the other copy. An error where the copies cannot be compared row by row (other row counts or
-// sample shapes, a stratified split that reads labels that differ, a schedule that does not fit the rows):
-// then nothing is known of where the data reaches.
+// reading the other copy, with the other side's scaler (data.scale): where the two scale otherwise, the rows
+// are compared under each, and the earlier reach is the data's. An error where the copies cannot be compared
+// row by row (other row counts or sample shapes, a stratified split that reads labels that differ, a schedule
+// that does not fit the rows): then nothing is known of where the data reaches.
 Result<DataReach> data_reach(const RunConfig& config, const DataConfig& other, const DataSchedule& schedule);
 
 // The same, with the schedule recorded in `trace_path` (the run `config` describes), read without tensors as

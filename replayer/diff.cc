@@ -349,6 +349,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
       if (copy_a && run_b && copy_a->config.data.source == run_b->config.data.source) {
         DataConfig other = run_b->config.data;
         for (const auto& file : data_files(other)) other.*file.second = copy_a->config.data.*file.second;
+        other.scale = copy_a->config.data.scale;  // A's scaler, weighed beside B's
         if (auto reach = data_reach(run_b->config, other, b_path)) ci.data_reach = *reach;
       }
     }

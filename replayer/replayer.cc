@@ -1104,6 +1104,7 @@ ReplayResult replay(const ReplayOptions& o) {
           recorded && recorded->config.data.source == config.data.source) {
         DataConfig other = config.data;
         for (const auto& file : data_files(other)) other.*file.second = recorded->config.data.*file.second;
+        other.scale = recorded->config.data.scale;  // the recording's scaler, weighed beside the replay's
         if (auto reach = data_reach(config, other, hooks.schedule())) ci.data_reach = *reach;
       }
 

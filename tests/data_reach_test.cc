@@ -219,6 +219,50 @@ TEST_F(DataReachAnswers, AStandardizedRunNamesTheChangedRowBesideTheScaledRowFir
       << r.output;
 }
 
+// Where one side standardizes and the other does not, the changed row is carried into every row by the one
+// side's scaler: the data reaches step 0 under it, whichever side of diff that is. Weighed under one side's
+// scaler alone, diff named the data in one order and called it unable to make the difference in the other.
+TEST_F(DataReachAnswers, AScalerOfOneSideIsWeighedWhicheverSideItIs) {
+  std::string standardize = config(changed("changed.csv", false));
+  standardize.replace(standardize.find("scale = \"none\""), 14, "scale = \"standardize\"");
+  const std::string b = record("std_b", standardize);
+  for (const std::string& command : {"diff " + a + " " + b, "diff " + b + " " + a}) {
+    const CommandResult r = run_trainrr(command);
+    ASSERT_EQ(r.exit_code, 1) << command << "\n" << r.output;
+    EXPECT_TRUE(has(r.output, "  cause: data: ")) << command << "\n" << r.output;
+    EXPECT_TRUE(
+        has(r.output, "; step 0 is the first to read a training row that differs once scaled (data row "))
+        << command << "\n"
+        << r.output;
+    EXPECT_TRUE(has(r.output, "; the run configuration differs too: data.scale: ")) << command << "\n"
+                                                                                    << r.output;
+    EXPECT_FALSE(has(r.output, "cannot have made this difference")) << command << "\n" << r.output;
+  }
+}
+
+// A dropout mask's draw of another size (another batch size) is the batch size's doing, not the data's, even
+// where the changed row is read in that very step: no draw reads what a row holds.
+TEST_F(DataReachAnswers, ADrawOfAnotherSizeIsNotBlamedOnARowReadInItsStep) {
+  std::string dropout = config(csv);
+  const std::string last = "[[model.layers]]\ntype = \"Dense\"\nunits = 1";
+  dropout.replace(dropout.find(last), last.size(),
+                  "[[model.layers]]\ntype = \"Dropout\"\nrate = 0.2\n" + last);
+  const std::string trace = dir.file("dropout.trr");
+  ASSERT_EQ(run_trainrr("record " + dir.write("dropout.toml", dropout) + " -o " + trace).exit_code, 0);
+  // With batches of 128 rows, step 0 reads the row the recording read first at step 3 (the 97th of the
+  // order).
+  const CommandResult r = run_trainrr("replay " + trace + " --data " + changed("changed.csv", false) +
+                                      " --allow-data-change --set train.batch_size=128");
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(first_line(r.output), "diverged at step 0, forward, dropout_1 dropout (dropout/dropout_1)")
+      << r.output;
+  EXPECT_TRUE(has(r.output,
+                  "  cause: config: the run configuration differs: train.batch_size: 32 -> 128; the data "
+                  "differs too, but cannot have made this difference (the two copies of the data hold as "
+                  "many rows, of one shape, and no draw reads what a row holds"))
+      << r.output;
+}
+
 // Arrays are told by row and element, counted from 0 as numpy indexes them, and their rows likewise.
 TEST_F(DataReachAnswers, ArraysThatDifferAreToldByRowAndElementFromZero) {
   // The CSV's features and labels as two .npy files (float32, C order), row `row` changed in the second copy.
