@@ -383,7 +383,18 @@ BisectResult bisect(const BisectOptions& o) {
     ci.outputs_compared = header.level != ProbeLevel::step;
     ci.registry = &registry;
     ci.environment = environment_differences(header.environment, *env);
-    ci.config_differences = config_differences(header, config);
+    // A difference the forced choices serve the recorded value for (the seed, the split's keys) changes
+    // nothing this replay computes: named in a note, never in the cause, as replay does.
+    std::vector<std::string> served;
+    for (const std::string& c : config_differences(header, config))
+      (served_by_forcing(c, forced->hooks->replayed_seed() == header.seed, true) && d.site != "data/split"
+           ? served
+           : ci.config_differences)
+          .push_back(c);
+    if (!served.empty())
+      rep.notes.push_back("the configuration differs from the recording's (" +
+                          first_of(served, served.size(), "; ") +
+                          "), but the forced choices serve the recorded values in its place");
     ci.layer_names = layer_names(config.layers);
     ci.kernel_differences = forced->hooks->kernel_differences();  // kernels that cannot run here
     ci.kernels = forced->hooks->recorded_kernels();
@@ -770,7 +781,10 @@ BisectResult bisect(const BisectOptions& o) {
     ci.outputs_compared = header.level != ProbeLevel::step;
     ci.registry = &registry;
     if (env) ci.environment = environment_differences(header.environment, *env);
-    ci.config_differences = config_differences(header, config);
+    for (const std::string& c : config_differences(header, config))
+      if (!served_by_forcing(c, forced->hooks->replayed_seed() == header.seed, true) ||
+          forced_stop->site == "data/split")
+        ci.config_differences.push_back(c);
     ci.layer_names = layer_names(config.layers);
     ci.kernel_differences = forced->hooks->kernel_differences();
     ci.kernels = forced->hooks->recorded_kernels();

@@ -730,14 +730,12 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
                     " did not recur, so no element values are given");
 }
 
-namespace {
-
-// Whether the forced choices serve the recorded values in place of what a configuration difference asks for:
-// a seed when the run got the recorded one (`seed_served`), the split's settings under a forced split.
 bool served_by_forcing(const std::string& difference, bool seed_served, bool split_forced) {
   auto is = [&difference](const char* key) { return difference.rfind(std::string(key) + ": ", 0) == 0; };
   return (is("seed") && seed_served) || (split_forced && (is("data.test_fraction") || is("data.stratify") || is("data.split")));
 }
+
+namespace {
 
 // Whether a configuration difference changes only the initial weights (an initializer), which a run resumed
 // from a checkpoint takes from there instead.

@@ -159,6 +159,11 @@ enum class Unmatched { none, trace_first, replay_run_end, replay_to_step };
 // "the configuration differs from the recording's (DIFFERENCES), yet the N steps compared matched it: WHY":
 // `why` the reasons the caller knows (forced choices that serve the recorded values), then those of
 // unblamed_config_words(`unblamed`), then the steps one side lacks from step `stopped` on.
+// Whether the forced choices serve the recorded values in place of what a configuration difference asks for
+// ("seed: 7 -> 8"): a seed when the run got the recorded one (`seed_served`), the split's settings under a
+// forced split. Such a difference changes nothing the run computes: it is reported, never blamed.
+bool served_by_forcing(const std::string& difference, bool seed_served, bool split_forced);
+
 std::string config_matched_note(const std::vector<std::string>& differences, std::vector<std::string> why,
                                 const std::vector<std::string>& unblamed, int64_t compared, int64_t stopped,
                                 Unmatched unmatched);

@@ -405,6 +405,27 @@ TEST_F(RightAnswers, AKernelCauseNamesOnlyTheSitesThatCanHaveMadeTheDifference) 
   EXPECT_FALSE(has(m.output, "which the trace, recorded at level step, does not compare")) << m.output;
 }
 
+// With every recorded choice forced, bisect's replay gets the recorded draws: a seed given beside a learning
+// rate changes nothing it computes, and is named in a note, not in the cause, as replay names it.
+TEST_F(RightAnswers, BisectsForcedReplayDoesNotBlameTheSeedItServed) {
+  const std::string trace = recorded("seeded");
+  const std::string sets = " --set seed=8 --set train.optimizer.learning_rate=0.003";
+  for (const std::string& command : {"bisect " + trace + sets, "replay " + trace + sets}) {
+    const CommandResult r = run_trainrr(command);
+    ASSERT_EQ(r.exit_code, 1) << command << "\n" << r.output;
+    EXPECT_TRUE(has(r.output,
+                    "  cause: config: the run configuration differs: train.optimizer.learning_rate: "
+                    "0.001 -> 0.003\n"))
+        << command << "\n"
+        << r.output;
+    EXPECT_TRUE(has(r.output,
+                    "note: the configuration differs from the recording's (seed: 3 -> 8), but the "
+                    "forced choices"))
+        << command << "\n"
+        << r.output;
+  }
+}
+
 // A recorded kernel that cannot run here (another instruction set) makes the recorded run differ on its own:
 // a learning rate changed beside it is no longer the cause the replay names, and a note says why.
 TEST_F(RightAnswers, AConfigurationDifferenceBesideKernelsThatCannotRunHereIsNotTheWholeCause) {
