@@ -708,7 +708,7 @@ BisectResult bisect(const BisectOptions& o) {
     offered = "no replay command is offered for no step";
   } else {
     const Outcome by_kind = replay_through(command.force, std::nullopt, checked);
-    offered = "`" + command_line + "`";
+    offered = "`" + with_environment(command_line, rep.environment) + "`";
     if (!by_kind.ran || by_kind.first)
       offered += by_kind.first ? " forces every choice of those kinds and differs at " + place(*by_kind.first)
                                : " forces every choice of those kinds and could not be replayed here";
@@ -770,7 +770,7 @@ BisectResult bisect(const BisectOptions& o) {
   const std::string prefix = "trainrr replay " + shell_word(o.trace_path) + " ";
   if (!none_reproduced) {
     rep.facts.emplace_back("replay with", command_line.substr(prefix.size()));
-    rep.page.command = command_line;
+    rep.page.command = with_environment(command_line, rep.environment);
   }
   rep.facts.emplace_back("divergent step", std::to_string(k));
   rep.facts.emplace_back("window", std::to_string(start) + ".." + std::to_string(through));

@@ -730,6 +730,14 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
                     " did not recur, so no element values are given");
 }
 
+std::string with_environment(const std::string& command, const std::vector<EnvDifference>& differences) {
+  std::string set;
+  for (const EnvDifference& e : differences)
+    if (e.key.rfind("env.", 0) == 0 && e.replayed != "(unset)" && e.replayed != "(not recorded)")
+      set += e.key.substr(4) + "=" + shell_word(e.replayed) + " ";
+  return set + command;
+}
+
 bool served_by_forcing(const std::string& difference, bool seed_served, bool split_forced) {
   auto is = [&difference](const char* key) { return difference.rfind(std::string(key) + ": ", 0) == 0; };
   return (is("seed") && seed_served) || (split_forced && (is("data.test_fraction") || is("data.stratify") || is("data.split")));
@@ -1036,7 +1044,7 @@ ReplayResult replay(const ReplayOptions& o) {
       if (hooks.replayed_kernels().count(site)) reached.emplace(site, kernel);
     rep.page.kernels = side_by_side_table(reached, hooks.replayed_kernels());
   }
-  rep.page.command = replay_command_line(o);
+  rep.page.command = with_environment(replay_command_line(o), rep.environment);
   rep.page.stopped_at_first = hooks.diverged() && !o.keep_going && t.step() < end;
   if (rep.page.stopped_at_first) rep.page.would_end = end - 1;
   // A trace cut or damaged holds no step past where it stops: none is drawn as one the replay did not reach.

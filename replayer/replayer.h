@@ -159,6 +159,12 @@ enum class Unmatched { none, trace_first, replay_run_end, replay_to_step };
 // "the configuration differs from the recording's (DIFFERENCES), yet the N steps compared matched it: WHY":
 // `why` the reasons the caller knows (forced choices that serve the recorded values), then those of
 // unblamed_config_words(`unblamed`), then the steps one side lacks from step `stopped` on.
+// `command` as it runs in the environment this process replayed in: each variable the environment
+// differences (environment_differences) show set here, other than in the recording, in front
+// ("TRAINRR_ISA=avx2 trainrr replay ..."), so that the command run elsewhere makes the difference the report
+// shows.
+std::string with_environment(const std::string& command, const std::vector<EnvDifference>& differences);
+
 // Whether the forced choices serve the recorded values in place of what a configuration difference asks for
 // ("seed: 7 -> 8"): a seed when the run got the recorded one (`seed_served`), the split's settings under a
 // forced split. Such a difference changes nothing the run computes: it is reported, never blamed.

@@ -8,6 +8,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string>
 
@@ -211,6 +213,15 @@ TEST(PortablePolicy, ALowerInstructionSetBesideThePolicyIsNotBlamedForThePolicys
                   "inputs, different output: the policy differs"))
       << both.output;
   EXPECT_FALSE(has(both.output, "kernel selections differ")) << both.output;
+  // The page's command to reproduce it carries the variable: run without it, the replay reproduces.
+  const std::string page = dir.file("page.html");
+  ASSERT_EQ(
+      run_trainrr_env("TRAINRR_ISA=avx2", "replay " + trace + " --set runtime.policy=portable --html " + page)
+          .exit_code,
+      1);
+  std::ifstream in(page);
+  const std::string html((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_TRUE(has(html, "<span>TRAINRR_ISA=avx2</span> <span>trainrr</span> <span>replay</span>")) << html;
 
   const CommandResult forced_none =
       run_trainrr_env("TRAINRR_ISA=avx2", "replay " + trace + " --force none --set runtime.policy=portable");
