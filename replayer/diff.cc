@@ -780,7 +780,9 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     for (const std::string& c : ci.config_differences) keys += (keys.empty() ? "" : "; ") + c;
     rep.cause = {"config", "the run configuration differs: " + keys +
                                ", which changes how many steps run, not what a step computes" +
-                               (ends_first.empty() ? std::string() : ": " + ends_first) +
+                               // A trace cut or damaged ends first where it stops, not where its
+                               // configuration ends it: its status says so.
+                               (ends_first.empty() || rep.stop ? std::string() : ": " + ends_first) +
                                ", and the steps both runs have are the same"};
   }
   {

@@ -530,9 +530,9 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
       const int64_t sa = extent[0].steps, sb = extent[1].steps;
       out.lines.push_back("  cause: config: the run configuration differs: " + length +
                           ", which changes how many steps run, not what a step computes" +
-                          (sa == sb ? std::string()
-                                    : std::string(": ") + (sa < sb ? "A" : "B") + " ends first, after " +
-                                          counted(std::min(sa, sb), "step")) +
+                          (sa == sb || stop ? std::string()
+                                            : std::string(": ") + (sa < sb ? "A" : "B") +
+                                                  " ends first, after " + counted(std::min(sa, sb), "step")) +
                           ", and the steps both runs have are the same");
       length_in_cause = true;
       out.exit_code = 1;

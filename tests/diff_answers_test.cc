@@ -179,6 +179,25 @@ TEST_F(DiffAnswers, RunsOfDifferentLengthsDivergeInTheInputsAndSayWhichEndsFirst
   EXPECT_TRUE(has(json.output, "B ends first, after 36 steps")) << json.output;
 }
 
+// A trace cut short ends first where it is cut, not where its configuration would end it: the cause does not
+// tie the step it stops after to the configuration's difference.
+TEST_F(DiffAnswers, ACutTraceEndsFirstWhereItIsCutNotByItsConfiguration) {
+  const std::string a = record("a", breast_cancer(""), "--set train.epochs=2");
+  const std::string b = record("b", breast_cancer(""), "--set train.epochs=3");
+  std::filesystem::resize_file(a, std::filesystem::file_size(a) * 1 / 2);
+  const CommandResult r = run_trainrr("diff " + a + " " + b);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output,
+                  "  cause: config: the run configuration differs: train.epochs: 2 -> 3, which changes "
+                  "how many steps run, not what a step computes, and the steps both runs have are the "
+                  "same\n"))
+      << r.output;
+  EXPECT_TRUE(has(r.output, "  truncated: A (")) << r.output;
+  EXPECT_FALSE(
+      has(r.output, "2 -> 3, which changes how many steps run, not what a step computes: A ends first"))
+      << r.output;
+}
+
 // A layer given the name the engine gives it unnamed (dense_1) is the same run as one given none: identical.
 // A name that is another is a difference, told with the names the runs have.
 TEST_F(DiffAnswers, ANameGivenThatIsTheEnginesOwnIsNoDifference) {
