@@ -595,6 +595,13 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     tl.missing_a = missing(ha, tl.a, "A", a_path);
     tl.missing_b = missing(hb, tl.b, "B", b_path);
   }
+  // One trace cut or damaged where the comparison ends: the other is read on to its end, so that a cut or
+  // damage of its own further on is said too (its steps past there are not compared either way).
+  if (a_ended != b_ended && trace_stop(a_ended ? sa : sb, true, "", "", last_index)) {
+    StepStream& other = a_ended ? sb : sa;
+    while (other.next()) {
+    }
+  }
   for (auto* s : {&sa, &sb})
     if (!s->status.ok()) {
       rep.notes.push_back(s->status.error().message);

@@ -196,6 +196,11 @@ TEST_F(DiffAnswers, ACutTraceEndsFirstWhereItIsCutNotByItsConfiguration) {
   EXPECT_FALSE(
       has(r.output, "2 -> 3, which changes how many steps run, not what a step computes: A ends first"))
       << r.output;
+  // B cut further on is said too, though the comparison ends where A does.
+  std::filesystem::resize_file(b, std::filesystem::file_size(b) * 9 / 10);
+  const CommandResult both = run_trainrr("diff " + a + " " + b);
+  ASSERT_EQ(both.exit_code, 1) << both.output;
+  EXPECT_TRUE(has(both.output, "note: " + b + ": byte ")) << both.output;
 }
 
 // A layer given the name the engine gives it unnamed (dense_1) is the same run as one given none: identical.
