@@ -277,10 +277,9 @@ TEST_F(RightAnswers, AKernelThatCannotRunHereIsReplacedAlikeWhetherAllOrSomeAreF
   if (all.exit_code == 0) {  // the AVX2 build of the recorded kernels gives the recorded bits here
     ASSERT_EQ(b.exit_code, 1) << b.output;
     EXPECT_TRUE(has(b.output, "kernel:dense_1/matmul.fwd")) << b.output;
-    EXPECT_TRUE(has(b.output,
-                    "to reproduce bit for bit through step 29, the last recorded; `OPENBLAS_CORETYPE=Haswell "
-                    "TRAINRR_ISA=avx2 trainrr replay "))
-        << b.output;
+    EXPECT_TRUE(has(b.output, "to reproduce bit for bit through step 29, the last recorded; `")) << b.output;
+    // The variables it ran under (OPENBLAS_CORETYPE too, where the recording's environment lacked it).
+    EXPECT_TRUE(has(b.output, "TRAINRR_ISA=avx2 trainrr replay ")) << b.output;
     EXPECT_TRUE(has(b.output, " --force kernels --set runtime.policy=portable` does")) << b.output;
   }
 }
