@@ -595,13 +595,6 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     tl.missing_a = missing(ha, tl.a, "A", a_path);
     tl.missing_b = missing(hb, tl.b, "B", b_path);
   }
-  // One trace cut or damaged where the comparison ends: the other is read on to its end, so that a cut or
-  // damage of its own further on is said too (its steps past there are not compared either way).
-  if (a_ended != b_ended && trace_stop(a_ended ? sa : sb, true, "", "", last_index)) {
-    StepStream& other = a_ended ? sb : sa;
-    while (other.next()) {
-    }
-  }
   for (auto* s : {&sa, &sb})
     if (!s->status.ok()) {
       rep.notes.push_back(s->status.error().message);
@@ -613,6 +606,18 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   const auto stop_a = a_ended ? trace_stop(sa, true, "A", a_path, last_index) : std::nullopt;
   const auto stop_b = b_ended ? trace_stop(sb, true, "B", b_path, last_index) : std::nullopt;
   rep.stop = stop_a && (stop_a->damaged || !stop_b || !stop_b->damaged) ? stop_a : stop_b;
+  // One trace ends first (cut, or by its configuration): the other is read on to its end, so that a cut or a
+  // damage of its own further on is said in a note. Its steps past the first's end are compared with none,
+  // so the report's status and exit code stay those of what was compared.
+  if (a_ended != b_ended) {
+    StepStream& other = a_ended ? sb : sa;
+    const bool unread_error = other.status.ok();
+    int64_t last = last_index;
+    while (auto step = other.next()) last = step->index;
+    if (auto stop = trace_stop(other, true, a_ended ? "B" : "A", a_ended ? b_path : a_path, last);
+        stop && unread_error)
+      rep.notes.push_back("past the steps compared, " + trace_stop_words(*stop));
+  }
   // Every step the same and both runs ended there: the states they ended in, which the steps do not compare
   // all of (a batch normalization's moving statistics at level step), from their final checkpoints.
   // So are the checkpoints both hold on the way (--checkpoint-every), in step order, and the initial ones:

@@ -133,6 +133,11 @@ std::string counted(int64_t n, const std::string& noun) {
   return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
 }
 
+std::string trace_stop_words(const TraceStop& s) {
+  const std::string who = s.side.empty() ? std::string("the trace") : s.side + " (" + s.trace + ")";
+  return stop_sentence(who, "after step " + std::to_string(s.after_step), s.damaged, s.offset);
+}
+
 std::string stop_sentence(const std::string& who, const std::string& after, bool damaged,
                           const std::optional<uint64_t>& offset) {
   if (damaged)
@@ -206,12 +211,6 @@ std::string steps_compared(const DivergenceReport& r) {
   return "";
 }
 
-// "B (b.trr) was changed after it was written: reading stopped at byte 812, after step 41".
-std::string stop_words(const TraceStop& s) {
-  const std::string who = s.side.empty() ? std::string("the trace") : s.side + " (" + s.trace + ")";
-  return stop_sentence(who, "after step " + std::to_string(s.after_step), s.damaged, s.offset);
-}
-
 }  // namespace
 
 const char* status_name(ReportStatus s) {
@@ -253,7 +252,7 @@ std::string report_text(const DivergenceReport& r) {
                               : damaged          ? "the steps before it"
                               : r.two_recordings ? "the steps both hold"
                                                  : "the steps it holds";
-    o << status_name(r.status()) << ": " << f(stop_words(*r.stop)) << "; "
+    o << status_name(r.status()) << ": " << f(trace_stop_words(*r.stop)) << "; "
       << (r.two_recordings        ? steps + " are identical"
           : r.command == "bisect" ? "a free replay reproduces " + steps + " bit for bit"
                                   : steps + " reproduced bit for bit")
@@ -297,7 +296,7 @@ std::string report_text(const DivergenceReport& r) {
       << "\n  cause: " << f(r.cause.category) << ": " << f(r.cause.detail) << "\n";
   }
   if (r.diverged && r.stop)
-    o << "  " << (r.stop->damaged ? "damaged" : "truncated") << ": " << f(stop_words(*r.stop))
+    o << "  " << (r.stop->damaged ? "damaged" : "truncated") << ": " << f(trace_stop_words(*r.stop))
       << ": nothing after it is compared\n";
   if (!r.environment.empty()) {
     o << "environment differences:\n";

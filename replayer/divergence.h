@@ -140,6 +140,8 @@ bool same_summary(const Summary& a, const Summary& b);
 // (...)" or "WHO ends AFTER with no footer (...)": where a trace stops, for the reports.
 std::string stop_sentence(const std::string& who, const std::string& after, bool damaged,
                           const std::optional<uint64_t>& offset);
+// "B (b.trr) was changed after it was written: reading stopped at byte 812, after step 41".
+std::string trace_stop_words(const TraceStop& s);
 // "1 step", "2 steps".
 std::string counted(int64_t n, const std::string& noun);
 // The first `shown` of `items` joined by `separator`, and how many more there are: "a, b and 3 more".

@@ -481,14 +481,23 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
       }
   }
   // Where a rank's trace stops short: the damaged one first, then the side that holds fewer steps.
+  // A run whose every rank trace holds more steps than were compared (the other run ended first) did not end
+  // the comparison: a note says where its trace stops.
   std::optional<RankStop> stop;
   std::string stop_side;
-  for (int i = 0; i < 2; ++i)
-    if (const auto& s = extent[i].stop; s && (!stop || (s->damaged && !stop->damaged) ||
-                                              (s->damaged == stop->damaged && s->steps < stop->steps))) {
+  std::vector<std::string> stops_past;
+  for (int i = 0; i < 2; ++i) {
+    const auto& s = extent[i].stop;
+    if (s && extent[i].steps > static_cast<int64_t>(steps)) {
+      stops_past.push_back("past the steps compared, " + stop_words(*s, i == 0 ? "A" : "B"));
+      continue;
+    }
+    if (s && (!stop || (s->damaged && !stop->damaged) ||
+              (s->damaged == stop->damaged && s->steps < stop->steps))) {
       stop = s;
       stop_side = i == 0 ? "A" : "B";
     }
+  }
   // A damaged rank trace beside a cut one that ends first: the cut ends what is compared, and is said too.
   std::optional<RankStop> cut_first;
   std::string cut_side;
@@ -530,9 +539,12 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
       const int64_t sa = extent[0].steps, sb = extent[1].steps;
       out.lines.push_back("  cause: config: the run configuration differs: " + length +
                           ", which changes how many steps run, not what a step computes" +
-                          (sa == sb || stop ? std::string()
-                                            : std::string(": ") + (sa < sb ? "A" : "B") +
-                                                  " ends first, after " + counted(std::min(sa, sb), "step")) +
+                          // A run that ends first where its trace is cut does not end there by its
+                          // configuration: its status says where it stops.
+                          (sa == sb || (stop && stop_side == (sa < sb ? "A" : "B"))
+                               ? std::string()
+                               : std::string(": ") + (sa < sb ? "A" : "B") + " ends first, after " +
+                                     counted(std::min(sa, sb), "step")) +
                           ", and the steps both runs have are the same");
       length_in_cause = true;
       out.exit_code = 1;
@@ -566,6 +578,7 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
         "  note: each run's epoch metrics cover the rows of rank 0's shards, which differ with the "
         "rank count (" +
         counted(na, "rank") + " in A, " + std::to_string(nb) + " in B): they are not compared");
+  for (const std::string& past : stops_past) out.lines.push_back("  note: " + past);
   if (extent[0].steps != extent[1].steps)
     out.lines.push_back("  note: A holds " + counted(extent[0].steps, "complete step") + ", B " +
                         counted(extent[1].steps, "complete step") + ": the steps from step " +

@@ -121,7 +121,7 @@ std::string joined(const std::vector<std::string>& v) {
 // damage the hooks read past the last step compared (in a final checkpoint, say) is that damage.
 RankReplay analyze_rank(const ReplayHooks& h, int rank, const trace::TraceHeader& header,
                         const CollectiveSettings& settings, const RankInputs& in, bool whole,
-                        bool cut_short = false, bool damage_known = false) {
+                        bool cut_short = false, bool damage_known = false, bool replay_first = false) {
   RankReplay out;
   // A damaged trace (changed after it was written) is not compared past the damage: bad input, as for one trace.
   if (const auto damage = h.trace_damage(); damage && !damage_known) return {2, -1, 0, *damage};
@@ -139,8 +139,11 @@ RankReplay analyze_rank(const ReplayHooks& h, int rank, const trace::TraceHeader
   if (h.first() &&
       (!at || h.first()->step < at->first || ((input || initial) && h.first()->step == at->first)))
     at = {h.first()->step, initial ? -2 : input ? -1 : 3};
-  // "|cut" marks a trace without its footer: compared as far as its complete steps go.
-  const std::string cut = cut_short || (whole && !h.trace_ended_cleanly()) ? "|cut" : "";
+  // "|cut" marks a trace without its footer: compared as far as its complete steps go; "|first" a replay
+  // whose run ended before the trace's steps did (a --set of train.epochs).
+  const std::string cut = replay_first                                       ? "|first"
+                          : cut_short || (whole && !h.trace_ended_cleanly()) ? "|cut"
+                                                                             : "";
   if (!at) {
     out.text = std::to_string(h.steps_compared()) + "|" + std::to_string(h.collectives_compared()) + cut;
     return out;
@@ -279,9 +282,10 @@ RankReplay replay_one_rank(const trace::RunSet& run, int rank, const ForceSet& f
     if (!side) return {2, -1, 0, run.paths[rank] + ": " + side.error().message};
     if (Status s = fit_comparing_states(run.paths[rank], *side, to_step, to_footer(extent, to_step)); !s)
       return {2, -1, 0, run.paths[rank] + ": " + s.error().message};
+    const bool replay_first = to_step < 0 && !side->hooks->at_end();
     return analyze_rank(*side->hooks, rank, run.headers[rank], recorded_settings(run.headers[0]),
                         rank_inputs(run.headers[rank], rebuilt->config, force, registry), to_step < 0 || cut,
-                        cut, !extent.damage.empty());
+                        cut, !extent.damage.empty(), replay_first);
   } catch (const std::exception& e) {
     return {2, -1, 0, run.paths[rank] + ": " + e.what()};
   }
@@ -317,6 +321,8 @@ RunReport gathered_report(const std::vector<std::string>& packed, int ranks) {
                " no footer (the recording was cut): every rank compared through " +
                "the last step all traces hold";
   }
+  // A replay whose run ended before its traces did: every rank stops at its schedule's end.
+  const bool replay_first = !all.empty() && all[0].exit_code == 0 && all[0].text.ends_with("|first");
   if (!best) {
     const std::string& t = all[0].text;
     const size_t bar = t.find('|');
@@ -324,6 +330,11 @@ RunReport gathered_report(const std::vector<std::string>& packed, int ranks) {
                         " and " + counted(std::stoll(t.substr(bar + 1)), "allreduce call") + " compared per rank" +
                         (cut.empty() ? "" : " (as far as every trace goes)"));
     if (!cut_note.empty()) out.lines.push_back(cut_note);
+    if (replay_first) {
+      const int64_t n = std::stoll(t.substr(0, bar));
+      out.lines.push_back("  note: the replay stops first, at the end of its " + counted(n, "step") +
+                          ": the traces' steps from step " + std::to_string(n) + " on are not compared");
+    }
     return out;
   }
   out.exit_code = 1;
@@ -682,7 +693,8 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
     packed[i] = errors[i].empty()
                     ? pack(analyze_rank(*sides[i]->hooks, first + i, run.headers[first + i], settings,
                                         rank_inputs(run.headers[first + i], configs[i], force, registry),
-                                        to_step < 0 || cut, cut, !extent.damage.empty()))
+                                        to_step < 0 || cut, cut, !extent.damage.empty(),
+                                        to_step < 0 && !sides[i]->hooks->at_end()))
                     : pack({2, -1, 0, about(first + i, errors[i])});
   }
   return packed;
@@ -777,7 +789,7 @@ void add_run_inputs(const trace::RunSet& run, const ForceSet& force,
     if (!served.empty())
       why.push_back("the forced choices (--force " + force.str() +
                     ") serve the recorded values in their place");
-    if (!other.empty()) why.push_back("it changes nothing that was compared");
+    for (std::string& w : unblamed_config_words(other)) why.push_back(std::move(w));
     if (!served.empty() || !other.empty()) {
       served.insert(served.end(), other.begin(), other.end());
       report.lines.push_back("  note: the configuration differs from the recording's (" + joined(served) +

@@ -135,5 +135,39 @@ TEST_F(RunStates, ARanksCheckpointChangedAfterItWasWrittenIsNotReproduced) {
   }
 }
 
+// A replay asked for fewer epochs than recorded stops first: the traces are whole, not cut. A run that ends
+// first by its epochs is compared with a longer one cut further on: the cut is a note, past the steps
+// compared, not the report's status.
+TEST_F(RunStates, ARunThatEndsFirstIsNotCalledCut) {
+  const std::string one = dir.file("one.trr"), two = dir.file("two.trr");
+  for (const auto& [epochs, path] : {std::pair{1, one}, std::pair{2, two}})
+    ASSERT_EQ(run_trainrr_env(kMpirun, "record " + example("digits_mlp.toml") + " --set train.epochs=" +
+                                           std::to_string(epochs) + " --set runtime.threads=1 -o " + path)
+                  .exit_code,
+              0);
+  const CommandResult fewer = run_trainrr("replay " + two + " --set train.epochs=1");
+  EXPECT_EQ(fewer.exit_code, 0) << fewer.output;
+  EXPECT_TRUE(has(fewer.output,
+                  "note: the replay stops first, at the end of its 45 steps: the traces' steps from "
+                  "step 45 on are not compared"))
+      << fewer.output;
+  EXPECT_FALSE(has(fewer.output, "no footer")) << fewer.output;
+  EXPECT_TRUE(has(fewer.output, "train.epochs changes how many steps run, not what a step computes"))
+      << fewer.output;
+
+  const std::string cut = dir.file("cut.trr");
+  fs::create_directories(cut);
+  fs::copy_file(trace::rank_trace_path(two, 1), trace::rank_trace_path(cut, 1));
+  fs::copy_file(trace::rank_trace_path(two, 0), trace::rank_trace_path(cut, 0));
+  fs::resize_file(trace::rank_trace_path(cut, 0), fs::file_size(trace::rank_trace_path(cut, 0)) * 9 / 10);
+  const CommandResult d = run_trainrr("diff " + one + " " + cut);
+  EXPECT_EQ(d.exit_code, 1) << d.output;
+  EXPECT_EQ(d.output.rfind("diverged in the inputs only: no value compared differs (45 steps compared)\n", 0),
+            0u)
+      << d.output;
+  EXPECT_TRUE(has(d.output, ": A ends first, after 45 steps")) << d.output;
+  EXPECT_TRUE(has(d.output, "note: past the steps compared, B rank 0 (")) << d.output;
+}
+
 }  // namespace
 }  // namespace trainrr::testing
