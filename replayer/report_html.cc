@@ -8,10 +8,12 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "engine/escape.h"
 #include "replayer/report_file.h"
+#include "traces/trace.h"
 
 // The page, top to bottom: the answer (a card), the loss of both runs with their difference on a log scale,
 // the divergence map (every probed tensor, step by step, coloured by how much it differs), notes and facts,
@@ -151,6 +153,41 @@ string stop_words(const TraceStop& s) {
   return who + " is cut short" + at + ", " + after + " (a recording killed or cut there)";
 }
 
+// A difference in a state (the initial one, a checkpoint, the final one) lies between steps, where no value a
+// step compares shows it: where it lies, in words and on the step axis.
+struct StateMark {
+  string words;   // "the checkpoint at step 5 (the state after step 4)"
+  string label;   // "checkpoint at step 5 differs": the marker's
+  double at = 0;  // on the step axis, between two steps
+};
+
+std::optional<StateMark> state_mark(const DivergenceReport& r) {
+  if (!r.diverged || !r.first || r.first->kind != "state") return std::nullopt;
+  const int64_t s = r.first->step;
+  const string step = std::to_string(s), next = std::to_string(s + 1);
+  if (r.first->phase == "setup")
+    return StateMark{"the initial state, before step " + step, "initial state differs",
+                     static_cast<double>(s) - 0.5};
+  if (r.first->phase == "checkpoint")
+    return StateMark{"the checkpoint at step " + next + " (the state after step " + step + ")",
+                     "checkpoint at step " + next + " differs", static_cast<double>(s) + 0.5};
+  return StateMark{"the final state, after step " + step, "final state differs",
+                   static_cast<double>(s) + 0.5};
+}
+
+// What the plots say where the runs differ in nothing they draw: a state's difference, or the inputs' alone
+// (a divergence with no value compared that differs). Empty where the plots show the first divergence.
+string not_plotted_words(const DivergenceReport& r) {
+  if (const auto m = state_mark(r))
+    return "The runs first differ in " + m->words + (r.first->site.empty() ? "" : ", at " + r.first->site) +
+           ": no value drawn here covers it, as the steps compare their losses and probed tensors, not the "
+           "whole state.";
+  if (r.diverged && !r.first)
+    return "No value compared differs: the runs differ in their inputs only (see the cause), which no value "
+           "drawn here shows.";
+  return "";
+}
+
 // --- the answer ---
 
 void answer_card(std::ostringstream& o, const DivergenceReport& r, const Names& n) {
@@ -258,7 +295,8 @@ void answer_card(std::ostringstream& o, const DivergenceReport& r, const Names& 
       << "</dt><dd><code class=\"cmd\">" << command_html(r.page.command) << "</code></dd>";
   o << "</dl>";
   if (r.page.stopped_at_first && r.first)
-    o << "<p class=\"callout\">The replay stopped at its first divergence, step " << r.first->step
+    o << "<p class=\"callout\">The replay stopped at its first divergence, "
+      << (state_mark(r) ? "in " + state_mark(r)->words : "step " + std::to_string(r.first->step))
       << ". To see how far the runs drift after it, replay on to step " << r.page.would_end
       << ": <code class=\"cmd\">" << command_html(r.page.command + " --keep-going") << "</code></p>";
   o << "</section>\n";
@@ -294,9 +332,25 @@ string legend_mark(const string& colour, bool square) {
          " fill=\"#fff\" stroke=\"" + colour + "\" stroke-width=\"2\"/></svg>";
 }
 
+// Where the first divergence is marked on the step axis: at its step, or between two steps for a state's.
+struct DivergenceMark {
+  double at = 0;
+  string label;
+  // Whether it lies on the axis `x` (a state after the last step drawn sits at its right edge).
+  bool on(const Axis& x) const { return at >= x.lo - 0.5 && at <= x.hi + 0.5; }
+};
+
+std::optional<DivergenceMark> divergence_mark(const DivergenceReport& r) {
+  if (const auto m = state_mark(r)) return DivergenceMark{m->at, m->label};
+  if (r.diverged && r.first)
+    return DivergenceMark{static_cast<double>(r.first->step),
+                          "first divergence, step " + std::to_string(r.first->step)};
+  return std::nullopt;
+}
+
 // The x axis of the loss panels: steps, with the epochs' first steps and the first divergence marked.
 void step_axis(std::ostringstream& o, const Axis& x, double top, double bottom, bool labels,
-               const std::vector<EpochMark>& epochs, int64_t diverged_at) {
+               const std::vector<EpochMark>& epochs, const std::optional<DivergenceMark>& mark) {
   for (double t : nice_ticks(x.lo, x.hi, 8)) {
     if (t != std::floor(t)) continue;
     o << "<line class=\"grid\" x1=\"" << px(x.at(t)) << "\" y1=\"" << px(top) << "\" x2=\"" << px(x.at(t))
@@ -320,15 +374,14 @@ void step_axis(std::ostringstream& o, const Axis& x, double top, double bottom, 
       o << "<text class=\"etick\" x=\"" << px(end ? ex - 3 : ex + 3) << "\" y=\"" << px(top + 11)
         << "\" text-anchor=\"" << (end ? "end" : "start") << "\">epoch " << epochs[i].epoch << "</text>";
   }
-  if (diverged_at >= 0 && diverged_at >= x.lo - 0.5 && diverged_at <= x.hi + 0.5) {
-    const double dx = x.at(static_cast<double>(diverged_at));
+  if (mark && mark->on(x)) {
+    const double dx = std::clamp(x.at(mark->at), x.p0, x.p1);
     o << "<line class=\"first\" x1=\"" << px(dx) << "\" y1=\"" << px(top) << "\" x2=\"" << px(dx) << "\" y2=\""
       << px(bottom) << "\"/>";
     if (!labels) {
       const bool right = dx > x.p0 + (x.p1 - x.p0) * 0.7;
       o << "<text class=\"firstlabel\" x=\"" << px(right ? dx - 4 : dx + 4) << "\" y=\"" << px(bottom - 6)
-        << "\" text-anchor=\"" << (right ? "end" : "start") << "\">first divergence, step " << diverged_at
-        << "</text>";
+        << "\" text-anchor=\"" << (right ? "end" : "start") << "\">" << mark->label << "</text>";
     }
   }
 }
@@ -357,14 +410,6 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
     return;
   }
   const bool has_val = !p.val_loss.empty();
-  o << "<div class=\"legend\"><span>" << legend_line("var(--a)", false, 6, 0.35) << esc(n.a) << "</span><span>"
-    << legend_line("var(--b)", false, 1.6) << esc(n.b) << "</span>";
-  if (has_val)
-    o << "<span>" << legend_mark("var(--a)", false) << "validation loss, " << esc(n.a) << "</span><span>"
-      << legend_mark("var(--b)", true) << "validation loss, " << esc(n.b) << "</span>";
-  if (r.diverged) o << "<span>" << legend_line("var(--bad)", false) << "first divergence</span>";
-  o << "<span>" << legend_line("#9aa5b1", true) << "epoch start</span></div>";
-
   const double left = 74, right = kWidth - 16;
   // A replay that stopped at its first divergence keeps the axis of the whole run, the rest marked as not
   // replayed.
@@ -381,8 +426,17 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
         << "\" text-anchor=\"middle\">" << step_range(p.last_step + 1, p.would_end)
         << " not replayed: the replay stopped at its first divergence</text>";
   };
-  // A difference in the final or the initial state is at no step: no step is marked.
-  const int64_t diverged_at = r.diverged && r.first && r.first->kind != "state" ? r.first->step : -1;
+  // A difference in a state is marked between the steps it lies between; one in the inputs alone is not.
+  const std::optional<DivergenceMark> mark = divergence_mark(r);
+  // The legend names the divergence's marker only where one is drawn.
+  o << "<div class=\"legend\"><span>" << legend_line("var(--a)", false, 6, 0.35) << esc(n.a)
+    << "</span><span>" << legend_line("var(--b)", false, 1.6) << esc(n.b) << "</span>";
+  if (has_val)
+    o << "<span>" << legend_mark("var(--a)", false) << "validation loss, " << esc(n.a) << "</span><span>"
+      << legend_mark("var(--b)", true) << "validation loss, " << esc(n.b) << "</span>";
+  if (mark && mark->on(x)) o << "<span>" << legend_line("var(--bad)", false) << "first divergence</span>";
+  o << "<span>" << legend_line("#9aa5b1", true) << "epoch start</span></div>";
+
   // Panel 1: the two losses.
   const double t1 = 12, b1 = 262;
   if (hi == lo) {
@@ -431,7 +485,7 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
       << "\" y2=\"" << px(y.at(t)) << "\"/><text class=\"tick\" x=\"" << px(left - 6) << "\" y=\""
       << px(y.at(t) + 4) << "\" text-anchor=\"end\">" << num(t, tick_digits) << "</text>";
   }
-  step_axis(o, x, t1, b1, false, p.epochs, diverged_at);
+  step_axis(o, x, t1, b1, false, p.epochs, mark);
   auto path = [&](const std::vector<double>& s, const Axis& ya, bool log) {
     string d;
     bool pen = false;
@@ -485,7 +539,7 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
       << "\" y2=\"" << px(yl.at(e)) << "\"/><text class=\"tick\" x=\"" << px(left - 6) << "\" y=\""
       << px(yl.at(e) + 4) << "\" text-anchor=\"end\">" << decade(e) << "</text>";
   }
-  step_axis(o, x, t2, b2, true, p.epochs, diverged_at);
+  step_axis(o, x, t2, b2, true, p.epochs, mark);
   // Steps whose losses are the same bits: a band along the bottom of the panel.
   for (size_t i = 0; i < points; ++i) {
     if (!(diff[i] == 0)) continue;
@@ -504,7 +558,11 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
   dots(diff, yl, true, "dd");
   if (!any_diff)
     o << "<text class=\"note\" x=\"" << px(left + 12) << "\" y=\"" << px((t2 + b2) / 2)
-      << "\" text-anchor=\"start\">the losses are the same bits at every step compared</text>";
+      << "\" text-anchor=\"start\">the losses are the same bits at every step compared"
+      << (state_mark(r)            ? "; the runs differ in " + state_mark(r)->words
+          : r.diverged && !r.first ? "; the runs differ in their inputs only"
+                                   : "")
+      << "</text>";
   o << "<text class=\"axis\" transform=\"translate(16 " << px((t2 + b2) / 2) << ") rotate(-90)\" "
        "text-anchor=\"middle\">|loss difference|</text>"
     << "<text class=\"axis\" x=\"" << px((left + right) / 2) << "\" y=\"488\" text-anchor=\"middle\">step</text>";
@@ -515,6 +573,8 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
     << ". Bottom: the absolute difference of the two losses on a log scale; a green band marks steps whose losses "
        "are the same bits.";
   if (p.step_stride > 1) o << " One point per " << p.step_stride << " steps.";
+  if (const string words = not_plotted_words(r); !words.empty())
+    o << " <b>" << esc(words) << "</b>" << (mark && mark->on(x) ? " The red line marks where it lies." : "");
   if (!has_val)
     o << (!p.validation ? " The run holds out no validation rows (train.validation_split = 0): there is no "
                           "validation loss to draw."
@@ -569,11 +629,13 @@ void map_section(std::ostringstream& o, const DivergenceReport& r) {
     });
     if (shallower != r.notes.end())
       o << "<p class=\"callout\">" << esc(*shallower)
-        << ": only the loss and one digest of all parameters per step are compared. Record both runs with "
+        << ": only the loss and one digest of all the trainable parameters per step (the row "
+           "<code>(all parameters)</code>) are compared. Record both runs with "
            "<code>--level layer</code> or <code>--level op</code> to see each layer here.</p>";
     else
       o << "<p class=\"callout\">The trace holds no layer-level probes (level step): only the loss and one "
-           "digest of all parameters per step. Record with <code>--level layer</code> or <code>--level "
+           "digest of all the trainable parameters per step (the row <code>(all parameters)</code>). Record "
+           "with <code>--level layer</code> or <code>--level "
            "op</code> "
            "to see each layer here.</p>";
   }
@@ -582,6 +644,8 @@ void map_section(std::ostringstream& o, const DivergenceReport& r) {
     o << "<p class=\"muted\">No tensor was compared.</p></section>\n";
     return;
   }
+  if (const string words = not_plotted_words(r); !words.empty())
+    o << "<p class=\"callout\">" << esc(words) << "</p>";
   if (p.sites_left_out > 0)
     o << "<p class=\"callout\">The traces name more than " << p.rows.size()
       << " sites: the map shows the first " << p.rows.size() << " only.</p>";
@@ -628,8 +692,15 @@ void map_section(std::ostringstream& o, const DivergenceReport& r) {
     }
     const string label = row.site.size() > max_chars ? row.site.substr(0, max_chars - 1) + "\u2026" : row.site;
     const bool at = r.diverged && r.first && row.site == r.first->site;
-    o << "<text class=\"rowlabel" << (at ? " at" : "") << "\" x=\"" << px(left - 8) << "\" y=\"" << px(ry + row_h * 0.72)
-      << "\" text-anchor=\"end\">" << esc(label) << "<title>" << esc(row.site) << "</title></text>";
+    o << "<text class=\"rowlabel" << (at ? " at" : "") << "\" x=\"" << px(left - 8) << "\" y=\""
+      << px(ry + row_h * 0.72) << "\" text-anchor=\"end\">" << esc(label) << "<title>" << esc(row.site)
+      << (row.site == trace::kAllParameters
+              ? ": one digest of all the trainable parameters after the step; the rest of the state (a batch "
+                "normalization's moving statistics, the optimizer's slots) is compared in the checkpoints "
+                "and "
+                "the final state"
+              : "")
+      << "</title></text>";
     for (size_t i = 0; i < points;) {
       const int b = bucket(row.size[i]);
       size_t j = i;
@@ -683,6 +754,15 @@ void map_section(std::ostringstream& o, const DivergenceReport& r) {
       << r.first->step << "</title></path>";
   }
   const int64_t axis_end = std::max({p.last_step, p.first_step, columns > points ? p.would_end : int64_t{-1}});
+  // A state's difference: marked between the steps it lies between (the final state's at the right edge).
+  if (const auto m = state_mark(r);
+      m && m->at >= static_cast<double>(p.first_step) - 0.5 && m->at <= static_cast<double>(axis_end) + 0.5) {
+    const double fx = std::clamp(x_of_step(m->at + 0.5), left, right);
+    o << "<line class=\"first\" x1=\"" << px(fx) << "\" y1=\"" << px(top) << "\" x2=\"" << px(fx)
+      << "\" y2=\"" << px(bottom) << "\"/><path class=\"marker\" d=\"M" << px(fx - 6) << " "
+      << px(bottom + 12) << "L" << px(fx + 6) << " " << px(bottom + 12) << "L" << px(fx) << " "
+      << px(bottom + 4) << "Z\"><title>" << m->label << "</title></path>";
+  }
   for (double t : nice_ticks(static_cast<double>(p.first_step), static_cast<double>(axis_end), 8)) {
     if (t != std::floor(t)) continue;
     o << "<text class=\"tick\" x=\"" << px(x_of_step(t) + cw / 2) << "\" y=\"" << px(bottom + 26)

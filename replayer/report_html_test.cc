@@ -110,17 +110,101 @@ TEST(ReportHtml, AReplayStoppedAtItsFirstDivergenceDrawsItsCurvesAndSuggestsKeep
   EXPECT_FALSE(has(without, "No epoch ended within the steps compared")) << without;
 }
 
-// A difference in the final state is at no step: no step is marked as the first divergence.
-TEST(ReportHtml, AFinalStateDifferenceMarksNoStep) {
+// The number of times `part` occurs in `s`.
+size_t count(const std::string& s, const std::string& part) {
+  size_t n = 0;
+  for (size_t at = s.find(part); at != std::string::npos; at = s.find(part, at + part.size())) ++n;
+  return n;
+}
+
+// A difference in the final state is at no step: no step is marked as the first divergence; the end of the
+// run is, and the plots say that the difference lies in a state they do not draw.
+TEST(ReportHtml, AFinalStateDifferenceIsMarkedAtTheEndAndSaidUnderThePlots) {
   DivergenceReport r = diverged_replay();
   FirstDivergence d = divergence(9, "final state", "state", "batch_normalization_1.moving_mean");
   d.layer = "batch_normalization_1";
   r.first = d;
   r.page.stopped_at_first = false;
+  r.page.would_end = -1;
+  r.page.loss_b = r.page.loss_a;
   const std::string page = report_html(r);
   EXPECT_TRUE(has(page, "Diverged in the final state, after step 9")) << page;
   EXPECT_FALSE(has(page, "first divergence, step")) << page;
   EXPECT_TRUE(has(report_html(diverged_replay()), "first divergence, step 9"));
+  // The marker at the right edge (step 9.5 on an axis ending at step 9) in the loss plot, and the words.
+  EXPECT_EQ(count(page, "<line class=\"first\" x1=\"1084\""), 3u) << page;  // both panels and the map
+  EXPECT_TRUE(has(page, ">final state differs</text>")) << page;
+  EXPECT_TRUE(
+      has(page,
+          "The runs first differ in the final state, after step 9, at batch_normalization_1.moving_mean: "
+          "no value drawn here covers it"))
+      << page;
+  EXPECT_TRUE(has(page,
+                  "the losses are the same bits at every step compared; the runs differ in the final state, "
+                  "after step 9</text>"));
+  // Said both under the loss plot and over the map.
+  EXPECT_EQ(count(page, "no value drawn here covers it"), 2u) << page;
+}
+
+// A checkpoint that differs lies between two steps: the marker sits between them, the legend's entry has its
+// line, and the callout of a replay that stopped there names the checkpoint, not the step before it.
+TEST(ReportHtml, ACheckpointDifferenceIsMarkedBetweenItsStepsAndTheCalloutNamesIt) {
+  DivergenceReport r = diverged_replay();
+  r.first = divergence(4, "checkpoint", "state", "batch_normalization_1.moving_mean");
+  r.page.last_step = 4;
+  r.page.loss_a.resize(5);
+  r.page.loss_b = r.page.loss_a;
+  for (auto& row : r.page.rows) row.size.assign(5, MapRow::kSame);
+  const std::string page = report_html(r);
+  EXPECT_TRUE(has(page, "Diverged in the checkpoint at step 5, after step 4")) << page;
+  EXPECT_TRUE(has(page,
+                  "The replay stopped at its first divergence, in the checkpoint at step 5 (the state after "
+                  "step 4). To see"))
+      << page;
+  EXPECT_FALSE(has(page, "first divergence, step 4")) << page;
+  // Step 4.5 of steps 0-59 on 74..1084 px.
+  EXPECT_TRUE(has(page, "<line class=\"first\" x1=\"151.03\"")) << page;
+  EXPECT_TRUE(has(page, ">checkpoint at step 5 differs</text>")) << page;
+  EXPECT_TRUE(has(page, "<title>checkpoint at step 5 differs</title></path>")) << page;  // under the map
+  EXPECT_TRUE(has(page, "first divergence</span>"));
+  EXPECT_TRUE(has(page, "The runs first differ in the checkpoint at step 5 (the state after step 4)"))
+      << page;
+}
+
+// A divergence in the inputs only has no value compared that differs: no marker, so no legend entry for one,
+// and the plots say why they show no difference.
+TEST(ReportHtml, ADivergenceInTheInputsOnlyPromisesNoMarkerAndSaysSo) {
+  DivergenceReport r = diverged_replay();
+  r.first.reset();
+  r.cause = {"data", "a test row differs"};
+  r.page.stopped_at_first = false;
+  r.page.loss_b = r.page.loss_a;
+  for (auto& row : r.page.rows) row.size.assign(10, MapRow::kSame);
+  const std::string page = report_html(r);
+  EXPECT_TRUE(has(page, "Diverged in the inputs only")) << page;
+  EXPECT_FALSE(has(page, "first divergence")) << page;
+  EXPECT_FALSE(has(page, "<line class=\"first\"")) << page;
+  EXPECT_TRUE(has(page, "No value compared differs: the runs differ in their inputs only")) << page;
+  EXPECT_TRUE(has(page,
+                  "the losses are the same bits at every step compared; the runs differ in their inputs "
+                  "only</text>"));
+}
+
+// At level step the map's one row is a digest of the trainable parameters: the page says so where it
+// describes the row, and the row keeps its name.
+TEST(ReportHtml, TheLevelStepRowIsSaidToCoverTheTrainableParameters) {
+  DivergenceReport r = diverged_replay();
+  r.page.layer_probes = false;
+  r.page.rows = {{"(all parameters)", "", "update", std::vector<float>(10, MapRow::kSame)}};
+  const std::string page = report_html(r);
+  EXPECT_TRUE(has(page,
+                  "one digest of all the trainable parameters per step (the row <code>(all "
+                  "parameters)</code>)"))
+      << page;
+  EXPECT_FALSE(has(page, "digest of all parameters")) << page;
+  EXPECT_TRUE(
+      has(page, "<title>(all parameters): one digest of all the trainable parameters after the step"));
+  EXPECT_TRUE(has(page, "<title>(all parameters), steps 0-9: same bits</title>")) << page;
 }
 
 TEST(ReportHtml, TheLegendNamesTheTracesNotAAndB) {
