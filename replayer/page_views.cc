@@ -16,9 +16,9 @@
 namespace trainrr {
 
 float relative_difference(const Summary& a, const Summary& b) {
-  constexpr float kHuge = std::numeric_limits<float>::max();
-  // Another shape or other non-finite values: as far apart as it gets.
-  if (a.count != b.count || a.non_finite != b.non_finite) return kHuge;
+  // Another shape or other non-finite values: as far apart as it gets, with no size to give.
+  if (a.count != b.count) return MapRow::kOtherCount;
+  if (a.non_finite != b.non_finite) return MapRow::kNonFinite;
   const double n = static_cast<double>(std::max<uint64_t>(a.count, 1));
   const double scale = std::max({std::fabs(double{a.min}), std::fabs(double{a.max}), std::fabs(double{b.min}),
                                  std::fabs(double{b.max})});
@@ -26,10 +26,11 @@ float relative_difference(const Summary& a, const Summary& b) {
                              std::fabs(a.sum - b.sum) / n,
                              std::fabs(std::sqrt(std::max(a.sum_sq, 0.0) / n) - std::sqrt(std::max(b.sum_sq, 0.0) / n))});
   const double r = scale > 0 ? d / scale : d;
-  if (!std::isfinite(r)) return kHuge;
+  if (!std::isfinite(r)) return MapRow::kNonFinite;
   // Digests that differ under equal summaries: a difference below what the summary resolves.
   if (r <= 0) return std::numeric_limits<float>::min();
-  return static_cast<float>(std::min(r, double{kHuge}));
+  // Below the two stand-ins above (a finite summary's relative difference is at most about 2).
+  return static_cast<float>(std::min(r, 1e38));
 }
 
 std::vector<SideBySide> side_by_side_table(const std::vector<std::pair<std::string, std::string>>& a,
@@ -89,6 +90,10 @@ void StepViews::begin_step(int64_t step, int epoch) {
 }
 
 void StepViews::loss(double a, double b) {
+  for (auto [v, n] : {std::pair{a, &non_finite_a_}, std::pair{b, &non_finite_b_}})
+    if (!std::isfinite(v)) {
+      if (n->steps++ == 0) n->first = last_step_, n->first_value = v;
+    }
   // A point shows its first step's loss.
   if (loss_a_.empty() || (count_ - 1) % stride_ != 0) return;
   loss_a_.back() = a;
@@ -174,6 +179,8 @@ void StepViews::finish(PageViews& page) {
   page.last_step = last_step_;
   page.loss_a = std::move(loss_a_);
   page.loss_b = std::move(loss_b_);
+  page.non_finite_a = non_finite_a_;
+  page.non_finite_b = non_finite_b_;
   page.epochs = std::move(epochs_);
   page.epochs_ended = static_cast<size_t>(std::count_if(epochs_logged_.begin(), epochs_logged_.end(),
                                                         [this](int e) { return epoch_end_.count(e) > 0; }));

@@ -141,6 +141,41 @@ TEST(RelativeDifference, OtherShapesOrNonFiniteValuesAreAsFarApartAsItGets) {
   EXPECT_GE(relative_difference(a, b), 1e30f);
 }
 
+// A difference in non-finite values, or one that makes the summaries' difference non-finite (a sum of squares
+// past the float range), has no relative size: it is told from a tensor of another size, and from any size.
+TEST(RelativeDifference, NonFiniteValuesAndOtherCountsAreToldApartFromAnySize) {
+  const Summary a = summary(4, 1, 1, 0, 1);
+  Summary b = a;
+  b.non_finite = 4;
+  EXPECT_EQ(relative_difference(a, b), MapRow::kNonFinite);
+  b = a;
+  b.sum_sq = INFINITY;
+  EXPECT_EQ(relative_difference(a, b), MapRow::kNonFinite);
+  b = a;
+  b.count = 5;
+  EXPECT_EQ(relative_difference(a, b), MapRow::kOtherCount);
+  b = summary(4, 1e30, 1e30, 0, 1);  // finite, however far apart: a size below the stand-ins
+  EXPECT_LT(relative_difference(a, b), MapRow::kOtherCount);
+}
+
+// Every step's loss that is NaN or infinite is counted, with the first of them, however the points are
+// thinned.
+TEST(StepViews, LossesThatAreNotFiniteAreCountedFromTheFirst) {
+  StepViews v;
+  for (int64_t step = 0; step < 10000; ++step) {
+    v.begin_step(step, 0);
+    v.loss(1.0, step < 3 ? 1.0 : step == 3 ? INFINITY : NAN);
+  }
+  PageViews p;
+  v.finish(p);
+  EXPECT_GT(p.step_stride, 1);
+  EXPECT_EQ(p.non_finite_a.steps, 0);
+  EXPECT_EQ(p.non_finite_a.first, -1);
+  EXPECT_EQ(p.non_finite_b.steps, 9997);
+  EXPECT_EQ(p.non_finite_b.first, 3);
+  EXPECT_EQ(p.non_finite_b.first_value, INFINITY);
+}
+
 TEST(SideBySideTable, ListsEveryKeyOfEitherSideWithTheFirstSidesOrder) {
   using Pairs = std::vector<std::pair<std::string, std::string>>;
   const auto t = side_by_side_table(Pairs{{"threads", "2"}, {"os", "Linux"}}, Pairs{{"os", "Linux"}, {"gpu", "H200"}});

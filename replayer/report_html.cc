@@ -406,7 +406,10 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
     for (double x : {v.a, v.b})
       if (std::isfinite(x)) lo = std::min(lo, x), hi = std::max(hi, x);
   if (points == 0 || !std::isfinite(lo)) {
-    o << "<p class=\"muted\">No step compared holds a loss on both sides.</p></section>\n";
+    o << "<p class=\"muted\">No step compared holds a "
+      << (p.non_finite_a.steps + p.non_finite_b.steps > 0 ? "finite loss (NaN or infinite at every step)"
+                                                          : "loss on both sides")
+      << ".</p></section>\n";
     return;
   }
   const bool has_val = !p.val_loss.empty();
@@ -459,8 +462,13 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
   const double t2 = 310, b2 = 450;
   double dlo = INFINITY, dhi = -INFINITY;
   std::vector<double> diff(points, NAN);
+  // Losses that are the same bits, a NaN beside the same NaN too: the green band.
+  std::vector<bool> same(points, false);
+  bool all_same = true;
   for (size_t i = 0; i < points; ++i) {
     const double a = p.loss_a[i], b = i < p.loss_b.size() ? p.loss_b[i] : NAN;
+    same[i] = same_bits(a, b);
+    all_same = all_same && same[i];
     if (!std::isfinite(a) || !std::isfinite(b)) continue;
     // A difference past what a double holds (1e308 against -1e308) is left out, as a non-finite loss is.
     if (!std::isfinite(a - b)) continue;
@@ -516,6 +524,24 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
     << path(p.loss_b, y, false) << "\"/>";
   dots(p.loss_a, y, false, "da");
   dots(p.loss_b, y, false, "db");
+  // Losses that are not finite have no place on the axis: a band of the side's colour over the top edge.
+  for (int side = 0; side < 2; ++side) {
+    const std::vector<double>& s = side ? p.loss_b : p.loss_a;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (std::isfinite(s[i])) continue;
+      size_t j = i;
+      while (j + 1 < s.size() && !std::isfinite(s[j + 1])) ++j;
+      const double half = points == 1 ? 6 : (x.at(step_of(1)) - x.at(step_of(0))) / 2;
+      const double x0 = std::max(left, x.at(step_of(i)) - half),
+                   x1 = std::min(right, x.at(step_of(j)) + half);
+      o << "<rect class=\"" << (side ? "nfb" : "nfa") << "\" x=\"" << px(x0) << "\" y=\""
+        << px(t1 - 10 + 5 * side) << "\" width=\"" << px(x1 - x0) << "\" height=\"4\"><title>"
+        << step_range(static_cast<int64_t>(step_of(i)),
+                      std::min(p.last_step, static_cast<int64_t>(step_of(j)) + p.step_stride - 1))
+        << ": the loss of " << esc(side ? n.b : n.a) << " is not finite</title></rect>";
+      i = j;
+    }
+  }
   for (const auto& v : p.val_loss) {
     const double vx = x.at(static_cast<double>(v.step));
     if (std::isfinite(v.a))
@@ -542,9 +568,9 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
   step_axis(o, x, t2, b2, true, p.epochs, mark);
   // Steps whose losses are the same bits: a band along the bottom of the panel.
   for (size_t i = 0; i < points; ++i) {
-    if (!(diff[i] == 0)) continue;
+    if (!same[i]) continue;
     size_t j = i;
-    while (j + 1 < points && diff[j + 1] == 0) ++j;
+    while (j + 1 < points && same[j + 1]) ++j;
     const double half = points == 1 ? 6 : (x.at(step_of(1)) - x.at(step_of(0))) / 2;
     o << "<rect class=\"same\" x=\"" << px(std::max(left, x.at(step_of(i)) - half)) << "\" y=\""
       << px(zero_band - 9) << "\" width=\""
@@ -556,7 +582,11 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
   }
   o << "<path class=\"ld\" d=\"" << path(diff, yl, true) << "\"/>";
   dots(diff, yl, true, "dd");
-  if (!any_diff)
+  if (!any_diff && !all_same)
+    o << "<text class=\"note\" x=\"" << px(left + 12) << "\" y=\"" << px((t2 + b2) / 2)
+      << "\" text-anchor=\"start\">no difference to draw: where the losses differ, one of them is not "
+         "finite</text>";
+  else if (!any_diff)
     o << "<text class=\"note\" x=\"" << px(left + 12) << "\" y=\"" << px((t2 + b2) / 2)
       << "\" text-anchor=\"start\">the losses are the same bits at every step compared"
       << (state_mark(r)            ? "; the runs differ in " + state_mark(r)->words
@@ -573,6 +603,16 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
     << ". Bottom: the absolute difference of the two losses on a log scale; a green band marks steps whose losses "
        "are the same bits.";
   if (p.step_stride > 1) o << " One point per " << p.step_stride << " steps.";
+  const bool alike =
+      p.non_finite_a.steps == p.non_finite_b.steps && p.non_finite_a.first == p.non_finite_b.first;
+  for (int side = alike ? 1 : 0; side < 2; ++side) {
+    const NonFiniteLosses& nf = side ? p.non_finite_b : p.non_finite_a;
+    if (nf.steps == 0) continue;
+    o << " <b>The loss of " << (alike ? string("both runs") : esc(side ? n.b : n.a)) << " is not finite at "
+      << counted(nf.steps, "step") << (nf.steps == 1 ? ", " : ", the first ") << "step " << nf.first << " ("
+      << num(nf.first_value) << "): such a loss has no place on the axis; a band of "
+      << (alike ? "each run's" : "its") << " colour over the plot's top edge marks it.</b>";
+  }
   if (const string words = not_plotted_words(r); !words.empty())
     o << " <b>" << esc(words) << "</b>" << (mark && mark->on(x) ? " The red line marks where it lies." : "");
   if (!has_val)
@@ -598,6 +638,7 @@ int bucket(float size) {
   if (size == MapRow::kNotCompared) return 10;
   if (size == MapRow::kSizeUnknown) return 9;
   if (size == MapRow::kSame) return 8;
+  if (size >= MapRow::kOtherCount) return kBuckets - 1;  // the stand-ins for no size: as far apart as it gets
   const double e = std::log10(static_cast<double>(size));
   if (e < -12) return 0;
   return std::min(kBuckets - 1, 1 + static_cast<int>(std::floor((e + 12) / 2)));
@@ -705,7 +746,11 @@ void map_section(std::ostringstream& o, const DivergenceReport& r) {
       const int b = bucket(row.size[i]);
       size_t j = i;
       float largest = row.size[i];
-      while (j + 1 < points && bucket(row.size[j + 1]) == b) largest = std::max(largest, row.size[++j]);
+      // A run of cells with no size (non-finite values, another count) is not merged with sized ones.
+      auto no_size = [](float v) { return v >= MapRow::kOtherCount ? v : 0.f; };
+      while (j + 1 < points && bucket(row.size[j + 1]) == b &&
+             no_size(row.size[j + 1]) == no_size(row.size[i]))
+        largest = std::max(largest, row.size[++j]);
       const char* fill = b < kBuckets ? kScale[b] : b == 8 ? kSameColour : b == 9 ? kUnknownColour : kNotComparedColour;
       const int64_t s0 = p.first_step + static_cast<int64_t>(i) * p.step_stride;
       const int64_t s1 = p.first_step + static_cast<int64_t>(j + 1) * p.step_stride - 1;
@@ -722,7 +767,12 @@ void map_section(std::ostringstream& o, const DivergenceReport& r) {
             : largest == std::numeric_limits<float>::min()
                 ? string("differs, with the same summary (its digests differ; its min, max, mean and RMS do "
                          "not)")
-                : "differs, relative size up to " + num(largest, 2))
+            : largest == MapRow::kNonFinite
+                ? string(
+                      "differs, with non-finite values (NaN or infinite, in the tensor or its summary): no "
+                      "relative size")
+            : largest == MapRow::kOtherCount ? string("differs in its number of values: no relative size")
+                                             : "differs, relative size up to " + num(largest, 2))
         << "</title></rect>";
       i = j + 1;
     }
@@ -1206,7 +1256,7 @@ constexpr const char* kStyle =
     ".lb{fill:none;stroke:var(--b);stroke-width:1.6}.ld{fill:none;stroke:#5b3a8e;stroke-width:1.8}"
     ".da{fill:var(--a)}.db{fill:var(--b)}.dd{fill:#5b3a8e}"
     ".va{fill:#fff;stroke:var(--a);stroke-width:2}.vb{fill:#fff;stroke:var(--b);stroke-width:2}"
-    ".same{fill:#7cc47c}.note{font-size:13px;fill:var(--mute)}"
+    ".same{fill:#7cc47c}.nfa{fill:var(--a)}.nfb{fill:var(--b)}.note{font-size:13px;fill:var(--mute)}"
     ".block{font-size:12px;font-weight:700;fill:var(--mute)}"
     ".rowlabel{font-family:ui-monospace,Menlo,Consolas,'DejaVu Sans Mono',monospace;font-size:11.5px}"
     ".marker{fill:var(--bad)}.here{fill:none;stroke:#000;stroke-width:2}.rowlabel.at{fill:var(--bad);font-"

@@ -287,6 +287,51 @@ TEST(ReportHtml, AReproducedReplaySaysSoAndMarksNoDivergence) {
   EXPECT_TRUE(has(page, "the losses are the same bits at every step compared"));
 }
 
+// Losses that are NaN or infinite have no place on the axis: the caption says how many from which step, a
+// band marks them, and the same NaN on both sides is the same bits (the green band), not a gap.
+TEST(ReportHtml, LossesThatAreNotFiniteAreSaidAndTheSameNaNIsTheSameBits) {
+  DivergenceReport r = diverged_replay();
+  r.diverged = false;
+  r.first.reset();
+  r.page.stopped_at_first = false;
+  for (auto& row : r.page.rows) row.size.assign(10, MapRow::kSame);
+  for (size_t i = 1; i < 10; ++i) r.page.loss_a[i] = i == 1 ? INFINITY : NAN;
+  r.page.loss_b = r.page.loss_a;
+  r.page.non_finite_a = r.page.non_finite_b = {9, 1, INFINITY};
+  const std::string page = report_html(r);
+  EXPECT_TRUE(has(page, "<title>steps 0-9: the same loss, bit for bit</title>")) << page;
+  EXPECT_TRUE(has(page, "The loss of both runs is not finite at 9 steps, the first step 1 (inf)")) << page;
+  EXPECT_TRUE(has(page, "<title>steps 1-9: the loss of replay here is not finite</title>")) << page;
+  EXPECT_TRUE(has(page, "the losses are the same bits at every step compared")) << page;
+  // Finite on one side, not on the other: no difference to draw, and not "the same bits".
+  r.page.loss_a = diverged_replay().page.loss_a;
+  r.page.non_finite_a = {};
+  const std::string one_side = report_html(r);
+  EXPECT_FALSE(has(one_side, "the same bits at every step")) << one_side;
+  EXPECT_TRUE(has(one_side, "<title>step 0: the same loss, bit for bit</title>")) << one_side;
+  EXPECT_FALSE(has(one_side, "The loss of bn.trr (recorded) is not finite")) << one_side;
+  EXPECT_TRUE(has(one_side, "The loss of replay here is not finite at 9 steps, the first step 1 (inf)"))
+      << one_side;
+}
+
+// A map cell whose tensor holds non-finite values has no relative size: its tooltip says so, not 3.4e+38.
+TEST(ReportHtml, AMapCellWithNonFiniteValuesSaysSoNotAHugeSize) {
+  DivergenceReport r = diverged_replay();
+  Summary a, b;
+  a.count = b.count = 32;
+  b.non_finite = 32;
+  r.page.rows[0].size[9] = relative_difference(a, b);
+  r.page.rows[0].size[8] = 1.5f;  // a size in the same colour's range: told apart from no size
+  const std::string page = report_html(r);
+  EXPECT_TRUE(has(page, "<title>batch_normalization_1:out, step 8: differs, relative size up to 1.5</title>"))
+      << page;
+  EXPECT_TRUE(has(page,
+                  "<title>batch_normalization_1:out, step 9: differs, with non-finite values (NaN or "
+                  "infinite, in the tensor or its summary): no relative size</title>"))
+      << page;
+  EXPECT_FALSE(has(page, "e+38")) << page;
+}
+
 // Every coordinate in the page's drawings (x, y, cx, cy, width, height, a path's points): numbers, finite.
 // "" or the first that is not.
 std::string first_coordinate_not_finite(const std::string& page) {
