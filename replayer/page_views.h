@@ -48,8 +48,9 @@ struct EpochMark {
 
 struct ValidationLoss {
   int epoch = 1;     // from 1
-  int64_t step = 0;  // the epoch's last step
+  int64_t step = 0;  // the epoch's last step in A (-1: A's epoch did not end within the steps compared)
   double a = 0, b = 0;  // NaN where a side has none
+  int64_t step_b = -1;  // the epoch's last step in B, which runs epochs of another length where they differ
 };
 
 // The GPU kernels of the step where the two runs first differ, as each side holds them (CUPTI's records in a
@@ -82,7 +83,8 @@ struct PageViews {
   int64_t last_step = -1;  // the last step compared
   std::vector<double> loss_a, loss_b;  // per point, its first step's loss; NaN where a side has none
   NonFiniteLosses non_finite_a, non_finite_b;  // over every step compared, not only the points'
-  std::vector<EpochMark> epochs;       // where each epoch compared begins
+  std::vector<EpochMark> epochs;               // where each epoch compared begins (in A)
+  std::vector<EpochMark> epochs_b;  // where B's begin, where B's epochs have other lengths; else empty
   std::vector<ValidationLoss> val_loss;
   size_t epochs_ended = 0;  // epochs that ended within the steps compared
   // Blocks in the order forward, backward, update; in each, layers in model order.
@@ -145,7 +147,10 @@ std::string replay_command_line(const ReplayOptions& o);
 class StepViews {
  public:
   // The next step compared begins (steps come in increasing order). `epoch` counts from 0.
-  void begin_step(int64_t step, int epoch);
+  void begin_step(int64_t step, int epoch) { begin_step(step, epoch, epoch); }
+  // The same, where each side's step is of its own epoch (runs whose epochs have other lengths); -1 where a
+  // side's epoch is not known (it has no such step).
+  void begin_step(int64_t step, int epoch_a, int epoch_b);
   // The current step's loss on both sides (NaN where a side has none).
   void loss(double a, double b);
   // A probe of the current step, compared: both summaries when the digests differ, null when they match.
@@ -162,12 +167,13 @@ class StepViews {
   void mark(const std::string& site, const std::string& layer, const std::string& block, float size);
   void halve();
   int64_t first_step_ = 0, stride_ = 1, count_ = 0, last_step_ = -1;
-  int last_epoch_ = -1;
   std::vector<double> loss_a_, loss_b_;
   NonFiniteLosses non_finite_a_, non_finite_b_;
-  std::vector<EpochMark> epochs_;
-  std::map<int, int64_t> epoch_end_;  // epoch -> its last step seen
-  std::set<int> epochs_logged_;       // epochs whose end (their logs) was read
+  // Per side (A, B).
+  int last_epoch_[2] = {-1, -1};
+  std::vector<EpochMark> epochs_[2];
+  std::map<int, int64_t> epoch_end_[2];  // epoch -> its last step seen
+  std::set<int> epochs_logged_[2];       // epochs whose end (their logs) was read
   std::map<int, std::pair<double, double>> val_loss_;
   std::vector<MapRow> rows_;
   size_t sites_left_out_ = 0;

@@ -188,6 +188,18 @@ string not_plotted_words(const DivergenceReport& r) {
   return "";
 }
 
+// "The runs' epochs have other lengths: a.trr's begin at steps 45 and 90, b.trr's at steps 41 and 82" (HTML).
+string epoch_lengths_words(const PageViews& p, const Names& n) {
+  auto starts = [](const std::vector<EpochMark>& epochs) {
+    std::vector<string> s;
+    for (const auto& e : epochs)
+      if (e.epoch > 1) s.push_back(std::to_string(e.step));
+    return s.empty() ? string("no step compared") : (s.size() == 1 ? "step " : "steps ") + first_of(s, 6);
+  };
+  return "The runs' epochs have other lengths: those of " + esc(n.a) + " begin at " + starts(p.epochs) +
+         ", those of " + esc(n.b) + " at " + starts(p.epochs_b);
+}
+
 // --- the answer ---
 
 void answer_card(std::ostringstream& o, const DivergenceReport& r, const Names& n) {
@@ -350,7 +362,15 @@ std::optional<DivergenceMark> divergence_mark(const DivergenceReport& r) {
 
 // The x axis of the loss panels: steps, with the epochs' first steps and the first divergence marked.
 void step_axis(std::ostringstream& o, const Axis& x, double top, double bottom, bool labels,
-               const std::vector<EpochMark>& epochs, const std::optional<DivergenceMark>& mark) {
+               const std::vector<EpochMark>& epochs, const std::vector<EpochMark>& epochs_b,
+               const std::optional<DivergenceMark>& mark) {
+  // B's epochs, where they have other lengths than A's: lines of its colour, unlabelled.
+  for (const auto& e : epochs_b) {
+    const double ex = x.at(static_cast<double>(e.step) - 0.5);
+    if (ex > x.p0 + 1)
+      o << "<line class=\"epochb\" x1=\"" << px(ex) << "\" y1=\"" << px(top) << "\" x2=\"" << px(ex)
+        << "\" y2=\"" << px(bottom) << "\"/>";
+  }
   for (double t : nice_ticks(x.lo, x.hi, 8)) {
     if (t != std::floor(t)) continue;
     o << "<line class=\"grid\" x1=\"" << px(x.at(t)) << "\" y1=\"" << px(top) << "\" x2=\"" << px(x.at(t))
@@ -438,7 +458,11 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
     o << "<span>" << legend_mark("var(--a)", false) << "validation loss, " << esc(n.a) << "</span><span>"
       << legend_mark("var(--b)", true) << "validation loss, " << esc(n.b) << "</span>";
   if (mark && mark->on(x)) o << "<span>" << legend_line("var(--bad)", false) << "first divergence</span>";
-  o << "<span>" << legend_line("#9aa5b1", true) << "epoch start</span></div>";
+  if (p.epochs_b.empty())
+    o << "<span>" << legend_line("#9aa5b1", true) << "epoch start</span></div>";
+  else
+    o << "<span>" << legend_line("#9aa5b1", true) << "epoch start, " << esc(n.a) << "</span><span>"
+      << legend_line("var(--b)", true, 1.2) << "epoch start, " << esc(n.b) << "</span></div>";
 
   // Panel 1: the two losses.
   const double t1 = 12, b1 = 262;
@@ -493,7 +517,7 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
       << "\" y2=\"" << px(y.at(t)) << "\"/><text class=\"tick\" x=\"" << px(left - 6) << "\" y=\""
       << px(y.at(t) + 4) << "\" text-anchor=\"end\">" << num(t, tick_digits) << "</text>";
   }
-  step_axis(o, x, t1, b1, false, p.epochs, mark);
+  step_axis(o, x, t1, b1, false, p.epochs, p.epochs_b, mark);
   auto path = [&](const std::vector<double>& s, const Axis& ya, bool log) {
     string d;
     bool pen = false;
@@ -542,12 +566,14 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
       i = j;
     }
   }
+  // Each side's validation loss at its own epoch's last step.
   for (const auto& v : p.val_loss) {
-    const double vx = x.at(static_cast<double>(v.step));
-    if (std::isfinite(v.a))
+    double vx = x.at(static_cast<double>(v.step));
+    if (std::isfinite(v.a) && v.step >= 0)
       o << "<circle class=\"va\" cx=\"" << px(vx) << "\" cy=\"" << px(y.at(v.a)) << "\" r=\"6.5\"><title>epoch "
         << v.epoch << " validation loss " << num(v.a, 7) << " (" << esc(n.a) << ")</title></circle>";
-    if (std::isfinite(v.b))
+    vx = x.at(static_cast<double>(v.step_b));
+    if (std::isfinite(v.b) && v.step_b >= 0)
       o << "<rect class=\"vb\" x=\"" << px(vx - 3.5) << "\" y=\"" << px(y.at(v.b) - 3.5)
         << "\" width=\"7\" height=\"7\"><title>epoch " << v.epoch << " validation loss " << num(v.b, 7) << " ("
         << esc(n.b) << ")</title></rect>";
@@ -565,7 +591,7 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
       << "\" y2=\"" << px(yl.at(e)) << "\"/><text class=\"tick\" x=\"" << px(left - 6) << "\" y=\""
       << px(yl.at(e) + 4) << "\" text-anchor=\"end\">" << decade(e) << "</text>";
   }
-  step_axis(o, x, t2, b2, true, p.epochs, mark);
+  step_axis(o, x, t2, b2, true, p.epochs, p.epochs_b, mark);
   // Steps whose losses are the same bits: a band along the bottom of the panel.
   for (size_t i = 0; i < points; ++i) {
     if (!same[i]) continue;
@@ -613,6 +639,10 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
       << num(nf.first_value) << "): such a loss has no place on the axis; a band of "
       << (alike ? "each run's" : "its") << " colour over the plot's top edge marks it.</b>";
   }
+  if (!p.epochs_b.empty())
+    o << " " << epoch_lengths_words(p, n)
+      << " (the dashed lines of its colour); each run's validation loss is "
+      << "drawn at its own epoch's end.";
   if (const string words = not_plotted_words(r); !words.empty())
     o << " <b>" << esc(words) << "</b>" << (mark && mark->on(x) ? " The red line marks where it lies." : "");
   if (!has_val)
@@ -656,7 +686,7 @@ string block_title(const string& block) {
   return "update: parameters after the step";
 }
 
-void map_section(std::ostringstream& o, const DivergenceReport& r) {
+void map_section(std::ostringstream& o, const DivergenceReport& r, const Names& n) {
   const PageViews& p = r.page;
   o << "<section><h2>Where the runs differ, step by step</h2>";
   if (!p.per_step) {
@@ -828,10 +858,16 @@ void map_section(std::ostringstream& o, const DivergenceReport& r) {
   o << "<span><i style=\"background:" << kSameColour << "\"></i>same bits</span><span><i style=\"background:"
     << kUnknownColour << "\"></i>differs, size not recorded (digest only)</span><span><i style=\"background:"
     << kNotComparedColour << "\"></i>not compared</span></div>";
-  o << "<p class=\"caption\">One row per probed tensor, layers in model order within each part of the step; one "
+  o << "<p class=\"caption\">One row per probed tensor, layers in model order within each part of the step; "
+       "one "
        "column per step"
-    << (p.step_stride > 1 ? " (per " + std::to_string(p.step_stride) + " steps, the largest difference)" : string())
-    << ". A float32 rounding difference is about 1e-7 relative. Hover a cell for its value.</p></section>\n";
+    << (p.step_stride > 1 ? " (per " + std::to_string(p.step_stride) + " steps, the largest difference)"
+                          : string())
+    << ". A float32 rounding difference is about 1e-7 relative. Hover a cell for its value."
+    << (p.epochs_b.empty()
+            ? string()
+            : " " + epoch_lengths_words(p, n) + ": the white lines are the epochs of " + esc(n.a) + ".")
+    << "</p></section>\n";
 }
 
 // --- notes and facts ---
@@ -1250,7 +1286,8 @@ constexpr const char* kStyle =
     "svg text{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Arial,sans-serif;fill:var(--ink)}"
     ".plot{fill:#fff;stroke:#c4cbd3}.grid{stroke:#eceff2}.tick{font-size:12px;fill:var(--mute)}"
     ".axis{font-size:13px;fill:var(--mute)}.etick{font-size:11px;fill:#7b8794}"
-    ".epoch{stroke:#9aa5b1;stroke-dasharray:4 3}.mapepoch{stroke:#fff;stroke-width:2}"
+    ".epoch{stroke:#9aa5b1;stroke-dasharray:4 3}.epochb{stroke:var(--b);stroke-width:1.2;stroke-dasharray:2 "
+    "4}.mapepoch{stroke:#fff;stroke-width:2}"
     ".first{stroke:var(--bad);stroke-width:1.5}.firstlabel{font-size:12px;fill:var(--bad)}"
     ".la{fill:none;stroke:var(--a);stroke-width:6;stroke-opacity:.35;stroke-linejoin:round}"
     ".lb{fill:none;stroke:var(--b);stroke-width:1.6}.ld{fill:none;stroke:#5b3a8e;stroke-width:1.8}"
@@ -1281,7 +1318,7 @@ std::string report_html(const DivergenceReport& r) {
     << "</span></header>\n";
   answer_card(o, r, n);
   loss_section(o, r, n);
-  map_section(o, r);
+  map_section(o, r, n);
   notes_section(o, r);
   timeline_section(o, r, n);
   kernel_section(o, r, n);

@@ -190,6 +190,34 @@ TEST(ReportHtml, ADivergenceInTheInputsOnlyPromisesNoMarkerAndSaysSo) {
                   "only</text>"));
 }
 
+// Runs whose epochs have other lengths: each run's validation loss at its own epoch's end, and each run's
+// epoch starts, so that the page of diff A B draws what the page of diff B A does.
+TEST(ReportHtml, RunsWithEpochsOfOtherLengthsDrawEachRunsValidationAtItsOwnEpochsEnd) {
+  DivergenceReport r = diverged_replay();
+  r.page.stopped_at_first = false;
+  r.page.would_end = -1;
+  r.page.epochs = {{0, 1}, {5, 2}};
+  r.page.epochs_b = {{0, 1}, {4, 2}, {8, 3}};
+  r.page.val_loss = {{1, 4, 0.5, 0.6, 3}};
+  const std::string page = report_html(r);
+  // Steps 0-9 on 74..1084 px: step 4 at 522.89, step 3 at 410.67 (the square's corner 3.5 px left and up).
+  EXPECT_TRUE(has(page, "<circle class=\"va\" cx=\"522.89\"")) << page;
+  EXPECT_TRUE(has(page, "<rect class=\"vb\" x=\"407.17\"")) << page;
+  // B's epoch starts, at steps 3.5 and 7.5, in both panels.
+  EXPECT_EQ(count(page, "<line class=\"epochb\" x1=\"466.78\""), 2u) << page;
+  EXPECT_EQ(count(page, "<line class=\"epochb\" x1=\"915.67\""), 2u) << page;
+  EXPECT_TRUE(has(page, "epoch start, replay here</span>")) << page;
+  EXPECT_TRUE(has(page,
+                  "The runs' epochs have other lengths: those of bn.trr (recorded) begin at step 5, those "
+                  "of replay here at steps 4, 8"))
+      << page;
+  // Epochs of one length: one kind of line, said once.
+  r.page.epochs_b.clear();
+  const std::string alike = report_html(r);
+  EXPECT_FALSE(has(alike, "<line class=\"epochb\"")) << alike;
+  EXPECT_FALSE(has(alike, "other lengths")) << alike;
+}
+
 // At level step the map's one row is a digest of the trainable parameters: the page says so where it
 // describes the row, and the row keeps its name.
 TEST(ReportHtml, TheLevelStepRowIsSaidToCoverTheTrainableParameters) {
@@ -367,7 +395,7 @@ TEST(ReportHtml, EveryCoordinateOfTheLossChartIsFiniteForAnyFiniteLosses) {
   for (const auto& [what, losses] : cases) {
     DivergenceReport r = diverged_replay();
     r.page.loss_b = losses;
-    r.page.val_loss = {{1, 4, losses[3], losses[4]}};
+    r.page.val_loss = {{1, 4, losses[3], losses[4], 4}};
     const std::string page = report_html(r);
     EXPECT_EQ(first_coordinate_not_finite(page), "") << what;
     const size_t chart = page.find("aria-label=\"loss per step");
