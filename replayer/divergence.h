@@ -121,6 +121,7 @@ struct DivergenceReport {
   bool other_orders = false;     // diff: identical runs whose recorded accumulation orders differ somewhere
   bool choices_unknown = false;  // diff: one trace holds kernel choices at sites where the other holds none
   PageViews page;            // what the HTML page draws beyond the text: curves, the divergence map, tables
+  std::vector<std::string> stages;  // bisect: its stage and result lines, as the terminal prints them
 };
 
 // The shortest text that reads back as the same double ("0.1", not "0.10000000000000001"): two different

@@ -314,6 +314,32 @@ void answer_card(std::ostringstream& o, const DivergenceReport& r, const Names& 
   o << "</section>\n";
 }
 
+// --- what bisect found on the way ---
+
+// A line as the terminal prints it, with `quoted commands` as code.
+string line_html(const string& line) {
+  string out;
+  bool code = false;
+  size_t at = 0;
+  for (size_t tick = line.find('`'); tick != string::npos; tick = line.find('`', at)) {
+    // An opening quote with no closing one is left as it is.
+    if (!code && line.find('`', tick + 1) == string::npos) break;
+    out += code ? "<code>" + esc(line.substr(at, tick - at)) + "</code>" : esc(line.substr(at, tick - at));
+    code = !code;
+    at = tick + 1;
+  }
+  return out + esc(line.substr(at));
+}
+
+void stages_section(std::ostringstream& o, const DivergenceReport& r) {
+  if (r.stages.empty()) return;
+  o << "<section><h2>What bisect did</h2><ul class=\"notes\">";
+  for (const string& line : r.stages)
+    o << "<li" << (line.rfind("result:", 0) == 0 ? " class=\"result\"" : "") << ">" << line_html(line)
+      << "</li>";
+  o << "</ul></section>\n";
+}
+
 // --- the loss of both runs ---
 
 constexpr int kWidth = 1100;
@@ -1281,7 +1307,7 @@ constexpr const char* kStyle =
     ".key{display:flex;flex-wrap:wrap;gap:4px 14px;font-size:13px;margin-top:4px}"
     ".key span{display:inline-flex;align-items:center;gap:5px}.keytitle{flex-basis:100%;color:var(--mute)}"
     ".key i{display:inline-block;width:16px;height:12px;border:1px solid #0002}"
-    "ul.notes{margin:0 0 10px;padding-left:20px}"
+    "ul.notes{margin:0 0 10px;padding-left:20px}li.result{font-weight:600}"
     "svg{display:block;width:100%;height:auto}svg.sw{display:inline;width:auto}"
     "svg text{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Arial,sans-serif;fill:var(--ink)}"
     ".plot{fill:#fff;stroke:#c4cbd3}.grid{stroke:#eceff2}.tick{font-size:12px;fill:var(--mute)}"
@@ -1317,6 +1343,7 @@ std::string report_html(const DivergenceReport& r) {
   o << "<header><b>trainrr " << esc(r.command) << "</b><span>" << esc(n.a) << " vs " << esc(n.b)
     << "</span></header>\n";
   answer_card(o, r, n);
+  stages_section(o, r);
   loss_section(o, r, n);
   map_section(o, r, n);
   notes_section(o, r);

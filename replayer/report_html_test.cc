@@ -302,6 +302,30 @@ TEST(ReportHtml, BisectSaysItDrawsNoCurves) {
   EXPECT_FALSE(has(page, "<title>batch_normalization_1:out"));
 }
 
+// The bisect page says what bisect found on the way, as the terminal does: its stage lines and its result,
+// right under the answer, a quoted command as code.
+TEST(ReportHtml, BisectsStagesAndResultFollowTheAnswer) {
+  DivergenceReport r = diverged_replay();
+  r.command = "bisect";
+  r.page = PageViews{};
+  r.stages = {
+      "stage 2: lockstep replay from step 0: forced reproduces, free diverges at step 10",
+      "result: force loader (1 of 18 choices) to reproduce; `trainrr replay <b>.trr --force loader` does"};
+  const std::string page = report_html(r);
+  const size_t stages = page.find("<h2>What bisect did</h2>");
+  ASSERT_NE(stages, std::string::npos) << page;
+  EXPECT_LT(page.find("Diverged at step 9"), stages);
+  EXPECT_LT(stages, page.find("Loss per step"));
+  EXPECT_TRUE(has(
+      page, "<li>stage 2: lockstep replay from step 0: forced reproduces, free diverges at step 10</li>"));
+  EXPECT_TRUE(has(page,
+                  "<li class=\"result\">result: force loader (1 of 18 choices) to reproduce; <code>trainrr "
+                  "replay &lt;b&gt;.trr --force loader</code> does</li>"))
+      << page;
+  r.stages.clear();
+  EXPECT_FALSE(has(report_html(r), "What bisect did"));
+}
+
 TEST(ReportHtml, AReproducedReplaySaysSoAndMarksNoDivergence) {
   DivergenceReport r = diverged_replay();
   r.diverged = false;
