@@ -147,6 +147,10 @@ std::string counted(int64_t n, const std::string& noun);
 std::string first_of(const std::vector<std::string>& items, size_t shown,
                      const std::string& separator = ", ");
 
+// " (near zero, where a ULP is tiny: the values differ by X in absolute terms)" where a first differing
+// element's ULP count is large only because its values lie near zero (or on both sides of it); else "".
+std::string near_zero(const FirstDivergence& d);
+
 // Whether a report's "what differs" adds to its cause: a loader's, a split's or a shuffle's cause opens with
 // it.
 bool what_adds_to_cause(const DivergenceReport& r);

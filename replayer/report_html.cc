@@ -276,7 +276,11 @@ void answer_card(std::ostringstream& o, const DivergenceReport& r, const Names& 
         << "</th><th>" << esc(n.b) << "</th><th>|diff|</th><th>ULP</th></tr><tr><td>" << d.index
         << "</td><td class=\"mono\">" << num(d.recorded, 9) << "</td><td class=\"mono\">"
         << num(d.replayed, 9) << "</td><td class=\"mono\">" << num(d.abs_diff, 9)
-        << "</td><td class=\"mono\">" << d.ulp << "</td></tr></table></dd>";
+        << "</td><td class=\"mono\">" << d.ulp << "</td></tr></table>";
+      // The terminal's caveat beside a huge ULP count near zero.
+      if (const string caveat = near_zero(d); !caveat.empty())
+        o << "<p class=\"caption\">" << d.ulp << " ULP" << esc(caveat) << ".</p>";
+      o << "</dd>";
     }
     if (d.summary_recorded && d.summary_replayed) {
       o << "<dt>Tensor summary</dt><dd><table class=\"vals\"><tr><th></th><th>sum</th><th>min</th><th>max</th>"

@@ -235,6 +235,22 @@ TEST(ReportHtml, TheLevelStepRowIsSaidToCoverTheTrainableParameters) {
   EXPECT_TRUE(has(page, "<title>(all parameters), steps 0-9: same bits</title>")) << page;
 }
 
+// A huge ULP count between values near zero is a tiny difference: the page says so beside the count, as the
+// terminal does.
+TEST(ReportHtml, AHugeUlpCountNearZeroCarriesTheTerminalsCaveat) {
+  DivergenceReport r = diverged_replay();
+  r.first->recorded = 2.1327287e-07;
+  r.first->replayed = 2.15135515e-07;
+  r.first->abs_diff = 1.86264515e-09;
+  r.first->ulp = 131072;
+  const std::string page = report_html(r);
+  EXPECT_TRUE(has(page,
+                  "131072 ULP (near zero, where a ULP is tiny: the values differ by 1.86264515e-09 in "
+                  "absolute terms)."))
+      << page;
+  EXPECT_FALSE(has(report_html(diverged_replay()), "near zero"));  // 1 ULP: nothing to say
+}
+
 TEST(ReportHtml, TheLegendNamesTheTracesNotAAndB) {
   DivergenceReport r = diverged_replay();
   r.command = "diff";  // its text says A and B
