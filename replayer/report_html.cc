@@ -710,6 +710,23 @@ string bucket_label(int b) {
   return decade(-12 + 2 * (b - 1)) + " to " + decade(-10 + 2 * (b - 1));
 }
 
+// A map row's label in about `n` characters: a long one loses the middle, keeping what follows its layer's
+// name
+// (":out", ".kernel:grad"), which tells the layer's rows apart, whole where it takes at most half.
+string elided(const string& site, const string& layer, size_t n) {
+  if (site.size() <= n || n < 8) return site.size() <= n ? site : site.substr(0, n);
+  const size_t suffix = site.rfind(layer, 0) == 0 ? site.size() - layer.size() : 0;
+  size_t tail = site.size() - std::min(std::max<size_t>(suffix, n / 3), n / 2);
+  size_t head = n - 1 - (site.size() - tail);  // the ellipsis is one character wide
+  // Cut where UTF-8 characters begin.
+  auto continuation = [&](size_t at) {
+    return at < site.size() && (static_cast<unsigned char>(site[at]) & 0xC0) == 0x80;
+  };
+  while (head > 0 && continuation(head)) --head;
+  while (continuation(tail)) ++tail;
+  return site.substr(0, head) + "\u2026" + site.substr(tail);
+}
+
 string block_title(const string& block) {
   if (block == "forward") return "forward: layer outputs";
   if (block == "backward") return "backward: gradients";
@@ -791,7 +808,7 @@ void map_section(std::ostringstream& o, const DivergenceReport& r, const Names& 
       block = row.block;
       o << "<text class=\"block\" x=\"4\" y=\"" << px(ry - 6) << "\">" << block_title(block) << "</text>";
     }
-    const string label = row.site.size() > max_chars ? row.site.substr(0, max_chars - 1) + "\u2026" : row.site;
+    const string label = elided(row.site, row.layer, max_chars);
     const bool at = r.diverged && r.first && row.site == r.first->site;
     o << "<text class=\"rowlabel" << (at ? " at" : "") << "\" x=\"" << px(left - 8) << "\" y=\""
       << px(ry + row_h * 0.72) << "\" text-anchor=\"end\">" << esc(label) << "<title>" << esc(row.site)

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <limits>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string_view>
 
@@ -316,6 +317,32 @@ TEST(ReportHtml, BisectSaysItDrawsNoCurves) {
   const std::string page = report_html(r);
   EXPECT_TRUE(has(page, "Not computed by trainrr bisect"));
   EXPECT_FALSE(has(page, "<title>batch_normalization_1:out"));
+}
+
+// A long layer name loses its middle in the map's labels, not the suffix that tells its rows apart.
+TEST(ReportHtml, LongRowLabelsKeepTheSuffixThatTellsALayersRowsApart) {
+  DivergenceReport r = diverged_replay();
+  const std::string layer = "encoder_block_3_attention_output_proj_EXTRALONGNAME_abcdefghijklmnopqrstuvwxyz";
+  r.page.rows.clear();
+  for (const char* suffix : {":out", ".kernel:grad", ".bias:grad", ".kernel:value", ".bias:value"})
+    r.page.rows.push_back({layer + suffix, layer, "forward", std::vector<float>(10, MapRow::kSame)});
+  const std::string page = report_html(r);
+  std::set<std::string> labels;
+  const std::regex label("<text class=\"rowlabel[^>]*>([^<]*)<title>");
+  for (auto it = std::sregex_iterator(page.begin(), page.end(), label); it != std::sregex_iterator(); ++it)
+    labels.insert((*it)[1].str());
+  ASSERT_EQ(labels.size(), 5u) << page;  // five labels, all different
+  for (const std::string& l : labels) {
+    EXPECT_EQ(l.rfind("encoder_block_3_", 0), 0u) << l;
+    EXPECT_TRUE(has(l, "\u2026")) << l;
+    EXPECT_LE(l.size(), 49u + 2) << l;  // 49 characters, the widest label column's (the ellipsis: 3 bytes)
+  }
+  EXPECT_TRUE(std::any_of(labels.begin(), labels.end(), [](const std::string& l) {
+    return l.size() > 13 && l.compare(l.size() - 13, 13, ".kernel:value") == 0;
+  })) << page;
+  EXPECT_TRUE(std::any_of(labels.begin(), labels.end(), [](const std::string& l) {
+    return l.size() > 4 && l.compare(l.size() - 4, 4, ":out") == 0;
+  })) << page;
 }
 
 // The bisect page says what bisect found on the way, as the terminal does: its stage lines and its result,
