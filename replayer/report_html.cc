@@ -463,7 +463,33 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
     return;
   }
   const bool has_val = !p.val_loss.empty();
-  const double left = 74, right = kWidth - 16;
+  // Panel 1: the two losses.
+  const double t1 = 12, b1 = 262;
+  if (hi == lo) {
+    // A flat curve sits mid-panel: widened by 1% each way, within the doubles (1e308 and up).
+    const double pad = std::max(1e-6, std::fabs(lo) * 0.01);
+    hi = std::min(lo + pad, DBL_MAX);
+    lo = std::max(lo - pad, -DBL_MAX);
+  }
+  const std::vector<double> yt = nice_ticks(lo, hi, 5);
+  const Axis y{std::min(lo, yt.front()), std::max(hi, yt.back()), b1, t1};
+  // As many digits as tell the ticks apart (losses a few ULPs apart need 8) and show their equal steps
+  // (0.6190975 rounded to 0.619098 beside 0.619095 reads as a step of 3e-6, not 2.5e-6), at least 4.
+  int tick_digits = 4;
+  const double tick_step = yt.size() > 1 ? yt[1] - yt[0] : 0;
+  for (bool off = true; off && tick_digits < 17;) {
+    off = false;
+    for (size_t i = 0; i < yt.size(); ++i) {
+      off = off || (i > 0 && num(yt[i], tick_digits) == num(yt[i - 1], tick_digits)) ||
+            std::fabs(std::strtod(num(yt[i], tick_digits).c_str(), nullptr) - yt[i]) > tick_step * 1e-3;
+    }
+    if (off) ++tick_digits;
+  }
+  // A wide label moves the plots right, clear of the axis's title.
+  size_t widest = 0;
+  for (double t : yt) widest = std::max(widest, num(t, tick_digits).size());
+  const double left = 74 + 7.0 * static_cast<double>(std::max<size_t>(widest, 6) - 6);
+  const double right = kWidth - 16;
   // A replay that stopped at its first divergence keeps the axis of the whole run, the rest marked as not
   // replayed.
   double x_lo = step_of(0), x_hi = std::max(step_of(points - 1), static_cast<double>(p.would_end));
@@ -494,24 +520,6 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
     o << "<span>" << legend_line("#9aa5b1", true) << "epoch start, " << esc(n.a) << "</span><span>"
       << legend_line("var(--b)", true, 1.2) << "epoch start, " << esc(n.b) << "</span></div>";
 
-  // Panel 1: the two losses.
-  const double t1 = 12, b1 = 262;
-  if (hi == lo) {
-    // A flat curve sits mid-panel: widened by 1% each way, within the doubles (1e308 and up).
-    const double pad = std::max(1e-6, std::fabs(lo) * 0.01);
-    hi = std::min(lo + pad, DBL_MAX);
-    lo = std::max(lo - pad, -DBL_MAX);
-  }
-  const std::vector<double> yt = nice_ticks(lo, hi, 5);
-  const Axis y{std::min(lo, yt.front()), std::max(hi, yt.back()), b1, t1};
-  // As many digits as tell the ticks apart (losses a few ULPs apart need 8), at least 4.
-  int tick_digits = 4;
-  for (bool alike = true; alike && tick_digits < 17;) {
-    alike = false;
-    for (size_t i = 1; i < yt.size(); ++i)
-      alike = alike || num(yt[i], tick_digits) == num(yt[i - 1], tick_digits);
-    if (alike) ++tick_digits;
-  }
   // Panel 2: |loss difference|, log scale.
   const double t2 = 310, b2 = 450;
   double dlo = INFINITY, dhi = -INFINITY;

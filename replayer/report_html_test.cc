@@ -487,17 +487,32 @@ TEST(ReportHtml, ALossRangeNarrowerThanTheDoublesResolveEndsItsTicks) {
 
 // Losses a few float32 ULPs apart: the loss axis's ticks are told apart, with as many digits as that takes.
 TEST(ReportHtml, LossTicksOfANarrowRangeHaveDigitsEnoughToDiffer) {
-  DivergenceReport r = diverged_replay();
-  r.page.loss_a.assign(10, 3.2140377);
-  r.page.loss_b.assign(10, 3.2140379);
-  const std::string page = report_html(r);
-  // The loss panel's ticks, at x = left - 6.
-  const std::regex tick("<text class=\"tick\" x=\"68\" y=\"[0-9.]+\" text-anchor=\"end\">([^<]*)</text>");
-  std::vector<std::string> labels;
-  for (auto it = std::sregex_iterator(page.begin(), page.end(), tick); it != std::sregex_iterator(); ++it)
-    labels.push_back((*it)[1].str());
-  ASSERT_GE(labels.size(), 2u) << page;
-  for (size_t i = 1; i < labels.size(); ++i) EXPECT_NE(labels[i], labels[i - 1]) << labels[i];
+  for (const auto& [lo, hi] : {std::pair{3.2140377, 3.2140379}, std::pair{0.6190915, 0.6191025}}) {
+    DivergenceReport r = diverged_replay();
+    r.page.loss_a.assign(10, lo);
+    r.page.loss_b.assign(10, hi);
+    const std::string page = report_html(r);
+    // The loss panel's ticks, up to its axis title.
+    const size_t chart = page.find("aria-label=\"loss per step");
+    const std::string panel = page.substr(chart, page.find(">loss</text>", chart) - chart);
+    const std::regex tick(
+        "<text class=\"tick\" x=\"([0-9.]+)\" y=\"[0-9.]+\" text-anchor=\"end\">([^<]*)</text>");
+    std::vector<std::string> labels;
+    for (auto it = std::sregex_iterator(panel.begin(), panel.end(), tick); it != std::sregex_iterator();
+         ++it) {
+      labels.push_back((*it)[2].str());
+      // Clear of the axis title "loss" (x 16, 13 px high when turned), at about 7 px a character.
+      EXPECT_GE(std::stod((*it)[1].str()) - 7.0 * static_cast<double>(labels.back().size()), 24.0)
+          << labels.back();
+    }
+    ASSERT_GE(labels.size(), 3u) << page;
+    for (size_t i = 1; i < labels.size(); ++i) EXPECT_NE(labels[i], labels[i - 1]) << labels[i];
+    // Equal steps between the ticks read as equal steps (0.619098 beside 0.619095 and 0.6191 did not).
+    const double step = std::stod(labels[1]) - std::stod(labels[0]);
+    for (size_t i = 2; i < labels.size(); ++i)
+      EXPECT_NEAR(std::stod(labels[i]) - std::stod(labels[i - 1]), step, std::fabs(step) * 1e-3)
+          << labels[i - 1] << " " << labels[i];
+  }
 }
 
 // A diff of a layer-level and a step-level trace compares at level step: the page says that, not that a
