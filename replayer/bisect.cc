@@ -283,6 +283,11 @@ BisectResult bisect(const BisectOptions& o) {
   BisectResult res;
   DivergenceReport& rep = res.report;
   rep.command = "bisect";
+  // Each stage line goes on the page too: this `say` hides the one that prints it.
+  auto say = [&rep](FILE* log, const std::string& line) {
+    rep.stages.push_back(line);
+    trainrr::say(log, line);
+  };
   // The recording it bisects (with another recording, the two are A and B).
   if (o.against.empty()) rep.facts.emplace_back("trace", o.trace_path);
   if (Status s = require_replayable_trace(o.trace_path, "bisect"); !s) return failed(2, s.error().message);
@@ -337,8 +342,10 @@ BisectResult bisect(const BisectOptions& o) {
     // What --set changes from the recording: every key, as replay lists them (a cause names a few); and this
     // machine's environment against the recording's, as replay lists it, whatever bisect finds.
     rep.config_differences = config_differences(header, config);
-    if (auto env = current_environment(config))
+    if (auto env = current_environment(config)) {
       rep.environment = environment_differences(header.environment, *env);
+      rep.page.environment = side_by_side_table(header.environment, *env);
+    }
     // The rows the run trains on, from its data and configuration: what a recorded shuffle's length is held
     // to before anything is made of it.
     // Synthetic data has the rows its configuration says, and is not generated for this.

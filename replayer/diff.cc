@@ -435,7 +435,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     }
     ++steps;
     last_index = a->index;
-    series.begin_step(a->index, a->epoch);
+    series.begin_step(a->index, a->epoch, b->epoch);
     series.loss(a->end ? a->end->loss : NAN, b->end ? b->end->loss : NAN);
     if (a->index != b->index && !first) {
       first = divergence(

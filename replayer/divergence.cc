@@ -189,15 +189,6 @@ std::string json_value(const std::string& text) {
   return json_string(text);
 }
 
-// Near zero, floats are dense and a ULP is tiny: many ULPs there can be a very small difference. Said beside
-// the count, so that "4000000 ULP" between 1e-12 and -3e-12 is read by its absolute size.
-std::string near_zero(const FirstDivergence& d) {
-  const double a = std::fabs(d.recorded), b = std::fabs(d.replayed);
-  const bool straddles = (d.recorded < 0) != (d.replayed < 0) && d.recorded != 0 && d.replayed != 0;
-  if (d.ulp < 1000 || !(std::max(a, b) < 1e-6 || straddles)) return "";
-  return " (near zero, where a ULP is tiny: the values differ by " + fmt_double(d.abs_diff) + " in absolute terms)";
-}
-
 std::string json_num(double v) { return std::isfinite(v) ? fmt_double(v) : "null"; }
 
 // " (42 steps compared)", from the report's facts; "" when it has no such fact.
@@ -212,6 +203,16 @@ std::string steps_compared(const DivergenceReport& r) {
 }
 
 }  // namespace
+
+// Near zero, floats are dense and a ULP is tiny: many ULPs there can be a very small difference. Said beside
+// the count, so that "4000000 ULP" between 1e-12 and -3e-12 is read by its absolute size.
+std::string near_zero(const FirstDivergence& d) {
+  const double a = std::fabs(d.recorded), b = std::fabs(d.replayed);
+  const bool straddles = (d.recorded < 0) != (d.replayed < 0) && d.recorded != 0 && d.replayed != 0;
+  if (d.ulp < 1000 || !(std::max(a, b) < 1e-6 || straddles)) return "";
+  return " (near zero, where a ULP is tiny: the values differ by " + fmt_double(d.abs_diff) +
+         " in absolute terms)";
+}
 
 const char* status_name(ReportStatus s) {
   switch (s) {

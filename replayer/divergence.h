@@ -121,6 +121,7 @@ struct DivergenceReport {
   bool other_orders = false;     // diff: identical runs whose recorded accumulation orders differ somewhere
   bool choices_unknown = false;  // diff: one trace holds kernel choices at sites where the other holds none
   PageViews page;            // what the HTML page draws beyond the text: curves, the divergence map, tables
+  std::vector<std::string> stages;  // bisect: its stage and result lines, as the terminal prints them
 };
 
 // The shortest text that reads back as the same double ("0.1", not "0.10000000000000001"): two different
@@ -147,6 +148,10 @@ std::string counted(int64_t n, const std::string& noun);
 // The first `shown` of `items` joined by `separator`, and how many more there are: "a, b and 3 more".
 std::string first_of(const std::vector<std::string>& items, size_t shown,
                      const std::string& separator = ", ");
+
+// " (near zero, where a ULP is tiny: the values differ by X in absolute terms)" where a first differing
+// element's ULP count is large only because its values lie near zero (or on both sides of it); else "".
+std::string near_zero(const FirstDivergence& d);
 
 // Whether a report's "what differs" adds to its cause: a loader's, a split's or a shuffle's cause opens with
 // it.

@@ -16,9 +16,9 @@
 namespace trainrr {
 
 float relative_difference(const Summary& a, const Summary& b) {
-  constexpr float kHuge = std::numeric_limits<float>::max();
-  // Another shape or other non-finite values: as far apart as it gets.
-  if (a.count != b.count || a.non_finite != b.non_finite) return kHuge;
+  // Another shape or other non-finite values: as far apart as it gets, with no size to give.
+  if (a.count != b.count) return MapRow::kOtherCount;
+  if (a.non_finite != b.non_finite) return MapRow::kNonFinite;
   const double n = static_cast<double>(std::max<uint64_t>(a.count, 1));
   const double scale = std::max({std::fabs(double{a.min}), std::fabs(double{a.max}), std::fabs(double{b.min}),
                                  std::fabs(double{b.max})});
@@ -26,10 +26,11 @@ float relative_difference(const Summary& a, const Summary& b) {
                              std::fabs(a.sum - b.sum) / n,
                              std::fabs(std::sqrt(std::max(a.sum_sq, 0.0) / n) - std::sqrt(std::max(b.sum_sq, 0.0) / n))});
   const double r = scale > 0 ? d / scale : d;
-  if (!std::isfinite(r)) return kHuge;
+  if (!std::isfinite(r)) return MapRow::kNonFinite;
   // Digests that differ under equal summaries: a difference below what the summary resolves.
   if (r <= 0) return std::numeric_limits<float>::min();
-  return static_cast<float>(std::min(r, double{kHuge}));
+  // Below the two stand-ins above (a finite summary's relative difference is at most about 2).
+  return static_cast<float>(std::min(r, 1e38));
 }
 
 std::vector<SideBySide> side_by_side_table(const std::vector<std::pair<std::string, std::string>>& a,
@@ -73,7 +74,7 @@ std::string replay_command_line(const ReplayOptions& o) {
   return c;
 }
 
-void StepViews::begin_step(int64_t step, int epoch) {
+void StepViews::begin_step(int64_t step, int epoch_a, int epoch_b) {
   if (count_ == 0) first_step_ = step;
   if (count_ % stride_ == 0) {
     loss_a_.push_back(NAN);
@@ -82,13 +83,21 @@ void StepViews::begin_step(int64_t step, int epoch) {
   }
   ++count_;
   last_step_ = step;
-  if (epoch != last_epoch_) epochs_.push_back({step, epoch + 1});
-  last_epoch_ = epoch;
-  epoch_end_[epoch] = step;
+  for (int side = 0; side < 2; ++side) {
+    const int epoch = side ? epoch_b : epoch_a;
+    if (epoch < 0) continue;
+    if (epoch != last_epoch_[side]) epochs_[side].push_back({step, epoch + 1});
+    last_epoch_[side] = epoch;
+    epoch_end_[side][epoch] = step;
+  }
   if (loss_a_.size() >= kMaxPoints) halve();
 }
 
 void StepViews::loss(double a, double b) {
+  for (auto [v, n] : {std::pair{a, &non_finite_a_}, std::pair{b, &non_finite_b_}})
+    if (!std::isfinite(v)) {
+      if (n->steps++ == 0) n->first = last_step_, n->first_value = v;
+    }
   // A point shows its first step's loss.
   if (loss_a_.empty() || (count_ - 1) % stride_ != 0) return;
   loss_a_.back() = a;
@@ -144,7 +153,7 @@ void StepViews::tensor(const std::string& name, bool gradient, bool differs) {
 }
 
 void StepViews::epoch_logs(int side, int epoch, const std::vector<std::pair<std::string, double>>& logs) {
-  if (side == 0) epochs_logged_.insert(epoch);
+  epochs_logged_[side ? 1 : 0].insert(epoch);
   for (const auto& [k, v] : logs) {
     if (k != "val_loss") continue;
     auto [it, added] = val_loss_.emplace(epoch, std::pair<double, double>{NAN, NAN});
@@ -174,12 +183,26 @@ void StepViews::finish(PageViews& page) {
   page.last_step = last_step_;
   page.loss_a = std::move(loss_a_);
   page.loss_b = std::move(loss_b_);
-  page.epochs = std::move(epochs_);
-  page.epochs_ended = static_cast<size_t>(std::count_if(epochs_logged_.begin(), epochs_logged_.end(),
-                                                        [this](int e) { return epoch_end_.count(e) > 0; }));
-  for (const auto& [epoch, ab] : val_loss_)
-    if (auto end = epoch_end_.find(epoch); end != epoch_end_.end())
-      page.val_loss.push_back({epoch + 1, end->second, ab.first, ab.second});
+  page.non_finite_a = non_finite_a_;
+  page.non_finite_b = non_finite_b_;
+  // A's epochs, or B's where A's are not known (a replay past the end of its recording).
+  const bool a_known = !epochs_[0].empty();
+  page.epochs = std::move(epochs_[a_known ? 0 : 1]);
+  auto same = [](const EpochMark& x, const EpochMark& y) { return x.step == y.step && x.epoch == y.epoch; };
+  if (a_known &&
+      !std::equal(page.epochs.begin(), page.epochs.end(), epochs_[1].begin(), epochs_[1].end(), same))
+    page.epochs_b = std::move(epochs_[1]);
+  // An epoch ended within the steps compared where its logs, which follow its last step, were read.
+  const int k = a_known ? 0 : 1;
+  for (const int e : epochs_logged_[k]) page.epochs_ended += epoch_end_[k].count(e);
+  // Each side's validation loss at its own epoch's last step.
+  for (const auto& [epoch, ab] : val_loss_) {
+    int64_t at[2] = {-1, -1};
+    for (int side = 0; side < 2; ++side)
+      if (auto end = epoch_end_[side].find(epoch); end != epoch_end_[side].end()) at[side] = end->second;
+    const double a = at[0] >= 0 ? ab.first : NAN, b = at[1] >= 0 ? ab.second : NAN;
+    if (!std::isnan(a) || !std::isnan(b)) page.val_loss.push_back({epoch + 1, at[0], a, b, at[1]});
+  }
   // Blocks in the order a step runs them; layers in model order within each, a layer's rows as first seen.
   auto block_rank = [](const std::string& b) { return b == "forward" ? 0 : b == "backward" ? 1 : 2; };
   std::vector<size_t> order(rows_.size());

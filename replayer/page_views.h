@@ -4,6 +4,7 @@
 // read every step (replay, diff) collect it with StepViews; replayer/report_html.cc draws it.
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -29,6 +30,10 @@ struct MapRow {
   static constexpr float kNotCompared = -2;  // no such value in the point's steps
   static constexpr float kSizeUnknown = -1;  // the digests differ; the trace holds nothing to size it by
   static constexpr float kSame = 0;          // same bits in every step of the point
+  // Differs with non-finite values (NaN or infinite) in the tensor or its summary: no relative size.
+  static constexpr float kNonFinite = std::numeric_limits<float>::infinity();
+  // Differs in its number of values: no relative size.
+  static constexpr float kOtherCount = std::numeric_limits<float>::max();
   std::string site;   // "conv2d_1:out", "dense_1.kernel:grad", "dense_1.kernel:value"
   std::string layer;  // "conv2d_1"; empty for a site of no layer
   std::string block;  // forward | backward | update: the part of a step it belongs to
@@ -43,8 +48,9 @@ struct EpochMark {
 
 struct ValidationLoss {
   int epoch = 1;     // from 1
-  int64_t step = 0;  // the epoch's last step
+  int64_t step = 0;  // the epoch's last step in A (-1: A's epoch did not end within the steps compared)
   double a = 0, b = 0;  // NaN where a side has none
+  int64_t step_b = -1;  // the epoch's last step in B, which runs epochs of another length where they differ
 };
 
 // The GPU kernels of the step where the two runs first differ, as each side holds them (CUPTI's records in a
@@ -60,6 +66,13 @@ struct KernelTimeline {
 // steps name ever new sites would otherwise hold a row of every point for each.
 inline constexpr size_t kMaxMapRows = 4096;
 
+// The steps of one side whose loss is NaN or infinite.
+struct NonFiniteLosses {
+  int64_t steps = 0;
+  int64_t first = -1;      // the first of them; -1 where there is none
+  double first_value = 0;  // its loss
+};
+
 struct PageViews {
   bool per_step = false;     // the command read every step (replay, diff); bisect re-executes a window only
   bool layer_probes = true;  // the traces hold layer probes (level layer or op); none at level step
@@ -69,7 +82,9 @@ struct PageViews {
   int64_t step_stride = 1;
   int64_t last_step = -1;  // the last step compared
   std::vector<double> loss_a, loss_b;  // per point, its first step's loss; NaN where a side has none
-  std::vector<EpochMark> epochs;       // where each epoch compared begins
+  NonFiniteLosses non_finite_a, non_finite_b;  // over every step compared, not only the points'
+  std::vector<EpochMark> epochs;               // where each epoch compared begins (in A)
+  std::vector<EpochMark> epochs_b;  // where B's begin, where B's epochs have other lengths; else empty
   std::vector<ValidationLoss> val_loss;
   size_t epochs_ended = 0;  // epochs that ended within the steps compared
   // Blocks in the order forward, backward, update; in each, layers in model order.
@@ -86,7 +101,9 @@ struct PageViews {
 };
 
 // How far apart two summaries of one tensor are, relative to its largest magnitude: the largest difference
-// of min, max, mean and root mean square. Greater than 0 for summaries of tensors whose digests differ.
+// of min, max, mean and root mean square. Greater than 0 for summaries of tensors whose digests differ;
+// MapRow::kOtherCount for tensors of other sizes, MapRow::kNonFinite where non-finite values differ or make
+// the summaries' difference non-finite.
 float relative_difference(const Summary& a, const Summary& b);
 
 // Every key of two environments, in the order of the first with the second's own keys after it.
@@ -130,7 +147,10 @@ std::string replay_command_line(const ReplayOptions& o);
 class StepViews {
  public:
   // The next step compared begins (steps come in increasing order). `epoch` counts from 0.
-  void begin_step(int64_t step, int epoch);
+  void begin_step(int64_t step, int epoch) { begin_step(step, epoch, epoch); }
+  // The same, where each side's step is of its own epoch (runs whose epochs have other lengths); -1 where a
+  // side's epoch is not known (it has no such step).
+  void begin_step(int64_t step, int epoch_a, int epoch_b);
   // The current step's loss on both sides (NaN where a side has none).
   void loss(double a, double b);
   // A probe of the current step, compared: both summaries when the digests differ, null when they match.
@@ -147,11 +167,13 @@ class StepViews {
   void mark(const std::string& site, const std::string& layer, const std::string& block, float size);
   void halve();
   int64_t first_step_ = 0, stride_ = 1, count_ = 0, last_step_ = -1;
-  int last_epoch_ = -1;
   std::vector<double> loss_a_, loss_b_;
-  std::vector<EpochMark> epochs_;
-  std::map<int, int64_t> epoch_end_;  // epoch -> its last step seen
-  std::set<int> epochs_logged_;       // epochs whose end (their logs) was read
+  NonFiniteLosses non_finite_a_, non_finite_b_;
+  // Per side (A, B).
+  int last_epoch_[2] = {-1, -1};
+  std::vector<EpochMark> epochs_[2];
+  std::map<int, int64_t> epoch_end_[2];  // epoch -> its last step seen
+  std::set<int> epochs_logged_[2];       // epochs whose end (their logs) was read
   std::map<int, std::pair<double, double>> val_loss_;
   std::vector<MapRow> rows_;
   size_t sites_left_out_ = 0;

@@ -115,6 +115,41 @@ TEST(StepViews, EpochsAndValidationLossLandOnTheirSteps) {
   EXPECT_EQ(p.val_loss[0].b, 2.5);
 }
 
+// Runs whose epochs have other lengths (another batch size, validation rows held out): each side's epochs
+// and validation losses are where that side's epochs end, and swapping the sides swaps them.
+TEST(StepViews, EachSidesEpochsAndValidationLossAreItsOwn) {
+  for (int swapped = 0; swapped < 2; ++swapped) {
+    StepViews v;
+    for (int64_t s = 0; s < 12; ++s) {
+      const int four = static_cast<int>(s / 4), three = static_cast<int>(s / 3);
+      v.begin_step(s, swapped ? three : four, swapped ? four : three);
+      v.loss(1, 1);
+    }
+    v.epoch_logs(swapped, 0, {{"val_loss", 2}});      // the run of 4 steps an epoch
+    v.epoch_logs(1 - swapped, 0, {{"val_loss", 3}});  // the run of 3
+    PageViews p;
+    v.finish(p);
+    std::vector<int64_t> a, b;
+    for (const auto& e : p.epochs) a.push_back(e.step);
+    for (const auto& e : p.epochs_b) b.push_back(e.step);
+    EXPECT_EQ(swapped ? b : a, (std::vector<int64_t>{0, 4, 8}));
+    EXPECT_EQ(swapped ? a : b, (std::vector<int64_t>{0, 3, 6, 9}));
+    ASSERT_EQ(p.val_loss.size(), 1u);
+    const ValidationLoss& val = p.val_loss[0];
+    EXPECT_EQ(swapped ? val.step_b : val.step, 3);
+    EXPECT_EQ(swapped ? val.b : val.a, 2);
+    EXPECT_EQ(swapped ? val.step : val.step_b, 2);
+    EXPECT_EQ(swapped ? val.a : val.b, 3);
+  }
+  // Epochs of one length: B's are not repeated.
+  StepViews v;
+  for (int64_t s = 0; s < 12; ++s) v.begin_step(s, static_cast<int>(s / 4));
+  PageViews p;
+  v.finish(p);
+  EXPECT_EQ(p.epochs.size(), 3u);
+  EXPECT_TRUE(p.epochs_b.empty());
+}
+
 // A trace whose steps name ever new sites (crafted: a model's sites repeat every step) keeps the map's rows,
 // each a vector of every point, bounded: the sites past the first kMaxMapRows are counted, not kept.
 TEST(StepViews, SitesPastTheMapsRowLimitAreCountedNotKept) {
@@ -139,6 +174,41 @@ TEST(RelativeDifference, OtherShapesOrNonFiniteValuesAreAsFarApartAsItGets) {
   b = a;
   b.non_finite = 1;
   EXPECT_GE(relative_difference(a, b), 1e30f);
+}
+
+// A difference in non-finite values, or one that makes the summaries' difference non-finite (a sum of squares
+// past the float range), has no relative size: it is told from a tensor of another size, and from any size.
+TEST(RelativeDifference, NonFiniteValuesAndOtherCountsAreToldApartFromAnySize) {
+  const Summary a = summary(4, 1, 1, 0, 1);
+  Summary b = a;
+  b.non_finite = 4;
+  EXPECT_EQ(relative_difference(a, b), MapRow::kNonFinite);
+  b = a;
+  b.sum_sq = INFINITY;
+  EXPECT_EQ(relative_difference(a, b), MapRow::kNonFinite);
+  b = a;
+  b.count = 5;
+  EXPECT_EQ(relative_difference(a, b), MapRow::kOtherCount);
+  b = summary(4, 1e30, 1e30, 0, 1);  // finite, however far apart: a size below the stand-ins
+  EXPECT_LT(relative_difference(a, b), MapRow::kOtherCount);
+}
+
+// Every step's loss that is NaN or infinite is counted, with the first of them, however the points are
+// thinned.
+TEST(StepViews, LossesThatAreNotFiniteAreCountedFromTheFirst) {
+  StepViews v;
+  for (int64_t step = 0; step < 10000; ++step) {
+    v.begin_step(step, 0);
+    v.loss(1.0, step < 3 ? 1.0 : step == 3 ? INFINITY : NAN);
+  }
+  PageViews p;
+  v.finish(p);
+  EXPECT_GT(p.step_stride, 1);
+  EXPECT_EQ(p.non_finite_a.steps, 0);
+  EXPECT_EQ(p.non_finite_a.first, -1);
+  EXPECT_EQ(p.non_finite_b.steps, 9997);
+  EXPECT_EQ(p.non_finite_b.first, 3);
+  EXPECT_EQ(p.non_finite_b.first_value, INFINITY);
 }
 
 TEST(SideBySideTable, ListsEveryKeyOfEitherSideWithTheFirstSidesOrder) {

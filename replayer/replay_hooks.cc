@@ -645,7 +645,9 @@ void ReplayHooks::step_begin(int64_t step, int epoch, int64_t batch) {
   if (!cur_.loaded && !cur_.exhausted) load_next();
   step_ = step;
   collective_index_ = 0;
-  views_.begin_step(step, epoch);
+  // The recording's epoch beside the replay's: a replay may run epochs of another length (another batch
+  // size).
+  views_.begin_step(step, cur_.loaded && cur_.step.index == step ? cur_.step.epoch : -1, epoch);
   if (cur_.loaded && cur_.step.index != step && compare_ && !first_)
     diverge(divergence(step, "setup", "missing", "",
                        "the replay is at step " + std::to_string(step) + ", the trace at step " +

@@ -8,10 +8,12 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "engine/escape.h"
 #include "replayer/report_file.h"
+#include "traces/trace.h"
 
 // The page, top to bottom: the answer (a card), the loss of both runs with their difference on a log scale,
 // the divergence map (every probed tensor, step by step, coloured by how much it differs), notes and facts,
@@ -151,6 +153,53 @@ string stop_words(const TraceStop& s) {
   return who + " is cut short" + at + ", " + after + " (a recording killed or cut there)";
 }
 
+// A difference in a state (the initial one, a checkpoint, the final one) lies between steps, where no value a
+// step compares shows it: where it lies, in words and on the step axis.
+struct StateMark {
+  string words;   // "the checkpoint at step 5 (the state after step 4)"
+  string label;   // "checkpoint at step 5 differs": the marker's
+  double at = 0;  // on the step axis, between two steps
+};
+
+std::optional<StateMark> state_mark(const DivergenceReport& r) {
+  if (!r.diverged || !r.first || r.first->kind != "state") return std::nullopt;
+  const int64_t s = r.first->step;
+  const string step = std::to_string(s), next = std::to_string(s + 1);
+  if (r.first->phase == "setup")
+    return StateMark{"the initial state, before step " + step, "initial state differs",
+                     static_cast<double>(s) - 0.5};
+  if (r.first->phase == "checkpoint")
+    return StateMark{"the checkpoint at step " + next + " (the state after step " + step + ")",
+                     "checkpoint at step " + next + " differs", static_cast<double>(s) + 0.5};
+  return StateMark{"the final state, after step " + step, "final state differs",
+                   static_cast<double>(s) + 0.5};
+}
+
+// What the plots say where the runs differ in nothing they draw: a state's difference, or the inputs' alone
+// (a divergence with no value compared that differs). Empty where the plots show the first divergence.
+string not_plotted_words(const DivergenceReport& r) {
+  if (const auto m = state_mark(r))
+    return "The runs first differ in " + m->words + (r.first->site.empty() ? "" : ", at " + r.first->site) +
+           ": no value drawn here covers it, as the steps compare their losses and probed tensors, not the "
+           "whole state.";
+  if (r.diverged && !r.first)
+    return "No value compared differs: the runs differ in their inputs only (see the cause), which no value "
+           "drawn here shows.";
+  return "";
+}
+
+// "The runs' epochs have other lengths: a.trr's begin at steps 45 and 90, b.trr's at steps 41 and 82" (HTML).
+string epoch_lengths_words(const PageViews& p, const Names& n) {
+  auto starts = [](const std::vector<EpochMark>& epochs) {
+    std::vector<string> s;
+    for (const auto& e : epochs)
+      if (e.epoch > 1) s.push_back(std::to_string(e.step));
+    return s.empty() ? string("no step compared") : (s.size() == 1 ? "step " : "steps ") + first_of(s, 6);
+  };
+  return "The runs' epochs have other lengths: those of " + esc(n.a) + " begin at " + starts(p.epochs) +
+         ", those of " + esc(n.b) + " at " + starts(p.epochs_b);
+}
+
 // --- the answer ---
 
 void answer_card(std::ostringstream& o, const DivergenceReport& r, const Names& n) {
@@ -227,7 +276,11 @@ void answer_card(std::ostringstream& o, const DivergenceReport& r, const Names& 
         << "</th><th>" << esc(n.b) << "</th><th>|diff|</th><th>ULP</th></tr><tr><td>" << d.index
         << "</td><td class=\"mono\">" << num(d.recorded, 9) << "</td><td class=\"mono\">"
         << num(d.replayed, 9) << "</td><td class=\"mono\">" << num(d.abs_diff, 9)
-        << "</td><td class=\"mono\">" << d.ulp << "</td></tr></table></dd>";
+        << "</td><td class=\"mono\">" << d.ulp << "</td></tr></table>";
+      // The terminal's caveat beside a huge ULP count near zero.
+      if (const string caveat = near_zero(d); !caveat.empty())
+        o << "<p class=\"caption\">" << d.ulp << " ULP" << esc(caveat) << ".</p>";
+      o << "</dd>";
     }
     if (d.summary_recorded && d.summary_replayed) {
       o << "<dt>Tensor summary</dt><dd><table class=\"vals\"><tr><th></th><th>sum</th><th>min</th><th>max</th>"
@@ -258,10 +311,37 @@ void answer_card(std::ostringstream& o, const DivergenceReport& r, const Names& 
       << "</dt><dd><code class=\"cmd\">" << command_html(r.page.command) << "</code></dd>";
   o << "</dl>";
   if (r.page.stopped_at_first && r.first)
-    o << "<p class=\"callout\">The replay stopped at its first divergence, step " << r.first->step
+    o << "<p class=\"callout\">The replay stopped at its first divergence, "
+      << (state_mark(r) ? "in " + state_mark(r)->words : "step " + std::to_string(r.first->step))
       << ". To see how far the runs drift after it, replay on to step " << r.page.would_end
       << ": <code class=\"cmd\">" << command_html(r.page.command + " --keep-going") << "</code></p>";
   o << "</section>\n";
+}
+
+// --- what bisect found on the way ---
+
+// A line as the terminal prints it, with `quoted commands` as code.
+string line_html(const string& line) {
+  string out;
+  bool code = false;
+  size_t at = 0;
+  for (size_t tick = line.find('`'); tick != string::npos; tick = line.find('`', at)) {
+    // An opening quote with no closing one is left as it is.
+    if (!code && line.find('`', tick + 1) == string::npos) break;
+    out += code ? "<code>" + esc(line.substr(at, tick - at)) + "</code>" : esc(line.substr(at, tick - at));
+    code = !code;
+    at = tick + 1;
+  }
+  return out + esc(line.substr(at));
+}
+
+void stages_section(std::ostringstream& o, const DivergenceReport& r) {
+  if (r.stages.empty()) return;
+  o << "<section><h2>What bisect did</h2><ul class=\"notes\">";
+  for (const string& line : r.stages)
+    o << "<li" << (line.rfind("result:", 0) == 0 ? " class=\"result\"" : "") << ">" << line_html(line)
+      << "</li>";
+  o << "</ul></section>\n";
 }
 
 // --- the loss of both runs ---
@@ -294,9 +374,33 @@ string legend_mark(const string& colour, bool square) {
          " fill=\"#fff\" stroke=\"" + colour + "\" stroke-width=\"2\"/></svg>";
 }
 
+// Where the first divergence is marked on the step axis: at its step, or between two steps for a state's.
+struct DivergenceMark {
+  double at = 0;
+  string label;
+  // Whether it lies on the axis `x` (a state after the last step drawn sits at its right edge).
+  bool on(const Axis& x) const { return at >= x.lo - 0.5 && at <= x.hi + 0.5; }
+};
+
+std::optional<DivergenceMark> divergence_mark(const DivergenceReport& r) {
+  if (const auto m = state_mark(r)) return DivergenceMark{m->at, m->label};
+  if (r.diverged && r.first)
+    return DivergenceMark{static_cast<double>(r.first->step),
+                          "first divergence, step " + std::to_string(r.first->step)};
+  return std::nullopt;
+}
+
 // The x axis of the loss panels: steps, with the epochs' first steps and the first divergence marked.
 void step_axis(std::ostringstream& o, const Axis& x, double top, double bottom, bool labels,
-               const std::vector<EpochMark>& epochs, int64_t diverged_at) {
+               const std::vector<EpochMark>& epochs, const std::vector<EpochMark>& epochs_b,
+               const std::optional<DivergenceMark>& mark) {
+  // B's epochs, where they have other lengths than A's: lines of its colour, unlabelled.
+  for (const auto& e : epochs_b) {
+    const double ex = x.at(static_cast<double>(e.step) - 0.5);
+    if (ex > x.p0 + 1)
+      o << "<line class=\"epochb\" x1=\"" << px(ex) << "\" y1=\"" << px(top) << "\" x2=\"" << px(ex)
+        << "\" y2=\"" << px(bottom) << "\"/>";
+  }
   for (double t : nice_ticks(x.lo, x.hi, 8)) {
     if (t != std::floor(t)) continue;
     o << "<line class=\"grid\" x1=\"" << px(x.at(t)) << "\" y1=\"" << px(top) << "\" x2=\"" << px(x.at(t))
@@ -320,15 +424,14 @@ void step_axis(std::ostringstream& o, const Axis& x, double top, double bottom, 
       o << "<text class=\"etick\" x=\"" << px(end ? ex - 3 : ex + 3) << "\" y=\"" << px(top + 11)
         << "\" text-anchor=\"" << (end ? "end" : "start") << "\">epoch " << epochs[i].epoch << "</text>";
   }
-  if (diverged_at >= 0 && diverged_at >= x.lo - 0.5 && diverged_at <= x.hi + 0.5) {
-    const double dx = x.at(static_cast<double>(diverged_at));
+  if (mark && mark->on(x)) {
+    const double dx = std::clamp(x.at(mark->at), x.p0, x.p1);
     o << "<line class=\"first\" x1=\"" << px(dx) << "\" y1=\"" << px(top) << "\" x2=\"" << px(dx) << "\" y2=\""
       << px(bottom) << "\"/>";
     if (!labels) {
       const bool right = dx > x.p0 + (x.p1 - x.p0) * 0.7;
       o << "<text class=\"firstlabel\" x=\"" << px(right ? dx - 4 : dx + 4) << "\" y=\"" << px(bottom - 6)
-        << "\" text-anchor=\"" << (right ? "end" : "start") << "\">first divergence, step " << diverged_at
-        << "</text>";
+        << "\" text-anchor=\"" << (right ? "end" : "start") << "\">" << mark->label << "</text>";
     }
   }
 }
@@ -353,19 +456,40 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
     for (double x : {v.a, v.b})
       if (std::isfinite(x)) lo = std::min(lo, x), hi = std::max(hi, x);
   if (points == 0 || !std::isfinite(lo)) {
-    o << "<p class=\"muted\">No step compared holds a loss on both sides.</p></section>\n";
+    o << "<p class=\"muted\">No step compared holds a "
+      << (p.non_finite_a.steps + p.non_finite_b.steps > 0 ? "finite loss (NaN or infinite at every step)"
+                                                          : "loss on both sides")
+      << ".</p></section>\n";
     return;
   }
   const bool has_val = !p.val_loss.empty();
-  o << "<div class=\"legend\"><span>" << legend_line("var(--a)", false, 6, 0.35) << esc(n.a) << "</span><span>"
-    << legend_line("var(--b)", false, 1.6) << esc(n.b) << "</span>";
-  if (has_val)
-    o << "<span>" << legend_mark("var(--a)", false) << "validation loss, " << esc(n.a) << "</span><span>"
-      << legend_mark("var(--b)", true) << "validation loss, " << esc(n.b) << "</span>";
-  if (r.diverged) o << "<span>" << legend_line("var(--bad)", false) << "first divergence</span>";
-  o << "<span>" << legend_line("#9aa5b1", true) << "epoch start</span></div>";
-
-  const double left = 74, right = kWidth - 16;
+  // Panel 1: the two losses.
+  const double t1 = 12, b1 = 262;
+  if (hi == lo) {
+    // A flat curve sits mid-panel: widened by 1% each way, within the doubles (1e308 and up).
+    const double pad = std::max(1e-6, std::fabs(lo) * 0.01);
+    hi = std::min(lo + pad, DBL_MAX);
+    lo = std::max(lo - pad, -DBL_MAX);
+  }
+  const std::vector<double> yt = nice_ticks(lo, hi, 5);
+  const Axis y{std::min(lo, yt.front()), std::max(hi, yt.back()), b1, t1};
+  // As many digits as tell the ticks apart (losses a few ULPs apart need 8) and show their equal steps
+  // (0.6190975 rounded to 0.619098 beside 0.619095 reads as a step of 3e-6, not 2.5e-6), at least 4.
+  int tick_digits = 4;
+  const double tick_step = yt.size() > 1 ? yt[1] - yt[0] : 0;
+  for (bool off = true; off && tick_digits < 17;) {
+    off = false;
+    for (size_t i = 0; i < yt.size(); ++i) {
+      off = off || (i > 0 && num(yt[i], tick_digits) == num(yt[i - 1], tick_digits)) ||
+            std::fabs(std::strtod(num(yt[i], tick_digits).c_str(), nullptr) - yt[i]) > tick_step * 1e-3;
+    }
+    if (off) ++tick_digits;
+  }
+  // A wide label moves the plots right, clear of the axis's title.
+  size_t widest = 0;
+  for (double t : yt) widest = std::max(widest, num(t, tick_digits).size());
+  const double left = 74 + 7.0 * static_cast<double>(std::max<size_t>(widest, 6) - 6);
+  const double right = kWidth - 16;
   // A replay that stopped at its first divergence keeps the axis of the whole run, the rest marked as not
   // replayed.
   double x_lo = step_of(0), x_hi = std::max(step_of(points - 1), static_cast<double>(p.would_end));
@@ -381,32 +505,32 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
         << "\" text-anchor=\"middle\">" << step_range(p.last_step + 1, p.would_end)
         << " not replayed: the replay stopped at its first divergence</text>";
   };
-  // A difference in the final or the initial state is at no step: no step is marked.
-  const int64_t diverged_at = r.diverged && r.first && r.first->kind != "state" ? r.first->step : -1;
-  // Panel 1: the two losses.
-  const double t1 = 12, b1 = 262;
-  if (hi == lo) {
-    // A flat curve sits mid-panel: widened by 1% each way, within the doubles (1e308 and up).
-    const double pad = std::max(1e-6, std::fabs(lo) * 0.01);
-    hi = std::min(lo + pad, DBL_MAX);
-    lo = std::max(lo - pad, -DBL_MAX);
-  }
-  const std::vector<double> yt = nice_ticks(lo, hi, 5);
-  const Axis y{std::min(lo, yt.front()), std::max(hi, yt.back()), b1, t1};
-  // As many digits as tell the ticks apart (losses a few ULPs apart need 8), at least 4.
-  int tick_digits = 4;
-  for (bool alike = true; alike && tick_digits < 17;) {
-    alike = false;
-    for (size_t i = 1; i < yt.size(); ++i)
-      alike = alike || num(yt[i], tick_digits) == num(yt[i - 1], tick_digits);
-    if (alike) ++tick_digits;
-  }
+  // A difference in a state is marked between the steps it lies between; one in the inputs alone is not.
+  const std::optional<DivergenceMark> mark = divergence_mark(r);
+  // The legend names the divergence's marker only where one is drawn.
+  o << "<div class=\"legend\"><span>" << legend_line("var(--a)", false, 6, 0.35) << esc(n.a)
+    << "</span><span>" << legend_line("var(--b)", false, 1.6) << esc(n.b) << "</span>";
+  if (has_val)
+    o << "<span>" << legend_mark("var(--a)", false) << "validation loss, " << esc(n.a) << "</span><span>"
+      << legend_mark("var(--b)", true) << "validation loss, " << esc(n.b) << "</span>";
+  if (mark && mark->on(x)) o << "<span>" << legend_line("var(--bad)", false) << "first divergence</span>";
+  if (p.epochs_b.empty())
+    o << "<span>" << legend_line("#9aa5b1", true) << "epoch start</span></div>";
+  else
+    o << "<span>" << legend_line("#9aa5b1", true) << "epoch start, " << esc(n.a) << "</span><span>"
+      << legend_line("var(--b)", true, 1.2) << "epoch start, " << esc(n.b) << "</span></div>";
+
   // Panel 2: |loss difference|, log scale.
   const double t2 = 310, b2 = 450;
   double dlo = INFINITY, dhi = -INFINITY;
   std::vector<double> diff(points, NAN);
+  // Losses that are the same bits, a NaN beside the same NaN too: the green band.
+  std::vector<bool> same(points, false);
+  bool all_same = true;
   for (size_t i = 0; i < points; ++i) {
     const double a = p.loss_a[i], b = i < p.loss_b.size() ? p.loss_b[i] : NAN;
+    same[i] = same_bits(a, b);
+    all_same = all_same && same[i];
     if (!std::isfinite(a) || !std::isfinite(b)) continue;
     // A difference past what a double holds (1e308 against -1e308) is left out, as a non-finite loss is.
     if (!std::isfinite(a - b)) continue;
@@ -431,7 +555,7 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
       << "\" y2=\"" << px(y.at(t)) << "\"/><text class=\"tick\" x=\"" << px(left - 6) << "\" y=\""
       << px(y.at(t) + 4) << "\" text-anchor=\"end\">" << num(t, tick_digits) << "</text>";
   }
-  step_axis(o, x, t1, b1, false, p.epochs, diverged_at);
+  step_axis(o, x, t1, b1, false, p.epochs, p.epochs_b, mark);
   auto path = [&](const std::vector<double>& s, const Axis& ya, bool log) {
     string d;
     bool pen = false;
@@ -462,12 +586,32 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
     << path(p.loss_b, y, false) << "\"/>";
   dots(p.loss_a, y, false, "da");
   dots(p.loss_b, y, false, "db");
+  // Losses that are not finite have no place on the axis: a band of the side's colour over the top edge.
+  for (int side = 0; side < 2; ++side) {
+    const std::vector<double>& s = side ? p.loss_b : p.loss_a;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (std::isfinite(s[i])) continue;
+      size_t j = i;
+      while (j + 1 < s.size() && !std::isfinite(s[j + 1])) ++j;
+      const double half = points == 1 ? 6 : (x.at(step_of(1)) - x.at(step_of(0))) / 2;
+      const double x0 = std::max(left, x.at(step_of(i)) - half),
+                   x1 = std::min(right, x.at(step_of(j)) + half);
+      o << "<rect class=\"" << (side ? "nfb" : "nfa") << "\" x=\"" << px(x0) << "\" y=\""
+        << px(t1 - 10 + 5 * side) << "\" width=\"" << px(x1 - x0) << "\" height=\"4\"><title>"
+        << step_range(static_cast<int64_t>(step_of(i)),
+                      std::min(p.last_step, static_cast<int64_t>(step_of(j)) + p.step_stride - 1))
+        << ": the loss of " << esc(side ? n.b : n.a) << " is not finite</title></rect>";
+      i = j;
+    }
+  }
+  // Each side's validation loss at its own epoch's last step.
   for (const auto& v : p.val_loss) {
-    const double vx = x.at(static_cast<double>(v.step));
-    if (std::isfinite(v.a))
+    double vx = x.at(static_cast<double>(v.step));
+    if (std::isfinite(v.a) && v.step >= 0)
       o << "<circle class=\"va\" cx=\"" << px(vx) << "\" cy=\"" << px(y.at(v.a)) << "\" r=\"6.5\"><title>epoch "
         << v.epoch << " validation loss " << num(v.a, 7) << " (" << esc(n.a) << ")</title></circle>";
-    if (std::isfinite(v.b))
+    vx = x.at(static_cast<double>(v.step_b));
+    if (std::isfinite(v.b) && v.step_b >= 0)
       o << "<rect class=\"vb\" x=\"" << px(vx - 3.5) << "\" y=\"" << px(y.at(v.b) - 3.5)
         << "\" width=\"7\" height=\"7\"><title>epoch " << v.epoch << " validation loss " << num(v.b, 7) << " ("
         << esc(n.b) << ")</title></rect>";
@@ -485,12 +629,12 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
       << "\" y2=\"" << px(yl.at(e)) << "\"/><text class=\"tick\" x=\"" << px(left - 6) << "\" y=\""
       << px(yl.at(e) + 4) << "\" text-anchor=\"end\">" << decade(e) << "</text>";
   }
-  step_axis(o, x, t2, b2, true, p.epochs, diverged_at);
+  step_axis(o, x, t2, b2, true, p.epochs, p.epochs_b, mark);
   // Steps whose losses are the same bits: a band along the bottom of the panel.
   for (size_t i = 0; i < points; ++i) {
-    if (!(diff[i] == 0)) continue;
+    if (!same[i]) continue;
     size_t j = i;
-    while (j + 1 < points && diff[j + 1] == 0) ++j;
+    while (j + 1 < points && same[j + 1]) ++j;
     const double half = points == 1 ? 6 : (x.at(step_of(1)) - x.at(step_of(0))) / 2;
     o << "<rect class=\"same\" x=\"" << px(std::max(left, x.at(step_of(i)) - half)) << "\" y=\""
       << px(zero_band - 9) << "\" width=\""
@@ -502,9 +646,17 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
   }
   o << "<path class=\"ld\" d=\"" << path(diff, yl, true) << "\"/>";
   dots(diff, yl, true, "dd");
-  if (!any_diff)
+  if (!any_diff && !all_same)
     o << "<text class=\"note\" x=\"" << px(left + 12) << "\" y=\"" << px((t2 + b2) / 2)
-      << "\" text-anchor=\"start\">the losses are the same bits at every step compared</text>";
+      << "\" text-anchor=\"start\">no difference to draw: where the losses differ, one of them is not "
+         "finite</text>";
+  else if (!any_diff)
+    o << "<text class=\"note\" x=\"" << px(left + 12) << "\" y=\"" << px((t2 + b2) / 2)
+      << "\" text-anchor=\"start\">the losses are the same bits at every step compared"
+      << (state_mark(r)            ? "; the runs differ in " + state_mark(r)->words
+          : r.diverged && !r.first ? "; the runs differ in their inputs only"
+                                   : "")
+      << "</text>";
   o << "<text class=\"axis\" transform=\"translate(16 " << px((t2 + b2) / 2) << ") rotate(-90)\" "
        "text-anchor=\"middle\">|loss difference|</text>"
     << "<text class=\"axis\" x=\"" << px((left + right) / 2) << "\" y=\"488\" text-anchor=\"middle\">step</text>";
@@ -515,6 +667,22 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
     << ". Bottom: the absolute difference of the two losses on a log scale; a green band marks steps whose losses "
        "are the same bits.";
   if (p.step_stride > 1) o << " One point per " << p.step_stride << " steps.";
+  const bool alike =
+      p.non_finite_a.steps == p.non_finite_b.steps && p.non_finite_a.first == p.non_finite_b.first;
+  for (int side = alike ? 1 : 0; side < 2; ++side) {
+    const NonFiniteLosses& nf = side ? p.non_finite_b : p.non_finite_a;
+    if (nf.steps == 0) continue;
+    o << " <b>The loss of " << (alike ? string("both runs") : esc(side ? n.b : n.a)) << " is not finite at "
+      << counted(nf.steps, "step") << (nf.steps == 1 ? ", " : ", the first ") << "step " << nf.first << " ("
+      << num(nf.first_value) << "): such a loss has no place on the axis; a band of "
+      << (alike ? "each run's" : "its") << " colour over the plot's top edge marks it.</b>";
+  }
+  if (!p.epochs_b.empty())
+    o << " " << epoch_lengths_words(p, n)
+      << " (the dashed lines of its colour); each run's validation loss is "
+      << "drawn at its own epoch's end.";
+  if (const string words = not_plotted_words(r); !words.empty())
+    o << " <b>" << esc(words) << "</b>" << (mark && mark->on(x) ? " The red line marks where it lies." : "");
   if (!has_val)
     o << (!p.validation ? " The run holds out no validation rows (train.validation_split = 0): there is no "
                           "validation loss to draw."
@@ -538,6 +706,7 @@ int bucket(float size) {
   if (size == MapRow::kNotCompared) return 10;
   if (size == MapRow::kSizeUnknown) return 9;
   if (size == MapRow::kSame) return 8;
+  if (size >= MapRow::kOtherCount) return kBuckets - 1;  // the stand-ins for no size: as far apart as it gets
   const double e = std::log10(static_cast<double>(size));
   if (e < -12) return 0;
   return std::min(kBuckets - 1, 1 + static_cast<int>(std::floor((e + 12) / 2)));
@@ -549,13 +718,30 @@ string bucket_label(int b) {
   return decade(-12 + 2 * (b - 1)) + " to " + decade(-10 + 2 * (b - 1));
 }
 
+// A map row's label in about `n` characters: a long one loses the middle, keeping what follows its layer's
+// name
+// (":out", ".kernel:grad"), which tells the layer's rows apart, whole where it takes at most half.
+string elided(const string& site, const string& layer, size_t n) {
+  if (site.size() <= n || n < 8) return site.size() <= n ? site : site.substr(0, n);
+  const size_t suffix = site.rfind(layer, 0) == 0 ? site.size() - layer.size() : 0;
+  size_t tail = site.size() - std::min(std::max<size_t>(suffix, n / 3), n / 2);
+  size_t head = n - 1 - (site.size() - tail);  // the ellipsis is one character wide
+  // Cut where UTF-8 characters begin.
+  auto continuation = [&](size_t at) {
+    return at < site.size() && (static_cast<unsigned char>(site[at]) & 0xC0) == 0x80;
+  };
+  while (head > 0 && continuation(head)) --head;
+  while (continuation(tail)) ++tail;
+  return site.substr(0, head) + "\u2026" + site.substr(tail);
+}
+
 string block_title(const string& block) {
   if (block == "forward") return "forward: layer outputs";
   if (block == "backward") return "backward: gradients";
   return "update: parameters after the step";
 }
 
-void map_section(std::ostringstream& o, const DivergenceReport& r) {
+void map_section(std::ostringstream& o, const DivergenceReport& r, const Names& n) {
   const PageViews& p = r.page;
   o << "<section><h2>Where the runs differ, step by step</h2>";
   if (!p.per_step) {
@@ -569,11 +755,13 @@ void map_section(std::ostringstream& o, const DivergenceReport& r) {
     });
     if (shallower != r.notes.end())
       o << "<p class=\"callout\">" << esc(*shallower)
-        << ": only the loss and one digest of all parameters per step are compared. Record both runs with "
+        << ": only the loss and one digest of all the trainable parameters per step (the row "
+           "<code>(all parameters)</code>) are compared. Record both runs with "
            "<code>--level layer</code> or <code>--level op</code> to see each layer here.</p>";
     else
       o << "<p class=\"callout\">The trace holds no layer-level probes (level step): only the loss and one "
-           "digest of all parameters per step. Record with <code>--level layer</code> or <code>--level "
+           "digest of all the trainable parameters per step (the row <code>(all parameters)</code>). Record "
+           "with <code>--level layer</code> or <code>--level "
            "op</code> "
            "to see each layer here.</p>";
   }
@@ -582,6 +770,8 @@ void map_section(std::ostringstream& o, const DivergenceReport& r) {
     o << "<p class=\"muted\">No tensor was compared.</p></section>\n";
     return;
   }
+  if (const string words = not_plotted_words(r); !words.empty())
+    o << "<p class=\"callout\">" << esc(words) << "</p>";
   if (p.sites_left_out > 0)
     o << "<p class=\"callout\">The traces name more than " << p.rows.size()
       << " sites: the map shows the first " << p.rows.size() << " only.</p>";
@@ -626,15 +816,26 @@ void map_section(std::ostringstream& o, const DivergenceReport& r) {
       block = row.block;
       o << "<text class=\"block\" x=\"4\" y=\"" << px(ry - 6) << "\">" << block_title(block) << "</text>";
     }
-    const string label = row.site.size() > max_chars ? row.site.substr(0, max_chars - 1) + "\u2026" : row.site;
+    const string label = elided(row.site, row.layer, max_chars);
     const bool at = r.diverged && r.first && row.site == r.first->site;
-    o << "<text class=\"rowlabel" << (at ? " at" : "") << "\" x=\"" << px(left - 8) << "\" y=\"" << px(ry + row_h * 0.72)
-      << "\" text-anchor=\"end\">" << esc(label) << "<title>" << esc(row.site) << "</title></text>";
+    o << "<text class=\"rowlabel" << (at ? " at" : "") << "\" x=\"" << px(left - 8) << "\" y=\""
+      << px(ry + row_h * 0.72) << "\" text-anchor=\"end\">" << esc(label) << "<title>" << esc(row.site)
+      << (row.site == trace::kAllParameters
+              ? ": one digest of all the trainable parameters after the step; the rest of the state (a batch "
+                "normalization's moving statistics, the optimizer's slots) is compared in the checkpoints "
+                "and "
+                "the final state"
+              : "")
+      << "</title></text>";
     for (size_t i = 0; i < points;) {
       const int b = bucket(row.size[i]);
       size_t j = i;
       float largest = row.size[i];
-      while (j + 1 < points && bucket(row.size[j + 1]) == b) largest = std::max(largest, row.size[++j]);
+      // A run of cells with no size (non-finite values, another count) is not merged with sized ones.
+      auto no_size = [](float v) { return v >= MapRow::kOtherCount ? v : 0.f; };
+      while (j + 1 < points && bucket(row.size[j + 1]) == b &&
+             no_size(row.size[j + 1]) == no_size(row.size[i]))
+        largest = std::max(largest, row.size[++j]);
       const char* fill = b < kBuckets ? kScale[b] : b == 8 ? kSameColour : b == 9 ? kUnknownColour : kNotComparedColour;
       const int64_t s0 = p.first_step + static_cast<int64_t>(i) * p.step_stride;
       const int64_t s1 = p.first_step + static_cast<int64_t>(j + 1) * p.step_stride - 1;
@@ -651,7 +852,12 @@ void map_section(std::ostringstream& o, const DivergenceReport& r) {
             : largest == std::numeric_limits<float>::min()
                 ? string("differs, with the same summary (its digests differ; its min, max, mean and RMS do "
                          "not)")
-                : "differs, relative size up to " + num(largest, 2))
+            : largest == MapRow::kNonFinite
+                ? string(
+                      "differs, with non-finite values (NaN or infinite, in the tensor or its summary): no "
+                      "relative size")
+            : largest == MapRow::kOtherCount ? string("differs in its number of values: no relative size")
+                                             : "differs, relative size up to " + num(largest, 2))
         << "</title></rect>";
       i = j + 1;
     }
@@ -683,6 +889,15 @@ void map_section(std::ostringstream& o, const DivergenceReport& r) {
       << r.first->step << "</title></path>";
   }
   const int64_t axis_end = std::max({p.last_step, p.first_step, columns > points ? p.would_end : int64_t{-1}});
+  // A state's difference: marked between the steps it lies between (the final state's at the right edge).
+  if (const auto m = state_mark(r);
+      m && m->at >= static_cast<double>(p.first_step) - 0.5 && m->at <= static_cast<double>(axis_end) + 0.5) {
+    const double fx = std::clamp(x_of_step(m->at + 0.5), left, right);
+    o << "<line class=\"first\" x1=\"" << px(fx) << "\" y1=\"" << px(top) << "\" x2=\"" << px(fx)
+      << "\" y2=\"" << px(bottom) << "\"/><path class=\"marker\" d=\"M" << px(fx - 6) << " "
+      << px(bottom + 12) << "L" << px(fx + 6) << " " << px(bottom + 12) << "L" << px(fx) << " "
+      << px(bottom + 4) << "Z\"><title>" << m->label << "</title></path>";
+  }
   for (double t : nice_ticks(static_cast<double>(p.first_step), static_cast<double>(axis_end), 8)) {
     if (t != std::floor(t)) continue;
     o << "<text class=\"tick\" x=\"" << px(x_of_step(t) + cw / 2) << "\" y=\"" << px(bottom + 26)
@@ -698,10 +913,16 @@ void map_section(std::ostringstream& o, const DivergenceReport& r) {
   o << "<span><i style=\"background:" << kSameColour << "\"></i>same bits</span><span><i style=\"background:"
     << kUnknownColour << "\"></i>differs, size not recorded (digest only)</span><span><i style=\"background:"
     << kNotComparedColour << "\"></i>not compared</span></div>";
-  o << "<p class=\"caption\">One row per probed tensor, layers in model order within each part of the step; one "
+  o << "<p class=\"caption\">One row per probed tensor, layers in model order within each part of the step; "
+       "one "
        "column per step"
-    << (p.step_stride > 1 ? " (per " + std::to_string(p.step_stride) + " steps, the largest difference)" : string())
-    << ". A float32 rounding difference is about 1e-7 relative. Hover a cell for its value.</p></section>\n";
+    << (p.step_stride > 1 ? " (per " + std::to_string(p.step_stride) + " steps, the largest difference)"
+                          : string())
+    << ". A float32 rounding difference is about 1e-7 relative. Hover a cell for its value."
+    << (p.epochs_b.empty()
+            ? string()
+            : " " + epoch_lengths_words(p, n) + ": the white lines are the epochs of " + esc(n.a) + ".")
+    << "</p></section>\n";
 }
 
 // --- notes and facts ---
@@ -1115,18 +1336,19 @@ constexpr const char* kStyle =
     ".key{display:flex;flex-wrap:wrap;gap:4px 14px;font-size:13px;margin-top:4px}"
     ".key span{display:inline-flex;align-items:center;gap:5px}.keytitle{flex-basis:100%;color:var(--mute)}"
     ".key i{display:inline-block;width:16px;height:12px;border:1px solid #0002}"
-    "ul.notes{margin:0 0 10px;padding-left:20px}"
+    "ul.notes{margin:0 0 10px;padding-left:20px}li.result{font-weight:600}"
     "svg{display:block;width:100%;height:auto}svg.sw{display:inline;width:auto}"
     "svg text{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Arial,sans-serif;fill:var(--ink)}"
     ".plot{fill:#fff;stroke:#c4cbd3}.grid{stroke:#eceff2}.tick{font-size:12px;fill:var(--mute)}"
     ".axis{font-size:13px;fill:var(--mute)}.etick{font-size:11px;fill:#7b8794}"
-    ".epoch{stroke:#9aa5b1;stroke-dasharray:4 3}.mapepoch{stroke:#fff;stroke-width:2}"
+    ".epoch{stroke:#9aa5b1;stroke-dasharray:4 3}.epochb{stroke:var(--b);stroke-width:1.2;stroke-dasharray:2 "
+    "4}.mapepoch{stroke:#fff;stroke-width:2}"
     ".first{stroke:var(--bad);stroke-width:1.5}.firstlabel{font-size:12px;fill:var(--bad)}"
     ".la{fill:none;stroke:var(--a);stroke-width:6;stroke-opacity:.35;stroke-linejoin:round}"
     ".lb{fill:none;stroke:var(--b);stroke-width:1.6}.ld{fill:none;stroke:#5b3a8e;stroke-width:1.8}"
     ".da{fill:var(--a)}.db{fill:var(--b)}.dd{fill:#5b3a8e}"
     ".va{fill:#fff;stroke:var(--a);stroke-width:2}.vb{fill:#fff;stroke:var(--b);stroke-width:2}"
-    ".same{fill:#7cc47c}.note{font-size:13px;fill:var(--mute)}"
+    ".same{fill:#7cc47c}.nfa{fill:var(--a)}.nfb{fill:var(--b)}.note{font-size:13px;fill:var(--mute)}"
     ".block{font-size:12px;font-weight:700;fill:var(--mute)}"
     ".rowlabel{font-family:ui-monospace,Menlo,Consolas,'DejaVu Sans Mono',monospace;font-size:11.5px}"
     ".marker{fill:var(--bad)}.here{fill:none;stroke:#000;stroke-width:2}.rowlabel.at{fill:var(--bad);font-"
@@ -1150,8 +1372,9 @@ std::string report_html(const DivergenceReport& r) {
   o << "<header><b>trainrr " << esc(r.command) << "</b><span>" << esc(n.a) << " vs " << esc(n.b)
     << "</span></header>\n";
   answer_card(o, r, n);
+  stages_section(o, r);
   loss_section(o, r, n);
-  map_section(o, r);
+  map_section(o, r, n);
   notes_section(o, r);
   timeline_section(o, r, n);
   kernel_section(o, r, n);

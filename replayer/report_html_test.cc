@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <limits>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string_view>
 
@@ -110,17 +111,145 @@ TEST(ReportHtml, AReplayStoppedAtItsFirstDivergenceDrawsItsCurvesAndSuggestsKeep
   EXPECT_FALSE(has(without, "No epoch ended within the steps compared")) << without;
 }
 
-// A difference in the final state is at no step: no step is marked as the first divergence.
-TEST(ReportHtml, AFinalStateDifferenceMarksNoStep) {
+// The number of times `part` occurs in `s`.
+size_t count(const std::string& s, const std::string& part) {
+  size_t n = 0;
+  for (size_t at = s.find(part); at != std::string::npos; at = s.find(part, at + part.size())) ++n;
+  return n;
+}
+
+// A difference in the final state is at no step: no step is marked as the first divergence; the end of the
+// run is, and the plots say that the difference lies in a state they do not draw.
+TEST(ReportHtml, AFinalStateDifferenceIsMarkedAtTheEndAndSaidUnderThePlots) {
   DivergenceReport r = diverged_replay();
   FirstDivergence d = divergence(9, "final state", "state", "batch_normalization_1.moving_mean");
   d.layer = "batch_normalization_1";
   r.first = d;
   r.page.stopped_at_first = false;
+  r.page.would_end = -1;
+  r.page.loss_b = r.page.loss_a;
   const std::string page = report_html(r);
   EXPECT_TRUE(has(page, "Diverged in the final state, after step 9")) << page;
   EXPECT_FALSE(has(page, "first divergence, step")) << page;
   EXPECT_TRUE(has(report_html(diverged_replay()), "first divergence, step 9"));
+  // The marker at the right edge (step 9.5 on an axis ending at step 9) in the loss plot, and the words.
+  EXPECT_EQ(count(page, "<line class=\"first\" x1=\"1084\""), 3u) << page;  // both panels and the map
+  EXPECT_TRUE(has(page, ">final state differs</text>")) << page;
+  EXPECT_TRUE(
+      has(page,
+          "The runs first differ in the final state, after step 9, at batch_normalization_1.moving_mean: "
+          "no value drawn here covers it"))
+      << page;
+  EXPECT_TRUE(has(page,
+                  "the losses are the same bits at every step compared; the runs differ in the final state, "
+                  "after step 9</text>"));
+  // Said both under the loss plot and over the map.
+  EXPECT_EQ(count(page, "no value drawn here covers it"), 2u) << page;
+}
+
+// A checkpoint that differs lies between two steps: the marker sits between them, the legend's entry has its
+// line, and the callout of a replay that stopped there names the checkpoint, not the step before it.
+TEST(ReportHtml, ACheckpointDifferenceIsMarkedBetweenItsStepsAndTheCalloutNamesIt) {
+  DivergenceReport r = diverged_replay();
+  r.first = divergence(4, "checkpoint", "state", "batch_normalization_1.moving_mean");
+  r.page.last_step = 4;
+  r.page.loss_a.resize(5);
+  r.page.loss_b = r.page.loss_a;
+  for (auto& row : r.page.rows) row.size.assign(5, MapRow::kSame);
+  const std::string page = report_html(r);
+  EXPECT_TRUE(has(page, "Diverged in the checkpoint at step 5, after step 4")) << page;
+  EXPECT_TRUE(has(page,
+                  "The replay stopped at its first divergence, in the checkpoint at step 5 (the state after "
+                  "step 4). To see"))
+      << page;
+  EXPECT_FALSE(has(page, "first divergence, step 4")) << page;
+  // Step 4.5 of steps 0-59 on 74..1084 px.
+  EXPECT_TRUE(has(page, "<line class=\"first\" x1=\"151.03\"")) << page;
+  EXPECT_TRUE(has(page, ">checkpoint at step 5 differs</text>")) << page;
+  EXPECT_TRUE(has(page, "<title>checkpoint at step 5 differs</title></path>")) << page;  // under the map
+  EXPECT_TRUE(has(page, "first divergence</span>"));
+  EXPECT_TRUE(has(page, "The runs first differ in the checkpoint at step 5 (the state after step 4)"))
+      << page;
+}
+
+// A divergence in the inputs only has no value compared that differs: no marker, so no legend entry for one,
+// and the plots say why they show no difference.
+TEST(ReportHtml, ADivergenceInTheInputsOnlyPromisesNoMarkerAndSaysSo) {
+  DivergenceReport r = diverged_replay();
+  r.first.reset();
+  r.cause = {"data", "a test row differs"};
+  r.page.stopped_at_first = false;
+  r.page.loss_b = r.page.loss_a;
+  for (auto& row : r.page.rows) row.size.assign(10, MapRow::kSame);
+  const std::string page = report_html(r);
+  EXPECT_TRUE(has(page, "Diverged in the inputs only")) << page;
+  EXPECT_FALSE(has(page, "first divergence")) << page;
+  EXPECT_FALSE(has(page, "<line class=\"first\"")) << page;
+  EXPECT_TRUE(has(page, "No value compared differs: the runs differ in their inputs only")) << page;
+  EXPECT_TRUE(has(page,
+                  "the losses are the same bits at every step compared; the runs differ in their inputs "
+                  "only</text>"));
+}
+
+// Runs whose epochs have other lengths: each run's validation loss at its own epoch's end, and each run's
+// epoch starts, so that the page of diff A B draws what the page of diff B A does.
+TEST(ReportHtml, RunsWithEpochsOfOtherLengthsDrawEachRunsValidationAtItsOwnEpochsEnd) {
+  DivergenceReport r = diverged_replay();
+  r.page.stopped_at_first = false;
+  r.page.would_end = -1;
+  r.page.epochs = {{0, 1}, {5, 2}};
+  r.page.epochs_b = {{0, 1}, {4, 2}, {8, 3}};
+  r.page.val_loss = {{1, 4, 0.5, 0.6, 3}};
+  const std::string page = report_html(r);
+  // Steps 0-9 on 74..1084 px: step 4 at 522.89, step 3 at 410.67 (the square's corner 3.5 px left and up).
+  EXPECT_TRUE(has(page, "<circle class=\"va\" cx=\"522.89\"")) << page;
+  EXPECT_TRUE(has(page, "<rect class=\"vb\" x=\"407.17\"")) << page;
+  // B's epoch starts, at steps 3.5 and 7.5, in both panels.
+  EXPECT_EQ(count(page, "<line class=\"epochb\" x1=\"466.78\""), 2u) << page;
+  EXPECT_EQ(count(page, "<line class=\"epochb\" x1=\"915.67\""), 2u) << page;
+  EXPECT_TRUE(has(page, "epoch start, replay here</span>")) << page;
+  EXPECT_TRUE(has(page,
+                  "The runs' epochs have other lengths: those of bn.trr (recorded) begin at step 5, those "
+                  "of replay here at steps 4, 8"))
+      << page;
+  // Epochs of one length: one kind of line, said once.
+  r.page.epochs_b.clear();
+  const std::string alike = report_html(r);
+  EXPECT_FALSE(has(alike, "<line class=\"epochb\"")) << alike;
+  EXPECT_FALSE(has(alike, "other lengths")) << alike;
+}
+
+// At level step the map's one row is a digest of the trainable parameters: the page says so where it
+// describes the row, and the row keeps its name.
+TEST(ReportHtml, TheLevelStepRowIsSaidToCoverTheTrainableParameters) {
+  DivergenceReport r = diverged_replay();
+  r.page.layer_probes = false;
+  r.page.rows = {{"(all parameters)", "", "update", std::vector<float>(10, MapRow::kSame)}};
+  const std::string page = report_html(r);
+  EXPECT_TRUE(has(page,
+                  "one digest of all the trainable parameters per step (the row <code>(all "
+                  "parameters)</code>)"))
+      << page;
+  EXPECT_FALSE(has(page, "digest of all parameters")) << page;
+  EXPECT_TRUE(
+      has(page, "<title>(all parameters): one digest of all the trainable parameters after the step"));
+  EXPECT_TRUE(has(page, "<title>(all parameters), steps 0-9: same bits</title>")) << page;
+}
+
+// A huge ULP count between values near zero is a tiny difference: the page says so beside the count, as the
+// terminal does.
+TEST(ReportHtml, AHugeUlpCountNearZeroCarriesTheTerminalsCaveat) {
+  DivergenceReport r = diverged_replay();
+  r.first->recorded = 2.1327287e-07;
+  r.first->replayed = 2.15135515e-07;
+  r.first->abs_diff = 1.86264515e-09;
+  r.first->ulp = 131072;
+  const std::string page = report_html(r);
+  EXPECT_TRUE(has(page,
+                  "131072 ULP (near zero, where a ULP is tiny: the values differ by 1.86264515e-09 in "
+                  "absolute terms)."))
+      << page;
+  EXPECT_FALSE(has(report_html(diverged_replay()), "near zero"));  // 1 ULP: nothing to say
 }
 
 TEST(ReportHtml, TheLegendNamesTheTracesNotAAndB) {
@@ -190,6 +319,56 @@ TEST(ReportHtml, BisectSaysItDrawsNoCurves) {
   EXPECT_FALSE(has(page, "<title>batch_normalization_1:out"));
 }
 
+// A long layer name loses its middle in the map's labels, not the suffix that tells its rows apart.
+TEST(ReportHtml, LongRowLabelsKeepTheSuffixThatTellsALayersRowsApart) {
+  DivergenceReport r = diverged_replay();
+  const std::string layer = "encoder_block_3_attention_output_proj_EXTRALONGNAME_abcdefghijklmnopqrstuvwxyz";
+  r.page.rows.clear();
+  for (const char* suffix : {":out", ".kernel:grad", ".bias:grad", ".kernel:value", ".bias:value"})
+    r.page.rows.push_back({layer + suffix, layer, "forward", std::vector<float>(10, MapRow::kSame)});
+  const std::string page = report_html(r);
+  std::set<std::string> labels;
+  const std::regex label("<text class=\"rowlabel[^>]*>([^<]*)<title>");
+  for (auto it = std::sregex_iterator(page.begin(), page.end(), label); it != std::sregex_iterator(); ++it)
+    labels.insert((*it)[1].str());
+  ASSERT_EQ(labels.size(), 5u) << page;  // five labels, all different
+  for (const std::string& l : labels) {
+    EXPECT_EQ(l.rfind("encoder_block_3_", 0), 0u) << l;
+    EXPECT_TRUE(has(l, "\u2026")) << l;
+    EXPECT_LE(l.size(), 49u + 2) << l;  // 49 characters, the widest label column's (the ellipsis: 3 bytes)
+  }
+  EXPECT_TRUE(std::any_of(labels.begin(), labels.end(), [](const std::string& l) {
+    return l.size() > 13 && l.compare(l.size() - 13, 13, ".kernel:value") == 0;
+  })) << page;
+  EXPECT_TRUE(std::any_of(labels.begin(), labels.end(), [](const std::string& l) {
+    return l.size() > 4 && l.compare(l.size() - 4, 4, ":out") == 0;
+  })) << page;
+}
+
+// The bisect page says what bisect found on the way, as the terminal does: its stage lines and its result,
+// right under the answer, a quoted command as code.
+TEST(ReportHtml, BisectsStagesAndResultFollowTheAnswer) {
+  DivergenceReport r = diverged_replay();
+  r.command = "bisect";
+  r.page = PageViews{};
+  r.stages = {
+      "stage 2: lockstep replay from step 0: forced reproduces, free diverges at step 10",
+      "result: force loader (1 of 18 choices) to reproduce; `trainrr replay <b>.trr --force loader` does"};
+  const std::string page = report_html(r);
+  const size_t stages = page.find("<h2>What bisect did</h2>");
+  ASSERT_NE(stages, std::string::npos) << page;
+  EXPECT_LT(page.find("Diverged at step 9"), stages);
+  EXPECT_LT(stages, page.find("Loss per step"));
+  EXPECT_TRUE(has(
+      page, "<li>stage 2: lockstep replay from step 0: forced reproduces, free diverges at step 10</li>"));
+  EXPECT_TRUE(has(page,
+                  "<li class=\"result\">result: force loader (1 of 18 choices) to reproduce; <code>trainrr "
+                  "replay &lt;b&gt;.trr --force loader</code> does</li>"))
+      << page;
+  r.stages.clear();
+  EXPECT_FALSE(has(report_html(r), "What bisect did"));
+}
+
 TEST(ReportHtml, AReproducedReplaySaysSoAndMarksNoDivergence) {
   DivergenceReport r = diverged_replay();
   r.diverged = false;
@@ -201,6 +380,51 @@ TEST(ReportHtml, AReproducedReplaySaysSoAndMarksNoDivergence) {
   EXPECT_TRUE(has(page, "Reproduced bit for bit"));
   EXPECT_FALSE(has(page, "first divergence"));
   EXPECT_TRUE(has(page, "the losses are the same bits at every step compared"));
+}
+
+// Losses that are NaN or infinite have no place on the axis: the caption says how many from which step, a
+// band marks them, and the same NaN on both sides is the same bits (the green band), not a gap.
+TEST(ReportHtml, LossesThatAreNotFiniteAreSaidAndTheSameNaNIsTheSameBits) {
+  DivergenceReport r = diverged_replay();
+  r.diverged = false;
+  r.first.reset();
+  r.page.stopped_at_first = false;
+  for (auto& row : r.page.rows) row.size.assign(10, MapRow::kSame);
+  for (size_t i = 1; i < 10; ++i) r.page.loss_a[i] = i == 1 ? INFINITY : NAN;
+  r.page.loss_b = r.page.loss_a;
+  r.page.non_finite_a = r.page.non_finite_b = {9, 1, INFINITY};
+  const std::string page = report_html(r);
+  EXPECT_TRUE(has(page, "<title>steps 0-9: the same loss, bit for bit</title>")) << page;
+  EXPECT_TRUE(has(page, "The loss of both runs is not finite at 9 steps, the first step 1 (inf)")) << page;
+  EXPECT_TRUE(has(page, "<title>steps 1-9: the loss of replay here is not finite</title>")) << page;
+  EXPECT_TRUE(has(page, "the losses are the same bits at every step compared")) << page;
+  // Finite on one side, not on the other: no difference to draw, and not "the same bits".
+  r.page.loss_a = diverged_replay().page.loss_a;
+  r.page.non_finite_a = {};
+  const std::string one_side = report_html(r);
+  EXPECT_FALSE(has(one_side, "the same bits at every step")) << one_side;
+  EXPECT_TRUE(has(one_side, "<title>step 0: the same loss, bit for bit</title>")) << one_side;
+  EXPECT_FALSE(has(one_side, "The loss of bn.trr (recorded) is not finite")) << one_side;
+  EXPECT_TRUE(has(one_side, "The loss of replay here is not finite at 9 steps, the first step 1 (inf)"))
+      << one_side;
+}
+
+// A map cell whose tensor holds non-finite values has no relative size: its tooltip says so, not 3.4e+38.
+TEST(ReportHtml, AMapCellWithNonFiniteValuesSaysSoNotAHugeSize) {
+  DivergenceReport r = diverged_replay();
+  Summary a, b;
+  a.count = b.count = 32;
+  b.non_finite = 32;
+  r.page.rows[0].size[9] = relative_difference(a, b);
+  r.page.rows[0].size[8] = 1.5f;  // a size in the same colour's range: told apart from no size
+  const std::string page = report_html(r);
+  EXPECT_TRUE(has(page, "<title>batch_normalization_1:out, step 8: differs, relative size up to 1.5</title>"))
+      << page;
+  EXPECT_TRUE(has(page,
+                  "<title>batch_normalization_1:out, step 9: differs, with non-finite values (NaN or "
+                  "infinite, in the tensor or its summary): no relative size</title>"))
+      << page;
+  EXPECT_FALSE(has(page, "e+38")) << page;
 }
 
 // Every coordinate in the page's drawings (x, y, cx, cy, width, height, a path's points): numbers, finite.
@@ -238,7 +462,7 @@ TEST(ReportHtml, EveryCoordinateOfTheLossChartIsFiniteForAnyFiniteLosses) {
   for (const auto& [what, losses] : cases) {
     DivergenceReport r = diverged_replay();
     r.page.loss_b = losses;
-    r.page.val_loss = {{1, 4, losses[3], losses[4]}};
+    r.page.val_loss = {{1, 4, losses[3], losses[4], 4}};
     const std::string page = report_html(r);
     EXPECT_EQ(first_coordinate_not_finite(page), "") << what;
     const size_t chart = page.find("aria-label=\"loss per step");
@@ -263,17 +487,32 @@ TEST(ReportHtml, ALossRangeNarrowerThanTheDoublesResolveEndsItsTicks) {
 
 // Losses a few float32 ULPs apart: the loss axis's ticks are told apart, with as many digits as that takes.
 TEST(ReportHtml, LossTicksOfANarrowRangeHaveDigitsEnoughToDiffer) {
-  DivergenceReport r = diverged_replay();
-  r.page.loss_a.assign(10, 3.2140377);
-  r.page.loss_b.assign(10, 3.2140379);
-  const std::string page = report_html(r);
-  // The loss panel's ticks, at x = left - 6.
-  const std::regex tick("<text class=\"tick\" x=\"68\" y=\"[0-9.]+\" text-anchor=\"end\">([^<]*)</text>");
-  std::vector<std::string> labels;
-  for (auto it = std::sregex_iterator(page.begin(), page.end(), tick); it != std::sregex_iterator(); ++it)
-    labels.push_back((*it)[1].str());
-  ASSERT_GE(labels.size(), 2u) << page;
-  for (size_t i = 1; i < labels.size(); ++i) EXPECT_NE(labels[i], labels[i - 1]) << labels[i];
+  for (const auto& [lo, hi] : {std::pair{3.2140377, 3.2140379}, std::pair{0.6190915, 0.6191025}}) {
+    DivergenceReport r = diverged_replay();
+    r.page.loss_a.assign(10, lo);
+    r.page.loss_b.assign(10, hi);
+    const std::string page = report_html(r);
+    // The loss panel's ticks, up to its axis title.
+    const size_t chart = page.find("aria-label=\"loss per step");
+    const std::string panel = page.substr(chart, page.find(">loss</text>", chart) - chart);
+    const std::regex tick(
+        "<text class=\"tick\" x=\"([0-9.]+)\" y=\"[0-9.]+\" text-anchor=\"end\">([^<]*)</text>");
+    std::vector<std::string> labels;
+    for (auto it = std::sregex_iterator(panel.begin(), panel.end(), tick); it != std::sregex_iterator();
+         ++it) {
+      labels.push_back((*it)[2].str());
+      // Clear of the axis title "loss" (x 16, 13 px high when turned), at about 7 px a character.
+      EXPECT_GE(std::stod((*it)[1].str()) - 7.0 * static_cast<double>(labels.back().size()), 24.0)
+          << labels.back();
+    }
+    ASSERT_GE(labels.size(), 3u) << page;
+    for (size_t i = 1; i < labels.size(); ++i) EXPECT_NE(labels[i], labels[i - 1]) << labels[i];
+    // Equal steps between the ticks read as equal steps (0.619098 beside 0.619095 and 0.6191 did not).
+    const double step = std::stod(labels[1]) - std::stod(labels[0]);
+    for (size_t i = 2; i < labels.size(); ++i)
+      EXPECT_NEAR(std::stod(labels[i]) - std::stod(labels[i - 1]), step, std::fabs(step) * 1e-3)
+          << labels[i - 1] << " " << labels[i];
+  }
 }
 
 // A diff of a layer-level and a step-level trace compares at level step: the page says that, not that a

@@ -11,6 +11,7 @@
 #include <map>
 #include <numeric>
 #include <regex>
+#include <sstream>
 
 #include "engine/kernels/matmul_openblas.h"
 #include "tests/recording_util.h"
@@ -1012,6 +1013,21 @@ TEST_F(Scenario, DiffHtmlMarksTheLayersThatDifferStepByStep) {
   const std::string bisect_page = read_file(dir.file("b.html"));
   EXPECT_TRUE(has(bisect_page, "Not computed by trainrr bisect")) << bis.output << bisect_page;
   EXPECT_FALSE(has(bisect_page, "same bits</title>")) << bisect_page;
+  // What bisect found on the way, as the terminal says it: every stage line and the result, on the page.
+  size_t stages = 0;
+  std::istringstream lines(bis.output);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("stage ", 0) != 0 && line.rfind("result: ", 0) != 0) continue;
+    ++stages;
+    const std::string start = line.substr(0, std::min<size_t>(30, line.find_first_of("`<>&\"'")));
+    EXPECT_TRUE(has(bisect_page, "<li>" + start) || has(bisect_page, "<li class=\"result\">" + start))
+        << line << "\n"
+        << bisect_page;
+  }
+  EXPECT_GE(stages, 2u) << bis.output;
+  // The whole environment, recorded and here, as a replay's page has it, not only the keys that differ.
+  EXPECT_TRUE(std::regex_search(bisect_page, std::regex(R"(\d+ of \d+ recorded keys differ)")))
+      << bisect_page;
 }
 
 // Which side stops first, when the replayed configuration runs for another number of steps than the
