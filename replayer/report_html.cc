@@ -59,6 +59,20 @@ string px(double v) {
   return s == "-0" ? "0" : s;
 }
 
+// The label of an epoch that starts at `ex` ("epoch 12"), at height `y`: after its line, or, near the panel's
+// right edge `right`, ending at it, where it does not run into the label before it (that one ends at
+// `after`). Where it would, none is drawn. Where the label drawn ends, or `after`.
+double epoch_label(std::ostream& o, double ex, double right, double y, int epoch, double after) {
+  const string text = "epoch " + std::to_string(epoch);
+  const double width = 6.5 * static_cast<double>(text.size());  // the tick font's width, generously
+  const bool end = ex > right - 56;
+  const double from = end ? ex - 3 - width : ex + 3;
+  if (from < after + 6) return after;
+  o << "<text class=\"etick\" x=\"" << px(end ? ex - 3 : ex + 3) << "\" y=\"" << px(y) << "\" text-anchor=\""
+    << (end ? "end" : "start") << "\">" << text << "</text>";
+  return from + width;
+}
+
 // "1e-08" reads worse than "1e-8".
 string decade(int e) {
   if (e == 0) return "1";
@@ -410,6 +424,7 @@ void step_axis(std::ostringstream& o, const Axis& x, double top, double bottom, 
         << "\" text-anchor=\"middle\">" << static_cast<int64_t>(t) << "</text>";
   }
   const size_t every = std::max<size_t>(1, (epochs.size() + 11) / 12);
+  double labels_end = -1e9;  // where the last epoch label drawn ends: none is drawn over it
   for (size_t i = 0; i < epochs.size(); ++i) {
     // The first epoch compared may begin before the first step compared: its label sits at the left edge.
     double ex = x.at(static_cast<double>(epochs[i].step) - 0.5);
@@ -418,11 +433,8 @@ void step_axis(std::ostringstream& o, const Axis& x, double top, double bottom, 
     else
       o << "<line class=\"epoch\" x1=\"" << px(ex) << "\" y1=\"" << px(top) << "\" x2=\"" << px(ex)
         << "\" y2=\"" << px(bottom) << "\"/>";
-    // A label near the right edge ends at its line rather than running past the panel.
-    const bool end = ex > x.p1 - 56;
     if (!labels && i % every == 0)
-      o << "<text class=\"etick\" x=\"" << px(end ? ex - 3 : ex + 3) << "\" y=\"" << px(top + 11)
-        << "\" text-anchor=\"" << (end ? "end" : "start") << "\">epoch " << epochs[i].epoch << "</text>";
+      labels_end = epoch_label(o, ex, x.p1, top + 11, epochs[i].epoch, labels_end);
   }
   if (mark && mark->on(x)) {
     const double dx = std::clamp(x.at(mark->at), x.p0, x.p1);
@@ -809,12 +821,15 @@ void map_section(std::ostringstream& o, const DivergenceReport& r, const Names& 
       << step_range(p.last_step + 1, p.would_end) << " not replayed</text>";
   }
   block.clear();
+  // The parts' titles, drawn last: over the epoch lines that cross them.
+  std::ostringstream titles;
   for (size_t ri = 0; ri < p.rows.size(); ++ri) {
     const MapRow& row = p.rows[ri];
     const double ry = row_y[ri];
     if (row.block != block) {
       block = row.block;
-      o << "<text class=\"block\" x=\"4\" y=\"" << px(ry - 6) << "\">" << block_title(block) << "</text>";
+      titles << "<text class=\"block\" x=\"4\" y=\"" << px(ry - 6) << "\">" << block_title(block)
+             << "</text>";
     }
     const string label = elided(row.site, row.layer, max_chars);
     const bool at = r.diverged && r.first && row.site == r.first->site;
@@ -869,13 +884,12 @@ void map_section(std::ostringstream& o, const DivergenceReport& r, const Names& 
     o << "<line class=\"mapepoch\" x1=\"" << px(ex) << "\" y1=\"" << px(top) << "\" x2=\"" << px(ex)
       << "\" y2=\"" << px(bottom) << "\"/>";
   }
+  o << titles.str();
   const size_t every = std::max<size_t>(1, (p.epochs.size() + 11) / 12);
-  for (size_t i = 0; i < p.epochs.size(); i += every) {
-    const double ex = std::max(left, x_of_step(static_cast<double>(p.epochs[i].step)));
-    const bool end = ex > right - 56;
-    o << "<text class=\"etick\" x=\"" << px(end ? ex - 3 : ex + 3) << "\" y=\"" << px(top - 6)
-      << "\" text-anchor=\"" << (end ? "end" : "start") << "\">epoch " << p.epochs[i].epoch << "</text>";
-  }
+  double labels_end = -1e9;
+  for (size_t i = 0; i < p.epochs.size(); i += every)
+    labels_end = epoch_label(o, std::max(left, x_of_step(static_cast<double>(p.epochs[i].step))), right,
+                             top - 6, p.epochs[i].epoch, labels_end);
   if (r.diverged && r.first && r.first->kind != "state" && r.first->step >= p.first_step &&
       r.first->step <= p.last_step) {
     const double fx = x_of_step(static_cast<double>(r.first->step)) + cw / 2;
@@ -1349,7 +1363,8 @@ constexpr const char* kStyle =
     ".da{fill:var(--a)}.db{fill:var(--b)}.dd{fill:#5b3a8e}"
     ".va{fill:#fff;stroke:var(--a);stroke-width:2}.vb{fill:#fff;stroke:var(--b);stroke-width:2}"
     ".same{fill:#7cc47c}.nfa{fill:var(--a)}.nfb{fill:var(--b)}.note{font-size:13px;fill:var(--mute)}"
-    ".block{font-size:12px;font-weight:700;fill:var(--mute)}"
+    ".block{font-size:12px;font-weight:700;fill:var(--mute);paint-order:stroke;stroke:#fff;stroke-width:4px;"
+    "stroke-linejoin:round}"
     ".rowlabel{font-family:ui-monospace,Menlo,Consolas,'DejaVu Sans Mono',monospace;font-size:11.5px}"
     ".marker{fill:var(--bad)}.here{fill:none;stroke:#000;stroke-width:2}.rowlabel.at{fill:var(--bad);font-"
     "weight:700}"
