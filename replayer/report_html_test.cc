@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <map>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -320,6 +321,42 @@ TEST(ReportHtml, BisectSaysItDrawsNoCurves) {
 }
 
 // A long layer name loses its middle in the map's labels, not the suffix that tells its rows apart.
+// Many epochs: the labels drawn (every few epochs) never overlap, the last one ending at the panel's edge
+// included; "epoch 71" and "epoch 78" overprinted each other.
+TEST(ReportHtml, EpochLabelsOfALongRunDoNotOverlap) {
+  DivergenceReport r = diverged_replay();
+  PageViews& p = r.page;
+  p.loss_a.clear();
+  p.loss_b.clear();
+  p.epochs.clear();
+  for (auto& row : p.rows) row.size.assign(3280, MapRow::kSame);
+  for (int s = 0; s < 3280; ++s) {
+    p.loss_a.push_back(1.0);
+    p.loss_b.push_back(1.0);
+  }
+  for (int e = 0; e < 80; ++e) p.epochs.push_back({e * 41, e + 1});
+  p.last_step = 3279;
+  p.stopped_at_first = false;
+  const std::string html = report_html(r);
+  // Each label: its x, anchor and text; its extent at 6.5 px a character, as the page lays it out.
+  std::map<std::string, std::vector<std::pair<double, double>>> by_y;
+  for (size_t at = html.find("class=\"etick\""); at != std::string::npos;
+       at = html.find("class=\"etick\"", at + 1)) {
+    const double x = std::stod(html.substr(html.find("x=\"", at) + 3));
+    const size_t y_at = html.find("y=\"", at) + 3;
+    const std::string y = html.substr(y_at, html.find('"', y_at) - y_at);
+    const bool end = html.find("text-anchor=\"end\"", at) < html.find("</text>", at);
+    const size_t text_at = html.find('>', at) + 1;
+    const double width = 6.5 * static_cast<double>(html.find("</text>", at) - text_at);
+    by_y[y].push_back(end ? std::pair{x - width, x} : std::pair{x, x + width});
+  }
+  ASSERT_FALSE(by_y.empty());
+  for (auto& [y, spans] : by_y) {
+    std::sort(spans.begin(), spans.end());
+    for (size_t i = 1; i < spans.size(); ++i) EXPECT_LE(spans[i - 1].second, spans[i].first) << "at y " << y;
+  }
+}
+
 TEST(ReportHtml, LongRowLabelsKeepTheSuffixThatTellsALayersRowsApart) {
   DivergenceReport r = diverged_replay();
   const std::string layer = "encoder_block_3_attention_output_proj_EXTRALONGNAME_abcdefghijklmnopqrstuvwxyz";
