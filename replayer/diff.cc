@@ -622,18 +622,28 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   // all of (a batch normalization's moving statistics at level step), from their final checkpoints.
   // So are the checkpoints both hold on the way (--checkpoint-every), in step order, and the initial ones:
   // what the steps do not compare (an optimizer's slots, the random streams' offsets) is in every one.
-  if (!first && ends_first.empty() && !rep.stop && steps > 0 && sa.reader->footer() && sb.reader->footer()) {
-    // Step -> byte offset, the initial state (the message after the header) among them.
-    auto places = [](const trace::TraceReader& r) {
+  // Where the runs end at other steps, or a trace is cut or damaged, the checkpoints both hold before the
+  // last step compared are compared as well; the state after it is one run's end and the other's checkpoint,
+  // or lies past a cut, and is left out.
+  const bool ended_together = ends_first.empty() && !rep.stop && sa.reader->footer() && sb.reader->footer();
+  if (!first && steps > 0) {
+    // Step -> byte offset, the initial state (the message after the header) among them: from the footer, or,
+    // without one, by scanning the trace.
+    auto places = [](const std::string& path, const trace::TraceReader& r) {
       std::map<int64_t, uint64_t> out{{0, r.header_size()}};
-      for (const auto& c : r.footer()->checkpoints) out[c.step] = c.offset;
+      if (r.footer()) {
+        for (const auto& c : r.footer()->checkpoints) out[c.step] = c.offset;
+      } else if (auto scan = trace::TraceReader::open(path, trace::without_payloads())) {
+        if (auto index = (*scan)->checkpoint_index())
+          for (const auto& c : *index) out[c.step] = c.offset;
+      }
       return out;
     };
-    const auto in_a = places(*sa.reader), in_b = places(*sb.reader);
+    const auto in_a = places(a_path, *sa.reader), in_b = places(b_path, *sb.reader);
     CheckpointReader read_a(a_path), read_b(b_path);
     for (const auto& [at, offset] : in_a) {
       const auto other = in_b.find(at);
-      if (at > last_index + 1) break;
+      if (at > last_index + 1 || (at == last_index + 1 && !ended_together)) break;
       if (other == in_b.end()) continue;
       auto state_a = read_a.read(offset, at), state_b = read_b.read(other->second, at);
       if (!state_a || !state_b) continue;
