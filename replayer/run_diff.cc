@@ -435,8 +435,12 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
   // Every step the same and every trace whole: the states each rank's trace holds (the initial one, those of
   // --checkpoint-every, the final one), rank by rank in step order, as for one process. They hold what the
   // steps do not compare: an optimizer's slots, the epoch's counts, the random streams' offsets.
-  const bool whole = !extent[0].stop && !extent[1].stop && extent[0].live.empty() && extent[1].live.empty();
-  if (out.exit_code == 0 && whole && na == nb) {
+  // Where a trace is cut, damaged or still being recorded, or the runs end at other steps, the checkpoints
+  // before the last step compared are compared; the state after it is one run's end and the other's
+  // checkpoint, or lies past a cut, and is left out.
+  const bool whole = !extent[0].stop && !extent[1].stop && extent[0].live.empty() && extent[1].live.empty() &&
+                     extent[0].steps == extent[1].steps;
+  if (out.exit_code == 0 && na == nb) {
     std::vector<std::map<int64_t, uint64_t>> in_a, in_b;
     std::vector<CheckpointReader> read_a, read_b;
     std::set<int64_t> at_steps;
@@ -450,7 +454,8 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
     const int64_t last = static_cast<int64_t>(steps);  // the states after the last step both runs hold
     KernelRegistry registry;
     register_cpu_kernels(registry);
-    for (auto at = at_steps.begin(); at != at_steps.end() && *at <= last && out.exit_code == 0; ++at)
+    for (auto at = at_steps.begin();
+         at != at_steps.end() && (*at < last || (*at == last && whole)) && out.exit_code == 0; ++at)
       for (int r = 0; r < na && out.exit_code == 0; ++r) {
         const auto oa = in_a[r].find(*at), ob = in_b[r].find(*at);
         if (oa == in_a[r].end() || ob == in_b[r].end()) continue;

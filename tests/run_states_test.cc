@@ -91,6 +91,18 @@ TEST_F(RunStates, ARanksCheckpointChangedAfterItWasWrittenIsNotReproduced) {
         << r.output;
     EXPECT_TRUE(has(r.output, "differs in m/dense_1.kernel")) << command << "\n" << r.output;
   }
+  // A rank trace cut short: the checkpoints before the cut are compared all the same.
+  const std::string slots_cut = dir.file("slots_cut.trr");
+  fs::create_directories(slots_cut);
+  for (int r = 0; r < 2; ++r)
+    fs::copy_file(trace::rank_trace_path(slots, r), trace::rank_trace_path(slots_cut, r));
+  fs::resize_file(trace::rank_trace_path(slots_cut, 0),
+                  fs::file_size(trace::rank_trace_path(slots_cut, 0)) * 3 / 4);
+  const CommandResult cut = run_trainrr("diff " + slots_cut + " " + run);
+  EXPECT_EQ(cut.exit_code, 1) << cut.output;
+  EXPECT_TRUE(has(cut.output,
+                  "diverged in the checkpoint at step 5, after step 4, rank 1, dense_1 (m/dense_1.kernel)"))
+      << cut.output;
   const CommandResult under_mpirun = run_trainrr_env(kMpirun, "replay " + slots);
   EXPECT_EQ(under_mpirun.exit_code, 1) << under_mpirun.output;
   EXPECT_TRUE(has(under_mpirun.output,
