@@ -210,6 +210,10 @@ std::string near_zero(const FirstDivergence& d) {
   const double a = std::fabs(d.recorded), b = std::fabs(d.replayed);
   const bool straddles = (d.recorded < 0) != (d.replayed < 0) && d.recorded != 0 && d.replayed != 0;
   if (d.ulp < 1000 || !(std::max(a, b) < 1e-6 || straddles)) return "";
+  // Values of other signs far from zero: the count runs across zero, and says so, not that it is small.
+  if (straddles && std::max(a, b) >= 1e-6)
+    return " (the values have other signs: the count runs across zero; they differ by " +
+           fmt_double(d.abs_diff) + " in absolute terms)";
   return " (near zero, where a ULP is tiny: the values differ by " + fmt_double(d.abs_diff) +
          " in absolute terms)";
 }

@@ -60,6 +60,16 @@ TEST(ReportText, AUlpCountNearZeroIsReadByTheAbsoluteDifference) {
   r.first->abs_diff = 6e-8;
   r.first->ulp = 1;
   EXPECT_FALSE(has(report_text(r), "near zero")) << report_text(r);
+  // Values of other signs far from zero are not near it: the count runs across zero.
+  r.first->recorded = -0.017910121;
+  r.first->replayed = 999.880554;
+  r.first->abs_diff = 999.898464;
+  r.first->ulp = 2165092506;
+  EXPECT_FALSE(has(report_text(r), "near zero")) << report_text(r);
+  EXPECT_TRUE(has(report_text(r),
+                  "2165092506 ULP (the values have other signs: the count runs across zero; they "
+                  "differ by 999.898464 in absolute terms)"))
+      << report_text(r);
 }
 
 // Summaries that differ past 9 digits print apart; summaries that are the same bits (the tensors differing in

@@ -18,7 +18,9 @@ namespace trainrr {
 float relative_difference(const Summary& a, const Summary& b) {
   // Another shape or other non-finite values: as far apart as it gets, with no size to give.
   if (a.count != b.count) return MapRow::kOtherCount;
-  if (a.non_finite != b.non_finite) return MapRow::kNonFinite;
+  // As many non-finite values on both sides: the summary covers the finite ones alone (all zeros where none
+  // is), and the tensors differ where it does not show: no size either.
+  if (a.non_finite != b.non_finite || a.non_finite > 0) return MapRow::kNonFinite;
   const double n = static_cast<double>(std::max<uint64_t>(a.count, 1));
   const double scale = std::max({std::fabs(double{a.min}), std::fabs(double{a.max}), std::fabs(double{b.min}),
                                  std::fabs(double{b.max})});

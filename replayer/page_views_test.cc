@@ -191,6 +191,11 @@ TEST(RelativeDifference, NonFiniteValuesAndOtherCountsAreToldApartFromAnySize) {
   EXPECT_EQ(relative_difference(a, b), MapRow::kOtherCount);
   b = summary(4, 1e30, 1e30, 0, 1);  // finite, however far apart: a size below the stand-ins
   EXPECT_LT(relative_difference(a, b), MapRow::kOtherCount);
+  // As many non-finite values on both sides (every value, its summary all zeros): no size either, not the
+  // "same summary" of the smallest difference.
+  Summary all_nan = summary(4, 0, 0, 0, 0);
+  all_nan.non_finite = 4;
+  EXPECT_EQ(relative_difference(all_nan, all_nan), MapRow::kNonFinite);
 }
 
 // Every step's loss that is NaN or infinite is counted, with the first of them, however the points are
