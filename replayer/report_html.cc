@@ -522,9 +522,13 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
   // The legend names the divergence's marker only where one is drawn.
   o << "<div class=\"legend\"><span>" << legend_line("var(--a)", false, 6, 0.35) << esc(n.a)
     << "</span><span>" << legend_line("var(--b)", false, 1.6) << esc(n.b) << "</span>";
-  if (has_val)
-    o << "<span>" << legend_mark("var(--a)", false) << "validation loss, " << esc(n.a) << "</span><span>"
-      << legend_mark("var(--b)", true) << "validation loss, " << esc(n.b) << "</span>";
+  // Each side's validation loss where that side has one (a run may hold out no validation rows).
+  const bool val_a =
+      std::any_of(p.val_loss.begin(), p.val_loss.end(), [](const auto& v) { return !std::isnan(v.a); });
+  const bool val_b =
+      std::any_of(p.val_loss.begin(), p.val_loss.end(), [](const auto& v) { return !std::isnan(v.b); });
+  if (val_a) o << "<span>" << legend_mark("var(--a)", false) << "validation loss, " << esc(n.a) << "</span>";
+  if (val_b) o << "<span>" << legend_mark("var(--b)", true) << "validation loss, " << esc(n.b) << "</span>";
   if (mark && mark->on(x)) o << "<span>" << legend_line("var(--bad)", false) << "first divergence</span>";
   if (p.epochs_b.empty())
     o << "<span>" << legend_line("#9aa5b1", true) << "epoch start</span></div>";
@@ -695,6 +699,10 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
       << "drawn at its own epoch's end.";
   if (const string words = not_plotted_words(r); !words.empty())
     o << " <b>" << esc(words) << "</b>" << (mark && mark->on(x) ? " The red line marks where it lies." : "");
+  if (has_val && val_a != val_b)
+    o << " " << esc(val_a ? n.b : n.a)
+      << " has no validation loss in the epochs compared (no validation rows, or no epoch of it ended "
+         "there).";
   if (!has_val)
     o << (!p.validation ? " The run holds out no validation rows (train.validation_split = 0): there is no "
                           "validation loss to draw."

@@ -357,6 +357,16 @@ TEST(ReportHtml, EpochLabelsOfALongRunDoNotOverlap) {
   }
 }
 
+// A run with no validation loss gets no legend entry for one, and the caption says it has none.
+TEST(ReportHtml, ARunWithoutValidationLossIsNotPromisedOneInTheLegend) {
+  DivergenceReport r = diverged_replay();
+  r.page.val_loss = {{1, 4, NAN, 1.25}, {2, 9, NAN, 1.0}};
+  const std::string html = report_html(r);
+  EXPECT_FALSE(has(html, "validation loss, bn.trr (recorded)</span>"));
+  EXPECT_TRUE(has(html, "validation loss, replay here</span>"));
+  EXPECT_TRUE(has(html, "bn.trr (recorded) has no validation loss in the epochs compared"));
+}
+
 TEST(ReportHtml, LongRowLabelsKeepTheSuffixThatTellsALayersRowsApart) {
   DivergenceReport r = diverged_replay();
   const std::string layer = "encoder_block_3_attention_output_proj_EXTRALONGNAME_abcdefghijklmnopqrstuvwxyz";
