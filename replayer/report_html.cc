@@ -49,6 +49,9 @@ string step_range(int64_t first, int64_t last) {
                        : "steps " + std::to_string(first) + "-" + std::to_string(last);
 }
 
+// The least distance between two epoch lines drawn, in SVG units: closer ones are left out.
+constexpr double kMinEpochGap = 8;
+
 // Coordinates in SVG: two decimals are plenty.
 string px(double v) {
   char buf[32];
@@ -408,10 +411,18 @@ std::optional<DivergenceMark> divergence_mark(const DivergenceReport& r) {
 void step_axis(std::ostringstream& o, const Axis& x, double top, double bottom, bool labels,
                const std::vector<EpochMark>& epochs, const std::vector<EpochMark>& epochs_b,
                const std::optional<DivergenceMark>& mark) {
+  // Epochs closer together than a few pixels: a line every few epochs, as the labels are thinned, rather than
+  // a haze of lines.
+  const auto sparse = [](double ex, double& last) {
+    if (ex - last < kMinEpochGap) return false;
+    last = ex;
+    return true;
+  };
   // B's epochs, where they have other lengths than A's: lines of its colour, unlabelled.
+  double last_b = -1e9;
   for (const auto& e : epochs_b) {
     const double ex = x.at(static_cast<double>(e.step) - 0.5);
-    if (ex > x.p0 + 1)
+    if (ex > x.p0 + 1 && sparse(ex, last_b))
       o << "<line class=\"epochb\" x1=\"" << px(ex) << "\" y1=\"" << px(top) << "\" x2=\"" << px(ex)
         << "\" y2=\"" << px(bottom) << "\"/>";
   }
@@ -425,12 +436,13 @@ void step_axis(std::ostringstream& o, const Axis& x, double top, double bottom, 
   }
   const size_t every = std::max<size_t>(1, (epochs.size() + 11) / 12);
   double labels_end = -1e9;  // where the last epoch label drawn ends: none is drawn over it
+  double last_line = -1e9;
   for (size_t i = 0; i < epochs.size(); ++i) {
     // The first epoch compared may begin before the first step compared: its label sits at the left edge.
     double ex = x.at(static_cast<double>(epochs[i].step) - 0.5);
     if (ex <= x.p0 + 1)
       ex = x.p0;
-    else
+    else if (sparse(ex, last_line))
       o << "<line class=\"epoch\" x1=\"" << px(ex) << "\" y1=\"" << px(top) << "\" x2=\"" << px(ex)
         << "\" y2=\"" << px(bottom) << "\"/>";
     if (!labels && i % every == 0)
@@ -886,9 +898,11 @@ void map_section(std::ostringstream& o, const DivergenceReport& r, const Names& 
     }
   }
   // Epoch starts, the first divergence, and the step axis.
+  double last_line = -1e9;
   for (const auto& e : p.epochs) {
     const double ex = x_of_step(static_cast<double>(e.step));
-    if (ex <= left + 0.5) continue;
+    if (ex <= left + 0.5 || ex - last_line < kMinEpochGap) continue;
+    last_line = ex;
     o << "<line class=\"mapepoch\" x1=\"" << px(ex) << "\" y1=\"" << px(top) << "\" x2=\"" << px(ex)
       << "\" y2=\"" << px(bottom) << "\"/>";
   }
