@@ -494,6 +494,10 @@ void loss_section(std::ostringstream& o, const DivergenceReport& r, const Names&
     const double pad = std::max(1e-6, std::fabs(lo) * 0.01);
     hi = std::min(lo + pad, DBL_MAX);
     lo = std::max(lo - pad, -DBL_MAX);
+  } else if (const double room = (hi - lo) * 0.04; std::isfinite(room)) {
+    // Room above and below the curves: the wide line and the markers at the extremes stay inside the frame.
+    hi = std::min(hi + room, DBL_MAX);
+    lo = std::max(lo - room, -DBL_MAX);
   }
   const std::vector<double> yt = nice_ticks(lo, hi, 5);
   const Axis y{std::min(lo, yt.front()), std::max(hi, yt.back()), b1, t1};
