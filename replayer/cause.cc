@@ -99,8 +99,6 @@ std::vector<std::string> differences_within_steps(const std::vector<std::string>
   return out;
 }
 
-namespace {
-
 // The layer an event belongs to: "dense_1" for "dense_1/matmul.fwd:out", "init/dense_1.kernel" and
 // "dropout/dropout_1"; "" for the loss and the input pipeline.
 std::string layer_of(const FirstDivergence& d) {
@@ -114,8 +112,6 @@ std::string layer_of(const FirstDivergence& d) {
   split_site(d.site, layer, op);
   return layer;
 }
-
-}  // namespace
 
 bool difference_reaches(const std::string& difference, const FirstDivergence& d,
                         const std::vector<std::string>& layers) {

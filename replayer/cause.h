@@ -52,6 +52,10 @@ std::string kernel_pick(const KernelChoice& choice);
 
 Cause classify(const FirstDivergence& d, const CauseInputs& in);
 
+// The layer an event is of: a site's layer, an initial weight's ("init/dense_1.kernel": dense_1), a dropout
+// draw's; "" where it is none.
+std::string layer_of(const FirstDivergence& d);
+
 // Sets in.features_changed and in.labels_changed from the trace's names of the data sets that differ: a CSV
 // file ("data") holds both, "features" the samples and "labels" the labels of an npy or idx source.
 void set_changed_data_sets(CauseInputs& in, const std::vector<std::string>& names);

@@ -239,7 +239,8 @@ std::optional<TraceStop> trace_stop(const StepStream& s, bool first, const std::
 
 std::vector<std::string> recorded_config_differences(const trace::TraceHeader& ha,
                                                      const trace::TraceHeader& hb,
-                                                     std::vector<std::string>* layers) {
+                                                     std::vector<std::string>* layers,
+                                                     std::vector<std::string>* layers_b) {
   auto ca = parse_config(ha.config, ha.config_path, config_folder(ha), ha.config_overrides);
   auto cb = parse_config(hb.config, hb.config_path, config_folder(hb), hb.config_overrides);
   if (!ca || !cb) {
@@ -256,6 +257,7 @@ std::vector<std::string> recorded_config_differences(const trace::TraceHeader& h
   if (!ca->seed && cb->seed) ca->seed = ha.seed;
   if (!cb->seed && ca->seed) cb->seed = hb.seed;
   if (layers) *layers = layer_names(ca->layers);
+  if (layers_b) *layers_b = layer_names(cb->layers);
   return config_differences(*ca, *cb);
 }
 
@@ -329,7 +331,8 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   ci.seed_recorded = ha.seed;
   ci.seed_replayed = hb.seed;
   ci.seed_from_entropy = ha.seed_from_entropy || hb.seed_from_entropy;
-  ci.config_differences = recorded_config_differences(ha, hb, &ci.layer_names);
+  std::vector<std::string> layers_b;
+  ci.config_differences = recorded_config_differences(ha, hb, &ci.layer_names, &layers_b);
   std::vector<std::string> changed_sets;
   std::vector<std::string> same_data;
   ci.data_detail = recorded_data_difference(ha, hb, &changed_sets, &same_data);
@@ -773,6 +776,12 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     if (kernels_a.count(ks)) d.kernel_recorded = kernels_a[ks];
     if (kernels_b.count(ks)) d.kernel_replayed = kernels_b[ks];
   }
+  // The layers a difference is placed among are those of the run that has its layer (B's, for an event of a
+  // layer A lacks).
+  if (const std::string of = layer_of(d);
+      !of.empty() && std::find(ci.layer_names.begin(), ci.layer_names.end(), of) == ci.layer_names.end() &&
+      std::find(layers_b.begin(), layers_b.end(), of) != layers_b.end())
+    ci.layer_names = layers_b;
   rep.cause = classify(d, ci);
   // The last step of a trace cut short has no message after it to vouch for its record.
   for (const auto& [stream, side] : {std::pair{&sa, "A"}, std::pair{&sb, "B"}})

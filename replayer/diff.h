@@ -27,7 +27,8 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path);
 // (cause.h's config_differences(), a drawn seed taken as the one used), with A's layer names in `layers`
 // when given; and the data files whose recorded digests differ, in words ("" when none does).
 std::vector<std::string> recorded_config_differences(const trace::TraceHeader& a, const trace::TraceHeader& b,
-                                                     std::vector<std::string>* layers = nullptr);
+                                                     std::vector<std::string>* layers = nullptr,
+                                                     std::vector<std::string>* layers_b = nullptr);
 // `changed`, when given, gets the trace's names of the data sets that differ ("data", "features", "labels").
 // A file whose copies differ in their bytes but hold the same values as the runs read them
 // (data_difference.h) is no difference: it goes to `same_values`, when given, in words, and nowhere else.

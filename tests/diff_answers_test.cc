@@ -231,6 +231,30 @@ TEST_F(DiffAnswers, CheckpointsAreComparedWhereTheRunsEndApartOrATraceIsCut) {
       << cut.output;
 }
 
+// Two models whose first layers differ (a Dense against a Conv2D): the first difference is an initial
+// weight's draw of B's first layer, which A lacks; the keys of the layers after it, in either run, cannot
+// reach it, and are not in the cause, from either side.
+TEST_F(DiffAnswers, AnInitialDrawOfALayerOneRunLacksIsPlacedAmongTheLayersOfTheRunThatHasIt) {
+  const std::string mlp = dir.file("mlp.trr"), cnn = dir.file("cnn.trr");
+  ASSERT_EQ(run_trainrr("record " + example("digits_mlp.toml") + " --set train.epochs=1 -o " + mlp).exit_code,
+            0);
+  ASSERT_EQ(run_trainrr("record " + example("digits_cnn.toml") + " --set train.epochs=1 -o " + cnn).exit_code,
+            0);
+  for (const std::string& command : {"diff " + mlp + " " + cnn, "diff " + cnn + " " + mlp}) {
+    const CommandResult r = run_trainrr(command);
+    ASSERT_EQ(r.exit_code, 1) << command << "\n" << r.output;
+    EXPECT_EQ(headline(r.output), "diverged at step 0, setup, conv2d_1 init (init/conv2d_1.kernel)")
+        << r.output;
+    const std::string cause =
+        r.output.substr(r.output.find("  cause:"),
+                        r.output.find("\n", r.output.find("  cause:")) - r.output.find("  cause:"));
+    EXPECT_TRUE(has(cause, "model.layers[0].type: ")) << cause;
+    EXPECT_FALSE(has(cause, "model.layers[2].")) << cause;
+    EXPECT_FALSE(has(cause, "model.layers[4].")) << cause;
+    EXPECT_FALSE(has(cause, " more")) << cause;
+  }
+}
+
 // A layer given the name the engine gives it unnamed (dense_1) is the same run as one given none: identical.
 // A name that is another is a difference, told with the names the runs have.
 TEST_F(DiffAnswers, ANameGivenThatIsTheEnginesOwnIsNoDifference) {
