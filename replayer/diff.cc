@@ -629,7 +629,10 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   // last step compared are compared as well; the state after it is one run's end and the other's checkpoint,
   // or lies past a cut, and is left out.
   const bool ended_together = ends_first.empty() && !rep.stop && sa.reader->footer() && sb.reader->footer();
-  if (!first && steps > 0) {
+  // A difference found in step N (or in the evaluation after it): a checkpoint before step N-1 ends that
+  // differs comes first. (The one after step N-1 is left to the step's own events: an epoch's shuffle,
+  // drawn between the steps, is in it.)
+  if (steps > 0) {
     // Step -> byte offset, the initial state (the message after the header) among them: from the footer, or,
     // without one, by scanning the trace.
     auto places = [](const std::string& path, const trace::TraceReader& r) {
@@ -646,15 +649,17 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     CheckpointReader read_a(a_path), read_b(b_path);
     for (const auto& [at, offset] : in_a) {
       const auto other = in_b.find(at);
-      if (at > last_index + 1 || (at == last_index + 1 && !ended_together)) break;
+      if (first ? at >= first->step : at > last_index + 1 || (at == last_index + 1 && !ended_together)) break;
       if (other == in_b.end()) continue;
       auto state_a = read_a.read(offset, at), state_b = read_b.read(other->second, at);
       if (!state_a || !state_b) continue;
-      first = state_difference(*state_a, *state_b, at == 0 ? 0 : at - 1, "A", "B",
-                               at == 0                ? StatePlace::initial
-                               : at == last_index + 1 ? StatePlace::end
-                                                      : StatePlace::checkpoint);
-      if (first) break;
+      if (auto d = state_difference(*state_a, *state_b, at == 0 ? 0 : at - 1, "A", "B",
+                                    at == 0                ? StatePlace::initial
+                                    : at == last_index + 1 ? StatePlace::end
+                                                           : StatePlace::checkpoint)) {
+        first = std::move(d);
+        break;
+      }
     }
   }
   for (const auto& [site, k] : kernels_a)

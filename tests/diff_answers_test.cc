@@ -222,6 +222,18 @@ TEST_F(DiffAnswers, CheckpointsAreComparedWhereTheRunsEndApartOrATraceIsCut) {
             "diverged in the checkpoint at step 5, after step 4, batch_normalization_1 "
             "(batch_normalization_1.moving_mean)")
       << longer.output;
+  // A validation loss that differs at the epoch's end comes after the checkpoint at step 5.
+  const std::string va = dir.file("va.trr"), vb = dir.file("vb.trr");
+  const std::string val = common + " --set train.epochs=1 --set train.validation_split=0.1";
+  ASSERT_EQ(run_trainrr("record " + config + val + " -o " + va).exit_code, 0);
+  ASSERT_EQ(
+      run_trainrr("record " + config + val + " --set 'model.layers[1].momentum=0.9' -o " + vb).exit_code, 0);
+  const CommandResult validated = run_trainrr("diff " + va + " " + vb);
+  EXPECT_EQ(validated.exit_code, 1) << validated.output;
+  EXPECT_EQ(headline(validated.output),
+            "diverged in the checkpoint at step 5, after step 4, batch_normalization_1 "
+            "(batch_normalization_1.moving_mean)")
+      << validated.output;
   std::filesystem::resize_file(b, std::filesystem::file_size(b) * 3 / 4);
   const CommandResult cut = run_trainrr("diff " + b + " " + a);
   EXPECT_EQ(cut.exit_code, 1) << cut.output;
