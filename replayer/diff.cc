@@ -431,7 +431,6 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     if (!a || !b) {
       if (a || b) {
         ends_first = std::string(a ? "B" : "A") + " ends first, after " + counted(steps, "step");
-        rep.notes.push_back(ends_first);
       }
       a_ended = !a, b_ended = !b;
       break;
@@ -628,6 +627,16 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   // Where the runs end at other steps, or a trace is cut or damaged, the checkpoints both hold before the
   // last step compared are compared as well; the state after it is one run's end and the other's checkpoint,
   // or lies past a cut, and is left out.
+  // A run that ends first because its recording was stopped (Ctrl-C, an error) does not end there by its
+  // configuration: the note says why it ends, and the cause does not tie its end to the configuration.
+  bool stopped_early = false;
+  if (!ends_first.empty()) {
+    const StepStream& shorter = a_ended ? sa : sb;
+    const auto& footer = shorter.reader->footer();
+    stopped_early = footer && !footer->completed;
+    rep.notes.push_back(ends_first +
+                        (stopped_early ? " (its recording was stopped: " + footer->end_reason + ")" : ""));
+  }
   const bool ended_together = ends_first.empty() && !rep.stop && sa.reader->footer() && sb.reader->footer();
   // A difference found in step N (or in the evaluation after it): a checkpoint before step N-1 ends that
   // differs comes first. (The one after step N-1 is left to the step's own events: an epoch's shuffle,
@@ -814,12 +823,13 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   } else if (!first && length_only) {
     std::string keys;
     for (const std::string& c : ci.config_differences) keys += (keys.empty() ? "" : "; ") + c;
-    rep.cause = {"config", "the run configuration differs: " + keys +
-                               ", which changes how many steps run, not what a step computes" +
-                               // A trace cut or damaged ends first where it stops, not where its
-                               // configuration ends it: its status says so.
-                               (ends_first.empty() || rep.stop ? std::string() : ": " + ends_first) +
-                               ", and the steps both runs have are the same"};
+    rep.cause = {"config",
+                 "the run configuration differs: " + keys +
+                     ", which changes how many steps run, not what a step computes" +
+                     // A trace cut or damaged ends first where it stops, not where its
+                     // configuration ends it: its status says so.
+                     (ends_first.empty() || rep.stop || stopped_early ? std::string() : ": " + ends_first) +
+                     ", and the steps both runs have are the same"};
   }
   {
     // Whatever the cause, the differences it cannot name, as they cannot change the first difference.

@@ -121,6 +121,36 @@ TEST_F(RecordStop, ARecordingStoppedByCtrlCReplacesTheEarlierTraceAndKeepsItsLas
   EXPECT_EQ(replay.exit_code, 0) << replay.output;
 }
 
+// Against a run of more steps than it holds, a stopped recording ends first because it was stopped, not by
+// its epochs: diff says so in its note, and its cause does not tie where it ends to train.epochs.
+TEST_F(RecordStop, DiffSaysAStoppedRecordingEndsFirstBecauseItWasStopped) {
+  const int status = record_and_stop(SIGINT, {"--set", "runtime.policy=deterministic"});
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 130) << "status " << status << "\n"
+                                                               << read_all(log);
+  const CommandResult show = run_trainrr("show " + trace);
+  std::smatch stopped;
+  ASSERT_TRUE(std::regex_search(show.output, stopped, std::regex(R"(interrupted at step (\d+))")))
+      << show.output;
+  const std::string longer = dir.file("longer.trr");
+  const int64_t epochs = std::stoll(stopped[1].str()) / 10 + 2;  // at least 10 steps an epoch
+  ASSERT_EQ(run_trainrr("record " + example("breast_cancer.toml") + " --set runtime.policy=deterministic" +
+                        " --set train.epochs=" + std::to_string(epochs) + " -o " + longer)
+                .exit_code,
+            0);
+  const CommandResult diff = run_trainrr("diff " + longer + " " + trace);
+  EXPECT_EQ(diff.exit_code, 1) << diff.output;
+  EXPECT_NE(
+      diff.output.find("note: B ends first, after " + stopped[1].str() +
+                       " steps (its recording was stopped: interrupted at step " + stopped[1].str() + ")"),
+      std::string::npos)
+      << diff.output;
+  const size_t cause = diff.output.find("  cause: config: ");
+  ASSERT_NE(cause, std::string::npos) << diff.output;
+  EXPECT_EQ(diff.output.substr(cause, diff.output.find('\n', cause) - cause).find("ends first"),
+            std::string::npos)
+      << diff.output;
+}
+
 // SIGTERM and SIGHUP (a closed terminal) stop it as Ctrl-C does; the exit code says which, as the shell's.
 TEST_F(RecordStop, SigtermAndSighupStopItAsCtrlCDoesWithTheirOwnExitCodes) {
   for (const auto& [sig, code] : {std::pair{SIGTERM, 143}, std::pair{SIGHUP, 129}}) {
