@@ -791,11 +791,15 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     if (kernels_b.count(ks)) d.kernel_replayed = kernels_b[ks];
   }
   // The layers a difference is placed among are those of the run that has its layer (B's, for an event of a
-  // layer A lacks).
-  if (const std::string of = layer_of(d);
-      !of.empty() && std::find(ci.layer_names.begin(), ci.layer_names.end(), of) == ci.layer_names.end() &&
-      std::find(layers_b.begin(), layers_b.end(), of) != layers_b.end())
-    ci.layer_names = layers_b;
+  // layer A lacks); where both have it at other places, the run with more layers before it, whose keys up to
+  // it then reach it in one run or the other.
+  if (const std::string of = layer_of(d); !of.empty()) {
+    const auto in_a = std::find(ci.layer_names.begin(), ci.layer_names.end(), of);
+    const auto in_b = std::find(layers_b.begin(), layers_b.end(), of);
+    if (in_b != layers_b.end() &&
+        (in_a == ci.layer_names.end() || in_b - layers_b.begin() > in_a - ci.layer_names.begin()))
+      ci.layer_names = layers_b;
+  }
   rep.cause = classify(d, ci);
   // The last step of a trace cut short has no message after it to vouch for its record.
   for (const auto& [stream, side] : {std::pair{&sa, "A"}, std::pair{&sb, "B"}})

@@ -265,6 +265,26 @@ TEST_F(DiffAnswers, AnInitialDrawOfALayerOneRunLacksIsPlacedAmongTheLayersOfTheR
     EXPECT_FALSE(has(cause, "model.layers[4].")) << cause;
     EXPECT_FALSE(has(cause, " more")) << cause;
   }
+  // A Dense layer inserted after the first: both runs have a dense_2, at other places; its draw's size comes
+  // from the keys up to it in either run, named alike from either side.
+  std::ifstream in(example("digits_mlp.toml"));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string first = "units = 64\nactivation = \"relu\"\n";
+  text.insert(text.find(first) + first.size(), "\n[[model.layers]]\ntype = \"Dense\"\nunits = 32\n");
+  text.replace(text.find("data/digits.csv"), 15, example("data/digits.csv"));
+  const std::string mid = dir.file("mid.trr");
+  ASSERT_EQ(
+      run_trainrr("record " + dir.write("mid.toml", text) + " --set train.epochs=1 -o " + mid).exit_code, 0);
+  std::string causes[2];
+  for (int i = 0; i < 2; ++i) {
+    const CommandResult r = run_trainrr(i == 0 ? "diff " + mlp + " " + mid : "diff " + mid + " " + mlp);
+    ASSERT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_EQ(headline(r.output), "diverged at step 0, setup, dense_2 init (init/dense_2.kernel)")
+        << r.output;
+    const size_t at = r.output.find("  cause:");
+    causes[i] = r.output.substr(at, r.output.find('\n', at) - at);
+    EXPECT_TRUE(has(causes[i], "model.layers[2].units: ")) << causes[i];
+  }
 }
 
 // A layer given the name the engine gives it unnamed (dense_1) is the same run as one given none: identical.
