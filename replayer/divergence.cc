@@ -207,6 +207,8 @@ std::string steps_compared(const DivergenceReport& r) {
 // Near zero, floats are dense and a ULP is tiny: many ULPs there can be a very small difference. Said beside
 // the count, so that "4000000 ULP" between 1e-12 and -3e-12 is read by its absolute size.
 std::string near_zero(const FirstDivergence& d) {
+  // A NaN or an infinity has no place on the number line to be near zero or across it from.
+  if (!std::isfinite(d.recorded) || !std::isfinite(d.replayed)) return "";
   const double a = std::fabs(d.recorded), b = std::fabs(d.replayed);
   const bool straddles = (d.recorded < 0) != (d.replayed < 0) && d.recorded != 0 && d.replayed != 0;
   if (d.ulp < 1000 || !(std::max(a, b) < 1e-6 || straddles)) return "";
