@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <string>
 
 namespace trainrr {
@@ -70,6 +71,10 @@ TEST(ReportText, AUlpCountNearZeroIsReadByTheAbsoluteDifference) {
                   "2165092506 ULP (the values have other signs: the count runs across zero; they "
                   "differ by 999.898464 in absolute terms)"))
       << report_text(r);
+  // A NaN is neither near zero nor across it.
+  r.first->replayed = NAN;
+  EXPECT_FALSE(has(report_text(r), "near zero")) << report_text(r);
+  EXPECT_FALSE(has(report_text(r), "other signs")) << report_text(r);
 }
 
 // Summaries that differ past 9 digits print apart; summaries that are the same bits (the tensors differing in
