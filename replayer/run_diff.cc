@@ -518,7 +518,10 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
     const std::string what =
         counted(static_cast<int64_t>(steps), "step") +
         ": every shard's rows and gradient, every allreduce result and the parameters match";
-    if (stop) {
+    // Runs whose inputs differ are "diverged in the inputs only", as for one process, a cut trace said after
+    // the cause; a damaged one heads the report.
+    const bool inputs_differ = !data.empty() || !within.empty() || !length.empty();
+    if (stop && (stop->damaged || !inputs_differ)) {
       out.lines.push_back(std::string(stop->damaged ? "damaged: " : "truncated: ") +
                           stop_words(*stop, stop_side) + "; the steps " +
                           (cut_first       ? "every trace holds"
@@ -528,7 +531,7 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
       if (cut_first)
         out.lines.push_back("  truncated: " + stop_words(*cut_first, cut_side) +
                             ": the steps every trace holds end there");
-    } else if (!data.empty() || !within.empty() || !length.empty())
+    } else if (inputs_differ)
       // The runs' inputs differ, yet no value compared does.
       out.lines.push_back("diverged in the inputs only: no value compared differs (" +
                           counted(static_cast<int64_t>(steps), "step") + " compared)");
@@ -558,6 +561,12 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
           A.steps[0][0].collectives.empty() ? "" : A.steps[0][0].collectives[0].variant;
       out.lines.push_back("  reproduced despite the rank count (" + std::to_string(na) + " ranks in A, " +
                           std::to_string(nb) + " in B)" + (variant.empty() ? "" : " with " + variant));
+    }
+    if (stop && !stop->damaged && inputs_differ) {
+      out.lines.push_back("  truncated: " + stop_words(*stop, stop_side) + ": nothing after it is compared");
+      if (cut_first)
+        out.lines.push_back("  truncated: " + stop_words(*cut_first, cut_side) +
+                            ": the steps every trace holds end there");
     }
     // Runs that summed their gradients with other allreduce variants (an automatic choice under other
     // policies), every result the same bits: said, as kernel selections that differ are for one process.

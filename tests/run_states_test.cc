@@ -179,6 +179,13 @@ TEST_F(RunStates, ARunThatEndsFirstIsNotCalledCut) {
       << d.output;
   EXPECT_TRUE(has(d.output, ": A ends first, after 45 steps")) << d.output;
   EXPECT_TRUE(has(d.output, "note: past the steps compared, B rank 0 (")) << d.output;
+  // Cut before the other run ends: the inputs differ (train.epochs), as for one process, and the cut follows.
+  fs::resize_file(trace::rank_trace_path(cut, 0), fs::file_size(trace::rank_trace_path(cut, 0)) / 3);
+  const CommandResult early = run_trainrr("diff " + one + " " + cut);
+  EXPECT_EQ(early.exit_code, 1) << early.output;
+  EXPECT_EQ(early.output.rfind("diverged in the inputs only: no value compared differs (", 0), 0u)
+      << early.output;
+  EXPECT_TRUE(has(early.output, "\n  truncated: B rank 0 (")) << early.output;
 }
 
 }  // namespace
