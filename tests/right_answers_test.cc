@@ -708,8 +708,13 @@ TEST_F(RightAnswers, EveryConfigurationDifferenceIsListedWhereTheCauseNamesOnlyS
   EXPECT_TRUE(has(r.output, "  model.layers[3].use_bias: (none) -> true\n")) << r.output;
   // Only the keys each layer takes: neither a Dense nor a Dropout layer has filters.
   EXPECT_FALSE(has(r.output, "model.layers[1].filters")) << r.output;
-  // The cause names those that reach the first difference: the second layer's, whose initial values differ.
-  EXPECT_TRUE(has(r.output, "cause: config: the run configuration differs: model.layers[1].")) << r.output;
+  // The cause names those that reach the first difference (dense_2's initial values, the second layer in A,
+  // the third in B): the keys of the layers up to it in either run.
+  const std::string cause =
+      r.output.substr(r.output.find("  cause:"), r.output.find("\n  what:") - r.output.find("  cause:"));
+  EXPECT_TRUE(has(cause, "cause: config: the run configuration differs: ")) << r.output;
+  EXPECT_TRUE(has(cause, "model.layers[1].type: Dense -> Dropout")) << r.output;
+  EXPECT_TRUE(has(cause, "model.layers[2].units: (none) -> 8")) << r.output;
   EXPECT_FALSE(has(r.output.substr(0, r.output.find("\nconfiguration differences:")), "model.layers[3]"))
       << r.output;
   const CommandResult json = run_trainrr("diff " + a + " " + b + " --json");
