@@ -1344,7 +1344,7 @@ constexpr const char* kStyle =
     "font-size:13px}"
     "code,td,th,dd,li,p,h1{overflow-wrap:anywhere}p code{white-space:nowrap}"
     // A number or a command's word is never broken across lines: a value split in two reads as two.
-    "td.mono{white-space:nowrap}td.id{overflow-wrap:normal}table.vals th{overflow-wrap:normal}"
+    "td.mono{white-space:nowrap}td.id{overflow-wrap:normal}table.vals th,table.vals td{overflow-wrap:normal}"
     "code.cmd{display:inline-block;max-width:100%;overflow-x:auto;background:#f0f2f5;border:1px solid "
     "var(--line);"
     "border-radius:4px;padding:2px 6px;white-space:pre-wrap}code.cmd span{white-space:nowrap}"
@@ -1358,6 +1358,9 @@ constexpr const char* kStyle =
     ".sub{color:var(--mute);margin:2px 0 8px}"
     "dl{display:grid;grid-template-columns:190px 1fr;gap:6px 16px;margin:12px 0 4px}"
     "dt{color:var(--mute);font-weight:600}dd{margin:0;min-width:0}"
+    // A narrow window (a phone): each answer's label above its value, the page's margins smaller.
+    "@media (max-width:640px){dl{grid-template-columns:1fr;gap:2px 0}dd{margin-bottom:6px}"
+    "main{padding:12px 8px 24px}section{padding:10px 10px}}"
     ".tag{display:inline-block;background:#fde7e7;color:var(--bad);border-radius:4px;padding:0 6px;"
     "font-weight:700;font-size:13px}"
     ".hl{background:#fff2cc}"
