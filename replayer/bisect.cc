@@ -392,12 +392,9 @@ BisectResult bisect(const BisectOptions& o) {
     ci.environment = environment_differences(header.environment, *env);
     // A difference the forced choices serve the recorded value for (the seed, the split's keys) changes
     // nothing this replay computes: named in a note, never in the cause, as replay does.
-    std::vector<std::string> served;
-    for (const std::string& c : config_differences(header, config))
-      (served_by_forcing(c, forced->hooks->replayed_seed() == header.seed, true) && d.site != "data/split"
-           ? served
-           : ci.config_differences)
-          .push_back(c);
+    ci.config_differences = config_differences(header, config);
+    const std::vector<std::string> served =
+        take_served(ci.config_differences, forced->hooks->replayed_seed() == header.seed, true, &d);
     if (!served.empty())
       rep.notes.push_back("the configuration differs from the recording's (" +
                           first_of(served, served.size(), "; ") +
@@ -788,10 +785,8 @@ BisectResult bisect(const BisectOptions& o) {
     ci.outputs_compared = header.level != ProbeLevel::step;
     ci.registry = &registry;
     if (env) ci.environment = environment_differences(header.environment, *env);
-    for (const std::string& c : config_differences(header, config))
-      if (!served_by_forcing(c, forced->hooks->replayed_seed() == header.seed, true) ||
-          forced_stop->site == "data/split")
-        ci.config_differences.push_back(c);
+    ci.config_differences = config_differences(header, config);
+    take_served(ci.config_differences, forced->hooks->replayed_seed() == header.seed, true, &*forced_stop);
     ci.layer_names = layer_names(config.layers);
     ci.kernel_differences = forced->hooks->kernel_differences();
     ci.kernels = forced->hooks->recorded_kernels();

@@ -738,9 +738,19 @@ std::string with_environment(const std::string& command, const std::vector<EnvDi
   return set + command;
 }
 
-bool served_by_forcing(const std::string& difference, bool seed_served, bool split_forced) {
-  auto is = [&difference](const char* key) { return difference.rfind(std::string(key) + ": ", 0) == 0; };
-  return (is("seed") && seed_served) || (split_forced && (is("data.test_fraction") || is("data.stratify") || is("data.split")));
+std::vector<std::string> take_served(std::vector<std::string>& differences, bool seed_served,
+                                     bool split_forced, const FirstDivergence* first) {
+  const bool split_drawn_otherwise = first && first->site == "data/split";
+  std::vector<std::string> served;
+  std::erase_if(differences, [&](const std::string& difference) {
+    auto is = [&difference](const char* key) { return difference.rfind(std::string(key) + ": ", 0) == 0; };
+    const bool is_served = (is("seed") && seed_served) ||
+                           (split_forced && !split_drawn_otherwise &&
+                            (is("data.test_fraction") || is("data.stratify") || is("data.split")));
+    if (is_served) served.push_back(difference);
+    return is_served;
+  });
+  return served;
 }
 
 namespace {
@@ -1071,20 +1081,11 @@ ReplayResult replay(const ReplayOptions& o) {
   // got the recorded seed, or the recorded split. It is reported, never blamed.
   // Nor does one that changes only the initial weights in a run resumed from a checkpoint, which replaces
   // them.
-  std::vector<std::string> served, replaced;
-  for (const std::string& c : config_differences(header, config))
-    (served_by_forcing(c, hooks.replayed_seed() == header.seed, o.force.split) ? served
-     : resumed > 0 && changes_only_initial_weights(c)                          ? replaced
-                                                                               : ci.config_differences)
-        .push_back(c);
-  // A forced split serves the recorded rows, not the recorded draw: another data.split draws (or does not
-  // draw) from the split's stream, and a difference there is that key's.
-  if (hooks.first() && hooks.first()->site == "data/split")
-    std::erase_if(served, [&](const std::string& c) {
-      if (c.rfind("data.", 0) != 0) return false;
-      ci.config_differences.push_back(c);
-      return true;
-    });
+  std::vector<std::string> rest = config_differences(header, config), replaced;
+  const std::vector<std::string> served = take_served(
+      rest, hooks.replayed_seed() == header.seed, o.force.split, hooks.first() ? &*hooks.first() : nullptr);
+  for (const std::string& c : rest)
+    (resumed > 0 && changes_only_initial_weights(c) ? replaced : ci.config_differences).push_back(c);
   ci.layer_names = layer_names(config.layers);
   rep.config_differences = ci.config_differences;
   rep.config_differences.insert(rep.config_differences.end(), served.begin(), served.end());

@@ -165,10 +165,13 @@ enum class Unmatched { none, trace_first, replay_run_end, replay_to_step };
 // shows.
 std::string with_environment(const std::string& command, const std::vector<EnvDifference>& differences);
 
-// Whether the forced choices serve the recorded values in place of what a configuration difference asks for
-// ("seed: 7 -> 8"): a seed when the run got the recorded one (`seed_served`), the split's settings under a
-// forced split. Such a difference changes nothing the run computes: it is reported, never blamed.
-bool served_by_forcing(const std::string& difference, bool seed_served, bool split_forced);
+// The configuration differences ("seed: 7 -> 8") the forced choices serve the recorded values for, taken out
+// of `differences`: a seed where the run got the recorded one (`seed_served`), the split's settings under a
+// forced split, save where the first difference (`first`) is the split's own draw (a forced split serves the
+// recorded rows, not the draw: another data.split draws otherwise, and a difference there is that key's).
+// Such a difference changes nothing the run computes: it is reported, never blamed.
+std::vector<std::string> take_served(std::vector<std::string>& differences, bool seed_served,
+                                     bool split_forced, const FirstDivergence* first);
 
 std::string config_matched_note(const std::vector<std::string>& differences, std::vector<std::string> why,
                                 const std::vector<std::string>& unblamed, int64_t compared, int64_t stopped,
