@@ -642,19 +642,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   // differs comes first. (The one after step N-1 is left to the step's own events: an epoch's shuffle,
   // drawn between the steps, is in it.)
   if (steps > 0) {
-    // Step -> byte offset, the initial state (the message after the header) among them: from the footer, or,
-    // without one, by scanning the trace.
-    auto places = [](const std::string& path, const trace::TraceReader& r) {
-      std::map<int64_t, uint64_t> out{{0, r.header_size()}};
-      if (r.footer()) {
-        for (const auto& c : r.footer()->checkpoints) out[c.step] = c.offset;
-      } else if (auto scan = trace::TraceReader::open(path, trace::without_payloads())) {
-        if (auto index = (*scan)->checkpoint_index())
-          for (const auto& c : *index) out[c.step] = c.offset;
-      }
-      return out;
-    };
-    const auto in_a = places(a_path, *sa.reader), in_b = places(b_path, *sb.reader);
+    const auto in_a = state_offsets(a_path, sa.reader.get()), in_b = state_offsets(b_path, sb.reader.get());
     CheckpointReader read_a(a_path), read_b(b_path);
     for (const auto& [at, offset] : in_a) {
       const auto other = in_b.find(at);

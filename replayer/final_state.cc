@@ -28,6 +28,19 @@ std::optional<TrainState> CheckpointReader::read(uint64_t offset, int64_t steps)
   return std::move(state).value();
 }
 
+std::map<int64_t, uint64_t> state_offsets(const std::string& trace_path, const trace::TraceReader* read) {
+  std::map<int64_t, uint64_t> out;
+  if (read && read->footer()) {
+    out[0] = read->header_size();
+    for (const auto& c : read->footer()->checkpoints) out[c.step] = c.offset;
+  } else if (auto scan = trace::TraceReader::open(trace_path, trace::without_payloads())) {
+    out[0] = (*scan)->header_size();
+    if (auto index = (*scan)->checkpoint_index())
+      for (const auto& c : *index) out[c.step] = c.offset;
+  }
+  return out;
+}
+
 std::optional<TrainState> checkpoint_at(const std::string& trace_path,
                                         const std::vector<trace::CheckpointRef>& index, int64_t steps) {
   const auto at =

@@ -5,6 +5,7 @@
 // every step compared the same may still end with other models.
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,6 +37,13 @@ class CheckpointReader {
   std::unique_ptr<trace::TraceReader> reader_;
   bool unreadable_ = false;
 };
+
+// Step -> byte offset of every state the trace at `trace_path` holds: the initial one (the message after the
+// header), those of --checkpoint-every, and the final one. From `read`'s footer where that reader has reached
+// it, else by scanning the file's messages (a trace cut short keeps the checkpoints before the cut). Empty
+// where the trace cannot be read.
+std::map<int64_t, uint64_t> state_offsets(const std::string& trace_path,
+                                          const trace::TraceReader* read = nullptr);
 
 // The checkpoint after `steps` steps among `index` (a footer's list, or the message after the header for the
 // initial state), read with its tensors, or nullopt where the index holds none of that step or the message

@@ -1275,16 +1275,9 @@ std::optional<FirstDivergence> final_state_difference(const std::string& trace_p
 std::optional<FirstDivergence> checkpoint_difference(const std::string& trace_path, ReplaySide& side) {
   Training& t = *side.training;
   if (t.step() <= 0) return std::nullopt;
-  // The trace's checkpoints, once: from its footer where the reader has reached it, else by scanning it.
+  // The trace's checkpoints, once.
   if (!side.checkpoints) {
-    std::vector<trace::CheckpointRef> index;
-    if (side.reader->footer()) {
-      index = side.reader->footer()->checkpoints;
-    } else if (auto scan = trace::TraceReader::open(trace_path, trace::without_payloads())) {
-      if (auto found = (*scan)->checkpoint_index()) index = std::move(found).value();
-    }
-    side.checkpoints.emplace();
-    for (const auto& c : index) (*side.checkpoints)[c.step] = c.offset;
+    side.checkpoints = state_offsets(trace_path, side.reader.get());
     side.checkpoint_reader = std::make_unique<CheckpointReader>(trace_path);
   }
   const auto at = side.checkpoints->find(t.step());

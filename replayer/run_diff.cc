@@ -47,19 +47,6 @@ struct Side {
   std::string library;
 };
 
-// Step -> byte offset of each state a rank's trace holds: the initial one (the message after the header),
-// those of --checkpoint-every and the final one, from its footer. Empty where the trace cannot be read.
-std::map<int64_t, uint64_t> state_places(const std::string& path) {
-  std::map<int64_t, uint64_t> out;
-  auto reader = trace::TraceReader::open(path, trace::without_payloads());
-  if (!reader) return out;
-  auto index = (*reader)->checkpoint_index();
-  if (!index) return out;
-  out[0] = (*reader)->header_size();
-  for (const auto& c : *index) out[c.step] = c.offset;
-  return out;
-}
-
 // The kernel each site of a rank's steps chose, as recorded (the last choice per site).
 std::map<std::string, std::string> kernels_of(const std::vector<trace::TraceStep>& steps) {
   std::map<std::string, std::string> out;
@@ -445,8 +432,8 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
     std::vector<CheckpointReader> read_a, read_b;
     std::set<int64_t> at_steps;
     for (int r = 0; r < na; ++r) {
-      in_a.push_back(state_places(A.run.paths[r]));
-      in_b.push_back(state_places(B.run.paths[r]));
+      in_a.push_back(state_offsets(A.run.paths[r]));
+      in_b.push_back(state_offsets(B.run.paths[r]));
       read_a.emplace_back(A.run.paths[r]);
       read_b.emplace_back(B.run.paths[r]);
       for (const auto& [at, offset] : in_a.back()) at_steps.insert(at);
