@@ -133,6 +133,11 @@ std::string counted(int64_t n, const std::string& noun) {
   return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
 }
 
+std::string site_words(const FirstDivergence& d) {
+  return (d.layer.empty() ? "" : ", " + d.layer) + (d.op.empty() ? "" : " " + d.op) +
+         (d.site != d.op && d.site != d.layer ? " (" + d.site + ")" : "");
+}
+
 std::string trace_stop_words(const TraceStop& s) {
   const std::string who = s.side.empty() ? std::string("the trace") : s.side + " (" + s.trace + ")";
   return stop_sentence(who, "after step " + std::to_string(s.after_step), s.damaged, s.offset);
@@ -278,10 +283,7 @@ std::string report_text(const DivergenceReport& r) {
     const FirstDivergence& d = *r.first;
     o << (d.kind == "state" ? state_headline(d) : "diverged at step " + std::to_string(d.step));
     if (!d.phase.empty() && d.kind != "state") o << ", " << f(d.phase);
-    if (!d.layer.empty()) o << ", " << f(d.layer);
-    if (!d.op.empty()) o << " " << f(d.op);
-    if (d.site != d.op && d.site != d.layer) o << " (" << f(d.site) << ")";
-    o << "\n";
+    o << f(site_words(d)) << "\n";
     o << "  cause: " << f(r.cause.category) << ": " << f(r.cause.detail) << "\n";
     if (what_adds_to_cause(r)) o << "  what: " << f(d.detail) << "\n";
     if (!d.kernel_recorded.empty() || !d.kernel_replayed.empty())

@@ -143,6 +143,9 @@ std::string stop_sentence(const std::string& who, const std::string& after, bool
                           const std::optional<uint64_t>& offset);
 // "B (b.trr) was changed after it was written: reading stopped at byte 812, after step 41".
 std::string trace_stop_words(const TraceStop& s);
+// Where in the model a divergence lies, as a report's first line says it after its step and phase:
+// ", dense_1 matmul.fwd (dense_1/matmul.fwd:out)", ", dense_1 (m/dense_1.kernel)"; "" for none.
+std::string site_words(const FirstDivergence& d);
 // "1 step", "2 steps".
 std::string counted(int64_t n, const std::string& noun);
 // The first `shown` of `items` joined by `separator`, and how many more there are: "a, b and 3 more".

@@ -439,8 +439,6 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
       for (const auto& [at, offset] : in_a.back()) at_steps.insert(at);
     }
     const int64_t last = static_cast<int64_t>(steps);  // the states after the last step both runs hold
-    KernelRegistry registry;
-    register_cpu_kernels(registry);
     for (auto at = at_steps.begin();
          at != at_steps.end() && (*at < last || (*at == last && whole)) && out.exit_code == 0; ++at)
       for (int r = 0; r < na && out.exit_code == 0; ++r) {
@@ -453,6 +451,8 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
                                   : *at == last ? StatePlace::end
                                                 : StatePlace::checkpoint);
         if (!d) continue;
+        KernelRegistry registry;
+        register_cpu_kernels(registry);
         CauseInputs ci;
         ci.name_a = "A";
         ci.name_b = "B";
@@ -466,10 +466,7 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
         ci.seed_recorded = ha.seed;
         ci.seed_replayed = hb.seed;
         const Cause c = classify(*d, ci);
-        const std::string where = (d->layer.empty() ? "" : ", " + d->layer) +
-                                  (d->op.empty() ? "" : " " + d->op) +
-                                  (d->site != d->op && d->site != d->layer ? " (" + d->site + ")" : "");
-        head(*d, "rank " + std::to_string(r) + where, d->detail, c.category + ": " + c.detail);
+        head(*d, "rank " + std::to_string(r) + site_words(*d), d->detail, c.category + ": " + c.detail);
       }
   }
   // Where a rank's trace stops short: the damaged one first, then the side that holds fewer steps.

@@ -21,6 +21,8 @@
 
 namespace trainrr {
 
+using Environment = std::vector<std::pair<std::string, std::string>>;
+
 namespace {
 
 std::string env_value(const trace::TraceHeader& h, const std::string& key) {
@@ -61,20 +63,24 @@ struct RankInputs {
   std::vector<std::string> config_differences;
   std::vector<std::string> layers;
   bool split_forced = false;
-  // The rank's recorded environment (its MPI settings aside: the run's own) against this process's, for
-  // the rank's configuration: what a state that differs while every step matched may come from.
-  std::vector<EnvDifference> environment;
+  // The rank's configuration and the kernels this process knows: what a state that differs while every step
+  // matched is weighed with (the environment it is replayed in among them).
+  const RunConfig* config = nullptr;
   const KernelRegistry* registry = nullptr;
 };
 
 RankInputs rank_inputs(const trace::TraceHeader& header, const RunConfig& config, const ForceSet& force,
                        const KernelRegistry& registry) {
-  RankInputs in{config_differences(header, config), layer_names(config.layers), force.split, {}, &registry};
-  std::vector<std::pair<std::string, std::string>> recorded;
+  return {config_differences(header, config), layer_names(config.layers), force.split, &config, &registry};
+}
+
+// A rank's recorded environment without its MPI settings, which are the run's own (reported with the
+// allreduce).
+Environment recorded_without_mpi(const trace::TraceHeader& header) {
+  Environment recorded;
   for (const auto& kv : header.environment)
     if (kv.first.rfind("mpi.", 0) != 0) recorded.push_back(kv);
-  if (auto now = current_environment(config)) in.environment = environment_differences(recorded, *now);
-  return in;
+  return recorded;
 }
 
 // Whether a replay through `to_step` (-1: the run's end) reaches the end of every rank's trace, each whole:
@@ -203,14 +209,13 @@ RankReplay analyze_rank(const ReplayHooks& h, int rank, const trace::TraceHeader
               collective_detail(m.recorded, m.replayed, settings.library, settings.library);
   } else if (state) {
     d = *h.first();
-    out.text = state_headline(d) + ", rank " + std::to_string(rank) +
-               (d.layer.empty() ? "" : ", " + d.layer) + (d.op.empty() ? "" : " " + d.op) +
-               (d.site != d.op && d.site != d.layer ? " (" + d.site + ")" : "") + "\n";
+    out.text = state_headline(d) + ", rank " + std::to_string(rank) + site_words(d) + "\n";
     // As for one process: the state's place in the run is the recorded choices', and its tensors are what
     // the steps computed, which compared the same.
     CauseInputs ci;
     ci.layer_names = in.layers;
-    ci.environment = in.environment;
+    if (auto now = current_environment(*in.config))
+      ci.environment = environment_differences(recorded_without_mpi(header), *now);
     ci.registry = in.registry;
     ci.kernels = h.recorded_kernels();
     for (const auto& [site, kernel] : h.recorded_kernels())
@@ -710,8 +715,6 @@ Result<RunConfig> replayed_config(const trace::RunSet& run, const std::vector<st
   return parse_config(h.config, h.config_path + " (in the trace)", config_folder(h), all);
 }
 
-using Environment = std::vector<std::pair<std::string, std::string>>;
-
 // Each key and value as its length, ':' and its bytes: a value may hold any byte.
 std::string pack_environment(const Environment& env) {
   std::string out;
@@ -827,11 +830,8 @@ void add_run_inputs(const trace::RunSet& run, const ForceSet& force,
   std::vector<int> ranks;
   std::vector<std::vector<EnvDifference>> per_rank;
   for (int r = 0; r < run.world_size && static_cast<size_t>(r) < replayed_in.size(); ++r) {
-    Environment recorded;
-    for (const auto& kv : run.headers[r].environment)
-      if (kv.first.rfind("mpi.", 0) != 0) recorded.push_back(kv);
     ranks.push_back(r);
-    per_rank.push_back(environment_differences(recorded, replayed_in[r]));
+    per_rank.push_back(environment_differences(recorded_without_mpi(run.headers[r]), replayed_in[r]));
   }
   const auto lines = ranked_environment_lines(ranks, per_rank, "recorded", "replayed");
   if (lines.empty()) return;
