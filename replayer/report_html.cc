@@ -1343,6 +1343,8 @@ constexpr const char* kStyle =
     "code,.mono{font-family:ui-monospace,'SFMono-Regular',Menlo,Consolas,'DejaVu Sans Mono',monospace;"
     "font-size:13px}"
     "code,td,th,dd,li,p,h1{overflow-wrap:anywhere}p code{white-space:nowrap}"
+    // A site's name under the headline is one word that may be longer than the window: it breaks.
+    ".sub code{white-space:normal}"
     // A number or a command's word is never broken across lines: a value split in two reads as two.
     "td.mono{white-space:nowrap}td.id{overflow-wrap:normal}table.vals th,table.vals td{overflow-wrap:normal}"
     "code.cmd{display:inline-block;max-width:100%;overflow-x:auto;background:#f0f2f5;border:1px solid "
