@@ -523,6 +523,11 @@ def test_an_opened_trace_says_how_reading_went_before_any_steps_are_read(tmp_pat
     report = trainrr.replay(tmp_path / "cut.trr")
     assert report.status == "truncated" and not report.reproduced, report.text()
     assert "status is 'reproduced'" in trainrr.Report.reproduced.__doc__
+    # `if report:` is no test of reproduction: a report has no truth value, and says what to ask instead.
+    with pytest.raises(TypeError, match=r"status is 'truncated'.*report\.reproduced"):
+        bool(report)
+    with pytest.raises(TypeError, match="ambiguous"):
+        assert trainrr.replay(tmp_path / "run.trr")
 
 
 def test_an_opened_trace_reads_its_own_file_after_another_run_is_recorded_to_its_path(tmp_path):

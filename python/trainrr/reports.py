@@ -105,6 +105,12 @@ class Report:
     def __str__(self):
         return self.text()
 
+    def __bool__(self):
+        # `if trainrr.replay(...):` would be true for every report, a divergence's and a damaged trace's too.
+        raise TypeError(f"the truth value of a trainrr.Report is ambiguous (this one's status is "
+                        f"{self.status!r}): use report.reproduced, true when the run was reproduced bit for bit "
+                        f"(replay, bisect) or the traces are identical (diff), or report.status")
+
     def __repr__(self):
         first = self._native.text().split("\n", 1)[0]
         return f"<trainrr.Report {self.command}: {first}>"
