@@ -73,6 +73,7 @@ std::string kernel_site_of(const std::string& probe_site) {
 }
 
 std::string round_trip(double v) {
+  if (std::isnan(v)) return "nan";  // a NaN's sign means nothing: "-nan" beside "nan" reads as two values
   char buf[32];
   const auto r = std::to_chars(buf, buf + sizeof buf, v);
   return std::string(buf, r.ptr);
@@ -81,8 +82,8 @@ std::string round_trip(double v) {
 std::pair<std::string, std::string> side_by_side(double a, double b, int digits) {
   char sa[40], sb[40];
   for (;; ++digits) {
-    std::snprintf(sa, sizeof sa, "%.*g", digits, a);
-    std::snprintf(sb, sizeof sb, "%.*g", digits, b);
+    std::snprintf(sa, sizeof sa, "%.*g", digits, std::isnan(a) ? std::fabs(a) : a);
+    std::snprintf(sb, sizeof sb, "%.*g", digits, std::isnan(b) ? std::fabs(b) : b);
     if (std::string_view(sa) != sb || same_bits(a, b) || digits >= 17) return {sa, sb};
   }
 }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <string>
 
 namespace trainrr {
@@ -111,3 +112,13 @@ TEST(ReportText, TwoSummariesNeverPrintAlikeUnlessTheyAreTheSameAndThenSaySo) {
 
 }  // namespace
 }  // namespace trainrr
+
+TEST(ReportText, ANaNPrintsWithoutASign) {
+  // A NaN's sign bit means nothing; "-nan" beside "nan" would read as two different values.
+  const double negative_nan = -std::numeric_limits<double>::quiet_NaN();
+  ASSERT_TRUE(std::signbit(negative_nan));
+  const auto [a, b] = trainrr::side_by_side(1.5, negative_nan);
+  EXPECT_EQ(a, "1.5");
+  EXPECT_EQ(b, "nan");
+  EXPECT_EQ(trainrr::round_trip(negative_nan), "nan");
+}
