@@ -412,6 +412,89 @@ std::string data_not_reaching_rows(const FirstDivergence& d, const CauseInputs& 
 
 }  // namespace
 
+// The sites whose kernel selections differ and can have made the first difference `d`, those likeliest to
+// have made it first: the divergent layer's ops of its phase first (kernel_differences holds the selections).
+static std::vector<std::string> kernel_sites_reaching(const FirstDivergence& d, const CauseInputs& in) {
+  // Sites that cannot have made the difference are left out: the loader decides the order of the batches
+  // alone, compared before any value; the loss is computed in the forward pass, before any backward op or
+  // update runs, and where the layers' outputs were compared (the same) and the loss's own sites differ, they
+  // are what computed it.
+  std::vector<std::string> sites;
+  if (d.kernel_replayed.empty()) {
+    const bool at_loss = d.site == "loss";
+    bool loss_sites = false;
+    for (const auto& [site, ab] : in.kernel_differences) loss_sites |= site.rfind("loss/", 0) == 0;
+    for (const auto& [site, ab] : in.kernel_differences) {
+      if (site == "data/loader") continue;
+      if (at_loss && (site.find(".bwd") != std::string::npos ||
+                      (loss_sites && in.outputs_compared && site.rfind("loss/", 0) != 0)))
+        continue;
+      sites.push_back(site);
+    }
+  }
+  // A difference in a layer's output in the forward pass comes from the forward ops of that layer or of the
+  // layers before it: the backward ops and the later layers run after it. Where the layers' outputs were
+  // compared (level layer or op) and this is the first that differs, the layers before it computed the same
+  // outputs, whatever kernels they ran: only the layer's own forward ops can have made the difference (none
+  // of them may differ: then no kernel selection is the cause).
+  if (const std::string layer = layer_of(d);
+      d.kind == "probe" && d.phase == "forward" && in.outputs_compared && !layer.empty()) {
+    std::vector<std::string> own;
+    for (const std::string& site : sites)
+      if (site.find(".bwd") == std::string::npos && site.rfind(layer + "/", 0) == 0) own.push_back(site);
+    sites = std::move(own);
+  } else if (const std::string layer = layer_of(d);
+             d.phase == "forward" && !layer.empty() && !in.layer_names.empty() && sites.size() > 1) {
+    const auto at = std::find(in.layer_names.begin(), in.layer_names.end(), layer);
+    if (at != in.layer_names.end()) {
+      std::vector<std::string> before;
+      for (const std::string& site : sites) {
+        if (site.find(".bwd") != std::string::npos) continue;
+        const std::string of = site.substr(0, site.find('/'));
+        if (std::find(in.layer_names.begin(), at + 1, of) != at + 1) before.push_back(site);
+      }
+      if (!before.empty()) sites = std::move(before);
+    }
+  }
+  // The sites that can have made the difference first: the divergent layer's ops of its phase (a layer's
+  // output comes from its forward ops, not its backward ones), then its other ops, then the rest.
+  const std::string layer = layer_of(d);
+  auto rank = [&](const std::string& site) {
+    if (layer.empty() || site.rfind(layer + "/", 0) != 0) return 2;
+    const bool backward_op = site.find(".bwd") != std::string::npos;
+    const bool of_phase = d.phase == "forward" ? !backward_op : d.phase == "backward" ? backward_op : true;
+    return of_phase ? 0 : 1;
+  };
+  std::stable_sort(sites.begin(), sites.end(),
+                   [&](const std::string& a, const std::string& b) { return rank(a) < rank(b); });
+  return sites;
+}
+
+// Beside a cause in the data or the configuration: the kernel selections that differ too and can have made
+// the same difference, which is as much evidence; "" when none does. Another kernel at the op that differs
+// first is evidence in hand. Where no op's output was compared (level step), any selection that differs in
+// the part of the step before the difference can have made it first, and nothing in the traces says which
+// did.
+static std::string kernels_too(const FirstDivergence& d, const CauseInputs& in) {
+  if (!d.kernel_recorded.empty() && !d.kernel_replayed.empty() && d.kernel_recorded != d.kernel_replayed)
+    return "; a different kernel ran at " + kernel_site_of(d.site) + " too, " + d.kernel_recorded + " (" +
+           in.name_a + ") vs " + d.kernel_replayed + " (" + in.name_b + "), which can have made it as well";
+  if (in.outputs_compared || d.kind == "metrics") return "";
+  std::vector<std::string> ks;
+  for (const std::string& site : kernel_sites_reaching(d, in)) {
+    const auto& ab = in.kernel_differences.at(site);
+    ks.push_back(site + ": " + ab.first + " vs " + ab.second);
+  }
+  if (ks.empty()) return "";
+  std::string isa;
+  if (const std::string a = env_value(in.environment, "isa", true); !a.empty())
+    isa = " (instruction set " + a + " vs " + env_value(in.environment, "isa", false) + ")";
+  return "; kernel selections differ too" + isa +
+         ", which can have made it as well: " + first_of(ks, 4, "; ") +
+         "; the trace holds no op's output (level step) to tell which made the first difference: record "
+         "with --level op to see";
+}
+
 Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
   // The same values summarized otherwise: no configuration, data or arithmetic makes that.
   if (d.kind == "summary")
@@ -482,14 +565,10 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
          : r && d.phase == "evaluation" && r->test ? "a test row differs, which the evaluation reads"
                                                    : "the data differs before any step runs");
     if (!within.empty()) detail += "; the run configuration differs too: " + join_some(within);
-    // Another kernel at the op is evidence in hand that can have made the difference as well.
-    if (!d.kernel_recorded.empty() && !d.kernel_replayed.empty() && d.kernel_recorded != d.kernel_replayed)
-      detail += "; a different kernel ran at " + kernel_site_of(d.site) + " too, " + d.kernel_recorded +
-                " (" + in.name_a + ") vs " + d.kernel_replayed + " (" + in.name_b +
-                "), which can have made it as well";
-    return {"data", detail};
+    return {"data", detail + kernels_too(d, in)};
   }
-  if (!within.empty()) return {"config", "the run configuration differs: " + join_some(within)};
+  if (!within.empty())
+    return {"config", "the run configuration differs: " + join_some(within) + kernels_too(d, in)};
 
   if (d.kind == "metrics") return evaluation_arithmetic();
   std::string kind = d.kind;
@@ -619,59 +698,8 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
                           "), " + d.kernel_replayed + " (" + in.name_b + ")" +
                           timed(picks(kernel_site_of(d.site))) +
                           (on_gpu(d.kernel_recorded) || on_gpu(d.kernel_replayed) ? std::string() : context)};
-  // Sites that cannot have made the difference are left out: the loader decides the order of the batches
-  // alone, compared before any value; the loss is computed in the forward pass, before any backward op or
-  // update runs, and where the layers' outputs were compared (the same) and the loss's own sites differ, they
-  // are what computed it.
-  std::vector<std::string> sites;
-  if (d.kernel_replayed.empty()) {
-    const bool at_loss = d.site == "loss";
-    bool loss_sites = false;
-    for (const auto& [site, ab] : in.kernel_differences) loss_sites |= site.rfind("loss/", 0) == 0;
-    for (const auto& [site, ab] : in.kernel_differences) {
-      if (site == "data/loader") continue;
-      if (at_loss && (site.find(".bwd") != std::string::npos ||
-                      (loss_sites && in.outputs_compared && site.rfind("loss/", 0) != 0)))
-        continue;
-      sites.push_back(site);
-    }
-  }
-  // A difference in a layer's output in the forward pass comes from the forward ops of that layer or of the
-  // layers before it: the backward ops and the later layers run after it. Where the layers' outputs were
-  // compared (level layer or op) and this is the first that differs, the layers before it computed the same
-  // outputs, whatever kernels they ran: only the layer's own forward ops can have made the difference (none
-  // of them may differ: then no kernel selection is the cause).
-  if (const std::string layer = layer_of(d);
-      d.kind == "probe" && d.phase == "forward" && in.outputs_compared && !layer.empty()) {
-    std::vector<std::string> own;
-    for (const std::string& site : sites)
-      if (site.find(".bwd") == std::string::npos && site.rfind(layer + "/", 0) == 0) own.push_back(site);
-    sites = std::move(own);
-  } else if (const std::string layer = layer_of(d);
-             d.phase == "forward" && !layer.empty() && !in.layer_names.empty() && sites.size() > 1) {
-    const auto at = std::find(in.layer_names.begin(), in.layer_names.end(), layer);
-    if (at != in.layer_names.end()) {
-      std::vector<std::string> before;
-      for (const std::string& site : sites) {
-        if (site.find(".bwd") != std::string::npos) continue;
-        const std::string of = site.substr(0, site.find('/'));
-        if (std::find(in.layer_names.begin(), at + 1, of) != at + 1) before.push_back(site);
-      }
-      if (!before.empty()) sites = std::move(before);
-    }
-  }
+  const std::vector<std::string> sites = kernel_sites_reaching(d, in);
   if (!sites.empty()) {
-    // The sites that can have made the difference first: the divergent layer's ops of its phase (a layer's
-    // output comes from its forward ops, not its backward ones), then its other ops, then the rest.
-    const std::string layer = layer_of(d);
-    auto rank = [&](const std::string& site) {
-      if (layer.empty() || site.rfind(layer + "/", 0) != 0) return 2;
-      const bool backward_op = site.find(".bwd") != std::string::npos;
-      const bool of_phase = d.phase == "forward" ? !backward_op : d.phase == "backward" ? backward_op : true;
-      return of_phase ? 0 : 1;
-    };
-    std::stable_sort(sites.begin(), sites.end(),
-                     [&](const std::string& a, const std::string& b) { return rank(a) < rank(b); });
     std::vector<std::string> ks;
     std::string how;
     for (const std::string& site : sites) {

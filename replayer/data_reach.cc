@@ -65,7 +65,7 @@ Result<DataReach> reach_of(const RunConfig& config, Copies copies, const DataSch
   const bool labels_differ = std::memcmp(a.y.data(), b.y.data(), a.y.size() * sizeof(float)) != 0;
   if (config.data.test_fraction > 0) {
     if (!schedule.split) return Error{"the run's split is not known"};
-    if (config.data.stratify && labels_differ) {
+    if (config.data.stratify && labels_differ && !schedule.split_served) {
       // The split reads the labels: it is known only where both copies' labels pick the rows the run's split
       // holds (with the run's seed; a seed drawn from the OS is not at hand, and nothing is then known).
       const std::optional<SplitMethod> method = parse_split_method(config.data.split);

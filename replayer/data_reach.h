@@ -18,6 +18,9 @@ namespace trainrr {
 struct DataSchedule {
   bool split = false;                             // a split was made (data.test_fraction > 0)
   std::vector<uint32_t> split_train, split_test;  // its rows of the data, as the run's split gave them
+  // The split was served from the recording (a replay that forces it): both runs took these rows, whatever
+  // labels a stratified split would have read.
+  bool split_served = false;
   std::map<int, std::vector<uint32_t>> orders;    // epoch (from 0) -> its order of the training rows
   struct Taken {
     int64_t step = 0;

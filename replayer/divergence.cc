@@ -195,7 +195,12 @@ std::string json_value(const std::string& text) {
   return json_string(text);
 }
 
-std::string json_num(double v) { return std::isfinite(v) ? fmt_double(v) : "null"; }
+// An infinity or a NaN, which JSON has no number for, as the string "inf", "-inf" or "nan", as dump --json
+// writes them: the value a divergence found is never dropped.
+std::string json_num(double v) {
+  if (std::isfinite(v)) return fmt_double(v);
+  return std::isnan(v) ? "\"nan\"" : v > 0 ? "\"inf\"" : "\"-inf\"";
+}
 
 // " (42 steps compared)", from the report's facts; "" when it has no such fact.
 std::string steps_compared(const DivergenceReport& r) {

@@ -300,6 +300,7 @@ void ReplayHooks::split_checked(std::string_view site, std::vector<uint32_t>& tr
   if (forced(force_.split, "split")) {
     train = rec.train;
     test = rec.test;
+    schedule_.split_served = true;
     return;
   }
   if (rec.train == train && rec.test == test) return;

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <regex>
 
 #include "engine/kernels/kernel_registry.h"
@@ -868,6 +869,72 @@ TEST_F(RightAnswers, DiffOfTwoSeedsSaysTheInitialWeightsDiffer) {
   EXPECT_TRUE(
       has(r.output, "trainable parameters identical through step: none: the initial weights differ\n"))
       << r.output;
+}
+
+// A level-step trace holds no op's output: where the configuration differs and kernel selections differ too,
+// either can have made the first difference, and the cause names both, in either order and without
+// re-execution alike.
+TEST_F(RightAnswers, AtLevelStepKernelSelectionsThatDifferBesideTheConfigurationAreNamedToo) {
+  if (detect_isa() == Isa::generic) GTEST_SKIP() << "this CPU has only the generic instruction set";
+  const std::string cfg = dir.write("run.toml", breast_cancer("seed = 3\n", kBreastCancer, kOneThread));
+  const std::string a = dir.file("a.trr"), b = dir.file("b.trr");
+  ASSERT_EQ(run_trainrr("record " + cfg + " -o " + a).exit_code, 0);
+  ASSERT_EQ(run_trainrr_env("TRAINRR_ISA=generic",
+                            "record " + cfg + " -o " + b + " --set train.optimizer.learning_rate=0.002")
+                .exit_code,
+            0);
+  for (const std::string& command : {"diff " + a + " " + b, "diff " + b + " " + a}) {
+    const CommandResult r = run_trainrr(command);
+    ASSERT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_TRUE(
+        has(r.output, "  cause: config: the run configuration differs: train.optimizer.learning_rate: "))
+        << r.output;
+    EXPECT_TRUE(has(r.output, "; kernel selections differ too (instruction set ")) << r.output;
+    EXPECT_TRUE(has(r.output, ", which can have made it as well: ")) << r.output;
+    EXPECT_TRUE(has(r.output, "dense_1/matmul.fwd: f32_matmul__cpu_blocked_")) << r.output;
+    EXPECT_TRUE(has(r.output, "to tell which made the first difference: record with --level op")) << r.output;
+  }
+  const CommandResult r =
+      run_trainrr_env("TRAINRR_ISA=generic",
+                      "replay " + a +
+                          " --force rng,split,shuffle,loader --set train.optimizer.learning_rate=0.002 "
+                          "--no-element-detail");
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "; kernel selections differ too (instruction set ")) << r.output;
+}
+
+// A stratified split reads the labels; served from the recording, it takes the recorded rows whatever the
+// labels are, so a changed label reaches the run where a step first reads its row, never before any step.
+TEST_F(RightAnswers, AChangedLabelUnderAServedStratifiedSplitReachesTheStepThatReadsItsRow) {
+  const std::string trace = dir.file("m.trr");
+  ASSERT_EQ(
+      run_trainrr("record " + example("digits_mlp.toml") +
+                  " --set train.epochs=1 --set runtime.threads=1 --set runtime.policy=deterministic -o " +
+                  trace)
+          .exit_code,
+      0);
+  // Data row 1's digit (line 2 of the file, under the header; the last column), changed.
+  std::ifstream in(example("data/digits.csv"));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t row1 = text.find('\n') + 1, end = text.find('\n', row1);
+  const size_t last = text.rfind(',', end) + 1;
+  text.replace(last, end - last, std::to_string((std::stoi(text.substr(last, end - last)) + 1) % 10));
+  const std::string changed = dir.write("digits.csv", text);
+  const CommandResult r = run_trainrr("replay " + trace + " --data " + changed + " --allow-data-change");
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "  cause: data: ")) << r.output;
+  EXPECT_TRUE(
+      has(r.output, " is the first to read a training row that differs (data row 1, line 2 of the file)"))
+      << r.output;
+  EXPECT_FALSE(has(r.output, "the data differs before any step runs")) << r.output;
+  // Beside a batch size that differs from step 0 on, the label is no cause of that step's forward pass.
+  const CommandResult both = run_trainrr("replay " + trace + " --data " + changed +
+                                         " --allow-data-change --set train.batch_size=16");
+  ASSERT_EQ(both.exit_code, 1) << both.output;
+  EXPECT_TRUE(has(both.output,
+                  "  cause: config: the run configuration differs: train.batch_size: 32 -> 16; the "
+                  "data differs too, but cannot have made this difference"))
+      << both.output;
 }
 
 }  // namespace

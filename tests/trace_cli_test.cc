@@ -406,6 +406,16 @@ TEST(TraceCliNonFiniteTest, ShowNamesWhereNaNOrInfinityFirstAppears) {
             std::string::npos)
       << step.output;
   EXPECT_NE(step.output.find("  loss: first non-finite at step 1 (inf)"), std::string::npos) << step.output;
+  // JSON has no number for them: an infinite loss and a NaN one are the strings "inf" and "nan", never one
+  // null for both.
+  const CommandResult json = run_trainrr("dump --json " + d.file("step.trr"));
+  ASSERT_EQ(json.exit_code, 0) << json.output;
+  EXPECT_NE(json.output.find("\"step\":1,\"epoch\":1,\"batch\":1,\"loss\":\"inf\""), std::string::npos)
+      << json.output;
+  EXPECT_NE(json.output.find("\"step\":2,\"epoch\":1,\"batch\":2,\"loss\":\"nan\""), std::string::npos)
+      << json.output;
+  EXPECT_NE(json.output.find("\"logs\":{\"loss\":\"nan\"}"), std::string::npos) << json.output;
+  EXPECT_EQ(json.output.find("\"loss\":null"), std::string::npos) << json.output;
   // A run gone to NaN is what one replays: its NaN losses must compare equal to themselves.
   for (const std::string& trace : {d.file("op.trr"), d.file("step.trr")}) {
     const CommandResult replay = run_trainrr("replay " + trace);

@@ -35,6 +35,8 @@ std::string number(double v) {
   return std::string(buf, r.ptr);
 }
 
+std::string json_number(double v) { return std::isfinite(v) ? number(v) : "\"" + number(v) + "\""; }
+
 std::string epoch_number(int64_t epoch) { return std::to_string(epoch + 1); }
 
 void print_error(std::string_view message) {
@@ -50,7 +52,7 @@ std::string join_numbers(std::span<const T> values) {
   for (size_t i = 0; i < values.size(); ++i) {
     if (i) out += ',';
     if constexpr (std::is_floating_point_v<T>)
-      out += std::isfinite(values[i]) ? number(values[i]) : "null";
+      out += json_number(values[i]);
     else
       out += std::to_string(values[i]);
   }
@@ -135,7 +137,7 @@ JsonObject& JsonObject::str(std::string_view k, std::string_view value) {
 
 JsonObject& JsonObject::num(std::string_view k, double value) {
   key(k);
-  text_ += std::isfinite(value) ? number(value) : "null";
+  text_ += json_number(value);
   return *this;
 }
 

@@ -23,6 +23,9 @@ std::string hex128(const trace::Digest128& d);
 void append_item(std::string& list, size_t i, const char* separator, const std::string& item);
 // Shortest text that reads back as the same double.
 std::string number(double v);
+// A number as JSON: a finite one as a JSON number, an infinity or a NaN (which JSON has no number for) as the
+// string "inf", "-inf" or "nan", so that a loss that went to infinity reads apart from one that is NaN.
+std::string json_number(double v);
 // Prints "trainrr: MESSAGE" on stderr, printable.
 void print_error(std::string_view message);
 // An epoch as people count it, from 1, as training's log and Keras print it. Every output counts so: text,
@@ -35,7 +38,7 @@ std::string epoch_number(int64_t epoch);
 class JsonObject {
  public:
   JsonObject& str(std::string_view key, std::string_view value);
-  JsonObject& num(std::string_view key, double value);  // non-finite values become null
+  JsonObject& num(std::string_view key, double value);  // see json_number
   JsonObject& integer(std::string_view key, int64_t value);
   JsonObject& uinteger(std::string_view key, uint64_t value);
   JsonObject& boolean(std::string_view key, bool value);

@@ -44,12 +44,16 @@ def test_history_holds_keras_keys_one_value_per_epoch():
     assert history.history["loss"][-1] < history.history["loss"][0]
 
 
-def test_without_metrics_the_history_holds_the_loss_alone():
+def test_without_metrics_the_history_holds_the_loss_alone(capsys):
     x, y = blobs()
     model = trainrr.Sequential([layers.Dense(2, activation="softmax")])
     model.compile(loss="sparse_categorical_crossentropy")
     assert list(model.fit(x, y, verbose=0).history) == ["loss"]
     assert isinstance(model.evaluate(x, y, verbose=0), float)
+    # The epoch lines say what history holds, as Keras prints them: no accuracy that was not asked for.
+    assert list(model.fit(x, y, verbose=2, validation_split=0.2).history) == ["loss", "val_loss"]
+    line = capsys.readouterr().out.splitlines()[0]
+    assert " - loss: " in line and " - val_loss: " in line and "accuracy" not in line, line
 
 
 def test_epoch_lines_keras_style_and_quiet_with_verbose_0(capsys):
@@ -376,8 +380,14 @@ def test_to_config_refuses_to_write_arrays_changed_in_place_since_the_fit(tmp_pa
     assert "x.npy would not hold the rows the fit trained on" in str(e.value) and "x.copy()" in str(e.value)
     assert not (tmp_path / "cli").exists()  # nothing is written
     y[0] = 1 - y[0]
-    with pytest.raises(trainrr.DataError, match="^to_config: x and y have changed since the fit"):
+    with pytest.raises(trainrr.DataError, match="^to_config: x and y have changed since the fit") as e:
         model.to_config(tmp_path / "cli" / "run.toml")
+    assert "give fit a copy (x.copy() and y.copy())" in str(e.value)
+    x /= 2
+    with pytest.raises(trainrr.DataError, match="^to_config: y has changed since the fit") as e:
+        model.to_config(tmp_path / "cli" / "run.toml")
+    assert "give fit a copy (y.copy())" in str(e.value)
+    x *= 2
     # Back as the fit had them, they are written.
     x /= 2
     y[0] = 1 - y[0]
@@ -815,3 +825,23 @@ def test_a_fits_arrays_are_named_as_the_arrays_given_to_fit_not_by_their_tempora
         trainrr.replay(tmp_path / "a.trr", data=tmp_path / "x2.npy")
     assert f"data file {tmp_path / 'x2.npy'} (recorded as the x given to fit) differs" in str(e.value), str(e.value)
     assert "trainrr-" not in str(e.value)
+
+
+def test_a_trace_gives_an_infinite_loss_and_a_nan_loss_as_floats_apart(tmp_path):
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(64, 3)) * 100).astype(np.float32)
+    model = trainrr.Sequential([layers.Dense(4, activation="relu"), layers.Dense(1)])
+    model.compile(optimizer=optimizers.SGD(learning_rate=1e8), loss="mse", policy="deterministic")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        history = model.fit(x, x[:, 0] * 1e3, epochs=3, verbose=0, seed=1, record=str(tmp_path / "nan.trr"))
+    trace = trainrr.open(tmp_path / "nan.trr")
+    losses = trace.losses()
+    steps = [s["loss"] for s in trace.steps()]
+    assert np.isinf(losses[1]) and np.isnan(losses[2]), losses
+    # Each step's loss is what losses() holds: a float, inf and nan apart, never None for both.
+    assert all(type(v) is float for v in steps), steps
+    np.testing.assert_array_equal(np.array(steps), losses)
+    epochs = [e["logs"]["loss"] for e in trace.epochs()]
+    assert all(type(v) is float for v in epochs), epochs
+    np.testing.assert_array_equal(np.array(epochs), np.array(history.history["loss"]))

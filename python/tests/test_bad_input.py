@@ -435,7 +435,8 @@ def test_to_config_refuses_to_overwrite_a_file_that_is_not_a_configuration(tmp_p
     before = trace.read_bytes()
     with pytest.raises(FileExistsError) as e:
         m.to_config(trace)
-    assert str(e.value) == f"to_config: {trace} exists and is not a TOML configuration: refusing to overwrite it"
+    assert str(e.value) == (f"to_config: {trace} exists and is not a trainrr run configuration: refusing to "
+                            f"overwrite it")
     assert trace.read_bytes() == before
     assert not (tmp_path / "x.npy").exists(), "nothing is written when the configuration is refused"
     # The arrays beside it: an earlier x.npy is replaced, a file of another kind under that name is not.
@@ -447,6 +448,14 @@ def test_to_config_refuses_to_overwrite_a_file_that_is_not_a_configuration(tmp_p
     m.to_config(tmp_path / "run.toml")
     m.to_config(tmp_path / "run.toml")  # an earlier configuration and earlier arrays are replaced
     assert np.load(tmp_path / "x.npy").shape == (64, 3)
+    # Another tool's TOML, a file of comments, key = "value" lines: valid TOML, no run configuration, kept.
+    for name, text in (("pyproject.toml", '[project]\nname = "mine"\n\n[tool.black]\nline-length = 100\n'),
+                       ("notes.txt", "# my notes\n# keep this\n"), (".env", 'API_KEY = "abc123"\n'),
+                       ("half.toml", 'seed = 1\n[tool.other]\nx = 1\n[model]\n')):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(FileExistsError, match="is not a trainrr run configuration"):
+            m.to_config(tmp_path / name)
+        assert (tmp_path / name).read_text() == text
 
 
 def test_to_config_never_overwrites_a_data_set_under_the_names_of_its_arrays(tmp_path):
@@ -508,7 +517,7 @@ def test_a_path_that_cannot_take_the_output_raises_the_oserror_open_raises_for_i
     cases = [
         (FileExistsError, lambda: model().fit(x, y, verbose=0, record=table), "data.csv: exists and is not a trainrr trace"),
         (FileExistsError, lambda: report.save_html(table), "data.csv exists and is not an HTML report"),
-        (FileExistsError, lambda: m.to_config(table), "data.csv exists and is not a TOML configuration"),
+        (FileExistsError, lambda: m.to_config(table), "data.csv exists and is not a trainrr run configuration"),
         (IsADirectoryError, lambda: model().fit(x, y, verbose=0, record=folder), "adir: not a regular file (it is a directory)"),
         (IsADirectoryError, lambda: report.save_html(folder), "adir is a directory"),
         (IsADirectoryError, lambda: m.to_config(folder), "adir is a directory; a configuration needs a file path"),

@@ -217,7 +217,8 @@ class Sequential:
         settings = dict(self._defaults)
         settings.update({k: v for k, v in given.items() if v is not None})
         log, progress = _log_stream(verbose, "fit")
-        if log is not None and self._compiled["accuracy"] not in ([], ["accuracy"]):
+        # Without metrics the lines say the loss only, as history has it and Keras prints it.
+        if log is not None and self._compiled["accuracy"] != ["accuracy"]:
             log = _MetricNames(log, self._compiled["accuracy"])
 
         if x is None and y is not None:
@@ -353,7 +354,8 @@ class Sequential:
 
         With `path`, also writes it there, and the last fit's arrays beside it (x.npy, y.npy), so that
         `trainrr record PATH` runs the same run; folders missing on the way are created. A file already
-        there is replaced only when it is empty or a TOML configuration; x.npy and y.npy only when empty, when
+        there is replaced only when it is empty or a trainrr run configuration (TOML with a [model] and only a
+        configuration's top-level keys: never a pyproject.toml); x.npy and y.npy only when empty, when
         they hold the very bytes to be written, or when a to_config of this session wrote them (and they
         still hold what it wrote), so that a data set of yours under those names is never overwritten. Any
         other raises FileExistsError, naming it, and a folder IsADirectoryError, before anything is
@@ -373,7 +375,7 @@ class Sequential:
             if os.path.isdir(path):
                 raise IsADirectoryError(f"to_config: {path} is a directory; a configuration needs a file path "
                                         f"({os.path.join(path, 'run.toml')}, say)")
-            _replaceable(path, _is_toml, "a TOML configuration")
+            _replaceable(path, _is_run_config, "a trainrr run configuration")
             written = []
             if arrays is not None:
                 for name in (_data.X_FILE, _data.Y_FILE):
@@ -529,7 +531,14 @@ def _replaceable_array(path, array):
                           f"{_data.X_FILE} and {_data.Y_FILE}")
 
 
-def _is_toml(head):
+# The top-level keys of a run configuration (engine/config.cc): a TOML file with any other, or without a model,
+# is some other tool's (a pyproject.toml) and is never replaced.
+_CONFIG_KEYS = {"seed", "data", "augment", "model", "train", "runtime", "distributed"}
+
+
+def _is_run_config(head):
+    """True when the bytes are a trainrr run configuration: TOML whose top-level keys are all a
+    configuration's, with a [model] (every configuration to_config writes has one)."""
     if len(head) > _MAX_CONFIG_BYTES:
         return False
     try:
@@ -538,13 +547,13 @@ def _is_toml(head):
         return False
     try:
         import tomllib
-    except ImportError:  # Python before 3.11: text without NUL bytes is taken for a configuration
-        return "\0" not in text
+    except ImportError:  # Python before 3.11: no TOML reader, so nothing is taken for a configuration
+        return False
     try:
-        tomllib.loads(text)
+        table = tomllib.loads(text)
     except tomllib.TOMLDecodeError:
         return False
-    return True
+    return "model" in table and set(table) <= _CONFIG_KEYS
 
 
 def _is_npy(head):
@@ -600,11 +609,12 @@ def _check_unchanged(arrays, digests):
     if changed:
         which = " and ".join(changed)
         files = " and ".join(f"{n}.npy" for n in changed)
+        copies = " and ".join(f"{n}.copy()" for n in changed)
         verb = "have" if len(changed) > 1 else "has"
         raise DataError(f"to_config: {which} {verb} changed since the fit (in place): fit kept the array it was "
                         f"given, uncopied, and its values are no longer those the fit trained on; {files} "
                         f"would not hold the rows the fit trained on. Call to_config before changing the "
-                        f"array, give fit a copy (x.copy()) to change the original freely, or fit again on the "
+                        f"array, give fit a copy ({copies}) to change the original freely, or fit again on the "
                         f"array as it now is")
 
 
@@ -731,7 +741,8 @@ def _log_stream(verbose, owner):
 
 
 class _MetricNames:
-    """The epoch lines, to `stream`, with the accuracy under the names compile was given (acc: ...)."""
+    """The epoch lines, to `stream`, with the accuracy under the names compile was given (acc: ...), or
+    without it when compile was given no metric."""
 
     _ACCURACY = re.compile(r" - (val_)?accuracy: (\S+)")
 

@@ -119,7 +119,12 @@ class Report:
 def _python_facts(values, terms):
     if not values:
         return None
-    return Facts({k: terms(v) if k == "detail" and isinstance(v, str) else v for k, v in values.items()})
+    # An element's values are floats, float("nan") or float("inf") too (the JSON holds those as strings).
+    return Facts({k: terms(v) if k == "detail" and isinstance(v, str)
+                  else float(v) if k in _FLOAT_FACTS and v is not None else v for k, v in values.items()})
+
+
+_FLOAT_FACTS = {"recorded", "replayed", "abs_diff"}
 
 
 _PATH_FACTS = {"trace", "a", "b"}  # a trace's path, as given

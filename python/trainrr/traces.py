@@ -60,7 +60,7 @@ class Trace:
     def steps(self):
         """Every step, in order: dump's step object ("step", "epoch" counted from 1, "batch", ...), with
         "events" (dump's event objects) and, for a completed step, its end ("loss", "metrics", "params",
-        "grads"). Reading stops where the trace does (see .stop)."""
+        "grads"); a loss or metric is a float, float("inf") or float("nan") where it is not finite. Reading stops where the trace does (see .stop)."""
         out = []
         for kind, text, events, end in self._read():
             if kind != "step":
@@ -68,13 +68,22 @@ class Trace:
             step = json.loads(text)
             step["events"] = [json.loads(e) for e in events]
             if end:
-                step.update({k: v for k, v in json.loads(end).items() if k not in ("type", "step")})
+                end = json.loads(end)
+                end["loss"] = _float(end["loss"])
+                end["metrics"] = {k: _float(v) for k, v in end["metrics"].items()}
+                step.update({k: v for k, v in end.items() if k not in ("type", "step")})
             out.append(step)
         return out
 
     def epochs(self):
-        """Each epoch's logs (loss, accuracy, val_loss, ...), as dump prints them."""
-        return [json.loads(text) for kind, text, _, _ in self._read() if kind == "epoch"]
+        """Each epoch's logs (loss, accuracy, val_loss, ...), as dump prints them, each value a float."""
+        out = []
+        for kind, text, _, _ in self._read():
+            if kind == "epoch":
+                epoch = json.loads(text)
+                epoch["logs"] = {k: _float(v) for k, v in epoch["logs"].items()}
+                out.append(epoch)
+        return out
 
     def losses(self):
         """The loss of every completed step, as a float64 numpy array (the engine's value, unrounded)."""
@@ -108,6 +117,12 @@ class Trace:
 
     def __repr__(self):
         return f"<trainrr.Trace {self.path!r} seed={self.seed} level={self.header['level']}>"
+
+
+def _float(value):
+    """A loss or metric of dump's JSON as a Python float: a whole number (12) too, and the strings JSON
+    writes an infinity or a NaN as ("inf", "-inf", "nan")."""
+    return float(value)
 
 
 def open(path):  # noqa: A001 - trainrr.open, as the issue names it
