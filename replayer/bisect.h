@@ -39,9 +39,11 @@ struct BisectResult {
   std::optional<std::string> damage;  // the trace is damaged there: the command exits 2 after its report
 };
 
-// ddmin (Zeller) over `all`: the smallest subset whose forcing still reproduces (`reproduces(subset)`, which
-// forces `racy` too), returned with `racy` added, sorted. The racy units alone are tried first. Shared by the
-// bisection of one trace and of a data-parallel run.
+// ddmin (Zeller) over `all`: a subset whose forcing still reproduces (`reproduces(subset)`, which forces
+// `racy` too) and from which no unit can go, returned with `racy` added, sorted. The racy units alone are
+// tried first; where the set holds several units the seed decides (rng:..., split, shuffle), the seed in
+// their place is tried after, and kept when it makes the set smaller. Shared by the bisection of one trace
+// and of a data-parallel run.
 std::vector<std::string> smallest_forced_set(const std::vector<std::string>& all,
                                              const std::set<std::string>& racy,
                                              const std::function<bool(const std::vector<std::string>&)>& reproduces);

@@ -1,12 +1,21 @@
 #include "replayer/page_views.h"
 
 #include <cxxabi.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <cinttypes>
 #include <cmath>
+#include <csignal>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
+#include <optional>
 #include <set>
 
 #include "replayer/divergence.h"
@@ -236,14 +245,99 @@ std::optional<trace::StepKernels> recorded_step_kernels(const std::string& path,
   }
 }
 
-std::string demangled(const std::string& name) {
-  if (name.size() < 3 || name.size() > 4096 || name.compare(0, 2, "_Z") != 0 || name.find('\0') != std::string::npos)
-    return name;
+namespace {
+
+// Back-references in a mangled name (S_, S0_, T_, T1_, ...): each may repeat a component that holds others,
+// so that a few hundred bytes demangle to gigabytes.
+size_t back_references(const std::string& name) {
+  size_t n = 0;
+  for (size_t i = 0; i + 1 < name.size(); ++i) {
+    if (name[i] != 'S' && name[i] != 'T') continue;
+    size_t j = i + 1;
+    while (j < name.size() && (std::isdigit(static_cast<unsigned char>(name[j])) ||
+                               std::isupper(static_cast<unsigned char>(name[j]))))
+      ++j;
+    if (j < name.size() && name[j] == '_') ++n;
+  }
+  return n;
+}
+
+constexpr size_t kMaxDemangled = size_t{64} << 10;  // longer than anyone reads as a name
+
+std::optional<std::string> demangle_here(const std::string& name) {
   int status = 0;
   char* out = abi::__cxa_demangle(name.c_str(), nullptr, nullptr, &status);
-  std::string s = status == 0 && out ? std::string(out) : name;
+  std::optional<std::string> s;
+  if (status == 0 && out && std::strlen(out) <= kMaxDemangled) s = std::string(out);
   std::free(out);
   return s;
+}
+
+// The demangler has no bound on its output: a name of many back-references is demangled in a child process
+// with a bound on its memory (256 MiB past this process's) and its time (2 s), and its result read back.
+std::optional<std::string> demangle_apart(const std::string& name) {
+  int fds[2];
+  if (::pipe(fds) != 0) return std::nullopt;
+  uint64_t pages = 0;
+  if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%" SCNu64, &pages) != 1) pages = 0;
+    std::fclose(f);
+  }
+  const uint64_t limit = pages * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)) + (uint64_t{256} << 20);
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fds[0]), ::close(fds[1]);
+    return std::nullopt;
+  }
+  if (pid == 0) {
+    ::close(fds[0]);
+    if (pages > 0) {
+      const rlimit r{limit, limit};
+      ::setrlimit(RLIMIT_AS, &r);
+    }
+    ::signal(SIGALRM, SIG_DFL);
+    ::alarm(2);
+    int status = 0;
+    char* out = abi::__cxa_demangle(name.c_str(), nullptr, nullptr, &status);
+    if (status != 0 || !out) ::_exit(1);
+    const size_t n = std::strlen(out);
+    if (n > kMaxDemangled) ::_exit(1);
+    for (size_t done = 0; done < n;) {
+      const ssize_t w = ::write(fds[1], out + done, n - done);
+      if (w <= 0) ::_exit(1);
+      done += static_cast<size_t>(w);
+    }
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string got;
+  char buf[4096];
+  for (;;) {
+    const ssize_t r = ::read(fds[0], buf, sizeof buf);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    if (got.size() <= kMaxDemangled) got.append(buf, static_cast<size_t>(r));
+  }
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || got.empty() || got.size() > kMaxDemangled)
+    return std::nullopt;
+  return got;
+}
+
+}  // namespace
+
+std::string demangled(const std::string& name) {
+  if (name.size() < 3 || name.size() > 4096 || name.compare(0, 2, "_Z") != 0 ||
+      name.find('\0') != std::string::npos)
+    return name;
+  // A name of few back-references demangles to at most a few times its length (2^8 times a 4 KiB name at
+  // the very most): here. One of more may be built to demangle to gigabytes: apart.
+  const std::optional<std::string> s =
+      back_references(name) <= 8 ? demangle_here(name) : demangle_apart(name);
+  return s ? *s : name;
 }
 
 KernelTimeline replay_timeline(const trace::TraceHeader& header, const std::string& path, int64_t step, bool on_gpu,

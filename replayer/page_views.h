@@ -135,7 +135,9 @@ KernelTimeline replay_timeline(const trace::TraceHeader& header, const std::stri
                                const ReplayedKernels* replayed = nullptr);
 
 // A C++ kernel's name as people read it ("trainrr::cuda::relu(float*, int)"); any other name as it is. The
-// name comes from a trace: a long or odd one is left mangled rather than handed to the demangler.
+// name comes from a trace: a long or odd one is left mangled rather than handed to the demangler, and one
+// whose back-references could make it demangle to gigabytes is demangled in a child process bounded in
+// memory and time (left mangled where the bound stops it).
 std::string demangled(const std::string& name);
 
 struct ReplayOptions;

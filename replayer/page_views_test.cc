@@ -239,3 +239,36 @@ TEST(ShellWord, QuotesWhatTheShellWouldSplitOrExpand) {
 
 }  // namespace
 }  // namespace trainrr
+
+namespace trainrr {
+namespace {
+
+// A mangled name of nested back-references, each a template of the last one twice: 2^n times its own length
+// when demangled.
+std::string doubling_name(int n) {
+  auto ref = [](int i) {
+    const char* digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    std::string b36;
+    for (int v = i - 1; v > 0 || b36.empty(); v /= 36) b36.insert(b36.begin(), digits[v % 36]);
+    return i == 0 ? std::string("S_") : "S" + b36 + "_";
+  };
+  std::string s = "_Z1f1A1BIS_S_E";
+  for (int k = 0, cur = 2; k < n; ++k, ++cur) s += "S0_I" + ref(cur) + ref(cur) + "E";
+  return s;
+}
+
+TEST(KernelNames, AreDemangledAndANameBuiltToDemangleToGigabytesIsLeftMangled) {
+  EXPECT_EQ(demangled("_ZN7trainrr4cuda4reluEPfi"), "trainrr::cuda::relu(float*, int)");
+  EXPECT_EQ(demangled("volta_sgemm_128x64_nn"), "volta_sgemm_128x64_nn");
+  // Few back-references: demangled in place, as ever.
+  const std::string small = doubling_name(6);
+  EXPECT_NE(demangled(small), small);
+  EXPECT_EQ(demangled(small).rfind("f(A, B<A, A>, B<B<A, A>, B<A, A> >, ", 0), 0u) << demangled(small);
+  // 40 levels: a 400-byte name whose demangling would not fit in memory: left mangled.
+  const std::string bomb = doubling_name(40);
+  ASSERT_LT(bomb.size(), 600u);
+  EXPECT_EQ(demangled(bomb), bomb);
+}
+
+}  // namespace
+}  // namespace trainrr

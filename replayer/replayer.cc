@@ -450,9 +450,14 @@ std::string where(const CapturedProbe& p) { return p.site + " (" + phase_name(p.
 }  // namespace
 
 // A cause's detail as a note names it: a configuration's differences without the words that introduce them.
+// A configuration or data cause's own words, without its opening and without the kernel selections it names
+// beside itself, which the cause that replaces it names.
 static std::string without_prefix(const std::string& detail) {
   const std::string words = "the run configuration differs: ";
-  return detail.rfind(words, 0) == 0 ? detail.substr(words.size()) : detail;
+  std::string own = detail.rfind(words, 0) == 0 ? detail.substr(words.size()) : detail;
+  for (const char* beside : {"; kernel selections differ too", "; a different kernel ran at "})
+    if (const size_t at = own.find(beside); at != std::string::npos) own.resize(at);
+  return own;
 }
 
 bool refine_cause(Cause& cause, const FirstDivergence& d, const CauseInputs& ci,

@@ -43,7 +43,9 @@ std::vector<trace::TraceStep> read_steps(const std::string& path, std::vector<Ep
 struct Side {
   trace::RunSet run;
   std::vector<std::vector<trace::TraceStep>> steps;  // by rank
-  std::vector<EpochLog> epochs;                      // rank 0's: every rank logs the same metrics
+  std::vector<EpochLog> epochs;                      // rank 0's
+  // Every rank's, rank 0's first: a rank logs the loss and accuracy of its own shards of each batch.
+  std::vector<std::vector<EpochLog>> rank_epochs;
   std::string library;
 };
 
@@ -207,7 +209,8 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
     if (Status s = require_complete_steps(*run); !s) return {2, s.error().message, {}};
     side[i].run = std::move(run).value();
     for (const auto& p : side[i].run.paths)
-      side[i].steps.push_back(read_steps(p, side[i].steps.empty() ? &side[i].epochs : nullptr));
+      side[i].steps.push_back(read_steps(p, &side[i].rank_epochs.emplace_back()));
+    side[i].epochs = side[i].rank_epochs.front();
     side[i].library = recorded_settings(side[i].run.headers[0]).library;
     extent[i] = run_extent(side[i].run);
   }
@@ -285,13 +288,44 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
       const EpochLog &ea = A.epochs[epochs_compared], &eb = B.epochs[epochs_compared];
       if (ea.after_steps > done || eb.after_steps > done || ea.after_steps == 0 || eb.after_steps == 0) break;
       const int64_t at = A.steps[0][std::max(ea.after_steps, eb.after_steps) - 1].index;
-      if (auto d = metrics_divergence(at, static_cast<int>(epochs_compared), ea.epoch.logs, eb.epoch.logs,
-                                      "A", "B"))
-        head(*d, "evaluation (" + d->site + ")", d->detail,
-             evaluation_arithmetic().category + ": " + evaluation_arithmetic().detail);
+      // Each rank's metrics, of its own shards: rank by rank.
+      for (int r = 0; r < na && out.exit_code == 0; ++r) {
+        const auto &ra = A.rank_epochs[r], &rb = B.rank_epochs[r];
+        if (epochs_compared >= ra.size() || epochs_compared >= rb.size()) continue;
+        if (auto d = metrics_divergence(at, static_cast<int>(epochs_compared), ra[epochs_compared].epoch.logs,
+                                        rb[epochs_compared].epoch.logs, "A", "B"))
+          head(*d,
+               (na > 1 ? "rank " + std::to_string(r) + ", " : std::string()) + "evaluation (" + d->site + ")",
+               d->detail, evaluation_arithmetic().category + ": " + evaluation_arithmetic().detail);
+      }
+    }
+  };
+  // Each rank's loss of a step, over its own shards of the batch, rank by rank where the runs have as many
+  // ranks (with other rank counts a rank's shards are other rows).
+  bool losses_compared = false;
+  auto compare_losses = [&](size_t t) {
+    losses_compared = true;
+    if (na != nb) return;
+    for (int r = 0; r < na && out.exit_code == 0; ++r) {
+      const trace::TraceStep &sa = A.steps[r][t], &sb = B.steps[r][t];
+      if (sa.index != sb.index || same_bits(sa.end->loss, sb.end->loss)) continue;
+      const std::string detail = "the loss of step " + std::to_string(sa.index) + " differs on rank " +
+                                 std::to_string(r) + ", over its shards of the batch (loss " +
+                                 round_trip(sa.end->loss) + " vs " + round_trip(sb.end->loss) + ")";
+      // The rank's rows and draws matched: what the records show of the two ranks is the evidence.
+      const std::string evidence = rank_evidence(A, r, B, r, t);
+      const std::string same = "the rank's shards hold the same rows of the data set and its draws match";
+      head(divergence(sa.index, "forward", "step_end", "loss", detail),
+           "rank " + std::to_string(r) + ", loss (forward)", detail,
+           evidence.find("ran other kernels") != std::string::npos ? "kernel: " + same + evidence
+           : !evidence.empty()                                     ? "numeric: " + same + evidence
+                                                                   : "unexplained: " + same +
+                                     ", and nothing recorded about the two ranks differs "
+                                     "(their kernels, their environments)");
     }
   };
   for (size_t t = 0; t < steps && out.exit_code == 0; ++t) {
+    losses_compared = false;
     compare_epochs(t);
     if (out.exit_code != 0) break;
     const int64_t step = A.steps[0][t].index;
@@ -383,6 +417,8 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
       // A shard's draws (its dropout) come after its rows, before its gradient.
       if (out.exit_code == 0 && bi == 0)
         if (auto d = first_draw_difference(step, draws_a.post, draws_b.post)) draw_head(*d);
+      // A rank of one shard computes its loss before its gradient.
+      if (out.exit_code == 0 && bi == 0 && ca.shards == na && cb.shards == nb) compare_losses(t);
       for (int k = 0; k < ca.shards && out.exit_code == 0; ++k) {
         const int ra = k / (ca.shards / na), rb = k / (cb.shards / nb);
         const CollectiveCall& xa = A.steps[ra][t].collectives[bi];
@@ -412,11 +448,22 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
                  collective_detail(ca, cb, A.library, B.library));
     }
     if (out.exit_code != 0) break;
-    const auto& ea = *A.steps[0][t].end;
-    const auto& eb = *B.steps[0][t].end;
-    if (ea.params != eb.params)
-      head(divergence(step, "update", "step_end", "parameters"), "the parameters after the update (rank 0)",
-           "after the allreduce: its results match, the update differs (optimizer or configuration)");
+    // Ranks of several shards each: one shard's backward pass runs before the next shard's loss, so a loss
+    // that differs is named only where every gradient matched.
+    if (!losses_compared) compare_losses(t);
+    // Every rank's parameters: each updates its own copy, and one that differs from the others is the desync
+    // a data-parallel run can suffer. Ranks of runs of other rank counts pair up as far as both have them.
+    for (int r = 0; r < std::max(na, nb) && out.exit_code == 0; ++r) {
+      const int ra = std::min(r, na - 1), rb = std::min(r, nb - 1);
+      if (A.steps[ra][t].index != step || B.steps[rb][t].index != step) continue;
+      if (A.steps[ra][t].end->params != B.steps[rb][t].end->params)
+        head(divergence(step, "update", "step_end", "parameters"),
+             "the parameters after the update (" +
+                 (na == nb ? "rank " + std::to_string(ra)
+                           : "rank " + std::to_string(ra) + " in A, rank " + std::to_string(rb) + " in B") +
+                 ")",
+             "after the allreduce: its results match, the update differs (optimizer or configuration)");
+    }
   }
   compare_epochs(steps);
   // Every step the same and every trace whole: the states each rank's trace holds (the initial one, those of

@@ -460,7 +460,12 @@ TEST(Cause, ADifferenceThatCannotReachTheFirstEventLeavesItsCauseToTheKernel) {
   in.config_differences.push_back("model.layers[0].units: 16 -> 8");
   const Cause c = classify(d, in);
   EXPECT_EQ(c.category, "config");
-  EXPECT_EQ(c.detail, "the run configuration differs: model.layers[0].units: 16 -> 8");
+  // The other kernel at the op is as much evidence, and named beside it.
+  EXPECT_EQ(
+      c.detail,
+      "the run configuration differs: model.layers[0].units: 16 -> 8; a different kernel ran at "
+      "dense_1/matmul.fwd too, f32_matmul__cpu_blocked_avx512 (recorded) vs f32_matmul__cpu_blocked_generic "
+      "(replayed), which can have made it as well");
 }
 
 // A completion-order sum whose order differed at the very op that differs first, its inputs the same: the

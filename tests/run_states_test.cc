@@ -150,6 +150,42 @@ TEST_F(RunStates, ARanksCheckpointChangedAfterItWasWrittenIsNotReproduced) {
 // A replay asked for fewer epochs than recorded stops first: the traces are whole, not cut. A run that ends
 // first by its epochs is compared with a longer one cut further on: the cut is a note, past the steps
 // compared, not the report's status.
+// Each rank records its own loss (of its shards) and its own parameters: diff of two run folders compares
+// them rank by rank, never rank 0's alone.
+TEST_F(RunStates, DiffComparesEveryRanksLossAndParameters) {
+  const std::string run = dir.file("run.trr");
+  const CommandResult recorded =
+      run_trainrr_env(kMpirun, "record " + example("digits_mlp.toml") +
+                                   " --set train.epochs=1 --set runtime.threads=1 -o " + run);
+  ASSERT_EQ(recorded.exit_code, 0) << recorded.output;
+  auto rank1_edited = [&](const std::string& name, const std::function<void(trace::TraceStep&)>& edit) {
+    const std::string to = dir.file(name);
+    fs::create_directories(to);
+    fs::copy_file(trace::rank_trace_path(run, 0), trace::rank_trace_path(to, 0));
+    EXPECT_EQ(rewrite_trace(
+                  trace::rank_trace_path(run, 1), trace::rank_trace_path(to, 1), [](trace::TraceHeader&) {},
+                  [&](trace::TraceStep& s) {
+                    if (s.index == 5 && s.end) edit(s);
+                  }),
+              "");
+    return to;
+  };
+  const std::string loss = rank1_edited("loss.trr", [](trace::TraceStep& s) { s.end->loss += 9; });
+  const CommandResult l = run_trainrr("diff " + run + " " + loss);
+  EXPECT_EQ(l.exit_code, 1) << l.output;
+  EXPECT_TRUE(has(l.output, "diverged at step 5, rank 1, loss (forward)")) << l.output;
+  EXPECT_TRUE(has(l.output,
+                  "cause: unexplained: the rank's shards hold the same rows of the data set and its "
+                  "draws match"))
+      << l.output;
+  const std::string params = rank1_edited("params.trr", [](trace::TraceStep& s) {
+    for (auto& [name, digest] : s.end->params) digest ^= 1;
+  });
+  const CommandResult p = run_trainrr("diff " + run + " " + params);
+  EXPECT_EQ(p.exit_code, 1) << p.output;
+  EXPECT_TRUE(has(p.output, "diverged at step 5, the parameters after the update (rank 1)")) << p.output;
+}
+
 TEST_F(RunStates, ARunThatEndsFirstIsNotCalledCut) {
   const std::string one = dir.file("one.trr"), two = dir.file("two.trr");
   for (const auto& [epochs, path] : {std::pair{1, one}, std::pair{2, two}})

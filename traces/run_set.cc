@@ -29,7 +29,14 @@ Result<std::map<int, std::string>> rank_files(const std::string& folder) {
   for (const auto& entry : fs::directory_iterator(folder, ec)) {
     std::smatch m;
     const std::string name = entry.path().filename().string();
-    if (std::regex_match(name, m, kRank)) found[std::stoi(m[1].str())] = entry.path().string();
+    if (!std::regex_match(name, m, kRank)) continue;
+    // One name per rank: rank00.trr beside rank0.trr would be a second trace of rank 0, read in its place or
+    // not by the order the folder lists them, while every message names rank0.trr.
+    if (m[1].length() > 1 && m[1].str()[0] == '0')
+      return Error{folder + ": " + name + " is not the name of a rank trace (a rank's is rank" +
+                   std::to_string(std::stoi(m[1].str())) +
+                   ".trr, without leading zeros): move it out of the run's folder"};
+    found[std::stoi(m[1].str())] = entry.path().string();
   }
   if (ec) return Error{folder + ": cannot list the folder: " + ec.message()};
   return found;
@@ -39,7 +46,9 @@ Result<std::map<int, std::string>> rank_files(const std::string& folder) {
 
 bool holds_rank_traces(const std::string& folder) {
   auto found = rank_files(folder);
-  return found && !found->empty();
+  // A folder refused for a rank trace's name holds rank traces: opened, it says why it is refused.
+  return found ? !found->empty()
+               : found.error().message.find("is not the name of a rank trace") != std::string::npos;
 }
 
 Result<RunSet> open_run(const std::string& folder) {

@@ -115,6 +115,31 @@ TEST(RunSet, AllRanksOfOneRunOpenByTheFolder) {
   fs::remove_all(dir);
 }
 
+// A second name for a rank (leading zeros) would make two traces of one rank, one read in place of the other
+// by the folder's order while every message names rankN.trr: the folder is refused, naming the file.
+TEST(RunSet, ARankTraceNamedWithLeadingZerosIsRefused) {
+  const std::string dir = temp_folder("zeros");
+  for (int r = 0; r < 2; ++r) write_rank(rank_trace_path(dir, r), r, 2, "abc");
+  ASSERT_TRUE(open_run(dir));
+  fs::copy_file(rank_trace_path(dir, 0), dir + "/rank00.trr");
+  auto twice = open_run(dir);
+  ASSERT_FALSE(twice);
+  EXPECT_NE(twice.error().message.find(": rank00.trr is not the name of a rank trace (a rank's is rank0.trr, "
+                                       "without leading zeros): move it out of the run's folder"),
+            std::string::npos)
+      << twice.error().message;
+  EXPECT_TRUE(holds_rank_traces(dir));
+  fs::remove(dir + "/rank00.trr");
+  fs::rename(rank_trace_path(dir, 1), dir + "/rank000001.trr");
+  auto renamed = open_run(dir);
+  ASSERT_FALSE(renamed);
+  EXPECT_NE(
+      renamed.error().message.find("rank000001.trr is not the name of a rank trace (a rank's is rank1.trr"),
+      std::string::npos)
+      << renamed.error().message;
+  fs::remove_all(dir);
+}
+
 TEST(RunSet, AMissingRankAMixedSetAndALoneRankAreRefused) {
   const std::string dir = temp_folder("refused");
   write_rank(rank_trace_path(dir, 0), 0, 3, "abc");

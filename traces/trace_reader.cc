@@ -101,10 +101,16 @@ std::string clipped(const std::string& s) {
   return s.size() <= 64 ? s : s.substr(0, 64) + "... (" + std::to_string(s.size()) + " bytes)";
 }
 
-// The interning state of the file up to the current message (see trace.capnp, Names).
+// The interning state of the file up to the current message (see trace.capnp, Names). A run names each
+// parameter, metric, op site and kernel once: a table past these bounds is a crafted file, which would
+// otherwise grow the reader's memory message by message (each message within its own limits).
+inline constexpr uint64_t kMaxNames = uint64_t{1} << 20;
+inline constexpr uint64_t kMaxNameBytes = uint64_t{256} << 20;
+
 struct NameTable {
   std::vector<std::string> names;
   std::vector<uint32_t> metric, param, grad;
+  uint64_t bytes = 0;  // of all names defined
 
   const std::string& at(uint32_t id) const {
     if (id >= names.size())
@@ -117,8 +123,17 @@ struct NameTable {
     if (n.getFirst() != names.size())
       malformed("names start at id " + std::to_string(n.getFirst()) + " but " + std::to_string(names.size()) +
                 " are defined");
-    if (whole) names.clear();
-    for (auto t : n.getNames()) names.push_back(text(t));
+    if (whole) names.clear(), bytes = 0;
+    if (names.size() + n.getNames().size() > kMaxNames)
+      malformed("the name table would hold " + std::to_string(names.size() + n.getNames().size()) +
+                " names, more than " + std::to_string(kMaxNames) +
+                " (a run names each parameter, metric, site and kernel once)");
+    for (auto t : n.getNames()) {
+      names.push_back(text(t));
+      bytes += names.back().size();
+      if (bytes > kMaxNameBytes)
+        malformed("the names defined hold more than " + std::to_string(kMaxNameBytes >> 20) + " MiB");
+    }
     auto ids = [&](capnp::List<uint32_t>::Reader in, std::vector<uint32_t>& out) {
       out.clear();
       for (uint32_t id : in) {

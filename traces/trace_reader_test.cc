@@ -548,6 +548,31 @@ std::vector<uint8_t> trace_with_kernels(const TraceHeader& h,
   return concat(header_bytes(h), packed(message));
 }
 
+// A name table grows message by message, each message within its own limits: past a million names (a run
+// names each parameter, metric, site and kernel once) the step that defines them is malformed, before the
+// reader holds them.
+TEST(TraceUntrusted, ANameTableOfMoreThanAMillionNamesIsMalformed) {
+  const TraceHeader h = sample_header();
+  auto step_naming = [&](uint32_t count) {
+    capnp::MallocMessageBuilder message;
+    auto s = message.initRoot<schema::Message>().initStep();
+    s.initNewNames().initNames(count);  // null texts: a packed file of a few kilobytes
+    return concat(header_bytes(h), packed(message));
+  };
+  auto error_of = [](const std::vector<uint8_t>& bytes) {
+    auto r = TraceReader::open_memory(bytes, "n.trr");
+    if (!r) return r.error().message;
+    auto step = (*r)->next();
+    return step ? std::string() : step.error().message;
+  };
+  const std::vector<uint8_t> many = step_naming((1u << 20) + 1);
+  EXPECT_LT(many.size(), 200'000u);
+  EXPECT_NE(error_of(many).find("the name table would hold 1048577 names, more than 1048576"),
+            std::string::npos)
+      << error_of(many);
+  EXPECT_EQ(error_of(step_naming(1000)), "");
+}
+
 TEST(TraceUntrusted, KernelRecordsThatBreakAMustAreMalformedAtTheirStep) {
   const TraceHeader h = sample_header();
   auto error_of = [](const std::vector<uint8_t>& bytes) {
