@@ -295,7 +295,7 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
         if (auto d = metrics_divergence(at, static_cast<int>(epochs_compared), ra[epochs_compared].epoch.logs,
                                         rb[epochs_compared].epoch.logs, "A", "B"))
           head(*d,
-               (na > 1 ? "rank " + std::to_string(r) + ", " : std::string()) + "evaluation (" + d->site + ")",
+               (r > 0 ? "rank " + std::to_string(r) + ", " : std::string()) + "evaluation (" + d->site + ")",
                d->detail, evaluation_arithmetic().category + ": " + evaluation_arithmetic().detail);
       }
     }

@@ -189,8 +189,9 @@ int run_export(const ExportArgs& a) {
       !later_checkpoint && a.step > last)
     past_the_end =
         !damage.empty()
-            ? "the trace is damaged after step " + std::to_string(last - 1) + " (" + damage +
-                  "): the checkpoint at step " + std::to_string(chosen->step) +
+            ? (last > 0 ? "the trace is damaged after step " + std::to_string(last - 1)
+                        : std::string("the trace is damaged before its first step ended")) +
+                  " (" + damage + "): the checkpoint at step " + std::to_string(chosen->step) +
                   ", before the damage, was exported, and nothing past the damage was read"
             : "--step " + std::to_string(a.step) + " is past the trace's end: " +
                   (last > 0 ? "it has steps 0.." + std::to_string(last - 1) : std::string("it has no step")) +

@@ -414,6 +414,8 @@ struct TraceReader::Impl {
   std::optional<uint64_t> unvouched_offset;  // a message handed out that no message after it vouched for
   uint64_t truncated_need = 0;  // the bytes from its start that the message cut there needs, at least
   NameTable names;
+  // Checkpoint tensor bytes decompressed so far (ReaderLimits::inflate_free).
+  uint64_t inflated = 0;
   // Counts since the header, for the footer's checks; valid only while reading from the start.
   bool from_start = true;
   int64_t last_step = -1;  // the index of the last step read; -1: none since the header or the seek
@@ -1340,24 +1342,24 @@ struct TraceReader::Impl {
       for (int64_t d : t.getShape()) shape.push_back(d);
       if (name.find('/') == std::string::npos) model_shapes.emplace(name, shape);
       if (!shapes.emplace(std::move(name), std::move(shape)).second)
-        malformed("checkpoint at step " + std::to_string(step) + ": it holds tensor '" + text(t.getName()) +
-                  "' twice");
+        malformed("checkpoint at step " + std::to_string(step) + ": it holds tensor '" +
+                  clipped(text(t.getName())) + "' twice");
     }
     if (!first_model_shapes) first_model_shapes.emplace(step, model_shapes);
     const auto& [first_step, first] = *first_model_shapes;
     for (const auto& [name, shape] : model_shapes) {
       const auto it = first.find(name);
       if (it == first.end())
-        malformed("checkpoint tensor '" + name + "': the checkpoint at step " + std::to_string(first_step) +
-                  " holds no such tensor, and a run's model keeps its tensors");
+        malformed("checkpoint tensor '" + clipped(name) + "': the checkpoint at step " +
+                  std::to_string(first_step) + " holds no such tensor, and a run's model keeps its tensors");
       if (it->second != shape)
-        malformed("checkpoint tensor '" + name + "': has shape " + shape_str(shape) +
+        malformed("checkpoint tensor '" + clipped(name) + "': has shape " + shape_str(shape) +
                   ", the checkpoint at step " + std::to_string(first_step) + " " + shape_str(it->second) +
                   ": a run's model keeps the shapes of its tensors");
     }
     for (const auto& [name, shape] : first)
       if (!model_shapes.count(name))
-        malformed("checkpoint at step " + std::to_string(step) + ": it lacks tensor '" + name +
+        malformed("checkpoint at step " + std::to_string(step) + ": it lacks tensor '" + clipped(name) +
                   "', which the checkpoint at step " + std::to_string(first_step) +
                   " holds, and a run's model keeps its tensors");
     for (const auto& [name, shape] : shapes) {
@@ -1366,11 +1368,11 @@ struct TraceReader::Impl {
       const std::string param = name.substr(slash + 1);
       const auto it = model_shapes.find(param);
       if (it == model_shapes.end())
-        malformed("checkpoint tensor '" + name + "': the optimizer state of a parameter '" + param +
-                  "' that the checkpoint does not hold");
+        malformed("checkpoint tensor '" + clipped(name) + "': the optimizer state of a parameter '" +
+                  clipped(param) + "' that the checkpoint does not hold");
       if (it->second != shape)
-        malformed("checkpoint tensor '" + name + "': has shape " + shape_str(shape) + ", its parameter " +
-                  param + " " + shape_str(it->second) +
+        malformed("checkpoint tensor '" + clipped(name) + "': has shape " + shape_str(shape) +
+                  ", its parameter " + clipped(param) + " " + shape_str(it->second) +
                   ": an optimizer's state holds one value per value of its parameter");
     }
   }
@@ -1393,7 +1395,19 @@ struct TraceReader::Impl {
     for (auto t : c.getTensors()) {
       NamedTensor nt;
       nt.name = text(t.getName());
-      auto fail = [&](const std::string& why) { malformed("checkpoint tensor '" + nt.name + "': " + why); };
+      auto fail = [&](const std::string& why) {
+        malformed("checkpoint tensor '" + clipped(nt.name) + "': " + why);
+      };
+      // Bounded before anything is decompressed: see `inflated`.
+      auto inflating = [&](uint64_t bytes) {
+        const uint64_t allowed = limits.inflate_free + limits.inflate_per_file_byte * size;
+        if (bytes > allowed - std::min(allowed, inflated))
+          fail("the checkpoints read would decompress to more than " + std::to_string(allowed) + " bytes (" +
+               std::to_string(limits.inflate_per_file_byte) + " times the file's " + std::to_string(size) +
+               " bytes, past the first " + std::to_string(limits.inflate_free) +
+               "): no recording's tensors compress so far");
+        inflated += bytes;
+      };
       uint64_t raw = t.getRawBytes();
       if (raw > limits.max_tensor_bytes)
         fail(std::to_string(raw) + " bytes exceed the limit of " + std::to_string(limits.max_tensor_bytes));
@@ -1427,6 +1441,7 @@ struct TraceReader::Impl {
       if (std::string why = check_frames(chunks, raw, "rawBytes"); !why.empty()) fail(why);
       if (limits.tensor_values) {
         // Every size is checked: allocating now is bounded by the limits (and the model, where it is known).
+        inflating(raw);
         nt.value.data.resize(elements);
         if (std::string why = inflate_frames(chunks, reinterpret_cast<uint8_t*>(nt.value.data.data()));
             !why.empty())
@@ -1435,6 +1450,7 @@ struct TraceReader::Impl {
           model.emplace_back(nt.name, digest(nt.value));
       } else if (check_params && nt.name.find('/') == std::string::npos) {
         // Decompressed for its digest only, one tensor at a time (bounded by max_tensor_bytes).
+        inflating(raw);
         std::vector<float> values(elements);
         if (std::string why = inflate_frames(chunks, reinterpret_cast<uint8_t*>(values.data())); !why.empty())
           fail(why);

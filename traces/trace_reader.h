@@ -32,6 +32,12 @@ struct ReaderLimits {
   uint64_t max_checkpoint_bytes = uint64_t{2} << 30;  // all tensors of one checkpoint, decompressed
   uint64_t max_embedded_bytes = uint64_t{1} << 30;    // one embedded data file, decompressed
   int nesting_limit = 32;                             // the schema nests 6 deep
+  // Checkpoint tensors one reader decompresses in all: past the first `inflate_free` bytes, at most
+  // `inflate_per_file_byte` per byte of the file. A recording's tensors compress a few times at most (its
+  // weights hardly at all); zstd writes a GiB of zeros in 32 KB, and a small crafted file could otherwise
+  // make a reader decompress gigabytes per checkpoint, checkpoint after checkpoint.
+  uint64_t inflate_free = uint64_t{1} << 30;
+  uint64_t inflate_per_file_byte = 1024;
   // What is decompressed. A reader that only follows the steps or summarises a trace (show, diff, the steps a
   // replay compares) leaves checkpoint tensors and embedded data files compressed: their sizes and shapes are
   // checked from the frame headers, and their values are left empty (a tensor keeps its shape and holds no

@@ -237,6 +237,34 @@ TEST(TraceHostile, RandomBitFlipsNeverCrash) {
   std::remove(path.c_str());
 }
 
+// A reader decompresses checkpoint tensors in proportion to the file: a gigabyte of zeros packs into a few
+// kilobytes, and a small crafted file would otherwise be decompressed gigabyte after gigabyte.
+TEST(TraceHostile, CheckpointTensorsDecompressInProportionToTheFile) {
+  const std::string path = temp_path("inflate.trr");
+  write_sample_trace(path, 4);
+  const uint64_t size = read_file(path).size();
+  auto read_with = [&](uint64_t free, uint64_t per_byte) {
+    ReaderLimits limits;
+    limits.inflate_free = free;
+    limits.inflate_per_file_byte = per_byte;
+    auto r = TraceReader::open(path, limits);
+    EXPECT_TRUE(r) << r.error().message;
+    ReadAll all = read_all(**r, 1000);
+    return all.error ? all.error->message : std::string();
+  };
+  EXPECT_EQ(read_with(uint64_t{1} << 30, 1024), "");
+  // The checkpoint after step 2 holds 24 + 3 floats: 108 bytes past a budget of 100 is refused before they
+  // are decompressed, naming the budget.
+  const std::string refused = read_with(100, 0);
+  EXPECT_NE(refused.find(
+                "checkpoint tensor 'dense_1.bias': the checkpoints read would decompress to more than 100 "
+                "bytes (0 times the file's " +
+                std::to_string(size) + " bytes, past the first 100): no recording's tensors compress so far"),
+            std::string::npos)
+      << refused;
+  std::remove(path.c_str());
+}
+
 TEST(TraceHostile, HugeSegmentCountIsRefusedBeforeAllocating) {
   std::vector<uint8_t> msg;
   put_u32(msg, 0xfffffffeu);  // 2^32 - 1 segments
