@@ -476,6 +476,8 @@ static std::vector<std::string> kernel_sites_reaching(const FirstDivergence& d, 
 // the part of the step before the difference can have made it first, and nothing in the traces says which
 // did.
 static std::string kernels_too(const FirstDivergence& d, const CauseInputs& in) {
+  // Only a value the ops compute: a split, a draw, a shuffle or a batch order is made by no kernel.
+  if (d.kind != "probe" && d.kind != "step_end") return "";
   if (!d.kernel_recorded.empty() && !d.kernel_replayed.empty() && d.kernel_recorded != d.kernel_replayed)
     return "; a different kernel ran at " + kernel_site_of(d.site) + " too, " + d.kernel_recorded + " (" +
            in.name_a + ") vs " + d.kernel_replayed + " (" + in.name_b + "), which can have made it as well";

@@ -553,6 +553,17 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
           (first->phase == "backward" || first->phase == "update") && a->collectives.empty() &&
           b->collectives.empty())
         first.reset();
+      // A step's metrics (its batch's accuracy) come from the forward pass, as its loss does: one that
+      // differs where the loss is the same bits is named after the loss, before the gradients.
+      std::string metric;
+      for (const auto& [k, va] : a->end->metrics)
+        for (const auto& [k2, vb] : b->end->metrics)
+          if (metric.empty() && k == k2 && !same_bits(va, vb))
+            metric = k + " " + round_trip(va) + " vs " + round_trip(vb);
+      if (!first && !loss_differs && !metric.empty())
+        first = divergence(a->index, "forward", "step_end", "metrics",
+                           "the metrics of step " + std::to_string(a->index) + " differ (" + metric +
+                               "), its loss the same (" + round_trip(a->end->loss) + ")");
       if (!first && (loss_differs || grads_differ || !same_params)) {
         std::string name;
         const bool grad = !loss_differs && grads_differ;

@@ -106,12 +106,16 @@ std::vector<std::string> effective_differences(const std::vector<std::string>& c
 // What differs between rank `ra` of A and rank `rb` of B that can make a shard's gradient differ with its
 // rows the same: the kernels they chose through step `t` and their environments (instruction set, threads,
 // libraries), in words ("" when neither does), as for two traces of one process.
-std::string rank_evidence(const Side& a, int ra, const Side& b, int rb, size_t t) {
-  auto chosen = [t](const Side& side, int rank) {
+// `forward_only`: for a difference of the forward pass (the loss), the backward ops, which run after it, are
+// left out.
+std::string rank_evidence(const Side& a, int ra, const Side& b, int rb, size_t t, bool forward_only = false) {
+  auto chosen = [t, forward_only](const Side& side, int rank) {
     std::map<std::string, std::string> kernels;
     for (size_t i = 0; i <= t && i < side.steps[rank].size(); ++i)
       for (const auto& e : side.steps[rank][i].events)
-        if (const auto* k = std::get_if<KernelChoice>(&e)) kernels[k->site] = k->chosen;
+        if (const auto* k = std::get_if<KernelChoice>(&e);
+            k && k->site != "data/loader" && !(forward_only && k->site.find(".bwd") != std::string::npos))
+          kernels[k->site] = k->chosen;
     return kernels;
   };
   const auto ka = chosen(a, ra), kb = chosen(b, rb);
@@ -312,14 +316,16 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
       const std::string detail = "the loss of step " + std::to_string(sa.index) + " differs on rank " +
                                  std::to_string(r) + ", over its shards of the batch (loss " +
                                  round_trip(sa.end->loss) + " vs " + round_trip(sb.end->loss) + ")";
-      // The rank's rows and draws matched: what the records show of the two ranks is the evidence.
-      const std::string evidence = rank_evidence(A, r, B, r, t);
+      // The rank's rows and draws matched: what the records show of the two ranks (the kernels of the forward
+      // pass, the environments) is the evidence, named beside a configuration that reaches the loss too.
+      const std::string evidence = rank_evidence(A, r, B, r, t, true);
       const std::string same = "the rank's shards hold the same rows of the data set and its draws match";
       head(divergence(sa.index, "forward", "step_end", "loss", detail),
-           "rank " + std::to_string(r) + ", loss (forward)", detail,
-           evidence.find("ran other kernels") != std::string::npos ? "kernel: " + same + evidence
-           : !evidence.empty()                                     ? "numeric: " + same + evidence
-                                                                   : "unexplained: " + same +
+           "rank " + std::to_string(r) + ", loss (forward)", detail + evidence,
+           evidence.find("ran other kernels") != std::string::npos
+               ? "kernel: " + same + ", and the two ranks ran other kernels in the forward pass (below)"
+           : !evidence.empty() ? "numeric: " + same + ", and the two ranks' environments differ (below)"
+                               : "unexplained: " + same +
                                      ", and nothing recorded about the two ranks differs "
                                      "(their kernels, their environments)");
     }

@@ -233,6 +233,13 @@ RankReplay analyze_rank(const ReplayHooks& h, int rank, const trace::TraceHeader
       cause = d.kind + ": " + d.detail;
       if (d.kind == "loader" && d.detail.find("first_ready") != std::string::npos)
         cause += "; a first-ready loader hands out batches in the order its workers finish";
+    } else if (d.phase == "forward") {
+      // The loss is computed before the backward pass and the allreduce, which matched: only its own sum
+      // over the rank's shards (or the trace) can differ.
+      cause =
+          "the loss alone: every shard's gradient and every allreduce call of the step matched the "
+          "recording, and the rank's loss, computed before them, differs; " +
+          (d.detail.empty() ? std::string("the step's end differs") : d.detail);
     } else {
       cause = "after the allreduce: every allreduce call of the step matched the recording; " +
               (d.detail.empty() ? std::string("the step's end differs") : d.detail);

@@ -10,6 +10,7 @@
 #include <regex>
 
 #include "tests/test_util.h"
+#include "tests/trace_rewrite.h"
 
 namespace trainrr::testing {
 namespace {
@@ -133,6 +134,26 @@ TEST_F(DiffAnswers, EpochMetricsThatDifferAreADivergenceAtTheEpochsEvaluation) {
                   "\"first_divergence\":{\"step\":14,\"phase\":\"evaluation\",\"kind\":\"metrics\","
                   "\"site\":\"val_loss\",\"layer\":\"\",\"op\":\"\""))
       << json.output;
+}
+
+// A step's accuracy comes from its forward pass, as its loss does: one that differs where the loss is the
+// same bits is a difference of that step, never an identical run.
+TEST_F(DiffAnswers, AStepsMetricThatDiffersWithTheSameLossIsADivergence) {
+  const std::string a = record("a", breast_cancer(""));
+  const std::string b = dir.file("b.trr");
+  ASSERT_EQ(rewrite_trace(
+                a, b, [](trace::TraceHeader&) {},
+                [](trace::TraceStep& s) {
+                  if (s.index == 3 && s.end)
+                    for (auto& [name, value] : s.end->metrics) value += 0.25;
+                }),
+            "");
+  for (const auto& [x, y] : {std::pair{a, b}, std::pair{b, a}}) {
+    const CommandResult r = run_trainrr("diff " + x + " " + y);
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_EQ(headline(r.output), "diverged at step 3, forward, metrics") << r.output;
+    EXPECT_TRUE(has(r.output, "the metrics of step 3 differ (accuracy ")) << r.output;
+  }
 }
 
 // A changed row the run only validates on (the last rows of the file, with no test split): the steps are the

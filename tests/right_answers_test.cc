@@ -894,6 +894,15 @@ TEST_F(RightAnswers, AtLevelStepKernelSelectionsThatDifferBesideTheConfiguration
     EXPECT_TRUE(has(r.output, "dense_1/matmul.fwd: f32_matmul__cpu_blocked_")) << r.output;
     EXPECT_TRUE(has(r.output, "to tell which made the first difference: record with --level op")) << r.output;
   }
+  // A difference no kernel computes (the initial weights' draw, before any step) names no kernel beside it.
+  const std::string c = dir.file("c.trr");
+  ASSERT_EQ(run_trainrr_env("TRAINRR_ISA=generic", "record " + cfg + " -o " + c + " --set seed=4").exit_code,
+            0);
+  const CommandResult seeded = run_trainrr("diff " + a + " " + c);
+  ASSERT_EQ(seeded.exit_code, 1) << seeded.output;
+  EXPECT_TRUE(has(seeded.output, "  cause: config: the run configuration differs: seed: 3 -> 4\n"))
+      << seeded.output;
+  EXPECT_FALSE(has(seeded.output, "kernel selections differ too")) << seeded.output;
   const CommandResult r =
       run_trainrr_env("TRAINRR_ISA=generic",
                       "replay " + a +

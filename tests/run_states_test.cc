@@ -178,6 +178,15 @@ TEST_F(RunStates, DiffComparesEveryRanksLossAndParameters) {
                   "cause: unexplained: the rank's shards hold the same rows of the data set and its "
                   "draws match"))
       << l.output;
+  // replay finds it too, and places it before the allreduce, where the loss is computed.
+  const CommandResult replayed = run_trainrr("replay " + loss);
+  EXPECT_EQ(replayed.exit_code, 1) << replayed.output;
+  EXPECT_TRUE(has(replayed.output, "diverged at step 5, rank 1, loss (forward)")) << replayed.output;
+  EXPECT_TRUE(has(replayed.output,
+                  "cause: the loss alone: every shard's gradient and every allreduce call of the "
+                  "step matched the recording, and the rank's loss, computed before them, "
+                  "differs"))
+      << replayed.output;
   const std::string params = rank1_edited("params.trr", [](trace::TraceStep& s) {
     for (auto& [name, digest] : s.end->params) digest ^= 1;
   });
