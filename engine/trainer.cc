@@ -117,10 +117,12 @@ std::string fmt_number(float v) {
   return std::string(buf, end);
 }
 
-// Where a row's label comes from, for messages: CSV rows count from 1 after the header, array rows from 0.
+// Where a row's label comes from, for messages: rows count from 0, as numpy, dump's split lists and export's
+// permutation count them; a CSV row also by its line in the file (from 1, the header its first).
 std::string label_at(const DataConfig& c, size_t row) {
   if (c.source == "csv")
-    return c.path + ": the label (column \"" + c.label + "\") of data row " + std::to_string(row + 1);
+    return c.path + ": the label (column \"" + c.label + "\") of data row " + std::to_string(row) +
+           " (counting from 0; line " + std::to_string(row + 2) + " of the file)";
   return (c.labels.empty() ? std::string("the synthetic data") : c.labels) + ": the label of row " +
          std::to_string(row) + " (counting from 0)";
 }

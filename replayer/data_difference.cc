@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "engine/data/file_io.h"
 #include "engine/data/npy.h"
 #include "replayer/divergence.h"
 
@@ -96,7 +97,8 @@ DataDifference first_data_difference(std::span<const uint8_t> recorded_bytes, st
   const auto header = split(trimmed(a.empty() ? std::string_view() : a[0]), ',');
   for (size_t line = 0; line < std::max(a.size(), b.size()); ++line) {
     const std::string where = "line " + std::to_string(line + 1) +
-                              (line == 0 ? std::string(" (the header)") : " (data row " + std::to_string(line) + ")");
+                              (line == 0 ? std::string(" (the header)")
+                                         : " (data row " + std::to_string(line - 1) + ", counting from 0)");
     if (line >= a.size())
       return {"first difference at " + where + ": a row only the " + std::string(name_b) + " copy has"};
     if (line >= b.size())
@@ -115,6 +117,20 @@ DataDifference first_data_difference(std::span<const uint8_t> recorded_bytes, st
     }
   }
   return {"the values are the same: only line endings or spaces at the ends of lines differ"};
+}
+
+std::optional<std::vector<uint8_t>> recorded_copy(const trace::DatasetInfo& info) {
+  if (!info.embedded.empty()) return info.embedded;
+  if (info.path.empty() || info.size_bytes > (uint64_t{1} << 30)) return std::nullopt;
+  // A regular file of the recorded size and digest: the path comes from the trace, and only the very bytes
+  // it recorded are read back whole.
+  auto file = trace::digest_regular_file(info.path, info.size_bytes);
+  if (!file || !file->digested || !(file->digest == info.digest)) return std::nullopt;
+  auto bytes = read_file_bytes(info.path);
+  if (!bytes || bytes->size() != info.size_bytes) return std::nullopt;
+  std::vector<uint8_t> out(bytes->begin(), bytes->end());
+  if (!(trace::digest128_bytes(out) == info.digest)) return std::nullopt;  // changed since it was digested
+  return out;
 }
 
 }  // namespace trainrr

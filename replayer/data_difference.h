@@ -3,9 +3,13 @@
 // trace) against the one the replay was given (--data).
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "traces/trace.h"
 
 namespace trainrr {
 
@@ -18,11 +22,15 @@ struct DataDifference {
   bool same_values = false;
 };
 
-// For a CSV file: "first difference at line 7 (data row 6), column 4 'mean area': 551.1 (recorded) vs 552.1
-// (now)", or a row present on one side only; for two .npy arrays, the first element that differs as the run
-// reads it (float32), and their dtypes where those differ; for any other file, the first differing byte
-// offset. `a` and `b` name the two copies in the message.
+// For a CSV file: "first difference at line 7 (data row 5, counting from 0), column 4 'mean area': 551.1
+// (recorded) vs 552.1 (now)", or a row present on one side only; for two .npy arrays, the first element that
+// differs as the run reads it (float32), and their dtypes where those differ; for any other file, the first
+// differing byte offset. `a` and `b` name the two copies in the message.
 DataDifference first_data_difference(std::span<const uint8_t> recorded, std::string_view now, bool csv,
                                      std::string_view a = "recorded", std::string_view b = "now");
+
+// The recorded copy of a data file: embedded in the trace, or else at its recorded path where the file there
+// still holds the recorded bytes (its size and digest), read whole (up to 1 GiB); nullopt otherwise.
+std::optional<std::vector<uint8_t>> recorded_copy(const trace::DatasetInfo& info);
 
 }  // namespace trainrr

@@ -30,9 +30,10 @@ TEST(DataDifference, CsvNamesTheLineTheDataRowAndTheColumnByItsHeader) {
   const std::string a = "y,mean radius,mean area\n1,2.5,551.1\n0,3.5,600\n";
   EXPECT_EQ(first_data_difference(bytes(a), a, true).where, "");
   EXPECT_EQ(first_data_difference(bytes(a), "y,mean radius,mean area\n1,2.5,551.1\n0,3.5,601\n", true).where,
-            "first difference at line 3 (data row 2), column 3 'mean area': 600 (recorded) vs 601 (now)");
+            "first difference at line 3 (data row 1, counting from 0), column 3 'mean area': 600 (recorded) "
+            "vs 601 (now)");
   EXPECT_EQ(first_data_difference(bytes(a), "y,mean radius,mean area\n1,2.5,551.1\n", true).where,
-            "first difference at line 3 (data row 2): a row only the recorded copy has");
+            "first difference at line 3 (data row 1, counting from 0): a row only the recorded copy has");
   EXPECT_EQ(first_data_difference(bytes(a), "y,radius,mean area\n1,2.5,551.1\n0,3.5,600\n", true).where,
             "first difference at line 1 (the header), column 2: mean radius (recorded) vs radius (now)");
   // Windows line endings alone are not a difference of values.
@@ -45,7 +46,7 @@ TEST(DataDifference, OtherFilesNameTheFirstDifferingByte) {
   EXPECT_EQ(first_data_difference(bytes("\x93NUMPY\x01"), std::string("\x93NUMPY\x02"), false).where,
             "first difference at byte 6 (7 bytes recorded, 7 now)");
   EXPECT_EQ(first_data_difference(bytes("a,b\n1,2\n"), "a,b\n1,3\n", true, "A", "B").where,
-            "first difference at line 2 (data row 1), column 2 'b': 2 (A) vs 3 (B)");
+            "first difference at line 2 (data row 0, counting from 0), column 2 'b': 2 (A) vs 3 (B)");
 }
 
 // float64 values that convert to the float32 ones recorded: other bytes, the same data as the run reads it.

@@ -261,7 +261,8 @@ std::string data_reach_words(const DataReach& r) {
 
 std::string row_words(const std::string& source, int64_t row) {
   if (source == "csv")
-    return "data row " + std::to_string(row + 1) + ", line " + std::to_string(row + 2) + " of the file";
+    return "data row " + std::to_string(row) + " (counting from 0), line " + std::to_string(row + 2) +
+           " of the file";
   return "row " + std::to_string(row) + " (counting from 0)";
 }
 

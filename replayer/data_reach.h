@@ -49,9 +49,9 @@ struct DataReach {
   int64_t changed_row = -1;
 };
 
-// A row of the data (from 0) in words: "data row 448, line 449 of the file" for a CSV (its rows counted from
-// 1 below the header line, as first_data_difference() counts them), "row 447 (counting from 0)" for arrays
-// (npy, idx), as numpy indexes them.
+// A row of the data (from 0) in words: "data row 447 (counting from 0), line 449 of the file" for a CSV,
+// "row 447 (counting from 0)" for arrays (npy, idx): rows count from 0, as numpy, dump's split lists and
+// export's permutation count them.
 std::string row_words(const std::string& source, int64_t row);
 
 // `config`: the run whose schedule it is, reading one copy of the data; `other`: its data configuration

@@ -72,7 +72,8 @@ TEST_F(DataReachTest, AChangedRowIsFirstReadByTheStepWhoseBatchHoldsIt) {
   EXPECT_EQ(r->first_row, 6);
   EXPECT_EQ(r->rows_differ, 1);
   EXPECT_EQ(data_reach_words(*r),
-            "step 3 is the first to read a training row that differs (data row 7, line 8 of the file)");
+            "step 3 is the first to read a training row that differs (data row 6 (counting from 0), line 8 "
+            "of the file)");
 }
 
 TEST_F(DataReachTest, ALabelAloneIsReadAtItsStepWithNoFeatureThatDiffers) {

@@ -273,11 +273,13 @@ std::string recorded_data_difference(const trace::TraceHeader& ha, const trace::
         const std::string differs = "data file '" + (file.empty() ? da.name : file) + "' differs (" +
                                     da.path + ", " + std::to_string(da.size_bytes) + " bytes vs " + db.path +
                                     ", " + std::to_string(db.size_bytes) + " bytes)";
+        // Both copies at hand: embedded, or at their recorded paths still holding the recorded bytes.
         DataDifference where;
-        if (!da.embedded.empty() && !db.embedded.empty()) {
-          const std::string_view b(reinterpret_cast<const char*>(db.embedded.data()), db.embedded.size());
-          where = first_data_difference(da.embedded, b, da.name == "data", "A", "B");
-        }
+        if (auto copy_a = recorded_copy(da))
+          if (auto copy_b = recorded_copy(db)) {
+            const std::string_view b(reinterpret_cast<const char*>(copy_b->data()), copy_b->size());
+            where = first_data_difference(*copy_a, b, da.name == "data", "A", "B");
+          }
         if (where.same_values) {
           // Other bytes, the same data: both runs read the same values from it.
           if (same_values)

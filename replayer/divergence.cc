@@ -340,6 +340,10 @@ std::string report_json(const DivergenceReport& r) {
       << ",\"site\":" << json_string(d.site) << ",\"layer\":" << json_string(d.layer)
       << ",\"op\":" << json_string(d.op) << ",\"kernel_recorded\":" << json_string(d.kernel_recorded)
       << ",\"kernel_replayed\":" << json_string(d.kernel_replayed);
+    // A state that differs: the steps done when it was taken, as show, export --step and --from-step count
+    // a checkpoint (the initial state 0, the checkpoint "at step 20" after step 19: 20); null otherwise.
+    o << ",\"checkpoint\":"
+      << (d.kind != "state" ? std::string("null") : std::to_string(d.phase == "setup" ? 0 : d.step + 1));
     if (d.has_element)
       o << ",\"index\":" << d.index << ",\"recorded\":" << json_num(d.recorded)
         << ",\"replayed\":" << json_num(d.replayed) << ",\"abs_diff\":" << json_num(d.abs_diff)

@@ -176,10 +176,12 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
       differs = what + " differs from the recorded one (" + std::to_string(info.size_bytes) +
                 " bytes recorded; digests differ)";
     if (differs.empty()) continue;
-    // With the recorded copy at hand (embedded) and the user's, say where they first differ.
-    if (!info.embedded.empty() && file->size <= (uint64_t{1} << 30))
+    // With the recorded copy at hand (embedded, or at its recorded path with the recorded digest) and the
+    // user's, say where they first differ.
+    const std::optional<std::vector<uint8_t>> recorded = recorded_copy(info);
+    if (recorded && file->size <= (uint64_t{1} << 30))
       if (auto now = read_file_bytes(*target); now && now->size() == file->size) {
-        const DataDifference where = first_data_difference(info.embedded, *now, d.source == "csv");
+        const DataDifference where = first_data_difference(*recorded, *now, d.source == "csv");
         if (where.same_values) {
           // Other bytes, the same data: the run reads from this file what it read from the recorded one.
           r.notes.push_back("data: " + what.substr(std::string_view("data file ").size()) +

@@ -235,18 +235,20 @@ loss = "binary_crossentropy"
 // or trained silently to a negative loss.
 TEST_F(BadInput, LabelsTheLossCannotUseNameFileAndRow) {
   dir.write("d.csv", "a,b,y\n1,2,0\n3,4,1\n5,6,2\n7,8,1\n");
-  expect_error("train " + config("d.csv"),
-               dir.file("d.csv") +
-                   ": the label (column \"y\") of data row 3 is 2: binary_crossentropy needs "
-                   "labels in [0, 1]");
+  expect_error("train " + config("d.csv"), dir.file("d.csv") +
+                                               ": the label (column \"y\") of data row 2 (counting from 0; "
+                                               "line 4 of the file) is 2: binary_crossentropy needs "
+                                               "labels in [0, 1]");
   dir.write("e.csv", "a,b,y\n1,2,0\n3,4,1\n5,6,-1\n7,8,1\n");
   const std::string scce =
       " --set 'model.layers[1]={type=\"Dense\",units=2}' "
       "--set train.loss=sparse_categorical_crossentropy --set train.from_logits=true";
   expect_error("train " + config("e.csv") + scce,
-               "of data row 3 is -1: sparse_categorical_crossentropy needs class indices");
+               "of data row 2 (counting from 0; line 4 of the file) is -1: sparse_categorical_crossentropy "
+               "needs class indices");
   dir.write("f.csv", "a,b,y\n1,2,0\n3,4,1.5\n5,6,0\n7,8,1\n");
-  expect_error("train " + config("f.csv") + scce, "of data row 2 is 1.5: sparse_categorical_crossentropy");
+  expect_error("train " + config("f.csv") + scce,
+               "of data row 1 (counting from 0; line 3 of the file) is 1.5: sparse_categorical_crossentropy");
   // Too few scores for labels that count from 0: no word about counting from 1.
   dir.write("h.csv", good_csv);
   const CommandResult narrow =
@@ -269,11 +271,13 @@ TEST_F(BadInput, StratifyNeedsClassLabelsWithTwoRowsEach) {
       " --set 'model.layers[1].activation=\"linear\"' --set train.loss=mse "
       "--set data.test_fraction=0.5 --set data.stratify=true";
   expect_error("train " + config("r.csv") + mse,
-               "of data row 1 is 0.5: data.stratify needs class labels, integers from 0");
+               "of data row 0 (counting from 0; line 2 of the file) is 0.5: data.stratify needs class "
+               "labels, integers from 0");
   // Integer targets in the millions were taken as that many classes, in time quadratic in them.
   dir.write("s.csv", "a,b,y\n1,2,16000000\n3,4,1\n5,6,16000000\n7,8,1\n9,9,3\n");
   expect_error("train " + config("s.csv") + mse,
-               "of data row 5 is 3, the only row of that class: data.stratify needs at least 2 rows");
+               "of data row 4 (counting from 0; line 6 of the file) is 3, the only row of that class: "
+               "data.stratify needs at least 2 rows");
 }
 
 TEST_F(BadInput, MseNeedsOneOutputPerSample) {

@@ -5,9 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <vector>
 
+#include "engine/data/npy.h"
 #include "tests/test_util.h"
 
 namespace trainrr::testing {
@@ -73,12 +76,15 @@ TEST_F(DataCopy, ADataCauseNamesTheFirstRowAndColumnThatDiffer) {
   const std::string other = changed();
   CommandResult refused = run_trainrr("replay " + trace() + " --data " + other);
   EXPECT_EQ(refused.exit_code, 2) << refused.output;
-  EXPECT_TRUE(has(refused.output, "first difference at line 6 (data row 5), column 3 'mean_perimeter': ")) << refused.output;
+  EXPECT_TRUE(has(refused.output,
+                  "first difference at line 6 (data row 4, counting from 0), column 3 'mean_perimeter': "))
+      << refused.output;
   EXPECT_TRUE(has(refused.output, "pass --allow-data-change")) << refused.output;
   // bisect, which has no --allow-data-change, says what it needs instead.
   CommandResult bisect = run_trainrr("bisect " + trace() + " --data " + other);
   EXPECT_EQ(bisect.exit_code, 2) << bisect.output;
-  EXPECT_TRUE(has(bisect.output, "first difference at line 6 (data row 5), column 3 'mean_perimeter': "))
+  EXPECT_TRUE(has(bisect.output,
+                  "first difference at line 6 (data row 4, counting from 0), column 3 'mean_perimeter': "))
       << bisect.output;
   EXPECT_TRUE(has(bisect.output,
                   "; bisect narrows a divergence of the run with the data it recorded: pass --data "
@@ -92,6 +98,65 @@ TEST_F(DataCopy, ADataCauseNamesTheFirstRowAndColumnThatDiffer) {
   EXPECT_TRUE(has(r.output, "\"category\":\"data\"")) << r.output;
   EXPECT_TRUE(has(r.output, "changed.csv (recorded as ")) << r.output;
   EXPECT_TRUE(has(r.output, "column 3 'mean_perimeter'")) << r.output;
+}
+
+// A .npy file of float64 values written by hand: the header numpy writes, then the values.
+void write_npy_f64(const std::string& path, const std::vector<double>& values, int64_t rows, int64_t cols) {
+  std::string dict = "{'descr': '<f8', 'fortran_order': False, 'shape': (" + std::to_string(rows) + ", " +
+                     std::to_string(cols) + "), }";
+  while ((10 + dict.size() + 1) % 64 != 0) dict += ' ';
+  dict += '\n';
+  std::ofstream out(path, std::ios::binary);
+  out.write("\x93NUMPY\x01\x00", 8);
+  const uint16_t len = static_cast<uint16_t>(dict.size());
+  out.put(static_cast<char>(len & 0xff)).put(static_cast<char>(len >> 8));
+  out.write(dict.data(), static_cast<std::streamsize>(dict.size()));
+  out.write(reinterpret_cast<const char*>(values.data()), static_cast<std::streamsize>(values.size() * 8));
+}
+
+// The recorded .npy file at its recorded path and a float64 copy of the same float32 values: the copy is the
+// recorded data in other bytes, for replay --data and for diff alike, without the trace embedding either.
+TEST(DataCopyNpy, AFloat64CopyOfTheRecordedValuesIsTheSameDataWithoutEmbedding) {
+  TempDir dir;
+  const int64_t rows = 64, cols = 3;
+  Tensor x({rows, cols});
+  std::vector<double> wide(static_cast<size_t>(rows * cols));
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    x[i] = 0.37f * static_cast<float>(i % 17) - 2.5f;
+    wide[static_cast<size_t>(i)] = static_cast<double>(x[i]);
+  }
+  Tensor y({rows});
+  for (int64_t i = 0; i < rows; ++i) y[i] = static_cast<float>(i % 2);
+  std::filesystem::create_directories(dir.file("a"));
+  std::filesystem::create_directories(dir.file("b"));
+  ASSERT_TRUE(write_npy(dir.file("a/x.npy"), x).ok());
+  ASSERT_TRUE(write_npy(dir.file("a/y.npy"), y).ok());
+  write_npy_f64(dir.file("b/x.npy"), wide, rows, cols);
+  ASSERT_TRUE(write_npy(dir.file("b/y.npy"), y).ok());
+  const std::string model =
+      "[[model.layers]]\ntype = \"Dense\"\nunits = 1\nactivation = \"sigmoid\"\n"
+      "[train]\nepochs = 1\nbatch_size = 16\nloss = \"binary_crossentropy\"\n"
+      "[runtime]\nthreads = 1\npolicy = \"deterministic\"\n";
+  for (const char* side : {"a", "b"}) {
+    const std::string cfg = dir.write(std::string(side) + "/run.toml",
+                                      "seed = 1\n[data]\npath = \"x.npy\"\nlabels = \"y.npy\"\n" + model);
+    const CommandResult r = run_trainrr("record " + cfg + " -o " + dir.file(std::string(side) + ".trr"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  const std::string same =
+      "the arrays have other dtypes, float32 (recorded) vs float64 (now), and the same 192 "
+      "values once converted to float32, as the run reads them";
+  const CommandResult replayed =
+      run_trainrr("replay " + dir.file("a.trr") + " --data " + dir.file("b/x.npy"));
+  EXPECT_EQ(replayed.exit_code, 0) << replayed.output;
+  EXPECT_TRUE(has(replayed.output, "holds the recorded data in other bytes: " + same)) << replayed.output;
+  const CommandResult diffed = run_trainrr("diff " + dir.file("a.trr") + " " + dir.file("b.trr"));
+  EXPECT_EQ(diffed.exit_code, 0) << diffed.output;
+  EXPECT_TRUE(has(diffed.output, "identical: ")) << diffed.output;
+  EXPECT_TRUE(has(diffed.output,
+                  "in its bytes, not in what the runs read: the arrays have other dtypes, float32 "
+                  "(A) vs float64 (B)"))
+      << diffed.output;
 }
 
 }  // namespace

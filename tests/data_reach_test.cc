@@ -100,7 +100,7 @@ TEST_F(DataReachAnswers, AChangedRowIsNamedAtTheStepThatFirstReadsIt) {
       << r.output;
   EXPECT_TRUE(has(r.output, "  cause: data: ")) << r.output;
   EXPECT_TRUE(has(r.output, "; step 3 is the first to read a training row that differs (data row " +
-                                std::to_string(row + 1) + ", line " + std::to_string(row + 2) +
+                                std::to_string(row) + " (counting from 0), line " + std::to_string(row + 2) +
                                 " of the file)"))
       << r.output;
   EXPECT_FALSE(has(r.output, "before any step runs")) << r.output;
@@ -214,7 +214,7 @@ TEST_F(DataReachAnswers, AStandardizedRunNamesTheChangedRowBesideTheScaledRowFir
   EXPECT_TRUE(has(r.output,
                   ", the same in both copies of the data: the scaler (data.scale), fit on the training "
                   "rows, carries the change of data row " +
-                      std::to_string(row + 1) + ", line " + std::to_string(row + 2) +
+                      std::to_string(row) + " (counting from 0), line " + std::to_string(row + 2) +
                       " of the file into every row)"))
       << r.output;
 }

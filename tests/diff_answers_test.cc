@@ -243,6 +243,12 @@ TEST_F(DiffAnswers, CheckpointsAreComparedWhereTheRunsEndApartOrATraceIsCut) {
             "diverged in the checkpoint at step 5, after step 4, batch_normalization_1 "
             "(batch_normalization_1.moving_mean)")
       << longer.output;
+  // In JSON, the event's step (4) and the checkpoint's own count of steps (5), as export --step takes it.
+  const CommandResult json = run_trainrr("diff --json " + a + " " + b);
+  EXPECT_TRUE(
+      has(json.output, "\"first_divergence\":{\"step\":4,\"phase\":\"checkpoint\",\"kind\":\"state\""))
+      << json.output;
+  EXPECT_TRUE(has(json.output, "\"checkpoint\":5,")) << json.output;
   // A validation loss that differs at the epoch's end comes after the checkpoint at step 5.
   const std::string va = dir.file("va.trr"), vb = dir.file("vb.trr");
   const std::string val = common + " --set train.epochs=1 --set train.validation_split=0.1";

@@ -932,8 +932,9 @@ TEST_F(RightAnswers, AChangedLabelUnderAServedStratifiedSplitReachesTheStepThatR
   const CommandResult r = run_trainrr("replay " + trace + " --data " + changed + " --allow-data-change");
   ASSERT_EQ(r.exit_code, 1) << r.output;
   EXPECT_TRUE(has(r.output, "  cause: data: ")) << r.output;
-  EXPECT_TRUE(
-      has(r.output, " is the first to read a training row that differs (data row 1, line 2 of the file)"))
+  EXPECT_TRUE(has(
+      r.output,
+      " is the first to read a training row that differs (data row 0 (counting from 0), line 2 of the file)"))
       << r.output;
   EXPECT_FALSE(has(r.output, "the data differs before any step runs")) << r.output;
   // Beside a batch size that differs from step 0 on, the label is no cause of that step's forward pass.

@@ -554,10 +554,12 @@ def test_engine_messages_name_the_arguments_of_the_python_call(tmp_path):
     changed.write_text("\n".join(lines[:1] + [lines[2], lines[1]] + lines[3:]) + "\n")
     cases = [
         (lambda: trainrr.replay(a, data=changed), trainrr.TraceError,
-         "digests differ); pass allow_data_change=True to replay anyway"),
+         # the recorded copy, still at its recorded path, says where the two first differ
+         "digests differ); first difference at line 2 (data row 0, counting from 0), column 1 'mean_radius': "
+         "17.99 (recorded) vs 20.57 (now); pass allow_data_change=True to replay anyway"),
         # bisect takes no allow_data_change (nor does the command): what it can do is said instead.
         (lambda: trainrr.bisect(a, data=changed), trainrr.TraceError,
-         "digests differ); bisect replays only on the recorded data: give data= a copy of it "
+         "(now); bisect replays only on the recorded data: give data= a copy of it "
          "(trainrr.replay(..., allow_data_change=True) replays on this one and names the data as the cause)"),
         (lambda: trainrr.bisect(a, against=b), trainrr.TraceError,
          f"against={b} is a recording of another run (seed: 1 -> 2): bisect needs two recordings of the same "

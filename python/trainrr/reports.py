@@ -29,7 +29,8 @@ class Facts:
 
 class Report:
     """What replay, diff or bisect found. Attributes follow the JSON of `--json`: command, status,
-    first_divergence (step, phase, kind, site, layer, op, kernel_recorded, kernel_replayed, index, recorded,
+    first_divergence (step, phase, kind, site, layer, op, kernel_recorded, kernel_replayed, checkpoint (the
+    steps done when a state that differs was taken, else None), index, recorded,
     replayed, abs_diff, ulp, detail), cause (category, detail), trace_stop, environment_differences,
     config_differences (every configuration key that differs, "train.epochs: 2 -> 3"), facts, notes; exit_code is the command's (0 reproduced or identical, 1 diverged, 2 a damaged trace).
     The notes, the facts and the details of first_divergence and cause name the Python arguments where the
