@@ -58,6 +58,17 @@ bool differ(const trace::Event& a, const trace::Event& b, FirstDivergence& d) {
     d.detail = "the train/test rows differ (" + std::to_string(sa->train.size()) + "/" +
                std::to_string(sa->test.size()) + " vs " + std::to_string(sb.train.size()) + "/" +
                std::to_string(sb.test.size()) + ")";
+    // Where the lists first differ: as many rows on both sides say nothing else.
+    for (const auto& [list, list_b, what] :
+         {std::tuple{&sa->train, &sb.train, "training"}, std::tuple{&sa->test, &sb.test, "test"}}) {
+      const auto at = std::mismatch(list->begin(), list->end(), list_b->begin(), list_b->end());
+      if (at.first != list->end() && at.second != list_b->end()) {
+        d.detail += "; " + std::string(what) + " position " + std::to_string(at.first - list->begin()) +
+                    " holds row " + std::to_string(*at.first) + " (A), row " + std::to_string(*at.second) +
+                    " (B)";
+        break;
+      }
+    }
     return true;
   }
   if (auto* sa = std::get_if<trace::ShuffleEvent>(&a)) {
@@ -236,6 +247,10 @@ std::optional<TraceStop> trace_stop(const StepStream& s, bool first, const std::
 }
 
 }  // namespace
+
+bool events_differ(const trace::Event& a, const trace::Event& b, FirstDivergence& d) {
+  return differ(a, b, d);
+}
 
 std::vector<std::string> recorded_config_differences(const trace::TraceHeader& ha,
                                                      const trace::TraceHeader& hb,

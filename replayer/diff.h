@@ -23,6 +23,10 @@ struct DiffResult {
 
 DiffResult diff_traces(const std::string& a_path, const std::string& b_path);
 
+// Two recorded events of the same kind and site, compared as diff compares them: true, with `d` filled in
+// (kind, phase, site, detail), where they differ.
+bool events_differ(const trace::Event& a, const trace::Event& b, FirstDivergence& d);
+
 // What two recordings were asked to run, from their headers: the configuration keys whose values differ
 // (cause.h's config_differences(), a drawn seed taken as the one used), with A's layer names in `layers`
 // when given; and the data files whose recorded digests differ, in words ("" when none does).

@@ -353,6 +353,28 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
       draw_head(*d);
       break;
     }
+    // The split's rows (a stratified split reads the labels: the same draw can split other rows) and each
+    // epoch's shuffle, as rank 0 recorded them (every rank makes the same), in the order the step made them.
+    {
+      auto orders = [](const trace::TraceStep& s) {
+        std::vector<const trace::Event*> out;
+        for (const auto& e : s.events)
+          if (std::holds_alternative<trace::SplitEvent>(e) || std::holds_alternative<trace::ShuffleEvent>(e))
+            out.push_back(&e);
+        return out;
+      };
+      const auto oa = orders(A.steps[0][t]), ob = orders(B.steps[0][t]);
+      std::optional<FirstDivergence> found;
+      for (size_t i = 0; i < std::min(oa.size(), ob.size()) && !found; ++i) {
+        if (oa[i]->index() != ob[i]->index()) break;
+        FirstDivergence d = divergence(step, "", "", "");
+        if (events_differ(*oa[i], *ob[i], d)) found = d;
+      }
+      if (found) {
+        head(*found, found->site + " (" + found->phase + ")", found->kind + ": " + found->detail);
+        break;
+      }
+    }
     // Rank 0's loader picks the global batch: another batch makes every shard's rows differ.
     const auto batch_a = batch_of(A.steps[0][t]), batch_b = batch_of(B.steps[0][t]);
     if (batch_a && batch_b && *batch_a != *batch_b) {

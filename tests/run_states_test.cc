@@ -8,6 +8,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "tests/test_util.h"
 #include "tests/trace_rewrite.h"
@@ -193,6 +195,26 @@ TEST_F(RunStates, DiffComparesEveryRanksLossAndParameters) {
   const CommandResult p = run_trainrr("diff " + run + " " + params);
   EXPECT_EQ(p.exit_code, 1) << p.output;
   EXPECT_TRUE(has(p.output, "diverged at step 5, the parameters after the update (rank 1)")) << p.output;
+}
+
+// A stratified split reads the labels: with one label changed, the same draw splits other rows, and that is
+// the runs' first difference, before any step.
+TEST_F(RunStates, DiffOfRunFoldersComparesTheRowsOfTheSplit) {
+  std::ifstream in(example("data/digits.csv"));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t row = text.find('\n') + 1, end = text.find('\n', row), last = text.rfind(',', end) + 1;
+  text.replace(last, end - last, std::to_string((std::stoi(text.substr(last, end - last)) + 1) % 10));
+  const std::string changed = dir.write("digits.csv", text);
+  const std::string a = dir.file("a.trr"), b = dir.file("b.trr");
+  const std::string record =
+      "record " + example("digits_mlp.toml") + " --set train.epochs=1 --set runtime.threads=1";
+  ASSERT_EQ(run_trainrr_env(kMpirun, record + " -o " + a).exit_code, 0);
+  ASSERT_EQ(run_trainrr_env(kMpirun, record + " --set data.path=" + changed + " -o " + b).exit_code, 0);
+  const CommandResult r = run_trainrr("diff " + a + " " + b);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "diverged at step 0, data/split (setup)")) << r.output;
+  EXPECT_TRUE(has(r.output, "  cause: data: ")) << r.output;
+  EXPECT_TRUE(has(r.output, "split: the train/test rows differ (")) << r.output;
 }
 
 TEST_F(RunStates, ARunThatEndsFirstIsNotCalledCut) {
