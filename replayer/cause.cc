@@ -373,6 +373,8 @@ std::string data_not_reaching_model(const FirstDivergence& d, const CauseInputs&
   return "";
 }
 
+}  // namespace
+
 // Why data that differs cannot have made `d`, from where its rows that differ are first read (data_reach.h),
 // or "": the two copies hold as many rows of one shape, so what a run draws before its first step and its
 // input pipeline's order are the same on both; a step's values can differ with the data only from the first
@@ -409,8 +411,6 @@ std::string data_not_reaching_rows(const FirstDivergence& d, const CauseInputs& 
            "every layer's forward pass";
   return "";
 }
-
-}  // namespace
 
 // The sites whose kernel selections differ and can have made the first difference `d`, those likeliest to
 // have made it first: the divergent layer's ops of its phase first (kernel_differences holds the selections).

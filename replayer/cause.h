@@ -76,6 +76,11 @@ inline constexpr std::string_view kShuffleOfOtherRows = "is not an order of the 
 // loaders in their own orders, whatever the rows hold; and an update (probed at level op, after every op of
 // the step) reads the data only through the gradients, which matched. `loader_a`, `loader_b`: the loader
 // each side ran ("" when not known).
+// Why the data that differs cannot have made `d`, from where its rows are first read (in.data_reach, with
+// in.layer_names): a step before that reads none of them, a layer's forward pass reads no label; "" where
+// it can have, or nothing is known.
+std::string data_not_reaching_rows(const FirstDivergence& d, const CauseInputs& in);
+
 std::string data_not_reaching(const FirstDivergence& d, bool seeds_differ, const std::string& loader_a,
                               const std::string& loader_b);
 

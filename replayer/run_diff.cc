@@ -4,13 +4,16 @@
 
 #include "engine/config.h"
 #include "engine/kernels/kernel_registry.h"
+#include "recorder/recorder.h"
 #include "replayer/cause.h"
+#include "replayer/data_reach.h"
 #include "replayer/diff.h"
 #include "replayer/divergence.h"
 #include "replayer/event_keys.h"
 #include "replayer/final_state.h"
 #include "replayer/replayer.h"
 #include "replayer/runs.h"
+#include "replayer/scratch.h"
 #include "traces/trace_reader.h"
 
 namespace trainrr {
@@ -237,6 +240,22 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
   if (steps == SIZE_MAX || steps == 0) return {2, "no complete step to compare in " + a_path + " and " + b_path, {}};
 
   const std::string loader_a = loader_of(A.steps[0]), loader_b = loader_of(B.steps[0]);
+  // Where the rows that differ are first read, with both copies of the data at hand, as B's rank 0 recorded
+  // the global batches.
+  std::optional<DataReach> reach;
+  if (!data.empty()) {
+    auto scratch_a = ScratchDir::create("trainrr-reach"), scratch_b = ScratchDir::create("trainrr-reach");
+    if (scratch_a && scratch_b) {
+      auto copy_a = rebuild_config(ha, {}, "", false, *scratch_a);
+      auto run_b = rebuild_config(hb, {}, "", false, *scratch_b);
+      if (copy_a && run_b && copy_a->config.data.source == run_b->config.data.source) {
+        DataConfig other = run_b->config.data;
+        for (const auto& file : data_files(other)) other.*file.second = copy_a->config.data.*file.second;
+        other.scale = copy_a->config.data.scale;
+        if (auto r = data_reach(run_b->config, other, B.run.paths[0])) reach = *r;
+      }
+    }
+  }
   // The cause of the first difference `d`: the data or a configuration difference that reaches it, as for
   // one process, else `found` (what the runs' records show there).
   // `own`: the cause to name when neither the data nor the configuration reaches `d` ("" : `found` is).
@@ -249,12 +268,22 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
     for (const std::string& c : within) (difference_reaches(c, d, layers) ? reaching : apart).push_back(c);
     std::string joined_reaching;
     for (const auto& c : reaching) joined_reaching += (joined_reaching.empty() ? "" : "; ") + c;
-    // Data that cannot have made `d` is named beside the cause the rest gives.
-    const std::string data_apart =
-        data.empty() ? "" : data_not_reaching(d, ha.seed != hb.seed, loader_a, loader_b);
+    // Data that cannot have made `d` is named beside the cause the rest gives: by what it is
+    // (data_not_reaching), or by where its rows are first read, as for one process (the global batch is the
+    // batch rank 0's loader hands out, as one process's).
+    std::string data_apart = data.empty() ? "" : data_not_reaching(d, ha.seed != hb.seed, loader_a, loader_b);
+    if (!data.empty() && data_apart.empty() && reach) {
+      CauseInputs rows;
+      rows.data_reach = reach;
+      rows.layer_names = layers;
+      data_apart = data_not_reaching_rows(d, rows);
+    }
     if (!data.empty() && data_apart.empty()) {
       out.lines.push_back(
-          "  cause: data: " + data + "; the data differs before any step runs" +
+          "  cause: data: " + data + "; " +
+          (reach && reach->first_step >= 0 && reach->first_step <= d.step
+               ? data_reach_words(*reach)
+               : "the data differs before any step runs") +
           (d.kind == "metrics" ? "; no value compared in the steps before it differs: the evaluation read "
                                  "what differs (rows it only validates "
                                  "on, say), and the training read none of it or changed no value compared"

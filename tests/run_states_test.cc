@@ -217,6 +217,48 @@ TEST_F(RunStates, DiffOfRunFoldersComparesTheRowsOfTheSplit) {
   EXPECT_TRUE(has(r.output, "split: the train/test rows differ (")) << r.output;
 }
 
+// A pixel of data row 100 changed, first read in a later step, beside a learning rate that makes step 0
+// differ: the data is no cause of step 0, as for one process, and alone it is named at the step that reads
+// it.
+TEST_F(RunStates, DiffOfRunFoldersWeighsWhereTheChangedRowsAreRead) {
+  std::ifstream in(example("data/digits.csv"));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t at = 0;
+  for (int line = 0; line < 101; ++line) at = text.find('\n', at) + 1;  // line 102: data row 100
+  size_t field = at;
+  for (int c = 0; c < 10; ++c) field = text.find(',', field) + 1;  // column p10
+  const size_t comma = text.find(',', field);
+  text.replace(field, comma - field, text.substr(field, comma - field) == "3" ? "4" : "3");
+  const std::string changed = dir.write("digits.csv", text);
+  const std::string record =
+      "record " + example("digits_mlp.toml") + " --set train.epochs=1 --set runtime.threads=1";
+  const std::string a = dir.file("a.trr"), b = dir.file("b.trr"), c = dir.file("c.trr");
+  ASSERT_EQ(run_trainrr_env(kMpirun, record + " -o " + a).exit_code, 0);
+  ASSERT_EQ(run_trainrr_env(kMpirun, record + " --set data.path=" + changed + " -o " + b).exit_code, 0);
+  ASSERT_EQ(run_trainrr_env(kMpirun, record + " --set data.path=" + changed +
+                                         " --set train.optimizer.learning_rate=0.003 -o " + c)
+                .exit_code,
+            0);
+  const CommandResult data = run_trainrr("diff " + a + " " + b);
+  EXPECT_EQ(data.exit_code, 1) << data.output;
+  EXPECT_TRUE(has(data.output,
+                  " is the first to read a training row that differs (data row 100 (counting from "
+                  "0), line 102 of the file)"))
+      << data.output;
+  EXPECT_FALSE(has(data.output, "before any step runs")) << data.output;
+  for (const std::string& command : {"diff " + a + " " + c, "diff " + c + " " + a}) {
+    const CommandResult both = run_trainrr(command);
+    EXPECT_EQ(both.exit_code, 1) << both.output;
+    EXPECT_TRUE(has(both.output, "diverged at step 0, the parameters after the update (rank 0)"))
+        << both.output;
+    EXPECT_TRUE(
+        has(both.output, "  cause: config: the run configuration differs: train.optimizer.learning_rate: "))
+        << both.output;
+    EXPECT_TRUE(has(both.output, "  note: the data differs too, but cannot have made this difference (step "))
+        << both.output;
+  }
+}
+
 TEST_F(RunStates, ARunThatEndsFirstIsNotCalledCut) {
   const std::string one = dir.file("one.trr"), two = dir.file("two.trr");
   for (const auto& [epochs, path] : {std::pair{1, one}, std::pair{2, two}})
