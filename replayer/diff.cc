@@ -666,22 +666,30 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
                         (stopped_early ? " (its recording was stopped: " + footer->end_reason + ")" : ""));
   }
   const bool ended_together = ends_first.empty() && !rep.stop && sa.reader->footer() && sb.reader->footer();
-  // A difference found in step N (or in the evaluation after it): a checkpoint before step N-1 ends that
-  // differs comes first. (The one after step N-1 is left to the step's own events: an epoch's shuffle,
-  // drawn between the steps, is in it.)
+  // A difference found in step N (or in the evaluation after it): a checkpoint taken before step N that
+  // differs comes first. The one taken right before step N (after step N-1) comes first where its tensors or
+  // scalars differ, all made by the steps before N (an optimizer's slots after a step whose parameters
+  // matched); where only its place in the run does, that is left to step N's own events (an epoch's
+  // shuffle, drawn between the steps, is in it), as the initial state is left to step 0's setup draws.
   if (steps > 0) {
     const auto in_a = state_offsets(a_path, sa.reader.get()), in_b = state_offsets(b_path, sb.reader.get());
     CheckpointReader read_a(a_path), read_b(b_path);
+    std::optional<int64_t> same_before;  // the steps done at the last state that compared the same
     for (const auto& [at, offset] : in_a) {
       const auto other = in_b.find(at);
-      if (first ? at >= first->step : at > last_index + 1 || (at == last_index + 1 && !ended_together)) break;
+      if (first ? at > first->step : at > last_index + 1 || (at == last_index + 1 && !ended_together)) break;
       if (other == in_b.end()) continue;
       auto state_a = read_a.read(offset, at), state_b = read_b.read(other->second, at);
       if (!state_a || !state_b) continue;
-      if (auto d = state_difference(*state_a, *state_b, at == 0 ? 0 : at - 1, "A", "B",
-                                    at == 0                ? StatePlace::initial
-                                    : at == last_index + 1 ? StatePlace::end
-                                                           : StatePlace::checkpoint)) {
+      auto d = state_difference(*state_a, *state_b, at == 0 ? 0 : at - 1, "A", "B",
+                                at == 0                ? StatePlace::initial
+                                : at == last_index + 1 ? StatePlace::end
+                                                       : StatePlace::checkpoint,
+                                same_before);
+      if (!d) same_before = at;
+      if (d) {
+        // The initial state is what step 0's setup drew, compared there event by event.
+        if (first && at == first->step && (at == 0 || d->site == "(place in the run)")) break;
         first = std::move(d);
         break;
       }

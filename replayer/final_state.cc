@@ -92,7 +92,7 @@ std::string place_difference(const TrainState& a, const TrainState& b, const std
 
 std::optional<FirstDivergence> state_difference(const TrainState& a, const TrainState& b, int64_t last_step,
                                                 const std::string& name_a, const std::string& name_b,
-                                                StatePlace place) {
+                                                StatePlace place, std::optional<int64_t> same_before) {
   std::map<std::string, const Tensor*> other;
   for (const NamedTensor& t : b.tensors) other[t.name] = &t.value;
   std::vector<std::string> differ;
@@ -146,9 +146,21 @@ std::optional<FirstDivergence> state_difference(const TrainState& a, const Train
                        : differ.front().substr(0, differ.front().find(" (")),
         state + " differs in " + what +
             ", though every value the steps compared is the same: the steps do not compare all of it "
-            "(an optimizer's slots; at level step, a batch normalization's moving statistics), so the "
-            "step whose update first made it differ is not known (levels layer and op compare the "
-            "moving statistics at every step)");
+            "(an optimizer's slots; at level step, a batch normalization's moving statistics)" +
+            (same_before && *same_before == last_step
+                 ? "; the state before step " + std::to_string(last_step) + " compared the same, so step " +
+                       std::to_string(last_step) + " made it differ"
+             : same_before && *same_before < last_step
+                 ? "; the state before step " + std::to_string(*same_before) +
+                       " compared the same, so steps " + std::to_string(*same_before) + ".." +
+                       std::to_string(last_step) + " made it differ"
+                 : ", so the step whose update first made it differ is not known" +
+                       std::string(std::any_of(differ.begin(), differ.end(),
+                                               [](const std::string& n) {
+                                                 return n.find("moving_") != std::string::npos;
+                                               })
+                                       ? " (levels layer and op compare the moving statistics at every step)"
+                                       : "")));
     if (place == StatePlace::initial)
       d.detail = "the initial state (before step 0) differs in " + what +
                  ", though the draws of the initial weights are the same: the " + name_a +

@@ -70,9 +70,11 @@ std::string state_headline(const FirstDivergence& d);
 // The first difference between two states (the tensors by name, bit for bit, then the scalars, then the
 // place in the run), as a divergence of kind "state", or nullopt where they are the same: the states after
 // step `last_step` (phase "checkpoint" or "final state"), or the initial states before step 0 (phase
-// "setup").
+// "setup"). `same_before`: the step before which the last state compared was the same (0: the initial
+// state), which tells the steps that made this one differ; nullopt where none was compared.
 std::optional<FirstDivergence> state_difference(const TrainState& a, const TrainState& b, int64_t last_step,
                                                 const std::string& name_a, const std::string& name_b,
-                                                StatePlace place);
+                                                StatePlace place,
+                                                std::optional<int64_t> same_before = std::nullopt);
 
 }  // namespace trainrr

@@ -1304,7 +1304,12 @@ std::optional<FirstDivergence> checkpoint_difference(const std::string& trace_pa
     if (auto it = params.find(n.name);
         it != params.end() && it->second && !same_tensor_bits(n.value, *it->second))
       return std::nullopt;
-  return state_difference(*recorded, here, t.step() - 1, "recorded", "replayed", StatePlace::checkpoint);
+  // The checkpoint before it was compared the same (or is the one the replay resumed from), and the initial
+  // state before any.
+  const std::optional<int64_t> same_before =
+      at == side.checkpoints->begin() ? std::nullopt : std::optional<int64_t>(std::prev(at)->first);
+  return state_difference(*recorded, here, t.step() - 1, "recorded", "replayed", StatePlace::checkpoint,
+                          same_before);
 }
 
 std::string config_matched_note(const std::vector<std::string>& differences, std::vector<std::string> why,

@@ -156,6 +156,25 @@ TEST_F(DiffAnswers, AStepsMetricThatDiffersWithTheSameLossIsADivergence) {
   }
 }
 
+// Another beta_1 makes Adam's first update the same (its bias correction undoes it) and its slots other: the
+// checkpoint after step 0 differs before step 1's parameters do, and comes first, in either order, with the
+// step that made it differ (the initial state compared the same).
+TEST_F(DiffAnswers, ACheckpointThatDiffersBeforeTheNextStepsParametersComesFirst) {
+  const std::string adam = "[train.optimizer]\ntype = \"adam\"\nlearning_rate = 0.001\n";
+  const std::string a = record("a", breast_cancer("", "", "", adam), "--checkpoint-every 1");
+  const std::string b =
+      record("b", breast_cancer("", "", "", adam + "beta_1 = 0.8\n"), "--checkpoint-every 1");
+  for (const auto& [x, y] : {std::pair{a, b}, std::pair{b, a}}) {
+    const CommandResult r = run_trainrr("diff " + x + " " + y);
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_EQ(headline(r.output),
+              "diverged in the checkpoint at step 1, after step 0, dense_1 (m/dense_1.kernel)")
+        << r.output;
+    EXPECT_TRUE(has(r.output, "the state before step 0 compared the same, so step 0 made it differ"))
+        << r.output;
+  }
+}
+
 // A changed row the run only validates on (the last rows of the file, with no test split): the steps are the
 // same, the validation metrics are not, and the cause says which rows.
 TEST_F(DiffAnswers, DataThatDiffersInAValidationRowIsADivergenceAtTheEpochsEvaluation) {
