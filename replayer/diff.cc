@@ -702,8 +702,14 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   ci.name_b = "B";
   ci.matched_draws = matched_draws;
 
-  for (int side = 0; side < 2; ++side)
-    for (const auto& e : (side ? sb : sa).epochs) series.epoch_logs(side, e.epoch, e.logs);
+  // The epochs that ended within the steps compared: one logged past them (the longer run's, read on for a
+  // cut) has no end on the page's axis.
+  for (int side = 0; side < 2; ++side) {
+    const StepStream& s = side ? sb : sa;
+    for (size_t k = 0; k < s.epochs.size(); ++k)
+      if (k >= s.epoch_after_step.size() || s.epoch_after_step[k] <= last_index)
+        series.epoch_logs(side, s.epochs[k].epoch, s.epochs[k].logs);
+  }
   series.finish(rep.page);
   rep.page.environment = side_by_side_table(ha.environment, hb.environment);
   rep.page.kernels = side_by_side_table(kernels_a, kernels_b);

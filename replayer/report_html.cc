@@ -322,14 +322,16 @@ void answer_card(std::ostringstream& o, const DivergenceReport& r, const Names& 
   // bisect's command is the replay that reproduces the recording; the others' show their comparison again.
   if (!r.page.command.empty())
     o << "<dt>"
-      << (r.command == "bisect" ? "Reproduces the recording"
-          : r.diverged          ? "Reproduce with"
-                                : "Command")
+      << (r.command == "bisect" && r.page.command.rfind("trainrr replay", 0) == 0 ? "Reproduces the recording"
+          : r.diverged || r.command == "bisect"                                   ? "Reproduce with"
+                                                                                  : "Command")
       << "</dt><dd><code class=\"cmd\">" << command_html(r.page.command) << "</code></dd>";
   o << "</dl>";
   if (r.page.stopped_at_first && r.first)
     o << "<p class=\"callout\">The replay stopped at its first divergence, "
-      << (state_mark(r) ? "in " + state_mark(r)->words : "step " + std::to_string(r.first->step))
+      << (state_mark(r)               ? "in " + state_mark(r)->words
+          : r.first->phase == "setup" ? "in the run's set-up, before step 0 ran"
+                                      : "step " + std::to_string(r.first->step))
       << ". To see how far the runs drift after it, replay on to step " << r.page.would_end
       << ": <code class=\"cmd\">" << command_html(r.page.command + " --keep-going") << "</code></p>";
   o << "</section>\n";

@@ -175,6 +175,29 @@ TEST_F(DiffAnswers, ACheckpointThatDiffersBeforeTheNextStepsParametersComesFirst
   }
 }
 
+// Runs of other lengths: the page's axis ends where the shorter does, and a validation loss of the longer run
+// whose epoch ends past it is not drawn (it was drawn at the axis's end, a step where its epoch had not
+// ended).
+TEST_F(DiffAnswers, AValidationLossOfAnEpochEndingPastThePlotIsNotDrawn) {
+  const std::string train = "validation_split = 0.1\n";
+  const std::string a = record("a", breast_cancer("", "", "", train), "--set train.epochs=2");
+  const std::string b =
+      record("b", breast_cancer("", "", "", train), "--set train.epochs=2 --set train.batch_size=40");
+  const CommandResult r = run_trainrr("diff " + a + " " + b + " --html " + dir.file("d.html"));
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  std::ifstream in(dir.file("d.html"));
+  const std::string page((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto count = [&](const std::string& part) {
+    size_t n = 0;
+    for (size_t at = page.find(part); at != std::string::npos; at = page.find(part, at + 1)) ++n;
+    return n;
+  };
+  // A (16 steps an epoch) ends its epoch 1 at step 15 and its epoch 2 at step 31, past B's end (step 25, 13
+  // steps an epoch): one circle of A's, B's two squares.
+  EXPECT_EQ(count("<circle class=\"va\""), 1u) << page;
+  EXPECT_EQ(count("<rect class=\"vb\""), 2u) << page;
+}
+
 // A changed row the run only validates on (the last rows of the file, with no test split): the steps are the
 // same, the validation metrics are not, and the cause says which rows.
 TEST_F(DiffAnswers, DataThatDiffersInAValidationRowIsADivergenceAtTheEpochsEvaluation) {
