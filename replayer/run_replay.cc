@@ -136,8 +136,11 @@ RankReplay analyze_rank(const ReplayHooks& h, int rank, const trace::TraceHeader
     at = {m->recorded.step, m->kind == "sharding" ? 0 : m->kind == "input" ? 1 : 2};
   // The input pipeline (split, shuffle, the loader's batch order) comes before the sharding of its batch: a
   // batch that differs makes every shard's rows differ.
-  const bool input = h.first() && (h.first()->kind == "loader" || h.first()->kind == "shuffle" ||
-                                   h.first()->kind == "split");
+  // So does whatever the run makes before it (the draws of the set-up: the initial weights, the split's).
+  const bool input =
+      h.first() && h.first()->kind != "state" &&
+      (h.first()->kind == "loader" || h.first()->kind == "shuffle" || h.first()->kind == "split" ||
+       h.first()->phase == "setup" || h.first()->phase == "input");
   // A state that differs (from a checkpoint the trace holds) is found after its step's events: the initial
   // state's comes before step 0's.
   const bool state = h.first() && h.first()->kind == "state";

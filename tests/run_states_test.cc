@@ -215,6 +215,11 @@ TEST_F(RunStates, DiffOfRunFoldersComparesTheRowsOfTheSplit) {
   EXPECT_TRUE(has(r.output, "diverged at step 0, data/split (setup)")) << r.output;
   EXPECT_TRUE(has(r.output, "  cause: data: ")) << r.output;
   EXPECT_TRUE(has(r.output, "split: the train/test rows differ (")) << r.output;
+  // A replay with another seed differs first where the run draws its initial weights, before any shard.
+  const CommandResult seeded = run_trainrr("replay " + a + " --force none --set seed=8");
+  EXPECT_EQ(seeded.exit_code, 1) << seeded.output;
+  EXPECT_TRUE(has(seeded.output, "diverged at step 0, rank 0, init/dense_1.kernel (setup)")) << seeded.output;
+  EXPECT_TRUE(has(seeded.output, "  cause: config: the run configuration differs: seed: ")) << seeded.output;
 }
 
 // A pixel of data row 100 changed, first read in a later step, beside a learning rate that makes step 0
