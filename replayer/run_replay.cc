@@ -555,6 +555,20 @@ void add_allreduce_line(const trace::RunSet& run, RunReport& report) {
   }
 }
 
+void add_algorithm_here_note(const trace::RunSet& run, const CollectiveSettings& here, RunReport& report) {
+  if (report.exit_code != 0) return;
+  const std::optional<CollectiveCall> recorded = first_collective(run);
+  if (!recorded || recorded->variant != kAllreduceMpi) return;
+  CollectiveCall now;
+  describe_mpi_algorithm(here, run.world_size, recorded->count * 4, now);
+  if (now.algorithm == recorded->algorithm) return;
+  report.lines.push_back("  note: the recording's Open MPI ran " + algorithm_text(*recorded) +
+                         "; this replay's, with the settings it runs with (the recorded MCA settings are not "
+                         "given here), runs " +
+                         algorithm_text(now) +
+                         " for the first allreduce, and every allreduce result compared the same bits");
+}
+
 std::string cannot_emulate(const trace::RunSet& run, const ForceSet& force) {
   const int n = run.world_size;
   const CollectiveSettings settings = recorded_settings(run.headers[0]);

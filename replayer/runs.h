@@ -127,6 +127,10 @@ void headline_stop(const trace::RunSet& run, RunReport& report, int64_t to_step 
 // A reproduced replay's line that names the recorded allreduce: "  allreduce: VARIANT, ALGORITHM" (nothing
 // where the report is not of a reproduced run or the traces hold no allreduce call).
 void add_allreduce_line(const trace::RunSet& run, RunReport& report);
+// Under mpirun, where the run reproduced: where this process's Open MPI, with the settings it runs with
+// (`here`), picks another algorithm than the recording's for the run's first allreduce, a note says so (the
+// results compared the same bits).
+void add_algorithm_here_note(const trace::RunSet& run, const CollectiveSettings& here, RunReport& report);
 
 // The notes a replay of a run adds to its report, as a replay of one process does: the configuration
 // differences (--set) that every compared value survived, and each rank's environment differences from the

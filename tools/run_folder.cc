@@ -174,6 +174,7 @@ int replay_rank_under_mpirun(const std::string& path, const ForceSet& force, con
       if (size_t at = line.find(mpi_how); at != std::string::npos) line.replace(at, mpi_how.size(), how);
   }
   add_allreduce_line(*run, report);
+  if (n == c.size()) add_algorithm_here_note(*run, c.settings(), report);
   headline_stop(*run, report, to_step);
   add_run_inputs(*run, force, overrides, report, n / c.size(), &environments);
   for (const std::string& note : openblas_notes) report.lines.push_back("  note: " + note);
