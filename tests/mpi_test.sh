@@ -135,6 +135,12 @@ collective)
   # bits, and the replay says which algorithm ran where the recording's did not.
   expect 0 "note: the recording's Open MPI ran recursive_doubling; this replay's, .* runs rabenseifner" -- \
     mpirun -n 4 "$T" replay f3
+  # A rank that ran another instruction set: show of the folder says what of its environment differs.
+  if grep -qw avx2 /proc/cpuinfo; then
+    mpirun -n 1 "$T" record "$CONFIG" -o isa1 "${SMALL[@]}" : -n 1 -x TRAINRR_ISA=generic "$T" record "$CONFIG" \
+      -o isa1 "${SMALL[@]}" > isa1.log 2>&1 || { cat isa1.log; fail "record isa1"; }
+    expect 0 "its environment differs from rank 0's: .*isa generic (rank 0: " -- "$T" show isa1
+  fi
   expect 0 "coll_tuned_allreduce_algorithm=4" -- "$T" show f4
   # One rank runs no allreduce algorithm (Open MPI's coll/self copies its buffer); a replay that asks for
   # another variant, with the kernels forced, is served the recorded one.

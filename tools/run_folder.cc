@@ -8,6 +8,7 @@
 #include "engine/fingerprint.h"
 #include "engine/local_group.h"
 #include "replayer/divergence.h"
+#include "replayer/replayer.h"
 #include "replayer/runs.h"
 #include "tools/commands.h"
 #include "tools/openblas_core.h"
@@ -361,6 +362,15 @@ int show_run_folder(const std::string& path) {
     std::printf("  rank %d: %s, %s, %s, %s\n", r, counted(steps, "step").c_str(),
                 counted(calls, "allreduce call").c_str(), steps > 0 ? loss : "no complete step",
                 f(end).c_str());
+    // A rank that ran elsewhere, or otherwise (another instruction set, another OpenBLAS core): what of its
+    // environment differs from rank 0's, its MPI settings and host aside.
+    if (r > 0) {
+      std::string other;
+      for (const auto& e : environment_differences(h0.environment, run->headers[r].environment))
+        if (e.key.rfind("mpi.", 0) != 0 && e.key != "host")
+          other += (other.empty() ? "" : ", ") + e.key + " " + e.replayed + " (rank 0: " + e.recorded + ")";
+      if (!other.empty()) std::printf("    its environment differs from rank 0's: %s\n", f(other).c_str());
+    }
   }
   if (std::fflush(stdout) != 0) return kBadInput;
   return code;
