@@ -252,6 +252,20 @@ bool events_differ(const trace::Event& a, const trace::Event& b, FirstDivergence
   return differ(a, b, d);
 }
 
+std::optional<DataReach> recorded_data_reach(const trace::TraceHeader& ha, const trace::TraceHeader& hb,
+                                             const std::string& b_path) {
+  auto scratch_a = ScratchDir::create("trainrr-reach"), scratch_b = ScratchDir::create("trainrr-reach");
+  if (!scratch_a || !scratch_b) return std::nullopt;
+  auto copy_a = rebuild_config(ha, {}, "", false, *scratch_a);
+  auto run_b = rebuild_config(hb, {}, "", false, *scratch_b);
+  if (!copy_a || !run_b || copy_a->config.data.source != run_b->config.data.source) return std::nullopt;
+  DataConfig other = run_b->config.data;
+  for (const auto& file : data_files(other)) other.*file.second = copy_a->config.data.*file.second;
+  other.scale = copy_a->config.data.scale;  // A's scaler, weighed beside B's
+  auto reach = data_reach(run_b->config, other, b_path);
+  return reach ? std::optional<DataReach>(*reach) : std::nullopt;
+}
+
 std::vector<std::string> recorded_config_differences(const trace::TraceHeader& ha,
                                                      const trace::TraceHeader& hb,
                                                      std::vector<std::string>* layers,
@@ -361,19 +375,8 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   if (ci.data_changed) res.data_difference = ci.data_detail;
   // With both copies of the data at hand (embedded, or at their recorded paths as recorded), where the rows
   // that differ are first read, as B's schedule reads them.
-  if (ci.data_changed && ha.world_size == 0 && hb.world_size == 0) {
-    auto scratch_a = ScratchDir::create("trainrr-reach"), scratch_b = ScratchDir::create("trainrr-reach");
-    if (scratch_a && scratch_b) {
-      auto copy_a = rebuild_config(ha, {}, "", false, *scratch_a);
-      auto run_b = rebuild_config(hb, {}, "", false, *scratch_b);
-      if (copy_a && run_b && copy_a->config.data.source == run_b->config.data.source) {
-        DataConfig other = run_b->config.data;
-        for (const auto& file : data_files(other)) other.*file.second = copy_a->config.data.*file.second;
-        other.scale = copy_a->config.data.scale;  // A's scaler, weighed beside B's
-        if (auto reach = data_reach(run_b->config, other, b_path)) ci.data_reach = *reach;
-      }
-    }
-  }
+  if (ci.data_changed && ha.world_size == 0 && hb.world_size == 0)
+    ci.data_reach = recorded_data_reach(ha, hb, b_path);
 
   // Two recordings at different levels are compared at the shallower one: the deeper side's extra probes
   // are left out, and at level step its per-parameter digests are combined into the one digest.

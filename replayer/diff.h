@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "replayer/data_reach.h"
 #include "replayer/divergence.h"
 #include "traces/trace.h"
 
@@ -26,6 +27,12 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path);
 // Two recorded events of the same kind and site, compared as diff compares them: true, with `d` filled in
 // (kind, phase, site, detail), where they differ.
 bool events_differ(const trace::Event& a, const trace::Event& b, FirstDivergence& d);
+
+// Where the rows that differ between the data of A and B are first read, as B's trace at `b_path` (a run
+// folder's: its rank 0's) schedules them, with both copies of the data at hand (embedded, or at their
+// recorded paths as recorded); nullopt where they are not, or cannot be compared row by row.
+std::optional<DataReach> recorded_data_reach(const trace::TraceHeader& a, const trace::TraceHeader& b,
+                                             const std::string& b_path);
 
 // What two recordings were asked to run, from their headers: the configuration keys whose values differ
 // (cause.h's config_differences(), a drawn seed taken as the one used), with A's layer names in `layers`

@@ -4,7 +4,6 @@
 
 #include "engine/config.h"
 #include "engine/kernels/kernel_registry.h"
-#include "recorder/recorder.h"
 #include "replayer/cause.h"
 #include "replayer/data_reach.h"
 #include "replayer/diff.h"
@@ -13,7 +12,6 @@
 #include "replayer/final_state.h"
 #include "replayer/replayer.h"
 #include "replayer/runs.h"
-#include "replayer/scratch.h"
 #include "traces/trace_reader.h"
 
 namespace trainrr {
@@ -243,19 +241,7 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
   // Where the rows that differ are first read, with both copies of the data at hand, as B's rank 0 recorded
   // the global batches.
   std::optional<DataReach> reach;
-  if (!data.empty()) {
-    auto scratch_a = ScratchDir::create("trainrr-reach"), scratch_b = ScratchDir::create("trainrr-reach");
-    if (scratch_a && scratch_b) {
-      auto copy_a = rebuild_config(ha, {}, "", false, *scratch_a);
-      auto run_b = rebuild_config(hb, {}, "", false, *scratch_b);
-      if (copy_a && run_b && copy_a->config.data.source == run_b->config.data.source) {
-        DataConfig other = run_b->config.data;
-        for (const auto& file : data_files(other)) other.*file.second = copy_a->config.data.*file.second;
-        other.scale = copy_a->config.data.scale;
-        if (auto r = data_reach(run_b->config, other, B.run.paths[0])) reach = *r;
-      }
-    }
-  }
+  if (!data.empty()) reach = recorded_data_reach(ha, hb, B.run.paths[0]);
   // The cause of the first difference `d`: the data or a configuration difference that reaches it, as for
   // one process, else `found` (what the runs' records show there).
   // `own`: the cause to name when neither the data nor the configuration reaches `d` ("" : `found` is).
