@@ -327,16 +327,29 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
     if (na != nb) return;
     for (int r = 0; r < na && out.exit_code == 0; ++r) {
       const trace::TraceStep &sa = A.steps[r][t], &sb = B.steps[r][t];
-      if (sa.index != sb.index || same_bits(sa.end->loss, sb.end->loss)) continue;
-      const std::string detail = "the loss of step " + std::to_string(sa.index) + " differs on rank " +
-                                 std::to_string(r) + ", over its shards of the batch (loss " +
-                                 round_trip(sa.end->loss) + " vs " + round_trip(sb.end->loss) + ")";
+      if (sa.index != sb.index) continue;
+      // The loss, then the step's metrics (its shards' accuracy), both of the forward pass.
+      std::string metric;
+      for (const auto& [k, va] : sa.end->metrics)
+        for (const auto& [k2, vb] : sb.end->metrics)
+          if (metric.empty() && k == k2 && !same_bits(va, vb))
+            metric = k + " " + round_trip(va) + " vs " + round_trip(vb);
+      const bool loss_differs = !same_bits(sa.end->loss, sb.end->loss);
+      if (!loss_differs && metric.empty()) continue;
+      const std::string detail =
+          loss_differs ? "the loss of step " + std::to_string(sa.index) + " differs on rank " +
+                             std::to_string(r) + ", over its shards of the batch (loss " +
+                             round_trip(sa.end->loss) + " vs " + round_trip(sb.end->loss) + ")"
+                       : "the metrics of step " + std::to_string(sa.index) + " differ on rank " +
+                             std::to_string(r) + ", over its shards of the batch (" + metric +
+                             "), its loss the same (" + round_trip(sa.end->loss) + ")";
+      const std::string site = loss_differs ? "loss" : "metrics";
       // The rank's rows and draws matched: what the records show of the two ranks (the kernels of the forward
       // pass, the environments) is the evidence, named beside a configuration that reaches the loss too.
       const std::string evidence = rank_evidence(A, r, B, r, t, true);
       const std::string same = "the rank's shards hold the same rows of the data set and its draws match";
-      head(divergence(sa.index, "forward", "step_end", "loss", detail),
-           "rank " + std::to_string(r) + ", loss (forward)", detail + evidence,
+      head(divergence(sa.index, "forward", "step_end", site, detail),
+           "rank " + std::to_string(r) + ", " + site + " (forward)", detail + evidence,
            evidence.find("ran other kernels") != std::string::npos
                ? "kernel: " + same + ", and the two ranks ran other kernels in the forward pass (below)"
            : !evidence.empty() ? "numeric: " + same + ", and the two ranks' environments differ (below)"

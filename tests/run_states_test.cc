@@ -189,6 +189,16 @@ TEST_F(RunStates, DiffComparesEveryRanksLossAndParameters) {
                   "step matched the recording, and the rank's loss, computed before them, "
                   "differs"))
       << replayed.output;
+  // A step's accuracy of rank 1's shards, its loss the same.
+  const std::string accuracy = rank1_edited("accuracy.trr", [](trace::TraceStep& s) {
+    for (auto& [name, value] : s.end->metrics) value += 0.25;
+  });
+  const CommandResult m = run_trainrr("diff " + run + " " + accuracy);
+  EXPECT_EQ(m.exit_code, 1) << m.output;
+  EXPECT_TRUE(has(m.output, "diverged at step 5, rank 1, metrics (forward)")) << m.output;
+  EXPECT_TRUE(
+      has(m.output, "the metrics of step 5 differ on rank 1, over its shards of the batch (accuracy "))
+      << m.output;
   const std::string params = rank1_edited("params.trr", [](trace::TraceStep& s) {
     for (auto& [name, digest] : s.end->params) digest ^= 1;
   });
