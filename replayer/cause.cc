@@ -479,9 +479,9 @@ static std::string kernels_too(const FirstDivergence& d, const CauseInputs& in) 
   // Only a value the ops compute: a split, a draw, a shuffle or a batch order is made by no kernel.
   if (d.kind != "probe" && d.kind != "step_end") return "";
   if (!d.kernel_recorded.empty() && !d.kernel_replayed.empty() && d.kernel_recorded != d.kernel_replayed)
-    return "; a different kernel ran at " + kernel_site_of(d.site) + " too, " + d.kernel_recorded + " (" +
+    return std::string(kKernelAtOpToo) + kernel_site_of(d.site) + " too, " + d.kernel_recorded + " (" +
            in.name_a + ") vs " + d.kernel_replayed + " (" + in.name_b + "), which can have made it as well";
-  if (in.outputs_compared || d.kind == "metrics") return "";
+  if (in.outputs_compared) return "";
   std::vector<std::string> ks;
   for (const std::string& site : kernel_sites_reaching(d, in)) {
     const auto& ab = in.kernel_differences.at(site);
@@ -491,8 +491,7 @@ static std::string kernels_too(const FirstDivergence& d, const CauseInputs& in) 
   std::string isa;
   if (const std::string a = env_value(in.environment, "isa", true); !a.empty())
     isa = " (instruction set " + a + " vs " + env_value(in.environment, "isa", false) + ")";
-  return "; kernel selections differ too" + isa +
-         ", which can have made it as well: " + first_of(ks, 4, "; ") +
+  return std::string(kKernelsToo) + isa + ", which can have made it as well: " + first_of(ks, 4, "; ") +
          "; the trace holds no op's output (level step) to tell which made the first difference: record "
          "with --level op to see";
 }

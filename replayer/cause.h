@@ -60,6 +60,11 @@ std::string layer_of(const FirstDivergence& d);
 // file ("data") holds both, "features" the samples and "labels" the labels of an npy or idx source.
 void set_changed_data_sets(CauseInputs& in, const std::vector<std::string>& names);
 
+// The words that open what a configuration or data cause names beside itself: the kernel selections that
+// differ too and can have made the same difference (a cause that replaces it names them itself).
+inline constexpr std::string_view kKernelsToo = "; kernel selections differ too";
+inline constexpr std::string_view kKernelAtOpToo = "; a different kernel ran at ";
+
 // The words a loader divergence's detail holds where the recorded batch could not be handed out at all (one
 // past the epoch's batches, or one handed out already), which classify() and data_not_reaching() read.
 inline constexpr std::string_view kBatchRefused = "cannot be handed out here";
@@ -76,13 +81,13 @@ inline constexpr std::string_view kShuffleOfOtherRows = "is not an order of the 
 // loaders in their own orders, whatever the rows hold; and an update (probed at level op, after every op of
 // the step) reads the data only through the gradients, which matched. `loader_a`, `loader_b`: the loader
 // each side ran ("" when not known).
+std::string data_not_reaching(const FirstDivergence& d, bool seeds_differ, const std::string& loader_a,
+                              const std::string& loader_b);
+
 // Why the data that differs cannot have made `d`, from where its rows are first read (in.data_reach, with
 // in.layer_names): a step before that reads none of them, a layer's forward pass reads no label; "" where
 // it can have, or nothing is known.
 std::string data_not_reaching_rows(const FirstDivergence& d, const CauseInputs& in);
-
-std::string data_not_reaching(const FirstDivergence& d, bool seeds_differ, const std::string& loader_a,
-                              const std::string& loader_b);
 
 // The cause of metrics that differ after steps that match, where neither the data nor the configuration
 // reaches them: the evaluation's own arithmetic.

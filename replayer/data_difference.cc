@@ -119,18 +119,18 @@ DataDifference first_data_difference(std::span<const uint8_t> recorded_bytes, st
   return {"the values are the same: only line endings or spaces at the ends of lines differ"};
 }
 
-std::optional<std::vector<uint8_t>> recorded_copy(const trace::DatasetInfo& info) {
+std::span<const uint8_t> recorded_copy(const trace::DatasetInfo& info, std::vector<uint8_t>& read) {
   if (!info.embedded.empty()) return info.embedded;
-  if (info.path.empty() || info.size_bytes > (uint64_t{1} << 30)) return std::nullopt;
+  if (info.path.empty() || info.size_bytes > (uint64_t{1} << 30)) return {};
   // A regular file of the recorded size and digest: the path comes from the trace, and only the very bytes
   // it recorded are read back whole.
   auto file = trace::digest_regular_file(info.path, info.size_bytes);
-  if (!file || !file->digested || !(file->digest == info.digest)) return std::nullopt;
+  if (!file || !file->digested || !(file->digest == info.digest)) return {};
   auto bytes = read_file_bytes(info.path);
-  if (!bytes || bytes->size() != info.size_bytes) return std::nullopt;
-  std::vector<uint8_t> out(bytes->begin(), bytes->end());
-  if (!(trace::digest128_bytes(out) == info.digest)) return std::nullopt;  // changed since it was digested
-  return out;
+  if (!bytes || bytes->size() != info.size_bytes) return {};
+  read.assign(bytes->begin(), bytes->end());
+  if (!(trace::digest128_bytes(read) == info.digest)) return {};  // changed since it was digested
+  return read;
 }
 
 }  // namespace trainrr

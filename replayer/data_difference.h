@@ -3,7 +3,6 @@
 // trace) against the one the replay was given (--data).
 
 #include <cstdint>
-#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -30,7 +29,8 @@ DataDifference first_data_difference(std::span<const uint8_t> recorded, std::str
                                      std::string_view a = "recorded", std::string_view b = "now");
 
 // The recorded copy of a data file: embedded in the trace, or else at its recorded path where the file there
-// still holds the recorded bytes (its size and digest), read whole (up to 1 GiB); nullopt otherwise.
-std::optional<std::vector<uint8_t>> recorded_copy(const trace::DatasetInfo& info);
+// still holds the recorded bytes (its size and digest), read whole (up to 1 GiB) into `read`; empty where
+// neither is at hand.
+std::span<const uint8_t> recorded_copy(const trace::DatasetInfo& info, std::vector<uint8_t>& read);
 
 }  // namespace trainrr

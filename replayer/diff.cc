@@ -304,11 +304,12 @@ std::string recorded_data_difference(const trace::TraceHeader& ha, const trace::
                                     ", " + std::to_string(db.size_bytes) + " bytes)";
         // Both copies at hand: embedded, or at their recorded paths still holding the recorded bytes.
         DataDifference where;
-        if (auto copy_a = recorded_copy(da))
-          if (auto copy_b = recorded_copy(db)) {
-            const std::string_view b(reinterpret_cast<const char*>(copy_b->data()), copy_b->size());
-            where = first_data_difference(*copy_a, b, da.name == "data", "A", "B");
-          }
+        std::vector<uint8_t> read_a, read_b;
+        const std::span<const uint8_t> copy_a = recorded_copy(da, read_a), copy_b = recorded_copy(db, read_b);
+        if (!copy_a.empty() && !copy_b.empty()) {
+          const std::string_view b(reinterpret_cast<const char*>(copy_b.data()), copy_b.size());
+          where = first_data_difference(copy_a, b, da.name == "data", "A", "B");
+        }
         if (where.same_values) {
           // Other bytes, the same data: both runs read the same values from it.
           if (same_values)
@@ -575,11 +576,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
         first.reset();
       // A step's metrics (its batch's accuracy) come from the forward pass, as its loss does: one that
       // differs where the loss is the same bits is named after the loss, before the gradients.
-      std::string metric;
-      for (const auto& [k, va] : a->end->metrics)
-        for (const auto& [k2, vb] : b->end->metrics)
-          if (metric.empty() && k == k2 && !same_bits(va, vb))
-            metric = k + " " + round_trip(va) + " vs " + round_trip(vb);
+      const std::string metric = first_metric_difference(a->end->metrics, b->end->metrics);
       if (!first && !loss_differs && !metric.empty())
         first = divergence(a->index, "forward", "step_end", "metrics",
                            "the metrics of step " + std::to_string(a->index) + " differ (" + metric +

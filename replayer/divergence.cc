@@ -88,6 +88,14 @@ std::pair<std::string, std::string> side_by_side(double a, double b, int digits)
   }
 }
 
+std::string first_metric_difference(const std::vector<std::pair<std::string, double>>& a,
+                                    const std::vector<std::pair<std::string, double>>& b) {
+  for (const auto& [k, va] : a)
+    for (const auto& [k2, vb] : b)
+      if (k == k2 && !same_bits(va, vb)) return k + " " + round_trip(va) + " vs " + round_trip(vb);
+  return "";
+}
+
 std::pair<std::string, std::string> summaries_side_by_side(const Summary& a, const Summary& b) {
   const auto sum = side_by_side(a.sum, b.sum, 9), min = side_by_side(a.min, b.min, 9),
              max = side_by_side(a.max, b.max, 9);

@@ -130,6 +130,10 @@ std::string round_trip(double v);
 // Two values to show side by side, with 6 significant digits or as many more as tell them apart (values
 // that differ never print alike; equal ones print alike).
 std::pair<std::string, std::string> side_by_side(double a, double b, int digits = 6);
+// The first metric both sides name whose values are not the same bits, "accuracy 0.75 vs 0.8125"; "" where
+// none is.
+std::string first_metric_difference(const std::vector<std::pair<std::string, double>>& a,
+                                    const std::vector<std::pair<std::string, double>>& b);
 // Two tensors' summaries side by side, as the reports print them: "sum S, min M, max X", each value with 9
 // significant digits or as many more as tell it from the other side's.
 std::pair<std::string, std::string> summaries_side_by_side(const Summary& a, const Summary& b);

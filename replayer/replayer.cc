@@ -178,10 +178,11 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
     if (differs.empty()) continue;
     // With the recorded copy at hand (embedded, or at its recorded path with the recorded digest) and the
     // user's, say where they first differ.
-    const std::optional<std::vector<uint8_t>> recorded = recorded_copy(info);
-    if (recorded && file->size <= (uint64_t{1} << 30))
+    std::vector<uint8_t> read;
+    const std::span<const uint8_t> recorded = recorded_copy(info, read);
+    if (!recorded.empty() && file->size <= (uint64_t{1} << 30))
       if (auto now = read_file_bytes(*target); now && now->size() == file->size) {
-        const DataDifference where = first_data_difference(*recorded, *now, d.source == "csv");
+        const DataDifference where = first_data_difference(recorded, *now, d.source == "csv");
         if (where.same_values) {
           // Other bytes, the same data: the run reads from this file what it read from the recorded one.
           r.notes.push_back("data: " + what.substr(std::string_view("data file ").size()) +
@@ -451,13 +452,12 @@ std::string where(const CapturedProbe& p) { return p.site + " (" + phase_name(p.
 
 }  // namespace
 
-// A cause's detail as a note names it: a configuration's differences without the words that introduce them.
 // A configuration or data cause's own words, without its opening and without the kernel selections it names
 // beside itself, which the cause that replaces it names.
 static std::string without_prefix(const std::string& detail) {
   const std::string words = "the run configuration differs: ";
   std::string own = detail.rfind(words, 0) == 0 ? detail.substr(words.size()) : detail;
-  for (const char* beside : {"; kernel selections differ too", "; a different kernel ran at "})
+  for (const std::string_view beside : {kKernelsToo, kKernelAtOpToo})
     if (const size_t at = own.find(beside); at != std::string::npos) own.resize(at);
   return own;
 }

@@ -44,9 +44,9 @@ std::vector<trace::TraceStep> read_steps(const std::string& path, std::vector<Ep
 struct Side {
   trace::RunSet run;
   std::vector<std::vector<trace::TraceStep>> steps;  // by rank
-  std::vector<EpochLog> epochs;                      // rank 0's
-  // Every rank's, rank 0's first: a rank logs the loss and accuracy of its own shards of each batch.
+  // Every rank's epochs, rank 0's first: a rank logs the loss and accuracy of its own shards of each batch.
   std::vector<std::vector<EpochLog>> rank_epochs;
+  const std::vector<EpochLog>& epochs() const { return rank_epochs.front(); }  // rank 0's
   std::string library;
 };
 
@@ -215,7 +215,6 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
     side[i].run = std::move(run).value();
     for (const auto& p : side[i].run.paths)
       side[i].steps.push_back(read_steps(p, &side[i].rank_epochs.emplace_back()));
-    side[i].epochs = side[i].rank_epochs.front();
     side[i].library = recorded_settings(side[i].run.headers[0]).library;
     extent[i] = run_extent(side[i].run);
   }
@@ -302,9 +301,9 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
   const bool epochs_comparable = na == nb;
   auto compare_epochs = [&](size_t done) {
     if (!epochs_comparable) return;
-    for (; out.exit_code == 0 && epochs_compared < std::min(A.epochs.size(), B.epochs.size());
+    for (; out.exit_code == 0 && epochs_compared < std::min(A.epochs().size(), B.epochs().size());
          ++epochs_compared) {
-      const EpochLog &ea = A.epochs[epochs_compared], &eb = B.epochs[epochs_compared];
+      const EpochLog &ea = A.epochs()[epochs_compared], &eb = B.epochs()[epochs_compared];
       if (ea.after_steps > done || eb.after_steps > done || ea.after_steps == 0 || eb.after_steps == 0) break;
       const int64_t at = A.steps[0][std::max(ea.after_steps, eb.after_steps) - 1].index;
       // Each rank's metrics, of its own shards: rank by rank.
@@ -329,11 +328,7 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
       const trace::TraceStep &sa = A.steps[r][t], &sb = B.steps[r][t];
       if (sa.index != sb.index) continue;
       // The loss, then the step's metrics (its shards' accuracy), both of the forward pass.
-      std::string metric;
-      for (const auto& [k, va] : sa.end->metrics)
-        for (const auto& [k2, vb] : sb.end->metrics)
-          if (metric.empty() && k == k2 && !same_bits(va, vb))
-            metric = k + " " + round_trip(va) + " vs " + round_trip(vb);
+      const std::string metric = first_metric_difference(sa.end->metrics, sb.end->metrics);
       const bool loss_differs = !same_bits(sa.end->loss, sb.end->loss);
       if (!loss_differs && metric.empty()) continue;
       const std::string detail =
@@ -674,7 +669,7 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
         "  note: the configurations differ (" + length +
         "), which changes how many steps run, not what a step computes: the steps both runs have "
         "are compared");
-  if (!epochs_comparable && !A.epochs.empty() && !B.epochs.empty())
+  if (!epochs_comparable && !A.epochs().empty() && !B.epochs().empty())
     out.lines.push_back(
         "  note: each run's epoch metrics cover the rows of rank 0's shards, which differ with the "
         "rank count (" +
