@@ -18,6 +18,10 @@ struct Summary {
   uint64_t non_finite = 0;
 };
 
+// Whether a summary covers no value: every value is NaN or infinite (sum, min and max are then 0, standing
+// for nothing), or there is none.
+inline bool no_finite_value(const Summary& s) { return s.non_finite == s.count; }
+
 struct Fingerprint {
   uint64_t digest = 0;
   Summary summary;

@@ -99,15 +99,20 @@ std::string first_metric_difference(const std::vector<std::pair<std::string, dou
 std::pair<std::string, std::string> summaries_side_by_side(const Summary& a, const Summary& b) {
   const auto sum = side_by_side(a.sum, b.sum, 9), min = side_by_side(a.min, b.min, 9),
              max = side_by_side(a.max, b.max, 9);
-  auto line = [](const std::string& s, const std::string& lo, const std::string& hi, uint64_t non_finite) {
+  auto line = [](const Summary& x, const std::string& s, const std::string& lo, const std::string& hi) {
+    // A summary of no finite value holds zeros that stand for nothing.
+    if (no_finite_value(x))
+      return x.count ? "no finite value: all " + std::to_string(x.count) + " are NaN or infinite"
+                     : "no value";
     return "sum " + s + ", min " + lo + ", max " + hi +
-           (non_finite ? ", " + std::to_string(non_finite) + " non-finite" : "");
+           (x.non_finite ? ", " + std::to_string(x.non_finite) + " non-finite" : "");
   };
-  return {line(sum.first, min.first, max.first, a.non_finite),
-          line(sum.second, min.second, max.second, b.non_finite)};
+  return {line(a, sum.first, min.first, max.first), line(b, sum.second, min.second, max.second)};
 }
 
 bool same_summary(const Summary& a, const Summary& b) {
+  // Two summaries of no finite value show nothing to be the same in.
+  if (no_finite_value(a) || no_finite_value(b)) return false;
   return a.count == b.count && same_bits(a.sum, b.sum) && same_bits(a.min, b.min) &&
          same_bits(a.max, b.max) && a.non_finite == b.non_finite;
 }
@@ -239,6 +244,17 @@ std::string near_zero(const FirstDivergence& d) {
          " in absolute terms)";
 }
 
+std::pair<std::string, std::string> element_values(const FirstDivergence& d) {
+  if (!std::isnan(d.recorded) || !std::isnan(d.replayed))
+    return {fmt_double(d.recorded), fmt_double(d.replayed)};
+  auto bits = [](double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "nan (bits 0x%08x)", std::bit_cast<uint32_t>(static_cast<float>(v)));
+    return std::string(buf);
+  };
+  return {bits(d.recorded), bits(d.replayed)};
+}
+
 const char* status_name(ReportStatus s) {
   switch (s) {
     case ReportStatus::reproduced:
@@ -303,10 +319,16 @@ std::string report_text(const DivergenceReport& r) {
     if (!d.kernel_recorded.empty() || !d.kernel_replayed.empty())
       o << "  kernel: " << (d.kernel_recorded.empty() ? "?" : f(d.kernel_recorded)) << " (" << r.label_a
         << "), " << (d.kernel_replayed.empty() ? "?" : f(d.kernel_replayed)) << " (" << r.label_b << ")\n";
-    if (d.has_element)
-      o << "  first differing element: " << d.index << ": " << fmt_double(d.recorded) << " (" << r.label_a
-        << ") vs " << fmt_double(d.replayed) << " (" << r.label_b << "), |diff| " << fmt_double(d.abs_diff)
-        << ", " << d.ulp << " ULP" << near_zero(d) << "\n";
+    if (d.has_element) {
+      const auto [va, vb] = element_values(d);
+      o << "  first differing element: " << d.index << ": " << va << " (" << r.label_a << ") vs " << vb
+        << " (" << r.label_b << ")";
+      if (has_distance(d))
+        o << ", |diff| " << fmt_double(d.abs_diff) << ", " << d.ulp << " ULP" << near_zero(d) << "\n";
+      else
+        o << ": no distance between them (a NaN or an infinity has no place on the number line to count "
+             "ULPs from)\n";
+    }
     if (d.summary_recorded && d.summary_replayed) {
       const auto [a, b] = summaries_side_by_side(*d.summary_recorded, *d.summary_replayed);
       o << "  " << r.label_a << ": " << a << "\n  " << r.label_b << ": " << b << "\n";
@@ -354,8 +376,9 @@ std::string report_json(const DivergenceReport& r) {
       << (d.kind != "state" ? std::string("null") : std::to_string(d.phase == "setup" ? 0 : d.step + 1));
     if (d.has_element)
       o << ",\"index\":" << d.index << ",\"recorded\":" << json_num(d.recorded)
-        << ",\"replayed\":" << json_num(d.replayed) << ",\"abs_diff\":" << json_num(d.abs_diff)
-        << ",\"ulp\":" << d.ulp;
+        << ",\"replayed\":" << json_num(d.replayed)
+        << ",\"abs_diff\":" << (has_distance(d) ? json_num(d.abs_diff) : "null")
+        << ",\"ulp\":" << (has_distance(d) ? std::to_string(d.ulp) : "null");
     else
       o << ",\"index\":null,\"recorded\":null,\"replayed\":null,\"abs_diff\":null,\"ulp\":null";
     o << ",\"detail\":" << json_string(d.detail) << "}";

@@ -4,6 +4,7 @@
 // renders it as an HTML page.
 
 #include <bit>
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -159,6 +160,15 @@ std::string first_of(const std::vector<std::string>& items, size_t shown,
 // " (near zero, where a ULP is tiny: the values differ by X in absolute terms)" where a first differing
 // element's ULP count is large only because its values lie near zero (or on both sides of it); else "".
 std::string near_zero(const FirstDivergence& d);
+
+// Whether a first differing element's two values have a distance (|diff|, ULPs): a NaN or an infinity lies
+// on no number line, and a count of ULPs to it says nothing (it follows a NaN's unprinted sign bit).
+inline bool has_distance(const FirstDivergence& d) {
+  return std::isfinite(d.recorded) && std::isfinite(d.replayed);
+}
+// A first differing element's two values as the reports print them: two NaNs, which differ in their bits
+// alone, with their float32 bits ("nan (bits 0xffc00000)").
+std::pair<std::string, std::string> element_values(const FirstDivergence& d);
 
 // Whether a report's "what differs" adds to its cause: a loader's, a split's or a shuffle's cause opens with
 // it.

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -76,6 +77,61 @@ TEST(ReportText, AUlpCountNearZeroIsReadByTheAbsoluteDifference) {
   r.first->replayed = NAN;
   EXPECT_FALSE(has(report_text(r), "near zero")) << report_text(r);
   EXPECT_FALSE(has(report_text(r), "other signs")) << report_text(r);
+}
+
+// A NaN or an infinity lies on no number line: no |diff| and no ULP count is given beside it (a count to a
+// NaN follows its sign bit, which "nan" does not show), in the text and in the JSON.
+TEST(ReportText, NonFiniteElementValuesHaveNoDistance) {
+  DivergenceReport r;
+  r.command = "replay";
+  r.diverged = true;
+  r.first = divergence(3, "forward", "step_end", "loss");
+  r.first->has_element = true;
+  r.first->index = 0;
+  r.first->recorded = std::bit_cast<float>(0xffc00000u);  // x86's default NaN, its sign bit set
+  r.first->replayed = INFINITY;
+  r.first->abs_diff = NAN;
+  r.first->ulp = 4282384384u;
+  std::string text = report_text(r);
+  EXPECT_TRUE(
+      has(text, "first differing element: 0: nan (recorded) vs inf (replayed): no distance between them"))
+      << text;
+  EXPECT_FALSE(has(text, "ULP (")) << text;
+  EXPECT_FALSE(has(text, "4282384384")) << text;
+  std::string json = report_json(r);
+  EXPECT_TRUE(has(json, "\"recorded\":\"nan\",\"replayed\":\"inf\",\"abs_diff\":null,\"ulp\":null")) << json;
+  // Two NaNs that differ in their bits alone print their bits, not "nan vs nan".
+  r.first->replayed = std::bit_cast<float>(0x7fc00000u);
+  text = report_text(r);
+  EXPECT_TRUE(has(text, "nan (bits 0xffc00000) (recorded) vs nan (bits 0x7fc00000) (replayed)")) << text;
+  // A finite value against an infinity: no distance either.
+  r.first->recorded = 3.4028234663852886e38;
+  r.first->replayed = INFINITY;
+  r.first->ulp = 1;
+  EXPECT_TRUE(has(report_text(r), "3.40282347e+38 (recorded) vs inf (replayed): no distance"))
+      << report_text(r);
+}
+
+// A tensor with no finite value has a summary of zeros that stand for nothing: it says so, and two such are
+// not "the same bits".
+TEST(ReportText, ASummaryOfNoFiniteValueSaysSo) {
+  DivergenceReport r;
+  r.command = "replay";
+  r.diverged = true;
+  r.first = divergence(1, "forward", "probe", "dense_1/matmul.fwd:out");
+  Summary a;
+  a.count = 512;
+  a.non_finite = 512;
+  r.first->summary_recorded = a;
+  r.first->summary_replayed = a;
+  const std::string text = report_text(r);
+  EXPECT_TRUE(has(text,
+                  "  recorded: no finite value: all 512 are NaN or infinite\n"
+                  "  replayed: no finite value: all 512 are NaN or infinite\n"))
+      << text;
+  EXPECT_FALSE(has(text, "same bits")) << text;
+  EXPECT_FALSE(has(text, "min 0")) << text;
+  EXPECT_FALSE(same_summary(a, a));
 }
 
 // Summaries that differ past 9 digits print apart; summaries that are the same bits (the tensors differing in

@@ -289,11 +289,18 @@ void answer_card(std::ostringstream& o, const DivergenceReport& r, const Names& 
       o << "</dd>";
     }
     if (d.has_element) {
+      const bool distance = has_distance(d);
+      const auto [va, vb] = element_values(d);
       o << "<dt>First differing element</dt><dd><table class=\"vals\"><tr><th>index</th><th>" << esc(n.a)
-        << "</th><th>" << esc(n.b) << "</th><th>|diff|</th><th>ULP</th></tr><tr><td>" << d.index
-        << "</td><td class=\"mono\">" << num(d.recorded, 9) << "</td><td class=\"mono\">"
-        << num(d.replayed, 9) << "</td><td class=\"mono\">" << num(d.abs_diff, 9)
-        << "</td><td class=\"mono\">" << d.ulp << "</td></tr></table>";
+        << "</th><th>" << esc(n.b) << "</th>" << (distance ? "<th>|diff|</th><th>ULP</th>" : "")
+        << "</tr><tr><td>" << d.index << "</td><td class=\"mono\">" << esc(va) << "</td><td class=\"mono\">"
+        << esc(vb) << "</td>";
+      if (distance)
+        o << "<td class=\"mono\">" << num(d.abs_diff, 9) << "</td><td class=\"mono\">" << d.ulp << "</td>";
+      o << "</tr></table>";
+      if (!distance)
+        o << "<p class=\"caption\">No distance between them: a NaN or an infinity has no place on the number "
+             "line to count ULPs from.</p>";
       // The terminal's caveat beside a huge ULP count near zero.
       if (const string caveat = near_zero(d); !caveat.empty())
         o << "<p class=\"caption\">" << d.ulp << " ULP" << esc(caveat) << ".</p>";
@@ -308,9 +315,14 @@ void answer_card(std::ostringstream& o, const DivergenceReport& r, const Names& 
                  max = side_by_side(a.max, b.max, 9);
       for (int side = 0; side < 2; ++side) {
         auto pick = [side](const std::pair<string, string>& p) { return side ? p.second : p.first; };
-        o << "<tr><td>" << esc(side ? n.b : n.a) << "</td><td class=\"mono\">" << pick(sum)
-          << "</td><td class=\"mono\">" << pick(min) << "</td><td class=\"mono\">" << pick(max)
-          << "</td><td class=\"mono\">" << (side ? b : a).non_finite << "</td></tr>";
+        o << "<tr><td>" << esc(side ? n.b : n.a) << "</td>";
+        // A summary of no finite value holds zeros that stand for nothing.
+        if (no_finite_value(side ? b : a))
+          o << "<td colspan=\"3\">no finite value</td>";
+        else
+          o << "<td class=\"mono\">" << pick(sum) << "</td><td class=\"mono\">" << pick(min)
+            << "</td><td class=\"mono\">" << pick(max) << "</td>";
+        o << "<td class=\"mono\">" << (side ? b : a).non_finite << "</td></tr>";
       }
       o << "</table>";
       if (same_summary(a, b))
@@ -738,13 +750,16 @@ constexpr int kBuckets = 8;
 constexpr const char* kSameColour = "#cfe8cf";
 constexpr const char* kUnknownColour = "#a3acb8";
 constexpr const char* kNotComparedColour = "#f1f3f5";
+// Off the scale's hues: a difference with no relative size (non-finite values, another number of values) is
+// not read as a large one.
+constexpr const char* kNoSizeColour = "#7b3294";
 
-// The colour class of a cell: 0..7 the scale, 8 same bits, 9 size unknown, 10 not compared.
+// The colour class of a cell: 0..7 the scale, 8 same bits, 9 size unknown, 10 not compared, 11 no size.
 int bucket(float size) {
   if (size == MapRow::kNotCompared) return 10;
   if (size == MapRow::kSizeUnknown) return 9;
   if (size == MapRow::kSame) return 8;
-  if (size >= MapRow::kOtherCount) return kBuckets - 1;  // the stand-ins for no size: as far apart as it gets
+  if (size >= MapRow::kOtherCount) return 11;  // the stand-ins for no size
   const double e = std::log10(static_cast<double>(size));
   if (e < -12) return 0;
   return std::min(kBuckets - 1, 1 + static_cast<int>(std::floor((e + 12) / 2)));
@@ -849,6 +864,7 @@ void map_section(std::ostringstream& o, const DivergenceReport& r, const Names& 
   block.clear();
   // The parts' titles, drawn last: over the epoch lines that cross them.
   std::ostringstream titles;
+  bool any_no_size = false;  // whether a cell has no relative size, which the key then names
   for (size_t ri = 0; ri < p.rows.size(); ++ri) {
     const MapRow& row = p.rows[ri];
     const double ry = row_y[ri];
@@ -877,7 +893,12 @@ void map_section(std::ostringstream& o, const DivergenceReport& r, const Names& 
       while (j + 1 < points && bucket(row.size[j + 1]) == b &&
              no_size(row.size[j + 1]) == no_size(row.size[i]))
         largest = std::max(largest, row.size[++j]);
-      const char* fill = b < kBuckets ? kScale[b] : b == 8 ? kSameColour : b == 9 ? kUnknownColour : kNotComparedColour;
+      const char* fill = b < kBuckets ? kScale[b]
+                         : b == 8     ? kSameColour
+                         : b == 9     ? kUnknownColour
+                         : b == 11    ? kNoSizeColour
+                                      : kNotComparedColour;
+      any_no_size = any_no_size || b == 11;
       const int64_t s0 = p.first_step + static_cast<int64_t>(i) * p.step_stride;
       const int64_t s1 = p.first_step + static_cast<int64_t>(j + 1) * p.step_stride - 1;
       o << "<rect x=\"" << px(left + cw * static_cast<double>(i)) << "\" y=\"" << px(ry) << "\" width=\""
@@ -952,9 +973,14 @@ void map_section(std::ostringstream& o, const DivergenceReport& r, const Names& 
        "RMS over its largest magnitude):</span>";
   for (int b = 0; b < kBuckets; ++b)
     o << "<span><i style=\"background:" << kScale[b] << "\"></i>" << bucket_label(b) << "</span>";
-  o << "<span><i style=\"background:" << kSameColour << "\"></i>same bits</span><span><i style=\"background:"
-    << kUnknownColour << "\"></i>differs, size not recorded (digest only)</span><span><i style=\"background:"
-    << kNotComparedColour << "\"></i>not compared</span></div>";
+  o << "<span><i style=\"background:" << kSameColour
+    << "\"></i>same bits</span><span><i style=\"background:" << kUnknownColour
+    << "\"></i>differs, size not recorded (digest only)</span><span><i style=\"background:"
+    << kNotComparedColour << "\"></i>not compared</span>";
+  if (any_no_size)
+    o << "<span><i style=\"background:" << kNoSizeColour
+      << "\"></i>differs, no relative size (NaN or infinite values, or another number of values)</span>";
+  o << "</div>";
   o << "<p class=\"caption\">One row per probed tensor, layers in model order within each part of the step; "
        "one "
        "column per step"

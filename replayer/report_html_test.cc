@@ -282,6 +282,20 @@ TEST(ReportHtml, TheMapSaysForEachCellWhetherAndHowMuchItDiffered) {
           "<title>batch_normalization_1:out, step 9: differs, with the same summary (its digests differ; "
           "its min, max, mean and RMS do not)</title>"));
   EXPECT_TRUE(has(page, "<title>first divergence: batch_normalization_1:out, step 9</title>"));
+  // A cell with no relative size (non-finite values) is not painted as a large difference, and the key names
+  // its colour; a page without one does not.
+  EXPECT_FALSE(has(page, "no relative size (NaN or infinite values")) << page;
+  DivergenceReport non_finite = diverged_replay();
+  non_finite.page.rows[0].size[9] = MapRow::kNonFinite;
+  const std::string nf = report_html(non_finite);
+  EXPECT_TRUE(has(nf,
+                  "fill=\"#7b3294\"><title>batch_normalization_1:out, step 9: differs, with non-finite "
+                  "values"))
+      << nf;
+  EXPECT_TRUE(has(nf,
+                  "<i style=\"background:#7b3294\"></i>differs, no relative size (NaN or infinite values, "
+                  "or another number of values)"))
+      << nf;
   // Layers in the order given (model order), not sorted by name.
   EXPECT_LT(page.find(">batch_normalization_1:out<title>"), page.find(">dense_1.kernel:grad<title>"));
 }

@@ -334,6 +334,36 @@ TEST_F(TraceCliTest, DumpJsonIsOneObjectWithATypePerMessageAndEvent) {
             std::string::npos);
 }
 
+// A tensor whose every value is NaN or infinite has a summary of zeros that stand for nothing: dump says it
+// has no finite value (the text) and gives null (the JSON), never "min=0 max=0".
+TEST_F(TraceCliTest, DumpOfATensorWithNoFiniteValueGivesNoSumMinOrMax) {
+  // Unscaled features under mse and plain SGD: the loss is infinite by step 2 and every output NaN after.
+  const std::string config = dir_->write(
+      "blowup.toml", "seed = 42\n[data]\npath = \"" + example("data/breast_cancer.csv") +
+                         "\"\nlabel = \"benign\"\ntest_fraction = 0.2\nscale = \"none\"\n"
+                         "[[model.layers]]\ntype = \"Dense\"\nunits = 16\nactivation = \"linear\"\n"
+                         "[[model.layers]]\ntype = \"Dense\"\nunits = 1\n"
+                         "[train]\nepochs = 1\nbatch_size = 32\nloss = \"mse\"\n"
+                         "[train.optimizer]\ntype = \"sgd\"\nlearning_rate = 0.01\n"
+                         "[runtime]\nthreads = 1\npolicy = \"deterministic\"\n");
+  const std::string trace = dir_->file("blowup.trr");
+  ASSERT_EQ(run_trainrr("record " + config + " -o " + trace + " --level layer").exit_code, 0);
+  const CommandResult text = run_trainrr("dump " + trace);
+  ASSERT_EQ(text.exit_code, 0) << text.output.substr(0, 2000);
+  const auto none_finite = first_match(
+      text.output,
+      std::regex(R"(^step \d+ probe (\S+) \S+ digest=[0-9a-f]{16} count=(\d+) \(no finite value: no )"
+                 R"(sum, min or max\) non_finite=(\d+)$)"));
+  ASSERT_EQ(none_finite.size(), 4u) << text.output.substr(0, 4000);
+  EXPECT_EQ(none_finite[2], none_finite[3]);
+  EXPECT_EQ(count_matching(text.output, std::regex(R"(min=0 max=0 non_finite=)")), 0u);
+  const CommandResult json = run_trainrr("dump --json " + trace);
+  ASSERT_EQ(json.exit_code, 0);
+  EXPECT_GT(count_matching(json.output, std::regex(R"("sum":null,"sum_sq":null,"min":null,"max":null,)")),
+            0u);
+  EXPECT_EQ(count_matching(json.output, std::regex(R"("min":0,"max":0,"non_finite":[1-9])")), 0u);
+}
+
 TEST_F(TraceCliTest, DumpStepsLimitsToTheRangeAndRejectsBadSyntax) {
   const CommandResult r = run_trainrr("dump " + trace_ + " --steps 3:5");
   ASSERT_EQ(r.exit_code, 0) << r.output;

@@ -391,7 +391,10 @@ std::string event_text(int64_t step, const trace::Event& e) {
     const Summary& s = pr->fingerprint.summary;
     return p + "probe " + pr->site + " " + phase_name(pr->phase) +
            " digest=" + hex64(pr->fingerprint.digest) + " count=" + std::to_string(s.count) +
-           " sum=" + number(s.sum) + " min=" + number(s.min) + " max=" + number(s.max) +
+           // A summary of no finite value holds zeros that stand for nothing.
+           (no_finite_value(s)
+                ? std::string(" (no finite value: no sum, min or max)")
+                : " sum=" + number(s.sum) + " min=" + number(s.min) + " max=" + number(s.max)) +
            (s.non_finite ? " non_finite=" + std::to_string(s.non_finite) : "");
   }
   return other_event(step, e, false);
@@ -457,10 +460,11 @@ std::string event_json(int64_t step, const trace::Event& e) {
         .str("phase", phase_name(pr->phase))
         .str("digest", hex64(pr->fingerprint.digest))
         .uinteger("count", s.count)
-        .num("sum", s.sum)
-        .num("sum_sq", s.sum_sq)
-        .num("min", s.min)
-        .num("max", s.max)
+        // A summary of no finite value holds zeros that stand for nothing: null.
+        .raw("sum", no_finite_value(s) ? "null" : json_number(s.sum))
+        .raw("sum_sq", no_finite_value(s) ? "null" : json_number(s.sum_sq))
+        .raw("min", no_finite_value(s) ? "null" : json_number(s.min))
+        .raw("max", no_finite_value(s) ? "null" : json_number(s.max))
         .uinteger("non_finite", s.non_finite)
         .done();
   }
