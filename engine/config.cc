@@ -574,6 +574,8 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
     r.get("batch_size", c.train.batch_size);
     r.get("shuffle", c.train.shuffle);
     r.get("loss", c.train.loss);
+    // Keras' long name of mse is the same loss: one name, so that the two are one run's configuration.
+    if (c.train.loss == "mean_squared_error") c.train.loss = "mse";
     r.get("from_logits", c.train.from_logits);
     r.get("validation_split", c.train.validation_split);
     if (const toml::table* o = r.table("optimizer")) {
@@ -762,7 +764,8 @@ std::vector<std::pair<std::string, std::string>> flatten_config(const RunConfig&
   for (size_t i = 0; i < c.layers.size(); ++i) {
     const LayerSpec& l = c.layers[i];
     const std::string p = "model.layers[" + std::to_string(i) + "].";
-    out.emplace_back(p + "type", l.type);
+    // MaxPooling2D is Keras' other name of MaxPool2D: the same layer.
+    out.emplace_back(p + "type", l.type == "MaxPooling2D" ? "MaxPool2D" : l.type);
     out.emplace_back(p + "name", l.name);
     // Only the keys its type takes: a Dense layer has no filters to compare.
     const LayerKeys* keys = layer_keys(l.type);
@@ -773,7 +776,10 @@ std::vector<std::pair<std::string, std::string>> flatten_config(const RunConfig&
     if (takes("activation")) out.emplace_back(p + "activation", l.activation);
     if (takes("filters")) out.emplace_back(p + "filters", std::to_string(l.filters));
     if (takes("kernel_size")) out.emplace_back(p + "kernel_size", pair(l.kernel_size));
-    if (takes("strides")) out.emplace_back(p + "strides", pair(l.strides));
+    // A pooling layer's strides default to its pool size: the strides it runs with are compared.
+    const bool pooling = takes("pool_size");
+    if (takes("strides"))
+      out.emplace_back(p + "strides", pair(pooling && !l.strides_given ? l.pool_size : l.strides));
     if (takes("pool_size")) out.emplace_back(p + "pool_size", pair(l.pool_size));
     if (takes("padding")) out.emplace_back(p + "padding", l.padding);
     if (takes("rate")) out.emplace_back(p + "rate", num(l.rate));

@@ -50,6 +50,38 @@ TEST(Config, ReadsKerasNamedKeys) {
   EXPECT_EQ(c->text, kBase);
 }
 
+// The value a run goes by: a pooling layer's strides are its pool size unless given, and Keras' other names
+// of a layer or a loss (MaxPooling2D, mean_squared_error) are the same run's configuration, not another.
+TEST(Config, FlattenedConfigurationsCompareWhatTheRunUses) {
+  auto flat_of = [](const std::string& layer, const std::string& loss) {
+    std::string text = kBase;
+    text.replace(text.find("[[model.layers]]"), 0, layer);
+    text.replace(text.find("binary_crossentropy"), 19, loss);
+    auto c = parse_config(text, "run.toml", "");
+    EXPECT_TRUE(c.ok()) << c.error().message;
+    return c ? flatten_config(*c) : std::vector<std::pair<std::string, std::string>>{};
+  };
+  auto value = [](const std::vector<std::pair<std::string, std::string>>& flat, const std::string& key) {
+    for (const auto& [k, v] : flat)
+      if (k == key) return v;
+    return std::string("(none)");
+  };
+  const auto plain = flat_of("[[model.layers]]\ntype = \"MaxPool2D\"\npool_size = 2\n", "mse");
+  EXPECT_EQ(value(plain, "model.layers[0].strides"), "2x2");
+  const auto given = flat_of("[[model.layers]]\ntype = \"MaxPool2D\"\npool_size = 2\nstrides = 2\n", "mse");
+  const auto alias =
+      flat_of("[[model.layers]]\ntype = \"MaxPooling2D\"\npool_size = 2\n", "mean_squared_error");
+  EXPECT_EQ(plain, given);
+  EXPECT_EQ(plain, alias);
+  const auto one = flat_of("[[model.layers]]\ntype = \"MaxPool2D\"\npool_size = 2\nstrides = 1\n", "mse");
+  EXPECT_EQ(value(one, "model.layers[0].strides"), "1x1");
+  auto c = parse_config(
+      std::string(kBase).replace(std::string(kBase).find("binary_crossentropy"), 19, "mean_squared_error"),
+      "run.toml", "");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->train.loss, "mse");  // a regression: no accuracy is reported for it
+}
+
 TEST(Config, RmsPropTakesMomentumAndCentered) {
   std::string text = kBase;
   text += "[train.optimizer]\ntype = \"rmsprop\"\nmomentum = 0.9\ncentered = true\n";

@@ -364,6 +364,30 @@ TEST_F(TraceCliTest, DumpOfATensorWithNoFiniteValueGivesNoSumMinOrMax) {
   EXPECT_EQ(count_matching(json.output, std::regex(R"("min":0,"max":0,"non_finite":[1-9])")), 0u);
 }
 
+// A model without parameters (an Activation layer alone: Keras fits it too) records a trace that every reader
+// takes as whole: the digest over none of its parameters is the one the steps recorded.
+TEST_F(TraceCliTest, AModelWithoutParametersRecordsATraceEveryReaderReads) {
+  std::string csv = "x,y\n";
+  for (int i = 0; i < 40; ++i) csv += std::to_string(i % 7 - 3) + "," + std::to_string(i % 2) + "\n";
+  const std::string config =
+      dir_->write("noparams.toml", "seed = 1\n[data]\npath = \"" + dir_->write("one.csv", csv) +
+                                       "\"\nlabel = \"y\"\ntest_fraction = 0.2\n"
+                                       "[[model.layers]]\ntype = \"Activation\"\nactivation = \"sigmoid\"\n"
+                                       "[train]\nepochs = 2\nbatch_size = 8\nloss = \"binary_crossentropy\"\n"
+                                       "[runtime]\nthreads = 1\n");
+  const std::string trace = dir_->file("noparams.trr");
+  const CommandResult rec = run_trainrr("record " + config + " -o " + trace + " --checkpoint-every 2");
+  ASSERT_EQ(rec.exit_code, 0) << rec.output;
+  const CommandResult replay = run_trainrr("replay " + trace);
+  EXPECT_EQ(replay.exit_code, 0) << replay.output;
+  EXPECT_NE(replay.output.find("reproduced bit for bit (8 steps compared)"), std::string::npos)
+      << replay.output;
+  const CommandResult show = run_trainrr("show " + trace);
+  EXPECT_EQ(show.exit_code, 0) << show.output;
+  EXPECT_EQ(show.output.find("damaged"), std::string::npos) << show.output;
+  EXPECT_EQ(run_trainrr("export " + trace + " --step 8 -o " + dir_->file("noparams-ck")).exit_code, 0);
+}
+
 TEST_F(TraceCliTest, DumpStepsLimitsToTheRangeAndRejectsBadSyntax) {
   const CommandResult r = run_trainrr("dump " + trace_ + " --steps 3:5");
   ASSERT_EQ(r.exit_code, 0) << r.output;

@@ -77,7 +77,8 @@ std::string parameters_disagree(const std::vector<std::pair<std::string, uint64_
                                 const std::vector<std::pair<std::string, uint64_t>>& recorded) {
   if (recorded.empty()) return "";
   if (is_combined(recorded)) {
-    for (size_t n = 1; n <= model.size(); ++n) {
+    // A model without parameters (an Activation layer alone) has the digest over none of them.
+    for (size_t n = model.empty() ? 0 : 1; n <= model.size(); ++n) {
       std::vector<std::pair<std::string, uint64_t>> first(model.begin(),
                                                           model.begin() + static_cast<std::ptrdiff_t>(n));
       if (parameter_digests(std::move(first), ProbeLevel::step)[0].second == recorded[0].second) return "";
