@@ -160,6 +160,12 @@ class TableReader {
       // Every setting ends up in float32 arithmetic, where a larger value is an infinity.
       if (std::fabs(v) > std::numeric_limits<float>::max())
         return fail(where(*n, key) + " is too large: float32 holds at most 3.4e38");
+      // Nor one it rounds to 0: a learning rate of 1e-50 would train nothing, an epsilon of 1e-50 divide by
+      // 0.
+      if (v != 0 && static_cast<float>(v) == 0)
+        return fail(where(*n, key) +
+                    " is too small: float32, in which it is used, rounds it to 0 (its smallest "
+                    "positive value is 1.4e-45); give 0 or a larger value");
       out = v;
       return true;
     }

@@ -541,6 +541,14 @@ TEST(Config, NumbersPastFloat32AreRefused) {
         "run.toml (--set): train.optimizer.learning_rate is too large: float32 holds at most"}});
   auto c = parse_config(kBase, "run.toml", "", {"train.optimizer.learning_rate=3e38"});
   EXPECT_TRUE(c.ok()) << c.error().message;
+  // Nor one float32 rounds to 0 (a learning rate that trains nothing, an epsilon that divides by 0), nor a
+  // dropout rate it rounds to 1 (every unit dropped).
+  expect_set_errors({{"train.optimizer.learning_rate=1e-50",
+                      "run.toml (--set): train.optimizer.learning_rate is too small: float32, in which it is "
+                      "used, rounds it to 0"},
+                     {"train.optimizer.epsilon=1e-50", "train.optimizer.epsilon is too small"}});
+  for (const char* fine : {"train.optimizer.learning_rate=1e-40", "train.optimizer.beta_1=0"})
+    EXPECT_TRUE(parse_config(kBase, "run.toml", "", {fine}).ok()) << fine;
 }
 
 TEST(Config, AMalformedStructuredValueInSetIsReportedNotTakenAsAString) {
