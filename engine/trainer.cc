@@ -119,10 +119,11 @@ std::string fmt_number(float v) {
 
 // Where a row's label comes from, for messages: rows count from 0, as numpy, dump's split lists and export's
 // permutation count them; a CSV row also by its line in the file (from 1, the header its first).
-std::string label_at(const DataConfig& c, size_t row) {
+std::string label_at(const DataConfig& c, const Dataset& data, size_t row) {
   if (c.source == "csv")
     return c.path + ": the label (column \"" + c.label + "\") of data row " + std::to_string(row) +
-           " (counting from 0; line " + std::to_string(row + 2) + " of the file)";
+           " (counting from 0; line " + std::to_string(data.line_of(static_cast<int64_t>(row))) +
+           " of the file)";
   return (c.labels.empty() ? std::string("the synthetic data") : c.labels) + ": the label of row " +
          std::to_string(row) + " (counting from 0)";
 }
@@ -180,12 +181,13 @@ Status check_labels(const Dataset& data, const RunConfig& config, const std::str
     const float v = data.y[i];
     const bool index = v >= 0 && v < 16777216.0f && std::floor(v) == v;
     if (loss == "sparse_categorical_crossentropy" && !index)
-      return Error{label_at(c, i) + " is " + fmt_number(v) +
+      return Error{label_at(c, data, i) + " is " + fmt_number(v) +
                    ": sparse_categorical_crossentropy needs class indices, integers from 0"};
     if (loss == "binary_crossentropy" && !(v >= 0 && v <= 1))
-      return Error{label_at(c, i) + " is " + fmt_number(v) + ": binary_crossentropy needs labels in [0, 1]"};
+      return Error{label_at(c, data, i) + " is " + fmt_number(v) +
+                   ": binary_crossentropy needs labels in [0, 1]"};
     if (c.stratify && c.test_fraction > 0 && !index)
-      return Error{label_at(c, i) + " is " + fmt_number(v) +
+      return Error{label_at(c, data, i) + " is " + fmt_number(v) +
                    ": data.stratify needs class labels, integers from 0 (set stratify = false for "
                    "regression targets)"};
   }
@@ -196,7 +198,8 @@ Status check_labels(const Dataset& data, const RunConfig& config, const std::str
   for (const auto& [label, count] : counts)
     if (count < 2)
       return Error{
-          label_at(c, std::find(data.y.begin(), data.y.end(), static_cast<float>(label)) - data.y.begin()) +
+          label_at(c, data,
+                   std::find(data.y.begin(), data.y.end(), static_cast<float>(label)) - data.y.begin()) +
           " is " + std::to_string(label) +
           ", the only row of that class: data.stratify needs at least 2 rows in every class "
           "(set stratify = false, or drop the class)"};

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "engine/data/csv.h"
 #include "engine/data/file_io.h"
 #include "engine/data/npy.h"
 #include "replayer/divergence.h"
@@ -34,7 +35,8 @@ std::string shown(std::string_view s) {
 }  // namespace
 
 DataDifference first_data_difference(std::span<const uint8_t> recorded_bytes, std::string_view now, bool csv,
-                                     std::string_view name_a, std::string_view name_b) {
+                                     std::string_view name_a, std::string_view name_b,
+                                     std::string_view csv_label) {
   const std::string a_is = " (" + std::string(name_a) + ")", b_is = " (" + std::string(name_b) + ")";
   const std::string_view recorded(reinterpret_cast<const char*>(recorded_bytes.data()), recorded_bytes.size());
   if (recorded == now) return {};
@@ -88,22 +90,54 @@ DataDifference first_data_difference(std::span<const uint8_t> recorded_bytes, st
             " bytes " + std::string(name_a) + ", " + std::to_string(now.size()) + " " + std::string(name_b) +
             ")"};
   }
+  // Two copies the run reads the same values from (other line endings, a byte-order mark, blank lines,
+  // quoting or spaces): the same data, as two .npy copies of the same values are.
+  if (!csv_label.empty()) {
+    auto pa = parse_csv(recorded, std::string(name_a), std::string(csv_label), false);
+    auto pb = parse_csv(now, std::string(name_b), std::string(csv_label), false);
+    if (pa && pb && pa->x.shape == pb->x.shape && pa->feature_names == pb->feature_names &&
+        pa->y.size() == pb->y.size() &&
+        std::memcmp(pa->x.data.data(), pb->x.data.data(), pa->x.data.size() * sizeof(float)) == 0 &&
+        std::memcmp(pa->y.data(), pb->y.data(), pa->y.size() * sizeof(float)) == 0)
+      return {
+          "the rows hold the same values, as the run reads them: only the text differs (line endings, "
+          "blank lines, a byte-order mark, quoting or spaces)",
+          true};
+  }
   // Fields are compared as text, split at commas: a quoted field with a comma inside shifts the count of
-  // that row's later columns, which the row number still locates.
-  auto a = split(recorded, '\n'), b = split(now, '\n');
-  // The newline that ends the last row starts no row.
-  for (auto* rows : {&a, &b})
-    if (rows->size() > 1 && trimmed(rows->back()).empty()) rows->pop_back();
-  const auto header = split(trimmed(a.empty() ? std::string_view() : a[0]), ',');
-  for (size_t line = 0; line < std::max(a.size(), b.size()); ++line) {
-    const std::string where = "line " + std::to_string(line + 1) +
-                              (line == 0 ? std::string(" (the header)")
-                                         : " (data row " + std::to_string(line - 1) + ", counting from 0)");
-    if (line >= a.size())
+  // that row's later columns, which the row number still locates. Rows are counted as the reader counts
+  // them: a blank line holds none, and a byte-order mark is no part of the header.
+  struct Line {
+    size_t number;  // from 1
+    std::string_view text;
+  };
+  auto rows_of = [](std::string_view text) {
+    if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
+    std::vector<Line> out;
+    size_t number = 0;
+    for (std::string_view l : split(text, '\n')) {
+      ++number;
+      if (!trimmed(l).empty()) out.push_back({number, trimmed(l)});
+    }
+    return out;
+  };
+  const auto a = rows_of(recorded), b = rows_of(now);
+  const auto header = split(a.empty() ? std::string_view() : a[0].text, ',');
+  for (size_t row = 0; row < std::max(a.size(), b.size()); ++row) {
+    // The line of each copy that holds the row (one number where they agree).
+    std::string line;
+    if (row < a.size() && row < b.size() && a[row].number != b[row].number)
+      line = "line " + std::to_string(a[row].number) + a_is + ", " + std::to_string(b[row].number) + b_is;
+    else
+      line = "line " + std::to_string(row < a.size() ? a[row].number : b[row].number);
+    const std::string where =
+        line + (row == 0 ? std::string(" (the header)")
+                         : " (data row " + std::to_string(row - 1) + ", counting from 0)");
+    if (row >= a.size())
       return {"first difference at " + where + ": a row only the " + std::string(name_b) + " copy has"};
-    if (line >= b.size())
+    if (row >= b.size())
       return {"first difference at " + where + ": a row only the " + std::string(name_a) + " copy has"};
-    const std::string_view ra = trimmed(a[line]), rb = trimmed(b[line]);
+    const std::string_view ra = a[row].text, rb = b[row].text;
     if (ra == rb) continue;
     const auto fa = split(ra, ','), fb = split(rb, ',');
     for (size_t col = 0; col < std::max(fa.size(), fb.size()); ++col) {
@@ -111,12 +145,14 @@ DataDifference first_data_difference(std::span<const uint8_t> recorded_bytes, st
       const std::string_view vb = col < fb.size() ? fb[col] : std::string_view("(none)");
       if (va == vb && col < fa.size() && col < fb.size()) continue;
       std::string column = "column " + std::to_string(col + 1);
-      if (line > 0 && col < header.size()) column += " '" + shown(header[col]) + "'";
+      if (row > 0 && col < header.size()) column += " '" + shown(header[col]) + "'";
       return {"first difference at " + where + ", " + column + ": " + shown(va) + a_is + " vs " + shown(vb) +
               b_is};
     }
   }
-  return {"the values are the same: only line endings or spaces at the ends of lines differ"};
+  return {
+      "the rows hold the same text: only line endings, blank lines, a byte-order mark or spaces at the "
+      "ends of lines differ"};
 }
 
 std::span<const uint8_t> recorded_copy(const trace::DatasetInfo& info, std::vector<uint8_t>& read) {

@@ -39,7 +39,45 @@ TEST(DataDifference, CsvNamesTheLineTheDataRowAndTheColumnByItsHeader) {
   // Windows line endings alone are not a difference of values.
   EXPECT_EQ(
       first_data_difference(bytes(a), "y,mean radius,mean area\r\n1,2.5,551.1\r\n0,3.5,600\r\n", true).where,
-      "the values are the same: only line endings or spaces at the ends of lines differ");
+      "the rows hold the same text: only line endings, blank lines, a byte-order mark or spaces at the ends "
+      "of "
+      "lines differ");
+}
+
+// Rows are counted as the reader counts them: a blank line holds none, a byte-order mark is no part of the
+// header; where the copies hold a row on other lines, each copy's line is named.
+TEST(DataDifference, CsvRowsAreCountedAsTheReaderCountsThem) {
+  const std::string a = "y,r\n\n1,2.5\n0,3.5\n1,4.5\n";
+  EXPECT_EQ(
+      first_data_difference(bytes(a), "y,r\n\n1,2.5\n0,3.5\n1,4.6\n", true).where,
+      "first difference at line 5 (data row 2, counting from 0), column 2 'r': 4.5 (recorded) vs 4.6 (now)");
+  EXPECT_EQ(first_data_difference(bytes(a), "y,r\n1,2.5\n0,3.5\n1,4.6\n", true).where,
+            "first difference at line 5 (recorded), 4 (now) (data row 2, counting from 0), column 2 'r': 4.5 "
+            "(recorded) vs 4.6 (now)");
+  EXPECT_EQ(first_data_difference(bytes(a), "\xEF\xBB\xBFy,r\n1,2.5\n0,3.5\n1,4.6\n", true).where,
+            "first difference at line 5 (recorded), 4 (now) (data row 2, counting from 0), column 2 'r': 4.5 "
+            "(recorded) vs 4.6 (now)");
+}
+
+// Copies the run reads the same values from (other line endings, blank lines, a byte-order mark, quoting) are
+// the same data, as .npy copies of the same values are; given the label column, the rows are read as the run
+// reads them.
+TEST(DataDifference, CsvCopiesOfTheSameValuesAreTheSameData) {
+  const std::string a = "y,r\n1,2.5\n0,3.5\n";
+  for (const std::string& same :
+       {std::string("y,r\r\n1,2.5\r\n0,3.5\r\n"), std::string("y,r\n1,2.5\n\n0,3.5\n"),
+        std::string("\xEF\xBB\xBFy,r\n1,2.5\n0,3.5\n"), std::string("\"y\",r\n1,\"2.5\"\n0,3.50\n")}) {
+    const DataDifference d = first_data_difference(bytes(a), same, true, "recorded", "now", "y");
+    EXPECT_TRUE(d.same_values) << same;
+    EXPECT_EQ(
+        d.where,
+        "the rows hold the same values, as the run reads them: only the text differs (line endings, blank "
+        "lines, a byte-order mark, quoting or spaces)");
+  }
+  EXPECT_FALSE(
+      first_data_difference(bytes(a), "y,r\n1,2.5\n0,3.6\n", true, "recorded", "now", "y").same_values);
+  // Without the label column, the text is compared: not the same data.
+  EXPECT_FALSE(first_data_difference(bytes(a), "y,r\r\n1,2.5\r\n0,3.5\r\n", true).same_values);
 }
 
 TEST(DataDifference, OtherFilesNameTheFirstDifferingByte) {

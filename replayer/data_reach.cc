@@ -219,10 +219,26 @@ Result<DataSchedule> recorded_schedule(const std::string& trace_path, uint64_t r
 
 }  // namespace
 
+namespace {
+
+// The reach of `copies`, with where each copy's rows lie in its file.
+Result<DataReach> reach_with_lines(const RunConfig& config, Copies copies, const DataSchedule& schedule,
+                                   const std::string& other_scale) {
+  auto lines_other = copies.a.line_runs, lines_run = copies.b.line_runs;
+  auto r = reach_of(config, std::move(copies), schedule, other_scale);
+  if (r) {
+    r->lines_other = std::move(lines_other);
+    r->lines_run = std::move(lines_run);
+  }
+  return r;
+}
+
+}  // namespace
+
 Result<DataReach> data_reach(const RunConfig& config, const DataConfig& other, const DataSchedule& schedule) {
   auto copies = load_copies(config, other);
   if (!copies) return copies.error();
-  return reach_of(config, std::move(copies).value(), schedule, other.scale);
+  return reach_with_lines(config, std::move(copies).value(), schedule, other.scale);
 }
 
 Result<DataReach> data_reach(const RunConfig& config, const DataConfig& other,
@@ -231,7 +247,7 @@ Result<DataReach> data_reach(const RunConfig& config, const DataConfig& other,
   if (!copies) return copies.error();
   auto schedule = recorded_schedule(trace_path, static_cast<uint64_t>(copies->b.rows()));
   if (!schedule) return schedule.error();
-  return reach_of(config, std::move(copies).value(), *schedule, other.scale);
+  return reach_with_lines(config, std::move(copies).value(), *schedule, other.scale);
 }
 
 std::string data_reach_words(const DataReach& r) {
@@ -248,21 +264,27 @@ std::string data_reach_words(const DataReach& r) {
                                      : std::string(" (no training row differs)"));
   if (r.scaled_only)
     return "step " + std::to_string(r.first_step) +
-           " is the first to read a training row that differs once scaled (" +
-           row_words(r.source, r.first_row) +
+           " is the first to read a training row that differs once scaled (" + row_words(r, r.first_row) +
            ", the same in both copies of the data: the scaler (data.scale), fit on " +
            "the training rows, carries " +
-           (r.changed_row >= 0 ? "the change of " + row_words(r.source, r.changed_row)
+           (r.changed_row >= 0 ? "the change of " + row_words(r, r.changed_row)
                                : std::string("their change")) +
            " into every row)";
   return "step " + std::to_string(r.first_step) + " is the first to read a training row that differs (" +
-         row_words(r.source, r.first_row) + ")";
+         row_words(r, r.first_row) + ")";
 }
 
-std::string row_words(const std::string& source, int64_t row) {
-  if (source == "csv")
-    return "data row " + std::to_string(row) + " (counting from 0), line " + std::to_string(row + 2) +
-           " of the file";
+std::string row_words(const DataReach& r, int64_t row) {
+  if (r.source == "csv") {
+    Dataset other, run;  // only their line runs: where the rows lie
+    other.line_runs = r.lines_other;
+    run.line_runs = r.lines_run;
+    const int64_t a = other.line_of(row), b = run.line_of(row);
+    const std::string words = "data row " + std::to_string(row) + " (counting from 0), line ";
+    if (a == b || a == 0 || b == 0) return words + std::to_string(a ? a : b) + " of the file";
+    return words + std::to_string(a) + " (" + r.name_other + "), " + std::to_string(b) + " (" + r.name_run +
+           ")";
+  }
   return "row " + std::to_string(row) + " (counting from 0)";
 }
 

@@ -47,12 +47,17 @@ struct DataReach {
   // row whose values differ in the copies; -1 where none is known).
   bool scaled_only = false;
   int64_t changed_row = -1;
+  // Where a CSV file's rows lie in each copy (Dataset::line_runs): the other copy's (the recorded, A's) and
+  // the run's (now, B's), and the names that tell them apart in words.
+  std::vector<std::pair<int64_t, int64_t>> lines_other, lines_run;
+  std::string name_other = "recorded", name_run = "now";
 };
 
-// A row of the data (from 0) in words: "data row 447 (counting from 0), line 449 of the file" for a CSV,
-// "row 447 (counting from 0)" for arrays (npy, idx): rows count from 0, as numpy, dump's split lists and
-// export's permutation count them.
-std::string row_words(const std::string& source, int64_t row);
+// A row of the data (from 0) in words: "data row 447 (counting from 0), line 449 of the file" for a CSV (its
+// line in each copy where the copies hold it on other lines: "line 449 (recorded), 450 (now)"), "row 447
+// (counting from 0)" for arrays (npy, idx): rows count from 0, as numpy, dump's split lists and export's
+// permutation count them.
+std::string row_words(const DataReach& r, int64_t row);
 
 // `config`: the run whose schedule it is, reading one copy of the data; `other`: its data configuration
 // reading the other copy, with the other side's scaler (data.scale): where the two scale otherwise, the rows

@@ -76,6 +76,26 @@ TEST_F(DataReachTest, AChangedRowIsFirstReadByTheStepWhoseBatchHoldsIt) {
             "of the file)");
 }
 
+// A blank line holds no row: a row is named by the line that holds it, in each copy where they differ.
+TEST_F(DataReachTest, ARowIsNamedByTheLineThatHoldsItInEachCopy) {
+  std::string blank = rows(6);
+  blank.insert(blank.find("\n") + 1, "\n");  // a blank line after the header: row 6 is on line 9
+  const RunConfig config = run(write("b.csv", blank));
+  auto r = data_reach(config, run(write("a.csv", rows())).data, in_order(5));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(data_reach_words(*r),
+            "step 3 is the first to read a training row that differs (data row 6 (counting from 0), line 8 "
+            "(recorded), 9 (now))");
+  auto same_lines = data_reach(
+      config, run(write("a2.csv", blank.replace(blank.find("\n106,"), 5, "\n6,"))).data, in_order(5));
+  ASSERT_TRUE(same_lines) << same_lines.error().message;
+  EXPECT_EQ(same_lines->first_step, 3);
+  EXPECT_EQ(
+      data_reach_words(*same_lines),
+      "step 3 is the first to read a training row that differs (data row 6 (counting from 0), line 9 of "
+      "the file)");
+}
+
 TEST_F(DataReachTest, ALabelAloneIsReadAtItsStepWithNoFeatureThatDiffers) {
   const RunConfig config = run(write("b.csv", rows(2, true)));
   auto r = data_reach(config, run(write("a.csv", rows())).data, in_order(5));

@@ -263,7 +263,10 @@ std::optional<DataReach> recorded_data_reach(const trace::TraceHeader& ha, const
   for (const auto& file : data_files(other)) other.*file.second = copy_a->config.data.*file.second;
   other.scale = copy_a->config.data.scale;  // A's scaler, weighed beside B's
   auto reach = data_reach(run_b->config, other, b_path);
-  return reach ? std::optional<DataReach>(*reach) : std::nullopt;
+  if (!reach) return std::nullopt;
+  reach->name_other = "A";
+  reach->name_run = "B";
+  return *reach;
 }
 
 std::vector<std::string> recorded_config_differences(const trace::TraceHeader& ha,
@@ -308,7 +311,10 @@ std::string recorded_data_difference(const trace::TraceHeader& ha, const trace::
         const std::span<const uint8_t> copy_a = recorded_copy(da, read_a), copy_b = recorded_copy(db, read_b);
         if (!copy_a.empty() && !copy_b.empty()) {
           const std::string_view b(reinterpret_cast<const char*>(copy_b.data()), copy_b.size());
-          where = first_data_difference(copy_a, b, da.name == "data", "A", "B");
+          // The label column A's run reads, for the rows' values.
+          auto config_a = parse_config(ha.config, "A", "", ha.config_overrides);
+          const std::string label = config_a && config_a->data.source == "csv" ? config_a->data.label : "";
+          where = first_data_difference(copy_a, b, da.name == "data", "A", "B", label);
         }
         if (where.same_values) {
           // Other bytes, the same data: both runs read the same values from it.

@@ -239,6 +239,9 @@ TEST_F(BadInput, LabelsTheLossCannotUseNameFileAndRow) {
                                                ": the label (column \"y\") of data row 2 (counting from 0; "
                                                "line 4 of the file) is 2: binary_crossentropy needs "
                                                "labels in [0, 1]");
+  // A blank line holds no row: the row is named by the line that holds it.
+  dir.write("blank.csv", "a,b,y\n1,2,0\n\n3,4,1\n5,6,2\n7,8,1\n");
+  expect_error("train " + config("blank.csv"), "of data row 2 (counting from 0; line 5 of the file) is 2");
   dir.write("e.csv", "a,b,y\n1,2,0\n3,4,1\n5,6,-1\n7,8,1\n");
   const std::string scce =
       " --set 'model.layers[1]={type=\"Dense\",units=2}' "

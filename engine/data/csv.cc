@@ -223,6 +223,9 @@ Result<Dataset> parse_csv(std::string_view text, const std::string& path, const 
   while (lines.next(line)) {
     if (trim(line).empty()) continue;  // blank lines (often at the end) carry no row, as in pandas
     const int64_t ln = lines.number();
+    // Where the rows lie, for messages that name a row by its line: a new run after a line without a row.
+    if (d.line_runs.empty() || d.line_runs.back().second + (rows - d.line_runs.back().first) != ln)
+      d.line_runs.emplace_back(rows, ln);
     if (auto e = split_fields(line, fields, unquoted)) return split_error(ln, *e);
     if (fields.size() != expected) {
       const size_t column = fields.size() > expected ? fields[expected].column : line.size() + 1;
