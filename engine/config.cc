@@ -43,6 +43,17 @@ const char* type_name(const toml::node& n) {
   }
 }
 
+// What a value of the wrong type is, for a message: its type, and a string's text too (a --set value that is
+// not TOML, `.001` say, is taken as text: the message shows it).
+std::string got(const toml::node& n) {
+  std::string out = type_name(n);
+  if (n.is_string()) {
+    const std::string text = inline_text(*n.value<std::string>());
+    out += " (\"" + (text.size() > 60 ? text.substr(0, 60) + "..." : text) + "\")";
+  }
+  return out;
+}
+
 // Reads one table's keys, remembering which it knew, so that what is left over is reported as unknown.
 }  // namespace
 
@@ -127,7 +138,7 @@ class TableReader {
       out = *n->value<bool>();
       return true;
     }
-    return fail(where(*n, key) + " must be true or false, got " + type_name(*n));
+    return fail(where(*n, key) + " must be true or false, got " + got(*n));
   }
   bool get(const std::string& key, int64_t& out) {
     const toml::node* n = node(key);
@@ -136,7 +147,7 @@ class TableReader {
       out = *n->value<int64_t>();
       return true;
     }
-    return fail(where(*n, key) + " must be an integer, got " + type_name(*n));
+    return fail(where(*n, key) + " must be an integer, got " + got(*n));
   }
   bool get(const std::string& key, int& out) {
     int64_t v = out;
@@ -169,13 +180,13 @@ class TableReader {
       out = v;
       return true;
     }
-    return fail(where(*n, key) + " must be a number, got " + type_name(*n));
+    return fail(where(*n, key) + " must be a number, got " + got(*n));
   }
   bool get(const std::string& key, Shape& out) {
     const toml::node* n = node(key);
     if (!n) return true;
     const toml::array* a = n->as_array();
-    if (!a) return fail(where(*n, key) + " must be an array of integers, got " + type_name(*n));
+    if (!a) return fail(where(*n, key) + " must be an array of integers, got " + got(*n));
     out.clear();
     for (const auto& e : *a) {
       if (!e.is_integer() || *e.value<int64_t>() < 1)
@@ -205,7 +216,7 @@ class TableReader {
     const toml::node* n = node(key);
     if (!n) return nullptr;
     if (!n->is_table()) {
-      fail(where(*n, key) + " must be a table, got " + type_name(*n));
+      fail(where(*n, key) + " must be a table, got " + got(*n));
       return nullptr;
     }
     return n->as_table();
@@ -556,10 +567,10 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
       r.get("classes", d.classes);
       r.get("samples", d.samples);
     }
-    r.finish(d.source == "csv" || d.source == "npy" || d.source == "idx" || d.source == "synthetic"
-                 ? "data.source = \"" + d.source + "\"" +
-                       (source_given || d.path.empty() ? "" : " (from the name of data.path)")
-                 : "");
+    // An unknown source reads none of its keys: the source is the mistake, reported below, not its keys.
+    if (d.source == "csv" || d.source == "npy" || d.source == "idx" || d.source == "synthetic")
+      r.finish("data.source = \"" + d.source + "\"" +
+               (source_given || d.path.empty() ? "" : " (from the name of data.path)"));
   }
   if (const toml::table* t = top.table("augment")) {
     TableReader r(*t, "augment.", name, overridden, &error);
@@ -642,9 +653,15 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
 
   // Values: each check names the key and, where the file gave it, the line.
   auto line_of = [&](const std::string& path) -> std::string {
-    if (overridden.count(path)) return name + " (--set): " + path;
+    // The key itself, or a key inside a table or an array --set gave (--set 'train={epochs=0}').
+    for (const std::string& k : overridden)
+      if (path.rfind(k, 0) == 0 &&
+          (path.size() == k.size() || path[k.size()] == '.' || path[k.size()] == '['))
+        return name + " (--set): " + path;
     toml::node_view<toml::node> v = root.at_path(path);
     if (!v) return name + ": " + path;
+    // A node --set made has no line in the file.
+    if (v.node()->source().begin.line == 0) return name + " (--set): " + path;
     return name + ":" + std::to_string(v.node()->source().begin.line) + ": " + path;
   };
   auto bad = [&](const std::string& path, const std::string& what) { return Error{line_of(path) + " " + what}; };
@@ -686,9 +703,18 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
       return bad("data.path",
                  "is an .npz archive, which trainrr does not read: save the features and the "
                  "labels each with numpy.save (.npy) and give them as data.path and data.labels");
-    if (d.source == "csv" && d.label.empty()) return Error{name + ": data.label is missing (the label column's name)"};
+    if (d.source == "csv" && d.label.empty())
+      return root.at_path("data.label") ? bad("data.label", "is empty: give the label column's name")
+                                        : Error{name + ": data.label is missing (the label column's name)"};
     if (d.source != "csv" && d.labels.empty()) return Error{name + ": data.labels is missing (the labels file)"};
   }
+  // A relative path given with --set resolves as the file's own do: the message of a file not found says so.
+  for (const auto& [key, value] :
+       {std::pair<std::string, std::string>{"data.path", d.path}, {"data.labels", d.labels}})
+    if (!value.empty() && !fs::path(value).is_absolute() && !base_dir.empty() &&
+        std::any_of(overridden.begin(), overridden.end(),
+                    [&key](const std::string& k) { return key == k || key.rfind(k + ".", 0) == 0; }))
+      d.set_relative_to = base_dir;
   d.path = resolve(base_dir, d.path);
   d.labels = resolve(base_dir, d.labels);
   if (d.test_fraction < 0 || d.test_fraction >= 1)

@@ -32,6 +32,9 @@ struct DataConfig {
   // reads a data file that differs from the recorded one with false: a trace named it, so it may hold
   // anything, and its contents are not shown.
   bool quote_text = true;
+  // Not a key: the configuration's folder, where --set gave data.path or data.labels as a relative path
+  // (resolved against it, as the file's own paths are), for the message of a file not found there.
+  std::string set_relative_to;
 };
 
 struct AugmentConfig {

@@ -65,7 +65,7 @@ Result<Sequential> Sequential::from_specs(const std::vector<LayerSpec>& specs) {
   return m;
 }
 
-Result<Shape> Sequential::build(const Shape& input, Runtime& rt) {
+Result<Shape> Sequential::build(const Shape& input, Runtime& rt, bool reshaped) {
   Shape shape = input;
   output_shapes_.clear();
   // A layer's input gradient is wanted only when a layer before it has parameters to train: below the
@@ -83,13 +83,15 @@ Result<Shape> Sequential::build(const Shape& input, Runtime& rt) {
                    " are too large"};
     }
     if (!out) {
+      // Named as the configuration names it (model.layers[0]), and by the name the run header shows.
+      const std::string at = "layer shapes do not fit at model.layers[" + std::to_string(i) + "]: ";
       // The first layer's input is the data's samples, which data.reshape shapes.
       if (i == 0)
-        return Error{"layer shapes do not fit: " + out.error().message +
-                     " (its input is the data's samples, of shape " + shape_str(shape) +
-                     "; data.reshape gives them another)"};
-      return Error{"layer shapes do not fit: " + out.error().message + " (input from " +
-                   layers_[i - 1]->name() + ", shape " + shape_str(shape) + ")"};
+        return Error{at + out.error().message + " (its input is the data's samples, of shape " +
+                     shape_str(shape) +
+                     (reshaped ? ", as data.reshape gives them)" : "; data.reshape gives them another)")};
+      return Error{at + out.error().message + " (input from " + layers_[i - 1]->name() + ", shape " +
+                   shape_str(shape) + ")"};
     }
     shape = *out;
     output_shapes_.push_back(shape);

@@ -22,7 +22,9 @@ class Sequential {
   // Creates every parameter for a sample shape (no batch dimension); returns the output sample shape.
   // A layer whose input does not fit is an error naming it, the layer before it and both shapes.
   // Layers with no trainable layer before them are told that no input gradient is needed.
-  Result<Shape> build(const Shape& input, Runtime& rt);
+  // `reshaped`: the input shape is the one data.reshape gives the samples (for the message of a first layer
+  // that does not fit it).
+  Result<Shape> build(const Shape& input, Runtime& rt, bool reshaped = false);
 
   Tensor forward(const Tensor& x, Runtime& rt, bool training);
   // Back-propagates d loss / d output; leaves every parameter's grad set. Gradients below the first layer

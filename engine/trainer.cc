@@ -6,6 +6,7 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <new>
 #include <numeric>
@@ -83,7 +84,16 @@ Result<Dataset> load_dataset(const DataConfig& c, uint64_t seed, const std::stri
   } else {
     data = synthetic_dataset(c.shape, c.classes, c.samples, seed);
   }
-  if (!data) return data;
+  if (!data) {
+    std::error_code ec;
+    if (!c.set_relative_to.empty() && (!std::filesystem::exists(c.path, ec) ||
+                                       (!c.labels.empty() && !std::filesystem::exists(c.labels, ec))))
+      return Error{data.error().message +
+                   " (a relative path given with --set resolves against the "
+                   "configuration's folder, " +
+                   c.set_relative_to + ", as the file's own paths do)"};
+    return data;
+  }
   if (data->rows() == 0) return Error{(c.path.empty() ? "data" : c.path) + ": the data set is empty"};
   // A NaN or an infinity (a missing value, say) would surface only as a NaN loss, steps later. (The CSV
   // reader reports its own with line and column.)
@@ -98,6 +108,13 @@ Result<Dataset> load_dataset(const DataConfig& c, uint64_t seed, const std::stri
                    " is " + std::to_string(data->y[i])};
   if (!c.reshape.empty()) {
     Shape s = c.reshape;
+    int64_t values = 1;
+    for (int64_t d : s)
+      if (__builtin_mul_overflow(values, d, &values))
+        return Error{(config_file.empty() ? "" : config_file + ": ") + "data.reshape " +
+                     shape_str(c.reshape) +
+                     " holds more values than a sample can (over 2^63), where each sample of " + c.path +
+                     " has " + std::to_string(shape_size(data->sample_shape()))};
     if (shape_size(s) != shape_size(data->sample_shape()))
       return Error{(config_file.empty() ? "" : config_file + ": ") + "data.reshape " + shape_str(c.reshape) +
                    " holds " + std::to_string(shape_size(s)) + " values but each sample of " + c.path +
@@ -162,9 +179,16 @@ Result<PreparedData> prepare_rows(const RunConfig& config, Dataset data, const S
     out.val = take_rows(out.train, val);
     out.train = take_rows(out.train, keep);
   }
-  if (out.train.rows() == 0)
-    return Error{(config.data.path.empty() ? std::string("the synthetic data") : config.data.path) +
-                 ": no training rows left after the splits"};
+  if (out.train.rows() == 0) {
+    const std::string data = config.data.path.empty() ? std::string("the synthetic data") : config.data.path;
+    const int64_t rows = out.test.rows();  // the split gave them all to the test set
+    if (split && config.data.test_fraction > 0)
+      return Error{config.file +
+                   ": data.test_fraction = " + fmt_number(static_cast<float>(config.data.test_fraction)) +
+                   " of the " + std::to_string(rows) + " row" + (rows == 1 ? "" : "s") + " of " + data +
+                   " leaves no training rows"};
+    return Error{data + ": no training rows left after the splits"};
+  }
   if (config.data.scale != "none") {
     const Scaler scaler = Scaler::fit(
         config.data.scale == "standardize" ? ScaleKind::standardize : ScaleKind::minmax, out.train.x);
@@ -366,8 +390,8 @@ Status Training::prepare(const TrainingOptions& options) {
   auto model = Sequential::from_specs(config_.layers);
   if (!model) return model.error();
   model_ = std::move(model).value();
-  auto out = model_.build(data->sample_shape(), rt_);
-  if (!out) return out.error();
+  auto out = model_.build(data->sample_shape(), rt_, !config_.data.reshape.empty());
+  if (!out) return Error{(config_.file.empty() ? "" : config_.file + ": ") + out.error().message};
   // On a device the parameters, drawn on the host, are copied there; from now on the layers, the loss and the
   // optimizer keep their values there.
   if (device_) {

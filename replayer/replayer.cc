@@ -162,7 +162,12 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
     auto file = trace::digest_regular_file(*target, info.size_bytes);
     if (!file) {
       if (!std::filesystem::exists(*target))
-        return Error{user_copy ? "data file " + *target + " (" + how + ") does not exist"
+        return Error{user_copy ? "data file " + *target + " (" + how + ") does not exist" +
+                                     (user_set && !d.set_relative_to.empty()
+                                          ? " (a relative path given with --set resolves against the "
+                                            "configuration's folder, " +
+                                                d.set_relative_to + ", as the file's own paths do)"
+                                          : std::string())
                      : info.is_embedded()
                          ? what + " is missing"
                          : what + " is missing: pass --data PATH, or record with --embed-data"};

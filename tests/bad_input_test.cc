@@ -71,6 +71,31 @@ TEST_F(BadInput, ConfigurationThatIsAFolderOrEmptyIsRefusedAsSuch) {
   expect_error("train " + dir.write("blank.toml", "\n  \n"), "blank.toml: the configuration is empty");
 }
 
+// Each mistake is named by the key that makes it, where the file or --set gave it: an unknown data source
+// (not a key it would read), a value inside a table --set gave, an empty label, a test split that leaves no
+// training rows, a layer that does not fit its input, a reshape past any size, a relative path from --set.
+TEST_F(BadInput, EachMistakeNamesTheKeyThatMakesIt) {
+  dir.write("d.csv", good_csv);
+  const std::string run = config("d.csv");
+  expect_error("train " + run + " --set data.source=CSV",
+               "run.toml (--set): data.source: unknown data source 'CSV' (did you mean 'csv'?)");
+  expect_error("train " + run + " --set 'train={epochs=0,loss=\"mse\"}'",
+               "run.toml (--set): train.epochs must be at least 1, got 0");
+  expect_error("train " + run + " --set 'data.label=\"\"'", "run.toml (--set): data.label is empty");
+  expect_error("train " + run + " --set data.test_fraction=0.9",
+               "run.toml: data.test_fraction = 0.9 of the 4 rows of " + dir.file("d.csv") +
+                   " leaves no training rows");
+  expect_error("train " + run + " --set 'model.layers[0]={type=\"Conv2D\",filters=2,kernel_size=3}'",
+               "run.toml: layer shapes do not fit at model.layers[0]: conv2d_1");
+  expect_error("train " + run + " --set 'data.reshape=[4611686018427387920, 4]'",
+               "run.toml: data.reshape (4611686018427387920, 4) holds more values than a sample can");
+  expect_error("train " + run + " --set train.optimizer.learning_rate=.001",
+               "train.optimizer.learning_rate must be a number, got a string (\".001\")");
+  expect_error("train " + run + " --set data.path=elsewhere/d.csv",
+               "(a relative path given with --set resolves against the configuration's folder, " +
+                   dir.path().string());
+}
+
 TEST_F(BadInput, MissingDataFileIsNamed) {
   expect_error("train " + config("absent.csv"), "absent.csv");
 }
