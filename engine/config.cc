@@ -57,6 +57,10 @@ std::string got(const toml::node& n) {
 // Reads one table's keys, remembering which it knew, so that what is left over is reported as unknown.
 }  // namespace
 
+std::string new_run_problem(const RunConfig& config) {
+  return config.float32_problems.empty() ? std::string() : config.float32_problems.front();
+}
+
 const std::map<std::string, std::string>& fixed_table_keys() {
   static const std::map<std::string, std::string> kTables = [] {
     std::map<std::string, std::string> m;
@@ -171,12 +175,6 @@ class TableReader {
       // Every setting ends up in float32 arithmetic, where a larger value is an infinity.
       if (std::fabs(v) > std::numeric_limits<float>::max())
         return fail(where(*n, key) + " is too large: float32 holds at most 3.4e38");
-      // Nor one it rounds to 0: a learning rate of 1e-50 would train nothing, an epsilon of 1e-50 divide by
-      // 0.
-      if (v != 0 && static_cast<float>(v) == 0)
-        return fail(where(*n, key) +
-                    " is too small: float32, in which it is used, rounds it to 0 (its smallest "
-                    "positive value is 1.4e-45); give 0 or a larger value");
       out = v;
       return true;
     }
@@ -770,6 +768,32 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
   if (p != "default" && p != "deterministic" && p != "autotune" && p != "portable")
     return named("runtime.policy", unknown_choice("policy", p, {"default", "deterministic", "autotune", "portable"}));
   if (auto device = parse_device(c.runtime.device); !device) return named("runtime.device", device.error().message);
+
+  // Settings in range that float32, in which the run uses them, makes useless: a run to be trained refuses
+  // them (new_run_problem); one recorded with them replays as it ran.
+  const std::string rounds =
+      " float32, in which the run uses it, rounds it to 0 (its smallest positive value is "
+      "1.4e-45)";
+  if (o.learning_rate > 0 && static_cast<float>(o.learning_rate) == 0)
+    c.float32_problems.push_back(line_of("train.optimizer.learning_rate") + " is too small:" + rounds +
+                                 ": the run would train nothing");
+  if (o.type != "sgd" && o.epsilon > 0 && static_cast<float>(o.epsilon) == 0)
+    c.float32_problems.push_back(line_of("train.optimizer.epsilon") + " is too small:" + rounds +
+                                 ": the update would divide 0 by 0 where a gradient is 0");
+  for (size_t i = 0; i < c.layers.size(); ++i) {
+    const LayerSpec& l = c.layers[i];
+    auto at = [&](const std::string& key) {
+      auto it = l.sources.find(key);
+      return it != l.sources.end() ? it->second : name + ": model.layers[" + std::to_string(i) + "]." + key;
+    };
+    if (l.type == "BatchNormalization" && l.epsilon > 0 && static_cast<float>(l.epsilon) == 0)
+      c.float32_problems.push_back(at("epsilon") + " is too small:" + rounds +
+                                   ": a channel of one value would divide 0 by 0");
+    if (l.type == "Dropout" && l.rate < 1 && static_cast<float>(l.rate) >= 1)
+      c.float32_problems.push_back(at("rate") + " is " + num(l.rate) +
+                                   ", which float32, in which the layer draws, rounds to 1: every unit would "
+                                   "be dropped at every step");
+  }
   return c;
 }
 

@@ -91,7 +91,14 @@ struct RunConfig {
   std::string file;                    // where it was read from ("" for text)
   std::string text;                    // the file's text, verbatim
   std::vector<std::string> overrides;  // "key=value", applied in order
+  // Settings in range that float32 makes useless (a learning rate it rounds to 0, a dropout rate it rounds to
+  // 1), each with where it was given: new_run_problem.
+  std::vector<std::string> float32_problems;
 };
+
+// Why a run of `config` is not to be trained (a setting float32 makes useless), with the file and line; ""
+// for none. A recording made with one replays as it ran: only a new run refuses it.
+std::string new_run_problem(const RunConfig& config);
 
 // The effective values of a configuration as flat "key" -> "value" pairs (e.g. "train.epochs" -> "10",
 // "model.layers[0].units" -> "16"), for comparing two runs' configurations key by key.

@@ -541,12 +541,32 @@ TEST(Config, NumbersPastFloat32AreRefused) {
         "run.toml (--set): train.optimizer.learning_rate is too large: float32 holds at most"}});
   auto c = parse_config(kBase, "run.toml", "", {"train.optimizer.learning_rate=3e38"});
   EXPECT_TRUE(c.ok()) << c.error().message;
-  // Nor one float32 rounds to 0 (a learning rate that trains nothing, an epsilon that divides by 0), nor a
-  // dropout rate it rounds to 1 (every unit dropped).
-  expect_set_errors({{"train.optimizer.learning_rate=1e-50",
-                      "run.toml (--set): train.optimizer.learning_rate is too small: float32, in which it is "
-                      "used, rounds it to 0"},
-                     {"train.optimizer.epsilon=1e-50", "train.optimizer.epsilon is too small"}});
+  // A setting float32 rounds to 0 (a learning rate that trains nothing, an epsilon that divides by 0), or a
+  // dropout rate it rounds to 1 (every unit dropped), is read (a recording made with one replays as it ran),
+  // and a new run refuses it, saying where it was given.
+  for (const auto& [set, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"train.optimizer.learning_rate=1e-50",
+            "run.toml (--set): train.optimizer.learning_rate is too small: float32, in which the run uses "
+            "it, "
+            "rounds it to 0 (its smallest positive value is 1.4e-45): the run would train nothing"},
+           {"train.optimizer.epsilon=1e-50", "run.toml (--set): train.optimizer.epsilon is too small"},
+           {"model.layers[0]={type=\"Dropout\",rate=0.99999999}",
+            "run.toml (--set): model.layers[0].rate is 0.99999999, which float32, in which the layer draws, "
+            "rounds to 1"},
+           {"model.layers[0]={type=\"BatchNormalization\",epsilon=1e-50}",
+            "run.toml (--set): model.layers[0].epsilon is too small"}}) {
+    auto tiny = parse_config(kBase, "run.toml", "", {set});
+    ASSERT_TRUE(tiny.ok()) << tiny.error().message;
+    EXPECT_EQ(new_run_problem(*tiny).rfind(expected, 0), 0u) << new_run_problem(*tiny);
+  }
+  // A negative one is out of range, and a value used in double (a test fraction) is no problem.
+  expect_set_errors({{"train.optimizer.learning_rate=-1e-50", "must be positive, got -1e-50"}});
+  for (const char* fine :
+       {"train.optimizer.learning_rate=1e-40", "train.optimizer.beta_1=1e-50", "data.test_fraction=1e-50"}) {
+    auto c = parse_config(kBase, "run.toml", "", {fine});
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    EXPECT_EQ(new_run_problem(*c), "") << fine;
+  }
   for (const char* fine : {"train.optimizer.learning_rate=1e-40", "train.optimizer.beta_1=0"})
     EXPECT_TRUE(parse_config(kBase, "run.toml", "", {fine}).ok()) << fine;
 }

@@ -123,6 +123,25 @@ Located locate(const std::string& trace, ForceSet force, FirstDivergence d) {
 
 // The headline's site is the one the comparison with the recording found; the re-execution adds the values
 // at that site, and names the op inside it where the difference shows first as a note.
+// A setting float32 makes useless (a learning rate it rounds to 0) is refused for a new run, naming it; a run
+// recorded with one (an earlier trainrr took it) replays as it ran.
+TEST_F(RightAnswers, ASettingFloat32MakesUselessIsRefusedForANewRunAndReplaysInARecording) {
+  const std::string cfg = dir.write("tiny.toml", breast_cancer("seed = 4\n", kBreastCancer, kOneThread));
+  const std::string tiny = "train.optimizer.learning_rate=1e-50";
+  const CommandResult refused = run_trainrr("record " + cfg + " --set " + tiny + " -o " + dir.file("no.trr"));
+  EXPECT_EQ(refused.exit_code, 2) << refused.output;
+  EXPECT_TRUE(has(refused.output,
+                  "train.optimizer.learning_rate is too small: float32, in which the run uses "
+                  "it, rounds it to 0"))
+      << refused.output;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("no.trr")));
+  const std::string trace = dir.file("tiny.trr");
+  ASSERT_EQ(record_via_api(cfg, {tiny}, trace), "");
+  const CommandResult replay = run_trainrr("replay " + trace);
+  EXPECT_EQ(replay.exit_code, 0) << replay.output;
+  EXPECT_TRUE(has(replay.output, "reproduced bit for bit")) << replay.output;
+}
+
 TEST_F(RightAnswers, ReplayHeadlineNamesTheSiteTheComparisonFoundWithItsValues) {
   const std::string trace = other_kernel_trace();
   const std::string free_kernels = " --force rng,split,shuffle,loader --json";

@@ -392,6 +392,8 @@ int run_record(const RecordArgs& a) {
     return kBadInput;
   }
   // Before the trace is created: a run that cannot start here writes nothing.
+  if (const std::string problem = new_run_problem(*config); !problem.empty())
+    if (const int code = setup_step(Status{Error{problem}}, kBadInput); code >= 0) return code;
   if (const int code = setup_step(check_run_device(*config), kCannotReplay); code >= 0) return code;
   RecordOptions ro;
   ro.path = a.output;

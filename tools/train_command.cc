@@ -28,6 +28,10 @@ int run_train(const TrainArgs& a) {
     print_error(config.error().message);
     return kBadInput;
   }
+  if (const std::string problem = new_run_problem(*config); !problem.empty()) {
+    print_error(problem);
+    return kBadInput;
+  }
   if (Status s = check_run_device(*config); !s) {
     print_error(s.error().message);
     return kCannotReplay;

@@ -52,10 +52,6 @@ std::optional<LayerValueProblem> layer_value_problem(const LayerSpec& spec) {
   }
   if (t == "Dropout" && !(spec.rate >= 0 && spec.rate < 1))
     return LayerValueProblem{"rate", "must be in [0, 1), got " + num(spec.rate)};
-  // The layer draws in float32, where a rate this close to 1 is 1: every unit dropped at every step.
-  if (t == "Dropout" && static_cast<float>(spec.rate) >= 1)
-    return LayerValueProblem{"rate", "must be in [0, 1), got " + num(spec.rate) +
-                                         ", which is 1 in float32, the precision the layer draws in"};
   if (t == "BatchNormalization") {
     if (!(spec.momentum >= 0 && spec.momentum <= 1))
       return LayerValueProblem{"momentum", "must be in [0, 1], got " + num(spec.momentum)};

@@ -42,6 +42,8 @@ Run::Run(const ConfigSource& source, std::optional<RecordSettings> record, pyb::
   auto config = read_config(source);
   if (!config) raise(ErrorKind::config, config.error().message);
   config_ = std::move(config).value();
+  if (const std::string problem = new_run_problem(config_); !problem.empty())
+    raise(ErrorKind::config, problem);
   register_cpu_kernels(registry_);
 
   // As `trainrr record` does it: the recorder digests (and embeds) the data first, the trace is started
