@@ -36,7 +36,7 @@ std::string shown(std::string_view s) {
 
 DataDifference first_data_difference(std::span<const uint8_t> recorded_bytes, std::string_view now, bool csv,
                                      std::string_view name_a, std::string_view name_b,
-                                     std::string_view csv_label) {
+                                     std::string_view label_a, std::string_view label_b) {
   const std::string a_is = " (" + std::string(name_a) + ")", b_is = " (" + std::string(name_b) + ")";
   const std::string_view recorded(reinterpret_cast<const char*>(recorded_bytes.data()), recorded_bytes.size());
   if (recorded == now) return {};
@@ -92,21 +92,6 @@ DataDifference first_data_difference(std::span<const uint8_t> recorded_bytes, st
   }
   // Two copies the run reads the same values from (other line endings, a byte-order mark, blank lines,
   // quoting or spaces): the same data, as two .npy copies of the same values are.
-  if (!csv_label.empty()) {
-    auto pa = parse_csv(recorded, std::string(name_a), std::string(csv_label), false);
-    auto pb = parse_csv(now, std::string(name_b), std::string(csv_label), false);
-    if (pa && pb && pa->x.shape == pb->x.shape && pa->feature_names == pb->feature_names &&
-        pa->y.size() == pb->y.size() &&
-        std::memcmp(pa->x.data.data(), pb->x.data.data(), pa->x.data.size() * sizeof(float)) == 0 &&
-        std::memcmp(pa->y.data(), pb->y.data(), pa->y.size() * sizeof(float)) == 0)
-      return {
-          "the rows hold the same values, as the run reads them: only the text differs (line endings, "
-          "blank lines, a byte-order mark, quoting or spaces)",
-          true};
-  }
-  // Fields are compared as text, split at commas: a quoted field with a comma inside shifts the count of
-  // that row's later columns, which the row number still locates. Rows are counted as the reader counts
-  // them: a blank line holds none, and a byte-order mark is no part of the header.
   struct Line {
     size_t number;  // from 1
     std::string_view text;
@@ -115,12 +100,83 @@ DataDifference first_data_difference(std::span<const uint8_t> recorded_bytes, st
     if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
     std::vector<Line> out;
     size_t number = 0;
-    for (std::string_view l : split(text, '\n')) {
+    // Lines end in \n, \r\n or a lone \r, as the reader takes them; one of blanks and tabs alone is blank.
+    while (!text.empty()) {
+      const size_t end = text.find_first_of("\r\n");
+      const std::string_view l = text.substr(0, end);
       ++number;
-      if (!trimmed(l).empty()) out.push_back({number, trimmed(l)});
+      if (l.find_first_not_of(" \t") != std::string_view::npos) out.push_back({number, trimmed(l)});
+      if (end == std::string_view::npos) break;
+      text.remove_prefix(end + (text.substr(end, 2) == "\r\n" ? 2 : 1));
     }
     return out;
   };
+  if (!label_a.empty() && !label_b.empty()) {
+    auto pa = parse_csv(recorded, std::string(name_a), std::string(label_a), false);
+    auto pb = parse_csv(now, std::string(name_b), std::string(label_b), false);
+    if (pa && pb && pa->x.shape == pb->x.shape && pa->feature_names == pb->feature_names &&
+        pa->y.size() == pb->y.size()) {
+      if (std::memcmp(pa->x.data.data(), pb->x.data.data(), pa->x.data.size() * sizeof(float)) == 0 &&
+          std::memcmp(pa->y.data(), pb->y.data(), pa->y.size() * sizeof(float)) == 0)
+        return {
+            "the rows hold the same values, as the run reads them (every feature and label, bit for bit): "
+            "the files differ in their text alone",
+            true};
+    }
+    // Two files the run reads with the same columns: the first value that differs as the run reads it
+    // (float32), by the line that holds its row in each copy.
+    if (pa && pb && pa->feature_names == pb->feature_names && pa->x.shape.size() == 2 &&
+        pb->x.shape.size() == 2 && pa->x.shape[1] == pb->x.shape[1]) {
+      const int64_t cols = pa->x.shape[1], rows = std::min(pa->rows(), pb->rows());
+      // A feature's column in the file (from 1), where the label column stands at one place in both: the
+      // features are the other columns, in order.
+      auto label_at = [&rows_of](std::string_view text, std::string_view label) -> int64_t {
+        const auto lines = rows_of(text);
+        if (lines.empty()) return -1;
+        int64_t at = 0;
+        for (std::string_view f : split(lines[0].text, ',')) {
+          while (!f.empty() && (f.front() == ' ' || f.front() == '"')) f.remove_prefix(1);
+          while (!f.empty() && (f.back() == ' ' || f.back() == '"')) f.remove_suffix(1);
+          if (f == label) return at;
+          ++at;
+        }
+        return -1;
+      };
+      const int64_t label_col = label_at(recorded, label_a);
+      auto column_of = [&](int64_t col) {
+        if (label_col < 0 || label_col != label_at(now, label_b)) return std::string();
+        return std::to_string(col + (col >= label_col ? 2 : 1)) + " ";
+      };
+      auto where = [&](int64_t row) {
+        const int64_t la = pa->line_of(row), lb = pb->line_of(row);
+        const std::string line = la == lb || row >= pa->rows() || row >= pb->rows()
+                                     ? "line " + std::to_string(row < pa->rows() ? la : lb)
+                                     : "line " + std::to_string(la) + a_is + ", " + std::to_string(lb) + b_is;
+        return "first difference at " + line + " (data row " + std::to_string(row) + ", counting from 0)";
+      };
+      for (int64_t row = 0; row < rows; ++row) {
+        for (int64_t col = 0; col < cols; ++col) {
+          const float va = pa->x.data[row * cols + col], vb = pb->x.data[row * cols + col];
+          if (std::memcmp(&va, &vb, sizeof va) == 0) continue;
+          const auto [ta, tb] = side_by_side(va, vb);
+          return {where(row) + ", column " + column_of(col) + "'" + shown(pa->feature_names[col]) +
+                  "': " + ta + a_is + " vs " + tb + b_is};
+        }
+        if (std::memcmp(&pa->y[row], &pb->y[row], sizeof(float)) != 0) {
+          const auto [ta, tb] = side_by_side(pa->y[row], pb->y[row]);
+          return {where(row) + ", the label" +
+                  (label_a == label_b ? " ('" + shown(label_a) + "')" : std::string()) + ": " + ta + a_is +
+                  " vs " + tb + b_is};
+        }
+      }
+      if (pa->rows() != pb->rows())
+        return {where(rows) + ": a row only the " + std::string(pa->rows() > pb->rows() ? name_a : name_b) +
+                " copy has"};
+    }
+  }
+  // Fields are compared as text, split at commas: a quoted field with a comma inside shifts the count of
+  // that row's later columns, which the row number still locates. Rows are counted as the reader counts
+  // them: a blank line holds none, and a byte-order mark is no part of the header.
   const auto a = rows_of(recorded), b = rows_of(now);
   const auto header = split(a.empty() ? std::string_view() : a[0].text, ',');
   for (size_t row = 0; row < std::max(a.size(), b.size()); ++row) {

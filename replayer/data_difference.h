@@ -24,13 +24,14 @@ struct DataDifference {
 // For a CSV file: "first difference at line 7 (data row 5, counting from 0), column 4 'mean area': 551.1
 // (recorded) vs 552.1 (now)", or a row present on one side only; for two .npy arrays, the first element that
 // differs as the run reads it (float32), and their dtypes where those differ; for any other file, the first
-// differing byte offset. `a` and `b` name the two copies in the message. With `csv_label`, the run's label
-// column, two CSV copies the run reads the same values from (other line endings, blank lines, a byte-order
-// mark) hold the same data (same_values). Rows are counted as the reader counts them: a blank line holds
-// none.
+// differing byte offset. `a` and `b` name the two copies in the message. With `label_a` and `label_b`, the
+// label column each copy's run reads, two CSV copies are read as the runs read them: the same values (other
+// line endings, blank lines, a byte-order mark, the label column moved) are the same data (same_values), and
+// otherwise the first value that differs, as float32, is named. Rows are counted as the reader counts them: a
+// blank line holds none.
 DataDifference first_data_difference(std::span<const uint8_t> recorded, std::string_view now, bool csv,
                                      std::string_view a = "recorded", std::string_view b = "now",
-                                     std::string_view csv_label = "");
+                                     std::string_view label_a = "", std::string_view label_b = "");
 
 // The recorded copy of a data file: embedded in the trace, or else at its recorded path where the file there
 // still holds the recorded bytes (its size and digest), read whole (up to 1 GiB) into `read`; empty where

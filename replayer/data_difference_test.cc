@@ -67,17 +67,43 @@ TEST(DataDifference, CsvCopiesOfTheSameValuesAreTheSameData) {
   for (const std::string& same :
        {std::string("y,r\r\n1,2.5\r\n0,3.5\r\n"), std::string("y,r\n1,2.5\n\n0,3.5\n"),
         std::string("\xEF\xBB\xBFy,r\n1,2.5\n0,3.5\n"), std::string("\"y\",r\n1,\"2.5\"\n0,3.50\n")}) {
-    const DataDifference d = first_data_difference(bytes(a), same, true, "recorded", "now", "y");
+    const DataDifference d = first_data_difference(bytes(a), same, true, "recorded", "now", "y", "y");
     EXPECT_TRUE(d.same_values) << same;
     EXPECT_EQ(
         d.where,
-        "the rows hold the same values, as the run reads them: only the text differs (line endings, blank "
-        "lines, a byte-order mark, quoting or spaces)");
+        "the rows hold the same values, as the run reads them (every feature and label, bit for bit): the "
+        "files differ in their text alone");
   }
   EXPECT_FALSE(
-      first_data_difference(bytes(a), "y,r\n1,2.5\n0,3.6\n", true, "recorded", "now", "y").same_values);
-  // Without the label column, the text is compared: not the same data.
+      first_data_difference(bytes(a), "y,r\n1,2.5\n0,3.6\n", true, "recorded", "now", "y", "y").same_values);
+  // Without the labels, the text is compared: not the same data.
   EXPECT_FALSE(first_data_difference(bytes(a), "y,r\r\n1,2.5\r\n0,3.5\r\n", true).same_values);
+  // The label column moved: the same data.
+  EXPECT_TRUE(
+      first_data_difference(bytes(a), "r,y\n2.5,1\n3.5,0\n", true, "recorded", "now", "y", "y").same_values);
+  // Each copy read with its run's label: a copy whose run reads another column as the label is other data.
+  EXPECT_FALSE(first_data_difference(bytes(a), a, true, "recorded", "now", "y", "r").same_values);
+}
+
+// Read as the runs read them, the first value that differs is named by the line of its row in each copy,
+// past cells spelled otherwise (14.34 and 14.34000000001 are one float32), quoting, tabs and lone carriage
+// returns.
+TEST(DataDifference, CsvCopiesThatDifferNameTheFirstValueTheRunsReadOtherwise) {
+  const std::string a = "x,y\n14.34,1\n2,0\n3,1\n";
+  EXPECT_EQ(first_data_difference(bytes(a), "\"x\",y\n14.34000000001,1\n\t\n2,0\n3.5,1\n", true, "recorded",
+                                  "now", "y", "y")
+                .where,
+            "first difference at line 4 (recorded), 5 (now) (data row 2, counting from 0), column 1 'x': 3 "
+            "(recorded) vs 3.5 (now)");
+  EXPECT_EQ(
+      first_data_difference(bytes(a), "x,y\r14.34,1\r2,0\r3,0\r", true, "recorded", "now", "y", "y").where,
+      "first difference at line 4 (data row 2, counting from 0), the label ('y'): 1 (recorded) vs 0 (now)");
+  EXPECT_EQ(first_data_difference(bytes(a), a + "4,0\n", true, "recorded", "now", "y", "y").where,
+            "first difference at line 5 (data row 3, counting from 0): a row only the now copy has");
+  // Text alone (no label given): a lone carriage return ends a line, a line of a tab is blank.
+  EXPECT_EQ(first_data_difference(bytes(a), "x,y\r\t\r14.34,1\r2,0\r3,0\r", true).where,
+            "first difference at line 4 (recorded), 5 (now) (data row 2, counting from 0), column 2 'y': 1 "
+            "(recorded) vs 0 (now)");
 }
 
 TEST(DataDifference, OtherFilesNameTheFirstDifferingByte) {

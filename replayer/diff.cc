@@ -311,10 +311,12 @@ std::string recorded_data_difference(const trace::TraceHeader& ha, const trace::
         const std::span<const uint8_t> copy_a = recorded_copy(da, read_a), copy_b = recorded_copy(db, read_b);
         if (!copy_a.empty() && !copy_b.empty()) {
           const std::string_view b(reinterpret_cast<const char*>(copy_b.data()), copy_b.size());
-          // The label column A's run reads, for the rows' values.
-          auto config_a = parse_config(ha.config, "A", "", ha.config_overrides);
-          const std::string label = config_a && config_a->data.source == "csv" ? config_a->data.label : "";
-          where = first_data_difference(copy_a, b, da.name == "data", "A", "B", label);
+          // The label column each run reads, for the rows' values.
+          auto label = [](const trace::TraceHeader& h) {
+            auto c = parse_config(h.config, "the recorded configuration", "", h.config_overrides);
+            return c && c->data.source == "csv" ? c->data.label : std::string();
+          };
+          where = first_data_difference(copy_a, b, da.name == "data", "A", "B", label(ha), label(hb));
         }
         if (where.same_values) {
           // Other bytes, the same data: both runs read the same values from it.

@@ -33,11 +33,17 @@ float relative_difference(const Summary& a, const Summary& b) {
   const double n = static_cast<double>(std::max<uint64_t>(a.count, 1));
   const double scale = std::max({std::fabs(double{a.min}), std::fabs(double{a.max}), std::fabs(double{b.min}),
                                  std::fabs(double{b.max})});
-  const double d = std::max({std::fabs(double{a.min} - double{b.min}), std::fabs(double{a.max} - double{b.max}),
-                             std::fabs(a.sum - b.sum) / n,
-                             std::fabs(std::sqrt(std::max(a.sum_sq, 0.0) / n) - std::sqrt(std::max(b.sum_sq, 0.0) / n))});
+  // The RMS where both sums of squares are finite: a square of finite values past float32's range (about
+  // 1.8e19 and up, an exploding run) is an infinity that no value is.
+  const double rms =
+      std::isfinite(a.sum_sq) && std::isfinite(b.sum_sq)
+          ? std::fabs(std::sqrt(std::max(a.sum_sq, 0.0) / n) - std::sqrt(std::max(b.sum_sq, 0.0) / n))
+          : 0.0;
+  const double d = std::max({std::fabs(double{a.min} - double{b.min}),
+                             std::fabs(double{a.max} - double{b.max}), std::fabs(a.sum - b.sum) / n, rms});
   const double r = scale > 0 ? d / scale : d;
-  if (!std::isfinite(r)) return MapRow::kNonFinite;
+  // Finite values alone (both sides counted none that is not): as far apart as a size goes.
+  if (!std::isfinite(r)) return 1e38f;
   // Digests that differ under equal summaries: a difference below what the summary resolves.
   if (r <= 0) return std::numeric_limits<float>::min();
   // Below the two stand-ins above (a finite summary's relative difference is at most about 2).

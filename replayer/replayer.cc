@@ -187,8 +187,12 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
     const std::span<const uint8_t> recorded = recorded_copy(info, read);
     if (!recorded.empty() && file->size <= (uint64_t{1} << 30))
       if (auto now = read_file_bytes(*target); now && now->size() == file->size) {
-        const DataDifference where = first_data_difference(recorded, *now, d.source == "csv", "recorded",
-                                                           "now", d.source == "csv" ? d.label : "");
+        // The recorded copy as the recording read it, the user's as this replay reads it.
+        const std::string recorded_label =
+            d.source == "csv" && own && own.value().data.source == "csv" ? own.value().data.label : "";
+        const DataDifference where =
+            first_data_difference(recorded, *now, d.source == "csv", "recorded", "now", recorded_label,
+                                  d.source == "csv" ? d.label : "");
         if (where.same_values) {
           // Other bytes, the same data: the run reads from this file what it read from the recorded one.
           r.notes.push_back("data: " + what.substr(std::string_view("data file ").size()) +

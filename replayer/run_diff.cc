@@ -224,7 +224,8 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
   std::vector<std::string> layers;
   const std::vector<std::string> configs =
       effective_differences(recorded_config_differences(ha, hb, &layers), A, B);
-  const std::string data = recorded_data_difference(ha, hb);
+  std::vector<std::string> same_data;  // data files of other bytes that hold the same values
+  const std::string data = recorded_data_difference(ha, hb, nullptr, &same_data);
   const std::vector<std::string> within = differences_within_steps(configs);
   std::string within_text, length;
   for (const std::string& c : within) within_text += (within_text.empty() ? "" : "; ") + c;
@@ -675,6 +676,7 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
         "rank count (" +
         counted(na, "rank") + " in A, " + std::to_string(nb) + " in B): they are not compared");
   for (const std::string& past : stops_past) out.lines.push_back("  note: " + past);
+  for (const std::string& same : same_data) out.lines.push_back("  note: " + same);
   if (extent[0].steps != extent[1].steps)
     out.lines.push_back("  note: A holds " + counted(extent[0].steps, "complete step") + ", B " +
                         counted(extent[1].steps, "complete step") + ": the steps from step " +
