@@ -111,7 +111,8 @@ pyb::dict config_dict(const RunConfig& c) {
   pyb::object seed = c.seed ? pyb::object(pyb::int_(*c.seed)) : pyb::object(pyb::none());
   return pyb::dict("seed"_a = seed, "layers"_a = layers, "optimizer"_a = optimizer, "data"_a = data,
                    "augment"_a = augment, "train"_a = train, "threads"_a = c.runtime.threads,
-                   "policy"_a = c.runtime.policy, "file"_a = c.file, "text"_a = c.text);
+                   "policy"_a = c.runtime.policy, "device"_a = c.runtime.device, "tf32"_a = c.runtime.tf32,
+                   "file"_a = c.file, "text"_a = c.text);
 }
 
 pyb::dict parse(const ConfigSource& source) {

@@ -652,14 +652,16 @@ def test_str_of_a_bisect_report_is_the_commands_text_with_its_result_line(tmp_pa
 
 
 @pytest.mark.parametrize("cls, signature", [
-    (layers.Dense, "(units, activation=None, use_bias=True, kernel_initializer='glorot_uniform', name=None, "
-                   "**kwargs)"),
-    (layers.Conv2D, "(filters, kernel_size, strides=(1, 1), padding='valid', activation=None, use_bias=True, "
-                    "kernel_initializer='glorot_uniform', name=None, **kwargs)"),
-    (layers.MaxPool2D, "(pool_size=(2, 2), strides=None, padding='valid', name=None, **kwargs)"),
-    (layers.BatchNormalization, "(momentum=0.99, epsilon=0.001, name=None, **kwargs)"),
-    (layers.Dropout, "(rate, name=None, **kwargs)"),
-    (layers.Flatten, "(name=None, **kwargs)"),
+    # Past the arguments trainrr shares with Keras, by position, Keras' next (bias_initializer, data_format,
+    # axis, noise_shape) are refused by name: the rest are given by name.
+    (layers.Dense, "(units, activation=None, use_bias=True, kernel_initializer='glorot_uniform', *args, "
+                   "name=None, **kwargs)"),
+    (layers.Conv2D, "(filters, kernel_size, strides=(1, 1), padding='valid', *args, activation=None, "
+                    "use_bias=True, kernel_initializer='glorot_uniform', name=None, **kwargs)"),
+    (layers.MaxPool2D, "(pool_size=(2, 2), strides=None, padding='valid', *args, name=None, **kwargs)"),
+    (layers.BatchNormalization, "(*args, momentum=0.99, epsilon=0.001, name=None, **kwargs)"),
+    (layers.Dropout, "(rate, *args, name=None, **kwargs)"),
+    (layers.Flatten, "(*args, name=None, **kwargs)"),
     (layers.Activation, "(activation, name=None, **kwargs)"),
     (optimizers.SGD, "(learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs)"),
     (optimizers.Adam, "(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-07, **kwargs)"),
@@ -845,3 +847,64 @@ def test_a_trace_gives_an_infinite_loss_and_a_nan_loss_as_floats_apart(tmp_path)
     epochs = [e["logs"]["loss"] for e in trace.epochs()]
     assert all(type(v) is float for v in epochs), epochs
     np.testing.assert_array_equal(np.array(epochs), np.array(history.history["loss"]))
+
+
+def test_keras_positional_arguments_are_taken_as_keras_takes_them(tmp_path):
+    """A Keras call's arguments by position past those trainrr shares are Keras' (axis, bias_initializer,
+    sample_weight, callbacks): refused by name, never read as another argument."""
+    for make, name in [(lambda: layers.BatchNormalization(1), "axis"),
+                       (lambda: layers.Dense(10, "relu", True, "glorot_uniform", "zeros"), "bias_initializer"),
+                       (lambda: layers.Flatten("channels_last"), "data_format"),
+                       (lambda: layers.Dropout(0.5, (1, 4)), "noise_shape")]:
+        with pytest.raises(trainrr.ConfigError, match=f"argument '{name}' is not supported"):
+            make()
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.float32)
+    m = trainrr.Sequential([layers.Dense(1, activation="sigmoid")])
+    m.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    # fit's sixth is callbacks, its seventh validation_split, as in Keras.
+    history = m.fit(x, y, 8, 2, 0, None, 0.25, seed=1)
+    assert "val_loss" in history.history
+    with pytest.raises(trainrr.ConfigError, match="argument 'sample_weight' is not supported"):
+        m.evaluate(x, y, 8, 0, np.ones(40))
+    with pytest.raises(trainrr.ConfigError, match="return_dict must be True or False"):
+        m.evaluate(x, y, verbose=0, return_dict="no")
+    assert isinstance(m.evaluate(x, y, 8, 0, None, None, None, True), dict)
+
+
+def test_from_config_trains_the_text_it_read_and_keeps_its_runtime(tmp_path):
+    """fit trains the configuration as from_config read it (a file edited since is not half-read), and the
+    model keeps the configuration's device and TF32 setting, which to_config writes."""
+    text = textwrap.dedent("""\
+        seed = 1
+        [data]
+        source = "synthetic"
+        shape = [4]
+        classes = 2
+        samples = 64
+        [[model.layers]]
+        type = "Dense"
+        units = {units}
+        activation = "relu"
+        [[model.layers]]
+        type = "Dense"
+        units = 1
+        activation = "sigmoid"
+        [train]
+        epochs = {epochs}
+        loss = "binary_crossentropy"
+        [runtime]
+        threads = 1
+        {runtime}
+        """)
+    path = tmp_path / "run.toml"
+    path.write_text(text.format(units=16, epochs=1, runtime=""))
+    model = trainrr.Sequential.from_config(path)
+    path.write_text(text.format(units=4, epochs=3, runtime=""))
+    history = model.fit(verbose=0)
+    assert len(history.history["loss"]) == 1
+    assert [w.shape for w in model.get_weights()][:2] == [(4, 16), (16,)]
+    assert "units = 16" in model.to_config() and "epochs = 1" in model.to_config()
+    path.write_text(text.format(units=4, epochs=1, runtime='device = "cuda"\ntf32 = true'))
+    gpu = trainrr.Sequential.from_config(path)
+    assert 'device = "cuda"' in gpu.to_config() and "tf32 = true" in gpu.to_config()

@@ -104,6 +104,8 @@ class Dense(Layer):
     activation: None (linear, the default), "relu", "sigmoid", "tanh" or "softmax".
     use_bias: whether the layer adds a bias (default True).
     kernel_initializer: "glorot_uniform" (the default), "glorot_normal", "he_normal", "he_uniform" or "zeros".
+    args: Keras' next arguments by position (bias_initializer, the regularizers, the constraints), which the
+    engine does not take: refused by name, never read as another argument.
     name: the layer's name in the trace and in reports (default: dense_1, dense_2, ...).
     """
 
@@ -111,8 +113,11 @@ class Dense(Layer):
     _arguments = ("units", "activation", "use_bias", "kernel_initializer")
     _ranges = (("units", lambda v: v > 0, "a positive integer"),)
 
-    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform", name=None,
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform", *args, name=None,
                  **kwargs):
+        _keras_positions("layers.Dense", args, ("bias_initializer", "kernel_regularizer", "bias_regularizer",
+                                                "activity_regularizer", "kernel_constraint", "bias_constraint"),
+                         kwargs)
         super().__init__(units=units, activation=activation, use_bias=use_bias,
                          kernel_initializer=kernel_initializer, name=name, **kwargs)
 
@@ -128,6 +133,8 @@ class Conv2D(Layer):
     activation: None (linear, the default), "relu", "sigmoid", "tanh" or "softmax".
     use_bias: whether the layer adds a bias (default True).
     kernel_initializer: "glorot_uniform" (the default), "glorot_normal", "he_normal", "he_uniform" or "zeros".
+    args: Keras' next arguments by position (data_format, dilation_rate, groups), which the engine does not
+    take: refused by name; activation and the rest are given by name.
     name: the layer's name (default: conv2d_1, ...).
     """
 
@@ -135,8 +142,9 @@ class Conv2D(Layer):
     _arguments = ("filters", "kernel_size", "strides", "padding", "activation", "use_bias", "kernel_initializer")
     _ranges = (("filters", lambda v: v > 0, "a positive integer"),)
 
-    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None, use_bias=True,
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", *args, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", name=None, **kwargs):
+        _keras_positions("layers.Conv2D", args, ("data_format", "dilation_rate", "groups"), kwargs)
         super().__init__(filters=filters, kernel_size=_pair(kernel_size), strides=_pair(strides), padding=padding,
                          activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
                          name=name, **kwargs)
@@ -149,13 +157,15 @@ class MaxPool2D(Layer):
     pool_size: the window, an integer or a pair (default (2, 2)).
     strides: the step of the window, an integer or a pair (default None: pool_size).
     padding: "valid" (the default) or "same".
+    args: Keras' next argument by position (data_format), which the engine does not take: refused by name.
     name: the layer's name (default: max_pooling2d_1, ...).
     """
 
     type = "MaxPool2D"
     _arguments = ("pool_size", "strides", "padding")
 
-    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", name=None, **kwargs):
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", *args, name=None, **kwargs):
+        _keras_positions("layers.MaxPool2D", args, ("data_format",), kwargs)
         super().__init__(pool_size=_pair(pool_size), strides=_pair(strides), padding=padding, name=name, **kwargs)
 
 
@@ -165,12 +175,14 @@ MaxPooling2D = MaxPool2D
 class Flatten(Layer):
     """Reshapes each sample to one dimension ((rows, h, w, c) to (rows, h * w * c)), as keras.layers.Flatten.
 
+    args: Keras' argument by position (data_format), which the engine does not take: refused by name.
     name: the layer's name (default: flatten_1, ...).
     """
 
     type = "Flatten"
 
-    def __init__(self, name=None, **kwargs):
+    def __init__(self, *args, name=None, **kwargs):
+        _keras_positions("layers.Flatten", args, ("data_format",), kwargs)
         super().__init__(name=name, **kwargs)
 
 
@@ -180,6 +192,8 @@ class Dropout(Layer):
     seed and are recorded.
 
     rate: the fraction dropped, a number in [0, 1) (0: nothing is dropped, nothing is drawn).
+    args: Keras' next arguments by position (noise_shape, seed), which the engine does not take (the run's
+    seed draws the masks): refused by name.
     name: the layer's name (default: dropout_1, ...).
     """
 
@@ -187,7 +201,8 @@ class Dropout(Layer):
     _arguments = ("rate",)
     _ranges = (("rate", lambda v: 0 <= v < 1, "a number in [0, 1)"),)
 
-    def __init__(self, rate, name=None, **kwargs):
+    def __init__(self, rate, *args, name=None, **kwargs):
+        _keras_positions("layers.Dropout", args, ("noise_shape", "seed"), kwargs)
         super().__init__(rate=rate, name=name, **kwargs)
 
 
@@ -198,6 +213,8 @@ class BatchNormalization(Layer):
 
     momentum: the moving averages' momentum, a number in [0, 1] (default 0.99).
     epsilon: added to the variance, a positive number (default 0.001).
+    args: Keras' first argument by position, axis, which the engine does not take (it normalizes the last):
+    refused by name, never read as a momentum; momentum and epsilon are given by name.
     name: the layer's name (default: batch_normalization_1, ...).
     """
 
@@ -206,7 +223,10 @@ class BatchNormalization(Layer):
     _ranges = (("momentum", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
                ("epsilon", lambda v: v > 0, "a positive number"))
 
-    def __init__(self, momentum=0.99, epsilon=0.001, name=None, **kwargs):
+    def __init__(self, *args, momentum=0.99, epsilon=0.001, name=None, **kwargs):
+        # Keras' first arguments are axis, momentum, epsilon: by position, axis (which the engine does not
+        # take) comes first, never a momentum.
+        _keras_positions("layers.BatchNormalization", args, ("axis",), kwargs)
         super().__init__(momentum=momentum, epsilon=epsilon, name=name, **kwargs)
 
 
@@ -222,6 +242,19 @@ class Activation(Layer):
 
     def __init__(self, activation, name=None, **kwargs):
         super().__init__(activation=activation, name=name, **kwargs)
+
+
+def _keras_positions(owner, args, order, kwargs):
+    """Puts arguments given by position past those this signature shares with Keras' into `kwargs` under
+    Keras' names for those positions (`order`), where they are refused by name as arguments the engine does not
+    take: a Keras call's positional bias_initializer or axis is never read as another argument."""
+    if len(args) > len(order):
+        raise TypeError(f"{owner}: too many positional arguments ({len(args)} past those trainrr shares with "
+                        f"Keras, whose next are {', '.join(order)}): give the others by name")
+    for key, value in zip(order, args):
+        if key in kwargs:
+            raise TypeError(f"{owner}: got multiple values for argument '{key}'")
+        kwargs[key] = value
 
 
 def _pair(v):

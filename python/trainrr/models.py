@@ -30,6 +30,31 @@ _PREDICT_ONLY_KERAS = {"steps": None, "callbacks": None, "max_queue_size": 10, "
                        "use_multiprocessing": False}
 
 
+# fit's arguments after verbose, in Keras' order: given by position, each is taken as Keras takes it.
+_FIT_KERAS_POSITIONS = ("callbacks", "validation_split", "validation_data", "shuffle", "class_weight",
+                        "sample_weight", "initial_epoch", "steps_per_epoch", "validation_steps",
+                        "validation_batch_size", "validation_freq")
+
+
+def _keras_positions(owner, args, order, kwargs, mine):
+    """Arguments given by position past those the signature shares with Keras', under Keras' names for those
+    positions (`order`): the call's own (`mine`, name -> the value given by name, None or its default when not
+    given) are returned with them, the others go to `kwargs`, where those the engine lacks are refused by name.
+    A Keras call's positional sample_weight or callbacks is never read as another argument."""
+    if len(args) > len(order):
+        raise TypeError(f"{owner}: too many positional arguments ({len(args)} past verbose; Keras' next are "
+                        f"{', '.join(order)})")
+    out = dict(mine)
+    for key, value in zip(order, args):
+        if key in kwargs or (key in mine and key != "return_dict" and mine[key] is not None):
+            raise TypeError(f"{owner}: got multiple values for argument '{key}'")
+        if key in mine:
+            out[key] = value
+        else:
+            kwargs[key] = value
+    return out
+
+
 def _keras_only(owner, kwargs, keras_only, known):
     """Refuses each argument of `kwargs` but those Keras has, the engine lacks and the call gives at Keras'
     default, or unset: None (tf.keras 2's default of run_eagerly, jit_compile and steps_per_execution), and,
@@ -87,7 +112,7 @@ class Sequential:
         self.name = name
         self.layers = []
         self._compiled = None
-        self._source = None  # (path, overrides) of the configuration file the model was read from, unchanged
+        self._source = None  # (path, overrides, text read, its folder) of the configuration the model was read from
         self._data = None  # the configuration's [data] and [augment], for a model read from a file
         # The fit settings every fit starts from, its own arguments replacing them: Keras' defaults, or a
         # configuration's (from_config). Fit arguments are per call, as Keras' are: none carries over.
@@ -168,17 +193,23 @@ class Sequential:
         model.compile(optimizer=optimizers.Optimizer.from_spec(c["optimizer"]),
                       loss=_loss_object(c["train"]["loss"]) if c["train"]["from_logits"] else c["train"]["loss"],
                       metrics=["accuracy"] if c["train"]["loss"] != "mse" else None,
-                      threads=c["threads"], policy=c["policy"])
+                      threads=c["threads"], policy=c["policy"],
+                      # The configuration's device and TF32 setting, where it gives other than the defaults.
+                      device=c["device"] if c["device"] != "cpu" else None, tf32=True if c["tf32"] else None)
         train = c["train"]
         model._defaults = {"epochs": train["epochs"], "batch_size": train["batch_size"], "shuffle": train["shuffle"],
                            "validation_split": train["validation_split"], "seed": c["seed"]}
         model._data = {"data": c["data"], "augment": c["augment"]}
-        model._source = (path, sets)
+        # What fit trains: the text read here, not the file as it may be by then (edited in a notebook), so that
+        # the model, to_config and the run agree. A configuration from a pipe is read again as a file.
+        folder = os.path.dirname(os.path.abspath(path))
+        regular = os.path.isfile(path) and not folder.startswith(("/dev", "/proc"))
+        model._source = (path, sets, c["text"] if regular else None, folder)
         return model
 
     # --- training -------------------------------------------------------------------------------------
 
-    def fit(self, x=None, y=None, batch_size=None, epochs=None, verbose="auto", validation_split=None,
+    def fit(self, x=None, y=None, batch_size=None, epochs=None, verbose="auto", *args, validation_split=None,
             shuffle=None, record=None, seed=None, **kwargs):
         """Trains the model, as Keras' fit: epochs (default 1), batch_size (32), validation_split (the last
         fraction of the rows, evaluated each epoch), shuffle (True). Each argument is this call's, as in
@@ -199,6 +230,10 @@ class Sequential:
 
         Ctrl-C stops the run after the current step; the trace then holds every step before it, and
         KeyboardInterrupt is raised."""
+        # Keras' next positions: callbacks, validation_split, validation_data, shuffle, ...
+        mine = _keras_positions("fit", args, _FIT_KERAS_POSITIONS, kwargs,
+                                {"validation_split": validation_split, "shuffle": shuffle})
+        validation_split, shuffle = mine["validation_split"], mine["shuffle"]
         _keras_only("fit", kwargs, _FIT_ONLY_KERAS, ["x", "y", "batch_size", "epochs", "verbose",
                                                        "validation_split", "shuffle", "record", "seed"])
         if self._compiled is None:
@@ -242,9 +277,10 @@ class Sequential:
                 arrays = digests = None
             if arrays is None and self._source is not None:
                 # The configuration file as `trainrr record FILE --set ...` runs it: the same run, the same trace.
-                path, overrides = self._source
+                path, overrides, text, base_dir = self._source
                 overrides = overrides + _overrides(given)
-                source = dict(file=path, text="", name="", base_dir="", overrides=overrides)
+                source = (dict(file=path, text="", name="", base_dir="", overrides=overrides) if text is None
+                          else dict(file="", text=text, name=path, base_dir=base_dir, overrides=overrides))
             else:
                 text = self._config_text(settings, arrays is not None)
                 source = dict(file="", text=text, name=_PYTHON_CONFIG, base_dir=folder, overrides=[])
@@ -283,12 +319,16 @@ class Sequential:
         params = {"epochs": settings["epochs"], "steps": run.steps_per_epoch, "verbose": verbose}
         return History(history, params, trace=rec.path if rec is not None else None)
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False, **kwargs):
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", *args, return_dict=False, **kwargs):
         """The loss (and accuracy, when compiled with metrics=["accuracy"] or ["acc"], under that name) on x
         and y, in batches of the last fit's batch_size; without x, on the test split of a configuration's data (data.test_fraction), scaled
         as its training rows are. x and y are copied into the engine's tensors (as float32), as they are:
         a configuration's data.scale is not applied to them."""
+        # Keras' next positions: sample_weight, steps, callbacks, return_dict.
+        return_dict = _keras_positions("evaluate", args, ("sample_weight", "steps", "callbacks", "return_dict"),
+                                       kwargs, {"return_dict": return_dict})["return_dict"]
         _keras_only("evaluate", kwargs, _EVALUATE_ONLY_KERAS, ["x", "y", "batch_size", "verbose", "return_dict"])
+        return_dict = _check.boolean("evaluate", "return_dict", return_dict)
         run = self._trained("evaluate")
         fit_batch = self._last_fit["settings"]["batch_size"]
         if batch_size is not None and batch_size != fit_batch:
@@ -314,11 +354,12 @@ class Sequential:
             return out
         return out["loss"] if len(out) == 1 else list(out.values())
 
-    def predict(self, x, batch_size=None, verbose="auto", **kwargs):
+    def predict(self, x, batch_size=None, verbose="auto", *args, **kwargs):
         """The model's outputs for x, one row per sample (float32; numpy owns the engine's result, no copy).
         x is copied once into the engine's input tensor (which owns its memory), converted to float32 on the
         way when it is another dtype, and otherwise taken as it is: a configuration's data.scale is not
         applied to it."""
+        _keras_positions("predict", args, ("steps", "callbacks"), kwargs, {})  # Keras' next positions
         _keras_only("predict", kwargs, _PREDICT_ONLY_KERAS, ["x", "batch_size", "verbose"])
         run = self._trained("predict")
         _verbosity(verbose, "predict")  # checked as Keras' is; predict prints nothing
