@@ -908,3 +908,30 @@ def test_from_config_trains_the_text_it_read_and_keeps_its_runtime(tmp_path):
     path.write_text(text.format(units=4, epochs=1, runtime='device = "cuda"\ntf32 = true'))
     gpu = trainrr.Sequential.from_config(path)
     assert 'device = "cuda"' in gpu.to_config() and "tf32 = true" in gpu.to_config()
+
+
+def test_a_report_names_the_arrays_a_fit_saved_not_their_folder_gone_since(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 5))
+    y = (x[:, 0] > 0).astype(np.int64)
+    m = trainrr.Sequential([layers.Dense(1, activation="sigmoid")])
+    m.compile(optimizer="adam", loss="binary_crossentropy", policy="deterministic", threads=1)
+    trace = tmp_path / "a.trr"
+    m.fit(x, y, epochs=1, verbose=0, record=trainrr.record(trace, seed=1))
+    changed = x.copy()
+    changed[5, 2] += 1.0
+    np.save(tmp_path / "x2.npy", changed)
+    report = trainrr.replay(trace, data=tmp_path / "x2.npy", allow_data_change=True)
+    for text in (str(report), report.html()):
+        assert "recorded as the x given to fit" in text
+        assert not re.search(r"trainrr-\w{8}/x\.npy", text)
+
+
+def test_keras_arguments_that_ask_for_nothing_are_taken_and_others_point_the_way():
+    assert trainrr.optimizers.Adam(weight_decay=None).get_config() == {}
+    with pytest.raises(trainrr.ConfigError, match=r"use optimizers\.AdamW\(weight_decay=\.\.\.\)"):
+        trainrr.optimizers.Adam(weight_decay=0.01)
+    m = trainrr.Sequential([layers.Dense(1, activation="sigmoid")])
+    m.compile(optimizer="adam", loss="binary_crossentropy", jit_compile=False)
+    with pytest.raises(trainrr.ConfigError, match="a dict .* is not supported: the model has one output"):
+        m.compile(optimizer="adam", loss="binary_crossentropy", metrics={"output": "accuracy"})

@@ -64,6 +64,8 @@ def _keras_only(owner, kwargs, keras_only, known):
             default = keras_only[key]
             if value is None:
                 continue
+            if key == "jit_compile" and value is False:  # no JIT compilation: the engine compiles none
+                continue
             if default is None and isinstance(value, (list, tuple, dict)) and not value:
                 continue
             if default is not None and _check.is_default(value, default):
@@ -361,6 +363,9 @@ class Sequential:
         applied to it."""
         _keras_positions("predict", args, ("steps", "callbacks"), kwargs, {})  # Keras' next positions
         _keras_only("predict", kwargs, _PREDICT_ONLY_KERAS, ["x", "batch_size", "verbose"])
+        # Outputs do not depend on it (each row's is its own), but a value no batch size is, is a mistake.
+        if batch_size is not None:
+            _check.integer("predict", "batch_size", batch_size, 1)
         run = self._trained("predict")
         _verbosity(verbose, "predict")  # checked as Keras' is; predict prints nothing
         return run.predict(_data.features(x, sample_shape=run.sample_shape))
@@ -611,6 +616,9 @@ def _accuracy_names(metrics, loss):
     metric), in order; empty without it."""
     if metrics is None:
         return []
+    if isinstance(metrics, dict):
+        raise ConfigError(f"compile: metrics: a dict (metrics per output, {metrics!r}) is not supported: the model "
+                          f"has one output; give a list (metrics=['accuracy'])")
     if isinstance(metrics, str):
         metrics = [metrics]
     names = []

@@ -19,9 +19,17 @@ class Optimizer:
 
     def __init__(self, **kwargs):
         owner = f"optimizers.{type(self).__name__}"
-        for key in kwargs:
+        for key in list(kwargs):
             if key in self._arguments:
                 continue
+            # Keras 3 gives every optimizer a weight_decay (default None, which asks for none); the engine's
+            # decoupled weight decay is AdamW's.
+            if key == "weight_decay":
+                if kwargs[key] is None:
+                    del kwargs[key]
+                    continue
+                raise unsupported_argument(owner, key, "the engine decays weights in AdamW alone: use "
+                                                       "optimizers.AdamW(weight_decay=...)")
             if key in _KERAS_ONLY:
                 raise unsupported_argument(owner, key)
             raise unknown_argument(owner, key, list(self._arguments))

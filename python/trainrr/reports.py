@@ -8,7 +8,7 @@ import os
 import threading
 
 from . import _check
-from ._errors import ConfigError, TrainrrError, choice_units, replay_call, report_terms, translated
+from ._errors import ConfigError, TrainrrError, _fit_arrays, choice_units, replay_call, report_terms, translated
 
 
 class Facts:
@@ -68,12 +68,13 @@ class Report:
     def text(self):
         """What the command prints: for bisect, its stage lines and its `result:` line (the smallest set of
         choices to force, and the replay that forces them), then the report; for replay and diff, the
-        report. str(report) is this text."""
-        return self._native.log + self._native.text()
+        report. str(report) is this text, but for the .npy files a fit on arrays saved for its run, in a
+        temporary folder gone since, which it names as the arrays given to fit ("the x given to fit")."""
+        return _fit_arrays(self._native.log + self._native.text())
 
     def html(self):
-        """The self-contained HTML page of `--html`."""
-        return self._native.html()
+        """The self-contained HTML page of `--html` (the arrays a fit saved named as in text())."""
+        return _fit_arrays(self._native.html())
 
     def save_html(self, path):
         """Writes the page of `html()` to `path` under the rule of `--html`: a new file, or an empty file or an
