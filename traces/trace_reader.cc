@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #include <algorithm>
 #include <bit>
@@ -477,6 +478,12 @@ struct TraceReader::Impl {
     for (auto ch : chunks) {
       uint64_t n = ZSTD_getFrameContentSize(ch.begin(), ch.size());
       size_t got = ZSTD_decompressDCtx(dctx, dst + at, n, ch.begin(), ch.size());
+      // A frame whose header reads well (check_frames) but whose data does not match its checksum was
+      // changed after it was written.
+      if (ZSTD_getErrorCode(got) == ZSTD_error_checksum_wrong)
+        return std::string("its compressed bytes do not match their checksum (zstd: ") +
+               ZSTD_getErrorName(got) +
+               "): they were changed after they were written (the file is damaged, not cut)";
       if (ZSTD_isError(got)) return std::string("zstd: ") + ZSTD_getErrorName(got);
       if (got != n) return "a chunk decompressed to fewer bytes than it declares";
       at += n;

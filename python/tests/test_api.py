@@ -411,8 +411,8 @@ def test_layers_take_the_names_the_engine_gives_them_and_keep_a_given_one():
     model.fit(x, y, verbose=0, seed=1)
     assert [layer.name for layer in model.layers] == names
     lines = []
-    model.summary(print_fn=lines.append)
-    assert [line.split()[0] for line in lines[0].splitlines()[:len(names)]] == names
+    model.summary(print_fn=lines.append)  # once per line, as Keras calls it
+    assert [line.split()[0] for line in lines[:len(names)]] == names
     assert 'name = "dense_1"' not in model.to_config()  # the configuration leaves the engine's names to it
 
 
@@ -447,7 +447,7 @@ def test_summary_counts_every_weight_as_keras_does():
     model.fit(x, y, verbose=0, seed=1)
     lines = []
     model.summary(print_fn=lines.append)
-    text = lines[0]
+    text = "\n".join(lines)
     # gamma and beta (trained), moving mean and variance (not): 4 x 64, as Keras counts them.
     assert "batch_normalization_1 (BatchNormalization) -> (64,), 256 params\n" in text
     total = sum(w.size for w in model.get_weights())

@@ -385,9 +385,13 @@ class Sequential:
         a BatchNormalization layer's moving mean and variance too; then the totals, as Keras prints them
         (Total params, Trainable params, Non-trainable params: the moving statistics). The input shape comes
         from the data, so it needs a fit first (ConfigError before). print_fn: called with the text in place
-        of print (default None: print)."""
+        of print, once per line, as Keras calls it (default None: print)."""
         text = self._trained("summary").summary()
-        (print_fn or print)(text.rstrip("\n"))
+        if print_fn is None:
+            print(text.rstrip("\n"))
+            return
+        for line in text.rstrip("\n").split("\n"):  # as Keras calls it: once per line
+            print_fn(line)
 
     # --- configuration --------------------------------------------------------------------------------
 
