@@ -412,6 +412,16 @@ Status Training::prepare(const TrainingOptions& options) {
   if (Status s = check_labels(*data, config_, loss_->name()); !s) return s.error();
   // The configuration's file leads: the loss, the layers or the augmentation settings are what to change.
   if (Status s = loss_->check_output(*out, data->num_classes); !s) {
+    // Synthetic data has the classes data.classes asks for, whatever labels its few samples drew.
+    if (config_.data.source == "synthetic")
+      return Error{
+          config_.file + ": train.loss = " + config_.train.loss + ": the model outputs " + shape_str(*out) +
+          " per sample, and data.classes = " + std::to_string(config_.data.classes) + " asks for " +
+          std::to_string(config_.data.classes) + " classes (" +
+          (loss_->name() == "binary_crossentropy"
+               ? "binary_crossentropy needs 2: use sparse_categorical_crossentropy, or data.classes = 2)"
+               : "one score per class: give the last layer " + std::to_string(config_.data.classes) +
+                     " units)")};
     // Labels counted from 1 need one score more than they have classes.
     const bool no_zero =
         data->num_classes > 0 && std::find(data->y.begin(), data->y.end(), 0.0f) == data->y.end();
