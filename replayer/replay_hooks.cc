@@ -149,6 +149,7 @@ bool ReplayHooks::load_next() {
         if (auto* k = std::get_if<KernelChoice>(&e)) {
           recorded_kernels_.emplace(k->site, k->chosen);
           recorded_choices_.emplace(k->site, *k);
+          recorded_choice_steps_.emplace(k->site, cur_.step.index);
         }
       }
       return true;
@@ -479,6 +480,14 @@ void ReplayHooks::kernel_selected(KernelChoice& choice) {
   replayed_choices_[choice.site] = choice;
   const std::string recorded = rec == recorded_kernels_.end() ? "(none recorded)" : rec->second;
   if (recorded != choice.chosen) kernel_diffs_[choice.site] = {recorded, choice.chosen};
+  // A run resumed from a checkpoint chooses, free, on the batch it resumes at what the recording chose on an
+  // earlier step's batch: a choice that depends on the batch's size (the last batch of an epoch is short) can
+  // differ for that alone.
+  if (resume_at_ > 0 && recorded != choice.chosen && rec != recorded_kernels_.end())
+    if (auto at = recorded_choice_steps_.find(choice.site);
+        at != recorded_choice_steps_.end() && at->second < resume_at_)
+      resumed_choices_.emplace(
+          choice.site, ResumedChoice{at->second, choice.reason, recorded_choices_.at(choice.site).reason});
 }
 
 void ReplayHooks::kernel_replaced(std::string_view site, const std::string& ran, const std::string& why) {

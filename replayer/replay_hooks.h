@@ -172,6 +172,13 @@ class ReplayHooks : public Hooks {
   // still splits the data and keys its streams, which the checkpoint does not hold, and those are compared;
   // the draws of the initial weights are not: the checkpoint's weights replace what they drew.
   void resume_at(int64_t step) { resume_at_ = step; }
+  // The kernels a resumed run chose otherwise than the recording, free, where the recording chose before the
+  // step it resumes at (on another step's batch): the step of the recording's choice and both reasons.
+  struct ResumedChoice {
+    int64_t recorded_step = 0;
+    std::string reason_here, reason_recorded;
+  };
+  const std::map<std::string, ResumedChoice>& resumed_choices() const { return resumed_choices_; }
 
   // The first allreduce call of a data-parallel run whose digests differ from the recording's: its rows
   // (kind "sharding"), this rank's shard gradients going in ("input"), or the sum coming out ("result").
@@ -270,6 +277,8 @@ class ReplayHooks : public Hooks {
   int64_t step_ = -1;  // the step being executed (-1: before the first)
   // Epoch -> its recorded metrics, as the trace's epoch messages are read.
   std::map<int, std::vector<std::pair<std::string, double>>> recorded_epochs_;
+  std::map<std::string, int64_t> recorded_choice_steps_;  // the step each site's recorded choice was made in
+  std::map<std::string, ResumedChoice> resumed_choices_;
   int64_t resume_at_ = 0;  // the checkpoint's step a resumed run starts at (resume_at); 0: from the start
   std::optional<FirstDivergence> first_;
   std::map<std::string, std::string> recorded_kernels_, replayed_kernels_;

@@ -1207,6 +1207,21 @@ ReplayResult replay(const ReplayOptions& o) {
   }
   rep.cause = classify(d, ci);
   config_in_note = refine_cause(rep.cause, d, ci, recorded_itself, op_first, rep.notes);
+  // A kernel the resumed run chose, free, on the batch it resumed at, where the recording chose at an earlier
+  // step: the difference may come from resuming alone.
+  for (const auto& [site, choice] : hooks.resumed_choices()) {
+    const std::string words =
+        "the replay, resumed at step " + std::to_string(resumed) +
+        " with kernels free, chose the kernel at " + site + " on that step's batch (" + choice.reason_here +
+        "), where the recording chose it at step " + std::to_string(choice.recorded_step) + " (" +
+        choice.reason_recorded +
+        "): a choice made on another batch's size can differ for that alone; a replay from step 0 (without "
+        "--from-step), or one that forces the kernels, tells";
+    if (rep.cause.category == "kernel" && rep.cause.detail.find(site) != std::string::npos)
+      rep.cause.detail += "; but " + words;
+    else
+      rep.notes.push_back(words);
+  }
   // The last step of a trace cut short has no message after it to vouch for its record.
   if (const auto u = hooks.unvouched_step(); u && *u == d.step && hooks.first() && d.kind != "state")
     rep.cause.detail +=
