@@ -133,12 +133,22 @@ DataDifference first_data_difference(std::span<const uint8_t> recorded_bytes, st
       auto label_at = [&rows_of](std::string_view text, std::string_view label) -> int64_t {
         const auto lines = rows_of(text);
         if (lines.empty()) return -1;
-        int64_t at = 0;
-        for (std::string_view f : split(lines[0].text, ',')) {
-          while (!f.empty() && (f.front() == ' ' || f.front() == '"')) f.remove_prefix(1);
-          while (!f.empty() && (f.back() == ' ' || f.back() == '"')) f.remove_suffix(1);
-          if (f == label) return at;
-          ++at;
+        // The header's names, split at the commas outside quotes ("a,x" is one name), unquoted.
+        std::vector<std::string> names(1);
+        bool quoted = false;
+        for (char ch : lines[0].text) {
+          if (ch == '"')
+            quoted = !quoted;
+          else if (ch == ',' && !quoted)
+            names.emplace_back();
+          else
+            names.back() += ch;
+        }
+        for (size_t at = 0; at < names.size(); ++at) {
+          std::string_view f = names[at];
+          while (!f.empty() && f.front() == ' ') f.remove_prefix(1);
+          while (!f.empty() && f.back() == ' ') f.remove_suffix(1);
+          if (f == label) return static_cast<int64_t>(at);
         }
         return -1;
       };

@@ -100,6 +100,12 @@ TEST(DataDifference, CsvCopiesThatDifferNameTheFirstValueTheRunsReadOtherwise) {
       "first difference at line 4 (data row 2, counting from 0), the label ('y'): 1 (recorded) vs 0 (now)");
   EXPECT_EQ(first_data_difference(bytes(a), a + "4,0\n", true, "recorded", "now", "y", "y").where,
             "first difference at line 5 (data row 3, counting from 0): a row only the now copy has");
+  // A quoted name with a comma in it is one column.
+  EXPECT_EQ(
+      first_data_difference(bytes("\"a,x\",y,b\n1,0,2\n"), "\"a,x\",y,b\n1,0,3\n", true, "recorded", "now",
+                            "y", "y")
+          .where,
+      "first difference at line 2 (data row 0, counting from 0), column 3 'b': 2 (recorded) vs 3 (now)");
   // Text alone (no label given): a lone carriage return ends a line, a line of a tab is blank.
   EXPECT_EQ(first_data_difference(bytes(a), "x,y\r\t\r14.34,1\r2,0\r3,0\r", true).where,
             "first difference at line 4 (recorded), 5 (now) (data row 2, counting from 0), column 2 'y': 1 "

@@ -411,8 +411,8 @@ def test_layers_take_the_names_the_engine_gives_them_and_keep_a_given_one():
     model.fit(x, y, verbose=0, seed=1)
     assert [layer.name for layer in model.layers] == names
     lines = []
-    model.summary(print_fn=lines.append)  # once per line, as Keras calls it
-    assert [line.split()[0] for line in lines[:len(names)]] == names
+    model.summary(print_fn=lines.append)
+    assert [line.split()[0] for line in lines[0].splitlines()[:len(names)]] == names
     assert 'name = "dense_1"' not in model.to_config()  # the configuration leaves the engine's names to it
 
 
@@ -447,7 +447,7 @@ def test_summary_counts_every_weight_as_keras_does():
     model.fit(x, y, verbose=0, seed=1)
     lines = []
     model.summary(print_fn=lines.append)
-    text = "\n".join(lines)
+    text = lines[0]
     # gamma and beta (trained), moving mean and variance (not): 4 x 64, as Keras counts them.
     assert "batch_normalization_1 (BatchNormalization) -> (64,), 256 params\n" in text
     total = sum(w.size for w in model.get_weights())
@@ -852,12 +852,23 @@ def test_a_trace_gives_an_infinite_loss_and_a_nan_loss_as_floats_apart(tmp_path)
 def test_keras_positional_arguments_are_taken_as_keras_takes_them(tmp_path):
     """A Keras call's arguments by position past those trainrr shares are Keras' (axis, bias_initializer,
     sample_weight, callbacks): refused by name, never read as another argument."""
-    for make, name in [(lambda: layers.BatchNormalization(1), "axis"),
-                       (lambda: layers.Dense(10, "relu", True, "glorot_uniform", "zeros"), "bias_initializer"),
-                       (lambda: layers.Flatten("channels_last"), "data_format"),
-                       (lambda: layers.Dropout(0.5, (1, 4)), "noise_shape")]:
-        with pytest.raises(trainrr.ConfigError, match=f"argument '{name}' is not supported"):
+    for make, words in [(lambda: layers.BatchNormalization(1), "argument 1 by position, 1, is Keras' axis"),
+                        (lambda: layers.Dense(10, "relu", True, "glorot_uniform", "ones"),
+                         "argument 5 by position, 'ones' (str), is Keras' bias_initializer"),
+                        (lambda: layers.Conv2D(8, 3, 1, "same", "relu"),
+                         "argument 5 by position, 'relu' (str), is Keras' data_format, which trainrr's engine does "
+                         "not take (give activation, use_bias, kernel_initializer by name)"),
+                        (lambda: layers.Dropout(0.5, (1, 4)), "is Keras' noise_shape")]:
+        with pytest.raises(trainrr.ConfigError, match=re.escape(words)):
             make()
+    # Keras' defaults by position ask for nothing, and Keras' next arguments are read as Keras reads them.
+    assert layers.BatchNormalization(-1, 0.9).get_config() == {"momentum": 0.9}
+    assert layers.Conv2D(8, 3, 1, "same", None, 1, 1, "relu").get_config()["activation"] == "relu"
+    for made in (layers.Dense(10, "relu", True, "glorot_uniform", "zeros"), layers.Flatten("channels_last"),
+                 layers.Dropout(0.5, None), layers.MaxPool2D(2, 2, "valid", None)):
+        assert "data_format" not in made.get_config() and "bias_initializer" not in made.get_config()
+    with pytest.raises(TypeError, match="multiple values for argument 'momentum'"):
+        layers.BatchNormalization(-1, 0.9, momentum=0.8)
     x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.float32)
     m = trainrr.Sequential([layers.Dense(1, activation="sigmoid")])
@@ -865,8 +876,13 @@ def test_keras_positional_arguments_are_taken_as_keras_takes_them(tmp_path):
     # fit's sixth is callbacks, its seventh validation_split, as in Keras.
     history = m.fit(x, y, 8, 2, 0, None, 0.25, seed=1)
     assert "val_loss" in history.history
-    with pytest.raises(trainrr.ConfigError, match="argument 'sample_weight' is not supported"):
+    with pytest.raises(trainrr.ConfigError, match="argument 5 by position, .* is Keras' sample_weight"):
         m.evaluate(x, y, 8, 0, np.ones(40))
+    with pytest.raises(trainrr.ConfigError, match="argument 6 by position, 0.2, is Keras' callbacks, .*give "
+                                                  "validation_split, shuffle by name"):
+        m.fit(x, y, 8, 2, 0, 0.2)
+    with pytest.raises(TypeError, match="multiple values for argument 'return_dict'"):
+        m.evaluate(x, y, 8, 0, None, None, None, True, return_dict=False)
     with pytest.raises(trainrr.ConfigError, match="return_dict must be True or False"):
         m.evaluate(x, y, verbose=0, return_dict="no")
     assert isinstance(m.evaluate(x, y, 8, 0, None, None, None, True), dict)
@@ -935,3 +951,35 @@ def test_keras_arguments_that_ask_for_nothing_are_taken_and_others_point_the_way
     m.compile(optimizer="adam", loss="binary_crossentropy", jit_compile=False)
     with pytest.raises(trainrr.ConfigError, match="a dict .* is not supported: the model has one output"):
         m.compile(optimizer="adam", loss="binary_crossentropy", metrics={"output": "accuracy"})
+
+
+def test_from_config_trains_the_text_it_read_from_any_folder_and_from_a_pipe(tmp_path, monkeypatch):
+    """The run from_config read is named by its path as it was then: a fit after a change of folder records a
+    trace that replays; a configuration from a pipe, which cannot be read twice, is not read again by fit."""
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    rows = "a,b,y\n" + "".join(f"{i % 5},{i % 3},{i % 2}\n" for i in range(40))
+    (tmp_path / "proj" / "d.csv").write_text(rows)
+    text = ('seed = 1\n[data]\npath = "d.csv"\nlabel = "y"\n[[model.layers]]\ntype = "Dense"\nunits = 1\n'
+            'activation = "sigmoid"\n[train]\nepochs = 1\nbatch_size = 8\nloss = "binary_crossentropy"\n'
+            '[runtime]\nthreads = 1\npolicy = "deterministic"\n')
+    (tmp_path / "proj" / "run.toml").write_text(text)
+    monkeypatch.chdir(tmp_path / "proj")
+    model = trainrr.Sequential.from_config("run.toml")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    model.fit(verbose=0, record=tmp_path / "proj" / "run.trr")
+    assert trainrr.replay(tmp_path / "proj" / "run.trr").reproduced
+    fifo = tmp_path / "config.fifo"
+    os.mkfifo(fifo)
+    synthetic = ('seed = 1\n[data]\nsource = "synthetic"\nshape = [3]\nclasses = 2\nsamples = 16\n'
+                 '[[model.layers]]\ntype = "Dense"\nunits = 1\nactivation = "sigmoid"\n'
+                 '[train]\nloss = "binary_crossentropy"\n[runtime]\nthreads = 1\n')
+    writer = threading.Thread(target=lambda: fifo.write_text(synthetic))
+    writer.start()
+    piped = trainrr.Sequential.from_config(fifo)
+    writer.join()
+    result = {}
+    fitting = threading.Thread(target=lambda: result.setdefault("history", piped.fit(verbose=0)), daemon=True)
+    fitting.start()
+    fitting.join(60)
+    assert "history" in result, "fit read the pipe again and waits for a writer"

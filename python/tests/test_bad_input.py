@@ -847,7 +847,7 @@ def test_a_layer_named_by_one_model_keeps_its_name_in_another():
 def _summary_lines(m):
     lines = []
     m.summary(print_fn=lines.append)
-    return [line.strip() for line in lines if "(Dense)" in line]
+    return [line.strip() for line in lines[0].splitlines() if "(Dense)" in line]
 
 
 def test_a_checkpoint_or_step_the_trace_lacks_is_a_lookup_or_value_error(tmp_path):

@@ -105,7 +105,8 @@ class Dense(Layer):
     use_bias: whether the layer adds a bias (default True).
     kernel_initializer: "glorot_uniform" (the default), "glorot_normal", "he_normal", "he_uniform" or "zeros".
     args: Keras' next arguments by position (bias_initializer, the regularizers, the constraints), which the
-    engine does not take: refused by name, never read as another argument.
+    engine does not take: Keras' default ("zeros", None) is taken, any other value refused, never read as
+    another argument.
     name: the layer's name in the trace and in reports (default: dense_1, dense_2, ...).
     """
 
@@ -115,9 +116,7 @@ class Dense(Layer):
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform", *args, name=None,
                  **kwargs):
-        _keras_positions("layers.Dense", args, ("bias_initializer", "kernel_regularizer", "bias_regularizer",
-                                                "activity_regularizer", "kernel_constraint", "bias_constraint"),
-                         kwargs)
+        _keras_positions("layers.Dense", 4, args, _DENSE_NEXT)
         super().__init__(units=units, activation=activation, use_bias=use_bias,
                          kernel_initializer=kernel_initializer, name=name, **kwargs)
 
@@ -133,8 +132,9 @@ class Conv2D(Layer):
     activation: None (linear, the default), "relu", "sigmoid", "tanh" or "softmax".
     use_bias: whether the layer adds a bias (default True).
     kernel_initializer: "glorot_uniform" (the default), "glorot_normal", "he_normal", "he_uniform" or "zeros".
-    args: Keras' next arguments by position (data_format, dilation_rate, groups), which the engine does not
-    take: refused by name; activation and the rest are given by name.
+    args: Keras' next arguments by position: data_format, dilation_rate and groups, which the engine does not
+    take (Keras' defaults, and "channels_last", its layout, are taken), then activation, use_bias and
+    kernel_initializer, as Keras reads them.
     name: the layer's name (default: conv2d_1, ...).
     """
 
@@ -144,7 +144,13 @@ class Conv2D(Layer):
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", *args, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", name=None, **kwargs):
-        _keras_positions("layers.Conv2D", args, ("data_format", "dilation_rate", "groups"), kwargs)
+        mine = _keras_positions("layers.Conv2D", 4, args,
+                                (("data_format", (None, "channels_last")), ("dilation_rate", (1,)), ("groups", (1,)),
+                                 ("activation", ()), ("use_bias", ()), ("kernel_initializer", ())) + _DENSE_NEXT,
+                                {"activation": (activation, None), "use_bias": (use_bias, True),
+                                 "kernel_initializer": (kernel_initializer, "glorot_uniform")})
+        activation, use_bias = mine["activation"], mine["use_bias"]
+        kernel_initializer = mine["kernel_initializer"]
         super().__init__(filters=filters, kernel_size=_pair(kernel_size), strides=_pair(strides), padding=padding,
                          activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
                          name=name, **kwargs)
@@ -157,7 +163,7 @@ class MaxPool2D(Layer):
     pool_size: the window, an integer or a pair (default (2, 2)).
     strides: the step of the window, an integer or a pair (default None: pool_size).
     padding: "valid" (the default) or "same".
-    args: Keras' next argument by position (data_format), which the engine does not take: refused by name.
+    args: Keras' next argument by position, data_format: None or "channels_last" (the engine's layout).
     name: the layer's name (default: max_pooling2d_1, ...).
     """
 
@@ -165,7 +171,7 @@ class MaxPool2D(Layer):
     _arguments = ("pool_size", "strides", "padding")
 
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", *args, name=None, **kwargs):
-        _keras_positions("layers.MaxPool2D", args, ("data_format",), kwargs)
+        _keras_positions("layers.MaxPool2D", 3, args, (("data_format", (None, "channels_last")),))
         super().__init__(pool_size=_pair(pool_size), strides=_pair(strides), padding=padding, name=name, **kwargs)
 
 
@@ -175,14 +181,14 @@ MaxPooling2D = MaxPool2D
 class Flatten(Layer):
     """Reshapes each sample to one dimension ((rows, h, w, c) to (rows, h * w * c)), as keras.layers.Flatten.
 
-    args: Keras' argument by position (data_format), which the engine does not take: refused by name.
+    args: Keras' argument by position, data_format: None or "channels_last" (the engine's layout).
     name: the layer's name (default: flatten_1, ...).
     """
 
     type = "Flatten"
 
     def __init__(self, *args, name=None, **kwargs):
-        _keras_positions("layers.Flatten", args, ("data_format",), kwargs)
+        _keras_positions("layers.Flatten", 0, args, (("data_format", (None, "channels_last")),))
         super().__init__(name=name, **kwargs)
 
 
@@ -192,8 +198,8 @@ class Dropout(Layer):
     seed and are recorded.
 
     rate: the fraction dropped, a number in [0, 1) (0: nothing is dropped, nothing is drawn).
-    args: Keras' next arguments by position (noise_shape, seed), which the engine does not take (the run's
-    seed draws the masks): refused by name.
+    args: Keras' next arguments by position, noise_shape and seed, which the engine does not take (the run's
+    seed draws the masks): None, Keras' default, is taken, any other value refused.
     name: the layer's name (default: dropout_1, ...).
     """
 
@@ -202,7 +208,7 @@ class Dropout(Layer):
     _ranges = (("rate", lambda v: 0 <= v < 1, "a number in [0, 1)"),)
 
     def __init__(self, rate, *args, name=None, **kwargs):
-        _keras_positions("layers.Dropout", args, ("noise_shape", "seed"), kwargs)
+        _keras_positions("layers.Dropout", 1, args, (("noise_shape", _DEFAULT), ("seed", _DEFAULT)))
         super().__init__(rate=rate, name=name, **kwargs)
 
 
@@ -213,8 +219,9 @@ class BatchNormalization(Layer):
 
     momentum: the moving averages' momentum, a number in [0, 1] (default 0.99).
     epsilon: added to the variance, a positive number (default 0.001).
-    args: Keras' first argument by position, axis, which the engine does not take (it normalizes the last):
-    refused by name, never read as a momentum; momentum and epsilon are given by name.
+    args: Keras' arguments by position: axis, which the engine does not take (it normalizes the last axis:
+    -1, Keras' default, is taken, never read as a momentum), then momentum, epsilon, center and scale (True,
+    Keras' default, is taken), as Keras reads them.
     name: the layer's name (default: batch_normalization_1, ...).
     """
 
@@ -226,7 +233,11 @@ class BatchNormalization(Layer):
     def __init__(self, *args, momentum=0.99, epsilon=0.001, name=None, **kwargs):
         # Keras' first arguments are axis, momentum, epsilon: by position, axis (which the engine does not
         # take) comes first, never a momentum.
-        _keras_positions("layers.BatchNormalization", args, ("axis",), kwargs)
+        mine = _keras_positions("layers.BatchNormalization", 0, args,
+                                (("axis", (-1,)), ("momentum", ()), ("epsilon", ()), ("center", (True,)),
+                                 ("scale", (True,))),
+                                {"momentum": (momentum, 0.99), "epsilon": (epsilon, 0.001)})
+        momentum, epsilon = mine["momentum"], mine["epsilon"]
         super().__init__(momentum=momentum, epsilon=epsilon, name=name, **kwargs)
 
 
@@ -244,17 +255,52 @@ class Activation(Layer):
         super().__init__(activation=activation, name=name, **kwargs)
 
 
-def _keras_positions(owner, args, order, kwargs):
-    """Puts arguments given by position past those this signature shares with Keras' into `kwargs` under
-    Keras' names for those positions (`order`), where they are refused by name as arguments the engine does not
-    take: a Keras call's positional bias_initializer or axis is never read as another argument."""
+# Keras' values that ask for nothing the engine lacks: its defaults, and the layout the engine computes in.
+_DEFAULT = (None,)
+
+
+def _keras_positions(owner, shared, args, order, own=None):
+    """The arguments given by position past the `shared` ones this signature has in Keras' places, read as
+    Keras reads them (`order`: (name, the values that ask for nothing) in Keras' order): this layer's own
+    arguments among them (`own`: name -> (the value given by name, its default)) are returned; another at a
+    value that asks for nothing (Keras' default) is taken; any other is refused, naming its position, its value
+    and Keras' name for it. A Keras call's positional bias_initializer or axis is never read as another
+    argument."""
+    own = own or {}
+    out = {key: given for key, (given, _) in own.items()}
     if len(args) > len(order):
-        raise TypeError(f"{owner}: too many positional arguments ({len(args)} past those trainrr shares with "
-                        f"Keras, whose next are {', '.join(order)}): give the others by name")
-    for key, value in zip(order, args):
-        if key in kwargs:
-            raise TypeError(f"{owner}: got multiple values for argument '{key}'")
-        kwargs[key] = value
+        raise TypeError(f"{owner}: too many positional arguments ({shared + len(args)}; Keras takes "
+                        f"{shared + len(order)} by position here)")
+    for i, (value, (key, asks_nothing)) in enumerate(zip(args, order)):
+        if key in own:
+            given, default = own[key]
+            if given is not default and given != default:
+                raise TypeError(f"{owner}: got multiple values for argument '{key}'")
+            out[key] = value
+            continue
+        if any(_same(value, v) for v in asks_nothing):
+            continue
+        later = [k for k, _ in order[i + 1:] if k in own]
+        raise _check.ConfigError(
+            f"{owner}: argument {shared + i + 1} by position, {_check.shown(value)}, is Keras' {key}, which "
+            f"trainrr's engine does not take" +
+            (f" (give {', '.join(later)} by name)" if later else ""))
+    return out
+
+
+def _same(value, default):
+    """Whether `value` is `default`, a pair and an int of one value alike ((1, 1), [1, 1], 1)."""
+    if isinstance(value, bool) or isinstance(default, bool):
+        return value is default
+    if isinstance(value, (list, tuple)) and not isinstance(default, (list, tuple)):
+        return len(value) == 2 and all(v == default for v in value)
+    if isinstance(value, (list, tuple)) and isinstance(default, (list, tuple)):
+        return list(value) == list(default)
+    return value is default if default is None else value == default
+
+
+_DENSE_NEXT = (("bias_initializer", ("zeros",)), ("kernel_regularizer", _DEFAULT), ("bias_regularizer", _DEFAULT),
+               ("activity_regularizer", _DEFAULT), ("kernel_constraint", _DEFAULT), ("bias_constraint", _DEFAULT))
 
 
 def _pair(v):

@@ -36,22 +36,33 @@ _FIT_KERAS_POSITIONS = ("callbacks", "validation_split", "validation_data", "shu
                         "validation_batch_size", "validation_freq")
 
 
-def _keras_positions(owner, args, order, kwargs, mine):
-    """Arguments given by position past those the signature shares with Keras', under Keras' names for those
-    positions (`order`): the call's own (`mine`, name -> the value given by name, None or its default when not
-    given) are returned with them, the others go to `kwargs`, where those the engine lacks are refused by name.
-    A Keras call's positional sample_weight or callbacks is never read as another argument."""
+def _keras_positions(owner, shared, args, order, kwargs, mine, keras_only):
+    """Arguments given by position past the `shared` ones the signature has in Keras' places, read as Keras
+    reads them (`order`, Keras' names for the next positions): the call's own among them (`mine`: name -> the
+    value given by name, None where none was) are returned with them; another that asks for nothing the engine
+    lacks (Keras' default, as `keras_only` gives it) is taken; any other is refused, naming its position, its
+    value and Keras' name for it. A Keras call's positional sample_weight or callbacks is never read as
+    another argument."""
     if len(args) > len(order):
-        raise TypeError(f"{owner}: too many positional arguments ({len(args)} past verbose; Keras' next are "
-                        f"{', '.join(order)})")
+        raise TypeError(f"{owner}: too many positional arguments ({shared + len(args)}; Keras takes "
+                        f"{shared + len(order)} by position)")
     out = dict(mine)
-    for key, value in zip(order, args):
-        if key in kwargs or (key in mine and key != "return_dict" and mine[key] is not None):
+    for i, (key, value) in enumerate(zip(order, args)):
+        if key in kwargs or (key in mine and mine[key] is not None):
             raise TypeError(f"{owner}: got multiple values for argument '{key}'")
         if key in mine:
             out[key] = value
-        else:
-            kwargs[key] = value
+            continue
+        kwargs_one = {key: value}
+        try:
+            _keras_only(owner, kwargs_one, keras_only, [])
+        except ConfigError:
+            later = [k for k in order[i + 1:] if k in mine]
+            shape = getattr(value, "shape", None)  # an array, by its type and shape, not printed whole
+            shown = f"a {type(value).__name__} of shape {tuple(shape)}" if shape is not None else _check.shown(value)
+            raise ConfigError(f"{owner}: argument {shared + i + 1} by position, {shown}, is Keras' "
+                              f"{key}, which trainrr's engine does not take" +
+                              (f" (give {', '.join(later)} by name)" if later else "")) from None
     return out
 
 
@@ -202,11 +213,13 @@ class Sequential:
         model._defaults = {"epochs": train["epochs"], "batch_size": train["batch_size"], "shuffle": train["shuffle"],
                            "validation_split": train["validation_split"], "seed": c["seed"]}
         model._data = {"data": c["data"], "augment": c["augment"]}
-        # What fit trains: the text read here, not the file as it may be by then (edited in a notebook), so that
-        # the model, to_config and the run agree. A configuration from a pipe is read again as a file.
-        folder = os.path.dirname(os.path.abspath(path))
-        regular = os.path.isfile(path) and not folder.startswith(("/dev", "/proc"))
-        model._source = (path, sets, c["text"] if regular else None, folder)
+        # What fit trains: the text read here, not the file as it may be by then (edited in a notebook, or a
+        # pipe, which cannot be read twice), so that the model, to_config and the run agree; named by its path
+        # as it is now, whatever folder fit is called from. Relative data paths resolve against its folder; one
+        # read from a pipe or through /dev or /proc has none (load_config took only absolute data paths).
+        absolute = os.path.abspath(path)
+        no_folder = not os.path.isfile(path) or absolute.startswith(("/dev/", "/proc/"))
+        model._source = (absolute, sets, c["text"], "" if no_folder else os.path.dirname(absolute))
         return model
 
     # --- training -------------------------------------------------------------------------------------
@@ -233,8 +246,8 @@ class Sequential:
         Ctrl-C stops the run after the current step; the trace then holds every step before it, and
         KeyboardInterrupt is raised."""
         # Keras' next positions: callbacks, validation_split, validation_data, shuffle, ...
-        mine = _keras_positions("fit", args, _FIT_KERAS_POSITIONS, kwargs,
-                                {"validation_split": validation_split, "shuffle": shuffle})
+        mine = _keras_positions("fit", 5, args, _FIT_KERAS_POSITIONS, kwargs,
+                                {"validation_split": validation_split, "shuffle": shuffle}, _FIT_ONLY_KERAS)
         validation_split, shuffle = mine["validation_split"], mine["shuffle"]
         _keras_only("fit", kwargs, _FIT_ONLY_KERAS, ["x", "y", "batch_size", "epochs", "verbose",
                                                        "validation_split", "shuffle", "record", "seed"])
@@ -281,8 +294,7 @@ class Sequential:
                 # The configuration file as `trainrr record FILE --set ...` runs it: the same run, the same trace.
                 path, overrides, text, base_dir = self._source
                 overrides = overrides + _overrides(given)
-                source = (dict(file=path, text="", name="", base_dir="", overrides=overrides) if text is None
-                          else dict(file="", text=text, name=path, base_dir=base_dir, overrides=overrides))
+                source = dict(file="", text=text, name=path, base_dir=base_dir, overrides=overrides)
             else:
                 text = self._config_text(settings, arrays is not None)
                 source = dict(file="", text=text, name=_PYTHON_CONFIG, base_dir=folder, overrides=[])
@@ -321,16 +333,17 @@ class Sequential:
         params = {"epochs": settings["epochs"], "steps": run.steps_per_epoch, "verbose": verbose}
         return History(history, params, trace=rec.path if rec is not None else None)
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", *args, return_dict=False, **kwargs):
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", *args, return_dict=None, **kwargs):
         """The loss (and accuracy, when compiled with metrics=["accuracy"] or ["acc"], under that name) on x
         and y, in batches of the last fit's batch_size; without x, on the test split of a configuration's data (data.test_fraction), scaled
         as its training rows are. x and y are copied into the engine's tensors (as float32), as they are:
-        a configuration's data.scale is not applied to them."""
+        a configuration's data.scale is not applied to them. return_dict: a dict keyed by the metrics' names
+        (default None: False, as Keras' default)."""
         # Keras' next positions: sample_weight, steps, callbacks, return_dict.
-        return_dict = _keras_positions("evaluate", args, ("sample_weight", "steps", "callbacks", "return_dict"),
-                                       kwargs, {"return_dict": return_dict})["return_dict"]
+        return_dict = _keras_positions("evaluate", 4, args, ("sample_weight", "steps", "callbacks", "return_dict"),
+                                       kwargs, {"return_dict": return_dict}, _EVALUATE_ONLY_KERAS)["return_dict"]
         _keras_only("evaluate", kwargs, _EVALUATE_ONLY_KERAS, ["x", "y", "batch_size", "verbose", "return_dict"])
-        return_dict = _check.boolean("evaluate", "return_dict", return_dict)
+        return_dict = _check.boolean("evaluate", "return_dict", False if return_dict is None else return_dict)
         run = self._trained("evaluate")
         fit_batch = self._last_fit["settings"]["batch_size"]
         if batch_size is not None and batch_size != fit_batch:
@@ -361,7 +374,7 @@ class Sequential:
         x is copied once into the engine's input tensor (which owns its memory), converted to float32 on the
         way when it is another dtype, and otherwise taken as it is: a configuration's data.scale is not
         applied to it."""
-        _keras_positions("predict", args, ("steps", "callbacks"), kwargs, {})  # Keras' next positions
+        _keras_positions("predict", 3, args, ("steps", "callbacks"), kwargs, {}, _PREDICT_ONLY_KERAS)
         _keras_only("predict", kwargs, _PREDICT_ONLY_KERAS, ["x", "batch_size", "verbose"])
         # Outputs do not depend on it (each row's is its own), but a value no batch size is, is a mistake.
         if batch_size is not None:
@@ -385,13 +398,9 @@ class Sequential:
         a BatchNormalization layer's moving mean and variance too; then the totals, as Keras prints them
         (Total params, Trainable params, Non-trainable params: the moving statistics). The input shape comes
         from the data, so it needs a fit first (ConfigError before). print_fn: called with the text in place
-        of print, once per line, as Keras calls it (default None: print)."""
+        of print, once with the whole text, as Keras 3 calls it (default None: print)."""
         text = self._trained("summary").summary()
-        if print_fn is None:
-            print(text.rstrip("\n"))
-            return
-        for line in text.rstrip("\n").split("\n"):  # as Keras calls it: once per line
-            print_fn(line)
+        (print_fn or print)(text.rstrip("\n"))  # once, with the whole text, as Keras 3 calls it
 
     # --- configuration --------------------------------------------------------------------------------
 
