@@ -325,6 +325,26 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
     return Error{"step " + std::to_string(from) + " is past the run's end: it has steps 0.." +
                  std::to_string(s.training->total_steps() - 1)};
   if (from > 0) {
+    // A trace that stops before its run's end (cut short, killed, interrupted) holds no step past its last:
+    // a start there is refused as one past the run's end is, naming the steps the trace holds.
+    int64_t last = -1;
+    bool clean = false, completed = false;
+    if (auto scan = trace::TraceReader::open(trace_path, trace::without_payloads())) {
+      for (;;) {
+        auto rec = (*scan)->next();
+        if (!rec || !*rec) break;
+        if (const auto* st = std::get_if<trace::TraceStep>(&(*rec)->value); st && st->end) last = st->index;
+      }
+      clean = (*scan)->ended_cleanly();
+      completed = clean && (*scan)->footer()->completed;
+    }
+    if (!completed && from > last)
+      return Error{"step " + std::to_string(from) + " is past the end of the trace: " +
+                   (last < 0 ? std::string("it holds no complete step")
+                             : "it holds steps 0.." + std::to_string(last)) +
+                   (clean ? " (its run stopped there)" : " (it did not end cleanly)")};
+  }
+  if (from > 0) {
     // The checkpoint resumes this run's model: a tensor it does not have, or of another shape, is refused
     // before it is decompressed.
     cr->expect_tensors(s.training->state_shapes());

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <regex>
 
 #include "tests/test_util.h"
@@ -61,6 +62,19 @@ TEST_F(ResumedReplay, AKernelChosenOnTheBatchItResumesAtIsSaidToBeChosenThere) {
   } else {
     EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
   }
+}
+
+// A trace cut short holds no step past its last: a start there is refused, naming the steps it holds, not
+// replayed from an earlier checkpoint and called reproduced.
+TEST_F(ResumedReplay, AStartPastTheLastStepOfATraceCutShortIsRefused) {
+  const std::string trace = record("test_fraction = 0.2\n");
+  std::filesystem::resize_file(trace, std::filesystem::file_size(trace) * 6 / 10);
+  CommandResult r = run_trainrr("replay " + trace + " --from-step 29");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_TRUE(
+      std::regex_search(r.output, std::regex(R"(step 29 is past the end of the trace: it holds steps )"
+                                             R"(0\.\.\d+ \(it did not end cleanly\))")))
+      << r.output;
 }
 
 TEST_F(ResumedReplay, AnotherInitializerChangesNothingTheResumedRunComputes) {

@@ -430,7 +430,13 @@ std::string event_json(int64_t step, const trace::Event& e) {
       o.raw("draw", draw_json(*s->draw));
     else
       o.null("draw");
-    return o.raw("permutation", json_array(std::span<const uint32_t>(s->permutation))).done();
+    // One drawn from the run's stream is its draw (a replay makes the permutation from it again): null, not
+    // an empty list it does not hold.
+    return o
+        .raw("permutation", s->permutation.empty() && s->draw
+                                ? std::string("null")
+                                : json_array(std::span<const uint32_t>(s->permutation)))
+        .done();
   }
   if (const auto* b = std::get_if<trace::BatchOrderEvent>(&e))
     return o.str("type", "batch").integer("step", step).integer("batch", b->batch).done();

@@ -108,8 +108,8 @@ _CLI_WORDS = [
     (r"choose another trace path \(-o\)", "choose another trace path (record=...)"),
     (r"--set ([A-Za-z_][\w.\[\]]*)=(\S*?)(?=[\s),;]|$)", _override),
     (r"replay it without that --set", "replay it without that override"),
-    (r"^step (\d+) is past the run's end", lambda m, call: (f"{call}: from_step={m.group(1)} is past the run's end"
-                                                           if call == "replay" else m.group(0))),
+    (r"^step (\d+) is past the (run's end|end of the trace)",
+     lambda m, call: (f"{call}: from_step={m.group(1)} is past the {m.group(2)}" if call == "replay" else m.group(0))),
     (r"\(--set ([A-Za-z_][\w.\[\]]*)\)", lambda m, call: f"(overrides={{\"{m.group(1)}\": ...}})"),
 ]
 
