@@ -327,8 +327,9 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
   if (from > 0) {
     // A trace that stops before its run's end (cut short, killed, interrupted) holds no step past its last:
     // a start there is refused as one past the run's end is, naming the steps the trace holds.
+    // (A damaged one is left to the checks below, which say where it is damaged.)
     int64_t last = -1;
-    bool clean = false, completed = false;
+    bool clean = false, completed = false, damaged = false;
     if (auto scan = trace::TraceReader::open(trace_path, trace::without_payloads())) {
       for (;;) {
         auto rec = (*scan)->next();
@@ -337,8 +338,9 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
       }
       clean = (*scan)->ended_cleanly();
       completed = clean && (*scan)->footer()->completed;
+      damaged = (*scan)->stopped() && !(*scan)->stopped()->truncated;
     }
-    if (!completed && from > last)
+    if (!completed && !damaged && from > last)
       return Error{"step " + std::to_string(from) + " is past the end of the trace: " +
                    (last < 0 ? std::string("it holds no complete step")
                              : "it holds steps 0.." + std::to_string(last)) +
