@@ -125,6 +125,27 @@ class ReadAtStep : public ForwardingHooks {
   std::function<void()> read_;
 };
 
+// export of a trace being recorded says so, as show and dump do: its checkpoints are those written so far.
+TEST(ATraceBeingRecorded, ExportSaysItIsStillBeingRecorded) {
+  TempDir d;
+  const std::string live = d.file("live.trr");
+  CommandResult exported;
+  const std::string error = record_via_api(
+      example("digits_mlp.toml"), {"train.epochs=1", "runtime.threads=1"}, live,
+      [&](Hooks& recorder) {
+        return std::make_unique<ReadAtStep>(recorder, 7, [&] {
+          exported = run_trainrr("export " + live + " --step 100 -o " + d.file("ck"));
+        });
+      },
+      ProbeLevel::step, 2);
+  ASSERT_EQ(error, "");
+  EXPECT_EQ(exported.exit_code, 0) << exported.output;
+  EXPECT_NE(exported.output.find("note: " + live + ": still being recorded (process " +
+                                 std::to_string(::getpid()) + "): read up to its last complete step"),
+            std::string::npos)
+      << exported.output;
+}
+
 TEST(ATraceBeingRecorded, ShowDumpReplayAndDiffReadItsCompleteStepsWithANoteAndNoDamage) {
   TempDir d;
   const std::string cfg = example("digits_mlp.toml");

@@ -157,6 +157,7 @@ int run_export(const ExportArgs& a) {
     return kBadInput;
   }
   bool later_checkpoint = false;  // else the scan read to the end, and knows the trace's last step
+  std::string grown;              // a later checkpoint at or before --step, written meanwhile (a live trace)
   std::string damage;             // where the scan stopped at a message changed after it was written
   for (;;) {
     auto rec = scan.next();
@@ -170,6 +171,12 @@ int run_export(const ExportArgs& a) {
     if (const auto* c = std::get_if<trace::TraceCheckpoint>(&m.value)) {
       until = "checkpoint at step " + std::to_string(c->step);
       later_checkpoint = true;
+      // A trace still being recorded gained it while the index was read: it is at or before --step too.
+      if (c->step <= a.step)
+        grown =
+            "the checkpoint at step " + std::to_string(c->step) +
+            ", at or before --step too, was whole only once this export had chosen the one before it (the "
+            "trace is still being recorded)";
       break;
     }
     const auto* s = std::get_if<trace::TraceStep>(&m.value);
@@ -299,6 +306,9 @@ int run_export(const ExportArgs& a) {
       inline_text(a.dir).c_str(), state->tensors.size(),
       plural(static_cast<long long>(state->tensors.size())), following.size(),
       plural(static_cast<long long>(following.size())), inline_text(until).c_str());
+  // As show and dump say it: the trace holds what its recording has written so far.
+  if (const auto& live = r.still_recording()) std::printf("note: %s\n", live->c_str());
+  if (!grown.empty()) std::printf("note: %s\n", grown.c_str());
   if (!past_the_end.empty()) std::printf("note: %s\n", past_the_end.c_str());
   return kOk;
 }
