@@ -1269,6 +1269,11 @@ TEST_F(TraceCliTest, ReplayDiffAndBisectAgreeOnATraceCutShort) {
     EXPECT_EQ(r.exit_code, 2) << cmd << "\n" << r.output;
     EXPECT_NE(r.output.find("none.trr: the trace holds no complete step"), std::string::npos) << r.output;
   }
+  // show says the epoch the cut fell in is unfinished (breast_cancer: 15 steps an epoch; steps 0..4 are
+  // whole).
+  const CommandResult show_mid = run_trainrr("show " + mid);
+  EXPECT_NE(show_mid.output.find("steps: 5 in 1 epoch (1..1; epoch 1 unfinished)"), std::string::npos)
+      << show_mid.output;
   const CommandResult replay_mid = run_trainrr("replay " + mid);
   EXPECT_EQ(replay_mid.exit_code, 0) << replay_mid.output;
   EXPECT_NE(replay_mid.output.find("truncated: the trace is cut short at byte "), std::string::npos)

@@ -192,8 +192,9 @@ int run_export(const ExportArgs& a) {
   // A trace damaged after the checkpoint is read no further: what lies past the damage is not known, and no
   // end is claimed for it.
   std::string past_the_end;
+  // (A trace without its final state does not hold the state after its last step either.)
   if (const int64_t last = following.empty() ? chosen->step : following.back().step + 1;
-      !later_checkpoint && a.step > last)
+      !later_checkpoint && (a.step > last || (a.step == last && chosen->step != last)))
     past_the_end =
         !damage.empty()
             ? (last > 0 ? "the trace is damaged after step " + std::to_string(last - 1)

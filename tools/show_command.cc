@@ -341,9 +341,14 @@ void print_data(const trace::TraceHeader& h) {
 
 void print_progress(const StepStats& s, const trace::TraceHeader& h) {
   say("steps: %lld", static_cast<long long>(s.complete));
-  if (!s.epochs.empty())
-    say(" in %zu epoch%s (%s..%s)", s.epochs.size(), s.epochs.size() == 1 ? "" : "s",
+  if (!s.epochs.empty()) {
+    say(" in %zu epoch%s (%s..%s", s.epochs.size(), s.epochs.size() == 1 ? "" : "s",
         epoch_number(*s.epochs.begin()), epoch_number(*s.epochs.rbegin()));
+    // An epoch whose steps began but whose end the trace does not hold (a run cut, killed or stopped in it).
+    if (!s.last_epoch || s.last_epoch->epoch < *s.epochs.rbegin())
+      say("; epoch %s unfinished", epoch_number(*s.epochs.rbegin()));
+    say(")");
+  }
   say(", %llu events", static_cast<unsigned long long>(s.events));
   if (s.other)
     say(", %lld message%s of events after the last step", static_cast<long long>(s.other),
