@@ -66,6 +66,7 @@ CauseInputs free_cause_inputs(const ReplayHooks& hooks, const trace::TraceHeader
                               const KernelRegistry& registry) {
   CauseInputs ci;
   ci.outputs_compared = header.level != ProbeLevel::step;
+  ci.op_outputs_compared = header.level == ProbeLevel::op;
   ci.registry = &registry;
   ci.config_differences = config_differences(header, config);
   ci.layer_names = layer_names(config.layers);
@@ -408,6 +409,7 @@ BisectResult bisect(const BisectOptions& o) {
     if (!env) return failed(2, env.error().message);
     CauseInputs ci;
     ci.outputs_compared = header.level != ProbeLevel::step;
+    ci.op_outputs_compared = header.level == ProbeLevel::op;
     ci.registry = &registry;
     ci.environment = environment_differences(header.environment, *env);
     // A difference the forced choices serve the recorded value for (the seed, the split's keys) changes
@@ -803,6 +805,7 @@ BisectResult bisect(const BisectOptions& o) {
     auto env = current_environment(config);
     CauseInputs ci;
     ci.outputs_compared = header.level != ProbeLevel::step;
+    ci.op_outputs_compared = header.level == ProbeLevel::op;
     ci.registry = &registry;
     if (env) ci.environment = environment_differences(header.environment, *env);
     ci.config_differences = config_differences(header, config);

@@ -113,6 +113,13 @@ std::string layer_of(const FirstDivergence& d) {
   return layer;
 }
 
+// The kind of op a divergence's site names ("matmul" of "dense_1/matmul.fwd:out"); "" for none.
+static std::string op_kind(const FirstDivergence& d) {
+  std::string layer, op = d.op;
+  if (op.empty()) split_site(d.site, layer, op);
+  return op.substr(0, op.find('.'));
+}
+
 bool difference_reaches(const std::string& difference, const FirstDivergence& d,
                         const std::vector<std::string>& layers) {
   // No event differs (kind "config"): the inputs do, and every difference is theirs. The final state (kind
@@ -202,6 +209,12 @@ bool difference_reaches(const std::string& difference, const FirstDivergence& d,
     return d.kind == "config" || d.kind == "state" || d.phase == "evaluation" ||
            (*layer_index < layers.size() && layer == layers[*layer_index] &&
             trace::is_moving_statistics_probe(d.site));
+  // A layer's activation runs after its own matmul (or convolution) and bias: it reaches neither.
+  if (key.ends_with("].activation") && forward_of_a_layer &&
+      static_cast<size_t>(at - layers.begin()) == *layer_index) {
+    const std::string op = op_kind(d);
+    if (op == "matmul" || op == "bias" || op == "conv2d" || op == "im2col") return false;
+  }
   // A layer's keys change its own initial values and forward pass, and those of the layers after it.
   return !forward_of_a_layer || static_cast<size_t>(at - layers.begin()) >= *layer_index;
 }
@@ -214,22 +227,33 @@ std::string reach_words(const std::vector<std::string>& differences, const First
            "unnamed layers after it)";
   if (d.phase == "input" || d.kind == "split" || d.kind == "shuffle" || d.kind == "loader")
     return "none of them changes the input pipeline (the split, the shuffle, the batches)";
-  bool optimizer = false, loss = false, layer = false, momentum = false, allreduce = false;
+  bool optimizer = false, loss = false, layer = false, momentum = false, allreduce = false,
+       activation = false;
   for (const std::string& d : differences) {
     allreduce |= d.rfind("distributed.allreduce:", 0) == 0;
     optimizer |= d.rfind("train.optimizer.", 0) == 0;
     loss |= d.rfind("train.loss:", 0) == 0 || d.rfind("train.from_logits:", 0) == 0;
     const bool of_layer = d.rfind("model.layers", 0) == 0;
     const bool is_momentum = of_layer && d.substr(0, d.find(": ")).ends_with("].momentum");
+    const bool is_activation = of_layer && d.substr(0, d.find(": ")).ends_with("].activation");
     momentum |= is_momentum;
+    activation |= is_activation;
     layer |= of_layer && !is_momentum;
   }
+  // Said where the difference is in an op a layer runs before its activation.
+  const std::string op = op_kind(d);
+  activation = activation && d.phase == "forward" && (op == "matmul" || op == "bias" || op == "conv2d");
   std::vector<std::string> why;
   if (allreduce)
     why.push_back("the allreduce variant changes only the sum of the shards' gradients and what follows it");
   if (optimizer) why.push_back("an optimizer's keys change only the update");
   if (loss) why.push_back("the loss's keys change no layer's forward pass");
-  if (layer) why.push_back("a layer's keys change nothing before that layer's forward pass");
+  if (layer)
+    why.push_back(std::string("a layer's keys change nothing before that layer's forward pass") +
+                  (activation
+                       ? " (its activation nothing before the activation runs, after the layer's matmul or "
+                         "convolution and bias)"
+                       : ""));
   if (momentum)
     why.push_back(
         "a batch normalization's momentum changes only its moving statistics, which evaluation reads "
@@ -481,7 +505,9 @@ static std::string kernels_too(const FirstDivergence& d, const CauseInputs& in) 
   if (!d.kernel_recorded.empty() && !d.kernel_replayed.empty() && d.kernel_recorded != d.kernel_replayed)
     return std::string(kKernelAtOpToo) + kernel_site_of(d.site) + " too, " + d.kernel_recorded + " (" +
            in.name_a + ") vs " + d.kernel_replayed + " (" + in.name_b + "), which can have made it as well";
-  if (in.outputs_compared) return "";
+  // At level op every op's output was compared: the op that differs first has its kernel named above, or
+  // none differs. At level layer a layer's output is, and any of its own ops' kernels can have made it.
+  if (in.op_outputs_compared || (in.outputs_compared && layer_of(d).empty())) return "";
   std::vector<std::string> ks;
   for (const std::string& site : kernel_sites_reaching(d, in)) {
     const auto& ab = in.kernel_differences.at(site);
@@ -492,8 +518,11 @@ static std::string kernels_too(const FirstDivergence& d, const CauseInputs& in) 
   if (const std::string a = env_value(in.environment, "isa", true); !a.empty())
     isa = " (instruction set " + a + " vs " + env_value(in.environment, "isa", false) + ")";
   return std::string(kKernelsToo) + isa + ", which can have made it as well: " + first_of(ks, 4, "; ") +
-         "; the trace holds no op's output (level step) to tell which made the first difference: record "
-         "with --level op to see";
+         (in.outputs_compared
+              ? "; the trace holds the layer's output, not its ops' (level layer), to tell which "
+                "made the first difference: record with --level op to see"
+              : "; the trace holds no op's output (level step) to tell which made the first "
+                "difference: record with --level op to see");
 }
 
 Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {

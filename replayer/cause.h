@@ -41,6 +41,8 @@ struct CauseInputs {
   // The layers' outputs were compared (level layer or op): a loss that differs first had the same inputs on
   // both sides. At level step they were not, and a forward op may have made the loss differ.
   bool outputs_compared = false;
+  // Every op's output was compared too (level op): a layer's output that differs first had ops that did not.
+  bool op_outputs_compared = false;
   // Where the data that differs first reaches the run (data_reach.h), where both copies could be read and
   // compared row by row; nullopt where they could not.
   std::optional<DataReach> data_reach;

@@ -391,6 +391,7 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   // are left out, and at level step its per-parameter digests are combined into the one digest.
   const ProbeLevel level = std::min(ha.level, hb.level);
   ci.outputs_compared = level != ProbeLevel::step;
+  ci.op_outputs_compared = level == ProbeLevel::op;
   if (ha.level != hb.level)
     rep.notes.push_back(std::string("A was recorded at level ") + probe_level_name(ha.level) + ", B at level " +
                         probe_level_name(hb.level) + ": compared at level " + probe_level_name(level));

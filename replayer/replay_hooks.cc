@@ -1,12 +1,13 @@
 #include "replayer/replay_hooks.h"
 
 #include <algorithm>
+#include <regex>
 
 #include "engine/fingerprint.h"
 #include "engine/random.h"
+#include "recorder/recorder.h"
 #include "replayer/cause.h"
 #include "replayer/event_keys.h"
-#include "recorder/recorder.h"
 
 namespace trainrr {
 
@@ -483,11 +484,21 @@ void ReplayHooks::kernel_selected(KernelChoice& choice) {
   // A run resumed from a checkpoint chooses, free, on the batch it resumes at what the recording chose on an
   // earlier step's batch: a choice that depends on the batch's size (the last batch of an epoch is short) can
   // differ for that alone.
-  if (resume_at_ > 0 && recorded != choice.chosen && rec != recorded_kernels_.end())
+  // The default rule names the size it chose by where the size decided ("131072 elements >= 65536",
+  // "k=4096 > 8*m*n=..."): only choices of free sites whose sizes differ are said to.
+  auto size_in = [](const std::string& reason) {
+    std::smatch m;
+    return std::regex_search(reason, m, std::regex(R"((\d+) elements|k=(\d+))")) ? m.str(0) : std::string();
+  };
+  if (resume_at_ > 0 && recorded != choice.chosen && rec != recorded_kernels_.end() &&
+      !forced(force_.kernels, "kernel:" + choice.site))
     if (auto at = recorded_choice_steps_.find(choice.site);
-        at != recorded_choice_steps_.end() && at->second < resume_at_)
-      resumed_choices_.emplace(
-          choice.site, ResumedChoice{at->second, choice.reason, recorded_choices_.at(choice.site).reason});
+        at != recorded_choice_steps_.end() && at->second < resume_at_) {
+      const std::string& then = recorded_choices_.at(choice.site).reason;
+      if (const std::string here = size_in(choice.reason), there = size_in(then);
+          !here.empty() && !there.empty() && here != there)
+        resumed_choices_.emplace(choice.site, ResumedChoice{at->second, choice.reason, then});
+    }
 }
 
 void ReplayHooks::kernel_replaced(std::string_view site, const std::string& ran, const std::string& why) {

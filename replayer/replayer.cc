@@ -1113,6 +1113,7 @@ ReplayResult replay(const ReplayOptions& o) {
 
   CauseInputs ci;
   ci.outputs_compared = header.level != ProbeLevel::step;
+  ci.op_outputs_compared = header.level == ProbeLevel::op;
   ci.data_changed = rebuilt->data_changed;
   ci.data_detail = rebuilt->data_detail;
   set_changed_data_sets(ci, rebuilt->data_sets_changed);

@@ -248,6 +248,14 @@ TEST(Cause, ADifferenceReachesOnlyTheEventsItCanChange) {
   EXPECT_FALSE(difference_reaches("model.layers[2].units: 10 -> 32", fwd1, layers));
   EXPECT_FALSE(difference_reaches("train.loss: mse -> binary_crossentropy", fwd2, layers));
   EXPECT_TRUE(difference_reaches("train.loss: mse -> binary_crossentropy", loss, layers));
+  // A layer's activation runs after its own matmul and bias: it reaches its activation and output, not them.
+  const std::string tanh = "model.layers[0].activation: relu -> tanh";
+  EXPECT_FALSE(difference_reaches(tanh, fwd1, layers));
+  EXPECT_FALSE(
+      difference_reaches(tanh, event("forward", "probe", "dense_1/bias.fwd:out", "dense_1"), layers));
+  EXPECT_TRUE(difference_reaches(tanh, event("forward", "probe", "dense_1/relu.fwd:out", "dense_1"), layers));
+  EXPECT_TRUE(difference_reaches(tanh, event("forward", "probe", "dense_1:out", "dense_1"), layers));
+  EXPECT_TRUE(difference_reaches(tanh, fwd2, layers));
   // What may change every value is taken to reach every event, but for the initial weights' draws.
   for (const std::string everywhere :
        {"seed: 1 -> 2", "train.batch_size: 32 -> 16", "data.scale: none -> minmax"})
@@ -443,6 +451,32 @@ TEST(Cause, ARaceAtABatchNormalizationSumIsNumericBesideAnotherMomentum) {
             "training does not");
 }
 
+// At level layer a layer's output that differs first can come from any of its own ops: a configuration cause
+// there names the layer's kernel selections that differ too, as at level step; at level op the op that
+// differs first is compared, and its kernel is named (or none differs).
+TEST(Cause, AtLevelLayerTheLayersOwnKernelSelectionsAreNamedBesideTheConfiguration) {
+  FirstDivergence d = event("forward", "probe", "dense_1:out", "dense_1");
+  CauseInputs in;
+  in.outputs_compared = true;
+  in.layer_names = {"dense_1", "dense_2"};
+  in.config_differences = {"data.scale: standardize -> minmax"};
+  in.kernel_differences = {
+      {"dense_1/matmul.fwd", {"f32_matmul__cpu_blocked_avx512", "f32_matmul__cpu_blocked_generic"}},
+      {"dense_2/matmul.fwd", {"f32_matmul__cpu_blocked_avx512", "f32_matmul__cpu_blocked_generic"}}};
+  Cause c = classify(d, in);
+  EXPECT_EQ(c.category, "config");
+  EXPECT_NE(
+      c.detail.find("which can have made it as well: dense_1/matmul.fwd: f32_matmul__cpu_blocked_avx512 vs "
+                    "f32_matmul__cpu_blocked_generic; the trace holds the layer's output, not its ops' "
+                    "(level layer)"),
+      std::string::npos)
+      << c.detail;
+  EXPECT_EQ(c.detail.find("dense_2/matmul.fwd"), std::string::npos) << c.detail;
+  in.op_outputs_compared = true;
+  EXPECT_EQ(classify(d, in).detail.find("which can have made it as well"), std::string::npos)
+      << classify(d, in).detail;
+}
+
 TEST(Cause, ADifferenceThatCannotReachTheFirstEventLeavesItsCauseToTheKernel) {
   FirstDivergence d = event("forward", "probe", "dense_1/matmul.fwd:out", "dense_1");
   d.kernel_recorded = "f32_matmul__cpu_blocked_avx512";
@@ -455,7 +489,8 @@ TEST(Cause, ADifferenceThatCannotReachTheFirstEventLeavesItsCauseToTheKernel) {
   EXPECT_EQ(
       reach_words(in.config_differences, d),
       "an optimizer's keys change only the update; a layer's keys change nothing before that layer's forward "
-      "pass");
+      "pass (its activation nothing before the activation runs, after the layer's matmul or convolution and "
+      "bias)");
   // A key of the layer itself may be the cause.
   in.config_differences.push_back("model.layers[0].units: 16 -> 8");
   const Cause c = classify(d, in);

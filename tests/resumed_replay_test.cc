@@ -62,6 +62,10 @@ TEST_F(ResumedReplay, AKernelChosenOnTheBatchItResumesAtIsSaidToBeChosenThere) {
   } else {
     EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
   }
+  // Forced, the kernels are the recorded ones, wherever the replay resumes: nothing is said of a choice.
+  CommandResult forced = run_trainrr("replay " + trace + " --from-step 11");
+  EXPECT_EQ(forced.exit_code, 0) << forced.output;
+  EXPECT_FALSE(has(forced.output, "with kernels free")) << forced.output;
 }
 
 // A trace cut short holds no step past its last: a start there is refused, naming the steps it holds, not
