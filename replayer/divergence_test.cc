@@ -12,6 +12,16 @@ namespace {
 
 bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
+// A replay's report that diverged at the place given (divergence()'s arguments).
+template <class... Args>
+DivergenceReport diverged_replay(Args... place) {
+  DivergenceReport r;
+  r.command = "replay";
+  r.diverged = true;
+  r.first = divergence(place...);
+  return r;
+}
+
 TEST(ReportJson, FactsHaveSnakeCaseKeysAndNumbersAsNumbers) {
   DivergenceReport r;
   r.command = "replay";
@@ -46,10 +56,7 @@ TEST(ReportJson, FactsHaveSnakeCaseKeysAndNumbersAsNumbers) {
 }
 
 TEST(ReportText, AUlpCountNearZeroIsReadByTheAbsoluteDifference) {
-  DivergenceReport r;
-  r.command = "replay";
-  r.diverged = true;
-  r.first = divergence(3, "forward", "probe", "dense_1:out");
+  DivergenceReport r = diverged_replay(3, "forward", "probe", "dense_1:out");
   r.first->has_element = true;
   r.first->recorded = 1e-12;
   r.first->replayed = -3e-12;
@@ -82,10 +89,7 @@ TEST(ReportText, AUlpCountNearZeroIsReadByTheAbsoluteDifference) {
 // A NaN or an infinity lies on no number line: no |diff| and no ULP count is given beside it (a count to a
 // NaN follows its sign bit, which "nan" does not show), in the text and in the JSON.
 TEST(ReportText, NonFiniteElementValuesHaveNoDistance) {
-  DivergenceReport r;
-  r.command = "replay";
-  r.diverged = true;
-  r.first = divergence(3, "forward", "step_end", "loss");
+  DivergenceReport r = diverged_replay(3, "forward", "step_end", "loss");
   r.first->has_element = true;
   r.first->index = 0;
   r.first->recorded = std::bit_cast<float>(0xffc00000u);  // x86's default NaN, its sign bit set
@@ -115,10 +119,7 @@ TEST(ReportText, NonFiniteElementValuesHaveNoDistance) {
 // A tensor with no finite value has a summary of zeros that stand for nothing: it says so, and two such are
 // not "the same bits".
 TEST(ReportText, ASummaryOfNoFiniteValueSaysSo) {
-  DivergenceReport r;
-  r.command = "replay";
-  r.diverged = true;
-  r.first = divergence(1, "forward", "probe", "dense_1/matmul.fwd:out");
+  DivergenceReport r = diverged_replay(1, "forward", "probe", "dense_1/matmul.fwd:out");
   Summary a;
   a.count = 512;
   a.non_finite = 512;
@@ -137,10 +138,7 @@ TEST(ReportText, ASummaryOfNoFiniteValueSaysSo) {
 // Summaries that differ past 9 digits print apart; summaries that are the same bits (the tensors differing in
 // values a sum, minimum and maximum do not show) say so, never showing two equal lines under "different".
 TEST(ReportText, TwoSummariesNeverPrintAlikeUnlessTheyAreTheSameAndThenSaySo) {
-  DivergenceReport r;
-  r.command = "replay";
-  r.diverged = true;
-  r.first = divergence(6, "forward", "probe", "bn/bn_stats.fwd:out");
+  DivergenceReport r = diverged_replay(6, "forward", "probe", "bn/bn_stats.fwd:out");
   Summary a;
   a.count = 16;
   a.sum = 0.19651324123;
