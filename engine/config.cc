@@ -707,12 +707,14 @@ Result<RunConfig> parse_config(const std::string& text, const std::string& name,
     if (d.source != "csv" && d.labels.empty()) return Error{name + ": data.labels is missing (the labels file)"};
   }
   // A relative path given with --set resolves as the file's own do: the message of a file not found says so.
-  for (const auto& [key, value] :
-       {std::pair<std::string, std::string>{"data.path", d.path}, {"data.labels", d.labels}})
-    if (!value.empty() && !fs::path(value).is_absolute() && !base_dir.empty() &&
+  for (const auto& file :
+       {std::pair<std::string, std::string>{"data.path", d.path}, {"data.labels", d.labels}}) {
+    const std::string& key = file.first;
+    if (!file.second.empty() && !fs::path(file.second).is_absolute() && !base_dir.empty() &&
         std::any_of(overridden.begin(), overridden.end(),
                     [&key](const std::string& k) { return key == k || key.rfind(k + ".", 0) == 0; }))
       d.set_relative_to = base_dir;
+  }
   d.path = resolve(base_dir, d.path);
   d.labels = resolve(base_dir, d.labels);
   if (d.test_fraction < 0 || d.test_fraction >= 1)
