@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <vector>
 
 namespace trainrr {
@@ -76,6 +77,12 @@ std::string unknown_choice(std::string_view what, std::string_view given,
   const std::string kind(what);
   return kind + " '" + std::string(given) + "' is a Keras one that trainrr's engine lacks (its " + kind +
          (kind.ends_with("s") ? "es" : "s") + ": " + list + ")";
+}
+
+std::string setting_number(double v) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
 }
 
 }  // namespace trainrr

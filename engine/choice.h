@@ -30,4 +30,8 @@ std::string unknown_choice(std::string_view what, std::string_view given,
                            std::initializer_list<std::string_view> choices,
                            std::initializer_list<std::string_view> elsewhere);
 
+// A setting's number as messages give it: the shortest text that reads back as it (0.2, not 0.200000 or
+// 0.20000000000000001; 0.9999999999, never a rounded 1).
+std::string setting_number(double v);
+
 }  // namespace trainrr

@@ -503,12 +503,7 @@ bool read_layers(const toml::node& n, const std::string& where, const std::strin
   return true;
 }
 
-// Shortest round trip: 0.2, not 0.20000000000000001 or 0.200000.
-std::string num(double v) {
-  char buf[32];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, r.ptr);
-}
+std::string num(double v) { return setting_number(v); }
 
 }  // namespace
 

@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "engine/choice.h"
 #include "engine/data/augment.h"
 #include "engine/data/csv.h"
 #include "engine/data/idx.h"
@@ -134,13 +135,6 @@ std::string fmt_number(float v) {
   return std::string(buf, end);
 }
 
-// A setting as given, in the fewest digits that read back as it: 0.9999999999, never a rounded 1.
-std::string fmt_double(double v) {
-  char buf[48];
-  const auto end = std::to_chars(buf, buf + sizeof buf, v).ptr;
-  return std::string(buf, end);
-}
-
 // Where a row's label comes from, for messages: rows count from 0, as numpy, dump's split lists and export's
 // permutation count them; a CSV row also by its line in the file (from 1, the header its first).
 std::string label_at(const DataConfig& c, const Dataset& data, size_t row) {
@@ -190,7 +184,7 @@ Result<PreparedData> prepare_rows(const RunConfig& config, Dataset data, const S
     const std::string data = config.data.path.empty() ? std::string("the synthetic data") : config.data.path;
     const int64_t rows = out.test.rows();  // the split gave them all to the test set
     if (split && config.data.test_fraction > 0)
-      return Error{config.file + ": data.test_fraction = " + fmt_double(config.data.test_fraction) +
+      return Error{config.file + ": data.test_fraction = " + setting_number(config.data.test_fraction) +
                    " of the " + std::to_string(rows) + " row" + (rows == 1 ? "" : "s") + " of " + data +
                    " leaves no training rows"};
     return Error{data + ": no training rows left after the splits"};

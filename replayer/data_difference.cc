@@ -130,31 +130,9 @@ DataDifference first_data_difference(std::span<const uint8_t> recorded_bytes, st
       const int64_t cols = pa->x.shape[1], rows = std::min(pa->rows(), pb->rows());
       // A feature's column in the file (from 1), where the label column stands at one place in both: the
       // features are the other columns, in order.
-      auto label_at = [&rows_of](std::string_view text, std::string_view label) -> int64_t {
-        const auto lines = rows_of(text);
-        if (lines.empty()) return -1;
-        // The header's names, split at the commas outside quotes ("a,x" is one name), unquoted.
-        std::vector<std::string> names(1);
-        bool quoted = false;
-        for (char ch : lines[0].text) {
-          if (ch == '"')
-            quoted = !quoted;
-          else if (ch == ',' && !quoted)
-            names.emplace_back();
-          else
-            names.back() += ch;
-        }
-        for (size_t at = 0; at < names.size(); ++at) {
-          std::string_view f = names[at];
-          while (!f.empty() && f.front() == ' ') f.remove_prefix(1);
-          while (!f.empty() && f.back() == ' ') f.remove_suffix(1);
-          if (f == label) return static_cast<int64_t>(at);
-        }
-        return -1;
-      };
-      const int64_t label_col = label_at(recorded, label_a);
       auto column_of = [&](int64_t col) {
-        if (label_col < 0 || label_col != label_at(now, label_b)) return std::string();
+        const int64_t label_col = pa->label_column;
+        if (label_col < 0 || label_col != pb->label_column) return std::string();
         return std::to_string(col + (col >= label_col ? 2 : 1)) + " ";
       };
       auto where = [&](int64_t row) {

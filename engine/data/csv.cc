@@ -215,6 +215,7 @@ Result<Dataset> parse_csv(std::string_view text, const std::string& path, const 
                  "\"; there are no feature columns"};
 
   Dataset d;
+  d.label_column = label;
   for (size_t i = 0; i < names.size(); ++i)
     if (static_cast<int>(i) != label) d.feature_names.push_back(names[i]);
   std::vector<float> x;

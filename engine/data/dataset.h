@@ -20,6 +20,8 @@ struct Dataset {
   // For a CSV file, where its rows lie: (row, its line in the file, from 1) for row 0 and each row after a
   // line that holds none (a blank line); empty for other sources.
   std::vector<std::pair<int64_t, int64_t>> line_runs;
+  // For a CSV file, the label's column (from 0) among all the file's columns; -1 for other sources.
+  int label_column = -1;
 
   int64_t rows() const { return x.shape.empty() ? 0 : x.shape[0]; }
   // The line of the file (from 1) that holds `row` (from 0); 0 where not known (not a CSV file).

@@ -23,12 +23,7 @@ std::string pair_str(const std::array<int64_t, 2>& v) { return shape_str({v[0], 
 
 Error named(const std::string& layer, const Error& e) { return Error{layer + ": " + e.message}; }
 
-// Shortest round trip: 2, 0.25, not 2.000000.
-std::string num(double v) {
-  char buf[32];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, r.ptr);
-}
+std::string num(double v) { return setting_number(v); }
 
 }  // namespace
 
