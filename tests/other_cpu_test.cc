@@ -171,6 +171,30 @@ TEST_F(OtherCpu, AnOpenBlasCoreTheCpuCannotRunIsLeftOutNotASignal) {
   }
 }
 
+// A replay restarts itself with the recording's OPENBLAS_CORETYPE (OpenBLAS reads it only as it loads). Under
+// qemu's user-mode emulator the restarted program runs natively, on the host's CPU, not the emulated one: its
+// answer would be the host's. The restart sees that and stops with exit 3, saying how to run without one.
+TEST_F(OtherCpu, ARestartThatLeavesTheEmulatedCpuStopsInsteadOfAnsweringForTheHost) {
+  const std::string trace = dir.file("nehalem_core.trr");
+  ASSERT_EQ(run_trainrr_env("OPENBLAS_CORETYPE=Nehalem",
+                            "record " + example("digits_mlp.toml") +
+                                " --set train.epochs=1 --set runtime.policy=deterministic -o " + trace)
+                .exit_code,
+            0);
+  const CommandResult r = run_on("SandyBridge", "env -u OPENBLAS_CORETYPE", "replay " + trace);
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_FALSE(has(r.output, "reproduced")) << r.output;
+  EXPECT_TRUE(has(r.output, "trainrr restarted itself with OPENBLAS_CORETYPE=Nehalem")) << r.output;
+  EXPECT_TRUE(has(r.output, "Sandy Bridge")) << r.output;  // the CPU it was started on
+  EXPECT_TRUE(has(r.output, "Set OPENBLAS_CORETYPE=Nehalem before starting trainrr")) << r.output;
+  // As the message says: set beforehand, no restart, and the replay runs on the emulated CPU, whose kernels
+  // differ from the recording's AVX-512 or AVX2 ones.
+  const CommandResult set = run_on("SandyBridge", "OPENBLAS_CORETYPE=Nehalem", "replay " + trace);
+  EXPECT_FALSE(has(set.output, "restarted")) << set.output;
+  EXPECT_TRUE(has(set.output, "isa: ")) << set.output;
+  EXPECT_TRUE(has(set.output, "(Sandy Bridge) (replayed)")) << set.output;
+}
+
 // Not emulated: a deterministic recording replayed with the portable policy (the kernels forced) differs where
 // the portable exp and log round otherwise than glibc's, and the cause says that, not a nondeterministic kernel.
 TEST(PortablePolicy, AReplayUnderAnotherPolicyNamesThePortableElementwiseFunctions) {

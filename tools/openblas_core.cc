@@ -12,6 +12,8 @@
 
 #include "engine/kernels/kernel_registry.h"
 #include "engine/kernels/matmul_openblas.h"
+#include "tools/commands.h"
+#include "tools/trace_text.h"
 
 namespace trainrr::cli {
 namespace {
@@ -19,6 +21,13 @@ namespace {
 // Set for the restarted process: the note it reports once OpenBLAS runs the code it was restarted for.
 // Removed before the run captures its environment.
 constexpr const char* kRestartNote = "TRAINRR_OPENBLAS_RESTART_NOTE";
+// Set for the restarted process too: the CPU the restart was decided on, and OPENBLAS_CORETYPE as the user
+// started trainrr with it ("=VALUE", or "" where unset). Removed before the run captures its environment.
+constexpr const char* kRestartCpu = "TRAINRR_OPENBLAS_RESTART_CPU";
+constexpr const char* kRestartUserCore = "TRAINRR_OPENBLAS_RESTART_USER_CORE";
+
+// The CPU this process runs on, as trainrr detects it (CPUID: an emulator's model where one runs it).
+std::string this_cpu() { return cpu_model() + ", instruction set " + isa_name(detect_isa()); }
 
 // A value of the recording's environment ("lib.openblas", "env.OPENBLAS_CORETYPE"), or "".
 std::string recorded_value(const trace::TraceHeader& h, const std::string& key) {
@@ -58,30 +67,64 @@ std::vector<std::string> restart_with(const std::string& core, const std::string
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
+    const char* user = std::getenv("OPENBLAS_CORETYPE");
+    ::setenv(kRestartUserCore, user ? ("=" + std::string(user)).c_str() : "", 1);
+    ::setenv(kRestartCpu, this_cpu().c_str(), 1);
     ::setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
     ::setenv(kRestartNote, note.c_str(), 1);
     std::fflush(stdout);
     std::fflush(stderr);
     ::execv("/proc/self/exe", argv.data());
     why = std::strerror(errno);
-    ::unsetenv("OPENBLAS_CORETYPE");
+    if (user)
+      ::setenv("OPENBLAS_CORETYPE", std::getenv(kRestartUserCore) + 1, 1);
+    else
+      ::unsetenv("OPENBLAS_CORETYPE");
     ::unsetenv(kRestartNote);
+    ::unsetenv(kRestartCpu);
+    ::unsetenv(kRestartUserCore);
   }
   return {"restarting with OPENBLAS_CORETYPE=" + core + " failed (" + why + "): OpenBLAS runs its " +
           openblas_core() + " code"};
 }
 
 // In a restarted process: its note, or why OpenBLAS does not run the code asked for. nullopt otherwise.
+// A restart that runs on another CPU than the one it was decided on (an emulator such as qemu-x86_64 runs
+// the program a process starts natively) would replay or record on that CPU, not the one asked about: it
+// stops with exit 3, saying how to run without a restart.
 std::optional<std::vector<std::string>> restarted_notes() {
   const char* note = std::getenv(kRestartNote);
   if (!note) return std::nullopt;
   const std::string text = note;
+  const char* from = std::getenv(kRestartCpu);
+  const std::string from_cpu = from ? from : "";
+  const char* user_core = std::getenv(kRestartUserCore);
+  const std::string user = user_core ? user_core : "";
   ::unsetenv(kRestartNote);
-  const char* asked = std::getenv("OPENBLAS_CORETYPE");
-  if (asked && openblas_same_core(openblas_core(), asked)) return std::vector<std::string>{text};
-  return std::vector<std::string>{
-      "OpenBLAS did not take OPENBLAS_CORETYPE=" + std::string(asked ? asked : "") + " and runs its " +
-      openblas_core() + " code"};
+  ::unsetenv(kRestartCpu);
+  ::unsetenv(kRestartUserCore);
+  const char* asked_env = std::getenv("OPENBLAS_CORETYPE");
+  const std::string asked = asked_env ? asked_env : "";
+  if (!from_cpu.empty() && from_cpu != this_cpu()) {
+    print_error("trainrr restarted itself with OPENBLAS_CORETYPE=" + asked +
+                " (OpenBLAS reads it only as it loads), and the restarted trainrr runs on another CPU (" +
+                this_cpu() + ") than the one it was started on (" + from_cpu +
+                "): an emulator that runs the programs a process starts natively (qemu-x86_64 without "
+                "binfmt_misc) does this. Set OPENBLAS_CORETYPE=" +
+                asked + " before starting trainrr, and it runs without a restart (OPENBLAS_CORETYPE=" +
+                asked + " qemu-x86_64 -cpu MODEL trainrr ...)");
+    std::exit(kCannotReplay);
+  }
+  // OpenBLAS has loaded its code: the run's environment is the one the user started trainrr with, so that
+  // the trace and the replay's environment differences show the user's OPENBLAS_CORETYPE (the note says
+  // what the restart set).
+  if (user.starts_with("="))
+    ::setenv("OPENBLAS_CORETYPE", user.c_str() + 1, 1);
+  else if (user_core)
+    ::unsetenv("OPENBLAS_CORETYPE");
+  if (asked_env && openblas_same_core(openblas_core(), asked)) return std::vector<std::string>{text};
+  return std::vector<std::string>{"OpenBLAS did not take OPENBLAS_CORETYPE=" + asked + " and runs its " +
+                                  openblas_core() + " code"};
 }
 
 // Where OPENBLAS_CORETYPE made OpenBLAS load code this CPU cannot run: the note that says so. OpenBLAS was
