@@ -600,7 +600,6 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
   if (!within.empty())
     return {"config", "the run configuration differs: " + join_some(within) + kernels_too(d, in)};
 
-  if (d.kind == "metrics") return evaluation_arithmetic();
   std::string kind = d.kind;
   if (kind == "extra" || kind == "missing") {
     const std::string c = category_of_site(d.site);
@@ -614,6 +613,13 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
       " not follow the run its configuration describes: with the same configuration and data, runs make the "
       "same events (it was changed after it was written, or written by another version of trainrr)";
   if (kind == "extra" || kind == "missing") return {"trace", d.detail + "; " + trace_words};
+  // An epoch's logs are named by the configuration (its metrics, a validation split): a log one side has and
+  // the other lacks is no arithmetic.
+  if (kind == "metrics") {
+    if (d.detail.find(kMetricOnOneSide) != std::string::npos)
+      return {"trace", "one side holds an epoch log the other's run does not make; " + trace_words};
+    return evaluation_arithmetic();
+  }
   // The initial weights come from the draws, which were the same, and from the configuration, which is.
   if (kind == "state" && d.phase == "setup") return {"trace", d.detail + "; " + trace_words};
   // A state's place in the run (its epoch, order, cursor, random offsets) follows from the choices the steps

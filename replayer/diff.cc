@@ -104,21 +104,15 @@ bool differ(const trace::Event& a, const trace::Event& b, FirstDivergence& d) {
   const auto& pa = std::get<trace::ProbeEvent>(a);
   const auto& pb = std::get<trace::ProbeEvent>(b);
   if (pa.fingerprint.digest == pb.fingerprint.digest) {
-    // The same values summarized otherwise: one trace was changed after it was written. What the bits fix
-    // alone is compared (a sum's rounding may follow the machine that summed).
-    const Summary &sa = pa.fingerprint.summary, &sb = pb.fingerprint.summary;
-    const bool same_summary = sa.count == sb.count && sa.non_finite == sb.non_finite &&
-                              (sa.non_finite > 0 || (sa.min == sb.min && sa.max == sb.max));
-    if (same_summary) return false;
-    auto says = [](const Summary& x) {
-      return std::to_string(x.count) + " values, " + std::to_string(x.non_finite) + " not finite, min " +
-             round_trip(x.min) + ", max " + round_trip(x.max);
-    };
+    // The same values summarized otherwise: one trace was changed after it was written (a summary is
+    // computed in one order on every machine and build).
+    const std::string differs =
+        summary_fields_differ(pa.fingerprint.summary, pb.fingerprint.summary, "A", "B");
+    if (differs.empty()) return false;
     d.kind = "summary";
     d.phase = phase_name(pa.phase);
     d.site = pa.site;
-    d.detail = "A and B hold the same digest of " + pa.site + " with other summaries (A: " + says(sa) +
-               "; B: " + says(sb) + ")";
+    d.detail = "A and B hold the same digest of " + pa.site + " with other summaries: " + differs;
     return true;
   }
   d.kind = "probe";

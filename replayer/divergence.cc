@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <regex>
 #include <sstream>
 #include <string_view>
@@ -88,12 +89,45 @@ std::pair<std::string, std::string> side_by_side(double a, double b, int digits)
   }
 }
 
+namespace {
+// The value named `name` in `list`, or nullptr.
+const double* metric_named(const std::vector<std::pair<std::string, double>>& list, const std::string& name) {
+  for (const auto& [k, v] : list)
+    if (k == name) return &v;
+  return nullptr;
+}
+}  // namespace
+
 std::string first_metric_difference(const std::vector<std::pair<std::string, double>>& a,
                                     const std::vector<std::pair<std::string, double>>& b) {
-  for (const auto& [k, va] : a)
-    for (const auto& [k2, vb] : b)
-      if (k == k2 && !same_bits(va, vb)) return k + " " + round_trip(va) + " vs " + round_trip(vb);
+  for (const auto& [k, va] : a) {
+    const double* vb = metric_named(b, k);
+    if (!vb) return k + " " + round_trip(va) + " vs none";
+    if (!same_bits(va, *vb)) return k + " " + round_trip(va) + " vs " + round_trip(*vb);
+  }
+  for (const auto& [k, vb] : b)
+    if (!metric_named(a, k)) return "no " + k + " vs " + k + " " + round_trip(vb);
   return "";
+}
+
+std::string summary_fields_differ(const Summary& a, const Summary& b, const std::string& name_a,
+                                  const std::string& name_b) {
+  std::vector<std::string> out;
+  auto field = [&](const char* name, bool same, const std::string& va, const std::string& vb) {
+    if (!same)
+      out.push_back(std::string(name) + " " + va + " (" + name_a + ") vs " + vb + " (" + name_b + ")");
+  };
+  auto bits = [](auto x, auto y) { return std::memcmp(&x, &y, sizeof x) == 0; };
+  field("count", a.count == b.count, std::to_string(a.count), std::to_string(b.count));
+  field("not finite", a.non_finite == b.non_finite, std::to_string(a.non_finite),
+        std::to_string(b.non_finite));
+  field("sum", bits(a.sum, b.sum), round_trip(a.sum), round_trip(b.sum));
+  field("sum of squares", bits(a.sum_sq, b.sum_sq), round_trip(a.sum_sq), round_trip(b.sum_sq));
+  field("min", bits(a.min, b.min), round_trip(a.min), round_trip(b.min));
+  field("max", bits(a.max, b.max), round_trip(a.max), round_trip(b.max));
+  std::string text;
+  for (size_t i = 0; i < out.size(); ++i) text += (i ? "; " : "") + out[i];
+  return text;
 }
 
 std::pair<std::string, std::string> summaries_side_by_side(const Summary& a, const Summary& b) {
@@ -122,14 +156,24 @@ std::optional<FirstDivergence> metrics_divergence(int64_t step, int epoch,
                                                   const std::vector<std::pair<std::string, double>>& b,
                                                   const std::string& name_a, const std::string& name_b) {
   std::string metrics, first_metric;
-  for (const auto& [k, v] : a)
-    for (const auto& [k2, v2] : b)
-      if (k == k2 && !same_bits(v, v2)) {
-        const auto [va, vb] = side_by_side(v, v2);
-        metrics +=
-            (metrics.empty() ? "" : ", ") + k + " " + va + " (" + name_a + ") vs " + vb + " (" + name_b + ")";
-        if (first_metric.empty()) first_metric = k;
-      }
+  auto add = [&](const std::string& name, const std::string& text) {
+    metrics += (metrics.empty() ? "" : ", ") + text;
+    if (first_metric.empty()) first_metric = name;
+  };
+  // By name: a log that one side has and the other does not (val_loss where no data was held out) differs
+  // too.
+  for (const auto& [k, v] : a) {
+    const double* v2 = metric_named(b, k);
+    if (!v2) {
+      add(k, k + " " + side_by_side(v, v).first + " (" + name_a + ")," + kMetricOnOneSide + name_b + ")");
+    } else if (!same_bits(v, *v2)) {
+      const auto [va, vb] = side_by_side(v, *v2);
+      add(k, k + " " + va + " (" + name_a + ") vs " + vb + " (" + name_b + ")");
+    }
+  }
+  for (const auto& [k, v] : b)
+    if (!metric_named(a, k))
+      add(k, k + kMetricOnOneSide + name_a + "), " + side_by_side(v, v).first + " (" + name_b + ")");
   if (metrics.empty()) return std::nullopt;
   return divergence(step, "evaluation", "metrics", first_metric,
                     "the metrics of epoch " + std::to_string(epoch + 1) + " differ: " + metrics +

@@ -56,8 +56,11 @@ inline bool in_initial_weights(const FirstDivergence& d) {
 // A divergence with its place and what differs (step -1: the step in progress).
 FirstDivergence divergence(int64_t step, std::string phase, std::string kind, std::string site,
                            std::string detail = "");
+// In a metrics divergence's detail, after a log that one side has and the other does not.
+inline constexpr const char* kMetricOnOneSide = " none (";
 // The evaluation that ended epoch `epoch` (0-based) at `step`, when metrics of one name differ bit for bit on
-// the two sides ("val_loss 2.09335 (A) vs 1.94148 (B)"); nothing when none does.
+// the two sides ("val_loss 2.09335 (A) vs 1.94148 (B)"), or one side has a log the other does not
+// ("val_loss 2.09335 (A), none (B)"); nothing when none does.
 std::optional<FirstDivergence> metrics_divergence(int64_t step, int epoch,
                                                   const std::vector<std::pair<std::string, double>>& a,
                                                   const std::vector<std::pair<std::string, double>>& b,
@@ -131,12 +134,17 @@ std::string round_trip(double v);
 // Two values to show side by side, with 6 significant digits or as many more as tell them apart (values
 // that differ never print alike; equal ones print alike).
 std::pair<std::string, std::string> side_by_side(double a, double b, int digits = 6);
-// The first metric both sides name whose values are not the same bits, "accuracy 0.75 vs 0.8125"; "" where
-// none is.
+// The first metric whose values are not the same bits, "accuracy 0.75 vs 0.8125", or that one side has and
+// the other does not ("accuracy 0.75 vs none", "no accuracy vs accuracy 0.8125"); "" where none is.
 std::string first_metric_difference(const std::vector<std::pair<std::string, double>>& a,
                                     const std::vector<std::pair<std::string, double>>& b);
 // Two tensors' summaries side by side, as the reports print them: "sum S, min M, max X", each value with 9
 // significant digits or as many more as tell it from the other side's.
+// The fields of two summaries of the same values that are not the same bits ("sum 1.5 (recorded) vs 2.25
+// (replayed); max ..."), or "" where all are. A summary is computed in one order on every machine and build,
+// so two of the same values differ only where a trace was changed after it was written.
+std::string summary_fields_differ(const Summary& a, const Summary& b, const std::string& name_a = "recorded",
+                                  const std::string& name_b = "replayed");
 std::pair<std::string, std::string> summaries_side_by_side(const Summary& a, const Summary& b);
 // Whether two summaries are the same bits: the tensors then differ in values their sums, minima and maxima
 // do not show, which the reports say.

@@ -574,25 +574,21 @@ void ReplayHooks::check_probe(std::string_view site, Phase phase, const Tensor& 
     return;
   }
   const auto& rec = std::get<trace::ProbeEvent>(*e);
-  // The summary only tells how far apart two different tensors are: it is computed only then.
   const uint64_t replayed = known ? known_digest : digest(value);
   last_probe_ = {value.ptr(), value.size(), replayed};
   if (replayed == rec.fingerprint.digest) {
     // The same values: a summary that counts other values, or non-finite ones (which `show` reports), must
     // describe them too, or the trace was changed after it was written.
+    // Its sums, minimum and maximum are computed in one order on every machine: the same values give the
+    // same bits.
     const Summary& said = rec.fingerprint.summary;
-    if (said.count != static_cast<uint64_t>(value.size()) || said.non_finite > 0) {
-      const Summary now = summarize(std::span<const float>(value.data));
-      if (now.count != said.count || now.non_finite != said.non_finite) {
-        diverge(divergence(-1, phase_name(phase), "summary", std::string(site),
-                           "the recording's summary of " + std::string(site) + " (" +
-                               std::to_string(said.count) + " values, " + std::to_string(said.non_finite) +
-                               " not finite) does not describe the values its digest is of, which the replay "
-                               "computed (" +
-                               std::to_string(now.count) + " values, " + std::to_string(now.non_finite) +
-                               " not finite)"));
-        return;
-      }
+    const Summary now = summarize(std::span<const float>(value.data));
+    if (const std::string differs = summary_fields_differ(said, now); !differs.empty()) {
+      diverge(divergence(
+          -1, phase_name(phase), "summary", std::string(site),
+          "the recording's summary of " + std::string(site) +
+              " does not describe the values its digest is of, which the replay computed: " + differs));
+      return;
     }
     views_.probe(site, phase_name(phase), nullptr, nullptr);
     return;
@@ -773,9 +769,16 @@ void ReplayHooks::step_end(const StepSummary& s) {
         first_.reset();
       if (compare_ && !first_) {
         const auto [recorded, replayed] = side_by_side(rec.loss, s.loss);
+        // A step's metrics (its batch's accuracy) come from the forward pass, as its loss does: one that
+        // differs where the loss is the same bits is named after the loss, before the gradients.
+        const std::string metric = first_metric_difference(rec.metrics, s.metrics);
         if (loss_differs) {
           diverge(divergence(s.step, "forward", "step_end", "loss",
                              "the loss differs: recorded " + recorded + ", replayed " + replayed));
+        } else if (!metric.empty()) {
+          diverge(divergence(s.step, "forward", "step_end", "metrics",
+                             "the metrics of step " + std::to_string(s.step) + " differ (" + metric +
+                                 ", recorded vs replayed), its loss the same (" + recorded + ")"));
         } else {
           // Step-level evidence: which gradient or parameter differs first (gradients come first in time).
           auto first_diff = [&](const std::vector<std::pair<std::string, uint64_t>>& recorded,

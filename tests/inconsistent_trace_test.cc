@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
+#include <limits>
+#include <vector>
 
 #include "tests/test_util.h"
 #include "tests/trace_rewrite.h"
@@ -130,30 +133,89 @@ TEST_F(InconsistentTrace, AConfigurationThisTrainrrCannotReadIsNamedInADiff) {
       << d.output;
 }
 
-// A summary claiming values the digest's values do not have (non-finite ones, which show reports): replay and
-// diff say the trace was changed, where they said it reproduced, or the runs were identical.
+// A summary claiming values the digest's values do not have (non-finite ones, which show reports, another
+// sum, minimum or maximum: a summary is computed in one order on every machine): replay and diff say the
+// trace was changed, where they said it reproduced, or the runs were identical.
 TEST_F(InconsistentTrace, ASummaryThatDoesNotDescribeItsDigestsValuesIsNamed) {
-  bool edited = false;
-  const std::string bad = with_step(1, [&](trace::TraceStep& s) {
-    for (auto& e : s.events)
-      if (auto* p = std::get_if<trace::ProbeEvent>(&e); p && p->site == "dense_1:out") {
-        p->fingerprint.summary.non_finite = 5;
-        edited = true;
-      }
+  struct Edit {
+    std::function<void(Summary&)> edit;
+    std::string field, value;  // as the reports name them
+  };
+  const std::vector<Edit> edits = {
+      {[](Summary& x) { x.non_finite = 5; }, "not finite", "5"},
+      {[](Summary& x) { x.sum = 12345.5; }, "sum", "12345.5"},
+      {[](Summary& x) { x.sum_sq = 0.5; }, "sum of squares", "0.5"},
+      {[](Summary& x) { x.min = -1000; }, "min", "-1000"},
+      {[](Summary& x) { x.max = std::numeric_limits<float>::quiet_NaN(); }, "max", "nan"},
+  };
+  for (const Edit& edit : edits) {
+    bool edited = false;
+    const std::string bad = with_step(1, [&](trace::TraceStep& s) {
+      for (auto& e : s.events)
+        if (auto* p = std::get_if<trace::ProbeEvent>(&e); p && p->site == "dense_1:out") {
+          edit.edit(p->fingerprint.summary);
+          edited = true;
+        }
+    });
+    ASSERT_TRUE(edited);
+    const CommandResult r = run_trainrr("replay " + bad);
+    ASSERT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_EQ(r.output.rfind("diverged at step 1, forward, dense_1 (dense_1:out)\n", 0), 0u) << r.output;
+    EXPECT_TRUE(has(r.output,
+                    "  cause: trace: the recording's summary of dense_1:out does not describe the values its "
+                    "digest is of, which the replay computed: " +
+                        edit.field + " " + edit.value + " (recorded) vs "))
+        << r.output;
+    EXPECT_TRUE(has(r.output, "the trace was changed after it was written")) << r.output;
+    const CommandResult d = run_trainrr("diff " + recorded() + " " + bad);
+    ASSERT_EQ(d.exit_code, 1) << d.output;
+    EXPECT_TRUE(has(d.output, "summaries: " + edit.field + " ")) << d.output;
+    EXPECT_TRUE(has(d.output, " vs " + edit.value + " (B): a trace was changed after it was written"))
+        << d.output;
+  }
+}
+
+// A step's recorded metric (its batch's accuracy) that is not what the step computes: the replay compares it,
+// as its report says ("each step's loss, metrics and parameters"), as diff does.
+TEST_F(InconsistentTrace, AStepsMetricThatIsNotWhatTheStepComputesIsNamed) {
+  const std::string bad = with_step(1, [](trace::TraceStep& s) {
+    ASSERT_TRUE(s.end && !s.end->metrics.empty());
+    s.end->metrics[0].second = 0.999;
   });
-  ASSERT_TRUE(edited);
   const CommandResult r = run_trainrr("replay " + bad);
   ASSERT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_EQ(r.output.rfind("diverged at step 1, forward, dense_1 (dense_1:out)\n", 0), 0u) << r.output;
-  EXPECT_TRUE(has(r.output, "  cause: trace: the recording's summary of dense_1:out (")) << r.output;
-  EXPECT_TRUE(has(r.output, " values, 5 not finite) does not describe the values its digest is of"))
+  EXPECT_EQ(r.output.rfind("diverged at step 1, forward, metrics\n", 0), 0u) << r.output;
+  EXPECT_TRUE(has(r.output, "the metrics of step 1 differ (accuracy 0.999 vs ")) << r.output;
+  EXPECT_FALSE(has(r.output, "reproduced")) << r.output;
+  const CommandResult free = run_trainrr("replay " + bad + " --force none");
+  EXPECT_EQ(free.exit_code, 1) << free.output;
+  EXPECT_TRUE(has(free.output, "the metrics of step 1 differ")) << free.output;
+}
+
+// An epoch's logs under other names (val_loss, val_accuracy, where the run holds out no data): compared by
+// name, not by position.
+TEST_F(InconsistentTrace, AnEpochsLogsUnderOtherNamesAreNamed) {
+  const std::string bad = dir.file("bad.trr");
+  ASSERT_EQ(rewrite_trace(
+                recorded(), bad, [](trace::TraceHeader&) {}, {}, {}, {},
+                [](trace::TraceEpoch& e) {
+                  for (auto& [name, value] : e.logs) name = "val_" + name;
+                }),
+            "");
+  const CommandResult r = run_trainrr("replay " + bad);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "the metrics of epoch 1 differ: val_loss ")) << r.output;
+  EXPECT_TRUE(has(r.output, " (recorded), none (replayed)")) << r.output;
+  EXPECT_TRUE(has(r.output, "loss none (recorded), ")) << r.output;
+  EXPECT_TRUE(has(
+      r.output,
+      "  cause: trace: one side holds an epoch log the other's run does not make; the trace does not follow"))
       << r.output;
-  EXPECT_TRUE(has(r.output, "the trace was changed after it was written")) << r.output;
+  EXPECT_FALSE(has(r.output, "arithmetic")) << r.output;
   const CommandResult d = run_trainrr("diff " + recorded() + " " + bad);
-  ASSERT_EQ(d.exit_code, 1) << d.output;
-  EXPECT_TRUE(
-      has(d.output, "  cause: trace: A and B hold the same digest of dense_1:out with other summaries"))
-      << d.output;
+  EXPECT_EQ(d.exit_code, 1) << d.output;
+  EXPECT_TRUE(has(d.output, "the metrics of epoch 1 differ: loss ")) << d.output;
+  EXPECT_TRUE(has(d.output, " (A), none (B)")) << d.output;
 }
 
 // Without the kernel choices of one trace, the two runs are not known to have made the same choices.
