@@ -685,10 +685,27 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
 
   // A probe or a step's parameters: the kernel at the op, then numerics. A kernel difference comes with the
   // instruction sets and thread counts when they differ, as they usually decide it.
+  // The instruction sets are named where they can have decided the kernels that differ: where a kernel one
+  // side ran needs more than the other side's instruction set (an AVX-512 kernel against AVX2), or is not
+  // known here.
   std::string context;
   const std::string isa_a = env_value(in.environment, "isa", true),
                     isa_b = env_value(in.environment, "isa", false);
-  if (!isa_a.empty()) context += "; instruction set " + isa_a + " vs " + isa_b;
+  auto isa_decides = [&](const std::vector<std::pair<std::string, std::string>>& pairs) {
+    if (isa_a.empty()) return false;
+    auto a = parse_isa(isa_a), b = parse_isa(isa_b);
+    if (!a || !b || !in.registry) return true;
+    for (const auto& [ka, kb] : pairs) {
+      const Kernel* x = in.registry->find(ka);
+      const Kernel* y = in.registry->find(kb);
+      if (!x || !y || x->info.isa > *b || y->info.isa > *a) return true;
+    }
+    return false;
+  };
+  auto with_isa = [&](const std::vector<std::pair<std::string, std::string>>& pairs,
+                      const std::string& rest) {
+    return (isa_decides(pairs) ? "; instruction set " + isa_a + " vs " + isa_b : std::string()) + rest;
+  };
   const std::string th_a = env_value(in.environment, "threads", true),
                     th_b = env_value(in.environment, "threads", false);
   if (!th_a.empty()) context += "; threads " + th_a + " vs " + th_b;
@@ -700,9 +717,14 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
   {
     const std::string ca = openblas_core_in(env_value(in.environment, "lib.openblas", true)),
                       cb = openblas_core_in(env_value(in.environment, "lib.openblas", false));
+    // Where both sides ran OpenBLAS: where one ran another kernel, OpenBLAS's code there made no number of
+    // it.
     std::vector<std::string> at;
-    for (const auto& [site, kernel] : in.kernels)
-      if (is_openblas(kernel)) at.push_back(site);
+    for (const auto& [site, kernel] : in.kernels) {
+      const auto other = in.kernel_differences.find(site);
+      if (is_openblas(kernel) && (other == in.kernel_differences.end() || is_openblas(other->second.second)))
+        at.push_back(site);
+    }
     if (!ca.empty() && !cb.empty() && ca != cb && !at.empty())
       context += "; OpenBLAS ran its " + ca + " code (" + in.name_a + ") and its " + cb + " code (" +
                  in.name_b + ") at " + first_of(at, 3);
@@ -733,17 +755,21 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
                                : ", in place of " + d.kernel_substituted_for + ", which cannot run here") +
                           "), " + d.kernel_replayed + " (" + in.name_b + ")" +
                           timed(picks(kernel_site_of(d.site))) +
-                          (on_gpu(d.kernel_recorded) || on_gpu(d.kernel_replayed) ? std::string() : context)};
+                          (on_gpu(d.kernel_recorded) || on_gpu(d.kernel_replayed)
+                               ? std::string()
+                               : with_isa({{d.kernel_recorded, d.kernel_replayed}}, context))};
   const std::vector<std::string> sites = kernel_sites_reaching(d, in);
   if (!sites.empty()) {
     std::vector<std::string> ks;
+    std::vector<std::pair<std::string, std::string>> pairs;
     std::string how;
     for (const std::string& site : sites) {
       const auto& ab = in.kernel_differences.at(site);
       ks.push_back(site + ": " + ab.first + " vs " + ab.second);
+      pairs.push_back(ab);
       how += picks(site);
     }
-    return {"kernel", "kernel selections differ: " + join(ks, "; ") + timed(how) + context};
+    return {"kernel", "kernel selections differ: " + join(ks, "; ") + timed(how) + with_isa(pairs, context)};
   }
   const std::string kernel = d.kernel_replayed.empty() ? d.kernel_recorded : d.kernel_replayed;
   const Kernel* k = in.registry && !kernel.empty() ? in.registry->find(kernel) : nullptr;
@@ -763,6 +789,10 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
       (kernel.empty() && std::any_of(in.kernels.begin(), in.kernels.end(), [](const auto& site_kernel) {
          return is_openblas(site_kernel.second);
        }));
+  // Only where TRAINRR_ISA is set on a side did trainrr choose OpenBLAS's code; elsewhere OpenBLAS picked it.
+  const bool isa_set_by_trainrr_isa =
+      std::any_of(in.environment.begin(), in.environment.end(),
+                  [](const EnvDifference& e) { return e.key == "env.TRAINRR_ISA"; });
   if (ran_openblas && !core_a.empty() && !core_b.empty() && core_a != core_b && in.order_differences.empty())
     return {"numeric",
             "same kernel " + (is_openblas(kernel) ? kernel : std::string("f32_matmul__openblas_sgemm")) +
@@ -771,8 +801,10 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
                 "); it picks its code for the CPU it loads on, or the one OPENBLAS_CORETYPE names" +
                 (isa_a.empty()
                      ? std::string()
-                     : "; the instruction sets differ (" + isa_a + " vs " + isa_b +
-                           "), and trainrr sets OPENBLAS_CORETYPE to keep OpenBLAS within TRAINRR_ISA")};
+                     : "; the instruction sets differ (" + isa_a + " vs " + isa_b + ")" +
+                           (isa_set_by_trainrr_isa
+                                ? ", and trainrr sets OPENBLAS_CORETYPE to keep OpenBLAS within TRAINRR_ISA"
+                                : std::string()))};
   if (!in.order_differences.empty()) {
     std::vector<std::string> sites;
     for (const auto& [site, step] : in.order_differences) sites.push_back(site + " (step " + std::to_string(step) + ")");

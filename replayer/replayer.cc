@@ -494,6 +494,21 @@ static std::string without_prefix(const std::string& detail) {
   return own;
 }
 
+// Where in a step an event of `phase` happens: set-up and input before the forward pass, then the backward
+// pass, the update, and the evaluation after the step.
+static int phase_rank(const std::string& phase) {
+  for (int i = 0; const char* p : {"setup", "input", "forward", "backward", "update", "evaluation"}) {
+    if (phase == p) return i;
+    ++i;
+  }
+  return 2;
+}
+
+// Whether `a` happens no later in the run than `b`.
+static bool no_later_than(const FirstDivergence& a, const FirstDivergence& b) {
+  return a.step < b.step || (a.step == b.step && phase_rank(a.phase) <= phase_rank(b.phase));
+}
+
 bool refine_cause(Cause& cause, const FirstDivergence& d, const CauseInputs& ci,
                   const std::optional<FirstDivergence>& recorded_itself,
                   const std::optional<FirstDivergence>& op_first, std::vector<std::string>& notes) {
@@ -517,7 +532,21 @@ bool refine_cause(Cause& cause, const FirstDivergence& d, const CauseInputs& ci,
                                    " is re-executed with every op probed: " + at_op.detail};
   }
   if ((cause.category == "config" || cause.category == "data") && recorded_itself &&
-      recorded_itself->step <= d.step) {
+      !no_later_than(*recorded_itself, d) && recorded_itself->step == d.step) {
+    // The recorded run, on its own configuration and data, differs later in this step than the difference
+    // found: that difference is the configuration's or the data's, not the kernels' (which ran there too,
+    // with the same result); this machine's comes after it.
+    for (const std::string_view beside : {kKernelsToo, kKernelAtOpToo})
+      if (const size_t at = cause.detail.find(beside); at != std::string::npos) cause.detail.resize(at);
+    notes.push_back(
+        "the recorded run, re-executed here on its own configuration and data with every recorded "
+        "choice forced, differs from the recording only later in step " +
+        std::to_string(d.step) + ", at " + recorded_itself->phase + " " + recorded_itself->site +
+        ": this machine makes a difference of its own there, after the one the " +
+        (cause.category == "config" ? "configuration" : "data") + " made");
+  }
+  if ((cause.category == "config" || cause.category == "data") && recorded_itself &&
+      no_later_than(*recorded_itself, d)) {
     // The configuration or the data reaches the difference, but the recorded run, on its own configuration
     // and data, differs here by then too: this machine (kernels it cannot run, other code in a library) makes
     // a difference without them, and that is the cause the evidence shows; what they add cannot be told

@@ -50,6 +50,7 @@ TEST(Cause, OpenblasCodeDifferenceIsNamedWhenTheRunUsedOpenblas) {
 TEST(Cause, OpenblasCodeUnderAnotherInstructionSetSaysTrainrrSetTheCoreType) {
   CauseInputs in = openblas_cores("SkylakeX", "Haswell");
   in.environment.push_back({"isa", "avx512", "avx2"});
+  in.environment.push_back({"env.TRAINRR_ISA", "(unset)", "avx2"});
   in.kernels = {{"dense_1/matmul.fwd", "f32_matmul__openblas_sgemm"}};
   const Cause c = classify(layer_output_differs(), in);
   EXPECT_NE(
@@ -58,6 +59,60 @@ TEST(Cause, OpenblasCodeUnderAnotherInstructionSetSaysTrainrrSetTheCoreType) {
                     "OpenBLAS within TRAINRR_ISA"),
       std::string::npos)
       << c.detail;
+}
+
+// On a CPU that lacks the recording's instruction set, with no TRAINRR_ISA on either side, OpenBLAS picked
+// its own code: nothing of trainrr's set OPENBLAS_CORETYPE, and the cause does not say it did.
+TEST(Cause, OpenblasCodeOnAnOlderCpuDoesNotClaimTrainrrSetTheCoreType) {
+  CauseInputs in = openblas_cores("SkylakeX", "Haswell");
+  in.environment.push_back({"isa", "avx512", "avx2"});
+  in.kernels = {{"dense_1/matmul.fwd", "f32_matmul__openblas_sgemm"}};
+  const Cause c = classify(layer_output_differs(), in);
+  EXPECT_NE(c.detail.find("the instruction sets differ (avx512 vs avx2)"), std::string::npos) << c.detail;
+  EXPECT_EQ(c.detail.find("TRAINRR_ISA"), std::string::npos) << c.detail;
+}
+
+// The instruction sets are named beside kernels that differ only where they can have decided them: a kernel
+// of one side that the other side's instruction set cannot run. Two AVX2 kernels, one of them picked for the
+// thread count, are the threads' doing.
+TEST(Cause, TheInstructionSetIsNamedOnlyWhereItCanHaveDecidedTheKernels) {
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  CauseInputs in;
+  in.registry = &registry;
+  in.environment = {{"isa", "avx512", "avx2"}, {"threads", "2", "1"}};
+  FirstDivergence d = divergence(0, "backward", "probe", "dense_3/matmul.bwd_weight:out");
+  d.kernel_recorded = "f32_matmul__cpu_splitk_threads_avx2";
+  d.kernel_replayed = "f32_matmul__cpu_blocked_avx2";
+  Cause c = classify(d, in);
+  EXPECT_EQ(c.category, "kernel") << c.detail;
+  EXPECT_NE(c.detail.find("; threads 2 vs 1"), std::string::npos) << c.detail;
+  EXPECT_EQ(c.detail.find("instruction set"), std::string::npos) << c.detail;
+  // An AVX-512 kernel against an AVX2 one: the instruction set decided it.
+  d.kernel_recorded = "f32_matmul__cpu_blocked_avx512";
+  c = classify(d, in);
+  EXPECT_NE(c.detail.find("; instruction set avx512 vs avx2; threads 2 vs 1"), std::string::npos) << c.detail;
+}
+
+// Where the replay ran its own kernel at every site the recording ran OpenBLAS (OPENBLAS_CORETYPE naming code
+// this CPU cannot run), OpenBLAS's code made no number of the replay: the cause does not say it ran.
+TEST(Cause, OpenblasLeftOutOnOneSideIsNotSaidToHaveRunThere) {
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  CauseInputs in = openblas_cores("SkylakeX", "Haswell");
+  in.registry = &registry;
+  in.environment.push_back({"isa", "avx512", "generic"});
+  in.kernels = {{"dense_2/matmul.fwd", "f32_matmul__openblas_sgemm"},
+                {"dense_2/matmul.bwd_weight", "f32_matmul__openblas_sgemm"}};
+  in.kernel_differences = {
+      {"dense_2/matmul.fwd", {"f32_matmul__openblas_sgemm", "f32_matmul__cpu_blocked_generic"}},
+      {"dense_2/matmul.bwd_weight", {"f32_matmul__openblas_sgemm", "f32_matmul__cpu_blocked_generic"}}};
+  FirstDivergence d = divergence(0, "forward", "probe", "dense_2/matmul.fwd:out");
+  d.kernel_recorded = "f32_matmul__openblas_sgemm";
+  d.kernel_replayed = "f32_matmul__cpu_blocked_generic";
+  const Cause c = classify(d, in);
+  EXPECT_EQ(c.category, "kernel") << c.detail;
+  EXPECT_EQ(c.detail.find("OpenBLAS ran"), std::string::npos) << c.detail;
 }
 
 // Kernels that differ beside OpenBLAS running other code at another site: both are named, as either can have

@@ -469,6 +469,37 @@ TEST_F(RightAnswers, AConfigurationDifferenceBesideKernelsThatCannotRunHereIsNot
   EXPECT_TRUE(has(r.output, " could not run here and ran as this machine's choice: ")) << r.output;
 }
 
+// A changed data row beside kernels that cannot run here, at level step: the loss of step 0 differs first,
+// and the recorded run re-executed on its own data with this machine's kernels computes that loss the same
+// (it differs only at the update): the loss is the data's doing, and the cause says so; a note names this
+// machine's own difference, later in the step.
+TEST_F(RightAnswers, ADataDifferenceThatComesFirstInTheStepStaysTheCauseBesideKernelsThatCannotRunHere) {
+  if (detect_isa() == Isa::generic) GTEST_SKIP() << "this CPU has only the generic instruction set";
+  const std::string cfg = dir.write("run.toml", breast_cancer("seed = 3\n", kBreastCancer, kOneThread));
+  const std::string trace = dir.file("a.trr");
+  ASSERT_EQ(run_trainrr("record " + cfg + " -o " + trace).exit_code, 0);
+  const CommandResult alone = run_trainrr_env("TRAINRR_ISA=generic", "replay " + trace);
+  if (alone.output.rfind("diverged at step 0, update, ", 0) != 0)
+    GTEST_SKIP() << "the kernels alone do not differ first at step 0's update here:\n" << alone.output;
+  // One value of a row the first batch reads, changed: the scaler, fit on every training row, carries it into
+  // every row.
+  std::ifstream in(kBreastCancer);
+  std::string text, line;
+  for (int n = 1; std::getline(in, line); ++n) text += (n == 301 ? "1" + line : line) + "\n";
+  const std::string changed = dir.write("changed.csv", text);
+  const CommandResult r = run_trainrr_env("TRAINRR_ISA=generic",
+                                          "replay " + trace + " --data " + changed + " --allow-data-change");
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(r.output.rfind("diverged at step 0, forward, loss\n  cause: data: ", 0), 0u) << r.output;
+  EXPECT_FALSE(has(r.output, "kernel selections differ too")) << r.output;
+  EXPECT_TRUE(has(r.output,
+                  "note: the recorded run, re-executed here on its own configuration and data with every "
+                  "recorded choice forced, differs from the recording only later in step 0, at update "))
+      << r.output;
+  EXPECT_TRUE(has(r.output, "this machine makes a difference of its own there, after the one the data made"))
+      << r.output;
+}
+
 // diff takes a step's end in the same order: the loss of two runs with other batch sizes differs first.
 TEST_F(RightAnswers, DiffNamesALossThatDiffersBeforeTheParameters) {
   const std::string cfg = dir.write("run.toml", breast_cancer("seed = 3\n", kBreastCancer, kOneThread));
