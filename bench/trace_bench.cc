@@ -236,9 +236,8 @@ Recorded record_run(const RunConfig& config, const RecordOptions& ro, int64_t pe
   }
   auto training = take(Training::create(config, to), ro.path);
   check(training->fit(), ro.path);
-  if (ro.checkpoint_every > 0 && training->step() % ro.checkpoint_every != 0)
-    rec->checkpoint(training->state());
-  check(rec->finish(true, "completed"), ro.path);
+  // The final state, unless the last periodic checkpoint holds it already (as `trainrr record`).
+  check(rec->finish(training->state(), true, "completed"), ro.path);
   Recorded r;
   r.wall_s = seconds_since(t0);
   r.cpu_s = cpu_seconds() - c0;
@@ -479,7 +478,7 @@ void section_kernels(const Options& o) {
       const auto t0 = Clock::now();
       check(training->fit(5 + steps), workload);
       const double per_step = seconds_since(t0) / static_cast<double>(steps);
-      if (rec) check(rec->finish(true, "completed"), workload);
+      if (rec) check(rec->finish(training->state(), true, "completed"), workload);
       return per_step;
     };
     const double probe = timed(0, 5);
@@ -670,7 +669,7 @@ void section_profile(const Options& o) {
     check(training->fit(5 + n), "mlp");
     const double hooks = (timer.probe_s + timer.step_end_s) / n;
     const double step = (cpu_seconds() - t0 - timer.extra()) / n - hooks;
-    check(rec->finish(true, "completed"), ro.path);
+    check(rec->finish(training->state(), true, "completed"), ro.path);
     auto [rewrite, bare] = rewrite_cost(ro.path, o.work + "/profile-rewrite.trace");
     const double beyond = hooks - (timer.digest_s + timer.hash_probe_s + timer.summary_s) / n;
     std::printf(

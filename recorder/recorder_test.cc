@@ -71,7 +71,8 @@ std::vector<std::pair<std::string, uint64_t>> param_digests(Training& t) {
   return out;
 }
 
-// Trains breast_cancer for three epochs under the deterministic policy with the given hooks (null: none).
+// Trains breast_cancer for three epochs under the deterministic policy with the given hooks (null: none); a
+// recorder among them is finished with the run's final state, as trainrr record finishes it.
 TrainedRun train(Hooks* hooks) {
   KernelRegistry registry;
   register_cpu_kernels(registry);
@@ -83,6 +84,10 @@ TrainedRun train(Hooks* hooks) {
   EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.error().message);
   Status s = (*t)->fit();
   EXPECT_TRUE(s.ok()) << (s.ok() ? "" : s.error().message);
+  if (auto* rec = dynamic_cast<Recorder*>(hooks)) {
+    Status done = rec->finish((*t)->state(), true, "completed");
+    EXPECT_TRUE(done.ok()) << (done.ok() ? "" : done.error().message);
+  }
   TrainedRun r;
   r.final_params = param_digests(**t);
   r.steps = (*t)->step();
@@ -104,10 +109,7 @@ std::unique_ptr<Recorder> make_recorder(const std::string& path, ProbeLevel leve
 // step ends, which is where a user (and replay) finds them.
 TrainedRun record(const std::string& path, ProbeLevel level, int64_t checkpoint_every = 0) {
   auto rec = make_recorder(path, level, checkpoint_every);
-  TrainedRun r = train(rec.get());
-  Status done = rec->finish(true, "completed");
-  EXPECT_TRUE(done.ok()) << (done.ok() ? "" : done.error().message);
-  return r;
+  return train(rec.get());
 }
 
 // Every message of a trace, read back.
@@ -213,10 +215,12 @@ TEST(RecorderTest, CheckpointsEveryNStepsResumeToTheSameParameters) {
   TempFile file("recorder-ckpt");
   const TrainedRun run = record(file.path(), ProbeLevel::step, 10);
   const ReadBack back = read_all(file.path());
-  // The initial state, then one every 10 steps.
-  ASSERT_EQ(back.checkpoints.size(), static_cast<size_t>(run.steps / 10) + 1);
-  for (size_t i = 0; i < back.checkpoints.size(); ++i)
+  // The initial state, one every 10 steps, and the final state: 45 steps are no multiple of 10.
+  ASSERT_EQ(run.steps % 10, 5);
+  ASSERT_EQ(back.checkpoints.size(), static_cast<size_t>(run.steps / 10) + 2);
+  for (size_t i = 0; i + 1 < back.checkpoints.size(); ++i)
     EXPECT_EQ(back.checkpoints[i].step, 10 * int64_t(i));
+  EXPECT_EQ(back.checkpoints.back().step, run.steps);
 
   // Resume from the third checkpoint (after 20 steps) in a fresh run: it must end where the recorded run
   // ended; from the initial state too.

@@ -324,7 +324,8 @@ BisectResult bisect(const BisectOptions& o) {
       rebuild_config(header, o.overrides, o.data_path, false, *scratch,
                      "bisect narrows a divergence of the run with the data it recorded: pass --data with "
                      "that file (trainrr replay --data PATH --allow-data-change shows what the change "
-                     "does)");
+                     "does)",
+                     o.trace_path);
   if (!rebuilt) return failed(2, rebuilt.error().message);
   const RunConfig& config = rebuilt->config;
   if (Status s = device_for_replay(header, config); !s) return failed(3, s.error().message);

@@ -39,7 +39,8 @@ inline void record_on_device(DeviceBackend& device, const std::string& path, Pro
   ASSERT_TRUE(training.ok()) << training.error().message;
   ASSERT_TRUE((*rec)->start().ok());
   ASSERT_TRUE((*training)->fit().ok());
-  ASSERT_TRUE((*rec)->finish(true, "completed").ok());
+  // With the final state, as trainrr record finishes a trace.
+  ASSERT_TRUE((*rec)->finish((*training)->state(), true, "completed").ok());
 }
 
 }  // namespace trainrr::testing

@@ -88,7 +88,7 @@ std::vector<std::string> unchanged_overrides(const RunConfig& recorded, const Ru
 
 Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector<std::string>& overrides,
                                   const std::string& data_path, bool allow_change, ScratchDir& scratch,
-                                  const std::string& refusal) {
+                                  const std::string& refusal, const std::string& trace_path) {
   std::vector<std::string> all = h.config_overrides;
   all.insert(all.end(), overrides.begin(), overrides.end());
   auto config = parse_config(h.config, h.config_path + " (in the trace)", config_folder(h), all);
@@ -149,9 +149,14 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
       *target = chosen;
     } else if (const std::string& named = own ? own.value().data.*member : *target;
                (from_trace = *target == named) && named != info.path) {
+      const std::string key = member == &DataConfig::labels ? "data.labels" : "data.path";
       return Error{
-          "the trace's configuration reads its " + info.name + " file from " + named +
-          ", but the trace's record of that file (the path show lists, with its digest) names " + info.path +
+          (trace_path.empty() ? std::string() : trace_path + ": ") + "the trace's configuration reads its " +
+          info.name + " file from " + named + " (" + key +
+          " in the header's config, resolved, where relative, against the folder of the header's "
+          "configPath, " +
+          h.config_path + "), but the trace's record of that file (the header's datasets[" +
+          std::to_string(i) + "].path, which show lists with its digest) names " + info.path +
           ": in a trace that trainrr record wrote they are one path, so the trace was changed after it "
           "was recorded; replay reads neither (" +
           (info.name == "labels" ? std::string("--set data.labels=PATH") : std::string("--data PATH")) +
@@ -893,11 +898,22 @@ Status seed_follows_config(const trace::TraceHeader& h, const std::string& path)
   if (!config) return {};  // said where the configuration is read
   const bool says = config->seed.has_value();
   if (says == !h.seed_from_entropy && (!says || *config->seed == h.seed)) return {};
-  return Error{path + ": the header's seed is " + std::to_string(h.seed) +
-               (h.seed_from_entropy ? " (drawn from the OS)" : " (from the configuration)") +
-               ", but the configuration in the trace " +
-               (says ? "gives seed = " + std::to_string(*config->seed) : std::string("gives no seed")) +
-               ": in a trace trainrr record wrote they agree, so the trace was changed after it was written"};
+  const std::string changed = "so the trace was changed after it was written";
+  if (says == !h.seed_from_entropy)  // both give a seed: not the same one
+    return Error{path + ": the header's seed is " + std::to_string(h.seed) +
+                 " (from the configuration), but the configuration in the trace gives seed = " +
+                 std::to_string(*config->seed) + ": in a trace trainrr record wrote they agree, " + changed};
+  // Where the seed came from: the OS exactly when the configuration gives none.
+  return Error{
+      path + ": the header's seedFromEntropy is " +
+      (h.seed_from_entropy ? "true (its seed, " + std::to_string(h.seed) +
+                                 ", was drawn from the OS), but the configuration in the trace gives "
+                                 "one (seed = " +
+                                 std::to_string(*config->seed) + ")"
+                           : "false (its seed, " + std::to_string(h.seed) +
+                                 ", came from the configuration), but the configuration in the trace "
+                                 "gives none") +
+      ": trainrr record draws a seed from the OS exactly when the configuration gives none, " + changed};
 }
 
 Status require_complete_step(const std::string& path) {
@@ -936,7 +952,8 @@ ReplayResult replay(const ReplayOptions& o) {
   reader->reset();
   auto scratch = ScratchDir::create("trainrr-replay");
   if (!scratch) return fail(2, scratch.error().message);
-  auto rebuilt = rebuild_config(header, o.overrides, o.data_path, o.allow_data_change, *scratch);
+  auto rebuilt =
+      rebuild_config(header, o.overrides, o.data_path, o.allow_data_change, *scratch, "", o.trace_path);
   if (!rebuilt) return fail(2, rebuilt.error().message);
   const RunConfig& config = rebuilt->config;
   if (Status s = device_for_replay(header, config); !s) return fail(3, s.error().message);

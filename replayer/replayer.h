@@ -92,9 +92,11 @@ struct RebuiltRun {
 // a key counts): a replay that reproduces with it did not show that the change makes no difference.
 std::vector<std::string> unchanged_overrides(const RunConfig& recorded, const RunConfig& replayed,
                                              const std::vector<std::string>& overrides);
+// `trace_path`, where given, opens the error that the trace contradicts itself (a message of one trace among
+// several names it).
 Result<RebuiltRun> rebuild_config(const trace::TraceHeader& header, const std::vector<std::string>& overrides,
                                   const std::string& data_path, bool allow_change, ScratchDir& scratch,
-                                  const std::string& refusal = "");
+                                  const std::string& refusal = "", const std::string& trace_path = "");
 
 // Ctrl-C for replays run inside another program (the Python module, where the command's default of ending
 // the process is not wanted): while a ReplayInterruptScope lives on a thread, every re-execution that thread

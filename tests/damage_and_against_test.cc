@@ -414,6 +414,45 @@ TEST(DamagedTraceReport, AFooterThatSaysCompletedBeforeTheScheduleEndsIsDamage) 
   EXPECT_EQ(run_trainrr("replay " + trace).exit_code, 0);
 }
 
+// What the header and the footer say of the checkpoints and of the run's end, against what the file holds:
+// a periodic checkpoint under a header that schedules none, a completed run without its final state, a footer
+// whose completed flag its end reason contradicts. Each is damage where it is read, as in every command.
+TEST(DamagedTraceReport, AHeaderOrFooterThatContradictsTheCheckpointsOrTheEndIsDamage) {
+  TempDir dir;
+  const std::string trace = record(dir, "run.trr", "--set train.epochs=2 --checkpoint-every 10");  // 30 steps
+  const std::string unscheduled = dir.file("unscheduled.trr");
+  ASSERT_EQ(rewrite_trace(trace, unscheduled, [](trace::TraceHeader& h) { h.checkpoint_every = 0; }), "");
+  expect_damaged_after(trace, unscheduled, 9,
+                       "step 10 follows the checkpoint at step 10, which the header's checkpointEvery (0: no "
+                       "periodic checkpoints) does not schedule: a checkpoint off that schedule is the final "
+                       "state, which only the footer follows");
+  const std::string no_final = dir.file("no_final.trr");
+  ASSERT_EQ(rewrite_trace(
+                trace, no_final, [](trace::TraceHeader&) {}, {},
+                [](trace::TraceCheckpoint& c) { return c.step != 30; }),
+            "");
+  const std::string missing =
+      "footer.completed is true, but the file holds no final state (a checkpoint at step 30, after its 30 "
+      "complete steps): its last checkpoint is at step 20";
+  expect_damaged_after(trace, no_final, 29, missing);
+  const CommandResult exported = run_trainrr("export " + no_final + " --step 1000 -o " + dir.file("ck"));
+  EXPECT_TRUE(has(exported.output, "the trace is damaged after step 29")) << exported.output;
+  EXPECT_TRUE(has(exported.output, missing)) << exported.output;
+  EXPECT_FALSE(has(exported.output, "past the trace's end")) << exported.output;
+  const std::string not_completed = dir.file("not_completed.trr");
+  ASSERT_EQ(rewrite_trace(
+                trace, not_completed, [](trace::TraceHeader&) {}, {}, {},
+                [](trace::TraceFooter& f) { f.completed = false; }),
+            "");
+  expect_damaged_after(trace, not_completed, 29, "footer.completed is false but its endReason is completed");
+  for (const std::string& bad : {unscheduled, no_final, not_completed}) {
+    const CommandResult dump = run_trainrr("dump " + bad);
+    EXPECT_EQ(dump.exit_code, 2) << bad << "\n" << dump.output;
+    EXPECT_TRUE(has(dump.output, "(the file is damaged)")) << bad << "\n" << dump.output;
+    EXPECT_FALSE(has(run_trainrr("show " + bad).output, "ended cleanly")) << bad;
+  }
+}
+
 // The schedule is epochs times batches, counted without wrapping: 4 epochs of 2^62 + 15 batches are more
 // steps than int64_t holds, not the 60 the product wraps to, and a footer that says the run completed them in
 // the 60 steps the file holds is damage. Every epoch's shuffle is made to claim the rows (one that claims

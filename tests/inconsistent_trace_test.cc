@@ -441,6 +441,31 @@ TEST_F(InconsistentTrace, AHeaderSeedTheConfigurationDoesNotGiveIsNamed) {
   }
 }
 
+// A header that says its seed was drawn from the OS, beside a configuration that gives one (the same seed):
+// the message names the flag that disagrees, not the seed, which agrees.
+TEST_F(InconsistentTrace, AHeaderSeedDrawnFromTheOSBesideAConfigurationThatGivesOneIsNamed) {
+  const std::string bad = dir.file("entropy.trr");
+  uint64_t seed = 0;
+  ASSERT_EQ(rewrite_trace(recorded(), bad,
+                          [&](trace::TraceHeader& h) {
+                            h.seed_from_entropy = true;
+                            seed = h.seed;
+                          }),
+            "");
+  const std::string said =
+      ": the header's seedFromEntropy is true (its seed, " + std::to_string(seed) +
+      ", was drawn from the OS), but the configuration in the trace gives one (seed = " +
+      std::to_string(seed) +
+      "): trainrr record draws a seed from the OS exactly when the configuration gives none";
+  for (const std::string& command : {"show " + bad, "replay " + bad, "diff " + recorded() + " " + bad}) {
+    const CommandResult r = run_trainrr(command);
+    EXPECT_EQ(r.exit_code, 2) << command << "\n" << r.output;
+    EXPECT_TRUE(has(r.output, bad + said)) << command << "\n" << r.output;
+    EXPECT_FALSE(has(r.output, "but the configuration in the trace gives seed = ")) << command << "\n"
+                                                                                    << r.output;
+  }
+}
+
 // An initial checkpoint that holds other weights than the recorded draws make: replay says the trace does not
 // follow its run, where it said reproduced (export --step 0 would give those weights).
 TEST_F(InconsistentTrace, AnInitialCheckpointThatIsNotTheRunsSetUpIsNamed) {

@@ -112,7 +112,9 @@ inline std::string record_via_api(const std::string& config_path, const std::vec
   auto training = Training::create(*config, opts);
   if (!training) return training.error().message;
   Status fit = (*training)->fit();
-  Status done = (*recorder)->finish(fit.ok(), fit.ok() ? "completed" : fit.error().message);
+  // As trainrr record: a run that completes keeps its final state.
+  Status done = fit.ok() ? (*recorder)->finish((*training)->state(), true, "completed")
+                         : (*recorder)->finish(false, fit.error().message);
   if (!fit) return fit.error().message;
   if (!done) return done.error().message;
   return "";

@@ -520,8 +520,9 @@ TEST_F(TraceCliTest, ReplayFromAStepBeforeEveryCheckpointSaysItStartedAtStepZero
   EXPECT_EQ(later.output.find("replayed from step 0"), std::string::npos) << later.output;
 }
 
-// A trace without the initial state (written before it was kept), or without any checkpoint, has none to start
-// from before its first: the replay runs from step 0 and says so.
+// A trace without the initial state (written before it was kept), or without any checkpoint (of a run that
+// failed, which keeps no final state either), has none to start from before its first: the replay runs from
+// step 0 and says so.
 TEST_F(TraceCliTest, ReplayFromAStepBeforeATracesFirstCheckpointSaysItHasNone) {
   TempDir out;
   const std::string older = out.file("older.trr"), none = out.file("none.trr");
@@ -530,7 +531,11 @@ TEST_F(TraceCliTest, ReplayFromAStepBeforeATracesFirstCheckpointSaysItHasNone) {
                 [](trace::TraceCheckpoint& cp) { return cp.step > 0; }),
             "");
   ASSERT_EQ(rewrite_trace(
-                trace_, none, [](trace::TraceHeader&) {}, {}, [](trace::TraceCheckpoint&) { return false; }),
+                trace_, none, [](trace::TraceHeader&) {}, {}, [](trace::TraceCheckpoint&) { return false; },
+                [](trace::TraceFooter& f) {
+                  f.completed = false;
+                  f.end_reason = "error: out of memory";
+                }),
             "");
   for (const std::string& t : {older, none}) {
     const CommandResult r = run_trainrr("replay " + t + " --from-step 20 --to-step 22");

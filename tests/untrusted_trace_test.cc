@@ -296,8 +296,8 @@ std::string config_aimed_at(const TempDir& dir, const std::string& from, const s
 }
 
 // Replay reads only the data file the trace shows: a configuration that names another file than the trace's
-// data set record is refused, naming both, before either is opened; `--data` still replays it with the
-// user's file.
+// data set record is refused, naming the trace, both paths and the header fields that hold them, before
+// either is opened; `--data` still replays it with the user's file.
 TEST_F(UntrustedTrace, ConfigurationDataPathThatIsNotTheRecordedOneIsRefusedNamingBoth) {
   auto reader = trace::TraceReader::open(plain());
   ASSERT_TRUE(reader.ok());
@@ -310,11 +310,17 @@ TEST_F(UntrustedTrace, ConfigurationDataPathThatIsNotTheRecordedOneIsRefusedNami
          {"replay " + bad, "replay " + bad + " --allow-data-change", "bisect " + bad}) {
       const CommandResult r = run(args);
       EXPECT_EQ(r.exit_code, 2) << args << ": " << r.output;
-      EXPECT_NE(r.output.find("the trace's configuration reads its data file from "), std::string::npos)
+      EXPECT_NE(r.output.find(bad + ": the trace's configuration reads its data file from "),
+                std::string::npos)
           << args << ": " << r.output;
       EXPECT_NE(
-          r.output.find("names " + recorded + ": in a trace that trainrr record wrote they are one path"),
+          r.output.find(" (data.path in the header's config, resolved, where relative, against the folder "
+                        "of the header's configPath, "),
           std::string::npos)
+          << args << ": " << r.output;
+      EXPECT_NE(r.output.find("the header's datasets[0].path, which show lists with its digest) names " +
+                              recorded + ": in a trace that trainrr record wrote they are one path"),
+                std::string::npos)
           << args << ": " << r.output;
       EXPECT_EQ(r.output.find("secret-"), std::string::npos) << args << ": " << r.output;
     }

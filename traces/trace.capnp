@@ -59,13 +59,15 @@ struct Header {
   seed @6 :UInt64;
   seedFromEntropy @7 :Bool;     # the configuration gave no seed; `seed` came from the OS
   level @8 :Level;              # must be a known enumerant
-  checkpointEvery @9 :Int64;    # must be >= 0; 0: no periodic checkpoints
+  # Must be >= 0; 0: no periodic checkpoints. A checkpoint at a step that is neither 0 nor a multiple of it is
+  # the final state: only the footer may follow it.
+  checkpointEvery @9 :Int64;
   # Conventional keys: host, cpu.model, cpu.flags, cpu.cores, threads, isa, policy, device (the run's: cpu,
   # cuda:N), os, kernel, compiler, compiler.flags, lib.<name> (library versions), cuda.backend (whether the
   # writing trainrr has the CUDA backend: built, not built), env.<VAR> (numerics-relevant environment
   # variables); a run on a GPU adds gpu.name, gpu.compute_capability, gpu.sm_count, gpu.memory, cuda.driver,
   # cuda.runtime, lib.cublasLt. Traces written before device and cuda.backend have "cuda", which said "not
-  # built" whatever the build.
+  # built" whatever the build. Each key must appear once.
   environment @10 :List(KeyValue);
   datasets @11 :List(Dataset);
   # `--set key=value` assignments applied over `config`, in order: `config` plus these is the run.
@@ -390,9 +392,10 @@ struct RngOffset {
 # --- footer ---
 
 struct Footer {
-  # The run finished its schedule. Read from the start, true must agree with the header's configuration: the
-  # file must hold as many ended steps as its epochs times the batches of the first shuffle's rows (where the
-  # configuration parses and a step shuffles).
+  # The run finished its schedule: true exactly when endReason is "completed". Read from the start, true must
+  # agree with the header's configuration: the file must hold as many ended steps as its epochs times the
+  # batches of the first shuffle's rows (where the configuration parses and a step shuffles); and, where it
+  # holds an ended step, its last checkpoint must be the final state (its step the number of ended steps).
   completed @0 :Bool;
   endReason @1 :Text;
   # Read from the start, these must equal what the reader saw.

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <exception>
 #include <limits>
+#include <map>
 #include <new>
 #include <optional>
 #include <span>
@@ -444,8 +445,12 @@ struct TraceReader::Impl {
   // The model tensors (names without '/') of the first checkpoint read, and its step: every checkpoint holds
   // the same (check_checkpoint_shapes).
   std::optional<std::pair<int64_t, std::map<std::string, Shape>>> first_model_shapes;
-  // From the header: what a step's kernel records must keep to.
+  // From the header: what a step's kernel records must keep to, and which checkpoints its recording wrote.
   ProbeLevel level = ProbeLevel::step;
+  int64_t checkpoint_every = 0;
+  // The step of the last message read when it is a checkpoint off the header's schedule: the final state,
+  // which only the footer may follow.
+  std::optional<int64_t> final_checkpoint;
   bool kernels_recorded = false;
   bool moving_statistics = false;
   ZSTD_DCtx* dctx = nullptr;
@@ -1076,9 +1081,20 @@ struct TraceReader::Impl {
                 clipped(out.kernels_not_recorded) + "')");
     out.moving_statistics = h.getMovingStatistics();
     level = out.level;
+    checkpoint_every = out.checkpoint_every;
     kernels_recorded = out.kernels_recorded;
     moving_statistics = out.moving_statistics;
-    for (auto kv : h.getEnvironment()) out.environment.emplace_back(text(kv.getKey()), text(kv.getValue()));
+    // One value per key: with two, show would present one and replay compare the other.
+    std::map<std::string, std::string> environment;
+    for (auto kv : h.getEnvironment()) {
+      std::string key = text(kv.getKey()), value = text(kv.getValue());
+      if (auto [at, fresh] = environment.emplace(key, value); !fresh)
+        malformed("the header's environment holds the key '" + clipped(key) + "' twice ('" +
+                  clipped(at->second) + "' and '" + clipped(value) +
+                  "'): a recording writes each key once, so the header was changed after it was written (the "
+                  "file is damaged)");
+      out.environment.emplace_back(std::move(key), std::move(value));
+    }
     for (auto d : h.getDatasets()) {
       DatasetInfo info;
       info.name = text(d.getName());
@@ -1135,6 +1151,24 @@ struct TraceReader::Impl {
   static constexpr const char* kLevelChanged =
       ": the header or the step was changed after it was written (the file is damaged)";
   static std::string epoch_str(int64_t epoch) { return "epoch " + std::to_string(epoch + 1); }
+
+  // A recording writes the initial state, one checkpoint every checkpointEvery steps (none when it is 0), and
+  // the final state just before the footer. A checkpoint off that schedule is the final state: `what` (the
+  // message after it, not the footer) is damage.
+  bool scheduled(int64_t step) const {
+    return step == 0 || (checkpoint_every > 0 && step % checkpoint_every == 0);
+  }
+  void check_not_after_final(const std::string& what) {
+    if (!final_checkpoint) return;
+    malformed(
+        what + " follows the checkpoint at step " + std::to_string(*final_checkpoint) +
+        ", which the header's checkpointEvery (" + std::to_string(checkpoint_every) + ": " +
+        (checkpoint_every > 0 ? "one every " + std::to_string(checkpoint_every) + " steps"
+                              : std::string("no periodic checkpoints")) +
+        ") does not schedule: a checkpoint off that schedule is the final state, which only the footer "
+        "follows; the header's checkpointEvery or the messages were changed after they were written (the "
+        "file is damaged)");
+  }
 
   void check_follows(const TraceStep& step) {
     const std::string at = "step " + std::to_string(step.index);
@@ -1524,6 +1558,15 @@ struct TraceReader::Impl {
       malformed(
           "the footer was changed after it was written: its values do not match its check (the file is "
           "damaged, not cut)");
+    // A recording that completes its schedule ends with "completed"; any other end gives another reason.
+    if (out.completed != (out.end_reason == "completed"))
+      malformed(std::string("footer.completed is ") + (out.completed ? "true" : "false") +
+                " but its endReason is " +
+                (out.end_reason.empty()          ? std::string("empty")
+                 : out.end_reason == "completed" ? out.end_reason
+                                                 : "'" + clipped(out.end_reason) + "'") +
+                ": a recording writes endReason completed exactly when the run completed, so the footer was "
+                "changed after it was written (the file is damaged)");
     if (from_start) {
       if (out.step_count != steps_seen)
         malformed("footer counts " + std::to_string(out.step_count) + " steps, the file holds " +
@@ -1545,6 +1588,16 @@ struct TraceReader::Impl {
                     (s->epochs == 1 ? "" : "s") + " of " + std::to_string(s->batches_per_epoch) + " batch" +
                     (s->batches_per_epoch == 1 ? "" : "es") +
                     "): the footer or the steps were changed after they were written (the file is damaged)");
+      // The final state: every recording that completes writes it after its last step, before the footer.
+      if (out.completed && complete_steps_seen > 0 &&
+          (checkpoints_seen.empty() || checkpoints_seen.back().step != complete_steps_seen))
+        malformed("footer.completed is true, but the file holds no final state (a checkpoint at step " +
+                  std::to_string(complete_steps_seen) + ", after its " + std::to_string(complete_steps_seen) +
+                  " complete step" + (complete_steps_seen == 1 ? "" : "s") + "): its last checkpoint is " +
+                  (checkpoints_seen.empty() ? std::string("none")
+                                            : "at step " + std::to_string(checkpoints_seen.back().step)) +
+                  ", and a recording that completes writes the state after its last step before the footer: "
+                  "the footer or the checkpoints were changed after they were written (the file is damaged)");
     }
     return out;
   }
@@ -1875,17 +1928,21 @@ Result<std::optional<TraceRecord>> TraceReader::next() {
         case schema::Message::HEADER:
           malformed("a second header");
         case schema::Message::STEP:
+          m.check_not_after_final("step " + std::to_string(root.getStep().getIndex()));
           rec.value = m.read_step(root.getStep(), notes_, offset);
           break;
         case schema::Message::CHECKPOINT: {
+          m.check_not_after_final("the checkpoint at step " + std::to_string(root.getCheckpoint().getStep()));
           TraceCheckpoint c = m.read_checkpoint(root.getCheckpoint());
           m.checkpoints_seen.push_back({c.step, offset});
+          if (!m.scheduled(c.step)) m.final_checkpoint = c.step;
           rec.value = std::move(c);
           break;
         }
         case schema::Message::EPOCH_END: {
           auto e = root.getEpochEnd();
           TraceEpoch ep{e.getEpoch(), named_values(e.getLogs())};
+          m.check_not_after_final("the end of " + Impl::epoch_str(ep.epoch));
           if (ep.epoch < 0) malformed("epoch must be >= 0");
           m.check_epoch_end(ep);
           rec.value = std::move(ep);
@@ -1964,6 +2021,7 @@ Status TraceReader::seek(uint64_t offset) {
   m.steps_in_epoch = 0;
   m.step_unended = false;
   m.params_before.reset();
+  m.final_checkpoint.reset();
   m.previous.reset();
   m.peeked.reset();
   return {};

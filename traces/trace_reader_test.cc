@@ -553,6 +553,21 @@ TEST(TraceUntrusted, ADatasetNamedTwiceIsMalformed) {
   EXPECT_NE(r.error().message.find("data set 'labels' appears twice"), std::string::npos) << r.error().message;
 }
 
+// Two values of one environment key: show would present the first, replay compare the last.
+TEST(TraceUntrusted, AnEnvironmentKeyRecordedTwiceIsMalformedNamingTheKey) {
+  TraceHeader h = sample_header();
+  h.environment.push_back({"threads", "2"});
+  h.environment.push_back({"threads", "9"});
+  auto r = TraceReader::open_memory(header_bytes(h), "twice.trr");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(
+      r.error().message,
+      "twice.trr: byte 0: the header's environment holds the key 'threads' twice ('2' and '9'): a recording "
+      "writes each key once, so the header was changed after it was written (the file is damaged)");
+  h.environment.pop_back();
+  EXPECT_TRUE(TraceReader::open_memory(header_bytes(h), "once.trr"));
+}
+
 // A hand-made step 0 after `h`'s header with one kernel launch of `gemm` at dense_1/matmul.fwd, valid as made;
 // `edit` breaks it.
 std::vector<uint8_t> trace_with_kernels(const TraceHeader& h,
@@ -1138,12 +1153,12 @@ TEST(TraceIntegrity, TheUnchangedFileReadsToItsFooterAndASeekReadsOnWithoutTheEa
   // there still checks each later message against the one before it.
   auto index = (*r)->checkpoint_index();
   ASSERT_TRUE(index);
-  ASSERT_EQ(index->size(), 1u);
+  ASSERT_EQ(index->size(), 2u);
   auto c = (*r)->read_checkpoint((*index)[0].offset);
   ASSERT_TRUE(c) << c.error().message;
   ReadAll rest = read_all(**r);
   ASSERT_FALSE(rest.error) << rest.error->message;
-  EXPECT_EQ(rest.records.size(), 3u);  // step 3, epoch 1, footer
+  EXPECT_EQ(rest.records.size(), 4u);  // step 3, epoch 1, the final state, footer
   std::remove(path.c_str());
 }
 
@@ -1582,10 +1597,12 @@ using namespace testing_util;
 
 using Message = std::variant<TraceStep, TraceEpoch, TrainState>;
 
-// Writes `messages` after `header` and a footer (its counts are the writer's), then reads the file with
-// `limits`: "" when it reads to its end, else the error, whose offset must be that of message `damaged_at`.
+// Writes `messages` after `header` and `footer` (its counts are the writer's), then reads the file with
+// `limits`: "" when it reads to its end, else the error, whose offset must be that of message `damaged_at`
+// (the footer's when it is messages.size()).
 std::string order_error(const std::vector<Message>& messages, size_t damaged_at,
-                        const TraceHeader& header = sample_header(), const ReaderLimits& limits = {}) {
+                        const TraceHeader& header = sample_header(), const ReaderLimits& limits = {},
+                        const TraceFooter& footer = TraceFooter{false, "stopped", 0, 0, {}}) {
   const std::string path = temp_path("order.trr");
   std::vector<uint64_t> offsets;
   {
@@ -1603,8 +1620,8 @@ std::string order_error(const std::vector<Message>& messages, size_t damaged_at,
           m);
       if (!s) return "writer: " + s.error().message;
     }
-    if (Status s = (*w)->finish(TraceFooter{false, "stopped", 0, 0, {}}); !s)
-      return "writer: " + s.error().message;
+    offsets.push_back((*w)->bytes_written());  // the footer's: damaged_at messages.size()
+    if (Status s = (*w)->finish(footer); !s) return "writer: " + s.error().message;
   }
   auto r = TraceReader::open(path, limits);
   std::remove(path.c_str());
@@ -1738,6 +1755,75 @@ TEST(TraceOrder, AStepThatDoesNotRecordWhatItsHeadersLevelRecordsIsDamage) {
                    "step 0 holds a digest per parameter, which a trace recorded at level step (as its header "
                    "says) does not"))
       << e;
+}
+
+// A recording writes the initial state, a checkpoint every checkpointEvery steps and the final state before
+// the footer: a checkpoint off that schedule that a message other than the footer follows is damage there.
+TEST(TraceOrder, ACheckpointTheHeaderDoesNotScheduleIsDamageUnlessTheFooterFollowsIt) {
+  TraceHeader none = sample_header();
+  none.checkpoint_every = 0;
+  const std::vector<Message> start = {sample_checkpoint(0), sample_step(0), sample_step(1),
+                                      epoch_end(0),         sample_step(2), sample_checkpoint(3)};
+  EXPECT_EQ(order_error(start, 0, none), "") << "the final state";
+  std::vector<Message> more = start;
+  more.push_back(sample_step(3));
+  EXPECT_EQ(order_error(more, 0), "") << "checkpointEvery 3 schedules it";
+  std::string e = order_error(more, 6, none);
+  EXPECT_TRUE(
+      says(e,
+           "step 3 follows the checkpoint at step 3, which the header's checkpointEvery (0: no periodic "
+           "checkpoints) does not schedule: a checkpoint off that schedule is the final state, which "
+           "only the footer follows"))
+      << e;
+  TraceHeader two = sample_header();
+  two.checkpoint_every = 2;
+  e = order_error(more, 6, two);
+  EXPECT_TRUE(
+      says(e,
+           "step 3 follows the checkpoint at step 3, which the header's checkpointEvery (2: one every 2 "
+           "steps) does not schedule"))
+      << e;
+  more = start;
+  more.push_back(sample_checkpoint(3));
+  e = order_error(more, 6, none);
+  EXPECT_TRUE(says(e, "the checkpoint at step 3 follows the checkpoint at step 3, which the header's")) << e;
+}
+
+// The footer against itself and the messages: "completed" goes with the end reason a completed run writes,
+// and with the state after the last step, which every recording that completes writes before its footer.
+TEST(TraceFooterClaims, ACompletedFlagTheEndReasonContradictsIsDamageAtTheFooter) {
+  const std::vector<Message> steps = {sample_step(0), sample_step(1), epoch_end(0), sample_step(2),
+                                      sample_checkpoint(3)};
+  EXPECT_EQ(order_error(steps, 0, sample_header(), {}, TraceFooter{false, "interrupted at step 3", 0, 0, {}}),
+            "");
+  std::string e = order_error(steps, 5, sample_header(), {}, TraceFooter{false, "completed", 0, 0, {}});
+  EXPECT_TRUE(
+      says(e,
+           "footer.completed is false but its endReason is completed: a recording writes endReason "
+           "completed exactly when the run completed, so the footer was changed after it was written"))
+      << e;
+  e = order_error(steps, 5, sample_header(), {}, TraceFooter{true, "interrupted at step 3", 0, 0, {}});
+  EXPECT_TRUE(says(e, "footer.completed is true but its endReason is 'interrupted at step 3'")) << e;
+}
+
+TEST(TraceFooterClaims, ACompletedTraceWithoutItsFinalStateIsDamageAtTheFooter) {
+  TraceHeader h = sample_header();
+  h.config_overrides.push_back(
+      "train.batch_size=5");  // the 10 rows each epoch shuffles: 2 epochs of 2 batches
+  const std::vector<Message> run = {sample_checkpoint(0), sample_step(0),       sample_step(1), epoch_end(0),
+                                    sample_step(2),       sample_checkpoint(3), sample_step(3), epoch_end(1)};
+  const TraceFooter completed{true, "completed", 0, 0, {}};
+  std::vector<Message> whole = run;
+  whole.push_back(sample_checkpoint(4));
+  EXPECT_EQ(order_error(whole, 0, h, {}, completed), "");
+  std::string e = order_error(run, run.size(), h, {}, completed);
+  EXPECT_TRUE(
+      says(e,
+           "footer.completed is true, but the file holds no final state (a checkpoint at step 4, after "
+           "its 4 complete steps): its last checkpoint is at step 3"))
+      << e;
+  // A run stopped early need not hold it (a recording killed, or one that failed, writes none).
+  EXPECT_EQ(order_error(run, 0, h, {}, TraceFooter{false, "error: out of memory", 0, 0, {}}), "");
 }
 
 // A footer that says the run completed is checked against epochs times batches: a product past int64_t's

@@ -138,7 +138,7 @@ inline TraceHeader sample_header() {
   h.config_overrides = {"train.epochs=2", "optimizer.lr=0.01"};
   h.seed = 42;
   h.level = ProbeLevel::op;
-  h.checkpoint_every = 2;
+  h.checkpoint_every = 3;
   h.environment = {{"host", "testhost"}, {"cpu.flags", "avx2 fma"}, {"env.OPENBLAS_CORETYPE", "Haswell"}};
   DatasetInfo d;
   d.name = "features";
@@ -257,7 +257,8 @@ struct SampleTrace {
   std::vector<uint64_t> message_ends;  // byte offset after each message, header first
 };
 
-// Writes header, `steps` steps with an epoch end every 2 and a checkpoint after step 2, and a footer.
+// Writes header, `steps` steps with an epoch end every 2 and a checkpoint after step 2 (checkpointEvery 3),
+// and, when `finish`, the final state and a footer that says the run completed.
 inline SampleTrace write_sample_trace(const std::string& path, int steps = 4, bool finish = true) {
   SampleTrace out;
   auto w = TraceWriter::create(path, sample_header());
@@ -279,6 +280,12 @@ inline SampleTrace write_sample_trace(const std::string& path, int steps = 4, bo
     }
   }
   if (finish) {
+    if (steps > 0 && steps != 3) {
+      out.checkpoints.push_back(sample_checkpoint(steps));
+      if (Status s = (*w)->write_checkpoint(out.checkpoints.back()); !s)
+        throw std::runtime_error(s.error().message);
+      out.message_ends.push_back((*w)->bytes_written());
+    }
     if (Status s = (*w)->finish(TraceFooter{true, "completed", 0, 0, {}}); !s)
       throw std::runtime_error(s.error().message);
     out.message_ends.push_back((*w)->bytes_written());

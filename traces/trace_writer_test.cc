@@ -73,8 +73,9 @@ TEST(TraceRoundTrip, EveryMessageAndEventKindReadsBackEqual) {
   for (size_t i = 0; i < steps.size(); ++i) EXPECT_TRUE(steps[i] == sample.steps[i]) << "step " << i;
   ASSERT_EQ(epochs.size(), 2u);
   EXPECT_TRUE(epochs[1] == (TraceEpoch{1, {{"loss", 0.5}, {"accuracy", 0.75}}}));
-  ASSERT_EQ(checkpoints.size(), 1u);
+  ASSERT_EQ(checkpoints.size(), 2u);  // after step 2, and the final state
   EXPECT_TRUE(checkpoints[0] == sample.checkpoints[0]);
+  EXPECT_TRUE(checkpoints[1] == sample.checkpoints[1]);
   ASSERT_TRUE(footer);
   EXPECT_TRUE(reader.ended_cleanly());
   EXPECT_TRUE(footer->completed);
@@ -83,8 +84,9 @@ TEST(TraceRoundTrip, EveryMessageAndEventKindReadsBackEqual) {
   uint64_t events = 0;
   for (const auto& s : sample.steps) events += s.events.size();
   EXPECT_EQ(footer->event_count, events);
-  ASSERT_EQ(footer->checkpoints.size(), 1u);
+  ASSERT_EQ(footer->checkpoints.size(), 2u);
   EXPECT_EQ(footer->checkpoints[0], (CheckpointRef{3, checkpoint_offsets[0]}));
+  EXPECT_EQ(footer->checkpoints[1], (CheckpointRef{5, checkpoint_offsets[1]}));
   EXPECT_TRUE(reader.notes().empty());
   std::remove(path.c_str());
 }
@@ -96,7 +98,7 @@ TEST(TraceRoundTrip, SeekToCheckpointThenStepsStillResolveNames) {
   ASSERT_TRUE(r) << r.error().message;
   auto index = (*r)->checkpoint_index();
   ASSERT_TRUE(index) << index.error().message;
-  ASSERT_EQ(index->size(), 1u);
+  ASSERT_EQ(index->size(), 2u);
   EXPECT_EQ((*index)[0].step, 3);
   auto c = (*r)->read_checkpoint((*index)[0].offset);
   ASSERT_TRUE(c) << c.error().message;
@@ -528,7 +530,9 @@ TEST(OneWriterPerPath, AReplacedTraceIsReadToItsEndByAReaderThatHadItOpen) {
   {
     // A checkpoint of random floats (zstd cannot shrink them) makes the trace larger than the reader's
     // read-ahead: the reader must read the file again after the replacement.
-    auto w = TraceWriter::create(path, sample_header());
+    TraceHeader h = sample_header();
+    h.checkpoint_every = 1;
+    auto w = TraceWriter::create(path, h);
     ASSERT_TRUE(w) << w.error().message;
     ASSERT_TRUE((*w)->write_step(sample_step(0)));
     TrainState big = sample_checkpoint(1);
@@ -543,6 +547,9 @@ TEST(OneWriterPerPath, AReplacedTraceIsReadToItsEndByAReaderThatHadItOpen) {
         ASSERT_TRUE((*w)->write_epoch(TraceEpoch{i / 2, {{"loss", 0.5}}}));
       }
     }
+    TrainState last = sample_checkpoint(5);  // a run's checkpoints hold the same tensors
+    last.tensors.push_back(big.tensors.back());
+    ASSERT_TRUE((*w)->write_checkpoint(last));
     ASSERT_TRUE((*w)->finish({true, "completed", 0, 0, {}}));
   }
   ASSERT_GT(std::filesystem::file_size(path), uint64_t{2} << 20);
@@ -672,6 +679,7 @@ TEST(OneWriterPerPath, AFinishedTraceThatCannotBePutInPlaceStaysWholeUnderTheNam
   std::filesystem::remove(path);
   std::filesystem::create_directory(path);
   std::ofstream(path + "/kept") << "x";
+  ASSERT_TRUE((*w)->write_checkpoint(sample_checkpoint(1)));
   const Status done = (*w)->finish(TraceFooter{true, "completed", 0, 0, {}});
   ASSERT_FALSE(done);
   EXPECT_EQ(done.error().message.find(path + ": cannot put the new trace in place: "), 0u)
