@@ -242,7 +242,10 @@ void Recorder::step_end(const StepSummary& s) {
     for (const auto& [name, t] : s.grads) end.grads.emplace_back(name, digest(*t));
   }
   pending_.end = std::move(end);
-  if (writing()) keep(writer_->write_step(pending_));
+  if (writing()) {
+    keep(writer_->write_step(pending_));
+    steps_ended_ = pending_.index + 1;
+  }
   pending_.events.clear();
   pending_.collectives.clear();
   pending_.end.reset();
@@ -279,6 +282,13 @@ Status Recorder::finish(bool completed, const std::string& reason) {
   kernels_.stop();
   if (!writer_) return status_.ok() ? Status(Error{options_.path + ": nothing was recorded"}) : status_;
   if (!status_.ok()) return status_;
+  if (completed && steps_ended_ > 0 && last_checkpoint_ != steps_ended_)
+    return Error{options_.path + ": the run completed, but its final state (after step " +
+                 std::to_string(steps_ended_) + ") is not in the trace" +
+                 (last_checkpoint_ >= 0
+                      ? " (its last checkpoint is after step " + std::to_string(last_checkpoint_) + ")"
+                      : std::string()) +
+                 ": finish(training.state(), true, \"completed\") records it; no footer was written"};
   trace::TraceFooter f;
   f.completed = completed;
   f.end_reason = reason;

@@ -67,7 +67,9 @@ class Recorder : public Hooks {
   const Status& status() const { return status_; }
   // A trace that cannot be written stops the run: training on would record nothing.
   Status health() const override { return status_; }
-  // Writes the footer. `reason`: "completed", or why the run stopped.
+  // Writes the footer. `reason`: "completed", or why the run stopped. A completed run's trace keeps its final
+  // state: where no checkpoint holds it, this writes no footer and returns an error that says to call the
+  // overload below (a reader takes a completed trace without its final state for a damaged one).
   Status finish(bool completed, const std::string& reason);
   // The same, after writing `final_state` (Training::state() once fit returns) as the trace's final
   // checkpoint, where no checkpoint of its step was written and a step was: every trace keeps its initial and
@@ -110,6 +112,7 @@ class Recorder : public Hooks {
   bool seeded_ = false;  // the header is complete: seed() has been called
   bool initial_written_ = false;  // the checkpoint before the first step
   int64_t last_checkpoint_ = -1;  // the step of the last checkpoint written
+  int64_t steps_ended_ = 0;       // the steps completed as of the last step end written
   bool writing() const { return writer_ && status_.ok(); }
 
   RecordOptions options_;

@@ -211,6 +211,40 @@ TEST(RecorderTest, DeeperLevelsRecordMoreProbes) {
   EXPECT_GT(op, layer);
 }
 
+// A completed run's trace keeps its final state, which a reader looks for: finish without it, where no
+// checkpoint holds it, writes no footer and says which call records it.
+TEST(RecorderTest, FinishingACompletedRunWithoutItsFinalStateIsRefused) {
+  TempFile file("recorder-nofinal");
+  auto rec = make_recorder(file.path(), ProbeLevel::step, 0);
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  TrainingOptions opts;
+  opts.registry = &registry;
+  opts.hooks = rec.get();
+  opts.policy = Policy::deterministic;
+  auto t = Training::create(config(kShort), opts);
+  ASSERT_TRUE(t.ok()) << t.error().message;
+  ASSERT_TRUE((*t)->fit().ok());
+  const Status done = rec->finish(true, "completed");
+  ASSERT_FALSE(done.ok());
+  EXPECT_NE(done.error().message.find("the run completed, but its final state (after step " +
+                                      std::to_string((*t)->step()) + ") is not in the trace"),
+            std::string::npos)
+      << done.error().message;
+  EXPECT_NE(done.error().message.find("finish(training.state(), true, \"completed\") records it"),
+            std::string::npos)
+      << done.error().message;
+  // With the state, it is written, and reads back whole.
+  ASSERT_TRUE(rec->finish((*t)->state(), true, "completed").ok());
+  auto reader = trace::TraceReader::open(file.path());
+  ASSERT_TRUE(reader.ok()) << reader.error().message;
+  for (;;) {
+    auto m = (*reader)->next();
+    ASSERT_TRUE(m.ok()) << m.error().message;
+    if (!m->has_value()) break;
+  }
+}
+
 TEST(RecorderTest, CheckpointsEveryNStepsResumeToTheSameParameters) {
   TempFile file("recorder-ckpt");
   const TrainedRun run = record(file.path(), ProbeLevel::step, 10);

@@ -107,7 +107,7 @@ tree)
   [ -e mixed ] && fail "a run refused for its ranks' arguments left its folder"
   # The same configuration on another copy of the data (one value changed): refused too, the data named.
   sed '2s/^0,/1,/' "$SRC/examples/data/digits.csv" > other.csv
-  expect 2 "rank 1: its data differs from rank 0's (this rank reads .*other.csv (" -- \
+  expect 2 "^trainrr: the ranks' data differs: rank 0 reads .*digits.csv ([0-9]* bytes, digest [0-9a-f]*); rank 1 reads .*other.csv (" -- \
     mpirun -n 1 "$T" record "$CONFIG" -o mixed "${SMALL[@]}" : -n 1 "$T" record "$CONFIG" -o mixed "${SMALL[@]}" \
     --set data.path="$D/other.csv"
   [ -e mixed ] && fail "a run refused for its ranks' data left its folder"

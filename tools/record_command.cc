@@ -74,13 +74,21 @@ bool progress_reaches_a_terminal() {
 }
 
 #if TRAINRR_WITH_MPI
+// "rank 2" or "ranks 0, 1, 3".
+std::string ranks_text(const std::vector<int>& ranks) {
+  std::string out = ranks.size() == 1 ? "rank " : "ranks ";
+  for (size_t i = 0; i < ranks.size(); ++i) out += (i ? ", " : "") + std::to_string(ranks[i]);
+  return out;
+}
+
 // Every rank of a run runs one configuration, with one -o and one --level: a rank started with others
 // (mpirun's MPMD form, `-n 2 trainrr record A : -n 2 trainrr record A --set ...`, or a configuration file
 // that differs between machines) would train another run under the run's id, or wait forever in an allreduce
 // that the other ranks run another way. The ranks compare a digest of what they run before anything is
 // written; its threads, device and data paths may differ from machine to machine (the data is compared by its
 // digest in each rank's trace). -1 when they agree; otherwise every rank returns 2, and each rank that cannot
-// read its configuration, or whose configuration differs from rank 0's, says so.
+// read its configuration, or whose configuration differs from rank 0's, says so; where the data alone
+// differs, rank 0 names each rank's files.
 int ranks_agree(const Result<RunConfig>& config, const RecordArgs& a) {
   auto& c = *static_cast<MpiCollective*>(g_comm);
   if (c.max(config.ok() ? 0 : 1)) {
@@ -115,21 +123,31 @@ int ranks_agree(const Result<RunConfig>& config, const RecordArgs& a) {
   if (!c.max(differs || data_differs ? 1 : 0)) return -1;
   std::string sets;
   for (const std::string& s : a.overrides) sets += " --set " + s;
+  // Every rank's data files, on every rank (all of them take part, whatever differs on each).
+  const std::vector<std::string> every_files = c.allgather(files);
   if (differs)
     print_error(rank_prefix() + "its run differs from rank 0's (this rank: " + a.config + sets + ", -o " +
                 std::filesystem::path(a.output).parent_path().string() + ", --level " + a.level +
                 "): every rank of a run must be started with the same configuration, --set, -o and --level");
-  else if (data_differs)
-    print_error(rank_prefix() + "its data differs from rank 0's (this rank reads " + files +
-                "): every rank of a run trains on the same data");
+  if (c.max(differs ? 1 : 0) == 0 && g_rank == 0) {
+    // The data alone differs: which ranks read what, once, each file with its digest, so that the copy that
+    // differs is plain whichever rank reads it.
+    std::vector<std::pair<std::string, std::vector<int>>> groups;
+    for (int r = 0; r < static_cast<int>(every_files.size()); ++r) {
+      auto it = std::find_if(groups.begin(), groups.end(),
+                             [&](const auto& g) { return g.first == every_files[r]; });
+      if (it == groups.end())
+        groups.push_back({every_files[r], {r}});
+      else
+        it->second.push_back(r);
+    }
+    std::string who;
+    for (const auto& [read, ranks] : groups)
+      who +=
+          (who.empty() ? "" : "; ") + ranks_text(ranks) + (ranks.size() == 1 ? " reads " : " read ") + read;
+    print_error("the ranks' data differs: " + who + "; every rank of a run trains on the same data");
+  }
   return kBadInput;
-}
-
-// "rank 2" or "ranks 0, 1, 3".
-std::string ranks_text(const std::vector<int>& ranks) {
-  std::string out = ranks.size() == 1 ? "rank " : "ranks ";
-  for (size_t i = 0; i < ranks.size(); ++i) out += (i ? ", " : "") + std::to_string(ranks[i]);
-  return out;
 }
 
 // Every rank of a run runs its allreduce the same way: ranks whose Open MPI reads other allreduce settings
