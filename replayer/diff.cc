@@ -344,6 +344,8 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
   auto rb = trace::TraceReader::open(b_path, limits);
   if (!rb) return failed(rb.error().message);
   const trace::TraceHeader ha = (*ra)->header(), hb = (*rb)->header();
+  for (const auto& [h, path] : {std::pair{&ha, &a_path}, std::pair{&hb, &b_path}})
+    if (auto mismatch = data_path_not_recorded(*h, *path)) return failed(*mismatch);
   DivergenceReport& rep = res.report;
   rep.command = "diff";
   rep.two_recordings = true;

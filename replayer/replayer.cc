@@ -86,6 +86,33 @@ std::vector<std::string> unchanged_overrides(const RunConfig& recorded, const Ru
   return out;
 }
 
+// A data file's path that the trace's configuration names (`named`, the header's datasets[i]'s file) where
+// its record of that file names another: what a trace that trainrr record wrote never holds.
+static std::string path_not_recorded(const trace::TraceHeader& h, size_t i, const std::string& named,
+                                     bool labels, const std::string& trace_path) {
+  const trace::DatasetInfo& info = h.datasets[i];
+  return (trace_path.empty() ? std::string() : trace_path + ": ") + "the trace's configuration reads its " +
+         info.name + " file from " + named + " (" + (labels ? "data.labels" : "data.path") +
+         " in the header's config, resolved, where relative, against the folder of the header's "
+         "configPath, " +
+         h.config_path + "), but the trace's record of that file (the header's datasets[" +
+         std::to_string(i) + "].path, which show lists with its digest) names " + info.path +
+         ": in a trace that trainrr record wrote they are one path, so the trace was changed after it was "
+         "recorded";
+}
+
+std::optional<std::string> data_path_not_recorded(const trace::TraceHeader& h,
+                                                  const std::string& trace_path) {
+  auto own = parse_config(h.config, h.config_path + " (in the trace)", config_folder(h), h.config_overrides);
+  if (!own) return std::nullopt;  // reported where the configuration is read
+  for (size_t i = 0; i < h.datasets.size(); ++i)
+    for (const auto& [name, member] : data_files(own->data))
+      if (name == h.datasets[i].name && !h.datasets[i].is_embedded() &&
+          own->data.*member != h.datasets[i].path)
+        return path_not_recorded(h, i, own->data.*member, member == &DataConfig::labels, trace_path);
+  return std::nullopt;
+}
+
 Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector<std::string>& overrides,
                                   const std::string& data_path, bool allow_change, ScratchDir& scratch,
                                   const std::string& refusal, const std::string& trace_path) {
@@ -130,6 +157,17 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
     const std::string how =
         data_flag ? "--data"
                   : std::string("--set ") + (member == &DataConfig::labels ? "data.labels" : "data.path");
+    // The path the trace's own configuration names must be the one its record of the file names: in a trace
+    // that trainrr record wrote they are one. (An embedded copy is read from the trace, by trainrr's own
+    // name: its recorded path is for people.)
+    const std::string& named = own ? own.value().data.*member : *target;
+    const bool from_trace = !user_copy && *target == named;
+    if (from_trace && named != info.path && !info.is_embedded())
+      return Error{
+          path_not_recorded(h, i, named, member == &DataConfig::labels, trace_path) +
+          "; replay reads neither (" +
+          (info.name == "labels" ? std::string("--set data.labels=PATH") : std::string("--data PATH")) +
+          " replays with a file of your choice)"};
     if (!info.embedded.empty() && !user_copy) {
       // The name is trainrr's own; the trace's names and paths never reach the file system.
       const std::string ext = d.source == "npy" ? ".npy" : d.source == "idx" ? ".idx" : ".csv";
@@ -138,8 +176,6 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
       *target = *file;
       continue;
     }
-    // Whether the path read comes from the trace, rather than from the user's --data or --set.
-    bool from_trace = false;
     if (user_copy) {
       if (!info.embedded.empty())
         r.notes.push_back("data: " + chosen + " (" + how + ") is used in place of the copy the trace embeds");
@@ -147,20 +183,6 @@ Result<RebuiltRun> rebuild_config(const trace::TraceHeader& h, const std::vector
         r.notes.push_back("data: " + chosen + " (" + how + ") is read in place of " + info.path +
                           ", the file the run recorded");
       *target = chosen;
-    } else if (const std::string& named = own ? own.value().data.*member : *target;
-               (from_trace = *target == named) && named != info.path) {
-      const std::string key = member == &DataConfig::labels ? "data.labels" : "data.path";
-      return Error{
-          (trace_path.empty() ? std::string() : trace_path + ": ") + "the trace's configuration reads its " +
-          info.name + " file from " + named + " (" + key +
-          " in the header's config, resolved, where relative, against the folder of the header's "
-          "configPath, " +
-          h.config_path + "), but the trace's record of that file (the header's datasets[" +
-          std::to_string(i) + "].path, which show lists with its digest) names " + info.path +
-          ": in a trace that trainrr record wrote they are one path, so the trace was changed after it "
-          "was recorded; replay reads neither (" +
-          (info.name == "labels" ? std::string("--set data.labels=PATH") : std::string("--data PATH")) +
-          " replays with a file of your choice)"};
     }
     const std::string what = "data file " + *target + (*target == info.path ? "" : " (recorded as " + info.path + ")");
     // The size is compared first: a file of another size differs without being read.

@@ -94,6 +94,12 @@ std::vector<std::string> unchanged_overrides(const RunConfig& recorded, const Ru
                                              const std::vector<std::string>& overrides);
 // `trace_path`, where given, opens the error that the trace contradicts itself (a message of one trace among
 // several names it).
+// Where the trace's configuration names a data file by another path than the header's record of that file
+// (its datasets[i].path, whose digest it holds): the message that says so, naming the trace, the key and the
+// fields. A trace that trainrr record wrote never does. (An embedded copy's recorded path is for people: it
+// is read from the trace.)
+std::optional<std::string> data_path_not_recorded(const trace::TraceHeader& h, const std::string& trace_path);
+
 Result<RebuiltRun> rebuild_config(const trace::TraceHeader& header, const std::vector<std::string>& overrides,
                                   const std::string& data_path, bool allow_change, ScratchDir& scratch,
                                   const std::string& refusal = "", const std::string& trace_path = "");

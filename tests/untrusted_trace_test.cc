@@ -324,6 +324,11 @@ TEST_F(UntrustedTrace, ConfigurationDataPathThatIsNotTheRecordedOneIsRefusedNami
           << args << ": " << r.output;
       EXPECT_EQ(r.output.find("secret-"), std::string::npos) << args << ": " << r.output;
     }
+    // diff compares the trace with another as it is: refused too.
+    const CommandResult d = run("diff " + plain() + " " + bad);
+    EXPECT_EQ(d.exit_code, 2) << d.output;
+    EXPECT_NE(d.output.find(bad + ": the trace's configuration reads its data file from "), std::string::npos)
+        << d.output;
     // The user's own copy of the data is read in its place.
     const CommandResult own = run("replay " + bad + " --data " + recorded);
     EXPECT_EQ(own.exit_code, 0) << own.output;
