@@ -1,5 +1,9 @@
 #include "engine/thread_pool.h"
 
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
 #include "engine/result.h"
 
 namespace trainrr {
@@ -27,6 +31,13 @@ void ThreadPool::stop_workers() {
 }
 
 int ThreadPool::hardware_threads() {
+#if defined(__linux__)
+  // The cores this process may run on: taskset or a cluster's cpuset confines it to fewer than the machine
+  // has.
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+#endif
   unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : static_cast<int>(n);
 }

@@ -28,7 +28,8 @@ class ThreadPool {
   // Runs fn(task, thread) for task in [0, tasks); returns when all have run. Not reentrant.
   void parallel_for(int64_t tasks, const std::function<void(int64_t task, int thread)>& fn);
 
-  // The number of cores the OS reports (at least 1).
+  // The number of cores this process may run on (its CPU affinity: taskset, a cluster's cpuset), else the
+  // number the OS reports (at least 1).
   static int hardware_threads();
 
  private:

@@ -10,6 +10,9 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include <algorithm>
+#include <thread>
+
 #include "engine/device.h"
 #include "engine/kernels/kernel_registry.h"
 #include "engine/kernels/matmul_openblas.h"
@@ -58,7 +61,9 @@ Environment capture_environment(int threads, const std::string& isa, const std::
   env.emplace_back("host", host);
   env.emplace_back("cpu.model", cpu_model());
   env.emplace_back("cpu.flags", numeric_cpu_flags());
-  env.emplace_back("cpu.cores", std::to_string(ThreadPool::hardware_threads()));
+  // The machine's cores, whatever this process is confined to (mpirun binds each rank to its own): the run's
+  // threads say what it used.
+  env.emplace_back("cpu.cores", std::to_string(std::max(1u, std::thread::hardware_concurrency())));
   env.emplace_back("threads", std::to_string(threads));
   env.emplace_back("isa", isa);
   env.emplace_back("policy", policy);

@@ -665,10 +665,16 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
     std::string detail = d.detail;
     if (kind == "loader") {
       auto it = in.kernel_differences.find("data/loader");
-      if (it != in.kernel_differences.end())
+      if (it != in.kernel_differences.end()) {
         detail += "; loader " + it->second.first + " (" + in.name_a + "), " + it->second.second + " (" +
                   in.name_b + ")";
-      else {
+        // The thread count picks the loader under the default policy (first-ready with several threads).
+        if (const std::string th_a = env_value(in.environment, "threads", true); !th_a.empty())
+          detail += "; threads " + th_a + " vs " + env_value(in.environment, "threads", false);
+        if (it->second.first.find("first_ready") != std::string::npos)
+          detail += "; a first-ready loader hands out batches in the order its workers finish, so the " +
+                    in.name_a + " order was a race";
+      } else {
         // The loader the first side ran, as recorded; the replay's message names it too.
         auto ran = in.kernels.find("data/loader");
         const std::string loader = ran != in.kernels.end() ? ran->second : "";

@@ -291,7 +291,8 @@ std::string row_words(const DataReach& r, int64_t row) {
 std::string unread_data_words(const DataReach* r, int64_t last_step) {
   if (!r)
     return "the training read none of what differs (rows it only tests on, say), or what it read changed no "
-           "value compared";
+           "value compared, or the files differ in their text alone (line endings, how a number is written), "
+           "which only the recorded copy can tell (record with --embed-data to keep it)";
   if (r->first_step < 0) return data_reach_words(*r);
   if (r->first_step > last_step)
     return "no step compared reads a training row that differs (step " + std::to_string(r->first_step) +

@@ -127,6 +127,16 @@ TEST_F(DataReachTest, AValidationRowIsReadByNoStep) {
   EXPECT_EQ(unread_data_words(&*r, 3), data_reach_words(*r));
 }
 
+// Without the recorded copy, where the rows lie is not known: a file whose text alone differs (its line
+// endings, say) is among what the words offer, beside rows only tested on.
+TEST(DataReachWords, WithoutTheRecordedCopyTheTextAloneIsOneOfTheReasonsGiven) {
+  const std::string words = unread_data_words(nullptr, 3);
+  EXPECT_NE(words.find("rows it only tests on"), std::string::npos) << words;
+  EXPECT_NE(words.find("the files differ in their text alone (line endings, how a number is written)"),
+            std::string::npos)
+      << words;
+}
+
 TEST_F(DataReachTest, CopiesOfOtherRowCountsOrASplitNotKnownCannotBeCompared) {
   const RunConfig config = run(write("b.csv", rows(-1, false, 10)));
   EXPECT_FALSE(data_reach(config, run(write("a.csv", rows(-1, false, 9))).data, in_order(5)));

@@ -115,6 +115,24 @@ TEST(Cause, OpenblasLeftOutOnOneSideIsNotSaidToHaveRunThere) {
   EXPECT_EQ(c.detail.find("OpenBLAS ran"), std::string::npos) << c.detail;
 }
 
+// A loader that differs with the thread count (the default policy's first-ready loader with several threads):
+// the cause names the threads, and that the first side's order was a race.
+TEST(Cause, ALoaderThatDiffersWithTheThreadCountNamesTheThreads) {
+  CauseInputs in;
+  in.environment = {{"threads", "2", "1"}};
+  in.kernel_differences = {{"data/loader", {"loader__first_ready", "loader__ordered"}}};
+  FirstDivergence d =
+      divergence(10, "input", "loader", "data/loader", "step 10: recorded batch 11, replayed batch 10");
+  const Cause c = classify(d, in);
+  EXPECT_EQ(c.category, "loader") << c.detail;
+  EXPECT_NE(
+      c.detail.find("; loader loader__first_ready (recorded), loader__ordered (replayed); threads 2 vs 1; a "
+                    "first-ready loader hands out batches in the order its workers finish, so the recorded "
+                    "order was a race"),
+      std::string::npos)
+      << c.detail;
+}
+
 // Kernels that differ beside OpenBLAS running other code at another site: both are named, as either can have
 // made the parameters differ.
 TEST(Cause, OpenblasCodeIsNamedBesideKernelsThatDiffer) {

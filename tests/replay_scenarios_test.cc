@@ -337,6 +337,19 @@ std::string other_openblas_core() {
   return "";
 }
 
+// runtime.threads = 0 is every core this process may run on: a job confined to one core (taskset, a cluster's
+// cpuset) runs and records one thread; the environment's cpu.cores stays the machine's.
+TEST_F(Scenario, EveryCoreIsTheCoresTheProcessMayRunOn) {
+  if (std::system("taskset -c 0 true >/dev/null 2>&1") != 0) GTEST_SKIP() << "no taskset here";
+  const std::string cfg = config(breast_cancer_config("seed = 4\n", kBreastCancer, "", "", "threads = 0\n"));
+  const std::string trace = dir.file("one_core.trr");
+  const CommandResult rec = run_trainrr_env("taskset -c 0", "record " + cfg + " -o " + trace);
+  ASSERT_EQ(rec.exit_code, 0) << rec.output;
+  const CommandResult show = trainrr("show " + trace);
+  EXPECT_TRUE(has(show.output, "isa: " + std::string(isa_name(detect_isa())) + ", threads: 1,"))
+      << show.output;
+}
+
 TEST_F(Scenario, ReplayRestartsWithTheRecordingsOpenblasCode) {
   const std::string other = other_openblas_core();
   if (other.empty()) GTEST_SKIP() << "no OpenBLAS code for another CPU runs here";
