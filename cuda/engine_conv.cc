@@ -71,6 +71,8 @@ struct CudaDevice::ConvVariant {
   bool im2col = false;
   BlasLtAlgo algo;        // im2col: its cuBLASLt algorithm
   CudnnConv::Plan plan;   // cuDNN: the engine's plan for the geometry
+  uint32_t alignment =
+      256;  // im2col: the least alignment of any chunk's pointers the algorithm was taken for
 };
 
 struct CudaDevice::ConvSite {
@@ -91,7 +93,20 @@ struct CudaDevice::Im2colPick {
   std::string reason;
   std::string why_not;
   uint64_t version = 0;  // cublasLtGetVersion()
+  uint32_t alignment = 256;  // the least alignment of any chunk's pointers, which the candidates accept
 };
+
+namespace {
+
+// The least alignment of the pointers of any chunk's matmul for `p` (cuBLASLt's MIN_ALIGNMENT preferences): a
+// later chunk's offset into dy or the output need not be a multiple of 256 bytes.
+uint32_t chunk_alignment(OpKind op, const Conv2dArgs& p, float* col) {
+  const int64_t chunk = conv_chunk_images(p, CudaDevice::kConvColBudget);
+  const MatmulArgs m = conv_chunk_matmul(op, p, conv_least_aligned_chunk(p, chunk), chunk, col);
+  return std::min({blaslt_alignment(m.a), blaslt_alignment(m.b), blaslt_alignment(m.c)});
+}
+
+}  // namespace
 
 void CudaDevice::ConvSitesDelete::operator()(ConvSites* s) const { delete s; }
 
@@ -174,6 +189,7 @@ CudaDevice::Im2colPick CudaDevice::pick_im2col_algo(Policy policy, OpKind op, co
   // Candidates that accept every chunk's pointers: a later chunk's offset into dy or the output need not be a
   // multiple of 256 bytes.
   const MatmulArgs least_aligned = conv_chunk_matmul(op, p, conv_least_aligned_chunk(p, chunk), chunk, col);
+  pick.alignment = chunk_alignment(op, p, col);
   auto candidates = lt->candidates(least_aligned, tf32_, kMaxBlasLtWorkspace, kMaxBlasLtCandidates);
   if (!candidates) {
     pick.why_not = "cuBLASLt: " + candidates.error().message;
@@ -283,6 +299,7 @@ CudaDevice::ConvVariant CudaDevice::pick_conv_variant(Policy policy, std::string
   if (pick->index == engines.size()) {
     v.im2col = true;
     v.algo = *inner.algo;  // pick_conv takes the variant only when it runs
+    v.alignment = inner.alignment;
     if (!inner.reason.empty()) choice.reason += "; its cuBLASLt algorithm: " + inner.reason;
     return v;
   }
@@ -336,6 +353,7 @@ CudaDevice::ConvVariant CudaDevice::choose_conv(Runtime& rt, std::string_view si
       ConvVariant v;
       v.id = choice.chosen;
       v.im2col = true;
+      v.alignment = chunk_alignment(op, p, static_cast<float*>(col_.p));
       // The recorded algorithm of the variant when the choice has one, as a forced matmul site's.
       const std::optional<BlasLtAlgo> ours = mine.im2col ? std::optional<BlasLtAlgo>(mine.algo) : std::nullopt;
       std::optional<BlasLtAlgo> fallback = ours;
@@ -395,9 +413,17 @@ const CudaDevice::ConvVariant& CudaDevice::conv_variant(Runtime& rt, std::string
     const int64_t chunk = conv_chunk_images(p, kConvColBudget);
     float* col = static_cast<float*>(
         ensure(col_, static_cast<size_t>(chunk * conv_col_floats_per_image(p)) * sizeof(float)));
-    if (blas().valid_here(first.algo, conv_chunk_matmul(op, p, 0, chunk, col), tf32_))
+    // cublasLtMatmulAlgoCheck sees no pointer: an algorithm taken for chunks aligned to 256 bytes can refuse
+    // a chunk of this geometry that lies at a lesser alignment.
+    const uint32_t here = chunk_alignment(op, p, col);
+    if (here < first.alignment)
+      why = "its cuBLASLt algorithm " + blaslt_kernel_id(first.algo) +
+            " was taken for chunk pointers aligned to " + std::to_string(first.alignment) +
+            " bytes, and this geometry's chunks lie at " + std::to_string(here);
+    else if (blas().valid_here(first.algo, conv_chunk_matmul(op, p, 0, chunk, col), tf32_))
       return s.other_shapes.emplace(shape, first).first->second;
-    why = "its cuBLASLt algorithm " + blaslt_kernel_id(first.algo) + " cannot run this geometry's matmul";
+    else
+      why = "its cuBLASLt algorithm " + blaslt_kernel_id(first.algo) + " cannot run this geometry's matmul";
   } else if (sites.dnn) {
     auto built = dnn_build(*sites.dnn, op, p, first.plan.engine);
     if (built) {
