@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -776,6 +777,34 @@ TEST_F(BadInput, HelpOnEveryCommandSucceeds) {
   for (const char* cmd : {"replay --help", "diff --help", "bisect --help", "show --help"})
     EXPECT_NE(run_trainrr(cmd).output.find("or the folder of a run recorded under mpirun"), std::string::npos)
         << cmd;
+}
+
+// The options each command refuses for a run's folder (tools/run_folder.cc's refuse_options_for_run, and
+// bisect's --against) say in its help that they take one process's trace.
+TEST_F(BadInput, HelpSaysWhichOptionsTakeOneProcesssTraceOnly) {
+  const std::map<std::string, std::vector<std::string>> refused = {
+      {"replay", {"--json", "--html", "--data", "--allow-data-change", "--from-step", "--keep-going"}},
+      {"diff", {"--json", "--html"}},
+      {"bisect", {"--json", "--html", "--data", "--against"}}};
+  for (const auto& [verb, options] : refused) {
+    const std::string help = run_trainrr(verb + " --help").output;
+    for (const std::string& option : options) {
+      const size_t at = help.find("\n  " + option + " ");
+      ASSERT_NE(at, std::string::npos) << verb << " " << option << "\n" << help;
+      const std::string line = help.substr(at + 1, help.find('\n', at + 1) - at - 1);
+      EXPECT_NE(line.find("for a trace of one process only, not a run's folder"), std::string::npos)
+          << verb << ": " << line;
+    }
+  }
+  // Those a run's folder takes do not say it.
+  for (const auto& [verb, option] :
+       {std::pair<std::string, std::string>{"replay", "--to-step"}, {"bisect", "--set"}}) {
+    const std::string help = run_trainrr(verb + " --help").output;
+    const size_t at = help.find("\n  " + option + " ");
+    ASSERT_NE(at, std::string::npos) << help;
+    EXPECT_EQ(help.substr(at + 1, help.find('\n', at + 1) - at - 1).find("one process only"),
+              std::string::npos);
+  }
 }
 
 }  // namespace

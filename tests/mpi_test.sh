@@ -283,6 +283,9 @@ bad_input)
   expect 2 "^damaged: rank 3 (late/rank3.trr) was changed after it was written: .*reproduced bit for bit: 4 ranks replayed in one process (no mpirun), $steps" -- "$T" replay late
   expect 2 "^damaged: rank 3 (late/rank3.trr) was changed after it was written: .*reproduced bit for bit: 4 ranks replayed under mpirun" -- mpirun -n 4 "$T" replay late
   expect 2 "^damaged: rank 3 (late/rank3.trr) was changed after it was written: .*a free replay of the 4 ranks reproduces bit for bit" -- "$T" bisect late
+  # Bytes after a rank trace's footer: show's line for that rank says damaged, as for other damage.
+  mkdir tail && cp b4/*.trr tail/ && printf 'garbage-garbage-garbage' >> tail/rank2.trr
+  expect 2 "^  rank 2: .*, damaged: tail/rank2.trr: byte [0-9]*: 23 bytes follow the footer" -- "$T" show tail
   # A rank trace cut inside its first bytes, before its magic: a cut trace, as one process's trace is called.
   mkdir cut && cp b4/*.trr cut/ && truncate -s 10 cut/rank2.trr
   expect 2 "cut/rank2.trr: truncated inside its header: .*the file holds 10 " -- "$T" replay cut
@@ -365,11 +368,30 @@ leftovers)
     grep -q "until then it is $(basename "$p") beside it" kk2.log || fail "the log does not name $(basename "$p")"
   done
   sums=$(parts | xargs md5sum)
+  # Each verb that reads the folder names the killed recording's traces beside the earlier run it reports on,
+  # and says how the killed run is read.
+  killed="note: kk also holds the rank traces of a recording killed there (run [0-9a-f]* of 2 ranks): \.trainrr-[0-9]*-0\.trr\.part (rank [01], [1-9][0-9]* steps), \.trainrr-[0-9]*-0\.trr\.part (rank [01], [1-9][0-9]* steps)"
+  earlier="the folder's rank0.trr .. rank1.trr are an earlier run ([0-9a-f]*), the one reported here\. \`trainrr show FILE\` reads each; copied into a folder of their own as rank0.trr .. rank1.trr (by their ranks), they replay as a run$"
+  expect 0 "^$killed; $earlier" -- "$T" show kk
+  expect 0 "^  $killed; $earlier" -- "$T" replay kk
+  expect 0 "^  $killed; $earlier" -- mpirun -n 2 "$T" replay kk
+  expect 0 "^  $killed; $earlier" -- "$T" diff kk kk
+  expect 0 "^  $killed; $earlier" -- "$T" bisect kk
+  # As the note says: copied as its ranks' traces, the killed run replays, as far as every rank's trace goes.
+  mkdir killed && for p in $(parts); do
+    r=$("$T" show "$p" | sed -n 's/^rank \([0-9]*\) of the .*/\1/p'); cp "$p" "killed/rank$r.trr"; done
+  expect 0 "^truncated: rank [01] (killed/rank[01].trr) .*; the steps before --to-step 3 reproduced bit for bit: 2 ranks" -- \
+    "$T" replay killed --to-step 3
   expect 0 "^note: kk holds \.trainrr-[0-9]*-0\.trr\.part (rank [01]), \.trainrr-[0-9]*-0\.trr\.part (rank [01]): the rank traces of a recording killed over an earlier run, holding the steps it completed" -- \
     mpirun -n 2 "$T" record "$CONFIG" -o kk "${SMALL[@]}"
   [ "$(parts | xargs md5sum)" = "$sums" ] || fail "the killed recording's traces were changed"
   expect 0 "rank 1: [1-9][0-9]* steps" -- "$T" show kk
-  for p in $(parts); do expect 0 "complete steps readable" -- "$T" show "$p"; done
+  # The run recorded since is the folder's now: the killed recording's traces are older than it.
+  expect 0 "^$killed; the folder's rank0.trr .. rank1.trr are a later run ([0-9a-f]*), the one reported here\." -- "$T" show kk
+  for p in $(parts); do
+    expect 0 "complete steps readable" -- "$T" show "$p"
+    expect 0 "^rank [01] of the 2-rank run [0-9a-f]* (a recording's new rank trace, which becomes rank[01].trr when its run ends; replay, diff and bisect take a folder of the run's rank traces)$" -- "$T" show "$p"
+  done
   # A new trace that a live recording writes still keeps another run out of the folder.
   mpirun -n 2 "$T" record "$CONFIG" -o kk --set train.epochs=400 --set runtime.threads=1 > kk3.log 2>&1 &
   launcher=$!

@@ -38,6 +38,7 @@ int run_bisect(const BisectArgs& a) {
     if (!a.data.empty()) unsupported.push_back("--data");
     if (const int code = refuse_options_for_run(a.trace, unsupported); code >= 0) return code;
     RunReport r = bisect_run(a.trace, a.overrides);
+    for (const std::string& note : killed_recording_notes(a.trace)) r.lines.push_back("  " + note);
     // A report comes first, where there is one (a damaged rank trace: compared up to the damage, exit 2).
     for (const auto& line : r.lines) std::printf("%s\n", inline_text(line).c_str());  // it quotes the traces
     if (std::fflush(stdout) != 0) return kBadInput;
@@ -79,11 +80,13 @@ void add_bisect_command(CLI::App& app, int& exit_code) {
                   "Trace file (from trainrr record), or the folder of a run recorded under mpirun")
       ->required();
   cmd->add_option("--against", args->against,
-                  "Another trace of the run: locate the step from both recordings");
+                  "Another trace of the run: locate the step from both recordings; for a trace of one "
+                  "process only, not a run's folder");
   cmd->add_option("--set", args->overrides,
                   "Override a configuration key for the replays, e.g. runtime.threads=1")
       ->type_name("KEY=VALUE");
-  cmd->add_option("--data", args->data, "Where the data file is now");
+  cmd->add_option("--data", args->data,
+                  "Where the data file is now; for a trace of one process only, not a run's folder");
   add_report_options(*cmd, args->out);
   cmd->callback(
       [args, &exit_code] { exit_code = refused_under_mpirun("bisect") ? kBadInput : run_bisect(*args); });

@@ -109,15 +109,23 @@ void add_replay_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--set", args->overrides,
                   "Override a configuration key for the replay, e.g. runtime.threads=1")
       ->type_name("KEY=VALUE");
-  cmd->add_option("--data", args->data, "Where the data file is now (checked against the recorded digest)");
+  cmd->add_option("--data", args->data,
+                  "Where the data file is now (checked against the recorded digest); for a trace of one "
+                  "process only, not a run's folder");
   cmd->add_flag("--allow-data-change", args->allow_data_change,
-                "Replay even when the data file's digest differs (the divergence is then caused by data)");
-  cmd->add_option("--from-step", args->from_step, "Start from the last checkpoint at or before this step")
+                "Replay even when the data file's digest differs (the divergence is then caused by data); "
+                "for a trace of one process only, not a run's folder");
+  cmd->add_option("--from-step", args->from_step,
+                  "Start from the last checkpoint at or before this step; for a trace of one process only, "
+                  "not a run's folder")
       ->check(CLI::Validator(
-          [](const std::string& v) { return !v.empty() && v[0] != '-' ? std::string() : "must be 0 or more"; },
+          [](const std::string& v) {
+            return !v.empty() && v[0] != '-' ? std::string() : "must be 0 or more";
+          },
           "N >= 0"));
   CLI::Option* to_step = cmd->add_option("--to-step", args->to_step, "Stop before this step (1 or more)");
-  cmd->add_flag("--keep-going", args->keep_going, "Run past the first divergence");
+  cmd->add_flag("--keep-going", args->keep_going,
+                "Run past the first divergence; for a trace of one process only, not a run's folder");
   cmd->add_flag("--no-element-detail", args->no_detail,
                 "Do not re-execute the divergent step for element values");
   add_report_options(*cmd, args->out);

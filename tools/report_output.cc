@@ -12,13 +12,14 @@ namespace trainrr::cli {
 
 void add_report_options(CLI::App& cmd, ReportOutput& out) {
   cmd.add_flag("--json", out.json,
-               "Print the report as JSON (stable keys: status, first_divergence, cause, ...)");
+               "Print the report as JSON (stable keys: status, first_divergence, cause, ...); for a trace of "
+               "one process only, not a run's folder");
   // Checked before any replay runs, so a long replay is not spent on a report that cannot be written.
   const CLI::Validator writable(
       [](std::string& path) -> std::string { return check_html_report_path(path).message; }, "FILE");
   cmd.add_option("--html", out.html,
                  "Also write a self-contained HTML report to this file (new, empty, or an earlier report, "
-                 "which is replaced)")
+                 "which is replaced); for a trace of one process only, not a run's folder")
       ->check(writable);
 }
 

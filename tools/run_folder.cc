@@ -179,6 +179,7 @@ int replay_rank_under_mpirun(const std::string& path, const ForceSet& force, con
   headline_stop(*run, report, to_step);
   add_run_inputs(*run, force, overrides, report, n / c.size(), &environments);
   for (const std::string& note : openblas_notes) report.lines.push_back("  note: " + note);
+  for (const std::string& note : killed_recording_notes(path)) report.lines.push_back("  " + note);
   return print_report(report);
 #else
   (void)path, (void)force, (void)overrides, (void)to_step;
@@ -188,6 +189,93 @@ int replay_rank_under_mpirun(const std::string& path, const ForceSet& force, con
 }
 
 }  // namespace
+
+namespace {
+
+// rank0.trr .. rankN-1.trr
+std::string rank_files_text(int world_size) {
+  return world_size == 1 ? "rank0.trr" : "rank0.trr .. rank" + std::to_string(world_size - 1) + ".trr";
+}
+
+}  // namespace
+
+std::vector<std::string> killed_recording_notes(const std::string& folder) {
+  namespace fs = std::filesystem;
+  struct Part {
+    std::string name;
+    int rank = -1;  // -1: its header cannot be read
+    int world = 0;
+    int64_t steps = 0;
+  };
+  std::map<std::string, std::vector<Part>> by_run;  // by run id
+  fs::file_time_type oldest_part = fs::file_time_type::max(), newest_part = fs::file_time_type::min();
+  std::error_code ec;
+  for (const std::string& name : trace::killed_recording_traces(folder)) {
+    const std::string path = (fs::path(folder) / name).string();
+    Part p{name};
+    std::string id;
+    if (auto reader = trace::TraceReader::open(path, trace::without_payloads());
+        reader && (*reader)->header().world_size > 0) {
+      p.rank = (*reader)->header().rank;
+      p.world = (*reader)->header().world_size;
+      id = (*reader)->header().run_id;
+      for (;;) {
+        auto record = (*reader)->next();
+        if (!record || !*record) break;  // its end, or where it was cut
+        const auto* step = std::get_if<trace::TraceStep>(&(*record)->value);
+        if (step && step->end) ++p.steps;
+      }
+    }
+    if (const auto t = fs::last_write_time(path, ec); !ec) {
+      oldest_part = std::min(oldest_part, t);
+      newest_part = std::max(newest_part, t);
+    }
+    by_run[id].push_back(p);
+  }
+  if (by_run.empty()) return {};
+  // Which run the folder's rank traces are, by when each file was last written: a rank trace's when its run
+  // ended, a killed recording's when it was killed.
+  std::string ours;
+  if (auto run = trace::open_run(folder)) {
+    fs::file_time_type oldest = fs::file_time_type::max(), newest = fs::file_time_type::min();
+    for (const std::string& path : run->paths)
+      if (const auto t = fs::last_write_time(path, ec); !ec) {
+        oldest = std::min(oldest, t);
+        newest = std::max(newest, t);
+      }
+    ours = "; the folder's " + rank_files_text(run->world_size) + (run->world_size == 1 ? " is " : " are ") +
+           (newest <= oldest_part   ? "an earlier run"
+            : oldest >= newest_part ? "a later run"
+                                    : "another run") +
+           " (" + run->run_id + "), the one reported here";
+  }
+  std::vector<std::string> notes;
+  for (const auto& [id, parts] : by_run) {
+    std::string list;
+    std::vector<int> ranks;
+    for (const Part& p : parts) {
+      list += (list.empty() ? "" : ", ") + p.name +
+              (p.rank < 0 ? std::string(" (no readable header)")
+                          : " (rank " + std::to_string(p.rank) + ", " +
+                                (p.steps ? counted(p.steps, "step") : std::string("no complete step")) + ")");
+      if (p.rank >= 0) ranks.push_back(p.rank);
+    }
+    std::sort(ranks.begin(), ranks.end());
+    const int world = parts[0].world;
+    bool every_rank = !id.empty() && static_cast<int>(ranks.size()) == world;
+    for (int r = 0; every_rank && r < world; ++r) every_rank = ranks[r] == r;
+    const bool one = parts.size() == 1;
+    notes.push_back("note: " + folder + " also holds " + (one ? "the trace" : "the rank traces") +
+                    " of a recording killed there" +
+                    (id.empty() ? std::string() : " (run " + id + " of " + counted(world, "rank") + ")") +
+                    ": " + list + ours + ". `trainrr show FILE` reads " + (one ? "it" : "each") +
+                    (every_rank ? "; copied into a folder of their own as " + rank_files_text(world) +
+                                      " (by their ranks), they replay as a run"
+                     : id.empty() ? ""
+                                  : "; not every rank's is here: the killed run cannot be replayed"));
+  }
+  return notes;
+}
 
 int refuse_for(const std::string& path, const std::string& what) {
   if (trace::is_run_folder(path)) return -1;
@@ -233,6 +321,7 @@ int replay_run_folder(const std::string& path, const ForceSet& force, const std:
   RunReport report = replay_run(o);
   if (report.exit_code < 2)
     for (const std::string& note : openblas_notes) report.lines.push_back("  note: " + note);
+  for (const std::string& note : killed_recording_notes(path)) report.lines.push_back("  " + note);
   return print_report(report);
 }
 
@@ -254,7 +343,10 @@ int diff_run_folders(const std::string& a, const std::string& b) {
                 " a trace of one process: diff compares runs with runs");
     return kBadInput;
   }
-  return print_report(diff_runs(a, b));
+  RunReport report = diff_runs(a, b);
+  for (const std::string& folder : a == b ? std::vector<std::string>{a} : std::vector<std::string>{a, b})
+    for (const std::string& note : killed_recording_notes(folder)) report.lines.push_back("  " + note);
+  return print_report(report);
 }
 
 int show_run_folder(const std::string& path) {
@@ -343,13 +435,14 @@ int show_run_folder(const std::string& path) {
     // A footer that says the run stopped before its schedule's end (interrupted, or an error) says why, as
     // `show` of that rank's trace does.
     const auto& footer = (*reader)->footer();
+    // Damage comes first: bytes after a footer are read once the footer has been.
     const std::string end =
-        footer && !footer->completed ? "ended cleanly: the run stopped early (" + footer->end_reason + ")"
-        : (*reader)->ended_cleanly() ? "ended cleanly"
-        : damaged                    ? "damaged: " + stop +
-                        (stop.find("changed after it was written") == std::string::npos
-                             ? " (changed after it was written)"
-                             : "")
+        damaged ? "damaged: " + stop +
+                      (stop.find("changed after it was written") == std::string::npos
+                           ? " (changed after it was written)"
+                           : "")
+        : footer && !footer->completed ? "ended cleanly: the run stopped early (" + footer->end_reason + ")"
+        : (*reader)->ended_cleanly()   ? "ended cleanly"
         : (*reader)->still_recording() ? "still being recorded: read to its last complete step"
         : stop.empty()                 ? "no footer: the recording did not finish"
                                        : "cut: " + stop;
@@ -372,6 +465,7 @@ int show_run_folder(const std::string& path) {
       if (!other.empty()) std::printf("    its environment differs from rank 0's: %s\n", f(other).c_str());
     }
   }
+  for (const std::string& note : killed_recording_notes(path)) std::printf("%s\n", f(note).c_str());
   if (std::fflush(stdout) != 0) return kBadInput;
   return code;
 }

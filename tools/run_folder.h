@@ -15,6 +15,10 @@ int replay_run_folder(const std::string& path, const ForceSet& force, const std:
                       int64_t to_step);
 int diff_run_folders(const std::string& a, const std::string& b);
 int show_run_folder(const std::string& path);
+// Notes, one per recording, on the rank traces that recordings killed over an earlier run left in `folder`
+// (trace::killed_recording_traces): their ranks, run id and steps, which run the folder's rank traces are,
+// and how to read them. None where there are none.
+std::vector<std::string> killed_recording_notes(const std::string& folder);
 // An exit code (2) when `path` is one rank of a run and `what` needs every rank, or a run folder that `what`
 // does not take; -1 otherwise.
 int refuse_for(const std::string& path, const std::string& what);

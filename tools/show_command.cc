@@ -10,6 +10,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <deque>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <memory>
@@ -251,7 +252,13 @@ void print_non_finite(const StepStats& s, ProbeLevel level) {
 void print_run(const std::string& file, const trace::TraceReader& r) {
   const trace::TraceHeader& h = r.header();
   say("trace: %s (%s)\n", file, human_bytes(r.file_size()));
-  if (h.world_size > 0)
+  // A recording's new rank trace (.trainrr-PID-N.trr.part) is not yet, or never (its recording killed), its
+  // run's rankR.trr: the folder it sits in holds another run.
+  if (h.world_size > 0 && trace::pending_trace_pid(std::filesystem::path(file).filename().string()))
+    say("rank %d of the %d-rank run %s (a recording's new rank trace, which becomes rank%d.trr when its run "
+        "ends; replay, diff and bisect take a folder of the run's rank traces)\n",
+        h.rank, h.world_size, h.run_id, h.rank);
+  else if (h.world_size > 0)
     say("rank %d of the %d-rank run %s (replay, diff and bisect take the run's folder)\n", h.rank,
         h.world_size, h.run_id);
   say("run:\n");

@@ -1,10 +1,15 @@
 #include "traces/run_set.h"
 
+#include <signal.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <regex>
 
+#include "traces/trace_lock.h"
 #include "traces/trace_reader.h"
 
 namespace trainrr::trace {
@@ -109,6 +114,48 @@ Result<RunSet> open_run(const std::string& folder) {
     run.headers.push_back(headers[r]);
   }
   return run;
+}
+
+std::optional<pid_t> pending_trace_pid(const std::string& name) {
+  static const std::string head = ".trainrr-", tail = ".trr.part";
+  if (!name.starts_with(head) || !name.ends_with(tail) || name.size() <= head.size() + tail.size()) return {};
+  const std::string mid = name.substr(head.size(), name.size() - head.size() - tail.size());
+  const size_t dash = mid.find('-');
+  if (dash == 0 || dash == std::string::npos || dash + 1 == mid.size() || dash > 9 ||
+      mid.find_first_not_of("0123456789") != dash ||
+      mid.find_first_not_of("0123456789", dash + 1) != std::string::npos)
+    return {};
+  return static_cast<pid_t>(std::stol(mid.substr(0, dash)));
+}
+
+namespace {
+
+// Whether process `pid` runs (it may be another's, when the id was reused: then it counts as running). A
+// process that exited and that its parent has not reaped (a zombie) has closed its files: it does not.
+bool process_runs(pid_t pid) {
+  if (::kill(pid, 0) != 0 && errno != EPERM) return false;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  const size_t comm_end = line.rfind(") ");
+  return comm_end == std::string::npos || comm_end + 2 >= line.size() || line[comm_end + 2] != 'Z';
+}
+
+}  // namespace
+
+std::vector<std::string> killed_recording_traces(const std::string& folder) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(folder, ec)) {
+    const std::string name = e.path().filename().string();
+    const std::optional<pid_t> pid = pending_trace_pid(name);
+    // Its writer's lock went with its process.
+    if (pid && fs::is_regular_file(fs::symlink_status(e.path(), ec)) && !writer_of(e.path().string()) &&
+        !process_runs(*pid))
+      out.push_back(name);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 Status refuse_rank_alone(const TraceHeader& h, const std::string& path, const std::string& what) {
