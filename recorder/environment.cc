@@ -11,6 +11,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <set>
 #include <thread>
 
 #include "engine/device.h"
@@ -89,12 +90,16 @@ Environment capture_environment(int threads, const std::string& isa, const std::
   env.emplace_back("lib.zstd", ZSTD_versionString());
   env.emplace_back("lib.xxhash", std::to_string(XXH_versionNumber()));
   env.emplace_back("cuda.backend", cuda_backend_built() ? "built" : "not built");
+  // Once each: an environment can hold a name twice (execve takes any list), and getenv, which every library
+  // reads it by, returns the first.
+  std::set<std::string> seen;
   for (char** e = environ; *e; ++e) {
     const std::string kv = *e;
     const size_t eq = kv.find('=');
     if (eq == std::string::npos) continue;
     const std::string name = kv.substr(0, eq);
-    if (numerics_variable(name)) env.emplace_back("env." + name, kv.substr(eq + 1));
+    if (numerics_variable(name) && seen.insert(name).second)
+      env.emplace_back("env." + name, kv.substr(eq + 1));
   }
   return env;
 }

@@ -19,6 +19,8 @@
 #include "recorder/temp_trace_test_util.h"
 #include "traces/trace_reader.h"
 
+extern char** environ;
+
 namespace trainrr {
 namespace {
 
@@ -209,6 +211,22 @@ TEST(RecorderTest, DeeperLevelsRecordMoreProbes) {
   EXPECT_EQ(step, 0u);
   EXPECT_GT(layer, 0u);
   EXPECT_GT(op, layer);
+}
+
+// An environment that holds a name twice (execve takes any list) is recorded with the value getenv gives, the
+// first, once: a reader takes a key written twice for a header changed after it was written.
+TEST(EnvironmentTest, AVariableTheEnvironmentHoldsTwiceIsRecordedOnceWithTheFirstValue) {
+  char first[] = "OMP_NUM_THREADS=2";
+  char second[] = "OMP_NUM_THREADS=3";
+  char* list[] = {first, second, nullptr};
+  char** const saved = environ;
+  environ = list;
+  const Environment env = capture_environment(1, "generic", "default", "cpu");
+  environ = saved;
+  std::vector<std::string> values;
+  for (const auto& [key, value] : env)
+    if (key == "env.OMP_NUM_THREADS") values.push_back(value);
+  EXPECT_EQ(values, std::vector<std::string>{"2"});
 }
 
 // A completed run's trace keeps its final state, which a reader looks for: finish without it, where no

@@ -671,9 +671,12 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
         // The thread count picks the loader under the default policy (first-ready with several threads).
         if (const std::string th_a = env_value(in.environment, "threads", true); !th_a.empty())
           detail += "; threads " + th_a + " vs " + env_value(in.environment, "threads", false);
-        if (it->second.first.find("first_ready") != std::string::npos)
+        // The side that ran a first-ready loader had its order from a race.
+        const bool a_raced = it->second.first.find("first_ready") != std::string::npos,
+                   b_raced = it->second.second.find("first_ready") != std::string::npos;
+        if (a_raced || b_raced)
           detail += "; a first-ready loader hands out batches in the order its workers finish, so the " +
-                    in.name_a + " order was a race";
+                    (a_raced ? in.name_a : in.name_b) + " order was a race";
       } else {
         // The loader the first side ran, as recorded; the replay's message names it too.
         auto ran = in.kernels.find("data/loader");
@@ -796,9 +799,12 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
          return is_openblas(site_kernel.second);
        }));
   // Only where TRAINRR_ISA is set on a side did trainrr choose OpenBLAS's code; elsewhere OpenBLAS picked it.
-  const bool isa_set_by_trainrr_isa =
-      std::any_of(in.environment.begin(), in.environment.end(),
-                  [](const EnvDifference& e) { return e.key == "env.TRAINRR_ISA"; });
+  // (Not where the user set OPENBLAS_CORETYPE: trainrr leaves it as it is.)
+  auto differs_in = [&](const char* key) {
+    return std::any_of(in.environment.begin(), in.environment.end(),
+                       [&](const EnvDifference& e) { return e.key == key; });
+  };
+  const bool isa_set_by_trainrr_isa = differs_in("env.TRAINRR_ISA") && !differs_in("env.OPENBLAS_CORETYPE");
   if (ran_openblas && !core_a.empty() && !core_b.empty() && core_a != core_b && in.order_differences.empty())
     return {"numeric",
             "same kernel " + (is_openblas(kernel) ? kernel : std::string("f32_matmul__openblas_sgemm")) +

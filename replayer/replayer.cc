@@ -531,9 +531,16 @@ static int phase_rank(const std::string& phase) {
   return 2;
 }
 
-// Whether `a` happens no later in the run than `b`.
-static bool no_later_than(const FirstDivergence& a, const FirstDivergence& b) {
-  return a.step < b.step || (a.step == b.step && phase_rank(a.phase) <= phase_rank(b.phase));
+// Whether `a` happens no later in the run than `b`: by step, phase, then, within a phase, by layer in the
+// model's order (`layers`; the backward pass runs them last to first).
+static bool no_later_than(const FirstDivergence& a, const FirstDivergence& b,
+                          const std::vector<std::string>& layers) {
+  if (a.step != b.step) return a.step < b.step;
+  if (phase_rank(a.phase) != phase_rank(b.phase)) return phase_rank(a.phase) < phase_rank(b.phase);
+  const auto ia = std::find(layers.begin(), layers.end(), a.layer),
+             ib = std::find(layers.begin(), layers.end(), b.layer);
+  if (a.layer.empty() || b.layer.empty() || ia == layers.end() || ib == layers.end() || ia == ib) return true;
+  return a.phase == "backward" ? ia > ib : ia < ib;
 }
 
 bool refine_cause(Cause& cause, const FirstDivergence& d, const CauseInputs& ci,
@@ -559,7 +566,7 @@ bool refine_cause(Cause& cause, const FirstDivergence& d, const CauseInputs& ci,
                                    " is re-executed with every op probed: " + at_op.detail};
   }
   if ((cause.category == "config" || cause.category == "data") && recorded_itself &&
-      !no_later_than(*recorded_itself, d) && recorded_itself->step == d.step) {
+      !no_later_than(*recorded_itself, d, ci.layer_names) && recorded_itself->step == d.step) {
     // The recorded run, on its own configuration and data, differs later in this step than the difference
     // found: that difference is the configuration's or the data's, not the kernels' (which ran there too,
     // with the same result); this machine's comes after it.
@@ -573,7 +580,7 @@ bool refine_cause(Cause& cause, const FirstDivergence& d, const CauseInputs& ci,
         (cause.category == "config" ? "configuration" : "data") + " made");
   }
   if ((cause.category == "config" || cause.category == "data") && recorded_itself &&
-      no_later_than(*recorded_itself, d)) {
+      no_later_than(*recorded_itself, d, ci.layer_names)) {
     // The configuration or the data reaches the difference, but the recorded run, on its own configuration
     // and data, differs here by then too: this machine (kernels it cannot run, other code in a library) makes
     // a difference without them, and that is the cause the evidence shows; what they add cannot be told

@@ -807,5 +807,17 @@ TEST_F(BadInput, HelpSaysWhichOptionsTakeOneProcesssTraceOnly) {
   }
 }
 
+// Under mpirun -o names the run's folder, not a trace file: record's help says so.
+TEST_F(BadInput, RecordHelpSaysOutputIsTheRunsFolderUnderMpirun) {
+  const std::string help = run_trainrr("record --help").output;
+  const size_t at = help.find("\n  -o,--output ");
+  ASSERT_NE(at, std::string::npos) << help;
+  // Its description may be on the next line (CLI11 wraps after a long option name).
+  const std::string line = help.substr(at + 1, help.find("\n  -", at + 1) - at - 1);
+  EXPECT_NE(line.find("under mpirun, the run's folder, which gets a trace per rank"), std::string::npos)
+      << line;
+  EXPECT_EQ(line.find(":FILE"), std::string::npos) << line;
+}
+
 }  // namespace
 }  // namespace trainrr::testing

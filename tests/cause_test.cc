@@ -133,6 +133,33 @@ TEST(Cause, ALoaderThatDiffersWithTheThreadCountNamesTheThreads) {
       << c.detail;
 }
 
+// A loader race on the second side (A ordered, B first-ready) is named as B's, as the first side's would be.
+TEST(Cause, ALoaderRaceIsNamedOnWhicheverSideRanIt) {
+  CauseInputs in;
+  in.name_a = "A";
+  in.name_b = "B";
+  in.environment = {{"threads", "1", "2"}};
+  in.kernel_differences = {{"data/loader", {"loader__ordered", "loader__first_ready"}}};
+  const Cause c = classify(divergence(3, "input", "loader", "data/loader", "batch 3 (A), batch 4 (B)"), in);
+  EXPECT_NE(c.detail.find("; threads 1 vs 2; a first-ready loader hands out batches in the order its workers "
+                          "finish, so the B order was a race"),
+            std::string::npos)
+      << c.detail;
+}
+
+// The user's own OPENBLAS_CORETYPE beside TRAINRR_ISA: trainrr left it as it was, and the cause does not say
+// trainrr set it.
+TEST(Cause, AUsersOwnOpenblasCoreTypeIsNotSaidToBeTrainrrs) {
+  CauseInputs in = openblas_cores("SkylakeX", "Nehalem");
+  in.environment.push_back({"isa", "avx512", "avx2"});
+  in.environment.push_back({"env.TRAINRR_ISA", "(unset)", "avx2"});
+  in.environment.push_back({"env.OPENBLAS_CORETYPE", "(unset)", "Nehalem"});
+  in.kernels = {{"dense_1/matmul.fwd", "f32_matmul__openblas_sgemm"}};
+  const Cause c = classify(layer_output_differs(), in);
+  EXPECT_NE(c.detail.find("the instruction sets differ (avx512 vs avx2)"), std::string::npos) << c.detail;
+  EXPECT_EQ(c.detail.find("trainrr sets OPENBLAS_CORETYPE"), std::string::npos) << c.detail;
+}
+
 // Kernels that differ beside OpenBLAS running other code at another site: both are named, as either can have
 // made the parameters differ.
 TEST(Cause, OpenblasCodeIsNamedBesideKernelsThatDiffer) {
@@ -247,8 +274,11 @@ TEST(Cause, DataThatCannotHaveMadeTheFirstDifferenceIsNamedBesideTheCause) {
   in.kernel_differences = {{"data/loader", {"loader__ordered", "loader__first_ready"}}};
   c = classify(loader, in);
   EXPECT_EQ(c.category, "loader");
-  EXPECT_EQ(c.detail,
-            "batch 2 (A), batch 4 (B); loader loader__ordered (A), loader__first_ready (B)" + beside);
+  EXPECT_EQ(
+      c.detail,
+      "batch 2 (A), batch 4 (B); loader loader__ordered (A), loader__first_ready (B); a first-ready loader "
+      "hands out batches in the order its workers finish, so the B order was a race" +
+          beside);
   // The ordered loader on both sides hands out the next batch: only the data (its row count) can change it.
   in.kernel_differences.clear();
   EXPECT_EQ(classify(loader, in).category, "data");

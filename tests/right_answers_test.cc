@@ -500,6 +500,36 @@ TEST_F(RightAnswers, ADataDifferenceThatComesFirstInTheStepStaysTheCauseBesideKe
       << r.output;
 }
 
+// Within one phase of a step, by layer: a configuration difference at the model's first layer (an activation,
+// no kernel) comes before this machine's own difference at the next layer's matmul, and stays the cause.
+TEST_F(RightAnswers, AConfigurationDifferenceAtAnEarlierLayerStaysTheCauseBesideKernelsThatCannotRunHere) {
+  if (detect_isa() == Isa::generic) GTEST_SKIP() << "this CPU has only the generic instruction set";
+  const std::string cfg = dir.write(
+      "run.toml", "seed = 3\n[data]\npath = \"" + kBreastCancer +
+                      "\"\nlabel = \"benign\"\ntest_fraction = 0.2\nscale = \"standardize\"\n"
+                      "[[model.layers]]\ntype = \"Activation\"\nactivation = \"tanh\"\n"
+                      "[[model.layers]]\ntype = \"Dense\"\nunits = 16\nactivation = \"relu\"\n"
+                      "[[model.layers]]\ntype = \"Dense\"\nunits = 1\nactivation = \"sigmoid\"\n"
+                      "[train]\nepochs = 1\nbatch_size = 32\nloss = \"binary_crossentropy\"\n[runtime]\n" +
+                      kOneThread);
+  const std::string trace = dir.file("a.trr");
+  ASSERT_EQ(run_trainrr("record " + cfg + " --level layer -o " + trace).exit_code, 0);
+  const CommandResult alone = run_trainrr_env("TRAINRR_ISA=generic", "replay " + trace);
+  if (alone.output.rfind("diverged at step 0, forward, dense_1 ", 0) != 0)
+    GTEST_SKIP() << "the kernels alone do not differ first at dense_1 here:\n" << alone.output;
+  const CommandResult r = run_trainrr_env("TRAINRR_ISA=generic",
+                                          "replay " + trace + " --set 'model.layers[0].activation=sigmoid'");
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(
+      r.output.rfind("diverged at step 0, forward, activation_1 (activation_1:out)\n  cause: config: the run "
+                     "configuration differs: model.layers[0].activation: tanh -> sigmoid\n",
+                     0),
+      0u)
+      << r.output;
+  EXPECT_TRUE(has(r.output, "differs from the recording only later in step 0, at forward dense_1"))
+      << r.output;
+}
+
 // diff takes a step's end in the same order: the loss of two runs with other batch sizes differs first.
 TEST_F(RightAnswers, DiffNamesALossThatDiffersBeforeTheParameters) {
   const std::string cfg = dir.write("run.toml", breast_cancer("seed = 3\n", kBreastCancer, kOneThread));

@@ -169,8 +169,11 @@ std::vector<std::string> within_isa(const std::string& before) {
 std::vector<std::string> use_recorded_openblas_core(const trace::TraceHeader& recorded) {
   if (auto notes = restarted_notes()) return *notes;
   if (auto notes = unrunnable_core_notes()) return *notes;
-  // A portable run calls no OpenBLAS (its code differs per core): nothing to match.
-  if (recorded_value(recorded, "policy") == "portable") return {};
+  // A portable or deterministic run calls no OpenBLAS (its code differs per core; its sums depend on the
+  // thread count): nothing to match, and nothing to restart for.
+  if (const std::string policy = recorded_value(recorded, "policy");
+      policy == "portable" || policy == "deterministic")
+    return {};
   // A run on a GPU ran its matmuls in cuBLASLt: the OpenBLAS code of its host made none of its numbers, and
   // a replay on the CPU runs this CPU's own (within TRAINRR_ISA).
   if (recorded_on_a_gpu(recorded)) return within_isa("");

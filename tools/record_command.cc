@@ -251,30 +251,6 @@ struct FolderEntries {
   std::vector<std::string> leftovers;
 };
 
-// Whether `name` is a new trace a recording writes beside an earlier one (.trainrr-PID-N.trr.part); its PID.
-std::optional<pid_t> pending_trace_pid(const std::string& name) {
-  static const std::string head = ".trainrr-", tail = ".trr.part";
-  if (!name.starts_with(head) || !name.ends_with(tail) || name.size() <= head.size() + tail.size()) return {};
-  const std::string mid = name.substr(head.size(), name.size() - head.size() - tail.size());
-  const size_t dash = mid.find('-');
-  if (dash == 0 || dash == std::string::npos || dash + 1 == mid.size() || dash > 9 ||
-      mid.find_first_not_of("0123456789") != dash ||
-      mid.find_first_not_of("0123456789", dash + 1) != std::string::npos)
-    return {};
-  return static_cast<pid_t>(std::stol(mid.substr(0, dash)));
-}
-
-// Whether process `pid` runs (it may be another's, when the id was reused: then it counts as running). A
-// process that exited and that its parent has not reaped (a zombie) has closed its files: it does not.
-bool process_runs(pid_t pid) {
-  if (::kill(pid, 0) != 0 && errno != EPERM) return false;
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(stat, line)) return true;
-  const size_t comm_end = line.rfind(") ");
-  return comm_end == std::string::npos || comm_end + 2 >= line.size() || line[comm_end + 2] != 'Z';
-}
-
 FolderEntries folder_entries(const std::string& folder) {
   namespace fs = std::filesystem;
   FolderEntries out;
@@ -283,19 +259,15 @@ FolderEntries folder_entries(const std::string& folder) {
   std::vector<std::string> names;
   for (const auto& e : fs::directory_iterator(folder, ec)) names.push_back(e.path().filename().string());
   std::sort(names.begin(), names.end());
+  const std::vector<std::string> killed = trace::killed_recording_traces(folder);
   for (const std::string& name : names) {
     const bool rank_trace = name.rfind("rank", 0) == 0 && name.size() > 8 && name.ends_with(".trr") &&
                             name.find_first_not_of("0123456789", 4) == name.size() - 4;
     if (rank_trace) continue;
-    // A killed recording's: a regular file that no writer holds (its lock went with its process), whose
-    // process is gone. One a live recording writes stays in the way, as any other file.
-    if (const std::optional<pid_t> pid = pending_trace_pid(name)) {
-      const std::string path = (fs::path(folder) / name).string();
-      if (fs::is_regular_file(fs::symlink_status(path, ec)) && !trace::writer_of(path) &&
-          !process_runs(*pid)) {
-        out.leftovers.push_back(name);
-        continue;
-      }
+    // A killed recording's. One a live recording writes stays in the way, as any other file.
+    if (std::binary_search(killed.begin(), killed.end(), name)) {
+      out.leftovers.push_back(name);
+      continue;
     }
     if (out.foreign.empty()) out.foreign = name;
   }
@@ -589,13 +561,15 @@ void add_record_command(CLI::App& app, int& exit_code) {
       "by SIGINT, SIGTERM or SIGHUP (the trace keeps the steps completed and the state it\n"
       "stopped in).");
   cmd->add_option("config", args->config, "Run configuration (TOML)")->required();
-  cmd->add_option("-o,--output", args->output, "Trace file to write")
+  cmd->add_option("-o,--output", args->output,
+                  "Trace file to write; under mpirun, the run's folder, which gets a trace per rank "
+                  "(rank0.trr, rank1.trr, ...)")
       ->required()
       ->check(CLI::Validator(
           [](const std::string& v) {
             return v.empty() ? "the trace needs a file path, got an empty one" : std::string();
           },
-          "FILE"));
+          "PATH"));
   cmd->add_option("--level", args->level,
                   "What to probe: step (summaries), layer (each layer's output), op (every op); default: step")
       ->check(CLI::IsMember({"step", "layer", "op"}));
