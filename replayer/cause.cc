@@ -629,6 +629,8 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
 
   if (kind == "loader" && d.detail.find(kBatchRefused) != std::string::npos)
     return {"trace", d.detail + "; no loader hands out such a batch, so " + trace_words};
+  if (kind == "split" && d.detail.find(kSplitNotOfItsConfiguration) != std::string::npos)
+    return {"trace", d.detail + "; " + trace_words};
   if (kind == "shuffle" && d.detail.find(kShuffleOfOtherRows) != std::string::npos)
     return {"trace", d.detail + "; every epoch shuffles the run's training rows, so " + trace_words};
   if (kind == "rng") {

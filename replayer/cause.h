@@ -75,6 +75,10 @@ inline constexpr std::string_view kBatchRefused = "cannot be handed out here";
 // the run trains on ("the recorded shuffle of N rows is not an order of the run's M training rows"), which
 // classify() reads: with the same data and configuration, no run shuffles other rows.
 inline constexpr std::string_view kShuffleOfOtherRows = "is not an order of the run's";
+// In a split divergence's detail: with every recorded choice served, the trace's configuration makes another
+// split from the recorded draws than the one the trace holds.
+inline constexpr std::string_view kSplitNotOfItsConfiguration =
+    "the recorded split (served here) is not the one the trace's configuration makes from its recorded draws";
 
 // Why data that differs cannot have made the first divergent event `d`, in words, or "" when it can. Whatever
 // is computed from the rows can differ with them, and the input pipeline and the random draws with the data's

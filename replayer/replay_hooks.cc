@@ -299,22 +299,27 @@ void ReplayHooks::split_checked(std::string_view site, std::vector<uint32_t>& tr
     return;
   }
   const auto& rec = std::get<trace::SplitEvent>(*e);
+  const bool same = rec.train == train && rec.test == test;
+  std::string detail;
+  if (!same) {
+    detail = "recorded " + std::to_string(rec.train.size()) + " train / " + std::to_string(rec.test.size()) +
+             " test rows, replayed " + std::to_string(train.size()) + " / " + std::to_string(test.size());
+    for (size_t i = 0; i < std::min(rec.train.size(), train.size()); ++i)
+      if (rec.train[i] != train[i]) {
+        detail += "; training position " + std::to_string(i) + " holds row " + std::to_string(rec.train[i]) +
+                  " recorded, row " + std::to_string(train[i]) + " replayed";
+        break;
+      }
+  }
   if (forced(force_.split, "split")) {
+    served_split_differs_ = !same;
+    served_split_detail_ = detail;
     train = rec.train;
     test = rec.test;
     schedule_.split_served = true;
     return;
   }
-  if (rec.train == train && rec.test == test) return;
-  std::string detail = "recorded " + std::to_string(rec.train.size()) + " train / " +
-                       std::to_string(rec.test.size()) + " test rows, replayed " +
-                       std::to_string(train.size()) + " / " + std::to_string(test.size());
-  for (size_t i = 0; i < std::min(rec.train.size(), train.size()); ++i)
-    if (rec.train[i] != train[i]) {
-      detail += "; training position " + std::to_string(i) + " holds row " + std::to_string(rec.train[i]) +
-                " recorded, row " + std::to_string(train[i]) + " replayed";
-      break;
-    }
+  if (same) return;
   diverge(divergence(-1, "setup", "split", std::string(site), detail));
 }
 

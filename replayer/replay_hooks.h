@@ -68,6 +68,11 @@ class ReplayHooks : public Hooks {
   // `level`: probes the run makes (at least the recorded level); `compare`: report divergences.
   ReplayHooks(trace::TraceReader& reader, ForceSet force, ProbeLevel level, bool compare = true);
 
+  // Whether the split this run made, before the recorded one was served in its place, was another: with the
+  // trace's own configuration, data and draws, the recorded split is not one that configuration makes.
+  bool served_split_differs() const { return served_split_differs_; }
+  const std::string& served_split_detail() const { return served_split_detail_; }
+
   // A reader error (a truncated trace: the replay ends where the trace does).
   const Status& status() const { return status_; }
   bool diverged() const { return first_.has_value(); }
@@ -280,6 +285,8 @@ class ReplayHooks : public Hooks {
   std::map<std::string, int64_t> recorded_choice_steps_;  // the step each site's recorded choice was made in
   std::map<std::string, ResumedChoice> resumed_choices_;
   int64_t resume_at_ = 0;  // the checkpoint's step a resumed run starts at (resume_at); 0: from the start
+  bool served_split_differs_ = false;
+  std::string served_split_detail_;
   std::optional<FirstDivergence> first_;
   std::map<std::string, std::string> recorded_kernels_, replayed_kernels_;
   std::map<std::string, KernelChoice> recorded_choices_, replayed_choices_;  // the whole choices, for causes

@@ -1029,6 +1029,17 @@ ReplayResult replay(const ReplayOptions& o) {
   }
   rep.environment = environment_differences(header.environment, *env);
   ReplayHooks& hooks = *side->hooks;
+  // With the trace's own configuration and data and its draws served, this run makes the split it recorded:
+  // another says the trace does not follow its configuration (its split settings changed after it was
+  // written).
+  if (o.force.rng && o.force.split && o.overrides.empty() && !rebuilt->data_changed && resumed == 0 &&
+      hooks.served_split_differs()) {
+    FirstDivergence d =
+        divergence(0, "setup", "split", "data/split",
+                   hooks.served_split_detail() + "; " + std::string(kSplitNotOfItsConfiguration));
+    d.op = d.site;  // as a split that differs is named: "setup data/split"
+    hooks.diverge_at_end(std::move(d));
+  }
   const int64_t end = o.to_step >= 0 ? std::min(o.to_step, t.total_steps()) : t.total_steps();
   // A range of steps that runs past the run's end is replayed to the end; one that starts past it holds no
   // step and was refused (make_replay_side).

@@ -218,6 +218,31 @@ TEST_F(InconsistentTrace, AnEpochsLogsUnderOtherNamesAreNamed) {
   EXPECT_TRUE(has(d.output, " (A), none (B)")) << d.output;
 }
 
+// A configuration whose split settings were changed after the trace was written: the split served (every
+// recorded choice forced) is not the one that configuration makes from the recorded draws.
+TEST_F(InconsistentTrace, ASplitTheConfigurationDoesNotMakeIsNamed) {
+  const std::string bad = dir.file("bad.trr");
+  ASSERT_EQ(rewrite_trace(recorded(), bad,
+                          [](trace::TraceHeader& h) {
+                            const std::string was = "test_fraction = 0.2";
+                            ASSERT_NE(h.config.find(was), std::string::npos) << h.config;
+                            h.config.replace(h.config.find(was), was.size(), "test_fraction = 0.25");
+                          }),
+            "");
+  const CommandResult r = run_trainrr("replay " + bad);
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(r.output.rfind("diverged at step 0, setup data/split\n  cause: trace: recorded ", 0), 0u)
+      << r.output;
+  EXPECT_TRUE(has(r.output,
+                  "the recorded split (served here) is not the one the trace's configuration makes from "
+                  "its recorded draws; " +
+                      kTrace))
+      << r.output;
+  // The user's own --set of the split is a configuration difference the served split answers, as before.
+  const CommandResult set = run_trainrr("replay " + recorded() + " --set data.test_fraction=0.25");
+  EXPECT_FALSE(has(set.output, "cause: trace")) << set.output;
+}
+
 // Without the kernel choices of one trace, the two runs are not known to have made the same choices.
 TEST_F(InconsistentTrace, ADiffOfATraceWithoutKernelChoicesDoesNotSayTheChoicesAreTheSame) {
   const std::string bad = dir.file("bad.trr");
