@@ -371,7 +371,7 @@ leftovers)
   # Each verb that reads the folder names the killed recording's traces beside the earlier run it reports on,
   # and says how the killed run is read.
   killed="note: kk also holds the rank traces of a recording killed there (run [0-9a-f]* of 2 ranks): \.trainrr-[0-9]*-0\.trr\.part (rank [01], [1-9][0-9]* steps), \.trainrr-[0-9]*-0\.trr\.part (rank [01], [1-9][0-9]* steps)"
-  earlier="the folder's rank0.trr .. rank1.trr are an earlier run ([0-9a-f]*), the one reported here\. \`trainrr show FILE\` reads each; copied into a folder of their own as rank0.trr .. rank1.trr (by their ranks), they replay as a run$"
+  earlier="the folder's rank0.trr .. rank1.trr are another run ([0-9a-f]*), the one reported here\. \`trainrr show FILE\` reads each; copied into a folder of their own as rank0.trr .. rank1.trr (by their ranks), they replay as a run$"
   expect 0 "^$killed; $earlier" -- "$T" show kk
   expect 0 "^  $killed; $earlier" -- "$T" replay kk
   expect 0 "^  $killed; $earlier" -- mpirun -n 2 "$T" replay kk
@@ -386,11 +386,11 @@ leftovers)
     mpirun -n 2 "$T" record "$CONFIG" -o kk "${SMALL[@]}"
   [ "$(parts | xargs md5sum)" = "$sums" ] || fail "the killed recording's traces were changed"
   expect 0 "rank 1: [1-9][0-9]* steps" -- "$T" show kk
-  # The run recorded since is the folder's now: the killed recording's traces are older than it.
-  expect 0 "^$killed; the folder's rank0.trr .. rank1.trr are a later run ([0-9a-f]*), the one reported here\." -- "$T" show kk
+  # The run recorded since is the folder's now, another run than the killed recording's.
+  expect 0 "^$killed; the folder's rank0.trr .. rank1.trr are another run ([0-9a-f]*), the one reported here\." -- "$T" show kk
   for p in $(parts); do
     expect 0 "complete steps readable" -- "$T" show "$p"
-    expect 0 "^rank [01] of the 2-rank run [0-9a-f]* (a recording's new rank trace, which becomes rank[01].trr when its run ends; replay, diff and bisect take a folder of the run's rank traces)$" -- "$T" show "$p"
+    expect 0 "^rank [01] of the 2-rank run [0-9a-f]* (a recording's rank trace, renamed rank[01].trr only if its run ends; a killed recording's keeps this name; replay, diff and bisect take a folder of the run's rank traces)$" -- "$T" show "$p"
   done
   # A new trace that a live recording writes still keeps another run out of the folder.
   mpirun -n 2 "$T" record "$CONFIG" -o kk --set train.epochs=400 --set runtime.threads=1 > kk3.log 2>&1 &

@@ -570,8 +570,10 @@ void add_record_command(CLI::App& app, int& exit_code) {
             return v.empty() ? "the trace needs a file path, got an empty one" : std::string();
           },
           "PATH"));
-  cmd->add_option("--level", args->level,
-                  "What to probe: step (summaries), layer (each layer's output), op (every op); default: step")
+  cmd->add_option(
+         "--level", args->level,
+         "What to probe: step (summaries), layer (each layer's output), op (every op); default: step "
+         "(under mpirun, step only)")
       ->check(CLI::IsMember({"step", "layer", "op"}));
   cmd->add_option("--checkpoint-every", args->checkpoint_every, "Write a checkpoint every N steps besides the initial and final states, which are always written "
                   "(default 0: only those two)")

@@ -115,9 +115,10 @@ void add_replay_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--allow-data-change", args->allow_data_change,
                 "Replay even when the data file's digest differs (the divergence is then caused by data); "
                 "for a trace of one process only, not a run's folder");
-  cmd->add_option("--from-step", args->from_step,
-                  "Start from the last checkpoint at or before this step; for a trace of one process only, "
-                  "not a run's folder")
+  cmd->add_option(
+         "--from-step", args->from_step,
+         "Start from the last checkpoint at or before this step; above 0, for a trace of one process "
+         "only, not a run's folder")
       ->check(CLI::Validator(
           [](const std::string& v) {
             return !v.empty() && v[0] != '-' ? std::string() : "must be 0 or more";

@@ -208,7 +208,6 @@ std::vector<std::string> killed_recording_notes(const std::string& folder) {
     int64_t steps = 0;
   };
   std::map<std::string, std::vector<Part>> by_run;  // by run id
-  fs::file_time_type oldest_part = fs::file_time_type::max(), newest_part = fs::file_time_type::min();
   std::error_code ec;
   for (const std::string& name : trace::killed_recording_traces(folder)) {
     const std::string path = (fs::path(folder) / name).string();
@@ -226,29 +225,15 @@ std::vector<std::string> killed_recording_notes(const std::string& folder) {
         if (step && step->end) ++p.steps;
       }
     }
-    if (const auto t = fs::last_write_time(path, ec); !ec) {
-      oldest_part = std::min(oldest_part, t);
-      newest_part = std::max(newest_part, t);
-    }
     by_run[id].push_back(p);
   }
   if (by_run.empty()) return {};
-  // Which run the folder's rank traces are, by when each file was last written: a rank trace's when its run
-  // ended, a killed recording's when it was killed.
+  // The folder's rank traces are another run than the killed one, the one the report is of. (Which came first
+  // is not told: a file's time says when it was last written, and a copy changes it.)
   std::string ours;
-  if (auto run = trace::open_run(folder)) {
-    fs::file_time_type oldest = fs::file_time_type::max(), newest = fs::file_time_type::min();
-    for (const std::string& path : run->paths)
-      if (const auto t = fs::last_write_time(path, ec); !ec) {
-        oldest = std::min(oldest, t);
-        newest = std::max(newest, t);
-      }
+  if (auto run = trace::open_run(folder))
     ours = "; the folder's " + rank_files_text(run->world_size) + (run->world_size == 1 ? " is " : " are ") +
-           (newest <= oldest_part   ? "an earlier run"
-            : oldest >= newest_part ? "a later run"
-                                    : "another run") +
-           " (" + run->run_id + "), the one reported here";
-  }
+           "another run (" + run->run_id + "), the one reported here";
   std::vector<std::string> notes;
   for (const auto& [id, parts] : by_run) {
     std::string list;
@@ -272,7 +257,9 @@ std::vector<std::string> killed_recording_notes(const std::string& folder) {
                     (every_rank ? "; copied into a folder of their own as " + rank_files_text(world) +
                                       " (by their ranks), they replay as a run"
                      : id.empty() ? ""
-                                  : "; not every rank's is here: the killed run cannot be replayed"));
+                                  : "; not every rank of that run has such a file here (a rank may still be "
+                                    "exiting, or have ended and written its " +
+                                        rank_files_text(world) + " file)"));
   }
   return notes;
 }

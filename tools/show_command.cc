@@ -255,8 +255,9 @@ void print_run(const std::string& file, const trace::TraceReader& r) {
   // A recording's new rank trace (.trainrr-PID-N.trr.part) is not yet, or never (its recording killed), its
   // run's rankR.trr: the folder it sits in holds another run.
   if (h.world_size > 0 && trace::pending_trace_pid(std::filesystem::path(file).filename().string()))
-    say("rank %d of the %d-rank run %s (a recording's new rank trace, which becomes rank%d.trr when its run "
-        "ends; replay, diff and bisect take a folder of the run's rank traces)\n",
+    say("rank %d of the %d-rank run %s (a recording's rank trace, renamed rank%d.trr only if its run ends; a "
+        "killed recording's keeps this name; replay, diff and bisect take a folder of the run's rank "
+        "traces)\n",
         h.rank, h.world_size, h.run_id, h.rank);
   else if (h.world_size > 0)
     say("rank %d of the %d-rank run %s (replay, diff and bisect take the run's folder)\n", h.rank,
