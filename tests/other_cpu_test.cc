@@ -175,11 +175,17 @@ TEST_F(OtherCpu, AnOpenBlasCoreTheCpuCannotRunIsLeftOutNotASignal) {
 // qemu's user-mode emulator the restarted program runs natively, on the host's CPU, not the emulated one: its
 // answer would be the host's. The restart sees that and stops with exit 3, saying how to run without one.
 TEST_F(OtherCpu, ARestartThatLeavesTheEmulatedCpuStopsInsteadOfAnsweringForTheHost) {
-  const std::string trace = dir.file("nehalem_core.trr");
-  ASSERT_EQ(run_trainrr_env("OPENBLAS_CORETYPE=Nehalem",
-                            "record " + example("digits_mlp.toml") + " --set train.epochs=1 -o " + trace)
-                .exit_code,
-            0);
+  // The digits MLP recorded here with OpenBLAS's Nehalem code, under `policy`: its trace.
+  auto recorded = [&](const std::string& policy) {
+    const std::string trace = dir.file("nehalem_core_" + policy + ".trr");
+    EXPECT_EQ(run_trainrr_env("OPENBLAS_CORETYPE=Nehalem",
+                              "record " + example("digits_mlp.toml") +
+                                  " --set train.epochs=1 --set runtime.policy=" + policy + " -o " + trace)
+                  .exit_code,
+              0);
+    return trace;
+  };
+  const std::string trace = recorded("default");
   const CommandResult r = run_on("SandyBridge", "env -u OPENBLAS_CORETYPE", "replay " + trace);
   EXPECT_EQ(r.exit_code, 3) << r.output;
   EXPECT_FALSE(has(r.output, "reproduced")) << r.output;
@@ -193,13 +199,8 @@ TEST_F(OtherCpu, ARestartThatLeavesTheEmulatedCpuStopsInsteadOfAnsweringForTheHo
   EXPECT_TRUE(has(set.output, "isa: ")) << set.output;
   EXPECT_TRUE(has(set.output, "(Sandy Bridge) (replayed)")) << set.output;
   // A deterministic run calls no OpenBLAS (its sums depend on the thread count): nothing to restart for.
-  const std::string det = dir.file("nehalem_core_det.trr");
-  ASSERT_EQ(run_trainrr_env("OPENBLAS_CORETYPE=Nehalem",
-                            "record " + example("digits_mlp.toml") +
-                                " --set train.epochs=1 --set runtime.policy=deterministic -o " + det)
-                .exit_code,
-            0);
-  const CommandResult d = run_on("SandyBridge", "env -u OPENBLAS_CORETYPE", "replay " + det);
+  const CommandResult d =
+      run_on("SandyBridge", "env -u OPENBLAS_CORETYPE", "replay " + recorded("deterministic"));
   EXPECT_NE(d.exit_code, 3) << d.output;
   EXPECT_FALSE(has(d.output, "restarted")) << d.output;
   EXPECT_TRUE(has(d.output, "(Sandy Bridge) (replayed)")) << d.output;
