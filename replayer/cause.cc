@@ -713,13 +713,33 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
     }
     return false;
   };
-  auto with_isa = [&](const std::vector<std::pair<std::string, std::string>>& pairs,
-                      const std::string& rest) {
-    return (isa_decides(pairs) ? "; instruction set " + isa_a + " vs " + isa_b : std::string()) + rest;
-  };
   const std::string th_a = env_value(in.environment, "threads", true),
                     th_b = env_value(in.environment, "threads", false);
-  if (!th_a.empty()) context += "; threads " + th_a + " vs " + th_b;
+  // The thread count is named beside kernels that differ only where it can have decided them: the selector
+  // takes a kernel whose bits depend on the thread count or its completion order (split-K, atomic sums, the
+  // first-ready loader) or OpenBLAS (run on the pool's threads) by the thread count, and a timed pick
+  // (autotune) measures the kernels on those threads. Two blocked kernels of other instruction sets are not
+  // its doing.
+  auto threads_decide = [&](const std::vector<std::pair<std::string, std::string>>& pairs,
+                            const std::string& how) {
+    if (th_a.empty()) return false;
+    if (!in.registry || how.find("by timing") != std::string::npos) return true;
+    for (const auto& [ka, kb] : pairs)
+      for (const std::string* id : {&ka, &kb}) {
+        const Kernel* x = in.registry->find(*id);
+        if (!x || x->info.thread_dependent || !x->info.deterministic || is_openblas(*id)) return true;
+      }
+    return false;
+  };
+  auto with_threads = [&](const std::vector<std::pair<std::string, std::string>>& pairs,
+                          const std::string& how) {
+    return threads_decide(pairs, how) ? "; threads " + th_a + " vs " + th_b : std::string();
+  };
+  auto with_isa = [&](const std::vector<std::pair<std::string, std::string>>& pairs, const std::string& how,
+                      const std::string& rest) {
+    return (isa_decides(pairs) ? "; instruction set " + isa_a + " vs " + isa_b : std::string()) +
+           with_threads(pairs, how) + rest;
+  };
   // The policy picks the kernel at each site.
   if (const std::string policy_a = env_value(in.environment, "policy", true); !policy_a.empty())
     context += "; policy " + policy_a + " vs " + env_value(in.environment, "policy", false);
@@ -768,7 +788,8 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
                           timed(picks(kernel_site_of(d.site))) +
                           (on_gpu(d.kernel_recorded) || on_gpu(d.kernel_replayed)
                                ? std::string()
-                               : with_isa({{d.kernel_recorded, d.kernel_replayed}}, context))};
+                               : with_isa({{d.kernel_recorded, d.kernel_replayed}},
+                                          picks(kernel_site_of(d.site)), context))};
   const std::vector<std::string> sites = kernel_sites_reaching(d, in);
   if (!sites.empty()) {
     std::vector<std::string> ks;
@@ -780,7 +801,8 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
       pairs.push_back(ab);
       how += picks(site);
     }
-    return {"kernel", "kernel selections differ: " + join(ks, "; ") + timed(how) + with_isa(pairs, context)};
+    return {"kernel",
+            "kernel selections differ: " + join(ks, "; ") + timed(how) + with_isa(pairs, how, context)};
   }
   const std::string kernel = d.kernel_replayed.empty() ? d.kernel_recorded : d.kernel_replayed;
   const Kernel* k = in.registry && !kernel.empty() ? in.registry->find(kernel) : nullptr;

@@ -88,10 +88,38 @@ TEST(Cause, TheInstructionSetIsNamedOnlyWhereItCanHaveDecidedTheKernels) {
   EXPECT_EQ(c.category, "kernel") << c.detail;
   EXPECT_NE(c.detail.find("; threads 2 vs 1"), std::string::npos) << c.detail;
   EXPECT_EQ(c.detail.find("instruction set"), std::string::npos) << c.detail;
-  // An AVX-512 kernel against an AVX2 one: the instruction set decided it.
+  // An AVX-512 kernel against an AVX2 one: the instruction set decided it, and the thread count, which picks
+  // no blocked kernel, is not named beside them.
   d.kernel_recorded = "f32_matmul__cpu_blocked_avx512";
   c = classify(d, in);
+  EXPECT_NE(c.detail.find("; instruction set avx512 vs avx2"), std::string::npos) << c.detail;
+  EXPECT_EQ(c.detail.find("threads"), std::string::npos) << c.detail;
+  // An AVX-512 kernel against a split-K one: the instruction set and the thread count each can have decided
+  // it.
+  d.kernel_replayed = "f32_matmul__cpu_splitk_threads_avx2";
+  c = classify(d, in);
   EXPECT_NE(c.detail.find("; instruction set avx512 vs avx2; threads 2 vs 1"), std::string::npos) << c.detail;
+}
+
+// Kernels picked by timing (autotune) were measured on each side's threads: the thread count is named beside
+// them even where neither kernel's bits depend on it.
+TEST(Cause, TheThreadCountIsNamedBesideKernelsPickedByTiming) {
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  CauseInputs in;
+  in.registry = &registry;
+  in.environment = {{"threads", "2", "1"}};
+  in.kernel_picks = {{"dense_1/matmul.fwd",
+                      {"picked f32_matmul__cpu_blocked_avx2 by timing (autotune): 1.2 us",
+                       "picked f32_matmul__cpu_blocked_generic by timing (autotune): 2.0 us"}}};
+  FirstDivergence d = divergence(0, "forward", "probe", "dense_1/matmul.fwd:out");
+  d.kernel_recorded = "f32_matmul__cpu_blocked_avx2";
+  d.kernel_replayed = "f32_matmul__cpu_blocked_generic";
+  Cause c = classify(d, in);
+  EXPECT_NE(c.detail.find("; threads 2 vs 1"), std::string::npos) << c.detail;
+  in.kernel_picks.clear();
+  c = classify(d, in);
+  EXPECT_EQ(c.detail.find("threads"), std::string::npos) << c.detail;
 }
 
 // Where the replay ran its own kernel at every site the recording ran OpenBLAS (OPENBLAS_CORETYPE naming code
