@@ -312,11 +312,13 @@ bad_input)
 mca)
   # Ranks whose Open MPI reads other allreduce settings (an MCA parameter given to some ranks alone) would run
   # other algorithms in one allreduce, and hang or corrupt its sums: refused before the first allreduce, exit
-  # 2, each setting that differs named once with every rank's value; nothing is written, an earlier run kept.
+  # 2, each setting that differs named once with every rank's value (the forced algorithm too, where some ranks
+  # read no dynamic rules: setting those alike alone would leave it to differ); nothing is written, an earlier
+  # run kept.
   record 2 e4
   before=$(md5sum e4/*.trr)
   for alg in 1 3 4; do
-    expect 2 "^trainrr: the ranks' allreduce settings differ (Open MPI's MCA parameters, as each rank reads them): coll_tuned_use_dynamic_rules: true on ranks 0, 1, false on ranks 2, 3: every rank of a run must run its allreduce the same way.*; nothing was recorded, nothing written (e4 holds the earlier run, as it was)$" -- \
+    expect 2 "^trainrr: the ranks' allreduce settings differ (Open MPI's MCA parameters, as each rank reads them): coll_tuned_use_dynamic_rules: true on ranks 0, 1, false on ranks 2, 3; coll_tuned_allreduce_algorithm: $alg on ranks 0, 1, 0 on ranks 2, 3 (read only with dynamic rules): every rank of a run must run its allreduce the same way.*; nothing was recorded, nothing written (e4 holds the earlier run, as it was)$" -- \
       timeout 120 mpirun -n 2 -x OMPI_MCA_coll_tuned_use_dynamic_rules=1 -x OMPI_MCA_coll_tuned_allreduce_algorithm=$alg \
       "$T" record "$CONFIG" -o e4 "${SMALL[@]}" : -n 2 "$T" record "$CONFIG" -o e4 "${SMALL[@]}"
   done

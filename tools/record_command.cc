@@ -159,20 +159,19 @@ int ranks_agree(const Result<RunConfig>& config, const RecordArgs& a) {
 int allreduce_settings_agree(MpiCollective& c, const std::string& output) {
   const CollectiveSettings s = c.settings();
   // Without dynamic rules Open MPI's fixed decision table picks the algorithm, and the forced algorithm, its
-  // segment size and a rules file are not read: ranks that differ only there run their allreduce alike.
-  const std::string unused = "(not used without dynamic rules)";
+  // segment size and a rules file are not read: ranks that differ only there run their allreduce alike. Each
+  // rank sends the values it reads; the ranks compare them with those three left out where dynamic rules are
+  // off.
   const std::vector<std::pair<std::string, std::string>> mine = {
       {"coll_tuned_use_dynamic_rules", s.dynamic_rules ? "true" : "false"},
-      {"coll_tuned_allreduce_algorithm", s.dynamic_rules ? std::to_string(s.forced_algorithm) : unused},
-      {"coll_tuned_allreduce_algorithm_segmentsize",
-       s.dynamic_rules ? std::to_string(s.segment_bytes) : unused},
+      {"coll_tuned_allreduce_algorithm", std::to_string(s.forced_algorithm)},
+      {"coll_tuned_allreduce_algorithm_segmentsize", std::to_string(s.segment_bytes)},
       {"coll", s.components},
-      {"coll_tuned_dynamic_rules_filename", s.dynamic_rules ? s.rules_file : unused}};
+      {"coll_tuned_dynamic_rules_filename", s.rules_file}};
+  const auto read_only_with_dynamic_rules = [](size_t k) { return k == 1 || k == 2 || k == 4; };
   std::string text;
   for (const auto& [key, value] : mine) text += key + '=' + value + '\n';
   const std::vector<std::string> all = c.allgather(text);
-  if (std::all_of(all.begin(), all.end(), [&](const std::string& t) { return t == all[0]; })) return -1;
-  if (c.rank() != 0) return kBadInput;
   // Each rank's value of each setting, from its lines.
   std::vector<std::vector<std::string>> values(all.size());
   for (size_t r = 0; r < all.size(); ++r) {
@@ -184,8 +183,25 @@ int allreduce_settings_agree(MpiCollective& c, const std::string& output) {
       at = end == std::string::npos ? all[r].size() : end + 1;
     }
   }
+  auto in_use = [&](size_t r) {
+    std::vector<std::string> v = values[r];
+    if (v[0] != "true")
+      for (size_t k = 0; k < v.size(); ++k)
+        if (read_only_with_dynamic_rules(k)) v[k].clear();
+    return v;
+  };
+  const std::vector<std::string> first = in_use(0);
+  bool agree = true;
+  for (size_t r = 1; r < all.size(); ++r) agree = agree && in_use(r) == first;
+  if (agree) return -1;
+  if (c.rank() != 0) return kBadInput;
+  // Where some rank reads dynamic rules, the settings read only with them are named wherever they differ, on
+  // every rank: setting dynamic rules alike alone would still leave them to differ.
+  const bool some_dynamic =
+      std::any_of(values.begin(), values.end(), [](const auto& v) { return v[0] == "true"; });
   std::string differ;
   for (size_t k = 0; k < mine.size(); ++k) {
+    if (read_only_with_dynamic_rules(k) && !some_dynamic) continue;
     // The values in the order of the lowest rank that holds each, with the ranks that hold it.
     std::vector<std::pair<std::string, std::vector<int>>> held;
     for (size_t r = 0; r < all.size(); ++r) {
@@ -196,14 +212,14 @@ int allreduce_settings_agree(MpiCollective& c, const std::string& output) {
       else
         it->second.push_back(static_cast<int>(r));
     }
-    // Where some ranks read no such setting (no dynamic rules), the difference in dynamic rules says it.
-    if (held.size() < 2 ||
-        std::any_of(held.begin(), held.end(), [&](const auto& h) { return h.first == unused; }))
-      continue;
+    if (held.size() < 2) continue;
     differ += (differ.empty() ? "" : "; ") + mine[k].first + ": ";
     for (size_t i = 0; i < held.size(); ++i)
       differ += (i ? ", " : "") + (held[i].first.empty() ? std::string("unset") : held[i].first) + " on " +
                 ranks_text(held[i].second);
+    if (read_only_with_dynamic_rules(k) &&
+        std::any_of(values.begin(), values.end(), [](const auto& v) { return v[0] != "true"; }))
+      differ += " (read only with dynamic rules)";
   }
   namespace fs = std::filesystem;
   std::error_code ec;
