@@ -445,12 +445,25 @@ bool read_layers(const toml::node& n, const std::string& where, const std::strin
                                "Activation"});
       return false;
     }
-    // Keras' names are Python identifiers; a '/' would also break the "layer/tensor" names of the
-    // optimizer state in checkpoints.
-    if (s.name.find('/') != std::string::npos) {
-      *error = r.where(*t->get("name"), "name") + " must not contain '/', got '" + inline_text(s.name) + "'";
+    // A trace names a layer's ops and tensors from its name ("dense_1/matmul.fwd:out", "dense_1.kernel",
+    // "m/dense_1.kernel" in checkpoints) beside trainrr's own sites ("init/dense_1.kernel", "dropout/...",
+    // "data/loader", "loss/mean"): a name with '/', '.' or ':' in it, or one of those first words, would be
+    // read back as another layer or op, and a report would name the wrong one.
+    if (s.name.find_first_of("/.:") != std::string::npos) {
+      *error = r.where(*t->get("name"), "name") +
+               " must not contain '/', '.' or ':' (a trace names a layer's ops and tensors NAME/op:out and "
+               "NAME.kernel), got '" +
+               inline_text(s.name) + "'";
       return false;
     }
+    for (const char* own : {"data", "augment", "dropout", "init", "loss", "allreduce"})
+      if (s.name == own) {
+        *error =
+            r.where(*t->get("name"), "name") + " = '" + s.name +
+            "' is a word trainrr's own sites begin with (data, augment, dropout, init, loss, allreduce): "
+            "choose another name";
+        return false;
+      }
     // A name is printed in the model's summary and in messages: one that would act on a terminal (an escape
     // sequence, a line break) or is not text is not a name.
     if (inline_text(s.name) != s.name) {

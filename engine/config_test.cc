@@ -471,7 +471,18 @@ TEST(Config, ArgumentsKerasRequiresMustBeGiven) {
        {"model.layers[0]={type=\"Conv2D\",filters=4}", "(Conv2D) needs kernel_size"},
        {"model.layers[0].type=\"Dense2\"",
         "run.toml (--set): model.layers[0].type: unknown layer type 'Dense2' (did you mean 'Dense'?)"},
-       {"model.layers[0].name=\"block/dense\"", "model.layers[0].name must not contain '/'"},
+       {"model.layers[0].name=\"block/dense\"", "model.layers[0].name must not contain '/', '.' or ':'"},
+       // A trace names a layer's ops NAME/op:out and its tensors NAME.kernel, beside trainrr's own sites: a
+       // name that would be read back as another layer, op or site is refused.
+       {"model.layers[0].name=\"enc.fc\"",
+        "model.layers[0].name must not contain '/', '.' or ':' (a trace names "
+        "a layer's ops and tensors NAME/op:out and NAME.kernel), got 'enc.fc'"},
+       {"model.layers[0].name=\"enc:out\"", "model.layers[0].name must not contain '/', '.' or ':'"},
+       {"model.layers[0].name=\"init\"",
+        "model.layers[0].name = 'init' is a word trainrr's own sites begin with (data, augment, dropout, "
+        "init, "
+        "loss, allreduce): choose another name"},
+       {"model.layers[0].name=\"dropout\"", "model.layers[0].name = 'dropout' is a word trainrr's own sites"},
        {"model.layers=[]", "run.toml (--set): model.layers is empty"},
        {"model.layers[0]=1", "run.toml (--set): model.layers[0] must be a table"}});
 }

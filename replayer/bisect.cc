@@ -14,6 +14,7 @@
 #include "engine/trainer.h"
 #include "replayer/cause.h"
 #include "replayer/diff.h"
+#include "replayer/draw_consistency.h"
 #include "replayer/replay_hooks.h"
 #include "replayer/replayer.h"
 #include "traces/trace_reader.h"
@@ -120,7 +121,7 @@ Suspect scan(const std::string& path, const trace::TraceHeader& header, const Ke
     status = reader.error();
     return s;
   }
-  std::map<std::string, uint64_t> next_counter;
+  DrawBook draws;
   std::string loader;
   int epoch = -1;
   std::set<int64_t> taken;
@@ -136,26 +137,16 @@ Suspect scan(const std::string& path, const trace::TraceHeader& header, const Ke
     if (s.step >= 0 && st->index > s.step) continue;  // keep counting, the earliest suspect is known
     for (const auto& e : st->events) {
       if (auto* r = std::get_if<trace::RngDrawEvent>(&e)) {
-        auto it = next_counter.find(r->draw.stream);
-        const uint64_t expected = it == next_counter.end() ? 0 : it->second;
-        if (r->draw.counter != expected)
-          note(st->index, "stream " + r->draw.stream + " at " + r->draw.site + ": counter " +
-                              std::to_string(r->draw.counter) + " where the stream stood at " +
-                              std::to_string(expected));
-        if (r->draw.key != stream_key(header.seed, r->draw.stream))
-          note(st->index, "stream " + r->draw.stream + ": its key is not the one the run seed gives");
-        next_counter[r->draw.stream] = r->draw.counter + r->draw.count;
+        for (const std::string& why : {draws.take(r->draw), key_not_of_its_seed(r->draw, header.seed)})
+          if (!why.empty()) note(st->index, "draw at " + r->draw.site + ": " + why);
       } else if (auto* sh = std::get_if<trace::ShuffleEvent>(&e)) {
         if (train_rows && sh->length != static_cast<uint64_t>(*train_rows)) {
           note(st->index, "epoch " + std::to_string(int64_t{sh->epoch} + 1) + ": the recorded shuffle of " +
                               std::to_string(sh->length) + " rows " + std::string(kShuffleOfOtherRows) + " " +
                               std::to_string(*train_rows) + " training rows");
-        } else if (train_rows && sh->draw) {
-          std::vector<uint32_t> perm;
-          permutation_from_draw(*sh->draw, perm, static_cast<uint32_t>(sh->length));
-          if (digest(std::span<const uint32_t>(perm)) != sh->digest)
-            note(st->index, "epoch " + std::to_string(int64_t{sh->epoch} + 1) +
-                                ": the recorded order is not the one its draw gives");
+        } else if (const std::string why = train_rows ? order_not_of_its_draw(*sh) : std::string();
+                   !why.empty()) {
+          note(st->index, "epoch " + std::to_string(int64_t{sh->epoch} + 1) + ": " + why);
         }
         epoch = sh->epoch;
         taken.clear();

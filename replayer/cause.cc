@@ -190,9 +190,11 @@ bool difference_reaches(const std::string& difference, const FirstDivergence& d,
   // the parameters, the evaluation), not the batch, its sharding or a shard's gradient. Its shard count
   // changes how the global batch is cut and each shard's random streams, not which batch the input pipeline
   // (rank 0's loader) hands out.
+  // A data-parallel step's parameters are compared after every allreduce call of the step, which matched
+  // where they are the first difference: the variant made no other sum there.
   if (key == "distributed.allreduce")
-    return d.kind == "config" || d.kind == "metrics" || d.phase == "allreduce" || d.phase == "update" ||
-           d.phase == "evaluation";
+    return d.kind == "config" || d.kind == "metrics" || d.phase == "allreduce" ||
+           (d.phase == "update" && d.kind != "step_end") || d.phase == "evaluation";
   if (key == "distributed.shards") return d.kind != "split" && d.kind != "shuffle" && d.kind != "loader";
   if (!optimizer && !loss && !layer_index) return true;
   // The input pipeline (split, shuffle, loader, augmentation) computes nothing of the model's.
@@ -245,7 +247,11 @@ std::string reach_words(const std::vector<std::string>& differences, const First
   activation = activation && d.phase == "forward" && (op == "matmul" || op == "bias" || op == "conv2d");
   std::vector<std::string> why;
   if (allreduce)
-    why.push_back("the allreduce variant changes only the sum of the shards' gradients and what follows it");
+    why.push_back(std::string("the allreduce variant changes only the sum of the shards' gradients and what "
+                              "follows it") +
+                  (d.phase == "update" && d.kind == "step_end"
+                       ? ", and every allreduce call of the step matched"
+                       : ""));
   if (optimizer) why.push_back("an optimizer's keys change only the update");
   if (loss) why.push_back("the loss's keys change no layer's forward pass");
   if (layer)
@@ -480,6 +486,14 @@ static std::vector<std::string> kernel_sites_reaching(const FirstDivergence& d, 
       if (!before.empty()) sites = std::move(before);
     }
   }
+  // At level op every op's output was compared: where the first to differ is a forward op's, the ops before
+  // it (its layer's matmul before its activation, say) computed the same outputs whatever kernels they ran,
+  // and only the op's own kernel can have made the difference.
+  if (d.kind == "probe" && d.phase == "forward" && in.op_outputs_compared && !layer_of(d).empty() &&
+      d.site.find('/') != std::string::npos) {
+    const std::string own = kernel_site_of(d.site);
+    std::erase_if(sites, [&](const std::string& site) { return site != own; });
+  }
   // The sites that can have made the difference first: the divergent layer's ops of its phase (a layer's
   // output comes from its forward ops, not its backward ones), then its other ops, then the rest.
   const std::string layer = layer_of(d);
@@ -633,6 +647,14 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
     return {"trace", d.detail + "; " + trace_words};
   if (kind == "shuffle" && d.detail.find(kShuffleOfOtherRows) != std::string::npos)
     return {"trace", d.detail + "; every epoch shuffles the run's training rows, so " + trace_words};
+  if ((kind == "rng" && d.detail.find(kKeyNotOfItsSeed) != std::string::npos) ||
+      (kind == "shuffle" && d.detail.find(kOrderNotOfItsDraw) != std::string::npos))
+    return {"trace",
+            d.detail +
+                "; no run records that: " + (in.name_b == "replayed" ? "the trace does" : "a trace does") +
+                " not follow the run its configuration describes (it was changed after it was written, or "
+                "written by "
+                "another version of trainrr)"};
   if (kind == "rng") {
     if (in.seed_recorded != in.seed_replayed)
       return {"rng", "the run seed differs: " + std::to_string(in.seed_recorded) + " (" + in.name_a + ") vs " +
@@ -750,10 +772,26 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
                       cb = openblas_core_in(env_value(in.environment, "lib.openblas", false));
     // Where both sides ran OpenBLAS: where one ran another kernel, OpenBLAS's code there made no number of
     // it.
+    // And only at sites that run before the first difference, or at it: at level op, the op itself (the ops
+    // before it computed the same outputs); in the forward pass, the forward ops of its layer and the layers
+    // before it.
+    const std::string layer = layer_of(d);
+    const auto upto = std::find(in.layer_names.begin(), in.layer_names.end(), layer);
+    auto can_reach = [&](const std::string& site) {
+      if (d.kind == "probe" && in.op_outputs_compared && d.site.find('/') != std::string::npos)
+        return site == kernel_site_of(d.site);
+      if (d.phase == "forward" && upto != in.layer_names.end()) {
+        if (site.find(".bwd") != std::string::npos) return false;
+        const std::string of = site.substr(0, site.find('/'));
+        return std::find(in.layer_names.begin(), upto + 1, of) != upto + 1;
+      }
+      return true;
+    };
     std::vector<std::string> at;
     for (const auto& [site, kernel] : in.kernels) {
       const auto other = in.kernel_differences.find(site);
-      if (is_openblas(kernel) && (other == in.kernel_differences.end() || is_openblas(other->second.second)))
+      if (is_openblas(kernel) &&
+          (other == in.kernel_differences.end() || is_openblas(other->second.second)) && can_reach(site))
         at.push_back(site);
     }
     if (!ca.empty() && !cb.empty() && ca != cb && !at.empty())
@@ -801,8 +839,22 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
       pairs.push_back(ab);
       how += picks(site);
     }
-    return {"kernel",
-            "kernel selections differ: " + join(ks, "; ") + timed(how) + with_isa(pairs, how, context)};
+    // Where no op's output was compared (level step), sums in completion order that combined their partials
+    // in other orders by then can have made the difference as well as the kernels: nothing says which did.
+    std::string orders;
+    if (!in.outputs_compared && !in.order_differences.empty()) {
+      std::vector<std::string> at;
+      for (const auto& [site, step] : in.order_differences)
+        at.push_back(site + " (step " + std::to_string(step) + ")");
+      orders =
+          "; kernels that accumulate in completion order (declared nondeterministic) combined their "
+          "partials in different orders too, at " +
+          first_of(at, 3) +
+          ", which can have made it as well: the trace holds no op's output (level step) to tell which "
+          "made the first difference";
+    }
+    return {"kernel", "kernel selections differ: " + join(ks, "; ") + timed(how) +
+                          with_isa(pairs, how, context) + orders};
   }
   const std::string kernel = d.kernel_replayed.empty() ? d.kernel_recorded : d.kernel_replayed;
   const Kernel* k = in.registry && !kernel.empty() ? in.registry->find(kernel) : nullptr;
@@ -811,9 +863,6 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
     return {"numeric", "same kernel " + kernel +
                            ", same inputs, different output: it accumulates in completion "
                            "order (declared nondeterministic)"};
-  if (k && k->info.thread_dependent && !th_a.empty())
-    return {"numeric", "same kernel " + kernel + ", same inputs: its result depends on the thread count, " +
-                           th_a + " threads (" + in.name_a + "), " + th_b + " (" + in.name_b + ")"};
   // OpenBLAS picks its code by CPU when it loads: the same kernel id, different machine code.
   const std::string core_a = openblas_core_in(env_value(in.environment, "lib.openblas", true)),
                     core_b = openblas_core_in(env_value(in.environment, "lib.openblas", false));
@@ -840,7 +889,15 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
                      : "; the instruction sets differ (" + isa_a + " vs " + isa_b + ")" +
                            (isa_set_by_trainrr_isa
                                 ? ", and trainrr sets OPENBLAS_CORETYPE to keep OpenBLAS within TRAINRR_ISA"
-                                : std::string()))};
+                                : std::string())) +
+                (th_a.empty() ? std::string()
+                              : "; the thread count differs too (" + th_a + " vs " + th_b +
+                                    "), on which OpenBLAS's split of the work can depend")};
+  // Named after OpenBLAS's code, which makes other numbers whatever the threads (and a thread count alone
+  // leaves OpenBLAS's sgemm at many shapes as it was).
+  if (k && k->info.thread_dependent && !th_a.empty())
+    return {"numeric", "same kernel " + kernel + ", same inputs: its result depends on the thread count, " +
+                           th_a + " threads (" + in.name_a + "), " + th_b + " (" + in.name_b + ")"};
   if (!in.order_differences.empty()) {
     std::vector<std::string> sites;
     for (const auto& [site, step] : in.order_differences) sites.push_back(site + " (step " + std::to_string(step) + ")");

@@ -80,6 +80,17 @@ inline constexpr std::string_view kShuffleOfOtherRows = "is not an order of the 
 inline constexpr std::string_view kSplitNotOfItsConfiguration =
     "the recorded split (served here) is not the one the trace's configuration makes from its recorded draws";
 
+// In an rng divergence's detail: the recorded draw's key is not the one its stream has under the trace's own
+// seed (a key is the seed and the stream's name alone). In a shuffle divergence's detail: the recorded order
+// is not the one its recorded draw gives. No run writes such a trace; classify() names the trace. In a
+// bisect suspect: the recorded draw's counter is not where the trace's own earlier draws of its stream leave
+// it.
+inline constexpr std::string_view kKeyNotOfItsSeed = "is not the key the trace's seed gives stream";
+inline constexpr std::string_view kCounterNotWhereItsStreamStood =
+    "is not where the trace's own earlier draws leave stream";
+inline constexpr std::string_view kOrderNotOfItsDraw =
+    "the recorded order is not the one its recorded draw gives";
+
 // Why data that differs cannot have made the first divergent event `d`, in words, or "" when it can. Whatever
 // is computed from the rows can differ with them, and the input pipeline and the random draws with the data's
 // shape (its rows and features); but a draw's key comes from the seed alone, so a draw whose seeds differ

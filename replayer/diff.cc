@@ -12,6 +12,7 @@
 #include "recorder/recorder.h"
 #include "replayer/cause.h"
 #include "replayer/data_difference.h"
+#include "replayer/draw_consistency.h"
 #include "replayer/event_keys.h"
 #include "replayer/final_state.h"
 #include "replayer/replay_hooks.h"
@@ -195,6 +196,15 @@ struct StepStream {
     }
   }
 };
+
+// The most rows a trace's run can shuffle, as far as its header tells without reading its data: a row of a
+// data file takes at least a byte of it (a million where the data is made, not read). A recorded order of
+// more is not recomputed, which would take memory for every row it claims.
+uint64_t plausible_rows(const trace::TraceHeader& h) {
+  uint64_t bytes = 0;
+  for (const auto& d : h.datasets) bytes += d.size_bytes;
+  return std::max<uint64_t>(bytes, uint64_t{1} << 20);
+}
 
 // The batches one trace's loader has handed out in its current epoch, and how many the epoch has (from its
 // configuration and the rows its shuffle orders): a recorded batch past them, or one handed out already, is
@@ -549,6 +559,18 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
               d.detail += "; " + std::string(side) + "'s recorded batch " +
                           std::to_string(std::get<trace::BatchOrderEvent>(*event).batch) + " " +
                           std::string(kBatchRefused) + " (" + *why + ")";
+        // A side's recorded draw or order that its own run cannot have made (draw_consistency.h). An order of
+        // another length than the other side's is not recomputed: one of them is no order of the run's.
+        for (const auto& [side, event, seed] : {std::tuple{"A", &e, ha.seed}, std::tuple{"B", eb, hb.seed}}) {
+          std::string why;
+          if (auto* r = std::get_if<trace::RngDrawEvent>(event))
+            why = key_not_of_its_seed(r->draw, seed);
+          else if (auto* sh = std::get_if<trace::ShuffleEvent>(event);
+                   sh && d.detail.find(kShuffleOfOtherRows) == std::string::npos &&
+                   sh->length <= plausible_rows(std::string(side) == "A" ? ha : hb))
+            why = order_not_of_its_draw(*sh);
+          if (!why.empty()) d.detail += "; " + std::string(side) + "'s trace: " + why;
+        }
         if (!first) first = d;
       } else if (auto* r = std::get_if<trace::RngDrawEvent>(&e)) {
         ++matched_draws[r->draw.stream];

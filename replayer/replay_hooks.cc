@@ -7,6 +7,7 @@
 #include "engine/random.h"
 #include "recorder/recorder.h"
 #include "replayer/cause.h"
+#include "replayer/draw_consistency.h"
 #include "replayer/event_keys.h"
 
 namespace trainrr {
@@ -244,6 +245,15 @@ void ReplayHooks::rng_values(const RngDraw& draw, std::span<const std::byte> val
   }
   const auto& rec = std::get<trace::RngDrawEvent>(*e);
   if (!compare_) return;
+  // A recorded draw of a key the trace's seed does not give its stream (draw_consistency.h) is named so,
+  // whatever this replay draws.
+  if (const std::string why = key_not_of_its_seed(rec.draw, reader_->header().seed); !why.empty()) {
+    FirstDivergence fd = divergence(-1, event_phase("rng", draw.site), "rng", draw.site);
+    fd.same_count = rec.draw.count == draw.count;
+    fd.detail = "draw at " + draw.site + ": " + why;
+    diverge(std::move(fd));
+    return;
+  }
   const uint64_t d = digest_bytes(values.data(), values.size());
   // The same values from another draw (another count, counter or key) are no match: the draw is recorded to
   // be compared as much as its values.
@@ -349,6 +359,13 @@ void ReplayHooks::shuffle_checked(std::string_view site, int epoch, std::vector<
                            std::to_string(perm.size()) + " training rows"));
     return;
   }
+  // A recorded order its own draw does not give (draw_consistency.h) is named so, whatever this replay makes.
+  if (compare_)
+    if (const std::string why = order_not_of_its_draw(rec); !why.empty()) {
+      diverge(divergence(-1, "input", "shuffle", std::string(site),
+                         "epoch " + std::to_string(int64_t{epoch} + 1) + ": " + why));
+      return;
+    }
   if (forced(force_.shuffle, "shuffle")) {
     if (rec.draw && rec.draw->count == (perm.size() > 1 ? perm.size() - 1 : 0)) {
       permutation_from_draw(*rec.draw, perm, static_cast<uint32_t>(rec.length));

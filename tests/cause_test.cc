@@ -101,6 +101,112 @@ TEST(Cause, TheInstructionSetIsNamedOnlyWhereItCanHaveDecidedTheKernels) {
   EXPECT_NE(c.detail.find("; instruction set avx512 vs avx2; threads 2 vs 1"), std::string::npos) << c.detail;
 }
 
+// At level op the ops before the first that differs computed the same outputs: a kernel selection that
+// differs at the layer's matmul, which compared the same, is no cause of a difference at its activation (the
+// portable policy's own tanh, here).
+TEST(Cause, AtLevelOpAKernelOfAnOpThatComparedTheSameIsNoCause) {
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  CauseInputs in;
+  in.registry = &registry;
+  in.outputs_compared = in.op_outputs_compared = true;
+  in.environment = {{"policy", "deterministic", "portable"}};
+  in.kernel_differences = {
+      {"dense_1/matmul.fwd", {"f32_matmul__cpu_blocked_avx2", "f32_matmul__cpu_portable"}}};
+  FirstDivergence d = divergence(0, "forward", "probe", "dense_1/tanh.fwd:out");
+  d.layer = "dense_1";
+  d.op = "tanh.fwd";
+  Cause c = classify(d, in);
+  EXPECT_EQ(c.category, "numeric") << c.detail;
+  EXPECT_NE(c.detail.find("under portable the activations"), std::string::npos) << c.detail;
+  EXPECT_EQ(c.detail.find("dense_1/matmul.fwd"), std::string::npos) << c.detail;
+  // At level layer the matmul's output was not compared: its kernel can have made the layer's output differ.
+  in.op_outputs_compared = false;
+  d = divergence(0, "forward", "probe", "dense_1:out");
+  d.layer = "dense_1";
+  c = classify(d, in);
+  EXPECT_EQ(c.category, "kernel") << c.detail;
+}
+
+// OpenBLAS's code and the thread count both differ at an OpenBLAS matmul: the code makes other numbers
+// whatever the threads, and is named first, the thread count beside it.
+TEST(Cause, OpenblasCodeIsNamedBeforeAThreadCountThatDiffersToo) {
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  if (!registry.find("f32_matmul__openblas_sgemm")) GTEST_SKIP() << "OpenBLAS does not run here";
+  CauseInputs in = openblas_cores("SkylakeX", "Haswell");
+  in.registry = &registry;
+  in.environment.push_back({"threads", "2", "1"});
+  in.kernels = {{"dense_1/matmul.fwd", "f32_matmul__openblas_sgemm"}};
+  FirstDivergence d = divergence(0, "forward", "probe", "dense_1/matmul.fwd:out");
+  d.kernel_recorded = d.kernel_replayed = "f32_matmul__openblas_sgemm";
+  const Cause c = classify(d, in);
+  EXPECT_EQ(c.category, "numeric") << c.detail;
+  EXPECT_NE(c.detail.find("OpenBLAS ran its SkylakeX code (recorded) and its Haswell code (replayed)"),
+            std::string::npos)
+      << c.detail;
+  EXPECT_NE(c.detail.find("; the thread count differs too (2 vs 1)"), std::string::npos) << c.detail;
+  EXPECT_EQ(c.detail.find("its result depends on the thread count"), std::string::npos) << c.detail;
+}
+
+// OpenBLAS's code is named beside kernels that differ only at sites that run before the first difference:
+// not at a dense layer's matmuls after the convolution that differs first.
+TEST(Cause, OpenblasCodeAtSitesAfterTheFirstDifferenceIsNotNamed) {
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  CauseInputs in = openblas_cores("SkylakeX", "Prescott");
+  in.registry = &registry;
+  in.layer_names = {"conv2d_1", "flatten_1", "dense_1"};
+  in.outputs_compared = true;
+  in.kernels = {{"dense_1/matmul.fwd", "f32_matmul__openblas_sgemm"},
+                {"conv2d_1/conv2d.fwd", "f32_conv2d_fwd__cpu_im2col_avx2"}};
+  FirstDivergence d = divergence(0, "forward", "probe", "conv2d_1/conv2d.fwd:out");
+  d.kernel_recorded = "f32_conv2d_fwd__cpu_im2col_avx2";
+  d.kernel_replayed = "f32_conv2d_fwd__cpu_im2col_generic";
+  for (const bool op_level : {false, true}) {
+    in.op_outputs_compared = op_level;
+    const Cause c = classify(d, in);
+    EXPECT_EQ(c.category, "kernel") << c.detail;
+    EXPECT_EQ(c.detail.find("OpenBLAS"), std::string::npos) << c.detail;
+  }
+}
+
+// At level step no op's output was compared: sums in completion order that combined their partials in other
+// orders are named beside the kernel selections that differ, as either can have made the difference.
+TEST(Cause, AtLevelStepOrdersThatDifferAreNamedBesideKernelSelections) {
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  CauseInputs in;
+  in.registry = &registry;
+  in.environment = {{"isa", "avx512", "avx2"}};
+  in.kernel_differences = {
+      {"dense_1/matmul.fwd", {"f32_matmul__cpu_blocked_avx512", "f32_matmul__cpu_blocked_avx2"}}};
+  in.order_differences = {{"batch_normalization_1/bn_stats.fwd", 0}};
+  FirstDivergence d = divergence(0, "update", "step_end", "(all parameters)");
+  Cause c = classify(d, in);
+  EXPECT_EQ(c.category, "kernel") << c.detail;
+  EXPECT_NE(c.detail.find("combined their partials in different orders too, at "
+                          "batch_normalization_1/bn_stats.fwd (step 0), which can have made it as well"),
+            std::string::npos)
+      << c.detail;
+  in.outputs_compared = true;
+  c = classify(d, in);
+  EXPECT_EQ(c.detail.find("different orders too"), std::string::npos) << c.detail;
+}
+
+// A data-parallel step's parameters are compared after every allreduce call of the step, which matched where
+// they differ first: the allreduce variant is no cause of them, and the note says why.
+TEST(Cause, AnAllreduceVariantDoesNotReachParametersAfterAllreduceCallsThatMatched) {
+  const FirstDivergence params = divergence(0, "update", "step_end", "parameters");
+  EXPECT_FALSE(difference_reaches("distributed.allreduce: auto -> trainrr_exact", params, {}));
+  EXPECT_TRUE(difference_reaches("train.optimizer.learning_rate: 0.002 -> 0.003", params, {}));
+  EXPECT_NE(reach_words({"distributed.allreduce: auto -> trainrr_exact"}, params)
+                .find("and every allreduce call of the step matched"),
+            std::string::npos);
+  EXPECT_TRUE(difference_reaches("distributed.allreduce: auto -> trainrr_exact",
+                                 divergence(0, "allreduce", "collective", "allreduce/bucket_0"), {}));
+}
+
 // Kernels picked by timing (autotune) were measured on each side's threads: the thread count is named beside
 // them even where neither kernel's bits depend on it.
 TEST(Cause, TheThreadCountIsNamedBesideKernelsPickedByTiming) {
@@ -521,8 +627,9 @@ TEST(Cause, DataIsNotBlamedForWhatTheModelReadsBeforeOrWithoutIt) {
   EXPECT_EQ(classify(loss, in).category, "data");
 }
 
-// A run's allreduce variant reaches its allreduce and what follows, not the batch, its sharding or a shard's
-// gradient; its shard count reaches the sharding, not the input pipeline.
+// A run's allreduce variant reaches its allreduce and what follows, not the batch, its sharding, a shard's
+// gradient or parameters compared after allreduce calls that matched; its shard count reaches the sharding,
+// not the input pipeline.
 TEST(Cause, ARunsDistributedKeysReachTheAllreduceAndTheSharding) {
   const std::vector<std::string> layers = {"dense_1", "dense_2"};
   const std::string allreduce = "distributed.allreduce: auto -> arrival";
@@ -532,9 +639,10 @@ TEST(Cause, ARunsDistributedKeysReachTheAllreduceAndTheSharding) {
   const FirstDivergence gradient = event("backward", "collective", "allreduce/bucket_0");
   const FirstDivergence sum = event("allreduce", "collective", "allreduce/bucket_0");
   const FirstDivergence update = event("update", "step_end", "parameters");
-  for (const FirstDivergence& d : {loader, sharding, gradient})
+  // A step's parameters are compared after its allreduce calls, which matched where they differ first.
+  for (const FirstDivergence& d : {loader, sharding, gradient, update})
     EXPECT_FALSE(difference_reaches(allreduce, d, layers)) << d.site;
-  for (const FirstDivergence& d : {sum, update})
+  for (const FirstDivergence& d : {sum, event("update", "probe", "dense_1.kernel/update:out")})
     EXPECT_TRUE(difference_reaches(allreduce, d, layers)) << d.site;
   EXPECT_FALSE(difference_reaches(shards, loader, layers));
   for (const FirstDivergence& d : {sharding, gradient, sum})

@@ -572,11 +572,65 @@ TEST_F(Scenario, ShuffleDifferenceNamesTheEpochCountedFromOne) {
   CommandResult d = trainrr("diff " + a + " " + b);
   EXPECT_EQ(d.exit_code, 1) << d.output;
   EXPECT_TRUE(has(d.output, "epoch 2: the order of the rows differs")) << d.output;
-  CommandResult r = trainrr("replay " + b + " --force none");
-  EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_TRUE(has(r.output, "epoch 2: the order of the ")) << r.output;
+  // No run makes an order its own recorded draw does not give: replay, diff and bisect name the trace.
+  EXPECT_TRUE(has(d.output, "B's trace: the recorded order is not the one its recorded draw gives"))
+      << d.output;
+  EXPECT_TRUE(has(d.output, "cause: trace: ")) << d.output;
+  for (const char* force : {"", " --force none"}) {
+    CommandResult r = trainrr("replay " + b + force);
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_TRUE(has(r.output, "diverged at step 15, input data/shuffle")) << r.output;
+    EXPECT_TRUE(
+        has(r.output, "cause: trace: epoch 2: the recorded order is not the one its recorded draw gives"))
+        << r.output;
+  }
   CommandResult bis = trainrr("bisect " + b);
-  EXPECT_TRUE(has(bis.output, "epoch 2: the recorded order is not the one its draw gives")) << bis.output;
+  EXPECT_TRUE(has(bis.output, "epoch 2: the recorded order is not the one its recorded draw gives"))
+      << bis.output;
+}
+
+// Draws one stream's words at another key from one draw on, as an edited trace holds, or a spliced one (one
+// run's epoch 1, another seed's epoch 2).
+class OtherKey : public ForwardingHooks {
+ public:
+  OtherKey(Hooks& in, std::string stream, int nth)
+      : ForwardingHooks(in), stream_(std::move(stream)), nth_(nth) {}
+  void rng_draw(RngDraw& d) override {
+    in_.rng_draw(d);
+    if (d.stream == stream_ && seen_++ >= nth_) d.key += 1;
+  }
+
+ private:
+  std::string stream_;
+  int nth_, seen_ = 0;
+};
+
+// A recorded draw whose key is not the one the trace's seed gives its stream was drawn by no run of the
+// trace, even where its values are those of its key: replay (forced or free) and diff name the trace at that
+// draw, not the random numbers or the loss after it, and bisect names it among the trace's suspects.
+TEST_F(Scenario, ADrawOfAKeyTheSeedDoesNotGiveIsNamedAsTheTrace) {
+  const std::string cfg = config(
+      breast_cancer_config("seed = 6\n", kBreastCancer, "", "", "threads = 1\npolicy = \"deterministic\"\n"));
+  const std::string a = dir.file("a.trr"), b = dir.file("b.trr");
+  ASSERT_EQ(record_via_api(cfg, {}, a), "");
+  ASSERT_EQ(
+      record_via_api(cfg, {}, b, [](Hooks& in) { return std::make_unique<OtherKey>(in, "data/shuffle", 1); }),
+      "");
+  const std::string why = "is not the key the trace's seed gives stream data/shuffle (seed 6 gives it ";
+  for (const char* force : {"", " --force none"}) {
+    CommandResult r = trainrr("replay " + b + force);
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_TRUE(has(r.output, "diverged at step 15, input data/shuffle")) << r.output;
+    EXPECT_TRUE(has(r.output, "cause: trace: draw at data/shuffle: the recorded key ")) << r.output;
+    EXPECT_TRUE(has(r.output, why)) << r.output;
+  }
+  CommandResult d = trainrr("diff " + a + " " + b);
+  EXPECT_EQ(d.exit_code, 1) << d.output;
+  EXPECT_TRUE(has(d.output, "cause: trace: draw at data/shuffle")) << d.output;
+  EXPECT_TRUE(has(d.output, "B's trace: the recorded key ")) << d.output;
+  EXPECT_TRUE(has(d.output, why)) << d.output;
+  CommandResult bis = trainrr("bisect " + b);
+  EXPECT_TRUE(has(bis.output, why)) << bis.output;
 }
 
 // Hands out another batch at one step, as a first-ready loader's race would.
