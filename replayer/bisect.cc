@@ -624,6 +624,9 @@ BisectResult bisect(const BisectOptions& o) {
     while (t.step() < t.total_steps() && !side->hooks->at_end() && (to < 0 || t.step() <= to)) {
       if (!t.fit(t.step() + 1)) return out;
       ++res.steps_executed;
+      // A checkpoint on the way is compared as replay compares it.
+      if (!side->hooks->diverged())
+        if (auto d = checkpoint_difference(o.trace_path, *side)) side->hooks->diverge_at_end(std::move(*d));
       if (side->hooks->diverged()) {
         out.first = side->hooks->first();
         out.ran = true;
@@ -687,6 +690,9 @@ BisectResult bisect(const BisectOptions& o) {
       if (!tf.fit(tf.step() + 1)) return failed(3, "cannot replay here: the forced replay stopped at step " +
                                                       std::to_string(tf.step()));
       ++res.steps_executed;
+      if (!forced->hooks->diverged())
+        if (auto d = checkpoint_difference(o.trace_path, *forced))
+          forced->hooks->diverge_at_end(std::move(*d));
       if (forced->hooks->diverged()) break;
     }
     // The set differs in the final state: every recorded choice forced is compared there too.

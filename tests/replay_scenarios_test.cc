@@ -783,6 +783,29 @@ class OtherBatchThenExtraNoiseDraw : public ExtraNoiseDraw {
   }
 };
 
+// A checkpoint on the way is compared in every replay bisection makes, as replay compares it: where a
+// configuration change shows first in a checkpoint's moving statistics (after a loader race the free replay
+// differs at first), the result says the set reproduces up to that checkpoint, not to the run's end, and that
+// every recorded choice forced differs there.
+TEST_F(Scenario, BisectComparesTheCheckpointsOnTheWay) {
+  std::string text = completion_order_config();
+  text.replace(text.find("policy = \"default\""), 18, "policy = \"deterministic\"");
+  const std::string cfg = config(text);
+  const std::string b = dir.file("b.trr");
+  ASSERT_EQ(
+      record_via_api(
+          cfg, {}, b, [](Hooks& in) { return std::make_unique<OtherBatch>(in, 0); }, ProbeLevel::step, 4),
+      "");
+  CommandResult bis = trainrr("bisect " + b + " --set model.layers[1].momentum=0.9");
+  EXPECT_EQ(bis.exit_code, 1) << bis.output;
+  EXPECT_TRUE(has(bis.output,
+                  "with every recorded choice forced the run differs at the checkpoint at step 4, after "
+                  "step 3, batch_normalization_1.moving_mean"))
+      << bis.output;
+  EXPECT_TRUE(has(bis.output, "\nreproduces through step: 2\n")) << bis.output;
+  EXPECT_FALSE(has(bis.output, "the final state")) << bis.output;
+}
+
 // Bisection does not stop at the step where a free replay first differs: the set it names is replayed through
 // the whole recording, and where it falls short the window grows. The command it offers reproduces.
 TEST_F(Scenario, BisectChecksItsSetThroughTheWholeRecordingAndGrowsTheWindow) {
