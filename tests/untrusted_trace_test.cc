@@ -427,7 +427,9 @@ const std::string kNotUtf8 = "\xff\xfe\xc3";
 
 // The layer-level trace with every string the commands show replaced by hostile ones: paths, environment
 // values, sites, kernel names, metric and parameter names stay as they are (renaming them changes what the
-// replay compares), but each step's probe sites get the script, so a report names one.
+// replay compares), but each step's probe sites get the script, so a report names one. A name (a site, a
+// kernel) holds no control byte, which the reader refuses in a name (trace_reader_test.cc): the names get the
+// script and bytes that are not UTF-8, the header's strings the escape sequences too.
 // With `kernels`, each step also carries GPU kernel records whose names and op sites are hostile too.
 std::string hostile(const TempDir& dir, const std::string& from, bool kernels = false) {
   const std::string bad = dir.file("hostile.trr");
@@ -445,21 +447,21 @@ std::string hostile(const TempDir& dir, const std::string& from, bool kernels = 
         for (auto& e : s.events) {
           if (auto* p = std::get_if<trace::ProbeEvent>(&e)) {
             // Without '/', which in a probe's site names an op: a layer-level trace holds no op's probe.
-            std::string prefix = kScript + kEscape + kNotUtf8;
+            std::string prefix = kScript + kNotUtf8;
             std::replace(prefix.begin(), prefix.end(), '/', '\\');
             p->site = prefix + p->site;
           }
           if (auto* k = std::get_if<KernelChoice>(&e)) {
-            for (auto& c : k->candidates) c = kScript + kEscape + c;
-            k->chosen = kScript + kEscape + k->chosen;
+            for (auto& c : k->candidates) c = kScript + c;
+            k->chosen = kScript + k->chosen;
           }
         }
         if (kernels)
-          s.kernels = trace::step_kernels(
-              {{kScript + kEscape + kNotUtf8 + "dense_1/matmul.fwd", "_Z" + kScript + kEscape + kNotUtf8, 1, 1, 1, 32,
-                1, 1, 0, 0, 1000},
-               {"dense_1/bias.fwd", "_ZN7trainrr4cuda8bias_addEPfPKfii" + kScript, 1, 1, 1, 32, 1, 1, 0, 0, 0}},
-              0, ProbeLevel::layer);
+          s.kernels = trace::step_kernels({{kScript + kNotUtf8 + "dense_1/matmul.fwd",
+                                            "_Z" + kScript + kNotUtf8, 1, 1, 1, 32, 1, 1, 0, 0, 1000},
+                                           {"dense_1/bias.fwd", "_ZN7trainrr4cuda8bias_addEPfPKfii" + kScript,
+                                            1, 1, 1, 32, 1, 1, 0, 0, 0}},
+                                          0, ProbeLevel::layer);
       });
   EXPECT_EQ(error, "");
   return bad;

@@ -108,15 +108,45 @@ std::string clipped(const std::string& s) {
 // otherwise grow the reader's memory message by message (each message within its own limits).
 inline constexpr uint64_t kMaxNames = uint64_t{1} << 20;
 inline constexpr uint64_t kMaxNameBytes = uint64_t{256} << 20;
+// One name: a site, stream, parameter, metric or kernel name (a GPU kernel's, demangled, is the longest a run
+// writes, some kilobytes). Names hold no control bytes: layer names refuse them, and ops, streams, metrics
+// and kernels have none.
+inline constexpr uint64_t kMaxNameLength = uint64_t{64} << 10;
+// A message's events copy their names out of the table, a name per site or stream: the copies one message
+// makes in all. A step of a recording copies kilobytes, a GPU step's kernel records some megabytes; a crafted
+// message that names a long name from millions of events would otherwise take gigabytes to decode.
+inline constexpr uint64_t kMaxCopiedNameBytes = uint64_t{64} << 20;
+// Entries of one message's lists, each checked before anything is reserved for it: a recording's step holds
+// some hundreds of events, a GPU step some thousands of kernel launches, an epoch a few logs. Cap'n Proto
+// lets a list's elements take no bytes at all, and a decoded event takes some hundred bytes.
+inline constexpr uint64_t kMaxEventsPerStep = uint64_t{1} << 18;
+inline constexpr uint64_t kMaxLaunchesPerStep = uint64_t{1} << 20;
+inline constexpr uint64_t kMaxCollectivesPerStep = uint64_t{1} << 16;
+inline constexpr uint64_t kMaxNamedValues = uint64_t{1} << 16;
+
+template <class List>
+void at_most(const List& list, uint64_t most, const std::string& what) {
+  if (list.size() > most)
+    malformed(what + " has " + std::to_string(list.size()) + " entries, more than " + std::to_string(most) +
+              " (what a run writes there, with room to spare)");
+}
 
 struct NameTable {
   std::vector<std::string> names;
   std::vector<uint32_t> metric, param, grad;
   uint64_t bytes = 0;  // of all names defined
 
+  mutable uint64_t copied = 0;  // bytes of names at() handed out since the message began (begin_message)
+
+  void begin_message() const { copied = 0; }
+
   const std::string& at(uint32_t id) const {
     if (id >= names.size())
       malformed("name id " + std::to_string(id) + " is not < the name count " + std::to_string(names.size()));
+    copied += names[id].size();
+    if (copied > kMaxCopiedNameBytes)
+      malformed("the names this message's entries name come to more than " +
+                std::to_string(kMaxCopiedNameBytes >> 20) + " MiB");
     return names[id];
   }
 
@@ -131,6 +161,16 @@ struct NameTable {
                 " names, more than " + std::to_string(kMaxNames) +
                 " (a run names each parameter, metric, site and kernel once)");
     for (auto t : n.getNames()) {
+      const uint32_t id = static_cast<uint32_t>(names.size());
+      if (t.size() > kMaxNameLength)
+        malformed("name id " + std::to_string(id) + " is " + std::to_string(t.size()) +
+                  " bytes long, more than " + std::to_string(kMaxNameLength) +
+                  " (a name a run writes is some kilobytes at most)");
+      for (const char c : t)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+          malformed("name id " + std::to_string(id) + " holds the control byte " +
+                    std::to_string(static_cast<unsigned>(static_cast<unsigned char>(c))) +
+                    " (no name a run writes holds one)");
       names.push_back(text(t));
       bytes += names.back().size();
       if (bytes > kMaxNameBytes)
@@ -195,7 +235,9 @@ std::string not_a_permutation(std::span<const uint32_t> values, const std::strin
   return "";
 }
 
-std::vector<std::pair<std::string, double>> named_values(capnp::List<schema::NamedValue>::Reader in) {
+std::vector<std::pair<std::string, double>> named_values(capnp::List<schema::NamedValue>::Reader in,
+                                                         const std::string& what) {
+  at_most(in, kMaxNamedValues, what);
   std::vector<std::pair<std::string, double>> out;
   out.reserve(in.size());
   for (auto v : in) out.emplace_back(text(v.getName()), v.getValue());
@@ -1257,6 +1299,9 @@ struct TraceReader::Impl {
     // Names first: the step's events may use names the step introduces.
     if (s.hasNewNames()) names.apply(s.getNewNames(), false);
     auto events = s.getEvents();
+    at_most(events, kMaxEventsPerStep, "step " + std::to_string(out.index) + "'s event list");
+    at_most(s.getCollectives(), kMaxCollectivesPerStep,
+            "step " + std::to_string(out.index) + "'s allreduce list");
     out.events.reserve(events.size() + 1);
     if (s.getHasBatchOrder()) {
       if (s.getBatchOrder() < 0) malformed("batch order must be >= 0");
@@ -1317,7 +1362,8 @@ struct TraceReader::Impl {
       kernels.unattributed = k.getUnattributed();
       kernels.dropped = k.getDropped();
       auto launches = k.getLaunches();
-      kernels.launches.reserve(launches.size());  // bounded: the list lies within this message
+      at_most(launches, kMaxLaunchesPerStep, "step " + std::to_string(out.index) + "'s kernel launch list");
+      kernels.launches.reserve(launches.size());
       for (auto l : launches) {
         KernelLaunch launch;
         launch.site = names.at(l.getSite());
@@ -1511,7 +1557,7 @@ struct TraceReader::Impl {
     std::sort(done.begin(), done.end());
     if (auto twice = std::adjacent_find(done.begin(), done.end()); twice != done.end())
       malformed(at + "batchesDone names batch " + std::to_string(*twice) + " twice");
-    out.scalars = named_values(c.getScalars());
+    out.scalars = named_values(c.getScalars(), "a checkpoint's scalars");
     if (check_params)
       if (std::string why = parameters_disagree(model, *params_before); !why.empty())
         malformed(at + "its parameters are not those step " + std::to_string(last_step) +
@@ -1918,6 +1964,7 @@ Result<std::optional<TraceRecord>> TraceReader::next() {
       capnp::FlatArrayMessageReader message(words, m.options_for(words));
       auto root = message.getRoot<schema::Message>();
       TraceRecord rec{offset, size, TraceEpoch{}};
+      m.names.begin_message();
       if (!m.chained && root.getPrevious() != 0)
         malformed(
             "this message holds a digest of the one before it (Message.previous), which only traces of "
@@ -1941,7 +1988,7 @@ Result<std::optional<TraceRecord>> TraceReader::next() {
         }
         case schema::Message::EPOCH_END: {
           auto e = root.getEpochEnd();
-          TraceEpoch ep{e.getEpoch(), named_values(e.getLogs())};
+          TraceEpoch ep{e.getEpoch(), named_values(e.getLogs(), "an epoch's logs")};
           m.check_not_after_final("the end of " + Impl::epoch_str(ep.epoch));
           if (ep.epoch < 0) malformed("epoch must be >= 0");
           m.check_epoch_end(ep);

@@ -616,6 +616,51 @@ TEST(TraceUntrusted, ANameTableOfMoreThanAMillionNamesIsMalformed) {
   EXPECT_EQ(error_of(step_naming(1000)), "");
 }
 
+// A step whose events copy a name out of the table: each event copies its site and stream, so a long name
+// named by many small events would take memory the file does not hold. A name longer than any a run writes,
+// one with a control byte, a list of more events than a step holds, and names copied past the message's
+// budget are each malformed at their step, before the reader holds them.
+TEST(TraceUntrusted, NamesAndEventsAStepCannotHoldAreMalformedBeforeTheyAreDecoded) {
+  const TraceHeader h = sample_header();
+  auto step = [&](const std::string& name, uint32_t events) {
+    capnp::MallocMessageBuilder message;
+    auto s = message.initRoot<schema::Message>().initStep();
+    s.initNewNames().initNames(1).set(0, kj::StringPtr(name.c_str(), name.size()));
+    auto list = s.initEvents(events);
+    for (uint32_t i = 0; i < events; ++i) {
+      auto d = list[i].initRngDraw();
+      d.setSite(0), d.setStream(0), d.setKey(i + 1), d.setCount(1);
+    }
+    return concat(header_bytes(h), packed(message));
+  };
+  auto error_of = [](const std::vector<uint8_t>& bytes) {
+    auto r = TraceReader::open_memory(bytes, "n.trr");
+    if (!r) return r.error().message;
+    auto next = (*r)->next();
+    return next ? std::string() : next.error().message;
+  };
+  EXPECT_EQ(error_of(step("dense_1/dropout", 3)), "");
+  EXPECT_NE(
+      error_of(step(std::string(70'000, 'a'), 1)).find("name id 0 is 70000 bytes long, more than 65536"),
+      std::string::npos);
+  EXPECT_NE(error_of(step(std::string("a\0b", 3), 1)).find("name id 0 holds the control byte 0"),
+            std::string::npos);
+  EXPECT_NE(error_of(step("a\x1b[2J", 1)).find("name id 0 holds the control byte 27"), std::string::npos);
+  // 600 events naming a 60 KiB name twice each: 72 MB of copies from a file of some 75 KB.
+  const std::vector<uint8_t> copies = step(std::string(60'000, 'a'), 600);
+  EXPECT_LT(copies.size(), 100'000u);
+  EXPECT_NE(error_of(copies).find("the names this message's entries name come to more than 64 MiB"),
+            std::string::npos)
+      << error_of(copies);
+  EXPECT_EQ(error_of(step(std::string(60'000, 'a'), 400)), "");
+  // More events than a step holds, checked before any is decoded (the events are empty: a few bytes each).
+  capnp::MallocMessageBuilder message;
+  message.initRoot<schema::Message>().initStep().initEvents((1u << 18) + 1);
+  EXPECT_NE(error_of(concat(header_bytes(h), packed(message)))
+                .find("step 0's event list has 262145 entries, more than 262144"),
+            std::string::npos);
+}
+
 TEST(TraceUntrusted, KernelRecordsThatBreakAMustAreMalformedAtTheirStep) {
   const TraceHeader h = sample_header();
   auto error_of = [](const std::vector<uint8_t>& bytes) {
