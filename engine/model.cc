@@ -82,6 +82,8 @@ Result<Shape> Sequential::build(const Shape& input, Runtime& rt, bool reshaped) 
       return Error{layers_[i]->name() + ": its parameters for input shape " + shape_str(shape) +
                    " are too large"};
     }
+    // A model larger than a replay takes is no matter of its shapes: said as the budget says it.
+    if (!out && rt.over_budget) return out.error();
     if (!out) {
       // Named as the configuration names it (model.layers[0]), and by the name the run header shows.
       const std::string at = "layer shapes do not fit at model.layers[" + std::to_string(i) + "]: ";

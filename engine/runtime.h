@@ -5,6 +5,7 @@
 #include "engine/kernels/kernel_selector.h"
 #include "engine/portable_math.h"
 #include "engine/random.h"
+#include "engine/result.h"
 #include "engine/thread_pool.h"
 
 namespace trainrr {
@@ -23,6 +24,33 @@ struct Runtime {
   DeviceBackend* device = nullptr;
   // runtime.tf32: a GPU's matmuls in TF32 (a recorded part of each matmul's choice).
   bool tf32 = false;
+  // Values the layers' parameters may take in all, claimed by each layer before it allocates them (-1: any
+  // number). A replay bounds it by the recorded model: a configuration inside a trace someone else wrote is
+  // not to size a model of gigabytes.
+  int64_t param_budget = -1;
+  // The product of `dims` (a parameter's values), or -1 where it overflows.
+  static int64_t values_of(std::initializer_list<int64_t> dims) {
+    int64_t n = 1;
+    for (int64_t d : dims)
+      if (d < 0 || __builtin_mul_overflow(n, d, &n)) return -1;
+    return n;
+  }
+  // Claims `values` of the budget for `layer`'s parameters (an overflowing product is passed as -1).
+  Status claim_params(const std::string& layer, int64_t values) {
+    if (param_budget < 0) return {};
+    if (values < 0 || values > param_budget) {
+      over_budget = true;
+      return Error{
+          layer + ": its parameters (" +
+          (values < 0 ? std::string("more than 2^63") : std::to_string(values)) +
+          " values) are more than this replay takes (" + std::to_string(param_budget) +
+          " values left of the budget the recorded model sets: 16 times its parameters, at least 2^24): the "
+          "trace's configuration, or a --set, makes a model far larger than the one recorded"};
+    }
+    param_budget -= values;
+    return {};
+  }
+  bool over_budget = false;  // a claim_params was refused
   ThreadPool& pool() { return kernels->pool(); }
   // Probes wanted at this level? (Asked once per run, kept here.)
   ProbeLevel level = ProbeLevel::step;

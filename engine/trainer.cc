@@ -382,6 +382,7 @@ Status Training::prepare(const TrainingOptions& options) {
   rt_.math = config_.runtime.policy == "portable" ? MathFamily::portable : MathFamily::libm;
   rng_->set_math(rt_.math);
   rt_.level = hooks_->probe_level();
+  rt_.param_budget = options.param_budget;
 
   auto data = load_dataset(config_.data, seed_, config_.file);
   if (!data) return data.error();

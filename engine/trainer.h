@@ -45,6 +45,8 @@ struct TrainingOptions {
   // The device to train on instead of the one runtime.device names (tests: the emulated device,
   // engine/emulated_device.h). It must outlive the Training. Null: runtime.device decides.
   DeviceBackend* device = nullptr;
+  // Values the model's parameters may take in all (Runtime::param_budget); -1: any number.
+  int64_t param_budget = -1;
 };
 
 struct Evaluation {

@@ -295,6 +295,28 @@ ReplayInterruptScope::ReplayInterruptScope(const std::atomic<bool>* flag) : prev
 }
 ReplayInterruptScope::~ReplayInterruptScope() { t_interrupt = previous_; }
 
+// The values a replay's model may take (Runtime::param_budget): 16 times those of the recorded initial state
+// (its parameters and statistics), and at least 2^24, so that a --set may grow the model; -1 where the trace
+// holds no initial state to bound it by. The configuration inside a trace someone else wrote is not to size a
+// model of gigabytes before the first draw of its initial weights is compared.
+int64_t replay_param_budget(const std::string& trace_path) {
+  auto reader = trace::TraceReader::open(trace_path, trace::without_payloads());
+  if (!reader) return -1;
+  auto initial = (*reader)->read_checkpoint((*reader)->header_size());
+  if (!initial) return -1;
+  int64_t values = 0;
+  // Shapes only: the reader leaves the values compressed.
+  for (const NamedTensor& t : initial->tensors) {
+    int64_t n = 1;
+    for (int64_t d : t.value.shape)
+      if (d < 0 || __builtin_mul_overflow(n, d, &n)) return -1;
+    if (__builtin_add_overflow(values, n, &values)) return -1;
+  }
+  int64_t budget = 0;
+  if (__builtin_mul_overflow(values, int64_t{16}, &budget)) return -1;
+  return std::max<int64_t>(budget, int64_t{1} << 24);
+}
+
 Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConfig& config,
                                     const KernelRegistry& registry, ForceSet force,
                                     std::function<bool(const std::string&)> filter, ProbeLevel level,
@@ -317,6 +339,7 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
   TrainingOptions t;
   t.hooks = s.hooks.get();
   t.registry = &registry;
+  t.param_budget = replay_param_budget(trace_path);
   t.collective = collective;
   t.device = device;
   t.interrupt = t_interrupt;

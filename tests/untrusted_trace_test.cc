@@ -401,6 +401,31 @@ TEST_F(UntrustedTrace, DataFileTheTraceDoesNotDescribeIsNotRead) {
   expect_nothing_written({"bad.trr"});
 }
 
+// A configuration inside the trace that makes a model of gigabytes is refused before its parameters are
+// allocated (bounded by the recorded initial state: 16 times its values, at least 2^24), by replay and bisect
+// alike; a --set that grows the model within that bound replays, its first draw naming the configuration.
+TEST_F(UntrustedTrace, AConfigurationThatMakesAModelOfGigabytesIsRefusedBeforeItIsBuilt) {
+  const std::string big = dir.file("units.trr");
+  ASSERT_EQ(rewrite_trace(plain(), big,
+                          [](trace::TraceHeader& h) {
+                            const size_t at = h.config.find("units = 16");
+                            ASSERT_NE(at, std::string::npos);
+                            h.config.replace(at, 10, "units = 200000000");
+                          }),
+            "");
+  for (const std::string verb : {"replay ", "bisect "}) {
+    CommandResult r = run(verb + big);
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("dense_1: its parameters (6200000000 values) are more than this replay takes"),
+              std::string::npos)
+        << r.output;
+  }
+  CommandResult grown = run("replay " + plain() + " --set model.layers[0].units=64");
+  EXPECT_EQ(grown.exit_code, 1) << grown.output;
+  EXPECT_NE(grown.output.find("cause: config"), std::string::npos) << grown.output;
+  expect_nothing_written({"units.trr"});
+}
+
 TEST_F(UntrustedTrace, ConfigurationTooLargeOrTooDeepIsRefused) {
   const std::string big = dir.file("big.trr");
   ASSERT_EQ(rewrite_trace(embedded(), big, [](trace::TraceHeader& h) { h.config += "\n#" + std::string(2 << 20, 'x'); }),

@@ -59,6 +59,18 @@ struct Malformed {
 
 std::string text(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
 
+
+// A text of the header other than the configuration (a path, a version, an environment value): at most
+// 64 KiB, which any a recording writes is far below. Each is printed by show, replay and diff, and a crafted
+// one of megabytes would flood the terminal and the report.
+inline constexpr size_t kMaxHeaderText = size_t{64} << 10;
+std::string short_text(capnp::Text::Reader t, const std::string& what) {
+  if (t.size() > kMaxHeaderText)
+    malformed("the header's " + what + " is " + std::to_string(t.size()) + " bytes long, more than " +
+              std::to_string(kMaxHeaderText) + " (what a recording writes there is far shorter)");
+  return text(t);
+}
+
 // The first words (`max_words` at most) that Cap'n Proto's packed encoding in `b` unpacks to, up to where `b`
 // stops: the start of a message that may be cut short. A tag byte has one bit per nonzero byte of the word,
 // and those bytes follow; tag 0 is followed by a count of further zero words, tag 0xff by a count of words
@@ -1100,10 +1112,10 @@ struct TraceReader::Impl {
     out.format_version = h.getFormatVersion();
     if (out.format_version < 1) malformed("formatVersion must be >= 1");
     out.min_reader_version = h.getMinReaderVersion();
-    out.writer_version = text(h.getWriterVersion());
+    out.writer_version = short_text(h.getWriterVersion(), "writerVersion");
     out.config = text(h.getConfig());
-    out.config_path = text(h.getConfigPath());
-    for (auto o : h.getConfigOverrides()) out.config_overrides.push_back(text(o));
+    out.config_path = short_text(h.getConfigPath(), "configPath");
+    for (auto o : h.getConfigOverrides()) out.config_overrides.push_back(short_text(o, "a configOverrides entry"));
     out.seed = h.getSeed();
     out.seed_from_entropy = h.getSeedFromEntropy();
     out.level = from_schema(h.getLevel());
@@ -1111,13 +1123,13 @@ struct TraceReader::Impl {
     if (out.checkpoint_every < 0) malformed("checkpointEvery must be >= 0");
     out.rank = h.getRank();
     out.world_size = h.getWorldSize();
-    out.run_id = text(h.getRunId());
+    out.run_id = short_text(h.getRunId(), "runId");
     if (out.world_size < 0 || out.rank < 0 || (out.world_size == 0 && out.rank != 0) ||
         (out.world_size > 0 && out.rank >= out.world_size))
       malformed("rank " + std::to_string(out.rank) + " of worldSize " + std::to_string(out.world_size) +
                 ": rank must be < worldSize (and 0 when worldSize is 0)");
     out.kernels_recorded = h.getKernelsRecorded();
-    out.kernels_not_recorded = text(h.getKernelsNotRecorded());
+    out.kernels_not_recorded = short_text(h.getKernelsNotRecorded(), "kernelsNotRecorded");
     if (out.kernels_recorded && !out.kernels_not_recorded.empty())
       malformed("the header says GPU kernels were recorded and gives a reason why they were not ('" +
                 clipped(out.kernels_not_recorded) + "')");
@@ -1129,7 +1141,8 @@ struct TraceReader::Impl {
     // One value per key: with two, show would present one and replay compare the other.
     std::map<std::string, std::string> environment;
     for (auto kv : h.getEnvironment()) {
-      std::string key = text(kv.getKey()), value = text(kv.getValue());
+      std::string key = short_text(kv.getKey(), "an environment key"),
+                  value = short_text(kv.getValue(), "the environment value of " + clipped(key));
       if (auto [at, fresh] = environment.emplace(key, value); !fresh)
         malformed("the header's environment holds the key '" + clipped(key) + "' twice ('" +
                   clipped(at->second) + "' and '" + clipped(value) +
@@ -1145,7 +1158,7 @@ struct TraceReader::Impl {
         malformed("data set name '" + clipped(info.name) + "' is not one of " + known_dataset_names());
       for (const DatasetInfo& earlier : out.datasets)
         if (earlier.name == info.name) malformed("data set '" + info.name + "' appears twice");
-      info.path = text(d.getPath());
+      info.path = short_text(d.getPath(), "data set '" + info.name + "''s path");
       info.size_bytes = d.getSize();
       info.digest = {d.getDigestLow(), d.getDigestHigh()};
       auto chunks = d.getEmbedded();

@@ -27,11 +27,12 @@ BatchNormalization::BatchNormalization(std::string name, double momentum, double
   probe_moving_layer_ = n + ":moving_stats";
 }
 
-Result<Shape> BatchNormalization::build(const Shape& input, Runtime& /*rt*/) {
+Result<Shape> BatchNormalization::build(const Shape& input, Runtime& rt) {
   if (input.empty() || input.back() <= 0)
     return Error{name() + " expects input of rank 1 or more per sample with channels last, got " +
                  shape_str(input)};
   channels_ = input.back();
+  if (Status s = rt.claim_params(name(), Runtime::values_of({channels_, 4})); !s) return s.error();
   const Shape c{channels_};
   gamma_ = Param{name() + ".gamma", Tensor(c, 1.0f), Tensor(c)};
   beta_ = Param{name() + ".beta", Tensor(c), Tensor(c)};

@@ -48,6 +48,9 @@ Result<Shape> Conv2D::build(const Shape& input, Runtime& rt) {
   const Window1d wx = window_1d(w_, kw, strides_[1], padding_);
   out_h_ = wy.out, out_w_ = wx.out, pad_top_ = wy.pad_before, pad_left_ = wx.pad_before;
 
+  const int64_t fan_in = Runtime::values_of({kh, kw, c_in_});
+  if (Status s = rt.claim_params(name(), Runtime::values_of({fan_in < 0 ? -1 : fan_in + 1, filters_})); !s)
+    return s.error();
   kernel_.name = name() + ".kernel";
   kernel_.value = Tensor({kh, kw, c_in_, filters_});
   kernel_.grad = Tensor(kernel_.value.shape);

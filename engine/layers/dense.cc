@@ -34,6 +34,7 @@ Result<Shape> Dense::build(const Shape& input, Runtime& rt) {
                  (input.size() > 1 ? "; add a Flatten layer" : "")};
   if (input[0] <= 0) return Error{name() + " expects a non-empty input, got " + shape_str(input)};
   in_ = input[0];
+  if (Status s = rt.claim_params(name(), Runtime::values_of({in_ + 1, units_})); !s) return s.error();
   kernel_.name = name() + ".kernel";
   kernel_.value = Tensor({in_, units_});
   kernel_.grad = Tensor({in_, units_});
