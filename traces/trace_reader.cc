@@ -59,7 +59,6 @@ struct Malformed {
 
 std::string text(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
 
-
 // A text of the header other than the configuration (a path, a version, an environment value): at most
 // 64 KiB, which any a recording writes is far below. Each is printed by show, replay and diff, and a crafted
 // one of megabytes would flood the terminal and the report.
@@ -1115,7 +1114,8 @@ struct TraceReader::Impl {
     out.writer_version = short_text(h.getWriterVersion(), "writerVersion");
     out.config = text(h.getConfig());
     out.config_path = short_text(h.getConfigPath(), "configPath");
-    for (auto o : h.getConfigOverrides()) out.config_overrides.push_back(short_text(o, "a configOverrides entry"));
+    for (auto o : h.getConfigOverrides())
+      out.config_overrides.push_back(short_text(o, "a configOverrides entry"));
     out.seed = h.getSeed();
     out.seed_from_entropy = h.getSeedFromEntropy();
     out.level = from_schema(h.getLevel());
@@ -1142,7 +1142,7 @@ struct TraceReader::Impl {
     std::map<std::string, std::string> environment;
     for (auto kv : h.getEnvironment()) {
       std::string key = short_text(kv.getKey(), "an environment key"),
-                  value = short_text(kv.getValue(), "the environment value of " + clipped(key));
+                  value = short_text(kv.getValue(), "environment value of " + clipped(key));
       if (auto [at, fresh] = environment.emplace(key, value); !fresh)
         malformed("the header's environment holds the key '" + clipped(key) + "' twice ('" +
                   clipped(at->second) + "' and '" + clipped(value) +

@@ -616,6 +616,28 @@ TEST(TraceUntrusted, ANameTableOfMoreThanAMillionNamesIsMalformed) {
   EXPECT_EQ(error_of(step_naming(1000)), "");
 }
 
+// A text of the header (a path, a version, an environment value) of more than 64 KiB is malformed: show,
+// replay and diff print each, and a crafted one of megabytes would flood the terminal and the report.
+TEST(TraceUntrusted, AHeaderTextLongerThanARecordingWritesIsMalformed) {
+  TraceHeader h = sample_header();
+  h.environment.emplace_back("long", std::string(70'000, 'x'));
+  auto r = TraceReader::open_memory(header_bytes(h), "long.trr");
+  ASSERT_FALSE(r);
+  EXPECT_NE(
+      r.error().message.find("the header's environment value of long is 70000 bytes long, more than 65536"),
+      std::string::npos)
+      << r.error().message;
+  h = sample_header();
+  h.config_path = std::string(70'000, 'p');
+  r = TraceReader::open_memory(header_bytes(h), "long.trr");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("the header's configPath is 70000 bytes long"), std::string::npos)
+      << r.error().message;
+  h = sample_header();
+  h.environment.emplace_back("long", std::string(60'000, 'x'));
+  EXPECT_TRUE(TraceReader::open_memory(header_bytes(h), "long.trr"));
+}
+
 // A step whose events copy a name out of the table: each event copies its site and stream, so a long name
 // named by many small events would take memory the file does not hold. A name longer than any a run writes,
 // one with a control byte, a list of more events than a step holds, and names copied past the message's
