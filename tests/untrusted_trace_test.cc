@@ -426,6 +426,27 @@ TEST_F(UntrustedTrace, AConfigurationThatMakesAModelOfGigabytesIsRefusedBeforeIt
   expect_nothing_written({"units.trr"});
 }
 
+// The reader checks a completed run's steps against the schedule its configuration makes; where this trainrr
+// cannot read that configuration (a key of a newer trainrr, say), show says the footer's word was not
+// checked.
+TEST_F(UntrustedTrace, ShowSaysACompletionItCouldNotCheckAgainstTheScheduleIsTheFootersWord) {
+  const std::string newer = dir.file("newer.trr");
+  ASSERT_EQ(rewrite_trace(plain(), newer,
+                          [](trace::TraceHeader& h) { h.config += "\nkey_of_a_newer_trainrr = 1\n"; }),
+            "");
+  CommandResult r = run("show " + newer);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("ended cleanly: the run completed (completed), 15 steps, "), std::string::npos)
+      << r.output;
+  EXPECT_NE(
+      r.output.find("(as its footer says: this trainrr cannot read the configuration in the trace, so the "
+                    "steps it schedules are not checked)"),
+      std::string::npos)
+      << r.output;
+  r = run("show " + plain());
+  EXPECT_EQ(r.output.find("as its footer says"), std::string::npos) << r.output;
+}
+
 TEST_F(UntrustedTrace, ConfigurationTooLargeOrTooDeepIsRefused) {
   const std::string big = dir.file("big.trr");
   ASSERT_EQ(rewrite_trace(embedded(), big, [](trace::TraceHeader& h) { h.config += "\n#" + std::string(2 << 20, 'x'); }),
