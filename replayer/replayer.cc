@@ -849,10 +849,24 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
     notes.push_back(again + ", the first value that differs is at " + elsewhere + ", not at " + d.site +
                     " where the replay found the difference: the re-execution did not repeat it there, so no "
                     "element values are given");
-  else
+  else {
+    // Not recurring from the recorded state need not be a race: what the replay carried into the step may
+    // not be in that state.
+    std::vector<std::string> why;
+    const OptimizerConfig &ro = recorded.train.optimizer, &co = config.train.optimizer;
+    if (ro.type != co.type || (ro.momentum != 0) != (co.momentum != 0) || ro.centered != co.centered)
+      why.push_back(
+          "the replay's optimizer keeps other state than the recorded one (its settings differ): the "
+          "recorded state of step " +
+          std::to_string(step) + " holds none of what the replay's carried into the step");
+    if (config.runtime.policy == "autotune" && !force.kernels)
+      why.push_back("the replay picks its kernels by timing (autotune), again in each try");
+    std::string reasons;
+    for (size_t i = 0; i < why.size(); ++i) reasons += (i ? "; or " : "") + why[i];
     notes.push_back(again + " gives the recorded values in each of " + std::to_string(attempts) +
-                    " tries: the difference at " + d.site +
-                    " did not recur, so no element values are given");
+                    " tries: the difference at " + d.site + " did not recur, so no element values are given" +
+                    (reasons.empty() ? std::string() : " (it need not be a race: " + reasons + ")"));
+  }
 }
 
 std::string with_environment(const std::string& command, const std::vector<EnvDifference>& differences) {

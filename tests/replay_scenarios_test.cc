@@ -806,6 +806,25 @@ TEST_F(Scenario, BisectComparesTheCheckpointsOnTheWay) {
   EXPECT_FALSE(has(bis.output, "the final state")) << bis.output;
 }
 
+// A difference that does not recur when its step is re-executed from the recorded state is not said to be a
+// race where the replay's optimizer keeps state the recorded one has not (SGD given a momentum): that state
+// is what the replay carried into the step.
+TEST_F(Scenario, AnOptimizerStateTheRecordingLacksIsNamedWhereTheDifferenceDoesNotRecur) {
+  const std::string cfg = config(
+      breast_cancer_config("seed = 4\n", kBreastCancer, "", "", "threads = 1\npolicy = \"deterministic\"\n"));
+  const std::string a = dir.file("a.trr");
+  ASSERT_EQ(record_via_api(cfg, {"train.optimizer.type=\"sgd\""}, a, {}, ProbeLevel::op), "");
+  CommandResult r = trainrr("replay " + a + " --set train.optimizer.momentum=0.9");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(
+      has(r.output, "cause: config: the run configuration differs: train.optimizer.momentum: 0 -> 0.9"))
+      << r.output;
+  EXPECT_TRUE(has(r.output,
+                  "did not recur, so no element values are given (it need not be a race: the replay's "
+                  "optimizer keeps other state than the recorded one"))
+      << r.output;
+}
+
 // Bisection does not stop at the step where a free replay first differs: the set it names is replayed through
 // the whole recording, and where it falls short the window grows. The command it offers reproduces.
 TEST_F(Scenario, BisectChecksItsSetThroughTheWholeRecordingAndGrowsTheWindow) {
