@@ -160,10 +160,11 @@ bool difference_reaches(const std::string& difference, const FirstDivergence& d,
                              std::strtoull(values.c_str() + arrow + 4, nullptr, 10));
   }
   // An initial weight's draw depends on the seed, on the shapes and names of the layers up to its own (the
-  // samples' shape and the layers' shape keys; a name given renames the unnamed layers after it) and on its
-  // own layer's name and initializer: its stream is its own, named by its parameter, its counter starts at 0,
-  // its size is its tensor's. Training, the input pipeline's order and scaling, the runtime's threads and
-  // policy, the shards, and the activations, rates and batch normalization constants change none of that.
+  // samples' shape and the layers' shape keys; a name given can renumber the unnamed layers of its type) and
+  // on its own layer's name and initializer: its stream is its own, named by its parameter, its counter
+  // starts at 0, its size is its tensor's. Training, the input pipeline's order and scaling, the runtime's
+  // threads and policy, the shards, and the activations, rates and batch normalization constants change none
+  // of that.
   if (in_initial_weights(d)) {
     static const char* const elsewhere[] = {"train.",          "augment.",       "distributed.",
                                             "runtime.threads", "runtime.policy", "data.test_fraction",
@@ -225,8 +226,9 @@ std::string reach_words(const std::vector<std::string>& differences, const First
   if (d.kind == "sharding") return "none of them changes how the global batch is cut into shards";
   if (in_initial_weights(d))
     return "an initial weight's draw depends only on the seed, on its own layer's name (the draw's stream) "
-           "and initializer, and on the shapes and names of the layers up to it (a name given renames the "
-           "unnamed layers after it)";
+           "and initializer, and on the shapes of the layers up to it and the names given to any layer (a "
+           "name "
+           "given can renumber the unnamed layers of its type, before it or after it)";
   if (d.phase == "input" || d.kind == "split" || d.kind == "shuffle" || d.kind == "loader")
     return "none of them changes the input pipeline (the split, the shuffle, the batches)";
   bool optimizer = false, loss = false, layer = false, momentum = false, allreduce = false,

@@ -540,8 +540,8 @@ TEST(Cause, AnInitialWeightsDrawIsReachedByTheSeedItsInitializerAndTheShapesAlon
   EXPECT_EQ(
       reach_words({"train.shuffle: true -> false"}, init1),
       "an initial weight's draw depends only on the seed, on its own layer's name (the draw's stream) and "
-      "initializer, and on the shapes and names of the layers up to it (a name given renames the unnamed "
-      "layers after it)");
+      "initializer, and on the shapes of the layers up to it and the names given to any layer (a name given "
+      "can renumber the unnamed layers of its type, before it or after it)");
 }
 
 // Data that differs reaches the model through its first layer (the rows) and its loss (the labels); the
