@@ -445,25 +445,13 @@ bool read_layers(const toml::node& n, const std::string& where, const std::strin
                                "Activation"});
       return false;
     }
-    // A trace names a layer's ops and tensors from its name ("dense_1/matmul.fwd:out", "dense_1.kernel",
-    // "m/dense_1.kernel" in checkpoints) beside trainrr's own sites ("init/dense_1.kernel", "dropout/...",
-    // "data/loader", "loss/mean"): a name with '/', '.' or ':' in it, or one of those first words, would be
-    // read back as another layer or op, and a report would name the wrong one.
-    if (s.name.find_first_of("/.:") != std::string::npos) {
-      *error = r.where(*t->get("name"), "name") +
-               " must not contain '/', '.' or ':' (a trace names a layer's ops and tensors NAME/op:out and "
-               "NAME.kernel), got '" +
-               inline_text(s.name) + "'";
+    // Keras' names are Python identifiers; a '/' would also break the "layer/tensor" names of the
+    // optimizer state in checkpoints. (A new run refuses '.', ':' and trainrr's own site words too:
+    // check_new_run_layer_names.)
+    if (s.name.find('/') != std::string::npos) {
+      *error = r.where(*t->get("name"), "name") + " must not contain '/', got '" + inline_text(s.name) + "'";
       return false;
     }
-    for (const char* own : {"data", "augment", "dropout", "init", "loss", "allreduce"})
-      if (s.name == own) {
-        *error =
-            r.where(*t->get("name"), "name") + " = '" + s.name +
-            "' is a word trainrr's own sites begin with (data, augment, dropout, init, loss, allreduce): "
-            "choose another name";
-        return false;
-      }
     // A name is printed in the model's summary and in messages: one that would act on a terminal (an escape
     // sequence, a line break) or is not text is not a name.
     if (inline_text(s.name) != s.name) {
@@ -511,6 +499,7 @@ bool read_layers(const toml::node& n, const std::string& where, const std::strin
     // (Python's layers are checked against this parser before their own range checks.)
     for (const std::string& key : keys->keys)
       if (r.has(key)) s.sources[key] = r.where(*t->get(key), key);
+    if (r.has("name")) s.sources["name"] = r.where(*t->get("name"), "name");
     layers.push_back(std::move(s));
   }
   return true;
@@ -918,6 +907,30 @@ Result<RunConfig> load_config(const std::string& path, const std::vector<std::st
           "resolve it against: give an absolute path (in the configuration, or --set " +
           key + "=/absolute/path), or give the configuration as a file"};
   return config;
+}
+
+Status check_new_run_layer_names(const RunConfig& config) {
+  for (size_t i = 0; i < config.layers.size(); ++i) {
+    const LayerSpec& s = config.layers[i];
+    if (s.name.empty()) continue;
+    const auto source = s.sources.find("name");
+    const std::string at = source != s.sources.end()
+                               ? source->second
+                               : (config.file.empty() ? std::string() : config.file + ": ") +
+                                     "model.layers[" + std::to_string(i) + "].name";
+    if (s.name.find_first_of("/.:") != std::string::npos)
+      return Error{at +
+                   " must not contain '/', '.' or ':' (a trace names a layer's ops and tensors NAME/op:out "
+                   "and NAME.kernel), got '" +
+                   inline_text(s.name) + "'"};
+    for (const char* own : {"data", "augment", "dropout", "init", "loss", "allreduce"})
+      if (s.name == own)
+        return Error{
+            at + " = '" + s.name +
+            "' is a word trainrr's own sites begin with (data, augment, dropout, init, loss, allreduce): "
+            "choose another name"};
+  }
+  return {};
 }
 
 }  // namespace trainrr

@@ -126,4 +126,11 @@ Result<RunConfig> load_config(const std::string& path, const std::vector<std::st
 Result<RunConfig> parse_config(const std::string& text, const std::string& name, const std::string& base_dir,
                                const std::vector<std::string>& overrides = {});
 
+// A new run's layer names: a trace names a layer's ops and tensors from its name ("dense_1/matmul.fwd:out",
+// "dense_1.kernel", "m/dense_1.kernel") beside trainrr's own sites ("init/dense_1.kernel", "dropout/...",
+// "data/loader", "loss/mean"), and a name with '.' or ':' in it, or one of those first words, would be read
+// back as another layer or op, and a report would name the wrong one. Checked where a run starts (train,
+// record, Python's fit), not where a replay reads a trace recorded before: that run's names are as they were.
+Status check_new_run_layer_names(const RunConfig& config);
+
 }  // namespace trainrr

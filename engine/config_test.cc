@@ -471,20 +471,37 @@ TEST(Config, ArgumentsKerasRequiresMustBeGiven) {
        {"model.layers[0]={type=\"Conv2D\",filters=4}", "(Conv2D) needs kernel_size"},
        {"model.layers[0].type=\"Dense2\"",
         "run.toml (--set): model.layers[0].type: unknown layer type 'Dense2' (did you mean 'Dense'?)"},
-       {"model.layers[0].name=\"block/dense\"", "model.layers[0].name must not contain '/', '.' or ':'"},
-       // A trace names a layer's ops NAME/op:out and its tensors NAME.kernel, beside trainrr's own sites: a
-       // name that would be read back as another layer, op or site is refused.
-       {"model.layers[0].name=\"enc.fc\"",
-        "model.layers[0].name must not contain '/', '.' or ':' (a trace names "
-        "a layer's ops and tensors NAME/op:out and NAME.kernel), got 'enc.fc'"},
-       {"model.layers[0].name=\"enc:out\"", "model.layers[0].name must not contain '/', '.' or ':'"},
-       {"model.layers[0].name=\"init\"",
-        "model.layers[0].name = 'init' is a word trainrr's own sites begin with (data, augment, dropout, "
-        "init, "
-        "loss, allreduce): choose another name"},
-       {"model.layers[0].name=\"dropout\"", "model.layers[0].name = 'dropout' is a word trainrr's own sites"},
+       {"model.layers[0].name=\"block/dense\"", "model.layers[0].name must not contain '/'"},
        {"model.layers=[]", "run.toml (--set): model.layers is empty"},
        {"model.layers[0]=1", "run.toml (--set): model.layers[0] must be a table"}});
+}
+
+// A trace names a layer's ops NAME/op:out and its tensors NAME.kernel, beside trainrr's own sites: a new run
+// refuses a name that would be read back as another layer, op or site, naming the file, line and key. The
+// configuration of a trace recorded before parses as it was (a replay re-runs the run with its names).
+TEST(Config, ANewRunRefusesALayerNameATraceWouldReadBackAsAnother) {
+  for (const auto& [name, why] :
+       {std::pair{"enc.fc",
+                  "model.layers[0].name must not contain '/', '.' or ':' (a trace names a layer's ops "
+                  "and tensors NAME/op:out and NAME.kernel), got 'enc.fc'"},
+        std::pair{"enc:out", "model.layers[0].name must not contain '/', '.' or ':'"},
+        std::pair{"init",
+                  "model.layers[0].name = 'init' is a word trainrr's own sites begin with (data, augment, "
+                  "dropout, init, loss, allreduce): choose another name"},
+        std::pair{"dropout", "model.layers[0].name = 'dropout' is a word trainrr's own sites"}}) {
+    std::string text = kBase;
+    text.replace(text.find("type = \"Dense\"\n"), 15,
+                 "type = \"Dense\"\nname = \"" + std::string(name) + "\"\n");
+    auto c = parse_config(text, "run.toml", "");
+    ASSERT_TRUE(c) << c.error().message;
+    const Status s = check_new_run_layer_names(*c);
+    ASSERT_FALSE(s) << name;
+    EXPECT_NE(s.error().message.find(why), std::string::npos) << s.error().message;
+    EXPECT_EQ(s.error().message.rfind("run.toml:", 0), 0u) << s.error().message;
+  }
+  auto c = parse_config(kBase, "run.toml", "");
+  ASSERT_TRUE(c);
+  EXPECT_TRUE(check_new_run_layer_names(*c));
 }
 
 // A layer's name is printed in the model's summary: one with a control character (an escape sequence that

@@ -45,7 +45,7 @@ struct Runtime {
           (values < 0 ? std::string("more than 2^63") : std::to_string(values)) +
           " values) are more than this replay takes (" + std::to_string(param_budget) +
           " values left of the budget the recorded model sets: 16 times its parameters, at least 2^24): the "
-          "trace's configuration, or a --set, makes a model far larger than the one recorded"};
+          "configuration in the trace makes a model far larger than the one its initial state holds"};
     }
     param_budget -= values;
     return {};

@@ -309,6 +309,8 @@ Result<std::unique_ptr<Training>> Training::create(const RunConfig& config, cons
 
 Status Training::prepare(const TrainingOptions& options) {
   TRAINRR_CHECK(options.registry != nullptr, "a run needs a kernel registry");
+  if (options.new_run)
+    if (Status s = check_new_run_layer_names(config_); !s) return s;
   hooks_ = options.hooks ? options.hooks : &null_hooks();
   log_ = options.log;
   warn_ = options.warnings;

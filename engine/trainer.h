@@ -47,6 +47,9 @@ struct TrainingOptions {
   DeviceBackend* device = nullptr;
   // Values the model's parameters may take in all (Runtime::param_budget); -1: any number.
   int64_t param_budget = -1;
+  // A run of its own (train, record, fit): its layer names are checked (check_new_run_layer_names). A replay
+  // re-runs a recorded run with its names as they were.
+  bool new_run = true;
 };
 
 struct Evaluation {

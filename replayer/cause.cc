@@ -446,6 +446,19 @@ std::string data_not_reaching_rows(const FirstDivergence& d, const CauseInputs& 
 
 // The sites whose kernel selections differ and can have made the first difference `d`, those likeliest to
 // have made it first: the divergent layer's ops of its phase first (kernel_differences holds the selections).
+// Two kernels of the same bits for every input (KernelInfo::same_bits_as): a selection between them changes
+// no number.
+static bool same_bits_kernels(const CauseInputs& in, const std::string& a, const std::string& b) {
+  if (!in.registry) return false;
+  const Kernel* x = in.registry->find(a);
+  const Kernel* y = in.registry->find(b);
+  if (!x || !y) return false;
+  auto bits = [](const Kernel* k) {
+    return k->info.same_bits_as.empty() ? k->info.id : k->info.same_bits_as;
+  };
+  return bits(x) == bits(y);
+}
+
 static std::vector<std::string> kernel_sites_reaching(const FirstDivergence& d, const CauseInputs& in) {
   // Sites that cannot have made the difference are left out: the loader decides the order of the batches
   // alone, compared before any value; the loss is computed in the forward pass, before any backward op or
@@ -457,7 +470,7 @@ static std::vector<std::string> kernel_sites_reaching(const FirstDivergence& d, 
     bool loss_sites = false;
     for (const auto& [site, ab] : in.kernel_differences) loss_sites |= site.rfind("loss/", 0) == 0;
     for (const auto& [site, ab] : in.kernel_differences) {
-      if (site == "data/loader") continue;
+      if (site == "data/loader" || same_bits_kernels(in, ab.first, ab.second)) continue;
       if (at_loss && (site.find(".bwd") != std::string::npos ||
                       (loss_sites && in.outputs_compared && site.rfind("loss/", 0) != 0)))
         continue;
@@ -518,7 +531,8 @@ static std::vector<std::string> kernel_sites_reaching(const FirstDivergence& d, 
 static std::string kernels_too(const FirstDivergence& d, const CauseInputs& in) {
   // Only a value the ops compute: a split, a draw, a shuffle or a batch order is made by no kernel.
   if (d.kind != "probe" && d.kind != "step_end") return "";
-  if (!d.kernel_recorded.empty() && !d.kernel_replayed.empty() && d.kernel_recorded != d.kernel_replayed)
+  if (!d.kernel_recorded.empty() && !d.kernel_replayed.empty() && d.kernel_recorded != d.kernel_replayed &&
+      !same_bits_kernels(in, d.kernel_recorded, d.kernel_replayed))
     return std::string(kKernelAtOpToo) + kernel_site_of(d.site) + " too, " + d.kernel_recorded + " (" +
            in.name_a + ") vs " + d.kernel_replayed + " (" + in.name_b + "), which can have made it as well";
   // At level op every op's output was compared: the op that differs first has its kernel named above, or
@@ -818,7 +832,8 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
   // A GPU kernel (CUDA, cuBLASLt, cuDNN: "__cu" after the op) ran on the device: the host's instruction set
   // and thread count say nothing of what it computed.
   auto on_gpu = [](const std::string& kernel) { return kernel.find("__cu") != std::string::npos; };
-  if (!d.kernel_recorded.empty() && !d.kernel_replayed.empty() && d.kernel_recorded != d.kernel_replayed)
+  if (!d.kernel_recorded.empty() && !d.kernel_replayed.empty() && d.kernel_recorded != d.kernel_replayed &&
+      !same_bits_kernels(in, d.kernel_recorded, d.kernel_replayed))
     return {"kernel", "a different kernel ran at " + kernel_site_of(d.site) + ": " + d.kernel_recorded +
                           " (" + in.name_a +
                           (d.kernel_substituted_for.empty()

@@ -296,12 +296,17 @@ ReplayInterruptScope::ReplayInterruptScope(const std::atomic<bool>* flag) : prev
 ReplayInterruptScope::~ReplayInterruptScope() { t_interrupt = previous_; }
 
 // The values a replay's model may take (Runtime::param_budget): 16 times those of the recorded initial state
-// (its parameters and statistics), and at least 2^24, so that a --set may grow the model; -1 where the trace
-// holds no initial state to bound it by. The configuration inside a trace someone else wrote is not to size a
-// model of gigabytes before the first draw of its initial weights is compared.
-int64_t replay_param_budget(const std::string& trace_path) {
+// (its parameters and statistics), and at least 2^24; -1 where the trace holds no initial state to bound it
+// by, or where the replay's model or data is not the trace's (a --set or --data of the user's). The
+// configuration inside a trace someone else wrote is not to size a model of gigabytes before the first draw
+// of its initial weights is compared.
+int64_t replay_param_budget(const std::string& trace_path, const RunConfig& config) {
   auto reader = trace::TraceReader::open(trace_path, trace::without_payloads());
   if (!reader) return -1;
+  // A model or data the user asked for (--set model.layers..., --data) is the user's to size: the bound is on
+  // the trace's own.
+  for (const std::string& d : config_differences((*reader)->header(), config))
+    if (d.rfind("model.", 0) == 0 || d.rfind("data.", 0) == 0) return -1;
   auto initial = (*reader)->read_checkpoint((*reader)->header_size());
   if (!initial) return -1;
   int64_t values = 0;
@@ -339,7 +344,8 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
   TrainingOptions t;
   t.hooks = s.hooks.get();
   t.registry = &registry;
-  t.param_budget = replay_param_budget(trace_path);
+  t.param_budget = replay_param_budget(trace_path, config);
+  t.new_run = false;
   t.collective = collective;
   t.device = device;
   t.interrupt = t_interrupt;

@@ -88,9 +88,10 @@ TEST(Cause, TheInstructionSetIsNamedOnlyWhereItCanHaveDecidedTheKernels) {
   EXPECT_EQ(c.category, "kernel") << c.detail;
   EXPECT_NE(c.detail.find("; threads 2 vs 1"), std::string::npos) << c.detail;
   EXPECT_EQ(c.detail.find("instruction set"), std::string::npos) << c.detail;
-  // An AVX-512 kernel against an AVX2 one: the instruction set decided it, and the thread count, which picks
-  // no blocked kernel, is not named beside them.
+  // An AVX-512 kernel against a generic one: the instruction set decided it, and the thread count, which
+  // picks no blocked kernel, is not named beside them.
   d.kernel_recorded = "f32_matmul__cpu_blocked_avx512";
+  d.kernel_replayed = "f32_matmul__cpu_blocked_generic";
   c = classify(d, in);
   EXPECT_NE(c.detail.find("; instruction set avx512 vs avx2"), std::string::npos) << c.detail;
   EXPECT_EQ(c.detail.find("threads"), std::string::npos) << c.detail;
@@ -180,7 +181,7 @@ TEST(Cause, AtLevelStepOrdersThatDifferAreNamedBesideKernelSelections) {
   in.registry = &registry;
   in.environment = {{"isa", "avx512", "avx2"}};
   in.kernel_differences = {
-      {"dense_1/matmul.fwd", {"f32_matmul__cpu_blocked_avx512", "f32_matmul__cpu_blocked_avx2"}}};
+      {"dense_1/matmul.fwd", {"f32_matmul__cpu_blocked_avx512", "f32_matmul__cpu_blocked_generic"}}};
   in.order_differences = {{"batch_normalization_1/bn_stats.fwd", 0}};
   FirstDivergence d = divergence(0, "update", "step_end", "(all parameters)");
   Cause c = classify(d, in);
@@ -192,6 +193,15 @@ TEST(Cause, AtLevelStepOrdersThatDifferAreNamedBesideKernelSelections) {
   in.outputs_compared = true;
   c = classify(d, in);
   EXPECT_EQ(c.detail.find("different orders too"), std::string::npos) << c.detail;
+  // Kernels of the same bits (an AVX-512 kernel that gives the AVX2 kernel's) change no number: the orders
+  // are the cause.
+  in.outputs_compared = false;
+  in.kernel_differences = {
+      {"dense_1/matmul.fwd", {"f32_matmul__cpu_blocked_avx512", "f32_matmul__cpu_blocked_avx2"}}};
+  c = classify(d, in);
+  EXPECT_EQ(c.category, "numeric") << c.detail;
+  EXPECT_NE(c.detail.find("combined their partials in different orders"), std::string::npos) << c.detail;
+  EXPECT_EQ(c.detail.find("dense_1/matmul.fwd"), std::string::npos) << c.detail;
 }
 
 // A data-parallel step's parameters are compared after every allreduce call of the step, which matched where

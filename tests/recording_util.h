@@ -94,7 +94,8 @@ class LastBatchFirst : public ForwardingHooks {
 inline std::string record_via_api(const std::string& config_path, const std::vector<std::string>& overrides,
                                   const std::string& trace_path,
                                   const std::function<std::unique_ptr<Hooks>(Hooks&)>& wrap = {},
-                                  ProbeLevel level = ProbeLevel::step, int64_t checkpoint_every = 0) {
+                                  ProbeLevel level = ProbeLevel::step, int64_t checkpoint_every = 0,
+                                  bool new_run = true) {
   auto config = load_config(config_path, overrides);
   if (!config) return config.error().message;
   auto recorder = Recorder::create(*config, {trace_path, level, checkpoint_every, false});
@@ -109,6 +110,7 @@ inline std::string record_via_api(const std::string& config_path, const std::vec
   TrainingOptions opts;
   opts.registry = &registry;
   opts.hooks = front ? front.get() : recorder->get();
+  opts.new_run = new_run;  // false: as a trainrr that took names new runs now refuse recorded it
   auto training = Training::create(*config, opts);
   if (!training) return training.error().message;
   Status fit = (*training)->fit();

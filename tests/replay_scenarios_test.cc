@@ -825,6 +825,24 @@ TEST_F(Scenario, AnOptimizerStateTheRecordingLacksIsNamedWhereTheDifferenceDoesN
       << r.output;
 }
 
+// A new run refuses a layer name a trace would read back as another layer or op ('.', ':', trainrr's own site
+// words), naming the key; a trace recorded before, by a trainrr that took the name, still replays as it was.
+TEST_F(Scenario, ALayerNameANewRunRefusesStillReplaysFromATraceRecordedBefore) {
+  const std::string cfg = config(
+      breast_cancer_config("seed = 4\n", kBreastCancer, "", "", "threads = 1\npolicy = \"deterministic\"\n"));
+  const std::string a = dir.file("a.trr");
+  ASSERT_EQ(record_via_api(cfg, {"model.layers[0].name=\"block1.dense\""}, a, {}, ProbeLevel::step, 0, false),
+            "");
+  CommandResult r = trainrr("replay " + a);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(has(r.output, "reproduced bit for bit")) << r.output;
+  const std::string b = dir.file("b.trr");
+  CommandResult refused = trainrr("record " + cfg + " --set model.layers[0].name=\"block1.dense\" -o " + b);
+  EXPECT_EQ(refused.exit_code, 2) << refused.output;
+  EXPECT_TRUE(has(refused.output, "model.layers[0].name must not contain '/', '.' or ':'")) << refused.output;
+  EXPECT_FALSE(std::filesystem::exists(b));
+}
+
 // Bisection does not stop at the step where a free replay first differs: the set it names is replayed through
 // the whole recording, and where it falls short the window grows. The command it offers reproduces.
 TEST_F(Scenario, BisectChecksItsSetThroughTheWholeRecordingAndGrowsTheWindow) {

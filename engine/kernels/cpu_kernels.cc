@@ -21,6 +21,12 @@ Kernel conv(const char* id, OpKind op, Isa isa, ConvFn fn) {
   return {{id, op, kDeterministic, kThreadIndependent, isa}, nullptr, nullptr, fn};
 }
 
+// Marks a kernel whose bits are another's for every input (KernelInfo::same_bits_as).
+Kernel same_bits_as(const char* other, Kernel k) {
+  k.info.same_bits_as = other;
+  return k;
+}
+
 // Marks a kernel whose bits are the same on every x86-64 CPU (KernelInfo::portable).
 Kernel portable(Kernel k) {
   k.info.portable = true;
@@ -43,8 +49,9 @@ void register_cpu_kernels(KernelRegistry& r) {
   r.add(matmul("f32_matmul__cpu_splitk_threads_avx2", kDeterministic, kThreadDependent, Isa::avx2,
                matmul_splitk_threads_avx2));
   // Same bits as the AVX2 kernel (one fused multiply-add chain per element), faster where available.
-  r.add(matmul("f32_matmul__cpu_blocked_avx512", kDeterministic, kThreadIndependent, Isa::avx512,
-               matmul_blocked_avx512));
+  r.add(same_bits_as("f32_matmul__cpu_blocked_avx2",
+                     matmul("f32_matmul__cpu_blocked_avx512", kDeterministic, kThreadIndependent, Isa::avx512,
+                            matmul_blocked_avx512)));
 #endif
   // OpenBLAS may split k by thread; its core type is chosen inside the library (openblas_description).
   // Not where OPENBLAS_CORETYPE made it load code this CPU cannot run (openblas_runs_here).
@@ -77,11 +84,15 @@ void register_cpu_kernels(KernelRegistry& r) {
   r.add(conv("f32_conv2d_bwd_filter__cpu_im2col_avx2", OpKind::conv2d_bwd_filter, Isa::avx2,
              conv2d_bwd_filter_im2col_avx2));
   // Same bits as the AVX2 convolutions (the products are the same fused chains), faster where available.
-  r.add(conv("f32_conv2d_fwd__cpu_im2col_avx512", OpKind::conv2d_fwd, Isa::avx512, conv2d_fwd_im2col_avx512));
-  r.add(conv("f32_conv2d_bwd_data__cpu_im2col_avx512", OpKind::conv2d_bwd_data, Isa::avx512,
-             conv2d_bwd_data_im2col_avx512));
-  r.add(conv("f32_conv2d_bwd_filter__cpu_im2col_avx512", OpKind::conv2d_bwd_filter, Isa::avx512,
-             conv2d_bwd_filter_im2col_avx512));
+  r.add(same_bits_as(
+      "f32_conv2d_fwd__cpu_im2col_avx2",
+      conv("f32_conv2d_fwd__cpu_im2col_avx512", OpKind::conv2d_fwd, Isa::avx512, conv2d_fwd_im2col_avx512)));
+  r.add(same_bits_as("f32_conv2d_bwd_data__cpu_im2col_avx2",
+                     conv("f32_conv2d_bwd_data__cpu_im2col_avx512", OpKind::conv2d_bwd_data, Isa::avx512,
+                          conv2d_bwd_data_im2col_avx512)));
+  r.add(same_bits_as("f32_conv2d_bwd_filter__cpu_im2col_avx2",
+                     conv("f32_conv2d_bwd_filter__cpu_im2col_avx512", OpKind::conv2d_bwd_filter, Isa::avx512,
+                          conv2d_bwd_filter_im2col_avx512)));
 #endif
 
   // The trainer implements the loaders; the registry only declares them so that selection covers them.

@@ -14,7 +14,9 @@ namespace trainrr {
 namespace {
 
 using testing::ConvProblem;
+using testing::ConvShape;
 using testing::MatmulProblem;
+using testing::MatmulShape;
 using testing::ReduceProblem;
 using testing::same_bits;
 
@@ -122,6 +124,39 @@ TEST(KernelProperties, Avx512BlockedMatmulGivesTheAvx2Bits) {
   const MatmulProblem p({150, 300, 700, true, false, true}, 7);
   EXPECT_TRUE(same_bits(p.run(*registry.find("f32_matmul__cpu_blocked_avx512"), two),
                         p.run(*registry.find("f32_matmul__cpu_blocked_avx2"), two)));
+}
+
+// Every kernel that declares another's bits (KernelInfo::same_bits_as) gives them, on matmuls and
+// convolutions of several shapes (strides, padding, odd sizes): a cause leaves a selection between the two
+// out.
+TEST(KernelProperties, KernelsThatDeclareAnothersBitsGiveThem) {
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  ThreadPool two(2);
+  int checked = 0;
+  for (const Kernel& k : registry.all()) {
+    if (k.info.same_bits_as.empty()) continue;
+    if (detect_isa() < k.info.isa) continue;
+    const Kernel* other = registry.find(k.info.same_bits_as);
+    ASSERT_NE(other, nullptr) << k.info.id;
+    ASSERT_EQ(other->info.op, k.info.op) << k.info.id;
+    if (k.info.op == OpKind::matmul) {
+      for (const MatmulShape& s :
+           {MatmulShape{150, 300, 700, true, false, true}, MatmulShape{7, 33, 65, false, true},
+            MatmulShape{64, 1, 129, false, false, true}}) {
+        const MatmulProblem p(s, 11);
+        EXPECT_TRUE(same_bits(p.run(k, two), p.run(*other, two))) << k.info.id;
+      }
+    } else {
+      for (const ConvShape& s : {ConvShape{2, 8, 8, 3, 3, 3, 16, 1, 1}, ConvShape{3, 9, 7, 5, 2, 3, 17, 2, 0},
+                                 ConvShape{1, 5, 5, 1, 5, 5, 33, 1, 2}}) {
+        const ConvProblem p(s, 12);
+        EXPECT_TRUE(same_bits(p.run(k, two), p.run(*other, two))) << k.info.id << " " << s.name();
+      }
+    }
+    ++checked;
+  }
+  if (detect_isa() >= Isa::avx512) EXPECT_EQ(checked, 4);
 }
 
 // Without accumulation the generic blocked kernel adds the rounded products in k order from zero, exactly

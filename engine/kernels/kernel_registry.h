@@ -79,6 +79,9 @@ struct KernelInfo {
   // The same bits on every x86-64 CPU, from SSE2 to AVX-512: baseline code only, or wider code whose
   // arithmetic is the baseline code's (no fused multiply-add, the same order). What the portable policy takes.
   bool portable = false;
+  // The kernel whose bits this one gives for every input (the same arithmetic in wider registers), or "": a
+  // selection between the two changes no number, and a cause does not name it.
+  std::string same_bits_as;
 };
 
 struct Kernel {
