@@ -249,11 +249,11 @@ std::string reach_words(const std::vector<std::string>& differences, const First
   activation = activation && d.phase == "forward" && (op == "matmul" || op == "bias" || op == "conv2d");
   std::vector<std::string> why;
   if (allreduce)
-    why.push_back(std::string("the allreduce variant changes only the sum of the shards' gradients and what "
-                              "follows it") +
-                  (d.phase == "update" && d.kind == "step_end"
-                       ? ", and every allreduce call of the step matched"
-                       : ""));
+    why.push_back(
+        d.phase == "update" && d.kind == "step_end"
+            ? "the allreduce variant changes only the sum of the shards' gradients, and every allreduce "
+              "call of the step gave the recorded sum: the update that differs took the same sums"
+            : "the allreduce variant changes only the sum of the shards' gradients and what follows it");
   if (optimizer) why.push_back("an optimizer's keys change only the update");
   if (loss) why.push_back("the loss's keys change no layer's forward pass");
   if (layer)

@@ -585,16 +585,19 @@ int run_show(const ShowArgs& a) {
   if (const auto& f = r.footer()) {
     // The reader checks a completed run's steps against the schedule its configuration makes; a configuration
     // this trainrr cannot read leaves the footer's word unchecked, and show says so.
-    const bool schedule_unread = f->completed && !trace::recorded_schedule(r.header(), 1);
+    std::string unread;
+    if (f->completed && !trace::recorded_schedule(r.header(), 1)) {
+      const trace::TraceHeader& h = r.header();
+      auto c = parse_config(h.config, "the configuration in the trace", "", h.config_overrides);
+      unread = " (as its footer says: this trainrr cannot read the configuration in the trace (" +
+               (c ? std::string("it schedules no steps") : c.error().message) +
+               "), so the steps it schedules are not checked)";
+    }
     say("ended cleanly: %s (%s), %lld step%s, %llu event%s, %zu checkpoint%s%s\n",
         f->completed ? "the run completed" : "the run stopped early", f->end_reason,
         static_cast<long long>(f->step_count), f->step_count == 1 ? "" : "s",
         static_cast<unsigned long long>(f->event_count), f->event_count == 1 ? "" : "s",
-        f->checkpoints.size(), f->checkpoints.size() == 1 ? "" : "s",
-        schedule_unread
-            ? " (as its footer says: this trainrr cannot read the configuration in the trace, so the "
-              "steps it schedules are not checked)"
-            : "");
+        f->checkpoints.size(), f->checkpoints.size() == 1 ? "" : "s", unread);
   } else if (r.still_recording()) {
     say("still being recorded: %lld complete step%s readable so far, to byte %llu\n",
                 static_cast<long long>(s.complete), s.complete == 1 ? "" : "s",
