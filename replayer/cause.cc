@@ -226,9 +226,8 @@ std::string reach_words(const std::vector<std::string>& differences, const First
   if (d.kind == "sharding") return "none of them changes how the global batch is cut into shards";
   if (in_initial_weights(d))
     return "an initial weight's draw depends only on the seed, on its own layer's name (the draw's stream) "
-           "and initializer, and on the shapes of the layers up to it and the names given to any layer (a "
-           "name "
-           "given can renumber the unnamed layers of its type, before it or after it)";
+           "and initializer, and on the shapes of the layers up to it and the names given to any layer "
+           "(a name given can renumber the unnamed layers of its type, before it or after it)";
   if (d.phase == "input" || d.kind == "split" || d.kind == "shuffle" || d.kind == "loader")
     return "none of them changes the input pipeline (the split, the shuffle, the batches)";
   bool optimizer = false, loss = false, layer = false, momentum = false, allreduce = false,
@@ -444,8 +443,6 @@ std::string data_not_reaching_rows(const FirstDivergence& d, const CauseInputs& 
   return "";
 }
 
-// The sites whose kernel selections differ and can have made the first difference `d`, those likeliest to
-// have made it first: the divergent layer's ops of its phase first (kernel_differences holds the selections).
 // Two kernels of the same bits for every input (KernelInfo::same_bits_as): a selection between them changes
 // no number.
 static bool same_bits_kernels(const CauseInputs& in, const std::string& a, const std::string& b) {
@@ -459,6 +456,8 @@ static bool same_bits_kernels(const CauseInputs& in, const std::string& a, const
   return bits(x) == bits(y);
 }
 
+// The sites whose kernel selections differ and can have made the first difference `d`, those likeliest to
+// have made it first: the divergent layer's ops of its phase first (kernel_differences holds the selections).
 static std::vector<std::string> kernel_sites_reaching(const FirstDivergence& d, const CauseInputs& in) {
   // Sites that cannot have made the difference are left out: the loader decides the order of the batches
   // alone, compared before any value; the loss is computed in the forward pass, before any backward op or
@@ -669,8 +668,7 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
             d.detail +
                 "; no run records that: " + (in.name_b == "replayed" ? "the trace does" : "a trace does") +
                 " not follow the run its configuration describes (it was changed after it was written, or "
-                "written by "
-                "another version of trainrr)"};
+                "written by another version of trainrr)"};
   if (kind == "rng") {
     if (in.seed_recorded != in.seed_replayed)
       return {"rng", "the run seed differs: " + std::to_string(in.seed_recorded) + " (" + in.name_a + ") vs " +
