@@ -827,6 +827,31 @@ void ReplayHooks::step_end(const StepSummary& s) {
           }
         }
       }
+      // At level layer a layer's input gradient (L:dx) is probed after the layer computed its own parameters'
+      // gradients (its bias's, then its kernel's or scale's), which the step's end compares: where L:dx
+      // differs first and one of those differs too, that one came first and is named.
+      if (compare_ && first_ && first_->step == s.step && first_->kind == "probe" &&
+          first_->phase == "backward" && first_->site.size() > 3 && first_->site.ends_with(":dx") &&
+          !rec.grads.empty()) {
+        const std::string layer = first_->site.substr(0, first_->site.size() - 3);
+        std::string g;
+        for (const bool bias : {true, false})
+          for (size_t i = 0; g.empty() && i < rec.grads.size() && i < s.grads.size(); ++i) {
+            const std::string& name = rec.grads[i].first;
+            if (name != s.grads[i].first || name.rfind(layer + ".", 0) != 0 ||
+                name.ends_with(".bias") != bias)
+              continue;
+            if (rec.grads[i].second != digest(*s.grads[i].second)) g = name;
+          }
+        if (!g.empty()) {
+          const auto [recorded, replayed] = side_by_side(rec.loss, s.loss);
+          first_.reset();
+          diverge(divergence(s.step, "backward", "step_end", step_end_site(g, true),
+                             what_differs(g, true) + " after step " + std::to_string(s.step) +
+                                 " (recorded loss " + recorded + ", replayed " + replayed +
+                                 "), computed before " + layer + ":dx, which differs too"));
+        }
+      }
     }
   }
   compare_kernels(s.step);

@@ -843,6 +843,35 @@ TEST_F(Scenario, ALayerNameANewRunRefusesStillReplaysFromATraceRecordedBefore) {
   EXPECT_FALSE(std::filesystem::exists(b));
 }
 
+// At level layer a layer's input gradient (L:dx) is probed after the layer computed its own parameters'
+// gradients: where a label nudged so little that the loss rounds the same makes dense_3:dx differ, dense_3's
+// bias gradient, computed first, differs too and is the one named.
+TEST_F(Scenario, AtLevelLayerALayersOwnGradientComesBeforeItsInputGradient) {
+  const std::string data = dir.write("bcd.csv", read_file(kBreastCancer));
+  std::string nudged = read_file(kBreastCancer);
+  size_t at = 0;
+  for (int line = 0; line < 530; ++line) at = nudged.find('\n', at) + 1;  // line 531: data row 529
+  const size_t end = nudged.find('\n', at), comma = nudged.rfind(',', end);
+  ASSERT_EQ(nudged.substr(comma + 1, end - comma - 1), "1");
+  nudged.replace(comma + 1, end - comma - 1, "1.0000002");
+  const std::string changed = dir.write("bcm.csv", nudged);
+  const std::string cfg = config("seed = 42\n[data]\npath = \"" + data +
+                                 "\"\nlabel = \"benign\"\ntest_fraction = 0.2\nscale = \"none\"\n"
+                                 "[[model.layers]]\ntype = \"Dense\"\nunits = 8\nactivation = \"relu\"\n"
+                                 "[[model.layers]]\ntype = \"Dense\"\nunits = 4\nactivation = \"tanh\"\n"
+                                 "[[model.layers]]\ntype = \"Dense\"\nunits = 1\nactivation = \"sigmoid\"\n"
+                                 "[train]\nepochs = 1\nbatch_size = 32\nshuffle = false\nloss = \"mse\"\n"
+                                 "[train.optimizer]\ntype = \"sgd\"\nlearning_rate = 0.01\n"
+                                 "[runtime]\nthreads = 2\npolicy = \"deterministic\"\n");
+  const std::string a = dir.file("a.trr");
+  ASSERT_EQ(record_via_api(cfg, {}, a, {}, ProbeLevel::layer), "");
+  CommandResult r = trainrr("replay " + a + " --data " + changed + " --allow-data-change");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(r.output.rfind("diverged at step 7, backward, dense_3 (dense_3.bias:grad)\n", 0), 0u) << r.output;
+  EXPECT_TRUE(has(r.output, "computed before dense_3:dx, which differs too")) << r.output;
+  EXPECT_TRUE(has(r.output, "cause: data: ")) << r.output;
+}
+
 // Bisection does not stop at the step where a free replay first differs: the set it names is replayed through
 // the whole recording, and where it falls short the window grows. The command it offers reproduces.
 TEST_F(Scenario, BisectChecksItsSetThroughTheWholeRecordingAndGrowsTheWindow) {
