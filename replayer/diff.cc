@@ -561,13 +561,13 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
                           std::string(kBatchRefused) + " (" + *why + ")";
         // A side's recorded draw or order that its own run cannot have made (draw_consistency.h). An order of
         // another length than the other side's is not recomputed: one of them is no order of the run's.
-        for (const auto& [side, event, seed] : {std::tuple{"A", &e, ha.seed}, std::tuple{"B", eb, hb.seed}}) {
+        for (const auto& [side, event, h] : {std::tuple{"A", &e, &ha}, std::tuple{"B", eb, &hb}}) {
           std::string why;
           if (auto* r = std::get_if<trace::RngDrawEvent>(event))
-            why = key_not_of_its_seed(r->draw, seed);
+            why = key_not_of_its_seed(r->draw, h->seed);
           else if (auto* sh = std::get_if<trace::ShuffleEvent>(event);
                    sh && d.detail.find(kShuffleOfOtherRows) == std::string::npos &&
-                   sh->length <= plausible_rows(std::string(side) == "A" ? ha : hb))
+                   sh->length <= plausible_rows(*h))
             why = order_not_of_its_draw(*sh);
           if (!why.empty()) d.detail += "; " + std::string(side) + "'s trace: " + why;
         }

@@ -586,12 +586,11 @@ int run_show(const ShowArgs& a) {
     // The reader checks a completed run's steps against the schedule its configuration makes; a configuration
     // this trainrr cannot read leaves the footer's word unchecked, and show says so.
     std::string unread;
-    if (f->completed && !trace::recorded_schedule(r.header(), 1)) {
+    if (f->completed) {
       const trace::TraceHeader& h = r.header();
-      auto c = parse_config(h.config, "the configuration in the trace", "", h.config_overrides);
-      unread = " (as its footer says: this trainrr cannot read the configuration in the trace (" +
-               (c ? std::string("it schedules no steps") : c.error().message) +
-               "), so the steps it schedules are not checked)";
+      if (auto c = parse_config(h.config, "the configuration in the trace", "", h.config_overrides); !c)
+        unread = " (as its footer says: this trainrr cannot read the configuration in the trace (" +
+                 c.error().message + "), so the steps it schedules are not checked)";
     }
     say("ended cleanly: %s (%s), %lld step%s, %llu event%s, %zu checkpoint%s%s\n",
         f->completed ? "the run completed" : "the run stopped early", f->end_reason,
