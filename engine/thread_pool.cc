@@ -46,7 +46,12 @@ void ThreadPool::run_tasks(Job& job, int thread) {
   for (;;) {
     const int64_t t = job.next.fetch_add(1, std::memory_order_relaxed);
     if (t >= job.tasks) return;
-    (*job.fn)(t, thread);
+    try {
+      (*job.fn)(t, thread);
+    } catch (...) {
+      std::lock_guard lock(job.error_mu);
+      if (!job.error) job.error = std::current_exception();
+    }
     if (job.finished.fetch_add(1, std::memory_order_acq_rel) + 1 == job.tasks) job.finished.notify_one();
   }
 }
@@ -75,6 +80,7 @@ void ThreadPool::parallel_for(int64_t tasks, const std::function<void(int64_t, i
 #endif
   }
   for (int64_t f; (f = job->finished.load(std::memory_order_acquire)) != tasks;) job->finished.wait(f);
+  if (job->error) std::rethrow_exception(job->error);
 }
 
 void ThreadPool::worker(int thread) {

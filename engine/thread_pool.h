@@ -7,6 +7,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -42,6 +43,10 @@ class ThreadPool {
     int64_t tasks = 0;
     std::atomic<int64_t> next{0};      // the next task to hand out
     std::atomic<int64_t> finished{0};  // tasks that have run
+    // The first exception a task threw (out of memory, a failed check), rethrown by parallel_for once every
+    // task has run or thrown: no task is left holding the caller's function after parallel_for returns.
+    std::mutex error_mu;
+    std::exception_ptr error;
   };
   void worker(int thread);
   static void run_tasks(Job& job, int thread);

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <new>
 #include <set>
 #include <thread>
 
@@ -40,6 +41,30 @@ TEST(ThreadPool, UsesSeveralThreads) {
   });
   EXPECT_EQ(arrived.load(), 2);
   EXPECT_EQ(seen.size(), 2u);
+}
+
+// A task that throws (out of memory, a failed check) on any thread: every other task still runs, and the
+// exception reaches parallel_for's caller, who may go on using the pool.
+TEST(ThreadPool, ATaskThatThrowsOnAnyThreadReachesTheCallerOnceEveryTaskHasRun) {
+  for (int threads : {1, 2, 4}) {
+    ThreadPool pool(threads);
+    for (int64_t bad : {0, 1, 499, 999}) {
+      std::atomic<int> ran{0};
+      try {
+        pool.parallel_for(1000, [&](int64_t t, int) {
+          if (t == bad) throw std::bad_alloc();
+          ran++;
+        });
+        ADD_FAILURE() << "no exception, " << threads << " threads";
+      } catch (const std::bad_alloc&) {
+      }
+      // With one thread the loop stops at the throw; with several every other task has run.
+      if (threads > 1) EXPECT_EQ(ran.load(), 999);
+      std::atomic<int> again{0};
+      pool.parallel_for(100, [&](int64_t, int) { again++; });
+      EXPECT_EQ(again.load(), 100);
+    }
+  }
 }
 
 }  // namespace

@@ -204,6 +204,11 @@ Status check_labels(const Dataset& data, const RunConfig& config, const std::str
   for (size_t i = 0; i < data.y.size(); ++i) {
     const float v = data.y[i];
     const bool index = v >= 0 && v < 16777216.0f && std::floor(v) == v;
+    // From 2^24 on, float32 holds every other integer, then fewer: the label read is the file's rounded.
+    if (loss == "sparse_categorical_crossentropy" && !index && v >= 16777216.0f && std::isfinite(v))
+      return Error{label_at(c, data, i) + " is " + fmt_number(v) +
+                   " as float32, too large for a class index: sparse_categorical_crossentropy needs class "
+                   "indices, integers from 0 below the model's outputs (and below 16777216)"};
     if (loss == "sparse_categorical_crossentropy" && !index)
       return Error{label_at(c, data, i) + " is " + fmt_number(v) +
                    ": sparse_categorical_crossentropy needs class indices, integers from 0"};

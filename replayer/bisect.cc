@@ -788,8 +788,8 @@ BisectResult bisect(const BisectOptions& o) {
   rep.facts.emplace_back("minimal forced choices", units);
   if (racy_alone)
     rep.notes.push_back(
-        "the minimal set is the racy choices alone, which bisect always forces: no other "
-        "recorded choice needs forcing");
+        "no recorded choice but the racy ones needs forcing; bisect forces those always, without trying "
+        "whether each is needed (left free, one matches the recording only by chance)");
   if (!racy.empty()) rep.facts.emplace_back("racy choices, always forced", racy);
   const std::string prefix = "trainrr replay " + shell_word(o.trace_path) + " ";
   if (!none_reproduced) {

@@ -32,6 +32,10 @@ struct CauseInputs {
   bool seed_from_entropy = false;
   std::map<std::string, int64_t> matched_draws;  // stream -> draws that matched before the divergence
   std::map<std::string, int64_t> order_differences;  // kernel site -> first step its accumulation order differed
+  // Recorded accumulation orders the same kernel could not take in the replay, as it made another count of
+  // partials from the shapes the trace's configuration gives: site -> (step, words). With the same
+  // configuration and data, no run records that.
+  std::map<std::string, std::pair<int64_t, std::string>> orders_of_other_shapes;
   std::map<std::string, std::string>
       kernels;  // kernel site -> the kernel the first side (recorded, A) ran there
   std::string name_a = "recorded", name_b = "replayed";  // how the report names the two sides ("A", "B")

@@ -70,6 +70,11 @@ Result<DataReach> data_reach(const RunConfig& config, const DataConfig& other, c
 // far as it can be read, each shuffle bounded by the data's rows before it is rebuilt.
 Result<DataReach> data_reach(const RunConfig& config, const DataConfig& other, const std::string& trace_path);
 
+// What a cause says of data that differs where the copies were not compared row by row (one cannot be read,
+// or their rows do not line up): neither which rows differ nor the first step that reads one is known.
+inline constexpr const char* kDataReachUnknown =
+    "the copies were not compared row by row, so which step first reads a row that differs is not known";
+
 // The first step that reads a row that differs, and that row (row_words()).
 std::string data_reach_words(const DataReach& r);
 

@@ -73,6 +73,14 @@ std::string kernel_site_of(const std::string& probe_site) {
   return probe_site.substr(0, probe_site.find(':'));
 }
 
+std::string environment_value_shown(const std::string& key, const std::string* value) {
+  if (value && !value->empty()) return *value;
+  // Open MPI's setting that nothing set reads back empty.
+  if (value) return key.rfind("mpi.", 0) == 0 ? "(unset)" : "(empty)";
+  const bool of_gpu = key.rfind("gpu.", 0) == 0 || key.rfind("cuda.", 0) == 0 || key == "lib.cublasLt";
+  return key.rfind("env.", 0) == 0 ? "(unset)" : of_gpu ? "(not on a GPU)" : "(not recorded)";
+}
+
 std::string round_trip(double v) {
   if (std::isnan(v)) return "nan";  // a NaN's sign means nothing: "-nan" beside "nan" reads as two values
   char buf[32];

@@ -188,4 +188,8 @@ std::string report_json(const DivergenceReport& r);
 void split_site(const std::string& site, std::string& layer, std::string& op);
 std::string kernel_site_of(const std::string& probe_site);
 
+// An environment key's value as reports show it (`value` null: the side lacks the key): an unset variable, a
+// GPU's key on the CPU, a key the trainrr that wrote the trace did not record, an MPI setting recorded empty.
+std::string environment_value_shown(const std::string& key, const std::string* value);
+
 }  // namespace trainrr

@@ -55,11 +55,15 @@ std::vector<SideBySide> side_by_side_table(const std::vector<std::pair<std::stri
   std::vector<SideBySide> out;
   std::map<std::string, size_t> at;
   for (const auto& [k, v] : a)
-    if (at.emplace(k, out.size()).second) out.push_back({k, v, ""});
+    if (at.emplace(k, out.size()).second) out.push_back({k, v, "", true, false});
   for (const auto& [k, v] : b) {
     auto [it, added] = at.emplace(k, out.size());
-    if (added) out.push_back({k, "", v});
-    else out[it->second].b = v;
+    if (added) {
+      out.push_back({k, "", v, false, true});
+    } else {
+      out[it->second].b = v;
+      out[it->second].in_b = true;
+    }
   }
   return out;
 }

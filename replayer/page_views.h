@@ -21,6 +21,7 @@ namespace trainrr {
 // One key with the value of each side: an environment value, the kernel chosen at a site.
 struct SideBySide {
   std::string key, a, b;
+  bool in_a = false, in_b = false;  // whether each side holds the key (its value may be empty)
   bool differs() const { return a != b; }
 };
 

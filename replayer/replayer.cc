@@ -10,6 +10,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "engine/data/file_io.h"
@@ -41,12 +42,12 @@ std::string config_folder(const trace::TraceHeader& h) {
 std::vector<EnvDifference> environment_differences(
     const std::vector<std::pair<std::string, std::string>>& a,
     const std::vector<std::pair<std::string, std::string>>& b) {
-  std::map<std::string, std::pair<std::string, std::string>> both;
+  std::map<std::string, std::pair<std::optional<std::string>, std::optional<std::string>>> both;
   for (const auto& [k, v] : a) both[k].first = v;
   for (const auto& [k, v] : b) both[k].second = v;
   std::vector<EnvDifference> out;
   for (const auto& [k, v] : both) {
-    if (v.first == v.second) continue;
+    if (v.first.value_or("") == v.second.value_or("")) continue;
     // What the program was built with, not what the run ran on; "cuda" is what a trainrr before
     // cuda.backend wrote, "not built" whatever its build.
     if (k == "cuda.backend" || k == "cuda") continue;
@@ -54,12 +55,9 @@ std::vector<EnvDifference> environment_differences(
     if (k.rfind("env.", 0) == 0 && !numerics_variable(k.substr(4))) continue;
     // A trace written before "device" was recorded: its configuration names the device, and a replay on
     // another device says so in a note.
-    if (k == "device" && (v.first.empty() || v.second.empty())) continue;
-    // An environment variable may be unset; a GPU's entries are absent from a run on the CPU; any other key
-    // is absent when the trace was written by a trainrr that did not record it.
-    const bool of_gpu = k.rfind("gpu.", 0) == 0 || k.rfind("cuda.", 0) == 0 || k == "lib.cublasLt";
-    const char* absent = k.rfind("env.", 0) == 0 ? "(unset)" : of_gpu ? "(not on a GPU)" : "(not recorded)";
-    out.push_back({k, v.first.empty() ? absent : v.first, v.second.empty() ? absent : v.second});
+    if (k == "device" && (v.first.value_or("").empty() || v.second.value_or("").empty())) continue;
+    out.push_back({k, environment_value_shown(k, v.first ? &*v.first : nullptr),
+                   environment_value_shown(k, v.second ? &*v.second : nullptr)});
   }
   return out;
 }
@@ -1271,6 +1269,14 @@ ReplayResult replay(const ReplayOptions& o) {
   ci.order_differences = hooks.order_differences();
   ci.kernels = hooks.recorded_kernels();
   ci.kernel_picks = hooks.kernel_picks();
+  for (const auto& [site, u] : hooks.unserved_orders())
+    if (u.recorded != u.made && std::none_of(hooks.substituted().begin(), hooks.substituted().end(),
+                                             [&site = site](const auto& x) { return x.site == site; }))
+      ci.orders_of_other_shapes[site] = {u.step, "the recorded accumulation order at " + site + " (step " +
+                                                     std::to_string(u.step) + ") orders " +
+                                                     counted(static_cast<int64_t>(u.recorded), "partial") +
+                                                     ", and the same kernel makes " + std::to_string(u.made) +
+                                                     " of the shapes the trace's configuration gives"};
 
   // With the recorded copy of the data at hand (embedded, or at its path as recorded), where the rows that
   // differ are first read, as this replay's schedule reads them.

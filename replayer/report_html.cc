@@ -1013,9 +1013,10 @@ void notes_section(std::ostringstream& o, const DivergenceReport& r) {
 
 // --- kernel choices and environment ---
 
-void value_cell(std::ostringstream& o, const string& v) {
+// An environment value one side lacks or holds empty, in the words the text report uses.
+void value_cell(std::ostringstream& o, const string& key, const string& v, bool held) {
   if (v.empty())
-    o << "<td class=\"absent\">(none)</td>";
+    o << "<td class=\"absent\">" << esc(environment_value_shown(key, held ? &v : nullptr)) << "</td>";
   else
     o << "<td>" << esc(v) << "</td>";
 }
@@ -1352,8 +1353,8 @@ void environment_section(std::ostringstream& o, const DivergenceReport& r, const
     for (const auto& e : p.environment) {
       if (e.differs() != (pass == 0)) continue;
       o << "<tr" << (e.differs() ? " class=\"diff\"" : "") << "><td><code>" << esc(e.key) << "</code></td>";
-      value_cell(o, e.a);
-      value_cell(o, e.b);
+      value_cell(o, e.key, e.a, e.in_a);
+      value_cell(o, e.key, e.b, e.in_b);
       o << "</tr>";
     }
   o << "</table></section>\n";

@@ -186,7 +186,9 @@ RunReport bisect_run(const std::string& folder, const std::vector<std::string>& 
     std::string list;
     for (const auto& u : replay_racy) list += (list.empty() ? "" : ", ") + shown(u);
     race_note =
-        "  note: with this --set the replay decides by a race choices the recording did not (" + list +
+        "  note: " + std::string(overrides.empty() ? "here" : "with this --set") +
+        " the replay decides by a race choices the recording did not (" + list +
+        (replay_racy.count("0|loader") ? "; rank 0's loader hands every rank its batch" : "") +
         "): a free replay " +
         (free_run.exit_code == 0 ? std::string("that reproduced matched the recording there by chance, "
                                                "and another may not")

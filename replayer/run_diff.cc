@@ -267,9 +267,9 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
     if (!data.empty() && data_apart.empty()) {
       out.lines.push_back(
           "  cause: data: " + data + "; " +
-          (reach && reach->first_step >= 0 && reach->first_step <= d.step
-               ? data_reach_words(*reach)
-               : "the data differs before any step runs") +
+          (reach && reach->first_step >= 0 && reach->first_step <= d.step ? data_reach_words(*reach)
+           : reach ? "the data differs before any step runs"
+                   : kDataReachUnknown) +
           (d.kind == "metrics" ? "; no value compared in the steps before it differs: the evaluation read "
                                  "what differs (rows it only validates "
                                  "on, say), and the training read none of it or changed no value compared"

@@ -96,10 +96,16 @@ bool to_footer(const RunExtent& e, int64_t to_step) {
 // whole run replayed, its trace complete), the final state. The first that differs is the rank's divergence
 // where no event came before it: what the steps do not compare (an optimizer's slots, the epoch's counts,
 // the random streams' offsets) is compared there.
-Status fit_comparing_states(const std::string& path, ReplaySide& side, int64_t to_step, bool read_to_footer) {
+// A run whose schedule goes on past the steps the traces hold (a --set of train.epochs) stops after the last,
+// every rank alike (`trace_steps`, the run's extent), as a replay of one process stops where its trace ends:
+// `trace_first` says so.
+Status fit_comparing_states(const std::string& path, ReplaySide& side, int64_t to_step, bool read_to_footer,
+                            int64_t trace_steps, bool& trace_first) {
   Training& t = *side.training;
   ReplayHooks& hooks = *side.hooks;
-  const int64_t end = to_step >= 0 ? std::min(to_step, t.total_steps()) : t.total_steps();
+  int64_t end = to_step >= 0 ? std::min(to_step, t.total_steps()) : t.total_steps();
+  trace_first = to_step < 0 && end > trace_steps;
+  end = std::min(end, trace_steps);
   if (t.step() == 0 && end > 0 && !hooks.diverged())
     if (auto d = initial_state_difference(path, side)) hooks.diverge_at_end(std::move(*d));
   while (t.step() < end) {
@@ -127,7 +133,8 @@ std::string joined(const std::vector<std::string>& v) {
 // damage the hooks read past the last step compared (in a final checkpoint, say) is that damage.
 RankReplay analyze_rank(const ReplayHooks& h, int rank, const trace::TraceHeader& header,
                         const CollectiveSettings& settings, const RankInputs& in, bool whole,
-                        bool cut_short = false, bool damage_known = false, bool replay_first = false) {
+                        bool cut_short = false, bool damage_known = false, bool replay_first = false,
+                        bool trace_first = false) {
   RankReplay out;
   // A damaged trace (changed after it was written) is not compared past the damage: bad input, as for one trace.
   if (const auto damage = h.trace_damage(); damage && !damage_known) return {2, -1, 0, *damage};
@@ -149,8 +156,10 @@ RankReplay analyze_rank(const ReplayHooks& h, int rank, const trace::TraceHeader
       (!at || h.first()->step < at->first || ((input || initial) && h.first()->step == at->first)))
     at = {h.first()->step, initial ? -2 : input ? -1 : 3};
   // "|cut" marks a trace without its footer: compared as far as its complete steps go; "|first" a replay
-  // whose run ended before the trace's steps did (a --set of train.epochs).
+  // whose run ended before the trace's steps did (a --set of train.epochs), "|trace_first" one whose run goes
+  // on past them.
   const std::string cut = replay_first                                       ? "|first"
+                          : trace_first                                      ? "|trace_first"
                           : cut_short || (whole && !h.trace_ended_cleanly()) ? "|cut"
                                                                              : "";
   if (!at) {
@@ -295,12 +304,15 @@ RankReplay replay_one_rank(const trace::RunSet& run, int rank, const ForceSet& f
     auto side = make_replay_side(run.paths[rank], rebuilt->config, registry, force, {}, run.headers[rank].level, true,
                                  0, &comm);
     if (!side) return {2, -1, 0, run.paths[rank] + ": " + side.error().message};
-    if (Status s = fit_comparing_states(run.paths[rank], *side, to_step, to_footer(extent, to_step)); !s)
+    bool trace_first = false;
+    if (Status s = fit_comparing_states(run.paths[rank], *side, to_step, to_footer(extent, to_step),
+                                        extent.steps, trace_first);
+        !s)
       return {2, -1, 0, run.paths[rank] + ": " + s.error().message};
     const bool replay_first = to_step < 0 && !side->hooks->at_end();
     return analyze_rank(*side->hooks, rank, run.headers[rank], recorded_settings(run.headers[0]),
                         rank_inputs(run.headers[rank], rebuilt->config, force, registry), to_step < 0 || cut,
-                        cut, !extent.damage.empty(), replay_first);
+                        cut, !extent.damage.empty(), replay_first, trace_first);
   } catch (const std::exception& e) {
     return {2, -1, 0, run.paths[rank] + ": " + e.what()};
   }
@@ -338,6 +350,7 @@ RunReport gathered_report(const std::vector<std::string>& packed, int ranks) {
   }
   // A replay whose run ended before its traces did: every rank stops at its schedule's end.
   const bool replay_first = !all.empty() && all[0].exit_code == 0 && all[0].text.ends_with("|first");
+  const bool trace_first = !all.empty() && all[0].exit_code == 0 && all[0].text.ends_with("|trace_first");
   if (!best) {
     const std::string& t = all[0].text;
     const size_t bar = t.find('|');
@@ -349,6 +362,11 @@ RunReport gathered_report(const std::vector<std::string>& packed, int ranks) {
       const int64_t n = std::stoll(t.substr(0, bar));
       out.lines.push_back("  note: the replay stops first, at the end of its " + counted(n, "step") +
                           ": the traces' steps from step " + std::to_string(n) + " on are not compared");
+    }
+    if (trace_first) {
+      const int64_t n = std::stoll(t.substr(0, bar));
+      out.lines.push_back("  note: the traces stop first, after their " + counted(n, "step") +
+                          ": the replay's steps from step " + std::to_string(n) + " on are not compared");
     }
     return out;
   }
@@ -658,6 +676,7 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
   std::vector<std::optional<ReplaySide>> sides(local);
   std::vector<std::string> errors(local);
   std::vector<bool> cannot(local, false);
+  std::vector<char> trace_firsts(local, 0);  // each thread writes its own
   std::vector<std::thread> threads;
   // A rank whose thread the OS refuses to start (std::system_error) stops the group: the ranks started wait
   // for it at their first allreduce otherwise.
@@ -677,8 +696,11 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
             return;
           }
           sides[i].emplace(std::move(side).value());
-          if (Status st = fit_comparing_states(run.paths[r], *sides[i], to_step, to_footer(extent, to_step));
-              !st) {
+          bool trace_first = false;
+          Status st = fit_comparing_states(run.paths[r], *sides[i], to_step, to_footer(extent, to_step),
+                                           extent.steps, trace_first);
+          trace_firsts[i] = trace_first;
+          if (!st) {
             errors[i] = st.error().message;
             group.abort("rank " + std::to_string(r) + " stopped");
           }
@@ -723,7 +745,7 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
                     ? pack(analyze_rank(*sides[i]->hooks, first + i, run.headers[first + i], settings,
                                         rank_inputs(run.headers[first + i], configs[i], force, registry),
                                         to_step < 0 || cut, cut, !extent.damage.empty(),
-                                        to_step < 0 && !sides[i]->hooks->at_end()))
+                                        to_step < 0 && !sides[i]->hooks->at_end(), trace_firsts[i] != 0))
                     : pack({2, -1, 0, about(first + i, errors[i])});
   }
   return packed;

@@ -287,6 +287,14 @@ TEST_F(BadInput, LabelsTheLossCannotUseNameFileAndRow) {
             std::string::npos)
       << narrow.output;
   EXPECT_EQ(narrow.output.find("count from 1"), std::string::npos) << narrow.output;
+  // A label float32 cannot hold as it is (2^24 + 1) is named as it was read, and not as a fraction or below
+  // 0.
+  dir.write("i.csv", "a,b,y\n1,2,1\n3,4,16777217\n5,6,0\n");
+  expect_error(
+      "train " + config("i.csv") + scce,
+      "of data row 1 (counting from 0; line 3 of the file) is 16777216 as float32, too large for a class "
+      "index: sparse_categorical_crossentropy needs class indices, integers from 0 below the model's "
+      "outputs (and below 16777216)");
   // Labels counted from 1: the message says so.
   dir.write("g.csv", "a,b,y\n1,2,1\n3,4,2\n5,6,1\n7,8,2\n");
   expect_error("train " + config("g.csv") + scce,

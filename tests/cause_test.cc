@@ -365,21 +365,23 @@ TEST(Cause, ADataDifferenceDoesNotHideTheConfigurationsDifferences) {
   EXPECT_EQ(c.category, "data");
   EXPECT_EQ(
       c.detail,
-      "data file 'a.csv' differs (a.csv, 10 bytes vs b.csv, 20 bytes); the data differs before any step "
-      "runs; the run configuration differs too: train.batch_size: 32 -> 16; model.loss: mse -> "
+      "data file 'a.csv' differs (a.csv, 10 bytes vs b.csv, 20 bytes); the copies were not compared row by "
+      "row, so which step first reads a row that differs is not known; the run configuration differs too: "
+      "train.batch_size: 32 -> 16; model.loss: mse -> "
       "binary_crossentropy");
   // Two models differ in dozens of keys: the first eight, and how many more.
   in.config_differences.clear();
   for (int i = 0; i < 10; ++i) in.config_differences.push_back("k" + std::to_string(i) + ": 0 -> 1");
   EXPECT_EQ(
       classify(layer_output_differs(), in).detail,
-      "data file 'a.csv' differs (a.csv, 10 bytes vs b.csv, 20 bytes); the data differs before any step "
-      "runs; the run configuration differs too: k0: 0 -> 1; k1: 0 -> 1; k2: 0 -> 1; k3: 0 -> 1; k4: 0 -> 1; "
+      "data file 'a.csv' differs (a.csv, 10 bytes vs b.csv, 20 bytes); the copies were not compared row by "
+      "row, so which step first reads a row that differs is not known; the run configuration differs too: "
+      "k0: 0 -> 1; k1: 0 -> 1; k2: 0 -> 1; k3: 0 -> 1; k4: 0 -> 1; "
       "k5: 0 -> 1; k6: 0 -> 1; k7: 0 -> 1; and 2 more");
   in.config_differences.clear();
   EXPECT_EQ(classify(layer_output_differs(), in).detail,
-            "data file 'a.csv' differs (a.csv, 10 bytes vs b.csv, 20 bytes); the data differs before any "
-            "step runs");
+            "data file 'a.csv' differs (a.csv, 10 bytes vs b.csv, 20 bytes); the copies were not compared "
+            "row by row, so which step first reads a row that differs is not known");
 }
 
 FirstDivergence event(const std::string& phase, const std::string& kind, const std::string& site,

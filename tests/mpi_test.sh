@@ -57,6 +57,9 @@ tree)
   expect 0 "^  allreduce: allreduce__trainrr_tree, pairwise tree over 4 shards" -- "$T" replay t4
   expect 0 "^  allreduce: allreduce__trainrr_tree, pairwise tree over 4 shards" -- mpirun -n 2 "$T" replay t4
   expect 2 "or a count that divides 4" -- mpirun -n 3 "$T" replay t4
+  # A replay whose schedule runs past the steps the traces hold compares those steps, as for one process.
+  expect 0 "^  note: the traces stop first, after their [0-9]* steps: the replay's steps from step [0-9]* on are not compared" -- "$T" replay t4 --set train.epochs=2
+  expect 0 "^reproduced bit for bit: 4 ranks replayed under mpirun -n 2" -- mpirun -n 2 "$T" replay t4 --set train.epochs=2
   # Processes that read different copies of the run (a folder per node, one cut short) are refused, not left
   # waiting for each other.
   mkdir -p nodeA nodeB && cp -r t4 nodeA/run.trr && cp -r t4 nodeB/run.trr && truncate -s 30000 nodeB/run.trr/rank2.trr
@@ -451,6 +454,17 @@ interrupted)
     expect 0 "rank $r: .*ended cleanly: the run stopped early (interrupted at step" -- "$T" show m2
   done
   expect 0 "^reproduced bit for bit: 2 ranks replayed in one process" -- "$T" replay m2
+  # SIGTERM to one rank alone: every rank stops at one step, and exits with SIGTERM's code (143), the rank it
+  # did not reach too.
+  mpirun -n 2 "$T" record "$CONFIG" -o t2 --set train.epochs=1000 --set runtime.threads=1 > t2.log 2>&1 &
+  launcher=$!
+  for _ in $(seq 1 100); do [ -s t2/rank1.trr ] && [ "$(stat -c %s t2/rank1.trr)" -gt 60000 ] && break; sleep 0.1; done
+  kill -TERM "$(pgrep -P "$launcher" | head -n 1)"
+  wait "$launcher"
+  code=$?
+  echo "mpirun exit code: $code"
+  [ "$code" = 143 ] || fail "SIGTERM to one rank: mpirun exit code $code, expected 143"
+  grep -q "Exit code: *130" t2.log && fail "SIGTERM to one rank: a rank exited 130 (SIGINT's code): $(cat t2.log)"
   ;;
 answers)
   # What replay, diff, bisect and show say of a run, as they say it of one process's trace.

@@ -3,13 +3,14 @@
 #include <memory>
 
 #include "replayer/bisect.h"
-#include "tools/commands.h"
 #include "replayer/runs.h"
-#include "tools/run_folder.h"
-#include "traces/run_set.h"
+#include "tools/commands.h"
 #include "tools/openblas_core.h"
+#include "tools/pinned_trace.h"
 #include "tools/report_output.h"
+#include "tools/run_folder.h"
 #include "tools/trace_text.h"
+#include "traces/run_set.h"
 
 namespace trainrr::cli {
 namespace {
@@ -53,11 +54,17 @@ int run_bisect(const BisectArgs& a) {
   o.overrides = a.overrides;
   o.data_path = a.data;
   o.log = a.out.json ? stderr : stdout;
+  const PinnedTrace pinned(a.trace), pinned_against(a.against);
   BisectResult r = bisect(o);
   if (r.exit_code == kBadInput || r.exit_code == kCannotReplay) {
     print_error(r.error);
     return r.exit_code;
   }
+  for (const PinnedTrace* p : {&pinned, &pinned_against})
+    if (const std::string why = p->replaced("bisect"); !why.empty()) {
+      print_error(why);
+      return kBadInput;
+    }
   r.report.notes.insert(r.report.notes.begin(), openblas_notes.begin(), openblas_notes.end());
   if (Status s = emit_report(r.report, a.out); !s) {
     print_error(s.error().message);

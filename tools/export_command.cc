@@ -112,7 +112,7 @@ int run_export(const ExportArgs& a) {
     std::string why = "checkpoints are at steps " + have;
     if (have.empty()) {
       why = "the trace holds no whole checkpoint";
-      if (auto whole = trace::TraceReader::open(a.file, trace::without_payloads()))
+      if (auto whole = trace::TraceReader::reopen(r, trace::without_payloads()))
         for (;;) {
           auto rec = (*whole)->next();
           if (!rec) {
@@ -134,7 +134,8 @@ int run_export(const ExportArgs& a) {
   // after it, up to the next checkpoint or the end of what can be read.
   std::vector<FollowingStep> following;
   std::string until = "end of trace";
-  auto scanned = trace::TraceReader::open(a.file, trace::without_payloads());
+  // The file the index was read from, even where another has since been put at its path.
+  auto scanned = trace::TraceReader::reopen(r, trace::without_payloads());
   if (!scanned) {
     print_error(scanned.error().message);
     return kBadInput;

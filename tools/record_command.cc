@@ -431,7 +431,15 @@ int run_record(const RecordArgs& a) {
   // A signal reaches the ranks at slightly different times: they agree on the step they stop at, so that none
   // stops while another waits for it in the step's allreduce.
   if (g_comm)
-    opts.agree = [](bool mine) { return static_cast<MpiCollective*>(g_comm)->max(mine ? 1 : 0) != 0; };
+    // The ranks agree on the signal too (the highest, where several came): a rank stopped by another's exits
+    // with that signal's code, as the rank it reached does.
+    opts.agree = [](bool mine) {
+      const int sig =
+          static_cast<MpiCollective*>(g_comm)->max(mine ? (g_signal.load() ? g_signal.load() : SIGINT) : 0);
+      int none = 0;
+      if (sig != 0) g_signal.compare_exchange_strong(none, sig);
+      return sig != 0;
+    };
 #endif
   // SIGHUP: the terminal closed; the run stops as for Ctrl-C, its trace finished. Under mpirun, which sends
   // the ranks SIGTERM when it ends the job and no longer reads their output, a write to it that blocks

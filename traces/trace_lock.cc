@@ -12,6 +12,9 @@ namespace {
 
 constexpr off_t kWriterByte = 0;  // locked by the writer: a second writer's lock on it fails
 constexpr off_t kPidBase = 1;     // the writer also locks byte kPidBase + its process id
+// Locked, beside those two, by a writer that writes its trace beside this file and waits to replace it: the
+// file is no trace being written. Far past any process id (Linux's pid_max is at most 2^22).
+constexpr off_t kReplacerByte = off_t{1} << 32;
 
 struct flock range(short type, off_t start, off_t len) {
   struct flock fl;
@@ -53,14 +56,38 @@ Status lock_for_writing(int fd, const std::string& path) {
   return {};
 }
 
+Status lock_for_replacing(int fd, const std::string& path, bool writable) {
+  // A file open for reading only (a trace its owner made read-only) takes read locks alone: they keep out a
+  // second writer's write lock all the same, and a probe (a write lock's) finds them.
+  const short type = writable ? F_WRLCK : F_RDLCK;
+  struct flock writer = range(type, kWriterByte, 1);
+  if (fcntl_retrying(fd, F_OFD_SETLK, &writer) != 0) {
+    const int err = errno;
+    if (err == EAGAIN || err == EACCES) return Error{recording_elsewhere(path, writer_of(fd).value_or(0))};
+    if (locks_unsupported(err)) return {};
+    return Error{path + ": cannot lock the trace: " + std::strerror(err)};
+  }
+  struct flock pid = range(type, kPidBase + ::getpid(), 1);
+  (void)fcntl_retrying(fd, F_OFD_SETLK, &pid);
+  struct flock replacer = range(type, kReplacerByte, 1);
+  (void)fcntl_retrying(fd, F_OFD_SETLK, &replacer);
+  return {};
+}
+
 std::optional<pid_t> writer_of(int fd) {
-  // A read lock conflicts with the writer's write lock only: a probe finds writers, never readers.
-  struct flock writer = range(F_RDLCK, kWriterByte, 1);
+  // Probed as a write lock, which any lock conflicts with: readers take none, so it finds writers, and those
+  // waiting to replace the file whose read locks hold a read-only file.
+  struct flock writer = range(F_WRLCK, kWriterByte, 1);
   if (fcntl_retrying(fd, F_OFD_GETLK, &writer) != 0 || writer.l_type == F_UNLCK) return std::nullopt;
-  struct flock pid = range(F_RDLCK, kPidBase, 0);
+  struct flock pid = range(F_WRLCK, kPidBase, kReplacerByte - kPidBase);
   if (fcntl_retrying(fd, F_OFD_GETLK, &pid) != 0 || pid.l_type == F_UNLCK || pid.l_start <= kPidBase)
     return pid_t{0};
   return static_cast<pid_t>(pid.l_start - kPidBase);
+}
+
+bool waits_to_replace(int fd) {
+  struct flock replacer = range(F_WRLCK, kReplacerByte, 1);
+  return fcntl_retrying(fd, F_OFD_GETLK, &replacer) == 0 && replacer.l_type != F_UNLCK;
 }
 
 std::optional<pid_t> writer_of(const std::string& path) {

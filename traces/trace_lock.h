@@ -21,6 +21,15 @@ namespace trainrr::trace {
 // written as before, and one writer per path cannot be promised there.
 Status lock_for_writing(int fd, const std::string& path);
 
+// Takes the locks of a writer that writes its trace beside the file open at `fd` and waits to replace it with
+// that trace: a writer's, which keep out a second writer, and one that tells readers the file is not being
+// written. `writable`: `fd` is open for writing (else it holds read locks, which keep out a writer too).
+Status lock_for_replacing(int fd, const std::string& path, bool writable);
+
+// Whether the writer that holds the file open at `fd` waits to replace it (lock_for_replacing): the file is
+// an earlier trace, whole or not, that no one writes.
+bool waits_to_replace(int fd);
+
 // Who writes the file open at `fd`: nullopt when no writer holds it; otherwise the writer's process id, 0
 // when it cannot be told.
 std::optional<pid_t> writer_of(int fd);

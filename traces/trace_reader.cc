@@ -1804,7 +1804,8 @@ Result<std::unique_ptr<TraceReader>> TraceReader::open_file(std::unique_ptr<Impl
   const std::string path = impl->name;
   // Asked before the size is taken: a writer done by then has written all it will, and one that is not
   // leaves a message in progress at the end of the size taken, or none.
-  const std::optional<pid_t> writer = writer_of(impl->fd);
+  // One waiting to replace the file writes another: the file is read as what it is, whole, cut or damaged.
+  const std::optional<pid_t> writer = waits_to_replace(impl->fd) ? std::nullopt : writer_of(impl->fd);
   struct stat st;
   if (::fstat(impl->fd, &st) != 0) return Error{path + ": cannot stat trace: " + std::strerror(errno)};
   if (!S_ISREG(st.st_mode)) return not_a_trace_file(path);

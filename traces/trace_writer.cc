@@ -538,11 +538,15 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
   }
   if (!st) return st.error();
   // An earlier trace is replaced once the new one is finished; until then it is locked as this writer's, so
-  // that a second writer is refused as it would be at a trace being written. An empty file holds nothing to
-  // lose, and one this process cannot lock is replaced at once, as a new path is claimed.
+  // that a second writer is refused as it would be at a trace being written, and readers are told that no one
+  // writes it (a read-only trace is locked through a descriptor open for reading). An empty file holds
+  // nothing to lose, and one this process can neither read nor write is replaced at once, as a new path is
+  // claimed.
   if (::stat(target.c_str(), &info) == 0 && info.st_size > 0) {
-    const int earlier = ::open(target.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
-    if (earlier >= 0 && lock_for_writing(earlier, path)) {
+    int earlier = ::open(target.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    const bool writable = earlier >= 0;
+    if (earlier < 0) earlier = ::open(target.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (earlier >= 0 && lock_for_replacing(earlier, path, writable)) {
       w->earlier_fd_ = earlier;
       w->replaces_ = target.filename().string();
       return w;

@@ -1,5 +1,6 @@
 #include "traces/trace_writer.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -664,6 +665,50 @@ TEST(OneWriterPerPath, AFinishedTraceThatANewRecordingWillReplaceIsNotSaidToBeSt
   auto rl = TraceReader::open(fresh);
   ASSERT_TRUE(rl) << rl.error().message;
   EXPECT_TRUE((*rl)->still_recording().has_value());
+}
+
+// The earlier trace may be cut or damaged, and end with no footer: a reader reads it as what it is, not as a
+// trace still being recorded whose end is where its writer has got to.
+TEST(OneWriterPerPath, ACutTraceThatANewRecordingWillReplaceIsReadAsCut) {
+  Folder f;
+  const std::string path = f.file("earlier.trr");
+  write_sample_trace(path, 3);
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) - 7);
+  auto w = TraceWriter::create(path, sample_header());
+  ASSERT_TRUE(w) << w.error().message;
+  ASSERT_FALSE((*w)->pending_name().empty());
+  ASSERT_TRUE((*w)->write_step(sample_step(0)));
+  auto r = TraceReader::open(path);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ((*r)->still_recording(), std::nullopt);
+  const ReadBack back = read_back(**r);
+  ASSERT_TRUE(back.stop);
+  EXPECT_TRUE(back.stop->truncated) << back.stop->why;
+  EXPECT_FALSE(back.clean);
+}
+
+// A trace open for reading only (its owner made it read-only: a writer other than root cannot open it for
+// writing) is held by read locks, which keep out a second writer as a writer's lock does, and tell readers
+// that no one writes it.
+TEST(OneWriterPerPath, AReadOnlyEarlierTraceIsHeldByReadLocks) {
+  Folder f;
+  const std::string path = f.file("earlier.trr");
+  write_sample_trace(path, 2);
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) - 7);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(lock_for_replacing(fd, path, false));
+  EXPECT_FALSE(waits_to_replace(fd)) << "its own locks are not another's";
+  EXPECT_EQ(writer_of(path), std::optional<pid_t>(::getpid()));
+  auto second = TraceWriter::create(path, sample_header());
+  ASSERT_FALSE(second);
+  EXPECT_NE(second.error().message.find("(process " + std::to_string(::getpid()) + ")"), std::string::npos)
+      << second.error().message;
+  auto r = TraceReader::open(path);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ((*r)->still_recording(), std::nullopt);
+  ::close(fd);
+  EXPECT_EQ(writer_of(path), std::nullopt);
 }
 
 // A finished trace that cannot be put in place of the earlier one (here a folder now stands at its path)

@@ -66,28 +66,53 @@ TraceContents TraceFile::read(bool messages) {
   return out;
 }
 
+namespace {
+// The checkpoints the trace holds are those it can be read to from its start, as steps() holds the steps: one
+// past damage is not vouched for by the messages before it, and replay and export refuse it.
+std::vector<int64_t> readable_checkpoints(const trace::TraceReader& opened) {
+  auto reader = trace::TraceReader::reopen(opened, trace::without_payloads());
+  if (!reader) raise(ErrorKind::trace, reader.error().message);
+  std::vector<int64_t> steps;
+  for (;;) {
+    auto record = (*reader)->next();
+    if (!record || !*record) break;
+    if (const auto* c = std::get_if<trace::TraceCheckpoint>(&(*record)->value)) steps.push_back(c->step);
+  }
+  return steps;
+}
+}  // namespace
+
 std::vector<int64_t> TraceFile::checkpoint_steps() {
   pyb::gil_scoped_release released;
-  auto index = reader_->checkpoint_index();
-  if (!index) raise(ErrorKind::trace, index.error().message);
-  std::vector<int64_t> steps;
-  for (const trace::CheckpointRef& c : *index) steps.push_back(c.step);
-  return steps;
+  return readable_checkpoints(*reader_);
 }
 
 trace::TraceCheckpoint TraceFile::checkpoint(int64_t step) {
   pyb::gil_scoped_release released;
   auto index = reader_->checkpoint_index();
   if (!index) raise(ErrorKind::trace, index.error().message);
-  std::string held;
   for (const trace::CheckpointRef& c : *index) {
     if (c.step == step) {
+      // Read from its start to the checkpoint, the trace is checked message by message, as replay and export
+      // check it: damage before the checkpoint, or in it, and it is not handed out.
+      auto reader = trace::TraceReader::reopen(*reader_, trace::without_payloads());
+      if (!reader) raise(ErrorKind::trace, reader.error().message);
+      const std::string which =
+          "the checkpoint at step " + std::to_string(c.step) + " (byte " + std::to_string(c.offset) + ")";
+      for (;;) {
+        auto record = (*reader)->next();
+        if (!record) raise(ErrorKind::trace, record.error().message + ": " + which + " cannot be read");
+        if (!*record)
+          raise(ErrorKind::trace, path_ + ": the trace ends before " + which + ": it cannot be read");
+        if ((*record)->offset >= c.offset) break;
+      }
       auto checkpoint = reader_->read_checkpoint(c.offset);
       if (!checkpoint) raise(ErrorKind::trace, checkpoint.error().message);
       return std::move(checkpoint).value();
     }
-    held += (held.empty() ? "" : ", ") + std::to_string(c.step);
   }
+  std::string held;
+  for (int64_t s : readable_checkpoints(*reader_)) held += (held.empty() ? "" : ", ") + std::to_string(s);
   raise(ErrorKind::trace, path_ + ": no checkpoint after " + std::to_string(step) + " steps (it holds " +
                               (held.empty() ? std::string("none") : "those after " + held + " steps") + ")");
 }

@@ -905,3 +905,41 @@ def test_only_a_fits_own_folder_is_named_as_the_arrays_given_to_fit(tmp_path):
         assert _errors.python_terms(message, "replay") == message
     finally:
         shutil.rmtree(mine)
+
+
+def test_a_checkpoint_past_damage_is_neither_listed_nor_handed_out(tmp_path):
+    # As replay and export refuse it: the messages before it no longer vouch for it. Step 1's message is
+    # changed, and the trace's index, read from its footer, still lists every checkpoint.
+    x, y = data(rows=64)
+    model().fit(x, y, epochs=2, batch_size=8, verbose=0,
+                record=trainrr.record(tmp_path / "run.trr", checkpoint_every=4))
+    whole = trainrr.open(tmp_path / "run.trr")
+    assert whole.checkpoints() == [0, 4, 8, 12, 16]
+    damaged = bytearray((tmp_path / "run.trr").read_bytes())
+    damaged[whole.steps()[1]["offset"] + 40] ^= 0x08
+    (tmp_path / "damaged.trr").write_bytes(bytes(damaged))
+    trace = trainrr.open(tmp_path / "damaged.trr")
+    assert trace.stop and not trace.truncated and len(trace.steps()) == 1, trace.stop
+    assert trace.checkpoints() == [0]
+    assert list(trace.checkpoint(0)) == list(whole.checkpoint(0))
+    for step in (4, 16):
+        with pytest.raises(trainrr.TraceError,
+                           match=rf"changed after it was written .*: the checkpoint at step {step} \(byte \d+\) "
+                                 rf"cannot be read$"):
+            trace.checkpoint(step)
+    with pytest.raises(trainrr.TraceError, match=r"no checkpoint after 5 steps \(it holds those after 0 steps\)$"):
+        trace.checkpoint(5)
+
+
+@pytest.mark.parametrize("label, held", [(2**24 + 1, "16777216"), (2**31 - 1, "2147483648"),
+                                         (2.0**53 + 2, "9007199254740992")])
+def test_a_class_index_float32_cannot_hold_is_named_as_given(label, held):
+    x, _ = data(rows=10)
+    y = np.where(np.arange(10) == 7, label, 1)
+    m = trainrr.Sequential([layers.Dense(3, activation="softmax")])
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    with pytest.raises(trainrr.DataError, match=rf"^y: the label of row 7 \(counting from 0\) is {int(label)}\.?0?, "
+                       rf"which float32 \(the type class indices are trained as\) holds as {held}: "
+                       rf"sparse_categorical_crossentropy needs class indices, integers from 0 below the model's "
+                       rf"outputs$"):
+        m.fit(x, y, epochs=1, verbose=0)

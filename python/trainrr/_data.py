@@ -86,6 +86,13 @@ def labels(y, rows, name="y", loss=None):
         raise DataError(f"x and {name}: x has {rows} rows, {name} has {a.shape[0]}")
     f = np.ascontiguousarray(a, dtype=np.float32)
     _finite(f, a, name)
+    if loss == "sparse_categorical_crossentropy" and a.dtype.kind in "iuf":
+        # Class indices are trained as float32: one it cannot hold (2**24 + 1) would be read as another.
+        for i in np.flatnonzero(np.abs(a.astype(np.float64)) > 2**24):
+            if float(a[i]) == np.floor(float(a[i])) and int(f[i]) != int(a[i]):
+                raise DataError(f"{name}: the label of row {i} (counting from 0) is {a[i]}, which float32 (the "
+                                f"type class indices are trained as) holds as {int(f[i])}: {loss} needs class "
+                                f"indices, integers from 0 below the model's outputs")
     return f
 
 
