@@ -102,7 +102,8 @@ Result<RunSet> open_run(const std::string& folder) {
   for (int r = 0; r < first.world_size; ++r)
     if (!found.count(r))
       return Error{folder + ": rank " + std::to_string(r) + " of the " + std::to_string(first.world_size) +
-                   "-rank run " + first.run_id + " is missing (" + rank_trace_path(folder, r) + ")"};
+                   "-rank run" + (first.run_id.empty() ? "" : " " + first.run_id) + " is missing (" +
+                   rank_trace_path(folder, r) + ")"};
   for (const auto& [rank, path] : found)
     if (rank >= first.world_size)
       return Error{folder + ": " + path + " is rank " + std::to_string(rank) + " of a run of " +
@@ -163,8 +164,8 @@ Status refuse_rank_alone(const TraceHeader& h, const std::string& path, const st
   const std::string parent = fs::path(path).parent_path().string();
   const std::string folder = parent.empty() ? std::string(".") : parent;
   const std::string head = path + " is rank " + std::to_string(h.rank) + " of the " +
-                           std::to_string(h.world_size) + "-rank run " + h.run_id + ": " + what +
-                           " needs every rank; ";
+                           std::to_string(h.world_size) + "-rank run" +
+                           (h.run_id.empty() ? "" : " " + h.run_id) + ": " + what + " needs every rank; ";
   // Its own folder is the run's where it holds the run's rank traces; a copy taken out of it is not.
   if (fs::path(path).filename() == fs::path(rank_trace_path(folder, h.rank)).filename() &&
       holds_rank_traces(folder))

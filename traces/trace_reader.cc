@@ -466,6 +466,7 @@ struct TraceReader::Impl {
   bool at_end = false;
   bool after_footer = false;
   bool truncated_tail = false;  // the last frame_at error was a cut, not a bad frame
+  std::string zeros_words;      // the zero bytes read_header() found ending the file, read as a cut, in words
   std::optional<uint64_t> unvouched_offset;  // a message handed out that no message after it vouched for
   uint64_t truncated_need = 0;  // the bytes from its start that the message cut there needs, at least
   NameTable names;
@@ -922,8 +923,27 @@ struct TraceReader::Impl {
     return cut;
   }
 
+  // Where the run of zero bytes that ends the file starts (`size` where it ends in another byte).
+  uint64_t zero_tail_start() {
+    uint64_t at = size;
+    while (at > 0) {
+      const uint64_t n = std::min<uint64_t>(at, 4096);
+      auto bytes = bytes_at(at - n, n);
+      if (!bytes) return size;
+      uint64_t i = n;
+      while (i > 0 && (*bytes)[i - 1] == 0) --i;
+      at -= n - i;
+      if (i > 0) break;
+    }
+    return at;
+  }
+
   // Reading stops for good at the last error_at.
   Error stop_at(Error e) {
+    if (truncated_tail && !zeros_words.empty()) {
+      error_what += "; " + zeros_words;
+      e = Error{e.message + "; " + zeros_words};
+    }
     stopped = e;
     stop = ReadStop{error_offset, truncated_tail, error_what};
     return e;
@@ -1832,12 +1852,30 @@ Result<std::unique_ptr<TraceReader>> TraceReader::open_memory(std::span<const ui
 }
 
 Status TraceReader::read_header() {
+  // A crash or a power loss can leave a file whose size reached the disk before its last bytes did, with
+  // zeros in their place: the file is read as cut where they begin, and a note says so, unless what comes
+  // before them ends with the trace's footer (then they follow it, which reading says).
+  Impl& m = *impl_;
+  const uint64_t whole = m.size;
+  const uint64_t zeros = m.zero_tail_start();
+  if (whole - zeros >= 16) m.size = zeros;
   Status read = read_header_message();
+  if (m.size != whole) {
+    if (read && m.intact_footer_after(header_size_)) {
+      m.size = whole;
+      m.footer_scan.reset();
+    } else {
+      m.zeros_words =
+          "the file ends in " + std::to_string(whole - zeros) + " zero bytes, from byte " +
+          std::to_string(zeros) +
+          ", where a crash or a power loss left the last bytes the recording wrote unwritten: it is "
+          "read as cut there";
+    }
+  }
   if (read) return read;
   // A header that cannot be read, in a file that ends with an intact footer, was changed after it was
   // written: the file is whole, not cut short, and nothing it says of itself (a version, a size) can be taken
   // as it stands, except a reader version a newer trainrr may ask for.
-  Impl& m = *impl_;
   std::string why = read.error().message;
   std::erase(why, '\0');
   if (why.rfind(m.name + ": ", 0) == 0) why = why.substr(m.name.size() + 2);

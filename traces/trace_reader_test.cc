@@ -172,6 +172,43 @@ TEST(TraceHostile, TruncationAtEveryByteGivesAPartialReadOrAClearError) {
   std::remove(cut_path.c_str());
 }
 
+// A crash or a power loss can leave a file whose size reached the disk before its last bytes did: zeros in
+// their place. Such a trace, cut anywhere after its header, is read as cut, not as changed after it was
+// written; a changed byte before such a tail is still damage.
+TEST(TraceHostile, ACutFollowedByZeroBytesIsACutAndDamageBeforeThemIsStillDamage) {
+  std::string path = temp_path("full.trr");
+  SampleTrace sample = write_sample_trace(path, 4);
+  const std::vector<uint8_t> bytes = read_file(path);
+  for (size_t len = sample.message_ends[0] + 1; len < bytes.size(); ++len) {
+    std::vector<uint8_t> file(bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(len));
+    file.resize(len + 4096, 0);
+    auto r = TraceReader::open_memory(file, "zeros");
+    ASSERT_TRUE(r) << len << ": " << r.error().message;
+    ReadAll all = read_all(**r);
+    // Cut inside a message, or where one ends (the zeros then begin with the next): never damage, never
+    // whole.
+    EXPECT_FALSE((*r)->ended_cleanly()) << "cut at " << len;
+    if ((*r)->stopped())
+      EXPECT_TRUE((*r)->stopped()->truncated) << "cut at " << len << ": " << (*r)->stopped()->why;
+    if ((*r)->stopped())
+      EXPECT_NE((*r)->stopped()->why.find(" zero bytes, from byte "), std::string::npos)
+          << "cut at " << len << ": " << (*r)->stopped()->why;
+    size_t complete = 0;
+    for (size_t i = 1; i < sample.message_ends.size(); ++i) complete += sample.message_ends[i] <= len;
+    EXPECT_GE(all.records.size() + 1, complete) << "cut at " << len;
+    EXPECT_LE(all.records.size(), complete) << "cut at " << len;
+  }
+  std::vector<uint8_t> damaged = bytes;
+  damaged[sample.message_ends[1] + 20] ^= 0x04;
+  damaged.resize(damaged.size() + 4096, 0);
+  auto r = TraceReader::open_memory(damaged, "damaged");
+  ASSERT_TRUE(r) << r.error().message;
+  read_all(**r);
+  ASSERT_TRUE((*r)->stopped().has_value());
+  EXPECT_FALSE((*r)->stopped()->truncated) << (*r)->stopped()->why;
+  std::remove(path.c_str());
+}
+
 // A trace cut before its magic is whole (a recording killed as it began, a file cut to a few bytes) is a cut
 // trace, as one cut later in its header is; a short file of other bytes is no trace.
 TEST(TraceHostile, AFileHoldingTheFirstBytesOfAHeaderIsATraceCutInsideItsHeader) {

@@ -453,6 +453,12 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
   const std::filesystem::path target = resolve_links(path);
   struct stat info;
   const bool replaces = ::stat(target.c_str(), &info) == 0;
+  // A link is followed to the earlier trace it names; one to nothing would put the new trace in whichever
+  // folder it names, as -o did not.
+  if (!replaces && target != std::filesystem::path(path))
+    return Error{path + ": a symbolic link to " + target.string() +
+                 ", which does not exist: a trace is written through a link only to an earlier trace; give "
+                 "the trace's own path"};
   if (replaces && !S_ISREG(info.st_mode))
     return Error{path + ": not a regular file; a trace needs a file path"};
   if (std::optional<pid_t> writer = writer_of(target.string())) return Error{recording_elsewhere(path, *writer)};

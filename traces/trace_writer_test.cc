@@ -623,6 +623,21 @@ TEST(OneWriterPerPath, ATraceBehindASymbolicLinkIsReplacedWhereTheLinkPoints) {
   EXPECT_EQ(f.names(), (std::vector<std::string>{"latest.trr", "runs"}));
 }
 
+// A link to nothing would put the trace in whichever folder it names: refused, as --html refuses it.
+TEST(OneWriterPerPath, ALinkToNothingIsRefusedAndNothingIsWritten) {
+  Folder f;
+  std::filesystem::create_directories(f.path / "elsewhere");
+  const std::string link = f.file("latest.trr");
+  std::filesystem::create_symlink("elsewhere/new.trr", link);
+  auto w = TraceWriter::create(link, sample_header());
+  ASSERT_FALSE(w);
+  EXPECT_EQ(w.error().message, link + ": a symbolic link to " + f.file("elsewhere/new.trr") +
+                                   ", which does not exist: a trace is written through a link only to an "
+                                   "earlier trace; give the trace's own path");
+  EXPECT_TRUE(std::filesystem::is_empty(f.path / "elsewhere"));
+  EXPECT_EQ(f.names(), (std::vector<std::string>{"elsewhere", "latest.trr"}));
+}
+
 TEST(OneWriterPerPath, WhatIsNotARegularFileIsRefused) {
   Folder f;
   auto w = TraceWriter::create(f.path.string(), sample_header());
