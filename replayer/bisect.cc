@@ -115,6 +115,19 @@ Suspect scan(const std::string& path, const trace::TraceHeader& header, const Ke
   auto note = [&](int64_t step, const std::string& why) {
     if (s.step < 0 || step < s.step) s = {step, why};
   };
+  // A recorded kernel that cannot run here makes a free replay differ for certain: it comes before what may
+  // differ (a race) in its step.
+  bool certain = false;
+  auto note_certain = [&](int64_t step, const std::string& why) {
+    if (s.step < 0 || step < s.step || (step == s.step && !certain)) {
+      s = {step, why};
+      certain = true;
+    }
+  };
+  const std::optional<Isa> isa_here = [] {
+    auto isa = runtime_isa();
+    return isa ? std::optional<Isa>(*isa) : std::nullopt;
+  }();
   if (header.seed_from_entropy) note(0, "the run seed was drawn from the OS: a free replay draws another");
   auto reader = trace::TraceReader::open(path, trace::without_payloads());
   if (!reader) {
@@ -155,7 +168,11 @@ Suspect scan(const std::string& path, const trace::TraceHeader& header, const Ke
         const Kernel* kk = registry.find(k->chosen);
         if (kk && !kk->info.deterministic)
           note(st->index, "nondeterministic kernel " + k->chosen + " at " + k->site);
-        if (!kk) note(st->index, "kernel " + k->chosen + " at " + k->site + " is not available here");
+        if (!kk) note_certain(st->index, "kernel " + k->chosen + " at " + k->site + " is not available here");
+        if (kk && isa_here && kk->info.isa > *isa_here)
+          note_certain(st->index, "kernel " + k->chosen + " at " + k->site + " needs " +
+                                      isa_name(kk->info.isa) + ", which this process does not run (" +
+                                      isa_name(*isa_here) + ")");
       } else if (auto* b = std::get_if<trace::BatchOrderEvent>(&e)) {
         if (loader == "loader__ordered") {
           int64_t expected = 0;

@@ -1101,6 +1101,9 @@ TEST_F(Scenario, GenericInstructionSetAgainstAvx2IsKernelWithTheIsaListed) {
   EXPECT_EQ(bisect_here.exit_code, 1) << bisect_here.output;
   EXPECT_TRUE(has(bisect_here.output, "\"category\":\"kernel\"")) << bisect_here.output;
   EXPECT_TRUE(has(bisect_here.output, "the recorded kernels that cannot run here are what differs")) << bisect_here.output;
+  // Its first stage, which runs nothing, names such a kernel as the first suspect of its step.
+  EXPECT_TRUE(has(bisect_here.output, "first suspect step 0: kernel ")) << bisect_here.output;
+  EXPECT_TRUE(has(bisect_here.output, ", which this process does not run (generic)")) << bisect_here.output;
   CommandResult r = run_trainrr_env("TRAINRR_ISA=generic", "replay " + a + " --force rng,split,shuffle,loader --json");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_TRUE(has(r.output, "\"category\":\"kernel\"")) << r.output;
