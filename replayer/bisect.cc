@@ -308,12 +308,21 @@ std::vector<std::string> smallest_forced_set(const std::vector<std::string>& all
   return cur;
 }
 
-BisectResult bisect(const BisectOptions& o) {
+namespace {
+
+// Thrown by a stage line when another file was put at a trace's path: what bisect read may mix two files.
+struct TraceReplacedWhileRead {
+  std::string why;
+};
+
+BisectResult bisect_stages(const BisectOptions& o) {
   BisectResult res;
   DivergenceReport& rep = res.report;
   rep.command = "bisect";
   // Each stage line goes on the page too: this `say` hides the one that prints it.
-  auto say = [&rep](FILE* log, const std::string& line) {
+  auto say = [&rep, &o](FILE* log, const std::string& line) {
+    if (o.replaced)
+      if (std::string why = o.replaced(); !why.empty()) throw TraceReplacedWhileRead{why};
     rep.stages.push_back(line);
     trainrr::say(log, line);
   };
@@ -838,6 +847,16 @@ BisectResult bisect(const BisectOptions& o) {
   rep.facts.emplace_back("steps recorded", std::to_string(res.steps_recorded));
   res.exit_code = 1;
   return res;
+}
+
+}  // namespace
+
+BisectResult bisect(const BisectOptions& o) {
+  try {
+    return bisect_stages(o);
+  } catch (const TraceReplacedWhileRead& e) {
+    return failed(2, e.why);
+  }
 }
 
 }  // namespace trainrr

@@ -26,6 +26,9 @@ struct BisectOptions {
   std::vector<std::string> overrides;  // --set for the free replay, e.g. runtime.threads=1
   std::string data_path;
   FILE* log = nullptr;  // stage lines as they happen
+  // Before each stage line: why the trace read is no longer the file at its path (another was put there),
+  // or "". Said instead of the line, and bisect stops with it (exit 2).
+  std::function<std::string()> replaced;
 };
 
 struct BisectResult {

@@ -55,6 +55,10 @@ int run_bisect(const BisectArgs& a) {
   o.data_path = a.data;
   o.log = a.out.json ? stderr : stdout;
   const PinnedTrace pinned(a.trace), pinned_against(a.against);
+  o.replaced = [&pinned, &pinned_against] {
+    std::string why = pinned.replaced("bisect");
+    return why.empty() ? pinned_against.replaced("bisect") : why;
+  };
   BisectResult r = bisect(o);
   if (r.exit_code == kBadInput || r.exit_code == kCannotReplay) {
     print_error(r.error);

@@ -15,7 +15,8 @@ class PinnedTrace {
  public:
   explicit PinnedTrace(std::string path);
   // Empty while the file at the path is the one that was there when this was made (or there was none to
-  // pin); else the error that `verb` gives instead of its answer.
+  // pin, or none is there now: a read after it was moved or removed fails and says so); else the error that
+  // `verb` gives instead of its answer.
   std::string replaced(const std::string& verb) const;
 
  private:

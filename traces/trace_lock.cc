@@ -1,6 +1,7 @@
 #include "traces/trace_lock.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -60,6 +61,12 @@ Status lock_for_replacing(int fd, const std::string& path, bool writable) {
   // A file open for reading only (a trace its owner made read-only) takes read locks alone: they keep out a
   // second writer's write lock all the same, and a probe (a write lock's) finds them.
   const short type = writable ? F_WRLCK : F_RDLCK;
+  // Read locks do not keep out one another: two writers waiting on one read-only trace are told apart by an
+  // exclusive flock, which a descriptor open for reading takes (flock and fcntl locks do not meet).
+  if (!writable && ::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    if (err == EWOULDBLOCK) return Error{recording_elsewhere(path, writer_of(fd).value_or(0))};
+  }
   struct flock writer = range(type, kWriterByte, 1);
   if (fcntl_retrying(fd, F_OFD_SETLK, &writer) != 0) {
     const int err = errno;

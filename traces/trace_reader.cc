@@ -1860,6 +1860,12 @@ Status TraceReader::read_header() {
   const uint64_t zeros = m.zero_tail_start();
   if (whole - zeros >= 16) m.size = zeros;
   Status read = read_header_message();
+  // A header the zeros cut is read from the whole file, whose words about itself (its size) are the true
+  // ones.
+  if (m.size != whole && !read) {
+    m.size = whole;
+    read = read_header_message();
+  }
   if (m.size != whole) {
     if (read && m.intact_footer_after(header_size_)) {
       m.size = whole;
@@ -1907,9 +1913,16 @@ Status TraceReader::read_header_message() {
   Impl& m = *impl_;
   // A packed message never starts with a zero byte (its first word, the segment table's head, is never
   // zero); an unpacked one of a single segment always does.
+  if (m.size > 0 && m.zero_tail_start() == 0)
+    return Error{
+        m.name + ": it holds only zero bytes (" + std::to_string(m.size) +
+        "), not a trainrr trace (a crash can leave a file so before any of its bytes reach the disk)"};
   if (m.size >= kWord) {
     auto head = m.bytes_at(0, kWord);
-    if (head && (*head)[0] == 0 && (*head)[1] == 0 && (*head)[2] == 0 && (*head)[3] == 0)
+    // (A first segment of no words holds no message: zeros, which a crash can leave, are no trace of any
+    // format.)
+    if (head && (*head)[0] == 0 && (*head)[1] == 0 && (*head)[2] == 0 && (*head)[3] == 0 &&
+        ((*head)[4] | (*head)[5] | (*head)[6] | (*head)[7]) != 0)
       return Error{m.name + ": an unpacked trace of format 1 (trainrr 0.1); this reader (version " +
                    std::to_string(kReaderVersion) +
                    ") reads packed traces of format 2 and later: record the run again"};
@@ -2001,6 +2014,11 @@ Result<std::optional<TraceRecord>> TraceReader::next() {
     auto frame = m.frame_at(offset);
     // A trace still being recorded ends, when it is read, inside the message being written: the end of
     // what is there so far, as a cut is the end of a killed recording.
+    // Where the zeros that end the file begin after a whole message, the file is cut there all the same.
+    if (frame && !*frame && !m.zeros_words.empty()) {
+      m.truncated_tail = true;
+      return m.stop_at(m.error_at(offset, "truncated: the recording did not end cleanly"));
+    }
     if ((!frame && m.truncated_tail && still_recording_) || (frame && !*frame)) {
       m.at_end = true;
       return std::optional<TraceRecord>();

@@ -453,12 +453,16 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
   const std::filesystem::path target = resolve_links(path);
   struct stat info;
   const bool replaces = ::stat(target.c_str(), &info) == 0;
+  const int stat_errno = replaces ? 0 : errno;
   // A link is followed to the earlier trace it names; one to nothing would put the new trace in whichever
-  // folder it names, as -o did not.
-  if (!replaces && target != std::filesystem::path(path))
-    return Error{path + ": a symbolic link to " + target.string() +
-                 ", which does not exist: a trace is written through a link only to an earlier trace; give "
-                 "the trace's own path"};
+  // folder it names, as -o did not, and one in a loop would be replaced by the trace.
+  std::error_code link_ec;
+  if (!replaces && std::filesystem::is_symlink(std::filesystem::symlink_status(path, link_ec)))
+    return Error{path +
+                 (stat_errno == ELOOP
+                      ? std::string(": a symbolic link in a loop of links")
+                      : ": a symbolic link to " + target.string() + ", which does not exist") +
+                 ": a trace is written through a link only to an earlier trace; give the trace's own path"};
   if (replaces && !S_ISREG(info.st_mode))
     return Error{path + ": not a regular file; a trace needs a file path"};
   if (std::optional<pid_t> writer = writer_of(target.string())) return Error{recording_elsewhere(path, *writer)};

@@ -636,6 +636,15 @@ TEST(OneWriterPerPath, ALinkToNothingIsRefusedAndNothingIsWritten) {
                                    "earlier trace; give the trace's own path");
   EXPECT_TRUE(std::filesystem::is_empty(f.path / "elsewhere"));
   EXPECT_EQ(f.names(), (std::vector<std::string>{"elsewhere", "latest.trr"}));
+  // Nor is a link in a loop replaced by the trace.
+  const std::string self = f.file("self.trr");
+  std::filesystem::create_symlink("self.trr", self);
+  auto loop = TraceWriter::create(self, sample_header());
+  ASSERT_FALSE(loop);
+  EXPECT_EQ(loop.error().message, self +
+                                      ": a symbolic link in a loop of links: a trace is written through a "
+                                      "link only to an earlier trace; give the trace's own path");
+  EXPECT_TRUE(std::filesystem::is_symlink(self));
 }
 
 TEST(OneWriterPerPath, WhatIsNotARegularFileIsRefused) {
@@ -722,6 +731,14 @@ TEST(OneWriterPerPath, AReadOnlyEarlierTraceIsHeldByReadLocks) {
   auto r = TraceReader::open(path);
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ((*r)->still_recording(), std::nullopt);
+  // A second writer that also can only read it is kept out too, though read locks share.
+  const int other = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(other, 0);
+  Status again = lock_for_replacing(other, path, false);
+  ASSERT_FALSE(again);
+  EXPECT_NE(again.error().message.find("(process " + std::to_string(::getpid()) + ")"), std::string::npos)
+      << again.error().message;
+  ::close(other);
   ::close(fd);
   EXPECT_EQ(writer_of(path), std::nullopt);
 }
