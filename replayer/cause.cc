@@ -622,8 +622,8 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
          : r && d.phase == "evaluation" && r->validation
              ? "a validation row differs, which the evaluation reads"
          : r && d.phase == "evaluation" && r->test ? "a test row differs, which the evaluation reads"
-         : r                                       ? "the data differs before any step runs"
-                                                   : kDataReachUnknown);
+         : r || d.phase == "setup" || d.site == "data/split" ? "the data differs before any step runs"
+                                                             : kDataReachUnknown);
     if (!within.empty()) detail += "; the run configuration differs too: " + join_some(within);
     return {"data", detail + kernels_too(d, in)};
   }
@@ -632,17 +632,10 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
 
   // A recorded order of partials that the same kernel, on the shapes the configuration gives, does not make
   // (another count of them), at or before the first difference: the recorded run did not run those shapes.
-  if (in.config_differences.empty() && !in.data_changed)
-    for (const auto& [site, at] : in.orders_of_other_shapes)
-      if (at.first <= d.step)
-        return {"trace", at.second + ": no run of this configuration records that: " +
-                             std::string(in.name_b == "replayed" ? "the trace does" : "a trace does") +
-                             " not follow the run its configuration describes (it was changed after it was "
-                             "written, or written by another version of trainrr)"};
-
-  // A recorded order of partials that the same kernel, on the shapes the configuration gives, does not make
-  // (another count of them), at or before the first difference: the recorded run did not run those shapes.
-  if (in.config_differences.empty() && !in.data_changed)
+  // Not where the first difference is in what a step reads (another batch, a short one, has other shapes).
+  const bool in_input = d.phase == "input" || d.phase == "setup" || d.kind == "loader" ||
+                        d.kind == "shuffle" || d.kind == "split" || d.kind == "rng";
+  if (in.config_differences.empty() && !in.data_changed && !in_input)
     for (const auto& [site, at] : in.orders_of_other_shapes)
       if (at.first <= d.step)
         return {"trace", at.second + ": no run of this configuration records that: " +

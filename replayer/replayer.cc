@@ -877,7 +877,7 @@ std::string with_environment(const std::string& command, const std::vector<EnvDi
   std::string set;
   for (const EnvDifference& e : differences)
     if (e.key.rfind("env.", 0) == 0 && e.replayed != "(unset)" && e.replayed != "(not recorded)")
-      set += e.key.substr(4) + "=" + shell_word(e.replayed) + " ";
+      set += e.key.substr(4) + "=" + (e.replayed == "(empty)" ? std::string() : shell_word(e.replayed)) + " ";
   return set + command;
 }
 

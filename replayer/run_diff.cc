@@ -268,8 +268,8 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
       out.lines.push_back(
           "  cause: data: " + data + "; " +
           (reach && reach->first_step >= 0 && reach->first_step <= d.step ? data_reach_words(*reach)
-           : reach ? "the data differs before any step runs"
-                   : kDataReachUnknown) +
+           : reach || d.phase == "setup" || d.site == "data/split" ? "the data differs before any step runs"
+                                                                   : kDataReachUnknown) +
           (d.kind == "metrics" ? "; no value compared in the steps before it differs: the evaluation read "
                                  "what differs (rows it only validates "
                                  "on, say), and the training read none of it or changed no value compared"

@@ -980,5 +980,39 @@ TEST(Cause, EveryDataFileThatDiffersIsNamed) {
   EXPECT_EQ(changed, (std::vector<std::string>{"labels"}));
 }
 
+// A recorded order of another count of partials than the same kernel makes here is a trace that does not
+// follow its configuration, where the step read the same batch; where the first difference is which batch it
+// read (a first-ready loader's other batch, the short last one), that is the cause.
+TEST(Cause, AnOrderOfOtherPartialsIsTheTracesOnlyWhereTheStepReadTheSameBatch) {
+  CauseInputs in;
+  in.kernels = {{"data/loader", "loader__first_ready"}};
+  in.orders_of_other_shapes["bn/bn_stats.fwd"] = {
+      0,
+      "the recorded accumulation order at bn/bn_stats.fwd (step 0) "
+      "orders 28 partials, and the same kernel makes 63"};
+  FirstDivergence loader = event("input", "loader", "data/loader");
+  loader.detail = "step 0: recorded batch 1, replayed batch 0";
+  EXPECT_EQ(classify(loader, in).category, "loader");
+  const Cause c = classify(layer_output_differs(), in);
+  EXPECT_EQ(c.category, "trace");
+  EXPECT_EQ(
+      c.detail.rfind("the recorded accumulation order at bn/bn_stats.fwd (step 0) orders 28 partials", 0), 0u)
+      << c.detail;
+  // With another configuration the counts may differ for that alone.
+  in.config_differences = {"train.batch_size: 32 -> 16"};
+  EXPECT_NE(classify(layer_output_differs(), in).category, "trace");
+}
+
+// The command a report offers sets the variables the replay ran with: one set empty is set empty, one unset
+// or never recorded is left out.
+TEST(Cause, TheOfferedCommandSetsAVariableTheReplayHadEmptyToEmpty) {
+  const std::vector<EnvDifference> env = {{"env.TRAINRR_ISA", "generic", "(empty)"},
+                                          {"env.OMP_NUM_THREADS", "4", "(unset)"},
+                                          {"env.OPENBLAS_CORETYPE", "(unset)", "Haswell"},
+                                          {"isa", "avx2", "generic"}};
+  EXPECT_EQ(with_environment("trainrr replay a.trr", env),
+            "TRAINRR_ISA= OPENBLAS_CORETYPE=Haswell trainrr replay a.trr");
+}
+
 }  // namespace
 }  // namespace trainrr

@@ -911,8 +911,10 @@ def test_a_checkpoint_past_damage_is_neither_listed_nor_handed_out(tmp_path):
     # As replay and export refuse it: the messages before it no longer vouch for it. Step 1's message is
     # changed, and the trace's index, read from its footer, still lists every checkpoint.
     x, y = data(rows=64)
-    model().fit(x, y, epochs=2, batch_size=8, verbose=0,
-                record=trainrr.record(tmp_path / "run.trr", checkpoint_every=4))
+    m = trainrr.Sequential([layers.Dense(4, activation="relu"), layers.Dense(1, activation="sigmoid")])
+    # One batch order (no first-ready loader): the same bytes, and the same byte changed, every time.
+    m.compile(optimizer="adam", loss="binary_crossentropy", policy="deterministic")
+    m.fit(x, y, epochs=2, batch_size=8, verbose=0, record=trainrr.record(tmp_path / "run.trr", checkpoint_every=4))
     whole = trainrr.open(tmp_path / "run.trr")
     assert whole.checkpoints() == [0, 4, 8, 12, 16]
     damaged = bytearray((tmp_path / "run.trr").read_bytes())
@@ -942,4 +944,15 @@ def test_a_class_index_float32_cannot_hold_is_named_as_given(label, held):
                        rf"which float32 \(the type class indices are trained as\) holds as {held}: "
                        rf"sparse_categorical_crossentropy needs class indices, integers from 0 below the model's "
                        rf"outputs$"):
+        m.fit(x, y, epochs=1, verbose=0)
+
+
+def test_a_fraction_float32_rounds_to_a_class_index_is_named_as_given():
+    x, _ = data(rows=10)
+    y = np.where(np.arange(10) == 3, 0.99999999, 1.0)
+    m = trainrr.Sequential([layers.Dense(3, activation="softmax")])
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    with pytest.raises(trainrr.DataError, match=r"^y: the label of row 3 \(counting from 0\) is (np\.float64\()?"
+                       r"0\.99999999\)?, which float32 \(the type class indices are trained as\) rounds to 1: "
+                       r"sparse_categorical_crossentropy needs class indices, integers from 0$"):
         m.fit(x, y, epochs=1, verbose=0)

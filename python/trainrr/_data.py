@@ -86,6 +86,15 @@ def labels(y, rows, name="y", loss=None):
         raise DataError(f"x and {name}: x has {rows} rows, {name} has {a.shape[0]}")
     f = np.ascontiguousarray(a, dtype=np.float32)
     _finite(f, a, name)
+    if loss == "sparse_categorical_crossentropy" and a.dtype.kind == "f" and a.dtype.itemsize > 4:
+        # A fraction that float32 rounds to a whole number (0.99999999) would be trained on as that class.
+        with np.errstate(invalid="ignore"):
+            fraction = np.flatnonzero((a != np.floor(a)) & (f == np.floor(f)))
+        if fraction.size:
+            i = fraction[0]
+            raise DataError(f"{name}: the label of row {i} (counting from 0) is {a[i]!r}, which float32 (the type "
+                            f"class indices are trained as) rounds to {int(f[i])}: {loss} needs class indices, "
+                            f"integers from 0")
     if loss == "sparse_categorical_crossentropy" and a.dtype.kind in "iuf":
         # Class indices are trained as float32: one it cannot hold (2**24 + 1) would be read as another.
         for i in np.flatnonzero(np.abs(a.astype(np.float64)) > 2**24):
