@@ -41,32 +41,9 @@ bool locks_unsupported(int err) {
   return err == ENOLCK || err == EINVAL || err == EOPNOTSUPP || err == ENOSYS;
 }
 
-}  // namespace
-
-Status lock_for_writing(int fd, const std::string& path) {
-  struct flock writer = range(F_WRLCK, kWriterByte, 1);
-  if (fcntl_retrying(fd, F_OFD_SETLK, &writer) != 0) {
-    const int err = errno;
-    if (err == EAGAIN || err == EACCES) return Error{recording_elsewhere(path, writer_of(fd).value_or(0))};
-    if (locks_unsupported(err)) return {};
-    return Error{path + ": cannot lock the trace for writing: " + std::strerror(err)};
-  }
-  // Best effort: without it a second writer is still kept out, only told no process id.
-  struct flock pid = range(F_WRLCK, kPidBase + ::getpid(), 1);
-  (void)fcntl_retrying(fd, F_OFD_SETLK, &pid);
-  return {};
-}
-
-Status lock_for_replacing(int fd, const std::string& path, bool writable) {
-  // A file open for reading only (a trace its owner made read-only) takes read locks alone: they keep out a
-  // second writer's write lock all the same, and a probe (a write lock's) finds them.
-  const short type = writable ? F_WRLCK : F_RDLCK;
-  // Read locks do not keep out one another: two writers waiting on one read-only trace are told apart by an
-  // exclusive flock, which a descriptor open for reading takes (flock and fcntl locks do not meet).
-  if (!writable && ::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    const int err = errno;
-    if (err == EWOULDBLOCK) return Error{recording_elsewhere(path, writer_of(fd).value_or(0))};
-  }
+// The writer's lock on its byte, then the one on its process id's byte (best effort: without it a second
+// writer is still kept out, only told no process id), of `type`.
+Status lock_writer_bytes(int fd, const std::string& path, short type) {
   struct flock writer = range(type, kWriterByte, 1);
   if (fcntl_retrying(fd, F_OFD_SETLK, &writer) != 0) {
     const int err = errno;
@@ -76,6 +53,22 @@ Status lock_for_replacing(int fd, const std::string& path, bool writable) {
   }
   struct flock pid = range(type, kPidBase + ::getpid(), 1);
   (void)fcntl_retrying(fd, F_OFD_SETLK, &pid);
+  return {};
+}
+
+}  // namespace
+
+Status lock_for_writing(int fd, const std::string& path) { return lock_writer_bytes(fd, path, F_WRLCK); }
+
+Status lock_for_replacing(int fd, const std::string& path, bool writable) {
+  // A file open for reading only (a trace its owner made read-only) takes read locks alone: they keep out a
+  // second writer's write lock all the same, and a probe (a write lock's) finds them.
+  const short type = writable ? F_WRLCK : F_RDLCK;
+  // Read locks do not keep out one another: two writers waiting on one read-only trace are told apart by an
+  // exclusive flock, which a descriptor open for reading takes (flock and fcntl locks do not meet).
+  if (!writable && ::flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK)
+    return Error{recording_elsewhere(path, writer_of(fd).value_or(0))};
+  if (Status locked = lock_writer_bytes(fd, path, type); !locked) return locked;
   struct flock replacer = range(type, kReplacerByte, 1);
   (void)fcntl_retrying(fd, F_OFD_SETLK, &replacer);
   return {};

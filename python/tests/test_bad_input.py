@@ -912,9 +912,10 @@ def test_a_checkpoint_past_damage_is_neither_listed_nor_handed_out(tmp_path):
     # changed, and the trace's index, read from its footer, still lists every checkpoint.
     x, y = data(rows=64)
     m = trainrr.Sequential([layers.Dense(4, activation="relu"), layers.Dense(1, activation="sigmoid")])
-    # One batch order (no first-ready loader): the same bytes, and the same byte changed, every time.
+    # One seed and one batch order (no first-ready loader): the same bytes, and the same byte changed, every time.
     m.compile(optimizer="adam", loss="binary_crossentropy", policy="deterministic")
-    m.fit(x, y, epochs=2, batch_size=8, verbose=0, record=trainrr.record(tmp_path / "run.trr", checkpoint_every=4))
+    m.fit(x, y, epochs=2, batch_size=8, verbose=0,
+          record=trainrr.record(tmp_path / "run.trr", checkpoint_every=4, seed=1))
     whole = trainrr.open(tmp_path / "run.trr")
     assert whole.checkpoints() == [0, 4, 8, 12, 16]
     damaged = bytearray((tmp_path / "run.trr").read_bytes())
