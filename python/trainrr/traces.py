@@ -99,13 +99,15 @@ class Trace:
 
     def checkpoints(self):
         """The count of steps done at each checkpoint, in order: 0 for the initial state, then one per
-        checkpoint taken (the last: the final state), each a valid argument of checkpoint()."""
+        checkpoint taken (the last: the final state), each a valid argument of checkpoint(). Those the trace
+        can be read to from its start, as steps() holds the steps: none past damage."""
         return list(self._native.checkpoint_steps())
 
     def checkpoint(self, step):
         """The state after `step` steps (0: the initial weights) as {"dense_1.kernel": ndarray, ...}:
         parameters, then optimizer state. Float32 arrays that own the decompressed data (no copy). A step count
-        the trace holds no checkpoint after raises CheckpointNotFoundError, a TraceError and a KeyError."""
+        the trace holds no checkpoint after raises CheckpointNotFoundError, a TraceError and a KeyError; one
+        past damage in the trace raises TraceError, as export and replay refuse it."""
         step = _check.integer("checkpoint", "step", step, 0)
         try:
             tensors, _ = self._native.checkpoint(step)
