@@ -667,21 +667,28 @@ TEST(TraceDigest, FileDigestMatchesBytesDigest) {
   std::remove(path.c_str());
 }
 
-// A new recording aimed at a finished trace holds it (so that no second writer starts) while it writes beside
-// it: a reader of the earlier trace, which ends with its footer, is not told it is still being recorded; a
-// trace being written at its own path is.
-TEST(OneWriterPerPath, AFinishedTraceThatANewRecordingWillReplaceIsNotSaidToBeStillRecorded) {
+// A new recording aimed at an earlier trace holds it (so that no second writer starts) while it writes beside
+// it: a reader of the earlier trace reads it as what it is, whole, or cut (no footer) and not a trace still
+// being recorded whose end is where its writer has got to; a trace being written at its own path is one.
+TEST(OneWriterPerPath, AnEarlierTraceThatANewRecordingWillReplaceIsReadAsWhatItIs) {
+  for (const bool cut : {false, true}) {
+    Folder f;
+    const std::string path = f.file("earlier.trr");
+    write_sample_trace(path, 3);
+    if (cut) std::filesystem::resize_file(path, std::filesystem::file_size(path) - 7);
+    auto w = TraceWriter::create(path, sample_header());
+    ASSERT_TRUE(w) << w.error().message;
+    ASSERT_FALSE((*w)->pending_name().empty());
+    ASSERT_TRUE((*w)->write_step(sample_step(0)));
+    auto r = TraceReader::open(path);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ((*r)->still_recording(), std::nullopt) << "cut: " << cut;
+    const ReadBack back = read_back(**r);
+    EXPECT_EQ(back.clean, !cut);
+    EXPECT_EQ(back.stop.has_value(), cut);
+    if (back.stop) EXPECT_TRUE(back.stop->truncated) << back.stop->why;
+  }
   Folder f;
-  const std::string path = f.file("earlier.trr");
-  write_sample_trace(path, 2);
-  auto w = TraceWriter::create(path, sample_header());
-  ASSERT_TRUE(w) << w.error().message;
-  ASSERT_FALSE((*w)->pending_name().empty());
-  ASSERT_TRUE((*w)->write_step(sample_step(0)));
-  auto r = TraceReader::open(path);
-  ASSERT_TRUE(r) << r.error().message;
-  EXPECT_EQ((*r)->still_recording(), std::nullopt);
-
   const std::string fresh = f.file("fresh.trr");
   auto live = TraceWriter::create(fresh, sample_header());
   ASSERT_TRUE(live) << live.error().message;
@@ -689,26 +696,6 @@ TEST(OneWriterPerPath, AFinishedTraceThatANewRecordingWillReplaceIsNotSaidToBeSt
   auto rl = TraceReader::open(fresh);
   ASSERT_TRUE(rl) << rl.error().message;
   EXPECT_TRUE((*rl)->still_recording().has_value());
-}
-
-// The earlier trace may be cut or damaged, and end with no footer: a reader reads it as what it is, not as a
-// trace still being recorded whose end is where its writer has got to.
-TEST(OneWriterPerPath, ACutTraceThatANewRecordingWillReplaceIsReadAsCut) {
-  Folder f;
-  const std::string path = f.file("earlier.trr");
-  write_sample_trace(path, 3);
-  std::filesystem::resize_file(path, std::filesystem::file_size(path) - 7);
-  auto w = TraceWriter::create(path, sample_header());
-  ASSERT_TRUE(w) << w.error().message;
-  ASSERT_FALSE((*w)->pending_name().empty());
-  ASSERT_TRUE((*w)->write_step(sample_step(0)));
-  auto r = TraceReader::open(path);
-  ASSERT_TRUE(r) << r.error().message;
-  EXPECT_EQ((*r)->still_recording(), std::nullopt);
-  const ReadBack back = read_back(**r);
-  ASSERT_TRUE(back.stop);
-  EXPECT_TRUE(back.stop->truncated) << back.stop->why;
-  EXPECT_FALSE(back.clean);
 }
 
 // A trace open for reading only (its owner made it read-only: a writer other than root cannot open it for
