@@ -42,6 +42,8 @@ class Sequential {
   Status restore(const std::vector<NamedTensor>& tensors);
 
   const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
+  // Each layer's output sample shape, as build found them.
+  const std::vector<Shape>& output_shapes() const { return output_shapes_; }
   // One line per layer: name, type, output shape, the count of all its weights (trained parameters and
   // state such as moving statistics); then the total, trainable and non-trainable counts, as Keras prints
   // them.

@@ -26,6 +26,7 @@
 #include "engine/escape.h"
 #include "engine/fingerprint.h"
 #include "engine/loader.h"
+#include "engine/memory.h"
 
 namespace trainrr {
 
@@ -312,6 +313,45 @@ Result<std::unique_ptr<Training>> Training::create(const RunConfig& config, cons
   return t;
 }
 
+Status Training::check_step_memory(int64_t rows, const Shape& sample) const {
+  // The batch one process trains on (a data-parallel run's ranks share the global batch), at most the rows.
+  const int64_t batch =
+      std::min<int64_t>(rows, config_.train.batch_size / std::max(1, comm_ ? comm_->size() : 1));
+  if (batch <= 0) return {};
+  // What a step holds at once, at the least: the batch of inputs, each layer's output (kept for backward),
+  // the gradient backward returns below each layer that wants one, and each parameter with its gradient.
+  // Workspaces of kernels (im2col's, say) come besides.
+  int64_t values = 0, largest = 0;
+  size_t largest_at = 0;
+  bool overflow = false;
+  auto add = [&](int64_t first, const Shape& shape) {
+    int64_t n = first;
+    for (int64_t d : shape) overflow = overflow || d < 0 || __builtin_mul_overflow(n, d, &n);
+    overflow = overflow || __builtin_add_overflow(values, n, &values);
+    return overflow ? 0 : n;
+  };
+  add(batch, sample);
+  const std::vector<Shape>& outs = model_.output_shapes();
+  const auto& layers = model_.layers();
+  for (size_t i = 0; i < outs.size() && i < layers.size(); ++i) {
+    if (const int64_t n = add(batch, outs[i]); n > largest) largest = n, largest_at = i;
+    if (layers[i]->needs_input_grad()) add(batch, i == 0 ? sample : outs[i - 1]);
+    for (Param* p : layers[i]->params()) add(2, p->value.shape);
+  }
+  const uint64_t bytes = overflow ? UINT64_MAX : static_cast<uint64_t>(values) * sizeof(float);
+  const std::optional<FreeMemory> free = free_memory();
+  if (!free || bytes <= free->bytes) return {};
+  return Error{(config_.file.empty() ? "" : config_.file + ": ") + "the model's tensors for a batch of " +
+               std::to_string(batch) + " take " +
+               (overflow ? "more than 2^63 bytes" : "at least " + bytes_shown(bytes)) +
+               (overflow || layers.empty()
+                    ? ""
+                    : " (the largest, " + layers[largest_at]->name() + "'s output: " + std::to_string(batch) +
+                          " samples of shape " + shape_str(outs[largest_at]) + ")") +
+               ", and this process can have " + bytes_shown(free->bytes) + " (" + free->source +
+               "): a smaller train.batch_size, data shape or model takes less"};
+}
+
 Status Training::prepare(const TrainingOptions& options) {
   TRAINRR_CHECK(options.registry != nullptr, "a run needs a kernel registry");
   if (options.new_run)
@@ -400,6 +440,10 @@ Status Training::prepare(const TrainingOptions& options) {
   model_ = std::move(model).value();
   auto out = model_.build(data->sample_shape(), rt_, !config_.data.reshape.empty());
   if (!out) return Error{(config_.file.empty() ? "" : config_.file + ": ") + out.error().message};
+  // Every layer keeps its output of a batch: a model whose outputs alone take more memory than this process
+  // can have is refused now, not killed (or stopped by a failed allocation) after its first minutes.
+  if (!device_)
+    if (Status s = check_step_memory(data->rows(), data->sample_shape()); !s) return s.error();
   // On a device the parameters, drawn on the host, are copied there; from now on the layers, the loss and the
   // optimizer keep their values there.
   if (device_) {

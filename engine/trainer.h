@@ -103,6 +103,8 @@ class Training {
  private:
   Training() = default;
   Status prepare(const TrainingOptions& options);
+  // Refuses a model whose tensors for one batch take more memory than this process can have.
+  Status check_step_memory(int64_t rows, const Shape& sample) const;
   // What restore() takes from a checkpoint's scalars, each checked (an error names the scalar and the step).
   struct CheckpointScalars {
     int64_t iterations = 0;

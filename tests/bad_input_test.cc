@@ -240,6 +240,45 @@ TEST_F(BadInput, SyntheticDataTooLargeIsRefused) {
   expect_error("train " + path, "data.samples times the sample shape is too many values");
 }
 
+// A model whose layer outputs for a batch take more memory than the process can have is refused before the
+// first step, naming the largest and the limit, and records no trace.
+TEST_F(BadInput, AModelLargerThanTheMemoryLeftIsRefusedBeforeItsFirstStep) {
+  if (TRAINRR_ASAN) GTEST_SKIP() << "AddressSanitizer reserves more address space than ulimit -v leaves";
+  // 64 images of 256 x 256: 16 MiB of data; Conv2D's output for a batch of 64, 64 x 256 x 256 x 64 values, is
+  // 1 GiB.
+  const std::string path = dir.write("big.toml", R"(seed = 1
+[data]
+source = "synthetic"
+shape = [256, 256, 1]
+classes = 2
+samples = 64
+[[model.layers]]
+type = "Conv2D"
+filters = 64
+kernel_size = 3
+padding = "same"
+[[model.layers]]
+type = "Flatten"
+[[model.layers]]
+type = "Dense"
+units = 2
+activation = "softmax"
+[train]
+epochs = 1
+batch_size = 64
+loss = "sparse_categorical_crossentropy"
+)");
+  const std::string trace = (dir.path() / "big.trr").string();
+  CommandResult r = run_trainrr_env("ulimit -v 900000;", "record " + path + " -o " + trace);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  for (const char* part :
+       {"the model's tensors for a batch of 64 take at least ",
+        " GiB (the largest, conv2d_1's output: 64 samples of shape (256, 256, 64))",
+        "(the address-space limit (ulimit -v)): a smaller train.batch_size, data shape or model"})
+    EXPECT_NE(r.output.find(part), std::string::npos) << part << " in:\n" << r.output;
+  EXPECT_FALSE(std::filesystem::exists(trace));
+}
+
 TEST_F(BadInput, LayersThatDoNotFitNameLayersAndShapes) {
   dir.write("d.csv", good_csv);
   const std::string path = dir.write("c.toml", R"(seed = 1
