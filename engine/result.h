@@ -12,6 +12,9 @@ namespace trainrr {
 
 struct Error {
   std::string message;
+  // Not the input's fault: this machine has not what the run takes (its memory). A replay says "cannot replay
+  // here" for it.
+  bool machine = false;
 };
 
 template <class T>

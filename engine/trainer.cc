@@ -341,15 +341,17 @@ Status Training::check_step_memory(int64_t rows, const Shape& sample) const {
   const uint64_t bytes = overflow ? UINT64_MAX : static_cast<uint64_t>(values) * sizeof(float);
   const std::optional<FreeMemory> free = free_memory();
   if (!free || bytes <= free->bytes) return {};
-  return Error{(config_.file.empty() ? "" : config_.file + ": ") + "the model's tensors for a batch of " +
-               std::to_string(batch) + " take " +
-               (overflow ? "more than 2^63 bytes" : "at least " + bytes_shown(bytes)) +
-               (overflow || layers.empty()
-                    ? ""
-                    : " (the largest, " + layers[largest_at]->name() + "'s output: " + std::to_string(batch) +
-                          " samples of shape " + shape_str(outs[largest_at]) + ")") +
-               ", and this process can have " + bytes_shown(free->bytes) + " (" + free->source +
-               "): a smaller train.batch_size, data shape or model takes less"};
+  return Error{
+      (config_.file.empty() ? "" : config_.file + ": ") + "the model's tensors for a batch of " +
+          std::to_string(batch) + " take " +
+          (overflow ? "more than 2^63 bytes" : "at least " + bytes_shown(bytes)) +
+          (overflow || layers.empty()
+               ? ""
+               : " (the largest, " + layers[largest_at]->name() + "'s output: " + std::to_string(batch) +
+                     " samples of shape " + shape_str(outs[largest_at]) + ")") +
+          ", and this process can have " + bytes_shown(free->bytes) + " (" + free->source +
+          "): a smaller train.batch_size, data shape or model takes less",
+      true};
 }
 
 Status Training::prepare(const TrainingOptions& options) {

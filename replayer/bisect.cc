@@ -411,8 +411,10 @@ BisectResult bisect_stages(const BisectOptions& o) {
       make_replay_side(o.trace_path, config, registry, ForceSet::all(), {}, header.level, true, from);
   auto free_run =
       make_replay_side(o.trace_path, config, registry, ForceSet::none(), {}, header.level, true, from);
-  if (!forced) return failed(2, forced.error().message);
-  if (!free_run) return failed(2, free_run.error().message);
+  for (const auto* side : {&forced, &free_run})
+    if (!*side)
+      return side->error().machine ? failed(3, "cannot replay here: " + side->error().message)
+                                   : failed(2, side->error().message);
   const int64_t start = forced->resumed_at;
   Training& tf = *forced->training;
   Training& tr = *free_run->training;

@@ -1052,6 +1052,7 @@ ReplayResult replay(const ReplayOptions& o) {
       return fail(2, side.error().message +
                          " (--data replaces the samples' file; the labels' file is "
                          "replaced with --set data.labels=PATH)");
+    if (side.error().machine) return fail(3, "cannot replay here: " + side.error().message);
     return fail(2, side.error().message);
   }
   // A replay on the GPU gathers the kernels it launches, as the recording did, to compare them with the

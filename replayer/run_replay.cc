@@ -303,7 +303,10 @@ RankReplay replay_one_rank(const trace::RunSet& run, int rank, const ForceSet& f
   try {
     auto side = make_replay_side(run.paths[rank], rebuilt->config, registry, force, {}, run.headers[rank].level, true,
                                  0, &comm);
-    if (!side) return {2, -1, 0, run.paths[rank] + ": " + side.error().message};
+    if (!side)
+      return {side.error().machine ? 3 : 2, -1, 0,
+              (side.error().machine ? "cannot replay here: " : "") + run.paths[rank] + ": " +
+                  side.error().message};
     bool trace_first = false;
     if (Status s = fit_comparing_states(run.paths[rank], *side, to_step, to_footer(extent, to_step),
                                         extent.steps, trace_first);
