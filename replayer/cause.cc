@@ -79,6 +79,20 @@ std::string env_value(const std::vector<EnvDifference>& env, const std::string& 
 
 bool is_openblas(const std::string& kernel) { return kernel.rfind("f32_matmul__openblas", 0) == 0; }
 
+// The keys of the environment that differ, less OpenBLAS's (its code, OPENBLAS_* variables) where neither
+// side ran an OpenBLAS kernel up to the divergence: they could not have made a number differ.
+std::vector<std::string> environment_that_may_matter(const CauseInputs& in) {
+  const bool openblas =
+      std::any_of(in.kernels.begin(), in.kernels.end(),
+                  [](const auto& k) { return is_openblas(k.second); }) ||
+      std::any_of(in.kernel_differences.begin(), in.kernel_differences.end(),
+                  [](const auto& k) { return is_openblas(k.second.first) || is_openblas(k.second.second); });
+  std::vector<std::string> keys;
+  for (const auto& e : in.environment)
+    if (openblas || (e.key != "lib.openblas" && !e.key.starts_with("env.OPENBLAS_"))) keys.push_back(e.key);
+  return keys;
+}
+
 std::string category_of_site(const std::string& site) {
   if (site.rfind("init/", 0) == 0 || site.rfind("dropout/", 0) == 0 || site.rfind("augment/", 0) == 0)
     return "rng";
@@ -700,7 +714,7 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
       // The configuration is the same (it would be the cause otherwise): the arithmetic that makes values of
       // the words is what differs.
       std::vector<std::string> env;
-      for (const auto& e : in.environment) env.push_back(e.key);
+      env = environment_that_may_matter(in);
       detail += "; with the same configuration, the same words make other values: the arithmetic that turns "
                 "them into values differs (another build or math library)" +
                 (env.empty() ? std::string(", though nothing recorded about the environment differs")
@@ -949,8 +963,7 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
                            ") vs " + policy_b + " (" + in.name_b +
                            "), and under portable the activations, losses and Adam take trainrr's own exp, log, "
                            "log1p, tanh and powers instead of glibc's, which round differently"};
-  std::vector<std::string> env;
-  for (const auto& e : in.environment) env.push_back(e.key);
+  const std::vector<std::string> env = environment_that_may_matter(in);
   // At a step's end (below level op) the values inside the step were not compared: what was the same is what
   // the step started from and every kernel selection.
   const std::string same =

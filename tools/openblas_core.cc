@@ -134,8 +134,11 @@ std::optional<std::vector<std::string>> unrunnable_core_notes() {
   const char* set = std::getenv("OPENBLAS_CORETYPE");
   return std::vector<std::string>{
       "OPENBLAS_CORETYPE=" + std::string(set ? set : "") + " makes OpenBLAS run its " + openblas_core() +
-      " code, which this CPU (" + cpu_model() + ", instruction set " + isa_name(detect_isa()) +
-      ") cannot run: f32_matmul__openblas_sgemm is left out of the kernels and trainrr's own run instead"};
+      " code, which this CPU (" + cpu_model() + ", instruction set " + isa_name(detect_isa()) + ") " +
+      (openblas_core_known(openblas_core())
+           ? "cannot run"
+           : "may not run (trainrr does not know the instruction sets it takes)") +
+      ": f32_matmul__openblas_sgemm is left out of the kernels and trainrr's own run instead"};
 }
 
 // OpenBLAS's best code within an instruction set, when this CPU runs it.
@@ -169,15 +172,18 @@ std::vector<std::string> within_isa(const std::string& before) {
 std::vector<std::string> use_recorded_openblas_core(const trace::TraceHeader& recorded) {
   if (auto notes = restarted_notes()) return *notes;
   if (auto notes = unrunnable_core_notes()) return *notes;
-  // A portable or deterministic run calls no OpenBLAS (its code differs per core; its sums depend on the
-  // thread count): nothing to match, and nothing to restart for.
-  if (const std::string policy = recorded_value(recorded, "policy");
-      policy == "portable" || policy == "deterministic")
+  // Only autotune ever picks OpenBLAS (it times it against trainrr's own kernels): a run of any other policy
+  // called no OpenBLAS, and there is nothing to match and nothing to restart for. (A trace that does not
+  // record its policy may have.)
+  if (const std::string policy = recorded_value(recorded, "policy"); !policy.empty() && policy != "autotune")
     return {};
   // A run on a GPU ran its matmuls in cuBLASLt: the OpenBLAS code of its host made none of its numbers, and
   // a replay on the CPU runs this CPU's own (within TRAINRR_ISA).
   if (recorded_on_a_gpu(recorded)) return within_isa("");
-  const std::string want = openblas_core_in(recorded_value(recorded, "lib.openblas"));
+  const std::string recorded_openblas = recorded_value(recorded, "lib.openblas");
+  // The recording left OpenBLAS out of its kernels: its code made none of its numbers.
+  if (recorded_openblas.ends_with(kOpenBlasLeftOut)) return within_isa("");
+  const std::string want = openblas_core_in(recorded_openblas);
   const std::string have = openblas_core();
   if (const char* set = std::getenv("OPENBLAS_CORETYPE")) {
     if (want.empty() || want == have) return {};

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <initializer_list>
 #include <sstream>
 
@@ -93,7 +94,11 @@ bool openblas_core_known(std::string_view core) { return core_needs(core) != nul
 bool openblas_runs_here() {
   static const bool runs = [] {
     const std::string core = openblas_core();
-    return !openblas_core_known(core) || openblas_core_runs_on(core, cpu_flags(), detect_isa());
+    // OpenBLAS's own pick runs here (it read the CPU's model); a core OPENBLAS_CORETYPE named runs only where
+    // this check knows its instruction sets and the CPU has them (Bulldozer's FMA4 is not on a Zen).
+    const char* named = std::getenv("OPENBLAS_CORETYPE");
+    if (!openblas_core_known(core)) return !named || !*named;
+    return openblas_core_runs_on(core, cpu_flags(), detect_isa());
   }();
   return runs;
 }

@@ -37,10 +37,13 @@ bool openblas_core_known(std::string_view core);
 // know the CPU falls back to older code), the code it would run at that instruction set; else "".
 std::string openblas_better_core(std::string_view core, const std::vector<std::string>& cpu_flags, Isa cpu);
 // Whether the code OpenBLAS loaded (openblas_core()) runs on this CPU, read once. False only where
-// OPENBLAS_CORETYPE named a core whose instruction sets this CPU lacks (CPUID's flags): OpenBLAS takes any core
-// it is told to, and would die of SIGILL at its first product. The OpenBLAS kernel is then not registered.
-// A core this check does not know counts as runnable (it is OpenBLAS's own pick, or the user's to answer for).
+// OPENBLAS_CORETYPE named a core whose instruction sets this CPU lacks (CPUID's flags): OpenBLAS takes any
+// core it is told to, and would die of SIGILL at its first product. The OpenBLAS kernel is then not
+// registered. A core this check does not know counts as runnable where OpenBLAS picked it for this CPU, and
+// not where OPENBLAS_CORETYPE named it.
 bool openblas_runs_here();
+// What a recording's lib.openblas ends with where OpenBLAS was left out of its kernels (openblas_runs_here).
+inline constexpr std::string_view kOpenBlasLeftOut = " (left out: not run)";
 // Core names compare without case, as OPENBLAS_CORETYPE does ("haswell" is Haswell).
 bool openblas_same_core(std::string_view a, std::string_view b);
 
