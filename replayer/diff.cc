@@ -689,8 +689,19 @@ DiffResult diff_traces(const std::string& a_path, const std::string& b_path) {
     const StepStream& shorter = a_ended ? sa : sb;
     const auto& footer = shorter.reader->footer();
     stopped_early = footer && !footer->completed;
-    rep.notes.push_back(ends_first +
-                        (stopped_early ? " (its recording was stopped: " + footer->end_reason + ")" : ""));
+    // A run whose recording was stopped would have gone on: the steps compared are not all of the runs', and
+    // the report's status says so, as for a trace cut short.
+    if (stopped_early && !rep.stop) {
+      TraceStop stop;
+      stop.trace = a_ended ? a_path : b_path;
+      stop.side = a_ended ? "A" : "B";
+      stop.after_step = last_index;
+      stop.stopped = footer->end_reason.empty() ? std::string("stopped") : footer->end_reason;
+      rep.stop = stop;
+    } else {
+      rep.notes.push_back(ends_first +
+                          (stopped_early ? " (its recording was stopped: " + footer->end_reason + ")" : ""));
+    }
   }
   const bool ended_together = ends_first.empty() && !rep.stop && sa.reader->footer() && sb.reader->footer();
   // A difference found in step N (or in the evaluation after it): a checkpoint taken before step N that

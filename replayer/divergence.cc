@@ -206,6 +206,9 @@ std::string site_words(const FirstDivergence& d) {
 
 std::string trace_stop_words(const TraceStop& s) {
   const std::string who = s.side.empty() ? std::string("the trace") : s.side + " (" + s.trace + ")";
+  if (!s.stopped.empty())
+    return "the recording of " + who + " ends after step " + std::to_string(s.after_step) +
+           ": it was stopped (" + s.stopped + ") before its run's end";
   return stop_sentence(who, "after step " + std::to_string(s.after_step), s.damaged, s.offset);
 }
 
@@ -445,7 +448,10 @@ std::string report_json(const DivergenceReport& r) {
   o << ",\"trace_stop\":";
   if (r.stop)
     o << "{\"trace\":" << json_string(r.stop->trace) << ",\"side\":" << json_string(r.stop->side)
-      << ",\"reason\":" << json_string(r.stop->damaged ? "damaged" : "truncated")
+      << ",\"reason\":"
+      << json_string(r.stop->damaged            ? "damaged"
+                     : !r.stop->stopped.empty() ? "stopped"
+                                                : "truncated")
       << ",\"after_step\":" << r.stop->after_step
       << ",\"offset\":" << (r.stop->offset ? std::to_string(*r.stop->offset) : std::string("null"))
       << ",\"detail\":" << json_string(r.stop->detail)

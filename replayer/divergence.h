@@ -92,7 +92,7 @@ const char* status_name(ReportStatus s);
 
 // Where a trace stops before the steps to compare end: damage, or a cut (a killed recording).
 struct TraceStop {
-  bool damaged = false;  // else cut short
+  bool damaged = false;  // else cut short (or stopped, below)
   std::string trace;     // its path
   std::string side;      // "A" or "B" in a diff; empty for the one trace of a replay or a bisect
   int64_t after_step = -1;         // the last step read whole; nothing after it was read
@@ -102,6 +102,9 @@ struct TraceStop {
   // The replay was asked to stop before this step (--to-step), before the stop: what it compared ends there,
   // and the rest was read only to check the trace.
   int64_t to_step = -1;
+  // A diff: the trace ends whole, with its footer, where its recording was stopped before its run's end
+  // (Ctrl-C, an error): the footer's reason ("interrupted"). Empty for a cut or damage.
+  std::string stopped;
 };
 
 struct DivergenceReport {

@@ -167,6 +167,7 @@ string stop_words(const TraceStop& s) {
   const string after = "after step " + std::to_string(s.after_step);
   const string at = s.offset ? " at byte " + std::to_string(*s.offset) : string();
   if (s.damaged) return who + " was changed after it was written: reading stopped" + at + ", " + after;
+  if (!s.stopped.empty()) return "the recording of " + who + " was stopped (" + s.stopped + "), " + after;
   return who + " is cut short" + at + ", " + after + " (a recording killed or cut there)";
 }
 
@@ -226,8 +227,11 @@ void answer_card(std::ostringstream& o, const DivergenceReport& r, const Names& 
   const string* compared = fact(r, "steps compared");
   const bool identical = r.status() == ReportStatus::identical;
   if (!r.diverged && r.stop) {
-    o << "<h1>" << (r.stop->damaged ? "The trace is damaged" : "The trace is cut short") << " after step "
-      << r.stop->after_step << "</h1><p class=\"sub\">"
+    o << "<h1>"
+      << (r.stop->damaged            ? "The trace is damaged"
+          : !r.stop->stopped.empty() ? "The recording of " + r.stop->side + " was stopped"
+                                     : "The trace is cut short")
+      << " after step " << r.stop->after_step << "</h1><p class=\"sub\">"
       << (r.two_recordings        ? "The steps both traces hold before it are identical"
           : r.command == "bisect" ? "A free replay reproduces the steps before it bit for bit"
           : r.stop->to_step >= 0
@@ -268,7 +272,11 @@ void answer_card(std::ostringstream& o, const DivergenceReport& r, const Names& 
   }
   o << "<dl>";
   if (r.stop)
-    o << "<dt>" << (r.stop->damaged ? "Damaged" : "Cut short") << "</dt><dd class=\"hl\">" << esc(stop_words(*r.stop))
+    o << "<dt>"
+      << (r.stop->damaged            ? "Damaged"
+          : !r.stop->stopped.empty() ? "Stopped"
+                                     : "Cut short")
+      << "</dt><dd class=\"hl\">" << esc(stop_words(*r.stop))
       << (r.stop->detail.empty() ? string() : ": " + esc(r.stop->detail)) << "</dd>";
   if (r.diverged) {
     o << "<dt>Cause</dt><dd><span class=\"tag\">" << esc(r.cause.category) << "</span> " << esc(r.cause.detail)

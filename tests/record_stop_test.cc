@@ -19,6 +19,8 @@
 namespace trainrr::testing {
 namespace {
 
+bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
 std::string read_all(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream s;
@@ -139,11 +141,25 @@ TEST_F(RecordStop, DiffSaysAStoppedRecordingEndsFirstBecauseItWasStopped) {
             0);
   const CommandResult diff = run_trainrr("diff " + longer + " " + trace);
   EXPECT_EQ(diff.exit_code, 1) << diff.output;
-  EXPECT_NE(
-      diff.output.find("note: B ends first, after " + stopped[1].str() +
-                       " steps (its recording was stopped: interrupted at step " + stopped[1].str() + ")"),
-      std::string::npos)
+  EXPECT_NE(diff.output.find("  truncated: the recording of B (" + trace + ") ends after step " +
+                             std::to_string(std::stoll(stopped[1].str()) - 1) +
+                             ": it was stopped (interrupted at step " + stopped[1].str() +
+                             ") before its run's end: nothing after it is compared"),
+            std::string::npos)
       << diff.output;
+  // Another recording of the same configuration stopped elsewhere: the steps both hold are the same, and the
+  // status says that the runs were not compared to their ends (truncated, exit 0), not "identical".
+  const std::string first = dir.file("first.trr");
+  std::filesystem::copy_file(trace, first);
+  const int again = record_and_stop(SIGINT, {"--set", "runtime.policy=deterministic"});
+  ASSERT_TRUE(WIFEXITED(again) && WEXITSTATUS(again) == 130) << "status " << again;
+  const CommandResult both = run_trainrr("diff " + first + " " + trace);
+  EXPECT_EQ(both.exit_code, 0) << both.output;
+  if (!has(both.output, "identical: the two runs")) {  // unless both stopped after the same step
+    EXPECT_TRUE(both.output.starts_with("truncated: the recording of ")) << both.output;
+    EXPECT_TRUE(has(both.output, "before its run's end; the steps both hold are identical")) << both.output;
+    EXPECT_TRUE(has(run_trainrr("diff " + first + " " + trace + " --json").output, R"("reason":"stopped")"));
+  }
   const size_t cause = diff.output.find("  cause: config: ");
   ASSERT_NE(cause, std::string::npos) << diff.output;
   EXPECT_EQ(diff.output.substr(cause, diff.output.find('\n', cause) - cause).find("ends first"),
