@@ -355,7 +355,10 @@ TEST_F(Scenario, ReplayRestartsWithTheRecordingsOpenblasCode) {
   if (other.empty()) GTEST_SKIP() << "no OpenBLAS code for another CPU runs here";
   const std::string cfg = config(breast_cancer_config("seed = 4\n", kBreastCancer, "", "", "threads = 1\n"));
   const std::string trace = dir.file("other_cpu.trr");
-  CommandResult rec = run_trainrr_env("OPENBLAS_CORETYPE=" + other, "record " + cfg + " -o " + trace);
+  // Autotune, which times OpenBLAS against trainrr's own kernels, is the policy that may run it: a trace of
+  // another policy ran no OpenBLAS code to restart for.
+  CommandResult rec = run_trainrr_env("OPENBLAS_CORETYPE=" + other,
+                                      "record " + cfg + " --set runtime.policy=autotune -o " + trace);
   ASSERT_EQ(rec.exit_code, 0) << rec.output;
 
   CommandResult r = run_trainrr_env("env -u OPENBLAS_CORETYPE", "replay " + trace);
@@ -369,7 +372,10 @@ TEST_F(Scenario, ReplayRestartsWithTheRecordingsOpenblasCode) {
   std::string lower = other;
   for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   const std::string spelled = dir.file("spelled.trr");
-  ASSERT_EQ(run_trainrr_env("OPENBLAS_CORETYPE=" + lower, "record " + cfg + " -o " + spelled).exit_code, 0);
+  ASSERT_EQ(run_trainrr_env("OPENBLAS_CORETYPE=" + lower,
+                            "record " + cfg + " --set runtime.policy=autotune -o " + spelled)
+                .exit_code,
+            0);
   CommandResult same = run_trainrr_env("env -u OPENBLAS_CORETYPE", "replay " + spelled);
   EXPECT_EQ(same.exit_code, 0) << same.output;
   EXPECT_TRUE(has(same.output, "restarted with OPENBLAS_CORETYPE=" + lower + " (")) << same.output;
@@ -425,7 +431,9 @@ TEST_F(Scenario, TrainrrIsaKeepsOpenblasWithinTheInstructionSetToo) {
 TEST_F(Scenario, OpenblasRunningOtherCodeIsNumericWithBothCodesNamed) {
   const std::string other = other_openblas_core();
   if (other.empty()) GTEST_SKIP() << "no OpenBLAS code for another CPU runs here";
-  const std::string cfg = config(breast_cancer_config("seed = 4\n", kBreastCancer, "", "", "threads = 1\n"));
+  // Autotune: the policy under which a run may pick OpenBLAS (here it is made to, at one site).
+  const std::string cfg = config(
+      breast_cancer_config("seed = 4\n", kBreastCancer, "", "", "threads = 1\npolicy = \"autotune\"\n"));
   const std::string trace = dir.file("openblas.trr");
   ASSERT_EQ(record_via_api(
                 cfg, {}, trace,

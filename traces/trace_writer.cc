@@ -845,11 +845,26 @@ Status TraceWriter::finish(const TraceFooter& footer) {
     replaces_.clear();
   }
   sync_name();
+  // The path must still name the file written: a trace removed (or moved away) while it was recorded is not
+  // at the path, and a success said for it would be a false one.
+  struct stat mine {
+  }, named{};
+  Status where;
+  if (::fstat(fd_, &mine) == 0) {
+    const std::string steps = std::to_string(step_count_) + (step_count_ == 1 ? " step" : " steps");
+    if (mine.st_nlink == 0)
+      where = Error{path_ + ": the trace was removed while it was recorded: its " + steps + " are lost"};
+    else if (::stat(path_.c_str(), &named) != 0 || named.st_dev != mine.st_dev || named.st_ino != mine.st_ino)
+      where =
+          Error{path_ + ": the trace was moved away while it was recorded" +
+                std::string(::stat(path_.c_str(), &named) == 0 ? " and another file put at its path" : "") +
+                ": its " + steps + " are wherever it was moved to, not at " + path_};
+  }
   int fd = fd_;
   fd_ = -1;
   finished_ = true;
   if (::close(fd) != 0) return Error{path_ + ": close failed: " + errno_text(errno)};
-  return {};
+  return where;
 }
 
 }  // namespace trainrr::trace

@@ -169,6 +169,36 @@ TEST(TraceRoundTrip, LargeTensorIsChunkedAndRestored) {
   std::remove(path.c_str());
 }
 
+// A trace removed, or moved away, while it is recorded is not at its path when the recording ends: finish
+// says so rather than report a trace that is not there.
+TEST(TraceWriterChecks, ATraceRemovedOrMovedAwayWhileRecordedIsSaidToBeGone) {
+  const std::string path = temp_path("gone.trr"), moved = temp_path("moved.trr");
+  for (bool move : {false, true}) {
+    auto w = TraceWriter::create(path, sample_header());
+    ASSERT_TRUE(w);
+    if (move)
+      ASSERT_EQ(std::rename(path.c_str(), moved.c_str()), 0);
+    else
+      ASSERT_EQ(std::remove(path.c_str()), 0);
+    const Status st = (*w)->finish({});
+    ASSERT_FALSE(st);
+    EXPECT_NE(st.error().message.find(
+                  move ? path + ": the trace was moved away while it was recorded: its 0 steps "
+                                "are wherever it was moved to"
+                       : path + ": the trace was removed while it was recorded: its 0 steps are "
+                                "lost"),
+              std::string::npos)
+        << st.error().message;
+  }
+  // Moved, it is whole where it went.
+  auto r = TraceReader::open(moved);
+  ASSERT_TRUE(r) << r.error().message;
+  for (auto rec = (*r)->next(); rec && *rec; rec = (*r)->next()) {
+  }
+  EXPECT_TRUE((*r)->footer());
+  std::remove(moved.c_str());
+}
+
 TEST(TraceWriterChecks, RefusesWhatTheReaderWouldRefuse) {
   std::string path = temp_path("refuse.trr");
   auto w = TraceWriter::create(path, sample_header());
