@@ -80,12 +80,13 @@ Environment capture_environment(int threads, const std::string& isa, const std::
   env.emplace_back("lib.capnproto", std::to_string(CAPNP_VERSION_MAJOR) + "." +
                                         std::to_string(CAPNP_VERSION_MINOR) + "." +
                                         std::to_string(CAPNP_VERSION_MICRO));
-  // OpenBLAS's thread count is the run's (each sgemm sets it), not the library's default of all cores.
-  if (threads > 0) openblas_use_threads(threads);
+  // OpenBLAS's thread count is the run's (each sgemm sets it), not the library's default of all cores. It is
+  // not set here: a run that never calls OpenBLAS leaves its threads as they are (a count of the
+  // configuration's, started by OpenBLAS, would each take a buffer of 128 MiB).
   // OpenBLAS left out of the kernels (OPENBLAS_CORETYPE named code this CPU cannot run) made no number: said
   // so, so that a replay does not take its code for the recording's.
-  env.emplace_back("lib.openblas",
-                   openblas_description() + (openblas_runs_here() ? "" : std::string(kOpenBlasLeftOut)));
+  env.emplace_back("lib.openblas", openblas_description(threads) +
+                                       (openblas_runs_here() ? "" : std::string(kOpenBlasLeftOut)));
 #if defined(TRAINRR_HAS_GLIBC)
   // The C library's exp, log and tanh round differently from version to version.
   env.emplace_back("lib.libc", std::string("glibc ") + gnu_get_libc_version());

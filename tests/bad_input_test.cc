@@ -279,6 +279,25 @@ loss = "sparse_categorical_crossentropy"
   EXPECT_FALSE(std::filesystem::exists(trace));
 }
 
+// Under an address-space limit, a recording of many threads ends (refused or recorded), never hangs:
+// OpenBLAS, which a run of the default policy does not call, is not made to start a thread (and a buffer of
+// 128 MiB) for each as the environment is captured.
+TEST_F(BadInput, ManyThreadsUnderAMemoryLimitEndTheRunInsteadOfHangingIt) {
+  if (TRAINRR_ASAN) GTEST_SKIP() << "AddressSanitizer reserves more address space than ulimit -v leaves";
+  for (const char* threads : {"32", "1024"}) {
+    CommandResult r = run_trainrr_env("ulimit -v 3000000; timeout -s KILL 120",
+                                      "record " + example("digits_mlp.toml") +
+                                          " --set train.epochs=1 --set runtime.threads=" + threads + " -o " +
+                                          (dir.path() / (std::string("t") + threads + ".trr")).string());
+    EXPECT_TRUE(r.exit_code == 0 || r.exit_code == 2) << threads << ": exit " << r.exit_code << "\n"
+                                                      << r.output;
+    if (r.exit_code == 2) {
+      EXPECT_NE(r.output.find(std::string("cannot start ") + threads + " threads here"), std::string::npos)
+          << r.output;
+    }
+  }
+}
+
 TEST_F(BadInput, LayersThatDoNotFitNameLayersAndShapes) {
   dir.write("d.csv", good_csv);
   const std::string path = dir.write("c.toml", R"(seed = 1

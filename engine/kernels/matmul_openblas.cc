@@ -27,14 +27,15 @@ void openblas_use_threads(int threads) {
   if (openblas_get_num_threads() != threads) openblas_set_num_threads(threads);
 }
 
-std::string openblas_description() {
+std::string openblas_description(int threads) {
   // The configuration string starts "OpenBLAS <version>"; the rest (build options) is not needed to
   // tell two runs apart once the core type and thread count are known.
   std::istringstream config(openblas_get_config());
   std::string name, version;
   config >> name >> version;
   std::ostringstream out;
-  out << name << ' ' << version << " core=" << openblas_core() << " threads=" << openblas_get_num_threads();
+  out << name << ' ' << version << " core=" << openblas_core()
+      << " threads=" << (threads > 0 ? threads : openblas_get_num_threads());
   return out.str();
 }
 

@@ -13,8 +13,9 @@ namespace trainrr {
 // Runs cblas_sgemm with OpenBLAS set to the pool's thread count.
 void matmul_openblas_sgemm(const MatmulArgs& p, ThreadPool& pool);
 
-// "OpenBLAS 0.3.21 core=Haswell threads=2": version, core type and current thread count.
-std::string openblas_description();
+// "OpenBLAS 0.3.21 core=Haswell threads=2": version, core type and thread count: `threads`, the count it runs
+// with once a run calls it (matmul_openblas_sgemm sets it), or its current one where that is not given.
+std::string openblas_description(int threads = -1);
 
 // Sets OpenBLAS's thread count (matmul_openblas_sgemm does so on every call).
 void openblas_use_threads(int threads);
