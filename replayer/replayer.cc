@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -651,7 +652,18 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
   // It runs on the recorded device: only there do the recorded kernels run and give the recorded values. A
   // run recorded on the GPU and replayed on the CPU (--set runtime.device=cpu) gets its values where this
   // machine has that GPU; elsewhere the trace, which keeps digests, has none to give.
-  const RunConfig& here = recorded;
+  RunConfig here = recorded;
+  // runtime.threads = 0 is every core of the machine that runs it: the recorded run ran on the count its
+  // environment records, which a machine of fewer (or more) cores would not take.
+  if (here.runtime.threads == 0)
+    if (auto reader = trace::TraceReader::open(trace_path, trace::without_payloads()))
+      for (const auto& [key, value] : (*reader)->header().environment)
+        if (key == "threads") {
+          int n = 0;
+          const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+          if (ec == std::errc() && end == value.data() + value.size() && n >= 1 && n <= kMaxThreads)
+            here.runtime.threads = n;
+        }
   DeviceBackend* device = nullptr;
   if (recorded.runtime.device != config.runtime.device) {
     Result<DeviceSpec> spec = parse_device(recorded.runtime.device);

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "engine/kernels/matmul_openblas.h"
+#include "engine/thread_pool.h"
 #include "tests/recording_util.h"
 #include "tests/test_util.h"
 #include "traces/trace_reader.h"
@@ -348,6 +349,34 @@ TEST_F(Scenario, EveryCoreIsTheCoresTheProcessMayRunOn) {
   const CommandResult show = trainrr("show " + trace);
   EXPECT_TRUE(has(show.output, "isa: " + std::string(isa_name(detect_isa())) + ", threads: 1,"))
       << show.output;
+}
+
+// A recording of runtime.threads = 0 on two cores, replayed where the process may run on one: the recorded
+// run is re-executed on its recorded count (its environment's threads), not on this machine's, and the cause
+// names the kernel whose sums depend on the count, with the first element that differs.
+TEST_F(Scenario, EveryCoreRecordedOnMoreCoresIsReExecutedOnTheRecordedCount) {
+  if (std::system("taskset -c 0 true >/dev/null 2>&1") != 0) GTEST_SKIP() << "no taskset here";
+  if (ThreadPool::hardware_threads() < 2) GTEST_SKIP() << "one core here: threads = 0 records one thread";
+  // A batch of every training row: dense_2's weight gradient sums 1437 products (split-k on the threads).
+  const std::string cfg =
+      config("seed = 7\n[data]\npath = \"" + example("data/digits.csv") +
+             "\"\nlabel = \"digit\"\ntest_fraction = 0.2\nstratify = true\nscale = \"minmax\"\n"
+             "[[model.layers]]\ntype = \"Dense\"\nunits = 4\nactivation = \"relu\"\n"
+             "[[model.layers]]\ntype = \"Dense\"\nunits = 10\nactivation = \"softmax\"\n"
+             "[train]\nepochs = 3\nbatch_size = 1437\nloss = \"sparse_categorical_crossentropy\"\n"
+             "[train.optimizer]\ntype = \"adam\"\nlearning_rate = 0.002\n"
+             "[runtime]\nthreads = 0\n");
+  const std::string trace = dir.file("all_cores.trr");
+  ASSERT_EQ(trainrr("record " + cfg + " -o " + trace).exit_code, 0);
+  const CommandResult r = run_trainrr_env("taskset -c 0", "replay " + trace);
+  if (r.exit_code == 0) GTEST_SKIP() << "the kernels sum alike on one thread and on two here:\n" << r.output;
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "its result depends on the thread count, " +
+                                std::to_string(ThreadPool::hardware_threads()) +
+                                " threads (recorded), 1 (replayed)"))
+      << r.output;
+  EXPECT_TRUE(has(r.output, "  first differing element: ")) << r.output;
+  EXPECT_FALSE(has(r.output, "the recorded run itself differs")) << r.output;
 }
 
 TEST_F(Scenario, ReplayRestartsWithTheRecordingsOpenblasCode) {
