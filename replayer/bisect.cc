@@ -3,12 +3,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <set>
 
 #include "engine/escape.h"
 #include "engine/fingerprint.h"
+#include "engine/kernels/kernel_registry.h"
+#include "engine/kernels/matmul_openblas.h"
 #include "engine/model.h"
 #include "engine/random.h"
 #include "engine/trainer.h"
@@ -45,6 +48,22 @@ std::string force_kind_of(const std::string& unit) {
 }
 
 namespace {
+
+// Where the recording's OpenBLAS code runs on this CPU and nobody named another (OPENBLAS_CORETYPE): how to
+// bisect with it, as replay does (it restarts with it); else "". OpenBLAS reads its code only as it loads,
+// and bisect's trials run one process's.
+std::string recorded_openblas_runs_here(const trace::TraceHeader& header, const std::string& trace_path) {
+  if (std::getenv("OPENBLAS_CORETYPE")) return "";
+  std::string recorded;
+  for (const auto& [key, value] : header.environment)
+    if (key == "lib.openblas") recorded = openblas_core_in(value);
+  auto isa = runtime_isa();
+  if (recorded.empty() || !isa || openblas_same_core(recorded, openblas_core()) ||
+      !openblas_core_runs_on(recorded, cpu_flags(), *isa))
+    return "";
+  return "; the recording's " + recorded + " code runs on this CPU: `OPENBLAS_CORETYPE=" + recorded +
+         " trainrr bisect " + trace_path + "` bisects with it (replay restarts with it by itself)";
+}
 
 BisectResult failed(int code, std::string message) {
   BisectResult r;
@@ -489,7 +508,8 @@ BisectResult bisect_stages(const BisectOptions& o) {
              ? std::string("the recorded kernels that cannot run here, or OpenBLAS running other "
                            "code than recorded, are what differs")
          : openblas ? std::string("OpenBLAS running other code than recorded is what differs")
-                    : why));
+                    : why) +
+        (openblas ? recorded_openblas_runs_here(header, o.trace_path) : std::string()));
     return res;
   };
   // The final state, compared where a side replayed the whole recorded run and every step compared the same:

@@ -416,6 +416,16 @@ TEST_F(Scenario, ReplayRestartsWithTheRecordingsOpenblasCode) {
   EXPECT_EQ(json.exit_code, 0) << json.output;
   EXPECT_TRUE(has(json.output, "restarted with OPENBLAS_CORETYPE=" + other)) << json.output;
 
+  // bisect runs its trials in one process, with this CPU's code: where that makes the forced run differ, it
+  // says how to bisect with the recording's code, and that way the forced run reproduces.
+  const CommandResult bis = run_trainrr_env("env -u OPENBLAS_CORETYPE", "bisect " + trace);
+  if (has(bis.output, "OpenBLAS running other code than recorded is what differs")) {
+    EXPECT_TRUE(has(bis.output, "; the recording's " + other + " code runs on this CPU: `OPENBLAS_CORETYPE=" +
+                                    other + " trainrr bisect " + trace + "` bisects with it"))
+        << bis.output;
+    const CommandResult with = run_trainrr_env("OPENBLAS_CORETYPE=" + other, "bisect " + trace);
+    EXPECT_FALSE(has(with.output, "even with every recorded choice forced")) << with.output;
+  }
   // Without the kernels forced, the replay runs this CPU's own code, and says so among the differences.
   CommandResult free =
       run_trainrr_env("env -u OPENBLAS_CORETYPE", "replay " + trace + " --force rng,split,shuffle,loader");
