@@ -46,6 +46,9 @@ struct ReaderLimits {
   bool embedded_data = true;
 };
 inline constexpr uint64_t kUnpackedFree = uint64_t{64} << 20;
+// Tensors of one checkpoint: a model's parameters, their optimizer's slots and its state, some hundreds (each
+// an .npy file when exported).
+inline constexpr uint64_t kMaxCheckpointTensors = uint64_t{1} << 16;
 
 // The default limits, decompressing nothing (tensor_values and embedded_data false).
 inline ReaderLimits without_payloads() {

@@ -728,6 +728,9 @@ Status TraceWriter::write_checkpoint(const TrainState& state) {
     return Error{path_ + ": checkpoint: step, epoch and batch must be >= 0"};
   // Nothing a reader with the default limits refuses.
   const ReaderLimits limits;
+  if (state.tensors.size() > kMaxCheckpointTensors)
+    return Error{path_ + ": checkpoint: " + std::to_string(state.tensors.size()) +
+                 " tensors, more than a trace holds (" + std::to_string(kMaxCheckpointTensors) + ")"};
   uint64_t total = 0;
   for (const NamedTensor& t : state.tensors) {
     if (static_cast<int64_t>(t.value.data.size()) != shape_size(t.value.shape))

@@ -199,6 +199,43 @@ TEST(TraceWriterChecks, ATraceRemovedOrMovedAwayWhileRecordedIsSaidToBeGone) {
   std::remove(moved.c_str());
 }
 
+// Every checkpoint of a run holds the run's seed: one that holds another was changed after it was written.
+TEST(TraceWriterChecks, ACheckpointOfAnotherSeedIsReadAsDamage) {
+  const std::string path = temp_path("seed.trr");
+  TraceHeader h = sample_header();
+  auto w = TraceWriter::create(path, h);
+  ASSERT_TRUE(w);
+  TrainState c;
+  c.seed = h.seed + 1;
+  ASSERT_TRUE((*w)->write_checkpoint(c));
+  ASSERT_TRUE((*w)->finish({}));
+  auto r = TraceReader::open(path);
+  ASSERT_TRUE(r);
+  auto rec = (*r)->next();
+  ASSERT_FALSE(rec);
+  EXPECT_NE(rec.error().message.find("checkpoint at step 0 holds the seed " + std::to_string(h.seed + 1) +
+                                     ", and the header the run's seed " + std::to_string(h.seed)),
+            std::string::npos)
+      << rec.error().message;
+  std::remove(path.c_str());
+}
+
+// A checkpoint holds at most kMaxCheckpointTensors tensors (each an .npy file, exported): the writer writes
+// no more than the reader takes.
+TEST(TraceWriterChecks, RefusesACheckpointOfMoreTensorsThanATraceHolds) {
+  const std::string path = temp_path("many.trr");
+  auto w = TraceWriter::create(path, sample_header());
+  ASSERT_TRUE(w);
+  TrainState c;
+  c.tensors.resize(kMaxCheckpointTensors + 1);
+  for (size_t i = 0; i < c.tensors.size(); ++i) c.tensors[i].name = "t" + std::to_string(i);
+  const Status st = (*w)->write_checkpoint(c);
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().message.find("65537 tensors, more than a trace holds (65536)"), std::string::npos)
+      << st.error().message;
+  std::remove(path.c_str());
+}
+
 TEST(TraceWriterChecks, RefusesWhatTheReaderWouldRefuse) {
   std::string path = temp_path("refuse.trr");
   auto w = TraceWriter::create(path, sample_header());
