@@ -314,9 +314,9 @@ Result<std::unique_ptr<Training>> Training::create(const RunConfig& config, cons
 }
 
 Status Training::check_step_memory(int64_t rows, const Shape& sample) const {
-  // The batch one process trains on (a data-parallel run's ranks share the global batch), at most the rows.
-  const int64_t batch =
-      std::min<int64_t>(rows, config_.train.batch_size / std::max(1, comm_ ? comm_->size() : 1));
+  // The batch one forward pass takes (a data-parallel run's shards split the global batch, and a rank runs
+  // its shards one after another), at most the rows.
+  const int64_t batch = std::min<int64_t>(rows, config_.train.batch_size / std::max(1, shards_));
   if (batch <= 0) return {};
   // What a step holds at once, at the least: the batch of inputs, each layer's output (kept for backward),
   // the gradient backward returns below each layer that wants one, and each parameter with its gradient.

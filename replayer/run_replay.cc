@@ -694,7 +694,9 @@ std::vector<std::string> replay_hosted_ranks(const trace::RunSet& run, const For
           auto side = make_replay_side(run.paths[r], configs[i], registry, force, unit_filter,
                                        run.headers[r].level, true, 0, &group.member(r));
           if (!side) {
-            errors[i] = side.error().message;
+            // This machine's memory: cannot replay here, as for one trace.
+            cannot[i] = side.error().machine;
+            errors[i] = (side.error().machine ? "cannot replay here: " : "") + side.error().message;
             group.abort("rank " + std::to_string(r) + " could not start");
             return;
           }

@@ -270,7 +270,7 @@ loss = "sparse_categorical_crossentropy"
 )");
   const std::string trace = (dir.path() / "big.trr").string();
   CommandResult r = run_trainrr_env("ulimit -v 900000;", "record " + path + " -o " + trace);
-  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_EQ(r.exit_code, 3) << r.output;  // cannot run here: this machine, not the input
   for (const char* part :
        {"the model's tensors for a batch of 64 take at least ",
         " GiB (the largest, conv2d_1's output: 64 samples of shape (256, 256, 64))",

@@ -452,7 +452,9 @@ int run_record(const RecordArgs& a) {
 
   auto training = Training::create(*config, opts);
   // Refused before it started: -o is untouched, an earlier trace there kept.
-  if (const int code = setup_step(training ? Status{} : Status{training.error()}, kBadInput); code >= 0)
+  if (const int code = setup_step(training ? Status{} : Status{training.error()},
+                                  !training && training.error().machine ? kCannotReplay : kBadInput);
+      code >= 0)
     return code;
   if (DeviceBackend* device = (*training)->device()) (*recorder)->add_environment(device->environment());
   // The trace could not be started: nothing to train for. Under mpirun, the ranks whose trace started take it
@@ -581,7 +583,8 @@ void add_record_command(CLI::App& app, int& exit_code) {
       "Train from a configuration and record every choice to a trace.\n"
       "Exit codes: 0 recorded, 2 bad input (configuration, data, -o, a step that fails: the\n"
       "trace keeps the steps completed before it), 3 cannot run here (runtime.device names a\n"
-      "GPU this machine or this build lacks; mpirun without MPI), 130, 143 or 129 interrupted\n"
+      "GPU this machine or this build lacks; mpirun without MPI; the model's tensors for a batch\n"
+      "take more memory than this process can have), 130, 143 or 129 interrupted\n"
       "by SIGINT, SIGTERM or SIGHUP (the trace keeps the steps completed and the state it\n"
       "stopped in).");
   cmd->add_option("config", args->config, "Run configuration (TOML)")->required();

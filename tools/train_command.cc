@@ -46,7 +46,7 @@ int run_train(const TrainArgs& a) {
   auto training = Training::create(*config, opts);
   if (!training) {
     print_error(training.error().message);
-    return kBadInput;
+    return training.error().machine ? kCannotReplay : kBadInput;  // this machine's memory, not the input
   }
   print_run_header(stdout, *config, **training);
   if (Status s = (*training)->fit(); !s) {
@@ -65,7 +65,8 @@ void add_train_command(CLI::App& app, int& exit_code) {
       "train",
       "Train a model from a configuration file, without recording.\n"
       "Exit codes: 0 trained, 2 bad input (configuration, data, a step that fails), 3 cannot run here\n"
-      "(runtime.device names a GPU this machine or this build lacks).");
+      "(runtime.device names a GPU this machine or this build lacks; the model's tensors for a batch\n"
+      "take more memory than this process can have).");
   cmd->add_option("config", args->config, "Run configuration (TOML)")->required();
   cmd->add_option("--set", args->overrides,
                   "Override a configuration key, e.g. --set train.epochs=3 or --set model.layers[1].rate=0")

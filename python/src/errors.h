@@ -8,7 +8,8 @@
 
 namespace trainrr::py {
 
-enum class ErrorKind { config, data, trace, interrupted };
+// machine: the input is right and this machine lacks what it takes (memory): DeviceError, as exit status 3.
+enum class ErrorKind { config, data, trace, interrupted, machine };
 
 struct PyError : std::runtime_error {
   PyError(ErrorKind k, const std::string& message) : std::runtime_error(message), kind(k) {}

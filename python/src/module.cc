@@ -157,7 +157,7 @@ PYBIND11_MODULE(_trainrr, m) {
         PyErr_SetString(PyExc_KeyboardInterrupt, e.what());
         return;
       }
-      static const char* names[] = {"ConfigError", "DataError", "TraceError"};
+      static const char* names[] = {"ConfigError", "DataError", "TraceError", "", "DeviceError"};
       pyb::object cls = pyb::module_::import("trainrr._errors").attr(names[static_cast<int>(e.kind)]);
       PyErr_SetString(cls.ptr(), e.what());
     }

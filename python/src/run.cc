@@ -74,7 +74,9 @@ Run::Run(const ConfigSource& source, std::optional<RecordSettings> record, pyb::
   opts.progress = progress && log_;
   opts.interrupt = &interrupted_;
   auto training = Training::create(config_, opts);
-  if (!training) raise(kind_of(training.error().message, config_.data), training.error().message);
+  if (!training)
+    raise(training.error().machine ? ErrorKind::machine : kind_of(training.error().message, config_.data),
+          training.error().message);
   training_ = std::move(training).value();
   if (recorder_ && training_->device()) recorder_->add_environment(training_->device()->environment());
   if (recorder_)

@@ -957,3 +957,27 @@ def test_a_fraction_float32_rounds_to_a_class_index_is_named_as_given():
                        r"0\.99999999\)?, which float32 \(the type class indices are trained as\) rounds to 1: "
                        r"sparse_categorical_crossentropy needs class indices, integers from 0$"):
         m.fit(x, y, epochs=1, verbose=0)
+
+
+def test_a_model_larger_than_the_memory_left_is_a_device_error(tmp_path):
+    # In a child process: the address-space limit would stay with this one. Conv2D's output for a batch of 64
+    # images of 256 x 256 with 64 filters is 1 GiB.
+    import subprocess
+    import sys
+    code = """
+import resource, numpy as np, trainrr
+from trainrr import layers
+resource.setrlimit(resource.RLIMIT_AS, (900 << 20, 900 << 20))
+x = np.zeros((64, 256, 256, 1), np.float32); y = np.zeros(64, np.int64)
+m = trainrr.Sequential([layers.Conv2D(64, 3, padding="same"), layers.Flatten(), layers.Dense(2, activation="softmax")])
+m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+try:
+    m.fit(x, y, epochs=1, batch_size=64, verbose=0, seed=1, record=trainrr.record(%r))
+except trainrr.DeviceError as e:
+    print("DeviceError:", e)
+""" % str(tmp_path / "big.trr")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "DeviceError: fit: the model's tensors for a batch of 64 take at least " in out.stdout, out.stdout
+    assert "(the address-space limit (ulimit -v)): a smaller batch_size, data shape or model takes less" in out.stdout
+    assert not (tmp_path / "big.trr").exists()

@@ -16,8 +16,9 @@ class DataError(TrainrrError, ValueError):
 
 
 class DeviceError(TrainrrError, RuntimeError):
-    """compile(device="cuda") on a machine that cannot run it (no CUDA driver, no such GPU): the argument is
-    right, the machine is what lacks it (the command's exit status 3, "cannot run here")."""
+    """compile(device="cuda") on a machine that cannot run it (no CUDA driver, no such GPU), or a fit whose
+    model's tensors for a batch take more memory than this process can have: the arguments are right, the
+    machine is what lacks it (the command's exit status 3, "cannot run here")."""
 
 
 class TraceError(TrainrrError):
