@@ -499,7 +499,6 @@ struct TraceReader::Impl {
   // The model tensors (names without '/') of the first checkpoint read, and its step: every checkpoint holds
   // the same (check_checkpoint_shapes).
   std::optional<std::pair<int64_t, std::map<std::string, Shape>>> first_model_shapes;
-  std::optional<uint64_t> header_seed;  // the run's seed, which every checkpoint of the run holds too
   // From the header: what a step's kernel records must keep to, and which checkpoints its recording wrote.
   ProbeLevel level = ProbeLevel::step;
   int64_t checkpoint_every = 0;
@@ -1138,7 +1137,6 @@ struct TraceReader::Impl {
     for (auto o : h.getConfigOverrides())
       out.config_overrides.push_back(short_text(o, "a configOverrides entry"));
     out.seed = h.getSeed();
-    header_seed = out.seed;
     out.seed_from_entropy = h.getSeedFromEntropy();
     out.level = from_schema(h.getLevel());
     out.checkpoint_every = h.getCheckpointEvery();
@@ -1509,10 +1507,6 @@ struct TraceReader::Impl {
     const bool check_params = check_checkpoint_place(out);
     std::vector<std::pair<std::string, uint64_t>> model;  // digests of its model tensors, to check
     out.seed = c.getSeed();
-    if (header_seed && out.seed != *header_seed)
-      malformed("checkpoint at step " + std::to_string(out.step) + " holds the seed " +
-                std::to_string(out.seed) + ", and the header the run's seed " + std::to_string(*header_seed) +
-                kChanged);
     at_most(c.getTensors(), kMaxCheckpointTensors, "a checkpoint's tensor list");
     if (!c.hasNames()) malformed("checkpoint without its name table");
     NameTable fresh;

@@ -832,6 +832,35 @@ Status TraceWriter::finish(const TraceFooter& footer) {
     return st;
   }
   if (::fsync(fd_) != 0) return fail("fsync at the end failed: " + errno_text(errno));
+  // The file written must still be where it was written (the path, or beside it the new trace that is to
+  // replace an earlier one): a trace removed (or moved away) while it was recorded is not there, and a
+  // success said for it, or a rename of what is not there, would be false. (The new trace lies in the folder
+  // dir_fd_ holds: beside the path, or where a link at the path points.)
+  auto stat_written = [&](struct stat& st) {
+    return replaces_.empty() ? ::stat(path_.c_str(), &st) : ::fstatat(dir_fd_, unclaimed_.c_str(), &st, 0);
+  };
+  struct stat mine {
+  }, named{};
+  if (::fstat(fd_, &mine) == 0) {
+    const std::string steps = std::to_string(step_count_) + (step_count_ == 1 ? " step" : " steps");
+    const std::string what =
+        replaces_.empty() ? path_ + ": the trace" : path_ + ": the new trace (" + unclaimed_ + ")";
+    const std::string earlier = replaces_.empty() ? "" : "; " + path_ + " holds the earlier trace, as it was";
+    std::optional<std::string> gone;
+    if (mine.st_nlink == 0)
+      gone = what + " was removed while it was recorded: its " + steps + " are lost" + earlier;
+    else if (stat_written(named) != 0 || named.st_dev != mine.st_dev || named.st_ino != mine.st_ino)
+      gone = what + " was moved away while it was recorded" +
+             (stat_written(named) == 0 ? std::string(" and another file put at its path") : "") + ": its " +
+             steps + " are wherever it was moved to" + earlier;
+    if (gone) {
+      const int fd = fd_;
+      fd_ = -1;
+      finished_ = true;
+      ::close(fd);
+      return Error{*gone};
+    }
+  }
   if (!replaces_.empty()) {
     if (Status claimed = claim(replaces_); !claimed) {
       // The new trace is whole: it stays beside the earlier one, under its own name, which is said (a
@@ -848,26 +877,11 @@ Status TraceWriter::finish(const TraceFooter& footer) {
     replaces_.clear();
   }
   sync_name();
-  // The path must still name the file written: a trace removed (or moved away) while it was recorded is not
-  // at the path, and a success said for it would be a false one.
-  struct stat mine {
-  }, named{};
-  Status where;
-  if (::fstat(fd_, &mine) == 0) {
-    const std::string steps = std::to_string(step_count_) + (step_count_ == 1 ? " step" : " steps");
-    if (mine.st_nlink == 0)
-      where = Error{path_ + ": the trace was removed while it was recorded: its " + steps + " are lost"};
-    else if (::stat(path_.c_str(), &named) != 0 || named.st_dev != mine.st_dev || named.st_ino != mine.st_ino)
-      where =
-          Error{path_ + ": the trace was moved away while it was recorded" +
-                std::string(::stat(path_.c_str(), &named) == 0 ? " and another file put at its path" : "") +
-                ": its " + steps + " are wherever it was moved to, not at " + path_};
-  }
   int fd = fd_;
   fd_ = -1;
   finished_ = true;
   if (::close(fd) != 0) return Error{path_ + ": close failed: " + errno_text(errno)};
-  return where;
+  return {};
 }
 
 }  // namespace trainrr::trace

@@ -199,27 +199,6 @@ TEST(TraceWriterChecks, ATraceRemovedOrMovedAwayWhileRecordedIsSaidToBeGone) {
   std::remove(moved.c_str());
 }
 
-// Every checkpoint of a run holds the run's seed: one that holds another was changed after it was written.
-TEST(TraceWriterChecks, ACheckpointOfAnotherSeedIsReadAsDamage) {
-  const std::string path = temp_path("seed.trr");
-  TraceHeader h = sample_header();
-  auto w = TraceWriter::create(path, h);
-  ASSERT_TRUE(w);
-  TrainState c;
-  c.seed = h.seed + 1;
-  ASSERT_TRUE((*w)->write_checkpoint(c));
-  ASSERT_TRUE((*w)->finish({}));
-  auto r = TraceReader::open(path);
-  ASSERT_TRUE(r);
-  auto rec = (*r)->next();
-  ASSERT_FALSE(rec);
-  EXPECT_NE(rec.error().message.find("checkpoint at step 0 holds the seed " + std::to_string(h.seed + 1) +
-                                     ", and the header the run's seed " + std::to_string(h.seed)),
-            std::string::npos)
-      << rec.error().message;
-  std::remove(path.c_str());
-}
-
 // A checkpoint holds at most kMaxCheckpointTensors tensors (each an .npy file, exported): the writer writes
 // no more than the reader takes.
 TEST(TraceWriterChecks, RefusesACheckpointOfMoreTensorsThanATraceHolds) {
