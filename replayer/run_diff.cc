@@ -618,6 +618,17 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
       // The runs' inputs differ, yet no value compared does.
       out.lines.push_back("diverged in the inputs only: no value compared differs (" +
                           counted(static_cast<int64_t>(steps), "step") + " compared)");
+    else if (const int shorter = extent[0].steps < extent[1].steps   ? 0
+                                 : extent[1].steps < extent[0].steps ? 1
+                                                                     : -1;
+             shorter >= 0 && extent[shorter].stopped_rank >= 0)
+      // A run whose recording was stopped would have gone on: not all of the runs were compared, as for a
+      // trace of one process.
+      out.lines.push_back("truncated: the recording of " + std::string(shorter == 0 ? "A" : "B") + " (" +
+                          paths[shorter] + ") ends after step " + std::to_string(extent[shorter].steps - 1) +
+                          ": it was stopped (rank " + std::to_string(extent[shorter].stopped_rank) +
+                          "'s footer: " + extent[shorter].stopped_reason +
+                          ") before its run's end; the steps both hold are identical: " + what);
     else
       out.lines.push_back("identical: " + what);
     if (!data.empty() || !within.empty()) {
