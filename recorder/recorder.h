@@ -100,6 +100,8 @@ class Recorder : public Hooks {
   void epoch_end(const EpochSummary& summary) override;
   // The new trace's name beside the path while it waits to replace an earlier trace there ("" otherwise).
   std::string pending_name() const { return writer_ ? writer_->pending_name() : std::string(); }
+  // finish() found the trace removed or moved away while it was recorded.
+  bool trace_gone() const { return writer_ && writer_->gone(); }
   bool wants_checkpoint(int64_t steps_completed) override;
   void checkpoint(const TrainState& state) override;
 

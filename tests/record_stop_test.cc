@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -49,7 +50,8 @@ class RecordStop : public ::testing::Test {
 
   // Starts a long recording over the earlier trace, waits until the new one holds some steps beside it,
   // sends `sig` and returns the wait status.
-  int record_and_stop(int sig, std::vector<std::string> extra = {}) {
+  int record_and_stop(int sig, std::vector<std::string> extra = {},
+                      std::function<void()> before_signal = {}) {
     std::string bin = TRAINRR_BIN, verb = "record", config = example("breast_cancer.toml"), set = "--set",
                 epochs = "train.epochs=100000", o = "-o";
     std::vector<char*> argv = {bin.data(),    verb.data(), config.data(), set.data(),
@@ -70,6 +72,7 @@ class RecordStop : public ::testing::Test {
       if (!part.empty() && std::filesystem::file_size(part, ec) > 64 * 1024 && !ec) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
+    if (before_signal) before_signal();
     ::kill(pid, sig);
     int status = 0;
     ::waitpid(pid, &status, 0);
@@ -80,6 +83,21 @@ class RecordStop : public ::testing::Test {
   std::string trace = dir.file("run.trr"), log = dir.file("record.log");
   std::string earlier;
 };
+
+// The new trace removed beside the earlier one while it is recorded, then Ctrl-C: the recording says that its
+// steps are lost, not that a trace holds them, and the earlier trace is as it was.
+TEST_F(RecordStop, ANewTraceRemovedWhileRecordedIsSaidToBeLostWhenTheRunIsStopped) {
+  const int status = record_and_stop(SIGINT, {}, [&] {
+    const std::string part = pending_in(dir.path());
+    if (!part.empty()) std::filesystem::remove(part);
+  });
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 130) << "status " << status;
+  const std::string said = read_all(log);
+  EXPECT_TRUE(has(said, "was removed while it was recorded: its ")) << said;
+  EXPECT_TRUE(has(said, " steps are lost; " + trace + " holds the earlier trace, as it was")) << said;
+  EXPECT_FALSE(has(said, "holds the steps written before the failure")) << said;
+  EXPECT_EQ(read_all(trace), earlier) << "the earlier trace is as it was";
+}
 
 TEST_F(RecordStop, AKilledRecordingLeavesTheEarlierTraceAndItsOwnStepsBeside) {
   const int status = record_and_stop(SIGKILL);

@@ -540,7 +540,9 @@ int run_record(const RecordArgs& a) {
 #endif
   if (!fit.ok()) {
     print_error(rank_prefix() + fit.error().message);
-    if ((*recorder)->status().ok())
+    if ((*recorder)->trace_gone())
+      print_error(rank_prefix() + done.error().message);  // nothing is where the trace was written
+    else if ((*recorder)->status().ok())
       std::fprintf(stderr, "trainrr: the trace %s holds every step completed before that\n",
                    inline_text(a.output).c_str());
     else if (replacing)

@@ -854,6 +854,7 @@ Status TraceWriter::finish(const TraceFooter& footer) {
              (stat_written(named) == 0 ? std::string(" and another file put at its path") : "") + ": its " +
              steps + " are wherever it was moved to" + earlier;
     if (gone) {
+      gone_ = true;
       const int fd = fd_;
       fd_ = -1;
       finished_ = true;

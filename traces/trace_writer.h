@@ -45,6 +45,8 @@ class TraceWriter {
   uint64_t bytes_written() const { return offset_; }
   // The new trace's name in the trace's folder while it waits to replace an earlier trace; "" otherwise.
   std::string pending_name() const { return replaces_.empty() ? std::string() : unclaimed_; }
+  // finish() found the trace it wrote removed or moved away while it was recorded (its error says so).
+  bool gone() const { return gone_; }
   const std::string& path() const { return path_; }
 
   struct Interner;  // name -> id; defined in trace_writer.cc
@@ -66,6 +68,7 @@ class TraceWriter {
   uint64_t offset_ = 0;  // bytes written so far: the offset of the next message
   bool failed_ = false;
   bool finished_ = false;
+  bool gone_ = false;  // finish found the file written removed or moved away
   int64_t last_step_ = -1;
   int64_t step_count_ = 0;
   uint64_t event_count_ = 0;
