@@ -925,7 +925,30 @@ struct TraceReader::Impl {
 
   // Where the run of zero bytes that ends the file starts (`size` where it ends in another byte).
   uint64_t zero_tail_start() {
+    // A hole in a sparse file reads as zeros and holds none on the disk: the scan starts where the file's
+    // last data ends (SEEK_DATA, SEEK_HOLE), not at its size, which a truncate can make terabytes.
     uint64_t at = size;
+    if (fd >= 0) {
+      const off_t saved = ::lseek(fd, 0, SEEK_CUR);  // the file's position, put back below
+      uint64_t data_end = 0;
+      bool known = saved >= 0;
+      for (off_t pos = 0; known;) {
+        const off_t d = ::lseek(fd, pos, SEEK_DATA);
+        if (d < 0) {
+          known = errno == ENXIO;  // no data past pos; another error: the file system cannot say
+          break;
+        }
+        const off_t h = ::lseek(fd, d, SEEK_HOLE);
+        if (h < 0 || h <= d) {
+          known = false;
+          break;
+        }
+        data_end = static_cast<uint64_t>(h);
+        pos = h;
+      }
+      if (saved >= 0) ::lseek(fd, saved, SEEK_SET);
+      if (known) at = std::min(at, data_end);
+    }
     while (at > 0) {
       const uint64_t n = std::min<uint64_t>(at, 4096);
       auto bytes = bytes_at(at - n, n);

@@ -209,6 +209,36 @@ TEST(TraceHostile, ACutFollowedByZeroBytesIsACutAndDamageBeforeThemIsStillDamage
   std::remove(path.c_str());
 }
 
+// A file made sparse past a cut (truncate -s): its hole reads as zeros and is found without reading it, with
+// zeros written before the hole and in data after a hole counted right.
+TEST(TraceHostile, ASparseTailIsReadAsZerosWhereverItsDataEnds) {
+  const std::string path = temp_path("full.trr"), sparse = temp_path("sparse.trr");
+  SampleTrace sample = write_sample_trace(path, 4);
+  const std::vector<uint8_t> bytes = read_file(path);
+  const size_t cut = sample.message_ends[1] + 7;  // inside step 1's message
+  const uint64_t hole = uint64_t{1} << 30;
+  for (size_t written_zeros : {size_t{0}, size_t{5000}}) {
+    {
+      std::ofstream out(sparse, std::ios::binary | std::ios::trunc);
+      out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(cut));
+      const std::vector<char> zeros(written_zeros, 0);
+      out.write(zeros.data(), static_cast<std::streamsize>(zeros.size()));
+    }
+    std::filesystem::resize_file(sparse, cut + written_zeros + hole);
+    auto r = TraceReader::open(sparse);
+    ASSERT_TRUE(r) << r.error().message;
+    read_all(**r);
+    ASSERT_TRUE((*r)->stopped().has_value());
+    EXPECT_TRUE((*r)->stopped()->truncated) << (*r)->stopped()->why;
+    EXPECT_NE((*r)->stopped()->why.find("the file ends in " + std::to_string(written_zeros + hole) +
+                                        " zero bytes, from byte " + std::to_string(cut)),
+              std::string::npos)
+        << (*r)->stopped()->why;
+  }
+  std::remove(path.c_str());
+  std::remove(sparse.c_str());
+}
+
 // A trace cut before its magic is whole (a recording killed as it began, a file cut to a few bytes) is a cut
 // trace, as one cut later in its header is; a short file of other bytes is no trace.
 TEST(TraceHostile, AFileHoldingTheFirstBytesOfAHeaderIsATraceCutInsideItsHeader) {
