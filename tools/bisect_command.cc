@@ -86,7 +86,9 @@ void add_bisect_command(CLI::App& app, int& exit_code) {
       "Narrow a divergence between a recording and a free replay here: recorded evidence first (no\n"
       "execution), then a forced-and-free lockstep replay from the nearest checkpoint, then delta\n"
       "debugging to the smallest set of recorded choices that must be forced.\n"
-      "Exit codes: 0 a free replay reproduces, 1 narrowed, 2 bad input, 3 cannot replay here.");
+      "Exit codes: 0 a free replay reproduces, 1 a free replay does not (narrowed to the choices to\n"
+      "force, or, where even every recorded choice forced does not reproduce here, what differs\n"
+      "said instead), 2 bad input, 3 cannot replay here.");
   cmd->add_option("trace", args->trace,
                   "Trace file (from trainrr record), or the folder of a run recorded under mpirun")
       ->required();
