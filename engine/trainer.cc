@@ -442,10 +442,7 @@ Status Training::prepare(const TrainingOptions& options) {
   model_ = std::move(model).value();
   auto out = model_.build(data->sample_shape(), rt_, !config_.data.reshape.empty());
   if (!out) return Error{(config_.file.empty() ? "" : config_.file + ": ") + out.error().message};
-  // Every layer keeps its output of a batch: a model whose outputs alone take more memory than this process
-  // can have is refused now, not killed (or stopped by a failed allocation) after its first minutes.
-  if (!device_)
-    if (Status s = check_step_memory(data->rows(), data->sample_shape()); !s) return s.error();
+  const Shape sample_shape = data->sample_shape();
   // On a device the parameters, drawn on the host, are copied there; from now on the layers, the loss and the
   // optimizer keep their values there.
   if (device_) {
@@ -506,6 +503,11 @@ Status Training::prepare(const TrainingOptions& options) {
     if (!prepared) return prepared.error();
     train_ = std::move(prepared->train), val_ = std::move(prepared->val), test_ = std::move(prepared->test);
   }
+  // Every layer keeps its output of a batch: a model whose tensors for a batch of the training rows take more
+  // memory than this process can have is refused now, not killed (or stopped by a failed allocation) after
+  // its first minutes.
+  if (!device_)
+    if (Status s = check_step_memory(train_.rows(), sample_shape); !s) return s.error();
 
   optimizer_ = make_optimizer(config_.train.optimizer);
   loader_ = std::make_unique<LoaderHolder>();

@@ -244,14 +244,15 @@ TEST_F(BadInput, SyntheticDataTooLargeIsRefused) {
 // first step, naming the largest and the limit, and records no trace.
 TEST_F(BadInput, AModelLargerThanTheMemoryLeftIsRefusedBeforeItsFirstStep) {
   if (TRAINRR_ASAN) GTEST_SKIP() << "AddressSanitizer reserves more address space than ulimit -v leaves";
-  // 64 images of 256 x 256: 16 MiB of data; Conv2D's output for a batch of 64, 64 x 256 x 256 x 64 values, is
-  // 1 GiB.
+  // 128 images of 256 x 256, half of them held out: 32 MiB of data, and a batch of the 64 training rows
+  // (train.batch_size asks for 128); Conv2D's output for it, 64 x 256 x 256 x 64 values, is 1 GiB.
   const std::string path = dir.write("big.toml", R"(seed = 1
 [data]
 source = "synthetic"
 shape = [256, 256, 1]
 classes = 2
-samples = 64
+samples = 128
+test_fraction = 0.5
 [[model.layers]]
 type = "Conv2D"
 filters = 64
@@ -265,7 +266,7 @@ units = 2
 activation = "softmax"
 [train]
 epochs = 1
-batch_size = 64
+batch_size = 128
 loss = "sparse_categorical_crossentropy"
 )");
   const std::string trace = (dir.path() / "big.trr").string();
