@@ -207,8 +207,10 @@ std::string site_words(const FirstDivergence& d) {
 std::string trace_stop_words(const TraceStop& s) {
   const std::string who = s.side.empty() ? std::string("the trace") : s.side + " (" + s.trace + ")";
   if (!s.stopped.empty())
-    return "the recording of " + who + " ends after step " + std::to_string(s.after_step) +
-           ": it was stopped (" + s.stopped + ") before its run's end";
+    return "the recording of " + who + " ends after step " + std::to_string(s.after_step) + ": " +
+           (s.stopped.starts_with("error: ") ? "an error stopped it (" + s.stopped.substr(7) + ")"
+                                             : "it was stopped (" + s.stopped + ")") +
+           " before its run's end";
   return stop_sentence(who, "after step " + std::to_string(s.after_step), s.damaged, s.offset);
 }
 
