@@ -3,18 +3,17 @@
 #include <sys/resource.h>
 
 #include <cstdio>
-#include <fstream>
 #include <sstream>
+
+#include "engine/data/file_io.h"
 
 namespace trainrr {
 namespace {
 
+// A file's text, or "" where it cannot be read (a limit this machine does not have).
 std::string file_text(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return "";
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
+  Result<std::string> bytes = read_file_bytes(path);
+  return bytes ? *bytes : std::string();
 }
 
 // "Key:   1234 kB" in /proc/meminfo or /proc/self/status, in bytes.
@@ -113,14 +112,16 @@ std::optional<FreeMemory> free_memory() {
                           cgroup_swap_max, limit(RLIMIT_AS), limit(RLIMIT_DATA));
 }
 
-std::string bytes_shown(uint64_t bytes) {
+std::string human_bytes(uint64_t n) {
   char buf[32];
-  if (bytes < (uint64_t{1} << 20))
-    std::snprintf(buf, sizeof buf, "%llu KiB", static_cast<unsigned long long>((bytes + 1023) >> 10));
-  else if (bytes < (uint64_t{1} << 30))
-    std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / 1048576.0);
+  if (n < 10 * 1024)
+    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(n));
+  else if (n < 10ull * 1024 * 1024)
+    std::snprintf(buf, sizeof buf, "%.1f KiB", n / 1024.0);
+  else if (n < 10ull * 1024 * 1024 * 1024)
+    std::snprintf(buf, sizeof buf, "%.1f MiB", n / 1048576.0);
   else
-    std::snprintf(buf, sizeof buf, "%.1f GiB", bytes / 1073741824.0);
+    std::snprintf(buf, sizeof buf, "%.1f GiB", n / 1073741824.0);
   return buf;
 }
 

@@ -29,7 +29,7 @@ std::optional<FreeMemory> free_memory_from(const std::string& meminfo, const std
                                            std::optional<uint64_t> rlimit_as,
                                            std::optional<uint64_t> rlimit_data);
 
-// A byte count for people: "512 MiB", "3.2 GiB".
-std::string bytes_shown(uint64_t bytes);
+// A byte count for people: "812 B", "35.2 KiB", "4176.0 MiB", "12.0 GiB" (the unit below 10 of the next).
+std::string human_bytes(uint64_t n);
 
 }  // namespace trainrr

@@ -62,10 +62,11 @@ TEST(FreeMemory, ThisMachineSaysSomething) {
   EXPECT_GT(m->bytes, 0u);
 }
 
-TEST(FreeMemory, BytesShown) {
-  EXPECT_EQ(bytes_shown(1000), "1 KiB");
-  EXPECT_EQ(bytes_shown(uint64_t{3} << 20), "3.0 MiB");
-  EXPECT_EQ(bytes_shown(uint64_t{5} << 29), "2.5 GiB");
+TEST(FreeMemory, HumanBytes) {
+  EXPECT_EQ(human_bytes(1000), "1000 B");
+  EXPECT_EQ(human_bytes(uint64_t{36} << 10), "36.0 KiB");
+  EXPECT_EQ(human_bytes(uint64_t{5} << 29), "2560.0 MiB");
+  EXPECT_EQ(human_bytes(uint64_t{12} << 30), "12.0 GiB");
 }
 
 }  // namespace

@@ -344,12 +344,12 @@ Status Training::check_step_memory(int64_t rows, const Shape& sample) const {
   return Error{
       (config_.file.empty() ? "" : config_.file + ": ") + "the model's tensors for a batch of " +
           std::to_string(batch) + " take " +
-          (overflow ? "more than 2^63 bytes" : "at least " + bytes_shown(bytes)) +
+          (overflow ? "more than 2^63 bytes" : "at least " + human_bytes(bytes)) +
           (overflow || layers.empty()
                ? ""
                : " (the largest, " + layers[largest_at]->name() + "'s output: " + std::to_string(batch) +
                      " samples of shape " + shape_str(outs[largest_at]) + ")") +
-          ", and this process can have " + bytes_shown(free->bytes) + " (" + free->source +
+          ", and this process can have " + human_bytes(free->bytes) + " (" + free->source +
           "): a smaller train.batch_size, data shape or model takes less",
       true};
 }

@@ -204,13 +204,16 @@ std::string site_words(const FirstDivergence& d) {
          (d.site != d.op && d.site != d.layer ? " (" + d.site + ")" : "");
 }
 
+std::string stopped_words(const std::string& end_reason, const std::string& source) {
+  return end_reason.starts_with("error: ") ? "an error stopped it (" + source + end_reason.substr(7) + ")"
+                                           : "it was stopped (" + source + end_reason + ")";
+}
+
 std::string trace_stop_words(const TraceStop& s) {
   const std::string who = s.side.empty() ? std::string("the trace") : s.side + " (" + s.trace + ")";
   if (!s.stopped.empty())
     return "the recording of " + who + " ends after step " + std::to_string(s.after_step) + ": " +
-           (s.stopped.starts_with("error: ") ? "an error stopped it (" + s.stopped.substr(7) + ")"
-                                             : "it was stopped (" + s.stopped + ")") +
-           " before its run's end";
+           stopped_words(s.stopped) + " before its run's end";
   return stop_sentence(who, "after step " + std::to_string(s.after_step), s.damaged, s.offset);
 }
 

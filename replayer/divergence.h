@@ -159,6 +159,10 @@ std::string stop_sentence(const std::string& who, const std::string& after, bool
                           const std::optional<uint64_t>& offset);
 // "B (b.trr) was changed after it was written: reading stopped at byte 812, after step 41".
 std::string trace_stop_words(const TraceStop& s);
+// A recording stopped before its run's end, from its footer's reason: "it was stopped (interrupted at step
+// 10)", "an error stopped it (step 5: ...)".
+// `source` leads the reason inside the parentheses ("rank 0's footer: ").
+std::string stopped_words(const std::string& end_reason, const std::string& source = "");
 // Where in the model a divergence lies, as a report's first line says it after its step and phase:
 // ", dense_1 matmul.fwd (dense_1/matmul.fwd:out)", ", dense_1 (m/dense_1.kernel)"; "" for none.
 std::string site_words(const FirstDivergence& d);

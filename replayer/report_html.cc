@@ -167,10 +167,7 @@ string stop_words(const TraceStop& s) {
   const string after = "after step " + std::to_string(s.after_step);
   const string at = s.offset ? " at byte " + std::to_string(*s.offset) : string();
   if (s.damaged) return who + " was changed after it was written: reading stopped" + at + ", " + after;
-  if (!s.stopped.empty())
-    return "the recording of " + who + " was stopped (" +
-           (s.stopped.starts_with("error: ") ? "by an error: " + s.stopped.substr(7) : s.stopped) + "), " +
-           after;
+  if (!s.stopped.empty()) return trace_stop_words(s);
   return who + " is cut short" + at + ", " + after + " (a recording killed or cut there)";
 }
 

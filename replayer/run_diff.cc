@@ -626,11 +626,10 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
       // trace of one process.
       out.lines.push_back(
           "truncated: the recording of " + std::string(shorter == 0 ? "A" : "B") + " (" + paths[shorter] +
-          ") ends after step " + std::to_string(extent[shorter].steps - 1) +
-          (extent[shorter].stopped_reason.starts_with("error: ") ? ": an error stopped it (rank "
-                                                                 : ": it was stopped (rank ") +
-          std::to_string(extent[shorter].stopped_rank) + "'s footer: " + extent[shorter].stopped_reason +
-          ") before its run's end; the steps both hold are identical: " + what);
+          ") ends after step " + std::to_string(extent[shorter].steps - 1) + ": " +
+          stopped_words(extent[shorter].stopped_reason,
+                        "rank " + std::to_string(extent[shorter].stopped_rank) + "'s footer: ") +
+          " before its run's end; the steps both hold are identical: " + what);
     else
       out.lines.push_back("identical: " + what);
     if (!data.empty() || !within.empty()) {

@@ -274,7 +274,7 @@ loss = "sparse_categorical_crossentropy"
   EXPECT_EQ(r.exit_code, 3) << r.output;  // cannot run here: this machine, not the input
   for (const char* part :
        {"the model's tensors for a batch of 64 take at least ",
-        " GiB (the largest, conv2d_1's output: 64 samples of shape (256, 256, 64))",
+        " MiB (the largest, conv2d_1's output: 64 samples of shape (256, 256, 64))",
         "(the address-space limit (ulimit -v)): a smaller train.batch_size, data shape or model"})
     EXPECT_NE(r.output.find(part), std::string::npos) << part << " in:\n" << r.output;
   EXPECT_FALSE(std::filesystem::exists(trace));

@@ -22,6 +22,7 @@
 #include "engine/kernels/blaslt_choice.h"
 #include "engine/kernels/conv_sites.h"
 #include "engine/kernels/cudnn_choice.h"
+#include "engine/memory.h"
 #include "recorder/recorder.h"
 #include "replayer/replayer.h"
 #include "tools/commands.h"
@@ -78,19 +79,6 @@ struct ShowArgs {
   std::string file;
   bool kernels = false;
 };
-
-std::string human_bytes(uint64_t n) {
-  char buf[32];
-  if (n < 10 * 1024)
-    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(n));
-  else if (n < 10ull * 1024 * 1024)
-    std::snprintf(buf, sizeof buf, "%.1f KiB", n / 1024.0);
-  else if (n < 10ull * 1024 * 1024 * 1024)
-    std::snprintf(buf, sizeof buf, "%.1f MiB", n / 1048576.0);
-  else
-    std::snprintf(buf, sizeof buf, "%.1f GiB", n / 1073741824.0);
-  return buf;
-}
 
 // The first few and last few values of a long sequence, and how many there were.
 class Sampled {
