@@ -329,7 +329,25 @@ std::string kernel_pick(const KernelChoice& choice) {
   return out;
 }
 
-Cause evaluation_arithmetic() {
+Cause epoch_log_cause(const std::string& metric, int64_t resumed_at, const std::string& trace_words) {
+  // An epoch's loss and accuracy are its steps' (the sums of their losses and correct predictions, in step
+  // order), and every step's loss and metrics compared the same: no arithmetic of its own makes them differ.
+  if (metric.rfind("val_", 0) != 0) {
+    if (resumed_at > 0)
+      return {
+          "trace",
+          "the epoch's " + metric + " sums its steps', and every step since the replay resumed at step " +
+              std::to_string(resumed_at) +
+              " compared the same: the steps before it come in through the checkpoint's running sums "
+              "(epoch.loss_sum, epoch.correct, epoch.rows), which a resumed replay takes as recorded, and "
+              "those are not the sums the recorded steps made (a replay from step 0 compares them); " +
+              trace_words};
+    return {"trace",
+            "the epoch's " + metric +
+                " sums its steps', and every step compared the same: the recorded epoch log is not the "
+                "one its steps make; " +
+                trace_words};
+  }
   return {"numeric",
           "the evaluation after the step computed other metrics, though every value compared in the steps "
           "before it is the same: its arithmetic differs (the trace records no op of the evaluation)"};
@@ -675,13 +693,14 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
   if (kind == "metrics") {
     if (d.detail.find(kMetricOnOneSide) != std::string::npos)
       return {"trace", "one side holds an epoch log the other's run does not make; " + trace_words};
-    return evaluation_arithmetic();
+    return epoch_log_cause(d.site, in.resumed_at, trace_words);
   }
   // The initial weights come from the draws, which were the same, and from the configuration, which is.
   if (kind == "state" && d.phase == "setup") return {"trace", d.detail + "; " + trace_words};
   // A state's place in the run (its epoch, order, cursor, random offsets) follows from the choices the steps
   // compared the same.
-  if (kind == "state" && d.detail.find(kOtherPlaceInTheRun) != std::string::npos)
+  if (kind == "state" && (d.detail.find(kOtherPlaceInTheRun) != std::string::npos ||
+                          d.detail.find(kResumedSums) != std::string::npos))
     return {"trace", d.detail + "; " + trace_words};
 
   if (kind == "loader" && d.detail.find(kBatchRefused) != std::string::npos)

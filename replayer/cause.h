@@ -50,6 +50,8 @@ struct CauseInputs {
   // Where the data that differs first reaches the run (data_reach.h), where both copies could be read and
   // compared row by row; nullopt where they could not.
   std::optional<DataReach> data_reach;
+  // The step a replay resumed at from a checkpoint (0: it ran from the start).
+  int64_t resumed_at = 0;
 };
 
 // How a kernel choice was made, for a cause: "picked by timing (autotune): f32_matmul__a 12.1 us,
@@ -110,9 +112,11 @@ std::string data_not_reaching(const FirstDivergence& d, bool seeds_differ, const
 // it can have, or nothing is known.
 std::string data_not_reaching_rows(const FirstDivergence& d, const CauseInputs& in);
 
-// The cause of metrics that differ after steps that match, where neither the data nor the configuration
-// reaches them: the evaluation's own arithmetic.
-Cause evaluation_arithmetic();
+// The cause of an epoch's log `metric` that differs after steps that match, where neither the data nor the
+// configuration reaches it: a validation metric's (val_*) is the evaluation's own arithmetic; the training
+// loss and accuracy are the steps' own sums, so the trace does not hold them as its steps made them (in the
+// checkpoint a replay resumed from at `resumed_at`, where it did). `trace_words` closes that cause.
+Cause epoch_log_cause(const std::string& metric, int64_t resumed_at, const std::string& trace_words);
 
 // Whether a configuration difference (as config_differences() words it) changes only how many steps run,
 // not what any step computes: `train.epochs`. Such a difference explains no divergence in the steps both

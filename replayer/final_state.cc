@@ -92,7 +92,8 @@ std::string place_difference(const TrainState& a, const TrainState& b, const std
 
 std::optional<FirstDivergence> state_difference(const TrainState& a, const TrainState& b, int64_t last_step,
                                                 const std::string& name_a, const std::string& name_b,
-                                                StatePlace place, std::optional<int64_t> same_before) {
+                                                StatePlace place, std::optional<int64_t> same_before,
+                                                bool resumed) {
   std::map<std::string, const Tensor*> other;
   for (const NamedTensor& t : b.tensors) other[t.name] = &t.value;
   std::vector<std::string> differ;
@@ -140,14 +141,32 @@ std::optional<FirstDivergence> state_difference(const TrainState& a, const Train
                              std::to_string(tensors) + " tensors)" +
                              (scalars_differ.empty() ? std::string()
                                                      : " and its scalars " + first_of(scalars_differ, 2));
+    // Resumed from a recorded checkpoint, the replay took its running sums and slots as they are: the epoch's
+    // sums, every step since compared the same, are that checkpoint's alone.
+    const bool sums_only =
+        differ.empty() && std::all_of(scalars_differ.begin(), scalars_differ.end(),
+                                      [](const std::string& s) { return s.rfind("epoch.", 0) == 0; });
+    const std::string from = same_before ? std::to_string(*same_before) : "";
+    const std::string since = !resumed || !same_before || sums_only
+                                  ? ""
+                                  : "; the replay resumed at step " + from +
+                                        " from the recorded checkpoint, taking its optimizer's slots and the "
+                                        "epoch's running sums as "
+                                        "they are recorded, so that checkpoint or steps " +
+                                        from + ".." + std::to_string(last_step) + " made it differ";
     d = divergence(
         last_step, phase, "state",
         differ.empty() ? scalars_differ.front().substr(0, scalars_differ.front().find(' '))
                        : differ.front().substr(0, differ.front().find(" (")),
-        state + " differs in " + what +
-            ", though every value the steps compared is the same: the steps do not compare all of it "
-            "(an optimizer's slots; at level step, a batch normalization's moving statistics)" +
-            (same_before && *same_before == last_step
+        state + " differs in " + what + ", though every value the steps compared is the same" +
+            (resumed && same_before && sums_only
+                 ? ": the epoch's running sums are its steps' sums, " + std::string(kResumedSums) +
+                       " at step " + from +
+                       " as recorded: that checkpoint does not hold the sums its steps made"
+                 : ": the steps do not compare all of it (an optimizer's slots; at level step, a batch "
+                   "normalization's moving statistics)") +
+            (!since.empty() || (resumed && same_before) ? since
+             : same_before && *same_before == last_step
                  ? "; the state before step " + std::to_string(last_step) + " compared the same, so step " +
                        std::to_string(last_step) + " made it differ"
              : same_before && *same_before < last_step

@@ -63,6 +63,10 @@ enum class StatePlace { initial, checkpoint, end };
 // recorded choices fix those, so two runs whose steps compared the same cannot differ there.
 inline constexpr std::string_view kOtherPlaceInTheRun = "which the recorded choices fix";
 
+// The words a state divergence's detail holds where only the epoch's running sums differ, every step compared
+// the same since the replay resumed from a recorded checkpoint in that epoch: the sums came from there.
+inline constexpr std::string_view kResumedSums = "which the replay took from the checkpoint it resumed from";
+
 // The first words of a report's line for a state that differs ("diverged in the checkpoint at step 5, after
 // step 4"): where in the run it is, as `d` (kind "state") places it.
 std::string state_headline(const FirstDivergence& d);
@@ -71,10 +75,12 @@ std::string state_headline(const FirstDivergence& d);
 // place in the run), as a divergence of kind "state", or nullopt where they are the same: the states after
 // step `last_step` (phase "checkpoint" or "final state"), or the initial states before step 0 (phase
 // "setup"). `same_before`: the step before which the last state compared was the same (0: the initial
-// state), which tells the steps that made this one differ; nullopt where none was compared.
+// state), which tells the steps that made this one differ; nullopt where none was compared. `resumed`: set
+// where that state is the checkpoint a replay resumed from, taken as recorded rather than compared.
 std::optional<FirstDivergence> state_difference(const TrainState& a, const TrainState& b, int64_t last_step,
                                                 const std::string& name_a, const std::string& name_b,
                                                 StatePlace place,
-                                                std::optional<int64_t> same_before = std::nullopt);
+                                                std::optional<int64_t> same_before = std::nullopt,
+                                                bool resumed = false);
 
 }  // namespace trainrr

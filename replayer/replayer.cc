@@ -321,6 +321,124 @@ int64_t replay_param_budget(const std::string& trace_path, const RunConfig& conf
   return std::max<int64_t>(budget, int64_t{1} << 24);
 }
 
+namespace {
+
+// What the steps a trace records before a checkpoint say of the place in the run it must hold: where each
+// random stream's draws end, the epoch of the last step, the batches that epoch handed out, whether it ended,
+// and the order its shuffle made.
+struct PlaceBefore {
+  std::map<std::string, uint64_t> stream_ends;  // stream -> the word after its last draw
+  int64_t steps = 0;                            // complete steps before the checkpoint
+  int last_epoch = -1;                          // the epoch of the last of them
+  bool epoch_ended = false;                     // that epoch's end was recorded after it
+  std::vector<uint32_t> batches;                // the batches of that epoch, in the order they ran
+  std::optional<trace::ShuffleEvent> shuffle;   // that epoch's shuffle (without its stored permutation)
+};
+
+// Reads the trace from its start to the checkpoint at `offset`, as read_through does (damage before it, or in
+// it, is an error), collecting what the steps before it say of its place in the run.
+Result<PlaceBefore> read_up_to_checkpoint(const std::string& path, uint64_t offset) {
+  auto reader = trace::TraceReader::open(path, trace::without_payloads());
+  if (!reader) return reader.error();
+  PlaceBefore p;
+  for (;;) {
+    auto rec = (*reader)->next();
+    if (!rec) return rec.error();
+    if (!*rec) return Error{path + ": the trace ends before byte " + std::to_string(offset)};
+    if ((*rec)->offset >= offset) return p;
+    if (const auto* e = std::get_if<trace::TraceEpoch>(&(*rec)->value)) {
+      if (e->epoch == p.last_epoch) p.epoch_ended = true;
+      continue;
+    }
+    const auto* st = std::get_if<trace::TraceStep>(&(*rec)->value);
+    if (!st) continue;
+    std::optional<int64_t> batch;
+    for (const trace::Event& ev : st->events) {
+      if (const auto* d = std::get_if<trace::RngDrawEvent>(&ev)) {
+        p.stream_ends[d->draw.stream] = d->draw.counter + d->draw.count;
+      } else if (const auto* sh = std::get_if<trace::ShuffleEvent>(&ev)) {
+        if (sh->draw) p.stream_ends[sh->draw->stream] = sh->draw->counter + sh->draw->count;
+        trace::ShuffleEvent kept = *sh;
+        kept.permutation.clear();
+        p.shuffle = std::move(kept);
+      } else if (const auto* b = std::get_if<trace::BatchOrderEvent>(&ev)) {
+        batch = b->batch;
+      }
+    }
+    if (!st->end) continue;
+    if (st->epoch != p.last_epoch) {
+      p.batches.clear();
+      p.epoch_ended = false;
+    }
+    p.last_epoch = st->epoch;
+    p.batches.push_back(static_cast<uint32_t>(batch.value_or(st->batch)));
+    ++p.steps;
+  }
+}
+
+// Where a checkpoint's place in the run (its epoch, the order of its rows, the batches handed out, the random
+// streams' offsets) is not the one the steps before it lead to, as the recording that took it was: "" where
+// it is. The steps are vouched for by the probes a replay compares; the checkpoint, which a resumed replay
+// starts from, by this.
+std::string place_contradiction(const PlaceBefore& p, const TrainState& s) {
+  if (p.steps == 0) return "";
+  auto list = [](const std::vector<uint32_t>& v) {
+    std::string out;
+    for (size_t i = 0; i < v.size() && i < 8; ++i) out += (i ? ", " : "") + std::to_string(v[i]);
+    if (v.size() > 8) out += ", ... (" + std::to_string(v.size()) + " in all)";
+    return v.empty() ? std::string("none") : out;
+  };
+  const bool open = !s.permutation.empty();
+  if (p.epoch_ended) {
+    if (open || s.epoch != p.last_epoch + 1)
+      return "the step before it ended epoch " + std::to_string(p.last_epoch + 1) +
+             ", so the run was to start epoch " + std::to_string(p.last_epoch + 2) + ", and the checkpoint " +
+             (open ? "holds an epoch in progress"
+                   : "is at the start of epoch " + std::to_string(s.epoch + 1));
+  } else {
+    if (!open || s.epoch != p.last_epoch)
+      return "the steps before it are in epoch " + std::to_string(p.last_epoch + 1) +
+             ", which had not ended, and the checkpoint " +
+             (open ? "is in epoch " + std::to_string(s.epoch + 1) : "holds no epoch in progress");
+    if (s.batches_done != p.batches) {
+      const std::string epoch = "epoch " + std::to_string(p.last_epoch + 1);
+      if (s.batches_done.size() != p.batches.size())
+        return epoch + "'s " + std::to_string(p.batches.size()) + " steps before it handed out " +
+               std::to_string(p.batches.size()) + " batches (" + list(p.batches) +
+               "), and the checkpoint says " + std::to_string(s.batches_done.size()) + " were (" +
+               list(s.batches_done) + ")";
+      size_t i = 0;
+      while (s.batches_done[i] == p.batches[i]) ++i;
+      return epoch + "'s step " + std::to_string(i + 1) + " (step " +
+             std::to_string(p.steps - static_cast<int64_t>(p.batches.size() - i)) + ") ran batch " +
+             std::to_string(p.batches[i]) + ", and the checkpoint says it ran batch " +
+             std::to_string(s.batches_done[i]);
+    }
+    if (p.shuffle && p.shuffle->epoch == p.last_epoch &&
+        (p.shuffle->length != s.permutation.size() ||
+         p.shuffle->digest != digest(std::span<const uint32_t>(s.permutation))))
+      return p.shuffle->length != s.permutation.size()
+                 ? "the epoch's shuffle ordered " + std::to_string(p.shuffle->length) +
+                       " training rows, and the checkpoint's order of them holds " +
+                       std::to_string(s.permutation.size())
+                 : "its order of the epoch's " + std::to_string(p.shuffle->length) +
+                       " training rows is not the one the epoch's shuffle made (their digests differ)";
+  }
+  const std::map<std::string, uint64_t> offsets(s.rng_offsets.begin(), s.rng_offsets.end());
+  for (const auto& [stream, end] : p.stream_ends) {
+    const auto it = offsets.find(stream);
+    if (it == offsets.end())
+      return "the steps before it drew from the random stream " + stream + " up to word " +
+             std::to_string(end) + ", and the checkpoint holds no offset for it";
+    if (it->second != end)
+      return "the steps before it drew from the random stream " + stream + " up to word " +
+             std::to_string(end) + ", and the checkpoint puts it at word " + std::to_string(it->second);
+  }
+  return "";
+}
+
+}  // namespace
+
 Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConfig& config,
                                     const KernelRegistry& registry, ForceSet force,
                                     std::function<bool(const std::string&)> filter, ProbeLevel level,
@@ -409,9 +527,10 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
     if (cp) {
       // Read from the start to it, the checkpoint is checked against the steps before it: one out of place,
       // or holding other parameters than the step before it recorded, is damage, and nothing resumes from it.
-      if (Status st = trace::read_through(trace_path, cp->offset); !st)
-        return Error{st.error().message + ": the checkpoint at step " + std::to_string(cp->step) + " (byte " +
-                     std::to_string(cp->offset) + ") cannot be resumed from"};
+      auto before = read_up_to_checkpoint(trace_path, cp->offset);
+      if (!before)
+        return Error{before.error().message + ": the checkpoint at step " + std::to_string(cp->step) +
+                     " (byte " + std::to_string(cp->offset) + ") cannot be resumed from"};
       // A checkpoint this run's model cannot take, where the configuration differs from the recording's (a
       // --set of a layer's units), is the difference's doing, not the trace's.
       auto with_config = [&](std::string message) -> Error {
@@ -425,6 +544,13 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
       };
       auto state = cr->read_checkpoint(cp->offset);
       if (!state) return with_config(state.error().message);
+      // Nor one whose place in the run is not where the steps before it lead: the replay would run other
+      // batches or draws than the recording did and blame them on a cause of its own.
+      if (const std::string why = place_contradiction(*before, *state); !why.empty())
+        return Error{trace_path + ": byte " + std::to_string(cp->offset) + ": the checkpoint at step " +
+                     std::to_string(cp->step) +
+                     " does not follow the steps the trace records before it: " + why +
+                     ": it was changed after it was written (it is damaged), and nothing resumes from it"};
       if (Status st = s.hooks->skip_to(state->step); !st) return st.error();
       if (!state->permutation.empty()) s.hooks->resumed_order(state->epoch, state->permutation);
       // What the run cannot take from the checkpoint is said at the checkpoint's byte, as the reader says
@@ -1252,6 +1378,7 @@ ReplayResult replay(const ReplayOptions& o) {
   }
 
   CauseInputs ci;
+  ci.resumed_at = resumed;
   ci.outputs_compared = header.level != ProbeLevel::step;
   ci.op_outputs_compared = header.level == ProbeLevel::op;
   ci.data_changed = rebuilt->data_changed;
@@ -1418,11 +1545,14 @@ ReplayResult replay(const ReplayOptions& o) {
   // A resumed run starts from what its checkpoint holds, which is vouched for in part only.
   if (hooks.first() && resumed > 0 &&
       (rep.cause.category == "unexplained" || rep.cause.category == "numeric"))
-    rep.notes.push_back("the replay resumed from the checkpoint at step " + std::to_string(resumed) +
-                        " as it is recorded: its parameters are checked against the digests step " +
-                        std::to_string(resumed - 1) +
-                        " recorded, its optimizer's slots and random streams' offsets are not; a replay from "
-                        "step 0 compares the whole checkpoint with the state the run is in there");
+    rep.notes.push_back(
+        "the replay resumed from the checkpoint at step " + std::to_string(resumed) +
+        " as it is recorded: its parameters are checked against the digests step " +
+        std::to_string(resumed - 1) +
+        " recorded, and its place in the run (its epoch, order of rows, batches handed out and "
+        "random streams' offsets) against the steps before it; its optimizer's slots and the "
+        "epoch's running sums are not; a replay from step 0 compares the whole checkpoint with "
+        "the state the run is in there");
   // A resumed run is set up again: a difference there is dated to the step the replay resumes at, and its
   // detail says the step the trace keeps the set-up in.
   if (hooks.first() && resumed > 0 && d.step == resumed && d.site == "data/split")
@@ -1505,7 +1635,7 @@ std::optional<FirstDivergence> checkpoint_difference(const std::string& trace_pa
   const std::optional<int64_t> same_before =
       at == side.checkpoints->begin() ? std::nullopt : std::optional<int64_t>(std::prev(at)->first);
   return state_difference(*recorded, here, t.step() - 1, "recorded", "replayed", StatePlace::checkpoint,
-                          same_before);
+                          same_before, side.resumed_at > 0 && same_before == side.resumed_at);
 }
 
 std::string config_matched_note(const std::vector<std::string>& differences, std::vector<std::string> why,

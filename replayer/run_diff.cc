@@ -315,7 +315,13 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
                                         rb[epochs_compared].epoch.logs, "A", "B"))
           head(*d,
                (r > 0 ? "rank " + std::to_string(r) + ", " : std::string()) + "evaluation (" + d->site + ")",
-               d->detail, evaluation_arithmetic().category + ": " + evaluation_arithmetic().detail);
+               d->detail, [&] {
+                 const Cause c = epoch_log_cause(
+                     d->site, 0,
+                     "a trace does not follow the run its configuration describes (it was changed after it "
+                     "was written, or written by another version of trainrr)");
+                 return c.category + ": " + c.detail;
+               }());
       }
     }
   };

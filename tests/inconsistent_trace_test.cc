@@ -553,12 +553,13 @@ TEST_F(InconsistentTrace, ACheckpointOnTheWayIsComparedWhole) {
       "record " + example("breast_cancer.toml") +
       " --set train.epochs=1 --set runtime.policy=deterministic --checkpoint-every 5 -o " + trace);
   ASSERT_EQ(recorded.exit_code, 0) << recorded.output;
-  auto edited = [&](const std::string& name, const std::function<void(trace::TraceCheckpoint&)>& edit) {
+  auto edited = [&](const std::string& name, const std::function<void(trace::TraceCheckpoint&)>& edit,
+                    int64_t at = 5) {
     const std::string bad = dir.file(name);
     EXPECT_EQ(rewrite_trace(
                   trace, bad, [](trace::TraceHeader&) {}, {},
                   [&](trace::TraceCheckpoint& c) {
-                    if (c.step == 5) edit(c);
+                    if (c.step == at) edit(c);
                     return true;
                   }),
               "");
@@ -589,8 +590,9 @@ TEST_F(InconsistentTrace, ACheckpointOnTheWayIsComparedWhole) {
   EXPECT_EQ(resumed.exit_code, 1) << resumed.output;
   EXPECT_TRUE(has(resumed.output,
                   "note: the replay resumed from the checkpoint at step 5 as it is recorded: its "
-                  "parameters are checked against the digests step 4 recorded, its optimizer's "
-                  "slots and random streams' offsets are not"))
+                  "parameters are checked against the digests step 4 recorded, and its place in the run "
+                  "(its epoch, order of rows, batches handed out and random streams' offsets) against the "
+                  "steps before it; its optimizer's slots and the epoch's running sums are not"))
       << resumed.output;
   // The same tensors at another place in the run: the choices fix that place, and the trace is named.
   const std::string offsets = edited("offsets.trr", [](trace::TraceCheckpoint& c) {
@@ -616,6 +618,66 @@ TEST_F(InconsistentTrace, ACheckpointOnTheWayIsComparedWhole) {
   const CommandResult r = run_trainrr("replay " + count);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_TRUE(has(r.output, "differs in its scalars: epoch.correct 0 (recorded) vs ")) << r.output;
+  // Resumed from such a checkpoint, a replay would run other draws or batches than the recording did and
+  // blame a cause of its own: the checkpoint's place in the run is checked against the steps before it, and
+  // nothing resumes from one out of place.
+  const std::string out_of_place =
+      "the checkpoint at step 5 does not follow the steps the trace records before "
+      "it: ";
+  const std::string swapped = edited("order.trr", [](trace::TraceCheckpoint& c) {
+    ASSERT_GE(c.permutation.size(), 2u);
+    std::swap(c.permutation[0], c.permutation.back());
+  });
+  const std::string batches = edited("batches.trr", [](trace::TraceCheckpoint& c) {
+    ASSERT_EQ(c.batches_done.size(), 5u);
+    c.batches_done[3] = 7;
+  });
+  const std::string dropped = edited("dropped.trr", [](trace::TraceCheckpoint& c) {
+    std::erase_if(c.rng_offsets, [](const auto& o) { return o.first == "data/shuffle"; });
+  });
+  for (const auto& [bad, why] : std::vector<std::pair<std::string, std::string>>{
+           {offsets, "the steps before it drew from the random stream "},
+           {swapped, "its order of the epoch's "},
+           {batches, "epoch 1's step 4 (step 3) ran batch 3, and the checkpoint says it ran batch 7"},
+           {dropped, "the steps before it drew from the random stream data/shuffle up to word "}}) {
+    for (const std::string& force : {"", " --force none"}) {
+      const CommandResult r = run_trainrr("replay " + bad + " --from-step 5" + force);
+      EXPECT_EQ(r.exit_code, 2) << bad << force << "\n" << r.output;
+      EXPECT_TRUE(has(r.output, out_of_place + why)) << bad << force << "\n" << r.output;
+      EXPECT_FALSE(has(r.output, "reproduced")) << bad << force << "\n" << r.output;
+    }
+  }
+  // The epoch's running sums are the steps': every step after the checkpoint the same, sums or an epoch loss
+  // that differ later are the checkpoint's, not the steps' or arithmetic.
+  auto doubled_sum = [](trace::TraceCheckpoint& c) {
+    for (auto& [name, value] : c.scalars)
+      if (name == "epoch.loss_sum") value *= 2;
+  };
+  const std::string sums = edited("sums.trr", doubled_sum);
+  const CommandResult resumed_sums = run_trainrr("replay " + sums + " --from-step 5");
+  EXPECT_EQ(resumed_sums.exit_code, 1) << resumed_sums.output;
+  EXPECT_TRUE(
+      has(resumed_sums.output,
+          "cause: trace: the checkpoint at step 10 (the state after step 9, what export --step 10 gives "
+          "and replay --from-step 10 resumes from) differs in its scalars: epoch.loss_sum "))
+      << resumed_sums.output;
+  EXPECT_TRUE(
+      has(resumed_sums.output,
+          "though every value the steps compared is the same: the epoch's running sums are its steps' "
+          "sums, which the replay took from the checkpoint it resumed from at step 5 as recorded: that "
+          "checkpoint does not hold the sums its steps made"))
+      << resumed_sums.output;
+  const std::string last_sums = edited("last-sums.trr", doubled_sum, 10);
+  const CommandResult resumed_last = run_trainrr("replay " + last_sums + " --from-step 10");
+  EXPECT_EQ(resumed_last.exit_code, 1) << resumed_last.output;
+  EXPECT_TRUE(
+      has(resumed_last.output,
+          "cause: trace: the epoch's loss sums its steps', and every step since the replay resumed at "
+          "step 10 compared the same: the steps before it come in through the checkpoint's running sums"))
+      << resumed_last.output;
+  for (const CommandResult* r : {&resumed_sums, &resumed_last})
+    EXPECT_FALSE(has(r->output, "numeric") || has(r->output, "unexplained")) << r->output;
+  EXPECT_EQ(run_trainrr("replay " + trace + " --from-step 5").exit_code, 0);
   // The recording itself reproduces and is identical to itself, its checkpoints compared.
   EXPECT_EQ(run_trainrr("replay " + trace).exit_code, 0);
   EXPECT_EQ(run_trainrr("bisect " + trace).exit_code, 0);
