@@ -498,6 +498,12 @@ void ReplayHooks::kernel_selected(KernelChoice& choice) {
       choice.reason = "recorded " + rec->second + " is not available here";
       substituted_.push_back({choice.site, rec->second, choice.chosen, ""});
     }
+  } else if (const auto pin = pinned_kernels_.find(choice.site);
+             pin != pinned_kernels_.end() && pin->second != choice.chosen && !on_gpu &&
+             std::find(choice.candidates.begin(), choice.candidates.end(), pin->second) !=
+                 choice.candidates.end()) {
+    choice.chosen = pin->second;
+    choice.reason = "as replayed";
   }
   replayed_kernels_[choice.site] = choice.chosen;
   replayed_choices_[choice.site] = choice;

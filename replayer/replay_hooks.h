@@ -152,6 +152,10 @@ class ReplayHooks : public Hooks {
 
   // Narrows forcing to some choice units: "seed", "rng:<stream>", "split", "shuffle", "loader",
   // "kernel:<site>" (bisection forces subsets of them). Without a filter every unit of a forced kind is.
+  // The kernel to run at each site chosen free (not forced to the recorded one): a re-execution of a step as
+  // the replay ran it takes the replay's choices rather than selecting again. A kernel not among a site's
+  // candidates is not taken.
+  void pin_kernels(std::map<std::string, std::string> kernels) { pinned_kernels_ = std::move(kernels); }
   void set_force_filter(std::function<bool(const std::string& unit)> filter) { filter_ = std::move(filter); }
   bool filtered() const { return static_cast<bool>(filter_); }
   // Whether a kernel id can run on this machine. Without it, a recorded kernel counts as runnable when the
@@ -289,6 +293,7 @@ class ReplayHooks : public Hooks {
   std::string served_split_detail_;
   std::optional<FirstDivergence> first_;
   std::map<std::string, std::string> recorded_kernels_, replayed_kernels_;
+  std::map<std::string, std::string> pinned_kernels_;                        // pin_kernels
   std::map<std::string, KernelChoice> recorded_choices_, replayed_choices_;  // the whole choices, for causes
   std::map<std::string, std::pair<std::string, std::string>> kernel_diffs_;
   std::function<bool(const std::string&)> runnable_;

@@ -763,7 +763,8 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
                     const RunConfig& config, const KernelRegistry& registry, int64_t step, FirstDivergence& d,
                     int64_t& executed, std::vector<std::string>& notes, DeviceBackend* recorded_device,
                     std::optional<FirstDivergence>* recorded_itself, std::optional<FirstDivergence>* op_first,
-                    std::optional<int64_t> replayed_batch) {
+                    std::optional<int64_t> replayed_batch,
+                    const std::map<std::string, std::string>* replayed_kernels) {
   // The site and step come from the replay's comparison with the recording; the re-execution only adds the
   // values at that site, when it shows the difference there first, as the replay did.
   const std::string again =
@@ -875,6 +876,7 @@ void locate_element(const std::string& trace_path, ForceSet force, const RunConf
     }
     b->hooks->capture_step(step);
     if (replayed_batch) b->hooks->take_batch(step, *replayed_batch);
+    if (replayed_kernels) b->hooks->pin_kernels(*replayed_kernels);
     if (!b->training->fit(step + 1).ok()) {
       notes.push_back("no element detail: the replayed re-execution of step " + std::to_string(step) + " failed");
       return;
@@ -1491,7 +1493,7 @@ ReplayResult replay(const ReplayOptions& o) {
     if (recorded) {
       locate_element(o.trace_path, o.force, recorded->config, config, registry, d.step, d, res.steps_executed,
                      rep.notes, o.test_recorded_device, &recorded_itself, &op_first,
-                     replayed_batch_of(hooks.schedule(), d.step));
+                     replayed_batch_of(hooks.schedule(), d.step), &hooks.replayed_kernels());
     } else {
       const bool embedded = std::any_of(header.datasets.begin(), header.datasets.end(),
                                         [](const auto& ds) { return !ds.embedded.empty(); });

@@ -204,13 +204,16 @@ Result<ReplaySide> make_replay_side(const std::string& trace_path, const RunConf
 // `op_first`, the first op whose output differs between the two sides (every op probed), with each side's
 // kernel there. `replayed_batch`: the batch the replay took in that step, which the side "as replayed" takes
 // too (a first-ready loader would otherwise pick again, and the values would be of another batch).
+// `replayed_kernels`: the kernel the replay ran at each site, which that side runs too where it was chosen
+// free (an autotune would otherwise time again and may pick another).
 void locate_element(const std::string& trace_path, ForceSet force, const RunConfig& recorded,
                     const RunConfig& config, const KernelRegistry& registry, int64_t step, FirstDivergence& d,
                     int64_t& executed, std::vector<std::string>& notes,
                     DeviceBackend* recorded_device = nullptr,
                     std::optional<FirstDivergence>* recorded_itself = nullptr,
                     std::optional<FirstDivergence>* op_first = nullptr,
-                    std::optional<int64_t> replayed_batch = std::nullopt);
+                    std::optional<int64_t> replayed_batch = std::nullopt,
+                    const std::map<std::string, std::string>* replayed_kernels = nullptr);
 
 // The cause of `d` (classify(d, ci)) made to follow what locate_element's re-execution showed: below level
 // op, a numeric or kernel cause becomes that of the first op whose output differs (`op_first`), which names

@@ -121,6 +121,60 @@ Located locate(const std::string& trace, ForceSet force, FirstDivergence d) {
   return l;
 }
 
+// The side "as replayed" runs the kernel the replay ran at each site chosen free: a selection made again (an
+// autotune timing again) may pick another, and the op and kernels the cause names would not be the replay's.
+TEST_F(RightAnswers, ReExecutionAsReplayedRunsTheKernelsTheReplayRan) {
+  // The default policy's candidates: threaded and OpenBLAS kernels among them.
+  const std::string cfg = dir.write(
+      "default.toml", breast_cancer("seed = 4\n", kBreastCancer, "threads = 1\npolicy = \"default\"\n"));
+  const std::string trace = dir.file("default-kernel.trr");
+  ASSERT_EQ(record_via_api(
+                cfg, {}, trace,
+                [](Hooks& in) {
+                  return std::make_unique<OtherKernel>(in, "dense_1/matmul.fwd", "f32_matmul__cpu_reference");
+                },
+                ProbeLevel::layer),
+            "");
+  const FirstDivergence found = compared_first(trace, kKernelsFree);
+  ASSERT_EQ(found.site, "dense_1:out");
+  auto reader = trace::TraceReader::open(trace);
+  ASSERT_TRUE(reader.ok());
+  auto scratch = ScratchDir::create("trainrr-test");
+  ASSERT_TRUE(scratch.ok());
+  auto rebuilt = rebuild_config((*reader)->header(), {}, "", false, *scratch);
+  ASSERT_TRUE(rebuilt.ok());
+  KernelRegistry registry;
+  register_cpu_kernels(registry);
+  // The kernel the side "as replayed" ran at the first op that differs, "" where the step gave the recorded
+  // values (a kernel of the reference's bits for this shape).
+  auto op_kernel = [&](const std::map<std::string, std::string>* replayed) {
+    FirstDivergence d = found;
+    std::vector<std::string> notes;
+    std::optional<FirstDivergence> op_first;
+    int64_t executed = 0;
+    locate_element(trace, kKernelsFree, rebuilt->config, rebuilt->config, registry, d.step, d, executed,
+                   notes, nullptr, nullptr, &op_first, std::nullopt, replayed);
+    if (op_first) EXPECT_EQ(op_first->site, "dense_1/matmul.fwd:out");
+    return op_first ? op_first->kernel_replayed : std::string();
+  };
+  const std::string selected = op_kernel(nullptr);
+  ASSERT_FALSE(selected.empty());
+  // Each other kernel the replay could have run there: where the step shows the difference, it names that
+  // one.
+  int named = 0;
+  for (const char* other : {"f32_matmul__openblas_sgemm", "f32_matmul__cpu_splitk_threads_avx2",
+                            "f32_matmul__cpu_blocked_avx2", "f32_matmul__cpu_splitk_threads_generic",
+                            "f32_matmul__cpu_blocked_generic", "f32_matmul__cpu_portable"}) {
+    if (other == selected) continue;
+    const std::map<std::string, std::string> ran = {{"dense_1/matmul.fwd", other}};
+    const std::string kernel = op_kernel(&ran);
+    if (kernel.empty()) continue;
+    EXPECT_EQ(kernel, other);
+    ++named;
+  }
+  EXPECT_GE(named, 1);
+}
+
 // The headline's site is the one the comparison with the recording found; the re-execution adds the values
 // at that site, and names the op inside it where the difference shows first as a note.
 // A setting float32 makes useless (a learning rate it rounds to 0) is refused for a new run, naming it; a run
