@@ -1534,6 +1534,12 @@ struct TraceReader::Impl {
     if (!c.hasNames()) malformed("checkpoint without its name table");
     NameTable fresh;
     fresh.apply(c.getNames(), true);
+    // Read on from the messages before it, the reader holds the whole interning state the checkpoint carries:
+    // another one would name the steps after it otherwise (their digests under other parameters' names).
+    if (epochs_ended && (fresh.names != names.names || fresh.metric != names.metric ||
+                         fresh.param != names.param || fresh.grad != names.grad))
+      malformed("checkpoint at step " + std::to_string(out.step) +
+                ": its name table is not the one the messages before it built" + kChanged);
     check_checkpoint_shapes(c, out.step);
     uint64_t total = 0;
     for (auto t : c.getTensors()) {

@@ -1296,6 +1296,79 @@ TEST(TraceIntegrity, TheUnchangedFileReadsToItsFooterAndASeekReadsOnWithoutTheEa
   std::remove(path.c_str());
 }
 
+// A checkpoint carries the whole name table, which a reader that read the messages before it holds already:
+// one that names the parameters otherwise (their ids swapped, the digests re-chained) would put the later
+// steps' digests under other names, and a replay would blame the numerics. Read on from the start, it is
+// damage; sought to, the table is the checkpoint's own.
+TEST(TraceIntegrity, ACheckpointWhoseNameTableIsNotTheOneBeforeItIsDamage) {
+  const std::string path = temp_path("renamed.trr");
+  write_sample_trace(path, 4);
+  const std::vector<uint8_t> written = read_file(path);
+  kj::ArrayInputStream in(kj::arrayPtr(written.data(), written.size()));
+  std::vector<std::vector<uint8_t>> messages;
+  std::vector<std::unique_ptr<capnp::MallocMessageBuilder>> builders;
+  size_t header_end = 0, checkpoint = 0;
+  for (size_t at = 0; in.tryGetReadBuffer().size() > 0;) {
+    capnp::PackedMessageReader reader(in);
+    auto b = std::make_unique<capnp::MallocMessageBuilder>();
+    b->setRoot(reader.getRoot<schema::Message>());
+    const size_t end = written.size() - in.tryGetReadBuffer().size();
+    if (messages.empty()) header_end = end;
+    messages.emplace_back(written.begin() + static_cast<int64_t>(at),
+                          written.begin() + static_cast<int64_t>(end));
+    if (!checkpoint && messages.size() > 1 &&
+        b->getRoot<schema::Message>().which() == schema::Message::CHECKPOINT)
+      checkpoint = messages.size() - 1;
+    builders.push_back(std::move(b));
+    at = end;
+  }
+  ASSERT_GT(checkpoint, 0u);
+  auto names = builders[checkpoint]->getRoot<schema::Message>().getCheckpoint().getNames().getParamNames();
+  ASSERT_EQ(names.size(), 2u);
+  const uint32_t first = names[0];
+  names.set(0, names[1]);
+  names.set(1, first);
+  // The changed checkpoint and every message after it, each holding the digest of the one before it, and the
+  // footer's index of the checkpoints where they now lie, with its check.
+  std::vector<uint8_t> changed(written.begin(), written.begin() + static_cast<int64_t>(header_end));
+  uint64_t offset = 0;
+  TraceFooter footer{true, "", 0, 0, {}};
+  for (size_t i = 1; i < messages.size(); ++i) {
+    schema::Message::Builder m = builders[i]->getRoot<schema::Message>();
+    if (m.which() == schema::Message::CHECKPOINT)
+      footer.checkpoints.push_back({m.getCheckpoint().getStep(), changed.size()});
+    if (m.which() == schema::Message::FOOTER) {
+      schema::Footer::Builder f = m.getFooter();
+      footer.completed = f.getCompleted();
+      footer.end_reason = std::string(f.getEndReason().cStr());
+      footer.step_count = f.getStepCount();
+      footer.event_count = f.getEventCount();
+      ASSERT_EQ(f.getCheckpoints().size(), footer.checkpoints.size());
+      for (size_t c = 0; c < footer.checkpoints.size(); ++c)
+        f.getCheckpoints()[static_cast<unsigned>(c)].setOffset(footer.checkpoints[c].offset);
+      f.setCheck(footer_digest(footer));
+    }
+    if (i == checkpoint) offset = changed.size();
+    if (i > checkpoint) m.setPrevious(message_digest(messages[i - 1]));
+    if (i >= checkpoint) messages[i] = packed(*builders[i]);
+    changed = concat(changed, messages[i]);
+  }
+  auto r = TraceReader::open_memory(changed, "renamed.trr");
+  ASSERT_TRUE(r) << r.error().message;
+  ReadAll all = read_all(**r);
+  ASSERT_TRUE(all.error);
+  EXPECT_EQ(all.error->message,
+            "renamed.trr: byte " + std::to_string(offset) +
+                ": checkpoint at step 3: its name table is not the one the messages before "
+                "it built: messages were moved, repeated, left out or changed after they "
+                "were written (the file is damaged)");
+  // Sought to, the checkpoint is read with its own table (what a resumed replay reads it from the start for).
+  auto sought = TraceReader::open_memory(changed, "renamed.trr");
+  ASSERT_TRUE(sought) << sought.error().message;
+  EXPECT_TRUE((*sought)->read_checkpoint(offset)) << "the checkpoint alone reads";
+  std::remove(path.c_str());
+}
+
 // A writer that is still writing has, as the reader sees it, a message half written at the end: that is where
 // the recording has got to, not a cut and not damage. Once the writer is gone, the same bytes are a cut.
 TEST(TraceReaderLive, ATraceStillBeingWrittenReadsToItsLastCompleteMessageWithANote) {
