@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <string_view>
 
 namespace trainrr {
 
@@ -79,6 +81,39 @@ std::string read_cvar_string(const char* wanted) {
   return "";
 }
 
+// The priorities of the collective components that can run a blocking allreduce on MPI_COMM_WORLD in place of
+// coll/tuned (CollectiveSettings::priorities): every coll_<name>_priority but those of components that never
+// do (self: one process; inter: intercommunicators; libnbc and adapt: no blocking allreduce; sync, monitoring
+// and cuda: they pass it on to the component below them). coll/tuned's first.
+std::string read_coll_priorities() {
+  static const char* const kNever[] = {"self", "inter", "libnbc", "adapt", "sync", "monitoring", "cuda"};
+  int count = 0;
+  if (MPI_T_cvar_get_num(&count) != MPI_SUCCESS) return "";
+  std::string tuned, others;
+  for (int i = 0; i < count; ++i) {
+    char name[256], desc[8];
+    int name_len = sizeof name, desc_len = sizeof desc, verbosity = 0, binding = 0, scope = 0;
+    MPI_Datatype type;
+    MPI_T_enum enumtype;
+    if (MPI_T_cvar_get_info(i, name, &name_len, &verbosity, &type, &enumtype, desc, &desc_len, &binding,
+                            &scope) != MPI_SUCCESS)
+      continue;
+    const std::string n(name);
+    constexpr std::string_view head = "coll_", tail = "_priority";
+    if (n.size() <= head.size() + tail.size() || !n.starts_with(head) || !n.ends_with(tail)) continue;
+    const std::string component = n.substr(head.size(), n.size() - head.size() - tail.size());
+    if (component.find('_') != std::string::npos) continue;  // a setting of one component, not its priority
+    if (std::find(std::begin(kNever), std::end(kNever), component) != std::end(kNever)) continue;
+    const std::string entry = component + "=" + std::to_string(read_cvar(name, 0));
+    if (component == "tuned")
+      tuned = entry;
+    else
+      others += (others.empty() ? "" : " ") + entry;
+  }
+  if (tuned.empty()) return "";
+  return others.empty() ? tuned : tuned + " " + others;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<MpiCollective>> MpiCollective::init() {
@@ -100,6 +135,7 @@ Result<std::unique_ptr<MpiCollective>> MpiCollective::init() {
     c->settings_.segment_bytes = read_cvar("coll_tuned_allreduce_algorithm_segmentsize", 0);
     c->settings_.components = read_cvar_string("coll");
     c->settings_.rules_file = read_cvar_string("coll_tuned_dynamic_rules_filename");
+    c->settings_.priorities = read_coll_priorities();
     MPI_T_finalize();
   }
   return c;

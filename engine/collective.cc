@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -43,21 +44,40 @@ const char* mpi_algorithm_name(int a) {
 }
 
 MpiAlgorithm ompi414_decision(int ranks, int64_t bytes) {
-  // ompi/mca/coll/tuned/coll_tuned_decision_fixed.c (v4.1.4), commutative operations.
-  if (ranks < 4) {
-    if (bytes < 4096) return MpiAlgorithm::recursive_doubling;
-    if (bytes < 8192) return MpiAlgorithm::ring;
-    if (bytes < 16384) return MpiAlgorithm::recursive_doubling;
-    if (bytes < 65536) return MpiAlgorithm::ring;
-    if (bytes < 262144) return MpiAlgorithm::segmented_ring;
-    return MpiAlgorithm::rabenseifner;
-  }
-  if (ranks < 8) {
-    if (bytes < 16) return MpiAlgorithm::ring;
-    if (bytes < 8192) return MpiAlgorithm::recursive_doubling;
-    return MpiAlgorithm::rabenseifner;
-  }
-  return MpiAlgorithm::unknown;
+  // ompi/mca/coll/tuned/coll_tuned_decision_fixed.c (v4.1.4), commutative operations: by communicator size,
+  // then by message bytes, the first bound the message is below.
+  struct Row {
+    int64_t below;  // bytes; INT64_MAX: every message left
+    MpiAlgorithm algorithm;
+  };
+  using enum MpiAlgorithm;
+  constexpr int64_t rest = INT64_MAX;
+  auto pick = [bytes](std::initializer_list<Row> rows) {
+    for (const Row& r : rows)
+      if (bytes < r.below) return r.algorithm;
+    return unknown;
+  };
+  if (ranks < 4)
+    return pick({{8, ring},
+                 {4096, recursive_doubling},
+                 {8192, ring},
+                 {16384, recursive_doubling},
+                 {65536, ring},
+                 {262144, segmented_ring},
+                 {rest, rabenseifner}});
+  if (ranks < 8) return pick({{16, ring}, {8192, recursive_doubling}, {rest, rabenseifner}});
+  if (ranks < 16) return pick({{8192, recursive_doubling}, {rest, rabenseifner}});
+  if (ranks < 32) return pick({{64, segmented_ring}, {4096, recursive_doubling}, {rest, rabenseifner}});
+  if (ranks < 64) return pick({{128, segmented_ring}, {rest, rabenseifner}});
+  if (ranks < 128) return pick({{262144, recursive_doubling}, {rest, rabenseifner}});
+  if (ranks < 256)
+    return pick({{131072, nonoverlapping}, {262144, recursive_doubling}, {rest, rabenseifner}});
+  if (ranks < 512) return pick({{4096, nonoverlapping}, {rest, rabenseifner}});
+  if (ranks < 2048) return pick({{2048, nonoverlapping}, {16384, recursive_doubling}, {rest, rabenseifner}});
+  if (ranks < 4096)
+    return pick(
+        {{2048, nonoverlapping}, {4096, segmented_ring}, {16384, recursive_doubling}, {rest, rabenseifner}});
+  return pick({{2048, nonoverlapping}, {16384, segmented_ring}, {32768, recursive_doubling}, {rest, ring}});
 }
 
 MpiAlgorithm ompi414_effective(MpiAlgorithm a, int ranks, int64_t count, int64_t segment_bytes) {
@@ -119,7 +139,6 @@ std::string tree_description(int shards, int ranks) {
 }
 
 std::string CollectiveSettings::table_not_used() const {
-  if (forced()) return "";
   if (!components.empty()) {
     // A list of the components allowed, or one of those excluded after '^'.
     const bool exclude = components[0] == '^';
@@ -133,9 +152,54 @@ std::string CollectiveSettings::table_not_used() const {
       return "coll/tuned, whose decision table is known here, is not among the components allowed (coll = " +
              components + ")";
   }
+  // The component of highest priority runs the allreduce: one at coll/tuned's, or above it, may run it
+  // instead.
+  if (!priorities.empty()) {
+    std::vector<std::pair<std::string, int64_t>> each;
+    for (size_t at = 0; at < priorities.size();) {
+      const size_t space = std::min(priorities.find(' ', at), priorities.size());
+      const std::string entry = priorities.substr(at, space - at);
+      const size_t eq = entry.find('=');
+      int64_t value = 0;
+      if (eq == std::string::npos ||
+          std::from_chars(entry.data() + eq + 1, entry.data() + entry.size(), value).ec != std::errc())
+        return "the components' priorities are not readable (" + priorities + ")";
+      each.emplace_back(entry.substr(0, eq), value);
+      at = space + 1;
+    }
+    if (each.empty() || each[0].first != "tuned")
+      return "coll/tuned's priority was not read (" + priorities + ")";
+    const int64_t tuned = each[0].second;
+    auto top = each.end();
+    for (auto it = each.begin() + 1; it != each.end(); ++it)
+      if (it->second >= tuned && (top == each.end() || it->second > top->second)) top = it;
+    if (top != each.end())
+      return "coll/" + top->first + "'s priority (" + std::to_string(top->second) + ") is " +
+             (top->second == tuned ? "coll/tuned's too, and which of the two runs the allreduce is not said"
+                                   : "above coll/tuned's (" + std::to_string(tuned) +
+                                         "), and the component of highest priority runs the allreduce") +
+             ": only coll/tuned's decision table is known here (coll_" + top->first +
+             "_priority, coll_tuned_priority)";
+  }
+  // coll/tuned runs it: an algorithm forced through MCA is the one that ran, and otherwise a rules file, or
+  // the fixed table, decides.
+  if (forced()) return "";
   if (dynamic_rules && !rules_file.empty())
     return "a rules file decides (coll_tuned_dynamic_rules_filename = " + rules_file + ")";
   return "";
+}
+
+std::string CollectiveSettings::priority_variables() const {
+  std::string out;
+  for (size_t at = 0; at < priorities.size();) {
+    const size_t space = std::min(priorities.find(' ', at), priorities.size());
+    const std::string entry = priorities.substr(at, space - at);
+    const size_t eq = entry.find('=');
+    if (eq != std::string::npos)
+      out += "OMPI_MCA_coll_" + entry.substr(0, eq) + "_priority=" + entry.substr(eq + 1) + " ";
+    at = space + 1;
+  }
+  return out;
 }
 
 std::string bucket_algorithms(const std::vector<CollectiveCall>& calls) {
@@ -168,17 +232,19 @@ MpiAlgorithm describe_mpi_algorithm(const CollectiveSettings& settings, int rank
     call.algorithm_inferred = false;
     return a;
   }
-  if (settings.forced()) {
-    a = settings.forced_algorithm >= 1 && settings.forced_algorithm <= 6 ? static_cast<MpiAlgorithm>(settings.forced_algorithm)
-                                                                       : MpiAlgorithm::unknown;
-    call.forced = true;
-    call.algorithm_inferred = false;
-  } else if (const std::string why = settings.table_not_used(); !why.empty()) {
-    // Another component, or a rules file, chose: which algorithm ran is not known here.
+  if (const std::string why = settings.table_not_used(); !why.empty()) {
+    // Another component, or a rules file, chose (an algorithm forced for coll/tuned is not run where
+    // coll/tuned does not run): which algorithm ran is not known here.
     call.forced = false;
     call.algorithm_inferred = false;
     call.algorithm = "not known: " + why;
     return a;
+  } else if (settings.forced()) {
+    a = settings.forced_algorithm >= 1 && settings.forced_algorithm <= 6
+            ? static_cast<MpiAlgorithm>(settings.forced_algorithm)
+            : MpiAlgorithm::unknown;
+    call.forced = true;
+    call.algorithm_inferred = false;
   } else {
     // The table is Open MPI 4.1's; another library's choice is not known here.
     if (settings.library.rfind("Open MPI v4.1", 0) == 0) a = ompi414_decision(ranks, bytes);

@@ -51,7 +51,7 @@ enum class MpiAlgorithm : int {
 };
 const char* mpi_algorithm_name(int algorithm);  // "ring", ...; "unknown" outside 1..6
 // The algorithm Open MPI 4.1.4's coll/tuned fixed decision table picks for a commutative allreduce of
-// `bytes` over `ranks` ranks; unknown where this table is not known (more than 7 ranks).
+// `bytes` over `ranks` ranks.
 MpiAlgorithm ompi414_decision(int ranks, int64_t bytes);
 // What an algorithm does with this many elements: ring falls back to recursive doubling below one element
 // per rank, rabenseifner to basic linear below the largest power of two <= ranks, segmented ring with no
@@ -66,11 +66,20 @@ struct CollectiveSettings {
   int64_t segment_bytes = 0;  // coll_tuned_allreduce_algorithm_segmentsize
   std::string components;  // coll: the collective components allowed ("" every one, "^tuned" all but tuned)
   std::string rules_file;  // coll_tuned_dynamic_rules_filename
+  // The priorities of coll/tuned and of the other components that can run the allreduce in its place, as
+  // "tuned=30 basic=10 han=0 sm=0" (coll/tuned's first): the one of highest priority runs it. "" where they
+  // were not read (a trace recorded before they were).
+  std::string priorities;
   // The algorithm the library runs: forced, or inferred from the decision table.
   bool forced() const { return dynamic_rules && forced_algorithm != 0; }
   // Why Open MPI's fixed decision table does not say which algorithm ran, in words: coll/tuned is not among
-  // the components allowed, or a rules file decides in its place; "" when the table does (or one is forced).
+  // the components allowed, another component's priority is at or above its own (either may run the
+  // allreduce, an algorithm forced for coll/tuned then included), or a rules file decides in its place; ""
+  // when the table does, or coll/tuned runs the algorithm forced through MCA.
   std::string table_not_used() const;
+  // The priorities as the variables that set them ("OMPI_MCA_coll_tuned_priority=30 ..."), each followed by a
+  // space.
+  std::string priority_variables() const;
 };
 
 // What one rank records about one allreduce call.

@@ -176,7 +176,22 @@ TEST(Ompi414Decision, FollowsTheFixedTable) {
   EXPECT_EQ(ompi414_decision(2, 1 << 20), MpiAlgorithm::rabenseifner);
   EXPECT_EQ(ompi414_decision(4, 19240), MpiAlgorithm::rabenseifner);
   EXPECT_EQ(ompi414_decision(4, 4000), MpiAlgorithm::recursive_doubling);
-  EXPECT_EQ(ompi414_decision(8, 4000), MpiAlgorithm::unknown);
+  EXPECT_EQ(ompi414_decision(3, 4), MpiAlgorithm::ring);
+  EXPECT_EQ(ompi414_decision(8, 2052), MpiAlgorithm::recursive_doubling);
+  EXPECT_EQ(ompi414_decision(15, 8192), MpiAlgorithm::rabenseifner);
+  EXPECT_EQ(ompi414_decision(16, 32), MpiAlgorithm::segmented_ring);
+  EXPECT_EQ(ompi414_decision(31, 4095), MpiAlgorithm::recursive_doubling);
+  EXPECT_EQ(ompi414_decision(32, 128), MpiAlgorithm::rabenseifner);
+  EXPECT_EQ(ompi414_decision(64, 200000), MpiAlgorithm::recursive_doubling);
+  EXPECT_EQ(ompi414_decision(128, 1000), MpiAlgorithm::nonoverlapping);
+  EXPECT_EQ(ompi414_decision(200, 200000), MpiAlgorithm::recursive_doubling);
+  EXPECT_EQ(ompi414_decision(300, 4096), MpiAlgorithm::rabenseifner);
+  EXPECT_EQ(ompi414_decision(1024, 8192), MpiAlgorithm::recursive_doubling);
+  EXPECT_EQ(ompi414_decision(2048, 3000), MpiAlgorithm::segmented_ring);
+  EXPECT_EQ(ompi414_decision(4096, 40000), MpiAlgorithm::ring);
+  for (int ranks : {1, 2, 5, 9, 17, 33, 65, 129, 257, 513, 2049, 4097, 1 << 20})
+    for (int64_t bytes : {int64_t{0}, int64_t{4}, int64_t{1} << 40})
+      EXPECT_NE(ompi414_decision(ranks, bytes), MpiAlgorithm::unknown) << ranks << " " << bytes;
   EXPECT_EQ(ompi414_effective(MpiAlgorithm::ring, 4, 3, 0), MpiAlgorithm::recursive_doubling);
   EXPECT_EQ(ompi414_effective(MpiAlgorithm::segmented_ring, 4, 1000, 0), MpiAlgorithm::ring);
   EXPECT_EQ(ompi414_effective(MpiAlgorithm::rabenseifner, 4, 3, 0), MpiAlgorithm::basic_linear);
@@ -230,6 +245,48 @@ TEST(Ompi414Decision, TheTableIsNotReadWhereTunedDidNotDecide) {
   settings.forced_algorithm = 4;
   EXPECT_EQ(describe_mpi_algorithm(settings, 4, 19240, call), MpiAlgorithm::ring);
   EXPECT_TRUE(call.forced);
+}
+
+// The component of highest priority runs the allreduce: coll/tuned's table says which algorithm ran only
+// where every other component that can run it has a lower priority.
+TEST(Ompi414Decision, AComponentOfCollTunedsPriorityOrAboveLeavesTheAlgorithmNotKnown) {
+  CollectiveSettings settings;
+  settings.library = "Open MPI v4.1.4, package: Debian OpenMPI";
+  CollectiveCall call;
+  settings.priorities = "tuned=30 sm=0 basic=10 han=0";
+  EXPECT_EQ(settings.table_not_used(), "");
+  EXPECT_EQ(describe_mpi_algorithm(settings, 4, 19240, call), MpiAlgorithm::rabenseifner);
+  EXPECT_TRUE(call.algorithm_inferred);
+  settings.priorities = "tuned=0 sm=0 basic=10 han=0";
+  EXPECT_EQ(describe_mpi_algorithm(settings, 4, 19240, call), MpiAlgorithm::unknown);
+  EXPECT_EQ(
+      call.algorithm,
+      "not known: coll/basic's priority (10) is above coll/tuned's (0), and the component of highest "
+      "priority runs the allreduce: only coll/tuned's decision table is known here (coll_basic_priority, "
+      "coll_tuned_priority)");
+  settings.priorities = "tuned=30 sm=0 basic=30 han=0";
+  EXPECT_NE(settings.table_not_used().find("coll/basic's priority (30) is coll/tuned's too"),
+            std::string::npos);
+  settings.priorities = "tuned=30 hcoll=90 basic=10";
+  EXPECT_NE(settings.table_not_used().find("coll/hcoll's priority (90) is above coll/tuned's (30)"),
+            std::string::npos);
+  EXPECT_EQ(
+      settings.priority_variables(),
+      "OMPI_MCA_coll_tuned_priority=30 OMPI_MCA_coll_hcoll_priority=90 OMPI_MCA_coll_basic_priority=10 ");
+  settings.priorities = "basic=10";
+  EXPECT_NE(settings.table_not_used().find("coll/tuned's priority was not read"), std::string::npos);
+  // An algorithm forced through MCA is coll/tuned's to run, and runs only where coll/tuned runs.
+  settings.dynamic_rules = true;
+  settings.forced_algorithm = 4;
+  settings.priorities = "tuned=30 basic=100";
+  EXPECT_EQ(describe_mpi_algorithm(settings, 4, 19240, call), MpiAlgorithm::unknown);
+  EXPECT_FALSE(call.forced);
+  settings.priorities = "tuned=30 basic=10";
+  EXPECT_EQ(describe_mpi_algorithm(settings, 4, 19240, call), MpiAlgorithm::ring);
+  EXPECT_TRUE(call.forced);
+  settings.priorities = "";
+  settings.components = "^tuned";
+  EXPECT_EQ(describe_mpi_algorithm(settings, 4, 19240, call), MpiAlgorithm::unknown);
 }
 
 TEST(BucketLayout, WholeParametersInModelOrderUnderTheCap) {

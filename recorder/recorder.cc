@@ -185,6 +185,7 @@ void Recorder::set_rank(int rank, int world_size, const std::string& run_id, con
   env.emplace_back("mpi.coll_tuned_allreduce_algorithm_segmentsize", std::to_string(settings.segment_bytes));
   env.emplace_back("mpi.coll", settings.components);
   env.emplace_back("mpi.coll_tuned_dynamic_rules_filename", settings.rules_file);
+  env.emplace_back("mpi.coll_priorities", settings.priorities);
 }
 
 void Recorder::accumulated(std::string_view site, const std::vector<uint32_t>& order) {

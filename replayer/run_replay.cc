@@ -390,6 +390,7 @@ CollectiveSettings recorded_settings(const trace::TraceHeader& h) {
   s.dynamic_rules = env_value(h, "mpi.coll_tuned_use_dynamic_rules") == "true";
   s.components = env_value(h, "mpi.coll");
   s.rules_file = env_value(h, "mpi.coll_tuned_dynamic_rules_filename");
+  s.priorities = env_value(h, "mpi.coll_priorities");
   try {
     s.forced_algorithm = std::stoi(env_value(h, "mpi.coll_tuned_allreduce_algorithm"));
     s.segment_bytes = std::stoll(env_value(h, "mpi.coll_tuned_allreduce_algorithm_segmentsize"));
@@ -614,6 +615,7 @@ std::string cannot_emulate(const trace::RunSet& run, const ForceSet& force) {
   if (!settings.forced() && settings.dynamic_rules && !settings.rules_file.empty())
     mca += "OMPI_MCA_coll_tuned_use_dynamic_rules=1 OMPI_MCA_coll_tuned_dynamic_rules_filename=" +
            settings.rules_file + " ";
+  if (why.find("_priority") != std::string::npos) mca += settings.priority_variables();
   return run.folder + ": the run's allreduce__mpi ran " +
          (why.empty() ? "Open MPI's " + std::string(mpi_algorithm_name(static_cast<int>(e))) + " algorithm"
                       : std::string("an algorithm not known here (" + why + ")")) +

@@ -18,7 +18,7 @@ namespace {
 
 // What the signal handler needs to remove a scratch folder, in fixed storage: the handler may only make
 // async-signal-safe calls (unlinkat, rmdir), so it cannot walk a std::string or a directory listing.
-constexpr int kSlots = 8;
+constexpr int kSlots = 1024;  // a run replayed in one process takes one per rank
 constexpr int kFilesPerSlot = 16;
 constexpr size_t kNameBytes = 64;
 struct Slot {
@@ -89,7 +89,7 @@ Result<ScratchDir> ScratchDir::create(std::string_view prefix) {
   int slot = -1;
   for (int i = 0; i < kSlots && slot < 0; ++i)
     if (!g_slots[i].used.load()) slot = i;
-  if (slot < 0) return Error{"too many scratch folders in use"};
+  if (slot < 0) return Error{"too many scratch folders in use at once (" + std::to_string(kSlots) + ")"};
   if (!::mkdtemp(tmpl.data()))
     return Error{"cannot create a temporary folder in " + base.string() + ": " + std::strerror(errno)};
   const int fd = ::open(tmpl.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

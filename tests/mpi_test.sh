@@ -189,6 +189,17 @@ emulators)
   expect 0 "allreduce: allreduce__mpi, not known: coll/tuned, whose decision table is known here, is not among the components allowed (coll = ^tuned)" -- "$T" show nt
   expect 3 "with the recorded settings (OMPI_MCA_coll=^tuned mpirun -n 4 trainrr replay nt)" -- "$T" replay nt
   OMPI_MCA_coll=^tuned expect 0 "reproduced bit for bit: 4 ranks replayed under mpirun" -- mpirun -n 4 "$T" replay nt
+  # Nor where another component's priority puts it above coll/tuned: it runs the allreduce, and no arrival order
+  # is blamed for what its own algorithm does.
+  OMPI_MCA_coll_basic_priority=100 record 4 bp --set distributed.shards=4 --set train.batch_size=44
+  expect 0 "allreduce: allreduce__mpi, not known: coll/basic's priority (100) is above coll/tuned's (30)" -- "$T" show bp
+  expect 3 "(OMPI_MCA_coll_tuned_priority=30 .*OMPI_MCA_coll_basic_priority=100 .*mpirun -n 4 trainrr replay bp)" -- "$T" replay bp
+  OMPI_MCA_coll_basic_priority=100 expect 0 "reproduced bit for bit: 4 ranks replayed under mpirun" -- mpirun -n 4 "$T" replay bp
+  # Past 7 ranks the table goes on: 9 ranks and the MLP's 19240-byte gradient run rabenseifner, which the
+  # one-process replay emulates.
+  record 9 r9 --set distributed.shards=9 --set train.batch_size=99
+  expect 0 "allreduce: allreduce__mpi, rabenseifner (inferred from Open MPI 4.1's decision table)" -- "$T" show r9
+  expect 0 "reproduced bit for bit: 9 ranks replayed in one process" -- "$T" replay r9
   ;;
 arrival)
   # Partial sums added in arrival order: each recording replays bit for bit with its order forced; the race

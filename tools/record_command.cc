@@ -167,7 +167,8 @@ int allreduce_settings_agree(MpiCollective& c, const std::string& output) {
       {"coll_tuned_allreduce_algorithm", std::to_string(s.forced_algorithm)},
       {"coll_tuned_allreduce_algorithm_segmentsize", std::to_string(s.segment_bytes)},
       {"coll", s.components},
-      {"coll_tuned_dynamic_rules_filename", s.rules_file}};
+      {"coll_tuned_dynamic_rules_filename", s.rules_file},
+      {"coll components' priorities", s.priorities}};
   const auto read_only_with_dynamic_rules = [](size_t k) { return k == 1 || k == 2 || k == 4; };
   std::string text;
   for (const auto& [key, value] : mine) text += key + '=' + value + '\n';
