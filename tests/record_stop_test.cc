@@ -66,6 +66,7 @@ class RecordStop : public ::testing::Test {
     const int spawned = posix_spawn(&pid, bin.c_str(), &actions, nullptr, argv.data(), environ);
     posix_spawn_file_actions_destroy(&actions);
     if (spawned != 0) return -1;
+    last_pid = pid;
     for (int i = 0; i < 3000; ++i) {
       const std::string part = pending_in(dir.path());
       std::error_code ec;
@@ -79,6 +80,7 @@ class RecordStop : public ::testing::Test {
     return status;
   }
 
+  pid_t last_pid = 0;  // the recording record_and_stop started last
   TempDir dir;
   std::string trace = dir.file("run.trr"), log = dir.file("record.log");
   std::string earlier;
@@ -203,6 +205,30 @@ bool catches(pid_t pid, int sig) {
   for (std::string line; std::getline(in, line);)
     if (line.rfind("SigCgt:", 0) == 0) return (std::stoull(line.substr(7), nullptr, 16) >> (sig - 1)) & 1;
   return false;
+}
+
+// A signal the caller ignores stays ignored (`nohup trainrr record ... &`): SIGHUP does not stop the
+// recording, which Ctrl-C still stops as before.
+TEST_F(RecordStop, ASignalTheCallerIgnoresStaysIgnored) {
+  struct sigaction ignore = {}, before = {};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  ASSERT_EQ(::sigaction(SIGHUP, &ignore, &before), 0);
+  bool caught_hup = true, caught_int = false, ran_on = false;
+  const int status = record_and_stop(SIGINT, {}, [&] {
+    caught_hup = catches(last_pid, SIGHUP);
+    caught_int = catches(last_pid, SIGINT);
+    ::kill(last_pid, SIGHUP);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ran_on = ::waitpid(last_pid, nullptr, WNOHANG) == 0;
+  });
+  ::sigaction(SIGHUP, &before, nullptr);
+  EXPECT_FALSE(caught_hup);
+  EXPECT_TRUE(caught_int);
+  EXPECT_TRUE(ran_on) << read_all(log);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 130) << "status " << status << "\n"
+                                                               << read_all(log);
+  EXPECT_NE(run_trainrr("show " + trace).output.find("interrupted at step "), std::string::npos);
 }
 
 // Ctrl-C while the run is still being set up (its data loaded), before any step ended: nothing was recorded,

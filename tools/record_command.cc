@@ -449,7 +449,13 @@ int run_record(const RecordArgs& a) {
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = g_comm ? 0 : SA_RESTART;
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &sa, nullptr);
+  // A signal the caller ignores stays ignored: `nohup trainrr record ... &` goes on when the terminal closes,
+  // and a job a script started in the background is not stopped by the Ctrl-C meant for the script.
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    struct sigaction before = {};
+    if (::sigaction(sig, nullptr, &before) == 0 && before.sa_handler == SIG_IGN) continue;
+    ::sigaction(sig, &sa, nullptr);
+  }
 
   auto training = Training::create(*config, opts);
   // Refused before it started: -o is untouched, an earlier trace there kept.

@@ -18,6 +18,13 @@ SigintScope::SigintScope(bool active, std::atomic<bool>& target) : active_(activ
   sa.sa_handler = on_sigint;
   sigemptyset(&sa.sa_mask);
   active_ = sigaction(SIGINT, &sa, &previous_) == 0;
+  // A Ctrl-C the process ignores (a script a shell started in the background) stays ignored, as Python
+  // leaves it.
+  if (active_ && previous_.sa_handler == SIG_IGN) {
+    sigaction(SIGINT, &previous_, nullptr);
+    g_sigint_target.store(nullptr);
+    active_ = false;
+  }
 }
 
 SigintScope::~SigintScope() {

@@ -287,6 +287,43 @@ def test_ctrl_c_stops_after_the_current_step_and_leaves_a_readable_trace(tmp_pat
     assert cli("show", tmp_path / "run.trr").returncode == 0
 
 
+def test_a_ctrl_c_the_process_ignores_stays_ignored_during_fit(tmp_path):
+    # A script a shell started in the background ignores Ctrl-C: fit leaves it so, and runs to its end.
+    script = textwrap.dedent(f"""
+        import os, signal, threading, numpy as np, trainrr
+        from trainrr import layers
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(1024, 64)).astype(np.float32)
+        y = rng.integers(0, 10, size=1024)
+        model = trainrr.Sequential([layers.Dense(256, activation="relu"), layers.Dense(10, activation="softmax")])
+        model.compile(loss="sparse_categorical_crossentropy", threads=1)
+        fitting, sent = threading.Event(), []
+        def ctrl_c():  # Ctrl-C again and again while the fit runs
+            fitting.wait()
+            while fitting.is_set():
+                os.kill(os.getpid(), signal.SIGINT)
+                sent.append(1)
+                threading.Event().wait(0.01)
+        t = threading.Thread(target=ctrl_c)
+        t.start()
+        try:
+            fitting.set()
+            model.fit(x, y, epochs=15, batch_size=32, verbose=0, record=trainrr.record("run.trr", seed=1))
+            fitting.clear()
+            t.join()
+            print("completed", len(sent) > 0)
+        except KeyboardInterrupt as e:
+            print("KeyboardInterrupt:", e)
+    """)
+    p = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                       env=dict(os.environ), timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "completed True", p.stdout
+    footer = trainrr.open(tmp_path / "run.trr").footer()
+    assert footer is not None and footer["completed"], footer
+
+
 def test_a_configuration_with_augmentation_keeps_it_when_fit_on_arrays(tmp_path):
     config = tmp_path / "noisy.toml"
     config.write_text('seed = 1\n[data]\nsource = "synthetic"\nshape = [6]\nclasses = 2\nsamples = 64\n'
