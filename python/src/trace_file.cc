@@ -35,6 +35,7 @@ TraceContents TraceFile::read(bool messages) {
   if (!reader) raise(ErrorKind::trace, reader.error().message);
   TraceContents out;
   if (const auto& live = (*reader)->still_recording()) out.notes.push_back(*live);
+  uint64_t end = (*reader)->header_size();  // where the last message read ends
   while (true) {
     auto record = (*reader)->next();
     if (!record) {
@@ -42,8 +43,18 @@ TraceContents TraceFile::read(bool messages) {
       out.stop_truncated = (*reader)->stopped() && (*reader)->stopped()->truncated;
       break;
     }
-    if (!*record) break;
+    if (!*record) {
+      // The file ends after a whole message, with no footer: what a recording killed between two messages
+      // leaves, cut there (one still being recorded is not: its note says so).
+      if (!(*reader)->ended_cleanly() && !(*reader)->still_recording()) {
+        out.stop = path_ + ": the file ends at byte " + std::to_string(end) +
+                   " after a complete message, with no footer (the recording was killed or crashed)";
+        out.stop_truncated = true;
+      }
+      break;
+    }
     const trace::TraceRecord& r = **record;
+    end = r.offset + r.size;
     if (const auto* step = std::get_if<trace::TraceStep>(&r.value)) {
       if (step->end) out.losses.push_back(step->end->loss);
       if (!messages) continue;

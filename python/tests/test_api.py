@@ -566,6 +566,14 @@ def test_an_opened_trace_says_how_reading_went_before_any_steps_are_read(tmp_pat
     cut = trainrr.open(tmp_path / "cut.trr")
     assert cut.truncated is True and "truncated" in cut.stop and cut.notes == []
     assert len(cut.steps()) == 10 and cut.footer() is None
+    # Cut between two messages, without its footer, as a recording killed between them leaves it: the same.
+    footer_at = whole.footer()["offset"]
+    (tmp_path / "no-footer.trr").write_bytes((tmp_path / "run.trr").read_bytes()[:footer_at])
+    no_footer = trainrr.open(tmp_path / "no-footer.trr")
+    assert no_footer.truncated is True and no_footer.notes == [], no_footer.stop
+    assert no_footer.stop.endswith(f"no-footer.trr: the file ends at byte {footer_at} after a complete message, "
+                                   "with no footer (the recording was killed or crashed)"), no_footer.stop
+    assert len(no_footer.steps()) == len(whole.steps()) and no_footer.footer() is None
     # A replay of the cut trace compares the steps it holds, and is no whole run reproduced.
     report = trainrr.replay(tmp_path / "cut.trr")
     assert report.status == "truncated" and not report.reproduced, report.text()

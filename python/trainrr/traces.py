@@ -39,7 +39,9 @@ class Trace:
 
     @property
     def stop(self):
-        """Why reading stopped before the end of the file (a cut, or damage), or None: it read to the end.
+        """Why reading stopped before the end of the trace (a cut, or damage; a file that ends without its
+        footer, as a killed recording leaves it, is a cut there), or None: it read to the footer, or to the
+        last complete message of a trace still being recorded (see .notes).
         The first access reads the trace."""
         self._read()
         return self._stop
