@@ -498,13 +498,13 @@ int run_record(const RecordArgs& a) {
   for (size_t r = 0; r < pending.size(); ++r)
     if (g_rank == 0 && !pending[r].empty())
       std::printf(
-          "%s holds an earlier trace: the new one replaces it when this run ends; until then it is %s "
-          "beside it\n",
+          "%s holds an earlier trace: the new one replaces it when this run ends; until then it is %s%s\n",
           inline_text(g_comm ? trace::rank_trace_path(std::filesystem::path(a.output).parent_path().string(),
                                                       static_cast<int>(r))
                              : a.output)
               .c_str(),
-          inline_text(pending[r]).c_str());
+          inline_text(pending[r]).c_str(),
+          pending[r].find('/') == std::string::npos ? " beside it" : ", beside the trace the link leads to");
   if (g_rank == 0 && (*recorder)->kernels_recorded())
     std::printf("GPU kernels: gathered with CUPTI; %s\n",
                 a.level == "step" ? "level step keeps each step's kernel count and the digest of their sequence"

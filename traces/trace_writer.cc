@@ -311,12 +311,32 @@ std::string errno_text(int err) { return std::strerror(err); }
 
 // The file `path` names, symbolic links followed: a trace is replaced where a link points, as writing
 // through the link did, and the link stays.
-std::filesystem::path resolve_links(const std::string& path) {
+// A link the kernel would not follow for this process under fs.protected_symlinks (the default of most
+// distributions): one in a sticky folder anyone may write (/tmp), owned by neither this process's user nor
+// the folder's owner. Another user can plant such a link where a trace is to go; it is not followed, whatever
+// the setting: the reason to give, or "".
+std::string planted_link(const std::filesystem::path& link) {
+  struct stat l, d;
+  const std::filesystem::path folder = link.has_parent_path() ? link.parent_path() : ".";
+  if (::lstat(link.c_str(), &l) != 0 || !S_ISLNK(l.st_mode) || ::stat(folder.c_str(), &d) != 0) return "";
+  if (!(d.st_mode & S_ISVTX) || !(d.st_mode & S_IWOTH) || l.st_uid == ::geteuid() || l.st_uid == d.st_uid)
+    return "";
+  return link.string() + " is a symbolic link that another user (uid " + std::to_string(l.st_uid) +
+         ") put in a sticky folder anyone may write (" + folder.string() +
+         "): it is not followed, as the kernel follows no such link (fs.protected_symlinks)";
+}
+
+std::filesystem::path resolve_links(const std::string& path, std::string* planted = nullptr) {
   namespace fs = std::filesystem;
   fs::path p = path;
   for (int hops = 0; hops < 40; ++hops) {  // as many as the kernel follows
     std::error_code ec;
     if (!fs::is_symlink(fs::symlink_status(p, ec)) || ec) break;
+    if (planted)
+      if (std::string why = planted_link(p); !why.empty()) {
+        *planted = std::move(why);
+        break;
+      }
     fs::path target = fs::read_symlink(p, ec);
     if (ec) break;
     p = target.is_absolute() ? target : p.parent_path() / target;
@@ -450,7 +470,9 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
   if (path.empty()) return Error{"the trace's path is empty: a trace needs a file path"};
   // Before anything is written: a path another writer holds is refused at once (and again, for certain, at
   // the rename below).
-  const std::filesystem::path target = resolve_links(path);
+  std::string planted;
+  const std::filesystem::path target = resolve_links(path, &planted);
+  if (!planted.empty()) return Error{planted + "; give the trace's own path"};
   struct stat info;
   const bool replaces = ::stat(target.c_str(), &info) == 0;
   const int stat_errno = replaces ? 0 : errno;
@@ -485,6 +507,12 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
     return Error{path + ": cannot create the trace (a new file in " + folder + "): " + errno_text(err)};
   }
   std::unique_ptr<TraceWriter> w(new TraceWriter(path, fd, dir_fd, unclaimed));
+  // Through a link to a trace in another folder, the new trace waits beside that trace, not beside the link.
+  const std::filesystem::path given_folder = std::filesystem::path(path).parent_path();
+  if ((given_folder.empty() ? std::filesystem::path(".") : given_folder).lexically_normal() !=
+      std::filesystem::path(folder).lexically_normal())
+    w->folder_ = folder;
+  w->target_ = target.string();
   if (replaces && ::fchmod(fd, info.st_mode & 0777) != 0)
     return Error{path +
                  ": cannot give the new trace the permissions of the one it replaces: " + errno_text(errno)};
@@ -866,14 +894,17 @@ Status TraceWriter::finish(const TraceFooter& footer) {
     if (Status claimed = claim(replaces_); !claimed) {
       // The new trace is whole: it stays beside the earlier one, under its own name, which is said (a
       // writer whose writes all succeeded keeps an unclaimed trace that holds steps).
-      const std::string part = (std::filesystem::path(path_).parent_path() / unclaimed_).string();
+      const std::string part =
+          ((folder_.empty() ? std::filesystem::path(path_).parent_path() : std::filesystem::path(folder_)) /
+           unclaimed_)
+              .string();
       const int fd = fd_;
       fd_ = -1;
       finished_ = true;
       ::close(fd);
       return Error{claimed.error().message + ": the new trace is whole in " + part + " (rename it to " +
-                   std::filesystem::path(path_).filename().string() + " to keep it); " + path_ +
-                   " holds the earlier trace, as it was"};
+                   (folder_.empty() ? std::filesystem::path(path_).filename().string() : target_) +
+                   " to keep it); " + (folder_.empty() ? path_ : target_) + " holds the earlier trace"};
     }
     replaces_.clear();
   }

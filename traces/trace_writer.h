@@ -44,7 +44,10 @@ class TraceWriter {
 
   uint64_t bytes_written() const { return offset_; }
   // The new trace's name in the trace's folder while it waits to replace an earlier trace; "" otherwise.
-  std::string pending_name() const { return replaces_.empty() ? std::string() : unclaimed_; }
+  // Where the path is a link to a trace in another folder, its path in that folder.
+  std::string pending_name() const {
+    return replaces_.empty() ? std::string() : folder_.empty() ? unclaimed_ : folder_ + "/" + unclaimed_;
+  }
   // finish() found the trace it wrote removed or moved away while it was recorded (its error says so).
   bool gone() const { return gone_; }
   const std::string& path() const { return path_; }
@@ -63,6 +66,8 @@ class TraceWriter {
   int dir_fd_ = -1;        // the folder the trace is in
   std::string unclaimed_;  // the file's name in that folder until it is renamed to the trace's; "" after
   std::string replaces_;   // the trace's name in that folder, where an earlier trace waits to be replaced
+  std::string folder_;     // that folder, where it is not the path's own (the path is a link to another)
+  std::string target_;     // the file the path names, links followed
   int earlier_fd_ = -1;    // that earlier trace, locked as this writer's until the new one replaces it
   bool name_synced_ = false;
   uint64_t offset_ = 0;  // bytes written so far: the offset of the next message

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -667,6 +668,56 @@ TEST(OneWriterPerPath, ATraceBehindASymbolicLinkIsReplacedWhereTheLinkPoints) {
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(read_back(**r).steps, 4);
   EXPECT_EQ(f.names(), (std::vector<std::string>{"latest.trr", "runs"}));
+}
+
+// Through a link to a trace in another folder, the new trace waits beside that trace: its pending name says
+// where, so that a recording killed meanwhile leaves its steps where the user is told they are.
+TEST(OneWriterPerPath, ThePendingNameOfATraceReplacedThroughALinkIsInTheLinkedFolder) {
+  Folder f;
+  std::filesystem::create_directories(f.path / "runs");
+  const std::string target = f.file("runs/a.trr"), link = f.file("latest.trr");
+  write_sample_trace(target, 2);
+  std::filesystem::create_symlink("runs/a.trr", link);
+  auto w = TraceWriter::create(link, sample_header());
+  ASSERT_TRUE(w) << w.error().message;
+  const std::string pending = (*w)->pending_name();
+  EXPECT_TRUE(pending.starts_with(f.file("runs") + "/.trainrr-")) << pending;
+  EXPECT_TRUE(std::filesystem::exists(pending)) << pending;
+  // Beside the trace, its bare name.
+  auto here = TraceWriter::create(f.file("here.trr"), sample_header());
+  ASSERT_TRUE(here) << here.error().message;
+  write_sample_trace(f.file("b.trr"), 2);
+  auto beside = TraceWriter::create(f.file("b.trr"), sample_header());
+  ASSERT_TRUE(beside) << beside.error().message;
+  EXPECT_TRUE(beside.value()->pending_name().starts_with(".trainrr-")) << beside.value()->pending_name();
+}
+
+// A link another user put in a sticky folder anyone may write (/tmp) is not followed, as the kernel follows
+// none under fs.protected_symlinks: it could name any file this process may replace.
+TEST(OneWriterPerPath, ALinkAnotherUserPutInAStickyFolderIsNotFollowed) {
+  if (::geteuid() != 0) GTEST_SKIP() << "giving a link to another user takes root";
+  Folder f;
+  std::filesystem::create_directories(f.path / "sticky");
+  ASSERT_EQ(::chmod((f.path / "sticky").c_str(), 01777), 0);
+  const std::string victim = f.file("victim.trr"), link = f.file("sticky/run.trr");
+  write_sample_trace(victim, 2);
+  const std::vector<uint8_t> before = read_file(victim);
+  std::filesystem::create_symlink(victim, link);
+  ASSERT_EQ(::lchown(link.c_str(), 65534, 65534), 0);
+  auto w = TraceWriter::create(link, sample_header());
+  ASSERT_FALSE(w);
+  EXPECT_EQ(w.error().message, link +
+                                   " is a symbolic link that another user (uid 65534) put in a sticky folder "
+                                   "anyone may write (" +
+                                   f.file("sticky") +
+                                   "): it is not followed, as the kernel follows no such link "
+                                   "(fs.protected_symlinks); give the trace's own path");
+  EXPECT_EQ(read_file(victim), before);
+  EXPECT_EQ(f.names(), (std::vector<std::string>{"sticky", "victim.trr"}));
+  // This user's own link there is followed, as the kernel follows it.
+  ASSERT_EQ(::lchown(link.c_str(), ::geteuid(), ::getegid()), 0);
+  auto own = TraceWriter::create(link, sample_header());
+  EXPECT_TRUE(own) << own.error().message;
 }
 
 // A link to nothing would put the trace in whichever folder it names: refused, as --html refuses it.
