@@ -84,8 +84,9 @@ std::string read_cvar_string(const char* wanted) {
 // The priorities of the collective components that can run a blocking allreduce on MPI_COMM_WORLD in place of
 // coll/tuned (CollectiveSettings::priorities): every coll_<name>_priority but those of components that never
 // do (self: one process; inter: intercommunicators; libnbc and adapt: no blocking allreduce; sync, monitoring
-// and cuda: they pass it on to the component below them). coll/tuned's first.
-std::string read_coll_priorities() {
+// and cuda: they pass it on to the component below them), and of those that decline a communicator laid out
+// as this one is (han one within a single node, sm one across nodes). coll/tuned's first.
+std::string read_coll_priorities(bool one_node) {
   static const char* const kNever[] = {"self", "inter", "libnbc", "adapt", "sync", "monitoring", "cuda"};
   int count = 0;
   if (MPI_T_cvar_get_num(&count) != MPI_SUCCESS) return "";
@@ -104,6 +105,7 @@ std::string read_coll_priorities() {
     const std::string component = n.substr(head.size(), n.size() - head.size() - tail.size());
     if (component.find('_') != std::string::npos) continue;  // a setting of one component, not its priority
     if (std::find(std::begin(kNever), std::end(kNever), component) != std::end(kNever)) continue;
+    if ((component == "han" && one_node) || (component == "sm" && !one_node)) continue;
     const std::string entry = component + "=" + std::to_string(read_cvar(name, 0));
     if (component == "tuned")
       tuned = entry;
@@ -135,7 +137,12 @@ Result<std::unique_ptr<MpiCollective>> MpiCollective::init() {
     c->settings_.segment_bytes = read_cvar("coll_tuned_allreduce_algorithm_segmentsize", 0);
     c->settings_.components = read_cvar_string("coll");
     c->settings_.rules_file = read_cvar_string("coll_tuned_dynamic_rules_filename");
-    c->settings_.priorities = read_coll_priorities();
+    // Whether the ranks are all on this node, as Open MPI tells each of them (the same answer on every rank):
+    // read from its variables, with no collective call, which ranks whose allreduce settings differ (refused
+    // later, by an allgather) could not make together.
+    const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    const bool one_node = local && std::strtol(local, nullptr, 10) == c->size_;
+    c->settings_.priorities = read_coll_priorities(one_node);
     MPI_T_finalize();
   }
   return c;

@@ -177,7 +177,8 @@ std::string CollectiveSettings::table_not_used() const {
       return "coll/" + top->first + "'s priority (" + std::to_string(top->second) + ") is " +
              (top->second == tuned ? "coll/tuned's too, and which of the two runs the allreduce is not said"
                                    : "above coll/tuned's (" + std::to_string(tuned) +
-                                         "), and the component of highest priority runs the allreduce") +
+                                         "), and the component of highest priority that takes the "
+                                         "communicator runs the allreduce") +
              ": only coll/tuned's decision table is known here (coll_" + top->first +
              "_priority, coll_tuned_priority)";
   }
@@ -187,19 +188,6 @@ std::string CollectiveSettings::table_not_used() const {
   if (dynamic_rules && !rules_file.empty())
     return "a rules file decides (coll_tuned_dynamic_rules_filename = " + rules_file + ")";
   return "";
-}
-
-std::string CollectiveSettings::priority_variables() const {
-  std::string out;
-  for (size_t at = 0; at < priorities.size();) {
-    const size_t space = std::min(priorities.find(' ', at), priorities.size());
-    const std::string entry = priorities.substr(at, space - at);
-    const size_t eq = entry.find('=');
-    if (eq != std::string::npos)
-      out += "OMPI_MCA_coll_" + entry.substr(0, eq) + "_priority=" + entry.substr(eq + 1) + " ";
-    at = space + 1;
-  }
-  return out;
 }
 
 std::string bucket_algorithms(const std::vector<CollectiveCall>& calls) {

@@ -77,9 +77,6 @@ struct CollectiveSettings {
   // allreduce, an algorithm forced for coll/tuned then included), or a rules file decides in its place; ""
   // when the table does, or coll/tuned runs the algorithm forced through MCA.
   std::string table_not_used() const;
-  // The priorities as the variables that set them ("OMPI_MCA_coll_tuned_priority=30 ..."), each followed by a
-  // space.
-  std::string priority_variables() const;
 };
 
 // What one rank records about one allreduce call.

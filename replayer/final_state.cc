@@ -147,13 +147,17 @@ std::optional<FirstDivergence> state_difference(const TrainState& a, const Train
         differ.empty() && std::all_of(scalars_differ.begin(), scalars_differ.end(),
                                       [](const std::string& s) { return s.rfind("epoch.", 0) == 0; });
     const std::string from = same_before ? std::to_string(*same_before) : "";
-    const std::string since = !resumed || !same_before || sums_only
-                                  ? ""
-                                  : "; the replay resumed at step " + from +
-                                        " from the recorded checkpoint, taking its optimizer's slots and the "
-                                        "epoch's running sums as "
-                                        "they are recorded, so that checkpoint or steps " +
-                                        from + ".." + std::to_string(last_step) + " made it differ";
+    const std::string since =
+        !resumed || !same_before || sums_only
+            ? ""
+            : "; the replay resumed at step " + from +
+                  " from the recorded checkpoint, taking what its steps do not vouch for "
+                  "(its optimizer's slots, the epoch's running sums; at level step, a "
+                  "batch normalization's moving statistics) as it is recorded, so that "
+                  "checkpoint or " +
+                  (from == std::to_string(last_step) ? "step " + from
+                                                     : "steps " + from + ".." + std::to_string(last_step)) +
+                  " made it differ";
     d = divergence(
         last_step, phase, "state",
         differ.empty() ? scalars_differ.front().substr(0, scalars_differ.front().find(' '))

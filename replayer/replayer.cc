@@ -1552,8 +1552,9 @@ ReplayResult replay(const ReplayOptions& o) {
         " as it is recorded: its parameters are checked against the digests step " +
         std::to_string(resumed - 1) +
         " recorded, and its place in the run (its epoch, order of rows, batches handed out and "
-        "random streams' offsets) against the steps before it; its optimizer's slots and the "
-        "epoch's running sums are not; a replay from step 0 compares the whole checkpoint with "
+        "random streams' offsets) against the steps before it; its optimizer's slots, the "
+        "epoch's running sums and, at level step, a batch normalization's moving statistics are not; a "
+        "replay from step 0 compares the whole checkpoint with "
         "the state the run is in there");
   // A resumed run is set up again: a difference there is dated to the step the replay resumes at, and its
   // detail says the step the trace keeps the set-up in.

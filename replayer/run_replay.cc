@@ -584,10 +584,17 @@ void add_algorithm_here_note(const trace::RunSet& run, const CollectiveSettings&
   CollectiveCall now;
   describe_mpi_algorithm(here, run.world_size, recorded->count * 4, now);
   if (now.algorithm == recorded->algorithm) return;
-  report.lines.push_back("  note: the recording's Open MPI ran " + algorithm_text(*recorded) +
+  // "ran rabenseifner (inferred ...)", or "ran an algorithm not known here (...)".
+  auto ran = [](const CollectiveCall& c) {
+    constexpr std::string_view not_known = "not known: ";
+    return c.algorithm.starts_with(not_known)
+               ? "an algorithm not known here (" + c.algorithm.substr(not_known.size()) + ")"
+               : algorithm_text(c);
+  };
+  report.lines.push_back("  note: the recording's Open MPI ran " + ran(*recorded) +
                          "; this replay's, with the settings it runs with (the recorded MCA settings are not "
                          "given here), runs " +
-                         algorithm_text(now) +
+                         ran(now) +
                          " for the first allreduce, and every allreduce result compared the same bits");
 }
 
@@ -615,7 +622,12 @@ std::string cannot_emulate(const trace::RunSet& run, const ForceSet& force) {
   if (!settings.forced() && settings.dynamic_rules && !settings.rules_file.empty())
     mca += "OMPI_MCA_coll_tuned_use_dynamic_rules=1 OMPI_MCA_coll_tuned_dynamic_rules_filename=" +
            settings.rules_file + " ";
-  if (why.find("_priority") != std::string::npos) mca += settings.priority_variables();
+  // The priorities as the recording's environment set them (a file of MCA parameters, read again by a replay
+  // on that machine, sets the others).
+  if (why.find("_priority") != std::string::npos)
+    for (const auto& [key, value] : run.headers[0].environment)
+      if (key.starts_with("env.OMPI_MCA_coll_") && key.ends_with("_priority"))
+        mca += key.substr(4) + "=" + value + " ";
   return run.folder + ": the run's allreduce__mpi ran " +
          (why.empty() ? "Open MPI's " + std::string(mpi_algorithm_name(static_cast<int>(e))) + " algorithm"
                       : std::string("an algorithm not known here (" + why + ")")) +

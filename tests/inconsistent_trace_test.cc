@@ -588,11 +588,13 @@ TEST_F(InconsistentTrace, ACheckpointOnTheWayIsComparedWhole) {
   // Resumed from it, the replay says what it took on trust.
   const CommandResult resumed = run_trainrr("replay " + slots + " --from-step 5");
   EXPECT_EQ(resumed.exit_code, 1) << resumed.output;
-  EXPECT_TRUE(has(resumed.output,
-                  "note: the replay resumed from the checkpoint at step 5 as it is recorded: its "
-                  "parameters are checked against the digests step 4 recorded, and its place in the run "
-                  "(its epoch, order of rows, batches handed out and random streams' offsets) against the "
-                  "steps before it; its optimizer's slots and the epoch's running sums are not"))
+  EXPECT_TRUE(
+      has(resumed.output,
+          "note: the replay resumed from the checkpoint at step 5 as it is recorded: its "
+          "parameters are checked against the digests step 4 recorded, and its place in the run "
+          "(its epoch, order of rows, batches handed out and random streams' offsets) against the "
+          "steps before it; its optimizer's slots, the epoch's running sums and, at level step, a batch "
+          "normalization's moving statistics are not"))
       << resumed.output;
   // The same tensors at another place in the run: the choices fix that place, and the trace is named.
   const std::string offsets = edited("offsets.trr", [](trace::TraceCheckpoint& c) {

@@ -193,7 +193,12 @@ emulators)
   # is blamed for what its own algorithm does.
   OMPI_MCA_coll_basic_priority=100 record 4 bp --set distributed.shards=4 --set train.batch_size=44
   expect 0 "allreduce: allreduce__mpi, not known: coll/basic's priority (100) is above coll/tuned's (30)" -- "$T" show bp
-  expect 3 "(OMPI_MCA_coll_tuned_priority=30 .*OMPI_MCA_coll_basic_priority=100 .*mpirun -n 4 trainrr replay bp)" -- "$T" replay bp
+  expect 3 "(OMPI_MCA_coll_basic_priority=100 mpirun -n 4 trainrr replay bp)" -- "$T" replay bp
+  # A component that declines the communicator runs nothing: coll/han, within one node, leaves coll/tuned its
+  # table.
+  OMPI_MCA_coll_han_priority=35 record 4 hp --set distributed.shards=4 --set train.batch_size=44
+  expect 0 "allreduce: allreduce__mpi, rabenseifner (inferred from Open MPI 4.1's decision table)" -- "$T" show hp
+  expect 0 "reproduced bit for bit: 4 ranks replayed in one process" -- "$T" replay hp
   OMPI_MCA_coll_basic_priority=100 expect 0 "reproduced bit for bit: 4 ranks replayed under mpirun" -- mpirun -n 4 "$T" replay bp
   # Past 7 ranks the table goes on: 9 ranks and the MLP's 19240-byte gradient run rabenseifner, which the
   # one-process replay emulates.
@@ -320,6 +325,11 @@ bad_input)
     expect 2 "${verb%% *} does not run under mpirun: each of the 2 processes would run it whole" -- mpirun -n 2 "$T" $verb
   done
   [ -e ex ] && fail "an export under mpirun wrote ex"
+  # So is the replay of one process's recording, which each process would replay whole; a run's folder is
+  # replayed rank by rank.
+  "$T" record "$CONFIG" -o one.trr "${SMALL[@]}" > one.log 2>&1 || fail "record one.trr"
+  expect 2 "one.trr is the recording of one process, not of a data-parallel run: under mpirun each of the 2 processes would replay it whole; run .trainrr replay. once, without mpirun" -- mpirun -n 2 "$T" replay one.trr --html one.html
+  [ -e one.html ] && fail "a replay of one process's recording under mpirun wrote its report"
   # A range past the run's end is replayed to the end, with a note.
   expect 0 "note: --to-step 1000 is past the run's end: it has steps 0..[0-9]*, replayed to the last" -- "$T" replay b4 --to-step 1000
   ;;

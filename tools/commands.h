@@ -20,6 +20,8 @@ void add_export_command(CLI::App& app, int& exit_code);
 // A verb that reads traces once (show, dump, diff, bisect, export) started by mpirun with several processes,
 // each of which would run it whole (print its report, write its export): refused, rank 0 saying why, with
 // exit code 2 on every process. False (nothing said) otherwise.
-bool refused_under_mpirun(const char* verb);
+// `what`, where given, opens the message in place of the verb's own words ("run.trr is the recording of one
+// process, ...").
+bool refused_under_mpirun(const char* verb, const std::string& what = "");
 
 }  // namespace trainrr::cli

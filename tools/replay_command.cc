@@ -63,6 +63,10 @@ int run_replay(const ReplayArgs& a) {
     if (const int code = refuse_options_for_run(a.trace, unsupported); code >= 0) return code;
   }
   if (const int code = replay_run_folder(a.trace, *force, a.overrides, a.to_step); code >= 0) return code;
+  // Under mpirun a run's folder is replayed rank by rank; one process's recording is replayed once.
+  if (refused_under_mpirun("replay",
+                           a.trace + " is the recording of one process, not of a data-parallel run"))
+    return kBadInput;
   std::vector<std::string> notes;
   // keep_openblas_within_isa() may restart the process: before the trace is read.
   if (!force->kernels) notes = keep_openblas_within_isa();

@@ -49,7 +49,7 @@ void print_final_metrics(FILE* out, Training& t) {
   std::fflush(out);
 }
 
-bool refused_under_mpirun(const char* verb) {
+bool refused_under_mpirun(const char* verb, const std::string& what) {
   auto number = [](const char* name) -> long {
     const char* v = std::getenv(name);
     return v ? std::strtol(v, nullptr, 10) : -1;
@@ -59,11 +59,14 @@ bool refused_under_mpirun(const char* verb) {
   if (size <= 1) return false;
   long rank = number("OMPI_COMM_WORLD_RANK");
   if (rank < 0) rank = number("PMI_RANK");
-  if (rank <= 0)
+  if (rank <= 0 && what.empty())
     print_error(std::string(verb) + " does not run under mpirun: each of the " + std::to_string(size) +
                 " processes would run it whole; run `trainrr " + verb +
                 "` once, without mpirun (replay and record "
                 "are the verbs that take mpirun)");
+  else if (rank <= 0)
+    print_error(what + ": under mpirun each of the " + std::to_string(size) + " processes would " + verb +
+                " it whole; run `trainrr " + verb + "` once, without mpirun");
   return true;
 }
 
