@@ -1097,7 +1097,10 @@ Status require_replayable_trace(const std::string& path, const std::string& what
   }
   auto reader = trace::TraceReader::open(path, trace::without_payloads());
   if (!reader) return reader.error();
-  if (Status s = trace::refuse_rank_alone((*reader)->header(), path, what); !s) return s;
+  // A rank's trace names its run's folder, which this function does not take: the command line does.
+  if (Status s = trace::refuse_rank_alone((*reader)->header(), path, what); !s)
+    return Error{s.error().message + " to `trainrr " + what +
+                 "` on the command line, which replays a run's folder (here, only a trace of one process)"};
   if (Status s = seed_follows_config((*reader)->header(), path); !s) return s;
   return require_complete_step(path);
 }

@@ -60,6 +60,24 @@ TEST_F(BadInput, ValidRunTrains) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
+// [distributed] sets up a data-parallel run, which mpirun starts: one process records, and says it does not
+// use it, rather than leave the user to think the batch was sharded.
+TEST_F(BadInput, DistributedSettingsOfAOneProcessRecordingAreSaidToBeUnused) {
+  dir.write("d.csv", good_csv);
+  const std::string cfg = config("d.csv", "", "[distributed]\nshards = 2\n");
+  CommandResult r = run_trainrr("record " + cfg + " -o " + dir.file("one.trr"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(
+      r.output.find("note: " + cfg +
+                    ": [distributed] (shards = 2) sets up a data-parallel run, which "
+                    "mpirun starts; this run is one process, which takes each batch whole, and does not "
+                    "use it"),
+      std::string::npos)
+      << r.output;
+  CommandResult plain = run_trainrr("record " + config("d.csv") + " -o " + dir.file("two.trr"));
+  EXPECT_EQ(plain.output.find("[distributed]"), std::string::npos) << plain.output;
+}
+
 TEST_F(BadInput, MissingConfigFileIsNamed) {
   expect_error("train " + dir.file("nope.toml"), dir.file("nope.toml") + ": cannot open");
 }

@@ -398,6 +398,18 @@ int run_record(const RecordArgs& a) {
     print_error(config.error().message);
     return kBadInput;
   }
+  // [distributed] sets up a data-parallel run, which mpirun starts: one process takes each batch whole.
+  if (!g_comm && (config->distributed.shards != 0 || config->distributed.allreduce != "auto")) {
+    std::string set;
+    if (config->distributed.shards != 0) set = "shards = " + std::to_string(config->distributed.shards);
+    if (config->distributed.allreduce != "auto")
+      set += (set.empty() ? "" : ", ") + std::string("allreduce = \"") + config->distributed.allreduce + "\"";
+    std::fprintf(
+        stderr,
+        "note: %s: [distributed] (%s) sets up a data-parallel run, which mpirun starts; this run is one "
+        "process, which takes each batch whole, and does not use it\n",
+        inline_text(config->file.empty() ? a.config : config->file).c_str(), inline_text(set).c_str());
+  }
   // Before the trace is created: a run that cannot start here writes nothing.
   if (const std::string problem = new_run_problem(*config); !problem.empty())
     if (const int code = setup_step(Status{Error{problem}}, kBadInput); code >= 0) return code;
