@@ -14,37 +14,52 @@ namespace trainrr {
 
 namespace {
 
-// A control variable of the library through MPI_T, or `fallback` where it has none.
-int64_t read_cvar(const char* wanted, int64_t fallback) {
+// The library's control variables through MPI_T: fn(index, name, type) for each, until it returns true.
+template <class F>
+void each_cvar(F&& fn) {
   int count = 0;
-  if (MPI_T_cvar_get_num(&count) != MPI_SUCCESS) return fallback;
+  if (MPI_T_cvar_get_num(&count) != MPI_SUCCESS) return;
   for (int i = 0; i < count; ++i) {
     char name[256], desc[8];
     int name_len = sizeof name, desc_len = sizeof desc, verbosity = 0, binding = 0, scope = 0;
     MPI_Datatype type;
     MPI_T_enum enumtype;
-    if (MPI_T_cvar_get_info(i, name, &name_len, &verbosity, &type, &enumtype, desc, &desc_len, &binding, &scope) !=
-        MPI_SUCCESS)
+    if (MPI_T_cvar_get_info(i, name, &name_len, &verbosity, &type, &enumtype, desc, &desc_len, &binding,
+                            &scope) != MPI_SUCCESS)
       continue;
-    if (std::strcmp(name, wanted) != 0) continue;
+    if (fn(i, static_cast<const char*>(name), type)) return;
+  }
+}
+
+// A control variable of the library through MPI_T, or `fallback` where it has none.
+int64_t read_cvar(const char* wanted, int64_t fallback) {
+  int64_t value = fallback;
+  each_cvar([&](int i, const char* name, MPI_Datatype type) {
+    if (std::strcmp(name, wanted) != 0) return false;
     MPI_T_cvar_handle handle;
     int n = 0;
-    if (MPI_T_cvar_handle_alloc(i, nullptr, &handle, &n) != MPI_SUCCESS) return fallback;
+    if (MPI_T_cvar_handle_alloc(i, nullptr, &handle, &n) != MPI_SUCCESS) return true;
     alignas(8) unsigned char buf[64] = {};
-    int64_t value = fallback;
     if (n == 1 && MPI_T_cvar_read(handle, buf) == MPI_SUCCESS) {
-      if (type == MPI_C_BOOL) value = *reinterpret_cast<bool*>(buf);
-      else if (type == MPI_INT) value = *reinterpret_cast<int*>(buf);
-      else if (type == MPI_UNSIGNED) value = *reinterpret_cast<unsigned*>(buf);
-      else if (type == MPI_LONG) value = *reinterpret_cast<long*>(buf);
-      else if (type == MPI_UNSIGNED_LONG) value = static_cast<int64_t>(*reinterpret_cast<unsigned long*>(buf));
-      else if (type == MPI_UNSIGNED_LONG_LONG) value = static_cast<int64_t>(*reinterpret_cast<unsigned long long*>(buf));
-      else if (type == MPI_LONG_LONG) value = *reinterpret_cast<long long*>(buf);
+      if (type == MPI_C_BOOL)
+        value = *reinterpret_cast<bool*>(buf);
+      else if (type == MPI_INT)
+        value = *reinterpret_cast<int*>(buf);
+      else if (type == MPI_UNSIGNED)
+        value = *reinterpret_cast<unsigned*>(buf);
+      else if (type == MPI_LONG)
+        value = *reinterpret_cast<long*>(buf);
+      else if (type == MPI_UNSIGNED_LONG)
+        value = static_cast<int64_t>(*reinterpret_cast<unsigned long*>(buf));
+      else if (type == MPI_UNSIGNED_LONG_LONG)
+        value = static_cast<int64_t>(*reinterpret_cast<unsigned long long*>(buf));
+      else if (type == MPI_LONG_LONG)
+        value = *reinterpret_cast<long long*>(buf);
     }
     MPI_T_cvar_handle_free(&handle);
-    return value;
-  }
-  return fallback;
+    return true;
+  });
+  return value;
 }
 
 void check(int rc, const char* what) {
@@ -58,27 +73,20 @@ void check(int rc, const char* what) {
 
 // A string control variable of the library through MPI_T, or "" where it has none.
 std::string read_cvar_string(const char* wanted) {
-  int count = 0;
-  if (MPI_T_cvar_get_num(&count) != MPI_SUCCESS) return "";
-  for (int i = 0; i < count; ++i) {
-    char name[256], desc[8];
-    int name_len = sizeof name, desc_len = sizeof desc, verbosity = 0, binding = 0, scope = 0;
-    MPI_Datatype type;
-    MPI_T_enum enumtype;
-    if (MPI_T_cvar_get_info(i, name, &name_len, &verbosity, &type, &enumtype, desc, &desc_len, &binding,
-                            &scope) != MPI_SUCCESS)
-      continue;
-    if (std::strcmp(name, wanted) != 0) continue;
-    if (type != MPI_CHAR) return "";
+  std::string value;
+  each_cvar([&](int i, const char* name, MPI_Datatype type) {
+    if (std::strcmp(name, wanted) != 0) return false;
+    if (type != MPI_CHAR) return true;
     MPI_T_cvar_handle handle;
     int n = 0;
-    if (MPI_T_cvar_handle_alloc(i, nullptr, &handle, &n) != MPI_SUCCESS) return "";
-    std::string value(static_cast<size_t>(std::max(n, 0)) + 1, '\0');
+    if (MPI_T_cvar_handle_alloc(i, nullptr, &handle, &n) != MPI_SUCCESS) return true;
+    value.assign(static_cast<size_t>(std::max(n, 0)) + 1, '\0');
     if (MPI_T_cvar_read(handle, value.data()) != MPI_SUCCESS) value.clear();
     MPI_T_cvar_handle_free(&handle);
-    return value.substr(0, value.find('\0'));
-  }
-  return "";
+    value = value.substr(0, value.find('\0'));
+    return true;
+  });
+  return value;
 }
 
 // The priorities of the collective components that can run a blocking allreduce on MPI_COMM_WORLD in place of
@@ -88,30 +96,23 @@ std::string read_cvar_string(const char* wanted) {
 // as this one is (han one within a single node, sm one across nodes). coll/tuned's first.
 std::string read_coll_priorities(bool one_node) {
   static const char* const kNever[] = {"self", "inter", "libnbc", "adapt", "sync", "monitoring", "cuda"};
-  int count = 0;
-  if (MPI_T_cvar_get_num(&count) != MPI_SUCCESS) return "";
   std::string tuned, others;
-  for (int i = 0; i < count; ++i) {
-    char name[256], desc[8];
-    int name_len = sizeof name, desc_len = sizeof desc, verbosity = 0, binding = 0, scope = 0;
-    MPI_Datatype type;
-    MPI_T_enum enumtype;
-    if (MPI_T_cvar_get_info(i, name, &name_len, &verbosity, &type, &enumtype, desc, &desc_len, &binding,
-                            &scope) != MPI_SUCCESS)
-      continue;
+  each_cvar([&](int, const char* name, MPI_Datatype) {
     const std::string n(name);
     constexpr std::string_view head = "coll_", tail = "_priority";
-    if (n.size() <= head.size() + tail.size() || !n.starts_with(head) || !n.ends_with(tail)) continue;
+    if (n.size() <= head.size() + tail.size() || !n.starts_with(head) || !n.ends_with(tail)) return false;
     const std::string component = n.substr(head.size(), n.size() - head.size() - tail.size());
-    if (component.find('_') != std::string::npos) continue;  // a setting of one component, not its priority
-    if (std::find(std::begin(kNever), std::end(kNever), component) != std::end(kNever)) continue;
-    if ((component == "han" && one_node) || (component == "sm" && !one_node)) continue;
+    if (component.find('_') != std::string::npos)
+      return false;  // a setting of one component, not its priority
+    if (std::find(std::begin(kNever), std::end(kNever), component) != std::end(kNever)) return false;
+    if ((component == "han" && one_node) || (component == "sm" && !one_node)) return false;
     const std::string entry = component + "=" + std::to_string(read_cvar(name, 0));
     if (component == "tuned")
       tuned = entry;
     else
       others += (others.empty() ? "" : " ") + entry;
-  }
+    return false;
+  });
   if (tuned.empty()) return "";
   return others.empty() ? tuned : tuned + " " + others;
 }
