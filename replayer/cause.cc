@@ -329,7 +329,15 @@ std::string kernel_pick(const KernelChoice& choice) {
   return out;
 }
 
-Cause epoch_log_cause(const std::string& metric, int64_t resumed_at, const std::string& trace_words) {
+std::string trace_not_following(bool replayed) {
+  return std::string(replayed ? "the trace does" : "a trace does") +
+         " not follow the run its configuration describes (it was changed after it was written, or written "
+         "by "
+         "another version of trainrr)";
+}
+
+Cause epoch_log_cause(const std::string& metric, int64_t resumed_at, bool replayed) {
+  const std::string trace_words = trace_not_following(replayed);
   // An epoch's loss and accuracy are its steps' (the sums of their losses and correct predictions, in step
   // order), and every step's loss and metrics compared the same: no arithmetic of its own makes them differ.
   if (metric.rfind("val_", 0) != 0) {
@@ -671,9 +679,7 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
     for (const auto& [site, at] : in.orders_of_other_shapes)
       if (at.first <= d.step)
         return {"trace", at.second + ": no run of this configuration records that: " +
-                             std::string(in.name_b == "replayed" ? "the trace does" : "a trace does") +
-                             " not follow the run its configuration describes (it was changed after it was "
-                             "written, or written by another version of trainrr)"};
+                             trace_not_following(in.name_b == "replayed")};
 
   std::string kind = d.kind;
   if (kind == "extra" || kind == "missing") {
@@ -693,7 +699,7 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
   if (kind == "metrics") {
     if (d.detail.find(kMetricOnOneSide) != std::string::npos)
       return {"trace", "one side holds an epoch log the other's run does not make; " + trace_words};
-    return epoch_log_cause(d.site, in.resumed_at, trace_words);
+    return epoch_log_cause(d.site, in.resumed_at, in.name_b == "replayed");
   }
   // The initial weights come from the draws, which were the same, and from the configuration, which is.
   if (kind == "state" && d.phase == "setup") return {"trace", d.detail + "; " + trace_words};
@@ -711,11 +717,7 @@ Cause classify(const FirstDivergence& d, const CauseInputs& in_given) {
     return {"trace", d.detail + "; every epoch shuffles the run's training rows, so " + trace_words};
   if ((kind == "rng" && d.detail.find(kKeyNotOfItsSeed) != std::string::npos) ||
       (kind == "shuffle" && d.detail.find(kOrderNotOfItsDraw) != std::string::npos))
-    return {"trace",
-            d.detail +
-                "; no run records that: " + (in.name_b == "replayed" ? "the trace does" : "a trace does") +
-                " not follow the run its configuration describes (it was changed after it was written, or "
-                "written by another version of trainrr)"};
+    return {"trace", d.detail + "; no run records that: " + trace_not_following(in.name_b == "replayed")};
   if (kind == "rng") {
     if (in.seed_recorded != in.seed_replayed)
       return {"rng", "the run seed differs: " + std::to_string(in.seed_recorded) + " (" + in.name_a + ") vs " +

@@ -112,11 +112,15 @@ std::string data_not_reaching(const FirstDivergence& d, bool seeds_differ, const
 // it can have, or nothing is known.
 std::string data_not_reaching_rows(const FirstDivergence& d, const CauseInputs& in);
 
+// That the trace (`replayed`: the one replayed; otherwise one of two compared) does not follow the run its
+// configuration describes, and why it may not: the words that close a cause of category "trace".
+std::string trace_not_following(bool replayed);
+
 // The cause of an epoch's log `metric` that differs after steps that match, where neither the data nor the
 // configuration reaches it: a validation metric's (val_*) is the evaluation's own arithmetic; the training
 // loss and accuracy are the steps' own sums, so the trace does not hold them as its steps made them (in the
-// checkpoint a replay resumed from at `resumed_at`, where it did). `trace_words` closes that cause.
-Cause epoch_log_cause(const std::string& metric, int64_t resumed_at, const std::string& trace_words);
+// checkpoint a replay resumed from at `resumed_at`, where it did).
+Cause epoch_log_cause(const std::string& metric, int64_t resumed_at, bool replayed);
 
 // Whether a configuration difference (as config_differences() words it) changes only how many steps run,
 // not what any step computes: `train.epochs`. Such a difference explains no divergence in the steps both

@@ -141,49 +141,44 @@ std::optional<FirstDivergence> state_difference(const TrainState& a, const Train
                              std::to_string(tensors) + " tensors)" +
                              (scalars_differ.empty() ? std::string()
                                                      : " and its scalars " + first_of(scalars_differ, 2));
-    // Resumed from a recorded checkpoint, the replay took its running sums and slots as they are: the epoch's
-    // sums, every step since compared the same, are that checkpoint's alone.
-    const bool sums_only =
-        differ.empty() && std::all_of(scalars_differ.begin(), scalars_differ.end(),
-                                      [](const std::string& s) { return s.rfind("epoch.", 0) == 0; });
+    // Why the steps did not show it, and which of them made it differ.
+    const bool from_resumed = resumed && same_before;  // the state before is the checkpoint resumed from
     const std::string from = same_before ? std::to_string(*same_before) : "";
-    const std::string since =
-        !resumed || !same_before || sums_only
-            ? ""
-            : "; the replay resumed at step " + from +
-                  " from the recorded checkpoint, taking what its steps do not vouch for "
-                  "(its optimizer's slots, the epoch's running sums; at level step, a "
-                  "batch normalization's moving statistics) as it is recorded, so that "
-                  "checkpoint or " +
-                  (from == std::to_string(last_step) ? "step " + from
-                                                     : "steps " + from + ".." + std::to_string(last_step)) +
-                  " made it differ";
+    const std::string steps = same_before && *same_before < last_step
+                                  ? "steps " + from + ".." + std::to_string(last_step)
+                                  : "step " + std::to_string(last_step);
+    std::string why;
+    if (from_resumed && differ.empty() &&
+        std::all_of(scalars_differ.begin(), scalars_differ.end(),
+                    [](const std::string& s) { return s.rfind("epoch.", 0) == 0; })) {
+      // The epoch's running sums, every step since the same, are that checkpoint's alone.
+      why = ": the epoch's running sums are its steps' sums, " + std::string(kResumedSums) + " at step " +
+            from + " as recorded: that checkpoint does not hold the sums its steps made";
+    } else {
+      why =
+          ": the steps do not compare all of it (an optimizer's slots; at level step, a batch "
+          "normalization's moving statistics)";
+      if (from_resumed)
+        why += "; the replay resumed at step " + from +
+               " from the recorded checkpoint, taking what its steps do not vouch for as it is recorded, so "
+               "that "
+               "checkpoint or " +
+               steps + " made it differ";
+      else if (same_before)
+        why += "; the state before step " + from + " compared the same, so " + steps + " made it differ";
+      else
+        why += ", so the step whose update first made it differ is not known" +
+               std::string(
+                   std::any_of(differ.begin(), differ.end(),
+                               [](const std::string& n) { return n.find("moving_") != std::string::npos; })
+                       ? " (levels layer and op compare the moving statistics at every step)"
+                       : "");
+    }
     d = divergence(
         last_step, phase, "state",
         differ.empty() ? scalars_differ.front().substr(0, scalars_differ.front().find(' '))
                        : differ.front().substr(0, differ.front().find(" (")),
-        state + " differs in " + what + ", though every value the steps compared is the same" +
-            (resumed && same_before && sums_only
-                 ? ": the epoch's running sums are its steps' sums, " + std::string(kResumedSums) +
-                       " at step " + from +
-                       " as recorded: that checkpoint does not hold the sums its steps made"
-                 : ": the steps do not compare all of it (an optimizer's slots; at level step, a batch "
-                   "normalization's moving statistics)") +
-            (!since.empty() || (resumed && same_before) ? since
-             : same_before && *same_before == last_step
-                 ? "; the state before step " + std::to_string(last_step) + " compared the same, so step " +
-                       std::to_string(last_step) + " made it differ"
-             : same_before && *same_before < last_step
-                 ? "; the state before step " + std::to_string(*same_before) +
-                       " compared the same, so steps " + std::to_string(*same_before) + ".." +
-                       std::to_string(last_step) + " made it differ"
-                 : ", so the step whose update first made it differ is not known" +
-                       std::string(std::any_of(differ.begin(), differ.end(),
-                                               [](const std::string& n) {
-                                                 return n.find("moving_") != std::string::npos;
-                                               })
-                                       ? " (levels layer and op compare the moving statistics at every step)"
-                                       : "")));
+        state + " differs in " + what + ", though every value the steps compared is the same" + why);
     if (place == StatePlace::initial)
       d.detail = "the initial state (before step 0) differs in " + what +
                  ", though the draws of the initial weights are the same: the " + name_a +

@@ -335,23 +335,17 @@ struct PlaceBefore {
   std::optional<trace::ShuffleEvent> shuffle;   // that epoch's shuffle (without its stored permutation)
 };
 
-// Reads the trace from its start to the checkpoint at `offset`, as read_through does (damage before it, or in
+// Reads the trace from its start through the checkpoint at `offset` (read_through: damage before it, or in
 // it, is an error), collecting what the steps before it say of its place in the run.
 Result<PlaceBefore> read_up_to_checkpoint(const std::string& path, uint64_t offset) {
-  auto reader = trace::TraceReader::open(path, trace::without_payloads());
-  if (!reader) return reader.error();
   PlaceBefore p;
-  for (;;) {
-    auto rec = (*reader)->next();
-    if (!rec) return rec.error();
-    if (!*rec) return Error{path + ": the trace ends before byte " + std::to_string(offset)};
-    if ((*rec)->offset >= offset) return p;
-    if (const auto* e = std::get_if<trace::TraceEpoch>(&(*rec)->value)) {
+  Status read = trace::read_through(path, offset, [&p](const trace::TraceRecord& rec) {
+    if (const auto* e = std::get_if<trace::TraceEpoch>(&rec.value)) {
       if (e->epoch == p.last_epoch) p.epoch_ended = true;
-      continue;
+      return;
     }
-    const auto* st = std::get_if<trace::TraceStep>(&(*rec)->value);
-    if (!st) continue;
+    const auto* st = std::get_if<trace::TraceStep>(&rec.value);
+    if (!st) return;
     std::optional<int64_t> batch;
     for (const trace::Event& ev : st->events) {
       if (const auto* d = std::get_if<trace::RngDrawEvent>(&ev)) {
@@ -365,7 +359,7 @@ Result<PlaceBefore> read_up_to_checkpoint(const std::string& path, uint64_t offs
         batch = b->batch;
       }
     }
-    if (!st->end) continue;
+    if (!st->end) return;
     if (st->epoch != p.last_epoch) {
       p.batches.clear();
       p.epoch_ended = false;
@@ -373,7 +367,9 @@ Result<PlaceBefore> read_up_to_checkpoint(const std::string& path, uint64_t offs
     p.last_epoch = st->epoch;
     p.batches.push_back(static_cast<uint32_t>(batch.value_or(st->batch)));
     ++p.steps;
-  }
+  });
+  if (!read) return read.error();
+  return p;
 }
 
 // Where a checkpoint's place in the run (its epoch, the order of its rows, the batches handed out, the random

@@ -316,10 +316,7 @@ RunReport compare_runs(const std::string& a_path, const std::string& b_path) {
           head(*d,
                (r > 0 ? "rank " + std::to_string(r) + ", " : std::string()) + "evaluation (" + d->site + ")",
                d->detail, [&] {
-                 const Cause c = epoch_log_cause(
-                     d->site, 0,
-                     "a trace does not follow the run its configuration describes (it was changed after it "
-                     "was written, or written by another version of trainrr)");
+                 const Cause c = epoch_log_cause(d->site, 0, false);
                  return c.category + ": " + c.detail;
                }());
       }

@@ -2174,7 +2174,8 @@ Status TraceReader::seek(uint64_t offset) {
   return {};
 }
 
-Status read_through(const std::string& path, uint64_t offset) {
+Status read_through(const std::string& path, uint64_t offset,
+                    const std::function<void(const TraceRecord&)>& each) {
   auto reader = TraceReader::open(path, without_payloads());
   if (!reader) return reader.error();
   for (;;) {
@@ -2182,6 +2183,7 @@ Status read_through(const std::string& path, uint64_t offset) {
     if (!rec) return rec.error();
     if (!*rec) return Error{path + ": the trace ends before byte " + std::to_string(offset)};
     if ((*rec)->offset >= offset) return {};
+    if (each) each(**rec);
   }
 }
 

@@ -4,6 +4,7 @@
 // messages come one at a time (memory holds one message, not the file).
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -79,8 +80,9 @@ Result<bool> starts_like_a_trace(const std::string& path);
 
 // Reads the trace at `path` from its start through the message at `offset` (without payloads), so that each
 // message up to that one is checked against those before it: the reader's error where one of them is damaged,
-// or one saying the trace ends before `offset`.
-Status read_through(const std::string& path, uint64_t offset);
+// or one saying the trace ends before `offset`. `each`, where given, is handed every message before it.
+Status read_through(const std::string& path, uint64_t offset,
+                    const std::function<void(const TraceRecord&)>& each = {});
 
 class TraceReader {
  public:
